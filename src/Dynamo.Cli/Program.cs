@@ -1,0 +1,15 @@
+using System.CommandLine;
+using Dynamo.Cli.Commands;
+
+namespace Dynamo.Cli;
+
+internal static class Program
+{
+    private static int Main(string[] args)
+    {
+        var root = new RootCommand("Dynamo.NET: distributed LLM inference serving with a built-in C# engine");
+        root.Subcommands.Add(GenerateCommand.Create());
+        root.Subcommands.Add(ModelCommand.Create());
+        return CliErrors.Run(() => root.Parse(args).Invoke());
+    }
+}
