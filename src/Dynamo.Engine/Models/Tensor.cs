@@ -1,3 +1,5 @@
+using Dynamo.Llm.Models;
+
 namespace Dynamo.Engine.Models;
 
 /// <summary>

@@ -1,4 +1,4 @@
-namespace Dynamo.Engine.Models;
+namespace Dynamo.Llm.Models;
 
 /// <summary>Tensor element types, numbered as in the GGUF specification (ggml_type).</summary>
 public enum GgmlType : uint
