@@ -47,7 +47,8 @@ internal static class ModelCommand
             cmd.Options.Add(o);
         }
 
-        cmd.SetAction(parse =>
+        // CliErrors.Run here as well: System.CommandLine's default handler would otherwise print the stack trace.
+        cmd.SetAction(parse => CliErrors.Run(() =>
         {
             string? presetName = parse.GetValue(preset);
             SynthModelOptions shape = SynthModelOptions.Default;
@@ -101,7 +102,7 @@ internal static class ModelCommand
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{result.Path}: {result.Parameters} parameters, {result.Bytes} bytes, {clock.Elapsed.TotalSeconds:F1} s"));
             return 0;
-        });
+        }));
         return cmd;
     }
 
