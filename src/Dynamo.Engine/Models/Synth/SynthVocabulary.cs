@@ -78,19 +78,19 @@ public sealed class SynthVocabulary
             throw new ModelFormatException(path, "tokenizer file not found");
         }
 
-        var pieces = new string[expectedSize];
-        var scores = new float[expectedSize];
-        var types = new int[expectedSize];
+        var pieces = new List<string>();
+        var scores = new List<float>();
         var utf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
         int offset = 4;
-        for (int i = 0; i < expectedSize; i++)
+        while (offset < data.Length)
         {
+            int i = pieces.Count;
             if (offset + 8 > data.Length)
             {
-                throw new ModelFormatException(path, $"llama2.c tokenizer has {i} pieces, the model's vocabulary has {expectedSize}");
+                throw new ModelFormatException(path, $"piece {i} is truncated");
             }
 
-            scores[i] = BitConverter.ToSingle(data, offset);
+            scores.Add(BitConverter.ToSingle(data, offset));
             int length = BitConverter.ToInt32(data, offset + 4);
             offset += 8;
             if (length < 0 || offset + length > data.Length)
@@ -109,22 +109,21 @@ public sealed class SynthVocabulary
             }
 
             offset += length;
-            text = text switch
+            pieces.Add(text switch
             {
                 "\n<s>\n" => "<s>",
                 "\n</s>\n" => "</s>",
                 _ => text.Replace(' ', SpaceMarker),
-            };
-            pieces[i] = text;
-            types[i] = Classify(i, text);
+            });
         }
 
-        if (offset != data.Length)
+        if (pieces.Count != expectedSize)
         {
-            throw new ModelFormatException(path, $"llama2.c tokenizer has more than the model's {expectedSize} pieces");
+            throw new ModelFormatException(path, $"the tokenizer has {pieces.Count} pieces, the model's vocabulary (--vocab) is {expectedSize}");
         }
 
-        return new SynthVocabulary(pieces, scores, types);
+        var types = pieces.Select((p, i) => Classify(i, p)).ToArray();
+        return new SynthVocabulary(pieces.ToArray(), scores.ToArray(), types);
     }
 
     /// <summary>Writes the vocabulary as a llama2.c tokenizer.bin ("▁" back to spaces).</summary>
