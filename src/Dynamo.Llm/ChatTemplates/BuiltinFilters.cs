@@ -266,7 +266,7 @@ internal static partial class BuiltinFilters
 
     private static object? Abs(object? v, CallArgs a, RenderContext ctx) => v switch
     {
-        long l => Math.Abs(l),
+        long l => (object)Math.Abs(l),
         double d => Math.Abs(d),
         bool b => b ? 1L : 0L,
         _ => throw new ChatTemplateException($"bad operand type for abs(): '{PyOps.TypeName(v)}'"),
@@ -286,7 +286,7 @@ internal static partial class BuiltinFilters
         double factor = Math.Pow(10, precision);
         return method switch
         {
-            "common" when v is long l && precision >= 0 => l,
+            "common" when v is long l && precision >= 0 => (object)l,
             "common" => Math.Round(x, precision, MidpointRounding.ToEven),
             "ceil" => Math.Ceiling(x * factor) / factor,
             "floor" => Math.Floor(x * factor) / factor,

@@ -38,7 +38,7 @@ public static class ChatTemplateValue
             case JsonValueKind.Number:
                 string raw = element.GetRawText();
                 bool isFloat = raw.AsSpan().IndexOfAny(".eE") >= 0;
-                return !isFloat && element.TryGetInt64(out long l) ? l : double.Parse(raw, NumberStyles.Float, CultureInfo.InvariantCulture);
+                return !isFloat && element.TryGetInt64(out long l) ? (object)l : double.Parse(raw, NumberStyles.Float, CultureInfo.InvariantCulture);
             case JsonValueKind.True:
                 return true;
             case JsonValueKind.False:

@@ -250,7 +250,7 @@ internal abstract class Expr
             object? v = operand.Eval(ctx);
             return v switch
             {
-                long l => minus ? -l : l,
+                long l => (object)(minus ? -l : l),
                 double d => minus ? -d : d,
                 bool b => minus ? -(b ? 1L : 0L) : (b ? 1L : 0L),
                 Undefined u => throw u.Fail(),

@@ -335,9 +335,9 @@ internal static class PyOps
             bool asFloat = a is double || b is double;
             switch (op)
             {
-                case "+": return asFloat ? ToDouble(a) + ToDouble(b) : ToLong(a) + ToLong(b);
-                case "-": return asFloat ? ToDouble(a) - ToDouble(b) : ToLong(a) - ToLong(b);
-                case "*": return asFloat ? ToDouble(a) * ToDouble(b) : ToLong(a) * ToLong(b);
+                case "+": return asFloat ? ToDouble(a) + ToDouble(b) : (object)(ToLong(a) + ToLong(b));
+                case "-": return asFloat ? ToDouble(a) - ToDouble(b) : (object)(ToLong(a) - ToLong(b));
+                case "*": return asFloat ? ToDouble(a) * ToDouble(b) : (object)(ToLong(a) * ToLong(b));
                 case "/":
                     return ToDouble(b) == 0 ? throw new ChatTemplateException("division by zero") : ToDouble(a) / ToDouble(b);
                 case "//":
@@ -346,7 +346,7 @@ internal static class PyOps
                         throw new ChatTemplateException("integer division or modulo by zero");
                     }
 
-                    return asFloat ? Math.Floor(ToDouble(a) / ToDouble(b)) : FloorDiv(ToLong(a), ToLong(b));
+                    return asFloat ? Math.Floor(ToDouble(a) / ToDouble(b)) : (object)FloorDiv(ToLong(a), ToLong(b));
                 case "%":
                     if (ToDouble(b) == 0)
                     {

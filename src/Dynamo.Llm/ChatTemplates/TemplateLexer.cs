@@ -434,7 +434,7 @@ internal sealed class TemplateLexer
 
         string text = _src[start.._pos].Replace("_", "", StringComparison.Ordinal);
         object number = isFloat
-            ? double.Parse(text, CultureInfo.InvariantCulture)
+            ? (object)double.Parse(text, CultureInfo.InvariantCulture)
             : long.Parse(text, CultureInfo.InvariantCulture);
         _tokens.Add(new Token(isFloat ? TokenKind.Float : TokenKind.Integer, text, _line, number));
     }
