@@ -1,3 +1,5 @@
+using System.Buffers;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using Dynamo.Engine.Models;
 using Dynamo.Llm.Models;
 
@@ -6,37 +8,234 @@ namespace Dynamo.Engine.Kernels;
 /// <summary>
 /// Linear layers: y[b, r] = sum_c W[r, c] * x[b, c] for every row r of W and every batch row b.
 /// x is [batch, W.Cols] and y is [batch, W.Rows], both row-major.
+/// Supported weight types: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K. For the quantized types the
+/// activations are first quantized to 8 bits per block of 32 (as llama.cpp does) and the dot
+/// products are integer. Rows are split over <see cref="KernelThreads.Count"/> threads; in a batch,
+/// each weight row is used for up to four activation rows at once.
 /// </summary>
-public static class MatMul
+public static unsafe class MatMul
 {
+    /// <summary>Below this many multiply-adds a call runs on the calling thread alone.</summary>
+    private const long ParallelThreshold = 1 << 16;
+
+    /// <summary>Activation rows kept hot while a chunk of weight rows is swept over them.</summary>
+    private const int BatchTile = 64;
+
+    [ThreadStatic]
+    private static float[]? _rowScratch;
+
     /// <summary>Multiplies <paramref name="batch"/> activation rows by the weight matrix.</summary>
-    public static unsafe void Multiply(Tensor w, ReadOnlySpan<float> x, Span<float> y, int batch)
+    public static void Multiply(Tensor w, ReadOnlySpan<float> x, Span<float> y, int batch)
     {
-        if (w.Type != GgmlType.F32)
+        int rows = w.Rows, cols = w.Cols;
+        ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
+        if (x.Length < (long)batch * cols || y.Length < (long)batch * rows)
         {
-            throw new NotSupportedException($"tensor {w.Name}: type {w.Type} not supported yet");
+            throw new ArgumentException($"tensor {w.Name}: x needs {batch} x {cols} and y {batch} x {rows} values (got {x.Length} and {y.Length})");
         }
 
-        int rows = w.Rows, cols = w.Cols;
-        var data = new ReadOnlySpan<float>(w.Data, rows * cols);
-        for (int b = 0; b < batch; b++)
+        fixed (float* px = x, py = y)
         {
-            ReadOnlySpan<float> xb = x.Slice(b * cols, cols);
-            for (int r = 0; r < rows; r++)
+            var job = new Job { W = w.Data, RowBytes = RowBytes(w), Rows = rows, Cols = cols, Batch = batch, X = px, Y = py, Type = w.Type };
+            switch (w.Type)
             {
-                y[b * rows + r] = System.Numerics.Tensors.TensorPrimitives.Dot(data.Slice(r * cols, cols), xb);
+                case GgmlType.F32:
+                case GgmlType.F16:
+                case GgmlType.BF16:
+                    Run(&FloatChunk, ref job);
+                    break;
+                case GgmlType.Q8_0:
+                    RunQuantized(&QuantChunk<Q8_0Kernel>, ref job);
+                    break;
+                case GgmlType.Q4_0:
+                    RunQuantized(&QuantChunk<Q4_0Kernel>, ref job);
+                    break;
+                case GgmlType.Q4_K:
+                    RunQuantized(&QuantChunk<Q4_KKernel>, ref job);
+                    break;
+                case GgmlType.Q6_K:
+                    RunQuantized(&QuantChunk<Q6_KKernel>, ref job);
+                    break;
+                default:
+                    throw Unsupported(w);
             }
         }
     }
 
     /// <summary>Writes row <paramref name="row"/> of a tensor (an embedding lookup) as floats.</summary>
-    public static unsafe void DequantizeRow(Tensor t, int row, Span<float> destination)
+    public static void DequantizeRow(Tensor t, int row, Span<float> destination)
     {
-        if (t.Type != GgmlType.F32)
+        int cols = t.Cols;
+        if ((uint)row >= (uint)t.Rows)
         {
-            throw new NotSupportedException($"tensor {t.Name}: type {t.Type} not supported yet");
+            throw new ArgumentOutOfRangeException(nameof(row), $"tensor {t.Name}: row {row} of {t.Rows}");
         }
 
-        new ReadOnlySpan<float>(t.Data + (long)row * t.Cols * 4, t.Cols).CopyTo(destination);
+        if (destination.Length < cols)
+        {
+            throw new ArgumentException($"tensor {t.Name}: destination needs {cols} values, got {destination.Length}");
+        }
+
+        byte* src = t.Data + row * RowBytes(t);
+        fixed (float* dst = destination)
+        {
+            DequantizeRow(t.Type, src, dst, cols, t);
+        }
+    }
+
+    internal static void DequantizeRow(GgmlType type, byte* src, float* dst, int cols, Tensor t)
+    {
+        switch (type)
+        {
+            case GgmlType.F32: Buffer.MemoryCopy(src, dst, cols * 4L, cols * 4L); break;
+            case GgmlType.F16: HalfConvert.F16ToFloat(src, dst, cols); break;
+            case GgmlType.BF16: HalfConvert.BF16ToFloat(src, dst, cols); break;
+            case GgmlType.Q8_0: Q8_0Kernel.DequantizeRow(src, dst, cols); break;
+            case GgmlType.Q4_0: Q4_0Kernel.DequantizeRow(src, dst, cols); break;
+            case GgmlType.Q4_K: Q4_KKernel.DequantizeRow(src, dst, cols); break;
+            case GgmlType.Q6_K: Q6_KKernel.DequantizeRow(src, dst, cols); break;
+            default: throw Unsupported(t);
+        }
+    }
+
+    internal static long RowBytes(Tensor t)
+    {
+        int block = GgmlTypeInfo.BlockSize(t.Type);
+        int? size = GgmlTypeInfo.TypeSize(t.Type);
+        if (size is null || t.Cols % block != 0)
+        {
+            throw Unsupported(t);
+        }
+
+        return (long)t.Cols / block * size.Value;
+    }
+
+    private static NotSupportedException Unsupported(Tensor t) =>
+        new($"tensor {t.Name}: type {t.Type} with {t.Cols} columns is not supported by the kernels (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
+
+    internal struct Job
+    {
+        public byte* W;
+        public long RowBytes;
+        public int Rows;
+        public int Cols;
+        public int Batch;
+        public float* X;
+        public float* Y;
+        public GgmlType Type;
+        public Q8Activations A;
+        public int ChunkRows;
+    }
+
+    private static void RunQuantized(delegate*<void*, int, void> body, ref Job job)
+    {
+        int bytes = Q8Activations.ScratchBytes(job.Cols, job.Batch);
+        byte[] scratch = ArrayPool<byte>.Shared.Rent(bytes);
+        try
+        {
+            fixed (byte* s = scratch)
+            {
+                job.A = Q8Activations.In(s, job.Cols, job.Batch);
+                job.A.Quantize(job.X, job.Batch);
+                Run(body, ref job);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(scratch);
+        }
+    }
+
+    private static void Run(delegate*<void*, int, void> body, ref Job job)
+    {
+        WorkerPool? pool = (long)job.Rows * job.Cols * job.Batch >= ParallelThreshold ? KernelThreads.Pool : null;
+        int threads = pool is null ? 1 : pool.Workers + 1;
+        job.ChunkRows = threads == 1 ? job.Rows : Math.Max(1, (job.Rows + threads * 8 - 1) / (threads * 8));
+        int chunks = (job.Rows + job.ChunkRows - 1) / job.ChunkRows;
+        fixed (Job* p = &job)
+        {
+            if (pool is null || chunks == 1)
+            {
+                for (int c = 0; c < chunks; c++)
+                {
+                    body(p, c);
+                }
+            }
+            else
+            {
+                pool.Run(body, p, chunks);
+            }
+        }
+    }
+
+    private static void QuantChunk<TKernel>(void* context, int chunk)
+        where TKernel : struct, IQuantKernel
+    {
+        ref Job job = ref *(Job*)context;
+        int r0 = chunk * job.ChunkRows, r1 = Math.Min(job.Rows, r0 + job.ChunkRows), rows = job.Rows;
+        for (int t0 = 0; t0 < job.Batch; t0 += BatchTile)
+        {
+            int t1 = Math.Min(job.Batch, t0 + BatchTile);
+            for (int r = r0; r < r1; r++)
+            {
+                byte* row = job.W + r * job.RowBytes;
+                int b = t0;
+                for (; b + 4 <= t1; b += 4)
+                {
+                    TKernel.Dot4(row, job.A, b, job.Y + (long)b * rows + r, rows);
+                }
+
+                for (; b < t1; b++)
+                {
+                    job.Y[(long)b * rows + r] = TKernel.Dot(row, job.A, b);
+                }
+            }
+        }
+    }
+
+    private static void FloatChunk(void* context, int chunk)
+    {
+        ref Job job = ref *(Job*)context;
+        int r0 = chunk * job.ChunkRows, r1 = Math.Min(job.Rows, r0 + job.ChunkRows), rows = job.Rows, cols = job.Cols;
+        float[]? scratch = null;
+        if (job.Type != GgmlType.F32)
+        {
+            scratch = _rowScratch;
+            if (scratch is null || scratch.Length < cols)
+            {
+                _rowScratch = scratch = GC.AllocateUninitializedArray<float>(cols, pinned: true);
+            }
+        }
+
+        for (int r = r0; r < r1; r++)
+        {
+            byte* src = job.W + r * job.RowBytes;
+            ReadOnlySpan<float> row;
+            if (scratch is null)
+            {
+                row = new ReadOnlySpan<float>(src, cols);
+            }
+            else
+            {
+                fixed (float* s = scratch)
+                {
+                    if (job.Type == GgmlType.F16)
+                    {
+                        HalfConvert.F16ToFloat(src, s, cols);
+                    }
+                    else
+                    {
+                        HalfConvert.BF16ToFloat(src, s, cols);
+                    }
+                }
+
+                row = scratch.AsSpan(0, cols);
+            }
+
+            for (int b = 0; b < job.Batch; b++)
+            {
+                job.Y[(long)b * rows + r] = TensorPrimitives.Dot(row, new ReadOnlySpan<float>(job.X + (long)b * cols, cols));
+            }
+        }
     }
 }

@@ -1,0 +1,124 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Dynamo.Engine.Kernels;
+
+/// <summary>
+/// Q4_0: blocks of 32 values, an fp16 scale d then 16 bytes; the low nibbles are values 0..15, the
+/// high nibbles values 16..31; value = (nibble - 8) * d.
+/// </summary>
+internal readonly unsafe struct Q4_0Kernel : IQuantKernel
+{
+    public static int BlockElements => 32;
+    public static int BlockBytes => 18;
+
+    public static void DequantizeRow(byte* row, float* destination, int cols)
+    {
+        for (int k = 0; k < cols / 32; k++)
+        {
+            byte* blk = row + k * 18;
+            float d = HalfConvert.F16(*(ushort*)blk);
+            for (int j = 0; j < 16; j++)
+            {
+                destination[k * 32 + j] = ((blk[2 + j] & 0xF) - 8) * d;
+                destination[k * 32 + 16 + j] = ((blk[2 + j] >> 4) - 8) * d;
+            }
+        }
+    }
+
+    public static float DotReference(byte* row, in Q8Activations a, int b)
+    {
+        sbyte* q = a.RowQ(b);
+        float* d = a.RowD(b);
+        float sum = 0;
+        for (int k = 0; k < a.Blocks; k++)
+        {
+            byte* blk = row + k * 18;
+            int dot = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                dot += ((blk[2 + j] & 0xF) - 8) * q[k * 32 + j] + ((blk[2 + j] >> 4) - 8) * q[k * 32 + 16 + j];
+            }
+
+            sum += HalfConvert.F16(*(ushort*)blk) * d[k] * dot;
+        }
+
+        return sum;
+    }
+
+    /// <summary>The 32 values of a block as signed bytes (nibble - 8), in element order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> Unpack(byte* qs)
+    {
+        Vector128<byte> v = Vector128.Load(qs);
+        var mask = Vector128.Create((byte)0x0F);
+        Vector128<byte> lo = v & mask;
+        Vector128<byte> hi = Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
+        return (Vector256.Create(lo, hi) - Vector256.Create((byte)8)).AsSByte();
+    }
+
+    public static float Dot(byte* row, in Q8Activations a, int b)
+    {
+        if (!IntDot.IsSupported)
+        {
+            return DotReference(row, a, b);
+        }
+
+        sbyte* q = a.RowQ(b);
+        float* d = a.RowD(b);
+        int n = a.Blocks, k = 0;
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+        for (; k + 1 < n; k += 2)
+        {
+            byte* b0 = row + k * 18, b1 = b0 + 18;
+            Vector256<int> p0 = IntDot.Signed(Unpack(b0 + 2), Vector256.Load(q + k * 32));
+            Vector256<int> p1 = IntDot.Signed(Unpack(b1 + 2), Vector256.Load(q + k * 32 + 32));
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(HalfConvert.F16(b0) * d[k]), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(HalfConvert.F16(b1) * d[k + 1]), acc1);
+        }
+
+        if (k < n)
+        {
+            byte* b0 = row + k * 18;
+            Vector256<int> p0 = IntDot.Signed(Unpack(b0 + 2), Vector256.Load(q + k * 32));
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(HalfConvert.F16(b0) * d[k]), acc0);
+        }
+
+        return Vector256.Sum(acc0 + acc1);
+    }
+
+    public static void Dot4(byte* row, in Q8Activations a, int b0, float* y, int stride)
+    {
+        if (!IntDot.IsSupported)
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                y[i * stride] = DotReference(row, a, b0 + i);
+            }
+
+            return;
+        }
+
+        sbyte* q0 = a.RowQ(b0), q1 = a.RowQ(b0 + 1), q2 = a.RowQ(b0 + 2), q3 = a.RowQ(b0 + 3);
+        float* d0 = a.RowD(b0), d1 = a.RowD(b0 + 1), d2 = a.RowD(b0 + 2), d3 = a.RowD(b0 + 3);
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (int k = 0; k < a.Blocks; k++)
+        {
+            byte* blk = row + k * 18;
+            Vector256<sbyte> w = Unpack(blk + 2);
+            Vector256<byte> u = Avx2.Abs(w);
+            float dw = HalfConvert.F16(blk);
+            int o = k * 32;
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(u, Avx2.Sign(Vector256.Load(q0 + o), w))), Vector256.Create(dw * d0[k]), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(u, Avx2.Sign(Vector256.Load(q1 + o), w))), Vector256.Create(dw * d1[k]), acc1);
+            acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(u, Avx2.Sign(Vector256.Load(q2 + o), w))), Vector256.Create(dw * d2[k]), acc2);
+            acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(u, Avx2.Sign(Vector256.Load(q3 + o), w))), Vector256.Create(dw * d3[k]), acc3);
+        }
+
+        y[0] = Vector256.Sum(acc0);
+        y[stride] = Vector256.Sum(acc1);
+        y[2 * stride] = Vector256.Sum(acc2);
+        y[3 * stride] = Vector256.Sum(acc3);
+    }
+}

@@ -1,0 +1,40 @@
+using Dynamo.Llm.Models;
+
+namespace Dynamo.Engine.Models;
+
+/// <summary>Opens a checkpoint by looking at it: a directory is Hugging Face safetensors, a file starting with "GGUF" is GGUF, any other file a llama2.c checkpoint.</summary>
+public static class ModelLoader
+{
+    public static IModelWeights Load(string path)
+    {
+        if (Directory.Exists(path))
+        {
+            return SafeTensorsModel.Open(path);
+        }
+
+        if (!File.Exists(path))
+        {
+            throw new ModelFormatException(path, "no such file or directory");
+        }
+
+        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+        {
+            return SafeTensorsModel.Open(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        }
+
+        Span<byte> magic = stackalloc byte[4];
+        int read;
+        using (var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1))
+        {
+            read = f.ReadAtLeast(magic, 4, throwOnEndOfStream: false);
+        }
+
+        if (read == 4 && magic.SequenceEqual("GGUF"u8))
+        {
+            return GgufModel.Open(path);
+        }
+
+        // TODO(llama2c): return Llama2cModel.Open(path) once the llama2.c loader lands.
+        throw new NotSupportedException($"{path}: llama2.c checkpoints are not supported yet");
+    }
+}

@@ -1,0 +1,33 @@
+using Dynamo.Engine.Models;
+using Dynamo.Llm.Models;
+using Dynamo.Tests.Infrastructure;
+using Dynamo.Tests.Llm.Models;
+
+namespace Dynamo.Tests.Engine.Models;
+
+public class ModelLoaderTests
+{
+    [SharedFact]
+    public void Load_Directory_OpensSafeTensors()
+    {
+        using IModelWeights m = ModelLoader.Load(SharedData.Path("models", "tinystories-656k"));
+
+        Assert.IsType<SafeTensorsModel>(m);
+    }
+
+    [Fact]
+    public void Load_GgufFile_OpensGguf()
+    {
+        using var dir = new TempDir();
+        using IModelWeights m = ModelLoader.Load(GgufTestWriter.TinyModel("llama").WriteTo(dir.Path, "m.bin"));
+
+        Assert.IsType<GgufModel>(m);
+        Assert.Equal(32, m.Config.Dim);
+    }
+
+    [Fact]
+    public void Load_MissingPath_ThrowsModelFormatException()
+    {
+        Assert.Contains("no such file", Assert.Throws<ModelFormatException>(() => ModelLoader.Load("/nonexistent/model")).Problem);
+    }
+}
