@@ -34,7 +34,6 @@ public static class ModelLoader
             return GgufModel.Open(path);
         }
 
-        // TODO(llama2c): return Llama2cModel.Open(path) once the llama2.c loader lands.
-        throw new NotSupportedException($"{path}: llama2.c checkpoints are not supported yet");
+        return Llama2cModel.Open(path);
     }
 }
