@@ -33,7 +33,7 @@ internal sealed class BpeMerges
     /// From scored pieces (SentencePiece BPE, llama2.c): every piece that is the concatenation of two other
     /// pieces can be made by merging them, and the highest-scoring merge goes first.
     /// </summary>
-    public static BpeMerges FromScores(IReadOnlyList<string?> pieces, IReadOnlyList<float> scores, IReadOnlyDictionary<string, int> vocab)
+    public static BpeMerges FromScores(IReadOnlyList<string?> pieces, IReadOnlyList<float> scores, Dictionary<string, int> vocab)
     {
         var pairs = new Dictionary<long, (float, int)>();
         var lookup = vocab.GetAlternateLookup<ReadOnlySpan<char>>();

@@ -77,8 +77,7 @@ internal static class GgufTokenizerReader
         int? unknownId = OptionalInt(metadata, "tokenizer.ggml.unknown_token_id") ?? IndexOf(types, TypeUnknown);
         if (spm)
         {
-            var byteIds = Enumerable.Range(0, 256).Select(b => vocabLookupByte(b)).ToArray();
-            int vocabLookupByte(int b) => Array.IndexOf(tokens, $"<0x{b:X2}>");
+            var byteIds = Enumerable.Range(0, 256).Select(value => Array.IndexOf(tokens, $"<0x{value:X2}>")).ToArray();
             var mergeable = tokens.Select((t, id) => types[id] is TypeNormal or TypeUserDefined or 0 ? t : null).ToArray();
             bpe = new BpeModel(vocab, BpeMerges.FromScores(mergeable, scores, vocab), byteLevel: false, byteIds.All(id => id >= 0) ? byteIds : null)
             {
@@ -115,8 +114,8 @@ internal static class GgufTokenizerReader
             RawAddedTokens = Enumerable.Range(0, n)
                 .Where(id => types[id] == TypeUserDefined || (recognizeControlTokensInText && types[id] == TypeControl))
                 .Select(id => (tokens[id], id)).ToList(),
-            Prefix = addBos && bos is int b ? [b] : [],
-            Suffix = addEos && eos is int e ? [e] : [],
+            Prefix = addBos && bos is int bosId ? [bosId] : [],
+            Suffix = addEos && eos is int eosId ? [eosId] : [],
             Pieces = pieces,
             FallbackByte = new bool[n],
             Special = special,

@@ -145,13 +145,24 @@ internal static class HfTokenizerJsonReader
             }
         }
 
-        int? TokenId(string? content) => content is null ? null
-            : added.FirstOrDefault(a => a.Content == content) is { } hit ? hit.Id
-            : vocab.TryGetValue(content, out int id) ? id : null;
+        int? TokenId(string? content)
+        {
+            if (content is null)
+            {
+                return null;
+            }
+
+            if (added.FirstOrDefault(a => a.Content == content) is { } hit)
+            {
+                return hit.Id;
+            }
+
+            return vocab.TryGetValue(content, out int id) ? id : null;
+        }
 
         var (prefix, suffix) = ReadPostProcessor(root.GetProperty("post_processor"), TokenId, config);
         int? bos = TokenId(SpecialTokenContent(config, "bos_token"))
-            ?? (prefix.Length > 0 ? prefix[0] : null)
+            ?? (prefix.Length > 0 ? prefix[0] : (int?)null)
             ?? IntOrNull(generation, "bos_token_id");
         var eos = new List<int>();
         if (generation is JsonElement g && g.TryGetProperty("eos_token_id", out var e))
@@ -193,8 +204,8 @@ internal static class HfTokenizerJsonReader
         return type switch
         {
             "Sequence" => TextNormalizer.Sequence(n.GetProperty("normalizers").EnumerateArray().Select(ReadNormalizer)),
-            "NFC" => TextNormalizer.Of(TextNormalizer.UnicodeForm(NormalizationForm.FormC)),
-            "NFD" => TextNormalizer.Of(TextNormalizer.UnicodeForm(NormalizationForm.FormD)),
+            "NFC" => TextNormalizer.Of(CanonicalNormalizer.ToNfc),
+            "NFD" => TextNormalizer.Of(CanonicalNormalizer.ToNfd),
             "NFKC" => TextNormalizer.Of(TextNormalizer.UnicodeForm(NormalizationForm.FormKC)),
             "NFKD" => TextNormalizer.Of(TextNormalizer.UnicodeForm(NormalizationForm.FormKD)),
             "Lowercase" => TextNormalizer.Of(s => s.ToLowerInvariant()),
