@@ -521,6 +521,7 @@ internal sealed class TemplateParser
         }
     }
 
+    /// <summary>After <c>(</c>: the empty tuple, a parenthesized expression, or a tuple (<c>(a,)</c>, <c>(a, b)</c>).</summary>
     private Expr ParseParenthesized(int line)
     {
         if (Accept(")"))
@@ -528,25 +529,9 @@ internal sealed class TemplateParser
             return new Expr.ListLiteral(line, [], isTuple: true);
         }
 
-        Expr first = ParseExpression();
-        if (Accept(")"))
-        {
-            return first;
-        }
-
-        var items = new List<Expr> { first };
-        while (Accept(","))
-        {
-            if (Current.IsOperator(")"))
-            {
-                break;
-            }
-
-            items.Add(ParseExpression());
-        }
-
+        Expr inner = ParseTuple();
         Expect(TokenKind.Operator, ")");
-        return new Expr.ListLiteral(line, items, isTuple: true);
+        return inner;
     }
 
     private Expr ParsePostfix(Expr expr)
