@@ -258,6 +258,54 @@ internal static class JinjaReferenceCases
             "{{ not evaluated }} {% if %}!"
         },
         {
+            "Filters_RoundLikePython",
+            "{{ 0.5 | round }} {{ 1.5 | round }} {{ -2.5 | round }} {{ 2.675 | round(2) }} {{ 0.125|round(2) }} {{ 1234.5678|round(1) }} {{ 1e20|round }}",
+            "{}",
+            "0.0 2.0 -2.0 2.67 0.12 1234.6 1e+20"
+        },
+        {
+            "Filters_DictSort",
+            "{{ d|dictsort }}{{ d|dictsort(by='value', reverse=true) }}",
+            "{\"d\": {\"b\": 1, \"a\": 2, \"C\": 0}}",
+            "[('a', 2), ('b', 1), ('C', 0)][('a', 2), ('b', 1), ('C', 0)]"
+        },
+        {
+            "Strings_LengthCountsCodePoints",
+            "{{ s|length }}{{ s|list }}",
+            "{\"s\": \"\u00e9\u4e2d\ud83d\ude00\"}",
+            "3['\u00e9', '\u4e2d', '\ud83d\ude00']"
+        },
+        {
+            "Loop_Cycle",
+            "{% for x in [1,2,3] %}{{ loop.cycle('odd', 'even') }}{% endfor %}",
+            "{}",
+            "oddevenodd"
+        },
+        {
+            "Raw_WhitespaceMarkers",
+            "x {%- raw %} {{ y }} {% endraw -%} z|{% raw -%}   {{ x }}   {%- endraw %}|",
+            "{}",
+            "x {{ y }} z|{{ x }}|"
+        },
+        {
+            "Lexer_NestedBracesAndCrLf",
+            "{{ {'a': {'b': 1}} }}{{ '{{' }}\r\n{% if true %}\r\nc{% endif %}\n",
+            "{}",
+            "{'a': {'b': 1}}{{\nc"
+        },
+        {
+            "Scope_MacroSeesGlobalsNotLoopLocals",
+            "{% macro f() %}{{ g }}{% endmacro %}{% set g = 'G' %}{{ f() }}{% for i in range(2) %}{% for j in range(2) %}{{ loop.index }}{{ i }}{% endfor %}{{ loop.index }};{% endfor %}",
+            "{}",
+            "G10201;11212;"
+        },
+        {
+            "Print_FloatsAndTypes",
+            "{{ 1.5e3 }} {{ 3.0 * 2 }} {{ 10 / 5 }} {{ 2 ** -1 }} {{ 0.1 + 0.2 }} {{ 1/3 }} {{ 123456789.123 }} {{ 1e-7 }} {{ 12345678901234567890.0 }} {{ true + 1 }} {{ 7.5 % 2 }} {{ -7.5 // 2 }}",
+            "{}",
+            "1500.0 6.0 2.0 0.5 0.30000000000000004 0.3333333333333333 123456789.123 1e-07 1.2345678901234567e+19 2 1.5 -4.0"
+        },
+        {
             "Filter_Block",
             "{% filter upper %}shout {{ x }}{% endfilter %}",
             "{\"x\": \"it\"}",
