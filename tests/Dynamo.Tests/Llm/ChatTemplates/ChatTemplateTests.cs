@@ -89,6 +89,7 @@ public class ChatTemplateTests
     [InlineData("{{ 'a' + 1 }}", "unsupported operand type(s) for +: 'str' and 'int' (line 1)")]
     [InlineData("{{ 'abc'.nomethod() }}", "'str object' has no attribute 'nomethod' (line 1)")]
     [InlineData("{{ missing|tojson }}", "'missing' is undefined (line 1)")]
+    [InlineData("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "template nesting deeper than 200 (recursive macro?) (line 1)")]
     public void Render_PythonRuntimeError_ThrowsWithPythonWordingAndLine(string template, string expected)
     {
         ChatTemplate t = ChatTemplate.Parse(template);
