@@ -306,6 +306,78 @@ internal static class JinjaReferenceCases
             "1500.0 6.0 2.0 0.5 0.30000000000000004 0.3333333333333333 123456789.123 1e-07 1.2345678901234567e+19 2 1.5 -4.0"
         },
         {
+            "Whitespace_Probe01",
+            "  {# c #}\n  x",
+            "{}",
+            "  x"
+        },
+        {
+            "Whitespace_Probe02",
+            "\t{% if true %}\n\tA\n\t{% endif %}\n",
+            "{}",
+            "\tA\n"
+        },
+        {
+            "Whitespace_Probe03",
+            "{{ 1 }}  {% if true %}x{% endif %}",
+            "{}",
+            "1  x"
+        },
+        {
+            "Whitespace_Probe04",
+            "{{ 1 }}\n  {% if true %}x{% endif %}",
+            "{}",
+            "1\nx"
+        },
+        {
+            "Whitespace_Probe05",
+            "a\n  {%- if true %}x{% endif %}",
+            "{}",
+            "ax"
+        },
+        {
+            "Whitespace_Probe06",
+            "a\n  {% if true -%}\n   x{% endif %}",
+            "{}",
+            "a\nx"
+        },
+        {
+            "Whitespace_Probe07",
+            "{% if true %}  \nx{% endif %}",
+            "{}",
+            "  \nx"
+        },
+        {
+            "Whitespace_Probe08",
+            "{% if true +%}\nx{% endif %}",
+            "{}",
+            "\nx"
+        },
+        {
+            "Whitespace_Probe09",
+            "x\n{#- c #}\ny",
+            "{}",
+            "xy"
+        },
+        {
+            "Whitespace_Probe10",
+            "  \n  {% set x = 1 %}  \n{{ x }}",
+            "{}",
+            "  \n  \n1"
+        },
+        {
+            "Whitespace_Probe11",
+            "{%- set x = 1 -%}\n\n{{- x -}}\n\n",
+            "{}",
+            "1"
+        },
+        {
+            "Whitespace_Probe12",
+            "x {#+ keep #} y",
+            "{}",
+            "x  y"
+        },
+        {
             "Filter_Block",
             "{% filter upper %}shout {{ x }}{% endfilter %}",
             "{\"x\": \"it\"}",
