@@ -41,6 +41,7 @@ internal static partial class BuiltinFilters
         ["unique"] = Unique,
         ["reverse"] = (v, _, _) => v is string s ? new string(s.Reverse().ToArray()) : PyOps.Iterate(v).Reverse().ToList(),
         ["sort"] = Sort,
+        ["dictsort"] = DictSort,
         ["safe"] = (v, _, _) => v,
         ["abs"] = Abs,
         ["round"] = Round,
@@ -251,17 +252,49 @@ internal static partial class BuiltinFilters
         var items = new List<object?>(PyOps.Iterate(v));
         object? Key(object? x) => SortKey(attribute is null ? x : AttributeOf(x, attribute), caseSensitive);
 
-        // List.Sort is not stable; order by index on ties to keep Python's stable sort.
-        List<object?> sorted = items
-            .Select((x, i) => (X: x, I: i))
-            .Order(Comparer<(object? X, int I)>.Create((p, q) =>
+        return StableSort(items, (p, q) => PyOps.Compare(Key(p), Key(q)), reverse);
+    }
+
+    /// <summary>Python's stable sort; a comparison error surfaces as the template error it is.</summary>
+    private static List<object?> StableSort(IReadOnlyList<object?> items, Comparison<object?> compare, bool reverse)
+    {
+        var indexed = items.Select((x, i) => (X: x, I: i)).ToArray();
+        try
+        {
+            Array.Sort(indexed, (p, q) =>
             {
-                int c = PyOps.Compare(Key(p.X), Key(q.X));
+                int c = compare(p.X, q.X);
                 return c != 0 ? (reverse ? -c : c) : p.I.CompareTo(q.I);
-            }))
-            .Select(p => p.X)
-            .ToList();
-        return sorted;
+            });
+        }
+        catch (InvalidOperationException e) when (e.InnerException is ChatTemplateException inner)
+        {
+            throw inner;
+        }
+
+        return indexed.Select(p => p.X).ToList();
+    }
+
+    /// <summary>Jinja2's dictsort: the (key, value) pairs sorted by key (or by value with by='value').</summary>
+    private static object? DictSort(object? v, CallArgs a, RenderContext ctx)
+    {
+        if (v is not IReadOnlyDictionary<string, object?> dict)
+        {
+            throw new ChatTemplateException($"dictsort needs a mapping, got {PyOps.TypeName(v)}");
+        }
+
+        bool caseSensitive = PyOps.IsTruthy(a.Get(0, "case_sensitive", false));
+        int position = PyOps.ToStr(a.Get(1, "by", "key")) switch
+        {
+            "key" => 0,
+            "value" => 1,
+            _ => throw new ChatTemplateException("You can only sort by either 'key' or 'value'"),
+        };
+        List<object?> pairs = dict.Select(kv => (object?)new object?[] { kv.Key, kv.Value }).ToList();
+        return StableSort(
+            pairs,
+            (p, q) => PyOps.Compare(SortKey(((object?[])p!)[position], caseSensitive), SortKey(((object?[])q!)[position], caseSensitive)),
+            PyOps.IsTruthy(a.Get(2, "reverse", false)));
     }
 
     private static object? Abs(object? v, CallArgs a, RenderContext ctx) => v switch
@@ -287,11 +320,34 @@ internal static partial class BuiltinFilters
         return method switch
         {
             "common" when v is long l && precision >= 0 => (object)l,
-            "common" => Math.Round(x, precision, MidpointRounding.ToEven),
+            "common" => RoundHalfEven(x, precision),
             "ceil" => Math.Ceiling(x * factor) / factor,
             "floor" => Math.Floor(x * factor) / factor,
             _ => throw new ChatTemplateException("method must be 'common', 'ceil' or 'floor'"),
         };
+    }
+
+    /// <summary>
+    /// Python's <c>round(x, n)</c>: correctly rounded from the exact binary value (so 2.675 gives
+    /// 2.67), ties (exact halves) to even.
+    /// </summary>
+    private static double RoundHalfEven(double x, int precision)
+    {
+        if (double.IsNaN(x) || double.IsInfinity(x) || precision < 0 || precision > 300)
+        {
+            return Math.Round(x, Math.Clamp(precision, 0, 15), MidpointRounding.ToEven);
+        }
+
+        // .NET formats the exact binary expansion; 1100 digits cover every double.
+        string exact = x.ToString("F" + (precision + 1100).ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+        int cut = exact.IndexOf('.', StringComparison.Ordinal) + 1 + precision;
+        bool tie = exact[cut] == '5' && exact.AsSpan(cut + 1).TrimEnd('0').Length == 0;
+        if (tie)
+        {
+            return Math.Round(x, precision, MidpointRounding.ToEven);
+        }
+
+        return double.Parse(x.ToString("F" + precision.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
     }
 
     private static object? Indent(object? v, CallArgs a, RenderContext ctx)

@@ -406,15 +406,27 @@ internal static class PyOps
     {
         IReadOnlyList<object?> list => list,
         IReadOnlyDictionary<string, object?> dict => dict.Keys.Cast<object?>().ToList(),
-        string s => s.Select(c => (object?)c.ToString()).ToList(),
+        string s => s.EnumerateRunes().Select(r => (object?)r.ToString()).ToList(),
         Undefined => [],
         _ => throw new ChatTemplateException($"'{TypeName(v)}' object is not iterable"),
     };
 
+    /// <summary>Python's string length: code points, not UTF-16 units.</summary>
+    private static long CodePointCount(string s)
+    {
+        long n = s.Length;
+        foreach (char c in s)
+        {
+            n -= char.IsLowSurrogate(c) ? 1 : 0;
+        }
+
+        return n;
+    }
+
     /// <summary>Python <c>len(v)</c>.</summary>
     public static long Length(object? v) => v switch
     {
-        string s => s.Length,
+        string s => CodePointCount(s),
         IReadOnlyList<object?> list => list.Count,
         IReadOnlyDictionary<string, object?> dict => dict.Count,
         Undefined => 0,

@@ -43,11 +43,22 @@ internal sealed class RenderContext
 
     public void Assign(string name, object? value) => _scope.Variables[name] = value;
 
+    /// <summary>How deeply scopes may nest (macro recursion) before the render fails instead of overflowing the stack.</summary>
+    public const int MaxDepth = 200;
+
+    private int _depth;
+
     /// <summary>Runs <paramref name="body"/> in a new scope whose parent is <paramref name="parent"/>.</summary>
     public T WithScope<T>(Scope parent, Func<T> body)
     {
+        if (_depth >= MaxDepth)
+        {
+            throw new ChatTemplateException($"template nesting deeper than {MaxDepth} (recursive macro?)");
+        }
+
         Scope saved = _scope;
         _scope = new Scope([], parent);
+        _depth++;
         try
         {
             return body();
@@ -55,6 +66,7 @@ internal sealed class RenderContext
         finally
         {
             _scope = saved;
+            _depth--;
         }
     }
 

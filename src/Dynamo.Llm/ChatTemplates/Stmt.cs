@@ -146,6 +146,18 @@ internal abstract class Stmt
         }
     }
 
+    /// <summary>Renders <paramref name="body"/> to a string and passes it through <paramref name="filters"/>.</summary>
+    private static object? CaptureFiltered(RenderContext ctx, IReadOnlyList<Expr.Filter> filters, IReadOnlyList<Stmt> body)
+    {
+        object? value = ctx.Capture(() => ExecuteAll(body, ctx));
+        foreach (Expr.Filter f in filters)
+        {
+            value = f.Apply(value, ctx);
+        }
+
+        return value;
+    }
+
     /// <summary><c>{% set x = v %}</c>, <c>{% set a, b = v %}</c> or <c>{% set ns.attr = v %}</c>.</summary>
     public sealed class Set(int line, IReadOnlyList<string> targets, string? attribute, Expr value) : Stmt(line)
     {
@@ -180,11 +192,7 @@ internal abstract class Stmt
     {
         public override Flow Execute(RenderContext ctx)
         {
-            object? value = ctx.Capture(() => ExecuteAll(body, ctx));
-            foreach (Expr.Filter f in filters)
-            {
-                value = f.Apply(value, ctx);
-            }
+            object? value = CaptureFiltered(ctx, filters, body);
 
             ctx.Assign(name, value);
             return Flow.Normal;
@@ -196,11 +204,7 @@ internal abstract class Stmt
     {
         public override Flow Execute(RenderContext ctx)
         {
-            object? value = ctx.Capture(() => ExecuteAll(body, ctx));
-            foreach (Expr.Filter f in filters)
-            {
-                value = f.Apply(value, ctx);
-            }
+            object? value = CaptureFiltered(ctx, filters, body);
 
             ctx.Output.Append(PyOps.ToStr(value));
             return Flow.Normal;

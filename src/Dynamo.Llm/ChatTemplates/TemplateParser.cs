@@ -280,23 +280,34 @@ internal sealed class TemplateParser
         var parameters = new List<string>();
         var defaults = new List<Expr?>();
         Expect(TokenKind.Operator, "(");
-        while (!Accept(")"))
+        ParseCommaList(")", () =>
         {
-            if (parameters.Count > 0)
-            {
-                Expect(TokenKind.Operator, ",");
-                if (Accept(")"))
-                {
-                    break;
-                }
-            }
-
             parameters.Add(ExpectName());
             defaults.Add(Accept("=") ? ParseExpression() : null);
-        }
+        });
 
         Expect(TokenKind.BlockEnd);
         return new Stmt.MacroDefinition(line, name, parameters, defaults, ParseBodyTo("endmacro"));
+    }
+
+    /// <summary>Items separated by commas (a trailing comma allowed) through <paramref name="close"/>.</summary>
+    private void ParseCommaList(string close, Action parseItem)
+    {
+        bool first = true;
+        while (!Accept(close))
+        {
+            if (!first)
+            {
+                Expect(TokenKind.Operator, ",");
+                if (Accept(close))
+                {
+                    return;
+                }
+            }
+
+            first = false;
+            parseItem();
+        }
     }
 
     /// <summary>An expression, or a bare tuple <c>a, b</c>.</summary>
@@ -340,25 +351,17 @@ internal sealed class TemplateParser
         return expr;
     }
 
-    private Expr ParseOr()
+    private Expr ParseOr() => ParseLogical("or", ParseAnd);
+
+    private Expr ParseAnd() => ParseLogical("and", ParseNot);
+
+    private Expr ParseLogical(string keyword, Func<Expr> operand)
     {
-        Expr left = ParseAnd();
-        while (Current.IsName("or"))
+        Expr left = operand();
+        while (Current.IsName(keyword))
         {
             int line = Next().Line;
-            left = new Expr.Logical(line, isAnd: false, left, ParseAnd());
-        }
-
-        return left;
-    }
-
-    private Expr ParseAnd()
-    {
-        Expr left = ParseNot();
-        while (Current.IsName("and"))
-        {
-            int line = Next().Line;
-            left = new Expr.Logical(line, isAnd: true, left, ParseNot());
+            left = new Expr.Logical(line, isAnd: keyword == "and", left, operand());
         }
 
         return left;
@@ -411,13 +414,16 @@ internal sealed class TemplateParser
         return rest.Count == 0 ? first : new Expr.Compare(line, first, rest);
     }
 
-    private Expr ParseMath1()
+    private Expr ParseMath1() => ParseArithmetic(["+", "-"], ParseConcat);
+
+    /// <summary>A left-associative run of the given arithmetic operators.</summary>
+    private Expr ParseArithmetic(string[] operators, Func<Expr> operand)
     {
-        Expr left = ParseConcat();
-        while (Current.Kind == TokenKind.Operator && Current.Value is "+" or "-")
+        Expr left = operand();
+        while (Current.Kind == TokenKind.Operator && Array.IndexOf(operators, Current.Value) >= 0)
         {
             Token op = Next();
-            left = new Expr.Binary(op.Line, op.Value, left, ParseConcat());
+            left = new Expr.Binary(op.Line, op.Value, left, operand());
         }
 
         return left;
@@ -441,29 +447,9 @@ internal sealed class TemplateParser
         return new Expr.Concat(line, parts);
     }
 
-    private Expr ParseMath2()
-    {
-        Expr left = ParsePow();
-        while (Current.Kind == TokenKind.Operator && Current.Value is "*" or "/" or "//" or "%")
-        {
-            Token op = Next();
-            left = new Expr.Binary(op.Line, op.Value, left, ParsePow());
-        }
+    private Expr ParseMath2() => ParseArithmetic(["*", "/", "//", "%"], ParsePow);
 
-        return left;
-    }
-
-    private Expr ParsePow()
-    {
-        Expr left = ParseUnary(withFilter: true);
-        while (Current.IsOperator("**"))
-        {
-            Token op = Next();
-            left = new Expr.Binary(op.Line, op.Value, left, ParseUnary(withFilter: true));
-        }
-
-        return left;
-    }
+    private Expr ParsePow() => ParseArithmetic(["**"], () => ParseUnary(withFilter: true));
 
     private Expr ParseUnary(bool withFilter)
     {
@@ -511,19 +497,7 @@ internal sealed class TemplateParser
             case TokenKind.Operator when t.Value == "[":
                 {
                     var items = new List<Expr>();
-                    while (!Accept("]"))
-                    {
-                        if (items.Count > 0)
-                        {
-                            Expect(TokenKind.Operator, ",");
-                            if (Accept("]"))
-                            {
-                                break;
-                            }
-                        }
-
-                        items.Add(ParseExpression());
-                    }
+                    ParseCommaList("]", () => items.Add(ParseExpression()));
 
                     return new Expr.ListLiteral(t.Line, items, isTuple: false);
                 }
@@ -531,21 +505,12 @@ internal sealed class TemplateParser
             case TokenKind.Operator when t.Value == "{":
                 {
                     var pairs = new List<KeyValuePair<Expr, Expr>>();
-                    while (!Accept("}"))
+                    ParseCommaList("}", () =>
                     {
-                        if (pairs.Count > 0)
-                        {
-                            Expect(TokenKind.Operator, ",");
-                            if (Accept("}"))
-                            {
-                                break;
-                            }
-                        }
-
                         Expr key = ParseExpression();
                         Expect(TokenKind.Operator, ":");
                         pairs.Add(new(key, ParseExpression()));
-                    }
+                    });
 
                     return new Expr.DictLiteral(t.Line, pairs);
                 }
@@ -556,6 +521,7 @@ internal sealed class TemplateParser
         }
     }
 
+    /// <summary>After <c>(</c>: the empty tuple, a parenthesized expression, or a tuple (<c>(a,)</c>, <c>(a, b)</c>).</summary>
     private Expr ParseParenthesized(int line)
     {
         if (Accept(")"))
@@ -563,25 +529,9 @@ internal sealed class TemplateParser
             return new Expr.ListLiteral(line, [], isTuple: true);
         }
 
-        Expr first = ParseExpression();
-        if (Accept(")"))
-        {
-            return first;
-        }
-
-        var items = new List<Expr> { first };
-        while (Accept(","))
-        {
-            if (Current.IsOperator(")"))
-            {
-                break;
-            }
-
-            items.Add(ParseExpression());
-        }
-
+        Expr inner = ParseTuple();
         Expect(TokenKind.Operator, ")");
-        return new Expr.ListLiteral(line, items, isTuple: true);
+        return inner;
     }
 
     private Expr ParsePostfix(Expr expr)
@@ -650,17 +600,8 @@ internal sealed class TemplateParser
     {
         var args = new List<Expr>();
         var kwargs = new List<KeyValuePair<string, Expr>>();
-        while (!Accept(")"))
+        ParseCommaList(")", () =>
         {
-            if (args.Count + kwargs.Count > 0)
-            {
-                Expect(TokenKind.Operator, ",");
-                if (Accept(")"))
-                {
-                    break;
-                }
-            }
-
             if (Current.Kind == TokenKind.Name && PeekAhead(1).IsOperator("="))
             {
                 string name = Next().Value;
@@ -675,7 +616,7 @@ internal sealed class TemplateParser
             {
                 args.Add(ParseExpression());
             }
-        }
+        });
 
         return (args, kwargs);
     }
