@@ -56,8 +56,7 @@ public sealed class StopStringMatcher
         int maxHold = Math.Min(buffer.Length, _longest - 1);
         for (int len = maxHold; len > 0; len--)
         {
-            ReadOnlySpan<char> suffix = buffer.AsSpan(buffer.Length - len);
-            if (_stops.Any(s => s.AsSpan().StartsWith(suffix, StringComparison.Ordinal)))
+            if (IsStopPrefix(buffer.AsSpan(buffer.Length - len)))
             {
                 hold = len;
                 break;
@@ -66,6 +65,19 @@ public sealed class StopStringMatcher
 
         _pending = buffer[(buffer.Length - hold)..];
         return buffer[..(buffer.Length - hold)];
+    }
+
+    private bool IsStopPrefix(ReadOnlySpan<char> suffix)
+    {
+        foreach (string stop in _stops)
+        {
+            if (stop.AsSpan().StartsWith(suffix, StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>At the end of generation: the held-back text, which turned out not to be a stop string.</summary>

@@ -1,0 +1,233 @@
+using Dynamo.Llm.Engines;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+
+namespace Dynamo.Engine.Sampling;
+
+/// <summary>
+/// Chooses the next token of one sequence. Order, as vLLM applies it: repetition, frequency and
+/// presence penalties; then greedy (temperature 0) or temperature, top-k, top-p, min-p and a draw from
+/// the seeded generator. Log-probabilities are those of the model's raw logits.
+/// One instance per sequence: it counts the tokens the sequence has produced.
+/// </summary>
+public sealed class Sampler
+{
+    private readonly SamplingParams _p;
+    private readonly SamplingRandom _random;
+    private readonly Dictionary<int, int> _outputCounts = [];
+    private readonly HashSet<int> _promptTokens;
+    private float[] _probs = [];
+    private float[] _keys = [];
+    private int[] _order = [];
+    private float[]? _rawLogits;
+
+    public Sampler(SamplingParams parameters, IReadOnlyList<int> promptTokens)
+    {
+        _p = parameters;
+        _random = new SamplingRandom(parameters.Seed ?? (ulong)Random.Shared.NextInt64());
+        _promptTokens = parameters.RepetitionPenalty != 1f ? [.. promptTokens] : [];
+    }
+
+    /// <summary>Picks the next token from <paramref name="logits"/> (modified in place) and records it.</summary>
+    public int Sample(Span<float> logits, List<TokenLogprob>? topLogprobs, out float logprob)
+    {
+        float logSumExp = 0;
+        bool wantLogprobs = _p.Logprobs;
+        if (wantLogprobs)
+        {
+            logSumExp = LogSumExp(logits);
+            if (topLogprobs is not null && _p.TopLogprobs > 0)
+            {
+                TopK(logits, _p.TopLogprobs, logSumExp, topLogprobs);
+            }
+        }
+
+        // Log-probabilities are reported for the raw logits, so remember the chosen one before penalties.
+        ApplyPenalties(logits);
+        int token = _p.Temperature == 0 || _p.TopK == 1 ? TensorPrimitives.IndexOfMax<float>(logits) : Draw(logits);
+        logprob = 0;
+        if (wantLogprobs)
+        {
+            logprob = RawLogprob(token, logits, logSumExp);
+        }
+
+        _outputCounts[token] = _outputCounts.GetValueOrDefault(token) + 1;
+        return token;
+    }
+
+    /// <summary>The chosen token's log-probability under the raw logits (saved before penalties when there were any).</summary>
+    private float RawLogprob(int token, ReadOnlySpan<float> logits, float logSumExp) =>
+        (_rawLogits is not null ? _rawLogits[token] : logits[token]) - logSumExp;
+
+    private void ApplyPenalties(Span<float> logits)
+    {
+        bool any = _p.RepetitionPenalty != 1f || _p.FrequencyPenalty != 0f || _p.PresencePenalty != 0f;
+        if (!any)
+        {
+            _rawLogits = null;
+            return;
+        }
+
+        if (_p.Logprobs)
+        {
+            if (_rawLogits is null || _rawLogits.Length != logits.Length)
+            {
+                _rawLogits = new float[logits.Length];
+            }
+
+            logits.CopyTo(_rawLogits);
+        }
+
+        if (_p.RepetitionPenalty != 1f)
+        {
+            float r = _p.RepetitionPenalty;
+            foreach (int t in _promptTokens.Concat(_outputCounts.Keys).Distinct())
+            {
+                logits[t] = logits[t] > 0 ? logits[t] / r : logits[t] * r;
+            }
+        }
+
+        foreach ((int t, int count) in _outputCounts)
+        {
+            logits[t] -= _p.FrequencyPenalty * count + _p.PresencePenalty;
+        }
+    }
+
+    private int Draw(Span<float> logits)
+    {
+        int n = logits.Length;
+        if (_probs.Length != n)
+        {
+            _probs = new float[n];
+            _order = new int[n];
+            _keys = new float[n];
+        }
+
+        Span<float> probs = _probs;
+        TensorPrimitives.Divide(logits, _p.Temperature, probs);
+        float max = TensorPrimitives.Max(probs);
+        TensorPrimitives.Subtract(probs, max, probs);
+        TensorPrimitives.Exp(probs, probs);
+
+        // Candidates: every token, or the top k, ordered by probability (most likely first).
+        int k = _p.TopK > 0 ? Math.Min(_p.TopK, n) : n;
+        bool needOrder = k < n || _p.TopP < 1f;
+        int count = n;
+        Span<int> order = _order;
+        if (needOrder)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                order[i] = i;
+            }
+
+            float[] keys = _keys;
+            for (int i = 0; i < n; i++)
+            {
+                keys[i] = -probs[i];
+            }
+
+            Array.Sort(keys, _order);
+            count = k;
+        }
+
+        double total = 0;
+        for (int i = 0; i < count; i++)
+        {
+            total += probs[needOrder ? order[i] : i];
+        }
+
+        if (_p.TopP < 1f)
+        {
+            double cumulative = 0;
+            int keep = 0;
+            while (keep < count)
+            {
+                cumulative += probs[order[keep]] / total;
+                keep++;
+                if (cumulative >= _p.TopP)
+                {
+                    break;
+                }
+            }
+
+            count = keep;
+            total = 0;
+            for (int i = 0; i < count; i++)
+            {
+                total += probs[order[i]];
+            }
+        }
+
+        // min_p: relative to the most likely token, whose unnormalised probability is exp(0) = 1.
+        float threshold = _p.MinP > 0 ? _p.MinP : 0f;
+        double mass = 0;
+        for (int i = 0; i < count; i++)
+        {
+            float pi = probs[needOrder ? order[i] : i];
+            if (pi >= threshold)
+            {
+                mass += pi;
+            }
+        }
+
+        double u = _random.NextDouble() * mass;
+        int last = -1;
+        for (int i = 0; i < count; i++)
+        {
+            int id = needOrder ? order[i] : i;
+            float pi = probs[id];
+            if (pi < threshold)
+            {
+                continue;
+            }
+
+            last = id;
+            u -= pi;
+            if (u < 0)
+            {
+                return id;
+            }
+        }
+
+        return last >= 0 ? last : TensorPrimitives.IndexOfMax<float>(logits);
+    }
+
+    private static float LogSumExp(ReadOnlySpan<float> logits)
+    {
+        float max = TensorPrimitives.Max(logits);
+        double sum = 0;
+        foreach (float l in logits)
+        {
+            sum += Math.Exp(l - max);
+        }
+
+        return max + (float)Math.Log(sum);
+    }
+
+    private static void TopK(ReadOnlySpan<float> logits, int k, float logSumExp, List<TokenLogprob> result)
+    {
+        result.Clear();
+        // Insertion into a small sorted list: k <= 20.
+        for (int i = 0; i < logits.Length; i++)
+        {
+            float l = logits[i];
+            if (result.Count == k && l <= result[^1].Logprob + logSumExp)
+            {
+                continue;
+            }
+
+            var item = new TokenLogprob(i, l - logSumExp);
+            int at = result.Count;
+            while (at > 0 && result[at - 1].Logprob < item.Logprob)
+            {
+                at--;
+            }
+
+            result.Insert(at, item);
+            if (result.Count > k)
+            {
+                result.RemoveAt(k);
+            }
+        }
+    }
+}
