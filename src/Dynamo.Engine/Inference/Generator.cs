@@ -21,12 +21,12 @@ public sealed class Generator(Transformer model, ITokenizer tokenizer)
         int context = model.Config.ContextLength;
         if (prompt.Count == 0)
         {
-            throw new ArgumentException("the prompt has no tokens (an empty prompt starts from BOS, but this model has none)", nameof(prompt));
+            throw new ArgumentException("the prompt has no tokens (an empty prompt starts from BOS, but this model has none)");
         }
 
         if (prompt.Count >= context)
         {
-            throw new ArgumentException($"the prompt has {prompt.Count} tokens, but the model's context length is {context} (at least one token must be left to generate)", nameof(prompt));
+            throw new ArgumentException($"the prompt has {prompt.Count} tokens, but the model's context length is {context} (at least one token must be left to generate)");
         }
 
         return Run(prompt, parameters, cancellationToken);
