@@ -288,6 +288,25 @@ public class MatMulTests
     }
 
     [Fact]
+    public void DequantizeRow_EveryHalfBitPattern_MatchesHalfToFloat()
+    {
+        var bytes = new byte[65536 * 2];
+        for (int i = 0; i < 65536; i++)
+        {
+            BitConverter.TryWriteBytes(bytes.AsSpan(2 * i), (ushort)i);
+        }
+
+        var row = new float[65536];
+        MatMul.DequantizeRow(TestTensors.Of(GgmlType.F16, 1, 65536, bytes), 0, row);
+
+        for (int i = 0; i < 65536; i++)
+        {
+            float expected = (float)BitConverter.UInt16BitsToHalf((ushort)i);
+            Assert.True(float.IsNaN(expected) ? float.IsNaN(row[i]) : BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(row[i]), $"0x{i:X4}: {row[i]} vs {expected}");
+        }
+    }
+
+    [Fact]
     public void Multiply_UnsupportedType_ThrowsNamingTensorAndType()
     {
         Tensor w = TestTensors.Of(GgmlType.Q5_K, 1, 256, new byte[176]);
