@@ -180,7 +180,7 @@ public static unsafe class MatMul
             {
                 byte* row = job.W + r * job.RowBytes;
                 int b = t0;
-                for (; b + 4 <= t1; b += 4)
+                for (; b + 4 <= t1 && TKernel.HasDot4 && IntDot.IsSupported; b += 4)
                 {
                     TKernel.Dot4(row, job.A, b, job.Y + (long)b * rows + r, rows);
                 }
