@@ -57,8 +57,9 @@ internal readonly unsafe struct Q4_0Kernel : IQuantKernel
     }
 
     /// <summary>
-    /// Unsigned nibbles times signed activations, then the offset: sum((q - 8) a) = sum(q a) - 8 sum(a),
-    /// with sum(a) from <see cref="Q8Activations.Sums"/>.
+    /// Unsigned nibbles times signed activations, with the offset folded into the integer sum:
+    /// sum((q - 8) a) = sum(q a) - 8 sum(a), sum(a) from <see cref="Q8Activations.Sums"/>, entered as
+    /// the initial value of lane 0 of the dot-product accumulator.
     /// </summary>
     public static float Dot(byte* row, in Q8Activations a, int b)
     {
@@ -72,29 +73,23 @@ internal readonly unsafe struct Q4_0Kernel : IQuantKernel
         int* sums = a.RowSums(b);
         int n = a.Blocks, k = 0;
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
-        float corr0 = 0, corr1 = 0;
         for (; k + 1 < n; k += 2)
         {
             byte* b0 = row + k * 18, b1 = b0 + 18;
-            Vector256<int> p0 = IntDot.Unsigned(Unpack(b0 + 2), Vector256.Load(q + k * 32));
-            Vector256<int> p1 = IntDot.Unsigned(Unpack(b1 + 2), Vector256.Load(q + k * 32 + 32));
-            float s0 = HalfConvert.F16(b0) * d[k], s1 = HalfConvert.F16(b1) * d[k + 1];
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(s0), acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(s1), acc1);
-            corr0 += s0 * sums[k];
-            corr1 += s1 * sums[k + 1];
+            Vector256<int> p0 = IntDot.Unsigned(Vector256.CreateScalar(sums[k] * -8), Unpack(b0 + 2), Vector256.Load(q + k * 32));
+            Vector256<int> p1 = IntDot.Unsigned(Vector256.CreateScalar(sums[k + 1] * -8), Unpack(b1 + 2), Vector256.Load(q + k * 32 + 32));
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(HalfConvert.F16(b0) * d[k]), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(HalfConvert.F16(b1) * d[k + 1]), acc1);
         }
 
         if (k < n)
         {
             byte* b0 = row + k * 18;
-            Vector256<int> p0 = IntDot.Unsigned(Unpack(b0 + 2), Vector256.Load(q + k * 32));
-            float s0 = HalfConvert.F16(b0) * d[k];
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(s0), acc0);
-            corr0 += s0 * sums[k];
+            Vector256<int> p0 = IntDot.Unsigned(Vector256.CreateScalar(sums[k] * -8), Unpack(b0 + 2), Vector256.Load(q + k * 32));
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(HalfConvert.F16(b0) * d[k]), acc0);
         }
 
-        return Vector256.Sum(acc0 + acc1) - 8 * (corr0 + corr1);
+        return Vector256.Sum(acc0 + acc1);
     }
 
     public static bool HasDot4 => true;
@@ -105,27 +100,21 @@ internal readonly unsafe struct Q4_0Kernel : IQuantKernel
         float* d0 = a.RowD(b0), d1 = a.RowD(b0 + 1), d2 = a.RowD(b0 + 2), d3 = a.RowD(b0 + 3);
         int* s0 = a.RowSums(b0), s1 = a.RowSums(b0 + 1), s2 = a.RowSums(b0 + 2), s3 = a.RowSums(b0 + 3);
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        float c0 = 0, c1 = 0, c2 = 0, c3 = 0;
         for (int k = 0; k < a.Blocks; k++)
         {
             byte* blk = row + k * 18;
             Vector256<byte> u = Unpack(blk + 2);
             float dw = HalfConvert.F16(blk);
-            float e0 = dw * d0[k], e1 = dw * d1[k], e2 = dw * d2[k], e3 = dw * d3[k];
             int o = k * 32;
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(u, Vector256.Load(q0 + o))), Vector256.Create(e0), acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(u, Vector256.Load(q1 + o))), Vector256.Create(e1), acc1);
-            acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(u, Vector256.Load(q2 + o))), Vector256.Create(e2), acc2);
-            acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(u, Vector256.Load(q3 + o))), Vector256.Create(e3), acc3);
-            c0 += e0 * s0[k];
-            c1 += e1 * s1[k];
-            c2 += e2 * s2[k];
-            c3 += e3 * s3[k];
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(Vector256.CreateScalar(s0[k] * -8), u, Vector256.Load(q0 + o))), Vector256.Create(dw * d0[k]), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(Vector256.CreateScalar(s1[k] * -8), u, Vector256.Load(q1 + o))), Vector256.Create(dw * d1[k]), acc1);
+            acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(Vector256.CreateScalar(s2[k] * -8), u, Vector256.Load(q2 + o))), Vector256.Create(dw * d2[k]), acc2);
+            acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(Vector256.CreateScalar(s3[k] * -8), u, Vector256.Load(q3 + o))), Vector256.Create(dw * d3[k]), acc3);
         }
 
-        y[0] = Vector256.Sum(acc0) - 8 * c0;
-        y[stride] = Vector256.Sum(acc1) - 8 * c1;
-        y[2 * stride] = Vector256.Sum(acc2) - 8 * c2;
-        y[3 * stride] = Vector256.Sum(acc3) - 8 * c3;
+        y[0] = Vector256.Sum(acc0);
+        y[stride] = Vector256.Sum(acc1);
+        y[2 * stride] = Vector256.Sum(acc2);
+        y[3 * stride] = Vector256.Sum(acc3);
     }
 }
