@@ -128,10 +128,15 @@ internal sealed unsafe class WorkerPool : IDisposable
         }
     }
 
+    /// <summary>Stops the workers once the job in progress (if any) is done; a later <see cref="Run"/> still works, on the calling thread alone.</summary>
     public void Dispose()
     {
-        _stopping = true;
-        Interlocked.Add(ref _state, 1L << (2 * ChunkBits));
+        lock (_callGate)
+        {
+            _stopping = true;
+            Interlocked.Add(ref _state, 1L << (2 * ChunkBits));
+        }
+
         for (int i = 0; i < _sleeping.Length; i++)
         {
             if (Interlocked.CompareExchange(ref _sleeping[i], 0, 1) == 1)
