@@ -19,6 +19,9 @@ internal unsafe interface IQuantKernel
     /// <summary>The dot of one weight row with activation row <paramref name="b"/> (SIMD where available).</summary>
     static abstract float Dot(byte* row, in Q8Activations a, int b);
 
-    /// <summary>Dots of one weight row with activation rows b0..b0+3, written to y[0], y[stride], y[2 stride], y[3 stride].</summary>
+    /// <summary>Whether <see cref="Dot4"/> exists (it needs the integer SIMD path); otherwise the driver calls <see cref="Dot"/> per row.</summary>
+    static abstract bool HasDot4 { get; }
+
+    /// <summary>SIMD only: dots of one weight row with activation rows b0..b0+3, written to y[0], y[stride], y[2 stride], y[3 stride].</summary>
     static abstract void Dot4(byte* row, in Q8Activations a, int b0, float* y, int stride);
 }

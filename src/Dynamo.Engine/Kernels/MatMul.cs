@@ -180,7 +180,7 @@ public static unsafe class MatMul
             {
                 byte* row = job.W + r * job.RowBytes;
                 int b = t0;
-                for (; b + 4 <= t1; b += 4)
+                for (; b + 4 <= t1 && TKernel.HasDot4 && IntDot.IsSupported; b += 4)
                 {
                     TKernel.Dot4(row, job.A, b, job.Y + (long)b * rows + r, rows);
                 }
@@ -197,6 +197,22 @@ public static unsafe class MatMul
     {
         ref Job job = ref *(Job*)context;
         int r0 = chunk * job.ChunkRows, r1 = Math.Min(job.Rows, r0 + job.ChunkRows), rows = job.Rows, cols = job.Cols;
+        if (job.Type != GgmlType.F32 && job.Batch < 3)
+        {
+            // Decode: convert while multiplying (one pass); larger batches convert each row once into scratch.
+            for (int r = r0; r < r1; r++)
+            {
+                byte* src = job.W + r * job.RowBytes;
+                for (int b = 0; b < job.Batch; b++)
+                {
+                    float* xb = job.X + (long)b * cols;
+                    job.Y[(long)b * rows + r] = job.Type == GgmlType.F16 ? HalfConvert.DotF16(src, xb, cols) : HalfConvert.DotBF16(src, xb, cols);
+                }
+            }
+
+            return;
+        }
+
         float[]? scratch = null;
         if (job.Type != GgmlType.F32)
         {

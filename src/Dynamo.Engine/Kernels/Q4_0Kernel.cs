@@ -47,17 +47,20 @@ internal readonly unsafe struct Q4_0Kernel : IQuantKernel
         return sum;
     }
 
-    /// <summary>The 32 values of a block as signed bytes (nibble - 8), in element order.</summary>
+    /// <summary>The 32 nibbles of a block as unsigned bytes (0..15), in element order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<sbyte> Unpack(byte* qs)
+    private static Vector256<byte> Unpack(byte* qs)
     {
         Vector128<byte> v = Vector128.Load(qs);
         var mask = Vector128.Create((byte)0x0F);
-        Vector128<byte> lo = v & mask;
-        Vector128<byte> hi = Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
-        return (Vector256.Create(lo, hi) - Vector256.Create((byte)8)).AsSByte();
+        return Vector256.Create(v & mask, Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask);
     }
 
+    /// <summary>
+    /// Unsigned nibbles times signed activations, with the offset folded into the integer sum:
+    /// sum((q - 8) a) = sum(q a) - 8 sum(a), sum(a) from <see cref="Q8Activations.Sums"/>, entered as
+    /// the initial value of lane 0 of the dot-product accumulator.
+    /// </summary>
     public static float Dot(byte* row, in Q8Activations a, int b)
     {
         if (!IntDot.IsSupported)
@@ -67,13 +70,14 @@ internal readonly unsafe struct Q4_0Kernel : IQuantKernel
 
         sbyte* q = a.RowQ(b);
         float* d = a.RowD(b);
+        int* sums = a.RowSums(b);
         int n = a.Blocks, k = 0;
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
         for (; k + 1 < n; k += 2)
         {
             byte* b0 = row + k * 18, b1 = b0 + 18;
-            Vector256<int> p0 = IntDot.Signed(Unpack(b0 + 2), Vector256.Load(q + k * 32));
-            Vector256<int> p1 = IntDot.Signed(Unpack(b1 + 2), Vector256.Load(q + k * 32 + 32));
+            Vector256<int> p0 = IntDot.Unsigned(Vector256.CreateScalar(sums[k] * -8), Unpack(b0 + 2), Vector256.Load(q + k * 32));
+            Vector256<int> p1 = IntDot.Unsigned(Vector256.CreateScalar(sums[k + 1] * -8), Unpack(b1 + 2), Vector256.Load(q + k * 32 + 32));
             acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(HalfConvert.F16(b0) * d[k]), acc0);
             acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(HalfConvert.F16(b1) * d[k + 1]), acc1);
         }
@@ -81,39 +85,31 @@ internal readonly unsafe struct Q4_0Kernel : IQuantKernel
         if (k < n)
         {
             byte* b0 = row + k * 18;
-            Vector256<int> p0 = IntDot.Signed(Unpack(b0 + 2), Vector256.Load(q + k * 32));
+            Vector256<int> p0 = IntDot.Unsigned(Vector256.CreateScalar(sums[k] * -8), Unpack(b0 + 2), Vector256.Load(q + k * 32));
             acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(HalfConvert.F16(b0) * d[k]), acc0);
         }
 
         return Vector256.Sum(acc0 + acc1);
     }
 
+    public static bool HasDot4 => true;
+
     public static void Dot4(byte* row, in Q8Activations a, int b0, float* y, int stride)
     {
-        if (!IntDot.IsSupported)
-        {
-            for (int i = 0; i < 4; i++)
-            {
-                y[i * stride] = DotReference(row, a, b0 + i);
-            }
-
-            return;
-        }
-
         sbyte* q0 = a.RowQ(b0), q1 = a.RowQ(b0 + 1), q2 = a.RowQ(b0 + 2), q3 = a.RowQ(b0 + 3);
         float* d0 = a.RowD(b0), d1 = a.RowD(b0 + 1), d2 = a.RowD(b0 + 2), d3 = a.RowD(b0 + 3);
+        int* s0 = a.RowSums(b0), s1 = a.RowSums(b0 + 1), s2 = a.RowSums(b0 + 2), s3 = a.RowSums(b0 + 3);
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         for (int k = 0; k < a.Blocks; k++)
         {
             byte* blk = row + k * 18;
-            Vector256<sbyte> w = Unpack(blk + 2);
-            Vector256<byte> u = Avx2.Abs(w);
+            Vector256<byte> u = Unpack(blk + 2);
             float dw = HalfConvert.F16(blk);
             int o = k * 32;
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(u, Avx2.Sign(Vector256.Load(q0 + o), w))), Vector256.Create(dw * d0[k]), acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(u, Avx2.Sign(Vector256.Load(q1 + o), w))), Vector256.Create(dw * d1[k]), acc1);
-            acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(u, Avx2.Sign(Vector256.Load(q2 + o), w))), Vector256.Create(dw * d2[k]), acc2);
-            acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(u, Avx2.Sign(Vector256.Load(q3 + o), w))), Vector256.Create(dw * d3[k]), acc3);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(Vector256.CreateScalar(s0[k] * -8), u, Vector256.Load(q0 + o))), Vector256.Create(dw * d0[k]), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(Vector256.CreateScalar(s1[k] * -8), u, Vector256.Load(q1 + o))), Vector256.Create(dw * d1[k]), acc1);
+            acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(Vector256.CreateScalar(s2[k] * -8), u, Vector256.Load(q2 + o))), Vector256.Create(dw * d2[k]), acc2);
+            acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(IntDot.Unsigned(Vector256.CreateScalar(s3[k] * -8), u, Vector256.Load(q3 + o))), Vector256.Create(dw * d3[k]), acc3);
         }
 
         y[0] = Vector256.Sum(acc0);

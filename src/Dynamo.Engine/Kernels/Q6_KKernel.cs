@@ -114,11 +114,7 @@ internal readonly unsafe struct Q6_KKernel : IQuantKernel
         return Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), s, acc);
     }
 
-    public static void Dot4(byte* row, in Q8Activations a, int b0, float* y, int stride)
-    {
-        for (int i = 0; i < 4; i++)
-        {
-            y[i * stride] = Dot(row, a, b0 + i);
-        }
-    }
+    public static bool HasDot4 => false;
+
+    public static void Dot4(byte* row, in Q8Activations a, int b0, float* y, int stride) => throw new NotSupportedException();
 }

@@ -72,18 +72,10 @@ internal readonly unsafe struct Q8_0Kernel : IQuantKernel
         return Vector256.Sum(acc0 + acc1);
     }
 
+    public static bool HasDot4 => true;
+
     public static void Dot4(byte* row, in Q8Activations a, int b0, float* y, int stride)
     {
-        if (!IntDot.IsSupported)
-        {
-            for (int i = 0; i < 4; i++)
-            {
-                y[i * stride] = DotReference(row, a, b0 + i);
-            }
-
-            return;
-        }
-
         sbyte* q0 = a.RowQ(b0), q1 = a.RowQ(b0 + 1), q2 = a.RowQ(b0 + 2), q3 = a.RowQ(b0 + 3);
         float* d0 = a.RowD(b0), d1 = a.RowD(b0 + 1), d2 = a.RowD(b0 + 2), d3 = a.RowD(b0 + 3);
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;

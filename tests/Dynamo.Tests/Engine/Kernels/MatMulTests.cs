@@ -1,0 +1,328 @@
+using Dynamo.Engine.Kernels;
+using Dynamo.Engine.Models;
+using Dynamo.Llm.Models;
+
+namespace Dynamo.Tests.Engine.Kernels;
+
+/// <summary>
+/// The fast paths against the scalar references. Tolerances: against the block-exact integer
+/// reference, float summation order only (1e-5 of the sum of |w x| + 1e-6); against the float
+/// reference, also the activation quantization error, at most 0.6 of an activation step per value.
+/// </summary>
+public class MatMulTests
+{
+    public static TheoryData<GgmlType> QuantTypes => new() { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K };
+    public static TheoryData<GgmlType> FloatTypes => new() { GgmlType.F32, GgmlType.F16, GgmlType.BF16 };
+
+    private static IEnumerable<int> ColumnCounts(GgmlType type)
+    {
+        int block = GgmlTypeInfo.BlockSize(type);
+        return block == 1 ? Enumerable.Range(1, 256) : block == 32 ? Enumerable.Range(1, 16).Select(i => i * 32) : [256, 512, 768, 1280];
+    }
+
+    private static float[] Dequantized(Tensor w)
+    {
+        var all = new float[(long)w.Rows * w.Cols];
+        for (int r = 0; r < w.Rows; r++)
+        {
+            MatMul.DequantizeRow(w, r, all.AsSpan(r * w.Cols, w.Cols));
+        }
+
+        return all;
+    }
+
+    [Theory]
+    [MemberData(nameof(QuantTypes))]
+    public void Multiply_QuantizedEveryShape_MatchesIntegerReference(GgmlType type)
+    {
+        int seed = 0;
+        foreach (int cols in ColumnCounts(type))
+        {
+            foreach (int rows in new[] { 1, 3, 7, 17 })
+            {
+                foreach (int batch in new[] { 1, 2, 3, 4, 5 })
+                {
+                    Tensor w = TestTensors.Random(type, rows, cols, ++seed);
+                    float[] x = TestTensors.RandomFloats(batch * cols, seed);
+                    var y = new float[batch * rows];
+                    var expected = new float[batch * rows];
+                    float[] wf = Dequantized(w);
+
+                    MatMul.Multiply(w, x, y, batch);
+                    MatMulReference.MultiplyQuantized(w, x, expected, batch);
+
+                    for (int i = 0; i < y.Length; i++)
+                    {
+                        int b = i / rows, r = i % rows;
+                        float magnitude = 0;
+                        for (int c = 0; c < cols; c++)
+                        {
+                            magnitude += Math.Abs(wf[r * cols + c] * x[b * cols + c]);
+                        }
+
+                        Assert.True(Math.Abs(y[i] - expected[i]) <= 1e-5f * magnitude + 1e-6f,
+                            $"{type} rows {rows} cols {cols} batch {batch} [{i}]: {y[i]} vs {expected[i]}");
+                    }
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(QuantTypes))]
+    public void Multiply_Quantized_MatchesFloatReferenceWithinActivationQuantization(GgmlType type)
+    {
+        int cols = type is GgmlType.Q4_K or GgmlType.Q6_K ? 512 : 320, rows = 33, batch = 3;
+        Tensor w = TestTensors.Random(type, rows, cols, 42);
+        float[] x = TestTensors.RandomFloats(batch * cols, 43);
+        var y = new float[batch * rows];
+        var expected = new float[batch * rows];
+        float[] wf = Dequantized(w);
+
+        MatMul.Multiply(w, x, y, batch);
+        MatMulReference.MultiplyFloat(w, x, expected, batch);
+
+        for (int b = 0; b < batch; b++)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                double bound = 1e-4;
+                for (int k = 0; k < cols / 32; k++)
+                {
+                    float amax = 0, sumW = 0;
+                    for (int j = 0; j < 32; j++)
+                    {
+                        amax = Math.Max(amax, Math.Abs(x[b * cols + k * 32 + j]));
+                        sumW += Math.Abs(wf[r * cols + k * 32 + j]);
+                    }
+
+                    bound += 0.6 * amax / 127 * sumW;
+                }
+
+                Assert.True(Math.Abs(y[b * rows + r] - expected[b * rows + r]) <= bound, $"{type} [{b},{r}]: {y[b * rows + r]} vs {expected[b * rows + r]} (bound {bound})");
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(FloatTypes))]
+    public void Multiply_FloatEveryLength_MatchesReference(GgmlType type)
+    {
+        int seed = 100;
+        foreach (int cols in ColumnCounts(type).Prepend(0).Where(c => c > 0))
+        {
+            foreach (int rows in new[] { 1, 5 })
+            {
+                int batch = 1 + cols % 5;
+                Tensor w = TestTensors.Random(type, rows, cols, ++seed);
+                float[] x = TestTensors.RandomFloats(batch * cols, seed);
+                var y = new float[batch * rows];
+                var expected = new float[batch * rows];
+
+                MatMul.Multiply(w, x, y, batch);
+                MatMulReference.MultiplyFloat(w, x, expected, batch);
+
+                for (int i = 0; i < y.Length; i++)
+                {
+                    Assert.True(Math.Abs(y[i] - expected[i]) <= 1e-5f * cols + 1e-6f, $"{type} cols {cols} [{i}]: {y[i]} vs {expected[i]}");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Multiply_LargeBatchedQ8_0_UsesThreadsAndMatchesReference()
+    {
+        Tensor w = TestTensors.Random(GgmlType.Q8_0, 131, 1024, 7);
+        float[] x = TestTensors.RandomFloats(70 * 1024, 8);
+        var y = new float[70 * 131];
+        var expected = new float[70 * 131];
+
+        MatMul.Multiply(w, x, y, 70);
+        MatMulReference.MultiplyQuantized(w, x, expected, 70);
+
+        for (int i = 0; i < y.Length; i++)
+        {
+            Assert.True(Math.Abs(y[i] - expected[i]) <= 1e-3f * (1 + Math.Abs(expected[i])), $"[{i}] {y[i]} vs {expected[i]}");
+        }
+    }
+
+    [Fact]
+    public void DequantizeRow_HandBuiltQ4_0Block_GivesExactValues()
+    {
+        var block = new byte[18];
+        BitConverter.TryWriteBytes(block, (Half)0.5f);
+        for (int j = 0; j < 16; j++)
+        {
+            block[2 + j] = (byte)(j | ((15 - j) << 4));
+        }
+
+        var row = new float[32];
+        MatMul.DequantizeRow(TestTensors.Of(GgmlType.Q4_0, 1, 32, block), 0, row);
+
+        for (int j = 0; j < 16; j++)
+        {
+            Assert.Equal((j - 8) * 0.5f, row[j]);
+            Assert.Equal((15 - j - 8) * 0.5f, row[16 + j]);
+        }
+    }
+
+    [Fact]
+    public void DequantizeRow_HandBuiltQ8_0Rows_GivesExactValues()
+    {
+        var bytes = new byte[2 * 34];
+        BitConverter.TryWriteBytes(bytes.AsSpan(34), (Half)0.25f);
+        for (int j = 0; j < 32; j++)
+        {
+            bytes[34 + 2 + j] = (byte)(sbyte)(j - 16);
+        }
+
+        var row = new float[32];
+        MatMul.DequantizeRow(TestTensors.Of(GgmlType.Q8_0, 2, 32, bytes), 1, row);
+
+        Assert.Equal(Enumerable.Range(0, 32).Select(j => (j - 16) * 0.25f), row);
+    }
+
+    [Fact]
+    public void DequantizeRow_HandBuiltQ4_KBlock_GivesExactValues()
+    {
+        var b = new byte[144];
+        BitConverter.TryWriteBytes(b.AsSpan(0), (Half)0.5f);
+        BitConverter.TryWriteBytes(b.AsSpan(2), (Half)0.25f);
+        // Sub-blocks 0..3: scale in bits 0-5 of bytes 0..3, min in bits 0-5 of bytes 4..7.
+        // Sub-blocks 4..7: scale low nibble of bytes 8..11 plus bits 6-7 of bytes 0..3 as bits 4-5; min likewise from the high nibble and bytes 4..7.
+        int[] sc = [1, 2, 3, 63, 17, 33, 50, 7], mn = [0, 5, 10, 63, 20, 40, 1, 2];
+        for (int j = 0; j < 4; j++)
+        {
+            b[4 + j] = (byte)(sc[j] | ((sc[j + 4] >> 4) << 6));
+            b[8 + j] = (byte)(mn[j] | ((mn[j + 4] >> 4) << 6));
+            b[12 + j] = (byte)((sc[j + 4] & 0xF) | ((mn[j + 4] & 0xF) << 4));
+        }
+
+        for (int i = 0; i < 128; i++)
+        {
+            b[16 + i] = (byte)((i % 16) | ((15 - i % 16) << 4));
+        }
+
+        var row = new float[256];
+        MatMul.DequantizeRow(TestTensors.Of(GgmlType.Q4_K, 1, 256, b), 0, row);
+
+        for (int t = 0; t < 8; t++)
+        {
+            for (int l = 0; l < 32; l++)
+            {
+                int q = t % 2 == 0 ? l % 16 : 15 - l % 16;
+                Assert.Equal(0.5f * sc[t] * q - 0.25f * mn[t], row[32 * t + l]);
+            }
+        }
+    }
+
+    [Fact]
+    public void DequantizeRow_HandBuiltQ6_KBlock_GivesExactValues()
+    {
+        var b = new byte[210];
+        var q = new int[256];
+        for (int i = 0; i < 256; i++)
+        {
+            q[i] = (i * 7 + 3) % 64;
+        }
+
+        for (int n = 0; n < 2; n++)
+        {
+            for (int l = 0; l < 32; l++)
+            {
+                int q1 = q[128 * n + l], q2 = q[128 * n + 32 + l], q3 = q[128 * n + 64 + l], q4 = q[128 * n + 96 + l];
+                b[64 * n + l] = (byte)((q1 & 0xF) | ((q3 & 0xF) << 4));
+                b[64 * n + 32 + l] = (byte)((q2 & 0xF) | ((q4 & 0xF) << 4));
+                b[128 + 32 * n + l] = (byte)((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+            }
+        }
+
+        for (int s = 0; s < 16; s++)
+        {
+            b[192 + s] = (byte)(sbyte)(s * 9 - 70);
+        }
+
+        BitConverter.TryWriteBytes(b.AsSpan(208), (Half)0.125f);
+        var row = new float[256];
+
+        MatMul.DequantizeRow(TestTensors.Of(GgmlType.Q6_K, 1, 256, b), 0, row);
+
+        for (int i = 0; i < 256; i++)
+        {
+            Assert.Equal(0.125f * (i / 16 * 9 - 70) * (q[i] - 32), row[i]);
+        }
+    }
+
+    [Fact]
+    public void DequantizeRow_F16AndBF16EveryLength_AreExact()
+    {
+        var rng = new Random(5);
+        for (int n = 1; n <= 256; n++)
+        {
+            var halves = new byte[n * 2];
+            var bf = new byte[n * 2];
+            var expectedHalf = new float[n];
+            var expectedBf = new float[n];
+            for (int i = 0; i < n; i++)
+            {
+                var h = (Half)(rng.NextSingle() * 200 - 100);
+                BitConverter.TryWriteBytes(halves.AsSpan(2 * i), h);
+                expectedHalf[i] = (float)h;
+                ushort bits = (ushort)rng.Next(0, 65536);
+                if ((bits & 0x7F80) == 0x7F80)
+                {
+                    bits &= 0xBFFF;
+                }
+
+                BitConverter.TryWriteBytes(bf.AsSpan(2 * i), bits);
+                expectedBf[i] = BitConverter.Int32BitsToSingle(bits << 16);
+            }
+
+            var got = new float[n];
+            MatMul.DequantizeRow(TestTensors.Of(GgmlType.F16, 1, n, halves), 0, got);
+            Assert.Equal(expectedHalf, got);
+            MatMul.DequantizeRow(TestTensors.Of(GgmlType.BF16, 1, n, bf), 0, got);
+            Assert.Equal(expectedBf, got);
+        }
+    }
+
+    [Fact]
+    public void DequantizeRow_EveryHalfBitPattern_MatchesHalfToFloat()
+    {
+        var bytes = new byte[65536 * 2];
+        for (int i = 0; i < 65536; i++)
+        {
+            BitConverter.TryWriteBytes(bytes.AsSpan(2 * i), (ushort)i);
+        }
+
+        var row = new float[65536];
+        MatMul.DequantizeRow(TestTensors.Of(GgmlType.F16, 1, 65536, bytes), 0, row);
+
+        for (int i = 0; i < 65536; i++)
+        {
+            float expected = (float)BitConverter.UInt16BitsToHalf((ushort)i);
+            Assert.True(float.IsNaN(expected) ? float.IsNaN(row[i]) : BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(row[i]), $"0x{i:X4}: {row[i]} vs {expected}");
+        }
+    }
+
+    [Fact]
+    public void Multiply_UnsupportedType_ThrowsNamingTensorAndType()
+    {
+        Tensor w = TestTensors.Of(GgmlType.Q5_K, 1, 256, new byte[176]);
+
+        var e = Assert.Throws<NotSupportedException>(() => MatMul.Multiply(w, new float[256], new float[1], 1));
+        Assert.Contains("test.Q5_K", e.Message);
+        Assert.Contains("Q5_K", e.Message);
+        Assert.Throws<NotSupportedException>(() => MatMul.DequantizeRow(w, 0, new float[256]));
+    }
+
+    [Fact]
+    public void Multiply_ShortBuffers_Throw()
+    {
+        Tensor w = TestTensors.Random(GgmlType.F32, 4, 8, 1);
+
+        Assert.Throws<ArgumentException>(() => MatMul.Multiply(w, new float[7], new float[4], 1));
+        Assert.Throws<ArgumentException>(() => MatMul.Multiply(w, new float[16], new float[4], 2));
+    }
+}
