@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using Dynamo.Engine.Models.Synth;
+using Dynamo.Llm.ChatTemplates;
 using Dynamo.Llm.Models;
 
 namespace Dynamo.Cli.Commands;
@@ -39,10 +40,11 @@ internal static class ModelCommand
         var format = new Option<string>("--format") { Description = "gguf (one file), hf (a Hugging Face directory) or llama2c (checkpoint + tokenizer.bin)", DefaultValueFactory = _ => "gguf" };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "A llama2.c tokenizer.bin whose pieces and scores become the vocabulary (default: synthetic <unk> <s> </s>, byte pieces, then \"[i]\")" };
         var tokenizerOut = new Option<string?>("--tokenizer-out") { Description = "llama2c: where to write tokenizer.bin (default: MODEL.tokenizer.bin beside MODEL.bin)" };
+        var chatTemplate = new Option<string?>("--chat-template") { Description = "A chat template to store with the tokenizer: \"chatml\" or a Jinja2 template file (gguf and hf formats)" };
         var output = new Option<string>("--output", "-o") { Description = "Output file (gguf, llama2c; or an existing directory) or directory (hf)", Required = true };
 
         var cmd = new Command("synth", "Write a random-weight Llama model (the benchmark models of anchors.md) as GGUF, Hugging Face or llama2.c files");
-        foreach (Option o in new Option[] { preset, dim, hiddenDim, layers, heads, kvHeads, vocab, context, tied, untied, seed, type, format, tokenizer, tokenizerOut, output })
+        foreach (Option o in new Option[] { preset, dim, hiddenDim, layers, heads, kvHeads, vocab, context, tied, untied, seed, type, format, tokenizer, tokenizerOut, chatTemplate, output })
         {
             cmd.Options.Add(o);
         }
@@ -91,7 +93,13 @@ internal static class ModelCommand
                 Type = ParseType(parse.GetValue(type)!),
                 TokenizerPath = parse.GetValue(tokenizer),
                 TokenizerOutputPath = parse.GetValue(tokenizerOut),
+                ChatTemplate = ResolveChatTemplate(parse.GetValue(chatTemplate)),
             };
+            if (target.ChatTemplate is not null && target.Format == SynthFormat.Llama2c)
+            {
+                throw new CliUsageException("--chat-template: llama2.c checkpoints cannot carry a chat template");
+            }
+
             if (target.TokenizerOutputPath is not null && target.Format != SynthFormat.Llama2c)
             {
                 throw new CliUsageException("--tokenizer-out applies to --format llama2c only");
@@ -104,6 +112,27 @@ internal static class ModelCommand
             return 0;
         }));
         return cmd;
+    }
+
+    private static string? ResolveChatTemplate(string? value)
+    {
+        if (value is null)
+        {
+            return null;
+        }
+
+        string source = BuiltinChatTemplates.ByName(value)
+            ?? (File.Exists(value) ? File.ReadAllText(value) : throw new CliUsageException($"--chat-template: '{value}' is neither a built-in template (chatml) nor a file"));
+        try
+        {
+            ChatTemplate.Parse(source);
+        }
+        catch (ChatTemplateException e)
+        {
+            throw new CliUsageException($"--chat-template: {e.Message}");
+        }
+
+        return source;
     }
 
     private static SynthFormat ParseFormat(string value) => value switch

@@ -199,6 +199,10 @@ internal static class HfTokenizerJson
         w.WriteBoolean("legacy", true);
         w.WriteNumber("model_max_length", 1000000000000000019884624838656.0);
         w.WriteString("tokenizer_class", "LlamaTokenizer");
+        if (vocabulary.ChatTemplate is not null)
+        {
+            w.WriteString("chat_template", vocabulary.ChatTemplate);
+        }
         w.WriteEndObject();
     }
 

@@ -12,6 +12,7 @@ public static class SynthModelWriter
         SynthVocabulary vocabulary = output.TokenizerPath is null
             ? SynthVocabulary.Synthetic(model.VocabSize)
             : SynthVocabulary.FromLlama2c(output.TokenizerPath, model.VocabSize);
+        vocabulary.ChatTemplate = output.ChatTemplate;
         return output.Format switch
         {
             SynthFormat.Gguf => WriteFile(ResolveFile(output.OutputPath, model.Name + ".gguf"), layout,

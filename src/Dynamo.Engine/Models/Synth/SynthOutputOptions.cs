@@ -21,5 +21,8 @@ public sealed record SynthOutputOptions
     /// <summary>llama2.c only: where the tokenizer.bin goes; null for "&lt;model without .bin&gt;.tokenizer.bin" beside the model.</summary>
     public string? TokenizerOutputPath { get; init; }
 
+    /// <summary>A Jinja2 chat template to store with the tokenizer (GGUF and Hugging Face formats), or null.</summary>
+    public string? ChatTemplate { get; init; }
+
     public static SynthOutputOptions Default { get; } = new();
 }

@@ -31,6 +31,9 @@ public sealed class SynthVocabulary
     public IReadOnlyList<string> Pieces { get; }
     public IReadOnlyList<float> Scores { get; }
     public IReadOnlyList<int> TokenTypes { get; }
+
+    /// <summary>A Jinja2 chat template written with the tokenizer (GGUF tokenizer.chat_template, tokenizer_config.json chat_template), or null.</summary>
+    public string? ChatTemplate { get; set; }
     public int Count => Pieces.Count;
     public int UnknownId => 0;
     public int BosId => 1;
@@ -152,6 +155,10 @@ public sealed class SynthVocabulary
         gguf.Add("tokenizer.ggml.unknown_token_id", (uint)UnknownId);
         gguf.Add("tokenizer.ggml.add_bos_token", true);
         gguf.Add("tokenizer.ggml.add_eos_token", false);
+        if (ChatTemplate is not null)
+        {
+            gguf.Add("tokenizer.chat_template", ChatTemplate);
+        }
     }
 
     private static int Classify(int id, string piece) => id switch
