@@ -25,6 +25,8 @@ internal sealed record RandomGgufModel
     public bool QkNorm { get; init; }
     public float RopeTheta { get; init; } = 10000f;
     public int Seed { get; init; } = 1;
+    /// <summary>A rope_freqs.weight tensor (llama.cpp's form of Llama 3 rope scaling: one divisor per pair).</summary>
+    public float[]? RopeFreqs { get; init; }
     /// <summary>Extra metadata (rope scaling keys and such).</summary>
     public Action<GgufWriter>? Metadata { get; init; }
 
@@ -53,6 +55,11 @@ internal sealed record RandomGgufModel
         if (!Tied)
         {
             Weight("output.weight", Dim, VocabSize);
+        }
+
+        if (RopeFreqs is not null)
+        {
+            tensors.Add(("rope_freqs.weight", [RopeFreqs.Length], RopeFreqs));
         }
 
         for (int l = 0; l < Layers; l++)

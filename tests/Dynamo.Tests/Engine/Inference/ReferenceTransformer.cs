@@ -10,7 +10,7 @@ namespace Dynamo.Tests.Engine.Inference;
 /// reference runs on exactly the dequantized weights) and widened to double; everything after that is double.
 /// Covers RMSNorm, grouped-query causal attention, RoPE in both pairings with optional Llama 3 frequency scaling,
 /// Qwen2 QKV bias, Qwen3 per-head QK RMSNorm, SwiGLU, tied or separate output projection.
-/// Not covered: a file's own rope_freqs.weight factors.
+/// A file's rope_freqs.weight (how llama.cpp stores Llama 3 scaling) divides the frequencies instead, as llama.cpp does.
 /// </summary>
 internal sealed class ReferenceTransformer
 {
@@ -19,6 +19,7 @@ internal sealed class ReferenceTransformer
     private readonly double[][] _output;
     private readonly double[] _outputNorm;
     private readonly LayerWeights[] _layers;
+    private readonly double[]? _ropeFreqs;
 
     public ReferenceTransformer(IModelWeights weights)
     {
@@ -27,6 +28,7 @@ internal sealed class ReferenceTransformer
         _embedding = Matrix(t["token_embd.weight"]);
         _output = t.TryGetValue("output.weight", out Tensor? output) ? Matrix(output) : _embedding;
         _outputNorm = Vector(t["output_norm.weight"]);
+        _ropeFreqs = t.TryGetValue("rope_freqs.weight", out Tensor? freqs) ? Vector(freqs) : null;
         _layers = new LayerWeights[_c.Layers];
         for (int l = 0; l < _c.Layers; l++)
         {
@@ -160,15 +162,24 @@ internal sealed class ReferenceTransformer
         }
     }
 
-    /// <summary>theta^(-2i/headDim), with Hugging Face's _compute_llama3_parameters when the config has rope scaling.</summary>
+    /// <summary>
+    /// theta^(-2i/headDim), divided by the file's rope_freqs factor if it has one, else with Hugging Face's
+    /// _compute_llama3_parameters when the config has rope scaling.
+    /// </summary>
     private double InverseFrequency(int i)
     {
         double freq = Math.Pow(_c.RopeTheta, -2.0 * i / _c.HeadDim);
-        if (_c.RopeScaling is not { } s)
+        if (_ropeFreqs is not null)
         {
-            return freq;
+            return freq / _ropeFreqs[i];
         }
 
+        return _c.RopeScaling is { } s ? Llama3Scaled(freq, s) : freq;
+    }
+
+    /// <summary>Hugging Face's _compute_llama3_parameters for one frequency.</summary>
+    public static double Llama3Scaled(double freq, RopeScaling s)
+    {
         double wavelength = 2 * Math.PI / freq;
         double lowFreqWavelength = s.OriginalContextLength / (double)s.LowFreqFactor;
         double highFreqWavelength = s.OriginalContextLength / (double)s.HighFreqFactor;

@@ -24,6 +24,10 @@ public class RotaryEmbeddingTests
     private static (int A, int B) Pair(RopeLayout layout, int h, int i) =>
         layout == RopeLayout.Interleaved ? (h * HeadDim + 2 * i, h * HeadDim + 2 * i + 1) : (h * HeadDim + i, h * HeadDim + i + HeadDim / 2);
 
+    /// <summary>Every (head, pair) of a vector of <see cref="Heads"/> heads.</summary>
+    private static IEnumerable<(int Head, int Pair)> HeadPairs() =>
+        Enumerable.Range(0, Heads).SelectMany(h => Enumerable.Range(0, HeadDim / 2).Select(i => (h, i)));
+
     private static float[] Rotate(RotaryEmbedding rope, float[] x, int position)
     {
         var cos = new float[HeadDim / 2];
@@ -54,15 +58,12 @@ public class RotaryEmbeddingTests
         foreach (int position in new[] { 1, 7, 100, 4000 })
         {
             float[] y = Rotate(rope, x, position);
-            for (int h = 0; h < Heads; h++)
+            foreach ((int h, int i) in HeadPairs())
             {
-                for (int i = 0; i < HeadDim / 2; i++)
-                {
-                    (int a, int b) = Pair(layout, h, i);
-                    double before = Math.Sqrt((double)x[a] * x[a] + (double)x[b] * x[b]);
-                    double after = Math.Sqrt((double)y[a] * y[a] + (double)y[b] * y[b]);
-                    Assert.True(Math.Abs(after - before) < 1e-6, $"position {position}, head {h}, pair {i}: {before} -> {after}");
-                }
+                (int a, int b) = Pair(layout, h, i);
+                double before = Math.Sqrt((double)x[a] * x[a] + (double)x[b] * x[b]);
+                double after = Math.Sqrt((double)y[a] * y[a] + (double)y[b] * y[b]);
+                Assert.True(Math.Abs(after - before) < 1e-6, $"position {position}, head {h}, pair {i}: {before} -> {after}");
             }
         }
     }
@@ -88,17 +89,14 @@ public class RotaryEmbeddingTests
         foreach (int position in new[] { 1, 5, 123, 3000 })
         {
             float[] y = Rotate(rope, x, position);
-            for (int h = 0; h < Heads; h++)
+            foreach ((int h, int i) in HeadPairs())
             {
-                for (int i = 0; i < HeadDim / 2; i++)
-                {
-                    double angle = position * Math.Pow(10000.0, -2.0 * i / HeadDim);
-                    (int a, int b) = Pair(layout, h, i);
-                    double ea = x[a] * Math.Cos(angle) - x[b] * Math.Sin(angle);
-                    double eb = x[a] * Math.Sin(angle) + x[b] * Math.Cos(angle);
-                    Assert.True(Math.Abs(y[a] - ea) < 1e-6 && Math.Abs(y[b] - eb) < 1e-6,
-                        $"position {position}, head {h}, pair {i}: ({y[a]}, {y[b]}) vs ({ea}, {eb})");
-                }
+                double angle = position * Math.Pow(10000.0, -2.0 * i / HeadDim);
+                (int a, int b) = Pair(layout, h, i);
+                double ea = x[a] * Math.Cos(angle) - x[b] * Math.Sin(angle);
+                double eb = x[a] * Math.Sin(angle) + x[b] * Math.Cos(angle);
+                Assert.True(Math.Abs(y[a] - ea) < 1e-6 && Math.Abs(y[b] - eb) < 1e-6,
+                    $"position {position}, head {h}, pair {i}: ({y[a]}, {y[b]}) vs ({ea}, {eb})");
             }
         }
     }

@@ -26,6 +26,19 @@ public class TransformerReferenceTests(ITestOutputHelper output)
         Name = "gqa", Dim = 96, HiddenDim = 160, Layers = 2, Heads = 6, KvHeads = 2, VocabSize = 300, ContextLength = 128, Tied = false, Seed = 7,
     };
 
+    /// <summary>What <see cref="WithLlama3Scaling"/> writes, with GgufModel's fixed low/high factors 1 and 4.</summary>
+    private static readonly RopeScaling Llama3Scaling = new(8f, 1f, 4f, 64);
+
+    private static RandomGgufModel WithLlama3Scaling(RandomGgufModel model) => model with
+    {
+        Metadata = g =>
+        {
+            g.Add($"{model.Architecture}.rope.scaling.type", "llama3");
+            g.Add($"{model.Architecture}.rope.scaling.factor", Llama3Scaling.Factor);
+            g.Add($"{model.Architecture}.rope.scaling.original_context_length", (uint)Llama3Scaling.OriginalContextLength);
+        },
+    };
+
     private static SynthModelOptions Shape(string name) => name == "tiny" ? SynthModelOptions.Tiny : Gqa;
 
     private static int[] Prompt(int vocab)
@@ -172,20 +185,12 @@ public class TransformerReferenceTests(ITestOutputHelper output)
     {
         using var dir = new TempDir();
         var unscaled = new RandomGgufModel { Architecture = "llama", Seed = 4 };
-        var scaled = unscaled with
-        {
-            Metadata = g =>
-            {
-                g.Add("llama.rope.scaling.type", "llama3");
-                g.Add("llama.rope.scaling.factor", 8f);
-                g.Add("llama.rope.scaling.original_context_length", 64u);
-            },
-        };
+        RandomGgufModel scaled = WithLlama3Scaling(unscaled);
         string plainPath = unscaled.WriteTo(Directory.CreateDirectory(Path.Combine(dir.Path, "plain")).FullName);
         string path = scaled.WriteTo(dir.Path);
         using (IModelWeights weights = ModelLoader.Load(path))
         {
-            Assert.Equal(new RopeScaling(8f, 1f, 4f, 64), weights.Config.RopeScaling);
+            Assert.Equal(Llama3Scaling, weights.Config.RopeScaling);
         }
 
         (double error, float[] logits) = Compare(path, "llama3 rope scaling");
@@ -193,5 +198,32 @@ public class TransformerReferenceTests(ITestOutputHelper output)
 
         Assert.True(error < F32Bound, $"max relative logit error {error:E2}");
         Assert.True(OracleFiles.MaxRelativeError(logits, plain, unscaled.VocabSize) > 1e-3, "the scaling should change the logits");
+    }
+
+    /// <summary>
+    /// llama.cpp stores Llama 3 scaling as rope_freqs.weight (freq / scaled freq per pair) instead of metadata. Given
+    /// the factors of the same scaling, a file must compute the same logits as the metadata form.
+    /// </summary>
+    [Fact]
+    public void Forward_RopeFreqsTensor_MatchesReferenceAndTheMetadataForm()
+    {
+        using var dir = new TempDir();
+        RandomGgufModel metadataForm = WithLlama3Scaling(new RandomGgufModel { Architecture = "llama", Seed = 5 });
+        int headDim = metadataForm.Dim / metadataForm.Heads;
+        float[] factors = Enumerable.Range(0, headDim / 2).Select(i =>
+        {
+            double freq = Math.Pow(10000.0, -2.0 * i / headDim);
+            return (float)(freq / ReferenceTransformer.Llama3Scaled(freq, Llama3Scaling));
+        }).ToArray();
+        string metadataPath = metadataForm.WriteTo(Directory.CreateDirectory(Path.Combine(dir.Path, "metadata")).FullName);
+        string tensorPath = (metadataForm with { Metadata = null, RopeFreqs = factors }).WriteTo(dir.Path);
+
+        (_, float[] expected) = Compare(metadataPath, "llama3 scaling as metadata");
+        (double error, float[] actual) = Compare(tensorPath, "llama3 scaling as rope_freqs.weight");
+
+        double vsMetadata = OracleFiles.MaxRelativeError(actual, expected, metadataForm.VocabSize);
+        output.WriteLine($"rope_freqs vs metadata: {vsMetadata:E2}");
+        Assert.True(error < F32Bound, $"max relative logit error {error:E2}");
+        Assert.True(vsMetadata < F32Bound, $"rope_freqs and metadata forms differ by {vsMetadata:E2}");
     }
 }
