@@ -1,5 +1,6 @@
 using Dynamo.Engine.Models;
 using Dynamo.Llm.Models;
+using Dynamo.Tests.Engine.Inference;
 using Dynamo.Tests.Infrastructure;
 using Dynamo.Tests.Llm.Models;
 
@@ -29,5 +30,18 @@ public class ModelLoaderTests
     public void Load_MissingPath_ThrowsModelFormatException()
     {
         Assert.Contains("no such file", Assert.Throws<ModelFormatException>(() => ModelLoader.Load("/nonexistent/model")).Problem);
+    }
+
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("mamba")]
+    public void Load_GgufOfUnknownArchitecture_ThrowsNamingIt(string arch)
+    {
+        using var dir = new TempDir();
+        string path = new RandomGgufModel { Architecture = arch }.WriteTo(dir.Path);
+
+        ModelFormatException e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(path));
+
+        Assert.Contains($"unsupported architecture '{arch}'", e.Problem);
     }
 }

@@ -1,0 +1,107 @@
+using Dynamo.Engine.Kernels;
+
+namespace Dynamo.Tests.Engine.Kernels;
+
+/// <summary>Each kernel of <see cref="Elementwise"/> against a scalar float64 formula for every length 0..256.</summary>
+public class ElementwiseTests
+{
+    private const int MaxLength = 256;
+
+    private static float[] Random(int length, int seed, double scale = 3)
+    {
+        var random = new Random(seed);
+        return Enumerable.Range(0, length).Select(_ => (float)(scale * (2 * random.NextDouble() - 1))).ToArray();
+    }
+
+    [Fact]
+    public void RmsNorm_EveryLength_MatchesReference()
+    {
+        for (int n = 0; n <= MaxLength; n++)
+        {
+            float[] x = Random(n, n), weight = Random(n, n + 1000);
+            var actual = new float[n];
+            var expected = new float[n];
+
+            Elementwise.RmsNorm(x, weight, 1e-5f, actual);
+            Elementwise.RmsNormReference(x, weight, 1e-5f, expected);
+
+            for (int i = 0; i < n; i++)
+            {
+                // Outputs are at most ~3 * sqrt(n) (weights up to 3, normalized x up to sqrt(n)); float32 rounding of
+                // the sum of squares and the scale is a few ulps.
+                Assert.True(Math.Abs(actual[i] - expected[i]) <= 1e-5 * Math.Max(1, Math.Abs(expected[i])), $"length {n}, index {i}: {actual[i]} vs {expected[i]}");
+            }
+        }
+    }
+
+    [Fact]
+    public void RmsNormReference_EveryLength_MatchesFloat64Formula()
+    {
+        for (int n = 1; n <= MaxLength; n++)
+        {
+            float[] x = Random(n, n), weight = Random(n, n + 1000);
+            var actual = new float[n];
+
+            Elementwise.RmsNormReference(x, weight, 1e-5f, actual);
+
+            double meanSquare = x.Sum(v => (double)v * v) / n;
+            for (int i = 0; i < n; i++)
+            {
+                double expected = x[i] / Math.Sqrt(meanSquare + 1e-5f) * weight[i];
+                Assert.True(Math.Abs(actual[i] - expected) <= 1e-6 * Math.Max(1, Math.Abs(expected)), $"length {n}, index {i}: {actual[i]} vs {expected}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Softmax_EveryLength_SumsToOneAndMatchesFloat64()
+    {
+        for (int n = 0; n <= MaxLength; n++)
+        {
+            // Scores spread over +-20 so that the max subtraction matters and many terms are tiny.
+            float[] x = Random(n, n, scale: 20);
+            double max = n == 0 ? 0 : x.Max();
+            double[] e = x.Select(v => Math.Exp(v - max)).ToArray();
+            double sum = e.Sum();
+
+            Elementwise.Softmax(x);
+
+            Assert.True(n == 0 || Math.Abs(x.Sum(v => (double)v) - 1) < 1e-5, $"length {n}: sum {x.Sum()}");
+            for (int i = 0; i < n; i++)
+            {
+                double expected = e[i] / sum;
+                Assert.True(Math.Abs(x[i] - expected) <= 1e-6 * Math.Max(expected, 1e-3), $"length {n}, index {i}: {x[i]} vs {expected}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Softmax_LargeScores_DoesNotOverflow()
+    {
+        float[] x = [1000f, 999f, -1000f];
+
+        Elementwise.Softmax(x);
+
+        Assert.Equal(1 / (1 + Math.Exp(-1)), x[0], 6);
+        Assert.Equal(Math.Exp(-1) / (1 + Math.Exp(-1)), x[1], 6);
+        Assert.Equal(0f, x[2]);
+    }
+
+    [Fact]
+    public void SwiGlu_EveryLength_MatchesScalarFormula()
+    {
+        for (int n = 0; n <= MaxLength; n++)
+        {
+            // Gates over +-30 reach both saturated ends of the sigmoid.
+            float[] gate = Random(n, n, scale: 30), up = Random(n, n + 1000);
+            double[] expected = gate.Select((g, i) => g / (1 + Math.Exp(-(double)g)) * up[i]).ToArray();
+
+            Elementwise.SwiGlu(gate, up);
+
+            for (int i = 0; i < n; i++)
+            {
+                Assert.True(Math.Abs(gate[i] - expected[i]) <= 1e-6 * Math.Max(1, Math.Abs(expected[i])), $"length {n}, index {i}: {gate[i]} vs {expected[i]}");
+            }
+        }
+    }
+}
