@@ -10,6 +10,7 @@ internal static class Program
         var root = new RootCommand("Dynamo.NET: distributed LLM inference serving with a built-in C# engine");
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(ModelCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
         // Our own handler (CliErrors) turns user errors into one line; the default one would print stack traces.
         return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
     }
