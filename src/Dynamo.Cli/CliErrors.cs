@@ -13,7 +13,10 @@ internal static class CliErrors
         }
         catch (Exception ex) when (IsUserError(ex))
         {
-            Console.Error.WriteLine($"error: {OneLine(ex.Message)}");
+            // ArgumentException appends " (Parameter 'name')", which means nothing to a CLI user.
+            string message = ex is ArgumentException { ParamName: string name }
+                ? ex.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : ex.Message;
+            Console.Error.WriteLine($"error: {OneLine(message)}");
             return 1;
         }
     }

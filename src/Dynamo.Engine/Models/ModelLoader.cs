@@ -2,7 +2,10 @@ using Dynamo.Llm.Models;
 
 namespace Dynamo.Engine.Models;
 
-/// <summary>Opens a checkpoint by looking at it: a directory is Hugging Face safetensors, a file starting with "GGUF" is GGUF, any other file a llama2.c checkpoint.</summary>
+/// <summary>
+/// Opens a checkpoint by looking at it: a directory is Hugging Face safetensors, a file starting with "GGUF"
+/// (or named *.gguf, so that a wrong magic is reported as such) is GGUF, any other file a llama2.c checkpoint.
+/// </summary>
 public static class ModelLoader
 {
     public static IModelWeights Load(string path)
@@ -29,7 +32,7 @@ public static class ModelLoader
             read = f.ReadAtLeast(magic, 4, throwOnEndOfStream: false);
         }
 
-        if (read == 4 && magic.SequenceEqual("GGUF"u8))
+        if ((read == 4 && magic.SequenceEqual("GGUF"u8)) || path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
         {
             return GgufModel.Open(path);
         }

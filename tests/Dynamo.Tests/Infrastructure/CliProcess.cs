@@ -1,0 +1,48 @@
+using System.Diagnostics;
+
+namespace Dynamo.Tests.Infrastructure;
+
+/// <summary>Runs the real CLI (the dynamo.dll copied beside the tests) as a child process.</summary>
+public static class CliProcess
+{
+    public sealed record Result(int ExitCode, string Stdout, string Stderr, TimeSpan Elapsed)
+    {
+        public string[] StderrLines => Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+    }
+
+    public static string DllPath { get; } = Path.Combine(AppContext.BaseDirectory, "dynamo.dll");
+
+    /// <summary>Runs <c>dotnet dynamo.dll args</c>; kills it and fails after <paramref name="timeout"/> (30 s by default).</summary>
+    public static Result Run(IEnumerable<string> args, TimeSpan? timeout = null)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            StandardOutputEncoding = System.Text.Encoding.UTF8,
+            StandardErrorEncoding = System.Text.Encoding.UTF8,
+        };
+        start.ArgumentList.Add(DllPath);
+        foreach (string a in args)
+        {
+            start.ArgumentList.Add(a);
+        }
+
+        var clock = Stopwatch.StartNew();
+        using Process process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start");
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        TimeSpan limit = timeout ?? TimeSpan.FromSeconds(30);
+        if (!process.WaitForExit(limit))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"dynamo {string.Join(' ', args)} did not finish within {limit.TotalSeconds} s");
+        }
+
+        process.WaitForExit();
+        return new Result(process.ExitCode, stdout.Result, stderr.Result, clock.Elapsed);
+    }
+
+    public static Result Run(params string[] args) => Run((IEnumerable<string>)args);
+}
