@@ -21,6 +21,9 @@ public static unsafe class MatMul
     /// <summary>Activation rows kept hot while a chunk of weight rows is swept over them.</summary>
     private const int BatchTile = 64;
 
+    /// <summary>Weight bytes of one chunk when several activation tiles reuse them (about half of L2).</summary>
+    private const long ChunkBytes = 256 * 1024;
+
     [ThreadStatic]
     private static float[]? _rowScratch;
 
@@ -151,6 +154,11 @@ public static unsafe class MatMul
         WorkerPool? pool = (long)job.Rows * job.Cols * job.Batch >= ParallelThreshold ? KernelThreads.Pool : null;
         int threads = pool is null ? 1 : pool.Workers + 1;
         job.ChunkRows = threads == 1 ? job.Rows : Math.Max(1, (job.Rows + threads * 8 - 1) / (threads * 8));
+        if (job.Batch > BatchTile)
+        {
+            // Several activation tiles sweep the same rows: keep a chunk's weights cache-resident between tiles.
+            job.ChunkRows = (int)Math.Clamp(ChunkBytes / Math.Max(job.RowBytes, 1), 1, job.ChunkRows);
+        }
         int chunks = (job.Rows + job.ChunkRows - 1) / job.ChunkRows;
         fixed (Job* p = &job)
         {
