@@ -30,15 +30,13 @@ public static class Elementwise
         }
     }
 
-    /// <summary>gate = silu(gate) * up, in place (the SwiGLU feed-forward activation).</summary>
-    public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
+    /// <summary>gate = silu(gate) * up (the SwiGLU feed-forward activation); <paramref name="up"/> is used as scratch.</summary>
+    public static void SwiGlu(Span<float> gate, Span<float> up)
     {
-        // silu(g) = g * sigmoid(g)
-        for (int i = 0; i < gate.Length; i++)
-        {
-            float g = gate[i];
-            gate[i] = g / (1f + MathF.Exp(-g)) * up[i];
-        }
+        // silu(g) * u = sigmoid(g) * (g * u), in three vectorised passes.
+        TensorPrimitives.Multiply(gate, up, up);
+        TensorPrimitives.Sigmoid(gate, gate);
+        TensorPrimitives.Multiply(gate, up, gate);
     }
 
     /// <summary>Softmax in place over <paramref name="x"/> (max subtracted first).</summary>
