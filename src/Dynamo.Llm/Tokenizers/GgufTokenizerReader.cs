@@ -103,8 +103,13 @@ internal static class GgufTokenizerReader
         int? eos = OptionalInt(metadata, "tokenizer.ggml.eos_token_id");
         bool addBos = OptionalBool(metadata, "tokenizer.ggml.add_bos_token") ?? spm;
         bool addEos = OptionalBool(metadata, "tokenizer.ggml.add_eos_token") ?? false;
+        // Besides the EOS/EOT/EOM ids the file names, end-of-turn control tokens end generation too, as
+        // llama.cpp treats them: chat models often name only <|end_of_text|>-style EOS in their metadata.
+        IEnumerable<int?> endOfTurn = Enumerable.Range(0, n)
+            .Where(id => types[id] == TypeControl && EndOfTurnTokens.Contains(tokens[id]))
+            .Select(id => (int?)id);
         var eosIds = new[] { eos, OptionalInt(metadata, "tokenizer.ggml.eot_token_id"), OptionalInt(metadata, "tokenizer.ggml.eom_token_id") }
-            .OfType<int>().Distinct().ToList();
+            .Concat(endOfTurn).OfType<int>().Distinct().ToList();
 
         return new BpeTokenizer(new BpeTokenizerParts
         {
@@ -124,6 +129,9 @@ internal static class GgufTokenizerReader
             EosTokenIds = eosIds,
         });
     }
+
+    /// <summary>Texts of control tokens that end a turn in common chat formats (Llama 3, ChatML/Qwen, Phi, Gemma).</summary>
+    private static readonly HashSet<string> EndOfTurnTokens = ["<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>"];
 
     /// <summary>llama.cpp's pre-tokenizer regexes for the tokenizer.ggml.pre names it knows.</summary>
     private static string[] PrePatterns(string? pre) => pre switch

@@ -138,6 +138,27 @@ public sealed class TokenizerLoaderTests(TokenizerFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public void FromGguf_EndOfTurnControlTokens_EndGenerationBesideEos()
+    {
+        string[] bytes = Enumerable.Range(0, 256).Select(b => ByteLevelAlphabetChar((byte)b)).ToArray();
+        string[] tokens = [.. bytes, "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|eot_id|>"];
+        var metadata = new Dictionary<string, object>
+        {
+            ["tokenizer.ggml.model"] = "gpt2",
+            ["tokenizer.ggml.pre"] = "default",
+            ["tokenizer.ggml.tokens"] = tokens,
+            // <|eot_id|> is a plain (user-defined) token here, so it must not end generation.
+            ["tokenizer.ggml.token_type"] = tokens.Select((t, i) => i < 256 ? 1 : t == "<|eot_id|>" ? 4 : 3).ToArray(),
+            ["tokenizer.ggml.merges"] = Array.Empty<string>(),
+            ["tokenizer.ggml.eos_token_id"] = 256U,
+        };
+
+        var tokenizer = TokenizerLoader.FromGguf(metadata, "chatml.gguf");
+
+        Assert.Equal([256, 258], tokenizer.EosTokenIds.Order());
+    }
+
+    [Fact]
     public void FromGguf_UnknownModel_ThrowsModelFormatException()
     {
         var metadata = new Dictionary<string, object> { ["tokenizer.ggml.model"] = "rwkv", ["tokenizer.ggml.tokens"] = new[] { "a" } };
