@@ -33,6 +33,11 @@ public static class Elementwise
     /// <summary>gate = silu(gate) * up (the SwiGLU feed-forward activation); <paramref name="up"/> is used as scratch.</summary>
     public static void SwiGlu(Span<float> gate, Span<float> up)
     {
+        if (gate.IsEmpty)
+        {
+            return;
+        }
+
         // silu(g) * u = sigmoid(g) * (g * u), in three vectorised passes.
         TensorPrimitives.Multiply(gate, up, up);
         TensorPrimitives.Sigmoid(gate, gate);

@@ -12,7 +12,7 @@ public static class CliProcess
 
     public static string DllPath { get; } = Path.Combine(AppContext.BaseDirectory, "dynamo.dll");
 
-    /// <summary>Runs <c>dotnet dynamo.dll args</c>; kills it and fails after <paramref name="timeout"/> (30 s by default).</summary>
+    /// <summary>Runs <c>dotnet dynamo.dll args</c>; kills it and fails after <paramref name="timeout"/> (120 s by default: a hang detector, generous for a busy CI machine).</summary>
     public static Result Run(IEnumerable<string> args, TimeSpan? timeout = null)
     {
         var start = new ProcessStartInfo("dotnet")
@@ -33,7 +33,7 @@ public static class CliProcess
         using Process process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start");
         Task<string> stdout = process.StandardOutput.ReadToEndAsync();
         Task<string> stderr = process.StandardError.ReadToEndAsync();
-        TimeSpan limit = timeout ?? TimeSpan.FromSeconds(30);
+        TimeSpan limit = timeout ?? TimeSpan.FromSeconds(120);
         if (!process.WaitForExit(limit))
         {
             process.Kill(entireProcessTree: true);

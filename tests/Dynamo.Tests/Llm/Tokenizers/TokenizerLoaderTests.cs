@@ -235,10 +235,9 @@ public sealed class TokenizerLoaderTests(TokenizerFixture fixture) : IClassFixtu
         var ids = tokenizer.Encode(large, addSpecialTokens: false);
         var largeTime = clock.Elapsed;
 
-        // Generous bounds (other test classes run in parallel on few cores): 100 KB well under a second
-        // alone, and ten times the text costs nowhere near a hundred times the time.
-        Assert.True(largeTime < TimeSpan.FromSeconds(3), $"{name}: 100 KB took {largeTime.TotalMilliseconds:F0} ms");
-        Assert.True(largeTime < smallTime * 40 + TimeSpan.FromMilliseconds(750), $"{name}: 10 KB {smallTime.TotalMilliseconds:F0} ms, 100 KB {largeTime.TotalMilliseconds:F0} ms");
+        // Not a speed claim: a quadratic merge loop would take minutes on 100 KB (it takes well under a
+        // second here), so a bound this loose catches it without failing on a busy machine.
+        Assert.True(largeTime < TimeSpan.FromSeconds(20) + smallTime * 100, $"{name}: 10 KB {smallTime.TotalMilliseconds:F0} ms, 100 KB {largeTime.TotalMilliseconds:F0} ms");
         if (name != "tinystories-656k")
         {
             Assert.Equal(large, tokenizer.Decode(ids, skipSpecialTokens: true));
