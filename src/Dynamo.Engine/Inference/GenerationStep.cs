@@ -1,4 +1,3 @@
-using Dynamo.Engine.Sampling;
 using Dynamo.Llm.Engines;
 
 namespace Dynamo.Engine.Inference;
