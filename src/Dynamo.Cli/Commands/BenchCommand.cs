@@ -4,11 +4,13 @@ using System.Globalization;
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.Kernels;
 using Dynamo.Engine.Models;
+using Dynamo.Engine.Serving;
 
 namespace Dynamo.Cli.Commands;
 
 /// <summary>
-/// <c>dynamo bench engine</c>: prompt processing (ppN: N tokens in one forward) and text generation
+/// <c>dynamo bench engine</c>: the serving engine under concurrent load (see <see cref="EngineBenchmark"/>).
+/// <c>dynamo bench forward</c>: prompt processing (ppN: N tokens in one forward) and text generation
 /// (tgN: N single-token forwards) in tokens per second, mean and standard deviation over repetitions,
 /// after one untimed warm-up — the two figures llama-bench reports, so they compare directly with
 /// ../shared/anchors.md.
@@ -23,8 +25,8 @@ internal static class BenchCommand
         var genTokens = new Option<int>("--gen-tokens", "-n") { Description = "Tokens of the generation test (0 skips it)", DefaultValueFactory = _ => 128 };
         var threads = new Option<int>("--threads", "-t") { Description = "Compute threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var repetitions = new Option<int>("--repetitions", "-r") { Description = "Timed repetitions of each test", DefaultValueFactory = _ => 3 };
-        var engine = new Command("engine", "Engine throughput: ppN and tgN tokens/s, as llama-bench") { model, promptTokens, genTokens, threads, repetitions };
-        engine.SetAction(parse => CliErrors.Run(() =>
+        var forward = new Command("forward", "Forward-pass throughput: ppN and tgN tokens/s, as llama-bench") { model, promptTokens, genTokens, threads, repetitions };
+        forward.SetAction(parse => CliErrors.Run(() =>
         {
             int t = parse.GetValue(threads), reps = parse.GetValue(repetitions), pp = parse.GetValue(promptTokens), tg = parse.GetValue(genTokens);
             if (t < 1 || reps < 1 || pp < 0 || tg < 0)
@@ -70,8 +72,108 @@ internal static class BenchCommand
 
             return 0;
         }));
-        bench.Subcommands.Add(engine);
+        bench.Subcommands.Add(forward);
+        bench.Subcommands.Add(CreateEngine());
         return bench;
+    }
+
+    private static Command CreateEngine()
+    {
+        var model = new Option<string>("--model", "-m") { Description = "A GGUF file, a Hugging Face directory or a llama2.c checkpoint", Required = true };
+        var concurrency = new Option<string>("--concurrency", "-c") { Description = "Comma-separated concurrency levels", DefaultValueFactory = _ => "1,4,16,64" };
+        var promptTokens = new Option<int>("--prompt-tokens", "-p") { Description = "Prompt tokens per request (random, no shared prefix)", DefaultValueFactory = _ => 200 };
+        var outputTokens = new Option<int>("--output-tokens", "-n") { Description = "Output tokens per request (EOS ignored)", DefaultValueFactory = _ => 128 };
+        var requests = new Option<int>("--requests-per-client") { Description = "Requests each client sends one after the other", DefaultValueFactory = _ => 1 };
+        var prefix = new Option<int>("--shared-prefix") { Description = "Shared-prefix section: prefix tokens (capped to fit the context; 0 skips it)", DefaultValueFactory = _ => 1000 };
+        var threads = new Option<int>("--threads", "-t") { Description = "Compute threads", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var blockSize = new Option<int>("--block-size") { Description = "Tokens per KV block", DefaultValueFactory = _ => EngineOptions.Default.BlockSize };
+        var maxSeqs = new Option<int>("--max-num-seqs") { Description = "Sequences in the running batch at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumSeqs };
+        var maxTokens = new Option<int>("--max-num-batched-tokens") { Description = "Tokens one step computes at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumBatchedTokens };
+        var kvMemory = new Option<long?>("--kv-cache-memory") { Description = "KV cache bytes (default: a fraction of available memory)" };
+        var json = new Option<bool>("--json") { Description = "Print the figures as one JSON object on stdout instead of the table" };
+        var command = new Command("engine", "Serving engine under load: output tok/s, TTFT and ITL at several concurrencies; prefix-cache hit rate and TTFT gain")
+        {
+            model, concurrency, promptTokens, outputTokens, requests, prefix, threads, blockSize, maxSeqs, maxTokens, kvMemory, json,
+        };
+        command.SetAction(parse => CliErrors.Run(() =>
+        {
+            int t = parse.GetValue(threads), p = parse.GetValue(promptTokens), n = parse.GetValue(outputTokens), perClient = parse.GetValue(requests);
+            int[] levels;
+            try
+            {
+                levels = [.. parse.GetValue(concurrency)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(v => int.Parse(v, CultureInfo.InvariantCulture))];
+            }
+            catch (FormatException)
+            {
+                throw new CliUsageException($"--concurrency: '{parse.GetValue(concurrency)}' is not a comma-separated list of numbers");
+            }
+
+            if (t < 1 || p < 1 || n < 1 || perClient < 1 || levels.Length == 0 || levels.Any(c => c < 1))
+            {
+                throw new CliUsageException("--threads, --prompt-tokens, --output-tokens, --requests-per-client and every --concurrency level must be at least 1");
+            }
+
+            KernelThreads.Count = t;
+            string path = parse.GetValue(model)!;
+            var options = EngineOptions.Default with
+            {
+                BlockSize = parse.GetValue(blockSize),
+                MaxNumSeqs = parse.GetValue(maxSeqs),
+                MaxNumBatchedTokens = parse.GetValue(maxTokens),
+                KvCacheMemory = parse.GetValue(kvMemory),
+            };
+            options.Validate();
+            var transformer = new Transformer(ModelLoader.Load(path), maxBatch: Math.Min(options.MaxNumBatchedTokens, 512));
+            var engine = new InferenceEngine(transformer, [], options);
+            try
+            {
+                ModelConfig c = engine.ModelConfig;
+                if (p + n >= engine.MaxSequenceLength)
+                {
+                    throw new CliUsageException($"--prompt-tokens {p} + --output-tokens {n} do not fit a sequence of {engine.MaxSequenceLength} tokens (context {engine.ContextLength})");
+                }
+
+                bool asJson = parse.GetValue(json);
+                TextWriter log = asJson ? Console.Error : Console.Out;
+                log.WriteLine($"model: {path} ({c.Architecture}, dim {c.Dim}, {c.Layers} layers), threads {t}, KV {engine.Stats.KvBlocksTotal} blocks of {options.BlockSize}, max-num-seqs {options.MaxNumSeqs}, max-num-batched-tokens {options.MaxNumBatchedTokens}");
+                var bench = new EngineBenchmark(engine, p, n, perClient, seed: 1234);
+
+                // Warm-up (JIT, page faults): one short request.
+                bench.RunLevelAsync(1).GetAwaiter().GetResult();
+                var results = new List<EngineBenchmark.LevelResult>();
+                foreach (int level in levels)
+                {
+                    EngineBenchmark.LevelResult r = bench.RunLevelAsync(level).GetAwaiter().GetResult();
+                    log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"concurrency {level}: {r.OutputTokensPerSecond:F1} output tok/s, TTFT p50 {r.Ttft.P50 * 1000:F0} ms"));
+                    results.Add(r);
+                }
+
+                EngineBenchmark.PrefixResult? prefixResult = null;
+                int shared = Math.Min(parse.GetValue(prefix), engine.MaxSequenceLength - n - 16 - 1);
+                if (parse.GetValue(prefix) > 0 && shared > 0)
+                {
+                    prefixResult = bench.RunPrefixAsync(shared, 16, groups: 3, perGroup: 4).GetAwaiter().GetResult();
+                }
+
+                if (asJson)
+                {
+                    using Stream stdout = Console.OpenStandardOutput();
+                    EngineBenchmark.WriteJson(stdout, path, t, p, n, results, prefixResult);
+                }
+                else
+                {
+                    Console.WriteLine();
+                    EngineBenchmark.PrintTable(Console.Out, results, prefixResult);
+                }
+            }
+            finally
+            {
+                engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            }
+
+            return 0;
+        }));
+        return command;
     }
 
     private static double[] Time(int repetitions, Action action)

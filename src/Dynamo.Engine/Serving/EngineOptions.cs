@@ -1,0 +1,57 @@
+namespace Dynamo.Engine.Serving;
+
+/// <summary>
+/// Settings of an <see cref="InferenceEngine"/>, bound from the worker's flags. Validated by
+/// <see cref="Validate"/>, whose messages name the flag.
+/// </summary>
+public sealed record EngineOptions
+{
+    public static EngineOptions Default { get; } = new();
+
+    /// <summary>Tokens per KV block (<c>--block-size</c>).</summary>
+    public int BlockSize { get; init; } = 16;
+
+    /// <summary>KV cache size in bytes (<c>--kv-cache-memory</c>); null takes <see cref="KvCacheMemoryFraction"/> of available memory.</summary>
+    public long? KvCacheMemory { get; init; }
+
+    /// <summary>Fraction of the memory available at start given to the KV cache when no size is set (<c>--mem-fraction-static</c>).</summary>
+    public double KvCacheMemoryFraction { get; init; } = 0.2;
+
+    /// <summary>Sequences in the running batch at most (<c>--max-num-seqs</c>).</summary>
+    public int MaxNumSeqs { get; init; } = 128;
+
+    /// <summary>Tokens one step computes at most (<c>--max-num-batched-tokens</c>).</summary>
+    public int MaxNumBatchedTokens { get; init; } = 512;
+
+    /// <summary>Context window (<c>--context-length</c>); null or larger than the model's takes the model's.</summary>
+    public int? ContextLength { get; init; }
+
+    /// <summary>Reuse cached KV blocks across requests with the same prefix.</summary>
+    public bool PrefixCaching { get; init; } = true;
+
+    /// <summary>The worker id KV events carry.</summary>
+    public long WorkerId { get; init; }
+
+    /// <summary>KV events kept for consumers that missed some.</summary>
+    public int EventHistory { get; init; } = 1024;
+
+    public EngineOptions Validate()
+    {
+        static void Check(bool ok, string message)
+        {
+            if (!ok)
+            {
+                throw new ArgumentException(message);
+            }
+        }
+
+        Check(BlockSize is >= 1 and <= 1024, $"--block-size must be 1..1024 (got {BlockSize})");
+        Check(KvCacheMemory is null or > 0, $"--kv-cache-memory must be a positive number of bytes (got {KvCacheMemory})");
+        Check(KvCacheMemoryFraction is > 0 and <= 0.95, $"--mem-fraction-static must be in (0, 0.95] (got {KvCacheMemoryFraction})");
+        Check(MaxNumSeqs >= 1, $"--max-num-seqs must be at least 1 (got {MaxNumSeqs})");
+        Check(MaxNumBatchedTokens >= 1, $"--max-num-batched-tokens must be at least 1 (got {MaxNumBatchedTokens})");
+        Check(ContextLength is null or >= 2, $"--context-length must be at least 2 (got {ContextLength})");
+        Check(EventHistory >= 1, $"the KV event history must hold at least one event (got {EventHistory})");
+        return this;
+    }
+}

@@ -1,0 +1,29 @@
+namespace Dynamo.Llm.Engines;
+
+/// <summary>A snapshot of an engine's load and counters (counters grow from the engine's start).</summary>
+public sealed record EngineStats
+{
+    public int RunningRequests { get; init; }
+    public int WaitingRequests { get; init; }
+    public int KvBlocksUsed { get; init; }
+    public int KvBlocksTotal { get; init; }
+    /// <summary>Blocks holding a cached prefix, used or free.</summary>
+    public int KvBlocksCached { get; init; }
+    public int BlockSize { get; init; }
+    /// <summary>Tokens looked up in the prefix cache.</summary>
+    public long PrefixQueryTokens { get; init; }
+    /// <summary>Of those, tokens found cached (prefill skipped).</summary>
+    public long PrefixHitTokens { get; init; }
+    /// <summary>Prompt tokens of admitted requests (each counted once).</summary>
+    public long PromptTokens { get; init; }
+    public long GeneratedTokens { get; init; }
+    public long Preemptions { get; init; }
+    public long RequestsFinished { get; init; }
+    public long Steps { get; init; }
+
+    /// <summary>Fraction of the KV pool in use, 0..1.</summary>
+    public double KvUsage => KvBlocksTotal == 0 ? 0 : (double)KvBlocksUsed / KvBlocksTotal;
+
+    /// <summary>Prefix-cache hit rate in tokens, 0..1.</summary>
+    public double PrefixHitRate => PrefixQueryTokens == 0 ? 0 : (double)PrefixHitTokens / PrefixQueryTokens;
+}
