@@ -1,0 +1,18 @@
+namespace Dynamo.Llm.Kv;
+
+/// <summary>
+/// A worker's whole cached set as of <paramref name="LastEventId"/>, as stored-data groups (each
+/// group's blocks chain from its parent hash as in a <see cref="KvStoredData"/> event; a group's parent
+/// comes in an earlier group or is null). Loading it and then applying the events after
+/// <paramref name="LastEventId"/> gives exactly the worker's cached set (see Kv/README.md).
+/// JSON: <c>{"worker_id":7,"last_event_id":42,"stored":[...]}</c> (<see cref="KvEventJson"/>).
+/// Equality compares the groups element by element.
+/// </summary>
+public sealed record KvEventDump(long WorkerId, ulong LastEventId, IReadOnlyList<KvStoredData> Stored)
+{
+    public bool Equals(KvEventDump? other) =>
+        other is not null && WorkerId == other.WorkerId && LastEventId == other.LastEventId
+        && Stored.SequenceEqual(other.Stored);
+
+    public override int GetHashCode() => HashCode.Combine(WorkerId, LastEventId, Stored.Count);
+}
