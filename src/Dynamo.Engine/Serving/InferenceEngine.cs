@@ -41,6 +41,7 @@ public sealed class InferenceEngine : IEngine
     private long _generatedTokens;
     private long _finished;
     private long _steps;
+    private long _importsRefused;
 
     /// <param name="model">The model; the engine owns it from now on (disposes it).</param>
     /// <param name="eosTokenIds">Tokens that end a sequence unless the request ignores EOS.</param>
@@ -234,7 +235,10 @@ public sealed class InferenceEngine : IEngine
             if (command.Submit is { } submit)
             {
                 _promptTokens += submit.Sequence.PromptLength;
-                _scheduler.Enqueue(submit.Sequence);
+                if (submit.Request.Kv is not { } kv || !TryImport(submit, kv))
+                {
+                    _scheduler.Enqueue(submit.Sequence);
+                }
             }
             else if (command.Cancel is { } cancel && cancel.Sequence.Status != SequenceStatus.Finished)
             {
@@ -251,6 +255,36 @@ public sealed class InferenceEngine : IEngine
                 command.Inspect?.Invoke();
             }
         }
+    }
+
+    /// <summary>Writes a request's transferred KV into blocks reserved for it; false (nothing changed) when it cannot be used.</summary>
+    private bool TryImport(Live live, KvTransferPayload kv)
+    {
+        KvTransferLayout mine = _cache.Layout(kv.Layout.TokenCount), theirs = kv.Layout;
+        if (theirs.Layers != mine.Layers || theirs.KvHeads != mine.KvHeads || theirs.HeadDim != mine.HeadDim || theirs.Dtype != mine.Dtype
+            || theirs.TokenCount < 1 || theirs.TokenCount >= live.Sequence.Tokens.Count || kv.Data.Length != theirs.ByteCount)
+        {
+            _importsRefused++;
+            return false;
+        }
+
+        if (!_scheduler.TryEnqueueComputed(live.Sequence, theirs.TokenCount))
+        {
+            _importsRefused++;
+            return false;
+        }
+
+        _cache.Import(live.Sequence.Blocks.AsSpan(), theirs, kv.Data.Span);
+        live.ImportedTokens = theirs.TokenCount;
+        return true;
+    }
+
+    private KvTransferPayload Export(SequenceState s)
+    {
+        int n = s.ComputedTokens;
+        var data = new byte[_cache.ExportedBytes(n)];
+        _cache.Export(s.Blocks.AsSpan(), n, data);
+        return new KvTransferPayload(_cache.Layout(n), data);
     }
 
     private void RunStep(SchedulerStep step)
@@ -313,6 +347,8 @@ public sealed class InferenceEngine : IEngine
             FinishReason = finish,
             PromptTokens = s.PromptLength,
             CachedTokens = Math.Max(0, s.CachedPromptTokens),
+            ImportedTokens = live.ImportedTokens,
+            Kv = finish is not null && live.Request.ExportKv ? Export(s) : null,
         };
         if (finish is null)
         {
@@ -373,6 +409,7 @@ public sealed class InferenceEngine : IEngine
         Preemptions = _scheduler.Preemptions,
         RequestsFinished = _finished,
         Steps = _steps,
+        KvImportsRefused = _importsRefused,
     };
 
     /// <summary>Runs <paramref name="action"/> on the engine's state between steps (tests: pool invariants, dumps).</summary>
@@ -440,6 +477,7 @@ public sealed class InferenceEngine : IEngine
         public EngineRequest Request { get; } = request;
         public SequenceState Sequence { get; } = sequence;
         public Sampler Sampler { get; } = sampler;
+        public int ImportedTokens { get; set; }
         public Channel<EngineOutput> Outputs { get; } = Channel.CreateUnbounded<EngineOutput>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
     }
 }

@@ -1,3 +1,5 @@
+using Dynamo.Llm.Kv;
+
 namespace Dynamo.Llm.Engines;
 
 /// <summary>
@@ -23,4 +25,10 @@ public sealed record EngineOutput
 
     /// <summary>Prompt tokens whose prefill was skipped because their KV blocks were cached.</summary>
     public int CachedTokens { get; init; }
+
+    /// <summary>Prompt tokens whose keys and values came with the request (<see cref="EngineRequest.Kv"/>).</summary>
+    public int ImportedTokens { get; init; }
+
+    /// <summary>On the last output of a request with <see cref="EngineRequest.ExportKv"/>: the KV of its computed tokens.</summary>
+    public KvTransferPayload? Kv { get; init; }
 }

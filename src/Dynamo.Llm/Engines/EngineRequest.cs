@@ -1,7 +1,20 @@
+using Dynamo.Llm.Kv;
+
 namespace Dynamo.Llm.Engines;
 
 /// <summary>A tokenized request to an engine.</summary>
 /// <param name="Id">Unique among the engine's live requests; <see cref="IEngine.Cancel"/> names it.</param>
 /// <param name="PromptTokens">At least one token.</param>
 /// <param name="Sampling">How tokens are chosen and when generation stops (stop strings are applied by the caller, on text).</param>
-public sealed record EngineRequest(string Id, IReadOnlyList<int> PromptTokens, SamplingParams Sampling);
+public sealed record EngineRequest(string Id, IReadOnlyList<int> PromptTokens, SamplingParams Sampling)
+{
+    /// <summary>
+    /// Keys and values of the prompt's first tokens computed by another engine (disaggregated decode): they
+    /// are written into this engine's blocks and not prefilled again. If the KV cannot be placed (no free
+    /// blocks, incompatible layout) the engine prefills those tokens itself; the output is the same.
+    /// </summary>
+    public KvTransferPayload? Kv { get; init; }
+
+    /// <summary>The last output carries the keys and values of every computed token (disaggregated prefill).</summary>
+    public bool ExportKv { get; init; }
+}

@@ -20,6 +20,8 @@ public sealed record EngineStats
     public long Preemptions { get; init; }
     public long RequestsFinished { get; init; }
     public long Steps { get; init; }
+    /// <summary>Transferred KV that could not be placed (the tokens were prefilled here instead).</summary>
+    public long KvImportsRefused { get; init; }
 
     /// <summary>Fraction of the KV pool in use, 0..1.</summary>
     public double KvUsage => KvBlocksTotal == 0 ? 0 : (double)KvBlocksUsed / KvBlocksTotal;

@@ -59,6 +59,37 @@ public sealed class Scheduler
         _waiting.AddLast(sequence);
     }
 
+    /// <summary>
+    /// Queues a sequence whose first <paramref name="computedTokens"/> tokens already have their keys and values
+    /// (written by the caller into blocks reserved here, e.g. imported from another engine). Reserves the blocks
+    /// and returns true, then the caller writes them; or returns false with nothing reserved when the pool has
+    /// too few free blocks (the caller then queues it normally and it is prefilled here). Its full blocks join
+    /// the prefix cache after its first step.
+    /// </summary>
+    public bool TryEnqueueComputed(SequenceState sequence, int computedTokens)
+    {
+        if (sequence.Status != SequenceStatus.Waiting || sequence.Blocks.Count != 0)
+        {
+            throw new InvalidOperationException($"request {sequence.RequestId} was already scheduled");
+        }
+
+        if (computedTokens < 1 || computedTokens >= sequence.Tokens.Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(computedTokens), $"{computedTokens} computed tokens of a sequence of {sequence.Tokens.Count} (at least its last token must be left to run)");
+        }
+
+        if (!_pool.TryReserve(sequence.Blocks, computedTokens))
+        {
+            return false;
+        }
+
+        sequence.ComputedTokens = computedTokens;
+        sequence.CachedPromptTokens = 0;
+        sequence.Arrival = _arrivals++;
+        _waiting.AddLast(sequence);
+        return true;
+    }
+
     /// <summary>Ends a sequence (finished or cancelled, running or waiting) and releases its blocks at once.</summary>
     public void Finish(SequenceState sequence)
     {
@@ -121,31 +152,40 @@ public sealed class Scheduler
         {
             SequenceState s = node.Value;
             int hit = 0;
-            if (s.Blocks.Count == 0)
+            bool lookedUp = s.Blocks.Count == 0;
+            if (lookedUp)
             {
                 // Never take the whole sequence from the cache: its last token must run to give logits.
                 int bs = _pool.BlockSize;
                 ReadOnlySpan<ulong> hashes = s.BlockHashes((s.Tokens.Count - 1) / bs, bs);
                 hit = _pool.CachedPrefixBlocks(hashes);
                 _pool.AcquireCached(hashes[..hit], s.Blocks);
-                s.ComputedTokens = hit * bs;
-                s.CommittedBlocks = hit;
+                hit *= bs;
+                s.ComputedTokens = hit;
+                s.CommittedBlocks = hit / bs;
             }
 
             int n = Math.Min(s.Tokens.Count - s.ComputedTokens, budget);
             if (!_pool.TryReserve(s.Blocks, s.ComputedTokens + n))
             {
-                _pool.Release(s.Blocks);
-                s.ComputedTokens = 0;
-                s.CommittedBlocks = 0;
+                if (lookedUp)
+                {
+                    _pool.Release(s.Blocks);
+                    s.ComputedTokens = 0;
+                    s.CommittedBlocks = 0;
+                }
+
                 break;
             }
 
-            PrefixQueryTokens += s.Tokens.Count;
-            PrefixHitTokens += s.ComputedTokens;
-            if (s.CachedPromptTokens < 0)
+            if (lookedUp)
             {
-                s.CachedPromptTokens = Math.Min(s.ComputedTokens, s.PromptLength);
+                PrefixQueryTokens += s.Tokens.Count;
+                PrefixHitTokens += hit;
+                if (s.CachedPromptTokens < 0)
+                {
+                    s.CachedPromptTokens = Math.Min(hit, s.PromptLength);
+                }
             }
 
             _waiting.RemoveFirst();

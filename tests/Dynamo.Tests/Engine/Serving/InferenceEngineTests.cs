@@ -278,4 +278,41 @@ public sealed class InferenceEngineTests
         Assert.Equal(800, end.GeneratedTokens);
         Assert.Equal(4, end.RequestsFinished);
     }
+
+    [Fact]
+    public async Task ExportKv_PrefillOnOneEngineDecodeOnAnother_SameTokensAsOneEngineAlone()
+    {
+        int[] prompt = [.. Enumerable.Range(7, 45)];
+        await using InferenceEngine single = Create(F32Path.Value, Roomy);
+        var reference = await CollectAsync(single, new EngineRequest("ref", prompt, Greedy(17)));
+
+        await using InferenceEngine prefill = Create(F32Path.Value, Roomy);
+        var first = await CollectAsync(prefill, new EngineRequest("p", prompt, Greedy(1)) { ExportKv = true });
+        KvTransferPayload kv = Assert.IsType<KvTransferPayload>(first.Last.Kv);
+        Assert.Equal(prompt.Length, kv.Layout.TokenCount);
+        Assert.Equal(16, kv.Layout.BlockSize);
+
+        await using InferenceEngine decode = Create(F32Path.Value, Roomy with { BlockSize = 5 });
+        var rest = await CollectAsync(decode, new EngineRequest("d", [.. prompt, first.Tokens[0]], Greedy(16)) { Kv = kv });
+        Assert.Equal(prompt.Length, rest.Last.ImportedTokens);
+        Assert.Equal(reference.Tokens, [.. first.Tokens, .. rest.Tokens]);
+        Assert.Equal(reference.Logprobs.Select(BitConverter.SingleToInt32Bits), first.Logprobs.Concat(rest.Logprobs).Select(BitConverter.SingleToInt32Bits));
+
+        // Only the last prompt token ran on the decode engine: its prefill was skipped.
+        Assert.Equal(0, decode.Stats.KvImportsRefused);
+        Assert.Equal(0, decode.Stats.KvBlocksUsed);
+    }
+
+    [Fact]
+    public async Task ImportKv_IncompatibleLayout_IsPrefilledLocallyWithTheSameOutput()
+    {
+        int[] prompt = [.. Enumerable.Range(20, 30)];
+        await using InferenceEngine engine = Create(F32Path.Value, Roomy);
+        var reference = await CollectAsync(engine, new EngineRequest("ref", prompt, Greedy(8)));
+        var bogus = new KvTransferPayload(new KvTransferLayout { Layers = 3, KvHeads = 2, HeadDim = 16, Dtype = "f32", BlockSize = 16, TokenCount = 29 }, new byte[10]);
+        var again = await CollectAsync(engine, new EngineRequest("again", prompt, Greedy(8)) { Kv = bogus });
+        Assert.Equal(reference.Tokens, again.Tokens);
+        Assert.Equal(0, again.Last.ImportedTokens);
+        Assert.Equal(1, engine.Stats.KvImportsRefused);
+    }
 }
