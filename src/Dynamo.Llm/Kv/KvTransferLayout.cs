@@ -38,10 +38,12 @@ public sealed partial record KvTransferLayout
 
     public string ToJson() => JsonSerializer.Serialize(this, JsonContext.Default.KvTransferLayout);
 
-    /// <exception cref="JsonException">The text is not a layout (a field is missing or has the wrong type).</exception>
+    /// <exception cref="JsonException">The text is not a layout (a field is missing, null or of the wrong type).</exception>
     public static KvTransferLayout FromJson(string json) =>
         JsonSerializer.Deserialize(json, JsonContext.Default.KvTransferLayout) ?? throw new JsonException("a KV transfer layout cannot be null");
 
+    /// <summary>Missing fields and a null dtype are errors; unknown fields are ignored.</summary>
+    [JsonSourceGenerationOptions(RespectNullableAnnotations = true)]
     [JsonSerializable(typeof(KvTransferLayout))]
     internal sealed partial class JsonContext : JsonSerializerContext;
 }

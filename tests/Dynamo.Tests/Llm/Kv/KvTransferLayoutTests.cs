@@ -21,10 +21,20 @@ public sealed class KvTransferLayoutTests
         Assert.Equal(Layout, KvTransferLayout.FromJson(Golden));
     }
 
-    [Fact]
-    public void FromJson_MissingField_Throws()
+    [Theory]
+    [InlineData("""{"layers":22,"kv_heads":4,"head_dim":64,"dtype":"f32","block_size":16}""")]
+    [InlineData("""{"layers":22,"kv_heads":4,"head_dim":64,"dtype":null,"block_size":16,"token_count":45}""")]
+    [InlineData("""{"layers":"22","kv_heads":4,"head_dim":64,"dtype":"f32","block_size":16,"token_count":45}""")]
+    [InlineData("null")]
+    public void FromJson_MissingNullOrMistypedField_Throws(string json)
     {
-        Assert.Throws<JsonException>(() => KvTransferLayout.FromJson("""{"layers":22,"kv_heads":4,"head_dim":64,"dtype":"f32","block_size":16}"""));
+        Assert.Throws<JsonException>(() => KvTransferLayout.FromJson(json));
+    }
+
+    [Fact]
+    public void FromJson_UnknownField_IsIgnored()
+    {
+        Assert.Equal(Layout, KvTransferLayout.FromJson(Golden.Replace("{", """{"future":1,""", StringComparison.Ordinal)));
     }
 
     [Fact]
