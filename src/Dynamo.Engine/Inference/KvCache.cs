@@ -1,10 +1,12 @@
+using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
 
 namespace Dynamo.Engine.Inference;
 
 /// <summary>
-/// The keys and values of one sequence, contiguous per layer: [layer][position * kvDim + kvHead * headDim].
-/// Sized for <see cref="Capacity"/> positions when created.
+/// The keys and values of one sequence of up to <see cref="Capacity"/> positions: a <see cref="PagedKvCache"/>
+/// of one block of <see cref="Capacity"/> tokens, so positions are contiguous per layer
+/// ([position * kvDim + kvHead * headDim]) and the forward pass is the paged one with block table [0].
 /// </summary>
 public sealed class KvCache
 {
@@ -12,18 +14,15 @@ public sealed class KvCache
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         Capacity = capacity;
-        KvDim = config.KvHeads * config.HeadDim;
-        Keys = new float[config.Layers][];
-        Values = new float[config.Layers][];
-        for (int l = 0; l < config.Layers; l++)
-        {
-            Keys[l] = new float[(long)capacity * KvDim];
-            Values[l] = new float[(long)capacity * KvDim];
-        }
+        Paged = new PagedKvCache(config, blockCount: 1, blockSize: capacity);
     }
 
     public int Capacity { get; }
-    public int KvDim { get; }
-    internal float[][] Keys { get; }
-    internal float[][] Values { get; }
+
+    public int KvDim => Paged.KvDim;
+
+    internal PagedKvCache Paged { get; }
+
+    /// <summary>The one block, 0, holds every position.</summary>
+    internal int[] BlockTable { get; } = [0];
 }

@@ -1,5 +1,6 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using Dynamo.Engine.Kernels;
+using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
 
 namespace Dynamo.Engine.Inference;
@@ -8,7 +9,8 @@ namespace Dynamo.Engine.Inference;
 /// The forward pass of a Llama-family decoder (Llama 2/3, Mistral, TinyLlama, SmolLM, Qwen2/Qwen3):
 /// RMSNorm, grouped-query attention with rotary embeddings (interleaved or half-split), optional QKV
 /// bias and QK-norm, SwiGLU feed-forward, tied or separate output projection. All tokens of one call
-/// go through each weight matrix together (one matrix-matrix product per weight).
+/// go through each weight matrix together (one matrix-matrix product per weight), whatever sequences they
+/// belong to; keys and values live in a <see cref="PagedKvCache"/> (a <see cref="KvCache"/> is one of one block).
 /// One instance runs one forward at a time; its scratch buffers are allocated once.
 /// </summary>
 public sealed unsafe class Transformer : IDisposable
@@ -34,6 +36,14 @@ public sealed unsafe class Transformer : IDisposable
     private readonly float[] _up;
     private readonly float[] _cos;
     private readonly float[] _sin;
+
+    // Per chunk token: its position, and where its sequence's block table starts in _tables (the chunk's
+    // block tables copied end to end; grown when a chunk needs more). Chunk tokens whose logits are wanted.
+    private readonly int[] _pos;
+    private readonly int[] _tableAt;
+    private readonly int[] _logitTokens;
+    private int[] _tables;
+    private readonly SequenceSlice[] _single = new SequenceSlice[1];
 
     public Transformer(IModelWeights weights, int maxBatch = 128)
     {
@@ -82,6 +92,10 @@ public sealed unsafe class Transformer : IDisposable
         _up = new float[maxBatch * c.HiddenDim];
         _cos = new float[maxBatch * c.HeadDim / 2];
         _sin = new float[maxBatch * c.HeadDim / 2];
+        _pos = new int[maxBatch];
+        _tableAt = new int[maxBatch];
+        _logitTokens = new int[maxBatch];
+        _tables = new int[Math.Max(256, maxBatch)];
     }
 
     public ModelConfig Config { get; }
@@ -95,9 +109,11 @@ public sealed unsafe class Transformer : IDisposable
     /// Runs <paramref name="tokens"/> at positions startPos, startPos+1, ... storing their keys and values
     /// in <paramref name="cache"/>. Writes the logits of the last token into <paramref name="logits"/>
     /// (VocabSize values), or of every token (tokens.Length x VocabSize) with <paramref name="allLogits"/>.
+    /// The paged forward pass with one sequence whose block table is the cache's one block.
     /// </summary>
     public void Forward(ReadOnlySpan<int> tokens, int startPos, KvCache cache, Span<float> logits, bool allLogits = false)
     {
+        ArgumentNullException.ThrowIfNull(cache);
         int n = tokens.Length;
         int vocab = Config.VocabSize;
         if (n == 0)
@@ -105,9 +121,9 @@ public sealed unsafe class Transformer : IDisposable
             throw new ArgumentException("no tokens to run", nameof(tokens));
         }
 
-        if (startPos < 0 || startPos + n > cache.Capacity)
+        if (startPos < 0 || (long)startPos + n > cache.Capacity)
         {
-            throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + n - 1} do not fit a KV cache of {cache.Capacity}");
+            throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{(long)startPos + n - 1} do not fit a KV cache of {cache.Capacity}");
         }
 
         if (logits.Length < (allLogits ? (long)n * vocab : vocab))
@@ -115,31 +131,196 @@ public sealed unsafe class Transformer : IDisposable
             throw new ArgumentException("logits buffer too small", nameof(logits));
         }
 
-        for (int done = 0; done < n; done += _maxBatch)
+        CheckCache(cache.Paged);
+        CheckTokenIds(tokens);
+        _single[0] = new SequenceSlice(0, n, startPos, cache.BlockTable, WantLogits: true);
+        Run(tokens, _single, cache.Paged, logits, everyToken: allLogits);
+    }
+
+    /// <summary>
+    /// Runs several sequences in one pass (continuous batching): slice i's tokens,
+    /// <c>tokens[TokenStart .. TokenStart + TokenCount)</c>, at positions StartPos.. of that sequence, their keys and
+    /// values stored in its blocks of <paramref name="cache"/> and each token attending to its own sequence's
+    /// positions 0..p. All tokens go through each weight matrix together (split into passes of <see cref="MaxBatch"/>
+    /// tokens; a pass sees the keys and values the previous one stored). For each slice with WantLogits, the logits
+    /// of its last token are written as one row of VocabSize floats into <paramref name="logits"/>, rows in slice order.
+    /// A sequence's logits are the same bits whether it runs alone or with others, in one pass or in pieces, with any
+    /// block size (given matrix kernels that compute a row the same way at any batch position).
+    /// </summary>
+    /// <param name="tokens">The tokens of all slices, concatenated in slice order.</param>
+    /// <param name="sequences">One slice per sequence; their token ranges cover <paramref name="tokens"/> in order.</param>
+    /// <param name="cache">The block pool the slices' block tables point into.</param>
+    /// <param name="logits">At least (slices with WantLogits) x VocabSize floats.</param>
+    public void Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<SequenceSlice> sequences, PagedKvCache cache, Span<float> logits)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        CheckCache(cache);
+        int rows = CheckSlices(tokens.Length, sequences, cache);
+        CheckTokenIds(tokens);
+        if (logits.Length < (long)rows * Config.VocabSize)
         {
-            int chunk = Math.Min(_maxBatch, n - done);
-            bool last = done + chunk == n;
-            Span<float> dest = allLogits ? logits.Slice(done * vocab, chunk * vocab) : logits;
-            ForwardChunk(tokens.Slice(done, chunk), startPos + done, cache, dest, allLogits ? chunk : last ? 1 : 0);
+            throw new ArgumentException($"logits buffer too small: {rows} rows of {Config.VocabSize} need {(long)rows * Config.VocabSize} floats, got {logits.Length}", nameof(logits));
+        }
+
+        Run(tokens, sequences, cache, logits, everyToken: false);
+    }
+
+    private void CheckCache(PagedKvCache cache)
+    {
+        ModelConfig c = Config;
+        if (cache.Layers != c.Layers || cache.KvHeads != c.KvHeads || cache.HeadDim != c.HeadDim)
+        {
+            throw new ArgumentException($"the KV cache holds {cache.Layers} layers x {cache.KvHeads} kv heads x {cache.HeadDim}; this model has {c.Layers} x {c.KvHeads} x {c.HeadDim}", nameof(cache));
         }
     }
 
-    private void ForwardChunk(ReadOnlySpan<int> tokens, int startPos, KvCache cache, Span<float> logits, int logitRows)
+    private void CheckTokenIds(ReadOnlySpan<int> tokens)
+    {
+        for (int t = 0; t < tokens.Length; t++)
+        {
+            if ((uint)tokens[t] >= (uint)Config.VocabSize)
+            {
+                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[t]} (at {t}) is outside the vocabulary of {Config.VocabSize}");
+            }
+        }
+    }
+
+    /// <summary>Validates the slices against the tokens and the pool; returns how many logit rows they ask for.</summary>
+    private static int CheckSlices(int tokenCount, ReadOnlySpan<SequenceSlice> sequences, PagedKvCache cache)
+    {
+        if (sequences.IsEmpty)
+        {
+            throw new ArgumentException("no sequences to run", nameof(sequences));
+        }
+
+        int next = 0, rows = 0, bs = cache.BlockSize;
+        for (int i = 0; i < sequences.Length; i++)
+        {
+            SequenceSlice s = sequences[i];
+            if (s.TokenCount < 1)
+            {
+                throw new ArgumentOutOfRangeException(nameof(sequences), $"sequence {i} has {s.TokenCount} tokens; a slice runs at least 1");
+            }
+
+            if (s.TokenStart != next)
+            {
+                string expected = i == 0 ? "the first slice must start at token 0" : $"slice {i - 1} ends at token {next}";
+                throw new ArgumentException($"sequence {i} starts at token {s.TokenStart}, but {expected}: slices must cover the tokens in order, without gaps or overlaps", nameof(sequences));
+            }
+
+            if ((long)s.TokenStart + s.TokenCount > tokenCount)
+            {
+                throw new ArgumentException($"sequence {i} covers tokens {s.TokenStart}..{(long)s.TokenStart + s.TokenCount - 1}, but only {tokenCount} tokens were given", nameof(sequences));
+            }
+
+            if (s.StartPos < 0)
+            {
+                throw new ArgumentOutOfRangeException(nameof(sequences), $"sequence {i} starts at position {s.StartPos}");
+            }
+
+            if (s.BlockTable is null)
+            {
+                throw new ArgumentNullException(nameof(sequences), $"sequence {i} has no block table");
+            }
+
+            long end = (long)s.StartPos + s.TokenCount;
+            long needed = (end + bs - 1) / bs;
+            if (needed > s.BlockTable.Length)
+            {
+                throw new ArgumentOutOfRangeException(nameof(sequences), $"sequence {i}: positions {s.StartPos}..{end - 1} need {needed} blocks of {bs} tokens; its block table has {s.BlockTable.Length}");
+            }
+
+            for (int b = 0; b < needed; b++)
+            {
+                if ((uint)s.BlockTable[b] >= (uint)cache.BlockCount)
+                {
+                    throw new ArgumentOutOfRangeException(nameof(sequences), $"sequence {i}: block table entry {b} is block {s.BlockTable[b]}, outside the pool of {cache.BlockCount} blocks");
+                }
+            }
+
+            next += s.TokenCount;
+            rows += s.WantLogits ? 1 : 0;
+        }
+
+        if (next != tokenCount)
+        {
+            throw new ArgumentException($"the slices cover {next} tokens, but {tokenCount} were given", nameof(sequences));
+        }
+
+        return rows;
+    }
+
+    /// <summary>
+    /// Splits the validated slices into passes of at most <see cref="MaxBatch"/> tokens (a slice may be cut between
+    /// passes) and runs them in order. Logit rows: the last token of each slice that wants them, or every token with
+    /// <paramref name="everyToken"/> (the single-sequence all-logits form).
+    /// </summary>
+    private void Run(ReadOnlySpan<int> tokens, ReadOnlySpan<SequenceSlice> sequences, PagedKvCache cache, Span<float> logits, bool everyToken)
+    {
+        int vocab = Config.VocabSize, bs = cache.BlockSize;
+        int slice = 0, within = 0, row = 0;
+        for (int done = 0; done < tokens.Length;)
+        {
+            int n = Math.Min(_maxBatch, tokens.Length - done);
+            int tables = 0, logitRows = 0;
+            long attended = 0;
+            for (int t = 0; t < n;)
+            {
+                SequenceSlice s = sequences[slice];
+                int take = Math.Min(s.TokenCount - within, n - t);
+                int first = s.StartPos + within;
+                int blocks = (int)(((long)first + take + bs - 1) / bs);
+                if (_tables.Length < tables + blocks)
+                {
+                    Array.Resize(ref _tables, Math.Max(tables + blocks, 2 * _tables.Length));
+                }
+
+                s.BlockTable.AsSpan(0, blocks).CopyTo(_tables.AsSpan(tables));
+                for (int i = 0; i < take; i++, t++)
+                {
+                    _pos[t] = first + i;
+                    _tableAt[t] = tables;
+                    attended += first + i + 1;
+                    if (everyToken)
+                    {
+                        _logitTokens[logitRows++] = t;
+                    }
+                }
+
+                tables += blocks;
+                within += take;
+                if (within == s.TokenCount)
+                {
+                    if (s.WantLogits && !everyToken)
+                    {
+                        _logitTokens[logitRows++] = t - 1;
+                    }
+
+                    slice++;
+                    within = 0;
+                }
+            }
+
+            ForwardChunk(tokens.Slice(done, n), cache, attended, logitRows, logits.Slice(row * vocab, logitRows * vocab));
+            row += logitRows;
+            done += n;
+        }
+    }
+
+    /// <summary>
+    /// One pass: token t of the chunk runs at position _pos[t] of the sequence whose block table starts at
+    /// _tables[_tableAt[t]]; the logits of tokens _logitTokens[0..logitRows) go to <paramref name="logits"/>.
+    /// </summary>
+    private void ForwardChunk(ReadOnlySpan<int> tokens, PagedKvCache cache, long attended, int logitRows, Span<float> logits)
     {
         ModelConfig c = Config;
-        int n = tokens.Length, dim = c.Dim, hd = c.HeadDim, half = hd / 2;
+        int n = tokens.Length, dim = c.Dim, hd = c.HeadDim, half = hd / 2, bs = cache.BlockSize;
         Span<float> x = _x.AsSpan(0, n * dim);
         Span<float> xb = _xb.AsSpan(0, n * dim);
         for (int t = 0; t < n; t++)
         {
-            int id = tokens[t];
-            if ((uint)id >= (uint)c.VocabSize)
-            {
-                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {id} is outside the vocabulary of {c.VocabSize}");
-            }
-
-            MatMul.DequantizeRow(_embedding, id, x.Slice(t * dim, dim));
-            _rope.Angles(startPos + t, _cos.AsSpan(t * half, half), _sin.AsSpan(t * half, half));
+            MatMul.DequantizeRow(_embedding, tokens[t], x.Slice(t * dim, dim));
+            _rope.Angles(_pos[t], _cos.AsSpan(t * half, half), _sin.AsSpan(t * half, half));
         }
 
         Span<float> q = _q.AsSpan(0, n * _qDim), k = _k.AsSpan(0, n * _kvDim), v = _v.AsSpan(0, n * _kvDim);
@@ -183,12 +364,13 @@ public sealed unsafe class Transformer : IDisposable
                 ReadOnlySpan<float> cos = _cos.AsSpan(t * half, half), sin = _sin.AsSpan(t * half, half);
                 _rope.Apply(qt, c.Heads, cos, sin);
                 _rope.Apply(kt, c.KvHeads, cos, sin);
-                int pos = startPos + t;
-                kt.CopyTo(keys.AsSpan(pos * _kvDim, _kvDim));
-                vt.CopyTo(values.AsSpan(pos * _kvDim, _kvDim));
+                int pos = _pos[t];
+                int slot = (_tables[_tableAt[t] + pos / bs] * bs + pos % bs) * _kvDim;
+                kt.CopyTo(keys.AsSpan(slot, _kvDim));
+                vt.CopyTo(values.AsSpan(slot, _kvDim));
             }
 
-            Attention(n, startPos, keys, values);
+            Attention(n, bs, attended, keys, values);
             MatMul.Multiply(layer.Wo, att, xb, n);
             TensorPrimitives.Add(x, xb, x);
 
@@ -209,19 +391,22 @@ public sealed unsafe class Transformer : IDisposable
             return;
         }
 
-        int first = n - logitRows;
-        for (int t = first; t < n; t++)
+        for (int i = 0; i < logitRows; i++)
         {
-            Elementwise.RmsNorm(x.Slice(t * dim, dim), _outputNorm, c.RmsNormEps, xb.Slice((t - first) * dim, dim));
+            Elementwise.RmsNorm(x.Slice(_logitTokens[i] * dim, dim), _outputNorm, c.RmsNormEps, xb.Slice(i * dim, dim));
         }
 
         MatMul.Multiply(_output, xb[..(logitRows * dim)], logits, logitRows);
     }
 
-    /// <summary>Causal attention of the chunk's queries over the cached keys and values, split over (token, head) pairs.</summary>
-    private void Attention(int n, int startPos, float[] keys, float[] values)
+    /// <summary>
+    /// Causal attention of the chunk's queries over their sequences' cached keys and values, split over (token, head)
+    /// pairs. <paramref name="attended"/> is the sum over tokens of the positions each attends to (the work estimate).
+    /// </summary>
+    private void Attention(int n, int blockSize, long attended, float[] keys, float[] values)
     {
         fixed (float* pq = _q, pk = keys, pv = values, pa = _att)
+        fixed (int* pos = _pos, tableAt = _tableAt, tables = _tables)
         {
             var job = new AttentionJob
             {
@@ -229,16 +414,19 @@ public sealed unsafe class Transformer : IDisposable
                 K = pk,
                 V = pv,
                 Out = pa,
+                Pos = pos,
+                TableAt = tableAt,
+                Tables = tables,
                 Heads = Config.Heads,
                 Group = Config.Heads / Config.KvHeads,
                 HeadDim = Config.HeadDim,
                 QDim = _qDim,
                 KvDim = _kvDim,
-                StartPos = startPos,
+                BlockSize = blockSize,
                 Scale = 1f / MathF.Sqrt(Config.HeadDim),
             };
             int chunks = n * Config.Heads;
-            WorkerPool? pool = (long)chunks * (startPos + n) * Config.HeadDim >= 1 << 14 ? KernelThreads.Pool : null;
+            WorkerPool? pool = attended * Config.Heads * Config.HeadDim >= 1 << 14 ? KernelThreads.Pool : null;
             if (pool is null)
             {
                 for (int i = 0; i < chunks; i++)
@@ -256,26 +444,42 @@ public sealed unsafe class Transformer : IDisposable
     [ThreadStatic]
     private static float[]? _scores;
 
+    /// <summary>
+    /// One (token, head): scores over positions 0..p in order, softmax, then the values summed in position order. The
+    /// block table only decides where each position is read from, so any block size gives the same bits.
+    /// </summary>
     private static void AttentionHead(void* context, int index)
     {
         AttentionJob* job = (AttentionJob*)context;
         int t = index / job->Heads, h = index % job->Heads;
-        int hd = job->HeadDim, len = job->StartPos + t + 1;
+        int hd = job->HeadDim, kvDim = job->KvDim, bs = job->BlockSize, len = job->Pos[t] + 1;
+        int* table = job->Tables + job->TableAt[t];
+        long blockStride = (long)bs * kvDim;
         float[] scores = _scores is { } s && s.Length >= len ? s : _scores = new float[Math.Max(len, 1024)];
         var qh = new ReadOnlySpan<float>(job->Q + (long)t * job->QDim + h * hd, hd);
         int kvOffset = h / job->Group * hd;
         Span<float> sc = scores.AsSpan(0, len);
-        for (int p = 0; p < len; p++)
+        for (int p = 0, b = 0; p < len; b++)
         {
-            sc[p] = TensorPrimitives.Dot(qh, new ReadOnlySpan<float>(job->K + (long)p * job->KvDim + kvOffset, hd)) * job->Scale;
+            float* block = job->K + table[b] * blockStride + kvOffset;
+            int run = Math.Min(bs, len - p);
+            for (int i = 0; i < run; i++, p++)
+            {
+                sc[p] = TensorPrimitives.Dot(qh, new ReadOnlySpan<float>(block + (long)i * kvDim, hd)) * job->Scale;
+            }
         }
 
         Elementwise.Softmax(sc);
         var o = new Span<float>(job->Out + (long)t * job->QDim + h * hd, hd);
         o.Clear();
-        for (int p = 0; p < len; p++)
+        for (int p = 0, b = 0; p < len; b++)
         {
-            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(job->V + (long)p * job->KvDim + kvOffset, hd), sc[p], o, o);
+            float* block = job->V + table[b] * blockStride + kvOffset;
+            int run = Math.Min(bs, len - p);
+            for (int i = 0; i < run; i++, p++)
+            {
+                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(block + (long)i * kvDim, hd), sc[p], o, o);
+            }
         }
     }
 
@@ -309,8 +513,11 @@ public sealed unsafe class Transformer : IDisposable
         public int Group;
         public int HeadDim;
         public int QDim;
+        public int* Pos;
+        public int* TableAt;
+        public int* Tables;
         public int KvDim;
-        public int StartPos;
+        public int BlockSize;
         public float Scale;
     }
 

@@ -1,0 +1,256 @@
+using System.Runtime.InteropServices;
+using Dynamo.Engine.Inference;
+using Dynamo.Engine.KvCache;
+using Dynamo.Engine.Models;
+using Dynamo.Llm.Kv;
+using Dynamo.Tests.Engine.Inference;
+
+namespace Dynamo.Tests.Engine.KvCache;
+
+public sealed class PagedKvCacheTests
+{
+    /// <summary>3 layers, 2 kv heads of 4: kvDim 8.</summary>
+    private static readonly ModelConfig Small = new()
+    {
+        Architecture = "llama", Dim = 16, HiddenDim = 32, Layers = 3, Heads = 4, KvHeads = 2, HeadDim = 4, VocabSize = 10, ContextLength = 64,
+    };
+
+    /// <summary>Fills every slot with a value that names it: layer, keys or values, slot index, element.</summary>
+    private static void FillNamed(PagedKvCache cache)
+    {
+        for (int l = 0; l < cache.Layers; l++)
+        {
+            for (int i = 0; i < cache.Keys[l].Length; i++)
+            {
+                cache.Keys[l][i] = l * 1_000_000 + i;
+                cache.Values[l][i] = -(l * 1_000_000 + i) - 1;
+            }
+        }
+    }
+
+    private static void FillRandom(PagedKvCache cache, int seed)
+    {
+        var random = new Random(seed);
+        for (int l = 0; l < cache.Layers; l++)
+        {
+            foreach (float[] a in new[] { cache.Keys[l], cache.Values[l] })
+            {
+                for (int i = 0; i < a.Length; i++)
+                {
+                    a[i] = (float)(random.NextDouble() * 2 - 1);
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Constructor_Config_SizesEveryLayerAsBlocksTimesSlots()
+    {
+        var cache = new PagedKvCache(Small, blockCount: 5, blockSize: 3);
+
+        Assert.Equal(5, cache.BlockCount);
+        Assert.Equal(3, cache.BlockSize);
+        Assert.Equal(3, cache.Layers);
+        Assert.Equal(8, cache.KvDim);
+        Assert.Equal(3, cache.Keys.Length);
+        Assert.All(cache.Keys.Concat(cache.Values), a => Assert.Equal(5 * 3 * 8, a.Length));
+    }
+
+    [Fact]
+    public void BytesPerBlock_Config_IsTheArraysBytesOverTheBlocks()
+    {
+        var cache = new PagedKvCache(Small, blockCount: 5, blockSize: 3);
+
+        long arrays = cache.Keys.Concat(cache.Values).Sum(a => (long)a.Length * sizeof(float));
+
+        Assert.Equal(arrays, PagedKvCache.BytesPerBlock(Small, 3) * 5);
+        Assert.Equal(2L * 3 * 3 * 8 * 4, PagedKvCache.BytesPerBlock(Small, 3));
+    }
+
+    [Theory]
+    [InlineData(0, 4)]
+    [InlineData(4, 0)]
+    public void Constructor_NonPositiveSize_Throws(int blockCount, int blockSize)
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PagedKvCache(Small, blockCount, blockSize));
+    }
+
+    [Fact]
+    public void Constructor_PoolOverOneArray_ThrowsNamingTheSizes()
+    {
+        ArgumentOutOfRangeException e = Assert.Throws<ArgumentOutOfRangeException>(() => new PagedKvCache(Small, 1 << 20, 512));
+
+        Assert.Contains("1048576 blocks of 512 tokens x 8 floats", e.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Buffer order: [layer][keys, then values][token][kv head][head dim], tokens read through the block table.</summary>
+    [Fact]
+    public void Export_NamedSlots_WritesLayerKeysThenValuesTokenMajor()
+    {
+        var cache = new PagedKvCache(Small, blockCount: 4, blockSize: 3);
+        FillNamed(cache);
+        int[] table = [2, 0, 3];
+        const int Tokens = 7;
+        var bytes = new byte[cache.ExportedBytes(Tokens)];
+
+        cache.Export(table, Tokens, bytes);
+
+        Assert.Equal(3 * 2 * Tokens * 8 * 4, bytes.Length);
+        ReadOnlySpan<float> buffer = MemoryMarshal.Cast<byte, float>(bytes);
+        for (int l = 0; l < 3; l++)
+        {
+            for (int kind = 0; kind < 2; kind++)
+            {
+                float[] store = kind == 0 ? cache.Keys[l] : cache.Values[l];
+                for (int t = 0; t < Tokens; t++)
+                {
+                    int slot = (table[t / 3] * 3) + (t % 3);
+                    for (int j = 0; j < 8; j++)
+                    {
+                        Assert.Equal(store[slot * 8 + j], buffer[((l * 2 + kind) * Tokens + t) * 8 + j]);
+                    }
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(3, 4, 10)]
+    [InlineData(4, 3, 10)]
+    [InlineData(1, 16, 5)]
+    [InlineData(16, 1, 12)]
+    [InlineData(5, 5, 0)]
+    public void Import_ExportedBuffer_RoundTripsAcrossBlockSizes(int fromBlockSize, int toBlockSize, int tokens)
+    {
+        var from = new PagedKvCache(Small, blockCount: 20, blockSize: fromBlockSize);
+        var to = new PagedKvCache(Small, blockCount: 20, blockSize: toBlockSize);
+        FillRandom(from, 1);
+        FillRandom(to, 2);
+        int[] fromTable = [.. Enumerable.Range(0, 20).Reverse()];
+        int[] toTable = [.. Enumerable.Range(0, 20).Select(i => (i * 7) % 20)];
+        var exported = new byte[from.ExportedBytes(tokens)];
+        from.Export(fromTable, tokens, exported);
+        KvTransferLayout layout = KvTransferLayout.FromJson(from.Layout(tokens).ToJson());
+
+        to.Import(toTable, layout, exported);
+
+        var again = new byte[to.ExportedBytes(tokens)];
+        to.Export(toTable, tokens, again);
+        Assert.Equal(fromBlockSize, layout.BlockSize);
+        Assert.True(exported.AsSpan().SequenceEqual(again));
+    }
+
+    [Theory]
+    [InlineData("layers", "KV transfer layers mismatch: the buffer has 4, this cache has 3")]
+    [InlineData("kv_heads", "KV transfer kv_heads mismatch: the buffer has 1, this cache has 2")]
+    [InlineData("head_dim", "KV transfer head_dim mismatch: the buffer has 8, this cache has 4")]
+    [InlineData("dtype", "KV transfer dtype mismatch: the buffer holds \"f16\", this cache stores \"f32\"")]
+    public void Import_OtherShape_ThrowsNamingTheField(string field, string message)
+    {
+        var cache = new PagedKvCache(Small, blockCount: 4, blockSize: 3);
+        KvTransferLayout layout = cache.Layout(5);
+        layout = field switch
+        {
+            "layers" => layout with { Layers = 4 },
+            "kv_heads" => layout with { KvHeads = 1 },
+            "head_dim" => layout with { HeadDim = 8 },
+            _ => layout with { Dtype = "f16" },
+        };
+
+        ArgumentException e = Assert.Throws<ArgumentException>(() => cache.Import([0, 1], layout, new byte[cache.ExportedBytes(5)]));
+
+        Assert.Contains(message, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Import_OtherBlockSize_IsAccepted()
+    {
+        var cache = new PagedKvCache(Small, blockCount: 4, blockSize: 3);
+
+        cache.Import([0, 1], cache.Layout(5) with { BlockSize = 64 }, new byte[cache.ExportedBytes(5)]);
+    }
+
+    [Fact]
+    public void Import_TooFewBlocks_ThrowsNamingBoth()
+    {
+        var cache = new PagedKvCache(Small, blockCount: 4, blockSize: 3);
+
+        ArgumentException e = Assert.Throws<ArgumentException>(() => cache.Import([0], cache.Layout(5), new byte[cache.ExportedBytes(5)]));
+
+        Assert.Contains("5 tokens need 2 blocks of 3; the block table has 1", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Import_SourceOfOtherLength_Throws()
+    {
+        var cache = new PagedKvCache(Small, blockCount: 4, blockSize: 3);
+
+        ArgumentException e = Assert.Throws<ArgumentException>(() => cache.Import([0, 1], cache.Layout(5), new byte[cache.ExportedBytes(5) - 4]));
+
+        Assert.Contains($"5 tokens of this layout take {cache.ExportedBytes(5)} bytes", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Export_BlockOutsidePool_Throws()
+    {
+        var cache = new PagedKvCache(Small, blockCount: 4, blockSize: 3);
+
+        ArgumentOutOfRangeException e = Assert.Throws<ArgumentOutOfRangeException>(() => cache.Export([0, 4], 5, new byte[cache.ExportedBytes(5)]));
+
+        Assert.Contains("block table entry 1 is block 4, outside the pool of 4 blocks", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Export_DestinationTooSmall_Throws()
+    {
+        var cache = new PagedKvCache(Small, blockCount: 4, blockSize: 3);
+
+        Assert.Throws<ArgumentException>(() => cache.Export([0, 1], 5, new byte[cache.ExportedBytes(5) - 1]));
+    }
+
+    /// <summary>
+    /// Disaggregated serving in miniature: engine A prefills, exports; engine B (another transformer, block size and
+    /// block ids) imports and both greedy-decode 16 tokens: the same tokens and the same logit bits at every step.
+    /// </summary>
+    [Theory]
+    [InlineData("llama", 4, 16)]
+    [InlineData("qwen3", 16, 1)]
+    public void Import_PrefillFromAnotherEngine_DecodesBitIdentically(string modelName, int blockSizeA, int blockSizeB)
+    {
+        string path = BatchTestModels.Path(modelName);
+        using var modelA = new Transformer(ModelLoader.Load(path), maxBatch: 16);
+        using var modelB = new Transformer(ModelLoader.Load(path), maxBatch: 64);
+        int vocab = modelA.Config.VocabSize;
+        const int Prompt = 45, Decode = 16;
+        var random = new Random(blockSizeA);
+        int[] prompt = [.. Enumerable.Range(0, Prompt).Select(_ => random.Next(vocab))];
+        int blocksA = (Prompt + Decode + blockSizeA - 1) / blockSizeA, blocksB = (Prompt + Decode + blockSizeB - 1) / blockSizeB;
+        var cacheA = new PagedKvCache(modelA.Config, blocksA + 5, blockSizeA);
+        var cacheB = new PagedKvCache(modelB.Config, blocksB + 7, blockSizeB);
+        int[] tableA = [.. Enumerable.Range(0, blocksA + 5).OrderBy(_ => random.Next()).Take(blocksA)];
+        int[] tableB = [.. Enumerable.Range(0, blocksB + 7).Reverse().Take(blocksB)];
+        var logitsA = new float[vocab];
+        var logitsB = new float[vocab];
+        modelA.Forward(prompt, [new SequenceSlice(0, Prompt, 0, tableA, true)], cacheA, logitsA);
+        var buffer = new byte[cacheA.ExportedBytes(Prompt)];
+        cacheA.Export(tableA, Prompt, buffer);
+        string wireLayout = cacheA.Layout(Prompt).ToJson();
+
+        cacheB.Import(tableB, KvTransferLayout.FromJson(wireLayout), buffer);
+
+        int next = System.Numerics.Tensors.TensorPrimitives.IndexOfMax<float>(logitsA);
+        var tokensA = new List<int>();
+        var tokensB = new List<int>();
+        for (int s = 0; s < Decode; s++)
+        {
+            modelA.Forward([next], [new SequenceSlice(0, 1, Prompt + s, tableA, true)], cacheA, logitsA);
+            modelB.Forward([next], [new SequenceSlice(0, 1, Prompt + s, tableB, true)], cacheB, logitsB);
+            BatchTestModels.AssertBitIdentical(logitsA, logitsB, $"{modelName}, decode step {s}");
+            tokensA.Add(System.Numerics.Tensors.TensorPrimitives.IndexOfMax<float>(logitsA));
+            tokensB.Add(System.Numerics.Tensors.TensorPrimitives.IndexOfMax<float>(logitsB));
+            next = tokensA[^1];
+        }
+
+        Assert.Equal(tokensA, tokensB);
+    }
+}
