@@ -45,6 +45,7 @@ public sealed class InferenceEngine : IEngine
 
     /// <param name="model">The model; the engine owns it from now on (disposes it).</param>
     /// <param name="eosTokenIds">Tokens that end a sequence unless the request ignores EOS.</param>
+    /// <param name="options">Block size, KV budget, batch limits; null for the defaults.</param>
     public InferenceEngine(Transformer model, IEnumerable<int> eosTokenIds, EngineOptions? options = null)
     {
         _options = (options ?? EngineOptions.Default).Validate();
