@@ -201,6 +201,7 @@ public sealed class InferenceEngine : IEngine
                 continue;
             }
 
+            BeforeStep?.Invoke(_steps);
             try
             {
                 RunStep(step);
@@ -412,6 +413,9 @@ public sealed class InferenceEngine : IEngine
         Steps = _steps,
         KvImportsRefused = _importsRefused,
     };
+
+    /// <summary>Called on the engine thread before each step with the step number (tests pace the engine with it).</summary>
+    internal Action<long>? BeforeStep { get; set; }
 
     /// <summary>Runs <paramref name="action"/> on the engine's state between steps (tests: pool invariants, dumps).</summary>
     internal Task<T> InspectAsync<T>(Func<KvBlockPool, T> action)

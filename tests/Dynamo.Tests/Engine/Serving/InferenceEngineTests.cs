@@ -151,23 +151,39 @@ public sealed class InferenceEngineTests
         Assert.All(events, e => Assert.Equal(5, e.WorkerId));
     }
 
+    /// <summary>An engine that stops before step <paramref name="step"/> until the returned gate opens.</summary>
+    private static (InferenceEngine Engine, ManualResetEventSlim Gate) Paused(long step)
+    {
+        InferenceEngine engine = Create(F32Path.Value, Roomy);
+        var gate = new ManualResetEventSlim(false);
+        engine.BeforeStep = n =>
+        {
+            if (n == step)
+            {
+                gate.Wait(TimeSpan.FromSeconds(30));
+            }
+        };
+        return (engine, gate);
+    }
+
     [Fact]
     public async Task Cancel_RunningRequest_EndsItAndFreesItsBlocksAtOnce()
     {
-        await using InferenceEngine engine = Create(F32Path.Value, Roomy);
-        var request = new EngineRequest("long", [1, 2, 3], Greedy(200));
+        var (engine, gate) = Paused(step: 3);
+        await using InferenceEngine _ = engine;
         var outputs = new List<EngineOutput>();
-        await foreach (EngineOutput o in engine.SubmitAsync(request))
+        await foreach (EngineOutput o in engine.SubmitAsync(new EngineRequest("long", [1, 2, 3], Greedy(200))))
         {
             outputs.Add(o);
             if (outputs.Count == 3)
             {
                 Assert.True(engine.Cancel("long"));
+                gate.Set();
             }
         }
 
         Assert.Equal(FinishReason.Cancelled, outputs[^1].FinishReason);
-        Assert.True(outputs.Count < 200);
+        Assert.Equal(5, outputs.Count);
         Assert.Equal(0, await engine.InspectAsync(pool => pool.UsedCount));
         Assert.False(engine.Cancel("long"));
         Assert.False(engine.Cancel("never-submitted"));
@@ -176,42 +192,44 @@ public sealed class InferenceEngineTests
     [Fact]
     public async Task Submit_TokenCancelled_FreesTheRequest()
     {
-        await using InferenceEngine engine = Create(F32Path.Value, Roomy);
+        var (engine, gate) = Paused(step: 2);
+        await using InferenceEngine _ = engine;
         using var cts = new CancellationTokenSource();
-        int seen = 0;
+        var outputs = new List<EngineOutput>();
         await foreach (EngineOutput o in engine.SubmitAsync(new EngineRequest("x", [5, 6], Greedy(200)), cts.Token))
         {
-            if (++seen == 2)
+            outputs.Add(o);
+            if (outputs.Count == 2)
             {
                 await cts.CancelAsync();
-            }
-
-            if (o.FinishReason is not null)
-            {
-                Assert.Equal(FinishReason.Cancelled, o.FinishReason);
+                gate.Set();
             }
         }
 
-        Assert.True(seen < 200);
+        Assert.Equal(FinishReason.Cancelled, outputs[^1].FinishReason);
+        Assert.Equal(4, outputs.Count);
         Assert.Equal(0, await engine.InspectAsync(pool => pool.UsedCount));
     }
 
     [Fact]
     public async Task Submit_AbandonedEnumeration_CancelsTheRequest()
     {
-        await using InferenceEngine engine = Create(F32Path.Value, Roomy);
+        var (engine, gate) = Paused(step: 1);
+        await using InferenceEngine _ = engine;
         await foreach (EngineOutput o in engine.SubmitAsync(new EngineRequest("y", [5, 6], Greedy(200))))
         {
             break;
         }
 
-        for (int i = 0; i < 100 && engine.Stats.RunningRequests + engine.Stats.WaitingRequests > 0; i++)
+        gate.Set();
+        for (int i = 0; i < 500 && engine.Stats.RequestsFinished == 0; i++)
         {
             await Task.Delay(10);
         }
 
         Assert.Equal(0, await engine.InspectAsync(pool => pool.UsedCount));
         Assert.Equal(1, engine.Stats.RequestsFinished);
+        Assert.True(engine.Stats.GeneratedTokens < 10);
     }
 
     [Fact]
