@@ -50,76 +50,15 @@ internal static unsafe class HalfConvert
     }
 
     /// <summary>
-    /// Dot product of <paramref name="n"/> halves with floats, converting on the fly (one pass over the
-    /// weights). Groups of 16 without infinities or NaNs take the short conversion
-    /// (<see cref="ConvertFinite"/>); any other group goes through the exact general one.
-    /// </summary>
-    public static float DotF16(byte* w, float* x, int n)
-    {
-        var s = (ushort*)w;
-        int i = 0;
-        float sum = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var exponent = Vector256.Create((ushort)0x7C00);
-            Vector256<float> acc0 = default, acc1 = default;
-            for (; i <= n - 16; i += 16)
-            {
-                Vector256<ushort> h = Vector256.Load(s + i);
-                (Vector256<uint> lo, Vector256<uint> hi) = Vector256.Widen(h);
-                bool finite = Vector256.EqualsAny(h & exponent, exponent) == false;
-                acc0 = Vector256.FusedMultiplyAdd(finite ? ConvertFinite(lo) : Convert(lo), Vector256.Load(x + i), acc0);
-                acc1 = Vector256.FusedMultiplyAdd(finite ? ConvertFinite(hi) : Convert(hi), Vector256.Load(x + i + 8), acc1);
-            }
-
-            sum = Vector256.Sum(acc0 + acc1);
-        }
-
-        for (; i < n; i++)
-        {
-            sum += F16(s[i]) * x[i];
-        }
-
-        return sum;
-    }
-
-    /// <summary>
     /// Eight finite halves to floats: the magnitude bits moved into a float, times 2^112 (exact for
     /// normals, zero and subnormals; subnormals are rare in weights and only cost a slower multiply).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> ConvertFinite(Vector256<uint> h)
+    public static Vector256<float> ConvertFinite(Vector256<uint> h)
     {
         Vector256<uint> w = h << 16;
         Vector256<float> magnitude = ((w & Vector256.Create(0x7FFF0000u)) >> 3).AsSingle() * Vector256.Create(BitConverter.Int32BitsToSingle(0x77800000));
         return (magnitude.AsUInt32() | (w & Vector256.Create(0x80000000u))).AsSingle();
-    }
-
-    /// <summary>Dot product of <paramref name="n"/> bfloat16 values with floats, converting on the fly.</summary>
-    public static float DotBF16(byte* w, float* x, int n)
-    {
-        var s = (ushort*)w;
-        int i = 0;
-        float sum = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            Vector256<float> acc0 = default, acc1 = default;
-            for (; i <= n - 16; i += 16)
-            {
-                (Vector256<uint> lo, Vector256<uint> hi) = Vector256.Widen(Vector256.Load(s + i));
-                acc0 = Vector256.FusedMultiplyAdd((lo << 16).AsSingle(), Vector256.Load(x + i), acc0);
-                acc1 = Vector256.FusedMultiplyAdd((hi << 16).AsSingle(), Vector256.Load(x + i + 8), acc1);
-            }
-
-            sum = Vector256.Sum(acc0 + acc1);
-        }
-
-        for (; i < n; i++)
-        {
-            sum += BF16(s[i]) * x[i];
-        }
-
-        return sum;
     }
 
     /// <summary>
@@ -128,7 +67,7 @@ internal static unsafe class HalfConvert
     /// (+224, then times 2^-112); subnormals as 0.5 + m 2^-24 minus 0.5.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Convert(Vector256<uint> h)
+    public static Vector256<float> Convert(Vector256<uint> h)
     {
         Vector256<uint> w = h << 16;
         Vector256<uint> twoW = w + w;

@@ -7,6 +7,12 @@ public static class KernelThreads
     private static int _count = Environment.ProcessorCount;
     private static readonly Lock Gate = new();
 
+    [ThreadStatic]
+    private static int _threadCount;
+
+    [ThreadStatic]
+    private static WorkerPool? _threadPool;
+
     /// <summary>Threads per kernel call; defaults to <see cref="Environment.ProcessorCount"/>.</summary>
     public static int Count
     {
@@ -32,6 +38,11 @@ public static class KernelThreads
     {
         get
         {
+            if (_threadCount != 0)
+            {
+                return _threadPool;
+            }
+
             if (_count <= 1)
             {
                 return null;
@@ -47,6 +58,31 @@ public static class KernelThreads
             {
                 return _pool ??= new WorkerPool(_count - 1);
             }
+        }
+    }
+
+    /// <summary>
+    /// For tests: kernel calls made on the current thread use <paramref name="count"/> threads (a pool
+    /// of their own) until the returned scope is disposed; other threads and <see cref="Count"/> are
+    /// untouched, so tests running in parallel do not disturb each other.
+    /// </summary>
+    internal static ThreadOverride OverrideOnCurrentThread(int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
+        var previous = new ThreadOverride(_threadCount, _threadPool);
+        _threadCount = count;
+        _threadPool = count > 1 ? new WorkerPool(count - 1) : null;
+        return previous;
+    }
+
+    /// <summary>Restores the thread count the current thread had before <see cref="OverrideOnCurrentThread"/>.</summary>
+    internal readonly struct ThreadOverride(int previousCount, WorkerPool? previousPool) : IDisposable
+    {
+        public void Dispose()
+        {
+            _threadPool?.Dispose();
+            _threadCount = previousCount;
+            _threadPool = previousPool;
         }
     }
 }

@@ -1,5 +1,4 @@
 using System.Buffers;
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using Dynamo.Engine.Models;
 using Dynamo.Llm.Models;
 
@@ -12,6 +11,9 @@ namespace Dynamo.Engine.Kernels;
 /// activations are first quantized to 8 bits per block of 32 (as llama.cpp does) and the dot
 /// products are integer. Rows are split over <see cref="KernelThreads.Count"/> threads; in a batch,
 /// each weight row is used for up to four activation rows at once.
+/// Invariant (continuous batching): each output value has a fixed reduction order, independent of
+/// batch composition, tiling and threads; a row multiplied in any batch, at any position, gives bit
+/// for bit what it gives alone (see the folder's README).
 /// </summary>
 public static unsafe class MatMul
 {
@@ -24,6 +26,7 @@ public static unsafe class MatMul
     /// <summary>Weight bytes of one chunk when several activation tiles reuse them (about half of L2).</summary>
     private const long ChunkBytes = 256 * 1024;
 
+    /// <summary>One weight row converted to floats (F16, BF16 batches), per thread.</summary>
     [ThreadStatic]
     private static float[]? _rowScratch;
 
@@ -39,13 +42,17 @@ public static unsafe class MatMul
 
         fixed (float* px = x, py = y)
         {
-            var job = new Job { W = w.Data, RowBytes = RowBytes(w), Rows = rows, Cols = cols, Batch = batch, X = px, Y = py, Type = w.Type };
+            var job = new Job { W = w.Data, RowBytes = RowBytes(w), Rows = rows, Cols = cols, Batch = batch, X = px, Y = py };
             switch (w.Type)
             {
                 case GgmlType.F32:
+                    Run(&FloatChunk<F32Weights>, ref job);
+                    break;
                 case GgmlType.F16:
+                    Run(&FloatChunk<F16Weights>, ref job);
+                    break;
                 case GgmlType.BF16:
-                    Run(&FloatChunk, ref job);
+                    Run(&FloatChunk<BF16Weights>, ref job);
                     break;
                 case GgmlType.Q8_0:
                     RunQuantized(&QuantChunk<Q8_0Kernel>, ref job);
@@ -125,7 +132,6 @@ public static unsafe class MatMul
         public int Batch;
         public float* X;
         public float* Y;
-        public GgmlType Type;
         public Q8Activations A;
         public int ChunkRows;
     }
@@ -201,65 +207,61 @@ public static unsafe class MatMul
         }
     }
 
-    private static void FloatChunk(void* context, int chunk)
+    private static void FloatChunk<TWeights>(void* context, int chunk)
+        where TWeights : struct, IFloatWeights
     {
         ref Job job = ref *(Job*)context;
-        int r0 = chunk * job.ChunkRows, r1 = Math.Min(job.Rows, r0 + job.ChunkRows), rows = job.Rows, cols = job.Cols;
-        if (job.Type != GgmlType.F32 && job.Batch < 3)
+        int r0 = chunk * job.ChunkRows, r1 = Math.Min(job.Rows, r0 + job.ChunkRows), cols = job.Cols;
+
+        // F16/BF16 with several groups of four in a tile: convert each row once per tile. The floats are
+        // the exact values the fused kernels convert to, so every dot gives the same bits either way.
+        float[]? scratch = typeof(TWeights) != typeof(F32Weights) && job.Batch > 4 ? RowScratch(cols) : null;
+        fixed (float* s = scratch)
         {
-            // Decode: convert while multiplying (one pass); larger batches convert each row once into scratch.
-            for (int r = r0; r < r1; r++)
+            for (int t0 = 0; t0 < job.Batch; t0 += BatchTile)
             {
-                byte* src = job.W + r * job.RowBytes;
-                for (int b = 0; b < job.Batch; b++)
+                int t1 = Math.Min(job.Batch, t0 + BatchTile);
+                for (int r = r0; r < r1; r++)
                 {
-                    float* xb = job.X + (long)b * cols;
-                    job.Y[(long)b * rows + r] = job.Type == GgmlType.F16 ? HalfConvert.DotF16(src, xb, cols) : HalfConvert.DotBF16(src, xb, cols);
-                }
-            }
-
-            return;
-        }
-
-        float[]? scratch = null;
-        if (job.Type != GgmlType.F32)
-        {
-            scratch = _rowScratch;
-            if (scratch is null || scratch.Length < cols)
-            {
-                _rowScratch = scratch = GC.AllocateUninitializedArray<float>(cols, pinned: true);
-            }
-        }
-
-        for (int r = r0; r < r1; r++)
-        {
-            byte* src = job.W + r * job.RowBytes;
-            ReadOnlySpan<float> row;
-            if (scratch is null)
-            {
-                row = new ReadOnlySpan<float>(src, cols);
-            }
-            else
-            {
-                fixed (float* s = scratch)
-                {
-                    if (job.Type == GgmlType.F16)
+                    byte* row = job.W + r * job.RowBytes;
+                    if (s != null && t1 - t0 > 4)
                     {
-                        HalfConvert.F16ToFloat(src, s, cols);
+                        TWeights.ToFloats(row, s, cols);
+                        FloatRows<F32Weights>(ref job, (byte*)s, r, t0, t1);
                     }
                     else
                     {
-                        HalfConvert.BF16ToFloat(src, s, cols);
+                        FloatRows<TWeights>(ref job, row, r, t0, t1);
                     }
                 }
-
-                row = scratch.AsSpan(0, cols);
-            }
-
-            for (int b = 0; b < job.Batch; b++)
-            {
-                job.Y[(long)b * rows + r] = TensorPrimitives.Dot(row, new ReadOnlySpan<float>(job.X + (long)b * cols, cols));
             }
         }
+    }
+
+    /// <summary>y[b, r] for b in [t0, t1): four activation rows at a time, then one at a time.</summary>
+    private static void FloatRows<TWeights>(ref Job job, byte* row, int r, int t0, int t1)
+        where TWeights : struct, IFloatWeights
+    {
+        int rows = job.Rows, cols = job.Cols, b = t0;
+        for (; b + 4 <= t1; b += 4)
+        {
+            FloatDot.Dot4<TWeights>(row, job.X + (long)b * cols, cols, cols, job.Y + (long)b * rows + r, rows);
+        }
+
+        for (; b < t1; b++)
+        {
+            job.Y[(long)b * rows + r] = FloatDot.Dot<TWeights>(row, job.X + (long)b * cols, cols);
+        }
+    }
+
+    private static float[] RowScratch(int cols)
+    {
+        float[]? scratch = _rowScratch;
+        if (scratch is null || scratch.Length < cols)
+        {
+            _rowScratch = scratch = GC.AllocateUninitializedArray<float>(cols, pinned: true);
+        }
+
+        return scratch;
     }
 }

@@ -104,4 +104,100 @@ public class ElementwiseTests
             }
         }
     }
+
+    private static void AssertSameBits(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, string what)
+    {
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
+            {
+                Assert.Fail($"{what}, index {i}: {actual[i]:R} vs {expected[i]:R}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// The transformer applies SwiGLU to n rows of the hidden dimension at once: every element must come
+    /// out as it does alone (a span of one), whatever the span's length and the element's place in it.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(5)]
+    [InlineData(37)]
+    [InlineData(100)]
+    [InlineData(5632)]
+    public void SwiGlu_RowsInOneSpan_EveryElementEqualsItAloneBitForBit(int hidden)
+    {
+        foreach (int n in new[] { 1, 2, 3, 4, 7 })
+        {
+            float[] gate = Random(n * hidden, hidden + n, scale: 30), up = Random(n * hidden, hidden + n + 1000);
+            float[] expectedGate = (float[])gate.Clone(), expectedUp = (float[])up.Clone();
+            for (int i = 0; i < gate.Length; i++)
+            {
+                Elementwise.SwiGlu(expectedGate.AsSpan(i, 1), expectedUp.AsSpan(i, 1));
+            }
+
+            float[] rowGate = (float[])gate.Clone(), rowUp = (float[])up.Clone();
+            for (int t = 0; t < n; t++)
+            {
+                Elementwise.SwiGlu(rowGate.AsSpan(t * hidden, hidden), rowUp.AsSpan(t * hidden, hidden));
+            }
+
+            Elementwise.SwiGlu(gate, up);
+
+            AssertSameBits(expectedGate, gate, $"SwiGLU of {n} rows of {hidden} in one span");
+            AssertSameBits(expectedGate, rowGate, $"SwiGLU of {n} rows of {hidden} row by row");
+        }
+    }
+
+    /// <summary>RMSNorm of a row depends on its values only: not on where the row lies in memory (the batch position, the buffer's alignment).</summary>
+    [Theory]
+    [InlineData(5)]
+    [InlineData(37)]
+    [InlineData(100)]
+    [InlineData(129)]
+    [InlineData(768)]
+    [InlineData(5632)]
+    public void RmsNorm_SameRowAtAnyOffset_GivesIdenticalBits(int length)
+    {
+        float[] row = Random(length, length), weight = Random(length, length + 1);
+        var expected = new float[length];
+        Elementwise.RmsNorm(row, weight, 1e-5f, expected);
+
+        // Offsets 1..16 floats cover every alignment modulo 64 bytes; the row sits among other rows as in a batch.
+        for (int offset = 1; offset <= 16; offset++)
+        {
+            float[] batch = Random(offset + 2 * length, offset);
+            row.CopyTo(batch, offset);
+            var destination = new float[batch.Length];
+
+            Elementwise.RmsNorm(batch.AsSpan(offset, length), weight, 1e-5f, destination.AsSpan(offset, length));
+
+            AssertSameBits(expected, destination.AsSpan(offset, length), $"RMSNorm of {length} at offset {offset}");
+        }
+    }
+
+    [Theory]
+    [InlineData(5)]
+    [InlineData(37)]
+    [InlineData(129)]
+    [InlineData(1000)]
+    public void Softmax_SameRowAtAnyOffset_GivesIdenticalBits(int length)
+    {
+        float[] row = Random(length, length, scale: 20);
+        float[] expected = (float[])row.Clone();
+        Elementwise.Softmax(expected);
+
+        for (int offset = 1; offset <= 16; offset++)
+        {
+            float[] buffer = Random(offset + 2 * length, offset);
+            row.CopyTo(buffer, offset);
+
+            Elementwise.Softmax(buffer.AsSpan(offset, length));
+
+            AssertSameBits(expected, buffer.AsSpan(offset, length), $"softmax of {length} at offset {offset}");
+        }
+    }
 }

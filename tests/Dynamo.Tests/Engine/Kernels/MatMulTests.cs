@@ -325,4 +325,88 @@ public class MatMulTests
         Assert.Throws<ArgumentException>(() => MatMul.Multiply(w, new float[7], new float[4], 1));
         Assert.Throws<ArgumentException>(() => MatMul.Multiply(w, new float[16], new float[4], 2));
     }
+
+    /// <summary>Weight types with column counts: odd lengths for the float types, odd block counts for the 32-blocks.</summary>
+    public static TheoryData<GgmlType, int> DeterminismShapes => new()
+    {
+        { GgmlType.F32, 37 }, { GgmlType.F32, 100 }, { GgmlType.F32, 773 },
+        { GgmlType.F16, 37 }, { GgmlType.F16, 100 }, { GgmlType.F16, 773 },
+        { GgmlType.BF16, 37 }, { GgmlType.BF16, 773 },
+        { GgmlType.Q8_0, 96 }, { GgmlType.Q8_0, 800 },
+        { GgmlType.Q4_0, 96 }, { GgmlType.Q4_0, 800 },
+        { GgmlType.Q4_K, 256 }, { GgmlType.Q4_K, 768 },
+        { GgmlType.Q6_K, 256 }, { GgmlType.Q6_K, 768 },
+    };
+
+    /// <summary>
+    /// The continuous-batching invariant: an activation row multiplied in a batch of any size, at any
+    /// position (in a group of four or in the tail, in any 64-row tile), with any thread count (so any
+    /// row chunking), gives bit for bit what it gives alone.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(DeterminismShapes))]
+    public void Multiply_RowInAnyBatchAndThreadCount_EqualsRowAloneBitForBit(GgmlType type, int cols)
+    {
+        const int rows = 67, poolRows = 140;
+        Tensor w = TestTensors.Random(type, rows, cols, 1000 + cols + (int)type);
+        float[] pool = TestTensors.RandomFloats(poolRows * cols, cols + (int)type);
+        var alone = new float[poolRows * rows];
+        for (int i = 0; i < poolRows; i++)
+        {
+            MatMul.Multiply(w, pool.AsSpan(i * cols, cols), alone.AsSpan(i * rows, rows), 1);
+        }
+
+        int[] batches = [.. Enumerable.Range(1, 70), 127, 128, 129, 130];
+        foreach (int threads in new[] { 0, 1, 3 })
+        {
+            KernelThreads.ThreadOverride scope = threads == 0 ? default : KernelThreads.OverrideOnCurrentThread(threads);
+            try
+            {
+                foreach (int batch in batches)
+                {
+                    // Slide the window so that a pool row lands at many batch positions.
+                    int start = batch * 7 % (poolRows - batch + 1);
+                    var y = new float[batch * rows];
+                    MatMul.Multiply(w, pool.AsSpan(start * cols, batch * cols), y, batch);
+                    for (int b = 0; b < batch; b++)
+                    {
+                        for (int r = 0; r < rows; r++)
+                        {
+                            float got = y[b * rows + r], expected = alone[(start + b) * rows + r];
+                            if (BitConverter.SingleToInt32Bits(got) != BitConverter.SingleToInt32Bits(expected))
+                            {
+                                Assert.Fail($"{type} cols {cols}, threads {(threads == 0 ? "default" : threads)}, batch {batch}, position {b}, row {r}: {got:R} in the batch vs {expected:R} alone");
+                            }
+                        }
+                    }
+                }
+            }
+            finally
+            {
+                if (threads != 0)
+                {
+                    scope.Dispose();
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void OverrideOnCurrentThread_Disposed_RestoresCountAndLeavesGlobalCountAlone()
+    {
+        int global = KernelThreads.Count;
+        using (KernelThreads.OverrideOnCurrentThread(1))
+        {
+            Assert.Null(KernelThreads.Pool);
+            using (KernelThreads.OverrideOnCurrentThread(3))
+            {
+                Assert.Equal(2, KernelThreads.Pool!.Workers);
+            }
+
+            Assert.Null(KernelThreads.Pool);
+        }
+
+        Assert.Equal(global, KernelThreads.Count);
+        Assert.Equal(global <= 1, KernelThreads.Pool is null);
+    }
 }
