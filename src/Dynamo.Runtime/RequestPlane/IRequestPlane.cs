@@ -1,0 +1,35 @@
+namespace Dynamo.Runtime.RequestPlane;
+
+/// <summary>
+/// Carries a request to the process serving a subject and its stream of responses back, in order,
+/// ending with an explicit end or error. NATS between processes (<c>NatsRequestPlane</c>), channels in
+/// one process (<c>InProcessRequestPlane</c>). Both honour the same contract (see README.md):
+/// <list type="bullet">
+/// <item>the consumer's pace bounds the producer (a window of unacknowledged responses);</item>
+/// <item>cancelling or abandoning the enumeration cancels the handler's token;</item>
+/// <item>a handler exception ends the stream with <see cref="RequestPlaneException"/> of kind
+/// <see cref="RequestErrorKind.Remote"/> carrying its message; the serving side never crashes;</item>
+/// <item>no server for the subject: <see cref="RequestErrorKind.NoResponders"/> at once; a server that
+/// stops answering (killed, link cut): <see cref="RequestErrorKind.Unreachable"/> after
+/// <see cref="RequestOptions.IdleTimeout"/> without any frame (servers send heartbeats while busy);
+/// a deadline passed: <see cref="RequestErrorKind.DeadlineExceeded"/>.</item>
+/// </list>
+/// </summary>
+public interface IRequestPlane : IAsyncDisposable
+{
+    /// <summary>"nats" or "inproc".</summary>
+    string Name { get; }
+
+    /// <summary>
+    /// Serves <paramref name="subject"/> until the returned handle is disposed (in-flight handlers are
+    /// cancelled then). With <paramref name="queueGroup"/>, several servers share the subject and each
+    /// request goes to one of them.
+    /// </summary>
+    Task<IAsyncDisposable> ServeAsync(string subject, RequestHandler handler, string? queueGroup = null, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Sends <paramref name="payload"/> to <paramref name="subject"/> and streams the responses. Errors
+    /// are thrown as <see cref="RequestPlaneException"/> from the enumeration.
+    /// </summary>
+    IAsyncEnumerable<ReadOnlyMemory<byte>> RequestStreamAsync(string subject, ReadOnlyMemory<byte> payload, RequestOptions options, CancellationToken cancellationToken = default);
+}
