@@ -1,5 +1,5 @@
-using System.Text.Json;
 using Dynamo.Llm.ChatTemplates;
+using Dynamo.Llm.ModelCards;
 using Dynamo.Llm.Models;
 using Dynamo.Llm.Tokenizers;
 
@@ -13,21 +13,21 @@ namespace Dynamo.Engine.Models;
 /// </summary>
 public sealed class LoadedModel : IDisposable
 {
-    private LoadedModel(IModelWeights weights, ITokenizer tokenizer, ChatTemplate? template, string? bosToken, string? eosToken)
+    private LoadedModel(IModelWeights weights, TokenizerBundle text)
     {
         Weights = weights;
-        Tokenizer = tokenizer;
-        ChatTemplate = template;
-        BosToken = bosToken;
-        EosToken = eosToken;
+        Text = text;
     }
 
     public IModelWeights Weights { get; }
     public ModelConfig Config => Weights.Config;
-    public ITokenizer Tokenizer { get; }
-    public ChatTemplate? ChatTemplate { get; }
-    public string? BosToken { get; }
-    public string? EosToken { get; }
+
+    /// <summary>Tokenizer, chat template and special-token strings (what a model card carries to a frontend).</summary>
+    public TokenizerBundle Text { get; }
+    public ITokenizer Tokenizer => Text.Tokenizer;
+    public ChatTemplate? ChatTemplate => Text.ChatTemplate;
+    public string? BosToken => Text.BosToken;
+    public string? EosToken => Text.EosToken;
 
     /// <summary>
     /// Loads <paramref name="modelPath"/> (GGUF file, Hugging Face directory or llama2.c checkpoint).
@@ -54,26 +54,8 @@ public sealed class LoadedModel : IDisposable
         }
     }
 
-    private static LoadedModel FromGguf(GgufModel g, string? tokenizerPath)
-    {
-        if (tokenizerPath is not null)
-        {
-            return FromSeparateTokenizer(g, tokenizerPath);
-        }
-
-        if (!g.File.ContainsKey("tokenizer.ggml.tokens"))
-        {
-            throw new ModelFormatException(g.Source, "the GGUF file has no tokenizer (tokenizer.ggml.tokens): pass one with --tokenizer");
-        }
-
-        ITokenizer tokenizer = TokenizerLoader.FromGguf(g.File.Metadata, g.Source);
-        ChatTemplate? template = g.File.TryGetString("tokenizer.chat_template", out string? source)
-            ? ParseTemplate(g.Source, source) : null;
-        string[] tokens = g.File.GetArray<string>("tokenizer.ggml.tokens");
-        string? Piece(int? id) => id is int i && (uint)i < (uint)tokens.Length ? tokens[i] : null;
-        return new LoadedModel(g, tokenizer, template, Piece(tokenizer.BosTokenId),
-            Piece(tokenizer.EosTokenIds.Count > 0 ? tokenizer.EosTokenIds[0] : null));
-    }
+    private static LoadedModel FromGguf(GgufModel g, string? tokenizerPath) =>
+        tokenizerPath is not null ? FromSeparateTokenizer(g, tokenizerPath) : new LoadedModel(g, TokenizerBundle.FromGguf(g.File));
 
     private static LoadedModel FromSeparateTokenizer(IModelWeights weights, string tokenizerPath)
     {
@@ -87,72 +69,11 @@ public sealed class LoadedModel : IDisposable
             throw new ModelFormatException(tokenizerPath, "tokenizer file not found");
         }
 
-        ITokenizer tokenizer = TokenizerLoader.FromLlama2c(tokenizerPath, weights.Config.VocabSize);
-        return new LoadedModel(weights, tokenizer, null, null, null);
+        return new LoadedModel(weights, TokenizerBundle.FromLlama2c(tokenizerPath, weights.Config.VocabSize));
     }
 
-    private static LoadedModel FromHfDirectory(IModelWeights weights, string tokenizerPath)
-    {
-        ITokenizer tokenizer = TokenizerLoader.FromTokenizerJson(tokenizerPath);
-        string dir = Directory.Exists(tokenizerPath) ? tokenizerPath : Path.GetDirectoryName(Path.GetFullPath(tokenizerPath))!;
-        string configPath = Path.Combine(dir, "tokenizer_config.json");
-        ChatTemplate? template = null;
-        string? bos = null, eos = null;
-        string jinjaPath = Path.Combine(dir, "chat_template.jinja");
-        if (File.Exists(jinjaPath))
-        {
-            template = ParseTemplate(jinjaPath, File.ReadAllText(jinjaPath));
-        }
-
-        if (File.Exists(configPath))
-        {
-            try
-            {
-                using JsonDocument doc = JsonDocument.Parse(File.ReadAllBytes(configPath));
-                JsonElement root = doc.RootElement;
-                if (template is null && root.TryGetProperty("chat_template", out JsonElement t))
-                {
-                    string? source = t.ValueKind switch
-                    {
-                        JsonValueKind.String => t.GetString(),
-                        // A list of named templates: the "default" one is the chat template.
-                        JsonValueKind.Array => t.EnumerateArray()
-                            .Where(e => e.TryGetProperty("name", out JsonElement n) && n.GetString() == "default")
-                            .Select(e => e.GetProperty("template").GetString()).FirstOrDefault(),
-                        _ => null,
-                    };
-                    template = source is null ? null : ParseTemplate(configPath, source);
-                }
-
-                bos = TokenString(root, "bos_token");
-                eos = TokenString(root, "eos_token");
-            }
-            catch (JsonException e)
-            {
-                throw new ModelFormatException(configPath, $"invalid JSON: {e.Message}", e);
-            }
-        }
-
-        return new LoadedModel(weights, tokenizer, template, bos, eos);
-    }
-
-    private static string? TokenString(JsonElement root, string name) =>
-        !root.TryGetProperty(name, out JsonElement v) ? null
-        : v.ValueKind == JsonValueKind.String ? v.GetString()
-        : v.ValueKind == JsonValueKind.Object && v.TryGetProperty("content", out JsonElement c) ? c.GetString()
-        : null;
-
-    private static ChatTemplate ParseTemplate(string path, string source)
-    {
-        try
-        {
-            return ChatTemplate.Parse(source);
-        }
-        catch (ChatTemplateException e)
-        {
-            throw new ModelFormatException(path, $"chat template: {e.Message}", e);
-        }
-    }
+    private static LoadedModel FromHfDirectory(IModelWeights weights, string tokenizerPath) =>
+        new(weights, TokenizerBundle.FromHfDirectory(tokenizerPath));
 
     /// <summary>Renders a conversation with the model's template, ready to be tokenized (special tokens included as text).</summary>
     public string RenderChat(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true, IReadOnlyDictionary<string, object?>? extra = null)

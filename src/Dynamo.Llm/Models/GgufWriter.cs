@@ -89,6 +89,35 @@ public sealed class GgufWriter
         }
     });
 
+    /// <summary>
+    /// Adds a value as <see cref="GgufFile.Metadata"/> holds it (to copy metadata from one file to another):
+    /// strings, booleans, 32-bit floats, integers (small ones widened to 32 bits, 64-bit ones kept), and
+    /// arrays of strings, floats or 32-bit integers.
+    /// </summary>
+    public void AddObject(string key, object value)
+    {
+        switch (value)
+        {
+            case string s: Add(key, s); break;
+            case bool b: Add(key, b); break;
+            case float f: Add(key, f); break;
+            case double d: Add(key, (float)d); break;
+            case uint u: Add(key, u); break;
+            case byte u: Add(key, (uint)u); break;
+            case ushort u: Add(key, (uint)u); break;
+            case int i: Add(key, i); break;
+            case sbyte i: Add(key, (int)i); break;
+            case short i: Add(key, (int)i); break;
+            case ulong u: Add(key, u); break;
+            case long l: Add(key, unchecked((ulong)l)); break;
+            case string[] a: Add(key, a); break;
+            case float[] a: Add(key, a); break;
+            case int[] a: Add(key, a); break;
+            case uint[] a: Add(key, a.Select(x => unchecked((int)x)).ToArray()); break;
+            default: throw new ArgumentException($"metadata key '{key}': values of type {value.GetType().Name} cannot be copied", nameof(value));
+        }
+    }
+
     /// <summary>Declares a tensor; <paramref name="dims"/> in ggml order (innermost first: [in, out] for a weight matrix).</summary>
     public void AddTensor(string name, GgmlType type, ReadOnlySpan<long> dims)
     {

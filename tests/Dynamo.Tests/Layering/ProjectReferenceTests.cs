@@ -13,9 +13,22 @@ public class ProjectReferenceTests
             .ToArray();
 
     [Fact]
-    public void Llm_ReferencesNoEngineOrCli()
+    public void Runtime_ReferencesNoProjectOfOurs()
     {
-        Assert.Empty(OurReferences(typeof(Dynamo.Llm.Tokenizers.ITokenizer).Assembly));
+        Assert.Empty(OurReferences(typeof(Dynamo.Runtime.DistributedRuntime).Assembly));
+    }
+
+    [Fact]
+    public void Llm_ReferencesOnlyRuntime()
+    {
+        Assert.Equal(["Dynamo.Runtime"], OurReferences(typeof(Dynamo.Llm.Tokenizers.ITokenizer).Assembly));
+    }
+
+    [Fact]
+    public void Engine_DoesNotSeeNatsOrEtcd()
+    {
+        string[] references = typeof(Dynamo.Engine.Inference.Transformer).Assembly.GetReferencedAssemblies().Select(a => a.Name!).ToArray();
+        Assert.DoesNotContain(references, n => n.StartsWith("NATS", StringComparison.Ordinal) || n.StartsWith("dotnet-etcd", StringComparison.Ordinal) || n == "Dynamo.Runtime");
     }
 
     [Fact]

@@ -1,0 +1,250 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using System.Threading.Channels;
+using Dynamo.Llm.Kv;
+using Dynamo.Llm.Protocols.Worker;
+using Dynamo.Runtime;
+using Dynamo.Runtime.RequestPlane;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Dynamo.Llm.Engines;
+
+/// <summary>
+/// Serves an <see cref="IEngine"/> on the runtime: the <c>generate</c> endpoint (worker protocol v1, see
+/// Protocols/Worker/README.md), its KV events on <c>dyn.{ns}.{comp}.events.kv_events</c> and its load every
+/// second on <c>dyn.{ns}.{comp}.events.load_metrics</c>. Bad payloads are answered with an
+/// <c>invalid_request</c> error; the worker keeps serving.
+/// </summary>
+public sealed partial class EngineWorker : IAsyncDisposable
+{
+    /// <summary>The event-plane topic of KV events.</summary>
+    public const string KvEventsTopic = "kv_events";
+
+    /// <summary>The event-plane topic of load metrics.</summary>
+    public const string LoadMetricsTopic = "load_metrics";
+
+    private readonly DistributedRuntime _runtime;
+    private readonly IEngine _engine;
+    private readonly ILogger _logger;
+    private readonly Channel<KvEvent> _kvEvents = Channel.CreateBounded<KvEvent>(new BoundedChannelOptions(65536) { SingleReader = true, FullMode = BoundedChannelFullMode.DropOldest });
+    private readonly CancellationTokenSource _stop = new();
+    private ServedEndpoint? _served;
+    private Task _publishers = Task.CompletedTask;
+
+    private EngineWorker(DistributedRuntime runtime, IEngine engine, EndpointAddress address, ILogger logger)
+    {
+        _runtime = runtime;
+        _engine = engine;
+        Address = address;
+        _logger = logger;
+    }
+
+    /// <summary>The served endpoint.</summary>
+    public EndpointAddress Address { get; }
+
+    /// <summary>This worker's instance id.</summary>
+    public long InstanceId => _runtime.InstanceId;
+
+    /// <summary>Starts serving <paramref name="engine"/> at <paramref name="address"/>.</summary>
+    public static async Task<EngineWorker> StartAsync(DistributedRuntime runtime, IEngine engine, EndpointAddress address, ILogger? logger = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(engine);
+        var worker = new EngineWorker(runtime, engine, address, logger ?? NullLogger.Instance);
+        if (engine.KvEvents is { } log)
+        {
+            log.Published += e => worker._kvEvents.Writer.TryWrite(e);
+        }
+
+        worker._publishers = Task.WhenAll(
+            Task.Run(() => worker.PublishKvEventsAsync(worker._stop.Token), CancellationToken.None),
+            Task.Run(() => worker.PublishLoadAsync(worker._stop.Token), CancellationToken.None));
+        worker._served = await runtime.ServeEndpointAsync(address, worker.HandleAsync, cancellationToken).ConfigureAwait(false);
+        return worker;
+    }
+
+    /// <summary>Parses a generate payload into an engine request; <see cref="EndpointException"/> (invalid_request) when it is not one.</summary>
+    public static EngineRequest ParseRequest(string requestId, ReadOnlySpan<byte> payload)
+    {
+        GenerateRequest? request;
+        try
+        {
+            request = JsonSerializer.Deserialize(payload, WorkerJsonContext.Default.GenerateRequest);
+        }
+        catch (JsonException e)
+        {
+            throw new EndpointException("invalid_request", $"malformed generate request: {e.Message}");
+        }
+
+        if (request is null)
+        {
+            throw new EndpointException("invalid_request", "malformed generate request: null");
+        }
+
+        if (request.Version != GenerateRequest.CurrentVersion)
+        {
+            throw new EndpointException("unsupported_version", $"generate request version {request.Version} is not supported (this worker speaks {GenerateRequest.CurrentVersion})");
+        }
+
+        if (request.TokenIds is not { Count: > 0 } tokens)
+        {
+            throw new EndpointException("invalid_request", "token_ids must be a non-empty array");
+        }
+
+        GenerateSampling s = request.Sampling ?? new GenerateSampling();
+        SamplingParams d = SamplingParams.Default;
+        SamplingParams sampling = new SamplingParams
+        {
+            Temperature = s.Temperature ?? d.Temperature,
+            TopK = s.TopK ?? d.TopK,
+            TopP = s.TopP ?? d.TopP,
+            MinP = s.MinP ?? d.MinP,
+            Seed = s.Seed,
+            RepetitionPenalty = s.RepetitionPenalty ?? d.RepetitionPenalty,
+            FrequencyPenalty = s.FrequencyPenalty ?? d.FrequencyPenalty,
+            PresencePenalty = s.PresencePenalty ?? d.PresencePenalty,
+            MaxTokens = s.MaxTokens ?? d.MaxTokens,
+            IgnoreEos = s.IgnoreEos ?? false,
+            StopTokenIds = s.StopTokenIds ?? [],
+            Logprobs = s.Logprobs ?? false,
+            TopLogprobs = s.TopLogprobs ?? 0,
+        };
+        try
+        {
+            sampling.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new EndpointException("invalid_request", e.Message);
+        }
+
+        return new EngineRequest(request.RequestId is { Length: > 0 } id ? id : requestId, tokens, sampling);
+    }
+
+    /// <summary>An engine output as a generate response.</summary>
+    public static byte[] SerializeResponse(EngineOutput output) => JsonSerializer.SerializeToUtf8Bytes(new GenerateResponse
+    {
+        TokenIds = output.TokenIds,
+        Logprobs = output.Logprobs,
+        TopLogprobs = output.TopLogprobs?.Select(l => (IReadOnlyList<GenerateTopLogprob>)l.Select(t => new GenerateTopLogprob(t.TokenId, t.Logprob)).ToArray()).ToArray(),
+        FinishReason = output.FinishReason?.ToWire(),
+        PromptTokens = output.FinishReason is null ? null : output.PromptTokens,
+        CachedTokens = output.FinishReason is null ? null : output.CachedTokens,
+    }, WorkerJsonContext.Default.GenerateResponse);
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        if (_served is not null)
+        {
+            await _served.DisposeAsync().ConfigureAwait(false);
+        }
+
+        await _stop.CancelAsync().ConfigureAwait(false);
+        _kvEvents.Writer.TryComplete();
+        await _publishers.ConfigureAwait(false);
+        _stop.Dispose();
+    }
+
+    private async IAsyncEnumerable<ReadOnlyMemory<byte>> HandleAsync(RequestContext context, ReadOnlyMemory<byte> payload, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        EngineRequest request = ParseRequest(context.RequestId, payload.Span);
+        IAsyncEnumerator<EngineOutput> outputs;
+        try
+        {
+            outputs = _engine.SubmitAsync(request, cancellationToken).GetAsyncEnumerator(cancellationToken);
+        }
+        catch (ArgumentException e)
+        {
+            throw new EndpointException("invalid_request", e.Message);
+        }
+
+        try
+        {
+            while (true)
+            {
+                bool more;
+                try
+                {
+                    more = await outputs.MoveNextAsync().ConfigureAwait(false);
+                }
+                catch (ArgumentException e)
+                {
+                    // The engine's own checks (context length, vocabulary, KV pool size): the client's mistake.
+                    throw new EndpointException("invalid_request", e.Message);
+                }
+
+                if (!more)
+                {
+                    yield break;
+                }
+
+                yield return SerializeResponse(outputs.Current);
+            }
+        }
+        finally
+        {
+            await outputs.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task PublishKvEventsAsync(CancellationToken cancellationToken)
+    {
+        string subject = Address.EventSubject(KvEventsTopic);
+        try
+        {
+            await foreach (KvEvent e in _kvEvents.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                await _runtime.Events.PublishAsync(subject, KvEventJson.SerializeToUtf8(e), cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            Log.PublishFailed(_logger, subject, e);
+        }
+    }
+
+    private async Task PublishLoadAsync(CancellationToken cancellationToken)
+    {
+        string subject = Address.EventSubject(LoadMetricsTopic);
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+            {
+                EngineStats s = _engine.Stats;
+                var load = new WorkerLoad
+                {
+                    WorkerId = InstanceId,
+                    Running = s.RunningRequests,
+                    Waiting = s.WaitingRequests,
+                    KvBlocksUsed = s.KvBlocksUsed,
+                    KvBlocksTotal = s.KvBlocksTotal,
+                    PrefixHitRate = s.PrefixHitRate,
+                    TimestampMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+                };
+                try
+                {
+                    await _runtime.Events.PublishAsync(subject, JsonSerializer.SerializeToUtf8Bytes(load, WorkerJsonContext.Default.WorkerLoad), cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    Log.PublishFailed(_logger, subject, e);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "Publishing on {Subject} failed")]
+        public static partial void PublishFailed(ILogger logger, string subject, Exception exception);
+    }
+}

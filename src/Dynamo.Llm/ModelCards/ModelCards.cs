@@ -1,0 +1,166 @@
+using System.Text.Json;
+using Dynamo.Llm.Models;
+using Dynamo.Runtime;
+using Dynamo.Runtime.Discovery;
+
+namespace Dynamo.Llm.ModelCards;
+
+/// <summary>Publishing model cards (worker side) and rebuilding a model's tokenizer from one (frontend side).</summary>
+public static class ModelCards
+{
+    private static readonly string[] HfFiles = ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"];
+
+    /// <summary>
+    /// Stores the tokenizer files as blobs and publishes the card for <paramref name="address"/> under the
+    /// runtime's lease. For a GGUF model only the tokenizer metadata travels (a GGUF with no tensors).
+    /// </summary>
+    public static async Task<ModelDeploymentCard> PublishAsync(DistributedRuntime runtime, EndpointAddress address, ModelCardSource source, string role = "aggregated", CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(address);
+        ArgumentNullException.ThrowIfNull(source);
+        var files = new Dictionary<string, string>(StringComparer.Ordinal);
+        bool hasTemplate;
+        switch (source.TokenizerFormat)
+        {
+            case "gguf":
+            {
+                GgufFile gguf = GgufFile.Read(source.TokenizerPath);
+                byte[] metadata = TokenizerOnlyGguf(gguf);
+                files["tokenizer.gguf"] = await runtime.Blobs.PutAsync(metadata, cancellationToken).ConfigureAwait(false);
+                hasTemplate = gguf.ContainsKey("tokenizer.chat_template");
+                break;
+            }
+
+            case "hf":
+            {
+                string dir = Directory.Exists(source.TokenizerPath) ? source.TokenizerPath : Path.GetDirectoryName(Path.GetFullPath(source.TokenizerPath))!;
+                foreach (string name in HfFiles)
+                {
+                    string path = Path.Combine(dir, name);
+                    if (File.Exists(path))
+                    {
+                        files[name] = await runtime.Blobs.PutAsync(await File.ReadAllBytesAsync(path, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+                    }
+                }
+
+                hasTemplate = TokenizerBundle.FromHfDirectory(dir).ChatTemplate is not null;
+                break;
+            }
+
+            case "llama2c":
+                files["tokenizer.bin"] = await runtime.Blobs.PutAsync(await File.ReadAllBytesAsync(source.TokenizerPath, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+                hasTemplate = false;
+                break;
+            default:
+                throw new ArgumentException($"unknown tokenizer format '{source.TokenizerFormat}' (gguf, hf or llama2c)", nameof(source));
+        }
+
+        var card = new ModelDeploymentCard
+        {
+            Name = source.ServedName,
+            Endpoint = address.ToString(),
+            ContextLength = source.ContextLength,
+            KvBlockSize = source.KvBlockSize,
+            TokenizerFormat = source.TokenizerFormat,
+            TokenizerFiles = files,
+            VocabSize = source.VocabSize,
+            HasChatTemplate = hasTemplate,
+            Role = role,
+        };
+        await runtime.PublishModelCardAsync(address, Serialize(card), cancellationToken).ConfigureAwait(false);
+        return card;
+    }
+
+    /// <summary>The card as JSON.</summary>
+    public static byte[] Serialize(ModelDeploymentCard card) => JsonSerializer.SerializeToUtf8Bytes(card, ModelCardJsonContext.Default.ModelDeploymentCard);
+
+    /// <summary>A card from JSON; <see cref="JsonException"/> or <see cref="InvalidDataException"/> when it is not one.</summary>
+    public static ModelDeploymentCard Deserialize(ReadOnlySpan<byte> json)
+    {
+        ModelDeploymentCard card = JsonSerializer.Deserialize(json, ModelCardJsonContext.Default.ModelDeploymentCard)
+            ?? throw new InvalidDataException("model card is null");
+        if (card.Version != ModelDeploymentCard.CurrentVersion)
+        {
+            throw new InvalidDataException($"model card version {card.Version} is not supported (this build reads {ModelDeploymentCard.CurrentVersion})");
+        }
+
+        return card;
+    }
+
+    /// <summary>Every card published under <paramref name="prefix"/> (default: all), skipping (not failing on) malformed ones.</summary>
+    public static async Task<IReadOnlyList<(string Key, ModelDeploymentCard Card)>> ListAsync(IDiscovery discovery, string prefix = EndpointAddress.ModelCardsRoot, CancellationToken cancellationToken = default)
+    {
+        var cards = new List<(string, ModelDeploymentCard)>();
+        foreach (DiscoveryEntry entry in await discovery.GetPrefixAsync(prefix, cancellationToken).ConfigureAwait(false))
+        {
+            try
+            {
+                cards.Add((entry.Key, Deserialize(entry.Value.Span)));
+            }
+            catch (Exception e) when (e is JsonException or InvalidDataException)
+            {
+                // A card this build cannot read is not a model it can serve.
+            }
+        }
+
+        return cards;
+    }
+
+    /// <summary>
+    /// Rebuilds the model's tokenizer and chat template from the card's blobs, written under
+    /// <paramref name="cacheDirectory"/> (one folder per distinct set of files, reused).
+    /// </summary>
+    public static async Task<TokenizerBundle> LoadTokenizerAsync(ModelDeploymentCard card, BlobStore blobs, string cacheDirectory, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(card);
+        ArgumentNullException.ThrowIfNull(blobs);
+        string id = BlobStore.HashOf(System.Text.Encoding.UTF8.GetBytes(string.Join(';', card.TokenizerFiles.OrderBy(f => f.Key, StringComparer.Ordinal).Select(f => $"{f.Key}={f.Value}"))))[..16];
+        string dir = Path.Combine(cacheDirectory, id);
+        Directory.CreateDirectory(dir);
+        foreach (var (name, hash) in card.TokenizerFiles)
+        {
+            if (name.Contains('/') || name.Contains('\\') || name.StartsWith('.'))
+            {
+                throw new InvalidDataException($"model card '{card.Name}' names a bad file '{name}'");
+            }
+
+            string path = Path.Combine(dir, name);
+            if (File.Exists(path) && BlobStore.HashOf(await File.ReadAllBytesAsync(path, cancellationToken).ConfigureAwait(false)) == hash)
+            {
+                continue;
+            }
+
+            byte[] content = await blobs.GetAsync(hash, cancellationToken).ConfigureAwait(false)
+                ?? throw new InvalidDataException($"model card '{card.Name}': blob {hash} ({name}) is missing from discovery");
+            string temp = path + ".tmp" + Environment.ProcessId;
+            await File.WriteAllBytesAsync(temp, content, cancellationToken).ConfigureAwait(false);
+            File.Move(temp, path, overwrite: true);
+        }
+
+        return card.TokenizerFormat switch
+        {
+            "gguf" => TokenizerBundle.FromGguf(GgufFile.Read(Path.Combine(dir, "tokenizer.gguf"))),
+            "hf" => TokenizerBundle.FromHfDirectory(dir),
+            "llama2c" => TokenizerBundle.FromLlama2c(Path.Combine(dir, "tokenizer.bin"), card.VocabSize),
+            _ => throw new InvalidDataException($"model card '{card.Name}': unknown tokenizer format '{card.TokenizerFormat}'"),
+        };
+    }
+
+    private static byte[] TokenizerOnlyGguf(GgufFile gguf)
+    {
+        using var stream = new MemoryStream();
+        var writer = new GgufWriter(stream);
+        foreach (var (key, value) in gguf.Metadata.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            if (key.StartsWith("tokenizer.", StringComparison.Ordinal) || key == "general.architecture")
+            {
+                writer.AddObject(key, value);
+            }
+        }
+
+        writer.WriteHeader();
+        writer.Finish();
+        return stream.ToArray();
+    }
+}

@@ -1,0 +1,137 @@
+using System.Text;
+using System.Text.Json;
+using Dynamo.Engine.Models;
+using Dynamo.Engine.Models.Synth;
+using Dynamo.Engine.Serving;
+using Dynamo.Llm.Engines;
+using Dynamo.Llm.Kv;
+using Dynamo.Llm.ModelCards;
+using Dynamo.Llm.Models;
+using Dynamo.Runtime;
+using Dynamo.Runtime.EventPlane;
+using Dynamo.Runtime.RequestPlane;
+using Dynamo.Tests.Engine.Serving;
+
+namespace Dynamo.Tests.Llm.Engines;
+
+/// <summary>A real engine served on the in-process runtime, called from another component as a frontend would.</summary>
+public sealed class EngineWorkerTests
+{
+    private static readonly EndpointAddress Address = new("dynamo", "backend", "generate");
+
+    internal static readonly Lazy<string> TinyModel = new(() =>
+    {
+        string path = Path.Combine(Path.GetTempPath(), "dynamo-worker-tests", Guid.NewGuid().ToString("N"), "tiny.gguf");
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        SynthModelWriter.Write(SynthModelOptions.Tiny, SynthOutputOptions.Default with { OutputPath = path, Type = GgmlType.F32 });
+        return path;
+    });
+
+    private static byte[] Request(int[] tokens, int maxTokens, string extra = "") => Encoding.UTF8.GetBytes(
+        $"{{\"version\":1,\"token_ids\":[{string.Join(',', tokens)}],\"sampling\":{{\"temperature\":0,\"max_tokens\":{maxTokens},\"ignore_eos\":true,\"logprobs\":true}}{extra}}}");
+
+    private static async Task<List<JsonElement>> CallAsync(EndpointClient client, byte[] payload)
+    {
+        var list = new List<JsonElement>();
+        await foreach (ReadOnlyMemory<byte> r in client.StreamAsync(payload))
+        {
+            list.Add(JsonDocument.Parse(r).RootElement.Clone());
+        }
+
+        return list;
+    }
+
+    [Fact]
+    public async Task Generate_OverRuntime_SameTokensAsEngineDirectly()
+    {
+        int[] prompt = [5, 17, 99, 3, 42, 42, 7];
+        await using InferenceEngine direct = InferenceEngineTests.Create(TinyModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
+        var (expected, expectedLogprobs, _) = await InferenceEngineTests.CollectAsync(direct, new EngineRequest("d", prompt, SamplingParams.Greedy with { MaxTokens = 12, IgnoreEos = true, Logprobs = true }));
+
+        await using var cluster = new InProcessCluster();
+        await using DistributedRuntime workerRuntime = await cluster.ConnectAsync();
+        await using DistributedRuntime frontend = await cluster.ConnectAsync();
+        await using InferenceEngine engine = InferenceEngineTests.Create(TinyModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20, WorkerId = workerRuntime.InstanceId });
+        await using EngineWorker worker = await EngineWorker.StartAsync(workerRuntime, engine, Address);
+        await using EndpointClient client = await frontend.CreateClientAsync(Address);
+
+        List<JsonElement> responses = await CallAsync(client, Request(prompt, 12, ",\"unknown_field\":{\"x\":1}"));
+        Assert.Equal(expected, responses.SelectMany(r => r.GetProperty("token_ids").EnumerateArray().Select(t => t.GetInt32())));
+        Assert.Equal(expectedLogprobs, responses.SelectMany(r => r.GetProperty("logprobs").EnumerateArray().Select(t => t.GetSingle())));
+        JsonElement last = responses[^1];
+        Assert.Equal("length", last.GetProperty("finish_reason").GetString());
+        Assert.Equal(prompt.Length, last.GetProperty("prompt_tokens").GetInt32());
+    }
+
+    [Theory]
+    [InlineData("not json", "invalid_request")]
+    [InlineData("{\"version\":2,\"token_ids\":[1]}", "unsupported_version")]
+    [InlineData("{\"version\":1,\"token_ids\":[]}", "invalid_request")]
+    [InlineData("{\"version\":1,\"token_ids\":[1],\"sampling\":{\"temperature\":5}}", "invalid_request")]
+    [InlineData("{\"version\":1,\"token_ids\":[99999999]}", "invalid_request")]
+    public async Task Generate_BadPayload_ErrorWithCodeAndWorkerKeepsServing(string payload, string code)
+    {
+        await using var cluster = new InProcessCluster();
+        await using DistributedRuntime workerRuntime = await cluster.ConnectAsync();
+        await using DistributedRuntime frontend = await cluster.ConnectAsync();
+        await using InferenceEngine engine = InferenceEngineTests.Create(TinyModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
+        await using EngineWorker worker = await EngineWorker.StartAsync(workerRuntime, engine, Address);
+        await using EndpointClient client = await frontend.CreateClientAsync(Address);
+
+        RequestPlaneException e = await Assert.ThrowsAsync<RequestPlaneException>(() => CallAsync(client, Encoding.UTF8.GetBytes(payload)));
+        Assert.Equal(RequestErrorKind.Remote, e.Kind);
+        Assert.Equal(code, e.Code);
+        Assert.Equal(3, (await CallAsync(client, Request([1, 2, 3], 3))).Sum(r => r.GetProperty("token_ids").GetArrayLength()));
+    }
+
+    [Fact]
+    public async Task KvEvents_PublishedOnEventPlane()
+    {
+        await using var cluster = new InProcessCluster();
+        await using DistributedRuntime workerRuntime = await cluster.ConnectAsync();
+        await using DistributedRuntime router = await cluster.ConnectAsync();
+        await using IEventSubscription events = await router.Events.SubscribeAsync(Address.EventSubject(EngineWorker.KvEventsTopic));
+        await using InferenceEngine engine = InferenceEngineTests.Create(TinyModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20, WorkerId = workerRuntime.InstanceId });
+        await using EngineWorker worker = await EngineWorker.StartAsync(workerRuntime, engine, Address);
+        await using EndpointClient client = await router.CreateClientAsync(Address);
+
+        int[] prompt = [.. Enumerable.Range(10, 40)];
+        await CallAsync(client, Request(prompt, 2));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await foreach (EventMessage m in events.ReadAllAsync(timeout.Token))
+        {
+            KvEvent e = KvEventJson.Deserialize(m.Payload.Span);
+            Assert.Equal(workerRuntime.InstanceId, e.WorkerId);
+            KvStoredData stored = Assert.IsType<KvStoredData>(e.Data);
+            Assert.Equal(BlockHasher.SequenceHashes(prompt, engine.BlockSize)[0], stored.Blocks[0].BlockHash);
+            break;
+        }
+    }
+
+    [Fact]
+    public async Task ModelCard_FrontendWithoutFilesRebuildsSameTokenizer()
+    {
+        await using var cluster = new InProcessCluster();
+        await using DistributedRuntime workerRuntime = await cluster.ConnectAsync();
+        await using DistributedRuntime frontend = await cluster.ConnectAsync();
+        using LoadedModel model = LoadedModel.Load(TinyModel.Value);
+        ModelDeploymentCard published = await ModelCards.PublishAsync(workerRuntime, Address,
+            new ModelCardSource("tiny", "gguf", TinyModel.Value, 256, 16, model.Config.VocabSize));
+
+        var (key, card) = Assert.Single(await ModelCards.ListAsync(frontend.Discovery));
+        Assert.Equal(Address.ModelCardKey(workerRuntime.InstanceId), key);
+        Assert.Equal(published, card with { TokenizerFiles = published.TokenizerFiles });
+        Assert.Equal("dynamo.backend.generate", card.Endpoint);
+        string cache = Path.Combine(Path.GetTempPath(), "dynamo-card-cache", Guid.NewGuid().ToString("N"));
+        TokenizerBundle rebuilt = await ModelCards.LoadTokenizerAsync(card, frontend.Blobs, cache);
+        foreach (string text in new[] { "Hello world", "  spaces and\nnewlines", "héllo 😀" })
+        {
+            Assert.Equal(model.Tokenizer.Encode(text, true), rebuilt.Tokenizer.Encode(text, true));
+        }
+
+        Assert.Equal(model.ChatTemplate is null, rebuilt.ChatTemplate is null);
+        Assert.Equal(model.Text.ChatTemplateSource, rebuilt.ChatTemplateSource);
+        Assert.True(new FileInfo(Directory.GetFiles(cache, "tokenizer.gguf", SearchOption.AllDirectories)[0]).Length < new FileInfo(TinyModel.Value).Length);
+        Directory.Delete(cache, recursive: true);
+    }
+}
