@@ -74,6 +74,7 @@ internal static class BenchCommand
         }));
         bench.Subcommands.Add(forward);
         bench.Subcommands.Add(CreateEngine());
+        bench.Subcommands.Add(BenchRuntimeCommand.Create());
         return bench;
     }
 

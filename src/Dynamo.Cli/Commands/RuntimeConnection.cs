@@ -1,0 +1,38 @@
+using Dynamo.Runtime;
+
+namespace Dynamo.Cli.Commands;
+
+/// <summary>Connecting a command to etcd and NATS (NATS_SERVER / ETCD_ENDPOINTS), with errors a user can act on.</summary>
+internal static class RuntimeConnection
+{
+    /// <summary>Connects with the environment's addresses (localhost when unset); one-line errors name the address.</summary>
+    public static async Task<DistributedRuntime> ConnectAsync(TimeSpan leaseTtl, CancellationToken cancellationToken = default)
+    {
+        RuntimeOptions options = RuntimeOptions.FromEnvironment(defaultToLocalhost: true) with { LeaseTtl = leaseTtl };
+        try
+        {
+            return await DistributedRuntime.ConnectAsync(options, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is Runtime.Discovery.DiscoveryUnavailableException or Runtime.RequestPlane.NatsUnavailableException)
+        {
+            throw new CliUsageException(e.Message);
+        }
+    }
+
+    /// <summary>A token cancelled by Ctrl-C or SIGTERM (the process then shuts down cleanly: deregisters, revokes its lease).</summary>
+    public static CancellationTokenSource ShutdownSignal()
+    {
+        var cts = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            e.Cancel = true;
+            cts.Cancel();
+        };
+        System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c =>
+        {
+            c.Cancel = true;
+            cts.Cancel();
+        });
+        return cts;
+    }
+}
