@@ -54,6 +54,17 @@ public sealed class NatsEventPlane : IEventPlane
             ChannelOpts = new NatsSubChannelOpts { Capacity = _options.EventBufferCapacity, FullMode = BoundedChannelFullMode.DropOldest },
         };
         INatsSub<byte[]> sub = await Connection.SubscribeCoreAsync<byte[]>(subject, opts: opts, cancellationToken: cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // A PING answered means the server has processed the SUB: messages published from now on arrive.
+            await Connection.PingAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await sub.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
         return new NatsEventSubscription(Connection, sub);
     }
 

@@ -61,6 +61,9 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
             // The control subscription first: a request may be accepted the moment the subject is subscribed.
             server._control = await connection.SubscribeCoreAsync<byte[]>(server._controlPrefix + ".*", cancellationToken: cancellationToken).ConfigureAwait(false);
             server._requests = await connection.SubscribeCoreAsync<byte[]>(subject, queueGroup, cancellationToken: cancellationToken).ConfigureAwait(false);
+
+            // A PING answered means the server has processed the SUBs: requests sent from now on reach us.
+            await connection.PingAsync(cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -82,10 +85,7 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
         }
 
         // No new requests, then cancel the running ones (they send a "server_stopped" error) and wait for them.
-        if (_requests is not null)
-        {
-            await _requests.DisposeAsync().ConfigureAwait(false);
-        }
+        await UnsubscribeAsync(_requests).ConfigureAwait(false);
 
         await _requestLoop.ConfigureAwait(false);
         foreach (NatsServedRequest request in _active.Values)
@@ -100,15 +100,27 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
         }
 
         await _stopping.CancelAsync().ConfigureAwait(false);
-        if (_control is not null)
-        {
-            await _control.DisposeAsync().ConfigureAwait(false);
-        }
+        await UnsubscribeAsync(_control).ConfigureAwait(false);
 
         await _controlLoop.ConfigureAwait(false);
         await _heartbeatLoop.ConfigureAwait(false);
         _stopping.Dispose();
         _onDisposed?.Invoke(this);
+    }
+
+    private async ValueTask UnsubscribeAsync(INatsSub<byte[]>? subscription)
+    {
+        try
+        {
+            if (subscription is not null)
+            {
+                await subscription.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is ObjectDisposedException or NatsException)
+        {
+            // The connection is already gone, and the subscription with it.
+        }
     }
 
     private async Task ReadRequestsAsync(INatsSub<byte[]> subscription)

@@ -206,6 +206,11 @@ internal sealed class NatsResponseStream : IAsyncDisposable
             return;
         }
 
+        if (_connection.ConnectionState != NatsConnectionState.Open)
+        {
+            return; // it would wait for a reconnect; the server notices on its own (README.md, "Liveness")
+        }
+
         try
         {
             using var timeout = new CancellationTokenSource(CancelSendTimeout);
@@ -262,6 +267,8 @@ internal sealed class NatsResponseStream : IAsyncDisposable
             }
             catch (OperationCanceledException) when (!_cancellationToken.IsCancellationRequested)
             {
+                // An unreachable server is not sent a cancel; a deadline the server enforces itself as well.
+                _completed = !byDeadline;
                 throw byDeadline
                     ? new RequestPlaneException(RequestErrorKind.DeadlineExceeded, "deadline_exceeded", $"request {_requestId} to {_subject} passed its deadline")
                     : _accepted

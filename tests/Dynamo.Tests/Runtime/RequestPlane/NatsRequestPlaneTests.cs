@@ -386,13 +386,12 @@ public sealed class NatsRequestPlaneTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task ServeAsync_ClientInboxVanishesWithoutCancel_HandlerCancelled()
+    public async Task ServeAsync_ClientProcessDiesWithoutCancel_HandlerCancelled()
     {
         NatsRequestPlane server = await PlaneAsync();
-        NatsRequestPlane client = await PlaneAsync();
         var handlerCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using IAsyncDisposable serving = await server.ServeAsync("svc", (_, _, ct) => Forever(TimeSpan.FromMilliseconds(100), handlerCancelled, ct));
-        NatsConnection raw = client.Connection;
+        NatsConnection raw = await NatsConnectionFactory.ConnectAsync(Options);
 
         string inbox = raw.NewInbox();
         INatsSub<byte[]> replies = await raw.SubscribeCoreAsync<byte[]>(inbox);
@@ -400,11 +399,11 @@ public sealed class NatsRequestPlaneTests : IAsyncLifetime
         NatsMsg<byte[]> accept = await replies.Msgs.ReadAsync().AsTask().WaitAsync(Patience);
         Assert.Equal("accept", accept.Headers?["Dyn-Frame"].ToString());
         Assert.StartsWith("_DYN_CTL.", accept.Headers?["Dyn-Ctl-Subject"].ToString());
-        await replies.DisposeAsync();
+        await raw.DisposeAsync();
 
         var clock = Stopwatch.StartNew();
         await handlerCancelled.Task.WaitAsync(Patience);
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1.5), $"handler cancelled {clock.Elapsed} after the inbox went away");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1.5), $"handler cancelled {clock.Elapsed} after the client went away");
     }
 
     [Fact]
@@ -504,11 +503,10 @@ public sealed class NatsRequestPlaneTests : IAsyncLifetime
         }
     }
 
-    private static NatsPlaneOptions Options { get; set; } = NatsPlaneOptions.Default;
+    private NatsPlaneOptions Options => NatsPlaneOptions.Default with { Url = _nats.Url };
 
     private async Task<NatsRequestPlane> PlaneAsync(NatsPlaneOptions? options = null)
     {
-        Options = NatsPlaneOptions.Default with { Url = _nats.Url };
         NatsRequestPlane plane = await NatsRequestPlane.ConnectAsync((options ?? Options) with { Url = _nats.Url });
         _cleanup.Add(plane);
         return plane;
