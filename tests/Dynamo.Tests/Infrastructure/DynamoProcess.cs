@@ -1,0 +1,150 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Dynamo.Tests.Infrastructure;
+
+/// <summary>
+/// A long-running <c>dynamo</c> child process (a worker, a bench server), optionally inside a network
+/// namespace (<c>ip netns exec</c>), with its output captured line by line so a test can wait for a line.
+/// Disposing kills it.
+/// </summary>
+public sealed class DynamoProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+    private readonly Lock _lock = new();
+
+    private DynamoProcess(Process process)
+    {
+        _process = process;
+    }
+
+    /// <summary>Everything written to stdout and stderr so far.</summary>
+    public string Output
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    public int Pid => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    public int ExitCode => _process.ExitCode;
+
+    /// <summary>Starts <c>dotnet dynamo.dll args</c> with <paramref name="environment"/> added.</summary>
+    public static DynamoProcess Start(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, string? netns = null)
+    {
+        var start = new ProcessStartInfo(netns is null ? "dotnet" : "ip")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        if (netns is not null)
+        {
+            foreach (string a in new[] { "netns", "exec", netns, "dotnet" })
+            {
+                start.ArgumentList.Add(a);
+            }
+        }
+
+        start.ArgumentList.Add(CliProcess.DllPath);
+        foreach (string a in args)
+        {
+            start.ArgumentList.Add(a);
+        }
+
+        start.Environment.Remove("NATS_SERVER");
+        start.Environment.Remove("ETCD_ENDPOINTS");
+        foreach (var (k, v) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[k] = v;
+        }
+
+        var process = new Process { StartInfo = start };
+        var p = new DynamoProcess(process);
+        process.OutputDataReceived += (_, e) => p.Append(e.Data);
+        process.ErrorDataReceived += (_, e) => p.Append(e.Data);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return p;
+    }
+
+    /// <summary>Waits until a line containing <paramref name="text"/> appears; fails with the output if the process exits or time runs out.</summary>
+    public async Task WaitForLineAsync(string text, double seconds = 60)
+    {
+        var until = DateTime.UtcNow.AddSeconds(seconds);
+        while (!Output.Contains(text, StringComparison.Ordinal))
+        {
+            if (_process.HasExited)
+            {
+                await Task.Delay(100);
+                Assert.Fail($"process exited ({_process.ExitCode}) before printing '{text}':\n{Output}");
+            }
+
+            Assert.True(DateTime.UtcNow < until, $"'{text}' not printed within {seconds} s:\n{Output}");
+            await Task.Delay(20);
+        }
+    }
+
+    /// <summary>SIGKILL: what a crash looks like to the rest of the system.</summary>
+    public void Kill()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+        }
+    }
+
+    /// <summary>SIGTERM: a clean shutdown request.</summary>
+    public void Terminate()
+    {
+        if (!_process.HasExited)
+        {
+            using Process kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
+            kill.WaitForExit();
+        }
+    }
+
+    public async Task<int> WaitForExitAsync(double seconds = 30)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
+        await _process.WaitForExitAsync(timeout.Token);
+        return _process.ExitCode;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Kill();
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            await _process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        _process.Dispose();
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_lock)
+        {
+            _output.AppendLine(line);
+        }
+    }
+}
