@@ -1,0 +1,757 @@
+using System.Runtime.CompilerServices;
+using System.Text;
+using System.Threading.Channels;
+using dotnet_etcd;
+using Etcdserverpb;
+using Google.Protobuf;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Mvccpb;
+
+namespace Dynamo.Runtime.Discovery;
+
+/// <summary>
+/// <see cref="IDiscovery"/> on etcd v3 (dotnet-etcd's gRPC clients). One primary lease per object, kept alive
+/// every TTL/3 in the background; when it is lost (etcd unreachable longer than the TTL, or etcd reports it
+/// expired) a new lease is granted as soon as etcd answers and every leased key is written again. Watches are
+/// read from the raw gRPC watch stream and resynchronised by listing when the stream breaks. See the folder's
+/// README for the guarantees.
+/// </summary>
+public sealed partial class EtcdDiscovery : IDiscovery
+{
+    private static readonly TimeSpan MinBackoff = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(2);
+
+    private readonly EtcdDiscoveryOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly long _ttlSeconds;
+
+    // Guards _leased and the current lease id against a concurrent re-registration.
+    private readonly SemaphoreSlim _leaseLock = new(1, 1);
+    private readonly Dictionary<string, LeasedKey> _leased = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _keepAliveStop = new();
+    private readonly CancellationTokenSource _disposed = new();
+
+    private EtcdClient? _client;
+    private Task _keepAlive = Task.CompletedTask;
+    private long _instanceId;
+    private long _leaseId;
+    private volatile bool _leaseAlive;
+    private volatile bool _keepAliveSuspended;
+    private int _revoked;
+    private int _disposeStarted;
+
+    /// <summary>Creates the backend; nothing is contacted before <see cref="StartAsync"/>.</summary>
+    /// <exception cref="ArgumentException">No endpoint, or a TTL or timeout that is not positive.</exception>
+    public EtcdDiscovery(EtcdDiscoveryOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Endpoints.Count == 0)
+        {
+            throw new ArgumentException("ETCD_ENDPOINTS: no etcd endpoint given", nameof(options));
+        }
+
+        if (options.LeaseTtl < TimeSpan.FromSeconds(1) || options.ConnectTimeout <= TimeSpan.Zero || options.CallTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("etcd discovery: LeaseTtl must be at least 1 s, ConnectTimeout and CallTimeout positive", nameof(options));
+        }
+
+        if (options.WatchBufferCapacity < 1)
+        {
+            throw new ArgumentException("etcd discovery: WatchBufferCapacity must be positive", nameof(options));
+        }
+
+        _options = options;
+        _time = options.TimeProvider ?? TimeProvider.System;
+        _logger = options.Logger ?? NullLogger.Instance;
+        _ttlSeconds = (long)Math.Ceiling(options.LeaseTtl.TotalSeconds);
+        Address = string.Join(',', options.Endpoints);
+    }
+
+    /// <inheritdoc/>
+    public string Name => "etcd";
+
+    /// <inheritdoc/>
+    public string Address { get; }
+
+    /// <inheritdoc/>
+    public long InstanceId => _instanceId != 0 ? _instanceId : throw new InvalidOperationException("StartAsync has not been called");
+
+    /// <inheritdoc/>
+    public bool IsLeaseAlive => _leaseAlive;
+
+    /// <summary>The lease the leased keys are bound to now (differs from <see cref="InstanceId"/> after a re-grant).</summary>
+    internal long CurrentLeaseId => Interlocked.Read(ref _leaseId);
+
+    private EtcdClient Client
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposeStarted) != 0, this);
+            return _client ?? throw new InvalidOperationException("StartAsync has not been called");
+        }
+    }
+
+    /// <inheritdoc/>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposeStarted) != 0, this);
+        if (_client is not null)
+        {
+            return;
+        }
+
+        EtcdClient client = CreateClient();
+        long start = _time.GetTimestamp();
+        Exception? last = null;
+        try
+        {
+            while (true)
+            {
+                TimeSpan remaining = _options.ConnectTimeout - _time.GetElapsedTime(start);
+                if (remaining <= TimeSpan.Zero)
+                {
+                    throw Unreachable(last);
+                }
+
+                TimeSpan callTimeout = remaining < _options.CallTimeout ? remaining : _options.CallTimeout;
+                try
+                {
+                    LeaseGrantResponse grant = await client.LeaseGrantAsync(
+                        new LeaseGrantRequest { TTL = _ttlSeconds },
+                        deadline: DateTime.UtcNow + callTimeout,
+                        cancellationToken: cancellationToken).ConfigureAwait(false);
+                    _instanceId = grant.ID;
+                    _leaseId = grant.ID;
+                    break;
+                }
+                catch (RpcException e)
+                {
+                    last = e;
+                }
+
+                remaining = _options.ConnectTimeout - _time.GetElapsedTime(start);
+                if (remaining > TimeSpan.Zero)
+                {
+                    await Task.Delay(remaining < MinBackoff ? remaining : MinBackoff, _time, cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+        catch
+        {
+            client.Dispose();
+            throw;
+        }
+
+        _client = client;
+        _leaseAlive = true;
+        Log.Started(_logger, Address, _instanceId, _ttlSeconds);
+        _keepAlive = Task.Run(() => KeepAliveLoopAsync(_keepAliveStop.Token), CancellationToken.None);
+    }
+
+    /// <inheritdoc/>
+    public async Task PutAsync(string key, ReadOnlyMemory<byte> value, DiscoveryPutOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(options);
+        EtcdClient client = Client;
+        var request = new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(value.Span) };
+        if (!options.Leased)
+        {
+            await CallAsync(() => client.PutAsync(request, deadline: Deadline(), cancellationToken: cancellationToken)).ConfigureAwait(false);
+            return;
+        }
+
+        await _leaseLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            request.Lease = LeaseForWrite();
+            await CallAsync(() => client.PutAsync(request, deadline: Deadline(), cancellationToken: cancellationToken)).ConfigureAwait(false);
+            _leased[key] = new LeasedKey(request.Value, CreateOnly: false);
+        }
+        finally
+        {
+            _leaseLock.Release();
+        }
+    }
+
+    /// <inheritdoc/>
+    public async Task<bool> CreateAsync(string key, ReadOnlyMemory<byte> value, DiscoveryPutOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(options);
+        EtcdClient client = Client;
+        var put = new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(value.Span) };
+        if (!options.Leased)
+        {
+            return await CreateIfAbsentAsync(client, put, cancellationToken).ConfigureAwait(false);
+        }
+
+        await _leaseLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            put.Lease = LeaseForWrite();
+            bool created = await CreateIfAbsentAsync(client, put, cancellationToken).ConfigureAwait(false);
+            if (created)
+            {
+                _leased[key] = new LeasedKey(put.Value, CreateOnly: true);
+            }
+
+            return created;
+        }
+        finally
+        {
+            _leaseLock.Release();
+        }
+    }
+
+    /// <inheritdoc/>
+    public async Task DeleteAsync(string key, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        EtcdClient client = Client;
+        await _leaseLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            _leased.Remove(key);
+            var request = new DeleteRangeRequest { Key = ByteString.CopyFromUtf8(key) };
+            await CallAsync(() => client.DeleteAsync(request, deadline: Deadline(), cancellationToken: cancellationToken)).ConfigureAwait(false);
+        }
+        finally
+        {
+            _leaseLock.Release();
+        }
+    }
+
+    /// <inheritdoc/>
+    public async Task<DiscoveryEntry?> GetAsync(string key, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        EtcdClient client = Client;
+        var request = new RangeRequest { Key = ByteString.CopyFromUtf8(key) };
+        RangeResponse response = await CallAsync(() => client.GetAsync(request, deadline: Deadline(), cancellationToken: cancellationToken)).ConfigureAwait(false);
+        return response.Kvs.Count == 0 ? null : ToEntry(response.Kvs[0]);
+    }
+
+    /// <inheritdoc/>
+    public async Task<IReadOnlyList<DiscoveryEntry>> GetPrefixAsync(string prefix, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        RangeResponse response = await ListAsync(Client, prefix, cancellationToken).ConfigureAwait(false);
+        var entries = new DiscoveryEntry[response.Kvs.Count];
+        for (int i = 0; i < entries.Length; i++)
+        {
+            entries[i] = ToEntry(response.Kvs[i]);
+        }
+
+        return entries;
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// The watch starts at the listing's revision + 1, so no change between the listing and the watch is
+    /// lost. Disposing this object ends the stream normally; cancelling <paramref name="cancellationToken"/>
+    /// ends it with <see cref="OperationCanceledException"/>.
+    /// </remarks>
+    public async IAsyncEnumerable<DiscoveryEvent> WatchPrefixAsync(string prefix, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        EtcdClient client = Client;
+        Channel<DiscoveryEvent> events = Channel.CreateBounded<DiscoveryEvent>(new BoundedChannelOptions(_options.WatchBufferCapacity)
+        {
+            SingleReader = true,
+            SingleWriter = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        using var pumpStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposed.Token);
+        Task pump = Task.Run(() => PumpWatchAsync(client, prefix, events.Writer, pumpStop.Token), CancellationToken.None);
+        try
+        {
+            while (await events.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                while (events.Reader.TryRead(out DiscoveryEvent? e))
+                {
+                    yield return e;
+                }
+            }
+        }
+        finally
+        {
+            await pumpStop.CancelAsync().ConfigureAwait(false);
+            await pump.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// Stops the keep-alive and revokes the lease with one call bounded by the call timeout; when etcd is
+    /// unreachable the keys expire with the lease TTL instead. Idempotent. Keys written without a lease,
+    /// reads and watches keep working until <see cref="DisposeAsync"/>.
+    /// </remarks>
+    public async Task RevokeAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _revoked, 1) != 0)
+        {
+            return;
+        }
+
+        _leaseAlive = false;
+        await _keepAliveStop.CancelAsync().ConfigureAwait(false);
+        await _keepAlive.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        EtcdClient? client = _client;
+        if (client is null)
+        {
+            return;
+        }
+
+        long lease = Interlocked.Read(ref _leaseId);
+        try
+        {
+            await client.LeaseRevokeAsync(new LeaseRevokeRequest { ID = lease }, deadline: Deadline(), cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            Log.RevokeFailed(_logger, lease, Address, e.Status.Detail, _ttlSeconds);
+        }
+    }
+
+    /// <summary>Revokes the lease (see <see cref="RevokeAsync"/>), ends every watch and closes the connection. Idempotent.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposeStarted, 1) != 0)
+        {
+            return;
+        }
+
+        await RevokeAsync().ConfigureAwait(false);
+        await _disposed.CancelAsync().ConfigureAwait(false);
+        _client?.Dispose();
+        _keepAliveStop.Dispose();
+    }
+
+    /// <summary>Test hook: stops refreshing the lease without revoking it, as if the process had frozen or died.</summary>
+    internal void SuspendKeepAliveForTest() => _keepAliveSuspended = true;
+
+    /// <summary>Test hook: undoes <see cref="SuspendKeepAliveForTest"/>.</summary>
+    internal void ResumeKeepAliveForTest() => _keepAliveSuspended = false;
+
+    private EtcdClient CreateClient()
+    {
+        bool tls = _options.Endpoints[0].StartsWith("https://", StringComparison.OrdinalIgnoreCase);
+        return new EtcdClient(Address, configureChannelOptions: o =>
+        {
+            o.Credentials = tls ? ChannelCredentials.SecureSsl : ChannelCredentials.Insecure;
+
+            // gRPC's default reconnect backoff grows to 120 s: after a long etcd outage the channel would
+            // wait that long before trying again, far beyond the lease TTL.
+            o.InitialReconnectBackoff = MinBackoff;
+            o.MaxReconnectBackoff = TimeSpan.FromSeconds(1);
+            if (o.HttpHandler is SocketsHttpHandler handler)
+            {
+                handler.ConnectTimeout = _options.ConnectTimeout;
+
+                // Detect a silently dead connection (partition) under an open watch in ~15 s; only while a
+                // call is active, because etcd answers pings on idle connections with GOAWAY.
+                handler.KeepAlivePingDelay = TimeSpan.FromSeconds(10);
+                handler.KeepAlivePingTimeout = TimeSpan.FromSeconds(5);
+                handler.KeepAlivePingPolicy = HttpKeepAlivePingPolicy.WithActiveRequests;
+            }
+        });
+    }
+
+    private async Task KeepAliveLoopAsync(CancellationToken stop)
+    {
+        TimeSpan period = TimeSpan.FromTicks(_options.LeaseTtl.Ticks / 3);
+        TimeSpan retry = period < TimeSpan.FromMilliseconds(500) ? period : TimeSpan.FromMilliseconds(500);
+        long lastRefresh = _time.GetTimestamp();
+        bool failing = false;
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                await Task.Delay(failing ? retry : period, _time, stop).ConfigureAwait(false);
+                if (_keepAliveSuspended)
+                {
+                    lastRefresh = _time.GetTimestamp();
+                    continue;
+                }
+
+                long lease = Interlocked.Read(ref _leaseId);
+                string? lostReason = null;
+                try
+                {
+                    long ttl = await KeepAliveOnceAsync(lease, stop).ConfigureAwait(false);
+                    if (ttl > 0)
+                    {
+                        lastRefresh = _time.GetTimestamp();
+                        failing = false;
+                        continue;
+                    }
+
+                    lostReason = "etcd reports it expired";
+                }
+                catch (Exception e) when (!stop.IsCancellationRequested)
+                {
+                    failing = true;
+                    Log.KeepAliveFailed(_logger, lease, Describe(e));
+                    if (_time.GetElapsedTime(lastRefresh) >= _options.LeaseTtl)
+                    {
+                        lostReason = $"no keep-alive for {_options.LeaseTtl.TotalSeconds:0.#} s: {Describe(e)}";
+                    }
+                }
+
+                if (lostReason is not null)
+                {
+                    _leaseAlive = false;
+                    Log.LeaseLost(_logger, lease, Address, lostReason);
+                    await RestoreLeaseAsync(lease, stop).ConfigureAwait(false);
+                    lastRefresh = _time.GetTimestamp();
+                    failing = false;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Retries until the lost lease is alive again or a new one is granted and every leased key rewritten.</summary>
+    private async Task RestoreLeaseAsync(long lostLease, CancellationToken stop)
+    {
+        EtcdClient client = _client!;
+        TimeSpan backoff = MinBackoff;
+        while (true)
+        {
+            try
+            {
+                // etcd restarted from its data dir extends every lease it had: then the keys are still there.
+                if (await KeepAliveOnceAsync(lostLease, stop).ConfigureAwait(false) > 0)
+                {
+                    _leaseAlive = true;
+                    Log.LeaseRevived(_logger, lostLease, Address);
+                    return;
+                }
+
+                await _leaseLock.WaitAsync(stop).ConfigureAwait(false);
+                int written;
+                long lease;
+                try
+                {
+                    LeaseGrantResponse grant = await client.LeaseGrantAsync(new LeaseGrantRequest { TTL = _ttlSeconds }, deadline: Deadline(), cancellationToken: stop).ConfigureAwait(false);
+                    lease = grant.ID;
+                    written = await RewriteLeasedKeysAsync(client, lostLease, lease, stop).ConfigureAwait(false);
+                    Interlocked.Exchange(ref _leaseId, lease);
+                    _leaseAlive = true;
+                }
+                finally
+                {
+                    _leaseLock.Release();
+                }
+
+                Log.LeaseRestored(_logger, lease, Address, written);
+                return;
+            }
+            catch (Exception e) when (!stop.IsCancellationRequested)
+            {
+                Log.RestoreFailed(_logger, Address, Describe(e));
+            }
+
+            await Task.Delay(backoff, _time, stop).ConfigureAwait(false);
+            backoff = backoff * 2 < MaxBackoff ? backoff * 2 : MaxBackoff;
+        }
+    }
+
+    /// <summary>Writes every remembered leased key with <paramref name="lease"/>; called under the lease lock.</summary>
+    private async Task<int> RewriteLeasedKeysAsync(EtcdClient client, long lostLease, long lease, CancellationToken stop)
+    {
+        List<string>? taken = null;
+        foreach ((string key, LeasedKey leased) in _leased)
+        {
+            var put = new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = leased.Value, Lease = lease };
+            if (!leased.CreateOnly)
+            {
+                await client.PutAsync(put, deadline: Deadline(), cancellationToken: stop).ConfigureAwait(false);
+                continue;
+            }
+
+            // A create-if-absent key is written again only if it is still free or still ours: another owner
+            // may have claimed it while the lease was lost.
+            if (await CreateIfAbsentAsync(client, put, stop).ConfigureAwait(false))
+            {
+                continue;
+            }
+
+            var stillOurs = new TxnRequest();
+            stillOurs.Compare.Add(new Compare { Key = put.Key, Target = Compare.Types.CompareTarget.Lease, Result = Compare.Types.CompareResult.Equal, Lease = lostLease });
+            stillOurs.Success.Add(new RequestOp { RequestPut = put });
+            TxnResponse response = await client.TransactionAsync(stillOurs, deadline: Deadline(), cancellationToken: stop).ConfigureAwait(false);
+            if (!response.Succeeded)
+            {
+                (taken ??= []).Add(key);
+            }
+        }
+
+        foreach (string key in taken ?? [])
+        {
+            _leased.Remove(key);
+            Log.LeasedKeyTaken(_logger, key);
+        }
+
+        return _leased.Count;
+    }
+
+    /// <summary>One keep-alive round trip; returns the TTL etcd reports (0 or less: the lease is gone).</summary>
+    private async Task<long> KeepAliveOnceAsync(long lease, CancellationToken cancellationToken)
+    {
+        using AsyncDuplexStreamingCall<LeaseKeepAliveRequest, LeaseKeepAliveResponse> call =
+            _client!.GetConnection().LeaseClient.LeaseKeepAlive(deadline: Deadline(), cancellationToken: cancellationToken);
+        await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = lease }, cancellationToken).ConfigureAwait(false);
+        if (!await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+        {
+            throw new RpcException(new Status(StatusCode.Unavailable, "the keep-alive stream ended without an answer"));
+        }
+
+        long ttl = call.ResponseStream.Current.TTL;
+        await call.RequestStream.CompleteAsync().ConfigureAwait(false);
+        return ttl;
+    }
+
+    private async Task PumpWatchAsync(EtcdClient client, string prefix, ChannelWriter<DiscoveryEvent> writer, CancellationToken stop)
+    {
+        // What the consumer has been told: key -> (value, mod revision).
+        var seen = new Dictionary<string, KeyValue>(StringComparer.Ordinal);
+        bool first = true;
+        TimeSpan backoff = MinBackoff;
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                try
+                {
+                    RangeResponse listing = await ListAsync(client, prefix, stop).ConfigureAwait(false);
+                    await ApplyListingAsync(prefix, listing, seen, writer, first, stop).ConfigureAwait(false);
+                    first = false;
+                    backoff = MinBackoff;
+                    string reason = await WatchFromAsync(client, prefix, listing.Header.Revision + 1, seen, writer, stop).ConfigureAwait(false);
+                    Log.WatchLost(_logger, prefix, Address, reason);
+                    continue;
+                }
+                catch (Exception e) when (!stop.IsCancellationRequested && e is not ChannelClosedException)
+                {
+                    Log.WatchRetry(_logger, prefix, Address, Describe(e));
+                }
+
+                await Task.Delay(backoff, _time, stop).ConfigureAwait(false);
+                backoff = backoff * 2 < MaxBackoff ? backoff * 2 : MaxBackoff;
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            writer.TryComplete();
+        }
+    }
+
+    private async Task ApplyListingAsync(string prefix, RangeResponse listing, Dictionary<string, KeyValue> seen, ChannelWriter<DiscoveryEvent> writer, bool first, CancellationToken stop)
+    {
+        int puts = 0;
+        int deletes = 0;
+        if (!first)
+        {
+            var present = new HashSet<string>(listing.Kvs.Count, StringComparer.Ordinal);
+            foreach (KeyValue kv in listing.Kvs)
+            {
+                present.Add(kv.Key.ToStringUtf8());
+            }
+
+            foreach (string key in seen.Keys.Where(k => !present.Contains(k)).ToList())
+            {
+                seen.Remove(key);
+                deletes++;
+                await writer.WriteAsync(new DiscoveryEvent(DiscoveryEventKind.Delete, key, ReadOnlyMemory<byte>.Empty), stop).ConfigureAwait(false);
+            }
+        }
+
+        foreach (KeyValue kv in listing.Kvs)
+        {
+            string key = kv.Key.ToStringUtf8();
+            if (seen.TryGetValue(key, out KeyValue? old) && old.ModRevision == kv.ModRevision && old.Value.Equals(kv.Value))
+            {
+                continue;
+            }
+
+            seen[key] = kv;
+            puts++;
+            await writer.WriteAsync(new DiscoveryEvent(DiscoveryEventKind.Put, key, kv.Value.Memory), stop).ConfigureAwait(false);
+        }
+
+        await writer.WriteAsync(new DiscoveryEvent(DiscoveryEventKind.Synced, prefix, ReadOnlyMemory<byte>.Empty), stop).ConfigureAwait(false);
+        if (!first)
+        {
+            Log.WatchResynced(_logger, prefix, puts, deletes);
+        }
+    }
+
+    /// <summary>Follows the watch stream until it breaks; returns why.</summary>
+    private async Task<string> WatchFromAsync(EtcdClient client, string prefix, long startRevision, Dictionary<string, KeyValue> seen, ChannelWriter<DiscoveryEvent> writer, CancellationToken stop)
+    {
+        (ByteString key, ByteString rangeEnd) = PrefixRange(prefix);
+        using AsyncDuplexStreamingCall<WatchRequest, WatchResponse> call = client.GetConnection().WatchClient.Watch(cancellationToken: stop);
+        await call.RequestStream.WriteAsync(new WatchRequest
+        {
+            CreateRequest = new WatchCreateRequest { Key = key, RangeEnd = rangeEnd, StartRevision = startRevision },
+        }, stop).ConfigureAwait(false);
+        try
+        {
+            while (await call.ResponseStream.MoveNext(stop).ConfigureAwait(false))
+            {
+                WatchResponse response = call.ResponseStream.Current;
+                if (response.CompactRevision > 0)
+                {
+                    return $"history compacted at revision {response.CompactRevision}";
+                }
+
+                if (response.Canceled)
+                {
+                    return $"etcd cancelled the watch: {response.CancelReason}";
+                }
+
+                foreach (Event e in response.Events)
+                {
+                    string name = e.Kv.Key.ToStringUtf8();
+                    if (e.Type == Event.Types.EventType.Put)
+                    {
+                        seen[name] = e.Kv;
+                        await writer.WriteAsync(new DiscoveryEvent(DiscoveryEventKind.Put, name, e.Kv.Value.Memory), stop).ConfigureAwait(false);
+                    }
+                    else if (seen.Remove(name))
+                    {
+                        await writer.WriteAsync(new DiscoveryEvent(DiscoveryEventKind.Delete, name, ReadOnlyMemory<byte>.Empty), stop).ConfigureAwait(false);
+                    }
+                }
+            }
+
+            return "the watch stream ended";
+        }
+        catch (RpcException e) when (!stop.IsCancellationRequested)
+        {
+            return Describe(e);
+        }
+    }
+
+    private async Task<RangeResponse> ListAsync(EtcdClient client, string prefix, CancellationToken cancellationToken)
+    {
+        (ByteString key, ByteString rangeEnd) = PrefixRange(prefix);
+        var request = new RangeRequest { Key = key, RangeEnd = rangeEnd };
+        return await CallAsync(() => client.GetAsync(request, deadline: Deadline(), cancellationToken: cancellationToken)).ConfigureAwait(false);
+    }
+
+    private async Task<bool> CreateIfAbsentAsync(EtcdClient client, PutRequest put, CancellationToken cancellationToken)
+    {
+        var txn = new TxnRequest();
+        txn.Compare.Add(new Compare { Key = put.Key, Target = Compare.Types.CompareTarget.Create, Result = Compare.Types.CompareResult.Equal, CreateRevision = 0 });
+        txn.Success.Add(new RequestOp { RequestPut = put });
+        TxnResponse response = await CallAsync(() => client.TransactionAsync(txn, deadline: Deadline(), cancellationToken: cancellationToken)).ConfigureAwait(false);
+        return response.Succeeded;
+    }
+
+    /// <summary>The lease for a leased write; called under the lease lock.</summary>
+    private long LeaseForWrite()
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _revoked) != 0, this);
+        if (!_leaseAlive)
+        {
+            throw new DiscoveryUnavailableException($"etcd at {Address}: the lease is lost until etcd is reachable again (ETCD_ENDPOINTS); the leased key was not written");
+        }
+
+        return Interlocked.Read(ref _leaseId);
+    }
+
+    /// <summary>Runs one etcd call and turns gRPC failures into <see cref="DiscoveryUnavailableException"/>.</summary>
+    private async Task<T> CallAsync<T>(Func<Task<T>> call)
+    {
+        try
+        {
+            return await call().ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            throw Unreachable(e);
+        }
+    }
+
+    private DiscoveryUnavailableException Unreachable(Exception? cause) =>
+        new($"etcd at {Address} is unreachable (ETCD_ENDPOINTS): {(cause is null ? "no answer" : Describe(cause))}", cause);
+
+    private DateTime Deadline() => DateTime.UtcNow + _options.CallTimeout;
+
+    private static string Describe(Exception e) => e is RpcException rpc
+        ? string.IsNullOrEmpty(rpc.Status.Detail) ? rpc.StatusCode.ToString() : $"{rpc.StatusCode}: {rpc.Status.Detail}"
+        : e.Message;
+
+    private static DiscoveryEntry ToEntry(KeyValue kv) => new(kv.Key.ToStringUtf8(), kv.Value.Memory, kv.ModRevision);
+
+    /// <summary>[prefix, range end) over UTF-8 bytes; the empty prefix means every key.</summary>
+    private static (ByteString Key, ByteString RangeEnd) PrefixRange(string prefix)
+    {
+        if (prefix.Length == 0)
+        {
+            ByteString zero = ByteString.CopyFrom(0);
+            return (zero, zero);
+        }
+
+        byte[] end = Encoding.UTF8.GetBytes(prefix);
+        for (int i = end.Length - 1; i >= 0; i--)
+        {
+            if (end[i] < 0xff)
+            {
+                end[i]++;
+                return (ByteString.CopyFromUtf8(prefix), ByteString.CopyFrom(end, 0, i + 1));
+            }
+        }
+
+        return (ByteString.CopyFromUtf8(prefix), ByteString.CopyFrom(0));
+    }
+
+    private sealed record LeasedKey(ByteString Value, bool CreateOnly);
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1100, Level = LogLevel.Information, Message = "etcd discovery at {Address}: lease {LeaseId:x}, TTL {TtlSeconds} s")]
+        public static partial void Started(ILogger logger, string address, long leaseId, long ttlSeconds);
+
+        [LoggerMessage(EventId = 1101, Level = LogLevel.Warning, Message = "etcd lease {LeaseId:x} at {Address} is lost ({Reason}); leased keys are gone until etcd answers again")]
+        public static partial void LeaseLost(ILogger logger, long leaseId, string address, string reason);
+
+        [LoggerMessage(EventId = 1102, Level = LogLevel.Information, Message = "etcd registration restored at {Address}: new lease {LeaseId:x}, {KeyCount} leased keys written again")]
+        public static partial void LeaseRestored(ILogger logger, long leaseId, string address, int keyCount);
+
+        [LoggerMessage(EventId = 1103, Level = LogLevel.Information, Message = "etcd lease {LeaseId:x} at {Address} is alive again (etcd kept it); the leased keys are intact")]
+        public static partial void LeaseRevived(ILogger logger, long leaseId, string address);
+
+        [LoggerMessage(EventId = 1104, Level = LogLevel.Debug, Message = "etcd keep-alive of lease {LeaseId:x} failed: {Reason}")]
+        public static partial void KeepAliveFailed(ILogger logger, long leaseId, string reason);
+
+        [LoggerMessage(EventId = 1105, Level = LogLevel.Debug, Message = "etcd at {Address}: restoring the lease failed, retrying: {Reason}")]
+        public static partial void RestoreFailed(ILogger logger, string address, string reason);
+
+        [LoggerMessage(EventId = 1106, Level = LogLevel.Warning, Message = "leased key {Key} was created by another owner while the lease was lost; it is no longer registered by this process")]
+        public static partial void LeasedKeyTaken(ILogger logger, string key);
+
+        [LoggerMessage(EventId = 1107, Level = LogLevel.Warning, Message = "etcd watch of {Prefix} at {Address} broke ({Reason}); listing again")]
+        public static partial void WatchLost(ILogger logger, string prefix, string address, string reason);
+
+        [LoggerMessage(EventId = 1108, Level = LogLevel.Debug, Message = "etcd watch of {Prefix} at {Address}: listing failed, retrying: {Reason}")]
+        public static partial void WatchRetry(ILogger logger, string prefix, string address, string reason);
+
+        [LoggerMessage(EventId = 1109, Level = LogLevel.Information, Message = "etcd watch of {Prefix} resynchronised: {Puts} puts, {Deletes} deletes")]
+        public static partial void WatchResynced(ILogger logger, string prefix, int puts, int deletes);
+
+        [LoggerMessage(EventId = 1110, Level = LogLevel.Warning, Message = "could not revoke etcd lease {LeaseId:x} at {Address} ({Reason}); its keys expire within {TtlSeconds} s")]
+        public static partial void RevokeFailed(ILogger logger, long leaseId, string address, string reason, long ttlSeconds);
+    }
+}
