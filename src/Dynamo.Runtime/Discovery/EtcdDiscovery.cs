@@ -5,6 +5,7 @@ using dotnet_etcd;
 using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
+using Grpc.Net.Client.Configuration;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Mvccpb;
@@ -22,6 +23,7 @@ public sealed partial class EtcdDiscovery : IDiscovery
 {
     private static readonly TimeSpan MinBackoff = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan RetryDelay = TimeSpan.FromMilliseconds(100);
 
     private readonly EtcdDiscoveryOptions _options;
     private readonly TimeProvider _time;
@@ -127,7 +129,7 @@ public sealed partial class EtcdDiscovery : IDiscovery
                     _leaseId = grant.ID;
                     break;
                 }
-                catch (RpcException e)
+                catch (Exception e) when (IsCallFailure(e, cancellationToken))
                 {
                     last = e;
                 }
@@ -160,7 +162,7 @@ public sealed partial class EtcdDiscovery : IDiscovery
         var request = new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(value.Span) };
         if (!options.Leased)
         {
-            await CallAsync(() => client.PutAsync(request, deadline: Deadline(), cancellationToken: cancellationToken)).ConfigureAwait(false);
+            await CallAsync(deadline => client.PutAsync(request, deadline: deadline, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -168,7 +170,7 @@ public sealed partial class EtcdDiscovery : IDiscovery
         try
         {
             request.Lease = LeaseForWrite();
-            await CallAsync(() => client.PutAsync(request, deadline: Deadline(), cancellationToken: cancellationToken)).ConfigureAwait(false);
+            await CallAsync(deadline => client.PutAsync(request, deadline: deadline, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
             _leased[key] = new LeasedKey(request.Value, CreateOnly: false);
         }
         finally
@@ -217,7 +219,7 @@ public sealed partial class EtcdDiscovery : IDiscovery
         {
             _leased.Remove(key);
             var request = new DeleteRangeRequest { Key = ByteString.CopyFromUtf8(key) };
-            await CallAsync(() => client.DeleteAsync(request, deadline: Deadline(), cancellationToken: cancellationToken)).ConfigureAwait(false);
+            await CallAsync(deadline => client.DeleteAsync(request, deadline: deadline, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -231,7 +233,7 @@ public sealed partial class EtcdDiscovery : IDiscovery
         ArgumentNullException.ThrowIfNull(key);
         EtcdClient client = Client;
         var request = new RangeRequest { Key = ByteString.CopyFromUtf8(key) };
-        RangeResponse response = await CallAsync(() => client.GetAsync(request, deadline: Deadline(), cancellationToken: cancellationToken)).ConfigureAwait(false);
+        RangeResponse response = await CallAsync(deadline => client.GetAsync(request, deadline: deadline, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
         return response.Kvs.Count == 0 ? null : ToEntry(response.Kvs[0]);
     }
 
@@ -311,9 +313,13 @@ public sealed partial class EtcdDiscovery : IDiscovery
         {
             await client.LeaseRevokeAsync(new LeaseRevokeRequest { ID = lease }, deadline: Deadline(), cancellationToken: cancellationToken).ConfigureAwait(false);
         }
-        catch (RpcException e)
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
         {
-            Log.RevokeFailed(_logger, lease, Address, e.Status.Detail, _ttlSeconds);
+            // The lease had expired already.
+        }
+        catch (Exception e) when (IsCallFailure(e, cancellationToken))
+        {
+            Log.RevokeFailed(_logger, lease, Address, Describe(e), _ttlSeconds);
         }
     }
 
@@ -343,6 +349,11 @@ public sealed partial class EtcdDiscovery : IDiscovery
         return new EtcdClient(Address, configureChannelOptions: o =>
         {
             o.Credentials = tls ? ChannelCredentials.SecureSsl : ChannelCredentials.Insecure;
+
+            // No gRPC-level retries (dotnet-etcd's default retries UNAVAILABLE 5 times with 1 s backoffs):
+            // every loop here retries by itself under its own deadline, and a failure keeps its real reason
+            // ("Connection refused") instead of turning into a bare DeadlineExceeded.
+            o.ServiceConfig = new ServiceConfig { LoadBalancingConfigs = { new RoundRobinConfig() } };
 
             // gRPC's default reconnect backoff grows to 120 s: after a long etcd outage the channel would
             // wait that long before trying again, far beyond the lease TTL.
@@ -637,7 +648,7 @@ public sealed partial class EtcdDiscovery : IDiscovery
 
             return "the watch stream ended";
         }
-        catch (RpcException e) when (!stop.IsCancellationRequested)
+        catch (Exception e) when (IsCallFailure(e, stop))
         {
             return Describe(e);
         }
@@ -647,7 +658,7 @@ public sealed partial class EtcdDiscovery : IDiscovery
     {
         (ByteString key, ByteString rangeEnd) = PrefixRange(prefix);
         var request = new RangeRequest { Key = key, RangeEnd = rangeEnd };
-        return await CallAsync(() => client.GetAsync(request, deadline: Deadline(), cancellationToken: cancellationToken)).ConfigureAwait(false);
+        return await CallAsync(deadline => client.GetAsync(request, deadline: deadline, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
     }
 
     private async Task<bool> CreateIfAbsentAsync(EtcdClient client, PutRequest put, CancellationToken cancellationToken)
@@ -655,7 +666,7 @@ public sealed partial class EtcdDiscovery : IDiscovery
         var txn = new TxnRequest();
         txn.Compare.Add(new Compare { Key = put.Key, Target = Compare.Types.CompareTarget.Create, Result = Compare.Types.CompareResult.Equal, CreateRevision = 0 });
         txn.Success.Add(new RequestOp { RequestPut = put });
-        TxnResponse response = await CallAsync(() => client.TransactionAsync(txn, deadline: Deadline(), cancellationToken: cancellationToken)).ConfigureAwait(false);
+        TxnResponse response = await CallAsync(deadline => client.TransactionAsync(txn, deadline: deadline, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
         return response.Succeeded;
     }
 
@@ -671,27 +682,56 @@ public sealed partial class EtcdDiscovery : IDiscovery
         return Interlocked.Read(ref _leaseId);
     }
 
-    /// <summary>Runs one etcd call and turns gRPC failures into <see cref="DiscoveryUnavailableException"/>.</summary>
-    private async Task<T> CallAsync<T>(Func<Task<T>> call)
+    /// <summary>
+    /// Runs one etcd call under one deadline of <see cref="EtcdDiscoveryOptions.CallTimeout"/>, retrying while
+    /// etcd is unavailable (gRPC's own retries are off, so the reason of the last failure is kept), and turns
+    /// gRPC failures into <see cref="DiscoveryUnavailableException"/>.
+    /// </summary>
+    private async Task<T> CallAsync<T>(Func<DateTime, Task<T>> call, CancellationToken cancellationToken)
     {
-        try
+        DateTime deadline = Deadline();
+        RpcException? unavailable = null;
+        while (true)
         {
-            return await call().ConfigureAwait(false);
-        }
-        catch (RpcException e)
-        {
-            throw Unreachable(e);
+            try
+            {
+                return await call(deadline).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && DateTime.UtcNow + RetryDelay < deadline)
+            {
+                unavailable = e;
+            }
+            catch (Exception e) when (IsCallFailure(e, cancellationToken))
+            {
+                throw Unreachable(unavailable is not null && e is not RpcException { StatusCode: not StatusCode.DeadlineExceeded } ? unavailable : e);
+            }
+
+            await Task.Delay(RetryDelay, _time, cancellationToken).ConfigureAwait(false);
         }
     }
 
-    private DiscoveryUnavailableException Unreachable(Exception? cause) =>
-        new($"etcd at {Address} is unreachable (ETCD_ENDPOINTS): {(cause is null ? "no answer" : Describe(cause))}", cause);
+    /// <summary>
+    /// A failed etcd call, as opposed to the caller cancelling: an <see cref="RpcException"/>, or the
+    /// <see cref="OperationCanceledException"/> gRPC throws for a passed deadline (dotnet-etcd sets
+    /// ThrowOperationCanceledOnCancellation).
+    /// </summary>
+    private static bool IsCallFailure(Exception e, CancellationToken cancellationToken) =>
+        !cancellationToken.IsCancellationRequested && e is RpcException or OperationCanceledException;
+
+    private DiscoveryUnavailableException Unreachable(Exception? cause) => cause is RpcException { StatusCode: not (StatusCode.Unavailable or StatusCode.DeadlineExceeded) }
+        ? new($"etcd at {Address} failed: {Describe(cause)}", cause)
+        : new($"etcd at {Address} is unreachable (ETCD_ENDPOINTS): {(cause is null ? "no answer" : Describe(cause))}", cause);
 
     private DateTime Deadline() => DateTime.UtcNow + _options.CallTimeout;
 
-    private static string Describe(Exception e) => e is RpcException rpc
-        ? string.IsNullOrEmpty(rpc.Status.Detail) ? rpc.StatusCode.ToString() : $"{rpc.StatusCode}: {rpc.Status.Detail}"
-        : e.Message;
+    private string Describe(Exception e) => e switch
+    {
+        RpcException { Status.DebugException: { } inner } rpc when !rpc.Status.Detail.Contains(inner.Message, StringComparison.Ordinal) =>
+            $"{rpc.StatusCode}: {rpc.Status.Detail} ({inner.Message})",
+        RpcException rpc => string.IsNullOrEmpty(rpc.Status.Detail) ? rpc.StatusCode.ToString() : $"{rpc.StatusCode}: {rpc.Status.Detail}",
+        OperationCanceledException => $"no answer within {_options.CallTimeout.TotalSeconds:0.###} s",
+        _ => e.Message,
+    };
 
     private static DiscoveryEntry ToEntry(KeyValue kv) => new(kv.Key.ToStringUtf8(), kv.Value.Memory, kv.ModRevision);
 

@@ -117,6 +117,12 @@ public sealed class EtcdServer : IAsyncDisposable
         }
     }
 
+    /// <summary>SIGSTOP: etcd freezes with its sockets open, so calls hang until their deadline (like a partition).</summary>
+    public Task FreezeAsync() => SignalAsync("-STOP");
+
+    /// <summary>SIGCONT: undoes <see cref="FreezeAsync"/>.</summary>
+    public Task ThawAsync() => SignalAsync("-CONT");
+
     /// <summary>SIGTERM and wait (SIGKILL after 5 s).</summary>
     public async Task StopAsync()
     {
@@ -128,11 +134,8 @@ public sealed class EtcdServer : IAsyncDisposable
 
         if (!process.HasExited)
         {
-            using Process? term = Process.Start(new ProcessStartInfo("kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)]) { UseShellExecute = false });
-            if (term is not null)
-            {
-                await term.WaitForExitAsync();
-            }
+            await SignalAsync("-CONT");
+            await SignalAsync("-TERM");
 
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
             try
@@ -152,6 +155,19 @@ public sealed class EtcdServer : IAsyncDisposable
     {
         await StopAsync();
         await LaunchAsync();
+    }
+
+    private async Task SignalAsync(string signal)
+    {
+        Process? process = _process;
+        if (process is null || process.HasExited)
+        {
+            return;
+        }
+
+        using Process kill = Process.Start(new ProcessStartInfo("kill", [signal, process.Id.ToString(CultureInfo.InvariantCulture)]) { UseShellExecute = false })
+            ?? throw new InvalidOperationException("kill did not start");
+        await kill.WaitForExitAsync();
     }
 
     public async ValueTask DisposeAsync()

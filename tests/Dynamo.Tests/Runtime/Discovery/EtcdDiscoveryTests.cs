@@ -161,6 +161,26 @@ public class EtcdDiscoveryTests : IClassFixture<EtcdFixture>
     }
 
     [Fact]
+    public async Task WatchPrefixAsync_DiscoveryDisposed_EndsNormally()
+    {
+        EtcdDiscovery watcher = await StartAsync(_etcd.Server);
+        var events = new List<DiscoveryEventKind>();
+        Task watching = Task.Run(async () =>
+        {
+            await foreach (DiscoveryEvent e in watcher.WatchPrefixAsync(_prefix))
+            {
+                events.Add(e.Kind);
+            }
+        });
+        await WaitUntilAsync(() => events.Count == 1, "the Synced", TimeSpan.FromSeconds(5));
+
+        await watcher.DisposeAsync();
+
+        await watching.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal([DiscoveryEventKind.Synced], events);
+    }
+
+    [Fact]
     [Trait("Category", "Slow")]
     public async Task KeepAliveSuspended_ShortTtl_KeyVanishesWithinTtlAndWatcherSeesDelete()
     {
@@ -203,7 +223,7 @@ public class EtcdDiscoveryTests : IClassFixture<EtcdFixture>
         TimeSpan restored = clock.Elapsed;
 
         _output.WriteLine($"re-registered {restored.TotalSeconds:0.00} s after the keep-alive resumed");
-        Assert.True(worker.IsLeaseAlive);
+        await WaitUntilAsync(() => worker.IsLeaseAlive, "IsLeaseAlive (set once every key is written)", TimeSpan.FromSeconds(5));
         Assert.Equal(instance, worker.InstanceId);
         Assert.NotEqual(instance, worker.CurrentLeaseId);
         Assert.Equal([_prefix + "mine", _prefix + "put", _prefix + "taken"], (await watcher.GetPrefixAsync(_prefix)).Select(e => e.Key));
@@ -218,8 +238,9 @@ public class EtcdDiscoveryTests : IClassFixture<EtcdFixture>
     public async Task EtcdKilledLongerThanTtl_Restarted_LeasedKeyBackAndWatcherConverges()
     {
         await using EtcdServer server = await EtcdServer.StartAsync();
-        await using EtcdDiscovery watcher = await StartAsync(server);
-        await using EtcdDiscovery worker = await StartAsync(server, ShortTtl);
+        await using EtcdDiscovery watcher = await StartAsync(server, logger: new TestOutputLogger(_output, "watcher"));
+        var workerLog = new TestOutputLogger(_output, "worker");
+        await using EtcdDiscovery worker = await StartAsync(server, ShortTtl, workerLog);
         await worker.PutAsync(_prefix + "w", Bytes("1"), DiscoveryPutOptions.LeasedKey);
         await using var recorder = new WatchRecorder(watcher, _prefix);
         await recorder.WaitAsync(r => r.Has(_prefix + "w") && r.SyncedCount == 1, "the listing");
@@ -235,12 +256,43 @@ public class EtcdDiscoveryTests : IClassFixture<EtcdFixture>
         await recorder.WaitAsync(r => r.SyncedCount >= 2 && r.Has(_prefix + "w"), "the watch to resync", TimeSpan.FromSeconds(10));
         TimeSpan watchBack = clock.Elapsed;
 
-        _output.WriteLine($"etcd healthy {etcdUp.TotalSeconds:0.00} s after restart; lease alive again at {leaseBack.TotalSeconds:0.00} s; watch resynced at {watchBack.TotalSeconds:0.00} s");
+        _output.WriteLine($"etcd healthy {etcdUp.TotalSeconds:0.00} s after restart; lease alive again at {leaseBack.TotalSeconds:0.00} s; watch resynced at {watchBack.TotalSeconds:0.00} s; lease {(worker.CurrentLeaseId == worker.InstanceId ? "kept" : "re-granted")}");
+        Assert.Contains(workerLog.Entries, e => e.Id.Id == 1101 && e.Level == Microsoft.Extensions.Logging.LogLevel.Warning);
+        Assert.Contains(workerLog.Entries, e => e.Id.Id is 1102 or 1103 && e.Level == Microsoft.Extensions.Logging.LogLevel.Information);
         Assert.Equal("1", Text((await watcher.GetAsync(_prefix + "w"))!.Value));
         await worker.PutAsync(_prefix + "after", Bytes("2"), DiscoveryPutOptions.LeasedKey);
         await recorder.WaitAsync(r => r.Has(_prefix + "after"), "a put after the restart");
         await worker.RevokeAsync();
         await recorder.WaitAsync(r => r.Keys.Count == 0, "the deletes after revoke");
+    }
+
+    [Fact]
+    [Trait("Category", "Slow")]
+    public async Task EtcdFrozenLongerThanTtl_Thawed_LeaseRestoredAndWatcherConverges()
+    {
+        await using EtcdServer server = await EtcdServer.StartAsync();
+        await using EtcdDiscovery watcher = await StartAsync(server, logger: new TestOutputLogger(_output, "watcher"));
+        var workerLog = new TestOutputLogger(_output, "worker");
+        await using EtcdDiscovery worker = await StartAsync(server, ShortTtl, workerLog);
+        await worker.PutAsync(_prefix + "w", Bytes("1"), DiscoveryPutOptions.LeasedKey);
+        await using var recorder = new WatchRecorder(watcher, _prefix);
+        await recorder.WaitAsync(r => r.Has(_prefix + "w") && r.SyncedCount == 1, "the listing");
+
+        await server.FreezeAsync();
+        var frozen = Stopwatch.StartNew();
+        DiscoveryUnavailableException e = await Assert.ThrowsAsync<DiscoveryUnavailableException>(() => worker.GetAsync(_prefix + "w"));
+        TimeSpan callFailed = frozen.Elapsed;
+        await WaitUntilAsync(() => !worker.IsLeaseAlive, "the worker to notice the lost lease", TimeSpan.FromSeconds(10));
+        await server.ThawAsync();
+        var clock = Stopwatch.StartNew();
+        await WaitUntilAsync(() => worker.IsLeaseAlive, "the lease to be restored", TimeSpan.FromSeconds(10));
+        TimeSpan leaseBack = clock.Elapsed;
+        await recorder.WaitAsync(r => r.Has(_prefix + "w"), "the watcher to see the key again", TimeSpan.FromSeconds(10));
+
+        _output.WriteLine($"a call to frozen etcd failed after {callFailed.TotalSeconds:0.00} s ({e.Message}); lease alive {leaseBack.TotalSeconds:0.00} s after thaw ({(worker.CurrentLeaseId == worker.InstanceId ? "kept" : "re-granted")}); events: {string.Join(", ", recorder.Events.Select(x => $"{x.Kind} {x.Key[_prefix.Length..]}"))}");
+        Assert.Contains(server.Endpoint, e.Message, StringComparison.Ordinal);
+        Assert.InRange(callFailed, TimeSpan.FromSeconds(1.5), TimeSpan.FromSeconds(4));
+        Assert.Equal("1", Text((await watcher.GetAsync(_prefix + "w"))!.Value));
     }
 
     [Fact]
@@ -298,12 +350,13 @@ public class EtcdDiscoveryTests : IClassFixture<EtcdFixture>
         Assert.Contains(server.Endpoint, e.Message, StringComparison.Ordinal);
     }
 
-    private static async Task<EtcdDiscovery> StartAsync(EtcdServer server, TimeSpan? ttl = null)
+    private async Task<EtcdDiscovery> StartAsync(EtcdServer server, TimeSpan? ttl = null, TestOutputLogger? logger = null)
     {
         var discovery = new EtcdDiscovery(EtcdDiscoveryOptions.Default with
         {
             Endpoints = [server.Endpoint],
             LeaseTtl = ttl ?? TimeSpan.FromSeconds(10),
+            Logger = logger ?? new TestOutputLogger(_output, "etcd"),
         });
         try
         {
