@@ -1,0 +1,291 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Dynamo.Tests.Infrastructure;
+
+/// <summary>
+/// A real single-node etcd for a test: free loopback ports (or <c>bindAddress</c> inside the network
+/// namespace <c>netns</c>), its data dir on /dev/shm. Dispose kills it and deletes the data dir.
+/// </summary>
+public sealed class EtcdServer : IAsyncDisposable
+{
+    public const string InstallHint = "etcd is not installed: apt-get install -y etcd-server etcd-client";
+
+    private static readonly TimeSpan HealthyTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly string? _netns;
+    private readonly string _bindAddress;
+    private readonly string _name;
+    private readonly StringBuilder _log = new();
+    private Process? _process;
+
+    private EtcdServer(string? netns, string bindAddress, int clientPort, int peerPort)
+    {
+        _netns = netns;
+        _bindAddress = bindAddress;
+        ClientPort = clientPort;
+        PeerPort = peerPort;
+        _name = "t" + Guid.NewGuid().ToString("N")[..12];
+        DataDir = Path.Combine("/dev/shm", "dynamo-etcd-" + _name);
+    }
+
+    /// <summary>The client URL, "http://127.0.0.1:PORT".</summary>
+    public string Endpoint => string.Create(CultureInfo.InvariantCulture, $"http://{_bindAddress}:{ClientPort}");
+
+    public int ClientPort { get; }
+
+    public int PeerPort { get; }
+
+    public string DataDir { get; }
+
+    public bool IsRunning => _process is { HasExited: false };
+
+    /// <summary>What etcd wrote so far (for failure messages).</summary>
+    public string Log
+    {
+        get
+        {
+            lock (_log)
+            {
+                return _log.ToString();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Starts etcd and waits until it answers (at most 10 s). Inside <paramref name="netns"/> (run via
+    /// <c>ip netns exec</c>) the ports are given by the caller's <paramref name="clientPort"/> and
+    /// <paramref name="peerPort"/> or default to 2379/2380; on the host they are free loopback ports.
+    /// </summary>
+    public static async Task<EtcdServer> StartAsync(string? netns = null, string bindAddress = "127.0.0.1", int clientPort = 0, int peerPort = 0)
+    {
+        if (!OnPath("etcd") || !OnPath("etcdctl"))
+        {
+            Assert.Fail(InstallHint);
+        }
+
+        if (netns is null)
+        {
+            clientPort = clientPort == 0 ? FreePort(bindAddress) : clientPort;
+            peerPort = peerPort == 0 ? FreePort(bindAddress) : peerPort;
+        }
+        else
+        {
+            clientPort = clientPort == 0 ? 2379 : clientPort;
+            peerPort = peerPort == 0 ? 2380 : peerPort;
+        }
+
+        var server = new EtcdServer(netns, bindAddress, clientPort, peerPort);
+        try
+        {
+            Directory.CreateDirectory(server.DataDir);
+            await server.LaunchAsync();
+            return server;
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>SIGKILL: the process dies at once, nothing is flushed or closed gracefully.</summary>
+    public void Kill()
+    {
+        Process? process = _process;
+        _process = null;
+        if (process is null)
+        {
+            return;
+        }
+
+        try
+        {
+            if (!process.HasExited)
+            {
+                process.Kill();
+            }
+
+            process.WaitForExit(5000);
+        }
+        finally
+        {
+            process.Dispose();
+        }
+    }
+
+    /// <summary>SIGSTOP: etcd freezes with its sockets open, so calls hang until their deadline (like a partition).</summary>
+    public Task FreezeAsync() => SignalAsync("-STOP");
+
+    /// <summary>SIGCONT: undoes <see cref="FreezeAsync"/>.</summary>
+    public Task ThawAsync() => SignalAsync("-CONT");
+
+    /// <summary>SIGTERM and wait (SIGKILL after 5 s).</summary>
+    public async Task StopAsync()
+    {
+        Process? process = _process;
+        if (process is null)
+        {
+            return;
+        }
+
+        if (!process.HasExited)
+        {
+            await SignalAsync("-CONT");
+            await SignalAsync("-TERM");
+
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            try
+            {
+                await process.WaitForExitAsync(timeout.Token);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+
+        Kill();
+    }
+
+    /// <summary>Stops etcd if it runs and starts it again on the same ports and data dir.</summary>
+    public async Task RestartAsync()
+    {
+        await StopAsync();
+        await LaunchAsync();
+    }
+
+    private async Task SignalAsync(string signal)
+    {
+        Process? process = _process;
+        if (process is null || process.HasExited)
+        {
+            return;
+        }
+
+        using Process kill = Process.Start(new ProcessStartInfo("kill", [signal, process.Id.ToString(CultureInfo.InvariantCulture)]) { UseShellExecute = false })
+            ?? throw new InvalidOperationException("kill did not start");
+        await kill.WaitForExitAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Kill();
+        await Task.Yield();
+        try
+        {
+            if (Directory.Exists(DataDir))
+            {
+                Directory.Delete(DataDir, recursive: true);
+            }
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private async Task LaunchAsync()
+    {
+        string client = Endpoint;
+        string peer = string.Create(CultureInfo.InvariantCulture, $"http://{_bindAddress}:{PeerPort}");
+        string[] etcdArgs =
+        [
+            "--name", _name, "--data-dir", DataDir,
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", $"{_name}={peer}",
+            "--log-level", "warn",
+        ];
+        ProcessStartInfo start = Command("etcd", etcdArgs);
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        var process = new Process { StartInfo = start };
+        process.OutputDataReceived += (_, e) => Append(e.Data);
+        process.ErrorDataReceived += (_, e) => Append(e.Data);
+        try
+        {
+            process.Start();
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            process.Dispose();
+            Assert.Fail($"{InstallHint} ({e.Message})");
+        }
+
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _process = process;
+        await WaitHealthyAsync();
+    }
+
+    private async Task WaitHealthyAsync()
+    {
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < HealthyTimeout)
+        {
+            if (_process is null || _process.HasExited)
+            {
+                Assert.Fail($"etcd exited during start-up (exit {_process?.ExitCode}):\n{Log}");
+            }
+
+            ProcessStartInfo check = Command("etcdctl", ["--endpoints", Endpoint, "--command-timeout=300ms", "endpoint", "health"]);
+            check.Environment["ETCDCTL_API"] = "3";
+            check.RedirectStandardOutput = true;
+            check.RedirectStandardError = true;
+            using (Process probe = Process.Start(check) ?? throw new InvalidOperationException("etcdctl did not start"))
+            {
+                Task<string> stdout = probe.StandardOutput.ReadToEndAsync();
+                Task<string> stderr = probe.StandardError.ReadToEndAsync();
+                await probe.WaitForExitAsync();
+                await Task.WhenAll(stdout, stderr);
+                if (probe.ExitCode == 0)
+                {
+                    return;
+                }
+            }
+
+            await Task.Delay(50);
+        }
+
+        Assert.Fail($"etcd at {Endpoint} not healthy after {HealthyTimeout.TotalSeconds} s:\n{Log}");
+    }
+
+    private ProcessStartInfo Command(string program, string[] args)
+    {
+        ProcessStartInfo start = _netns is null
+            ? new ProcessStartInfo(program, args)
+            : new ProcessStartInfo("ip", ["netns", "exec", _netns, program, .. args]);
+        start.UseShellExecute = false;
+        return start;
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_log)
+        {
+            if (_log.Length < 64 * 1024)
+            {
+                _log.AppendLine(line);
+            }
+        }
+    }
+
+    private static int FreePort(string bindAddress)
+    {
+        using var listener = new TcpListener(IPAddress.Parse(bindAddress), 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static bool OnPath(string program) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? string.Empty)
+            .Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Any(dir => File.Exists(Path.Combine(dir, program)));
+}
