@@ -2,6 +2,7 @@ using System.Text.Json;
 using Dynamo.Runtime.Discovery;
 using Dynamo.Runtime.EventPlane;
 using Dynamo.Runtime.RequestPlane;
+using NATS.Client.Core;
 
 namespace Dynamo.Runtime;
 
@@ -9,10 +10,10 @@ namespace Dynamo.Runtime;
 /// One process's (or, in single-machine mode, one component's) view of the system: discovery, the
 /// request plane and the event plane, and the operations built on them: serve an endpoint
 /// (<see cref="ServeEndpointAsync"/>), call one (<see cref="CreateClientAsync"/>), publish and read
-/// model cards and events. Backends: etcd + NATS (<c>ConnectAsync</c>) or
+/// model cards and events. Backends: etcd + NATS (<see cref="ConnectAsync"/>) or
 /// <see cref="InProcessCluster"/>.
 /// </summary>
-public sealed partial class DistributedRuntime : IAsyncDisposable
+public sealed class DistributedRuntime : IAsyncDisposable
 {
     private readonly bool _ownsPlanes;
     private readonly Func<ValueTask>? _onDispose;
@@ -26,6 +27,53 @@ public sealed partial class DistributedRuntime : IAsyncDisposable
         _ownsPlanes = ownsPlanes;
         _onDispose = onDispose;
         Blobs = new BlobStore(discovery);
+    }
+
+    /// <summary>
+    /// Connects to etcd and NATS as <paramref name="options"/> say (one NATS connection shared by both
+    /// planes) and grants this process's lease. Errors name the unreachable address and the variable:
+    /// <see cref="DiscoveryUnavailableException"/>, <see cref="NatsUnavailableException"/>.
+    /// </summary>
+    public static async Task<DistributedRuntime> ConnectAsync(RuntimeOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (!options.IsDistributed)
+        {
+            throw new ArgumentException("RuntimeOptions name no NATS server or etcd endpoint: use InProcessCluster for single-machine mode", nameof(options));
+        }
+
+        var discovery = new EtcdDiscovery(EtcdDiscoveryOptions.Default with
+        {
+            Endpoints = options.EtcdEndpoints!,
+            LeaseTtl = options.LeaseTtl,
+            ConnectTimeout = options.ConnectTimeout,
+            Logger = options.LoggerFactory?.CreateLogger("Dynamo.Runtime.Discovery"),
+        });
+        NatsConnection? connection = null;
+        try
+        {
+            await discovery.StartAsync(cancellationToken).ConfigureAwait(false);
+            var natsOptions = NatsPlaneOptions.Default with
+            {
+                Url = options.NatsServer!,
+                ConnectTimeout = options.ConnectTimeout,
+                Logger = options.LoggerFactory?.CreateLogger("Dynamo.Runtime.Nats"),
+            };
+            connection = await NatsConnectionFactory.ConnectAsync(natsOptions, cancellationToken).ConfigureAwait(false);
+            NatsConnection owned = connection;
+            return new DistributedRuntime(discovery, new NatsRequestPlane(owned, natsOptions), new NatsEventPlane(owned, natsOptions),
+                ownsPlanes: true, onDispose: () => owned.DisposeAsync());
+        }
+        catch
+        {
+            await discovery.DisposeAsync().ConfigureAwait(false);
+            if (connection is not null)
+            {
+                await connection.DisposeAsync().ConfigureAwait(false);
+            }
+
+            throw;
+        }
     }
 
     /// <summary>Discovery (etcd or in-memory).</summary>

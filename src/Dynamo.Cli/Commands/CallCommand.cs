@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using Dynamo.Llm.Engines;
 using Dynamo.Llm.ModelCards;
 using Dynamo.Llm.Tokenizers;
 using Dynamo.Runtime;

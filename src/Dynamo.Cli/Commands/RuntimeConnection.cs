@@ -19,6 +19,9 @@ internal static class RuntimeConnection
         }
     }
 
+    // Kept alive for the life of the process: a collected registration stops handling the signal.
+    private static System.Runtime.InteropServices.PosixSignalRegistration? s_sigterm;
+
     /// <summary>A token cancelled by Ctrl-C or SIGTERM (the process then shuts down cleanly: deregisters, revokes its lease).</summary>
     public static CancellationTokenSource ShutdownSignal()
     {
@@ -28,7 +31,7 @@ internal static class RuntimeConnection
             e.Cancel = true;
             cts.Cancel();
         };
-        System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c =>
+        s_sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c =>
         {
             c.Cancel = true;
             cts.Cancel();

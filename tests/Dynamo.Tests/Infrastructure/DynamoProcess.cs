@@ -12,6 +12,7 @@ public sealed class DynamoProcess : IAsyncDisposable
 {
     private readonly Process _process;
     private readonly StringBuilder _output = new();
+    private readonly StringBuilder _stdout = new();
     private readonly Lock _lock = new();
 
     private DynamoProcess(Process process)
@@ -27,6 +28,18 @@ public sealed class DynamoProcess : IAsyncDisposable
             lock (_lock)
             {
                 return _output.ToString();
+            }
+        }
+    }
+
+    /// <summary>Only what was written to stdout so far.</summary>
+    public string Stdout
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _stdout.ToString();
             }
         }
     }
@@ -69,8 +82,8 @@ public sealed class DynamoProcess : IAsyncDisposable
 
         var process = new Process { StartInfo = start };
         var p = new DynamoProcess(process);
-        process.OutputDataReceived += (_, e) => p.Append(e.Data);
-        process.ErrorDataReceived += (_, e) => p.Append(e.Data);
+        process.OutputDataReceived += (_, e) => p.Append(e.Data, stdout: true);
+        process.ErrorDataReceived += (_, e) => p.Append(e.Data, stdout: false);
         process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
@@ -135,7 +148,7 @@ public sealed class DynamoProcess : IAsyncDisposable
         _process.Dispose();
     }
 
-    private void Append(string? line)
+    private void Append(string? line, bool stdout)
     {
         if (line is null)
         {
@@ -145,6 +158,10 @@ public sealed class DynamoProcess : IAsyncDisposable
         lock (_lock)
         {
             _output.AppendLine(line);
+            if (stdout)
+            {
+                _stdout.AppendLine(line);
+            }
         }
     }
 }
