@@ -415,12 +415,21 @@ public sealed class NatsRequestPlaneTests : IAsyncLifetime
         int produced = 0;
         async IAsyncEnumerable<ReadOnlyMemory<byte>> Endless([EnumeratorCancellation] CancellationToken ct = default)
         {
-            using CancellationTokenRegistration registration = ct.Register(() => handlerCancelled.TrySetResult());
-            while (true)
+            try
             {
-                Interlocked.Increment(ref produced);
-                yield return new byte[] { 7 };
-                await Task.Yield();
+                while (true)
+                {
+                    Interlocked.Increment(ref produced);
+                    yield return new byte[] { 7 };
+                    await Task.Yield();
+                }
+            }
+            finally
+            {
+                if (ct.IsCancellationRequested)
+                {
+                    handlerCancelled.TrySetResult();
+                }
             }
         }
 
@@ -570,11 +579,23 @@ public sealed class NatsRequestPlaneTests : IAsyncLifetime
 
     private static async IAsyncEnumerable<ReadOnlyMemory<byte>> Forever(TimeSpan every, TaskCompletionSource? cancelled, [EnumeratorCancellation] CancellationToken ct = default)
     {
-        using CancellationTokenRegistration registration = ct.Register(() => cancelled?.TrySetResult());
-        for (int i = 0; ; i++)
+        // Observed in finally, not with ct.Register: cancellation callbacks run last-registered first, so
+        // Task.Delay's callback can end this iterator (disposing a registration) before a registered
+        // callback runs; the token's state is set before any callback runs.
+        try
         {
-            yield return BitConverter.GetBytes(i);
-            await Task.Delay(every, ct);
+            for (int i = 0; ; i++)
+            {
+                yield return BitConverter.GetBytes(i);
+                await Task.Delay(every, ct);
+            }
+        }
+        finally
+        {
+            if (ct.IsCancellationRequested)
+            {
+                cancelled?.TrySetResult();
+            }
         }
     }
 }
