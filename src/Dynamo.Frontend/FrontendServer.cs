@@ -1,0 +1,243 @@
+using System.Net;
+using System.Text.Json;
+using Dynamo.Frontend.Http;
+using Dynamo.Frontend.Models;
+using Dynamo.Frontend.Observability;
+using Dynamo.Frontend.Routing;
+using Dynamo.Llm.Protocols.OpenAi;
+using Dynamo.Runtime;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Dynamo.Frontend;
+
+/// <summary>
+/// The OpenAI-compatible HTTP frontend (see README.md): serves the models whose workers publish model
+/// cards in the runtime's discovery under <see cref="FrontendOptions.Namespace"/>, on Kestrel.
+/// </summary>
+public sealed partial class FrontendServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly ModelRegistry _registry;
+    private readonly OpenAiHandler _handler;
+    private readonly FrontendOptions _options;
+    private readonly ILogger _logger;
+    private readonly ILoggerFactory? _ownedLoggerFactory;
+    private readonly CancellationTokenSource _shutdown;
+    private int _shuttingDown;
+
+    private FrontendServer(WebApplication app, ModelRegistry registry, OpenAiHandler handler, FrontendOptions options, ILogger logger, ILoggerFactory? ownedLoggerFactory, CancellationTokenSource shutdown, Uri baseAddress)
+    {
+        _app = app;
+        _registry = registry;
+        _handler = handler;
+        _options = options;
+        _logger = logger;
+        _ownedLoggerFactory = ownedLoggerFactory;
+        _shutdown = shutdown;
+        BaseAddress = baseAddress;
+    }
+
+    /// <summary>The bound address, e.g. http://127.0.0.1:8000 (loopback when listening on every interface).</summary>
+    public Uri BaseAddress { get; }
+
+    /// <summary>The model names served now.</summary>
+    public IReadOnlyList<string> Models => [.. _registry.Models.Keys.Order(StringComparer.Ordinal)];
+
+    /// <summary>
+    /// Starts the registry (returns after the existing model cards are read) and Kestrel. Without a
+    /// <paramref name="loggerFactory"/>, logs go to the console (JSON lines with <see cref="FrontendOptions.JsonLogs"/>).
+    /// </summary>
+    public static async Task<FrontendServer> StartAsync(DistributedRuntime runtime, FrontendOptions options, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        ILoggerFactory? owned = null;
+        if (loggerFactory is null)
+        {
+            owned = LoggerFactory.Create(b =>
+            {
+                if (options.JsonLogs)
+                {
+                    b.AddJsonConsole(o => o.JsonWriterOptions = new JsonWriterOptions { Indented = false });
+                }
+                else
+                {
+                    b.AddSimpleConsole(o =>
+                    {
+                        o.SingleLine = true;
+                        o.TimestampFormat = "HH:mm:ss.fff ";
+                    });
+                }
+            });
+            loggerFactory = owned;
+        }
+
+        ILogger logger = loggerFactory.CreateLogger("Dynamo.Frontend");
+        if (RouterPolicies.IsFallback(options.RouterMode))
+        {
+            Log.RouterFallback(logger, options.RouterMode);
+        }
+
+        ModelRegistry? registry = null;
+        WebApplication? app = null;
+        var shutdown = new CancellationTokenSource();
+        try
+        {
+            registry = await ModelRegistry.StartAsync(runtime, options, logger, cancellationToken).ConfigureAwait(false);
+            var metrics = new FrontendMetrics();
+            FrontendServer? server = null;
+            var handler = new OpenAiHandler(registry, metrics, options, logger, () => server is null || server._shuttingDown != 0, shutdown.Token);
+
+            WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = typeof(FrontendServer).Assembly.GetName().Name });
+            builder.Logging.ClearProviders();
+            builder.WebHost.ConfigureKestrel(k =>
+            {
+                k.AddServerHeader = false;
+                k.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
+                if (options.Host is "0.0.0.0" or "*" or "+")
+                {
+                    k.ListenAnyIP(options.HttpPort);
+                }
+                else
+                {
+                    IPAddress address = options.Host == "localhost" ? IPAddress.Loopback
+                        : IPAddress.TryParse(options.Host, out IPAddress? parsed) ? parsed
+                        : Dns.GetHostAddresses(options.Host)[0];
+                    k.Listen(address, options.HttpPort);
+                }
+            });
+            app = builder.Build();
+            app.MapPost("/v1/chat/completions", (RequestDelegate)handler.ChatCompletionsAsync);
+            app.MapPost("/v1/completions", (RequestDelegate)handler.CompletionsAsync);
+            app.MapGet("/v1/models", (RequestDelegate)(context => ModelsAsync(context, registry)));
+            app.MapGet("/live", (RequestDelegate)(context => LiveAsync(context, server)));
+            app.MapGet("/health", (RequestDelegate)(context => HealthAsync(context, registry)));
+            app.MapGet("/metrics", (RequestDelegate)(async context =>
+            {
+                context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+                await metrics.ExportAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
+            }));
+            app.MapFallback((RequestDelegate)(context => OpenAiHandler.WriteErrorAsync(context.Response,
+                new OpenAiException(404, "invalid_request_error", $"Unknown route {context.Request.Method} {context.Request.Path}.", null, "unknown_route"), context.RequestAborted)));
+
+            await app.StartAsync(cancellationToken).ConfigureAwait(false);
+            string bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+            var uri = new Uri(bound.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal));
+            server = new FrontendServer(app, registry, handler, options, logger, owned, shutdown, new Uri($"http://{uri.Host}:{uri.Port}"));
+            Log.Listening(logger, server.BaseAddress, options.Namespace, options.RouterMode);
+            return server;
+        }
+        catch
+        {
+            if (app is not null)
+            {
+                await app.DisposeAsync().ConfigureAwait(false);
+            }
+
+            if (registry is not null)
+            {
+                await registry.DisposeAsync().ConfigureAwait(false);
+            }
+
+            shutdown.Dispose();
+            owned?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Waits until <paramref name="name"/> is served and its tokenizer is loaded.</summary>
+    public Task WaitForModelAsync(string name, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return _registry.WaitForModelAsync(name, cancellationToken);
+    }
+
+    /// <summary>
+    /// Shuts down: /live and new requests answer 503 at once; in-flight requests may finish for
+    /// <see cref="FrontendOptions.ShutdownDrainTimeout"/>, then their streams end (an error event and
+    /// [DONE]); then Kestrel stops.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _shuttingDown, 1) != 0)
+        {
+            return;
+        }
+
+        Log.ShuttingDown(_logger, _handler.Inflight);
+        var deadline = DateTime.UtcNow + _options.ShutdownDrainTimeout;
+        while (_handler.Inflight > 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20).ConfigureAwait(false);
+        }
+
+        await _shutdown.CancelAsync().ConfigureAwait(false);
+        using (var stop = new CancellationTokenSource(TimeSpan.FromSeconds(5)))
+        {
+            await _app.StopAsync(stop.Token).ConfigureAwait(false);
+        }
+
+        await _app.DisposeAsync().ConfigureAwait(false);
+        await _registry.DisposeAsync().ConfigureAwait(false);
+        _shutdown.Dispose();
+        _ownedLoggerFactory?.Dispose();
+    }
+
+    private static Task LiveAsync(HttpContext context, FrontendServer? server)
+    {
+        bool live = server is not null && server._shuttingDown == 0;
+        context.Response.StatusCode = live ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
+        context.Response.ContentType = "application/json";
+        return context.Response.WriteAsync(live ? "{\"status\":\"live\"}" : "{\"status\":\"shutting_down\"}", context.RequestAborted);
+    }
+
+    private static Task ModelsAsync(HttpContext context, ModelRegistry registry)
+    {
+        var list = new ModelList
+        {
+            Data = [.. registry.Models.Values.OrderBy(m => m.Name, StringComparer.Ordinal)
+                .Select(m => new ModelObject { Id = m.Name, Created = m.State.CreatedUnixSeconds })],
+        };
+        context.Response.ContentType = "application/json";
+        return JsonSerializer.SerializeAsync(context.Response.Body, list, OpenAiJsonContext.Default.ModelList, context.RequestAborted);
+    }
+
+    private static Task HealthAsync(HttpContext context, ModelRegistry registry)
+    {
+        var models = registry.Models.Values.OrderBy(m => m.Name, StringComparer.Ordinal).ToArray();
+        EndpointClient[] clients = [.. registry.Clients.OrderBy(c => c.Address.ToString(), StringComparer.Ordinal)];
+        var health = new HealthResponse
+        {
+            Status = models.Length > 0 ? "healthy" : "unhealthy",
+            Models = [.. models.Select(m => new HealthModel(m.Name, [.. m.Instances.Select(i => EndpointAddress.FormatId(i.InstanceId))]))],
+            Endpoints = [.. clients.Select(c => c.Address.ToString())],
+            Instances = [.. clients.SelectMany(c =>
+            {
+                var available = c.AvailableInstances.Select(r => r.InstanceId).ToHashSet();
+                return c.Instances.Select(r => new HealthInstance(c.Address.ToString(), EndpointAddress.FormatId(r.InstanceId), r.Host ?? "", available.Contains(r.InstanceId)));
+            })],
+        };
+        context.Response.StatusCode = models.Length > 0 ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
+        context.Response.ContentType = "application/json";
+        return JsonSerializer.SerializeAsync(context.Response.Body, health, FrontendJsonContext.Default.HealthResponse, context.RequestAborted);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 5201, Level = LogLevel.Information, Message = "Frontend listening on {BaseAddress} (namespace {Namespace}, router {RouterMode})")]
+        public static partial void Listening(ILogger logger, Uri baseAddress, string @namespace, string routerMode);
+
+        [LoggerMessage(EventId = 5202, Level = LogLevel.Warning, Message = "!!! --router-mode {RouterMode} is not implemented yet: requests are routed round-robin !!!")]
+        public static partial void RouterFallback(ILogger logger, string routerMode);
+
+        [LoggerMessage(EventId = 5203, Level = LogLevel.Information, Message = "Frontend shutting down ({Inflight} requests in flight)")]
+        public static partial void ShuttingDown(ILogger logger, int inflight);
+    }
+}

@@ -1,0 +1,243 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using System.Text.Json;
+using Dynamo.Frontend.Routing;
+using Dynamo.Llm.ModelCards;
+using Dynamo.Runtime;
+using Dynamo.Runtime.Discovery;
+using Microsoft.Extensions.Logging;
+
+namespace Dynamo.Frontend.Models;
+
+/// <summary>
+/// The models served now, from the model cards under <c>v1/mdc/{namespace}/</c> (see README.md): a model
+/// appears with the first card naming it and disappears with the last. One watch loop mutates the card
+/// table and publishes an immutable snapshot; requests only read snapshots.
+/// </summary>
+internal sealed partial class ModelRegistry : IAsyncDisposable
+{
+    private readonly DistributedRuntime _runtime;
+    private readonly FrontendOptions _options;
+    private readonly ILogger _logger;
+    private readonly Dictionary<string, ModelInstance> _cards = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ModelState> _states = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, EndpointClient> _clients = new(StringComparer.Ordinal);
+    private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _stop = new();
+    private ImmutableDictionary<string, ServedModel> _models = ImmutableDictionary.Create<string, ServedModel>(StringComparer.Ordinal);
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Task _watch = Task.CompletedTask;
+
+    private ModelRegistry(DistributedRuntime runtime, FrontendOptions options, ILogger logger)
+    {
+        _runtime = runtime;
+        _options = options;
+        _logger = logger;
+    }
+
+    /// <summary>The current snapshot, by served name.</summary>
+    public ImmutableDictionary<string, ServedModel> Models => Volatile.Read(ref _models);
+
+    /// <summary>The endpoint clients, one per endpoint any card named.</summary>
+    public IReadOnlyCollection<EndpointClient> Clients => [.. _clients.Values];
+
+    /// <summary>Starts watching; returns once the existing cards are in.</summary>
+    public static async Task<ModelRegistry> StartAsync(DistributedRuntime runtime, FrontendOptions options, ILogger logger, CancellationToken cancellationToken)
+    {
+        var registry = new ModelRegistry(runtime, options, logger);
+        registry._watch = Task.Run(() => registry.WatchAsync(registry._stop.Token), CancellationToken.None);
+        await registry._synced.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return registry;
+    }
+
+    /// <summary>The model named <paramref name="name"/>, or null.</summary>
+    public ServedModel? Find(string name) => Models.GetValueOrDefault(name);
+
+    /// <summary>Waits until <paramref name="name"/> is served and its tokenizer is loaded.</summary>
+    public async Task WaitForModelAsync(string name, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task changed = Volatile.Read(ref _changed).Task;
+            if (Find(name) is { } model)
+            {
+                await model.State.GetPreprocessorAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+                return;
+            }
+
+            await changed.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The instance for a request to <paramref name="name"/> chosen by its router policy among the instances
+    /// not in <paramref name="tried"/> (preferring those the endpoint client sees as available); null when none is left.
+    /// </summary>
+    public (EndpointClient Client, long InstanceId)? Pick(string name, IReadOnlySet<long> tried)
+    {
+        if (Find(name) is not { } model)
+        {
+            return null;
+        }
+
+        ModelInstance[] left = [.. model.Instances.Where(i => !tried.Contains(i.InstanceId))];
+        if (left.Length == 0)
+        {
+            return null;
+        }
+
+        ModelInstance[] available = [.. left.Where(i => _clients.TryGetValue(i.Card.Endpoint, out EndpointClient? c) && c.AvailableInstances.Any(r => r.InstanceId == i.InstanceId))];
+        ModelInstance[] candidates = available.Length > 0 ? available : left;
+        long id = model.State.Router.Pick([.. candidates.Select(i => i.InstanceId)]);
+        ModelInstance chosen = candidates.First(i => i.InstanceId == id);
+        return (_clients[chosen.Card.Endpoint], id);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await _watch.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        foreach (EndpointClient client in _clients.Values)
+        {
+            await client.DisposeAsync().ConfigureAwait(false);
+        }
+
+        _stop.Dispose();
+    }
+
+    private async Task WatchAsync(CancellationToken cancellationToken)
+    {
+        string prefix = $"{EndpointAddress.ModelCardsRoot}{_options.Namespace}/";
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await foreach (DiscoveryEvent e in _runtime.Discovery.WatchPrefixAsync(prefix, cancellationToken).ConfigureAwait(false))
+                {
+                    switch (e.Kind)
+                    {
+                        case DiscoveryEventKind.Put:
+                            await PutAsync(e.Key, e.Value, cancellationToken).ConfigureAwait(false);
+                            break;
+                        case DiscoveryEventKind.Delete:
+                            if (_cards.Remove(e.Key))
+                            {
+                                Publish();
+                            }
+
+                            break;
+                        case DiscoveryEventKind.Synced:
+                            _synced.TrySetResult();
+                            break;
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                Log.WatchFailed(_logger, prefix, e);
+                try
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private async Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken)
+    {
+        ModelDeploymentCard card;
+        EndpointAddress endpoint;
+        try
+        {
+            card = ModelCards.Deserialize(value.Span);
+            endpoint = EndpointAddress.Parse(card.Endpoint);
+        }
+        catch (Exception e) when (e is JsonException or InvalidDataException or ArgumentException)
+        {
+            Log.BadCard(_logger, key, e.Message);
+            return;
+        }
+
+        if (EndpointAddress.ParseIdFromKey(key) is not long instanceId)
+        {
+            Log.BadCard(_logger, key, "the key does not end in an instance id");
+            return;
+        }
+
+        if (!_clients.ContainsKey(card.Endpoint))
+        {
+            _clients[card.Endpoint] = await _runtime.CreateClientAsync(endpoint, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+
+        _cards[key] = new ModelInstance(instanceId, card, endpoint);
+        Publish();
+    }
+
+    /// <summary>Rebuilds the snapshot from the card table (watch loop only) and wakes waiters.</summary>
+    private void Publish()
+    {
+        ImmutableDictionary<string, ServedModel> before = Models;
+        var builder = ImmutableDictionary.CreateBuilder<string, ServedModel>(StringComparer.Ordinal);
+        foreach (IGrouping<string, ModelInstance> group in _cards.Values.GroupBy(i => i.Card.Name, StringComparer.Ordinal))
+        {
+            if (!_states.TryGetValue(group.Key, out ModelState? state))
+            {
+                ModelInstance first = group.OrderBy(i => i.InstanceId).First();
+                state = new ModelState(group.Key, RouterPolicies.Create(_options.RouterMode), LoadTokenizerAsync, first.Card);
+                _states[group.Key] = state;
+                _ = state.GetPreprocessorAsync().ContinueWith(
+                    t => Log.TokenizerFailed(_logger, group.Key, t.Exception!.GetBaseException()),
+                    CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+                Log.ModelAdded(_logger, group.Key, first.Card.Endpoint, first.Card.ContextLength);
+            }
+
+            builder[group.Key] = new ServedModel(group.Key, state, [.. group.OrderBy(i => i.InstanceId)]);
+        }
+
+        ImmutableDictionary<string, ServedModel> after = builder.ToImmutable();
+        foreach (string gone in before.Keys.Where(k => !after.ContainsKey(k)))
+        {
+            _states.Remove(gone);
+            Log.ModelRemoved(_logger, gone);
+        }
+
+        Volatile.Write(ref _models, after);
+        Interlocked.Exchange(ref _changed, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+
+    private Task<TokenizerBundle> LoadTokenizerAsync(ModelDeploymentCard card, CancellationToken cancellationToken) =>
+        ModelCards.LoadTokenizerAsync(card, _runtime.Blobs, _options.TokenizerCacheDirectory, cancellationToken);
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 5101, Level = LogLevel.Information, Message = "Model {Model} is served (endpoint {Endpoint}, context {ContextLength})")]
+        public static partial void ModelAdded(ILogger logger, string model, string endpoint, int contextLength);
+
+        [LoggerMessage(EventId = 5102, Level = LogLevel.Information, Message = "Model {Model} is no longer served (its last worker left)")]
+        public static partial void ModelRemoved(ILogger logger, string model);
+
+        [LoggerMessage(EventId = 5103, Level = LogLevel.Warning, Message = "Ignoring model card {Key}: {Reason}")]
+        public static partial void BadCard(ILogger logger, string key, string reason);
+
+        [LoggerMessage(EventId = 5104, Level = LogLevel.Error, Message = "Loading the tokenizer of model {Model} failed (retried on the next request)")]
+        public static partial void TokenizerFailed(ILogger logger, string model, Exception exception);
+
+        [LoggerMessage(EventId = 5105, Level = LogLevel.Error, Message = "Watching model cards under {Prefix} failed; retrying")]
+        public static partial void WatchFailed(ILogger logger, string prefix, Exception exception);
+    }
+}

@@ -1,0 +1,392 @@
+using System.Text;
+using System.Text.Json;
+using Dynamo.Llm.ChatTemplates;
+using Dynamo.Llm.Engines;
+using Dynamo.Llm.ModelCards;
+using Dynamo.Llm.Protocols.OpenAi;
+using Dynamo.Llm.Protocols.Worker;
+
+namespace Dynamo.Llm.Preprocessing;
+
+/// <summary>
+/// Turns OpenAI requests into token ids and sampling for one model: chat messages through its chat
+/// template, completion prompts through its tokenizer; every field range checked (400 naming the field),
+/// and prompt + max_tokens checked against the context length (400 with the numbers). Thread-safe.
+/// </summary>
+public sealed class Preprocessor
+{
+    /// <summary>The most choices one request may ask for (prompts times n).</summary>
+    public const int MaxChoices = 1024;
+
+    /// <summary>OpenAI's max_tokens default for /v1/completions.</summary>
+    public const int DefaultCompletionMaxTokens = 16;
+
+    private static readonly HashSet<string> Roles = new(StringComparer.Ordinal) { "system", "developer", "user", "assistant", "tool" };
+
+    private readonly TokenizerBundle _bundle;
+    private readonly int _contextLength;
+
+    /// <param name="bundle">The model's tokenizer and chat template.</param>
+    /// <param name="contextLength">The model's context length; 0 or less means unknown (no check).</param>
+    public Preprocessor(TokenizerBundle bundle, int contextLength)
+    {
+        ArgumentNullException.ThrowIfNull(bundle);
+        _bundle = bundle;
+        _contextLength = contextLength > 0 ? contextLength : int.MaxValue;
+    }
+
+    /// <summary>The model's tokenizer bundle.</summary>
+    public TokenizerBundle Bundle => _bundle;
+
+    /// <summary>Validates and tokenizes a chat request.</summary>
+    public PreprocessedRequest Preprocess(ChatCompletionRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        string model = RequireModel(request.Model);
+        if (request.Messages is not { Count: > 0 } messages)
+        {
+            throw OpenAiException.BadRequest("'messages' must be a non-empty array of messages.", "messages", "empty_messages");
+        }
+
+        var conversation = new List<ChatMessage>(messages.Count);
+        for (int i = 0; i < messages.Count; i++)
+        {
+            ChatMessageRequest? m = messages[i];
+            if (m is null)
+            {
+                throw OpenAiException.BadRequest($"'messages[{i}]' must be an object.", $"messages[{i}]");
+            }
+
+            if (m.Role is null || !Roles.Contains(m.Role))
+            {
+                throw OpenAiException.BadRequest($"'messages[{i}].role' must be one of system, developer, user, assistant, tool (got {(m.Role is null ? "nothing" : $"'{m.Role}'")}).", $"messages[{i}].role");
+            }
+
+            conversation.Add(new ChatMessage(m.Role, ContentText(m.Content, i)));
+        }
+
+        ChatTemplate template = _bundle.ChatTemplate
+            ?? throw OpenAiException.BadRequest($"The model '{model}' has no chat template: use /v1/completions with a prompt.", "messages", "no_chat_template");
+        string rendered;
+        try
+        {
+            rendered = template.RenderChat(conversation, addGenerationPrompt: true, _bundle.BosToken, _bundle.EosToken);
+        }
+        catch (ChatTemplateException e)
+        {
+            throw OpenAiException.BadRequest($"The chat template refused the messages: {e.Message}", "messages", "chat_template_error");
+        }
+
+        IReadOnlyList<int> tokens = _bundle.Tokenizer.Encode(rendered, addSpecialTokens: false);
+        if (tokens.Count == 0)
+        {
+            throw OpenAiException.BadRequest("The messages render to an empty prompt.", "messages", "empty_messages");
+        }
+
+        string maxField = request.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens";
+        int? max = request.MaxCompletionTokens ?? request.MaxTokens;
+        if (request.TopLogprobs is > 0 && request.Logprobs != true)
+        {
+            throw OpenAiException.BadRequest("'top_logprobs' requires 'logprobs' to be true.", "top_logprobs");
+        }
+
+        bool logprobs = request.Logprobs == true;
+        SamplingParams sampling = Sampling(request, max, maxField, logprobs, request.TopLogprobs ?? 0, "top_logprobs");
+        PromptInput prompt = Fit(tokens, max, maxField, defaultMax: null, "messages");
+        return Build(model, request, [prompt], sampling, logprobs ? LogprobsFormat.Chat : LogprobsFormat.None);
+    }
+
+    /// <summary>Validates and tokenizes a completions request (each prompt its own choices).</summary>
+    public PreprocessedRequest Preprocess(CompletionRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        string model = RequireModel(request.Model);
+        List<IReadOnlyList<int>> prompts = Prompts(request.Prompt);
+        bool logprobs = request.Logprobs is not null;
+        SamplingParams sampling = Sampling(request, request.MaxTokens, "max_tokens", logprobs, request.Logprobs ?? 0, "logprobs");
+        var inputs = prompts.Select(p => Fit(p, request.MaxTokens, "max_tokens", DefaultCompletionMaxTokens, "prompt")).ToArray();
+        return Build(model, request, inputs, sampling, logprobs ? LogprobsFormat.Completion : LogprobsFormat.None);
+    }
+
+    /// <summary>The worker protocol's generate request for one choice (JSON).</summary>
+    public static byte[] BuildGenerateRequest(string requestId, IReadOnlyList<int> tokenIds, SamplingParams sampling)
+    {
+        ArgumentNullException.ThrowIfNull(tokenIds);
+        ArgumentNullException.ThrowIfNull(sampling);
+        var request = new GenerateRequest
+        {
+            Version = GenerateRequest.CurrentVersion,
+            RequestId = requestId,
+            TokenIds = tokenIds,
+            Sampling = new GenerateSampling
+            {
+                Temperature = sampling.Temperature,
+                TopK = sampling.TopK,
+                TopP = sampling.TopP,
+                MinP = sampling.MinP,
+                Seed = sampling.Seed,
+                RepetitionPenalty = sampling.RepetitionPenalty,
+                FrequencyPenalty = sampling.FrequencyPenalty,
+                PresencePenalty = sampling.PresencePenalty,
+                MaxTokens = sampling.MaxTokens,
+                IgnoreEos = sampling.IgnoreEos,
+                StopTokenIds = sampling.StopTokenIds.Count > 0 ? sampling.StopTokenIds : null,
+                Logprobs = sampling.Logprobs ? true : null,
+                TopLogprobs = sampling.TopLogprobs > 0 ? sampling.TopLogprobs : null,
+            },
+        };
+        return JsonSerializer.SerializeToUtf8Bytes(request, WorkerJsonContext.Default.GenerateRequest);
+    }
+
+    private static string RequireModel(string? model) =>
+        string.IsNullOrEmpty(model) ? throw OpenAiException.BadRequest("'model' is required.", "model", "missing_model") : model;
+
+    private static PreprocessedRequest Build(string model, OpenAiRequestBase request, IReadOnlyList<PromptInput> prompts, SamplingParams sampling, LogprobsFormat logprobs)
+    {
+        int n = request.N ?? 1;
+        if (prompts.Count * n > MaxChoices)
+        {
+            throw OpenAiException.BadRequest($"{prompts.Count} prompts times n={n} is more than {MaxChoices} choices.", "n");
+        }
+
+        return new PreprocessedRequest
+        {
+            Model = model,
+            Prompts = prompts,
+            N = n,
+            Sampling = sampling,
+            Stream = request.Stream == true,
+            IncludeUsage = request.Stream == true && request.StreamOptions?.IncludeUsage == true,
+            Logprobs = logprobs,
+        };
+    }
+
+    private static SamplingParams Sampling(OpenAiRequestBase r, int? maxTokens, string maxField, bool logprobs, int topLogprobs, string topField)
+    {
+        if (maxTokens is < 1)
+        {
+            throw OpenAiException.BadRequest($"'{maxField}' must be at least 1 (got {maxTokens}).", maxField);
+        }
+
+        if (r.N is < 1 or > 128)
+        {
+            throw OpenAiException.BadRequest($"'n' must be between 1 and 128 (got {r.N}).", "n");
+        }
+
+        if (topLogprobs is < 0 or > 20)
+        {
+            throw OpenAiException.BadRequest($"'{topField}' must be between 0 and 20 (got {topLogprobs}).", topField);
+        }
+
+        SamplingParams d = SamplingParams.Default;
+        var sampling = new SamplingParams
+        {
+            Temperature = r.Temperature ?? d.Temperature,
+            TopP = r.TopP ?? d.TopP,
+            TopK = r.TopK ?? d.TopK,
+            MinP = r.MinP ?? d.MinP,
+            Seed = r.Seed is long seed ? unchecked((ulong)seed) : null,
+            PresencePenalty = r.PresencePenalty ?? d.PresencePenalty,
+            FrequencyPenalty = r.FrequencyPenalty ?? d.FrequencyPenalty,
+            RepetitionPenalty = r.RepetitionPenalty ?? d.RepetitionPenalty,
+            IgnoreEos = r.IgnoreEos ?? false,
+            Stop = StopStrings(r.Stop),
+            Logprobs = logprobs,
+            TopLogprobs = topLogprobs,
+            MaxTokens = maxTokens ?? 1,
+        };
+        try
+        {
+            return sampling.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            string message = e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal);
+            throw OpenAiException.BadRequest($"Invalid value for '{e.ParamName}': {message}", e.ParamName);
+        }
+    }
+
+    private PromptInput Fit(IReadOnlyList<int> tokens, int? maxTokens, string maxField, int? defaultMax, string promptField)
+    {
+        int room = _contextLength == int.MaxValue ? int.MaxValue : _contextLength - tokens.Count;
+        if (maxTokens is int max)
+        {
+            if ((long)tokens.Count + max > _contextLength)
+            {
+                throw OpenAiException.BadRequest(
+                    $"This model's maximum context length is {_contextLength} tokens. However, you requested {(long)tokens.Count + max} tokens ({tokens.Count} in the {(promptField == "messages" ? "messages" : "prompt")}, {max} in the completion). Please reduce the length of the {(promptField == "messages" ? "messages" : "prompt")} or of '{maxField}'.",
+                    promptField, "context_length_exceeded");
+            }
+
+            return new PromptInput(tokens, max);
+        }
+
+        if (room < 1)
+        {
+            throw OpenAiException.BadRequest(
+                $"This model's maximum context length is {_contextLength} tokens. However, the {(promptField == "messages" ? "messages" : "prompt")} has {tokens.Count} tokens, which leaves no room for the completion.",
+                promptField, "context_length_exceeded");
+        }
+
+        return new PromptInput(tokens, Math.Min(room, defaultMax ?? int.MaxValue));
+    }
+
+    private static string ContentText(JsonElement? content, int index)
+    {
+        if (content is not JsonElement c || c.ValueKind == JsonValueKind.Null)
+        {
+            return "";
+        }
+
+        if (c.ValueKind == JsonValueKind.String)
+        {
+            return c.GetString()!;
+        }
+
+        string param = $"messages[{index}].content";
+        if (c.ValueKind != JsonValueKind.Array)
+        {
+            throw OpenAiException.BadRequest($"'{param}' must be a string or an array of text parts (got {c.ValueKind.ToString().ToLowerInvariant()}).", param, "invalid_type");
+        }
+
+        var text = new StringBuilder();
+        int part = 0;
+        foreach (JsonElement p in c.EnumerateArray())
+        {
+            if (p.ValueKind != JsonValueKind.Object || !p.TryGetProperty("type", out JsonElement type) || type.ValueKind != JsonValueKind.String)
+            {
+                throw OpenAiException.BadRequest($"'{param}[{part}]' must be an object with a 'type'.", $"{param}[{part}]", "invalid_type");
+            }
+
+            if (type.GetString() != "text")
+            {
+                throw OpenAiException.BadRequest($"'{param}[{part}]' has type '{type.GetString()}': only text parts are supported.", $"{param}[{part}].type", "unsupported_content");
+            }
+
+            if (!p.TryGetProperty("text", out JsonElement t) || t.ValueKind != JsonValueKind.String)
+            {
+                throw OpenAiException.BadRequest($"'{param}[{part}].text' must be a string.", $"{param}[{part}].text", "invalid_type");
+            }
+
+            if (part > 0)
+            {
+                text.Append('\n');
+            }
+
+            text.Append(t.GetString());
+            part++;
+        }
+
+        return text.ToString();
+    }
+
+    private static IReadOnlyList<string> StopStrings(JsonElement? stop)
+    {
+        if (stop is not JsonElement s || s.ValueKind == JsonValueKind.Null)
+        {
+            return [];
+        }
+
+        if (s.ValueKind == JsonValueKind.String)
+        {
+            return [s.GetString()!];
+        }
+
+        if (s.ValueKind == JsonValueKind.Array && s.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
+        {
+            return [.. s.EnumerateArray().Select(e => e.GetString()!)];
+        }
+
+        throw OpenAiException.BadRequest("'stop' must be a string or an array of strings.", "stop", "invalid_type");
+    }
+
+    private List<IReadOnlyList<int>> Prompts(JsonElement? prompt)
+    {
+        const string Shape = "'prompt' must be a string, an array of strings, an array of token ids or an array of token-id arrays.";
+        if (prompt is not JsonElement p || p.ValueKind == JsonValueKind.Null)
+        {
+            throw OpenAiException.BadRequest("'prompt' is required.", "prompt", "missing_prompt");
+        }
+
+        var prompts = new List<IReadOnlyList<int>>();
+        switch (p.ValueKind)
+        {
+            case JsonValueKind.String:
+                prompts.Add(Encode(p.GetString()!));
+                break;
+            case JsonValueKind.Array when p.GetArrayLength() == 0:
+                throw OpenAiException.BadRequest("'prompt' must not be empty.", "prompt", "empty_prompt");
+            case JsonValueKind.Array:
+                JsonValueKind first = p[0].ValueKind;
+                if (first == JsonValueKind.Number)
+                {
+                    prompts.Add(TokenIds(p, "prompt"));
+                }
+                else if (first == JsonValueKind.String)
+                {
+                    foreach (JsonElement e in p.EnumerateArray())
+                    {
+                        prompts.Add(e.ValueKind == JsonValueKind.String ? Encode(e.GetString()!) : throw OpenAiException.BadRequest(Shape, "prompt", "invalid_type"));
+                    }
+                }
+                else if (first == JsonValueKind.Array)
+                {
+                    int i = 0;
+                    foreach (JsonElement e in p.EnumerateArray())
+                    {
+                        prompts.Add(e.ValueKind == JsonValueKind.Array ? TokenIds(e, $"prompt[{i}]") : throw OpenAiException.BadRequest(Shape, "prompt", "invalid_type"));
+                        i++;
+                    }
+                }
+                else
+                {
+                    throw OpenAiException.BadRequest(Shape, "prompt", "invalid_type");
+                }
+
+                break;
+            default:
+                throw OpenAiException.BadRequest(Shape, "prompt", "invalid_type");
+        }
+
+        if (prompts.Count > MaxChoices)
+        {
+            throw OpenAiException.BadRequest($"At most {MaxChoices} prompts per request (got {prompts.Count}).", "prompt");
+        }
+
+        return prompts;
+    }
+
+    private IReadOnlyList<int> Encode(string text)
+    {
+        IReadOnlyList<int> ids = _bundle.Tokenizer.Encode(text, addSpecialTokens: true);
+        return ids.Count > 0 ? ids : throw OpenAiException.BadRequest("'prompt' must not be empty.", "prompt", "empty_prompt");
+    }
+
+    private int[] TokenIds(JsonElement array, string param)
+    {
+        int vocab = _bundle.Tokenizer.VocabSize;
+        var ids = new int[array.GetArrayLength()];
+        if (ids.Length == 0)
+        {
+            throw OpenAiException.BadRequest($"'{param}' must not be empty.", param, "empty_prompt");
+        }
+
+        int i = 0;
+        foreach (JsonElement e in array.EnumerateArray())
+        {
+            if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int id))
+            {
+                throw OpenAiException.BadRequest($"'{param}[{i}]' must be an integer token id.", param, "invalid_type");
+            }
+
+            if (id < 0 || id >= vocab)
+            {
+                throw OpenAiException.BadRequest($"'{param}[{i}]' = {id} is not a token id of this model (0..{vocab - 1}).", param);
+            }
+
+            ids[i++] = id;
+        }
+
+        return ids;
+    }
+}
