@@ -260,8 +260,20 @@ public sealed class MockerEngine : IEngine
         TimeSpan wait = _time.GetElapsedTime(now, _deadline);
         if (wait > TimeSpan.Zero)
         {
-            await Task.Delay(wait, _time, cancellationToken).ConfigureAwait(false);
+            await DelayAsync(wait, cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// <c>Task.Delay(wait, _time, cancellationToken)</c> at tick precision: Task.Delay truncates its delay to whole
+    /// milliseconds, which would make every sub-millisecond step free and put an exact clock off by fractions.
+    /// </summary>
+    private async Task DelayAsync(TimeSpan wait, CancellationToken cancellationToken)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using ITimer timer = _time.CreateTimer(static state => ((TaskCompletionSource)state!).TrySetResult(), done, wait, Timeout.InfiniteTimeSpan);
+        using CancellationTokenRegistration registration = cancellationToken.Register(() => done.TrySetCanceled(cancellationToken));
+        await done.Task.ConfigureAwait(false);
     }
 
     private void DrainCommands()
