@@ -404,12 +404,12 @@ public sealed class MockerEngineTests
         Assert.Throws<ObjectDisposedException>(() => engine.SubmitAsync(new EngineRequest("late", [1], Tokens(1))));
     }
 
-    public static TheoryData<int, int, int, int, int> Pools => new()
+    public static TheoryData<int, int, int, int, int, bool> Pools => new()
     {
-        // block size, blocks, max batched tokens, max seqs, requests
-        { 8, 40, 48, 32, 16 },
-        { 4, 120, 64, 4, 12 },
-        { 16, 200, 512, 64, 10 },
+        // block size, blocks, max batched tokens, max seqs, requests, preempts
+        { 8, 40, 48, 32, 16, true },
+        { 4, 120, 64, 4, 12, false },
+        { 16, 200, 512, 64, 10, false },
     };
 
     /// <summary>
@@ -418,7 +418,7 @@ public sealed class MockerEngineTests
     /// </summary>
     [Theory]
     [MemberData(nameof(Pools))]
-    public async Task KvEvents_SameRequestsAsTheRealEngine_SameEventSequence(int blockSize, int blocks, int maxBatched, int maxSeqs, int count)
+    public async Task KvEvents_SameRequestsAsTheRealEngine_SameEventSequence(int blockSize, int blocks, int maxBatched, int maxSeqs, int count, bool preempts)
     {
         string path = EngineWorkerTests.TinyModel.Value;
         ModelConfig config = ModelLoader.Load(path).Config;
@@ -469,6 +469,7 @@ public sealed class MockerEngineTests
         Assert.Equal(expected.Stats with { KvBlocksTotal = 0 }, actual.Stats with { KvBlocksTotal = 0 });
         Assert.Equal(blocks, actual.Stats.KvBlocksTotal);
         Assert.Contains(expected.Events, e => e.Contains("\"stored\"", StringComparison.Ordinal));
+        Assert.Equal(preempts, expected.Stats.Preemptions > 0);
         if (blocks <= 120)
         {
             Assert.Contains(expected.Events, e => e.Contains("\"removed\"", StringComparison.Ordinal));
