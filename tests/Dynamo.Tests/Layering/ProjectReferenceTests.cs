@@ -38,6 +38,12 @@ public class ProjectReferenceTests
     }
 
     [Fact]
+    public void Mocker_ReferencesOnlyLlm()
+    {
+        Assert.Equal(["Dynamo.Llm"], OurReferences(typeof(Dynamo.Mocker.MockerEngine).Assembly));
+    }
+
+    [Fact]
     public void Engine_IsTheOnlyProjectWithUnsafeCode()
     {
         static bool HasUnverifiableCode(Assembly a) =>
@@ -46,5 +52,6 @@ public class ProjectReferenceTests
 
         Assert.True(HasUnverifiableCode(typeof(Dynamo.Engine.Inference.Transformer).Assembly));
         Assert.False(HasUnverifiableCode(typeof(Dynamo.Llm.Tokenizers.ITokenizer).Assembly));
+        Assert.False(HasUnverifiableCode(typeof(Dynamo.Mocker.MockerEngine).Assembly));
     }
 }

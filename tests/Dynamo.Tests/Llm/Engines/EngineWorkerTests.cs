@@ -7,6 +7,7 @@ using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
 using Dynamo.Llm.ModelCards;
 using Dynamo.Llm.Models;
+using Dynamo.Mocker;
 using Dynamo.Runtime;
 using Dynamo.Runtime.EventPlane;
 using Dynamo.Runtime.RequestPlane;
@@ -133,5 +134,42 @@ public sealed class EngineWorkerTests
         Assert.Equal(model.Text.ChatTemplateSource, rebuilt.ChatTemplateSource);
         Assert.True(new FileInfo(Directory.GetFiles(cache, "tokenizer.gguf", SearchOption.AllDirectories)[0]).Length < new FileInfo(TinyModel.Value).Length);
         Directory.Delete(cache, recursive: true);
+    }
+
+    [Fact]
+    public async Task Generate_MockerEngine_ServedUnchangedWithPrefixHitsAndKvEvents()
+    {
+        await using var cluster = new InProcessCluster();
+        await using DistributedRuntime workerRuntime = await cluster.ConnectAsync();
+        await using DistributedRuntime frontend = await cluster.ConnectAsync();
+        await using IEventSubscription events = await frontend.Events.SubscribeAsync(Address.EventSubject(EngineWorker.KvEventsTopic));
+        await using var engine = new MockerEngine(MockerOptions.Default with { SpeedupRatio = 1000, WorkerId = workerRuntime.InstanceId });
+        await using EngineWorker worker = await EngineWorker.StartAsync(workerRuntime, engine, Address);
+        await using EndpointClient client = await frontend.CreateClientAsync(Address);
+
+        int[] prompt = [.. Enumerable.Range(10, 40)];
+        List<JsonElement> first = await CallAsync(client, Request(prompt, 6));
+        List<JsonElement> second = await CallAsync(client, Request(prompt, 6));
+        Assert.Equal(6, first.Sum(r => r.GetProperty("token_ids").GetArrayLength()));
+        Assert.Equal(
+            first.SelectMany(r => r.GetProperty("token_ids").EnumerateArray().Select(t => t.GetInt32())),
+            second.SelectMany(r => r.GetProperty("token_ids").EnumerateArray().Select(t => t.GetInt32())));
+        Assert.Equal("length", second[^1].GetProperty("finish_reason").GetString());
+        Assert.Equal(40, second[^1].GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(0, first[^1].GetProperty("cached_tokens").GetInt32());
+        Assert.Equal(32, second[^1].GetProperty("cached_tokens").GetInt32());
+
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await foreach (EventMessage m in events.ReadAllAsync(timeout.Token))
+        {
+            KvEvent e = KvEventJson.Deserialize(m.Payload.Span);
+            Assert.Equal(workerRuntime.InstanceId, e.WorkerId);
+            KvStoredData stored = Assert.IsType<KvStoredData>(e.Data);
+            Assert.Equal(BlockHasher.SequenceHashes(prompt, engine.BlockSize)[0], stored.Blocks[0].BlockHash);
+            break;
+        }
+
+        RequestPlaneException bad = await Assert.ThrowsAsync<RequestPlaneException>(() => CallAsync(client, Request([1, 99_999], 2)));
+        Assert.Equal("invalid_request", bad.Code);
     }
 }
