@@ -13,6 +13,9 @@ internal static class Program
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(WorkerCommand.Create());
         root.Subcommands.Add(CallCommand.Create());
+        root.Subcommands.Add(RunCommand.Create());
+        root.Subcommands.Add(FrontendCommand.Create());
+        root.Subcommands.Add(ServeCommand.Create());
         // Our own handler (CliErrors) turns user errors into one line; the default one would print stack traces.
         return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
     }

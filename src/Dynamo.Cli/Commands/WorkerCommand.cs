@@ -1,10 +1,7 @@
 using System.CommandLine;
-using Dynamo.Engine.Inference;
-using Dynamo.Engine.Kernels;
-using Dynamo.Engine.Models;
+using System.Globalization;
+using Dynamo.Cli.Components;
 using Dynamo.Engine.Serving;
-using Dynamo.Llm.Engines;
-using Dynamo.Llm.ModelCards;
 using Dynamo.Runtime;
 
 namespace Dynamo.Cli.Commands;
@@ -12,30 +9,53 @@ namespace Dynamo.Cli.Commands;
 /// <summary>
 /// <c>dynamo worker</c>: loads a model, connects to etcd and NATS (NATS_SERVER, ETCD_ENDPOINTS; localhost
 /// by default), serves the engine on namespace.component.generate, publishes the model card, and runs
-/// until Ctrl-C / SIGTERM, then leaves discovery at once.
+/// until Ctrl-C / SIGTERM, then leaves discovery at once. Accepts the guides' vLLM and SGLang spellings.
 /// </summary>
 internal static class WorkerCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model", "-m", "--model-path") { Description = "A GGUF file, a Hugging Face directory or a llama2.c checkpoint", Required = true };
+        var model = new Option<string?>("--model", "-m", "--model-path") { Description = "A GGUF file, a Hugging Face directory or a llama2.c checkpoint (default with --engine echo/mocker: the default model's tokenizer)" };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer file (required for llama2.c checkpoints); overrides the model's own" };
         var servedName = new Option<string?>("--served-model-name") { Description = "The model name clients ask for (default: the file or folder name)" };
+        var engine = new Option<string>("--engine") { Description = "dynamo (the built-in engine), echo, or mocker (simulated, no model)", DefaultValueFactory = _ => "dynamo" };
         var ns = new Option<string>("--namespace") { Description = "Runtime namespace", DefaultValueFactory = _ => "dynamo" };
-        var component = new Option<string?>("--component") { Description = "Component name (default: backend, or prefill with --is-prefill-worker)" };
+        var component = new Option<string?>("--component") { Description = "Component name (default: backend, or prefill for a prefill worker)" };
         var endpoint = new Option<string>("--endpoint") { Description = "Endpoint name", DefaultValueFactory = _ => "generate" };
         var prefill = new Option<bool>("--is-prefill-worker") { Description = "Register as a prefill worker (component 'prefill')" };
-        var blockSize = new Option<int>("--block-size") { Description = "Tokens per KV block", DefaultValueFactory = _ => EngineOptions.Default.BlockSize };
-        var maxSeqs = new Option<int>("--max-num-seqs") { Description = "Sequences in the running batch at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumSeqs };
-        var maxTokens = new Option<int>("--max-num-batched-tokens") { Description = "Tokens one step computes at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumBatchedTokens };
-        var kvMemory = new Option<long?>("--kv-cache-memory") { Description = "KV cache bytes (default: a fraction of available memory)" };
-        var context = new Option<int?>("--context-length") { Description = "Context length (default: the model's)" };
+        var disaggregation = new Option<string?>("--disaggregation-mode") { Description = "SGLang spelling: prefill or decode" };
+        var blockSize = new Option<int>("--block-size", "--page-size") { Description = "Tokens per KV block", DefaultValueFactory = _ => EngineOptions.Default.BlockSize };
+        var maxSeqs = new Option<int>("--max-num-seqs", "--max-running-requests") { Description = "Sequences in the running batch at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumSeqs };
+        var maxTokens = new Option<int>("--max-num-batched-tokens", "--chunked-prefill-size") { Description = "Tokens one step computes at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumBatchedTokens };
+        var kvMemory = new Option<long?>("--kv-cache-memory") { Description = "KV cache bytes (default: --mem-fraction-static of available memory)" };
+        var memFraction = new Option<double?>("--mem-fraction-static", "--gpu-memory-utilization") { Description = $"Fraction of available memory for the KV cache (default {EngineOptions.Default.KvCacheMemoryFraction})" };
+        var context = new Option<int?>("--context-length", "--max-model-len") { Description = "Context length (default: the model's)" };
+        var noPrefixCaching = new Option<bool>("--no-enable-prefix-caching") { Description = "Turn the prefix cache off" };
         var threads = new Option<int>("--threads") { Description = "Compute threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var leaseTtl = new Option<int>("--lease-ttl") { Description = "Seconds a dead worker stays in discovery at most", DefaultValueFactory = _ => 10 };
+        var systemPort = new Option<int?>("--system-port") { Description = "Port of this worker's /metrics, /health, /live (env DYN_SYSTEM_PORT)" };
+        var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker: simulated time runs this many times faster", DefaultValueFactory = _ => 1 };
+        var gpuBlocks = new Option<int?>("--num-gpu-blocks") { Description = "Mocker: KV pool size in blocks" };
+        var tp = new Option<int>("--tensor-parallel-size", "--tp", "--tp-size") { Description = "Accepted for the guides; this engine runs one process per model", DefaultValueFactory = _ => 1 };
+        var ignoredValues = new[] { "--dp-size", "--nnodes", "--node-rank", "--dist-init-addr", "--disaggregation-transfer-backend", "--pipeline-parallel-size" }
+            .Select(n => new Option<string?>(n) { Description = "Accepted for the guides; no effect here (said at startup)" }).ToArray();
+        var ignoredSwitches = new[] { "--trust-remote-code", "--skip-tokenizer-init", "--enforce-eager", "--enable-dp-attention" }
+            .Select(n => new Option<bool>(n) { Description = "Accepted for the guides; no effect here (said at startup)" }).ToArray();
         var command = new Command("worker", "Serve a model's engine to the rest of the system over etcd and NATS (NATS_SERVER, ETCD_ENDPOINTS)")
         {
-            model, tokenizer, servedName, ns, component, endpoint, prefill, blockSize, maxSeqs, maxTokens, kvMemory, context, threads, leaseTtl,
+            model, tokenizer, servedName, engine, ns, component, endpoint, prefill, disaggregation, blockSize, maxSeqs, maxTokens, kvMemory, memFraction,
+            context, noPrefixCaching, threads, leaseTtl, systemPort, speedup, gpuBlocks, tp,
         };
+        foreach (Option o in ignoredValues)
+        {
+            command.Options.Add(o);
+        }
+
+        foreach (Option o in ignoredSwitches)
+        {
+            command.Options.Add(o);
+        }
+
         command.SetAction(parse => CliErrors.Run(() =>
         {
             int t = parse.GetValue(threads);
@@ -50,41 +70,82 @@ internal static class WorkerCommand
                 throw new CliUsageException($"--lease-ttl: {ttl} must be at least 1 second");
             }
 
-            bool isPrefill = parse.GetValue(prefill);
-            var address = new EndpointAddress(parse.GetValue(ns)!, parse.GetValue(component) ?? (isPrefill ? "prefill" : "backend"), parse.GetValue(endpoint)!);
-            var options = EngineOptions.Default with
+            string? mode = parse.GetValue(disaggregation);
+            if (mode is not (null or "prefill" or "decode" or "null"))
+            {
+                throw new CliUsageException($"--disaggregation-mode: '{mode}' is not prefill or decode");
+            }
+
+            bool isPrefill = parse.GetValue(prefill) || mode == "prefill";
+            var ignored = new List<string>();
+            int tpSize = parse.GetValue(tp);
+            if (tpSize < 1)
+            {
+                throw new CliUsageException($"--tensor-parallel-size: {tpSize} must be at least 1");
+            }
+
+            if (tpSize > 1)
+            {
+                ignored.Add($"--tensor-parallel-size {tpSize} (one process serves the whole model)");
+            }
+
+            ignored.AddRange(ignoredValues.Where(o => parse.GetResult(o) is not null).Select(o => $"{o.Name} {parse.GetValue(o)}"));
+            ignored.AddRange(ignoredSwitches.Where(o => parse.GetValue(o)).Select(o => o.Name));
+            double? fraction = parse.GetValue(memFraction);
+            var engineOptions = EngineOptions.Default with
             {
                 BlockSize = parse.GetValue(blockSize),
                 MaxNumSeqs = parse.GetValue(maxSeqs),
                 MaxNumBatchedTokens = parse.GetValue(maxTokens),
                 KvCacheMemory = parse.GetValue(kvMemory),
+                KvCacheMemoryFraction = fraction ?? EngineOptions.Default.KvCacheMemoryFraction,
                 ContextLength = parse.GetValue(context),
+                PrefixCaching = !parse.GetValue(noPrefixCaching),
             };
-            options.Validate();
-            KernelThreads.Count = t;
-            string modelPath = parse.GetValue(model)!;
-            string? tokenizerPath = parse.GetValue(tokenizer);
-            string name = parse.GetValue(servedName) ?? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(modelPath));
-            return RunAsync(address, modelPath, tokenizerPath, name, options, TimeSpan.FromSeconds(ttl), isPrefill).GetAwaiter().GetResult();
+            engineOptions.Validate();
+            var settings = new WorkerSettings
+            {
+                ModelPath = parse.GetValue(model),
+                TokenizerPath = parse.GetValue(tokenizer),
+                ServedModelName = parse.GetValue(servedName),
+                EngineKind = parse.GetValue(engine)!,
+                Address = new EndpointAddress(parse.GetValue(ns)!, parse.GetValue(component) ?? (isPrefill ? "prefill" : "backend"), parse.GetValue(endpoint)!),
+                IsPrefillWorker = isPrefill,
+                Engine = engineOptions,
+                Threads = t,
+                LeaseTtl = TimeSpan.FromSeconds(ttl),
+                SystemPort = parse.GetValue(systemPort) ?? SystemPortFromEnvironment(),
+                SpeedupRatio = parse.GetValue(speedup),
+                NumGpuBlocks = parse.GetValue(gpuBlocks),
+                IgnoredFlags = ignored,
+            };
+            if (settings.EngineKind == "dynamo" && settings.ModelPath is null)
+            {
+                throw new CliUsageException("--model is required (or --engine echo / mocker)");
+            }
+
+            return RunAsync(settings).GetAwaiter().GetResult();
         }));
         return command;
     }
 
-    private static async Task<int> RunAsync(EndpointAddress address, string modelPath, string? tokenizerPath, string servedName, EngineOptions options, TimeSpan leaseTtl, bool isPrefill)
+    internal static int? SystemPortFromEnvironment()
+    {
+        string? value = Environment.GetEnvironmentVariable("DYN_SYSTEM_PORT");
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            return null;
+        }
+
+        return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int port) && port is > 0 and <= 65535
+            ? port : throw new CliUsageException($"DYN_SYSTEM_PORT: '{value}' is not a port number");
+    }
+
+    private static async Task<int> RunAsync(WorkerSettings settings)
     {
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
-        using LoadedModel loaded = LoadedModel.Load(modelPath, tokenizerPath);
-        await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(leaseTtl, shutdown.Token);
-        var transformer = new Transformer(loaded.Weights, maxBatch: Math.Min(options.MaxNumBatchedTokens, 512));
-        await using var engine = new InferenceEngine(transformer, loaded.Tokenizer.EosTokenIds, options with { WorkerId = runtime.InstanceId });
-        await using EngineWorker worker = await EngineWorker.StartAsync(runtime, engine, address, cancellationToken: shutdown.Token);
-        (string format, string path) = TokenizerSource(loaded, modelPath, tokenizerPath);
-        await ModelCards.PublishAsync(runtime, address,
-            new ModelCardSource(servedName, format, path, engine.ContextLength, engine.BlockSize, loaded.Config.VocabSize),
-            isPrefill ? "prefill" : "aggregated", shutdown.Token);
-        Console.Error.WriteLine(
-            $"worker: instance {EndpointAddress.FormatId(runtime.InstanceId)} serving {address} for model '{servedName}' " +
-            $"(context {engine.ContextLength}, KV {engine.Stats.KvBlocksTotal} blocks of {engine.BlockSize}; {runtime.Mode}: {runtime.Discovery.Address})");
+        await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(settings.LeaseTtl, shutdown.Token);
+        await using WorkerComponent worker = await WorkerComponent.StartAsync(runtime, settings, Console.Error, shutdown.Token);
         try
         {
             await Task.Delay(Timeout.Infinite, shutdown.Token);
@@ -95,21 +156,5 @@ internal static class WorkerCommand
 
         Console.Error.WriteLine($"worker: instance {EndpointAddress.FormatId(runtime.InstanceId)} shutting down");
         return 0;
-    }
-
-    private static (string Format, string Path) TokenizerSource(LoadedModel loaded, string modelPath, string? tokenizerPath)
-    {
-        if (tokenizerPath is not null)
-        {
-            return Directory.Exists(tokenizerPath) || tokenizerPath.EndsWith(".json", StringComparison.OrdinalIgnoreCase)
-                ? ("hf", tokenizerPath) : ("llama2c", tokenizerPath);
-        }
-
-        return loaded.Weights switch
-        {
-            GgufModel => ("gguf", modelPath),
-            SafeTensorsModel => ("hf", modelPath),
-            _ => throw new CliUsageException("--tokenizer is required for this model"),
-        };
     }
 }

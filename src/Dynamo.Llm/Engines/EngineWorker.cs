@@ -30,6 +30,9 @@ public sealed partial class EngineWorker : IAsyncDisposable
     private readonly Channel<KvEvent> _kvEvents = Channel.CreateBounded<KvEvent>(new BoundedChannelOptions(65536) { SingleReader = true, FullMode = BoundedChannelFullMode.DropOldest });
     private readonly CancellationTokenSource _stop = new();
     private ServedEndpoint? _served;
+    private long _requestsTotal;
+    private long _requestErrors;
+    private int _inFlight;
     private Task _publishers = Task.CompletedTask;
 
     private EngineWorker(DistributedRuntime runtime, IEngine engine, EndpointAddress address, ILogger logger)
@@ -45,6 +48,18 @@ public sealed partial class EngineWorker : IAsyncDisposable
 
     /// <summary>This worker's instance id.</summary>
     public long InstanceId => _runtime.InstanceId;
+
+    /// <summary>Requests received on the generate endpoint so far.</summary>
+    public long RequestsTotal => Interlocked.Read(ref _requestsTotal);
+
+    /// <summary>Requests that ended with an error (bad payload, engine refusal).</summary>
+    public long RequestErrors => Interlocked.Read(ref _requestErrors);
+
+    /// <summary>Requests being served now.</summary>
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>The engine's counters.</summary>
+    public EngineStats Stats => _engine.Stats;
 
     /// <summary>Starts serving <paramref name="engine"/> at <paramref name="address"/>.</summary>
     public static async Task<EngineWorker> StartAsync(DistributedRuntime runtime, IEngine engine, EndpointAddress address, ILogger? logger = null, CancellationToken cancellationToken = default)
@@ -148,6 +163,30 @@ public sealed partial class EngineWorker : IAsyncDisposable
     }
 
     private async IAsyncEnumerable<ReadOnlyMemory<byte>> HandleAsync(RequestContext context, ReadOnlyMemory<byte> payload, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _requestsTotal);
+        Interlocked.Increment(ref _inFlight);
+        bool failed = true;
+        try
+        {
+            await foreach (ReadOnlyMemory<byte> response in GenerateAsync(context, payload, cancellationToken).ConfigureAwait(false))
+            {
+                yield return response;
+            }
+
+            failed = false;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inFlight);
+            if (failed && !cancellationToken.IsCancellationRequested)
+            {
+                Interlocked.Increment(ref _requestErrors);
+            }
+        }
+    }
+
+    private async IAsyncEnumerable<ReadOnlyMemory<byte>> GenerateAsync(RequestContext context, ReadOnlyMemory<byte> payload, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         EngineRequest request = ParseRequest(context.RequestId, payload.Span);
         IAsyncEnumerator<EngineOutput> outputs;

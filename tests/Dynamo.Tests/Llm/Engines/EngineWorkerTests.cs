@@ -3,6 +3,7 @@ using System.Text.Json;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Models.Synth;
 using Dynamo.Engine.Serving;
+using Dynamo.Llm.ChatTemplates;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
 using Dynamo.Llm.ModelCards;
@@ -24,7 +25,7 @@ public sealed class EngineWorkerTests
     {
         string path = Path.Combine(Path.GetTempPath(), "dynamo-worker-tests", Guid.NewGuid().ToString("N"), "tiny.gguf");
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        SynthModelWriter.Write(SynthModelOptions.Tiny, SynthOutputOptions.Default with { OutputPath = path, Type = GgmlType.F32 });
+        SynthModelWriter.Write(SynthModelOptions.Tiny, SynthOutputOptions.Default with { OutputPath = path, Type = GgmlType.F32, ChatTemplate = BuiltinChatTemplates.ChatMl });
         return path;
     });
 

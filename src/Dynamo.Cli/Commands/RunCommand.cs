@@ -1,0 +1,276 @@
+using System.CommandLine;
+using System.Net.Http.Json;
+using System.Net.ServerSentEvents;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Dynamo.Cli.Components;
+using Dynamo.Engine.Serving;
+using Dynamo.Frontend;
+using Dynamo.Runtime;
+
+namespace Dynamo.Cli.Commands;
+
+/// <summary>
+/// <c>dynamo run [in=http|text|batch:FILE] [out=MODEL_PATH|dyn|echo|mocker]</c>: the whole system in one
+/// process. With NATS_SERVER and ETCD_ENDPOINTS unset, discovery, requests and events stay in the
+/// process; set, the parts register there too (other nodes' workers join, and `out=dyn` serves only
+/// them). Without `out=`, the tiny synthesized default model is served, chat included.
+/// </summary>
+internal static class RunCommand
+{
+    public static Command Create()
+    {
+        var targets = new Argument<string[]>("in=... out=...") { Description = "in=http (default), in=text or in=batch:FILE; out=MODEL_PATH, out=dyn, out=echo or out=mocker (default: a small synthesized model)", Arity = ArgumentArity.ZeroOrMore };
+        var port = new Option<int>("--http-port", "--port") { Description = "HTTP port (in=http)", DefaultValueFactory = _ => 8000 };
+        var host = new Option<string>("--http-host", "--host") { Description = "Address to listen on (in=http)", DefaultValueFactory = _ => "0.0.0.0" };
+        var router = new Option<string>("--router-mode") { Description = "round-robin, random or kv", DefaultValueFactory = _ => "round-robin" };
+        var servedName = new Option<string?>("--served-model-name", "--model-name") { Description = "The model name clients ask for" };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer file (llama2.c checkpoints; echo/mocker)" };
+        var blockSize = new Option<int>("--block-size") { Description = "Tokens per KV block", DefaultValueFactory = _ => EngineOptions.Default.BlockSize };
+        var maxSeqs = new Option<int>("--max-num-seqs") { Description = "Sequences in the running batch at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumSeqs };
+        var maxTokens = new Option<int>("--max-num-batched-tokens") { Description = "Tokens one step computes at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumBatchedTokens };
+        var kvMemory = new Option<long?>("--kv-cache-memory") { Description = "KV cache bytes (default: a fraction of available memory)" };
+        var context = new Option<int?>("--context-length") { Description = "Context length (default: the model's)" };
+        var threads = new Option<int>("--threads") { Description = "Compute threads", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var speedup = new Option<double>("--speedup-ratio") { Description = "out=mocker: simulated time runs this many times faster", DefaultValueFactory = _ => 1 };
+        var maxTokensOut = new Option<int>("--max-tokens") { Description = "in=text and in=batch: tokens per answer at most", DefaultValueFactory = _ => 256 };
+        var jsonLogs = new Option<bool>("--json-logs") { Description = "One JSON object per log line" };
+        var command = new Command("run", "Run the whole system in one process: the HTTP frontend (or a text chat, or a batch file) and a worker")
+        {
+            targets, port, host, router, servedName, tokenizer, blockSize, maxSeqs, maxTokens, kvMemory, context, threads, speedup, maxTokensOut, jsonLogs,
+        };
+        command.SetAction(parse => CliErrors.Run(() =>
+        {
+            string input = "http";
+            string? output = null;
+            foreach (string t in parse.GetValue(targets) ?? [])
+            {
+                if (t.StartsWith("in=", StringComparison.Ordinal))
+                {
+                    input = t[3..];
+                }
+                else if (t.StartsWith("out=", StringComparison.Ordinal))
+                {
+                    output = t[4..];
+                }
+                else if (output is null && !t.Contains('='))
+                {
+                    output = t;
+                }
+                else
+                {
+                    throw new CliUsageException($"'{t}' is not in=... or out=...");
+                }
+            }
+
+            if (input is not ("http" or "text") && !input.StartsWith("batch:", StringComparison.Ordinal))
+            {
+                throw new CliUsageException($"in={input}: expected in=http, in=text or in=batch:FILE");
+            }
+
+            if (output is "")
+            {
+                throw new CliUsageException("out= needs a value: a model path, dyn, echo or mocker");
+            }
+
+            var engineOptions = EngineOptions.Default with
+            {
+                BlockSize = parse.GetValue(blockSize),
+                MaxNumSeqs = parse.GetValue(maxSeqs),
+                MaxNumBatchedTokens = parse.GetValue(maxTokens),
+                KvCacheMemory = parse.GetValue(kvMemory),
+                ContextLength = parse.GetValue(context),
+            };
+            engineOptions.Validate();
+            WorkerSettings? worker = output == "dyn" ? null : new WorkerSettings
+            {
+                EngineKind = output is "echo" or "mocker" ? output : "dynamo",
+                ModelPath = output is null or "echo" or "mocker" ? (output is null ? DefaultModel.EnsurePath() : null) : output,
+                ServedModelName = parse.GetValue(servedName) ?? (output is null ? DefaultModel.ServedName : null),
+                TokenizerPath = parse.GetValue(tokenizer),
+                Engine = engineOptions,
+                Threads = parse.GetValue(threads),
+                SpeedupRatio = parse.GetValue(speedup),
+            };
+            var frontend = new FrontendSettings
+            {
+                HttpPort = input == "http" ? parse.GetValue(port) : 0,
+                Host = input == "http" ? parse.GetValue(host)! : "127.0.0.1",
+                RouterMode = parse.GetValue(router)!,
+                JsonLogs = parse.GetValue(jsonLogs),
+            };
+            return RunAsync(input, worker, frontend, parse.GetValue(maxTokensOut)).GetAwaiter().GetResult();
+        }));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(string input, WorkerSettings? workerSettings, FrontendSettings frontendSettings, int maxTokens)
+    {
+        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
+        FrontendOptions frontendOptions = FrontendCommand.ToOptions(frontendSettings);
+        RuntimeOptions runtimeOptions = RuntimeOptions.FromEnvironment(defaultToLocalhost: workerSettings is null);
+        await using InProcessCluster cluster = new();
+        await using DistributedRuntime workerRuntime = runtimeOptions.IsDistributed
+            ? await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token)
+            : await cluster.ConnectAsync(shutdown.Token);
+        await using DistributedRuntime frontendRuntime = runtimeOptions.IsDistributed
+            ? await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token)
+            : await cluster.ConnectAsync(shutdown.Token);
+        await using WorkerComponent? worker = workerSettings is null ? null : await WorkerComponent.StartAsync(workerRuntime, workerSettings, Console.Error, shutdown.Token);
+        using var loggers = CliLogging.Create(frontendSettings.JsonLogs);
+        await using FrontendServer server = await FrontendServer.StartAsync(frontendRuntime, frontendOptions, input == "http" ? loggers : null, shutdown.Token);
+        string model = worker?.Card.Name ?? "";
+        if (input == "http")
+        {
+            Console.Error.WriteLine($"run: OpenAI-compatible API on {server.BaseAddress} ({runtimeOptions switch { { IsDistributed: true } => "etcd+nats", _ => "in-process" }})" +
+                (worker is null ? "; serving the models of the workers that register" : $"; model '{model}'") +
+                $". Try: curl {server.BaseAddress}v1/chat/completions -H 'Content-Type: application/json' -d '{{\"model\":\"{(model.Length > 0 ? model : "MODEL")}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'");
+            try
+            {
+                await Task.Delay(Timeout.Infinite, shutdown.Token);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            return 0;
+        }
+
+        if (worker is null)
+        {
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(shutdown.Token);
+            wait.CancelAfter(TimeSpan.FromSeconds(30));
+            while (server.Models.Count == 0)
+            {
+                await Task.Delay(100, wait.Token);
+            }
+
+            model = server.Models[0];
+        }
+        else
+        {
+            await server.WaitForModelAsync(model, shutdown.Token);
+        }
+
+        using var http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = Timeout.InfiniteTimeSpan };
+        return input == "text"
+            ? await ChatAsync(http, model, maxTokens, shutdown.Token)
+            : await BatchAsync(http, model, input["batch:".Length..], maxTokens, shutdown.Token);
+    }
+
+    private static async Task<int> ChatAsync(HttpClient http, string model, int maxTokens, CancellationToken cancellationToken)
+    {
+        var history = new JsonArray();
+        Console.Error.WriteLine($"run: chatting with '{model}'; an empty line or Ctrl-D ends");
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            Console.Write("> ");
+            string? line = Console.ReadLine();
+            if (string.IsNullOrWhiteSpace(line))
+            {
+                return 0;
+            }
+
+            history.Add(new JsonObject { ["role"] = "user", ["content"] = line });
+            var answer = new StringBuilder();
+            await foreach (string piece in StreamChatAsync(http, model, history, maxTokens, cancellationToken))
+            {
+                answer.Append(piece);
+                Console.Write(piece);
+            }
+
+            Console.WriteLine();
+            history.Add(new JsonObject { ["role"] = "assistant", ["content"] = answer.ToString() });
+        }
+
+        return 0;
+    }
+
+    private static async Task<int> BatchAsync(HttpClient http, string model, string file, int maxTokens, CancellationToken cancellationToken)
+    {
+        if (!File.Exists(file))
+        {
+            throw new CliUsageException($"in=batch:{file}: file not found");
+        }
+
+        int failures = 0;
+        int lineNumber = 0;
+        foreach (string line in await File.ReadAllLinesAsync(file, cancellationToken))
+        {
+            lineNumber++;
+            if (string.IsNullOrWhiteSpace(line))
+            {
+                continue;
+            }
+
+            string text;
+            try
+            {
+                text = JsonNode.Parse(line)?["text"]?.GetValue<string>() ?? throw new FormatException("no \"text\" field");
+            }
+            catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException)
+            {
+                throw new CliUsageException($"in=batch:{file} line {lineNumber}: expected {{\"text\": \"...\"}}: {e.Message}");
+            }
+
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var answer = new StringBuilder();
+            string? error = null;
+            try
+            {
+                await foreach (string piece in StreamChatAsync(http, model, [new JsonObject { ["role"] = "user", ["content"] = text }], maxTokens, cancellationToken))
+                {
+                    answer.Append(piece);
+                }
+            }
+            catch (HttpRequestException e)
+            {
+                error = e.Message;
+                failures++;
+            }
+
+            var result = new JsonObject { ["text"] = text, ["response"] = answer.ToString(), ["elapsed_ms"] = Math.Round(clock.Elapsed.TotalMilliseconds, 1) };
+            if (error is not null)
+            {
+                result["error"] = error;
+            }
+
+            Console.WriteLine(result.ToJsonString());
+        }
+
+        return failures == 0 ? 0 : 1;
+    }
+
+    private static async IAsyncEnumerable<string> StreamChatAsync(HttpClient http, string model, JsonArray messages, int maxTokens, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var body = new JsonObject { ["model"] = model, ["messages"] = messages.DeepClone(), ["stream"] = true, ["max_tokens"] = maxTokens };
+        using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = JsonContent.Create(body) };
+        using HttpResponseMessage response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+        if (!response.IsSuccessStatusCode)
+        {
+            string error = await response.Content.ReadAsStringAsync(cancellationToken);
+            throw new HttpRequestException($"HTTP {(int)response.StatusCode}: {error}");
+        }
+
+        await using Stream stream = await response.Content.ReadAsStreamAsync(cancellationToken);
+        await foreach (SseItem<string> item in SseParser.Create(stream).EnumerateAsync(cancellationToken))
+        {
+            if (item.Data == "[DONE]")
+            {
+                yield break;
+            }
+
+            JsonNode? chunk = JsonNode.Parse(item.Data);
+            if (chunk?["error"] is JsonNode err)
+            {
+                throw new HttpRequestException(err["message"]?.GetValue<string>() ?? item.Data);
+            }
+
+            if (chunk?["choices"] is JsonArray { Count: > 0 } choices && choices[0]?["delta"]?["content"]?.GetValue<string>() is { Length: > 0 } content)
+            {
+                yield return content;
+            }
+        }
+    }
+}

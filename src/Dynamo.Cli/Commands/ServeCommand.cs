@@ -1,0 +1,213 @@
+using System.CommandLine;
+using Dynamo.Cli.Components;
+using Dynamo.Engine.Serving;
+using Dynamo.Frontend;
+using Dynamo.Runtime;
+
+namespace Dynamo.Cli.Commands;
+
+/// <summary>
+/// <c>dynamo serve MODULE:Component -f CONFIG [--service-name NAME]</c>, as in the guides: starts the named
+/// component and everything it links to in the graph (or, with --service-name, only that component),
+/// each with its section of the config (plus Common), over etcd and NATS (NATS_SERVER / ETCD_ENDPOINTS,
+/// localhost by default).
+/// </summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var target = new Argument<string>("graph") { Description = "MODULE:Component, e.g. graphs.agg_router:Frontend or components.prefill_worker:PrefillWorker" };
+        var config = new Option<string>("-f", "--config") { Description = "The config YAML: one section per component, plus Common", Required = true };
+        var serviceName = new Option<string?>("--service-name") { Description = "Start only this component, ignoring its links" };
+        var command = new Command("serve", "Start a deployment graph's components (graphs/*.yaml) with a config (configs/*.yaml)") { target, config, serviceName };
+        command.SetAction(parse => CliErrors.Run(() =>
+        {
+            string spec = parse.GetValue(target)!;
+            int colon = spec.LastIndexOf(':');
+            if (colon <= 0 || colon == spec.Length - 1)
+            {
+                throw new CliUsageException($"'{spec}' is not MODULE:Component (e.g. graphs.agg_router:Frontend)");
+            }
+
+            var bases = new List<string> { Directory.GetCurrentDirectory() };
+            if (Environment.GetEnvironmentVariable("DYNAMO_HOME") is { Length: > 0 } home)
+            {
+                bases.Add(home);
+            }
+
+            ServeGraph graph = ServeGraph.Load(spec[..colon], bases);
+            string? only = parse.GetValue(serviceName);
+            IReadOnlyList<string> components = only is not null ? [graph.Closure(only)[0]] : graph.Closure(spec[(colon + 1)..]);
+            ServeConfig settings = ServeConfig.Load(parse.GetValue(config)!);
+            return RunAsync(components, settings).GetAwaiter().GetResult();
+        }));
+        return command;
+    }
+
+    internal enum Kind
+    {
+        Frontend,
+        Processor,
+        Router,
+        Worker,
+        PrefillWorker,
+    }
+
+    internal static Kind KindOf(string component) => component switch
+    {
+        "Frontend" => Kind.Frontend,
+        "Processor" => Kind.Processor,
+        "Router" or "KvRouter" => Kind.Router,
+        "PrefillWorker" => Kind.PrefillWorker,
+        _ when component.EndsWith("Worker", StringComparison.Ordinal) => Kind.Worker,
+        _ => throw new CliUsageException($"component '{component}': unknown kind (Frontend, Processor, Router, PrefillWorker, or a name ending in Worker)"),
+    };
+
+    private static async Task<int> RunAsync(IReadOnlyList<string> components, ServeConfig config)
+    {
+        TextWriter log = Console.Error;
+        var kinds = components.ToDictionary(c => c, KindOf);
+        FrontendSettings? frontend = null;
+        var workers = new List<(WorkerSettings Settings, int Replicas)>();
+        string? routerMode = null;
+        foreach (string name in components)
+        {
+            ComponentConfig c = config.For(name);
+            switch (kinds[name])
+            {
+                case Kind.Frontend:
+                    frontend = new FrontendSettings
+                    {
+                        HttpPort = c.Int("port") ?? c.Int("http_port") ?? 8000,
+                        Host = c.String("host") ?? "0.0.0.0",
+                        Namespace = c.String("namespace") ?? "dynamo",
+                        RouterMode = c.String("router_mode") ?? "round-robin",
+                    };
+                    break;
+                case Kind.Processor:
+                    routerMode ??= c.String("router") ?? c.String("router_mode");
+                    log.WriteLine($"serve: {name}: preprocessing (chat template, tokenizer) runs inside the frontend process");
+                    if (!kinds.ContainsValue(Kind.Frontend))
+                    {
+                        throw new CliUsageException($"{name} on its own is not supported yet: the preprocessor runs inside the Frontend; start the Frontend");
+                    }
+
+                    break;
+                case Kind.Router:
+                    routerMode = c.String("router_mode") ?? c.String("router") ?? routerMode ?? "kv";
+                    log.WriteLine($"serve: {name}: routing runs inside the frontend process (router mode {routerMode})");
+                    if (!kinds.ContainsValue(Kind.Frontend))
+                    {
+                        throw new CliUsageException($"{name} on its own is not supported yet: routing runs inside the Frontend; start the Frontend");
+                    }
+
+                    break;
+                default:
+                    workers.Add((WorkerFromConfig(c, kinds[name] == Kind.PrefillWorker), c.Replicas()));
+                    break;
+            }
+
+            foreach (string key in c.Unused())
+            {
+                log.WriteLine($"serve: WARNING: {config.Source}: {name}.{key} is accepted but has no effect here");
+            }
+        }
+
+        if (frontend is not null && routerMode is not null)
+        {
+            frontend = frontend with { RouterMode = routerMode };
+        }
+
+        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
+        var started = new List<IAsyncDisposable>();
+        try
+        {
+            foreach (var (settings, replicas) in workers)
+            {
+                for (int i = 0; i < replicas; i++)
+                {
+                    DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(settings.LeaseTtl, shutdown.Token);
+                    started.Add(runtime);
+                    started.Add(await WorkerComponent.StartAsync(runtime, settings, log, shutdown.Token));
+                }
+            }
+
+            if (frontend is not null)
+            {
+                DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+                started.Add(runtime);
+                FrontendServer server = await FrontendServer.StartAsync(runtime, FrontendCommand.ToOptions(frontend), CliLogging.Create(frontend.JsonLogs), shutdown.Token);
+                started.Add(server);
+                log.WriteLine($"serve: frontend listening on {server.BaseAddress}");
+            }
+
+            log.WriteLine($"serve: started {string.Join(", ", components)}; Ctrl-C stops");
+            try
+            {
+                await Task.Delay(Timeout.Infinite, shutdown.Token);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+        finally
+        {
+            // Frontend first, then workers leave discovery, then their runtimes revoke their leases.
+            for (int i = started.Count - 1; i >= 0; i--)
+            {
+                await started[i].DisposeAsync();
+            }
+        }
+
+        return 0;
+    }
+
+    private static WorkerSettings WorkerFromConfig(ComponentConfig c, bool prefill)
+    {
+        var ignored = new List<string>();
+        int tp = c.Int("tensor_parallel_size") ?? c.Int("tp") ?? 1;
+        if (tp > 1)
+        {
+            ignored.Add($"tensor-parallel-size {tp} (one process serves the whole model)");
+        }
+
+        var engine = EngineOptions.Default with
+        {
+            BlockSize = c.Int("block_size") ?? EngineOptions.Default.BlockSize,
+            MaxNumSeqs = c.Int("max_num_seqs") ?? EngineOptions.Default.MaxNumSeqs,
+            MaxNumBatchedTokens = c.Int("max_num_batched_tokens") ?? EngineOptions.Default.MaxNumBatchedTokens,
+            KvCacheMemory = c.Long("kv_cache_memory"),
+            KvCacheMemoryFraction = c.Double("gpu_memory_utilization") ?? c.Double("mem_fraction_static") ?? EngineOptions.Default.KvCacheMemoryFraction,
+            ContextLength = c.Int("context_length") ?? c.Int("max_model_len"),
+            PrefixCaching = c.Bool("enable_prefix_caching") ?? true,
+        };
+        try
+        {
+            engine.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliUsageException($"{c.Component}: {e.Message}");
+        }
+
+        string engineKind = c.String("engine") ?? "dynamo";
+        string? model = c.String("model") ?? c.String("model_path");
+        bool useDefault = model is null && engineKind == "dynamo";
+        return new WorkerSettings
+        {
+            ModelPath = useDefault ? DefaultModel.EnsurePath() : model,
+            TokenizerPath = c.String("tokenizer"),
+            ServedModelName = c.String("served_model_name") ?? (useDefault ? DefaultModel.ServedName : null),
+            EngineKind = engineKind,
+            Address = new EndpointAddress(c.String("namespace") ?? "dynamo", c.String("component") ?? (prefill ? "prefill" : "backend"), c.String("endpoint") ?? "generate"),
+            IsPrefillWorker = prefill,
+            Engine = engine,
+            Threads = c.Int("threads") ?? Environment.ProcessorCount,
+            LeaseTtl = TimeSpan.FromSeconds(c.Int("lease_ttl") ?? 10),
+            SystemPort = c.Int("system_port"),
+            SpeedupRatio = c.Double("speedup_ratio") ?? 1,
+            NumGpuBlocks = c.Int("num_gpu_blocks"),
+            IgnoredFlags = ignored,
+        };
+    }
+}

@@ -1,0 +1,188 @@
+using Dynamo.Engine.Inference;
+using Dynamo.Engine.Kernels;
+using Dynamo.Engine.Models;
+using Dynamo.Engine.Serving;
+using Dynamo.Frontend.Status;
+using Dynamo.Llm.Engines;
+using Dynamo.Llm.ModelCards;
+using Dynamo.Mocker;
+using Dynamo.Runtime;
+
+namespace Dynamo.Cli.Components;
+
+/// <summary>
+/// A running worker: an engine (built-in, echo or mocker) served on the runtime with its model card,
+/// KV events and load. Disposing leaves discovery first, then stops the engine.
+/// </summary>
+internal sealed class WorkerComponent : IAsyncDisposable
+{
+    private readonly IEngine _engine;
+    private readonly EngineWorker _worker;
+    private readonly LoadedModel? _model;
+    private SystemStatusServer? _status;
+
+    private WorkerComponent(IEngine engine, EngineWorker worker, LoadedModel? model, ModelDeploymentCard card)
+    {
+        _engine = engine;
+        _worker = worker;
+        _model = model;
+        Card = card;
+    }
+
+    /// <summary>The worker's /metrics, /health and /live address, when it has a system port.</summary>
+    public Uri? StatusAddress => _status?.BaseAddress;
+
+    public ModelDeploymentCard Card { get; }
+
+    public IEngine Engine => _engine;
+
+    public long InstanceId => _worker.InstanceId;
+
+    public static async Task<WorkerComponent> StartAsync(DistributedRuntime runtime, WorkerSettings settings, TextWriter log, CancellationToken cancellationToken = default)
+    {
+        foreach (string flag in settings.IgnoredFlags)
+        {
+            log.WriteLine($"worker: WARNING: {flag} is accepted for compatibility with the guides but has no effect here");
+        }
+
+        if (settings.IsPrefillWorker)
+        {
+            log.WriteLine("worker: WARNING: disaggregated prefill (--is-prefill-worker / --disaggregation-mode prefill) is not implemented yet: " +
+                $"this worker registers as {settings.Address} and serves whole requests like an aggregated worker");
+        }
+
+        LoadedModel? model = null;
+        IEngine engine;
+        ModelCardSource source;
+        try
+        {
+            switch (settings.EngineKind)
+            {
+                case "dynamo":
+                {
+                    string path = settings.ModelPath ?? throw new CliUsageException("--model is required for the built-in engine");
+                    model = LoadedModel.Load(path, settings.TokenizerPath);
+                    KernelThreads.Count = settings.Threads;
+                    var transformer = new Transformer(model.Weights, maxBatch: Math.Min(settings.Engine.MaxNumBatchedTokens, 512));
+                    var inference = new InferenceEngine(transformer, model.Tokenizer.EosTokenIds, settings.Engine with { WorkerId = runtime.InstanceId });
+                    engine = inference;
+                    (string format, string tokenizerPath) = TokenizerSource(model, path, settings.TokenizerPath);
+                    source = new ModelCardSource(settings.Name, format, tokenizerPath, inference.ContextLength, inference.BlockSize, model.Config.VocabSize);
+                    break;
+                }
+
+                case "echo":
+                {
+                    (engine, source) = ModelFreeEngine(settings, new EchoEngine(EchoEngineOptions.Default with { BlockSize = settings.Engine.BlockSize }));
+                    break;
+                }
+
+                case "mocker":
+                {
+                    MockerOptions mocker = MockerOptions.Default with
+                    {
+                        BlockSize = settings.Engine.BlockSize,
+                        MaxNumSeqs = settings.Engine.MaxNumSeqs,
+                        MaxNumBatchedTokens = settings.Engine.MaxNumBatchedTokens,
+                        ContextLength = settings.Engine.ContextLength ?? MockerOptions.Default.ContextLength,
+                        PrefixCaching = settings.Engine.PrefixCaching,
+                        NumGpuBlocks = settings.NumGpuBlocks ?? MockerOptions.Default.NumGpuBlocks,
+                        SpeedupRatio = settings.SpeedupRatio,
+                        WorkerId = runtime.InstanceId,
+                    };
+                    try
+                    {
+                        mocker.Validate();
+                    }
+                    catch (ArgumentException e)
+                    {
+                        throw new CliUsageException(e.Message);
+                    }
+
+                    (engine, source) = ModelFreeEngine(settings, new MockerEngine(mocker));
+                    break;
+                }
+
+                default:
+                    throw new CliUsageException($"--engine: '{settings.EngineKind}' is not dynamo, echo or mocker");
+            }
+        }
+        catch
+        {
+            model?.Dispose();
+            throw;
+        }
+
+        try
+        {
+            EngineWorker worker = await EngineWorker.StartAsync(runtime, engine, settings.Address, cancellationToken: cancellationToken).ConfigureAwait(false);
+            ModelDeploymentCard card = await ModelCards.PublishAsync(runtime, settings.Address, source, settings.IsPrefillWorker ? "prefill" : "aggregated", cancellationToken).ConfigureAwait(false);
+            log.WriteLine(
+                $"worker: instance {EndpointAddress.FormatId(runtime.InstanceId)} serving {settings.Address} for model '{card.Name}' with the {engine.Name} engine " +
+                $"(context {card.ContextLength}, KV {engine.Stats.KvBlocksTotal} blocks of {card.KvBlockSize}; {runtime.Mode}: {runtime.Discovery.Address})");
+            var component = new WorkerComponent(engine, worker, model, card);
+            if (settings.SystemPort is int port)
+            {
+                try
+                {
+                    component._status = await SystemStatusServer.StartAsync(worker, card.Name, "0.0.0.0", port, cancellationToken).ConfigureAwait(false);
+                }
+                catch (IOException e)
+                {
+                    await component.DisposeAsync().ConfigureAwait(false);
+                    throw new CliUsageException($"--system-port {port}: {e.Message}");
+                }
+
+                log.WriteLine($"worker: /metrics, /health and /live on port {component._status.BaseAddress.Port}");
+            }
+
+            return component;
+        }
+        catch
+        {
+            await engine.DisposeAsync().ConfigureAwait(false);
+            model?.Dispose();
+            throw;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_status is not null)
+        {
+            await _status.DisposeAsync().ConfigureAwait(false);
+        }
+
+        await _worker.DisposeAsync().ConfigureAwait(false);
+        await _engine.DisposeAsync().ConfigureAwait(false);
+        _model?.Dispose();
+    }
+
+    /// <summary>
+    /// Echo and mocker engines have no model files: they serve the tokenizer of --model/--tokenizer when
+    /// given, else the default model's (so chat requests work end to end).
+    /// </summary>
+    private static (IEngine, ModelCardSource) ModelFreeEngine(WorkerSettings settings, IEngine engine)
+    {
+        string path = settings.TokenizerPath ?? settings.ModelPath ?? DefaultModel.EnsurePath();
+        using LoadedModel model = LoadedModel.Load(path);
+        (string format, string tokenizerPath) = TokenizerSource(model, path, null);
+        return (engine, new ModelCardSource(settings.Name, format, tokenizerPath, engine.ContextLength, engine.BlockSize, model.Config.VocabSize));
+    }
+
+    private static (string Format, string Path) TokenizerSource(LoadedModel loaded, string modelPath, string? tokenizerPath)
+    {
+        if (tokenizerPath is not null)
+        {
+            return Directory.Exists(tokenizerPath) || tokenizerPath.EndsWith(".json", StringComparison.OrdinalIgnoreCase)
+                ? ("hf", tokenizerPath) : ("llama2c", tokenizerPath);
+        }
+
+        return loaded.Weights switch
+        {
+            GgufModel => ("gguf", modelPath),
+            SafeTensorsModel => ("hf", modelPath),
+            _ => throw new CliUsageException("--tokenizer is required for this model"),
+        };
+    }
+}

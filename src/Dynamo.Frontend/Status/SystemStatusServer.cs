@@ -1,0 +1,94 @@
+using System.Net;
+using Dynamo.Llm.Engines;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Prometheus;
+
+namespace Dynamo.Frontend.Status;
+
+/// <summary>
+/// A worker's own HTTP port (`--system-port`, env DYN_SYSTEM_PORT, as the original's workers): /metrics
+/// (Prometheus, `dynamo_component_*`, read from the engine at scrape time), /health (200 with the
+/// endpoint and instance it serves) and /live.
+/// </summary>
+public sealed class SystemStatusServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private SystemStatusServer(WebApplication app, Uri baseAddress)
+    {
+        _app = app;
+        BaseAddress = baseAddress;
+    }
+
+    /// <summary>The bound address.</summary>
+    public Uri BaseAddress { get; }
+
+    /// <summary>Serves <paramref name="worker"/>'s status on <paramref name="host"/>:<paramref name="port"/> (0 = any free port).</summary>
+    public static async Task<SystemStatusServer> StartAsync(EngineWorker worker, string modelName, string host, int port, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(worker);
+        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseKestrel(o => o.Listen(IPAddress.Parse(host == "0.0.0.0" ? "0.0.0.0" : host), port));
+        WebApplication app = builder.Build();
+        CollectorRegistry registry = Metrics.NewCustomRegistry();
+        MetricFactory metrics = Metrics.WithCustomRegistry(registry);
+        string[] labels = ["model", "endpoint", "instance"];
+        string[] values = [modelName, worker.Address.ToString(), Runtime.EndpointAddress.FormatId(worker.InstanceId)];
+        Gauge G(string name, string help) => metrics.CreateGauge(name, help, labels);
+        Gauge requests = G("dynamo_component_requests_total", "Requests received by the generate endpoint");
+        Gauge errors = G("dynamo_component_request_errors_total", "Requests that ended with an error");
+        Gauge inflight = G("dynamo_component_inflight_requests", "Requests being served");
+        Gauge running = G("dynamo_component_running_requests", "Requests in the running batch");
+        Gauge waiting = G("dynamo_component_waiting_requests", "Requests waiting for admission");
+        Gauge used = G("dynamo_component_kv_blocks_used", "KV blocks in use");
+        Gauge total = G("dynamo_component_kv_blocks_total", "KV blocks in the pool");
+        Gauge usage = G("dynamo_component_kv_cache_usage_percent", "KV blocks in use, percent of the pool");
+        Gauge queries = G("dynamo_component_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache");
+        Gauge hits = G("dynamo_component_prefix_cache_hits_total", "Prompt tokens found in the prefix cache");
+        Gauge preemptions = G("dynamo_component_preemptions_total", "Sequences preempted (recomputed later)");
+        Gauge generated = G("dynamo_component_output_tokens_total", "Tokens generated");
+        registry.AddBeforeCollectCallback(() =>
+        {
+            EngineStats s = worker.Stats;
+            requests.WithLabels(values).Set(worker.RequestsTotal);
+            errors.WithLabels(values).Set(worker.RequestErrors);
+            inflight.WithLabels(values).Set(worker.InFlight);
+            running.WithLabels(values).Set(s.RunningRequests);
+            waiting.WithLabels(values).Set(s.WaitingRequests);
+            used.WithLabels(values).Set(s.KvBlocksUsed);
+            total.WithLabels(values).Set(s.KvBlocksTotal);
+            usage.WithLabels(values).Set(s.KvUsage * 100);
+            queries.WithLabels(values).Set(s.PrefixQueryTokens);
+            hits.WithLabels(values).Set(s.PrefixHitTokens);
+            preemptions.WithLabels(values).Set(s.Preemptions);
+            generated.WithLabels(values).Set(s.GeneratedTokens);
+        });
+        app.MapGet("/metrics", (RequestDelegate)(async context =>
+        {
+            context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            await registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
+        }));
+        app.MapGet("/live", () => Results.Text("ok"));
+        app.MapGet("/health", () => Results.Json(new Dictionary<string, object>
+        {
+            ["status"] = "ready",
+            ["endpoint"] = worker.Address.ToString(),
+            ["instance_id"] = Runtime.EndpointAddress.FormatId(worker.InstanceId),
+            ["model"] = modelName,
+        }));
+        await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        var address = new Uri(app.Urls.First().Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal).Replace("[::]", "127.0.0.1", StringComparison.Ordinal) + "/");
+        return new SystemStatusServer(app, address);
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync().ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+}
