@@ -1,10 +1,14 @@
+using System.ClientModel;
 using System.Net;
 using System.Text;
 using System.Text.Json;
 using Dynamo.Frontend;
-using Dynamo.Llm.ChatTemplates;
 using Dynamo.Llm.Engines;
+using Dynamo.Engine.Serving;
 using Dynamo.Llm.Tokenizers;
+using Dynamo.Tests.Engine.Serving;
+using OpenAI;
+using OpenAI.Chat;
 
 namespace Dynamo.Tests.Frontend;
 
@@ -19,7 +23,7 @@ public sealed class FrontendServerTests
     internal static IReadOnlyList<int> ChatPrompt(params (string Role, string Content)[] messages)
     {
         var bundle = FrontendHarness.Bundle.Value;
-        string rendered = bundle.ChatTemplate!.RenderChat([.. messages.Select(m => new ChatMessage(m.Role, m.Content))], true, bundle.BosToken, bundle.EosToken);
+        string rendered = bundle.ChatTemplate!.RenderChat([.. messages.Select(m => new Dynamo.Llm.ChatTemplates.ChatMessage(m.Role, m.Content))], true, bundle.BosToken, bundle.EosToken);
         return bundle.Tokenizer.Encode(rendered, addSpecialTokens: false);
     }
 
@@ -641,6 +645,98 @@ public sealed class FrontendServerTests
         Assert.Contains("--router-mode", Assert.Throws<ArgumentException>(() => (FrontendOptions.Default with { RouterMode = "fastest" }).Validate()).Message);
         Assert.Contains("--http-port", Assert.Throws<ArgumentException>(() => (FrontendOptions.Default with { HttpPort = 70000 }).Validate()).Message);
         Assert.Equal("kv", (FrontendOptions.Default with { RouterMode = "kv" }).Validate().RouterMode);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ChatCompletions_RealTinyModelGreedy_SameAsEngineDirectlyDetokenized(bool stream)
+    {
+        IReadOnlyList<int> prompt = ChatPrompt(("system", "You are terse."), ("user", "Count to three"));
+        await using InferenceEngine direct = InferenceEngineTests.Create(FrontendHarness.TinyChatModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
+        var (tokens, _, last) = await InferenceEngineTests.CollectAsync(direct, new EngineRequest("direct", prompt, SamplingParams.Greedy with { MaxTokens = 12 }));
+        string expected = Detokenize(prompt, tokens);
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await h.AddWorkerAsync(InferenceEngineTests.Create(FrontendHarness.TinyChatModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 }));
+        string json = $$$"""{"model":"tiny","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Count to three"}],"temperature":0,"max_tokens":12,"stream":{{{(stream ? "true" : "false")}}},"stream_options":{"include_usage":true}}""";
+
+        string content;
+        string? finish;
+        JsonElement usage;
+        if (stream)
+        {
+            List<JsonElement> events = (await h.PostSseAsync(Chat, json)).Events();
+            content = string.Concat(events.Where(e => e.GetProperty("choices").GetArrayLength() > 0).Select(e => e.GetProperty("choices")[0].GetProperty("delta")).Select(d => d.TryGetProperty("content", out JsonElement c) ? c.GetString() : ""));
+            finish = events[^2].GetProperty("choices")[0].GetProperty("finish_reason").GetString();
+            usage = events[^1].GetProperty("usage");
+        }
+        else
+        {
+            var (status, body) = await h.PostJsonAsync(Chat, json);
+            Assert.Equal(200, status);
+            content = body.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
+            finish = body.GetProperty("choices")[0].GetProperty("finish_reason").GetString();
+            usage = body.GetProperty("usage");
+        }
+
+        Assert.Equal(expected, content);
+        Assert.Equal(last.FinishReason!.Value.ToWire(), finish);
+        Assert.Equal(tokens.Count, usage.GetProperty("completion_tokens").GetInt32());
+        Assert.Equal(prompt.Count, usage.GetProperty("prompt_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task Completions_RealTinyModelGreedyTokenPrompt_SameAsEngineDirectly()
+    {
+        int[] prompt = [1, 40, 41, 300, 301, 7];
+        await using InferenceEngine direct = InferenceEngineTests.Create(FrontendHarness.TinyChatModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
+        var (tokens, _, _) = await InferenceEngineTests.CollectAsync(direct, new EngineRequest("direct", prompt, SamplingParams.Greedy with { MaxTokens = 10, IgnoreEos = true }));
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await h.AddWorkerAsync(InferenceEngineTests.Create(FrontendHarness.TinyChatModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 }));
+
+        var (status, body) = await h.PostJsonAsync(Completions, """{"model":"tiny","prompt":[1,40,41,300,301,7],"temperature":0,"max_tokens":10,"ignore_eos":true}""");
+
+        Assert.Equal(200, status);
+        Assert.Equal(Detokenize(prompt, tokens), body.GetProperty("choices")[0].GetProperty("text").GetString());
+        Assert.Equal("length", body.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+    }
+
+    [Fact]
+    public async Task OpenAiDotNetClient_ChatStreamingAndNot_Works()
+    {
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await h.AddWorkerAsync(FrontendHarness.Echo());
+        IReadOnlyList<int> prompt = ChatPrompt(("user", "Hello client"));
+        var client = new ChatClient("tiny", new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = new Uri(h.Server.BaseAddress, "/v1") });
+        var options = new ChatCompletionOptions { MaxOutputTokenCount = 6, Temperature = 0 };
+
+        ChatCompletion completion = (await client.CompleteChatAsync([new UserChatMessage("Hello client")], options)).Value;
+        Assert.Equal(Detokenize(prompt, prompt.Take(6)), completion.Content[0].Text);
+        Assert.Equal(ChatFinishReason.Length, completion.FinishReason);
+        Assert.Equal(ChatMessageRole.Assistant, completion.Role);
+        Assert.Equal(6, completion.Usage.OutputTokenCount);
+        Assert.Equal(prompt.Count, completion.Usage.InputTokenCount);
+
+        var text = new StringBuilder();
+        ChatFinishReason? finish = null;
+        await foreach (StreamingChatCompletionUpdate update in client.CompleteChatStreamingAsync([new UserChatMessage("Hello client")], options))
+        {
+            foreach (ChatMessageContentPart part in update.ContentUpdate)
+            {
+                text.Append(part.Text);
+            }
+
+            finish ??= update.FinishReason;
+        }
+
+        Assert.Equal(Detokenize(prompt, prompt.Take(6)), text.ToString());
+        Assert.Equal(ChatFinishReason.Length, finish);
+
+        var models = new OpenAI.Models.OpenAIModelClient(new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = new Uri(h.Server.BaseAddress, "/v1") });
+        Assert.Equal(["tiny"], (await models.GetModelsAsync()).Value.Select(m => m.Id));
+
+        ClientResultException error = await Assert.ThrowsAsync<ClientResultException>(() => new ChatClient("missing", new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = new Uri(h.Server.BaseAddress, "/v1") }).CompleteChatAsync([new UserChatMessage("x")]));
+        Assert.Equal(404, error.Status);
     }
 
     internal static async Task Eventually(Func<bool> condition, int timeoutMs = 10000)
