@@ -57,6 +57,12 @@ internal sealed class SseWriter(HttpResponse response)
         response.BodyWriter.Write("data: [DONE]\n\n"u8);
     }
 
-    public async ValueTask FlushAsync(CancellationToken cancellationToken) =>
-        await response.BodyWriter.FlushAsync(cancellationToken).ConfigureAwait(false);
+    /// <summary>Sends what was written (nothing before the first event: the status is still open).</summary>
+    public async ValueTask FlushAsync(CancellationToken cancellationToken)
+    {
+        if (Started)
+        {
+            await response.BodyWriter.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
 }

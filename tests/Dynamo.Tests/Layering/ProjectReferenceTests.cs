@@ -25,6 +25,13 @@ public class ProjectReferenceTests
     }
 
     [Fact]
+    public void Frontend_ReferencesOnlyLlmAndRuntime()
+    {
+        // Runtime is Llm's own dependency; the frontend names its types (DistributedRuntime) directly.
+        Assert.Equal(["Dynamo.Llm", "Dynamo.Runtime"], OurReferences(typeof(Dynamo.Frontend.FrontendServer).Assembly));
+    }
+
+    [Fact]
     public void Engine_DoesNotSeeNatsOrEtcd()
     {
         string[] references = typeof(Dynamo.Engine.Inference.Transformer).Assembly.GetReferencedAssemblies().Select(a => a.Name!).ToArray();

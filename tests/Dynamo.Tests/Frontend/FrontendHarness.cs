@@ -1,0 +1,187 @@
+using System.Text;
+using System.Text.Json;
+using Dynamo.Frontend;
+using Dynamo.Engine.Models.Synth;
+using Dynamo.Llm.ChatTemplates;
+using Dynamo.Llm.Engines;
+using Dynamo.Llm.ModelCards;
+using Dynamo.Llm.Models;
+using Dynamo.Runtime;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Dynamo.Tests.Frontend;
+
+/// <summary>An in-process cluster with a frontend on 127.0.0.1:0 and workers added on demand, each serving an engine and publishing the tiny model's card.</summary>
+internal sealed class FrontendHarness : IAsyncDisposable
+{
+    public const string Model = "tiny";
+
+    /// <summary>The tiny synthesized model with a ChatML chat template.</summary>
+    internal static readonly Lazy<string> TinyChatModel = new(() =>
+    {
+        string path = Path.Combine(Path.GetTempPath(), "dynamo-frontend-tests", Guid.NewGuid().ToString("N"), "tiny-chat.gguf");
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        SynthModelWriter.Write(SynthModelOptions.Tiny, SynthOutputOptions.Default with { OutputPath = path, Type = GgmlType.F32, ChatTemplate = BuiltinChatTemplates.ChatMl });
+        return path;
+    });
+
+    internal static readonly Lazy<TokenizerBundle> Bundle = new(() => TokenizerBundle.FromGguf(GgufFile.Read(TinyChatModel.Value)));
+
+    private readonly List<TestWorker> _workers = [];
+    private bool _serverDisposed;
+
+    private FrontendHarness(InProcessCluster cluster, DistributedRuntime runtime, FrontendServer server)
+    {
+        Cluster = cluster;
+        Runtime = runtime;
+        Server = server;
+        Http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+    }
+
+    public InProcessCluster Cluster { get; }
+
+    public DistributedRuntime Runtime { get; }
+
+    public FrontendServer Server { get; }
+
+    public HttpClient Http { get; }
+
+    public static EchoEngine Echo(TimeSpan? delay = null) =>
+        new(EchoEngineOptions.Default with { TokenDelay = delay ?? TimeSpan.Zero, ContextLength = 256, VocabSize = 512 });
+
+    public static async Task<FrontendHarness> StartAsync(FrontendOptions? options = null, ILoggerFactory? loggers = null)
+    {
+        var cluster = new InProcessCluster();
+        DistributedRuntime runtime = await cluster.ConnectAsync();
+        FrontendServer server = await FrontendServer.StartAsync(runtime, (options ?? FrontendOptions.Default) with
+        {
+            Host = "127.0.0.1",
+            HttpPort = 0,
+            TokenizerCacheDirectory = Path.Combine(Path.GetTempPath(), "dynamo-frontend-tests"),
+        }, loggers ?? NullLoggerFactory.Instance);
+        return new FrontendHarness(cluster, runtime, server);
+    }
+
+    /// <summary>Starts a worker serving <paramref name="engine"/> and publishing a card for <paramref name="model"/>; waits until the frontend serves it.</summary>
+    public async Task<TestWorker> AddWorkerAsync(IEngine engine, string model = Model, string component = "backend", int contextLength = 256, bool serve = true)
+    {
+        DistributedRuntime runtime = await Cluster.ConnectAsync();
+        var address = new EndpointAddress("dynamo", component, "generate");
+        EngineWorker? worker = serve ? await EngineWorker.StartAsync(runtime, engine, address) : null;
+        await ModelCards.PublishAsync(runtime, address, new ModelCardSource(model, "gguf", TinyChatModel.Value, contextLength, 16, 512));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await Server.WaitForModelAsync(model, timeout.Token);
+        var w = new TestWorker(runtime, worker, engine);
+        _workers.Add(w);
+        return w;
+    }
+
+    public Task<HttpResponseMessage> PostAsync(string path, string json, CancellationToken cancellationToken = default) =>
+        Http.PostAsync(path, new StringContent(json, Encoding.UTF8, "application/json"), cancellationToken);
+
+    public async Task<(int Status, JsonElement Body)> PostJsonAsync(string path, string json)
+    {
+        using HttpResponseMessage response = await PostAsync(path, json);
+        string text = await response.Content.ReadAsStringAsync();
+        return ((int)response.StatusCode, JsonDocument.Parse(text).RootElement.Clone());
+    }
+
+    /// <summary>Posts and reads the whole SSE stream: data payloads (without "data: ") and comment lines.</summary>
+    public async Task<Sse> PostSseAsync(string path, string json, CancellationToken cancellationToken = default)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(json, Encoding.UTF8, "application/json") };
+        using HttpResponseMessage response = await Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+        return await Sse.ReadAsync(response, cancellationToken);
+    }
+
+    public async ValueTask DisposeServerAsync()
+    {
+        if (!_serverDisposed)
+        {
+            _serverDisposed = true;
+            await Server.DisposeAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        await DisposeServerAsync();
+        foreach (TestWorker w in _workers)
+        {
+            await w.DisposeAsync();
+        }
+
+        await Runtime.DisposeAsync();
+        await Cluster.DisposeAsync();
+    }
+}
+
+/// <summary>A worker of the harness: its runtime (dispose it to make the worker vanish), the served endpoint and the engine.</summary>
+internal sealed class TestWorker(DistributedRuntime runtime, EngineWorker? worker, IEngine engine) : IAsyncDisposable
+{
+    private bool _disposed;
+
+    public DistributedRuntime Runtime { get; } = runtime;
+
+    public IEngine Engine { get; } = engine;
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        if (worker is not null)
+        {
+            await worker.DisposeAsync();
+        }
+
+        await Runtime.DisposeAsync();
+        await Engine.DisposeAsync();
+    }
+}
+
+/// <summary>A parsed SSE response.</summary>
+internal sealed record Sse(int Status, string ContentType, List<string> Data, List<string> Comments)
+{
+    public static async Task<Sse> ReadAsync(HttpResponseMessage response, CancellationToken cancellationToken = default)
+    {
+        var data = new List<string>();
+        var comments = new List<string>();
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken));
+        string? pendingBlank = null;
+        while (await reader.ReadLineAsync(cancellationToken) is string line)
+        {
+            if (line.StartsWith("data: ", StringComparison.Ordinal))
+            {
+                data.Add(line["data: ".Length..]);
+            }
+            else if (line.StartsWith(':'))
+            {
+                comments.Add(line);
+            }
+            else if (line.Length != 0)
+            {
+                throw new InvalidDataException($"unexpected SSE line '{line}'");
+            }
+
+            pendingBlank = line;
+        }
+
+        _ = pendingBlank;
+        return new Sse((int)response.StatusCode, response.Content.Headers.ContentType?.MediaType ?? "", data, comments);
+    }
+
+    /// <summary>The JSON events before [DONE] (asserting [DONE] is last and appears once).</summary>
+    public List<JsonElement> Events()
+    {
+        Assert.True(Data.Count > 0, $"HTTP {Status} {ContentType} with no SSE data");
+        Assert.Equal("[DONE]", Data[^1]);
+        Assert.Single(Data, d => d == "[DONE]");
+        return [.. Data.Take(Data.Count - 1).Select(d => JsonDocument.Parse(d).RootElement.Clone())];
+    }
+}
