@@ -63,7 +63,7 @@ internal static class LatencyPlot
         {
             image.FillRect(legend, 14, 10, 10, color);
             image.DrawText(legend + 14, 12, name, Rgba.Black, scale: 2);
-            legend += 20 + RgbaImage.TextWidth(name, 2);
+            legend += 34 + RgbaImage.TextWidth(name, 2);
         }
 
         foreach (RequestResult r in results.Where(r => r.Outcome != RequestOutcome.Ok))
