@@ -26,9 +26,10 @@ internal static class BenchServeCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of the table" };
         var plot = new Option<string?>("--plot") { Description = "Write a PNG of TTFT and end-to-end latency against request start time" };
         var noProgress = new Option<bool>("--no-progress") { Description = "No progress bar (it is off anyway when stderr is not a terminal)" };
+        var noWarmup = new Option<bool>("--no-warmup") { Description = "Skip the untimed warm-up request sent before the run" };
         var command = new Command("serve", "Load on an OpenAI-compatible server: tok/s, requests/s, TTFT, ITL, latency percentiles, rejections")
         {
-            url, model, concurrency, numPrompts, inputLen, outputLen, workload, traceScale, traceBlock, seed, json, plot, noProgress,
+            url, model, concurrency, numPrompts, inputLen, outputLen, workload, traceScale, traceBlock, seed, json, plot, noProgress, noWarmup,
         };
         command.SetAction(parse => CliErrors.Run(() =>
         {
@@ -53,12 +54,12 @@ internal static class BenchServeCommand
             }
 
             bool progress = !parse.GetValue(noProgress) && !Console.IsErrorRedirected;
-            return RunAsync(options, load, parse.GetValue(json), plotPath, progress).GetAwaiter().GetResult();
+            return RunAsync(options, load, parse.GetValue(json), plotPath, progress, !parse.GetValue(noWarmup)).GetAwaiter().GetResult();
         }));
         return command;
     }
 
-    private static async Task<int> RunAsync(LoadOptions options, IWorkload workload, bool json, string? plotPath, bool showProgress)
+    private static async Task<int> RunAsync(LoadOptions options, IWorkload workload, bool json, string? plotPath, bool showProgress, bool warmup)
     {
         IReadOnlyList<LoadConversation> conversations = workload.Build(options);
         int total = conversations.Sum(c => c.Turns.Count);
@@ -69,6 +70,18 @@ internal static class BenchServeCommand
         }
 
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
+        if (warmup)
+        {
+            // As vLLM's bench serve: one short request first, so that this process's JIT and the server's
+            // first-request costs stay out of the figures, and a wrong URL or model shows at once. Its
+            // prompt shares nothing with the workload's (no prefix-cache head start).
+            using var client = new ChatStreamClient(options.Url, options.Model, TimeProvider.System, TimeProvider.System.GetTimestamp());
+            RequestResult w = await client.SendAsync([new ChatMessage("user", "Warm-up request: say hello.")], 4, shutdown.Token);
+            Console.Error.WriteLine(w.Outcome == RequestOutcome.Ok
+                ? $"bench serve: warm-up request ok ({w.EndToEnd * 1000:F0} ms, not counted)"
+                : $"bench serve: warm-up request failed (not counted): {w.Error}");
+        }
+
         LoadProgress? progress = showProgress ? new LoadProgress(Console.Error, total, TimeProvider.System, TimeSpan.FromMilliseconds(250)) : null;
         List<RequestResult> results;
         double seconds;

@@ -20,7 +20,7 @@ public class BenchServeCommandTests
         await using FakeOpenAiServer server = await FakeOpenAiServer.StartAsync();
         server.Respond = (i, _) => i == 3 ? new FakeReply { Status = 429 } : new FakeReply();
 
-        CliProcess.Result r = CliProcess.Run(["bench", "serve", "--url", server.Url, "--model", "fake", "--concurrency", "2", "--num-prompts", "8", "--input-len", "12", "--output-len", "5", "--json"]);
+        CliProcess.Result r = CliProcess.Run(["bench", "serve", "--url", server.Url, "--model", "fake", "--concurrency", "2", "--num-prompts", "8", "--input-len", "12", "--output-len", "5", "--json", "--no-warmup"]);
 
         Assert.True(r.ExitCode == 0, r.Stderr);
         using var doc = JsonDocument.Parse(r.Stdout);
@@ -61,7 +61,10 @@ public class BenchServeCommandTests
         Assert.Matches(new Regex(@"^\| TTFT \| \d+\.\d \| \d+\.\d \| \d+\.\d \| \d+\.\d \| 6 \|$", RegexOptions.Multiline), r.Stdout);
         PngReader.Image png = PngReader.Read(File.ReadAllBytes(plot));
         Assert.Equal((900, 500), (png.Width, png.Height));
-        Assert.Equal(6, server.Requests.Select(q => q.Body.GetProperty("messages")[0].GetProperty("content").GetString()).Distinct().Count());
+        Assert.Contains("warm-up request ok", r.Stderr);
+        Assert.Equal(7, server.Requests.Count);
+        Assert.Equal("Warm-up request: say hello.", server.Requests.Single(q => q.Index == 0).Body.GetProperty("messages")[0].GetProperty("content").GetString());
+        Assert.Equal(6, server.Requests.Where(q => q.Index > 0).Select(q => q.Body.GetProperty("messages")[0].GetProperty("content").GetString()).Distinct().Count());
     }
 
     [Fact]
@@ -76,7 +79,7 @@ public class BenchServeCommandTests
             """{"timestamp": 20, "input_length": 10, "output_length": 2, "hash_ids": [3]}""",
         ]);
 
-        CliProcess.Result r = CliProcess.Run(["bench", "serve", "--url", server.Url, "--model", "fake", "--concurrency", "2", "--num-prompts", "2", "--workload", "trace:" + trace, "--input-len", "600", "--output-len", "4", "--trace-scale", "10", "--json"]);
+        CliProcess.Result r = CliProcess.Run(["bench", "serve", "--url", server.Url, "--model", "fake", "--concurrency", "2", "--num-prompts", "2", "--workload", "trace:" + trace, "--input-len", "600", "--output-len", "4", "--trace-scale", "10", "--json", "--no-warmup"]);
 
         Assert.True(r.ExitCode == 0, r.Stderr);
         using var doc = JsonDocument.Parse(r.Stdout);
@@ -96,6 +99,7 @@ public class BenchServeCommandTests
         Assert.Equal(1, r.ExitCode);
         using var doc = JsonDocument.Parse(r.Stdout);
         Assert.Equal(2, doc.RootElement.GetProperty("errors").GetInt32());
+        Assert.Contains("warm-up request failed", r.Stderr);
         Assert.StartsWith("HttpRequestException", doc.RootElement.GetProperty("error_messages")[0].GetString());
     }
 
