@@ -1,11 +1,10 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Logging;
 
 namespace Dynamo.Tests.Cli.Load;
 
@@ -30,107 +29,164 @@ public sealed record FakeReply
 
 /// <summary>
 /// A minimal OpenAI streaming chat server on 127.0.0.1 (a free port): records every request body and
-/// answers as <see cref="Respond"/> says, in OpenAI's SSE chunk format.
+/// answers as <see cref="Respond"/> says, in OpenAI's SSE chunk format. Plain HTTP/1.1 over a
+/// TcpListener, one request per connection (<c>Connection: close</c>), the stream ending with the
+/// connection: the test project does not reference ASP.NET Core, whose shared framework would keep
+/// Microsoft.Extensions.* DLLs out of the test output, where the CLI under test (dynamo.dll, run with
+/// `dotnet`) needs them.
 /// </summary>
 public sealed class FakeOpenAiServer : IAsyncDisposable
 {
-    private readonly WebApplication _app;
+    private readonly TcpListener _listener;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private readonly Task _accept;
+    private readonly ConcurrentDictionary<Task, bool> _connections = new();
     private int _count, _inFlight, _maxInFlight;
 
-    private FakeOpenAiServer(WebApplication app) => _app = app;
+    private FakeOpenAiServer()
+    {
+        _listener = new TcpListener(IPAddress.Loopback, 0);
+        _listener.Start();
+        Url = $"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
+        _accept = AcceptAsync();
+    }
 
     public Func<int, JsonElement, FakeReply> Respond { get; set; } = (_, _) => new FakeReply();
 
     public ConcurrentQueue<(int Index, JsonElement Body, TimeSpan At)> Requests { get; } = new();
 
-    public string Url { get; private set; } = "";
+    public string Url { get; }
 
     public int MaxInFlight => Volatile.Read(ref _maxInFlight);
 
-    private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+    public static Task<FakeOpenAiServer> StartAsync() => Task.FromResult(new FakeOpenAiServer());
 
-    public static async Task<FakeOpenAiServer> StartAsync()
+    private async Task AcceptAsync()
     {
-        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0));
-        WebApplication app = builder.Build();
-        var server = new FakeOpenAiServer(app);
-        app.MapPost("/v1/chat/completions", server.HandleAsync);
-        await app.StartAsync();
-        server.Url = app.Urls.Single();
-        return server;
-    }
-
-    private async Task HandleAsync(HttpContext context)
-    {
-        int inFlight = Interlocked.Increment(ref _inFlight);
-        int seen;
-        while (inFlight > (seen = Volatile.Read(ref _maxInFlight)) && Interlocked.CompareExchange(ref _maxInFlight, inFlight, seen) != seen)
-        {
-        }
-
         try
         {
-            using JsonDocument doc = await JsonDocument.ParseAsync(context.Request.Body);
-            JsonElement body = doc.RootElement.Clone();
-            int index = Interlocked.Increment(ref _count) - 1;
-            Requests.Enqueue((index, body, _clock.Elapsed));
-            FakeReply reply = Respond(index, body);
-            if (reply.Status != 200)
+            while (true)
             {
-                context.Response.StatusCode = reply.Status;
-                context.Response.ContentType = "application/json";
-                await context.Response.WriteAsync($"{{\"error\":{{\"message\":\"fake status {reply.Status}\",\"type\":\"fake\",\"param\":null,\"code\":{reply.Status}}}}}");
-                return;
-            }
-
-            int maxTokens = body.GetProperty("max_tokens").GetInt32();
-            IReadOnlyList<string> pieces = reply.Pieces ?? [.. Enumerable.Range(0, maxTokens).Select(i => $"t{i} ")];
-            context.Response.ContentType = "text/event-stream";
-            await SendAsync(context, new { id = "c", @object = "chat.completion.chunk", choices = new[] { new { index = 0, delta = new { role = "assistant", content = "" } } } });
-            if (reply.ErrorEvent)
-            {
-                await SendAsync(context, new { error = new { message = "fake mid-stream failure", type = "internal_error" } });
-                return;
-            }
-
-            foreach (string piece in pieces)
-            {
-                if (reply.DelayPerPiece > TimeSpan.Zero)
-                {
-                    await Task.Delay(reply.DelayPerPiece);
-                }
-
-                await SendAsync(context, new { id = "c", @object = "chat.completion.chunk", choices = new[] { new { index = 0, delta = new { content = piece } } } });
-            }
-
-            await SendAsync(context, new { id = "c", @object = "chat.completion.chunk", choices = new[] { new { index = 0, delta = new { }, finish_reason = "length" } } });
-            if (reply.Usage)
-            {
-                await SendAsync(context, new { id = "c", @object = "chat.completion.chunk", choices = Array.Empty<object>(), usage = new { prompt_tokens = 11, completion_tokens = pieces.Count, total_tokens = 11 + pieces.Count } });
-            }
-
-            if (!reply.Cut)
-            {
-                await context.Response.WriteAsync("data: [DONE]\n\n");
+                TcpClient client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                Task connection = Task.Run(() => HandleAsync(client));
+                _connections[connection] = true;
+                _ = connection.ContinueWith(t => _connections.TryRemove(t, out _), TaskScheduler.Default);
             }
         }
-        finally
+        catch (OperationCanceledException)
         {
-            Interlocked.Decrement(ref _inFlight);
+        }
+        catch (SocketException)
+        {
         }
     }
 
-    private static async Task SendAsync(HttpContext context, object chunk)
+    private async Task HandleAsync(TcpClient client)
     {
-        await context.Response.WriteAsync("data: " + JsonSerializer.Serialize(chunk) + "\n\n", Encoding.UTF8);
-        await context.Response.Body.FlushAsync();
+        using TcpClient _ = client;
+        NetworkStream stream = client.GetStream();
+        try
+        {
+            (string path, Dictionary<string, string> headers) = await ReadHeadAsync(stream);
+            var body = new byte[int.Parse(headers.GetValueOrDefault("content-length", "0"), CultureInfo.InvariantCulture)];
+            await stream.ReadExactlyAsync(body, _stop.Token);
+            if (path != "/v1/chat/completions")
+            {
+                await WriteAsync(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                return;
+            }
+
+            int inFlight = Interlocked.Increment(ref _inFlight);
+            int seen;
+            while (inFlight > (seen = Volatile.Read(ref _maxInFlight)) && Interlocked.CompareExchange(ref _maxInFlight, inFlight, seen) != seen)
+            {
+            }
+
+            try
+            {
+                await AnswerAsync(stream, JsonDocument.Parse(body).RootElement.Clone());
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _inFlight);
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or EndOfStreamException)
+        {
+        }
     }
+
+    private async Task AnswerAsync(NetworkStream stream, JsonElement body)
+    {
+        int index = Interlocked.Increment(ref _count) - 1;
+        Requests.Enqueue((index, body, _clock.Elapsed));
+        FakeReply reply = Respond(index, body);
+        if (reply.Status != 200)
+        {
+            string error = $"{{\"error\":{{\"message\":\"fake status {reply.Status}\",\"type\":\"fake\",\"param\":null,\"code\":{reply.Status}}}}}";
+            await WriteAsync(stream, $"HTTP/1.1 {reply.Status} Fake\r\nContent-Type: application/json\r\nContent-Length: {Encoding.UTF8.GetByteCount(error)}\r\nConnection: close\r\n\r\n{error}");
+            return;
+        }
+
+        int maxTokens = body.GetProperty("max_tokens").GetInt32();
+        IReadOnlyList<string> pieces = reply.Pieces ?? [.. Enumerable.Range(0, maxTokens).Select(i => $"t{i} ")];
+        await WriteAsync(stream, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n");
+        await SendAsync(stream, new { id = "c", @object = "chat.completion.chunk", choices = new[] { new { index = 0, delta = new { role = "assistant", content = "" } } } });
+        if (reply.ErrorEvent)
+        {
+            await SendAsync(stream, new { error = new { message = "fake mid-stream failure", type = "internal_error" } });
+            return;
+        }
+
+        await WriteAsync(stream, ": keep-alive comment\n\n");
+        foreach (string piece in pieces)
+        {
+            if (reply.DelayPerPiece > TimeSpan.Zero)
+            {
+                await Task.Delay(reply.DelayPerPiece, _stop.Token);
+            }
+
+            await SendAsync(stream, new { id = "c", @object = "chat.completion.chunk", choices = new[] { new { index = 0, delta = new { content = piece } } } });
+        }
+
+        await SendAsync(stream, new { id = "c", @object = "chat.completion.chunk", choices = new[] { new { index = 0, delta = new { }, finish_reason = "length" } } });
+        if (reply.Usage)
+        {
+            await SendAsync(stream, new { id = "c", @object = "chat.completion.chunk", choices = Array.Empty<object>(), usage = new { prompt_tokens = 11, completion_tokens = pieces.Count, total_tokens = 11 + pieces.Count } });
+        }
+
+        if (!reply.Cut)
+        {
+            await WriteAsync(stream, "data: [DONE]\n\n");
+        }
+    }
+
+    private async Task<(string Path, Dictionary<string, string> Headers)> ReadHeadAsync(NetworkStream stream)
+    {
+        var head = new List<byte>();
+        var one = new byte[1];
+        while (head.Count < 4 || head[^4] != '\r' || head[^3] != '\n' || head[^2] != '\r' || head[^1] != '\n')
+        {
+            await stream.ReadExactlyAsync(one, _stop.Token);
+            head.Add(one[0]);
+        }
+
+        string[] lines = Encoding.ASCII.GetString([.. head]).Split("\r\n", StringSplitOptions.RemoveEmptyEntries);
+        var headers = lines.Skip(1).Select(l => l.Split(':', 2)).ToDictionary(p => p[0].Trim().ToLowerInvariant(), p => p[1].Trim());
+        return (lines[0].Split(' ')[1], headers);
+    }
+
+    private Task WriteAsync(NetworkStream stream, string text) => stream.WriteAsync(Encoding.UTF8.GetBytes(text), _stop.Token).AsTask();
+
+    private Task SendAsync(NetworkStream stream, object chunk) => WriteAsync(stream, "data: " + JsonSerializer.Serialize(chunk) + "\n\n");
 
     public async ValueTask DisposeAsync()
     {
-        await _app.StopAsync();
-        await _app.DisposeAsync();
+        await _stop.CancelAsync();
+        _listener.Stop();
+        await _accept;
+        await Task.WhenAll(_connections.Keys);
+        _stop.Dispose();
     }
 }
