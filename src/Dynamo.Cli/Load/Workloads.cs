@@ -1,0 +1,16 @@
+namespace Dynamo.Cli.Load;
+
+/// <summary>The one place that turns a <c>--workload</c> value into a workload.</summary>
+internal static class Workloads
+{
+    public const string Names = "random, shared-prefix, multi-turn or trace:FILE";
+
+    public static IWorkload Parse(string value) => value switch
+    {
+        RandomWorkload.WorkloadName => new RandomWorkload(),
+        SharedPrefixWorkload.WorkloadName => new SharedPrefixWorkload(),
+        MultiTurnWorkload.WorkloadName => new MultiTurnWorkload(),
+        _ when value.StartsWith("trace:", StringComparison.Ordinal) && value.Length > "trace:".Length => new TraceWorkload(value["trace:".Length..]),
+        _ => throw new CliUsageException($"--workload: '{value}' is not {Names}"),
+    };
+}
