@@ -16,6 +16,7 @@ internal sealed class ChatStreamClient : IDisposable
     private const int MaxErrorBody = 300;
     private readonly HttpClient _http;
     private readonly Uri _endpoint;
+    private readonly Uri _completions;
     private readonly string _model;
     private readonly TimeProvider _time;
     private readonly long _origin;
@@ -33,6 +34,7 @@ internal sealed class ChatStreamClient : IDisposable
         }
 
         _endpoint = new Uri(trimmed + "/v1/chat/completions");
+        _completions = new Uri(trimmed + "/v1/completions");
         _model = model;
         _time = time;
         _origin = origin;
@@ -80,7 +82,41 @@ internal sealed class ChatStreamClient : IDisposable
     }
 
     /// <summary>Sends one request and measures it; only <paramref name="cancellationToken"/> makes it throw.</summary>
-    public async Task<RequestResult> SendAsync(IReadOnlyList<ChatMessage> messages, int maxTokens, CancellationToken cancellationToken = default)
+    public Task<RequestResult> SendAsync(IReadOnlyList<ChatMessage> messages, int maxTokens, CancellationToken cancellationToken = default) =>
+        SendBodyAsync(_endpoint, RequestBody(_model, messages, maxTokens), cancellationToken);
+
+    /// <summary>One streaming completion (<c>/v1/completions</c>) whose prompt is exactly <paramref name="promptTokenIds"/>.</summary>
+    public Task<RequestResult> SendTokensAsync(IReadOnlyList<int> promptTokenIds, int maxTokens, CancellationToken cancellationToken = default) =>
+        SendBodyAsync(_completions, TokensRequestBody(_model, promptTokenIds, maxTokens), cancellationToken);
+
+    /// <summary>The JSON body of a streaming token-id completion (usage included, EOS ignored).</summary>
+    public static byte[] TokensRequestBody(string model, IReadOnlyList<int> promptTokenIds, int maxTokens)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("model", model);
+            writer.WriteStartArray("prompt");
+            foreach (int id in promptTokenIds)
+            {
+                writer.WriteNumberValue(id);
+            }
+
+            writer.WriteEndArray();
+            writer.WriteNumber("max_tokens", maxTokens);
+            writer.WriteBoolean("stream", true);
+            writer.WriteStartObject("stream_options");
+            writer.WriteBoolean("include_usage", true);
+            writer.WriteEndObject();
+            writer.WriteBoolean("ignore_eos", true);
+            writer.WriteEndObject();
+        }
+
+        return buffer.ToArray();
+    }
+
+    private async Task<RequestResult> SendBodyAsync(Uri endpoint, byte[] body, CancellationToken cancellationToken)
     {
         long sent = _time.GetTimestamp();
         double start = _time.GetElapsedTime(_origin, sent).TotalSeconds;
@@ -88,9 +124,9 @@ internal sealed class ChatStreamClient : IDisposable
         RequestResult Failed(RequestOutcome outcome, string error, int? status = null) =>
             new() { Outcome = outcome, Start = start, EndToEnd = Since(), Error = error, StatusCode = status };
 
-        using var request = new HttpRequestMessage(HttpMethod.Post, _endpoint)
+        using var request = new HttpRequestMessage(HttpMethod.Post, endpoint)
         {
-            Content = new ByteArrayContent(RequestBody(_model, messages, maxTokens)),
+            Content = new ByteArrayContent(body),
         };
         request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
         request.Headers.Accept.ParseAdd("text/event-stream");
@@ -100,9 +136,9 @@ internal sealed class ChatStreamClient : IDisposable
             int status = (int)response.StatusCode;
             if (!response.IsSuccessStatusCode)
             {
-                string body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+                string errorBody = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
                 RequestOutcome outcome = status is 429 or 503 ? RequestOutcome.Rejected : RequestOutcome.Error;
-                return Failed(outcome, string.Create(CultureInfo.InvariantCulture, $"HTTP {status}: {ErrorMessage(body)}"), status);
+                return Failed(outcome, string.Create(CultureInfo.InvariantCulture, $"HTTP {status}: {ErrorMessage(errorBody)}"), status);
             }
 
             await using Stream stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
@@ -139,9 +175,12 @@ internal sealed class ChatStreamClient : IDisposable
                 {
                     foreach (JsonElement choice in choices.EnumerateArray())
                     {
-                        if (choice.TryGetProperty("delta", out JsonElement delta) && delta.ValueKind == JsonValueKind.Object
-                            && delta.TryGetProperty("content", out JsonElement content) && content.ValueKind == JsonValueKind.String
-                            && content.GetString() is { Length: > 0 } piece)
+                        // Chat chunks carry delta.content; completion chunks carry text.
+                        JsonElement content = default;
+                        bool found = (choice.TryGetProperty("delta", out JsonElement delta) && delta.ValueKind == JsonValueKind.Object
+                                && delta.TryGetProperty("content", out content))
+                            || choice.TryGetProperty("text", out content);
+                        if (found && content.ValueKind == JsonValueKind.String && content.GetString() is { Length: > 0 } piece)
                         {
                             text.Append(piece);
                             if (ttft is null)

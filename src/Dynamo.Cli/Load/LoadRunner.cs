@@ -43,7 +43,9 @@ internal sealed class LoadRunner(LoadOptions options, TimeProvider? time = null)
                 foreach (LoadTurn turn in conversation.Turns)
                 {
                     var user = new ChatMessage("user", turn.User);
-                    RequestResult result = await client.SendAsync([.. history, user], turn.MaxTokens, cancellationToken).ConfigureAwait(false);
+                    RequestResult result = turn.PromptTokenIds is { } ids
+                        ? await client.SendTokensAsync(ids, turn.MaxTokens, cancellationToken).ConfigureAwait(false)
+                        : await client.SendAsync([.. history, user], turn.MaxTokens, cancellationToken).ConfigureAwait(false);
                     lock (results)
                     {
                         results.Add(result);

@@ -27,6 +27,20 @@ public class BenchServeWorkloadTests
     }
 
     [Fact]
+    public void RandomTokens_ExactTokenPromptsSentAsCompletions()
+    {
+        LoadOptions options = LoadOptions.Default with { NumPrompts = 3, InputLen = 200, OutputLen = 128 };
+        IReadOnlyList<LoadConversation> a = Workloads.Parse("random-tokens").Build(options);
+        Assert.Equal(3, a.Count);
+        Assert.All(a, conv => Assert.Equal(200, Assert.Single(conv.Turns).PromptTokenIds!.Count));
+        Assert.All(a, conv => Assert.All(conv.Turns[0].PromptTokenIds!, id => Assert.InRange(id, 100, 999)));
+        Assert.Equal(128, a[0].Turns[0].MaxTokens);
+        using var doc = System.Text.Json.JsonDocument.Parse(ChatStreamClient.TokensRequestBody("m", [5, 6], 3));
+        Assert.Equal([5, 6], doc.RootElement.GetProperty("prompt").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.True(doc.RootElement.GetProperty("stream").GetBoolean());
+    }
+
+    [Fact]
     public void Random_NoLengths_UsesTheDefaults()
     {
         LoadConversation only = Assert.Single(new RandomWorkload().Build(LoadOptions.Default with { NumPrompts = 1 }));
