@@ -199,6 +199,6 @@ public class BenchServeWorkloadTests
     {
         var e = Assert.Throws<CliUsageException>(() => Workloads.Parse(name));
 
-        Assert.Contains("random, shared-prefix, multi-turn or trace:FILE", e.Message);
+        Assert.Contains("random, random-tokens, shared-prefix, multi-turn or trace:FILE", e.Message);
     }
 }
