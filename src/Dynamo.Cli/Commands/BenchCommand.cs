@@ -76,6 +76,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(CreateEngine());
         bench.Subcommands.Add(BenchRuntimeCommand.Create());
         bench.Subcommands.Add(BenchFrontendCommand.Create());
+        bench.Subcommands.Add(BenchRoutingCommand.Create());
         bench.Subcommands.Add(BenchServeCommand.Create());
         return bench;
     }

@@ -48,7 +48,7 @@ internal static class BenchFrontendCommand
         await using DistributedRuntime workerRuntime = await cluster.ConnectAsync();
         await using DistributedRuntime frontendRuntime = await cluster.ConnectAsync();
         await using WorkerComponent worker = await WorkerComponent.StartAsync(workerRuntime, new WorkerSettings { EngineKind = "echo", ServedModelName = "echo" }, TextWriter.Null);
-        await using FrontendServer server = await FrontendServer.StartAsync(frontendRuntime, FrontendOptions.Default with { Host = "127.0.0.1", HttpPort = 0 });
+        await using FrontendServer server = await FrontendServer.StartAsync(frontendRuntime, FrontendOptions.Default with { Host = "127.0.0.1", HttpPort = 0 }, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
         await server.WaitForModelAsync("echo");
         await using EndpointClient endpoint = await frontendRuntime.CreateClientAsync(worker.Card.Endpoint is { } e ? EndpointAddress.Parse(e) : throw new InvalidOperationException());
         using var http = new HttpClient { BaseAddress = server.BaseAddress };

@@ -1,0 +1,188 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Dynamo.Cli.Components;
+using Dynamo.Cli.Load;
+using Dynamo.Frontend;
+using Dynamo.Llm.Engines;
+using Dynamo.Runtime;
+
+namespace Dynamo.Cli.Commands;
+
+/// <summary>
+/// <c>dynamo bench routing</c>: routing quality. For each router mode, a fresh deployment in this process
+/// (N mocker workers with the same block manager as the engine, one HTTP frontend), the same workload
+/// through bench serve's client: TTFT mean/p99, throughput, rejections and the workers' prefix-cache hit
+/// rate, side by side.
+/// </summary>
+internal static class BenchRoutingCommand
+{
+    private sealed record ModeResult(string Mode, LoadReport Report, double HitRate, long Preemptions);
+
+    public static Command Create()
+    {
+        var workers = new Option<int>("--workers") { Description = "Mocker workers", DefaultValueFactory = _ => 8 };
+        var modes = new Option<string>("--modes") { Description = "Comma-separated router modes", DefaultValueFactory = _ => "kv,round-robin,random" };
+        var workload = new Option<string>("--workload", "-w") { Description = Workloads.Names, DefaultValueFactory = _ => SharedPrefixWorkload.WorkloadName };
+        var prompts = new Option<int>("--num-prompts", "-n") { Description = "Requests", DefaultValueFactory = _ => 256 };
+        var concurrency = new Option<int>("--concurrency", "-c") { Description = "Requests in flight", DefaultValueFactory = _ => 32 };
+        var inputLen = new Option<int?>("--input-len") { Description = "Prompt words (caps for trace:)" };
+        var outputLen = new Option<int?>("--output-len") { Description = "Output tokens (caps for trace:)" };
+        var traceScale = new Option<double>("--trace-scale") { Description = "trace: arrivals this many times faster", DefaultValueFactory = _ => 1 };
+        var traceBlock = new Option<int>("--trace-block-tokens") { Description = "trace: words per trace hash id", DefaultValueFactory = _ => 64 };
+        var blocks = new Option<int>("--num-gpu-blocks") { Description = "Each mocker's KV pool, in blocks of 16 tokens", DefaultValueFactory = _ => 4096 };
+        var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker time runs this many times faster", DefaultValueFactory = _ => 1 };
+        var seed = new Option<int>("--seed") { Description = "Workload seed", DefaultValueFactory = _ => 1234 };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of the table" };
+        var command = new Command("routing", "Routing quality on mocker workers: TTFT, throughput, rejections and prefix hits for each router mode")
+        {
+            workers, modes, workload, prompts, concurrency, inputLen, outputLen, traceScale, traceBlock, blocks, speedup, seed, json,
+        };
+        command.SetAction(parse => CliErrors.Run(() =>
+        {
+            int w = parse.GetValue(workers);
+            if (w < 1)
+            {
+                throw new CliUsageException($"--workers: {w} must be at least 1");
+            }
+
+            string[] list = parse.GetValue(modes)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var options = LoadOptions.Default with
+            {
+                Url = "http://127.0.0.1:1",
+                Model = "mocker",
+                Concurrency = parse.GetValue(concurrency),
+                NumPrompts = parse.GetValue(prompts),
+                InputLen = parse.GetValue(inputLen),
+                OutputLen = parse.GetValue(outputLen),
+                TraceScale = parse.GetValue(traceScale),
+                TraceBlockTokens = parse.GetValue(traceBlock),
+                Seed = parse.GetValue(seed),
+            };
+            options.Validate();
+            IWorkload load = Workloads.Parse(parse.GetValue(workload)!);
+            foreach (string mode in list)
+            {
+                FrontendOptions.Default.With(mode);
+            }
+
+            return RunAsync(w, list, load, options, parse.GetValue(blocks), parse.GetValue(speedup), parse.GetValue(json)).GetAwaiter().GetResult();
+        }));
+        return command;
+    }
+
+    private static FrontendOptions With(this FrontendOptions options, string mode)
+    {
+        FrontendOptions result = options with { Host = "127.0.0.1", HttpPort = 0, RouterMode = mode };
+        try
+        {
+            result.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliUsageException(e.Message);
+        }
+
+        return result;
+    }
+
+    private static async Task<int> RunAsync(int workerCount, string[] modes, IWorkload workload, LoadOptions options, int blocks, double speedup, bool json)
+    {
+        TextWriter log = Console.Error;
+        IReadOnlyList<LoadConversation> conversations = workload.Build(options);
+        var results = new List<ModeResult>();
+        foreach (string mode in modes)
+        {
+            await using var cluster = new InProcessCluster();
+            var started = new List<IAsyncDisposable>();
+            var engines = new List<IEngine>();
+            try
+            {
+                for (int i = 0; i < workerCount; i++)
+                {
+                    DistributedRuntime runtime = await cluster.ConnectAsync();
+                    started.Add(runtime);
+                    var worker = await WorkerComponent.StartAsync(runtime, new WorkerSettings
+                    {
+                        EngineKind = "mocker",
+                        ServedModelName = "mocker",
+                        SpeedupRatio = speedup,
+                        NumGpuBlocks = blocks,
+                    }, TextWriter.Null);
+                    started.Add(worker);
+                    engines.Add(worker.Engine);
+                }
+
+                DistributedRuntime frontendRuntime = await cluster.ConnectAsync();
+                started.Add(frontendRuntime);
+                FrontendServer server = await FrontendServer.StartAsync(frontendRuntime, FrontendOptions.Default.With(mode), Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
+                started.Add(server);
+                await server.WaitForModelAsync("mocker");
+                await Task.Delay(200);
+                log.WriteLine($"bench routing: {mode}: {conversations.Sum(c => c.Turns.Count)} requests of {workload.Name} on {workerCount} mocker workers...");
+                var runner = new LoadRunner(options with { Url = server.BaseAddress.ToString() });
+                var (requests, seconds, interrupted) = await runner.RunAsync(conversations);
+                long query = engines.Sum(e => e.Stats.PrefixQueryTokens), hit = engines.Sum(e => e.Stats.PrefixHitTokens);
+                results.Add(new ModeResult(mode, LoadReport.From(options, workload.Name, requests, seconds, interrupted), query == 0 ? 0 : (double)hit / query, engines.Sum(e => e.Stats.Preemptions)));
+                ModeResult r = results[^1];
+                log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bench routing: {mode}: TTFT mean {r.Report.Ttft.Mean * 1000:F0} ms, hit rate {r.HitRate:P1}"));
+            }
+            finally
+            {
+                for (int i = started.Count - 1; i >= 0; i--)
+                {
+                    await started[i].DisposeAsync();
+                }
+            }
+        }
+
+        if (json)
+        {
+            using Stream stdout = Console.OpenStandardOutput();
+            using var w = new Utf8JsonWriter(stdout, new JsonWriterOptions { Indented = true });
+            w.WriteStartObject();
+            w.WriteNumber("workers", workerCount);
+            w.WriteString("workload", workload.Name);
+            w.WriteNumber("requests", conversations.Sum(c => c.Turns.Count));
+            w.WriteNumber("concurrency", options.Concurrency);
+            w.WriteNumber("num_gpu_blocks", blocks);
+            w.WriteNumber("speedup_ratio", speedup);
+            w.WriteStartArray("modes");
+            foreach (ModeResult r in results)
+            {
+                w.WriteStartObject();
+                w.WriteString("mode", r.Mode);
+                w.WriteNumber("completed", r.Report.Completed);
+                w.WriteNumber("rejected", r.Report.Rejected);
+                w.WriteNumber("errors", r.Report.Errors);
+                w.WriteNumber("ttft_mean_ms", Math.Round(r.Report.Ttft.Mean * 1000, 1));
+                w.WriteNumber("ttft_p99_ms", Math.Round(r.Report.Ttft.P99 * 1000, 1));
+                w.WriteNumber("e2e_mean_ms", Math.Round(r.Report.EndToEnd.Mean * 1000, 1));
+                w.WriteNumber("output_tokens_per_second", Math.Round(r.Report.OutputTokensPerSecond, 1));
+                w.WriteNumber("requests_per_second", Math.Round(r.Report.RequestsPerSecond, 2));
+                w.WriteNumber("prefix_hit_rate", Math.Round(r.HitRate, 4));
+                w.WriteNumber("preemptions", r.Preemptions);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+            w.WriteEndObject();
+            w.Flush();
+            stdout.WriteByte((byte)'\n');
+        }
+        else
+        {
+            Console.WriteLine();
+            Console.WriteLine($"{workerCount} mocker workers ({blocks} KV blocks each, speedup {speedup}), workload {workload.Name}, {conversations.Sum(c => c.Turns.Count)} requests, concurrency {options.Concurrency}");
+            Console.WriteLine("| mode | completed | rejected | errors | TTFT mean ms | TTFT p99 ms | e2e mean ms | output tok/s | prefix hit rate | preemptions |");
+            Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+            foreach (ModeResult r in results)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {r.Mode} | {r.Report.Completed} | {r.Report.Rejected} | {r.Report.Errors} | {r.Report.Ttft.Mean * 1000:F0} | {r.Report.Ttft.P99 * 1000:F0} | {r.Report.EndToEnd.Mean * 1000:F0} | {r.Report.OutputTokensPerSecond:F0} | {r.HitRate:P1} | {r.Preemptions} |"));
+            }
+        }
+
+        return results.All(r => r.Report.Completed > 0) ? 0 : 1;
+    }
+}
