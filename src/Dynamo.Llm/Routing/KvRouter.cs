@@ -184,6 +184,7 @@ public sealed partial class KvRouter
             {
                 worker.ReportedBlocksUsed = load.KvBlocksUsed;
                 worker.ReportedAt = _time.GetTimestamp();
+                worker.HasReport = true;
             }
         }
     }
@@ -414,7 +415,7 @@ public sealed partial class KvRouter
 
     private double Reported(WorkerState worker, long now)
     {
-        if (worker.ReportedAt == 0)
+        if (!worker.HasReport)
         {
             return 0;
         }
@@ -584,6 +585,8 @@ public sealed partial class KvRouter
         public int ReportedBlocksUsed { get; set; }
 
         public long ReportedAt { get; set; }
+
+        public bool HasReport { get; set; }
 
         public bool Removed { get; set; }
 
