@@ -182,7 +182,8 @@ public sealed class KvIndex
     /// <summary>
     /// Replaces <paramref name="workerId"/>'s blocks with <paramref name="dump"/>'s, sets its last event id
     /// to the dump's, then applies the events kept since the resync began that come after it, in id order.
-    /// The worker leaves <see cref="WorkersNeedingResync"/> unless those events still have a hole.
+    /// The worker leaves <see cref="WorkersNeedingResync"/> unless those events still have a hole (then the
+    /// kept events are dropped and it waits for a later dump).
     /// </summary>
     public void LoadDump(long workerId, KvEventDump dump)
     {
@@ -213,11 +214,11 @@ public sealed class KvIndex
                     continue;
                 }
 
-                if (w.NeedsResync || e.EventId != w.LastEventId + 1)
+                if (e.EventId != w.LastEventId + 1)
                 {
+                    // A hole after the dump: those events were lost; only a later dump can fill it.
                     w.NeedsResync = true;
-                    (w.Buffered ??= []).Add(e);
-                    continue;
+                    break;
                 }
 
                 ApplyData(w, e.Data);

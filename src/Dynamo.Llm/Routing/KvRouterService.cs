@@ -209,11 +209,13 @@ public sealed partial class KvRouterService : IAsyncDisposable
         {
             while (!cancellationToken.IsCancellationRequested)
             {
-                bool failed = false;
                 foreach (long workerId in Router.Index.WorkersNeedingResync)
                 {
-                    failed |= !await TryResyncAsync(workerId, cancellationToken).ConfigureAwait(false);
+                    await TryResyncAsync(workerId, cancellationToken).ConfigureAwait(false);
                 }
+
+                // A failed fetch, or a dump older than events already seen: try again in a while.
+                bool failed = Router.Index.WorkersNeedingResync.Count > 0;
 
                 using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 if (failed)
