@@ -75,6 +75,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(forward);
         bench.Subcommands.Add(CreateEngine());
         bench.Subcommands.Add(BenchRuntimeCommand.Create());
+        bench.Subcommands.Add(BenchRouterCommand.Create());
         return bench;
     }
 
