@@ -449,6 +449,12 @@ public sealed class MockerEngine : IEngine
     /// <summary>Replaces the synthetic tokens: (request id, output index) to token (tests replay another engine's tokens).</summary>
     internal Func<string, int, int>? TokenOverride { get; set; }
 
+    /// <inheritdoc/>
+    public Task<KvEventDump> DumpKvAsync(CancellationToken cancellationToken = default) =>
+        _events is null
+            ? Task.FromResult(new KvEventDump(_options.WorkerId, 0, []))
+            : InspectAsync(pool => pool.Dump(_events.WorkerId)).WaitAsync(cancellationToken);
+
     /// <summary>Runs <paramref name="action"/> on the engine's state between steps (tests: pool invariants, dumps).</summary>
     internal Task<T> InspectAsync<T>(Func<KvBlockPool, T> action)
     {

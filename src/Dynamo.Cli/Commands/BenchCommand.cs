@@ -78,6 +78,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(BenchFrontendCommand.Create());
         bench.Subcommands.Add(BenchRoutingCommand.Create());
         bench.Subcommands.Add(BenchServeCommand.Create());
+        bench.Subcommands.Add(BenchRouterCommand.Create());
         return bench;
     }
 

@@ -417,6 +417,12 @@ public sealed class InferenceEngine : IEngine
     /// <summary>Called on the engine thread before each step with the step number (tests pace the engine with it).</summary>
     internal Action<long>? BeforeStep { get; set; }
 
+    /// <inheritdoc/>
+    public Task<KvEventDump> DumpKvAsync(CancellationToken cancellationToken = default) =>
+        _events is null
+            ? Task.FromResult(new KvEventDump(_options.WorkerId, 0, []))
+            : InspectAsync(pool => pool.Dump(_events.WorkerId)).WaitAsync(cancellationToken);
+
     /// <summary>Runs <paramref name="action"/> on the engine's state between steps (tests: pool invariants, dumps).</summary>
     internal Task<T> InspectAsync<T>(Func<KvBlockPool, T> action)
     {

@@ -50,6 +50,9 @@ public sealed class EchoEngine : IEngine
     public KvEventLog? KvEvents => null;
 
     /// <inheritdoc/>
+    public Task<KvEventDump> DumpKvAsync(CancellationToken cancellationToken = default) => Task.FromResult(new KvEventDump(0, 0, []));
+
+    /// <inheritdoc/>
     public IAsyncEnumerable<EngineOutput> SubmitAsync(EngineRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);

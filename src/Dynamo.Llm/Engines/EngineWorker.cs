@@ -13,7 +13,9 @@ namespace Dynamo.Llm.Engines;
 /// <summary>
 /// Serves an <see cref="IEngine"/> on the runtime: the <c>generate</c> endpoint (worker protocol v1, see
 /// Protocols/Worker/README.md), its KV events on <c>dyn.{ns}.{comp}.events.kv_events</c> and its load every
-/// second on <c>dyn.{ns}.{comp}.events.load_metrics</c>. Bad payloads are answered with an
+/// second on <c>dyn.{ns}.{comp}.events.load_metrics</c>, and the <c>kv_dump</c> endpoint beside
+/// <c>generate</c> that answers with one message, the engine's <see cref="KvEventDump"/> JSON (what a
+/// router loads to resync, see Kv/README.md). Bad payloads are answered with an
 /// <c>invalid_request</c> error; the worker keeps serving.
 /// </summary>
 public sealed partial class EngineWorker : IAsyncDisposable
@@ -24,12 +26,16 @@ public sealed partial class EngineWorker : IAsyncDisposable
     /// <summary>The event-plane topic of load metrics.</summary>
     public const string LoadMetricsTopic = "load_metrics";
 
+    /// <summary>The endpoint, in the worker's component, that answers with the KV cache dump.</summary>
+    public const string KvDumpEndpoint = "kv_dump";
+
     private readonly DistributedRuntime _runtime;
     private readonly IEngine _engine;
     private readonly ILogger _logger;
     private readonly Channel<KvEvent> _kvEvents = Channel.CreateBounded<KvEvent>(new BoundedChannelOptions(65536) { SingleReader = true, FullMode = BoundedChannelFullMode.DropOldest });
     private readonly CancellationTokenSource _stop = new();
     private ServedEndpoint? _served;
+    private ServedEndpoint? _dumpServed;
     private long _requestsTotal;
     private long _requestErrors;
     private int _inFlight;
@@ -75,8 +81,17 @@ public sealed partial class EngineWorker : IAsyncDisposable
         worker._publishers = Task.WhenAll(
             Task.Run(() => worker.PublishKvEventsAsync(worker._stop.Token), CancellationToken.None),
             Task.Run(() => worker.PublishLoadAsync(worker._stop.Token), CancellationToken.None));
+        // The dump endpoint first: a router that sees the worker in discovery can resync at once.
+        worker._dumpServed = await runtime.ServeEndpointAsync(DumpAddress(address), worker.HandleDumpAsync, cancellationToken).ConfigureAwait(false);
         worker._served = await runtime.ServeEndpointAsync(address, worker.HandleAsync, cancellationToken).ConfigureAwait(false);
         return worker;
+    }
+
+    /// <summary>The <see cref="KvDumpEndpoint"/> beside <paramref name="generate"/> (same namespace and component).</summary>
+    public static EndpointAddress DumpAddress(EndpointAddress generate)
+    {
+        ArgumentNullException.ThrowIfNull(generate);
+        return new EndpointAddress(generate.Namespace, generate.Component, KvDumpEndpoint);
     }
 
     /// <summary>Parses a generate payload into an engine request; <see cref="EndpointException"/> (invalid_request) when it is not one.</summary>
@@ -156,6 +171,11 @@ public sealed partial class EngineWorker : IAsyncDisposable
             await _served.DisposeAsync().ConfigureAwait(false);
         }
 
+        if (_dumpServed is not null)
+        {
+            await _dumpServed.DisposeAsync().ConfigureAwait(false);
+        }
+
         await _stop.CancelAsync().ConfigureAwait(false);
         _kvEvents.Writer.TryComplete();
         await _publishers.ConfigureAwait(false);
@@ -184,6 +204,12 @@ public sealed partial class EngineWorker : IAsyncDisposable
                 Interlocked.Increment(ref _requestErrors);
             }
         }
+    }
+
+    private async IAsyncEnumerable<ReadOnlyMemory<byte>> HandleDumpAsync(RequestContext context, ReadOnlyMemory<byte> payload, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        KvEventDump dump = await _engine.DumpKvAsync(cancellationToken).ConfigureAwait(false);
+        yield return KvEventJson.SerializeDumpToUtf8(dump);
     }
 
     private async IAsyncEnumerable<ReadOnlyMemory<byte>> GenerateAsync(RequestContext context, ReadOnlyMemory<byte> payload, [EnumeratorCancellation] CancellationToken cancellationToken)

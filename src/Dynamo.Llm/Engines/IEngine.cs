@@ -34,4 +34,11 @@ public interface IEngine : IAsyncDisposable
 
     /// <summary>The KV events of this engine's prefix cache (null when prefix caching is off).</summary>
     KvEventLog? KvEvents { get; }
+
+    /// <summary>
+    /// The prefix cache's whole cached set as of its latest KV event (what a router loads to resync, see
+    /// Kv/README.md): taken between engine steps, so its <c>last_event_id</c> matches the event stream.
+    /// An engine without prefix caching gives an empty dump.
+    /// </summary>
+    Task<KvEventDump> DumpKvAsync(CancellationToken cancellationToken = default);
 }

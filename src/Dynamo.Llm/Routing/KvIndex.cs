@@ -1,0 +1,334 @@
+using Dynamo.Llm.Kv;
+
+namespace Dynamo.Llm.Routing;
+
+/// <summary>
+/// The router's global KV index: which workers hold which blocks, keyed by chained block (sequence)
+/// hashes and fed by each worker's <see cref="KvEvent"/> stream. A sequence hash names a block together
+/// with its whole prefix, so the map hash -> workers is the radix tree of every cached prefix.
+/// <see cref="FindMatches(ReadOnlySpan{ulong}, OverlapScores)"/> gives, per worker, how many leading
+/// blocks of a request it holds.
+/// <para>
+/// Each worker's stream is checked as <see cref="KvCachedSet"/> does: the next id applies, an old id is
+/// <see cref="KvApplyResult.Stale"/>, a later one is a <see cref="KvApplyResult.Gap"/>: the worker is then
+/// listed in <see cref="WorkersNeedingResync"/>, its later events are kept (up to a bound) and
+/// <see cref="LoadDump"/> rebuilds its part and replays them. Thread-safe (one lock; lookups and events
+/// are short). Invariants in Routing/README.md.
+/// </para>
+/// </summary>
+public sealed class KvIndex
+{
+    private readonly Lock _gate = new();
+    private readonly PrefixTable _table;
+    private readonly Dictionary<long, WorkerEntry> _workers = [];
+    private readonly Stack<int> _freeSlots = new();
+    private long[] _slotWorkers = new long[16];
+    private int _nextSlot;
+
+    /// <summary>Creates an empty index.</summary>
+    /// <param name="resyncBufferCapacity">Events kept per worker while it waits for a dump; beyond it they are dropped (the dump is then followed by another resync).</param>
+    /// <param name="initialBlockCapacity">Distinct blocks to reserve room for.</param>
+    public KvIndex(int resyncBufferCapacity = 4096, int initialBlockCapacity = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(resyncBufferCapacity);
+        ResyncBufferCapacity = resyncBufferCapacity;
+        _table = new PrefixTable(initialBlockCapacity);
+    }
+
+    /// <summary>Events kept per worker while it waits for a dump.</summary>
+    public int ResyncBufferCapacity { get; }
+
+    /// <summary>Distinct blocks held by at least one worker.</summary>
+    public int BlockCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _table.Count;
+            }
+        }
+    }
+
+    /// <summary>The workers the index knows (added, or seen in an event), by id.</summary>
+    public IReadOnlyList<long> Workers
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _workers.Keys.Order()];
+            }
+        }
+    }
+
+    /// <summary>The workers whose stream had a gap (or that were asked to resync) and wait for <see cref="LoadDump"/>.</summary>
+    public IReadOnlyList<long> WorkersNeedingResync
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _workers.Where(w => w.Value.NeedsResync).Select(w => w.Key).Order()];
+            }
+        }
+    }
+
+    /// <summary>Blocks <paramref name="workerId"/> holds (0 for an unknown worker).</summary>
+    public int BlockCountOf(long workerId)
+    {
+        lock (_gate)
+        {
+            return _workers.TryGetValue(workerId, out WorkerEntry? w) ? w.Blocks.Count : 0;
+        }
+    }
+
+    /// <summary>The id of the last event applied for <paramref name="workerId"/> (or of its loaded dump); 0 for none.</summary>
+    public ulong LastEventId(long workerId)
+    {
+        lock (_gate)
+        {
+            return _workers.TryGetValue(workerId, out WorkerEntry? w) ? w.LastEventId : 0;
+        }
+    }
+
+    /// <summary>Whether <paramref name="workerId"/> holds <paramref name="blockHash"/>.</summary>
+    public bool Contains(long workerId, ulong blockHash)
+    {
+        lock (_gate)
+        {
+            return _workers.TryGetValue(workerId, out WorkerEntry? w) && w.Blocks.Contains(blockHash);
+        }
+    }
+
+    /// <summary>Registers a worker with no blocks (a no-op when known); events of an unknown worker register it too.</summary>
+    public void AddWorker(long workerId)
+    {
+        lock (_gate)
+        {
+            GetOrAdd(workerId);
+        }
+    }
+
+    /// <summary>Forgets <paramref name="workerId"/> and every block it holds, at once. False when unknown.</summary>
+    public bool RemoveWorker(long workerId)
+    {
+        lock (_gate)
+        {
+            if (!_workers.Remove(workerId, out WorkerEntry? w))
+            {
+                return false;
+            }
+
+            foreach (ulong hash in w.Blocks)
+            {
+                _table.Remove(hash, w.Slot);
+            }
+
+            _freeSlots.Push(w.Slot);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Applies one event of its worker's stream (registering the worker if new). The next id applies;
+    /// an id at or below the last is <see cref="KvApplyResult.Stale"/>; a later one, or any event while the
+    /// worker waits for a dump, is <see cref="KvApplyResult.Gap"/>: nothing changes now, the worker is
+    /// listed in <see cref="WorkersNeedingResync"/> and the event is kept for after <see cref="LoadDump"/>.
+    /// </summary>
+    public KvApplyResult Apply(KvEvent kvEvent)
+    {
+        ArgumentNullException.ThrowIfNull(kvEvent);
+        if (kvEvent.Data is not (KvStoredData or KvRemovedData or KvClearedData))
+        {
+            throw new ArgumentException($"KV event {kvEvent.EventId} has data of unknown type {kvEvent.Data?.GetType().Name ?? "null"}.", nameof(kvEvent));
+        }
+
+        lock (_gate)
+        {
+            WorkerEntry w = GetOrAdd(kvEvent.WorkerId);
+            if (kvEvent.EventId <= w.LastEventId)
+            {
+                return KvApplyResult.Stale;
+            }
+
+            if (w.NeedsResync || kvEvent.EventId != w.LastEventId + 1)
+            {
+                w.NeedsResync = true;
+                w.Buffered ??= [];
+                if (w.Buffered.Count < ResyncBufferCapacity)
+                {
+                    w.Buffered.Add(kvEvent);
+                }
+
+                return KvApplyResult.Gap;
+            }
+
+            ApplyData(w, kvEvent.Data);
+            w.LastEventId = kvEvent.EventId;
+            return KvApplyResult.Applied;
+        }
+    }
+
+    /// <summary>Lists <paramref name="workerId"/> (registering it if new) as needing a dump, e.g. a worker found by a router that just started.</summary>
+    public void RequestResync(long workerId)
+    {
+        lock (_gate)
+        {
+            GetOrAdd(workerId).NeedsResync = true;
+        }
+    }
+
+    /// <summary>
+    /// Replaces <paramref name="workerId"/>'s blocks with <paramref name="dump"/>'s, sets its last event id
+    /// to the dump's, then applies the events kept since the resync began that come after it, in id order.
+    /// The worker leaves <see cref="WorkersNeedingResync"/> unless those events still have a hole (then the
+    /// kept events are dropped and it waits for a later dump).
+    /// </summary>
+    public void LoadDump(long workerId, KvEventDump dump)
+    {
+        ArgumentNullException.ThrowIfNull(dump);
+        lock (_gate)
+        {
+            WorkerEntry w = GetOrAdd(workerId);
+            ClearWorker(w);
+            foreach (KvStoredData group in dump.Stored)
+            {
+                Store(w, group);
+            }
+
+            w.LastEventId = dump.LastEventId;
+            w.NeedsResync = false;
+            List<KvEvent>? buffered = w.Buffered;
+            w.Buffered = null;
+            if (buffered is null)
+            {
+                return;
+            }
+
+            buffered.Sort(static (a, b) => a.EventId.CompareTo(b.EventId));
+            foreach (KvEvent e in buffered)
+            {
+                if (e.EventId <= w.LastEventId)
+                {
+                    continue;
+                }
+
+                if (e.EventId != w.LastEventId + 1)
+                {
+                    // A hole after the dump: those events were lost; only a later dump can fill it.
+                    w.NeedsResync = true;
+                    break;
+                }
+
+                ApplyData(w, e.Data);
+                w.LastEventId = e.EventId;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Writes into <paramref name="destination"/>, for each worker holding the first of
+    /// <paramref name="sequenceHashes"/>, how many leading hashes it holds (stopping at its first miss).
+    /// Allocates nothing; O(request blocks x workers holding them).
+    /// </summary>
+    public void FindMatches(ReadOnlySpan<ulong> sequenceHashes, OverlapScores destination)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        destination.Clear();
+        lock (_gate)
+        {
+            _table.Match(sequenceHashes);
+            foreach (int slot in _table.MatchedSlots)
+            {
+                destination.Add(_slotWorkers[slot], _table.DepthOf(slot));
+            }
+        }
+    }
+
+    /// <summary>As <see cref="FindMatches(ReadOnlySpan{ulong}, OverlapScores)"/>, into a new result.</summary>
+    public OverlapScores FindMatches(ReadOnlySpan<ulong> sequenceHashes)
+    {
+        var scores = new OverlapScores();
+        FindMatches(sequenceHashes, scores);
+        return scores;
+    }
+
+    private WorkerEntry GetOrAdd(long workerId)
+    {
+        if (_workers.TryGetValue(workerId, out WorkerEntry? w))
+        {
+            return w;
+        }
+
+        int slot = _freeSlots.Count > 0 ? _freeSlots.Pop() : _nextSlot++;
+        if (slot >= _slotWorkers.Length)
+        {
+            Array.Resize(ref _slotWorkers, _slotWorkers.Length * 2);
+        }
+
+        _slotWorkers[slot] = workerId;
+        w = new WorkerEntry(slot);
+        _workers[workerId] = w;
+        return w;
+    }
+
+    private void ApplyData(WorkerEntry w, KvEventData data)
+    {
+        switch (data)
+        {
+            case KvStoredData stored:
+                Store(w, stored);
+                break;
+            case KvRemovedData removed:
+                foreach (ulong hash in removed.BlockHashes)
+                {
+                    if (w.Blocks.Remove(hash))
+                    {
+                        _table.Remove(hash, w.Slot);
+                    }
+                }
+
+                break;
+            default:
+                ClearWorker(w);
+                break;
+        }
+    }
+
+    private void Store(WorkerEntry w, KvStoredData stored)
+    {
+        IReadOnlyList<KvStoredBlock> blocks = stored.Blocks;
+        for (int i = 0; i < blocks.Count; i++)
+        {
+            ulong hash = blocks[i].BlockHash;
+            if (w.Blocks.Add(hash))
+            {
+                _table.AddNew(hash, w.Slot);
+            }
+        }
+    }
+
+    private void ClearWorker(WorkerEntry w)
+    {
+        foreach (ulong hash in w.Blocks)
+        {
+            _table.Remove(hash, w.Slot);
+        }
+
+        w.Blocks.Clear();
+    }
+
+    private sealed class WorkerEntry(int slot)
+    {
+        public int Slot { get; } = slot;
+
+        public HashSet<ulong> Blocks { get; } = [];
+
+        public ulong LastEventId { get; set; }
+
+        public bool NeedsResync { get; set; }
+
+        public List<KvEvent>? Buffered { get; set; }
+    }
+}

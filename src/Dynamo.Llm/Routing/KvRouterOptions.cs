@@ -1,0 +1,67 @@
+namespace Dynamo.Llm.Routing;
+
+/// <summary>
+/// Settings of a <see cref="KvRouter"/>, bound once from the frontend's flags (named in
+/// <see cref="Validate"/>'s messages). Tests write <c>KvRouterOptions.Default with { ... }</c>.
+/// </summary>
+public sealed record KvRouterOptions
+{
+    /// <summary>The defaults.</summary>
+    public static KvRouterOptions Default { get; } = new();
+
+    /// <summary>Tokens per KV block; must equal the workers' (<c>--block-size</c>).</summary>
+    public int BlockSize { get; init; } = 16;
+
+    /// <summary>Weight of prefill blocks against decode blocks in the cost (<c>--kv-overlap-score-weight</c>).</summary>
+    public double OverlapScoreWeight { get; init; } = 1.0;
+
+    /// <summary>0: lowest cost, ties at random; above 0: softmax sampling over normalised negated costs (<c>--router-temperature</c>).</summary>
+    public double Temperature { get; init; }
+
+    /// <summary>Requests that may wait while every worker is saturated; beyond it they are rejected (<c>--router-max-queue</c>).</summary>
+    public int MaxQueue { get; init; } = 1024;
+
+    /// <summary>A worker is saturated when its active prefill tokens exceed this times its batch budget (<c>--router-saturation</c>).</summary>
+    public double Saturation { get; init; } = 1.0;
+
+    /// <summary>A worker's batch budget (its max-num-batched-tokens) when it is added without one (<c>--router-batch-budget</c>).</summary>
+    public int DefaultBatchBudget { get; init; } = 8192;
+
+    /// <summary>Age at which a worker's reported load no longer counts; it fades linearly until then (<c>--router-metrics-decay</c>).</summary>
+    public TimeSpan StaleMetricsDecay { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>The Retry-After suggested with a rejection (<c>--router-retry-after</c>).</summary>
+    public TimeSpan RetryAfter { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Count the prefixes of requests in flight on a worker as soon cached there (<c>--router-inflight-prefixes</c>):
+    /// a burst of requests sharing a prefix then lands together instead of being spread before the first
+    /// one's KV events arrive. See Routing/README.md.
+    /// </summary>
+    public bool CountInflightPrefixes { get; init; } = true;
+
+    /// <summary>Seed of tie-breaking and temperature sampling; null for a random seed (<c>--router-seed</c>).</summary>
+    public int? Seed { get; init; }
+
+    /// <summary>Checks every setting; <see cref="ArgumentException"/> naming the flag when one is out of range.</summary>
+    public KvRouterOptions Validate()
+    {
+        static void Check(bool ok, string message)
+        {
+            if (!ok)
+            {
+                throw new ArgumentException(message);
+            }
+        }
+
+        Check(BlockSize is >= 1 and <= 1024, $"--block-size must be 1..1024 (got {BlockSize})");
+        Check(double.IsFinite(OverlapScoreWeight) && OverlapScoreWeight >= 0, $"--kv-overlap-score-weight must be a finite number, 0 or more (got {OverlapScoreWeight})");
+        Check(double.IsFinite(Temperature) && Temperature >= 0, $"--router-temperature must be a finite number, 0 or more (got {Temperature})");
+        Check(MaxQueue >= 0, $"--router-max-queue must be 0 or more (got {MaxQueue})");
+        Check(double.IsFinite(Saturation) && Saturation > 0, $"--router-saturation must be a positive number (got {Saturation})");
+        Check(DefaultBatchBudget >= 1, $"--router-batch-budget must be at least 1 token (got {DefaultBatchBudget})");
+        Check(StaleMetricsDecay > TimeSpan.Zero, $"--router-metrics-decay must be positive (got {StaleMetricsDecay})");
+        Check(RetryAfter >= TimeSpan.Zero, $"--router-retry-after must be 0 or more (got {RetryAfter})");
+        return this;
+    }
+}

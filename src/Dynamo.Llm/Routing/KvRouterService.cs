@@ -1,0 +1,280 @@
+using System.Text.Json;
+using System.Threading.Channels;
+using Dynamo.Llm.Engines;
+using Dynamo.Llm.Kv;
+using Dynamo.Llm.Protocols.Worker;
+using Dynamo.Runtime;
+using Dynamo.Runtime.EventPlane;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Dynamo.Llm.Routing;
+
+/// <summary>
+/// Feeds a <see cref="KvRouter"/> from the runtime for one worker endpoint (e.g. <c>dynamo.backend.generate</c>):
+/// follows its instances in discovery (a joining worker is added and resynced from its <c>kv_dump</c>
+/// endpoint; a leaving one is purged from the router and the index at once), applies the workers' KV
+/// events and load metrics from the event plane, and answers every gap with a dump. A service started
+/// mid-traffic thus rebuilds its index from the dumps of all current workers. A frontend routes with
+/// <see cref="Router"/> and sends with <see cref="Client"/>, pinned to the decision's worker.
+/// </summary>
+public sealed partial class KvRouterService : IAsyncDisposable
+{
+    private static readonly TimeSpan ResyncRetry = TimeSpan.FromSeconds(1);
+
+    private readonly IEventSubscription _kvEvents;
+    private readonly IEventSubscription _loadMetrics;
+    private readonly EndpointClient _dumpClient;
+    private readonly ILogger _logger;
+    private readonly Channel<bool> _resyncSignal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Lock _membershipGate = new();
+    private Task _loops = Task.CompletedTask;
+    private long _dumpsLoaded;
+    private long _badEvents;
+
+    private KvRouterService(KvRouter router, EndpointClient client, EndpointClient dumpClient, IEventSubscription kvEvents, IEventSubscription loadMetrics, ILogger logger)
+    {
+        Router = router;
+        Client = client;
+        _dumpClient = dumpClient;
+        _kvEvents = kvEvents;
+        _loadMetrics = loadMetrics;
+        _logger = logger;
+    }
+
+    /// <summary>The router this service feeds.</summary>
+    public KvRouter Router { get; }
+
+    /// <summary>The client of the worker endpoint: send with <c>Client.StreamAsync(payload, decision.WorkerId)</c>.</summary>
+    public EndpointClient Client { get; }
+
+    /// <summary>Dumps loaded so far (joins, gaps).</summary>
+    public long DumpsLoaded => Interlocked.Read(ref _dumpsLoaded);
+
+    /// <summary>Event-plane messages that were not valid KV events or load reports.</summary>
+    public long BadEvents => Interlocked.Read(ref _badEvents);
+
+    /// <summary>
+    /// Subscribes to the KV events and load metrics of <paramref name="address"/>'s component, follows its
+    /// instances, and starts resyncing every current worker from its dump. Returns once subscribed and the
+    /// current instances are added (their dumps load in the background: see <see cref="KvIndex.WorkersNeedingResync"/>).
+    /// </summary>
+    public static async Task<KvRouterService> StartAsync(
+        DistributedRuntime runtime, EndpointAddress address, KvRouterOptions? options = null, TimeProvider? timeProvider = null, ILogger? logger = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(address);
+        var router = new KvRouter(options, timeProvider, logger);
+
+        // Subscribe before reading instances and dumps: every event after a dump is then seen.
+        IEventSubscription kv = await runtime.Events.SubscribeAsync(address.EventSubject(EngineWorker.KvEventsTopic), cancellationToken).ConfigureAwait(false);
+        IEventSubscription load = await runtime.Events.SubscribeAsync(address.EventSubject(EngineWorker.LoadMetricsTopic), cancellationToken).ConfigureAwait(false);
+        EndpointClient client = await runtime.CreateClientAsync(address, cancellationToken: cancellationToken).ConfigureAwait(false);
+        EndpointClient dumps = await runtime.CreateClientAsync(EngineWorker.DumpAddress(address), cancellationToken: cancellationToken).ConfigureAwait(false);
+        var service = new KvRouterService(router, client, dumps, kv, load, logger ?? NullLogger.Instance);
+        client.InstancesChanged += service.SyncMembership;
+        service.SyncMembership();
+        CancellationToken stop = service._stop.Token;
+        service._loops = Task.WhenAll(
+            Task.Run(() => service.ReadKvEventsAsync(stop), CancellationToken.None),
+            Task.Run(() => service.ReadLoadAsync(stop), CancellationToken.None),
+            Task.Run(() => service.ResyncAsync(stop), CancellationToken.None));
+        return service;
+    }
+
+    /// <summary>Waits until no worker waits for a dump (tests, startup probes).</summary>
+    public async Task WaitForResyncAsync(CancellationToken cancellationToken = default)
+    {
+        while (Router.Index.WorkersNeedingResync.Count > 0)
+        {
+            await Task.Delay(10, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        Client.InstancesChanged -= SyncMembership;
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _kvEvents.DisposeAsync().ConfigureAwait(false);
+        await _loadMetrics.DisposeAsync().ConfigureAwait(false);
+        try
+        {
+            await _loops.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        await _dumpClient.DisposeAsync().ConfigureAwait(false);
+        await Client.DisposeAsync().ConfigureAwait(false);
+        _stop.Dispose();
+    }
+
+    private void SyncMembership()
+    {
+        bool added = false;
+        lock (_membershipGate)
+        {
+            var listed = new HashSet<long>(Client.Instances.Select(r => r.InstanceId));
+            foreach (long id in Router.Workers)
+            {
+                if (!listed.Contains(id))
+                {
+                    Router.RemoveWorker(id);
+                    Log.WorkerLeft(_logger, id);
+                }
+            }
+
+            foreach (long id in listed)
+            {
+                if (Router.AddWorker(id))
+                {
+                    Router.Index.RequestResync(id);
+                    Log.WorkerJoined(_logger, id);
+                    added = true;
+                }
+            }
+        }
+
+        if (added)
+        {
+            _resyncSignal.Writer.TryWrite(true);
+        }
+    }
+
+    private async Task ReadKvEventsAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await foreach (EventMessage message in _kvEvents.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                KvEvent e;
+                try
+                {
+                    e = KvEventJson.Deserialize(message.Payload.Span);
+                }
+                catch (FormatException ex)
+                {
+                    Interlocked.Increment(ref _badEvents);
+                    Log.BadMessage(_logger, message.Subject, ex);
+                    continue;
+                }
+
+                if (Router.ApplyEvent(e) == KvApplyResult.Gap)
+                {
+                    _resyncSignal.Writer.TryWrite(true);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task ReadLoadAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await foreach (EventMessage message in _loadMetrics.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                WorkerLoad? load;
+                try
+                {
+                    load = JsonSerializer.Deserialize(message.Payload.Span, WorkerJsonContext.Default.WorkerLoad);
+                }
+                catch (JsonException ex)
+                {
+                    Interlocked.Increment(ref _badEvents);
+                    Log.BadMessage(_logger, message.Subject, ex);
+                    continue;
+                }
+
+                if (load is not null)
+                {
+                    Router.UpdateLoad(load);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    // Fetches a dump for every worker that needs one; retries failures every second.
+    private async Task ResyncAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                foreach (long workerId in Router.Index.WorkersNeedingResync)
+                {
+                    await TryResyncAsync(workerId, cancellationToken).ConfigureAwait(false);
+                }
+
+                // A failed fetch, or a dump older than events already seen: try again in a while.
+                bool failed = Router.Index.WorkersNeedingResync.Count > 0;
+
+                using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                if (failed)
+                {
+                    wait.CancelAfter(ResyncRetry);
+                }
+
+                try
+                {
+                    await _resyncSignal.Reader.ReadAsync(wait.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task<bool> TryResyncAsync(long workerId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await foreach (ReadOnlyMemory<byte> response in _dumpClient.StreamAsync(ReadOnlyMemory<byte>.Empty, workerId, cancellationToken: cancellationToken).ConfigureAwait(false))
+            {
+                KvEventDump dump = KvEventJson.DeserializeDump(response.Span);
+                Router.LoadDump(workerId, dump);
+                Interlocked.Increment(ref _dumpsLoaded);
+                Log.Resynced(_logger, workerId, dump.LastEventId, Router.Index.BlockCountOf(workerId));
+                return true;
+            }
+
+            Log.ResyncFailed(_logger, workerId, null);
+            return false;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            Log.ResyncFailed(_logger, workerId, e);
+            return false;
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 6111, Level = LogLevel.Information, Message = "Router: worker {WorkerId} joined")]
+        public static partial void WorkerJoined(ILogger logger, long workerId);
+
+        [LoggerMessage(EventId = 6112, Level = LogLevel.Information, Message = "Router: worker {WorkerId} left; purged")]
+        public static partial void WorkerLeft(ILogger logger, long workerId);
+
+        [LoggerMessage(EventId = 6113, Level = LogLevel.Debug, Message = "Router: worker {WorkerId} resynced from its dump at event {LastEventId} ({Blocks} blocks)")]
+        public static partial void Resynced(ILogger logger, long workerId, ulong lastEventId, int blocks);
+
+        [LoggerMessage(EventId = 6114, Level = LogLevel.Warning, Message = "Router: resync of worker {WorkerId} failed; retrying")]
+        public static partial void ResyncFailed(ILogger logger, long workerId, Exception? exception);
+
+        [LoggerMessage(EventId = 6115, Level = LogLevel.Warning, Message = "Router: ignored a malformed message on {Subject}")]
+        public static partial void BadMessage(ILogger logger, string subject, Exception exception);
+    }
+}

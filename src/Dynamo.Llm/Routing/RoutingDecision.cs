@@ -1,0 +1,79 @@
+namespace Dynamo.Llm.Routing;
+
+/// <summary>
+/// Where a request goes, and the lease on the load the router charged for it. The caller sends the
+/// request to <see cref="WorkerId"/>, calls <see cref="MarkFirstToken"/> when the first token arrives
+/// (its prompt is no longer "active prefill"), and <see cref="Complete"/> when the stream ends, fails or
+/// is cancelled (or disposes it: the same without an actual cached-token count). Each call is idempotent
+/// and thread-safe; a decision whose worker was removed meanwhile releases nothing.
+/// </summary>
+public sealed class RoutingDecision : IDisposable
+{
+    private readonly KvRouter _router;
+
+    internal RoutingDecision(KvRouter router, KvRouter.WorkerState worker, int promptTokens, int overlapBlocks, int indexedOverlapBlocks, double cost, ulong[] hashes, int hashCount, long chargedPrefillTokens, int blockSize)
+    {
+        _router = router;
+        Worker = worker;
+        WorkerId = worker.WorkerId;
+        PromptTokens = promptTokens;
+        OverlapBlocks = overlapBlocks;
+        IndexedOverlapBlocks = indexedOverlapBlocks;
+        Cost = cost;
+        Hashes = hashes;
+        HashCount = hashCount;
+        ChargedPrefillTokens = chargedPrefillTokens;
+        PredictedCachedTokens = Math.Min(overlapBlocks * blockSize, promptTokens);
+    }
+
+    /// <summary>The chosen worker's instance id.</summary>
+    public long WorkerId { get; }
+
+    /// <summary>Prompt tokens of the request.</summary>
+    public int PromptTokens { get; }
+
+    /// <summary>Leading prompt blocks expected cached on the worker: in its KV index, or in flight there (see <see cref="KvRouterOptions.CountInflightPrefixes"/>).</summary>
+    public int OverlapBlocks { get; }
+
+    /// <summary>Leading prompt blocks the KV index alone says the worker caches.</summary>
+    public int IndexedOverlapBlocks { get; }
+
+    /// <summary>The predicted prefix-cache hit in tokens (<see cref="OverlapBlocks"/> x block size, at most the prompt).</summary>
+    public int PredictedCachedTokens { get; }
+
+    /// <summary>The chosen worker's cost (see Routing/README.md).</summary>
+    public double Cost { get; }
+
+    /// <summary>Whether the load is released.</summary>
+    public bool IsCompleted => State == DecisionState.Completed;
+
+    internal KvRouter.WorkerState Worker { get; }
+
+    internal ulong[] Hashes { get; }
+
+    internal int HashCount { get; }
+
+    internal long ChargedPrefillTokens { get; }
+
+    internal DecisionState State { get; set; }
+
+    /// <summary>The first token arrived: the request's prefill tokens stop counting as active prefill.</summary>
+    public void MarkFirstToken() => _router.OnFirstToken(this);
+
+    /// <summary>
+    /// The stream ended (finished, failed or cancelled): releases the load. <paramref name="actualCachedTokens"/>
+    /// is the engine's cached-token count when known (the final response's <c>cached_tokens</c>), counted
+    /// against the prediction in <see cref="RouterStats"/>.
+    /// </summary>
+    public void Complete(int? actualCachedTokens = null) => _router.OnComplete(this, actualCachedTokens);
+
+    /// <summary>Releases the load, as <see cref="Complete"/> without a count.</summary>
+    public void Dispose() => Complete();
+
+    internal enum DecisionState
+    {
+        Prefill = 0,
+        Decoding = 1,
+        Completed = 2,
+    }
+}

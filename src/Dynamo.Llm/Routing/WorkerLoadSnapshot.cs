@@ -1,0 +1,13 @@
+namespace Dynamo.Llm.Routing;
+
+/// <summary>One worker's load as a <see cref="KvRouter"/> counts it.</summary>
+/// <param name="WorkerId">The worker.</param>
+/// <param name="InFlight">Requests routed to it and not completed.</param>
+/// <param name="ActivePrefillTokens">Uncached prompt tokens of its requests still before their first token.</param>
+/// <param name="ActiveBlocks">KV blocks of its in-flight requests (distinct full blocks plus partial tails).</param>
+/// <param name="ReportedBlocksUsed">KV blocks in use in its latest load report, faded by age (0 when none or stale).</param>
+/// <param name="BatchBudget">Its batch budget in tokens.</param>
+/// <param name="Saturated">Whether its active prefill tokens exceed the saturation threshold.</param>
+/// <param name="IndexedBlocks">Blocks the KV index says it caches.</param>
+public sealed record WorkerLoadSnapshot(
+    long WorkerId, int InFlight, long ActivePrefillTokens, long ActiveBlocks, double ReportedBlocksUsed, int BatchBudget, bool Saturated, int IndexedBlocks);

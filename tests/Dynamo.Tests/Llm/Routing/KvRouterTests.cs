@@ -1,0 +1,331 @@
+using Dynamo.Llm.Kv;
+using Dynamo.Llm.Protocols.Worker;
+using Dynamo.Llm.Routing;
+using Dynamo.Tests.Mocker;
+
+namespace Dynamo.Tests.Llm.Routing;
+
+public sealed class KvRouterTests
+{
+    private const int BlockSize = 16;
+
+    private static int[] Prompt(int seed, int tokens) => [.. Enumerable.Range(0, tokens).Select(i => (seed * 7919) + i)];
+
+    private static KvRouter Create(int workers, KvRouterOptions? options = null, TimeProvider? time = null)
+    {
+        var router = new KvRouter((options ?? KvRouterOptions.Default) with { BlockSize = BlockSize, Seed = (options ?? KvRouterOptions.Default).Seed ?? 42 }, time);
+        for (int w = 1; w <= workers; w++)
+        {
+            router.AddWorker(w);
+        }
+
+        return router;
+    }
+
+    private static void Cache(KvRouter router, long worker, int[] tokens)
+    {
+        ulong[] hashes = BlockHasher.SequenceHashes(tokens, BlockSize);
+        ulong next = router.Index.LastEventId(worker) + 1;
+        Assert.Equal(KvApplyResult.Applied, router.ApplyEvent(new KvEvent(worker, next, new KvStoredData(null, [.. hashes.Select(h => new KvStoredBlock(h, 0))]))));
+    }
+
+    private static RoutingDecision Route(KvRouter router, int[] tokens, RouteOverrides? overrides = null)
+    {
+        ValueTask<RoutingDecision> task = router.RouteAsync(tokens, overrides);
+        Assert.True(task.IsCompletedSuccessfully);
+        return task.AsTask().Result;
+    }
+
+    [Fact]
+    public void RouteAsync_IdenticalPrompt_LandsOnWorkerThatCachedIt()
+    {
+        KvRouter router = Create(4);
+        int[] prompt = Prompt(1, 1000);
+        Cache(router, 3, prompt);
+
+        for (int i = 0; i < 20; i++)
+        {
+            using RoutingDecision d = Route(router, prompt);
+            Assert.Equal(3, d.WorkerId);
+            Assert.Equal(1000 / BlockSize, d.OverlapBlocks);
+            Assert.Equal(1000 / BlockSize, d.IndexedOverlapBlocks);
+            Assert.Equal(1000 / BlockSize * BlockSize, d.PredictedCachedTokens);
+        }
+    }
+
+    [Fact]
+    public void RouteAsync_CachedWorkerOverloaded_GoesElsewhere()
+    {
+        KvRouter router = Create(1, KvRouterOptions.Default with { Saturation = 100 });
+        var held = new List<RoutingDecision>();
+        for (int i = 0; i < 20; i++)
+        {
+            held.Add(Route(router, Prompt(100 + i, 2000)));
+        }
+
+        int[] prompt = Prompt(1, 512);
+        Cache(router, 1, prompt);
+        router.AddWorker(2);
+
+        using RoutingDecision d = Route(router, prompt);
+
+        Assert.Equal(2, d.WorkerId);
+        Assert.Equal(0, d.OverlapBlocks);
+        held.ForEach(h => h.Dispose());
+        using RoutingDecision after = Route(router, prompt);
+        Assert.Equal(1, after.WorkerId);
+    }
+
+    [Fact]
+    public void UpdateLoad_ReportedBlocks_SteerAwayUntilStale()
+    {
+        var time = new ManualTimeProvider();
+        KvRouter router = Create(2, time: time);
+        router.UpdateLoad(new WorkerLoad { WorkerId = 1, KvBlocksUsed = 5000 });
+
+        for (int i = 0; i < 20; i++)
+        {
+            using RoutingDecision d = Route(router, Prompt(i, 100));
+            Assert.Equal(2, d.WorkerId);
+        }
+
+        time.Advance(KvRouterOptions.Default.StaleMetricsDecay);
+        var chosen = new HashSet<long>();
+        for (int i = 0; i < 40; i++)
+        {
+            using RoutingDecision d = Route(router, Prompt(i, 100));
+            chosen.Add(d.WorkerId);
+        }
+
+        Assert.Equal([1L, 2L], chosen.Order());
+    }
+
+    [Fact]
+    public void RouteAsync_Ties_RandomButSeeded()
+    {
+        static long[] Run(int seed)
+        {
+            KvRouter router = Create(4, KvRouterOptions.Default with { Seed = seed });
+            var picks = new long[200];
+            for (int i = 0; i < picks.Length; i++)
+            {
+                using RoutingDecision d = Route(router, Prompt(i, 64));
+                picks[i] = d.WorkerId;
+            }
+
+            return picks;
+        }
+
+        long[] a = Run(1);
+        Assert.Equal(a, Run(1));
+        Assert.NotEqual(a, Run(2));
+        foreach (long w in new long[] { 1, 2, 3, 4 })
+        {
+            Assert.InRange(a.Count(p => p == w), 25, 75);
+        }
+    }
+
+    [Fact]
+    public void RouteAsync_Temperature_SamplesBySoftmaxOfNormalisedCosts()
+    {
+        KvRouter router = Create(2, KvRouterOptions.Default with { Temperature = 1, Seed = 3 });
+        int[] prompt = Prompt(9, 640);
+        Cache(router, 1, prompt);
+
+        int first = 0;
+        const int n = 4000;
+        for (int i = 0; i < n; i++)
+        {
+            using RoutingDecision d = Route(router, prompt);
+            first += d.WorkerId == 1 ? 1 : 0;
+        }
+
+        // Normalised costs 0 and 1: weights 1 and e^-1.
+        double expected = 1 / (1 + Math.Exp(-1));
+        Assert.InRange(first / (double)n, expected - 0.03, expected + 0.03);
+
+        int greedy = 0;
+        for (int i = 0; i < 200; i++)
+        {
+            using RoutingDecision d = Route(router, prompt, new RouteOverrides { Temperature = 0 });
+            greedy += d.WorkerId == 1 ? 1 : 0;
+        }
+
+        Assert.Equal(200, greedy);
+    }
+
+    [Fact]
+    public void RouteAsync_WeightOverride_ZeroIgnoresCache()
+    {
+        KvRouter router = Create(2);
+        int[] prompt = Prompt(4, 320);
+        Cache(router, 1, prompt);
+        using RoutingDecision busy = Route(router, Prompt(5, 48), new RouteOverrides { OverlapScoreWeight = 0 });
+        long busyWorker = busy.WorkerId;
+
+        using RoutingDecision d = Route(router, prompt, new RouteOverrides { OverlapScoreWeight = 0 });
+
+        Assert.NotEqual(busyWorker, d.WorkerId);
+    }
+
+    [Fact]
+    public async Task RouteAsync_AllSaturated_QueuesInOrderThenRejects()
+    {
+        KvRouter router = Create(1, KvRouterOptions.Default with { DefaultBatchBudget = 100, MaxQueue = 2, RetryAfter = TimeSpan.FromSeconds(3) });
+        RoutingDecision first = Route(router, Prompt(1, 200));
+
+        ValueTask<RoutingDecision> second = router.RouteAsync(Prompt(2, 200));
+        ValueTask<RoutingDecision> third = router.RouteAsync(Prompt(3, 200));
+        ValueTask<RoutingDecision> fourth = router.RouteAsync(Prompt(4, 200));
+
+        Assert.False(second.IsCompleted);
+        Assert.False(third.IsCompleted);
+        RouterOverloadedException e = await Assert.ThrowsAsync<RouterOverloadedException>(async () => await fourth);
+        Assert.Equal(TimeSpan.FromSeconds(3), e.RetryAfter);
+        RouterStats stats = router.GetStats();
+        Assert.Equal(2, stats.QueueDepth);
+        Assert.Equal(1, stats.Rejections);
+        Assert.Equal(2, stats.Queued);
+
+        first.MarkFirstToken();
+        RoutingDecision secondDecision = await second;
+        Assert.False(third.IsCompleted);
+        Assert.Equal(1, router.GetStats().QueueDepth);
+
+        secondDecision.Complete();
+        RoutingDecision thirdDecision = await third;
+        Assert.Equal(200, thirdDecision.PromptTokens);
+        Assert.Equal(0, router.GetStats().QueueDepth);
+        first.Dispose();
+        thirdDecision.Dispose();
+        Assert.Equal(0, router.GetStats().InFlight);
+    }
+
+    [Fact]
+    public async Task RouteAsync_CancelledWhileQueued_LeavesQueue()
+    {
+        KvRouter router = Create(1, KvRouterOptions.Default with { DefaultBatchBudget = 100 });
+        using RoutingDecision first = Route(router, Prompt(1, 200));
+        using var cancel = new CancellationTokenSource();
+        ValueTask<RoutingDecision> waiting = router.RouteAsync(Prompt(2, 200), cancellationToken: cancel.Token);
+        Assert.Equal(1, router.GetStats().QueueDepth);
+
+        await cancel.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await waiting);
+        Assert.Equal(0, router.GetStats().QueueDepth);
+    }
+
+    [Fact]
+    public async Task RemoveWorker_LastWithQueue_FailsQueuedRequests()
+    {
+        KvRouter router = Create(1, KvRouterOptions.Default with { DefaultBatchBudget = 100 });
+        RoutingDecision first = Route(router, Prompt(1, 200));
+        ValueTask<RoutingDecision> waiting = router.RouteAsync(Prompt(2, 200));
+
+        Assert.True(router.RemoveWorker(1));
+
+        await Assert.ThrowsAsync<RouterOverloadedException>(async () => await waiting);
+        first.Complete(100);
+        Assert.True(first.IsCompleted);
+        Assert.Empty(router.GetStats().Workers);
+        await Assert.ThrowsAsync<RouterOverloadedException>(async () => await router.RouteAsync(Prompt(3, 10)));
+    }
+
+    [Fact]
+    public void Complete_CancelledStream_ReleasesAllLoad()
+    {
+        KvRouter router = Create(2);
+        RoutingDecision a = Route(router, Prompt(1, 1000));
+        RoutingDecision b = Route(router, Prompt(1, 1000));
+        RouterStats busy = router.GetStats();
+        Assert.Equal(2, busy.InFlight);
+        Assert.True(busy.Workers.Sum(w => w.ActivePrefillTokens) > 0);
+        Assert.True(busy.Workers.Sum(w => w.ActiveBlocks) > 0);
+
+        a.MarkFirstToken();
+        a.Complete();
+        b.Dispose();
+        b.Dispose();
+
+        RouterStats idle = router.GetStats();
+        Assert.Equal(0, idle.InFlight);
+        Assert.All(idle.Workers, w =>
+        {
+            Assert.Equal(0, w.ActivePrefillTokens);
+            Assert.Equal(0, w.ActiveBlocks);
+            Assert.Equal(0, w.InFlight);
+        });
+    }
+
+    [Fact]
+    public void RouteAsync_InflightPrefix_CountsAsSoonCached()
+    {
+        foreach (bool count in new[] { true, false })
+        {
+            KvRouter router = Create(4, KvRouterOptions.Default with { CountInflightPrefixes = count });
+            int[] prompt = Prompt(8, 1000);
+            RoutingDecision first = Route(router, prompt);
+            first.MarkFirstToken();
+
+            using RoutingDecision second = Route(router, prompt);
+
+            Assert.Equal(count, second.WorkerId == first.WorkerId);
+            Assert.Equal(count ? 1000 / BlockSize : 0, second.OverlapBlocks);
+            Assert.Equal(0, second.IndexedOverlapBlocks);
+            first.Dispose();
+        }
+    }
+
+    [Fact]
+    public void GetStats_CompletedWithActual_CountsAccuracy()
+    {
+        KvRouter router = Create(1);
+        int[] prompt = Prompt(2, 100);
+        Cache(router, 1, prompt);
+        Route(router, prompt).Complete(80);
+        Route(router, Prompt(3, 50)).Complete();
+
+        RouterStats stats = router.GetStats();
+
+        Assert.Equal(2, stats.Decisions);
+        Assert.Equal(150, stats.PromptTokens);
+        Assert.Equal(96, stats.PredictedHitTokens);
+        Assert.Equal(1, stats.ReportedDecisions);
+        Assert.Equal(96, stats.ReportedPredictedHitTokens);
+        Assert.Equal(80, stats.ReportedActualHitTokens);
+    }
+
+    [Fact]
+    public void ApplyEvent_UnknownWorker_Ignored()
+    {
+        KvRouter router = Create(1);
+        Assert.Equal(KvApplyResult.Stale, router.ApplyEvent(new KvEvent(9, 1, KvClearedData.Instance)));
+        Assert.DoesNotContain(9L, router.Index.Workers);
+    }
+
+    [Theory]
+    [InlineData("--kv-overlap-score-weight")]
+    [InlineData("--router-temperature")]
+    [InlineData("--router-max-queue")]
+    [InlineData("--router-saturation")]
+    [InlineData("--router-batch-budget")]
+    [InlineData("--router-metrics-decay")]
+    [InlineData("--block-size")]
+    public void Validate_OutOfRange_NamesFlag(string flag)
+    {
+        KvRouterOptions bad = flag switch
+        {
+            "--kv-overlap-score-weight" => KvRouterOptions.Default with { OverlapScoreWeight = double.NaN },
+            "--router-temperature" => KvRouterOptions.Default with { Temperature = -1 },
+            "--router-max-queue" => KvRouterOptions.Default with { MaxQueue = -1 },
+            "--router-saturation" => KvRouterOptions.Default with { Saturation = 0 },
+            "--router-batch-budget" => KvRouterOptions.Default with { DefaultBatchBudget = 0 },
+            "--router-metrics-decay" => KvRouterOptions.Default with { StaleMetricsDecay = TimeSpan.Zero },
+            _ => KvRouterOptions.Default with { BlockSize = 0 },
+        };
+
+        ArgumentException e = Assert.Throws<ArgumentException>(() => bad.Validate());
+        Assert.Contains(flag, e.Message, StringComparison.Ordinal);
+    }
+}
