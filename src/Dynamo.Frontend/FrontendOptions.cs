@@ -1,3 +1,4 @@
+using Dynamo.Llm.Routing;
 using Dynamo.Frontend.Routing;
 using Dynamo.Runtime;
 
@@ -39,6 +40,9 @@ public sealed record FrontendOptions
     /// <summary>With no logger factory given: log JSON lines instead of plain text.</summary>
     public bool JsonLogs { get; init; }
 
+    /// <summary>KV router settings (--kv-overlap-score-weight, --router-temperature, --router-max-queue, ...), used with --router-mode kv.</summary>
+    public KvRouterOptions KvRouter { get; init; } = KvRouterOptions.Default;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the flag of the first bad setting.</summary>
     public FrontendOptions Validate()
     {
@@ -58,6 +62,7 @@ public sealed record FrontendOptions
         Check(KeepAliveInterval > TimeSpan.Zero, "--keep-alive-interval", "must be positive");
         Check(ShutdownDrainTimeout >= TimeSpan.Zero, "--shutdown-drain-timeout", "must not be negative");
         Check(!string.IsNullOrWhiteSpace(TokenizerCacheDirectory), "--tokenizer-cache", "must be a directory");
+        KvRouter.Validate();
         return this;
     }
 

@@ -3,7 +3,6 @@ using System.Text.Json;
 using Dynamo.Frontend.Http;
 using Dynamo.Frontend.Models;
 using Dynamo.Frontend.Observability;
-using Dynamo.Frontend.Routing;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Runtime;
 using Microsoft.AspNetCore.Builder;
@@ -80,11 +79,6 @@ public sealed partial class FrontendServer : IAsyncDisposable
         }
 
         ILogger logger = loggerFactory.CreateLogger("Dynamo.Frontend");
-        if (RouterPolicies.IsFallback(options.RouterMode))
-        {
-            Log.RouterFallback(logger, options.RouterMode);
-        }
-
         ModelRegistry? registry = null;
         WebApplication? app = null;
         var shutdown = new CancellationTokenSource();
@@ -233,9 +227,6 @@ public sealed partial class FrontendServer : IAsyncDisposable
     {
         [LoggerMessage(EventId = 5201, Level = LogLevel.Information, Message = "Frontend listening on {BaseAddress} (namespace {Namespace}, router {RouterMode})")]
         public static partial void Listening(ILogger logger, Uri baseAddress, string @namespace, string routerMode);
-
-        [LoggerMessage(EventId = 5202, Level = LogLevel.Warning, Message = "!!! --router-mode {RouterMode} is not implemented yet: requests are routed round-robin !!!")]
-        public static partial void RouterFallback(ILogger logger, string routerMode);
 
         [LoggerMessage(EventId = 5203, Level = LogLevel.Information, Message = "Frontend shutting down ({Inflight} requests in flight)")]
         public static partial void ShuttingDown(ILogger logger, int inflight);

@@ -7,6 +7,7 @@ using Dynamo.Frontend.Models;
 using Dynamo.Frontend.Observability;
 using Dynamo.Llm.Preprocessing;
 using Dynamo.Llm.Protocols.OpenAi;
+using Dynamo.Llm.Routing;
 using Dynamo.Llm.Protocols.Worker;
 using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
@@ -214,7 +215,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             PromptInput prompt = pre.PromptOf(i);
             post[i] = new ChoicePostprocessor(preprocessor.Bundle.Tokenizer, prompt.TokenIds, pre.Sampling.Stop, pre.Logprobs != LogprobsFormat.None);
             byte[] payload = Preprocessor.BuildGenerateRequest($"{trace.Id}-{i}", prompt.TokenIds, pre.SamplingFor(i));
-            pumps[i] = PumpAsync(pre.Model, i, payload, $"{trace.Id}-{i}", post[i], channel.Writer, stopPumps.Token);
+            pumps[i] = PumpAsync(pre.Model, i, payload, prompt.TokenIds, pre.NvExt, $"{trace.Id}-{i}", post[i], channel.Writer, stopPumps.Token);
         }
 
         _ = Task.WhenAll(pumps).ContinueWith(_ => channel.Writer.TryComplete(), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
@@ -237,7 +238,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         }
     }
 
-    private async Task PumpAsync(string model, int index, byte[] payload, string requestId, ChoicePostprocessor post, ChannelWriter<ChoiceEvent> events, CancellationToken cancellationToken)
+    private async Task PumpAsync(string model, int index, byte[] payload, IReadOnlyList<int> tokens, NvExt? nvext, string requestId, ChoicePostprocessor post, ChannelWriter<ChoiceEvent> events, CancellationToken cancellationToken)
     {
         var tried = new HashSet<long>();
         var requestOptions = RequestOptions.Default with { RequestId = requestId };
@@ -245,15 +246,19 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         {
             while (true)
             {
-                (EndpointClient client, long instance) = registry.Pick(model, tried) ?? throw (tried.Count == 0
-                    ? OpenAiException.Unavailable($"No worker instance of model '{model}' is available.", "no_instances")
-                    : OpenAiException.Unavailable($"No worker of model '{model}' answered ({tried.Count} tried).", "worker_unreachable"));
+                (EndpointClient client, long instance, RoutingDecision? decision) = await PickAsync(model, tokens, nvext, requestId, tried, cancellationToken).ConfigureAwait(false);
+                using RoutingDecision? charged = decision;
                 tried.Add(instance);
                 bool produced = false;
                 try
                 {
                     await foreach (ReadOnlyMemory<byte> frame in client.StreamAsync(payload, instance, requestOptions, cancellationToken).ConfigureAwait(false))
                     {
+                        if (!produced)
+                        {
+                            decision?.MarkFirstToken();
+                        }
+
                         produced = true;
                         GenerateResponse response = JsonSerializer.Deserialize(frame.Span, WorkerJsonContext.Default.GenerateResponse)
                             ?? throw new InvalidDataException("null generate response");
@@ -263,6 +268,11 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
                         }
 
                         ChoiceDelta delta = post.Push(response);
+                        if (response.FinishReason is not null)
+                        {
+                            decision?.Complete(response.CachedTokens);
+                        }
+
                         await events.WriteAsync(new ChoiceEvent(index, delta, response.TokenIds.Count, null), cancellationToken).ConfigureAwait(false);
                         if (post.IsFinished)
                         {
@@ -302,6 +312,54 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// The worker for one choice: by the endpoint's KV router (cache overlap and load; the decision charges
+    /// the load until the stream ends) with --router-mode kv, else by the model's round-robin/random policy.
+    /// </summary>
+    private async Task<(EndpointClient Client, long Instance, RoutingDecision? Decision)> PickAsync(
+        string model, IReadOnlyList<int> tokens, NvExt? nvext, string requestId, HashSet<long> tried, CancellationToken cancellationToken)
+    {
+        if (registry.KvMode && registry.Find(model) is { } served)
+        {
+            ModelInstance[] left = [.. served.Instances.Where(i => !tried.Contains(i.InstanceId))];
+            if (left.Length > 0)
+            {
+                KvRouterService router = await registry.KvRouterAsync(left[0]).ConfigureAwait(false);
+                var allowed = left.Where(i => i.Card.Endpoint == left[0].Card.Endpoint).Select(i => i.InstanceId).ToHashSet();
+                int[] ids = tokens as int[] ?? [.. tokens];
+                try
+                {
+                    RoutingDecision decision = await router.Router.RouteAsync(ids, new RouteOverrides
+                    {
+                        RequestId = requestId,
+                        AllowedWorkers = allowed,
+                        OverlapScoreWeight = nvext?.KvOverlapScoreWeight,
+                        Temperature = nvext?.RouterTemperature,
+                    }, cancellationToken).ConfigureAwait(false);
+                    return (router.Client, decision.WorkerId, decision);
+                }
+                catch (RouterOverloadedException e) when (!e.Message.Contains("no worker", StringComparison.Ordinal))
+                {
+                    metrics.Rejections.WithLabels(model).Inc();
+                    throw OpenAiException.Unavailable($"All workers of model '{model}' are busy: {e.Message}", "router_overloaded", Math.Max(1, (int)Math.Ceiling(e.RetryAfter.TotalSeconds)));
+                }
+                catch (RouterOverloadedException)
+                {
+                    // The router does not know these instances yet (just joined): the policy below takes them.
+                }
+                catch (ArgumentOutOfRangeException e)
+                {
+                    throw OpenAiException.BadRequest($"nvext: {e.Message}", "nvext", "invalid_value");
+                }
+            }
+        }
+
+        (EndpointClient client, long instance) = registry.Pick(model, tried) ?? throw (tried.Count == 0
+            ? OpenAiException.Unavailable($"No worker instance of model '{model}' is available.", "no_instances")
+            : OpenAiException.Unavailable($"No worker of model '{model}' answered ({tried.Count} tried).", "worker_unreachable"));
+        return (client, instance, null);
     }
 
     private static OpenAiException Map(RequestPlaneException e) => e.Kind switch

@@ -3,6 +3,7 @@ using System.Collections.Immutable;
 using System.Text.Json;
 using Dynamo.Frontend.Routing;
 using Dynamo.Llm.ModelCards;
+using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
 using Dynamo.Runtime.Discovery;
 using Microsoft.Extensions.Logging;
@@ -22,6 +23,7 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
     private readonly Dictionary<string, ModelInstance> _cards = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ModelState> _states = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, EndpointClient> _clients = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Lazy<Task<KvRouterService>>> _kvRouters = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stop = new();
     private ImmutableDictionary<string, ServedModel> _models = ImmutableDictionary.Create<string, ServedModel>(StringComparer.Ordinal);
@@ -93,8 +95,31 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         return (_clients[chosen.Card.Endpoint], id);
     }
 
+    /// <summary>Whether requests are routed by KV-cache overlap and load (--router-mode kv).</summary>
+    public bool KvMode => _options.RouterMode == RouterPolicies.Kv;
+
+    /// <summary>
+    /// The KV router of <paramref name="instance"/>'s endpoint, started on first use: it follows the
+    /// endpoint's workers, their KV events and load (see Dynamo.Llm/Routing/README.md).
+    /// </summary>
+    public Task<KvRouterService> KvRouterAsync(ModelInstance instance) =>
+        _kvRouters.GetOrAdd(instance.Card.Endpoint, endpoint => new Lazy<Task<KvRouterService>>(() =>
+            KvRouterService.StartAsync(_runtime, EndpointAddress.Parse(endpoint), _options.KvRouter with { BlockSize = instance.Card.KvBlockSize }, logger: _logger))).Value;
+
     public async ValueTask DisposeAsync()
     {
+        foreach (Lazy<Task<KvRouterService>> router in _kvRouters.Values)
+        {
+            try
+            {
+                await (await router.Value.ConfigureAwait(false)).DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A router that failed to start has nothing to stop.
+            }
+        }
+
         await _stop.CancelAsync().ConfigureAwait(false);
         try
         {

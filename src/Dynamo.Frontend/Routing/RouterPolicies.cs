@@ -9,14 +9,12 @@ public static class RouterPolicies
     /// <summary>"random".</summary>
     public const string Random = "random";
 
-    /// <summary>"kv" (KV-aware routing: not implemented yet, falls back to round-robin).</summary>
+    /// <summary>"kv": KV-aware routing by the endpoint's KvRouter (Dynamo.Llm/Routing); the policy object is round-robin, used only where the KV router does not apply.</summary>
     public const string Kv = "kv";
 
     /// <summary>Every accepted mode.</summary>
     public static IReadOnlyList<string> Names { get; } = [RoundRobin, Random, Kv];
 
-    /// <summary>Whether <paramref name="mode"/> is accepted but served by another policy for now.</summary>
-    public static bool IsFallback(string mode) => mode == Kv;
 
     /// <summary>A new policy for one model; <see cref="ArgumentException"/> for an unknown mode.</summary>
     public static IRouterPolicy Create(string mode, System.Random? random = null) => mode switch

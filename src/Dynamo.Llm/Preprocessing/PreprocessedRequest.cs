@@ -1,4 +1,5 @@
 using Dynamo.Llm.Engines;
+using Dynamo.Llm.Protocols.OpenAi;
 
 namespace Dynamo.Llm.Preprocessing;
 
@@ -10,6 +11,9 @@ public sealed record PreprocessedRequest
 {
     /// <summary>The requested model name.</summary>
     public required string Model { get; init; }
+
+    /// <summary>The request's extension settings (KV routing overrides), if any.</summary>
+    public NvExt? NvExt { get; init; }
 
     /// <summary>The prompts (chat: exactly one).</summary>
     public required IReadOnlyList<PromptInput> Prompts { get; init; }

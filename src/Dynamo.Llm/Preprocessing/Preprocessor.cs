@@ -158,6 +158,7 @@ public sealed class Preprocessor
             Stream = request.Stream == true,
             IncludeUsage = request.Stream == true && request.StreamOptions?.IncludeUsage == true,
             Logprobs = logprobs,
+            NvExt = request.NvExt,
         };
     }
 

@@ -226,20 +226,21 @@ public sealed partial class KvRouter
             ArrayPool<ulong>.Shared.Return(rentedLocals);
         }
 
-        var request = new Request(hashes, blocks, tokens.Length, weight, temperature, overrides?.RequestId);
+        var request = new Request(hashes, blocks, tokens.Length, weight, temperature, overrides?.RequestId, overrides?.AllowedWorkers);
         Waiter waiter;
         lock (_gate)
         {
-            if (_list.Length == 0 || (_queue.Count >= Options.MaxQueue && (_queue.Count > 0 || !AnyUnsaturated())))
+            bool noWorker = _list.Length == 0 || (request.Allowed is { } allowed && !_list.Any(w => allowed.Contains(w.WorkerId)));
+            if (noWorker || (_queue.Count >= Options.MaxQueue && (_queue.Count > 0 || !AnyUnsaturated(request))))
             {
                 _rejections++;
                 ArrayPool<ulong>.Shared.Return(hashes);
-                string why = _list.Length == 0 ? "no worker is available" : $"every worker is saturated and {_queue.Count} requests already wait";
+                string why = noWorker ? "no worker is available" : $"every worker is saturated and {_queue.Count} requests already wait";
                 Log.Rejected(_logger, request.RequestId, why);
                 return ValueTask.FromException<RoutingDecision>(new RouterOverloadedException($"the router cannot take the request: {why}", Options.RetryAfter));
             }
 
-            if (_queue.Count == 0 && AnyUnsaturated())
+            if (_queue.Count == 0 && AnyUnsaturated(request))
             {
                 return new ValueTask<RoutingDecision>(Decide(request));
             }
@@ -373,7 +374,7 @@ public sealed partial class KvRouter
         while (_queue.First is { } node)
         {
             Waiter waiter = node.Value;
-            if (_list.Length == 0)
+            if (_list.Length == 0 || (waiter.Request.Allowed is { } allowed && !_list.Any(w => allowed.Contains(w.WorkerId))))
             {
                 _queue.RemoveFirst();
                 waiter.Registration.Unregister();
@@ -383,7 +384,7 @@ public sealed partial class KvRouter
                 continue;
             }
 
-            if (!AnyUnsaturated())
+            if (!AnyUnsaturated(waiter.Request))
             {
                 return;
             }
@@ -398,13 +399,15 @@ public sealed partial class KvRouter
         }
     }
 
+    private static bool Allows(Request request, WorkerState worker) => request.Allowed is null || request.Allowed.Contains(worker.WorkerId);
+
     private bool Saturated(WorkerState worker) => worker.ActivePrefillTokens > Options.Saturation * worker.BatchBudget;
 
-    private bool AnyUnsaturated()
+    private bool AnyUnsaturated(Request request)
     {
         foreach (WorkerState w in _list)
         {
-            if (!Saturated(w))
+            if (!Saturated(w) && Allows(request, w))
             {
                 return true;
             }
@@ -467,7 +470,7 @@ public sealed partial class KvRouter
         for (int i = 0; i < list.Length; i++)
         {
             WorkerState w = list[i];
-            if (Saturated(w))
+            if (Saturated(w) || !Allows(request, w))
             {
                 _costs[i] = double.NaN;
                 continue;
@@ -595,7 +598,7 @@ public sealed partial class KvRouter
         public int InflightOverlap { get; set; }
     }
 
-    private sealed record Request(ulong[] Hashes, int Blocks, int PromptTokens, double Weight, double Temperature, string? RequestId);
+    private sealed record Request(ulong[] Hashes, int Blocks, int PromptTokens, double Weight, double Temperature, string? RequestId, IReadOnlySet<long>? Allowed);
 
     private sealed class Waiter(Request request)
     {

@@ -14,4 +14,11 @@ public sealed record RouteOverrides
 
     /// <summary>Shown in the decision log.</summary>
     public string? RequestId { get; init; }
+
+    /// <summary>
+    /// Only these workers may take the request (the instances that serve the request's model, less those
+    /// that already failed it); null for every worker. When none of them is known to the router the
+    /// request is refused like one with no worker.
+    /// </summary>
+    public IReadOnlySet<long>? AllowedWorkers { get; init; }
 }

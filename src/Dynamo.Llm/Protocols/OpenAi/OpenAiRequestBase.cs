@@ -58,6 +58,10 @@ public abstract record OpenAiRequestBase
     [JsonPropertyName("ignore_eos")]
     public bool? IgnoreEos { get; init; }
 
+    /// <summary>Extension settings (KV routing overrides).</summary>
+    [JsonPropertyName("nvext")]
+    public NvExt? NvExt { get; init; }
+
     /// <summary>Server-sent events instead of one JSON object.</summary>
     [JsonPropertyName("stream")]
     public bool? Stream { get; init; }

@@ -54,6 +54,23 @@ public sealed class KvRouterTests
     }
 
     [Fact]
+    public async Task RouteAsync_AllowedWorkers_OnlyThoseCandidatesAndRefusedWhenNoneKnown()
+    {
+        KvRouter router = Create(4);
+        int[] prompt = Prompt(1, 1000);
+        Cache(router, 3, prompt);
+        for (int i = 0; i < 10; i++)
+        {
+            using RoutingDecision d = Route(router, prompt, new RouteOverrides { AllowedWorkers = new HashSet<long> { 1, 2 } });
+            Assert.Contains(d.WorkerId, new long[] { 1, 2 });
+            Assert.Equal(0, d.OverlapBlocks);
+        }
+
+        var e = await Assert.ThrowsAsync<RouterOverloadedException>(() => router.RouteAsync(prompt, new RouteOverrides { AllowedWorkers = new HashSet<long> { 99 } }).AsTask());
+        Assert.Contains("no worker", e.Message);
+    }
+
+    [Fact]
     public void RouteAsync_CachedWorkerOverloaded_GoesElsewhere()
     {
         KvRouter router = Create(1, KvRouterOptions.Default with { Saturation = 100 });
