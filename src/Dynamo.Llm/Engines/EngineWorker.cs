@@ -209,6 +209,10 @@ public sealed partial class EngineWorker : IAsyncDisposable
     private async IAsyncEnumerable<ReadOnlyMemory<byte>> HandleDumpAsync(RequestContext context, ReadOnlyMemory<byte> payload, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         KvEventDump dump = await _engine.DumpKvAsync(cancellationToken).ConfigureAwait(false);
+        if (dump.WorkerId != InstanceId)
+        {
+            dump = dump with { WorkerId = InstanceId };
+        }
         yield return KvEventJson.SerializeDumpToUtf8(dump);
     }
 
@@ -261,7 +265,9 @@ public sealed partial class EngineWorker : IAsyncDisposable
         {
             await foreach (KvEvent e in _kvEvents.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
-                await _runtime.Events.PublishAsync(subject, KvEventJson.SerializeToUtf8(e), cancellationToken).ConfigureAwait(false);
+                // Consumers know a worker by its instance id, whatever id the engine was built with.
+                KvEvent published = e.WorkerId == InstanceId ? e : e with { WorkerId = InstanceId };
+                await _runtime.Events.PublishAsync(subject, KvEventJson.SerializeToUtf8(published), cancellationToken).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)

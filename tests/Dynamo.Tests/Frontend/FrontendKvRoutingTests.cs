@@ -1,0 +1,74 @@
+using Dynamo.Frontend;
+using Dynamo.Mocker;
+
+namespace Dynamo.Tests.Frontend;
+
+/// <summary>--router-mode kv end to end: HTTP frontend, KV router fed by the workers' events, mocker engines.</summary>
+public sealed class FrontendKvRoutingTests
+{
+    private static string Body(int[] prompt, string extra = "") =>
+        $"{{\"model\":\"{FrontendHarness.Model}\",\"prompt\":[{string.Join(',', prompt)}],\"max_tokens\":2,\"ignore_eos\":true{extra}}}";
+
+    [Fact]
+    public async Task KvMode_SharedPrefix_SecondRequestGoesToTheWorkerHoldingIt()
+    {
+        await using FrontendHarness h = await FrontendHarness.StartAsync(FrontendOptions.Default with { RouterMode = "kv" });
+        var engines = new List<MockerEngine>();
+        var workers = new List<TestWorker>();
+        for (int i = 0; i < 3; i++)
+        {
+            var engine = new MockerEngine(MockerOptions.Default with { SpeedupRatio = 1000, ContextLength = 256, VocabSize = 500 });
+            engines.Add(engine);
+            workers.Add(await h.AddWorkerAsync(engine));
+        }
+
+        await h.Server.WaitForModelAsync(FrontendHarness.Model);
+        int[] shared = [.. Enumerable.Range(0, 160).Select(i => 10 + (i * 7 % 300))];
+        var (status, _) = await h.PostJsonAsync("v1/completions", Body([.. shared, 1, 2, 3]));
+        Assert.Equal(200, status);
+        int holder = engines.FindIndex(e => e.Stats.PromptTokens > 0);
+        Assert.True(holder >= 0);
+
+        // The KV events of the first request reach the router, then every request sharing the prefix
+        // goes to that worker and skips the shared blocks.
+        var until = DateTime.UtcNow.AddSeconds(10);
+        for (int round = 0; ; round++)
+        {
+            (status, _) = await h.PostJsonAsync("v1/completions", Body([.. shared, 4, 5, round]));
+            Assert.Equal(200, status);
+            if (engines[holder].Stats.PrefixHitTokens >= 160)
+            {
+                break;
+            }
+
+            Assert.True(DateTime.UtcNow < until, "the shared-prefix request never reached the worker holding the prefix");
+            await Task.Delay(50);
+        }
+
+        for (int i = 0; i < 5; i++)
+        {
+            (status, _) = await h.PostJsonAsync("v1/completions", Body([.. shared, 9, i]));
+            Assert.Equal(200, status);
+        }
+
+        Assert.Equal(0, engines.Where((e, i) => i != holder).Sum(e => e.Stats.PrefixHitTokens));
+        Assert.True(engines[holder].Stats.PrefixHitTokens >= 6 * 160);
+        foreach (TestWorker w in workers)
+        {
+            await w.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task KvMode_BadOverride_400NamingNvext()
+    {
+        await using FrontendHarness h = await FrontendHarness.StartAsync(FrontendOptions.Default with { RouterMode = "kv" });
+        await using TestWorker worker = await h.AddWorkerAsync(new MockerEngine(MockerOptions.Default with { SpeedupRatio = 1000, ContextLength = 256, VocabSize = 500 }));
+        await h.Server.WaitForModelAsync(FrontendHarness.Model);
+        var (status, body) = await h.PostJsonAsync("v1/completions", Body([1, 2, 3], ",\"nvext\":{\"router_temperature\":-1}"));
+        Assert.Equal(400, status);
+        Assert.Contains("nvext", body.GetProperty("error").GetProperty("message").GetString());
+        (status, _) = await h.PostJsonAsync("v1/completions", Body([1, 2, 3], ",\"nvext\":{\"router_temperature\":0.5,\"kv_overlap_score_weight\":2}"));
+        Assert.Equal(200, status);
+    }
+}
