@@ -96,7 +96,8 @@ public sealed class GuideFlowsTests
         AssertValidSse(await CurlAsync(port, ChatBody("dynamo-tiny", stream: true, maxTokens: 20)));
         using JsonDocument full = JsonDocument.Parse(await CurlAsync(port, ChatBody("dynamo-tiny", stream: false, maxTokens: 20), acceptEventStream: false));
         Assert.Equal("chat.completion", full.RootElement.GetProperty("object").GetString());
-        Assert.Equal(20, full.RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        // The random default model may emit its end-of-sequence token before max_tokens.
+        Assert.InRange(full.RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32(), 1, 20);
     }
 
     [Fact]
