@@ -38,6 +38,7 @@ internal static class BenchRoutingCommand
         {
             workers, modes, workload, prompts, concurrency, inputLen, outputLen, traceScale, traceBlock, blocks, speedup, seed, json,
         };
+        KvRouterFlags kv = KvRouterFlags.AddTo(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
             int w = parse.GetValue(workers);
@@ -61,12 +62,13 @@ internal static class BenchRoutingCommand
             };
             options.Validate();
             IWorkload load = Workloads.Parse(parse.GetValue(workload)!);
+            FrontendOptions frontend = FrontendOptions.Default with { KvRouter = kv.Read(parse) };
             foreach (string mode in list)
             {
-                FrontendOptions.Default.With(mode);
+                frontend.With(mode);
             }
 
-            return RunAsync(w, list, load, options, parse.GetValue(blocks), parse.GetValue(speedup), parse.GetValue(json)).GetAwaiter().GetResult();
+            return RunAsync(w, list, load, options, frontend, parse.GetValue(blocks), parse.GetValue(speedup), parse.GetValue(json)).GetAwaiter().GetResult();
         }));
         return command;
     }
@@ -86,7 +88,7 @@ internal static class BenchRoutingCommand
         return result;
     }
 
-    private static async Task<int> RunAsync(int workerCount, string[] modes, IWorkload workload, LoadOptions options, int blocks, double speedup, bool json)
+    private static async Task<int> RunAsync(int workerCount, string[] modes, IWorkload workload, LoadOptions options, FrontendOptions frontend, int blocks, double speedup, bool json)
     {
         TextWriter log = Console.Error;
         IReadOnlyList<LoadConversation> conversations = workload.Build(options);
@@ -115,7 +117,7 @@ internal static class BenchRoutingCommand
 
                 DistributedRuntime frontendRuntime = await cluster.ConnectAsync();
                 started.Add(frontendRuntime);
-                FrontendServer server = await FrontendServer.StartAsync(frontendRuntime, FrontendOptions.Default.With(mode), Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
+                FrontendServer server = await FrontendServer.StartAsync(frontendRuntime, frontend.With(mode), Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
                 started.Add(server);
                 await server.WaitForModelAsync("mocker");
                 await Task.Delay(200);

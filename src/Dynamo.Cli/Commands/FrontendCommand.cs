@@ -22,6 +22,7 @@ internal static class FrontendCommand
         {
             port, host, router, ns, jsonLogs,
         };
+        KvRouterFlags kv = KvRouterFlags.AddTo(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
             var settings = new FrontendSettings
@@ -31,6 +32,7 @@ internal static class FrontendCommand
                 RouterMode = parse.GetValue(router)!,
                 Namespace = parse.GetValue(ns)!,
                 JsonLogs = parse.GetValue(jsonLogs),
+                KvRouter = kv.Read(parse),
             };
             return RunAsync(settings).GetAwaiter().GetResult();
         }));
@@ -46,8 +48,17 @@ internal static class FrontendCommand
             Namespace = settings.Namespace,
             RouterMode = settings.RouterMode,
             JsonLogs = settings.JsonLogs,
+            KvRouter = settings.KvRouter,
         };
-        options.Validate();
+        try
+        {
+            options.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliUsageException(e.Message);
+        }
+
         return options;
     }
 

@@ -40,6 +40,7 @@ internal static class RunCommand
         {
             targets, port, host, router, servedName, tokenizer, blockSize, maxSeqs, maxTokens, kvMemory, context, threads, speedup, maxTokensOut, jsonLogs,
         };
+        KvRouterFlags kv = KvRouterFlags.AddTo(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
             string input = "http";
@@ -99,6 +100,7 @@ internal static class RunCommand
                 Host = input == "http" ? parse.GetValue(host)! : "127.0.0.1",
                 RouterMode = parse.GetValue(router)!,
                 JsonLogs = parse.GetValue(jsonLogs),
+                KvRouter = kv.Read(parse),
             };
             return RunAsync(input, worker, frontend, parse.GetValue(maxTokensOut)).GetAwaiter().GetResult();
         }));

@@ -70,6 +70,7 @@ internal static class ServeCommand
         FrontendSettings? frontend = null;
         var workers = new List<(WorkerSettings Settings, int Replicas)>();
         string? routerMode = null;
+        Llm.Routing.KvRouterOptions kvRouter = Llm.Routing.KvRouterOptions.Default;
         foreach (string name in components)
         {
             ComponentConfig c = config.For(name);
@@ -95,6 +96,12 @@ internal static class ServeCommand
                     break;
                 case Kind.Router:
                     routerMode = c.String("router_mode") ?? c.String("router") ?? routerMode ?? "kv";
+                    kvRouter = kvRouter with
+                    {
+                        OverlapScoreWeight = c.Double("kv_overlap_score_weight") ?? kvRouter.OverlapScoreWeight,
+                        Temperature = c.Double("router_temperature") ?? kvRouter.Temperature,
+                        MaxQueue = c.Int("router_max_queue") ?? kvRouter.MaxQueue,
+                    };
                     log.WriteLine($"serve: {name}: routing runs inside the frontend process (router mode {routerMode})");
                     if (!kinds.ContainsValue(Kind.Frontend))
                     {
@@ -115,7 +122,7 @@ internal static class ServeCommand
 
         if (frontend is not null && routerMode is not null)
         {
-            frontend = frontend with { RouterMode = routerMode };
+            frontend = frontend with { RouterMode = routerMode, KvRouter = kvRouter };
         }
 
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();

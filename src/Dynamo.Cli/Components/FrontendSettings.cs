@@ -12,4 +12,7 @@ internal sealed record FrontendSettings
     public string RouterMode { get; init; } = "round-robin";
 
     public bool JsonLogs { get; init; }
+
+    /// <summary>KV router settings (--router-mode kv).</summary>
+    public Dynamo.Llm.Routing.KvRouterOptions KvRouter { get; init; } = Dynamo.Llm.Routing.KvRouterOptions.Default;
 }

@@ -1,0 +1,28 @@
+using System.CommandLine;
+using Dynamo.Llm.Routing;
+
+namespace Dynamo.Cli.Commands;
+
+/// <summary>The KV router's flags (used with --router-mode kv), shared by `frontend` and `run`.</summary>
+internal sealed class KvRouterFlags
+{
+    private readonly Option<double> _weight = new("--kv-overlap-score-weight") { Description = "KV routing: weight of the prefill (cache overlap) term", DefaultValueFactory = _ => KvRouterOptions.Default.OverlapScoreWeight };
+    private readonly Option<double> _temperature = new("--router-temperature") { Description = "KV routing: softmax temperature over costs (0 = lowest cost)", DefaultValueFactory = _ => KvRouterOptions.Default.Temperature };
+    private readonly Option<int> _maxQueue = new("--router-max-queue") { Description = "KV routing: requests waiting for a free worker before 503", DefaultValueFactory = _ => KvRouterOptions.Default.MaxQueue };
+
+    public static KvRouterFlags AddTo(Command command)
+    {
+        var flags = new KvRouterFlags();
+        command.Options.Add(flags._weight);
+        command.Options.Add(flags._temperature);
+        command.Options.Add(flags._maxQueue);
+        return flags;
+    }
+
+    public KvRouterOptions Read(ParseResult parse) => KvRouterOptions.Default with
+    {
+        OverlapScoreWeight = parse.GetValue(_weight),
+        Temperature = parse.GetValue(_temperature),
+        MaxQueue = parse.GetValue(_maxQueue),
+    };
+}
