@@ -86,6 +86,8 @@ public sealed partial class FrontendServer : IAsyncDisposable
         {
             registry = await ModelRegistry.StartAsync(runtime, options, logger, cancellationToken).ConfigureAwait(false);
             var metrics = new FrontendMetrics();
+            ModelRegistry models = registry;
+            metrics.ObserveRouters(models.KvRouterStats);
             FrontendServer? server = null;
             var handler = new OpenAiHandler(registry, metrics, options, logger, () => server is null || server._shuttingDown != 0, shutdown.Token);
 

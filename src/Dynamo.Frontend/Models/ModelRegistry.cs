@@ -106,6 +106,11 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         _kvRouters.GetOrAdd(instance.Card.Endpoint, endpoint => new Lazy<Task<KvRouterService>>(() =>
             KvRouterService.StartAsync(_runtime, EndpointAddress.Parse(endpoint), _options.KvRouter with { BlockSize = instance.Card.KvBlockSize }, logger: _logger))).Value;
 
+    /// <summary>The started KV routers' counters, by endpoint.</summary>
+    public IEnumerable<(string Endpoint, RouterStats Stats)> KvRouterStats() =>
+        _kvRouters.Where(kv => kv.Value.IsValueCreated && kv.Value.Value.IsCompletedSuccessfully)
+            .Select(kv => (kv.Key, kv.Value.Value.Result.Router.GetStats())).ToArray();
+
     public async ValueTask DisposeAsync()
     {
         foreach (Lazy<Task<KvRouterService>> router in _kvRouters.Values)

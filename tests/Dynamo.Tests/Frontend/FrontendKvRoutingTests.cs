@@ -53,6 +53,10 @@ public sealed class FrontendKvRoutingTests
 
         Assert.Equal(0, engines.Where((e, i) => i != holder).Sum(e => e.Stats.PrefixHitTokens));
         Assert.True(engines[holder].Stats.PrefixHitTokens >= 6 * 160);
+        string metrics = await h.Http.GetStringAsync("metrics");
+        Assert.Contains("dynamo_frontend_router_decisions_total{endpoint=\"dynamo.backend.generate\"}", metrics);
+        Assert.Contains("dynamo_frontend_router_actual_hit_tokens_total{endpoint=\"dynamo.backend.generate\"}", metrics);
+        Assert.Contains("dynamo_frontend_router_queue_depth{endpoint=\"dynamo.backend.generate\"} 0", metrics);
         foreach (TestWorker w in workers)
         {
             await w.DisposeAsync();
