@@ -69,13 +69,7 @@ internal sealed class ChatStreamClient : IDisposable
             }
 
             writer.WriteEndArray();
-            writer.WriteNumber("max_tokens", maxTokens);
-            writer.WriteBoolean("stream", true);
-            writer.WriteStartObject("stream_options");
-            writer.WriteBoolean("include_usage", true);
-            writer.WriteEndObject();
-            writer.WriteBoolean("ignore_eos", true);
-            writer.WriteEndObject();
+            WriteStreamingTail(writer, maxTokens);
         }
 
         return buffer.ToArray();
@@ -104,16 +98,22 @@ internal sealed class ChatStreamClient : IDisposable
             }
 
             writer.WriteEndArray();
-            writer.WriteNumber("max_tokens", maxTokens);
-            writer.WriteBoolean("stream", true);
-            writer.WriteStartObject("stream_options");
-            writer.WriteBoolean("include_usage", true);
-            writer.WriteEndObject();
-            writer.WriteBoolean("ignore_eos", true);
-            writer.WriteEndObject();
+            WriteStreamingTail(writer, maxTokens);
         }
 
         return buffer.ToArray();
+    }
+
+    // What every request of the load tool ends with: max_tokens, streaming with usage, EOS ignored.
+    private static void WriteStreamingTail(Utf8JsonWriter writer, int maxTokens)
+    {
+        writer.WriteNumber("max_tokens", maxTokens);
+        writer.WriteBoolean("stream", true);
+        writer.WriteStartObject("stream_options");
+        writer.WriteBoolean("include_usage", true);
+        writer.WriteEndObject();
+        writer.WriteBoolean("ignore_eos", true);
+        writer.WriteEndObject();
     }
 
     private async Task<RequestResult> SendBodyAsync(Uri endpoint, byte[] body, CancellationToken cancellationToken)
