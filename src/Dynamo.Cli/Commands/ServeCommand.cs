@@ -71,6 +71,7 @@ internal static class ServeCommand
         var workers = new List<(WorkerSettings Settings, int Replicas)>();
         string? routerMode = null;
         Llm.Routing.KvRouterOptions kvRouter = Llm.Routing.KvRouterOptions.Default;
+        bool startRouter = false;
         foreach (string name in components)
         {
             ComponentConfig c = config.For(name);
@@ -101,13 +102,10 @@ internal static class ServeCommand
                         OverlapScoreWeight = c.Double("kv_overlap_score_weight") ?? kvRouter.OverlapScoreWeight,
                         Temperature = c.Double("router_temperature") ?? kvRouter.Temperature,
                         MaxQueue = c.Int("router_max_queue") ?? kvRouter.MaxQueue,
+                        BlockSize = c.Int("block_size") ?? kvRouter.BlockSize,
                     };
-                    log.WriteLine($"serve: {name}: routing runs inside the frontend process (router mode {routerMode})");
-                    if (!kinds.ContainsValue(Kind.Frontend))
-                    {
-                        throw new CliUsageException($"{name} on its own is not supported yet: routing runs inside the Frontend; start the Frontend");
-                    }
-
+                    startRouter = true;
+                    log.WriteLine($"serve: {name}: the KV router runs as its own component (dynamo.router.route), shared by every kv frontend");
                     break;
                 default:
                     workers.Add((WorkerFromConfig(c, kinds[name] == Kind.PrefillWorker), c.Replicas()));
@@ -137,6 +135,13 @@ internal static class ServeCommand
                     started.Add(runtime);
                     started.Add(await WorkerComponent.StartAsync(runtime, settings, log, shutdown.Token));
                 }
+            }
+
+            if (startRouter)
+            {
+                DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+                started.Add(runtime);
+                started.Add(await Llm.Routing.RouterServer.StartAsync(runtime, new EndpointAddress("dynamo", "backend", "generate"), kvRouter, shutdown.Token));
             }
 
             if (frontend is not null)

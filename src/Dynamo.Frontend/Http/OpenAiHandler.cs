@@ -246,8 +246,9 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         {
             while (true)
             {
-                (EndpointClient client, long instance, RoutingDecision? decision) = await PickAsync(model, tokens, nvext, requestId, tried, cancellationToken).ConfigureAwait(false);
+                (EndpointClient client, long instance, RoutingDecision? decision, IAsyncDisposable? lease) = await PickAsync(model, tokens, nvext, requestId, tried, cancellationToken).ConfigureAwait(false);
                 using RoutingDecision? charged = decision;
+                await using IAsyncDisposable? held = lease;
                 tried.Add(instance);
                 bool produced = false;
                 try
@@ -318,12 +319,18 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
     /// The worker for one choice: by the endpoint's KV router (cache overlap and load; the decision charges
     /// the load until the stream ends) with --router-mode kv, else by the model's round-robin/random policy.
     /// </summary>
-    private async Task<(EndpointClient Client, long Instance, RoutingDecision? Decision)> PickAsync(
+    private async Task<(EndpointClient Client, long Instance, RoutingDecision? Decision, IAsyncDisposable? Lease)> PickAsync(
         string model, IReadOnlyList<int> tokens, NvExt? nvext, string requestId, HashSet<long> tried, CancellationToken cancellationToken)
     {
         if (registry.KvMode && registry.Find(model) is { } served)
         {
             ModelInstance[] left = [.. served.Instances.Where(i => !tried.Contains(i.InstanceId))];
+            if (left.Length > 0 && await registry.RouterComponentAsync(left[0]).ConfigureAwait(false) is { } component
+                && registry.ClientFor(left[0]) is { } workers)
+            {
+                return await RouteRemotelyAsync(component, workers, model, left, tokens, nvext, requestId, cancellationToken).ConfigureAwait(false);
+            }
+
             if (left.Length > 0)
             {
                 KvRouterService router = await registry.KvRouterAsync(left[0]).ConfigureAwait(false);
@@ -338,7 +345,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
                         OverlapScoreWeight = nvext?.KvOverlapScoreWeight,
                         Temperature = nvext?.RouterTemperature,
                     }, cancellationToken).ConfigureAwait(false);
-                    return (router.Client, decision.WorkerId, decision);
+                    return (router.Client, decision.WorkerId, decision, null);
                 }
                 catch (RouterOverloadedException e) when (!e.Message.Contains("no worker", StringComparison.Ordinal))
                 {
@@ -359,7 +366,51 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         (EndpointClient client, long instance) = registry.Pick(model, tried) ?? throw (tried.Count == 0
             ? OpenAiException.Unavailable($"No worker instance of model '{model}' is available.", "no_instances")
             : OpenAiException.Unavailable($"No worker of model '{model}' answered ({tried.Count} tried).", "worker_unreachable"));
-        return (client, instance, null);
+        return (client, instance, null, null);
+    }
+
+    /// <summary>
+    /// Routing by the shared router component: its stream yields the chosen worker and stays open while
+    /// the request runs (disposing the returned lease closes it, which releases the router's charge).
+    /// </summary>
+    private async Task<(EndpointClient Client, long Instance, RoutingDecision? Decision, IAsyncDisposable? Lease)> RouteRemotelyAsync(
+        EndpointClient component, EndpointClient workers, string model, ModelInstance[] left, IReadOnlyList<int> tokens, NvExt? nvext, string requestId, CancellationToken cancellationToken)
+    {
+        byte[] payload = RouterServer.Serialize(new RouteRequest
+        {
+            RequestId = requestId,
+            TokenIds = tokens,
+            AllowedWorkers = [.. left.Where(i => i.Card.Endpoint == left[0].Card.Endpoint).Select(i => i.InstanceId)],
+            OverlapScoreWeight = nvext?.KvOverlapScoreWeight,
+            Temperature = nvext?.RouterTemperature,
+        });
+        IAsyncEnumerator<ReadOnlyMemory<byte>> stream = component.StreamAsync(payload, cancellationToken: cancellationToken).GetAsyncEnumerator(cancellationToken);
+        try
+        {
+            if (!await stream.MoveNextAsync().ConfigureAwait(false))
+            {
+                throw OpenAiException.Unavailable("The router ended without an answer.", "router_unavailable");
+            }
+
+            RouteResponse route = RouterServer.ParseResponse(stream.Current.Span);
+            return (workers, route.WorkerId, null, stream);
+        }
+        catch (RequestPlaneException e) when (e.Code == "router_overloaded")
+        {
+            await stream.DisposeAsync().ConfigureAwait(false);
+            metrics.Rejections.WithLabels(model).Inc();
+            throw OpenAiException.Unavailable($"All workers of model '{model}' are busy: {e.Message}", "router_overloaded", 1);
+        }
+        catch (RequestPlaneException e) when (e.Code == "invalid_request")
+        {
+            await stream.DisposeAsync().ConfigureAwait(false);
+            throw OpenAiException.BadRequest($"nvext: {e.Message}", "nvext", "invalid_value");
+        }
+        catch
+        {
+            await stream.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
     }
 
     private static OpenAiException Map(RequestPlaneException e) => e.Kind switch

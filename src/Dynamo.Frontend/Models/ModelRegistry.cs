@@ -24,6 +24,7 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
     private readonly Dictionary<string, ModelState> _states = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, EndpointClient> _clients = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lazy<Task<KvRouterService>>> _kvRouters = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Lazy<Task<EndpointClient>>> _routerComponents = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stop = new();
     private ImmutableDictionary<string, ServedModel> _models = ImmutableDictionary.Create<string, ServedModel>(StringComparer.Ordinal);
@@ -106,6 +107,21 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         _kvRouters.GetOrAdd(instance.Card.Endpoint, endpoint => new Lazy<Task<KvRouterService>>(() =>
             KvRouterService.StartAsync(_runtime, EndpointAddress.Parse(endpoint), _options.KvRouter with { BlockSize = instance.Card.KvBlockSize }, logger: _logger))).Value;
 
+    /// <summary>The endpoint client of <paramref name="instance"/>'s card endpoint, if known.</summary>
+    public EndpointClient? ClientFor(ModelInstance instance) => _clients.GetValueOrDefault(instance.Card.Endpoint);
+
+    /// <summary>
+    /// A client of the shared router component of <paramref name="instance"/>'s namespace
+    /// (<c>{ns}.router.route</c>) when one is registered, else null (this frontend routes by itself).
+    /// </summary>
+    public async Task<EndpointClient?> RouterComponentAsync(ModelInstance instance)
+    {
+        EndpointAddress address = RouterServer.AddressFor(EndpointAddress.Parse(instance.Card.Endpoint));
+        EndpointClient client = await _routerComponents.GetOrAdd(address.ToString(), _ => new Lazy<Task<EndpointClient>>(() =>
+            _runtime.CreateClientAsync(address))).Value.ConfigureAwait(false);
+        return client.Instances.Count > 0 ? client : null;
+    }
+
     /// <summary>The started KV routers' counters, by endpoint.</summary>
     public IEnumerable<(string Endpoint, RouterStats Stats)> KvRouterStats() =>
         _kvRouters.Where(kv => kv.Value.IsValueCreated && kv.Value.Value.IsCompletedSuccessfully)
@@ -113,6 +129,18 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        foreach (Lazy<Task<EndpointClient>> component in _routerComponents.Values)
+        {
+            try
+            {
+                await (await component.Value.ConfigureAwait(false)).DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A client that failed to start has nothing to stop.
+            }
+        }
+
         foreach (Lazy<Task<KvRouterService>> router in _kvRouters.Values)
         {
             try

@@ -1,5 +1,7 @@
 using Dynamo.Frontend;
+using Dynamo.Llm.Routing;
 using Dynamo.Mocker;
+using Dynamo.Runtime;
 
 namespace Dynamo.Tests.Frontend;
 
@@ -74,5 +76,59 @@ public sealed class FrontendKvRoutingTests
         Assert.Contains("nvext", body.GetProperty("error").GetProperty("message").GetString());
         (status, _) = await h.PostJsonAsync("v1/completions", Body([1, 2, 3], ",\"nvext\":{\"router_temperature\":0.5,\"kv_overlap_score_weight\":2}"));
         Assert.Equal(200, status);
+    }
+
+    [Fact]
+    public async Task SharedRouterComponent_TwoFrontends_AffinityAcrossThemAndNoWorkerStarved()
+    {
+        await using FrontendHarness a = await FrontendHarness.StartAsync(FrontendOptions.Default with { RouterMode = "kv" });
+        var engines = new List<MockerEngine>();
+        for (int i = 0; i < 3; i++)
+        {
+            var engine = new MockerEngine(MockerOptions.Default with { SpeedupRatio = 50, ContextLength = 256, VocabSize = 500 });
+            engines.Add(engine);
+            await a.AddWorkerAsync(engine);
+        }
+
+        await using DistributedRuntime routerRuntime = await a.Cluster.ConnectAsync();
+        await using RouterServer router = await RouterServer.StartAsync(routerRuntime, new EndpointAddress("dynamo", "backend", "generate"));
+        await using DistributedRuntime bRuntime = await a.Cluster.ConnectAsync();
+        await using FrontendServer b = await FrontendServer.StartAsync(bRuntime, FrontendOptions.Default with { RouterMode = "kv", Host = "127.0.0.1", HttpPort = 0 }, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
+        await b.WaitForModelAsync(FrontendHarness.Model);
+        using var bHttp = new HttpClient { BaseAddress = b.BaseAddress };
+
+        // 12 different prompts at once, half through each frontend: the shared router sees all the load.
+        var requests = Enumerable.Range(0, 12).Select(i =>
+        {
+            int[] prompt = [.. Enumerable.Range(0, 64).Select(t => 10 + ((t * 13) + (i * 97)) % 400)];
+            HttpClient http = i % 2 == 0 ? a.Http : bHttp;
+            return http.PostAsync("v1/completions", new StringContent(Body(prompt).Replace("\"max_tokens\":2", "\"max_tokens\":40", StringComparison.Ordinal)));
+        }).ToArray();
+        foreach (HttpResponseMessage response in await Task.WhenAll(requests))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+        }
+
+        Assert.Equal(12, router.Router.GetStats().Decisions);
+        Assert.All(engines, e => Assert.True(e.Stats.RequestsFinished >= 2, $"a worker got {e.Stats.RequestsFinished} of 12 requests"));
+
+        // A prefix served through frontend A is found again through frontend B.
+        int[] shared = [.. Enumerable.Range(0, 160).Select(t => 20 + (t * 7 % 300))];
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await a.Http.PostAsync("v1/completions", new StringContent(Body([.. shared, 1])))).StatusCode);
+        var until = DateTime.UtcNow.AddSeconds(10);
+        long hitsBefore = engines.Sum(e => e.Stats.PrefixHitTokens);
+        while (true)
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, (await bHttp.PostAsync("v1/completions", new StringContent(Body([.. shared, 2])))).StatusCode);
+            if (engines.Sum(e => e.Stats.PrefixHitTokens) - hitsBefore >= 160)
+            {
+                break;
+            }
+
+            Assert.True(DateTime.UtcNow < until, "frontend B's request never reached the worker holding frontend A's prefix");
+            await Task.Delay(50);
+        }
+
+        Assert.Equal(0, router.Router.GetStats().InFlight);
     }
 }

@@ -1,0 +1,56 @@
+using System.CommandLine;
+using Dynamo.Llm.Routing;
+using Dynamo.Runtime;
+
+namespace Dynamo.Cli.Commands;
+
+/// <summary>
+/// <c>dynamo router</c>: the KV router as its own component, shared by every frontend of the namespace
+/// started with <c>--router-mode kv</c> (they use it whenever it is registered, else route by
+/// themselves). Follows the workers of namespace.component.endpoint over etcd and NATS.
+/// </summary>
+internal static class RouterCommand
+{
+    public static Command Create()
+    {
+        var ns = new Option<string>("--namespace") { Description = "Runtime namespace", DefaultValueFactory = _ => "dynamo" };
+        var component = new Option<string>("--component") { Description = "The workers' component", DefaultValueFactory = _ => "backend" };
+        var endpoint = new Option<string>("--endpoint") { Description = "The workers' endpoint", DefaultValueFactory = _ => "generate" };
+        var blockSize = new Option<int>("--block-size") { Description = "The workers' KV block size", DefaultValueFactory = _ => KvRouterOptions.Default.BlockSize };
+        var command = new Command("router", "The KV-aware router as a component that several frontends share (NATS_SERVER, ETCD_ENDPOINTS)") { ns, component, endpoint, blockSize };
+        KvRouterFlags kv = KvRouterFlags.AddTo(command);
+        command.SetAction(parse => CliErrors.Run(() =>
+        {
+            var workers = new EndpointAddress(parse.GetValue(ns)!, parse.GetValue(component)!, parse.GetValue(endpoint)!);
+            KvRouterOptions options = kv.Read(parse) with { BlockSize = parse.GetValue(blockSize) };
+            try
+            {
+                options.Validate();
+            }
+            catch (ArgumentException e)
+            {
+                throw new CliUsageException(e.Message);
+            }
+
+            return RunAsync(workers, options).GetAwaiter().GetResult();
+        }));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(EndpointAddress workers, KvRouterOptions options)
+    {
+        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
+        await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+        await using RouterServer server = await RouterServer.StartAsync(runtime, workers, options, shutdown.Token);
+        Console.Error.WriteLine($"router: routing {workers} on {RouterServer.AddressFor(workers)} as instance {EndpointAddress.FormatId(runtime.InstanceId)} ({runtime.Mode}: {runtime.Discovery.Address})");
+        try
+        {
+            await Task.Delay(Timeout.Infinite, shutdown.Token);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        return 0;
+    }
+}

@@ -1,0 +1,19 @@
+using System.Text.Json.Serialization;
+
+namespace Dynamo.Llm.Routing;
+
+/// <summary>The router component's answer: the chosen worker (first and only frame of the stream).</summary>
+public sealed record RouteResponse
+{
+    /// <summary>The chosen worker's instance id.</summary>
+    [JsonPropertyName("worker_id")]
+    public long WorkerId { get; init; }
+
+    /// <summary>Leading prompt blocks the router expects the worker to hold.</summary>
+    [JsonPropertyName("overlap_blocks")]
+    public int OverlapBlocks { get; init; }
+
+    /// <summary>Prompt tokens the router expects to be served from the worker's cache.</summary>
+    [JsonPropertyName("predicted_cached_tokens")]
+    public int PredictedCachedTokens { get; init; }
+}
