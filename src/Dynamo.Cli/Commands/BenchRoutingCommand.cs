@@ -110,6 +110,13 @@ internal static class BenchRoutingCommand
                         ServedModelName = "mocker",
                         SpeedupRatio = speedup,
                         NumGpuBlocks = blocks,
+
+                        // The mocker models a GPU worker: its own batch limits, not the CPU engine's 512-token steps.
+                        Engine = Engine.Serving.EngineOptions.Default with
+                        {
+                            MaxNumBatchedTokens = Mocker.MockerOptions.Default.MaxNumBatchedTokens,
+                            MaxNumSeqs = Mocker.MockerOptions.Default.MaxNumSeqs,
+                        },
                     }, TextWriter.Null);
                     started.Add(worker);
                     engines.Add(worker.Engine);
