@@ -126,6 +126,24 @@ public class DistributedRuntimeInProcessTests
     }
 
     [Fact]
+    public async Task Client_InstanceMarkedDown_ReadmittedAfterTheIntervalWhileStillListed()
+    {
+        await using var cluster = new InProcessCluster();
+        await using DistributedRuntime worker = await cluster.ConnectAsync();
+        await using DistributedRuntime frontend = await cluster.ConnectAsync();
+        await using ServedEndpoint served = await worker.ServeEndpointAsync(Address, (ctx, p, ct) => Echo("w", p, 1, ct));
+        await using EndpointClient client = await frontend.CreateClientAsync(Address, EndpointClientOptions.Default with { DownInterval = TimeSpan.FromMilliseconds(300) });
+
+        client.ReportFailure(worker.InstanceId);
+        Assert.Empty(client.AvailableInstances);
+        RequestPlaneException e = await Assert.ThrowsAsync<RequestPlaneException>(() => CollectAsync(client.StreamAsync("x"u8.ToArray())));
+        Assert.Equal(RequestErrorKind.NoResponders, e.Kind);
+
+        await WaitUntilAsync(() => client.AvailableInstances.Count == 1);
+        Assert.Equal("w:x:0", Assert.Single(await CollectAsync(client.StreamAsync("x"u8.ToArray()))));
+    }
+
+    [Fact]
     public async Task Client_NoInstances_FailsWithClearError()
     {
         await using var cluster = new InProcessCluster();
