@@ -23,21 +23,14 @@ internal static class BenchRoutingCommand
     {
         var workers = new Option<int>("--workers") { Description = "Mocker workers", DefaultValueFactory = _ => 8 };
         var modes = new Option<string>("--modes") { Description = "Comma-separated router modes", DefaultValueFactory = _ => "kv,round-robin,random" };
-        var workload = new Option<string>("--workload", "-w") { Description = Workloads.Names, DefaultValueFactory = _ => SharedPrefixWorkload.WorkloadName };
-        var prompts = new Option<int>("--num-prompts", "-n") { Description = "Requests", DefaultValueFactory = _ => 256 };
-        var concurrency = new Option<int>("--concurrency", "-c") { Description = "Requests in flight", DefaultValueFactory = _ => 32 };
-        var inputLen = new Option<int?>("--input-len") { Description = "Prompt words (caps for trace:)" };
-        var outputLen = new Option<int?>("--output-len") { Description = "Output tokens (caps for trace:)" };
-        var traceScale = new Option<double>("--trace-scale") { Description = "trace: arrivals this many times faster", DefaultValueFactory = _ => 1 };
-        var traceBlock = new Option<int>("--trace-block-tokens") { Description = "trace: words per trace hash id", DefaultValueFactory = _ => 64 };
         var blocks = new Option<int>("--num-gpu-blocks") { Description = "Each mocker's KV pool, in blocks of 16 tokens", DefaultValueFactory = _ => 4096 };
         var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker time runs this many times faster", DefaultValueFactory = _ => 1 };
-        var seed = new Option<int>("--seed") { Description = "Workload seed", DefaultValueFactory = _ => 1234 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of the table" };
         var command = new Command("routing", "Routing quality on mocker workers: TTFT, throughput, rejections and prefix hits for each router mode")
         {
-            workers, modes, workload, prompts, concurrency, inputLen, outputLen, traceScale, traceBlock, blocks, speedup, seed, json,
+            workers, modes, blocks, speedup, json,
         };
+        LoadFlags loadFlags = LoadFlags.AddTo(command, SharedPrefixWorkload.WorkloadName, concurrency: 32, numPrompts: 256, traceBlockTokens: 64);
         KvRouterFlags kv = KvRouterFlags.AddTo(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
@@ -48,20 +41,8 @@ internal static class BenchRoutingCommand
             }
 
             string[] list = parse.GetValue(modes)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            var options = LoadOptions.Default with
-            {
-                Url = "http://127.0.0.1:1",
-                Model = "mocker",
-                Concurrency = parse.GetValue(concurrency),
-                NumPrompts = parse.GetValue(prompts),
-                InputLen = parse.GetValue(inputLen),
-                OutputLen = parse.GetValue(outputLen),
-                TraceScale = parse.GetValue(traceScale),
-                TraceBlockTokens = parse.GetValue(traceBlock),
-                Seed = parse.GetValue(seed),
-            };
-            options.Validate();
-            IWorkload load = Workloads.Parse(parse.GetValue(workload)!);
+            LoadOptions options = loadFlags.Read(parse, "http://127.0.0.1:1", "mocker");
+            IWorkload load = loadFlags.Workload(parse);
             FrontendOptions frontend = FrontendOptions.Default with { KvRouter = kv.Read(parse) };
             foreach (string mode in list)
             {

@@ -15,38 +15,19 @@ internal static class BenchServeCommand
     {
         var url = new Option<string>("--url") { Description = "The server's base URL (requests go to URL/v1/chat/completions)", DefaultValueFactory = _ => LoadOptions.Default.Url };
         var model = new Option<string>("--model", "-m") { Description = "The model name of every request", Required = true };
-        var concurrency = new Option<int>("--concurrency", "-c") { Description = "Requests in flight at most", DefaultValueFactory = _ => LoadOptions.Default.Concurrency };
-        var numPrompts = new Option<int>("--num-prompts", "-n") { Description = "Requests to send in all (turns, for multi-turn)", DefaultValueFactory = _ => LoadOptions.Default.NumPrompts };
-        var inputLen = new Option<int?>("--input-len") { Description = $"Prompt length in tokens, estimated as one per word (default {LoadOptions.DefaultInputLen}); with trace:FILE a cap" };
-        var outputLen = new Option<int?>("--output-len") { Description = $"max_tokens, EOS ignored (default {LoadOptions.DefaultOutputLen}); with trace:FILE a cap" };
-        var workload = new Option<string>("--workload", "-w") { Description = $"{Workloads.Names}", DefaultValueFactory = _ => RandomWorkload.WorkloadName };
-        var traceScale = new Option<double>("--trace-scale") { Description = "Trace time compression: arrivals at timestamp / X (10 = ten times faster)", DefaultValueFactory = _ => LoadOptions.Default.TraceScale };
-        var traceBlock = new Option<int>("--trace-block-tokens") { Description = "Tokens per trace hash-id block; trace lengths scale by N/512", DefaultValueFactory = _ => LoadOptions.Default.TraceBlockTokens };
-        var seed = new Option<int>("--seed") { Description = "Seed of the prompt text", DefaultValueFactory = _ => LoadOptions.Default.Seed };
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of the table" };
         var plot = new Option<string?>("--plot") { Description = "Write a PNG of TTFT and end-to-end latency against request start time" };
         var noProgress = new Option<bool>("--no-progress") { Description = "No progress bar (it is off anyway when stderr is not a terminal)" };
         var noWarmup = new Option<bool>("--no-warmup") { Description = "Skip the untimed warm-up request sent before the run" };
         var command = new Command("serve", "Load on an OpenAI-compatible server: tok/s, requests/s, TTFT, ITL, latency percentiles, rejections")
         {
-            url, model, concurrency, numPrompts, inputLen, outputLen, workload, traceScale, traceBlock, seed, json, plot, noProgress, noWarmup,
+            url, model, json, plot, noProgress, noWarmup,
         };
+        LoadFlags load = LoadFlags.AddTo(command, RandomWorkload.WorkloadName, LoadOptions.Default.Concurrency, LoadOptions.Default.NumPrompts, LoadOptions.Default.TraceBlockTokens);
         command.SetAction(parse => CliErrors.Run(() =>
         {
-            var options = new LoadOptions
-            {
-                Url = parse.GetValue(url)!,
-                Model = parse.GetValue(model)!,
-                Concurrency = parse.GetValue(concurrency),
-                NumPrompts = parse.GetValue(numPrompts),
-                InputLen = parse.GetValue(inputLen),
-                OutputLen = parse.GetValue(outputLen),
-                TraceScale = parse.GetValue(traceScale),
-                TraceBlockTokens = parse.GetValue(traceBlock),
-                Seed = parse.GetValue(seed),
-            };
-            options.Validate();
-            IWorkload load = Workloads.Parse(parse.GetValue(workload)!);
+            LoadOptions options = load.Read(parse, parse.GetValue(url)!, parse.GetValue(model)!);
+            IWorkload workload = load.Workload(parse);
             string? plotPath = parse.GetValue(plot);
             if (plotPath is not null && !plotPath.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
             {
@@ -54,7 +35,7 @@ internal static class BenchServeCommand
             }
 
             bool progress = !parse.GetValue(noProgress) && !Console.IsErrorRedirected;
-            return RunAsync(options, load, parse.GetValue(json), plotPath, progress, !parse.GetValue(noWarmup)).GetAwaiter().GetResult();
+            return RunAsync(options, workload, parse.GetValue(json), plotPath, progress, !parse.GetValue(noWarmup)).GetAwaiter().GetResult();
         }));
         return command;
     }
