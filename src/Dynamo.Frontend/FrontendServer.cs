@@ -85,6 +85,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
         try
         {
             registry = await ModelRegistry.StartAsync(runtime, options, logger, cancellationToken).ConfigureAwait(false);
+            _ = await registry.ProcessorsAsync().ConfigureAwait(false); // follow Processor components from the start
             var metrics = new FrontendMetrics();
             ModelRegistry models = registry;
             metrics.ObserveRouters(models.KvRouterStats);

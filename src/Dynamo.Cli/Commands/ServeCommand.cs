@@ -2,6 +2,7 @@ using System.CommandLine;
 using Dynamo.Cli.Components;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
+using Dynamo.Frontend.Processing;
 using Dynamo.Runtime;
 
 namespace Dynamo.Cli.Commands;
@@ -72,6 +73,9 @@ internal static class ServeCommand
         string? routerMode = null;
         Llm.Routing.KvRouterOptions kvRouter = Llm.Routing.KvRouterOptions.Default;
         bool startRouter = false;
+        bool startProcessor = false;
+        string processorNamespace = "dynamo";
+        int? processorSystemPort = null;
         foreach (string name in components)
         {
             ComponentConfig c = config.For(name);
@@ -88,12 +92,10 @@ internal static class ServeCommand
                     break;
                 case Kind.Processor:
                     routerMode ??= c.String("router") ?? c.String("router_mode");
-                    log.WriteLine($"serve: {name}: preprocessing (chat template, tokenizer) runs inside the frontend process");
-                    if (!kinds.ContainsValue(Kind.Frontend))
-                    {
-                        throw new CliUsageException($"{name} on its own is not supported yet: the preprocessor runs inside the Frontend; start the Frontend");
-                    }
-
+                    processorNamespace = c.String("namespace") ?? "dynamo";
+                    processorSystemPort = c.Int("system_port");
+                    startProcessor = true;
+                    log.WriteLine($"serve: {name}: chat template, tokenizer, routing and detokenization run in the Processor component ({processorNamespace}.processor.generate); frontends relay to it");
                     break;
                 case Kind.Router:
                     routerMode = c.String("router_mode") ?? c.String("router") ?? routerMode ?? "kv";
@@ -142,6 +144,31 @@ internal static class ServeCommand
                 DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
                 started.Add(runtime);
                 started.Add(await Llm.Routing.RouterServer.StartAsync(runtime, new EndpointAddress("dynamo", "backend", "generate"), kvRouter, shutdown.Token));
+            }
+
+            if (startProcessor)
+            {
+                DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+                started.Add(runtime);
+                FrontendOptions processing = FrontendOptions.Default with { Namespace = processorNamespace, RouterMode = routerMode ?? "round-robin", KvRouter = kvRouter };
+                try
+                {
+                    processing.Validate();
+                }
+                catch (ArgumentException e)
+                {
+                    throw new CliUsageException($"Processor: {e.Message}");
+                }
+
+                ProcessorServer processor = await ProcessorServer.StartAsync(runtime, processing, CliLogging.Create(json: frontend?.JsonLogs ?? false), shutdown.Token);
+                started.Add(processor);
+                log.WriteLine($"serve: processor serving {processor.Address} (router {processing.RouterMode})");
+                if (processorSystemPort is int port)
+                {
+                    Frontend.Status.SystemStatusServer status = await Frontend.Status.SystemStatusServer.StartAsync(processor, "0.0.0.0", port, shutdown.Token);
+                    started.Add(status);
+                    log.WriteLine($"serve: processor /metrics, /health and /live on port {status.BaseAddress.Port}");
+                }
             }
 
             if (frontend is not null)

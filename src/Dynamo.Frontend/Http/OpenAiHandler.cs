@@ -5,28 +5,27 @@ using System.Text.Json;
 using System.Threading.Channels;
 using Dynamo.Frontend.Models;
 using Dynamo.Frontend.Observability;
+using Dynamo.Frontend.Processing;
 using Dynamo.Llm.Preprocessing;
 using Dynamo.Llm.Protocols.OpenAi;
-using Dynamo.Llm.Routing;
-using Dynamo.Llm.Protocols.Worker;
 using Dynamo.Runtime;
-using Dynamo.Runtime.RequestPlane;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 
 namespace Dynamo.Frontend.Http;
 
 /// <summary>
-/// POST /v1/chat/completions and /v1/completions: read and validate the body, preprocess with the model's
-/// tokenizer, send one generate request per choice to an instance the model's router picks, and stream or
-/// gather the postprocessed output. Errors before the first byte of the response get their HTTP status;
+/// POST /v1/chat/completions and /v1/completions: read and validate the body, find the model, then either
+/// relay the body to a Processor component (when one serves the namespace) or preprocess, route and
+/// postprocess here (<see cref="GenerationPipeline"/>), and stream or gather the postprocessed output. Errors before the first byte of the response get their HTTP status;
 /// after it, an SSE error event and [DONE].
 /// </summary>
 internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetrics metrics, FrontendOptions options, ILogger logger, Func<bool> shuttingDown, CancellationToken shutdown)
 {
     private const string ChatEndpoint = "chat_completions";
     private const string CompletionsEndpoint = "completions";
-    private const int ChoiceChannelCapacity = 64;
+
+    private readonly GenerationPipeline _pipeline = new(registry);
 
     private int _inflight;
 
@@ -72,19 +71,25 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             trace.Stream = request.Stream == true;
             metrics.Inflight.WithLabels(trace.Model).Inc();
             counted = true;
-            Preprocessor preprocessor;
-            try
+            metrics.Queued.WithLabels(trace.Model).Inc();
+            trace.Queued = true;
+            EndpointClient? processors = await registry.ProcessorsAsync().ConfigureAwait(false);
+            Generation generation = processors is not null
+                ? await ProcessorRelay.StartAsync(processors, body, chat, trace.Id, cancel.Token).ConfigureAwait(false)
+                : await _pipeline.StartAsync(request, chat, model, trace.Id, cancel.Token).ConfigureAwait(false);
+            await using (generation.ConfigureAwait(false))
             {
-                preprocessor = await model.State.GetPreprocessorAsync().WaitAsync(cancel.Token).ConfigureAwait(false);
+                // Whatever ends the response (done, error, client gone), disposing stops every worker stream.
+                trace.PromptTokens = generation.Info.PromptTokens;
+                if (generation.Info.Stream)
+                {
+                    await StreamAsync(sse, generation, trace, chat, cancel.Token).ConfigureAwait(false);
+                }
+                else
+                {
+                    await GatherAsync(context, generation, trace, chat, cancel.Token).ConfigureAwait(false);
+                }
             }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                throw OpenAiException.Unavailable($"The tokenizer of model '{name}' could not be loaded: {e.GetBaseException().Message}", "tokenizer_unavailable", 5);
-            }
-
-            PreprocessedRequest pre = chat ? preprocessor.Preprocess((ChatCompletionRequest)request) : preprocessor.Preprocess((CompletionRequest)request);
-            trace.PromptTokens = pre.Prompts.Sum(p => p.TokenIds.Count);
-            await GenerateAsync(context, sse, preprocessor, pre, trace, chat, cancel.Token).ConfigureAwait(false);
         }
         catch (OpenAiException e)
         {
@@ -201,225 +206,6 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         }
     }
 
-    private async Task GenerateAsync(HttpContext context, SseWriter sse, Preprocessor preprocessor, PreprocessedRequest pre, RequestTrace trace, bool chat, CancellationToken cancellationToken)
-    {
-        int choices = pre.ChoiceCount;
-        var channel = Channel.CreateBounded<ChoiceEvent>(new BoundedChannelOptions(ChoiceChannelCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
-        var post = new ChoicePostprocessor[choices];
-        using var stopPumps = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var pumps = new Task[choices];
-        metrics.Queued.WithLabels(trace.Model).Inc();
-        trace.Queued = true;
-        for (int i = 0; i < choices; i++)
-        {
-            PromptInput prompt = pre.PromptOf(i);
-            post[i] = new ChoicePostprocessor(preprocessor.Bundle.Tokenizer, prompt.TokenIds, pre.Sampling.Stop, pre.Logprobs != LogprobsFormat.None);
-            byte[] payload = Preprocessor.BuildGenerateRequest($"{trace.Id}-{i}", prompt.TokenIds, pre.SamplingFor(i));
-            pumps[i] = PumpAsync(pre.Model, i, payload, prompt.TokenIds, pre.NvExt, $"{trace.Id}-{i}", post[i], channel.Writer, stopPumps.Token);
-        }
-
-        _ = Task.WhenAll(pumps).ContinueWith(_ => channel.Writer.TryComplete(), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
-        try
-        {
-            if (pre.Stream)
-            {
-                await StreamAsync(context, sse, pre, post, channel.Reader, trace, chat, cancellationToken).ConfigureAwait(false);
-            }
-            else
-            {
-                await GatherAsync(context, pre, post, channel.Reader, trace, chat, cancellationToken).ConfigureAwait(false);
-            }
-        }
-        finally
-        {
-            // Whatever ended the response (done, error, client gone), no worker keeps generating for it.
-            await stopPumps.CancelAsync().ConfigureAwait(false);
-            await Task.WhenAll(pumps).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        }
-    }
-
-    private async Task PumpAsync(string model, int index, byte[] payload, IReadOnlyList<int> tokens, NvExt? nvext, string requestId, ChoicePostprocessor post, ChannelWriter<ChoiceEvent> events, CancellationToken cancellationToken)
-    {
-        var tried = new HashSet<long>();
-        var requestOptions = RequestOptions.Default with { RequestId = requestId };
-        try
-        {
-            while (true)
-            {
-                (EndpointClient client, long instance, RoutingDecision? decision, IAsyncDisposable? lease) = await PickAsync(model, tokens, nvext, requestId, tried, cancellationToken).ConfigureAwait(false);
-                using RoutingDecision? charged = decision;
-                await using IAsyncDisposable? held = lease;
-                tried.Add(instance);
-                bool produced = false;
-                try
-                {
-                    await foreach (ReadOnlyMemory<byte> frame in client.StreamAsync(payload, instance, requestOptions, cancellationToken).ConfigureAwait(false))
-                    {
-                        if (!produced)
-                        {
-                            decision?.MarkFirstToken();
-                        }
-
-                        produced = true;
-                        GenerateResponse response = JsonSerializer.Deserialize(frame.Span, WorkerJsonContext.Default.GenerateResponse)
-                            ?? throw new InvalidDataException("null generate response");
-                        if (response.FinishReason == "cancelled")
-                        {
-                            throw OpenAiException.Unavailable($"The worker cancelled request {requestId} (it is shutting down?).", "worker_cancelled");
-                        }
-
-                        ChoiceDelta delta = post.Push(response);
-                        if (response.FinishReason is not null)
-                        {
-                            decision?.Complete(response.CachedTokens);
-                        }
-
-                        await events.WriteAsync(new ChoiceEvent(index, delta, response.TokenIds.Count, null), cancellationToken).ConfigureAwait(false);
-                        if (post.IsFinished)
-                        {
-                            return;
-                        }
-                    }
-
-                    throw new OpenAiException(502, "internal_error", $"The worker's stream for request {requestId} ended without a finish reason.", null, "worker_stream_incomplete");
-                }
-                catch (RequestPlaneException e) when (e.InstanceFailed && !produced)
-                {
-                    client.ReportFailure(instance);
-                    requestOptions = requestOptions with { RequestId = $"{requestId}-r{tried.Count}" };
-                }
-            }
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-        }
-        catch (Exception e)
-        {
-            OpenAiException error = e switch
-            {
-                OpenAiException o => o,
-                RequestPlaneException r => Map(r),
-                _ => new OpenAiException(502, "internal_error", $"Bad response from the worker: {e.Message}", null, "bad_worker_response"),
-            };
-            if (!events.TryWrite(new ChoiceEvent(index, default, 0, error)))
-            {
-                try
-                {
-                    await events.WriteAsync(new ChoiceEvent(index, default, 0, error), cancellationToken).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException)
-                {
-                    // The response is already over.
-                }
-            }
-        }
-    }
-
-    /// <summary>
-    /// The worker for one choice: by the endpoint's KV router (cache overlap and load; the decision charges
-    /// the load until the stream ends) with --router-mode kv, else by the model's round-robin/random policy.
-    /// </summary>
-    private async Task<(EndpointClient Client, long Instance, RoutingDecision? Decision, IAsyncDisposable? Lease)> PickAsync(
-        string model, IReadOnlyList<int> tokens, NvExt? nvext, string requestId, HashSet<long> tried, CancellationToken cancellationToken)
-    {
-        if (registry.KvMode && registry.Find(model) is { } served)
-        {
-            ModelInstance[] left = [.. served.Instances.Where(i => !tried.Contains(i.InstanceId))];
-            if (left.Length > 0 && await registry.RouterComponentAsync(left[0]).ConfigureAwait(false) is { } component
-                && registry.ClientFor(left[0]) is { } workers)
-            {
-                return await RouteRemotelyAsync(component, workers, model, left, tokens, nvext, requestId, cancellationToken).ConfigureAwait(false);
-            }
-
-            if (left.Length > 0)
-            {
-                KvRouterService router = await registry.KvRouterAsync(left[0]).ConfigureAwait(false);
-                var allowed = left.Where(i => i.Card.Endpoint == left[0].Card.Endpoint).Select(i => i.InstanceId).ToHashSet();
-                int[] ids = tokens as int[] ?? [.. tokens];
-                try
-                {
-                    RoutingDecision decision = await router.Router.RouteAsync(ids, new RouteOverrides
-                    {
-                        RequestId = requestId,
-                        AllowedWorkers = allowed,
-                        OverlapScoreWeight = nvext?.KvOverlapScoreWeight,
-                        Temperature = nvext?.RouterTemperature,
-                    }, cancellationToken).ConfigureAwait(false);
-                    return (router.Client, decision.WorkerId, decision, null);
-                }
-                catch (RouterOverloadedException e) when (!e.Message.Contains("no worker", StringComparison.Ordinal))
-                {
-                    metrics.Rejections.WithLabels(model).Inc();
-                    throw OpenAiException.Unavailable($"All workers of model '{model}' are busy: {e.Message}", "router_overloaded", Math.Max(1, (int)Math.Ceiling(e.RetryAfter.TotalSeconds)));
-                }
-                catch (RouterOverloadedException)
-                {
-                    // The router does not know these instances yet (just joined): the policy below takes them.
-                }
-                catch (ArgumentOutOfRangeException e)
-                {
-                    throw OpenAiException.BadRequest($"nvext: {e.Message}", "nvext", "invalid_value");
-                }
-            }
-        }
-
-        (EndpointClient client, long instance) = registry.Pick(model, tried) ?? throw (tried.Count == 0
-            ? OpenAiException.Unavailable($"No worker instance of model '{model}' is available.", "no_instances")
-            : OpenAiException.Unavailable($"No worker of model '{model}' answered ({tried.Count} tried).", "worker_unreachable"));
-        return (client, instance, null, null);
-    }
-
-    /// <summary>
-    /// Routing by the shared router component: its stream yields the chosen worker and stays open while
-    /// the request runs (disposing the returned lease closes it, which releases the router's charge).
-    /// </summary>
-    private async Task<(EndpointClient Client, long Instance, RoutingDecision? Decision, IAsyncDisposable? Lease)> RouteRemotelyAsync(
-        EndpointClient component, EndpointClient workers, string model, ModelInstance[] left, IReadOnlyList<int> tokens, NvExt? nvext, string requestId, CancellationToken cancellationToken)
-    {
-        byte[] payload = RouterServer.Serialize(new RouteRequest
-        {
-            RequestId = requestId,
-            TokenIds = tokens,
-            AllowedWorkers = [.. left.Where(i => i.Card.Endpoint == left[0].Card.Endpoint).Select(i => i.InstanceId)],
-            OverlapScoreWeight = nvext?.KvOverlapScoreWeight,
-            Temperature = nvext?.RouterTemperature,
-        });
-        IAsyncEnumerator<ReadOnlyMemory<byte>> stream = component.StreamAsync(payload, cancellationToken: cancellationToken).GetAsyncEnumerator(cancellationToken);
-        try
-        {
-            if (!await stream.MoveNextAsync().ConfigureAwait(false))
-            {
-                throw OpenAiException.Unavailable("The router ended without an answer.", "router_unavailable");
-            }
-
-            RouteResponse route = RouterServer.ParseResponse(stream.Current.Span);
-            return (workers, route.WorkerId, null, stream);
-        }
-        catch (RequestPlaneException e) when (e.Code == "router_overloaded")
-        {
-            await stream.DisposeAsync().ConfigureAwait(false);
-            metrics.Rejections.WithLabels(model).Inc();
-            throw OpenAiException.Unavailable($"All workers of model '{model}' are busy: {e.Message}", "router_overloaded", 1);
-        }
-        catch (RequestPlaneException e) when (e.Code == "invalid_request")
-        {
-            await stream.DisposeAsync().ConfigureAwait(false);
-            throw OpenAiException.BadRequest($"nvext: {e.Message}", "nvext", "invalid_value");
-        }
-        catch
-        {
-            await stream.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
-    }
-
-    private static OpenAiException Map(RequestPlaneException e) => e.Kind switch
-    {
-        RequestErrorKind.Remote when e.Code == "invalid_request" => OpenAiException.BadRequest(e.Message, null, "invalid_request"),
-        RequestErrorKind.Remote => new OpenAiException(500, "internal_error", $"The worker failed: {e.Message}", null, e.Code),
-        _ => OpenAiException.Unavailable($"The worker is unreachable: {e.Message}", "worker_unreachable"),
-    };
-
     /// <summary>Reads the next event, writing SSE keep-alive comments while none arrives; null at the end.</summary>
     private async ValueTask<ChoiceEvent?> NextAsync(ChannelReader<ChoiceEvent> reader, SseWriter? sse, CancellationToken cancellationToken)
     {
@@ -487,12 +273,14 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         lastToken[e.Index] = now;
     }
 
-    private async Task StreamAsync(HttpContext context, SseWriter sse, PreprocessedRequest pre, ChoicePostprocessor[] post, ChannelReader<ChoiceEvent> reader, RequestTrace trace, bool chat, CancellationToken cancellationToken)
+    private async Task StreamAsync(SseWriter sse, Generation generation, RequestTrace trace, bool chat, CancellationToken cancellationToken)
     {
+        GenerationInfo info = generation.Info;
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var lastToken = new long[post.Length];
-        var started = new bool[post.Length];
-        while (await NextAsync(reader, sse, cancellationToken).ConfigureAwait(false) is ChoiceEvent e)
+        var lastToken = new long[info.ChoiceCount];
+        var started = new bool[info.ChoiceCount];
+        var totals = new ChoiceEvent[info.ChoiceCount];
+        while (await NextAsync(generation.Events, sse, cancellationToken).ConfigureAwait(false) is ChoiceEvent e)
         {
             if (e.Error is not null)
             {
@@ -500,6 +288,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             }
 
             Observe(trace, lastToken, e);
+            totals[e.Index] = e;
             ChoiceDelta d = e.Delta;
             bool hasLogprobs = d.Logprobs is { Count: > 0 };
             if (chat)
@@ -533,7 +322,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
                     {
                         Index = e.Index,
                         Text = d.Text,
-                        Logprobs = hasLogprobs ? ChoicePostprocessor.ToCompletionLogprobs([.. d.Logprobs!.Select(l => (l, d.TextOffset))], pre.Sampling.TopLogprobs > 0) : null,
+                        Logprobs = hasLogprobs ? ChoicePostprocessor.ToCompletionLogprobs([.. d.Logprobs!.Select(l => (l, d.TextOffset))], info.TopLogprobs > 0) : null,
                     }), OpenAiJsonContext.Default.CompletionResponse);
                 }
 
@@ -546,9 +335,9 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             await sse.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        if (pre.IncludeUsage)
+        if (info.IncludeUsage)
         {
-            Usage usage = UsageOf(pre, post);
+            Usage usage = UsageOf(info, totals);
             if (chat)
             {
                 sse.WriteData(new ChatCompletionChunk { Id = trace.Id, Created = created, Model = trace.Model, Choices = [], Usage = usage }, OpenAiJsonContext.Default.ChatCompletionChunk);
@@ -563,19 +352,21 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         await sse.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task GatherAsync(HttpContext context, PreprocessedRequest pre, ChoicePostprocessor[] post, ChannelReader<ChoiceEvent> reader, RequestTrace trace, bool chat, CancellationToken cancellationToken)
+    private async Task GatherAsync(HttpContext context, Generation generation, RequestTrace trace, bool chat, CancellationToken cancellationToken)
     {
+        GenerationInfo info = generation.Info;
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var lastToken = new long[post.Length];
-        var text = new StringBuilder[post.Length];
-        var logprobs = new List<(ChatTokenLogprob Entry, int TextOffset)>[post.Length];
-        for (int i = 0; i < post.Length; i++)
+        var lastToken = new long[info.ChoiceCount];
+        var totals = new ChoiceEvent[info.ChoiceCount];
+        var text = new StringBuilder[info.ChoiceCount];
+        var logprobs = new List<(ChatTokenLogprob Entry, int TextOffset)>[info.ChoiceCount];
+        for (int i = 0; i < info.ChoiceCount; i++)
         {
             text[i] = new StringBuilder();
             logprobs[i] = [];
         }
 
-        while (await NextAsync(reader, null, cancellationToken).ConfigureAwait(false) is ChoiceEvent e)
+        while (await NextAsync(generation.Events, null, cancellationToken).ConfigureAwait(false) is ChoiceEvent e)
         {
             if (e.Error is not null)
             {
@@ -583,6 +374,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             }
 
             Observe(trace, lastToken, e);
+            totals[e.Index] = e;
             text[e.Index].Append(e.Delta.Text);
             foreach (ChatTokenLogprob l in e.Delta.Logprobs ?? [])
             {
@@ -590,8 +382,8 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             }
         }
 
-        bool withLogprobs = pre.Logprobs != LogprobsFormat.None;
-        Usage usage = UsageOf(pre, post);
+        bool withLogprobs = info.Logprobs != LogprobsFormat.None;
+        Usage usage = UsageOf(info, totals);
         context.Response.ContentType = "application/json";
         if (chat)
         {
@@ -600,12 +392,12 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
                 Id = trace.Id,
                 Created = created,
                 Model = trace.Model,
-                Choices = [.. post.Select((p, i) => new ChatChoice
+                Choices = [.. totals.Select((t, i) => new ChatChoice
                 {
                     Index = i,
                     Message = new ChatResponseMessage { Content = text[i].ToString() },
                     Logprobs = withLogprobs ? new ChatLogprobs { Content = [.. logprobs[i].Select(l => l.Entry)] } : null,
-                    FinishReason = p.FinishReason,
+                    FinishReason = t.Delta.FinishReason,
                 })],
                 Usage = usage,
             };
@@ -618,12 +410,12 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
                 Id = trace.Id,
                 Created = created,
                 Model = trace.Model,
-                Choices = [.. post.Select((p, i) => new CompletionChoice
+                Choices = [.. totals.Select((t, i) => new CompletionChoice
                 {
                     Index = i,
                     Text = text[i].ToString(),
-                    Logprobs = withLogprobs ? ChoicePostprocessor.ToCompletionLogprobs(logprobs[i], pre.Sampling.TopLogprobs > 0) : null,
-                    FinishReason = p.FinishReason,
+                    Logprobs = withLogprobs ? ChoicePostprocessor.ToCompletionLogprobs(logprobs[i], info.TopLogprobs > 0) : null,
+                    FinishReason = t.Delta.FinishReason,
                 })],
                 Usage = usage,
             };
@@ -637,14 +429,15 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
     private static CompletionResponse CompletionChunk(RequestTrace trace, long created, CompletionChoice choice) =>
         new() { Id = trace.Id, Created = created, Model = trace.Model, Choices = [choice] };
 
-    private static Usage UsageOf(PreprocessedRequest pre, ChoicePostprocessor[] post)
+    /// <summary>Usage from the last event of each choice (its running totals); a prompt's cached tokens count once over its n samples.</summary>
+    private static Usage UsageOf(GenerationInfo info, ChoiceEvent[] last)
     {
-        int prompt = pre.Prompts.Sum(p => p.TokenIds.Count);
-        int completion = post.Sum(p => p.CompletionTokens);
+        int prompt = info.PromptTokens;
+        int completion = last.Sum(e => e.CompletionTokens);
         int cached = 0;
-        for (int i = 0; i < post.Length; i += pre.N)
+        for (int i = 0; i < last.Length; i += info.N)
         {
-            cached += post[i].CachedTokens;
+            cached += last[i].CachedTokens;
         }
 
         return new Usage

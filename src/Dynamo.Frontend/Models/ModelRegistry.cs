@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Text.Json;
+using Dynamo.Frontend.Processing;
 using Dynamo.Frontend.Routing;
 using Dynamo.Llm.ModelCards;
 using Dynamo.Llm.Routing;
@@ -25,6 +26,7 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
     private readonly ConcurrentDictionary<string, EndpointClient> _clients = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lazy<Task<KvRouterService>>> _kvRouters = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lazy<Task<EndpointClient>>> _routerComponents = new(StringComparer.Ordinal);
+    private readonly Lazy<Task<EndpointClient>> _processors;
     private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stop = new();
     private ImmutableDictionary<string, ServedModel> _models = ImmutableDictionary.Create<string, ServedModel>(StringComparer.Ordinal);
@@ -36,6 +38,7 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         _runtime = runtime;
         _options = options;
         _logger = logger;
+        _processors = new Lazy<Task<EndpointClient>>(() => runtime.CreateClientAsync(ProcessorServer.AddressFor(options.Namespace)));
     }
 
     /// <summary>The current snapshot, by served name.</summary>
@@ -122,6 +125,16 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         return client.Instances.Count > 0 ? client : null;
     }
 
+    /// <summary>
+    /// A client of the namespace's Processor components (<c>{ns}.processor.generate</c>) when one is
+    /// registered, else null (this process preprocesses). The client follows discovery from the first call.
+    /// </summary>
+    public async Task<EndpointClient?> ProcessorsAsync()
+    {
+        EndpointClient client = await _processors.Value.ConfigureAwait(false);
+        return client.Instances.Count > 0 ? client : null;
+    }
+
     /// <summary>The started KV routers' counters, by endpoint.</summary>
     public IEnumerable<(string Endpoint, RouterStats Stats)> KvRouterStats() =>
         _kvRouters.Where(kv => kv.Value.IsValueCreated && kv.Value.Value.IsCompletedSuccessfully)
@@ -129,6 +142,18 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_processors.IsValueCreated)
+        {
+            try
+            {
+                await (await _processors.Value.ConfigureAwait(false)).DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A client that failed to start has nothing to stop.
+            }
+        }
+
         foreach (Lazy<Task<EndpointClient>> component in _routerComponents.Values)
         {
             try

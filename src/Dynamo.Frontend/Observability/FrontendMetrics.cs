@@ -51,28 +51,7 @@ internal sealed class FrontendMetrics
     /// Exports the KV routers' counters at every scrape (--router-mode kv): queue depth, decisions,
     /// rejections, and routing accuracy (predicted vs actual cached prompt tokens of completed requests).
     /// </summary>
-    public void ObserveRouters(Func<IEnumerable<(string Endpoint, Llm.Routing.RouterStats Stats)>> routers)
-    {
-        MetricFactory f = Prometheus.Metrics.WithCustomRegistry(_registry);
-        string[] label = ["endpoint"];
-        Gauge G(string name, string help) => f.CreateGauge(name, help, new GaugeConfiguration { LabelNames = label });
-        Gauge queue = G("dynamo_frontend_router_queue_depth", "Requests waiting in the KV router for a worker with room");
-        Gauge decisions = G("dynamo_frontend_router_decisions_total", "KV routing decisions");
-        Gauge rejections = G("dynamo_frontend_router_rejections_total", "Requests the KV router refused (queue full, no worker)");
-        Gauge predicted = G("dynamo_frontend_router_predicted_hit_tokens_total", "Prompt tokens the router predicted cached, for requests whose outcome was reported");
-        Gauge actual = G("dynamo_frontend_router_actual_hit_tokens_total", "Prompt tokens the engines actually found cached, for the same requests");
-        _registry.AddBeforeCollectCallback(() =>
-        {
-            foreach (var (endpoint, s) in routers())
-            {
-                queue.WithLabels(endpoint).Set(s.QueueDepth);
-                decisions.WithLabels(endpoint).Set(s.Decisions);
-                rejections.WithLabels(endpoint).Set(s.Rejections);
-                predicted.WithLabels(endpoint).Set(s.ReportedPredictedHitTokens);
-                actual.WithLabels(endpoint).Set(s.ReportedActualHitTokens);
-            }
-        });
-    }
+    public void ObserveRouters(Func<IEnumerable<(string Endpoint, Llm.Routing.RouterStats Stats)>> routers) => RouterMetrics.Register(_registry, routers);
 
     public Task ExportAsync(Stream destination, CancellationToken cancellationToken) =>
         _registry.CollectAndExportAsTextAsync(destination, cancellationToken);

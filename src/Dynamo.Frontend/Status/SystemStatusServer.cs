@@ -9,7 +9,7 @@ using Prometheus;
 namespace Dynamo.Frontend.Status;
 
 /// <summary>
-/// A worker's own HTTP port (`--system-port`, env DYN_SYSTEM_PORT, as the original's workers): /metrics
+/// A worker's (or a Processor component's) own HTTP port (`--system-port`, env DYN_SYSTEM_PORT, as the original's workers): /metrics
 /// (Prometheus, `dynamo_component_*`, read from the engine at scrape time), /health (200 with the
 /// endpoint and instance it serves) and /live.
 /// </summary>
@@ -30,10 +30,7 @@ public sealed class SystemStatusServer : IAsyncDisposable
     public static async Task<SystemStatusServer> StartAsync(EngineWorker worker, string modelName, string host, int port, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(worker);
-        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(o => o.Listen(IPAddress.Parse(host == "0.0.0.0" ? "0.0.0.0" : host), port));
-        WebApplication app = builder.Build();
+        WebApplication app = Build(host, port);
         CollectorRegistry registry = Metrics.NewCustomRegistry();
         MetricFactory metrics = Metrics.WithCustomRegistry(registry);
         string[] labels = ["model", "endpoint", "instance"];
@@ -67,19 +64,48 @@ public sealed class SystemStatusServer : IAsyncDisposable
             preemptions.WithLabels(values).Set(s.Preemptions);
             generated.WithLabels(values).Set(s.GeneratedTokens);
         });
-        app.MapGet("/metrics", (RequestDelegate)(async context =>
-        {
-            context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-            await registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
-        }));
-        app.MapGet("/live", () => Results.Text("ok"));
-        app.MapGet("/health", () => Results.Json(new Dictionary<string, object>
+        return await ServeAsync(app, (stream, ct) => registry.CollectAndExportAsTextAsync(stream, ct), () => new Dictionary<string, object>
         {
             ["status"] = "ready",
             ["endpoint"] = worker.Address.ToString(),
             ["instance_id"] = Runtime.EndpointAddress.FormatId(worker.InstanceId),
             ["model"] = modelName,
+        }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Serves a Processor component's status on <paramref name="host"/>:<paramref name="port"/>: /metrics
+    /// (its requests and the KV routers it runs), /health (200 with the models it sees) and /live.
+    /// </summary>
+    public static async Task<SystemStatusServer> StartAsync(Processing.ProcessorServer processor, string host, int port, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(processor);
+        WebApplication app = Build(host, port);
+        return await ServeAsync(app, processor.ExportMetricsAsync, () => new Dictionary<string, object>
+        {
+            ["status"] = "ready",
+            ["endpoint"] = processor.Address.ToString(),
+            ["models"] = processor.Models,
+        }, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static WebApplication Build(string host, int port)
+    {
+        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseKestrel(o => o.Listen(IPAddress.Parse(host == "0.0.0.0" ? "0.0.0.0" : host), port));
+        return builder.Build();
+    }
+
+    private static async Task<SystemStatusServer> ServeAsync(WebApplication app, Func<Stream, CancellationToken, Task> exportMetrics, Func<Dictionary<string, object>> health, CancellationToken cancellationToken)
+    {
+        app.MapGet("/metrics", (RequestDelegate)(async context =>
+        {
+            context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            await exportMetrics(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
         }));
+        app.MapGet("/live", () => Results.Text("ok"));
+        app.MapGet("/health", () => Results.Json(health()));
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
         var address = new Uri(app.Urls.First().Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal).Replace("[::]", "127.0.0.1", StringComparison.Ordinal) + "/");
         return new SystemStatusServer(app, address);

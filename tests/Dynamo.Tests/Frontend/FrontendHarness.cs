@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using Dynamo.Frontend;
+using Dynamo.Frontend.Processing;
 using Dynamo.Engine.Models.Synth;
 using Dynamo.Llm.ChatTemplates;
 using Dynamo.Llm.Engines;
@@ -31,11 +32,12 @@ internal sealed class FrontendHarness : IAsyncDisposable
     private readonly List<TestWorker> _workers = [];
     private bool _serverDisposed;
 
-    private FrontendHarness(InProcessCluster cluster, DistributedRuntime runtime, FrontendServer server)
+    private FrontendHarness(InProcessCluster cluster, DistributedRuntime runtime, FrontendServer server, ProcessorServer? processor)
     {
         Cluster = cluster;
         Runtime = runtime;
         Server = server;
+        Processor = processor;
         Http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
     }
 
@@ -45,22 +47,33 @@ internal sealed class FrontendHarness : IAsyncDisposable
 
     public FrontendServer Server { get; }
 
+    /// <summary>The Processor component the frontend relays to, when started with one.</summary>
+    public ProcessorServer? Processor { get; }
+
     public HttpClient Http { get; }
 
     public static EchoEngine Echo(TimeSpan? delay = null) =>
         new(EchoEngineOptions.Default with { TokenDelay = delay ?? TimeSpan.Zero, ContextLength = 256, VocabSize = 512 });
 
-    public static async Task<FrontendHarness> StartAsync(FrontendOptions? options = null, ILoggerFactory? loggers = null)
+    /// <summary>
+    /// A cluster and a frontend; with <paramref name="processor"/>, a Processor component too (its own
+    /// runtime, started first, with the same routing options): the frontend then relays every request to it.
+    /// </summary>
+    public static async Task<FrontendHarness> StartAsync(FrontendOptions? options = null, ILoggerFactory? loggers = null, bool processor = false)
     {
         var cluster = new InProcessCluster();
-        DistributedRuntime runtime = await cluster.ConnectAsync();
-        FrontendServer server = await FrontendServer.StartAsync(runtime, (options ?? FrontendOptions.Default) with
+        FrontendOptions effective = (options ?? FrontendOptions.Default) with
         {
             Host = "127.0.0.1",
             HttpPort = 0,
             TokenizerCacheDirectory = Path.Combine(Path.GetTempPath(), "dynamo-frontend-tests"),
-        }, loggers ?? NullLoggerFactory.Instance);
-        return new FrontendHarness(cluster, runtime, server);
+        };
+        ProcessorServer? processorServer = processor
+            ? await ProcessorServer.StartAsync(await cluster.ConnectAsync(), effective, loggers ?? NullLoggerFactory.Instance)
+            : null;
+        DistributedRuntime runtime = await cluster.ConnectAsync();
+        FrontendServer server = await FrontendServer.StartAsync(runtime, effective, loggers ?? NullLoggerFactory.Instance);
+        return new FrontendHarness(cluster, runtime, server, processorServer);
     }
 
     /// <summary>Starts a worker serving <paramref name="engine"/> and publishing a card for <paramref name="model"/>; waits until the frontend serves it.</summary>
@@ -72,6 +85,11 @@ internal sealed class FrontendHarness : IAsyncDisposable
         await ModelCards.PublishAsync(runtime, address, new ModelCardSource(model, "gguf", TinyChatModel.Value, contextLength, 16, 512));
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         await Server.WaitForModelAsync(model, timeout.Token);
+        if (Processor is not null)
+        {
+            await Processor.WaitForModelAsync(model, timeout.Token);
+        }
+
         var w = new TestWorker(runtime, worker, engine);
         _workers.Add(w);
         return w;
@@ -108,6 +126,11 @@ internal sealed class FrontendHarness : IAsyncDisposable
     {
         Http.Dispose();
         await DisposeServerAsync();
+        if (Processor is not null)
+        {
+            await Processor.DisposeAsync();
+        }
+
         foreach (TestWorker w in _workers)
         {
             await w.DisposeAsync();

@@ -6,15 +6,33 @@ using Dynamo.Runtime;
 namespace Dynamo.Tests.Frontend;
 
 /// <summary>--router-mode kv end to end: HTTP frontend, KV router fed by the workers' events, mocker engines.</summary>
-public sealed class FrontendKvRoutingTests
+public class FrontendKvRoutingTests
 {
+    /// <summary>Whether the frontend relays to a Processor component, which then routes (<see cref="FrontendKvRoutingThroughProcessorTests"/>).</summary>
+    private protected virtual bool ThroughProcessor => false;
+
+    private protected Task<FrontendHarness> StartAsync(FrontendOptions? options = null) => FrontendHarness.StartAsync(options, processor: ThroughProcessor);
+
+    /// <summary>The metrics of the process that routes: the Processor component's when there is one, else the frontend's /metrics.</summary>
+    private static async Task<string> RouterMetricsAsync(FrontendHarness h)
+    {
+        if (h.Processor is null)
+        {
+            return await h.Http.GetStringAsync("metrics");
+        }
+
+        using var buffer = new MemoryStream();
+        await h.Processor.ExportMetricsAsync(buffer);
+        return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
     private static string Body(int[] prompt, string extra = "") =>
         $"{{\"model\":\"{FrontendHarness.Model}\",\"prompt\":[{string.Join(',', prompt)}],\"max_tokens\":2,\"ignore_eos\":true{extra}}}";
 
     [Fact]
     public async Task KvMode_SharedPrefix_SecondRequestGoesToTheWorkerHoldingIt()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync(FrontendOptions.Default with { RouterMode = "kv" });
+        await using FrontendHarness h = await StartAsync(FrontendOptions.Default with { RouterMode = "kv" });
         var engines = new List<MockerEngine>();
         var workers = new List<TestWorker>();
         for (int i = 0; i < 3; i++)
@@ -55,7 +73,7 @@ public sealed class FrontendKvRoutingTests
 
         Assert.Equal(0, engines.Where((e, i) => i != holder).Sum(e => e.Stats.PrefixHitTokens));
         Assert.True(engines[holder].Stats.PrefixHitTokens >= 6 * 160);
-        string metrics = await h.Http.GetStringAsync("metrics");
+        string metrics = await RouterMetricsAsync(h);
         Assert.Contains("dynamo_frontend_router_decisions_total{endpoint=\"dynamo.backend.generate\"}", metrics);
         Assert.Contains("dynamo_frontend_router_actual_hit_tokens_total{endpoint=\"dynamo.backend.generate\"}", metrics);
         Assert.Contains("dynamo_frontend_router_queue_depth{endpoint=\"dynamo.backend.generate\"} 0", metrics);
@@ -68,7 +86,7 @@ public sealed class FrontendKvRoutingTests
     [Fact]
     public async Task KvMode_BadOverride_400NamingNvext()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync(FrontendOptions.Default with { RouterMode = "kv" });
+        await using FrontendHarness h = await StartAsync(FrontendOptions.Default with { RouterMode = "kv" });
         await using TestWorker worker = await h.AddWorkerAsync(new MockerEngine(MockerOptions.Default with { SpeedupRatio = 1000, ContextLength = 256, VocabSize = 500 }));
         await h.Server.WaitForModelAsync(FrontendHarness.Model);
         var (status, body) = await h.PostJsonAsync("v1/completions", Body([1, 2, 3], ",\"nvext\":{\"router_temperature\":-1}"));
@@ -81,7 +99,7 @@ public sealed class FrontendKvRoutingTests
     [Fact]
     public async Task SharedRouterComponent_TwoFrontends_AffinityAcrossThemAndNoWorkerStarved()
     {
-        await using FrontendHarness a = await FrontendHarness.StartAsync(FrontendOptions.Default with { RouterMode = "kv" });
+        await using FrontendHarness a = await StartAsync(FrontendOptions.Default with { RouterMode = "kv" });
         var engines = new List<MockerEngine>();
         for (int i = 0; i < 3; i++)
         {

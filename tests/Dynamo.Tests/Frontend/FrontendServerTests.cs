@@ -13,10 +13,15 @@ using OpenAI.Chat;
 namespace Dynamo.Tests.Frontend;
 
 /// <summary>The HTTP API against real Kestrel on 127.0.0.1 and workers on an in-process runtime.</summary>
-public sealed class FrontendServerTests
+public class FrontendServerTests
 {
-    private const string Chat = "/v1/chat/completions";
-    private const string Completions = "/v1/completions";
+    private protected const string Chat = "/v1/chat/completions";
+    private protected const string Completions = "/v1/completions";
+
+    /// <summary>Whether the frontend relays every request to a Processor component (<see cref="FrontendThroughProcessorTests"/>).</summary>
+    private protected virtual bool ThroughProcessor => false;
+
+    private protected Task<FrontendHarness> StartAsync(FrontendOptions? options = null) => FrontendHarness.StartAsync(options, processor: ThroughProcessor);
 
     private static ITokenizer Tokenizer => FrontendHarness.Bundle.Value.Tokenizer;
 
@@ -37,7 +42,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task ChatCompletions_NonStreaming_EchoesTheRenderedPrompt()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
         IReadOnlyList<int> prompt = ChatPrompt(("system", "Be brief."), ("user", "Hi there"));
 
@@ -64,7 +69,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task ChatCompletions_Streaming_RoleChunkThenContentThenFinishThenDone()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
         IReadOnlyList<int> prompt = ChatPrompt(("user", "Hello stream"));
 
@@ -90,7 +95,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Completions_NonStreamingAndStreaming_EchoThePrompt()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
         IReadOnlyList<int> prompt = Tokenizer.Encode("hello world, again", addSpecialTokens: true);
         string expected = Detokenize(prompt, prompt);
@@ -113,7 +118,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Completions_DefaultMaxTokens_Is16AndFinishLength()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
         int[] prompt = [.. Enumerable.Range(10, 40)];
 
@@ -131,7 +136,7 @@ public sealed class FrontendServerTests
     [InlineData(Completions, """{"model":"tiny","prompt":"usage please","stream":true,"max_tokens":3,"stream_options":{"include_usage":true}}""")]
     public async Task Streaming_IncludeUsage_LastChunkHasUsageAndNoChoices(string path, string json)
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
 
         List<JsonElement> events = (await h.PostSseAsync(path, json)).Events();
@@ -150,7 +155,7 @@ public sealed class FrontendServerTests
     [InlineData(true)]
     public async Task Completions_StopString_TextCutBeforeItFinishStop(bool stream)
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
         IReadOnlyList<int> prompt = Tokenizer.Encode("one two three four five", addSpecialTokens: true);
         string full = Detokenize(prompt, prompt);
@@ -180,7 +185,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task ChatCompletions_Logprobs_OpenAiShapeWithTopAlternatives()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
         IReadOnlyList<int> prompt = ChatPrompt(("user", "lp"));
 
@@ -205,7 +210,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Completions_Logprobs_ParallelArrays()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
 
         var (status, body) = await h.PostJsonAsync(Completions, """{"model":"tiny","prompt":[5,6,7],"logprobs":1}""");
@@ -223,7 +228,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Completions_NTwoAndTwoPrompts_FourChoicesIndexedPromptMajor()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
 
         var (status, body) = await h.PostJsonAsync(Completions, """{"model":"tiny","prompt":[[10,11,12],[20,21]],"n":2,"seed":7,"temperature":0.5}""");
@@ -240,7 +245,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task ChatCompletions_StreamingNTwo_EachChoiceHasRoleContentAndFinish()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
         IReadOnlyList<int> prompt = ChatPrompt(("user", "two"));
 
@@ -258,7 +263,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Models_AppearWithFirstWorkerAndDisappearWithLast()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         Assert.Empty((await h.Http.GetFromJsonElementAsync("/v1/models")).GetProperty("data").EnumerateArray());
 
         TestWorker a = await h.AddWorkerAsync(FrontendHarness.Echo());
@@ -285,7 +290,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Requests_TwoModelsAndTwoInstances_EachModelsPoolServesItRoundRobin()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         TestWorker a1 = await h.AddWorkerAsync(FrontendHarness.Echo());
         TestWorker a2 = await h.AddWorkerAsync(FrontendHarness.Echo());
         TestWorker b = await h.AddWorkerAsync(FrontendHarness.Echo(), model: "big", component: "big");
@@ -304,7 +309,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Health_NoWorker503_WorkerListedWith200()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         using (HttpResponseMessage none = await h.Http.GetAsync("/health"))
         {
             Assert.Equal(HttpStatusCode.ServiceUnavailable, none.StatusCode);
@@ -326,7 +331,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Live_DuringShutdown_503AndInFlightStreamStillCompletes()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo(TimeSpan.FromMilliseconds(50)));
         Task<Sse> stream = h.PostSseAsync(Completions, """{"model":"tiny","prompt":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20],"max_tokens":20,"stream":true}""");
         await Eventually(() => h.Server.Models.Count == 1 && !stream.IsCompleted);
@@ -349,7 +354,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Shutdown_DrainTimeoutOver_InFlightStreamEndsWithErrorEventAndDone()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync(FrontendOptions.Default with { ShutdownDrainTimeout = TimeSpan.FromMilliseconds(100) });
+        await using FrontendHarness h = await StartAsync(FrontendOptions.Default with { ShutdownDrainTimeout = TimeSpan.FromMilliseconds(100) });
         TestWorker w = await h.AddWorkerAsync(FrontendHarness.Echo(TimeSpan.FromMilliseconds(100)));
         Task<Sse> stream = h.PostSseAsync(Completions, """{"model":"tiny","prompt":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20],"max_tokens":20,"stream":true}""");
 
@@ -370,7 +375,7 @@ public sealed class FrontendServerTests
     [InlineData(false)]
     public async Task Disconnect_MidRequest_CancelsDownToTheEngine(bool stream)
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         TestWorker w = await h.AddWorkerAsync(FrontendHarness.Echo(TimeSpan.FromMilliseconds(100)));
         using var cancel = new CancellationTokenSource();
         string json = $$"""{"model":"tiny","prompt":[{{string.Join(',', Enumerable.Range(1, 200))}}],"max_tokens":50,"stream":{{(stream ? "true" : "false")}}}""";
@@ -401,7 +406,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Streaming_100Parallel_AllCompleteWithValidSse()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo(TimeSpan.FromMilliseconds(1)));
         IReadOnlyList<int> prompt = ChatPrompt(("user", "parallel"));
         string expected = Detokenize(prompt, prompt.Take(20));
@@ -421,7 +426,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task KeepAlive_SlowFirstToken_CommentLinesBeforeData()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync(FrontendOptions.Default with { KeepAliveInterval = TimeSpan.FromMilliseconds(50) });
+        await using FrontendHarness h = await StartAsync(FrontendOptions.Default with { KeepAliveInterval = TimeSpan.FromMilliseconds(50) });
         await h.AddWorkerAsync(FrontendHarness.Echo(TimeSpan.FromMilliseconds(400)));
 
         Sse sse = await h.PostSseAsync(Completions, """{"model":"tiny","prompt":[1,2],"stream":true}""");
@@ -434,7 +439,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Body_OverTheLimit_413()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync(FrontendOptions.Default with { MaxRequestBodyBytes = 2048 });
+        await using FrontendHarness h = await StartAsync(FrontendOptions.Default with { MaxRequestBodyBytes = 2048 });
         await h.AddWorkerAsync(FrontendHarness.Echo());
 
         var (status, body) = await h.PostJsonAsync(Completions, $$"""{"model":"tiny","prompt":"{{new string('a', 4096)}}"}""");
@@ -465,7 +470,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Body_InvalidUtf8_400()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
         byte[] json = [.. Encoding.UTF8.GetBytes("""{"model":"tiny","prompt":"a"""), 0xC3, 0x28, .. Encoding.UTF8.GetBytes("\"}")];
 
@@ -525,7 +530,7 @@ public sealed class FrontendServerTests
     [MemberData(nameof(BadRequests))]
     public async Task Request_Invalid_OpenAiErrorWithStatusAndParam(string path, string json, int status, string? param)
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
 
         using HttpResponseMessage response = await h.PostAsync(path, json);
@@ -545,7 +550,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Request_PromptPlusMaxTokensOverContext_400WithTheNumbers()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
 
         var (status, body) = await h.PostJsonAsync(Completions, $$"""{"model":"tiny","prompt":[{{string.Join(',', Enumerable.Range(1, 100))}}],"max_tokens":200}""");
@@ -562,7 +567,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Request_UnknownFieldsAndNullsIgnored_200()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
 
         var (status, _) = await h.PostJsonAsync(Chat, """{"model":"tiny","messages":[{"role":"user","content":"x","extra":1}],"tools_whatever":{"a":[1,2]},"temperature":null,"user":"u1","seed":-3,"top_k":5,"min_p":0.1,"repetition_penalty":1.1,"ignore_eos":true}""");
@@ -573,7 +578,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Request_NoInstanceAnswers_503WithRetryAfter()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo(), serve: false);
 
         using HttpResponseMessage response = await h.PostAsync(Completions, """{"model":"tiny","prompt":"x"}""");
@@ -587,7 +592,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Request_WorkerRefusesPayload_400()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(new EchoEngine(EchoEngineOptions.Default with { VocabSize = 100 }));
 
         var (status, body) = await h.PostJsonAsync(Completions, """{"model":"tiny","prompt":[300]}""");
@@ -599,7 +604,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Streaming_WorkerVanishesMidStream_ErrorEventThenDone()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         TestWorker w = await h.AddWorkerAsync(FrontendHarness.Echo(TimeSpan.FromMilliseconds(50)));
         Task<Sse> stream = h.PostSseAsync(Completions, """{"model":"tiny","prompt":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20],"max_tokens":20,"stream":true}""");
         await Eventually(() => w.Engine.Stats.GeneratedTokens >= 3);
@@ -615,7 +620,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Metrics_AfterRequests_ExposeEveryFrontendMetric()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
         await h.PostJsonAsync(Completions, """{"model":"tiny","prompt":"metrics"}""");
         await h.PostSseAsync(Chat, """{"model":"tiny","messages":[{"role":"user","content":"m"}],"stream":true}""");
@@ -648,7 +653,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task Routes_Unknown_404OpenAiError()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
 
         using HttpResponseMessage response = await h.Http.GetAsync("/v1/nothing");
 
@@ -673,7 +678,7 @@ public sealed class FrontendServerTests
         await using InferenceEngine direct = InferenceEngineTests.Create(FrontendHarness.TinyChatModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
         var (tokens, _, last) = await InferenceEngineTests.CollectAsync(direct, new EngineRequest("direct", prompt, SamplingParams.Greedy with { MaxTokens = 12 }));
         string expected = Detokenize(prompt, tokens);
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(InferenceEngineTests.Create(FrontendHarness.TinyChatModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 }));
         string json = $$$"""{"model":"tiny","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Count to three"}],"temperature":0,"max_tokens":12,"stream":{{{(stream ? "true" : "false")}}},"stream_options":{"include_usage":true}}""";
 
@@ -708,7 +713,7 @@ public sealed class FrontendServerTests
         int[] prompt = [1, 40, 41, 300, 301, 7];
         await using InferenceEngine direct = InferenceEngineTests.Create(FrontendHarness.TinyChatModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
         var (tokens, _, _) = await InferenceEngineTests.CollectAsync(direct, new EngineRequest("direct", prompt, SamplingParams.Greedy with { MaxTokens = 10, IgnoreEos = true }));
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(InferenceEngineTests.Create(FrontendHarness.TinyChatModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 }));
 
         var (status, body) = await h.PostJsonAsync(Completions, """{"model":"tiny","prompt":[1,40,41,300,301,7],"temperature":0,"max_tokens":10,"ignore_eos":true}""");
@@ -721,7 +726,7 @@ public sealed class FrontendServerTests
     [Fact]
     public async Task OpenAiDotNetClient_ChatStreamingAndNot_Works()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
         IReadOnlyList<int> prompt = ChatPrompt(("user", "Hello client"));
         var client = new ChatClient("tiny", new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = new Uri(h.Server.BaseAddress, "/v1") });

@@ -185,6 +185,45 @@ public sealed class GuideFlowsTests
         File.Delete(config);
     }
 
+    [Fact]
+    public async Task Serve_EachComponentItsOwnProcess_FrontendRelaysToTheProcessor()
+    {
+        await using NatsServer nats = await NatsServer.StartAsync();
+        await using EtcdServer etcd = await EtcdServer.StartAsync();
+        var env = new Dictionary<string, string> { ["NATS_SERVER"] = nats.Url, ["ETCD_ENDPOINTS"] = etcd.Endpoint, ["DYNAMO_HOME"] = FindRoot() };
+        int port = FreePort();
+        int processorPort = FreePort();
+        string config = Path.Combine(Path.GetTempPath(), $"agg-router-{Guid.NewGuid():N}.yaml");
+        string text = await File.ReadAllTextAsync(Path.Combine(FindRoot(), "configs", "agg_router.yaml"));
+        await File.WriteAllTextAsync(config, text
+            .Replace("port: 8000", $"port: {port}\n  host: 127.0.0.1", StringComparison.Ordinal)
+            .Replace("router: kv", $"router: kv\n  system-port: {processorPort}", StringComparison.Ordinal)
+            .Replace("kv-cache-memory: 67108864", "kv-cache-memory: 16000000\n  threads: 1", StringComparison.Ordinal)
+            .Replace("workers: 2", "workers: 1", StringComparison.Ordinal));
+        string[] Serve(string component) => ["serve", "graphs.agg_router:Frontend", "-f", config, "--service-name", component];
+
+        // As on separate nodes: each component its own process, started in the guides' order.
+        await using DynamoProcess worker = DynamoProcess.Start(Serve("VllmWorker"), env);
+        await worker.WaitForLineAsync("serve: started VllmWorker", 120);
+        await using DynamoProcess router = DynamoProcess.Start(Serve("Router"), env);
+        await router.WaitForLineAsync("serve: started Router", 60);
+        await using DynamoProcess processor = DynamoProcess.Start(Serve("Processor"), env);
+        await processor.WaitForLineAsync("serve: started Processor", 60);
+        await using DynamoProcess frontend = DynamoProcess.Start(Serve("Frontend"), env);
+        await frontend.WaitForLineAsync("serve: started Frontend", 60);
+
+        string streamed = AssertValidSse(await CurlAsync(port, ChatBody("dynamo-tiny", stream: true, maxTokens: 12)));
+        using JsonDocument full = JsonDocument.Parse(await CurlAsync(port, ChatBody("dynamo-tiny", stream: false, maxTokens: 12), acceptEventStream: false));
+
+        Assert.False(string.IsNullOrEmpty(streamed));
+        string id = full.RootElement.GetProperty("id").GetString()!;
+        await processor.WaitForLineAsync($"processed {id} status=200", 10);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{processorPort}/") };
+        string metrics = await http.GetStringAsync("metrics");
+        Assert.Contains("dynamo_processor_requests_total 2", metrics, StringComparison.Ordinal);
+        File.Delete(config);
+    }
+
     private static string FindRoot()
     {
         string? dir = AppContext.BaseDirectory;

@@ -1,0 +1,33 @@
+using Prometheus;
+
+namespace Dynamo.Frontend.Observability;
+
+/// <summary>
+/// The KV routers' counters as Prometheus gauges (<c>dynamo_frontend_router_*</c>, label endpoint), read
+/// at scrape time: exported by whichever process routes, the frontend or a Processor component.
+/// </summary>
+internal static class RouterMetrics
+{
+    public static void Register(CollectorRegistry registry, Func<IEnumerable<(string Endpoint, Llm.Routing.RouterStats Stats)>> routers)
+    {
+        MetricFactory f = Prometheus.Metrics.WithCustomRegistry(registry);
+        string[] label = ["endpoint"];
+        Gauge G(string name, string help) => f.CreateGauge(name, help, new GaugeConfiguration { LabelNames = label });
+        Gauge queue = G("dynamo_frontend_router_queue_depth", "Requests waiting in the KV router for a worker with room");
+        Gauge decisions = G("dynamo_frontend_router_decisions_total", "KV routing decisions");
+        Gauge rejections = G("dynamo_frontend_router_rejections_total", "Requests the KV router refused (queue full, no worker)");
+        Gauge predicted = G("dynamo_frontend_router_predicted_hit_tokens_total", "Prompt tokens the router predicted cached, for requests whose outcome was reported");
+        Gauge actual = G("dynamo_frontend_router_actual_hit_tokens_total", "Prompt tokens the engines actually found cached, for the same requests");
+        registry.AddBeforeCollectCallback(() =>
+        {
+            foreach (var (endpoint, s) in routers())
+            {
+                queue.WithLabels(endpoint).Set(s.QueueDepth);
+                decisions.WithLabels(endpoint).Set(s.Decisions);
+                rejections.WithLabels(endpoint).Set(s.Rejections);
+                predicted.WithLabels(endpoint).Set(s.ReportedPredictedHitTokens);
+                actual.WithLabels(endpoint).Set(s.ReportedActualHitTokens);
+            }
+        });
+    }
+}

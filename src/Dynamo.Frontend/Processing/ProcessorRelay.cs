@@ -1,0 +1,131 @@
+using System.Buffers;
+using System.Text.Json;
+using System.Threading.Channels;
+using Dynamo.Llm.Preprocessing;
+using Dynamo.Llm.Protocols.OpenAi;
+using Dynamo.Runtime;
+using Dynamo.Runtime.RequestPlane;
+
+namespace Dynamo.Frontend.Processing;
+
+/// <summary>
+/// The frontend's side of a Processor component: sends the request body to one processor instance and
+/// turns its frames back into a <see cref="Generation"/>. Errors before the start frame are thrown (the
+/// HTTP status is still free); later ones end the event stream.
+/// </summary>
+internal static class ProcessorRelay
+{
+    private const int ChannelCapacity = 64;
+
+    public static async Task<Generation> StartAsync(EndpointClient processors, ReadOnlyMemory<byte> body, bool chat, string requestId, CancellationToken cancellationToken)
+    {
+        byte[] payload = BuildRequest(body.Span, chat, requestId);
+        var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        IAsyncEnumerator<ReadOnlyMemory<byte>> frames = processors.StreamAsync(payload, options: RequestOptions.Default with { RequestId = requestId }, cancellationToken: stop.Token)
+            .GetAsyncEnumerator(stop.Token);
+        GenerationInfo info;
+        try
+        {
+            if (!await frames.MoveNextAsync().ConfigureAwait(false))
+            {
+                throw new OpenAiException(502, "internal_error", $"The processor ended request {requestId} without an answer.", null, "processor_stream_incomplete");
+            }
+
+            ProcessorFrame first = Parse(frames.Current.Span);
+            if (first.Type == ProcessorFrame.ErrorType)
+            {
+                throw ToException(first);
+            }
+
+            if (first.Type != ProcessorFrame.StartType)
+            {
+                throw new OpenAiException(502, "internal_error", $"The processor's first frame for request {requestId} was '{first.Type}', not start.", null, "bad_processor_response");
+            }
+
+            info = new GenerationInfo(first.Choices, Math.Max(1, first.N), first.PromptTokens, first.Stream, first.IncludeUsage, (LogprobsFormat)first.Logprobs, first.TopLogprobs);
+        }
+        catch (Exception e)
+        {
+            await frames.DisposeAsync().ConfigureAwait(false);
+            stop.Dispose();
+            throw e is RequestPlaneException r ? Map(r) : e;
+        }
+
+        var channel = Channel.CreateBounded<ChoiceEvent>(new BoundedChannelOptions(ChannelCapacity) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+        Task pump = PumpAsync(frames, channel.Writer, stop.Token);
+        return new Generation(info, channel.Reader, stop, pump);
+    }
+
+    private static async Task PumpAsync(IAsyncEnumerator<ReadOnlyMemory<byte>> frames, ChannelWriter<ChoiceEvent> events, CancellationToken cancellationToken)
+    {
+        await using IAsyncEnumerator<ReadOnlyMemory<byte>> owned = frames;
+        try
+        {
+            while (await frames.MoveNextAsync().ConfigureAwait(false))
+            {
+                ProcessorFrame frame = Parse(frames.Current.Span);
+                if (frame.Type == ProcessorFrame.ErrorType)
+                {
+                    await events.WriteAsync(ChoiceEvent.Failed(frame.Index, ToException(frame)), cancellationToken).ConfigureAwait(false);
+                    return;
+                }
+
+                if (frame.Type != ProcessorFrame.DeltaType)
+                {
+                    throw new InvalidDataException($"unexpected frame '{frame.Type}'");
+                }
+
+                var delta = new ChoiceDelta(frame.Text ?? "", frame.TokenLogprobs, frame.TextOffset, frame.FinishReason);
+                await events.WriteAsync(new ChoiceEvent(frame.Index, delta, frame.NewTokens, frame.CompletionTokens, frame.CachedTokens, null), cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            OpenAiException error = e is RequestPlaneException r ? Map(r)
+                : new OpenAiException(502, "internal_error", $"Bad response from the processor: {e.Message}", null, "bad_processor_response");
+            events.TryWrite(ChoiceEvent.Failed(0, error));
+        }
+        finally
+        {
+            events.TryComplete();
+        }
+    }
+
+    private static byte[] BuildRequest(ReadOnlySpan<byte> body, bool chat, string requestId)
+    {
+        var buffer = new ArrayBufferWriter<byte>(body.Length + 128);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteNumber("v", 1);
+            writer.WriteString("kind", chat ? "chat" : "completions");
+            writer.WriteString("request_id", requestId);
+            writer.WritePropertyName("body");
+            writer.WriteRawValue(body, skipInputValidation: false);
+            writer.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static ProcessorFrame Parse(ReadOnlySpan<byte> json) =>
+        JsonSerializer.Deserialize(json, ProcessorJsonContext.Default.ProcessorFrame) ?? throw new InvalidDataException("null processor frame");
+
+    private static OpenAiException ToException(ProcessorFrame frame)
+    {
+        ErrorDetail detail = frame.Error ?? new ErrorDetail { Message = "The processor failed without details.", Type = "internal_error" };
+        return new OpenAiException(frame.Status is >= 400 and <= 599 ? frame.Status : 502, detail.Type, detail.Message, detail.Param, detail.Code)
+        {
+            RetryAfterSeconds = frame.RetryAfter,
+        };
+    }
+
+    private static OpenAiException Map(RequestPlaneException e) => e.Kind switch
+    {
+        RequestErrorKind.Remote => new OpenAiException(502, "internal_error", $"The processor failed: {e.Message}", null, e.Code),
+        _ => OpenAiException.Unavailable($"No processor answered: {e.Message}", "processor_unreachable"),
+    };
+}
