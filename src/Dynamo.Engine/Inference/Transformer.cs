@@ -456,29 +456,25 @@ public sealed unsafe class Transformer : IDisposable
         int* table = job->Tables + job->TableAt[t];
         long blockStride = (long)bs * kvDim;
         float[] scores = _scores is { } s && s.Length >= len ? s : _scores = new float[Math.Max(len, 1024)];
-        var qh = new ReadOnlySpan<float>(job->Q + (long)t * job->QDim + h * hd, hd);
+        float* qh = job->Q + (long)t * job->QDim + h * hd;
         int kvOffset = h / job->Group * hd;
-        Span<float> sc = scores.AsSpan(0, len);
-        for (int p = 0, b = 0; p < len; b++)
+        fixed (float* sc = scores)
         {
-            float* block = job->K + table[b] * blockStride + kvOffset;
-            int run = Math.Min(bs, len - p);
-            for (int i = 0; i < run; i++, p++)
+            for (int p = 0, b = 0; p < len; b++)
             {
-                sc[p] = TensorPrimitives.Dot(qh, new ReadOnlySpan<float>(block + (long)i * kvDim, hd)) * job->Scale;
+                int run = Math.Min(bs, len - p);
+                AttentionKernel.Scores(qh, job->K + table[b] * blockStride + kvOffset, kvDim, run, hd, job->Scale, sc + p);
+                p += run;
             }
-        }
 
-        Elementwise.Softmax(sc);
-        var o = new Span<float>(job->Out + (long)t * job->QDim + h * hd, hd);
-        o.Clear();
-        for (int p = 0, b = 0; p < len; b++)
-        {
-            float* block = job->V + table[b] * blockStride + kvOffset;
-            int run = Math.Min(bs, len - p);
-            for (int i = 0; i < run; i++, p++)
+            Elementwise.Softmax(new Span<float>(sc, len));
+            float* o = job->Out + (long)t * job->QDim + h * hd;
+            new Span<float>(o, hd).Clear();
+            for (int p = 0, b = 0; p < len; b++)
             {
-                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(block + (long)i * kvDim, hd), sc[p], o, o);
+                int run = Math.Min(bs, len - p);
+                AttentionKernel.Accumulate(sc + p, job->V + table[b] * blockStride + kvOffset, kvDim, run, hd, o);
+                p += run;
             }
         }
     }
