@@ -101,6 +101,21 @@ public sealed class Preprocessor
     {
         ArgumentNullException.ThrowIfNull(request);
         string model = RequireModel(request.Model);
+        if (request.Echo == true)
+        {
+            throw OpenAiException.BadRequest("'echo' is not supported by this server; send echo false or leave it out.", "echo", "unsupported_value");
+        }
+
+        if (request.BestOf is int bestOf && bestOf > Math.Max(1, request.N ?? 1))
+        {
+            throw OpenAiException.BadRequest($"'best_of' {bestOf} is not supported by this server (only best_of equal to n); use n to get several samples.", "best_of", "unsupported_value");
+        }
+
+        if (!string.IsNullOrEmpty(request.Suffix))
+        {
+            throw OpenAiException.BadRequest("'suffix' (insertion) is not supported by this server.", "suffix", "unsupported_value");
+        }
+
         List<IReadOnlyList<int>> prompts = Prompts(request.Prompt);
         bool logprobs = request.Logprobs is not null;
         SamplingParams sampling = Sampling(request, request.MaxTokens, "max_tokens", logprobs, request.Logprobs ?? 0, "logprobs");

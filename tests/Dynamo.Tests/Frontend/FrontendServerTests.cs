@@ -524,6 +524,9 @@ public class FrontendServerTests
         { Completions, """{"model":"tiny","prompt":"x","logprobs":21}""", 400, "logprobs" },
         { Completions, """{"model":"tiny","prompt":"x","logprobs":true}""", 400, "logprobs" },
         { Completions, """{"model":"tiny","prompt":"x","max_tokens":1000}""", 400, "prompt" },
+        { Completions, """{"model":"tiny","prompt":"x","echo":true}""", 400, "echo" },
+        { Completions, """{"model":"tiny","prompt":"x","best_of":3}""", 400, "best_of" },
+        { Completions, """{"model":"tiny","prompt":"x","suffix":"end"}""", 400, "suffix" },
     };
 
     [Theory]
@@ -562,6 +565,18 @@ public class FrontendServerTests
         Assert.Contains("100", message);
         Assert.Contains("200", message);
         Assert.Equal("context_length_exceeded", body.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task Completions_EchoFalseBestOfEqualNEmptySuffix_Accepted()
+    {
+        await using FrontendHarness h = await StartAsync();
+        await h.AddWorkerAsync(FrontendHarness.Echo());
+
+        var (status, body) = await h.PostJsonAsync(Completions, """{"model":"tiny","prompt":"x","echo":false,"best_of":2,"n":2,"suffix":"","max_tokens":2}""");
+
+        Assert.Equal(200, status);
+        Assert.Equal(2, body.GetProperty("choices").GetArrayLength());
     }
 
     [Fact]
