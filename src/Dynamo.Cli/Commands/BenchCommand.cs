@@ -25,7 +25,8 @@ internal static class BenchCommand
         var genTokens = new Option<int>("--gen-tokens", "-n") { Description = "Tokens of the generation test (0 skips it)", DefaultValueFactory = _ => 128 };
         var threads = new Option<int>("--threads", "-t") { Description = "Compute threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var repetitions = new Option<int>("--repetitions", "-r") { Description = "Timed repetitions of each test", DefaultValueFactory = _ => 3 };
-        var forward = new Command("forward", "Forward-pass throughput: ppN and tgN tokens/s, as llama-bench") { model, promptTokens, genTokens, threads, repetitions };
+        var profileOption = new Option<bool>("--profile") { Description = "Also print where each test's time goes, by phase of the forward pass" };
+        var forward = new Command("forward", "Forward-pass throughput: ppN and tgN tokens/s, as llama-bench") { model, promptTokens, genTokens, threads, repetitions, profileOption };
         forward.SetAction(parse => CliErrors.Run(() =>
         {
             int t = parse.GetValue(threads), reps = parse.GetValue(repetitions), pp = parse.GetValue(promptTokens), tg = parse.GetValue(genTokens);
@@ -48,10 +49,14 @@ internal static class BenchCommand
             var cache = new KvCache(c, Math.Max(pp, tg + 1));
             var logits = new float[c.VocabSize];
             Console.WriteLine($"model: {path} ({c.Architecture}, dim {c.Dim}, {c.Layers} layers, vocab {c.VocabSize}), threads: {t}");
+            ForwardProfile? profile = parse.GetValue(profileOption) ? new ForwardProfile() : null;
             if (pp > 0)
             {
                 transformer.Forward(prompt, 0, cache, logits);
+                transformer.Profile = profile;
                 Report($"pp{pp}", pp, Time(reps, () => transformer.Forward(prompt, 0, cache, logits)));
+                PrintProfile(profile, reps);
+                transformer.Profile = null;
             }
 
             if (tg > 0)
@@ -67,7 +72,11 @@ internal static class BenchCommand
                 }
 
                 Generate();
+                profile?.Reset();
+                transformer.Profile = profile;
                 Report($"tg{tg}", tg, Time(reps, Generate));
+                PrintProfile(profile, reps);
+                transformer.Profile = null;
             }
 
             return 0;
@@ -179,6 +188,22 @@ internal static class BenchCommand
             return 0;
         }));
         return command;
+    }
+
+    private static void PrintProfile(ForwardProfile? profile, int repetitions)
+    {
+        if (profile is null)
+        {
+            return;
+        }
+
+        IReadOnlyList<TimeSpan> times = profile.Times;
+        double total = times.Sum(t => t.TotalMilliseconds);
+        for (int i = 0; i < times.Count; i++)
+        {
+            double ms = times[i].TotalMilliseconds / repetitions;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {ForwardProfile.Phases[i],-20} {ms,9:F2} ms  {100 * times[i].TotalMilliseconds / Math.Max(total, 1e-9),5:F1} %"));
+        }
     }
 
     private static double[] Time(int repetitions, Action action)

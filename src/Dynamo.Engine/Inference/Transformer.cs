@@ -165,6 +165,9 @@ public sealed unsafe class Transformer : IDisposable
         Run(tokens, sequences, cache, logits, everyToken: false);
     }
 
+    /// <summary>When set, every forward pass adds its time per phase to it (bench forward --profile); null (the default) costs nothing.</summary>
+    public ForwardProfile? Profile { get; set; }
+
     private void CheckCache(PagedKvCache cache)
     {
         ModelConfig c = Config;
@@ -317,11 +320,15 @@ public sealed unsafe class Transformer : IDisposable
         int n = tokens.Length, dim = c.Dim, hd = c.HeadDim, half = hd / 2, bs = cache.BlockSize;
         Span<float> x = _x.AsSpan(0, n * dim);
         Span<float> xb = _xb.AsSpan(0, n * dim);
+        ForwardProfile? profile = Profile;
+        profile?.Start();
         for (int t = 0; t < n; t++)
         {
             MatMul.DequantizeRow(_embedding, tokens[t], x.Slice(t * dim, dim));
             _rope.Angles(_pos[t], _cos.AsSpan(t * half, half), _sin.AsSpan(t * half, half));
         }
+
+        profile?.Mark(ForwardProfile.Embedding);
 
         Span<float> q = _q.AsSpan(0, n * _qDim), k = _k.AsSpan(0, n * _kvDim), v = _v.AsSpan(0, n * _kvDim);
         Span<float> att = _att.AsSpan(0, n * _qDim);
@@ -334,9 +341,11 @@ public sealed unsafe class Transformer : IDisposable
                 Elementwise.RmsNorm(x.Slice(t * dim, dim), layer.AttnNorm, c.RmsNormEps, xb.Slice(t * dim, dim));
             }
 
+            profile?.Mark(ForwardProfile.AttentionNorm);
             MatMul.Multiply(layer.Wq, xb, q, n);
             MatMul.Multiply(layer.Wk, xb, k, n);
             MatMul.Multiply(layer.Wv, xb, v, n);
+            profile?.Mark(ForwardProfile.Qkv);
             float[] keys = cache.Keys[l], values = cache.Values[l];
             for (int t = 0; t < n; t++)
             {
@@ -370,20 +379,26 @@ public sealed unsafe class Transformer : IDisposable
                 vt.CopyTo(values.AsSpan(slot, _kvDim));
             }
 
+            profile?.Mark(ForwardProfile.Rope);
             Attention(n, bs, attended, keys, values);
+            profile?.Mark(ForwardProfile.Attention);
             MatMul.Multiply(layer.Wo, att, xb, n);
             TensorPrimitives.Add(x, xb, x);
+            profile?.Mark(ForwardProfile.OutputProjection);
 
             for (int t = 0; t < n; t++)
             {
                 Elementwise.RmsNorm(x.Slice(t * dim, dim), layer.FfnNorm, c.RmsNormEps, xb.Slice(t * dim, dim));
             }
 
+            profile?.Mark(ForwardProfile.FfnNorm);
             MatMul.Multiply(layer.WGate, xb, gate, n);
             MatMul.Multiply(layer.WUp, xb, up, n);
             Elementwise.SwiGlu(gate, up);
+            profile?.Mark(ForwardProfile.GateUp);
             MatMul.Multiply(layer.WDown, gate, xb, n);
             TensorPrimitives.Add(x, xb, x);
+            profile?.Mark(ForwardProfile.Down);
         }
 
         if (logitRows == 0)
@@ -397,6 +412,7 @@ public sealed unsafe class Transformer : IDisposable
         }
 
         MatMul.Multiply(_output, xb[..(logitRows * dim)], logits, logitRows);
+        profile?.Mark(ForwardProfile.Logits);
     }
 
     /// <summary>
