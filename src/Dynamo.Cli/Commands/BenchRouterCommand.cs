@@ -12,8 +12,13 @@ namespace Dynamo.Cli.Commands;
 /// <c>--blocks</c> (worker, block) entries over <c>--workers</c> workers from shared-prefix trees (system
 /// prompts shared by many conversations, each worker caching its own conversations), as stored KV
 /// events in chunks, then evicts and re-stores conversation tails; reports KV events (and blocks) applied
-/// per second. Then times <c>--decisions</c> routing decisions (hashing the prompt, index lookup, cost
-/// over every worker, load charge) with 128 requests kept in flight: p50/p99/max, and the index lookup alone.
+/// per second through <see cref="KvRouter.ApplyEvent"/>: as decoded objects, the same changes as one
+/// block per event, and decoded from their JSON payloads first (<see cref="KvEventJson.Deserialize(ReadOnlySpan{byte})"/>,
+/// what <see cref="KvRouterService"/> does per event-plane message; the event plane's own transport is not
+/// included). Then times <c>--decisions</c> routing decisions (hashing the prompt, index lookup, cost over
+/// every worker, load charge, first token and the completion of an older decision) with 128 requests kept
+/// in flight: p50/p90/p99/p99.9/max, bytes allocated and GCs meanwhile, and the index lookup and the prompt
+/// hashing alone.
 /// </summary>
 internal static class BenchRouterCommand
 {
@@ -72,7 +77,8 @@ internal static class BenchRouterCommand
                 for (int i = start; i < hashes.Length; i += 16)
                 {
                     int n = Math.Min(16, hashes.Length - i);
-                    events.Add(new KvEvent(w, ++nextId[w], new KvStoredData(i == 0 ? null : hashes[i - 1], [.. hashes.AsSpan(i, n).ToArray().Select(h => new KvStoredBlock(h, h))])));
+                    KvStoredBlock[] stored = [.. hashes.AsSpan(i, n).ToArray().Select(h => new KvStoredBlock(h, h))];
+                    events.Add(new KvEvent(w, ++nextId[w], new KvStoredData(i == 0 ? null : hashes[i - 1], stored)));
                     held[w].UnionWith(hashes.AsSpan(i, n).ToArray());
                 }
             }
@@ -87,25 +93,34 @@ internal static class BenchRouterCommand
             int k = random.Next(1, 5);
             ulong[] last = hashes[^k..];
             events.Add(new KvEvent(w, ++nextId[w], new KvRemovedData(last)));
-            events.Add(new KvEvent(w, ++nextId[w], new KvStoredData(hashes[^(k + 1)], [.. last.Select(h => new KvStoredBlock(h, h))])));
+            KvStoredBlock[] restored = [.. last.Select(h => new KvStoredBlock(h, h))];
+            events.Add(new KvEvent(w, ++nextId[w], new KvStoredData(hashes[^(k + 1)], restored)));
         }
 
         long eventBlocks = events.Sum(e => e.Data switch { KvStoredData st => st.Blocks.Count, KvRemovedData r => r.BlockHashes.Count, _ => 0 });
-        var router = new KvRouter(KvRouterOptions.Default with { BlockSize = BlockSize, Seed = seed, MaxQueue = 0 });
-        for (int w = 0; w < workerCount; w++)
+        List<KvEvent> singles = SingleBlockEvents(events, workerCount);
+        byte[][] payloads = [.. events.Select(KvEventJson.SerializeToUtf8)];
+        KvRouter NewRouter()
         {
-            router.AddWorker(w);
+            var r = new KvRouter(KvRouterOptions.Default with { BlockSize = BlockSize, Seed = seed, MaxQueue = 0 });
+            for (int w = 0; w < workerCount; w++)
+            {
+                r.AddWorker(w);
+            }
+
+            return r;
         }
 
-        log.WriteLine($"bench router: applying {events.Count:N0} KV events ({eventBlocks:N0} blocks)...");
-        GC.Collect();
-        var clock = Stopwatch.StartNew();
-        foreach (KvEvent e in events)
-        {
-            router.ApplyEvent(e);
-        }
-
-        double applySeconds = clock.Elapsed.TotalSeconds;
+        // Each stream into a fresh router (the index grows from empty, as a router that just started), after
+        // one untimed pass so that every timed one finds the code compiled and the heap's memory mapped.
+        log.WriteLine($"bench router: applying {events.Count:N0} KV events ({eventBlocks:N0} blocks), as objects, one block per event, and from JSON...");
+        TimeApply(NewRouter(), events, null);
+        ApplyFigures single = TimeApply(NewRouter(), singles, null);
+        ApplyFigures fromJson = TimeApply(NewRouter(), null, payloads);
+        KvRouter router = NewRouter();
+        ApplyFigures realistic = TimeApply(router, events, null);
+        singles = [];
+        payloads = [];
         int indexedEntries = Enumerable.Range(0, workerCount).Sum(w => router.Index.BlockCountOf(w));
         int distinct = router.Index.BlockCount;
 
@@ -128,12 +143,29 @@ internal static class BenchRouterCommand
         }
 
         GC.Collect();
+        int gen0 = GC.CollectionCount(0), gen2 = GC.CollectionCount(2);
+        long allocated = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < decisionCount; i++)
         {
             int[] prompt = requests[i % requests.Length];
             long t0 = Stopwatch.GetTimestamp();
             Decide(router, prompt, inFlight, i);
             latencies[i] = (Stopwatch.GetTimestamp() - t0) * tickUs;
+        }
+
+        double bytesPerDecision = (GC.GetAllocatedBytesForCurrentThread() - allocated) / (double)decisionCount;
+        gen0 = GC.CollectionCount(0) - gen0;
+        gen2 = GC.CollectionCount(2) - gen2;
+
+        var hashing = new double[decisionCount];
+        var hashBuffer = new ulong[1024];
+        var localBuffer = new ulong[1024];
+        for (int i = 0; i < decisionCount; i++)
+        {
+            int[] prompt = requests[i % requests.Length];
+            long t0 = Stopwatch.GetTimestamp();
+            BlockHasher.SequenceHashes(prompt, BlockSize, hashBuffer, localBuffer);
+            hashing[i] = (Stopwatch.GetTimestamp() - t0) * tickUs;
         }
 
         var lookups = new double[decisionCount];
@@ -149,6 +181,7 @@ internal static class BenchRouterCommand
 
         Array.Sort(latencies);
         Array.Sort(lookups);
+        Array.Sort(hashing);
         double meanBlocks = requests.Average(r => r.Length / BlockSize);
         var result = new
         {
@@ -157,15 +190,27 @@ internal static class BenchRouterCommand
             distinct_blocks = distinct,
             events = events.Count,
             event_blocks = eventBlocks,
-            events_per_second = Math.Round(events.Count / applySeconds),
-            event_blocks_per_second = Math.Round(eventBlocks / applySeconds),
+            events_per_second = Math.Round(realistic.EventsPerSecond),
+            event_blocks_per_second = Math.Round(eventBlocks / realistic.Seconds),
+            apply_gen2_collections = realistic.Gen2,
+            single_block_events = single.Events,
+            single_block_events_per_second = Math.Round(single.EventsPerSecond),
+            json_events_per_second = Math.Round(fromJson.EventsPerSecond),
+            json_event_blocks_per_second = Math.Round(eventBlocks / fromJson.Seconds),
             decisions = decisionCount,
             request_blocks_mean = Math.Round(meanBlocks, 1),
             decision_p50_us = Math.Round(Percentile(latencies, 0.50), 2),
+            decision_p90_us = Math.Round(Percentile(latencies, 0.90), 2),
             decision_p99_us = Math.Round(Percentile(latencies, 0.99), 2),
+            decision_p999_us = Math.Round(Percentile(latencies, 0.999), 2),
             decision_max_us = Math.Round(latencies[^1], 2),
             lookup_p50_us = Math.Round(Percentile(lookups, 0.50), 2),
             lookup_p99_us = Math.Round(Percentile(lookups, 0.99), 2),
+            hashing_p50_us = Math.Round(Percentile(hashing, 0.50), 2),
+            hashing_p99_us = Math.Round(Percentile(hashing, 0.99), 2),
+            decision_allocated_bytes = Math.Round(bytesPerDecision, 1),
+            decision_gen0_collections = gen0,
+            decision_gen2_collections = gen2,
             build_events = buildEvents,
         };
 
@@ -177,9 +222,13 @@ internal static class BenchRouterCommand
         {
             Console.WriteLine();
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"index: {result.indexed_blocks:N0} (worker, block) entries, {result.distinct_blocks:N0} distinct blocks, {workerCount} workers"));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{"KV events applied",-28} {result.events_per_second,14:N0} events/s  ({result.event_blocks_per_second:N0} blocks/s; {events.Count:N0} events)"));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{"decision latency",-28} p50 {result.decision_p50_us,8:F2} us  p99 {result.decision_p99_us,8:F2} us  max {result.decision_max_us:F0} us  ({decisionCount:N0} decisions, {meanBlocks:F0} blocks per prompt)"));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{"index lookup alone",-28} p50 {result.lookup_p50_us,8:F2} us  p99 {result.lookup_p99_us,8:F2} us"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{"KV events applied",-28} {result.events_per_second,14:N0} events/s  ({result.event_blocks_per_second:N0} blocks/s; {events.Count:N0} events of {eventBlocks / (double)events.Count:F1} blocks; decoded objects)"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{"  one block per event",-28} {result.single_block_events_per_second,14:N0} events/s  ({single.Events:N0} events; decoded objects)"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{"  decoded from JSON",-28} {result.json_events_per_second,14:N0} events/s  ({result.json_event_blocks_per_second:N0} blocks/s; KvEventJson.Deserialize + apply, as KvRouterService)"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{"decision latency",-28} p50 {result.decision_p50_us,8:F2} us  p99 {result.decision_p99_us,8:F2} us  (p90 {result.decision_p90_us:F1}, p99.9 {result.decision_p999_us:F0}, max {result.decision_max_us:F0} us)  ({decisionCount:N0} decisions, {meanBlocks:F0} blocks per prompt)"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{"  index lookup alone",-28} p50 {result.lookup_p50_us,8:F2} us  p99 {result.lookup_p99_us,8:F2} us"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{"  prompt hashing alone",-28} p50 {result.hashing_p50_us,8:F2} us  p99 {result.hashing_p99_us,8:F2} us"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{"  allocated per decision",-28} {result.decision_allocated_bytes,8:F0} bytes  (gen0 GCs {gen0}, gen2 GCs {gen2} during {decisionCount:N0} decisions)"));
         }
 
         return 0;
@@ -195,6 +244,72 @@ internal static class BenchRouterCommand
         slot = decision;
     }
 
+    // Applies a stream (objects, or JSON payloads decoded first as KvRouterService does) and times it.
+    private static ApplyFigures TimeApply(KvRouter router, List<KvEvent>? events, byte[][]? payloads)
+    {
+        GC.Collect();
+        int gen2 = GC.CollectionCount(2);
+        long t0 = Stopwatch.GetTimestamp();
+        int count;
+        if (events is not null)
+        {
+            foreach (KvEvent e in events)
+            {
+                router.ApplyEvent(e);
+            }
+
+            count = events.Count;
+        }
+        else
+        {
+            foreach (byte[] payload in payloads!)
+            {
+                router.ApplyEvent(KvEventJson.Deserialize(payload));
+            }
+
+            count = payloads.Length;
+        }
+
+        double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        return new ApplyFigures(count, seconds, GC.CollectionCount(2) - gen2);
+    }
+
+    // The same changes, one block per event: each stored event split into one-block events (chained
+    // parents), each removed event into one-hash events; ids renumbered per worker.
+    private static List<KvEvent> SingleBlockEvents(List<KvEvent> events, int workerCount)
+    {
+        var result = new List<KvEvent>();
+        var ids = new ulong[workerCount];
+        foreach (KvEvent e in events)
+        {
+            switch (e.Data)
+            {
+                case KvStoredData stored:
+                    ulong? parent = stored.ParentHash;
+                    foreach (KvStoredBlock block in stored.Blocks)
+                    {
+                        KvStoredBlock[] one = [block];
+                        result.Add(new KvEvent(e.WorkerId, ++ids[e.WorkerId], new KvStoredData(parent, one)));
+                        parent = block.BlockHash;
+                    }
+
+                    break;
+                case KvRemovedData removed:
+                    foreach (ulong hash in removed.BlockHashes)
+                    {
+                        ulong[] gone = [hash];
+                        result.Add(new KvEvent(e.WorkerId, ++ids[e.WorkerId], new KvRemovedData(gone)));
+                    }
+
+                    break;
+                default:
+                    break;
+            }
+        }
+
+        return result;
+    }
+
     private static double Percentile(double[] sorted, double p) => sorted[Math.Min(sorted.Length - 1, (int)(p * sorted.Length))];
 
     private static int[] RandomTokens(Random random, int count)
@@ -206,5 +321,10 @@ internal static class BenchRouterCommand
         }
 
         return tokens;
+    }
+
+    private readonly record struct ApplyFigures(int Events, double Seconds, int Gen2)
+    {
+        public double EventsPerSecond => Events / Seconds;
     }
 }

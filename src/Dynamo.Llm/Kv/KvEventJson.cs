@@ -22,7 +22,21 @@ public static class KvEventJson
         return JsonSerializer.SerializeToUtf8Bytes(kvEvent, KvJsonContext.Default.KvEvent);
     }
 
+    /// <summary>
+    /// Reads one event. The exact wire shape takes a hand-written one-pass reader; anything else (unknown
+    /// fields, other spellings, errors) goes through the serializer, so the result is the same either way.
+    /// </summary>
     public static KvEvent Deserialize(ReadOnlySpan<byte> utf8)
+    {
+        if (KvEventFastReader.TryRead(utf8, out KvEvent? fast))
+        {
+            return fast!;
+        }
+
+        return DeserializeWithSerializer(utf8);
+    }
+
+    internal static KvEvent DeserializeWithSerializer(ReadOnlySpan<byte> utf8)
     {
         KvEvent? kvEvent;
         try

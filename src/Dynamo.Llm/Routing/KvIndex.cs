@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Dynamo.Llm.Kv;
 
 namespace Dynamo.Llm.Routing;
@@ -79,7 +80,7 @@ public sealed class KvIndex
     {
         lock (_gate)
         {
-            return _workers.TryGetValue(workerId, out WorkerEntry? w) ? w.Blocks.Count : 0;
+            return _workers.TryGetValue(workerId, out WorkerEntry? w) ? w.BlockCount : 0;
         }
     }
 
@@ -97,7 +98,7 @@ public sealed class KvIndex
     {
         lock (_gate)
         {
-            return _workers.TryGetValue(workerId, out WorkerEntry? w) && w.Blocks.Contains(blockHash);
+            return _workers.TryGetValue(workerId, out WorkerEntry? w) && _table.Contains(blockHash, w.Slot);
         }
     }
 
@@ -110,7 +111,10 @@ public sealed class KvIndex
         }
     }
 
-    /// <summary>Forgets <paramref name="workerId"/> and every block it holds, at once. False when unknown.</summary>
+    /// <summary>
+    /// Forgets <paramref name="workerId"/> and every block it holds, at once (a scan of the whole table:
+    /// milliseconds for a million blocks; workers leave rarely). False when unknown.
+    /// </summary>
     public bool RemoveWorker(long workerId)
     {
         lock (_gate)
@@ -120,11 +124,7 @@ public sealed class KvIndex
                 return false;
             }
 
-            foreach (ulong hash in w.Blocks)
-            {
-                _table.Remove(hash, w.Slot);
-            }
-
+            ClearWorker(w);
             _freeSlots.Push(w.Slot);
             return true;
         }
@@ -281,14 +281,7 @@ public sealed class KvIndex
                 Store(w, stored);
                 break;
             case KvRemovedData removed:
-                foreach (ulong hash in removed.BlockHashes)
-                {
-                    if (w.Blocks.Remove(hash))
-                    {
-                        _table.Remove(hash, w.Slot);
-                    }
-                }
-
+                Remove(w, removed.BlockHashes);
                 break;
             default:
                 ClearWorker(w);
@@ -296,34 +289,79 @@ public sealed class KvIndex
         }
     }
 
+    // One table operation per block: the table's slot set is the worker's block set.
     private void Store(WorkerEntry w, KvStoredData stored)
     {
         IReadOnlyList<KvStoredBlock> blocks = stored.Blocks;
-        for (int i = 0; i < blocks.Count; i++)
+        ReadOnlySpan<KvStoredBlock> span = blocks switch
         {
-            ulong hash = blocks[i].BlockHash;
-            if (w.Blocks.Add(hash))
+            KvStoredBlock[] array => array,
+            List<KvStoredBlock> list => CollectionsMarshal.AsSpan(list),
+            _ => default,
+        };
+
+        int added = 0;
+        if (span.Length == blocks.Count)
+        {
+            foreach (ref readonly KvStoredBlock block in span)
             {
-                _table.AddNew(hash, w.Slot);
+                added += _table.Add(block.BlockHash, w.Slot) ? 1 : 0;
             }
         }
+        else
+        {
+            for (int i = 0; i < blocks.Count; i++)
+            {
+                added += _table.Add(blocks[i].BlockHash, w.Slot) ? 1 : 0;
+            }
+        }
+
+        w.BlockCount += added;
+    }
+
+    private void Remove(WorkerEntry w, IReadOnlyList<ulong> hashes)
+    {
+        ReadOnlySpan<ulong> span = hashes switch
+        {
+            ulong[] array => array,
+            List<ulong> list => CollectionsMarshal.AsSpan(list),
+            _ => default,
+        };
+
+        int removed = 0;
+        if (span.Length == hashes.Count)
+        {
+            foreach (ulong hash in span)
+            {
+                removed += _table.Remove(hash, w.Slot) ? 1 : 0;
+            }
+        }
+        else
+        {
+            for (int i = 0; i < hashes.Count; i++)
+            {
+                removed += _table.Remove(hashes[i], w.Slot) ? 1 : 0;
+            }
+        }
+
+        w.BlockCount -= removed;
     }
 
     private void ClearWorker(WorkerEntry w)
     {
-        foreach (ulong hash in w.Blocks)
+        if (w.BlockCount > 0)
         {
-            _table.Remove(hash, w.Slot);
+            _table.RemoveSlot(w.Slot);
+            w.BlockCount = 0;
         }
-
-        w.Blocks.Clear();
     }
 
     private sealed class WorkerEntry(int slot)
     {
         public int Slot { get; } = slot;
 
-        public HashSet<ulong> Blocks { get; } = [];
+        /// <summary>Blocks the worker holds (the table's entries listing its slot).</summary>
+        public int BlockCount { get; set; }
 
         public ulong LastEventId { get; set; }
 

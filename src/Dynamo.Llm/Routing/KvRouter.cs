@@ -129,7 +129,7 @@ public sealed partial class KvRouter
             {
                 for (int i = 0; i < d.HashCount; i++)
                 {
-                    _inflight.Remove(d.Hashes[i], worker.Slot);
+                    _inflight.Decrement(d.Hashes[i], worker.Slot);
                 }
             }
 
@@ -230,7 +230,7 @@ public sealed partial class KvRouter
         Waiter waiter;
         lock (_gate)
         {
-            bool noWorker = _list.Length == 0 || (request.Allowed is { } allowed && !_list.Any(w => allowed.Contains(w.WorkerId)));
+            bool noWorker = !AnyCandidate(request);
             if (noWorker || (_queue.Count >= Options.MaxQueue && (_queue.Count > 0 || !AnyUnsaturated(request))))
             {
                 _rejections++;
@@ -333,7 +333,7 @@ public sealed partial class KvRouter
 
             for (int i = 0; i < decision.HashCount; i++)
             {
-                if (_inflight.Remove(decision.Hashes[i], worker.Slot))
+                if (_inflight.Decrement(decision.Hashes[i], worker.Slot))
                 {
                     worker.DistinctBlocks--;
                 }
@@ -374,7 +374,7 @@ public sealed partial class KvRouter
         while (_queue.First is { } node)
         {
             Waiter waiter = node.Value;
-            if (_list.Length == 0 || (waiter.Request.Allowed is { } allowed && !_list.Any(w => allowed.Contains(w.WorkerId))))
+            if (!AnyCandidate(waiter.Request))
             {
                 _queue.RemoveFirst();
                 waiter.Registration.Unregister();
@@ -399,11 +399,25 @@ public sealed partial class KvRouter
         }
     }
 
-    private static bool Allows(Request request, WorkerState worker) => request.Allowed is null || request.Allowed.Contains(worker.WorkerId);
+    private static bool Allows(in Request request, WorkerState worker) => request.Allowed is null || request.Allowed.Contains(worker.WorkerId);
+
+    // A loop, not LINQ: no closure on the decision path.
+    private bool AnyCandidate(in Request request)
+    {
+        foreach (WorkerState w in _list)
+        {
+            if (Allows(request, w))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     private bool Saturated(WorkerState worker) => worker.ActivePrefillTokens > Options.Saturation * worker.BatchBudget;
 
-    private bool AnyUnsaturated(Request request)
+    private bool AnyUnsaturated(in Request request)
     {
         foreach (WorkerState w in _list)
         {
@@ -428,7 +442,7 @@ public sealed partial class KvRouter
     }
 
     // Under _gate, with at least one unsaturated worker: the cost of every worker, the choice, the charge.
-    private RoutingDecision Decide(Request request)
+    private RoutingDecision Decide(in Request request)
     {
         int bs = Options.BlockSize;
         ReadOnlySpan<ulong> hashes = request.Hashes.AsSpan(0, request.Blocks);
@@ -494,7 +508,7 @@ public sealed partial class KvRouter
         _inFlight++;
         for (int i = 0; i < hashes.Length; i++)
         {
-            if (_inflight.Add(hashes[i], worker.Slot))
+            if (_inflight.Increment(hashes[i], worker.Slot))
             {
                 worker.DistinctBlocks++;
             }
@@ -598,7 +612,7 @@ public sealed partial class KvRouter
         public int InflightOverlap { get; set; }
     }
 
-    private sealed record Request(ulong[] Hashes, int Blocks, int PromptTokens, double Weight, double Temperature, string? RequestId, IReadOnlySet<long>? Allowed);
+    private readonly record struct Request(ulong[] Hashes, int Blocks, int PromptTokens, double Weight, double Temperature, string? RequestId, IReadOnlySet<long>? Allowed);
 
     private sealed class Waiter(Request request)
     {

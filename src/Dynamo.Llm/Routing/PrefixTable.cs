@@ -1,247 +1,507 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Dynamo.Llm.Routing;
 
 /// <summary>
-/// Block sequence hash to the worker slots that hold it (a multiset: a slot may appear more than once,
-/// which the router's in-flight table uses as a reference count). Because a sequence hash names a block
+/// Block sequence hash to the set of worker slots that hold it. Because a sequence hash names a block
 /// together with its whole prefix, a flat map is a radix tree: a worker holds the first k blocks of a
-/// request when it appears under each of the request's first k hashes. Not thread-safe: the owner locks.
+/// request when it is in the set of each of the request's first k hashes. Not thread-safe: the owner locks.
+/// <para>
+/// Used as a set (<see cref="Add"/>, <see cref="Remove"/>, <see cref="RemoveSlot"/>: the KV index) or as a multiset
+/// (<see cref="Increment"/>, <see cref="Decrement"/>: the router's in-flight table, where a block routed
+/// to a worker by several requests in flight counts once per request). In multiset use an entry's
+/// <c>Multi</c> bitmap marks the slots 0..63 whose count is above one; those counts (and every count of a
+/// slot from 64 on above one) sit in a side map, so a count of one costs one probe and nothing more.
+/// </para>
+/// <para>
+/// Layout, for lookup speed and a heap the GC need not scan: one open-addressing table (linear probing,
+/// Fibonacci hashing of the key, at most 3/4 full, backward-shift deletion, no tombstones) of
+/// reference-free entries {hash, slots 0..63 as a bitmap, Multi, spill index}. Slots from 64 on live in a spill
+/// bitmap (one per entry that needs one). An entry is in use exactly when its set is non-empty, so no key
+/// value is reserved. Matching ANDs bitmaps: one word per block with up to 64 workers.
+/// </para>
 /// </summary>
 internal sealed class PrefixTable
 {
-    private readonly Dictionary<ulong, Node> _nodes;
-    private int[] _stamps = new int[64];
+    private const int MinCapacity = 16;
+
+    private Entry[] _entries;
+    private int _mask;
+    private int _shift;
+    private int _count;
+    private ulong[]?[] _spills = [];
+    private readonly Stack<int> _freeSpills = new();
+    private readonly Dictionary<(ulong Hash, int Slot), int> _counts = [];
+    private int _spillCount;
+    private int _words = 1;
+    private ulong[] _alive = new ulong[1];
+    private int[] _depths = new int[64];
     private int[] _matched = new int[64];
     private int _matchedCount;
-    private int _generation;
-    private int _matchedBase;
 
-    public PrefixTable(int capacity = 0) => _nodes = new Dictionary<ulong, Node>(capacity);
+    public PrefixTable(int capacity = 0)
+    {
+        int size = MinCapacity;
+        while (size - (size >> 2) < capacity)
+        {
+            size *= 2;
+        }
+
+        _entries = new Entry[size];
+        SetSize(size);
+    }
 
     /// <summary>Distinct hashes held by at least one slot.</summary>
-    public int Count => _nodes.Count;
+    public int Count => _count;
 
     /// <summary>The slots of the last <see cref="Match"/> that hold at least the request's first block.</summary>
     public ReadOnlySpan<int> MatchedSlots => _matched.AsSpan(0, _matchedCount);
 
-    /// <summary>Adds one occurrence of <paramref name="slot"/> under <paramref name="hash"/>; true when the slot had none before.</summary>
+    /// <summary>Adds <paramref name="slot"/> under <paramref name="hash"/>; true when it was not there.</summary>
     public bool Add(ulong hash, int slot)
     {
-        EnsureSlot(slot);
-        ref Node node = ref CollectionsMarshal.GetValueRefOrAddDefault(_nodes, hash, out _);
-        bool fresh = node.IndexOf(slot) < 0;
-        node.Append(slot);
-        return fresh;
+        // Not folded into one expression: _entries must be read after FindOrClaim, which may grow it.
+        int i = FindOrClaim(hash, slot);
+        return SetBit(ref _entries[i], slot);
     }
 
-    /// <summary>
-    /// Adds <paramref name="slot"/> under <paramref name="hash"/> for a caller that knows the slot is not
-    /// there yet (the index: its per-worker set says so).
-    /// </summary>
-    public void AddNew(ulong hash, int slot)
+    /// <summary>Multiset use: adds one occurrence of <paramref name="slot"/> under <paramref name="hash"/>; true when the slot had none.</summary>
+    public bool Increment(ulong hash, int slot)
     {
-        EnsureSlot(slot);
-        CollectionsMarshal.GetValueRefOrAddDefault(_nodes, hash, out _).Append(slot);
-    }
-
-    /// <summary>Removes one occurrence; true when the slot no longer appears under the hash.</summary>
-    public bool Remove(ulong hash, int slot)
-    {
-        ref Node node = ref CollectionsMarshal.GetValueRefOrNullRef(_nodes, hash);
-        if (Unsafe.IsNullRef(ref node))
+        int i = FindOrClaim(hash, slot);
+        if (SetBit(ref _entries[i], slot))
         {
-            return false;
+            return true;
         }
 
-        int i = node.IndexOf(slot);
+        // Counts above one: 2 is the first; the Multi bit (slots 0..63) says a count is kept.
+        ref int count = ref CollectionsMarshal.GetValueRefOrAddDefault(_counts, (hash, slot), out bool exists);
+        count = exists ? count + 1 : 2;
+        if (slot < 64)
+        {
+            _entries[i].Multi |= 1UL << slot;
+        }
+
+        return false;
+    }
+
+    /// <summary>Multiset use: removes one occurrence; true when the slot no longer appears under the hash.</summary>
+    public bool Decrement(ulong hash, int slot)
+    {
+        int i = Find(hash);
         if (i < 0)
         {
             return false;
         }
 
-        node.RemoveAt(i);
-        if (node.Count == 0)
+        ref Entry e = ref _entries[i];
+        if (slot < 64 ? (e.Multi & (1UL << slot)) != 0 : _counts.ContainsKey((hash, slot)))
         {
-            _nodes.Remove(hash);
-            return true;
+            ref int count = ref CollectionsMarshal.GetValueRefOrNullRef(_counts, (hash, slot));
+            if (--count == 1)
+            {
+                _counts.Remove((hash, slot));
+                if (slot < 64)
+                {
+                    e.Multi &= ~(1UL << slot);
+                }
+            }
+
+            return false;
         }
 
-        return node.IndexOf(slot) < 0;
+        if (!ClearBit(ref e, slot))
+        {
+            return false;
+        }
+
+        if (e.IsEmpty)
+        {
+            DeleteAt(i);
+        }
+
+        return true;
     }
 
-    /// <summary>Whether <paramref name="slot"/> appears under <paramref name="hash"/>.</summary>
+    /// <summary>Removes <paramref name="slot"/> from <paramref name="hash"/>'s set; true when it was there.</summary>
+    public bool Remove(ulong hash, int slot)
+    {
+        int i = Find(hash);
+        if (i < 0 || !ClearBit(ref _entries[i], slot))
+        {
+            return false;
+        }
+
+        if (_entries[i].IsEmpty)
+        {
+            DeleteAt(i);
+        }
+
+        return true;
+    }
+
+    /// <summary>Whether <paramref name="slot"/> is in <paramref name="hash"/>'s set.</summary>
     public bool Contains(ulong hash, int slot)
     {
-        ref Node node = ref CollectionsMarshal.GetValueRefOrNullRef(_nodes, hash);
-        return !Unsafe.IsNullRef(ref node) && node.IndexOf(slot) >= 0;
+        int i = Find(hash);
+        return i >= 0 && (Word(in _entries[i], slot >> 6) & (1UL << slot)) != 0;
     }
 
-    public void Clear() => _nodes.Clear();
+    /// <summary>Removes <paramref name="slot"/> from every set (a scan of the whole table); returns how many held it.</summary>
+    public int RemoveSlot(int slot)
+    {
+        int removed = 0;
+        Entry[] entries = _entries;
+        for (int i = 0; i < entries.Length; i++)
+        {
+            if (entries[i].IsEmpty || !ClearBit(ref entries[i], slot))
+            {
+                continue;
+            }
+
+            removed++;
+            if (entries[i].IsEmpty)
+            {
+                // The shift may move a later entry here: look at this bucket again.
+                DeleteAt(i);
+                i--;
+            }
+        }
+
+        return removed;
+    }
+
+    public void Clear()
+    {
+        Array.Clear(_entries);
+        Array.Clear(_spills);
+        _freeSpills.Clear();
+        _counts.Clear();
+        _spillCount = 0;
+        _count = 0;
+    }
 
     /// <summary>
     /// For every slot, how many leading hashes of <paramref name="hashes"/> it holds (stopping at its first
     /// miss). The slots with at least one are in <see cref="MatchedSlots"/>, their depth from
-    /// <see cref="DepthOf"/>, both valid until the next call. O(request blocks x slots per block), no allocation.
+    /// <see cref="DepthOf"/>, both valid until the next call. O(request blocks x slot words), no allocation.
     /// </summary>
     public int Match(ReadOnlySpan<ulong> hashes)
     {
         _matchedCount = 0;
-        if (hashes.Length == 0 || _nodes.Count == 0)
+        if (hashes.Length == 0 || _count == 0)
         {
             return 0;
         }
 
-        if (_generation > int.MaxValue - hashes.Length - 2)
-        {
-            Array.Clear(_stamps);
-            _generation = 0;
-        }
-
-        // A slot still matching after block i has stamp gen + i + 1; stamps of earlier calls are all <= gen.
-        int gen = _generation;
-        _generation = gen + hashes.Length + 1;
-        int[] stamps = _stamps;
-        ref Node first = ref CollectionsMarshal.GetValueRefOrNullRef(_nodes, hashes[0]);
-        if (Unsafe.IsNullRef(ref first))
+        int first = Find(hashes[0]);
+        if (first < 0)
         {
             return 0;
         }
 
-        for (int k = 0; k < first.Count; k++)
+        int words = _words;
+        ulong[] alive = _alive;
+        for (int w = 0; w < words; w++)
         {
-            int slot = first.Get(k);
-            if (stamps[slot] != gen + 1)
+            ulong bits = Word(in _entries[first], w);
+            alive[w] = bits;
+            while (bits != 0)
             {
-                stamps[slot] = gen + 1;
-                if (_matchedCount == _matched.Length)
-                {
-                    Array.Resize(ref _matched, _matched.Length * 2);
-                }
-
-                _matched[_matchedCount++] = slot;
+                _matched[_matchedCount++] = (w << 6) | BitOperations.TrailingZeroCount(bits);
+                bits &= bits - 1;
             }
         }
 
-        for (int i = 1; i < hashes.Length; i++)
+        int depth = 1;
+        if (words == 1)
         {
-            ref Node node = ref CollectionsMarshal.GetValueRefOrNullRef(_nodes, hashes[i]);
-            if (Unsafe.IsNullRef(ref node))
+            // Up to 64 slots: one AND per block.
+            ulong live = alive[0];
+            for (; depth < hashes.Length; depth++)
             {
-                break;
-            }
-
-            int alive = 0;
-            int before = gen + i, after = gen + i + 1;
-            for (int k = 0; k < node.Count; k++)
-            {
-                int slot = node.Get(k);
-                if (stamps[slot] == before)
+                int at = Find(hashes[depth]);
+                if (at < 0)
                 {
-                    stamps[slot] = after;
-                    alive++;
+                    break;
+                }
+
+                ulong next = live & _entries[at].Bits;
+                Record(live & ~next, 0, depth);
+                live = next;
+                if (live == 0)
+                {
+                    break;
                 }
             }
 
-            if (alive == 0)
+            Record(live, 0, depth);
+        }
+        else
+        {
+            for (; depth < hashes.Length; depth++)
             {
-                break;
+                int at = Find(hashes[depth]);
+                if (at < 0)
+                {
+                    break;
+                }
+
+                ulong any = 0;
+                for (int w = 0; w < words; w++)
+                {
+                    ulong next = alive[w] & Word(in _entries[at], w);
+                    Record(alive[w] & ~next, w, depth);
+                    alive[w] = next;
+                    any |= next;
+                }
+
+                if (any == 0)
+                {
+                    break;
+                }
+            }
+
+            for (int w = 0; w < words; w++)
+            {
+                Record(alive[w], w, depth);
             }
         }
 
-        _matchedBase = gen;
         return _matchedCount;
     }
 
     /// <summary>Leading blocks held by a slot of <see cref="MatchedSlots"/> in the last <see cref="Match"/>.</summary>
-    public int DepthOf(int slot) => _stamps[slot] - _matchedBase;
+    public int DepthOf(int slot) => _depths[slot];
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Record(ulong bits, int word, int depth)
+    {
+        while (bits != 0)
+        {
+            _depths[(word << 6) | BitOperations.TrailingZeroCount(bits)] = depth;
+            bits &= bits - 1;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int Home(ulong hash) => (int)((hash * 0x9E3779B97F4A7C15UL) >> _shift);
+
+    // The bucket of hash, or the empty bucket where it goes (counted; the caller sets a bit at once).
+    private int FindOrClaim(ulong hash, int slot)
+    {
+        EnsureSlot(slot);
+        if (_count >= _entries.Length - (_entries.Length >> 2))
+        {
+            Grow();
+        }
+
+        Entry[] entries = _entries;
+        int i = Home(hash);
+        while (true)
+        {
+            ref Entry e = ref entries[i];
+            if (e.IsEmpty)
+            {
+                e.Key = hash;
+                _count++;
+                return i;
+            }
+
+            if (e.Key == hash)
+            {
+                return i;
+            }
+
+            i = (i + 1) & _mask;
+        }
+    }
+
+    private int Find(ulong hash)
+    {
+        Entry[] entries = _entries;
+        int i = Home(hash);
+        while (true)
+        {
+            ref Entry e = ref entries[i];
+            if (e.IsEmpty)
+            {
+                return -1;
+            }
+
+            if (e.Key == hash)
+            {
+                return i;
+            }
+
+            i = (i + 1) & _mask;
+        }
+    }
+
+    private ulong Word(in Entry e, int word) =>
+        word == 0 ? e.Bits : e.Spill != 0 && _spills[e.Spill - 1] is { } spill && word - 1 < spill.Length ? spill[word - 1] : 0;
+
+    private bool SetBit(ref Entry e, int slot)
+    {
+        ulong bit = 1UL << slot;
+        if (slot < 64)
+        {
+            bool fresh = (e.Bits & bit) == 0;
+            e.Bits |= bit;
+            return fresh;
+        }
+
+        if (e.Spill == 0)
+        {
+            e.Spill = NewSpill();
+        }
+
+        ulong[] spill = _spills[e.Spill - 1]!;
+        int w = (slot >> 6) - 1;
+        if (w >= spill.Length)
+        {
+            Array.Resize(ref spill, _words - 1);
+            _spills[e.Spill - 1] = spill;
+        }
+
+        bool added = (spill[w] & bit) == 0;
+        spill[w] |= bit;
+        return added;
+    }
+
+    private bool ClearBit(ref Entry e, int slot)
+    {
+        ulong bit = 1UL << slot;
+        if (slot < 64)
+        {
+            bool had = (e.Bits & bit) != 0;
+            e.Bits &= ~bit;
+            return had;
+        }
+
+        int w = (slot >> 6) - 1;
+        if (e.Spill == 0 || _spills[e.Spill - 1] is not { } spill || w >= spill.Length || (spill[w] & bit) == 0)
+        {
+            return false;
+        }
+
+        spill[w] &= ~bit;
+        if (spill.AsSpan().IndexOfAnyExcept(0UL) < 0)
+        {
+            Array.Clear(spill);
+            _freeSpills.Push(e.Spill);
+            e.Spill = 0;
+        }
+
+        return true;
+    }
+
+    private int NewSpill()
+    {
+        if (_freeSpills.Count > 0)
+        {
+            int reused = _freeSpills.Pop();
+            _spills[reused - 1] ??= new ulong[_words - 1];
+            return reused;
+        }
+
+        if (_spillCount == _spills.Length)
+        {
+            Array.Resize(ref _spills, Math.Max(16, _spills.Length * 2));
+        }
+
+        _spills[_spillCount++] = new ulong[_words - 1];
+        return _spillCount;
+    }
+
+    // Backward-shift deletion: later entries of the probe run move up so that no lookup meets a hole.
+    private void DeleteAt(int hole)
+    {
+        Entry[] entries = _entries;
+        int j = hole;
+        while (true)
+        {
+            j = (j + 1) & _mask;
+            if (entries[j].IsEmpty)
+            {
+                break;
+            }
+
+            int home = Home(entries[j].Key);
+
+            // The entry at j may fill the hole unless its home lies cyclically in (hole, j].
+            bool stays = hole <= j ? hole < home && home <= j : hole < home || home <= j;
+            if (!stays)
+            {
+                entries[hole] = entries[j];
+                hole = j;
+            }
+        }
+
+        entries[hole] = default;
+        _count--;
+    }
+
+    private void Grow()
+    {
+        Entry[] old = _entries;
+        _entries = new Entry[old.Length * 2];
+        SetSize(_entries.Length);
+        foreach (Entry e in old)
+        {
+            if (e.IsEmpty)
+            {
+                continue;
+            }
+
+            int i = Home(e.Key);
+            while (!_entries[i].IsEmpty)
+            {
+                i = (i + 1) & _mask;
+            }
+
+            _entries[i] = e;
+        }
+    }
+
+    private void SetSize(int size)
+    {
+        _mask = size - 1;
+        _shift = 64 - BitOperations.Log2((uint)size);
+    }
 
     private void EnsureSlot(int slot)
     {
-        if (slot >= _stamps.Length)
+        if (slot >= _depths.Length)
         {
-            int size = _stamps.Length;
+            int size = _depths.Length;
             while (size <= slot)
             {
                 size *= 2;
             }
 
-            Array.Resize(ref _stamps, size);
+            Array.Resize(ref _depths, size);
+            Array.Resize(ref _matched, size);
+        }
+
+        int words = (slot >> 6) + 1;
+        if (words > _words)
+        {
+            _words = words;
+            _alive = new ulong[words];
         }
     }
 
-    /// <summary>The slots under one hash: two inline (most blocks live on one or two workers), the rest spilled.</summary>
-    private struct Node
+    /// <summary>One hash and its slot set (no references, so the GC never scans the table; 32 bytes, so one never straddles two cache lines).</summary>
+    private struct Entry
     {
-        public int Count;
-        private int _s0;
-        private int _s1;
-        private int[]? _spill;
+        public ulong Key;
+        public ulong Bits;
+        public ulong Multi;
+        public int Spill;
 
-        public readonly int Get(int i) => i switch
-        {
-            0 => _s0,
-            1 => _s1,
-            _ => _spill![i - 2],
-        };
-
-        public readonly int IndexOf(int slot)
-        {
-            for (int i = 0; i < Count; i++)
-            {
-                if (Get(i) == slot)
-                {
-                    return i;
-                }
-            }
-
-            return -1;
-        }
-
-        public void Append(int slot)
-        {
-            Set(Count, slot);
-            Count++;
-        }
-
-        public void RemoveAt(int i)
-        {
-            Count--;
-            if (i != Count)
-            {
-                Set(i, Get(Count));
-            }
-
-            if (Count <= 2)
-            {
-                _spill = null;
-            }
-        }
-
-        private void Set(int i, int slot)
-        {
-            switch (i)
-            {
-                case 0:
-                    _s0 = slot;
-                    break;
-                case 1:
-                    _s1 = slot;
-                    break;
-                default:
-                    if (_spill is null)
-                    {
-                        _spill = new int[2];
-                    }
-                    else if (i - 2 >= _spill.Length)
-                    {
-                        Array.Resize(ref _spill, _spill.Length * 2);
-                    }
-
-                    _spill[i - 2] = slot;
-                    break;
-            }
-        }
+        public readonly bool IsEmpty => Bits == 0 && Spill == 0;
     }
 }

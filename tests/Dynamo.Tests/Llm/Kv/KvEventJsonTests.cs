@@ -93,6 +93,39 @@ public sealed class KvEventJsonTests
         }
     }
 
+    // The hand-written reader takes the exact wire shape and gives what the serializer gives; anything
+    // else it declines (and Deserialize falls back), so the two never disagree.
+    [Theory]
+    [MemberData(nameof(Goldens))]
+    [InlineData("""{"data":{"stored":{"blocks":[{"tokens_hash":2,"block_hash":1}],"parent_hash":123}},"event_id":12,"worker_id":7}""", null)]
+    [InlineData("""{"worker_id":1,"event_id":1,"data":{"stored":{"blocks":[]}}}""", null)]
+    [InlineData(""" { "worker_id" : 1 , "event_id" : 2 , "data" : { "removed" : { "block_hashes" : [ ] } } } """, null)]
+    public void FastReader_WireShape_EqualsSerializer(string json, KvEvent? expected)
+    {
+        byte[] utf8 = Encoding.UTF8.GetBytes(json);
+
+        Assert.True(KvEventFastReader.TryRead(utf8, out KvEvent? fast));
+        Assert.Equal(KvEventJson.DeserializeWithSerializer(utf8), fast);
+        if (expected is not null)
+        {
+            Assert.Equal(expected, fast);
+        }
+    }
+
+    [Theory]
+    [InlineData("""{"worker_id":7,"event_id":12,"dp_rank":0,"data":"cleared"}""")]
+    [InlineData("""{"worker_id":7,"event_id":12,"event_id":13,"data":"cleared"}""")]
+    [InlineData("""{"worker_id":7,"event_id":1,"data":{"stored":{"parent_hash":1,"lora_id":null,"blocks":[]}}}""")]
+    [InlineData("""{"worker_id":7,"event_id":1,"data":{"stored":{"blocks":[{"block_hash":1,"tokens_hash":2,"x":{}}]}}}""")]
+    [InlineData("""{"worker_id":7,"event_id":1,"data":{"removed":{"block_hashes":[1.5]}}}""")]
+    [InlineData("""{"worker_id":7,"event_id":1,"data":"cleared"} x""")]
+    [InlineData("""{"worker_id":7,"event_id":1,"data":"cleared",}""")]
+    [InlineData("""{"worker_id":7,"event_id":1}""")]
+    public void FastReader_OtherShapes_Declines(string json)
+    {
+        Assert.False(KvEventFastReader.TryRead(Encoding.UTF8.GetBytes(json), out _));
+    }
+
     [Fact]
     public void RoundTrip_EmptyDump_Equal()
     {

@@ -114,19 +114,22 @@ public sealed class KvIndexTests
         }
     }
 
-    [Fact]
-    public void FindMatches_RandomEventsFromManyWorkers_EqualsBruteForce()
+    // 200 workers: slots from 64 on live in the table's spill bitmaps, matched word by word.
+    [Theory]
+    [InlineData(16, 60, 400)]
+    [InlineData(200, 6, 4000)]
+    public void FindMatches_RandomEventsFromManyWorkers_EqualsBruteForce(int maxWorkers, int seeds, int steps)
     {
         var scores = new OverlapScores();
-        for (int seed = 0; seed < 60; seed++)
+        for (int seed = 0; seed < seeds; seed++)
         {
             var random = new Random(seed);
             var tree = new HashTree(random, 150);
             var index = new KvIndex();
             var reference = new Dictionary<long, HashSet<ulong>>();
             var nextId = new Dictionary<long, ulong>();
-            int workers = random.Next(1, 17);
-            for (int step = 0; step < 400; step++)
+            int workers = maxWorkers <= 16 ? random.Next(1, maxWorkers + 1) : maxWorkers;
+            for (int step = 0; step < steps; step++)
             {
                 long worker = 100 + random.Next(workers);
                 HashSet<ulong> held = reference.TryGetValue(worker, out HashSet<ulong>? h) ? h : reference[worker] = [];
@@ -149,20 +152,22 @@ public sealed class KvIndexTests
         }
     }
 
-    [Fact]
-    public void RemoveWorker_RandomState_PurgesItAndKeepsOthers()
+    [Theory]
+    [InlineData(6, 30, 600)]
+    [InlineData(130, 4, 6000)]
+    public void RemoveWorker_RandomState_PurgesItAndKeepsOthers(int workers, int seeds, int steps)
     {
         var scores = new OverlapScores();
-        for (int seed = 0; seed < 30; seed++)
+        for (int seed = 0; seed < seeds; seed++)
         {
             var random = new Random(1000 + seed);
             var tree = new HashTree(random, 100);
             var index = new KvIndex();
             var reference = new Dictionary<long, HashSet<ulong>>();
             var nextId = new Dictionary<long, ulong>();
-            for (int step = 0; step < 600; step++)
+            for (int step = 0; step < steps; step++)
             {
-                long worker = random.Next(6);
+                long worker = random.Next(workers);
                 if (random.Next(50) == 0)
                 {
                     Assert.Equal(reference.ContainsKey(worker), index.RemoveWorker(worker));

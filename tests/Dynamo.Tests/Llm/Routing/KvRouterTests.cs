@@ -294,6 +294,49 @@ public sealed class KvRouterTests
         }
     }
 
+    // After warm-up a decision allocates its RoutingDecision (the lease the caller holds) and nothing per
+    // block or per worker: hashes come from the pool, the tables and scratch arrays are reused.
+    [Fact]
+    public void RouteAsync_WarmedUp_AllocatesOnlyTheDecision()
+    {
+        KvRouter router = Create(64);
+        int[][] prompts = [.. Enumerable.Range(0, 8).Select(p => Prompt(p, 1000 + p))];
+        for (int w = 1; w <= 64; w++)
+        {
+            Cache(router, w, prompts[w % 8]);
+        }
+
+        var inFlight = new RoutingDecision?[16];
+        void Step(int i)
+        {
+            ValueTask<RoutingDecision> task = router.RouteAsync(prompts[i % prompts.Length]);
+            RoutingDecision decision = task.Result;
+            decision.MarkFirstToken();
+            inFlight[i % inFlight.Length]?.Complete();
+            inFlight[i % inFlight.Length] = decision;
+        }
+
+        for (int i = 0; i < 2000; i++)
+        {
+            Step(i);
+        }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++)
+        {
+            Step(i);
+        }
+
+        long perDecision = (GC.GetAllocatedBytesForCurrentThread() - before) / 1000;
+        Assert.InRange(perDecision, 1, 128);
+        foreach (RoutingDecision? d in inFlight)
+        {
+            d?.Complete();
+        }
+
+        Assert.All(router.GetStats().Workers, w => Assert.Equal(0, w.ActiveBlocks));
+    }
+
     [Fact]
     public void GetStats_CompletedWithActual_CountsAccuracy()
     {
