@@ -154,6 +154,29 @@ public sealed class KvRouterTests
     }
 
     [Fact]
+    public void RouteAsync_NewPrefixOnFullCache_GoesWhereItEvictsNothing()
+    {
+        foreach (bool reported in new[] { false, true })
+        {
+            KvRouter router = Create(2);
+            if (reported)
+            {
+                router.UpdateLoad(new WorkerLoad { WorkerId = 1, KvBlocksTotal = 128 });
+                router.UpdateLoad(new WorkerLoad { WorkerId = 2, KvBlocksTotal = 128 });
+            }
+
+            int[] cached = Prompt(1, 120 * BlockSize);
+            Cache(router, 1, cached);
+
+            // Shares only its first block with worker 1's 120 cached blocks: its 40 new blocks would push 32
+            // of them out of worker 1's 128-block pool, and nothing out of worker 2's.
+            using RoutingDecision d = Route(router, [.. cached.Take(BlockSize), .. Prompt(2, 40 * BlockSize)]);
+
+            Assert.Equal(reported ? 2 : 1, d.WorkerId);
+        }
+    }
+
+    [Fact]
     public void UpdateLoad_ReportedBlocks_SteerAwayUntilStale()
     {
         var time = new ManualTimeProvider();
