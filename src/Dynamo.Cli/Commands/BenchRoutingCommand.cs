@@ -11,8 +11,9 @@ namespace Dynamo.Cli.Commands;
 
 /// <summary>
 /// <c>dynamo bench routing</c>: routing quality. For each router mode, a fresh deployment in this process
-/// (N mocker workers with the same block manager as the engine, one HTTP frontend), the same workload
-/// through bench serve's client: TTFT mean/p99, throughput, rejections and the workers' prefix-cache hit
+/// (N mocker workers with the same block manager as the engine, one HTTP frontend), an untimed warm-up of
+/// short prompts of its own, then the same workload through bench serve's client (open loop at
+/// --request-rate by default): TTFT mean/p99, throughput, rejections and the workers' prefix-cache hit
 /// rate, side by side.
 /// </summary>
 internal static class BenchRoutingCommand
