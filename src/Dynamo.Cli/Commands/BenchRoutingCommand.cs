@@ -11,8 +11,9 @@ namespace Dynamo.Cli.Commands;
 
 /// <summary>
 /// <c>dynamo bench routing</c>: routing quality. For each router mode, a fresh deployment in this process
-/// (N mocker workers with the same block manager as the engine, one HTTP frontend), the same workload
-/// through bench serve's client: TTFT mean/p99, throughput, rejections and the workers' prefix-cache hit
+/// (N mocker workers with the same block manager as the engine, one HTTP frontend), an untimed warm-up of
+/// short prompts of its own, then the same workload through bench serve's client (open loop at
+/// --request-rate by default): TTFT mean/p99, throughput, rejections and the workers' prefix-cache hit
 /// rate, side by side.
 /// </summary>
 internal static class BenchRoutingCommand
@@ -23,14 +24,15 @@ internal static class BenchRoutingCommand
     {
         var workers = new Option<int>("--workers") { Description = "Mocker workers", DefaultValueFactory = _ => 8 };
         var modes = new Option<string>("--modes") { Description = "Comma-separated router modes", DefaultValueFactory = _ => "kv,round-robin,random" };
-        var blocks = new Option<int>("--num-gpu-blocks") { Description = "Each mocker's KV pool, in blocks of 16 tokens", DefaultValueFactory = _ => 4096 };
+        var blocks = new Option<int>("--num-gpu-blocks") { Description = "Each mocker's KV pool, in blocks of 16 tokens", DefaultValueFactory = _ => 2048 };
         var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker time runs this many times faster", DefaultValueFactory = _ => 1 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of the table" };
         var command = new Command("routing", "Routing quality on mocker workers: TTFT, throughput, rejections and prefix hits for each router mode")
         {
             workers, modes, blocks, speedup, json,
         };
-        LoadFlags loadFlags = LoadFlags.AddTo(command, SharedPrefixWorkload.WorkloadName, concurrency: 32, numPrompts: 256, traceBlockTokens: 64);
+        // The defaults reproduce the headline table of docs/benchmarks.md ("Routing quality").
+        LoadFlags loadFlags = LoadFlags.AddTo(command, SharedPrefixWorkload.WorkloadName, concurrency: 256, numPrompts: 400, traceBlockTokens: 16, inputLen: 600, outputLen: 8, requestRate: 40);
         KvRouterFlags kv = KvRouterFlags.AddTo(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
@@ -108,14 +110,19 @@ internal static class BenchRoutingCommand
                 FrontendServer server = await FrontendServer.StartAsync(frontendRuntime, frontend.With(mode), Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
                 started.Add(server);
                 await server.WaitForModelAsync("mocker");
-                await Task.Delay(200);
+
+                // Warm-up, not measured: short prompts of their own (no workload prefix), two per worker, so that
+                // the first measured requests do not pay for JIT, connections and the router's start.
+                LoadOptions warm = options with { Url = server.BaseAddress.ToString(), NumPrompts = 2 * workerCount, InputLen = 16, OutputLen = 2, Concurrency = workerCount, RequestRate = 0, Seed = options.Seed + 1 };
+                await new LoadRunner(warm).RunAsync(new RandomWorkload().Build(warm));
+                await Task.Delay(1200);
                 log.WriteLine($"bench routing: {mode}: {conversations.Sum(c => c.Turns.Count)} requests of {workload.Name} on {workerCount} mocker workers...");
                 var runner = new LoadRunner(options with { Url = server.BaseAddress.ToString() });
                 var (requests, seconds, interrupted) = await runner.RunAsync(conversations);
                 long query = engines.Sum(e => e.Stats.PrefixQueryTokens), hit = engines.Sum(e => e.Stats.PrefixHitTokens);
                 results.Add(new ModeResult(mode, LoadReport.From(options, workload.Name, requests, seconds, interrupted), query == 0 ? 0 : (double)hit / query, engines.Sum(e => e.Stats.Preemptions)));
                 ModeResult r = results[^1];
-                log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bench routing: {mode}: TTFT mean {r.Report.Ttft.Mean * 1000:F0} ms, hit rate {r.HitRate:P1}"));
+                log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bench routing: {mode}: TTFT mean {r.Report.Ttft.Mean * 1000:F0} ms, hit rate {r.HitRate:P1}, prompt tokens per worker {string.Join(' ', engines.Select(e => e.Stats.PromptTokens))}, prefilled per worker {string.Join(' ', engines.Select(e => e.Stats.PrefixQueryTokens - e.Stats.PrefixHitTokens))}"));
             }
             finally
             {
@@ -135,6 +142,7 @@ internal static class BenchRoutingCommand
             w.WriteString("workload", workload.Name);
             w.WriteNumber("requests", conversations.Sum(c => c.Turns.Count));
             w.WriteNumber("concurrency", options.Concurrency);
+            w.WriteNumber("request_rate", options.RequestRate);
             w.WriteNumber("num_gpu_blocks", blocks);
             w.WriteNumber("speedup_ratio", speedup);
             w.WriteStartArray("modes");
@@ -163,7 +171,7 @@ internal static class BenchRoutingCommand
         else
         {
             Console.WriteLine();
-            Console.WriteLine($"{workerCount} mocker workers ({blocks} KV blocks each, speedup {speedup}), workload {workload.Name}, {conversations.Sum(c => c.Turns.Count)} requests, concurrency {options.Concurrency}");
+            Console.WriteLine($"{workerCount} mocker workers ({blocks} KV blocks each, speedup {speedup}), workload {workload.Name}, {conversations.Sum(c => c.Turns.Count)} requests, concurrency {options.Concurrency}{(options.RequestRate > 0 ? string.Create(CultureInfo.InvariantCulture, $", {options.RequestRate} conversations/s (Poisson)") : "")}");
             Console.WriteLine("| mode | completed | rejected | errors | TTFT mean ms | TTFT p99 ms | e2e mean ms | output tok/s | prefix hit rate | preemptions |");
             Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
             foreach (ModeResult r in results)

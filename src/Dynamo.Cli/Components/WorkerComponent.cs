@@ -73,7 +73,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
 
                 case "echo":
                 {
-                    (engine, source) = ModelFreeEngine(settings, new EchoEngine(EchoEngineOptions.Default with { BlockSize = settings.Engine.BlockSize }));
+                    (engine, source) = ModelFreeEngine(settings, _ => new EchoEngine(EchoEngineOptions.Default with { BlockSize = settings.Engine.BlockSize }));
                     break;
                 }
 
@@ -90,16 +90,18 @@ internal sealed class WorkerComponent : IAsyncDisposable
                         SpeedupRatio = settings.SpeedupRatio,
                         WorkerId = runtime.InstanceId,
                     };
-                    try
+                    // Synthetic tokens come from the served tokenizer's vocabulary, so that they decode to text.
+                    (engine, source) = ModelFreeEngine(settings, vocab =>
                     {
-                        mocker.Validate();
-                    }
-                    catch (ArgumentException e)
-                    {
-                        throw new CliUsageException(e.Message);
-                    }
-
-                    (engine, source) = ModelFreeEngine(settings, new MockerEngine(mocker));
+                        try
+                        {
+                            return new MockerEngine((mocker with { VocabSize = vocab }).Validate());
+                        }
+                        catch (ArgumentException e)
+                        {
+                            throw new CliUsageException(e.Message);
+                        }
+                    });
                     break;
                 }
 
@@ -162,11 +164,12 @@ internal sealed class WorkerComponent : IAsyncDisposable
     /// Echo and mocker engines have no model files: they serve the tokenizer of --model/--tokenizer when
     /// given, else the default model's (so chat requests work end to end).
     /// </summary>
-    private static (IEngine, ModelCardSource) ModelFreeEngine(WorkerSettings settings, IEngine engine)
+    private static (IEngine, ModelCardSource) ModelFreeEngine(WorkerSettings settings, Func<int, IEngine> create)
     {
         string path = settings.TokenizerPath ?? settings.ModelPath ?? DefaultModel.EnsurePath();
         using LoadedModel model = LoadedModel.Load(path);
         (string format, string tokenizerPath) = TokenizerSource(model, path, null);
+        IEngine engine = create(model.Config.VocabSize);
         return (engine, new ModelCardSource(settings.Name, format, tokenizerPath, engine.ContextLength, engine.BlockSize, model.Config.VocabSize));
     }
 

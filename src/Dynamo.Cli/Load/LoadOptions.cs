@@ -24,11 +24,23 @@ internal sealed record LoadOptions
     /// <summary>max_tokens of every request; for traces, a cap on the trace's output length (null: no cap).</summary>
     public int? OutputLen { get; init; }
 
+    /// <summary>Conversations started per second, Poisson arrivals (<see cref="PoissonArrivals"/>); 0: as fast as <see cref="Concurrency"/> allows.</summary>
+    public double RequestRate { get; init; }
+
     /// <summary>Time compression of trace arrivals: 10 replays an hour of trace in six minutes.</summary>
     public double TraceScale { get; init; } = 1;
 
     /// <summary>Tokens (words) per trace hash-id block; the trace's lengths scale by this / 512.</summary>
     public int TraceBlockTokens { get; init; } = TraceWorkload.TraceBlockSize;
+
+    /// <summary>Distinct system prompts of the shared-prefix workload (fewer if there are fewer requests).</summary>
+    public int PrefixGroups { get; init; } = SharedPrefixWorkload.DefaultGroups;
+
+    /// <summary>
+    /// Popularity skew of the shared-prefix groups: group k (from 1) is drawn with weight 1 / k^s (Zipf);
+    /// 0 draws every group equally often.
+    /// </summary>
+    public double PrefixZipf { get; init; }
 
     /// <summary>Seed of every random choice (prompt words, group assignment).</summary>
     public int Seed { get; init; } = 1234;
@@ -78,6 +90,21 @@ internal sealed record LoadOptions
         if (OutputLen is < 1)
         {
             throw new CliUsageException($"--output-len must be at least 1 (got {OutputLen})");
+        }
+
+        if (!double.IsFinite(RequestRate) || RequestRate < 0)
+        {
+            throw new CliUsageException($"--request-rate must be a finite number, 0 or more (got {RequestRate})");
+        }
+
+        if (PrefixGroups < 1)
+        {
+            throw new CliUsageException($"--prefix-groups must be at least 1 (got {PrefixGroups})");
+        }
+
+        if (!double.IsFinite(PrefixZipf) || PrefixZipf < 0)
+        {
+            throw new CliUsageException($"--prefix-zipf must be a finite number, 0 or more (got {PrefixZipf})");
         }
 
         if (!(TraceScale > 0) || double.IsInfinity(TraceScale))

@@ -183,6 +183,7 @@ public sealed partial class KvRouter
             if (_workers.TryGetValue(load.WorkerId, out WorkerState? worker))
             {
                 worker.ReportedBlocksUsed = load.KvBlocksUsed;
+                worker.ReportedBlocksTotal = load.KvBlocksTotal;
                 worker.ReportedAt = _time.GetTimestamp();
                 worker.HasReport = true;
             }
@@ -493,7 +494,7 @@ public sealed partial class KvRouter
             int overlap = Overlap(w);
             double prefillBlocks = (request.PromptTokens - (overlap * bs) + w.ActivePrefillTokens) / (double)bs;
             double decodeBlocks = Math.Max(w.DistinctBlocks + w.PartialBlocks, Reported(w, now)) + (requestBlocks - w.InflightOverlap);
-            double cost = (request.Weight * prefillBlocks) + decodeBlocks;
+            double cost = (request.Weight * prefillBlocks) + decodeBlocks + EvictedBlocks(w, requestBlocks - overlap);
             _costs[i] = cost;
             min = Math.Min(min, cost);
             max = Math.Max(max, cost);
@@ -527,6 +528,10 @@ public sealed partial class KvRouter
         Log.Routed(_logger, request.RequestId, worker.WorkerId, chosenOverlap, worker.IndexedOverlap, decision.Cost, request.PromptTokens);
         return decision;
     }
+
+    // Cached blocks that storing the request's new blocks on w would push out of its (reported) pool.
+    private int EvictedBlocks(WorkerState w, int newBlocks) =>
+        w.ReportedBlocksTotal <= 0 ? 0 : Math.Max(0, Index.BlockCountOf(w.WorkerId) + newBlocks - w.ReportedBlocksTotal);
 
     private int Overlap(WorkerState w) => Options.CountInflightPrefixes ? Math.Max(w.IndexedOverlap, w.InflightOverlap) : w.IndexedOverlap;
 
@@ -600,6 +605,8 @@ public sealed partial class KvRouter
         public HashSet<RoutingDecision> Decisions { get; } = [];
 
         public int ReportedBlocksUsed { get; set; }
+
+        public int ReportedBlocksTotal { get; set; }
 
         public long ReportedAt { get; set; }
 

@@ -12,8 +12,13 @@ public sealed record KvRouterOptions
     /// <summary>Tokens per KV block; must equal the workers' (<c>--block-size</c>).</summary>
     public int BlockSize { get; init; } = 16;
 
-    /// <summary>Weight of prefill blocks against decode blocks in the cost (<c>--kv-overlap-score-weight</c>).</summary>
-    public double OverlapScoreWeight { get; init; } = 1.0;
+    /// <summary>
+    /// Weight of prefill blocks against decode blocks in the cost (<c>--kv-overlap-score-weight</c>). 4 (the
+    /// original system has 1): prefill blocks delay the first token, decode blocks are KV memory; with 1 a
+    /// holder busy decoding loses its prefix's requests to idle workers that recompute it, and a hot
+    /// prefix spreads before its holder's queue outweighs recomputing it. See Routing/README.md.
+    /// </summary>
+    public double OverlapScoreWeight { get; init; } = 4.0;
 
     /// <summary>0: lowest cost, ties at random; above 0: softmax sampling over normalised negated costs (<c>--router-temperature</c>).</summary>
     public double Temperature { get; init; }

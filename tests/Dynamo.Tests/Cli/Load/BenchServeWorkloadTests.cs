@@ -50,22 +50,47 @@ public class BenchServeWorkloadTests
     }
 
     [Fact]
-    public void SharedPrefix_EightGroupsOfEightyPercentPrefix_RequestIGoesToGroupIModEight()
+    public void SharedPrefix_GroupsOfEightyPercentPrefix_EveryGroupUsedInRandomOrder()
     {
-        LoadOptions options = LoadOptions.Default with { NumPrompts = 20, InputLen = 100 };
+        LoadOptions options = LoadOptions.Default with { NumPrompts = 200, InputLen = 100, PrefixGroups = 8 };
 
         IReadOnlyList<LoadConversation> all = new SharedPrefixWorkload().Build(options);
 
-        Assert.Equal(20, all.Count);
+        Assert.Equal(200, all.Count);
         Assert.Equal(8, all.Select(c => c.System).Distinct().Count());
         Assert.All(all, c => Assert.Equal(80, Words(c.System!)));
         Assert.All(all, c => Assert.Equal(20, Words(c.Turns[0].User)));
-        for (int i = 0; i < all.Count; i++)
-        {
-            Assert.Equal(all[i % 8].System, all[i].System);
-        }
+        Assert.Equal(200, all.Select(c => c.Turns[0].User).Distinct().Count());
 
-        Assert.Equal(20, all.Select(c => c.Turns[0].User).Distinct().Count());
+        // Not request i -> group i mod groups (which lines groups up with round-robin workers).
+        Assert.Contains(Enumerable.Range(8, 192), i => all[i].System != all[i % 8].System);
+        Assert.Equal(all.Select(c => c.System), new SharedPrefixWorkload().Build(options).Select(c => c.System));
+    }
+
+    [Fact]
+    public void SharedPrefix_Zipf_FirstGroupsMostPopular()
+    {
+        LoadOptions options = LoadOptions.Default with { NumPrompts = 4000, InputLen = 10, PrefixGroups = 16, PrefixZipf = 1 };
+
+        int[] counts = [.. new SharedPrefixWorkload().Build(options).GroupBy(c => c.System).Select(g => g.Count()).OrderDescending()];
+
+        Assert.Equal(16, counts.Length);
+        double harmonic = Enumerable.Range(1, 16).Sum(k => 1.0 / k);
+        Assert.InRange(counts[0] / 4000.0, (1 / harmonic) - 0.04, (1 / harmonic) + 0.04);
+        Assert.InRange(counts[^1] / 4000.0, 0.005, (1 / (16 * harmonic)) + 0.02);
+    }
+
+    [Fact]
+    public void PoissonArrivals_Rate_MeanGapIsOneOverRateAndOrderKept()
+    {
+        LoadOptions options = LoadOptions.Default with { NumPrompts = 2000, InputLen = 1 };
+
+        IReadOnlyList<LoadConversation> all = new PoissonArrivals(new RandomWorkload(), 50).Build(options);
+
+        Assert.Equal(TimeSpan.Zero, all[0].Arrival);
+        Assert.True(all.Zip(all.Skip(1)).All(p => p.First.Arrival <= p.Second.Arrival));
+        Assert.InRange(all[^1].Arrival.TotalSeconds / (all.Count - 1), 1 / 50.0 * 0.9, 1 / 50.0 * 1.1);
+        Assert.Equal(new RandomWorkload().Build(options).Select(c => c.Turns[0].User), all.Select(c => c.Turns[0].User));
     }
 
     [Fact]

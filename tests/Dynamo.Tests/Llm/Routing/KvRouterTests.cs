@@ -93,6 +93,89 @@ public sealed class KvRouterTests
         Assert.Equal(1, after.WorkerId);
     }
 
+    private static int[] WithSuffix(int[] prefix, int seed, int tokens) => [.. prefix, .. Prompt(seed, tokens).Select(t => t + 1_000_000)];
+
+    [Fact]
+    public void RouteAsync_HotPrefixHolderQueueLong_SpreadsToSecondWorker()
+    {
+        KvRouter router = Create(2);
+        int[] prefix = Prompt(1, 1024);
+        Cache(router, 1, prefix);
+        var held = new List<RoutingDecision>();
+
+        // Each request recomputes only its 256-token suffix on the holder; recomputing the whole prompt
+        // elsewhere costs 1280 tokens. It stays while the holder's queued prefill is below the prefix.
+        for (int i = 0; i < 4; i++)
+        {
+            held.Add(Route(router, WithSuffix(prefix, 100 + i, 256)));
+            Assert.Equal(1, held[^1].WorkerId);
+            Assert.Equal(1024 / BlockSize, held[^1].OverlapBlocks);
+        }
+
+        Assert.Equal(1024, router.GetStats().Workers.Single(w => w.WorkerId == 1).ActivePrefillTokens);
+        RoutingDecision spread = Route(router, WithSuffix(prefix, 200, 256));
+        held.Add(spread);
+        Assert.Equal(2, spread.WorkerId);
+        Assert.Equal(0, spread.OverlapBlocks);
+
+        // Now both hold the prefix (worker 2's in flight): the group's requests use both.
+        var chosen = new HashSet<long>();
+        for (int i = 0; i < 8; i++)
+        {
+            held.Add(Route(router, WithSuffix(prefix, 300 + i, 256)));
+            chosen.Add(held[^1].WorkerId);
+            Assert.Equal(1024 / BlockSize, held[^1].OverlapBlocks);
+        }
+
+        Assert.Equal([1L, 2L], chosen.Order());
+        held.ForEach(h => h.Dispose());
+    }
+
+    [Fact]
+    public void RouteAsync_HolderOnlyDecoding_KeepsThePrefix()
+    {
+        KvRouter router = Create(2);
+        int[] prefix = Prompt(1, 1024);
+        Cache(router, 1, prefix);
+        var decoding = new List<RoutingDecision>();
+        for (int i = 0; i < 3; i++)
+        {
+            RoutingDecision d = Route(router, Prompt(50 + i, 1024), new RouteOverrides { AllowedWorkers = new HashSet<long> { 1 } });
+            d.MarkFirstToken();
+            decoding.Add(d);
+        }
+
+        // 192 blocks of decoding KV on the holder, nothing queued: recomputing the prefix elsewhere would
+        // only delay the first token.
+        using RoutingDecision next = Route(router, WithSuffix(prefix, 60, 256));
+
+        Assert.Equal(1, next.WorkerId);
+        decoding.ForEach(d => d.Dispose());
+    }
+
+    [Fact]
+    public void RouteAsync_NewPrefixOnFullCache_GoesWhereItEvictsNothing()
+    {
+        foreach (bool reported in new[] { false, true })
+        {
+            KvRouter router = Create(2);
+            if (reported)
+            {
+                router.UpdateLoad(new WorkerLoad { WorkerId = 1, KvBlocksTotal = 128 });
+                router.UpdateLoad(new WorkerLoad { WorkerId = 2, KvBlocksTotal = 128 });
+            }
+
+            int[] cached = Prompt(1, 120 * BlockSize);
+            Cache(router, 1, cached);
+
+            // Shares only its first block with worker 1's 120 cached blocks: its 40 new blocks would push 32
+            // of them out of worker 1's 128-block pool, and nothing out of worker 2's.
+            using RoutingDecision d = Route(router, [.. cached.Take(BlockSize), .. Prompt(2, 40 * BlockSize)]);
+
+            Assert.Equal(reported ? 2 : 1, d.WorkerId);
+        }
+    }
+
     [Fact]
     public void UpdateLoad_ReportedBlocks_SteerAwayUntilStale()
     {
