@@ -50,8 +50,15 @@ public sealed partial class KvRoutingProcessTests
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
         HttpClient[] workers = [.. systemPorts.Select(p => new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{p}/") })];
         var until = DateTime.UtcNow.AddSeconds(30);
-        while (JsonDocument.Parse(await http.GetStringAsync("health")).RootElement.GetProperty("models").EnumerateArray()
-            .Sum(m => m.GetProperty("instances").GetArrayLength()) < 2)
+        // /health answers 503 until the frontend has seen a worker's card; it lists both once both are in.
+        async Task<int> InstancesAsync()
+        {
+            using HttpResponseMessage health = await http.GetAsync("health");
+            return JsonDocument.Parse(await health.Content.ReadAsStringAsync()).RootElement.GetProperty("models").EnumerateArray()
+                .Sum(m => m.GetProperty("instances").GetArrayLength());
+        }
+
+        while (await InstancesAsync() < 2)
         {
             Assert.True(DateTime.UtcNow < until, "two workers never listed");
             await Task.Delay(100);
