@@ -64,6 +64,8 @@ internal sealed class WorkerComponent : IAsyncDisposable
                     model = LoadedModel.Load(path, settings.TokenizerPath);
                     KernelThreads.Count = settings.Threads;
                     var transformer = new Transformer(model.Weights, maxBatch: Math.Min(settings.Engine.MaxNumBatchedTokens, 512));
+                    TimeSpan warm = transformer.WarmUp(TimeSpan.FromMilliseconds(500));
+                    log.WriteLine($"worker: kernels warmed up in {warm.TotalMilliseconds:F0} ms (throw-away forward passes before the first request)");
                     var inference = new InferenceEngine(transformer, model.Tokenizer.EosTokenIds, settings.Engine with { WorkerId = runtime.InstanceId });
                     engine = inference;
                     (string format, string tokenizerPath) = TokenizerSource(model, path, settings.TokenizerPath);

@@ -165,6 +165,33 @@ public sealed unsafe class Transformer : IDisposable
         Run(tokens, sequences, cache, logits, everyToken: false);
     }
 
+    /// <summary>
+    /// Runs a few throw-away forward passes (a prefill of up to 64 tokens, then single-token steps for
+    /// about <paramref name="budget"/>, at least 8 and at most 64) on a cache of its own, so that the
+    /// JIT has compiled and optimised the kernels' paths before the first request. Touches no serving
+    /// state (the engine's KV pool, prefix cache and events are elsewhere). Returns the time it took.
+    /// </summary>
+    public TimeSpan WarmUp(TimeSpan budget)
+    {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        int prefill = Math.Min(Math.Min(64, _maxBatch), Config.ContextLength / 2);
+        int steps = Math.Min(64, Config.ContextLength - prefill - 1);
+        var cache = new KvCache(Config, prefill + steps);
+        var logits = new float[Config.VocabSize];
+        int[] tokens = [.. Enumerable.Range(0, prefill).Select(i => (i * 7919 + 1) % Config.VocabSize)];
+        Forward(tokens, 0, cache, logits);
+        for (int i = 0; i < steps; i++)
+        {
+            Forward([(i * 31 + 3) % Config.VocabSize], prefill + i, cache, logits);
+            if (i >= 8 && System.Diagnostics.Stopwatch.GetElapsedTime(start) > budget)
+            {
+                break;
+            }
+        }
+
+        return System.Diagnostics.Stopwatch.GetElapsedTime(start);
+    }
+
     /// <summary>When set, every forward pass adds its time per phase to it (bench forward --profile); null (the default) costs nothing.</summary>
     public ForwardProfile? Profile { get; set; }
 

@@ -1,0 +1,30 @@
+using Dynamo.Engine.Inference;
+using Dynamo.Engine.Models;
+using Dynamo.Tests.Llm.Engines;
+
+namespace Dynamo.Tests.Engine.Inference;
+
+/// <summary><see cref="Transformer.WarmUp"/>: runs, and leaves nothing behind that changes a later forward pass.</summary>
+public sealed class TransformerWarmUpTests
+{
+    [Fact]
+    public void WarmUp_ThenForward_SameLogitsAsAColdTransformer()
+    {
+        using var warm = new Transformer(ModelLoader.Load(EngineWorkerTests.TinyModel.Value), maxBatch: 32);
+        using var cold = new Transformer(ModelLoader.Load(EngineWorkerTests.TinyModel.Value), maxBatch: 32);
+        int vocab = warm.Config.VocabSize;
+        int[] prompt = [.. Enumerable.Range(0, 20).Select(i => (i * 13 + 2) % vocab)];
+        float[] Logits(Transformer t)
+        {
+            var cache = new Dynamo.Engine.Inference.KvCache(t.Config, prompt.Length);
+            var logits = new float[vocab];
+            t.Forward(prompt, 0, cache, logits);
+            return logits;
+        }
+
+        TimeSpan took = warm.WarmUp(TimeSpan.FromMilliseconds(50));
+
+        Assert.True(took > TimeSpan.Zero);
+        Assert.Equal(Logits(cold), Logits(warm));
+    }
+}
