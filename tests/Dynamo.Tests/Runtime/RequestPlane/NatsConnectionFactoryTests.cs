@@ -44,7 +44,9 @@ public sealed class NatsConnectionFactoryTests
             NatsConnectionFactory.ConnectAsync(NatsPlaneOptions.Default with { Url = $"nats://127.0.0.1:{port}", ConnectTimeout = TimeSpan.FromMilliseconds(800) }));
 
         Assert.Contains($"nats://127.0.0.1:{port} is unreachable (NATS_SERVER)", error.Message);
-        Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(700), TimeSpan.FromSeconds(3));
+        // Not before the timeout, and not hanging (the client alone would keep trying); the upper bound is
+        // loose because the whole suite runs in parallel on two cores (3.6 s seen once).
+        Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(700), TimeSpan.FromSeconds(10));
     }
 
     [Fact]
