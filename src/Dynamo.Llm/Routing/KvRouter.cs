@@ -28,6 +28,10 @@ public sealed partial class KvRouter
     private readonly List<WorkerState?> _slots = [];
     private readonly Stack<int> _freeSlots = new();
     private readonly PrefixTable _inflight = new();
+    private readonly PrefixTable _recent = new();
+    private readonly Queue<(ulong[] Hashes, int Count, WorkerState Worker, long Expires)> _recentQueue = new();
+    private readonly Stack<ulong[]> _recentArrays = new();
+    private const int MaxRecent = 4096;
     private readonly OverlapScores _scores = new();
     private readonly LinkedList<Waiter> _queue = new();
     private WorkerState[] _list = [];
@@ -134,6 +138,17 @@ public sealed partial class KvRouter
             }
 
             worker.Decisions.Clear();
+            foreach (var entry in _recentQueue)
+            {
+                if (entry.Worker == worker)
+                {
+                    for (int i = 0; i < entry.Count; i++)
+                    {
+                        _recent.Decrement(entry.Hashes[i], worker.Slot);
+                    }
+                }
+            }
+
             _inFlight -= worker.InFlight;
             _slots[worker.Slot] = null;
             _freeSlots.Push(worker.Slot);
@@ -310,7 +325,7 @@ public sealed partial class KvRouter
                 return;
             }
 
-            Release(decision);
+            Release(decision, completed: actualCachedTokens is not null);
             if (actualCachedTokens is int actual)
             {
                 _reportedDecisions++;
@@ -322,7 +337,7 @@ public sealed partial class KvRouter
         }
     }
 
-    private void Release(RoutingDecision decision)
+    private void Release(RoutingDecision decision, bool completed = false)
     {
         WorkerState worker = decision.Worker;
         if (!worker.Removed)
@@ -348,10 +363,46 @@ public sealed partial class KvRouter
             worker.InFlight--;
             _inFlight--;
             worker.Decisions.Remove(decision);
+            if (completed && Options.CountInflightPrefixes && Options.RecentPrefixWindow > TimeSpan.Zero && decision.HashCount > 0)
+            {
+                // The prefix is on the worker now; its KV events may not have reached the index yet.
+                int count = decision.HashCount;
+                ulong[] kept = _recentArrays.TryPop(out ulong[]? reused) && reused.Length >= count ? reused : new ulong[Math.Max(count, 64)];
+                decision.Hashes.AsSpan(0, count).CopyTo(kept);
+                for (int i = 0; i < count; i++)
+                {
+                    _recent.Increment(kept[i], worker.Slot);
+                }
+
+                long now = _time.GetTimestamp();
+                _recentQueue.Enqueue((kept, count, worker, now + (long)(Options.RecentPrefixWindow.TotalSeconds * _time.TimestampFrequency)));
+                if (_recentQueue.Count > MaxRecent)
+                {
+                    ExpireRecent(long.MaxValue, _recentQueue.Count - MaxRecent);
+                }
+            }
         }
 
         decision.State = RoutingDecision.DecisionState.Completed;
         ArrayPool<ulong>.Shared.Return(decision.Hashes);
+    }
+
+    /// <summary>Ends the recent-prefix windows that are over, at most <paramref name="limit"/> of them (under the gate).</summary>
+    private void ExpireRecent(long now, int limit = int.MaxValue)
+    {
+        while (limit-- > 0 && _recentQueue.TryPeek(out var entry) && entry.Expires <= now)
+        {
+            _recentQueue.Dequeue();
+            if (!entry.Worker.Removed)
+            {
+                for (int i = 0; i < entry.Count; i++)
+                {
+                    _recent.Decrement(entry.Hashes[i], entry.Worker.Slot);
+                }
+            }
+
+            _recentArrays.Push(entry.Hashes);
+        }
     }
 
     private void CancelWaiter(Waiter waiter, CancellationToken cancellationToken)
@@ -452,6 +503,23 @@ public sealed partial class KvRouter
         {
             w.IndexedOverlap = 0;
             w.InflightOverlap = 0;
+            w.RecentOverlap = 0;
+        }
+
+        if (_recentQueue.Count > 0)
+        {
+            ExpireRecent(_time.GetTimestamp());
+            if (_recent.Count > 0)
+            {
+                _recent.Match(hashes);
+                foreach (int slot in _recent.MatchedSlots)
+                {
+                    if (_slots[slot] is { } w)
+                    {
+                        w.RecentOverlap = _recent.DepthOf(slot);
+                    }
+                }
+            }
         }
 
         Index.FindMatches(hashes, _scores);
@@ -533,7 +601,7 @@ public sealed partial class KvRouter
     private int EvictedBlocks(WorkerState w, int newBlocks) =>
         w.ReportedBlocksTotal <= 0 ? 0 : Math.Max(0, Index.BlockCountOf(w.WorkerId) + newBlocks - w.ReportedBlocksTotal);
 
-    private int Overlap(WorkerState w) => Options.CountInflightPrefixes ? Math.Max(w.IndexedOverlap, w.InflightOverlap) : w.IndexedOverlap;
+    private int Overlap(WorkerState w) => Options.CountInflightPrefixes ? Math.Max(w.IndexedOverlap, Math.Max(w.InflightOverlap, w.RecentOverlap)) : w.IndexedOverlap;
 
     private int Lowest(int count, double min)
     {
@@ -617,6 +685,9 @@ public sealed partial class KvRouter
         public int IndexedOverlap { get; set; }
 
         public int InflightOverlap { get; set; }
+
+        /// <summary>Leading blocks of the request that requests completed on this worker within the recent-prefix window held.</summary>
+        public int RecentOverlap { get; set; }
     }
 
     private readonly record struct Request(ulong[] Hashes, int Blocks, int PromptTokens, double Weight, double Temperature, string? RequestId, IReadOnlySet<long>? Allowed);

@@ -45,6 +45,13 @@ public sealed record KvRouterOptions
     /// </summary>
     public bool CountInflightPrefixes { get; init; } = true;
 
+    /// <summary>
+    /// How long a completed request's prefix still counts as cached on its worker while its KV events
+    /// are on their way (the event plane is asynchronous: a request sent right after another finished
+    /// would otherwise not see the prefix). Zero turns it off. Only with <see cref="CountInflightPrefixes"/>.
+    /// </summary>
+    public TimeSpan RecentPrefixWindow { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>Seed of tie-breaking and temperature sampling; null for a random seed (<c>--router-seed</c>).</summary>
     public int? Seed { get; init; }
 
@@ -65,6 +72,7 @@ public sealed record KvRouterOptions
         Check(MaxQueue >= 0, $"--router-max-queue must be 0 or more (got {MaxQueue})");
         Check(double.IsFinite(Saturation) && Saturation > 0, $"--router-saturation must be a positive number (got {Saturation})");
         Check(DefaultBatchBudget >= 1, $"--router-batch-budget must be at least 1 token (got {DefaultBatchBudget})");
+        Check(RecentPrefixWindow >= TimeSpan.Zero, $"the recent-prefix window must not be negative (got {RecentPrefixWindow})");
         Check(StaleMetricsDecay > TimeSpan.Zero, $"--router-metrics-decay must be positive (got {StaleMetricsDecay})");
         Check(RetryAfter >= TimeSpan.Zero, $"--router-retry-after must be 0 or more (got {RetryAfter})");
         return this;

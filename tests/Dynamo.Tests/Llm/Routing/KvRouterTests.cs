@@ -377,6 +377,47 @@ public sealed class KvRouterTests
         }
     }
 
+    [Fact]
+    public void RouteAsync_JustCompletedPrefix_CountsWithinTheRecentWindowOnly()
+    {
+        var time = new ManualTimeProvider();
+        KvRouter router = Create(4, time: time);
+        int[] prompt = Prompt(8, 1000);
+        RoutingDecision first = Route(router, prompt);
+        first.MarkFirstToken();
+        first.Complete(0); // finished; its KV events have not reached the index
+
+        RoutingDecision second = Route(router, prompt);
+        Assert.Equal(first.WorkerId, second.WorkerId);
+        Assert.Equal(1000 / BlockSize, second.OverlapBlocks);
+        Assert.Equal(0, second.IndexedOverlapBlocks);
+        second.Dispose(); // cancelled: not a completed prefix
+
+        time.Advance(KvRouterOptions.Default.RecentPrefixWindow);
+        using RoutingDecision third = Route(router, prompt);
+        Assert.Equal(0, third.OverlapBlocks);
+
+        KvRouter off = Create(4, KvRouterOptions.Default with { RecentPrefixWindow = TimeSpan.Zero }, time);
+        RoutingDecision a = Route(off, prompt);
+        a.Complete(0);
+        using RoutingDecision b = Route(off, prompt);
+        Assert.Equal(0, b.OverlapBlocks);
+    }
+
+    [Fact]
+    public void RemoveWorker_WithRecentPrefixes_OthersSeeNothingOfIt()
+    {
+        KvRouter router = Create(2);
+        int[] prompt = Prompt(9, 1000);
+        RoutingDecision first = Route(router, prompt);
+        first.Complete(0);
+        Assert.True(router.RemoveWorker(first.WorkerId));
+        router.AddWorker(first.WorkerId + 10);
+
+        using RoutingDecision next = Route(router, prompt);
+        Assert.Equal(0, next.OverlapBlocks);
+    }
+
     // After warm-up a decision allocates its RoutingDecision (the lease the caller holds) and nothing per
     // block or per worker: hashes come from the pool, the tables and scratch arrays are reused.
     [Fact]
