@@ -49,9 +49,9 @@ public class FrontendKvRoutingTests
         int holder = engines.FindIndex(e => e.Stats.PromptTokens > 0);
         Assert.True(holder >= 0);
 
-        // The KV events of the first request reach the router (asynchronously: until they do, a finished
-        // request's prefix is invisible to it), then every request sharing the prefix goes to that worker
-        // and skips the shared blocks.
+        // The KV events of the first request reach the router (asynchronously; meanwhile its recent-prefix
+        // window stands in for them), then every request sharing the prefix goes to that worker and skips
+        // the shared blocks.
         await Task.Delay(300);
         var until = DateTime.UtcNow.AddSeconds(10);
         for (int round = 0; ; round++)
