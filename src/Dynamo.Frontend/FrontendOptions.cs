@@ -1,6 +1,4 @@
-using Dynamo.Llm.Routing;
-using Dynamo.Frontend.Routing;
-using Dynamo.Runtime;
+using Dynamo.Components.Processing;
 
 namespace Dynamo.Frontend;
 
@@ -16,15 +14,6 @@ public sealed record FrontendOptions
     /// <summary>HTTP port (--http-port); 0 picks a free port (see <see cref="FrontendServer.BaseAddress"/>).</summary>
     public int HttpPort { get; init; } = 8000;
 
-    /// <summary>The namespace whose model cards are served.</summary>
-    public string Namespace { get; init; } = "dynamo";
-
-    /// <summary>
-    /// How a model's worker is chosen (--router-mode): "round-robin", "random" or "kv". "kv" is accepted
-    /// but not implemented yet: it falls back to round-robin with a warning at startup.
-    /// </summary>
-    public string RouterMode { get; init; } = RouterPolicies.RoundRobin;
-
     /// <summary>Largest accepted request body; larger ones are answered 413.</summary>
     public long MaxRequestBodyBytes { get; init; } = 16L << 20;
 
@@ -34,14 +23,14 @@ public sealed record FrontendOptions
     /// <summary>On shutdown, how long in-flight requests may still finish before they are ended.</summary>
     public TimeSpan ShutdownDrainTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Where tokenizer files from model cards are cached.</summary>
-    public string TokenizerCacheDirectory { get; init; } = Path.Combine(Path.GetTempPath(), "dynamo-frontend-tokenizers");
-
     /// <summary>With no logger factory given: log JSON lines instead of plain text.</summary>
     public bool JsonLogs { get; init; }
 
-    /// <summary>KV router settings (--kv-overlap-score-weight, --router-temperature, --router-max-queue, ...), used with --router-mode kv.</summary>
-    public KvRouterOptions KvRouter { get; init; } = KvRouterOptions.Default;
+    /// <summary>
+    /// The processing pipeline the frontend runs itself while no Processor component serves its namespace:
+    /// namespace, router mode, KV router settings, tokenizer cache.
+    /// </summary>
+    public ProcessorOptions Processing { get; init; } = ProcessorOptions.Default;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the flag of the first bad setting.</summary>
     public FrontendOptions Validate()
@@ -56,26 +45,10 @@ public sealed record FrontendOptions
 
         Check(!string.IsNullOrWhiteSpace(Host), "--host", "must name an interface (0.0.0.0 for all)");
         Check(HttpPort is >= 0 and <= 65535, "--http-port", $"{HttpPort} is not a port (0..65535, 0 = any free port)");
-        Check(IsName(Namespace), "--namespace", $"'{Namespace}' must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'");
-        Check(RouterPolicies.Names.Contains(RouterMode), "--router-mode", $"'{RouterMode}' is not one of {string.Join(", ", RouterPolicies.Names)}");
         Check(MaxRequestBodyBytes >= 1024, "--max-request-body-bytes", $"{MaxRequestBodyBytes} must be at least 1024");
         Check(KeepAliveInterval > TimeSpan.Zero, "--keep-alive-interval", "must be positive");
         Check(ShutdownDrainTimeout >= TimeSpan.Zero, "--shutdown-drain-timeout", "must not be negative");
-        Check(!string.IsNullOrWhiteSpace(TokenizerCacheDirectory), "--tokenizer-cache", "must be a directory");
-        KvRouter.Validate();
+        Processing.Validate();
         return this;
-    }
-
-    private static bool IsName(string value)
-    {
-        try
-        {
-            _ = new EndpointAddress(value, "x", "x");
-            return true;
-        }
-        catch (ArgumentException)
-        {
-            return false;
-        }
     }
 }

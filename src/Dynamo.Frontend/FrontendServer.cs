@@ -1,7 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using Dynamo.Frontend.Http;
-using Dynamo.Frontend.Models;
+using Dynamo.Components.Registry;
 using Dynamo.Frontend.Observability;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Runtime;
@@ -17,7 +17,7 @@ namespace Dynamo.Frontend;
 
 /// <summary>
 /// The OpenAI-compatible HTTP frontend (see README.md): serves the models whose workers publish model
-/// cards in the runtime's discovery under <see cref="FrontendOptions.Namespace"/>, on Kestrel.
+/// cards in the runtime's discovery under <see cref="Components.Processing.ProcessorOptions.Namespace"/>, on Kestrel.
 /// </summary>
 public sealed partial class FrontendServer : IAsyncDisposable
 {
@@ -84,7 +84,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
         var shutdown = new CancellationTokenSource();
         try
         {
-            registry = await ModelRegistry.StartAsync(runtime, options, logger, cancellationToken).ConfigureAwait(false);
+            registry = await ModelRegistry.StartAsync(runtime, options.Processing, logger, cancellationToken).ConfigureAwait(false);
             _ = await registry.ProcessorsAsync().ConfigureAwait(false); // follow Processor components from the start
             var metrics = new FrontendMetrics();
             ModelRegistry models = registry;
@@ -128,7 +128,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
             string bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
             var uri = new Uri(bound.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal));
             server = new FrontendServer(app, registry, handler, options, logger, owned, shutdown, new Uri($"http://{uri.Host}:{uri.Port}"));
-            Log.Listening(logger, server.BaseAddress, options.Namespace, options.RouterMode);
+            Log.Listening(logger, server.BaseAddress, options.Processing.Namespace, options.Processing.RouterMode);
             return server;
         }
         catch

@@ -14,7 +14,7 @@ namespace Dynamo.Cli.Commands;
 /// events in chunks, then evicts and re-stores conversation tails; reports KV events (and blocks) applied
 /// per second through <see cref="KvRouter.ApplyEvent"/>: as decoded objects, the same changes as one
 /// block per event, and decoded from their JSON payloads first (<see cref="KvEventJson.Deserialize(ReadOnlySpan{byte})"/>,
-/// what <see cref="KvRouterService"/> does per event-plane message; the event plane's own transport is not
+/// what <see cref="Dynamo.Components.Routing.KvRouterService"/> does per event-plane message; the event plane's own transport is not
 /// included). Then times <c>--decisions</c> routing decisions (hashing the prompt, index lookup, cost over
 /// every worker, load charge, first token and the completion of an older decision) with 128 requests kept
 /// in flight: p50/p90/p99/p99.9/max, bytes allocated and GCs meanwhile, and the index lookup and the prompt

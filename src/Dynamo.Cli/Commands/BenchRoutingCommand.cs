@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Dynamo.Cli.Components;
 using Dynamo.Cli.Load;
+using Dynamo.Components.Processing;
 using Dynamo.Frontend;
 using Dynamo.Llm.Engines;
 using Dynamo.Runtime;
@@ -45,7 +46,7 @@ internal static class BenchRoutingCommand
             string[] list = parse.GetValue(modes)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             LoadOptions options = loadFlags.Read(parse, "http://127.0.0.1:1", "mocker");
             IWorkload load = loadFlags.Workload(parse);
-            FrontendOptions frontend = FrontendOptions.Default with { KvRouter = kv.Read(parse) };
+            FrontendOptions frontend = FrontendOptions.Default with { Processing = ProcessorOptions.Default with { KvRouter = kv.Read(parse) } };
             foreach (string mode in list)
             {
                 frontend.With(mode);
@@ -58,7 +59,7 @@ internal static class BenchRoutingCommand
 
     private static FrontendOptions With(this FrontendOptions options, string mode)
     {
-        FrontendOptions result = options with { Host = "127.0.0.1", HttpPort = 0, RouterMode = mode };
+        FrontendOptions result = options with { Host = "127.0.0.1", HttpPort = 0, Processing = options.Processing with { RouterMode = mode } };
         try
         {
             result.Validate();

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Dynamo.Components.ModelCards;
 using Dynamo.Llm.ModelCards;
 using Dynamo.Llm.Tokenizers;
 using Dynamo.Runtime;
@@ -65,10 +66,10 @@ internal static class CallCommand
         byte[] payload;
         if (text is not null)
         {
-            var cards = await ModelCards.ListAsync(runtime.Discovery, address.ModelCardsPrefix, shutdown.Token);
+            var cards = await ModelCardStore.ListAsync(runtime.Discovery, address.ModelCardsPrefix, shutdown.Token);
             ModelDeploymentCard card = cards.Count > 0 ? cards[0].Card : throw new CliUsageException($"{address} has no model card: use --data with token ids");
             string cache = Path.Combine(Path.GetTempPath(), "dynamo-model-cards");
-            tokenizer = (await ModelCards.LoadTokenizerAsync(card, runtime.Blobs, cache, shutdown.Token)).Tokenizer;
+            tokenizer = (await ModelCardStore.LoadTokenizerAsync(card, runtime.Blobs, cache, shutdown.Token)).Tokenizer;
             IReadOnlyList<int> ids = tokenizer.Encode(text, addSpecialTokens: true);
             payload = Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture,
                 $"{{\"version\":1,\"token_ids\":[{string.Join(',', ids)}],\"sampling\":{{\"temperature\":0,\"max_tokens\":{maxTokens}}}}}"));

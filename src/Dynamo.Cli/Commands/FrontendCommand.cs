@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Dynamo.Cli.Components;
+using Dynamo.Components.Processing;
 using Dynamo.Frontend;
 using Dynamo.Runtime;
 
@@ -45,10 +46,13 @@ internal static class FrontendCommand
         {
             Host = settings.Host,
             HttpPort = settings.HttpPort,
-            Namespace = settings.Namespace,
-            RouterMode = settings.RouterMode,
             JsonLogs = settings.JsonLogs,
-            KvRouter = settings.KvRouter,
+            Processing = ProcessorOptions.Default with
+            {
+                Namespace = settings.Namespace,
+                RouterMode = settings.RouterMode,
+                KvRouter = settings.KvRouter,
+            },
         };
         try
         {

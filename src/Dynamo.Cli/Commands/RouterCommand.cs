@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Dynamo.Components.Routing;
 using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
 

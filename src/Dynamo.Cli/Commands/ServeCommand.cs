@@ -1,8 +1,9 @@
 using System.CommandLine;
 using Dynamo.Cli.Components;
+using Dynamo.Components.Processing;
+using Dynamo.Components.Routing;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
-using Dynamo.Frontend.Processing;
 using Dynamo.Runtime;
 
 namespace Dynamo.Cli.Commands;
@@ -143,14 +144,14 @@ internal static class ServeCommand
             {
                 DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
                 started.Add(runtime);
-                started.Add(await Llm.Routing.RouterServer.StartAsync(runtime, new EndpointAddress("dynamo", "backend", "generate"), kvRouter, shutdown.Token));
+                started.Add(await RouterServer.StartAsync(runtime, new EndpointAddress("dynamo", "backend", "generate"), kvRouter, shutdown.Token));
             }
 
             if (startProcessor)
             {
                 DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
                 started.Add(runtime);
-                FrontendOptions processing = FrontendOptions.Default with { Namespace = processorNamespace, RouterMode = routerMode ?? "round-robin", KvRouter = kvRouter };
+                ProcessorOptions processing = ProcessorOptions.Default with { Namespace = processorNamespace, RouterMode = routerMode ?? "round-robin", KvRouter = kvRouter };
                 try
                 {
                     processing.Validate();

@@ -2,6 +2,8 @@ using Dynamo.Engine.Inference;
 using Dynamo.Engine.Kernels;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Serving;
+using Dynamo.Components.ModelCards;
+using Dynamo.Components.Workers;
 using Dynamo.Frontend.Status;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.ModelCards;
@@ -120,7 +122,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
         try
         {
             EngineWorker worker = await EngineWorker.StartAsync(runtime, engine, settings.Address, cancellationToken: cancellationToken).ConfigureAwait(false);
-            ModelDeploymentCard card = await ModelCards.PublishAsync(runtime, settings.Address, source, settings.IsPrefillWorker ? "prefill" : "aggregated", cancellationToken).ConfigureAwait(false);
+            ModelDeploymentCard card = await ModelCardStore.PublishAsync(runtime, settings.Address, source, settings.IsPrefillWorker ? "prefill" : "aggregated", cancellationToken).ConfigureAwait(false);
             log.WriteLine(
                 $"worker: instance {EndpointAddress.FormatId(runtime.InstanceId)} serving {settings.Address} for model '{card.Name}' with the {engine.Name} engine " +
                 $"(context {card.ContextLength}, KV {engine.Stats.KvBlocksTotal} blocks of {card.KvBlockSize}; {runtime.Mode}: {runtime.Discovery.Address})");

@@ -1,4 +1,7 @@
 using System.Net;
+using Dynamo.Components.Processing;
+using Dynamo.Components.Workers;
+using Dynamo.Frontend.Observability;
 using Dynamo.Llm.Engines;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -77,11 +80,12 @@ public sealed class SystemStatusServer : IAsyncDisposable
     /// Serves a Processor component's status on <paramref name="host"/>:<paramref name="port"/>: /metrics
     /// (its requests and the KV routers it runs), /health (200 with the models it sees) and /live.
     /// </summary>
-    public static async Task<SystemStatusServer> StartAsync(Processing.ProcessorServer processor, string host, int port, CancellationToken cancellationToken = default)
+    public static async Task<SystemStatusServer> StartAsync(ProcessorServer processor, string host, int port, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(processor);
         WebApplication app = Build(host, port);
-        return await ServeAsync(app, processor.ExportMetricsAsync, () => new Dictionary<string, object>
+        var metrics = new ProcessorMetrics(processor);
+        return await ServeAsync(app, metrics.ExportAsync, () => new Dictionary<string, object>
         {
             ["status"] = "ready",
             ["endpoint"] = processor.Address.ToString(),

@@ -1,6 +1,6 @@
 namespace Dynamo.Llm.ModelCards;
 
-/// <summary>Where a worker's tokenizer files are, and the limits it serves with: the input of <see cref="ModelCards.PublishAsync"/>.</summary>
+/// <summary>Where a worker's tokenizer files are, and the limits it serves with: the input of Dynamo.Components' ModelCardStore.PublishAsync.</summary>
 /// <param name="ServedName">The served model name.</param>
 /// <param name="TokenizerFormat">"gguf", "hf" or "llama2c".</param>
 /// <param name="TokenizerPath">The GGUF file, the Hugging Face directory (or tokenizer.json), or the tokenizer.bin.</param>

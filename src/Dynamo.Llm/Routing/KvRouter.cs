@@ -14,7 +14,7 @@ namespace Dynamo.Llm.Routing;
 /// wait in a bounded FIFO queue, then get <see cref="RouterOverloadedException"/>. Thread-safe; the cost
 /// formula and invariants are in Routing/README.md. Feed it with <see cref="ApplyEvent"/>,
 /// <see cref="UpdateLoad"/>, <see cref="AddWorker"/> and <see cref="RemoveWorker"/> (or let a
-/// <see cref="KvRouterService"/> do it from the runtime).
+/// Dynamo.Components' KvRouterService do it from the runtime).
 /// </summary>
 public sealed partial class KvRouter
 {

@@ -3,7 +3,7 @@ using System.Text.Json.Serialization;
 namespace Dynamo.Llm.Routing;
 
 /// <summary>
-/// What a frontend sends to a shared router component (<see cref="RouterServer"/>, endpoint
+/// What a frontend sends to a shared router component (Dynamo.Components' RouterServer, endpoint
 /// <c>{ns}.router.route</c>; JSON, version 1). The stream it opens stays open while the request runs on
 /// the chosen worker: closing it (end, error or cancel) releases the load the router charged.
 /// </summary>

@@ -6,7 +6,7 @@ using Grpc.Core;
 namespace Dynamo.Runtime.Discovery;
 
 /// <content>The primary lease: keep-alive every TTL/3, loss detection, and re-registration of the leased keys.</content>
-public sealed partial class EtcdDiscovery
+internal sealed partial class EtcdDiscovery
 {
     private async Task KeepAliveLoopAsync(CancellationToken stop)
     {

@@ -9,7 +9,7 @@ using Mvccpb;
 namespace Dynamo.Runtime.Discovery;
 
 /// <content>Prefix watches: listing, then the raw gRPC watch stream, resynchronised by listing again when it breaks.</content>
-public sealed partial class EtcdDiscovery
+internal sealed partial class EtcdDiscovery
 {
     /// <inheritdoc/>
     /// <remarks>

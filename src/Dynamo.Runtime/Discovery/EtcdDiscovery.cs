@@ -17,7 +17,7 @@ namespace Dynamo.Runtime.Discovery;
 /// read from the raw gRPC watch stream and resynchronised by listing when the stream breaks. See the folder's
 /// README for the guarantees.
 /// </summary>
-public sealed partial class EtcdDiscovery : IDiscovery
+internal sealed partial class EtcdDiscovery : IDiscovery
 {
     private static readonly TimeSpan MinBackoff = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(2);

@@ -9,7 +9,7 @@ namespace Dynamo.Runtime.EventPlane;
 /// Each subscription buffers up to <see cref="NatsPlaneOptions.EventBufferCapacity"/> messages and drops
 /// the oldest beyond that, counting them in <see cref="IEventSubscription.Dropped"/>.
 /// </summary>
-public sealed class NatsEventPlane : IEventPlane
+internal sealed class NatsEventPlane : IEventPlane
 {
     private readonly NatsPlaneOptions _options;
     private readonly bool _ownsConnection;

@@ -3,7 +3,7 @@ using NATS.Client.Core;
 namespace Dynamo.Runtime.RequestPlane;
 
 /// <summary>Opens the one NATS connection a process shares between its request and event planes.</summary>
-public static class NatsConnectionFactory
+internal static class NatsConnectionFactory
 {
     /// <summary>
     /// Connects to <see cref="NatsPlaneOptions.Url"/>. After this first connection the client reconnects by

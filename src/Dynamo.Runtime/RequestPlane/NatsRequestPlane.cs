@@ -9,7 +9,7 @@ namespace Dynamo.Runtime.RequestPlane;
 /// heartbeats, a flow-control window, cancellation and deadlines. Wire contract (version 1): README.md.
 /// One <see cref="NatsConnection"/> per process, shared with the event plane.
 /// </summary>
-public sealed class NatsRequestPlane : IRequestPlane
+internal sealed class NatsRequestPlane : IRequestPlane
 {
     private readonly NatsPlaneOptions _options;
     private readonly bool _ownsConnection;

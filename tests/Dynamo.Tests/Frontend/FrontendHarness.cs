@@ -1,8 +1,10 @@
 using System.Text;
 using System.Text.Json;
-using Dynamo.Frontend;
-using Dynamo.Frontend.Processing;
+using Dynamo.Components.ModelCards;
+using Dynamo.Components.Processing;
+using Dynamo.Components.Workers;
 using Dynamo.Engine.Models.Synth;
+using Dynamo.Frontend;
 using Dynamo.Llm.ChatTemplates;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.ModelCards;
@@ -55,6 +57,9 @@ internal sealed class FrontendHarness : IAsyncDisposable
     public static EchoEngine Echo(TimeSpan? delay = null) =>
         new(EchoEngineOptions.Default with { TokenDelay = delay ?? TimeSpan.Zero, ContextLength = 256, VocabSize = 512 });
 
+    /// <summary>Where the tests' frontends and processors cache tokenizer files.</summary>
+    public static string TokenizerCache { get; } = Path.Combine(Path.GetTempPath(), "dynamo-frontend-tests");
+
     /// <summary>
     /// A cluster and a frontend; with <paramref name="processor"/>, a Processor component too (its own
     /// runtime, started first, with the same routing options): the frontend then relays every request to it.
@@ -66,10 +71,10 @@ internal sealed class FrontendHarness : IAsyncDisposable
         {
             Host = "127.0.0.1",
             HttpPort = 0,
-            TokenizerCacheDirectory = Path.Combine(Path.GetTempPath(), "dynamo-frontend-tests"),
         };
+        effective = effective with { Processing = effective.Processing with { TokenizerCacheDirectory = TokenizerCache } };
         ProcessorServer? processorServer = processor
-            ? await ProcessorServer.StartAsync(await cluster.ConnectAsync(), effective, loggers ?? NullLoggerFactory.Instance)
+            ? await ProcessorServer.StartAsync(await cluster.ConnectAsync(), effective.Processing, loggers ?? NullLoggerFactory.Instance)
             : null;
         DistributedRuntime runtime = await cluster.ConnectAsync();
         FrontendServer server = await FrontendServer.StartAsync(runtime, effective, loggers ?? NullLoggerFactory.Instance);
@@ -82,7 +87,7 @@ internal sealed class FrontendHarness : IAsyncDisposable
         DistributedRuntime runtime = await Cluster.ConnectAsync();
         var address = new EndpointAddress("dynamo", component, "generate");
         EngineWorker? worker = serve ? await EngineWorker.StartAsync(runtime, engine, address) : null;
-        await ModelCards.PublishAsync(runtime, address, new ModelCardSource(model, "gguf", TinyChatModel.Value, contextLength, 16, 512));
+        await ModelCardStore.PublishAsync(runtime, address, new ModelCardSource(model, "gguf", TinyChatModel.Value, contextLength, 16, 512));
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         await Server.WaitForModelAsync(model, timeout.Token);
         if (Processor is not null)

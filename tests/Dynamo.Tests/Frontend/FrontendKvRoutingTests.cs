@@ -1,5 +1,7 @@
+using Dynamo.Components.Processing;
+using Dynamo.Components.Routing;
 using Dynamo.Frontend;
-using Dynamo.Llm.Routing;
+using Dynamo.Frontend.Observability;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
 
@@ -10,6 +12,8 @@ public class FrontendKvRoutingTests
 {
     /// <summary>Whether the frontend relays to a Processor component, which then routes (<see cref="FrontendKvRoutingThroughProcessorTests"/>).</summary>
     private protected virtual bool ThroughProcessor => false;
+
+    private static FrontendOptions KvOptions { get; } = FrontendOptions.Default with { Processing = ProcessorOptions.Default with { RouterMode = "kv" } };
 
     private protected Task<FrontendHarness> StartAsync(FrontendOptions? options = null) => FrontendHarness.StartAsync(options, processor: ThroughProcessor);
 
@@ -22,7 +26,7 @@ public class FrontendKvRoutingTests
         }
 
         using var buffer = new MemoryStream();
-        await h.Processor.ExportMetricsAsync(buffer);
+        await new ProcessorMetrics(h.Processor).ExportAsync(buffer);
         return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
     }
 
@@ -32,7 +36,7 @@ public class FrontendKvRoutingTests
     [Fact]
     public async Task KvMode_SharedPrefix_SecondRequestGoesToTheWorkerHoldingIt()
     {
-        await using FrontendHarness h = await StartAsync(FrontendOptions.Default with { RouterMode = "kv" });
+        await using FrontendHarness h = await StartAsync(KvOptions);
         var engines = new List<MockerEngine>();
         var workers = new List<TestWorker>();
         for (int i = 0; i < 3; i++)
@@ -90,7 +94,7 @@ public class FrontendKvRoutingTests
     [Fact]
     public async Task KvMode_BadOverride_400NamingNvext()
     {
-        await using FrontendHarness h = await StartAsync(FrontendOptions.Default with { RouterMode = "kv" });
+        await using FrontendHarness h = await StartAsync(KvOptions);
         await using TestWorker worker = await h.AddWorkerAsync(new MockerEngine(MockerOptions.Default with { SpeedupRatio = 1000, ContextLength = 256, VocabSize = 500 }));
         await h.Server.WaitForModelAsync(FrontendHarness.Model);
         var (status, body) = await h.PostJsonAsync("v1/completions", Body([1, 2, 3], ",\"nvext\":{\"router_temperature\":-1}"));
@@ -103,7 +107,7 @@ public class FrontendKvRoutingTests
     [Fact]
     public async Task SharedRouterComponent_TwoFrontends_AffinityAcrossThemAndNoWorkerStarved()
     {
-        await using FrontendHarness a = await StartAsync(FrontendOptions.Default with { RouterMode = "kv" });
+        await using FrontendHarness a = await StartAsync(KvOptions);
         var engines = new List<MockerEngine>();
         for (int i = 0; i < 3; i++)
         {
@@ -115,7 +119,7 @@ public class FrontendKvRoutingTests
         await using DistributedRuntime routerRuntime = await a.Cluster.ConnectAsync();
         await using RouterServer router = await RouterServer.StartAsync(routerRuntime, new EndpointAddress("dynamo", "backend", "generate"));
         await using DistributedRuntime bRuntime = await a.Cluster.ConnectAsync();
-        await using FrontendServer b = await FrontendServer.StartAsync(bRuntime, FrontendOptions.Default with { RouterMode = "kv", Host = "127.0.0.1", HttpPort = 0 }, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
+        await using FrontendServer b = await FrontendServer.StartAsync(bRuntime, KvOptions with { Host = "127.0.0.1", HttpPort = 0 }, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
         await b.WaitForModelAsync(FrontendHarness.Model);
         using var bHttp = new HttpClient { BaseAddress = b.BaseAddress };
 

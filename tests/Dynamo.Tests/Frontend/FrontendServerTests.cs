@@ -2,9 +2,10 @@ using System.ClientModel;
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using Dynamo.Components.Processing;
+using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
 using Dynamo.Llm.Engines;
-using Dynamo.Engine.Serving;
 using Dynamo.Llm.Tokenizers;
 using Dynamo.Tests.Engine.Serving;
 using OpenAI;
@@ -679,9 +680,9 @@ public class FrontendServerTests
     [Fact]
     public void Options_Invalid_MessageNamesTheFlag()
     {
-        Assert.Contains("--router-mode", Assert.Throws<ArgumentException>(() => (FrontendOptions.Default with { RouterMode = "fastest" }).Validate()).Message);
+        Assert.Contains("--router-mode", Assert.Throws<ArgumentException>(() => (FrontendOptions.Default with { Processing = ProcessorOptions.Default with { RouterMode = "fastest" } }).Validate()).Message);
         Assert.Contains("--http-port", Assert.Throws<ArgumentException>(() => (FrontendOptions.Default with { HttpPort = 70000 }).Validate()).Message);
-        Assert.Equal("kv", (FrontendOptions.Default with { RouterMode = "kv" }).Validate().RouterMode);
+        Assert.Equal("kv", (FrontendOptions.Default with { Processing = ProcessorOptions.Default with { RouterMode = "kv" } }).Validate().Processing.RouterMode);
     }
 
     [Theory]

@@ -1,6 +1,5 @@
 using System.Text.Json;
-using Dynamo.Frontend;
-using Dynamo.Frontend.Processing;
+using Dynamo.Components.Processing;
 using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
 
@@ -51,9 +50,9 @@ public sealed class FrontendThroughProcessorTests : FrontendServerTests
     public async Task Processor_TwoInstances_ShareTheRequests()
     {
         await using FrontendHarness h = await StartAsync();
-        await using ProcessorServer second = await ProcessorServer.StartAsync(await h.Cluster.ConnectAsync(), FrontendOptions.Default with
+        await using ProcessorServer second = await ProcessorServer.StartAsync(await h.Cluster.ConnectAsync(), ProcessorOptions.Default with
         {
-            TokenizerCacheDirectory = Path.Combine(Path.GetTempPath(), "dynamo-frontend-tests"),
+            TokenizerCacheDirectory = FrontendHarness.TokenizerCache,
         });
         await h.AddWorkerAsync(FrontendHarness.Echo());
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Dynamo.Components.ModelCards;
 using Dynamo.Engine.Serving;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.ModelCards;
@@ -7,7 +8,6 @@ using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
 using Dynamo.Tests.Engine.Serving;
 using Dynamo.Tests.Infrastructure;
-using Dynamo.Tests.Llm.Engines;
 using Dynamo.Tests.Runtime;
 
 namespace Dynamo.Tests.Integration;
@@ -45,7 +45,7 @@ public sealed class DistributedRuntimeTests : IAsyncLifetime
     });
 
     private DynamoProcess StartWorker(params string[] extra) => DynamoProcess.Start(
-        ["worker", "--model", EngineWorkerTests.TinyModel.Value, "--served-model-name", "tiny", "--kv-cache-memory", "16000000", "--threads", "1", "--lease-ttl", "3", .. extra], Env);
+        ["worker", "--model", TestModels.Tiny.Value, "--served-model-name", "tiny", "--kv-cache-memory", "16000000", "--threads", "1", "--lease-ttl", "3", .. extra], Env);
 
     private static byte[] Request(int[] tokens, int maxTokens) => Encoding.UTF8.GetBytes(
         $"{{\"version\":1,\"token_ids\":[{string.Join(',', tokens)}],\"sampling\":{{\"temperature\":0,\"max_tokens\":{maxTokens},\"ignore_eos\":true}}}}");
@@ -66,7 +66,7 @@ public sealed class DistributedRuntimeTests : IAsyncLifetime
     public async Task WorkerProcess_ServesClientInAnotherProcess_AndLeavesAtOnceOnSigterm()
     {
         int[] prompt = [5, 17, 99, 3, 42, 42, 7];
-        await using InferenceEngine direct = InferenceEngineTests.Create(EngineWorkerTests.TinyModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
+        await using InferenceEngine direct = InferenceEngineTests.Create(TestModels.Tiny.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
         var (expected, _, _) = await InferenceEngineTests.CollectAsync(direct, new EngineRequest("d", prompt, SamplingParams.Greedy with { MaxTokens = 16, IgnoreEos = true }));
 
         await using DynamoProcess worker = StartWorker();
@@ -80,11 +80,11 @@ public sealed class DistributedRuntimeTests : IAsyncLifetime
 
         Assert.Equal(expected, await TokensAsync(client, Request(prompt, 16)));
 
-        var (key, card) = Assert.Single(await ModelCards.ListAsync(frontend.Discovery));
+        var (key, card) = Assert.Single(await ModelCardStore.ListAsync(frontend.Discovery));
         Assert.Equal(Generate.ModelCardKey(record.InstanceId), key);
         Assert.Equal("tiny", card.Name);
         string cache = Path.Combine(Path.GetTempPath(), "dynamo-card-cache", Guid.NewGuid().ToString("N"));
-        TokenizerBundle tokenizer = await ModelCards.LoadTokenizerAsync(card, frontend.Blobs, cache);
+        TokenizerBundle tokenizer = await ModelCardStore.LoadTokenizerAsync(card, frontend.Blobs, cache);
         Assert.NotEmpty(tokenizer.Tokenizer.Encode("hello world", true));
         Directory.Delete(cache, true);
 
@@ -93,7 +93,7 @@ public sealed class DistributedRuntimeTests : IAsyncLifetime
         Assert.Equal(0, await worker.WaitForExitAsync());
         await DistributedRuntimeInProcessTests.WaitUntilAsync(() => client.Instances.Count == 0, 5);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(3), $"instance left after {clock.Elapsed}");
-        Assert.Empty(await ModelCards.ListAsync(frontend.Discovery));
+        Assert.Empty(await ModelCardStore.ListAsync(frontend.Discovery));
     }
 
     [Fact]
@@ -204,7 +204,7 @@ public sealed class DistributedRuntimeTests : IAsyncLifetime
     {
         var env = new Dictionary<string, string> { ["NATS_SERVER"] = _nats.Url, ["ETCD_ENDPOINTS"] = "127.0.0.1:1" };
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        await using DynamoProcess worker = DynamoProcess.Start(["worker", "--model", EngineWorkerTests.TinyModel.Value], env);
+        await using DynamoProcess worker = DynamoProcess.Start(["worker", "--model", TestModels.Tiny.Value], env);
         Assert.Equal(1, await worker.WaitForExitAsync(60));
         Assert.Contains("127.0.0.1:1", worker.Output);
         Assert.Contains("ETCD_ENDPOINTS", worker.Output);
@@ -219,7 +219,7 @@ public sealed class DistributedRuntimeTests : IAsyncLifetime
     {
         Dictionary<string, string> env = Env;
         env[variable] = value;
-        await using DynamoProcess worker = DynamoProcess.Start(["worker", "--model", EngineWorkerTests.TinyModel.Value], env);
+        await using DynamoProcess worker = DynamoProcess.Start(["worker", "--model", TestModels.Tiny.Value], env);
         Assert.Equal(1, await worker.WaitForExitAsync(60));
         Assert.Contains(expected, worker.Output);
         Assert.StartsWith("error: ", worker.Output.Trim().Split('\n')[^1]);

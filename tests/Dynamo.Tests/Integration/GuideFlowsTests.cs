@@ -3,7 +3,6 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
 using Dynamo.Tests.Infrastructure;
-using Dynamo.Tests.Llm.Engines;
 
 namespace Dynamo.Tests.Integration;
 
@@ -110,7 +109,7 @@ public sealed class GuideFlowsTests
         await using DynamoProcess frontend = DynamoProcess.Start(["frontend", "--http-port", port.ToString(), "--http-host", "127.0.0.1"], env);
         await frontend.WaitForLineAsync("frontend: listening");
         await using DynamoProcess worker = DynamoProcess.Start(
-            ["worker", "--model", EngineWorkerTests.TinyModel.Value, "--served-model-name", "nvidia/Llama-3.1-405B-Instruct-FP8", "--kv-cache-memory", "64000000", "--threads", "1", "--tensor-parallel-size", "8"], env);
+            ["worker", "--model", TestModels.Tiny.Value, "--served-model-name", "nvidia/Llama-3.1-405B-Instruct-FP8", "--kv-cache-memory", "64000000", "--threads", "1", "--tensor-parallel-size", "8"], env);
         await worker.WaitForLineAsync("serving dynamo.backend.generate");
         Assert.Contains("--tensor-parallel-size 8", worker.Output);
 

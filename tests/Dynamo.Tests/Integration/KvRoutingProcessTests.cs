@@ -4,7 +4,6 @@ using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Dynamo.Tests.Infrastructure;
-using Dynamo.Tests.Llm.Engines;
 
 namespace Dynamo.Tests.Integration;
 
@@ -42,9 +41,9 @@ public sealed partial class KvRoutingProcessTests
         await using DynamoProcess frontend = DynamoProcess.Start(["frontend", "--http-port", port.ToString(), "--http-host", "127.0.0.1", "--router-mode", "kv"], env);
         await frontend.WaitForLineAsync("frontend: listening");
         await using DynamoProcess w0 = DynamoProcess.Start(
-            ["worker", "--model", EngineWorkerTests.TinyModel.Value, "--served-model-name", "tiny", "--kv-cache-memory", "16000000", "--threads", "1", "--block-size", "16", "--system-port", systemPorts[0].ToString()], env);
+            ["worker", "--model", TestModels.Tiny.Value, "--served-model-name", "tiny", "--kv-cache-memory", "16000000", "--threads", "1", "--block-size", "16", "--system-port", systemPorts[0].ToString()], env);
         await using DynamoProcess w1 = DynamoProcess.Start(
-            ["worker", "--model", EngineWorkerTests.TinyModel.Value, "--served-model-name", "tiny", "--kv-cache-memory", "16000000", "--threads", "1", "--block-size", "16", "--system-port", systemPorts[1].ToString()], env);
+            ["worker", "--model", TestModels.Tiny.Value, "--served-model-name", "tiny", "--kv-cache-memory", "16000000", "--threads", "1", "--block-size", "16", "--system-port", systemPorts[1].ToString()], env);
         await w0.WaitForLineAsync("serving dynamo.backend.generate", 60);
         await w1.WaitForLineAsync("serving dynamo.backend.generate", 60);
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };

@@ -1,5 +1,4 @@
 using Dynamo.Tests.Infrastructure;
-using Dynamo.Tests.Llm.Engines;
 
 namespace Dynamo.Tests.Integration;
 
@@ -22,7 +21,7 @@ public sealed class MultiHostTests
             ["ETCD_ENDPOINTS"] = $"{net.Address(1)}:{etcd.ClientPort}",
         };
         await using (DynamoProcess worker = DynamoProcess.Start(
-            ["worker", "--model", EngineWorkerTests.TinyModel.Value, "--kv-cache-memory", "16000000", "--threads", "1", "--lease-ttl", "3"], env, net.Host(2)))
+            ["worker", "--model", TestModels.Tiny.Value, "--kv-cache-memory", "16000000", "--threads", "1", "--lease-ttl", "3"], env, net.Host(2)))
         {
             await worker.WaitForLineAsync("serving dynamo.backend.generate");
             string first = await CallAsync(net, env, "Hello");

@@ -19,23 +19,33 @@ public class ProjectReferenceTests
     }
 
     [Fact]
-    public void Llm_ReferencesOnlyRuntime()
+    public void Llm_ReferencesNoProjectOfOurs()
     {
-        Assert.Equal(["Dynamo.Runtime"], OurReferences(typeof(Dynamo.Llm.Tokenizers.ITokenizer).Assembly));
+        Assert.Empty(OurReferences(typeof(Dynamo.Llm.Tokenizers.ITokenizer).Assembly));
     }
 
     [Fact]
-    public void Frontend_ReferencesOnlyLlmAndRuntime()
+    public void Components_ReferenceOnlyLlmAndRuntime()
     {
-        // Runtime is Llm's own dependency; the frontend names its types (DistributedRuntime) directly.
-        Assert.Equal(["Dynamo.Llm", "Dynamo.Runtime"], OurReferences(typeof(Dynamo.Frontend.FrontendServer).Assembly));
+        Assert.Equal(["Dynamo.Llm", "Dynamo.Runtime"], OurReferences(typeof(Dynamo.Components.Workers.EngineWorker).Assembly));
     }
 
     [Fact]
-    public void Engine_DoesNotSeeNatsOrEtcd()
+    public void Frontend_ReferencesOnlyComponentsLlmAndRuntime()
     {
-        string[] references = typeof(Dynamo.Engine.Inference.Transformer).Assembly.GetReferencedAssemblies().Select(a => a.Name!).ToArray();
-        Assert.DoesNotContain(references, n => n.StartsWith("NATS", StringComparison.Ordinal) || n.StartsWith("dotnet-etcd", StringComparison.Ordinal) || n == "Dynamo.Runtime");
+        // Llm and Runtime come through Components; the frontend names their types (DistributedRuntime) directly.
+        Assert.Equal(["Dynamo.Components", "Dynamo.Llm", "Dynamo.Runtime"], OurReferences(typeof(Dynamo.Frontend.FrontendServer).Assembly));
+    }
+
+    [Theory]
+    [InlineData(typeof(Dynamo.Llm.Tokenizers.ITokenizer))]
+    [InlineData(typeof(Dynamo.Engine.Inference.Transformer))]
+    [InlineData(typeof(Dynamo.Mocker.MockerEngine))]
+    public void ModelFreeAndComputeProjects_DoNotSeeTheNetwork(Type type)
+    {
+        string[] references = type.Assembly.GetReferencedAssemblies().Select(a => a.Name!).ToArray();
+        Assert.DoesNotContain(references, n => n.StartsWith("NATS", StringComparison.Ordinal) || n.StartsWith("dotnet-etcd", StringComparison.Ordinal)
+            || n.StartsWith("Grpc", StringComparison.Ordinal) || n == "Dynamo.Runtime" || n == "Dynamo.Components");
     }
 
     [Fact]

@@ -6,7 +6,7 @@ using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
 using Dynamo.Mocker;
 using Dynamo.Tests.Engine.Serving;
-using Dynamo.Tests.Llm.Engines;
+using Dynamo.Tests.Infrastructure;
 
 namespace Dynamo.Tests.Mocker;
 
@@ -420,7 +420,7 @@ public sealed class MockerEngineTests
     [MemberData(nameof(Pools))]
     public async Task KvEvents_SameRequestsAsTheRealEngine_SameEventSequence(int blockSize, int blocks, int maxBatched, int maxSeqs, int count, bool preempts)
     {
-        string path = EngineWorkerTests.TinyModel.Value;
+        string path = TestModels.Tiny.Value;
         ModelConfig config = ModelLoader.Load(path).Config;
         var random = new Random(blockSize * 1000 + blocks);
         int[] shared = [.. Enumerable.Range(0, 40).Select(_ => random.Next(3, 500))];

@@ -1,6 +1,6 @@
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.Models;
-using Dynamo.Tests.Llm.Engines;
+using Dynamo.Tests.Infrastructure;
 
 namespace Dynamo.Tests.Engine.Inference;
 
@@ -10,7 +10,7 @@ public sealed class ForwardProfileTests
     [Fact]
     public void Profile_Attached_SameLogitsAndEveryComputedPhaseCharged()
     {
-        using var model = new Transformer(ModelLoader.Load(EngineWorkerTests.TinyModel.Value), maxBatch: 32);
+        using var model = new Transformer(ModelLoader.Load(TestModels.Tiny.Value), maxBatch: 32);
         int vocab = model.Config.VocabSize;
         int[] prompt = [.. Enumerable.Range(0, 24).Select(i => (i * 31 + 5) % vocab)];
         float[] Run(ForwardProfile? profile)

@@ -1,6 +1,6 @@
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.Models;
-using Dynamo.Tests.Llm.Engines;
+using Dynamo.Tests.Infrastructure;
 
 namespace Dynamo.Tests.Engine.Inference;
 
@@ -10,8 +10,8 @@ public sealed class TransformerWarmUpTests
     [Fact]
     public void WarmUp_ThenForward_SameLogitsAsAColdTransformer()
     {
-        using var warm = new Transformer(ModelLoader.Load(EngineWorkerTests.TinyModel.Value), maxBatch: 32);
-        using var cold = new Transformer(ModelLoader.Load(EngineWorkerTests.TinyModel.Value), maxBatch: 32);
+        using var warm = new Transformer(ModelLoader.Load(TestModels.Tiny.Value), maxBatch: 32);
+        using var cold = new Transformer(ModelLoader.Load(TestModels.Tiny.Value), maxBatch: 32);
         int vocab = warm.Config.VocabSize;
         int[] prompt = [.. Enumerable.Range(0, 20).Select(i => (i * 13 + 2) % vocab)];
         float[] Logits(Transformer t)

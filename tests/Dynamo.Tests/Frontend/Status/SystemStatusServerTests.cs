@@ -1,11 +1,11 @@
 using System.Net;
 using System.Text;
+using Dynamo.Components.Workers;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend.Status;
-using Dynamo.Llm.Engines;
 using Dynamo.Runtime;
 using Dynamo.Tests.Engine.Serving;
-using Dynamo.Tests.Llm.Engines;
+using Dynamo.Tests.Infrastructure;
 
 namespace Dynamo.Tests.Frontend.Status;
 
@@ -18,7 +18,7 @@ public sealed class SystemStatusServerTests
         await using DistributedRuntime workerRuntime = await cluster.ConnectAsync();
         await using DistributedRuntime client = await cluster.ConnectAsync();
         var address = new EndpointAddress("dynamo", "backend", "generate");
-        await using InferenceEngine engine = InferenceEngineTests.Create(EngineWorkerTests.TinyModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
+        await using InferenceEngine engine = InferenceEngineTests.Create(TestModels.Tiny.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
         await using EngineWorker worker = await EngineWorker.StartAsync(workerRuntime, engine, address);
         await using SystemStatusServer status = await SystemStatusServer.StartAsync(worker, "tiny", "127.0.0.1", 0);
         await using EndpointClient endpoint = await client.CreateClientAsync(address);

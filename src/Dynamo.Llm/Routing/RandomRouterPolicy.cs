@@ -1,4 +1,4 @@
-namespace Dynamo.Frontend.Routing;
+namespace Dynamo.Llm.Routing;
 
 /// <summary>Each request to a uniformly random instance.</summary>
 internal sealed class RandomRouterPolicy(Random random) : IRouterPolicy

@@ -1,6 +1,6 @@
 using System.Threading.Channels;
 
-namespace Dynamo.Frontend.Processing;
+namespace Dynamo.Components.Processing;
 
 /// <summary>
 /// A request being generated: its <see cref="Info"/> and the postprocessed events of every choice, in the

@@ -1,14 +1,15 @@
 using System.Text.Json;
 using System.Threading.Channels;
-using Dynamo.Llm.Engines;
+using Dynamo.Components.Workers;
 using Dynamo.Llm.Kv;
 using Dynamo.Llm.Protocols.Worker;
+using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
 using Dynamo.Runtime.EventPlane;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace Dynamo.Llm.Routing;
+namespace Dynamo.Components.Routing;
 
 /// <summary>
 /// Feeds a <see cref="KvRouter"/> from the runtime for one worker endpoint (e.g. <c>dynamo.backend.generate</c>):

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Threading.Channels;
-using Dynamo.Frontend.Models;
+using Dynamo.Components.Registry;
+using Dynamo.Components.Routing;
 using Dynamo.Llm.Preprocessing;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Llm.Protocols.Worker;
@@ -8,7 +9,7 @@ using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
 
-namespace Dynamo.Frontend.Processing;
+namespace Dynamo.Components.Processing;
 
 /// <summary>
 /// Preprocessing, routing and postprocessing in this process: the chat template and tokenizer of the

@@ -1,8 +1,8 @@
-using Dynamo.Frontend.Routing;
+using Dynamo.Llm.Routing;
 using Dynamo.Llm.ModelCards;
 using Dynamo.Llm.Preprocessing;
 
-namespace Dynamo.Frontend.Models;
+namespace Dynamo.Components.Registry;
 
 /// <summary>
 /// The mutable, thread-safe part of a served model that outlives registry snapshots: its router policy

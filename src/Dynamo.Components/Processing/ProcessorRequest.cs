@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace Dynamo.Frontend.Processing;
+namespace Dynamo.Components.Processing;
 
 /// <summary>What a frontend sends a Processor component: the OpenAI request body as the client sent it (version 1).</summary>
 internal sealed record ProcessorRequest

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Threading.Channels;
+using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
 using Dynamo.Llm.Protocols.Worker;
 using Dynamo.Runtime;
@@ -8,7 +9,7 @@ using Dynamo.Runtime.RequestPlane;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace Dynamo.Llm.Engines;
+namespace Dynamo.Components.Workers;
 
 /// <summary>
 /// Serves an <see cref="IEngine"/> on the runtime: the <c>generate</c> endpoint (worker protocol v1, see

@@ -1,4 +1,4 @@
-namespace Dynamo.Frontend.Routing;
+namespace Dynamo.Llm.Routing;
 
 /// <summary>Chooses a model's worker instance for a request (one policy object per model).</summary>
 public interface IRouterPolicy

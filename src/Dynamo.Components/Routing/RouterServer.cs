@@ -1,9 +1,10 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
 
-namespace Dynamo.Llm.Routing;
+namespace Dynamo.Components.Routing;
 
 /// <summary>
 /// The KV router as its own component, shared by several frontends: serves <c>{ns}.router.route</c> for

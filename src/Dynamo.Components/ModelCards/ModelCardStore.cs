@@ -1,12 +1,16 @@
 using System.Text.Json;
+using Dynamo.Llm.ModelCards;
 using Dynamo.Llm.Models;
 using Dynamo.Runtime;
 using Dynamo.Runtime.Discovery;
 
-namespace Dynamo.Llm.ModelCards;
+namespace Dynamo.Components.ModelCards;
 
-/// <summary>Publishing model cards (worker side) and rebuilding a model's tokenizer from one (frontend side).</summary>
-public static class ModelCards
+/// <summary>
+/// Model cards through the runtime: publishing a worker's card with its tokenizer files as blobs (worker
+/// side), listing the cards, and rebuilding a model's tokenizer from one (frontend and processor side).
+/// </summary>
+public static class ModelCardStore
 {
     private static readonly string[] HfFiles = ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"];
 
@@ -68,23 +72,7 @@ public static class ModelCards
             HasChatTemplate = hasTemplate,
             Role = role,
         };
-        await runtime.PublishModelCardAsync(address, Serialize(card), cancellationToken).ConfigureAwait(false);
-        return card;
-    }
-
-    /// <summary>The card as JSON.</summary>
-    public static byte[] Serialize(ModelDeploymentCard card) => JsonSerializer.SerializeToUtf8Bytes(card, ModelCardJsonContext.Default.ModelDeploymentCard);
-
-    /// <summary>A card from JSON; <see cref="JsonException"/> or <see cref="InvalidDataException"/> when it is not one.</summary>
-    public static ModelDeploymentCard Deserialize(ReadOnlySpan<byte> json)
-    {
-        ModelDeploymentCard card = JsonSerializer.Deserialize(json, ModelCardJsonContext.Default.ModelDeploymentCard)
-            ?? throw new InvalidDataException("model card is null");
-        if (card.Version != ModelDeploymentCard.CurrentVersion)
-        {
-            throw new InvalidDataException($"model card version {card.Version} is not supported (this build reads {ModelDeploymentCard.CurrentVersion})");
-        }
-
+        await runtime.PublishModelCardAsync(address, ModelCardJson.Serialize(card), cancellationToken).ConfigureAwait(false);
         return card;
     }
 
@@ -96,7 +84,7 @@ public static class ModelCards
         {
             try
             {
-                cards.Add((entry.Key, Deserialize(entry.Value.Span)));
+                cards.Add((entry.Key, ModelCardJson.Deserialize(entry.Value.Span)));
             }
             catch (Exception e) when (e is JsonException or InvalidDataException)
             {
@@ -133,9 +121,18 @@ public static class ModelCards
 
             byte[] content = await blobs.GetAsync(hash, cancellationToken).ConfigureAwait(false)
                 ?? throw new InvalidDataException($"model card '{card.Name}': blob {hash} ({name}) is missing from discovery");
-            string temp = path + ".tmp" + Environment.ProcessId;
-            await File.WriteAllBytesAsync(temp, content, cancellationToken).ConfigureAwait(false);
-            File.Move(temp, path, overwrite: true);
+            // A temporary name of this load's own: two loads of one card in one process (a frontend and a
+            // processor, two models sharing a tokenizer) or in two processes never share a temporary file.
+            string temp = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
+            try
+            {
+                await File.WriteAllBytesAsync(temp, content, cancellationToken).ConfigureAwait(false);
+                File.Move(temp, path, overwrite: true);
+            }
+            finally
+            {
+                File.Delete(temp);
+            }
         }
 
         return card.TokenizerFormat switch
@@ -147,6 +144,7 @@ public static class ModelCards
         };
     }
 
+    /// <summary>A GGUF file with the tokenizer metadata of <paramref name="gguf"/> and no tensors (what a card carries for a GGUF model).</summary>
     private static byte[] TokenizerOnlyGguf(GgufFile gguf)
     {
         using var stream = new MemoryStream();

@@ -1,7 +1,7 @@
 using System.Text.Json.Serialization;
 using Dynamo.Llm.Protocols.OpenAi;
 
-namespace Dynamo.Frontend.Processing;
+namespace Dynamo.Components.Processing;
 
 /// <summary>
 /// One frame of a Processor component's answer (version 1): first <c>start</c> (the

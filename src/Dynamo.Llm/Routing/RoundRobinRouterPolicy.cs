@@ -1,4 +1,4 @@
-namespace Dynamo.Frontend.Routing;
+namespace Dynamo.Llm.Routing;
 
 /// <summary>Each request to the next instance in id order.</summary>
 internal sealed class RoundRobinRouterPolicy : IRouterPolicy

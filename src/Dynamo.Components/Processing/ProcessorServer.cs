@@ -1,23 +1,22 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
-using Dynamo.Frontend.Models;
-using Dynamo.Frontend.Observability;
+using Dynamo.Components.Registry;
 using Dynamo.Llm.Preprocessing;
 using Dynamo.Llm.Protocols.OpenAi;
+using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using Prometheus;
 
-namespace Dynamo.Frontend.Processing;
+namespace Dynamo.Components.Processing;
 
 /// <summary>
 /// The Processor component of the guides' graphs (Frontend -> Processor -> Router -> Worker): serves
 /// <c>{ns}.processor.generate</c>, where frontends send OpenAI requests as their clients wrote them. It
 /// follows the namespace's model cards like a frontend, applies the chat template and tokenizer, routes
-/// each choice (its own <see cref="FrontendOptions.RouterMode"/>; the shared Router component when one
+/// each choice (its own <see cref="ProcessorOptions.RouterMode"/>; the shared Router component when one
 /// is registered), detokenizes and cuts stop strings, and streams postprocessed deltas back
 /// (<see cref="ProcessorFrame"/>). A frontend that sees a Processor registered relays to it and keeps
 /// only HTTP, SSE and metrics; several processors share the load (each request goes to one).
@@ -35,7 +34,6 @@ public sealed partial class ProcessorServer : IAsyncDisposable
     private readonly ModelRegistry _registry;
     private readonly ServedEndpoint _served;
     private readonly RequestCounts _requests;
-    private readonly CollectorRegistry _metrics;
     private int _disposed;
 
     private ProcessorServer(ModelRegistry registry, ServedEndpoint served, RequestCounts requests, EndpointAddress address)
@@ -44,19 +42,13 @@ public sealed partial class ProcessorServer : IAsyncDisposable
         _registry = registry;
         _served = served;
         _requests = requests;
-        _metrics = Prometheus.Metrics.NewCustomRegistry();
-        RouterMetrics.Register(_metrics, registry.KvRouterStats);
-        Gauge total = Prometheus.Metrics.WithCustomRegistry(_metrics).CreateGauge("dynamo_processor_requests_total", "Requests frontends relayed to this processor");
-        Gauge inflight = Prometheus.Metrics.WithCustomRegistry(_metrics).CreateGauge("dynamo_processor_inflight_requests", "Requests this processor is answering");
-        _metrics.AddBeforeCollectCallback(() =>
-        {
-            total.Set(Volatile.Read(ref requests.Value));
-            inflight.Set(Volatile.Read(ref requests.Inflight));
-        });
     }
 
     /// <summary>Requests received since start (answered or failed).</summary>
     public long Requests => Volatile.Read(ref _requests.Value);
+
+    /// <summary>Requests being answered now.</summary>
+    public long InflightRequests => Volatile.Read(ref _requests.Inflight);
 
     /// <summary>The endpoint it serves.</summary>
     public EndpointAddress Address { get; }
@@ -68,10 +60,10 @@ public sealed partial class ProcessorServer : IAsyncDisposable
     public static EndpointAddress AddressFor(string @namespace) => new(@namespace, ComponentName, EndpointName);
 
     /// <summary>
-    /// Follows the model cards of <see cref="FrontendOptions.Namespace"/> (returns once the existing ones
+    /// Follows the model cards of <see cref="ProcessorOptions.Namespace"/> (returns once the existing ones
     /// are read) and serves. HTTP settings of <paramref name="options"/> are not used.
     /// </summary>
-    public static async Task<ProcessorServer> StartAsync(DistributedRuntime runtime, FrontendOptions options, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+    public static async Task<ProcessorServer> StartAsync(DistributedRuntime runtime, ProcessorOptions options, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(runtime);
         ArgumentNullException.ThrowIfNull(options);
@@ -93,9 +85,8 @@ public sealed partial class ProcessorServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Writes this processor's metrics (requests, and the KV routers it runs: <c>dynamo_frontend_router_*</c>) in Prometheus text format.</summary>
-    public Task ExportMetricsAsync(Stream destination, CancellationToken cancellationToken = default) =>
-        _metrics.CollectAndExportAsTextAsync(destination, cancellationToken);
+    /// <summary>The counters of the KV routers this processor runs, by endpoint (its status port exports them).</summary>
+    public IEnumerable<(string Endpoint, RouterStats Stats)> KvRouterStats() => _registry.KvRouterStats();
 
     /// <summary>Waits until <paramref name="name"/> is served and its tokenizer is loaded.</summary>
     public Task WaitForModelAsync(string name, CancellationToken cancellationToken = default) => _registry.WaitForModelAsync(name, cancellationToken);

@@ -1,4 +1,4 @@
-namespace Dynamo.Frontend.Routing;
+namespace Dynamo.Llm.Routing;
 
 /// <summary>The router modes by name: the one place that turns --router-mode into a policy.</summary>
 public static class RouterPolicies

@@ -6,7 +6,7 @@ using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
 
-namespace Dynamo.Frontend.Processing;
+namespace Dynamo.Components.Processing;
 
 /// <summary>
 /// The frontend's side of a Processor component: sends the request body to one processor instance and

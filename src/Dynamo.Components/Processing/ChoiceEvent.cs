@@ -1,7 +1,7 @@
 using Dynamo.Llm.Preprocessing;
 using Dynamo.Llm.Protocols.OpenAi;
 
-namespace Dynamo.Frontend.Processing;
+namespace Dynamo.Components.Processing;
 
 /// <summary>
 /// What a choice's worker stream produced, postprocessed: a delta with the tokens it took, or the error

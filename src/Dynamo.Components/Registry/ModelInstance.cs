@@ -1,7 +1,7 @@
 using Dynamo.Llm.ModelCards;
 using Dynamo.Runtime;
 
-namespace Dynamo.Frontend.Models;
+namespace Dynamo.Components.Registry;
 
 /// <summary>One worker instance serving a model, as its model card says.</summary>
 /// <param name="InstanceId">The worker's instance id (from the card's key).</param>

@@ -1,6 +1,6 @@
 using Dynamo.Llm.Preprocessing;
 
-namespace Dynamo.Frontend.Processing;
+namespace Dynamo.Components.Processing;
 
 /// <summary>What the response writer needs to know of a preprocessed request before its first event.</summary>
 /// <param name="ChoiceCount">Choices in the response (prompts x n).</param>

@@ -1,6 +1,6 @@
 using System.Text.Json.Serialization;
 
-namespace Dynamo.Frontend.Processing;
+namespace Dynamo.Components.Processing;
 
 /// <summary>Source-generated JSON of the Processor component's protocol.</summary>
 [JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingDefault)]

@@ -1,7 +1,7 @@
 using System.Collections.Immutable;
 using Dynamo.Runtime;
 
-namespace Dynamo.Frontend.Models;
+namespace Dynamo.Components.Registry;
 
 /// <summary>An immutable snapshot of one served model: its name, state and the instances whose cards name it (never empty).</summary>
 internal sealed record ServedModel(string Name, ModelState State, ImmutableArray<ModelInstance> Instances)

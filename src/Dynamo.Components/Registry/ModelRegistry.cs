@@ -1,15 +1,16 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Text.Json;
-using Dynamo.Frontend.Processing;
-using Dynamo.Frontend.Routing;
+using Dynamo.Components.ModelCards;
+using Dynamo.Components.Processing;
+using Dynamo.Components.Routing;
 using Dynamo.Llm.ModelCards;
 using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
 using Dynamo.Runtime.Discovery;
 using Microsoft.Extensions.Logging;
 
-namespace Dynamo.Frontend.Models;
+namespace Dynamo.Components.Registry;
 
 /// <summary>
 /// The models served now, from the model cards under <c>v1/mdc/{namespace}/</c> (see README.md): a model
@@ -19,7 +20,7 @@ namespace Dynamo.Frontend.Models;
 internal sealed partial class ModelRegistry : IAsyncDisposable
 {
     private readonly DistributedRuntime _runtime;
-    private readonly FrontendOptions _options;
+    private readonly ProcessorOptions _options;
     private readonly ILogger _logger;
     private readonly Dictionary<string, ModelInstance> _cards = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ModelState> _states = new(StringComparer.Ordinal);
@@ -33,7 +34,7 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task _watch = Task.CompletedTask;
 
-    private ModelRegistry(DistributedRuntime runtime, FrontendOptions options, ILogger logger)
+    private ModelRegistry(DistributedRuntime runtime, ProcessorOptions options, ILogger logger)
     {
         _runtime = runtime;
         _options = options;
@@ -48,7 +49,7 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
     public IReadOnlyCollection<EndpointClient> Clients => [.. _clients.Values];
 
     /// <summary>Starts watching; returns once the existing cards are in.</summary>
-    public static async Task<ModelRegistry> StartAsync(DistributedRuntime runtime, FrontendOptions options, ILogger logger, CancellationToken cancellationToken)
+    public static async Task<ModelRegistry> StartAsync(DistributedRuntime runtime, ProcessorOptions options, ILogger logger, CancellationToken cancellationToken)
     {
         var registry = new ModelRegistry(runtime, options, logger);
         registry._watch = Task.Run(() => registry.WatchAsync(registry._stop.Token), CancellationToken.None);
@@ -247,7 +248,7 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         EndpointAddress endpoint;
         try
         {
-            card = ModelCards.Deserialize(value.Span);
+            card = ModelCardJson.Deserialize(value.Span);
             endpoint = EndpointAddress.Parse(card.Endpoint);
         }
         catch (Exception e) when (e is JsonException or InvalidDataException or ArgumentException)
@@ -304,7 +305,7 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
     }
 
     private Task<TokenizerBundle> LoadTokenizerAsync(ModelDeploymentCard card, CancellationToken cancellationToken) =>
-        ModelCards.LoadTokenizerAsync(card, _runtime.Blobs, _options.TokenizerCacheDirectory, cancellationToken);
+        ModelCardStore.LoadTokenizerAsync(card, _runtime.Blobs, _options.TokenizerCacheDirectory, cancellationToken);
 
     private static partial class Log
     {

@@ -1,33 +1,25 @@
 using System.Text;
 using System.Text.Json;
+using Dynamo.Components.ModelCards;
+using Dynamo.Components.Workers;
 using Dynamo.Engine.Models;
-using Dynamo.Engine.Models.Synth;
 using Dynamo.Engine.Serving;
-using Dynamo.Llm.ChatTemplates;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
 using Dynamo.Llm.ModelCards;
-using Dynamo.Llm.Models;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
 using Dynamo.Runtime.EventPlane;
 using Dynamo.Runtime.RequestPlane;
 using Dynamo.Tests.Engine.Serving;
+using Dynamo.Tests.Infrastructure;
 
-namespace Dynamo.Tests.Llm.Engines;
+namespace Dynamo.Tests.Components.Workers;
 
 /// <summary>A real engine served on the in-process runtime, called from another component as a frontend would.</summary>
 public sealed class EngineWorkerTests
 {
     private static readonly EndpointAddress Address = new("dynamo", "backend", "generate");
-
-    internal static readonly Lazy<string> TinyModel = new(() =>
-    {
-        string path = Path.Combine(Path.GetTempPath(), "dynamo-worker-tests", Guid.NewGuid().ToString("N"), "tiny.gguf");
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        SynthModelWriter.Write(SynthModelOptions.Tiny, SynthOutputOptions.Default with { OutputPath = path, Type = GgmlType.F32, ChatTemplate = BuiltinChatTemplates.ChatMl });
-        return path;
-    });
 
     private static byte[] Request(int[] tokens, int maxTokens, string extra = "") => Encoding.UTF8.GetBytes(
         $"{{\"version\":1,\"token_ids\":[{string.Join(',', tokens)}],\"sampling\":{{\"temperature\":0,\"max_tokens\":{maxTokens},\"ignore_eos\":true,\"logprobs\":true}}{extra}}}");
@@ -47,13 +39,13 @@ public sealed class EngineWorkerTests
     public async Task Generate_OverRuntime_SameTokensAsEngineDirectly()
     {
         int[] prompt = [5, 17, 99, 3, 42, 42, 7];
-        await using InferenceEngine direct = InferenceEngineTests.Create(TinyModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
+        await using InferenceEngine direct = InferenceEngineTests.Create(TestModels.Tiny.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
         var (expected, expectedLogprobs, _) = await InferenceEngineTests.CollectAsync(direct, new EngineRequest("d", prompt, SamplingParams.Greedy with { MaxTokens = 12, IgnoreEos = true, Logprobs = true }));
 
         await using var cluster = new InProcessCluster();
         await using DistributedRuntime workerRuntime = await cluster.ConnectAsync();
         await using DistributedRuntime frontend = await cluster.ConnectAsync();
-        await using InferenceEngine engine = InferenceEngineTests.Create(TinyModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20, WorkerId = workerRuntime.InstanceId });
+        await using InferenceEngine engine = InferenceEngineTests.Create(TestModels.Tiny.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20, WorkerId = workerRuntime.InstanceId });
         await using EngineWorker worker = await EngineWorker.StartAsync(workerRuntime, engine, Address);
         await using EndpointClient client = await frontend.CreateClientAsync(Address);
 
@@ -76,7 +68,7 @@ public sealed class EngineWorkerTests
         await using var cluster = new InProcessCluster();
         await using DistributedRuntime workerRuntime = await cluster.ConnectAsync();
         await using DistributedRuntime frontend = await cluster.ConnectAsync();
-        await using InferenceEngine engine = InferenceEngineTests.Create(TinyModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
+        await using InferenceEngine engine = InferenceEngineTests.Create(TestModels.Tiny.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
         await using EngineWorker worker = await EngineWorker.StartAsync(workerRuntime, engine, Address);
         await using EndpointClient client = await frontend.CreateClientAsync(Address);
 
@@ -93,7 +85,7 @@ public sealed class EngineWorkerTests
         await using DistributedRuntime workerRuntime = await cluster.ConnectAsync();
         await using DistributedRuntime router = await cluster.ConnectAsync();
         await using IEventSubscription events = await router.Events.SubscribeAsync(Address.EventSubject(EngineWorker.KvEventsTopic));
-        await using InferenceEngine engine = InferenceEngineTests.Create(TinyModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20, WorkerId = workerRuntime.InstanceId });
+        await using InferenceEngine engine = InferenceEngineTests.Create(TestModels.Tiny.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20, WorkerId = workerRuntime.InstanceId });
         await using EngineWorker worker = await EngineWorker.StartAsync(workerRuntime, engine, Address);
         await using EndpointClient client = await router.CreateClientAsync(Address);
 
@@ -116,16 +108,16 @@ public sealed class EngineWorkerTests
         await using var cluster = new InProcessCluster();
         await using DistributedRuntime workerRuntime = await cluster.ConnectAsync();
         await using DistributedRuntime frontend = await cluster.ConnectAsync();
-        using LoadedModel model = LoadedModel.Load(TinyModel.Value);
-        ModelDeploymentCard published = await ModelCards.PublishAsync(workerRuntime, Address,
-            new ModelCardSource("tiny", "gguf", TinyModel.Value, 256, 16, model.Config.VocabSize));
+        using LoadedModel model = LoadedModel.Load(TestModels.Tiny.Value);
+        ModelDeploymentCard published = await ModelCardStore.PublishAsync(workerRuntime, Address,
+            new ModelCardSource("tiny", "gguf", TestModels.Tiny.Value, 256, 16, model.Config.VocabSize));
 
-        var (key, card) = Assert.Single(await ModelCards.ListAsync(frontend.Discovery));
+        var (key, card) = Assert.Single(await ModelCardStore.ListAsync(frontend.Discovery));
         Assert.Equal(Address.ModelCardKey(workerRuntime.InstanceId), key);
         Assert.Equal(published, card with { TokenizerFiles = published.TokenizerFiles });
         Assert.Equal("dynamo.backend.generate", card.Endpoint);
         string cache = Path.Combine(Path.GetTempPath(), "dynamo-card-cache", Guid.NewGuid().ToString("N"));
-        TokenizerBundle rebuilt = await ModelCards.LoadTokenizerAsync(card, frontend.Blobs, cache);
+        TokenizerBundle rebuilt = await ModelCardStore.LoadTokenizerAsync(card, frontend.Blobs, cache);
         foreach (string text in new[] { "Hello world", "  spaces and\nnewlines", "héllo 😀" })
         {
             Assert.Equal(model.Tokenizer.Encode(text, true), rebuilt.Tokenizer.Encode(text, true));
@@ -133,7 +125,7 @@ public sealed class EngineWorkerTests
 
         Assert.Equal(model.ChatTemplate is null, rebuilt.ChatTemplate is null);
         Assert.Equal(model.Text.ChatTemplateSource, rebuilt.ChatTemplateSource);
-        Assert.True(new FileInfo(Directory.GetFiles(cache, "tokenizer.gguf", SearchOption.AllDirectories)[0]).Length < new FileInfo(TinyModel.Value).Length);
+        Assert.True(new FileInfo(Directory.GetFiles(cache, "tokenizer.gguf", SearchOption.AllDirectories)[0]).Length < new FileInfo(TestModels.Tiny.Value).Length);
         Directory.Delete(cache, recursive: true);
     }
 

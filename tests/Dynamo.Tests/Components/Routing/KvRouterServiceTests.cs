@@ -1,12 +1,14 @@
 using System.Text;
 using System.Text.Json;
+using Dynamo.Components.Routing;
+using Dynamo.Components.Workers;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
 using Dynamo.Llm.Routing;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
 
-namespace Dynamo.Tests.Llm.Routing;
+namespace Dynamo.Tests.Components.Routing;
 
 /// <summary>The router fed from the runtime, with mocker engines served by real EngineWorkers on an in-process cluster.</summary>
 public sealed class KvRouterServiceTests

@@ -1,0 +1,58 @@
+using Dynamo.Llm.Routing;
+using Dynamo.Runtime;
+
+namespace Dynamo.Components.Processing;
+
+/// <summary>
+/// Settings of the processing pipeline (preprocess -> route -> postprocess), wherever it runs: in a
+/// frontend's own process or as a Processor component. Bound from the <c>frontend</c>, <c>run</c>,
+/// <c>processor</c> flags and the graphs' config sections; validated at startup.
+/// </summary>
+public sealed record ProcessorOptions
+{
+    /// <summary>The defaults (namespace "dynamo", round-robin).</summary>
+    public static ProcessorOptions Default { get; } = new();
+
+    /// <summary>The namespace whose model cards are served (--namespace).</summary>
+    public string Namespace { get; init; } = "dynamo";
+
+    /// <summary>How a model's worker is chosen (--router-mode): "round-robin", "random" or "kv" (cache overlap and load).</summary>
+    public string RouterMode { get; init; } = RouterPolicies.RoundRobin;
+
+    /// <summary>Where tokenizer files from model cards are cached.</summary>
+    public string TokenizerCacheDirectory { get; init; } = Path.Combine(Path.GetTempPath(), "dynamo-frontend-tokenizers");
+
+    /// <summary>KV router settings (--kv-overlap-score-weight, --router-temperature, --router-max-queue, ...), used with --router-mode kv.</summary>
+    public KvRouterOptions KvRouter { get; init; } = KvRouterOptions.Default;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the flag of the first bad setting.</summary>
+    public ProcessorOptions Validate()
+    {
+        static void Check(bool ok, string flag, string message)
+        {
+            if (!ok)
+            {
+                throw new ArgumentException($"{flag}: {message}", flag);
+            }
+        }
+
+        Check(IsName(Namespace), "--namespace", $"'{Namespace}' must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'");
+        Check(RouterPolicies.Names.Contains(RouterMode), "--router-mode", $"'{RouterMode}' is not one of {string.Join(", ", RouterPolicies.Names)}");
+        Check(!string.IsNullOrWhiteSpace(TokenizerCacheDirectory), "--tokenizer-cache", "must be a directory");
+        KvRouter.Validate();
+        return this;
+    }
+
+    private static bool IsName(string value)
+    {
+        try
+        {
+            _ = new EndpointAddress(value, "x", "x");
+            return true;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+}
