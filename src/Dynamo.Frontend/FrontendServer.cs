@@ -48,6 +48,9 @@ public sealed partial class FrontendServer : IAsyncDisposable
     /// <summary>The model names served now.</summary>
     public IReadOnlyList<string> Models => [.. _registry.Models.Keys.Order(StringComparer.Ordinal)];
 
+    /// <summary>The served models and their endpoints' routers (tests look at a router's view).</summary>
+    internal ModelRegistry Registry => _registry;
+
     /// <summary>
     /// Starts the registry (returns after the existing model cards are read) and Kestrel. Without a
     /// <paramref name="loggerFactory"/>, logs go to the console (JSON lines with <see cref="FrontendOptions.JsonLogs"/>).

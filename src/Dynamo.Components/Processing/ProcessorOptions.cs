@@ -17,13 +17,26 @@ public sealed record ProcessorOptions
     public string Namespace { get; init; } = "dynamo";
 
     /// <summary>How a model's worker is chosen (--router-mode): "round-robin", "random" or "kv" (cache overlap and load).</summary>
-    public string RouterMode { get; init; } = RouterPolicies.RoundRobin;
+    public string RouterMode { get; init; } = RouterModes.RoundRobin;
 
     /// <summary>Where tokenizer files from model cards are cached.</summary>
     public string TokenizerCacheDirectory { get; init; } = Path.Combine(Path.GetTempPath(), "dynamo-frontend-tokenizers");
 
     /// <summary>KV router settings (--kv-overlap-score-weight, --router-temperature, --router-max-queue, ...), used with --router-mode kv.</summary>
     public KvRouterOptions KvRouter { get; init; } = KvRouterOptions.Default;
+
+    /// <summary>
+    /// Postprocessed deltas a response may have waiting for its HTTP writer (all choices together). When
+    /// the client reads slower than the workers generate, the workers' streams wait (back-pressure to the
+    /// engine through the request plane): nothing is dropped.
+    /// </summary>
+    public int ChoiceBufferCapacity { get; init; } = 64;
+
+    /// <summary>
+    /// Makes each endpoint's router instead of <see cref="RouterMode"/>: tests hold the pipeline to the
+    /// <see cref="IWorkerRouter"/> contract with routers of their own. Null in the product.
+    /// </summary>
+    internal Func<EndpointAddress, IWorkerRouter>? RouterFactory { get; init; }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the flag of the first bad setting.</summary>
     public ProcessorOptions Validate()
@@ -37,8 +50,9 @@ public sealed record ProcessorOptions
         }
 
         Check(IsName(Namespace), "--namespace", $"'{Namespace}' must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'");
-        Check(RouterPolicies.Names.Contains(RouterMode), "--router-mode", $"'{RouterMode}' is not one of {string.Join(", ", RouterPolicies.Names)}");
+        Check(RouterModes.Names.Contains(RouterMode), "--router-mode", $"'{RouterMode}' is not one of {string.Join(", ", RouterModes.Names)}");
         Check(!string.IsNullOrWhiteSpace(TokenizerCacheDirectory), "--tokenizer-cache", "must be a directory");
+        Check(ChoiceBufferCapacity >= 1, nameof(ChoiceBufferCapacity), $"{ChoiceBufferCapacity} must be at least 1");
         KvRouter.Validate();
         return this;
     }

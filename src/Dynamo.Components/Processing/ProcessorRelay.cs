@@ -11,13 +11,17 @@ namespace Dynamo.Components.Processing;
 /// <summary>
 /// The frontend's side of a Processor component: sends the request body to one processor instance and
 /// turns its frames back into a <see cref="Generation"/>. Errors before the start frame are thrown (the
-/// HTTP status is still free); later ones end the event stream.
+/// HTTP status is still free); later ones end the event stream. When no processor answers at all (the
+/// last one just left and discovery has not said so yet), the caller preprocesses itself.
 /// </summary>
 internal static class ProcessorRelay
 {
-    private const int ChannelCapacity = 64;
-
-    public static async Task<Generation> StartAsync(EndpointClient processors, ReadOnlyMemory<byte> body, bool chat, string requestId, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends the request to a processor; <paramref name="bufferCapacity"/> deltas may wait for the HTTP writer
+    /// (<see cref="ProcessorOptions.ChoiceBufferCapacity"/>). Null when no processor answered (the client tried
+    /// every one it lists): nothing ran anywhere, and the caller runs the pipeline itself.
+    /// </summary>
+    public static async Task<Generation?> TryStartAsync(EndpointClient processors, ReadOnlyMemory<byte> body, bool chat, string requestId, int bufferCapacity, CancellationToken cancellationToken)
     {
         byte[] payload = BuildRequest(body.Span, chat, requestId);
         var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -44,6 +48,12 @@ internal static class ProcessorRelay
 
             info = new GenerationInfo(first.Choices, Math.Max(1, first.N), first.PromptTokens, first.Stream, first.IncludeUsage, (LogprobsFormat)first.Logprobs, first.TopLogprobs);
         }
+        catch (RequestPlaneException e) when (e.InstanceFailed && !cancellationToken.IsCancellationRequested)
+        {
+            await frames.DisposeAsync().ConfigureAwait(false);
+            stop.Dispose();
+            return null;
+        }
         catch (Exception e)
         {
             await frames.DisposeAsync().ConfigureAwait(false);
@@ -51,7 +61,7 @@ internal static class ProcessorRelay
             throw e is RequestPlaneException r ? Map(r) : e;
         }
 
-        var channel = Channel.CreateBounded<ChoiceEvent>(new BoundedChannelOptions(ChannelCapacity) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+        var channel = Channel.CreateBounded<ChoiceEvent>(new BoundedChannelOptions(bufferCapacity) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
         Task pump = PumpAsync(frames, channel.Writer, stop.Token);
         return new Generation(info, channel.Reader, stop, pump);
     }

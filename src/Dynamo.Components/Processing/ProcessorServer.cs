@@ -56,6 +56,9 @@ public sealed partial class ProcessorServer : IAsyncDisposable
     /// <summary>The model names this processor serves now.</summary>
     public IReadOnlyList<string> Models => [.. _registry.Models.Keys.Order(StringComparer.Ordinal)];
 
+    /// <summary>The served models and their endpoints' routers (tests look at a router's view).</summary>
+    internal ModelRegistry Registry => _registry;
+
     /// <summary>Where the processors of <paramref name="namespace"/> serve.</summary>
     public static EndpointAddress AddressFor(string @namespace) => new(@namespace, ComponentName, EndpointName);
 

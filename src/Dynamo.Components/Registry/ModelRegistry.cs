@@ -24,9 +24,7 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly Dictionary<string, ModelInstance> _cards = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ModelState> _states = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, EndpointClient> _clients = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, Lazy<Task<KvRouterService>>> _kvRouters = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, Lazy<Task<EndpointClient>>> _routerComponents = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, EndpointWorkers> _endpoints = new(StringComparer.Ordinal);
     private readonly Lazy<Task<EndpointClient>> _processors;
     private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stop = new();
@@ -42,11 +40,14 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         _processors = new Lazy<Task<EndpointClient>>(() => runtime.CreateClientAsync(ProcessorServer.AddressFor(options.Namespace)));
     }
 
+    /// <summary>The settings it serves with.</summary>
+    public ProcessorOptions Options => _options;
+
     /// <summary>The current snapshot, by served name.</summary>
     public ImmutableDictionary<string, ServedModel> Models => Volatile.Read(ref _models);
 
     /// <summary>The endpoint clients, one per endpoint any card named.</summary>
-    public IReadOnlyCollection<EndpointClient> Clients => [.. _clients.Values];
+    public IReadOnlyCollection<EndpointClient> Clients => [.. _endpoints.Values.Select(e => e.Client)];
 
     /// <summary>Starts watching; returns once the existing cards are in.</summary>
     public static async Task<ModelRegistry> StartAsync(DistributedRuntime runtime, ProcessorOptions options, ILogger logger, CancellationToken cancellationToken)
@@ -77,10 +78,13 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
     }
 
     /// <summary>
-    /// The instance for a request to <paramref name="name"/> chosen by its router policy among the instances
-    /// not in <paramref name="tried"/> (preferring those the endpoint client sees as available); null when none is left.
+    /// Where the next attempt of a request for <paramref name="name"/> goes: the endpoint that serves it and
+    /// its candidates, availability filtered once here, before any routing policy. Of the model's instances
+    /// not in <paramref name="tried"/>: those of aggregated or decode workers before prefill-only ones, then
+    /// the endpoint of the lowest instance id (a model served on two endpoints is rare: one of them takes
+    /// the request). Null when the model is not served or every instance was tried.
     /// </summary>
-    public (EndpointClient Client, long InstanceId)? Pick(string name, IReadOnlySet<long> tried)
+    public RouteTarget? TargetFor(string name, IReadOnlySet<long> tried)
     {
         if (Find(name) is not { } model)
         {
@@ -93,37 +97,14 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
             return null;
         }
 
-        ModelInstance[] available = [.. left.Where(i => _clients.TryGetValue(i.Card.Endpoint, out EndpointClient? c) && c.AvailableInstances.Any(r => r.InstanceId == i.InstanceId))];
-        ModelInstance[] candidates = available.Length > 0 ? available : left;
-        long id = model.State.Router.Pick([.. candidates.Select(i => i.InstanceId)]);
-        ModelInstance chosen = candidates.First(i => i.InstanceId == id);
-        return (_clients[chosen.Card.Endpoint], id);
-    }
+        ModelInstance first = left.Where(i => i.Card.Role != "prefill").DefaultIfEmpty(left[0]).First();
+        if (!_endpoints.TryGetValue(first.Card.Endpoint, out EndpointWorkers? workers))
+        {
+            return null;
+        }
 
-    /// <summary>Whether requests are routed by KV-cache overlap and load (--router-mode kv).</summary>
-    public bool KvMode => _options.RouterMode == RouterPolicies.Kv;
-
-    /// <summary>
-    /// The KV router of <paramref name="instance"/>'s endpoint, started on first use: it follows the
-    /// endpoint's workers, their KV events and load (see Dynamo.Llm/Routing/README.md).
-    /// </summary>
-    public Task<KvRouterService> KvRouterAsync(ModelInstance instance) =>
-        _kvRouters.GetOrAdd(instance.Card.Endpoint, endpoint => new Lazy<Task<KvRouterService>>(() =>
-            KvRouterService.StartAsync(_runtime, EndpointAddress.Parse(endpoint), _options.KvRouter with { BlockSize = instance.Card.KvBlockSize }, logger: _logger))).Value;
-
-    /// <summary>The endpoint client of <paramref name="instance"/>'s card endpoint, if known.</summary>
-    public EndpointClient? ClientFor(ModelInstance instance) => _clients.GetValueOrDefault(instance.Card.Endpoint);
-
-    /// <summary>
-    /// A client of the shared router component of <paramref name="instance"/>'s namespace
-    /// (<c>{ns}.router.route</c>) when one is registered, else null (this frontend routes by itself).
-    /// </summary>
-    public async Task<EndpointClient?> RouterComponentAsync(ModelInstance instance)
-    {
-        EndpointAddress address = RouterServer.AddressFor(EndpointAddress.Parse(instance.Card.Endpoint));
-        EndpointClient client = await _routerComponents.GetOrAdd(address.ToString(), _ => new Lazy<Task<EndpointClient>>(() =>
-            _runtime.CreateClientAsync(address))).Value.ConfigureAwait(false);
-        return client.Instances.Count > 0 ? client : null;
+        long[] candidates = workers.Candidates(left.Where(i => i.Card.Endpoint == first.Card.Endpoint).Select(i => i.InstanceId), tried);
+        return candidates.Length == 0 ? null : new RouteTarget(workers, candidates);
     }
 
     /// <summary>
@@ -136,10 +117,12 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         return client.Instances.Count > 0 ? client : null;
     }
 
-    /// <summary>The started KV routers' counters, by endpoint.</summary>
+    /// <summary>The router of <paramref name="endpoint"/>'s workers, once a card named that endpoint.</summary>
+    public IWorkerRouter? RouterOf(EndpointAddress endpoint) => _endpoints.GetValueOrDefault(endpoint.ToString())?.Router;
+
+    /// <summary>The counters of the KV routers this process runs (kv mode, routing locally), by endpoint.</summary>
     public IEnumerable<(string Endpoint, RouterStats Stats)> KvRouterStats() =>
-        _kvRouters.Where(kv => kv.Value.IsValueCreated && kv.Value.Value.IsCompletedSuccessfully)
-            .Select(kv => (kv.Key, kv.Value.Value.Result.Router.GetStats())).ToArray();
+        _endpoints.Select(e => (e.Key, Stats: (e.Value.Router as KvWorkerRouter)?.LocalStats)).Where(e => e.Stats is not null).Select(e => (e.Key, e.Stats!)).ToArray();
 
     public async ValueTask DisposeAsync()
     {
@@ -155,30 +138,6 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
             }
         }
 
-        foreach (Lazy<Task<EndpointClient>> component in _routerComponents.Values)
-        {
-            try
-            {
-                await (await component.Value.ConfigureAwait(false)).DisposeAsync().ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                // A client that failed to start has nothing to stop.
-            }
-        }
-
-        foreach (Lazy<Task<KvRouterService>> router in _kvRouters.Values)
-        {
-            try
-            {
-                await (await router.Value.ConfigureAwait(false)).DisposeAsync().ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                // A router that failed to start has nothing to stop.
-            }
-        }
-
         await _stop.CancelAsync().ConfigureAwait(false);
         try
         {
@@ -188,9 +147,9 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         {
         }
 
-        foreach (EndpointClient client in _clients.Values)
+        foreach (EndpointWorkers workers in _endpoints.Values)
         {
-            await client.DisposeAsync().ConfigureAwait(false);
+            await workers.DisposeAsync().ConfigureAwait(false);
         }
 
         _stop.Dispose();
@@ -263,9 +222,12 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
             return;
         }
 
-        if (!_clients.ContainsKey(card.Endpoint))
+        if (!_endpoints.ContainsKey(card.Endpoint))
         {
-            _clients[card.Endpoint] = await _runtime.CreateClientAsync(endpoint, cancellationToken: cancellationToken).ConfigureAwait(false);
+            EndpointClient client = await _runtime.CreateClientAsync(endpoint, cancellationToken: cancellationToken).ConfigureAwait(false);
+            IWorkerRouter router = _options.RouterFactory?.Invoke(endpoint)
+                ?? WorkerRouters.Create(_options.RouterMode, _runtime, endpoint, _options.KvRouter with { BlockSize = card.KvBlockSize }, _logger);
+            _endpoints[card.Endpoint] = new EndpointWorkers(client, router);
         }
 
         _cards[key] = new ModelInstance(instanceId, card, endpoint);
@@ -282,7 +244,7 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
             if (!_states.TryGetValue(group.Key, out ModelState? state))
             {
                 ModelInstance first = group.OrderBy(i => i.InstanceId).First();
-                state = new ModelState(group.Key, RouterPolicies.Create(_options.RouterMode), LoadTokenizerAsync, first.Card);
+                state = new ModelState(group.Key, LoadTokenizerAsync, first.Card);
                 _states[group.Key] = state;
                 _ = state.GetPreprocessorAsync().ContinueWith(
                     t => Log.TokenizerFailed(_logger, group.Key, t.Exception!.GetBaseException()),

@@ -1,21 +1,18 @@
-using Dynamo.Llm.Routing;
 using Dynamo.Llm.ModelCards;
 using Dynamo.Llm.Preprocessing;
 
 namespace Dynamo.Components.Registry;
 
 /// <summary>
-/// The mutable, thread-safe part of a served model that outlives registry snapshots: its router policy
-/// and its tokenizer, loaded once from the first card seen (a failed load is retried by the next request).
+/// The mutable, thread-safe part of a served model that outlives registry snapshots: its tokenizer,
+/// loaded once from the first card seen (a failed load is retried by the next request).
 /// </summary>
-internal sealed class ModelState(string name, IRouterPolicy router, Func<ModelDeploymentCard, CancellationToken, Task<TokenizerBundle>> loadTokenizer, ModelDeploymentCard firstCard)
+internal sealed class ModelState(string name, Func<ModelDeploymentCard, CancellationToken, Task<TokenizerBundle>> loadTokenizer, ModelDeploymentCard firstCard)
 {
     private readonly Lock _lock = new();
     private Task<Preprocessor>? _preprocessor;
 
     public string Name { get; } = name;
-
-    public IRouterPolicy Router { get; } = router;
 
     public long CreatedUnixSeconds { get; } = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 

@@ -11,13 +11,23 @@ namespace Dynamo.Components.Routing;
 /// the workers of one endpoint (a <see cref="KvRouterService"/> follows them). A route request's stream
 /// yields the decision, then stays open until the frontend closes it when the request ends on the
 /// worker: the decision (the load it charges) lives exactly as long as the request, whichever frontend
-/// sent it, so no frontend can starve a worker another one fills. Overload is answered with an error
-/// frame of code <c>router_overloaded</c>.
+/// sent it, so no frontend can starve a worker another one fills. A rejection is an error frame whose code
+/// names its <see cref="RouterRejection"/> (<see cref="CodeOf"/>): <c>router_overloaded</c> (queue full),
+/// <c>router_no_worker</c>, <c>invalid_request</c>.
 /// </summary>
 public sealed class RouterServer : IAsyncDisposable
 {
     /// <summary>The router component's endpoint name.</summary>
     public const string RouteEndpoint = "route";
+
+    /// <summary>The error code of a <see cref="RouterRejection.QueueFull"/> rejection.</summary>
+    public const string QueueFullCode = "router_overloaded";
+
+    /// <summary>The error code of a <see cref="RouterRejection.NoWorker"/> rejection.</summary>
+    public const string NoWorkerCode = "router_no_worker";
+
+    /// <summary>The error code of a <see cref="RouterRejection.InvalidRequest"/> rejection (and of a malformed route request).</summary>
+    public const string InvalidRequestCode = "invalid_request";
 
     private readonly KvRouterService _service;
     private readonly ServedEndpoint _served;
@@ -51,6 +61,24 @@ public sealed class RouterServer : IAsyncDisposable
         }
     }
 
+    /// <summary>The wire code of a rejection.</summary>
+    public static string CodeOf(RouterRejection reason) => reason switch
+    {
+        RouterRejection.QueueFull => QueueFullCode,
+        RouterRejection.NoWorker => NoWorkerCode,
+        RouterRejection.InvalidRequest => InvalidRequestCode,
+        _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, "not a rejection"),
+    };
+
+    /// <summary>The rejection a wire code names, or null for any other code.</summary>
+    public static RouterRejection? RejectionOf(string code) => code switch
+    {
+        QueueFullCode => RouterRejection.QueueFull,
+        NoWorkerCode => RouterRejection.NoWorker,
+        InvalidRequestCode => RouterRejection.InvalidRequest,
+        _ => null,
+    };
+
     /// <summary>Serializes a route request.</summary>
     public static byte[] Serialize(RouteRequest request) => JsonSerializer.SerializeToUtf8Bytes(request, RoutingJsonContext.Default.RouteRequest);
 
@@ -74,7 +102,7 @@ public sealed class RouterServer : IAsyncDisposable
         }
         catch (JsonException e)
         {
-            throw new EndpointException("invalid_request", $"malformed route request: {e.Message}");
+            throw new EndpointException(InvalidRequestCode, $"malformed route request: {e.Message}");
         }
 
         if (request.Version != 1)
@@ -94,13 +122,9 @@ public sealed class RouterServer : IAsyncDisposable
                 Temperature = request.Temperature,
             }, cancellationToken).ConfigureAwait(false);
         }
-        catch (RouterOverloadedException e)
+        catch (RouterRejectedException e)
         {
-            throw new EndpointException("router_overloaded", e.Message);
-        }
-        catch (ArgumentOutOfRangeException e)
-        {
-            throw new EndpointException("invalid_request", e.Message);
+            throw new EndpointException(CodeOf(e.Reason), e.Message);
         }
 
         using (decision)

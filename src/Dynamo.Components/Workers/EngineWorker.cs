@@ -17,7 +17,9 @@ namespace Dynamo.Components.Workers;
 /// second on <c>dyn.{ns}.{comp}.events.load_metrics</c>, and the <c>kv_dump</c> endpoint beside
 /// <c>generate</c> that answers with one message, the engine's <see cref="KvEventDump"/> JSON (what a
 /// router loads to resync, see Kv/README.md). Bad payloads are answered with an
-/// <c>invalid_request</c> error; the worker keeps serving.
+/// <c>invalid_request</c> error; the worker keeps serving. A KV event that cannot be published (the event
+/// plane down) or that the buffer had to drop is counted and skipped: the next one goes out, and routers
+/// heal the gap from the dump.
 /// </summary>
 public sealed partial class EngineWorker : IAsyncDisposable
 {
@@ -33,21 +35,29 @@ public sealed partial class EngineWorker : IAsyncDisposable
     private readonly DistributedRuntime _runtime;
     private readonly IEngine _engine;
     private readonly ILogger _logger;
-    private readonly Channel<KvEvent> _kvEvents = Channel.CreateBounded<KvEvent>(new BoundedChannelOptions(65536) { SingleReader = true, FullMode = BoundedChannelFullMode.DropOldest });
+    private readonly EngineWorkerOptions _options;
+    private readonly Channel<KvEvent> _kvEvents;
     private readonly CancellationTokenSource _stop = new();
     private ServedEndpoint? _served;
     private ServedEndpoint? _dumpServed;
     private long _requestsTotal;
     private long _requestErrors;
+    private long _kvEventsPublished;
+    private long _kvEventsDropped;
+    private long _publishFailures;
     private int _inFlight;
     private Task _publishers = Task.CompletedTask;
 
-    private EngineWorker(DistributedRuntime runtime, IEngine engine, EndpointAddress address, ILogger logger)
+    private EngineWorker(DistributedRuntime runtime, IEngine engine, EndpointAddress address, EngineWorkerOptions options, ILogger logger)
     {
         _runtime = runtime;
         _engine = engine;
         Address = address;
+        _options = options;
         _logger = logger;
+        _kvEvents = Channel.CreateBounded<KvEvent>(
+            new BoundedChannelOptions(options.KvEventBufferCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.DropOldest },
+            _ => Interlocked.Increment(ref _kvEventsDropped));
     }
 
     /// <summary>The served endpoint.</summary>
@@ -65,15 +75,29 @@ public sealed partial class EngineWorker : IAsyncDisposable
     /// <summary>Requests being served now.</summary>
     public int InFlight => Volatile.Read(ref _inFlight);
 
+    /// <summary>KV events published on the event plane so far.</summary>
+    public long KvEventsPublished => Interlocked.Read(ref _kvEventsPublished);
+
+    /// <summary>KV events dropped because the buffer was full (the event plane slower than the engine).</summary>
+    public long KvEventsDropped => Interlocked.Read(ref _kvEventsDropped);
+
+    /// <summary>Publishes (KV events and load reports) that failed.</summary>
+    public long PublishFailures => Interlocked.Read(ref _publishFailures);
+
     /// <summary>The engine's counters.</summary>
     public EngineStats Stats => _engine.Stats;
 
     /// <summary>Starts serving <paramref name="engine"/> at <paramref name="address"/>.</summary>
-    public static async Task<EngineWorker> StartAsync(DistributedRuntime runtime, IEngine engine, EndpointAddress address, ILogger? logger = null, CancellationToken cancellationToken = default)
+    public static async Task<EngineWorker> StartAsync(DistributedRuntime runtime, IEngine engine, EndpointAddress address, ILogger? logger = null, CancellationToken cancellationToken = default) =>
+        await StartAsync(runtime, engine, address, EngineWorkerOptions.Default, logger, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Starts serving <paramref name="engine"/> at <paramref name="address"/> with <paramref name="options"/>.</summary>
+    public static async Task<EngineWorker> StartAsync(DistributedRuntime runtime, IEngine engine, EndpointAddress address, EngineWorkerOptions options, ILogger? logger = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(runtime);
         ArgumentNullException.ThrowIfNull(engine);
-        var worker = new EngineWorker(runtime, engine, address, logger ?? NullLogger.Instance);
+        ArgumentNullException.ThrowIfNull(options);
+        var worker = new EngineWorker(runtime, engine, address, options.Validate(), logger ?? NullLogger.Instance);
         if (engine.KvEvents is { } log)
         {
             log.Published += e => worker._kvEvents.Writer.TryWrite(e);
@@ -268,22 +292,28 @@ public sealed partial class EngineWorker : IAsyncDisposable
             {
                 // Consumers know a worker by its instance id, whatever id the engine was built with.
                 KvEvent published = e.WorkerId == InstanceId ? e : e with { WorkerId = InstanceId };
-                await _runtime.Events.PublishAsync(subject, KvEventJson.SerializeToUtf8(published), cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    await _runtime.Events.PublishAsync(subject, KvEventJson.SerializeToUtf8(published), cancellationToken).ConfigureAwait(false);
+                    Interlocked.Increment(ref _kvEventsPublished);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                {
+                    // One lost event is a gap routers heal from the dump; the next event goes out.
+                    Interlocked.Increment(ref _publishFailures);
+                    Log.PublishFailed(_logger, subject, ex);
+                }
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-        }
-        catch (Exception e)
-        {
-            Log.PublishFailed(_logger, subject, e);
         }
     }
 
     private async Task PublishLoadAsync(CancellationToken cancellationToken)
     {
         string subject = Address.EventSubject(LoadMetricsTopic);
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
+        using var timer = new PeriodicTimer(_options.LoadMetricsInterval);
         try
         {
             while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
@@ -305,6 +335,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
+                    Interlocked.Increment(ref _publishFailures);
                     Log.PublishFailed(_logger, subject, e);
                 }
             }

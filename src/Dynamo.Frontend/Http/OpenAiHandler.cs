@@ -74,9 +74,9 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             metrics.Queued.WithLabels(trace.Model).Inc();
             trace.Queued = true;
             EndpointClient? processors = await registry.ProcessorsAsync().ConfigureAwait(false);
-            Generation generation = processors is not null
-                ? await ProcessorRelay.StartAsync(processors, body, chat, trace.Id, cancel.Token).ConfigureAwait(false)
-                : await _pipeline.StartAsync(request, chat, model, trace.Id, cancel.Token).ConfigureAwait(false);
+            Generation generation = (processors is null ? null
+                    : await ProcessorRelay.TryStartAsync(processors, body, chat, trace.Id, options.Processing.ChoiceBufferCapacity, cancel.Token).ConfigureAwait(false))
+                ?? await _pipeline.StartAsync(request, chat, model, trace.Id, cancel.Token).ConfigureAwait(false);
             await using (generation.ConfigureAwait(false))
             {
                 // Whatever ends the response (done, error, client gone), disposing stops every worker stream.

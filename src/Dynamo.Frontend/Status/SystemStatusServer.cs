@@ -51,6 +51,9 @@ public sealed class SystemStatusServer : IAsyncDisposable
         Gauge hits = G("dynamo_component_prefix_cache_hits_total", "Prompt tokens found in the prefix cache");
         Gauge preemptions = G("dynamo_component_preemptions_total", "Sequences preempted (recomputed later)");
         Gauge generated = G("dynamo_component_output_tokens_total", "Tokens generated");
+        Gauge kvPublished = G("dynamo_component_kv_events_published_total", "KV events published on the event plane");
+        Gauge kvDropped = G("dynamo_component_kv_events_dropped_total", "KV events dropped because the buffer to the event plane was full (routers resync from the dump)");
+        Gauge publishFailures = G("dynamo_component_event_publish_failures_total", "KV event and load publishes that failed (the worker keeps publishing)");
         registry.AddBeforeCollectCallback(() =>
         {
             EngineStats s = worker.Stats;
@@ -66,6 +69,9 @@ public sealed class SystemStatusServer : IAsyncDisposable
             hits.WithLabels(values).Set(s.PrefixHitTokens);
             preemptions.WithLabels(values).Set(s.Preemptions);
             generated.WithLabels(values).Set(s.GeneratedTokens);
+            kvPublished.WithLabels(values).Set(worker.KvEventsPublished);
+            kvDropped.WithLabels(values).Set(worker.KvEventsDropped);
+            publishFailures.WithLabels(values).Set(worker.PublishFailures);
         });
         return await ServeAsync(app, (stream, ct) => registry.CollectAndExportAsTextAsync(stream, ct), () => new Dictionary<string, object>
         {

@@ -124,11 +124,15 @@ public sealed class Preprocessor
     }
 
     /// <summary>The worker protocol's generate request for one choice (JSON).</summary>
-    public static byte[] BuildGenerateRequest(string requestId, IReadOnlyList<int> tokenIds, SamplingParams sampling)
+    public static byte[] BuildGenerateRequest(string requestId, IReadOnlyList<int> tokenIds, SamplingParams sampling) =>
+        SerializeGenerateRequest(CreateGenerateRequest(requestId, tokenIds, sampling));
+
+    /// <summary>The worker protocol's generate request for one choice.</summary>
+    public static GenerateRequest CreateGenerateRequest(string requestId, IReadOnlyList<int> tokenIds, SamplingParams sampling)
     {
         ArgumentNullException.ThrowIfNull(tokenIds);
         ArgumentNullException.ThrowIfNull(sampling);
-        var request = new GenerateRequest
+        return new GenerateRequest
         {
             Version = GenerateRequest.CurrentVersion,
             RequestId = requestId,
@@ -150,8 +154,11 @@ public sealed class Preprocessor
                 TopLogprobs = sampling.TopLogprobs > 0 ? sampling.TopLogprobs : null,
             },
         };
-        return JsonSerializer.SerializeToUtf8Bytes(request, WorkerJsonContext.Default.GenerateRequest);
     }
+
+    /// <summary>A generate request as the JSON a worker reads.</summary>
+    public static byte[] SerializeGenerateRequest(GenerateRequest request) =>
+        JsonSerializer.SerializeToUtf8Bytes(request, WorkerJsonContext.Default.GenerateRequest);
 
     private static string RequireModel(string? model) =>
         string.IsNullOrEmpty(model) ? throw OpenAiException.BadRequest("'model' is required.", "model", "missing_model") : model;

@@ -7,16 +7,18 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace Dynamo.Llm.Routing;
 
 /// <summary>
-/// The KV-aware router: picks, for each request, the worker with the lowest cost, counting the prompt
-/// blocks it already caches (<see cref="Index"/>), the load the router itself charged it (active prefill
-/// tokens, active blocks) and its own load reports. Load is charged at <see cref="RouteAsync"/> and
-/// released through the returned <see cref="RoutingDecision"/>. When every worker is saturated, requests
-/// wait in a bounded FIFO queue, then get <see cref="RouterOverloadedException"/>. Thread-safe; the cost
-/// formula and invariants are in Routing/README.md. Feed it with <see cref="ApplyEvent"/>,
-/// <see cref="UpdateLoad"/>, <see cref="AddWorker"/> and <see cref="RemoveWorker"/> (or let a
-/// Dynamo.Components' KvRouterService do it from the runtime).
+/// The KV-aware router: picks, for each request, the worker with the lowest <see cref="KvCost"/>, counting the
+/// prompt blocks it already caches (<see cref="Index"/>), the load the router itself charged it (active
+/// prefill tokens, active blocks: <see cref="InflightLedger"/>) and its own load reports. Load is charged at
+/// <see cref="RouteAsync(ReadOnlySpan{int}, RouteOverrides?, CancellationToken)"/> and released through the
+/// returned <see cref="RoutingDecision"/>. When every worker is saturated, requests wait in the
+/// <see cref="AdmissionQueue"/>, then get <see cref="RouterRejectedException"/>. Thread-safe: one gate guards
+/// the workers (<see cref="WorkerSlots"/>), the ledger, the queue and the counters (<see cref="RouterCounters"/>);
+/// the cost formula and invariants are in Routing/README.md. Feed it with <see cref="ApplyEvent"/>,
+/// <see cref="UpdateLoad"/>, <see cref="AddWorker"/> and <see cref="RemoveWorker"/> (or let Dynamo.Components'
+/// KvRouterService do it from the runtime). As an <see cref="IWorkerRouter"/> it routes among a request's candidates.
 /// </summary>
-public sealed partial class KvRouter
+public sealed partial class KvRouter : IWorkerRouter
 {
     private const int StackHashBlocks = 256;
 
@@ -24,28 +26,13 @@ public sealed partial class KvRouter
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly Random _random;
-    private readonly Dictionary<long, WorkerState> _workers = [];
-    private readonly List<WorkerState?> _slots = [];
-    private readonly Stack<int> _freeSlots = new();
-    private readonly PrefixTable _inflight = new();
-    private readonly PrefixTable _recent = new();
-    private readonly Queue<(ulong[] Hashes, int Count, WorkerState Worker, long Expires)> _recentQueue = new();
-    private readonly Stack<ulong[]> _recentArrays = new();
-    private const int MaxRecent = 4096;
+    private readonly WorkerSlots _workers = new();
+    private readonly InflightLedger _ledger;
+    private readonly AdmissionQueue _queue = new();
+    private readonly RouterCounters _counters = new();
     private readonly OverlapScores _scores = new();
-    private readonly LinkedList<Waiter> _queue = new();
-    private WorkerState[] _list = [];
     private double[] _costs = new double[16];
     private double[] _weights = new double[16];
-    private long _decisions;
-    private long _promptTokens;
-    private long _predictedHitTokens;
-    private long _reportedDecisions;
-    private long _reportedPredicted;
-    private long _reportedActual;
-    private long _queued;
-    private long _rejections;
-    private int _inFlight;
 
     /// <summary>Creates a router with no workers.</summary>
     public KvRouter(KvRouterOptions? options = null, TimeProvider? timeProvider = null, ILogger? logger = null)
@@ -54,7 +41,11 @@ public sealed partial class KvRouter
         _time = timeProvider ?? TimeProvider.System;
         _logger = logger ?? NullLogger.Instance;
         _random = Options.Seed is int seed ? new Random(seed) : new Random();
+        _ledger = new InflightLedger(Options, _time);
     }
+
+    /// <inheritdoc/>
+    public string Name => RouterModes.Kv;
 
     /// <summary>The settings.</summary>
     public KvRouterOptions Options { get; }
@@ -69,7 +60,7 @@ public sealed partial class KvRouter
         {
             lock (_gate)
             {
-                return [.. _workers.Keys.Order()];
+                return [.. _workers.Ids.Order()];
             }
         }
     }
@@ -87,27 +78,13 @@ public sealed partial class KvRouter
 
         lock (_gate)
         {
-            if (_workers.TryGetValue(workerId, out WorkerState? existing))
+            if (_workers.TryGet(workerId, out KvWorkerState? existing))
             {
                 existing.BatchBudget = batchBudgetTokens ?? existing.BatchBudget;
                 return false;
             }
 
-            int slot;
-            if (_freeSlots.Count > 0)
-            {
-                slot = _freeSlots.Pop();
-            }
-            else
-            {
-                slot = _slots.Count;
-                _slots.Add(null);
-            }
-
-            var worker = new WorkerState(workerId, slot, batchBudgetTokens ?? Options.DefaultBatchBudget);
-            _slots[slot] = worker;
-            _workers[workerId] = worker;
-            _list = [.. _workers.Values.OrderBy(w => w.WorkerId)];
+            _workers.Add(workerId, batchBudgetTokens ?? Options.DefaultBatchBudget);
             Index.AddWorker(workerId);
             Pump();
             return true;
@@ -123,36 +100,15 @@ public sealed partial class KvRouter
         lock (_gate)
         {
             Index.RemoveWorker(workerId);
-            if (!_workers.Remove(workerId, out WorkerState? worker))
+            if (_workers.Remove(workerId) is not { } worker)
             {
                 return false;
             }
 
             worker.Removed = true;
-            foreach (RoutingDecision d in worker.Decisions)
-            {
-                for (int i = 0; i < d.HashCount; i++)
-                {
-                    _inflight.Decrement(d.Hashes[i], worker.Slot);
-                }
-            }
-
+            _ledger.Forget(worker, worker.Decisions);
             worker.Decisions.Clear();
-            foreach (var entry in _recentQueue)
-            {
-                if (entry.Worker == worker)
-                {
-                    for (int i = 0; i < entry.Count; i++)
-                    {
-                        _recent.Decrement(entry.Hashes[i], worker.Slot);
-                    }
-                }
-            }
-
-            _inFlight -= worker.InFlight;
-            _slots[worker.Slot] = null;
-            _freeSlots.Push(worker.Slot);
-            _list = [.. _workers.Values.OrderBy(w => w.WorkerId)];
+            _counters.InFlight -= worker.InFlight;
             Pump();
             return true;
         }
@@ -168,7 +124,7 @@ public sealed partial class KvRouter
         ArgumentNullException.ThrowIfNull(kvEvent);
         lock (_gate)
         {
-            return _workers.ContainsKey(kvEvent.WorkerId) ? Index.Apply(kvEvent) : KvApplyResult.Stale;
+            return _workers.Contains(kvEvent.WorkerId) ? Index.Apply(kvEvent) : KvApplyResult.Stale;
         }
     }
 
@@ -178,7 +134,7 @@ public sealed partial class KvRouter
         ArgumentNullException.ThrowIfNull(dump);
         lock (_gate)
         {
-            if (_workers.ContainsKey(workerId))
+            if (_workers.Contains(workerId))
             {
                 Index.LoadDump(workerId, dump);
             }
@@ -195,7 +151,7 @@ public sealed partial class KvRouter
         ArgumentNullException.ThrowIfNull(load);
         lock (_gate)
         {
-            if (_workers.TryGetValue(load.WorkerId, out WorkerState? worker))
+            if (_workers.TryGet(load.WorkerId, out KvWorkerState? worker))
             {
                 worker.ReportedBlocksUsed = load.KvBlocksUsed;
                 worker.ReportedBlocksTotal = load.KvBlocksTotal;
@@ -206,11 +162,30 @@ public sealed partial class KvRouter
     }
 
     /// <summary>
+    /// As an <see cref="IWorkerRouter"/>: routes among the request's candidates (only those the router knows:
+    /// none known is <see cref="RouterRejection.NoWorker"/>). The decision is the lease.
+    /// </summary>
+    public async ValueTask<WorkerLease> RouteAsync(WorkerRouteRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        int[] tokens = request.TokenIds as int[] ?? [.. request.TokenIds];
+        return await RouteAsync(tokens, new RouteOverrides
+        {
+            RequestId = request.RequestId,
+            AllowedWorkers = new HashSet<long>(request.Candidates),
+            OverlapScoreWeight = request.OverlapScoreWeight,
+            Temperature = request.Temperature,
+        }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
     /// Chooses a worker for a prompt of <paramref name="tokens"/> and charges it the request's load. Completes
     /// at once unless every worker is saturated (or others already wait): then the request waits its turn
-    /// in the queue. Throws <see cref="RouterOverloadedException"/> (in the task) when the queue is full or
-    /// there is no worker; <see cref="OperationCanceledException"/> when cancelled while waiting. The caller
-    /// must complete or dispose the decision.
+    /// in the queue. Throws <see cref="RouterRejectedException"/> (in the task) when the queue is full
+    /// (<see cref="RouterRejection.QueueFull"/>), there is no worker (<see cref="RouterRejection.NoWorker"/>)
+    /// or an override is out of range (<see cref="RouterRejection.InvalidRequest"/>);
+    /// <see cref="OperationCanceledException"/> when cancelled while waiting. The caller must complete or
+    /// dispose the decision.
     /// </summary>
     public ValueTask<RoutingDecision> RouteAsync(ReadOnlySpan<int> tokens, RouteOverrides? overrides = null, CancellationToken cancellationToken = default)
     {
@@ -218,12 +193,14 @@ public sealed partial class KvRouter
         double temperature = overrides?.Temperature ?? Options.Temperature;
         if (!double.IsFinite(weight) || weight < 0)
         {
-            return ValueTask.FromException<RoutingDecision>(new ArgumentOutOfRangeException(nameof(overrides), weight, "the overlap score weight must be a finite number, 0 or more"));
+            return ValueTask.FromException<RoutingDecision>(new RouterRejectedException(RouterRejection.InvalidRequest,
+                $"the overlap score weight must be a finite number, 0 or more (got {weight})", TimeSpan.Zero, "kv_overlap_score_weight"));
         }
 
         if (!double.IsFinite(temperature) || temperature < 0)
         {
-            return ValueTask.FromException<RoutingDecision>(new ArgumentOutOfRangeException(nameof(overrides), temperature, "the router temperature must be a finite number, 0 or more"));
+            return ValueTask.FromException<RoutingDecision>(new RouterRejectedException(RouterRejection.InvalidRequest,
+                $"the router temperature must be a finite number, 0 or more (got {temperature})", TimeSpan.Zero, "router_temperature"));
         }
 
         if (cancellationToken.IsCancellationRequested)
@@ -242,18 +219,19 @@ public sealed partial class KvRouter
             ArrayPool<ulong>.Shared.Return(rentedLocals);
         }
 
-        var request = new Request(hashes, blocks, tokens.Length, weight, temperature, overrides?.RequestId, overrides?.AllowedWorkers);
-        Waiter waiter;
+        var request = new PendingRoute(hashes, blocks, tokens.Length, weight, temperature, overrides?.RequestId, overrides?.AllowedWorkers);
+        QueuedRoute queued;
         lock (_gate)
         {
             bool noWorker = !AnyCandidate(request);
             if (noWorker || (_queue.Count >= Options.MaxQueue && (_queue.Count > 0 || !AnyUnsaturated(request))))
             {
-                _rejections++;
+                _counters.Rejections++;
                 ArrayPool<ulong>.Shared.Return(hashes);
                 string why = noWorker ? "no worker is available" : $"every worker is saturated and {_queue.Count} requests already wait";
                 Log.Rejected(_logger, request.RequestId, why);
-                return ValueTask.FromException<RoutingDecision>(new RouterOverloadedException($"the router cannot take the request: {why}", Options.RetryAfter));
+                return ValueTask.FromException<RoutingDecision>(new RouterRejectedException(
+                    noWorker ? RouterRejection.NoWorker : RouterRejection.QueueFull, $"the router cannot take the request: {why}", Options.RetryAfter));
             }
 
             if (_queue.Count == 0 && AnyUnsaturated(request))
@@ -261,17 +239,38 @@ public sealed partial class KvRouter
                 return new ValueTask<RoutingDecision>(Decide(request));
             }
 
-            waiter = new Waiter(request);
-            waiter.Node = _queue.AddLast(waiter);
-            _queued++;
+            queued = _queue.Enqueue(request);
+            _counters.Queued++;
         }
 
         if (cancellationToken.CanBeCanceled)
         {
-            waiter.Registration = cancellationToken.UnsafeRegister(static (state, token) => ((KvRouter)((object[])state!)[0]).CancelWaiter((Waiter)((object[])state)[1], token), new object[] { this, waiter });
+            queued.Registration = cancellationToken.UnsafeRegister(static (state, token) => ((KvRouter)((object[])state!)[0]).Cancel((QueuedRoute)((object[])state)[1], token), new object[] { this, queued });
         }
 
-        return new ValueTask<RoutingDecision>(waiter.Completion.Task);
+        return new ValueTask<RoutingDecision>(queued.Completion.Task);
+    }
+
+    /// <summary>
+    /// What the KV index says of a prompt: per worker holding its first block, how many leading full blocks
+    /// it caches (the router's own view, as its KV events and dumps built it). For diagnostics and tests.
+    /// </summary>
+    public IReadOnlyDictionary<long, int> IndexedOverlap(ReadOnlySpan<int> tokens)
+    {
+        ulong[] hashes = BlockHasher.SequenceHashes(tokens, Options.BlockSize);
+        var scores = new OverlapScores();
+        lock (_gate)
+        {
+            Index.FindMatches(hashes, scores);
+        }
+
+        var overlap = new Dictionary<long, int>();
+        for (int i = 0; i < scores.WorkerIds.Length; i++)
+        {
+            overlap[scores.WorkerIds[i]] = scores.Blocks[i];
+        }
+
+        return overlap;
     }
 
     /// <summary>A snapshot of the counters and of each worker's load.</summary>
@@ -282,21 +281,24 @@ public sealed partial class KvRouter
             long now = _time.GetTimestamp();
             return new RouterStats
             {
-                Decisions = _decisions,
-                PromptTokens = _promptTokens,
-                PredictedHitTokens = _predictedHitTokens,
-                ReportedDecisions = _reportedDecisions,
-                ReportedPredictedHitTokens = _reportedPredicted,
-                ReportedActualHitTokens = _reportedActual,
+                Decisions = _counters.Decisions,
+                PromptTokens = _counters.PromptTokens,
+                PredictedHitTokens = _counters.PredictedHitTokens,
+                ReportedDecisions = _counters.ReportedDecisions,
+                ReportedPredictedHitTokens = _counters.ReportedPredictedHitTokens,
+                ReportedActualHitTokens = _counters.ReportedActualHitTokens,
                 QueueDepth = _queue.Count,
-                Queued = _queued,
-                Rejections = _rejections,
-                InFlight = _inFlight,
-                Workers = [.. _list.Select(w => new WorkerLoadSnapshot(
+                Queued = _counters.Queued,
+                Rejections = _counters.Rejections,
+                InFlight = _counters.InFlight,
+                Workers = [.. _workers.Sorted.Select(w => new WorkerLoadSnapshot(
                     w.WorkerId, w.InFlight, w.ActivePrefillTokens, w.DistinctBlocks + w.PartialBlocks, Reported(w, now), w.BatchBudget, Saturated(w), Index.BlockCountOf(w.WorkerId)))],
             };
         }
     }
+
+    /// <inheritdoc/>
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 
     internal void OnFirstToken(RoutingDecision decision)
     {
@@ -328,18 +330,17 @@ public sealed partial class KvRouter
             Release(decision, completed: actualCachedTokens is not null);
             if (actualCachedTokens is int actual)
             {
-                _reportedDecisions++;
-                _reportedPredicted += decision.PredictedCachedTokens;
-                _reportedActual += actual;
+                _counters.OnReported(decision.PredictedCachedTokens, actual);
             }
 
             Pump();
         }
     }
 
+    // Under _gate: removes the decision's charge from its worker (a removed worker was already cleared).
     private void Release(RoutingDecision decision, bool completed = false)
     {
-        WorkerState worker = decision.Worker;
+        KvWorkerState worker = decision.Worker;
         if (!worker.Removed)
         {
             if (decision.State == RoutingDecision.DecisionState.Prefill)
@@ -347,39 +348,20 @@ public sealed partial class KvRouter
                 worker.ActivePrefillTokens -= decision.ChargedPrefillTokens;
             }
 
-            for (int i = 0; i < decision.HashCount; i++)
-            {
-                if (_inflight.Decrement(decision.Hashes[i], worker.Slot))
-                {
-                    worker.DistinctBlocks--;
-                }
-            }
-
+            ReadOnlySpan<ulong> hashes = decision.Hashes.AsSpan(0, decision.HashCount);
+            _ledger.Release(worker, hashes);
             if (decision.PromptTokens % Options.BlockSize != 0)
             {
                 worker.PartialBlocks--;
             }
 
             worker.InFlight--;
-            _inFlight--;
+            _counters.InFlight--;
             worker.Decisions.Remove(decision);
-            if (completed && Options.CountInflightPrefixes && Options.RecentPrefixWindow > TimeSpan.Zero && decision.HashCount > 0)
+            if (completed)
             {
                 // The prefix is on the worker now; its KV events may not have reached the index yet.
-                int count = decision.HashCount;
-                ulong[] kept = _recentArrays.TryPop(out ulong[]? reused) && reused.Length >= count ? reused : new ulong[Math.Max(count, 64)];
-                decision.Hashes.AsSpan(0, count).CopyTo(kept);
-                for (int i = 0; i < count; i++)
-                {
-                    _recent.Increment(kept[i], worker.Slot);
-                }
-
-                long now = _time.GetTimestamp();
-                _recentQueue.Enqueue((kept, count, worker, now + (long)(Options.RecentPrefixWindow.TotalSeconds * _time.TimestampFrequency)));
-                if (_recentQueue.Count > MaxRecent)
-                {
-                    ExpireRecent(long.MaxValue, _recentQueue.Count - MaxRecent);
-                }
+                _ledger.Remember(worker, hashes);
             }
         }
 
@@ -387,78 +369,54 @@ public sealed partial class KvRouter
         ArrayPool<ulong>.Shared.Return(decision.Hashes);
     }
 
-    /// <summary>Ends the recent-prefix windows that are over, at most <paramref name="limit"/> of them (under the gate).</summary>
-    private void ExpireRecent(long now, int limit = int.MaxValue)
-    {
-        while (limit-- > 0 && _recentQueue.TryPeek(out var entry) && entry.Expires <= now)
-        {
-            _recentQueue.Dequeue();
-            if (!entry.Worker.Removed)
-            {
-                for (int i = 0; i < entry.Count; i++)
-                {
-                    _recent.Decrement(entry.Hashes[i], entry.Worker.Slot);
-                }
-            }
-
-            _recentArrays.Push(entry.Hashes);
-        }
-    }
-
-    private void CancelWaiter(Waiter waiter, CancellationToken cancellationToken)
+    private void Cancel(QueuedRoute queued, CancellationToken cancellationToken)
     {
         lock (_gate)
         {
-            if (waiter.Node?.List is null)
+            if (!_queue.Remove(queued))
             {
                 return;
             }
 
-            _queue.Remove(waiter.Node);
-            ArrayPool<ulong>.Shared.Return(waiter.Request.Hashes);
-            waiter.Completion.TrySetCanceled(cancellationToken);
+            ArrayPool<ulong>.Shared.Return(queued.Request.Hashes);
+            queued.Completion.TrySetCanceled(cancellationToken);
         }
     }
 
     // Under _gate: hands queued requests to workers while one has room, first come first served.
     private void Pump()
     {
-        while (_queue.First is { } node)
+        while (_queue.First is { } queued)
         {
-            Waiter waiter = node.Value;
-            if (!AnyCandidate(waiter.Request))
+            if (!AnyCandidate(queued.Request))
             {
-                _queue.RemoveFirst();
-                waiter.Registration.Unregister();
-                _rejections++;
-                ArrayPool<ulong>.Shared.Return(waiter.Request.Hashes);
-                waiter.Completion.TrySetException(new RouterOverloadedException("the router cannot take the request: no worker is available", Options.RetryAfter));
+                _queue.Dequeue();
+                _counters.Rejections++;
+                ArrayPool<ulong>.Shared.Return(queued.Request.Hashes);
+                queued.Completion.TrySetException(new RouterRejectedException(RouterRejection.NoWorker, "the router cannot take the request: no worker is available", Options.RetryAfter));
                 continue;
             }
 
-            if (!AnyUnsaturated(waiter.Request))
+            if (!AnyUnsaturated(queued.Request))
             {
                 return;
             }
 
-            _queue.RemoveFirst();
-            waiter.Registration.Unregister();
-            RoutingDecision decision = Decide(waiter.Request);
-            if (!waiter.Completion.TrySetResult(decision))
+            _queue.Dequeue();
+            RoutingDecision decision = Decide(queued.Request);
+            if (!queued.Completion.TrySetResult(decision))
             {
                 Release(decision);
             }
         }
     }
 
-    private static bool Allows(in Request request, WorkerState worker) => request.Allowed is null || request.Allowed.Contains(worker.WorkerId);
-
     // A loop, not LINQ: no closure on the decision path.
-    private bool AnyCandidate(in Request request)
+    private bool AnyCandidate(in PendingRoute request)
     {
-        foreach (WorkerState w in _list)
+        foreach (KvWorkerState w in _workers.Sorted)
         {
-            if (Allows(request, w))
+            if (request.Allows(w))
             {
                 return true;
             }
@@ -467,13 +425,13 @@ public sealed partial class KvRouter
         return false;
     }
 
-    private bool Saturated(WorkerState worker) => worker.ActivePrefillTokens > Options.Saturation * worker.BatchBudget;
+    private bool Saturated(KvWorkerState worker) => worker.ActivePrefillTokens > Options.Saturation * worker.BatchBudget;
 
-    private bool AnyUnsaturated(in Request request)
+    private bool AnyUnsaturated(in PendingRoute request)
     {
-        foreach (WorkerState w in _list)
+        foreach (KvWorkerState w in _workers.Sorted)
         {
-            if (!Saturated(w) && Allows(request, w))
+            if (!Saturated(w) && request.Allows(w))
             {
                 return true;
             }
@@ -482,7 +440,7 @@ public sealed partial class KvRouter
         return false;
     }
 
-    private double Reported(WorkerState worker, long now)
+    private double Reported(KvWorkerState worker, long now)
     {
         if (!worker.HasReport)
         {
@@ -494,51 +452,27 @@ public sealed partial class KvRouter
     }
 
     // Under _gate, with at least one unsaturated worker: the cost of every worker, the choice, the charge.
-    private RoutingDecision Decide(in Request request)
+    private RoutingDecision Decide(in PendingRoute request)
     {
         int bs = Options.BlockSize;
         ReadOnlySpan<ulong> hashes = request.Hashes.AsSpan(0, request.Blocks);
-        WorkerState[] list = _list;
-        foreach (WorkerState w in list)
+        KvWorkerState[] list = _workers.Sorted;
+        foreach (KvWorkerState w in list)
         {
             w.IndexedOverlap = 0;
             w.InflightOverlap = 0;
             w.RecentOverlap = 0;
         }
 
-        if (_recentQueue.Count > 0)
-        {
-            ExpireRecent(_time.GetTimestamp());
-            if (_recent.Count > 0)
-            {
-                _recent.Match(hashes);
-                foreach (int slot in _recent.MatchedSlots)
-                {
-                    if (_slots[slot] is { } w)
-                    {
-                        w.RecentOverlap = _recent.DepthOf(slot);
-                    }
-                }
-            }
-        }
-
+        _ledger.Match(hashes, _workers);
         Index.FindMatches(hashes, _scores);
         ReadOnlySpan<long> ids = _scores.WorkerIds;
         ReadOnlySpan<int> depths = _scores.Blocks;
         for (int i = 0; i < ids.Length; i++)
         {
-            if (_workers.TryGetValue(ids[i], out WorkerState? w))
+            if (_workers.TryGet(ids[i], out KvWorkerState? w))
             {
                 w.IndexedOverlap = depths[i];
-            }
-        }
-
-        _inflight.Match(hashes);
-        foreach (int slot in _inflight.MatchedSlots)
-        {
-            if (_slots[slot] is { } w)
-            {
-                w.InflightOverlap = _inflight.DepthOf(slot);
             }
         }
 
@@ -547,42 +481,33 @@ public sealed partial class KvRouter
             _costs = new double[list.Length * 2];
         }
 
-        int requestBlocks = (request.PromptTokens + bs - 1) / bs;
         long now = _time.GetTimestamp();
         double min = double.PositiveInfinity, max = double.NegativeInfinity;
         for (int i = 0; i < list.Length; i++)
         {
-            WorkerState w = list[i];
-            if (Saturated(w) || !Allows(request, w))
+            KvWorkerState w = list[i];
+            if (Saturated(w) || !request.Allows(w))
             {
                 _costs[i] = double.NaN;
                 continue;
             }
 
-            int overlap = Overlap(w);
-            double prefillBlocks = (request.PromptTokens - (overlap * bs) + w.ActivePrefillTokens) / (double)bs;
-            double decodeBlocks = Math.Max(w.DistinctBlocks + w.PartialBlocks, Reported(w, now)) + (requestBlocks - w.InflightOverlap);
-            double cost = (request.Weight * prefillBlocks) + decodeBlocks + EvictedBlocks(w, requestBlocks - overlap);
+            double cost = KvCost.Of(new KvCostInput(
+                request.PromptTokens, bs, Overlap(w), w.InflightOverlap, w.ActivePrefillTokens, w.DistinctBlocks + w.PartialBlocks,
+                Reported(w, now), Index.BlockCountOf(w.WorkerId), w.ReportedBlocksTotal, request.Weight));
             _costs[i] = cost;
             min = Math.Min(min, cost);
             max = Math.Max(max, cost);
         }
 
         int chosen = request.Temperature > 0 ? Sample(list.Length, min, max, request.Temperature) : Lowest(list.Length, min);
-        WorkerState worker = list[chosen];
+        KvWorkerState worker = list[chosen];
         int chosenOverlap = Overlap(worker);
         long charged = request.PromptTokens - ((long)chosenOverlap * bs);
         worker.ActivePrefillTokens += charged;
         worker.InFlight++;
-        _inFlight++;
-        for (int i = 0; i < hashes.Length; i++)
-        {
-            if (_inflight.Increment(hashes[i], worker.Slot))
-            {
-                worker.DistinctBlocks++;
-            }
-        }
-
+        _counters.InFlight++;
+        _ledger.Charge(worker, hashes);
         if (request.PromptTokens % bs != 0)
         {
             worker.PartialBlocks++;
@@ -590,18 +515,12 @@ public sealed partial class KvRouter
 
         var decision = new RoutingDecision(this, worker, request.PromptTokens, chosenOverlap, worker.IndexedOverlap, _costs[chosen], request.Hashes, request.Blocks, charged, bs);
         worker.Decisions.Add(decision);
-        _decisions++;
-        _promptTokens += request.PromptTokens;
-        _predictedHitTokens += decision.PredictedCachedTokens;
+        _counters.OnDecision(decision);
         Log.Routed(_logger, request.RequestId, worker.WorkerId, chosenOverlap, worker.IndexedOverlap, decision.Cost, request.PromptTokens);
         return decision;
     }
 
-    // Cached blocks that storing the request's new blocks on w would push out of its (reported) pool.
-    private int EvictedBlocks(WorkerState w, int newBlocks) =>
-        w.ReportedBlocksTotal <= 0 ? 0 : Math.Max(0, Index.BlockCountOf(w.WorkerId) + newBlocks - w.ReportedBlocksTotal);
-
-    private int Overlap(WorkerState w) => Options.CountInflightPrefixes ? Math.Max(w.IndexedOverlap, Math.Max(w.InflightOverlap, w.RecentOverlap)) : w.IndexedOverlap;
+    private int Overlap(KvWorkerState w) => Options.CountInflightPrefixes ? Math.Max(w.IndexedOverlap, Math.Max(w.InflightOverlap, w.RecentOverlap)) : w.IndexedOverlap;
 
     private int Lowest(int count, double min)
     {
@@ -652,55 +571,6 @@ public sealed partial class KvRouter
         }
 
         return last;
-    }
-
-    internal sealed class WorkerState(long workerId, int slot, int batchBudget)
-    {
-        public long WorkerId { get; } = workerId;
-
-        public int Slot { get; } = slot;
-
-        public int BatchBudget { get; set; } = batchBudget;
-
-        public long ActivePrefillTokens { get; set; }
-
-        public long DistinctBlocks { get; set; }
-
-        public long PartialBlocks { get; set; }
-
-        public int InFlight { get; set; }
-
-        public HashSet<RoutingDecision> Decisions { get; } = [];
-
-        public int ReportedBlocksUsed { get; set; }
-
-        public int ReportedBlocksTotal { get; set; }
-
-        public long ReportedAt { get; set; }
-
-        public bool HasReport { get; set; }
-
-        public bool Removed { get; set; }
-
-        public int IndexedOverlap { get; set; }
-
-        public int InflightOverlap { get; set; }
-
-        /// <summary>Leading blocks of the request that requests completed on this worker within the recent-prefix window held.</summary>
-        public int RecentOverlap { get; set; }
-    }
-
-    private readonly record struct Request(ulong[] Hashes, int Blocks, int PromptTokens, double Weight, double Temperature, string? RequestId, IReadOnlySet<long>? Allowed);
-
-    private sealed class Waiter(Request request)
-    {
-        public Request Request { get; } = request;
-
-        public TaskCompletionSource<RoutingDecision> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public LinkedListNode<Waiter>? Node { get; set; }
-
-        public CancellationTokenRegistration Registration { get; set; }
     }
 
     private static partial class Log

@@ -1,21 +1,21 @@
 namespace Dynamo.Llm.Routing;
 
 /// <summary>
-/// Where a request goes, and the lease on the load the router charged for it. The caller sends the
-/// request to <see cref="WorkerId"/>, calls <see cref="MarkFirstToken"/> when the first token arrives
-/// (its prompt is no longer "active prefill"), and <see cref="Complete"/> when the stream ends, fails or
-/// is cancelled (or disposes it: the same without an actual cached-token count). Each call is idempotent
-/// and thread-safe; a decision whose worker was removed meanwhile releases nothing.
+/// A <see cref="KvRouter"/>'s lease: where a request goes and the load the router charged for it. The caller
+/// sends the request to <see cref="WorkerLease.WorkerId"/>, calls <see cref="MarkFirstToken"/> when the first
+/// token arrives (its prompt is no longer "active prefill"), and <see cref="Complete"/> when the stream ends,
+/// fails or is cancelled (or disposes it: the same without an actual cached-token count). Each call is
+/// idempotent and thread-safe; a decision whose worker was removed meanwhile releases nothing.
 /// </summary>
-public sealed class RoutingDecision : IDisposable
+public sealed class RoutingDecision : WorkerLease, IDisposable
 {
     private readonly KvRouter _router;
 
-    internal RoutingDecision(KvRouter router, KvRouter.WorkerState worker, int promptTokens, int overlapBlocks, int indexedOverlapBlocks, double cost, ulong[] hashes, int hashCount, long chargedPrefillTokens, int blockSize)
+    internal RoutingDecision(KvRouter router, KvWorkerState worker, int promptTokens, int overlapBlocks, int indexedOverlapBlocks, double cost, ulong[] hashes, int hashCount, long chargedPrefillTokens, int blockSize)
+        : base(worker.WorkerId)
     {
         _router = router;
         Worker = worker;
-        WorkerId = worker.WorkerId;
         PromptTokens = promptTokens;
         OverlapBlocks = overlapBlocks;
         IndexedOverlapBlocks = indexedOverlapBlocks;
@@ -23,11 +23,8 @@ public sealed class RoutingDecision : IDisposable
         Hashes = hashes;
         HashCount = hashCount;
         ChargedPrefillTokens = chargedPrefillTokens;
-        PredictedCachedTokens = Math.Min(overlapBlocks * blockSize, promptTokens);
+        Predicted = Math.Min(overlapBlocks * blockSize, promptTokens);
     }
-
-    /// <summary>The chosen worker's instance id.</summary>
-    public long WorkerId { get; }
 
     /// <summary>Prompt tokens of the request.</summary>
     public int PromptTokens { get; }
@@ -39,7 +36,7 @@ public sealed class RoutingDecision : IDisposable
     public int IndexedOverlapBlocks { get; }
 
     /// <summary>The predicted prefix-cache hit in tokens (<see cref="OverlapBlocks"/> x block size, at most the prompt).</summary>
-    public int PredictedCachedTokens { get; }
+    public override int PredictedCachedTokens => Predicted;
 
     /// <summary>The chosen worker's cost (see Routing/README.md).</summary>
     public double Cost { get; }
@@ -47,7 +44,7 @@ public sealed class RoutingDecision : IDisposable
     /// <summary>Whether the load is released.</summary>
     public bool IsCompleted => State == DecisionState.Completed;
 
-    internal KvRouter.WorkerState Worker { get; }
+    internal KvWorkerState Worker { get; }
 
     internal ulong[] Hashes { get; }
 
@@ -57,15 +54,17 @@ public sealed class RoutingDecision : IDisposable
 
     internal DecisionState State { get; set; }
 
+    private int Predicted { get; }
+
     /// <summary>The first token arrived: the request's prefill tokens stop counting as active prefill.</summary>
-    public void MarkFirstToken() => _router.OnFirstToken(this);
+    public override void MarkFirstToken() => _router.OnFirstToken(this);
 
     /// <summary>
     /// The stream ended (finished, failed or cancelled): releases the load. <paramref name="actualCachedTokens"/>
     /// is the engine's cached-token count when known (the final response's <c>cached_tokens</c>), counted
     /// against the prediction in <see cref="RouterStats"/>.
     /// </summary>
-    public void Complete(int? actualCachedTokens = null) => _router.OnComplete(this, actualCachedTokens);
+    public override void Complete(int? actualCachedTokens = null) => _router.OnComplete(this, actualCachedTokens);
 
     /// <summary>Releases the load, as <see cref="Complete"/> without a count.</summary>
     public void Dispose() => Complete();

@@ -1,7 +1,9 @@
 using Dynamo.Components.Processing;
+using Dynamo.Components.Registry;
 using Dynamo.Components.Routing;
 using Dynamo.Frontend;
 using Dynamo.Frontend.Observability;
+using Dynamo.Llm.Routing;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
 
@@ -30,6 +32,37 @@ public class FrontendKvRoutingTests
         return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
     }
 
+    /// <summary>The KV router that routes this harness's requests: the Processor component's when there is one, else the frontend's.</summary>
+    private static async Task<KvRouter> LocalRouterAsync(FrontendHarness h)
+    {
+        ModelRegistry registry = h.Processor?.Registry ?? h.Server.Registry;
+        var router = Assert.IsType<KvWorkerRouter>(registry.RouterOf(Backend));
+        return (await router.LocalAsync()).Router;
+    }
+
+    /// <summary>
+    /// Waits until <paramref name="router"/>'s own view (its KV index, fed by the workers' events) holds every
+    /// full block of <paramref name="prefix"/> on one worker, and returns that worker.
+    /// </summary>
+    private static async Task<long> WaitForIndexedAsync(KvRouter router, int[] prefix)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            foreach (var (worker, blocks) in router.IndexedOverlap(prefix))
+            {
+                if (blocks == prefix.Length / router.Options.BlockSize)
+                {
+                    return worker;
+                }
+            }
+
+            await Task.Delay(10, timeout.Token);
+        }
+    }
+
+    private static readonly EndpointAddress Backend = new("dynamo", "backend", "generate");
+
     private static string Body(int[] prompt, string extra = "") =>
         $"{{\"model\":\"{FrontendHarness.Model}\",\"prompt\":[{string.Join(',', prompt)}],\"max_tokens\":2,\"ignore_eos\":true{extra}}}";
 
@@ -53,34 +86,17 @@ public class FrontendKvRoutingTests
         int holder = engines.FindIndex(e => e.Stats.PromptTokens > 0);
         Assert.True(holder >= 0);
 
-        // The KV events of the first request reach the router (asynchronously; meanwhile its recent-prefix
-        // window stands in for them), then every request sharing the prefix goes to that worker and skips
-        // the shared blocks.
-        await Task.Delay(300);
-        var until = DateTime.UtcNow.AddSeconds(10);
-        for (int round = 0; ; round++)
-        {
-            (status, _) = await h.PostJsonAsync("v1/completions", Body([.. shared, 4, 5, round]));
-            Assert.Equal(200, status);
-            if (engines[holder].Stats.PrefixHitTokens >= 160)
-            {
-                break;
-            }
-
-            Assert.True(DateTime.UtcNow < until, "the shared-prefix request never reached the worker holding the prefix");
-            await Task.Delay(50);
-        }
-
-        long othersBefore = engines.Where((e, i) => i != holder).Sum(e => e.Stats.PrefixHitTokens);
-        long holderBefore = engines[holder].Stats.PrefixHitTokens;
+        // Once the first request's KV events reach the router (its own view, not a guess), every request
+        // sharing the prefix goes to that worker and skips the shared blocks; no other worker computes it.
+        Assert.Equal(workers[holder].Runtime.InstanceId, await WaitForIndexedAsync(await LocalRouterAsync(h), shared));
         for (int i = 0; i < 5; i++)
         {
             (status, _) = await h.PostJsonAsync("v1/completions", Body([.. shared, 9, i]));
             Assert.Equal(200, status);
         }
 
-        Assert.Equal(othersBefore, engines.Where((e, i) => i != holder).Sum(e => e.Stats.PrefixHitTokens));
-        Assert.True(engines[holder].Stats.PrefixHitTokens - holderBefore >= 5 * 160);
+        Assert.Equal(0, engines.Where((e, i) => i != holder).Sum(e => e.Stats.PrefixHitTokens));
+        Assert.Equal(5 * shared.Length, engines[holder].Stats.PrefixHitTokens);
         string metrics = await RouterMetricsAsync(h);
         Assert.Contains("dynamo_frontend_router_decisions_total{endpoint=\"dynamo.backend.generate\"}", metrics);
         Assert.Contains("dynamo_frontend_router_actual_hit_tokens_total{endpoint=\"dynamo.backend.generate\"}", metrics);
@@ -138,23 +154,14 @@ public class FrontendKvRoutingTests
         Assert.Equal(12, router.Router.GetStats().Decisions);
         Assert.All(engines, e => Assert.True(e.Stats.RequestsFinished >= 2, $"a worker got {e.Stats.RequestsFinished} of 12 requests"));
 
-        // A prefix served through frontend A is found again through frontend B.
+        // A prefix served through frontend A is found again through frontend B, once the shared router's
+        // own view holds it: that request goes to the holder and skips the prefix.
         int[] shared = [.. Enumerable.Range(0, 160).Select(t => 20 + (t * 7 % 300))];
-        Assert.Equal(System.Net.HttpStatusCode.OK, (await a.Http.PostAsync("v1/completions", new StringContent(Body([.. shared, 1])))).StatusCode);
-        var until = DateTime.UtcNow.AddSeconds(10);
         long hitsBefore = engines.Sum(e => e.Stats.PrefixHitTokens);
-        while (true)
-        {
-            Assert.Equal(System.Net.HttpStatusCode.OK, (await bHttp.PostAsync("v1/completions", new StringContent(Body([.. shared, 2])))).StatusCode);
-            if (engines.Sum(e => e.Stats.PrefixHitTokens) - hitsBefore >= 160)
-            {
-                break;
-            }
-
-            Assert.True(DateTime.UtcNow < until, "frontend B's request never reached the worker holding frontend A's prefix");
-            await Task.Delay(50);
-        }
-
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await a.Http.PostAsync("v1/completions", new StringContent(Body([.. shared, 1])))).StatusCode);
+        await WaitForIndexedAsync(router.Router, shared);
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await bHttp.PostAsync("v1/completions", new StringContent(Body([.. shared, 2])))).StatusCode);
+        Assert.Equal(shared.Length, engines.Sum(e => e.Stats.PrefixHitTokens) - hitsBefore);
         Assert.Equal(0, router.Router.GetStats().InFlight);
     }
 }

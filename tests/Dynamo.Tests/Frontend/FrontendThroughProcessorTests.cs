@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Dynamo.Components.Processing;
 using Dynamo.Runtime;
+using Dynamo.Runtime.Discovery;
 using Dynamo.Runtime.RequestPlane;
 
 namespace Dynamo.Tests.Frontend;
@@ -44,6 +45,40 @@ public sealed class FrontendThroughProcessorTests : FrontendServerTests
         Assert.Equal(200, status);
         Assert.Equal(3, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
         Assert.Equal(0, h.Processor.Requests);
+    }
+
+    [Fact]
+    public async Task Processor_StillListedButGone_TheFrontendPreprocessesItself()
+    {
+        await using FrontendHarness h = await StartAsync();
+        await h.AddWorkerAsync(FrontendHarness.Echo());
+        await h.Processor!.DisposeAsync();
+
+        // A processor that died without leaving discovery (or whose leaving the frontend has not seen yet).
+        EndpointAddress address = ProcessorServer.AddressFor("dynamo");
+        var record = new InstanceRecord
+        {
+            Namespace = address.Namespace,
+            Component = address.Component,
+            Endpoint = address.Endpoint,
+            InstanceId = 0x600d,
+            Transport = "nats",
+            Subject = address.InstanceSubject(0x600d),
+        };
+        await h.Runtime.Discovery.PutAsync(address.InstanceKey(record.InstanceId),
+            JsonSerializer.SerializeToUtf8Bytes(record, RuntimeJsonContext.Default.InstanceRecord), DiscoveryPutOptions.LeasedKey);
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20)))
+        {
+            while (await h.Server.Registry.ProcessorsAsync() is null)
+            {
+                await Task.Delay(10, timeout.Token);
+            }
+        }
+
+        var (status, body) = await h.PostJsonAsync(Completions, """{"model":"tiny","prompt":"abc","max_tokens":3}""");
+
+        Assert.Equal(200, status);
+        Assert.Equal(3, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
     }
 
     [Fact]

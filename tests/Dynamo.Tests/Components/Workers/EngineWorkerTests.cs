@@ -9,6 +9,7 @@ using Dynamo.Llm.Kv;
 using Dynamo.Llm.ModelCards;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
+using Dynamo.Runtime.Discovery;
 using Dynamo.Runtime.EventPlane;
 using Dynamo.Runtime.RequestPlane;
 using Dynamo.Tests.Engine.Serving;
@@ -164,5 +165,107 @@ public sealed class EngineWorkerTests
 
         RequestPlaneException bad = await Assert.ThrowsAsync<RequestPlaneException>(() => CallAsync(client, Request([1, 99_999], 2)));
         Assert.Equal("invalid_request", bad.Code);
+    }
+
+    [Fact]
+    public async Task PublishKvEvents_PublishFails_CountedAndLaterEventsStillPublished()
+    {
+        await using var cluster = new InProcessCluster();
+        var flaky = new FlakyEventPlane(cluster.Events, failures: 2);
+        await using DistributedRuntime workerRuntime = await ConnectAsync(cluster, flaky);
+        await using DistributedRuntime frontend = await cluster.ConnectAsync();
+        await using IEventSubscription events = await frontend.Events.SubscribeAsync(Address.EventSubject(EngineWorker.KvEventsTopic));
+        await using var engine = new MockerEngine(MockerOptions.Default with { SpeedupRatio = 1000, WorkerId = workerRuntime.InstanceId });
+        await using EngineWorker worker = await EngineWorker.StartAsync(workerRuntime, engine, Address);
+        await using EndpointClient client = await frontend.CreateClientAsync(Address);
+
+        // Each request stores new blocks: one KV event each. The first two publishes fail.
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        for (int i = 0; worker.KvEventsPublished < 2; i++)
+        {
+            timeout.Token.ThrowIfCancellationRequested();
+            await CallAsync(client, Request([.. Enumerable.Range(100 * i, 40)], 2));
+        }
+
+        Assert.Equal(2, worker.PublishFailures);
+        await foreach (EventMessage m in events.ReadAllAsync(timeout.Token))
+        {
+            // The first event that arrives is one published after the failures: the publisher kept going.
+            Assert.True(KvEventJson.Deserialize(m.Payload.Span).EventId > 2);
+            break;
+        }
+    }
+
+    [Fact]
+    public async Task PublishKvEvents_EventPlaneSlowerThanEngine_OldestDroppedAndCounted()
+    {
+        await using var cluster = new InProcessCluster();
+        var stalled = new FlakyEventPlane(cluster.Events, failures: 0);
+        await using DistributedRuntime workerRuntime = await ConnectAsync(cluster, stalled);
+        await using DistributedRuntime frontend = await cluster.ConnectAsync();
+        await using var engine = new MockerEngine(MockerOptions.Default with { SpeedupRatio = 1000, WorkerId = workerRuntime.InstanceId });
+        stalled.Hold();
+        await using EngineWorker worker = await EngineWorker.StartAsync(workerRuntime, engine, Address, EngineWorkerOptions.Default with { KvEventBufferCapacity = 2 });
+        await using EndpointClient client = await frontend.CreateClientAsync(Address);
+
+        // The publisher waits on its first event; two more fit in the buffer; the rest push the oldest out.
+        for (int i = 0; i < 6; i++)
+        {
+            await CallAsync(client, Request([.. Enumerable.Range(100 * i, 40)], 2));
+        }
+
+        Assert.True(worker.KvEventsDropped >= 3, $"{worker.KvEventsDropped} dropped");
+        stalled.Release();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        while ((ulong)(worker.KvEventsPublished + worker.KvEventsDropped) < engine.KvEvents!.LastEventId)
+        {
+            await Task.Delay(10, timeout.Token);
+        }
+
+        Assert.Equal(0, worker.PublishFailures);
+    }
+
+    /// <summary>A runtime on <paramref name="cluster"/> that publishes its events through <paramref name="events"/>.</summary>
+    private static async Task<DistributedRuntime> ConnectAsync(InProcessCluster cluster, IEventPlane events)
+    {
+        var discovery = new InMemoryDiscovery(cluster.Store);
+        await discovery.StartAsync();
+        return new DistributedRuntime(discovery, cluster.Requests, events, ownsPlanes: false, onDispose: null);
+    }
+
+    /// <summary>An event plane over a real one whose first publishes fail, or that holds publishes until released.</summary>
+    private sealed class FlakyEventPlane(IEventPlane inner, int failures) : IEventPlane
+    {
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _failures = failures;
+        private bool _held;
+
+        public string Name => inner.Name;
+
+        public void Hold() => _held = true;
+
+        public void Release() => _released.TrySetResult();
+
+        public async ValueTask PublishAsync(string subject, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default)
+        {
+            if (subject.EndsWith(EngineWorker.KvEventsTopic, StringComparison.Ordinal))
+            {
+                if (_held)
+                {
+                    await _released.Task.WaitAsync(cancellationToken);
+                }
+
+                if (Interlocked.Decrement(ref _failures) >= 0)
+                {
+                    throw new IOException("the event plane is down");
+                }
+            }
+
+            await inner.PublishAsync(subject, payload, cancellationToken);
+        }
+
+        public Task<IEventSubscription> SubscribeAsync(string subject, CancellationToken cancellationToken = default) => inner.SubscribeAsync(subject, cancellationToken);
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 }

@@ -31,7 +31,7 @@ public sealed class SystemStatusServerTests
         string instance = EndpointAddress.FormatId(worker.InstanceId);
         Assert.Contains($"dynamo_component_requests_total{{model=\"tiny\",endpoint=\"dynamo.backend.generate\",instance=\"{instance}\"}} 1", metrics);
         Assert.Contains($"dynamo_component_kv_blocks_total{{model=\"tiny\",endpoint=\"dynamo.backend.generate\",instance=\"{instance}\"}} {engine.Stats.KvBlocksTotal}", metrics);
-        foreach (string name in new[] { "inflight_requests", "running_requests", "waiting_requests", "kv_blocks_used", "kv_cache_usage_percent", "prefix_cache_queries_total", "prefix_cache_hits_total", "preemptions_total" })
+        foreach (string name in new[] { "inflight_requests", "running_requests", "waiting_requests", "kv_blocks_used", "kv_cache_usage_percent", "prefix_cache_queries_total", "prefix_cache_hits_total", "preemptions_total", "kv_events_published_total", "kv_events_dropped_total", "event_publish_failures_total" })
         {
             Assert.Contains($"dynamo_component_{name}{{", metrics);
         }

@@ -66,7 +66,8 @@ public sealed class KvRouterTests
             Assert.Equal(0, d.OverlapBlocks);
         }
 
-        var e = await Assert.ThrowsAsync<RouterOverloadedException>(() => router.RouteAsync(prompt, new RouteOverrides { AllowedWorkers = new HashSet<long> { 99 } }).AsTask());
+        var e = await Assert.ThrowsAsync<RouterRejectedException>(() => router.RouteAsync(prompt, new RouteOverrides { AllowedWorkers = new HashSet<long> { 99 } }).AsTask());
+        Assert.Equal(RouterRejection.NoWorker, e.Reason);
         Assert.Contains("no worker", e.Message);
     }
 
@@ -280,7 +281,8 @@ public sealed class KvRouterTests
 
         Assert.False(second.IsCompleted);
         Assert.False(third.IsCompleted);
-        RouterOverloadedException e = await Assert.ThrowsAsync<RouterOverloadedException>(async () => await fourth);
+        RouterRejectedException e = await Assert.ThrowsAsync<RouterRejectedException>(async () => await fourth);
+        Assert.Equal(RouterRejection.QueueFull, e.Reason);
         Assert.Equal(TimeSpan.FromSeconds(3), e.RetryAfter);
         RouterStats stats = router.GetStats();
         Assert.Equal(2, stats.QueueDepth);
@@ -325,11 +327,11 @@ public sealed class KvRouterTests
 
         Assert.True(router.RemoveWorker(1));
 
-        await Assert.ThrowsAsync<RouterOverloadedException>(async () => await waiting);
+        Assert.Equal(RouterRejection.NoWorker, (await Assert.ThrowsAsync<RouterRejectedException>(async () => await waiting)).Reason);
         first.Complete(100);
         Assert.True(first.IsCompleted);
         Assert.Empty(router.GetStats().Workers);
-        await Assert.ThrowsAsync<RouterOverloadedException>(async () => await router.RouteAsync(Prompt(3, 10)));
+        Assert.Equal(RouterRejection.NoWorker, (await Assert.ThrowsAsync<RouterRejectedException>(async () => await router.RouteAsync(Prompt(3, 10)))).Reason);
     }
 
     [Fact]

@@ -1,0 +1,33 @@
+namespace Dynamo.Llm.Routing;
+
+/// <summary>
+/// The KV router's cost of sending a request to one worker (Routing/README.md, "Cost"): lower is better. A
+/// pure function of what the router knows about the request and the worker, so that its rules are tested
+/// as a table (KvCostTests) apart from the router's bookkeeping.
+/// </summary>
+public static class KvCost
+{
+    /// <summary>
+    /// weight x prefill blocks + decode blocks + evicted blocks, where prefill blocks = (P - overlap x B +
+    /// active prefill tokens) / B, decode blocks = max(active blocks, reported blocks) + (R - in-flight overlap),
+    /// evicted blocks = max(0, cached + (R - overlap) - pool) (0 while the pool size is unknown); P prompt
+    /// tokens, B block size, R = ceil(P / B).
+    /// </summary>
+    public static double Of(in KvCostInput input) =>
+        (input.OverlapScoreWeight * PrefillBlocks(input)) + DecodeBlocks(input) + EvictedBlocks(input);
+
+    /// <summary>Blocks of prompt the worker would still have to compute before this request's first token: its queued prefill plus this request's uncached part.</summary>
+    public static double PrefillBlocks(in KvCostInput input) =>
+        (input.PromptTokens - ((long)input.OverlapBlocks * input.BlockSize) + input.ActivePrefillTokens) / (double)input.BlockSize;
+
+    /// <summary>KV blocks the worker would hold while decoding: what it holds now (the larger of the router's count and its own report) plus this request's blocks not already held by its requests in flight.</summary>
+    public static double DecodeBlocks(in KvCostInput input) =>
+        Math.Max(input.ActiveBlocks, input.ReportedBlocksUsed) + (RequestBlocks(input) - input.InflightOverlapBlocks);
+
+    /// <summary>Cached blocks that storing this request's new blocks would push out of the worker's pool (0 while its pool size is unknown).</summary>
+    public static int EvictedBlocks(in KvCostInput input) =>
+        input.PoolBlocks <= 0 ? 0 : Math.Max(0, input.CachedBlocks + (RequestBlocks(input) - input.OverlapBlocks) - input.PoolBlocks);
+
+    /// <summary>The request's blocks, the partial tail included: ceil(P / B).</summary>
+    public static int RequestBlocks(in KvCostInput input) => (input.PromptTokens + input.BlockSize - 1) / input.BlockSize;
+}

@@ -1,0 +1,48 @@
+namespace Dynamo.Llm.Routing;
+
+/// <summary>
+/// One worker as a <see cref="KvRouter"/> counts it: its slot (its bit in the prefix tables), the load the
+/// router charged it, its own latest load report, and the scratch overlaps of the decision being made.
+/// Mutated only under the router's gate.
+/// </summary>
+internal sealed class KvWorkerState(long workerId, int slot, int batchBudget)
+{
+    public long WorkerId { get; } = workerId;
+
+    public int Slot { get; } = slot;
+
+    public int BatchBudget { get; set; } = batchBudget;
+
+    /// <summary>Uncached prompt tokens of its requests still before their first token.</summary>
+    public long ActivePrefillTokens { get; set; }
+
+    /// <summary>Distinct full blocks of its in-flight requests (the in-flight table's count for its slot).</summary>
+    public long DistinctBlocks { get; set; }
+
+    /// <summary>In-flight requests whose prompt ends in a partial block (one block each).</summary>
+    public long PartialBlocks { get; set; }
+
+    public int InFlight { get; set; }
+
+    /// <summary>Its decisions not completed yet (released at once when it is removed).</summary>
+    public HashSet<RoutingDecision> Decisions { get; } = [];
+
+    public int ReportedBlocksUsed { get; set; }
+
+    public int ReportedBlocksTotal { get; set; }
+
+    public long ReportedAt { get; set; }
+
+    public bool HasReport { get; set; }
+
+    public bool Removed { get; set; }
+
+    /// <summary>Decision scratch: leading blocks of the request in the KV index for this worker.</summary>
+    public int IndexedOverlap { get; set; }
+
+    /// <summary>Decision scratch: leading blocks of the request held by this worker's requests in flight.</summary>
+    public int InflightOverlap { get; set; }
+
+    /// <summary>Decision scratch: leading blocks held by requests completed on this worker within the recent-prefix window.</summary>
+    public int RecentOverlap { get; set; }
+}
