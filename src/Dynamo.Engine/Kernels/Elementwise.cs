@@ -17,22 +17,6 @@ public static class Elementwise
         TensorPrimitives.Multiply(destination, weight, destination);
     }
 
-    /// <summary>Scalar reference of <see cref="RmsNorm"/>, in float64.</summary>
-    public static void RmsNormReference(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> destination)
-    {
-        double ss = 0;
-        foreach (float v in x)
-        {
-            ss += (double)v * v;
-        }
-
-        double scale = 1.0 / Math.Sqrt(ss / x.Length + eps);
-        for (int i = 0; i < x.Length; i++)
-        {
-            destination[i] = (float)(weight[i] * (x[i] * scale));
-        }
-    }
-
     /// <summary>
     /// gate = silu(gate) * up (the SwiGLU feed-forward activation); <paramref name="up"/> is not changed.
     /// Every element goes through the same 8-wide vector code (the tail in a zero-padded vector), so its

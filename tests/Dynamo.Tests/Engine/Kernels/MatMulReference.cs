@@ -1,10 +1,11 @@
+using Dynamo.Engine.Kernels;
 using Dynamo.Engine.Models;
 using Dynamo.Llm.Models;
 
-namespace Dynamo.Engine.Kernels;
+namespace Dynamo.Tests.Engine.Kernels;
 
 /// <summary>
-/// Scalar references for <see cref="MatMul"/>, single-threaded, for tests:
+/// Scalar references for <see cref="MatMul"/>, single-threaded (test code: the product never calls them):
 /// <see cref="MultiplyFloat"/> dequantizes each row and dots it with the float activations;
 /// <see cref="MultiplyQuantized"/> does the block-exact integer math of the fast path.
 /// </summary>
