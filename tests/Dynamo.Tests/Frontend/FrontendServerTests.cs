@@ -7,6 +7,7 @@ using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Tokenizers;
+using Dynamo.Mocker;
 using Dynamo.Tests.Engine.Serving;
 using OpenAI;
 using OpenAI.Chat;

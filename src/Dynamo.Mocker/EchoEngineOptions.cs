@@ -1,4 +1,4 @@
-namespace Dynamo.Llm.Engines;
+namespace Dynamo.Mocker;
 
 /// <summary>Settings of <see cref="EchoEngine"/>.</summary>
 public sealed record EchoEngineOptions

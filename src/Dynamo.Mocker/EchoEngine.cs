@@ -1,8 +1,9 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
+using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
 
-namespace Dynamo.Llm.Engines;
+namespace Dynamo.Mocker;
 
 /// <summary>
 /// A model-free engine that generates the prompt back, one token per step: at most max_tokens of them,

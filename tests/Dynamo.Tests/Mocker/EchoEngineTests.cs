@@ -1,6 +1,7 @@
 using Dynamo.Llm.Engines;
+using Dynamo.Mocker;
 
-namespace Dynamo.Tests.Llm.Engines;
+namespace Dynamo.Tests.Mocker;
 
 public sealed class EchoEngineTests
 {
