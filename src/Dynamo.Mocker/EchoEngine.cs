@@ -1,180 +1,132 @@
-using System.Collections.Concurrent;
-using System.Runtime.CompilerServices;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
+using Dynamo.Llm.Scheduling;
 
 namespace Dynamo.Mocker;
 
 /// <summary>
 /// A model-free engine that generates the prompt back, one token per step: at most max_tokens of them,
-/// finishing with "stop" once the whole prompt was echoed and "length" when max_tokens ran out first.
-/// Log-probabilities are 0 for the echoed token (alternatives: the next ids at -100). It measures the
-/// cost of everything around an engine (frontend, request plane, worker glue): <c>out=echo</c>.
+/// finishing with <c>stop</c> once the whole prompt was echoed (or at one of its stop_token_ids) and
+/// <c>length</c> when max_tokens or the context ran out first. Log-probabilities are 0 for the echoed token
+/// (alternatives: the next ids at -100). It measures the cost of everything around an engine (frontend,
+/// request plane, worker glue): <c>out=echo</c>, <c>bench frontend</c>.
+/// <para>
+/// It runs on the same <see cref="EngineCore{TState}"/> as the built-in engine and the mocker, so its requests
+/// are checked, queued, batched, cancelled and counted as theirs are (a step costs
+/// <see cref="EchoEngineOptions.TokenDelay"/>). It has no prefix cache (no KV events, an empty dump, no cached
+/// tokens) and no KV to transfer (imports are refused, nothing is exported).
+/// </para>
 /// </summary>
 public sealed class EchoEngine : IEngine
 {
     private const float AlternativeLogprob = -100f;
     private readonly EchoEngineOptions _options;
-    private readonly ConcurrentDictionary<string, CancellationTokenSource> _live = new(StringComparer.Ordinal);
-    private long _generated;
-    private long _promptTokens;
-    private long _finished;
-    private long _steps;
+    private readonly EngineCore<IReadOnlyList<int>> _core;
+    private readonly Action<SchedulerStep> _echoStep;
+    private readonly Task _loop;
 
     /// <summary>Creates an echo engine.</summary>
     public EchoEngine(EchoEngineOptions? options = null)
     {
         _options = (options ?? EchoEngineOptions.Default).Validate();
+        var core = new EngineCoreOptions
+        {
+            BlockSize = _options.BlockSize,
+            BlockCount = _options.BlockCount,
+            ContextLength = _options.ContextLength,
+            VocabSize = _options.VocabSize ?? int.MaxValue,
+            PoolFlag = "--num-gpu-blocks",
+
+            // Echoing costs nothing: one step takes every token the batch has.
+            Scheduler = new SchedulerOptions { MaxNumSeqs = _options.MaxNumSeqs, MaxNumBatchedTokens = int.MaxValue },
+            PrefixCaching = false,
+        };
+
+        // The per-request state is the prompt being echoed.
+        _core = new EngineCore<IReadOnlyList<int>>(this, core, static r => r.PromptTokens, kvStore: null);
+        _echoStep = EchoStep;
+        _loop = Task.Run(LoopAsync);
     }
 
     /// <inheritdoc/>
     public string Name => "echo";
 
     /// <inheritdoc/>
-    public int BlockSize => _options.BlockSize;
+    public int BlockSize => _core.BlockSize;
 
     /// <inheritdoc/>
-    public int ContextLength => _options.ContextLength;
+    public int ContextLength => _core.ContextLength;
 
     /// <inheritdoc/>
-    public EngineStats Stats => new()
-    {
-        RunningRequests = _live.Count,
-        BlockSize = _options.BlockSize,
-        PromptTokens = Interlocked.Read(ref _promptTokens),
-        GeneratedTokens = Interlocked.Read(ref _generated),
-        RequestsFinished = Interlocked.Read(ref _finished),
-        Steps = Interlocked.Read(ref _steps),
-    };
+    public EngineStats Stats => _core.Stats;
 
     /// <inheritdoc/>
     public KvEventLog? KvEvents => null;
 
     /// <inheritdoc/>
-    public Task<KvEventDump> DumpKvAsync(CancellationToken cancellationToken = default) => Task.FromResult(new KvEventDump(0, 0, []));
+    public Task<KvEventDump> DumpKvAsync(CancellationToken cancellationToken = default) => _core.DumpKvAsync(cancellationToken);
 
     /// <inheritdoc/>
-    public IAsyncEnumerable<EngineOutput> SubmitAsync(EngineRequest request, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(request);
-        if (request.PromptTokens.Count == 0)
-        {
-            throw new ArgumentException("the prompt must have at least one token", nameof(request));
-        }
-
-        if (request.PromptTokens.Count > _options.ContextLength)
-        {
-            throw new ArgumentException($"prompt of {request.PromptTokens.Count} tokens exceeds the context length {_options.ContextLength}", nameof(request));
-        }
-
-        if (_options.VocabSize is int vocab && request.PromptTokens.Any(t => t < 0 || t >= vocab))
-        {
-            throw new ArgumentException($"token ids must be in 0..{vocab - 1}", nameof(request));
-        }
-
-        request.Sampling.Validate();
-        var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        if (!_live.TryAdd(request.Id, cancel))
-        {
-            cancel.Dispose();
-            throw new ArgumentException($"request id '{request.Id}' is already live", nameof(request));
-        }
-
-        Interlocked.Add(ref _promptTokens, request.PromptTokens.Count);
-        return RunAsync(request, cancel, CancellationToken.None);
-    }
+    public IAsyncEnumerable<EngineOutput> SubmitAsync(EngineRequest request, CancellationToken cancellationToken = default) =>
+        _core.Submit(request, cancellationToken);
 
     /// <inheritdoc/>
-    public bool Cancel(string requestId)
-    {
-        if (!_live.TryGetValue(requestId, out CancellationTokenSource? cancel))
-        {
-            return false;
-        }
+    public bool Cancel(string requestId) => _core.Cancel(requestId);
 
+    /// <summary>The shared request bookkeeping (tests: <see cref="EngineCore{TState}.InspectAsync{T}"/>, <see cref="EngineCore{TState}.BeforeStep"/>).</summary>
+    internal EngineCore<IReadOnlyList<int>> Core => _core;
+
+    private async Task LoopAsync()
+    {
+        CancellationToken stop = _core.Stopping;
         try
         {
-            cancel.Cancel();
+            while (!stop.IsCancellationRequested)
+            {
+                SchedulerStep? step = _core.NextStep();
+                if (step is null)
+                {
+                    await _core.WaitForCommandsAsync().ConfigureAwait(false);
+                    continue;
+                }
+
+                // An empty step (nothing fits) cannot happen with checked requests; waiting a little keeps it from spinning.
+                TimeSpan delay = step.IsEmpty ? TimeSpan.FromMilliseconds(10) : _options.TokenDelay;
+                if (delay > TimeSpan.Zero)
+                {
+                    await Task.Delay(delay, stop).ConfigureAwait(false);
+                }
+
+                if (!step.IsEmpty)
+                {
+                    _core.RunStep(step, _echoStep);
+                }
+            }
         }
-        catch (ObjectDisposedException)
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {
-            return false;
+            // Disposed.
         }
 
-        return true;
+        _core.FailAll();
     }
 
-    /// <inheritdoc/>
-    public ValueTask DisposeAsync()
+    private void EchoStep(SchedulerStep step)
     {
-        foreach (CancellationTokenSource cancel in _live.Values)
+        _core.Scheduler.Complete(step);
+        foreach (ScheduledChunk c in step.Chunks)
         {
-            try
+            if (!c.SamplesToken)
             {
-                cancel.Cancel();
+                continue;
             }
-            catch (ObjectDisposedException)
-            {
-            }
-        }
 
-        return ValueTask.CompletedTask;
-    }
-
-    private async IAsyncEnumerable<EngineOutput> RunAsync(EngineRequest request, CancellationTokenSource cancel, [EnumeratorCancellation] CancellationToken enumeratorToken = default)
-    {
-        using CancellationTokenRegistration link = enumeratorToken.Register(static c => ((CancellationTokenSource)c!).Cancel(), cancel);
-        IReadOnlyList<int> prompt = request.PromptTokens;
-        SamplingParams sampling = request.Sampling;
-        int count = Math.Min(prompt.Count, sampling.MaxTokens);
-        FinishReason finish = count == prompt.Count ? FinishReason.Stop : FinishReason.Length;
-        try
-        {
-            for (int i = 0; i < count; i++)
-            {
-                bool cancelled = false;
-                if (_options.TokenDelay > TimeSpan.Zero)
-                {
-                    try
-                    {
-                        await Task.Delay(_options.TokenDelay, cancel.Token).ConfigureAwait(false);
-                    }
-                    catch (OperationCanceledException)
-                    {
-                        cancelled = true;
-                    }
-                }
-                else
-                {
-                    await Task.Yield();
-                    cancelled = cancel.IsCancellationRequested;
-                }
-
-                if (cancelled)
-                {
-                    yield return new EngineOutput { TokenIds = [], FinishReason = FinishReason.Cancelled, PromptTokens = prompt.Count };
-                    yield break;
-                }
-
-                int token = prompt[i];
-                Interlocked.Increment(ref _generated);
-                Interlocked.Increment(ref _steps);
-                bool last = i == count - 1;
-                yield return new EngineOutput
-                {
-                    TokenIds = [token],
-                    Logprobs = sampling.Logprobs ? [0f] : null,
-                    TopLogprobs = sampling.Logprobs && sampling.TopLogprobs > 0 ? [Alternatives(token, sampling.TopLogprobs)] : null,
-                    FinishReason = last ? finish : null,
-                    PromptTokens = prompt.Count,
-                };
-            }
-        }
-        finally
-        {
-            _live.TryRemove(request.Id, out _);
-            cancel.Dispose();
-            Interlocked.Increment(ref _finished);
+            var live = LiveRequest<IReadOnlyList<int>>.Of(c.Sequence);
+            IReadOnlyList<int> prompt = live.State;
+            SamplingParams p = live.Request.Sampling;
+            int index = c.Sequence.OutputLength;
+            int token = prompt[index];
+            _core.Emit(live, token, stop: index == prompt.Count - 1, p.Logprobs ? [0f] : null, p.Logprobs && p.TopLogprobs > 0 ? [Alternatives(token, p.TopLogprobs)] : null);
         }
     }
 
@@ -195,4 +147,7 @@ public sealed class EchoEngine : IEngine
 
         return list;
     }
+
+    /// <summary>Stops the loop; live streams end with <see cref="ObjectDisposedException"/>.</summary>
+    public async ValueTask DisposeAsync() => await _core.StopAsync(() => _loop).ConfigureAwait(false);
 }
