@@ -1,6 +1,3 @@
-using System.Collections.Concurrent;
-using System.Runtime.CompilerServices;
-using System.Threading.Channels;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
 using Dynamo.Llm.Scheduling;
@@ -11,9 +8,9 @@ namespace Dynamo.Mocker;
 /// A simulated serving engine: the real engine's <see cref="Scheduler"/> over a <see cref="KvBlockPool"/>
 /// (continuous batching, chunked prefill, prefix reuse, eviction, preemption, KV events) with no model.
 /// Each step sleeps for the time the cost model of <see cref="MockerOptions"/> gives it, then every sequence
-/// that reached its end gets a synthetic token. One loop owns the scheduler and the pool; other threads
-/// talk to it through a command queue, so submit and cancel never wait for a step. Outputs go to one
-/// unbounded channel per request (a request's output is bounded by its max_tokens).
+/// that reached its end gets a synthetic token. The request bookkeeping (checks, command queue, output
+/// channels, cancellation, stats, KV transfer) is the <see cref="EngineCore{TState}"/> the built-in engine
+/// runs too; this class keeps its async loop, paced by the <see cref="TimeProvider"/>, and its step.
 /// <para>
 /// Outside, it behaves like the real engine: the same submit-time checks and messages, the same stats, and
 /// for the same requests, arrival order and generated tokens, the same scheduling decisions and KV events.
@@ -25,7 +22,7 @@ namespace Dynamo.Mocker;
 public sealed class MockerEngine : IEngine
 {
     /// <summary>The <see cref="KvTransferLayout.Dtype"/> of a mocker's (empty) KV transfer: it carries only the token count.</summary>
-    public const string MockerKvDtype = "mocker";
+    public const string MockerKvDtype = MockerKvTransfer.Dtype;
 
     /// <summary>Falling further behind the cost model than this (a busy machine) restarts the pacing instead of catching up.</summary>
     private static readonly TimeSpan MaxLag = TimeSpan.FromMilliseconds(50);
@@ -34,22 +31,11 @@ public sealed class MockerEngine : IEngine
 
     private readonly MockerOptions _options;
     private readonly TimeProvider _time;
-    private readonly Scheduler _scheduler;
-    private readonly KvBlockPool _pool;
-    private readonly KvEventLog? _events;
-    private readonly Channel<Command> _commands = Channel.CreateUnbounded<Command>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly ConcurrentDictionary<string, Live> _live = new(StringComparer.Ordinal);
-    private readonly CancellationTokenSource _stop = new();
+    private readonly EngineCore<ulong> _core;
+    private readonly Action<SchedulerStep> _completeStep;
     private readonly Task _loop;
-    private volatile EngineStats _stats;
-    private long _promptTokens;
-    private long _generatedTokens;
-    private long _finished;
-    private long _steps;
-    private long _importsRefused;
     private bool _paced;
     private long _deadline;
-    private int _disposed;
 
     /// <param name="options">Pool, batch limits and cost model; null for the defaults.</param>
     /// <param name="timeProvider">The clock steps wait on; null for the system clock.</param>
@@ -57,13 +43,21 @@ public sealed class MockerEngine : IEngine
     {
         _options = (options ?? MockerOptions.Default).Validate();
         _time = timeProvider ?? TimeProvider.System;
-        BlockSize = _options.BlockSize;
-        ContextLength = _options.ContextLength;
-        _events = _options.PrefixCaching ? new KvEventLog(_options.WorkerId, _options.EventHistory) : null;
-        _pool = new KvBlockPool(_options.NumGpuBlocks, BlockSize, _events, _options.PrefixCaching);
-        _scheduler = new Scheduler(new SchedulerOptions { MaxNumSeqs = _options.MaxNumSeqs, MaxNumBatchedTokens = _options.MaxNumBatchedTokens }, _pool);
-        MaxSequenceLength = (int)Math.Min(ContextLength, (long)_options.NumGpuBlocks * BlockSize);
-        _stats = Snapshot();
+        var core = new EngineCoreOptions
+        {
+            BlockSize = _options.BlockSize,
+            BlockCount = _options.NumGpuBlocks,
+            ContextLength = _options.ContextLength,
+            VocabSize = _options.VocabSize,
+            PoolFlag = "--num-gpu-blocks",
+            Scheduler = new SchedulerOptions { MaxNumSeqs = _options.MaxNumSeqs, MaxNumBatchedTokens = _options.MaxNumBatchedTokens },
+            PrefixCaching = _options.PrefixCaching,
+            WorkerId = _options.WorkerId,
+            EventHistory = _options.EventHistory,
+        };
+        ulong seed = _options.Seed;
+        _core = new EngineCore<ulong>(this, core, r => SyntheticTokens.Key(seed, r.PromptTokens, r.Sampling.Seed), new MockerKvTransfer(_options.BlockSize));
+        _completeStep = CompleteStep;
         _loop = Task.Run(LoopAsync);
     }
 
@@ -71,146 +65,64 @@ public sealed class MockerEngine : IEngine
     public string Name => "mocker";
 
     /// <inheritdoc/>
-    public int BlockSize { get; }
+    public int BlockSize => _core.BlockSize;
 
     /// <inheritdoc/>
-    public int ContextLength { get; }
+    public int ContextLength => _core.ContextLength;
 
     /// <summary>Tokens one sequence may reach: the context length, or the whole KV pool if that is smaller.</summary>
-    public int MaxSequenceLength { get; }
+    public int MaxSequenceLength => _core.MaxSequenceLength;
 
     /// <summary>The settings this engine runs with.</summary>
     public MockerOptions Options => _options;
 
     /// <inheritdoc/>
-    public EngineStats Stats => _stats;
+    public EngineStats Stats => _core.Stats;
 
     /// <inheritdoc/>
-    public KvEventLog? KvEvents => _events;
+    public KvEventLog? KvEvents => _core.KvEvents;
 
-    /// <summary>Thrown into every live stream of a step that failed (a bug: the mocker computes nothing that can fail).</summary>
-    public Exception? Fault { get; private set; }
-
-    /// <inheritdoc/>
-    public IAsyncEnumerable<EngineOutput> SubmitAsync(EngineRequest request, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(request);
-        ObjectDisposedException.ThrowIf(_stop.IsCancellationRequested, this);
-        request.Sampling.Validate();
-        IReadOnlyList<int> prompt = request.PromptTokens;
-        if (string.IsNullOrEmpty(request.Id))
-        {
-            throw new ArgumentException("the request has no id");
-        }
-
-        if (prompt.Count == 0)
-        {
-            throw new ArgumentException("the prompt has no tokens");
-        }
-
-        if (prompt.Count >= ContextLength)
-        {
-            throw new ArgumentException($"the prompt has {prompt.Count} tokens, but the context length is {ContextLength} (at least one token must be left to generate)");
-        }
-
-        if (prompt.Count >= MaxSequenceLength)
-        {
-            throw new ArgumentException($"the prompt has {prompt.Count} tokens, but the whole KV cache holds {MaxSequenceLength} ({_pool.BlockCount} blocks of {BlockSize}); raise --num-gpu-blocks");
-        }
-
-        int vocab = _options.VocabSize;
-        for (int i = 0; i < prompt.Count; i++)
-        {
-            if ((uint)prompt[i] >= (uint)vocab)
-            {
-                throw new ArgumentException($"prompt token {i} is {prompt[i]}, outside the vocabulary of {vocab}");
-            }
-        }
-
-        var sequence = new SequenceState(request.Id, prompt, MaxSequenceLength, request.Sampling.MaxTokens);
-        var live = new Live(request, sequence, SyntheticTokens.Key(_options.Seed, prompt, request.Sampling.Seed));
-        sequence.Tag = live;
-        if (!_live.TryAdd(request.Id, live))
-        {
-            throw new ArgumentException($"a request with id '{request.Id}' is already running");
-        }
-
-        _commands.Writer.TryWrite(new Command(live, null));
-        return ReadAsync(live, cancellationToken);
-    }
+    /// <summary>The error of the last step that failed (a bug: the mocker computes nothing that can fail).</summary>
+    public Exception? Fault => _core.Fault;
 
     /// <inheritdoc/>
-    public bool Cancel(string requestId)
-    {
-        if (requestId is null || !_live.TryGetValue(requestId, out Live? live))
-        {
-            return false;
-        }
+    public IAsyncEnumerable<EngineOutput> SubmitAsync(EngineRequest request, CancellationToken cancellationToken = default) =>
+        _core.Submit(request, cancellationToken);
 
-        _commands.Writer.TryWrite(new Command(null, live));
-        return true;
-    }
+    /// <inheritdoc/>
+    public bool Cancel(string requestId) => _core.Cancel(requestId);
 
-    private async IAsyncEnumerable<EngineOutput> ReadAsync(Live live, [EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        bool finished = false;
-        using CancellationTokenRegistration registration = cancellationToken.Register(() => Cancel(live.Request.Id));
-        try
-        {
-            await foreach (EngineOutput output in live.Outputs.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
-            {
-                finished = output.FinishReason is not null;
-                yield return output;
-            }
-        }
-        finally
-        {
-            if (!finished)
-            {
-                // The consumer stopped reading (or the engine stopped): free the request's blocks.
-                Cancel(live.Request.Id);
-            }
-        }
-    }
+    /// <inheritdoc/>
+    public Task<KvEventDump> DumpKvAsync(CancellationToken cancellationToken = default) => _core.DumpKvAsync(cancellationToken);
+
+    /// <summary>The shared request bookkeeping (tests: <see cref="EngineCore{TState}.InspectAsync{T}"/>, <see cref="EngineCore{TState}.BeforeStep"/>).</summary>
+    internal EngineCore<ulong> Core => _core;
+
+    /// <summary>Replaces the synthetic tokens: (request id, output index) to token (tests replay another engine's tokens).</summary>
+    internal Func<string, int, int>? TokenOverride { get; set; }
 
     private async Task LoopAsync()
     {
-        CancellationToken stop = _stop.Token;
+        CancellationToken stop = _core.Stopping;
         try
         {
             while (!stop.IsCancellationRequested)
             {
-                DrainCommands();
-                if (!_scheduler.HasWork)
+                SchedulerStep? step = _core.NextStep();
+                if (step is null)
                 {
-                    _stats = Snapshot();
                     _paced = false;
-                    await _commands.Reader.WaitToReadAsync(stop).ConfigureAwait(false);
-                    continue;
+                    await _core.WaitForCommandsAsync().ConfigureAwait(false);
                 }
-
-                SchedulerStep step = _scheduler.Schedule();
-                if (step.IsEmpty)
+                else if (step.IsEmpty)
                 {
-                    // Nothing fits this step (cannot happen with validated requests); do not spin.
-                    _stats = Snapshot();
                     await Task.Delay(TimeSpan.FromMilliseconds(10), _time, stop).ConfigureAwait(false);
-                    continue;
                 }
-
-                BeforeStep?.Invoke(_steps);
-                await PaceAsync(Cost(step), stop).ConfigureAwait(false);
-                try
+                else
                 {
-                    CompleteStep(step);
+                    await PaceAsync(Cost(step), stop).ConfigureAwait(false);
+                    _core.RunStep(step, _completeStep);
                 }
-                catch (Exception e) when (e is not OutOfMemoryException)
-                {
-                    FailStep(step, e);
-                }
-
-                _steps++;
-                _stats = Snapshot();
             }
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
@@ -218,7 +130,7 @@ public sealed class MockerEngine : IEngine
             // Disposed.
         }
 
-        FailAll(new ObjectDisposedException(nameof(MockerEngine), "the engine stopped"));
+        _core.FailAll();
     }
 
     /// <summary>The cost model applied to a planned step.</summary>
@@ -276,107 +188,24 @@ public sealed class MockerEngine : IEngine
         await done.Task.ConfigureAwait(false);
     }
 
-    private void DrainCommands()
-    {
-        while (_commands.Reader.TryRead(out Command command))
-        {
-            if (command.Submit is { } submit)
-            {
-                _promptTokens += submit.Sequence.PromptLength;
-                if (submit.Request.Kv is not { } kv || !TryImport(submit, kv))
-                {
-                    _scheduler.Enqueue(submit.Sequence);
-                }
-            }
-            else if (command.Cancel is { } cancel && cancel.Sequence.Status != SequenceStatus.Finished)
-            {
-                End(cancel, new EngineOutput
-                {
-                    TokenIds = [],
-                    FinishReason = FinishReason.Cancelled,
-                    PromptTokens = cancel.Sequence.PromptLength,
-                    CachedTokens = Math.Max(0, cancel.Sequence.CachedPromptTokens),
-                    ImportedTokens = cancel.ImportedTokens,
-                });
-            }
-            else
-            {
-                command.Inspect?.Invoke();
-            }
-        }
-    }
-
-    /// <summary>
-    /// Takes a transferred prefix from another mocker (see <see cref="Export"/>): reserves blocks for it and skips
-    /// its prefill. A payload of another layout (a real engine's tensors) is refused and prefilled here.
-    /// </summary>
-    private bool TryImport(Live live, KvTransferPayload kv)
-    {
-        KvTransferLayout l = kv.Layout;
-        if (l.Dtype != MockerKvDtype || l.TokenCount < 1 || l.TokenCount >= live.Sequence.Tokens.Count
-            || !_scheduler.TryEnqueueComputed(live.Sequence, l.TokenCount))
-        {
-            _importsRefused++;
-            return false;
-        }
-
-        live.ImportedTokens = l.TokenCount;
-        return true;
-    }
-
-    private KvTransferPayload Export(SequenceState s) => new(
-        new KvTransferLayout { Layers = 0, KvHeads = 0, HeadDim = 0, Dtype = MockerKvDtype, BlockSize = BlockSize, TokenCount = s.ComputedTokens },
-        ReadOnlyMemory<byte>.Empty);
-
     private void CompleteStep(SchedulerStep step)
     {
-        _scheduler.Complete(step);
+        _core.Scheduler.Complete(step);
         foreach (ScheduledChunk c in step.Chunks)
         {
             if (c.SamplesToken && c.Sequence.Status == SequenceStatus.Running)
             {
-                Emit((Live)c.Sequence.Tag!);
+                Emit(LiveRequest<ulong>.Of(c.Sequence));
             }
         }
     }
 
-    private void Emit(Live live)
+    private void Emit(LiveRequest<ulong> live)
     {
-        SequenceState s = live.Sequence;
         SamplingParams p = live.Request.Sampling;
-        int index = s.OutputLength;
-        int token = TokenOverride?.Invoke(live.Request.Id, index) ?? SyntheticTokens.Token(live.Key, index, _options.VocabSize);
-        s.AppendToken(token);
-        _generatedTokens++;
-        FinishReason? finish = null;
-        if (p.StopTokenIds.Contains(token))
-        {
-            finish = FinishReason.Stop;
-        }
-        else if (s.OutputLength >= p.MaxTokens || s.Tokens.Count >= s.MaxLength)
-        {
-            finish = FinishReason.Length;
-        }
-
-        var output = new EngineOutput
-        {
-            TokenIds = [token],
-            Logprobs = p.Logprobs ? [HalfLogprob] : null,
-            TopLogprobs = p.Logprobs && p.TopLogprobs > 0 ? [TopLogprobs(token, p.TopLogprobs)] : null,
-            FinishReason = finish,
-            PromptTokens = s.PromptLength,
-            CachedTokens = Math.Max(0, s.CachedPromptTokens),
-            ImportedTokens = live.ImportedTokens,
-            Kv = finish is not null && live.Request.ExportKv ? Export(s) : null,
-        };
-        if (finish is null)
-        {
-            live.Outputs.Writer.TryWrite(output);
-        }
-        else
-        {
-            End(live, output);
-        }
+        int index = live.Sequence.OutputLength;
+        int token = TokenOverride?.Invoke(live.Request.Id, index) ?? SyntheticTokens.Token(live.State, index, _options.VocabSize);
+        _core.Emit(live, token, stop: false, p.Logprobs ? [HalfLogprob] : null, p.Logprobs && p.TopLogprobs > 0 ? [TopLogprobs(token, p.TopLogprobs)] : null);
     }
 
     /// <summary>The chosen token with probability 1/2, then the next ids with 1/4, 1/8, ...</summary>
@@ -391,109 +220,6 @@ public sealed class MockerEngine : IEngine
         return top;
     }
 
-    private void End(Live live, EngineOutput last)
-    {
-        _scheduler.Finish(live.Sequence);
-        _live.TryRemove(new KeyValuePair<string, Live>(live.Request.Id, live));
-        live.Outputs.Writer.TryWrite(last);
-        live.Outputs.Writer.TryComplete();
-        _finished++;
-    }
-
-    private void FailStep(SchedulerStep step, Exception error)
-    {
-        Fault = error;
-        var failed = step.Chunks.Select(c => (Live)c.Sequence.Tag!).Distinct().ToList();
-        foreach (Live live in failed)
-        {
-            _scheduler.Finish(live.Sequence);
-            _live.TryRemove(new KeyValuePair<string, Live>(live.Request.Id, live));
-            live.Outputs.Writer.TryComplete(new InvalidOperationException($"the mocker failed while running request {live.Request.Id}: {error.Message}", error));
-            _finished++;
-        }
-    }
-
-    private void FailAll(Exception error)
-    {
-        DrainCommands();
-        foreach (Live live in _live.Values)
-        {
-            _scheduler.Finish(live.Sequence);
-            live.Outputs.Writer.TryComplete(error);
-        }
-
-        _live.Clear();
-    }
-
-    private EngineStats Snapshot() => new()
-    {
-        RunningRequests = _scheduler.RunningCount,
-        WaitingRequests = _scheduler.WaitingCount,
-        KvBlocksUsed = _pool.UsedCount,
-        KvBlocksTotal = _pool.BlockCount,
-        KvBlocksCached = _pool.CachedCount,
-        BlockSize = BlockSize,
-        PrefixQueryTokens = _scheduler.PrefixQueryTokens,
-        PrefixHitTokens = _scheduler.PrefixHitTokens,
-        PromptTokens = _promptTokens,
-        GeneratedTokens = _generatedTokens,
-        Preemptions = _scheduler.Preemptions,
-        RequestsFinished = _finished,
-        Steps = _steps,
-        KvImportsRefused = _importsRefused,
-    };
-
-    /// <summary>Called on the engine loop before each step's wait with the step number (tests pace the engine with it).</summary>
-    internal Action<long>? BeforeStep { get; set; }
-
-    /// <summary>Replaces the synthetic tokens: (request id, output index) to token (tests replay another engine's tokens).</summary>
-    internal Func<string, int, int>? TokenOverride { get; set; }
-
-    /// <inheritdoc/>
-    public Task<KvEventDump> DumpKvAsync(CancellationToken cancellationToken = default) =>
-        _events is null
-            ? Task.FromResult(new KvEventDump(_options.WorkerId, 0, []))
-            : InspectAsync(pool => pool.Dump(_events.WorkerId)).WaitAsync(cancellationToken);
-
-    /// <summary>Runs <paramref name="action"/> on the engine's state between steps (tests: pool invariants, dumps).</summary>
-    internal Task<T> InspectAsync<T>(Func<KvBlockPool, T> action)
-    {
-        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _commands.Writer.TryWrite(new Command(null, null, () =>
-        {
-            try
-            {
-                done.SetResult(action(_pool));
-            }
-            catch (Exception e)
-            {
-                done.SetException(e);
-            }
-        }));
-        return done.Task;
-    }
-
     /// <summary>Stops the loop; live streams end with <see cref="ObjectDisposedException"/>.</summary>
-    public async ValueTask DisposeAsync()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
-        {
-            return;
-        }
-
-        await _stop.CancelAsync().ConfigureAwait(false);
-        await _loop.ConfigureAwait(false);
-        _stop.Dispose();
-    }
-
-    private readonly record struct Command(Live? Submit, Live? Cancel, Action? Inspect = null);
-
-    private sealed class Live(EngineRequest request, SequenceState sequence, ulong key)
-    {
-        public EngineRequest Request { get; } = request;
-        public SequenceState Sequence { get; } = sequence;
-        public ulong Key { get; } = key;
-        public int ImportedTokens { get; set; }
-        public Channel<EngineOutput> Outputs { get; } = Channel.CreateUnbounded<EngineOutput>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-    }
+    public async ValueTask DisposeAsync() => await _core.StopAsync(() => _loop).ConfigureAwait(false);
 }

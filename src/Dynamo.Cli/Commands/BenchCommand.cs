@@ -46,7 +46,7 @@ internal static class BenchCommand
 
             var random = new Random(1234);
             int[] prompt = Enumerable.Range(0, Math.Max(pp, 1)).Select(_ => random.Next(c.VocabSize)).ToArray();
-            var cache = new KvCache(c, Math.Max(pp, tg + 1));
+            var cache = new SequenceKvCache(c, Math.Max(pp, tg + 1));
             var logits = new float[c.VocabSize];
             Console.WriteLine($"model: {path} ({c.Architecture}, dim {c.Dim}, {c.Layers} layers, vocab {c.VocabSize}), threads: {t}");
             ForwardProfile? profile = parse.GetValue(profileOption) ? new ForwardProfile() : null;

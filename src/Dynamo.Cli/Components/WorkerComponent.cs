@@ -77,7 +77,14 @@ internal sealed class WorkerComponent : IAsyncDisposable
 
                 case "echo":
                 {
-                    (engine, source) = ModelFreeEngine(settings, _ => new EchoEngine(EchoEngineOptions.Default with { BlockSize = settings.Engine.BlockSize }));
+                    EchoEngineOptions echo = EchoEngineOptions.Default with
+                    {
+                        BlockSize = settings.Engine.BlockSize,
+                        MaxNumSeqs = settings.Engine.MaxNumSeqs,
+                        ContextLength = settings.Engine.ContextLength ?? EchoEngineOptions.Default.ContextLength,
+                        NumGpuBlocks = settings.NumGpuBlocks,
+                    };
+                    (engine, source) = ModelFreeEngine(settings, _ => new EchoEngine(echo));
                     break;
                 }
 

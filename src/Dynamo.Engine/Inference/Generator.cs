@@ -36,7 +36,7 @@ public sealed class Generator(Transformer model, ITokenizer tokenizer)
     {
         int context = model.Config.ContextLength;
         int capacity = (int)Math.Min(context, (long)prompt.Count + p.MaxTokens);
-        var cache = new KvCache(model.Config, capacity);
+        var cache = new SequenceKvCache(model.Config, capacity);
         var logits = new float[model.Config.VocabSize];
         var sampler = new Sampler(p, prompt);
         var detokenizer = new IncrementalDetokenizer(tokenizer, skipSpecialTokens: true, prompt);

@@ -111,7 +111,7 @@ public sealed unsafe class Transformer : IDisposable
     /// (VocabSize values), or of every token (tokens.Length x VocabSize) with <paramref name="allLogits"/>.
     /// The paged forward pass with one sequence whose block table is the cache's one block.
     /// </summary>
-    public void Forward(ReadOnlySpan<int> tokens, int startPos, KvCache cache, Span<float> logits, bool allLogits = false)
+    public void Forward(ReadOnlySpan<int> tokens, int startPos, SequenceKvCache cache, Span<float> logits, bool allLogits = false)
     {
         ArgumentNullException.ThrowIfNull(cache);
         int n = tokens.Length;
@@ -176,7 +176,7 @@ public sealed unsafe class Transformer : IDisposable
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
         int prefill = Math.Min(Math.Min(64, _maxBatch), Config.ContextLength / 2);
         int steps = Math.Min(64, Config.ContextLength - prefill - 1);
-        var cache = new KvCache(Config, prefill + steps);
+        var cache = new SequenceKvCache(Config, prefill + steps);
         var logits = new float[Config.VocabSize];
         int[] tokens = [.. Enumerable.Range(0, prefill).Select(i => (i * 7919 + 1) % Config.VocabSize)];
         Forward(tokens, 0, cache, logits);

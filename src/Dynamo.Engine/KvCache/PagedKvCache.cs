@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using Dynamo.Engine.Models;
+using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
 
 namespace Dynamo.Engine.KvCache;
@@ -12,7 +13,7 @@ namespace Dynamo.Engine.KvCache;
 /// in block <c>blockTable[p / BlockSize]</c> at offset <c>p % BlockSize</c>. Which block belongs to which
 /// sequence is the caller's (the block manager's) business; this class only stores. See README.md.
 /// </summary>
-public sealed class PagedKvCache
+public sealed class PagedKvCache : IKvTransferStore
 {
     private const string Dtype = "f32";
 
@@ -180,6 +181,23 @@ public sealed class PagedKvCache
                 throw new ArgumentException($"KV transfer {field} mismatch: the buffer has {theirs}, this cache has {ours}", nameof(layout));
             }
         }
+    }
+
+    /// <summary>The engine's KV transfer: a payload of this cache's model shape and dtype, of the length its layout says.</summary>
+    bool IKvTransferStore.CanImport(KvTransferPayload payload)
+    {
+        KvTransferLayout theirs = payload.Layout;
+        return theirs.Layers == Layers && theirs.KvHeads == KvHeads && theirs.HeadDim == HeadDim && theirs.Dtype == Dtype
+            && theirs.TokenCount >= 0 && payload.Data.Length == theirs.ByteCount;
+    }
+
+    void IKvTransferStore.Import(BlockTable blocks, KvTransferPayload payload) => Import(blocks.AsSpan(), payload.Layout, payload.Data.Span);
+
+    KvTransferPayload IKvTransferStore.Export(BlockTable blocks, int tokenCount)
+    {
+        var data = new byte[ExportedBytes(tokenCount)];
+        Export(blocks.AsSpan(), tokenCount, data);
+        return new KvTransferPayload(Layout(tokenCount), data);
     }
 
     /// <summary>Throws unless <paramref name="blockIds"/> has a valid block for every position 0..tokenCount-1.</summary>

@@ -4,11 +4,13 @@ namespace Dynamo.Llm.Engines;
 
 /// <summary>
 /// A serving engine: requests in, token streams out, with continuous batching inside. The built-in
-/// inference engine and the mocker implement it; the worker glue serves it on the request plane.
+/// inference engine, the mocker and the echo engine implement it, each over one <see cref="EngineCore{TState}"/>
+/// (the request bookkeeping they share); the worker glue serves it on the request plane. What every
+/// implementation must do is pinned by the contract tests (tests/.../Llm/Engines/EngineContractTests.cs).
 /// </summary>
 public interface IEngine : IAsyncDisposable
 {
-    /// <summary>Name shown in logs and metrics ("dynamo", "mocker").</summary>
+    /// <summary>Name shown in logs and metrics ("dynamo", "mocker", "echo").</summary>
     string Name { get; }
 
     /// <summary>Tokens per KV block.</summary>

@@ -9,6 +9,7 @@ using Dynamo.Llm.ChatTemplates;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.ModelCards;
 using Dynamo.Llm.Models;
+using Dynamo.Mocker;
 using Dynamo.Runtime;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;

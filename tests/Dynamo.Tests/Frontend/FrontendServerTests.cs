@@ -7,7 +7,9 @@ using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Tokenizers;
+using Dynamo.Mocker;
 using Dynamo.Tests.Engine.Serving;
+using Dynamo.Tests.Llm.Engines;
 using OpenAI;
 using OpenAI.Chat;
 
@@ -692,7 +694,7 @@ public class FrontendServerTests
     {
         IReadOnlyList<int> prompt = ChatPrompt(("system", "You are terse."), ("user", "Count to three"));
         await using InferenceEngine direct = InferenceEngineTests.Create(FrontendHarness.TinyChatModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
-        var (tokens, _, last) = await InferenceEngineTests.CollectAsync(direct, new EngineRequest("direct", prompt, SamplingParams.Greedy with { MaxTokens = 12 }));
+        var (tokens, _, last) = await EngineContractTests.CollectAsync(direct, new EngineRequest("direct", prompt, SamplingParams.Greedy with { MaxTokens = 12 }));
         string expected = Detokenize(prompt, tokens);
         await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(InferenceEngineTests.Create(FrontendHarness.TinyChatModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 }));
@@ -728,7 +730,7 @@ public class FrontendServerTests
     {
         int[] prompt = [1, 40, 41, 300, 301, 7];
         await using InferenceEngine direct = InferenceEngineTests.Create(FrontendHarness.TinyChatModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
-        var (tokens, _, _) = await InferenceEngineTests.CollectAsync(direct, new EngineRequest("direct", prompt, SamplingParams.Greedy with { MaxTokens = 10, IgnoreEos = true }));
+        var (tokens, _, _) = await EngineContractTests.CollectAsync(direct, new EngineRequest("direct", prompt, SamplingParams.Greedy with { MaxTokens = 10, IgnoreEos = true }));
         await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(InferenceEngineTests.Create(FrontendHarness.TinyChatModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 }));
 

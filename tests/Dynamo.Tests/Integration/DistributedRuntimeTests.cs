@@ -8,6 +8,7 @@ using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
 using Dynamo.Tests.Engine.Serving;
 using Dynamo.Tests.Infrastructure;
+using Dynamo.Tests.Llm.Engines;
 using Dynamo.Tests.Runtime;
 
 namespace Dynamo.Tests.Integration;
@@ -67,7 +68,7 @@ public sealed class DistributedRuntimeTests : IAsyncLifetime
     {
         int[] prompt = [5, 17, 99, 3, 42, 42, 7];
         await using InferenceEngine direct = InferenceEngineTests.Create(TestModels.Tiny.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
-        var (expected, _, _) = await InferenceEngineTests.CollectAsync(direct, new EngineRequest("d", prompt, SamplingParams.Greedy with { MaxTokens = 16, IgnoreEos = true }));
+        var (expected, _, _) = await EngineContractTests.CollectAsync(direct, new EngineRequest("d", prompt, SamplingParams.Greedy with { MaxTokens = 16, IgnoreEos = true }));
 
         await using DynamoProcess worker = StartWorker();
         await worker.WaitForLineAsync("serving dynamo.backend.generate");

@@ -7,13 +7,14 @@ using Dynamo.Llm.Kv;
 using Dynamo.Mocker;
 using Dynamo.Tests.Engine.Serving;
 using Dynamo.Tests.Infrastructure;
+using Dynamo.Tests.Llm.Engines;
 
 namespace Dynamo.Tests.Mocker;
 
 /// <summary>
-/// The mocker behind <see cref="IEngine"/>: the real scheduler and block pool (prefix hits, KV events that
-/// replay to the pool's cached set and equal the real engine's, preemption, cancellation), exact step times
-/// on a manual clock, and the real engine's submit-time checks.
+/// What only the mocker does: deterministic synthetic tokens and log-probabilities, exact step times on a
+/// manual clock, the speedup ratio on the real clock, and the same KV events as the real engine for the same
+/// requests. What every engine does is in <see cref="MockerEngineContractTests"/>.
 /// </summary>
 public sealed class MockerEngineTests
 {
@@ -22,31 +23,17 @@ public sealed class MockerEngineTests
 
     private static SamplingParams Tokens(int maxTokens) => SamplingParams.Greedy with { MaxTokens = maxTokens, IgnoreEos = true };
 
-    private static Task<(List<int> Tokens, List<float> Logprobs, EngineOutput Last)> CollectAsync(IEngine engine, EngineRequest request, CancellationToken cancellationToken = default) =>
-        InferenceEngineTests.CollectAsync(engine, request, cancellationToken);
-
-    private static async Task WaitForAsync(Func<bool> condition)
-    {
-        for (int i = 0; i < 1000 && !condition(); i++)
-        {
-            await Task.Delay(10);
-        }
-
-        Assert.True(condition(), "timed out waiting");
-    }
+    private static Task<(List<int> Tokens, List<float> Logprobs, EngineOutput Last)> CollectAsync(IEngine engine, EngineRequest request) =>
+        EngineContractTests.CollectAsync(engine, request);
 
     [Fact]
-    public async Task Submit_OneRequest_GeneratesMaxTokensSyntheticTokensAndEndsWithLength()
+    public async Task Submit_SameRequest_SameSyntheticTokensOnAnyMockerWithTheSameSeed()
     {
         await using var engine = new MockerEngine(Fast);
-        int[] prompt = [.. Enumerable.Range(1, 20)];
-        var (tokens, logprobs, last) = await CollectAsync(engine, new EngineRequest("a", prompt, Tokens(12)));
-        Assert.Equal(12, tokens.Count);
-        Assert.All(tokens, t => Assert.InRange(t, 0, 511));
-        Assert.Empty(logprobs);
-        Assert.Equal(FinishReason.Length, last.FinishReason);
-        Assert.Equal(20, last.PromptTokens);
         Assert.Equal("mocker", engine.Name);
+        int[] prompt = [.. Enumerable.Range(1, 20)];
+        var (tokens, _, _) = await CollectAsync(engine, new EngineRequest("a", prompt, Tokens(12)));
+        Assert.Equal(12, tokens.Count);
 
         // Deterministic: the same request gives the same tokens, on this engine or another with the same seed.
         Assert.Equal(tokens, (await CollectAsync(engine, new EngineRequest("b", prompt, Tokens(12)))).Tokens);
@@ -54,18 +41,6 @@ public sealed class MockerEngineTests
         Assert.Equal(tokens, (await CollectAsync(twin, new EngineRequest("c", prompt, Tokens(12)))).Tokens);
         await using var other = new MockerEngine(Fast with { Seed = 7 });
         Assert.NotEqual(tokens, (await CollectAsync(other, new EngineRequest("d", prompt, Tokens(12)))).Tokens);
-    }
-
-    [Fact]
-    public async Task Submit_StopTokenIdGenerated_EndsWithStop()
-    {
-        await using var engine = new MockerEngine(Fast);
-        int[] prompt = [3, 1, 4, 1, 5];
-        var reference = await CollectAsync(engine, new EngineRequest("ref", prompt, Tokens(10)));
-        var stopped = await CollectAsync(engine, new EngineRequest("stop", prompt, Tokens(10) with { StopTokenIds = [reference.Tokens[4]] }));
-        int firstStop = reference.Tokens.IndexOf(reference.Tokens[4]);
-        Assert.Equal(reference.Tokens[..(firstStop + 1)], stopped.Tokens);
-        Assert.Equal(FinishReason.Stop, stopped.Last.FinishReason);
     }
 
     [Fact]
@@ -87,52 +62,6 @@ public sealed class MockerEngineTests
             Assert.Equal(o.TokenIds[0], top[0].TokenId);
             Assert.True(top[0].Logprob > top[1].Logprob && top[1].Logprob > top[2].Logprob);
         });
-    }
-
-    [Fact]
-    public async Task Submit_SharedPrefix_SecondRequestHitsTheSharedFullBlocksAndEventsReplayToThePool()
-    {
-        await using var engine = new MockerEngine(Fast with { WorkerId = 9 });
-        var replay = new KvCachedSet();
-        engine.KvEvents!.Published += e => replay.Apply(e);
-        int[] first = [.. Enumerable.Range(10, 70)];
-        int[] second = [.. first[..50], .. Enumerable.Range(300, 25)];
-        var a = await CollectAsync(engine, new EngineRequest("a", first, Tokens(8)));
-        var b = await CollectAsync(engine, new EngineRequest("b", second, Tokens(8)));
-        Assert.Equal(0, a.Last.CachedTokens);
-        Assert.Equal(48, b.Last.CachedTokens);
-        Assert.Equal(48, engine.Stats.PrefixHitTokens);
-        Assert.Equal(70 + 75, engine.Stats.PrefixQueryTokens);
-
-        var (cached, dump) = await engine.InspectAsync(pool =>
-        {
-            pool.CheckInvariants();
-            return (pool.CachedHashes.ToHashSet(), pool.Dump(9));
-        });
-        Assert.Equal(cached, replay.BlockHashes.ToHashSet());
-        var fromDump = new KvCachedSet();
-        fromDump.Load(dump);
-        Assert.Equal(cached, fromDump.BlockHashes.ToHashSet());
-
-        // The router's definition: chained hashes of every full block of prompt and computed output tokens.
-        int[] all = [.. first, .. a.Tokens];
-        int[] allB = [.. second, .. b.Tokens];
-        var expected = BlockHasher.SequenceHashes(all.AsSpan(0, all.Length - 1), 16).Concat(BlockHasher.SequenceHashes(allB.AsSpan(0, allB.Length - 1), 16)).ToHashSet();
-        Assert.Equal(expected, cached);
-        Assert.True(engine.KvEvents.TryGetSince(0, out IReadOnlyList<KvEvent> events));
-        Assert.All(events, e => Assert.Equal(9, e.WorkerId));
-    }
-
-    [Fact]
-    public async Task Submit_PrefixCachingOff_NoEventsNoHits()
-    {
-        await using var engine = new MockerEngine(Fast with { PrefixCaching = false });
-        int[] prompt = [.. Enumerable.Range(10, 40)];
-        await CollectAsync(engine, new EngineRequest("a", prompt, Tokens(4)));
-        var again = await CollectAsync(engine, new EngineRequest("b", prompt, Tokens(4)));
-        Assert.Null(engine.KvEvents);
-        Assert.Equal(0, again.Last.CachedTokens);
-        Assert.Equal(0, engine.Stats.KvBlocksCached);
     }
 
     [Fact]
@@ -192,7 +121,7 @@ public sealed class MockerEngineTests
         clock.Advance(await clock.NextDueAsync());
         await Task.WhenAll(a, b);
         Assert.Equal(chunk1 + chunk2 + (11 + 5.055) + 11, clock.Elapsed.TotalMilliseconds, 3);
-        await engine.InspectAsync(_ => 0);
+        await engine.Core.InspectAsync(_ => 0);
         Assert.Equal(4, engine.Stats.Steps);
     }
 
@@ -208,200 +137,6 @@ public sealed class MockerEngineTests
         Assert.Equal(100, tokens.Count);
         Assert.True(elapsed.TotalMilliseconds >= modelled * 0.95, $"took {elapsed.TotalMilliseconds} ms, the model says {modelled} ms");
         Assert.True(elapsed.TotalMilliseconds < modelled * 10 * 0.9, $"took {elapsed.TotalMilliseconds} ms: the speedup ratio was not applied");
-    }
-
-    [Fact]
-    public async Task Submit_BadRequests_AreRejectedAtSubmitLikeTheRealEngineAndOthersKeepRunning()
-    {
-        await using var engine = new MockerEngine(Fast with { NumGpuBlocks = 4, ContextLength = 256 });
-        Task<(List<int>, List<float>, EngineOutput)> good = CollectAsync(engine, new EngineRequest("good", [1, 2, 3], Tokens(8)));
-        Assert.Contains("context length is 256", Assert.Throws<ArgumentException>(() => engine.SubmitAsync(new EngineRequest("a", new int[256], Tokens(4)))).Message);
-        Assert.Contains("KV cache holds 64", Assert.Throws<ArgumentException>(() => engine.SubmitAsync(new EngineRequest("b", new int[64], Tokens(4)))).Message);
-        Assert.Contains("outside the vocabulary", Assert.Throws<ArgumentException>(() => engine.SubmitAsync(new EngineRequest("c", [1, 512], Tokens(4)))).Message);
-        Assert.Contains("no tokens", Assert.Throws<ArgumentException>(() => engine.SubmitAsync(new EngineRequest("d", [], Tokens(4)))).Message);
-        Assert.Contains("no id", Assert.Throws<ArgumentException>(() => engine.SubmitAsync(new EngineRequest("", [1], Tokens(4)))).Message);
-        Assert.Contains("temperature", Assert.Throws<ArgumentException>(() => engine.SubmitAsync(new EngineRequest("e", [1], Tokens(4) with { Temperature = 3 }))).Message);
-        Assert.Contains("max_tokens", Assert.Throws<ArgumentException>(() => engine.SubmitAsync(new EngineRequest("f", [1], Tokens(4) with { MaxTokens = 0 }))).Message);
-        Assert.Equal(8, (await good).Item1.Count);
-    }
-
-    [Fact]
-    public async Task Submit_DuplicateLiveId_IsRejectedAndTheIdIsFreeAgainAfterwards()
-    {
-        await using var engine = new MockerEngine(Fast with { SpeedupRatio = 1 });
-        IAsyncEnumerable<EngineOutput> first = engine.SubmitAsync(new EngineRequest("dup", [1, 2], Tokens(5)));
-        Assert.Contains("already running", Assert.Throws<ArgumentException>(() => engine.SubmitAsync(new EngineRequest("dup", [1, 2], Tokens(5)))).Message);
-        await foreach (EngineOutput o in first)
-        {
-            _ = o;
-        }
-
-        Assert.Equal(5, (await CollectAsync(engine, new EngineRequest("dup", [1, 2], Tokens(5)))).Tokens.Count);
-    }
-
-    [Fact]
-    public async Task Submit_SequenceReachingThePoolSize_EndsWithLength()
-    {
-        await using var engine = new MockerEngine(Fast with { BlockSize = 4, NumGpuBlocks = 5 });
-        var (tokens, _, last) = await CollectAsync(engine, new EngineRequest("x", [1, 2, 3], Tokens(100)));
-        Assert.Equal(FinishReason.Length, last.FinishReason);
-        Assert.Equal(20 - 3, tokens.Count);
-    }
-
-    /// <summary>An engine (real clock, slow steps) that stops before step <paramref name="step"/> until the gate opens.</summary>
-    private static (MockerEngine Engine, ManualResetEventSlim Gate) Paused(long step)
-    {
-        var engine = new MockerEngine(Fast);
-        var gate = new ManualResetEventSlim(false);
-        engine.BeforeStep = n =>
-        {
-            if (n == step)
-            {
-                gate.Wait(TimeSpan.FromSeconds(30));
-            }
-        };
-        return (engine, gate);
-    }
-
-    [Fact]
-    public async Task Cancel_RunningRequest_EndsItAndLeavesOnlyCachedBlocks()
-    {
-        var (engine, gate) = Paused(step: 3);
-        await using MockerEngine _ = engine;
-        var outputs = new List<EngineOutput>();
-        await foreach (EngineOutput o in engine.SubmitAsync(new EngineRequest("long", [.. Enumerable.Range(1, 40)], Tokens(200))))
-        {
-            outputs.Add(o);
-            if (outputs.Count == 3)
-            {
-                Assert.True(engine.Cancel("long"));
-                gate.Set();
-            }
-        }
-
-        Assert.Equal(FinishReason.Cancelled, outputs[^1].FinishReason);
-        Assert.Equal(5, outputs.Count);
-        Assert.Equal(0, await engine.InspectAsync(pool => pool.UsedCount));
-        await WaitForAsync(() => engine.Stats.RequestsFinished == 1);
-        EngineStats stats = engine.Stats;
-        Assert.Equal(0, stats.KvBlocksUsed);
-        Assert.Equal(2, stats.KvBlocksCached);
-        Assert.Equal(0, stats.RunningRequests + stats.WaitingRequests);
-        Assert.False(engine.Cancel("long"));
-        Assert.False(engine.Cancel("never-submitted"));
-    }
-
-    [Fact]
-    public async Task Submit_TokenCancelled_FreesTheRequest()
-    {
-        var (engine, gate) = Paused(step: 2);
-        await using MockerEngine _ = engine;
-        using var cts = new CancellationTokenSource();
-        var outputs = new List<EngineOutput>();
-        await foreach (EngineOutput o in engine.SubmitAsync(new EngineRequest("x", [5, 6], Tokens(200)), cts.Token))
-        {
-            outputs.Add(o);
-            if (outputs.Count == 2)
-            {
-                await cts.CancelAsync();
-                gate.Set();
-            }
-        }
-
-        Assert.Equal(FinishReason.Cancelled, outputs[^1].FinishReason);
-        Assert.Equal(4, outputs.Count);
-        Assert.Equal(0, await engine.InspectAsync(pool => pool.UsedCount));
-    }
-
-    [Fact]
-    public async Task Submit_AbandonedEnumeration_CancelsTheRequestAndFreesItsBlocks()
-    {
-        var (engine, gate) = Paused(step: 1);
-        await using MockerEngine _ = engine;
-        await foreach (EngineOutput o in engine.SubmitAsync(new EngineRequest("y", [5, 6], Tokens(200))))
-        {
-            break;
-        }
-
-        gate.Set();
-        await WaitForAsync(() => engine.Stats.RequestsFinished == 1);
-        Assert.Equal(0, await engine.InspectAsync(pool => pool.UsedCount));
-        Assert.Equal(0, engine.Stats.KvBlocksUsed);
-        Assert.True(engine.Stats.GeneratedTokens < 10);
-    }
-
-    [Fact]
-    public async Task Submit_SmallPool_PreemptsAndStillFinishesEveryRequest()
-    {
-        await using var engine = new MockerEngine(Fast with { BlockSize = 8, NumGpuBlocks = 40, MaxNumBatchedTokens = 48, MaxNumSeqs = 32 });
-        var random = new Random(3);
-        var results = await Task.WhenAll(Enumerable.Range(0, 24).Select(i =>
-            CollectAsync(engine, new EngineRequest($"p{i}", [.. Enumerable.Range(0, random.Next(5, 60)).Select(_ => random.Next(512))], Tokens(24)))));
-        Assert.All(results, r => Assert.Equal(24, r.Tokens.Count));
-        await engine.InspectAsync(pool =>
-        {
-            pool.CheckInvariants();
-            return 0;
-        });
-        EngineStats stats = engine.Stats;
-        Assert.True(stats.Preemptions > 0, "a pool of 40 blocks of 8 must preempt 24 requests");
-        Assert.Equal(0, stats.KvBlocksUsed);
-        Assert.Equal(24 * 24, stats.GeneratedTokens);
-        Assert.Equal(24, stats.RequestsFinished);
-    }
-
-    [Fact]
-    public async Task Submit_128ConcurrentRequests_AllComplete()
-    {
-        await using var engine = new MockerEngine(Fast with { MaxNumSeqs = 64, MaxNumBatchedTokens = 512 });
-        int[] system = [.. Enumerable.Range(1, 64)];
-        var results = await Task.WhenAll(Enumerable.Range(0, 128).Select(i =>
-            CollectAsync(engine, new EngineRequest($"c{i}", [.. system, .. Enumerable.Range(100 + i, 1 + i % 30)], Tokens(16 + i % 8)))));
-        for (int i = 0; i < 128; i++)
-        {
-            Assert.Equal(16 + i % 8, results[i].Tokens.Count);
-            Assert.Equal(FinishReason.Length, results[i].Last.FinishReason);
-        }
-
-        EngineStats stats = engine.Stats;
-        Assert.Equal(128, stats.RequestsFinished);
-        Assert.Equal(0, stats.KvBlocksUsed);
-        Assert.True(stats.PrefixHitTokens >= 127 * 64 - 64 * 64, $"the shared 64-token system prompt should hit for most requests (hit {stats.PrefixHitTokens})");
-    }
-
-    [Fact]
-    public async Task ExportKv_PrefillOnOneMockerDecodeOnAnother_SkipsThePrefillThere()
-    {
-        int[] prompt = [.. Enumerable.Range(7, 45)];
-        await using var prefill = new MockerEngine(Fast);
-        var first = await CollectAsync(prefill, new EngineRequest("p", prompt, Tokens(1)) { ExportKv = true });
-        KvTransferPayload kv = Assert.IsType<KvTransferPayload>(first.Last.Kv);
-        Assert.Equal(prompt.Length, kv.Layout.TokenCount);
-        Assert.Equal(MockerEngine.MockerKvDtype, kv.Layout.Dtype);
-
-        await using var decode = new MockerEngine(Fast with { BlockSize = 5 });
-        var rest = await CollectAsync(decode, new EngineRequest("d", [.. prompt, first.Tokens[0]], Tokens(8)) { Kv = kv });
-        Assert.Equal(prompt.Length, rest.Last.ImportedTokens);
-        Assert.Equal(8, rest.Tokens.Count);
-        Assert.Equal(0, decode.Stats.KvImportsRefused);
-
-        // A real engine's tensors mean nothing here: refused, prefilled locally, same tokens.
-        var tensors = new KvTransferPayload(new KvTransferLayout { Layers = 2, KvHeads = 2, HeadDim = 4, Dtype = "f32", BlockSize = 16, TokenCount = 45 }, new byte[2 * 2 * 45 * 2 * 4 * 4]);
-        var local = await CollectAsync(decode, new EngineRequest("l", [.. prompt, first.Tokens[0]], Tokens(8)) { Kv = tensors });
-        Assert.Equal(0, local.Last.ImportedTokens);
-        Assert.Equal(rest.Tokens, local.Tokens);
-        Assert.Equal(1, decode.Stats.KvImportsRefused);
-    }
-
-    [Fact]
-    public async Task DisposeAsync_WithLiveRequests_EndsTheirStreams()
-    {
-        var engine = new MockerEngine(Fast with { SpeedupRatio = 1 });
-        Task<(List<int>, List<float>, EngineOutput)> running = CollectAsync(engine, new EngineRequest("live", [1, 2, 3], Tokens(10_000)));
-        await WaitForAsync(() => engine.Stats.GeneratedTokens > 0);
-        await engine.DisposeAsync();
-        await Assert.ThrowsAsync<ObjectDisposedException>(() => running);
-        Assert.Throws<ObjectDisposedException>(() => engine.SubmitAsync(new EngineRequest("late", [1], Tokens(1))));
     }
 
     public static TheoryData<int, int, int, int, int, bool> Pools => new()
@@ -441,7 +176,7 @@ public sealed class MockerEngineTests
             EventHistory = 100_000,
         };
         await using InferenceEngine real = InferenceEngineTests.Create(path, engineOptions);
-        Script expected = await RunAsync(real, hook => real.BeforeStep = hook, requests);
+        Script expected = await RunAsync(real, hook => real.Core.BeforeStep = hook, real.Core.InspectAsync, requests);
 
         var mockerOptions = MockerOptions.Default with
         {
@@ -456,7 +191,7 @@ public sealed class MockerEngineTests
             SpeedupRatio = 1000,
         };
         await using var mocker = new MockerEngine(mockerOptions) { TokenOverride = (id, index) => expected.Tokens[id][index] };
-        Script actual = await RunAsync(mocker, hook => mocker.BeforeStep = hook, requests);
+        Script actual = await RunAsync(mocker, hook => mocker.Core.BeforeStep = hook, mocker.Core.InspectAsync, requests);
 
         Assert.Equal(expected.Tokens, actual.Tokens);
         Assert.Equal(expected.Events.Count, actual.Events.Count);
@@ -482,7 +217,7 @@ public sealed class MockerEngineTests
     /// Submits the first request, holds the engine before its first step, submits the rest (so both engines see
     /// them arrive in the same step), then lets it run.
     /// </summary>
-    private static async Task<Script> RunAsync(IEngine engine, Action<Action<long>> setHook, List<EngineRequest> requests)
+    private static async Task<Script> RunAsync(IEngine engine, Action<Action<long>> setHook, Func<Func<KvBlockPool, int>, Task<int>> inspect, List<EngineRequest> requests)
     {
         var events = new List<string>();
         engine.KvEvents!.Published += e => events.Add(Encoding.UTF8.GetString(KvEventJson.SerializeToUtf8(e)));
@@ -503,12 +238,8 @@ public sealed class MockerEngineTests
         var results = await Task.WhenAll(tasks);
 
         // Read the stats after the engine has looked at its queue once more (the last step's snapshot is then taken).
-        EngineStats stats = engine switch
-        {
-            InferenceEngine real => await real.InspectAsync(_ => 0).ContinueWith(_ => real.Stats, TaskScheduler.Default),
-            MockerEngine mocker => await mocker.InspectAsync(_ => 0).ContinueWith(_ => mocker.Stats, TaskScheduler.Default),
-            _ => throw new ArgumentException("unknown engine", nameof(engine)),
-        };
+        await inspect(_ => 0);
+        EngineStats stats = engine.Stats;
         return new Script(
             events,
             requests.Zip(results).ToDictionary(p => p.First.Id, p => p.Second.Tokens),

@@ -2,7 +2,6 @@ using System.Text;
 using System.Text.Json;
 using Dynamo.Components.Routing;
 using Dynamo.Components.Workers;
-using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
 using Dynamo.Llm.Routing;
 using Dynamo.Mocker;

@@ -14,6 +14,7 @@ using Dynamo.Runtime.EventPlane;
 using Dynamo.Runtime.RequestPlane;
 using Dynamo.Tests.Engine.Serving;
 using Dynamo.Tests.Infrastructure;
+using Dynamo.Tests.Llm.Engines;
 
 namespace Dynamo.Tests.Components.Workers;
 
@@ -41,7 +42,7 @@ public sealed class EngineWorkerTests
     {
         int[] prompt = [5, 17, 99, 3, 42, 42, 7];
         await using InferenceEngine direct = InferenceEngineTests.Create(TestModels.Tiny.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
-        var (expected, expectedLogprobs, _) = await InferenceEngineTests.CollectAsync(direct, new EngineRequest("d", prompt, SamplingParams.Greedy with { MaxTokens = 12, IgnoreEos = true, Logprobs = true }));
+        var (expected, expectedLogprobs, _) = await EngineContractTests.CollectAsync(direct, new EngineRequest("d", prompt, SamplingParams.Greedy with { MaxTokens = 12, IgnoreEos = true, Logprobs = true }));
 
         await using var cluster = new InProcessCluster();
         await using DistributedRuntime workerRuntime = await cluster.ConnectAsync();

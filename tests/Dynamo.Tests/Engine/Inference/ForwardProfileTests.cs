@@ -16,7 +16,7 @@ public sealed class ForwardProfileTests
         float[] Run(ForwardProfile? profile)
         {
             model.Profile = profile;
-            var cache = new Dynamo.Engine.Inference.KvCache(model.Config, prompt.Length + 1);
+            var cache = new SequenceKvCache(model.Config, prompt.Length + 1);
             var logits = new float[vocab];
             model.Forward(prompt, 0, cache, logits);
             model.Forward([1], prompt.Length, cache, logits);

@@ -45,7 +45,7 @@ public class RandModelOracleTests(ITestOutputHelper output)
     {
         int[] prompt = Prompt64();
         using var model = new Transformer(ModelLoader.Load(path));
-        var cache = new Dynamo.Engine.Inference.KvCache(model.Config, prompt.Length + greedySteps);
+        var cache = new SequenceKvCache(model.Config, prompt.Length + greedySteps);
         var logits = new float[prompt.Length * Vocab];
         model.Forward(prompt, 0, cache, logits, allLogits: true);
         var last = logits.AsSpan((prompt.Length - 1) * Vocab, Vocab).ToArray();
@@ -95,7 +95,7 @@ public class RandModelOracleTests(ITestOutputHelper output)
     public void Greedy_BosOnly_MatchesLlamaCpp(string type, string reference)
     {
         using var model = new Transformer(ModelLoader.Load(Synth(SynthFormat.Gguf, Enum.Parse<GgmlType>(type))));
-        var cache = new Dynamo.Engine.Inference.KvCache(model.Config, 65);
+        var cache = new SequenceKvCache(model.Config, 65);
         var logits = new float[Vocab];
         var greedy = new int[64];
         model.Forward([1], 0, cache, logits);
@@ -125,7 +125,7 @@ public class RandModelOracleTests(ITestOutputHelper output)
         int[] expected = Reference(reference);
         int[] prompt = bosOnly ? [1] : Prompt64();
         using var model = new Transformer(ModelLoader.Load(Synth(SynthFormat.Gguf, Enum.Parse<GgmlType>(type))));
-        var cache = new Dynamo.Engine.Inference.KvCache(model.Config, prompt.Length + expected.Length);
+        var cache = new SequenceKvCache(model.Config, prompt.Length + expected.Length);
         var logits = new float[Vocab];
         model.Forward(prompt, 0, cache, logits);
         int agree = 0;

@@ -15,7 +15,7 @@ public sealed class TransformerBatchedTests
     /// <summary>Rows of <paramref name="prompt"/>'s logits at every position, from one single-sequence call.</summary>
     private static float[] AloneLogits(Transformer model, int[] prompt)
     {
-        var cache = new Dynamo.Engine.Inference.KvCache(model.Config, prompt.Length);
+        var cache = new SequenceKvCache(model.Config, prompt.Length);
         var logits = new float[prompt.Length * model.Config.VocabSize];
         model.Forward(prompt, 0, cache, logits, allLogits: true);
         return logits;
@@ -264,20 +264,20 @@ public sealed class TransformerBatchedTests
     }
 
     /// <summary>
-    /// The single-sequence API (a <see cref="Dynamo.Engine.Inference.KvCache"/> is one block of its capacity) and the paged path give the same
+    /// The single-sequence API (a <see cref="SequenceKvCache"/> is one block of its capacity) and the paged path give the same
     /// logits, last-token and all-token, and store the same keys and values.
     /// </summary>
     [Theory]
     [InlineData(1)]
     [InlineData(16)]
-    public void Forward_KvCacheApi_SameLogitsAndKvAsPagedPath(int blockSize)
+    public void Forward_SequenceKvCacheApi_SameLogitsAndKvAsPagedPath(int blockSize)
     {
         using var model = new Transformer(ModelLoader.Load(BatchTestModels.Path("llama")), maxBatch: 16);
         int vocab = model.Config.VocabSize;
         var random = new Random(3);
         int[] prompt = RandomTokens(random, 37, vocab);
         const int Decode = 6;
-        var single = new Dynamo.Engine.Inference.KvCache(model.Config, prompt.Length + Decode);
+        var single = new SequenceKvCache(model.Config, prompt.Length + Decode);
         int[][] tables = BlockTables(random, [prompt.Length + Decode], blockSize, out int blockCount);
         var paged = new PagedKvCache(model.Config, blockCount, blockSize);
         var all = new float[prompt.Length * vocab];
@@ -338,11 +338,11 @@ public sealed class TransformerBatchedTests
     }
 
     [Fact]
-    public void Constructor_KvCache_IsOneBlockOfItsCapacity()
+    public void Constructor_SequenceKvCache_IsOneBlockOfItsCapacity()
     {
         using var model = new Transformer(ModelLoader.Load(BatchTestModels.Path("llama")));
 
-        var cache = new Dynamo.Engine.Inference.KvCache(model.Config, 40);
+        var cache = new SequenceKvCache(model.Config, 40);
 
         Assert.Equal(40, cache.Capacity);
         Assert.Equal(1, cache.Paged.BlockCount);
@@ -425,10 +425,10 @@ public sealed class TransformerBatchedTests
     }
 
     [Fact]
-    public void Forward_KvCachePositionsBeyondCapacity_ThrowsNamingBoth()
+    public void Forward_SequenceKvCachePositionsBeyondCapacity_ThrowsNamingBoth()
     {
         using var model = new Transformer(ModelLoader.Load(BatchTestModels.Path("llama")));
-        var cache = new Dynamo.Engine.Inference.KvCache(model.Config, 8);
+        var cache = new SequenceKvCache(model.Config, 8);
 
         ArgumentOutOfRangeException e = Assert.Throws<ArgumentOutOfRangeException>(() => model.Forward([1, 2, 3], 6, cache, new float[80]));
 

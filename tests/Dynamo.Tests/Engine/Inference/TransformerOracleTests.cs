@@ -10,7 +10,7 @@ public class TransformerOracleTests
     private static int[] Greedy(Transformer model, int[] prompt, int steps, List<float>? allLogits = null)
     {
         int vocab = model.Config.VocabSize;
-        var cache = new Dynamo.Engine.Inference.KvCache(model.Config, prompt.Length + steps);
+        var cache = new SequenceKvCache(model.Config, prompt.Length + steps);
         var logits = new float[prompt.Length * vocab];
         model.Forward(prompt, 0, cache, logits, allLogits: true);
         allLogits?.AddRange(logits);

@@ -8,7 +8,7 @@ using Xunit.Abstractions;
 namespace Dynamo.Tests.Engine.Inference;
 
 /// <summary>
-/// <see cref="Transformer.Forward(ReadOnlySpan{int}, int, Dynamo.Engine.Inference.KvCache, Span{float}, bool)"/> against <see cref="ReferenceTransformer"/> (float64, full recompute) on small
+/// <see cref="Transformer.Forward(ReadOnlySpan{int}, int, SequenceKvCache, Span{float}, bool)"/> against <see cref="ReferenceTransformer"/> (float64, full recompute) on small
 /// random models of every format and architecture the loader accepts. Metric: per row max|a - b| / max|ref|, worst row.
 /// </summary>
 public class TransformerReferenceTests(ITestOutputHelper output)
@@ -51,7 +51,7 @@ public class TransformerReferenceTests(ITestOutputHelper output)
     private static float[] Logits(Transformer model, int[] prompt)
     {
         int vocab = model.Config.VocabSize;
-        var cache = new Dynamo.Engine.Inference.KvCache(model.Config, prompt.Length);
+        var cache = new SequenceKvCache(model.Config, prompt.Length);
         var logits = new float[prompt.Length * vocab];
         int prefill = Math.Min(Prefill, prompt.Length);
         model.Forward(prompt.AsSpan(0, prefill), 0, cache, logits, allLogits: true);

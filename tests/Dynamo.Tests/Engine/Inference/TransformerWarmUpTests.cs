@@ -16,7 +16,7 @@ public sealed class TransformerWarmUpTests
         int[] prompt = [.. Enumerable.Range(0, 20).Select(i => (i * 13 + 2) % vocab)];
         float[] Logits(Transformer t)
         {
-            var cache = new Dynamo.Engine.Inference.KvCache(t.Config, prompt.Length);
+            var cache = new SequenceKvCache(t.Config, prompt.Length);
             var logits = new float[vocab];
             t.Forward(prompt, 0, cache, logits);
             return logits;

@@ -1,7 +1,10 @@
 using Dynamo.Llm.Engines;
+using Dynamo.Mocker;
+using Dynamo.Tests.Llm.Engines;
 
-namespace Dynamo.Tests.Llm.Engines;
+namespace Dynamo.Tests.Mocker;
 
+/// <summary>What only the echo engine does: its tokens, log-probabilities and token delay. What every engine does is in <see cref="EchoEngineContractTests"/>.</summary>
 public sealed class EchoEngineTests
 {
     private static async Task<List<EngineOutput>> RunAsync(IEngine engine, EngineRequest request, CancellationToken cancellationToken = default)
@@ -25,8 +28,10 @@ public sealed class EchoEngineTests
         Assert.All(outputs, o => Assert.Single(o.TokenIds));
         Assert.Equal(FinishReason.Stop, outputs[^1].FinishReason);
         Assert.All(outputs.Take(2), o => Assert.Null(o.FinishReason));
+        await EngineContractTests.WaitUntilAsync(() => engine.Stats.RequestsFinished == 1);
         Assert.Equal(0, engine.Stats.RunningRequests);
         Assert.Equal(3, engine.Stats.GeneratedTokens);
+        Assert.Equal(3, engine.Stats.Steps);
     }
 
     [Fact]
@@ -46,37 +51,15 @@ public sealed class EchoEngineTests
     {
         await using var engine = new EchoEngine(EchoEngineOptions.Default with { TokenDelay = TimeSpan.FromMilliseconds(50) });
         Task<List<EngineOutput>> run = RunAsync(engine, new EngineRequest("a", [.. Enumerable.Range(1, 100)], SamplingParams.Default with { MaxTokens = 100 }));
-        while (engine.Stats.GeneratedTokens < 2)
-        {
-            await Task.Delay(10);
-        }
+        await EngineContractTests.WaitUntilAsync(() => engine.Stats.GeneratedTokens >= 2);
 
         Assert.Equal(1, engine.Stats.RunningRequests);
         Assert.True(engine.Cancel("a"));
         List<EngineOutput> outputs = await run;
         Assert.Equal(FinishReason.Cancelled, outputs[^1].FinishReason);
+        Assert.True(outputs.Count < 50, $"{outputs.Count} outputs: a step waits the token delay");
+        await EngineContractTests.WaitUntilAsync(() => engine.Stats.RequestsFinished == 1);
         Assert.Equal(0, engine.Stats.RunningRequests);
         Assert.False(engine.Cancel("a"));
-    }
-
-    [Fact]
-    public async Task Submit_TokenCancelled_StopsAndFreesTheRequest()
-    {
-        await using var engine = new EchoEngine(EchoEngineOptions.Default with { TokenDelay = TimeSpan.FromMilliseconds(20) });
-        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
-        List<EngineOutput> outputs = await RunAsync(engine, new EngineRequest("a", [.. Enumerable.Range(1, 100)], SamplingParams.Default with { MaxTokens = 100 }), cancel.Token);
-
-        Assert.True(outputs.Count < 50);
-        Assert.Equal(0, engine.Stats.RunningRequests);
-    }
-
-    [Fact]
-    public async Task Submit_BadRequests_ThrowArgumentException()
-    {
-        await using var engine = new EchoEngine(EchoEngineOptions.Default with { ContextLength = 4, VocabSize = 10 });
-        Assert.Throws<ArgumentException>(() => engine.SubmitAsync(new EngineRequest("a", [], SamplingParams.Default)));
-        Assert.Throws<ArgumentException>(() => engine.SubmitAsync(new EngineRequest("a", [1, 2, 3, 4, 5], SamplingParams.Default)));
-        Assert.Throws<ArgumentException>(() => engine.SubmitAsync(new EngineRequest("a", [10], SamplingParams.Default)));
-        Assert.Throws<ArgumentException>(() => engine.SubmitAsync(new EngineRequest("a", [1], SamplingParams.Default with { Temperature = 3 })));
     }
 }

@@ -1,0 +1,30 @@
+using Dynamo.Engine.KvCache;
+using Dynamo.Engine.Models;
+
+namespace Dynamo.Engine.Inference;
+
+/// <summary>
+/// The keys and values of one sequence of up to <see cref="Capacity"/> positions, contiguous: what the
+/// <see cref="Generator"/> (single-request generation) and <c>bench forward</c> use, where the serving engine
+/// uses a <see cref="PagedKvCache"/> shared by many sequences. It is a <see cref="PagedKvCache"/> of one block of
+/// <see cref="Capacity"/> tokens, so positions are contiguous per layer ([position * kvDim + kvHead * headDim])
+/// and the forward pass is the paged one with block table [0].
+/// </summary>
+public sealed class SequenceKvCache
+{
+    public SequenceKvCache(ModelConfig config, int capacity)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        Capacity = capacity;
+        Paged = new PagedKvCache(config, blockCount: 1, blockSize: capacity);
+    }
+
+    public int Capacity { get; }
+
+    public int KvDim => Paged.KvDim;
+
+    internal PagedKvCache Paged { get; }
+
+    /// <summary>The one block, 0, holds every position.</summary>
+    internal int[] BlockTable { get; } = [0];
+}

@@ -1,0 +1,34 @@
+using Dynamo.Llm.Scheduling;
+
+namespace Dynamo.Llm.Engines;
+
+/// <summary>What an engine tells its <see cref="EngineCore{TState}"/>: its pool, limits and names (already validated by the engine's options).</summary>
+internal sealed record EngineCoreOptions
+{
+    /// <summary>Tokens per KV block.</summary>
+    public required int BlockSize { get; init; }
+
+    /// <summary>Blocks in the KV pool.</summary>
+    public required int BlockCount { get; init; }
+
+    /// <summary>Context window in tokens (prompt and output).</summary>
+    public required int ContextLength { get; init; }
+
+    /// <summary>Prompt token ids must be below it.</summary>
+    public required int VocabSize { get; init; }
+
+    /// <summary>The flag that makes the KV pool larger, named when a prompt does not fit it ("--kv-cache-memory").</summary>
+    public required string PoolFlag { get; init; }
+
+    /// <summary>Batch limits of a step.</summary>
+    public required SchedulerOptions Scheduler { get; init; }
+
+    /// <summary>Reuse cached blocks across requests, and publish KV events; false: no prefix cache, <see cref="EngineCore{TState}.KvEvents"/> null.</summary>
+    public bool PrefixCaching { get; init; } = true;
+
+    /// <summary>The worker id KV events and dumps carry.</summary>
+    public long WorkerId { get; init; }
+
+    /// <summary>KV events kept for consumers that fell behind.</summary>
+    public int EventHistory { get; init; } = 1024;
+}

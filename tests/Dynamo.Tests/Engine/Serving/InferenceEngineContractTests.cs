@@ -1,0 +1,33 @@
+using Dynamo.Engine.KvCache;
+using Dynamo.Engine.Models;
+using Dynamo.Engine.Serving;
+using Dynamo.Llm.Engines;
+using Dynamo.Llm.Kv;
+using Dynamo.Tests.Infrastructure;
+using Dynamo.Tests.Llm.Engines;
+
+namespace Dynamo.Tests.Engine.Serving;
+
+/// <summary>Every <see cref="EngineContractTests"/> test on the built-in engine, running the tiny synthesized model.</summary>
+public sealed class InferenceEngineContractTests : EngineContractTests
+{
+    private static readonly Lazy<ModelConfig> Config = new(() => ModelLoader.Load(TestModels.Tiny.Value).Config);
+
+    private protected override string PoolFlag => "--kv-cache-memory";
+
+    private protected override string? KvTransferDtype => "f32";
+
+    private protected override IEngine Create(EngineSetup setup) => InferenceEngineTests.Create(TestModels.Tiny.Value, EngineOptions.Default with
+    {
+        BlockSize = setup.BlockSize,
+        KvCacheMemory = PagedKvCache.BytesPerBlock(Config.Value, setup.BlockSize) * (setup.Blocks ?? 1024),
+        MaxNumSeqs = setup.MaxNumSeqs,
+        MaxNumBatchedTokens = setup.MaxNumBatchedTokens,
+        PrefixCaching = setup.PrefixCaching,
+        WorkerId = setup.WorkerId,
+    });
+
+    private protected override Task<T> InspectAsync<T>(IEngine engine, Func<KvBlockPool, T> action) => ((InferenceEngine)engine).Core.InspectAsync(action);
+
+    private protected override void SetBeforeStep(IEngine engine, Action<long> hook) => ((InferenceEngine)engine).Core.BeforeStep = hook;
+}
