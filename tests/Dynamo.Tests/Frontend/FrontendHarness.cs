@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using Dynamo.Components.ModelCards;
 using Dynamo.Components.Processing;
+using Dynamo.Components.Registry;
 using Dynamo.Components.Workers;
 using Dynamo.Engine.Models.Synth;
 using Dynamo.Frontend;
@@ -99,6 +100,19 @@ internal sealed class FrontendHarness : IAsyncDisposable
         var w = new TestWorker(runtime, worker, engine);
         _workers.Add(w);
         return w;
+    }
+
+    /// <summary>Waits until whichever process routes (the frontend, and the processor when there is one) has <paramref name="count"/> candidates for <paramref name="model"/>.</summary>
+    public async Task WaitForCandidatesAsync(int count, string model = Model)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        foreach (ModelRegistry registry in Processor is null ? [Server.Registry] : new[] { Server.Registry, Processor.Registry })
+        {
+            while ((registry.TargetFor(model, new HashSet<long>())?.Candidates.Count ?? 0) < count)
+            {
+                await Task.Delay(10, timeout.Token);
+            }
+        }
     }
 
     public Task<HttpResponseMessage> PostAsync(string path, string json, CancellationToken cancellationToken = default) =>

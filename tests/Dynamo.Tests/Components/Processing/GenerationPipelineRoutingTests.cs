@@ -36,6 +36,7 @@ public class GenerationPipelineRoutingTests
         TestWorker a = await h.AddWorkerAsync(FrontendHarness.Echo());
         TestWorker b = await h.AddWorkerAsync(FrontendHarness.Echo());
         long[] ids = [.. new[] { a.Runtime.InstanceId, b.Runtime.InstanceId }.Order()];
+        await h.WaitForCandidatesAsync(2);
 
         var (status, body) = await h.PostJsonAsync("v1/completions", Body(5, 3));
 
@@ -109,15 +110,7 @@ public class GenerationPipelineRoutingTests
         };
         await silent.Runtime.Discovery.PutAsync(address.InstanceKey(silent.Runtime.InstanceId),
             JsonSerializer.SerializeToUtf8Bytes(record, RuntimeJsonContext.Default.InstanceRecord), DiscoveryPutOptions.LeasedKey);
-        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20)))
-        {
-            while (!h.Server.Registry.Clients.Any(c => c.AvailableInstances.Any(i => i.InstanceId == silent.Runtime.InstanceId))
-                || (h.Processor is not null && !h.Processor.Registry.Clients.Any(c => c.AvailableInstances.Any(i => i.InstanceId == silent.Runtime.InstanceId))))
-            {
-                await Task.Delay(10, timeout.Token);
-            }
-        }
-
+        await h.WaitForCandidatesAsync(2);
         dead.SetResult(silent.Runtime.InstanceId);
 
         var (status, body) = await h.PostJsonAsync("v1/completions", Body(3, 2));
