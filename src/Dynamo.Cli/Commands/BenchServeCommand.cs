@@ -1,6 +1,9 @@
 using System.CommandLine;
-using Dynamo.Cli.Load;
-using Dynamo.Cli.Load.Plot;
+using Dynamo.Load;
+using Dynamo.Load.Client;
+using Dynamo.Load.Reports;
+using Dynamo.Load.Workloads;
+using Dynamo.Load.Plot;
 
 namespace Dynamo.Cli.Commands;
 
