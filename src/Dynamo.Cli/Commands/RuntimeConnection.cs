@@ -22,10 +22,13 @@ internal static class RuntimeConnection
     // Kept alive for the life of the process: a collected registration stops handling the signal.
     private static System.Runtime.InteropServices.PosixSignalRegistration? s_sigterm;
 
-    /// <summary>A token cancelled by Ctrl-C or SIGTERM (the process then shuts down cleanly: deregisters, revokes its lease).</summary>
-    public static CancellationTokenSource ShutdownSignal()
+    /// <summary>
+    /// A token cancelled by Ctrl-C or SIGTERM, or with <paramref name="cancellationToken"/> (the invocation's):
+    /// the process then shuts down cleanly (deregisters, revokes its lease) instead of being killed.
+    /// </summary>
+    public static CancellationTokenSource ShutdownSignal(CancellationToken cancellationToken = default)
     {
-        var cts = new CancellationTokenSource();
+        var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         Console.CancelKeyPress += (_, e) =>
         {
             e.Cancel = true;

@@ -1,10 +1,12 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Globalization;
 using System.Runtime.CompilerServices;
+using System.Text.Json;
 using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
 
-namespace Dynamo.Cli.Commands;
+namespace Dynamo.Load.Benchmarks;
 
 /// <summary>
 /// The request plane under test: a bench endpoint whose payload says how many responses of what size to
@@ -20,7 +22,67 @@ internal sealed class RuntimeBenchmark(EndpointClient client)
     public static Task<ServedEndpoint> ServeAsync(DistributedRuntime runtime, CancellationToken cancellationToken = default) =>
         runtime.ServeEndpointAsync(Address, Handle, cancellationToken);
 
-    public async Task<Result> RunAsync(string transport, int requests, int streamResponses, int responseBytes, int streams, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Waits up to <paramref name="wait"/> for an instance of the bench endpoint in <paramref name="runtime"/>'s
+    /// discovery, then measures it; null when none appeared.
+    /// </summary>
+    public static async Task<Result?> MeasureAsync(DistributedRuntime runtime, string transport, int requests, int streamResponses, int responseBytes, int streams, TimeSpan wait, CancellationToken cancellationToken = default)
+    {
+        await using EndpointClient endpoint = await runtime.CreateClientAsync(Address, cancellationToken: cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await endpoint.WaitForInstancesAsync(1, cancellationToken).WaitAsync(wait, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            return null;
+        }
+
+        return await new RuntimeBenchmark(endpoint).RunAsync(transport, requests, streamResponses, responseBytes, streams, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>One JSON object (indented): the results array, one object per transport.</summary>
+    public static void WriteJson(Stream output, IReadOnlyList<Result> results)
+    {
+        using (var writer = new Utf8JsonWriter(output, new JsonWriterOptions { Indented = true }))
+        {
+            writer.WriteStartObject();
+            writer.WriteStartArray("results");
+            foreach (Result r in results)
+            {
+                writer.WriteStartObject();
+                writer.WriteString("transport", r.Transport);
+                writer.WriteNumber("requests", r.Requests);
+                writer.WriteNumber("round_trip_p50_us", Math.Round(r.RoundTripP50Us, 1));
+                writer.WriteNumber("round_trip_p99_us", Math.Round(r.RoundTripP99Us, 1));
+                writer.WriteNumber("stream_responses", r.StreamResponses);
+                writer.WriteNumber("response_bytes", r.ResponseBytes);
+                writer.WriteNumber("streams", r.Streams);
+                writer.WriteNumber("responses_per_second", Math.Round(r.ResponsesPerSecond));
+                writer.WriteNumber("megabytes_per_second", Math.Round(r.MegabytesPerSecond, 2));
+                writer.WriteEndObject();
+            }
+
+            writer.WriteEndArray();
+            writer.WriteEndObject();
+        }
+
+        output.WriteByte((byte)'\n');
+    }
+
+    /// <summary>The table: one row per transport after a blank line and the header.</summary>
+    public static void WriteTable(TextWriter output, IReadOnlyList<Result> results)
+    {
+        output.WriteLine();
+        output.WriteLine($"{"transport",-26} {"round trip p50",15} {"p99",10} {"responses/s",12} {"MB/s",8}  (streams x responses x bytes)");
+        foreach (Result r in results)
+        {
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{r.Transport,-26} {r.RoundTripP50Us,12:F0} us {r.RoundTripP99Us,7:F0} us {r.ResponsesPerSecond,12:F0} {r.MegabytesPerSecond,8:F1}  ({r.Streams} x {r.StreamResponses} x {r.ResponseBytes})"));
+        }
+    }
+
+    private async Task<Result> RunAsync(string transport, int requests, int streamResponses, int responseBytes, int streams, CancellationToken cancellationToken = default)
     {
         // Warm-up: JIT, connections, subscriptions.
         for (int i = 0; i < 50; i++)

@@ -4,16 +4,17 @@ using System.Text.Json;
 using Dynamo.Engine.Serving;
 using Dynamo.Llm.Engines;
 
-namespace Dynamo.Cli.Commands;
+namespace Dynamo.Load.Benchmarks;
 
 /// <summary>
 /// <c>dynamo bench engine</c>: the serving engine under load, in-process (no HTTP): at each concurrency C,
 /// C clients submit at once, each prompt of random tokens (no prefix shared), and every output token's
 /// arrival is timed. Reports output tokens/s over the level's wall time, time to first token and
 /// inter-token latency (mean, p50, p99). Then the prefix-cache section: groups of requests sharing a long
-/// prefix, sent one at a time, cold (first of its group) against warm (the rest).
+/// prefix, sent one at a time, cold (first of its group) against warm (the rest). A line per level goes to
+/// the log, a line per failed request to the error writer.
 /// </summary>
-internal sealed class EngineBenchmark(InferenceEngine engine, int promptTokens, int outputTokens, int requestsPerClient, ulong seed)
+internal sealed class EngineBenchmark(InferenceEngine engine, int promptTokens, int outputTokens, int requestsPerClient, ulong seed, TextWriter log, TextWriter errors)
 {
     private readonly Random _random = new((int)seed);
     private int _ids;
@@ -22,6 +23,9 @@ internal sealed class EngineBenchmark(InferenceEngine engine, int promptTokens, 
         Summary Ttft, Summary Itl, int Failed);
 
     public sealed record PrefixResult(int PrefixTokens, int SuffixTokens, int Groups, int PerGroup, double HitRate, Summary ColdTtft, Summary WarmTtft, double TtftGain);
+
+    /// <summary>Groups and requests per group of the prefix-cache section, and the tokens of each request's own.</summary>
+    private const int PrefixGroups = 3, PrefixPerGroup = 4, PrefixSuffixTokens = 16;
 
     public sealed record Summary(double Mean, double P50, double P99)
     {
@@ -53,8 +57,31 @@ internal sealed class EngineBenchmark(InferenceEngine engine, int promptTokens, 
 
     private SamplingParams Params => SamplingParams.Greedy with { MaxTokens = outputTokens, IgnoreEos = true };
 
+    /// <summary>
+    /// The whole bench: one short warm-up request (JIT, page faults), each concurrency level in turn (a line
+    /// per level on the log), then the prefix-cache section with <paramref name="sharedPrefixTokens"/> shared
+    /// tokens, capped to fit a sequence (0, or no room, skips it).
+    /// </summary>
+    public async Task<(List<LevelResult> Levels, PrefixResult? Prefix)> RunAsync(IReadOnlyList<int> levels, int sharedPrefixTokens, CancellationToken cancellationToken = default)
+    {
+        await RunLevelAsync(1, cancellationToken).ConfigureAwait(false);
+        var results = new List<LevelResult>();
+        foreach (int level in levels)
+        {
+            LevelResult r = await RunLevelAsync(level, cancellationToken).ConfigureAwait(false);
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"concurrency {level}: {r.OutputTokensPerSecond:F1} output tok/s, TTFT p50 {r.Ttft.P50 * 1000:F0} ms"));
+            results.Add(r);
+        }
+
+        int shared = Math.Min(sharedPrefixTokens, engine.MaxSequenceLength - outputTokens - PrefixSuffixTokens - 1);
+        PrefixResult? prefix = sharedPrefixTokens > 0 && shared > 0
+            ? await RunPrefixAsync(shared, PrefixSuffixTokens, PrefixGroups, PrefixPerGroup, cancellationToken).ConfigureAwait(false)
+            : null;
+        return (results, prefix);
+    }
+
     /// <summary>Runs one request; returns its TTFT and inter-token gaps in seconds, and its output token count.</summary>
-    private async Task<(double Ttft, List<double> Gaps, int Tokens, bool Ok)> OneAsync(int[] prompt)
+    private async Task<(double Ttft, List<double> Gaps, int Tokens, bool Ok)> OneAsync(int[] prompt, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         double last = 0, ttft = 0;
@@ -62,7 +89,7 @@ internal sealed class EngineBenchmark(InferenceEngine engine, int promptTokens, 
         int tokens = 0;
         try
         {
-            await foreach (EngineOutput o in engine.SubmitAsync(new EngineRequest($"bench-{Interlocked.Increment(ref _ids)}", prompt, Params)))
+            await foreach (EngineOutput o in engine.SubmitAsync(new EngineRequest($"bench-{Interlocked.Increment(ref _ids)}", prompt, Params), cancellationToken).ConfigureAwait(false))
             {
                 double now = clock.Elapsed.TotalSeconds;
                 if (tokens == 0)
@@ -82,12 +109,12 @@ internal sealed class EngineBenchmark(InferenceEngine engine, int promptTokens, 
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException)
         {
-            Console.Error.WriteLine($"request failed: {e.Message}");
+            errors.WriteLine($"request failed: {e.Message}");
             return (0, gaps, tokens, false);
         }
     }
 
-    public async Task<LevelResult> RunLevelAsync(int concurrency)
+    private async Task<LevelResult> RunLevelAsync(int concurrency, CancellationToken cancellationToken = default)
     {
         int[][][] prompts = [.. Enumerable.Range(0, concurrency).Select(_ => Enumerable.Range(0, requestsPerClient).Select(_ => RandomTokens(promptTokens)).ToArray())];
         var ttfts = new List<double>();
@@ -100,7 +127,7 @@ internal sealed class EngineBenchmark(InferenceEngine engine, int promptTokens, 
             var results = new List<(double, List<double>, int, bool)>();
             foreach (int[] p in mine)
             {
-                results.Add(await OneAsync(p).ConfigureAwait(false));
+                results.Add(await OneAsync(p, cancellationToken).ConfigureAwait(false));
             }
 
             return results;
@@ -117,7 +144,7 @@ internal sealed class EngineBenchmark(InferenceEngine engine, int promptTokens, 
         return new LevelResult(concurrency, concurrency * requestsPerClient, output, seconds, output / seconds, Summary.Of(ttfts), Summary.Of(itls), failed);
     }
 
-    public async Task<PrefixResult> RunPrefixAsync(int prefixTokens, int suffixTokens, int groups, int perGroup)
+    private async Task<PrefixResult> RunPrefixAsync(int prefixTokens, int suffixTokens, int groups, int perGroup, CancellationToken cancellationToken = default)
     {
         var cold = new List<double>();
         var warm = new List<double>();
@@ -127,7 +154,7 @@ internal sealed class EngineBenchmark(InferenceEngine engine, int promptTokens, 
             int[] prefix = RandomTokens(prefixTokens);
             for (int i = 0; i < perGroup; i++)
             {
-                var r = await OneAsync([.. prefix, .. RandomTokens(suffixTokens)]).ConfigureAwait(false);
+                var r = await OneAsync([.. prefix, .. RandomTokens(suffixTokens)], cancellationToken).ConfigureAwait(false);
                 (i == 0 ? cold : warm).Add(r.Ttft);
             }
         }
