@@ -19,19 +19,6 @@ internal static class CliErrors
         }
     }
 
-    public static int Run(Func<int> action)
-    {
-        try
-        {
-            return action();
-        }
-        catch (Exception ex) when (IsUserError(ex))
-        {
-            Console.Error.WriteLine($"error: {Describe(ex)}");
-            return 1;
-        }
-    }
-
     public static bool IsUserError(Exception ex) =>
         ex is ModelFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException
             or UnauthorizedAccessException or InvalidDataException or NotSupportedException or EndOfStreamException

@@ -24,7 +24,7 @@ internal static class FrontendCommand
             port, host, router, ns, jsonLogs,
         };
         KvRouterFlags kv = KvRouterFlags.AddTo(command);
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction((parse, cancellationToken) =>
         {
             var settings = new FrontendSettings
             {
@@ -35,8 +35,8 @@ internal static class FrontendCommand
                 JsonLogs = parse.GetValue(jsonLogs),
                 KvRouter = kv.Read(parse),
             };
-            return RunAsync(settings).GetAwaiter().GetResult();
-        }));
+            return RunAsync(settings, cancellationToken);
+        });
         return command;
     }
 
@@ -66,10 +66,10 @@ internal static class FrontendCommand
         return options;
     }
 
-    private static async Task<int> RunAsync(FrontendSettings settings)
+    private static async Task<int> RunAsync(FrontendSettings settings, CancellationToken cancellationToken)
     {
         FrontendOptions options = ToOptions(settings);
-        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
+        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
         await using FrontendServer server = await FrontendServer.StartAsync(runtime, options, CliLogging.Create(settings.JsonLogs), shutdown.Token);
         Console.Error.WriteLine($"frontend: listening on {server.BaseAddress} ({runtime.Mode}: {runtime.Discovery.Address}); models appear as workers register");

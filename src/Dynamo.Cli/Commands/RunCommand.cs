@@ -41,7 +41,7 @@ internal static class RunCommand
             targets, port, host, router, servedName, tokenizer, blockSize, maxSeqs, maxTokens, kvMemory, context, threads, speedup, maxTokensOut, jsonLogs,
         };
         KvRouterFlags kv = KvRouterFlags.AddTo(command);
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction((parse, cancellationToken) =>
         {
             string input = "http";
             string? output = null;
@@ -102,14 +102,14 @@ internal static class RunCommand
                 JsonLogs = parse.GetValue(jsonLogs),
                 KvRouter = kv.Read(parse),
             };
-            return RunAsync(input, worker, frontend, parse.GetValue(maxTokensOut)).GetAwaiter().GetResult();
-        }));
+            return RunAsync(input, worker, frontend, parse.GetValue(maxTokensOut), cancellationToken);
+        });
         return command;
     }
 
-    private static async Task<int> RunAsync(string input, WorkerSettings? workerSettings, FrontendSettings frontendSettings, int maxTokens)
+    private static async Task<int> RunAsync(string input, WorkerSettings? workerSettings, FrontendSettings frontendSettings, int maxTokens, CancellationToken cancellationToken)
     {
-        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
+        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         FrontendOptions frontendOptions = FrontendCommand.ToOptions(frontendSettings);
         RuntimeOptions runtimeOptions = RuntimeOptions.FromEnvironment(defaultToLocalhost: workerSettings is null);
         await using InProcessCluster cluster = new();

@@ -22,7 +22,7 @@ internal static class ServeCommand
         var config = new Option<string>("-f", "--config") { Description = "The config YAML: one section per component, plus Common", Required = true };
         var serviceName = new Option<string?>("--service-name") { Description = "Start only this component, ignoring its links" };
         var command = new Command("serve", "Start a deployment graph's components (graphs/*.yaml) with a config (configs/*.yaml)") { target, config, serviceName };
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction((parse, cancellationToken) =>
         {
             string spec = parse.GetValue(target)!;
             int colon = spec.LastIndexOf(':');
@@ -41,8 +41,8 @@ internal static class ServeCommand
             string? only = parse.GetValue(serviceName);
             IReadOnlyList<string> components = only is not null ? [graph.Closure(only)[0]] : graph.Closure(spec[(colon + 1)..]);
             ServeConfig settings = ServeConfig.Load(parse.GetValue(config)!);
-            return RunAsync(components, settings).GetAwaiter().GetResult();
-        }));
+            return RunAsync(components, settings, cancellationToken);
+        });
         return command;
     }
 
@@ -65,7 +65,7 @@ internal static class ServeCommand
         _ => throw new CliUsageException($"component '{component}': unknown kind (Frontend, Processor, Router, PrefillWorker, or a name ending in Worker)"),
     };
 
-    private static async Task<int> RunAsync(IReadOnlyList<string> components, ServeConfig config)
+    private static async Task<int> RunAsync(IReadOnlyList<string> components, ServeConfig config, CancellationToken cancellationToken)
     {
         TextWriter log = Console.Error;
         var kinds = components.ToDictionary(c => c, KindOf);
@@ -126,7 +126,7 @@ internal static class ServeCommand
             frontend = frontend with { RouterMode = routerMode, KvRouter = kvRouter };
         }
 
-        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
+        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         var started = new List<IAsyncDisposable>();
         try
         {

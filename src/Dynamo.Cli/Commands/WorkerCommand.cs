@@ -56,7 +56,7 @@ internal static class WorkerCommand
             command.Options.Add(o);
         }
 
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction((parse, cancellationToken) =>
         {
             int t = parse.GetValue(threads);
             int ttl = parse.GetValue(leaseTtl);
@@ -124,8 +124,8 @@ internal static class WorkerCommand
                 throw new CliUsageException("--model is required (or --engine echo / mocker)");
             }
 
-            return RunAsync(settings).GetAwaiter().GetResult();
-        }));
+            return RunAsync(settings, cancellationToken);
+        });
         return command;
     }
 
@@ -141,9 +141,9 @@ internal static class WorkerCommand
             ? port : throw new CliUsageException($"DYN_SYSTEM_PORT: '{value}' is not a port number");
     }
 
-    private static async Task<int> RunAsync(WorkerSettings settings)
+    private static async Task<int> RunAsync(WorkerSettings settings, CancellationToken cancellationToken)
     {
-        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
+        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(settings.LeaseTtl, shutdown.Token);
         await using WorkerComponent worker = await WorkerComponent.StartAsync(runtime, settings, Console.Error, shutdown.Token);
         try
