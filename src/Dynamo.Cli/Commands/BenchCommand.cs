@@ -65,15 +65,13 @@ internal static class BenchCommand
         var requests = new Option<int>("--requests-per-client") { Description = "Requests each client sends one after the other", DefaultValueFactory = _ => 1 };
         var prefix = new Option<int>("--shared-prefix") { Description = "Shared-prefix section: prefix tokens (capped to fit the context; 0 skips it)", DefaultValueFactory = _ => 1000 };
         var threads = new Option<int>("--threads", "-t") { Description = "Compute threads", DefaultValueFactory = _ => Environment.ProcessorCount };
-        var blockSize = new Option<int>("--block-size") { Description = "Tokens per KV block", DefaultValueFactory = _ => EngineOptions.Default.BlockSize };
-        var maxSeqs = new Option<int>("--max-num-seqs") { Description = "Sequences in the running batch at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumSeqs };
-        var maxTokens = new Option<int>("--max-num-batched-tokens") { Description = "Tokens one step computes at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumBatchedTokens };
-        var kvMemory = new Option<long?>("--kv-cache-memory") { Description = "KV cache bytes (default: a fraction of available memory)" };
         var json = new Option<bool>("--json") { Description = "Print the figures as one JSON object on stdout instead of the table" };
         var command = new Command("engine", "Serving engine under load: output tok/s, TTFT and ITL at several concurrencies; prefix-cache hit rate and TTFT gain")
         {
-            model, concurrency, promptTokens, outputTokens, requests, prefix, threads, blockSize, maxSeqs, maxTokens, kvMemory, json,
+            model, concurrency, promptTokens, outputTokens, requests, prefix, threads,
         };
+        EngineFlags engineFlags = EngineFlags.AddTo(command);
+        command.Options.Add(json);
         command.SetAction(async (parse, cancellationToken) =>
         {
             int t = parse.GetValue(threads), p = parse.GetValue(promptTokens), n = parse.GetValue(outputTokens), perClient = parse.GetValue(requests);
@@ -94,13 +92,7 @@ internal static class BenchCommand
 
             KernelThreads.Count = t;
             string path = parse.GetValue(model)!;
-            EngineOptions options = (EngineOptions.Default with
-            {
-                BlockSize = parse.GetValue(blockSize),
-                MaxNumSeqs = parse.GetValue(maxSeqs),
-                MaxNumBatchedTokens = parse.GetValue(maxTokens),
-                KvCacheMemory = parse.GetValue(kvMemory),
-            }).Validate();
+            EngineOptions options = engineFlags.Read(parse).Validate();
             var transformer = new Transformer(ModelLoader.Load(path), maxBatch: Math.Min(options.MaxNumBatchedTokens, 512));
             await using var engine = new InferenceEngine(transformer, [], options);
             ModelConfig c = engine.ModelConfig;

@@ -47,12 +47,11 @@ internal static class BenchRoutingCommand
                 RoutingBenchmark.ForMode(frontend, mode);
             }
 
-            var mocker = new WorkerSettings
+            WorkerSettings mocker = new WorkerSettings
             {
                 EngineKind = "mocker",
                 ServedModelName = "mocker",
-                SpeedupRatio = parse.GetValue(speedup),
-                NumGpuBlocks = parse.GetValue(blocks),
+                Mocker = MockerOptions.Default with { SpeedupRatio = parse.GetValue(speedup), NumGpuBlocks = parse.GetValue(blocks) },
 
                 // The mocker models a GPU worker: its own batch limits, not the CPU engine's 512-token steps.
                 Engine = EngineOptions.Default with
@@ -60,7 +59,7 @@ internal static class BenchRoutingCommand
                     MaxNumBatchedTokens = MockerOptions.Default.MaxNumBatchedTokens,
                     MaxNumSeqs = MockerOptions.Default.MaxNumSeqs,
                 },
-            };
+            }.Validate();
             var setup = new RoutingBenchmark.Setup(w, parse.GetValue(blocks), parse.GetValue(speedup));
             RoutingBenchmark.Outcome outcome = await RoutingBenchmark.RunAsync(BenchWorkers.Starting(mocker), setup, list, workload, options, frontend, Console.Error, cancellationToken);
             if (parse.GetValue(json))

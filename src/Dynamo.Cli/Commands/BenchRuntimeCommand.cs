@@ -45,18 +45,19 @@ internal static class BenchRuntimeCommand
                 throw new CliUsageException("--requests, --stream-responses and --streams must be at least 1, --response-bytes at least 0");
             }
 
-            return RunAsync(r, kinds, parse.GetValue(label), n, m, b, s, parse.GetValue(json), cancellationToken);
+            RuntimeOptions? nats = r != "both" || kinds.Contains("nats") ? RuntimeConnection.FromEnvironment() : null;
+            return RunAsync(r, kinds, parse.GetValue(label), n, m, b, s, parse.GetValue(json), nats, cancellationToken);
         });
         return command;
     }
 
-    private static async Task<int> RunAsync(string role, string[] kinds, string? label, int requests, int responses, int size, int streams, bool json, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string role, string[] kinds, string? label, int requests, int responses, int size, int streams, bool json, RuntimeOptions? nats, CancellationToken cancellationToken)
     {
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         TextWriter log = json ? Console.Error : Console.Out;
         if (role == "server")
         {
-            await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+            await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(nats!, shutdown.Token);
             await using ServedEndpoint served = await RuntimeBenchmark.ServeAsync(runtime, shutdown.Token);
             Console.Error.WriteLine($"bench runtime: serving {RuntimeBenchmark.Address} as instance {EndpointAddress.FormatId(runtime.InstanceId)} until Ctrl-C");
             try
@@ -84,14 +85,14 @@ internal static class BenchRuntimeCommand
             }
             else if (role == "client")
             {
-                await using DistributedRuntime client = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+                await using DistributedRuntime client = await RuntimeConnection.ConnectAsync(nats!, shutdown.Token);
                 results.Add(await MeasureAsync(client, label ?? "nats", requests, responses, size, streams, shutdown.Token));
             }
             else
             {
                 // Two connections, as two processes would have.
-                await using DistributedRuntime server = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
-                await using DistributedRuntime client = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+                await using DistributedRuntime server = await RuntimeConnection.ConnectAsync(nats!, shutdown.Token);
+                await using DistributedRuntime client = await RuntimeConnection.ConnectAsync(nats!, shutdown.Token);
                 await using ServedEndpoint served = await RuntimeBenchmark.ServeAsync(server, shutdown.Token);
                 results.Add(await MeasureAsync(client, label ?? "nats (loopback)", requests, responses, size, streams, shutdown.Token));
             }

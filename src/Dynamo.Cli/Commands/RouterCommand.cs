@@ -23,25 +23,16 @@ internal static class RouterCommand
         command.SetAction((parse, cancellationToken) =>
         {
             var workers = new EndpointAddress(parse.GetValue(ns)!, parse.GetValue(component)!, parse.GetValue(endpoint)!);
-            KvRouterOptions options = kv.Read(parse) with { BlockSize = parse.GetValue(blockSize) };
-            try
-            {
-                options.Validate();
-            }
-            catch (ArgumentException e)
-            {
-                throw new CliUsageException(e.Message);
-            }
-
-            return RunAsync(workers, options, cancellationToken);
+            KvRouterOptions options = (kv.Read(parse) with { BlockSize = parse.GetValue(blockSize) }).Validate();
+            return RunAsync(workers, options, RuntimeConnection.FromEnvironment(), cancellationToken);
         });
         return command;
     }
 
-    private static async Task<int> RunAsync(EndpointAddress workers, KvRouterOptions options, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(EndpointAddress workers, KvRouterOptions options, RuntimeOptions runtimeOptions, CancellationToken cancellationToken)
     {
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
-        await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+        await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token);
         await using RouterServer server = await RouterServer.StartAsync(runtime, workers, options, shutdown.Token);
         Console.Error.WriteLine($"router: routing {workers} on {RouterServer.AddressFor(workers)} as instance {EndpointAddress.FormatId(runtime.InstanceId)} ({runtime.Mode}: {runtime.Discovery.Address})");
         try

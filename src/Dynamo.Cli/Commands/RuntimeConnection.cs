@@ -5,10 +5,12 @@ namespace Dynamo.Cli.Commands;
 /// <summary>Connecting a command to etcd and NATS (NATS_SERVER / ETCD_ENDPOINTS), with errors a user can act on.</summary>
 internal static class RuntimeConnection
 {
-    /// <summary>Connects with the environment's addresses (localhost when unset); one-line errors name the address.</summary>
-    public static async Task<DistributedRuntime> ConnectAsync(TimeSpan leaseTtl, CancellationToken cancellationToken = default)
+    /// <summary>The connection settings from NATS_SERVER and ETCD_ENDPOINTS (localhost when unset), read once at startup; a malformed value names its variable.</summary>
+    public static RuntimeOptions FromEnvironment() => RuntimeOptions.FromEnvironment(defaultToLocalhost: true);
+
+    /// <summary>Connects to etcd and NATS; one-line errors name the address.</summary>
+    public static async Task<DistributedRuntime> ConnectAsync(RuntimeOptions options, CancellationToken cancellationToken = default)
     {
-        RuntimeOptions options = RuntimeOptions.FromEnvironment(defaultToLocalhost: true) with { LeaseTtl = leaseTtl };
         try
         {
             return await DistributedRuntime.ConnectAsync(options, cancellationToken).ConfigureAwait(false);
