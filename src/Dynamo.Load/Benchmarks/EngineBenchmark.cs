@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Dynamo.Engine.Serving;
 using Dynamo.Llm.Engines;
+using Dynamo.Load.Reports;
 
 namespace Dynamo.Load.Benchmarks;
 
@@ -188,7 +189,6 @@ internal sealed class EngineBenchmark(InferenceEngine engine, int promptTokens, 
 
     public static void WriteJson(Stream stream, string model, int threads, int promptTokens, int outputTokens, IReadOnlyList<LevelResult> levels, PrefixResult? prefix)
     {
-        using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = false });
         static void Summary(Utf8JsonWriter w, string name, Summary s)
         {
             w.WriteStartObject(name);
@@ -198,44 +198,42 @@ internal sealed class EngineBenchmark(InferenceEngine engine, int promptTokens, 
             w.WriteEndObject();
         }
 
-        w.WriteStartObject();
-        w.WriteString("benchmark", "engine");
-        w.WriteString("model", model);
-        w.WriteNumber("threads", threads);
-        w.WriteNumber("prompt_tokens", promptTokens);
-        w.WriteNumber("output_tokens", outputTokens);
-        w.WriteStartArray("levels");
-        foreach (LevelResult l in levels)
+        JsonReport.Write(stream, indented: false, w =>
         {
-            w.WriteStartObject();
-            w.WriteNumber("concurrency", l.Concurrency);
-            w.WriteNumber("requests", l.Requests);
-            w.WriteNumber("failed", l.Failed);
-            w.WriteNumber("output_tokens", l.OutputTokens);
-            w.WriteNumber("seconds", Math.Round(l.Seconds, 3));
-            w.WriteNumber("output_tokens_per_second", Math.Round(l.OutputTokensPerSecond, 2));
-            Summary(w, "ttft", l.Ttft);
-            Summary(w, "itl", l.Itl);
-            w.WriteEndObject();
-        }
+            w.WriteString("benchmark", "engine");
+            w.WriteString("model", model);
+            w.WriteNumber("threads", threads);
+            w.WriteNumber("prompt_tokens", promptTokens);
+            w.WriteNumber("output_tokens", outputTokens);
+            w.WriteStartArray("levels");
+            foreach (LevelResult l in levels)
+            {
+                w.WriteStartObject();
+                w.WriteNumber("concurrency", l.Concurrency);
+                w.WriteNumber("requests", l.Requests);
+                w.WriteNumber("failed", l.Failed);
+                w.WriteNumber("output_tokens", l.OutputTokens);
+                w.WriteNumber("seconds", Math.Round(l.Seconds, 3));
+                w.WriteNumber("output_tokens_per_second", Math.Round(l.OutputTokensPerSecond, 2));
+                Summary(w, "ttft", l.Ttft);
+                Summary(w, "itl", l.Itl);
+                w.WriteEndObject();
+            }
 
-        w.WriteEndArray();
-        if (prefix is not null)
-        {
-            w.WriteStartObject("shared_prefix");
-            w.WriteNumber("prefix_tokens", prefix.PrefixTokens);
-            w.WriteNumber("suffix_tokens", prefix.SuffixTokens);
-            w.WriteNumber("groups", prefix.Groups);
-            w.WriteNumber("per_group", prefix.PerGroup);
-            w.WriteNumber("hit_rate", Math.Round(prefix.HitRate, 4));
-            Summary(w, "cold_ttft", prefix.ColdTtft);
-            Summary(w, "warm_ttft", prefix.WarmTtft);
-            w.WriteNumber("ttft_gain", Math.Round(prefix.TtftGain, 2));
-            w.WriteEndObject();
-        }
-
-        w.WriteEndObject();
-        w.Flush();
-        stream.WriteByte((byte)'\n');
+            w.WriteEndArray();
+            if (prefix is not null)
+            {
+                w.WriteStartObject("shared_prefix");
+                w.WriteNumber("prefix_tokens", prefix.PrefixTokens);
+                w.WriteNumber("suffix_tokens", prefix.SuffixTokens);
+                w.WriteNumber("groups", prefix.Groups);
+                w.WriteNumber("per_group", prefix.PerGroup);
+                w.WriteNumber("hit_rate", Math.Round(prefix.HitRate, 4));
+                Summary(w, "cold_ttft", prefix.ColdTtft);
+                Summary(w, "warm_ttft", prefix.WarmTtft);
+                w.WriteNumber("ttft_gain", Math.Round(prefix.TtftGain, 2));
+                w.WriteEndObject();
+            }
+        });
     }
 }

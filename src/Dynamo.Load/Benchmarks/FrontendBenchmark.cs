@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using Dynamo.Frontend;
 using Dynamo.Llm.Engines;
+using Dynamo.Load.Reports;
 using Dynamo.Runtime;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -98,9 +99,8 @@ internal static class FrontendBenchmark
     /// <summary>One JSON object (indented): the run's shape and one object per layer.</summary>
     public static void WriteJson(Stream output, int requests, int concurrency, int tokens, IReadOnlyList<Layer> layers)
     {
-        using (var writer = new Utf8JsonWriter(output, new JsonWriterOptions { Indented = true }))
+        JsonReport.Write(output, indented: true, writer =>
         {
-            writer.WriteStartObject();
             writer.WriteNumber("requests", requests);
             writer.WriteNumber("concurrency", concurrency);
             writer.WriteNumber("tokens_per_request", tokens);
@@ -117,10 +117,7 @@ internal static class FrontendBenchmark
             }
 
             writer.WriteEndArray();
-            writer.WriteEndObject();
-        }
-
-        output.WriteByte((byte)'\n');
+        });
     }
 
     /// <summary>The table: one row per layer, with the p50 each adds to the one before.</summary>

@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json;
 using Dynamo.Llm.Kv;
 using Dynamo.Llm.Routing;
+using Dynamo.Load.Reports;
 
 namespace Dynamo.Load.Benchmarks;
 
@@ -382,9 +382,8 @@ internal static class RouterBenchmark
         /// <summary>One JSON object on one line (snake_case), then a newline.</summary>
         public void WriteJson(Stream output)
         {
-            using (var w = new Utf8JsonWriter(output))
+            JsonReport.Write(output, indented: false, w =>
             {
-                w.WriteStartObject();
                 w.WriteNumber("workers", Workers);
                 w.WriteNumber("indexed_blocks", IndexedBlocks);
                 w.WriteNumber("distinct_blocks", DistinctBlocks);
@@ -414,10 +413,7 @@ internal static class RouterBenchmark
                 w.WriteNumber("decision_gen0_collections", DecisionGen0Collections);
                 w.WriteNumber("decision_gen2_collections", DecisionGen2Collections);
                 w.WriteNumber("build_events", BuildEvents);
-                w.WriteEndObject();
-            }
-
-            output.WriteByte((byte)'\n');
+            });
         }
 
         private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
 using Dynamo.Frontend;
 using Dynamo.Llm.Engines;
 using Dynamo.Load.Reports;
@@ -30,9 +29,8 @@ internal static class RoutingBenchmark
         /// <summary>One JSON object (indented): the setup, then one object per mode.</summary>
         public void WriteJson(Stream output)
         {
-            using (var w = new Utf8JsonWriter(output, new JsonWriterOptions { Indented = true }))
+            JsonReport.Write(output, indented: true, w =>
             {
-                w.WriteStartObject();
                 w.WriteNumber("workers", Setup.Workers);
                 w.WriteString("workload", Workload);
                 w.WriteNumber("requests", Requests);
@@ -59,10 +57,7 @@ internal static class RoutingBenchmark
                 }
 
                 w.WriteEndArray();
-                w.WriteEndObject();
-            }
-
-            output.WriteByte((byte)'\n');
+            });
         }
 
         /// <summary>The table: the setup on one line, then one Markdown row per mode.</summary>

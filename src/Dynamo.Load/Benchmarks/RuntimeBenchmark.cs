@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
-using System.Text.Json;
+using Dynamo.Load.Reports;
 using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
 
@@ -44,9 +44,8 @@ internal sealed class RuntimeBenchmark(EndpointClient client)
     /// <summary>One JSON object (indented): the results array, one object per transport.</summary>
     public static void WriteJson(Stream output, IReadOnlyList<Result> results)
     {
-        using (var writer = new Utf8JsonWriter(output, new JsonWriterOptions { Indented = true }))
+        JsonReport.Write(output, indented: true, writer =>
         {
-            writer.WriteStartObject();
             writer.WriteStartArray("results");
             foreach (Result r in results)
             {
@@ -64,10 +63,7 @@ internal sealed class RuntimeBenchmark(EndpointClient client)
             }
 
             writer.WriteEndArray();
-            writer.WriteEndObject();
-        }
-
-        output.WriteByte((byte)'\n');
+        });
     }
 
     /// <summary>The table: one row per transport after a blank line and the header.</summary>

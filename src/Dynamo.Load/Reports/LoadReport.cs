@@ -100,45 +100,43 @@ internal sealed record LoadReport
     /// <summary>One JSON object (snake_case): config, counts, throughput, latencies in ms, errors.</summary>
     public void WriteJson(Stream output)
     {
-        using var w = new Utf8JsonWriter(output, new JsonWriterOptions { Indented = true });
         LoadOptions o = Options;
-        w.WriteStartObject();
-        w.WriteStartObject("config");
-        w.WriteString("url", o.Url);
-        w.WriteString("model", o.Model);
-        w.WriteString("workload", Workload);
-        w.WriteNumber("concurrency", o.Concurrency);
-        w.WriteNumber("num_prompts", o.NumPrompts);
-        WriteNullable(w, "input_len", o.InputLen);
-        WriteNullable(w, "output_len", o.OutputLen);
-        w.WriteNumber("trace_scale", o.TraceScale);
-        w.WriteNumber("trace_block_tokens", o.TraceBlockTokens);
-        w.WriteNumber("seed", o.Seed);
-        w.WriteEndObject();
-        w.WriteNumber("requests", Requests);
-        w.WriteNumber("completed", Completed);
-        w.WriteNumber("rejected", Rejected);
-        w.WriteNumber("errors", Errors);
-        w.WriteBoolean("interrupted", Interrupted);
-        w.WriteNumber("duration_s", Math.Round(DurationSeconds, 4));
-        w.WriteNumber("requests_per_second", Math.Round(RequestsPerSecond, 3));
-        w.WriteNumber("input_tokens", InputTokens);
-        w.WriteNumber("output_tokens", OutputTokens);
-        w.WriteNumber("output_tokens_per_second", Math.Round(OutputTokensPerSecond, 2));
-        w.WriteNumber("total_tokens_per_second", Math.Round(TotalTokensPerSecond, 2));
-        WriteSummary(w, "ttft_ms", Ttft);
-        WriteSummary(w, "itl_ms", Itl);
-        WriteSummary(w, "e2e_ms", EndToEnd);
-        w.WriteStartArray("error_messages");
-        foreach (string m in ErrorMessages)
+        JsonReport.Write(output, indented: true, w =>
         {
-            w.WriteStringValue(m);
-        }
+            w.WriteStartObject("config");
+            w.WriteString("url", o.Url);
+            w.WriteString("model", o.Model);
+            w.WriteString("workload", Workload);
+            w.WriteNumber("concurrency", o.Concurrency);
+            w.WriteNumber("num_prompts", o.NumPrompts);
+            WriteNullable(w, "input_len", o.InputLen);
+            WriteNullable(w, "output_len", o.OutputLen);
+            w.WriteNumber("trace_scale", o.TraceScale);
+            w.WriteNumber("trace_block_tokens", o.TraceBlockTokens);
+            w.WriteNumber("seed", o.Seed);
+            w.WriteEndObject();
+            w.WriteNumber("requests", Requests);
+            w.WriteNumber("completed", Completed);
+            w.WriteNumber("rejected", Rejected);
+            w.WriteNumber("errors", Errors);
+            w.WriteBoolean("interrupted", Interrupted);
+            w.WriteNumber("duration_s", Math.Round(DurationSeconds, 4));
+            w.WriteNumber("requests_per_second", Math.Round(RequestsPerSecond, 3));
+            w.WriteNumber("input_tokens", InputTokens);
+            w.WriteNumber("output_tokens", OutputTokens);
+            w.WriteNumber("output_tokens_per_second", Math.Round(OutputTokensPerSecond, 2));
+            w.WriteNumber("total_tokens_per_second", Math.Round(TotalTokensPerSecond, 2));
+            WriteSummary(w, "ttft_ms", Ttft);
+            WriteSummary(w, "itl_ms", Itl);
+            WriteSummary(w, "e2e_ms", EndToEnd);
+            w.WriteStartArray("error_messages");
+            foreach (string m in ErrorMessages)
+            {
+                w.WriteStringValue(m);
+            }
 
-        w.WriteEndArray();
-        w.WriteEndObject();
-        w.Flush();
-        output.WriteByte((byte)'\n');
+            w.WriteEndArray();
+        });
     }
 
     private static void WriteSummary(Utf8JsonWriter w, string name, LatencySummary s)
