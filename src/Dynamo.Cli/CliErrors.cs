@@ -5,18 +5,16 @@ namespace Dynamo.Cli;
 /// <summary>Turns the errors a user can cause into one line on stderr and a non-zero exit code.</summary>
 internal static class CliErrors
 {
-    public static int Run(Func<int> action)
+    /// <summary>Runs <paramref name="action"/>; a user error becomes <c>error: MESSAGE</c> on one line of stderr and exit code 1.</summary>
+    public static async Task<int> RunAsync(Func<Task<int>> action)
     {
         try
         {
-            return action();
+            return await action();
         }
         catch (Exception ex) when (IsUserError(ex))
         {
-            // ArgumentException appends " (Parameter 'name')", which means nothing to a CLI user.
-            string message = ex is ArgumentException { ParamName: string name }
-                ? ex.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : ex.Message;
-            Console.Error.WriteLine($"error: {OneLine(message)}");
+            await Console.Error.WriteLineAsync($"error: {Describe(ex)}");
             return 1;
         }
     }
@@ -26,8 +24,11 @@ internal static class CliErrors
             or UnauthorizedAccessException or InvalidDataException or NotSupportedException or EndOfStreamException
             or ArgumentException or IOException;
 
-    private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
+    /// <summary>The message on one line; ArgumentException's " (Parameter 'name')" suffix, which means nothing to a CLI user, left out.</summary>
+    public static string Describe(Exception ex)
+    {
+        string message = ex is ArgumentException { ParamName: string name }
+            ? ex.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : ex.Message;
+        return message.ReplaceLineEndings(" ").Trim();
+    }
 }
-
-/// <summary>A bad command line that the parser itself could not catch (a value out of range, a missing file).</summary>
-internal sealed class CliUsageException(string message) : Exception(message);

@@ -5,7 +5,19 @@ namespace Dynamo.Cli;
 
 internal static class Program
 {
-    private static int Main(string[] args)
+    // Our own handler (CliErrors) turns user errors into one line; the default one would print stack traces.
+    // System.CommandLine's own Ctrl-C / SIGTERM handling is off (no ProcessTerminationTimeout): the serving
+    // commands install RuntimeConnection.ShutdownSignal, which lets them leave discovery and drain however long
+    // that takes and then exit 0; every other command ends at once on Ctrl-C, as any process does.
+    private static readonly InvocationConfiguration s_invocation = new() { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null };
+
+    private static Task<int> Main(string[] args) => InvokeAsync(args);
+
+    /// <summary>Parses and runs a command line as <c>dynamo</c> does: the exit code, user errors as one line on stderr.</summary>
+    internal static Task<int> InvokeAsync(string[] args, CancellationToken cancellationToken = default) =>
+        CliErrors.RunAsync(() => CreateRoot().Parse(args).InvokeAsync(s_invocation, cancellationToken));
+
+    internal static RootCommand CreateRoot()
     {
         var root = new RootCommand("Dynamo.NET: distributed LLM inference serving with a built-in C# engine");
         root.Subcommands.Add(GenerateCommand.Create());
@@ -17,7 +29,6 @@ internal static class Program
         root.Subcommands.Add(FrontendCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(RouterCommand.Create());
-        // Our own handler (CliErrors) turns user errors into one line; the default one would print stack traces.
-        return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+        return root;
     }
 }

@@ -1,19 +1,17 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Globalization;
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.Kernels;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Serving;
+using Dynamo.Load.Benchmarks;
 
 namespace Dynamo.Cli.Commands;
 
 /// <summary>
-/// <c>dynamo bench engine</c>: the serving engine under concurrent load (see <see cref="EngineBenchmark"/>).
-/// <c>dynamo bench forward</c>: prompt processing (ppN: N tokens in one forward) and text generation
-/// (tgN: N single-token forwards) in tokens per second, mean and standard deviation over repetitions,
-/// after one untimed warm-up — the two figures llama-bench reports, so they compare directly with
-/// ../shared/anchors.md.
+/// <c>dynamo bench</c> and its two engine benchmarks: <c>bench forward</c> (forward-pass throughput, see
+/// <see cref="ForwardBenchmark"/>) and <c>bench engine</c> (the serving engine under concurrent load, see
+/// <see cref="EngineBenchmark"/>); the other bench commands have their own files.
 /// </summary>
 internal static class BenchCommand
 {
@@ -27,7 +25,7 @@ internal static class BenchCommand
         var repetitions = new Option<int>("--repetitions", "-r") { Description = "Timed repetitions of each test", DefaultValueFactory = _ => 3 };
         var profileOption = new Option<bool>("--profile") { Description = "Also print where each test's time goes, by phase of the forward pass" };
         var forward = new Command("forward", "Forward-pass throughput: ppN and tgN tokens/s, as llama-bench") { model, promptTokens, genTokens, threads, repetitions, profileOption };
-        forward.SetAction(parse => CliErrors.Run(() =>
+        forward.SetAction(parse =>
         {
             int t = parse.GetValue(threads), reps = parse.GetValue(repetitions), pp = parse.GetValue(promptTokens), tg = parse.GetValue(genTokens);
             if (t < 1 || reps < 1 || pp < 0 || tg < 0)
@@ -44,43 +42,10 @@ internal static class BenchCommand
                 throw new CliUsageException($"pp{pp} + tg{tg} needs {pp + tg + 1} positions; the model's context length is {c.ContextLength}");
             }
 
-            var random = new Random(1234);
-            int[] prompt = Enumerable.Range(0, Math.Max(pp, 1)).Select(_ => random.Next(c.VocabSize)).ToArray();
-            var cache = new SequenceKvCache(c, Math.Max(pp, tg + 1));
-            var logits = new float[c.VocabSize];
             Console.WriteLine($"model: {path} ({c.Architecture}, dim {c.Dim}, {c.Layers} layers, vocab {c.VocabSize}), threads: {t}");
-            ForwardProfile? profile = parse.GetValue(profileOption) ? new ForwardProfile() : null;
-            if (pp > 0)
-            {
-                transformer.Forward(prompt, 0, cache, logits);
-                transformer.Profile = profile;
-                Report($"pp{pp}", pp, Time(reps, () => transformer.Forward(prompt, 0, cache, logits)));
-                PrintProfile(profile, reps);
-                transformer.Profile = null;
-            }
-
-            if (tg > 0)
-            {
-                void Generate()
-                {
-                    int token = 1;
-                    for (int i = 0; i < tg; i++)
-                    {
-                        transformer.Forward([token], i, cache, logits);
-                        token = System.Numerics.Tensors.TensorPrimitives.IndexOfMax<float>(logits);
-                    }
-                }
-
-                Generate();
-                profile?.Reset();
-                transformer.Profile = profile;
-                Report($"tg{tg}", tg, Time(reps, Generate));
-                PrintProfile(profile, reps);
-                transformer.Profile = null;
-            }
-
+            ForwardBenchmark.Run(transformer, pp, tg, reps, parse.GetValue(profileOption), Console.Out);
             return 0;
-        }));
+        });
         bench.Subcommands.Add(forward);
         bench.Subcommands.Add(CreateEngine());
         bench.Subcommands.Add(BenchRuntimeCommand.Create());
@@ -100,16 +65,14 @@ internal static class BenchCommand
         var requests = new Option<int>("--requests-per-client") { Description = "Requests each client sends one after the other", DefaultValueFactory = _ => 1 };
         var prefix = new Option<int>("--shared-prefix") { Description = "Shared-prefix section: prefix tokens (capped to fit the context; 0 skips it)", DefaultValueFactory = _ => 1000 };
         var threads = new Option<int>("--threads", "-t") { Description = "Compute threads", DefaultValueFactory = _ => Environment.ProcessorCount };
-        var blockSize = new Option<int>("--block-size") { Description = "Tokens per KV block", DefaultValueFactory = _ => EngineOptions.Default.BlockSize };
-        var maxSeqs = new Option<int>("--max-num-seqs") { Description = "Sequences in the running batch at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumSeqs };
-        var maxTokens = new Option<int>("--max-num-batched-tokens") { Description = "Tokens one step computes at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumBatchedTokens };
-        var kvMemory = new Option<long?>("--kv-cache-memory") { Description = "KV cache bytes (default: a fraction of available memory)" };
         var json = new Option<bool>("--json") { Description = "Print the figures as one JSON object on stdout instead of the table" };
         var command = new Command("engine", "Serving engine under load: output tok/s, TTFT and ITL at several concurrencies; prefix-cache hit rate and TTFT gain")
         {
-            model, concurrency, promptTokens, outputTokens, requests, prefix, threads, blockSize, maxSeqs, maxTokens, kvMemory, json,
+            model, concurrency, promptTokens, outputTokens, requests, prefix, threads,
         };
-        command.SetAction(parse => CliErrors.Run(() =>
+        EngineFlags engineFlags = EngineFlags.AddTo(command);
+        command.Options.Add(json);
+        command.SetAction(async (parse, cancellationToken) =>
         {
             int t = parse.GetValue(threads), p = parse.GetValue(promptTokens), n = parse.GetValue(outputTokens), perClient = parse.GetValue(requests);
             int[] levels;
@@ -129,102 +92,33 @@ internal static class BenchCommand
 
             KernelThreads.Count = t;
             string path = parse.GetValue(model)!;
-            var options = EngineOptions.Default with
-            {
-                BlockSize = parse.GetValue(blockSize),
-                MaxNumSeqs = parse.GetValue(maxSeqs),
-                MaxNumBatchedTokens = parse.GetValue(maxTokens),
-                KvCacheMemory = parse.GetValue(kvMemory),
-            };
-            options.Validate();
+            EngineOptions options = engineFlags.Read(parse).Validate();
             var transformer = new Transformer(ModelLoader.Load(path), maxBatch: Math.Min(options.MaxNumBatchedTokens, 512));
-            var engine = new InferenceEngine(transformer, [], options);
-            try
+            await using var engine = new InferenceEngine(transformer, [], options);
+            ModelConfig c = engine.ModelConfig;
+            if (p + n >= engine.MaxSequenceLength)
             {
-                ModelConfig c = engine.ModelConfig;
-                if (p + n >= engine.MaxSequenceLength)
-                {
-                    throw new CliUsageException($"--prompt-tokens {p} + --output-tokens {n} do not fit a sequence of {engine.MaxSequenceLength} tokens (context {engine.ContextLength})");
-                }
-
-                bool asJson = parse.GetValue(json);
-                TextWriter log = asJson ? Console.Error : Console.Out;
-                log.WriteLine($"model: {path} ({c.Architecture}, dim {c.Dim}, {c.Layers} layers), threads {t}, KV {engine.Stats.KvBlocksTotal} blocks of {options.BlockSize}, max-num-seqs {options.MaxNumSeqs}, max-num-batched-tokens {options.MaxNumBatchedTokens}");
-                var bench = new EngineBenchmark(engine, p, n, perClient, seed: 1234);
-
-                // Warm-up (JIT, page faults): one short request.
-                bench.RunLevelAsync(1).GetAwaiter().GetResult();
-                var results = new List<EngineBenchmark.LevelResult>();
-                foreach (int level in levels)
-                {
-                    EngineBenchmark.LevelResult r = bench.RunLevelAsync(level).GetAwaiter().GetResult();
-                    log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"concurrency {level}: {r.OutputTokensPerSecond:F1} output tok/s, TTFT p50 {r.Ttft.P50 * 1000:F0} ms"));
-                    results.Add(r);
-                }
-
-                EngineBenchmark.PrefixResult? prefixResult = null;
-                int shared = Math.Min(parse.GetValue(prefix), engine.MaxSequenceLength - n - 16 - 1);
-                if (parse.GetValue(prefix) > 0 && shared > 0)
-                {
-                    prefixResult = bench.RunPrefixAsync(shared, 16, groups: 3, perGroup: 4).GetAwaiter().GetResult();
-                }
-
-                if (asJson)
-                {
-                    using Stream stdout = Console.OpenStandardOutput();
-                    EngineBenchmark.WriteJson(stdout, path, t, p, n, results, prefixResult);
-                }
-                else
-                {
-                    Console.WriteLine();
-                    EngineBenchmark.PrintTable(Console.Out, results, prefixResult);
-                }
+                throw new CliUsageException($"--prompt-tokens {p} + --output-tokens {n} do not fit a sequence of {engine.MaxSequenceLength} tokens (context {engine.ContextLength})");
             }
-            finally
+
+            bool asJson = parse.GetValue(json);
+            TextWriter log = asJson ? Console.Error : Console.Out;
+            log.WriteLine($"model: {path} ({c.Architecture}, dim {c.Dim}, {c.Layers} layers), threads {t}, KV {engine.Stats.KvBlocksTotal} blocks of {options.BlockSize}, max-num-seqs {options.MaxNumSeqs}, max-num-batched-tokens {options.MaxNumBatchedTokens}");
+            var bench = new EngineBenchmark(engine, p, n, perClient, seed: 1234, log, Console.Error);
+            var (results, prefixResult) = await bench.RunAsync(levels, parse.GetValue(prefix), cancellationToken);
+            if (asJson)
             {
-                engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                using Stream stdout = Console.OpenStandardOutput();
+                EngineBenchmark.WriteJson(stdout, path, t, p, n, results, prefixResult);
+            }
+            else
+            {
+                Console.WriteLine();
+                EngineBenchmark.PrintTable(Console.Out, results, prefixResult);
             }
 
             return 0;
-        }));
+        });
         return command;
-    }
-
-    private static void PrintProfile(ForwardProfile? profile, int repetitions)
-    {
-        if (profile is null)
-        {
-            return;
-        }
-
-        IReadOnlyList<TimeSpan> times = profile.Times;
-        double total = times.Sum(t => t.TotalMilliseconds);
-        for (int i = 0; i < times.Count; i++)
-        {
-            double ms = times[i].TotalMilliseconds / repetitions;
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {ForwardProfile.Phases[i],-20} {ms,9:F2} ms  {100 * times[i].TotalMilliseconds / Math.Max(total, 1e-9),5:F1} %"));
-        }
-    }
-
-    private static double[] Time(int repetitions, Action action)
-    {
-        var seconds = new double[repetitions];
-        for (int i = 0; i < repetitions; i++)
-        {
-            var clock = Stopwatch.StartNew();
-            action();
-            seconds[i] = clock.Elapsed.TotalSeconds;
-        }
-
-        return seconds;
-    }
-
-    private static void Report(string test, int tokens, double[] seconds)
-    {
-        double[] rates = seconds.Select(s => tokens / s).ToArray();
-        double mean = rates.Average();
-        double sd = rates.Length > 1 ? Math.Sqrt(rates.Sum(r => (r - mean) * (r - mean)) / (rates.Length - 1)) : 0;
-        double median = rates.Order().ElementAt(rates.Length / 2);
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{test}: {mean:F1} ± {sd:F1} tok/s (median {median:F1}, {rates.Length} runs)"));
     }
 }

@@ -1,26 +1,15 @@
 using System.CommandLine;
-using System.Diagnostics;
-using System.Globalization;
-using System.Net.ServerSentEvents;
-using System.Text;
-using System.Text.Json;
 using Dynamo.Cli.Components;
-using Dynamo.Frontend;
-using Dynamo.Llm.Engines;
-using Dynamo.Runtime;
+using Dynamo.Load.Benchmarks;
 
 namespace Dynamo.Cli.Commands;
 
 /// <summary>
-/// <c>dynamo bench frontend</c>: the serving stack's own cost, with the echo engine (no compute): the
-/// same requests sent to the engine directly, through the worker endpoint (runtime, in-process), and
-/// through the HTTP frontend (tokenizer, chat template, SSE); requests/s, latency per request and the
-/// time per streamed token, and what each layer adds.
+/// <c>dynamo bench frontend</c>: the serving stack's own cost with the echo engine, layer by layer (see
+/// <see cref="FrontendBenchmark"/>): engine direct, worker endpoint, HTTP frontend with SSE.
 /// </summary>
 internal static class BenchFrontendCommand
 {
-    private sealed record Layer(string Name, double RequestsPerSecond, double P50Ms, double P99Ms, double TokenUs);
-
     public static Command Create()
     {
         var requests = new Option<int>("--requests") { Description = "Requests per layer", DefaultValueFactory = _ => 400 };
@@ -28,7 +17,7 @@ internal static class BenchFrontendCommand
         var tokens = new Option<int>("--tokens") { Description = "Tokens per answer (the echo engine returns the prompt's)", DefaultValueFactory = _ => 64 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of the table" };
         var command = new Command("frontend", "The frontend's own cost with the echo engine: engine direct vs worker endpoint vs HTTP + SSE") { requests, concurrency, tokens, json };
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction(async (parse, cancellationToken) =>
         {
             int n = parse.GetValue(requests), c = parse.GetValue(concurrency), t = parse.GetValue(tokens);
             if (n < 1 || c < 1 || t < 1)
@@ -36,141 +25,21 @@ internal static class BenchFrontendCommand
                 throw new CliUsageException("--requests, --concurrency and --tokens must be at least 1");
             }
 
-            return RunAsync(n, c, t, parse.GetValue(json)).GetAwaiter().GetResult();
-        }));
+            bool asJson = parse.GetValue(json);
+            var echo = new WorkerSettings { EngineKind = "echo", ServedModelName = "echo" };
+            IReadOnlyList<FrontendBenchmark.Layer> layers = await FrontendBenchmark.RunAsync(BenchWorkers.Starting(echo), n, c, t, asJson ? Console.Error : Console.Out, cancellationToken);
+            if (asJson)
+            {
+                using Stream stdout = Console.OpenStandardOutput();
+                FrontendBenchmark.WriteJson(stdout, n, c, t, layers);
+            }
+            else
+            {
+                FrontendBenchmark.WriteTable(Console.Out, n, c, t, layers);
+            }
+
+            return 0;
+        });
         return command;
-    }
-
-    private static async Task<int> RunAsync(int requests, int concurrency, int tokens, bool json)
-    {
-        TextWriter log = json ? Console.Error : Console.Out;
-        await using var cluster = new InProcessCluster();
-        await using DistributedRuntime workerRuntime = await cluster.ConnectAsync();
-        await using DistributedRuntime frontendRuntime = await cluster.ConnectAsync();
-        await using WorkerComponent worker = await WorkerComponent.StartAsync(workerRuntime, new WorkerSettings { EngineKind = "echo", ServedModelName = "echo" }, TextWriter.Null);
-        await using FrontendServer server = await FrontendServer.StartAsync(frontendRuntime, FrontendOptions.Default with { Host = "127.0.0.1", HttpPort = 0 }, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
-        await server.WaitForModelAsync("echo");
-        await using EndpointClient endpoint = await frontendRuntime.CreateClientAsync(worker.Card.Endpoint is { } e ? EndpointAddress.Parse(e) : throw new InvalidOperationException());
-        using var http = new HttpClient { BaseAddress = server.BaseAddress };
-        int[] prompt = [.. Enumerable.Range(0, tokens).Select(i => 100 + (i % 50))];
-        string text = string.Join(' ', Enumerable.Repeat("hello", tokens));
-        byte[] generate = Encoding.UTF8.GetBytes($"{{\"version\":1,\"token_ids\":[{string.Join(',', prompt)}],\"sampling\":{{\"max_tokens\":{tokens}}}}}");
-        string body = JsonSerializer.Serialize(new { model = "echo", prompt = text, max_tokens = tokens, stream = true });
-        var sampling = SamplingParams.Default with { MaxTokens = tokens };
-        int counter = 0;
-
-        async Task<int> Direct()
-        {
-            int got = 0;
-            await foreach (EngineOutput o in worker.Engine.SubmitAsync(new EngineRequest($"d{Interlocked.Increment(ref counter)}", prompt, sampling)))
-            {
-                got += o.TokenIds.Count;
-            }
-
-            return got;
-        }
-
-        async Task<int> Endpoint()
-        {
-            int got = 0;
-            await foreach (ReadOnlyMemory<byte> _ in endpoint.StreamAsync(generate))
-            {
-                got++;
-            }
-
-            return got;
-        }
-
-        async Task<int> Http()
-        {
-            using var request = new HttpRequestMessage(HttpMethod.Post, "v1/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
-            using HttpResponseMessage response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
-            response.EnsureSuccessStatusCode();
-            await using Stream stream = await response.Content.ReadAsStreamAsync();
-            int got = 0;
-            await foreach (SseItem<string> item in SseParser.Create(stream).EnumerateAsync())
-            {
-                if (item.Data != "[DONE]")
-                {
-                    got++;
-                }
-            }
-
-            return got;
-        }
-
-        var layers = new List<Layer>();
-        foreach (var (name, call) in new (string, Func<Task<int>>)[] { ("engine direct", Direct), ("worker endpoint (runtime)", Endpoint), ("HTTP frontend + SSE", Http) })
-        {
-            await MeasureAsync(call, Math.Min(50, requests), concurrency);
-            layers.Add(await MeasureAsync(call, requests, concurrency) is var (rps, p50, p99, perToken) ? new Layer(name, rps, p50, p99, perToken / tokens * 1000) : null!);
-            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name}: {layers[^1].RequestsPerSecond:F0} req/s"));
-        }
-
-        if (json)
-        {
-            using Stream stdout = Console.OpenStandardOutput();
-            using var writer = new Utf8JsonWriter(stdout, new JsonWriterOptions { Indented = true });
-            writer.WriteStartObject();
-            writer.WriteNumber("requests", requests);
-            writer.WriteNumber("concurrency", concurrency);
-            writer.WriteNumber("tokens_per_request", tokens);
-            writer.WriteStartArray("layers");
-            foreach (Layer l in layers)
-            {
-                writer.WriteStartObject();
-                writer.WriteString("layer", l.Name);
-                writer.WriteNumber("requests_per_second", Math.Round(l.RequestsPerSecond, 1));
-                writer.WriteNumber("latency_p50_ms", Math.Round(l.P50Ms, 3));
-                writer.WriteNumber("latency_p99_ms", Math.Round(l.P99Ms, 3));
-                writer.WriteNumber("per_token_us", Math.Round(l.TokenUs, 2));
-                writer.WriteEndObject();
-            }
-
-            writer.WriteEndArray();
-            writer.WriteEndObject();
-            writer.Flush();
-            stdout.WriteByte((byte)'\n');
-        }
-        else
-        {
-            Console.WriteLine();
-            Console.WriteLine($"echo engine, {requests} requests x {tokens} tokens, {concurrency} in flight");
-            Console.WriteLine($"{"layer",-28} {"req/s",9} {"p50 ms",9} {"p99 ms",9} {"us/token",9} {"adds p50 ms",12}");
-            for (int i = 0; i < layers.Count; i++)
-            {
-                Layer l = layers[i];
-                string adds = i == 0 ? "" : (l.P50Ms - layers[i - 1].P50Ms).ToString("F3", CultureInfo.InvariantCulture);
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{l.Name,-28} {l.RequestsPerSecond,9:F0} {l.P50Ms,9:F3} {l.P99Ms,9:F3} {l.TokenUs,9:F2} {adds,12}"));
-            }
-        }
-
-        return 0;
-    }
-
-    /// <summary>Runs <paramref name="count"/> calls, <paramref name="concurrency"/> at a time: requests/s, latency p50/p99 (ms), mean latency (ms).</summary>
-    private static async Task<(double Rps, double P50, double P99, double MeanMs)> MeasureAsync(Func<Task<int>> call, int count, int concurrency)
-    {
-        var latencies = new double[count];
-        int next = -1;
-        var clock = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async _ =>
-        {
-            int i;
-            while ((i = Interlocked.Increment(ref next)) < count)
-            {
-                long start = Stopwatch.GetTimestamp();
-                if (await call() == 0)
-                {
-                    throw new InvalidOperationException("empty response");
-                }
-
-                latencies[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            }
-        }));
-        double seconds = clock.Elapsed.TotalSeconds;
-        double mean = latencies.Average();
-        Array.Sort(latencies);
-        return (count / seconds, latencies[count / 2], latencies[Math.Min(count - 1, (int)(count * 0.99))], mean);
     }
 }

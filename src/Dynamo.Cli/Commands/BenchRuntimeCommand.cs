@@ -1,6 +1,5 @@
 using System.CommandLine;
-using System.Globalization;
-using System.Text.Json;
+using Dynamo.Load.Benchmarks;
 using Dynamo.Runtime;
 
 namespace Dynamo.Cli.Commands;
@@ -26,7 +25,7 @@ internal static class BenchRuntimeCommand
         {
             transports, role, label, requests, responses, size, streams, json,
         };
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction((parse, cancellationToken) =>
         {
             string r = parse.GetValue(role)!;
             if (r is not ("both" or "server" or "client"))
@@ -46,18 +45,19 @@ internal static class BenchRuntimeCommand
                 throw new CliUsageException("--requests, --stream-responses and --streams must be at least 1, --response-bytes at least 0");
             }
 
-            return RunAsync(r, kinds, parse.GetValue(label), n, m, b, s, parse.GetValue(json)).GetAwaiter().GetResult();
-        }));
+            RuntimeOptions? nats = r != "both" || kinds.Contains("nats") ? RuntimeConnection.FromEnvironment() : null;
+            return RunAsync(r, kinds, parse.GetValue(label), n, m, b, s, parse.GetValue(json), nats, cancellationToken);
+        });
         return command;
     }
 
-    private static async Task<int> RunAsync(string role, string[] kinds, string? label, int requests, int responses, int size, int streams, bool json)
+    private static async Task<int> RunAsync(string role, string[] kinds, string? label, int requests, int responses, int size, int streams, bool json, RuntimeOptions? nats, CancellationToken cancellationToken)
     {
-        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
+        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         TextWriter log = json ? Console.Error : Console.Out;
         if (role == "server")
         {
-            await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+            await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(nats!, shutdown.Token);
             await using ServedEndpoint served = await RuntimeBenchmark.ServeAsync(runtime, shutdown.Token);
             Console.Error.WriteLine($"bench runtime: serving {RuntimeBenchmark.Address} as instance {EndpointAddress.FormatId(runtime.InstanceId)} until Ctrl-C");
             try
@@ -85,14 +85,14 @@ internal static class BenchRuntimeCommand
             }
             else if (role == "client")
             {
-                await using DistributedRuntime client = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+                await using DistributedRuntime client = await RuntimeConnection.ConnectAsync(nats!, shutdown.Token);
                 results.Add(await MeasureAsync(client, label ?? "nats", requests, responses, size, streams, shutdown.Token));
             }
             else
             {
                 // Two connections, as two processes would have.
-                await using DistributedRuntime server = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
-                await using DistributedRuntime client = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+                await using DistributedRuntime server = await RuntimeConnection.ConnectAsync(nats!, shutdown.Token);
+                await using DistributedRuntime client = await RuntimeConnection.ConnectAsync(nats!, shutdown.Token);
                 await using ServedEndpoint served = await RuntimeBenchmark.ServeAsync(server, shutdown.Token);
                 results.Add(await MeasureAsync(client, label ?? "nats (loopback)", requests, responses, size, streams, shutdown.Token));
             }
@@ -101,55 +101,17 @@ internal static class BenchRuntimeCommand
         if (json)
         {
             using Stream stdout = Console.OpenStandardOutput();
-            using var writer = new Utf8JsonWriter(stdout, new JsonWriterOptions { Indented = true });
-            writer.WriteStartObject();
-            writer.WriteStartArray("results");
-            foreach (RuntimeBenchmark.Result r in results)
-            {
-                writer.WriteStartObject();
-                writer.WriteString("transport", r.Transport);
-                writer.WriteNumber("requests", r.Requests);
-                writer.WriteNumber("round_trip_p50_us", Math.Round(r.RoundTripP50Us, 1));
-                writer.WriteNumber("round_trip_p99_us", Math.Round(r.RoundTripP99Us, 1));
-                writer.WriteNumber("stream_responses", r.StreamResponses);
-                writer.WriteNumber("response_bytes", r.ResponseBytes);
-                writer.WriteNumber("streams", r.Streams);
-                writer.WriteNumber("responses_per_second", Math.Round(r.ResponsesPerSecond));
-                writer.WriteNumber("megabytes_per_second", Math.Round(r.MegabytesPerSecond, 2));
-                writer.WriteEndObject();
-            }
-
-            writer.WriteEndArray();
-            writer.WriteEndObject();
-            writer.Flush();
-            stdout.WriteByte((byte)'\n');
+            RuntimeBenchmark.WriteJson(stdout, results);
         }
         else
         {
-            Console.WriteLine();
-            Console.WriteLine($"{"transport",-26} {"round trip p50",15} {"p99",10} {"responses/s",12} {"MB/s",8}  (streams x responses x bytes)");
-            foreach (RuntimeBenchmark.Result r in results)
-            {
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{r.Transport,-26} {r.RoundTripP50Us,12:F0} us {r.RoundTripP99Us,7:F0} us {r.ResponsesPerSecond,12:F0} {r.MegabytesPerSecond,8:F1}  ({r.Streams} x {r.StreamResponses} x {r.ResponseBytes})"));
-            }
+            RuntimeBenchmark.WriteTable(Console.Out, results);
         }
 
         return 0;
     }
 
-    private static async Task<RuntimeBenchmark.Result> MeasureAsync(DistributedRuntime client, string transport, int requests, int responses, int size, int streams, CancellationToken cancellationToken)
-    {
-        await using EndpointClient endpoint = await client.CreateClientAsync(RuntimeBenchmark.Address, cancellationToken: cancellationToken);
-        try
-        {
-            await endpoint.WaitForInstancesAsync(1, cancellationToken).WaitAsync(TimeSpan.FromSeconds(10), cancellationToken);
-        }
-        catch (TimeoutException)
-        {
-            throw new CliUsageException($"no instance of {RuntimeBenchmark.Address} in discovery ({client.Discovery.Address}): start `dynamo bench runtime --role server` first");
-        }
-
-        return await new RuntimeBenchmark(endpoint).RunAsync(transport, requests, responses, size, streams, cancellationToken);
-    }
+    private static async Task<RuntimeBenchmark.Result> MeasureAsync(DistributedRuntime client, string transport, int requests, int responses, int size, int streams, CancellationToken cancellationToken) =>
+        await RuntimeBenchmark.MeasureAsync(client, transport, requests, responses, size, streams, TimeSpan.FromSeconds(10), cancellationToken)
+            ?? throw new CliUsageException($"no instance of {RuntimeBenchmark.Address} in discovery ({client.Discovery.Address}): start `dynamo bench runtime --role server` first");
 }

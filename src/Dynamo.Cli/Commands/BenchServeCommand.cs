@@ -1,13 +1,15 @@
 using System.CommandLine;
-using Dynamo.Cli.Load;
-using Dynamo.Cli.Load.Plot;
+using Dynamo.Load;
+using Dynamo.Load.Benchmarks;
+using Dynamo.Load.Plot;
+using Dynamo.Load.Workloads;
 
 namespace Dynamo.Cli.Commands;
 
 /// <summary>
-/// <c>dynamo bench serve</c>: load on an OpenAI-compatible server (ours or any other) through streaming
-/// chat completions: output tok/s, requests/s, TTFT, ITL and end-to-end latency mean/p50/p90/p99,
-/// rejections and errors; a live progress bar on a terminal; <c>--plot</c> draws latency against time.
+/// <c>dynamo bench serve</c>: load on an OpenAI-compatible server (see <see cref="ServeBenchmark"/>); the
+/// report as a table or JSON on stdout, a live progress bar on a terminal, <c>--plot</c> for latency
+/// against time. Ctrl-C stops sending and reports what completed.
 /// </summary>
 internal static class BenchServeCommand
 {
@@ -24,7 +26,7 @@ internal static class BenchServeCommand
             url, model, json, plot, noProgress, noWarmup,
         };
         LoadFlags load = LoadFlags.AddTo(command, RandomWorkload.WorkloadName, LoadOptions.Default.Concurrency, LoadOptions.Default.NumPrompts, LoadOptions.Default.TraceBlockTokens);
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction(async (parse, cancellationToken) =>
         {
             LoadOptions options = load.Read(parse, parse.GetValue(url)!, parse.GetValue(model)!);
             IWorkload workload = load.Workload(parse);
@@ -35,68 +37,26 @@ internal static class BenchServeCommand
             }
 
             bool progress = !parse.GetValue(noProgress) && !Console.IsErrorRedirected;
-            return RunAsync(options, workload, parse.GetValue(json), plotPath, progress, !parse.GetValue(noWarmup)).GetAwaiter().GetResult();
-        }));
-        return command;
-    }
-
-    private static async Task<int> RunAsync(LoadOptions options, IWorkload workload, bool json, string? plotPath, bool showProgress, bool warmup)
-    {
-        IReadOnlyList<LoadConversation> conversations = workload.Build(options);
-        int total = conversations.Sum(c => c.Turns.Count);
-        Console.Error.WriteLine($"bench serve: {total} requests of workload {workload.Name} to {options.Url} (model {options.Model}), concurrency {options.Concurrency}");
-        if (total < options.NumPrompts)
-        {
-            Console.Error.WriteLine($"bench serve: the trace has only {total} requests (--num-prompts {options.NumPrompts})");
-        }
-
-        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
-        if (warmup)
-        {
-            // As vLLM's bench serve: one short request first, so that this process's JIT and the server's
-            // first-request costs stay out of the figures, and a wrong URL or model shows at once. Its
-            // prompt shares nothing with the workload's (no prefix-cache head start).
-            using var client = new ChatStreamClient(options.Url, options.Model, TimeProvider.System, TimeProvider.System.GetTimestamp());
-            RequestResult w = await client.SendAsync([new ChatMessage("user", "Warm-up request: say hello.")], 4, shutdown.Token);
-            Console.Error.WriteLine(w.Outcome == RequestOutcome.Ok
-                ? $"bench serve: warm-up request ok ({w.EndToEnd * 1000:F0} ms, not counted)"
-                : $"bench serve: warm-up request failed (not counted): {w.Error}");
-        }
-
-        LoadProgress? progress = showProgress ? new LoadProgress(Console.Error, total, TimeProvider.System, TimeSpan.FromMilliseconds(250)) : null;
-        List<RequestResult> results;
-        double seconds;
-        bool interrupted;
-        try
-        {
-            var runner = new LoadRunner(options) { OnCompleted = progress is null ? null : progress.Completed };
-            (results, seconds, interrupted) = await runner.RunAsync(conversations, shutdown.Token);
-        }
-        finally
-        {
-            if (progress is not null)
+            using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
+            ServeBenchmark.Outcome outcome = await ServeBenchmark.RunAsync(options, workload, warmup: !parse.GetValue(noWarmup), progress, Console.Error, shutdown.Token);
+            if (parse.GetValue(json))
             {
-                await progress.DisposeAsync();
+                using Stream stdout = Console.OpenStandardOutput();
+                outcome.Report.WriteJson(stdout);
             }
-        }
+            else
+            {
+                outcome.Report.WriteTable(Console.Out);
+            }
 
-        var report = LoadReport.From(options, workload.Name, results, seconds, interrupted);
-        if (json)
-        {
-            using Stream stdout = Console.OpenStandardOutput();
-            report.WriteJson(stdout);
-        }
-        else
-        {
-            report.WriteTable(Console.Out);
-        }
+            if (plotPath is not null)
+            {
+                PngEncoder.Write(plotPath, LatencyPlot.Render(outcome.Results));
+                Console.Error.WriteLine($"bench serve: plot written to {plotPath}");
+            }
 
-        if (plotPath is not null)
-        {
-            PngEncoder.Write(plotPath, LatencyPlot.Render(results));
-            Console.Error.WriteLine($"bench serve: plot written to {plotPath}");
-        }
-
-        return report.Completed == 0 ? 1 : 0;
+            return outcome.Report.Completed == 0 ? 1 : 0;
+        });
+        return command;
     }
 }

@@ -30,7 +30,7 @@ internal static class CallCommand
         {
             endpoint, data, prompt, maxTokens, instance, wait,
         };
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction((parse, cancellationToken) =>
         {
             EndpointAddress address = EndpointAddress.Parse(parse.GetValue(endpoint)!);
             string? raw = parse.GetValue(data);
@@ -43,15 +43,15 @@ internal static class CallCommand
             long? pinned = parse.GetValue(instance) is string hex
                 ? long.TryParse(hex, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out long id) ? id : throw new CliUsageException($"--instance: '{hex}' is not a hex instance id")
                 : null;
-            return RunAsync(address, raw, text, parse.GetValue(maxTokens), pinned, TimeSpan.FromSeconds(parse.GetValue(wait))).GetAwaiter().GetResult();
-        }));
+            return RunAsync(address, raw, text, parse.GetValue(maxTokens), pinned, TimeSpan.FromSeconds(parse.GetValue(wait)), RuntimeConnection.FromEnvironment(), cancellationToken);
+        });
         return command;
     }
 
-    private static async Task<int> RunAsync(EndpointAddress address, string? raw, string? text, int maxTokens, long? instance, TimeSpan wait)
+    private static async Task<int> RunAsync(EndpointAddress address, string? raw, string? text, int maxTokens, long? instance, TimeSpan wait, RuntimeOptions runtimeOptions, CancellationToken cancellationToken)
     {
-        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
-        await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
+        await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token);
         await using EndpointClient client = await runtime.CreateClientAsync(address, cancellationToken: shutdown.Token);
         try
         {

@@ -37,7 +37,7 @@ internal static class GenerateCommand
         {
             model, tokenizer, prompt, chat, system, maxTokens, temperature, topP, topK, minP, repetition, frequency, presence, seed, stop, ignoreEos, threads,
         };
-        cmd.SetAction(parse => CliErrors.Run(() =>
+        cmd.SetAction(parse =>
         {
             int threadCount = parse.GetValue(threads);
             if (threadCount < 1)
@@ -68,7 +68,7 @@ internal static class GenerateCommand
             Console.Error.WriteLine(
                 $"prompt tokens: {s.PromptTokens}, generated tokens: {s.GeneratedTokens}, prefill: {s.PrefillTokensPerSecond:F1} tok/s, decode: {s.DecodeTokensPerSecond:F1} tok/s");
             return 0;
-        }));
+        });
         return cmd;
     }
 

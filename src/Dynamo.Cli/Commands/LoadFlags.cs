@@ -1,5 +1,6 @@
 using System.CommandLine;
-using Dynamo.Cli.Load;
+using Dynamo.Load;
+using Dynamo.Load.Workloads;
 
 namespace Dynamo.Cli.Commands;
 
@@ -27,7 +28,7 @@ internal sealed class LoadFlags
         _requestRate = new Option<double>("--request-rate") { Description = "Conversations started per second, Poisson arrivals (0 = as fast as --concurrency allows); not with trace:FILE", DefaultValueFactory = _ => requestRate };
         _defaultInputLen = inputLen;
         _defaultOutputLen = outputLen;
-        _workload = new Option<string>("--workload", "-w") { Description = Workloads.Names, DefaultValueFactory = _ => workload };
+        _workload = new Option<string>("--workload", "-w") { Description = WorkloadParser.Names, DefaultValueFactory = _ => workload };
         _concurrency = new Option<int>("--concurrency", "-c") { Description = "Requests in flight at most", DefaultValueFactory = _ => concurrency };
         _numPrompts = new Option<int>("--num-prompts", "-n") { Description = "Requests to send in all (turns, for multi-turn)", DefaultValueFactory = _ => numPrompts };
         _traceBlock = new Option<int>("--trace-block-tokens") { Description = "Tokens per trace hash-id block; trace lengths scale by N/512", DefaultValueFactory = _ => traceBlockTokens };
@@ -71,7 +72,7 @@ internal sealed class LoadFlags
     /// <summary>The workload named by --workload, with Poisson arrivals when --request-rate is given.</summary>
     public IWorkload Workload(ParseResult parse)
     {
-        IWorkload workload = Workloads.Parse(parse.GetValue(_workload)!);
+        IWorkload workload = WorkloadParser.Parse(parse.GetValue(_workload)!);
         double rate = parse.GetValue(_requestRate);
         if (rate <= 0)
         {

@@ -49,8 +49,7 @@ internal static class ModelCommand
             cmd.Options.Add(o);
         }
 
-        // CliErrors.Run here as well: System.CommandLine's default handler would otherwise print the stack trace.
-        cmd.SetAction(parse => CliErrors.Run(() =>
+        cmd.SetAction(parse =>
         {
             string? presetName = parse.GetValue(preset);
             SynthModelOptions shape = SynthModelOptions.Default;
@@ -110,7 +109,7 @@ internal static class ModelCommand
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{result.Path}: {result.Parameters} parameters, {result.Bytes} bytes, {clock.Elapsed.TotalSeconds:F1} s"));
             return 0;
-        }));
+        });
         return cmd;
     }
 

@@ -20,28 +20,19 @@ internal static class RouterCommand
         var blockSize = new Option<int>("--block-size") { Description = "The workers' KV block size", DefaultValueFactory = _ => KvRouterOptions.Default.BlockSize };
         var command = new Command("router", "The KV-aware router as a component that several frontends share (NATS_SERVER, ETCD_ENDPOINTS)") { ns, component, endpoint, blockSize };
         KvRouterFlags kv = KvRouterFlags.AddTo(command);
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction((parse, cancellationToken) =>
         {
             var workers = new EndpointAddress(parse.GetValue(ns)!, parse.GetValue(component)!, parse.GetValue(endpoint)!);
-            KvRouterOptions options = kv.Read(parse) with { BlockSize = parse.GetValue(blockSize) };
-            try
-            {
-                options.Validate();
-            }
-            catch (ArgumentException e)
-            {
-                throw new CliUsageException(e.Message);
-            }
-
-            return RunAsync(workers, options).GetAwaiter().GetResult();
-        }));
+            KvRouterOptions options = (kv.Read(parse) with { BlockSize = parse.GetValue(blockSize) }).Validate();
+            return RunAsync(workers, options, RuntimeConnection.FromEnvironment(), cancellationToken);
+        });
         return command;
     }
 
-    private static async Task<int> RunAsync(EndpointAddress workers, KvRouterOptions options)
+    private static async Task<int> RunAsync(EndpointAddress workers, KvRouterOptions options, RuntimeOptions runtimeOptions, CancellationToken cancellationToken)
     {
-        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
-        await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
+        await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token);
         await using RouterServer server = await RouterServer.StartAsync(runtime, workers, options, shutdown.Token);
         Console.Error.WriteLine($"router: routing {workers} on {RouterServer.AddressFor(workers)} as instance {EndpointAddress.FormatId(runtime.InstanceId)} ({runtime.Mode}: {runtime.Discovery.Address})");
         try

@@ -5,8 +5,8 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Dynamo.Cli.Components;
-using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
+using Dynamo.Mocker;
 using Dynamo.Runtime;
 
 namespace Dynamo.Cli.Commands;
@@ -22,26 +22,25 @@ internal static class RunCommand
     public static Command Create()
     {
         var targets = new Argument<string[]>("in=... out=...") { Description = "in=http (default), in=text or in=batch:FILE; out=MODEL_PATH, out=dyn, out=echo or out=mocker (default: a small synthesized model)", Arity = ArgumentArity.ZeroOrMore };
-        var port = new Option<int>("--http-port", "--port") { Description = "HTTP port (in=http)", DefaultValueFactory = _ => 8000 };
-        var host = new Option<string>("--http-host", "--host") { Description = "Address to listen on (in=http)", DefaultValueFactory = _ => "0.0.0.0" };
-        var router = new Option<string>("--router-mode") { Description = "round-robin, random or kv", DefaultValueFactory = _ => "round-robin" };
         var servedName = new Option<string?>("--served-model-name", "--model-name") { Description = "The model name clients ask for" };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer file (llama2.c checkpoints; echo/mocker)" };
-        var blockSize = new Option<int>("--block-size") { Description = "Tokens per KV block", DefaultValueFactory = _ => EngineOptions.Default.BlockSize };
-        var maxSeqs = new Option<int>("--max-num-seqs") { Description = "Sequences in the running batch at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumSeqs };
-        var maxTokens = new Option<int>("--max-num-batched-tokens") { Description = "Tokens one step computes at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumBatchedTokens };
-        var kvMemory = new Option<long?>("--kv-cache-memory") { Description = "KV cache bytes (default: a fraction of available memory)" };
-        var context = new Option<int?>("--context-length") { Description = "Context length (default: the model's)" };
         var threads = new Option<int>("--threads") { Description = "Compute threads", DefaultValueFactory = _ => Environment.ProcessorCount };
-        var speedup = new Option<double>("--speedup-ratio") { Description = "out=mocker: simulated time runs this many times faster", DefaultValueFactory = _ => 1 };
+        var speedup = new Option<double>("--speedup-ratio") { Description = "out=mocker: simulated time runs this many times faster", DefaultValueFactory = _ => MockerOptions.Default.SpeedupRatio };
         var maxTokensOut = new Option<int>("--max-tokens") { Description = "in=text and in=batch: tokens per answer at most", DefaultValueFactory = _ => 256 };
-        var jsonLogs = new Option<bool>("--json-logs") { Description = "One JSON object per log line" };
-        var command = new Command("run", "Run the whole system in one process: the HTTP frontend (or a text chat, or a batch file) and a worker")
+        var command = new Command("run", "Run the whole system in one process: the HTTP frontend (or a text chat, or a batch file) and a worker") { targets };
+        FrontendFlags frontendFlags = FrontendFlags.AddTo(command, listenNote: " (in=http)");
+        foreach (Option o in new Option[] { servedName, tokenizer })
         {
-            targets, port, host, router, servedName, tokenizer, blockSize, maxSeqs, maxTokens, kvMemory, context, threads, speedup, maxTokensOut, jsonLogs,
-        };
-        KvRouterFlags kv = KvRouterFlags.AddTo(command);
-        command.SetAction(parse => CliErrors.Run(() =>
+            command.Options.Add(o);
+        }
+
+        EngineFlags engineFlags = EngineFlags.AddTo(command);
+        foreach (Option o in new Option[] { threads, speedup, maxTokensOut })
+        {
+            command.Options.Add(o);
+        }
+
+        command.SetAction((parse, cancellationToken) =>
         {
             string input = "http";
             string? output = null;
@@ -75,52 +74,38 @@ internal static class RunCommand
                 throw new CliUsageException("out= needs a value: a model path, dyn, echo or mocker");
             }
 
-            var engineOptions = EngineOptions.Default with
-            {
-                BlockSize = parse.GetValue(blockSize),
-                MaxNumSeqs = parse.GetValue(maxSeqs),
-                MaxNumBatchedTokens = parse.GetValue(maxTokens),
-                KvCacheMemory = parse.GetValue(kvMemory),
-                ContextLength = parse.GetValue(context),
-            };
-            engineOptions.Validate();
             WorkerSettings? worker = output == "dyn" ? null : new WorkerSettings
             {
                 EngineKind = output is "echo" or "mocker" ? output : "dynamo",
                 ModelPath = output is null or "echo" or "mocker" ? (output is null ? DefaultModel.EnsurePath() : null) : output,
                 ServedModelName = parse.GetValue(servedName) ?? (output is null ? DefaultModel.ServedName : null),
                 TokenizerPath = parse.GetValue(tokenizer),
-                Engine = engineOptions,
+                Engine = engineFlags.Read(parse),
+                Mocker = MockerOptions.Default with { SpeedupRatio = parse.GetValue(speedup) },
                 Threads = parse.GetValue(threads),
-                SpeedupRatio = parse.GetValue(speedup),
-            };
-            var frontend = new FrontendSettings
-            {
-                HttpPort = input == "http" ? parse.GetValue(port) : 0,
-                Host = input == "http" ? parse.GetValue(host)! : "127.0.0.1",
-                RouterMode = parse.GetValue(router)!,
-                JsonLogs = parse.GetValue(jsonLogs),
-                KvRouter = kv.Read(parse),
-            };
-            return RunAsync(input, worker, frontend, parse.GetValue(maxTokensOut)).GetAwaiter().GetResult();
-        }));
+            }.Validate();
+
+            // in=text and in=batch talk to the frontend themselves, on loopback.
+            FrontendOptions frontend = frontendFlags.Read(parse);
+            frontend = (input == "http" ? frontend : frontend with { Host = "127.0.0.1", HttpPort = 0 }).Validate();
+            RuntimeOptions runtime = RuntimeOptions.FromEnvironment(defaultToLocalhost: worker is null);
+            return RunAsync(input, worker, frontend, runtime, parse.GetValue(maxTokensOut), cancellationToken);
+        });
         return command;
     }
 
-    private static async Task<int> RunAsync(string input, WorkerSettings? workerSettings, FrontendSettings frontendSettings, int maxTokens)
+    private static async Task<int> RunAsync(string input, WorkerSettings? workerSettings, FrontendOptions frontendOptions, RuntimeOptions runtimeOptions, int maxTokens, CancellationToken cancellationToken)
     {
-        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
-        FrontendOptions frontendOptions = FrontendCommand.ToOptions(frontendSettings);
-        RuntimeOptions runtimeOptions = RuntimeOptions.FromEnvironment(defaultToLocalhost: workerSettings is null);
+        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         await using InProcessCluster cluster = new();
         await using DistributedRuntime workerRuntime = runtimeOptions.IsDistributed
-            ? await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token)
+            ? await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token)
             : await cluster.ConnectAsync(shutdown.Token);
         await using DistributedRuntime frontendRuntime = runtimeOptions.IsDistributed
-            ? await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token)
+            ? await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token)
             : await cluster.ConnectAsync(shutdown.Token);
         await using WorkerComponent? worker = workerSettings is null ? null : await WorkerComponent.StartAsync(workerRuntime, workerSettings, Console.Error, shutdown.Token);
-        using var loggers = CliLogging.Create(frontendSettings.JsonLogs);
+        using var loggers = CliLogging.Create(frontendOptions.JsonLogs);
         await using FrontendServer server = await FrontendServer.StartAsync(frontendRuntime, frontendOptions, input == "http" ? loggers : null, shutdown.Token);
         string model = worker?.Card.Name ?? "";
         if (input == "http")

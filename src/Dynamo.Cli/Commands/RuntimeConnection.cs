@@ -5,10 +5,12 @@ namespace Dynamo.Cli.Commands;
 /// <summary>Connecting a command to etcd and NATS (NATS_SERVER / ETCD_ENDPOINTS), with errors a user can act on.</summary>
 internal static class RuntimeConnection
 {
-    /// <summary>Connects with the environment's addresses (localhost when unset); one-line errors name the address.</summary>
-    public static async Task<DistributedRuntime> ConnectAsync(TimeSpan leaseTtl, CancellationToken cancellationToken = default)
+    /// <summary>The connection settings from NATS_SERVER and ETCD_ENDPOINTS (localhost when unset), read once at startup; a malformed value names its variable.</summary>
+    public static RuntimeOptions FromEnvironment() => RuntimeOptions.FromEnvironment(defaultToLocalhost: true);
+
+    /// <summary>Connects to etcd and NATS; one-line errors name the address.</summary>
+    public static async Task<DistributedRuntime> ConnectAsync(RuntimeOptions options, CancellationToken cancellationToken = default)
     {
-        RuntimeOptions options = RuntimeOptions.FromEnvironment(defaultToLocalhost: true) with { LeaseTtl = leaseTtl };
         try
         {
             return await DistributedRuntime.ConnectAsync(options, cancellationToken).ConfigureAwait(false);
@@ -22,10 +24,13 @@ internal static class RuntimeConnection
     // Kept alive for the life of the process: a collected registration stops handling the signal.
     private static System.Runtime.InteropServices.PosixSignalRegistration? s_sigterm;
 
-    /// <summary>A token cancelled by Ctrl-C or SIGTERM (the process then shuts down cleanly: deregisters, revokes its lease).</summary>
-    public static CancellationTokenSource ShutdownSignal()
+    /// <summary>
+    /// A token cancelled by Ctrl-C or SIGTERM, or with <paramref name="cancellationToken"/> (the invocation's):
+    /// the process then shuts down cleanly (deregisters, revokes its lease) instead of being killed.
+    /// </summary>
+    public static CancellationTokenSource ShutdownSignal(CancellationToken cancellationToken = default)
     {
-        var cts = new CancellationTokenSource();
+        var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         Console.CancelKeyPress += (_, e) =>
         {
             e.Cancel = true;

@@ -4,6 +4,9 @@ using Dynamo.Components.Processing;
 using Dynamo.Components.Routing;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
+using Dynamo.Frontend.Status;
+using Dynamo.Llm.Routing;
+using Dynamo.Mocker;
 using Dynamo.Runtime;
 
 namespace Dynamo.Cli.Commands;
@@ -22,7 +25,7 @@ internal static class ServeCommand
         var config = new Option<string>("-f", "--config") { Description = "The config YAML: one section per component, plus Common", Required = true };
         var serviceName = new Option<string?>("--service-name") { Description = "Start only this component, ignoring its links" };
         var command = new Command("serve", "Start a deployment graph's components (graphs/*.yaml) with a config (configs/*.yaml)") { target, config, serviceName };
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction((parse, cancellationToken) =>
         {
             string spec = parse.GetValue(target)!;
             int colon = spec.LastIndexOf(':');
@@ -41,8 +44,8 @@ internal static class ServeCommand
             string? only = parse.GetValue(serviceName);
             IReadOnlyList<string> components = only is not null ? [graph.Closure(only)[0]] : graph.Closure(spec[(colon + 1)..]);
             ServeConfig settings = ServeConfig.Load(parse.GetValue(config)!);
-            return RunAsync(components, settings).GetAwaiter().GetResult();
-        }));
+            return RunAsync(Bind(components, settings, Console.Error), cancellationToken);
+        });
         return command;
     }
 
@@ -65,17 +68,29 @@ internal static class ServeCommand
         _ => throw new CliUsageException($"component '{component}': unknown kind (Frontend, Processor, Router, PrefillWorker, or a name ending in Worker)"),
     };
 
-    private static async Task<int> RunAsync(IReadOnlyList<string> components, ServeConfig config)
+    /// <summary>What `serve` starts, every component's options bound from its config section and validated.</summary>
+    internal sealed record Plan(
+        IReadOnlyList<string> Components,
+        IReadOnlyList<(WorkerSettings Settings, RuntimeOptions Runtime, int Replicas)> Workers,
+        KvRouterOptions? Router,
+        ProcessorOptions? Processor,
+        int? ProcessorSystemPort,
+        FrontendOptions? Frontend,
+        RuntimeOptions Runtime);
+
+    /// <summary>Binds each component's section (Common under it) into its options records; says at once what is started where, and which keys have no effect.</summary>
+    internal static Plan Bind(IReadOnlyList<string> components, ServeConfig config, TextWriter log)
     {
-        TextWriter log = Console.Error;
         var kinds = components.ToDictionary(c => c, KindOf);
-        FrontendSettings? frontend = null;
-        var workers = new List<(WorkerSettings Settings, int Replicas)>();
+        RuntimeOptions runtime = RuntimeConnection.FromEnvironment();
+        FrontendOptions? frontend = null;
+        ComponentConfig? frontendConfig = null;
+        var workers = new List<(WorkerSettings, RuntimeOptions, int)>();
         string? routerMode = null;
-        Llm.Routing.KvRouterOptions kvRouter = Llm.Routing.KvRouterOptions.Default;
+        KvRouterOptions kvRouter = KvRouterOptions.Default;
         bool startRouter = false;
-        bool startProcessor = false;
-        string processorNamespace = "dynamo";
+        ComponentConfig? processor = null;
+        string processorNamespace = ProcessorOptions.Default.Namespace;
         int? processorSystemPort = null;
         foreach (string name in components)
         {
@@ -83,23 +98,27 @@ internal static class ServeCommand
             switch (kinds[name])
             {
                 case Kind.Frontend:
-                    frontend = new FrontendSettings
+                    frontend = FrontendOptions.Default with
                     {
-                        HttpPort = c.Int("port") ?? c.Int("http_port") ?? 8000,
-                        Host = c.String("host") ?? "0.0.0.0",
-                        Namespace = c.String("namespace") ?? "dynamo",
-                        RouterMode = c.String("router_mode") ?? "round-robin",
+                        HttpPort = c.Int("port") ?? c.Int("http_port") ?? FrontendOptions.Default.HttpPort,
+                        Host = c.String("host") ?? FrontendOptions.Default.Host,
+                        Processing = ProcessorOptions.Default with
+                        {
+                            Namespace = c.String("namespace") ?? ProcessorOptions.Default.Namespace,
+                            RouterMode = c.String("router_mode") ?? ProcessorOptions.Default.RouterMode,
+                        },
                     };
+                    frontendConfig = c;
                     break;
                 case Kind.Processor:
                     routerMode ??= c.String("router") ?? c.String("router_mode");
-                    processorNamespace = c.String("namespace") ?? "dynamo";
+                    processorNamespace = c.String("namespace") ?? ProcessorOptions.Default.Namespace;
                     processorSystemPort = c.Int("system_port");
-                    startProcessor = true;
+                    processor = c;
                     log.WriteLine($"serve: {name}: chat template, tokenizer, routing and detokenization run in the Processor component ({processorNamespace}.processor.generate); frontends relay to it");
                     break;
                 case Kind.Router:
-                    routerMode = c.String("router_mode") ?? c.String("router") ?? routerMode ?? "kv";
+                    routerMode = c.String("router_mode") ?? c.String("router") ?? routerMode ?? RouterModes.Kv;
                     kvRouter = kvRouter with
                     {
                         OverlapScoreWeight = c.Double("kv_overlap_score_weight") ?? kvRouter.OverlapScoreWeight,
@@ -107,11 +126,12 @@ internal static class ServeCommand
                         MaxQueue = c.Int("router_max_queue") ?? kvRouter.MaxQueue,
                         BlockSize = c.Int("block_size") ?? kvRouter.BlockSize,
                     };
+                    c.Validated(kvRouter.Validate);
                     startRouter = true;
                     log.WriteLine($"serve: {name}: the KV router runs as its own component (dynamo.router.route), shared by every kv frontend");
                     break;
                 default:
-                    workers.Add((WorkerFromConfig(c, kinds[name] == Kind.PrefillWorker), c.Replicas()));
+                    workers.Add((WorkerFromConfig(c, kinds[name] == Kind.PrefillWorker), runtime with { LeaseTtl = TimeSpan.FromSeconds(c.Int("lease_ttl") ?? 10) }, c.Replicas()));
                     break;
             }
 
@@ -121,67 +141,70 @@ internal static class ServeCommand
             }
         }
 
+        // A Processor or Router section decides how the frontend routes, when it does so itself.
         if (frontend is not null && routerMode is not null)
         {
-            frontend = frontend with { RouterMode = routerMode, KvRouter = kvRouter };
+            frontend = frontend with { Processing = frontend.Processing with { RouterMode = routerMode, KvRouter = kvRouter } };
         }
 
-        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
+        ProcessorOptions? processing = processor?.Validated(() => (ProcessorOptions.Default with
+        {
+            Namespace = processorNamespace,
+            RouterMode = routerMode ?? ProcessorOptions.Default.RouterMode,
+            KvRouter = kvRouter,
+        }).Validate());
+        return new Plan(components, workers, startRouter ? kvRouter : null, processing, processorSystemPort, frontend is null ? null : frontendConfig!.Validated(frontend.Validate), runtime);
+    }
+
+    private static async Task<int> RunAsync(Plan plan, CancellationToken cancellationToken)
+    {
+        TextWriter log = Console.Error;
+        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         var started = new List<IAsyncDisposable>();
         try
         {
-            foreach (var (settings, replicas) in workers)
+            foreach (var (settings, workerRuntime, replicas) in plan.Workers)
             {
                 for (int i = 0; i < replicas; i++)
                 {
-                    DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(settings.LeaseTtl, shutdown.Token);
+                    DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(workerRuntime, shutdown.Token);
                     started.Add(runtime);
                     started.Add(await WorkerComponent.StartAsync(runtime, settings, log, shutdown.Token));
                 }
             }
 
-            if (startRouter)
+            if (plan.Router is KvRouterOptions kvRouter)
             {
-                DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+                DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(plan.Runtime, shutdown.Token);
                 started.Add(runtime);
                 started.Add(await RouterServer.StartAsync(runtime, new EndpointAddress("dynamo", "backend", "generate"), kvRouter, shutdown.Token));
             }
 
-            if (startProcessor)
+            if (plan.Processor is ProcessorOptions processing)
             {
-                DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+                DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(plan.Runtime, shutdown.Token);
                 started.Add(runtime);
-                ProcessorOptions processing = ProcessorOptions.Default with { Namespace = processorNamespace, RouterMode = routerMode ?? "round-robin", KvRouter = kvRouter };
-                try
-                {
-                    processing.Validate();
-                }
-                catch (ArgumentException e)
-                {
-                    throw new CliUsageException($"Processor: {e.Message}");
-                }
-
-                ProcessorServer processor = await ProcessorServer.StartAsync(runtime, processing, CliLogging.Create(json: frontend?.JsonLogs ?? false), shutdown.Token);
+                ProcessorServer processor = await ProcessorServer.StartAsync(runtime, processing, CliLogging.Create(json: plan.Frontend?.JsonLogs ?? false), shutdown.Token);
                 started.Add(processor);
                 log.WriteLine($"serve: processor serving {processor.Address} (router {processing.RouterMode})");
-                if (processorSystemPort is int port)
+                if (plan.ProcessorSystemPort is int port)
                 {
-                    Frontend.Status.SystemStatusServer status = await Frontend.Status.SystemStatusServer.StartAsync(processor, "0.0.0.0", port, shutdown.Token);
+                    SystemStatusServer status = await SystemStatusServer.StartAsync(processor, "0.0.0.0", port, shutdown.Token);
                     started.Add(status);
                     log.WriteLine($"serve: processor /metrics, /health and /live on port {status.BaseAddress.Port}");
                 }
             }
 
-            if (frontend is not null)
+            if (plan.Frontend is FrontendOptions frontend)
             {
-                DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(TimeSpan.FromSeconds(10), shutdown.Token);
+                DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(plan.Runtime, shutdown.Token);
                 started.Add(runtime);
-                FrontendServer server = await FrontendServer.StartAsync(runtime, FrontendCommand.ToOptions(frontend), CliLogging.Create(frontend.JsonLogs), shutdown.Token);
+                FrontendServer server = await FrontendServer.StartAsync(runtime, frontend, CliLogging.Create(frontend.JsonLogs), shutdown.Token);
                 started.Add(server);
                 log.WriteLine($"serve: frontend listening on {server.BaseAddress}");
             }
 
-            log.WriteLine($"serve: started {string.Join(", ", components)}; Ctrl-C stops");
+            log.WriteLine($"serve: started {string.Join(", ", plan.Components)}; Ctrl-C stops");
             try
             {
                 await Task.Delay(Timeout.Infinite, shutdown.Token);
@@ -211,29 +234,10 @@ internal static class ServeCommand
             ignored.Add($"tensor-parallel-size {tp} (one process serves the whole model)");
         }
 
-        var engine = EngineOptions.Default with
-        {
-            BlockSize = c.Int("block_size") ?? EngineOptions.Default.BlockSize,
-            MaxNumSeqs = c.Int("max_num_seqs") ?? EngineOptions.Default.MaxNumSeqs,
-            MaxNumBatchedTokens = c.Int("max_num_batched_tokens") ?? EngineOptions.Default.MaxNumBatchedTokens,
-            KvCacheMemory = c.Long("kv_cache_memory"),
-            KvCacheMemoryFraction = c.Double("gpu_memory_utilization") ?? c.Double("mem_fraction_static") ?? EngineOptions.Default.KvCacheMemoryFraction,
-            ContextLength = c.Int("context_length") ?? c.Int("max_model_len"),
-            PrefixCaching = c.Bool("enable_prefix_caching") ?? true,
-        };
-        try
-        {
-            engine.Validate();
-        }
-        catch (ArgumentException e)
-        {
-            throw new CliUsageException($"{c.Component}: {e.Message}");
-        }
-
         string engineKind = c.String("engine") ?? "dynamo";
         string? model = c.String("model") ?? c.String("model_path");
         bool useDefault = model is null && engineKind == "dynamo";
-        return new WorkerSettings
+        var settings = new WorkerSettings
         {
             ModelPath = useDefault ? DefaultModel.EnsurePath() : model,
             TokenizerPath = c.String("tokenizer"),
@@ -241,13 +245,25 @@ internal static class ServeCommand
             EngineKind = engineKind,
             Address = new EndpointAddress(c.String("namespace") ?? "dynamo", c.String("component") ?? (prefill ? "prefill" : "backend"), c.String("endpoint") ?? "generate"),
             IsPrefillWorker = prefill,
-            Engine = engine,
+            Engine = EngineOptions.Default with
+            {
+                BlockSize = c.Int("block_size") ?? EngineOptions.Default.BlockSize,
+                MaxNumSeqs = c.Int("max_num_seqs") ?? EngineOptions.Default.MaxNumSeqs,
+                MaxNumBatchedTokens = c.Int("max_num_batched_tokens") ?? EngineOptions.Default.MaxNumBatchedTokens,
+                KvCacheMemory = c.Long("kv_cache_memory"),
+                KvCacheMemoryFraction = c.Double("gpu_memory_utilization") ?? c.Double("mem_fraction_static") ?? EngineOptions.Default.KvCacheMemoryFraction,
+                ContextLength = c.Int("context_length") ?? c.Int("max_model_len"),
+                PrefixCaching = c.Bool("enable_prefix_caching") ?? EngineOptions.Default.PrefixCaching,
+            },
+            Mocker = MockerOptions.Default with
+            {
+                SpeedupRatio = c.Double("speedup_ratio") ?? MockerOptions.Default.SpeedupRatio,
+                NumGpuBlocks = c.Int("num_gpu_blocks") ?? MockerOptions.Default.NumGpuBlocks,
+            },
             Threads = c.Int("threads") ?? Environment.ProcessorCount,
-            LeaseTtl = TimeSpan.FromSeconds(c.Int("lease_ttl") ?? 10),
             SystemPort = c.Int("system_port"),
-            SpeedupRatio = c.Double("speedup_ratio") ?? 1,
-            NumGpuBlocks = c.Int("num_gpu_blocks"),
             IgnoredFlags = ignored,
         };
+        return c.Validated(settings.Validate);
     }
 }

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Dynamo.Cli.Components;
-using Dynamo.Engine.Serving;
+using Dynamo.Mocker;
 using Dynamo.Runtime;
 
 namespace Dynamo.Cli.Commands;
@@ -24,17 +24,10 @@ internal static class WorkerCommand
         var endpoint = new Option<string>("--endpoint") { Description = "Endpoint name", DefaultValueFactory = _ => "generate" };
         var prefill = new Option<bool>("--is-prefill-worker") { Description = "Register as a prefill worker (component 'prefill')" };
         var disaggregation = new Option<string?>("--disaggregation-mode") { Description = "SGLang spelling: prefill or decode" };
-        var blockSize = new Option<int>("--block-size", "--page-size") { Description = "Tokens per KV block", DefaultValueFactory = _ => EngineOptions.Default.BlockSize };
-        var maxSeqs = new Option<int>("--max-num-seqs", "--max-running-requests") { Description = "Sequences in the running batch at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumSeqs };
-        var maxTokens = new Option<int>("--max-num-batched-tokens", "--chunked-prefill-size") { Description = "Tokens one step computes at most", DefaultValueFactory = _ => EngineOptions.Default.MaxNumBatchedTokens };
-        var kvMemory = new Option<long?>("--kv-cache-memory") { Description = "KV cache bytes (default: --mem-fraction-static of available memory)" };
-        var memFraction = new Option<double?>("--mem-fraction-static", "--gpu-memory-utilization") { Description = $"Fraction of available memory for the KV cache (default {EngineOptions.Default.KvCacheMemoryFraction})" };
-        var context = new Option<int?>("--context-length", "--max-model-len") { Description = "Context length (default: the model's)" };
-        var noPrefixCaching = new Option<bool>("--no-enable-prefix-caching") { Description = "Turn the prefix cache off" };
         var threads = new Option<int>("--threads") { Description = "Compute threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var leaseTtl = new Option<int>("--lease-ttl") { Description = "Seconds a dead worker stays in discovery at most", DefaultValueFactory = _ => 10 };
         var systemPort = new Option<int?>("--system-port") { Description = "Port of this worker's /metrics, /health, /live (env DYN_SYSTEM_PORT)" };
-        var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker: simulated time runs this many times faster", DefaultValueFactory = _ => 1 };
+        var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker: simulated time runs this many times faster", DefaultValueFactory = _ => MockerOptions.Default.SpeedupRatio };
         var gpuBlocks = new Option<int?>("--num-gpu-blocks") { Description = "Mocker: KV pool size in blocks" };
         var tp = new Option<int>("--tensor-parallel-size", "--tp", "--tp-size") { Description = "Accepted for the guides; this engine runs one process per model", DefaultValueFactory = _ => 1 };
         var ignoredValues = new[] { "--dp-size", "--nnodes", "--node-rank", "--dist-init-addr", "--disaggregation-transfer-backend", "--pipeline-parallel-size" }
@@ -43,9 +36,14 @@ internal static class WorkerCommand
             .Select(n => new Option<bool>(n) { Description = "Accepted for the guides; no effect here (said at startup)" }).ToArray();
         var command = new Command("worker", "Serve a model's engine to the rest of the system over etcd and NATS (NATS_SERVER, ETCD_ENDPOINTS)")
         {
-            model, tokenizer, servedName, engine, ns, component, endpoint, prefill, disaggregation, blockSize, maxSeqs, maxTokens, kvMemory, memFraction,
-            context, noPrefixCaching, threads, leaseTtl, systemPort, speedup, gpuBlocks, tp,
+            model, tokenizer, servedName, engine, ns, component, endpoint, prefill, disaggregation,
         };
+        EngineFlags engineFlags = EngineFlags.AddTo(command);
+        foreach (Option o in new Option[] { threads, leaseTtl, systemPort, speedup, gpuBlocks, tp })
+        {
+            command.Options.Add(o);
+        }
+
         foreach (Option o in ignoredValues)
         {
             command.Options.Add(o);
@@ -56,15 +54,9 @@ internal static class WorkerCommand
             command.Options.Add(o);
         }
 
-        command.SetAction(parse => CliErrors.Run(() =>
+        command.SetAction((parse, cancellationToken) =>
         {
-            int t = parse.GetValue(threads);
             int ttl = parse.GetValue(leaseTtl);
-            if (t < 1)
-            {
-                throw new CliUsageException($"--threads: {t} must be at least 1");
-            }
-
             if (ttl < 1)
             {
                 throw new CliUsageException($"--lease-ttl: {ttl} must be at least 1 second");
@@ -91,19 +83,7 @@ internal static class WorkerCommand
 
             ignored.AddRange(ignoredValues.Where(o => parse.GetResult(o) is not null).Select(o => $"{o.Name} {parse.GetValue(o)}"));
             ignored.AddRange(ignoredSwitches.Where(o => parse.GetValue(o)).Select(o => o.Name));
-            double? fraction = parse.GetValue(memFraction);
-            var engineOptions = EngineOptions.Default with
-            {
-                BlockSize = parse.GetValue(blockSize),
-                MaxNumSeqs = parse.GetValue(maxSeqs),
-                MaxNumBatchedTokens = parse.GetValue(maxTokens),
-                KvCacheMemory = parse.GetValue(kvMemory),
-                KvCacheMemoryFraction = fraction ?? EngineOptions.Default.KvCacheMemoryFraction,
-                ContextLength = parse.GetValue(context),
-                PrefixCaching = !parse.GetValue(noPrefixCaching),
-            };
-            engineOptions.Validate();
-            var settings = new WorkerSettings
+            WorkerSettings settings = new WorkerSettings
             {
                 ModelPath = parse.GetValue(model),
                 TokenizerPath = parse.GetValue(tokenizer),
@@ -111,21 +91,24 @@ internal static class WorkerCommand
                 EngineKind = parse.GetValue(engine)!,
                 Address = new EndpointAddress(parse.GetValue(ns)!, parse.GetValue(component) ?? (isPrefill ? "prefill" : "backend"), parse.GetValue(endpoint)!),
                 IsPrefillWorker = isPrefill,
-                Engine = engineOptions,
-                Threads = t,
-                LeaseTtl = TimeSpan.FromSeconds(ttl),
+                Engine = engineFlags.Read(parse),
+                Mocker = MockerOptions.Default with
+                {
+                    SpeedupRatio = parse.GetValue(speedup),
+                    NumGpuBlocks = parse.GetValue(gpuBlocks) ?? MockerOptions.Default.NumGpuBlocks,
+                },
+                Threads = parse.GetValue(threads),
                 SystemPort = parse.GetValue(systemPort) ?? SystemPortFromEnvironment(),
-                SpeedupRatio = parse.GetValue(speedup),
-                NumGpuBlocks = parse.GetValue(gpuBlocks),
                 IgnoredFlags = ignored,
-            };
+            }.Validate();
             if (settings.EngineKind == "dynamo" && settings.ModelPath is null)
             {
                 throw new CliUsageException("--model is required (or --engine echo / mocker)");
             }
 
-            return RunAsync(settings).GetAwaiter().GetResult();
-        }));
+            RuntimeOptions runtime = RuntimeConnection.FromEnvironment() with { LeaseTtl = TimeSpan.FromSeconds(ttl) };
+            return RunAsync(settings, runtime, cancellationToken);
+        });
         return command;
     }
 
@@ -141,10 +124,10 @@ internal static class WorkerCommand
             ? port : throw new CliUsageException($"DYN_SYSTEM_PORT: '{value}' is not a port number");
     }
 
-    private static async Task<int> RunAsync(WorkerSettings settings)
+    private static async Task<int> RunAsync(WorkerSettings settings, RuntimeOptions runtimeOptions, CancellationToken cancellationToken)
     {
-        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal();
-        await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(settings.LeaseTtl, shutdown.Token);
+        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
+        await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token);
         await using WorkerComponent worker = await WorkerComponent.StartAsync(runtime, settings, Console.Error, shutdown.Token);
         try
         {

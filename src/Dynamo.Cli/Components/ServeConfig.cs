@@ -119,6 +119,22 @@ internal sealed class ComponentConfig(string source, string component, Dictionar
         return 1;
     }
 
+    /// <summary>
+    /// Runs an options record's <c>Validate</c>: its <see cref="ArgumentException"/>, which names the flag,
+    /// becomes a usage error that names this config file and section as well.
+    /// </summary>
+    public T Validated<T>(Func<T> validate)
+    {
+        try
+        {
+            return validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliUsageException($"{source}: {component}: {CliErrors.Describe(e)}");
+        }
+    }
+
     /// <summary>The component's own keys (not Common's) that nothing read: reported at startup as accepted with no effect.</summary>
     public IEnumerable<string> Unused() => own.Where(k => !_read.Contains(k)).Order(StringComparer.Ordinal);
 

@@ -82,7 +82,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
                         BlockSize = settings.Engine.BlockSize,
                         MaxNumSeqs = settings.Engine.MaxNumSeqs,
                         ContextLength = settings.Engine.ContextLength ?? EchoEngineOptions.Default.ContextLength,
-                        NumGpuBlocks = settings.NumGpuBlocks,
+                        NumGpuBlocks = settings.Mocker.NumGpuBlocks,
                     };
                     (engine, source) = ModelFreeEngine(settings, _ => new EchoEngine(echo));
                     break;
@@ -90,29 +90,8 @@ internal sealed class WorkerComponent : IAsyncDisposable
 
                 case "mocker":
                 {
-                    MockerOptions mocker = MockerOptions.Default with
-                    {
-                        BlockSize = settings.Engine.BlockSize,
-                        MaxNumSeqs = settings.Engine.MaxNumSeqs,
-                        MaxNumBatchedTokens = settings.Engine.MaxNumBatchedTokens,
-                        ContextLength = settings.Engine.ContextLength ?? MockerOptions.Default.ContextLength,
-                        PrefixCaching = settings.Engine.PrefixCaching,
-                        NumGpuBlocks = settings.NumGpuBlocks ?? MockerOptions.Default.NumGpuBlocks,
-                        SpeedupRatio = settings.SpeedupRatio,
-                        WorkerId = runtime.InstanceId,
-                    };
                     // Synthetic tokens come from the served tokenizer's vocabulary, so that they decode to text.
-                    (engine, source) = ModelFreeEngine(settings, vocab =>
-                    {
-                        try
-                        {
-                            return new MockerEngine((mocker with { VocabSize = vocab }).Validate());
-                        }
-                        catch (ArgumentException e)
-                        {
-                            throw new CliUsageException(e.Message);
-                        }
-                    });
+                    (engine, source) = ModelFreeEngine(settings, vocab => new MockerEngine(settings.MockerFor(vocab, runtime.InstanceId).Validate()));
                     break;
                 }
 

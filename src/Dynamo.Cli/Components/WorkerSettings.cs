@@ -1,9 +1,15 @@
 using Dynamo.Engine.Serving;
+using Dynamo.Mocker;
 using Dynamo.Runtime;
 
 namespace Dynamo.Cli.Components;
 
-/// <summary>Everything a worker is started with, from flags (`dynamo worker`), `dynamo run out=...` or a serve config.</summary>
+/// <summary>
+/// What the worker component itself is started with, from flags (`dynamo worker`, `dynamo run out=...`) or
+/// a serve config section: which engine, the model files, the address it serves and its status port; the
+/// engines' own settings are their options records, bound from the same flags. The runtime connection's
+/// settings (NATS, etcd, --lease-ttl) are the command's <see cref="RuntimeOptions"/>, not the worker's.
+/// </summary>
 internal sealed record WorkerSettings
 {
     /// <summary>The model file or folder; null with <see cref="EngineKind"/> echo or mocker.</summary>
@@ -21,23 +27,60 @@ internal sealed record WorkerSettings
 
     public bool IsPrefillWorker { get; init; }
 
+    /// <summary>
+    /// The built-in engine's settings; its KV block size and batch limits (--block-size, --max-num-seqs,
+    /// --max-num-batched-tokens, --context-length, prefix caching) are every engine kind's.
+    /// </summary>
     public EngineOptions Engine { get; init; } = EngineOptions.Default;
 
-    public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>
+    /// The mocker's own settings (--num-gpu-blocks, --speedup-ratio, its cost model); its block size and
+    /// batch limits are taken from <see cref="Engine"/> when the mocker starts.
+    /// </summary>
+    public MockerOptions Mocker { get; init; } = MockerOptions.Default;
 
-    public TimeSpan LeaseTtl { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>Compute threads of the built-in engine (--threads).</summary>
+    public int Threads { get; init; } = Environment.ProcessorCount;
 
     /// <summary>Port of the worker's /metrics, /health and /live (DYN_SYSTEM_PORT); null for none.</summary>
     public int? SystemPort { get; init; }
-
-    /// <summary>Mocker only: KV pool size in blocks (default: the mocker's).</summary>
-    public int? NumGpuBlocks { get; init; }
-
-    /// <summary>Mocker only: simulated time runs this many times faster.</summary>
-    public double SpeedupRatio { get; init; } = 1;
 
     /// <summary>Flags accepted for the guides' sake that change nothing here; each is named once at startup.</summary>
     public IReadOnlyList<string> IgnoredFlags { get; init; } = [];
 
     public string Name => ServedModelName ?? (ModelPath is null ? EngineKind : Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(ModelPath)));
+
+    /// <summary>Checks the engine kind and the options it uses; throws <see cref="ArgumentException"/> naming the flag of the first bad one.</summary>
+    public WorkerSettings Validate()
+    {
+        if (EngineKind is not ("dynamo" or "echo" or "mocker"))
+        {
+            throw new ArgumentException($"--engine: '{EngineKind}' is not dynamo, echo or mocker");
+        }
+
+        if (Threads < 1)
+        {
+            throw new ArgumentException($"--threads: {Threads} must be at least 1");
+        }
+
+        Engine.Validate();
+        if (EngineKind == "mocker")
+        {
+            MockerFor(vocabSize: Mocker.VocabSize, workerId: 0).Validate();
+        }
+
+        return this;
+    }
+
+    /// <summary>The mocker's options: <see cref="Mocker"/> with <see cref="Engine"/>'s block size and batch limits.</summary>
+    public MockerOptions MockerFor(int vocabSize, long workerId) => Mocker with
+    {
+        BlockSize = Engine.BlockSize,
+        MaxNumSeqs = Engine.MaxNumSeqs,
+        MaxNumBatchedTokens = Engine.MaxNumBatchedTokens,
+        ContextLength = Engine.ContextLength ?? Mocker.ContextLength,
+        PrefixCaching = Engine.PrefixCaching,
+        VocabSize = vocabSize,
+        WorkerId = workerId,
+    };
 }

@@ -37,6 +37,27 @@ public class ProjectReferenceTests
         Assert.Equal(["Dynamo.Components", "Dynamo.Llm", "Dynamo.Runtime"], OurReferences(typeof(Dynamo.Frontend.FrontendServer).Assembly));
     }
 
+    [Fact]
+    public void Load_ReferencesOnlyComponentsEngineFrontendLlmAndRuntime()
+    {
+        // The bench commands' measuring parts drive the engine, frontends and runtimes; the mocker and the
+        // worker component come from the CLI, which composes them (BenchWorker), so Load needs neither.
+        Assert.Equal(["Dynamo.Components", "Dynamo.Engine", "Dynamo.Frontend", "Dynamo.Llm", "Dynamo.Runtime"], OurReferences(typeof(Dynamo.Load.LoadRunner).Assembly));
+    }
+
+    [Theory]
+    [InlineData(typeof(Dynamo.Runtime.DistributedRuntime))]
+    [InlineData(typeof(Dynamo.Llm.Tokenizers.ITokenizer))]
+    [InlineData(typeof(Dynamo.Components.Workers.EngineWorker))]
+    [InlineData(typeof(Dynamo.Engine.Inference.Transformer))]
+    [InlineData(typeof(Dynamo.Mocker.MockerEngine))]
+    [InlineData(typeof(Dynamo.Frontend.FrontendServer))]
+    public void Load_IsReferencedByNoLibrary(Type type)
+    {
+        // Only the CLI (the composition root), the tests and the benchmarks may use the load tools.
+        Assert.DoesNotContain("Dynamo.Load", OurReferences(type.Assembly));
+    }
+
     [Theory]
     [InlineData(typeof(Dynamo.Llm.Tokenizers.ITokenizer))]
     [InlineData(typeof(Dynamo.Engine.Inference.Transformer))]

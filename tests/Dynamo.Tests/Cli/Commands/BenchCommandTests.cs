@@ -72,4 +72,59 @@ public class BenchCommandTests
         Assert.NotEqual(0, r.ExitCode);
         Assert.StartsWith("error: --concurrency", Assert.Single(r.StderrLines));
     }
+
+    [Fact]
+    public void BenchFrontend_Json_EveryLayerWithItsFigures()
+    {
+        CliProcess.Result r = CliProcess.Run(["bench", "frontend", "--requests", "20", "--concurrency", "2", "--tokens", "8", "--json"]);
+
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
+        Assert.Equal(20, doc.RootElement.GetProperty("requests").GetInt32());
+        var layers = doc.RootElement.GetProperty("layers").EnumerateArray().ToList();
+        Assert.Equal(["engine direct", "worker endpoint (runtime)", "HTTP frontend + SSE"], layers.Select(l => l.GetProperty("layer").GetString()));
+        Assert.All(layers, l => Assert.True(l.GetProperty("requests_per_second").GetDouble() > 0));
+        Assert.All(layers, l => Assert.True(l.GetProperty("latency_p99_ms").GetDouble() >= l.GetProperty("latency_p50_ms").GetDouble()));
+        Assert.Contains("HTTP frontend + SSE: ", r.Stderr);
+    }
+
+    [Fact]
+    public void BenchRouting_Json_OneObjectPerModeAllCompleted()
+    {
+        CliProcess.Result r = CliProcess.Run(["bench", "routing", "--workers", "2", "--modes", "kv,round-robin", "--num-prompts", "8", "--input-len", "40", "--output-len", "2",
+            "--prefix-groups", "2", "--request-rate", "0", "--concurrency", "4", "--speedup-ratio", "50", "--json"]);
+
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
+        Assert.Equal(2, doc.RootElement.GetProperty("workers").GetInt32());
+        Assert.Equal("shared-prefix", doc.RootElement.GetProperty("workload").GetString());
+        var modes = doc.RootElement.GetProperty("modes").EnumerateArray().ToList();
+        Assert.Equal(["kv", "round-robin"], modes.Select(m => m.GetProperty("mode").GetString()));
+        Assert.All(modes, m => Assert.Equal(8, m.GetProperty("completed").GetInt32()));
+        Assert.All(modes, m => Assert.InRange(m.GetProperty("prefix_hit_rate").GetDouble(), 0, 1));
+    }
+
+    [Fact]
+    public void BenchRouting_UnknownMode_OneLineErrorNamingIt()
+    {
+        CliProcess.Result r = CliProcess.Run(["bench", "routing", "--modes", "kv,nope"]);
+
+        Assert.Equal(1, r.ExitCode);
+        Assert.Equal("error: --router-mode: 'nope' is not one of round-robin, random, kv", Assert.Single(r.StderrLines));
+    }
+
+    [Fact]
+    public void BenchRouter_SmallIndexJson_EveryFigure()
+    {
+        CliProcess.Result r = CliProcess.Run(["bench", "router", "--workers", "4", "--blocks", "4000", "--decisions", "500", "--json"]);
+
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
+        Assert.Equal(4, doc.RootElement.GetProperty("workers").GetInt32());
+        Assert.Equal(500, doc.RootElement.GetProperty("decisions").GetInt32());
+        Assert.True(doc.RootElement.GetProperty("indexed_blocks").GetInt32() >= 4000);
+        Assert.True(doc.RootElement.GetProperty("events_per_second").GetDouble() > 0);
+        Assert.True(doc.RootElement.GetProperty("decision_p99_us").GetDouble() >= doc.RootElement.GetProperty("decision_p50_us").GetDouble());
+        Assert.Contains("bench router: timing 500 decisions...", r.Stderr);
+    }
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Dynamo.Tests.Cli.Load;
+using Dynamo.Tests.Load.Client;
+using Dynamo.Tests.Load.Plot;
 using Dynamo.Tests.Infrastructure;
 
 namespace Dynamo.Tests.Cli.Commands;

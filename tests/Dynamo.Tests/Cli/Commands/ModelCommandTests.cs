@@ -1,5 +1,4 @@
-using System.CommandLine;
-using Dynamo.Cli.Commands;
+using Dynamo.Cli;
 using Dynamo.Tests.Engine.Models.Synth;
 
 namespace Dynamo.Tests.Cli.Commands;
@@ -7,12 +6,12 @@ namespace Dynamo.Tests.Cli.Commands;
 public sealed class ModelCommandTests
 {
     [Fact]
-    public void Synth_TinyLlama2c_WritesCheckpointAndTokenizerBeside()
+    public async Task Synth_TinyLlama2c_WritesCheckpointAndTokenizerBeside()
     {
         string path = SynthTestFiles.TempPath("tiny.bin");
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
 
-        int rc = Invoke("model", "synth", "--preset", "tiny", "--format", "llama2c", "--untied", "--seed", "5", "-o", path);
+        int rc = await InvokeAsync("model", "synth", "--preset", "tiny", "--format", "llama2c", "--untied", "--seed", "5", "-o", path);
 
         Assert.Equal(0, rc);
         byte[] file = File.ReadAllBytes(path);
@@ -22,12 +21,12 @@ public sealed class ModelCommandTests
     }
 
     [Fact]
-    public void Synth_ExplicitShapeGgufQ8_0_WritesFile()
+    public async Task Synth_ExplicitShapeGgufQ8_0_WritesFile()
     {
         string path = SynthTestFiles.TempPath("m.gguf");
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
 
-        int rc = Invoke("model", "synth", "--dim", "32", "--hidden-dim", "64", "--layers", "1", "--heads", "2", "--kv-heads", "1",
+        int rc = await InvokeAsync("model", "synth", "--dim", "32", "--hidden-dim", "64", "--layers", "1", "--heads", "2", "--kv-heads", "1",
             "--vocab", "300", "--context-length", "16", "--type", "Q8_0", "-o", path);
 
         Assert.Equal(0, rc);
@@ -44,21 +43,17 @@ public sealed class ModelCommandTests
     [InlineData("--tied", "--untied")]
     [InlineData("--format", "hf", "--type", "Q4_0")]
     [InlineData("--format", "llama2c", "--type", "F16")]
-    public void Synth_BadFlags_NonZeroExit(params string[] flags)
+    public async Task Synth_BadFlags_NonZeroExit(params string[] flags)
     {
         string path = SynthTestFiles.TempPath("bad.gguf");
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
 
-        int rc = Invoke(["model", "synth", .. flags, "-o", path]);
+        int rc = await InvokeAsync(["model", "synth", .. flags, "-o", path]);
 
         Assert.NotEqual(0, rc);
         Assert.False(File.Exists(path));
     }
 
-    private static int Invoke(params string[] args)
-    {
-        var root = new RootCommand();
-        root.Subcommands.Add(ModelCommand.Create());
-        return root.Parse(args).Invoke();
-    }
+    // In-process, as `dynamo` runs it (one-line errors, exit code 1).
+    private static Task<int> InvokeAsync(params string[] args) => Program.InvokeAsync(args);
 }

@@ -1,0 +1,57 @@
+using System.CommandLine;
+using Dynamo.Components.Processing;
+using Dynamo.Frontend;
+
+namespace Dynamo.Cli.Commands;
+
+/// <summary>
+/// The HTTP frontend's flags, shared by `frontend` and `run`, bound into <see cref="FrontendOptions"/> and its
+/// <see cref="ProcessorOptions"/> (the defaults are the records'); the caller validates the result once.
+/// </summary>
+internal sealed class FrontendFlags
+{
+    private readonly Option<int> _port;
+    private readonly Option<string> _host;
+    private readonly Option<string> _routerMode = new("--router-mode") { Description = "round-robin, random or kv", DefaultValueFactory = _ => ProcessorOptions.Default.RouterMode };
+    private readonly Option<string>? _namespace;
+    private readonly Option<bool> _jsonLogs = new("--json-logs") { Description = "One JSON object per log line" };
+    private readonly KvRouterFlags _kv;
+
+    private FrontendFlags(Command command, string? listenNote, bool withNamespace)
+    {
+        _port = new Option<int>("--http-port", "--port") { Description = "HTTP port" + listenNote, DefaultValueFactory = _ => FrontendOptions.Default.HttpPort };
+        _host = new Option<string>("--http-host", "--host") { Description = "Address to listen on" + listenNote, DefaultValueFactory = _ => FrontendOptions.Default.Host };
+        command.Options.Add(_port);
+        command.Options.Add(_host);
+        command.Options.Add(_routerMode);
+        if (withNamespace)
+        {
+            _namespace = new Option<string>("--namespace") { Description = "Runtime namespace whose models are served", DefaultValueFactory = _ => ProcessorOptions.Default.Namespace };
+            command.Options.Add(_namespace);
+        }
+
+        command.Options.Add(_jsonLogs);
+        _kv = KvRouterFlags.AddTo(command);
+    }
+
+    /// <summary>
+    /// Adds the flags to <paramref name="command"/>: --http-port, --http-host (their descriptions ending in
+    /// <paramref name="listenNote"/>), --router-mode, --namespace when <paramref name="withNamespace"/>,
+    /// --json-logs and the KV router's.
+    /// </summary>
+    public static FrontendFlags AddTo(Command command, string? listenNote = null, bool withNamespace = false) => new(command, listenNote, withNamespace);
+
+    /// <summary>The flags' values over <see cref="FrontendOptions.Default"/> (not validated yet).</summary>
+    public FrontendOptions Read(ParseResult parse) => FrontendOptions.Default with
+    {
+        HttpPort = parse.GetValue(_port),
+        Host = parse.GetValue(_host)!,
+        JsonLogs = parse.GetValue(_jsonLogs),
+        Processing = ProcessorOptions.Default with
+        {
+            Namespace = _namespace is null ? ProcessorOptions.Default.Namespace : parse.GetValue(_namespace)!,
+            RouterMode = parse.GetValue(_routerMode)!,
+            KvRouter = _kv.Read(parse),
+        },
+    };
+}

@@ -1,4 +1,0 @@
-namespace Dynamo.Cli.Load;
-
-/// <summary>One message of a chat request: role (system, user, assistant) and text.</summary>
-internal readonly record struct ChatMessage(string Role, string Content);

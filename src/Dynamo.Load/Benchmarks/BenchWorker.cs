@@ -1,0 +1,15 @@
+using Dynamo.Llm.Engines;
+using Dynamo.Runtime;
+
+namespace Dynamo.Load.Benchmarks;
+
+/// <summary>
+/// A worker that a benchmark deploys: started by the composition root (the CLI starts its worker component
+/// with the engine the bench asks for), so that this project needs neither the worker's wiring nor the
+/// engines. The bench reads <see cref="Engine"/>'s stats, calls <see cref="Endpoint"/> and asks the frontend
+/// for <see cref="Model"/>; disposing stops the worker.
+/// </summary>
+internal sealed record BenchWorker(IEngine Engine, EndpointAddress Endpoint, string Model, IAsyncDisposable Lifetime) : IAsyncDisposable
+{
+    public ValueTask DisposeAsync() => Lifetime.DisposeAsync();
+}

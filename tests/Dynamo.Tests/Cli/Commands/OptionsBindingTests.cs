@@ -1,0 +1,88 @@
+using System.CommandLine;
+using Dynamo.Cli.Commands;
+using Dynamo.Components.Processing;
+using Dynamo.Engine.Serving;
+using Dynamo.Frontend;
+using Dynamo.Llm.Routing;
+using Dynamo.Tests.Infrastructure;
+
+namespace Dynamo.Tests.Cli.Commands;
+
+/// <summary>Flags bound into the options records (`Default with { ... }`), and bad values failing at startup in one line naming the flag.</summary>
+public class OptionsBindingTests
+{
+    private static (Command Command, FrontendFlags Flags) Frontend()
+    {
+        var command = new Command("frontend");
+        return (command, FrontendFlags.AddTo(command, withNamespace: true));
+    }
+
+    [Fact]
+    public void FrontendFlags_None_TheRecordsDefaults()
+    {
+        var (command, flags) = Frontend();
+
+        Assert.Equal(FrontendOptions.Default, flags.Read(command.Parse([])));
+    }
+
+    [Fact]
+    public void FrontendFlags_Given_BoundIntoFrontendAndProcessorOptions()
+    {
+        var (command, flags) = Frontend();
+
+        FrontendOptions options = flags.Read(command.Parse(["--port", "9001", "--host", "127.0.0.1", "--router-mode", "kv", "--namespace", "ns1", "--json-logs",
+            "--kv-overlap-score-weight", "2", "--router-temperature", "0.5", "--router-max-queue", "7"]));
+
+        Assert.Equal(FrontendOptions.Default with
+        {
+            HttpPort = 9001,
+            Host = "127.0.0.1",
+            JsonLogs = true,
+            Processing = ProcessorOptions.Default with
+            {
+                Namespace = "ns1",
+                RouterMode = "kv",
+                KvRouter = KvRouterOptions.Default with { OverlapScoreWeight = 2, Temperature = 0.5, MaxQueue = 7 },
+            },
+        }, options);
+    }
+
+    [Fact]
+    public void EngineFlags_GuideSpellings_BoundIntoEngineOptions()
+    {
+        var command = new Command("worker");
+        EngineFlags flags = EngineFlags.AddTo(command);
+
+        EngineOptions options = flags.Read(command.Parse(["--page-size", "32", "--max-running-requests", "9", "--chunked-prefill-size", "256", "--max-model-len", "1024",
+            "--gpu-memory-utilization", "0.5", "--kv-cache-memory", "1000000", "--no-enable-prefix-caching"]));
+
+        Assert.Equal(EngineOptions.Default with
+        {
+            BlockSize = 32,
+            MaxNumSeqs = 9,
+            MaxNumBatchedTokens = 256,
+            ContextLength = 1024,
+            KvCacheMemoryFraction = 0.5,
+            KvCacheMemory = 1_000_000,
+            PrefixCaching = false,
+        }, options);
+    }
+
+    [Theory]
+    [InlineData("error: --http-port: 70000 is not a port (0..65535, 0 = any free port)", "frontend", "--http-port", "70000")]
+    [InlineData("error: --router-mode: 'nope' is not one of round-robin, random, kv", "frontend", "--router-mode", "nope")]
+    [InlineData("error: --namespace: 'a.b' must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'", "frontend", "--namespace", "a.b")]
+    [InlineData("error: --router-temperature must be a finite number, 0 or more (got -1)", "run", "out=echo", "--router-temperature", "-1")]
+    [InlineData("error: --max-num-seqs must be at least 1 (got 0)", "run", "out=echo", "--max-num-seqs", "0")]
+    [InlineData("error: --engine: 'bogus' is not dynamo, echo or mocker", "worker", "--engine", "bogus")]
+    [InlineData("error: --speedup-ratio must be positive (got 0)", "worker", "--engine", "mocker", "--speedup-ratio", "0")]
+    [InlineData("error: --threads: 0 must be at least 1", "worker", "--engine", "echo", "--threads", "0")]
+    public void BadFlag_BeforeAnythingStarts_OneLineNamingItAndExitCode1(string expected, params string[] args)
+    {
+        // Nothing listens on these addresses: a bad flag must fail before any connection is tried.
+        CliProcess.Result r = CliProcess.Run(args);
+
+        Assert.Equal(1, r.ExitCode);
+        Assert.Equal(expected, Assert.Single(r.StderrLines));
+    }
+}

@@ -1,0 +1,93 @@
+using Dynamo.Cli;
+using Dynamo.Cli.Commands;
+using Dynamo.Cli.Components;
+using Dynamo.Components.Processing;
+using Dynamo.Engine.Serving;
+using Dynamo.Frontend;
+using Dynamo.Llm.Routing;
+using Dynamo.Mocker;
+
+namespace Dynamo.Tests.Cli.Commands;
+
+/// <summary>A serve config's sections bound into the components' options records, as `dynamo serve` does before starting anything.</summary>
+public class ServeCommandTests
+{
+    private static ServeConfig Config(string yaml)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "dynamo-serve-tests", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        string path = Path.Combine(dir, "config.yaml");
+        File.WriteAllText(path, yaml);
+        return ServeConfig.Load(path);
+    }
+
+    [Fact]
+    public void Bind_EverySection_OptionsRecordsWithCommonUnderneath()
+    {
+        ServeConfig config = Config("""
+            Common:
+              block-size: 32
+            Frontend:
+              port: 8123
+            Processor:
+              router: kv
+            Router:
+              kv-overlap-score-weight: 2
+            VllmWorker:
+              engine: mocker
+              served_model_name: m
+              num-gpu-blocks: 100
+              speedup-ratio: 5
+              lease-ttl: 3
+              ServiceArgs:
+                workers: 2
+            """);
+
+        ServeCommand.Plan plan = ServeCommand.Bind(["Frontend", "Processor", "Router", "VllmWorker"], config, TextWriter.Null);
+
+        KvRouterOptions kv = KvRouterOptions.Default with { OverlapScoreWeight = 2, BlockSize = 32 };
+        Assert.Equal(kv, plan.Router);
+        Assert.Equal(ProcessorOptions.Default with { RouterMode = "kv", KvRouter = kv }, plan.Processor);
+        Assert.Equal(FrontendOptions.Default with { HttpPort = 8123, Processing = ProcessorOptions.Default with { RouterMode = "kv", KvRouter = kv } }, plan.Frontend);
+        var (worker, runtime, replicas) = Assert.Single(plan.Workers);
+        Assert.Equal(2, replicas);
+        Assert.Equal(TimeSpan.FromSeconds(3), runtime.LeaseTtl);
+        Assert.Equal("mocker", worker.EngineKind);
+        Assert.Equal("m", worker.Name);
+        Assert.Equal(EngineOptions.Default with { BlockSize = 32 }, worker.Engine);
+        Assert.Equal(MockerOptions.Default with { NumGpuBlocks = 100, SpeedupRatio = 5 }, worker.Mocker);
+        Assert.Equal(32, worker.MockerFor(vocabSize: 500, workerId: 7).BlockSize);
+    }
+
+    [Fact]
+    public void Bind_FrontendAlone_RoutesByItsOwnSection()
+    {
+        ServeConfig config = Config("""
+            Frontend:
+              host: 127.0.0.1
+              namespace: other
+              router-mode: random
+            """);
+
+        ServeCommand.Plan plan = ServeCommand.Bind(["Frontend"], config, TextWriter.Null);
+
+        Assert.Equal(FrontendOptions.Default with { Host = "127.0.0.1", Processing = ProcessorOptions.Default with { Namespace = "other", RouterMode = "random" } }, plan.Frontend);
+        Assert.Null(plan.Processor);
+        Assert.Null(plan.Router);
+        Assert.Empty(plan.Workers);
+    }
+
+    [Theory]
+    [InlineData("Frontend:\n  port: 70000\n", "Frontend", "Frontend: --http-port: 70000 is not a port (0..65535, 0 = any free port)")]
+    [InlineData("Processor:\n  router: bogus\n", "Processor", "Processor: --router-mode: 'bogus' is not one of round-robin, random, kv")]
+    [InlineData("Router:\n  router-temperature: -1\n", "Router", "Router: --router-temperature must be a finite number, 0 or more (got -1)")]
+    [InlineData("VllmWorker:\n  engine: mocker\n  max-num-seqs: 0\n", "VllmWorker", "VllmWorker: --max-num-seqs must be at least 1 (got 0)")]
+    public void Bind_BadValue_UsageErrorNamingTheFileSectionAndFlag(string yaml, string component, string expected)
+    {
+        ServeConfig config = Config(yaml);
+
+        var e = Assert.Throws<CliUsageException>(() => ServeCommand.Bind([component], config, TextWriter.Null));
+
+        Assert.Equal($"{config.Source}: {expected}", e.Message);
+    }
+}
