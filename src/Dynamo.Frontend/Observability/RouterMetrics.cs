@@ -18,6 +18,7 @@ internal static class RouterMetrics
         Gauge rejections = G("dynamo_frontend_router_rejections_total", "Requests the KV router refused (queue full, no worker)");
         Gauge predicted = G("dynamo_frontend_router_predicted_hit_tokens_total", "Prompt tokens the router predicted cached, for requests whose outcome was reported");
         Gauge actual = G("dynamo_frontend_router_actual_hit_tokens_total", "Prompt tokens the engines actually found cached, for the same requests");
+        Gauge indexed = G("dynamo_frontend_router_indexed_blocks", "KV blocks the router's index holds, over every worker (its view of the workers' prefix caches)");
         registry.AddBeforeCollectCallback(() =>
         {
             foreach (var (endpoint, s) in routers())
@@ -27,6 +28,7 @@ internal static class RouterMetrics
                 rejections.WithLabels(endpoint).Set(s.Rejections);
                 predicted.WithLabels(endpoint).Set(s.ReportedPredictedHitTokens);
                 actual.WithLabels(endpoint).Set(s.ReportedActualHitTokens);
+                indexed.WithLabels(endpoint).Set(s.Workers.Sum(w => (double)w.IndexedBlocks));
             }
         });
     }

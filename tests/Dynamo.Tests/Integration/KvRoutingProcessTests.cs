@@ -30,6 +30,12 @@ public sealed partial class KvRoutingProcessTests
         return MetricLine().Matches(text).ToDictionary(m => m.Groups[1].Value, m => double.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
     }
 
+    [GeneratedRegex(@"^dynamo_frontend_router_indexed_blocks\{endpoint=""dynamo\.backend\.generate""\} ([0-9.eE+-]+)$", RegexOptions.Multiline)]
+    private static partial Regex IndexedBlocksLine();
+
+    private static double RouterIndexedBlocks(string metrics) =>
+        IndexedBlocksLine().Match(metrics) is { Success: true } m ? double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) : 0;
+
     [Fact]
     public async Task KvFrontend_TwoRealWorkers_SharedPrefixGoesToItsHolderAndSkipsThoseBlocks()
     {
@@ -81,9 +87,14 @@ public sealed partial class KvRoutingProcessTests
         Assert.Equal(1, after1[holder]["dynamo_component_requests_total"]);
         Assert.Equal(0, after1[1 - holder]["dynamo_component_requests_total"]);
 
-        // The first request's KV events reach the router (well within a second), then requests sharing the
-        // prefix go to its worker and skip the 8 shared blocks there.
-        await Task.Delay(1000);
+        // Once the first request's KV events reach the router (its index holds the 8 shared blocks, as its own
+        // gauge says), requests sharing the prefix go to that worker and skip the shared blocks there.
+        while (RouterIndexedBlocks(await http.GetStringAsync("metrics")) < 8)
+        {
+            Assert.True(DateTime.UtcNow < until.AddSeconds(30), "the router's index never held the first request's blocks");
+            await Task.Delay(50);
+        }
+
         for (int i = 0; i < 4; i++)
         {
             JsonElement next = await CompleteAsync([20 + i, 30 + i]);
