@@ -18,6 +18,7 @@ namespace Dynamo.Tests.Integration;
 /// synthesized model; this process (or `dynamo call`) is the client, as a frontend on another node is.
 /// </summary>
 [Trait("Category", "Slow")]
+[Collection(TimingCollection.Name)]
 public sealed class DistributedRuntimeTests : IAsyncLifetime
 {
     private static readonly EndpointAddress Generate = new("dynamo", "backend", "generate");

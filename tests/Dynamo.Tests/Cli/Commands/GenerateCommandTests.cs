@@ -7,6 +7,7 @@ using Dynamo.Tests.Llm.Models;
 namespace Dynamo.Tests.Cli.Commands;
 
 /// <summary><c>dynamo generate</c> run as a real process: exact output on the shared models, one clean error line on bad input.</summary>
+[Collection(TimingCollection.Name)]
 public sealed partial class GenerateCommandTests
 {
     private static string Stories(string file) => SharedData.Path("models", "stories260K", file);
