@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
 using Dynamo.Engine.Kernels;
 using Dynamo.Engine.Models;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
 namespace Dynamo.Benchmarks;
 

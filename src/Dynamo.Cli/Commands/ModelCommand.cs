@@ -3,7 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Dynamo.Engine.Models.Synth;
 using Dynamo.Llm.ChatTemplates;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
 namespace Dynamo.Cli.Commands;
 

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Dynamo.Llm.ModelCards;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 using Dynamo.Runtime;
 using Dynamo.Runtime.Discovery;
 

@@ -1,6 +1,6 @@
 using System.Buffers;
 using Dynamo.Engine.Models;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
 namespace Dynamo.Engine.Kernels;
 

@@ -1,5 +1,5 @@
 using System.Collections.ObjectModel;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
 namespace Dynamo.Engine.Models;
 

@@ -1,6 +1,6 @@
 using Dynamo.Llm.ChatTemplates;
 using Dynamo.Llm.ModelCards;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 using Dynamo.Llm.Tokenizers;
 
 namespace Dynamo.Engine.Models;

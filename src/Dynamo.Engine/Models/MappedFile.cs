@@ -1,5 +1,5 @@
 using System.IO.MemoryMappedFiles;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
 namespace Dynamo.Engine.Models;
 

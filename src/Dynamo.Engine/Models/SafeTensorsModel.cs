@@ -1,7 +1,7 @@
 using System.Collections.ObjectModel;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
 namespace Dynamo.Engine.Models;
 

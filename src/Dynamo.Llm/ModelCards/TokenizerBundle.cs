@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Dynamo.Llm.ChatTemplates;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 using Dynamo.Llm.Tokenizers;
 
 namespace Dynamo.Llm.ModelCards;

@@ -1,6 +1,6 @@
 using System.Text;
 using System.Text.Json;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
 namespace Dynamo.Llm.Tokenizers;
 

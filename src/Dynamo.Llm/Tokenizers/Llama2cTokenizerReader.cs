@@ -1,5 +1,5 @@
 using System.Text;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
 namespace Dynamo.Llm.Tokenizers;
 

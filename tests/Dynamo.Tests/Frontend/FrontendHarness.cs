@@ -9,7 +9,7 @@ using Dynamo.Frontend;
 using Dynamo.Llm.ChatTemplates;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.ModelCards;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
 using Microsoft.Extensions.Logging;

@@ -1,6 +1,6 @@
 using Dynamo.Engine.Models.Synth;
 using Dynamo.Llm.ChatTemplates;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
 namespace Dynamo.Tests.Infrastructure;
 

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
 namespace Dynamo.Engine.Models.Synth;
 

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
 namespace Dynamo.Engine.Models.Synth;
 

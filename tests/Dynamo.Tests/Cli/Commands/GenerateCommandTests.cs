@@ -2,7 +2,7 @@ using System.Text.RegularExpressions;
 using Dynamo.Engine.Models.Synth;
 using Dynamo.Tests.Engine.Inference;
 using Dynamo.Tests.Infrastructure;
-using Dynamo.Tests.Llm.Models;
+using Dynamo.Tests.Llm.ModelFiles;
 
 namespace Dynamo.Tests.Cli.Commands;
 

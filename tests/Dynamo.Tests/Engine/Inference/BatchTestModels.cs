@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 using Dynamo.Engine.Models.Synth;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
 namespace Dynamo.Tests.Engine.Inference;
 

@@ -2,7 +2,7 @@ using Dynamo.Engine.Inference;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Models.Synth;
 using Dynamo.Llm.Engines;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 using Dynamo.Tests.Infrastructure;
 
 namespace Dynamo.Tests.Engine.Inference;

@@ -1,7 +1,7 @@
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Models.Synth;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 using Dynamo.Tests.Infrastructure;
 using Xunit.Abstractions;
 

@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
 namespace Dynamo.Tests.Engine.Inference;
 

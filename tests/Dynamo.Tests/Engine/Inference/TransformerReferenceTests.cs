@@ -1,8 +1,8 @@
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Models.Synth;
-using Dynamo.Llm.Models;
-using Dynamo.Tests.Llm.Models;
+using Dynamo.Llm.ModelFiles;
+using Dynamo.Tests.Llm.ModelFiles;
 using Xunit.Abstractions;
 
 namespace Dynamo.Tests.Engine.Inference;

@@ -1,6 +1,6 @@
 using Dynamo.Engine.Kernels;
 using Dynamo.Engine.Models;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
 namespace Dynamo.Tests.Engine.Kernels;
 

@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 using Dynamo.Engine.Models;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
 namespace Dynamo.Tests.Engine.Kernels;
 

@@ -1,8 +1,8 @@
 using Dynamo.Engine.Models;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 using Dynamo.Tests.Engine.Inference;
 using Dynamo.Tests.Infrastructure;
-using Dynamo.Tests.Llm.Models;
+using Dynamo.Tests.Llm.ModelFiles;
 
 namespace Dynamo.Tests.Engine.Models;
 

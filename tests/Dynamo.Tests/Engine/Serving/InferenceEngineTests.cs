@@ -3,7 +3,7 @@ using Dynamo.Engine.Models;
 using Dynamo.Engine.Models.Synth;
 using Dynamo.Engine.Serving;
 using Dynamo.Llm.Engines;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 using Dynamo.Tests.Llm.Engines;
 
 namespace Dynamo.Tests.Engine.Serving;

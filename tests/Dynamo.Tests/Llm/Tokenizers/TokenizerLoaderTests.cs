@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 using Dynamo.Llm.Tokenizers;
 using Dynamo.Tests.Infrastructure;
 

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using Dynamo.Engine.Models.Synth;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 using Dynamo.Tests.Infrastructure;
 
 namespace Dynamo.Tests.Engine.Models.Synth;

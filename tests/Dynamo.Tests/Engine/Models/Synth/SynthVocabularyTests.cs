@@ -1,5 +1,5 @@
 using Dynamo.Engine.Models.Synth;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 using Dynamo.Tests.Infrastructure;
 
 namespace Dynamo.Tests.Engine.Models.Synth;

@@ -1,6 +1,6 @@
 using System.Collections.ObjectModel;
 
-namespace Dynamo.Llm.Models;
+namespace Dynamo.Llm.ModelFiles;
 
 /// <summary>
 /// The header of a GGUF (v2 or v3) file: metadata, tensor descriptions and where the tensor data

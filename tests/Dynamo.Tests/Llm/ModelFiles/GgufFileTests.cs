@@ -1,7 +1,7 @@
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 using Dynamo.Tests.Infrastructure;
 
-namespace Dynamo.Tests.Llm.Models;
+namespace Dynamo.Tests.Llm.ModelFiles;
 
 public class GgufFileTests
 {

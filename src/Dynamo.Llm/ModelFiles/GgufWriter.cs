@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Dynamo.Llm.Models;
+namespace Dynamo.Llm.ModelFiles;
 
 /// <summary>
 /// Writes a GGUF v3 file to a stream, streaming the tensor data: declare every metadata key and tensor first

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Dynamo.Llm.Models;
+namespace Dynamo.Llm.ModelFiles;
 
 /// <summary>
 /// Buffered little-endian reader over a file that knows how many bytes remain, so that a corrupt

@@ -1,7 +1,7 @@
 using System.Text;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
-namespace Dynamo.Tests.Llm.Models;
+namespace Dynamo.Tests.Llm.ModelFiles;
 
 /// <summary>Writes small GGUF files for tests (metadata of every type, tensors with given bytes).</summary>
 internal sealed class GgufTestWriter

@@ -1,8 +1,8 @@
 using System.Buffers.Binary;
 using System.Text;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 
-namespace Dynamo.Tests.Llm.Models;
+namespace Dynamo.Tests.Llm.ModelFiles;
 
 public sealed class GgufWriterTests
 {

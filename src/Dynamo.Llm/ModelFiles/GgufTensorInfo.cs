@@ -1,4 +1,4 @@
-namespace Dynamo.Llm.Models;
+namespace Dynamo.Llm.ModelFiles;
 
 /// <summary>
 /// One tensor of a GGUF file as its header describes it. <see cref="Dims"/> are in ggml order

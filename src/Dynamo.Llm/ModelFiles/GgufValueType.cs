@@ -1,4 +1,4 @@
-namespace Dynamo.Llm.Models;
+namespace Dynamo.Llm.ModelFiles;
 
 /// <summary>Metadata value types of the GGUF specification (gguf_type).</summary>
 public enum GgufValueType : uint

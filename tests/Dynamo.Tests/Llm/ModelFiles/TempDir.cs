@@ -1,4 +1,4 @@
-namespace Dynamo.Tests.Llm.Models;
+namespace Dynamo.Tests.Llm.ModelFiles;
 
 /// <summary>A fresh temporary directory, deleted on dispose.</summary>
 internal sealed class TempDir : IDisposable

@@ -1,4 +1,4 @@
-namespace Dynamo.Llm.Models;
+namespace Dynamo.Llm.ModelFiles;
 
 /// <summary>Tensor element types, numbered as in the GGUF specification (ggml_type).</summary>
 public enum GgmlType : uint

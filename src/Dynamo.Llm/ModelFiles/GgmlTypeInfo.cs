@@ -1,4 +1,4 @@
-namespace Dynamo.Llm.Models;
+namespace Dynamo.Llm.ModelFiles;
 
 /// <summary>Block geometry of each tensor type: elements per block and bytes per block.</summary>
 public static class GgmlTypeInfo

@@ -1,4 +1,4 @@
-namespace Dynamo.Llm.Models;
+namespace Dynamo.Llm.ModelFiles;
 
 /// <summary>
 /// A model, tokenizer or template file that cannot be used. The message is one line that names the
