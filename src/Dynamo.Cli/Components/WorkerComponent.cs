@@ -50,7 +50,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
         if (settings.IsPrefillWorker)
         {
             log.WriteLine("worker: WARNING: disaggregated prefill (--is-prefill-worker / --disaggregation-mode prefill) is not implemented yet: " +
-                $"this worker registers as {settings.Address} and serves whole requests like an aggregated worker");
+                $"this worker registers as {settings.Address} and serves whole requests like an aggregated worker, but only while no aggregated or decode worker serves the model");
         }
 
         LoadedModel? model = null;

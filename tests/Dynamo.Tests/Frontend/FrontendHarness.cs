@@ -84,12 +84,12 @@ internal sealed class FrontendHarness : IAsyncDisposable
     }
 
     /// <summary>Starts a worker serving <paramref name="engine"/> and publishing a card for <paramref name="model"/>; waits until the frontend serves it.</summary>
-    public async Task<TestWorker> AddWorkerAsync(IEngine engine, string model = Model, string component = "backend", int contextLength = 256, bool serve = true)
+    public async Task<TestWorker> AddWorkerAsync(IEngine engine, string model = Model, string component = "backend", int contextLength = 256, bool serve = true, string role = "aggregated")
     {
         DistributedRuntime runtime = await Cluster.ConnectAsync();
         var address = new EndpointAddress("dynamo", component, "generate");
         EngineWorker? worker = serve ? await EngineWorker.StartAsync(runtime, engine, address) : null;
-        await ModelCardStore.PublishAsync(runtime, address, new ModelCardSource(model, "gguf", TinyChatModel.Value, contextLength, 16, 512));
+        await ModelCardStore.PublishAsync(runtime, address, new ModelCardSource(model, "gguf", TinyChatModel.Value, contextLength, 16, 512), role);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         await Server.WaitForModelAsync(model, timeout.Token);
         if (Processor is not null)

@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Dynamo.Components.Processing;
+using Dynamo.Components.Registry;
 using Dynamo.Frontend;
+using Dynamo.Llm.Engines;
 using Dynamo.Llm.Protocols.Worker;
 using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
@@ -47,8 +49,16 @@ public class GenerationPipelineRoutingTests
         Assert.Equal([1, 2, 3, 4, 5], request.TokenIds);
         RecordingLease lease = Assert.Single(router.Leases);
         Assert.Equal(ids[^1], lease.WorkerId);
-        Assert.Equal(1, (ids[^1] == a.Runtime.InstanceId ? a : b).Engine.Stats.RequestsFinished);
-        Assert.Equal(0, (ids[^1] == a.Runtime.InstanceId ? b : a).Engine.Stats.RequestsFinished);
+        IEngine chosen = (ids[^1] == a.Runtime.InstanceId ? a : b).Engine, other = (ids[^1] == a.Runtime.InstanceId ? b : a).Engine;
+        using (var published = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+        {
+            while (chosen.Stats.RequestsFinished < 1)
+            {
+                await Task.Delay(10, published.Token);
+            }
+        }
+
+        Assert.Equal(0, other.Stats.RequestsFinished);
         Assert.Equal(["first-token", "complete:0", "dispose"], lease.Calls);
     }
 
@@ -125,6 +135,39 @@ public class GenerationPipelineRoutingTests
         Assert.Equal(["dispose"], leases[0].Calls);
         Assert.Equal(live.Runtime.InstanceId, leases[1].WorkerId);
         Assert.Equal(["first-token", "complete:0", "dispose"], leases[1].Calls);
+    }
+
+    [Fact]
+    public async Task Request_PrefillOnlyWorkerBesideAnAggregatedOne_OnlyTheAggregatedOneIsACandidate()
+    {
+        var router = new RecordingRouter(r => r.Candidates[0]);
+        await using FrontendHarness h = await StartAsync(router);
+        TestWorker prefill = await h.AddWorkerAsync(FrontendHarness.Echo(), component: "prefill", role: "prefill");
+        await h.WaitForCandidatesAsync(1);
+        Assert.Equal(200, (await h.PostJsonAsync("v1/completions", Body(3, 2))).Status);
+        Assert.Equal([prefill.Runtime.InstanceId], router.Requests.Single().Candidates);
+
+        TestWorker aggregated = await h.AddWorkerAsync(FrontendHarness.Echo());
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+        {
+            foreach (ModelRegistry registry in h.Processor is null ? [h.Server.Registry] : new[] { h.Server.Registry, h.Processor.Registry })
+            {
+                while (registry.TargetFor(FrontendHarness.Model, new HashSet<long>())?.Candidates.SequenceEqual([aggregated.Runtime.InstanceId]) != true)
+                {
+                    await Task.Delay(10, timeout.Token);
+                }
+            }
+        }
+
+        Assert.Equal(200, (await h.PostJsonAsync("v1/completions", Body(3, 2))).Status);
+        Assert.Equal([aggregated.Runtime.InstanceId], router.Requests.Last().Candidates);
+        using var published = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (aggregated.Engine.Stats.RequestsFinished < 1)
+        {
+            await Task.Delay(10, published.Token);
+        }
+
+        Assert.Equal(1, prefill.Engine.Stats.RequestsFinished);
     }
 
     /// <summary>A router that leases the worker <paramref name="choose"/> names (or throws what it throws) and records everything.</summary>
