@@ -73,20 +73,12 @@ internal static class ProcessorRelay
         {
             while (await frames.MoveNextAsync().ConfigureAwait(false))
             {
-                ProcessorFrame frame = Parse(frames.Current.Span);
-                if (frame.Type == ProcessorFrame.ErrorType)
+                ChoiceEvent e = ReadEvent(frames.Current.Span);
+                await events.WriteAsync(e, cancellationToken).ConfigureAwait(false);
+                if (e.Error is not null)
                 {
-                    await events.WriteAsync(ChoiceEvent.Failed(frame.Index, ToException(frame)), cancellationToken).ConfigureAwait(false);
                     return;
                 }
-
-                if (frame.Type != ProcessorFrame.DeltaType)
-                {
-                    throw new InvalidDataException($"unexpected frame '{frame.Type}'");
-                }
-
-                var delta = new ChoiceDelta(frame.Text ?? "", frame.TokenLogprobs, frame.TextOffset, frame.FinishReason);
-                await events.WriteAsync(new ChoiceEvent(frame.Index, delta, frame.NewTokens, frame.CompletionTokens, frame.CachedTokens, null), cancellationToken).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -102,6 +94,27 @@ internal static class ProcessorRelay
         {
             events.TryComplete();
         }
+    }
+
+    /// <summary>
+    /// The event of a delta or error frame after the start frame (an error frame's event carries the error
+    /// and ends the answer); throws for any other frame.
+    /// </summary>
+    internal static ChoiceEvent ReadEvent(ReadOnlySpan<byte> json)
+    {
+        ProcessorFrame frame = Parse(json);
+        if (frame.Type == ProcessorFrame.ErrorType)
+        {
+            return ChoiceEvent.Failed(frame.Index, ToException(frame));
+        }
+
+        if (frame.Type != ProcessorFrame.DeltaType)
+        {
+            throw new InvalidDataException($"unexpected frame '{frame.Type}'");
+        }
+
+        var delta = new ChoiceDelta(frame.Text ?? "", frame.TokenLogprobs, frame.TextOffset, frame.FinishReason);
+        return new ChoiceEvent(frame.Index, delta, frame.NewTokens, frame.CompletionTokens, frame.CachedTokens, null);
     }
 
     private static byte[] BuildRequest(ReadOnlySpan<byte> body, bool chat, string requestId)

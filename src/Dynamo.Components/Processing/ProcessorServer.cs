@@ -109,6 +109,20 @@ public sealed partial class ProcessorServer : IAsyncDisposable
     /// <summary>Serializes a frame.</summary>
     internal static byte[] Serialize(ProcessorFrame frame) => JsonSerializer.SerializeToUtf8Bytes(frame, ProcessorJsonContext.Default.ProcessorFrame);
 
+    /// <summary>The delta frame of <paramref name="e"/>.</summary>
+    internal static byte[] SerializeDelta(in ChoiceEvent e) => Serialize(new ProcessorFrame
+    {
+        Type = ProcessorFrame.DeltaType,
+        Index = e.Index,
+        Text = e.Delta.Text,
+        TokenLogprobs = e.Delta.Logprobs,
+        TextOffset = e.Delta.TextOffset,
+        FinishReason = e.Delta.FinishReason,
+        NewTokens = e.NewTokens,
+        CompletionTokens = e.CompletionTokens,
+        CachedTokens = e.CachedTokens,
+    });
+
     /// <summary>The error frame of <paramref name="error"/>.</summary>
     internal static ProcessorFrame ErrorFrame(OpenAiException error) => new()
     {
@@ -175,18 +189,7 @@ public sealed partial class ProcessorServer : IAsyncDisposable
                     }
 
                     completion[e.Index] = e.CompletionTokens;
-                    yield return Serialize(new ProcessorFrame
-                    {
-                        Type = ProcessorFrame.DeltaType,
-                        Index = e.Index,
-                        Text = e.Delta.Text,
-                        TokenLogprobs = e.Delta.Logprobs,
-                        TextOffset = e.Delta.TextOffset,
-                        FinishReason = e.Delta.FinishReason,
-                        NewTokens = e.NewTokens,
-                        CompletionTokens = e.CompletionTokens,
-                        CachedTokens = e.CachedTokens,
-                    });
+                    yield return SerializeDelta(e);
                 }
 
                 status = 200;

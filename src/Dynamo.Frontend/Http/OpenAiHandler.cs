@@ -1,8 +1,6 @@
 using System.Buffers;
-using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
-using System.Threading.Channels;
 using Dynamo.Components.Registry;
 using Dynamo.Frontend.Observability;
 using Dynamo.Components.Processing;
@@ -206,149 +204,17 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         }
     }
 
-    /// <summary>Reads the next event, writing SSE keep-alive comments while none arrives; null at the end.</summary>
-    private async ValueTask<ChoiceEvent?> NextAsync(ChannelReader<ChoiceEvent> reader, SseWriter? sse, CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            if (reader.TryRead(out ChoiceEvent e))
-            {
-                return e;
-            }
-
-            Task<bool> ready = reader.WaitToReadAsync(cancellationToken).AsTask();
-            if (sse is not null)
-            {
-                while (!ready.IsCompleted)
-                {
-                    using var delay = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                    Task timer = Task.Delay(options.KeepAliveInterval, delay.Token);
-                    if (await Task.WhenAny(ready, timer).ConfigureAwait(false) == timer)
-                    {
-                        cancellationToken.ThrowIfCancellationRequested();
-                        sse.WriteKeepAlive();
-                        await sse.FlushAsync(cancellationToken).ConfigureAwait(false);
-                    }
-                    else
-                    {
-                        await delay.CancelAsync().ConfigureAwait(false);
-                    }
-                }
-            }
-
-            if (!await ready.ConfigureAwait(false))
-            {
-                return null;
-            }
-        }
-    }
-
-    private void Observe(RequestTrace trace, long[] lastToken, ChoiceEvent e)
-    {
-        if (e.NewTokens == 0)
-        {
-            return;
-        }
-
-        long now = Stopwatch.GetTimestamp();
-        trace.CompletionTokens += e.NewTokens;
-        metrics.OutputTokensTotal.WithLabels(trace.Model).Inc(e.NewTokens);
-        if (trace.TimeToFirstToken is null)
-        {
-            trace.TimeToFirstToken = Stopwatch.GetElapsedTime(trace.Start, now);
-            metrics.TimeToFirstToken.WithLabels(trace.Model).Observe(trace.TimeToFirstToken.Value.TotalSeconds);
-            metrics.Queued.WithLabels(trace.Model).Dec();
-            trace.Queued = false;
-        }
-
-        if (lastToken[e.Index] != 0)
-        {
-            double gap = Stopwatch.GetElapsedTime(lastToken[e.Index], now).TotalSeconds / e.NewTokens;
-            for (int k = 0; k < e.NewTokens; k++)
-            {
-                metrics.InterTokenLatency.WithLabels(trace.Model).Observe(gap);
-            }
-        }
-
-        lastToken[e.Index] = now;
-    }
-
     private async Task StreamAsync(SseWriter sse, Generation generation, RequestTrace trace, bool chat, CancellationToken cancellationToken)
     {
-        GenerationInfo info = generation.Info;
-        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var lastToken = new long[info.ChoiceCount];
-        var started = new bool[info.ChoiceCount];
-        var totals = new ChoiceEvent[info.ChoiceCount];
-        while (await NextAsync(generation.Events, sse, cancellationToken).ConfigureAwait(false) is ChoiceEvent e)
+        var response = new StreamingResponse(sse, generation.Info, trace, chat, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), new TokenMetrics(metrics, trace, generation.Info.ChoiceCount));
+        using var reader = new ChoiceEventReader(generation.Events, sse, options.KeepAliveInterval);
+        while (await reader.NextAsync(cancellationToken).ConfigureAwait(false) is ChoiceEvent e)
         {
-            if (e.Error is not null)
-            {
-                throw e.Error;
-            }
-
-            Observe(trace, lastToken, e);
-            totals[e.Index] = e;
-            ChoiceDelta d = e.Delta;
-            bool hasLogprobs = d.Logprobs is { Count: > 0 };
-            if (chat)
-            {
-                if (!started[e.Index])
-                {
-                    started[e.Index] = true;
-                    sse.WriteData(ChatChunk(trace, created, new ChatChunkChoice { Index = e.Index, Delta = new ChatDelta { Role = "assistant", Content = "" } }), OpenAiJsonContext.Default.ChatCompletionChunk);
-                }
-
-                if (d.Text.Length > 0 || hasLogprobs)
-                {
-                    sse.WriteData(ChatChunk(trace, created, new ChatChunkChoice
-                    {
-                        Index = e.Index,
-                        Delta = new ChatDelta { Content = d.Text },
-                        Logprobs = hasLogprobs ? new ChatLogprobs { Content = d.Logprobs! } : null,
-                    }), OpenAiJsonContext.Default.ChatCompletionChunk);
-                }
-
-                if (d.FinishReason is not null)
-                {
-                    sse.WriteData(ChatChunk(trace, created, new ChatChunkChoice { Index = e.Index, Delta = ChatDelta.Empty, FinishReason = d.FinishReason }), OpenAiJsonContext.Default.ChatCompletionChunk);
-                }
-            }
-            else
-            {
-                if (d.Text.Length > 0 || hasLogprobs)
-                {
-                    sse.WriteData(CompletionChunk(trace, created, new CompletionChoice
-                    {
-                        Index = e.Index,
-                        Text = d.Text,
-                        Logprobs = hasLogprobs ? ChoicePostprocessor.ToCompletionLogprobs([.. d.Logprobs!.Select(l => (l, d.TextOffset))], info.TopLogprobs > 0) : null,
-                    }), OpenAiJsonContext.Default.CompletionResponse);
-                }
-
-                if (d.FinishReason is not null)
-                {
-                    sse.WriteData(CompletionChunk(trace, created, new CompletionChoice { Index = e.Index, Text = "", FinishReason = d.FinishReason }), OpenAiJsonContext.Default.CompletionResponse);
-                }
-            }
-
+            response.Write(e);
             await sse.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        if (info.IncludeUsage)
-        {
-            Usage usage = UsageOf(info, totals);
-            if (chat)
-            {
-                sse.WriteData(new ChatCompletionChunk { Id = trace.Id, Created = created, Model = trace.Model, Choices = [], Usage = usage }, OpenAiJsonContext.Default.ChatCompletionChunk);
-            }
-            else
-            {
-                sse.WriteData(new CompletionResponse { Id = trace.Id, Created = created, Model = trace.Model, Choices = [], Usage = usage }, OpenAiJsonContext.Default.CompletionResponse);
-            }
-        }
-
-        sse.WriteDone();
+        response.WriteEnd();
         await sse.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -356,7 +222,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
     {
         GenerationInfo info = generation.Info;
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var lastToken = new long[info.ChoiceCount];
+        var tokens = new TokenMetrics(metrics, trace, info.ChoiceCount);
         var totals = new ChoiceEvent[info.ChoiceCount];
         var text = new StringBuilder[info.ChoiceCount];
         var logprobs = new List<(ChatTokenLogprob Entry, int TextOffset)>[info.ChoiceCount];
@@ -366,14 +232,15 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             logprobs[i] = [];
         }
 
-        while (await NextAsync(generation.Events, null, cancellationToken).ConfigureAwait(false) is ChoiceEvent e)
+        using var reader = new ChoiceEventReader(generation.Events, null, options.KeepAliveInterval);
+        while (await reader.NextAsync(cancellationToken).ConfigureAwait(false) is ChoiceEvent e)
         {
             if (e.Error is not null)
             {
                 throw e.Error;
             }
 
-            Observe(trace, lastToken, e);
+            tokens.Observe(e);
             totals[e.Index] = e;
             text[e.Index].Append(e.Delta.Text);
             foreach (ChatTokenLogprob l in e.Delta.Logprobs ?? [])
@@ -423,14 +290,8 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         }
     }
 
-    private static ChatCompletionChunk ChatChunk(RequestTrace trace, long created, ChatChunkChoice choice) =>
-        new() { Id = trace.Id, Created = created, Model = trace.Model, Choices = [choice] };
-
-    private static CompletionResponse CompletionChunk(RequestTrace trace, long created, CompletionChoice choice) =>
-        new() { Id = trace.Id, Created = created, Model = trace.Model, Choices = [choice] };
-
     /// <summary>Usage from the last event of each choice (its running totals); a prompt's cached tokens count once over its n samples.</summary>
-    private static Usage UsageOf(GenerationInfo info, ChoiceEvent[] last)
+    internal static Usage UsageOf(GenerationInfo info, ChoiceEvent[] last)
     {
         int prompt = info.PromptTokens;
         int completion = last.Sum(e => e.CompletionTokens);
