@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Dynamo.Llm.Preprocessing;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Llm.Protocols.Worker;
@@ -12,6 +11,8 @@ namespace Dynamo.Components.Processing;
 /// </summary>
 internal sealed class ChoiceFrames(int index, string requestId, ChoicePostprocessor post)
 {
+    private readonly GenerateResponseReader _frame = new();
+
     /// <summary>The choice's postprocessor.</summary>
     public ChoicePostprocessor Postprocessor => post;
 
@@ -25,18 +26,18 @@ internal sealed class ChoiceFrames(int index, string requestId, ChoicePostproces
     /// Reads one frame and postprocesses it. Throws for a malformed frame and, as an
     /// <see cref="OpenAiException"/>, for a worker that cancelled the request.
     /// </summary>
+    /// <remarks>A frame of the usual shape without log probabilities allocates only its text (<see cref="GenerateResponseReader"/>).</remarks>
     public ChoiceEvent Push(ReadOnlySpan<byte> frame)
     {
-        GenerateResponse response = JsonSerializer.Deserialize(frame, WorkerJsonContext.Default.GenerateResponse)
-            ?? throw new InvalidDataException("null generate response");
-        if (response.FinishReason == "cancelled")
+        _frame.Read(frame);
+        if (_frame.FinishReason == "cancelled")
         {
             throw OpenAiException.Unavailable($"The worker cancelled request {requestId} (it is shutting down?).", "worker_cancelled");
         }
 
-        ChoiceDelta delta = post.Push(response);
-        WorkerFinished = response.FinishReason is not null;
-        WorkerCachedTokens = response.CachedTokens;
-        return new ChoiceEvent(index, delta, response.TokenIds.Count, post.CompletionTokens, post.CachedTokens, null);
+        ChoiceDelta delta = post.Push(_frame);
+        WorkerFinished = _frame.FinishReason is not null;
+        WorkerCachedTokens = _frame.CachedTokens;
+        return new ChoiceEvent(index, delta, _frame.TokenIds.Length, post.CompletionTokens, post.CachedTokens, null);
     }
 }
