@@ -1,13 +1,19 @@
 using System.Diagnostics;
 using Dynamo.Components.Processing;
 using Dynamo.Frontend.Observability;
+using Prometheus;
 
 namespace Dynamo.Frontend.Http;
 
-/// <summary>The per-token metrics of one response (tokens, time to first token, inter-token latency per choice), and the trace's token count.</summary>
+/// <summary>
+/// The per-token metrics of one response (tokens, time to first token, inter-token latency per choice), and the
+/// trace's token count. The model's series are looked up once per response, not per token.
+/// </summary>
 internal sealed class TokenMetrics(FrontendMetrics metrics, RequestTrace trace, int choices)
 {
     private readonly long[] _lastToken = new long[choices];
+    private readonly Counter.Child _outputTokens = metrics.OutputTokensTotal.WithLabels(trace.Model);
+    private readonly Histogram.Child _interTokenLatency = metrics.InterTokenLatency.WithLabels(trace.Model);
 
     public void Observe(in ChoiceEvent e)
     {
@@ -18,7 +24,7 @@ internal sealed class TokenMetrics(FrontendMetrics metrics, RequestTrace trace, 
 
         long now = Stopwatch.GetTimestamp();
         trace.CompletionTokens += e.NewTokens;
-        metrics.OutputTokensTotal.WithLabels(trace.Model).Inc(e.NewTokens);
+        _outputTokens.Inc(e.NewTokens);
         if (trace.TimeToFirstToken is null)
         {
             trace.TimeToFirstToken = Stopwatch.GetElapsedTime(trace.Start, now);
@@ -32,7 +38,7 @@ internal sealed class TokenMetrics(FrontendMetrics metrics, RequestTrace trace, 
             double gap = Stopwatch.GetElapsedTime(_lastToken[e.Index], now).TotalSeconds / e.NewTokens;
             for (int k = 0; k < e.NewTokens; k++)
             {
-                metrics.InterTokenLatency.WithLabels(trace.Model).Observe(gap);
+                _interTokenLatency.Observe(gap);
             }
         }
 
