@@ -42,7 +42,7 @@ public class ProcessorTokenPathBenchmarks
         var info = new GenerationInfo(1, 1, prompt.Length, Stream: true, IncludeUsage: false, LogprobsFormat.None, 0);
         _sse = new SseWriter(DiscardResponseBody.Response(_body));
         var trace = new RequestTrace((chat ? "chatcmpl-" : "cmpl-") + "0123456789abcdef0123456789abcdef", chat ? "chat_completions" : "completions") { Model = TokenFixture.Model };
-        _response = new StreamingResponse(_sse, info, trace, chat, 1_700_000_000, new TokenMetrics(new FrontendMetrics(), trace, info.ChoiceCount));
+        _response = new StreamingResponse(_sse, info, trace, chat ? ResponseShape.Chat : ResponseShape.Completions, 1_700_000_000, new TokenMetrics(new FrontendMetrics(), trace, info.ChoiceCount));
         FrontendSide();
     }
 

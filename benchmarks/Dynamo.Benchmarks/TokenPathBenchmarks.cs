@@ -94,7 +94,7 @@ public class TokenPathBenchmarks
             _sse = new SseWriter(DiscardResponseBody.Response(Body));
             _reader = new ChoiceEventReader(_channel.Reader, _sse, TimeSpan.FromSeconds(5));
             var trace = new RequestTrace((chat ? "chatcmpl-" : "cmpl-") + "0123456789abcdef0123456789abcdef", chat ? "chat_completions" : "completions") { Model = TokenFixture.Model };
-            _response = new StreamingResponse(_sse, info, trace, chat, 1_700_000_000, new TokenMetrics(Metrics, trace, info.ChoiceCount));
+            _response = new StreamingResponse(_sse, info, trace, chat ? ResponseShape.Chat : ResponseShape.Completions, 1_700_000_000, new TokenMetrics(Metrics, trace, info.ChoiceCount));
         }
 
         public DiscardResponseBody Body { get; } = new();

@@ -19,11 +19,11 @@ namespace Dynamo.Components.Processing;
 internal sealed class GenerationPipeline(ModelRegistry registry)
 {
     /// <summary>
-    /// Preprocesses <paramref name="request"/> for <paramref name="model"/> (throws <see cref="OpenAiException"/>
+    /// Preprocesses <paramref name="request"/> (of <paramref name="shape"/>) for <paramref name="model"/> (throws <see cref="OpenAiException"/>
     /// for a client's mistake or a model whose tokenizer cannot load) and starts every choice; worker
     /// request ids are <c>{requestId}-{choice}</c>.
     /// </summary>
-    public async Task<Generation> StartAsync(OpenAiRequestBase request, bool chat, ServedModel model, string requestId, CancellationToken cancellationToken)
+    public async Task<Generation> StartAsync(OpenAiRequestBase request, ResponseShape shape, ServedModel model, string requestId, CancellationToken cancellationToken)
     {
         Preprocessor preprocessor;
         try
@@ -35,7 +35,7 @@ internal sealed class GenerationPipeline(ModelRegistry registry)
             throw OpenAiException.Unavailable($"The tokenizer of model '{model.Name}' could not be loaded: {e.GetBaseException().Message}", "tokenizer_unavailable", 5);
         }
 
-        PreprocessedRequest pre = chat ? preprocessor.Preprocess((ChatCompletionRequest)request) : preprocessor.Preprocess((CompletionRequest)request);
+        PreprocessedRequest pre = shape.Preprocess(preprocessor, request);
         int choices = pre.ChoiceCount;
         var channel = Channel.CreateBounded<ChoiceEvent>(new BoundedChannelOptions(registry.Options.ChoiceBufferCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
         var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

@@ -21,9 +21,9 @@ internal static class ProcessorRelay
     /// (<see cref="ProcessorOptions.ChoiceBufferCapacity"/>). Null when no processor answered (the client tried
     /// every one it lists): nothing ran anywhere, and the caller runs the pipeline itself.
     /// </summary>
-    public static async Task<Generation?> TryStartAsync(EndpointClient processors, ReadOnlyMemory<byte> body, bool chat, string requestId, int bufferCapacity, CancellationToken cancellationToken)
+    public static async Task<Generation?> TryStartAsync(EndpointClient processors, ReadOnlyMemory<byte> body, ResponseShape shape, string requestId, int bufferCapacity, CancellationToken cancellationToken)
     {
-        byte[] payload = BuildRequest(body.Span, chat, requestId);
+        byte[] payload = BuildRequest(body.Span, shape, requestId);
         var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         IAsyncEnumerator<ReadOnlyMemory<byte>> frames = processors.StreamAsync(payload, options: RequestOptions.Default with { RequestId = requestId }, cancellationToken: stop.Token)
             .GetAsyncEnumerator(stop.Token);
@@ -117,14 +117,14 @@ internal static class ProcessorRelay
         return new ChoiceEvent(frame.Index, delta, frame.NewTokens, frame.CompletionTokens, frame.CachedTokens, null);
     }
 
-    private static byte[] BuildRequest(ReadOnlySpan<byte> body, bool chat, string requestId)
+    private static byte[] BuildRequest(ReadOnlySpan<byte> body, ResponseShape shape, string requestId)
     {
         var buffer = new ArrayBufferWriter<byte>(body.Length + 128);
         using (var writer = new Utf8JsonWriter(buffer))
         {
             writer.WriteStartObject();
             writer.WriteNumber("v", 1);
-            writer.WriteString("kind", chat ? "chat" : "completions");
+            writer.WriteString("kind", shape.Kind);
             writer.WriteString("request_id", requestId);
             writer.WritePropertyName("body");
             writer.WriteRawValue(body, skipInputValidation: false);

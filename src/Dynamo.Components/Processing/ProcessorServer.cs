@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Dynamo.Components.Registry;
-using Dynamo.Llm.Preprocessing;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
@@ -218,7 +217,7 @@ public sealed partial class ProcessorServer : IAsyncDisposable
             throw new EndpointException("unsupported_version", $"processor request version {request.Version} is not supported (this processor speaks 1)");
         }
 
-        if (request.Kind is not ("chat" or "completions"))
+        if (ResponseShape.FromKind(request.Kind) is null)
         {
             throw new EndpointException("invalid_request", $"processor request kind '{request.Kind}' is not chat or completions");
         }
@@ -230,12 +229,12 @@ public sealed partial class ProcessorServer : IAsyncDisposable
     {
         try
         {
-            bool chat = request.Kind == "chat";
+            ResponseShape shape = ResponseShape.FromKind(request.Kind)!;
             byte[] body = JsonSerializer.SerializeToUtf8Bytes(request.Body, ProcessorJsonContext.Default.JsonElement);
-            OpenAiRequestBase parsed = chat ? OpenAiRequestReader.ReadChat(body) : OpenAiRequestReader.ReadCompletion(body);
+            OpenAiRequestBase parsed = shape.ReadRequest(body);
             string name = string.IsNullOrEmpty(parsed.Model) ? throw OpenAiException.BadRequest("'model' is required.", "model", "missing_model") : parsed.Model;
             ServedModel model = await FindAsync(registry, name, cancellationToken).ConfigureAwait(false);
-            return (await pipeline.StartAsync(parsed, chat, model, request.RequestId, cancellationToken).ConfigureAwait(false), null);
+            return (await pipeline.StartAsync(parsed, shape, model, request.RequestId, cancellationToken).ConfigureAwait(false), null);
         }
         catch (OpenAiException e)
         {

@@ -4,7 +4,6 @@ using System.Text.Json;
 using Dynamo.Components.Registry;
 using Dynamo.Frontend.Observability;
 using Dynamo.Components.Processing;
-using Dynamo.Llm.Preprocessing;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Runtime;
 using Microsoft.AspNetCore.Http;
@@ -20,9 +19,6 @@ namespace Dynamo.Frontend.Http;
 /// </summary>
 internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetrics metrics, FrontendOptions options, ILogger logger, Func<bool> shuttingDown, CancellationToken shutdown)
 {
-    private const string ChatEndpoint = "chat_completions";
-    private const string CompletionsEndpoint = "completions";
-
     private readonly GenerationPipeline _pipeline = new(registry);
 
     private int _inflight;
@@ -30,9 +26,9 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
     /// <summary>Requests being processed now.</summary>
     public int Inflight => Volatile.Read(ref _inflight);
 
-    public Task ChatCompletionsAsync(HttpContext context) => HandleAsync(context, chat: true);
+    public Task ChatCompletionsAsync(HttpContext context) => HandleAsync(context, ResponseShape.Chat);
 
-    public Task CompletionsAsync(HttpContext context) => HandleAsync(context, chat: false);
+    public Task CompletionsAsync(HttpContext context) => HandleAsync(context, ResponseShape.Completions);
 
     /// <summary>Writes an OpenAI error response (with Retry-After for 429/503).</summary>
     public static async Task WriteErrorAsync(HttpResponse response, OpenAiException error, CancellationToken cancellationToken)
@@ -47,10 +43,10 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         await response.WriteAsync(JsonSerializer.Serialize(error.ToResponse(), OpenAiJsonContext.Default.ErrorResponse), cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task HandleAsync(HttpContext context, bool chat)
+    private async Task HandleAsync(HttpContext context, ResponseShape shape)
     {
         Interlocked.Increment(ref _inflight);
-        var trace = new RequestTrace((chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N"), chat ? ChatEndpoint : CompletionsEndpoint);
+        var trace = new RequestTrace(shape.IdPrefix + Guid.NewGuid().ToString("N"), shape.Endpoint);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, shutdown);
         var sse = new SseWriter(context.Response);
         bool counted = false;
@@ -62,7 +58,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             }
 
             byte[] body = await ReadBodyAsync(context, cancel.Token).ConfigureAwait(false);
-            OpenAiRequestBase request = chat ? OpenAiRequestReader.ReadChat(body) : OpenAiRequestReader.ReadCompletion(body);
+            OpenAiRequestBase request = shape.ReadRequest(body);
             string name = string.IsNullOrEmpty(request.Model) ? throw OpenAiException.BadRequest("'model' is required.", "model", "missing_model") : request.Model;
             ServedModel model = registry.Find(name) ?? throw OpenAiException.ModelNotFound(name);
             trace.Model = model.Name;
@@ -73,19 +69,19 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             trace.Queued = true;
             EndpointClient? processors = await registry.ProcessorsAsync().ConfigureAwait(false);
             Generation generation = (processors is null ? null
-                    : await ProcessorRelay.TryStartAsync(processors, body, chat, trace.Id, options.Processing.ChoiceBufferCapacity, cancel.Token).ConfigureAwait(false))
-                ?? await _pipeline.StartAsync(request, chat, model, trace.Id, cancel.Token).ConfigureAwait(false);
+                    : await ProcessorRelay.TryStartAsync(processors, body, shape, trace.Id, options.Processing.ChoiceBufferCapacity, cancel.Token).ConfigureAwait(false))
+                ?? await _pipeline.StartAsync(request, shape, model, trace.Id, cancel.Token).ConfigureAwait(false);
             await using (generation.ConfigureAwait(false))
             {
                 // Whatever ends the response (done, error, client gone), disposing stops every worker stream.
                 trace.PromptTokens = generation.Info.PromptTokens;
                 if (generation.Info.Stream)
                 {
-                    await StreamAsync(sse, generation, trace, chat, cancel.Token).ConfigureAwait(false);
+                    await StreamAsync(sse, generation, trace, shape, cancel.Token).ConfigureAwait(false);
                 }
                 else
                 {
-                    await GatherAsync(context, generation, trace, chat, cancel.Token).ConfigureAwait(false);
+                    await GatherAsync(context, generation, trace, shape, cancel.Token).ConfigureAwait(false);
                 }
             }
         }
@@ -204,9 +200,9 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         }
     }
 
-    private async Task StreamAsync(SseWriter sse, Generation generation, RequestTrace trace, bool chat, CancellationToken cancellationToken)
+    private async Task StreamAsync(SseWriter sse, Generation generation, RequestTrace trace, ResponseShape shape, CancellationToken cancellationToken)
     {
-        var response = new StreamingResponse(sse, generation.Info, trace, chat, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), new TokenMetrics(metrics, trace, generation.Info.ChoiceCount));
+        var response = new StreamingResponse(sse, generation.Info, trace, shape, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), new TokenMetrics(metrics, trace, generation.Info.ChoiceCount));
         using var reader = new ChoiceEventReader(generation.Events, sse, options.KeepAliveInterval);
         while (await reader.NextAsync(cancellationToken).ConfigureAwait(false) is ChoiceEvent e)
         {
@@ -218,7 +214,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         await sse.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task GatherAsync(HttpContext context, Generation generation, RequestTrace trace, bool chat, CancellationToken cancellationToken)
+    private async Task GatherAsync(HttpContext context, Generation generation, RequestTrace trace, ResponseShape shape, CancellationToken cancellationToken)
     {
         GenerationInfo info = generation.Info;
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -249,45 +245,19 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             }
         }
 
-        bool withLogprobs = info.Logprobs != LogprobsFormat.None;
-        Usage usage = UsageOf(info, totals);
+        var choices = new GatheredChoice[info.ChoiceCount];
+        for (int i = 0; i < choices.Length; i++)
+        {
+            choices[i] = new GatheredChoice(text[i].ToString(), logprobs[i], totals[i].Delta.FinishReason);
+        }
+
         context.Response.ContentType = "application/json";
-        if (chat)
+        using (var json = new Utf8JsonWriter(context.Response.BodyWriter))
         {
-            var response = new ChatCompletionResponse
-            {
-                Id = trace.Id,
-                Created = created,
-                Model = trace.Model,
-                Choices = [.. totals.Select((t, i) => new ChatChoice
-                {
-                    Index = i,
-                    Message = new ChatResponseMessage { Content = text[i].ToString() },
-                    Logprobs = withLogprobs ? new ChatLogprobs { Content = [.. logprobs[i].Select(l => l.Entry)] } : null,
-                    FinishReason = t.Delta.FinishReason,
-                })],
-                Usage = usage,
-            };
-            await JsonSerializer.SerializeAsync(context.Response.Body, response, OpenAiJsonContext.Default.ChatCompletionResponse, cancellationToken).ConfigureAwait(false);
+            shape.WriteResponse(json, new ResponseHead(trace.Id, trace.Model, created), choices, UsageOf(info, totals), info);
         }
-        else
-        {
-            var response = new CompletionResponse
-            {
-                Id = trace.Id,
-                Created = created,
-                Model = trace.Model,
-                Choices = [.. totals.Select((t, i) => new CompletionChoice
-                {
-                    Index = i,
-                    Text = text[i].ToString(),
-                    Logprobs = withLogprobs ? ChoicePostprocessor.ToCompletionLogprobs(logprobs[i], info.TopLogprobs > 0) : null,
-                    FinishReason = t.Delta.FinishReason,
-                })],
-                Usage = usage,
-            };
-            await JsonSerializer.SerializeAsync(context.Response.Body, response, OpenAiJsonContext.Default.CompletionResponse, cancellationToken).ConfigureAwait(false);
-        }
+
+        await context.Response.BodyWriter.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Usage from the last event of each choice (its running totals); a prompt's cached tokens count once over its n samples.</summary>
