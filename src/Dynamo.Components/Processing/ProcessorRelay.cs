@@ -98,9 +98,14 @@ internal static class ProcessorRelay
 
     /// <summary>
     /// The event of a delta or error frame after the start frame (an error frame's event carries the error
-    /// and ends the answer); throws for any other frame.
+    /// and ends the answer); throws for any other frame. A delta of the usual shape is read without the
+    /// serializer (<see cref="ProcessorDeltaReader"/>).
     /// </summary>
-    internal static ChoiceEvent ReadEvent(ReadOnlySpan<byte> json)
+    internal static ChoiceEvent ReadEvent(ReadOnlySpan<byte> json) =>
+        ProcessorDeltaReader.TryRead(json, out ChoiceEvent e) ? e : ReadEventWithSerializer(json);
+
+    /// <summary><see cref="ReadEvent"/> through the serializer alone.</summary>
+    internal static ChoiceEvent ReadEventWithSerializer(ReadOnlySpan<byte> json)
     {
         ProcessorFrame frame = Parse(json);
         if (frame.Type == ProcessorFrame.ErrorType)

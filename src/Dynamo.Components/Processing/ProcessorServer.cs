@@ -108,8 +108,11 @@ public sealed partial class ProcessorServer : IAsyncDisposable
     /// <summary>Serializes a frame.</summary>
     internal static byte[] Serialize(ProcessorFrame frame) => JsonSerializer.SerializeToUtf8Bytes(frame, ProcessorJsonContext.Default.ProcessorFrame);
 
-    /// <summary>The delta frame of <paramref name="e"/>.</summary>
-    internal static byte[] SerializeDelta(in ChoiceEvent e) => Serialize(new ProcessorFrame
+    /// <summary>The delta frame of <paramref name="e"/> (without log probabilities written straight, <see cref="ProcessorDeltaReader"/>).</summary>
+    internal static byte[] SerializeDelta(in ChoiceEvent e) => ProcessorDeltaReader.Write(e) ?? SerializeDeltaWithSerializer(e);
+
+    /// <summary><see cref="SerializeDelta"/> through the serializer alone.</summary>
+    internal static byte[] SerializeDeltaWithSerializer(in ChoiceEvent e) => Serialize(new ProcessorFrame
     {
         Type = ProcessorFrame.DeltaType,
         Index = e.Index,
