@@ -8,16 +8,10 @@ namespace Dynamo.Components.Processing;
 /// /v1/chat/completions: messages through the chat template; <c>chat.completion.chunk</c>s (the role first
 /// per choice, then content deltas, then an empty delta with the finish reason) or one <c>chat.completion</c>.
 /// </summary>
-internal sealed class ChatResponseShape : ResponseShape
+internal sealed class ChatResponseShape() : ResponseShape("chat", "chat_completions", "chatcmpl-")
 {
     private static readonly JsonEncodedText ChunkObject = JsonEncodedText.Encode("chat.completion.chunk");
     private static readonly JsonEncodedText Assistant = JsonEncodedText.Encode("assistant");
-
-    public override string Kind => "chat";
-
-    public override string Endpoint => "chat_completions";
-
-    public override string IdPrefix => "chatcmpl-";
 
     public override OpenAiRequestBase ReadRequest(ReadOnlySpan<byte> body) => OpenAiRequestReader.ReadChat(body);
 

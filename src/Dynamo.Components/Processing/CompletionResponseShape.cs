@@ -8,15 +8,9 @@ namespace Dynamo.Components.Processing;
 /// /v1/completions: prompts as given (text or token ids); <c>text_completion</c> chunks (text deltas, then an
 /// empty text with the finish reason) or one <c>text_completion</c>; log probabilities as parallel arrays.
 /// </summary>
-internal sealed class CompletionResponseShape : ResponseShape
+internal sealed class CompletionResponseShape() : ResponseShape("completions", "completions", "cmpl-")
 {
     private static readonly JsonEncodedText ChunkObject = JsonEncodedText.Encode("text_completion");
-
-    public override string Kind => "completions";
-
-    public override string Endpoint => "completions";
-
-    public override string IdPrefix => "cmpl-";
 
     public override OpenAiRequestBase ReadRequest(ReadOnlySpan<byte> body) => OpenAiRequestReader.ReadCompletion(body);
 

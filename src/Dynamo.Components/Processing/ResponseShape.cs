@@ -12,7 +12,10 @@ namespace Dynamo.Components.Processing;
 /// responses through it. Streamed chunks are written straight to JSON (no chunk objects per token); golden
 /// tests pin the bytes to what the response types serialize to.
 /// </summary>
-internal abstract class ResponseShape
+/// <param name="kind">"chat" or "completions": the kind of a processor request (<see cref="ProcessorRequest.Kind"/>).</param>
+/// <param name="endpoint">The <c>endpoint</c> label of the frontend's metrics and log line.</param>
+/// <param name="idPrefix">What response ids start with.</param>
+internal abstract class ResponseShape(string kind, string endpoint, string idPrefix)
 {
     /// <summary>/v1/chat/completions.</summary>
     public static ResponseShape Chat { get; } = new ChatResponseShape();
@@ -21,13 +24,13 @@ internal abstract class ResponseShape
     public static ResponseShape Completions { get; } = new CompletionResponseShape();
 
     /// <summary>"chat" or "completions": the kind of a processor request (<see cref="ProcessorRequest.Kind"/>).</summary>
-    public abstract string Kind { get; }
+    public string Kind { get; } = kind;
 
     /// <summary>The <c>endpoint</c> label of the frontend's metrics and log line.</summary>
-    public abstract string Endpoint { get; }
+    public string Endpoint { get; } = endpoint;
 
     /// <summary>What response ids start with.</summary>
-    public abstract string IdPrefix { get; }
+    public string IdPrefix { get; } = idPrefix;
 
     /// <summary>The shape a processor request's kind names, or null.</summary>
     public static ResponseShape? FromKind(string? kind) => kind switch

@@ -15,72 +15,53 @@ public sealed class ChoiceEventReaderTests
     private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(50);
     private static readonly ChoiceEvent Token = new(0, new ChoiceDelta("x", null, 0, null), 1, 1, 0, null);
 
-    private static Channel<ChoiceEvent> NewChannel(bool synchronous = false) =>
-        Channel.CreateBounded<ChoiceEvent>(new BoundedChannelOptions(8) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait, AllowSynchronousContinuations = synchronous });
-
-    private static (SseWriter Sse, RecordingStream Body) NewSse()
-    {
-        var body = new RecordingStream();
-        var context = new DefaultHttpContext();
-        context.Response.Body = body;
-        return (new SseWriter(context.Response), body);
-    }
-
     [Fact]
     public async Task NextAsync_NoEventForIntervals_OneKeepAlivePerIntervalThenTheEvent()
     {
-        var time = new ManualTimeProvider();
-        Channel<ChoiceEvent> channel = NewChannel();
-        (SseWriter sse, RecordingStream body) = NewSse();
-        using var reader = new ChoiceEventReader(channel.Reader, sse, Interval, time);
+        using var rig = new Rig();
 
-        ValueTask<ChoiceEvent?> next = reader.NextAsync(CancellationToken.None);
-        Assert.Equal(Interval, await time.NextDueAsync());
-        time.Advance(Interval);
-        await DistributedRuntimeInProcessTests.WaitUntilAsync(() => body.Text.Length > 0);
-        Assert.Equal(Interval, await time.NextDueAsync());
-        time.Advance(Interval);
-        await DistributedRuntimeInProcessTests.WaitUntilAsync(() => body.Text.Length > ": keep-alive\n\n".Length);
-        channel.Writer.TryWrite(Token);
+        ValueTask<ChoiceEvent?> next = rig.Reader.NextAsync(CancellationToken.None);
+        Assert.Equal(Interval, await rig.Time.NextDueAsync());
+        rig.Time.Advance(Interval);
+        await DistributedRuntimeInProcessTests.WaitUntilAsync(() => rig.Body.Text.Length > 0);
+        Assert.Equal(Interval, await rig.Time.NextDueAsync());
+        rig.Time.Advance(Interval);
+        await DistributedRuntimeInProcessTests.WaitUntilAsync(() => rig.Body.Text.Length > ": keep-alive\n\n".Length);
+        rig.Channel.Writer.TryWrite(Token);
 
         Assert.Equal(Token, await next);
-        Assert.Equal(": keep-alive\n\n: keep-alive\n\n", body.Text);
+        Assert.Equal(": keep-alive\n\n: keep-alive\n\n", rig.Body.Text);
     }
 
     [Fact]
     public async Task NextAsync_EventBeforeTheInterval_NoKeepAliveAndTheNextWaitCountsFromItsOwnStart()
     {
-        var time = new ManualTimeProvider();
-        Channel<ChoiceEvent> channel = NewChannel();
-        (SseWriter sse, RecordingStream body) = NewSse();
-        using var reader = new ChoiceEventReader(channel.Reader, sse, Interval, time);
+        using var rig = new Rig();
 
-        ValueTask<ChoiceEvent?> first = reader.NextAsync(CancellationToken.None);
-        await time.NextDueAsync();
-        time.Advance(Interval * 0.6);
-        channel.Writer.TryWrite(Token);
+        ValueTask<ChoiceEvent?> first = rig.Reader.NextAsync(CancellationToken.None);
+        await rig.Time.NextDueAsync();
+        rig.Time.Advance(Interval * 0.6);
+        rig.Channel.Writer.TryWrite(Token);
         Assert.Equal(Token, await first);
-        ValueTask<ChoiceEvent?> second = reader.NextAsync(CancellationToken.None);
-        Assert.Equal(Interval, await time.NextDueAsync());
-        time.Advance(Interval * 0.6);
+        ValueTask<ChoiceEvent?> second = rig.Reader.NextAsync(CancellationToken.None);
+        Assert.Equal(Interval, await rig.Time.NextDueAsync());
+        rig.Time.Advance(Interval * 0.6);
 
-        Assert.Equal("", body.Text);
-        time.Advance(Interval * 0.4);
-        await DistributedRuntimeInProcessTests.WaitUntilAsync(() => body.Text.Length > 0);
-        channel.Writer.TryWrite(Token);
+        Assert.Equal("", rig.Body.Text);
+        rig.Time.Advance(Interval * 0.4);
+        await DistributedRuntimeInProcessTests.WaitUntilAsync(() => rig.Body.Text.Length > 0);
+        rig.Channel.Writer.TryWrite(Token);
         Assert.Equal(Token, await second);
-        Assert.Equal(": keep-alive\n\n", body.Text);
+        Assert.Equal(": keep-alive\n\n", rig.Body.Text);
     }
 
     [Fact]
     public async Task NextAsync_CancelledWhileWaiting_Throws()
     {
-        Channel<ChoiceEvent> channel = NewChannel();
-        (SseWriter sse, _) = NewSse();
-        using var reader = new ChoiceEventReader(channel.Reader, sse, TimeSpan.FromMinutes(1));
+        using var rig = new Rig();
         using var request = new CancellationTokenSource();
 
-        ValueTask<ChoiceEvent?> next = reader.NextAsync(request.Token);
+        ValueTask<ChoiceEvent?> next = rig.Reader.NextAsync(request.Token);
         await request.CancelAsync();
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await next);
@@ -89,31 +70,28 @@ public sealed class ChoiceEventReaderTests
     [Fact]
     public async Task NextAsync_ChannelCompleted_EventsThenNull()
     {
-        Channel<ChoiceEvent> channel = NewChannel();
-        using var reader = new ChoiceEventReader(channel.Reader, null, Interval);
+        using var rig = new Rig();
 
-        ValueTask<ChoiceEvent?> next = reader.NextAsync(CancellationToken.None);
-        channel.Writer.TryWrite(Token);
-        channel.Writer.TryComplete();
+        ValueTask<ChoiceEvent?> next = rig.Reader.NextAsync(CancellationToken.None);
+        rig.Channel.Writer.TryWrite(Token);
+        rig.Channel.Writer.TryComplete();
 
         Assert.Equal(Token, await next);
-        Assert.Null(await reader.NextAsync(CancellationToken.None));
+        Assert.Null(await rig.Reader.NextAsync(CancellationToken.None));
     }
 
     [Fact]
     public void NextAsync_WaitsForEvents_AllocatesNothingPerWait()
     {
         // Continuations run inline here, so every wait, wake-up and read happens on this thread and is counted.
-        Channel<ChoiceEvent> channel = NewChannel(synchronous: true);
-        (SseWriter sse, _) = NewSse();
-        using var reader = new ChoiceEventReader(channel.Reader, sse, TimeSpan.FromMinutes(1));
+        using var rig = new Rig(synchronous: true);
         using var request = new CancellationTokenSource();
         int tokens = 0;
         void Wait()
         {
-            ValueTask<ChoiceEvent?> next = reader.NextAsync(request.Token);
+            ValueTask<ChoiceEvent?> next = rig.Reader.NextAsync(request.Token);
             Assert.False(next.IsCompleted);
-            channel.Writer.TryWrite(Token);
+            rig.Channel.Writer.TryWrite(Token);
             Assert.True(next.IsCompletedSuccessfully);
             tokens += next.Result!.Value.NewTokens;
         }
@@ -131,6 +109,33 @@ public sealed class ChoiceEventReaderTests
 
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
         Assert.Equal(1010, tokens);
+    }
+
+    /// <summary>A reader on its own channel, writing keep-alives every <see cref="Interval"/> of a manual clock to a recording body.</summary>
+    private sealed class Rig : IDisposable
+    {
+        public Rig(bool synchronous = false)
+        {
+            Channel = System.Threading.Channels.Channel.CreateBounded<ChoiceEvent>(new BoundedChannelOptions(8)
+            {
+                SingleReader = true,
+                FullMode = BoundedChannelFullMode.Wait,
+                AllowSynchronousContinuations = synchronous,
+            });
+            var context = new DefaultHttpContext();
+            context.Response.Body = Body;
+            Reader = new ChoiceEventReader(Channel.Reader, new SseWriter(context.Response), Interval, Time);
+        }
+
+        public ManualTimeProvider Time { get; } = new();
+
+        public Channel<ChoiceEvent> Channel { get; }
+
+        public RecordingStream Body { get; } = new();
+
+        public ChoiceEventReader Reader { get; }
+
+        public void Dispose() => Reader.Dispose();
     }
 
     /// <summary>A response body whose text the test can read while the writer writes.</summary>

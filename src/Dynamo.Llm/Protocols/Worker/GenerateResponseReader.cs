@@ -251,23 +251,17 @@ internal sealed class GenerateResponseReader
         return true;
     }
 
-    private void AddTokenId(int id)
+    private void AddTokenId(int id) => Append(ref _tokenIds, ref _tokenCount, id);
+
+    private void AddLogprob(float logprob) => Append(ref _logprobs, ref _logprobCount, logprob);
+
+    private static void Append<T>(ref T[] items, ref int count, T item)
     {
-        if (_tokenCount == _tokenIds.Length)
+        if (count == items.Length)
         {
-            Array.Resize(ref _tokenIds, _tokenIds.Length * 2);
+            Array.Resize(ref items, items.Length * 2);
         }
 
-        _tokenIds[_tokenCount++] = id;
-    }
-
-    private void AddLogprob(float logprob)
-    {
-        if (_logprobCount == _logprobs.Length)
-        {
-            Array.Resize(ref _logprobs, _logprobs.Length * 2);
-        }
-
-        _logprobs[_logprobCount++] = logprob;
+        items[count++] = item;
     }
 }
