@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Threading.Channels;
 using Dynamo.Components.Registry;
 using Dynamo.Llm.Preprocessing;
@@ -20,11 +19,11 @@ namespace Dynamo.Components.Processing;
 internal sealed class GenerationPipeline(ModelRegistry registry)
 {
     /// <summary>
-    /// Preprocesses <paramref name="request"/> for <paramref name="model"/> (throws <see cref="OpenAiException"/>
+    /// Preprocesses <paramref name="request"/> (of <paramref name="shape"/>) for <paramref name="model"/> (throws <see cref="OpenAiException"/>
     /// for a client's mistake or a model whose tokenizer cannot load) and starts every choice; worker
     /// request ids are <c>{requestId}-{choice}</c>.
     /// </summary>
-    public async Task<Generation> StartAsync(OpenAiRequestBase request, bool chat, ServedModel model, string requestId, CancellationToken cancellationToken)
+    public async Task<Generation> StartAsync(OpenAiRequestBase request, ResponseShape shape, ServedModel model, string requestId, CancellationToken cancellationToken)
     {
         Preprocessor preprocessor;
         try
@@ -36,7 +35,7 @@ internal sealed class GenerationPipeline(ModelRegistry registry)
             throw OpenAiException.Unavailable($"The tokenizer of model '{model.Name}' could not be loaded: {e.GetBaseException().Message}", "tokenizer_unavailable", 5);
         }
 
-        PreprocessedRequest pre = chat ? preprocessor.Preprocess((ChatCompletionRequest)request) : preprocessor.Preprocess((CompletionRequest)request);
+        PreprocessedRequest pre = shape.Preprocess(preprocessor, request);
         int choices = pre.ChoiceCount;
         var channel = Channel.CreateBounded<ChoiceEvent>(new BoundedChannelOptions(registry.Options.ChoiceBufferCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
         var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -57,6 +56,7 @@ internal sealed class GenerationPipeline(ModelRegistry registry)
     private async Task PumpAsync(string model, int index, GenerateRequest generate, NvExt? nvext, ChoicePostprocessor post, ChannelWriter<ChoiceEvent> events, CancellationToken cancellationToken)
     {
         string requestId = generate.RequestId!;
+        var frames = new ChoiceFrames(index, requestId, post);
         var tried = new HashSet<long>();
         var requestOptions = RequestOptions.Default with { RequestId = requestId };
         try
@@ -80,20 +80,13 @@ internal sealed class GenerationPipeline(ModelRegistry registry)
                         }
 
                         produced = true;
-                        GenerateResponse response = JsonSerializer.Deserialize(frame.Span, WorkerJsonContext.Default.GenerateResponse)
-                            ?? throw new InvalidDataException("null generate response");
-                        if (response.FinishReason == "cancelled")
+                        ChoiceEvent e = frames.Push(frame.Span);
+                        if (frames.WorkerFinished)
                         {
-                            throw OpenAiException.Unavailable($"The worker cancelled request {requestId} (it is shutting down?).", "worker_cancelled");
+                            lease.Complete(frames.WorkerCachedTokens);
                         }
 
-                        ChoiceDelta delta = post.Push(response);
-                        if (response.FinishReason is not null)
-                        {
-                            lease.Complete(response.CachedTokens);
-                        }
-
-                        await events.WriteAsync(new ChoiceEvent(index, delta, response.TokenIds.Count, post.CompletionTokens, post.CachedTokens, null), cancellationToken).ConfigureAwait(false);
+                        await events.WriteAsync(e, cancellationToken).ConfigureAwait(false);
                         if (post.IsFinished)
                         {
                             return;

@@ -21,9 +21,9 @@ internal static class ProcessorRelay
     /// (<see cref="ProcessorOptions.ChoiceBufferCapacity"/>). Null when no processor answered (the client tried
     /// every one it lists): nothing ran anywhere, and the caller runs the pipeline itself.
     /// </summary>
-    public static async Task<Generation?> TryStartAsync(EndpointClient processors, ReadOnlyMemory<byte> body, bool chat, string requestId, int bufferCapacity, CancellationToken cancellationToken)
+    public static async Task<Generation?> TryStartAsync(EndpointClient processors, ReadOnlyMemory<byte> body, ResponseShape shape, string requestId, int bufferCapacity, CancellationToken cancellationToken)
     {
-        byte[] payload = BuildRequest(body.Span, chat, requestId);
+        byte[] payload = BuildRequest(body.Span, shape, requestId);
         var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         IAsyncEnumerator<ReadOnlyMemory<byte>> frames = processors.StreamAsync(payload, options: RequestOptions.Default with { RequestId = requestId }, cancellationToken: stop.Token)
             .GetAsyncEnumerator(stop.Token);
@@ -73,20 +73,12 @@ internal static class ProcessorRelay
         {
             while (await frames.MoveNextAsync().ConfigureAwait(false))
             {
-                ProcessorFrame frame = Parse(frames.Current.Span);
-                if (frame.Type == ProcessorFrame.ErrorType)
+                ChoiceEvent e = ReadEvent(frames.Current.Span);
+                await events.WriteAsync(e, cancellationToken).ConfigureAwait(false);
+                if (e.Error is not null)
                 {
-                    await events.WriteAsync(ChoiceEvent.Failed(frame.Index, ToException(frame)), cancellationToken).ConfigureAwait(false);
                     return;
                 }
-
-                if (frame.Type != ProcessorFrame.DeltaType)
-                {
-                    throw new InvalidDataException($"unexpected frame '{frame.Type}'");
-                }
-
-                var delta = new ChoiceDelta(frame.Text ?? "", frame.TokenLogprobs, frame.TextOffset, frame.FinishReason);
-                await events.WriteAsync(new ChoiceEvent(frame.Index, delta, frame.NewTokens, frame.CompletionTokens, frame.CachedTokens, null), cancellationToken).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -104,14 +96,40 @@ internal static class ProcessorRelay
         }
     }
 
-    private static byte[] BuildRequest(ReadOnlySpan<byte> body, bool chat, string requestId)
+    /// <summary>
+    /// The event of a delta or error frame after the start frame (an error frame's event carries the error
+    /// and ends the answer); throws for any other frame. A delta of the usual shape is read without the
+    /// serializer (<see cref="ProcessorDeltaReader"/>).
+    /// </summary>
+    internal static ChoiceEvent ReadEvent(ReadOnlySpan<byte> json) =>
+        ProcessorDeltaReader.TryRead(json, out ChoiceEvent e) ? e : ReadEventWithSerializer(json);
+
+    /// <summary><see cref="ReadEvent"/> through the serializer alone.</summary>
+    internal static ChoiceEvent ReadEventWithSerializer(ReadOnlySpan<byte> json)
+    {
+        ProcessorFrame frame = Parse(json);
+        if (frame.Type == ProcessorFrame.ErrorType)
+        {
+            return ChoiceEvent.Failed(frame.Index, ToException(frame));
+        }
+
+        if (frame.Type != ProcessorFrame.DeltaType)
+        {
+            throw new InvalidDataException($"unexpected frame '{frame.Type}'");
+        }
+
+        var delta = new ChoiceDelta(frame.Text ?? "", frame.TokenLogprobs, frame.TextOffset, frame.FinishReason);
+        return new ChoiceEvent(frame.Index, delta, frame.NewTokens, frame.CompletionTokens, frame.CachedTokens, null);
+    }
+
+    private static byte[] BuildRequest(ReadOnlySpan<byte> body, ResponseShape shape, string requestId)
     {
         var buffer = new ArrayBufferWriter<byte>(body.Length + 128);
         using (var writer = new Utf8JsonWriter(buffer))
         {
             writer.WriteStartObject();
             writer.WriteNumber("v", 1);
-            writer.WriteString("kind", chat ? "chat" : "completions");
+            writer.WriteString("kind", shape.Kind);
             writer.WriteString("request_id", requestId);
             writer.WritePropertyName("body");
             writer.WriteRawValue(body, skipInputValidation: false);

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Dynamo.Components.Registry;
-using Dynamo.Llm.Preprocessing;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
@@ -109,6 +108,23 @@ public sealed partial class ProcessorServer : IAsyncDisposable
     /// <summary>Serializes a frame.</summary>
     internal static byte[] Serialize(ProcessorFrame frame) => JsonSerializer.SerializeToUtf8Bytes(frame, ProcessorJsonContext.Default.ProcessorFrame);
 
+    /// <summary>The delta frame of <paramref name="e"/> (without log probabilities written straight, <see cref="ProcessorDeltaReader"/>).</summary>
+    internal static byte[] SerializeDelta(in ChoiceEvent e) => ProcessorDeltaReader.Write(e) ?? SerializeDeltaWithSerializer(e);
+
+    /// <summary><see cref="SerializeDelta"/> through the serializer alone.</summary>
+    internal static byte[] SerializeDeltaWithSerializer(in ChoiceEvent e) => Serialize(new ProcessorFrame
+    {
+        Type = ProcessorFrame.DeltaType,
+        Index = e.Index,
+        Text = e.Delta.Text,
+        TokenLogprobs = e.Delta.Logprobs,
+        TextOffset = e.Delta.TextOffset,
+        FinishReason = e.Delta.FinishReason,
+        NewTokens = e.NewTokens,
+        CompletionTokens = e.CompletionTokens,
+        CachedTokens = e.CachedTokens,
+    });
+
     /// <summary>The error frame of <paramref name="error"/>.</summary>
     internal static ProcessorFrame ErrorFrame(OpenAiException error) => new()
     {
@@ -175,18 +191,7 @@ public sealed partial class ProcessorServer : IAsyncDisposable
                     }
 
                     completion[e.Index] = e.CompletionTokens;
-                    yield return Serialize(new ProcessorFrame
-                    {
-                        Type = ProcessorFrame.DeltaType,
-                        Index = e.Index,
-                        Text = e.Delta.Text,
-                        TokenLogprobs = e.Delta.Logprobs,
-                        TextOffset = e.Delta.TextOffset,
-                        FinishReason = e.Delta.FinishReason,
-                        NewTokens = e.NewTokens,
-                        CompletionTokens = e.CompletionTokens,
-                        CachedTokens = e.CachedTokens,
-                    });
+                    yield return SerializeDelta(e);
                 }
 
                 status = 200;
@@ -215,7 +220,7 @@ public sealed partial class ProcessorServer : IAsyncDisposable
             throw new EndpointException("unsupported_version", $"processor request version {request.Version} is not supported (this processor speaks 1)");
         }
 
-        if (request.Kind is not ("chat" or "completions"))
+        if (ResponseShape.FromKind(request.Kind) is null)
         {
             throw new EndpointException("invalid_request", $"processor request kind '{request.Kind}' is not chat or completions");
         }
@@ -227,12 +232,12 @@ public sealed partial class ProcessorServer : IAsyncDisposable
     {
         try
         {
-            bool chat = request.Kind == "chat";
+            ResponseShape shape = ResponseShape.FromKind(request.Kind)!;
             byte[] body = JsonSerializer.SerializeToUtf8Bytes(request.Body, ProcessorJsonContext.Default.JsonElement);
-            OpenAiRequestBase parsed = chat ? OpenAiRequestReader.ReadChat(body) : OpenAiRequestReader.ReadCompletion(body);
+            OpenAiRequestBase parsed = shape.ReadRequest(body);
             string name = string.IsNullOrEmpty(parsed.Model) ? throw OpenAiException.BadRequest("'model' is required.", "model", "missing_model") : parsed.Model;
             ServedModel model = await FindAsync(registry, name, cancellationToken).ConfigureAwait(false);
-            return (await pipeline.StartAsync(parsed, chat, model, request.RequestId, cancellationToken).ConfigureAwait(false), null);
+            return (await pipeline.StartAsync(parsed, shape, model, request.RequestId, cancellationToken).ConfigureAwait(false), null);
         }
         catch (OpenAiException e)
         {

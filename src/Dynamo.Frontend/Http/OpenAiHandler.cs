@@ -1,12 +1,9 @@
 using System.Buffers;
-using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
-using System.Threading.Channels;
 using Dynamo.Components.Registry;
 using Dynamo.Frontend.Observability;
 using Dynamo.Components.Processing;
-using Dynamo.Llm.Preprocessing;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Runtime;
 using Microsoft.AspNetCore.Http;
@@ -22,9 +19,6 @@ namespace Dynamo.Frontend.Http;
 /// </summary>
 internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetrics metrics, FrontendOptions options, ILogger logger, Func<bool> shuttingDown, CancellationToken shutdown)
 {
-    private const string ChatEndpoint = "chat_completions";
-    private const string CompletionsEndpoint = "completions";
-
     private readonly GenerationPipeline _pipeline = new(registry);
 
     private int _inflight;
@@ -32,9 +26,9 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
     /// <summary>Requests being processed now.</summary>
     public int Inflight => Volatile.Read(ref _inflight);
 
-    public Task ChatCompletionsAsync(HttpContext context) => HandleAsync(context, chat: true);
+    public Task ChatCompletionsAsync(HttpContext context) => HandleAsync(context, ResponseShape.Chat);
 
-    public Task CompletionsAsync(HttpContext context) => HandleAsync(context, chat: false);
+    public Task CompletionsAsync(HttpContext context) => HandleAsync(context, ResponseShape.Completions);
 
     /// <summary>Writes an OpenAI error response (with Retry-After for 429/503).</summary>
     public static async Task WriteErrorAsync(HttpResponse response, OpenAiException error, CancellationToken cancellationToken)
@@ -49,10 +43,10 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         await response.WriteAsync(JsonSerializer.Serialize(error.ToResponse(), OpenAiJsonContext.Default.ErrorResponse), cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task HandleAsync(HttpContext context, bool chat)
+    private async Task HandleAsync(HttpContext context, ResponseShape shape)
     {
         Interlocked.Increment(ref _inflight);
-        var trace = new RequestTrace((chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N"), chat ? ChatEndpoint : CompletionsEndpoint);
+        var trace = new RequestTrace(shape.IdPrefix + Guid.NewGuid().ToString("N"), shape.Endpoint);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, shutdown);
         var sse = new SseWriter(context.Response);
         bool counted = false;
@@ -64,7 +58,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             }
 
             byte[] body = await ReadBodyAsync(context, cancel.Token).ConfigureAwait(false);
-            OpenAiRequestBase request = chat ? OpenAiRequestReader.ReadChat(body) : OpenAiRequestReader.ReadCompletion(body);
+            OpenAiRequestBase request = shape.ReadRequest(body);
             string name = string.IsNullOrEmpty(request.Model) ? throw OpenAiException.BadRequest("'model' is required.", "model", "missing_model") : request.Model;
             ServedModel model = registry.Find(name) ?? throw OpenAiException.ModelNotFound(name);
             trace.Model = model.Name;
@@ -75,19 +69,19 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             trace.Queued = true;
             EndpointClient? processors = await registry.ProcessorsAsync().ConfigureAwait(false);
             Generation generation = (processors is null ? null
-                    : await ProcessorRelay.TryStartAsync(processors, body, chat, trace.Id, options.Processing.ChoiceBufferCapacity, cancel.Token).ConfigureAwait(false))
-                ?? await _pipeline.StartAsync(request, chat, model, trace.Id, cancel.Token).ConfigureAwait(false);
+                    : await ProcessorRelay.TryStartAsync(processors, body, shape, trace.Id, options.Processing.ChoiceBufferCapacity, cancel.Token).ConfigureAwait(false))
+                ?? await _pipeline.StartAsync(request, shape, model, trace.Id, cancel.Token).ConfigureAwait(false);
             await using (generation.ConfigureAwait(false))
             {
                 // Whatever ends the response (done, error, client gone), disposing stops every worker stream.
                 trace.PromptTokens = generation.Info.PromptTokens;
                 if (generation.Info.Stream)
                 {
-                    await StreamAsync(sse, generation, trace, chat, cancel.Token).ConfigureAwait(false);
+                    await StreamAsync(sse, generation, trace, shape, cancel.Token).ConfigureAwait(false);
                 }
                 else
                 {
-                    await GatherAsync(context, generation, trace, chat, cancel.Token).ConfigureAwait(false);
+                    await GatherAsync(context, generation, trace, shape, cancel.Token).ConfigureAwait(false);
                 }
             }
         }
@@ -206,157 +200,25 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         }
     }
 
-    /// <summary>Reads the next event, writing SSE keep-alive comments while none arrives; null at the end.</summary>
-    private async ValueTask<ChoiceEvent?> NextAsync(ChannelReader<ChoiceEvent> reader, SseWriter? sse, CancellationToken cancellationToken)
+    private async Task StreamAsync(SseWriter sse, Generation generation, RequestTrace trace, ResponseShape shape, CancellationToken cancellationToken)
     {
-        while (true)
+        var response = new StreamingResponse(sse, generation.Info, trace, shape, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), new TokenMetrics(metrics, trace, generation.Info.ChoiceCount));
+        using var reader = new ChoiceEventReader(generation.Events, sse, options.KeepAliveInterval);
+        while (await reader.NextAsync(cancellationToken).ConfigureAwait(false) is ChoiceEvent e)
         {
-            if (reader.TryRead(out ChoiceEvent e))
-            {
-                return e;
-            }
-
-            Task<bool> ready = reader.WaitToReadAsync(cancellationToken).AsTask();
-            if (sse is not null)
-            {
-                while (!ready.IsCompleted)
-                {
-                    using var delay = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                    Task timer = Task.Delay(options.KeepAliveInterval, delay.Token);
-                    if (await Task.WhenAny(ready, timer).ConfigureAwait(false) == timer)
-                    {
-                        cancellationToken.ThrowIfCancellationRequested();
-                        sse.WriteKeepAlive();
-                        await sse.FlushAsync(cancellationToken).ConfigureAwait(false);
-                    }
-                    else
-                    {
-                        await delay.CancelAsync().ConfigureAwait(false);
-                    }
-                }
-            }
-
-            if (!await ready.ConfigureAwait(false))
-            {
-                return null;
-            }
-        }
-    }
-
-    private void Observe(RequestTrace trace, long[] lastToken, ChoiceEvent e)
-    {
-        if (e.NewTokens == 0)
-        {
-            return;
-        }
-
-        long now = Stopwatch.GetTimestamp();
-        trace.CompletionTokens += e.NewTokens;
-        metrics.OutputTokensTotal.WithLabels(trace.Model).Inc(e.NewTokens);
-        if (trace.TimeToFirstToken is null)
-        {
-            trace.TimeToFirstToken = Stopwatch.GetElapsedTime(trace.Start, now);
-            metrics.TimeToFirstToken.WithLabels(trace.Model).Observe(trace.TimeToFirstToken.Value.TotalSeconds);
-            metrics.Queued.WithLabels(trace.Model).Dec();
-            trace.Queued = false;
-        }
-
-        if (lastToken[e.Index] != 0)
-        {
-            double gap = Stopwatch.GetElapsedTime(lastToken[e.Index], now).TotalSeconds / e.NewTokens;
-            for (int k = 0; k < e.NewTokens; k++)
-            {
-                metrics.InterTokenLatency.WithLabels(trace.Model).Observe(gap);
-            }
-        }
-
-        lastToken[e.Index] = now;
-    }
-
-    private async Task StreamAsync(SseWriter sse, Generation generation, RequestTrace trace, bool chat, CancellationToken cancellationToken)
-    {
-        GenerationInfo info = generation.Info;
-        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var lastToken = new long[info.ChoiceCount];
-        var started = new bool[info.ChoiceCount];
-        var totals = new ChoiceEvent[info.ChoiceCount];
-        while (await NextAsync(generation.Events, sse, cancellationToken).ConfigureAwait(false) is ChoiceEvent e)
-        {
-            if (e.Error is not null)
-            {
-                throw e.Error;
-            }
-
-            Observe(trace, lastToken, e);
-            totals[e.Index] = e;
-            ChoiceDelta d = e.Delta;
-            bool hasLogprobs = d.Logprobs is { Count: > 0 };
-            if (chat)
-            {
-                if (!started[e.Index])
-                {
-                    started[e.Index] = true;
-                    sse.WriteData(ChatChunk(trace, created, new ChatChunkChoice { Index = e.Index, Delta = new ChatDelta { Role = "assistant", Content = "" } }), OpenAiJsonContext.Default.ChatCompletionChunk);
-                }
-
-                if (d.Text.Length > 0 || hasLogprobs)
-                {
-                    sse.WriteData(ChatChunk(trace, created, new ChatChunkChoice
-                    {
-                        Index = e.Index,
-                        Delta = new ChatDelta { Content = d.Text },
-                        Logprobs = hasLogprobs ? new ChatLogprobs { Content = d.Logprobs! } : null,
-                    }), OpenAiJsonContext.Default.ChatCompletionChunk);
-                }
-
-                if (d.FinishReason is not null)
-                {
-                    sse.WriteData(ChatChunk(trace, created, new ChatChunkChoice { Index = e.Index, Delta = ChatDelta.Empty, FinishReason = d.FinishReason }), OpenAiJsonContext.Default.ChatCompletionChunk);
-                }
-            }
-            else
-            {
-                if (d.Text.Length > 0 || hasLogprobs)
-                {
-                    sse.WriteData(CompletionChunk(trace, created, new CompletionChoice
-                    {
-                        Index = e.Index,
-                        Text = d.Text,
-                        Logprobs = hasLogprobs ? ChoicePostprocessor.ToCompletionLogprobs([.. d.Logprobs!.Select(l => (l, d.TextOffset))], info.TopLogprobs > 0) : null,
-                    }), OpenAiJsonContext.Default.CompletionResponse);
-                }
-
-                if (d.FinishReason is not null)
-                {
-                    sse.WriteData(CompletionChunk(trace, created, new CompletionChoice { Index = e.Index, Text = "", FinishReason = d.FinishReason }), OpenAiJsonContext.Default.CompletionResponse);
-                }
-            }
-
+            response.Write(e);
             await sse.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        if (info.IncludeUsage)
-        {
-            Usage usage = UsageOf(info, totals);
-            if (chat)
-            {
-                sse.WriteData(new ChatCompletionChunk { Id = trace.Id, Created = created, Model = trace.Model, Choices = [], Usage = usage }, OpenAiJsonContext.Default.ChatCompletionChunk);
-            }
-            else
-            {
-                sse.WriteData(new CompletionResponse { Id = trace.Id, Created = created, Model = trace.Model, Choices = [], Usage = usage }, OpenAiJsonContext.Default.CompletionResponse);
-            }
-        }
-
-        sse.WriteDone();
+        response.WriteEnd();
         await sse.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task GatherAsync(HttpContext context, Generation generation, RequestTrace trace, bool chat, CancellationToken cancellationToken)
+    private async Task GatherAsync(HttpContext context, Generation generation, RequestTrace trace, ResponseShape shape, CancellationToken cancellationToken)
     {
         GenerationInfo info = generation.Info;
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var lastToken = new long[info.ChoiceCount];
+        var tokens = new TokenMetrics(metrics, trace, info.ChoiceCount);
         var totals = new ChoiceEvent[info.ChoiceCount];
         var text = new StringBuilder[info.ChoiceCount];
         var logprobs = new List<(ChatTokenLogprob Entry, int TextOffset)>[info.ChoiceCount];
@@ -366,14 +228,15 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             logprobs[i] = [];
         }
 
-        while (await NextAsync(generation.Events, null, cancellationToken).ConfigureAwait(false) is ChoiceEvent e)
+        using var reader = new ChoiceEventReader(generation.Events, null, options.KeepAliveInterval);
+        while (await reader.NextAsync(cancellationToken).ConfigureAwait(false) is ChoiceEvent e)
         {
             if (e.Error is not null)
             {
                 throw e.Error;
             }
 
-            Observe(trace, lastToken, e);
+            tokens.Observe(e);
             totals[e.Index] = e;
             text[e.Index].Append(e.Delta.Text);
             foreach (ChatTokenLogprob l in e.Delta.Logprobs ?? [])
@@ -382,55 +245,23 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             }
         }
 
-        bool withLogprobs = info.Logprobs != LogprobsFormat.None;
-        Usage usage = UsageOf(info, totals);
+        var choices = new GatheredChoice[info.ChoiceCount];
+        for (int i = 0; i < choices.Length; i++)
+        {
+            choices[i] = new GatheredChoice(text[i].ToString(), logprobs[i], totals[i].Delta.FinishReason);
+        }
+
         context.Response.ContentType = "application/json";
-        if (chat)
+        using (var json = new Utf8JsonWriter(context.Response.BodyWriter))
         {
-            var response = new ChatCompletionResponse
-            {
-                Id = trace.Id,
-                Created = created,
-                Model = trace.Model,
-                Choices = [.. totals.Select((t, i) => new ChatChoice
-                {
-                    Index = i,
-                    Message = new ChatResponseMessage { Content = text[i].ToString() },
-                    Logprobs = withLogprobs ? new ChatLogprobs { Content = [.. logprobs[i].Select(l => l.Entry)] } : null,
-                    FinishReason = t.Delta.FinishReason,
-                })],
-                Usage = usage,
-            };
-            await JsonSerializer.SerializeAsync(context.Response.Body, response, OpenAiJsonContext.Default.ChatCompletionResponse, cancellationToken).ConfigureAwait(false);
+            shape.WriteResponse(json, new ResponseHead(trace.Id, trace.Model, created), choices, UsageOf(info, totals), info);
         }
-        else
-        {
-            var response = new CompletionResponse
-            {
-                Id = trace.Id,
-                Created = created,
-                Model = trace.Model,
-                Choices = [.. totals.Select((t, i) => new CompletionChoice
-                {
-                    Index = i,
-                    Text = text[i].ToString(),
-                    Logprobs = withLogprobs ? ChoicePostprocessor.ToCompletionLogprobs(logprobs[i], info.TopLogprobs > 0) : null,
-                    FinishReason = t.Delta.FinishReason,
-                })],
-                Usage = usage,
-            };
-            await JsonSerializer.SerializeAsync(context.Response.Body, response, OpenAiJsonContext.Default.CompletionResponse, cancellationToken).ConfigureAwait(false);
-        }
+
+        await context.Response.BodyWriter.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private static ChatCompletionChunk ChatChunk(RequestTrace trace, long created, ChatChunkChoice choice) =>
-        new() { Id = trace.Id, Created = created, Model = trace.Model, Choices = [choice] };
-
-    private static CompletionResponse CompletionChunk(RequestTrace trace, long created, CompletionChoice choice) =>
-        new() { Id = trace.Id, Created = created, Model = trace.Model, Choices = [choice] };
-
     /// <summary>Usage from the last event of each choice (its running totals); a prompt's cached tokens count once over its n samples.</summary>
-    private static Usage UsageOf(GenerationInfo info, ChoiceEvent[] last)
+    internal static Usage UsageOf(GenerationInfo info, ChoiceEvent[] last)
     {
         int prompt = info.PromptTokens;
         int completion = last.Sum(e => e.CompletionTokens);

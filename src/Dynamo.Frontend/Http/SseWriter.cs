@@ -1,14 +1,21 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
+using Dynamo.Components.Processing;
 using Microsoft.AspNetCore.Http;
 
 namespace Dynamo.Frontend.Http;
 
-/// <summary>Server-sent events as OpenAI sends them: <c>data: {json}\n\n</c>, comments, and <c>data: [DONE]\n\n</c>. Headers go out with the first event.</summary>
-internal sealed class SseWriter(HttpResponse response)
+/// <summary>
+/// Server-sent events as OpenAI sends them: <c>data: {json}\n\n</c>, comments, and <c>data: [DONE]\n\n</c>.
+/// Headers go out with the first event. Events are written straight into the response's pipe through one
+/// reused <see cref="Utf8JsonWriter"/>.
+/// </summary>
+internal sealed class SseWriter(HttpResponse response) : IChunkWriter
 {
     private Utf8JsonWriter? _json;
+    private PipeWriter? _body;
 
     public bool Started { get; private set; }
 
@@ -23,38 +30,50 @@ internal sealed class SseWriter(HttpResponse response)
         response.ContentType = "text/event-stream; charset=utf-8";
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no";
+        _body = response.BodyWriter;
         Started = true;
     }
 
     public void WriteData<T>(T value, JsonTypeInfo<T> typeInfo)
     {
+        JsonSerializer.Serialize(BeginChunk(), value, typeInfo);
+        EndChunk();
+    }
+
+    /// <summary>Starts a <c>data:</c> event: the writer for its JSON.</summary>
+    public Utf8JsonWriter BeginChunk()
+    {
         Start();
-        var writer = response.BodyWriter;
-        writer.Write("data: "u8);
+        _body!.Write("data: "u8);
         if (_json is null)
         {
-            _json = new Utf8JsonWriter(writer);
+            _json = new Utf8JsonWriter(_body!);
         }
         else
         {
-            _json.Reset(writer);
+            _json.Reset(_body!);
         }
 
-        JsonSerializer.Serialize(_json, value, typeInfo);
-        _json.Flush();
-        writer.Write("\n\n"u8);
+        return _json;
+    }
+
+    /// <summary>Ends the event begun last.</summary>
+    public void EndChunk()
+    {
+        _json!.Flush();
+        _body!.Write("\n\n"u8);
     }
 
     public void WriteKeepAlive()
     {
         Start();
-        response.BodyWriter.Write(": keep-alive\n\n"u8);
+        _body!.Write(": keep-alive\n\n"u8);
     }
 
     public void WriteDone()
     {
         Start();
-        response.BodyWriter.Write("data: [DONE]\n\n"u8);
+        _body!.Write("data: [DONE]\n\n"u8);
     }
 
     /// <summary>Sends what was written (nothing before the first event: the status is still open).</summary>
@@ -62,7 +81,7 @@ internal sealed class SseWriter(HttpResponse response)
     {
         if (Started)
         {
-            await response.BodyWriter.FlushAsync(cancellationToken).ConfigureAwait(false);
+            await _body!.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 }

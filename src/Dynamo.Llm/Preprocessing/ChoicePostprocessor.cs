@@ -20,6 +20,8 @@ public sealed class ChoicePostprocessor
     private readonly IncrementalDetokenizer _detokenizer;
     private readonly StopStringMatcher _stops;
     private readonly bool _logprobs;
+    private readonly StringBuilder _text = new();
+    private GenerateResponseReader? _adapter;
     private int _textLength;
 
     /// <param name="tokenizer">The model's tokenizer.</param>
@@ -54,20 +56,34 @@ public sealed class ChoicePostprocessor
     public ChoiceDelta Push(GenerateResponse response)
     {
         ArgumentNullException.ThrowIfNull(response);
+        _adapter ??= new GenerateResponseReader();
+        _adapter.Set(response);
+        return Push(_adapter);
+    }
+
+    /// <summary>
+    /// Applies the worker response <paramref name="frame"/> holds. Without log probabilities it allocates only
+    /// the delta's text (nothing when the text is empty).
+    /// </summary>
+    internal ChoiceDelta Push(GenerateResponseReader frame)
+    {
         if (IsFinished)
         {
             return new ChoiceDelta("", null, _textLength, FinishReason);
         }
 
         int offset = _textLength;
-        var text = new StringBuilder();
-        List<ChatTokenLogprob>? logprobs = _logprobs ? new List<ChatTokenLogprob>(response.TokenIds.Count) : null;
-        for (int i = 0; i < response.TokenIds.Count; i++)
+        ReadOnlySpan<int> ids = frame.TokenIds;
+        ReadOnlySpan<float> logprobValues = frame.Logprobs;
+        IReadOnlyList<IReadOnlyList<GenerateTopLogprob>>? top = frame.TopLogprobs;
+        _text.Clear();
+        List<ChatTokenLogprob>? logprobs = _logprobs ? new List<ChatTokenLogprob>(ids.Length) : null;
+        for (int i = 0; i < ids.Length; i++)
         {
-            int id = response.TokenIds[i];
+            int id = ids[i];
             CompletionTokens++;
-            text.Append(_stops.Push(_detokenizer.Push(id)));
-            logprobs?.Add(Logprob(id, response.Logprobs is { } l && i < l.Count ? l[i] : 0f, response.TopLogprobs is { } t && i < t.Count ? t[i] : null));
+            _stops.Push(_detokenizer.PushSpan(id), _text);
+            logprobs?.Add(Logprob(id, i < logprobValues.Length ? logprobValues[i] : 0f, top is not null && i < top.Count ? top[i] : null));
             if (_stops.Stopped)
             {
                 FinishReason = "stop";
@@ -75,25 +91,25 @@ public sealed class ChoicePostprocessor
             }
         }
 
-        if (response.PromptTokens is int prompt)
+        if (frame.PromptTokens is int prompt)
         {
             PromptTokens = prompt;
         }
 
-        if (response.CachedTokens is int cached)
+        if (frame.CachedTokens is int cached)
         {
             CachedTokens = cached;
         }
 
-        if (!IsFinished && response.FinishReason is string reason)
+        if (!IsFinished && frame.FinishReason is string reason)
         {
-            text.Append(_stops.Push(_detokenizer.Flush()));
-            text.Append(_stops.Flush());
+            _stops.Push(_detokenizer.FlushSpan(), _text);
+            _stops.Flush(_text);
             FinishReason = reason == "length" ? "length" : "stop";
         }
 
-        _textLength += text.Length;
-        return new ChoiceDelta(text.ToString(), logprobs, offset, FinishReason);
+        _textLength += _text.Length;
+        return new ChoiceDelta(_text.Length == 0 ? "" : _text.ToString(), logprobs, offset, FinishReason);
     }
 
     /// <summary>Completions-style log probabilities from chat-style entries.</summary>

@@ -8,7 +8,8 @@ namespace Dynamo.Llm.Tokenizers;
 /// <c>tokenizer.Decode(generatedIds, skipSpecialTokens)</c>, and no piece ends inside a UTF-8 sequence:
 /// bytes of an unfinished character are held until it completes. Under Hugging Face's ByteFallback
 /// decoder a whole run of &lt;0xXX&gt; tokens is held until the run ends, because one invalid byte turns
-/// the entire run into U+FFFD. Not thread-safe: one instance per sequence.
+/// the entire run into U+FFFD. The text of a call is gathered in a buffer of its own, reused call after
+/// call (<see cref="PushSpan"/> hands it out without a string). Not thread-safe: one instance per sequence.
 /// </summary>
 public sealed class IncrementalDetokenizer
 {
@@ -17,7 +18,9 @@ public sealed class IncrementalDetokenizer
     private readonly bool _skipSpecialTokens;
     private readonly Decoder _utf8 = new UTF8Encoding(false, false).GetDecoder();
     private readonly List<byte> _byteRun = [];
-    private readonly StringBuilder _text = new();
+    private readonly StringBuilder _run = new();
+    private char[] _text = new char[64];
+    private int _length;
     private readonly List<int> _ids = [];
     private bool _firstPiece = true;
     private bool _afterBos;
@@ -41,7 +44,7 @@ public sealed class IncrementalDetokenizer
         {
             foreach (int id in promptIds)
             {
-                Push(id);
+                _ = PushSpan(id);
             }
 
             if (_bpe is null)
@@ -52,7 +55,13 @@ public sealed class IncrementalDetokenizer
     }
 
     /// <summary>Adds one token; returns the text it completes (often empty while a character is unfinished).</summary>
-    public string Push(int tokenId)
+    public string Push(int tokenId) => AsString(PushSpan(tokenId));
+
+    /// <summary>Ends the stream: returns held bytes, an unfinished character as U+FFFD.</summary>
+    public string Flush() => AsString(FlushSpan());
+
+    /// <summary>As <see cref="Push"/>, the text in a buffer valid until the next call.</summary>
+    internal ReadOnlySpan<char> PushSpan(int tokenId)
     {
         if (_bpe is null)
         {
@@ -64,12 +73,12 @@ public sealed class IncrementalDetokenizer
         _afterBos = tokenId == _bpe.BosTokenId;
         if (piece is null || (_skipSpecialTokens && _bpe.IsSpecial(tokenId)))
         {
-            return "";
+            return [];
         }
 
         int skip = _bpe.StripsLeadingSpace(_firstPiece, previousWasBos) && piece.Length > 0 && piece[0] == (byte)' ' ? 1 : 0;
         _firstPiece = false;
-        _text.Clear();
+        _length = 0;
         if (!_bpe.Rules.AllOrNothingByteRuns)
         {
             AppendDecoded(piece.AsSpan(skip), flush: false);
@@ -80,15 +89,16 @@ public sealed class IncrementalDetokenizer
         }
         else
         {
-            BpeTokenizer.AppendByteRun(_text, _byteRun);
-            _text.Append(Encoding.UTF8.GetString(piece, skip, piece.Length - skip));
+            AppendByteRun();
+            ReadOnlySpan<byte> bytes = piece.AsSpan(skip);
+            Encoding.UTF8.GetChars(bytes, Reserve(Encoding.UTF8.GetCharCount(bytes)));
         }
 
         return TakeText();
     }
 
-    /// <summary>Ends the stream: returns held bytes, an unfinished character as U+FFFD.</summary>
-    public string Flush()
+    /// <summary>As <see cref="Flush"/>, the text in a buffer valid until the next call.</summary>
+    internal ReadOnlySpan<char> FlushSpan()
     {
         if (_bpe is null)
         {
@@ -98,11 +108,13 @@ public sealed class IncrementalDetokenizer
             return rest;
         }
 
-        _text.Clear();
+        _length = 0;
         AppendDecoded([], flush: true);
-        BpeTokenizer.AppendByteRun(_text, _byteRun);
+        AppendByteRun();
         return TakeText();
     }
+
+    private static string AsString(ReadOnlySpan<char> text) => text.IsEmpty ? "" : new string(text);
 
     private void AppendDecoded(ReadOnlySpan<byte> bytes, bool flush)
     {
@@ -112,27 +124,54 @@ public sealed class IncrementalDetokenizer
             return;
         }
 
-        Span<char> chars = count <= 256 ? stackalloc char[count] : new char[count];
-        _utf8.GetChars(bytes, chars, flush);
-        _text.Append(chars);
+        _utf8.GetChars(bytes, Reserve(count), flush);
+    }
+
+    /// <summary>A held run of byte-fallback tokens, decoded (rare: the byte-run rule of some tokenizers).</summary>
+    private void AppendByteRun()
+    {
+        if (_byteRun.Count == 0)
+        {
+            return;
+        }
+
+        _run.Clear();
+        BpeTokenizer.AppendByteRun(_run, _byteRun);
+        foreach (ReadOnlyMemory<char> chunk in _run.GetChunks())
+        {
+            chunk.Span.CopyTo(Reserve(chunk.Length));
+        }
+    }
+
+    /// <summary><paramref name="count"/> more characters at the end of the call's text.</summary>
+    private Span<char> Reserve(int count)
+    {
+        if (_text.Length < _length + count)
+        {
+            Array.Resize(ref _text, Math.Max(_length + count, 2 * _text.Length));
+        }
+
+        Span<char> reserved = _text.AsSpan(_length, count);
+        _length += count;
+        return reserved;
     }
 
     /// <summary>The text gathered for this call, minus spaces a Strip decoder removes at the start of the output.</summary>
-    private string TakeText()
+    private ReadOnlySpan<char> TakeText()
     {
         int strip = 0;
-        while (_stripRemaining > 0 && strip < _text.Length && _text[strip] == ' ')
+        while (_stripRemaining > 0 && strip < _length && _text[strip] == ' ')
         {
             strip++;
             _stripRemaining--;
         }
 
-        if (strip < _text.Length)
+        if (strip < _length)
         {
             _stripRemaining = 0;
         }
 
-        return _text.ToString(strip, _text.Length - strip);
+        return _text.AsSpan(strip, _length - strip);
     }
 
     /// <summary>For tokenizers of unknown kind: decode everything again and return what is new and complete.</summary>
