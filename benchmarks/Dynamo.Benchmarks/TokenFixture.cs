@@ -2,7 +2,7 @@ using System.Text.Json;
 using Dynamo.Engine.Models.Synth;
 using Dynamo.Llm.ChatTemplates;
 using Dynamo.Llm.ModelCards;
-using Dynamo.Llm.Models;
+using Dynamo.Llm.ModelFiles;
 using Dynamo.Llm.Protocols.Worker;
 using Dynamo.Llm.Tokenizers;
 
