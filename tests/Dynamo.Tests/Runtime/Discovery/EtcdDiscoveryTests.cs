@@ -308,6 +308,47 @@ public class EtcdDiscoveryTests : IClassFixture<EtcdFixture>
 
     [Fact]
     [Trait("Category", "Slow")]
+    public async Task GetAsync_EtcdFrozenAndThreadPoolSaturated_FailsWithinCallTimeout()
+    {
+        await using EtcdServer server = await EtcdServer.StartAsync();
+        await using EtcdDiscovery discovery = await StartAsync(server);
+        await discovery.PutAsync(_prefix + "w", Bytes("1"), DiscoveryPutOptions.Persistent);
+        await server.FreezeAsync();
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            TimeSpan failedAt;
+            Task<DiscoveryEntry?> call;
+            using (var saturation = new ThreadPoolSaturation())
+            {
+                // The pool stays blocked until the call ends: only a limit that needs no pool thread ends it.
+                call = discovery.GetAsync(_prefix + "w");
+                Task<TimeSpan> ended = call.ContinueWith(
+                    _ =>
+                    {
+                        TimeSpan at = clock.Elapsed;
+                        saturation.Dispose();
+                        return at;
+                    },
+                    CancellationToken.None,
+                    TaskContinuationOptions.ExecuteSynchronously,
+                    TaskScheduler.Default);
+                failedAt = await ended;
+            }
+
+            DiscoveryUnavailableException e = await Assert.ThrowsAsync<DiscoveryUnavailableException>(() => call);
+            _output.WriteLine($"the call failed after {failedAt.TotalSeconds:0.00} s with every pool thread blocked: {e.Message}");
+            Assert.Contains(server.Endpoint, e.Message, StringComparison.Ordinal);
+            Assert.InRange(failedAt, TimeSpan.FromSeconds(1.5), TimeSpan.FromSeconds(4));
+        }
+        finally
+        {
+            await server.ThawAsync();
+        }
+    }
+
+    [Fact]
+    [Trait("Category", "Slow")]
     public async Task StartAsync_NothingListening_ThrowsUnavailableWithinConnectTimeoutNamingAddress()
     {
         string endpoint = $"http://127.0.0.1:{FreePort()}";
