@@ -250,6 +250,46 @@ public sealed class NatsRequestPlaneTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RequestStream_ProcessStalledLongerThanIdleTimeout_StreamSurvives()
+    {
+        NatsRequestPlane server = await PlaneAsync(Options with { HeartbeatInterval = TimeSpan.FromMilliseconds(200) });
+        NatsRequestPlane client = await PlaneAsync();
+        var proceed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        async IAsyncEnumerable<ReadOnlyMemory<byte>> Waiting([EnumeratorCancellation] CancellationToken ct = default)
+        {
+            yield return new byte[] { 1 };
+            await proceed.Task.WaitAsync(ct);
+            yield return new byte[] { 2 };
+        }
+
+        await using IAsyncDisposable serving = await server.ServeAsync("stall", (_, _, ct) => Waiting(ct));
+        var idle = TimeSpan.FromMilliseconds(700);
+        var first = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Task<List<byte>> reading = Task.Run(async () =>
+        {
+            var items = new List<byte>();
+            await foreach (ReadOnlyMemory<byte> item in client.RequestStreamAsync("stall", default, RequestOptions.Default with { IdleTimeout = idle }))
+            {
+                items.Add(item.Span[0]);
+                first.TrySetResult();
+            }
+
+            return items;
+        });
+        await first.Task.WaitAsync(Patience);
+
+        // The whole process stops (every pool thread blocked) for longer than the client's idle timeout, with
+        // the client waiting for a frame: when it resumes, its timer is overdue and so is the server's heartbeat.
+        using (new ThreadPoolSaturation())
+        {
+            Thread.Sleep(idle + TimeSpan.FromMilliseconds(500));
+        }
+
+        proceed.SetResult();
+        Assert.Equal([1, 2], await reading.WaitAsync(Patience));
+    }
+
+    [Fact]
     [Trait("Category", "Slow")]
     public async Task RequestStream_ServerConnectionDropsMidStream_UnreachableWithinIdleTimeout()
     {
