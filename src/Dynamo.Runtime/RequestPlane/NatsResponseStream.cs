@@ -90,7 +90,7 @@ internal sealed class NatsResponseStream : IAsyncDisposable
                 _completed = true;
                 throw _accepted
                     ? new RequestPlaneException(RequestErrorKind.Unreachable, "unreachable", $"the server of {_subject} handling request {_requestId} went away")
-                    : new RequestPlaneException(RequestErrorKind.NoResponders, "no_responders", $"nothing serves {_subject} (request {_requestId})");
+                    : RequestErrors.NoResponders(_subject, _requestId);
             }
 
             NatsHeaders? headers = msg.Headers;
@@ -289,7 +289,7 @@ internal sealed class NatsResponseStream : IAsyncDisposable
                 // An unreachable server is not sent a cancel; a deadline the server enforces itself as well.
                 _completed = !byDeadline;
                 throw byDeadline
-                    ? new RequestPlaneException(RequestErrorKind.DeadlineExceeded, "deadline_exceeded", $"request {_requestId} to {_subject} passed its deadline")
+                    ? RequestErrors.DeadlinePassed(_subject, _requestId)
                     : _accepted
                         ? new RequestPlaneException(RequestErrorKind.Unreachable, "unreachable", $"the server of {_subject} sent nothing for {_options.IdleTimeout.TotalSeconds:0.###} s (request {_requestId})")
                         : new RequestPlaneException(RequestErrorKind.Unreachable, "not_accepted", $"no server accepted request {_requestId} to {_subject} within {_options.AcceptTimeout.TotalSeconds:0.###} s");
