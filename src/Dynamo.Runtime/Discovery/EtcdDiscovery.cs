@@ -159,7 +159,7 @@ internal sealed partial class EtcdDiscovery : IDiscovery
     /// <inheritdoc/>
     public async Task PutAsync(string key, ReadOnlyMemory<byte> value, DiscoveryPutOptions options, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(key);
+        ArgumentException.ThrowIfNullOrEmpty(key);
         ArgumentNullException.ThrowIfNull(options);
         EtcdClient client = Client;
         var request = new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(value.Span) };
@@ -191,7 +191,7 @@ internal sealed partial class EtcdDiscovery : IDiscovery
     /// <inheritdoc/>
     public async Task<bool> CreateAsync(string key, ReadOnlyMemory<byte> value, DiscoveryPutOptions options, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(key);
+        ArgumentException.ThrowIfNullOrEmpty(key);
         ArgumentNullException.ThrowIfNull(options);
         EtcdClient client = Client;
         var put = new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(value.Span) };
@@ -226,7 +226,7 @@ internal sealed partial class EtcdDiscovery : IDiscovery
     /// <inheritdoc/>
     public async Task DeleteAsync(string key, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(key);
+        ArgumentException.ThrowIfNullOrEmpty(key);
         EtcdClient client = Client;
         var request = new DeleteRangeRequest { Key = ByteString.CopyFromUtf8(key) };
         await CallAsync(
@@ -249,7 +249,7 @@ internal sealed partial class EtcdDiscovery : IDiscovery
     /// <inheritdoc/>
     public async Task<DiscoveryEntry?> GetAsync(string key, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(key);
+        ArgumentException.ThrowIfNullOrEmpty(key);
         EtcdClient client = Client;
         var request = new RangeRequest { Key = ByteString.CopyFromUtf8(key) };
         RangeResponse response = await CallAsync((deadline, ct) => client.GetAsync(request, deadline: deadline, cancellationToken: ct), cancellationToken).ConfigureAwait(false);
