@@ -185,19 +185,6 @@ public class DistributedRuntimeInProcessTests
     }
 
     [Theory]
-    [InlineData("dyn.a", "dyn.a", true)]
-    [InlineData("dyn.*", "dyn.a", true)]
-    [InlineData("dyn.*", "dyn.a.b", false)]
-    [InlineData("dyn.>", "dyn.a.b", true)]
-    [InlineData("dyn.>", "dyn", false)]
-    [InlineData("dyn.*.c", "dyn.b.c", true)]
-    [InlineData("dyn.a", "dyn.ab", false)]
-    public void EndpointAddress_AndSubjects(string pattern, string subject, bool matches)
-    {
-        Assert.Equal(matches, Dynamo.Runtime.EventPlane.SubjectPattern.Matches(pattern, subject));
-    }
-
-    [Theory]
     [InlineData("dyn amo")]
     [InlineData("a.b")]
     [InlineData("")]
