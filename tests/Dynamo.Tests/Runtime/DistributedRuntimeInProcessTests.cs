@@ -213,13 +213,7 @@ public class DistributedRuntimeInProcessTests
         await Task.Delay(Timeout.Infinite, cancellationToken);
     }
 
-    internal static async Task WaitUntilAsync(Func<bool> condition, double seconds = 5)
-    {
-        var until = DateTime.UtcNow.AddSeconds(seconds);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < until, "condition not met in time");
-            await Task.Delay(10);
-        }
-    }
+    /// <summary>Waits for <paramref name="condition"/> (also used by the integration tests).</summary>
+    internal static Task WaitUntilAsync(Func<bool> condition, double seconds = 5) =>
+        Eventually.WaitUntilAsync(condition, "the condition", TimeSpan.FromSeconds(seconds));
 }
