@@ -8,18 +8,14 @@ namespace Dynamo.Tests.Runtime.Discovery;
 /// The discovery contract (src/Dynamo.Runtime/Discovery/README.md, "Contract"), run against the in-memory store
 /// and a real etcd alike. Each test uses keys under a prefix of its own; everything waits for conditions.
 /// </summary>
-public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetime
+public abstract class DiscoveryContractTests(DiscoveryTwin twin) : TwinTests<DiscoveryTwin>(twin)
 {
     private readonly string _prefix = $"t/{Guid.NewGuid():N}/";
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync() => await twin.DisposeAsync();
 
     [Fact]
     public async Task PutAsync_ThenGetAsync_ReturnsValueAndRevision()
     {
-        IDiscovery discovery = await twin.StartAsync();
+        IDiscovery discovery = await Twin.StartAsync();
 
         await discovery.PutAsync(_prefix + "a", Bytes("one"), DiscoveryPutOptions.Persistent);
         DiscoveryEntry? entry = await discovery.GetAsync(_prefix + "a");
@@ -28,8 +24,8 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
         Assert.Equal(_prefix + "a", entry.Key);
         Assert.Equal("one", Text(entry.Value));
         Assert.True(entry.Revision > 0);
-        Assert.Equal(twin.ExpectedName, discovery.Name);
-        Assert.Equal(twin.ExpectedAddress, discovery.Address);
+        Assert.Equal(Twin.ExpectedName, discovery.Name);
+        Assert.Equal(Twin.ExpectedAddress, discovery.Address);
         Assert.True(discovery.IsLeaseAlive);
         Assert.NotEqual(0, discovery.InstanceId);
     }
@@ -37,7 +33,7 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task PutAsync_SameKeyAgain_NewValueAndHigherRevision()
     {
-        IDiscovery discovery = await twin.StartAsync();
+        IDiscovery discovery = await Twin.StartAsync();
         await discovery.PutAsync(_prefix + "a", Bytes("one"), DiscoveryPutOptions.Persistent);
         DiscoveryEntry first = (await discovery.GetAsync(_prefix + "a"))!;
 
@@ -51,7 +47,7 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task GetAsync_MissingKey_ReturnsNull()
     {
-        IDiscovery discovery = await twin.StartAsync();
+        IDiscovery discovery = await Twin.StartAsync();
 
         Assert.Null(await discovery.GetAsync(_prefix + "missing"));
     }
@@ -59,7 +55,7 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task GetPrefixAsync_KeysInsideAndOutside_ReturnsOnlyPrefixInKeyOrder()
     {
-        IDiscovery discovery = await twin.StartAsync();
+        IDiscovery discovery = await Twin.StartAsync();
         await discovery.PutAsync(_prefix + "b", Bytes("2"), DiscoveryPutOptions.Persistent);
         await discovery.PutAsync(_prefix + "a", Bytes("1"), DiscoveryPutOptions.LeasedKey);
         await discovery.PutAsync(_prefix + "c/x", Bytes("3"), DiscoveryPutOptions.Persistent);
@@ -74,7 +70,7 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task DeleteAsync_ExistingKey_RemovesIt()
     {
-        IDiscovery discovery = await twin.StartAsync();
+        IDiscovery discovery = await Twin.StartAsync();
         await discovery.PutAsync(_prefix + "a", Bytes("1"), DiscoveryPutOptions.LeasedKey);
         await discovery.PutAsync(_prefix + "b", Bytes("2"), DiscoveryPutOptions.Persistent);
 
@@ -88,8 +84,8 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task CreateAsync_KeyAbsentThenPresent_CreatesOnceAndKeepsFirstValue()
     {
-        IDiscovery first = await twin.StartAsync();
-        IDiscovery second = await twin.StartAsync();
+        IDiscovery first = await Twin.StartAsync();
+        IDiscovery second = await Twin.StartAsync();
 
         Assert.True(await first.CreateAsync(_prefix + "owner", Bytes("first"), DiscoveryPutOptions.LeasedKey));
         Assert.False(await second.CreateAsync(_prefix + "owner", Bytes("second"), DiscoveryPutOptions.LeasedKey));
@@ -101,8 +97,8 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task CreateAsync_LeasedKeyOfARevokedOwner_FreeForTheNextOwner()
     {
-        IDiscovery first = await twin.StartAsync();
-        IDiscovery second = await twin.StartAsync();
+        IDiscovery first = await Twin.StartAsync();
+        IDiscovery second = await Twin.StartAsync();
         Assert.True(await first.CreateAsync(_prefix + "owner", Bytes("first"), DiscoveryPutOptions.LeasedKey));
 
         await first.RevokeAsync();
@@ -114,8 +110,8 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task StartAsync_TwoProcesses_EachItsOwnInstanceIdAndLiveLease()
     {
-        IDiscovery first = twin.Create();
-        IDiscovery second = twin.Create();
+        IDiscovery first = Twin.Create();
+        IDiscovery second = Twin.Create();
         Assert.Throws<InvalidOperationException>(() => first.InstanceId);
         Assert.False(first.IsLeaseAlive);
 
@@ -133,7 +129,7 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task Calls_BeforeStartAsync_InvalidOperation()
     {
-        IDiscovery discovery = twin.Create();
+        IDiscovery discovery = Twin.Create();
 
         await Assert.ThrowsAsync<InvalidOperationException>(() => discovery.PutAsync(_prefix + "a", Bytes("1"), DiscoveryPutOptions.Persistent));
         await Assert.ThrowsAsync<InvalidOperationException>(() => discovery.CreateAsync(_prefix + "a", Bytes("1"), DiscoveryPutOptions.LeasedKey));
@@ -151,7 +147,7 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task Calls_EmptyKey_ArgumentException()
     {
-        IDiscovery discovery = await twin.StartAsync();
+        IDiscovery discovery = await Twin.StartAsync();
 
         await Assert.ThrowsAsync<ArgumentException>(() => discovery.PutAsync("", Bytes("1"), DiscoveryPutOptions.Persistent));
         await Assert.ThrowsAsync<ArgumentException>(() => discovery.CreateAsync("", Bytes("1"), DiscoveryPutOptions.Persistent));
@@ -162,11 +158,9 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task RevokeAsync_LeasedAndPersistentKeys_LeasedVanishAtOncePersistentStays()
     {
-        IDiscovery owner = await twin.StartAsync();
-        IDiscovery observer = await twin.StartAsync();
-        await owner.PutAsync(_prefix + "leased", Bytes("1"), DiscoveryPutOptions.LeasedKey);
-        await owner.CreateAsync(_prefix + "created", Bytes("1"), DiscoveryPutOptions.LeasedKey);
-        await owner.PutAsync(_prefix + "blob", Bytes("2"), DiscoveryPutOptions.Persistent);
+        IDiscovery owner = await Twin.StartAsync();
+        IDiscovery observer = await Twin.StartAsync();
+        await WriteLeasedAndPersistentKeysAsync(owner);
 
         await owner.RevokeAsync();
         await owner.RevokeAsync();
@@ -183,8 +177,8 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task DisposeAsync_LeasedKey_VanishesAtOnceAndCallsThrowObjectDisposed()
     {
-        IDiscovery observer = await twin.StartAsync();
-        IDiscovery owner = await twin.StartAsync();
+        IDiscovery observer = await Twin.StartAsync();
+        IDiscovery owner = await Twin.StartAsync();
         await owner.PutAsync(_prefix + "leased", Bytes("1"), DiscoveryPutOptions.LeasedKey);
 
         await owner.DisposeAsync();
@@ -200,8 +194,8 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task WatchPrefixAsync_OtherProcessPutsThenDisposes_SeesListingSyncedPutDelete()
     {
-        IDiscovery watcher = await twin.StartAsync();
-        IDiscovery worker = await twin.StartAsync();
+        IDiscovery watcher = await Twin.StartAsync();
+        IDiscovery worker = await Twin.StartAsync();
         await worker.PutAsync(_prefix + "existing", Bytes("0"), DiscoveryPutOptions.Persistent);
         await using var recorder = new WatchRecorder(watcher, _prefix);
         await recorder.WaitAsync(r => r.SyncedCount == 1, "the initial Synced");
@@ -220,8 +214,8 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task WatchPrefixAsync_ChangesFromOneWriter_ExactlyThoseUnderThePrefixInOrder()
     {
-        IDiscovery watcher = await twin.StartAsync();
-        IDiscovery writer = await twin.StartAsync();
+        IDiscovery watcher = await Twin.StartAsync();
+        IDiscovery writer = await Twin.StartAsync();
         await using var recorder = new WatchRecorder(watcher, _prefix);
         await recorder.WaitAsync(r => r.SyncedCount == 1, "the initial Synced");
 
@@ -260,8 +254,8 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task WatchPrefixAsync_WatcherReadsNothingWhileManyChangesHappen_LosesNothing()
     {
-        IDiscovery watcher = await twin.StartAsync();
-        IDiscovery writer = await twin.StartAsync();
+        IDiscovery watcher = await Twin.StartAsync();
+        IDiscovery writer = await Twin.StartAsync();
         await using IAsyncEnumerator<DiscoveryEvent> events = watcher.WatchPrefixAsync(_prefix).GetAsyncEnumerator();
         Assert.True(await events.MoveNextAsync());
         Assert.Equal(DiscoveryEventKind.Synced, events.Current.Kind);
@@ -284,27 +278,25 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task WatchPrefixAsync_OwnerRevokes_WatcherSeesDeletesOfItsLeasedKeysOnly()
     {
-        IDiscovery watcher = await twin.StartAsync();
-        IDiscovery owner = await twin.StartAsync();
-        await owner.PutAsync(_prefix + "a", Bytes("1"), DiscoveryPutOptions.LeasedKey);
-        await owner.CreateAsync(_prefix + "b", Bytes("2"), DiscoveryPutOptions.LeasedKey);
-        await owner.PutAsync(_prefix + "c", Bytes("3"), DiscoveryPutOptions.Persistent);
+        IDiscovery watcher = await Twin.StartAsync();
+        IDiscovery owner = await Twin.StartAsync();
+        await WriteLeasedAndPersistentKeysAsync(owner);
         await using var recorder = new WatchRecorder(watcher, _prefix);
         await recorder.WaitAsync(r => r.SyncedCount == 1 && r.Keys.Count == 3, "the listing");
 
         await owner.RevokeAsync();
         await recorder.WaitAsync(r => r.Keys.Count == 1, "the deletes");
 
-        Assert.Equal([_prefix + "c"], recorder.Keys);
+        Assert.Equal([_prefix + "blob"], recorder.Keys);
         Assert.Equal(
-            [$"Delete {_prefix}a", $"Delete {_prefix}b"],
+            [$"Delete {_prefix}created", $"Delete {_prefix}leased"],
             recorder.Events.Skip(4).Select(e => $"{e.Kind} {e.Key}").Order(StringComparer.Ordinal));
     }
 
     [Fact]
     public async Task WatchPrefixAsync_Cancelled_EndsWithOperationCanceled()
     {
-        IDiscovery watcher = await twin.StartAsync();
+        IDiscovery watcher = await Twin.StartAsync();
         using var cancel = new CancellationTokenSource();
         int seen = 0;
 
@@ -324,7 +316,7 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
     [Fact]
     public async Task WatchPrefixAsync_DiscoveryDisposed_EndsNormally()
     {
-        IDiscovery watcher = await twin.StartAsync();
+        IDiscovery watcher = await Twin.StartAsync();
         var events = new ConcurrentQueue<DiscoveryEventKind>();
         Task watching = Task.Run(async () =>
         {
@@ -339,5 +331,13 @@ public abstract class DiscoveryContractTests(DiscoveryTwin twin) : IAsyncLifetim
 
         await watching.WaitAsync(Eventually.Patience);
         Assert.Equal([DiscoveryEventKind.Synced], events);
+    }
+
+    /// <summary>Two leased keys (one put, one created) and one persistent key ("blob") under the test's prefix.</summary>
+    private async Task WriteLeasedAndPersistentKeysAsync(IDiscovery owner)
+    {
+        await owner.PutAsync(_prefix + "leased", Bytes("1"), DiscoveryPutOptions.LeasedKey);
+        await owner.CreateAsync(_prefix + "created", Bytes("1"), DiscoveryPutOptions.LeasedKey);
+        await owner.PutAsync(_prefix + "blob", Bytes("2"), DiscoveryPutOptions.Persistent);
     }
 }

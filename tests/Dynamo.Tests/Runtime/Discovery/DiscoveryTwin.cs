@@ -3,10 +3,8 @@ using Dynamo.Runtime.Discovery;
 namespace Dynamo.Tests.Runtime.Discovery;
 
 /// <summary>One discovery backend as the contract tests see it: processes (discovery objects) on one store.</summary>
-public abstract class DiscoveryTwin : IAsyncDisposable
+public abstract class DiscoveryTwin : TestTwin
 {
-    private readonly List<IDiscovery> _made = [];
-
     /// <summary>"etcd" or "memory".</summary>
     public abstract string ExpectedName { get; }
 
@@ -14,12 +12,7 @@ public abstract class DiscoveryTwin : IAsyncDisposable
     public abstract string ExpectedAddress { get; }
 
     /// <summary>A discovery object on the shared store, not started; disposed with the twin.</summary>
-    public IDiscovery Create()
-    {
-        IDiscovery discovery = Make();
-        _made.Add(discovery);
-        return discovery;
-    }
+    public IDiscovery Create() => Own(Make());
 
     /// <summary>A started discovery object (a process with its own lease); disposed with the twin.</summary>
     public async Task<IDiscovery> StartAsync()
@@ -27,14 +20,6 @@ public abstract class DiscoveryTwin : IAsyncDisposable
         IDiscovery discovery = Create();
         await discovery.StartAsync();
         return discovery;
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        foreach (IDiscovery discovery in _made)
-        {
-            await discovery.DisposeAsync();
-        }
     }
 
     protected abstract IDiscovery Make();

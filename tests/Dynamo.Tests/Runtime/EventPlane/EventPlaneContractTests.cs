@@ -8,16 +8,12 @@ namespace Dynamo.Tests.Runtime.EventPlane;
 /// in-process plane and the NATS plane alike; publishers and subscribers are separate processes as far as
 /// the twin can make them. Everything waits for conditions.
 /// </summary>
-public abstract class EventPlaneContractTests(EventPlaneTwin twin) : IAsyncLifetime
+public abstract class EventPlaneContractTests(EventPlaneTwin twin) : TwinTests<EventPlaneTwin>(twin)
 {
-    public Task InitializeAsync() => twin.InitializeAsync();
-
-    public async Task DisposeAsync() => await twin.DisposeAsync();
-
     [Fact]
     public async Task SubscribeAsync_Wildcard_ReceivesMatchingMessagesInOrder()
     {
-        (IEventPlane publisher, IEventPlane subscriber) = Two(await twin.PlanesAsync(2));
+        (IEventPlane publisher, IEventPlane subscriber) = Two(await Twin.PlanesAsync(2));
         await using IEventSubscription all = await subscriber.SubscribeAsync("kv.>");
         await using IEventSubscription oneToken = await subscriber.SubscribeAsync("kv.*.stored");
 
@@ -50,7 +46,7 @@ public abstract class EventPlaneContractTests(EventPlaneTwin twin) : IAsyncLifet
     [InlineData("dyn.a*", "dyn.ab", false)]
     public async Task SubscribeAsync_Pattern_ReceivesExactlyTheMatchingSubjects(string pattern, string subject, bool matches)
     {
-        (IEventPlane publisher, IEventPlane subscriber) = Two(await twin.PlanesAsync(2));
+        (IEventPlane publisher, IEventPlane subscriber) = Two(await Twin.PlanesAsync(2));
         await using IEventSubscription subscription = await subscriber.SubscribeAsync(pattern);
 
         // A publisher's messages arrive in order: whatever matched arrives before the sentinel, which matches.
@@ -75,7 +71,7 @@ public abstract class EventPlaneContractTests(EventPlaneTwin twin) : IAsyncLifet
     [Fact]
     public async Task PublishAsync_SeveralPublishersAtOnce_EachOnesMessagesInOrder()
     {
-        IEventPlane[] planes = await twin.PlanesAsync(5);
+        IEventPlane[] planes = await Twin.PlanesAsync(5);
         IEventPlane subscriber = planes[4];
         await using IEventSubscription all = await subscriber.SubscribeAsync("p.>");
 
@@ -97,7 +93,7 @@ public abstract class EventPlaneContractTests(EventPlaneTwin twin) : IAsyncLifet
     [Fact]
     public async Task SubscribeAsync_SlowSubscriber_DropsOldestAndCountsThem()
     {
-        (IEventPlane publisher, IEventPlane subscriber) = Two(await twin.PlanesAsync(2, bufferCapacity: 10));
+        (IEventPlane publisher, IEventPlane subscriber) = Two(await Twin.PlanesAsync(2, bufferCapacity: 10));
         await using IEventSubscription slow = await subscriber.SubscribeAsync("load.>");
 
         for (int i = 0; i < 100; i++)
@@ -115,7 +111,7 @@ public abstract class EventPlaneContractTests(EventPlaneTwin twin) : IAsyncLifet
     [Fact]
     public async Task PublishAsync_LargeAndEmptyPayloads_ArriveIntact()
     {
-        (IEventPlane publisher, IEventPlane subscriber) = Two(await twin.PlanesAsync(2));
+        (IEventPlane publisher, IEventPlane subscriber) = Two(await Twin.PlanesAsync(2));
         await using IEventSubscription subscription = await subscriber.SubscribeAsync("blob.*");
         byte[] large = new byte[EventPlaneTwin.MaxPayload / 2];
         new Random(3).NextBytes(large);
@@ -132,7 +128,7 @@ public abstract class EventPlaneContractTests(EventPlaneTwin twin) : IAsyncLifet
     [Fact]
     public async Task PublishAsync_PayloadOverMaxPayload_ArgumentExceptionNamingTheLimit()
     {
-        (IEventPlane publisher, _) = Two(await twin.PlanesAsync(2));
+        (IEventPlane publisher, _) = Two(await Twin.PlanesAsync(2));
 
         ArgumentException e = await Assert.ThrowsAsync<ArgumentException>(() => publisher.PublishAsync("blob.huge", new byte[2 * EventPlaneTwin.MaxPayload]).AsTask());
 
@@ -148,7 +144,7 @@ public abstract class EventPlaneContractTests(EventPlaneTwin twin) : IAsyncLifet
     [InlineData("")]
     public async Task PublishAsync_SubjectWithWildcardOrBadToken_ArgumentException(string subject)
     {
-        (IEventPlane publisher, _) = Two(await twin.PlanesAsync(2));
+        (IEventPlane publisher, _) = Two(await Twin.PlanesAsync(2));
 
         await Assert.ThrowsAsync<ArgumentException>(() => publisher.PublishAsync(subject, new byte[1]).AsTask());
     }
@@ -160,7 +156,7 @@ public abstract class EventPlaneContractTests(EventPlaneTwin twin) : IAsyncLifet
     [InlineData("")]
     public async Task SubscribeAsync_MalformedPattern_ArgumentException(string pattern)
     {
-        (_, IEventPlane subscriber) = Two(await twin.PlanesAsync(2));
+        (_, IEventPlane subscriber) = Two(await Twin.PlanesAsync(2));
 
         await Assert.ThrowsAsync<ArgumentException>(() => subscriber.SubscribeAsync(pattern));
     }
@@ -168,7 +164,7 @@ public abstract class EventPlaneContractTests(EventPlaneTwin twin) : IAsyncLifet
     [Fact]
     public async Task DisposeSubscription_ReadAllAsyncEndsAndOthersKeepReceiving()
     {
-        (IEventPlane publisher, IEventPlane subscriber) = Two(await twin.PlanesAsync(2));
+        (IEventPlane publisher, IEventPlane subscriber) = Two(await Twin.PlanesAsync(2));
         IEventSubscription subscription = await subscriber.SubscribeAsync("x.y");
         await using IEventSubscription other = await subscriber.SubscribeAsync("x.*");
         var seen = new List<string>();
@@ -195,7 +191,7 @@ public abstract class EventPlaneContractTests(EventPlaneTwin twin) : IAsyncLifet
     [Fact]
     public async Task DisposePlane_ItsSubscriptionsEndAndCallsThrowObjectDisposed()
     {
-        (_, IEventPlane subscriber) = Two(await twin.PlanesAsync(2));
+        (_, IEventPlane subscriber) = Two(await Twin.PlanesAsync(2));
         IEventSubscription subscription = await subscriber.SubscribeAsync("x.>");
         Task reading = Task.Run(async () =>
         {

@@ -7,34 +7,18 @@ namespace Dynamo.Tests.Runtime.EventPlane;
 /// <summary>The NATS plane against a real nats-server of its own, each plane on its own connection (a process).</summary>
 public sealed class NatsEventPlaneTwin : EventPlaneTwin
 {
-    private readonly List<NatsEventPlane> _planes = [];
     private NatsServer? _nats;
 
-    public override async Task InitializeAsync() => _nats = await NatsServer.StartAsync();
+    public override async Task InitializeAsync() => _nats = Own(await NatsServer.StartAsync());
 
     public override async Task<IEventPlane[]> PlanesAsync(int count, int bufferCapacity = 4096)
     {
         var planes = new IEventPlane[count];
         for (int i = 0; i < count; i++)
         {
-            NatsEventPlane plane = await NatsEventPlane.ConnectAsync(NatsPlaneOptions.Default with { Url = _nats!.Url, EventBufferCapacity = bufferCapacity });
-            _planes.Add(plane);
-            planes[i] = plane;
+            planes[i] = Own(await NatsEventPlane.ConnectAsync(NatsPlaneOptions.Default with { Url = _nats!.Url, EventBufferCapacity = bufferCapacity }));
         }
 
         return planes;
-    }
-
-    public override async ValueTask DisposeAsync()
-    {
-        foreach (NatsEventPlane plane in _planes)
-        {
-            await plane.DisposeAsync();
-        }
-
-        if (_nats is not null)
-        {
-            await _nats.DisposeAsync();
-        }
     }
 }

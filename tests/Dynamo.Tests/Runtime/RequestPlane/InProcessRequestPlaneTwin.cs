@@ -9,17 +9,9 @@ public sealed class InProcessRequestPlaneTwin : RequestPlaneTwin
 
     public override Task<(IRequestPlane Server, IRequestPlane Client)> PlanesAsync(RequestPlaneSettings settings)
     {
-        _plane ??= new InProcessRequestPlane(InProcessRequestPlaneOptions.Default with { ResponseWindow = settings.Window, AckTimeout = settings.AckTimeout });
+        _plane ??= Own(new InProcessRequestPlane(InProcessRequestPlaneOptions.Default with { ResponseWindow = settings.Window, AckTimeout = settings.AckTimeout }));
         return Task.FromResult<(IRequestPlane, IRequestPlane)>((_plane, _plane));
     }
 
     public override int ActiveCount(IAsyncDisposable serving) => InProcessRequestPlane.ActiveCount(serving);
-
-    public override async ValueTask DisposeAsync()
-    {
-        if (_plane is not null)
-        {
-            await _plane.DisposeAsync();
-        }
-    }
 }

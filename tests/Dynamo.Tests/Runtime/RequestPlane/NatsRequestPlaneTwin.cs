@@ -9,33 +9,17 @@ namespace Dynamo.Tests.Runtime.RequestPlane;
 /// </summary>
 public sealed class NatsRequestPlaneTwin : RequestPlaneTwin
 {
-    private readonly List<NatsRequestPlane> _planes = [];
     private NatsServer? _nats;
 
-    public override async Task InitializeAsync() => _nats = await NatsServer.StartAsync();
+    public override async Task InitializeAsync() => _nats = Own(await NatsServer.StartAsync());
 
     public override async Task<(IRequestPlane Server, IRequestPlane Client)> PlanesAsync(RequestPlaneSettings settings)
     {
         var options = NatsPlaneOptions.Default with { Url = _nats!.Url, HeartbeatInterval = TimeSpan.FromMilliseconds(200) };
-        NatsRequestPlane server = await NatsRequestPlane.ConnectAsync(options with { ResponseWindow = settings.Window, AckTimeout = settings.AckTimeout });
-        _planes.Add(server);
-        NatsRequestPlane client = await NatsRequestPlane.ConnectAsync(options);
-        _planes.Add(client);
+        NatsRequestPlane server = Own(await NatsRequestPlane.ConnectAsync(options with { ResponseWindow = settings.Window, AckTimeout = settings.AckTimeout }));
+        NatsRequestPlane client = Own(await NatsRequestPlane.ConnectAsync(options));
         return (server, client);
     }
 
     public override int ActiveCount(IAsyncDisposable serving) => ((NatsRequestServer)serving).ActiveCount;
-
-    public override async ValueTask DisposeAsync()
-    {
-        for (int i = _planes.Count - 1; i >= 0; i--)
-        {
-            await _planes[i].DisposeAsync();
-        }
-
-        if (_nats is not null)
-        {
-            await _nats.DisposeAsync();
-        }
-    }
 }

@@ -11,16 +11,12 @@ namespace Dynamo.Tests.Runtime.RequestPlane;
 /// plane and the NATS plane alike. These tests wait for conditions only; the ones that bound time are in
 /// <see cref="RequestPlaneTimingContractTests"/>.
 /// </summary>
-public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncLifetime
+public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : TwinTests<RequestPlaneTwin>(twin)
 {
-    public Task InitializeAsync() => twin.InitializeAsync();
-
-    public async Task DisposeAsync() => await twin.DisposeAsync();
-
     [Fact]
     public async Task RequestStream_ThousandResponses_ArriveCompleteAndInOrder()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         await using IAsyncDisposable serving = await server.ServeAsync("gen", (_, payload, ct) => Count(BitConverter.ToInt32(payload.Span), ct));
 
         var received = new List<int>();
@@ -35,7 +31,7 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
     [Fact]
     public async Task RequestStream_EmptyResponsesAndEmptyStream_ArriveAsSent()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         async IAsyncEnumerable<ReadOnlyMemory<byte>> Shapes(ReadOnlyMemory<byte> payload)
         {
             foreach (byte length in payload.ToArray())
@@ -61,7 +57,7 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
     [Fact]
     public async Task RequestStream_LargeRequestAndResponse_ArriveIntact()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         async IAsyncEnumerable<ReadOnlyMemory<byte>> HashThenReverse(ReadOnlyMemory<byte> payload)
         {
             yield return SHA256.HashData(payload.Span);
@@ -89,7 +85,7 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
     [Fact]
     public async Task RequestStream_PayloadOverMaxPayload_TransportError()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         await using IAsyncDisposable serving = await server.ServeAsync("big", (_, _, ct) => One("never"));
 
         var error = await Assert.ThrowsAsync<RequestPlaneException>(() => DrainAsync(client.RequestStreamAsync("big", new byte[2 * RequestPlaneTwin.MaxPayload], RequestOptions.Default)));
@@ -102,7 +98,7 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
     [Fact]
     public async Task RequestStream_ResponseOverMaxPayload_TransportErrorAfterEarlierResponsesAndServerServesOn()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         async IAsyncEnumerable<ReadOnlyMemory<byte>> SmallThenHuge(ReadOnlyMemory<byte> payload)
         {
             yield return "small"u8.ToArray();
@@ -135,7 +131,7 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
     [Fact]
     public async Task RequestStream_ManyConcurrentStreams_AllComplete()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         await using IAsyncDisposable serving = await server.ServeAsync("gen", (_, payload, ct) => Count(BitConverter.ToInt32(payload.Span), ct));
 
         int[] counts = await Task.WhenAll(Enumerable.Range(0, 20).Select(async _ =>
@@ -155,7 +151,7 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
     [Fact]
     public async Task RequestStream_HandlerThrows_RemoteErrorWithMessageAndInternalCode()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         await using IAsyncDisposable serving = await server.ServeAsync("boom", (_, _, ct) => ThrowAfter(2, new InvalidOperationException("the model fell over"), ct));
 
         var received = new List<ReadOnlyMemory<byte>>();
@@ -179,7 +175,7 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
     [InlineData(1)]
     public async Task RequestStream_EndpointException_CodeAndMessageReachClientAfterEarlierResponses(int before)
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         await using IAsyncDisposable serving = await server.ServeAsync("strict", (_, _, ct) => ThrowAfter(before, new EndpointException("invalid_request", "max_tokens must be positive"), ct));
 
         int received = 0;
@@ -200,8 +196,8 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
     [Fact]
     public async Task ServeAsync_TwoServersInQueueGroup_RequestsSpreadOverBoth()
     {
-        (IRequestPlane first, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
-        (IRequestPlane second, _) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane first, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane second, _) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         await using IAsyncDisposable a = await first.ServeAsync("shared", (_, _, ct) => One("a"), queueGroup: "workers");
         await using IAsyncDisposable b = await second.ServeAsync("shared", (_, _, ct) => One("b"), queueGroup: "workers");
 
@@ -222,7 +218,7 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
     public async Task RequestStream_SlowConsumer_ProducerStaysWithinWindow()
     {
         const int window = 16;
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default with { Window = window });
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default with { Window = window });
         var produced = new StrongBox<int>();
         async IAsyncEnumerable<ReadOnlyMemory<byte>> Producer([EnumeratorCancellation] CancellationToken ct = default)
         {
@@ -264,7 +260,7 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
     public async Task RequestStream_ConsumerTakesNothingForAckTimeout_HandlerCancelledAndStreamEndsWithAckTimeout()
     {
         const int window = 8;
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default with { Window = window, AckTimeout = TimeSpan.FromMilliseconds(500) });
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default with { Window = window, AckTimeout = TimeSpan.FromMilliseconds(500) });
         var produced = new StrongBox<int>();
         var handlerCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using IAsyncDisposable serving = await server.ServeAsync("svc", (_, _, ct) => Endless(produced, handlerCancelled, ct));
@@ -291,7 +287,7 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
     [Fact]
     public async Task RequestStream_HandlerFinishesWhileCallerStopsReading_CallerEndsCleanlyAndServerServesOn()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         async IAsyncEnumerable<ReadOnlyMemory<byte>> Three()
         {
@@ -318,7 +314,7 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
             break;
         }
 
-        await Eventually.WaitUntilAsync(() => twin.ActiveCount(serving) == 0, "the server to forget the request");
+        await Eventually.WaitUntilAsync(() => Twin.ActiveCount(serving) == 0, "the server to forget the request");
         int count = 0;
         await foreach (ReadOnlyMemory<byte> item in client.RequestStreamAsync("three", default, RequestOptions.Default))
         {
@@ -331,7 +327,7 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
     [Fact]
     public async Task RequestStream_HandlerIgnoresCancellation_CallerLeavesWithoutWaitingForIt()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         async IAsyncEnumerable<ReadOnlyMemory<byte>> Stubborn()
         {
@@ -348,20 +344,20 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
                 break;
             }
 
-            Assert.Equal(1, twin.ActiveCount(serving));
+            Assert.Equal(1, Twin.ActiveCount(serving));
         }
         finally
         {
             gate.TrySetResult();
         }
 
-        await Eventually.WaitUntilAsync(() => twin.ActiveCount(serving) == 0, "the stubborn handler to end");
+        await Eventually.WaitUntilAsync(() => Twin.ActiveCount(serving) == 0, "the stubborn handler to end");
     }
 
     [Fact]
     public async Task RequestStream_HandlerIgnoresDeadline_CallerStillGetsDeadlineExceeded()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         async IAsyncEnumerable<ReadOnlyMemory<byte>> Stubborn()
         {
@@ -395,7 +391,7 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
     [Fact]
     public async Task DisposeServing_InFlightRequest_ClientGetsServerStoppedAndHandlerCancelled()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         var handlerCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         IAsyncDisposable serving = await server.ServeAsync("svc", (_, _, ct) => Forever(TimeSpan.FromMilliseconds(20), handlerCancelled, ct));
 
@@ -420,7 +416,7 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
     [Fact]
     public async Task RequestStream_ServingDisposed_NoResponders()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         IAsyncDisposable serving = await server.ServeAsync("gone", (_, _, ct) => One("here"));
         Assert.Equal(["here"], await StringsAsync(client.RequestStreamAsync("gone", default, RequestOptions.Default)));
 
@@ -434,7 +430,7 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : IAsyncL
     [Fact]
     public async Task DisposePlane_ThenServeOrRequest_ObjectDisposed()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
 
         await client.DisposeAsync();
         await server.DisposeAsync();

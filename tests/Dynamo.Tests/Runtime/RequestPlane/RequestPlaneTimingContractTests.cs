@@ -10,16 +10,12 @@ namespace Dynamo.Tests.Runtime.RequestPlane;
 /// timing collection (each subclass says so: xUnit does not inherit the attribute), so that the rest of the
 /// suite does not load the machine under them.
 /// </summary>
-public abstract class RequestPlaneTimingContractTests(RequestPlaneTwin twin) : IAsyncLifetime
+public abstract class RequestPlaneTimingContractTests(RequestPlaneTwin twin) : TwinTests<RequestPlaneTwin>(twin)
 {
-    public Task InitializeAsync() => twin.InitializeAsync();
-
-    public async Task DisposeAsync() => await twin.DisposeAsync();
-
     [Fact]
     public async Task RequestStream_NothingServesSubject_NoRespondersWithinOneSecond()
     {
-        (_, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (_, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
 
         var clock = Stopwatch.StartNew();
         var error = await Assert.ThrowsAsync<RequestPlaneException>(() => DrainAsync(client.RequestStreamAsync("nobody.home", default, RequestOptions.Default)));
@@ -33,7 +29,7 @@ public abstract class RequestPlaneTimingContractTests(RequestPlaneTwin twin) : I
     [Fact]
     public async Task RequestStream_ClientCancelsMidStream_HandlerTokenCancelledWithinOneSecond()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         var handlerCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using IAsyncDisposable serving = await server.ServeAsync("slow", (_, _, ct) => Forever(TimeSpan.FromMilliseconds(20), handlerCancelled, ct));
 
@@ -54,13 +50,13 @@ public abstract class RequestPlaneTimingContractTests(RequestPlaneTwin twin) : I
 
         await handlerCancelled.Task.WaitAsync(Eventually.Patience);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"handler cancelled {clock.Elapsed} after the client");
-        await Eventually.WaitUntilAsync(() => twin.ActiveCount(serving) == 0, "the server to forget the request");
+        await Eventually.WaitUntilAsync(() => Twin.ActiveCount(serving) == 0, "the server to forget the request");
     }
 
     [Fact]
     public async Task RequestStream_EnumerationAbandonedEarly_HandlerTokenCancelledWithinOneSecond()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         var handlerCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using IAsyncDisposable serving = await server.ServeAsync("slow", (_, _, ct) => Forever(TimeSpan.FromMilliseconds(20), handlerCancelled, ct));
 
@@ -81,7 +77,7 @@ public abstract class RequestPlaneTimingContractTests(RequestPlaneTwin twin) : I
     [Fact]
     public async Task RequestStream_DeadlinePasses_DeadlineExceededAndHandlerCancelled()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         var handlerCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         RequestContext? seen = null;
         await using IAsyncDisposable serving = await server.ServeAsync("late", (context, _, ct) =>
@@ -105,7 +101,7 @@ public abstract class RequestPlaneTimingContractTests(RequestPlaneTwin twin) : I
     [Fact]
     public async Task RequestStream_HandlerSilentLongerThanIdleTimeout_StreamStaysAlive()
     {
-        (IRequestPlane server, IRequestPlane client) = await twin.PlanesAsync(RequestPlaneSettings.Default);
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
         async IAsyncEnumerable<ReadOnlyMemory<byte>> Pondering([EnumeratorCancellation] CancellationToken ct = default)
         {
             yield return new byte[] { 1 };
