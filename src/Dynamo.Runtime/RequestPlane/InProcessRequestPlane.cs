@@ -80,9 +80,13 @@ public sealed class InProcessRequestPlane : IRequestPlane
             ?? throw RequestErrors.NoResponders(subject, requestId);
         var call = new Call(subject, new RequestContext(requestId, options.Deadline is { } d ? DateTimeOffset.UtcNow + d : null), options.Deadline, _options.ResponseWindow);
         server.Start(call, payload);
+
+        // One token for every wait of this request (not a linked source per wait): the caller's, and the deadline's.
+        using CancellationTokenSource? linked = options.Deadline is null ? null : CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, call.DeadlinePassed);
+        CancellationToken wait = linked?.Token ?? cancellationToken;
         try
         {
-            while (await call.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            while (await call.WaitToReadAsync(wait, cancellationToken).ConfigureAwait(false))
             {
                 while (call.Responses.Reader.TryRead(out ReadOnlyMemory<byte> item))
                 {
@@ -268,15 +272,20 @@ public sealed class InProcessRequestPlane : IRequestPlane
             }
         }
 
-        /// <summary>Waits for a response; the deadline ends the wait with <see cref="RequestErrorKind.DeadlineExceeded"/>, stalled handler or not.</summary>
-        public async ValueTask<bool> WaitToReadAsync(CancellationToken cancellationToken)
+        /// <summary>The token the deadline cancels.</summary>
+        public CancellationToken DeadlinePassed => _deadline.Token;
+
+        /// <summary>
+        /// Waits for a response with <paramref name="wait"/> (the caller's token, linked with the deadline when there
+        /// is one): the deadline ends the wait with <see cref="RequestErrorKind.DeadlineExceeded"/>, stalled handler or not.
+        /// </summary>
+        public async ValueTask<bool> WaitToReadAsync(CancellationToken wait, CancellationToken caller)
         {
-            using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _deadline.Token);
             try
             {
-                return await Responses.Reader.WaitToReadAsync(wait.Token).ConfigureAwait(false);
+                return await Responses.Reader.WaitToReadAsync(wait).ConfigureAwait(false);
             }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && _deadline.IsCancellationRequested)
+            catch (OperationCanceledException) when (!caller.IsCancellationRequested && _deadline.IsCancellationRequested)
             {
                 throw RequestErrors.DeadlinePassed(Subject, Context.RequestId);
             }
