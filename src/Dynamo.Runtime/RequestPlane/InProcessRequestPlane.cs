@@ -214,7 +214,7 @@ public sealed class InProcessRequestPlane : IRequestPlane
     private sealed class Call
     {
         private readonly CancellationTokenSource _handler = new();
-        private readonly CancellationTokenSource _deadline = new();
+        private readonly CancellationTokenSource? _deadline;
         private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private CancellationTokenRegistration _onDeadline;
         private CancellationTokenRegistration _onStop;
@@ -233,7 +233,7 @@ public sealed class InProcessRequestPlane : IRequestPlane
             });
             if (deadline is { } d)
             {
-                _deadline.CancelAfter(d > TimeSpan.Zero ? d : TimeSpan.Zero);
+                _deadline = new CancellationTokenSource(d > TimeSpan.Zero ? d : TimeSpan.Zero);
                 _onDeadline = _deadline.Token.UnsafeRegister(static c => ((Call)c!).Cancel(StopReason.Deadline), this);
             }
         }
@@ -273,19 +273,27 @@ public sealed class InProcessRequestPlane : IRequestPlane
         }
 
         /// <summary>The token the deadline cancels.</summary>
-        public CancellationToken DeadlinePassed => _deadline.Token;
+        public CancellationToken DeadlinePassed => _deadline?.Token ?? CancellationToken.None;
 
         /// <summary>
         /// Waits for a response with <paramref name="wait"/> (the caller's token, linked with the deadline when there
         /// is one): the deadline ends the wait with <see cref="RequestErrorKind.DeadlineExceeded"/>, stalled handler or not.
         /// </summary>
-        public async ValueTask<bool> WaitToReadAsync(CancellationToken wait, CancellationToken caller)
+        public ValueTask<bool> WaitToReadAsync(CancellationToken wait, CancellationToken caller)
+        {
+            ValueTask<bool> pending = Responses.Reader.WaitToReadAsync(wait);
+            return pending.IsCompletedSuccessfully ? pending : AwaitResponseAsync(pending, caller);
+        }
+
+        // Pooled: this runs once per response when the handler is slower than its consumer.
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+        private async ValueTask<bool> AwaitResponseAsync(ValueTask<bool> pending, CancellationToken caller)
         {
             try
             {
-                return await Responses.Reader.WaitToReadAsync(wait).ConfigureAwait(false);
+                return await pending.ConfigureAwait(false);
             }
-            catch (OperationCanceledException) when (!caller.IsCancellationRequested && _deadline.IsCancellationRequested)
+            catch (OperationCanceledException) when (!caller.IsCancellationRequested && _deadline is { IsCancellationRequested: true })
             {
                 throw RequestErrors.DeadlinePassed(Subject, Context.RequestId);
             }
@@ -302,7 +310,7 @@ public sealed class InProcessRequestPlane : IRequestPlane
             _onDeadline.Dispose();
             _onStop.Dispose();
             _handler.Dispose();
-            _deadline.Dispose();
+            _deadline?.Dispose();
         }
 
         public void MarkDone() => _done.TrySetResult();
