@@ -125,7 +125,7 @@ internal sealed partial class EtcdDiscovery
 
             // A create-if-absent key is written again only if it is still free or still ours: another owner
             // may have claimed it while the lease was lost.
-            if (await CreateIfAbsentAsync(client, put, stop).ConfigureAwait(false))
+            if (await CreateIfAbsentAsync(client, put, Deadline(), stop).ConfigureAwait(false))
             {
                 continue;
             }

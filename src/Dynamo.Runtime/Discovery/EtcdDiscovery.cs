@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 using dotnet_etcd;
 using Etcdserverpb;
@@ -104,45 +105,21 @@ internal sealed partial class EtcdDiscovery : IDiscovery
         }
 
         EtcdClient client = CreateClient();
-        long start = _time.GetTimestamp();
-        Exception? last = null;
+        var last = new StrongBox<Exception?>();
         try
         {
-            while (true)
-            {
-                TimeSpan remaining = _options.ConnectTimeout - _time.GetElapsedTime(start);
-                if (remaining <= TimeSpan.Zero)
-                {
-                    throw Unreachable(last);
-                }
-
-                TimeSpan callTimeout = remaining < _options.CallTimeout ? remaining : _options.CallTimeout;
-                try
-                {
-                    LeaseGrantResponse grant = await client.LeaseGrantAsync(
-                        new LeaseGrantRequest { TTL = _ttlSeconds },
-                        deadline: DateTime.UtcNow + callTimeout,
-                        cancellationToken: cancellationToken).ConfigureAwait(false);
-                    _instanceId = grant.ID;
-                    _leaseId = grant.ID;
-                    break;
-                }
-                catch (Exception e) when (IsCallFailure(e, cancellationToken))
-                {
-                    // Keep "Connection refused" rather than a later bare deadline.
-                    last = last is RpcException { StatusCode: StatusCode.Unavailable } && e is not RpcException { StatusCode: StatusCode.Unavailable } ? last : e;
-                }
-
-                remaining = _options.ConnectTimeout - _time.GetElapsedTime(start);
-                if (remaining > TimeSpan.Zero)
-                {
-                    await Task.Delay(remaining < MinBackoff ? remaining : MinBackoff, _time, cancellationToken).ConfigureAwait(false);
-                }
-            }
+            // Bounded by a timer of our own, as every call (see CallAsync).
+            _instanceId = await WithinAsync(ct => GrantFirstLeaseAsync(client, last, ct), _options.ConnectTimeout, cancellationToken).ConfigureAwait(false);
+            _leaseId = _instanceId;
         }
-        catch
+        catch (Exception e)
         {
             client.Dispose();
+            if (e is TimeoutException)
+            {
+                throw Unreachable(Volatile.Read(ref last.Value) ?? e);
+            }
+
             throw;
         }
 
@@ -152,87 +129,130 @@ internal sealed partial class EtcdDiscovery : IDiscovery
         _keepAlive = Task.Run(() => KeepAliveLoopAsync(_keepAliveStop.Token), CancellationToken.None);
     }
 
+    /// <summary>Grants the primary lease, retrying every 200 ms; <paramref name="last"/> keeps the most telling failure.</summary>
+    private async Task<long> GrantFirstLeaseAsync(EtcdClient client, StrongBox<Exception?> last, CancellationToken cancellationToken)
+    {
+        long start = _time.GetTimestamp();
+        while (true)
+        {
+            TimeSpan remaining = _options.ConnectTimeout - _time.GetElapsedTime(start);
+            TimeSpan callTimeout = remaining < _options.CallTimeout ? remaining : _options.CallTimeout;
+            try
+            {
+                LeaseGrantResponse grant = await client.LeaseGrantAsync(
+                    new LeaseGrantRequest { TTL = _ttlSeconds },
+                    deadline: DateTime.UtcNow + (callTimeout > TimeSpan.Zero ? callTimeout : MinBackoff),
+                    cancellationToken: cancellationToken).ConfigureAwait(false);
+                return grant.ID;
+            }
+            catch (Exception e) when (IsCallFailure(e, cancellationToken))
+            {
+                // Keep "Connection refused" rather than a later bare deadline.
+                Exception? previous = Volatile.Read(ref last.Value);
+                Volatile.Write(ref last.Value, previous is RpcException { StatusCode: StatusCode.Unavailable } && e is not RpcException { StatusCode: StatusCode.Unavailable } ? previous : e);
+            }
+
+            await Task.Delay(MinBackoff, _time, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     /// <inheritdoc/>
     public async Task PutAsync(string key, ReadOnlyMemory<byte> value, DiscoveryPutOptions options, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(key);
+        ArgumentException.ThrowIfNullOrEmpty(key);
         ArgumentNullException.ThrowIfNull(options);
         EtcdClient client = Client;
         var request = new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(value.Span) };
         if (!options.Leased)
         {
-            await CallAsync(deadline => client.PutAsync(request, deadline: deadline, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
+            await CallAsync((deadline, ct) => client.PutAsync(request, deadline: deadline, cancellationToken: ct), cancellationToken).ConfigureAwait(false);
             return;
         }
 
-        await _leaseLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            request.Lease = LeaseForWrite();
-            await CallAsync(deadline => client.PutAsync(request, deadline: deadline, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
-            _leased[key] = new LeasedKey(request.Value, CreateOnly: false);
-        }
-        finally
-        {
-            _leaseLock.Release();
-        }
+        await CallAsync(
+            async (deadline, ct) =>
+            {
+                await _leaseLock.WaitAsync(ct).ConfigureAwait(false);
+                try
+                {
+                    request.Lease = LeaseForWrite();
+                    PutResponse response = await client.PutAsync(request, deadline: deadline, cancellationToken: ct).ConfigureAwait(false);
+                    _leased[key] = new LeasedKey(request.Value, CreateOnly: false);
+                    return response;
+                }
+                finally
+                {
+                    _leaseLock.Release();
+                }
+            },
+            cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>
     public async Task<bool> CreateAsync(string key, ReadOnlyMemory<byte> value, DiscoveryPutOptions options, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(key);
+        ArgumentException.ThrowIfNullOrEmpty(key);
         ArgumentNullException.ThrowIfNull(options);
         EtcdClient client = Client;
         var put = new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(value.Span) };
         if (!options.Leased)
         {
-            return await CreateIfAbsentAsync(client, put, cancellationToken).ConfigureAwait(false);
+            return await CallAsync((deadline, ct) => CreateIfAbsentAsync(client, put, deadline, ct), cancellationToken).ConfigureAwait(false);
         }
 
-        await _leaseLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            put.Lease = LeaseForWrite();
-            bool created = await CreateIfAbsentAsync(client, put, cancellationToken).ConfigureAwait(false);
-            if (created)
+        return await CallAsync(
+            async (deadline, ct) =>
             {
-                _leased[key] = new LeasedKey(put.Value, CreateOnly: true);
-            }
+                await _leaseLock.WaitAsync(ct).ConfigureAwait(false);
+                try
+                {
+                    put.Lease = LeaseForWrite();
+                    bool created = await CreateIfAbsentAsync(client, put, deadline, ct).ConfigureAwait(false);
+                    if (created)
+                    {
+                        _leased[key] = new LeasedKey(put.Value, CreateOnly: true);
+                    }
 
-            return created;
-        }
-        finally
-        {
-            _leaseLock.Release();
-        }
+                    return created;
+                }
+                finally
+                {
+                    _leaseLock.Release();
+                }
+            },
+            cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>
     public async Task DeleteAsync(string key, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(key);
+        ArgumentException.ThrowIfNullOrEmpty(key);
         EtcdClient client = Client;
-        await _leaseLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            _leased.Remove(key);
-            var request = new DeleteRangeRequest { Key = ByteString.CopyFromUtf8(key) };
-            await CallAsync(deadline => client.DeleteAsync(request, deadline: deadline, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            _leaseLock.Release();
-        }
+        var request = new DeleteRangeRequest { Key = ByteString.CopyFromUtf8(key) };
+        await CallAsync(
+            async (deadline, ct) =>
+            {
+                await _leaseLock.WaitAsync(ct).ConfigureAwait(false);
+                try
+                {
+                    _leased.Remove(key);
+                    return await client.DeleteAsync(request, deadline: deadline, cancellationToken: ct).ConfigureAwait(false);
+                }
+                finally
+                {
+                    _leaseLock.Release();
+                }
+            },
+            cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>
     public async Task<DiscoveryEntry?> GetAsync(string key, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(key);
+        ArgumentException.ThrowIfNullOrEmpty(key);
         EtcdClient client = Client;
         var request = new RangeRequest { Key = ByteString.CopyFromUtf8(key) };
-        RangeResponse response = await CallAsync(deadline => client.GetAsync(request, deadline: deadline, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
+        RangeResponse response = await CallAsync((deadline, ct) => client.GetAsync(request, deadline: deadline, cancellationToken: ct), cancellationToken).ConfigureAwait(false);
         return response.Kvs.Count == 0 ? null : ToEntry(response.Kvs[0]);
     }
 
@@ -275,13 +295,24 @@ internal sealed partial class EtcdDiscovery : IDiscovery
         long lease = Interlocked.Read(ref _leaseId);
         try
         {
-            await client.LeaseRevokeAsync(new LeaseRevokeRequest { ID = lease }, deadline: Deadline(), cancellationToken: cancellationToken).ConfigureAwait(false);
+            await CallAsync(
+                async (deadline, ct) =>
+                {
+                    try
+                    {
+                        await client.LeaseRevokeAsync(new LeaseRevokeRequest { ID = lease }, deadline: deadline, cancellationToken: ct).ConfigureAwait(false);
+                    }
+                    catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+                    {
+                        // The lease had expired already.
+                    }
+
+                    return true;
+                },
+                cancellationToken,
+                retryUnavailable: false).ConfigureAwait(false);
         }
-        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
-        {
-            // The lease had expired already.
-        }
-        catch (Exception e) when (IsCallFailure(e, cancellationToken))
+        catch (DiscoveryUnavailableException e)
         {
             Log.RevokeFailed(_logger, lease, Address, Describe(e), _ttlSeconds);
         }
@@ -340,15 +371,16 @@ internal sealed partial class EtcdDiscovery : IDiscovery
     {
         (ByteString key, ByteString rangeEnd) = PrefixRange(prefix);
         var request = new RangeRequest { Key = key, RangeEnd = rangeEnd };
-        return await CallAsync(deadline => client.GetAsync(request, deadline: deadline, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
+        return await CallAsync((deadline, ct) => client.GetAsync(request, deadline: deadline, cancellationToken: ct), cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task<bool> CreateIfAbsentAsync(EtcdClient client, PutRequest put, CancellationToken cancellationToken)
+    /// <summary>One transaction writing <paramref name="put"/> if its key does not exist (create revision 0).</summary>
+    private static async Task<bool> CreateIfAbsentAsync(EtcdClient client, PutRequest put, DateTime deadline, CancellationToken cancellationToken)
     {
         var txn = new TxnRequest();
         txn.Compare.Add(new Compare { Key = put.Key, Target = Compare.Types.CompareTarget.Create, Result = Compare.Types.CompareResult.Equal, CreateRevision = 0 });
         txn.Success.Add(new RequestOp { RequestPut = put });
-        TxnResponse response = await CallAsync(deadline => client.TransactionAsync(txn, deadline: deadline, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
+        TxnResponse response = await client.TransactionAsync(txn, deadline: deadline, cancellationToken: cancellationToken).ConfigureAwait(false);
         return response.Succeeded;
     }
 
@@ -365,26 +397,100 @@ internal sealed partial class EtcdDiscovery : IDiscovery
     }
 
     /// <summary>
-    /// Runs one etcd call under one deadline of <see cref="EtcdDiscoveryOptions.CallTimeout"/>, retrying while
-    /// etcd is unavailable (gRPC's own retries are off, so the reason of the last failure is kept), and turns
-    /// gRPC failures into <see cref="DiscoveryUnavailableException"/>.
+    /// Runs one etcd operation within <see cref="EtcdDiscoveryOptions.CallTimeout"/>: <paramref name="call"/> gets
+    /// the gRPC deadline and a token cancelled when the time is up; while etcd is unavailable it is retried every
+    /// 100 ms (gRPC's own retries are off, so the reason of the last failure is kept). gRPC failures and the
+    /// timeout become <see cref="DiscoveryUnavailableException"/>.
     /// </summary>
-    private async Task<T> CallAsync<T>(Func<DateTime, Task<T>> call, CancellationToken cancellationToken)
+    /// <remarks>
+    /// The time limit is enforced here (<see cref="WithinAsync"/>), not left to the gRPC deadline: that one is a
+    /// thread-pool timer, and its expiry reaches the caller through more pool work items (the HTTP/2 stream's
+    /// cancellation, gRPC's response task, dotnet-etcd's async wrapper, the retry loop). With the pool saturated
+    /// (threads blocked elsewhere in the process) a call to a frozen etcd returned after 10-20 s instead of 2 s.
+    /// The wait for the lease lock (held while the lease is being restored) counts against the same limit.
+    /// </remarks>
+    private async Task<T> CallAsync<T>(Func<DateTime, CancellationToken, Task<T>> call, CancellationToken cancellationToken, bool retryUnavailable = true)
     {
         DateTime deadline = Deadline();
-        RpcException? unavailable = null;
+        var lastUnavailable = new StrongBox<RpcException?>();
+        try
+        {
+            return await WithinAsync(ct => AttemptAsync(call, deadline, retryUnavailable, lastUnavailable, ct), _options.CallTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException e)
+        {
+            throw Unreachable((Exception?)Volatile.Read(ref lastUnavailable.Value) ?? e);
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> and returns its result, or throws <see cref="TimeoutException"/> once
+    /// <paramref name="limit"/> (real time) has passed. The limit is a <see cref="DedicatedTimer"/>: its expiry
+    /// completes this task from a thread of its own, so it holds however busy the thread pool is. The token
+    /// <paramref name="work"/> gets is cancelled then (or with <paramref name="cancellationToken"/>); its late
+    /// outcome is observed and dropped.
+    /// </summary>
+    private static async Task<T> WithinAsync<T>(Func<CancellationToken, Task<T>> work, TimeSpan limit, CancellationToken cancellationToken)
+    {
+        var abandon = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        Task<T> running = work(abandon.Token);
+
+        // Completed on the timer's thread with synchronous continuations: the code after the await below, and
+        // the caller's own continuation when it has no context to return to, run there, not on the pool.
+        var expired = new TaskCompletionSource();
+        try
+        {
+            using (DedicatedTimer.Start(limit, () => expired.TrySetResult()))
+            using (cancellationToken.UnsafeRegister(static s => ((TaskCompletionSource)s!).TrySetResult(), expired))
+            {
+                if (await Task.WhenAny(running, expired.Task).ConfigureAwait(false) == running)
+                {
+                    return await running.ConfigureAwait(false);
+                }
+            }
+
+            cancellationToken.ThrowIfCancellationRequested();
+            throw new TimeoutException($"no answer within {limit.TotalSeconds:0.###} s");
+        }
+        finally
+        {
+            if (running.IsCompleted)
+            {
+                abandon.Dispose();
+            }
+            else
+            {
+                abandon.Cancel();
+                _ = running.ContinueWith(
+                    static (t, state) =>
+                    {
+                        _ = t.Exception;
+                        ((CancellationTokenSource)state!).Dispose();
+                    },
+                    abandon,
+                    CancellationToken.None,
+                    TaskContinuationOptions.ExecuteSynchronously,
+                    TaskScheduler.Default);
+            }
+        }
+    }
+
+    private async Task<T> AttemptAsync<T>(
+        Func<DateTime, CancellationToken, Task<T>> call, DateTime deadline, bool retryUnavailable, StrongBox<RpcException?> lastUnavailable, CancellationToken cancellationToken)
+    {
         while (true)
         {
             try
             {
-                return await call(deadline).ConfigureAwait(false);
+                return await call(deadline, cancellationToken).ConfigureAwait(false);
             }
-            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && DateTime.UtcNow + RetryDelay < deadline)
+            catch (RpcException e) when (retryUnavailable && e.StatusCode == StatusCode.Unavailable && DateTime.UtcNow + RetryDelay < deadline)
             {
-                unavailable = e;
+                Volatile.Write(ref lastUnavailable.Value, e);
             }
             catch (Exception e) when (IsCallFailure(e, cancellationToken))
             {
+                RpcException? unavailable = Volatile.Read(ref lastUnavailable.Value);
                 throw Unreachable(unavailable is not null && e is not RpcException { StatusCode: not StatusCode.DeadlineExceeded } ? unavailable : e);
             }
 
@@ -411,7 +517,8 @@ internal sealed partial class EtcdDiscovery : IDiscovery
         RpcException { Status.DebugException: { } inner } rpc when !rpc.Status.Detail.Contains(inner.Message, StringComparison.Ordinal) =>
             $"{rpc.StatusCode}: {rpc.Status.Detail} ({inner.Message})",
         RpcException rpc => string.IsNullOrEmpty(rpc.Status.Detail) ? rpc.StatusCode.ToString() : $"{rpc.StatusCode}: {rpc.Status.Detail}",
-        OperationCanceledException => $"no answer within {_options.CallTimeout.TotalSeconds:0.###} s",
+        OperationCanceledException or TimeoutException => $"no answer within {_options.CallTimeout.TotalSeconds:0.###} s",
+        DiscoveryUnavailableException { InnerException: { } inner } => Describe(inner),
         _ => e.Message,
     };
 

@@ -27,7 +27,7 @@ public sealed record EtcdDiscoveryOptions
     /// <summary>Events a watch buffers for a slow consumer before it stops reading from etcd.</summary>
     public int WatchBufferCapacity { get; init; } = 1024;
 
-    /// <summary>The clock of the keep-alive loop and backoffs; <see cref="TimeProvider.System"/> when null.</summary>
+    /// <summary>The clock of the keep-alive loop and backoffs (call time limits are real time); <see cref="TimeProvider.System"/> when null.</summary>
     public TimeProvider? TimeProvider { get; init; }
 
     /// <summary>Where lease loss, restore and watch resyncs are reported; nothing is logged when null.</summary>

@@ -6,6 +6,7 @@ namespace Dynamo.Runtime.Discovery;
 /// keys written with <see cref="DiscoveryPutOptions.Leased"/> live as long as it. The backend keeps the
 /// lease alive in the background and, when it was lost (store unreachable longer than the TTL), grants a
 /// new one as soon as the store is back and writes every leased key again: registration heals by itself.
+/// Both backends keep the contract of the folder's README ("Contract").
 /// </summary>
 public interface IDiscovery : IAsyncDisposable
 {

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 
@@ -6,14 +7,17 @@ namespace Dynamo.Runtime.Discovery;
 /// <summary>
 /// The in-process twin of etcd: one <see cref="InMemoryDiscoveryStore"/> shared by every component of a
 /// process (single-machine mode), each component holding its own <see cref="InMemoryDiscovery"/> lease
-/// on it. Same semantics as the etcd backend: leased keys vanish when the lease is revoked, watches
-/// start with a listing and a Synced marker.
+/// on it. Held to the etcd backend's contract (README.md, "Contract"): leased keys vanish when the lease is
+/// revoked, watches start with a listing and a Synced marker, disposing ends the watches, and every call
+/// before <see cref="StartAsync"/> or after <see cref="DisposeAsync"/> throws as etcd's does.
 /// </summary>
 public sealed class InMemoryDiscovery : IDiscovery
 {
     private readonly InMemoryDiscoveryStore _store;
+    private readonly ConcurrentDictionary<IDisposable, byte> _watches = new();
     private long _instanceId;
     private int _revoked;
+    private int _disposed;
 
     /// <summary>A lease holder on <paramref name="store"/>.</summary>
     public InMemoryDiscovery(InMemoryDiscoveryStore store)
@@ -37,6 +41,7 @@ public sealed class InMemoryDiscovery : IDiscovery
     /// <inheritdoc/>
     public Task StartAsync(CancellationToken cancellationToken = default)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (_instanceId == 0)
         {
             _instanceId = _store.NewLease();
@@ -48,34 +53,65 @@ public sealed class InMemoryDiscovery : IDiscovery
     /// <inheritdoc/>
     public Task PutAsync(string key, ReadOnlyMemory<byte> value, DiscoveryPutOptions options, CancellationToken cancellationToken = default)
     {
+        ArgumentException.ThrowIfNullOrEmpty(key);
+        ArgumentNullException.ThrowIfNull(options);
+        EnsureUsable();
         _store.Put(key, value, LeaseFor(options), createOnly: false);
         return Task.CompletedTask;
     }
 
     /// <inheritdoc/>
-    public Task<bool> CreateAsync(string key, ReadOnlyMemory<byte> value, DiscoveryPutOptions options, CancellationToken cancellationToken = default) =>
-        Task.FromResult(_store.Put(key, value, LeaseFor(options), createOnly: true));
+    public Task<bool> CreateAsync(string key, ReadOnlyMemory<byte> value, DiscoveryPutOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(key);
+        ArgumentNullException.ThrowIfNull(options);
+        EnsureUsable();
+        return Task.FromResult(_store.Put(key, value, LeaseFor(options), createOnly: true));
+    }
 
     /// <inheritdoc/>
     public Task DeleteAsync(string key, CancellationToken cancellationToken = default)
     {
+        ArgumentException.ThrowIfNullOrEmpty(key);
+        EnsureUsable();
         _store.Delete(key);
         return Task.CompletedTask;
     }
 
     /// <inheritdoc/>
-    public Task<DiscoveryEntry?> GetAsync(string key, CancellationToken cancellationToken = default) =>
-        Task.FromResult(_store.Get(key));
+    public Task<DiscoveryEntry?> GetAsync(string key, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(key);
+        EnsureUsable();
+        return Task.FromResult(_store.Get(key));
+    }
 
     /// <inheritdoc/>
-    public Task<IReadOnlyList<DiscoveryEntry>> GetPrefixAsync(string prefix, CancellationToken cancellationToken = default) =>
-        Task.FromResult(_store.List(prefix));
+    public Task<IReadOnlyList<DiscoveryEntry>> GetPrefixAsync(string prefix, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        EnsureUsable();
+        return Task.FromResult(_store.List(prefix));
+    }
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// The events wait in an unbounded buffer: writers to the store never wait for a watcher, and a slow
+    /// watcher loses nothing (etcd's watch slows its stream instead; neither drops). Cancelling the token ends
+    /// the stream with <see cref="OperationCanceledException"/>; disposing this object ends it normally.
+    /// </remarks>
     public async IAsyncEnumerable<DiscoveryEvent> WatchPrefixAsync(string prefix, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(prefix);
+        EnsureUsable();
         Channel<DiscoveryEvent> events = Channel.CreateUnbounded<DiscoveryEvent>(new UnboundedChannelOptions { SingleReader = true });
         IDisposable watch = _store.Watch(prefix, events.Writer);
+        _watches[watch] = 0;
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            watch.Dispose(); // disposed meanwhile: end as if the watch had been running
+        }
+
         try
         {
             while (await events.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
@@ -88,6 +124,7 @@ public sealed class InMemoryDiscovery : IDiscovery
         }
         finally
         {
+            _watches.TryRemove(watch, out _);
             watch.Dispose();
         }
     }
@@ -103,19 +140,35 @@ public sealed class InMemoryDiscovery : IDiscovery
         return Task.CompletedTask;
     }
 
-    /// <inheritdoc/>
-    public async ValueTask DisposeAsync() => await RevokeAsync().ConfigureAwait(false);
+    /// <summary>Revokes the lease (see <see cref="RevokeAsync"/>) and ends every watch. Idempotent.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        await RevokeAsync().ConfigureAwait(false);
+        foreach (IDisposable watch in _watches.Keys)
+        {
+            watch.Dispose();
+        }
+    }
+
+    private void EnsureUsable()
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (_instanceId == 0)
+        {
+            throw new InvalidOperationException("StartAsync has not been called");
+        }
+    }
 
     private long LeaseFor(DiscoveryPutOptions options)
     {
         if (!options.Leased)
         {
             return 0;
-        }
-
-        if (_instanceId == 0)
-        {
-            throw new InvalidOperationException("StartAsync has not been called");
         }
 
         if (Volatile.Read(ref _revoked) != 0)

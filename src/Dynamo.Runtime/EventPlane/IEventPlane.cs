@@ -2,10 +2,11 @@ namespace Dynamo.Runtime.EventPlane;
 
 /// <summary>
 /// Publish/subscribe for KV events and load metrics: NATS core subjects between processes
-/// (<c>NatsEventPlane</c>), a broadcaster in one process (<c>InProcessEventPlane</c>). Delivery is
-/// at most once and in publish order per publisher; a subscriber that falls more than its buffer behind
-/// loses the oldest messages (consumers detect gaps with the sequence numbers in the payloads).
-/// Subjects are dot-separated tokens; a subscription may use NATS wildcards ('*' one token, '&gt;' the rest).
+/// (<c>NatsEventPlane</c>), a broadcaster in one process (<c>InProcessEventPlane</c>), both held to the
+/// contract of the folder's README. Delivery is at most once and in publish order per publisher; a subscriber
+/// that falls more than its buffer behind loses the oldest messages (consumers detect gaps with the sequence
+/// numbers in the payloads). Subjects are dot-separated tokens; a subscription may use NATS wildcards ('*' one
+/// token, '&gt;' the rest). Payloads up to 1 MiB.
 /// </summary>
 public interface IEventPlane : IAsyncDisposable
 {
@@ -13,6 +14,7 @@ public interface IEventPlane : IAsyncDisposable
     string Name { get; }
 
     /// <summary>Publishes one message.</summary>
+    /// <exception cref="ArgumentException">A subject with a wildcard or a malformed token, or a payload over the limit.</exception>
     ValueTask PublishAsync(string subject, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default);
 
     /// <summary>

@@ -4,17 +4,32 @@ using System.Threading.Channels;
 namespace Dynamo.Runtime.EventPlane;
 
 /// <summary>
-/// The in-process twin of the NATS event plane: every subscription whose pattern matches gets the
-/// message in its own bounded buffer (<see cref="BufferCapacity"/>; the oldest is dropped and counted
-/// when a subscriber falls behind), in publish order.
+/// The in-process twin of the NATS event plane, held to the same contract (IEventPlane): every subscription
+/// whose pattern matches gets the message in its own bounded buffer
+/// (<see cref="InProcessEventPlaneOptions.BufferCapacity"/>; the oldest is dropped and counted when a
+/// subscriber falls behind), in publish order.
 /// </summary>
 public sealed class InProcessEventPlane : IEventPlane
 {
-    /// <summary>Messages buffered per subscription before the oldest is dropped.</summary>
-    public const int BufferCapacity = 65536;
-
+    private readonly InProcessEventPlaneOptions _options;
     private readonly Lock _lock = new();
     private Subscription[] _subscriptions = [];
+    private int _disposed;
+
+    /// <summary>A plane with <see cref="InProcessEventPlaneOptions.Default"/>.</summary>
+    public InProcessEventPlane()
+        : this(InProcessEventPlaneOptions.Default)
+    {
+    }
+
+    /// <summary>A plane with <paramref name="options"/>.</summary>
+    /// <exception cref="ArgumentException">A setting is out of range.</exception>
+    public InProcessEventPlane(InProcessEventPlaneOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+    }
 
     /// <inheritdoc/>
     public string Name => "inproc";
@@ -22,7 +37,13 @@ public sealed class InProcessEventPlane : IEventPlane
     /// <inheritdoc/>
     public ValueTask PublishAsync(string subject, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default)
     {
-        ArgumentException.ThrowIfNullOrEmpty(subject);
+        SubjectPattern.ValidateSubject(subject, nameof(subject));
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (payload.Length > _options.MaxPayload)
+        {
+            throw new ArgumentException($"an event of {payload.Length} bytes on {subject} is over the event plane's max_payload of {_options.MaxPayload} bytes", nameof(payload));
+        }
+
         var message = new EventMessage(subject, payload.ToArray());
         lock (_lock)
         {
@@ -42,8 +63,9 @@ public sealed class InProcessEventPlane : IEventPlane
     /// <inheritdoc/>
     public Task<IEventSubscription> SubscribeAsync(string subject, CancellationToken cancellationToken = default)
     {
-        ArgumentException.ThrowIfNullOrEmpty(subject);
-        var s = new Subscription(this, subject);
+        SubjectPattern.ValidatePattern(subject, nameof(subject));
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        var s = new Subscription(this, subject, _options.BufferCapacity);
         lock (_lock)
         {
             _subscriptions = [.. _subscriptions, s];
@@ -52,9 +74,14 @@ public sealed class InProcessEventPlane : IEventPlane
         return Task.FromResult<IEventSubscription>(s);
     }
 
-    /// <inheritdoc/>
+    /// <summary>Ends every subscription; publishing and subscribing throw <see cref="ObjectDisposedException"/> after.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         foreach (Subscription s in Volatile.Read(ref _subscriptions))
         {
             await s.DisposeAsync().ConfigureAwait(false);
@@ -69,27 +96,26 @@ public sealed class InProcessEventPlane : IEventPlane
         }
     }
 
-    private sealed class Subscription(InProcessEventPlane plane, string pattern) : IEventSubscription
+    private sealed class Subscription : IEventSubscription
     {
-        private readonly Channel<EventMessage> _messages = Channel.CreateBounded<EventMessage>(
-            new BoundedChannelOptions(BufferCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.DropOldest },
-            _ => { });
-
+        private readonly InProcessEventPlane _plane;
+        private readonly Channel<EventMessage> _messages;
         private long _dropped;
 
-        public string Pattern => pattern;
+        public Subscription(InProcessEventPlane plane, string pattern, int capacity)
+        {
+            _plane = plane;
+            Pattern = pattern;
+            _messages = Channel.CreateBounded<EventMessage>(
+                new BoundedChannelOptions(capacity) { SingleReader = true, FullMode = BoundedChannelFullMode.DropOldest },
+                _ => Interlocked.Increment(ref _dropped));
+        }
+
+        public string Pattern { get; }
 
         public long Dropped => Interlocked.Read(ref _dropped);
 
-        public void Deliver(EventMessage message)
-        {
-            if (_messages.Reader.Count >= BufferCapacity)
-            {
-                Interlocked.Increment(ref _dropped);
-            }
-
-            _messages.Writer.TryWrite(message);
-        }
+        public void Deliver(EventMessage message) => _messages.Writer.TryWrite(message);
 
         public async IAsyncEnumerable<EventMessage> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
         {
@@ -104,7 +130,7 @@ public sealed class InProcessEventPlane : IEventPlane
 
         public ValueTask DisposeAsync()
         {
-            plane.Remove(this);
+            _plane.Remove(this);
             _messages.Writer.TryComplete();
             return ValueTask.CompletedTask;
         }

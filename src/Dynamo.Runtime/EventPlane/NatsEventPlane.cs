@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Dynamo.Runtime.RequestPlane;
 using NATS.Client.Core;
@@ -5,14 +6,17 @@ using NATS.Client.Core;
 namespace Dynamo.Runtime.EventPlane;
 
 /// <summary>
-/// The event plane between processes: NATS core publish/subscribe (at most once, in order per publisher).
-/// Each subscription buffers up to <see cref="NatsPlaneOptions.EventBufferCapacity"/> messages and drops
-/// the oldest beyond that, counting them in <see cref="IEventSubscription.Dropped"/>.
+/// The event plane between processes: NATS core publish/subscribe (at most once, in order per publisher),
+/// held to the contract of the folder's README. Each subscription buffers up to
+/// <see cref="NatsPlaneOptions.EventBufferCapacity"/> messages and drops the oldest beyond that, counting them
+/// in <see cref="IEventSubscription.Dropped"/>.
 /// </summary>
 internal sealed class NatsEventPlane : IEventPlane
 {
     private readonly NatsPlaneOptions _options;
     private readonly bool _ownsConnection;
+    private readonly ConcurrentDictionary<NatsEventSubscription, byte> _subscriptions = new();
+    private int _disposed;
 
     /// <summary>
     /// Uses <paramref name="connection"/> (shared with the request plane). Disposing the plane disposes the
@@ -42,13 +46,31 @@ internal sealed class NatsEventPlane : IEventPlane
     }
 
     /// <inheritdoc />
-    public ValueTask PublishAsync(string subject, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default) =>
-        Connection.PublishAsync(subject, payload, cancellationToken: cancellationToken);
+    public async ValueTask PublishAsync(string subject, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default)
+    {
+        SubjectPattern.ValidateSubject(subject, nameof(subject));
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        int maxPayload = Connection.ServerInfo?.MaxPayload ?? 0;
+        if (maxPayload > 0 && payload.Length > maxPayload)
+        {
+            throw TooLarge(subject, payload.Length, maxPayload, null);
+        }
+
+        try
+        {
+            await Connection.PublishAsync(subject, payload, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (NatsPayloadTooLargeException e)
+        {
+            throw TooLarge(subject, payload.Length, maxPayload, e);
+        }
+    }
 
     /// <inheritdoc />
     public async Task<IEventSubscription> SubscribeAsync(string subject, CancellationToken cancellationToken = default)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(subject);
+        SubjectPattern.ValidatePattern(subject, nameof(subject));
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         var opts = new NatsSubOpts
         {
             ChannelOpts = new NatsSubChannelOpts { Capacity = _options.EventBufferCapacity, FullMode = BoundedChannelFullMode.DropOldest },
@@ -65,15 +87,30 @@ internal sealed class NatsEventPlane : IEventPlane
             throw;
         }
 
-        return new NatsEventSubscription(Connection, sub);
+        var subscription = new NatsEventSubscription(Connection, sub, s => _subscriptions.TryRemove(s, out _));
+        _subscriptions[subscription] = 0;
+        return subscription;
     }
 
-    /// <summary>Disposes the connection if owned (subscriptions end with it).</summary>
+    /// <summary>Ends every subscription of this plane, then disposes the connection if owned.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        foreach (NatsEventSubscription subscription in _subscriptions.Keys)
+        {
+            await subscription.DisposeAsync().ConfigureAwait(false);
+        }
+
         if (_ownsConnection)
         {
             await Connection.DisposeAsync().ConfigureAwait(false);
         }
     }
+
+    private static ArgumentException TooLarge(string subject, int length, int maxPayload, Exception? inner) =>
+        new($"an event of {length} bytes on {subject} is over the NATS server's max_payload of {maxPayload} bytes", "payload", inner);
 }

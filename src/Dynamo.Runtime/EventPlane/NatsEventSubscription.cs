@@ -12,13 +12,15 @@ internal sealed class NatsEventSubscription : IEventSubscription
 {
     private readonly NatsConnection _connection;
     private readonly INatsSub<byte[]> _sub;
+    private readonly Action<NatsEventSubscription>? _onDisposed;
     private long _dropped;
     private int _disposed;
 
-    public NatsEventSubscription(NatsConnection connection, INatsSub<byte[]> sub)
+    public NatsEventSubscription(NatsConnection connection, INatsSub<byte[]> sub, Action<NatsEventSubscription>? onDisposed = null)
     {
         _connection = connection;
         _sub = sub;
+        _onDisposed = onDisposed;
         _connection.MessageDropped += OnMessageDroppedAsync;
     }
 
@@ -40,7 +42,15 @@ internal sealed class NatsEventSubscription : IEventSubscription
         }
 
         _connection.MessageDropped -= OnMessageDroppedAsync;
-        await _sub.DisposeAsync().ConfigureAwait(false);
+        _onDisposed?.Invoke(this);
+        try
+        {
+            await _sub.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is ObjectDisposedException or NatsException)
+        {
+            // The connection is already gone, and the subscription with it.
+        }
     }
 
     private ValueTask OnMessageDroppedAsync(object? sender, NatsMessageDroppedEventArgs args)

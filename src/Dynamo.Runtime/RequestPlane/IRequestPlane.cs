@@ -3,16 +3,18 @@ namespace Dynamo.Runtime.RequestPlane;
 /// <summary>
 /// Carries a request to the process serving a subject and its stream of responses back, in order,
 /// ending with an explicit end or error. NATS between processes (<c>NatsRequestPlane</c>), channels in
-/// one process (<c>InProcessRequestPlane</c>). Both honour the same contract (see README.md):
+/// one process (<c>InProcessRequestPlane</c>). Both honour the same contract (README.md, "Contract"):
 /// <list type="bullet">
-/// <item>the consumer's pace bounds the producer (a window of unacknowledged responses);</item>
-/// <item>cancelling or abandoning the enumeration cancels the handler's token;</item>
+/// <item>the consumer's pace bounds the producer (a window of responses; a consumer that takes nothing for
+/// the ack timeout with the window full loses the request with <c>ack_timeout</c>);</item>
+/// <item>cancelling or abandoning the enumeration cancels the handler's token, without waiting for it;</item>
 /// <item>a handler exception ends the stream with <see cref="RequestPlaneException"/> of kind
 /// <see cref="RequestErrorKind.Remote"/> carrying its message; the serving side never crashes;</item>
-/// <item>no server for the subject: <see cref="RequestErrorKind.NoResponders"/> at once; a server that
-/// stops answering (killed, link cut): <see cref="RequestErrorKind.Unreachable"/> after
-/// <see cref="RequestOptions.IdleTimeout"/> without any frame (servers send heartbeats while busy);
-/// a deadline passed: <see cref="RequestErrorKind.DeadlineExceeded"/>.</item>
+/// <item>no server for the subject: <see cref="RequestErrorKind.NoResponders"/> at once; a deadline passed:
+/// <see cref="RequestErrorKind.DeadlineExceeded"/>; payloads over 1 MiB: <c>payload_too_large</c>;</item>
+/// <item>between processes only, a server that stops answering (killed, link cut):
+/// <see cref="RequestErrorKind.Unreachable"/> after <see cref="RequestOptions.IdleTimeout"/> without any frame
+/// (servers send heartbeats while busy).</item>
 /// </list>
 /// </summary>
 public interface IRequestPlane : IAsyncDisposable

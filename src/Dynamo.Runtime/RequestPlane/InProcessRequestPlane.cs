@@ -5,54 +5,90 @@ using System.Threading.Channels;
 namespace Dynamo.Runtime.RequestPlane;
 
 /// <summary>
-/// The in-process twin of the NATS request plane (single-machine mode): a request runs its handler on
-/// the thread pool and the responses flow through a bounded channel, so the same contract holds: the
-/// consumer's pace bounds the handler (<see cref="Window"/> responses ahead at most), cancellation and
-/// deadlines reach the handler's token, handler errors become <see cref="RequestPlaneException"/>.
-/// Payloads are passed by reference: neither side may change a buffer after handing it over.
+/// The in-process twin of the NATS request plane (single-machine mode), held to the same contract (README.md,
+/// "Contract"): each request runs its handler on the thread pool and the responses flow through a bounded
+/// channel of <see cref="InProcessRequestPlaneOptions.ResponseWindow"/>, so the consumer's pace bounds the
+/// handler; a full window not taken from for <see cref="InProcessRequestPlaneOptions.AckTimeout"/> ends the
+/// request; cancellation, abandonment, the deadline and a stopped server reach the handler's token; payloads
+/// over <see cref="InProcessRequestPlaneOptions.MaxPayload"/> fail as they would over NATS. Payloads are
+/// passed by reference: neither side may change a buffer after handing it over.
 /// </summary>
 public sealed class InProcessRequestPlane : IRequestPlane
 {
-    /// <summary>Responses a handler may run ahead of its consumer.</summary>
-    public const int Window = 128;
+    private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(5);
 
+    private readonly InProcessRequestPlaneOptions _options;
     private readonly ConcurrentDictionary<string, Subject> _subjects = new(StringComparer.Ordinal);
+    private int _disposed;
+
+    /// <summary>A plane with <see cref="InProcessRequestPlaneOptions.Default"/>.</summary>
+    public InProcessRequestPlane()
+        : this(InProcessRequestPlaneOptions.Default)
+    {
+    }
+
+    /// <summary>A plane with <paramref name="options"/>.</summary>
+    /// <exception cref="ArgumentException">A setting is out of range.</exception>
+    public InProcessRequestPlane(InProcessRequestPlaneOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+    }
+
+    private enum StopReason
+    {
+        None = 0,
+        ClientGone = 1,
+        Deadline = 2,
+        ServerStopped = 3,
+        AckTimeout = 4,
+        Failed = 5,
+    }
 
     /// <inheritdoc/>
     public string Name => "inproc";
 
     /// <inheritdoc/>
+    /// <exception cref="InvalidOperationException">
+    /// <paramref name="subject"/> is already served outside <paramref name="queueGroup"/>: NATS would hand each
+    /// request to several servers, whose responses would interleave into one broken stream.
+    /// </exception>
     public Task<IAsyncDisposable> ServeAsync(string subject, RequestHandler handler, string? queueGroup = null, CancellationToken cancellationToken = default)
     {
-        ArgumentException.ThrowIfNullOrEmpty(subject);
+        ArgumentException.ThrowIfNullOrWhiteSpace(subject);
         ArgumentNullException.ThrowIfNull(handler);
-        var server = new Server(this, subject, handler);
-        _subjects.GetOrAdd(subject, _ => new Subject()).Add(server);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        var server = new Server(this, subject, queueGroup, handler);
+        _subjects.GetOrAdd(subject, static s => new Subject(s)).Add(server);
         return Task.FromResult<IAsyncDisposable>(server);
     }
 
     /// <inheritdoc/>
     public async IAsyncEnumerable<ReadOnlyMemory<byte>> RequestStreamAsync(string subject, ReadOnlyMemory<byte> payload, RequestOptions options, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(subject);
         ArgumentNullException.ThrowIfNull(options);
-        Server server = _subjects.TryGetValue(subject, out Subject? s) ? s.Next() ?? throw NoResponders(subject) : throw NoResponders(subject);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         string requestId = options.RequestId.Length > 0 ? options.RequestId : Guid.NewGuid().ToString("N");
-        DateTimeOffset? deadline = options.Deadline is { } d ? DateTimeOffset.UtcNow + d : null;
-        var responses = Channel.CreateBounded<ReadOnlyMemory<byte>>(new BoundedChannelOptions(Window) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
-        using var work = CancellationTokenSource.CreateLinkedTokenSource(server.Stopping);
-        using var deadlineTimer = new CancellationTokenSource();
-        if (options.Deadline is { } span)
+        if (payload.Length > _options.MaxPayload)
         {
-            deadlineTimer.CancelAfter(span);
+            throw TooLarge($"request {requestId} to {subject} is {payload.Length} bytes", null);
         }
 
-        using CancellationTokenRegistration onDeadline = deadlineTimer.Token.Register(work.Cancel);
-        Task run = Task.Run(() => RunAsync(server, new RequestContext(requestId, deadline), payload, responses.Writer, deadlineTimer.Token, work.Token), CancellationToken.None);
+        Server server = (_subjects.TryGetValue(subject, out Subject? s) ? s.Next() : null)
+            ?? throw RequestErrors.NoResponders(subject, requestId);
+        var call = new Call(subject, new RequestContext(requestId, options.Deadline is { } d ? DateTimeOffset.UtcNow + d : null), options.Deadline, _options.ResponseWindow);
+        server.Start(call, payload);
+
+        // One token for every wait of this request (not a linked source per wait): the caller's, and the deadline's.
+        using CancellationTokenSource? linked = options.Deadline is null ? null : CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, call.DeadlinePassed);
+        CancellationToken wait = linked?.Token ?? cancellationToken;
         try
         {
-            while (await responses.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            while (await call.WaitToReadAsync(wait, cancellationToken).ConfigureAwait(false))
             {
-                while (responses.Reader.TryRead(out ReadOnlyMemory<byte> item))
+                while (call.Responses.Reader.TryRead(out ReadOnlyMemory<byte> item))
                 {
                     yield return item;
                 }
@@ -60,20 +96,28 @@ public sealed class InProcessRequestPlane : IRequestPlane
         }
         finally
         {
-            await work.CancelAsync().ConfigureAwait(false);
-            await run.ConfigureAwait(false);
+            // Cancels a handler still running and returns at once, as the NATS client does: a handler that
+            // ignores its token does not hold up the caller.
+            call.Cancel(StopReason.ClientGone);
+            call.Release();
         }
     }
 
-    /// <inheritdoc/>
-    public ValueTask DisposeAsync()
+    /// <summary>Stops every server of this plane (in-flight requests end with <c>server_stopped</c>), waiting up to 5 s each for their handlers.</summary>
+    public async ValueTask DisposeAsync()
     {
-        foreach (Subject subject in _subjects.Values)
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
-            subject.StopAll();
+            return;
         }
 
-        return ValueTask.CompletedTask;
+        foreach (Subject subject in _subjects.Values)
+        {
+            foreach (Server server in subject.Servers)
+            {
+                await server.DisposeAsync().ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>Stops every server of <paramref name="subject"/> without deregistering anything: what a killed process looks like.</summary>
@@ -81,36 +125,53 @@ public sealed class InProcessRequestPlane : IRequestPlane
     {
         if (_subjects.TryRemove(subject, out Subject? s))
         {
-            s.StopAll();
+            foreach (Server server in s.Servers)
+            {
+                server.Stop();
+            }
         }
 
         return ValueTask.CompletedTask;
     }
 
-    private static RequestPlaneException NoResponders(string subject) =>
-        new(RequestErrorKind.NoResponders, "no_responders", $"nothing serves '{subject}'");
+    /// <summary>Requests the serving handle <paramref name="serving"/> of this kind of plane is running now (a test hook).</summary>
+    internal static int ActiveCount(IAsyncDisposable serving) =>
+        serving is Server server ? server.ActiveCount : throw new ArgumentException("not an in-process serving handle", nameof(serving));
 
-    private static async Task RunAsync(Server server, RequestContext context, ReadOnlyMemory<byte> payload, ChannelWriter<ReadOnlyMemory<byte>> writer, CancellationToken deadline, CancellationToken cancellationToken)
+    private RequestPlaneException TooLarge(string what, Exception? inner) =>
+        new(RequestErrorKind.Transport, "payload_too_large", $"{what}, over the in-process plane's max_payload of {_options.MaxPayload} bytes (the NATS server's default)", inner);
+
+    private async Task RunAsync(Server server, Call call, ReadOnlyMemory<byte> payload)
     {
+        CancellationToken token = call.Token;
+        RequestContext context = call.Context;
         Exception? error = null;
         try
         {
-            await foreach (ReadOnlyMemory<byte> item in server.Handler(context, payload, cancellationToken).WithCancellation(cancellationToken).ConfigureAwait(false))
+            await foreach (ReadOnlyMemory<byte> item in server.Handler(context, payload, token).WithCancellation(token).ConfigureAwait(false))
             {
-                await writer.WriteAsync(item, cancellationToken).ConfigureAwait(false);
+                if (item.Length > _options.MaxPayload)
+                {
+                    error = TooLarge($"a response of request {context.RequestId} to {call.Subject} is {item.Length} bytes", null);
+                    call.Cancel(StopReason.Failed);
+                    break;
+                }
+
+                if (!call.Responses.Writer.TryWrite(item))
+                {
+                    await WriteWhenTakenAsync(call, item).ConfigureAwait(false);
+                }
             }
         }
-        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
-            error = new RequestPlaneException(RequestErrorKind.DeadlineExceeded, "deadline_exceeded", $"request {context.RequestId} passed its deadline");
-        }
-        catch (OperationCanceledException) when (server.Stopping.IsCancellationRequested)
-        {
-            error = new RequestPlaneException(RequestErrorKind.Unreachable, "instance_stopped", $"the instance serving '{server.SubjectName}' stopped during request {context.RequestId}");
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-            // The client went away: nobody reads the channel any more.
+            error = call.Reason switch
+            {
+                StopReason.Deadline => RequestErrors.DeadlinePassed(call.Subject, context.RequestId),
+                StopReason.ServerStopped => RequestErrors.ServerStopped(call.Subject),
+                StopReason.AckTimeout => RequestErrors.AckTimeout(call.Subject, context.RequestId, _options.AckTimeout, _options.ResponseWindow),
+                _ => error, // the client went away (nobody reads any more), or the failure set above
+            };
         }
         catch (EndpointException e)
         {
@@ -120,20 +181,160 @@ public sealed class InProcessRequestPlane : IRequestPlane
         {
             error = new RequestPlaneException(RequestErrorKind.Remote, "internal", e.Message);
         }
-
-        writer.TryComplete(error);
+        finally
+        {
+            call.Responses.Writer.TryComplete(error);
+            call.Release();
+        }
     }
 
-    private sealed class Subject
+    /// <summary>Waits, at most the ack timeout, for the consumer to take a response; then cancels the request.</summary>
+    private async Task WriteWhenTakenAsync(Call call, ReadOnlyMemory<byte> item)
+    {
+        ChannelWriter<ReadOnlyMemory<byte>> writer = call.Responses.Writer;
+        try
+        {
+            while (!writer.TryWrite(item))
+            {
+                await writer.WaitToWriteAsync(call.Token).AsTask().WaitAsync(_options.AckTimeout, call.Token).ConfigureAwait(false);
+            }
+        }
+        catch (TimeoutException)
+        {
+            call.Cancel(StopReason.AckTimeout);
+            call.Token.ThrowIfCancellationRequested();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// One request: its response channel and the handler's token, with the reason it was cancelled (the first
+    /// wins). Owned by the consumer and the handler's run; disposed when both have released it.
+    /// </summary>
+    private sealed class Call
+    {
+        private readonly CancellationTokenSource _handler = new();
+        private readonly CancellationTokenSource? _deadline;
+        private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private CancellationTokenRegistration _onDeadline;
+        private CancellationTokenRegistration _onStop;
+        private int _reason;
+        private int _owners = 2;
+
+        public Call(string subject, RequestContext context, TimeSpan? deadline, int window)
+        {
+            Subject = subject;
+            Context = context;
+            Responses = Channel.CreateBounded<ReadOnlyMemory<byte>>(new BoundedChannelOptions(window)
+            {
+                SingleReader = true,
+                SingleWriter = true,
+                FullMode = BoundedChannelFullMode.Wait,
+            });
+            if (deadline is { } d)
+            {
+                _deadline = new CancellationTokenSource(d > TimeSpan.Zero ? d : TimeSpan.Zero);
+                _onDeadline = _deadline.Token.UnsafeRegister(static c => ((Call)c!).Cancel(StopReason.Deadline), this);
+            }
+        }
+
+        public string Subject { get; }
+
+        public RequestContext Context { get; }
+
+        public Channel<ReadOnlyMemory<byte>> Responses { get; }
+
+        /// <summary>The handler's token.</summary>
+        public CancellationToken Token => _handler.Token;
+
+        /// <summary>Completed when the handler's run has ended.</summary>
+        public Task Done => _done.Task;
+
+        public StopReason Reason => (StopReason)Volatile.Read(ref _reason);
+
+        public void StopWith(CancellationToken stopping) =>
+            _onStop = stopping.UnsafeRegister(static c => ((Call)c!).Cancel(StopReason.ServerStopped), this);
+
+        public void Cancel(StopReason reason)
+        {
+            if (_done.Task.IsCompleted)
+            {
+                return;
+            }
+
+            Interlocked.CompareExchange(ref _reason, (int)reason, (int)StopReason.None);
+            try
+            {
+                _handler.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+        }
+
+        /// <summary>The token the deadline cancels.</summary>
+        public CancellationToken DeadlinePassed => _deadline?.Token ?? CancellationToken.None;
+
+        /// <summary>
+        /// Waits for a response with <paramref name="wait"/> (the caller's token, linked with the deadline when there
+        /// is one): the deadline ends the wait with <see cref="RequestErrorKind.DeadlineExceeded"/>, stalled handler or not.
+        /// </summary>
+        public ValueTask<bool> WaitToReadAsync(CancellationToken wait, CancellationToken caller)
+        {
+            ValueTask<bool> pending = Responses.Reader.WaitToReadAsync(wait);
+            return pending.IsCompletedSuccessfully ? pending : AwaitResponseAsync(pending, caller);
+        }
+
+        // Pooled: this runs once per response when the handler is slower than its consumer.
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+        private async ValueTask<bool> AwaitResponseAsync(ValueTask<bool> pending, CancellationToken caller)
+        {
+            try
+            {
+                return await pending.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!caller.IsCancellationRequested && _deadline is { IsCancellationRequested: true })
+            {
+                throw RequestErrors.DeadlinePassed(Subject, Context.RequestId);
+            }
+        }
+
+        /// <summary>Called once by each owner; the last one frees the timers.</summary>
+        public void Release()
+        {
+            if (Interlocked.Decrement(ref _owners) == 1)
+            {
+                return;
+            }
+
+            _onDeadline.Dispose();
+            _onStop.Dispose();
+            _handler.Dispose();
+            _deadline?.Dispose();
+        }
+
+        public void MarkDone() => _done.TrySetResult();
+    }
+
+    private sealed class Subject(string name)
     {
         private readonly Lock _lock = new();
         private Server[] _servers = [];
         private int _next;
 
+        public Server[] Servers => Volatile.Read(ref _servers);
+
         public void Add(Server server)
         {
             lock (_lock)
             {
+                if (_servers.Length > 0 && (server.QueueGroup is null || _servers[0].QueueGroup != server.QueueGroup))
+                {
+                    string existing = _servers[0].QueueGroup is { } g ? $"in queue group '{g}'" : "without a queue group";
+                    throw new InvalidOperationException(
+                        $"'{name}' is already served {existing}: several servers of one subject must share one queue group (NATS would give each request to all of them)");
+                }
+
                 _servers = [.. _servers, server];
             }
         }
@@ -151,26 +352,41 @@ public sealed class InProcessRequestPlane : IRequestPlane
             Server[] servers = Volatile.Read(ref _servers);
             return servers.Length == 0 ? null : servers[(int)((uint)Interlocked.Increment(ref _next) % (uint)servers.Length)];
         }
-
-        public void StopAll()
-        {
-            foreach (Server server in Volatile.Read(ref _servers))
-            {
-                server.Stop();
-            }
-        }
     }
 
-    private sealed class Server(InProcessRequestPlane plane, string subject, RequestHandler handler) : IAsyncDisposable
+    private sealed class Server(InProcessRequestPlane plane, string subject, string? queueGroup, RequestHandler handler) : IAsyncDisposable
     {
         private readonly CancellationTokenSource _stopping = new();
+        private readonly ConcurrentDictionary<Call, byte> _active = new();
+        private int _disposed;
 
         public RequestHandler Handler => handler;
 
-        public string SubjectName => subject;
+        public string? QueueGroup => queueGroup;
 
-        public CancellationToken Stopping => _stopping.Token;
+        public int ActiveCount => _active.Count;
 
+        public void Start(Call call, ReadOnlyMemory<byte> payload)
+        {
+            _active[call] = 0;
+            call.StopWith(_stopping.Token);
+            _ = Task.Run(
+                async () =>
+                {
+                    try
+                    {
+                        await plane.RunAsync(this, call, payload).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        _active.TryRemove(call, out _);
+                        call.MarkDone();
+                    }
+                },
+                CancellationToken.None);
+        }
+
+        /// <summary>No new requests; the running ones are cancelled and end with <c>server_stopped</c>.</summary>
         public void Stop()
         {
             if (plane._subjects.TryGetValue(subject, out Subject? s))
@@ -181,10 +397,17 @@ public sealed class InProcessRequestPlane : IRequestPlane
             _stopping.Cancel();
         }
 
-        public ValueTask DisposeAsync()
+        /// <summary><see cref="Stop"/>, then waits up to 5 s for the running handlers to end (as a NATS server does).</summary>
+        public async ValueTask DisposeAsync()
         {
+            if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            {
+                return;
+            }
+
             Stop();
-            return ValueTask.CompletedTask;
+            Task drained = Task.WhenAll(_active.Keys.Select(c => c.Done));
+            await drained.WaitAsync(DrainTimeout).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
     }
 }

@@ -15,6 +15,7 @@ namespace Dynamo.Runtime.RequestPlane;
 internal sealed partial class NatsRequestServer : IAsyncDisposable
 {
     private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan PingTimeout = TimeSpan.FromSeconds(2);
 
     private readonly NatsConnection _connection;
     private readonly string _subject;
@@ -85,7 +86,10 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
         }
 
         // No new requests, then cancel the running ones (they send a "server_stopped" error) and wait for them.
+        // A PING answered means the NATS server has processed the UNSUB: from then on a request gets "no
+        // responders" at once, as from an in-process server, instead of vanishing until its accept timeout.
         await UnsubscribeAsync(_requests).ConfigureAwait(false);
+        await PingAsync().ConfigureAwait(false);
 
         await _requestLoop.ConfigureAwait(false);
         foreach (NatsServedRequest request in _active.Values)
@@ -120,6 +124,23 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
         catch (Exception e) when (e is ObjectDisposedException or NatsException)
         {
             // The connection is already gone, and the subscription with it.
+        }
+    }
+
+    private async Task PingAsync()
+    {
+        if (_connection.ConnectionState != NatsConnectionState.Open)
+        {
+            return; // it would wait for a reconnect, which restores no unsubscribed subject anyway
+        }
+
+        using var timeout = new CancellationTokenSource(PingTimeout);
+        try
+        {
+            await _connection.PingAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or NatsException)
+        {
         }
     }
 
@@ -236,7 +257,11 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
                     await FinishWithErrorAsync(request, RequestErrorKind.DeadlineExceeded, "deadline_exceeded", "the request's deadline passed").ConfigureAwait(false);
                     break;
                 case NatsCancelReason.Shutdown:
-                    await FinishWithErrorAsync(request, RequestErrorKind.Unreachable, "server_stopped", $"the server of {_subject} stopped").ConfigureAwait(false);
+                    await FinishWithErrorAsync(request, RequestErrors.ServerStopped(_subject)).ConfigureAwait(false);
+                    break;
+                case NatsCancelReason.AckTimeout:
+                    // The client may only be slow: it reads this after the responses it has not taken yet.
+                    await FinishWithErrorAsync(request, RequestErrors.AckTimeout(_subject, request.RequestId, _options.AckTimeout, _options.ResponseWindow)).ConfigureAwait(false);
                     break;
                 default:
                     Log.Cancelled(_logger, _subject, request.RequestId, request.Reason);
@@ -262,6 +287,9 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
             request.Dispose();
         }
     }
+
+    private Task FinishWithErrorAsync(NatsServedRequest request, RequestPlaneException error) =>
+        FinishWithErrorAsync(request, error.Kind, error.Code, error.Message);
 
     private async Task FinishWithErrorAsync(NatsServedRequest request, RequestErrorKind kind, string code, string message)
     {

@@ -13,6 +13,9 @@ internal sealed class NatsResponseStream : IAsyncDisposable
 {
     private static readonly TimeSpan CancelSendTimeout = TimeSpan.FromSeconds(2);
 
+    /// <summary>Silent checks that make a server unreachable (see <see cref="ReadFrameAsync"/>).</summary>
+    private const int SilenceChecks = 4;
+
     private readonly NatsConnection _connection;
     private readonly string _subject;
     private readonly RequestOptions _options;
@@ -87,7 +90,7 @@ internal sealed class NatsResponseStream : IAsyncDisposable
                 _completed = true;
                 throw _accepted
                     ? new RequestPlaneException(RequestErrorKind.Unreachable, "unreachable", $"the server of {_subject} handling request {_requestId} went away")
-                    : new RequestPlaneException(RequestErrorKind.NoResponders, "no_responders", $"nothing serves {_subject} (request {_requestId})");
+                    : RequestErrors.NoResponders(_subject, _requestId);
             }
 
             NatsHeaders? headers = msg.Headers;
@@ -236,9 +239,18 @@ internal sealed class NatsResponseStream : IAsyncDisposable
         return _connection.PublishAsync(_controlSubject!, headers: headers, replyTo: _inbox!.Subject, cancellationToken: cancellationToken);
     }
 
+    /// <summary>
+    /// The next frame. Silence is measured in <see cref="SilenceChecks"/> checks, each a quarter of the accept or
+    /// idle timeout, reset by any frame: a check counts only when it runs, so a stall of this process (a GC
+    /// pause, a starved thread pool, a descheduled CPU) counts as one check and not as the server's silence.
+    /// With a single timer of the whole timeout, the timer fired the moment the process resumed, ahead of the
+    /// heartbeat the server sent as it resumed too, and a live stream was reported unreachable.
+    /// The deadline is absolute and ends the wait when it passes, stall or not.
+    /// </summary>
     private async ValueTask<NatsMsg<byte[]>> ReadFrameAsync()
     {
         ChannelReader<NatsMsg<byte[]>> reader = _inbox!.Msgs;
+        int silentChecks = 0;
         while (true)
         {
             if (reader.TryRead(out NatsMsg<byte[]> msg))
@@ -246,7 +258,7 @@ internal sealed class NatsResponseStream : IAsyncDisposable
                 return msg;
             }
 
-            TimeSpan wait = _accepted ? _options.IdleTimeout : _options.AcceptTimeout;
+            TimeSpan wait = (_accepted ? _options.IdleTimeout : _options.AcceptTimeout) / SilenceChecks;
             bool byDeadline = false;
             if (_deadline is { } deadline)
             {
@@ -267,10 +279,17 @@ internal sealed class NatsResponseStream : IAsyncDisposable
             }
             catch (OperationCanceledException) when (!_cancellationToken.IsCancellationRequested)
             {
+                _timeout.Dispose();
+                _timeout = null;
+                if (!byDeadline && ++silentChecks < SilenceChecks)
+                {
+                    continue;
+                }
+
                 // An unreachable server is not sent a cancel; a deadline the server enforces itself as well.
                 _completed = !byDeadline;
                 throw byDeadline
-                    ? new RequestPlaneException(RequestErrorKind.DeadlineExceeded, "deadline_exceeded", $"request {_requestId} to {_subject} passed its deadline")
+                    ? RequestErrors.DeadlinePassed(_subject, _requestId)
                     : _accepted
                         ? new RequestPlaneException(RequestErrorKind.Unreachable, "unreachable", $"the server of {_subject} sent nothing for {_options.IdleTimeout.TotalSeconds:0.###} s (request {_requestId})")
                         : new RequestPlaneException(RequestErrorKind.Unreachable, "not_accepted", $"no server accepted request {_requestId} to {_subject} within {_options.AcceptTimeout.TotalSeconds:0.###} s");

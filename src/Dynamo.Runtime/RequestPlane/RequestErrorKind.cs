@@ -15,6 +15,6 @@ public enum RequestErrorKind
     /// <summary>The request's deadline passed.</summary>
     DeadlineExceeded = 3,
 
-    /// <summary>The transport itself failed (connection closed, payload too large).</summary>
+    /// <summary>The transport itself failed (connection closed, payload too large) or gave up on a consumer that took nothing (ack timeout).</summary>
     Transport = 4,
 }

@@ -1,12 +1,17 @@
 using System.Diagnostics;
-using System.Text;
 using Dynamo.Runtime.Discovery;
 using Dynamo.Tests.Infrastructure;
 using Xunit.Abstractions;
+using static Dynamo.Tests.Runtime.Discovery.Utf8;
 
 namespace Dynamo.Tests.Runtime.Discovery;
 
-/// <summary>EtcdDiscovery against a real etcd; the tests that stop etcd start their own.</summary>
+/// <summary>
+/// What only the etcd backend has (lease expiry, keep-alive, etcd killed, frozen or absent, a saturated
+/// process), against a real etcd; the tests that stop etcd start their own. The contract both backends keep
+/// is in <see cref="DiscoveryContractTests"/>. Timing collection: these bound durations.
+/// </summary>
+[Collection(TimingCollection.Name)]
 public class EtcdDiscoveryTests : IClassFixture<EtcdFixture>
 {
     private static readonly TimeSpan ShortTtl = TimeSpan.FromSeconds(2);
@@ -19,165 +24,6 @@ public class EtcdDiscoveryTests : IClassFixture<EtcdFixture>
     {
         _etcd = etcd;
         _output = output;
-    }
-
-    [Fact]
-    public async Task PutAsync_ThenGetAsync_ReturnsValueAndRevision()
-    {
-        await using EtcdDiscovery discovery = await StartAsync(_etcd.Server);
-
-        await discovery.PutAsync(_prefix + "a", Bytes("one"), DiscoveryPutOptions.Persistent);
-        DiscoveryEntry? entry = await discovery.GetAsync(_prefix + "a");
-
-        Assert.NotNull(entry);
-        Assert.Equal(_prefix + "a", entry.Key);
-        Assert.Equal("one", Text(entry.Value));
-        Assert.True(entry.Revision > 0);
-        Assert.Equal("etcd", discovery.Name);
-        Assert.Equal(_etcd.Server.Endpoint, discovery.Address);
-        Assert.True(discovery.IsLeaseAlive);
-        Assert.NotEqual(0, discovery.InstanceId);
-    }
-
-    [Fact]
-    public async Task GetAsync_MissingKey_ReturnsNull()
-    {
-        await using EtcdDiscovery discovery = await StartAsync(_etcd.Server);
-
-        Assert.Null(await discovery.GetAsync(_prefix + "missing"));
-    }
-
-    [Fact]
-    public async Task GetPrefixAsync_KeysInsideAndOutside_ReturnsOnlyPrefixInKeyOrder()
-    {
-        await using EtcdDiscovery discovery = await StartAsync(_etcd.Server);
-        await discovery.PutAsync(_prefix + "b", Bytes("2"), DiscoveryPutOptions.Persistent);
-        await discovery.PutAsync(_prefix + "a", Bytes("1"), DiscoveryPutOptions.LeasedKey);
-        await discovery.PutAsync(_prefix + "c/x", Bytes("3"), DiscoveryPutOptions.Persistent);
-        await discovery.PutAsync(_prefix[..^1] + "0", Bytes("outside"), DiscoveryPutOptions.Persistent);
-
-        IReadOnlyList<DiscoveryEntry> entries = await discovery.GetPrefixAsync(_prefix);
-
-        Assert.Equal([_prefix + "a", _prefix + "b", _prefix + "c/x"], entries.Select(e => e.Key));
-        Assert.Equal(["1", "2", "3"], entries.Select(e => Text(e.Value)));
-    }
-
-    [Fact]
-    public async Task DeleteAsync_ExistingKey_RemovesIt()
-    {
-        await using EtcdDiscovery discovery = await StartAsync(_etcd.Server);
-        await discovery.PutAsync(_prefix + "a", Bytes("1"), DiscoveryPutOptions.LeasedKey);
-        await discovery.PutAsync(_prefix + "b", Bytes("2"), DiscoveryPutOptions.Persistent);
-
-        await discovery.DeleteAsync(_prefix + "a");
-        await discovery.DeleteAsync(_prefix + "b");
-        await discovery.DeleteAsync(_prefix + "never-existed");
-
-        Assert.Empty(await discovery.GetPrefixAsync(_prefix));
-    }
-
-    [Fact]
-    public async Task CreateAsync_KeyAbsentThenPresent_CreatesOnceAndKeepsFirstValue()
-    {
-        await using EtcdDiscovery first = await StartAsync(_etcd.Server);
-        await using EtcdDiscovery second = await StartAsync(_etcd.Server);
-
-        Assert.True(await first.CreateAsync(_prefix + "owner", Bytes("first"), DiscoveryPutOptions.LeasedKey));
-        Assert.False(await second.CreateAsync(_prefix + "owner", Bytes("second"), DiscoveryPutOptions.LeasedKey));
-        Assert.False(await first.CreateAsync(_prefix + "owner", Bytes("again"), DiscoveryPutOptions.Persistent));
-
-        Assert.Equal("first", Text((await second.GetAsync(_prefix + "owner"))!.Value));
-    }
-
-    [Fact]
-    public async Task RevokeAsync_LeasedAndPersistentKeys_LeasedVanishAtOncePersistentStays()
-    {
-        await using EtcdDiscovery owner = await StartAsync(_etcd.Server);
-        await using EtcdDiscovery observer = await StartAsync(_etcd.Server);
-        await owner.PutAsync(_prefix + "leased", Bytes("1"), DiscoveryPutOptions.LeasedKey);
-        await owner.CreateAsync(_prefix + "created", Bytes("1"), DiscoveryPutOptions.LeasedKey);
-        await owner.PutAsync(_prefix + "blob", Bytes("2"), DiscoveryPutOptions.Persistent);
-
-        await owner.RevokeAsync();
-        await owner.RevokeAsync();
-
-        Assert.Equal([_prefix + "blob"], (await observer.GetPrefixAsync(_prefix)).Select(e => e.Key));
-        Assert.False(owner.IsLeaseAlive);
-        await Assert.ThrowsAsync<ObjectDisposedException>(() => owner.PutAsync(_prefix + "late", Bytes("x"), DiscoveryPutOptions.LeasedKey));
-    }
-
-    [Fact]
-    public async Task DisposeAsync_LeasedKey_VanishesAtOnce()
-    {
-        await using EtcdDiscovery observer = await StartAsync(_etcd.Server);
-        EtcdDiscovery owner = await StartAsync(_etcd.Server);
-        await owner.PutAsync(_prefix + "leased", Bytes("1"), DiscoveryPutOptions.LeasedKey);
-
-        await owner.DisposeAsync();
-        await owner.DisposeAsync();
-
-        Assert.Null(await observer.GetAsync(_prefix + "leased"));
-        await Assert.ThrowsAsync<ObjectDisposedException>(() => owner.GetAsync(_prefix + "leased"));
-    }
-
-    [Fact]
-    public async Task WatchPrefixAsync_OtherProcessPutsThenDisposes_SeesListingSyncedPutDelete()
-    {
-        await using EtcdDiscovery watcher = await StartAsync(_etcd.Server);
-        EtcdDiscovery worker = await StartAsync(_etcd.Server);
-        await worker.PutAsync(_prefix + "existing", Bytes("0"), DiscoveryPutOptions.Persistent);
-        await using var recorder = new WatchRecorder(watcher, _prefix);
-        await recorder.WaitAsync(r => r.SyncedCount == 1, "the initial Synced");
-
-        await worker.PutAsync(_prefix + "w1", Bytes("v1"), DiscoveryPutOptions.LeasedKey);
-        await worker.PutAsync(_prefix + "w1", Bytes("v2"), DiscoveryPutOptions.LeasedKey);
-        await recorder.WaitAsync(r => r.Value(_prefix + "w1") == "v2", "the second put");
-        await worker.DisposeAsync();
-        await recorder.WaitAsync(r => !r.Has(_prefix + "w1"), "the delete");
-
-        Assert.Equal(
-            [$"Put {_prefix}existing", $"Synced {_prefix}", $"Put {_prefix}w1", $"Put {_prefix}w1", $"Delete {_prefix}w1"],
-            recorder.Events.Select(e => $"{e.Kind} {e.Key}"));
-    }
-
-    [Fact]
-    public async Task WatchPrefixAsync_Cancelled_EndsWithOperationCanceled()
-    {
-        await using EtcdDiscovery watcher = await StartAsync(_etcd.Server);
-        using var cancel = new CancellationTokenSource();
-        int seen = 0;
-
-        Task watching = Task.Run(async () =>
-        {
-            await foreach (DiscoveryEvent e in watcher.WatchPrefixAsync(_prefix, cancel.Token))
-            {
-                seen++;
-                await cancel.CancelAsync();
-            }
-        });
-
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => watching.WaitAsync(TimeSpan.FromSeconds(10)));
-        Assert.Equal(1, seen);
-    }
-
-    [Fact]
-    public async Task WatchPrefixAsync_DiscoveryDisposed_EndsNormally()
-    {
-        EtcdDiscovery watcher = await StartAsync(_etcd.Server);
-        var events = new List<DiscoveryEventKind>();
-        Task watching = Task.Run(async () =>
-        {
-            await foreach (DiscoveryEvent e in watcher.WatchPrefixAsync(_prefix))
-            {
-                events.Add(e.Kind);
-            }
-        });
-        await WaitUntilAsync(() => events.Count == 1, "the Synced", TimeSpan.FromSeconds(5));
-
-        await watcher.DisposeAsync();
-
-        await watching.WaitAsync(TimeSpan.FromSeconds(5));
-        Assert.Equal([DiscoveryEventKind.Synced], events);
     }
 
     [Fact]
@@ -234,7 +80,7 @@ public class EtcdDiscoveryTests : IClassFixture<EtcdFixture>
         TimeSpan restored = clock.Elapsed;
 
         _output.WriteLine($"re-registered {restored.TotalSeconds:0.00} s after the keep-alive resumed");
-        await WaitUntilAsync(() => worker.IsLeaseAlive, "IsLeaseAlive (set once every key is written)", TimeSpan.FromSeconds(5));
+        await Eventually.WaitUntilAsync(() => worker.IsLeaseAlive, "IsLeaseAlive (set once every key is written)", TimeSpan.FromSeconds(5));
         Assert.Equal(instance, worker.InstanceId);
         Assert.NotEqual(instance, worker.CurrentLeaseId);
         Assert.Equal([_prefix + "mine", _prefix + "put", _prefix + "taken"], (await watcher.GetPrefixAsync(_prefix)).Select(e => e.Key));
@@ -257,12 +103,11 @@ public class EtcdDiscoveryTests : IClassFixture<EtcdFixture>
         await recorder.WaitAsync(r => r.Has(_prefix + "w") && r.SyncedCount == 1, "the listing");
 
         server.Kill();
-        await Task.Delay(ShortTtl + TimeSpan.FromSeconds(1.5));
-        Assert.False(worker.IsLeaseAlive);
+        await Eventually.WaitUntilAsync(() => !worker.IsLeaseAlive, "the worker to count its lease lost (no keep-alive for the TTL)");
         var clock = Stopwatch.StartNew();
         await server.RestartAsync();
         TimeSpan etcdUp = clock.Elapsed;
-        await WaitUntilAsync(() => worker.IsLeaseAlive, "the lease to be restored", TimeSpan.FromSeconds(10));
+        await Eventually.WaitUntilAsync(() => worker.IsLeaseAlive, "the lease to be restored", TimeSpan.FromSeconds(10));
         TimeSpan leaseBack = clock.Elapsed;
         await recorder.WaitAsync(r => r.SyncedCount >= 2 && r.Has(_prefix + "w"), "the watch to resync", TimeSpan.FromSeconds(10));
         TimeSpan watchBack = clock.Elapsed;
@@ -293,10 +138,10 @@ public class EtcdDiscoveryTests : IClassFixture<EtcdFixture>
         var frozen = Stopwatch.StartNew();
         DiscoveryUnavailableException e = await Assert.ThrowsAsync<DiscoveryUnavailableException>(() => worker.GetAsync(_prefix + "w"));
         TimeSpan callFailed = frozen.Elapsed;
-        await WaitUntilAsync(() => !worker.IsLeaseAlive, "the worker to notice the lost lease", TimeSpan.FromSeconds(10));
+        await Eventually.WaitUntilAsync(() => !worker.IsLeaseAlive, "the worker to notice the lost lease", TimeSpan.FromSeconds(10));
         await server.ThawAsync();
         var clock = Stopwatch.StartNew();
-        await WaitUntilAsync(() => worker.IsLeaseAlive, "the lease to be restored", TimeSpan.FromSeconds(10));
+        await Eventually.WaitUntilAsync(() => worker.IsLeaseAlive, "the lease to be restored", TimeSpan.FromSeconds(10));
         TimeSpan leaseBack = clock.Elapsed;
         await recorder.WaitAsync(r => r.Has(_prefix + "w"), "the watcher to see the key again", TimeSpan.FromSeconds(10));
 
@@ -304,6 +149,47 @@ public class EtcdDiscoveryTests : IClassFixture<EtcdFixture>
         Assert.Contains(server.Endpoint, e.Message, StringComparison.Ordinal);
         Assert.InRange(callFailed, TimeSpan.FromSeconds(1.5), TimeSpan.FromSeconds(4));
         Assert.Equal("1", Text((await watcher.GetAsync(_prefix + "w"))!.Value));
+    }
+
+    [Fact]
+    [Trait("Category", "Slow")]
+    public async Task GetAsync_EtcdFrozenAndThreadPoolSaturated_FailsWithinCallTimeout()
+    {
+        await using EtcdServer server = await EtcdServer.StartAsync();
+        await using EtcdDiscovery discovery = await StartAsync(server);
+        await discovery.PutAsync(_prefix + "w", Bytes("1"), DiscoveryPutOptions.Persistent);
+        await server.FreezeAsync();
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            TimeSpan failedAt;
+            Task<DiscoveryEntry?> call;
+            using (var saturation = new ThreadPoolSaturation())
+            {
+                // The pool stays blocked until the call ends: only a limit that needs no pool thread ends it.
+                call = discovery.GetAsync(_prefix + "w");
+                Task<TimeSpan> ended = call.ContinueWith(
+                    _ =>
+                    {
+                        TimeSpan at = clock.Elapsed;
+                        saturation.Dispose();
+                        return at;
+                    },
+                    CancellationToken.None,
+                    TaskContinuationOptions.ExecuteSynchronously,
+                    TaskScheduler.Default);
+                failedAt = await ended;
+            }
+
+            DiscoveryUnavailableException e = await Assert.ThrowsAsync<DiscoveryUnavailableException>(() => call);
+            _output.WriteLine($"the call failed after {failedAt.TotalSeconds:0.00} s with every pool thread blocked: {e.Message}");
+            Assert.Contains(server.Endpoint, e.Message, StringComparison.Ordinal);
+            Assert.InRange(failedAt, TimeSpan.FromSeconds(1.5), TimeSpan.FromSeconds(4));
+        }
+        finally
+        {
+            await server.ThawAsync();
+        }
     }
 
     [Fact]
@@ -381,152 +267,10 @@ public class EtcdDiscoveryTests : IClassFixture<EtcdFixture>
         }
     }
 
-    private static async Task WaitUntilAsync(Func<bool> condition, string what, TimeSpan timeout)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (clock.Elapsed > timeout)
-            {
-                Assert.Fail($"timed out after {timeout.TotalSeconds} s waiting for {what}");
-            }
-
-            await Task.Delay(20);
-        }
-    }
-
     private static int FreePort()
     {
         using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
         listener.Start();
         return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    private static ReadOnlyMemory<byte> Bytes(string s) => Encoding.UTF8.GetBytes(s);
-
-    private static string Text(ReadOnlyMemory<byte> bytes) => Encoding.UTF8.GetString(bytes.Span);
-
-    /// <summary>Applies a watch's events to a map, as a consumer would, and records them.</summary>
-    private sealed class WatchRecorder : IAsyncDisposable
-    {
-        private readonly object _gate = new();
-        private readonly List<DiscoveryEvent> _events = [];
-        private readonly Dictionary<string, string> _state = new(StringComparer.Ordinal);
-        private readonly CancellationTokenSource _stop = new();
-        private readonly Task _loop;
-        private int _synced;
-        private Exception? _error;
-
-        public WatchRecorder(IDiscovery discovery, string prefix)
-        {
-            _loop = Task.Run(async () =>
-            {
-                try
-                {
-                    await foreach (DiscoveryEvent e in discovery.WatchPrefixAsync(prefix, _stop.Token))
-                    {
-                        lock (_gate)
-                        {
-                            _events.Add(e);
-                            switch (e.Kind)
-                            {
-                                case DiscoveryEventKind.Put:
-                                    _state[e.Key] = Text(e.Value);
-                                    break;
-                                case DiscoveryEventKind.Delete:
-                                    _state.Remove(e.Key);
-                                    break;
-                                default:
-                                    _synced++;
-                                    break;
-                            }
-                        }
-                    }
-                }
-                catch (OperationCanceledException) when (_stop.IsCancellationRequested)
-                {
-                }
-                catch (Exception e)
-                {
-                    _error = e;
-                }
-            });
-        }
-
-        public int SyncedCount
-        {
-            get
-            {
-                lock (_gate)
-                {
-                    return _synced;
-                }
-            }
-        }
-
-        public IReadOnlyList<DiscoveryEvent> Events
-        {
-            get
-            {
-                lock (_gate)
-                {
-                    return [.. _events];
-                }
-            }
-        }
-
-        public IReadOnlyCollection<string> Keys
-        {
-            get
-            {
-                lock (_gate)
-                {
-                    return [.. _state.Keys];
-                }
-            }
-        }
-
-        public bool Has(string key)
-        {
-            lock (_gate)
-            {
-                return _state.ContainsKey(key);
-            }
-        }
-
-        public string? Value(string key)
-        {
-            lock (_gate)
-            {
-                return _state.GetValueOrDefault(key);
-            }
-        }
-
-        public async Task WaitAsync(Func<WatchRecorder, bool> condition, string what, TimeSpan? timeout = null)
-        {
-            TimeSpan limit = timeout ?? TimeSpan.FromSeconds(5);
-            var clock = Stopwatch.StartNew();
-            while (!condition(this))
-            {
-                if (_error is not null)
-                {
-                    Assert.Fail($"the watch failed while waiting for {what}: {_error}");
-                }
-
-                if (clock.Elapsed > limit)
-                {
-                    Assert.Fail($"timed out after {limit.TotalSeconds} s waiting for {what}; events: {string.Join(", ", Events.Select(e => $"{e.Kind} {e.Key}"))}");
-                }
-
-                await Task.Delay(20);
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await _stop.CancelAsync();
-            await _loop.WaitAsync(TimeSpan.FromSeconds(5));
-            _stop.Dispose();
-        }
     }
 }

@@ -1,102 +1,48 @@
-using System.Runtime.CompilerServices;
 using Dynamo.Runtime.RequestPlane;
+using static Dynamo.Tests.Runtime.RequestPlane.TestHandlers;
 
 namespace Dynamo.Tests.Runtime.RequestPlane;
 
+/// <summary>What only the in-process plane has; the contract both planes keep is in <see cref="RequestPlaneContractTests"/>.</summary>
 public class InProcessRequestPlaneTests
 {
-    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> Counter(int count, StrongBox<int> produced, TaskCompletionSource cancelled, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    [Theory]
+    [InlineData(null, "workers")]
+    [InlineData("workers", null)]
+    [InlineData("workers", "others")]
+    public async Task ServeAsync_SubjectAlreadyServedOutsideTheQueueGroup_Throws(string? first, string? second)
     {
-        try
-        {
-            for (int i = 0; i < count; i++)
-            {
-                produced.Value = i + 1;
-                yield return BitConverter.GetBytes(i);
-            }
+        await using var plane = new InProcessRequestPlane();
+        await using IAsyncDisposable serving = await plane.ServeAsync("s", (_, _, _) => One("first"), first);
 
-            await Task.CompletedTask;
-        }
-        finally
-        {
-            // Runs when the plane stops enumerating this handler: cancelled or abandoned.
-            if (cancellationToken.IsCancellationRequested)
-            {
-                cancelled.TrySetResult();
-            }
-        }
+        InvalidOperationException e = await Assert.ThrowsAsync<InvalidOperationException>(() => plane.ServeAsync("s", (_, _, _) => One("second"), second));
+
+        Assert.Contains("'s' is already served", e.Message);
+        Assert.Equal(["first"], await StringsAsync(plane.RequestStreamAsync("s", default, RequestOptions.Default)));
     }
 
     [Fact]
-    public async Task RequestStream_SlowConsumer_BoundsTheProducer()
+    public async Task ServeAsync_SubjectServedAgainInItsQueueGroupAfterTheOtherLeft_Serves()
     {
         await using var plane = new InProcessRequestPlane();
-        var produced = new StrongBox<int>();
-        await using IAsyncDisposable serve = await plane.ServeAsync("s", (c, p, ct) => Counter(100_000, produced, new TaskCompletionSource(), ct));
-        int read = 0;
-        await foreach (ReadOnlyMemory<byte> item in plane.RequestStreamAsync("s", default, RequestOptions.Default))
-        {
-            Assert.Equal(read, BitConverter.ToInt32(item.Span));
-            read++;
-            if (read == 10)
-            {
-                await Task.Delay(100);
-                Assert.InRange(produced.Value, 10, 10 + InProcessRequestPlane.Window + 2);
-            }
-        }
+        IAsyncDisposable first = await plane.ServeAsync("s", (_, _, _) => One("first"));
+        await first.DisposeAsync();
 
-        Assert.Equal(100_000, read);
+        await using IAsyncDisposable second = await plane.ServeAsync("s", (_, _, _) => One("second"), "workers");
+
+        Assert.Equal(["second"], await StringsAsync(plane.RequestStreamAsync("s", default, RequestOptions.Default)));
     }
 
-    [Fact]
-    public async Task RequestStream_AbandonedEarly_CancelsHandler()
+    [Theory]
+    [InlineData(0, 1, 1, "ResponseWindow")]
+    [InlineData(1, 0, 1, "AckTimeout")]
+    [InlineData(1, 1, 0, "MaxPayload")]
+    public void Constructor_SettingOutOfRange_ArgumentExceptionNamingIt(int window, int ackTimeoutMs, int maxPayload, string setting)
     {
-        await using var plane = new InProcessRequestPlane();
-        var cancelled = new TaskCompletionSource();
-        await using IAsyncDisposable serve = await plane.ServeAsync("s", (c, p, ct) => Counter(int.MaxValue, new StrongBox<int>(), cancelled, ct));
-        await foreach (ReadOnlyMemory<byte> item in plane.RequestStreamAsync("s", default, RequestOptions.Default))
-        {
-            break;
-        }
+        var options = InProcessRequestPlaneOptions.Default with { ResponseWindow = window, AckTimeout = TimeSpan.FromMilliseconds(ackTimeoutMs), MaxPayload = maxPayload };
 
-        await cancelled.Task.WaitAsync(TimeSpan.FromSeconds(5));
-    }
+        ArgumentException e = Assert.Throws<ArgumentException>(() => new InProcessRequestPlane(options));
 
-    [Fact]
-    public async Task RequestStream_HandlerThrows_RemoteErrorWithCode()
-    {
-        await using var plane = new InProcessRequestPlane();
-        await using IAsyncDisposable serve = await plane.ServeAsync("s", (c, p, ct) => Fail(ct));
-        var e = await Assert.ThrowsAsync<RequestPlaneException>(async () =>
-        {
-            await foreach (ReadOnlyMemory<byte> item in plane.RequestStreamAsync("s", default, RequestOptions.Default))
-            {
-            }
-        });
-        Assert.Equal(RequestErrorKind.Remote, e.Kind);
-        Assert.Equal("invalid_request", e.Code);
-        Assert.Equal("bad prompt", e.Message);
-    }
-
-    [Fact]
-    public async Task RequestStream_DeadlinePassed_DeadlineExceeded()
-    {
-        await using var plane = new InProcessRequestPlane();
-        await using IAsyncDisposable serve = await plane.ServeAsync("s", (c, p, ct) => Counter(int.MaxValue, new StrongBox<int>(), new TaskCompletionSource(), ct));
-        var e = await Assert.ThrowsAsync<RequestPlaneException>(async () =>
-        {
-            await foreach (ReadOnlyMemory<byte> item in plane.RequestStreamAsync("s", default, RequestOptions.Default with { Deadline = TimeSpan.FromMilliseconds(50) }))
-            {
-                await Task.Delay(1);
-            }
-        });
-        Assert.Equal(RequestErrorKind.DeadlineExceeded, e.Kind);
-    }
-
-    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> Fail([EnumeratorCancellation] CancellationToken cancellationToken = default)
-    {
-        await Task.Yield();
-        yield return new byte[1];
-        throw new EndpointException("invalid_request", "bad prompt");
+        Assert.StartsWith(setting, e.Message);
     }
 }

@@ -1,0 +1,3 @@
+namespace Dynamo.Tests.Runtime.Discovery;
+
+public sealed class InMemoryDiscoveryContractTests() : DiscoveryContractTests(new InMemoryDiscoveryTwin());

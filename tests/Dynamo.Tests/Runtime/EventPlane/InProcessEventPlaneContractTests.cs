@@ -1,0 +1,3 @@
+namespace Dynamo.Tests.Runtime.EventPlane;
+
+public sealed class InProcessEventPlaneContractTests() : EventPlaneContractTests(new InProcessEventPlaneTwin());

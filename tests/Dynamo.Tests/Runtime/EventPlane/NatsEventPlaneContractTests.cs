@@ -1,0 +1,3 @@
+namespace Dynamo.Tests.Runtime.EventPlane;
+
+public sealed class NatsEventPlaneContractTests() : EventPlaneContractTests(new NatsEventPlaneTwin());

@@ -1,0 +1,3 @@
+namespace Dynamo.Tests.Runtime.RequestPlane;
+
+public sealed class NatsRequestPlaneContractTests() : RequestPlaneContractTests(new NatsRequestPlaneTwin());
