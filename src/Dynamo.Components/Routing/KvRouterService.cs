@@ -56,6 +56,12 @@ public sealed partial class KvRouterService : IAsyncDisposable
     /// <summary>Event-plane messages that were not valid KV events or load reports.</summary>
     public long BadEvents => Interlocked.Read(ref _badEvents);
 
+    /// <summary>KV events and load reports the event plane dropped because this service read too slowly (each KV gap is healed from a dump).</summary>
+    public long EventsDropped => _kvEvents.Dropped + _loadMetrics.Dropped;
+
+    /// <summary>The router's counters with the service's own: events dropped, malformed events, dumps loaded.</summary>
+    public RouterStats GetStats() => Router.GetStats() with { EventsDropped = EventsDropped, MalformedEvents = BadEvents, DumpsLoaded = DumpsLoaded };
+
     /// <summary>
     /// Subscribes to the KV events and load metrics of <paramref name="address"/>'s component, follows its
     /// instances, and starts resyncing every current worker from its dump. Returns once subscribed and the

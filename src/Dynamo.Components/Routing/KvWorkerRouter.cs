@@ -37,7 +37,7 @@ internal sealed partial class KvWorkerRouter : IWorkerRouter
     public string Name => RouterModes.Kv;
 
     /// <summary>The local router's counters, once it has started (null while every request went to the Router component).</summary>
-    public RouterStats? LocalStats => _local.IsValueCreated && _local.Value.IsCompletedSuccessfully ? _local.Value.Result.Router.GetStats() : null;
+    public RouterStats? LocalStats => _local.IsValueCreated && _local.Value.IsCompletedSuccessfully ? _local.Value.Result.GetStats() : null;
 
     /// <summary>The local router's service (started on demand): tests wait on its view of the workers.</summary>
     public Task<KvRouterService> LocalAsync() => _local.Value;

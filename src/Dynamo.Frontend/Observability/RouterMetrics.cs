@@ -18,6 +18,9 @@ internal static class RouterMetrics
         Gauge rejections = G("dynamo_frontend_router_rejections_total", "Requests the KV router refused (queue full, no worker)");
         Gauge predicted = G("dynamo_frontend_router_predicted_hit_tokens_total", "Prompt tokens the router predicted cached, for requests whose outcome was reported");
         Gauge actual = G("dynamo_frontend_router_actual_hit_tokens_total", "Prompt tokens the engines actually found cached, for the same requests");
+        Gauge dropped = G("dynamo_frontend_router_events_dropped_total", "KV events and load reports dropped before the router read them (it resyncs from the workers' dumps)");
+        Gauge malformed = G("dynamo_frontend_router_malformed_events_total", "Event-plane messages that were not valid KV events or load reports");
+        Gauge dumps = G("dynamo_frontend_router_dumps_loaded_total", "Worker KV dumps loaded (joins, gaps)");
         Gauge indexed = G("dynamo_frontend_router_indexed_blocks", "KV blocks the router's index holds, over every worker (its view of the workers' prefix caches)");
         registry.AddBeforeCollectCallback(() =>
         {
@@ -28,6 +31,9 @@ internal static class RouterMetrics
                 rejections.WithLabels(endpoint).Set(s.Rejections);
                 predicted.WithLabels(endpoint).Set(s.ReportedPredictedHitTokens);
                 actual.WithLabels(endpoint).Set(s.ReportedActualHitTokens);
+                dropped.WithLabels(endpoint).Set(s.EventsDropped);
+                malformed.WithLabels(endpoint).Set(s.MalformedEvents);
+                dumps.WithLabels(endpoint).Set(s.DumpsLoaded);
                 indexed.WithLabels(endpoint).Set(s.Workers.Sum(w => (double)w.IndexedBlocks));
             }
         });

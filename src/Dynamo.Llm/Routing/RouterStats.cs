@@ -36,6 +36,15 @@ public sealed record RouterStats
     /// <summary>Requests in flight (routed, not completed).</summary>
     public int InFlight { get; init; }
 
+    /// <summary>KV events and load reports the event plane dropped before the router read them (it resyncs from the dumps); filled by the service that feeds the router, 0 otherwise.</summary>
+    public long EventsDropped { get; init; }
+
+    /// <summary>Event-plane messages that were not valid KV events or load reports; filled by the service that feeds the router.</summary>
+    public long MalformedEvents { get; init; }
+
+    /// <summary>Worker dumps loaded (joins and gaps); filled by the service that feeds the router.</summary>
+    public long DumpsLoaded { get; init; }
+
     /// <summary>Each worker's load as the router sees it, by id.</summary>
     public IReadOnlyList<WorkerLoadSnapshot> Workers { get; init; } = [];
 }

@@ -101,6 +101,10 @@ public class FrontendKvRoutingTests
         Assert.Contains("dynamo_frontend_router_decisions_total{endpoint=\"dynamo.backend.generate\"}", metrics);
         Assert.Contains("dynamo_frontend_router_actual_hit_tokens_total{endpoint=\"dynamo.backend.generate\"}", metrics);
         Assert.Contains("dynamo_frontend_router_queue_depth{endpoint=\"dynamo.backend.generate\"} 0", metrics);
+        Assert.Contains("dynamo_frontend_router_events_dropped_total{endpoint=\"dynamo.backend.generate\"} 0", metrics);
+        Assert.Contains("dynamo_frontend_router_malformed_events_total{endpoint=\"dynamo.backend.generate\"} 0", metrics);
+        string dumps = metrics.Split('\n').Single(l => l.StartsWith("dynamo_frontend_router_dumps_loaded_total{endpoint=\"dynamo.backend.generate\"} ", StringComparison.Ordinal));
+        Assert.True(double.Parse(dumps[(dumps.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture) >= 3, dumps);
         foreach (TestWorker w in workers)
         {
             await w.DisposeAsync();
