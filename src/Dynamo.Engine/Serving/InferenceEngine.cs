@@ -26,6 +26,7 @@ public sealed class InferenceEngine : IEngine
     private readonly EngineCore<Sampler> _core;
     private readonly Action<SchedulerStep> _runStep;
     private readonly Thread _thread;
+    private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly int[] _tokens;
     private readonly SequenceSlice[] _slices;
     private readonly float[] _logits;
@@ -106,24 +107,32 @@ public sealed class InferenceEngine : IEngine
 
     private void Loop()
     {
-        while (!_core.Stopping.IsCancellationRequested)
+        try
         {
-            SchedulerStep? step = _core.NextStep();
-            if (step is null)
+            while (!_core.Stopping.IsCancellationRequested)
             {
-                _core.WaitForCommands(Timeout.Infinite);
+                SchedulerStep? step = _core.NextStep();
+                if (step is null)
+                {
+                    _core.WaitForCommands(Timeout.Infinite);
+                }
+                else if (step.IsEmpty)
+                {
+                    _core.WaitForCommands(10);
+                }
+                else
+                {
+                    _core.RunStep(step, _runStep);
+                }
             }
-            else if (step.IsEmpty)
-            {
-                _core.WaitForCommands(10);
-            }
-            else
-            {
-                _core.RunStep(step, _runStep);
-            }
-        }
 
-        _core.FailAll();
+            _core.FailAll();
+        }
+        finally
+        {
+            // Disposal awaits this instead of blocking a thread-pool thread on Thread.Join.
+            _exited.TrySetResult();
+        }
     }
 
     private void RunStep(SchedulerStep step)
@@ -195,7 +204,7 @@ public sealed class InferenceEngine : IEngine
     /// <summary>Stops the engine thread (live streams end with <see cref="ObjectDisposedException"/>), then disposes the model.</summary>
     public async ValueTask DisposeAsync()
     {
-        if (await _core.StopAsync(() => Task.Run(_thread.Join)).ConfigureAwait(false))
+        if (await _core.StopAsync(() => _exited.Task).ConfigureAwait(false))
         {
             _model.Dispose();
         }
