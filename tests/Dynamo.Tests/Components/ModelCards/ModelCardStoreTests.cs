@@ -21,7 +21,7 @@ public sealed class ModelCardStoreTests
         string cache = Path.Combine(Path.GetTempPath(), "dynamo-card-cache", Guid.NewGuid().ToString("N"));
         try
         {
-            for (int round = 0; round < 20; round++)
+            for (int round = 0; round < 50; round++)
             {
                 // Every load finds the cache empty and writes the files, all at once.
                 var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
