@@ -29,6 +29,7 @@ internal static class Program
         root.Subcommands.Add(FrontendCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(RouterCommand.Create());
+        root.Subcommands.Add(DisaggCommand.Create());
         return root;
     }
 }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Dynamo.Cli.Components;
+using Dynamo.Llm.Disaggregation;
 using Dynamo.Components.Processing;
 using Dynamo.Components.Routing;
 using Dynamo.Engine.Serving;
@@ -263,7 +264,26 @@ internal static class ServeCommand
             Threads = c.Int("threads") ?? Environment.ProcessorCount,
             SystemPort = c.Int("system_port"),
             IgnoredFlags = ignored,
+            RemotePrefill = c.Bool("remote_prefill") ?? true,
+            Disaggregation = DisaggregationFromConfig(c),
+            TransferBackend = c.String("disaggregation_transfer_backend") ?? "tcp",
+            KvTransferHost = c.String("kv_transfer_host"),
+            KvTransferPort = c.Int("kv_transfer_port") ?? 0,
         };
         return c.Validated(settings.Validate);
+    }
+
+    /// <summary>The decode side's thresholds of a worker section (conditional-disagg, max-local-prefill-length, max-prefill-queue-size), null when it names none.</summary>
+    private static DisaggregationSettings? DisaggregationFromConfig(ComponentConfig c)
+    {
+        bool? conditional = c.Bool("conditional_disagg");
+        int? maxLocal = c.Int("max_local_prefill_length");
+        int? maxQueue = c.Int("max_prefill_queue_size");
+        return conditional is null && maxLocal is null && maxQueue is null ? null : DisaggregationSettings.Default with
+        {
+            ConditionalDisagg = conditional ?? DisaggregationSettings.Default.ConditionalDisagg,
+            MaxLocalPrefillLength = maxLocal ?? DisaggregationSettings.Default.MaxLocalPrefillLength,
+            MaxPrefillQueueSize = maxQueue ?? DisaggregationSettings.Default.MaxPrefillQueueSize,
+        };
     }
 }

@@ -30,7 +30,7 @@ internal static class WorkerCommand
         var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker: simulated time runs this many times faster", DefaultValueFactory = _ => MockerOptions.Default.SpeedupRatio };
         var gpuBlocks = new Option<int?>("--num-gpu-blocks") { Description = "Mocker: KV pool size in blocks" };
         var tp = new Option<int>("--tensor-parallel-size", "--tp", "--tp-size") { Description = "Accepted for the guides; this engine runs one process per model", DefaultValueFactory = _ => 1 };
-        var ignoredValues = new[] { "--dp-size", "--nnodes", "--node-rank", "--dist-init-addr", "--disaggregation-transfer-backend", "--pipeline-parallel-size" }
+        var ignoredValues = new[] { "--dp-size", "--nnodes", "--node-rank", "--dist-init-addr", "--pipeline-parallel-size" }
             .Select(n => new Option<string?>(n) { Description = "Accepted for the guides; no effect here (said at startup)" }).ToArray();
         var ignoredSwitches = new[] { "--trust-remote-code", "--skip-tokenizer-init", "--enforce-eager", "--enable-dp-attention" }
             .Select(n => new Option<bool>(n) { Description = "Accepted for the guides; no effect here (said at startup)" }).ToArray();
@@ -39,6 +39,7 @@ internal static class WorkerCommand
             model, tokenizer, servedName, engine, ns, component, endpoint, prefill, disaggregation,
         };
         EngineFlags engineFlags = EngineFlags.AddTo(command);
+        DisaggregationFlags disaggFlags = DisaggregationFlags.AddTo(command);
         foreach (Option o in new Option[] { threads, leaseTtl, systemPort, speedup, gpuBlocks, tp })
         {
             command.Options.Add(o);
@@ -83,7 +84,7 @@ internal static class WorkerCommand
 
             ignored.AddRange(ignoredValues.Where(o => parse.GetResult(o) is not null).Select(o => $"{o.Name} {parse.GetValue(o)}"));
             ignored.AddRange(ignoredSwitches.Where(o => parse.GetValue(o)).Select(o => o.Name));
-            WorkerSettings settings = new WorkerSettings
+            WorkerSettings settings = disaggFlags.Apply(parse, new WorkerSettings
             {
                 ModelPath = parse.GetValue(model),
                 TokenizerPath = parse.GetValue(tokenizer),
@@ -100,7 +101,7 @@ internal static class WorkerCommand
                 Threads = parse.GetValue(threads),
                 SystemPort = parse.GetValue(systemPort) ?? SystemPortFromEnvironment(),
                 IgnoredFlags = ignored,
-            }.Validate();
+            }).Validate();
             if (settings.EngineKind == "dynamo" && settings.ModelPath is null)
             {
                 throw new CliUsageException("--model is required (or --engine echo / mocker)");

@@ -1,4 +1,5 @@
 using Dynamo.Engine.Serving;
+using Dynamo.Llm.Disaggregation;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
 
@@ -26,6 +27,24 @@ internal sealed record WorkerSettings
     public string EngineKind { get; init; } = "dynamo";
 
     public bool IsPrefillWorker { get; init; }
+
+    /// <summary>Aggregated or decode worker: whether it takes remote prefills (remote-prefill; its model card says so).</summary>
+    public bool RemotePrefill { get; init; } = true;
+
+    /// <summary>The thresholds this worker writes to the discovery store at start (null: it writes none, those in force stay).</summary>
+    public DisaggregationSettings? Disaggregation { get; init; }
+
+    /// <summary>--disaggregation-transfer-backend: one of <see cref="TransferBackends"/>.</summary>
+    public string TransferBackend { get; init; } = "tcp";
+
+    /// <summary>The address other workers reach this one's KV transfer port at (null: the address this host reaches NATS from).</summary>
+    public string? KvTransferHost { get; init; }
+
+    /// <summary>The KV transfer's TCP port (0: any free port).</summary>
+    public int KvTransferPort { get; init; }
+
+    /// <summary>The accepted KV transfer backends: tcp, and nixl (the guides' name, served by the same TCP transfer).</summary>
+    public static IReadOnlyList<string> TransferBackends { get; } = ["tcp", "nixl"];
 
     /// <summary>
     /// The built-in engine's settings; its KV block size and batch limits (--block-size, --max-num-seqs,
@@ -63,6 +82,17 @@ internal sealed record WorkerSettings
             throw new ArgumentException($"--threads: {Threads} must be at least 1");
         }
 
+        if (!TransferBackends.Contains(TransferBackend))
+        {
+            throw new ArgumentException($"--disaggregation-transfer-backend: '{TransferBackend}' is not one of {string.Join(", ", TransferBackends)}");
+        }
+
+        if (KvTransferPort is < 0 or > 65535)
+        {
+            throw new ArgumentException($"--kv-transfer-port: {KvTransferPort} is not a port number");
+        }
+
+        Disaggregation?.Validate();
         Engine.Validate();
         if (EngineKind == "mocker")
         {

@@ -18,7 +18,7 @@ public static class ModelCardStore
     /// Stores the tokenizer files as blobs and publishes the card for <paramref name="address"/> under the
     /// runtime's lease. For a GGUF model only the tokenizer metadata travels (a GGUF with no tensors).
     /// </summary>
-    public static async Task<ModelDeploymentCard> PublishAsync(DistributedRuntime runtime, EndpointAddress address, ModelCardSource source, string role = "aggregated", CancellationToken cancellationToken = default)
+    public static async Task<ModelDeploymentCard> PublishAsync(DistributedRuntime runtime, EndpointAddress address, ModelCardSource source, string role = "aggregated", CancellationToken cancellationToken = default, bool remotePrefill = true)
     {
         ArgumentNullException.ThrowIfNull(runtime);
         ArgumentNullException.ThrowIfNull(address);
@@ -71,6 +71,7 @@ public static class ModelCardStore
             VocabSize = source.VocabSize,
             HasChatTemplate = hasTemplate,
             Role = role,
+            RemotePrefill = remotePrefill,
         };
         await runtime.PublishModelCardAsync(address, ModelCardJson.Serialize(card), cancellationToken).ConfigureAwait(false);
         return card;

@@ -136,7 +136,7 @@ internal sealed class GenerationPipeline(ModelRegistry registry)
     {
         try
         {
-            return await target.Workers.Router.RouteAsync(new WorkerRouteRequest
+            return await target.Router.RouteAsync(new WorkerRouteRequest
             {
                 RequestId = generate.RequestId!,
                 TokenIds = generate.TokenIds!,

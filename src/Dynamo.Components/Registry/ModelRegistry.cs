@@ -4,6 +4,7 @@ using System.Text.Json;
 using Dynamo.Components.ModelCards;
 using Dynamo.Components.Processing;
 using Dynamo.Components.Routing;
+using Dynamo.Llm.Disaggregation;
 using Dynamo.Llm.ModelCards;
 using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
@@ -25,12 +26,14 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
     private readonly Dictionary<string, ModelInstance> _cards = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ModelState> _states = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, EndpointWorkers> _endpoints = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, DisaggregationCounters> _disaggregation = new(StringComparer.Ordinal);
     private readonly Lazy<Task<EndpointClient>> _processors;
     private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stop = new();
     private ImmutableDictionary<string, ServedModel> _models = ImmutableDictionary.Create<string, ServedModel>(StringComparer.Ordinal);
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task _watch = Task.CompletedTask;
+    private DisaggregationSettingsStore? _settings;
 
     private ModelRegistry(DistributedRuntime runtime, ProcessorOptions options, ILogger logger)
     {
@@ -53,6 +56,7 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
     public static async Task<ModelRegistry> StartAsync(DistributedRuntime runtime, ProcessorOptions options, ILogger logger, CancellationToken cancellationToken)
     {
         var registry = new ModelRegistry(runtime, options, logger);
+        registry._settings = await DisaggregationSettingsStore.StartAsync(runtime.Discovery, options.Namespace, logger, cancellationToken).ConfigureAwait(false);
         registry._watch = Task.Run(() => registry.WatchAsync(registry._stop.Token), CancellationToken.None);
         await registry._synced.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
         return registry;
@@ -79,10 +83,12 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
 
     /// <summary>
     /// Where the next attempt of a request for <paramref name="name"/> goes: the endpoint that serves it and
-    /// its candidates, availability filtered once here, before any routing policy. Of the model's instances
-    /// not in <paramref name="tried"/>: those of aggregated or decode workers before prefill-only ones, then
-    /// the endpoint of the lowest instance id (a model served on two endpoints is rare: one of them takes
-    /// the request). Null when the model is not served or every instance was tried.
+    /// its candidates, availability filtered once here, before any routing policy. Of the model's aggregated
+    /// and decode instances not in <paramref name="tried"/>, those of the endpoint of the lowest instance id (a
+    /// model served on two endpoints is rare: one of them takes the request). Prefill workers never take a
+    /// request themselves: while the model has some, the target's router is a <see cref="DisaggregatedRouter"/>
+    /// that may have one of them prefill for the decode worker. Null when no aggregated or decode instance is
+    /// left (the model is not served, every instance was tried, or only prefill workers serve it).
     /// </summary>
     public RouteTarget? TargetFor(string name, IReadOnlySet<long> tried)
     {
@@ -91,21 +97,40 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
             return null;
         }
 
-        ModelInstance[] left = [.. model.Instances.Where(i => !tried.Contains(i.InstanceId))];
-        if (left.Length == 0)
+        ModelInstance[] left = [.. model.Instances.Where(i => !tried.Contains(i.InstanceId) && !IsPrefill(i))];
+        if (left.Length == 0 || !_endpoints.TryGetValue(left[0].Card.Endpoint, out EndpointWorkers? workers))
         {
             return null;
         }
 
-        ModelInstance first = left.Where(i => i.Card.Role != "prefill").DefaultIfEmpty(left[0]).First();
-        if (!_endpoints.TryGetValue(first.Card.Endpoint, out EndpointWorkers? workers))
+        long[] candidates = workers.Candidates(left.Where(i => i.Card.Endpoint == left[0].Card.Endpoint).Select(i => i.InstanceId), tried);
+        if (candidates.Length == 0)
         {
             return null;
         }
 
-        long[] candidates = workers.Candidates(left.Where(i => i.Card.Endpoint == first.Card.Endpoint).Select(i => i.InstanceId), tried);
-        return candidates.Length == 0 ? null : new RouteTarget(workers, candidates);
+        IWorkerRouter router = workers.Router;
+        ModelInstance[] prefill = [.. model.Instances.Where(IsPrefill)];
+        if (prefill.Length > 0 && _endpoints.TryGetValue(prefill[0].Card.Endpoint, out EndpointWorkers? prefillWorkers))
+        {
+            long[] prefillCandidates = prefillWorkers.Candidates(prefill.Where(i => i.Card.Endpoint == prefill[0].Card.Endpoint).Select(i => i.InstanceId), EmptyIds);
+            var pool = new PrefillPool(prefillWorkers, prefillCandidates, _settings?.For(name) ?? DisaggregationSettings.Default,
+                id => model.Instances.FirstOrDefault(i => i.InstanceId == id)?.Card.RemotePrefill ?? true);
+            router = new DisaggregatedRouter(router, pool, DisaggregationOf(name));
+        }
+
+        return new RouteTarget(workers, candidates, router);
     }
+
+    /// <summary>The disaggregation decisions made for <paramref name="model"/> in this process (created on first use).</summary>
+    public DisaggregationCounters DisaggregationOf(string model) => _disaggregation.GetOrAdd(model, _ => new DisaggregationCounters());
+
+    /// <summary>Every model's disaggregation decisions so far.</summary>
+    public IEnumerable<(string Model, DisaggregationCounters Counters)> Disaggregation() => _disaggregation.Select(p => (p.Key, p.Value)).ToArray();
+
+    private static readonly IReadOnlySet<long> EmptyIds = new HashSet<long>();
+
+    private static bool IsPrefill(ModelInstance instance) => instance.Card.Role == "prefill";
 
     /// <summary>
     /// A client of the namespace's Processor components (<c>{ns}.processor.generate</c>) when one is
@@ -139,6 +164,11 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         }
 
         await _stop.CancelAsync().ConfigureAwait(false);
+        if (_settings is not null)
+        {
+            await _settings.DisposeAsync().ConfigureAwait(false);
+        }
+
         try
         {
             await _watch.ConfigureAwait(false);
@@ -225,8 +255,10 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         if (!_endpoints.ContainsKey(card.Endpoint))
         {
             EndpointClient client = await _runtime.CreateClientAsync(endpoint, cancellationToken: cancellationToken).ConfigureAwait(false);
+            // Prefill workers are always chosen KV-aware (longest cached prefix against load), whatever the mode.
+            string mode = card.Role == "prefill" ? RouterModes.Kv : _options.RouterMode;
             IWorkerRouter router = _options.RouterFactory?.Invoke(endpoint)
-                ?? WorkerRouters.Create(_options.RouterMode, _runtime, endpoint, _options.KvRouter with { BlockSize = card.KvBlockSize }, _logger);
+                ?? WorkerRouters.Create(mode, _runtime, endpoint, _options.KvRouter with { BlockSize = card.KvBlockSize }, _logger);
             _endpoints[card.Endpoint] = new EndpointWorkers(client, router);
         }
 

@@ -39,6 +39,13 @@ internal sealed partial class KvWorkerRouter : IWorkerRouter
     /// <summary>The local router's counters, once it has started (null while every request went to the Router component).</summary>
     public RouterStats? LocalStats => _local.IsValueCreated && _local.Value.IsCompletedSuccessfully ? _local.Value.Result.GetStats() : null;
 
+    /// <summary>
+    /// Requests waiting at <paramref name="workers"/> by their latest load reports, as the local router saw them
+    /// (0 before it started: while the Router component routes this endpoint, this process reads no reports).
+    /// </summary>
+    public int ReportedWaiting(IReadOnlyList<long> workers) =>
+        _local.IsValueCreated && _local.Value.IsCompletedSuccessfully ? _local.Value.Result.Router.ReportedWaiting(workers) : 0;
+
     /// <summary>The local router's service (started on demand): tests wait on its view of the workers.</summary>
     public Task<KvRouterService> LocalAsync() => _local.Value;
 

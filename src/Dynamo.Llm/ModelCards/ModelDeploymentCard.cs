@@ -52,4 +52,11 @@ public sealed record ModelDeploymentCard
     /// <summary>The worker's role: "aggregated", "prefill" or "decode".</summary>
     [JsonPropertyName("role")]
     public string Role { get; init; } = "aggregated";
+
+    /// <summary>
+    /// Whether this worker (aggregated or decode) takes remote prefills when the model has prefill workers
+    /// (false: the guides' <c>remote-prefill: false</c>, it always prefills locally). Absent: true.
+    /// </summary>
+    [JsonPropertyName("remote_prefill")]
+    public bool RemotePrefill { get; init; } = true;
 }

@@ -155,6 +155,7 @@ public sealed partial class KvRouter : IWorkerRouter
             {
                 worker.ReportedBlocksUsed = load.KvBlocksUsed;
                 worker.ReportedBlocksTotal = load.KvBlocksTotal;
+                worker.ReportedWaiting = load.Waiting;
                 worker.ReportedAt = _time.GetTimestamp();
                 worker.HasReport = true;
             }
@@ -271,6 +272,30 @@ public sealed partial class KvRouter : IWorkerRouter
         }
 
         return overlap;
+    }
+
+    /// <summary>
+    /// Requests waiting for admission at <paramref name="workers"/>, by their own latest load reports (a report
+    /// older than <see cref="KvRouterOptions.StaleMetricsDecay"/> counts nothing): a disaggregated router's
+    /// prefill queue depth.
+    /// </summary>
+    public int ReportedWaiting(IReadOnlyList<long> workers)
+    {
+        ArgumentNullException.ThrowIfNull(workers);
+        int waiting = 0;
+        lock (_gate)
+        {
+            long now = _time.GetTimestamp();
+            foreach (long id in workers)
+            {
+                if (_workers.TryGet(id, out KvWorkerState? w) && w.HasReport && _time.GetElapsedTime(w.ReportedAt, now) < Options.StaleMetricsDecay)
+                {
+                    waiting += w.ReportedWaiting;
+                }
+            }
+        }
+
+        return waiting;
     }
 
     /// <summary>A snapshot of the counters and of each worker's load.</summary>

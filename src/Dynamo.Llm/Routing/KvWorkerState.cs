@@ -31,6 +31,9 @@ internal sealed class KvWorkerState(long workerId, int slot, int batchBudget)
 
     public int ReportedBlocksTotal { get; set; }
 
+    /// <summary>Requests waiting for admission in its latest report.</summary>
+    public int ReportedWaiting { get; set; }
+
     public long ReportedAt { get; set; }
 
     public bool HasReport { get; set; }

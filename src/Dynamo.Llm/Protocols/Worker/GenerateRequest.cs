@@ -27,4 +27,12 @@ public sealed record GenerateRequest
     /// <summary>Sampling and stopping.</summary>
     [JsonPropertyName("sampling")]
     public GenerateSampling? Sampling { get; init; }
+
+    /// <summary>Disaggregated serving, to a decode worker: prefill remotely there (absent: prefill locally).</summary>
+    [JsonPropertyName("remote_prefill")]
+    public RemotePrefill? RemotePrefill { get; init; }
+
+    /// <summary>Disaggregated serving, to a prefill worker: push the prompt's KV cache there.</summary>
+    [JsonPropertyName("kv_transfer")]
+    public KvTransferTarget? KvTransfer { get; init; }
 }

@@ -28,4 +28,8 @@ public sealed record GenerateResponse
     /// <summary>Prompt tokens found in the prefix cache (last response).</summary>
     [JsonPropertyName("cached_tokens")]
     public int? CachedTokens { get; init; }
+
+    /// <summary>On the last response of a disaggregated request: where its prefill ran, what the transfer cost.</summary>
+    [JsonPropertyName("prefill")]
+    public PrefillReport? Prefill { get; init; }
 }
