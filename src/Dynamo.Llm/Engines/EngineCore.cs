@@ -10,7 +10,8 @@ namespace Dynamo.Llm.Engines;
 /// submit-time checks and their messages, the live requests, the command queue (submit, cancel, inspect),
 /// one output channel per request, cancellation by token, by <see cref="Cancel"/> or by abandoning the
 /// enumeration, the end of a request (finish reasons, stop token ids, max tokens), failures, the stats
-/// snapshot, KV dumps and the bookkeeping of KV import and export. The built-in engine, the mocker and the
+/// snapshot, KV dumps and the bookkeeping of KV import (with the request, or deferred: <see cref="DeferredKvImport"/>)
+/// and export. The built-in engine, the mocker and the
 /// echo engine each own one and keep only their loop and their step: what runs between
 /// <see cref="NextStep"/> and <see cref="Emit"/>.
 /// <para>
@@ -100,6 +101,27 @@ internal sealed class EngineCore<TState>
     public IAsyncEnumerable<EngineOutput> Submit(EngineRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+        DeferredKvImport? deferred = request.DeferredKv;
+        if (deferred is not null && !deferred.TryClaim())
+        {
+            throw new ArgumentException("the deferred KV import was already submitted with another request (one per request)");
+        }
+
+        try
+        {
+            return ReadAsync(Accept(request), cancellationToken);
+        }
+        catch (Exception e) when (deferred is not null)
+        {
+            // Rejected: whoever awaits the import's tasks learns it here.
+            deferred.End(KvImportStatus.Cancelled, $"the request was not accepted: {e.Message}");
+            throw;
+        }
+    }
+
+    /// <summary>Checks a request, makes it live and queues it (see <see cref="Submit"/>).</summary>
+    private LiveRequest<TState> Accept(EngineRequest request)
+    {
         ObjectDisposedException.ThrowIf(_stop.IsCancellationRequested, _owner);
         Check(request);
         var sequence = new SequenceState(request.Id, request.PromptTokens, MaxSequenceLength, request.Sampling.MaxTokens);
@@ -116,8 +138,10 @@ internal sealed class EngineCore<TState>
             throw new ObjectDisposedException(_owner.GetType().Name, "the engine stopped");
         }
 
+        // Before the submit is queued, so the loop, which looks for an arrival when it reserves, misses none.
+        request.DeferredKv?.Attach(() => _commands.Enqueue(new Command(null, null, KvArrived: live)));
         _commands.Enqueue(new Command(live, null));
-        return ReadAsync(live, cancellationToken);
+        return live;
     }
 
     private void Check(EngineRequest request)
@@ -132,6 +156,11 @@ internal sealed class EngineCore<TState>
         if (prompt.Count == 0)
         {
             throw new ArgumentException("the prompt has no tokens");
+        }
+
+        if (request.Kv is not null && request.DeferredKv is not null)
+        {
+            throw new ArgumentException("the request has both Kv and DeferredKv (at most one)");
         }
 
         if (prompt.Count >= ContextLength)
@@ -288,11 +317,15 @@ internal sealed class EngineCore<TState>
         {
             if (command.Submit is { } submit)
             {
-                _promptTokens += submit.Sequence.PromptLength;
-                if (submit.Request.Kv is not { } kv || !TryImport(submit, kv))
+                // A Cancel by id may overtake the submit it follows (both are queued by other threads): it ended the request already.
+                if (submit.Sequence.Status != SequenceStatus.Finished)
                 {
-                    _scheduler.Enqueue(submit.Sequence);
+                    Admit(submit);
                 }
+            }
+            else if (command.KvArrived is { } arrived)
+            {
+                KvArrived(arrived);
             }
             else if (command.Cancel is { } cancel && cancel.Sequence.Status != SequenceStatus.Finished)
             {
@@ -312,25 +345,108 @@ internal sealed class EngineCore<TState>
         }
     }
 
+    /// <summary>Queues a submitted request: with the KV it carries, parked for its deferred KV, or to be prefilled here.</summary>
+    private void Admit(LiveRequest<TState> live)
+    {
+        _promptTokens += live.Sequence.PromptLength;
+        if (live.Request.DeferredKv is { } deferred)
+        {
+            Reserve(live, deferred);
+        }
+        else if (live.Request.Kv is not { } kv || !TryImport(live, kv))
+        {
+            _scheduler.Enqueue(live.Sequence);
+        }
+    }
+
     /// <summary>Queues a request with transferred KV as computed, its blocks reserved and written; false (nothing changed) when it cannot be used.</summary>
     private bool TryImport(LiveRequest<TState> live, KvTransferPayload kv)
     {
         int tokens = kv.Layout.TokenCount;
         if (_kvStore is null || tokens < 1 || tokens >= live.Sequence.Tokens.Count || !_kvStore.CanImport(kv)
-            || !_scheduler.TryEnqueueComputed(live.Sequence, tokens))
+            || !_scheduler.TryReserveComputed(live.Sequence, tokens))
         {
             _importsRefused++;
             return false;
         }
 
-        _kvStore.Import(live.Sequence.Blocks, kv);
-        live.ImportedTokens = tokens;
+        Write(live, kv);
         return true;
+    }
+
+    /// <summary>Writes transferred KV into the blocks reserved for it and queues the request with those tokens computed.</summary>
+    private void Write(LiveRequest<TState> live, KvTransferPayload kv)
+    {
+        int tokens = kv.Layout.TokenCount;
+        _kvStore!.Import(live.Sequence.Blocks, kv);
+        _scheduler.EnqueueComputed(live.Sequence, tokens);
+        live.ImportedTokens = tokens;
+    }
+
+    /// <summary>
+    /// Reserves the blocks of a deferred import and parks the request (acting at once on a payload or failure that
+    /// came before), or, when it cannot, queues the request to be prefilled here.
+    /// </summary>
+    private void Reserve(LiveRequest<TState> live, DeferredKvImport deferred)
+    {
+        int tokens = deferred.TokenCount;
+        int prompt = live.Sequence.PromptLength;
+        string? unreserved =
+            _kvStore is null ? $"the {_owner.Name} engine has no KV to import"
+            : tokens >= prompt ? $"{tokens} tokens of KV for a prompt of {prompt} (at least its last token must be computed here)"
+            : !_scheduler.TryReserveComputed(live.Sequence, tokens) ? $"too few free KV blocks for {tokens} tokens ({_pool.BlocksFor(tokens)} needed, {_pool.FreeCount} free)"
+            : null;
+        if (unreserved is not null)
+        {
+            _scheduler.Enqueue(live.Sequence);
+            deferred.End(KvImportStatus.NotReserved, unreserved);
+            return;
+        }
+
+        deferred.SetReserved();
+        KvArrived(live);
+    }
+
+    /// <summary>
+    /// Acts on what arrived for a parked request (nothing when it is not parked: ended, not yet reserved, or already
+    /// resumed): imports a payload that fits into its blocks, else releases them and queues it to be prefilled here.
+    /// </summary>
+    private void KvArrived(LiveRequest<TState> live)
+    {
+        DeferredKvImport deferred = live.Request.DeferredKv!;
+        if (live.Sequence.Status != SequenceStatus.Reserved || deferred.TakeArrival() is not { } arrival)
+        {
+            return;
+        }
+
+        int tokens = deferred.TokenCount;
+        if (arrival is KvTransferPayload kv && kv.Layout.TokenCount == tokens && _kvStore!.CanImport(kv))
+        {
+            Write(live, kv);
+            deferred.End(KvImportStatus.Imported, $"{tokens} tokens imported");
+            return;
+        }
+
+        _scheduler.ReleaseReservation(live.Sequence);
+        _scheduler.Enqueue(live.Sequence);
+        if (arrival is KvTransferPayload refused)
+        {
+            _importsRefused++;
+            KvTransferLayout layout = refused.Layout;
+            deferred.End(KvImportStatus.Refused, layout.TokenCount != tokens
+                ? $"the payload has {layout.TokenCount} tokens, {tokens} were reserved"
+                : $"the {_owner.Name} engine cannot import a payload of layout {layout.ToJson()} and {refused.Data.Length} bytes");
+        }
+        else
+        {
+            deferred.End(KvImportStatus.Failed, (string)arrival);
+        }
     }
 
     private void End(LiveRequest<TState> live, EngineOutput last)
     {
         _scheduler.Finish(live.Sequence);
+        live.Request.DeferredKv?.End(KvImportStatus.Cancelled, "the request ended before its KV arrived");
         _live.TryRemove(new KeyValuePair<string, LiveRequest<TState>>(live.Request.Id, live));
         live.Outputs.Writer.TryWrite(last);
         live.Outputs.Writer.TryComplete();
@@ -361,6 +477,7 @@ internal sealed class EngineCore<TState>
             if (_live.TryRemove(pair))
             {
                 _scheduler.Finish(pair.Value.Sequence);
+                pair.Value.Request.DeferredKv?.End(KvImportStatus.Cancelled, "the engine stopped before the request's KV arrived");
                 pair.Value.Outputs.Writer.TryComplete(error);
             }
         }
@@ -370,6 +487,7 @@ internal sealed class EngineCore<TState>
     {
         RunningRequests = _scheduler.RunningCount,
         WaitingRequests = _scheduler.WaitingCount,
+        AwaitingKvRequests = _scheduler.ReservedCount,
         KvBlocksUsed = _pool.UsedCount,
         KvBlocksTotal = _pool.BlockCount,
         KvBlocksCached = _pool.CachedCount,
@@ -425,5 +543,6 @@ internal sealed class EngineCore<TState>
         return true;
     }
 
-    private readonly record struct Command(LiveRequest<TState>? Submit, LiveRequest<TState>? Cancel, Action? Inspect = null);
+    /// <summary>One of: a request to queue, a request to cancel, an action to run between steps, a request whose deferred KV arrived.</summary>
+    private readonly record struct Command(LiveRequest<TState>? Submit, LiveRequest<TState>? Cancel, Action? Inspect = null, LiveRequest<TState>? KvArrived = null);
 }

@@ -26,7 +26,7 @@ public sealed record EngineOutput
     /// <summary>Prompt tokens whose prefill was skipped because their KV blocks were cached.</summary>
     public int CachedTokens { get; init; }
 
-    /// <summary>Prompt tokens whose keys and values came with the request (<see cref="EngineRequest.Kv"/>).</summary>
+    /// <summary>Prompt tokens whose keys and values came from another engine (<see cref="EngineRequest.Kv"/>, or delivered to <see cref="EngineRequest.DeferredKv"/>).</summary>
     public int ImportedTokens { get; init; }
 
     /// <summary>On the last output of a request with <see cref="EngineRequest.ExportKv"/>: the KV of its computed tokens.</summary>

@@ -15,6 +15,13 @@ public sealed record EngineRequest(string Id, IReadOnlyList<int> PromptTokens, S
     /// </summary>
     public KvTransferPayload? Kv { get; init; }
 
+    /// <summary>
+    /// The KV of the prompt's first tokens will arrive after submission (disaggregated decode): the engine reserves
+    /// their blocks and parks the request until it is delivered, or prefills them itself (see
+    /// <see cref="DeferredKvImport"/>). Not with <see cref="Kv"/>; one import per request.
+    /// </summary>
+    public DeferredKvImport? DeferredKv { get; init; }
+
     /// <summary>The last output carries the keys and values of every computed token (disaggregated prefill).</summary>
     public bool ExportKv { get; init; }
 }

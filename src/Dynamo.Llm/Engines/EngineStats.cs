@@ -5,6 +5,12 @@ public sealed record EngineStats
 {
     public int RunningRequests { get; init; }
     public int WaitingRequests { get; init; }
+    /// <summary>
+    /// Requests parked for their deferred KV (<see cref="EngineRequest.DeferredKv"/>): holding blocks (counted in
+    /// <see cref="KvBlocksUsed"/>), neither running nor waiting, not scheduled until the KV arrives or fails.
+    /// </summary>
+    public int AwaitingKvRequests { get; init; }
+    /// <summary>Blocks held by requests (running, waiting with imported KV, or parked for their KV).</summary>
     public int KvBlocksUsed { get; init; }
     public int KvBlocksTotal { get; init; }
     /// <summary>Blocks holding a cached prefix, used or free.</summary>
@@ -20,7 +26,7 @@ public sealed record EngineStats
     public long Preemptions { get; init; }
     public long RequestsFinished { get; init; }
     public long Steps { get; init; }
-    /// <summary>Transferred KV that could not be placed (the tokens were prefilled here instead).</summary>
+    /// <summary>Transferred KV that could not be placed, with the request or delivered to a deferred import (the tokens were prefilled here instead).</summary>
     public long KvImportsRefused { get; init; }
 
     /// <summary>Fraction of the KV pool in use, 0..1.</summary>

@@ -21,7 +21,8 @@ public interface IEngine : IAsyncDisposable
 
     /// <summary>
     /// Queues a request and returns its output stream. A request the engine can never serve (empty, too long
-    /// for the context or the whole KV pool, bad sampling parameters, duplicate id) throws
+    /// for the context or the whole KV pool, bad sampling parameters, duplicate id, both <see cref="EngineRequest.Kv"/>
+    /// and <see cref="EngineRequest.DeferredKv"/>, a <see cref="DeferredKvImport"/> already submitted) throws
     /// <see cref="ArgumentException"/> here, before anything is queued. Cancelling
     /// <paramref name="cancellationToken"/> or abandoning the enumeration cancels the request and frees its
     /// blocks; the stream then ends with <see cref="FinishReason.Cancelled"/> (when still read).

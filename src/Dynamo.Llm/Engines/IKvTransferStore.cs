@@ -5,8 +5,8 @@ namespace Dynamo.Llm.Engines;
 /// <summary>
 /// The engine-specific half of a KV transfer (disaggregated prefill): how an engine's keys and values are read
 /// out of its blocks and written into them. <see cref="EngineCore{TState}"/> does the bookkeeping around it
-/// (which requests import, reserving their blocks, skipping their prefill, counting refusals, exporting on the
-/// last output). Called on the engine's loop only.
+/// (which requests import, reserving their blocks, parking deferred imports, skipping their prefill, counting
+/// refusals, exporting on the last output). Called on the engine's loop only.
 /// </summary>
 internal interface IKvTransferStore
 {

@@ -17,7 +17,7 @@ internal sealed class LiveRequest<TState>(EngineRequest request, SequenceState s
 
     public TState State { get; } = state;
 
-    /// <summary>Prompt tokens whose KV came with the request (0 when none, or when it was refused).</summary>
+    /// <summary>Prompt tokens whose KV came from another engine, with the request or deferred (0 when none, or when it was refused).</summary>
     public int ImportedTokens { get; set; }
 
     /// <summary>Unbounded: a request's output is bounded by its max_tokens. One writer (the engine loop), one reader.</summary>

@@ -10,8 +10,9 @@ namespace Dynamo.Llm.Scheduling;
 /// <see cref="SchedulerOptions.MaxNumSeqs"/> run. A newly admitted sequence takes every cached block of its
 /// prefix and skips their prefill. When a running sequence needs a block and none is free, the most
 /// recently admitted sequence is preempted: its blocks are released (they stay cached, so it usually
-/// finds most of them again) and it goes back to the front of the queue to be recomputed.
-/// Not thread-safe: one engine thread owns it.
+/// finds most of them again) and it goes back to the front of the queue to be recomputed. A sequence whose
+/// first tokens' KV comes from elsewhere holds blocks reserved for them outside the queue until it is written
+/// (<see cref="TryReserveComputed"/>, <see cref="EnqueueComputed"/>). Not thread-safe: one engine thread owns it.
 /// </summary>
 public sealed class Scheduler
 {
@@ -36,6 +37,10 @@ public sealed class Scheduler
 
     public int WaitingCount => _waiting.Count;
 
+    /// <summary>Sequences holding blocks reserved for keys and values the caller will write (<see cref="TryReserveComputed"/>); neither running nor waiting.</summary>
+    public int ReservedCount { get; private set; }
+
+    /// <summary>Whether a step has anything to run (reserved sequences do not count: they are never scheduled).</summary>
     public bool HasWork => _running.Count > 0 || _waiting.Count > 0;
 
     /// <summary>Preemptions so far.</summary>
@@ -60,51 +65,93 @@ public sealed class Scheduler
     }
 
     /// <summary>
-    /// Queues a sequence whose first <paramref name="computedTokens"/> tokens already have their keys and values
-    /// (written by the caller into blocks reserved here, e.g. imported from another engine). Reserves the blocks
-    /// and returns true, then the caller writes them; or returns false with nothing reserved when the pool has
-    /// too few free blocks (the caller then queues it normally and it is prefilled here). Its full blocks join
-    /// the prefix cache after its first step.
+    /// Reserves blocks for the first <paramref name="computedTokens"/> tokens of a new sequence, whose keys and
+    /// values the caller writes into them (imported from another engine), and makes it
+    /// <see cref="SequenceStatus.Reserved"/>: held aside, never scheduled, until <see cref="EnqueueComputed"/>
+    /// (written) or <see cref="ReleaseReservation"/> (they will not come). False, with nothing reserved, when the
+    /// pool has too few free blocks.
     /// </summary>
-    public bool TryEnqueueComputed(SequenceState sequence, int computedTokens)
+    public bool TryReserveComputed(SequenceState sequence, int computedTokens)
     {
         if (sequence.Status != SequenceStatus.Waiting || sequence.Blocks.Count != 0)
         {
             throw new InvalidOperationException($"request {sequence.RequestId} was already scheduled");
         }
 
-        if (computedTokens < 1 || computedTokens >= sequence.Tokens.Count)
-        {
-            throw new ArgumentOutOfRangeException(nameof(computedTokens), $"{computedTokens} computed tokens of a sequence of {sequence.Tokens.Count} (at least its last token must be left to run)");
-        }
-
+        CheckComputed(sequence, computedTokens);
         if (!_pool.TryReserve(sequence.Blocks, computedTokens))
         {
             return false;
         }
 
+        sequence.Status = SequenceStatus.Reserved;
+        ReservedCount++;
+        return true;
+    }
+
+    /// <summary>
+    /// Queues a reserved sequence (<see cref="TryReserveComputed"/>) at the back, its first
+    /// <paramref name="computedTokens"/> tokens written by the caller: their prefill is skipped, and its full
+    /// blocks join the prefix cache after its first step.
+    /// </summary>
+    public void EnqueueComputed(SequenceState sequence, int computedTokens)
+    {
+        CheckReserved(sequence);
+        CheckComputed(sequence, computedTokens);
+        if (_pool.BlocksFor(computedTokens) > sequence.Blocks.Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(computedTokens), $"{computedTokens} computed tokens of request {sequence.RequestId} need {_pool.BlocksFor(computedTokens)} blocks; {sequence.Blocks.Count} are reserved");
+        }
+
+        ReservedCount--;
+        sequence.Status = SequenceStatus.Waiting;
         sequence.ComputedTokens = computedTokens;
         sequence.CachedPromptTokens = 0;
         sequence.Arrival = _arrivals++;
         _waiting.AddLast(sequence);
-        return true;
     }
 
-    /// <summary>Ends a sequence (finished or cancelled, running or waiting) and releases its blocks at once.</summary>
+    /// <summary>Gives back the blocks of a reserved sequence whose keys and values will not come: it is new again (<see cref="Enqueue"/> it to prefill here).</summary>
+    public void ReleaseReservation(SequenceState sequence)
+    {
+        CheckReserved(sequence);
+        ReservedCount--;
+        _pool.Release(sequence.Blocks);
+        sequence.Status = SequenceStatus.Waiting;
+    }
+
+    private static void CheckComputed(SequenceState sequence, int computedTokens)
+    {
+        if (computedTokens < 1 || computedTokens >= sequence.Tokens.Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(computedTokens), $"{computedTokens} computed tokens of a sequence of {sequence.Tokens.Count} (at least its last token must be left to run)");
+        }
+    }
+
+    private static void CheckReserved(SequenceState sequence)
+    {
+        if (sequence.Status != SequenceStatus.Reserved)
+        {
+            throw new InvalidOperationException($"request {sequence.RequestId} is {sequence.Status}, not reserved");
+        }
+    }
+
+    /// <summary>Ends a sequence (finished or cancelled; running, waiting or reserved) and releases its blocks at once.</summary>
     public void Finish(SequenceState sequence)
     {
-        if (sequence.Status == SequenceStatus.Finished)
+        switch (sequence.Status)
         {
-            return;
-        }
-
-        if (sequence.Status == SequenceStatus.Running)
-        {
-            _running.Remove(sequence);
-        }
-        else
-        {
-            _waiting.Remove(sequence);
+            case SequenceStatus.Finished:
+                return;
+            case SequenceStatus.Running:
+                _running.Remove(sequence);
+                break;
+            case SequenceStatus.Reserved:
+                ReservedCount--;
+                break;
+            default:
+                _waiting.Remove(sequence);
+                break;
         }
 
         _pool.Release(sequence.Blocks);

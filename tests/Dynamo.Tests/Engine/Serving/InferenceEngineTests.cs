@@ -121,4 +121,29 @@ public sealed class InferenceEngineTests
         Assert.Equal(reference.Tokens, [.. first.Tokens, .. rest.Tokens]);
         Assert.Equal(reference.Logprobs.Select(BitConverter.SingleToInt32Bits), first.Logprobs.Concat(rest.Logprobs).Select(BitConverter.SingleToInt32Bits));
     }
+
+    /// <summary>
+    /// A deferred import is as exact: the decode engine (another block size) reserves the blocks first, the prefill
+    /// engine computes the prompt's first tokens, their KV is delivered, and the decode gives the tokens and
+    /// log-probability bits of one engine alone. (The import's bookkeeping is a contract test.)
+    /// </summary>
+    [Fact]
+    public async Task DeferredKv_PrefillOnOneEngineDeliveredToAnother_SameTokensAndLogprobsAsOneEngineAlone()
+    {
+        int[] prompt = [.. Enumerable.Range(7, 50)];
+        await using InferenceEngine single = Create(F32Path.Value, Roomy);
+        await using InferenceEngine prefill = Create(F32Path.Value, Roomy);
+        await using InferenceEngine decode = Create(F32Path.Value, Roomy with { BlockSize = 5 });
+        var reference = await EngineContractTests.CollectAsync(single, new EngineRequest("ref", prompt, Greedy(16)));
+        var import = new DeferredKvImport(45);
+        var decoding = EngineContractTests.CollectAsync(decode, new EngineRequest("d", prompt, Greedy(16)) { DeferredKv = import });
+        Assert.True(await import.Reserved);
+        var first = await EngineContractTests.CollectAsync(prefill, new EngineRequest("p", prompt[..45], Greedy(1)) { ExportKv = true });
+        import.Deliver(first.Last.Kv!);
+        var rest = await decoding;
+        Assert.Equal(KvImportStatus.Imported, (await import.Completed).Status);
+        Assert.Equal(45, rest.Last.ImportedTokens);
+        Assert.Equal(reference.Tokens, rest.Tokens);
+        Assert.Equal(reference.Logprobs.Select(BitConverter.SingleToInt32Bits), rest.Logprobs.Select(BitConverter.SingleToInt32Bits));
+    }
 }

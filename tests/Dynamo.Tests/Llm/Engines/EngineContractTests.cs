@@ -73,10 +73,10 @@ public abstract class EngineContractTests
         return (tokens, logprobs, last ?? throw new InvalidOperationException("empty stream"));
     }
 
-    private static async Task<List<EngineOutput>> OutputsAsync(IEngine engine, EngineRequest request)
+    private static async Task<List<EngineOutput>> OutputsAsync(IEngine engine, EngineRequest request, CancellationToken cancellationToken = default)
     {
         var outputs = new List<EngineOutput>();
-        await foreach (EngineOutput o in engine.SubmitAsync(request))
+        await foreach (EngineOutput o in engine.SubmitAsync(request, cancellationToken))
         {
             outputs.Add(o);
         }
@@ -504,6 +504,273 @@ public abstract class EngineContractTests
         }
 
         Assert.Equal(foreign.Length, (await SettledStatsAsync(engine)).KvImportsRefused);
+    }
+
+    /// <summary>What a prefill worker sends: the KV of <paramref name="prompt"/>'s first <paramref name="tokens"/> tokens, run with max_tokens 1 on an engine of its own (null for an engine with no KV to transfer).</summary>
+    private async Task<KvTransferPayload?> RemotePrefillAsync(int[] prompt, int tokens)
+    {
+        await using IEngine prefill = Create(new EngineSetup());
+        var result = await CollectAsync(prefill, new EngineRequest("prefill", prompt[..tokens], Tokens(1)) { ExportKv = true });
+        Assert.Equal(KvTransferDtype is null ? null : tokens, result.Last.Kv?.Layout.TokenCount);
+        return result.Last.Kv;
+    }
+
+    /// <summary>The status of a deferred import that ended as <paramref name="status"/> on an engine with a KV store; without one nothing is reserved.</summary>
+    private KvImportStatus Deferred(KvImportStatus status) => KvTransferDtype is null ? KvImportStatus.NotReserved : status;
+
+    [Fact]
+    public async Task DeferredKv_Delivered_ImportsThePromptAndGivesTheTokensOfALocalPrefill()
+    {
+        int[] prompt = [.. Enumerable.Range(7, 50)];
+
+        // Another block size than the prefill's: the transfer is token-major.
+        await using IEngine decode = Create(new EngineSetup { BlockSize = 5 });
+        var import = new DeferredKvImport(45);
+        var decoding = CollectAsync(decode, new EngineRequest("d", prompt, Tokens(8)) { DeferredKv = import });
+        bool reserved = await import.Reserved;
+        Assert.Equal(KvTransferDtype is not null, reserved);
+        KvTransferPayload? kv = await RemotePrefillAsync(prompt, 45);
+        if (reserved)
+        {
+            // Parked: its 9 blocks of 5 are held, and it is neither running nor waiting.
+            await WaitUntilAsync(() => decode.Stats.AwaitingKvRequests == 1);
+            EngineStats parked = decode.Stats;
+            Assert.Equal(9, parked.KvBlocksUsed);
+            Assert.Equal(0, parked.RunningRequests + parked.WaitingRequests);
+            import.Deliver(kv!);
+        }
+
+        var rest = await decoding;
+        KvImportOutcome outcome = await import.Completed;
+        Assert.Equal(Deferred(KvImportStatus.Imported), outcome.Status);
+        Assert.Equal(reserved, outcome.Imported);
+        Assert.Equal(reserved ? 45 : 0, rest.Last.ImportedTokens);
+        Assert.Equal(0, rest.Last.CachedTokens);
+        EngineStats stats = await SettledStatsAsync(decode);
+        Assert.Equal(0, stats.KvImportsRefused);
+        Assert.Equal(0, stats.KvBlocksUsed + stats.AwaitingKvRequests);
+        Assert.Equal(50, stats.PromptTokens);
+        var local = await CollectAsync(decode, new EngineRequest("l", prompt, Tokens(8)));
+        Assert.Equal(Generated(prompt.Length, 8), rest.Tokens.Count);
+        Assert.Equal(local.Tokens, rest.Tokens);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task DeferredKv_Failed_ReleasesTheBlocksAndPrefillsLocallyWithTheSameTokens(bool beforeSubmit)
+    {
+        int[] prompt = [.. Enumerable.Range(30, 50)];
+        await using IEngine engine = Create(new EngineSetup());
+        var import = new DeferredKvImport(45);
+        if (beforeSubmit)
+        {
+            import.Fail("the prefill worker went away");
+        }
+
+        var running = CollectAsync(engine, new EngineRequest("d", prompt, Tokens(8)) { DeferredKv = import });
+        Assert.Equal(KvTransferDtype is not null, await import.Reserved);
+        import.Fail(beforeSubmit ? "a second failure" : "the prefill worker went away");
+        var result = await running;
+        KvImportOutcome outcome = await import.Completed;
+        Assert.Equal(Deferred(KvImportStatus.Failed), outcome.Status);
+        Assert.Equal(KvTransferDtype is null ? "the echo engine has no KV to import" : "the prefill worker went away", outcome.Detail);
+        Assert.Equal(0, result.Last.ImportedTokens);
+        EngineStats stats = await SettledStatsAsync(engine);
+        Assert.Equal(0, stats.KvImportsRefused);
+        Assert.Equal(0, stats.KvBlocksUsed + stats.AwaitingKvRequests);
+        var reference = await CollectAsync(engine, new EngineRequest("ref", prompt, Tokens(8)));
+        Assert.Equal(reference.Tokens, result.Tokens);
+    }
+
+    [Fact]
+    public async Task DeferredKv_PayloadOfAnotherTokenCountOrLayout_IsRefusedAndPrefilledLocally()
+    {
+        int[] prompt = [.. Enumerable.Range(60, 50)];
+        await using IEngine engine = Create(new EngineSetup());
+        KvTransferPayload foreign = new(new KvTransferLayout { Layers = 3, KvHeads = 2, HeadDim = 16, Dtype = "f32", BlockSize = 16, TokenCount = 45 }, new byte[2 * 3 * 45 * 2 * 16 * 4]);
+        KvTransferPayload[] payloads = [await RemotePrefillAsync(prompt, 30) ?? foreign, foreign];
+        var results = new List<(List<int> Tokens, List<float> Logprobs, EngineOutput Last)>();
+        for (int i = 0; i < payloads.Length; i++)
+        {
+            var import = new DeferredKvImport(45);
+            var running = CollectAsync(engine, new EngineRequest($"d{i}", prompt, Tokens(8)) { DeferredKv = import });
+            Assert.Equal(KvTransferDtype is not null, await import.Reserved);
+            import.Deliver(payloads[i]);
+            results.Add(await running);
+            KvImportOutcome outcome = await import.Completed;
+            Assert.Equal(Deferred(KvImportStatus.Refused), outcome.Status);
+            if (KvTransferDtype is not null)
+            {
+                Assert.Contains(i == 0 ? "the payload has 30 tokens, 45 were reserved" : "cannot import a payload of layout", outcome.Detail);
+            }
+        }
+
+        var reference = await CollectAsync(engine, new EngineRequest("ref", prompt, Tokens(8)));
+        Assert.All(results, r => Assert.Equal(reference.Tokens, r.Tokens));
+        Assert.All(results, r => Assert.Equal(0, r.Last.ImportedTokens));
+        EngineStats stats = await SettledStatsAsync(engine);
+        Assert.Equal(KvTransferDtype is null ? 0 : 2, stats.KvImportsRefused);
+        Assert.Equal(0, stats.KvBlocksUsed);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task DeferredKv_CancelledWhileParked_FreesItsBlocksAtOnceAndLaterArrivalsAreNoOps(bool byToken)
+    {
+        // Paused before the first step: the echo engine, which reserves nothing, is cancelled in its queue.
+        var (engine, gate) = Paused(new EngineSetup(), step: 0);
+        await using IEngine _ = engine;
+        using var cts = new CancellationTokenSource();
+        var import = new DeferredKvImport(45);
+        Task<List<EngineOutput>> reading = OutputsAsync(engine, new EngineRequest("d", [.. Enumerable.Range(1, 50)], Tokens(8)) { DeferredKv = import }, cts.Token);
+        bool reserved = await import.Reserved;
+        Assert.Equal(KvTransferDtype is not null, reserved);
+        if (byToken)
+        {
+            await cts.CancelAsync();
+        }
+        else
+        {
+            Assert.True(engine.Cancel("d"));
+        }
+
+        gate.Set();
+        List<EngineOutput> outputs = await reading;
+        Assert.Equal(FinishReason.Cancelled, outputs[^1].FinishReason);
+        Assert.Equal(0, outputs[^1].ImportedTokens);
+        Assert.Equal(0, await InspectAsync(engine, pool =>
+        {
+            pool.CheckInvariants();
+            return pool.UsedCount;
+        }));
+        await WaitUntilAsync(() => engine.Stats.RequestsFinished == 1);
+        Assert.Equal(0, engine.Stats.KvBlocksUsed + engine.Stats.AwaitingKvRequests);
+        KvImportOutcome outcome = await import.Completed;
+        Assert.Equal(Deferred(KvImportStatus.Cancelled), outcome.Status);
+
+        import.Deliver(new KvTransferPayload(new KvTransferLayout { Layers = 0, KvHeads = 0, HeadDim = 0, Dtype = KvTransferDtype ?? "f32", BlockSize = 16, TokenCount = 45 }, ReadOnlyMemory<byte>.Empty));
+        import.Fail("too late");
+        Assert.Same(outcome, await import.Completed);
+        var after = await CollectAsync(engine, new EngineRequest("after", [.. Enumerable.Range(1, 50)], Tokens(8)));
+        Assert.Equal(Generated(50, 8), after.Tokens.Count);
+        EngineStats stats = await SettledStatsAsync(engine);
+        Assert.Equal(0, stats.KvImportsRefused);
+        Assert.Equal(0, stats.KvBlocksUsed);
+    }
+
+    [Fact]
+    public async Task DeferredKv_DisposedWhileParked_EndsTheStreamWithObjectDisposedException()
+    {
+        var (engine, gate) = Paused(new EngineSetup(), step: 0);
+        var import = new DeferredKvImport(45);
+        var running = CollectAsync(engine, new EngineRequest("d", [.. Enumerable.Range(1, 50)], Tokens(200)) { DeferredKv = import });
+        Assert.Equal(KvTransferDtype is not null, await import.Reserved);
+        Task disposing = engine.DisposeAsync().AsTask();
+        gate.Set();
+        await disposing;
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => running);
+        Assert.Equal(Deferred(KvImportStatus.Cancelled), (await import.Completed).Status);
+        import.Fail("too late");
+    }
+
+    [Fact]
+    public async Task DeferredKv_TooFewFreeBlocks_IsNotReservedAndTheRequestStillCompletes()
+    {
+        await using IEngine engine = Create(new EngineSetup { Blocks = 8 });
+
+        // 100 tokens hold 7 of the 8 blocks; 40 more need 3.
+        var holding = new DeferredKvImport(100);
+        var big = CollectAsync(engine, new EngineRequest("big", [.. Enumerable.Range(1, 101)], Tokens(4)) { DeferredKv = holding });
+        Assert.Equal(KvTransferDtype is not null, await holding.Reserved);
+        var starved = new DeferredKvImport(40);
+        var small = CollectAsync(engine, new EngineRequest("small", [.. Enumerable.Range(200, 41)], Tokens(4)) { DeferredKv = starved });
+        Assert.False(await starved.Reserved);
+        KvImportOutcome outcome = await starved.Completed;
+        Assert.Equal(KvImportStatus.NotReserved, outcome.Status);
+        Assert.Contains(KvTransferDtype is null ? "no KV to import" : "too few free KV blocks for 40 tokens (3 needed, 1 free)", outcome.Detail);
+        holding.Fail("timed out");
+        Assert.Equal(Generated(41, 4), (await small).Tokens.Count);
+        Assert.Equal(Generated(101, 4), (await big).Tokens.Count);
+        Assert.Equal(Deferred(KvImportStatus.Failed), (await holding.Completed).Status);
+        await InspectAsync(engine, pool =>
+        {
+            pool.CheckInvariants();
+            return 0;
+        });
+        EngineStats stats = await SettledStatsAsync(engine);
+        Assert.Equal(0, stats.KvBlocksUsed + stats.AwaitingKvRequests);
+        Assert.Equal(0, stats.KvImportsRefused);
+    }
+
+    [Fact]
+    public async Task DeferredKv_TokenCountNotBelowThePromptLength_IsNotReservedAndPrefilledLocally()
+    {
+        await using IEngine engine = Create(new EngineSetup());
+        var import = new DeferredKvImport(10);
+        var result = await CollectAsync(engine, new EngineRequest("d", [.. Enumerable.Range(1, 10)], Tokens(4)) { DeferredKv = import });
+        Assert.False(await import.Reserved);
+        KvImportOutcome outcome = await import.Completed;
+        Assert.Equal(KvImportStatus.NotReserved, outcome.Status);
+        Assert.Contains(KvTransferDtype is null ? "no KV to import" : "10 tokens of KV for a prompt of 10", outcome.Detail);
+        Assert.Equal(Generated(10, 4), result.Tokens.Count);
+        Assert.Equal(0, result.Last.ImportedTokens);
+    }
+
+    [Fact]
+    public async Task DeferredKv_Parked_IsNotScheduledWhileStepsRunForOtherRequests()
+    {
+        int[] prompt = [.. Enumerable.Range(1, 50)];
+        await using IEngine engine = Create(new EngineSetup());
+        var import = new DeferredKvImport(45);
+        int outputs = 0;
+        var parkedRequest = new EngineRequest("parked", prompt, Tokens(8)) { DeferredKv = import };
+        Task<List<int>> parked = Task.Run(async () =>
+        {
+            var tokens = new List<int>();
+            await foreach (EngineOutput o in engine.SubmitAsync(parkedRequest))
+            {
+                Interlocked.Increment(ref outputs);
+                tokens.AddRange(o.TokenIds);
+            }
+
+            return tokens;
+        });
+        bool reserved = await import.Reserved;
+        Assert.Equal(KvTransferDtype is not null, reserved);
+        if (reserved)
+        {
+            var other = await CollectAsync(engine, new EngineRequest("other", [.. Enumerable.Range(300, 20)], Tokens(24)));
+            Assert.Equal(24, other.Tokens.Count);
+            EngineStats stats = await SettledStatsAsync(engine);
+            Assert.True(stats.Steps >= 24, $"{stats.Steps} steps");
+            Assert.Equal(0, Volatile.Read(ref outputs));
+            Assert.Equal(1, stats.AwaitingKvRequests);
+            Assert.Equal(0, stats.RunningRequests + stats.WaitingRequests);
+            import.Deliver((await RemotePrefillAsync(prompt, 45))!);
+        }
+
+        List<int> tokens = await parked;
+        var local = await CollectAsync(engine, new EngineRequest("local", prompt, Tokens(8)));
+        Assert.Equal(local.Tokens, tokens);
+        Assert.Equal(Deferred(KvImportStatus.Imported), (await import.Completed).Status);
+    }
+
+    [Fact]
+    public async Task DeferredKv_SubmitRejectedOrImportReused_CompletesTheImportOrThrows()
+    {
+        await using IEngine engine = Create(new EngineSetup());
+        var rejected = new DeferredKvImport(4);
+        Assert.Throws<ArgumentException>(() => engine.SubmitAsync(new EngineRequest("r", [1, Vocab], Tokens(4)) { DeferredKv = rejected }));
+        Assert.False(await rejected.Reserved);
+        KvImportOutcome outcome = await rejected.Completed;
+        Assert.Equal(KvImportStatus.Cancelled, outcome.Status);
+        Assert.Contains("outside the vocabulary", outcome.Detail);
+        Assert.Contains("already submitted", Assert.Throws<ArgumentException>(() => engine.SubmitAsync(new EngineRequest("again", [1, 2, 3, 4, 5], Tokens(4)) { DeferredKv = rejected })).Message);
+        KvTransferPayload kv = new(new KvTransferLayout { Layers = 0, KvHeads = 0, HeadDim = 0, Dtype = "f32", BlockSize = 16, TokenCount = 4 }, ReadOnlyMemory<byte>.Empty);
+        Assert.Contains("both Kv and DeferredKv", Assert.Throws<ArgumentException>(() => engine.SubmitAsync(new EngineRequest("both", [1, 2, 3, 4, 5], Tokens(4)) { Kv = kv, DeferredKv = new DeferredKvImport(4) })).Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DeferredKvImport(0));
     }
 
     [Fact]

@@ -130,4 +130,78 @@ public class SchedulerTests
         Assert.Equal(0, pool.UsedCount);
         pool.CheckInvariants();
     }
+
+    [Fact]
+    public void TryReserveComputed_ThenEnqueueComputed_NeverScheduledBeforeAndSkipsTheComputedTokens()
+    {
+        var pool = new KvBlockPool(16, 4);
+        var scheduler = new Scheduler(SchedulerOptions.Default, pool);
+        var s = new SequenceState("a", [.. Enumerable.Range(1, 10)], 64, 4);
+        Assert.True(scheduler.TryReserveComputed(s, 9));
+        Assert.Equal(SequenceStatus.Reserved, s.Status);
+        Assert.Equal(3, s.Blocks.Count);
+        Assert.Equal(13, pool.FreeCount);
+        Assert.Equal(1, scheduler.ReservedCount);
+        Assert.Equal(0, scheduler.WaitingCount + scheduler.RunningCount);
+        Assert.False(scheduler.HasWork);
+        Assert.True(scheduler.Schedule().IsEmpty);
+        Assert.Throws<InvalidOperationException>(() => scheduler.Enqueue(s));
+        Assert.Throws<InvalidOperationException>(() => scheduler.TryReserveComputed(s, 9));
+
+        scheduler.EnqueueComputed(s, 9);
+        Assert.Equal(0, scheduler.ReservedCount);
+        Assert.Equal(0, s.CachedPromptTokens);
+        ScheduledChunk c = Assert.Single(scheduler.Schedule().Chunks);
+        Assert.Equal((9, 1, true), (c.StartPos, c.TokenCount, c.SamplesToken));
+        Assert.Throws<InvalidOperationException>(() => scheduler.EnqueueComputed(s, 9));
+    }
+
+    [Fact]
+    public void ReleaseReservation_ThenEnqueue_PrefillsEveryToken()
+    {
+        var pool = new KvBlockPool(16, 4);
+        var scheduler = new Scheduler(SchedulerOptions.Default, pool);
+        var s = new SequenceState("a", [.. Enumerable.Range(1, 10)], 64, 4);
+        Assert.True(scheduler.TryReserveComputed(s, 9));
+        scheduler.ReleaseReservation(s);
+        Assert.Equal(16, pool.FreeCount);
+        Assert.Equal(0, scheduler.ReservedCount);
+        Assert.Equal(SequenceStatus.Waiting, s.Status);
+        Assert.Throws<InvalidOperationException>(() => scheduler.ReleaseReservation(s));
+        scheduler.Enqueue(s);
+        ScheduledChunk c = Assert.Single(scheduler.Schedule().Chunks);
+        Assert.Equal((0, 10, true), (c.StartPos, c.TokenCount, c.SamplesToken));
+    }
+
+    [Fact]
+    public void TryReserveComputed_TooFewFreeBlocksOrTokensOutOfRange_ReservesNothing()
+    {
+        var pool = new KvBlockPool(2, 4);
+        var scheduler = new Scheduler(SchedulerOptions.Default, pool);
+        var s = new SequenceState("a", [.. Enumerable.Range(1, 10)], 64, 4);
+        Assert.False(scheduler.TryReserveComputed(s, 9));
+        Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.TryReserveComputed(s, 10));
+        Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.TryReserveComputed(s, 0));
+        Assert.Equal(2, pool.FreeCount);
+        Assert.Equal(0, s.Blocks.Count);
+        Assert.Equal(SequenceStatus.Waiting, s.Status);
+        Assert.Equal(0, scheduler.ReservedCount);
+        scheduler.Enqueue(s);
+        Assert.True(scheduler.HasWork);
+    }
+
+    [Fact]
+    public void Finish_Reserved_ReleasesItsBlocks()
+    {
+        var pool = new KvBlockPool(8, 2);
+        var scheduler = new Scheduler(SchedulerOptions.Default, pool);
+        var s = new SequenceState("a", [1, 2, 3, 4, 5], 8, 8);
+        Assert.True(scheduler.TryReserveComputed(s, 4));
+        Assert.Equal(2, pool.UsedCount);
+        scheduler.Finish(s);
+        Assert.Equal(SequenceStatus.Finished, s.Status);
+        Assert.Equal(0, scheduler.ReservedCount);
+        Assert.Equal(0, pool.UsedCount);
+        pool.CheckInvariants();
+    }
 }
