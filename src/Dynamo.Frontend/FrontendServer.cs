@@ -1,7 +1,7 @@
 using System.Net;
 using System.Text.Json;
-using Dynamo.Frontend.Http;
 using Dynamo.Components.Registry;
+using Dynamo.Frontend.Http;
 using Dynamo.Frontend.Observability;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Runtime;
@@ -91,7 +91,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
             _ = await registry.ProcessorsAsync().ConfigureAwait(false); // follow Processor components from the start
             var metrics = new FrontendMetrics();
             ModelRegistry models = registry;
-            metrics.ObserveRouters(models.KvRouterStats);
+            metrics.ObserveRouters(models.KvRouterStats, models.Disaggregation);
             FrontendServer? server = null;
             var handler = new OpenAiHandler(registry, metrics, options, logger, () => server is null || server._shuttingDown != 0, shutdown.Token);
 

@@ -104,7 +104,7 @@ internal static class RunCommand
         await using DistributedRuntime frontendRuntime = runtimeOptions.IsDistributed
             ? await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token)
             : await cluster.ConnectAsync(shutdown.Token);
-        await using WorkerComponent? worker = workerSettings is null ? null : await WorkerComponent.StartAsync(workerRuntime, workerSettings, Console.Error, shutdown.Token);
+        await using WorkerComponent? worker = workerSettings is null ? null : await WorkerComponent.StartAsync(workerRuntime, workerSettings, Console.Error, shutdown.Token, CliLogging.Create(frontendOptions.JsonLogs));
         using var loggers = CliLogging.Create(frontendOptions.JsonLogs);
         await using FrontendServer server = await FrontendServer.StartAsync(frontendRuntime, frontendOptions, input == "http" ? loggers : null, shutdown.Token);
         string model = worker?.Card.Name ?? "";

@@ -1,11 +1,11 @@
 using System.CommandLine;
 using Dynamo.Cli.Components;
-using Dynamo.Llm.Disaggregation;
 using Dynamo.Components.Processing;
 using Dynamo.Components.Routing;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
 using Dynamo.Frontend.Status;
+using Dynamo.Llm.Disaggregation;
 using Dynamo.Llm.Routing;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
@@ -170,7 +170,7 @@ internal static class ServeCommand
                 {
                     DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(workerRuntime, shutdown.Token);
                     started.Add(runtime);
-                    started.Add(await WorkerComponent.StartAsync(runtime, settings, log, shutdown.Token));
+                    started.Add(await WorkerComponent.StartAsync(runtime, settings, log, shutdown.Token, CliLogging.Create(json: plan.Frontend?.JsonLogs ?? false)));
                 }
             }
 

@@ -1,14 +1,18 @@
+using Dynamo.Components.KvTransfer;
+using Dynamo.Components.ModelCards;
+using Dynamo.Components.Registry;
+using Dynamo.Components.Workers;
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.Kernels;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Serving;
-using Dynamo.Components.ModelCards;
-using Dynamo.Components.Workers;
 using Dynamo.Frontend.Status;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.ModelCards;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Dynamo.Cli.Components;
 
@@ -21,10 +25,12 @@ internal sealed class WorkerComponent : IAsyncDisposable
     private readonly IEngine _engine;
     private readonly EngineWorker _worker;
     private readonly LoadedModel? _model;
+    private readonly KvTransferServer? _transfer;
     private SystemStatusServer? _status;
 
-    private WorkerComponent(IEngine engine, EngineWorker worker, LoadedModel? model, ModelDeploymentCard card)
+    private WorkerComponent(IEngine engine, EngineWorker worker, LoadedModel? model, ModelDeploymentCard card, KvTransferServer? transfer)
     {
+        _transfer = transfer;
         _engine = engine;
         _worker = worker;
         _model = model;
@@ -40,17 +46,17 @@ internal sealed class WorkerComponent : IAsyncDisposable
 
     public long InstanceId => _worker.InstanceId;
 
-    public static async Task<WorkerComponent> StartAsync(DistributedRuntime runtime, WorkerSettings settings, TextWriter log, CancellationToken cancellationToken = default)
+    public static async Task<WorkerComponent> StartAsync(DistributedRuntime runtime, WorkerSettings settings, TextWriter log, CancellationToken cancellationToken = default, ILoggerFactory? loggers = null)
     {
+        ILogger logger = (loggers ?? NullLoggerFactory.Instance).CreateLogger("Dynamo.Worker");
         foreach (string flag in settings.IgnoredFlags)
         {
             log.WriteLine($"worker: WARNING: {flag} is accepted for compatibility with the guides but has no effect here");
         }
 
-        if (settings.IsPrefillWorker)
+        if (settings.TransferBackend == "nixl")
         {
-            log.WriteLine("worker: WARNING: disaggregated prefill (--is-prefill-worker / --disaggregation-mode prefill) is not implemented yet: " +
-                $"this worker registers as {settings.Address} and serves whole requests like an aggregated worker, but only while no aggregated or decode worker serves the model");
+            log.WriteLine("worker: --disaggregation-transfer-backend nixl: KV moves over the built-in TCP transfer here (there is no NIXL)");
         }
 
         LoadedModel? model = null;
@@ -105,14 +111,34 @@ internal sealed class WorkerComponent : IAsyncDisposable
             throw;
         }
 
+        KvTransferServer? transfer = null;
         try
         {
-            EngineWorker worker = await EngineWorker.StartAsync(runtime, engine, settings.Address, cancellationToken: cancellationToken).ConfigureAwait(false);
-            ModelDeploymentCard card = await ModelCardStore.PublishAsync(runtime, settings.Address, source, settings.IsPrefillWorker ? "prefill" : "aggregated", cancellationToken).ConfigureAwait(false);
+            // Aggregated and decode workers receive prefilled KV on their transfer port; prefill workers only send.
+            transfer = settings.IsPrefillWorker || !settings.RemotePrefill ? null : KvTransferServer.Start(KvTransferServerOptions.Default with
+            {
+                Port = settings.KvTransferPort,
+                AdvertisedHost = settings.KvTransferHost,
+                AdvertiseToward = runtime.Discovery.Name == "memory" ? null : runtime.Discovery.Address,
+            }, logger);
+            EngineWorker worker = await EngineWorker.StartAsync(runtime, engine, settings.Address, EngineWorkerOptions.Default with { KvTransfer = transfer }, logger, cancellationToken).ConfigureAwait(false);
+            if (!settings.IsPrefillWorker && settings.Disaggregation is { } thresholds)
+            {
+                await DisaggregationSettingsStore.PutAsync(runtime.Discovery, settings.Address.Namespace, source.ServedName, thresholds, cancellationToken).ConfigureAwait(false);
+                log.WriteLine($"worker: disaggregation settings of '{source.ServedName}': conditional {thresholds.ConditionalDisagg}, max local prefill length {thresholds.MaxLocalPrefillLength}, max prefill queue size {thresholds.MaxPrefillQueueSize} (change them at run time with ./dynamo disagg)");
+            }
+
+            string role = settings.IsPrefillWorker ? "prefill" : "aggregated";
+            ModelDeploymentCard card = await ModelCardStore.PublishAsync(runtime, settings.Address, source, role, cancellationToken, settings.RemotePrefill).ConfigureAwait(false);
             log.WriteLine(
                 $"worker: instance {EndpointAddress.FormatId(runtime.InstanceId)} serving {settings.Address} for model '{card.Name}' with the {engine.Name} engine " +
                 $"(context {card.ContextLength}, KV {engine.Stats.KvBlocksTotal} blocks of {card.KvBlockSize}; {runtime.Mode}: {runtime.Discovery.Address})");
-            var component = new WorkerComponent(engine, worker, model, card);
+            log.WriteLine(settings.IsPrefillWorker
+                ? "worker: prefill worker: prefills prompts for decode workers and pushes their KV over TCP; it takes no request of its own"
+                : transfer is null
+                    ? "worker: remote prefill off: this worker prefills every prompt itself"
+                    : $"worker: KV from prefill workers arrives at {transfer.Address}");
+            var component = new WorkerComponent(engine, worker, model, card, transfer);
             if (settings.SystemPort is int port)
             {
                 try
@@ -133,6 +159,11 @@ internal sealed class WorkerComponent : IAsyncDisposable
         catch
         {
             await engine.DisposeAsync().ConfigureAwait(false);
+            if (transfer is not null)
+            {
+                await transfer.DisposeAsync().ConfigureAwait(false);
+            }
+
             model?.Dispose();
             throw;
         }
@@ -147,6 +178,11 @@ internal sealed class WorkerComponent : IAsyncDisposable
 
         await _worker.DisposeAsync().ConfigureAwait(false);
         await _engine.DisposeAsync().ConfigureAwait(false);
+        if (_transfer is not null)
+        {
+            await _transfer.DisposeAsync().ConfigureAwait(false);
+        }
+
         _model?.Dispose();
     }
 

@@ -63,9 +63,11 @@ internal sealed class GenerationPipeline(ModelRegistry registry)
         {
             while (true)
             {
-                RouteTarget target = registry.TargetFor(model, tried) ?? throw (tried.Count == 0
-                    ? OpenAiException.Unavailable($"No worker instance of model '{model}' is available.", "no_instances")
-                    : OpenAiException.Unavailable($"No worker of model '{model}' answered ({tried.Count} tried).", "worker_unreachable"));
+                RouteTarget target = registry.TargetFor(model, tried) ?? throw (tried.Count > 0
+                    ? OpenAiException.Unavailable($"No worker of model '{model}' answered ({tried.Count} tried).", "worker_unreachable")
+                    : registry.HasOnlyPrefillWorkers(model)
+                        ? OpenAiException.Unavailable($"Model '{model}' has only prefill workers: a decode (or aggregated) worker must serve it too.", "no_decode_worker")
+                        : OpenAiException.Unavailable($"No worker instance of model '{model}' is available.", "no_instances"));
                 await using WorkerLease lease = await RouteAsync(target, model, generate, nvext, cancellationToken).ConfigureAwait(false);
                 tried.Add(lease.WorkerId);
                 byte[] payload = Preprocessor.SerializeGenerateRequest(lease.Prepare(generate));

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Dynamo.Components.Registry;
+using Dynamo.Llm.Disaggregation;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
@@ -89,6 +90,9 @@ public sealed partial class ProcessorServer : IAsyncDisposable
 
     /// <summary>The counters of the KV routers this processor runs, by endpoint (its status port exports them).</summary>
     public IEnumerable<(string Endpoint, RouterStats Stats)> KvRouterStats() => _registry.KvRouterStats();
+
+    /// <summary>The disaggregation decisions this processor made, by model (its status port exports them).</summary>
+    public IEnumerable<(string Model, DisaggregationCounters Counters)> Disaggregation() => _registry.Disaggregation();
 
     /// <summary>Waits until <paramref name="name"/> is served and its tokenizer is loaded.</summary>
     public Task WaitForModelAsync(string name, CancellationToken cancellationToken = default) => _registry.WaitForModelAsync(name, cancellationToken);

@@ -114,13 +114,19 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         if (prefill.Length > 0 && _endpoints.TryGetValue(prefill[0].Card.Endpoint, out EndpointWorkers? prefillWorkers))
         {
             long[] prefillCandidates = prefillWorkers.Candidates(prefill.Where(i => i.Card.Endpoint == prefill[0].Card.Endpoint).Select(i => i.InstanceId), EmptyIds);
-            var pool = new PrefillPool(prefillWorkers, prefillCandidates, _settings?.For(name) ?? DisaggregationSettings.Default,
+            var pool = new PrefillPool(prefillWorkers, prefillCandidates, SettingsFor(name),
                 id => model.Instances.FirstOrDefault(i => i.InstanceId == id)?.Card.RemotePrefill ?? true);
             router = new DisaggregatedRouter(router, pool, DisaggregationOf(name));
         }
 
         return new RouteTarget(workers, candidates, router);
     }
+
+    /// <summary>The disaggregation settings in force for <paramref name="name"/>.</summary>
+    public DisaggregationSettings SettingsFor(string name) => _settings?.For(name) ?? DisaggregationSettings.Default;
+
+    /// <summary>Whether <paramref name="name"/> is served by prefill workers alone (nothing can take its requests).</summary>
+    public bool HasOnlyPrefillWorkers(string name) => Find(name) is { } model && !model.Instances.IsEmpty && model.Instances.All(IsPrefill);
 
     /// <summary>The disaggregation decisions made for <paramref name="model"/> in this process (created on first use).</summary>
     public DisaggregationCounters DisaggregationOf(string model) => _disaggregation.GetOrAdd(model, _ => new DisaggregationCounters());

@@ -1,6 +1,9 @@
+using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Threading.Channels;
+using Dynamo.Components.KvTransfer;
+using Dynamo.Llm.Disaggregation;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
 using Dynamo.Llm.Protocols.Worker;
@@ -47,6 +50,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
     private long _publishFailures;
     private int _inFlight;
     private Task _publishers = Task.CompletedTask;
+    private readonly ConcurrentDictionary<string, Lazy<Task<EndpointClient>>> _prefillClients = new(StringComparer.Ordinal);
 
     private EngineWorker(DistributedRuntime runtime, IEngine engine, EndpointAddress address, EngineWorkerOptions options, ILogger logger)
     {
@@ -87,6 +91,31 @@ public sealed partial class EngineWorker : IAsyncDisposable
     /// <summary>The engine's counters.</summary>
     public EngineStats Stats => _engine.Stats;
 
+    /// <summary>Remote prefills and fallbacks (as a decode worker), prefills served and KV pushed (as a prefill worker).</summary>
+    public WorkerDisaggregationStats Disaggregation { get; } = new();
+
+    internal EngineWorkerOptions Options => _options;
+
+    internal ILogger Logger => _logger;
+
+    internal int BlockSize => _engine.BlockSize;
+
+    /// <summary>The client of a prefill endpoint (one per endpoint, created on first use, following discovery).</summary>
+    internal Task<EndpointClient> PrefillClientAsync(string endpoint, CancellationToken cancellationToken)
+    {
+        EndpointAddress address;
+        try
+        {
+            address = EndpointAddress.Parse(endpoint);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidOperationException($"remote_prefill.endpoint '{endpoint}' is not an endpoint: {e.Message}", e);
+        }
+
+        return _prefillClients.GetOrAdd(address.ToString(), _ => new Lazy<Task<EndpointClient>>(() => _runtime.CreateClientAsync(address))).Value.WaitAsync(cancellationToken);
+    }
+
     /// <summary>Starts serving <paramref name="engine"/> at <paramref name="address"/>.</summary>
     public static async Task<EngineWorker> StartAsync(DistributedRuntime runtime, IEngine engine, EndpointAddress address, ILogger? logger = null, CancellationToken cancellationToken = default) =>
         await StartAsync(runtime, engine, address, EngineWorkerOptions.Default, logger, cancellationToken).ConfigureAwait(false);
@@ -120,7 +149,10 @@ public sealed partial class EngineWorker : IAsyncDisposable
     }
 
     /// <summary>Parses a generate payload into an engine request; <see cref="EndpointException"/> (invalid_request) when it is not one.</summary>
-    public static EngineRequest ParseRequest(string requestId, ReadOnlySpan<byte> payload)
+    public static EngineRequest ParseRequest(string requestId, ReadOnlySpan<byte> payload) => ToEngineRequest(requestId, ParseWire(payload));
+
+    /// <summary>Parses and checks a generate payload; <see cref="EndpointException"/> (invalid_request, unsupported_version) when it is not one.</summary>
+    private static GenerateRequest ParseWire(ReadOnlySpan<byte> payload)
     {
         GenerateRequest? request;
         try
@@ -142,11 +174,17 @@ public sealed partial class EngineWorker : IAsyncDisposable
             throw new EndpointException("unsupported_version", $"generate request version {request.Version} is not supported (this worker speaks {GenerateRequest.CurrentVersion})");
         }
 
-        if (request.TokenIds is not { Count: > 0 } tokens)
+        if (request.TokenIds is not { Count: > 0 })
         {
             throw new EndpointException("invalid_request", "token_ids must be a non-empty array");
         }
 
+        return request;
+    }
+
+    private static EngineRequest ToEngineRequest(string requestId, GenerateRequest request)
+    {
+        IReadOnlyList<int> tokens = request.TokenIds!;
         GenerateSampling s = request.Sampling ?? new GenerateSampling();
         SamplingParams d = SamplingParams.Default;
         SamplingParams sampling = new SamplingParams
@@ -177,8 +215,8 @@ public sealed partial class EngineWorker : IAsyncDisposable
         return new EngineRequest(request.RequestId is { Length: > 0 } id ? id : requestId, tokens, sampling);
     }
 
-    /// <summary>An engine output as a generate response.</summary>
-    public static byte[] SerializeResponse(EngineOutput output) => JsonSerializer.SerializeToUtf8Bytes(new GenerateResponse
+    /// <summary>An engine output as a generate response (<paramref name="prefill"/> on the last one of a disaggregated request).</summary>
+    public static byte[] SerializeResponse(EngineOutput output, PrefillReport? prefill = null) => JsonSerializer.SerializeToUtf8Bytes(new GenerateResponse
     {
         TokenIds = output.TokenIds,
         Logprobs = output.Logprobs,
@@ -186,6 +224,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
         FinishReason = output.FinishReason?.ToWire(),
         PromptTokens = output.FinishReason is null ? null : output.PromptTokens,
         CachedTokens = output.FinishReason is null ? null : output.CachedTokens,
+        Prefill = prefill,
     }, WorkerJsonContext.Default.GenerateResponse);
 
     /// <inheritdoc/>
@@ -204,6 +243,17 @@ public sealed partial class EngineWorker : IAsyncDisposable
         await _stop.CancelAsync().ConfigureAwait(false);
         _kvEvents.Writer.TryComplete();
         await _publishers.ConfigureAwait(false);
+        foreach (Lazy<Task<EndpointClient>> client in _prefillClients.Values)
+        {
+            try
+            {
+                await (await client.Value.ConfigureAwait(false)).DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A client that failed to start has nothing to stop.
+            }
+        }
         _stop.Dispose();
     }
 
@@ -243,7 +293,92 @@ public sealed partial class EngineWorker : IAsyncDisposable
 
     private async IAsyncEnumerable<ReadOnlyMemory<byte>> GenerateAsync(RequestContext context, ReadOnlyMemory<byte> payload, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        EngineRequest request = ParseRequest(context.RequestId, payload.Span);
+        GenerateRequest wire = ParseWire(payload.Span);
+        EngineRequest request = ToEngineRequest(context.RequestId, wire);
+        if (wire.KvTransfer is { } target)
+        {
+            await foreach (ReadOnlyMemory<byte> response in PrefillForAsync(request, target, cancellationToken).ConfigureAwait(false))
+            {
+                yield return response;
+            }
+
+            yield break;
+        }
+
+        RemotePrefillLeg? leg = null;
+        PrefillReport? local = null;
+        if (wire.RemotePrefill is { } remote)
+        {
+            if (request.PromptTokens.Count < 2)
+            {
+                local = new PrefillReport { Remote = false, PrefillInstanceId = remote.InstanceId, FallbackReason = PrefillReasons.ShortPrompt };
+            }
+            else
+            {
+                (request, leg) = RemotePrefillLeg.Start(this, remote, request, cancellationToken);
+            }
+        }
+
+        try
+        {
+            IAsyncEnumerator<EngineOutput> outputs;
+            try
+            {
+                outputs = _engine.SubmitAsync(request, cancellationToken).GetAsyncEnumerator(cancellationToken);
+            }
+            catch (ArgumentException e)
+            {
+                throw new EndpointException("invalid_request", e.Message);
+            }
+
+            try
+            {
+                while (true)
+                {
+                    bool more;
+                    try
+                    {
+                        more = await outputs.MoveNextAsync().ConfigureAwait(false);
+                    }
+                    catch (ArgumentException e)
+                    {
+                        // The engine's own checks (context length, vocabulary, KV pool size): the client's mistake.
+                        throw new EndpointException("invalid_request", e.Message);
+                    }
+
+                    if (!more)
+                    {
+                        yield break;
+                    }
+
+                    EngineOutput output = outputs.Current;
+                    PrefillReport? report = output.FinishReason is null ? null : leg is null ? local : await leg.Report.ConfigureAwait(false);
+                    yield return SerializeResponse(output, report);
+                }
+            }
+            finally
+            {
+                await outputs.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            if (leg is not null)
+            {
+                await leg.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A prefill worker's side of a remote prefill: the engine computes the prompt's KV (its one sampled token is
+    /// not used), the KV is pushed to the decode worker's transfer port, then the last response says what the
+    /// push cost. While the engine works, an empty response every <see cref="EngineWorkerOptions.PrefillProgressInterval"/>
+    /// tells the decode worker this one is alive. A push that fails ends the request with <c>kv_transfer_failed</c>.
+    /// </summary>
+    private async IAsyncEnumerable<ReadOnlyMemory<byte>> PrefillForAsync(EngineRequest request, KvTransferTarget target, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        request = request with { ExportKv = true, Sampling = request.Sampling with { MaxTokens = 1 } };
         IAsyncEnumerator<EngineOutput> outputs;
         try
         {
@@ -254,34 +389,79 @@ public sealed partial class EngineWorker : IAsyncDisposable
             throw new EndpointException("invalid_request", e.Message);
         }
 
+        EngineOutput? last = null;
         try
         {
-            while (true)
+            while (last is null)
             {
+                Task<bool> next = outputs.MoveNextAsync().AsTask();
+                while (!next.IsCompleted)
+                {
+                    if (await Task.WhenAny(next, Task.Delay(_options.PrefillProgressInterval, cancellationToken)).ConfigureAwait(false) != next)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        yield return ProgressFrame;
+                    }
+                }
+
                 bool more;
                 try
                 {
-                    more = await outputs.MoveNextAsync().ConfigureAwait(false);
+                    more = await next.ConfigureAwait(false);
                 }
                 catch (ArgumentException e)
                 {
-                    // The engine's own checks (context length, vocabulary, KV pool size): the client's mistake.
                     throw new EndpointException("invalid_request", e.Message);
                 }
 
                 if (!more)
                 {
-                    yield break;
+                    throw new EndpointException("kv_transfer_failed", "the engine ended the prefill without a finish reason");
                 }
 
-                yield return SerializeResponse(outputs.Current);
+                if (outputs.Current.FinishReason is not null)
+                {
+                    last = outputs.Current;
+                }
             }
         }
         finally
         {
             await outputs.DisposeAsync().ConfigureAwait(false);
         }
+
+        if (last.FinishReason == FinishReason.Cancelled)
+        {
+            yield return SerializeResponse(last);
+            yield break;
+        }
+
+        KvTransferPayload kv = last.Kv ?? throw new EndpointException("kv_transfer_failed", $"the {_engine.Name} engine exported no KV");
+        KvTransferSendResult sent;
+        try
+        {
+            sent = await _options.KvTransferClient.SendAsync(target.Address, target.TransferId, kv, cancellationToken).ConfigureAwait(false);
+        }
+        catch (KvTransferException e)
+        {
+            Disaggregation.CountSendFailure();
+            Log.PushFailed(_logger, request.Id, EndpointAddress.FormatId(target.DecodeInstanceId), target.Address, e.Message);
+            throw new EndpointException("kv_transfer_failed", $"pushing the KV to decode worker {EndpointAddress.FormatId(target.DecodeInstanceId)} at {target.Address} failed: {e.Message}");
+        }
+
+        Disaggregation.CountServed(sent.Bytes, sent.Elapsed);
+        yield return SerializeResponse(last, new PrefillReport
+        {
+            Remote = true,
+            PrefillInstanceId = InstanceId,
+            TransferMs = sent.Elapsed.TotalMilliseconds,
+            TransferBytes = sent.Bytes,
+            TransferTokens = kv.Layout.TokenCount,
+        });
     }
+
+    /// <summary>An empty response: a prefill worker's "still working".</summary>
+    private static readonly byte[] ProgressFrame = JsonSerializer.SerializeToUtf8Bytes(new GenerateResponse { TokenIds = [] }, WorkerJsonContext.Default.GenerateResponse);
 
     private async Task PublishKvEventsAsync(CancellationToken cancellationToken)
     {
@@ -349,5 +529,8 @@ public sealed partial class EngineWorker : IAsyncDisposable
     {
         [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "Publishing on {Subject} failed")]
         public static partial void PublishFailed(ILogger logger, string subject, Exception exception);
+
+        [LoggerMessage(EventId = 4002, Level = LogLevel.Warning, Message = "Request {RequestId}: pushing the KV to decode worker {DecodeWorker} at {Address} failed: {Reason}")]
+        public static partial void PushFailed(ILogger logger, string requestId, string decodeWorker, string address, string reason);
     }
 }

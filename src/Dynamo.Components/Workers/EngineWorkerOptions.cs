@@ -1,3 +1,5 @@
+using Dynamo.Components.KvTransfer;
+
 namespace Dynamo.Components.Workers;
 
 /// <summary>Settings of an <see cref="EngineWorker"/>; tests write <c>EngineWorkerOptions.Default with { ... }</c>.</summary>
@@ -16,6 +18,24 @@ public sealed record EngineWorkerOptions
     /// <summary>How often the worker publishes its load (<c>load_metrics</c>).</summary>
     public TimeSpan LoadMetricsInterval { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Where KV computed by prefill workers arrives (a decode worker's transfer port); null: requests that ask
+    /// for a remote prefill are prefilled locally.
+    /// </summary>
+    public KvTransferServer? KvTransfer { get; init; }
+
+    /// <summary>How a prefill worker pushes the KV it computed to decode workers.</summary>
+    public KvTransferClient KvTransferClient { get; init; } = new();
+
+    /// <summary>
+    /// A remote prefill that sends nothing for this long (a prefill worker reports progress every
+    /// <see cref="PrefillProgressInterval"/>) is given up: the decode worker prefills locally.
+    /// </summary>
+    public TimeSpan RemotePrefillStallTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How often a prefill worker tells the decode worker waiting for it that it is alive.</summary>
+    public TimeSpan PrefillProgressInterval { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
     public EngineWorkerOptions Validate()
     {
@@ -27,6 +47,11 @@ public sealed record EngineWorkerOptions
         if (LoadMetricsInterval <= TimeSpan.Zero)
         {
             throw new ArgumentException($"the load metrics interval must be positive (got {LoadMetricsInterval})");
+        }
+
+        if (RemotePrefillStallTimeout <= TimeSpan.Zero || PrefillProgressInterval <= TimeSpan.Zero || PrefillProgressInterval >= RemotePrefillStallTimeout)
+        {
+            throw new ArgumentException($"the prefill progress interval ({PrefillProgressInterval}) must be positive and shorter than the remote prefill stall timeout ({RemotePrefillStallTimeout})");
         }
 
         return this;

@@ -51,7 +51,9 @@ internal sealed class FrontendMetrics
     /// Exports the KV routers' counters at every scrape (--router-mode kv): queue depth, decisions,
     /// rejections, and routing accuracy (predicted vs actual cached prompt tokens of completed requests).
     /// </summary>
-    public void ObserveRouters(Func<IEnumerable<(string Endpoint, Llm.Routing.RouterStats Stats)>> routers) => RouterMetrics.Register(_registry, routers);
+    public void ObserveRouters(
+        Func<IEnumerable<(string Endpoint, Llm.Routing.RouterStats Stats)>> routers,
+        Func<IEnumerable<(string Model, Llm.Disaggregation.DisaggregationCounters Counters)>> disaggregation) => RouterMetrics.Register(_registry, routers, disaggregation);
 
     public Task ExportAsync(Stream destination, CancellationToken cancellationToken) =>
         _registry.CollectAndExportAsTextAsync(destination, cancellationToken);

@@ -8,7 +8,10 @@ namespace Dynamo.Frontend.Observability;
 /// </summary>
 internal static class RouterMetrics
 {
-    public static void Register(CollectorRegistry registry, Func<IEnumerable<(string Endpoint, Llm.Routing.RouterStats Stats)>> routers)
+    public static void Register(
+        CollectorRegistry registry,
+        Func<IEnumerable<(string Endpoint, Llm.Routing.RouterStats Stats)>> routers,
+        Func<IEnumerable<(string Model, Llm.Disaggregation.DisaggregationCounters Counters)>> disaggregation)
     {
         MetricFactory f = Prometheus.Metrics.WithCustomRegistry(registry);
         string[] label = ["endpoint"];
@@ -22,8 +25,18 @@ internal static class RouterMetrics
         Gauge malformed = G("dynamo_frontend_router_malformed_events_total", "Event-plane messages that were not valid KV events or load reports");
         Gauge dumps = G("dynamo_frontend_router_dumps_loaded_total", "Worker KV dumps loaded (joins, gaps)");
         Gauge indexed = G("dynamo_frontend_router_indexed_blocks", "KV blocks the router's index holds, over every worker (its view of the workers' prefix caches)");
+        Gauge disagg = f.CreateGauge("dynamo_frontend_disagg_decisions_total", "Where requests were sent to prefill (remote: a prefill worker; local: the decode worker), and why",
+            new GaugeConfiguration { LabelNames = ["model", "prefill", "reason"] });
         registry.AddBeforeCollectCallback(() =>
         {
+            foreach (var (model, counters) in disaggregation())
+            {
+                foreach (var (remote, reason, count) in counters.Snapshot())
+                {
+                    disagg.WithLabels(model, remote ? "remote" : "local", reason).Set(count);
+                }
+            }
+
             foreach (var (endpoint, s) in routers())
             {
                 queue.WithLabels(endpoint).Set(s.QueueDepth);

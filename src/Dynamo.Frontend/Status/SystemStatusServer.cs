@@ -54,9 +54,32 @@ public sealed class SystemStatusServer : IAsyncDisposable
         Gauge kvPublished = G("dynamo_component_kv_events_published_total", "KV events published on the event plane");
         Gauge kvDropped = G("dynamo_component_kv_events_dropped_total", "KV events dropped because the buffer to the event plane was full (routers resync from the dump)");
         Gauge publishFailures = G("dynamo_component_event_publish_failures_total", "KV event and load publishes that failed (the worker keeps publishing)");
+        Gauge remote = G("dynamo_component_remote_prefills_total", "Decode side: requests whose KV came from a prefill worker");
+        Gauge local = metrics.CreateGauge("dynamo_component_local_prefills_total", "Decode side: requests asked to prefill remotely that prefilled locally, by reason", [.. labels, "reason"]);
+        Gauge received = G("dynamo_component_kv_transfer_received_bytes_total", "Decode side: bytes of KV received from prefill workers");
+        Gauge receivedBlocks = G("dynamo_component_kv_transfer_received_blocks_total", "Decode side: KV blocks filled from transfers");
+        Gauge transferSeconds = G("dynamo_component_kv_transfer_seconds_total", "Decode side: seconds the KV transfers took (as the senders measured them)");
+        Gauge remoteSeconds = G("dynamo_component_remote_prefill_seconds_total", "Decode side: seconds from asking a prefill worker to the KV's arrival");
+        Gauge served = G("dynamo_component_prefills_served_total", "Prefill side: prefills run for decode workers");
+        Gauge sent = G("dynamo_component_kv_transfer_sent_bytes_total", "Prefill side: bytes of KV pushed to decode workers");
+        Gauge sendFailures = G("dynamo_component_kv_transfer_send_failures_total", "Prefill side: KV pushes that failed");
         registry.AddBeforeCollectCallback(() =>
         {
             EngineStats s = worker.Stats;
+            WorkerDisaggregationStats d = worker.Disaggregation;
+            remote.WithLabels(values).Set(d.RemotePrefills);
+            foreach ((string reason, long count) in d.LocalFallbacks)
+            {
+                local.WithLabels([.. values, reason]).Set(count);
+            }
+
+            received.WithLabels(values).Set(d.TransferBytesReceived);
+            receivedBlocks.WithLabels(values).Set(d.TransferBlocksReceived);
+            transferSeconds.WithLabels(values).Set(d.TransferSeconds);
+            remoteSeconds.WithLabels(values).Set(d.RemotePrefillSeconds);
+            served.WithLabels(values).Set(d.PrefillsServed);
+            sent.WithLabels(values).Set(d.TransferBytesSent);
+            sendFailures.WithLabels(values).Set(d.TransferSendFailures);
             requests.WithLabels(values).Set(worker.RequestsTotal);
             errors.WithLabels(values).Set(worker.RequestErrors);
             inflight.WithLabels(values).Set(worker.InFlight);

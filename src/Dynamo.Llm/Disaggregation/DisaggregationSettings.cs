@@ -51,8 +51,17 @@ public sealed partial record DisaggregationSettings
     /// <summary>Parses and validates settings; absent fields take the defaults.</summary>
     /// <exception cref="JsonException">Not settings JSON.</exception>
     /// <exception cref="ArgumentException">A value out of range.</exception>
-    public static DisaggregationSettings FromJson(ReadOnlySpan<byte> json) =>
-        (JsonSerializer.Deserialize(json, SettingsJsonContext.Default.DisaggregationSettings) ?? throw new JsonException("disaggregation settings cannot be null")).Validate();
+    public static DisaggregationSettings FromJson(ReadOnlySpan<byte> json)
+    {
+        // Read through nullable fields: the generated reader would set an absent init-only property to its type's default.
+        Wire wire = JsonSerializer.Deserialize(json, SettingsJsonContext.Default.Wire) ?? throw new JsonException("disaggregation settings cannot be null");
+        return new DisaggregationSettings
+        {
+            ConditionalDisagg = wire.ConditionalDisagg ?? Default.ConditionalDisagg,
+            MaxLocalPrefillLength = wire.MaxLocalPrefillLength ?? Default.MaxLocalPrefillLength,
+            MaxPrefillQueueSize = wire.MaxPrefillQueueSize ?? Default.MaxPrefillQueueSize,
+        }.Validate();
+    }
 
     /// <summary>The discovery key of a model's settings.</summary>
     public static string KeyFor(string ns, string model) => $"{KeyRoot}{ns}/{model}";
@@ -60,6 +69,12 @@ public sealed partial record DisaggregationSettings
     /// <summary>The prefix of every namespace's settings.</summary>
     public const string KeyRoot = "v1/disagg/";
 
+    internal sealed record Wire(
+        [property: JsonPropertyName("conditional_disagg")] bool? ConditionalDisagg,
+        [property: JsonPropertyName("max_local_prefill_length")] int? MaxLocalPrefillLength,
+        [property: JsonPropertyName("max_prefill_queue_size")] int? MaxPrefillQueueSize);
+
     [JsonSerializable(typeof(DisaggregationSettings))]
+    [JsonSerializable(typeof(Wire))]
     internal sealed partial class SettingsJsonContext : JsonSerializerContext;
 }

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Dynamo.Components.KvTransfer;
 using Dynamo.Components.ModelCards;
 using Dynamo.Components.Processing;
 using Dynamo.Components.Registry;
@@ -84,11 +85,11 @@ internal sealed class FrontendHarness : IAsyncDisposable
     }
 
     /// <summary>Starts a worker serving <paramref name="engine"/> and publishing a card for <paramref name="model"/>; waits until the frontend serves it.</summary>
-    public async Task<TestWorker> AddWorkerAsync(IEngine engine, string model = Model, string component = "backend", int contextLength = 256, bool serve = true, string role = "aggregated")
+    public async Task<TestWorker> AddWorkerAsync(IEngine engine, string model = Model, string component = "backend", int contextLength = 256, bool serve = true, string role = "aggregated", EngineWorkerOptions? options = null)
     {
         DistributedRuntime runtime = await Cluster.ConnectAsync();
         var address = new EndpointAddress("dynamo", component, "generate");
-        EngineWorker? worker = serve ? await EngineWorker.StartAsync(runtime, engine, address) : null;
+        EngineWorker? worker = serve ? await EngineWorker.StartAsync(runtime, engine, address, options ?? EngineWorkerOptions.Default) : null;
         await ModelCardStore.PublishAsync(runtime, address, new ModelCardSource(model, "gguf", TinyChatModel.Value, contextLength, 16, 512), role);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         await Server.WaitForModelAsync(model, timeout.Token);
@@ -97,7 +98,7 @@ internal sealed class FrontendHarness : IAsyncDisposable
             await Processor.WaitForModelAsync(model, timeout.Token);
         }
 
-        var w = new TestWorker(runtime, worker, engine);
+        var w = new TestWorker(runtime, worker, engine, options?.KvTransfer);
         _workers.Add(w);
         return w;
     }
@@ -162,13 +163,16 @@ internal sealed class FrontendHarness : IAsyncDisposable
 }
 
 /// <summary>A worker of the harness: its runtime (dispose it to make the worker vanish), the served endpoint and the engine.</summary>
-internal sealed class TestWorker(DistributedRuntime runtime, EngineWorker? worker, IEngine engine) : IAsyncDisposable
+internal sealed class TestWorker(DistributedRuntime runtime, EngineWorker? worker, IEngine engine, KvTransferServer? transfer = null) : IAsyncDisposable
 {
     private bool _disposed;
 
     public DistributedRuntime Runtime { get; } = runtime;
 
     public IEngine Engine { get; } = engine;
+
+    /// <summary>The served endpoint's worker (null when not serving).</summary>
+    public EngineWorker? Worker { get; } = worker;
 
     public async ValueTask DisposeAsync()
     {
@@ -178,13 +182,17 @@ internal sealed class TestWorker(DistributedRuntime runtime, EngineWorker? worke
         }
 
         _disposed = true;
-        if (worker is not null)
+        if (Worker is not null)
         {
-            await worker.DisposeAsync();
+            await Worker.DisposeAsync();
         }
 
         await Runtime.DisposeAsync();
         await Engine.DisposeAsync();
+        if (transfer is not null)
+        {
+            await transfer.DisposeAsync();
+        }
     }
 }
 

@@ -138,14 +138,17 @@ public class GenerationPipelineRoutingTests
     }
 
     [Fact]
-    public async Task Request_PrefillOnlyWorkerBesideAnAggregatedOne_OnlyTheAggregatedOneIsACandidate()
+    public async Task Request_PrefillOnlyWorker_503NoDecodeWorker_ThenTheAggregatedOneAloneIsTheCandidate()
     {
         var router = new RecordingRouter(r => r.Candidates[0]);
         await using FrontendHarness h = await StartAsync(router);
         TestWorker prefill = await h.AddWorkerAsync(FrontendHarness.Echo(), component: "prefill", role: "prefill");
-        await h.WaitForCandidatesAsync(1);
-        Assert.Equal(200, (await h.PostJsonAsync("v1/completions", Body(3, 2))).Status);
-        Assert.Equal([prefill.Runtime.InstanceId], router.Requests.Single().Candidates);
+
+        // Prefill workers never take a request themselves: alone, they leave the model unservable, said so.
+        (int status, JsonElement body) = await h.PostJsonAsync("v1/completions", Body(3, 2));
+        Assert.Equal(503, status);
+        Assert.Equal("no_decode_worker", body.GetProperty("error").GetProperty("code").GetString());
+        Assert.Empty(router.Requests);
 
         TestWorker aggregated = await h.AddWorkerAsync(FrontendHarness.Echo());
         using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
@@ -167,7 +170,7 @@ public class GenerationPipelineRoutingTests
             await Task.Delay(10, published.Token);
         }
 
-        Assert.Equal(1, prefill.Engine.Stats.RequestsFinished);
+        Assert.Equal(0, prefill.Engine.Stats.RequestsFinished);
     }
 
     /// <summary>A router that leases the worker <paramref name="choose"/> names (or throws what it throws) and records everything.</summary>

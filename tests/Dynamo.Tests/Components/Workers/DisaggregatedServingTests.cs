@@ -1,0 +1,221 @@
+using System.Text.Json;
+using Dynamo.Components.KvTransfer;
+using Dynamo.Components.Registry;
+using Dynamo.Components.Workers;
+using Dynamo.Engine.Serving;
+using Dynamo.Llm.Disaggregation;
+using Dynamo.Llm.Engines;
+using Dynamo.Mocker;
+using Dynamo.Tests.Engine.Serving;
+using Dynamo.Tests.Frontend;
+
+namespace Dynamo.Tests.Components.Workers;
+
+/// <summary>
+/// Disaggregated serving through the frontend, in one process (single-machine mode: in-process discovery and
+/// request plane, the KV over a real loopback TCP transfer): long prompts prefill on prefill workers and their
+/// KV moves to the decode worker; the output is that of aggregated serving; faults fall back to a local prefill.
+/// </summary>
+public sealed class DisaggregatedServingTests
+{
+    private const string Completions = "v1/completions";
+
+    private static readonly DisaggregationSettings EveryLongPrompt = new() { MaxLocalPrefillLength = 8, MaxPrefillQueueSize = 1000 };
+
+    [Fact]
+    public async Task Mocker_LongPromptsInParallel_EachPrefilledOnceOnAPrefillWorkerAndAllComplete()
+    {
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
+        TestWorker decode = await AddDecodeAsync(h, Mocker());
+        TestWorker[] prefill = [await AddPrefillAsync(h, Mocker()), await AddPrefillAsync(h, Mocker())];
+        await WaitForSettingsAsync(h, EveryLongPrompt);
+
+        int[][] prompts = [.. Enumerable.Range(0, 12).Select(i => Enumerable.Range(10 + (i * 7), 40 + i).ToArray())];
+        (int Status, JsonElement Body)[] answers = await Task.WhenAll(prompts.Select(p => h.PostJsonAsync(Completions, Body(p, 6))));
+
+        Assert.All(answers, a => Assert.Equal(200, a.Status));
+        Assert.All(answers, a => Assert.Equal(6, a.Body.GetProperty("usage").GetProperty("completion_tokens").GetInt32()));
+        WorkerDisaggregationStats d = decode.Worker!.Disaggregation;
+        Assert.Equal(prompts.Length, d.RemotePrefills);
+        Assert.Empty(d.LocalFallbacks);
+        Assert.Equal(prompts.Length, prefill.Sum(p => p.Worker!.Disaggregation.PrefillsServed));
+        Assert.Equal(prompts.Sum(p => (long)p.Length - 1), d.TransferTokensReceived);
+        Assert.Equal(prompts.Length, h.Server.Registry.DisaggregationOf(FrontendHarness.Model).Remote);
+        Assert.All(prefill, p => Assert.Equal(0, p.Worker!.RequestErrors));
+        await AssertNoBlocksHeldAsync(decode, prefill);
+    }
+
+    [Fact]
+    public async Task Mocker_ShortPrompt_PrefillsOnTheDecodeWorkerAndIsCountedLocal()
+    {
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
+        TestWorker decode = await AddDecodeAsync(h, Mocker());
+        TestWorker prefill = await AddPrefillAsync(h, Mocker());
+        await WaitForSettingsAsync(h, EveryLongPrompt);
+
+        Assert.Equal(200, (await h.PostJsonAsync(Completions, Body([.. Enumerable.Range(3, 8)], 4))).Status);
+
+        Assert.Equal(0, decode.Worker!.Disaggregation.RemotePrefills);
+        Assert.Equal(0, prefill.Worker!.RequestsTotal);
+        Assert.Equal([(false, PrefillReasons.ShortPrompt, 1L)], h.Server.Registry.DisaggregationOf(FrontendHarness.Model).Snapshot());
+    }
+
+    [Fact]
+    public async Task Settings_ChangedAtRunTime_TheNextRequestFollowsThem()
+    {
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        TestWorker decode = await AddDecodeAsync(h, Mocker());
+        await AddPrefillAsync(h, Mocker());
+        int[] prompt = [.. Enumerable.Range(3, 60)];
+
+        // The defaults: 60 tokens is short.
+        Assert.Equal(200, (await h.PostJsonAsync(Completions, Body(prompt, 2))).Status);
+        Assert.Equal(0, decode.Worker!.Disaggregation.RemotePrefills);
+
+        await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
+        await WaitForSettingsAsync(h, EveryLongPrompt);
+        Assert.Equal(200, (await h.PostJsonAsync(Completions, Body([.. prompt.Select(t => t + 1)], 2))).Status);
+        Assert.Equal(1, decode.Worker.Disaggregation.RemotePrefills);
+    }
+
+    [Fact]
+    public async Task BuiltInEngine_GreedyWithLogprobs_DisaggregatedEqualsAggregatedBitForBit()
+    {
+        string model = FrontendHarness.TinyChatModel.Value;
+        int[][] prompts = [[.. Enumerable.Range(7, 45)], [.. Enumerable.Range(7, 45), .. Enumerable.Range(100, 30)], [.. Enumerable.Range(200, 70)]];
+        var reference = new List<string>();
+        await using (FrontendHarness agg = await FrontendHarness.StartAsync())
+        {
+            await agg.AddWorkerAsync(InferenceEngineTests.Create(model, Roomy), contextLength: 2048);
+            foreach (int[] p in prompts)
+            {
+                reference.Add(Choice(await agg.PostJsonAsync(Completions, Body(p, 12, logprobs: true))));
+            }
+        }
+
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
+        TestWorker decode = await AddDecodeAsync(h, InferenceEngineTests.Create(model, Roomy with { BlockSize = 5 }), contextLength: 2048);
+        TestWorker prefill = await AddPrefillAsync(h, InferenceEngineTests.Create(model, Roomy), contextLength: 2048);
+        await WaitForSettingsAsync(h, EveryLongPrompt);
+
+        // Sequentially (the second prompt then hits the first one's prefix on both sides), then all at once.
+        var sequential = new List<string>();
+        foreach (int[] p in prompts)
+        {
+            sequential.Add(Choice(await h.PostJsonAsync(Completions, Body(p, 12, logprobs: true))));
+        }
+
+        string[] parallel = (await Task.WhenAll(prompts.Select(p => h.PostJsonAsync(Completions, Body(p, 12, logprobs: true))))).Select(Choice).ToArray();
+
+        Assert.Equal(reference, sequential);
+        Assert.Equal(reference, parallel);
+        Assert.Equal(2 * prompts.Length, decode.Worker!.Disaggregation.RemotePrefills);
+        Assert.Equal(2 * prompts.Length, prefill.Worker!.Disaggregation.PrefillsServed);
+        Assert.Empty(decode.Worker.Disaggregation.LocalFallbacks);
+        await AssertNoBlocksHeldAsync(decode, [prefill]);
+    }
+
+    [Fact]
+    public async Task PrefillWorkerGone_RequestCompletesWithALocalPrefill()
+    {
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
+        TestWorker decode = await AddDecodeAsync(h, Mocker());
+
+        // A prefill worker whose card is published but whose endpoint serves nothing: it never answers.
+        await h.AddWorkerAsync(Mocker(), component: "prefill", role: "prefill", serve: false);
+        await WaitForSettingsAsync(h, EveryLongPrompt);
+
+        (int status, JsonElement body) = await h.PostJsonAsync(Completions, Body([.. Enumerable.Range(3, 50)], 3));
+
+        Assert.Equal(200, status);
+        Assert.Equal(3, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.Equal(0, decode.Worker!.Disaggregation.RemotePrefills);
+        Assert.Equal([(PrefillReasons.PrefillFailed, 1L)], decode.Worker.Disaggregation.LocalFallbacks);
+        await AssertNoBlocksHeldAsync(decode, []);
+    }
+
+    [Fact]
+    public async Task ClientGoneDuringRemotePrefill_FreesThePrefillAndDecodeBlocks()
+    {
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
+        TestWorker decode = await AddDecodeAsync(h, Mocker());
+
+        // A prefill worker whose engine is held before its first step: the request sits in the remote prefill.
+        var gate = new ManualResetEventSlim();
+        var held = Mocker();
+        held.Core.BeforeStep = _ => gate.Wait();
+        TestWorker prefill = await AddPrefillAsync(h, held);
+        await WaitForSettingsAsync(h, EveryLongPrompt);
+
+        try
+        {
+            using var cancel = new CancellationTokenSource();
+            Task<HttpResponseMessage> request = h.PostAsync(Completions, Body([.. Enumerable.Range(3, 50)], 3), cancel.Token);
+            await WaitUntilAsync(() => prefill.Worker!.InFlight == 1 && decode.Engine.Stats.AwaitingKvRequests == 1 && decode.Engine.Stats.KvBlocksUsed > 0);
+            await cancel.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request);
+
+            // The decode worker's reserved blocks go at once; the prefill worker's request ends at its next step.
+            await WaitUntilAsync(() => decode.Engine.Stats.KvBlocksUsed == 0 && decode.Engine.Stats.AwaitingKvRequests == 0);
+        }
+        finally
+        {
+            gate.Set();
+        }
+
+        await WaitUntilAsync(() => prefill.Worker!.InFlight == 0);
+        await AssertNoBlocksHeldAsync(decode, [prefill]);
+        Assert.Equal(0, prefill.Worker!.Disaggregation.PrefillsServed);
+    }
+
+    private static readonly EngineOptions Roomy = EngineOptions.Default with { KvCacheMemory = 64L << 20 };
+
+    private static MockerEngine Mocker() => new(MockerOptions.Default with { SpeedupRatio = 1000, VocabSize = 512, ContextLength = 256 });
+
+    private static async Task<TestWorker> AddDecodeAsync(FrontendHarness h, IEngine engine, int contextLength = 256)
+    {
+        KvTransferServer transfer = KvTransferServer.Start(KvTransferServerOptions.Default with { BindAddress = "127.0.0.1" });
+        return await h.AddWorkerAsync(engine, contextLength: contextLength, options: EngineWorkerOptions.Default with { KvTransfer = transfer });
+    }
+
+    private static Task<TestWorker> AddPrefillAsync(FrontendHarness h, IEngine engine, int contextLength = 256) =>
+        h.AddWorkerAsync(engine, component: "prefill", role: "prefill", contextLength: contextLength);
+
+    /// <summary>Waits until the frontend routes with <paramref name="settings"/> and sees prefill workers.</summary>
+    private static Task WaitForSettingsAsync(FrontendHarness h, DisaggregationSettings settings) =>
+        WaitUntilAsync(() => h.Server.Registry.TargetFor(FrontendHarness.Model, new HashSet<long>())?.Router is DisaggregatedRouter
+            && h.Server.Registry.SettingsFor(FrontendHarness.Model) == settings);
+
+    private static async Task AssertNoBlocksHeldAsync(TestWorker decode, IEnumerable<TestWorker> prefill)
+    {
+        foreach (TestWorker w in prefill.Prepend(decode))
+        {
+            await WaitUntilAsync(() => w.Engine.Stats.KvBlocksUsed == 0 && w.Engine.Stats.RunningRequests == 0);
+        }
+    }
+
+    private static string Body(int[] prompt, int maxTokens, bool logprobs = false) =>
+        $$"""{"model":"{{FrontendHarness.Model}}","prompt":[{{string.Join(',', prompt)}}],"max_tokens":{{maxTokens}},"temperature":0,"ignore_eos":true{{(logprobs ? ",\"logprobs\":3" : "")}}}""";
+
+    /// <summary>The choice's text and logprobs as JSON: equal strings, equal tokens and logprob bits.</summary>
+    private static string Choice((int Status, JsonElement Body) answer)
+    {
+        Assert.Equal(200, answer.Status);
+        JsonElement choice = answer.Body.GetProperty("choices")[0];
+        return choice.GetProperty("text").GetString() + "|" + choice.GetProperty("logprobs").GetRawText();
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (!condition())
+        {
+            await Task.Delay(10, timeout.Token);
+        }
+    }
+}
