@@ -53,6 +53,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(BenchRoutingCommand.Create());
         bench.Subcommands.Add(BenchServeCommand.Create());
         bench.Subcommands.Add(BenchRouterCommand.Create());
+        bench.Subcommands.Add(BenchTransferCommand.Create());
         return bench;
     }
 

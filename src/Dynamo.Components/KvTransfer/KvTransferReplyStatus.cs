@@ -1,0 +1,14 @@
+namespace Dynamo.Components.KvTransfer;
+
+/// <summary>The status byte of the receiver's one reply on a connection (wire values: README.md in this folder).</summary>
+internal enum KvTransferReplyStatus : byte
+{
+    /// <summary>The whole payload is in and handed to the ticket: the transfer is done.</summary>
+    Received = 1,
+
+    /// <summary>
+    /// The transfer is refused (before its data: unknown id, bad header) or given up (its ticket ended, the data
+    /// stalled, the receiver is stopping); the message says why. The receiver reads no more of it.
+    /// </summary>
+    Refused = 2,
+}
