@@ -374,7 +374,8 @@ public sealed partial class EngineWorker : IAsyncDisposable
     /// A prefill worker's side of a remote prefill: the engine computes the prompt's KV (its one sampled token is
     /// not used), the KV is pushed to the decode worker's transfer port, then the last response says what the
     /// push cost. While the engine works, an empty response every <see cref="EngineWorkerOptions.PrefillProgressInterval"/>
-    /// tells the decode worker this one is alive. A push that fails ends the request with <c>kv_transfer_failed</c>.
+    /// tells the decode worker this one is alive, as long as the engine completes steps (an engine stuck in one step
+    /// longer than the decode worker's stall timeout is a stall). A push that fails ends the request with <c>kv_transfer_failed</c>.
     /// </summary>
     private async IAsyncEnumerable<ReadOnlyMemory<byte>> PrefillForAsync(EngineRequest request, KvTransferTarget target, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
@@ -390,6 +391,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
         }
 
         EngineOutput? last = null;
+        long steps = _engine.Stats.Steps;
         try
         {
             while (last is null)
@@ -400,7 +402,14 @@ public sealed partial class EngineWorker : IAsyncDisposable
                     if (await Task.WhenAny(next, Task.Delay(_options.PrefillProgressInterval, cancellationToken)).ConfigureAwait(false) != next)
                     {
                         cancellationToken.ThrowIfCancellationRequested();
-                        yield return ProgressFrame;
+
+                        // Only an engine that moves says it is alive: one stuck in a step lets the decode worker give up.
+                        long now = _engine.Stats.Steps;
+                        if (now != steps)
+                        {
+                            steps = now;
+                            yield return ProgressFrame;
+                        }
                     }
                 }
 

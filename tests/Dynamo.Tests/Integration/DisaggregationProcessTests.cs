@@ -69,6 +69,53 @@ public sealed partial class DisaggregationProcessTests
         Assert.Equal(1, await MetricAsync(decodePort, "dynamo_component_remote_prefills_total"));
     }
 
+    [Theory]
+    [InlineData("graphs.disagg", "disagg.yaml")]
+    [InlineData("graphs.disagg_router", "disagg_router.yaml")]
+    public async Task ServeDisaggGraph_OneCommand_LongChatPromptsPrefilledOnThePrefillWorker(string graph, string configFile)
+    {
+        await using NatsServer nats = await NatsServer.StartAsync();
+        await using EtcdServer etcd = await EtcdServer.StartAsync();
+        string root = FindRoot();
+        var env = new Dictionary<string, string> { ["NATS_SERVER"] = nats.Url, ["ETCD_ENDPOINTS"] = etcd.Endpoint, ["DYNAMO_HOME"] = root };
+        int port = FreePort();
+        int decodePort = FreePort();
+        int prefillPort = FreePort();
+        string config = Path.Combine(Path.GetTempPath(), $"{graph}-{Guid.NewGuid():N}.yaml");
+        string text = await File.ReadAllTextAsync(Path.Combine(root, "configs", configFile));
+        await File.WriteAllTextAsync(config, text
+            .Replace("port: 8000", $"port: {port}\n  host: 127.0.0.1", StringComparison.Ordinal)
+            .Replace("remote-prefill: true", $"remote-prefill: true\n  system-port: {decodePort}", StringComparison.Ordinal)
+            .Replace("PrefillWorker:\n", $"PrefillWorker:\n  system-port: {prefillPort}\n", StringComparison.Ordinal)
+            .Replace("kv-cache-memory: 67108864", "kv-cache-memory: 16000000\n  threads: 1", StringComparison.Ordinal));
+        try
+        {
+            await using DynamoProcess serve = DynamoProcess.Start(["serve", $"{graph}:Frontend", "-f", config], env);
+            await serve.WaitForLineAsync("serve: started Frontend", 180);
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
+            string body = JsonSerializer.Serialize(new
+            {
+                model = "dynamo-tiny",
+                messages = new[] { new { role = "user", content = "write a very long and boring bedtime story about an unicorn that rhymes" } },
+                max_tokens = 12,
+            });
+            var until = DateTime.UtcNow.AddSeconds(60);
+            while (await MetricAsync(decodePort, "dynamo_component_remote_prefills_total") < 1)
+            {
+                Assert.True(DateTime.UtcNow < until, $"no remote prefill within 60 s:\n{serve.Output}");
+                using HttpResponseMessage response = await http.PostAsync("v1/chat/completions", new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+                Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
+            }
+
+            Assert.Equal(1, await MetricAsync(prefillPort, "dynamo_component_prefills_served_total"));
+            Assert.Contains("prefilled on worker", serve.Output);
+        }
+        finally
+        {
+            File.Delete(config);
+        }
+    }
+
     [Fact]
     public async Task Worker_UnknownTransferBackend_OneLineErrorAndExitCode()
     {

@@ -177,8 +177,9 @@ public sealed class GuideFlowsTests
         await node1.WaitForLineAsync("serve: started Frontend, Processor, Router, VllmWorker", 120);
         await using DynamoProcess node2 = DynamoProcess.Start(["serve", "components.prefill_worker:PrefillWorker", "-f", config], env);
         await node2.WaitForLineAsync("serving dynamo.prefill.generate", 120);
-        Assert.Contains("not implemented yet", node2.Output);
-        Assert.Contains("VllmWorker.remote_prefill is accepted but has no effect", node1.Output);
+        Assert.Contains("prefill worker: prefills prompts for decode workers", node2.Output);
+        Assert.DoesNotContain("remote_prefill is accepted but has no effect", node1.Output);
+        Assert.DoesNotContain("max_local_prefill_length is accepted but has no effect", node1.Output);
 
         AssertValidSse(await CurlAsync(port, ChatBody("nvidia/Llama-3.1-405B-Instruct-FP8", stream: true, maxTokens: 30)));
         File.Delete(config);

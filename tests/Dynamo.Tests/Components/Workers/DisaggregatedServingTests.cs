@@ -173,14 +173,98 @@ public sealed class DisaggregatedServingTests
         Assert.Equal(0, prefill.Worker!.Disaggregation.PrefillsServed);
     }
 
+    [Fact]
+    public async Task PrefillWorkerStalls_DecodeWorkerGivesUpAfterItsStallTimeoutAndPrefillsLocally()
+    {
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
+        TestWorker decode = await AddDecodeAsync(h, Mocker(), stall: TimeSpan.FromSeconds(2));
+
+        // Its engine never completes a step: alive on the request plane, silent on progress.
+        var gate = new ManualResetEventSlim();
+        MockerEngine stuck = Mocker();
+        stuck.Core.BeforeStep = _ => gate.Wait();
+        TestWorker prefill = await AddPrefillAsync(h, stuck);
+        await WaitForSettingsAsync(h, EveryLongPrompt);
+        try
+        {
+            (int status, JsonElement body) = await h.PostJsonAsync(Completions, Body([.. Enumerable.Range(3, 50)], 3));
+            Assert.Equal(200, status);
+            Assert.Equal(3, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+            Assert.Equal([(PrefillReasons.PrefillFailed, 1L)], decode.Worker!.Disaggregation.LocalFallbacks);
+            Assert.Equal(0, decode.Worker.Disaggregation.RemotePrefills);
+        }
+        finally
+        {
+            gate.Set();
+        }
+
+        // Giving up cancelled the prefill request: the prefill worker ends it at its next step.
+        await WaitUntilAsync(() => prefill.Worker!.InFlight == 0);
+        await AssertNoBlocksHeldAsync(decode, [prefill]);
+    }
+
+    [Fact]
+    public async Task PrefillWorkerLeavesMidRequest_RequestCompletesWithALocalPrefill()
+    {
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
+        TestWorker decode = await AddDecodeAsync(h, Mocker());
+        var gate = new ManualResetEventSlim();
+        MockerEngine held = Mocker();
+        held.Core.BeforeStep = _ => gate.Wait();
+        TestWorker prefill = await AddPrefillAsync(h, held);
+        await WaitForSettingsAsync(h, EveryLongPrompt);
+        try
+        {
+            Task<(int Status, JsonElement Body)> request = h.PostJsonAsync(Completions, Body([.. Enumerable.Range(3, 50)], 3));
+            await WaitUntilAsync(() => prefill.Worker!.InFlight == 1);
+
+            // As a process that dies: its runtime goes (discovery, request plane), its engine never answers.
+            await prefill.Runtime.DisposeAsync();
+            (int status, JsonElement body) = await request;
+            Assert.Equal(200, status);
+            Assert.Equal(3, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+            Assert.Equal([(PrefillReasons.PrefillFailed, 1L)], decode.Worker!.Disaggregation.LocalFallbacks);
+        }
+        finally
+        {
+            gate.Set();
+        }
+
+        await AssertNoBlocksHeldAsync(decode, []);
+    }
+
+    [Fact]
+    public async Task PrefillWorkerOfAnotherModel_KvRefusedByTheDecodeWorker_LocalPrefillSameOutput()
+    {
+        string model = FrontendHarness.TinyChatModel.Value;
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
+        TestWorker decode = await AddDecodeAsync(h, InferenceEngineTests.Create(model, Roomy), contextLength: 2048);
+        int[] prompt = [.. Enumerable.Range(7, 45)];
+        string reference = Choice(await h.PostJsonAsync(Completions, Body(prompt, 8, logprobs: true)));
+
+        // The mocker's KV is no tensor the built-in engine can take.
+        await AddPrefillAsync(h, Mocker(), contextLength: 2048);
+        await WaitForSettingsAsync(h, EveryLongPrompt);
+        string again = Choice(await h.PostJsonAsync(Completions, Body([.. prompt], 8, logprobs: true)));
+
+        Assert.Equal(reference, again);
+        Assert.Equal([(PrefillReasons.ImportRefused, 1L)], decode.Worker!.Disaggregation.LocalFallbacks);
+        Assert.Equal(1, decode.Engine.Stats.KvImportsRefused);
+        await AssertNoBlocksHeldAsync(decode, []);
+    }
+
     private static readonly EngineOptions Roomy = EngineOptions.Default with { KvCacheMemory = 64L << 20 };
 
     private static MockerEngine Mocker() => new(MockerOptions.Default with { SpeedupRatio = 1000, VocabSize = 512, ContextLength = 256 });
 
-    private static async Task<TestWorker> AddDecodeAsync(FrontendHarness h, IEngine engine, int contextLength = 256)
+    private static async Task<TestWorker> AddDecodeAsync(FrontendHarness h, IEngine engine, int contextLength = 256, TimeSpan? stall = null)
     {
         KvTransferServer transfer = KvTransferServer.Start(KvTransferServerOptions.Default with { BindAddress = "127.0.0.1" });
-        return await h.AddWorkerAsync(engine, contextLength: contextLength, options: EngineWorkerOptions.Default with { KvTransfer = transfer });
+        EngineWorkerOptions options = EngineWorkerOptions.Default with { KvTransfer = transfer };
+        return await h.AddWorkerAsync(engine, contextLength: contextLength, options: stall is { } s ? options with { RemotePrefillStallTimeout = s } : options);
     }
 
     private static Task<TestWorker> AddPrefillAsync(FrontendHarness h, IEngine engine, int contextLength = 256) =>
