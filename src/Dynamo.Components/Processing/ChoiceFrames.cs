@@ -22,6 +22,9 @@ internal sealed class ChoiceFrames(int index, string requestId, ChoicePostproces
     /// <summary>The prefix-cache count of the last frame (on the worker's last frame).</summary>
     public int? WorkerCachedTokens { get; private set; }
 
+    /// <summary>Where the prefill ran, on the worker's last frame of a disaggregated request.</summary>
+    public PrefillReport? WorkerPrefill { get; private set; }
+
     /// <summary>
     /// Reads one frame and postprocesses it. Throws for a malformed frame and, as an
     /// <see cref="OpenAiException"/>, for a worker that cancelled the request.
@@ -38,6 +41,7 @@ internal sealed class ChoiceFrames(int index, string requestId, ChoicePostproces
         ChoiceDelta delta = post.Push(_frame);
         WorkerFinished = _frame.FinishReason is not null;
         WorkerCachedTokens = _frame.CachedTokens;
+        WorkerPrefill = _frame.Prefill;
         return new ChoiceEvent(index, delta, _frame.TokenIds.Length, post.CompletionTokens, post.CachedTokens, null);
     }
 }

@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using System.Threading.Channels;
 using Dynamo.Components.Registry;
+using Dynamo.Llm.Disaggregation;
 using Dynamo.Llm.Preprocessing;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Llm.Protocols.Worker;
@@ -68,7 +70,13 @@ internal sealed class GenerationPipeline(ModelRegistry registry)
                     : registry.HasOnlyPrefillWorkers(model)
                         ? OpenAiException.Unavailable($"Model '{model}' has only prefill workers: a decode (or aggregated) worker must serve it too.", "no_decode_worker")
                         : OpenAiException.Unavailable($"No worker instance of model '{model}' is available.", "no_instances"));
+                long routing = Stopwatch.GetTimestamp();
                 await using WorkerLease lease = await RouteAsync(target, model, generate, nvext, cancellationToken).ConfigureAwait(false);
+                if (target.Router is DisaggregatedRouter)
+                {
+                    registry.DisaggregationOf(model).ObserveRouteWait(Stopwatch.GetElapsedTime(routing));
+                }
+
                 tried.Add(lease.WorkerId);
                 byte[] payload = Preprocessor.SerializeGenerateRequest(lease.Prepare(generate));
                 bool produced = false;
@@ -86,6 +94,10 @@ internal sealed class GenerationPipeline(ModelRegistry registry)
                         if (frames.WorkerFinished)
                         {
                             lease.Complete(frames.WorkerCachedTokens);
+                            if (frames.WorkerPrefill is { } prefill)
+                            {
+                                registry.DisaggregationOf(model).Observe(prefill);
+                            }
                         }
 
                         await events.WriteAsync(e, cancellationToken).ConfigureAwait(false);

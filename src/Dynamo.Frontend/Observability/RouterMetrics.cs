@@ -27,6 +27,16 @@ internal static class RouterMetrics
         Gauge indexed = G("dynamo_frontend_router_indexed_blocks", "KV blocks the router's index holds, over every worker (its view of the workers' prefix caches)");
         Gauge disagg = f.CreateGauge("dynamo_frontend_disagg_decisions_total", "Where requests were sent to prefill (remote: a prefill worker; local: the decode worker), and why",
             new GaugeConfiguration { LabelNames = ["model", "prefill", "reason"] });
+        string[] modelLabel = ["model"];
+        Gauge M(string name, string help) => f.CreateGauge(name, help, new GaugeConfiguration { LabelNames = modelLabel });
+        Gauge remoteDone = M("dynamo_frontend_disagg_remote_prefills_total", "Requests whose KV came from a prefill worker (the decode workers' reports)");
+        Gauge fallbacks = f.CreateGauge("dynamo_frontend_disagg_local_fallbacks_total", "Requests sent for a remote prefill that their decode worker prefilled itself, by reason",
+            new GaugeConfiguration { LabelNames = ["model", "reason"] });
+        Gauge waitSum = M("dynamo_frontend_disagg_route_wait_seconds_sum", "Per-request breakdown, queue: seconds waited for a route (decode and prefill worker), summed");
+        Gauge waitCount = M("dynamo_frontend_disagg_route_wait_seconds_count", "Per-request breakdown, queue: requests routed with prefill workers");
+        Gauge prefillSum = M("dynamo_frontend_disagg_prefill_seconds_sum", "Per-request breakdown, prefill: seconds from asking the prefill worker to the KV's arrival, summed over remote prefills");
+        Gauge transferSum = M("dynamo_frontend_disagg_transfer_seconds_sum", "Per-request breakdown, transfer: seconds of the KV transfer, summed over remote prefills");
+        Gauge transferBytes = M("dynamo_frontend_disagg_transfer_bytes_total", "Bytes of KV moved from prefill to decode workers");
         registry.AddBeforeCollectCallback(() =>
         {
             foreach (var (model, counters) in disaggregation())
@@ -35,6 +45,18 @@ internal static class RouterMetrics
                 {
                     disagg.WithLabels(model, remote ? "remote" : "local", reason).Set(count);
                 }
+
+                foreach (var (reason, count) in counters.Fallbacks)
+                {
+                    fallbacks.WithLabels(model, reason).Set(count);
+                }
+
+                remoteDone.WithLabels(model).Set(counters.RemoteCompleted);
+                waitSum.WithLabels(model).Set(counters.RouteWaitSeconds);
+                waitCount.WithLabels(model).Set(counters.RouteWaits);
+                prefillSum.WithLabels(model).Set(counters.PrefillSeconds);
+                transferSum.WithLabels(model).Set(counters.TransferSeconds);
+                transferBytes.WithLabels(model).Set(counters.TransferBytes);
             }
 
             foreach (var (endpoint, s) in routers())

@@ -38,6 +38,9 @@ internal sealed class GenerateResponseReader
 
     public int? CachedTokens { get; private set; }
 
+    /// <summary>Where a disaggregated request's prefill ran (its last frame; read by the serializer path).</summary>
+    public PrefillReport? Prefill { get; private set; }
+
     /// <summary>Reads one frame; throws as the serializer does for one it cannot read, and for the JSON <c>null</c>.</summary>
     public void Read(ReadOnlySpan<byte> utf8)
     {
@@ -139,6 +142,7 @@ internal sealed class GenerateResponseReader
         FinishReason = response.FinishReason;
         PromptTokens = response.PromptTokens;
         CachedTokens = response.CachedTokens;
+        Prefill = response.Prefill;
     }
 
     /// <summary>The frame read last, as the serializer's object.</summary>
@@ -150,6 +154,7 @@ internal sealed class GenerateResponseReader
         FinishReason = FinishReason,
         PromptTokens = PromptTokens,
         CachedTokens = CachedTokens,
+        Prefill = Prefill,
     };
 
     private void Clear()
@@ -161,6 +166,7 @@ internal sealed class GenerateResponseReader
         FinishReason = null;
         PromptTokens = null;
         CachedTokens = null;
+        Prefill = null;
     }
 
     private bool TryReadTokenIds(ref Utf8JsonReader reader)

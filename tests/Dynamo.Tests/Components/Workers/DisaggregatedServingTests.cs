@@ -41,7 +41,14 @@ public sealed class DisaggregatedServingTests
         Assert.Empty(d.LocalFallbacks);
         Assert.Equal(prompts.Length, prefill.Sum(p => p.Worker!.Disaggregation.PrefillsServed));
         Assert.Equal(prompts.Sum(p => (long)p.Length - 1), d.TransferTokensReceived);
-        Assert.Equal(prompts.Length, h.Server.Registry.DisaggregationOf(FrontendHarness.Model).Remote);
+        DisaggregationCounters routed = h.Server.Registry.DisaggregationOf(FrontendHarness.Model);
+        Assert.Equal(prompts.Length, routed.Remote);
+        Assert.Equal(prompts.Length, routed.RemoteCompleted);
+        Assert.Equal(prompts.Length, routed.RouteWaits);
+        Assert.True(routed.PrefillSeconds > 0);
+        string metrics = await h.Http.GetStringAsync("/metrics");
+        Assert.Contains($"dynamo_frontend_disagg_remote_prefills_total{{model=\"tiny\"}} {prompts.Length}", metrics);
+        Assert.Contains($"dynamo_frontend_disagg_decisions_total{{model=\"tiny\",prefill=\"remote\",reason=\"long_prompt\"}} {prompts.Length}", metrics);
         Assert.All(prefill, p => Assert.Equal(0, p.Worker!.RequestErrors));
         await AssertNoBlocksHeldAsync(decode, prefill);
     }
