@@ -21,6 +21,10 @@ public partial class MetricsDeployTests
         "dynamo_component_running_requests", "dynamo_component_waiting_requests", "dynamo_component_kv_cache_usage_percent",
         "dynamo_component_kv_blocks_used", "dynamo_component_kv_blocks_total",
         "dynamo_component_prefix_cache_hits_total", "dynamo_component_prefix_cache_queries_total",
+        "dynamo_component_remote_prefills_total", "dynamo_component_local_prefills_total", "dynamo_component_kv_transfer_received_bytes_total",
+        "dynamo_component_kv_transfer_seconds_total", "dynamo_frontend_disagg_decisions_total", "dynamo_frontend_disagg_remote_prefills_total",
+        "dynamo_frontend_disagg_route_wait_seconds_sum", "dynamo_frontend_disagg_route_wait_seconds_count",
+        "dynamo_frontend_disagg_prefill_seconds_sum", "dynamo_frontend_disagg_transfer_seconds_sum",
     ];
 
     /// <summary>What the guides' panels show: each must be used by some panel.</summary>
@@ -61,6 +65,11 @@ public partial class MetricsDeployTests
         foreach (JsonElement panel in panels)
         {
             string title = panel.GetProperty("title").GetString()!;
+            if (panel.GetProperty("type").GetString() == "row")
+            {
+                continue;
+            }
+
             Assert.Equal("prometheus", panel.GetProperty("datasource").GetProperty("uid").GetString());
             JsonElement[] targets = [.. panel.GetProperty("targets").EnumerateArray()];
             Assert.NotEmpty(targets);
@@ -76,6 +85,9 @@ public partial class MetricsDeployTests
         }
 
         Assert.All(RequiredMetrics, m => Assert.Contains(m, used));
+        Assert.Contains(panels, p => p.GetProperty("type").GetString() == "row" && p.GetProperty("title").GetString()!.StartsWith("Disaggregation", StringComparison.Ordinal));
+        Assert.All(["dynamo_component_remote_prefills_total", "dynamo_component_local_prefills_total", "dynamo_component_kv_transfer_received_bytes_total", "dynamo_frontend_disagg_decisions_total"],
+            m => Assert.Contains(m, used));
         Assert.Contains(panels, p => p.GetProperty("targets").EnumerateArray().Any(t => t.GetProperty("expr").GetString()!.StartsWith("histogram_quantile(0.99,", StringComparison.Ordinal)));
     }
 
