@@ -121,7 +121,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
                 AdvertisedHost = settings.KvTransferHost,
                 AdvertiseToward = runtime.Discovery.Name == "memory" ? null : runtime.Discovery.Address,
             }, logger);
-            EngineWorker worker = await EngineWorker.StartAsync(runtime, engine, settings.Address, EngineWorkerOptions.Default with { KvTransfer = transfer }, logger, cancellationToken).ConfigureAwait(false);
+            EngineWorker worker = await EngineWorker.StartAsync(runtime, engine, settings.Address, EngineWorkerOptions.Default with { KvTransfer = transfer, ModelFingerprint = Fingerprint(settings) }, logger, cancellationToken).ConfigureAwait(false);
             if (!settings.IsPrefillWorker && settings.Disaggregation is { } thresholds)
             {
                 await DisaggregationSettingsStore.PutAsync(runtime.Discovery, settings.Address.Namespace, source.ServedName, thresholds, cancellationToken).ConfigureAwait(false);
@@ -185,6 +185,10 @@ internal sealed class WorkerComponent : IAsyncDisposable
 
         _model?.Dispose();
     }
+
+    /// <summary>What a decode worker and a prefill worker compare before moving KV: the weights, or the model-free engine's kind.</summary>
+    private static string Fingerprint(WorkerSettings settings) =>
+        settings.EngineKind == "dynamo" && settings.ModelPath is { } path ? ModelFingerprint.Of(path) : settings.EngineKind;
 
     /// <summary>
     /// Echo and mocker engines have no model files: they serve the tokenizer of --model/--tokenizer when

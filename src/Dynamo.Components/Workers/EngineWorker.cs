@@ -379,6 +379,13 @@ public sealed partial class EngineWorker : IAsyncDisposable
     /// </summary>
     private async IAsyncEnumerable<ReadOnlyMemory<byte>> PrefillForAsync(EngineRequest request, KvTransferTarget target, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        if (target.ModelFingerprint is { } theirs && _options.ModelFingerprint is { } ours && theirs != ours)
+        {
+            Log.ModelMismatch(_logger, request.Id, EndpointAddress.FormatId(InstanceId), ours, EndpointAddress.FormatId(target.DecodeInstanceId), theirs);
+            throw new EndpointException("model_mismatch",
+                $"prefill worker {EndpointAddress.FormatId(InstanceId)} serves other weights (fingerprint {ours}) than decode worker {EndpointAddress.FormatId(target.DecodeInstanceId)} ({theirs})");
+        }
+
         request = request with { ExportKv = true, Sampling = request.Sampling with { MaxTokens = 1 } };
         IAsyncEnumerator<EngineOutput> outputs;
         try
@@ -541,5 +548,8 @@ public sealed partial class EngineWorker : IAsyncDisposable
 
         [LoggerMessage(EventId = 4002, Level = LogLevel.Warning, Message = "Request {RequestId}: pushing the KV to decode worker {DecodeWorker} at {Address} failed: {Reason}")]
         public static partial void PushFailed(ILogger logger, string requestId, string decodeWorker, string address, string reason);
+
+        [LoggerMessage(EventId = 4003, Level = LogLevel.Warning, Message = "Request {RequestId}: refusing to prefill: this prefill worker {PrefillWorker} serves weights {Ours}, decode worker {DecodeWorker} serves {Theirs} (another model under the same name)")]
+        public static partial void ModelMismatch(ILogger logger, string requestId, string prefillWorker, string ours, string decodeWorker, string theirs);
     }
 }

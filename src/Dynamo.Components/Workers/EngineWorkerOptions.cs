@@ -24,6 +24,13 @@ public sealed record EngineWorkerOptions
     /// </summary>
     public KvTransferServer? KvTransfer { get; init; }
 
+    /// <summary>
+    /// The served model's <see cref="Workers.ModelFingerprint"/> (null: not checked). A decode worker sends it with
+    /// each remote prefill; a prefill worker whose own differs refuses (<c>model_mismatch</c>) and the decode worker
+    /// prefills locally.
+    /// </summary>
+    public string? ModelFingerprint { get; init; }
+
     /// <summary>How a prefill worker pushes the KV it computed to decode workers.</summary>
     public KvTransferClient KvTransferClient { get; init; } = new();
 

@@ -81,6 +81,7 @@ internal sealed partial class RemotePrefillLeg : IAsyncDisposable
         var clock = Stopwatch.StartNew();
         PrefillReport? sender = null;
         string? failure = null;
+        bool mismatch = false;
         try
         {
             EndpointClient client = await _worker.PrefillClientAsync(_target.Endpoint, cancellationToken).ConfigureAwait(false);
@@ -90,7 +91,13 @@ internal sealed partial class RemotePrefillLeg : IAsyncDisposable
                 RequestId = $"{id}-prefill",
                 TokenIds = _request.PromptTokens.Take(_import.TokenCount).ToArray(),
                 Sampling = new GenerateSampling { MaxTokens = 1, Temperature = 0 },
-                KvTransfer = new KvTransferTarget { Address = server.Address, TransferId = transferId, DecodeInstanceId = _worker.InstanceId },
+                KvTransfer = new KvTransferTarget
+                {
+                    Address = server.Address,
+                    TransferId = transferId,
+                    DecodeInstanceId = _worker.InstanceId,
+                    ModelFingerprint = _worker.Options.ModelFingerprint,
+                },
             }, WorkerJsonContext.Default.GenerateRequest);
             sender = await CallAsync(client, payload, ticket, cancellationToken).ConfigureAwait(false);
         }
@@ -102,6 +109,7 @@ internal sealed partial class RemotePrefillLeg : IAsyncDisposable
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             failure = e.Message;
+            mismatch = e is RequestPlaneException { Code: "model_mismatch" };
         }
 
         KvTransferPayload? kv = ticket.Received.IsCompletedSuccessfully ? ticket.Received.Result : null;
@@ -110,7 +118,7 @@ internal sealed partial class RemotePrefillLeg : IAsyncDisposable
             string why = failure ?? "the prefill worker finished without pushing the KV";
             Log.RemoteFailed(_worker.Logger, id, EndpointAddress.FormatId(_target.InstanceId), EndpointAddress.FormatId(_worker.InstanceId), why);
             _import.Fail(why);
-            return await FallbackAfterAsync(PrefillReasons.PrefillFailed, why).ConfigureAwait(false);
+            return await FallbackAfterAsync(mismatch ? PrefillReasons.ModelMismatch : PrefillReasons.PrefillFailed, why).ConfigureAwait(false);
         }
 
         TimeSpan prefill = clock.Elapsed;

@@ -27,6 +27,9 @@ public static class PrefillReasons
     /// <summary>Local (decode side): the prefill worker failed, left, stalled or answered without the KV.</summary>
     public const string PrefillFailed = "prefill_failed";
 
+    /// <summary>Local (decode side): the prefill worker serves other weights under the same model name.</summary>
+    public const string ModelMismatch = "model_mismatch";
+
     /// <summary>Local (decode side): the KV arrived but could not be imported (another layout, another model).</summary>
     public const string ImportRefused = "import_refused";
 }

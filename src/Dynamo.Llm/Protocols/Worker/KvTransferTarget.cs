@@ -19,4 +19,8 @@ public sealed record KvTransferTarget
     /// <summary>The decode worker's instance id (logs).</summary>
     [JsonPropertyName("decode_instance_id")]
     public long DecodeInstanceId { get; init; }
+
+    /// <summary>The decode worker's model fingerprint (its weights): a prefill worker of another model refuses with <c>model_mismatch</c>.</summary>
+    [JsonPropertyName("model_fingerprint")]
+    public string? ModelFingerprint { get; init; }
 }

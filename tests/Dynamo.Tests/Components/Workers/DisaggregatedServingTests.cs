@@ -263,14 +263,32 @@ public sealed class DisaggregatedServingTests
         await AssertNoBlocksHeldAsync(decode, []);
     }
 
+    [Fact]
+    public async Task PrefillWorkerWithOtherWeightsUnderTheSameName_RefusesAndTheDecodeWorkerPrefillsLocally()
+    {
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
+        TestWorker decode = await AddDecodeAsync(h, Mocker(), fingerprint: "aaaa");
+        TestWorker prefill = await h.AddWorkerAsync(Mocker(), component: "prefill", role: "prefill", options: EngineWorkerOptions.Default with { ModelFingerprint = "bbbb" });
+        await WaitForSettingsAsync(h, EveryLongPrompt);
+
+        (int status, JsonElement body) = await h.PostJsonAsync(Completions, Body([.. Enumerable.Range(3, 50)], 3));
+
+        Assert.Equal(200, status);
+        Assert.Equal(3, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.Equal([(PrefillReasons.ModelMismatch, 1L)], decode.Worker!.Disaggregation.LocalFallbacks);
+        Assert.Equal(0, prefill.Engine.Stats.RequestsFinished);
+        await AssertNoBlocksHeldAsync(decode, [prefill]);
+    }
+
     private static readonly EngineOptions Roomy = EngineOptions.Default with { KvCacheMemory = 64L << 20 };
 
     private static MockerEngine Mocker() => new(MockerOptions.Default with { SpeedupRatio = 1000, VocabSize = 512, ContextLength = 256 });
 
-    private static async Task<TestWorker> AddDecodeAsync(FrontendHarness h, IEngine engine, int contextLength = 256, TimeSpan? stall = null)
+    private static async Task<TestWorker> AddDecodeAsync(FrontendHarness h, IEngine engine, int contextLength = 256, TimeSpan? stall = null, string? fingerprint = null)
     {
         KvTransferServer transfer = KvTransferServer.Start(KvTransferServerOptions.Default with { BindAddress = "127.0.0.1" });
-        EngineWorkerOptions options = EngineWorkerOptions.Default with { KvTransfer = transfer };
+        EngineWorkerOptions options = EngineWorkerOptions.Default with { KvTransfer = transfer, ModelFingerprint = fingerprint };
         return await h.AddWorkerAsync(engine, contextLength: contextLength, options: stall is { } s ? options with { RemotePrefillStallTimeout = s } : options);
     }
 
