@@ -1,3 +1,5 @@
+using Dynamo.Engine.Kernels;
+
 namespace Dynamo.Engine.Models.Synth;
 
 /// <summary>
@@ -19,6 +21,9 @@ public static class SynthRandom
     private const ulong Gamma = 0x9E3779B97F4A7C15UL;
     private const double TwoPi = 2 * Math.PI;
     private const double TwoPowMinus53 = 1.0 / (1UL << 53);
+
+    /// <summary>Weights per chunk a kernel thread takes.</summary>
+    private const int ParallelChunk = 1 << 16;
 
     /// <summary>splitmix64's output for a given state (the state after the increment).</summary>
     public static ulong Mix(ulong z)
@@ -43,13 +48,20 @@ public static class SynthRandom
     }
 
     /// <summary>
-    /// Writes weights <c>float(0.02 * N[first + i])</c> into <paramref name="destination"/>, on every core when
-    /// the span is large. Same values as the sequential reference stream.
+    /// Writes weights <c>float(0.02 * N[first + i])</c> into <paramref name="destination"/>, on the kernel threads
+    /// (<see cref="KernelThreads"/>) when the span is large. Same values as the sequential reference stream.
     /// </summary>
+    /// <remarks>
+    /// Not <c>Parallel.For</c>: on the shared thread pool it starved the process. Called from a pool thread (a
+    /// synchronous command or test), each loop queues a replica to that thread's local queue and then runs it
+    /// inline; inlining a queued task counts as thread-pool progress, so while the other pool threads are busy the
+    /// pool's starvation detection never adds one and every timer, socket and continuation of the process waits
+    /// for the whole write (a minute for rand-1b1). The kernel threads are our own.
+    /// </remarks>
     public static void Fill(ulong seed, long first, Span<float> destination)
     {
-        const int ParallelChunk = 1 << 16;
-        if (destination.Length < 2 * ParallelChunk || Environment.ProcessorCount == 1)
+        WorkerPool? pool = destination.Length < 2 * ParallelChunk ? null : KernelThreads.Pool;
+        if (pool is null)
         {
             FillSerial(seed, first, destination);
             return;
@@ -59,17 +71,17 @@ public static class SynthRandom
         {
             fixed (float* p = destination)
             {
-                nint basePtr = (nint)p;
-                int length = destination.Length;
-                int chunks = (length + ParallelChunk - 1) / ParallelChunk;
-                Parallel.For(0, chunks, c =>
-                {
-                    int start = c * ParallelChunk;
-                    int count = Math.Min(ParallelChunk, length - start);
-                    FillSerial(seed, first + start, new Span<float>((float*)basePtr + start, count));
-                });
+                var job = new FillJob { Seed = seed, First = first, Destination = p, Length = destination.Length };
+                pool.Run(&FillChunk, &job, (destination.Length + ParallelChunk - 1) / ParallelChunk);
             }
         }
+    }
+
+    private static unsafe void FillChunk(void* context, int chunk)
+    {
+        ref FillJob job = ref *(FillJob*)context;
+        int start = chunk * ParallelChunk;
+        FillSerial(job.Seed, job.First + start, new Span<float>(job.Destination + start, Math.Min(ParallelChunk, job.Length - start)));
     }
 
     private static void FillSerial(ulong seed, long first, Span<float> destination)
@@ -96,5 +108,14 @@ public static class SynthRandom
         {
             destination[i] = (float)(Scale * Normal(seed, first + i));
         }
+    }
+
+    /// <summary>One parallel fill: what every chunk needs, on the caller's stack while the kernel threads run.</summary>
+    private unsafe struct FillJob
+    {
+        public ulong Seed;
+        public long First;
+        public float* Destination;
+        public int Length;
     }
 }

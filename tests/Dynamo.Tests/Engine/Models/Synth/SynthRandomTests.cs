@@ -1,3 +1,4 @@
+using Dynamo.Engine.Kernels;
 using Dynamo.Engine.Models.Synth;
 
 namespace Dynamo.Tests.Engine.Models.Synth;
@@ -16,13 +17,19 @@ public sealed class SynthRandomTests
         Assert.Equal([a, b, c, d], values);
     }
 
-    [Fact]
-    public void Fill_OddStartAndLargeParallelSpan_MatchesValueByValue()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(5)]
+    public void Fill_OddStartAndLargeParallelSpan_MatchesValueByValueOnAnyThreadCount(int threads)
     {
         float[] big = new float[300_001];
-        SynthRandom.Fill(7, 3, big);
+        using (KernelThreads.OverrideOnCurrentThread(threads))
+        {
+            SynthRandom.Fill(7, 3, big);
+        }
 
-        for (int i = 0; i < big.Length; i += 997)
+        for (int i = 0; i < big.Length; i++)
         {
             Assert.Equal((float)(0.02 * SynthRandom.Normal(7, 3 + i)), big[i]);
         }
