@@ -1,4 +1,3 @@
-using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -46,9 +45,7 @@ public sealed class KvTransferClient
 
         byte[] header = KvTransferWire.EncodeHeader(transferId, payload.Layout.ToJson(), payload.Data.Length);
         long start = _time.GetTimestamp();
-        IPAddress? ip = IPAddress.TryParse(host, out IPAddress? literal) ? literal : null;
-        using Socket socket = ip is null ? new(SocketType.Stream, ProtocolType.Tcp) : new(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        socket.NoDelay = true;
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         if (_options.SocketBufferBytes > 0)
         {
             socket.SendBufferSize = _options.SocketBufferBytes;
@@ -66,15 +63,7 @@ public sealed class KvTransferClient
             timer.CancelAfter(_options.ConnectTimeout);
             try
             {
-                // An address literal connects as one (a name would go through the resolver, which costs a visible share of a small transfer).
-                if (ip is null)
-                {
-                    await socket.ConnectAsync(host, port, linked.Token).ConfigureAwait(false);
-                }
-                else
-                {
-                    await socket.ConnectAsync(new IPEndPoint(ip, port), linked.Token).ConfigureAwait(false);
-                }
+                await socket.ConnectAsync(host, port, linked.Token).ConfigureAwait(false);
             }
             catch (SocketException e)
             {

@@ -255,8 +255,21 @@ public sealed partial class KvTransferServer : IAsyncDisposable
             }
             catch (SocketException e)
             {
-                // A failed accept (the connection reset before it was taken, out of descriptors) costs that connection only.
+                // A failed accept (the connection reset before it was taken) costs that connection only.
                 Log.AcceptFailed(_logger, e.SocketErrorCode, e);
+                if (e.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable)
+                {
+                    // Out of descriptors or memory: let the connections being served end rather than spin.
+                    try
+                    {
+                        await Task.Delay(TimeSpan.FromMilliseconds(100), _time, cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return;
+                    }
+                }
+
                 continue;
             }
 
@@ -376,7 +389,16 @@ public sealed partial class KvTransferServer : IAsyncDisposable
         if (read < fixedPart.Length)
         {
             Interlocked.Increment(ref _refused);
-            Log.Refused(_logger, peer, $"the connection closed after {read} of the header's {KvTransferWire.HeaderSize} bytes");
+            if (read == 0)
+            {
+                // A bare connect (a port probe, a health check) is no one's mistake.
+                Log.ClosedEmpty(_logger, peer);
+            }
+            else
+            {
+                Log.Refused(_logger, peer, $"the connection closed after {read} of the header's {KvTransferWire.HeaderSize} bytes");
+            }
+
             return null;
         }
 
@@ -440,7 +462,7 @@ public sealed partial class KvTransferServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Reads the claimed transfer's data into a fresh array, delivers it to the ticket, and replies.</summary>
+    /// <summary>Reads the claimed transfer's data into its array (fresh, or pooled), delivers it to the ticket, and replies.</summary>
     private async Task ReceiveAsync(Socket socket, string peer, KvTransferTicket ticket, KvTransferLayout layout, long length, CancellationTokenSource idle, CancellationToken stop)
     {
         using CancellationTokenSource transfer = CancellationTokenSource.CreateLinkedTokenSource(stop, idle.Token, ticket.AbortToken);
@@ -448,11 +470,11 @@ public sealed partial class KvTransferServer : IAsyncDisposable
         long received = 0;
         string? failure = null;
         KvTransferError error = KvTransferError.Broken;
-        idle.CancelAfter(_options.IdleTimeout);
-        Interlocked.Increment(ref _inProgress);
         bool pooled = _options.PoolBuffers && length is > 0 and <= MaxPooledBytes;
         byte[] data = length == 0 ? [] : pooled ? ArrayPool<byte>.Shared.Rent((int)length) : GC.AllocateUninitializedArray<byte>(checked((int)length));
         byte[]? rented = pooled ? data : null;
+        idle.CancelAfter(_options.IdleTimeout);
+        Interlocked.Increment(ref _inProgress);
         try
         {
             try
@@ -617,5 +639,8 @@ public sealed partial class KvTransferServer : IAsyncDisposable
 
         [LoggerMessage(EventId = 7008, Level = LogLevel.Warning, Message = "KV transfer server: no local address routes toward '{Toward}'; advertising 127.0.0.1 (set the advertised host)")]
         public static partial void NoRouteToward(ILogger logger, string toward);
+
+        [LoggerMessage(EventId = 7009, Level = LogLevel.Debug, Message = "KV transfer connection from {Peer} closed without sending anything")]
+        public static partial void ClosedEmpty(ILogger logger, string peer);
     }
 }

@@ -344,7 +344,7 @@ public sealed class KvTransferServerTests
     }
 
     [Fact]
-    public async Task SendAsync_Cancelled_ThrowsOperationCanceled_ReceiverTicketFails()
+    public async Task SendAsync_AlreadyCancelled_ThrowsOperationCanceled_TicketStillWaits()
     {
         await using KvTransferServer server = KvTransferServer.Start(Loopback);
         using KvTransferTicket ticket = server.Expect("cancel-me");
