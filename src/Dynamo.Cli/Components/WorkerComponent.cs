@@ -120,6 +120,9 @@ internal sealed class WorkerComponent : IAsyncDisposable
                 Port = settings.KvTransferPort,
                 AdvertisedHost = settings.KvTransferHost,
                 AdvertiseToward = runtime.Discovery.Name == "memory" ? null : runtime.Discovery.Address,
+
+                // Safe: the decode side keeps each ticket until the engine has imported its payload.
+                PoolBuffers = true,
             }, logger);
             EngineWorker worker = await EngineWorker.StartAsync(runtime, engine, settings.Address, EngineWorkerOptions.Default with { KvTransfer = transfer, ModelFingerprint = Fingerprint(settings) }, logger, cancellationToken).ConfigureAwait(false);
             if (!settings.IsPrefillWorker && settings.Disaggregation is { } thresholds)

@@ -123,6 +123,8 @@ internal sealed partial class RemotePrefillLeg : IAsyncDisposable
 
         TimeSpan prefill = clock.Elapsed;
         _import.Deliver(kv);
+
+        // The ticket (and a pooled receive buffer with it) must outlive the import: it is disposed after this.
         KvImportOutcome result = await _import.Completed.ConfigureAwait(false);
         if (!result.Imported)
         {

@@ -287,7 +287,7 @@ public sealed class DisaggregatedServingTests
 
     private static async Task<TestWorker> AddDecodeAsync(FrontendHarness h, IEngine engine, int contextLength = 256, TimeSpan? stall = null, string? fingerprint = null)
     {
-        KvTransferServer transfer = KvTransferServer.Start(KvTransferServerOptions.Default with { BindAddress = "127.0.0.1" });
+        KvTransferServer transfer = KvTransferServer.Start(KvTransferServerOptions.Default with { BindAddress = "127.0.0.1", PoolBuffers = true });
         EngineWorkerOptions options = EngineWorkerOptions.Default with { KvTransfer = transfer, ModelFingerprint = fingerprint };
         return await h.AddWorkerAsync(engine, contextLength: contextLength, options: stall is { } s ? options with { RemotePrefillStallTimeout = s } : options);
     }
