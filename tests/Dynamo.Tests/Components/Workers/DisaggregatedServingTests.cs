@@ -5,6 +5,7 @@ using Dynamo.Components.Workers;
 using Dynamo.Engine.Serving;
 using Dynamo.Llm.Disaggregation;
 using Dynamo.Llm.Engines;
+using Dynamo.Llm.Kv;
 using Dynamo.Mocker;
 using Dynamo.Tests.Engine.Serving;
 using Dynamo.Tests.Frontend;
@@ -281,6 +282,42 @@ public sealed class DisaggregatedServingTests
         await AssertNoBlocksHeldAsync(decode, [prefill]);
     }
 
+    [Fact]
+    public async Task TransferBreaks_PrefillWorkerCountsAFailedPushAndTheDecodeWorkerPrefillsLocally()
+    {
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
+        KvTransferServer transfer = KvTransferServer.Start(KvTransferServerOptions.Default with { BindAddress = "127.0.0.1", PoolBuffers = true });
+        TestWorker decode = await h.AddWorkerAsync(Mocker(), options: EngineWorkerOptions.Default with { KvTransfer = transfer });
+        var gate = new ManualResetEventSlim();
+        MockerEngine held = Mocker();
+        held.Core.BeforeStep = _ => gate.Wait();
+        TestWorker prefill = await AddPrefillAsync(h, held);
+        await WaitForSettingsAsync(h, EveryLongPrompt);
+        try
+        {
+            Task<(int Status, JsonElement Body)> request = h.PostJsonAsync(Completions, Body([.. Enumerable.Range(3, 50)], 3));
+            await WaitUntilAsync(() => prefill.Worker!.InFlight == 1);
+
+            // The decode worker's transfer port goes away while the prefill is computed: the push cannot reach it.
+            await transfer.DisposeAsync();
+            gate.Set();
+            (int status, JsonElement body) = await request;
+            Assert.Equal(200, status);
+            Assert.Equal(3, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        }
+        finally
+        {
+            gate.Set();
+        }
+
+        Assert.Equal([(PrefillReasons.PrefillFailed, 1L)], decode.Worker!.Disaggregation.LocalFallbacks);
+        await WaitUntilAsync(() => prefill.Worker!.InFlight == 0);
+        Assert.Equal(1, prefill.Worker!.Disaggregation.TransferSendFailures);
+        Assert.Equal(0, prefill.Worker.Disaggregation.PrefillsServed);
+        await AssertNoBlocksHeldAsync(decode, [prefill]);
+    }
+
     private static readonly EngineOptions Roomy = EngineOptions.Default with { KvCacheMemory = 64L << 20 };
 
     private static MockerEngine Mocker() => new(MockerOptions.Default with { SpeedupRatio = 1000, VocabSize = 512, ContextLength = 256 });
@@ -300,11 +337,25 @@ public sealed class DisaggregatedServingTests
         WaitUntilAsync(() => h.Server.Registry.TargetFor(FrontendHarness.Model, new HashSet<long>())?.Router is DisaggregatedRouter
             && h.Server.Registry.SettingsFor(FrontendHarness.Model) == settings);
 
+    /// <summary>Every block back in every engine's pool, and the pools' invariants hold.</summary>
     private static async Task AssertNoBlocksHeldAsync(TestWorker decode, IEnumerable<TestWorker> prefill)
     {
         foreach (TestWorker w in prefill.Prepend(decode))
         {
-            await WaitUntilAsync(() => w.Engine.Stats.KvBlocksUsed == 0 && w.Engine.Stats.RunningRequests == 0);
+            await WaitUntilAsync(() => w.Engine.Stats.KvBlocksUsed == 0 && w.Engine.Stats.RunningRequests == 0 && w.Engine.Stats.AwaitingKvRequests == 0);
+            Task<int> checkedPool = w.Engine switch
+            {
+                MockerEngine m => m.Core.InspectAsync(Check),
+                InferenceEngine e => e.Core.InspectAsync(Check),
+                _ => throw new InvalidOperationException($"no pool to check in {w.Engine.Name}"),
+            };
+            Assert.Equal(0, await checkedPool);
+        }
+
+        static int Check(KvBlockPool pool)
+        {
+            pool.CheckInvariants();
+            return pool.UsedCount;
         }
     }
 
