@@ -71,56 +71,36 @@ public sealed partial class DisaggregationSettingsStore : IAsyncDisposable
         _stop.Dispose();
     }
 
-    private async Task WatchAsync(CancellationToken cancellationToken)
-    {
-        while (!cancellationToken.IsCancellationRequested)
-        {
-            try
-            {
-                await foreach (DiscoveryEvent e in _discovery.WatchPrefixAsync(_prefix, cancellationToken).ConfigureAwait(false))
-                {
-                    string model = e.Key.Length > _prefix.Length ? e.Key[_prefix.Length..] : "";
-                    switch (e.Kind)
-                    {
-                        case DiscoveryEventKind.Put:
-                            try
-                            {
-                                DisaggregationSettings settings = DisaggregationSettings.FromJson(e.Value.Span);
-                                _byModel[model] = settings;
-                                Log.SettingsChanged(_logger, model, settings.ConditionalDisagg, settings.MaxLocalPrefillLength, settings.MaxPrefillQueueSize);
-                            }
-                            catch (Exception ex) when (ex is JsonException or ArgumentException)
-                            {
-                                Log.BadSettings(_logger, e.Key, ex.Message);
-                            }
+    private Task WatchAsync(CancellationToken cancellationToken) =>
+        DiscoveryWatch.RunAsync(_discovery, _prefix, Apply, e => Log.WatchFailed(_logger, _prefix, e), cancellationToken);
 
-                            break;
-                        case DiscoveryEventKind.Delete:
-                            _byModel.TryRemove(model, out _);
-                            break;
-                        case DiscoveryEventKind.Synced:
-                            _synced.TrySetResult();
-                            break;
-                    }
-                }
-            }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e)
-            {
-                Log.WatchFailed(_logger, _prefix, e);
+    private ValueTask Apply(DiscoveryEvent e, CancellationToken cancellationToken)
+    {
+        string model = e.Key.Length > _prefix.Length ? e.Key[_prefix.Length..] : "";
+        switch (e.Kind)
+        {
+            case DiscoveryEventKind.Put:
                 try
                 {
-                    await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
+                    DisaggregationSettings settings = DisaggregationSettings.FromJson(e.Value.Span);
+                    _byModel[model] = settings;
+                    Log.SettingsChanged(_logger, model, settings.ConditionalDisagg, settings.MaxLocalPrefillLength, settings.MaxPrefillQueueSize);
                 }
-                catch (OperationCanceledException)
+                catch (Exception ex) when (ex is JsonException or ArgumentException)
                 {
-                    return;
+                    Log.BadSettings(_logger, e.Key, ex.Message);
                 }
-            }
+
+                break;
+            case DiscoveryEventKind.Delete:
+                _byModel.TryRemove(model, out _);
+                break;
+            case DiscoveryEventKind.Synced:
+                _synced.TrySetResult();
+                break;
         }
+
+        return ValueTask.CompletedTask;
     }
 
     private static partial class Log

@@ -191,49 +191,29 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         _stop.Dispose();
     }
 
-    private async Task WatchAsync(CancellationToken cancellationToken)
+    private Task WatchAsync(CancellationToken cancellationToken)
     {
         string prefix = $"{EndpointAddress.ModelCardsRoot}{_options.Namespace}/";
-        while (!cancellationToken.IsCancellationRequested)
-        {
-            try
-            {
-                await foreach (DiscoveryEvent e in _runtime.Discovery.WatchPrefixAsync(prefix, cancellationToken).ConfigureAwait(false))
-                {
-                    switch (e.Kind)
-                    {
-                        case DiscoveryEventKind.Put:
-                            await PutAsync(e.Key, e.Value, cancellationToken).ConfigureAwait(false);
-                            break;
-                        case DiscoveryEventKind.Delete:
-                            if (_cards.Remove(e.Key))
-                            {
-                                Publish();
-                            }
+        return DiscoveryWatch.RunAsync(_runtime.Discovery, prefix, ApplyAsync, e => Log.WatchFailed(_logger, prefix, e), cancellationToken);
+    }
 
-                            break;
-                        case DiscoveryEventKind.Synced:
-                            _synced.TrySetResult();
-                            break;
-                    }
-                }
-            }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e)
-            {
-                Log.WatchFailed(_logger, prefix, e);
-                try
+    private async ValueTask ApplyAsync(DiscoveryEvent e, CancellationToken cancellationToken)
+    {
+        switch (e.Kind)
+        {
+            case DiscoveryEventKind.Put:
+                await PutAsync(e.Key, e.Value, cancellationToken).ConfigureAwait(false);
+                break;
+            case DiscoveryEventKind.Delete:
+                if (_cards.Remove(e.Key))
                 {
-                    await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
+                    Publish();
                 }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
-            }
+
+                break;
+            case DiscoveryEventKind.Synced:
+                _synced.TrySetResult();
+                break;
         }
     }
 

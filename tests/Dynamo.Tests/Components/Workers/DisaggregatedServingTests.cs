@@ -154,10 +154,7 @@ public sealed class DisaggregatedServingTests
         TestWorker decode = await AddDecodeAsync(h, Mocker());
 
         // A prefill worker whose engine is held before its first step: the request sits in the remote prefill.
-        var gate = new ManualResetEventSlim();
-        var held = Mocker();
-        held.Core.BeforeStep = _ => gate.Wait();
-        TestWorker prefill = await AddPrefillAsync(h, held);
+        (TestWorker prefill, ManualResetEventSlim gate) = await AddHeldPrefillAsync(h);
         await WaitForSettingsAsync(h, EveryLongPrompt);
 
         try
@@ -189,10 +186,7 @@ public sealed class DisaggregatedServingTests
         TestWorker decode = await AddDecodeAsync(h, Mocker(), stall: TimeSpan.FromSeconds(2));
 
         // Its engine never completes a step: alive on the request plane, silent on progress.
-        var gate = new ManualResetEventSlim();
-        MockerEngine stuck = Mocker();
-        stuck.Core.BeforeStep = _ => gate.Wait();
-        TestWorker prefill = await AddPrefillAsync(h, stuck);
+        (TestWorker prefill, ManualResetEventSlim gate) = await AddHeldPrefillAsync(h);
         await WaitForSettingsAsync(h, EveryLongPrompt);
         try
         {
@@ -218,10 +212,7 @@ public sealed class DisaggregatedServingTests
         await using FrontendHarness h = await FrontendHarness.StartAsync();
         await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
         TestWorker decode = await AddDecodeAsync(h, Mocker());
-        var gate = new ManualResetEventSlim();
-        MockerEngine held = Mocker();
-        held.Core.BeforeStep = _ => gate.Wait();
-        TestWorker prefill = await AddPrefillAsync(h, held);
+        (TestWorker prefill, ManualResetEventSlim gate) = await AddHeldPrefillAsync(h);
         await WaitForSettingsAsync(h, EveryLongPrompt);
         try
         {
@@ -289,10 +280,7 @@ public sealed class DisaggregatedServingTests
         await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
         KvTransferServer transfer = KvTransferServer.Start(KvTransferServerOptions.Default with { BindAddress = "127.0.0.1", PoolBuffers = true });
         TestWorker decode = await h.AddWorkerAsync(Mocker(), options: EngineWorkerOptions.Default with { KvTransfer = transfer });
-        var gate = new ManualResetEventSlim();
-        MockerEngine held = Mocker();
-        held.Core.BeforeStep = _ => gate.Wait();
-        TestWorker prefill = await AddPrefillAsync(h, held);
+        (TestWorker prefill, ManualResetEventSlim gate) = await AddHeldPrefillAsync(h);
         await WaitForSettingsAsync(h, EveryLongPrompt);
         try
         {
@@ -327,6 +315,15 @@ public sealed class DisaggregatedServingTests
         KvTransferServer transfer = KvTransferServer.Start(KvTransferServerOptions.Default with { BindAddress = "127.0.0.1", PoolBuffers = true });
         EngineWorkerOptions options = EngineWorkerOptions.Default with { KvTransfer = transfer, ModelFingerprint = fingerprint };
         return await h.AddWorkerAsync(engine, contextLength: contextLength, options: stall is { } s ? options with { RemotePrefillStallTimeout = s } : options);
+    }
+
+    /// <summary>A prefill worker whose engine waits before each step until the gate is set (set it before the harness is disposed).</summary>
+    private static async Task<(TestWorker Worker, ManualResetEventSlim Gate)> AddHeldPrefillAsync(FrontendHarness h)
+    {
+        var gate = new ManualResetEventSlim();
+        MockerEngine held = Mocker();
+        held.Core.BeforeStep = _ => gate.Wait();
+        return (await AddPrefillAsync(h, held), gate);
     }
 
     private static Task<TestWorker> AddPrefillAsync(FrontendHarness h, IEngine engine, int contextLength = 256) =>
