@@ -54,6 +54,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(BenchServeCommand.Create());
         bench.Subcommands.Add(BenchRouterCommand.Create());
         bench.Subcommands.Add(BenchTransferCommand.Create());
+        bench.Subcommands.Add(BenchDisaggCommand.Create());
         return bench;
     }
 

@@ -43,6 +43,12 @@ public sealed record EngineWorkerOptions
     /// <summary>How often a prefill worker tells the decode worker waiting for it that it is alive.</summary>
     public TimeSpan PrefillProgressInterval { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Decode side, benchmarks only: the link that KV payloads without data (the mocker's) are taken to cross; the
+    /// worker waits its transfer time before delivering one (see <see cref="SimulatedKvLink"/>). Null: none.
+    /// </summary>
+    public SimulatedKvLink? SimulatedLink { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
     public EngineWorkerOptions Validate()
     {
@@ -61,6 +67,7 @@ public sealed record EngineWorkerOptions
             throw new ArgumentException($"the prefill progress interval ({PrefillProgressInterval}) must be positive and shorter than the remote prefill stall timeout ({RemotePrefillStallTimeout})");
         }
 
+        SimulatedLink?.Validate();
         return this;
     }
 }

@@ -18,6 +18,8 @@ namespace Dynamo.Components.Workers;
 /// transfer port, then delivers the KV to the engine. Anything that goes wrong (the prefill worker gone,
 /// failing, silent past the stall timeout, the transfer broken or refused) makes the engine prefill locally:
 /// the request completes either way. Cancelling the request cancels the prefill request and the transfer.
+/// With <see cref="EngineWorkerOptions.SimulatedLink"/> (benchmarks), a payload without data (the mocker's) waits
+/// the link's transfer time before it is delivered, and the link's bytes and time are counted as the transfer's.
 /// </summary>
 internal sealed partial class RemotePrefillLeg : IAsyncDisposable
 {
@@ -121,6 +123,24 @@ internal sealed partial class RemotePrefillLeg : IAsyncDisposable
             return await FallbackAfterAsync(mismatch ? PrefillReasons.ModelMismatch : PrefillReasons.PrefillFailed, why).ConfigureAwait(false);
         }
 
+        // A payload without data (the mocker's) crosses the simulated link, if the worker has one, before it is delivered.
+        long bytes = kv.Data.Length;
+        TimeSpan linkTime = TimeSpan.Zero;
+        if (_worker.Options.SimulatedLink is { } link && kv.Data.IsEmpty)
+        {
+            bytes = link.Bytes(kv.Layout.TokenCount);
+            linkTime = link.TransferTime(kv.Layout.TokenCount);
+            try
+            {
+                await Task.Delay(linkTime, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                _import.Fail("the request ended");
+                return await FallbackAfterAsync(null, "the request ended").ConfigureAwait(false);
+            }
+        }
+
         TimeSpan prefill = clock.Elapsed;
         _import.Deliver(kv);
 
@@ -137,16 +157,16 @@ internal sealed partial class RemotePrefillLeg : IAsyncDisposable
         }
 
         int blocks = (kv.Layout.TokenCount + _worker.BlockSize - 1) / _worker.BlockSize;
-        TimeSpan? transfer = sender?.TransferMs is double ms ? TimeSpan.FromMilliseconds(ms) : null;
-        _worker.Disaggregation.CountRemote(kv.Data.Length, kv.Layout.TokenCount, blocks, prefill, transfer);
-        Log.Remote(_worker.Logger, id, EndpointAddress.FormatId(_target.InstanceId), kv.Layout.TokenCount, kv.Data.Length, prefill.TotalMilliseconds, transfer?.TotalMilliseconds ?? double.NaN);
+        TimeSpan? transfer = sender?.TransferMs is double ms ? TimeSpan.FromMilliseconds(ms) + linkTime : linkTime > TimeSpan.Zero ? linkTime : null;
+        _worker.Disaggregation.CountRemote(bytes, kv.Layout.TokenCount, blocks, prefill, transfer);
+        Log.Remote(_worker.Logger, id, EndpointAddress.FormatId(_target.InstanceId), kv.Layout.TokenCount, bytes, prefill.TotalMilliseconds, transfer?.TotalMilliseconds ?? double.NaN);
         return new PrefillReport
         {
             Remote = true,
             PrefillInstanceId = _target.InstanceId,
             PrefillMs = prefill.TotalMilliseconds,
             TransferMs = transfer?.TotalMilliseconds,
-            TransferBytes = kv.Data.Length,
+            TransferBytes = bytes,
             TransferTokens = kv.Layout.TokenCount,
         };
     }

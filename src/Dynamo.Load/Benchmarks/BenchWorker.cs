@@ -1,3 +1,4 @@
+using Dynamo.Components.Workers;
 using Dynamo.Llm.Engines;
 using Dynamo.Runtime;
 
@@ -11,5 +12,8 @@ namespace Dynamo.Load.Benchmarks;
 /// </summary>
 internal sealed record BenchWorker(IEngine Engine, EndpointAddress Endpoint, string Model, IAsyncDisposable Lifetime) : IAsyncDisposable
 {
+    /// <summary>The worker's remote prefills and KV transfers, when the bench that started it reads them (<c>bench disagg</c>).</summary>
+    public WorkerDisaggregationStats? Disaggregation { get; init; }
+
     public ValueTask DisposeAsync() => Lifetime.DisposeAsync();
 }

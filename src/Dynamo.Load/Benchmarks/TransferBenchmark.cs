@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Text.Json;
 using Dynamo.Components.KvTransfer;
 using Dynamo.Llm.Kv;
 using Dynamo.Load.Reports;
@@ -37,6 +38,24 @@ internal static class TransferBenchmark
 
         /// <summary>Transfer into pooled buffers / plain TCP, medians.</summary>
         public double PooledRatio => PooledGbps / TcpGbps;
+
+        /// <summary>The row's members in the JSON of <c>bench transfer</c> (and of <c>bench disagg</c>'s transfer section).</summary>
+        public void WriteMembers(Utf8JsonWriter w)
+        {
+            w.WriteNumber("size_bytes", SizeBytes);
+            w.WriteNumber("memcpy_gbps", Math.Round(MemcpyGbps, 3));
+            w.WriteNumber("tcp_gbps", Math.Round(TcpGbps, 3));
+            w.WriteNumber("transfer_gbps", Math.Round(TransferGbps, 3));
+            w.WriteNumber("transfer_vs_tcp", Math.Round(Ratio, 3));
+            w.WriteNumber("pooled_gbps", Math.Round(PooledGbps, 3));
+            w.WriteNumber("pooled_vs_tcp", Math.Round(PooledRatio, 3));
+            w.WriteNumber("best_tcp_gbps", Math.Round(BestTcpGbps, 3));
+            w.WriteNumber("best_transfer_gbps", Math.Round(BestTransferGbps, 3));
+            w.WriteNumber("best_pooled_gbps", Math.Round(BestPooledGbps, 3));
+            w.WriteNumber("tcp_ms", Math.Round(TcpMs, 4));
+            w.WriteNumber("transfer_ms", Math.Round(TransferMs, 4));
+            w.WriteNumber("pooled_ms", Math.Round(PooledMs, 4));
+        }
     }
 
     /// <summary>A run: the CPU it ran on, its settings and one row per size.</summary>
@@ -66,19 +85,7 @@ internal static class TransferBenchmark
                 foreach (Row r in Rows)
                 {
                     w.WriteStartObject();
-                    w.WriteNumber("size_bytes", r.SizeBytes);
-                    w.WriteNumber("memcpy_gbps", Math.Round(r.MemcpyGbps, 3));
-                    w.WriteNumber("tcp_gbps", Math.Round(r.TcpGbps, 3));
-                    w.WriteNumber("transfer_gbps", Math.Round(r.TransferGbps, 3));
-                    w.WriteNumber("transfer_vs_tcp", Math.Round(r.Ratio, 3));
-                    w.WriteNumber("pooled_gbps", Math.Round(r.PooledGbps, 3));
-                    w.WriteNumber("pooled_vs_tcp", Math.Round(r.PooledRatio, 3));
-                    w.WriteNumber("best_tcp_gbps", Math.Round(r.BestTcpGbps, 3));
-                    w.WriteNumber("best_transfer_gbps", Math.Round(r.BestTransferGbps, 3));
-                    w.WriteNumber("best_pooled_gbps", Math.Round(r.BestPooledGbps, 3));
-                    w.WriteNumber("tcp_ms", Math.Round(r.TcpMs, 4));
-                    w.WriteNumber("transfer_ms", Math.Round(r.TransferMs, 4));
-                    w.WriteNumber("pooled_ms", Math.Round(r.PooledMs, 4));
+                    r.WriteMembers(w);
                     w.WriteEndObject();
                 }
 
@@ -263,7 +270,7 @@ internal static class TransferBenchmark
     }
 
     /// <summary>The CPU's model name from /proc/cpuinfo, with the logical core count; the architecture where there is none.</summary>
-    private static string CpuModel()
+    internal static string CpuModel()
     {
         string? model = null;
         try

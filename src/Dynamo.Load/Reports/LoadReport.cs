@@ -139,7 +139,8 @@ internal sealed record LoadReport
         });
     }
 
-    private static void WriteSummary(Utf8JsonWriter w, string name, LatencySummary s)
+    /// <summary>A latency summary as a JSON object: count, then mean, p50, p90 and p99 in milliseconds.</summary>
+    internal static void WriteSummary(Utf8JsonWriter w, string name, LatencySummary s)
     {
         w.WriteStartObject(name);
         w.WriteNumber("count", s.Count);

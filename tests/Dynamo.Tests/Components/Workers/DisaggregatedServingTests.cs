@@ -127,6 +127,53 @@ public sealed class DisaggregatedServingTests
     }
 
     [Fact]
+    public async Task Mocker_SimulatedLink_KvWaitsTheLinkAndItsBytesAndTimeAreCounted()
+    {
+        // 49 tokens of KV x 10,000 bytes = 3.92 Mbit over 10 Mbit/s = 392 ms, plus 8 ms of latency.
+        var link = new SimulatedKvLink { BytesPerToken = 10_000, Gbps = 0.01, Latency = TimeSpan.FromMilliseconds(8) };
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
+        TestWorker decode = await AddDecodeAsync(h, Mocker(), link: link);
+        TestWorker prefill = await AddPrefillAsync(h, Mocker());
+        await WaitForSettingsAsync(h, EveryLongPrompt);
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        (int status, JsonElement body) = await h.PostJsonAsync(Completions, Body([.. Enumerable.Range(3, 50)], 3));
+        TimeSpan elapsed = clock.Elapsed;
+
+        Assert.Equal(200, status);
+        Assert.Equal(3, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        WorkerDisaggregationStats d = decode.Worker!.Disaggregation;
+        Assert.Equal(1, d.RemotePrefills);
+        Assert.Equal(49 * 10_000L, d.TransferBytesReceived);
+        Assert.Equal(49, d.TransferTokensReceived);
+        Assert.True(d.TransferSeconds >= 0.4, $"transfer {d.TransferSeconds} s counted");
+        Assert.True(d.RemotePrefillSeconds >= 0.39, $"remote prefill {d.RemotePrefillSeconds} s measured");
+        Assert.True(elapsed >= TimeSpan.FromSeconds(0.39), $"request took {elapsed}");
+        Assert.Equal(0, prefill.Worker!.Disaggregation.TransferBytesSent);
+        await AssertNoBlocksHeldAsync(decode, [prefill]);
+    }
+
+    [Fact]
+    public async Task BuiltInEngine_SimulatedLink_PayloadWithDataDeliveredAsItCame()
+    {
+        string model = FrontendHarness.TinyChatModel.Value;
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
+        TestWorker decode = await AddDecodeAsync(h, InferenceEngineTests.Create(model, Roomy), contextLength: 2048,
+            link: new SimulatedKvLink { BytesPerToken = 1L << 20, Gbps = 1e6, Latency = TimeSpan.Zero });
+        TestWorker prefill = await AddPrefillAsync(h, InferenceEngineTests.Create(model, Roomy), contextLength: 2048);
+        await WaitForSettingsAsync(h, EveryLongPrompt);
+
+        Assert.Equal(200, (await h.PostJsonAsync(Completions, Body([.. Enumerable.Range(7, 40)], 2))).Status);
+
+        WorkerDisaggregationStats d = decode.Worker!.Disaggregation;
+        Assert.Equal(1, d.RemotePrefills);
+        Assert.Equal(39 * 2 * 2 * 2 * 16 * sizeof(float), d.TransferBytesReceived);
+        Assert.Equal(prefill.Worker!.Disaggregation.TransferBytesSent, d.TransferBytesReceived);
+    }
+
+    [Fact]
     public async Task PrefillWorkerGone_RequestCompletesWithALocalPrefill()
     {
         await using FrontendHarness h = await FrontendHarness.StartAsync();
@@ -310,10 +357,11 @@ public sealed class DisaggregatedServingTests
 
     private static MockerEngine Mocker() => new(MockerOptions.Default with { SpeedupRatio = 1000, VocabSize = 512, ContextLength = 256 });
 
-    private static async Task<TestWorker> AddDecodeAsync(FrontendHarness h, IEngine engine, int contextLength = 256, TimeSpan? stall = null, string? fingerprint = null)
+    private static async Task<TestWorker> AddDecodeAsync(
+        FrontendHarness h, IEngine engine, int contextLength = 256, TimeSpan? stall = null, string? fingerprint = null, SimulatedKvLink? link = null)
     {
         KvTransferServer transfer = KvTransferServer.Start(KvTransferServerOptions.Default with { BindAddress = "127.0.0.1", PoolBuffers = true });
-        EngineWorkerOptions options = EngineWorkerOptions.Default with { KvTransfer = transfer, ModelFingerprint = fingerprint };
+        EngineWorkerOptions options = EngineWorkerOptions.Default with { KvTransfer = transfer, ModelFingerprint = fingerprint, SimulatedLink = link };
         return await h.AddWorkerAsync(engine, contextLength: contextLength, options: stall is { } s ? options with { RemotePrefillStallTimeout = s } : options);
     }
 

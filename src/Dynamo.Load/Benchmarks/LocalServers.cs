@@ -1,0 +1,138 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+
+namespace Dynamo.Load.Benchmarks;
+
+/// <summary>
+/// NATS and etcd for a bench's worker processes: those named by NATS_SERVER and ETCD_ENDPOINTS when set, else a
+/// nats-server and an etcd started here from the PATH on free loopback ports (etcd's data in a temporary folder,
+/// removed at the end). <see cref="Description"/> says which, for the report. Disposing stops what was started.
+/// </summary>
+internal sealed partial class LocalServers : IAsyncDisposable
+{
+    private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(60);
+
+    private readonly List<ChildProcess> _started = [];
+    private string? _etcdDirectory;
+
+    private LocalServers()
+    {
+    }
+
+    /// <summary>The NATS URL the workers and the frontend use.</summary>
+    public string NatsUrl { get; private set; } = "";
+
+    /// <summary>The etcd client URL the workers and the frontend use.</summary>
+    public string EtcdEndpoint { get; private set; } = "";
+
+    /// <summary>Where each came from: "NATS nats://... (NATS_SERVER)" or "NATS: nats-server started here on ..." and the same for etcd.</summary>
+    public string Description { get; private set; } = "";
+
+    /// <summary>
+    /// Uses <paramref name="natsServer"/> and <paramref name="etcdEndpoints"/> when given (the variables' values),
+    /// and starts whichever is missing. <see cref="FileNotFoundException"/> when a server to start is not installed.
+    /// </summary>
+    public static async Task<LocalServers> StartAsync(string? natsServer, string? etcdEndpoints, TextWriter log, CancellationToken cancellationToken = default)
+    {
+        var servers = new LocalServers();
+        try
+        {
+            var said = new List<string>();
+            if (!string.IsNullOrWhiteSpace(natsServer))
+            {
+                servers.NatsUrl = natsServer.Trim();
+                said.Add($"NATS {servers.NatsUrl} (NATS_SERVER)");
+            }
+            else
+            {
+                int port = FreePort();
+                string binary = Find("nats-server") ?? throw new FileNotFoundException("NATS_SERVER is not set and nats-server is not installed (apt-get install -y nats-server): the worker processes need NATS", "nats-server");
+                ChildProcess nats = servers.Add(ChildProcess.Start("nats-server", binary, ["-a", "127.0.0.1", "-p", Invariant($"{port}")]));
+                await nats.WaitForLineAsync(NatsReady(), ReadyTimeout, cancellationToken).ConfigureAwait(false);
+                servers.NatsUrl = Invariant($"nats://127.0.0.1:{port}");
+                said.Add($"NATS: {binary} started here on {servers.NatsUrl} (pid {nats.Id})");
+            }
+
+            if (!string.IsNullOrWhiteSpace(etcdEndpoints))
+            {
+                servers.EtcdEndpoint = etcdEndpoints.Trim();
+                said.Add($"etcd {servers.EtcdEndpoint} (ETCD_ENDPOINTS)");
+            }
+            else
+            {
+                string binary = Find("etcd") ?? throw new FileNotFoundException("ETCD_ENDPOINTS is not set and etcd is not installed (apt-get install -y etcd-server): the worker processes need etcd", "etcd");
+                string client = Invariant($"http://127.0.0.1:{FreePort()}"), peer = Invariant($"http://127.0.0.1:{FreePort()}");
+                string name = $"bench{Guid.NewGuid():N}"[..16];
+                servers._etcdDirectory = Path.Combine(Path.GetTempPath(), $"dynamo-{name}-etcd");
+                ChildProcess etcd = servers.Add(ChildProcess.Start("etcd", binary,
+                [
+                    "--name", name, "--data-dir", servers._etcdDirectory,
+                    "--listen-client-urls", client, "--advertise-client-urls", client,
+                    "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", $"{name}={peer}",
+                    "--log-level", "info",
+                ]));
+                await etcd.WaitForLineAsync(EtcdReady(), ReadyTimeout, cancellationToken).ConfigureAwait(false);
+                servers.EtcdEndpoint = client;
+                said.Add($"etcd: {binary} started here on {client} (pid {etcd.Id})");
+            }
+
+            servers.Description = string.Join("; ", said);
+            log.WriteLine($"bench disagg: {servers.Description}");
+            return servers;
+        }
+        catch
+        {
+            await servers.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>The environment of a worker process: NATS_SERVER and ETCD_ENDPOINTS.</summary>
+    public IReadOnlyDictionary<string, string> Environment => new Dictionary<string, string>
+    {
+        ["NATS_SERVER"] = NatsUrl,
+        ["ETCD_ENDPOINTS"] = EtcdEndpoint,
+    };
+
+    public async ValueTask DisposeAsync()
+    {
+        for (int i = _started.Count - 1; i >= 0; i--)
+        {
+            await _started[i].DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (_etcdDirectory is not null && Directory.Exists(_etcdDirectory))
+        {
+            Directory.Delete(_etcdDirectory, recursive: true);
+        }
+    }
+
+    private ChildProcess Add(ChildProcess process)
+    {
+        _started.Add(process);
+        return process;
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static string? Find(string program) =>
+        (System.Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Concat(["/usr/sbin", "/usr/local/bin", "/usr/bin"])
+            .Select(d => Path.Combine(d, program))
+            .FirstOrDefault(File.Exists);
+
+    [GeneratedRegex("Server is ready")]
+    private static partial Regex NatsReady();
+
+    [GeneratedRegex("ready to serve client requests|serving client traffic insecurely")]
+    private static partial Regex EtcdReady();
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}
