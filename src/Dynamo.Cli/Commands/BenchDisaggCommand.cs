@@ -148,26 +148,32 @@ internal static class BenchDisaggCommand
             FrontendOptions frontend = FrontendOptions.Default with { Processing = ProcessorOptions.Default with { RouterMode = parse.GetValue(routerMode)! } };
             frontend.Validate();
             bool progress = !parse.GetValue(noProgress) && !Console.IsErrorRedirected;
-            bool asJson = parse.GetValue(json);
             TextWriter log = Console.Error;
+            SimulatedKvLink link = new SimulatedKvLink
+            {
+                BytesPerToken = parse.GetValue(bytesPerToken) ?? SimulatedKvLink.Default.BytesPerToken,
+                Gbps = parse.GetValue(gbps),
+                Latency = TimeSpan.FromMicroseconds(parse.GetValue(latency)),
+            }.Validate();
+            (int, int, double) mix = (longTokens, shortTokens, fraction);
+
+            // Ctrl-C and SIGTERM cancel the run, so that the worker processes, nats-server and etcd it started are stopped.
+            using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
             DisaggBenchmark.Outcome outcome;
-            if (mocker)
+            try
             {
-                var link = new SimulatedKvLink
-                {
-                    BytesPerToken = parse.GetValue(bytesPerToken) ?? SimulatedKvLink.Default.BytesPerToken,
-                    Gbps = parse.GetValue(gbps),
-                    Latency = TimeSpan.FromMicroseconds(parse.GetValue(latency)),
-                }.Validate();
-                outcome = await RunMockersAsync(parse.GetValue(speedup) ?? d.SpeedupRatio, parse.GetValue(blocks), link, settings, shapes, (longTokens, shortTokens, fraction), options, frontend, reps, progress, log, cancellationToken);
+                outcome = mocker
+                    ? await RunMockersAsync(parse.GetValue(speedup) ?? d.SpeedupRatio, parse.GetValue(blocks), link, settings, shapes, mix, options, frontend, reps, progress, log, shutdown.Token)
+                    : await RunProcessesAsync(parse.GetValue(model), parse.GetValue(threads), parse.GetValue(kvMemory), parse.GetResult(bytesPerToken) is not null, settings, shapes,
+                        mix, options, frontend, reps, progress, log, shutdown.Token);
             }
-            else
+            catch (OperationCanceledException) when (shutdown.IsCancellationRequested)
             {
-                outcome = await RunProcessesAsync(parse.GetValue(model), parse.GetValue(threads), parse.GetValue(kvMemory), parse.GetResult(bytesPerToken) is not null, settings, shapes,
-                    (longTokens, shortTokens, fraction), options, frontend, reps, progress, log, cancellationToken);
+                await log.WriteLineAsync("bench disagg: interrupted before a deployment finished; what it started is stopped");
+                return 1;
             }
 
-            if (asJson)
+            if (parse.GetValue(json))
             {
                 using Stream stdout = Console.OpenStandardOutput();
                 outcome.WriteJson(stdout);
