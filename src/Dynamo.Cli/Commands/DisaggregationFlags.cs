@@ -32,15 +32,7 @@ internal sealed class DisaggregationFlags
     /// <summary><paramref name="settings"/> with the flags given applied.</summary>
     public WorkerSettings Apply(ParseResult parse, WorkerSettings settings)
     {
-        bool? conditional = parse.GetValue(_conditional);
-        int? maxLocal = parse.GetValue(_maxLocal);
-        int? maxQueue = parse.GetValue(_maxQueue);
-        DisaggregationSettings? thresholds = conditional is null && maxLocal is null && maxQueue is null ? null : DisaggregationSettings.Default with
-        {
-            ConditionalDisagg = conditional ?? DisaggregationSettings.Default.ConditionalDisagg,
-            MaxLocalPrefillLength = maxLocal ?? DisaggregationSettings.Default.MaxLocalPrefillLength,
-            MaxPrefillQueueSize = maxQueue ?? DisaggregationSettings.Default.MaxPrefillQueueSize,
-        };
+        DisaggregationSettings? thresholds = DisaggregationSettings.FromGiven(parse.GetValue(_conditional), parse.GetValue(_maxLocal), parse.GetValue(_maxQueue));
         return settings with
         {
             RemotePrefill = parse.GetValue(_remotePrefill) ?? true,

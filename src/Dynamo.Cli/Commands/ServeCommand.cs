@@ -274,16 +274,6 @@ internal static class ServeCommand
     }
 
     /// <summary>The decode side's thresholds of a worker section (conditional-disagg, max-local-prefill-length, max-prefill-queue-size), null when it names none.</summary>
-    private static DisaggregationSettings? DisaggregationFromConfig(ComponentConfig c)
-    {
-        bool? conditional = c.Bool("conditional_disagg");
-        int? maxLocal = c.Int("max_local_prefill_length");
-        int? maxQueue = c.Int("max_prefill_queue_size");
-        return conditional is null && maxLocal is null && maxQueue is null ? null : DisaggregationSettings.Default with
-        {
-            ConditionalDisagg = conditional ?? DisaggregationSettings.Default.ConditionalDisagg,
-            MaxLocalPrefillLength = maxLocal ?? DisaggregationSettings.Default.MaxLocalPrefillLength,
-            MaxPrefillQueueSize = maxQueue ?? DisaggregationSettings.Default.MaxPrefillQueueSize,
-        };
-    }
+    private static DisaggregationSettings? DisaggregationFromConfig(ComponentConfig c) =>
+        DisaggregationSettings.FromGiven(c.Bool("conditional_disagg"), c.Int("max_local_prefill_length"), c.Int("max_prefill_queue_size"));
 }

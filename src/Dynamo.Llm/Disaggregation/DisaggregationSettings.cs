@@ -29,6 +29,15 @@ public sealed partial record DisaggregationSettings
     [JsonPropertyName("max_prefill_queue_size")]
     public int MaxPrefillQueueSize { get; init; } = 2;
 
+    /// <summary>The settings a worker was given (flags or config keys): the defaults with those given; null when none was.</summary>
+    public static DisaggregationSettings? FromGiven(bool? conditionalDisagg, int? maxLocalPrefillLength, int? maxPrefillQueueSize) =>
+        conditionalDisagg is null && maxLocalPrefillLength is null && maxPrefillQueueSize is null ? null : Default with
+        {
+            ConditionalDisagg = conditionalDisagg ?? Default.ConditionalDisagg,
+            MaxLocalPrefillLength = maxLocalPrefillLength ?? Default.MaxLocalPrefillLength,
+            MaxPrefillQueueSize = maxPrefillQueueSize ?? Default.MaxPrefillQueueSize,
+        };
+
     /// <summary>This, or <see cref="ArgumentException"/> naming the flag of the first value out of range.</summary>
     public DisaggregationSettings Validate()
     {
