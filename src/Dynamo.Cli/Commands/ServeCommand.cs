@@ -93,6 +93,8 @@ internal static class ServeCommand
         ComponentConfig? processor = null;
         string processorNamespace = ProcessorOptions.Default.Namespace;
         int? processorSystemPort = null;
+        int? processorMigrationLimit = null;
+        double? processorMigrationWait = null;
         foreach (string name in components)
         {
             ComponentConfig c = config.For(name);
@@ -107,6 +109,8 @@ internal static class ServeCommand
                         {
                             Namespace = c.String("namespace") ?? ProcessorOptions.Default.Namespace,
                             RouterMode = c.String("router_mode") ?? ProcessorOptions.Default.RouterMode,
+                            MigrationLimit = c.Int("migration_limit") ?? ProcessorOptions.Default.MigrationLimit,
+                            MigrationWaitTimeout = c.Double("migration_wait") is double fw ? FrontendFlags.Seconds(fw) : ProcessorOptions.Default.MigrationWaitTimeout,
                         },
                     };
                     frontendConfig = c;
@@ -115,6 +119,8 @@ internal static class ServeCommand
                     routerMode ??= c.String("router") ?? c.String("router_mode");
                     processorNamespace = c.String("namespace") ?? ProcessorOptions.Default.Namespace;
                     processorSystemPort = c.Int("system_port");
+                    processorMigrationLimit = c.Int("migration_limit");
+                    processorMigrationWait = c.Double("migration_wait");
                     processor = c;
                     log.WriteLine($"serve: {name}: chat template, tokenizer, routing and detokenization run in the Processor component ({processorNamespace}.processor.generate); frontends relay to it");
                     break;
@@ -153,6 +159,8 @@ internal static class ServeCommand
             Namespace = processorNamespace,
             RouterMode = routerMode ?? ProcessorOptions.Default.RouterMode,
             KvRouter = kvRouter,
+            MigrationLimit = processorMigrationLimit ?? ProcessorOptions.Default.MigrationLimit,
+            MigrationWaitTimeout = processorMigrationWait is double pw ? FrontendFlags.Seconds(pw) : ProcessorOptions.Default.MigrationWaitTimeout,
         }).Validate());
         return new Plan(components, workers, startRouter ? kvRouter : null, processing, processorSystemPort, frontend is null ? null : frontendConfig!.Validated(frontend.Validate), runtime);
     }

@@ -91,6 +91,9 @@ public sealed partial class ProcessorServer : IAsyncDisposable
     /// <summary>The counters of the KV routers this processor runs, by endpoint (its status port exports them).</summary>
     public IEnumerable<(string Endpoint, RouterStats Stats)> KvRouterStats() => _registry.KvRouterStats();
 
+    /// <summary>The streams this processor moved to another worker (its status port exports them).</summary>
+    public MigrationCounters Migration => _registry.Migration;
+
     /// <summary>The disaggregation decisions this processor made, by model (its status port exports them).</summary>
     public IEnumerable<(string Model, DisaggregationCounters Counters)> Disaggregation() => _registry.Disaggregation();
 

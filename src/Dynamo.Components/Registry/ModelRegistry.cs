@@ -43,6 +43,15 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         _processors = new Lazy<Task<EndpointClient>>(() => runtime.CreateClientAsync(ProcessorServer.AddressFor(options.Namespace)));
     }
 
+    /// <summary>Request migration counts (the pipelines that use this registry).</summary>
+    public MigrationCounters Migration { get; } = new();
+
+    /// <summary>Where the pipelines log.</summary>
+    public ILogger Logger => _logger;
+
+    /// <summary>Completes at the next change of the served models (a card added or removed).</summary>
+    public Task Changed => Volatile.Read(ref _changed).Task;
+
     /// <summary>The settings it serves with.</summary>
     public ProcessorOptions Options => _options;
 

@@ -212,7 +212,13 @@ public sealed partial class EngineWorker : IAsyncDisposable
             throw new EndpointException("invalid_request", e.Message);
         }
 
-        return new EngineRequest(request.RequestId is { Length: > 0 } id ? id : requestId, tokens, sampling);
+        int resumed = request.ResumedOutputTokens ?? 0;
+        if (resumed < 0 || resumed >= tokens.Count)
+        {
+            throw new EndpointException("invalid_request", $"resumed_output_tokens: {resumed} must be at least 0 and less than the {tokens.Count} token_ids");
+        }
+
+        return new EngineRequest(request.RequestId is { Length: > 0 } id ? id : requestId, tokens, sampling) { ResumedOutputTokens = resumed };
     }
 
     /// <summary>An engine output as a generate response (<paramref name="prefill"/> on the last one of a disaggregated request).</summary>
