@@ -140,6 +140,16 @@ public sealed class DistributedRuntime : IAsyncDisposable
     public Task PublishModelCardAsync(EndpointAddress address, ReadOnlyMemory<byte> cardJson, CancellationToken cancellationToken = default) =>
         Discovery.PutAsync(address.ModelCardKey(InstanceId), cardJson, DiscoveryPutOptions.LeasedKey, cancellationToken);
 
+    /// <summary>
+    /// Deletes this instance's model card for <paramref name="address"/> (a draining worker: routers stop
+    /// choosing it while its endpoint instance stays registered, so that its streams in flight go on).
+    /// </summary>
+    public Task WithdrawModelCardAsync(EndpointAddress address, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        return Discovery.DeleteAsync(address.ModelCardKey(InstanceId), cancellationToken);
+    }
+
     /// <inheritdoc/>
     public async ValueTask DisposeAsync()
     {

@@ -224,9 +224,27 @@ internal static class ServeCommand
         }
         finally
         {
-            // Frontend first, then workers leave discovery, then their runtimes revoke their leases.
+            // Frontend first (it finishes its streams), then the workers drain together (graceful: requests of
+            // other frontends finish or move), leave discovery, and their runtimes revoke their leases.
+            bool drained = false;
             for (int i = started.Count - 1; i >= 0; i--)
             {
+                if (!drained && started[i] is WorkerComponent)
+                {
+                    drained = true;
+                    WorkerComponent[] workerComponents = [.. started.OfType<WorkerComponent>()];
+                    TimeSpan drain = plan.Workers.Count == 0 ? TimeSpan.Zero : plan.Workers.Max(w => w.Settings.DrainTimeout);
+                    log.WriteLine($"serve: {workerComponents.Length} workers draining ({workerComponents.Sum(w => w.InFlight)} requests in flight, up to {drain.TotalSeconds:0.#} s; a second signal stops at once)");
+                    try
+                    {
+                        await Task.WhenAll(workerComponents.Select(w => w.DrainAsync(drain, RuntimeConnection.ForcedShutdown)));
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        log.WriteLine("serve: stopping at once (second signal)");
+                    }
+                }
+
                 await started[i].DisposeAsync();
             }
         }
@@ -271,6 +289,7 @@ internal static class ServeCommand
             },
             Threads = c.Int("threads") ?? Environment.ProcessorCount,
             SystemPort = c.Int("system_port"),
+            DrainTimeout = c.Double("drain_timeout") is double drain ? FrontendFlags.Seconds(drain) : TimeSpan.FromSeconds(30),
             IgnoredFlags = ignored,
             RemotePrefill = c.Bool("remote_prefill") ?? true,
             Disaggregation = DisaggregationFromConfig(c),

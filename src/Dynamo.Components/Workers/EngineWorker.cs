@@ -49,6 +49,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
     private long _kvEventsDropped;
     private long _publishFailures;
     private int _inFlight;
+    private static readonly TimeSpan DrainPollInterval = TimeSpan.FromMilliseconds(20);
     private Task _publishers = Task.CompletedTask;
     private readonly ConcurrentDictionary<string, Lazy<Task<EndpointClient>>> _prefillClients = new(StringComparer.Ordinal);
 
@@ -232,6 +233,36 @@ public sealed partial class EngineWorker : IAsyncDisposable
         CachedTokens = output.FinishReason is null ? null : output.CachedTokens,
         Prefill = prefill,
     }, WorkerJsonContext.Default.GenerateResponse);
+
+    /// <summary>
+    /// Graceful drain (SIGTERM): withdraws the worker's model card, so that no router chooses it any more (its
+    /// endpoint stays registered and serving: a request routed just before still runs), then waits for its
+    /// requests in flight to end, at most <paramref name="timeout"/>. Returns how many are still running;
+    /// disposing the worker then stops them, and their frontends migrate them to other workers.
+    /// </summary>
+    public async Task<int> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        Log.Draining(_logger, EndpointAddress.FormatId(InstanceId), InFlight, timeout.TotalSeconds);
+        try
+        {
+            await _runtime.WithdrawModelCardAsync(Address, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
+        {
+            // Discovery unreachable: the card's lease expires with this process; drain what runs anyway.
+            Log.WithdrawFailed(_logger, EndpointAddress.FormatId(InstanceId), e.Message);
+        }
+
+        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        while (InFlight > 0 && Environment.TickCount64 < deadline)
+        {
+            await Task.Delay(DrainPollInterval, cancellationToken).ConfigureAwait(false);
+        }
+
+        int left = InFlight;
+        Log.Drained(_logger, EndpointAddress.FormatId(InstanceId), left);
+        return left;
+    }
 
     /// <inheritdoc/>
     public async ValueTask DisposeAsync()
@@ -557,5 +588,14 @@ public sealed partial class EngineWorker : IAsyncDisposable
 
         [LoggerMessage(EventId = 4003, Level = LogLevel.Warning, Message = "Request {RequestId}: refusing to prefill: this prefill worker {PrefillWorker} serves weights {Ours}, decode worker {DecodeWorker} serves {Theirs} (another model under the same name)")]
         public static partial void ModelMismatch(ILogger logger, string requestId, string prefillWorker, string ours, string decodeWorker, string theirs);
+
+        [LoggerMessage(EventId = 4004, Level = LogLevel.Information, Message = "Worker {WorkerId} draining: model card withdrawn, waiting up to {TimeoutSeconds} s for {InFlight} requests in flight")]
+        public static partial void Draining(ILogger logger, string workerId, int inFlight, double timeoutSeconds);
+
+        [LoggerMessage(EventId = 4005, Level = LogLevel.Information, Message = "Worker {WorkerId} drained: {Left} requests still running are stopped now (their frontends migrate them)")]
+        public static partial void Drained(ILogger logger, string workerId, int left);
+
+        [LoggerMessage(EventId = 4006, Level = LogLevel.Warning, Message = "Worker {WorkerId}: withdrawing the model card failed ({Reason}); draining anyway")]
+        public static partial void WithdrawFailed(ILogger logger, string workerId, string reason);
     }
 }
