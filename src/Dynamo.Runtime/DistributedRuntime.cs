@@ -121,7 +121,7 @@ public sealed class DistributedRuntime : IAsyncDisposable
         byte[] json = JsonSerializer.SerializeToUtf8Bytes(record, RuntimeJsonContext.Default.InstanceRecord);
         string key = address.InstanceKey(InstanceId);
         await Discovery.PutAsync(key, json, DiscoveryPutOptions.LeasedKey, cancellationToken).ConfigureAwait(false);
-        return new ServedEndpoint(this, address, key, own, any);
+        return new ServedEndpoint(this, address, key, record, own, any);
     }
 
     /// <summary>

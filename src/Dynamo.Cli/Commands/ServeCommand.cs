@@ -229,6 +229,26 @@ internal static class ServeCommand
             bool drained = false;
             for (int i = started.Count - 1; i >= 0; i--)
             {
+                // The Processor and Router components drain too: other frontends' requests finish or go elsewhere.
+                Task<long>? component = started[i] switch
+                {
+                    ProcessorServer p => p.DrainAsync(ComponentDrainTimeout, RuntimeConnection.ForcedShutdown),
+                    RouterServer r => r.DrainAsync(ComponentDrainTimeout, RuntimeConnection.ForcedShutdown),
+                    _ => null,
+                };
+                if (component is not null)
+                {
+                    try
+                    {
+                        long left = await component;
+                        log.WriteLine($"serve: {(started[i] is ProcessorServer ? "processor" : "router")} drained{(left == 0 ? "" : $" ({left} requests still in flight are stopped)")}");
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        log.WriteLine("serve: stopping at once (second signal)");
+                    }
+                }
+
                 if (!drained && started[i] is WorkerComponent)
                 {
                     drained = true;
@@ -303,4 +323,7 @@ internal static class ServeCommand
     /// <summary>The decode side's thresholds of a worker section (conditional-disagg, max-local-prefill-length, max-prefill-queue-size), null when it names none.</summary>
     private static DisaggregationSettings? DisaggregationFromConfig(ComponentConfig c) =>
         DisaggregationSettings.FromGiven(c.Bool("conditional_disagg"), c.Int("max_local_prefill_length"), c.Int("max_prefill_queue_size"));
+
+    /// <summary>How long a Processor or Router component's requests in flight may take to end on SIGTERM.</summary>
+    private static readonly TimeSpan ComponentDrainTimeout = TimeSpan.FromSeconds(30);
 }

@@ -100,6 +100,14 @@ public sealed partial class ProcessorServer : IAsyncDisposable
     /// <summary>Waits until <paramref name="name"/> is served and its tokenizer is loaded.</summary>
     public Task WaitForModelAsync(string name, CancellationToken cancellationToken = default) => _registry.WaitForModelAsync(name, cancellationToken);
 
+    /// <summary>
+    /// Graceful drain (SIGTERM): marked draining, frontends send new requests to other processors (or preprocess
+    /// themselves) while the ones in flight finish, for at most <paramref name="timeout"/>. Returns how many
+    /// are left; dispose afterwards.
+    /// </summary>
+    public Task<long> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        _served.DrainAsync(() => InflightRequests, timeout, cancellationToken);
+
     /// <summary>Leaves discovery (new requests go to other processors), ends the requests in flight, stops following the cards.</summary>
     public async ValueTask DisposeAsync()
     {

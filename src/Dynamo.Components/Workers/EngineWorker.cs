@@ -49,7 +49,6 @@ public sealed partial class EngineWorker : IAsyncDisposable
     private long _kvEventsDropped;
     private long _publishFailures;
     private int _inFlight;
-    private static readonly TimeSpan DrainPollInterval = TimeSpan.FromMilliseconds(20);
     private Task _publishers = Task.CompletedTask;
     private readonly ConcurrentDictionary<string, Lazy<Task<EndpointClient>>> _prefillClients = new(StringComparer.Ordinal);
 
@@ -235,9 +234,9 @@ public sealed partial class EngineWorker : IAsyncDisposable
     }, WorkerJsonContext.Default.GenerateResponse);
 
     /// <summary>
-    /// Graceful drain (SIGTERM): withdraws the worker's model card, so that no router chooses it any more (its
-    /// endpoint stays registered and serving: a request routed just before still runs), then waits for its
-    /// requests in flight to end, at most <paramref name="timeout"/>. Returns how many are still running;
+    /// Graceful drain (SIGTERM): withdraws the worker's model card and marks its instance draining, so that no
+    /// router chooses it any more (its endpoint keeps serving: a request routed just before still runs), then
+    /// waits for its requests in flight to end, at most <paramref name="timeout"/>. Returns how many are still running;
     /// disposing the worker then stops them, and their frontends migrate them to other workers.
     /// </summary>
     public async Task<int> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
@@ -253,13 +252,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
             Log.WithdrawFailed(_logger, EndpointAddress.FormatId(InstanceId), e.Message);
         }
 
-        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
-        while (InFlight > 0 && Environment.TickCount64 < deadline)
-        {
-            await Task.Delay(DrainPollInterval, cancellationToken).ConfigureAwait(false);
-        }
-
-        int left = InFlight;
+        int left = _served is null ? InFlight : (int)await _served.DrainAsync(() => InFlight, timeout, cancellationToken).ConfigureAwait(false);
         Log.Drained(_logger, EndpointAddress.FormatId(InstanceId), left);
         return left;
     }

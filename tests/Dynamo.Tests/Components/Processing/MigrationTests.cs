@@ -147,6 +147,79 @@ public sealed class MigrationTests
     }
 
     [Fact]
+    public async Task Drain_TheDrainingWorkersStreamFinishesThereAndNewRequestsGoToTheOther()
+    {
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        MockerEngine first = Mocker();
+        TestWorker a = await h.AddWorkerAsync(first);
+        var gate = new ManualResetEventSlim();
+        first.Core.BeforeStep = n =>
+        {
+            if (n >= 5)
+            {
+                gate.Wait();
+            }
+        };
+
+        using HttpResponseMessage response = await SendStreamingAsync(h, ChatBody("\"temperature\":0", maxTokens: 30));
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var data = new List<string>();
+        await ReadDataAsync(reader, data, until: () => ContentChunks(data) >= 1);
+        TestWorker b = await h.AddWorkerAsync(Mocker());
+        await h.WaitForCandidatesAsync(2);
+
+        Task<int> draining = a.Worker!.DrainAsync(TimeSpan.FromSeconds(60));
+        await WaitUntilAsync(() => h.Server.Registry.TargetFor(FrontendHarness.Model, new HashSet<long>())?.Candidates is [long only] && only == b.Worker!.InstanceId);
+        Assert.Equal(200, (await h.PostJsonAsync(Chat, ChatBody("\"temperature\":0", maxTokens: 4).Replace("\"stream\":true", "\"stream\":false", StringComparison.Ordinal))).Status);
+        Assert.Equal(1, b.Worker!.RequestsTotal);
+        Assert.False(draining.IsCompleted);
+
+        gate.Set();
+        await ReadDataAsync(reader, data, until: () => data.Count > 0 && data[^1] == "[DONE]");
+        Assert.Equal(0, await draining);
+        Assert.Equal(30, Streamed.Parse(new Sse(200, "text/event-stream", data, [])).CompletionTokens);
+        Assert.Equal(0, h.Server.Registry.Migration.Total);
+        Assert.Equal(1, a.Worker.RequestsTotal);
+    }
+
+    [Fact]
+    public async Task Drain_ProcessorFinishesItsStreamWhileTheFrontendPreprocessesNewRequestsItself()
+    {
+        await using FrontendHarness h = await FrontendHarness.StartAsync(processor: true);
+        MockerEngine engine = Mocker();
+        await h.AddWorkerAsync(engine);
+        var gate = new ManualResetEventSlim();
+        engine.Core.BeforeStep = n =>
+        {
+            if (n >= 5)
+            {
+                gate.Wait();
+            }
+        };
+
+        using HttpResponseMessage response = await SendStreamingAsync(h, ChatBody("\"temperature\":0", maxTokens: 30));
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var data = new List<string>();
+        await ReadDataAsync(reader, data, until: () => ContentChunks(data) >= 1);
+        Assert.Equal(1, h.Processor!.InflightRequests);
+
+        Task<long> draining = h.Processor.DrainAsync(TimeSpan.FromSeconds(60));
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            while (await h.Server.Registry.ProcessorsAsync() is not null)
+            {
+                await Task.Delay(10, timeout.Token);
+            }
+        }
+        gate.Set();
+        Assert.Equal(200, (await h.PostJsonAsync(Chat, ChatBody("\"temperature\":0", maxTokens: 4).Replace("\"stream\":true", "\"stream\":false", StringComparison.Ordinal))).Status);
+        Assert.Equal(1, h.Processor.Requests);
+        await ReadDataAsync(reader, data, until: () => data.Count > 0 && data[^1] == "[DONE]");
+        Assert.Equal(0, await draining);
+        Assert.Equal(30, Streamed.Parse(new Sse(200, "text/event-stream", data, [])).CompletionTokens);
+    }
+
+    [Fact]
     public void Resume_AppendsTheOutputAndMarksIt_AndNullWhenMaxTokensIsUsedUp()
     {
         var original = new GenerateRequest { Version = 1, RequestId = "r", TokenIds = [5, 6, 7], Sampling = new GenerateSampling { MaxTokens = 10, Seed = 3 } };
