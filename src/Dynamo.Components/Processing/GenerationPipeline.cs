@@ -129,9 +129,10 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
                     target.Workers.Client.ReportFailure(lease.WorkerId);
                     requestOptions = requestOptions with { RequestId = $"{requestId}-r{tried.Count}" };
                 }
-                catch (Exception e) when (produced && MigrationReason(e) is { } reason && !cancellationToken.IsCancellationRequested)
+                catch (Exception e) when (MigrationReason(e) is { } reason && !cancellationToken.IsCancellationRequested)
                 {
-                    // The stream broke after it had started: the request goes on elsewhere, from the tokens the client has.
+                    // The stream broke after it had started (or its first frames were lost in transport, as in a NATS
+                    // restart): the request goes on elsewhere, from the tokens the client has.
                     if (migrations >= registry.Options.MigrationLimit)
                     {
                         registry.Migration.Exhausted(model);
