@@ -1,4 +1,6 @@
+using System.Net.Security;
 using System.Runtime.CompilerServices;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using dotnet_etcd;
 using Etcdserverpb;
@@ -129,30 +131,71 @@ internal sealed partial class EtcdDiscovery : IDiscovery
         _keepAlive = Task.Run(() => KeepAliveLoopAsync(_keepAliveStop.Token), CancellationToken.None);
     }
 
-    /// <summary>Grants the primary lease, retrying every 200 ms; <paramref name="last"/> keeps the most telling failure.</summary>
+    /// <summary>
+    /// Checks the credentials (see <see cref="CheckAuthenticationAsync"/>), then grants the primary lease, retrying every
+    /// 200 ms while etcd is unreachable; <paramref name="last"/> keeps the most telling failure. A refusal that only the
+    /// settings can fix (credentials, permissions, TLS) ends the start at once.
+    /// </summary>
     private async Task<long> GrantFirstLeaseAsync(EtcdClient client, StrongBox<Exception?> last, CancellationToken cancellationToken)
     {
         long start = _time.GetTimestamp();
+        bool authenticated = false;
         while (true)
         {
             TimeSpan remaining = _options.ConnectTimeout - _time.GetElapsedTime(start);
             TimeSpan callTimeout = remaining < _options.CallTimeout ? remaining : _options.CallTimeout;
+            DateTime deadline = DateTime.UtcNow + (callTimeout > TimeSpan.Zero ? callTimeout : MinBackoff);
             try
             {
-                LeaseGrantResponse grant = await client.LeaseGrantAsync(
-                    new LeaseGrantRequest { TTL = _ttlSeconds },
-                    deadline: DateTime.UtcNow + (callTimeout > TimeSpan.Zero ? callTimeout : MinBackoff),
-                    cancellationToken: cancellationToken).ConfigureAwait(false);
+                if (!authenticated)
+                {
+                    await CheckAuthenticationAsync(client, deadline, cancellationToken).ConfigureAwait(false);
+                    authenticated = true;
+                }
+
+                LeaseGrantResponse grant = await client.LeaseGrantAsync(new LeaseGrantRequest { TTL = _ttlSeconds }, deadline: deadline, cancellationToken: cancellationToken).ConfigureAwait(false);
                 return grant.ID;
             }
             catch (Exception e) when (IsCallFailure(e, cancellationToken))
             {
+                if (Refused(e) is { } refused)
+                {
+                    throw refused;
+                }
+
                 // Keep "Connection refused" rather than a later bare deadline.
                 Exception? previous = Volatile.Read(ref last.Value);
                 Volatile.Write(ref last.Value, previous is RpcException { StatusCode: StatusCode.Unavailable } && e is not RpcException { StatusCode: StatusCode.Unavailable } ? previous : e);
             }
 
             await Task.Delay(MinBackoff, _time, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// With credentials: authenticates once (wrong ones fail here, named), then lets every call carry the token
+    /// (dotnet-etcd's handler fetches it, caches it and fetches it again after etcd rejects it). If etcd's
+    /// authentication is off, the credentials are not used, as etcd's own client does. Without credentials: reads
+    /// one key, so that an etcd requiring authentication is reported here rather than at the first write (etcd
+    /// grants leases without checking the user).
+    /// </summary>
+    private async Task CheckAuthenticationAsync(EtcdClient client, DateTime deadline, CancellationToken cancellationToken)
+    {
+        EtcdSecurity security = _options.Security;
+        if (!security.HasCredentials)
+        {
+            await client.GetAsync(new RangeRequest { Key = ByteString.CopyFromUtf8("health"), CountOnly = true }, deadline: deadline, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        try
+        {
+            await client.AuthenticateAsync(new AuthenticateRequest { Name = security.Username, Password = security.Password }, deadline: deadline, cancellationToken: cancellationToken).ConfigureAwait(false);
+            client.SetCredentials(security.Username!, security.Password!);
+        }
+        catch (RpcException e) when (EtcdRefusals.Classify(e) == EtcdRefusal.AuthenticationDisabled)
+        {
+            Log.AuthenticationOff(_logger, Address, EtcdSecurity.UsernameVariable);
         }
     }
 
@@ -341,6 +384,9 @@ internal sealed partial class EtcdDiscovery : IDiscovery
     private EtcdClient CreateClient()
     {
         bool tls = _options.Endpoints[0].StartsWith("https://", StringComparison.OrdinalIgnoreCase);
+        X509Certificate2Collection trusted = _options.Security.TrustedCertificates();
+        X509Certificate2? clientCertificate = _options.Security.ClientCertificate();
+        string[] hosts = [.. _options.Endpoints.Select(e => new Uri(e).IdnHost)];
         return new EtcdClient(Address, configureChannelOptions: o =>
         {
             o.Credentials = tls ? ChannelCredentials.SecureSsl : ChannelCredentials.Insecure;
@@ -363,8 +409,49 @@ internal sealed partial class EtcdDiscovery : IDiscovery
                 handler.KeepAlivePingDelay = TimeSpan.FromSeconds(10);
                 handler.KeepAlivePingTimeout = TimeSpan.FromSeconds(5);
                 handler.KeepAlivePingPolicy = HttpKeepAlivePingPolicy.WithActiveRequests;
+                if (tls)
+                {
+                    handler.SslOptions = new SslClientAuthenticationOptions
+                    {
+                        RemoteCertificateValidationCallback = (_, certificate, _, errors) => IsTrusted(certificate, errors, trusted, hosts),
+                        ClientCertificates = clientCertificate is null ? null : [clientCertificate],
+                    };
+                }
             }
         });
+    }
+
+    /// <summary>
+    /// Whether etcd's certificate is trusted: by the system's CAs, or else by the ETCD_AUTH_CA certificates; and issued
+    /// for one of the endpoints' hosts. The name is checked here, not by the TLS layer: the gRPC channel balances over
+    /// the endpoints under one made-up authority, so the name TLS would compare with is none of them.
+    /// </summary>
+    private static bool IsTrusted(X509Certificate? certificate, SslPolicyErrors errors, X509Certificate2Collection trusted, string[] hosts)
+    {
+        if (certificate is null || (errors & SslPolicyErrors.RemoteCertificateNotAvailable) != 0)
+        {
+            return false;
+        }
+
+        using X509Certificate2 leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+        if ((errors & SslPolicyErrors.RemoteCertificateChainErrors) != 0)
+        {
+            if (trusted.Count == 0)
+            {
+                return false;
+            }
+
+            using var chain = new X509Chain();
+            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.AddRange(trusted);
+            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+            if (!chain.Build(leaf))
+            {
+                return false;
+            }
+        }
+
+        return hosts.Any(host => leaf.MatchesHostname(host));
     }
 
     private async Task<RangeResponse> ListAsync(EtcdClient client, string prefix, CancellationToken cancellationToken)
@@ -478,15 +565,22 @@ internal sealed partial class EtcdDiscovery : IDiscovery
     private async Task<T> AttemptAsync<T>(
         Func<DateTime, CancellationToken, Task<T>> call, DateTime deadline, bool retryUnavailable, StrongBox<RpcException?> lastUnavailable, CancellationToken cancellationToken)
     {
+        bool retriedToken = false;
         while (true)
         {
             try
             {
                 return await call(deadline, cancellationToken).ConfigureAwait(false);
             }
-            catch (RpcException e) when (retryUnavailable && e.StatusCode == StatusCode.Unavailable && DateTime.UtcNow + RetryDelay < deadline)
+            catch (RpcException e) when (retryUnavailable && e.StatusCode == StatusCode.Unavailable && DateTime.UtcNow + RetryDelay < deadline
+                && EtcdRefusals.Classify(e) != EtcdRefusal.TlsHandshake)
             {
                 Volatile.Write(ref lastUnavailable.Value, e);
+            }
+            catch (RpcException e) when (!retriedToken && EtcdRefusals.Classify(e) == EtcdRefusal.TokenInvalid && DateTime.UtcNow + RetryDelay < deadline)
+            {
+                // etcd forgot the token (restarted, or its TTL passed); the handler dropped it and fetches a new one.
+                retriedToken = true;
             }
             catch (Exception e) when (IsCallFailure(e, cancellationToken))
             {
@@ -506,9 +600,39 @@ internal sealed partial class EtcdDiscovery : IDiscovery
     private static bool IsCallFailure(Exception e, CancellationToken cancellationToken) =>
         !cancellationToken.IsCancellationRequested && e is RpcException or OperationCanceledException;
 
-    private DiscoveryUnavailableException Unreachable(Exception? cause) => cause is RpcException { StatusCode: not (StatusCode.Unavailable or StatusCode.DeadlineExceeded) }
+    private DiscoveryUnavailableException Unreachable(Exception? cause) => Refused(cause) ?? (cause is RpcException { StatusCode: not (StatusCode.Unavailable or StatusCode.DeadlineExceeded) }
         ? new($"etcd at {Address} failed: {Describe(cause)}", cause)
-        : new($"etcd at {Address} is unreachable (ETCD_ENDPOINTS): {(cause is null ? "no answer" : Describe(cause))}", cause);
+        : new($"etcd at {Address} is unreachable (ETCD_ENDPOINTS): {(cause is null ? "no answer" : Describe(cause))}", cause));
+
+    /// <summary>The failure as a refusal the settings must fix, naming the variable (never a secret); null when it is none.</summary>
+    private DiscoveryUnavailableException? Refused(Exception? cause)
+    {
+        string user = $"user '{_options.Security.Username}' ({EtcdSecurity.UsernameVariable})";
+        string? message = EtcdRefusals.Classify(cause) switch
+        {
+            EtcdRefusal.CredentialsRequired => $"etcd at {Address} requires authentication: set {EtcdSecurity.UsernameVariable} and {EtcdSecurity.PasswordVariable}",
+            EtcdRefusal.CredentialsRejected => $"etcd at {Address} refused the credentials of {EtcdSecurity.UsernameVariable}/{EtcdSecurity.PasswordVariable}: wrong user name or password for {user}",
+            EtcdRefusal.PermissionDenied => $"etcd at {Address}: permission denied to {user}; grant its role read and write access to the keys (etcdctl role grant-permission)",
+            EtcdRefusal.TokenInvalid => $"etcd at {Address} rejected the authentication token of {user} again after a new one was fetched",
+            EtcdRefusal.TlsHandshake => $"etcd at {Address}: the TLS handshake failed ({TlsHint}): {Innermost(cause!).Message}",
+            _ => null,
+        };
+        return message is null ? null : new DiscoveryUnavailableException(message, cause);
+    }
+
+    private string TlsHint => _options.Security.CaSource
+        ?? $"the certificate is checked against the system's CAs; set {EtcdSecurity.CaVariable} to trust another CA";
+
+    private static Exception Innermost(Exception e)
+    {
+        Exception inner = e;
+        while ((inner is RpcException { Status.DebugException: { } debug } ? debug : inner.InnerException) is { } next)
+        {
+            inner = next;
+        }
+
+        return inner;
+    }
 
     private DateTime Deadline() => DateTime.UtcNow + _options.CallTimeout;
 
@@ -582,5 +706,8 @@ internal sealed partial class EtcdDiscovery : IDiscovery
 
         [LoggerMessage(EventId = 1110, Level = LogLevel.Warning, Message = "could not revoke etcd lease {LeaseId:x} at {Address} ({Reason}); its keys expire within {TtlSeconds} s")]
         public static partial void RevokeFailed(ILogger logger, long leaseId, string address, string reason, long ttlSeconds);
+
+        [LoggerMessage(EventId = 1111, Level = LogLevel.Information, Message = "etcd at {Address} has authentication off; the credentials of {Variable} are not used")]
+        public static partial void AuthenticationOff(ILogger logger, string address, string variable);
     }
 }
