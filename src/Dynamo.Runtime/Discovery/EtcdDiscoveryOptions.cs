@@ -121,7 +121,7 @@ public sealed record EtcdDiscoveryOptions
         // What the gRPC channel will parse (an unparseable host used to crash the process there).
         if (!Uri.TryCreate($"http://{host}:2379", UriKind.Absolute, out Uri? parsed) || !string.Equals(parsed.Host, host, StringComparison.OrdinalIgnoreCase))
         {
-            throw Bad($"\"{host}\" in \"{item}\" is not a host name or IP address");
+            throw Bad(host == item ? $"\"{item}\" is not a host name or IP address" : $"\"{host}\" in \"{item}\" is not a host name or IP address");
         }
 
         if (portText is null)

@@ -58,7 +58,7 @@ public class RuntimeOptionsTests
 
     [Theory]
     [InlineData("<your-nats-server-address>", "h:2379", "NATS_SERVER item '<your-nats-server-address>' is not a NATS server address; expected nats://host:4222")]
-    [InlineData("nats://h:4222", "<your-etcd-endpoints-address>", "ETCD_ENDPOINTS: \"<your-etcd-endpoints-address>\" in \"<your-etcd-endpoints-address>\" is not a host name or IP address; expected host:port, http://host:port or https://host:port")]
+    [InlineData("nats://h:4222", "<your-etcd-endpoints-address>", "ETCD_ENDPOINTS: \"<your-etcd-endpoints-address>\" is not a host name or IP address; expected host:port, http://host:port or https://host:port")]
     [InlineData("nats://h:4222", "http://<your-etcd-endpoints-address>:2379", "is not a host name or IP address; expected host:port")]
     [InlineData("nats://h:4222", "etcd host:2379", "is not a host name or IP address")]
     public void FromEnvironment_GuidePlaceholders_ErrorNamingVariableAndWhatWasExpected(string nats, string etcd, string expected)

@@ -31,7 +31,7 @@ public class EtcdDiscoveryOptionsTests
     [InlineData("http://:2379", "bad host")]
     [InlineData("http://etcd:2379/v3", "bad port")]
     [InlineData("http://a:2379,https://b:2379", "mixes http and https")]
-    [InlineData("<your-etcd-endpoints-address>", "\"<your-etcd-endpoints-address>\" in \"<your-etcd-endpoints-address>\" is not a host name or IP address")]
+    [InlineData("<your-etcd-endpoints-address>", "\"<your-etcd-endpoints-address>\" is not a host name or IP address")]
     [InlineData("https://<host>:2379", "is not a host name or IP address")]
     [InlineData("user@etcd:2379", "is not a host name or IP address")]
     [InlineData("et cd:2379", "is not a host name or IP address")]
