@@ -76,6 +76,7 @@ internal static class ServeCommand
         KvRouterOptions? Router,
         ProcessorOptions? Processor,
         int? ProcessorSystemPort,
+        string ProcessorSystemHost,
         FrontendOptions? Frontend,
         RuntimeOptions Runtime);
 
@@ -93,6 +94,7 @@ internal static class ServeCommand
         ComponentConfig? processor = null;
         string processorNamespace = ProcessorOptions.Default.Namespace;
         int? processorSystemPort = null;
+        string processorSystemHost = new WorkerSettings().SystemHost;
         foreach (string name in components)
         {
             ComponentConfig c = config.For(name);
@@ -102,7 +104,7 @@ internal static class ServeCommand
                     frontend = FrontendOptions.Default with
                     {
                         HttpPort = c.Int("port") ?? c.Int("http_port") ?? FrontendOptions.Default.HttpPort,
-                        Host = c.String("host") ?? FrontendOptions.Default.Host,
+                        Host = c.String("host") ?? c.String("http_host") ?? FrontendOptions.Default.Host,
                         Processing = ProcessorOptions.Default with
                         {
                             Namespace = c.String("namespace") ?? ProcessorOptions.Default.Namespace,
@@ -115,6 +117,9 @@ internal static class ServeCommand
                     routerMode ??= c.String("router") ?? c.String("router_mode");
                     processorNamespace = c.String("namespace") ?? ProcessorOptions.Default.Namespace;
                     processorSystemPort = c.Int("system_port");
+                    processorSystemHost = c.String("system_host") ?? processorSystemHost;
+                    _ = c.Validated(() => System.Net.IPAddress.TryParse(processorSystemHost, out _) ? processorSystemHost
+                        : throw new ArgumentException($"system-host: '{processorSystemHost}' is not an IP address (127.0.0.1 for this host only, 0.0.0.0 for every interface)"));
                     processor = c;
                     log.WriteLine($"serve: {name}: chat template, tokenizer, routing and detokenization run in the Processor component ({processorNamespace}.processor.generate); frontends relay to it");
                     break;
@@ -154,7 +159,7 @@ internal static class ServeCommand
             RouterMode = routerMode ?? ProcessorOptions.Default.RouterMode,
             KvRouter = kvRouter,
         }).Validate());
-        return new Plan(components, workers, startRouter ? kvRouter : null, processing, processorSystemPort, frontend is null ? null : frontendConfig!.Validated(frontend.Validate), runtime);
+        return new Plan(components, workers, startRouter ? kvRouter : null, processing, processorSystemPort, processorSystemHost, frontend is null ? null : frontendConfig!.Validated(frontend.Validate), runtime);
     }
 
     private static async Task<int> RunAsync(Plan plan, CancellationToken cancellationToken)
@@ -190,9 +195,9 @@ internal static class ServeCommand
                 log.WriteLine($"serve: processor serving {processor.Address} (router {processing.RouterMode})");
                 if (plan.ProcessorSystemPort is int port)
                 {
-                    SystemStatusServer status = await SystemStatusServer.StartAsync(processor, "0.0.0.0", port, shutdown.Token);
+                    SystemStatusServer status = await SystemStatusServer.StartAsync(processor, plan.ProcessorSystemHost, port, shutdown.Token);
                     started.Add(status);
-                    log.WriteLine($"serve: processor /metrics, /health and /live on port {status.BaseAddress.Port}");
+                    log.WriteLine($"serve: processor /metrics, /health and /live on {Listeners.Describe(plan.ProcessorSystemHost, status.BaseAddress.Port, "system-host")}");
                 }
             }
 
@@ -202,7 +207,7 @@ internal static class ServeCommand
                 started.Add(runtime);
                 FrontendServer server = await FrontendServer.StartAsync(runtime, frontend, CliLogging.Create(frontend.JsonLogs), shutdown.Token);
                 started.Add(server);
-                log.WriteLine($"serve: frontend listening on {server.BaseAddress}");
+                log.WriteLine($"serve: frontend listening on {Listeners.Describe(frontend.Host, server.BaseAddress.Port, "host")}");
             }
 
             log.WriteLine($"serve: started {string.Join(", ", plan.Components)}; Ctrl-C stops");
@@ -263,6 +268,7 @@ internal static class ServeCommand
             },
             Threads = c.Int("threads") ?? Environment.ProcessorCount,
             SystemPort = c.Int("system_port"),
+            SystemHost = c.String("system_host") ?? new WorkerSettings().SystemHost,
             IgnoredFlags = ignored,
             RemotePrefill = c.Bool("remote_prefill") ?? true,
             Disaggregation = DisaggregationFromConfig(c),
