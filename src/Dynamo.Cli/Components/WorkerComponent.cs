@@ -75,6 +75,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
                     TimeSpan warm = transformer.WarmUp(TimeSpan.FromMilliseconds(500));
                     log.WriteLine($"worker: kernels warmed up in {warm.TotalMilliseconds:F0} ms (throw-away forward passes before the first request)");
                     var inference = new InferenceEngine(transformer, model.Tokenizer.EosTokenIds, settings.Engine with { WorkerId = runtime.InstanceId });
+                    log.WriteLine($"worker: KV cache {inference.KvBudget}");
                     engine = inference;
                     (string format, string tokenizerPath) = TokenizerSource(model, path, settings.TokenizerPath);
                     source = new ModelCardSource(settings.Name, format, tokenizerPath, inference.ContextLength, inference.BlockSize, model.Config.VocabSize);
