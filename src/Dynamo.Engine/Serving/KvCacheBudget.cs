@@ -8,24 +8,14 @@ namespace Dynamo.Engine.Serving;
 /// --mem-fraction-static of the memory available at start. The pool is allocated once and its pages are touched
 /// as blocks are first used, so the process grows to it under load (the prefix cache keeps freed blocks).
 /// </summary>
-public sealed record KvCacheBudget
+/// <param name="Bytes">Bytes of keys and values the pool holds: <paramref name="Blocks"/> x <paramref name="BytesPerBlock"/>.</param>
+/// <param name="Blocks">Blocks in the pool.</param>
+/// <param name="BlockSize">Tokens per block.</param>
+/// <param name="BytesPerBlock">Keys and values of every layer for <paramref name="BlockSize"/> tokens.</param>
+/// <param name="Source">What decided the size.</param>
+/// <param name="Derivation">How the size was derived, in words and figures, for the startup log.</param>
+public sealed record KvCacheBudget(long Bytes, int Blocks, int BlockSize, long BytesPerBlock, KvCacheSizeSource Source, string Derivation)
 {
-    /// <summary>Bytes of keys and values the pool holds: <see cref="Blocks"/> x <see cref="BytesPerBlock"/>.</summary>
-    public required long Bytes { get; init; }
-
-    public required int Blocks { get; init; }
-
-    /// <summary>Tokens per block.</summary>
-    public required int BlockSize { get; init; }
-
-    /// <summary>Keys and values of every layer for <see cref="BlockSize"/> tokens.</summary>
-    public required long BytesPerBlock { get; init; }
-
-    public required KvCacheSizeSource Source { get; init; }
-
-    /// <summary>How the size was derived, in words and figures, for the startup log.</summary>
-    public required string Derivation { get; init; }
-
     /// <summary>
     /// Sizes the pool. With <paramref name="explicitBytes"/> (--kv-cache-memory): as many blocks as fit in it. Else
     /// <paramref name="maxNumSeqs"/> sequences of <paramref name="contextLength"/> tokens, each rounded up to whole
@@ -88,15 +78,7 @@ public sealed record KvCacheBudget
             derivation += Invariant($"; limited to {maxBlocks:N0} blocks (the largest array of one layer)");
         }
 
-        return new KvCacheBudget
-        {
-            Bytes = blocks * bytesPerBlock,
-            Blocks = (int)blocks,
-            BlockSize = blockSize,
-            BytesPerBlock = bytesPerBlock,
-            Source = source,
-            Derivation = derivation,
-        };
+        return new KvCacheBudget(blocks * bytesPerBlock, (int)blocks, blockSize, bytesPerBlock, source, derivation);
     }
 
     /// <summary>One line: bytes, blocks and the derivation.</summary>

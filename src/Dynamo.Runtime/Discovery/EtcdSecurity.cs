@@ -11,6 +11,9 @@ namespace Dynamo.Runtime.Discovery;
 /// </summary>
 public sealed record EtcdSecurity
 {
+    /// <summary>No credentials; https endpoints are checked against the system's CAs.</summary>
+    public static EtcdSecurity None { get; } = new();
+
     /// <summary>etcd user (with <see cref="PasswordVariable"/>).</summary>
     public const string UsernameVariable = "ETCD_AUTH_USERNAME";
 
@@ -25,9 +28,6 @@ public sealed record EtcdSecurity
 
     /// <summary>The client certificate's private key (PEM file or text).</summary>
     public const string ClientKeyVariable = "ETCD_AUTH_CLIENT_KEY";
-
-    /// <summary>No credentials; https endpoints are checked against the system's CAs.</summary>
-    public static EtcdSecurity None { get; } = new();
 
     public string? Username { get; init; }
 
@@ -58,33 +58,18 @@ public sealed record EtcdSecurity
     public static EtcdSecurity FromEnvironment(Func<string, string?> getVariable)
     {
         ArgumentNullException.ThrowIfNull(getVariable);
-        string? Read(string name) => string.IsNullOrWhiteSpace(getVariable(name)) ? null : getVariable(name)!.Trim();
-
-        string? user = Read(UsernameVariable);
-        string? password = getVariable(PasswordVariable) is { Length: > 0 } p ? p : null;
-        if ((user is null) != (password is null))
-        {
-            throw new ArgumentException(user is null
-                ? $"{PasswordVariable} is set but {UsernameVariable} is not: set both"
-                : $"{UsernameVariable} is set but {PasswordVariable} is not: set both");
-        }
-
-        string? ca = Read(CaVariable);
-        string? cert = Read(ClientCertVariable);
-        string? key = Read(ClientKeyVariable);
-        if ((cert is null) != (key is null))
-        {
-            throw new ArgumentException($"{ClientCertVariable} and {ClientKeyVariable} go together: set both for a client certificate, or neither");
-        }
-
+        var env = new EnvironmentReader(getVariable);
+        (string? user, string? password) = env.Pair(UsernameVariable, PasswordVariable, secondIsSecret: true);
+        (string? cert, string? key) = env.Pair(ClientCertVariable, ClientKeyVariable);
+        string? ca = env.Value(CaVariable);
         var security = new EtcdSecurity
         {
             Username = user,
             Password = password,
-            CaPem = Pem(ca, CaVariable),
+            CaPem = Pem(env, CaVariable),
             CaSource = ca is null ? null : IsPemText(ca) ? CaVariable : $"{CaVariable} {ca}",
-            ClientCertPem = Pem(cert, ClientCertVariable),
-            ClientKeyPem = Pem(key, ClientKeyVariable),
+            ClientCertPem = Pem(env, ClientCertVariable),
+            ClientKeyPem = Pem(env, ClientKeyVariable),
         };
         security.Validate();
         return security;
@@ -156,18 +141,8 @@ public sealed record EtcdSecurity
 
     private static bool IsPemText(string value) => value.Contains("-----BEGIN", StringComparison.Ordinal);
 
-    private static string? Pem(string? value, string variable)
-    {
-        if (value is null || IsPemText(value))
-        {
-            return value;
-        }
-
-        if (!File.Exists(value))
-        {
-            throw new ArgumentException($"{variable}: {value} does not exist (expected a PEM file, or the PEM text)");
-        }
-
-        return File.ReadAllText(value);
-    }
+    /// <summary>The PEM text in the variable, or in the file it names.</summary>
+    private static string? Pem(EnvironmentReader env, string variable) =>
+        env.Value(variable) is { } value && IsPemText(value) ? value
+        : env.ExistingFile(variable, "a PEM file, or the PEM text") is { } path ? File.ReadAllText(path) : null;
 }

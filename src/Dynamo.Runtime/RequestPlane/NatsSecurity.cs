@@ -11,6 +11,9 @@ namespace Dynamo.Runtime.RequestPlane;
 /// </summary>
 public sealed record NatsSecurity
 {
+    /// <summary>No credentials, TLS only if the server asks for it (then verified against the system's CAs).</summary>
+    public static NatsSecurity None { get; } = new();
+
     /// <summary>User name (with <see cref="PasswordVariable"/>).</summary>
     public const string UsernameVariable = "NATS_AUTH_USERNAME";
 
@@ -34,9 +37,6 @@ public sealed record NatsSecurity
 
     /// <summary>PEM private key of the client certificate.</summary>
     public const string ClientKeyFileVariable = "NATS_TLS_CLIENT_KEY_PATH";
-
-    /// <summary>No credentials, TLS only if the server asks for it (then verified against the system's CAs).</summary>
-    public static NatsSecurity None { get; } = new();
 
     public string? Username { get; init; }
 
@@ -70,24 +70,15 @@ public sealed record NatsSecurity
     public static NatsSecurity FromEnvironment(Func<string, string?> getVariable, string? serverUserInfo = null)
     {
         ArgumentNullException.ThrowIfNull(getVariable);
-        string? Read(string name) => string.IsNullOrWhiteSpace(getVariable(name)) ? null : getVariable(name)!.Trim();
-
-        if (Read(CredentialsFileVariable) is not null)
+        var env = new EnvironmentReader(getVariable);
+        if (env.Value(CredentialsFileVariable) is not null)
         {
             throw new ArgumentException($"{CredentialsFileVariable}: JWT credentials files are not supported here; use {UsernameVariable}/{PasswordVariable}, {TokenVariable} or {NKeyVariable}");
         }
 
-        string? user = Read(UsernameVariable);
-        string? password = getVariable(PasswordVariable) is { Length: > 0 } p ? p : null;
-        string? token = Read(TokenVariable);
-        string? seed = Read(NKeyVariable);
-        if ((user is null) != (password is null))
-        {
-            throw new ArgumentException(user is null
-                ? $"{PasswordVariable} is set but {UsernameVariable} is not: set both"
-                : $"{UsernameVariable} is set but {PasswordVariable} is not: set both");
-        }
-
+        (string? user, string? password) = env.Pair(UsernameVariable, PasswordVariable, secondIsSecret: true);
+        string? token = env.Secret(TokenVariable);
+        string? seed = env.Value(NKeyVariable);
         var kinds = new List<string>();
         if (user is not null)
         {
@@ -119,6 +110,7 @@ public sealed record NatsSecurity
             PublicKeyOf(seed);
         }
 
+        env.Pair(ClientCertFileVariable, ClientKeyFileVariable);
         NatsSecurity security = new()
         {
             Username = user,
@@ -126,15 +118,10 @@ public sealed record NatsSecurity
             Token = token,
             NKeySeed = seed,
             CredentialsSource = kinds.Count == 1 ? kinds[0] : null,
-            CaFile = ExistingFile(Read(CaFileVariable), CaFileVariable),
-            ClientCertFile = ExistingFile(Read(ClientCertFileVariable), ClientCertFileVariable),
-            ClientKeyFile = ExistingFile(Read(ClientKeyFileVariable), ClientKeyFileVariable),
+            CaFile = env.ExistingFile(CaFileVariable),
+            ClientCertFile = env.ExistingFile(ClientCertFileVariable),
+            ClientKeyFile = env.ExistingFile(ClientKeyFileVariable),
         };
-        if ((security.ClientCertFile is null) != (security.ClientKeyFile is null))
-        {
-            throw new ArgumentException($"{ClientCertFileVariable} and {ClientKeyFileVariable} go together: set both for a client certificate, or neither");
-        }
-
         return serverUserInfo is null ? security : security.WithUserInfo(serverUserInfo);
     }
 
@@ -188,7 +175,4 @@ public sealed record NatsSecurity
             throw new ArgumentException($"{NKeyVariable} is not an NKey seed (SU...)");
         }
     }
-
-    private static string? ExistingFile(string? path, string variable) =>
-        path is null || File.Exists(path) ? path : throw new ArgumentException($"{variable}: {path} does not exist");
 }

@@ -1,13 +1,11 @@
 using Dynamo.Runtime.Discovery;
 using Dynamo.Tests.Infrastructure;
+using static Dynamo.Tests.Runtime.FakeEnvironment;
 
 namespace Dynamo.Tests.Runtime.Discovery;
 
 public sealed class EtcdSecurityTests
 {
-    private static Func<string, string?> Env(params (string Name, string? Value)[] variables) =>
-        name => variables.FirstOrDefault(v => v.Name == name).Value;
-
     [Fact]
     public void FromEnvironment_Nothing_NoCredentialsNoTls()
     {
@@ -46,7 +44,7 @@ public sealed class EtcdSecurityTests
     [InlineData("ETCD_AUTH_PASSWORD", "pw", null, null, "ETCD_AUTH_PASSWORD is set but ETCD_AUTH_USERNAME is not")]
     [InlineData("ETCD_AUTH_CA", "/no/such/ca.pem", null, null, "ETCD_AUTH_CA: /no/such/ca.pem does not exist")]
     [InlineData("ETCD_AUTH_CA", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----", null, null, "ETCD_AUTH_CA")]
-    [InlineData("ETCD_AUTH_CLIENT_KEY", "-----BEGIN PRIVATE KEY-----", null, null, "ETCD_AUTH_CLIENT_CERT and ETCD_AUTH_CLIENT_KEY go together")]
+    [InlineData("ETCD_AUTH_CLIENT_KEY", "-----BEGIN PRIVATE KEY-----", null, null, "ETCD_AUTH_CLIENT_KEY is set but ETCD_AUTH_CLIENT_CERT is not: set both")]
     public void FromEnvironment_Inconsistent_ArgumentExceptionNamingTheVariable(string name1, string value1, string? name2, string? value2, string expected)
     {
         var error = Assert.Throws<ArgumentException>(() => EtcdSecurity.FromEnvironment(Env((name1, value1), (name2 ?? "", value2))));

@@ -1,5 +1,6 @@
 using Dynamo.Runtime.RequestPlane;
 using Dynamo.Tests.Infrastructure;
+using static Dynamo.Tests.Runtime.FakeEnvironment;
 using NATS.Client.Core;
 using NATS.NKeys;
 
@@ -7,9 +8,6 @@ namespace Dynamo.Tests.Runtime.RequestPlane;
 
 public sealed class NatsSecurityTests
 {
-    private static Func<string, string?> Env(params (string Name, string? Value)[] variables) =>
-        name => variables.FirstOrDefault(v => v.Name == name).Value;
-
     [Fact]
     public void FromEnvironment_Nothing_NoCredentialsAndSystemTls()
     {
@@ -94,7 +92,7 @@ public sealed class NatsSecurityTests
 
         var error = Assert.Throws<ArgumentException>(() => NatsSecurity.FromEnvironment(Env(("NATS_TLS_CLIENT_CERT_PATH", pki.ClientCertFile))));
 
-        Assert.Contains("NATS_TLS_CLIENT_CERT_PATH and NATS_TLS_CLIENT_KEY_PATH go together", error.Message);
+        Assert.Contains("NATS_TLS_CLIENT_CERT_PATH is set but NATS_TLS_CLIENT_KEY_PATH is not: set both", error.Message);
     }
 
     [Fact]
