@@ -1,13 +1,12 @@
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
-using dotnet_etcd;
 using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
 
 namespace Dynamo.Runtime.Discovery;
 
-/// <summary>Credentials and TLS: the start's authentication, the certificate check, refusals named by the variable to fix.</summary>
+/// <content>Credentials and TLS: the start's authentication, the certificate check, refusals named by the variable to fix.</content>
 internal sealed partial class EtcdDiscovery
 {
     /// <summary>
@@ -17,7 +16,7 @@ internal sealed partial class EtcdDiscovery
     /// one key, so that an etcd requiring authentication is reported here rather than at the first write (etcd
     /// grants leases without checking the user).
     /// </summary>
-    private async Task CheckAuthenticationAsync(EtcdClient client, DateTime deadline, CancellationToken cancellationToken)
+    private async Task CheckAuthenticationAsync(dotnet_etcd.EtcdClient client, DateTime deadline, CancellationToken cancellationToken)
     {
         EtcdSecurity security = _options.Security;
         if (!security.HasCredentials)
