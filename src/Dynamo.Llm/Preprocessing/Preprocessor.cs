@@ -43,6 +43,7 @@ public sealed class Preprocessor
     {
         ArgumentNullException.ThrowIfNull(request);
         string model = RequireModel(request.Model);
+        RefuseUnsupported(request);
         if (request.Messages is not { Count: > 0 } messages)
         {
             throw OpenAiException.BadRequest("'messages' must be a non-empty array of messages.", "messages", "empty_messages");
@@ -101,9 +102,15 @@ public sealed class Preprocessor
     {
         ArgumentNullException.ThrowIfNull(request);
         string model = RequireModel(request.Model);
+        RefuseUnsupported(request);
         if (request.Echo == true)
         {
             throw OpenAiException.BadRequest("'echo' is not supported by this server; send echo false or leave it out.", "echo", "unsupported_value");
+        }
+
+        if (request.BestOf is < 1)
+        {
+            throw OpenAiException.BadRequest($"'best_of' must be at least 1 (got {request.BestOf}).", "best_of");
         }
 
         if (request.BestOf is int bestOf && bestOf > Math.Max(1, request.N ?? 1))
@@ -162,6 +169,63 @@ public sealed class Preprocessor
 
     private static string RequireModel(string? model) =>
         string.IsNullOrEmpty(model) ? throw OpenAiException.BadRequest("'model' is required.", "model", "missing_model") : model;
+
+    /// <summary>Refuses the fields both routes define but this server does not implement (a 400 naming the field, rather than silently ignoring it).</summary>
+    private static void RefuseUnsupported(OpenAiRequestBase r)
+    {
+        if (r.LogitBias is JsonElement bias && !IsNullOrEmpty(bias))
+        {
+            throw Unsupported("logit_bias", "'logit_bias' is not supported by this server; leave it out (null or an empty object is accepted).");
+        }
+
+        if (r.MinTokens is JsonElement min && min.ValueKind != JsonValueKind.Null && !(min.ValueKind == JsonValueKind.Number && min.TryGetInt32(out int zero) && zero == 0))
+        {
+            throw Unsupported("min_tokens", "'min_tokens' is not supported by this server; leave it out (null or 0 is accepted).");
+        }
+    }
+
+    /// <summary>The chat fields this server does not implement (tools, structured output): a 400 naming the field.</summary>
+    private static void RefuseUnsupported(ChatCompletionRequest r)
+    {
+        RefuseUnsupported((OpenAiRequestBase)r);
+        if (r.Tools is JsonElement tools && !IsNullOrEmpty(tools))
+        {
+            throw Unsupported("tools", "'tools' (tool calling) is not supported by this server; leave it out (null or an empty array is accepted).");
+        }
+
+        if (r.Functions is JsonElement functions && !IsNullOrEmpty(functions))
+        {
+            throw Unsupported("functions", "'functions' (function calling) is not supported by this server; leave it out (null or an empty array is accepted).");
+        }
+
+        if (r.ToolChoice is JsonElement toolChoice && !IsNullOrNone(toolChoice))
+        {
+            throw Unsupported("tool_choice", "'tool_choice' is not supported by this server (there is no tool calling); leave it out or send \"none\".");
+        }
+
+        if (r.FunctionCall is JsonElement functionCall && !IsNullOrNone(functionCall))
+        {
+            throw Unsupported("function_call", "'function_call' is not supported by this server (there is no function calling); leave it out or send \"none\".");
+        }
+
+        if (r.ResponseFormat is JsonElement format && format.ValueKind != JsonValueKind.Null
+            && !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out JsonElement type) && type.ValueKind == JsonValueKind.String && type.ValueEquals("text")))
+        {
+            throw Unsupported("response_format", "'response_format' is not supported by this server (no JSON mode or schema-constrained output); leave it out or send {\"type\":\"text\"}.");
+        }
+    }
+
+    private static OpenAiException Unsupported(string field, string message) => OpenAiException.BadRequest(message, field, "unsupported_value");
+
+    private static bool IsNullOrEmpty(JsonElement e) => e.ValueKind switch
+    {
+        JsonValueKind.Null => true,
+        JsonValueKind.Array => e.GetArrayLength() == 0,
+        JsonValueKind.Object => !e.EnumerateObject().Any(),
+        _ => false,
+    };
+
+    private static bool IsNullOrNone(JsonElement e) => e.ValueKind == JsonValueKind.Null || (e.ValueKind == JsonValueKind.String && e.ValueEquals("none"));
 
     private static PreprocessedRequest Build(string model, OpenAiRequestBase request, IReadOnlyList<PromptInput> prompts, SamplingParams sampling, LogprobsFormat logprobs)
     {
