@@ -16,6 +16,7 @@ internal sealed class FrontendFlags
     private readonly Option<string>? _namespace;
     private readonly Option<bool> _jsonLogs = new("--json-logs") { Description = "One JSON object per log line" };
     private readonly KvRouterFlags _kv;
+    private readonly HttpServerFlags _http;
 
     private FrontendFlags(Command command, string? listenNote, bool withNamespace)
     {
@@ -32,17 +33,18 @@ internal sealed class FrontendFlags
 
         command.Options.Add(_jsonLogs);
         _kv = KvRouterFlags.AddTo(command);
+        _http = HttpServerFlags.AddTo(command);
     }
 
     /// <summary>
     /// Adds the flags to <paramref name="command"/>: --http-port, --http-host (their descriptions ending in
     /// <paramref name="listenNote"/>), --router-mode, --namespace when <paramref name="withNamespace"/>,
-    /// --json-logs and the KV router's.
+    /// --json-logs, the KV router's and the HTTP server's (<see cref="HttpServerFlags"/>: limits, API keys, TLS).
     /// </summary>
     public static FrontendFlags AddTo(Command command, string? listenNote = null, bool withNamespace = false) => new(command, listenNote, withNamespace);
 
     /// <summary>The flags' values over <see cref="FrontendOptions.Default"/> (not validated yet).</summary>
-    public FrontendOptions Read(ParseResult parse) => FrontendOptions.Default with
+    public FrontendOptions Read(ParseResult parse) => _http.Read(parse, FrontendOptions.Default) with
     {
         HttpPort = parse.GetValue(_port),
         Host = parse.GetValue(_host)!,

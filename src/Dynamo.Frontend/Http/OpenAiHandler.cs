@@ -8,6 +8,7 @@ using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Runtime;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
+using Microsoft.Net.Http.Headers;
 
 namespace Dynamo.Frontend.Http;
 
@@ -57,6 +58,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
                 throw OpenAiException.Unavailable("The frontend is shutting down.", "shutting_down");
             }
 
+            RequireJsonContentType(context.Request.ContentType);
             byte[] body = await ReadBodyAsync(context, cancel.Token).ConfigureAwait(false);
             OpenAiRequestBase request = shape.ReadRequest(body);
             string name = string.IsNullOrEmpty(request.Model) ? throw OpenAiException.BadRequest("'model' is required.", "model", "missing_model") : request.Model;
@@ -91,9 +93,12 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         }
         catch (BadHttpRequestException e)
         {
-            await FailAsync(context, sse, trace, e.StatusCode == StatusCodes.Status413PayloadTooLarge
-                ? TooLarge()
-                : new OpenAiException(e.StatusCode, "invalid_request_error", e.Message, null, "bad_request")).ConfigureAwait(false);
+            await FailAsync(context, sse, trace, e.StatusCode switch
+            {
+                StatusCodes.Status413PayloadTooLarge => TooLarge(),
+                StatusCodes.Status408RequestTimeout => new OpenAiException(408, "invalid_request_error", $"The request body arrived too slowly: {e.Message}", null, "request_timeout"),
+                _ => new OpenAiException(e.StatusCode, "invalid_request_error", e.Message, null, "bad_request"),
+            }).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or IOException && context.RequestAborted.IsCancellationRequested)
         {
@@ -168,6 +173,30 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         metrics.RequestsTotal.WithLabels(trace.Model, trace.Endpoint, trace.Stream ? "stream" : "unary", trace.Status == 200 ? "success" : "error").Inc();
         Log.RequestDone(logger, trace.Id, trace.Model.Length > 0 ? trace.Model : "-", trace.Endpoint, trace.Stream, trace.Status,
             trace.PromptTokens, trace.CompletionTokens, trace.TimeToFirstToken is { } t ? Math.Round(t.TotalMilliseconds, 1) : -1, Math.Round(elapsed.TotalMilliseconds, 1));
+    }
+
+    /// <summary>
+    /// Refuses (415) a body that says it is not JSON text in UTF-8. Accepted: no Content-Type, application/json
+    /// and application/*+json, and the defaults of clients that send JSON text without naming it
+    /// (text/plain: .NET's StringContent; application/x-www-form-urlencoded: curl -d); a charset, if any, must be UTF-8.
+    /// </summary>
+    internal static void RequireJsonContentType(string? contentType)
+    {
+        if (string.IsNullOrEmpty(contentType))
+        {
+            return;
+        }
+
+        bool json = MediaTypeHeaderValue.TryParse(contentType, out MediaTypeHeaderValue? type)
+            && (type.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+                || (type.Type.Equals("application", StringComparison.OrdinalIgnoreCase) && type.Suffix.Equals("json", StringComparison.OrdinalIgnoreCase))
+                || type.MediaType.Equals("text/plain", StringComparison.OrdinalIgnoreCase)
+                || type.MediaType.Equals("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase))
+            && (!type.Charset.HasValue || type.Charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || type.Charset.Equals("utf8", StringComparison.OrdinalIgnoreCase));
+        if (!json)
+        {
+            throw new OpenAiException(415, "invalid_request_error", $"Content-Type '{contentType}' is not supported: send the request as JSON in UTF-8 ('Content-Type: application/json').", null, "unsupported_media_type");
+        }
     }
 
     private OpenAiException TooLarge() =>
