@@ -59,8 +59,8 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             }
 
             RequireJsonContentType(context.Request.ContentType);
-            byte[] body = await ReadBodyAsync(context, cancel.Token).ConfigureAwait(false);
-            OpenAiRequestBase request = shape.ReadRequest(body);
+            ReadOnlyMemory<byte> body = await ReadBodyAsync(context, cancel.Token).ConfigureAwait(false);
+            OpenAiRequestBase request = shape.ReadRequest(body.Span);
             string name = string.IsNullOrEmpty(request.Model) ? throw OpenAiException.BadRequest("'model' is required.", "model", "missing_model") : request.Model;
             ServedModel model = registry.Find(name) ?? throw OpenAiException.ModelNotFound(name);
             trace.Model = model.Name;
@@ -70,6 +70,12 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             metrics.Queued.WithLabels(trace.Model).Inc();
             trace.Queued = true;
             EndpointClient? processors = await registry.ProcessorsAsync().ConfigureAwait(false);
+            if (processors is not null && model.State.GetPreprocessorAsync() is { IsCompletedSuccessfully: true } loaded)
+            {
+                // Far over the context: refused here rather than relayed (megabytes each way) to be refused there.
+                (await loaded.ConfigureAwait(false)).RefuseFarOverContext(request);
+            }
+
             Generation generation = (processors is null ? null
                     : await ProcessorRelay.TryStartAsync(processors, body, shape, trace.Id, options.Processing.ChoiceBufferCapacity, cancel.Token).ConfigureAwait(false))
                 ?? await _pipeline.StartAsync(request, shape, model, trace.Id, cancel.Token).ConfigureAwait(false);
@@ -202,23 +208,45 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
     private OpenAiException TooLarge() =>
         new(413, "invalid_request_error", $"The request body is larger than the limit of {options.MaxRequestBodyBytes} bytes.", null, "request_too_large");
 
-    private async Task<byte[]> ReadBodyAsync(HttpContext context, CancellationToken cancellationToken)
+    /// <summary>
+    /// The whole body, held once: into an array of exactly Content-Length bytes when the client sent one,
+    /// else into a growing buffer whose written part is returned as it is (no copy).
+    /// </summary>
+    private async Task<ReadOnlyMemory<byte>> ReadBodyAsync(HttpContext context, CancellationToken cancellationToken)
     {
         long limit = options.MaxRequestBodyBytes;
-        if (context.Request.ContentLength > limit)
+        Stream body = context.Request.Body;
+        if (context.Request.ContentLength is long length)
         {
-            throw TooLarge();
+            if (length > limit)
+            {
+                throw TooLarge();
+            }
+
+            var exact = new byte[length];
+            int filled = 0;
+            while (filled < exact.Length)
+            {
+                int read = await body.ReadAsync(exact.AsMemory(filled), cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    throw new OpenAiException(400, "invalid_request_error", $"The request body ended after {filled} of its {length} bytes.", null, "bad_request");
+                }
+
+                filled += read;
+            }
+
+            return exact;
         }
 
-        var buffer = new ArrayBufferWriter<byte>((int)Math.Min(context.Request.ContentLength ?? 4096, limit) + 1);
-        Stream body = context.Request.Body;
+        var buffer = new ArrayBufferWriter<byte>(4096);
         while (true)
         {
             Memory<byte> chunk = buffer.GetMemory(16384);
             int read = await body.ReadAsync(chunk, cancellationToken).ConfigureAwait(false);
             if (read == 0)
             {
-                return buffer.WrittenSpan.ToArray();
+                return buffer.WrittenMemory;
             }
 
             buffer.Advance(read);

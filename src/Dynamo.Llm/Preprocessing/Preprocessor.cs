@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using Dynamo.Llm.ChatTemplates;
@@ -68,6 +69,7 @@ public sealed class Preprocessor
 
         ChatTemplate template = _bundle.ChatTemplate
             ?? throw OpenAiException.BadRequest($"The model '{model}' has no chat template: use /v1/completions with a prompt.", "messages", "no_chat_template");
+        RefuseFarOverContext(conversation.Select(m => m.Content), "messages");
         string rendered;
         try
         {
@@ -128,6 +130,50 @@ public sealed class Preprocessor
         SamplingParams sampling = Sampling(request, request.MaxTokens, "max_tokens", logprobs, request.Logprobs ?? 0, "logprobs");
         var inputs = prompts.Select(p => Fit(p, request.MaxTokens, "max_tokens", DefaultCompletionMaxTokens, "prompt")).ToArray();
         return Build(model, request, inputs, sampling, logprobs ? LogprobsFormat.Completion : LogprobsFormat.None);
+    }
+
+    /// <summary>
+    /// Refuses (400 context_length_exceeded) a request whose text is far over the context, without rendering
+    /// or tokenizing all of it; looks only at what it can read (string contents, text parts, string prompts)
+    /// and leaves every other check to <see cref="Preprocess(ChatCompletionRequest)"/>, which makes this one
+    /// too. A frontend calls it before relaying a body to a Processor component.
+    /// </summary>
+    public void RefuseFarOverContext(OpenAiRequestBase request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        long threshold = (long)_contextLength * ChunkedTokenCount.LikelyMaxCharsPerToken;
+        switch (request)
+        {
+            case ChatCompletionRequest { Messages: { } messages }:
+                IEnumerable<JsonElement> contents = messages.Select(m => m?.Content).OfType<JsonElement>();
+                if (contents.Sum(RawLength) > threshold)
+                {
+                    RefuseFarOverContext(contents.SelectMany(TextsOf), "messages");
+                }
+
+                break;
+            case CompletionRequest { Prompt: JsonElement prompt } when RawLength(prompt) > threshold:
+                foreach (string text in TextsOf(prompt))
+                {
+                    RefuseFarOverContext([text], "prompt");
+                }
+
+                break;
+        }
+
+        static long RawLength(JsonElement e) => e.ValueKind is JsonValueKind.String or JsonValueKind.Array ? JsonMarshal.GetRawUtf8Value(e).Length : 0;
+
+        static IEnumerable<string> TextsOf(JsonElement e) => e.ValueKind switch
+        {
+            JsonValueKind.String => [e.GetString()!],
+            JsonValueKind.Array => e.EnumerateArray().SelectMany(p => p.ValueKind switch
+            {
+                JsonValueKind.String => [p.GetString()!],
+                JsonValueKind.Object when p.TryGetProperty("text", out JsonElement t) && t.ValueKind == JsonValueKind.String => [t.GetString()!],
+                _ => Array.Empty<string>(),
+            }),
+            _ => [],
+        };
     }
 
     /// <summary>The worker protocol's generate request for one choice (JSON).</summary>
@@ -443,8 +489,36 @@ public sealed class Preprocessor
         return prompts;
     }
 
+    /// <summary>
+    /// Refuses texts far over the context before they are rendered and tokenized whole (which for megabytes of
+    /// text costs hundreds of megabytes): texts longer than context x <see cref="ChunkedTokenCount.LikelyMaxCharsPerToken"/>
+    /// characters are counted chunk by chunk, stopping once certainly past (<see cref="ChunkedTokenCount"/>).
+    /// </summary>
+    private void RefuseFarOverContext(IEnumerable<string> texts, string field)
+    {
+        if (_contextLength == int.MaxValue)
+        {
+            return;
+        }
+
+        IReadOnlyList<string> all = texts as IReadOnlyList<string> ?? [.. texts];
+        long chars = all.Sum(t => (long)t.Length);
+        if (chars <= (long)_contextLength * ChunkedTokenCount.LikelyMaxCharsPerToken
+            || ChunkedTokenCount.CountPast(_bundle.Tokenizer, all, _contextLength - 1) is not { } past)
+        {
+            return;
+        }
+
+        (long tokens, long counted) = past;
+        string what = field == "messages" ? "messages" : "prompt";
+        throw OpenAiException.BadRequest(
+            $"This model's maximum context length is {_contextLength} tokens. However, the {what} {(what == "messages" ? "have" : "has")} more: {tokens} tokens in the first {counted} of its {chars} characters (counting stopped there). Please reduce the length of the {what}.",
+            field, "context_length_exceeded");
+    }
+
     private IReadOnlyList<int> Encode(string text)
     {
+        RefuseFarOverContext([text], "prompt");
         IReadOnlyList<int> ids = _bundle.Tokenizer.Encode(text, addSpecialTokens: true);
         return ids.Count > 0 ? ids : throw OpenAiException.BadRequest("'prompt' must not be empty.", "prompt", "empty_prompt");
     }
