@@ -153,4 +153,22 @@ public sealed class FrontendThroughProcessorTests : FrontendServerTests
         Assert.Equal(404, error.Status);
         Assert.Equal("model_not_found", error.Error!.Code);
     }
+
+    [Fact]
+    public async Task Processor_BodyWithALoneSurrogate_400FrameNamingTheField()
+    {
+        await using FrontendHarness h = await StartAsync();
+        await h.AddWorkerAsync(FrontendHarness.Echo());
+        await using EndpointClient client = await h.Runtime.CreateClientAsync(ProcessorServer.AddressFor("dynamo"));
+
+        var frames = new List<ProcessorFrame>();
+        await foreach (ReadOnlyMemory<byte> frame in client.StreamAsync("""{"v":1,"kind":"completions","request_id":"cmpl-x","body":{"model":"tiny","prompt":"a\ud800"}}"""u8.ToArray()))
+        {
+            frames.Add(JsonSerializer.Deserialize(frame.Span, ProcessorJsonContext.Default.ProcessorFrame)!);
+        }
+
+        ProcessorFrame error = Assert.Single(frames);
+        Assert.Equal(400, error.Status);
+        Assert.Equal(("invalid_encoding", "prompt"), (error.Error!.Code, error.Error.Param));
+    }
 }
