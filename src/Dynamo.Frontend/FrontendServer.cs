@@ -35,8 +35,6 @@ public sealed partial class FrontendServer : IAsyncDisposable
 
     private FrontendServer(WebApplication app, ModelRegistry registry, OpenAiHandler handler, FrontendOptions options, ILogger logger, ILoggerFactory? ownedLoggerFactory, CancellationTokenSource shutdown, Uri baseAddress, ServerCertificate? certificate, int apiKeys)
     {
-        _certificate = certificate;
-        ApiKeyCount = apiKeys;
         _app = app;
         _registry = registry;
         _handler = handler;
@@ -44,7 +42,9 @@ public sealed partial class FrontendServer : IAsyncDisposable
         _logger = logger;
         _ownedLoggerFactory = ownedLoggerFactory;
         _shutdown = shutdown;
+        _certificate = certificate;
         BaseAddress = baseAddress;
+        ApiKeyCount = apiKeys;
     }
 
     /// <summary>The bound address, e.g. http://127.0.0.1:8000 (loopback when listening on every interface; https with a TLS certificate).</summary>
@@ -120,25 +120,21 @@ public sealed partial class FrontendServer : IAsyncDisposable
                 app.Use(keys.InvokeAsync);
             }
 
-            foreach (Route route in Routes)
+            Route[] routes =
+            [
+                new("/v1/chat/completions", HttpMethods.Post, handler.ChatCompletionsAsync),
+                new("/v1/completions", HttpMethods.Post, handler.CompletionsAsync),
+                new("/v1/models", HttpMethods.Get, context => ModelsAsync(context, registry)),
+                new("/live", HttpMethods.Get, context => LiveAsync(context, server)),
+                new("/health", HttpMethods.Get, context => HealthAsync(context, registry)),
+                new("/metrics", HttpMethods.Get, context => MetricsAsync(context, metrics)),
+            ];
+            foreach (Route route in routes)
             {
-                RequestDelegate endpoint = route.Path switch
-                {
-                    "/v1/chat/completions" => handler.ChatCompletionsAsync,
-                    "/v1/completions" => handler.CompletionsAsync,
-                    "/v1/models" => context => ModelsAsync(context, registry),
-                    "/live" => context => LiveAsync(context, server),
-                    "/health" => context => HealthAsync(context, registry),
-                    _ => async context =>
-                    {
-                        context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-                        await metrics.ExportAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
-                    },
-                };
-                app.MapMethods(route.Path, [route.Method], endpoint);
+                app.MapMethods(route.Path, [route.Method], route.Handler);
             }
 
-            app.MapFallback((RequestDelegate)(context => OpenAiHandler.WriteErrorAsync(context.Response, NoRoute(context), context.RequestAborted)));
+            app.MapFallback((RequestDelegate)(context => OpenAiHandler.WriteErrorAsync(context.Response, NoRoute(context, routes), context.RequestAborted)));
 
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
             string bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
@@ -205,17 +201,6 @@ public sealed partial class FrontendServer : IAsyncDisposable
         _ownedLoggerFactory?.Dispose();
     }
 
-    /// <summary>The routes: path and method.</summary>
-    private static readonly Route[] Routes =
-    [
-        new("/v1/chat/completions", HttpMethods.Post),
-        new("/v1/completions", HttpMethods.Post),
-        new("/v1/models", HttpMethods.Get),
-        new("/live", HttpMethods.Get),
-        new("/health", HttpMethods.Get),
-        new("/metrics", HttpMethods.Get),
-    ];
-
     /// <summary>Kestrel's limits, timeouts and listening address from the options; HTTPS with a certificate.</summary>
     private static void ConfigureKestrel(KestrelServerOptions k, FrontendOptions options, ServerCertificate? certificate)
     {
@@ -249,10 +234,10 @@ public sealed partial class FrontendServer : IAsyncDisposable
     }
 
     /// <summary>A request no route takes: 405 (with Allow) on a known path, else 404.</summary>
-    private static OpenAiException NoRoute(HttpContext context)
+    private static OpenAiException NoRoute(HttpContext context, Route[] routes)
     {
         string path = context.Request.Path.Value?.TrimEnd('/') ?? "";
-        string[] allowed = [.. Routes.Where(r => string.Equals(r.Path, path, StringComparison.OrdinalIgnoreCase)).Select(r => r.Method)];
+        string[] allowed = [.. routes.Where(r => string.Equals(r.Path, path, StringComparison.OrdinalIgnoreCase)).Select(r => r.Method)];
         if (allowed.Length == 0)
         {
             return ErrorResponses.ForStatus(StatusCodes.Status404NotFound, context.Request);
@@ -262,7 +247,11 @@ public sealed partial class FrontendServer : IAsyncDisposable
         return ErrorResponses.ForStatus(StatusCodes.Status405MethodNotAllowed, context.Request);
     }
 
-    private readonly record struct Route(string Path, string Method);
+    private static async Task MetricsAsync(HttpContext context, FrontendMetrics metrics)
+    {
+        context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+        await metrics.ExportAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
+    }
 
     private static Task LiveAsync(HttpContext context, FrontendServer? server)
     {
@@ -302,6 +291,9 @@ public sealed partial class FrontendServer : IAsyncDisposable
         context.Response.ContentType = "application/json";
         return JsonSerializer.SerializeAsync(context.Response.Body, health, FrontendJsonContext.Default.HealthResponse, context.RequestAborted);
     }
+
+    /// <summary>One route: path, method and handler.</summary>
+    private readonly record struct Route(string Path, string Method, RequestDelegate Handler);
 
     private static partial class Log
     {
