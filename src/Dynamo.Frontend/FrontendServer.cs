@@ -104,7 +104,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
             _ = await registry.ProcessorsAsync().ConfigureAwait(false); // follow Processor components from the start
             var metrics = new FrontendMetrics();
             ModelRegistry models = registry;
-            metrics.ObserveRouters(models.KvRouterStats, models.Disaggregation);
+            metrics.ObserveRouters(models.KvRouterStats, models.Disaggregation, models.Migration);
             FrontendServer? server = null;
             var handler = new OpenAiHandler(registry, metrics, options, logger, () => server is null || server._shuttingDown != 0, shutdown.Token);
 

@@ -45,9 +45,9 @@ internal sealed class HttpServerFlags
         MaxRequestHeaderBytes = parse.GetValue(_maxHeaderBytes),
         MaxRequestHeaderCount = parse.GetValue(_maxHeaders),
         MaxRequestLineBytes = parse.GetValue(_maxLine),
-        RequestHeadersTimeout = Seconds(parse.GetValue(_headersTimeout), "--request-headers-timeout"),
+        RequestHeadersTimeout = FrontendFlags.Seconds(parse.GetValue(_headersTimeout)),
         MinRequestBodyBytesPerSecond = parse.GetValue(_minBodyRate),
-        MinRequestBodyRateGracePeriod = Seconds(parse.GetValue(_minBodyRateGrace), "--min-request-body-rate-grace"),
+        MinRequestBodyRateGracePeriod = FrontendFlags.Seconds(parse.GetValue(_minBodyRateGrace)),
         ApiKeys = WithEnvironmentKey(parse.GetValue(_apiKey)),
         ApiKeyFile = parse.GetValue(_apiKeyFile),
         MetricsRequireApiKey = parse.GetValue(_metricsKey),
@@ -61,10 +61,4 @@ internal sealed class HttpServerFlags
         string[] keys = [.. given ?? [], .. Environment.GetEnvironmentVariable(ApiKeyVariable) is { Length: > 0 } key ? [key.Trim()] : Array.Empty<string>()];
         return keys.Length > 0 ? keys : FrontendOptions.Default.ApiKeys;
     }
-
-    /// <summary>Seconds as a TimeSpan; a value TimeSpan cannot hold fails naming the flag (the range is the options' to check).</summary>
-    public static TimeSpan Seconds(double seconds, string flag) =>
-        double.IsFinite(seconds) && Math.Abs(seconds) < TimeSpan.MaxValue.TotalSeconds / 2
-            ? TimeSpan.FromSeconds(seconds)
-            : throw new ArgumentException($"{flag}: {seconds} is not a number of seconds", flag);
 }

@@ -93,6 +93,8 @@ internal static class ServeCommand
         ComponentConfig? processor = null;
         string processorNamespace = ProcessorOptions.Default.Namespace;
         int? processorSystemPort = null;
+        int? processorMigrationLimit = null;
+        double? processorMigrationWait = null;
         foreach (string name in components)
         {
             ComponentConfig c = config.For(name);
@@ -107,9 +109,9 @@ internal static class ServeCommand
                         MaxRequestHeaderBytes = c.Int("max_request_header_bytes") ?? FrontendOptions.Default.MaxRequestHeaderBytes,
                         MaxRequestHeaderCount = c.Int("max_request_headers") ?? FrontendOptions.Default.MaxRequestHeaderCount,
                         MaxRequestLineBytes = c.Int("max_request_line_bytes") ?? FrontendOptions.Default.MaxRequestLineBytes,
-                        RequestHeadersTimeout = c.Double("request_headers_timeout") is double headers ? c.Validated(() => HttpServerFlags.Seconds(headers, "--request-headers-timeout")) : FrontendOptions.Default.RequestHeadersTimeout,
+                        RequestHeadersTimeout = c.Double("request_headers_timeout") is double headers ? FrontendFlags.Seconds(headers) : FrontendOptions.Default.RequestHeadersTimeout,
                         MinRequestBodyBytesPerSecond = c.Double("min_request_body_rate") ?? FrontendOptions.Default.MinRequestBodyBytesPerSecond,
-                        MinRequestBodyRateGracePeriod = c.Double("min_request_body_rate_grace") is double grace ? c.Validated(() => HttpServerFlags.Seconds(grace, "--min-request-body-rate-grace")) : FrontendOptions.Default.MinRequestBodyRateGracePeriod,
+                        MinRequestBodyRateGracePeriod = c.Double("min_request_body_rate_grace") is double grace ? FrontendFlags.Seconds(grace) : FrontendOptions.Default.MinRequestBodyRateGracePeriod,
                         ApiKeys = HttpServerFlags.WithEnvironmentKey(c.String("api_key") is string key ? [key] : null),
                         ApiKeyFile = c.String("api_key_file"),
                         MetricsRequireApiKey = c.Bool("metrics_require_api_key") ?? false,
@@ -119,6 +121,8 @@ internal static class ServeCommand
                         {
                             Namespace = c.String("namespace") ?? ProcessorOptions.Default.Namespace,
                             RouterMode = c.String("router_mode") ?? ProcessorOptions.Default.RouterMode,
+                            MigrationLimit = c.Int("migration_limit") ?? ProcessorOptions.Default.MigrationLimit,
+                            MigrationWaitTimeout = c.Double("migration_wait") is double fw ? FrontendFlags.Seconds(fw) : ProcessorOptions.Default.MigrationWaitTimeout,
                         },
                     };
                     frontendConfig = c;
@@ -127,6 +131,8 @@ internal static class ServeCommand
                     routerMode ??= c.String("router") ?? c.String("router_mode");
                     processorNamespace = c.String("namespace") ?? ProcessorOptions.Default.Namespace;
                     processorSystemPort = c.Int("system_port");
+                    processorMigrationLimit = c.Int("migration_limit");
+                    processorMigrationWait = c.Double("migration_wait");
                     processor = c;
                     log.WriteLine($"serve: {name}: chat template, tokenizer, routing and detokenization run in the Processor component ({processorNamespace}.processor.generate); frontends relay to it");
                     break;
@@ -165,6 +171,8 @@ internal static class ServeCommand
             Namespace = processorNamespace,
             RouterMode = routerMode ?? ProcessorOptions.Default.RouterMode,
             KvRouter = kvRouter,
+            MigrationLimit = processorMigrationLimit ?? ProcessorOptions.Default.MigrationLimit,
+            MigrationWaitTimeout = processorMigrationWait is double pw ? FrontendFlags.Seconds(pw) : ProcessorOptions.Default.MigrationWaitTimeout,
         }).Validate());
         return new Plan(components, workers, startRouter ? kvRouter : null, processing, processorSystemPort, frontend is null ? null : frontendConfig!.Validated(frontend.Validate), runtime);
     }
@@ -228,9 +236,47 @@ internal static class ServeCommand
         }
         finally
         {
-            // Frontend first, then workers leave discovery, then their runtimes revoke their leases.
+            // Frontend first (it finishes its streams), then the workers drain together (graceful: requests of
+            // other frontends finish or move), leave discovery, and their runtimes revoke their leases.
+            bool drained = false;
             for (int i = started.Count - 1; i >= 0; i--)
             {
+                // The Processor and Router components drain too: other frontends' requests finish or go elsewhere.
+                Task<long>? component = started[i] switch
+                {
+                    ProcessorServer p => p.DrainAsync(ComponentDrainTimeout, RuntimeConnection.ForcedShutdown),
+                    RouterServer r => r.DrainAsync(ComponentDrainTimeout, RuntimeConnection.ForcedShutdown),
+                    _ => null,
+                };
+                if (component is not null)
+                {
+                    try
+                    {
+                        long left = await component;
+                        log.WriteLine($"serve: {(started[i] is ProcessorServer ? "processor" : "router")} drained{(left == 0 ? "" : $" ({left} requests still in flight are stopped)")}");
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        log.WriteLine("serve: stopping at once (second signal)");
+                    }
+                }
+
+                if (!drained && started[i] is WorkerComponent)
+                {
+                    drained = true;
+                    WorkerComponent[] workerComponents = [.. started.OfType<WorkerComponent>()];
+                    TimeSpan drain = plan.Workers.Count == 0 ? TimeSpan.Zero : plan.Workers.Max(w => w.Settings.DrainTimeout);
+                    log.WriteLine($"serve: {workerComponents.Length} workers draining ({workerComponents.Sum(w => w.InFlight)} requests in flight, up to {drain.TotalSeconds:0.#} s; a second signal stops at once)");
+                    try
+                    {
+                        await Task.WhenAll(workerComponents.Select(w => w.DrainAsync(drain, RuntimeConnection.ForcedShutdown)));
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        log.WriteLine("serve: stopping at once (second signal)");
+                    }
+                }
+
                 await started[i].DisposeAsync();
             }
         }
@@ -275,6 +321,7 @@ internal static class ServeCommand
             },
             Threads = c.Int("threads") ?? Environment.ProcessorCount,
             SystemPort = c.Int("system_port"),
+            DrainTimeout = c.Double("drain_timeout") is double drain ? FrontendFlags.Seconds(drain) : TimeSpan.FromSeconds(30),
             IgnoredFlags = ignored,
             RemotePrefill = c.Bool("remote_prefill") ?? true,
             Disaggregation = DisaggregationFromConfig(c),
@@ -288,4 +335,7 @@ internal static class ServeCommand
     /// <summary>The decode side's thresholds of a worker section (conditional-disagg, max-local-prefill-length, max-prefill-queue-size), null when it names none.</summary>
     private static DisaggregationSettings? DisaggregationFromConfig(ComponentConfig c) =>
         DisaggregationSettings.FromGiven(c.Bool("conditional_disagg"), c.Int("max_local_prefill_length"), c.Int("max_prefill_queue_size"));
+
+    /// <summary>How long a Processor or Router component's requests in flight may take to end on SIGTERM.</summary>
+    private static readonly TimeSpan ComponentDrainTimeout = TimeSpan.FromSeconds(30);
 }

@@ -46,6 +46,9 @@ internal sealed class WorkerComponent : IAsyncDisposable
 
     public long InstanceId => _worker.InstanceId;
 
+    /// <summary>Requests this worker is serving now.</summary>
+    public int InFlight => _worker.InFlight;
+
     public static async Task<WorkerComponent> StartAsync(DistributedRuntime runtime, WorkerSettings settings, TextWriter log, CancellationToken cancellationToken = default, ILoggerFactory? loggers = null)
     {
         ILogger logger = (loggers ?? NullLoggerFactory.Instance).CreateLogger("Dynamo.Worker");
@@ -171,6 +174,12 @@ internal sealed class WorkerComponent : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// Graceful drain (<see cref="EngineWorker.DrainAsync"/>): no new requests, the ones in flight finish within
+    /// <paramref name="timeout"/>; returns how many were left. Dispose afterwards.
+    /// </summary>
+    public Task<int> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default) => _worker.DrainAsync(timeout, cancellationToken);
 
     public async ValueTask DisposeAsync()
     {

@@ -64,6 +64,12 @@ internal sealed record WorkerSettings
     /// <summary>Port of the worker's /metrics, /health and /live (DYN_SYSTEM_PORT); null for none.</summary>
     public int? SystemPort { get; init; }
 
+    /// <summary>
+    /// On SIGTERM (or Ctrl-C) the worker withdraws its model card and lets its requests in flight finish for at
+    /// most this long (--drain-timeout); what still runs then is stopped and migrated by the frontends.
+    /// </summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Flags accepted for the guides' sake that change nothing here; each is named once at startup.</summary>
     public IReadOnlyList<string> IgnoredFlags { get; init; } = [];
 
@@ -75,6 +81,11 @@ internal sealed record WorkerSettings
         if (EngineKind is not ("dynamo" or "echo" or "mocker"))
         {
             throw new ArgumentException($"--engine: '{EngineKind}' is not dynamo, echo or mocker");
+        }
+
+        if (DrainTimeout < TimeSpan.Zero || DrainTimeout > TimeSpan.FromHours(1))
+        {
+            throw new ArgumentException($"--drain-timeout: {DrainTimeout.TotalSeconds} s is outside 0..3600 s");
         }
 
         if (Threads < 1)

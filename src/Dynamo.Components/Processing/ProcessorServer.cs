@@ -92,11 +92,22 @@ public sealed partial class ProcessorServer : IAsyncDisposable
     /// <summary>The counters of the KV routers this processor runs, by endpoint (its status port exports them).</summary>
     public IEnumerable<(string Endpoint, RouterStats Stats)> KvRouterStats() => _registry.KvRouterStats();
 
+    /// <summary>The streams this processor moved to another worker (its status port exports them).</summary>
+    public MigrationCounters Migration => _registry.Migration;
+
     /// <summary>The disaggregation decisions this processor made, by model (its status port exports them).</summary>
     public IEnumerable<(string Model, DisaggregationCounters Counters)> Disaggregation() => _registry.Disaggregation();
 
     /// <summary>Waits until <paramref name="name"/> is served and its tokenizer is loaded.</summary>
     public Task WaitForModelAsync(string name, CancellationToken cancellationToken = default) => _registry.WaitForModelAsync(name, cancellationToken);
+
+    /// <summary>
+    /// Graceful drain (SIGTERM): marked draining, frontends send new requests to other processors (or preprocess
+    /// themselves) while the ones in flight finish, for at most <paramref name="timeout"/>. Returns how many
+    /// are left; dispose afterwards.
+    /// </summary>
+    public Task<long> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        _served.DrainAsync(() => InflightRequests, timeout, cancellationToken);
 
     /// <summary>Leaves discovery (new requests go to other processors), ends the requests in flight, stops following the cards.</summary>
     public async ValueTask DisposeAsync()

@@ -31,12 +31,25 @@ public sealed class RouterServer : IAsyncDisposable
 
     private readonly KvRouterService _service;
     private readonly ServedEndpoint _served;
+    private readonly InFlight _inFlight;
 
-    private RouterServer(KvRouterService service, ServedEndpoint served)
+    private RouterServer(KvRouterService service, ServedEndpoint served, InFlight inFlight)
     {
         _service = service;
         _served = served;
+        _inFlight = inFlight;
     }
+
+    /// <summary>Route streams open now (each lasts while its request runs).</summary>
+    public long InFlightRequests => Volatile.Read(ref _inFlight.Count);
+
+    /// <summary>
+    /// Graceful drain (SIGTERM): marked draining, frontends route by themselves or through another router while
+    /// the route streams in flight end, for at most <paramref name="timeout"/>. Returns how many are left;
+    /// dispose afterwards.
+    /// </summary>
+    public Task<long> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        _served.DrainAsync(() => InFlightRequests, timeout, cancellationToken);
 
     /// <summary>The router it serves.</summary>
     public KvRouter Router => _service.Router;
@@ -51,8 +64,9 @@ public sealed class RouterServer : IAsyncDisposable
         KvRouterService service = await KvRouterService.StartAsync(runtime, workers, options, cancellationToken: cancellationToken).ConfigureAwait(false);
         try
         {
-            ServedEndpoint served = await runtime.ServeEndpointAsync(AddressFor(workers), (context, payload, ct) => HandleAsync(service.Router, context, payload, ct), cancellationToken).ConfigureAwait(false);
-            return new RouterServer(service, served);
+            var inFlight = new InFlight();
+            ServedEndpoint served = await runtime.ServeEndpointAsync(AddressFor(workers), (context, payload, ct) => CountedAsync(inFlight, HandleAsync(service.Router, context, payload, ct), ct), cancellationToken).ConfigureAwait(false);
+            return new RouterServer(service, served, inFlight);
         }
         catch
         {
@@ -91,6 +105,22 @@ public sealed class RouterServer : IAsyncDisposable
     {
         await _served.DisposeAsync().ConfigureAwait(false);
         await _service.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> CountedAsync(InFlight inFlight, IAsyncEnumerable<ReadOnlyMemory<byte>> responses, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref inFlight.Count);
+        try
+        {
+            await foreach (ReadOnlyMemory<byte> response in responses.WithCancellation(cancellationToken).ConfigureAwait(false))
+            {
+                yield return response;
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref inFlight.Count);
+        }
     }
 
     private static async IAsyncEnumerable<ReadOnlyMemory<byte>> HandleAsync(KvRouter router, RequestContext context, ReadOnlyMemory<byte> payload, [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -145,5 +175,11 @@ public sealed class RouterServer : IAsyncDisposable
             {
             }
         }
+    }
+
+    /// <summary>The route streams open now.</summary>
+    private sealed class InFlight
+    {
+        public long Count;
     }
 }

@@ -212,7 +212,13 @@ public sealed partial class EngineWorker : IAsyncDisposable
             throw new EndpointException("invalid_request", e.Message);
         }
 
-        return new EngineRequest(request.RequestId is { Length: > 0 } id ? id : requestId, tokens, sampling);
+        int resumed = request.ResumedOutputTokens ?? 0;
+        if (resumed < 0 || resumed >= tokens.Count)
+        {
+            throw new EndpointException("invalid_request", $"resumed_output_tokens: {resumed} must be at least 0 and less than the {tokens.Count} token_ids");
+        }
+
+        return new EngineRequest(request.RequestId is { Length: > 0 } id ? id : requestId, tokens, sampling) { ResumedOutputTokens = resumed };
     }
 
     /// <summary>An engine output as a generate response (<paramref name="prefill"/> on the last one of a disaggregated request).</summary>
@@ -226,6 +232,30 @@ public sealed partial class EngineWorker : IAsyncDisposable
         CachedTokens = output.FinishReason is null ? null : output.CachedTokens,
         Prefill = prefill,
     }, WorkerJsonContext.Default.GenerateResponse);
+
+    /// <summary>
+    /// Graceful drain (SIGTERM): withdraws the worker's model card and marks its instance draining, so that no
+    /// router chooses it any more (its endpoint keeps serving: a request routed just before still runs), then
+    /// waits for its requests in flight to end, at most <paramref name="timeout"/>. Returns how many are still running;
+    /// disposing the worker then stops them, and their frontends migrate them to other workers.
+    /// </summary>
+    public async Task<int> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        Log.Draining(_logger, EndpointAddress.FormatId(InstanceId), InFlight, timeout.TotalSeconds);
+        try
+        {
+            await _runtime.WithdrawModelCardAsync(Address, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
+        {
+            // Discovery unreachable: the card's lease expires with this process; drain what runs anyway.
+            Log.WithdrawFailed(_logger, EndpointAddress.FormatId(InstanceId), e.Message);
+        }
+
+        int left = _served is null ? InFlight : (int)await _served.DrainAsync(() => InFlight, timeout, cancellationToken).ConfigureAwait(false);
+        Log.Drained(_logger, EndpointAddress.FormatId(InstanceId), left);
+        return left;
+    }
 
     /// <inheritdoc/>
     public async ValueTask DisposeAsync()
@@ -551,5 +581,14 @@ public sealed partial class EngineWorker : IAsyncDisposable
 
         [LoggerMessage(EventId = 4003, Level = LogLevel.Warning, Message = "Request {RequestId}: refusing to prefill: this prefill worker {PrefillWorker} serves weights {Ours}, decode worker {DecodeWorker} serves {Theirs} (another model under the same name)")]
         public static partial void ModelMismatch(ILogger logger, string requestId, string prefillWorker, string ours, string decodeWorker, string theirs);
+
+        [LoggerMessage(EventId = 4004, Level = LogLevel.Information, Message = "Worker {WorkerId} draining: model card withdrawn, waiting up to {TimeoutSeconds} s for {InFlight} requests in flight")]
+        public static partial void Draining(ILogger logger, string workerId, int inFlight, double timeoutSeconds);
+
+        [LoggerMessage(EventId = 4005, Level = LogLevel.Information, Message = "Worker {WorkerId} drained: {Left} requests still running are stopped now (their frontends migrate them)")]
+        public static partial void Drained(ILogger logger, string workerId, int left);
+
+        [LoggerMessage(EventId = 4006, Level = LogLevel.Warning, Message = "Worker {WorkerId}: withdrawing the model card failed ({Reason}); draining anyway")]
+        public static partial void WithdrawFailed(ILogger logger, string workerId, string reason);
     }
 }

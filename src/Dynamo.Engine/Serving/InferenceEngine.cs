@@ -65,7 +65,7 @@ public sealed class InferenceEngine : IEngine
             WorkerId = _options.WorkerId,
             EventHistory = _options.EventHistory,
         };
-        _core = new EngineCore<Sampler>(this, core, static r => new Sampler(r.Sampling, r.PromptTokens), _cache);
+        _core = new EngineCore<Sampler>(this, core, static r => new Sampler(r.Sampling, r.PromptTokens, r.ResumedOutputTokens), _cache);
         _runStep = RunStep;
         _tokens = new int[_options.MaxNumBatchedTokens];
         _slices = new SequenceSlice[_options.MaxNumSeqs];

@@ -53,7 +53,8 @@ internal sealed class FrontendMetrics
     /// </summary>
     public void ObserveRouters(
         Func<IEnumerable<(string Endpoint, Llm.Routing.RouterStats Stats)>> routers,
-        Func<IEnumerable<(string Model, Llm.Disaggregation.DisaggregationCounters Counters)>> disaggregation) => RouterMetrics.Register(_registry, routers, disaggregation);
+        Func<IEnumerable<(string Model, Llm.Disaggregation.DisaggregationCounters Counters)>> disaggregation,
+        Components.Processing.MigrationCounters migration) => RouterMetrics.Register(_registry, routers, disaggregation, migration);
 
     public Task ExportAsync(Stream destination, CancellationToken cancellationToken) =>
         _registry.CollectAndExportAsTextAsync(destination, cancellationToken);

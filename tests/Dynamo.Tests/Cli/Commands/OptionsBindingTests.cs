@@ -105,7 +105,7 @@ public class OptionsBindingTests
     [InlineData("error: --speedup-ratio must be positive (got 0)", "worker", "--engine", "mocker", "--speedup-ratio", "0")]
     [InlineData("error: --threads: 0 must be at least 1", "worker", "--engine", "echo", "--threads", "0")]
     [InlineData("error: --max-request-header-bytes: 10 must be at least 1024", "frontend", "--max-request-header-bytes", "10")]
-    [InlineData("error: --request-headers-timeout: NaN is not a number of seconds", "run", "out=echo", "--request-headers-timeout", "NaN")]
+    [InlineData("error: --request-headers-timeout: 0.5 s must be at least 1 s", "run", "out=echo", "--request-headers-timeout", "0.5")]
     [InlineData("error: --tls-key-file: required with --tls-cert-file (HTTPS needs both)", "run", "out=echo", "--tls-cert-file", "cert.pem")]
     [InlineData("error: --api-key-file: '/nonexistent/keys' does not exist", "frontend", "--api-key-file", "/nonexistent/keys")]
     public void BadFlag_BeforeAnythingStarts_OneLineNamingItAndExitCode1(string expected, params string[] args)
