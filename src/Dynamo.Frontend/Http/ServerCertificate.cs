@@ -7,20 +7,10 @@ namespace Dynamo.Frontend.Http;
 /// The HTTPS certificate of the frontend, read from PEM files: the first certificate of the certificate
 /// file is the server's (its private key from the key file), the others its chain, sent to clients as they are.
 /// </summary>
-internal sealed class ServerCertificate : IDisposable
+/// <param name="Certificate">The server's certificate, with its private key.</param>
+/// <param name="Chain">The intermediate certificates that followed it in the file (possibly none).</param>
+internal sealed record ServerCertificate(X509Certificate2 Certificate, X509Certificate2Collection Chain) : IDisposable
 {
-    private ServerCertificate(X509Certificate2 certificate, X509Certificate2Collection chain)
-    {
-        Certificate = certificate;
-        Chain = chain;
-    }
-
-    /// <summary>The server's certificate, with its private key.</summary>
-    public X509Certificate2 Certificate { get; }
-
-    /// <summary>The intermediate certificates that followed it in the file (possibly none).</summary>
-    public X509Certificate2Collection Chain { get; }
-
     /// <summary>
     /// Reads both files; null when neither is given. Throws <see cref="ArgumentException"/> naming the flag
     /// (--tls-cert-file, --tls-key-file) when only one is given, a file is missing, or they do not load as a

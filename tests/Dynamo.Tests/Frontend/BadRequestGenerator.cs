@@ -12,9 +12,6 @@ namespace Dynamo.Tests.Frontend;
 /// </summary>
 internal static class BadRequestGenerator
 {
-    public const string Chat = "/v1/chat/completions";
-    public const string Completions = "/v1/completions";
-
     // Raw JSON the serializer cannot write: placed as marker strings, substituted after serializing.
     private const string LoneHigh = "@@LONE_HIGH@@";
     private const string LoneLow = "@@LONE_LOW@@";
@@ -36,7 +33,7 @@ internal static class BadRequestGenerator
         "application/octet-stream", "application/json; charset=latin1", "", "application/x-www-form-urlencoded", "text/event-stream",
     ];
 
-    private static readonly string[] Paths = [Chat, Completions, "/v1/models", "/v1/embeddings", "/v1/chat/completions/", "/", "/v1/completions?x=1", "/V1/COMPLETIONS", "/health"];
+    private static readonly string[] Paths = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/embeddings", "/v1/chat/completions/", "/", "/v1/completions?x=1", "/V1/COMPLETIONS", "/health"];
 
     /// <summary>Case <paramref name="index"/> of <paramref name="seed"/>.</summary>
     public static BadRequest Create(int seed, int index)
@@ -64,7 +61,7 @@ internal static class BadRequestGenerator
             applied.Add(what);
         }
 
-        string path = chat ? Chat : Completions;
+        string path = Paths[chat ? 0 : 1];
         string method = "POST";
         string? contentType = "application/json";
         if (random.Next(20) == 0)

@@ -1,8 +1,6 @@
 using System.ClientModel;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using Dynamo.Frontend;
@@ -90,11 +88,7 @@ public class HttpServerTests
         RawHttp.Response longLine = await RawHttp.SendAsync(h.Server.BaseAddress, $"GET /v1/models?q={new string('a', 600)} HTTP/1.1\r\nHost: x\r\n\r\n");
         RawHttp.Response badLength = await RawHttp.SendAsync(h.Server.BaseAddress, $"POST {Completions} HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{Ok}");
 
-        Assert.Equal(200, fits.Status);
-        Assert.Equal(431, bigHeader.Status);
-        Assert.Equal(431, manyHeaders.Status);
-        Assert.Equal(414, longLine.Status);
-        Assert.Equal(400, badLength.Status);
+        Assert.Equal((200, 431, 431, 414, 400), (fits.Status, bigHeader.Status, manyHeaders.Status, longLine.Status, badLength.Status));
     }
 
     [Fact]
@@ -207,17 +201,7 @@ public class HttpServerTests
         using TempCertificate tls = TempCertificate.Create();
         await using FrontendHarness h = await FrontendHarness.StartAsync(FrontendOptions.Default with { TlsCertificateFile = tls.CertificateFile, TlsKeyFile = tls.KeyFile });
         await h.AddWorkerAsync(FrontendHarness.Echo());
-        using var handler = new HttpClientHandler
-        {
-            ServerCertificateCustomValidationCallback = (_, certificate, chain, _) =>
-            {
-                chain!.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-                chain.ChainPolicy.CustomTrustStore.Add(tls.Certificate);
-                chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-                return chain.Build(certificate!);
-            },
-        };
-        using var https = new HttpClient(handler) { BaseAddress = h.Server.BaseAddress };
+        using HttpClient https = tls.TrustingClient(h.Server.BaseAddress);
         using var untrusting = new HttpClient { BaseAddress = h.Server.BaseAddress };
 
         using HttpResponseMessage response = await https.PostAsync(Chat, new StringContent("""{"model":"tiny","messages":[{"role":"user","content":"over tls"}],"max_tokens":3}""", Encoding.UTF8, "application/json"));
@@ -228,49 +212,5 @@ public class HttpServerTests
         await Assert.ThrowsAsync<HttpRequestException>(() => untrusting.GetAsync("/live"));
         RawHttp.Response plain = await RawHttp.SendAsync(h.Server.BaseAddress, "GET /live HTTP/1.1\r\nHost: x\r\n\r\n");
         Assert.NotEqual(200, plain.Status);
-    }
-
-    /// <summary>A self-signed certificate for 127.0.0.1 and localhost, written to PEM files that are deleted on dispose.</summary>
-    internal sealed class TempCertificate : IDisposable
-    {
-        private TempCertificate(X509Certificate2 certificate, string directory)
-        {
-            Certificate = certificate;
-            Directory = directory;
-        }
-
-        public X509Certificate2 Certificate { get; }
-
-        public string Directory { get; }
-
-        public string CertificateFile => Path.Combine(Directory, "cert.pem");
-
-        public string KeyFile => Path.Combine(Directory, "key.pem");
-
-        public static TempCertificate Create()
-        {
-            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-            var request = new CertificateRequest("CN=dynamo-test", key, HashAlgorithmName.SHA256);
-            var names = new SubjectAlternativeNameBuilder();
-            names.AddIpAddress(IPAddress.Loopback);
-            names.AddDnsName("localhost");
-            request.CertificateExtensions.Add(names.Build());
-            request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
-            request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
-            X509Certificate2 certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
-            string directory = Path.Combine(Path.GetTempPath(), $"dynamo-tls-{Guid.NewGuid():N}");
-            System.IO.Directory.CreateDirectory(directory);
-            var temp = new TempCertificate(X509CertificateLoader.LoadCertificate(certificate.RawData), directory);
-            File.WriteAllText(temp.CertificateFile, certificate.ExportCertificatePem());
-            File.WriteAllText(temp.KeyFile, key.ExportPkcs8PrivateKeyPem());
-            certificate.Dispose();
-            return temp;
-        }
-
-        public void Dispose()
-        {
-            Certificate.Dispose();
-            System.IO.Directory.Delete(Directory, recursive: true);
-        }
     }
 }

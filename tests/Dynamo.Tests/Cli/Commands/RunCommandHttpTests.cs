@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Http.Headers;
-using System.Security.Cryptography.X509Certificates;
 using System.Text.RegularExpressions;
 using Dynamo.Tests.Frontend;
 using Dynamo.Tests.Infrastructure;
@@ -13,7 +12,7 @@ public class RunCommandHttpTests
     [Fact]
     public async Task Run_ApiKeysFromFlagFileAndEnvironmentWithTls_HttpsNeedsAKeyAndNoKeyIsPrinted()
     {
-        using HttpServerTests.TempCertificate tls = HttpServerTests.TempCertificate.Create();
+        using TempCertificate tls = TempCertificate.Create();
         string keyFile = Path.Combine(tls.Directory, "keys.txt");
         await File.WriteAllTextAsync(keyFile, "file-secret-7\n");
         await using DynamoProcess run = DynamoProcess.Start(
@@ -23,16 +22,7 @@ public class RunCommandHttpTests
 
         await run.WaitForLineAsync("API key required (3 keys");
         string address = Regex.Match(run.Output, @"API on (https://127\.0\.0\.1:\d+/)").Groups[1].Value;
-        using var handler = new HttpClientHandler
-        {
-            ServerCertificateCustomValidationCallback = (_, certificate, chain, _) =>
-            {
-                chain!.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-                chain.ChainPolicy.CustomTrustStore.Add(tls.Certificate);
-                return chain.Build(certificate!);
-            },
-        };
-        using var http = new HttpClient(handler) { BaseAddress = new Uri(address) };
+        using HttpClient http = tls.TrustingClient(new Uri(address));
 
         Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync("v1/models")).StatusCode);
         foreach (string key in new[] { "flag-secret-7", "file-secret-7", "env-secret-7" })

@@ -99,18 +99,10 @@ public class ServeCommandTests
 
             ServeCommand.Plan plan = ServeCommand.Bind(["Frontend"], config, TextWriter.Null);
 
-            Assert.Equal(FrontendOptions.Default with
-            {
-                MaxRequestBodyBytes = 4096,
-                MaxRequestHeaderBytes = 2048,
-                MaxRequestHeaderCount = 30,
-                MaxRequestLineBytes = 700,
-                RequestHeadersTimeout = TimeSpan.FromSeconds(4),
-                MinRequestBodyBytesPerSecond = 50,
-                MinRequestBodyRateGracePeriod = TimeSpan.FromSeconds(2.5),
-                ApiKeyFile = keys,
-                MetricsRequireApiKey = true,
-            }, plan.Frontend);
+            FrontendOptions f = plan.Frontend!;
+            Assert.Equal((4096L, 2048, 30, 700), (f.MaxRequestBodyBytes, f.MaxRequestHeaderBytes, f.MaxRequestHeaderCount, f.MaxRequestLineBytes));
+            Assert.Equal((TimeSpan.FromSeconds(4), 50.0, TimeSpan.FromSeconds(2.5)), (f.RequestHeadersTimeout, f.MinRequestBodyBytesPerSecond, f.MinRequestBodyRateGracePeriod));
+            Assert.Equal((keys, true, (string?)null), (f.ApiKeyFile, f.MetricsRequireApiKey, f.TlsCertificateFile));
         }
         finally
         {

@@ -8,11 +8,10 @@ namespace Dynamo.Tests.Llm.Preprocessing;
 
 public sealed class ChunkedTokenCountTests
 {
-    private static ITokenizer Tokenizer => FrontendHarness.Bundle.Value.Tokenizer;
-
     [Fact]
     public void CountPast_RandomLongTexts_RefusesOnlyWhatTheWholeTokenizationPutsOverTheLimit()
     {
+        ITokenizer tokenizer = FrontendHarness.Bundle.Value.Tokenizer;
         var random = new Random(11);
         string[] pieces = ["the ", "hello ", "world", "\n", "  ", "<|im_start|>", "é", "日本", "\ud83d\ude00", "x", " ", "1234"];
         int refused = 0;
@@ -25,10 +24,10 @@ public sealed class ChunkedTokenCountTests
                 text.Append(pieces[random.Next(pieces.Length)]);
             }
 
-            int whole = Tokenizer.Encode(text.ToString(), addSpecialTokens: false).Count;
+            int whole = tokenizer.Encode(text.ToString(), addSpecialTokens: false).Count;
             foreach (int limit in new[] { whole / 2, whole - 100, whole - 1, whole })
             {
-                if (ChunkedTokenCount.CountPast(Tokenizer, [text.ToString()], limit) is { } past)
+                if (ChunkedTokenCount.CountPast(tokenizer, [text.ToString()], limit) is { } past)
                 {
                     refused++;
                     Assert.True(whole > limit, $"refused a text of {whole} tokens at limit {limit} (counted {past.Tokens})");
