@@ -208,6 +208,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
         k.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
         k.Limits.MaxRequestHeadersTotalSize = options.MaxRequestHeaderBytes;
         k.Limits.MaxRequestHeaderCount = options.MaxRequestHeaderCount;
+        k.Limits.Http2.MaxRequestHeaderFieldSize = options.MaxRequestHeaderBytes; // HTTPS negotiates HTTP/2: one field may be as large as all of them over HTTP/1.1
         k.Limits.MaxRequestLineSize = options.MaxRequestLineBytes;
         k.Limits.RequestHeadersTimeout = options.RequestHeadersTimeout;
         k.Limits.MinRequestBodyDataRate = options.MinRequestBodyBytesPerSecond > 0

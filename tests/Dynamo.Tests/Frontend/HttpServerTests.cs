@@ -206,6 +206,17 @@ public class HttpServerTests
 
         using HttpResponseMessage response = await https.PostAsync(Chat, new StringContent("""{"model":"tiny","messages":[{"role":"user","content":"over tls"}],"max_tokens":3}""", Encoding.UTF8, "application/json"));
 
+        using var http2 = new HttpRequestMessage(HttpMethod.Post, Chat)
+        {
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            Content = new StringContent("""{"model":"tiny","messages":[{"role":"user","content":"h2"}],"max_tokens":3,"stream":true}""", Encoding.UTF8, "application/json"),
+        };
+        using HttpResponseMessage streamed = await https.SendAsync(http2, HttpCompletionOption.ResponseHeadersRead);
+        Sse sse = await Sse.ReadAsync(streamed);
+
+        Assert.Equal(HttpVersion.Version20, streamed.Version);
+        Assert.Equal("length", sse.Events()[^1].GetProperty("choices")[0].GetProperty("finish_reason").GetString());
         Assert.Equal("https", h.Server.BaseAddress.Scheme);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal(3, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
