@@ -18,6 +18,7 @@ internal sealed class FrontendFlags
     private readonly Option<int> _migrationLimit = new("--migration-limit") { Description = "Times a stream may move to another worker when its worker dies, stalls or stops mid-stream (0: never)", DefaultValueFactory = _ => ProcessorOptions.Default.MigrationLimit };
     private readonly Option<double> _migrationWait = new("--migration-wait") { Description = "Seconds a migrating stream waits for a worker to appear when none is left", DefaultValueFactory = _ => ProcessorOptions.Default.MigrationWaitTimeout.TotalSeconds };
     private readonly KvRouterFlags _kv;
+    private readonly HttpServerFlags _http;
 
     private FrontendFlags(Command command, string? listenNote, bool withNamespace)
     {
@@ -36,17 +37,18 @@ internal sealed class FrontendFlags
         command.Options.Add(_migrationLimit);
         command.Options.Add(_migrationWait);
         _kv = KvRouterFlags.AddTo(command);
+        _http = HttpServerFlags.AddTo(command);
     }
 
     /// <summary>
     /// Adds the flags to <paramref name="command"/>: --http-port, --http-host (their descriptions ending in
     /// <paramref name="listenNote"/>), --router-mode, --namespace when <paramref name="withNamespace"/>,
-    /// --json-logs, --migration-limit, --migration-wait and the KV router's.
+    /// --json-logs, --migration-limit, --migration-wait, the KV router's and the HTTP server's (<see cref="HttpServerFlags"/>: limits, API keys, TLS).
     /// </summary>
     public static FrontendFlags AddTo(Command command, string? listenNote = null, bool withNamespace = false) => new(command, listenNote, withNamespace);
 
     /// <summary>The flags' values over <see cref="FrontendOptions.Default"/> (not validated yet).</summary>
-    public FrontendOptions Read(ParseResult parse) => FrontendOptions.Default with
+    public FrontendOptions Read(ParseResult parse) => _http.Read(parse, FrontendOptions.Default) with
     {
         HttpPort = parse.GetValue(_port),
         Host = parse.GetValue(_host)!,

@@ -107,6 +107,18 @@ internal static class ServeCommand
                     {
                         HttpPort = c.Int("port") ?? c.Int("http_port") ?? FrontendOptions.Default.HttpPort,
                         Host = c.String("host") ?? c.String("http_host") ?? FrontendOptions.Default.Host,
+                        MaxRequestBodyBytes = c.Long("max_request_body_bytes") ?? FrontendOptions.Default.MaxRequestBodyBytes,
+                        MaxRequestHeaderBytes = c.Int("max_request_header_bytes") ?? FrontendOptions.Default.MaxRequestHeaderBytes,
+                        MaxRequestHeaderCount = c.Int("max_request_headers") ?? FrontendOptions.Default.MaxRequestHeaderCount,
+                        MaxRequestLineBytes = c.Int("max_request_line_bytes") ?? FrontendOptions.Default.MaxRequestLineBytes,
+                        RequestHeadersTimeout = c.Double("request_headers_timeout") is double headers ? FrontendFlags.Seconds(headers) : FrontendOptions.Default.RequestHeadersTimeout,
+                        MinRequestBodyBytesPerSecond = c.Double("min_request_body_rate") ?? FrontendOptions.Default.MinRequestBodyBytesPerSecond,
+                        MinRequestBodyRateGracePeriod = c.Double("min_request_body_rate_grace") is double grace ? FrontendFlags.Seconds(grace) : FrontendOptions.Default.MinRequestBodyRateGracePeriod,
+                        ApiKeys = HttpServerFlags.WithEnvironmentKey(c.String("api_key") is string key ? [key] : null),
+                        ApiKeyFile = c.String("api_key_file"),
+                        MetricsRequireApiKey = c.Bool("metrics_require_api_key") ?? false,
+                        TlsCertificateFile = c.String("tls_cert_file"),
+                        TlsKeyFile = c.String("tls_key_file"),
                         Processing = ProcessorOptions.Default with
                         {
                             Namespace = c.String("namespace") ?? ProcessorOptions.Default.Namespace,
@@ -215,7 +227,7 @@ internal static class ServeCommand
                 started.Add(runtime);
                 FrontendServer server = await FrontendServer.StartAsync(runtime, frontend, CliLogging.Create(frontend.JsonLogs), shutdown.Token);
                 started.Add(server);
-                log.WriteLine($"serve: frontend listening on {Listeners.Describe(frontend.Host, server.BaseAddress.Port, "host")}");
+                log.WriteLine($"serve: frontend listening on {Listeners.Describe(frontend.Host, server.BaseAddress.Port, "host")} ({server.AccessNote})");
             }
 
             log.WriteLine($"serve: started {string.Join(", ", plan.Components)}; Ctrl-C stops");

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Dynamo.Components.Registry;
 using Dynamo.Llm.Disaggregation;
@@ -248,8 +249,9 @@ public sealed partial class ProcessorServer : IAsyncDisposable
         try
         {
             ResponseShape shape = ResponseShape.FromKind(request.Kind)!;
-            byte[] body = JsonSerializer.SerializeToUtf8Bytes(request.Body, ProcessorJsonContext.Default.JsonElement);
-            OpenAiRequestBase parsed = shape.ReadRequest(body);
+            // The body's own bytes, as the frontend relayed them: re-serializing would copy them and would throw
+            // on a string the reader refuses with a 400 (a lone surrogate escape).
+            OpenAiRequestBase parsed = shape.ReadRequest(JsonMarshal.GetRawUtf8Value(request.Body));
             string name = string.IsNullOrEmpty(parsed.Model) ? throw OpenAiException.BadRequest("'model' is required.", "model", "missing_model") : parsed.Model;
             ServedModel model = await FindAsync(registry, name, cancellationToken).ConfigureAwait(false);
             return (await pipeline.StartAsync(parsed, shape, model, request.RequestId, cancellationToken).ConfigureAwait(false), null);

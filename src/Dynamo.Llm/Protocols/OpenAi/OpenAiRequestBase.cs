@@ -70,6 +70,14 @@ public abstract record OpenAiRequestBase
     [JsonPropertyName("stream_options")]
     public StreamOptions? StreamOptions { get; init; }
 
+    /// <summary>Token id -> bias: not supported (anything but null or an empty object is refused with a 400).</summary>
+    [JsonPropertyName("logit_bias")]
+    public JsonElement? LogitBias { get; init; }
+
+    /// <summary>Fewest tokens to generate: not supported (anything but null or 0 is refused with a 400).</summary>
+    [JsonPropertyName("min_tokens")]
+    public JsonElement? MinTokens { get; init; }
+
     /// <summary>The end user (logged, otherwise ignored).</summary>
     [JsonPropertyName("user")]
     public string? User { get; init; }
