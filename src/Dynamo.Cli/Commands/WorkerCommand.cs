@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Dynamo.Cli.Components;
+using Dynamo.Components.Workers;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
 
@@ -27,6 +28,7 @@ internal static class WorkerCommand
         var threads = new Option<int>("--threads") { Description = "Compute threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var leaseTtl = new Option<int>("--lease-ttl") { Description = "Seconds a dead worker stays in discovery at most", DefaultValueFactory = _ => 10 };
         var drainTimeout = new Option<double>("--drain-timeout") { Description = "Seconds in-flight requests may take to finish on SIGTERM before the rest move to other workers", DefaultValueFactory = _ => 30 };
+        var maxWaiting = new Option<int>("--max-waiting-requests") { Description = "Requests waiting here without having produced anything; one more is refused at once (worker_overloaded) and goes to another worker", DefaultValueFactory = _ => EngineWorkerOptions.Default.MaxWaitingRequests };
         var systemPort = new Option<int?>("--system-port") { Description = "Port of this worker's /metrics, /health, /live (env DYN_SYSTEM_PORT)" };
         var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker: simulated time runs this many times faster", DefaultValueFactory = _ => MockerOptions.Default.SpeedupRatio };
         var gpuBlocks = new Option<int?>("--num-gpu-blocks") { Description = "Mocker: KV pool size in blocks" };
@@ -41,7 +43,7 @@ internal static class WorkerCommand
         };
         EngineFlags engineFlags = EngineFlags.AddTo(command);
         DisaggregationFlags disaggFlags = DisaggregationFlags.AddTo(command);
-        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, systemPort, speedup, gpuBlocks, tp })
+        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, maxWaiting, systemPort, speedup, gpuBlocks, tp })
         {
             command.Options.Add(o);
         }
@@ -102,6 +104,7 @@ internal static class WorkerCommand
                 Threads = parse.GetValue(threads),
                 SystemPort = parse.GetValue(systemPort) ?? SystemPortFromEnvironment(),
                 DrainTimeout = FrontendFlags.Seconds(parse.GetValue(drainTimeout)),
+                MaxWaitingRequests = parse.GetValue(maxWaiting),
                 IgnoredFlags = ignored,
             }).Validate();
             if (settings.EngineKind == "dynamo" && settings.ModelPath is null)
