@@ -17,7 +17,24 @@ public sealed class AdmissionTests
     private const string Completions = "v1/completions";
     private const string AdmissionGauge = "dynamo_frontend_queued_requests{model=\"tiny\",stage=\"admission\"}";
 
-    private static FrontendOptions With(AdmissionOptions admission) => FrontendOptions.Default with { Admission = admission };
+    private static Task<FrontendHarness> StartAsync(AdmissionOptions admission) => FrontendHarness.StartAsync(FrontendOptions.Default with { Admission = admission });
+
+    /// <summary>Adds a worker whose echo engine is held (before its next step) until the test releases it.</summary>
+    private static async Task<HeldEchoEngine> AddHeldWorkerAsync(FrontendHarness h)
+    {
+        var engine = new HeldEchoEngine();
+        await h.AddWorkerAsync(engine);
+        engine.Hold();
+        return engine;
+    }
+
+    /// <summary>Sends a request and waits until the held engine has it (it then holds its slot and its counts).</summary>
+    private static async Task<Task<HttpResponseMessage>> SendUntilAtTheEngineAsync(FrontendHarness h, HeldEchoEngine engine, int marker, params (string Name, string Value)[] headers)
+    {
+        Task<HttpResponseMessage> sent = SendAsync(h, Body(marker), headers);
+        await Eventually.WaitUntilAsync(() => engine.Submitted.Contains(marker), $"request {marker} at the engine");
+        return sent;
+    }
 
     /// <summary>A completion whose prompt starts with <paramref name="marker"/> (what the engine records).</summary>
     private static string Body(int marker, int? priority = null, bool stream = false) =>
@@ -75,26 +92,18 @@ public sealed class AdmissionTests
     [Fact]
     public async Task SlotsTaken_QueuedRequestsOfMixedPriority_AdmittedLowestValueFirstThenInArrivalOrder()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync(With(AdmissionOptions.Default with { MaxInflightRequests = 1 }));
-        var engine = new HeldEchoEngine();
-        await h.AddWorkerAsync(engine);
-        engine.Hold();
-        Task<HttpResponseMessage> blocker = SendAsync(h, Body(100));
-        await Eventually.WaitUntilAsync(() => engine.Submitted.Contains(100), "the first request at the engine");
+        await using FrontendHarness h = await StartAsync(AdmissionOptions.Default with { MaxInflightRequests = 1 });
+        HeldEchoEngine engine = await AddHeldWorkerAsync(h);
+        Task<HttpResponseMessage> blocker = await SendUntilAtTheEngineAsync(h, engine, 100);
 
-        var queued = new List<Task<HttpResponseMessage>>
+        // Sent one by one, each queued before the next: marker, body priority, streaming, the priority header.
+        var queued = new List<Task<HttpResponseMessage>>();
+        foreach ((int marker, int priority, bool stream, string? header) in new[] { (1, 5, false, null), (2, 0, false, null), (3, 5, true, null), (4, -3, false, null), (5, 9, false, (string?)"0") })
         {
-            SendAsync(h, Body(1, priority: 5)),
-        };
-        await WaitForQueuedAsync(h, 1);
-        queued.Add(SendAsync(h, Body(2, priority: 0)));
-        await WaitForQueuedAsync(h, 2);
-        queued.Add(SendAsync(h, Body(3, priority: 5, stream: true)));
-        await WaitForQueuedAsync(h, 3);
-        queued.Add(SendAsync(h, Body(4, priority: -3)));
-        await WaitForQueuedAsync(h, 4);
-        queued.Add(SendAsync(h, Body(5, priority: 9), ("X-Request-Priority", "0")));
-        await WaitForQueuedAsync(h, 5);
+            queued.Add(SendAsync(h, Body(marker, priority, stream), header is null ? [] : [("X-Request-Priority", header)]));
+            await WaitForQueuedAsync(h, queued.Count);
+        }
+
         engine.Release();
 
         await AssertCompletedAsync(blocker);
@@ -110,12 +119,9 @@ public sealed class AdmissionTests
     [Fact]
     public async Task QueueFull_LowPriorityRefusedOrDisplaced503_HighPriorityComplete()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync(With(AdmissionOptions.Default with { MaxInflightRequests = 1, MaxQueuedRequests = 2 }));
-        var engine = new HeldEchoEngine();
-        await h.AddWorkerAsync(engine);
-        engine.Hold();
-        Task<HttpResponseMessage> blocker = SendAsync(h, Body(100));
-        await Eventually.WaitUntilAsync(() => engine.Submitted.Contains(100), "the first request at the engine");
+        await using FrontendHarness h = await StartAsync(AdmissionOptions.Default with { MaxInflightRequests = 1, MaxQueuedRequests = 2 });
+        HeldEchoEngine engine = await AddHeldWorkerAsync(h);
+        Task<HttpResponseMessage> blocker = await SendUntilAtTheEngineAsync(h, engine, 100);
         Task<HttpResponseMessage> lowA = SendAsync(h, Body(1, priority: 5));
         await WaitForQueuedAsync(h, 1);
         Task<HttpResponseMessage> lowB = SendAsync(h, Body(2, priority: 5, stream: true));
@@ -142,12 +148,9 @@ public sealed class AdmissionTests
     [Fact]
     public async Task SlotsTakenPastTheQueueTimeout_503QueueTimeout()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync(With(AdmissionOptions.Default with { MaxInflightRequests = 1, QueueTimeout = TimeSpan.FromMilliseconds(200) }));
-        var engine = new HeldEchoEngine();
-        await h.AddWorkerAsync(engine);
-        engine.Hold();
-        Task<HttpResponseMessage> blocker = SendAsync(h, Body(100));
-        await Eventually.WaitUntilAsync(() => engine.Submitted.Contains(100), "the first request at the engine");
+        await using FrontendHarness h = await StartAsync(AdmissionOptions.Default with { MaxInflightRequests = 1, QueueTimeout = TimeSpan.FromMilliseconds(200) });
+        HeldEchoEngine engine = await AddHeldWorkerAsync(h);
+        Task<HttpResponseMessage> blocker = await SendUntilAtTheEngineAsync(h, engine, 100);
 
         await AssertRefusedAsync(SendAsync(h, Body(1, stream: true)), 503, "service_unavailable_error", "queue_timeout");
         engine.Release();
@@ -161,19 +164,14 @@ public sealed class AdmissionTests
     [Fact]
     public async Task PerClientLimit_SameKeyOrSameAddress429_OtherKeysServed()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync(With(AdmissionOptions.Default with { MaxInflightPerClient = 1 }));
-        var engine = new HeldEchoEngine();
-        await h.AddWorkerAsync(engine);
-        engine.Hold();
-        Task<HttpResponseMessage> keyA = SendAsync(h, Body(1), ("Authorization", "Bearer key-a"));
-        await Eventually.WaitUntilAsync(() => engine.Submitted.Contains(1), "key-a's request at the engine");
-        Task<HttpResponseMessage> noKey = SendAsync(h, Body(2));
-        await Eventually.WaitUntilAsync(() => engine.Submitted.Contains(2), "the keyless request at the engine");
+        await using FrontendHarness h = await StartAsync(AdmissionOptions.Default with { MaxInflightPerClient = 1 });
+        HeldEchoEngine engine = await AddHeldWorkerAsync(h);
+        Task<HttpResponseMessage> keyA = await SendUntilAtTheEngineAsync(h, engine, 1, ("Authorization", "Bearer key-a"));
+        Task<HttpResponseMessage> noKey = await SendUntilAtTheEngineAsync(h, engine, 2);
 
         await AssertRefusedAsync(SendAsync(h, Body(3), ("Authorization", "Bearer key-a")), 429, "rate_limit_error", "client_limit");
         await AssertRefusedAsync(SendAsync(h, Body(4, stream: true)), 429, "rate_limit_error", "client_limit");
-        Task<HttpResponseMessage> keyB = SendAsync(h, Body(5), ("Authorization", "Bearer key-b"));
-        await Eventually.WaitUntilAsync(() => engine.Submitted.Contains(5), "key-b's request at the engine");
+        Task<HttpResponseMessage> keyB = await SendUntilAtTheEngineAsync(h, engine, 5, ("Authorization", "Bearer key-b"));
         engine.Release();
 
         await AssertCompletedAsync(keyA);
@@ -186,12 +184,9 @@ public sealed class AdmissionTests
     [Fact]
     public async Task PerModelLimit_429ModelLimitUntilOneEnds()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync(With(AdmissionOptions.Default with { MaxInflightPerModel = 1 }));
-        var engine = new HeldEchoEngine();
-        await h.AddWorkerAsync(engine);
-        engine.Hold();
-        Task<HttpResponseMessage> first = SendAsync(h, Body(1), ("Authorization", "Bearer key-a"));
-        await Eventually.WaitUntilAsync(() => engine.Submitted.Contains(1), "the first request at the engine");
+        await using FrontendHarness h = await StartAsync(AdmissionOptions.Default with { MaxInflightPerModel = 1 });
+        HeldEchoEngine engine = await AddHeldWorkerAsync(h);
+        Task<HttpResponseMessage> first = await SendUntilAtTheEngineAsync(h, engine, 1, ("Authorization", "Bearer key-a"));
 
         await AssertRefusedAsync(SendAsync(h, Body(2), ("Authorization", "Bearer key-b")), 429, "rate_limit_error", "model_limit");
         engine.Release();

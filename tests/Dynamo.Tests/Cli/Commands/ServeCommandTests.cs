@@ -1,3 +1,4 @@
+using System.CommandLine;
 using Dynamo.Cli;
 using Dynamo.Cli.Commands;
 using Dynamo.Cli.Components;
@@ -97,15 +98,13 @@ public class ServeCommandTests
 
         ServeCommand.Plan plan = ServeCommand.Bind(["Frontend", "Router", "VllmWorker"], config, TextWriter.Null);
 
-        Assert.Equal(AdmissionOptions.Default with
-        {
-            MaxInflightRequests = 64,
-            MaxQueuedRequests = 128,
-            QueueTimeout = TimeSpan.FromSeconds(10),
-            MaxInflightPerClient = 4,
-            MaxInflightPerModel = 32,
-            RequestTimeout = TimeSpan.FromSeconds(120),
-        }, plan.Frontend!.Admission);
+        // The keys mean what the flags of the same names mean (OptionsBindingTests binds each flag).
+        var frontend = new Command("frontend");
+        FrontendFlags flags = FrontendFlags.AddTo(frontend);
+        AdmissionOptions fromFlags = flags.Read(frontend.Parse(["--max-inflight-requests", "64", "--max-queued-requests", "128", "--queue-timeout", "10",
+            "--max-inflight-per-client", "4", "--max-inflight-per-model", "32", "--request-timeout", "120"])).Admission;
+        Assert.Equal(fromFlags, plan.Frontend!.Admission);
+        Assert.NotEqual(AdmissionOptions.Default, fromFlags);
         Assert.Equal(TimeSpan.FromSeconds(7), plan.Router!.QueueTimeout);
         Assert.Equal(TimeSpan.FromSeconds(7), plan.Frontend.Processing.KvRouter.QueueTimeout);
         Assert.Equal(16, Assert.Single(plan.Workers).Settings.MaxWaitingRequests);

@@ -14,21 +14,29 @@ public sealed class AdmissionControllerTests
 
     private AdmissionController Create(AdmissionOptions options) => new(options.Validate(), _metrics, _time);
 
-    private double AdmissionGauge(string model = "m") => _metrics.Queued.WithLabels(model, FrontendMetrics.AdmissionStage).Value;
+    /// <summary>A request of <paramref name="client"/> for model "m" (or <paramref name="model"/>).</summary>
+    private static Task<AdmissionSlot> Enter(AdmissionController admission, string client, int priority = 0, string model = "m", CancellationToken cancellationToken = default) =>
+        admission.EnterAsync(client, model, priority, cancellationToken).AsTask();
+
+    /// <summary>The queue holds <paramref name="count"/> requests, and the admission gauge of model "m" says so.</summary>
+    private void AssertWaiting(AdmissionController admission, int count)
+    {
+        Assert.Equal(count, admission.Queued);
+        Assert.Equal(count, _metrics.Queued.WithLabels("m", FrontendMetrics.AdmissionStage).Value);
+    }
 
     [Fact]
     public async Task EnterAsync_SlotsTaken_WaitersAdmittedByPriorityThenArrival()
     {
         AdmissionController admission = Create(AdmissionOptions.Default with { MaxInflightRequests = 1 });
-        AdmissionSlot first = await admission.EnterAsync("c", "m", 0, CancellationToken.None);
+        AdmissionSlot first = await Enter(admission, "c");
         var waiting = new List<(string Name, Task<AdmissionSlot> Slot)>();
         foreach ((string name, int priority) in new[] { ("a", 5), ("b", 0), ("c", 5), ("d", -3), ("e", 0) })
         {
-            waiting.Add((name, admission.EnterAsync(name, "m", priority, CancellationToken.None).AsTask()));
+            waiting.Add((name, Enter(admission, name, priority)));
         }
 
-        Assert.Equal(5, admission.Queued);
-        Assert.Equal(5, AdmissionGauge());
+        AssertWaiting(admission, 5);
         var order = new List<string>();
         AdmissionSlot current = first;
         for (int i = 0; i < waiting.Count; i++)
@@ -44,21 +52,21 @@ public sealed class AdmissionControllerTests
         Assert.Equal(["d", "b", "e", "a", "c"], order);
         current.Dispose();
         Assert.Equal(0, admission.Running);
-        Assert.Equal(0, AdmissionGauge());
+        AssertWaiting(admission, 0);
     }
 
     [Fact]
     public async Task EnterAsync_QueueFull_LowestPriorityRefusedOrDisplaced()
     {
         AdmissionController admission = Create(AdmissionOptions.Default with { MaxInflightRequests = 1, MaxQueuedRequests = 2 });
-        using AdmissionSlot running = await admission.EnterAsync("c", "m", 0, CancellationToken.None);
-        Task<AdmissionSlot> a = admission.EnterAsync("a", "m", 5, CancellationToken.None).AsTask();
-        Task<AdmissionSlot> b = admission.EnterAsync("b", "m", 5, CancellationToken.None).AsTask();
+        using AdmissionSlot running = await Enter(admission, "c");
+        Task<AdmissionSlot> a = Enter(admission, "a", 5);
+        Task<AdmissionSlot> b = Enter(admission, "b", 5);
 
-        Task<AdmissionSlot> c = admission.EnterAsync("c", "m", 0, CancellationToken.None).AsTask();
+        Task<AdmissionSlot> c = Enter(admission, "c");
         OpenAiException displaced = await Assert.ThrowsAsync<OpenAiException>(() => b);
-        OpenAiException equal = await Assert.ThrowsAsync<OpenAiException>(async () => await admission.EnterAsync("d", "m", 5, CancellationToken.None));
-        Task<AdmissionSlot> e = admission.EnterAsync("e", "m", 4, CancellationToken.None).AsTask();
+        OpenAiException equal = await Assert.ThrowsAsync<OpenAiException>(async () => await Enter(admission, "d", 5));
+        Task<AdmissionSlot> e = Enter(admission, "e", 4);
         OpenAiException second = await Assert.ThrowsAsync<OpenAiException>(() => a);
 
         foreach (OpenAiException refused in new[] { displaced, equal, second })
@@ -72,18 +80,17 @@ public sealed class AdmissionControllerTests
         Assert.Contains("--max-queued-requests", equal.Message, StringComparison.Ordinal);
         Assert.False(c.IsCompleted);
         Assert.False(e.IsCompleted);
-        Assert.Equal(2, admission.Queued);
-        Assert.Equal(2, AdmissionGauge());
+        AssertWaiting(admission, 2);
     }
 
     [Fact]
     public async Task EnterAsync_NoQueue_RefusedAtOnceWhenEverySlotIsTaken()
     {
         AdmissionController admission = Create(AdmissionOptions.Default with { MaxInflightRequests = 2, MaxQueuedRequests = 0 });
-        using AdmissionSlot one = await admission.EnterAsync("a", "m", 0, CancellationToken.None);
-        using AdmissionSlot two = await admission.EnterAsync("b", "m", 0, CancellationToken.None);
+        using AdmissionSlot one = await Enter(admission, "a");
+        using AdmissionSlot two = await Enter(admission, "b");
 
-        OpenAiException e = await Assert.ThrowsAsync<OpenAiException>(async () => await admission.EnterAsync("c", "m", -100, CancellationToken.None));
+        OpenAiException e = await Assert.ThrowsAsync<OpenAiException>(async () => await Enter(admission, "c", -100));
 
         Assert.Equal(OverloadErrors.QueueFull, e.Code);
     }
@@ -92,9 +99,9 @@ public sealed class AdmissionControllerTests
     public async Task EnterAsync_WaitsPastTheQueueTimeout_RefusedWithQueueTimeout()
     {
         AdmissionController admission = Create(AdmissionOptions.Default with { MaxInflightRequests = 1, QueueTimeout = TimeSpan.FromSeconds(2) });
-        AdmissionSlot running = await admission.EnterAsync("a", "m", 0, CancellationToken.None);
-        Task<AdmissionSlot> waiting = admission.EnterAsync("b", "m", 0, CancellationToken.None).AsTask();
-        Task<AdmissionSlot> later = admission.EnterAsync("c", "m", 0, CancellationToken.None).AsTask();
+        AdmissionSlot running = await Enter(admission, "a");
+        Task<AdmissionSlot> waiting = Enter(admission, "b");
+        Task<AdmissionSlot> later = Enter(admission, "c");
 
         _time.Advance(TimeSpan.FromSeconds(1.9));
         Assert.False(waiting.IsCompleted);
@@ -104,10 +111,9 @@ public sealed class AdmissionControllerTests
         Assert.Equal((503, OverloadErrors.QueueTimeout, 1), (e.StatusCode, e.Code, e.RetryAfterSeconds));
         Assert.Contains("--queue-timeout", e.Message, StringComparison.Ordinal);
         Assert.True(later.IsFaulted);
-        Assert.Equal(0, admission.Queued);
-        Assert.Equal(0, AdmissionGauge());
+        AssertWaiting(admission, 0);
         running.Dispose();
-        using AdmissionSlot next = await admission.EnterAsync("d", "m", 0, CancellationToken.None);
+        using AdmissionSlot next = await Enter(admission, "d");
         Assert.Equal(1, admission.Running);
     }
 
@@ -115,8 +121,8 @@ public sealed class AdmissionControllerTests
     public async Task EnterAsync_AdmittedBeforeTheQueueTimeout_TimeoutNeverFires()
     {
         AdmissionController admission = Create(AdmissionOptions.Default with { MaxInflightRequests = 1, QueueTimeout = TimeSpan.FromSeconds(2) });
-        AdmissionSlot running = await admission.EnterAsync("a", "m", 0, CancellationToken.None);
-        Task<AdmissionSlot> waiting = admission.EnterAsync("b", "m", 0, CancellationToken.None).AsTask();
+        AdmissionSlot running = await Enter(admission, "a");
+        Task<AdmissionSlot> waiting = Enter(admission, "b");
         _time.Advance(TimeSpan.FromSeconds(1));
 
         running.Dispose();
@@ -124,37 +130,36 @@ public sealed class AdmissionControllerTests
         _time.Advance(TimeSpan.FromSeconds(5));
 
         Assert.Equal(1, admission.Running);
-        Assert.Equal(0, admission.Queued);
+        AssertWaiting(admission, 0);
     }
 
     [Fact]
     public async Task EnterAsync_CancelledWhileWaiting_LeavesTheQueueAndItsCounts()
     {
         AdmissionController admission = Create(AdmissionOptions.Default with { MaxInflightRequests = 1, MaxInflightPerClient = 1 });
-        AdmissionSlot running = await admission.EnterAsync("a", "m", 0, CancellationToken.None);
+        AdmissionSlot running = await Enter(admission, "a");
         using var cancel = new CancellationTokenSource();
-        Task<AdmissionSlot> waiting = admission.EnterAsync("b", "m", 0, cancel.Token).AsTask();
+        Task<AdmissionSlot> waiting = Enter(admission, "b", cancellationToken: cancel.Token);
 
         await cancel.CancelAsync();
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting);
-        Assert.Equal(0, admission.Queued);
-        Assert.Equal(0, AdmissionGauge());
+        AssertWaiting(admission, 0);
         running.Dispose();
-        using AdmissionSlot again = await admission.EnterAsync("b", "m", 0, CancellationToken.None);
+        using AdmissionSlot again = await Enter(admission, "b");
     }
 
     [Fact]
     public async Task EnterAsync_PerClientAndPerModelLimits_429UntilOneLeaves()
     {
         AdmissionController admission = Create(AdmissionOptions.Default with { MaxInflightRequests = 1, MaxInflightPerClient = 2, MaxInflightPerModel = 3 });
-        AdmissionSlot one = await admission.EnterAsync("key:a", "m", 0, CancellationToken.None);
-        Task<AdmissionSlot> queued = admission.EnterAsync("key:a", "m", 0, CancellationToken.None).AsTask();
+        AdmissionSlot one = await Enter(admission, "key:a");
+        Task<AdmissionSlot> queued = Enter(admission, "key:a");
 
-        OpenAiException client = await Assert.ThrowsAsync<OpenAiException>(async () => await admission.EnterAsync("key:a", "m", 0, CancellationToken.None));
-        Task<AdmissionSlot> other = admission.EnterAsync("key:b", "m", 0, CancellationToken.None).AsTask();
-        OpenAiException model = await Assert.ThrowsAsync<OpenAiException>(async () => await admission.EnterAsync("key:c", "m", 0, CancellationToken.None));
-        Task<AdmissionSlot> otherModel = admission.EnterAsync("key:c", "n", 0, CancellationToken.None).AsTask();
+        OpenAiException client = await Assert.ThrowsAsync<OpenAiException>(async () => await Enter(admission, "key:a"));
+        Task<AdmissionSlot> other = Enter(admission, "key:b");
+        OpenAiException model = await Assert.ThrowsAsync<OpenAiException>(async () => await Enter(admission, "key:c"));
+        Task<AdmissionSlot> otherModel = Enter(admission, "key:c", model: "n");
 
         Assert.Equal((429, "rate_limit_error", OverloadErrors.ClientLimit, 1), (client.StatusCode, client.Type, client.Code, client.RetryAfterSeconds));
         Assert.Equal((429, "rate_limit_error", OverloadErrors.ModelLimit, 1), (model.StatusCode, model.Type, model.Code, model.RetryAfterSeconds));
@@ -165,7 +170,7 @@ public sealed class AdmissionControllerTests
         (await other).Dispose();
         (await otherModel).Dispose();
         Assert.Equal(0, admission.Running);
-        using AdmissionSlot back = await admission.EnterAsync("key:a", "m", 0, CancellationToken.None);
+        using AdmissionSlot back = await Enter(admission, "key:a");
         Assert.Equal(1, admission.Running);
     }
 }
