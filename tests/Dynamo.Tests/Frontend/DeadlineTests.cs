@@ -35,10 +35,12 @@ public sealed class DeadlineTests
         Assert.Equal("deadline_exceeded", error.GetProperty("code").GetString());
     }
 
-    [Fact]
-    public async Task NonStreaming_PastTheServersDefaultDeadline_504AndTheEngineFreesItsBlocks()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task NonStreaming_PastTheServersDefaultDeadline_504AndTheEngineFreesItsBlocks(bool throughProcessor)
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync(FrontendOptions.Default with { Admission = AdmissionOptions.Default with { RequestTimeout = TimeSpan.FromSeconds(1) } });
+        await using FrontendHarness h = await FrontendHarness.StartAsync(FrontendOptions.Default with { Admission = AdmissionOptions.Default with { RequestTimeout = TimeSpan.FromSeconds(1) } }, processor: throughProcessor);
         var engine = new HeldEchoEngine();
         TestWorker worker = await h.AddWorkerAsync(engine);
         engine.Hold(steps: 1);
