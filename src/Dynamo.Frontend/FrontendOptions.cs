@@ -75,6 +75,9 @@ public sealed record FrontendOptions
     /// </summary>
     public ProcessorOptions Processing { get; init; } = ProcessorOptions.Default;
 
+    /// <summary>The overload limits: slots, the admission queue, per-client and per-model limits, request deadlines.</summary>
+    public AdmissionOptions Admission { get; init; } = AdmissionOptions.Default;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the flag of the first bad setting.</summary>
     public FrontendOptions Validate()
     {
@@ -111,6 +114,7 @@ public sealed record FrontendOptions
         Check(KeepAliveInterval > TimeSpan.Zero, "--keep-alive-interval", "must be positive");
         Check(ShutdownDrainTimeout >= TimeSpan.Zero, "--shutdown-drain-timeout", "must not be negative");
         Processing.Validate();
+        Admission.Validate();
         return this;
     }
 }

@@ -11,6 +11,7 @@ namespace Dynamo.Cli.Commands;
 internal sealed class FrontendFlags
 {
     private readonly Option<int> _port;
+    private readonly AdmissionFlags _admission;
     private readonly Option<string> _host;
     private readonly Option<string> _routerMode = new("--router-mode") { Description = "round-robin, random or kv", DefaultValueFactory = _ => ProcessorOptions.Default.RouterMode };
     private readonly Option<string>? _namespace;
@@ -36,6 +37,7 @@ internal sealed class FrontendFlags
         command.Options.Add(_jsonLogs);
         command.Options.Add(_migrationLimit);
         command.Options.Add(_migrationWait);
+        _admission = AdmissionFlags.AddTo(command);
         _kv = KvRouterFlags.AddTo(command);
         _http = HttpServerFlags.AddTo(command);
     }
@@ -43,7 +45,7 @@ internal sealed class FrontendFlags
     /// <summary>
     /// Adds the flags to <paramref name="command"/>: --http-port, --http-host (their descriptions ending in
     /// <paramref name="listenNote"/>), --router-mode, --namespace when <paramref name="withNamespace"/>,
-    /// --json-logs, --migration-limit, --migration-wait, the KV router's and the HTTP server's (<see cref="HttpServerFlags"/>: limits, API keys, TLS).
+    /// --json-logs, --migration-limit, --migration-wait, the overload limits (<see cref="AdmissionFlags"/>), the KV router's and the HTTP server's (<see cref="HttpServerFlags"/>: limits, API keys, TLS).
     /// </summary>
     public static FrontendFlags AddTo(Command command, string? listenNote = null, bool withNamespace = false) => new(command, listenNote, withNamespace);
 
@@ -61,6 +63,7 @@ internal sealed class FrontendFlags
             MigrationLimit = parse.GetValue(_migrationLimit),
             MigrationWaitTimeout = Seconds(parse.GetValue(_migrationWait)),
         },
+        Admission = _admission.Read(parse),
     };
 
     /// <summary>Seconds as a time span; a value no time span holds (NaN, infinite, huge) as -1 s, which validation names.</summary>

@@ -2,6 +2,7 @@ using System.CommandLine;
 using Dynamo.Cli.Components;
 using Dynamo.Components.Processing;
 using Dynamo.Components.Routing;
+using Dynamo.Components.Workers;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
 using Dynamo.Frontend.Status;
@@ -126,6 +127,7 @@ internal static class ServeCommand
                             MigrationLimit = c.Int("migration_limit") ?? ProcessorOptions.Default.MigrationLimit,
                             MigrationWaitTimeout = c.Double("migration_wait") is double fw ? FrontendFlags.Seconds(fw) : ProcessorOptions.Default.MigrationWaitTimeout,
                         },
+                        Admission = AdmissionFlags.FromConfig(c),
                     };
                     frontendConfig = c;
                     break;
@@ -148,6 +150,7 @@ internal static class ServeCommand
                         OverlapScoreWeight = c.Double("kv_overlap_score_weight") ?? kvRouter.OverlapScoreWeight,
                         Temperature = c.Double("router_temperature") ?? kvRouter.Temperature,
                         MaxQueue = c.Int("router_max_queue") ?? kvRouter.MaxQueue,
+                        QueueTimeout = c.Double("router_queue_timeout") is double rq ? FrontendFlags.Seconds(rq) : kvRouter.QueueTimeout,
                         BlockSize = c.Int("block_size") ?? kvRouter.BlockSize,
                     };
                     c.Validated(kvRouter.Validate);
@@ -328,6 +331,7 @@ internal static class ServeCommand
             SystemPort = c.Int("system_port"),
             DrainTimeout = c.Double("drain_timeout") is double drain ? FrontendFlags.Seconds(drain) : TimeSpan.FromSeconds(30),
             SystemHost = c.String("system_host") ?? new WorkerSettings().SystemHost,
+            MaxWaitingRequests = c.Int("max_waiting_requests") ?? EngineWorkerOptions.Default.MaxWaitingRequests,
             IgnoredFlags = ignored,
             RemotePrefill = c.Bool("remote_prefill") ?? true,
             Disaggregation = DisaggregationFromConfig(c),

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Dynamo.Cli.Components;
+using Dynamo.Components.Workers;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
 
@@ -27,6 +28,7 @@ internal static class WorkerCommand
         var threads = new Option<int>("--threads") { Description = "Compute threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var leaseTtl = new Option<int>("--lease-ttl") { Description = "Seconds a dead worker stays in discovery at most", DefaultValueFactory = _ => 10 };
         var drainTimeout = new Option<double>("--drain-timeout") { Description = "Seconds in-flight requests may take to finish on SIGTERM before the rest move to other workers", DefaultValueFactory = _ => 30 };
+        var maxWaiting = new Option<int>("--max-waiting-requests") { Description = "Requests waiting here without having produced anything; one more is refused at once (worker_overloaded) and goes to another worker", DefaultValueFactory = _ => EngineWorkerOptions.Default.MaxWaitingRequests };
         var systemPort = new Option<int?>("--system-port") { Description = "Port of this worker's /metrics, /health, /live (env DYN_SYSTEM_PORT)" };
         var systemHost = new Option<string?>("--system-host") { Description = "Address the system port listens on (env DYN_SYSTEM_HOST; default 127.0.0.1, this host only; 0.0.0.0 for every interface)" };
         var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker: simulated time runs this many times faster", DefaultValueFactory = _ => MockerOptions.Default.SpeedupRatio };
@@ -42,7 +44,7 @@ internal static class WorkerCommand
         };
         EngineFlags engineFlags = EngineFlags.AddTo(command);
         DisaggregationFlags disaggFlags = DisaggregationFlags.AddTo(command);
-        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, systemPort, systemHost, speedup, gpuBlocks, tp })
+        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, maxWaiting, systemPort, systemHost, speedup, gpuBlocks, tp })
         {
             command.Options.Add(o);
         }
@@ -104,6 +106,7 @@ internal static class WorkerCommand
                 SystemPort = parse.GetValue(systemPort) ?? SystemPortFromEnvironment(),
                 DrainTimeout = FrontendFlags.Seconds(parse.GetValue(drainTimeout)),
                 SystemHost = parse.GetValue(systemHost) ?? SystemHostFromEnvironment(),
+                MaxWaitingRequests = parse.GetValue(maxWaiting),
                 IgnoredFlags = ignored,
             }).Validate();
             if (settings.EngineKind == "dynamo" && settings.ModelPath is null)

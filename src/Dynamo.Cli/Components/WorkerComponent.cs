@@ -129,7 +129,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
                 // Safe: the decode side keeps each ticket until the engine has imported its payload.
                 PoolBuffers = true,
             }, logger);
-            EngineWorker worker = await EngineWorker.StartAsync(runtime, engine, settings.Address, EngineWorkerOptions.Default with { KvTransfer = transfer, ModelFingerprint = Fingerprint(settings) }, logger, cancellationToken).ConfigureAwait(false);
+            EngineWorker worker = await EngineWorker.StartAsync(runtime, engine, settings.Address, EngineWorkerOptions.Default with { KvTransfer = transfer, ModelFingerprint = Fingerprint(settings), MaxWaitingRequests = settings.MaxWaitingRequests }, logger, cancellationToken).ConfigureAwait(false);
             if (!settings.IsPrefillWorker && settings.Disaggregation is { } thresholds)
             {
                 await DisaggregationSettingsStore.PutAsync(runtime.Discovery, settings.Address.Namespace, source.ServedName, thresholds, cancellationToken).ConfigureAwait(false);

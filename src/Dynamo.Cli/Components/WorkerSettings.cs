@@ -1,3 +1,4 @@
+using Dynamo.Components.Workers;
 using Dynamo.Engine.Serving;
 using Dynamo.Llm.Disaggregation;
 using Dynamo.Mocker;
@@ -85,6 +86,12 @@ internal sealed record WorkerSettings
     /// <summary>The IP address the system port listens on (--system-host, DYN_SYSTEM_HOST): 127.0.0.1 by default, 0.0.0.0 for every interface.</summary>
     public string SystemHost { get; init; } = "127.0.0.1";
 
+    /// <summary>
+    /// Requests that may wait at this worker without having produced anything (--max-waiting-requests); one more is
+    /// refused at once (worker_overloaded) and the frontend tries another worker.
+    /// </summary>
+    public int MaxWaitingRequests { get; init; } = EngineWorkerOptions.Default.MaxWaitingRequests;
+
     /// <summary>Flags accepted for the guides' sake that change nothing here; each is named once at startup.</summary>
     public IReadOnlyList<string> IgnoredFlags { get; init; } = [];
 
@@ -101,6 +108,11 @@ internal sealed record WorkerSettings
         if (DrainTimeout < TimeSpan.Zero || DrainTimeout > TimeSpan.FromHours(1))
         {
             throw new ArgumentException($"--drain-timeout: {DrainTimeout.TotalSeconds} s is outside 0..3600 s");
+        }
+
+        if (MaxWaitingRequests < 1)
+        {
+            throw new ArgumentException($"--max-waiting-requests: {MaxWaitingRequests} must be at least 1");
         }
 
         if (Threads < 1)

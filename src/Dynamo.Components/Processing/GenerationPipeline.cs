@@ -129,6 +129,17 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
                     target.Workers.Client.ReportFailure(lease.WorkerId);
                     requestOptions = requestOptions with { RequestId = $"{requestId}-r{tried.Count}" };
                 }
+                catch (RequestPlaneException e) when (!produced && IsOverloaded(e))
+                {
+                    // The worker refused before running anything (its waiting requests at their bound): the next
+                    // candidate takes it, and when none is left the client hears that every worker is full.
+                    if (registry.TargetFor(model, tried) is null)
+                    {
+                        throw WorkersOverloaded(model, tried.Count);
+                    }
+
+                    requestOptions = requestOptions with { RequestId = $"{requestId}-r{tried.Count}" };
+                }
                 catch (Exception e) when (MigrationReason(e) is { } reason && !cancellationToken.IsCancellationRequested)
                 {
                     // The stream broke after it had started (or its first frames were lost in transport, as in a NATS
@@ -312,6 +323,10 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
         {
             throw Overloaded(model, e.Message, RetryAfterSeconds(e));
         }
+        catch (RouterRejectedException e) when (e.Reason == RouterRejection.QueueTimeout)
+        {
+            throw OpenAiException.Unavailable($"All workers of model '{model}' stayed busy: {e.Message}", Routing.RouterServer.QueueTimeoutCode, RetryAfterSeconds(e));
+        }
         catch (RouterRejectedException e) when (e.Reason == RouterRejection.NoWorker)
         {
             throw OpenAiException.Unavailable($"No worker instance of model '{model}' is available: {e.Message}", "no_instances", RetryAfterSeconds(e));
@@ -323,8 +338,14 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
     private static OpenAiException Overloaded(string model, string reason, int retryAfterSeconds) =>
         OpenAiException.Unavailable($"All workers of model '{model}' are busy: {reason}", "router_overloaded", retryAfterSeconds);
 
+    private static bool IsOverloaded(RequestPlaneException e) => e is { Kind: RequestErrorKind.Remote, Code: Workers.EngineWorker.OverloadedCode };
+
+    private static OpenAiException WorkersOverloaded(string model, int tried) => OpenAiException.Unavailable(
+        $"Every worker of model '{model}' refused the request: each has its maximum of waiting requests (--max-waiting-requests; {tried} tried).", "workers_overloaded", 1);
+
     private static OpenAiException Map(RequestPlaneException e) => e.Kind switch
     {
+        _ when IsOverloaded(e) => OpenAiException.Unavailable($"The worker is overloaded: {e.Message}", "workers_overloaded", 1),
         RequestErrorKind.Remote when e.Code == "invalid_request" => OpenAiException.BadRequest(e.Message, null, "invalid_request"),
         RequestErrorKind.Remote => new OpenAiException(500, "internal_error", $"The worker failed: {e.Message}", null, e.Code),
         _ => OpenAiException.Unavailable($"The worker is unreachable: {e.Message}", "worker_unreachable"),

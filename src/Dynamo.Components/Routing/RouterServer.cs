@@ -12,7 +12,7 @@ namespace Dynamo.Components.Routing;
 /// yields the decision, then stays open until the frontend closes it when the request ends on the
 /// worker: the decision (the load it charges) lives exactly as long as the request, whichever frontend
 /// sent it, so no frontend can starve a worker another one fills. A rejection is an error frame whose code
-/// names its <see cref="RouterRejection"/> (<see cref="CodeOf"/>): <c>router_overloaded</c> (queue full),
+/// names its <see cref="RouterRejection"/> (<see cref="CodeOf"/>): <c>router_overloaded</c> (queue full), <c>router_queue_timeout</c>,
 /// <c>router_no_worker</c>, <c>invalid_request</c>.
 /// </summary>
 public sealed class RouterServer : IAsyncDisposable
@@ -22,6 +22,9 @@ public sealed class RouterServer : IAsyncDisposable
 
     /// <summary>The error code of a <see cref="RouterRejection.QueueFull"/> rejection.</summary>
     public const string QueueFullCode = "router_overloaded";
+
+    /// <summary>The error code of a <see cref="RouterRejection.QueueTimeout"/> rejection.</summary>
+    public const string QueueTimeoutCode = "router_queue_timeout";
 
     /// <summary>The error code of a <see cref="RouterRejection.NoWorker"/> rejection.</summary>
     public const string NoWorkerCode = "router_no_worker";
@@ -79,6 +82,7 @@ public sealed class RouterServer : IAsyncDisposable
     public static string CodeOf(RouterRejection reason) => reason switch
     {
         RouterRejection.QueueFull => QueueFullCode,
+        RouterRejection.QueueTimeout => QueueTimeoutCode,
         RouterRejection.NoWorker => NoWorkerCode,
         RouterRejection.InvalidRequest => InvalidRequestCode,
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, "not a rejection"),
@@ -88,6 +92,7 @@ public sealed class RouterServer : IAsyncDisposable
     public static RouterRejection? RejectionOf(string code) => code switch
     {
         QueueFullCode => RouterRejection.QueueFull,
+        QueueTimeoutCode => RouterRejection.QueueTimeout,
         NoWorkerCode => RouterRejection.NoWorker,
         InvalidRequestCode => RouterRejection.InvalidRequest,
         _ => null,

@@ -35,6 +35,12 @@ public sealed partial class EngineWorker : IAsyncDisposable
     /// <summary>The endpoint, in the worker's component, that answers with the KV cache dump.</summary>
     public const string KvDumpEndpoint = "kv_dump";
 
+    /// <summary>
+    /// The error code of a request refused because <see cref="EngineWorkerOptions.MaxWaitingRequests"/> requests
+    /// wait already: nothing of it ran, another worker may take it.
+    /// </summary>
+    public const string OverloadedCode = "worker_overloaded";
+
     private readonly DistributedRuntime _runtime;
     private readonly IEngine _engine;
     private readonly ILogger _logger;
@@ -49,6 +55,8 @@ public sealed partial class EngineWorker : IAsyncDisposable
     private long _kvEventsDropped;
     private long _publishFailures;
     private int _inFlight;
+    private int _waiting;
+    private long _refused;
     private Task _publishers = Task.CompletedTask;
     private readonly ConcurrentDictionary<string, Lazy<Task<EndpointClient>>> _prefillClients = new(StringComparer.Ordinal);
 
@@ -78,6 +86,12 @@ public sealed partial class EngineWorker : IAsyncDisposable
 
     /// <summary>Requests being served now.</summary>
     public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>Requests received that have not produced anything yet (bounded by <see cref="EngineWorkerOptions.MaxWaitingRequests"/>).</summary>
+    public int WaitingRequests => Volatile.Read(ref _waiting);
+
+    /// <summary>Requests refused with <see cref="OverloadedCode"/> so far.</summary>
+    public long RequestsRefused => Interlocked.Read(ref _refused);
 
     /// <summary>KV events published on the event plane so far.</summary>
     public long KvEventsPublished => Interlocked.Read(ref _kvEventsPublished);
@@ -290,12 +304,29 @@ public sealed partial class EngineWorker : IAsyncDisposable
     private async IAsyncEnumerable<ReadOnlyMemory<byte>> HandleAsync(RequestContext context, ReadOnlyMemory<byte> payload, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _requestsTotal);
+
+        // Counted before checked: of requests arriving together, only those within the bound pass.
+        if (Interlocked.Increment(ref _waiting) > _options.MaxWaitingRequests)
+        {
+            Interlocked.Decrement(ref _waiting);
+            Interlocked.Increment(ref _refused);
+            throw new EndpointException(OverloadedCode,
+                $"worker {EndpointAddress.FormatId(InstanceId)} has {_options.MaxWaitingRequests} requests waiting already (--max-waiting-requests)");
+        }
+
         Interlocked.Increment(ref _inFlight);
         bool failed = true;
+        bool waiting = true;
         try
         {
             await foreach (ReadOnlyMemory<byte> response in GenerateAsync(context, payload, cancellationToken).ConfigureAwait(false))
             {
+                if (waiting)
+                {
+                    waiting = false;
+                    Interlocked.Decrement(ref _waiting);
+                }
+
                 yield return response;
             }
 
@@ -303,6 +334,11 @@ public sealed partial class EngineWorker : IAsyncDisposable
         }
         finally
         {
+            if (waiting)
+            {
+                Interlocked.Decrement(ref _waiting);
+            }
+
             Interlocked.Decrement(ref _inFlight);
             if (failed && !cancellationToken.IsCancellationRequested)
             {

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Text;
 using System.Text.Json;
 using Dynamo.Components.Registry;
+using Dynamo.Frontend.Admission;
 using Dynamo.Frontend.Observability;
 using Dynamo.Components.Processing;
 using Dynamo.Llm.Protocols.OpenAi;
@@ -21,6 +22,7 @@ namespace Dynamo.Frontend.Http;
 internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetrics metrics, FrontendOptions options, ILogger logger, Func<bool> shuttingDown, CancellationToken shutdown)
 {
     private readonly GenerationPipeline _pipeline = new(registry);
+    private readonly AdmissionController _admission = new(options.Admission, metrics);
 
     private int _inflight;
 
@@ -40,6 +42,11 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             response.Headers.RetryAfter = retry.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
 
+        if (error.StatusCode is 429 or 503 && error.Code is { } reason)
+        {
+            response.Headers[OverloadErrors.ReasonHeader] = reason;
+        }
+
         response.ContentType = "application/json";
         await response.WriteAsync(JsonSerializer.Serialize(error.ToResponse(), OpenAiJsonContext.Default.ErrorResponse), cancellationToken).ConfigureAwait(false);
     }
@@ -51,6 +58,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, shutdown);
         var sse = new SseWriter(context.Response);
         bool counted = false;
+        TimeSpan? deadline = null;
         try
         {
             if (shuttingDown())
@@ -67,7 +75,14 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             trace.Stream = request.Stream == true;
             metrics.Inflight.WithLabels(trace.Model).Inc();
             counted = true;
-            metrics.Queued.WithLabels(trace.Model).Inc();
+            RequestControls controls = RequestControls.Read(context.Request, request, options.Admission);
+            if ((deadline = controls.Deadline) is { } limit)
+            {
+                cancel.CancelAfter(limit > trace.Elapsed ? limit - trace.Elapsed : TimeSpan.Zero);
+            }
+
+            using AdmissionSlot slot = await _admission.EnterAsync(controls.Client, model.Name, controls.Priority, cancel.Token).ConfigureAwait(false);
+            metrics.Queued.WithLabels(trace.Model, FrontendMetrics.WorkerStage).Inc();
             trace.Queued = true;
             EndpointClient? processors = await registry.ProcessorsAsync().ConfigureAwait(false);
             if (processors is not null && model.State.GetPreprocessorAsync() is { IsCompletedSuccessfully: true } loaded)
@@ -118,6 +133,11 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         {
             await FailAsync(context, sse, trace, OpenAiException.Unavailable("The frontend is shutting down.", "shutting_down")).ConfigureAwait(false);
         }
+        catch (OperationCanceledException) when (deadline is { } limit && cancel.IsCancellationRequested)
+        {
+            // Nothing else cancels this token: the deadline passed. Disposing the generation stopped the workers' streams.
+            await FailAsync(context, sse, trace, OverloadErrors.DeadlineExceededError(limit)).ConfigureAwait(false);
+        }
         catch (Exception e)
         {
             Log.RequestCrashed(logger, trace.Id, e);
@@ -136,6 +156,11 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         if (error.StatusCode is 429 or 503 && trace.Model.Length > 0)
         {
             metrics.Rejections.WithLabels(trace.Model).Inc();
+        }
+
+        if (error.StatusCode is 429 or 503)
+        {
+            metrics.RejectedRequests.WithLabels(error.Code ?? "unknown").Inc();
         }
 
         try
@@ -162,7 +187,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         TimeSpan elapsed = trace.Elapsed;
         if (trace.Queued)
         {
-            metrics.Queued.WithLabels(trace.Model).Dec();
+            metrics.Queued.WithLabels(trace.Model, FrontendMetrics.WorkerStage).Dec();
         }
 
         if (counted)
@@ -267,6 +292,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             await sse.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        cancellationToken.ThrowIfCancellationRequested(); // the end of a cancelled generation is no answer
         response.WriteEnd();
         await sse.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -301,6 +327,8 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
                 logprobs[e.Index].Add((l, e.Delta.TextOffset));
             }
         }
+
+        cancellationToken.ThrowIfCancellationRequested(); // the end of a cancelled generation is no answer
 
         var choices = new GatheredChoice[info.ChoiceCount];
         for (int i = 0; i < choices.Length; i++)

@@ -42,6 +42,8 @@ public sealed class SystemStatusServer : IAsyncDisposable
         Gauge requests = G("dynamo_component_requests_total", "Requests received by the generate endpoint");
         Gauge errors = G("dynamo_component_request_errors_total", "Requests that ended with an error");
         Gauge inflight = G("dynamo_component_inflight_requests", "Requests being served");
+        Gauge pending = G("dynamo_component_pending_requests", "Requests received that have not produced anything yet (at most --max-waiting-requests)");
+        Gauge refused = G("dynamo_component_rejected_requests_total", "Requests refused at once with worker_overloaded (--max-waiting-requests reached)");
         Gauge running = G("dynamo_component_running_requests", "Requests in the running batch");
         Gauge waiting = G("dynamo_component_waiting_requests", "Requests waiting for admission");
         Gauge used = G("dynamo_component_kv_blocks_used", "KV blocks in use");
@@ -84,6 +86,8 @@ public sealed class SystemStatusServer : IAsyncDisposable
             requests.WithLabels(values).Set(worker.RequestsTotal);
             errors.WithLabels(values).Set(worker.RequestErrors);
             inflight.WithLabels(values).Set(worker.InFlight);
+            pending.WithLabels(values).Set(worker.WaitingRequests);
+            refused.WithLabels(values).Set(worker.RequestsRefused);
             running.WithLabels(values).Set(s.RunningRequests);
             waiting.WithLabels(values).Set(s.WaitingRequests);
             used.WithLabels(values).Set(s.KvBlocksUsed);

@@ -700,7 +700,7 @@ public class FrontendServerTests
         Assert.Contains("dynamo_frontend_requests_total{model=\"tiny\",endpoint=\"chat_completions\",request_type=\"unary\",status=\"error\"} 1", text, StringComparison.Ordinal);
         Assert.Contains("dynamo_frontend_time_to_first_token_seconds_count{model=\"tiny\"} 2", text, StringComparison.Ordinal);
         Assert.Contains("dynamo_frontend_inflight_requests{model=\"tiny\"} 0", text, StringComparison.Ordinal);
-        Assert.Contains("dynamo_frontend_queued_requests{model=\"tiny\"} 0", text, StringComparison.Ordinal);
+        Assert.Contains("dynamo_frontend_queued_requests{model=\"tiny\",stage=\"worker\"} 0", text, StringComparison.Ordinal);
     }
 
     [Fact]

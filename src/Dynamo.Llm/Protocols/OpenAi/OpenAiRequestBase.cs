@@ -62,6 +62,14 @@ public abstract record OpenAiRequestBase
     [JsonPropertyName("nvext")]
     public NvExt? NvExt { get; init; }
 
+    /// <summary>Admission priority under load: lower is served earlier (vLLM's convention), default 0; the X-Request-Priority header wins.</summary>
+    [JsonPropertyName("priority")]
+    public int? Priority { get; init; }
+
+    /// <summary>The request's deadline in seconds from its arrival (with X-Request-Timeout, the shorter one; never past --request-timeout).</summary>
+    [JsonPropertyName("timeout")]
+    public double? Timeout { get; init; }
+
     /// <summary>Server-sent events instead of one JSON object.</summary>
     [JsonPropertyName("stream")]
     public bool? Stream { get; init; }

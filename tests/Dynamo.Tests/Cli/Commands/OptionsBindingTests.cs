@@ -75,6 +75,27 @@ public class OptionsBindingTests
     }
 
     [Fact]
+    public void FrontendFlags_OverloadLimits_BoundIntoAdmissionAndRouterOptions()
+    {
+        var (command, flags) = Frontend();
+
+        FrontendOptions options = flags.Read(command.Parse(["--max-inflight-requests", "8", "--max-queued-requests", "0", "--queue-timeout", "2.5",
+            "--max-inflight-per-client", "3", "--max-inflight-per-model", "5", "--request-timeout", "0", "--router-queue-timeout", "4"]));
+
+        Assert.Equal(AdmissionOptions.Default with
+        {
+            MaxInflightRequests = 8,
+            MaxQueuedRequests = 0,
+            QueueTimeout = TimeSpan.FromSeconds(2.5),
+            MaxInflightPerClient = 3,
+            MaxInflightPerModel = 5,
+            RequestTimeout = TimeSpan.Zero,
+        }, options.Admission);
+        Assert.Equal(TimeSpan.FromSeconds(4), options.Processing.KvRouter.QueueTimeout);
+        options.Validate();
+    }
+
+    [Fact]
     public void EngineFlags_GuideSpellings_BoundIntoEngineOptions()
     {
         var command = new Command("worker");
@@ -108,6 +129,12 @@ public class OptionsBindingTests
     [InlineData("error: --request-headers-timeout: 0.5 s must be at least 1 s", "run", "out=echo", "--request-headers-timeout", "0.5")]
     [InlineData("error: --tls-key-file: required with --tls-cert-file (HTTPS needs both)", "run", "out=echo", "--tls-cert-file", "cert.pem")]
     [InlineData("error: --api-key-file: '/nonexistent/keys' does not exist", "frontend", "--api-key-file", "/nonexistent/keys")]
+    [InlineData("error: --max-inflight-requests: 0 is outside 1..1000000", "frontend", "--max-inflight-requests", "0")]
+    [InlineData("error: --queue-timeout: 0 s is outside (0, 3600] s", "run", "out=echo", "--queue-timeout", "0")]
+    [InlineData("error: --request-timeout: -1 s is outside 0..604800 s (0: none)", "frontend", "--request-timeout", "-1")]
+    [InlineData("error: --max-inflight-per-client: -1 must be 0 (no limit) or more", "frontend", "--max-inflight-per-client", "-1")]
+    [InlineData("error: --router-queue-timeout must be above 0 and at most 3600 seconds (got 0)", "router", "--router-queue-timeout", "0")]
+    [InlineData("error: --max-waiting-requests: 0 must be at least 1", "worker", "--engine", "echo", "--max-waiting-requests", "0")]
     public void BadFlag_BeforeAnythingStarts_OneLineNamingItAndExitCode1(string expected, params string[] args)
     {
         // Nothing listens on these addresses: a bad flag must fail before any connection is tried.

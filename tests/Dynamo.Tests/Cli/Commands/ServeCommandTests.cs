@@ -1,3 +1,4 @@
+using System.CommandLine;
 using Dynamo.Cli;
 using Dynamo.Cli.Commands;
 using Dynamo.Cli.Components;
@@ -110,12 +111,46 @@ public class ServeCommandTests
         }
     }
 
+    [Fact]
+    public void Bind_OverloadKeys_BoundIntoFrontendRouterAndWorkerOptions()
+    {
+        ServeConfig config = Config("""
+            Frontend:
+              max-inflight-requests: 64
+              max-queued-requests: 128
+              queue-timeout: 10
+              max-inflight-per-client: 4
+              max-inflight-per-model: 32
+              request-timeout: 120
+            Router:
+              router-queue-timeout: 7
+            VllmWorker:
+              engine: echo
+              max-waiting-requests: 16
+            """);
+
+        ServeCommand.Plan plan = ServeCommand.Bind(["Frontend", "Router", "VllmWorker"], config, TextWriter.Null);
+
+        // The keys mean what the flags of the same names mean (OptionsBindingTests binds each flag).
+        var frontend = new Command("frontend");
+        FrontendFlags flags = FrontendFlags.AddTo(frontend);
+        AdmissionOptions fromFlags = flags.Read(frontend.Parse(["--max-inflight-requests", "64", "--max-queued-requests", "128", "--queue-timeout", "10",
+            "--max-inflight-per-client", "4", "--max-inflight-per-model", "32", "--request-timeout", "120"])).Admission;
+        Assert.Equal(fromFlags, plan.Frontend!.Admission);
+        Assert.NotEqual(AdmissionOptions.Default, fromFlags);
+        Assert.Equal(TimeSpan.FromSeconds(7), plan.Router!.QueueTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(7), plan.Frontend.Processing.KvRouter.QueueTimeout);
+        Assert.Equal(16, Assert.Single(plan.Workers).Settings.MaxWaitingRequests);
+    }
+
     [Theory]
     [InlineData("Frontend:\n  port: 70000\n", "Frontend", "Frontend: --http-port: 70000 is not a port (0..65535, 0 = any free port)")]
     [InlineData("Frontend:\n  tls-key-file: key.pem\n", "Frontend", "Frontend: --tls-cert-file: required with --tls-key-file (HTTPS needs both)")]
     [InlineData("Processor:\n  router: bogus\n", "Processor", "Processor: --router-mode: 'bogus' is not one of round-robin, random, kv")]
     [InlineData("Router:\n  router-temperature: -1\n", "Router", "Router: --router-temperature must be a finite number, 0 or more (got -1)")]
     [InlineData("VllmWorker:\n  engine: mocker\n  max-num-seqs: 0\n", "VllmWorker", "VllmWorker: --max-num-seqs must be at least 1 (got 0)")]
+    [InlineData("Frontend:\n  max-queued-requests: -1\n", "Frontend", "Frontend: --max-queued-requests: -1 is outside 0..1000000 (0: no request waits)")]
+    [InlineData("VllmWorker:\n  engine: echo\n  max-waiting-requests: 0\n", "VllmWorker", "VllmWorker: --max-waiting-requests: 0 must be at least 1")]
     public void Bind_BadValue_UsageErrorNamingTheFileSectionAndFlag(string yaml, string component, string expected)
     {
         ServeConfig config = Config(yaml);
