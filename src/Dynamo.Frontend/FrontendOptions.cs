@@ -6,11 +6,14 @@ namespace Dynamo.Frontend;
 /// <summary>Settings of <see cref="FrontendServer"/>; bound from <c>dynamo frontend</c> flags, validated at startup.</summary>
 public sealed record FrontendOptions
 {
-    /// <summary>The defaults (port 8000 on every interface, namespace "dynamo", round-robin).</summary>
+    /// <summary>The defaults (port 8000 on 127.0.0.1 only, namespace "dynamo", round-robin).</summary>
     public static FrontendOptions Default { get; } = new();
 
-    /// <summary>Interface to listen on: an IP address, "localhost", or "0.0.0.0" for all.</summary>
-    public string Host { get; init; } = "0.0.0.0";
+    /// <summary>
+    /// Interface to listen on (--http-host): an IP address, "localhost", or "0.0.0.0" for all. 127.0.0.1 by default:
+    /// nothing listens beyond this host unless asked; a deployment across hosts says 0.0.0.0 (or its address).
+    /// </summary>
+    public string Host { get; init; } = "127.0.0.1";
 
     /// <summary>HTTP port (--http-port); 0 picks a free port (see <see cref="FrontendServer.BaseAddress"/>).</summary>
     public int HttpPort { get; init; } = 8000;

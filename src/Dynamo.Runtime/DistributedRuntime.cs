@@ -48,6 +48,7 @@ public sealed class DistributedRuntime : IAsyncDisposable
             LeaseTtl = options.LeaseTtl,
             ConnectTimeout = options.ConnectTimeout,
             Logger = options.LoggerFactory?.CreateLogger("Dynamo.Runtime.Discovery"),
+            Security = options.Etcd,
         });
         NatsConnection? connection = null;
         try
@@ -56,6 +57,7 @@ public sealed class DistributedRuntime : IAsyncDisposable
             var natsOptions = NatsPlaneOptions.Default with
             {
                 Url = options.NatsServer!,
+                Security = options.Nats,
                 ConnectTimeout = options.ConnectTimeout,
                 Logger = options.LoggerFactory?.CreateLogger("Dynamo.Runtime.Nats"),
             };

@@ -124,7 +124,7 @@ internal static class RunCommand
         string model = worker?.Card.Name ?? "";
         if (input == "http")
         {
-            Console.Error.WriteLine($"run: OpenAI-compatible API on {server.BaseAddress} ({runtimeOptions switch { { IsDistributed: true } => "etcd+nats", _ => "in-process" }})" +
+            Console.Error.WriteLine($"run: OpenAI-compatible API on {server.BaseAddress}, listening on {Listeners.Describe(frontendOptions.Host, server.BaseAddress.Port, "--http-host")} ({runtimeOptions switch { { IsDistributed: true } => "etcd+nats", _ => "in-process" }})" +
                 (worker is null ? "; serving the models of the workers that register" : $"; model '{model}'") + $"; {server.AccessNote}" +
                 $". Try: curl {server.BaseAddress}v1/chat/completions -H 'Content-Type: application/json' -d '{{\"model\":\"{(model.Length > 0 ? model : "MODEL")}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'");
             try

@@ -76,6 +76,7 @@ internal static class ServeCommand
         KvRouterOptions? Router,
         ProcessorOptions? Processor,
         int? ProcessorSystemPort,
+        string ProcessorSystemHost,
         FrontendOptions? Frontend,
         RuntimeOptions Runtime);
 
@@ -95,6 +96,7 @@ internal static class ServeCommand
         int? processorSystemPort = null;
         int? processorMigrationLimit = null;
         double? processorMigrationWait = null;
+        string processorSystemHost = new WorkerSettings().SystemHost;
         foreach (string name in components)
         {
             ComponentConfig c = config.For(name);
@@ -104,7 +106,7 @@ internal static class ServeCommand
                     frontend = FrontendOptions.Default with
                     {
                         HttpPort = c.Int("port") ?? c.Int("http_port") ?? FrontendOptions.Default.HttpPort,
-                        Host = c.String("host") ?? FrontendOptions.Default.Host,
+                        Host = c.String("host") ?? c.String("http_host") ?? FrontendOptions.Default.Host,
                         MaxRequestBodyBytes = c.Long("max_request_body_bytes") ?? FrontendOptions.Default.MaxRequestBodyBytes,
                         MaxRequestHeaderBytes = c.Int("max_request_header_bytes") ?? FrontendOptions.Default.MaxRequestHeaderBytes,
                         MaxRequestHeaderCount = c.Int("max_request_headers") ?? FrontendOptions.Default.MaxRequestHeaderCount,
@@ -133,6 +135,9 @@ internal static class ServeCommand
                     processorSystemPort = c.Int("system_port");
                     processorMigrationLimit = c.Int("migration_limit");
                     processorMigrationWait = c.Double("migration_wait");
+                    processorSystemHost = c.String("system_host") ?? processorSystemHost;
+                    _ = c.Validated(() => System.Net.IPAddress.TryParse(processorSystemHost, out _) ? processorSystemHost
+                        : throw new ArgumentException($"system-host: '{processorSystemHost}' is not an IP address (127.0.0.1 for this host only, 0.0.0.0 for every interface)"));
                     processor = c;
                     log.WriteLine($"serve: {name}: chat template, tokenizer, routing and detokenization run in the Processor component ({processorNamespace}.processor.generate); frontends relay to it");
                     break;
@@ -174,7 +179,7 @@ internal static class ServeCommand
             MigrationLimit = processorMigrationLimit ?? ProcessorOptions.Default.MigrationLimit,
             MigrationWaitTimeout = processorMigrationWait is double pw ? FrontendFlags.Seconds(pw) : ProcessorOptions.Default.MigrationWaitTimeout,
         }).Validate());
-        return new Plan(components, workers, startRouter ? kvRouter : null, processing, processorSystemPort, frontend is null ? null : frontendConfig!.Validated(frontend.Validate), runtime);
+        return new Plan(components, workers, startRouter ? kvRouter : null, processing, processorSystemPort, processorSystemHost, frontend is null ? null : frontendConfig!.Validated(frontend.Validate), runtime);
     }
 
     private static async Task<int> RunAsync(Plan plan, CancellationToken cancellationToken)
@@ -210,9 +215,9 @@ internal static class ServeCommand
                 log.WriteLine($"serve: processor serving {processor.Address} (router {processing.RouterMode})");
                 if (plan.ProcessorSystemPort is int port)
                 {
-                    SystemStatusServer status = await SystemStatusServer.StartAsync(processor, "0.0.0.0", port, shutdown.Token);
+                    SystemStatusServer status = await SystemStatusServer.StartAsync(processor, plan.ProcessorSystemHost, port, shutdown.Token);
                     started.Add(status);
-                    log.WriteLine($"serve: processor /metrics, /health and /live on port {status.BaseAddress.Port}");
+                    log.WriteLine($"serve: processor /metrics, /health and /live on {Listeners.Describe(plan.ProcessorSystemHost, status.BaseAddress.Port, "system-host")}");
                 }
             }
 
@@ -222,7 +227,7 @@ internal static class ServeCommand
                 started.Add(runtime);
                 FrontendServer server = await FrontendServer.StartAsync(runtime, frontend, CliLogging.Create(frontend.JsonLogs), shutdown.Token);
                 started.Add(server);
-                log.WriteLine($"serve: frontend listening on {server.BaseAddress} ({server.AccessNote})");
+                log.WriteLine($"serve: frontend listening on {Listeners.Describe(frontend.Host, server.BaseAddress.Port, "host")} ({server.AccessNote})");
             }
 
             log.WriteLine($"serve: started {string.Join(", ", plan.Components)}; Ctrl-C stops");
@@ -322,6 +327,7 @@ internal static class ServeCommand
             Threads = c.Int("threads") ?? Environment.ProcessorCount,
             SystemPort = c.Int("system_port"),
             DrainTimeout = c.Double("drain_timeout") is double drain ? FrontendFlags.Seconds(drain) : TimeSpan.FromSeconds(30),
+            SystemHost = c.String("system_host") ?? new WorkerSettings().SystemHost,
             IgnoredFlags = ignored,
             RemotePrefill = c.Bool("remote_prefill") ?? true,
             Disaggregation = DisaggregationFromConfig(c),

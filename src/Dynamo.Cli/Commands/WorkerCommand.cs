@@ -28,6 +28,7 @@ internal static class WorkerCommand
         var leaseTtl = new Option<int>("--lease-ttl") { Description = "Seconds a dead worker stays in discovery at most", DefaultValueFactory = _ => 10 };
         var drainTimeout = new Option<double>("--drain-timeout") { Description = "Seconds in-flight requests may take to finish on SIGTERM before the rest move to other workers", DefaultValueFactory = _ => 30 };
         var systemPort = new Option<int?>("--system-port") { Description = "Port of this worker's /metrics, /health, /live (env DYN_SYSTEM_PORT)" };
+        var systemHost = new Option<string?>("--system-host") { Description = "Address the system port listens on (env DYN_SYSTEM_HOST; default 127.0.0.1, this host only; 0.0.0.0 for every interface)" };
         var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker: simulated time runs this many times faster", DefaultValueFactory = _ => MockerOptions.Default.SpeedupRatio };
         var gpuBlocks = new Option<int?>("--num-gpu-blocks") { Description = "Mocker: KV pool size in blocks" };
         var tp = new Option<int>("--tensor-parallel-size", "--tp", "--tp-size") { Description = "Accepted for the guides; this engine runs one process per model", DefaultValueFactory = _ => 1 };
@@ -41,7 +42,7 @@ internal static class WorkerCommand
         };
         EngineFlags engineFlags = EngineFlags.AddTo(command);
         DisaggregationFlags disaggFlags = DisaggregationFlags.AddTo(command);
-        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, systemPort, speedup, gpuBlocks, tp })
+        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, systemPort, systemHost, speedup, gpuBlocks, tp })
         {
             command.Options.Add(o);
         }
@@ -102,6 +103,7 @@ internal static class WorkerCommand
                 Threads = parse.GetValue(threads),
                 SystemPort = parse.GetValue(systemPort) ?? SystemPortFromEnvironment(),
                 DrainTimeout = FrontendFlags.Seconds(parse.GetValue(drainTimeout)),
+                SystemHost = parse.GetValue(systemHost) ?? SystemHostFromEnvironment(),
                 IgnoredFlags = ignored,
             }).Validate();
             if (settings.EngineKind == "dynamo" && settings.ModelPath is null)
@@ -114,6 +116,10 @@ internal static class WorkerCommand
         });
         return command;
     }
+
+    /// <summary>DYN_SYSTEM_HOST, as the original's workers read it; 127.0.0.1 when unset.</summary>
+    internal static string SystemHostFromEnvironment() =>
+        Environment.GetEnvironmentVariable("DYN_SYSTEM_HOST") is { } host && !string.IsNullOrWhiteSpace(host) ? host.Trim() : new WorkerSettings().SystemHost;
 
     internal static int? SystemPortFromEnvironment()
     {

@@ -37,8 +37,20 @@ internal sealed record WorkerSettings
     /// <summary>--disaggregation-transfer-backend: one of <see cref="TransferBackends"/>.</summary>
     public string TransferBackend { get; init; } = "tcp";
 
-    /// <summary>The address other workers reach this one's KV transfer port at (null: the address this host reaches NATS from).</summary>
+    /// <summary>
+    /// --kv-transfer-host: where the KV transfer listens and what it advertises to prefill workers. Null (the default):
+    /// 127.0.0.1, this host only. An IP address of this host: that interface. 0.0.0.0 (or ::): every interface,
+    /// advertising the address this host reaches etcd from. A host name: every interface, advertising the name.
+    /// </summary>
     public string? KvTransferHost { get; init; }
+
+    /// <summary>Where the KV transfer binds and the host it advertises (null: the server picks, see <see cref="KvTransferHost"/>).</summary>
+    public (string Bind, string? Advertised) KvTransferBinding => KvTransferHost switch
+    {
+        null => ("127.0.0.1", null),
+        { } host when System.Net.IPAddress.TryParse(host, out _) => (host, null),
+        { } name => ("0.0.0.0", name),
+    };
 
     /// <summary>The KV transfer's TCP port (0: any free port).</summary>
     public int KvTransferPort { get; init; }
@@ -69,6 +81,9 @@ internal sealed record WorkerSettings
     /// most this long (--drain-timeout); what still runs then is stopped and migrated by the frontends.
     /// </summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The IP address the system port listens on (--system-host, DYN_SYSTEM_HOST): 127.0.0.1 by default, 0.0.0.0 for every interface.</summary>
+    public string SystemHost { get; init; } = "127.0.0.1";
 
     /// <summary>Flags accepted for the guides' sake that change nothing here; each is named once at startup.</summary>
     public IReadOnlyList<string> IgnoredFlags { get; init; } = [];
@@ -101,6 +116,16 @@ internal sealed record WorkerSettings
         if (KvTransferPort is < 0 or > 65535)
         {
             throw new ArgumentException($"--kv-transfer-port: {KvTransferPort} is not a port number");
+        }
+
+        if (KvTransferHost is { } host && (host.Length == 0 || host.Any(char.IsWhiteSpace)))
+        {
+            throw new ArgumentException($"--kv-transfer-host: '{host}' is not an IP address or host name");
+        }
+
+        if (!System.Net.IPAddress.TryParse(SystemHost, out _))
+        {
+            throw new ArgumentException($"--system-host (DYN_SYSTEM_HOST): '{SystemHost}' is not an IP address (127.0.0.1 for this host only, 0.0.0.0 for every interface)");
         }
 
         Disaggregation?.Validate();

@@ -46,6 +46,7 @@ public sealed class SystemStatusServer : IAsyncDisposable
         Gauge waiting = G("dynamo_component_waiting_requests", "Requests waiting for admission");
         Gauge used = G("dynamo_component_kv_blocks_used", "KV blocks in use");
         Gauge total = G("dynamo_component_kv_blocks_total", "KV blocks in the pool");
+        Gauge capacity = G("dynamo_component_kv_cache_capacity_bytes", "Bytes of keys and values the KV pool holds (allocated at start, touched as blocks are first used); absent for engines that store none");
         Gauge usage = G("dynamo_component_kv_cache_usage_percent", "KV blocks in use, percent of the pool");
         Gauge queries = G("dynamo_component_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache");
         Gauge hits = G("dynamo_component_prefix_cache_hits_total", "Prompt tokens found in the prefix cache");
@@ -87,6 +88,10 @@ public sealed class SystemStatusServer : IAsyncDisposable
             waiting.WithLabels(values).Set(s.WaitingRequests);
             used.WithLabels(values).Set(s.KvBlocksUsed);
             total.WithLabels(values).Set(s.KvBlocksTotal);
+            if (s.KvCacheBytes > 0)
+            {
+                capacity.WithLabels(values).Set(s.KvCacheBytes);
+            }
             usage.WithLabels(values).Set(s.KvUsage * 100);
             queries.WithLabels(values).Set(s.PrefixQueryTokens);
             hits.WithLabels(values).Set(s.PrefixHitTokens);

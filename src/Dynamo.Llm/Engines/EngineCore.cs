@@ -495,6 +495,7 @@ internal sealed class EngineCore<TState>
         AwaitingKvRequests = _scheduler.ReservedCount,
         KvBlocksUsed = _pool.UsedCount,
         KvBlocksTotal = _pool.BlockCount,
+        KvCacheBytes = _pool.BlockCount * _options.BlockBytes,
         KvBlocksCached = _pool.CachedCount,
         BlockSize = BlockSize,
         PrefixQueryTokens = _scheduler.PrefixQueryTokens,
