@@ -20,8 +20,10 @@ public class RunCommandHttpTests
              "--tls-cert-file", tls.CertificateFile, "--tls-key-file", tls.KeyFile],
             new Dictionary<string, string> { ["DYNAMO_API_KEY"] = "env-secret-7" });
 
-        await run.WaitForLineAsync("API key required (3 keys");
-        string address = Regex.Match(run.Output, @"API on (https://127\.0\.0\.1:\d+/)").Groups[1].Value;
+        await run.WaitForLineAsync("run: OpenAI-compatible API on");
+        Match line = Regex.Match(run.Output, @"run: OpenAI-compatible API on (https://127\.0\.0\.1:\d+/).*API key required \(3 keys");
+        Assert.True(line.Success, run.Output);
+        string address = line.Groups[1].Value;
         using HttpClient http = tls.TrustingClient(new Uri(address));
 
         Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync("v1/models")).StatusCode);
