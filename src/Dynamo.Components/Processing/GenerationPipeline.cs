@@ -182,6 +182,8 @@ internal sealed class GenerationPipeline(ModelRegistry registry)
     {
         RequestErrorKind.Remote when e.Code == "invalid_request" => OpenAiException.BadRequest(e.Message, null, "invalid_request"),
         RequestErrorKind.Remote => new OpenAiException(500, "internal_error", $"The worker failed: {e.Message}", null, e.Code),
+        RequestErrorKind.Unavailable => OpenAiException.Unavailable($"The request plane is unavailable: {e.Message}", e.Code, 2),
+        RequestErrorKind.Interrupted => OpenAiException.Unavailable($"The worker's stream was interrupted: {e.Message}", "stream_interrupted"),
         _ => OpenAiException.Unavailable($"The worker is unreachable: {e.Message}", "worker_unreachable"),
     };
 }
