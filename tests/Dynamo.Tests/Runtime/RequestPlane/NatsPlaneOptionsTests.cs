@@ -54,6 +54,40 @@ public sealed class NatsPlaneOptionsTests
     }
 
     [Fact]
+    public void Validate_NonPositiveUnavailableTimeout_NamesTheSetting()
+    {
+        var error = Assert.Throws<ArgumentException>(() => (NatsPlaneOptions.Default with { UnavailableTimeout = TimeSpan.Zero }).Validate());
+
+        Assert.Contains("UnavailableTimeout", error.Message);
+        Assert.Equal(TimeSpan.FromSeconds(5), NatsPlaneOptions.Default.UnavailableTimeout);
+    }
+
+    [Theory]
+    [InlineData("nats://user:secret@host:4222", "nats://host:4222")]
+    [InlineData("nats://a:4222,tls://u:p@b:4443", "nats://a:4222,tls://b:4443")]
+    [InlineData("nats://127.0.0.1:4222", "nats://127.0.0.1:4222")]
+    public void WithoutCredentials_UserInfoDropped(string urls, string expected)
+    {
+        Assert.Equal(expected, NatsConnectionWatch.WithoutCredentials(urls));
+    }
+
+    [Theory]
+    [InlineData(RequestErrorKind.NoResponders, true, true)]
+    [InlineData(RequestErrorKind.Unreachable, true, true)]
+    [InlineData(RequestErrorKind.Interrupted, false, true)]
+    [InlineData(RequestErrorKind.Unavailable, false, true)]
+    [InlineData(RequestErrorKind.Remote, false, false)]
+    [InlineData(RequestErrorKind.DeadlineExceeded, false, false)]
+    [InlineData(RequestErrorKind.Transport, false, false)]
+    public void RequestPlaneException_Kind_InstanceFailedAndReissuable(RequestErrorKind kind, bool instanceFailed, bool reissuable)
+    {
+        var error = new RequestPlaneException(kind, "code", "message");
+
+        Assert.Equal(instanceFailed, error.InstanceFailed);
+        Assert.Equal(reissuable, error.Reissuable);
+    }
+
+    [Fact]
     public void ToNatsOpts_Defaults_DeadLinkNoticedInSecondsAndNoInitialRetry()
     {
         NATS.Client.Core.NatsOpts opts = NatsPlaneOptions.Default.ToNatsOpts();

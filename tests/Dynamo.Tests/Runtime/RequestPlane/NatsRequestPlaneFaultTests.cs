@@ -194,6 +194,32 @@ public sealed class NatsRequestPlaneFaultTests(ITestOutputHelper output) : IAsyn
         Assert.Equal(["data", "data", "data", "end"], rest);
     }
 
+    [Theory]
+    [InlineData(false, "frame_gap", RequestErrorKind.Interrupted)]
+    [InlineData(true, "mixed_servers", RequestErrorKind.Transport)]
+    public async Task RequestStream_GapFromServerWithoutResend_FailsAtOnce(bool otherServer, string code, RequestErrorKind kind)
+    {
+        NatsRequestPlane client = await PlaneAsync();
+
+        // An old server (no Dyn-Keepalive in its accept): a gap cannot be filled. Or a second server's frames.
+        NatsRequestPlane old = await PlaneAsync();
+        await using INatsSub<byte[]> requests = await old.Connection.SubscribeCoreAsync<byte[]>("old");
+        await old.Connection.PingAsync();
+        Task serving = Task.Run(async () =>
+        {
+            NatsMsg<byte[]> request = await requests.Msgs.ReadAsync();
+            await old.Connection.PublishAsync(request.ReplyTo!, Array.Empty<byte>(), new NatsHeaders { ["Dyn-Frame"] = "accept", ["Dyn-Seq"] = "0", ["Dyn-Ctl-Subject"] = "ctl.old.1", ["Dyn-Window"] = "128" }, replyTo: "ctl.old.1");
+            await old.Connection.PublishAsync(request.ReplyTo!, new byte[] { 1 }, new NatsHeaders { ["Dyn-Frame"] = "data", ["Dyn-Seq"] = otherServer ? "1" : "2" }, replyTo: otherServer ? "ctl.other.1" : "ctl.old.1");
+        });
+
+        var clock = Stopwatch.StartNew();
+        var error = await Assert.ThrowsAsync<RequestPlaneException>(() => DrainAsync(client.RequestStreamAsync("old", default, RequestOptions.Default)));
+        await serving;
+        Assert.Equal(kind, error.Kind);
+        Assert.Equal(code, error.Code);
+        Assert.InRange(clock.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(2));
+    }
+
     [Fact]
     [Trait("Category", "Slow")]
     public async Task RequestStream_NatsDown_UnavailableWithinBoundHealthSaysSoAndServesAfterRestart()
