@@ -222,7 +222,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
         {
             Status = reason is null ? "healthy" : "unhealthy",
             Reason = reason,
-            RequestPlane = new HealthRequestPlane { Name = requests.Name, Connected = plane.IsConnected, DisconnectedSince = plane.DisconnectedSince },
+            RequestPlane = new HealthRequestPlane(requests.Name, plane.IsConnected, plane.DisconnectedSince),
             Models = [.. models.Select(m => new HealthModel(m.Name, [.. m.Instances.Select(i => EndpointAddress.FormatId(i.InstanceId))]))],
             Endpoints = [.. clients.Select(c => c.Address.ToString())],
             Instances = [.. clients.SelectMany(c =>

@@ -62,13 +62,12 @@ public sealed class NatsPlaneOptionsTests
         Assert.Equal(TimeSpan.FromSeconds(5), NatsPlaneOptions.Default.UnavailableTimeout);
     }
 
-    [Theory]
-    [InlineData("nats://user:secret@host:4222", "nats://host:4222")]
-    [InlineData("nats://a:4222,tls://u:p@b:4443", "nats://a:4222,tls://b:4443")]
-    [InlineData("nats://127.0.0.1:4222", "nats://127.0.0.1:4222")]
-    public void WithoutCredentials_UserInfoDropped(string urls, string expected)
+    [Fact]
+    public void WithoutCredentials_UserInfoDroppedOtherwiseAsGiven()
     {
-        Assert.Equal(expected, NatsConnectionWatch.WithoutCredentials(urls));
+        Assert.Equal("nats://host:4222", NatsConnectionWatch.WithoutCredentials("nats://user:secret@host:4222"));
+        Assert.Equal("nats://a:4222,tls://b:4443", NatsConnectionWatch.WithoutCredentials("nats://a:4222,tls://u:p@b:4443"));
+        Assert.Equal("nats://127.0.0.1:4222", NatsConnectionWatch.WithoutCredentials("nats://127.0.0.1:4222"));
     }
 
     [Theory]

@@ -4,6 +4,7 @@ using System.Text;
 using Dynamo.Runtime.RequestPlane;
 using Dynamo.Tests.Infrastructure;
 using NATS.Client.Core;
+using Xunit.Abstractions;
 using static Dynamo.Tests.Runtime.RequestPlane.TestHandlers;
 
 namespace Dynamo.Tests.Runtime.RequestPlane;
@@ -14,7 +15,7 @@ namespace Dynamo.Tests.Runtime.RequestPlane;
 /// gets its own server. The contract both planes keep is in <see cref="RequestPlaneContractTests"/>.
 /// </summary>
 [Collection(TimingCollection.Name)]
-public sealed class NatsRequestPlaneTests : IAsyncLifetime
+public sealed partial class NatsRequestPlaneTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private static readonly TimeSpan Patience = Eventually.Patience;
     private readonly List<IAsyncDisposable> _cleanup = [];

@@ -1,57 +1,30 @@
-using System.Diagnostics;
-using System.Globalization;
 using System.Runtime.CompilerServices;
 using Dynamo.Runtime.RequestPlane;
-using Dynamo.Tests.Infrastructure;
 using NATS.Client.Core;
-using Xunit.Abstractions;
 using static Dynamo.Tests.Runtime.RequestPlane.TestHandlers;
 
 namespace Dynamo.Tests.Runtime.RequestPlane;
 
 /// <summary>
-/// The NATS plane when a side freezes or vanishes, or NATS itself goes away (README.md, "Liveness" and
-/// "Surviving a NATS restart"): against a real nats-server of its own per test, which some tests kill and
-/// restart. Clients and servers are on separate connections (two processes as far as NATS can tell).
+/// When a side freezes or vanishes, or NATS itself goes away and comes back (README.md, "Liveness" and
+/// "Surviving a NATS restart"). Keepalives and heartbeats every 200 ms, so that the checks take a second.
 /// </summary>
-[Collection(TimingCollection.Name)]
-public sealed class NatsRequestPlaneFaultTests(ITestOutputHelper output) : IAsyncLifetime
+public sealed partial class NatsRequestPlaneTests
 {
-    private static readonly TimeSpan Patience = Eventually.Patience;
     private static readonly TimeSpan Keepalive = TimeSpan.FromMilliseconds(200);
-    private readonly List<IAsyncDisposable> _cleanup = [];
-    private NatsServer _nats = null!;
 
-    public async Task InitializeAsync() => _nats = await NatsServer.StartAsync();
-
-    public async Task DisposeAsync()
-    {
-        for (int i = _cleanup.Count - 1; i >= 0; i--)
-        {
-            try
-            {
-                await _cleanup[i].DisposeAsync();
-            }
-            catch (ObjectDisposedException)
-            {
-            }
-        }
-
-        await _nats.DisposeAsync();
-    }
-
-    private NatsPlaneOptions Options => NatsPlaneOptions.Default with { Url = _nats.Url, HeartbeatInterval = Keepalive };
+    private NatsPlaneOptions KeepaliveOptions => Options with { HeartbeatInterval = Keepalive };
 
     [Fact]
     public async Task ServeAsync_ClientWithKeepalivesFallsSilent_HandlerCancelledWithLoggedReason()
     {
-        var logger = new TestOutputLogger(output, "server");
-        NatsRequestPlane server = await PlaneAsync(Options with { Logger = logger });
+        var logger = new Infrastructure.TestOutputLogger(output, "server");
+        NatsRequestPlane server = await PlaneAsync(KeepaliveOptions with { Logger = logger });
         var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using IAsyncDisposable serving = await server.ServeAsync("svc", (_, _, ct) => Forever(TimeSpan.FromMilliseconds(50), cancelled, ct));
 
         // A client that announces keepalives, keeps its inbox, and then sends nothing: a frozen process.
-        NatsRequestPlane raw = await PlaneAsync();
+        NatsRequestPlane raw = await PlaneAsync(KeepaliveOptions);
         string inbox = raw.Connection.NewInbox();
         await using INatsSub<byte[]> replies = await raw.Connection.SubscribeCoreAsync<byte[]>(inbox);
         await raw.Connection.PublishAsync("svc", Array.Empty<byte>(), new NatsHeaders { ["Dyn-Version"] = "1", ["Dyn-Request-Id"] = "frozen", ["Dyn-Keepalive"] = "200" }, replyTo: inbox);
@@ -59,7 +32,7 @@ public sealed class NatsRequestPlaneFaultTests(ITestOutputHelper output) : IAsyn
         Assert.Equal("accept", accept.Headers?["Dyn-Frame"].ToString());
         Assert.Equal("200", accept.Headers?["Dyn-Keepalive"].ToString());
 
-        var clock = Stopwatch.StartNew();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         await cancelled.Task.WaitAsync(Patience);
         Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(600), TimeSpan.FromSeconds(3));
         await Eventually.WaitUntilAsync(() => logger.Entries.Any(e => e.Id.Id == 2107 && e.Message.Contains("frozen", StringComparison.Ordinal)), "the reason to be logged");
@@ -68,8 +41,8 @@ public sealed class NatsRequestPlaneFaultTests(ITestOutputHelper output) : IAsyn
     [Fact]
     public async Task RequestStream_ConsumerTakesNothingLongerThanClientIdle_StreamSurvives()
     {
-        NatsRequestPlane server = await PlaneAsync();
-        NatsRequestPlane client = await PlaneAsync();
+        NatsRequestPlane server = await PlaneAsync(KeepaliveOptions);
+        NatsRequestPlane client = await PlaneAsync(KeepaliveOptions);
         int produced = 0;
         async IAsyncEnumerable<ReadOnlyMemory<byte>> Counted([EnumeratorCancellation] CancellationToken ct = default)
         {
@@ -101,10 +74,10 @@ public sealed class NatsRequestPlaneFaultTests(ITestOutputHelper output) : IAsyn
     [Fact]
     public async Task RequestStream_ServerFreezesAfterAccept_UnreachableAndCancelSent()
     {
-        NatsRequestPlane client = await PlaneAsync();
+        NatsRequestPlane client = await PlaneAsync(KeepaliveOptions);
 
         // A "server" that accepts and then freezes: its control subject is a plain subscription here.
-        NatsRequestPlane frozen = await PlaneAsync();
+        NatsRequestPlane frozen = await PlaneAsync(KeepaliveOptions);
         await using INatsSub<byte[]> requests = await frozen.Connection.SubscribeCoreAsync<byte[]>("frozen");
         await using INatsSub<byte[]> control = await frozen.Connection.SubscribeCoreAsync<byte[]>("ctl.frozen.1");
         await frozen.Connection.PingAsync();
@@ -136,7 +109,7 @@ public sealed class NatsRequestPlaneFaultTests(ITestOutputHelper output) : IAsyn
     [Fact]
     public async Task ServeAsync_ResendFromSeq_SameFramesAgainThenTheRest()
     {
-        NatsRequestPlane server = await PlaneAsync();
+        NatsRequestPlane server = await PlaneAsync(KeepaliveOptions);
         var go = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         async IAsyncEnumerable<ReadOnlyMemory<byte>> ThreeThenThree([EnumeratorCancellation] CancellationToken ct = default)
         {
@@ -152,7 +125,7 @@ public sealed class NatsRequestPlaneFaultTests(ITestOutputHelper output) : IAsyn
         }
 
         await using IAsyncDisposable serving = await server.ServeAsync("svc", (_, _, ct) => ThreeThenThree(ct));
-        NatsRequestPlane raw = await PlaneAsync();
+        NatsRequestPlane raw = await PlaneAsync(KeepaliveOptions);
         string inbox = raw.Connection.NewInbox();
         await using INatsSub<byte[]> replies = await raw.Connection.SubscribeCoreAsync<byte[]>(inbox);
         await raw.Connection.PublishAsync("svc", Array.Empty<byte>(), new NatsHeaders { ["Dyn-Version"] = "1", ["Dyn-Keepalive"] = "2000" }, replyTo: inbox);
@@ -199,10 +172,10 @@ public sealed class NatsRequestPlaneFaultTests(ITestOutputHelper output) : IAsyn
     [InlineData(true, "mixed_servers", RequestErrorKind.Transport)]
     public async Task RequestStream_GapFromServerWithoutResend_FailsAtOnce(bool otherServer, string code, RequestErrorKind kind)
     {
-        NatsRequestPlane client = await PlaneAsync();
+        NatsRequestPlane client = await PlaneAsync(KeepaliveOptions);
 
         // An old server (no Dyn-Keepalive in its accept): a gap cannot be filled. Or a second server's frames.
-        NatsRequestPlane old = await PlaneAsync();
+        NatsRequestPlane old = await PlaneAsync(KeepaliveOptions);
         await using INatsSub<byte[]> requests = await old.Connection.SubscribeCoreAsync<byte[]>("old");
         await old.Connection.PingAsync();
         Task serving = Task.Run(async () =>
@@ -212,7 +185,7 @@ public sealed class NatsRequestPlaneFaultTests(ITestOutputHelper output) : IAsyn
             await old.Connection.PublishAsync(request.ReplyTo!, new byte[] { 1 }, new NatsHeaders { ["Dyn-Frame"] = "data", ["Dyn-Seq"] = otherServer ? "1" : "2" }, replyTo: otherServer ? "ctl.other.1" : "ctl.old.1");
         });
 
-        var clock = Stopwatch.StartNew();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var error = await Assert.ThrowsAsync<RequestPlaneException>(() => DrainAsync(client.RequestStreamAsync("old", default, RequestOptions.Default)));
         await serving;
         Assert.Equal(kind, error.Kind);
@@ -224,9 +197,9 @@ public sealed class NatsRequestPlaneFaultTests(ITestOutputHelper output) : IAsyn
     [Trait("Category", "Slow")]
     public async Task RequestStream_NatsDown_UnavailableWithinBoundHealthSaysSoAndServesAfterRestart()
     {
-        NatsRequestPlane server = await PlaneAsync();
+        NatsRequestPlane server = await PlaneAsync(KeepaliveOptions);
         var bound = TimeSpan.FromSeconds(1);
-        NatsRequestPlane client = await PlaneAsync(Options with { UnavailableTimeout = bound });
+        NatsRequestPlane client = await PlaneAsync(KeepaliveOptions with { UnavailableTimeout = bound });
         await using IAsyncDisposable serving = await server.ServeAsync("svc", (_, _, _) => One("ok"));
         Assert.Equal(["ok"], await StringsAsync(client.RequestStreamAsync("svc", default, RequestOptions.Default)));
         Assert.True(client.Health.IsConnected);
@@ -237,7 +210,7 @@ public sealed class NatsRequestPlaneFaultTests(ITestOutputHelper output) : IAsyn
         Assert.Contains($"NATS at {_nats.Url}", down.Reason, StringComparison.Ordinal);
         Assert.Contains("reconnecting", down.Reason, StringComparison.Ordinal);
 
-        var clock = Stopwatch.StartNew();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var error = await Assert.ThrowsAsync<RequestPlaneException>(() => StringsAsync(client.RequestStreamAsync("svc", default, RequestOptions.Default)));
         Assert.Equal(RequestErrorKind.Unavailable, error.Kind);
         Assert.Equal("request_plane_unavailable", error.Code);
@@ -263,9 +236,9 @@ public sealed class NatsRequestPlaneFaultTests(ITestOutputHelper output) : IAsyn
     {
         const int streams = 16;
         const int frames = 300;
-        var logger = new TestOutputLogger(output, "server");
-        NatsRequestPlane server = await PlaneAsync(NatsPlaneOptions.Default with { Url = _nats.Url, Logger = logger });
-        NatsRequestPlane client = await PlaneAsync(NatsPlaneOptions.Default with { Url = _nats.Url });
+        var logger = new Infrastructure.TestOutputLogger(output, "server");
+        NatsRequestPlane server = await PlaneAsync(Options with { Logger = logger });
+        NatsRequestPlane client = await PlaneAsync(Options);
         async IAsyncEnumerable<ReadOnlyMemory<byte>> Tokens([EnumeratorCancellation] CancellationToken ct = default)
         {
             for (int i = 0; i < frames; i++)
@@ -331,12 +304,5 @@ public sealed class NatsRequestPlaneFaultTests(ITestOutputHelper output) : IAsyn
     }
 
     private static (long Seq, string Frame, byte[] Data) Frame(NatsMsg<byte[]> msg) =>
-        (long.Parse(msg.Headers?["Dyn-Seq"].ToString() ?? "-1", CultureInfo.InvariantCulture), msg.Headers?["Dyn-Frame"].ToString() ?? "", msg.Data ?? []);
-
-    private async Task<NatsRequestPlane> PlaneAsync(NatsPlaneOptions? options = null)
-    {
-        NatsRequestPlane plane = await NatsRequestPlane.ConnectAsync(options ?? Options);
-        _cleanup.Add(plane);
-        return plane;
-    }
+        (long.Parse(msg.Headers?["Dyn-Seq"].ToString() ?? "-1", System.Globalization.CultureInfo.InvariantCulture), msg.Headers?["Dyn-Frame"].ToString() ?? "", msg.Data ?? []);
 }
