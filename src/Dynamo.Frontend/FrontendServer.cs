@@ -5,6 +5,7 @@ using Dynamo.Frontend.Http;
 using Dynamo.Frontend.Observability;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Runtime;
+using Dynamo.Runtime.RequestPlane;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -126,7 +127,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
                 new("/v1/completions", HttpMethods.Post, handler.CompletionsAsync),
                 new("/v1/models", HttpMethods.Get, context => ModelsAsync(context, registry)),
                 new("/live", HttpMethods.Get, context => LiveAsync(context, server)),
-                new("/health", HttpMethods.Get, context => HealthAsync(context, registry)),
+                new("/health", HttpMethods.Get, context => HealthAsync(context, registry, runtime.Requests)),
                 new("/metrics", HttpMethods.Get, context => MetricsAsync(context, metrics)),
             ];
             foreach (Route route in routes)
@@ -273,13 +274,19 @@ public sealed partial class FrontendServer : IAsyncDisposable
         return JsonSerializer.SerializeAsync(context.Response.Body, list, OpenAiJsonContext.Default.ModelList, context.RequestAborted);
     }
 
-    private static Task HealthAsync(HttpContext context, ModelRegistry registry)
+    private static Task HealthAsync(HttpContext context, ModelRegistry registry, IRequestPlane requests)
     {
         var models = registry.Models.Values.OrderBy(m => m.Name, StringComparer.Ordinal).ToArray();
         EndpointClient[] clients = [.. registry.Clients.OrderBy(c => c.Address.ToString(), StringComparer.Ordinal)];
+        RequestPlaneHealth plane = requests.Health;
+        string? reason = !plane.IsConnected ? $"request plane unavailable: {plane.Reason}"
+            : models.Length == 0 ? "no worker serves any model"
+            : null;
         var health = new HealthResponse
         {
-            Status = models.Length > 0 ? "healthy" : "unhealthy",
+            Status = reason is null ? "healthy" : "unhealthy",
+            Reason = reason,
+            RequestPlane = new HealthRequestPlane(requests.Name, plane.IsConnected, plane.DisconnectedSince),
             Models = [.. models.Select(m => new HealthModel(m.Name, [.. m.Instances.Select(i => EndpointAddress.FormatId(i.InstanceId))]))],
             Endpoints = [.. clients.Select(c => c.Address.ToString())],
             Instances = [.. clients.SelectMany(c =>
@@ -288,7 +295,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
                 return c.Instances.Select(r => new HealthInstance(c.Address.ToString(), EndpointAddress.FormatId(r.InstanceId), r.Host ?? "", available.Contains(r.InstanceId)));
             })],
         };
-        context.Response.StatusCode = models.Length > 0 ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
+        context.Response.StatusCode = reason is null ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
         context.Response.ContentType = "application/json";
         return JsonSerializer.SerializeAsync(context.Response.Body, health, FrontendJsonContext.Default.HealthResponse, context.RequestAborted);
     }

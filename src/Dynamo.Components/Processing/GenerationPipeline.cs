@@ -348,6 +348,8 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
         _ when IsOverloaded(e) => OpenAiException.Unavailable($"The worker is overloaded: {e.Message}", "workers_overloaded", 1),
         RequestErrorKind.Remote when e.Code == "invalid_request" => OpenAiException.BadRequest(e.Message, null, "invalid_request"),
         RequestErrorKind.Remote => new OpenAiException(500, "internal_error", $"The worker failed: {e.Message}", null, e.Code),
+        RequestErrorKind.Unavailable => OpenAiException.Unavailable($"The request plane is unavailable: {e.Message}", e.Code, 2),
+        RequestErrorKind.Interrupted => OpenAiException.Unavailable($"The worker's stream was interrupted: {e.Message}", "stream_interrupted"),
         _ => OpenAiException.Unavailable($"The worker is unreachable: {e.Message}", "worker_unreachable"),
     };
 

@@ -155,6 +155,7 @@ internal static class ProcessorRelay
     private static OpenAiException Map(RequestPlaneException e) => e.Kind switch
     {
         RequestErrorKind.Remote => new OpenAiException(502, "internal_error", $"The processor failed: {e.Message}", null, e.Code),
+        RequestErrorKind.Unavailable => OpenAiException.Unavailable($"The request plane is unavailable: {e.Message}", e.Code, 2),
         _ => OpenAiException.Unavailable($"No processor answered: {e.Message}", "processor_unreachable"),
     };
 }

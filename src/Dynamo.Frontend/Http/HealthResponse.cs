@@ -5,9 +5,17 @@ namespace Dynamo.Frontend.Http;
 /// <summary>GET /health.</summary>
 internal sealed record HealthResponse
 {
-    /// <summary>"healthy" when some worker serves some model, else "unhealthy".</summary>
+    /// <summary>"healthy" when the request plane is connected and some worker serves some model, else "unhealthy".</summary>
     [JsonPropertyName("status")]
     public required string Status { get; init; }
+
+    /// <summary>Why it is unhealthy (the request plane's state first); absent when healthy.</summary>
+    [JsonPropertyName("reason")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Reason { get; init; }
+
+    [JsonPropertyName("request_plane")]
+    public required HealthRequestPlane RequestPlane { get; init; }
 
     [JsonPropertyName("models")]
     public required IReadOnlyList<HealthModel> Models { get; init; }

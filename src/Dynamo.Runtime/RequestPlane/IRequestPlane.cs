@@ -23,6 +23,12 @@ public interface IRequestPlane : IAsyncDisposable
     string Name { get; }
 
     /// <summary>
+    /// Whether requests go out now; while not, the reason and since when (the NATS connection is down and
+    /// reconnecting). The in-process plane is always connected. A frontend's /health reports it.
+    /// </summary>
+    RequestPlaneHealth Health { get; }
+
+    /// <summary>
     /// Serves <paramref name="subject"/> until the returned handle is disposed (in-flight handlers are
     /// cancelled then). With <paramref name="queueGroup"/>, several servers share the subject and each
     /// request goes to one of them.

@@ -50,6 +50,9 @@ public sealed class InProcessRequestPlane : IRequestPlane
     public string Name => "inproc";
 
     /// <inheritdoc/>
+    public RequestPlaneHealth Health => RequestPlaneHealth.Connected;
+
+    /// <inheritdoc/>
     /// <exception cref="InvalidOperationException">
     /// <paramref name="subject"/> is already served outside <paramref name="queueGroup"/>: NATS would hand each
     /// request to several servers, whose responses would interleave into one broken stream.

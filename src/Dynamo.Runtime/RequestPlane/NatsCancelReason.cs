@@ -9,7 +9,7 @@ internal enum NatsCancelReason
     /// <summary>The client sent a cancel control message.</summary>
     ClientCancelled = 1,
 
-    /// <summary>The client's inbox is gone (a frame drew a "no responders" status).</summary>
+    /// <summary>The client's inbox is gone (a frame drew a "no responders" status; only for a client without keepalives).</summary>
     ClientGone = 2,
 
     /// <summary>The window stayed full for the whole ack timeout.</summary>
@@ -17,4 +17,7 @@ internal enum NatsCancelReason
 
     /// <summary>The server is being disposed.</summary>
     Shutdown = 4,
+
+    /// <summary>A client that promised keepalives sent no control message for the client-idle timeout (frozen or gone).</summary>
+    ClientSilent = 5,
 }

@@ -43,8 +43,20 @@ public sealed record NatsPlaneOptions
     /// <summary>Request plane, serving side: a full window without an acknowledgement for this long cancels the handler (the client is gone).</summary>
     public TimeSpan AckTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Request plane, serving side: a heartbeat frame goes out when a request has sent nothing for this long.</summary>
+    /// <summary>
+    /// Request plane, both sides: a server sends a heartbeat frame when a request has sent nothing for this long;
+    /// a client sends a keepalive (an <c>ack</c>) on each open stream at this interval and announces it in the
+    /// request (<c>Dyn-Keepalive</c>), so that a server cancels a request whose client stays silent four times as long.
+    /// </summary>
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Request plane, calling side: while the NATS connection is down, a new request waits this long for it to
+    /// come back, and a stream in flight waits this long for its own connection, before failing with
+    /// <see cref="RequestErrorKind.Unavailable"/> / <c>request_plane_unavailable</c> (a frontend answers 503).
+    /// A NATS restart of a few seconds fits in it.
+    /// </summary>
+    public TimeSpan UnavailableTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Event plane: messages buffered per subscription; beyond it the oldest are dropped and counted.</summary>
     public int EventBufferCapacity { get; init; } = 4096;
@@ -147,6 +159,7 @@ public sealed record NatsPlaneOptions
         Positive(ReconnectWaitMax, nameof(ReconnectWaitMax));
         Positive(AckTimeout, nameof(AckTimeout));
         Positive(HeartbeatInterval, nameof(HeartbeatInterval));
+        Positive(UnavailableTimeout, nameof(UnavailableTimeout));
         if (MaxPingsOut < 1)
         {
             throw new ArgumentException($"{nameof(MaxPingsOut)} must be at least 1 (got {MaxPingsOut})");

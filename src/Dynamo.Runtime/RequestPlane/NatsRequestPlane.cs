@@ -6,14 +6,19 @@ namespace Dynamo.Runtime.RequestPlane;
 
 /// <summary>
 /// The request plane between processes, on NATS core subjects: streamed responses with sequence numbers,
-/// heartbeats, a flow-control window, cancellation and deadlines. Wire contract (version 1): README.md.
-/// One <see cref="NatsConnection"/> per process, shared with the event plane.
+/// heartbeats and keepalives, a flow-control window, frames sent again after a NATS restart, cancellation and
+/// deadlines. Wire contract (version 1): README.md. One <see cref="NatsConnection"/> per process, shared with
+/// the event plane.
 /// </summary>
 internal sealed class NatsRequestPlane : IRequestPlane
 {
     private readonly NatsPlaneOptions _options;
     private readonly bool _ownsConnection;
+    private readonly NatsConnectionWatch _watch;
     private readonly ConcurrentDictionary<NatsRequestServer, byte> _servers = new();
+    private readonly ConcurrentDictionary<NatsResponseStream, byte> _streams = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Task _keepaliveLoop;
     private int _disposed;
 
     /// <summary>
@@ -27,6 +32,8 @@ internal sealed class NatsRequestPlane : IRequestPlane
         _options.Validate();
         Connection = connection;
         _ownsConnection = ownsConnection;
+        _watch = new NatsConnectionWatch(connection);
+        _keepaliveLoop = Task.Run(SendKeepalivesAsync, CancellationToken.None);
     }
 
     /// <summary>"nats".</summary>
@@ -34,6 +41,9 @@ internal sealed class NatsRequestPlane : IRequestPlane
 
     /// <summary>The NATS connection the plane uses.</summary>
     public NatsConnection Connection { get; }
+
+    /// <inheritdoc />
+    public RequestPlaneHealth Health => _watch.Health;
 
     /// <summary>Connects (see <see cref="NatsConnectionFactory.ConnectAsync"/>) and returns a plane that owns the connection.</summary>
     /// <exception cref="NatsUnavailableException">The server could not be reached within the connect timeout.</exception>
@@ -50,7 +60,7 @@ internal sealed class NatsRequestPlane : IRequestPlane
         ArgumentNullException.ThrowIfNull(handler);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         NatsRequestServer server = await NatsRequestServer.StartAsync(
-            Connection, subject, handler, queueGroup, _options, s => _servers.TryRemove(s, out _), cancellationToken).ConfigureAwait(false);
+            Connection, _watch, subject, handler, queueGroup, _options, s => _servers.TryRemove(s, out _), cancellationToken).ConfigureAwait(false);
         _servers[server] = 0;
         return server;
     }
@@ -62,13 +72,21 @@ internal sealed class NatsRequestPlane : IRequestPlane
         ArgumentException.ThrowIfNullOrWhiteSpace(subject);
         ArgumentNullException.ThrowIfNull(options);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        var stream = new NatsResponseStream(Connection, subject, options, cancellationToken);
+        var stream = new NatsResponseStream(Connection, _watch, subject, options, _options, cancellationToken);
         await using (stream.ConfigureAwait(false))
         {
             await stream.StartAsync(payload).ConfigureAwait(false);
-            while (await stream.MoveNextAsync().ConfigureAwait(false))
+            _streams[stream] = 0;
+            try
             {
-                yield return stream.Current;
+                while (await stream.MoveNextAsync().ConfigureAwait(false))
+                {
+                    yield return stream.Current;
+                }
+            }
+            finally
+            {
+                _streams.TryRemove(stream, out _);
             }
         }
     }
@@ -86,9 +104,32 @@ internal sealed class NatsRequestPlane : IRequestPlane
             await server.DisposeAsync().ConfigureAwait(false);
         }
 
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _keepaliveLoop.ConfigureAwait(false);
+        _stopping.Dispose();
+        _watch.Dispose();
         if (_ownsConnection)
         {
             await Connection.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    // One loop for every open stream of this plane (not a timer per stream): each looks whether its keepalive is due.
+    private async Task SendKeepalivesAsync()
+    {
+        using var timer = new PeriodicTimer(_options.HeartbeatInterval / 4);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
+            {
+                foreach (NatsResponseStream stream in _streams.Keys)
+                {
+                    stream.Keepalive();
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
         }
     }
 }

@@ -10,14 +10,17 @@ namespace Dynamo.Runtime.RequestPlane;
 /// <summary>
 /// Serves one subject for <see cref="NatsRequestPlane.ServeAsync"/>: takes requests (optionally in a queue
 /// group), runs each handler in its own task, and reads this server's control subject
-/// <c>_DYN_CTL.{server}.*</c> for acknowledgements and cancellations. Wire contract: README.md.
+/// <c>_DYN_CTL.{server}.*</c> for acknowledgements, keepalives, resends and cancellations. Wire contract: README.md.
 /// </summary>
 internal sealed partial class NatsRequestServer : IAsyncDisposable
 {
     private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan PingTimeout = TimeSpan.FromSeconds(2);
 
+    private static readonly TimeSpan LongestKeepalive = TimeSpan.FromMinutes(1);
+
     private readonly NatsConnection _connection;
+    private readonly NatsConnectionWatch _watch;
     private readonly string _subject;
     private readonly RequestHandler _handler;
     private readonly NatsPlaneOptions _options;
@@ -25,6 +28,7 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
     private readonly string _controlPrefix;
     private readonly Action<NatsRequestServer>? _onDisposed;
     private readonly ConcurrentDictionary<long, NatsServedRequest> _active = new();
+    private readonly ConcurrentDictionary<long, NatsServedRequest> _lingering = new();
     private readonly CancellationTokenSource _stopping = new();
     private INatsSub<byte[]>? _requests;
     private INatsSub<byte[]>? _control;
@@ -35,9 +39,10 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
     private long _peakUnacknowledged;
     private int _disposed;
 
-    private NatsRequestServer(NatsConnection connection, string subject, RequestHandler handler, NatsPlaneOptions options, Action<NatsRequestServer>? onDisposed)
+    private NatsRequestServer(NatsConnection connection, NatsConnectionWatch watch, string subject, RequestHandler handler, NatsPlaneOptions options, Action<NatsRequestServer>? onDisposed)
     {
         _connection = connection;
+        _watch = watch;
         _subject = subject;
         _handler = handler;
         _options = options;
@@ -49,14 +54,17 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
     /// <summary>Requests being served now.</summary>
     internal int ActiveCount => _active.Count;
 
+    /// <summary>Finished requests whose last frames are kept until the client is done with them (a test hook).</summary>
+    internal int LingeringCount => _lingering.Count;
+
     /// <summary>The most data frames any request had sent and not yet had acknowledged (a test hook for back-pressure).</summary>
     internal long PeakUnacknowledged => Volatile.Read(ref _peakUnacknowledged);
 
     public static async Task<NatsRequestServer> StartAsync(
-        NatsConnection connection, string subject, RequestHandler handler, string? queueGroup, NatsPlaneOptions options,
+        NatsConnection connection, NatsConnectionWatch watch, string subject, RequestHandler handler, string? queueGroup, NatsPlaneOptions options,
         Action<NatsRequestServer>? onDisposed, CancellationToken cancellationToken)
     {
-        var server = new NatsRequestServer(connection, subject, handler, options, onDisposed);
+        var server = new NatsRequestServer(connection, watch, subject, handler, options, onDisposed);
         try
         {
             // The control subscription first: a request may be accepted the moment the subject is subscribed.
@@ -72,6 +80,7 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
             throw;
         }
 
+        watch.Reopened += server.OnReopened;
         server._controlLoop = Task.Run(() => server.ReadControlAsync(server._control), CancellationToken.None);
         server._requestLoop = Task.Run(() => server.ReadRequestsAsync(server._requests), CancellationToken.None);
         server._heartbeatLoop = Task.Run(server.SendHeartbeatsAsync, CancellationToken.None);
@@ -103,11 +112,17 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
             await Task.Delay(10).ConfigureAwait(false);
         }
 
+        _watch.Reopened -= OnReopened;
         await _stopping.CancelAsync().ConfigureAwait(false);
         await UnsubscribeAsync(_control).ConfigureAwait(false);
 
         await _controlLoop.ConfigureAwait(false);
         await _heartbeatLoop.ConfigureAwait(false);
+        foreach (long stream in _lingering.Keys)
+        {
+            DropLingering(stream);
+        }
+
         _stopping.Dispose();
         _onDisposed?.Invoke(this);
     }
@@ -192,8 +207,15 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
             deadline = DateTimeOffset.FromUnixTimeMilliseconds(unixMs);
         }
 
+        TimeSpan? keepalive = null;
+        if (long.TryParse(Header(headers, NatsWire.Keepalive), NumberStyles.None, CultureInfo.InvariantCulture, out long keepaliveMs)
+            && keepaliveMs > 0 && keepaliveMs <= LongestKeepalive.TotalMilliseconds)
+        {
+            keepalive = TimeSpan.FromMilliseconds(keepaliveMs);
+        }
+
         long stream = Interlocked.Increment(ref _nextStream);
-        var request = new NatsServedRequest(stream, msg.ReplyTo, $"{_controlPrefix}.{stream}", requestId, deadline, msg.Data ?? []);
+        var request = new NatsServedRequest(stream, msg.ReplyTo, $"{_controlPrefix}.{stream}", requestId, deadline, msg.Data ?? [], keepalive);
         _active[stream] = request;
         _ = Task.Run(() => ServeAsync(request), CancellationToken.None);
     }
@@ -263,6 +285,8 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
                     // The client may only be slow: it reads this after the responses it has not taken yet.
                     await FinishWithErrorAsync(request, RequestErrors.AckTimeout(_subject, request.RequestId, _options.AckTimeout, _options.ResponseWindow)).ConfigureAwait(false);
                     break;
+                case NatsCancelReason.ClientSilent:
+                    break; // logged by the check that cancelled it
                 default:
                     Log.Cancelled(_logger, _subject, request.RequestId, request.Reason);
                     break;
@@ -283,8 +307,35 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
         }
         finally
         {
-            _active.TryRemove(request.Stream, out _);
+            // A client with keepalives may still need the last frames (lost in a NATS restart): they are kept
+            // until it reports them received or stays silent for the keepalive check.
+            if (request.KeepaliveInterval is not null && request.FinalSent && !request.AllConfirmed && Volatile.Read(ref _disposed) == 0)
+            {
+                _lingering[request.Stream] = request;
+                _active.TryRemove(request.Stream, out _);
+            }
+            else
+            {
+                _active.TryRemove(request.Stream, out _);
+                request.Dispose();
+            }
+        }
+    }
+
+    private void DropLingering(long stream)
+    {
+        if (_lingering.TryRemove(stream, out NatsServedRequest? request))
+        {
             request.Dispose();
+        }
+    }
+
+    /// <summary>This server's connection opened again: frames sent meanwhile may be lost, so hold them until each client is heard from.</summary>
+    private void OnReopened()
+    {
+        foreach (NatsServedRequest request in _active.Values.Concat(_lingering.Values))
+        {
+            request.Hold();
         }
     }
 
@@ -311,26 +362,59 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
             await foreach (NatsMsg<byte[]> msg in subscription.Msgs.ReadAllAsync().ConfigureAwait(false))
             {
                 int dot = msg.Subject.LastIndexOf('.');
-                if (!long.TryParse(msg.Subject.AsSpan(dot + 1), NumberStyles.None, CultureInfo.InvariantCulture, out long stream)
-                    || !_active.TryGetValue(stream, out NatsServedRequest? request))
+                if (!long.TryParse(msg.Subject.AsSpan(dot + 1), NumberStyles.None, CultureInfo.InvariantCulture, out long stream))
                 {
                     continue;
+                }
+
+                bool lingering = false;
+                if (!_active.TryGetValue(stream, out NatsServedRequest? request))
+                {
+                    if (!_lingering.TryGetValue(stream, out request))
+                    {
+                        continue;
+                    }
+
+                    lingering = true;
                 }
 
                 if (msg.HasNoResponders)
                 {
-                    request.Cancel(NatsCancelReason.ClientGone);
+                    // A client with keepalives may only be reconnecting (NATS restarted): hold the frames
+                    // until it is heard from; the keepalive check cancels it if it is not.
+                    if (!request.Hold())
+                    {
+                        request.Cancel(NatsCancelReason.ClientGone);
+                    }
+
                     continue;
                 }
 
-                switch (Header(msg.Headers, NatsWire.Ctl))
+                bool wasHeld = request.Held;
+                long? received = long.TryParse(Header(msg.Headers, NatsWire.Seq), NumberStyles.None, CultureInfo.InvariantCulture, out long seq) ? seq : null;
+                request.OnControl(received);
+                string? kind = Header(msg.Headers, NatsWire.Ctl);
+                if (long.TryParse(Header(msg.Headers, NatsWire.Ack), NumberStyles.None, CultureInfo.InvariantCulture, out long consumed) && kind != NatsWire.CtlCancel)
                 {
-                    case NatsWire.CtlAck when long.TryParse(Header(msg.Headers, NatsWire.Ack), NumberStyles.None, CultureInfo.InvariantCulture, out long consumed):
-                        request.OnAck(consumed);
-                        break;
-                    case NatsWire.CtlCancel:
-                        request.Cancel(NatsCancelReason.ClientCancelled);
-                        break;
+                    request.OnAck(consumed);
+                }
+
+                if (kind == NatsWire.CtlCancel)
+                {
+                    request.Cancel(NatsCancelReason.ClientCancelled);
+                    if (lingering)
+                    {
+                        DropLingering(stream);
+                    }
+                }
+                else if (request.KeepaliveInterval is not null && received is { } from && (wasHeld || kind == NatsWire.CtlResend))
+                {
+                    // The client is back (or saw a gap): send it what it may have missed, then go on.
+                    _ = ResendAsync(request, from);
+                }
+                else if (lingering && request.AllConfirmed)
+                {
+                    DropLingering(stream);
                 }
             }
         }
@@ -340,6 +424,24 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
         }
     }
 
+    private async Task ResendAsync(NatsServedRequest request, long from)
+    {
+        using var timeout = new CancellationTokenSource(DrainTimeout);
+        try
+        {
+            int sent = await request.ResendAsync(_connection, from, timeout.Token).ConfigureAwait(false);
+            if (sent > 0)
+            {
+                Log.Resent(_logger, _subject, request.RequestId, sent, from);
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or NatsException)
+        {
+            // Still held: the client's next control message asks again.
+        }
+    }
+
+    // Each tick: the keepalive check of every client that sends keepalives, then heartbeats where due.
     private async Task SendHeartbeatsAsync()
     {
         TimeSpan interval = _options.HeartbeatInterval;
@@ -348,8 +450,21 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
         {
             while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
             {
+                bool open = _watch.IsOpen;
                 foreach (NatsServedRequest request in _active.Values)
                 {
+                    if (request.ClientSilent(open))
+                    {
+                        Log.ClientSilent(_logger, _subject, request.RequestId, (request.KeepaliveInterval!.Value * NatsServedRequest.ClientSilenceChecks).TotalSeconds);
+                        request.Cancel(NatsCancelReason.ClientSilent);
+                        continue;
+                    }
+
+                    if (!open)
+                    {
+                        continue; // a publish would wait for the reconnect, and hold up every other request
+                    }
+
                     try
                     {
                         await request.SendHeartbeatIfIdleAsync(_connection, interval, request.Token).ConfigureAwait(false);
@@ -357,6 +472,14 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
                     catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or NatsException)
                     {
                         // The request is ending or the link is down; its own loop reports that.
+                    }
+                }
+
+                foreach ((long stream, NatsServedRequest request) in _lingering)
+                {
+                    if (request.ClientSilent(open))
+                    {
+                        DropLingering(stream);
                     }
                 }
             }
@@ -403,5 +526,11 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
 
         [LoggerMessage(EventId = 2106, Level = LogLevel.Error, Message = "Subscription loop of {Subject} failed")]
         public static partial void LoopFailed(ILogger logger, string subject, Exception exception);
+
+        [LoggerMessage(EventId = 2107, Level = LogLevel.Warning, Message = "Request {RequestId} on {Subject} cancelled: its client sent no keepalive for {Seconds} s (frozen, cut off or gone)")]
+        public static partial void ClientSilent(ILogger logger, string subject, string requestId, double seconds);
+
+        [LoggerMessage(EventId = 2108, Level = LogLevel.Information, Message = "Request {RequestId} on {Subject}: sent {Count} frames again from {Seq} (lost in a NATS reconnect)")]
+        public static partial void Resent(ILogger logger, string subject, string requestId, int count, long seq);
     }
 }

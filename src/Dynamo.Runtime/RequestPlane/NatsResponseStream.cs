@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Threading.Channels;
 using NATS.Client.Core;
@@ -6,7 +7,8 @@ namespace Dynamo.Runtime.RequestPlane;
 
 /// <summary>
 /// The client side of one request on <see cref="NatsRequestPlane"/>: publishes it with a fresh inbox, reads
-/// frames in sequence, acknowledges data as the consumer takes it, and enforces the accept, idle and
+/// frames in sequence, acknowledges data as the consumer takes it, keeps the server informed that it is alive
+/// (<see cref="Keepalive"/>), asks for lost frames again, and enforces the accept, idle, unavailable and
 /// deadline timeouts. Disposing it before the end cancels the request on the server. Wire contract: README.md.
 /// </summary>
 internal sealed class NatsResponseStream : IAsyncDisposable
@@ -17,8 +19,11 @@ internal sealed class NatsResponseStream : IAsyncDisposable
     private const int SilenceChecks = 4;
 
     private readonly NatsConnection _connection;
+    private readonly NatsConnectionWatch _watch;
     private readonly string _subject;
     private readonly RequestOptions _options;
+    private readonly TimeSpan _keepaliveInterval;
+    private readonly TimeSpan _unavailableTimeout;
     private readonly string _requestId;
     private readonly CancellationToken _cancellationToken;
     private INatsSub<byte[]>? _inbox;
@@ -29,27 +34,45 @@ internal sealed class NatsResponseStream : IAsyncDisposable
     private long _consumed;
     private long _acknowledged;
     private long _ackEvery = 1;
+    private long _lastControlSent;
+    private long _reopeningsSeen;
+    private long _resyncSince;
+    private long _lastResend;
     private bool _sent;
     private bool _accepted;
+    private bool _acceptSeen;
+    private bool _serverResumes;
     private bool _completed;
+    private bool _gaveUp;
+    private int _closed;
 
-    public NatsResponseStream(NatsConnection connection, string subject, RequestOptions options, CancellationToken cancellationToken)
+    public NatsResponseStream(
+        NatsConnection connection, NatsConnectionWatch watch, string subject, RequestOptions options, NatsPlaneOptions planeOptions, CancellationToken cancellationToken)
     {
         _connection = connection;
+        _watch = watch;
         _subject = subject;
         _options = options;
+        _keepaliveInterval = planeOptions.HeartbeatInterval;
+        _unavailableTimeout = planeOptions.UnavailableTimeout;
         _requestId = options.RequestId.Length > 0 ? options.RequestId : Guid.NewGuid().ToString("N");
         _cancellationToken = cancellationToken;
+        _reopeningsSeen = watch.Reopenings;
     }
 
     public ReadOnlyMemory<byte> Current { get; private set; }
 
+    /// <summary>
+    /// Publishes the request. While the connection is down it first waits for it, at most
+    /// <see cref="NatsPlaneOptions.UnavailableTimeout"/>, then throws <see cref="RequestErrorKind.Unavailable"/>.
+    /// </summary>
     public async ValueTask StartAsync(ReadOnlyMemory<byte> payload)
     {
         var headers = new NatsHeaders
         {
             [NatsWire.Version] = NatsWire.CurrentVersion,
             [NatsWire.RequestId] = _requestId,
+            [NatsWire.Keepalive] = ((long)Math.Ceiling(_keepaliveInterval.TotalMilliseconds)).ToString(CultureInfo.InvariantCulture),
         };
         if (_options.Deadline is { } deadline)
         {
@@ -63,12 +86,25 @@ internal sealed class NatsResponseStream : IAsyncDisposable
             throw TooLarge(payload.Length, maxPayload, null);
         }
 
+        // Subscribing and publishing wait for a reconnect without end: bound them.
+        using var bound = CancellationTokenSource.CreateLinkedTokenSource(_cancellationToken);
+        bound.CancelAfter(_unavailableTimeout);
         try
         {
+            if (!await _watch.WaitUntilCanSendAsync(_unavailableTimeout, bound.Token).ConfigureAwait(false))
+            {
+                throw Unavailable();
+            }
+
             string inbox = _connection.NewInbox();
-            _inbox = await _connection.SubscribeCoreAsync<byte[]>(inbox, cancellationToken: _cancellationToken).ConfigureAwait(false);
-            await _connection.PublishAsync(_subject, payload, headers, replyTo: inbox, cancellationToken: _cancellationToken).ConfigureAwait(false);
+            _inbox = await _connection.SubscribeCoreAsync<byte[]>(inbox, cancellationToken: bound.Token).ConfigureAwait(false);
+            await _connection.PublishAsync(_subject, payload, headers, replyTo: inbox, cancellationToken: bound.Token).ConfigureAwait(false);
             _sent = true;
+            Volatile.Write(ref _lastControlSent, Stopwatch.GetTimestamp());
+        }
+        catch (OperationCanceledException e) when (!_cancellationToken.IsCancellationRequested)
+        {
+            throw Unavailable(e);
         }
         catch (NatsPayloadTooLargeException e)
         {
@@ -101,28 +137,51 @@ internal sealed class NatsResponseStream : IAsyncDisposable
                 throw new RequestPlaneException(RequestErrorKind.Transport, "protocol", $"request {_requestId} to {_subject}: a reply without {NatsWire.Frame}/{NatsWire.Seq} headers (not a Dynamo server?)");
             }
 
-            if (seq != _expectedSeq)
+            if (msg.ReplyTo is { Length: > 0 } replyTo)
             {
-                _completed = true;
-                throw new RequestPlaneException(RequestErrorKind.Transport, "frame_gap", $"request {_requestId} to {_subject}: frame {seq} arrived where {_expectedSeq} was due (responses were lost)");
+                if (_controlSubject is null)
+                {
+                    Volatile.Write(ref _controlSubject, replyTo);
+                }
+                else if (replyTo != _controlSubject)
+                {
+                    _completed = true;
+                    throw new RequestPlaneException(RequestErrorKind.Transport, "mixed_servers", $"request {_requestId} to {_subject}: frames came from two servers (several servers on the subject outside one queue group?)");
+                }
             }
 
-            _expectedSeq++;
+            if (seq < _expectedSeq)
+            {
+                continue; // sent again after a resend, and it had arrived already
+            }
+
+            if (seq > _expectedSeq)
+            {
+                await ResyncAsync(seq).ConfigureAwait(false);
+                continue;
+            }
+
+            _resyncSince = 0;
+            Volatile.Write(ref _expectedSeq, seq + 1);
             _accepted = true;
             switch (frame)
             {
                 case NatsWire.FrameData:
                     Current = msg.Data ?? [];
-                    _consumed++;
-                    if (_consumed - _acknowledged >= _ackEvery && _controlSubject is not null)
+                    long consumed = Interlocked.Increment(ref _consumed);
+                    if (consumed - _acknowledged >= _ackEvery && _controlSubject is not null)
                     {
-                        _acknowledged = _consumed;
-                        await SendControlAsync(NatsWire.CtlAck, _consumed, _cancellationToken).ConfigureAwait(false);
+                        // Not awaited: while the connection is down a publish waits for it, and the consumer
+                        // must not; the keepalive after the reconnect carries the count.
+                        _acknowledged = consumed;
+                        _ = SendQuietlyAsync(NatsWire.CtlAck);
                     }
 
                     return true;
                 case NatsWire.FrameAccept:
-                    _controlSubject = Header(headers, NatsWire.CtlSubject);
+                    _acceptSeen = true;
+                    _serverResumes = Header(headers, NatsWire.Keepalive) is not null;
+                    Volatile.Write(ref _controlSubject, Header(headers, NatsWire.CtlSubject) ?? _controlSubject);
                     if (int.TryParse(Header(headers, NatsWire.Window), NumberStyles.None, CultureInfo.InvariantCulture, out int window) && window > 0)
                     {
                         _ackEvery = Math.Max(1, window / 4);
@@ -141,15 +200,46 @@ internal sealed class NatsResponseStream : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Called by the plane every quarter keepalive interval while the stream is open: after this process's
+    /// connection reopened, asks the server to send again what may have been lost (<c>resend</c>); otherwise
+    /// sends an <c>ack</c> when nothing went to the server for the keepalive interval. Never blocks: the
+    /// publish goes on in the background, bounded.
+    /// </summary>
+    public void Keepalive()
+    {
+        if (Volatile.Read(ref _closed) != 0 || Volatile.Read(ref _controlSubject) is null || !_watch.IsOpen)
+        {
+            return;
+        }
+
+        long reopenings = _watch.Reopenings;
+        if (reopenings != Interlocked.Exchange(ref _reopeningsSeen, reopenings))
+        {
+            _ = SendQuietlyAsync(NatsWire.CtlResend);
+        }
+        else if (Stopwatch.GetElapsedTime(Volatile.Read(ref _lastControlSent)) >= _keepaliveInterval)
+        {
+            _ = SendQuietlyAsync(NatsWire.CtlAck);
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
+        Volatile.Write(ref _closed, 1);
         _timeout?.Dispose();
         if (_inbox is null)
         {
             return;
         }
 
-        if (_completed || !_sent)
+        if (_gaveUp)
+        {
+            // The server is frozen or cut off: a cancel waits in NATS for its connection, if that survives.
+            // Best effort, in the background: the caller has already been told.
+            _ = CancelThenCloseAsync();
+        }
+        else if (_completed || !_sent)
         {
             await _inbox.DisposeAsync().ConfigureAwait(false);
         }
@@ -163,6 +253,26 @@ internal sealed class NatsResponseStream : IAsyncDisposable
             // Not accepted yet, so the server's control subject is unknown: wait for the accept in the
             // background (at most the accept timeout) and cancel then.
             _ = CancelWhenAcceptedAsync();
+        }
+    }
+
+    private async Task CancelThenCloseAsync()
+    {
+        try
+        {
+            if (_controlSubject is not null)
+            {
+                using var timeout = new CancellationTokenSource(CancelSendTimeout);
+                await SendControlAsync(NatsWire.CtlCancel, timeout.Token).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or NatsException or ObjectDisposedException)
+        {
+            // The server's keepalive check cancels the request anyway.
+        }
+        finally
+        {
+            await _inbox!.DisposeAsync().ConfigureAwait(false);
         }
     }
 
@@ -211,32 +321,85 @@ internal sealed class NatsResponseStream : IAsyncDisposable
 
         if (_connection.ConnectionState != NatsConnectionState.Open)
         {
-            return; // it would wait for a reconnect; the server notices on its own (README.md, "Liveness")
+            return; // it would wait for a reconnect; the server's keepalive check notices (README.md, "Liveness")
         }
 
         try
         {
             using var timeout = new CancellationTokenSource(CancelSendTimeout);
-            await SendControlAsync(NatsWire.CtlCancel, _consumed, timeout.Token).ConfigureAwait(false);
+            await SendControlAsync(NatsWire.CtlCancel, timeout.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or NatsException or ObjectDisposedException)
         {
-            // Best effort: the server also notices the inbox is gone (its next frame draws "no responders").
+            // Best effort: the server also notices the client is gone (no keepalive).
+        }
+    }
+
+    /// <summary>
+    /// A frame arrived ahead of the one due (<paramref name="seq"/> &gt; the expected one): frames were lost in
+    /// transit. A server that resumes (its accept said so, or no accept arrived yet to say otherwise) is asked to
+    /// send again from the expected frame, once per keepalive interval, and the frames ahead are dropped until
+    /// it does; within the idle timeout, or the stream ends with <see cref="RequestErrorKind.Interrupted"/>.
+    /// </summary>
+    private async ValueTask ResyncAsync(long seq)
+    {
+        long now = Stopwatch.GetTimestamp();
+        bool canResync = _controlSubject is not null && (_serverResumes || !_acceptSeen);
+        if (_resyncSince == 0)
+        {
+            _resyncSince = now;
+        }
+
+        if (!canResync || Stopwatch.GetElapsedTime(_resyncSince, now) > _options.IdleTimeout)
+        {
+            _completed = true;
+            _gaveUp = _controlSubject is not null;
+            string why = canResync ? $", and they were not sent again within {_options.IdleTimeout.TotalSeconds:0.###} s" : "";
+            throw new RequestPlaneException(RequestErrorKind.Interrupted, "frame_gap", $"request {_requestId} to {_subject}: frame {seq} arrived where {_expectedSeq} was due (responses were lost{why})");
+        }
+
+        if (_lastResend == 0 || Stopwatch.GetElapsedTime(_lastResend, now) >= _keepaliveInterval)
+        {
+            _lastResend = now;
+            try
+            {
+                using var timeout = new CancellationTokenSource(CancelSendTimeout);
+                await SendControlAsync(NatsWire.CtlResend, timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or NatsException)
+            {
+                // Asked again at the next frame ahead, or the keepalive asks after a reconnect.
+            }
+        }
+    }
+
+    private async Task SendQuietlyAsync(string kind)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(CancelSendTimeout);
+            await SendControlAsync(kind, timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or NatsException or ObjectDisposedException)
+        {
+            // The next keepalive tries again.
         }
     }
 
     // The reply-to is the inbox: if the server's control subscription is gone, NATS answers with a
-    // "no responders" status there, and the next read reports the server unreachable.
-    private ValueTask SendControlAsync(string kind, long consumed, CancellationToken cancellationToken)
+    // "no responders" status there (see MoveNextAsync). Dyn-Seq tells the server which frames arrived.
+    private ValueTask SendControlAsync(string kind, CancellationToken cancellationToken)
     {
         var headers = new NatsHeaders
         {
             [NatsWire.Version] = NatsWire.CurrentVersion,
             [NatsWire.Ctl] = kind,
             [NatsWire.RequestId] = _requestId,
-            [NatsWire.Ack] = consumed.ToString(CultureInfo.InvariantCulture),
+            [NatsWire.Ack] = Interlocked.Read(ref _consumed).ToString(CultureInfo.InvariantCulture),
+            [NatsWire.Seq] = Volatile.Read(ref _expectedSeq).ToString(CultureInfo.InvariantCulture),
         };
-        return _connection.PublishAsync(_controlSubject!, headers: headers, replyTo: _inbox!.Subject, cancellationToken: cancellationToken);
+        Volatile.Write(ref _lastControlSent, Stopwatch.GetTimestamp());
+        return _connection.PublishAsync(Volatile.Read(ref _controlSubject)!, headers: headers, replyTo: _inbox!.Subject, cancellationToken: cancellationToken);
     }
 
     /// <summary>
@@ -244,21 +407,37 @@ internal sealed class NatsResponseStream : IAsyncDisposable
     /// idle timeout, reset by any frame: a check counts only when it runs, so a stall of this process (a GC
     /// pause, a starved thread pool, a descheduled CPU) counts as one check and not as the server's silence.
     /// With a single timer of the whole timeout, the timer fired the moment the process resumed, ahead of the
-    /// heartbeat the server sent as it resumed too, and a live stream was reported unreachable.
+    /// heartbeat the server sent as it resumed too, and a live stream was reported unreachable. A check counts
+    /// only while this process's own connection is open: while it is down, the server cannot be heard, and
+    /// that lasts at most <see cref="NatsPlaneOptions.UnavailableTimeout"/> before <see cref="RequestErrorKind.Unavailable"/>.
     /// The deadline is absolute and ends the wait when it passes, stall or not.
     /// </summary>
     private async ValueTask<NatsMsg<byte[]>> ReadFrameAsync()
     {
         ChannelReader<NatsMsg<byte[]>> reader = _inbox!.Msgs;
         int silentChecks = 0;
+        long downSince = 0;
         while (true)
         {
             if (reader.TryRead(out NatsMsg<byte[]> msg))
             {
+                if (msg.HasNoResponders && _accepted && _serverResumes)
+                {
+                    // A control message found the server's control subscription gone: NATS restarting, or the
+                    // server gone. Not a frame: the silence goes on counting, and its heartbeats (or their
+                    // absence) decide.
+                    continue;
+                }
+
                 return msg;
             }
 
             TimeSpan wait = (_accepted ? _options.IdleTimeout : _options.AcceptTimeout) / SilenceChecks;
+            if (downSince != 0 && _unavailableTimeout / SilenceChecks < wait)
+            {
+                wait = _unavailableTimeout / SilenceChecks;
+            }
+
             bool byDeadline = false;
             if (_deadline is { } deadline)
             {
@@ -281,18 +460,35 @@ internal sealed class NatsResponseStream : IAsyncDisposable
             {
                 _timeout.Dispose();
                 _timeout = null;
-                if (!byDeadline && ++silentChecks < SilenceChecks)
+                if (byDeadline)
+                {
+                    // The server enforces the deadline itself as well.
+                    throw RequestErrors.DeadlinePassed(_subject, _requestId);
+                }
+
+                if (!_watch.IsOpen)
+                {
+                    downSince = downSince == 0 ? Stopwatch.GetTimestamp() : downSince;
+                    TimeSpan down = Stopwatch.GetElapsedTime(downSince);
+                    if ((down > _watch.DownFor ? down : _watch.DownFor) < _unavailableTimeout)
+                    {
+                        continue;
+                    }
+
+                    GiveUp();
+                    throw Unavailable();
+                }
+
+                downSince = 0;
+                if (++silentChecks < SilenceChecks)
                 {
                     continue;
                 }
 
-                // An unreachable server is not sent a cancel; a deadline the server enforces itself as well.
-                _completed = !byDeadline;
-                throw byDeadline
-                    ? RequestErrors.DeadlinePassed(_subject, _requestId)
-                    : _accepted
-                        ? new RequestPlaneException(RequestErrorKind.Unreachable, "unreachable", $"the server of {_subject} sent nothing for {_options.IdleTimeout.TotalSeconds:0.###} s (request {_requestId})")
-                        : new RequestPlaneException(RequestErrorKind.Unreachable, "not_accepted", $"no server accepted request {_requestId} to {_subject} within {_options.AcceptTimeout.TotalSeconds:0.###} s");
+                GiveUp();
+                throw _accepted
+                    ? new RequestPlaneException(RequestErrorKind.Unreachable, "unreachable", $"the server of {_subject} sent nothing for {_options.IdleTimeout.TotalSeconds:0.###} s (request {_requestId})")
+                    : new RequestPlaneException(RequestErrorKind.Unreachable, "not_accepted", $"no server accepted request {_requestId} to {_subject} within {_options.AcceptTimeout.TotalSeconds:0.###} s");
             }
 
             if (!_timeout.TryReset())
@@ -307,6 +503,22 @@ internal sealed class NatsResponseStream : IAsyncDisposable
                 throw new RequestPlaneException(RequestErrorKind.Transport, "connection_closed", $"request {_requestId} to {_subject}: the NATS connection was closed");
             }
         }
+    }
+
+    /// <summary>Gives up on a server that cannot be heard: it is sent a cancel at disposal, in the background.</summary>
+    private void GiveUp()
+    {
+        _completed = true;
+        _gaveUp = _controlSubject is not null;
+    }
+
+    private RequestPlaneException Unavailable(Exception? inner = null)
+    {
+        RequestPlaneHealth health = _watch.Health;
+        string why = health.IsConnected ? "the NATS connection was lost" : health.Reason!;
+        return new RequestPlaneException(
+            RequestErrorKind.Unavailable, "request_plane_unavailable",
+            $"request {_requestId} to {_subject}: the request plane is unavailable ({why}; waited {_unavailableTimeout.TotalSeconds:0.###} s)", inner);
     }
 
     private RequestPlaneException ToException(NatsHeaders? headers, byte[]? body)

@@ -14,6 +14,7 @@ internal static class NatsWire
     public const string ErrorCode = "Dyn-Error-Code";
     public const string Ctl = "Dyn-Ctl";
     public const string Ack = "Dyn-Ack";
+    public const string Keepalive = "Dyn-Keepalive";
 
     public const string CurrentVersion = "1";
     public const int CurrentMajor = 1;
@@ -26,6 +27,7 @@ internal static class NatsWire
 
     public const string CtlAck = "ack";
     public const string CtlCancel = "cancel";
+    public const string CtlResend = "resend";
 
     /// <summary>Prefix of the per-server control subjects: <c>_DYN_CTL.{server}.{stream}</c>.</summary>
     public const string CtlPrefix = "_DYN_CTL";

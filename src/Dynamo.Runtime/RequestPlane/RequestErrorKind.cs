@@ -17,4 +17,17 @@ public enum RequestErrorKind
 
     /// <summary>The transport itself failed (connection closed, payload too large) or gave up on a consumer that took nothing (ack timeout).</summary>
     Transport = 4,
+
+    /// <summary>
+    /// This process's request plane is not connected (NATS down or reconnecting) and did not come back within
+    /// <c>NatsPlaneOptions.UnavailableTimeout</c>: not the instance's fault; retry later. Raised by the client,
+    /// never sent on the wire.
+    /// </summary>
+    Unavailable = 5,
+
+    /// <summary>
+    /// The stream was cut in transit: responses were lost (a NATS restart) and could not be sent again. The
+    /// handler may have run in part and is cancelled; re-issue the request. Raised by the client, never sent on the wire.
+    /// </summary>
+    Interrupted = 6,
 }

@@ -19,4 +19,13 @@ public sealed class RequestPlaneException : Exception
 
     /// <summary>Whether another instance may succeed where this one failed (the request never ran).</summary>
     public bool InstanceFailed => Kind is RequestErrorKind.NoResponders or RequestErrorKind.Unreachable;
+
+    /// <summary>
+    /// Whether the request may be issued again (to this or another instance, with the responses already
+    /// received): the stream broke without the handler failing (nothing serves the subject, the server went
+    /// away, responses were lost in transit, this process's request plane is down). False for a handler's own
+    /// error, a passed deadline, and transport errors that would recur (payload too large, ack timeout).
+    /// </summary>
+    public bool Reissuable => Kind is RequestErrorKind.NoResponders or RequestErrorKind.Unreachable
+        or RequestErrorKind.Interrupted or RequestErrorKind.Unavailable;
 }

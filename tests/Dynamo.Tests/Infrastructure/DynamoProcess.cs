@@ -117,11 +117,19 @@ public sealed class DynamoProcess : IAsyncDisposable
     }
 
     /// <summary>SIGTERM: a clean shutdown request.</summary>
-    public void Terminate()
+    public void Terminate() => Signal("-TERM");
+
+    /// <summary>SIGSTOP: the process freezes with its sockets open (a stuck process, a paused container).</summary>
+    public void Freeze() => Signal("-STOP");
+
+    /// <summary>SIGCONT: undoes <see cref="Freeze"/>.</summary>
+    public void Thaw() => Signal("-CONT");
+
+    private void Signal(string signal)
     {
         if (!_process.HasExited)
         {
-            using Process kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
+            using Process kill = Process.Start("kill", [signal, _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
             kill.WaitForExit();
         }
     }

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using Dynamo.Tests.Infrastructure;
 
 namespace Dynamo.Tests.Integration;
@@ -242,11 +241,7 @@ public sealed partial class DisaggregationProcessTests
         return doc.RootElement.GetProperty("choices")[0].GetProperty("text").GetString()!;
     }
 
-    private static async Task<double> MetricAsync(int port, string name)
-    {
-        using var http = new HttpClient();
-        return Parse(await http.GetStringAsync($"http://127.0.0.1:{port}/metrics"), name);
-    }
+    private static Task<double> MetricAsync(int port, string name) => PrometheusText.ScrapeAsync(port, name);
 
     private static async Task WaitForMetricAsync(int port, string name, double value)
     {
@@ -259,14 +254,7 @@ public sealed partial class DisaggregationProcessTests
     }
 
     private static async Task<double> NodeMetricAsync(string netns, string address, int port, string name) =>
-        Parse(await ShAsync(netns, $"curl -sS {address}:{port}/metrics"), name);
-
-    /// <summary>The value of the one sample of <paramref name="name"/> (0 when absent).</summary>
-    private static double Parse(string metrics, string name)
-    {
-        Match m = Regex.Match(metrics, $@"^{Regex.Escape(name)}(\{{[^}}]*\}})? (\S+)$", RegexOptions.Multiline);
-        return m.Success ? double.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture) : 0;
-    }
+        PrometheusText.Value(await ShAsync(netns, $"curl -sS {address}:{port}/metrics"), name);
 
     /// <summary>Runs a shell command inside a namespace (as on that host); its stdout, or a failed assertion with its stderr.</summary>
     private static async Task<string> ShAsync(string netns, string command)

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using Dynamo.Components.ModelCards;
@@ -225,5 +226,64 @@ public sealed class DistributedRuntimeTests : IAsyncLifetime
         Assert.Equal(1, await worker.WaitForExitAsync(60));
         Assert.Contains(expected, worker.Output);
         Assert.StartsWith("error: ", worker.Output.Trim().Split('\n')[^1]);
+    }
+
+    [Fact]
+    public async Task WorkerFrozenMidRequest_ClientGivesUp_WorkerStopsTheRequestOnceResumed()
+    {
+        // Before the keepalives, a worker frozen with SIGSTOP and resumed ran to their end the requests its
+        // client had already given up on; now the client's cancel, or its missing keepalives, reach it.
+        int metricsPort = FreePort();
+        const string inFlight = "dynamo_component_inflight_requests";
+        const int maxTokens = 1500;
+
+        // A mocker at half speed: 1,500 tokens take about 24 s, far longer than the test waits.
+        await using DynamoProcess worker = DynamoProcess.Start(
+            ["worker", "--engine", "mocker", "--model", TestModels.Tiny.Value, "--served-model-name", "tiny", "--speedup-ratio", "0.5",
+             "--system-port", metricsPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--lease-ttl", "30", "--threads", "1"],
+            Env);
+        await worker.WaitForLineAsync("serving dynamo.backend.generate");
+        await using DistributedRuntime runtime = await ConnectAsync();
+        await using EndpointClient client = await runtime.CreateClientAsync(Generate);
+        await client.WaitForInstancesAsync(1).WaitAsync(TimeSpan.FromSeconds(10));
+
+        byte[] payload = Request([5, 17, 99, 3], maxTokens);
+        var idle = TimeSpan.FromSeconds(2);
+        int responses = 0;
+        var clock = new Stopwatch();
+        var error = await Assert.ThrowsAsync<RequestPlaneException>(async () =>
+        {
+            await foreach (ReadOnlyMemory<byte> _ in client.StreamAsync(payload, options: RequestOptions.Default with { IdleTimeout = idle }))
+            {
+                if (++responses == 5)
+                {
+                    Assert.Equal(1, await PrometheusText.ScrapeAsync(metricsPort, inFlight));
+                    worker.Freeze();
+                    clock.Start();
+                }
+            }
+        });
+        Assert.Equal(RequestErrorKind.Unreachable, error.Kind);
+        Assert.InRange(clock.Elapsed, idle - TimeSpan.FromMilliseconds(200), idle + TimeSpan.FromSeconds(3));
+
+        // Resumed: the request stops within the client-idle check (4 keepalive intervals) and some slack,
+        // where before it ran to its end.
+        worker.Thaw();
+        clock.Restart();
+        while (await PrometheusText.ScrapeAsync(metricsPort, inFlight) > 0)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"the request still ran {clock.Elapsed} after the worker resumed:\n{worker.Output}");
+            await Task.Delay(100);
+        }
+
+        Assert.True(await PrometheusText.ScrapeAsync(metricsPort, "dynamo_component_output_tokens_total") < maxTokens, "the request ran to its end");
+        Assert.False(worker.HasExited);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -54,6 +54,39 @@ public sealed class NatsPlaneOptionsTests
     }
 
     [Fact]
+    public void Validate_NonPositiveUnavailableTimeout_NamesTheSetting()
+    {
+        var error = Assert.Throws<ArgumentException>(() => (NatsPlaneOptions.Default with { UnavailableTimeout = TimeSpan.Zero }).Validate());
+
+        Assert.Contains("UnavailableTimeout", error.Message);
+        Assert.Equal(TimeSpan.FromSeconds(5), NatsPlaneOptions.Default.UnavailableTimeout);
+    }
+
+    [Fact]
+    public void WithoutCredentials_UserInfoDroppedOtherwiseAsGiven()
+    {
+        Assert.Equal("nats://host:4222", NatsConnectionWatch.WithoutCredentials("nats://user:secret@host:4222"));
+        Assert.Equal("nats://a:4222,tls://b:4443", NatsConnectionWatch.WithoutCredentials("nats://a:4222,tls://u:p@b:4443"));
+        Assert.Equal("nats://127.0.0.1:4222", NatsConnectionWatch.WithoutCredentials("nats://127.0.0.1:4222"));
+    }
+
+    [Theory]
+    [InlineData(RequestErrorKind.NoResponders, true, true)]
+    [InlineData(RequestErrorKind.Unreachable, true, true)]
+    [InlineData(RequestErrorKind.Interrupted, false, true)]
+    [InlineData(RequestErrorKind.Unavailable, false, true)]
+    [InlineData(RequestErrorKind.Remote, false, false)]
+    [InlineData(RequestErrorKind.DeadlineExceeded, false, false)]
+    [InlineData(RequestErrorKind.Transport, false, false)]
+    public void RequestPlaneException_Kind_InstanceFailedAndReissuable(RequestErrorKind kind, bool instanceFailed, bool reissuable)
+    {
+        var error = new RequestPlaneException(kind, "code", "message");
+
+        Assert.Equal(instanceFailed, error.InstanceFailed);
+        Assert.Equal(reissuable, error.Reissuable);
+    }
+
+    [Fact]
     public void ToNatsOpts_Defaults_DeadLinkNoticedInSecondsAndNoInitialRetry()
     {
         NATS.Client.Core.NatsOpts opts = NatsPlaneOptions.Default.ToNatsOpts();

@@ -29,6 +29,17 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : TwinTes
     }
 
     [Fact]
+    public async Task Health_PlanesRunning_Connected()
+    {
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
+
+        Assert.True(client.Health.IsConnected);
+        Assert.Null(client.Health.Reason);
+        Assert.Null(client.Health.DisconnectedSince);
+        Assert.True(server.Health.IsConnected);
+    }
+
+    [Fact]
     public async Task RequestStream_EmptyResponsesAndEmptyStream_ArriveAsSent()
     {
         (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
