@@ -39,19 +39,11 @@ public sealed class MigrationTests
         Assert.Equal(40, reference.CompletionTokens);
 
         // The first worker holds after its 12th step; a second one joins; the first is stopped mid-stream.
-        var gate = new ManualResetEventSlim();
         long from = StepsBefore(first);
-        first.Core.BeforeStep = n =>
-        {
-            if (n >= from + 12)
-            {
-                gate.Wait();
-            }
-        };
-        using HttpResponseMessage response = await SendStreamingAsync(h, body);
-        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-        var data = new List<string>();
-        await ReadDataAsync(reader, data, until: () => ContentChunks(data) >= 5);
+        ManualResetEventSlim gate = HoldFrom(from + 12, hook => first.Core.BeforeStep = hook);
+        (HttpResponseMessage response, StreamReader reader, List<string> data) = await OpenStreamAsync(h, body, chunks: 5);
+        using HttpResponseMessage held = response;
+        using StreamReader heldReader = reader;
         TestWorker b = await h.AddWorkerAsync(InferenceEngineTests.Create(model, Roomy), contextLength: 2048);
         await h.WaitForCandidatesAsync(2);
         Task stopping = a.DisposeAsync().AsTask();
@@ -85,19 +77,11 @@ public sealed class MigrationTests
         string body = ChatBody("\"temperature\":0", maxTokens: 30);
         Streamed reference = Streamed.Parse(await h.PostSseAsync(Chat, body));
 
-        var gate = new ManualResetEventSlim();
         long from = StepsBefore(first);
-        first.Core.BeforeStep = n =>
-        {
-            if (n >= from + 10)
-            {
-                gate.Wait();
-            }
-        };
-        using HttpResponseMessage response = await SendStreamingAsync(h, body);
-        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-        var data = new List<string>();
-        await ReadDataAsync(reader, data, until: () => ContentChunks(data) >= 3);
+        ManualResetEventSlim gate = HoldFrom(from + 10, hook => first.Core.BeforeStep = hook);
+        (HttpResponseMessage response, StreamReader reader, List<string> data) = await OpenStreamAsync(h, body, chunks: 3);
+        using HttpResponseMessage held = response;
+        using StreamReader heldReader = reader;
         Task stopping = a.DisposeAsync().AsTask();
 
         // No worker is left: the stream waits (up to --migration-wait) and a restarted worker takes it.
@@ -121,19 +105,11 @@ public sealed class MigrationTests
         await using FrontendHarness h = await FrontendHarness.StartAsync(options);
         MockerEngine first = Mocker();
         TestWorker a = await h.AddWorkerAsync(first);
-        var gate = new ManualResetEventSlim();
-        first.Core.BeforeStep = n =>
-        {
-            if (n >= 5)
-            {
-                gate.Wait();
-            }
-        };
+        ManualResetEventSlim gate = HoldFrom(5, hook => first.Core.BeforeStep = hook);
 
-        using HttpResponseMessage response = await SendStreamingAsync(h, ChatBody("\"temperature\":0", maxTokens: 30));
-        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-        var data = new List<string>();
-        await ReadDataAsync(reader, data, until: () => ContentChunks(data) >= 1);
+        (HttpResponseMessage response, StreamReader reader, List<string> data) = await OpenStreamAsync(h, ChatBody("\"temperature\":0", maxTokens: 30), chunks: 1);
+        using HttpResponseMessage held = response;
+        using StreamReader heldReader = reader;
         await h.AddWorkerAsync(Mocker());
         await h.WaitForCandidatesAsync(2);
         Task stopping = a.DisposeAsync().AsTask();
@@ -152,19 +128,11 @@ public sealed class MigrationTests
         await using FrontendHarness h = await FrontendHarness.StartAsync();
         MockerEngine first = Mocker();
         TestWorker a = await h.AddWorkerAsync(first);
-        var gate = new ManualResetEventSlim();
-        first.Core.BeforeStep = n =>
-        {
-            if (n >= 5)
-            {
-                gate.Wait();
-            }
-        };
+        ManualResetEventSlim gate = HoldFrom(5, hook => first.Core.BeforeStep = hook);
 
-        using HttpResponseMessage response = await SendStreamingAsync(h, ChatBody("\"temperature\":0", maxTokens: 30));
-        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-        var data = new List<string>();
-        await ReadDataAsync(reader, data, until: () => ContentChunks(data) >= 1);
+        (HttpResponseMessage response, StreamReader reader, List<string> data) = await OpenStreamAsync(h, ChatBody("\"temperature\":0", maxTokens: 30), chunks: 1);
+        using HttpResponseMessage held = response;
+        using StreamReader heldReader = reader;
         TestWorker b = await h.AddWorkerAsync(Mocker());
         await h.WaitForCandidatesAsync(2);
 
@@ -188,19 +156,11 @@ public sealed class MigrationTests
         await using FrontendHarness h = await FrontendHarness.StartAsync(processor: true);
         MockerEngine engine = Mocker();
         await h.AddWorkerAsync(engine);
-        var gate = new ManualResetEventSlim();
-        engine.Core.BeforeStep = n =>
-        {
-            if (n >= 5)
-            {
-                gate.Wait();
-            }
-        };
+        ManualResetEventSlim gate = HoldFrom(5, hook => engine.Core.BeforeStep = hook);
 
-        using HttpResponseMessage response = await SendStreamingAsync(h, ChatBody("\"temperature\":0", maxTokens: 30));
-        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-        var data = new List<string>();
-        await ReadDataAsync(reader, data, until: () => ContentChunks(data) >= 1);
+        (HttpResponseMessage response, StreamReader reader, List<string> data) = await OpenStreamAsync(h, ChatBody("\"temperature\":0", maxTokens: 30), chunks: 1);
+        using HttpResponseMessage held = response;
+        using StreamReader heldReader = reader;
         Assert.Equal(1, h.Processor!.InflightRequests);
 
         Task<long> draining = h.Processor.DrainAsync(TimeSpan.FromSeconds(60));
@@ -248,6 +208,30 @@ public sealed class MigrationTests
     [InlineData(RequestErrorKind.DeadlineExceeded, "deadline_exceeded", null)]
     public void MigrationReason_ByFailure(RequestErrorKind kind, string code, string? reason) =>
         Assert.Equal(reason, GenerationPipeline.MigrationReason(new RequestPlaneException(kind, code, "x")));
+
+    /// <summary>An engine hook that holds every step from <paramref name="step"/> on until the returned gate is set.</summary>
+    private static ManualResetEventSlim HoldFrom(long step, Action<Action<long>> setBeforeStep)
+    {
+        var gate = new ManualResetEventSlim();
+        setBeforeStep(n =>
+        {
+            if (n >= step)
+            {
+                gate.Wait();
+            }
+        });
+        return gate;
+    }
+
+    /// <summary>Starts a streaming request and reads it until <paramref name="chunks"/> content chunks came.</summary>
+    private static async Task<(HttpResponseMessage Response, StreamReader Reader, List<string> Data)> OpenStreamAsync(FrontendHarness h, string body, int chunks)
+    {
+        HttpResponseMessage response = await SendStreamingAsync(h, body);
+        var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var data = new List<string>();
+        await ReadDataAsync(reader, data, until: () => ContentChunks(data) >= chunks);
+        return (response, reader, data);
+    }
 
     private static MockerEngine Mocker() =>
         new(MockerOptions.Default with { VocabSize = 512, ContextLength = 256, SpeedupRatio = 1000 });
