@@ -256,14 +256,15 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
     /// stalled past the idle timeout, left discovery or stopped (<c>worker_unreachable</c>, <c>worker_stopped</c>),
     /// cancelled it while shutting down (<c>worker_cancelled</c>), failed inside (<c>worker_error</c>), or the
     /// request plane lost frames (<c>transport</c>). A refused request, a deadline, a consumer too slow for the
-    /// plane or an oversized frame would fail again anywhere.
+    /// plane or an oversized frame would fail again anywhere; with this process's request plane down past its
+    /// bounded wait (<c>request_plane_unavailable</c>) so would every attempt: the client gets the 503.
     /// </summary>
     internal static string? MigrationReason(Exception e) => e switch
     {
         RequestPlaneException { Kind: RequestErrorKind.Unreachable, Code: "server_stopped" } => "worker_stopped",
         RequestPlaneException { Kind: RequestErrorKind.Unreachable or RequestErrorKind.NoResponders } => "worker_unreachable",
         RequestPlaneException { Kind: RequestErrorKind.Transport, Code: "ack_timeout" or "payload_too_large" } => null,
-        RequestPlaneException { Kind: RequestErrorKind.Transport } => "transport",
+        RequestPlaneException { Kind: RequestErrorKind.Transport or RequestErrorKind.Interrupted } => "transport",
         RequestPlaneException { Kind: RequestErrorKind.Remote, Code: "invalid_request" or "unsupported_version" or "model_mismatch" } => null,
         RequestPlaneException { Kind: RequestErrorKind.Remote } => "worker_error",
         OpenAiException { Code: ChoiceFrames.WorkerCancelledCode } => "worker_cancelled",

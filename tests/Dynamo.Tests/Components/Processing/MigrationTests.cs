@@ -201,6 +201,8 @@ public sealed class MigrationTests
     [InlineData(RequestErrorKind.NoResponders, "no_responders", "worker_unreachable")]
     [InlineData(RequestErrorKind.Transport, "frame_gap", "transport")]
     [InlineData(RequestErrorKind.Transport, "connection_closed", "transport")]
+    [InlineData(RequestErrorKind.Interrupted, "interrupted", "transport")]
+    [InlineData(RequestErrorKind.Unavailable, "request_plane_unavailable", null)]
     [InlineData(RequestErrorKind.Transport, "ack_timeout", null)]
     [InlineData(RequestErrorKind.Transport, "payload_too_large", null)]
     [InlineData(RequestErrorKind.Remote, "internal", "worker_error")]
