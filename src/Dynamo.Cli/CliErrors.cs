@@ -22,7 +22,8 @@ internal static class CliErrors
     public static bool IsUserError(Exception ex) =>
         ex is ModelFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException
             or UnauthorizedAccessException or InvalidDataException or NotSupportedException or EndOfStreamException
-            or ArgumentException or IOException;
+            or ArgumentException or IOException
+            or Runtime.Discovery.DiscoveryUnavailableException or Runtime.RequestPlane.NatsUnavailableException;
 
     /// <summary>The message on one line; ArgumentException's " (Parameter 'name')" suffix, which means nothing to a CLI user, left out.</summary>
     public static string Describe(Exception ex)

@@ -11,6 +11,8 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -29,9 +31,10 @@ public sealed partial class FrontendServer : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly ILoggerFactory? _ownedLoggerFactory;
     private readonly CancellationTokenSource _shutdown;
+    private readonly ServerCertificate? _certificate;
     private int _shuttingDown;
 
-    private FrontendServer(WebApplication app, ModelRegistry registry, OpenAiHandler handler, FrontendOptions options, ILogger logger, ILoggerFactory? ownedLoggerFactory, CancellationTokenSource shutdown, Uri baseAddress)
+    private FrontendServer(WebApplication app, ModelRegistry registry, OpenAiHandler handler, FrontendOptions options, ILogger logger, ILoggerFactory? ownedLoggerFactory, CancellationTokenSource shutdown, Uri baseAddress, ServerCertificate? certificate, int apiKeys)
     {
         _app = app;
         _registry = registry;
@@ -40,11 +43,20 @@ public sealed partial class FrontendServer : IAsyncDisposable
         _logger = logger;
         _ownedLoggerFactory = ownedLoggerFactory;
         _shutdown = shutdown;
+        _certificate = certificate;
         BaseAddress = baseAddress;
+        ApiKeyCount = apiKeys;
     }
 
-    /// <summary>The bound address, e.g. http://127.0.0.1:8000 (loopback when listening on every interface).</summary>
+    /// <summary>The bound address, e.g. http://127.0.0.1:8000 (loopback when listening on every interface; https with a TLS certificate).</summary>
     public Uri BaseAddress { get; }
+
+    /// <summary>How many API keys requests may carry (0: none is required).</summary>
+    public int ApiKeyCount { get; }
+
+    /// <summary>What a startup line says about access: "API key required (N keys)" or "no API key required"; never a key.</summary>
+    public string AccessNote => ApiKeyCount == 0 ? "no API key required"
+        : $"API key required ({ApiKeyCount} key{(ApiKeyCount == 1 ? "" : "s")}; /health and /live open, /metrics {(_options.MetricsRequireApiKey ? "needs a key" : "open")})";
 
     /// <summary>The model names served now.</summary>
     public IReadOnlyList<string> Models => [.. _registry.Models.Keys.Order(StringComparer.Ordinal)];
@@ -85,6 +97,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
         ILogger logger = loggerFactory.CreateLogger("Dynamo.Frontend");
         ModelRegistry? registry = null;
         WebApplication? app = null;
+        ServerCertificate? certificate = null;
         var shutdown = new CancellationTokenSource();
         try
         {
@@ -92,47 +105,43 @@ public sealed partial class FrontendServer : IAsyncDisposable
             _ = await registry.ProcessorsAsync().ConfigureAwait(false); // follow Processor components from the start
             var metrics = new FrontendMetrics();
             ModelRegistry models = registry;
-            metrics.ObserveRouters(models.KvRouterStats, models.Disaggregation);
+            metrics.ObserveRouters(models.KvRouterStats, models.Disaggregation, models.Migration);
             FrontendServer? server = null;
             var handler = new OpenAiHandler(registry, metrics, options, logger, () => server is null || server._shuttingDown != 0, shutdown.Token);
 
+            ApiKeyAuthenticator? keys = ApiKeyAuthenticator.FromOptions(options);
+            certificate = ServerCertificate.Load(options.TlsCertificateFile, options.TlsKeyFile);
             WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = typeof(FrontendServer).Assembly.GetName().Name });
             builder.Logging.ClearProviders();
-            builder.WebHost.ConfigureKestrel(k =>
-            {
-                k.AddServerHeader = false;
-                k.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
-                if (options.Host is "0.0.0.0" or "*" or "+")
-                {
-                    k.ListenAnyIP(options.HttpPort);
-                }
-                else
-                {
-                    IPAddress address = options.Host == "localhost" ? IPAddress.Loopback
-                        : IPAddress.TryParse(options.Host, out IPAddress? parsed) ? parsed
-                        : Dns.GetHostAddresses(options.Host)[0];
-                    k.Listen(address, options.HttpPort);
-                }
-            });
+            builder.WebHost.ConfigureKestrel(k => ConfigureKestrel(k, options, certificate));
             app = builder.Build();
-            app.MapPost("/v1/chat/completions", (RequestDelegate)handler.ChatCompletionsAsync);
-            app.MapPost("/v1/completions", (RequestDelegate)handler.CompletionsAsync);
-            app.MapGet("/v1/models", (RequestDelegate)(context => ModelsAsync(context, registry)));
-            app.MapGet("/live", (RequestDelegate)(context => LiveAsync(context, server)));
-            app.MapGet("/health", (RequestDelegate)(context => HealthAsync(context, registry, runtime.Requests)));
-            app.MapGet("/metrics", (RequestDelegate)(async context =>
+            app.Use((context, next) => ErrorResponses.InvokeAsync(context, next, logger));
+            if (keys is not null)
             {
-                context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-                await metrics.ExportAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
-            }));
-            app.MapFallback((RequestDelegate)(context => OpenAiHandler.WriteErrorAsync(context.Response,
-                new OpenAiException(404, "invalid_request_error", $"Unknown route {context.Request.Method} {context.Request.Path}.", null, "unknown_route"), context.RequestAborted)));
+                app.Use(keys.InvokeAsync);
+            }
+
+            Route[] routes =
+            [
+                new("/v1/chat/completions", HttpMethods.Post, handler.ChatCompletionsAsync),
+                new("/v1/completions", HttpMethods.Post, handler.CompletionsAsync),
+                new("/v1/models", HttpMethods.Get, context => ModelsAsync(context, registry)),
+                new("/live", HttpMethods.Get, context => LiveAsync(context, server)),
+                new("/health", HttpMethods.Get, context => HealthAsync(context, registry, runtime.Requests)),
+                new("/metrics", HttpMethods.Get, context => MetricsAsync(context, metrics)),
+            ];
+            foreach (Route route in routes)
+            {
+                app.MapMethods(route.Path, [route.Method], route.Handler);
+            }
+
+            app.MapFallback((RequestDelegate)(context => OpenAiHandler.WriteErrorAsync(context.Response, NoRoute(context, routes), context.RequestAborted)));
 
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
             string bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
             var uri = new Uri(bound.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal));
-            server = new FrontendServer(app, registry, handler, options, logger, owned, shutdown, new Uri($"http://{uri.Host}:{uri.Port}"));
-            Log.Listening(logger, server.BaseAddress, options.Processing.Namespace, options.Processing.RouterMode);
+            server = new FrontendServer(app, registry, handler, options, logger, owned, shutdown, new Uri($"{(certificate is null ? "http" : "https")}://{uri.Host}:{uri.Port}"), certificate, keys?.Count ?? 0);
+            Log.Listening(logger, server.BaseAddress, options.Processing.Namespace, options.Processing.RouterMode, server.AccessNote);
             return server;
         }
         catch
@@ -148,6 +157,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
             }
 
             shutdown.Dispose();
+            certificate?.Dispose();
             owned?.Dispose();
             throw;
         }
@@ -188,7 +198,61 @@ public sealed partial class FrontendServer : IAsyncDisposable
         await _app.DisposeAsync().ConfigureAwait(false);
         await _registry.DisposeAsync().ConfigureAwait(false);
         _shutdown.Dispose();
+        _certificate?.Dispose();
         _ownedLoggerFactory?.Dispose();
+    }
+
+    /// <summary>Kestrel's limits, timeouts and listening address from the options; HTTPS with a certificate.</summary>
+    private static void ConfigureKestrel(KestrelServerOptions k, FrontendOptions options, ServerCertificate? certificate)
+    {
+        k.AddServerHeader = false;
+        k.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
+        k.Limits.MaxRequestHeadersTotalSize = options.MaxRequestHeaderBytes;
+        k.Limits.MaxRequestHeaderCount = options.MaxRequestHeaderCount;
+        k.Limits.Http2.MaxRequestHeaderFieldSize = options.MaxRequestHeaderBytes; // HTTPS negotiates HTTP/2: one field may be as large as all of them over HTTP/1.1
+        k.Limits.MaxRequestLineSize = options.MaxRequestLineBytes;
+        k.Limits.RequestHeadersTimeout = options.RequestHeadersTimeout;
+        k.Limits.MinRequestBodyDataRate = options.MinRequestBodyBytesPerSecond > 0
+            ? new MinDataRate(options.MinRequestBodyBytesPerSecond, options.MinRequestBodyRateGracePeriod)
+            : null;
+        Action<ListenOptions> listen = l =>
+        {
+            if (certificate is not null)
+            {
+                l.UseHttps(new HttpsConnectionAdapterOptions { ServerCertificate = certificate.Certificate, ServerCertificateChain = certificate.Chain });
+            }
+        };
+        if (options.Host is "0.0.0.0" or "*" or "+")
+        {
+            k.ListenAnyIP(options.HttpPort, listen);
+        }
+        else
+        {
+            IPAddress address = options.Host == "localhost" ? IPAddress.Loopback
+                : IPAddress.TryParse(options.Host, out IPAddress? parsed) ? parsed
+                : Dns.GetHostAddresses(options.Host)[0];
+            k.Listen(address, options.HttpPort, listen);
+        }
+    }
+
+    /// <summary>A request no route takes: 405 (with Allow) on a known path, else 404.</summary>
+    private static OpenAiException NoRoute(HttpContext context, Route[] routes)
+    {
+        string path = context.Request.Path.Value?.TrimEnd('/') ?? "";
+        string[] allowed = [.. routes.Where(r => string.Equals(r.Path, path, StringComparison.OrdinalIgnoreCase)).Select(r => r.Method)];
+        if (allowed.Length == 0)
+        {
+            return ErrorResponses.ForStatus(StatusCodes.Status404NotFound, context.Request);
+        }
+
+        context.Response.Headers.Allow = string.Join(", ", allowed);
+        return ErrorResponses.ForStatus(StatusCodes.Status405MethodNotAllowed, context.Request);
+    }
+
+    private static async Task MetricsAsync(HttpContext context, FrontendMetrics metrics)
+    {
+        context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+        await metrics.ExportAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
     }
 
     private static Task LiveAsync(HttpContext context, FrontendServer? server)
@@ -236,10 +300,13 @@ public sealed partial class FrontendServer : IAsyncDisposable
         return JsonSerializer.SerializeAsync(context.Response.Body, health, FrontendJsonContext.Default.HealthResponse, context.RequestAborted);
     }
 
+    /// <summary>One route: path, method and handler.</summary>
+    private readonly record struct Route(string Path, string Method, RequestDelegate Handler);
+
     private static partial class Log
     {
-        [LoggerMessage(EventId = 5201, Level = LogLevel.Information, Message = "Frontend listening on {BaseAddress} (namespace {Namespace}, router {RouterMode})")]
-        public static partial void Listening(ILogger logger, Uri baseAddress, string @namespace, string routerMode);
+        [LoggerMessage(EventId = 5201, Level = LogLevel.Information, Message = "Frontend listening on {BaseAddress} (namespace {Namespace}, router {RouterMode}; {Access})")]
+        public static partial void Listening(ILogger logger, Uri baseAddress, string @namespace, string routerMode, string access);
 
         [LoggerMessage(EventId = 5203, Level = LogLevel.Information, Message = "Frontend shutting down ({Inflight} requests in flight)")]
         public static partial void ShuttingDown(ILogger logger, int inflight);

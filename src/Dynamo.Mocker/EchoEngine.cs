@@ -124,9 +124,11 @@ public sealed class EchoEngine : IEngine
             var live = LiveRequest<IReadOnlyList<int>>.Of(c.Sequence);
             IReadOnlyList<int> prompt = live.State;
             SamplingParams p = live.Request.Sampling;
-            int index = c.Sequence.OutputLength;
+            // A migrated request carries the echo so far after its prompt: it goes on where that ended.
+            int index = live.Request.ResumedOutputTokens + c.Sequence.OutputLength;
+            int length = live.Request.OriginalPromptLength;
             int token = prompt[index];
-            _core.Emit(live, token, stop: index == prompt.Count - 1, p.Logprobs ? [0f] : null, p.Logprobs && p.TopLogprobs > 0 ? [Alternatives(token, p.TopLogprobs)] : null);
+            _core.Emit(live, token, stop: index == length - 1, p.Logprobs ? [0f] : null, p.Logprobs && p.TopLogprobs > 0 ? [Alternatives(token, p.TopLogprobs)] : null);
         }
     }
 

@@ -56,7 +56,7 @@ public sealed class MockerEngine : IEngine
             EventHistory = _options.EventHistory,
         };
         ulong seed = _options.Seed;
-        _core = new EngineCore<ulong>(this, core, r => SyntheticTokens.Key(seed, r.PromptTokens, r.Sampling.Seed), new MockerKvTransfer(_options.BlockSize));
+        _core = new EngineCore<ulong>(this, core, r => SyntheticTokens.Key(seed, r.ResumedOutputTokens == 0 ? r.PromptTokens : r.PromptTokens.Take(r.OriginalPromptLength).ToArray(), r.Sampling.Seed), new MockerKvTransfer(_options.BlockSize));
         _completeStep = CompleteStep;
         _loop = Task.Run(LoopAsync);
     }
@@ -203,7 +203,7 @@ public sealed class MockerEngine : IEngine
     private void Emit(LiveRequest<ulong> live)
     {
         SamplingParams p = live.Request.Sampling;
-        int index = live.Sequence.OutputLength;
+        int index = live.Request.ResumedOutputTokens + live.Sequence.OutputLength;
         int token = TokenOverride?.Invoke(live.Request.Id, index) ?? SyntheticTokens.Token(live.State, index, _options.VocabSize);
         _core.Emit(live, token, stop: false, p.Logprobs ? [HalfLogprob] : null, p.Logprobs && p.TopLogprobs > 0 ? [TopLogprobs(token, p.TopLogprobs)] : null);
     }

@@ -48,6 +48,7 @@ public sealed class DistributedRuntime : IAsyncDisposable
             LeaseTtl = options.LeaseTtl,
             ConnectTimeout = options.ConnectTimeout,
             Logger = options.LoggerFactory?.CreateLogger("Dynamo.Runtime.Discovery"),
+            Security = options.Etcd,
         });
         NatsConnection? connection = null;
         try
@@ -56,6 +57,7 @@ public sealed class DistributedRuntime : IAsyncDisposable
             var natsOptions = NatsPlaneOptions.Default with
             {
                 Url = options.NatsServer!,
+                Security = options.Nats,
                 ConnectTimeout = options.ConnectTimeout,
                 Logger = options.LoggerFactory?.CreateLogger("Dynamo.Runtime.Nats"),
             };
@@ -121,7 +123,7 @@ public sealed class DistributedRuntime : IAsyncDisposable
         byte[] json = JsonSerializer.SerializeToUtf8Bytes(record, RuntimeJsonContext.Default.InstanceRecord);
         string key = address.InstanceKey(InstanceId);
         await Discovery.PutAsync(key, json, DiscoveryPutOptions.LeasedKey, cancellationToken).ConfigureAwait(false);
-        return new ServedEndpoint(this, address, key, own, any);
+        return new ServedEndpoint(this, address, key, record, own, any);
     }
 
     /// <summary>
@@ -139,6 +141,16 @@ public sealed class DistributedRuntime : IAsyncDisposable
     /// <summary>Publishes an instance's model card (JSON) at <c>v1/mdc/{ns}/{comp}/{ep}/{id:hex}</c>, under the lease.</summary>
     public Task PublishModelCardAsync(EndpointAddress address, ReadOnlyMemory<byte> cardJson, CancellationToken cancellationToken = default) =>
         Discovery.PutAsync(address.ModelCardKey(InstanceId), cardJson, DiscoveryPutOptions.LeasedKey, cancellationToken);
+
+    /// <summary>
+    /// Deletes this instance's model card for <paramref name="address"/> (a draining worker: routers stop
+    /// choosing it while its endpoint instance stays registered, so that its streams in flight go on).
+    /// </summary>
+    public Task WithdrawModelCardAsync(EndpointAddress address, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        return Discovery.DeleteAsync(address.ModelCardKey(InstanceId), cancellationToken);
+    }
 
     /// <inheritdoc/>
     public async ValueTask DisposeAsync()

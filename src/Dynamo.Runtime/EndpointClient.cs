@@ -43,13 +43,16 @@ public sealed class EndpointClient : IAsyncDisposable
     /// <summary>Every instance discovery lists now, by id.</summary>
     public IReadOnlyList<InstanceRecord> Instances => _instances.Values.OrderBy(r => r.InstanceId).ToArray();
 
-    /// <summary>The listed instances that are not marked down.</summary>
+    /// <summary>Whether <paramref name="instanceId"/> is listed as draining (it takes no new request).</summary>
+    public bool IsDraining(long instanceId) => _instances.TryGetValue(instanceId, out InstanceRecord? r) && r.Draining == true;
+
+    /// <summary>The listed instances that are neither draining nor marked down.</summary>
     public IReadOnlyList<InstanceRecord> AvailableInstances
     {
         get
         {
             long now = Environment.TickCount64;
-            return _instances.Values.Where(r => !_downUntil.TryGetValue(r.InstanceId, out long until) || until <= now)
+            return _instances.Values.Where(r => r.Draining != true && (!_downUntil.TryGetValue(r.InstanceId, out long until) || until <= now))
                 .OrderBy(r => r.InstanceId).ToArray();
         }
     }

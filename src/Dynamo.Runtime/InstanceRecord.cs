@@ -40,6 +40,13 @@ public sealed record InstanceRecord
     [JsonPropertyName("pid")]
     public int? Pid { get; init; }
 
+    /// <summary>
+    /// True while the instance drains (SIGTERM): clients send it no new request, and its streams in flight go
+    /// on (it has not left). Absent otherwise.
+    /// </summary>
+    [JsonPropertyName("draining")]
+    public bool? Draining { get; init; }
+
     /// <summary>When it registered (unix milliseconds).</summary>
     [JsonPropertyName("started_ms")]
     public long StartedMs { get; init; }

@@ -6,7 +6,8 @@ namespace Dynamo.Runtime;
 
 /// <summary>
 /// Where etcd and NATS are, read from NATS_SERVER and ETCD_ENDPOINTS exactly as the guides set them
-/// (<c>nats://host:4222</c>; <c>host:2379</c> or <c>http://host:2379</c>, comma-separated).
+/// (<c>nats://host:4222</c>; <c>host:2379</c> or <c>http://host:2379</c>, comma-separated), and how to
+/// authenticate to them (NATS_AUTH_*, NATS_TLS_*, ETCD_AUTH_*: <see cref="NatsSecurity"/>, <see cref="EtcdSecurity"/>).
 /// </summary>
 public sealed record RuntimeOptions
 {
@@ -22,8 +23,14 @@ public sealed record RuntimeOptions
     /// <summary>See <see cref="DefaultNatsServer"/>.</summary>
     public const string DefaultEtcdEndpoints = "http://localhost:2379";
 
-    /// <summary>The NATS URL(s), normalised; null in single-machine mode.</summary>
+    /// <summary>The NATS URL(s), normalised, without user info (that is in <see cref="Nats"/>); null in single-machine mode.</summary>
     public string? NatsServer { get; init; }
+
+    /// <summary>NATS credentials and TLS.</summary>
+    public NatsSecurity Nats { get; init; } = NatsSecurity.None;
+
+    /// <summary>etcd credentials and TLS.</summary>
+    public EtcdSecurity Etcd { get; init; } = EtcdSecurity.None;
 
     /// <summary>The etcd endpoints, normalised; null in single-machine mode.</summary>
     public IReadOnlyList<string>? EtcdEndpoints { get; init; }
@@ -44,7 +51,9 @@ public sealed record RuntimeOptions
     /// Reads the variables. With <paramref name="defaultToLocalhost"/> (the separate frontend and worker
     /// commands), an unset variable means localhost; without it (<c>dynamo run</c>), both unset means
     /// single-machine mode and exactly one set is an error. A malformed value is an
-    /// <see cref="ArgumentException"/> naming the variable.
+    /// <see cref="ArgumentException"/> naming the variable and what was expected. The credentials and TLS
+    /// variables are read with them (their files must exist); a bare ETCD_ENDPOINTS item (and the default
+    /// localhost) gets https when ETCD_AUTH_CA or a client certificate is set.
     /// </summary>
     public static RuntimeOptions FromEnvironment(bool defaultToLocalhost, Func<string, string?>? getVariable = null)
     {
@@ -63,10 +72,22 @@ public sealed record RuntimeOptions
             return new RuntimeOptions();
         }
 
+        (string natsUrl, string? userInfo) = NatsPlaneOptions.SplitUserInfo(nats ?? DefaultNatsServer);
+        EtcdSecurity etcdSecurity = EtcdSecurity.FromEnvironment(getVariable);
+        IReadOnlyList<string> endpoints = etcdSecurity.HasTls
+            ? EtcdDiscoveryOptions.ParseEndpoints(etcd ?? "localhost:2379", defaultScheme: "https")
+            : EtcdDiscoveryOptions.ParseEndpoints(etcd ?? DefaultEtcdEndpoints);
+        if (etcdSecurity.HasTls && endpoints[0].StartsWith("http://", StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"{EtcdSecurity.CaVariable} or {EtcdSecurity.ClientCertVariable} is set but {EtcdEndpointsVariable} names http:// endpoints; use https://host:2379 for TLS");
+        }
+
         return new RuntimeOptions
         {
-            NatsServer = NatsPlaneOptions.ParseUrl(nats ?? DefaultNatsServer),
-            EtcdEndpoints = EtcdDiscoveryOptions.ParseEndpoints(etcd ?? DefaultEtcdEndpoints),
+            NatsServer = natsUrl,
+            EtcdEndpoints = endpoints,
+            Nats = NatsSecurity.FromEnvironment(getVariable, userInfo),
+            Etcd = etcdSecurity,
         };
     }
 

@@ -55,6 +55,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(BenchRouterCommand.Create());
         bench.Subcommands.Add(BenchTransferCommand.Create());
         bench.Subcommands.Add(BenchDisaggCommand.Create());
+        bench.Subcommands.Add(BenchFaultsCommand.Create());
         return bench;
     }
 

@@ -276,7 +276,7 @@ internal static class BenchDisaggCommand
     }
 
     /// <summary>How to start this executable again: <c>dotnet dynamo.dll</c>, or the app host itself.</summary>
-    private static string[] SelfCommand()
+    internal static string[] SelfCommand()
     {
         string process = Environment.ProcessPath ?? "dotnet";
         string assembly = typeof(BenchDisaggCommand).Assembly.Location;

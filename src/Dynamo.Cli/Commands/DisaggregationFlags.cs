@@ -15,7 +15,7 @@ internal sealed class DisaggregationFlags
     private readonly Option<int?> _maxLocal = new("--max-local-prefill-length") { Description = $"Prompts whose uncached part is at most this many tokens prefill locally (default {DisaggregationSettings.Default.MaxLocalPrefillLength}); written to the discovery store" };
     private readonly Option<int?> _maxQueue = new("--max-prefill-queue-size") { Description = $"Prefill remotely only while fewer requests wait at the prefill workers (default {DisaggregationSettings.Default.MaxPrefillQueueSize}); written to the discovery store" };
     private readonly Option<string> _backend = new("--disaggregation-transfer-backend") { Description = $"How KV moves between workers: {string.Join(", ", WorkerSettings.TransferBackends)} (nixl: the guides' name, served by the built-in TCP transfer)", DefaultValueFactory = _ => "tcp" };
-    private readonly Option<string?> _host = new("--kv-transfer-host") { Description = "Address other workers reach this worker's KV transfer port at (default: the address this host reaches NATS from)" };
+    private readonly Option<string?> _host = new("--kv-transfer-host") { Description = "Where this worker's KV transfer listens for prefill workers: 127.0.0.1 (default, this host only), an address of this host, 0.0.0.0 (every interface, advertising the address this host reaches etcd from), or a host name (every interface, advertised as given)" };
     private readonly Option<int> _port = new("--kv-transfer-port") { Description = "TCP port of this worker's KV transfer (0: any free port)", DefaultValueFactory = _ => 0 };
 
     public static DisaggregationFlags AddTo(Command command)

@@ -27,7 +27,7 @@ internal static class FrontendCommand
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token);
         await using FrontendServer server = await FrontendServer.StartAsync(runtime, options, CliLogging.Create(options.JsonLogs), shutdown.Token);
-        Console.Error.WriteLine($"frontend: listening on {server.BaseAddress} ({runtime.Mode}: {runtime.Discovery.Address}); models appear as workers register");
+        Console.Error.WriteLine($"frontend: listening on {Listeners.Describe(options.Host, server.BaseAddress.Port, "--http-host")} ({runtime.Mode}: {runtime.Discovery.Address}; {server.AccessNote}); models appear as workers register");
         try
         {
             await Task.Delay(Timeout.Infinite, shutdown.Token);

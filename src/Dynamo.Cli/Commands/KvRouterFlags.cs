@@ -9,6 +9,7 @@ internal sealed class KvRouterFlags
     private readonly Option<double> _weight = new("--kv-overlap-score-weight") { Description = "KV routing: weight of the prefill (cache overlap) term", DefaultValueFactory = _ => KvRouterOptions.Default.OverlapScoreWeight };
     private readonly Option<double> _temperature = new("--router-temperature") { Description = "KV routing: softmax temperature over costs (0 = lowest cost)", DefaultValueFactory = _ => KvRouterOptions.Default.Temperature };
     private readonly Option<int> _maxQueue = new("--router-max-queue") { Description = "KV routing: requests waiting for a free worker before 503", DefaultValueFactory = _ => KvRouterOptions.Default.MaxQueue };
+    private readonly Option<double> _queueTimeout = new("--router-queue-timeout") { Description = "KV routing: seconds a request waits for a free worker before 503 router_queue_timeout", DefaultValueFactory = _ => KvRouterOptions.Default.QueueTimeout.TotalSeconds };
 
     public static KvRouterFlags AddTo(Command command)
     {
@@ -16,6 +17,7 @@ internal sealed class KvRouterFlags
         command.Options.Add(flags._weight);
         command.Options.Add(flags._temperature);
         command.Options.Add(flags._maxQueue);
+        command.Options.Add(flags._queueTimeout);
         return flags;
     }
 
@@ -24,5 +26,6 @@ internal sealed class KvRouterFlags
         OverlapScoreWeight = parse.GetValue(_weight),
         Temperature = parse.GetValue(_temperature),
         MaxQueue = parse.GetValue(_maxQueue),
+        QueueTimeout = FrontendFlags.Seconds(parse.GetValue(_queueTimeout)),
     };
 }

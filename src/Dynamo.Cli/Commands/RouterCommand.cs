@@ -43,6 +43,20 @@ internal static class RouterCommand
         {
         }
 
+        Console.Error.WriteLine($"router: draining: frontends route elsewhere; {server.InFlightRequests} route streams in flight get up to {DrainTimeout.TotalSeconds:0} s (a second signal stops at once)");
+        try
+        {
+            long left = await server.DrainAsync(DrainTimeout, RuntimeConnection.ForcedShutdown);
+            Console.Error.WriteLine(left == 0 ? "router: drained; shutting down" : $"router: {left} route streams still open are closed (their frontends route by themselves)");
+        }
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine("router: stopping at once (second signal)");
+        }
+
         return 0;
     }
+
+    /// <summary>How long route streams in flight may take to end on SIGTERM.</summary>
+    private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(30);
 }

@@ -85,9 +85,23 @@ internal static class RunCommand
                 Threads = parse.GetValue(threads),
             }.Validate();
 
-            // in=text and in=batch talk to the frontend themselves, on loopback.
+            // in=text and in=batch talk to the frontend themselves, on a loopback port of their own: plain HTTP, no key.
             FrontendOptions frontend = frontendFlags.Read(parse);
-            frontend = (input == "http" ? frontend : frontend with { Host = "127.0.0.1", HttpPort = 0 }).Validate();
+            if (input != "http" && (frontend.ApiKeys.Count > 0 || frontend.ApiKeyFile is not null || frontend.TlsCertificateFile is not null))
+            {
+                Console.Error.WriteLine($"run: in={input} serves no HTTP clients: the API key and TLS settings are not used");
+            }
+
+            frontend = (input == "http" ? frontend : frontend with
+            {
+                Host = "127.0.0.1",
+                HttpPort = 0,
+                ApiKeys = FrontendOptions.Default.ApiKeys,
+                ApiKeyFile = null,
+                MetricsRequireApiKey = false,
+                TlsCertificateFile = null,
+                TlsKeyFile = null,
+            }).Validate();
             RuntimeOptions runtime = RuntimeOptions.FromEnvironment(defaultToLocalhost: worker is null);
             return RunAsync(input, worker, frontend, runtime, parse.GetValue(maxTokensOut), cancellationToken);
         });
@@ -110,8 +124,8 @@ internal static class RunCommand
         string model = worker?.Card.Name ?? "";
         if (input == "http")
         {
-            Console.Error.WriteLine($"run: OpenAI-compatible API on {server.BaseAddress} ({runtimeOptions switch { { IsDistributed: true } => "etcd+nats", _ => "in-process" }})" +
-                (worker is null ? "; serving the models of the workers that register" : $"; model '{model}'") +
+            Console.Error.WriteLine($"run: OpenAI-compatible API on {server.BaseAddress}, listening on {Listeners.Describe(frontendOptions.Host, server.BaseAddress.Port, "--http-host")} ({runtimeOptions switch { { IsDistributed: true } => "etcd+nats", _ => "in-process" }})" +
+                (worker is null ? "; serving the models of the workers that register" : $"; model '{model}'") + $"; {server.AccessNote}" +
                 $". Try: curl {server.BaseAddress}v1/chat/completions -H 'Content-Type: application/json' -d '{{\"model\":\"{(model.Length > 0 ? model : "MODEL")}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'");
             try
             {

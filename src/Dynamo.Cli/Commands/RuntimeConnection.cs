@@ -22,6 +22,7 @@ internal static class RuntimeConnection
     }
 
     // Kept alive for the life of the process: a collected registration stops handling the signal.
+    private static readonly CancellationTokenSource s_forced = new();
     private static System.Runtime.InteropServices.PosixSignalRegistration? s_sigterm;
 
     /// <summary>
@@ -34,13 +35,28 @@ internal static class RuntimeConnection
         Console.CancelKeyPress += (_, e) =>
         {
             e.Cancel = true;
-            cts.Cancel();
+            Signal(cts);
         };
         s_sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c =>
         {
             c.Cancel = true;
-            cts.Cancel();
+            Signal(cts);
         });
         return cts;
+    }
+
+    /// <summary>Cancelled by a second Ctrl-C or SIGTERM: a drain in progress stops waiting.</summary>
+    public static CancellationToken ForcedShutdown => s_forced.Token;
+
+    private static void Signal(CancellationTokenSource shutdown)
+    {
+        if (shutdown.IsCancellationRequested)
+        {
+            s_forced.Cancel();
+        }
+        else
+        {
+            shutdown.Cancel();
+        }
     }
 }

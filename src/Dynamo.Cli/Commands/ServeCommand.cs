@@ -2,6 +2,7 @@ using System.CommandLine;
 using Dynamo.Cli.Components;
 using Dynamo.Components.Processing;
 using Dynamo.Components.Routing;
+using Dynamo.Components.Workers;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
 using Dynamo.Frontend.Status;
@@ -76,6 +77,7 @@ internal static class ServeCommand
         KvRouterOptions? Router,
         ProcessorOptions? Processor,
         int? ProcessorSystemPort,
+        string ProcessorSystemHost,
         FrontendOptions? Frontend,
         RuntimeOptions Runtime);
 
@@ -93,6 +95,9 @@ internal static class ServeCommand
         ComponentConfig? processor = null;
         string processorNamespace = ProcessorOptions.Default.Namespace;
         int? processorSystemPort = null;
+        int? processorMigrationLimit = null;
+        double? processorMigrationWait = null;
+        string processorSystemHost = new WorkerSettings().SystemHost;
         foreach (string name in components)
         {
             ComponentConfig c = config.For(name);
@@ -102,12 +107,27 @@ internal static class ServeCommand
                     frontend = FrontendOptions.Default with
                     {
                         HttpPort = c.Int("port") ?? c.Int("http_port") ?? FrontendOptions.Default.HttpPort,
-                        Host = c.String("host") ?? FrontendOptions.Default.Host,
+                        Host = c.String("host") ?? c.String("http_host") ?? FrontendOptions.Default.Host,
+                        MaxRequestBodyBytes = c.Long("max_request_body_bytes") ?? FrontendOptions.Default.MaxRequestBodyBytes,
+                        MaxRequestHeaderBytes = c.Int("max_request_header_bytes") ?? FrontendOptions.Default.MaxRequestHeaderBytes,
+                        MaxRequestHeaderCount = c.Int("max_request_headers") ?? FrontendOptions.Default.MaxRequestHeaderCount,
+                        MaxRequestLineBytes = c.Int("max_request_line_bytes") ?? FrontendOptions.Default.MaxRequestLineBytes,
+                        RequestHeadersTimeout = c.Double("request_headers_timeout") is double headers ? FrontendFlags.Seconds(headers) : FrontendOptions.Default.RequestHeadersTimeout,
+                        MinRequestBodyBytesPerSecond = c.Double("min_request_body_rate") ?? FrontendOptions.Default.MinRequestBodyBytesPerSecond,
+                        MinRequestBodyRateGracePeriod = c.Double("min_request_body_rate_grace") is double grace ? FrontendFlags.Seconds(grace) : FrontendOptions.Default.MinRequestBodyRateGracePeriod,
+                        ApiKeys = HttpServerFlags.WithEnvironmentKey(c.String("api_key") is string key ? [key] : null),
+                        ApiKeyFile = c.String("api_key_file"),
+                        MetricsRequireApiKey = c.Bool("metrics_require_api_key") ?? false,
+                        TlsCertificateFile = c.String("tls_cert_file"),
+                        TlsKeyFile = c.String("tls_key_file"),
                         Processing = ProcessorOptions.Default with
                         {
                             Namespace = c.String("namespace") ?? ProcessorOptions.Default.Namespace,
                             RouterMode = c.String("router_mode") ?? ProcessorOptions.Default.RouterMode,
+                            MigrationLimit = c.Int("migration_limit") ?? ProcessorOptions.Default.MigrationLimit,
+                            MigrationWaitTimeout = c.Double("migration_wait") is double fw ? FrontendFlags.Seconds(fw) : ProcessorOptions.Default.MigrationWaitTimeout,
                         },
+                        Admission = AdmissionFlags.FromConfig(c),
                     };
                     frontendConfig = c;
                     break;
@@ -115,6 +135,11 @@ internal static class ServeCommand
                     routerMode ??= c.String("router") ?? c.String("router_mode");
                     processorNamespace = c.String("namespace") ?? ProcessorOptions.Default.Namespace;
                     processorSystemPort = c.Int("system_port");
+                    processorMigrationLimit = c.Int("migration_limit");
+                    processorMigrationWait = c.Double("migration_wait");
+                    processorSystemHost = c.String("system_host") ?? processorSystemHost;
+                    _ = c.Validated(() => System.Net.IPAddress.TryParse(processorSystemHost, out _) ? processorSystemHost
+                        : throw new ArgumentException($"system-host: '{processorSystemHost}' is not an IP address (127.0.0.1 for this host only, 0.0.0.0 for every interface)"));
                     processor = c;
                     log.WriteLine($"serve: {name}: chat template, tokenizer, routing and detokenization run in the Processor component ({processorNamespace}.processor.generate); frontends relay to it");
                     break;
@@ -125,6 +150,7 @@ internal static class ServeCommand
                         OverlapScoreWeight = c.Double("kv_overlap_score_weight") ?? kvRouter.OverlapScoreWeight,
                         Temperature = c.Double("router_temperature") ?? kvRouter.Temperature,
                         MaxQueue = c.Int("router_max_queue") ?? kvRouter.MaxQueue,
+                        QueueTimeout = c.Double("router_queue_timeout") is double rq ? FrontendFlags.Seconds(rq) : kvRouter.QueueTimeout,
                         BlockSize = c.Int("block_size") ?? kvRouter.BlockSize,
                     };
                     c.Validated(kvRouter.Validate);
@@ -153,8 +179,10 @@ internal static class ServeCommand
             Namespace = processorNamespace,
             RouterMode = routerMode ?? ProcessorOptions.Default.RouterMode,
             KvRouter = kvRouter,
+            MigrationLimit = processorMigrationLimit ?? ProcessorOptions.Default.MigrationLimit,
+            MigrationWaitTimeout = processorMigrationWait is double pw ? FrontendFlags.Seconds(pw) : ProcessorOptions.Default.MigrationWaitTimeout,
         }).Validate());
-        return new Plan(components, workers, startRouter ? kvRouter : null, processing, processorSystemPort, frontend is null ? null : frontendConfig!.Validated(frontend.Validate), runtime);
+        return new Plan(components, workers, startRouter ? kvRouter : null, processing, processorSystemPort, processorSystemHost, frontend is null ? null : frontendConfig!.Validated(frontend.Validate), runtime);
     }
 
     private static async Task<int> RunAsync(Plan plan, CancellationToken cancellationToken)
@@ -190,9 +218,9 @@ internal static class ServeCommand
                 log.WriteLine($"serve: processor serving {processor.Address} (router {processing.RouterMode})");
                 if (plan.ProcessorSystemPort is int port)
                 {
-                    SystemStatusServer status = await SystemStatusServer.StartAsync(processor, "0.0.0.0", port, shutdown.Token);
+                    SystemStatusServer status = await SystemStatusServer.StartAsync(processor, plan.ProcessorSystemHost, port, shutdown.Token);
                     started.Add(status);
-                    log.WriteLine($"serve: processor /metrics, /health and /live on port {status.BaseAddress.Port}");
+                    log.WriteLine($"serve: processor /metrics, /health and /live on {Listeners.Describe(plan.ProcessorSystemHost, status.BaseAddress.Port, "system-host")}");
                 }
             }
 
@@ -202,7 +230,7 @@ internal static class ServeCommand
                 started.Add(runtime);
                 FrontendServer server = await FrontendServer.StartAsync(runtime, frontend, CliLogging.Create(frontend.JsonLogs), shutdown.Token);
                 started.Add(server);
-                log.WriteLine($"serve: frontend listening on {server.BaseAddress}");
+                log.WriteLine($"serve: frontend listening on {Listeners.Describe(frontend.Host, server.BaseAddress.Port, "host")} ({server.AccessNote})");
             }
 
             log.WriteLine($"serve: started {string.Join(", ", plan.Components)}; Ctrl-C stops");
@@ -216,9 +244,47 @@ internal static class ServeCommand
         }
         finally
         {
-            // Frontend first, then workers leave discovery, then their runtimes revoke their leases.
+            // Frontend first (it finishes its streams), then the workers drain together (graceful: requests of
+            // other frontends finish or move), leave discovery, and their runtimes revoke their leases.
+            bool drained = false;
             for (int i = started.Count - 1; i >= 0; i--)
             {
+                // The Processor and Router components drain too: other frontends' requests finish or go elsewhere.
+                Task<long>? component = started[i] switch
+                {
+                    ProcessorServer p => p.DrainAsync(ComponentDrainTimeout, RuntimeConnection.ForcedShutdown),
+                    RouterServer r => r.DrainAsync(ComponentDrainTimeout, RuntimeConnection.ForcedShutdown),
+                    _ => null,
+                };
+                if (component is not null)
+                {
+                    try
+                    {
+                        long left = await component;
+                        log.WriteLine($"serve: {(started[i] is ProcessorServer ? "processor" : "router")} drained{(left == 0 ? "" : $" ({left} requests still in flight are stopped)")}");
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        log.WriteLine("serve: stopping at once (second signal)");
+                    }
+                }
+
+                if (!drained && started[i] is WorkerComponent)
+                {
+                    drained = true;
+                    WorkerComponent[] workerComponents = [.. started.OfType<WorkerComponent>()];
+                    TimeSpan drain = plan.Workers.Count == 0 ? TimeSpan.Zero : plan.Workers.Max(w => w.Settings.DrainTimeout);
+                    log.WriteLine($"serve: {workerComponents.Length} workers draining ({workerComponents.Sum(w => w.InFlight)} requests in flight, up to {drain.TotalSeconds:0.#} s; a second signal stops at once)");
+                    try
+                    {
+                        await Task.WhenAll(workerComponents.Select(w => w.DrainAsync(drain, RuntimeConnection.ForcedShutdown)));
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        log.WriteLine("serve: stopping at once (second signal)");
+                    }
+                }
+
                 await started[i].DisposeAsync();
             }
         }
@@ -263,6 +329,9 @@ internal static class ServeCommand
             },
             Threads = c.Int("threads") ?? Environment.ProcessorCount,
             SystemPort = c.Int("system_port"),
+            DrainTimeout = c.Double("drain_timeout") is double drain ? FrontendFlags.Seconds(drain) : TimeSpan.FromSeconds(30),
+            SystemHost = c.String("system_host") ?? new WorkerSettings().SystemHost,
+            MaxWaitingRequests = c.Int("max_waiting_requests") ?? EngineWorkerOptions.Default.MaxWaitingRequests,
             IgnoredFlags = ignored,
             RemotePrefill = c.Bool("remote_prefill") ?? true,
             Disaggregation = DisaggregationFromConfig(c),
@@ -276,4 +345,7 @@ internal static class ServeCommand
     /// <summary>The decode side's thresholds of a worker section (conditional-disagg, max-local-prefill-length, max-prefill-queue-size), null when it names none.</summary>
     private static DisaggregationSettings? DisaggregationFromConfig(ComponentConfig c) =>
         DisaggregationSettings.FromGiven(c.Bool("conditional_disagg"), c.Int("max_local_prefill_length"), c.Int("max_prefill_queue_size"));
+
+    /// <summary>How long a Processor or Router component's requests in flight may take to end on SIGTERM.</summary>
+    private static readonly TimeSpan ComponentDrainTimeout = TimeSpan.FromSeconds(30);
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Dynamo.Cli.Components;
+using Dynamo.Components.Workers;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
 
@@ -26,7 +27,10 @@ internal static class WorkerCommand
         var disaggregation = new Option<string?>("--disaggregation-mode") { Description = "SGLang spelling: prefill or decode" };
         var threads = new Option<int>("--threads") { Description = "Compute threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var leaseTtl = new Option<int>("--lease-ttl") { Description = "Seconds a dead worker stays in discovery at most", DefaultValueFactory = _ => 10 };
+        var drainTimeout = new Option<double>("--drain-timeout") { Description = "Seconds in-flight requests may take to finish on SIGTERM before the rest move to other workers", DefaultValueFactory = _ => 30 };
+        var maxWaiting = new Option<int>("--max-waiting-requests") { Description = "Requests waiting here without having produced anything; one more is refused at once (worker_overloaded) and goes to another worker", DefaultValueFactory = _ => EngineWorkerOptions.Default.MaxWaitingRequests };
         var systemPort = new Option<int?>("--system-port") { Description = "Port of this worker's /metrics, /health, /live (env DYN_SYSTEM_PORT)" };
+        var systemHost = new Option<string?>("--system-host") { Description = "Address the system port listens on (env DYN_SYSTEM_HOST; default 127.0.0.1, this host only; 0.0.0.0 for every interface)" };
         var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker: simulated time runs this many times faster", DefaultValueFactory = _ => MockerOptions.Default.SpeedupRatio };
         var gpuBlocks = new Option<int?>("--num-gpu-blocks") { Description = "Mocker: KV pool size in blocks" };
         var tp = new Option<int>("--tensor-parallel-size", "--tp", "--tp-size") { Description = "Accepted for the guides; this engine runs one process per model", DefaultValueFactory = _ => 1 };
@@ -40,7 +44,7 @@ internal static class WorkerCommand
         };
         EngineFlags engineFlags = EngineFlags.AddTo(command);
         DisaggregationFlags disaggFlags = DisaggregationFlags.AddTo(command);
-        foreach (Option o in new Option[] { threads, leaseTtl, systemPort, speedup, gpuBlocks, tp })
+        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, maxWaiting, systemPort, systemHost, speedup, gpuBlocks, tp })
         {
             command.Options.Add(o);
         }
@@ -100,6 +104,9 @@ internal static class WorkerCommand
                 },
                 Threads = parse.GetValue(threads),
                 SystemPort = parse.GetValue(systemPort) ?? SystemPortFromEnvironment(),
+                DrainTimeout = FrontendFlags.Seconds(parse.GetValue(drainTimeout)),
+                SystemHost = parse.GetValue(systemHost) ?? SystemHostFromEnvironment(),
+                MaxWaitingRequests = parse.GetValue(maxWaiting),
                 IgnoredFlags = ignored,
             }).Validate();
             if (settings.EngineKind == "dynamo" && settings.ModelPath is null)
@@ -112,6 +119,10 @@ internal static class WorkerCommand
         });
         return command;
     }
+
+    /// <summary>DYN_SYSTEM_HOST, as the original's workers read it; 127.0.0.1 when unset.</summary>
+    internal static string SystemHostFromEnvironment() =>
+        Environment.GetEnvironmentVariable("DYN_SYSTEM_HOST") is { } host && !string.IsNullOrWhiteSpace(host) ? host.Trim() : new WorkerSettings().SystemHost;
 
     internal static int? SystemPortFromEnvironment()
     {
@@ -138,7 +149,20 @@ internal static class WorkerCommand
         {
         }
 
-        Console.Error.WriteLine($"worker: instance {EndpointAddress.FormatId(runtime.InstanceId)} shutting down");
+        string id = EndpointAddress.FormatId(runtime.InstanceId);
+        Console.Error.WriteLine($"worker: instance {id} draining: no new requests; {worker.InFlight} in flight get up to {settings.DrainTimeout.TotalSeconds:0.#} s to finish (a second signal stops at once)");
+        try
+        {
+            int left = await worker.DrainAsync(settings.DrainTimeout, RuntimeConnection.ForcedShutdown);
+            Console.Error.WriteLine(left == 0
+                ? $"worker: instance {id} drained; shutting down"
+                : $"worker: instance {id}: {left} requests still running are stopped; their frontends continue them on other workers");
+        }
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine($"worker: instance {id} stopping at once (second signal); {worker.InFlight} requests in flight move to other workers");
+        }
+
         return 0;
     }
 }

@@ -46,6 +46,9 @@ internal sealed class WorkerComponent : IAsyncDisposable
 
     public long InstanceId => _worker.InstanceId;
 
+    /// <summary>Requests this worker is serving now.</summary>
+    public int InFlight => _worker.InFlight;
+
     public static async Task<WorkerComponent> StartAsync(DistributedRuntime runtime, WorkerSettings settings, TextWriter log, CancellationToken cancellationToken = default, ILoggerFactory? loggers = null)
     {
         ILogger logger = (loggers ?? NullLoggerFactory.Instance).CreateLogger("Dynamo.Worker");
@@ -75,6 +78,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
                     TimeSpan warm = transformer.WarmUp(TimeSpan.FromMilliseconds(500));
                     log.WriteLine($"worker: kernels warmed up in {warm.TotalMilliseconds:F0} ms (throw-away forward passes before the first request)");
                     var inference = new InferenceEngine(transformer, model.Tokenizer.EosTokenIds, settings.Engine with { WorkerId = runtime.InstanceId });
+                    log.WriteLine($"worker: KV cache {inference.KvBudget}");
                     engine = inference;
                     (string format, string tokenizerPath) = TokenizerSource(model, path, settings.TokenizerPath);
                     source = new ModelCardSource(settings.Name, format, tokenizerPath, inference.ContextLength, inference.BlockSize, model.Config.VocabSize);
@@ -117,14 +121,15 @@ internal sealed class WorkerComponent : IAsyncDisposable
             // Aggregated and decode workers receive prefilled KV on their transfer port; prefill workers only send.
             transfer = settings.IsPrefillWorker || !settings.RemotePrefill ? null : KvTransferServer.Start(KvTransferServerOptions.Default with
             {
+                BindAddress = settings.KvTransferBinding.Bind,
                 Port = settings.KvTransferPort,
-                AdvertisedHost = settings.KvTransferHost,
+                AdvertisedHost = settings.KvTransferBinding.Advertised,
                 AdvertiseToward = runtime.Discovery.Name == "memory" ? null : runtime.Discovery.Address,
 
                 // Safe: the decode side keeps each ticket until the engine has imported its payload.
                 PoolBuffers = true,
             }, logger);
-            EngineWorker worker = await EngineWorker.StartAsync(runtime, engine, settings.Address, EngineWorkerOptions.Default with { KvTransfer = transfer, ModelFingerprint = Fingerprint(settings) }, logger, cancellationToken).ConfigureAwait(false);
+            EngineWorker worker = await EngineWorker.StartAsync(runtime, engine, settings.Address, EngineWorkerOptions.Default with { KvTransfer = transfer, ModelFingerprint = Fingerprint(settings), MaxWaitingRequests = settings.MaxWaitingRequests }, logger, cancellationToken).ConfigureAwait(false);
             if (!settings.IsPrefillWorker && settings.Disaggregation is { } thresholds)
             {
                 await DisaggregationSettingsStore.PutAsync(runtime.Discovery, settings.Address.Namespace, source.ServedName, thresholds, cancellationToken).ConfigureAwait(false);
@@ -140,13 +145,13 @@ internal sealed class WorkerComponent : IAsyncDisposable
                 ? "worker: prefill worker: prefills prompts for decode workers and pushes their KV over TCP; it takes no request of its own"
                 : transfer is null
                     ? "worker: remote prefill off: this worker prefills every prompt itself"
-                    : $"worker: KV from prefill workers arrives at {transfer.Address}");
+                    : $"worker: KV from prefill workers arrives at {transfer.Address}, listening on {Listeners.Describe(transfer.LocalEndPoint.Address.ToString(), transfer.LocalEndPoint.Port, "--kv-transfer-host")}");
             var component = new WorkerComponent(engine, worker, model, card, transfer);
             if (settings.SystemPort is int port)
             {
                 try
                 {
-                    component._status = await SystemStatusServer.StartAsync(worker, card.Name, "0.0.0.0", port, cancellationToken).ConfigureAwait(false);
+                    component._status = await SystemStatusServer.StartAsync(worker, card.Name, settings.SystemHost, port, cancellationToken).ConfigureAwait(false);
                 }
                 catch (IOException e)
                 {
@@ -154,7 +159,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
                     throw new CliUsageException($"--system-port {port}: {e.Message}");
                 }
 
-                log.WriteLine($"worker: /metrics, /health and /live on port {component._status.BaseAddress.Port}");
+                log.WriteLine($"worker: /metrics, /health and /live on {Listeners.Describe(settings.SystemHost, component._status.BaseAddress.Port, "--system-host")}");
             }
 
             return component;
@@ -171,6 +176,12 @@ internal sealed class WorkerComponent : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// Graceful drain (<see cref="EngineWorker.DrainAsync"/>): no new requests, the ones in flight finish within
+    /// <paramref name="timeout"/>; returns how many were left. Dispose afterwards.
+    /// </summary>
+    public Task<int> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default) => _worker.DrainAsync(timeout, cancellationToken);
 
     public async ValueTask DisposeAsync()
     {

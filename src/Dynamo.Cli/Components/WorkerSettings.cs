@@ -1,3 +1,4 @@
+using Dynamo.Components.Workers;
 using Dynamo.Engine.Serving;
 using Dynamo.Llm.Disaggregation;
 using Dynamo.Mocker;
@@ -37,8 +38,20 @@ internal sealed record WorkerSettings
     /// <summary>--disaggregation-transfer-backend: one of <see cref="TransferBackends"/>.</summary>
     public string TransferBackend { get; init; } = "tcp";
 
-    /// <summary>The address other workers reach this one's KV transfer port at (null: the address this host reaches NATS from).</summary>
+    /// <summary>
+    /// --kv-transfer-host: where the KV transfer listens and what it advertises to prefill workers. Null (the default):
+    /// 127.0.0.1, this host only. An IP address of this host: that interface. 0.0.0.0 (or ::): every interface,
+    /// advertising the address this host reaches etcd from. A host name: every interface, advertising the name.
+    /// </summary>
     public string? KvTransferHost { get; init; }
+
+    /// <summary>Where the KV transfer binds and the host it advertises (null: the server picks, see <see cref="KvTransferHost"/>).</summary>
+    public (string Bind, string? Advertised) KvTransferBinding => KvTransferHost switch
+    {
+        null => ("127.0.0.1", null),
+        { } host when System.Net.IPAddress.TryParse(host, out _) => (host, null),
+        { } name => ("0.0.0.0", name),
+    };
 
     /// <summary>The KV transfer's TCP port (0: any free port).</summary>
     public int KvTransferPort { get; init; }
@@ -64,6 +77,21 @@ internal sealed record WorkerSettings
     /// <summary>Port of the worker's /metrics, /health and /live (DYN_SYSTEM_PORT); null for none.</summary>
     public int? SystemPort { get; init; }
 
+    /// <summary>
+    /// On SIGTERM (or Ctrl-C) the worker withdraws its model card and lets its requests in flight finish for at
+    /// most this long (--drain-timeout); what still runs then is stopped and migrated by the frontends.
+    /// </summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The IP address the system port listens on (--system-host, DYN_SYSTEM_HOST): 127.0.0.1 by default, 0.0.0.0 for every interface.</summary>
+    public string SystemHost { get; init; } = "127.0.0.1";
+
+    /// <summary>
+    /// Requests that may wait at this worker without having produced anything (--max-waiting-requests); one more is
+    /// refused at once (worker_overloaded) and the frontend tries another worker.
+    /// </summary>
+    public int MaxWaitingRequests { get; init; } = EngineWorkerOptions.Default.MaxWaitingRequests;
+
     /// <summary>Flags accepted for the guides' sake that change nothing here; each is named once at startup.</summary>
     public IReadOnlyList<string> IgnoredFlags { get; init; } = [];
 
@@ -75,6 +103,16 @@ internal sealed record WorkerSettings
         if (EngineKind is not ("dynamo" or "echo" or "mocker"))
         {
             throw new ArgumentException($"--engine: '{EngineKind}' is not dynamo, echo or mocker");
+        }
+
+        if (DrainTimeout < TimeSpan.Zero || DrainTimeout > TimeSpan.FromHours(1))
+        {
+            throw new ArgumentException($"--drain-timeout: {DrainTimeout.TotalSeconds} s is outside 0..3600 s");
+        }
+
+        if (MaxWaitingRequests < 1)
+        {
+            throw new ArgumentException($"--max-waiting-requests: {MaxWaitingRequests} must be at least 1");
         }
 
         if (Threads < 1)
@@ -90,6 +128,16 @@ internal sealed record WorkerSettings
         if (KvTransferPort is < 0 or > 65535)
         {
             throw new ArgumentException($"--kv-transfer-port: {KvTransferPort} is not a port number");
+        }
+
+        if (KvTransferHost is { } host && (host.Length == 0 || host.Any(char.IsWhiteSpace)))
+        {
+            throw new ArgumentException($"--kv-transfer-host: '{host}' is not an IP address or host name");
+        }
+
+        if (!System.Net.IPAddress.TryParse(SystemHost, out _))
+        {
+            throw new ArgumentException($"--system-host (DYN_SYSTEM_HOST): '{SystemHost}' is not an IP address (127.0.0.1 for this host only, 0.0.0.0 for every interface)");
         }
 
         Disaggregation?.Validate();

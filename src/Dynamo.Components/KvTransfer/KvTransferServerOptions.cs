@@ -8,8 +8,11 @@ public sealed record KvTransferServerOptions
     /// <summary>The defaults.</summary>
     public static KvTransferServerOptions Default { get; } = new();
 
-    /// <summary>The address to listen on: an IP address (<c>0.0.0.0</c>, every IPv4 interface, by default; <c>::</c> for IPv6 and IPv4).</summary>
-    public string BindAddress { get; init; } = "0.0.0.0";
+    /// <summary>
+    /// The address to listen on: an IP address; <c>127.0.0.1</c> (this host only) by default, <c>0.0.0.0</c> for every
+    /// IPv4 interface, <c>::</c> for IPv6 and IPv4. Senders on other hosts need one of the last two or a specific address.
+    /// </summary>
+    public string BindAddress { get; init; } = "127.0.0.1";
 
     /// <summary>The port to listen on; 0 picks a free one (see <see cref="KvTransferServer.Address"/>).</summary>
     public int Port { get; init; }

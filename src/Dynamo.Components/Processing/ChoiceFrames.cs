@@ -9,12 +9,27 @@ namespace Dynamo.Components.Processing;
 /// <see cref="ChoiceEvent"/>. What the pipeline does per token, apart from routing. Not thread-safe: one
 /// per choice.
 /// </summary>
-internal sealed class ChoiceFrames(int index, string requestId, ChoicePostprocessor post)
+/// <param name="index">The choice's index.</param>
+/// <param name="requestId">The worker request id (for errors).</param>
+/// <param name="post">The choice's postprocessor.</param>
+/// <param name="expectedTokens">Room reserved up front for the output token ids (max_tokens, capped at
+/// <see cref="MaxReservedTokens"/>), so that recording them costs nothing per token.</param>
+internal sealed class ChoiceFrames(int index, string requestId, ChoicePostprocessor post, int expectedTokens = 0)
 {
+    /// <summary>The most output token ids reserved up front; a longer output grows its list as it comes.</summary>
+    public const int MaxReservedTokens = 4096;
+
     private readonly GenerateResponseReader _frame = new();
+    private readonly List<int> _output = new(Math.Clamp(expectedTokens, 0, MaxReservedTokens));
+
+    /// <summary>The error code of a stream its worker cancelled (shutting down).</summary>
+    public const string WorkerCancelledCode = "worker_cancelled";
 
     /// <summary>The choice's postprocessor.</summary>
     public ChoicePostprocessor Postprocessor => post;
+
+    /// <summary>The token ids the workers generated so far, in order (what a migrated attempt resumes from).</summary>
+    public IReadOnlyList<int> OutputTokens => _output;
 
     /// <summary>Whether the last frame carried the worker's finish reason.</summary>
     public bool WorkerFinished { get; private set; }
@@ -35,10 +50,11 @@ internal sealed class ChoiceFrames(int index, string requestId, ChoicePostproces
         _frame.Read(frame);
         if (_frame.FinishReason == "cancelled")
         {
-            throw OpenAiException.Unavailable($"The worker cancelled request {requestId} (it is shutting down?).", "worker_cancelled");
+            throw OpenAiException.Unavailable($"The worker cancelled request {requestId} (it is shutting down?).", WorkerCancelledCode);
         }
 
         ChoiceDelta delta = post.Push(_frame);
+        _output.AddRange(_frame.TokenIds);
         WorkerFinished = _frame.FinishReason is not null;
         WorkerCachedTokens = _frame.CachedTokens;
         WorkerPrefill = _frame.Prefill;

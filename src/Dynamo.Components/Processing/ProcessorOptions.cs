@@ -33,6 +33,18 @@ public sealed record ProcessorOptions
     public int ChoiceBufferCapacity { get; init; } = 64;
 
     /// <summary>
+    /// How many times one stream may move to another worker when its worker dies, stalls, stops or fails after
+    /// the stream started (--migration-limit; 0: never, the client gets the error).
+    /// </summary>
+    public int MigrationLimit { get; init; } = 3;
+
+    /// <summary>
+    /// How long a migrating stream waits for a worker to appear when none is left (--migration-wait): a single
+    /// worker restarting. Never longer: the client then gets a 503.
+    /// </summary>
+    public TimeSpan MigrationWaitTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
     /// Makes each endpoint's router instead of <see cref="RouterMode"/>: tests hold the pipeline to the
     /// <see cref="IWorkerRouter"/> contract with routers of their own. Null in the product.
     /// </summary>
@@ -52,6 +64,8 @@ public sealed record ProcessorOptions
         Check(IsName(Namespace), "--namespace", $"'{Namespace}' must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'");
         Check(RouterModes.Names.Contains(RouterMode), "--router-mode", $"'{RouterMode}' is not one of {string.Join(", ", RouterModes.Names)}");
         Check(!string.IsNullOrWhiteSpace(TokenizerCacheDirectory), "--tokenizer-cache", "must be a directory");
+        Check(MigrationLimit is >= 0 and <= 100, "--migration-limit", $"{MigrationLimit} is outside 0..100");
+        Check(MigrationWaitTimeout >= TimeSpan.Zero && MigrationWaitTimeout <= TimeSpan.FromMinutes(10), "--migration-wait", $"{MigrationWaitTimeout.TotalSeconds} s is outside 0..600 s");
         Check(ChoiceBufferCapacity >= 1, nameof(ChoiceBufferCapacity), $"{ChoiceBufferCapacity} must be at least 1");
         KvRouter.Validate();
         return this;

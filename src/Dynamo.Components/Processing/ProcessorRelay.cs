@@ -23,7 +23,7 @@ internal static class ProcessorRelay
     /// </summary>
     public static async Task<Generation?> TryStartAsync(EndpointClient processors, ReadOnlyMemory<byte> body, ResponseShape shape, string requestId, int bufferCapacity, CancellationToken cancellationToken)
     {
-        byte[] payload = BuildRequest(body.Span, shape, requestId);
+        ReadOnlyMemory<byte> payload = BuildRequest(body.Span, shape, requestId);
         var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         IAsyncEnumerator<ReadOnlyMemory<byte>> frames = processors.StreamAsync(payload, options: RequestOptions.Default with { RequestId = requestId }, cancellationToken: stop.Token)
             .GetAsyncEnumerator(stop.Token);
@@ -122,7 +122,8 @@ internal static class ProcessorRelay
         return new ChoiceEvent(frame.Index, delta, frame.NewTokens, frame.CompletionTokens, frame.CachedTokens, null);
     }
 
-    private static byte[] BuildRequest(ReadOnlySpan<byte> body, ResponseShape shape, string requestId)
+    /// <summary>The processor request around <paramref name="body"/>: one buffer, sized for it, not copied again.</summary>
+    private static ReadOnlyMemory<byte> BuildRequest(ReadOnlySpan<byte> body, ResponseShape shape, string requestId)
     {
         var buffer = new ArrayBufferWriter<byte>(body.Length + 128);
         using (var writer = new Utf8JsonWriter(buffer))
@@ -136,7 +137,7 @@ internal static class ProcessorRelay
             writer.WriteEndObject();
         }
 
-        return buffer.WrittenSpan.ToArray();
+        return buffer.WrittenMemory;
     }
 
     private static ProcessorFrame Parse(ReadOnlySpan<byte> json) =>

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Dynamo.Components.Registry;
 using Dynamo.Llm.Disaggregation;
@@ -91,11 +92,22 @@ public sealed partial class ProcessorServer : IAsyncDisposable
     /// <summary>The counters of the KV routers this processor runs, by endpoint (its status port exports them).</summary>
     public IEnumerable<(string Endpoint, RouterStats Stats)> KvRouterStats() => _registry.KvRouterStats();
 
+    /// <summary>The streams this processor moved to another worker (its status port exports them).</summary>
+    public MigrationCounters Migration => _registry.Migration;
+
     /// <summary>The disaggregation decisions this processor made, by model (its status port exports them).</summary>
     public IEnumerable<(string Model, DisaggregationCounters Counters)> Disaggregation() => _registry.Disaggregation();
 
     /// <summary>Waits until <paramref name="name"/> is served and its tokenizer is loaded.</summary>
     public Task WaitForModelAsync(string name, CancellationToken cancellationToken = default) => _registry.WaitForModelAsync(name, cancellationToken);
+
+    /// <summary>
+    /// Graceful drain (SIGTERM): marked draining, frontends send new requests to other processors (or preprocess
+    /// themselves) while the ones in flight finish, for at most <paramref name="timeout"/>. Returns how many
+    /// are left; dispose afterwards.
+    /// </summary>
+    public Task<long> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        _served.DrainAsync(() => InflightRequests, timeout, cancellationToken);
 
     /// <summary>Leaves discovery (new requests go to other processors), ends the requests in flight, stops following the cards.</summary>
     public async ValueTask DisposeAsync()
@@ -237,8 +249,9 @@ public sealed partial class ProcessorServer : IAsyncDisposable
         try
         {
             ResponseShape shape = ResponseShape.FromKind(request.Kind)!;
-            byte[] body = JsonSerializer.SerializeToUtf8Bytes(request.Body, ProcessorJsonContext.Default.JsonElement);
-            OpenAiRequestBase parsed = shape.ReadRequest(body);
+            // The body's own bytes, as the frontend relayed them: re-serializing would copy them and would throw
+            // on a string the reader refuses with a 400 (a lone surrogate escape).
+            OpenAiRequestBase parsed = shape.ReadRequest(JsonMarshal.GetRawUtf8Value(request.Body));
             string name = string.IsNullOrEmpty(parsed.Model) ? throw OpenAiException.BadRequest("'model' is required.", "model", "missing_model") : parsed.Model;
             ServedModel model = await FindAsync(registry, name, cancellationToken).ConfigureAwait(false);
             return (await pipeline.StartAsync(parsed, shape, model, request.RequestId, cancellationToken).ConfigureAwait(false), null);

@@ -18,11 +18,12 @@ internal sealed class EndpointWorkers(EndpointClient client, IWorkerRouter route
     /// <summary>
     /// The candidates for a request among <paramref name="instances"/> (ids on this endpoint): those not in
     /// <paramref name="tried"/>, and of those the ones the client sees as available (every one left when none
-    /// is: a report of failure may be stale). Ascending; empty when every instance was tried.
+    /// is: a report of failure may be stale). Never a draining instance. Ascending; empty when every instance was
+    /// tried or drains.
     /// </summary>
     public long[] Candidates(IEnumerable<long> instances, IReadOnlySet<long> tried)
     {
-        long[] left = [.. instances.Where(id => !tried.Contains(id)).Order()];
+        long[] left = [.. instances.Where(id => !tried.Contains(id) && !Client.IsDraining(id)).Order()];
         if (left.Length == 0)
         {
             return left;

@@ -43,6 +43,15 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         _processors = new Lazy<Task<EndpointClient>>(() => runtime.CreateClientAsync(ProcessorServer.AddressFor(options.Namespace)));
     }
 
+    /// <summary>Request migration counts (the pipelines that use this registry).</summary>
+    public MigrationCounters Migration { get; } = new();
+
+    /// <summary>Where the pipelines log.</summary>
+    public ILogger Logger => _logger;
+
+    /// <summary>Completes at the next change of the served models (a card added or removed).</summary>
+    public Task Changed => Volatile.Read(ref _changed).Task;
+
     /// <summary>The settings it serves with.</summary>
     public ProcessorOptions Options => _options;
 
@@ -140,12 +149,13 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
 
     /// <summary>
     /// A client of the namespace's Processor components (<c>{ns}.processor.generate</c>) when one is
-    /// registered, else null (this process preprocesses). The client follows discovery from the first call.
+    /// registered and neither draining nor failing lately, else null (this process preprocesses). The client
+    /// follows discovery from the first call.
     /// </summary>
     public async Task<EndpointClient?> ProcessorsAsync()
     {
         EndpointClient client = await _processors.Value.ConfigureAwait(false);
-        return client.Instances.Count > 0 ? client : null;
+        return client.AvailableInstances.Count > 0 ? client : null;
     }
 
     /// <summary>The router of <paramref name="endpoint"/>'s workers, once a card named that endpoint.</summary>

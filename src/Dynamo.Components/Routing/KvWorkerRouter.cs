@@ -56,7 +56,7 @@ internal sealed partial class KvWorkerRouter : IWorkerRouter
     {
         ArgumentNullException.ThrowIfNull(request);
         EndpointClient component = await _component.Value.ConfigureAwait(false);
-        if (component.Instances.Count > 0)
+        if (component.AvailableInstances.Count > 0)
         {
             try
             {

@@ -12,7 +12,7 @@ namespace Dynamo.Components.Routing;
 /// yields the decision, then stays open until the frontend closes it when the request ends on the
 /// worker: the decision (the load it charges) lives exactly as long as the request, whichever frontend
 /// sent it, so no frontend can starve a worker another one fills. A rejection is an error frame whose code
-/// names its <see cref="RouterRejection"/> (<see cref="CodeOf"/>): <c>router_overloaded</c> (queue full),
+/// names its <see cref="RouterRejection"/> (<see cref="CodeOf"/>): <c>router_overloaded</c> (queue full), <c>router_queue_timeout</c>,
 /// <c>router_no_worker</c>, <c>invalid_request</c>.
 /// </summary>
 public sealed class RouterServer : IAsyncDisposable
@@ -23,6 +23,9 @@ public sealed class RouterServer : IAsyncDisposable
     /// <summary>The error code of a <see cref="RouterRejection.QueueFull"/> rejection.</summary>
     public const string QueueFullCode = "router_overloaded";
 
+    /// <summary>The error code of a <see cref="RouterRejection.QueueTimeout"/> rejection.</summary>
+    public const string QueueTimeoutCode = "router_queue_timeout";
+
     /// <summary>The error code of a <see cref="RouterRejection.NoWorker"/> rejection.</summary>
     public const string NoWorkerCode = "router_no_worker";
 
@@ -31,12 +34,25 @@ public sealed class RouterServer : IAsyncDisposable
 
     private readonly KvRouterService _service;
     private readonly ServedEndpoint _served;
+    private readonly InFlight _inFlight;
 
-    private RouterServer(KvRouterService service, ServedEndpoint served)
+    private RouterServer(KvRouterService service, ServedEndpoint served, InFlight inFlight)
     {
         _service = service;
         _served = served;
+        _inFlight = inFlight;
     }
+
+    /// <summary>Route streams open now (each lasts while its request runs).</summary>
+    public long InFlightRequests => Volatile.Read(ref _inFlight.Count);
+
+    /// <summary>
+    /// Graceful drain (SIGTERM): marked draining, frontends route by themselves or through another router while
+    /// the route streams in flight end, for at most <paramref name="timeout"/>. Returns how many are left;
+    /// dispose afterwards.
+    /// </summary>
+    public Task<long> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        _served.DrainAsync(() => InFlightRequests, timeout, cancellationToken);
 
     /// <summary>The router it serves.</summary>
     public KvRouter Router => _service.Router;
@@ -51,8 +67,9 @@ public sealed class RouterServer : IAsyncDisposable
         KvRouterService service = await KvRouterService.StartAsync(runtime, workers, options, cancellationToken: cancellationToken).ConfigureAwait(false);
         try
         {
-            ServedEndpoint served = await runtime.ServeEndpointAsync(AddressFor(workers), (context, payload, ct) => HandleAsync(service.Router, context, payload, ct), cancellationToken).ConfigureAwait(false);
-            return new RouterServer(service, served);
+            var inFlight = new InFlight();
+            ServedEndpoint served = await runtime.ServeEndpointAsync(AddressFor(workers), (context, payload, ct) => CountedAsync(inFlight, HandleAsync(service.Router, context, payload, ct), ct), cancellationToken).ConfigureAwait(false);
+            return new RouterServer(service, served, inFlight);
         }
         catch
         {
@@ -65,6 +82,7 @@ public sealed class RouterServer : IAsyncDisposable
     public static string CodeOf(RouterRejection reason) => reason switch
     {
         RouterRejection.QueueFull => QueueFullCode,
+        RouterRejection.QueueTimeout => QueueTimeoutCode,
         RouterRejection.NoWorker => NoWorkerCode,
         RouterRejection.InvalidRequest => InvalidRequestCode,
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, "not a rejection"),
@@ -74,6 +92,7 @@ public sealed class RouterServer : IAsyncDisposable
     public static RouterRejection? RejectionOf(string code) => code switch
     {
         QueueFullCode => RouterRejection.QueueFull,
+        QueueTimeoutCode => RouterRejection.QueueTimeout,
         NoWorkerCode => RouterRejection.NoWorker,
         InvalidRequestCode => RouterRejection.InvalidRequest,
         _ => null,
@@ -91,6 +110,22 @@ public sealed class RouterServer : IAsyncDisposable
     {
         await _served.DisposeAsync().ConfigureAwait(false);
         await _service.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> CountedAsync(InFlight inFlight, IAsyncEnumerable<ReadOnlyMemory<byte>> responses, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref inFlight.Count);
+        try
+        {
+            await foreach (ReadOnlyMemory<byte> response in responses.WithCancellation(cancellationToken).ConfigureAwait(false))
+            {
+                yield return response;
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref inFlight.Count);
+        }
     }
 
     private static async IAsyncEnumerable<ReadOnlyMemory<byte>> HandleAsync(KvRouter router, RequestContext context, ReadOnlyMemory<byte> payload, [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -145,5 +180,11 @@ public sealed class RouterServer : IAsyncDisposable
             {
             }
         }
+    }
+
+    /// <summary>The route streams open now.</summary>
+    private sealed class InFlight
+    {
+        public long Count;
     }
 }

@@ -35,6 +35,12 @@ public sealed partial class EngineWorker : IAsyncDisposable
     /// <summary>The endpoint, in the worker's component, that answers with the KV cache dump.</summary>
     public const string KvDumpEndpoint = "kv_dump";
 
+    /// <summary>
+    /// The error code of a request refused because <see cref="EngineWorkerOptions.MaxWaitingRequests"/> requests
+    /// wait already: nothing of it ran, another worker may take it.
+    /// </summary>
+    public const string OverloadedCode = "worker_overloaded";
+
     private readonly DistributedRuntime _runtime;
     private readonly IEngine _engine;
     private readonly ILogger _logger;
@@ -49,6 +55,8 @@ public sealed partial class EngineWorker : IAsyncDisposable
     private long _kvEventsDropped;
     private long _publishFailures;
     private int _inFlight;
+    private int _waiting;
+    private long _refused;
     private Task _publishers = Task.CompletedTask;
     private readonly ConcurrentDictionary<string, Lazy<Task<EndpointClient>>> _prefillClients = new(StringComparer.Ordinal);
 
@@ -78,6 +86,12 @@ public sealed partial class EngineWorker : IAsyncDisposable
 
     /// <summary>Requests being served now.</summary>
     public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>Requests received that have not produced anything yet (bounded by <see cref="EngineWorkerOptions.MaxWaitingRequests"/>).</summary>
+    public int WaitingRequests => Volatile.Read(ref _waiting);
+
+    /// <summary>Requests refused with <see cref="OverloadedCode"/> so far.</summary>
+    public long RequestsRefused => Interlocked.Read(ref _refused);
 
     /// <summary>KV events published on the event plane so far.</summary>
     public long KvEventsPublished => Interlocked.Read(ref _kvEventsPublished);
@@ -212,7 +226,13 @@ public sealed partial class EngineWorker : IAsyncDisposable
             throw new EndpointException("invalid_request", e.Message);
         }
 
-        return new EngineRequest(request.RequestId is { Length: > 0 } id ? id : requestId, tokens, sampling);
+        int resumed = request.ResumedOutputTokens ?? 0;
+        if (resumed < 0 || resumed >= tokens.Count)
+        {
+            throw new EndpointException("invalid_request", $"resumed_output_tokens: {resumed} must be at least 0 and less than the {tokens.Count} token_ids");
+        }
+
+        return new EngineRequest(request.RequestId is { Length: > 0 } id ? id : requestId, tokens, sampling) { ResumedOutputTokens = resumed };
     }
 
     /// <summary>An engine output as a generate response (<paramref name="prefill"/> on the last one of a disaggregated request).</summary>
@@ -226,6 +246,30 @@ public sealed partial class EngineWorker : IAsyncDisposable
         CachedTokens = output.FinishReason is null ? null : output.CachedTokens,
         Prefill = prefill,
     }, WorkerJsonContext.Default.GenerateResponse);
+
+    /// <summary>
+    /// Graceful drain (SIGTERM): withdraws the worker's model card and marks its instance draining, so that no
+    /// router chooses it any more (its endpoint keeps serving: a request routed just before still runs), then
+    /// waits for its requests in flight to end, at most <paramref name="timeout"/>. Returns how many are still running;
+    /// disposing the worker then stops them, and their frontends migrate them to other workers.
+    /// </summary>
+    public async Task<int> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        Log.Draining(_logger, EndpointAddress.FormatId(InstanceId), InFlight, timeout.TotalSeconds);
+        try
+        {
+            await _runtime.WithdrawModelCardAsync(Address, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
+        {
+            // Discovery unreachable: the card's lease expires with this process; drain what runs anyway.
+            Log.WithdrawFailed(_logger, EndpointAddress.FormatId(InstanceId), e.Message);
+        }
+
+        int left = _served is null ? InFlight : (int)await _served.DrainAsync(() => InFlight, timeout, cancellationToken).ConfigureAwait(false);
+        Log.Drained(_logger, EndpointAddress.FormatId(InstanceId), left);
+        return left;
+    }
 
     /// <inheritdoc/>
     public async ValueTask DisposeAsync()
@@ -260,12 +304,29 @@ public sealed partial class EngineWorker : IAsyncDisposable
     private async IAsyncEnumerable<ReadOnlyMemory<byte>> HandleAsync(RequestContext context, ReadOnlyMemory<byte> payload, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _requestsTotal);
+
+        // Counted before checked: of requests arriving together, only those within the bound pass.
+        if (Interlocked.Increment(ref _waiting) > _options.MaxWaitingRequests)
+        {
+            Interlocked.Decrement(ref _waiting);
+            Interlocked.Increment(ref _refused);
+            throw new EndpointException(OverloadedCode,
+                $"worker {EndpointAddress.FormatId(InstanceId)} has {_options.MaxWaitingRequests} requests waiting already (--max-waiting-requests)");
+        }
+
         Interlocked.Increment(ref _inFlight);
         bool failed = true;
+        bool waiting = true;
         try
         {
             await foreach (ReadOnlyMemory<byte> response in GenerateAsync(context, payload, cancellationToken).ConfigureAwait(false))
             {
+                if (waiting)
+                {
+                    waiting = false;
+                    Interlocked.Decrement(ref _waiting);
+                }
+
                 yield return response;
             }
 
@@ -273,6 +334,11 @@ public sealed partial class EngineWorker : IAsyncDisposable
         }
         finally
         {
+            if (waiting)
+            {
+                Interlocked.Decrement(ref _waiting);
+            }
+
             Interlocked.Decrement(ref _inFlight);
             if (failed && !cancellationToken.IsCancellationRequested)
             {
@@ -551,5 +617,14 @@ public sealed partial class EngineWorker : IAsyncDisposable
 
         [LoggerMessage(EventId = 4003, Level = LogLevel.Warning, Message = "Request {RequestId}: refusing to prefill: this prefill worker {PrefillWorker} serves weights {Ours}, decode worker {DecodeWorker} serves {Theirs} (another model under the same name)")]
         public static partial void ModelMismatch(ILogger logger, string requestId, string prefillWorker, string ours, string decodeWorker, string theirs);
+
+        [LoggerMessage(EventId = 4004, Level = LogLevel.Information, Message = "Worker {WorkerId} draining: model card withdrawn, waiting up to {TimeoutSeconds} s for {InFlight} requests in flight")]
+        public static partial void Draining(ILogger logger, string workerId, int inFlight, double timeoutSeconds);
+
+        [LoggerMessage(EventId = 4005, Level = LogLevel.Information, Message = "Worker {WorkerId} drained: {Left} requests still running are stopped now (their frontends migrate them)")]
+        public static partial void Drained(ILogger logger, string workerId, int left);
+
+        [LoggerMessage(EventId = 4006, Level = LogLevel.Warning, Message = "Worker {WorkerId}: withdrawing the model card failed ({Reason}); draining anyway")]
+        public static partial void WithdrawFailed(ILogger logger, string workerId, string reason);
     }
 }

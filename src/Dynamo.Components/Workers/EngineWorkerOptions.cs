@@ -49,12 +49,24 @@ public sealed record EngineWorkerOptions
     /// </summary>
     public SimulatedKvLink? SimulatedLink { get; init; }
 
+    /// <summary>
+    /// Requests this worker holds that have not produced anything yet (queued in the engine, or in their prefill)
+    /// at most (<c>--max-waiting-requests</c>); one more is refused at once with <see cref="EngineWorker.OverloadedCode"/>,
+    /// before anything runs, and the frontend tries another worker.
+    /// </summary>
+    public int MaxWaitingRequests { get; init; } = 1024;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
     public EngineWorkerOptions Validate()
     {
         if (KvEventBufferCapacity < 1)
         {
             throw new ArgumentException($"the KV event buffer must hold at least 1 event (got {KvEventBufferCapacity})");
+        }
+
+        if (MaxWaitingRequests < 1)
+        {
+            throw new ArgumentException($"--max-waiting-requests: {MaxWaitingRequests} must be at least 1");
         }
 
         if (LoadMetricsInterval <= TimeSpan.Zero)

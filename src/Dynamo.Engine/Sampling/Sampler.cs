@@ -7,12 +7,15 @@ namespace Dynamo.Engine.Sampling;
 /// Chooses the next token of one sequence. Order, as vLLM applies it: repetition, frequency and
 /// presence penalties; then greedy (temperature 0) or temperature, top-k, top-p, min-p and a draw from
 /// the seeded generator. Log-probabilities are those of the model's raw logits.
-/// One instance per sequence: it counts the tokens the sequence has produced.
+/// One instance per sequence: it counts the tokens the sequence has produced. The draw of output position n
+/// depends only on the seed and n (<see cref="SamplingRandom.UnitAt"/>), so a request migrated with its first n
+/// tokens (<c>resumedOutputTokens</c>) continues exactly as it would have.
 /// </summary>
 public sealed class Sampler
 {
     private readonly SamplingParams _p;
-    private readonly SamplingRandom _random;
+    private readonly ulong _seed;
+    private int _position;
     private readonly Dictionary<int, int> _outputCounts = [];
     private readonly HashSet<int> _promptTokens;
     private float[] _probs = [];
@@ -20,11 +23,25 @@ public sealed class Sampler
     private int[] _order = [];
     private float[]? _rawLogits;
 
-    public Sampler(SamplingParams parameters, IReadOnlyList<int> promptTokens)
+    /// <param name="parameters">The request's sampling.</param>
+    /// <param name="promptTokens">The prompt (with any resumed output at its end).</param>
+    /// <param name="resumedOutputTokens">How many of the prompt's last tokens are output of an earlier attempt of the request.</param>
+    public Sampler(SamplingParams parameters, IReadOnlyList<int> promptTokens, int resumedOutputTokens = 0)
     {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(promptTokens);
+        ArgumentOutOfRangeException.ThrowIfNegative(resumedOutputTokens);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(resumedOutputTokens, promptTokens.Count);
         _p = parameters;
-        _random = new SamplingRandom(parameters.Seed ?? (ulong)Random.Shared.NextInt64());
-        _promptTokens = parameters.RepetitionPenalty != 1f ? [.. promptTokens] : [];
+        _seed = parameters.Seed ?? (ulong)Random.Shared.NextInt64();
+        int promptLength = promptTokens.Count - resumedOutputTokens;
+        _promptTokens = parameters.RepetitionPenalty != 1f ? [.. promptTokens.Take(promptLength)] : [];
+        for (int i = promptLength; i < promptTokens.Count; i++)
+        {
+            _outputCounts[promptTokens[i]] = _outputCounts.GetValueOrDefault(promptTokens[i]) + 1;
+        }
+
+        _position = resumedOutputTokens;
     }
 
     /// <summary>Picks the next token from <paramref name="logits"/> (modified in place) and records it.</summary>
@@ -51,6 +68,7 @@ public sealed class Sampler
         }
 
         _outputCounts[token] = _outputCounts.GetValueOrDefault(token) + 1;
+        _position++;
         return token;
     }
 
@@ -170,7 +188,7 @@ public sealed class Sampler
             }
         }
 
-        double u = _random.NextDouble() * mass;
+        double u = SamplingRandom.UnitAt(_seed, _position) * mass;
         int last = -1;
         for (int i = 0; i < count; i++)
         {

@@ -11,10 +11,13 @@ public sealed record EngineOptions
     /// <summary>Tokens per KV block (<c>--block-size</c>).</summary>
     public int BlockSize { get; init; } = 16;
 
-    /// <summary>KV cache size in bytes (<c>--kv-cache-memory</c>); null takes <see cref="KvCacheMemoryFraction"/> of available memory.</summary>
+    /// <summary>
+    /// KV cache size in bytes (<c>--kv-cache-memory</c>); null sizes it from the model, capped at
+    /// <see cref="KvCacheMemoryFraction"/> of the memory available at start (<see cref="KvCacheBudget.Decide"/>).
+    /// </summary>
     public long? KvCacheMemory { get; init; }
 
-    /// <summary>Fraction of the memory available at start given to the KV cache when no size is set (<c>--mem-fraction-static</c>).</summary>
+    /// <summary>With no size set: the most of the memory available at start the KV cache may take (<c>--mem-fraction-static</c>).</summary>
     public double KvCacheMemoryFraction { get; init; } = 0.2;
 
     /// <summary>Sequences in the running batch at most (<c>--max-num-seqs</c>).</summary>

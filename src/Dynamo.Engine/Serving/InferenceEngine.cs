@@ -42,21 +42,16 @@ public sealed class InferenceEngine : IEngine
         _eos = [.. eosTokenIds];
         int contextLength = Math.Min(_options.ContextLength ?? c.ContextLength, c.ContextLength);
         int blockSize = _options.BlockSize;
-        long budget = _options.KvCacheMemory ?? (long)(AvailableMemory() * _options.KvCacheMemoryFraction);
-        long perBlock = PagedKvCache.BytesPerBlock(c, blockSize);
-        long useful = (long)_options.MaxNumSeqs * ((contextLength + blockSize - 1) / blockSize);
-        long blocks = Math.Min(budget / perBlock, _options.KvCacheMemory is null ? useful : long.MaxValue);
-        if (blocks < 1)
-        {
-            throw new ArgumentException($"--kv-cache-memory: {budget} bytes hold no KV block ({perBlock} bytes each at block size {blockSize})");
-        }
-
-        blocks = Math.Min(blocks, int.MaxValue / Math.Max(1, blockSize * c.KvHeads * c.HeadDim));
-        _cache = new PagedKvCache(c, (int)blocks, blockSize);
+        KvBudget = KvCacheBudget.Decide(
+            PagedKvCache.BytesPerBlock(c, blockSize), blockSize, contextLength, _options.MaxNumSeqs, _options.KvCacheMemory, _options.KvCacheMemoryFraction,
+            _options.KvCacheMemory is null ? AvailableMemory() : 0, maxBlocks: int.MaxValue / Math.Max(1, blockSize * c.KvHeads * c.HeadDim));
+        int blocks = KvBudget.Blocks;
+        _cache = new PagedKvCache(c, blocks, blockSize);
         var core = new EngineCoreOptions
         {
             BlockSize = blockSize,
-            BlockCount = (int)blocks,
+            BlockCount = blocks,
+            BlockBytes = KvBudget.BytesPerBlock,
             ContextLength = contextLength,
             VocabSize = c.VocabSize,
             PoolFlag = "--kv-cache-memory",
@@ -65,7 +60,7 @@ public sealed class InferenceEngine : IEngine
             WorkerId = _options.WorkerId,
             EventHistory = _options.EventHistory,
         };
-        _core = new EngineCore<Sampler>(this, core, static r => new Sampler(r.Sampling, r.PromptTokens), _cache);
+        _core = new EngineCore<Sampler>(this, core, static r => new Sampler(r.Sampling, r.PromptTokens, r.ResumedOutputTokens), _cache);
         _runStep = RunStep;
         _tokens = new int[_options.MaxNumBatchedTokens];
         _slices = new SequenceSlice[_options.MaxNumSeqs];
@@ -84,6 +79,9 @@ public sealed class InferenceEngine : IEngine
     public int MaxSequenceLength => _core.MaxSequenceLength;
 
     public EngineOptions Options => _options;
+
+    /// <summary>The KV pool's size and what decided it (logged by the worker at startup).</summary>
+    public KvCacheBudget KvBudget { get; }
 
     public ModelConfig ModelConfig => _model.Config;
 

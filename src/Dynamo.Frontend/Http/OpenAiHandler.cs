@@ -2,12 +2,14 @@ using System.Buffers;
 using System.Text;
 using System.Text.Json;
 using Dynamo.Components.Registry;
+using Dynamo.Frontend.Admission;
 using Dynamo.Frontend.Observability;
 using Dynamo.Components.Processing;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Runtime;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
+using Microsoft.Net.Http.Headers;
 
 namespace Dynamo.Frontend.Http;
 
@@ -20,6 +22,7 @@ namespace Dynamo.Frontend.Http;
 internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetrics metrics, FrontendOptions options, ILogger logger, Func<bool> shuttingDown, CancellationToken shutdown)
 {
     private readonly GenerationPipeline _pipeline = new(registry);
+    private readonly AdmissionController _admission = new(options.Admission, metrics);
 
     private int _inflight;
 
@@ -39,6 +42,11 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             response.Headers.RetryAfter = retry.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
 
+        if (error.StatusCode is 429 or 503 && error.Code is { } reason)
+        {
+            response.Headers[OverloadErrors.ReasonHeader] = reason;
+        }
+
         response.ContentType = "application/json";
         await response.WriteAsync(JsonSerializer.Serialize(error.ToResponse(), OpenAiJsonContext.Default.ErrorResponse), cancellationToken).ConfigureAwait(false);
     }
@@ -50,6 +58,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, shutdown);
         var sse = new SseWriter(context.Response);
         bool counted = false;
+        TimeSpan? deadline = null;
         try
         {
             if (shuttingDown())
@@ -57,17 +66,31 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
                 throw OpenAiException.Unavailable("The frontend is shutting down.", "shutting_down");
             }
 
-            byte[] body = await ReadBodyAsync(context, cancel.Token).ConfigureAwait(false);
-            OpenAiRequestBase request = shape.ReadRequest(body);
+            RequireJsonContentType(context.Request.ContentType);
+            ReadOnlyMemory<byte> body = await ReadBodyAsync(context, cancel.Token).ConfigureAwait(false);
+            OpenAiRequestBase request = shape.ReadRequest(body.Span);
             string name = string.IsNullOrEmpty(request.Model) ? throw OpenAiException.BadRequest("'model' is required.", "model", "missing_model") : request.Model;
             ServedModel model = registry.Find(name) ?? throw OpenAiException.ModelNotFound(name);
             trace.Model = model.Name;
             trace.Stream = request.Stream == true;
             metrics.Inflight.WithLabels(trace.Model).Inc();
             counted = true;
-            metrics.Queued.WithLabels(trace.Model).Inc();
+            RequestControls controls = RequestControls.Read(context.Request, request, options.Admission);
+            if ((deadline = controls.Deadline) is { } limit)
+            {
+                cancel.CancelAfter(limit > trace.Elapsed ? limit - trace.Elapsed : TimeSpan.Zero);
+            }
+
+            using AdmissionSlot slot = await _admission.EnterAsync(controls.Client, model.Name, controls.Priority, cancel.Token).ConfigureAwait(false);
+            metrics.Queued.WithLabels(trace.Model, FrontendMetrics.WorkerStage).Inc();
             trace.Queued = true;
             EndpointClient? processors = await registry.ProcessorsAsync().ConfigureAwait(false);
+            if (processors is not null && model.State.GetPreprocessorAsync() is { IsCompletedSuccessfully: true } loaded)
+            {
+                // Far over the context: refused here rather than relayed (megabytes each way) to be refused there.
+                (await loaded.ConfigureAwait(false)).RefuseFarOverContext(request);
+            }
+
             Generation generation = (processors is null ? null
                     : await ProcessorRelay.TryStartAsync(processors, body, shape, trace.Id, options.Processing.ChoiceBufferCapacity, cancel.Token).ConfigureAwait(false))
                 ?? await _pipeline.StartAsync(request, shape, model, trace.Id, cancel.Token).ConfigureAwait(false);
@@ -91,9 +114,12 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         }
         catch (BadHttpRequestException e)
         {
-            await FailAsync(context, sse, trace, e.StatusCode == StatusCodes.Status413PayloadTooLarge
-                ? TooLarge()
-                : new OpenAiException(e.StatusCode, "invalid_request_error", e.Message, null, "bad_request")).ConfigureAwait(false);
+            await FailAsync(context, sse, trace, e.StatusCode switch
+            {
+                StatusCodes.Status413PayloadTooLarge => TooLarge(),
+                StatusCodes.Status408RequestTimeout => new OpenAiException(408, "invalid_request_error", $"The request body arrived too slowly: {e.Message}", null, "request_timeout"),
+                _ => new OpenAiException(e.StatusCode, "invalid_request_error", e.Message, null, "bad_request"),
+            }).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or IOException && context.RequestAborted.IsCancellationRequested)
         {
@@ -106,6 +132,11 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         catch (OperationCanceledException) when (shutdown.IsCancellationRequested)
         {
             await FailAsync(context, sse, trace, OpenAiException.Unavailable("The frontend is shutting down.", "shutting_down")).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (deadline is { } limit && cancel.IsCancellationRequested)
+        {
+            // Nothing else cancels this token: the deadline passed. Disposing the generation stopped the workers' streams.
+            await FailAsync(context, sse, trace, OverloadErrors.DeadlineExceededError(limit)).ConfigureAwait(false);
         }
         catch (Exception e)
         {
@@ -125,6 +156,11 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         if (error.StatusCode is 429 or 503 && trace.Model.Length > 0)
         {
             metrics.Rejections.WithLabels(trace.Model).Inc();
+        }
+
+        if (error.StatusCode is 429 or 503)
+        {
+            metrics.RejectedRequests.WithLabels(error.Code ?? "unknown").Inc();
         }
 
         try
@@ -151,7 +187,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         TimeSpan elapsed = trace.Elapsed;
         if (trace.Queued)
         {
-            metrics.Queued.WithLabels(trace.Model).Dec();
+            metrics.Queued.WithLabels(trace.Model, FrontendMetrics.WorkerStage).Dec();
         }
 
         if (counted)
@@ -170,26 +206,72 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             trace.PromptTokens, trace.CompletionTokens, trace.TimeToFirstToken is { } t ? Math.Round(t.TotalMilliseconds, 1) : -1, Math.Round(elapsed.TotalMilliseconds, 1));
     }
 
+    /// <summary>
+    /// Refuses (415) a body that says it is not JSON text in UTF-8. Accepted: no Content-Type, application/json
+    /// and application/*+json, and the defaults of clients that send JSON text without naming it
+    /// (text/plain: .NET's StringContent; application/x-www-form-urlencoded: curl -d); a charset, if any, must be UTF-8.
+    /// </summary>
+    internal static void RequireJsonContentType(string? contentType)
+    {
+        if (string.IsNullOrEmpty(contentType))
+        {
+            return;
+        }
+
+        bool json = MediaTypeHeaderValue.TryParse(contentType, out MediaTypeHeaderValue? type)
+            && (type.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+                || (type.Type.Equals("application", StringComparison.OrdinalIgnoreCase) && type.Suffix.Equals("json", StringComparison.OrdinalIgnoreCase))
+                || type.MediaType.Equals("text/plain", StringComparison.OrdinalIgnoreCase)
+                || type.MediaType.Equals("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase))
+            && (!type.Charset.HasValue || type.Charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || type.Charset.Equals("utf8", StringComparison.OrdinalIgnoreCase));
+        if (!json)
+        {
+            throw new OpenAiException(415, "invalid_request_error", $"Content-Type '{contentType}' is not supported: send the request as JSON in UTF-8 ('Content-Type: application/json').", null, "unsupported_media_type");
+        }
+    }
+
     private OpenAiException TooLarge() =>
         new(413, "invalid_request_error", $"The request body is larger than the limit of {options.MaxRequestBodyBytes} bytes.", null, "request_too_large");
 
-    private async Task<byte[]> ReadBodyAsync(HttpContext context, CancellationToken cancellationToken)
+    /// <summary>
+    /// The whole body, held once: into an array of exactly Content-Length bytes when the client sent one,
+    /// else into a growing buffer whose written part is returned as it is (no copy).
+    /// </summary>
+    private async Task<ReadOnlyMemory<byte>> ReadBodyAsync(HttpContext context, CancellationToken cancellationToken)
     {
         long limit = options.MaxRequestBodyBytes;
-        if (context.Request.ContentLength > limit)
+        Stream body = context.Request.Body;
+        if (context.Request.ContentLength is long length)
         {
-            throw TooLarge();
+            if (length > limit)
+            {
+                throw TooLarge();
+            }
+
+            var exact = new byte[length];
+            int filled = 0;
+            while (filled < exact.Length)
+            {
+                int read = await body.ReadAsync(exact.AsMemory(filled), cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    throw new OpenAiException(400, "invalid_request_error", $"The request body ended after {filled} of its {length} bytes.", null, "bad_request");
+                }
+
+                filled += read;
+            }
+
+            return exact;
         }
 
-        var buffer = new ArrayBufferWriter<byte>((int)Math.Min(context.Request.ContentLength ?? 4096, limit) + 1);
-        Stream body = context.Request.Body;
+        var buffer = new ArrayBufferWriter<byte>(4096);
         while (true)
         {
             Memory<byte> chunk = buffer.GetMemory(16384);
             int read = await body.ReadAsync(chunk, cancellationToken).ConfigureAwait(false);
             if (read == 0)
             {
-                return buffer.WrittenSpan.ToArray();
+                return buffer.WrittenMemory;
             }
 
             buffer.Advance(read);
@@ -210,6 +292,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             await sse.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        cancellationToken.ThrowIfCancellationRequested(); // the end of a cancelled generation is no answer
         response.WriteEnd();
         await sse.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -244,6 +327,8 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
                 logprobs[e.Index].Add((l, e.Delta.TextOffset));
             }
         }
+
+        cancellationToken.ThrowIfCancellationRequested(); // the end of a cancelled generation is no answer
 
         var choices = new GatheredChoice[info.ChoiceCount];
         for (int i = 0; i < choices.Length; i++)

@@ -29,7 +29,7 @@ internal sealed class TokenMetrics(FrontendMetrics metrics, RequestTrace trace, 
         {
             trace.TimeToFirstToken = Stopwatch.GetElapsedTime(trace.Start, now);
             metrics.TimeToFirstToken.WithLabels(trace.Model).Observe(trace.TimeToFirstToken.Value.TotalSeconds);
-            metrics.Queued.WithLabels(trace.Model).Dec();
+            metrics.Queued.WithLabels(trace.Model, FrontendMetrics.WorkerStage).Dec();
             trace.Queued = false;
         }
 

@@ -18,7 +18,8 @@ internal sealed class FrontendMetrics
         RequestsTotal = f.CreateCounter("dynamo_frontend_requests_total", "Requests by model, endpoint, request type (stream/unary) and status (success/error)",
             new CounterConfiguration { LabelNames = ["model", "endpoint", "request_type", "status"] });
         Inflight = f.CreateGauge("dynamo_frontend_inflight_requests", "Requests being processed", new GaugeConfiguration { LabelNames = ModelLabel });
-        Queued = f.CreateGauge("dynamo_frontend_queued_requests", "Requests sent to a worker that have not received their first token yet", new GaugeConfiguration { LabelNames = ModelLabel });
+        Queued = f.CreateGauge("dynamo_frontend_queued_requests", "Requests without their first token yet: waiting for an admission slot (stage=admission) or sent to a worker (stage=worker)",
+            new GaugeConfiguration { LabelNames = ["model", "stage"] });
         TimeToFirstToken = f.CreateHistogram("dynamo_frontend_time_to_first_token_seconds", "Time from request arrival to its first token",
             new HistogramConfiguration { LabelNames = ModelLabel, Buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120] });
         InterTokenLatency = f.CreateHistogram("dynamo_frontend_inter_token_latency_seconds", "Time between consecutive tokens of a choice",
@@ -32,6 +33,7 @@ internal sealed class FrontendMetrics
         OutputTokensTotal = f.CreateCounter("dynamo_frontend_output_tokens_total", "Generated tokens", new CounterConfiguration { LabelNames = ModelLabel });
         Cancellations = f.CreateCounter("dynamo_frontend_model_cancellation_total", "Requests cancelled by the client (disconnect)", new CounterConfiguration { LabelNames = ModelLabel });
         Rejections = f.CreateCounter("dynamo_frontend_model_rejection_total", "Requests refused for lack of capacity (429/503)", new CounterConfiguration { LabelNames = ModelLabel });
+        RejectedRequests = f.CreateCounter("dynamo_frontend_rejected_requests_total", "Requests refused with 429 or 503, by reason (the error's code)", new CounterConfiguration { LabelNames = ["reason"] });
     }
 
     public Counter RequestsTotal { get; }
@@ -46,6 +48,15 @@ internal sealed class FrontendMetrics
     public Counter Cancellations { get; }
     public Counter Rejections { get; }
 
+    /// <summary>429 and 503 answers by reason (the error code: queue_full, client_limit, router_overloaded, workers_overloaded, ...).</summary>
+    public Counter RejectedRequests { get; }
+
+    /// <summary>The <c>stage</c> of <see cref="Queued"/> for requests waiting for an admission slot.</summary>
+    public const string AdmissionStage = "admission";
+
+    /// <summary>The <c>stage</c> of <see cref="Queued"/> for requests sent to a worker, first token not back yet.</summary>
+    public const string WorkerStage = "worker";
+
     /// <summary>Writes every metric in the Prometheus text format.</summary>
     /// <summary>
     /// Exports the KV routers' counters at every scrape (--router-mode kv): queue depth, decisions,
@@ -53,7 +64,8 @@ internal sealed class FrontendMetrics
     /// </summary>
     public void ObserveRouters(
         Func<IEnumerable<(string Endpoint, Llm.Routing.RouterStats Stats)>> routers,
-        Func<IEnumerable<(string Model, Llm.Disaggregation.DisaggregationCounters Counters)>> disaggregation) => RouterMetrics.Register(_registry, routers, disaggregation);
+        Func<IEnumerable<(string Model, Llm.Disaggregation.DisaggregationCounters Counters)>> disaggregation,
+        Components.Processing.MigrationCounters migration) => RouterMetrics.Register(_registry, routers, disaggregation, migration);
 
     public Task ExportAsync(Stream destination, CancellationToken cancellationToken) =>
         _registry.CollectAndExportAsTextAsync(destination, cancellationToken);

@@ -4,14 +4,16 @@ namespace Dynamo.Frontend.Observability;
 
 /// <summary>
 /// The KV routers' counters as Prometheus gauges (<c>dynamo_frontend_router_*</c>, label endpoint), read
-/// at scrape time: exported by whichever process routes, the frontend or a Processor component.
+/// at scrape time, with the disaggregation and request-migration counters (label model): exported by whichever
+/// process routes, the frontend or a Processor component.
 /// </summary>
 internal static class RouterMetrics
 {
     public static void Register(
         CollectorRegistry registry,
         Func<IEnumerable<(string Endpoint, Llm.Routing.RouterStats Stats)>> routers,
-        Func<IEnumerable<(string Model, Llm.Disaggregation.DisaggregationCounters Counters)>> disaggregation)
+        Func<IEnumerable<(string Model, Llm.Disaggregation.DisaggregationCounters Counters)>> disaggregation,
+        Components.Processing.MigrationCounters migration)
     {
         MetricFactory f = Prometheus.Metrics.WithCustomRegistry(registry);
         string[] label = ["endpoint"];
@@ -37,8 +39,21 @@ internal static class RouterMetrics
         Gauge prefillSum = M("dynamo_frontend_disagg_prefill_seconds_sum", "Per-request breakdown, prefill: seconds from asking the prefill worker to the KV's arrival, summed over remote prefills");
         Gauge transferSum = M("dynamo_frontend_disagg_transfer_seconds_sum", "Per-request breakdown, transfer: seconds of the KV transfer, summed over remote prefills");
         Gauge transferBytes = M("dynamo_frontend_disagg_transfer_bytes_total", "Bytes of KV moved from prefill to decode workers");
+        Gauge migrations = f.CreateGauge("dynamo_frontend_migrations_total", "Streams moved to another worker after theirs died, stalled, stopped or failed mid-stream, by reason",
+            new GaugeConfiguration { LabelNames = ["model", "reason"] });
+        Gauge exhausted = M("dynamo_frontend_migrations_exhausted_total", "Streams that failed mid-stream and could not move (--migration-limit used up, or no worker left)");
         registry.AddBeforeCollectCallback(() =>
         {
+            foreach (var (model, reason, count) in migration.Migrations())
+            {
+                migrations.WithLabels(model, reason).Set(count);
+            }
+
+            foreach (var (model, count) in migration.ExhaustedStreams())
+            {
+                exhausted.WithLabels(model).Set(count);
+            }
+
             foreach (var (model, counters) in disaggregation())
             {
                 foreach (var (remote, reason, count) in counters.Snapshot())

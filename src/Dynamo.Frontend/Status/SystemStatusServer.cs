@@ -42,10 +42,13 @@ public sealed class SystemStatusServer : IAsyncDisposable
         Gauge requests = G("dynamo_component_requests_total", "Requests received by the generate endpoint");
         Gauge errors = G("dynamo_component_request_errors_total", "Requests that ended with an error");
         Gauge inflight = G("dynamo_component_inflight_requests", "Requests being served");
+        Gauge pending = G("dynamo_component_pending_requests", "Requests received that have not produced anything yet (at most --max-waiting-requests)");
+        Gauge refused = G("dynamo_component_rejected_requests_total", "Requests refused at once with worker_overloaded (--max-waiting-requests reached)");
         Gauge running = G("dynamo_component_running_requests", "Requests in the running batch");
         Gauge waiting = G("dynamo_component_waiting_requests", "Requests waiting for admission");
         Gauge used = G("dynamo_component_kv_blocks_used", "KV blocks in use");
         Gauge total = G("dynamo_component_kv_blocks_total", "KV blocks in the pool");
+        Gauge capacity = G("dynamo_component_kv_cache_capacity_bytes", "Bytes of keys and values the KV pool holds (allocated at start, touched as blocks are first used); absent for engines that store none");
         Gauge usage = G("dynamo_component_kv_cache_usage_percent", "KV blocks in use, percent of the pool");
         Gauge queries = G("dynamo_component_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache");
         Gauge hits = G("dynamo_component_prefix_cache_hits_total", "Prompt tokens found in the prefix cache");
@@ -83,10 +86,16 @@ public sealed class SystemStatusServer : IAsyncDisposable
             requests.WithLabels(values).Set(worker.RequestsTotal);
             errors.WithLabels(values).Set(worker.RequestErrors);
             inflight.WithLabels(values).Set(worker.InFlight);
+            pending.WithLabels(values).Set(worker.WaitingRequests);
+            refused.WithLabels(values).Set(worker.RequestsRefused);
             running.WithLabels(values).Set(s.RunningRequests);
             waiting.WithLabels(values).Set(s.WaitingRequests);
             used.WithLabels(values).Set(s.KvBlocksUsed);
             total.WithLabels(values).Set(s.KvBlocksTotal);
+            if (s.KvCacheBytes > 0)
+            {
+                capacity.WithLabels(values).Set(s.KvCacheBytes);
+            }
             usage.WithLabels(values).Set(s.KvUsage * 100);
             queries.WithLabels(values).Set(s.PrefixQueryTokens);
             hits.WithLabels(values).Set(s.PrefixHitTokens);

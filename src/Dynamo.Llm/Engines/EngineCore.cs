@@ -163,6 +163,11 @@ internal sealed class EngineCore<TState>
             throw new ArgumentException("the request has both Kv and DeferredKv (at most one)");
         }
 
+        if (request.ResumedOutputTokens < 0 || request.ResumedOutputTokens >= prompt.Count)
+        {
+            throw new ArgumentException($"resumed_output_tokens: {request.ResumedOutputTokens} must be at least 0 and less than the {prompt.Count} tokens of the prompt");
+        }
+
         if (prompt.Count >= ContextLength)
         {
             throw new ArgumentException($"the prompt has {prompt.Count} tokens, but the context length is {ContextLength} (at least one token must be left to generate)");
@@ -296,8 +301,8 @@ internal sealed class EngineCore<TState>
             Logprobs = logprobs,
             TopLogprobs = topLogprobs,
             FinishReason = finish,
-            PromptTokens = s.PromptLength,
-            CachedTokens = Math.Max(0, s.CachedPromptTokens),
+            PromptTokens = live.Request.OriginalPromptLength,
+            CachedTokens = Math.Clamp(s.CachedPromptTokens, 0, live.Request.OriginalPromptLength),
             ImportedTokens = live.ImportedTokens,
             Kv = finish is not null && live.Request.ExportKv ? _kvStore?.Export(s.Blocks, s.ComputedTokens) : null,
         };
@@ -333,8 +338,8 @@ internal sealed class EngineCore<TState>
                 {
                     TokenIds = [],
                     FinishReason = FinishReason.Cancelled,
-                    PromptTokens = cancel.Sequence.PromptLength,
-                    CachedTokens = Math.Max(0, cancel.Sequence.CachedPromptTokens),
+                    PromptTokens = cancel.Request.OriginalPromptLength,
+                    CachedTokens = Math.Clamp(cancel.Sequence.CachedPromptTokens, 0, cancel.Request.OriginalPromptLength),
                     ImportedTokens = cancel.ImportedTokens,
                 });
             }
@@ -490,6 +495,7 @@ internal sealed class EngineCore<TState>
         AwaitingKvRequests = _scheduler.ReservedCount,
         KvBlocksUsed = _pool.UsedCount,
         KvBlocksTotal = _pool.BlockCount,
+        KvCacheBytes = _pool.BlockCount * _options.BlockBytes,
         KvBlocksCached = _pool.CachedCount,
         BlockSize = BlockSize,
         PrefixQueryTokens = _scheduler.PrefixQueryTokens,

@@ -11,6 +11,9 @@ internal sealed record EngineCoreOptions
     /// <summary>Blocks in the KV pool.</summary>
     public required int BlockCount { get; init; }
 
+    /// <summary>Bytes of keys and values one block holds; 0 for an engine that stores none (the mocker, the echo engine).</summary>
+    public long BlockBytes { get; init; }
+
     /// <summary>Context window in tokens (prompt and output).</summary>
     public required int ContextLength { get; init; }
 

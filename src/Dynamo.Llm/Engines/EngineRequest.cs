@@ -24,4 +24,15 @@ public sealed record EngineRequest(string Id, IReadOnlyList<int> PromptTokens, S
 
     /// <summary>The last output carries the keys and values of every computed token (disaggregated prefill).</summary>
     public bool ExportKv { get; init; }
+
+    /// <summary>
+    /// A migrated request: the last this many of <see cref="PromptTokens"/> are output that an earlier attempt of the
+    /// request produced on another worker. They count as output for penalties and for the position of seeded
+    /// draws, so the continuation is the one the first attempt would have produced; <see cref="EngineOutput.PromptTokens"/>
+    /// leaves them out. <see cref="SamplingParams.MaxTokens"/> counts only what is still to generate.
+    /// </summary>
+    public int ResumedOutputTokens { get; init; }
+
+    /// <summary>The prompt proper: <see cref="PromptTokens"/> less the <see cref="ResumedOutputTokens"/>.</summary>
+    public int OriginalPromptLength => PromptTokens.Count - ResumedOutputTokens;
 }

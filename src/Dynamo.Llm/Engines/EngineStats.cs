@@ -13,6 +13,8 @@ public sealed record EngineStats
     /// <summary>Blocks held by requests (running, waiting with imported KV, or parked for their KV).</summary>
     public int KvBlocksUsed { get; init; }
     public int KvBlocksTotal { get; init; }
+    /// <summary>Bytes of keys and values the pool holds (its blocks x bytes per block); 0 for an engine that stores none.</summary>
+    public long KvCacheBytes { get; init; }
     /// <summary>Blocks holding a cached prefix, used or free.</summary>
     public int KvBlocksCached { get; init; }
     public int BlockSize { get; init; }

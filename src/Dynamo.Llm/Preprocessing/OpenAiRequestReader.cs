@@ -6,7 +6,8 @@ using Dynamo.Llm.Protocols.OpenAi;
 namespace Dynamo.Llm.Preprocessing;
 
 /// <summary>
-/// Reads an OpenAI request body: invalid UTF-8, malformed JSON and values of the wrong type become a 400
+/// Reads an OpenAI request body: invalid UTF-8, a string escape that is not valid UTF-16 (a lone
+/// surrogate such as <c>\ud800</c>), malformed JSON and values of the wrong type become a 400
 /// <see cref="OpenAiException"/> whose param names the field (never an unhandled exception).
 /// </summary>
 public static class OpenAiRequestReader
@@ -23,6 +24,12 @@ public static class OpenAiRequestReader
         if (!Utf8.IsValid(body))
         {
             throw OpenAiException.BadRequest("The request body is not valid UTF-8.", null, "invalid_encoding");
+        }
+
+        if (JsonStringEscapes.FindLoneSurrogate(body) is string badString)
+        {
+            string field = badString.Length > 0 ? $"'{badString}'" : "The request body";
+            throw OpenAiException.BadRequest($"{field} has a \\u escape that is not valid UTF-16 (a lone surrogate, e.g. \\ud800 without the \\udc00..\\udfff that must follow it).", badString.Length > 0 ? badString : null, "invalid_encoding");
         }
 
         if (body.IsEmpty)

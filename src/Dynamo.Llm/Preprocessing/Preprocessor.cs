@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using Dynamo.Llm.ChatTemplates;
@@ -43,6 +44,7 @@ public sealed class Preprocessor
     {
         ArgumentNullException.ThrowIfNull(request);
         string model = RequireModel(request.Model);
+        RefuseUnsupported(request);
         if (request.Messages is not { Count: > 0 } messages)
         {
             throw OpenAiException.BadRequest("'messages' must be a non-empty array of messages.", "messages", "empty_messages");
@@ -67,6 +69,7 @@ public sealed class Preprocessor
 
         ChatTemplate template = _bundle.ChatTemplate
             ?? throw OpenAiException.BadRequest($"The model '{model}' has no chat template: use /v1/completions with a prompt.", "messages", "no_chat_template");
+        RefuseFarOverContext(conversation.Select(m => m.Content), "messages");
         string rendered;
         try
         {
@@ -101,9 +104,15 @@ public sealed class Preprocessor
     {
         ArgumentNullException.ThrowIfNull(request);
         string model = RequireModel(request.Model);
+        RefuseUnsupported(request);
         if (request.Echo == true)
         {
             throw OpenAiException.BadRequest("'echo' is not supported by this server; send echo false or leave it out.", "echo", "unsupported_value");
+        }
+
+        if (request.BestOf is < 1)
+        {
+            throw OpenAiException.BadRequest($"'best_of' must be at least 1 (got {request.BestOf}).", "best_of");
         }
 
         if (request.BestOf is int bestOf && bestOf > Math.Max(1, request.N ?? 1))
@@ -121,6 +130,50 @@ public sealed class Preprocessor
         SamplingParams sampling = Sampling(request, request.MaxTokens, "max_tokens", logprobs, request.Logprobs ?? 0, "logprobs");
         var inputs = prompts.Select(p => Fit(p, request.MaxTokens, "max_tokens", DefaultCompletionMaxTokens, "prompt")).ToArray();
         return Build(model, request, inputs, sampling, logprobs ? LogprobsFormat.Completion : LogprobsFormat.None);
+    }
+
+    /// <summary>
+    /// Refuses (400 context_length_exceeded) a request whose text is far over the context, without rendering
+    /// or tokenizing all of it; looks only at what it can read (string contents, text parts, string prompts)
+    /// and leaves every other check to <see cref="Preprocess(ChatCompletionRequest)"/>, which makes this one
+    /// too. A frontend calls it before relaying a body to a Processor component.
+    /// </summary>
+    public void RefuseFarOverContext(OpenAiRequestBase request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        long threshold = (long)_contextLength * ChunkedTokenCount.LikelyMaxCharsPerToken;
+        switch (request)
+        {
+            case ChatCompletionRequest { Messages: { } messages }:
+                IEnumerable<JsonElement> contents = messages.Select(m => m?.Content).OfType<JsonElement>();
+                if (contents.Sum(RawLength) > threshold)
+                {
+                    RefuseFarOverContext(contents.SelectMany(TextsOf), "messages");
+                }
+
+                break;
+            case CompletionRequest { Prompt: JsonElement prompt } when RawLength(prompt) > threshold:
+                foreach (string text in TextsOf(prompt))
+                {
+                    RefuseFarOverContext([text], "prompt");
+                }
+
+                break;
+        }
+
+        static long RawLength(JsonElement e) => e.ValueKind is JsonValueKind.String or JsonValueKind.Array ? JsonMarshal.GetRawUtf8Value(e).Length : 0;
+
+        static IEnumerable<string> TextsOf(JsonElement e) => e.ValueKind switch
+        {
+            JsonValueKind.String => [e.GetString()!],
+            JsonValueKind.Array => e.EnumerateArray().SelectMany(p => p.ValueKind switch
+            {
+                JsonValueKind.String => [p.GetString()!],
+                JsonValueKind.Object when p.TryGetProperty("text", out JsonElement t) && t.ValueKind == JsonValueKind.String => [t.GetString()!],
+                _ => Array.Empty<string>(),
+            }),
+            _ => [],
+        };
     }
 
     /// <summary>The worker protocol's generate request for one choice (JSON).</summary>
@@ -162,6 +215,63 @@ public sealed class Preprocessor
 
     private static string RequireModel(string? model) =>
         string.IsNullOrEmpty(model) ? throw OpenAiException.BadRequest("'model' is required.", "model", "missing_model") : model;
+
+    /// <summary>Refuses the fields both routes define but this server does not implement (a 400 naming the field, rather than silently ignoring it).</summary>
+    private static void RefuseUnsupported(OpenAiRequestBase r)
+    {
+        if (r.LogitBias is JsonElement bias && !IsNullOrEmpty(bias))
+        {
+            throw Unsupported("logit_bias", "'logit_bias' is not supported by this server; leave it out (null or an empty object is accepted).");
+        }
+
+        if (r.MinTokens is JsonElement min && min.ValueKind != JsonValueKind.Null && !(min.ValueKind == JsonValueKind.Number && min.TryGetInt32(out int zero) && zero == 0))
+        {
+            throw Unsupported("min_tokens", "'min_tokens' is not supported by this server; leave it out (null or 0 is accepted).");
+        }
+    }
+
+    /// <summary>The chat fields this server does not implement (tools, structured output): a 400 naming the field.</summary>
+    private static void RefuseUnsupported(ChatCompletionRequest r)
+    {
+        RefuseUnsupported((OpenAiRequestBase)r);
+        if (r.Tools is JsonElement tools && !IsNullOrEmpty(tools))
+        {
+            throw Unsupported("tools", "'tools' (tool calling) is not supported by this server; leave it out (null or an empty array is accepted).");
+        }
+
+        if (r.Functions is JsonElement functions && !IsNullOrEmpty(functions))
+        {
+            throw Unsupported("functions", "'functions' (function calling) is not supported by this server; leave it out (null or an empty array is accepted).");
+        }
+
+        if (r.ToolChoice is JsonElement toolChoice && !IsNullOrNone(toolChoice))
+        {
+            throw Unsupported("tool_choice", "'tool_choice' is not supported by this server (there is no tool calling); leave it out or send \"none\".");
+        }
+
+        if (r.FunctionCall is JsonElement functionCall && !IsNullOrNone(functionCall))
+        {
+            throw Unsupported("function_call", "'function_call' is not supported by this server (there is no function calling); leave it out or send \"none\".");
+        }
+
+        if (r.ResponseFormat is JsonElement format && format.ValueKind != JsonValueKind.Null
+            && !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out JsonElement type) && type.ValueKind == JsonValueKind.String && type.ValueEquals("text")))
+        {
+            throw Unsupported("response_format", "'response_format' is not supported by this server (no JSON mode or schema-constrained output); leave it out or send {\"type\":\"text\"}.");
+        }
+    }
+
+    private static OpenAiException Unsupported(string field, string message) => OpenAiException.BadRequest(message, field, "unsupported_value");
+
+    private static bool IsNullOrEmpty(JsonElement e) => e.ValueKind switch
+    {
+        JsonValueKind.Null => true,
+        JsonValueKind.Array => e.GetArrayLength() == 0,
+        JsonValueKind.Object => !e.EnumerateObject().Any(),
+        _ => false,
+    };
+
+    private static bool IsNullOrNone(JsonElement e) => e.ValueKind == JsonValueKind.Null || (e.ValueKind == JsonValueKind.String && e.ValueEquals("none"));
 
     private static PreprocessedRequest Build(string model, OpenAiRequestBase request, IReadOnlyList<PromptInput> prompts, SamplingParams sampling, LogprobsFormat logprobs)
     {
@@ -379,8 +489,36 @@ public sealed class Preprocessor
         return prompts;
     }
 
+    /// <summary>
+    /// Refuses texts far over the context before they are rendered and tokenized whole (which for megabytes of
+    /// text costs hundreds of megabytes): texts longer than context x <see cref="ChunkedTokenCount.LikelyMaxCharsPerToken"/>
+    /// characters are counted chunk by chunk, stopping once certainly past (<see cref="ChunkedTokenCount"/>).
+    /// </summary>
+    private void RefuseFarOverContext(IEnumerable<string> texts, string field)
+    {
+        if (_contextLength == int.MaxValue)
+        {
+            return;
+        }
+
+        IReadOnlyList<string> all = texts as IReadOnlyList<string> ?? [.. texts];
+        long chars = all.Sum(t => (long)t.Length);
+        if (chars <= (long)_contextLength * ChunkedTokenCount.LikelyMaxCharsPerToken
+            || ChunkedTokenCount.CountPast(_bundle.Tokenizer, all, _contextLength - 1) is not { } past)
+        {
+            return;
+        }
+
+        (long tokens, long counted) = past;
+        string what = field == "messages" ? "messages" : "prompt";
+        throw OpenAiException.BadRequest(
+            $"This model's maximum context length is {_contextLength} tokens. However, the {what} {(what == "messages" ? "have" : "has")} more: {tokens} tokens in the first {counted} of its {chars} characters (counting stopped there). Please reduce the length of the {what}.",
+            field, "context_length_exceeded");
+    }
+
     private IReadOnlyList<int> Encode(string text)
     {
+        RefuseFarOverContext([text], "prompt");
         IReadOnlyList<int> ids = _bundle.Tokenizer.Encode(text, addSpecialTokens: true);
         return ids.Count > 0 ? ids : throw OpenAiException.BadRequest("'prompt' must not be empty.", "prompt", "empty_prompt");
     }

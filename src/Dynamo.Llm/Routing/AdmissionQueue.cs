@@ -2,7 +2,8 @@ namespace Dynamo.Llm.Routing;
 
 /// <summary>
 /// The requests a <see cref="KvRouter"/> holds while every candidate is saturated: first come, first served,
-/// at most <see cref="KvRouterOptions.MaxQueue"/> (the router refuses beyond it). Not thread-safe: the
+/// at most <see cref="KvRouterOptions.MaxQueue"/> (the router refuses beyond it), each for at most
+/// <see cref="KvRouterOptions.QueueTimeout"/>. Not thread-safe: the
 /// router's gate guards it.
 /// </summary>
 internal sealed class AdmissionQueue
@@ -27,11 +28,11 @@ internal sealed class AdmissionQueue
     {
         QueuedRoute first = _waiting.First?.Value ?? throw new InvalidOperationException("the admission queue is empty");
         _waiting.RemoveFirst();
-        first.Registration.Unregister();
+        first.StopWatching();
         return first;
     }
 
-    /// <summary>Takes a cancelled request off the queue; false when it already left it.</summary>
+    /// <summary>Takes a cancelled or timed-out request off the queue; false when it already left it.</summary>
     public bool Remove(QueuedRoute queued)
     {
         if (queued.Node?.List is null)
@@ -40,6 +41,7 @@ internal sealed class AdmissionQueue
         }
 
         _waiting.Remove(queued.Node);
+        queued.StopWatching();
         return true;
     }
 }

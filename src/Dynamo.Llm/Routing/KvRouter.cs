@@ -249,6 +249,19 @@ public sealed partial class KvRouter : IWorkerRouter
             queued.Registration = cancellationToken.UnsafeRegister(static (state, token) => ((KvRouter)((object[])state!)[0]).Cancel((QueuedRoute)((object[])state)[1], token), new object[] { this, queued });
         }
 
+        ITimer timer = _time.CreateTimer(static state => ((KvRouter)((object[])state!)[0]).TimeOut((QueuedRoute)((object[])state)[1]), new object[] { this, queued }, Options.QueueTimeout, Timeout.InfiniteTimeSpan);
+        lock (_gate)
+        {
+            if (queued.Node?.List is null)
+            {
+                timer.Dispose(); // already out of the queue
+            }
+            else
+            {
+                queued.Timer = timer;
+            }
+        }
+
         return new ValueTask<RoutingDecision>(queued.Completion.Task);
     }
 
@@ -405,6 +418,23 @@ public sealed partial class KvRouter : IWorkerRouter
 
             ArrayPool<ulong>.Shared.Return(queued.Request.Hashes);
             queued.Completion.TrySetCanceled(cancellationToken);
+        }
+    }
+
+    private void TimeOut(QueuedRoute queued)
+    {
+        lock (_gate)
+        {
+            if (!_queue.Remove(queued))
+            {
+                return;
+            }
+
+            _counters.Rejections++;
+            ArrayPool<ulong>.Shared.Return(queued.Request.Hashes);
+            string why = $"it waited {Options.QueueTimeout.TotalSeconds:0.###} s for a worker below saturation (--router-queue-timeout)";
+            Log.Rejected(_logger, queued.Request.RequestId, why);
+            queued.Completion.TrySetException(new RouterRejectedException(RouterRejection.QueueTimeout, $"the router cannot take the request: {why}", Options.RetryAfter));
         }
     }
 

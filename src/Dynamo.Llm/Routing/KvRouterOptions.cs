@@ -26,6 +26,9 @@ public sealed record KvRouterOptions
     /// <summary>Requests that may wait while every worker is saturated; beyond it they are rejected (<c>--router-max-queue</c>).</summary>
     public int MaxQueue { get; init; } = 1024;
 
+    /// <summary>How long a request may wait in the queue; then it is rejected (<c>--router-queue-timeout</c>), never an unbounded wait.</summary>
+    public TimeSpan QueueTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>A worker is saturated when its active prefill tokens exceed this times its batch budget (<c>--router-saturation</c>).</summary>
     public double Saturation { get; init; } = 1.0;
 
@@ -70,6 +73,7 @@ public sealed record KvRouterOptions
         Check(double.IsFinite(OverlapScoreWeight) && OverlapScoreWeight >= 0, $"--kv-overlap-score-weight must be a finite number, 0 or more (got {OverlapScoreWeight})");
         Check(double.IsFinite(Temperature) && Temperature >= 0, $"--router-temperature must be a finite number, 0 or more (got {Temperature})");
         Check(MaxQueue >= 0, $"--router-max-queue must be 0 or more (got {MaxQueue})");
+        Check(QueueTimeout > TimeSpan.Zero && QueueTimeout <= TimeSpan.FromHours(1), $"--router-queue-timeout must be above 0 and at most 3600 seconds (got {QueueTimeout.TotalSeconds})");
         Check(double.IsFinite(Saturation) && Saturation > 0, $"--router-saturation must be a positive number (got {Saturation})");
         Check(DefaultBatchBudget >= 1, $"--router-batch-budget must be at least 1 token (got {DefaultBatchBudget})");
         Check(RecentPrefixWindow >= TimeSpan.Zero, $"the recent-prefix window must not be negative (got {RecentPrefixWindow})");

@@ -11,4 +11,7 @@ public enum RouterRejection
 
     /// <summary>The request's routing settings are invalid (a per-request override out of range).</summary>
     InvalidRequest = 3,
+
+    /// <summary>The request waited in the admission queue for <see cref="KvRouterOptions.QueueTimeout"/>: try again after Retry-After.</summary>
+    QueueTimeout = 4,
 }

@@ -121,6 +121,28 @@ internal sealed class ChildProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>Whether it has exited.</summary>
+    public bool HasExited => _exited.IsCompleted;
+
+    /// <summary>Sends <paramref name="signal"/> (KILL, TERM, STOP, CONT) to the process, if it still runs.</summary>
+    public async Task SignalAsync(string signal)
+    {
+        if (_exited.IsCompleted)
+        {
+            return;
+        }
+
+        using Process kill = Process.Start(new ProcessStartInfo("kill", [$"-{signal}", Id.ToString(CultureInfo.InvariantCulture)]) { UseShellExecute = false })!;
+        await kill.WaitForExitAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Its exit code once it exited within <paramref name="timeout"/>; <see cref="TimeoutException"/> otherwise.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        await _exited.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+        return _process.ExitCode;
+    }
+
     /// <summary>SIGTERM, then SIGKILL if it has not exited after <see cref="StopTimeout"/>.</summary>
     public async ValueTask DisposeAsync()
     {

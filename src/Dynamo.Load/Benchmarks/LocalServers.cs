@@ -16,6 +16,10 @@ internal sealed partial class LocalServers : IAsyncDisposable
 
     private readonly List<ChildProcess> _started = [];
     private string? _etcdDirectory;
+    private Func<ChildProcess>? _startNats;
+    private Func<ChildProcess>? _startEtcd;
+    private ChildProcess? _nats;
+    private ChildProcess? _etcd;
 
     private LocalServers()
     {
@@ -34,7 +38,7 @@ internal sealed partial class LocalServers : IAsyncDisposable
     /// Uses <paramref name="natsServer"/> and <paramref name="etcdEndpoints"/> when given (the variables' values),
     /// and starts whichever is missing. <see cref="FileNotFoundException"/> when a server to start is not installed.
     /// </summary>
-    public static async Task<LocalServers> StartAsync(string? natsServer, string? etcdEndpoints, TextWriter log, CancellationToken cancellationToken = default)
+    public static async Task<LocalServers> StartAsync(string? natsServer, string? etcdEndpoints, TextWriter log, CancellationToken cancellationToken = default, string bench = "bench disagg")
     {
         var servers = new LocalServers();
         try
@@ -49,7 +53,8 @@ internal sealed partial class LocalServers : IAsyncDisposable
             {
                 int port = FreePort();
                 string binary = Find("nats-server") ?? throw new FileNotFoundException("NATS_SERVER is not set and nats-server is not installed (apt-get install -y nats-server): the worker processes need NATS", "nats-server");
-                ChildProcess nats = servers.Add(ChildProcess.Start("nats-server", binary, ["-a", "127.0.0.1", "-p", Invariant($"{port}")]));
+                servers._startNats = () => ChildProcess.Start("nats-server", binary, ["-a", "127.0.0.1", "-p", Invariant($"{port}")]);
+                ChildProcess nats = servers._nats = servers.Add(servers._startNats());
                 await nats.WaitForLineAsync(NatsReady(), ReadyTimeout, cancellationToken).ConfigureAwait(false);
                 servers.NatsUrl = Invariant($"nats://127.0.0.1:{port}");
                 said.Add($"NATS: {binary} started here on {servers.NatsUrl} (pid {nats.Id})");
@@ -66,20 +71,22 @@ internal sealed partial class LocalServers : IAsyncDisposable
                 string client = Invariant($"http://127.0.0.1:{FreePort()}"), peer = Invariant($"http://127.0.0.1:{FreePort()}");
                 string name = $"bench{Guid.NewGuid():N}"[..16];
                 servers._etcdDirectory = Path.Combine(Path.GetTempPath(), $"dynamo-{name}-etcd");
-                ChildProcess etcd = servers.Add(ChildProcess.Start("etcd", binary,
+                string directory = servers._etcdDirectory;
+                servers._startEtcd = () => ChildProcess.Start("etcd", binary,
                 [
-                    "--name", name, "--data-dir", servers._etcdDirectory,
+                    "--name", name, "--data-dir", directory,
                     "--listen-client-urls", client, "--advertise-client-urls", client,
                     "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", $"{name}={peer}",
                     "--log-level", "info",
-                ]));
+                ]);
+                ChildProcess etcd = servers._etcd = servers.Add(servers._startEtcd());
                 await etcd.WaitForLineAsync(EtcdReady(), ReadyTimeout, cancellationToken).ConfigureAwait(false);
                 servers.EtcdEndpoint = client;
                 said.Add($"etcd: {binary} started here on {client} (pid {etcd.Id})");
             }
 
             servers.Description = string.Join("; ", said);
-            log.WriteLine($"bench disagg: {servers.Description}");
+            log.WriteLine($"{bench}: {servers.Description}");
             return servers;
         }
         catch
@@ -87,6 +94,30 @@ internal sealed partial class LocalServers : IAsyncDisposable
             await servers.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>Whether the nats-server was started here (so that it can be restarted).</summary>
+    public bool CanRestartNats => _startNats is not null;
+
+    /// <summary>Whether etcd was started here (so that it can be restarted).</summary>
+    public bool CanRestartEtcd => _startEtcd is not null;
+
+    /// <summary>Kills the nats-server started here (SIGKILL), waits <paramref name="downtime"/>, and starts it again on its port.</summary>
+    public async Task RestartNatsAsync(TimeSpan downtime, CancellationToken cancellationToken = default) =>
+        _nats = await RestartAsync(_nats!, _startNats!, NatsReady(), downtime, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Kills the etcd started here (SIGKILL), waits <paramref name="downtime"/>, and starts it again on its data and ports.</summary>
+    public async Task RestartEtcdAsync(TimeSpan downtime, CancellationToken cancellationToken = default) =>
+        _etcd = await RestartAsync(_etcd!, _startEtcd!, EtcdReady(), downtime, cancellationToken).ConfigureAwait(false);
+
+    private async Task<ChildProcess> RestartAsync(ChildProcess running, Func<ChildProcess> start, Regex ready, TimeSpan downtime, CancellationToken cancellationToken)
+    {
+        await running.SignalAsync("KILL").ConfigureAwait(false);
+        await running.WaitForExitAsync(ReadyTimeout, cancellationToken).ConfigureAwait(false);
+        await Task.Delay(downtime, cancellationToken).ConfigureAwait(false);
+        ChildProcess next = Add(start());
+        await next.WaitForLineAsync(ready, ReadyTimeout, cancellationToken).ConfigureAwait(false);
+        return next;
     }
 
     /// <summary>The environment of a worker process: NATS_SERVER and ETCD_ENDPOINTS.</summary>

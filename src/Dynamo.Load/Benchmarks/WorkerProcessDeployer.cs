@@ -81,7 +81,7 @@ internal sealed partial class WorkerProcessDeployer(IReadOnlyList<string> dynamo
         }
     }
 
-    [GeneratedRegex(@"worker: /metrics, /health and /live on port (?<port>\d+)")]
+    [GeneratedRegex(@"worker: /metrics, /health and /live on \S+:(?<port>\d+)")]
     private static partial Regex StatusPort();
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);

@@ -1,4 +1,6 @@
+using System.Net.Security;
 using System.Runtime.CompilerServices;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using dotnet_etcd;
 using Etcdserverpb;
@@ -129,24 +131,38 @@ internal sealed partial class EtcdDiscovery : IDiscovery
         _keepAlive = Task.Run(() => KeepAliveLoopAsync(_keepAliveStop.Token), CancellationToken.None);
     }
 
-    /// <summary>Grants the primary lease, retrying every 200 ms; <paramref name="last"/> keeps the most telling failure.</summary>
+    /// <summary>
+    /// Checks the credentials (see <see cref="CheckAuthenticationAsync"/>), then grants the primary lease, retrying every
+    /// 200 ms while etcd is unreachable; <paramref name="last"/> keeps the most telling failure. A refusal that only the
+    /// settings can fix (credentials, permissions, TLS) ends the start at once.
+    /// </summary>
     private async Task<long> GrantFirstLeaseAsync(EtcdClient client, StrongBox<Exception?> last, CancellationToken cancellationToken)
     {
         long start = _time.GetTimestamp();
+        bool authenticated = false;
         while (true)
         {
             TimeSpan remaining = _options.ConnectTimeout - _time.GetElapsedTime(start);
             TimeSpan callTimeout = remaining < _options.CallTimeout ? remaining : _options.CallTimeout;
+            DateTime deadline = DateTime.UtcNow + (callTimeout > TimeSpan.Zero ? callTimeout : MinBackoff);
             try
             {
-                LeaseGrantResponse grant = await client.LeaseGrantAsync(
-                    new LeaseGrantRequest { TTL = _ttlSeconds },
-                    deadline: DateTime.UtcNow + (callTimeout > TimeSpan.Zero ? callTimeout : MinBackoff),
-                    cancellationToken: cancellationToken).ConfigureAwait(false);
+                if (!authenticated)
+                {
+                    await CheckAuthenticationAsync(client, deadline, cancellationToken).ConfigureAwait(false);
+                    authenticated = true;
+                }
+
+                LeaseGrantResponse grant = await client.LeaseGrantAsync(new LeaseGrantRequest { TTL = _ttlSeconds }, deadline: deadline, cancellationToken: cancellationToken).ConfigureAwait(false);
                 return grant.ID;
             }
             catch (Exception e) when (IsCallFailure(e, cancellationToken))
             {
+                if (Refused(e) is { } refused)
+                {
+                    throw refused;
+                }
+
                 // Keep "Connection refused" rather than a later bare deadline.
                 Exception? previous = Volatile.Read(ref last.Value);
                 Volatile.Write(ref last.Value, previous is RpcException { StatusCode: StatusCode.Unavailable } && e is not RpcException { StatusCode: StatusCode.Unavailable } ? previous : e);
@@ -341,6 +357,9 @@ internal sealed partial class EtcdDiscovery : IDiscovery
     private EtcdClient CreateClient()
     {
         bool tls = _options.Endpoints[0].StartsWith("https://", StringComparison.OrdinalIgnoreCase);
+        X509Certificate2Collection trusted = _options.Security.TrustedCertificates();
+        X509Certificate2? clientCertificate = _options.Security.ClientCertificate();
+        string[] hosts = [.. _options.Endpoints.Select(e => new Uri(e).IdnHost)];
         return new EtcdClient(Address, configureChannelOptions: o =>
         {
             o.Credentials = tls ? ChannelCredentials.SecureSsl : ChannelCredentials.Insecure;
@@ -363,6 +382,14 @@ internal sealed partial class EtcdDiscovery : IDiscovery
                 handler.KeepAlivePingDelay = TimeSpan.FromSeconds(10);
                 handler.KeepAlivePingTimeout = TimeSpan.FromSeconds(5);
                 handler.KeepAlivePingPolicy = HttpKeepAlivePingPolicy.WithActiveRequests;
+                if (tls)
+                {
+                    handler.SslOptions = new SslClientAuthenticationOptions
+                    {
+                        RemoteCertificateValidationCallback = (_, certificate, _, errors) => IsTrusted(certificate, errors, trusted, hosts),
+                        ClientCertificates = clientCertificate is null ? null : [clientCertificate],
+                    };
+                }
             }
         });
     }
@@ -478,15 +505,22 @@ internal sealed partial class EtcdDiscovery : IDiscovery
     private async Task<T> AttemptAsync<T>(
         Func<DateTime, CancellationToken, Task<T>> call, DateTime deadline, bool retryUnavailable, StrongBox<RpcException?> lastUnavailable, CancellationToken cancellationToken)
     {
+        bool retriedToken = false;
         while (true)
         {
             try
             {
                 return await call(deadline, cancellationToken).ConfigureAwait(false);
             }
-            catch (RpcException e) when (retryUnavailable && e.StatusCode == StatusCode.Unavailable && DateTime.UtcNow + RetryDelay < deadline)
+            catch (RpcException e) when (retryUnavailable && e.StatusCode == StatusCode.Unavailable && DateTime.UtcNow + RetryDelay < deadline
+                && EtcdRefusals.Classify(e) != EtcdRefusal.TlsHandshake)
             {
                 Volatile.Write(ref lastUnavailable.Value, e);
+            }
+            catch (RpcException e) when (!retriedToken && EtcdRefusals.Classify(e) == EtcdRefusal.TokenInvalid && DateTime.UtcNow + RetryDelay < deadline)
+            {
+                // etcd forgot the token (restarted, or its TTL passed); the handler dropped it and fetches a new one.
+                retriedToken = true;
             }
             catch (Exception e) when (IsCallFailure(e, cancellationToken))
             {
@@ -506,9 +540,9 @@ internal sealed partial class EtcdDiscovery : IDiscovery
     private static bool IsCallFailure(Exception e, CancellationToken cancellationToken) =>
         !cancellationToken.IsCancellationRequested && e is RpcException or OperationCanceledException;
 
-    private DiscoveryUnavailableException Unreachable(Exception? cause) => cause is RpcException { StatusCode: not (StatusCode.Unavailable or StatusCode.DeadlineExceeded) }
+    private DiscoveryUnavailableException Unreachable(Exception? cause) => Refused(cause) ?? (cause is RpcException { StatusCode: not (StatusCode.Unavailable or StatusCode.DeadlineExceeded) }
         ? new($"etcd at {Address} failed: {Describe(cause)}", cause)
-        : new($"etcd at {Address} is unreachable (ETCD_ENDPOINTS): {(cause is null ? "no answer" : Describe(cause))}", cause);
+        : new($"etcd at {Address} is unreachable (ETCD_ENDPOINTS): {(cause is null ? "no answer" : Describe(cause))}", cause));
 
     private DateTime Deadline() => DateTime.UtcNow + _options.CallTimeout;
 
@@ -582,5 +616,8 @@ internal sealed partial class EtcdDiscovery : IDiscovery
 
         [LoggerMessage(EventId = 1110, Level = LogLevel.Warning, Message = "could not revoke etcd lease {LeaseId:x} at {Address} ({Reason}); its keys expire within {TtlSeconds} s")]
         public static partial void RevokeFailed(ILogger logger, long leaseId, string address, string reason, long ttlSeconds);
+
+        [LoggerMessage(EventId = 1111, Level = LogLevel.Information, Message = "etcd at {Address} has authentication off; the credentials of {Variable} are not used")]
+        public static partial void AuthenticationOff(ILogger logger, string address, string variable);
     }
 }

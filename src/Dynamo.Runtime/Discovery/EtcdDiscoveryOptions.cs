@@ -33,13 +33,24 @@ public sealed record EtcdDiscoveryOptions
     /// <summary>Where lease loss, restore and watch resyncs are reported; nothing is logged when null.</summary>
     public ILogger? Logger { get; init; }
 
+    /// <summary>Credentials and TLS (ETCD_AUTH_*); <see cref="EtcdSecurity.None"/> by default.</summary>
+    public EtcdSecurity Security { get; init; } = EtcdSecurity.None;
+
+    /// <summary>What a value of ETCD_ENDPOINTS looks like, for error messages.</summary>
+    internal const string Expected = "expected host:port, http://host:port or https://host:port, comma-separated";
+
     /// <summary>
     /// Parses the value of <c>ETCD_ENDPOINTS</c>: comma-separated <c>host:port</c>, <c>http://host:port</c>
-    /// or <c>https://host:port</c> items (a bare host gets port 2379). Returns normalised
+    /// or <c>https://host:port</c> items (a bare host gets port 2379; a bare <c>host:port</c> gets https when
+    /// <paramref name="defaultScheme"/> says so, as with ETCD_AUTH_CA set). Returns normalised
     /// <c>scheme://host:port</c> strings.
     /// </summary>
-    /// <exception cref="ArgumentException">An item is empty, has a bad port or an unknown scheme, or the schemes are mixed.</exception>
-    public static IReadOnlyList<string> ParseEndpoints(string value)
+    /// <exception cref="ArgumentException">
+    /// An item is empty, names no valid host name or IP address (the guides' <c>&lt;your-etcd-endpoints-address&gt;</c>
+    /// placeholder), has a bad port or an unknown scheme, or the schemes are mixed. The message names ETCD_ENDPOINTS,
+    /// the item, and what was expected.
+    /// </exception>
+    public static IReadOnlyList<string> ParseEndpoints(string value, string defaultScheme = "http")
     {
         ArgumentNullException.ThrowIfNull(value);
         string[] items = value.Split(',');
@@ -50,10 +61,10 @@ public sealed record EtcdDiscoveryOptions
             string item = raw.Trim();
             if (item.Length == 0)
             {
-                throw new ArgumentException($"ETCD_ENDPOINTS: empty item in \"{value}\"", nameof(value));
+                throw Bad($"empty item in \"{value}\"");
             }
 
-            string itemScheme = "http";
+            string itemScheme = defaultScheme;
             string rest = item;
             int sep = item.IndexOf("://", StringComparison.Ordinal);
             if (sep >= 0)
@@ -62,14 +73,14 @@ public sealed record EtcdDiscoveryOptions
                 rest = item[(sep + 3)..].TrimEnd('/');
                 if (itemScheme is not ("http" or "https"))
                 {
-                    throw new ArgumentException($"ETCD_ENDPOINTS: unknown scheme \"{item[..sep]}\" in \"{item}\" (use host:port, http://host:port or https://host:port)", nameof(value));
+                    throw Bad($"unknown scheme \"{item[..sep]}\" in \"{item}\"");
                 }
             }
 
             (string host, int port) = SplitHostPort(rest, item);
             if (scheme is not null && scheme != itemScheme)
             {
-                throw new ArgumentException($"ETCD_ENDPOINTS: \"{item}\" mixes http and https endpoints", nameof(value));
+                throw Bad($"\"{item}\" mixes http and https endpoints");
             }
 
             scheme = itemScheme;
@@ -88,12 +99,12 @@ public sealed record EtcdDiscoveryOptions
             int close = hostPort.IndexOf(']', StringComparison.Ordinal);
             if (close < 0)
             {
-                throw new ArgumentException($"ETCD_ENDPOINTS: bad IPv6 address in \"{item}\"", "value");
+                throw Bad($"bad IPv6 address in \"{item}\"");
             }
 
             host = hostPort[..(close + 1)];
             string after = hostPort[(close + 1)..];
-            portText = after.Length == 0 ? null : after.StartsWith(':') ? after[1..] : throw new ArgumentException($"ETCD_ENDPOINTS: bad address \"{item}\"", "value");
+            portText = after.Length == 0 ? null : after.StartsWith(':') ? after[1..] : throw Bad($"bad address \"{item}\"");
         }
         else
         {
@@ -104,7 +115,13 @@ public sealed record EtcdDiscoveryOptions
 
         if (host.Length == 0 || host.Contains('/', StringComparison.Ordinal) || host.Contains(':', StringComparison.Ordinal) && !host.StartsWith('['))
         {
-            throw new ArgumentException($"ETCD_ENDPOINTS: bad host in \"{item}\"", "value");
+            throw Bad($"bad host in \"{item}\"");
+        }
+
+        // What the gRPC channel will parse (an unparseable host used to crash the process there).
+        if (!Uri.TryCreate($"http://{host}:2379", UriKind.Absolute, out Uri? parsed) || !string.Equals(parsed.Host, host, StringComparison.OrdinalIgnoreCase))
+        {
+            throw Bad(host == item ? $"\"{item}\" is not a host name or IP address" : $"\"{host}\" in \"{item}\" is not a host name or IP address");
         }
 
         if (portText is null)
@@ -114,9 +131,11 @@ public sealed record EtcdDiscoveryOptions
 
         if (!int.TryParse(portText, NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port is < 1 or > 65535)
         {
-            throw new ArgumentException($"ETCD_ENDPOINTS: bad port \"{portText}\" in \"{item}\" (expected 1-65535)", "value");
+            throw Bad($"bad port \"{portText}\" in \"{item}\" (1-65535)");
         }
 
         return (host, port);
     }
+
+    private static ArgumentException Bad(string problem) => new($"ETCD_ENDPOINTS: {problem}; {Expected}", "value");
 }

@@ -16,7 +16,7 @@ internal static class NatsConnectionFactory
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        NatsOpts opts = options.ToNatsOpts();
+        (NatsOpts opts, NatsSecurity security) = options.Resolve();
         var connection = new NatsConnection(opts);
         try
         {
@@ -26,14 +26,50 @@ internal static class NatsConnectionFactory
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             await connection.DisposeAsync().ConfigureAwait(false);
-            string why = e is TimeoutException ? $"no answer within {options.ConnectTimeout.TotalSeconds:0.###} s" : Describe(e);
-            throw new NatsUnavailableException($"NATS at {opts.Url} is unreachable (NATS_SERVER): {why}", e);
+            throw Failure(e, opts.Url, security, options.ConnectTimeout);
         }
         catch
         {
             await connection.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>
+    /// One line saying what to fix: the credentials when the server refused them (or wanted some), the CA when the
+    /// TLS handshake failed, else the address. <paramref name="url"/> carries no user info (see
+    /// <see cref="NatsPlaneOptions.SplitUserInfo"/>), and no secret is ever part of the message.
+    /// </summary>
+    private static NatsUnavailableException Failure(Exception e, string url, NatsSecurity security, TimeSpan connectTimeout)
+    {
+        if (Find<NatsServerException>(e) is { IsAuthError: true } refused)
+        {
+            return new NatsUnavailableException(security.HasCredentials
+                ? $"NATS at {url} refused the credentials ({security.CredentialsHint}): {refused.Error}"
+                : $"NATS at {url} requires credentials ({security.CredentialsHint}): {refused.Error}", e);
+        }
+
+        if (Find<System.Security.Authentication.AuthenticationException>(e) is { } tls)
+        {
+            return new NatsUnavailableException($"NATS at {url}: the TLS handshake failed ({security.TlsHint}): {tls.Message}", e);
+        }
+
+        string why = e is TimeoutException ? $"no answer within {connectTimeout.TotalSeconds:0.###} s" : Describe(e);
+        return new NatsUnavailableException($"NATS at {url} is unreachable (NATS_SERVER): {why}", e);
+    }
+
+    private static T? Find<T>(Exception e)
+        where T : Exception
+    {
+        for (Exception? x = e; x is not null; x = x.InnerException)
+        {
+            if (x is T found)
+            {
+                return found;
+            }
+        }
+
+        return null;
     }
 
     private static string Describe(Exception e)

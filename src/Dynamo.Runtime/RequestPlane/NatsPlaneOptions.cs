@@ -64,6 +64,9 @@ public sealed record NatsPlaneOptions
     /// <summary>Where the planes log connection changes and failed requests; null for none.</summary>
     public ILogger? Logger { get; init; }
 
+    /// <summary>Credentials and TLS (NATS_AUTH_*, NATS_TLS_*); <see cref="NatsSecurity.None"/> by default.</summary>
+    public NatsSecurity Security { get; init; } = NatsSecurity.None;
+
     /// <summary>
     /// Parses a NATS_SERVER value: <c>nats://host:4222</c>, <c>host:4222</c>, <c>host</c> (port 4222),
     /// <c>tls://host:4222</c> (also <c>ws://</c>, <c>wss://</c>, and <c>user:pass@</c>), or a comma-separated
@@ -87,10 +90,54 @@ public sealed record NatsPlaneOptions
         return string.Join(',', normalized);
     }
 
-    /// <summary>The NATS client options these settings stand for.</summary>
-    public NatsOpts ToNatsOpts() => NatsOpts.Default with
+    /// <summary>
+    /// Takes the <c>user:password@</c> (or <c>token@</c>) out of a NATS_SERVER value, so that the address can be
+    /// shown and logged: returns the normalized URL(s) without it and the user info (null when there is none).
+    /// Several items may carry user info only if it is the same.
+    /// </summary>
+    /// <exception cref="ArgumentException">The value is malformed, or its items carry different user info.</exception>
+    public static (string Url, string? UserInfo) SplitUserInfo(string value)
     {
-        Url = ParseUrl(Url),
+        string[] items = ParseUrl(value).Split(',');
+        string? userInfo = null;
+        for (int i = 0; i < items.Length; i++)
+        {
+            var uri = new Uri(items[i]);
+            if (uri.UserInfo.Length == 0)
+            {
+                continue;
+            }
+
+            if (userInfo is not null && userInfo != uri.UserInfo)
+            {
+                throw new ArgumentException("NATS_SERVER: its addresses carry different user:password@ parts; give the credentials once (NATS_AUTH_USERNAME and NATS_AUTH_PASSWORD)", nameof(value));
+            }
+
+            userInfo = uri.UserInfo;
+            items[i] = items[i].Replace(uri.UserInfo + "@", "", StringComparison.Ordinal);
+        }
+
+        return (string.Join(',', items), userInfo);
+    }
+
+    /// <summary>The NATS client options these settings stand for (user info in <see cref="Url"/> becomes the credentials).</summary>
+    public NatsOpts ToNatsOpts() => Resolve().Opts;
+
+    /// <summary>The client options, and the security they use: <see cref="Security"/>, or the credentials of the URL's user info.</summary>
+    internal (NatsOpts Opts, NatsSecurity Security) Resolve()
+    {
+        (string url, string? userInfo) = SplitUserInfo(Url);
+        NatsSecurity security = userInfo is null ? Security
+            : Security.HasCredentials ? throw new ArgumentException("NATS credentials are given twice: in the NATS server URL and in NatsPlaneOptions.Security")
+            : Security.WithUserInfo(userInfo);
+        return (ToNatsOpts(url, security), security);
+    }
+
+    private NatsOpts ToNatsOpts(string url, NatsSecurity security) => NatsOpts.Default with
+    {
+        Url = url,
+        AuthOpts = security.ToAuthOpts(),
+        TlsOpts = security.ToTlsOpts(),
         Name = ClientName,
         ConnectTimeout = ConnectTimeout,
         PingInterval = PingInterval,
@@ -141,10 +188,11 @@ public sealed record NatsPlaneOptions
     {
         if (item.Length == 0)
         {
-            throw new ArgumentException($"NATS_SERVER '{whole}' has an empty item; expected nats://host:4222[,nats://host2:4222]", nameof(whole));
+            throw new ArgumentException($"NATS_SERVER '{Redacted(whole)}' has an empty item; expected nats://host:4222[,nats://host2:4222]", nameof(whole));
         }
 
         string withScheme = item.Contains("://", StringComparison.Ordinal) ? item : "nats://" + item;
+        string shown = Redacted(item);
         if (item.Any(char.IsWhiteSpace)
             || !Uri.TryCreate(withScheme, UriKind.Absolute, out Uri? uri)
             || uri.Scheme is not ("nats" or "tls" or "ws" or "wss")
@@ -154,7 +202,7 @@ public sealed record NatsPlaneOptions
             || uri.Fragment.Length != 0)
         {
             throw new ArgumentException(
-                $"NATS_SERVER item '{item}' is not a NATS server address; expected nats://host:4222, host:4222, or tls://host:4222",
+                $"NATS_SERVER item '{shown}' is not a NATS server address; expected nats://host:4222, host:4222, or tls://host:4222 (comma-separated for a cluster)",
                 nameof(whole));
         }
 
@@ -162,6 +210,20 @@ public sealed record NatsPlaneOptions
         string userInfo = uri.UserInfo.Length == 0 ? "" : uri.UserInfo + "@";
         return $"{uri.Scheme}://{userInfo}{uri.Host}:{port}";
     }
+
+    /// <summary><paramref name="value"/> with what stands between a scheme (or the start) and an <c>@</c> shown as ***: user info holds secrets.</summary>
+    internal static string Redacted(string value) => string.Join(',', value.Split(',').Select(item =>
+    {
+        int at = item.LastIndexOf('@');
+        if (at < 0)
+        {
+            return item;
+        }
+
+        int scheme = item.IndexOf("://", StringComparison.Ordinal);
+        int start = scheme >= 0 && scheme < at ? scheme + 3 : 0;
+        return string.Concat(item.AsSpan(0, start), "***", item.AsSpan(at));
+    }));
 
     private static int DefaultPort(string scheme) => scheme switch
     {

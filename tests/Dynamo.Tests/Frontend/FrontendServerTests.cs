@@ -533,6 +533,25 @@ public class FrontendServerTests
         { Completions, """{"model":"tiny","prompt":"x","echo":true}""", 400, "echo" },
         { Completions, """{"model":"tiny","prompt":"x","best_of":3}""", 400, "best_of" },
         { Completions, """{"model":"tiny","prompt":"x","suffix":"end"}""", 400, "suffix" },
+        { Chat, """{"model":"tiny","messages":[{"role":"user","content":"a\ud800b"}]}""", 400, "messages[0].content" },
+        { Chat, """{"model":"tiny","messages":[{"role":"user","content":"x"},{"role":"user","content":[{"type":"text","text":"\udc00"}]}]}""", 400, "messages[1].content[0].text" },
+        { Chat, """{"model":"tiny","messages":[{"role":"user","content":"x"}],"stop":["ok","a\ud800\u0041"]}""", 400, "stop[1]" },
+        { Chat, """{"model":"tiny\ud800","messages":[{"role":"user","content":"x"}]}""", 400, "model" },
+        { Completions, """{"model":"tiny","prompt":"\ud800"}""", 400, "prompt" },
+        { Completions, """{"model":"tiny","prompt":["ok","\udfff\ud800"]}""", 400, "prompt[1]" },
+        { Completions, """{"model":"tiny","prompt":"x","stop":"\udc00"}""", 400, "stop" },
+        { Chat, """{"model":"tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}]}""", 400, "tools" },
+        { Chat, """{"model":"tiny","messages":[{"role":"user","content":"x"}],"tool_choice":"auto"}""", 400, "tool_choice" },
+        { Chat, """{"model":"tiny","messages":[{"role":"user","content":"x"}],"functions":[{"name":"f"}]}""", 400, "functions" },
+        { Chat, """{"model":"tiny","messages":[{"role":"user","content":"x"}],"function_call":{"name":"f"}}""", 400, "function_call" },
+        { Chat, """{"model":"tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}""", 400, "response_format" },
+        { Chat, """{"model":"tiny","messages":[{"role":"user","content":"x"}],"logit_bias":{"1":5}}""", 400, "logit_bias" },
+        { Chat, """{"model":"tiny","messages":[{"role":"user","content":"x"}],"logit_bias":7}""", 400, "logit_bias" },
+        { Chat, """{"model":"tiny","messages":[{"role":"user","content":"x"}],"min_tokens":3}""", 400, "min_tokens" },
+        { Completions, """{"model":"tiny","prompt":"x","logit_bias":[1]}""", 400, "logit_bias" },
+        { Completions, """{"model":"tiny","prompt":"x","min_tokens":"5"}""", 400, "min_tokens" },
+        { Completions, """{"model":"tiny","prompt":"x","best_of":0}""", 400, "best_of" },
+        { Completions, """{"model":"tiny","prompt":"x","best_of":-2}""", 400, "best_of" },
     };
 
     [Theory]
@@ -594,6 +613,19 @@ public class FrontendServerTests
         var (status, _) = await h.PostJsonAsync(Chat, """{"model":"tiny","messages":[{"role":"user","content":"x","extra":1}],"tools_whatever":{"a":[1,2]},"temperature":null,"user":"u1","seed":-3,"top_k":5,"min_p":0.1,"repetition_penalty":1.1,"ignore_eos":true}""");
 
         Assert.Equal(200, status);
+    }
+
+    [Theory]
+    [InlineData(Chat, """{"model":"tiny","messages":[{"role":"user","content":"smile \ud83d\ude00"}],"tools":[],"functions":null,"tool_choice":"none","function_call":"none","response_format":{"type":"text"},"logit_bias":{},"min_tokens":0,"max_tokens":2}""")]
+    [InlineData(Completions, """{"model":"tiny","prompt":"\ud83d\ude00 \\ud800","stop":"\ud83d\ude00","logit_bias":null,"min_tokens":null,"best_of":1,"max_tokens":2}""")]
+    public async Task Request_NoOpFormsOfUnsupportedFieldsAndSurrogatePairs_200(string path, string json)
+    {
+        await using FrontendHarness h = await StartAsync();
+        await h.AddWorkerAsync(FrontendHarness.Echo());
+
+        var (status, body) = await h.PostJsonAsync(path, json);
+
+        Assert.True(status == 200, body.ToString());
     }
 
     [Fact]
@@ -668,7 +700,7 @@ public class FrontendServerTests
         Assert.Contains("dynamo_frontend_requests_total{model=\"tiny\",endpoint=\"chat_completions\",request_type=\"unary\",status=\"error\"} 1", text, StringComparison.Ordinal);
         Assert.Contains("dynamo_frontend_time_to_first_token_seconds_count{model=\"tiny\"} 2", text, StringComparison.Ordinal);
         Assert.Contains("dynamo_frontend_inflight_requests{model=\"tiny\"} 0", text, StringComparison.Ordinal);
-        Assert.Contains("dynamo_frontend_queued_requests{model=\"tiny\"} 0", text, StringComparison.Ordinal);
+        Assert.Contains("dynamo_frontend_queued_requests{model=\"tiny\",stage=\"worker\"} 0", text, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -140,17 +140,32 @@ public sealed class FrontendThroughProcessorTests : FrontendServerTests
     {
         await using FrontendHarness h = await StartAsync();
         await h.AddWorkerAsync(FrontendHarness.Echo());
-        await using EndpointClient client = await h.Runtime.CreateClientAsync(ProcessorServer.AddressFor("dynamo"));
+        ProcessorFrame error = Assert.Single(await ProcessorFramesAsync(h, """{"v":1,"kind":"completions","request_id":"cmpl-x","body":{"model":"nope","prompt":"a"}}"""));
+        Assert.Equal(ProcessorFrame.ErrorType, error.Type);
+        Assert.Equal(404, error.Status);
+        Assert.Equal("model_not_found", error.Error!.Code);
+    }
 
+    [Fact]
+    public async Task Processor_BodyWithALoneSurrogate_400FrameNamingTheField()
+    {
+        await using FrontendHarness h = await StartAsync();
+        await h.AddWorkerAsync(FrontendHarness.Echo());
+        ProcessorFrame error = Assert.Single(await ProcessorFramesAsync(h, """{"v":1,"kind":"completions","request_id":"cmpl-x","body":{"model":"tiny","prompt":"a\ud800"}}"""));
+        Assert.Equal(400, error.Status);
+        Assert.Equal(("invalid_encoding", "prompt"), (error.Error!.Code, error.Error.Param));
+    }
+
+    /// <summary>Sends one processor request straight to the Processor component; its answer's frames.</summary>
+    private static async Task<List<ProcessorFrame>> ProcessorFramesAsync(FrontendHarness h, string request)
+    {
+        await using EndpointClient client = await h.Runtime.CreateClientAsync(ProcessorServer.AddressFor("dynamo"));
         var frames = new List<ProcessorFrame>();
-        await foreach (ReadOnlyMemory<byte> frame in client.StreamAsync("""{"v":1,"kind":"completions","request_id":"cmpl-x","body":{"model":"nope","prompt":"a"}}"""u8.ToArray()))
+        await foreach (ReadOnlyMemory<byte> frame in client.StreamAsync(System.Text.Encoding.UTF8.GetBytes(request)))
         {
             frames.Add(JsonSerializer.Deserialize(frame.Span, ProcessorJsonContext.Default.ProcessorFrame)!);
         }
 
-        ProcessorFrame error = Assert.Single(frames);
-        Assert.Equal(ProcessorFrame.ErrorType, error.Type);
-        Assert.Equal(404, error.Status);
-        Assert.Equal("model_not_found", error.Error!.Code);
+        return frames;
     }
 }

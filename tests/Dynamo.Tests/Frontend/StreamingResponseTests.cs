@@ -25,7 +25,8 @@ public sealed class StreamingResponseTests
         ITokenizer tokenizer = FrontendHarness.Bundle.Value.Tokenizer;
         IReadOnlyList<int> text = tokenizer.Encode("Once upon a time, in a quiet village by the sea, there lived a curious girl. ", addSpecialTokens: false);
         byte[][] workerFrames = [.. Enumerable.Range(0, 300).Select(i => Encoding.UTF8.GetBytes($"{{\"token_ids\":[{text[i % text.Count]}]}}"))];
-        var frames = new ChoiceFrames(0, "r-0", new ChoicePostprocessor(tokenizer, [1], [], logprobs: false));
+        // As the pipeline makes it: room for max_tokens output ids (kept for a migration) reserved up front.
+        var frames = new ChoiceFrames(0, "r-0", new ChoicePostprocessor(tokenizer, [1], [], logprobs: false), expectedTokens: workerFrames.Length);
         var context = new DefaultHttpContext();
         context.Response.Body = Stream.Null;
         var sse = new SseWriter(context.Response);

@@ -12,8 +12,11 @@ public static class CliProcess
 
     public static string DllPath { get; } = Path.Combine(AppContext.BaseDirectory, "dynamo.dll");
 
-    /// <summary>Runs <c>dotnet dynamo.dll args</c>; kills it and fails after <paramref name="timeout"/> (120 s by default: a hang detector, generous for a busy CI machine).</summary>
-    public static Result Run(IEnumerable<string> args, TimeSpan? timeout = null)
+    /// <summary>
+    /// Runs <c>dotnet dynamo.dll args</c>; kills it and fails after <paramref name="timeout"/> (120 s by default: a hang
+    /// detector, generous for a busy CI machine). <paramref name="environment"/> is added to this process's environment.
+    /// </summary>
+    public static Result Run(IEnumerable<string> args, TimeSpan? timeout = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -27,6 +30,11 @@ public static class CliProcess
         foreach (string a in args)
         {
             start.ArgumentList.Add(a);
+        }
+
+        foreach ((string name, string value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
         }
 
         var clock = Stopwatch.StartNew();

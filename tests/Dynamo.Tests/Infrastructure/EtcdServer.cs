@@ -20,12 +20,15 @@ public sealed class EtcdServer : IAsyncDisposable
 
     private readonly string? _netns;
     private readonly string _bindAddress;
+    private readonly Tls? _tls;
+    private string? _rootPassword;
     private readonly string _name;
     private readonly StringBuilder _log = new();
     private Process? _process;
 
-    private EtcdServer(string? netns, string bindAddress, int clientPort, int peerPort)
+    private EtcdServer(string? netns, string bindAddress, int clientPort, int peerPort, Tls? tls)
     {
+        _tls = tls;
         _netns = netns;
         _bindAddress = bindAddress;
         ClientPort = clientPort;
@@ -34,8 +37,8 @@ public sealed class EtcdServer : IAsyncDisposable
         DataDir = Path.Combine("/dev/shm", "dynamo-etcd-" + _name);
     }
 
-    /// <summary>The client URL, "http://127.0.0.1:PORT".</summary>
-    public string Endpoint => string.Create(CultureInfo.InvariantCulture, $"http://{_bindAddress}:{ClientPort}");
+    /// <summary>The client URL, "http://127.0.0.1:PORT" (https with TLS).</summary>
+    public string Endpoint => string.Create(CultureInfo.InvariantCulture, $"{(_tls is null ? "http" : "https")}://{_bindAddress}:{ClientPort}");
 
     public int ClientPort { get; }
 
@@ -62,7 +65,7 @@ public sealed class EtcdServer : IAsyncDisposable
     /// <c>ip netns exec</c>) the ports are given by the caller's <paramref name="clientPort"/> and
     /// <paramref name="peerPort"/> or default to 2379/2380; on the host they are free loopback ports.
     /// </summary>
-    public static async Task<EtcdServer> StartAsync(string? netns = null, string bindAddress = "127.0.0.1", int clientPort = 0, int peerPort = 0)
+    public static async Task<EtcdServer> StartAsync(string? netns = null, string bindAddress = "127.0.0.1", int clientPort = 0, int peerPort = 0, Tls? tls = null)
     {
         if (!OnPath("etcd") || !OnPath("etcdctl"))
         {
@@ -80,7 +83,7 @@ public sealed class EtcdServer : IAsyncDisposable
             peerPort = peerPort == 0 ? 2380 : peerPort;
         }
 
-        var server = new EtcdServer(netns, bindAddress, clientPort, peerPort);
+        var server = new EtcdServer(netns, bindAddress, clientPort, peerPort, tls);
         try
         {
             Directory.CreateDirectory(server.DataDir);
@@ -93,6 +96,42 @@ public sealed class EtcdServer : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// Turns on etcd's authentication: a root user (role root) with <paramref name="rootPassword"/>, then
+    /// <c>auth enable</c>. From then on every call needs a user; <see cref="AddUserAsync"/> adds more.
+    /// </summary>
+    public async Task EnableAuthAsync(string rootPassword)
+    {
+        await EtcdctlAsync("user", "add", $"root:{rootPassword}");
+        await EtcdctlAsync("user", "grant-role", "root", "root");
+        await EtcdctlAsync("auth", "enable");
+        _rootPassword = rootPassword;
+    }
+
+    /// <summary>Adds a user (after <see cref="EnableAuthAsync"/>), with no role: it may authenticate, but neither read nor write.</summary>
+    public Task AddUserAsync(string name, string password) => EtcdctlAsync("user", "add", $"{name}:{password}");
+
+    /// <summary>Runs etcdctl against this server (as root once authentication is on); fails the test when it fails.</summary>
+    public async Task<string> EtcdctlAsync(params string[] args)
+    {
+        ProcessStartInfo start = Etcdctl(args);
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        using Process process = Process.Start(start) ?? throw new InvalidOperationException("etcdctl did not start");
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        Assert.True(process.ExitCode == 0, $"etcdctl {string.Join(' ', args)} failed: {await stderr}");
+        return await stdout;
+    }
+
+    /// <summary>
+    /// TLS of the client URL: etcd's <c>--cert-file</c>/<c>--key-file</c>; with <see cref="ClientCaFile"/>, also
+    /// <c>--client-cert-auth</c> (clients must show a certificate that CA signed). <see cref="CaFile"/> is what
+    /// etcdctl trusts; <see cref="ClientCertFile"/>/<see cref="ClientKeyFile"/> what it shows.
+    /// </summary>
+    public sealed record Tls(string CertFile, string KeyFile, string CaFile, string? ClientCaFile = null, string? ClientCertFile = null, string? ClientKeyFile = null);
 
     /// <summary>SIGKILL: the process dies at once, nothing is flushed or closed gracefully.</summary>
     public void Kill()
@@ -199,6 +238,8 @@ public sealed class EtcdServer : IAsyncDisposable
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", $"{_name}={peer}",
             "--log-level", "warn",
+            .. _tls is null ? [] : (string[])["--cert-file", _tls.CertFile, "--key-file", _tls.KeyFile],
+            .. _tls?.ClientCaFile is null ? [] : (string[])["--client-cert-auth", "--trusted-ca-file", _tls.ClientCaFile],
         ];
         ProcessStartInfo start = Command("etcd", etcdArgs);
         start.RedirectStandardOutput = true;
@@ -232,8 +273,7 @@ public sealed class EtcdServer : IAsyncDisposable
                 Assert.Fail($"etcd exited during start-up (exit {_process?.ExitCode}):\n{Log}");
             }
 
-            ProcessStartInfo check = Command("etcdctl", ["--endpoints", Endpoint, "--command-timeout=3s", "endpoint", "health"]);
-            check.Environment["ETCDCTL_API"] = "3";
+            ProcessStartInfo check = Etcdctl(["--command-timeout=3s", "endpoint", "health"]);
             check.RedirectStandardOutput = true;
             check.RedirectStandardError = true;
             using (Process probe = Process.Start(check) ?? throw new InvalidOperationException("etcdctl did not start"))
@@ -252,6 +292,16 @@ public sealed class EtcdServer : IAsyncDisposable
         }
 
         Assert.Fail($"etcd at {Endpoint} not healthy after {HealthyTimeout.TotalSeconds} s:\n{Log}");
+    }
+
+    private ProcessStartInfo Etcdctl(string[] args)
+    {
+        string[] tls = _tls is null ? [] : ["--cacert", _tls.CaFile];
+        string[] clientCert = _tls?.ClientCertFile is null ? [] : ["--cert", _tls.ClientCertFile, "--key", _tls.ClientKeyFile!];
+        string[] user = _rootPassword is null ? [] : ["--user", $"root:{_rootPassword}"];
+        ProcessStartInfo start = Command("etcdctl", ["--endpoints", Endpoint, .. tls, .. clientCert, .. user, .. args]);
+        start.Environment["ETCDCTL_API"] = "3";
+        return start;
     }
 
     private ProcessStartInfo Command(string program, string[] args)

@@ -170,7 +170,8 @@ public sealed class GuideFlowsTests
         string root = FindRoot();
         string config = Path.Combine(Path.GetTempPath(), $"multinode-{Guid.NewGuid():N}.yaml");
         string text = await File.ReadAllTextAsync(Path.Combine(root, "configs", "multinode-405b.yaml"));
-        await File.WriteAllTextAsync(config, text.Replace("port: 8000", $"port: {port}\n  host: 127.0.0.1", StringComparison.Ordinal)
+        await File.WriteAllTextAsync(config, text.Replace("port: 8000", $"port: {port}", StringComparison.Ordinal)
+            .Replace("host: 0.0.0.0", "host: 127.0.0.1", StringComparison.Ordinal)
             .Replace("kv-cache-memory: 134217728", "kv-cache-memory: 16000000\n  threads: 1", StringComparison.Ordinal));
         env["DYNAMO_HOME"] = root;
         await using DynamoProcess node1 = DynamoProcess.Start(["serve", "graphs.agg_router:Frontend", "-f", config], env);

@@ -50,9 +50,44 @@ public class RuntimeOptionsTests
     [Theory]
     [InlineData("nats://:x", "h:2379", "NATS_SERVER")]
     [InlineData("nats://h:4222", "h:port", "ETCD_ENDPOINTS")]
-    public void FromEnvironment_Malformed_ErrorNamingTheVariable(string nats, string etcd, string variable)
+    [InlineData("<your-nats-server-address>", "h:2379", "NATS_SERVER item '<your-nats-server-address>' is not a NATS server address; expected nats://host:4222")]
+    [InlineData("nats://h:4222", "<your-etcd-endpoints-address>", "ETCD_ENDPOINTS: \"<your-etcd-endpoints-address>\" is not a host name or IP address; expected host:port, http://host:port or https://host:port")]
+    [InlineData("nats://h:4222", "http://<your-etcd-endpoints-address>:2379", "is not a host name or IP address; expected host:port")]
+    [InlineData("nats://h:4222", "etcd host:2379", "is not a host name or IP address")]
+    public void FromEnvironment_MalformedOrGuidePlaceholder_ErrorNamingTheVariableAndWhatWasExpected(string nats, string etcd, string expected)
     {
         var e = Assert.Throws<ArgumentException>(() => RuntimeOptions.FromEnvironment(defaultToLocalhost: true, Env(nats, etcd)));
-        Assert.Contains(variable, e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void FromEnvironment_NatsServerWithUserInfo_AddressWithoutItAndCredentialsInSecurity()
+    {
+        RuntimeOptions options = RuntimeOptions.FromEnvironment(defaultToLocalhost: true, Env("nats://dyn:pa55@10.0.0.1:4222", null));
+
+        Assert.Equal("nats://10.0.0.1:4222", options.NatsServer);
+        Assert.Equal("dyn", options.Nats.Username);
+        Assert.Equal("pa55", options.Nats.Password);
+        Assert.DoesNotContain("pa55", options.ToString());
+    }
+
+    [Fact]
+    public void FromEnvironment_EtcdCaSet_BareEndpointsAndTheDefaultUseHttps()
+    {
+        using var pki = Infrastructure.TestCertificates.Create();
+        Func<string, string?> env = name => name == "ETCD_AUTH_CA" ? pki.CaFile : name == "ETCD_ENDPOINTS" ? "10.0.0.1:2379,10.0.0.2" : null;
+
+        Assert.Equal(["https://10.0.0.1:2379", "https://10.0.0.2:2379"], RuntimeOptions.FromEnvironment(defaultToLocalhost: true, env).EtcdEndpoints);
+        Assert.Equal(["https://localhost:2379"], RuntimeOptions.FromEnvironment(defaultToLocalhost: true, name => name == "ETCD_AUTH_CA" ? pki.CaFile : null).EtcdEndpoints);
+    }
+
+    [Fact]
+    public void FromEnvironment_EtcdCaWithHttpEndpoints_ErrorSayingUseHttps()
+    {
+        using var pki = Infrastructure.TestCertificates.Create();
+
+        var e = Assert.Throws<ArgumentException>(() => RuntimeOptions.FromEnvironment(defaultToLocalhost: true, name => name == "ETCD_AUTH_CA" ? pki.CaFile : name == "ETCD_ENDPOINTS" ? "http://10.0.0.1:2379" : null));
+
+        Assert.Contains("ETCD_ENDPOINTS names http:// endpoints; use https://host:2379", e.Message);
     }
 }

@@ -62,6 +62,14 @@ public abstract record OpenAiRequestBase
     [JsonPropertyName("nvext")]
     public NvExt? NvExt { get; init; }
 
+    /// <summary>Admission priority under load: lower is served earlier (vLLM's convention), default 0; the X-Request-Priority header wins.</summary>
+    [JsonPropertyName("priority")]
+    public int? Priority { get; init; }
+
+    /// <summary>The request's deadline in seconds from its arrival (with X-Request-Timeout, the shorter one; never past --request-timeout).</summary>
+    [JsonPropertyName("timeout")]
+    public double? Timeout { get; init; }
+
     /// <summary>Server-sent events instead of one JSON object.</summary>
     [JsonPropertyName("stream")]
     public bool? Stream { get; init; }
@@ -69,6 +77,14 @@ public abstract record OpenAiRequestBase
     /// <summary>Streaming options.</summary>
     [JsonPropertyName("stream_options")]
     public StreamOptions? StreamOptions { get; init; }
+
+    /// <summary>Token id -> bias: not supported (anything but null or an empty object is refused with a 400).</summary>
+    [JsonPropertyName("logit_bias")]
+    public JsonElement? LogitBias { get; init; }
+
+    /// <summary>Fewest tokens to generate: not supported (anything but null or 0 is refused with a 400).</summary>
+    [JsonPropertyName("min_tokens")]
+    public JsonElement? MinTokens { get; init; }
 
     /// <summary>The end user (logged, otherwise ignored).</summary>
     [JsonPropertyName("user")]

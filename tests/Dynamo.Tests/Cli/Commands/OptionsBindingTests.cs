@@ -48,6 +48,54 @@ public class OptionsBindingTests
     }
 
     [Fact]
+    public void FrontendFlags_HttpServer_LimitsKeysAndTlsBound()
+    {
+        var (command, flags) = Frontend();
+
+        FrontendOptions options = flags.Read(command.Parse(["--max-request-body-bytes", "5000", "--max-request-header-bytes", "4096", "--max-request-headers", "20",
+            "--max-request-line-bytes", "1024", "--request-headers-timeout", "2.5", "--min-request-body-rate", "100", "--min-request-body-rate-grace", "3",
+            "--api-key", "a1", "--api-key", "a2", "--api-key-file", "keys.txt", "--metrics-require-api-key", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"]));
+
+        Assert.Equal(["a1", "a2"], options.ApiKeys);
+        Assert.Equal(FrontendOptions.Default with
+        {
+            MaxRequestBodyBytes = 5000,
+            MaxRequestHeaderBytes = 4096,
+            MaxRequestHeaderCount = 20,
+            MaxRequestLineBytes = 1024,
+            RequestHeadersTimeout = TimeSpan.FromSeconds(2.5),
+            MinRequestBodyBytesPerSecond = 100,
+            MinRequestBodyRateGracePeriod = TimeSpan.FromSeconds(3),
+            ApiKeys = options.ApiKeys,
+            ApiKeyFile = "keys.txt",
+            MetricsRequireApiKey = true,
+            TlsCertificateFile = "c.pem",
+            TlsKeyFile = "k.pem",
+        }, options);
+    }
+
+    [Fact]
+    public void FrontendFlags_OverloadLimits_BoundIntoAdmissionAndRouterOptions()
+    {
+        var (command, flags) = Frontend();
+
+        FrontendOptions options = flags.Read(command.Parse(["--max-inflight-requests", "8", "--max-queued-requests", "0", "--queue-timeout", "2.5",
+            "--max-inflight-per-client", "3", "--max-inflight-per-model", "5", "--request-timeout", "0", "--router-queue-timeout", "4"]));
+
+        Assert.Equal(AdmissionOptions.Default with
+        {
+            MaxInflightRequests = 8,
+            MaxQueuedRequests = 0,
+            QueueTimeout = TimeSpan.FromSeconds(2.5),
+            MaxInflightPerClient = 3,
+            MaxInflightPerModel = 5,
+            RequestTimeout = TimeSpan.Zero,
+        }, options.Admission);
+        Assert.Equal(TimeSpan.FromSeconds(4), options.Processing.KvRouter.QueueTimeout);
+        options.Validate();
+    }
+
+    [Fact]
     public void EngineFlags_GuideSpellings_BoundIntoEngineOptions()
     {
         var command = new Command("worker");
@@ -77,6 +125,16 @@ public class OptionsBindingTests
     [InlineData("error: --engine: 'bogus' is not dynamo, echo or mocker", "worker", "--engine", "bogus")]
     [InlineData("error: --speedup-ratio must be positive (got 0)", "worker", "--engine", "mocker", "--speedup-ratio", "0")]
     [InlineData("error: --threads: 0 must be at least 1", "worker", "--engine", "echo", "--threads", "0")]
+    [InlineData("error: --max-request-header-bytes: 10 must be at least 1024", "frontend", "--max-request-header-bytes", "10")]
+    [InlineData("error: --request-headers-timeout: 0.5 s must be at least 1 s", "run", "out=echo", "--request-headers-timeout", "0.5")]
+    [InlineData("error: --tls-key-file: required with --tls-cert-file (HTTPS needs both)", "run", "out=echo", "--tls-cert-file", "cert.pem")]
+    [InlineData("error: --api-key-file: '/nonexistent/keys' does not exist", "frontend", "--api-key-file", "/nonexistent/keys")]
+    [InlineData("error: --max-inflight-requests: 0 is outside 1..1000000", "frontend", "--max-inflight-requests", "0")]
+    [InlineData("error: --queue-timeout: 0 s is outside (0, 3600] s", "run", "out=echo", "--queue-timeout", "0")]
+    [InlineData("error: --request-timeout: -1 s is outside 0..604800 s (0: none)", "frontend", "--request-timeout", "-1")]
+    [InlineData("error: --max-inflight-per-client: -1 must be 0 (no limit) or more", "frontend", "--max-inflight-per-client", "-1")]
+    [InlineData("error: --router-queue-timeout must be above 0 and at most 3600 seconds (got 0)", "router", "--router-queue-timeout", "0")]
+    [InlineData("error: --max-waiting-requests: 0 must be at least 1", "worker", "--engine", "echo", "--max-waiting-requests", "0")]
     public void BadFlag_BeforeAnythingStarts_OneLineNamingItAndExitCode1(string expected, params string[] args)
     {
         // Nothing listens on these addresses: a bad flag must fail before any connection is tried.

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using Dynamo.Cli;
 using Dynamo.Cli.Commands;
 using Dynamo.Cli.Components;
@@ -77,11 +78,79 @@ public class ServeCommandTests
         Assert.Empty(plan.Workers);
     }
 
+    [Fact]
+    public void Bind_FrontendHttpKeys_LimitsKeyFileAndTlsBound()
+    {
+        string keys = Path.Combine(Path.GetTempPath(), $"dynamo-serve-keys-{Guid.NewGuid():N}");
+        File.WriteAllText(keys, "k1\n");
+        try
+        {
+            ServeConfig config = Config($"""
+                Frontend:
+                  max-request-body-bytes: 4096
+                  max-request-header-bytes: 2048
+                  max-request-headers: 30
+                  max-request-line-bytes: 700
+                  request-headers-timeout: 4
+                  min-request-body-rate: 50
+                  min-request-body-rate-grace: 2.5
+                  api-key-file: {keys}
+                  metrics-require-api-key: true
+                """);
+
+            ServeCommand.Plan plan = ServeCommand.Bind(["Frontend"], config, TextWriter.Null);
+
+            FrontendOptions f = plan.Frontend!;
+            Assert.Equal((4096L, 2048, 30, 700), (f.MaxRequestBodyBytes, f.MaxRequestHeaderBytes, f.MaxRequestHeaderCount, f.MaxRequestLineBytes));
+            Assert.Equal((TimeSpan.FromSeconds(4), 50.0, TimeSpan.FromSeconds(2.5)), (f.RequestHeadersTimeout, f.MinRequestBodyBytesPerSecond, f.MinRequestBodyRateGracePeriod));
+            Assert.Equal((keys, true, (string?)null), (f.ApiKeyFile, f.MetricsRequireApiKey, f.TlsCertificateFile));
+        }
+        finally
+        {
+            File.Delete(keys);
+        }
+    }
+
+    [Fact]
+    public void Bind_OverloadKeys_BoundIntoFrontendRouterAndWorkerOptions()
+    {
+        ServeConfig config = Config("""
+            Frontend:
+              max-inflight-requests: 64
+              max-queued-requests: 128
+              queue-timeout: 10
+              max-inflight-per-client: 4
+              max-inflight-per-model: 32
+              request-timeout: 120
+            Router:
+              router-queue-timeout: 7
+            VllmWorker:
+              engine: echo
+              max-waiting-requests: 16
+            """);
+
+        ServeCommand.Plan plan = ServeCommand.Bind(["Frontend", "Router", "VllmWorker"], config, TextWriter.Null);
+
+        // The keys mean what the flags of the same names mean (OptionsBindingTests binds each flag).
+        var frontend = new Command("frontend");
+        FrontendFlags flags = FrontendFlags.AddTo(frontend);
+        AdmissionOptions fromFlags = flags.Read(frontend.Parse(["--max-inflight-requests", "64", "--max-queued-requests", "128", "--queue-timeout", "10",
+            "--max-inflight-per-client", "4", "--max-inflight-per-model", "32", "--request-timeout", "120"])).Admission;
+        Assert.Equal(fromFlags, plan.Frontend!.Admission);
+        Assert.NotEqual(AdmissionOptions.Default, fromFlags);
+        Assert.Equal(TimeSpan.FromSeconds(7), plan.Router!.QueueTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(7), plan.Frontend.Processing.KvRouter.QueueTimeout);
+        Assert.Equal(16, Assert.Single(plan.Workers).Settings.MaxWaitingRequests);
+    }
+
     [Theory]
     [InlineData("Frontend:\n  port: 70000\n", "Frontend", "Frontend: --http-port: 70000 is not a port (0..65535, 0 = any free port)")]
+    [InlineData("Frontend:\n  tls-key-file: key.pem\n", "Frontend", "Frontend: --tls-cert-file: required with --tls-key-file (HTTPS needs both)")]
     [InlineData("Processor:\n  router: bogus\n", "Processor", "Processor: --router-mode: 'bogus' is not one of round-robin, random, kv")]
     [InlineData("Router:\n  router-temperature: -1\n", "Router", "Router: --router-temperature must be a finite number, 0 or more (got -1)")]
     [InlineData("VllmWorker:\n  engine: mocker\n  max-num-seqs: 0\n", "VllmWorker", "VllmWorker: --max-num-seqs must be at least 1 (got 0)")]
+    [InlineData("Frontend:\n  max-queued-requests: -1\n", "Frontend", "Frontend: --max-queued-requests: -1 is outside 0..1000000 (0: no request waits)")]
+    [InlineData("VllmWorker:\n  engine: echo\n  max-waiting-requests: 0\n", "VllmWorker", "VllmWorker: --max-waiting-requests: 0 must be at least 1")]
     public void Bind_BadValue_UsageErrorNamingTheFileSectionAndFlag(string yaml, string component, string expected)
     {
         ServeConfig config = Config(yaml);

@@ -442,10 +442,13 @@ public sealed class KvTransferServerTests
     public async Task Address_AdvertisedHostAndDefaults()
     {
         await using KvTransferServer given = KvTransferServer.Start(Loopback with { AdvertisedHost = "decode-7.example" });
-        await using KvTransferServer any = KvTransferServer.Start(KvTransferServerOptions.Default);
-        await using KvTransferServer toward = KvTransferServer.Start(KvTransferServerOptions.Default with { AdvertiseToward = "nats://127.0.0.1:4222,nats://10.9.9.9:4222" });
+        await using KvTransferServer local = KvTransferServer.Start(KvTransferServerOptions.Default with { AdvertiseToward = "nats://10.9.9.9:4222" });
+        await using KvTransferServer any = KvTransferServer.Start(KvTransferServerOptions.Default with { BindAddress = "0.0.0.0" });
+        await using KvTransferServer toward = KvTransferServer.Start(KvTransferServerOptions.Default with { BindAddress = "0.0.0.0", AdvertiseToward = "nats://127.0.0.1:4222,nats://10.9.9.9:4222" });
 
         Assert.Equal($"tcp://decode-7.example:{given.LocalEndPoint.Port}", given.Address);
+        Assert.Equal(IPAddress.Loopback, local.LocalEndPoint.Address);
+        Assert.Equal($"tcp://127.0.0.1:{local.LocalEndPoint.Port}", local.Address);
         Assert.Equal(IPAddress.Any, any.LocalEndPoint.Address);
         Assert.Equal($"tcp://127.0.0.1:{any.LocalEndPoint.Port}", any.Address);
         Assert.Equal($"tcp://127.0.0.1:{toward.LocalEndPoint.Port}", toward.Address);

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using Dynamo.Components.Processing;
 using Dynamo.Components.Registry;
+using Dynamo.Components.Workers;
 using Dynamo.Frontend;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Protocols.Worker;
@@ -9,6 +10,7 @@ using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
 using Dynamo.Runtime.Discovery;
 using Dynamo.Tests.Frontend;
+using Dynamo.Tests.Runtime;
 
 namespace Dynamo.Tests.Components.Processing;
 
@@ -79,6 +81,7 @@ public class GenerationPipelineRoutingTests
     [Theory]
     [InlineData(RouterRejection.QueueFull, 503, "router_overloaded", "7")]
     [InlineData(RouterRejection.NoWorker, 503, "no_instances", "7")]
+    [InlineData(RouterRejection.QueueTimeout, 503, "router_queue_timeout", "7")]
     [InlineData(RouterRejection.InvalidRequest, 400, "invalid_value", null)]
     public async Task Request_RouterRejects_DocumentedError(RouterRejection reason, int expectedStatus, string code, string? retryAfter)
     {
@@ -92,6 +95,7 @@ public class GenerationPipelineRoutingTests
         string text = await response.Content.ReadAsStringAsync();
         Assert.Contains($"\"code\":\"{code}\"", text, StringComparison.Ordinal);
         Assert.Equal(retryAfter, response.Headers.TryGetValues("Retry-After", out IEnumerable<string>? values) ? values.Single() : null);
+        Assert.Equal(expectedStatus == 503 ? code : null, response.Headers.TryGetValues("X-Dynamo-Reject-Reason", out IEnumerable<string>? reasons) ? reasons.Single() : null);
         if (reason == RouterRejection.InvalidRequest)
         {
             Assert.Contains("\"param\":\"nvext\"", text, StringComparison.Ordinal);
@@ -171,6 +175,74 @@ public class GenerationPipelineRoutingTests
         }
 
         Assert.Equal(0, prefill.Engine.Stats.RequestsFinished);
+    }
+
+    [Fact]
+    public async Task Request_LeasedWorkerOverloaded_RoutedAgainAmongTheOthers()
+    {
+        var full = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var router = new RecordingRouter(r => full.Task.IsCompleted && r.Candidates.Contains(full.Task.Result) ? full.Task.Result : r.Candidates[0]);
+        await using FrontendHarness h = await StartAsync(router);
+        var held = new HeldEchoEngine();
+        TestWorker busy = await h.AddWorkerAsync(held, options: EngineWorkerOptions.Default with { MaxWaitingRequests = 1 });
+        TestWorker other = await h.AddWorkerAsync(FrontendHarness.Echo());
+        await h.WaitForCandidatesAsync(2);
+        full.SetResult(busy.Runtime.InstanceId);
+        held.Hold();
+        Task<HttpResponseMessage> waiting = h.PostAsync("v1/completions", Body(4, 2));
+        await Eventually.WaitUntilAsync(() => busy.Worker!.WaitingRequests == 1, "a request waiting at the busy worker");
+
+        var (status, body) = await h.PostJsonAsync("v1/completions", Body(5, 3));
+
+        Assert.Equal(200, status);
+        Assert.Equal(3, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.Equal(1, busy.Worker!.RequestsRefused);
+        Assert.Equal(1, other.Worker!.RequestsTotal);
+        Assert.Equal(3, router.Leases.Count);
+        held.Release();
+        using HttpResponseMessage first = await waiting;
+        Assert.Equal(200, (int)first.StatusCode);
+        Assert.All(router.Leases, l => Assert.Contains("dispose", l.Calls));
+        Assert.Equal(0, busy.Worker.WaitingRequests);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Request_EveryWorkerOverloaded_503WorkersOverloaded(bool stream)
+    {
+        var router = new RecordingRouter(r => r.Candidates[0]);
+        await using FrontendHarness h = await StartAsync(router);
+        var engines = new[] { new HeldEchoEngine(), new HeldEchoEngine() };
+        var workers = new List<TestWorker>();
+        foreach (HeldEchoEngine engine in engines)
+        {
+            workers.Add(await h.AddWorkerAsync(engine, options: EngineWorkerOptions.Default with { MaxWaitingRequests = 1 }));
+            engine.Hold();
+        }
+
+        await h.WaitForCandidatesAsync(2);
+        var held = new List<Task<HttpResponseMessage>>();
+        for (int i = 1; i <= 2; i++)
+        {
+            held.Add(h.PostAsync("v1/completions", Body(3, 2)));
+            await Eventually.WaitUntilAsync(() => workers.Sum(w => w.Worker!.WaitingRequests) == i, $"{i} requests waiting at the workers");
+        }
+
+        await AdmissionTests.AssertRefusedAsync(h.PostAsync("v1/completions", Body(3, 2, stream ? ",\"stream\":true" : "")), 503, "service_unavailable_error", "workers_overloaded");
+
+        Assert.Equal(3, workers.Sum(w => w.Worker!.RequestsRefused));
+        Assert.Equal(1, await AdmissionTests.MetricAsync(h, "dynamo_frontend_rejected_requests_total{reason=\"workers_overloaded\"}"));
+        foreach (HeldEchoEngine engine in engines)
+        {
+            engine.Release();
+        }
+
+        foreach (Task<HttpResponseMessage> pending in held)
+        {
+            using HttpResponseMessage response = await pending;
+            Assert.Equal(200, (int)response.StatusCode);
+        }
     }
 
     /// <summary>A router that leases the worker <paramref name="choose"/> names (or throws what it throws) and records everything.</summary>

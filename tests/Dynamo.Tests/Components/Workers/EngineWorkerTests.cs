@@ -13,8 +13,10 @@ using Dynamo.Runtime.Discovery;
 using Dynamo.Runtime.EventPlane;
 using Dynamo.Runtime.RequestPlane;
 using Dynamo.Tests.Engine.Serving;
+using Dynamo.Tests.Frontend;
 using Dynamo.Tests.Infrastructure;
 using Dynamo.Tests.Llm.Engines;
+using Dynamo.Tests.Runtime;
 
 namespace Dynamo.Tests.Components.Workers;
 
@@ -78,6 +80,42 @@ public sealed class EngineWorkerTests
         Assert.Equal(RequestErrorKind.Remote, e.Kind);
         Assert.Equal(code, e.Code);
         Assert.Equal(3, (await CallAsync(client, Request([1, 2, 3], 3))).Sum(r => r.GetProperty("token_ids").GetArrayLength()));
+    }
+
+    [Fact]
+    public async Task Generate_MaxWaitingRequestsReached_RefusedAtOnceWithWorkerOverloaded()
+    {
+        await using var cluster = new InProcessCluster();
+        await using DistributedRuntime workerRuntime = await cluster.ConnectAsync();
+        await using DistributedRuntime frontend = await cluster.ConnectAsync();
+        await using var engine = new HeldEchoEngine();
+        await using EngineWorker worker = await EngineWorker.StartAsync(workerRuntime, engine, Address, EngineWorkerOptions.Default with { MaxWaitingRequests = 2 });
+        await using EndpointClient client = await frontend.CreateClientAsync(Address);
+        engine.Hold();
+        Task<List<JsonElement>> first = CallAsync(client, Request([1, 2, 3], 3));
+        Task<List<JsonElement>> second = CallAsync(client, Request([4, 5, 6], 3));
+        await Eventually.WaitUntilAsync(() => worker.WaitingRequests == 2, "two requests waiting at the worker");
+
+        var frames = new List<ReadOnlyMemory<byte>>();
+        RequestPlaneException e = await Assert.ThrowsAsync<RequestPlaneException>(async () =>
+        {
+            await foreach (ReadOnlyMemory<byte> frame in client.StreamAsync(Request([7, 8, 9], 3)))
+            {
+                frames.Add(frame);
+            }
+        });
+
+        Assert.Empty(frames);
+        Assert.Equal((RequestErrorKind.Remote, EngineWorker.OverloadedCode), (e.Kind, e.Code));
+        Assert.Contains("--max-waiting-requests", e.Message, StringComparison.Ordinal);
+        Assert.Equal(1, worker.RequestsRefused);
+        Assert.Equal(0, worker.RequestErrors);
+        Assert.Equal(2, engine.Submitted.Count);
+        engine.Release();
+        Assert.Equal(3, (await first).Sum(r => r.GetProperty("token_ids").GetArrayLength()));
+        Assert.Equal(3, (await second).Sum(r => r.GetProperty("token_ids").GetArrayLength()));
+        await Eventually.WaitUntilAsync(() => worker.WaitingRequests == 0 && worker.InFlight == 0, "the worker to be idle");
+        Assert.Equal(3, (await CallAsync(client, Request([7, 8, 9], 3))).Sum(r => r.GetProperty("token_ids").GetArrayLength()));
     }
 
     [Fact]

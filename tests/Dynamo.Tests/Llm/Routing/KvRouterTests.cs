@@ -319,6 +319,45 @@ public sealed class KvRouterTests
     }
 
     [Fact]
+    public async Task RouteAsync_QueuedPastTheQueueTimeout_RejectedWithQueueTimeout()
+    {
+        var time = new ManualTimeProvider();
+        KvRouter router = Create(1, KvRouterOptions.Default with { DefaultBatchBudget = 100, QueueTimeout = TimeSpan.FromSeconds(5), RetryAfter = TimeSpan.FromSeconds(2) }, time);
+        using RoutingDecision first = Route(router, Prompt(1, 200));
+        ValueTask<RoutingDecision> waiting = router.RouteAsync(Prompt(2, 200));
+
+        time.Advance(TimeSpan.FromSeconds(4.9));
+        Assert.False(waiting.IsCompleted);
+        time.Advance(TimeSpan.FromSeconds(0.1));
+
+        RouterRejectedException e = await Assert.ThrowsAsync<RouterRejectedException>(async () => await waiting);
+        Assert.Equal(RouterRejection.QueueTimeout, e.Reason);
+        Assert.Equal(TimeSpan.FromSeconds(2), e.RetryAfter);
+        Assert.Contains("--router-queue-timeout", e.Message, StringComparison.Ordinal);
+        RouterStats stats = router.GetStats();
+        Assert.Equal(0, stats.QueueDepth);
+        Assert.Equal(1, stats.Rejections);
+    }
+
+    [Fact]
+    public async Task RouteAsync_LeftTheQueueInTime_ItsTimeoutNeverFires()
+    {
+        var time = new ManualTimeProvider();
+        KvRouter router = Create(1, KvRouterOptions.Default with { DefaultBatchBudget = 100, QueueTimeout = TimeSpan.FromSeconds(5) }, time);
+        RoutingDecision first = Route(router, Prompt(1, 200));
+        ValueTask<RoutingDecision> waiting = router.RouteAsync(Prompt(2, 200));
+        time.Advance(TimeSpan.FromSeconds(4));
+
+        first.Complete(0);
+        using RoutingDecision second = await waiting;
+        time.Advance(TimeSpan.FromSeconds(10));
+
+        Assert.False(second.IsCompleted);
+        Assert.Equal(0, router.GetStats().Rejections);
+        Assert.Equal(1, router.GetStats().InFlight);
+    }
+
+    [Fact]
     public async Task RemoveWorker_LastWithQueue_FailsQueuedRequests()
     {
         KvRouter router = Create(1, KvRouterOptions.Default with { DefaultBatchBudget = 100 });

@@ -11,6 +11,7 @@ public class EtcdDiscoveryOptionsTests
     [InlineData("HTTP://etcd:23790/", "http://etcd:23790")]
     [InlineData("https://etcd.example.com:2379", "https://etcd.example.com:2379")]
     [InlineData("[::1]:2379", "http://[::1]:2379")]
+    [InlineData("etcd_0.svc:2379", "http://etcd_0.svc:2379")]
     [InlineData(" etcd-0:2379 , etcd-1:2379,http://etcd-2:2379 ", "http://etcd-0:2379,http://etcd-1:2379,http://etcd-2:2379")]
     public void ParseEndpoints_ValidList_ReturnsNormalisedUrls(string value, string expected)
     {
@@ -30,12 +31,17 @@ public class EtcdDiscoveryOptionsTests
     [InlineData("http://:2379", "bad host")]
     [InlineData("http://etcd:2379/v3", "bad port")]
     [InlineData("http://a:2379,https://b:2379", "mixes http and https")]
+    [InlineData("<your-etcd-endpoints-address>", "\"<your-etcd-endpoints-address>\" is not a host name or IP address")]
+    [InlineData("https://<host>:2379", "is not a host name or IP address")]
+    [InlineData("user@etcd:2379", "is not a host name or IP address")]
+    [InlineData("et cd:2379", "is not a host name or IP address")]
     public void ParseEndpoints_BadItem_ThrowsNamingEtcdEndpointsAndItem(string value, string expected)
     {
         ArgumentException e = Assert.Throws<ArgumentException>(() => EtcdDiscoveryOptions.ParseEndpoints(value));
 
         Assert.StartsWith("ETCD_ENDPOINTS: ", e.Message, StringComparison.Ordinal);
         Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+        Assert.Contains("; expected host:port, http://host:port or https://host:port, comma-separated", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
