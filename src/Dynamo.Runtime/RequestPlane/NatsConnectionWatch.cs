@@ -74,7 +74,7 @@ internal sealed class NatsConnectionWatch : IDisposable
                 _ => "connection lost, reconnecting",
             };
             string when = since is { } s ? $" since {s:O}" : "";
-            return new RequestPlaneHealth { IsConnected = false, DisconnectedSince = since, Reason = $"NATS at {WithoutCredentials(_connection.Opts.Url)}: {what}{when}" };
+            return new RequestPlaneHealth { IsConnected = false, DisconnectedSince = since, Reason = $"NATS at {NatsPlaneOptions.Redacted(_connection.Opts.Url)}: {what}{when}" };
         }
     }
 
@@ -117,10 +117,6 @@ internal sealed class NatsConnectionWatch : IDisposable
         _connection.ConnectionDisconnected -= OnDisconnectedAsync;
         _connection.ConnectionOpened -= OnOpenedAsync;
     }
-
-    /// <summary>The server list without user:password (a health answer must not show them).</summary>
-    internal static string WithoutCredentials(string urls) => string.Join(',', urls.Split(',').Select(u =>
-        Uri.TryCreate(u.Trim(), UriKind.Absolute, out Uri? uri) && uri.UserInfo.Length > 0 ? $"{uri.Scheme}://{uri.Host}:{uri.Port}" : u.Trim()));
 
     private ValueTask OnDisconnectedAsync(object? sender, NatsEventArgs args)
     {

@@ -212,7 +212,7 @@ public sealed record NatsPlaneOptions
     }
 
     /// <summary><paramref name="value"/> with what stands between a scheme (or the start) and an <c>@</c> shown as ***: user info holds secrets.</summary>
-    private static string Redacted(string value) => string.Join(',', value.Split(',').Select(item =>
+    internal static string Redacted(string value) => string.Join(',', value.Split(',').Select(item =>
     {
         int at = item.LastIndexOf('@');
         if (at < 0)

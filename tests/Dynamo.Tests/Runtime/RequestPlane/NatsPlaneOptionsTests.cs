@@ -62,14 +62,6 @@ public sealed class NatsPlaneOptionsTests
         Assert.Equal(TimeSpan.FromSeconds(5), NatsPlaneOptions.Default.UnavailableTimeout);
     }
 
-    [Fact]
-    public void WithoutCredentials_UserInfoDroppedOtherwiseAsGiven()
-    {
-        Assert.Equal("nats://host:4222", NatsConnectionWatch.WithoutCredentials("nats://user:secret@host:4222"));
-        Assert.Equal("nats://a:4222,tls://b:4443", NatsConnectionWatch.WithoutCredentials("nats://a:4222,tls://u:p@b:4443"));
-        Assert.Equal("nats://127.0.0.1:4222", NatsConnectionWatch.WithoutCredentials("nats://127.0.0.1:4222"));
-    }
-
     [Theory]
     [InlineData(RequestErrorKind.NoResponders, true, true)]
     [InlineData(RequestErrorKind.Unreachable, true, true)]
