@@ -138,7 +138,7 @@ internal sealed partial class FaultBenchmark : IAsyncDisposable
 
     private async Task<IReadOnlyList<FaultRow>> RunAsync(CancellationToken cancellationToken)
     {
-        int port = FreePort();
+        int port = LocalServers.FreePort();
         _frontend = ChildProcess.Start("frontend", _dynamo[0], [.. _dynamo.Skip(1), "frontend", "--http-host", "127.0.0.1", "--http-port", Invariant($"{port}")], _servers.Environment);
         await _frontend.WaitForLineAsync(FrontendListening(), StartTimeout, cancellationToken).ConfigureAwait(false);
         _baseUrl = Invariant($"http://127.0.0.1:{port}");
@@ -352,13 +352,6 @@ internal sealed partial class FaultBenchmark : IAsyncDisposable
     }
 
     private double Now() => _time.GetElapsedTime(_origin).TotalSeconds;
-
-    private static int FreePort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-    }
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 

@@ -146,7 +146,8 @@ internal sealed partial class LocalServers : IAsyncDisposable
         return process;
     }
 
-    private static int FreePort()
+    /// <summary>A loopback port free now (for a process to listen on).</summary>
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
