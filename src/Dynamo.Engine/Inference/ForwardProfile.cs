@@ -9,11 +9,11 @@ namespace Dynamo.Engine.Inference;
 /// </summary>
 public sealed class ForwardProfile
 {
-    /// <summary>The phases, in the order a layer runs them.</summary>
+    /// <summary>The phases, in the order a layer runs them; "communication" is a tensor-parallel rank's collectives.</summary>
     public static IReadOnlyList<string> Phases { get; } =
-        ["embedding", "attention norm", "q/k/v projections", "rope + kv write", "attention", "output projection", "ffn norm", "ffn gate/up", "ffn down", "logits"];
+        ["embedding", "attention norm", "q/k/v projections", "rope + kv write", "attention", "output projection", "ffn norm", "ffn gate/up", "ffn down", "logits", "communication"];
 
-    internal const int Embedding = 0, AttentionNorm = 1, Qkv = 2, Rope = 3, Attention = 4, OutputProjection = 5, FfnNorm = 6, GateUp = 7, Down = 8, Logits = 9;
+    internal const int Embedding = 0, AttentionNorm = 1, Qkv = 2, Rope = 3, Attention = 4, OutputProjection = 5, FfnNorm = 6, GateUp = 7, Down = 8, Logits = 9, Communication = 10;
 
     private readonly long[] _ticks = new long[Phases.Count];
     private long _last;

@@ -12,6 +12,8 @@ namespace Dynamo.Engine.Inference;
 /// </summary>
 public sealed class SequenceKvCache
 {
+    private static long _lastId;
+
     public SequenceKvCache(ModelConfig config, int capacity)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
@@ -24,6 +26,9 @@ public sealed class SequenceKvCache
     public int KvDim => Paged.KvDim;
 
     internal PagedKvCache Paged { get; }
+
+    /// <summary>Unique in this process, never 0: how tensor-parallel ranks name the leader's cache (their own holds their heads).</summary>
+    internal long Id { get; } = Interlocked.Increment(ref _lastId);
 
     /// <summary>The one block, 0, holds every position.</summary>
     internal int[] BlockTable { get; } = [0];

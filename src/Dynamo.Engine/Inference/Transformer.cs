@@ -2,6 +2,8 @@ using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using Dynamo.Engine.Kernels;
 using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
+using Dynamo.Engine.Parallel;
+using Dynamo.Llm.Parallel;
 
 namespace Dynamo.Engine.Inference;
 
@@ -12,8 +14,11 @@ namespace Dynamo.Engine.Inference;
 /// go through each weight matrix together (one matrix-matrix product per weight), whatever sequences they
 /// belong to; keys and values live in a <see cref="PagedKvCache"/> (a <see cref="KvCache"/> is one of one block).
 /// One instance runs one forward at a time; its scratch buffers are allocated once.
+/// With <see cref="ShardedWeights"/> and an <see cref="ICollectiveGroup"/> it is one rank of a tensor-parallel model
+/// (Transformer.TensorParallel.cs): rank 0 is driven by the engine and broadcasts each pass's plan; the other ranks
+/// run <see cref="Follow"/>.
 /// </summary>
-public sealed unsafe class Transformer : IDisposable
+public sealed unsafe partial class Transformer : IDisposable
 {
     private readonly IModelWeights _weights;
     private readonly Layer[] _layers;
@@ -45,11 +50,15 @@ public sealed unsafe class Transformer : IDisposable
     private int[] _tables;
     private readonly SequenceSlice[] _single = new SequenceSlice[1];
 
-    public Transformer(IModelWeights weights, int maxBatch = 128)
+    /// <param name="weights">The model, or one rank's part of it (<see cref="ShardedWeights"/>, with <paramref name="group"/>); owned from now on.</param>
+    /// <param name="maxBatch">Tokens one pass runs at most; every rank of a group must use the same.</param>
+    /// <param name="group">The ranks of a tensor-parallel model; null (or a group of one) for the whole model in this process.</param>
+    public Transformer(IModelWeights weights, int maxBatch = 128, ICollectiveGroup? group = null)
     {
         _weights = weights;
         ModelConfig c = weights.Config;
         Config = c;
+        (_group, _shard, _vocabStart, _vocabCount) = Partition(weights, group);
         _maxBatch = maxBatch;
         _qDim = c.Heads * c.HeadDim;
         _kvDim = c.KvHeads * c.HeadDim;
@@ -96,6 +105,11 @@ public sealed unsafe class Transformer : IDisposable
         _tableAt = new int[maxBatch];
         _logitTokens = new int[maxBatch];
         _tables = new int[Math.Max(256, maxBatch)];
+        if (_shard is not null)
+        {
+            _logitShard = new float[maxBatch * _vocabCount];
+            _gathered = _group!.Rank == 0 ? new float[(long)maxBatch * c.VocabSize] : [];
+        }
     }
 
     public ModelConfig Config { get; }
@@ -134,6 +148,7 @@ public sealed unsafe class Transformer : IDisposable
         CheckCache(cache.Paged);
         CheckTokenIds(tokens);
         _single[0] = new SequenceSlice(0, n, startPos, cache.BlockTable, WantLogits: true);
+        Lead(tokens, _single, cache.Paged, cache.Id, allLogits);
         Run(tokens, _single, cache.Paged, logits, everyToken: allLogits);
     }
 
@@ -162,6 +177,7 @@ public sealed unsafe class Transformer : IDisposable
             throw new ArgumentException($"logits buffer too small: {rows} rows of {Config.VocabSize} need {(long)rows * Config.VocabSize} floats, got {logits.Length}", nameof(logits));
         }
 
+        Lead(tokens, sequences, cache, scratchId: 0, everyToken: false);
         Run(tokens, sequences, cache, logits, everyToken: false);
     }
 
@@ -331,7 +347,8 @@ public sealed unsafe class Transformer : IDisposable
                 }
             }
 
-            ForwardChunk(tokens.Slice(done, n), cache, attended, logitRows, logits.Slice(row * vocab, logitRows * vocab));
+            // A follower's logits stay on rank 0 (it passes none).
+            ForwardChunk(tokens.Slice(done, n), cache, attended, logitRows, logits.IsEmpty ? logits : logits.Slice(row * vocab, logitRows * vocab));
             row += logitRows;
             done += n;
         }
@@ -351,11 +368,22 @@ public sealed unsafe class Transformer : IDisposable
         profile?.Start();
         for (int t = 0; t < n; t++)
         {
-            MatMul.DequantizeRow(_embedding, tokens[t], x.Slice(t * dim, dim));
+            // A rank holds the embedding rows of its part of the vocabulary; the others add zeros.
+            int row = tokens[t] - _vocabStart;
+            if ((uint)row < (uint)_vocabCount)
+            {
+                MatMul.DequantizeRow(_embedding, row, x.Slice(t * dim, dim));
+            }
+            else
+            {
+                x.Slice(t * dim, dim).Clear();
+            }
+
             _rope.Angles(_pos[t], _cos.AsSpan(t * half, half), _sin.AsSpan(t * half, half));
         }
 
         profile?.Mark(ForwardProfile.Embedding);
+        AllReduce(x, profile);
 
         Span<float> q = _q.AsSpan(0, n * _qDim), k = _k.AsSpan(0, n * _kvDim), v = _v.AsSpan(0, n * _kvDim);
         Span<float> att = _att.AsSpan(0, n * _qDim);
@@ -410,6 +438,7 @@ public sealed unsafe class Transformer : IDisposable
             Attention(n, bs, attended, keys, values);
             profile?.Mark(ForwardProfile.Attention);
             MatMul.Multiply(layer.Wo, att, xb, n);
+            AllReduce(xb, profile);
             TensorPrimitives.Add(x, xb, x);
             profile?.Mark(ForwardProfile.OutputProjection);
 
@@ -424,6 +453,7 @@ public sealed unsafe class Transformer : IDisposable
             Elementwise.SwiGlu(gate, up);
             profile?.Mark(ForwardProfile.GateUp);
             MatMul.Multiply(layer.WDown, gate, xb, n);
+            AllReduce(xb, profile);
             TensorPrimitives.Add(x, xb, x);
             profile?.Mark(ForwardProfile.Down);
         }
@@ -438,8 +468,15 @@ public sealed unsafe class Transformer : IDisposable
             Elementwise.RmsNorm(x.Slice(_logitTokens[i] * dim, dim), _outputNorm, c.RmsNormEps, xb.Slice(i * dim, dim));
         }
 
-        MatMul.Multiply(_output, xb[..(logitRows * dim)], logits, logitRows);
-        profile?.Mark(ForwardProfile.Logits);
+        if (_shard is null)
+        {
+            MatMul.Multiply(_output, xb[..(logitRows * dim)], logits, logitRows);
+            profile?.Mark(ForwardProfile.Logits);
+        }
+        else
+        {
+            GatherLogits(xb[..(logitRows * dim)], logitRows, logits, profile);
+        }
     }
 
     /// <summary>
@@ -540,7 +577,11 @@ public sealed unsafe class Transformer : IDisposable
         return a;
     }
 
-    public void Dispose() => _weights.Dispose();
+    public void Dispose()
+    {
+        StopFollowers();
+        _weights.Dispose();
+    }
 
     private struct AttentionJob
     {

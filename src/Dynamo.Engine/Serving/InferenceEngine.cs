@@ -4,6 +4,7 @@ using Dynamo.Engine.Models;
 using Dynamo.Engine.Sampling;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
+using Dynamo.Llm.Parallel;
 using Dynamo.Llm.Scheduling;
 
 namespace Dynamo.Engine.Serving;
@@ -30,8 +31,10 @@ public sealed class InferenceEngine : IEngine
     private readonly int[] _tokens;
     private readonly SequenceSlice[] _slices;
     private readonly float[] _logits;
+    private readonly TaskCompletionSource<CollectiveException> _groupLost = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _lastLead;
 
-    /// <param name="model">The model; the engine owns it from now on (disposes it).</param>
+    /// <param name="model">The model; the engine owns it from now on (disposes it). Rank 0 of a tensor-parallel model drives the other ranks through it.</param>
     /// <param name="eosTokenIds">Tokens that end a sequence unless the request ignores EOS.</param>
     /// <param name="options">Block size, KV budget, batch limits; null for the defaults.</param>
     public InferenceEngine(Transformer model, IEnumerable<int> eosTokenIds, EngineOptions? options = null)
@@ -89,6 +92,12 @@ public sealed class InferenceEngine : IEngine
 
     public KvEventLog? KvEvents => _core.KvEvents;
 
+    /// <summary>
+    /// Completes when this tensor-parallel engine lost a rank (the collectives failed; the exception names the rank):
+    /// the step then running failed with it, and so will every later one. The worker stops when it completes.
+    /// </summary>
+    public Task<CollectiveException> GroupLost => _groupLost.Task;
+
     /// <summary>The error of the last step that failed (thrown into that step's streams).</summary>
     public Exception? Fault => _core.Fault;
 
@@ -112,11 +121,21 @@ public sealed class InferenceEngine : IEngine
                 SchedulerStep? step = _core.NextStep();
                 if (step is null)
                 {
-                    _core.WaitForCommands(Timeout.Infinite);
+                    if (_model.Group is { Size: > 1 })
+                    {
+                        // The other ranks wait for rank 0's next plan; they hear that it is alive every second.
+                        _core.WaitForCommands(1000);
+                        KeepFollowersAlive();
+                    }
+                    else
+                    {
+                        _core.WaitForCommands(Timeout.Infinite);
+                    }
                 }
                 else if (step.IsEmpty)
                 {
                     _core.WaitForCommands(10);
+                    KeepFollowersAlive();
                 }
                 else
                 {
@@ -152,7 +171,17 @@ public sealed class InferenceEngine : IEngine
         }
 
         int vocab = _model.Config.VocabSize;
-        _model.Forward(_tokens.AsSpan(0, n), _slices.AsSpan(0, chunks.Count), _cache, _logits.AsSpan(0, rows * vocab));
+        try
+        {
+            _model.Forward(_tokens.AsSpan(0, n), _slices.AsSpan(0, chunks.Count), _cache, _logits.AsSpan(0, rows * vocab));
+            _lastLead = Environment.TickCount64;
+        }
+        catch (CollectiveException e)
+        {
+            _groupLost.TrySetResult(e);
+            throw;
+        }
+
         _core.Scheduler.Complete(step);
         int row = 0;
         foreach (ScheduledChunk c in chunks)
@@ -164,6 +193,24 @@ public sealed class InferenceEngine : IEngine
 
             Span<float> logits = _logits.AsSpan(row++ * vocab, vocab);
             Sample(LiveRequest<Sampler>.Of(c.Sequence), logits);
+        }
+    }
+
+    private void KeepFollowersAlive()
+    {
+        if (_model.Group is not { Size: > 1 } || Environment.TickCount64 - _lastLead < 1000 || _groupLost.Task.IsCompleted)
+        {
+            return;
+        }
+
+        try
+        {
+            _model.KeepAlive();
+            _lastLead = Environment.TickCount64;
+        }
+        catch (CollectiveException e)
+        {
+            _groupLost.TrySetResult(e);
         }
     }
 

@@ -50,7 +50,7 @@ public unsafe class WorkerPoolTests
         var expected = new float[2 * 257];
         MatMulReference.MultiplyQuantized(w, x, expected, 2);
 
-        Parallel.For(0, 8, _ =>
+        System.Threading.Tasks.Parallel.For(0, 8, _ =>
         {
             var y = new float[2 * 257];
             for (int i = 0; i < 50; i++)

@@ -1,0 +1,323 @@
+using System.Buffers.Binary;
+using Dynamo.Engine.Kernels;
+using Dynamo.Engine.KvCache;
+using Dynamo.Engine.Models;
+using Dynamo.Engine.Parallel;
+using Dynamo.Llm.Parallel;
+
+namespace Dynamo.Engine.Inference;
+
+/// <summary>
+/// Tensor parallelism: each rank holds its <see cref="ShardedWeights"/> and computes its heads, its feed-forward units
+/// and its vocabulary rows; the partial outputs of the embedding, of each attention output projection and of each
+/// feed-forward down projection are summed over ranks (one all-reduce each, every rank then holds the same bits), and
+/// the logits are gathered on rank 0. Rank 0 is the one the engine drives: before each pass it broadcasts the pass's
+/// plan (tokens, positions, block tables), and every other rank runs <see cref="Follow"/>, which receives plans and runs
+/// the same passes on its own KV cache (its heads of the same blocks). Every rank therefore makes the same collective
+/// calls in the same order.
+/// </summary>
+public sealed partial class Transformer
+{
+    private enum PlanKind
+    {
+        /// <summary>A pass over the engine's block pool: block count and size, the slices and their block tables.</summary>
+        Pool = 1,
+
+        /// <summary>A pass over a single-sequence cache of the leader's (warm-up, generate): its id and capacity.</summary>
+        Scratch = 2,
+
+        /// <summary>Nothing to run: the leader is idle and alive.</summary>
+        KeepAlive = 3,
+
+        /// <summary>The leader is shutting down: followers return.</summary>
+        Stop = 4,
+    }
+
+    private const int MaxScratchCaches = 4;
+
+    private readonly ICollectiveGroup? _group;
+    private readonly ShardedWeights? _shard;
+    private readonly int _vocabStart;
+    private readonly int _vocabCount;
+    private readonly float[] _logitShard = [];
+    private readonly float[] _gathered = [];
+    private byte[] _plan = new byte[4096];
+    private bool _stopped;
+
+    /// <summary>This rank's group, or null when this process runs the whole model.</summary>
+    public ICollectiveGroup? Group => _group;
+
+    /// <summary>True on every rank but 0 of a tensor-parallel model: it runs <see cref="Follow"/>, never Forward.</summary>
+    public bool IsFollower => _group is { Size: > 1, Rank: > 0 };
+
+    /// <summary>
+    /// Rank 0, idle: tells the followers it is alive (they wait for the next plan, and a group times out a rank that
+    /// stays silent). The engine calls it every second or so while it has nothing to run.
+    /// </summary>
+    public void KeepAlive()
+    {
+        if (_group is { Size: > 1, Rank: 0 } g && !_stopped)
+        {
+            g.Broadcast(new[] { (byte)PlanKind.KeepAlive, (byte)0, (byte)0, (byte)0 });
+        }
+    }
+
+    /// <summary>
+    /// A follower's life: receives each plan rank 0 broadcasts and runs that pass on this rank's shard, until rank 0
+    /// stops (returns) or the group breaks (<see cref="CollectiveException"/>, naming the rank that was lost).
+    /// </summary>
+    public void Follow(CancellationToken cancellationToken = default)
+    {
+        if (!IsFollower)
+        {
+            throw new InvalidOperationException("only ranks 1.. of a tensor-parallel group follow; rank 0 is driven by the engine");
+        }
+
+        ICollectiveGroup g = _group!;
+        PagedKvCache? pool = null;
+        var scratch = new List<SequenceKvCache>();
+        var scratchIds = new List<long>();
+        int[] tokens = new int[_maxBatch];
+        var slices = new List<SequenceSlice>();
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            ReadOnlySpan<byte> plan = g.Broadcast(ReadOnlyMemory<byte>.Empty).Span;
+            var kind = (PlanKind)ReadInt(plan, 0);
+            switch (kind)
+            {
+                case PlanKind.Stop:
+                    return;
+                case PlanKind.KeepAlive:
+                    continue;
+                case PlanKind.Pool or PlanKind.Scratch:
+                    break;
+                default:
+                    throw new CollectiveException($"rank {g.Rank}: rank 0 sent a plan of unknown kind {(int)kind}", 0);
+            }
+
+            int at = 4;
+            int maxBatch = Next(plan, ref at);
+            if (maxBatch != _maxBatch)
+            {
+                throw new CollectiveException($"rank {g.Rank} runs passes of {_maxBatch} tokens, rank 0 of {maxBatch}: start every rank with the same --max-num-batched-tokens", 0);
+            }
+
+            bool everyToken = Next(plan, ref at) != 0;
+            PagedKvCache cache;
+            if (kind == PlanKind.Pool)
+            {
+                int blockCount = Next(plan, ref at), blockSize = Next(plan, ref at);
+                if (pool is null || pool.BlockCount != blockCount || pool.BlockSize != blockSize)
+                {
+                    pool = new PagedKvCache(Config, blockCount, blockSize);
+                }
+
+                cache = pool;
+            }
+            else
+            {
+                long id = (long)(uint)Next(plan, ref at) | ((long)Next(plan, ref at) << 32);
+                int capacity = Next(plan, ref at);
+                int i = scratchIds.IndexOf(id);
+                if (i < 0)
+                {
+                    if (scratch.Count == MaxScratchCaches)
+                    {
+                        scratch.RemoveAt(0);
+                        scratchIds.RemoveAt(0);
+                    }
+
+                    scratch.Add(new SequenceKvCache(Config, capacity));
+                    scratchIds.Add(id);
+                    i = scratch.Count - 1;
+                }
+
+                cache = scratch[i].Paged;
+            }
+
+            int count = Next(plan, ref at);
+            if (tokens.Length < count)
+            {
+                tokens = new int[count];
+            }
+
+            for (int t = 0; t < count; t++)
+            {
+                tokens[t] = Next(plan, ref at);
+            }
+
+            slices.Clear();
+            int sliceCount = Next(plan, ref at);
+            for (int s = 0; s < sliceCount; s++)
+            {
+                int start = Next(plan, ref at), n = Next(plan, ref at), startPos = Next(plan, ref at);
+                bool wantLogits = Next(plan, ref at) != 0;
+                int[] table = new int[Next(plan, ref at)];
+                for (int b = 0; b < table.Length; b++)
+                {
+                    table[b] = Next(plan, ref at);
+                }
+
+                slices.Add(new SequenceSlice(start, n, startPos, table, wantLogits));
+            }
+
+            Run(tokens.AsSpan(0, count), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(slices), cache, Span<float>.Empty, everyToken);
+        }
+    }
+
+    private static (ICollectiveGroup? Group, ShardedWeights? Shard, int VocabStart, int VocabCount) Partition(IModelWeights weights, ICollectiveGroup? group)
+    {
+        if (weights is ShardedWeights shard)
+        {
+            if (group is null || group.Size != shard.Size || group.Rank != shard.Rank)
+            {
+                throw new ArgumentException($"weights sharded for rank {shard.Rank} of {shard.Size} need that rank's collective group; got {(group is null ? "none" : $"rank {group.Rank} of {group.Size}")}", nameof(group));
+            }
+
+            return shard.Size == 1 ? (null, null, 0, weights.Config.VocabSize) : (group, shard, shard.VocabStart, shard.VocabCount);
+        }
+
+        if (group is { Size: > 1 })
+        {
+            throw new ArgumentException($"a group of {group.Size} ranks needs each rank's part of the model (ShardedWeights), not the whole model", nameof(group));
+        }
+
+        return (null, null, 0, weights.Config.VocabSize);
+    }
+
+    /// <summary>Rank 0 of a group: broadcasts the plan of the pass it is about to run (nothing otherwise).</summary>
+    private void Lead(ReadOnlySpan<int> tokens, ReadOnlySpan<SequenceSlice> sequences, PagedKvCache cache, long scratchId, bool everyToken)
+    {
+        if (_group is not { Size: > 1 } g)
+        {
+            return;
+        }
+
+        if (g.Rank != 0)
+        {
+            throw new InvalidOperationException($"rank {g.Rank} follows rank 0's plans (Follow); only rank 0 runs Forward");
+        }
+
+        ObjectDisposedException.ThrowIf(_stopped, this);
+        int at = 0;
+        Put(ref at, (int)(scratchId == 0 ? PlanKind.Pool : PlanKind.Scratch));
+        Put(ref at, _maxBatch);
+        Put(ref at, everyToken ? 1 : 0);
+        if (scratchId == 0)
+        {
+            Put(ref at, cache.BlockCount);
+            Put(ref at, cache.BlockSize);
+        }
+        else
+        {
+            Put(ref at, (int)scratchId);
+            Put(ref at, (int)(scratchId >> 32));
+            Put(ref at, cache.BlockSize);
+        }
+
+        Put(ref at, tokens.Length);
+        foreach (int t in tokens)
+        {
+            Put(ref at, t);
+        }
+
+        Put(ref at, sequences.Length);
+        int bs = cache.BlockSize;
+        foreach (SequenceSlice s in sequences)
+        {
+            int blocks = (int)(((long)s.StartPos + s.TokenCount + bs - 1) / bs);
+            Put(ref at, s.TokenStart);
+            Put(ref at, s.TokenCount);
+            Put(ref at, s.StartPos);
+            Put(ref at, s.WantLogits ? 1 : 0);
+            Put(ref at, blocks);
+            for (int b = 0; b < blocks; b++)
+            {
+                Put(ref at, s.BlockTable[b]);
+            }
+        }
+
+        g.Broadcast(_plan.AsMemory(0, at));
+    }
+
+    /// <summary>Rank 0 at dispose: the followers return from <see cref="Follow"/>.</summary>
+    private void StopFollowers()
+    {
+        if (_group is { Size: > 1, Rank: 0 } g && !_stopped)
+        {
+            _stopped = true;
+            try
+            {
+                g.Broadcast(new[] { (byte)PlanKind.Stop, (byte)0, (byte)0, (byte)0 });
+            }
+            catch (CollectiveException)
+            {
+                // A follower already gone has nothing to stop.
+            }
+            catch (ObjectDisposedException)
+            {
+                // The group was closed first: the followers see it closed.
+            }
+        }
+    }
+
+    /// <summary>Sums a partial result over the ranks, in place (nothing without a group).</summary>
+    private void AllReduce(Span<float> values, ForwardProfile? profile)
+    {
+        if (_shard is null)
+        {
+            return;
+        }
+
+        _group!.AllReduceSum(values);
+        profile?.Mark(ForwardProfile.Communication);
+    }
+
+    /// <summary>
+    /// This rank's vocabulary columns of the logits of <paramref name="rows"/> normed rows, gathered on rank 0 into
+    /// <paramref name="logits"/> (rows x VocabSize; empty on the other ranks).
+    /// </summary>
+    private void GatherLogits(ReadOnlySpan<float> normed, int rows, Span<float> logits, ForwardProfile? profile)
+    {
+        int vc = _vocabCount, vocab = Config.VocabSize, size = _group!.Size;
+        Span<float> local = _logitShard.AsSpan(0, rows * vc);
+        MatMul.Multiply(_output, normed, local, rows);
+        profile?.Mark(ForwardProfile.Logits);
+        bool root = _group.Rank == 0;
+        Span<float> gathered = root ? _gathered.AsSpan(0, size * rows * vc) : Span<float>.Empty;
+        _group.Gather(local, gathered);
+        if (root)
+        {
+            for (int r = 0; r < size; r++)
+            {
+                for (int i = 0; i < rows; i++)
+                {
+                    gathered.Slice((r * rows + i) * vc, vc).CopyTo(logits.Slice(i * vocab + r * vc, vc));
+                }
+            }
+        }
+
+        profile?.Mark(ForwardProfile.Communication);
+    }
+
+    private void Put(ref int at, int value)
+    {
+        if (at + 4 > _plan.Length)
+        {
+            Array.Resize(ref _plan, _plan.Length * 2);
+        }
+
+        BinaryPrimitives.WriteInt32LittleEndian(_plan.AsSpan(at), value);
+        at += 4;
+    }
+
+    private static int ReadInt(ReadOnlySpan<byte> plan, int at) =>
+        plan.Length >= at + 4 ? BinaryPrimitives.ReadInt32LittleEndian(plan[at..]) : throw new CollectiveException($"a plan of {plan.Length} bytes ends before byte {at + 4}", 0);
+
+    private static int Next(ReadOnlySpan<byte> plan, ref int at)
+    {
+        int value = ReadInt(plan, at);
+        at += 4;
+        return value;
+    }
+}

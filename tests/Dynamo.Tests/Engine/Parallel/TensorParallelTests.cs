@@ -1,0 +1,226 @@
+using Dynamo.Engine.Inference;
+using Dynamo.Engine.Models;
+using Dynamo.Engine.Models.Synth;
+using Dynamo.Engine.Parallel;
+using Dynamo.Llm.ModelFiles;
+using Dynamo.Llm.Parallel;
+using Dynamo.Tests.Engine.Inference;
+using Dynamo.Tests.Infrastructure;
+
+namespace Dynamo.Tests.Engine.Parallel;
+
+/// <summary>
+/// Tensor parallelism in the forward pass: N ranks (threads here, over the in-process collectives; the process and
+/// network forms are tested in Integration/) each hold their <see cref="ShardedWeights"/>, rank 0 is driven and the
+/// others follow its plans. Logits stay within a float tolerance of the whole model and greedy tokens are the same.
+/// </summary>
+public sealed class TensorParallelTests
+{
+    /// <summary>
+    /// The bound on |logit(TP=N) - logit(TP=1)|, relative to the largest |logit| of the row. Sharding changes only the
+    /// order of float additions: each output of the attention output projection and of the down projection is the sum
+    /// of N partial dot products instead of one, and the embedding and the logits are exact (a row plus zeros, columns
+    /// gathered). Float32 rounding of a reordered sum of k terms differs by at most about k x 2^-24 of the sum of the
+    /// terms' magnitudes; with k in the hundreds and activations near unit size, per layer that is ~1e-5 relative, and
+    /// it grows over layers. 2e-4 leaves a margin of ten over what the models here show (about 1e-5).
+    /// </summary>
+    private const float RelativeTolerance = 2e-4f;
+
+    /// <summary>A random F32 model whose 8 heads over 4 KV heads (and FFN, vocabulary) divide by 4.</summary>
+    private static readonly Lazy<string> Wide = new(() => new RandomGgufModel { Architecture = "llama", Heads = 8, KvHeads = 4, HiddenDim = 128, VocabSize = 96, Seed = 15 }
+        .WriteTo(Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "dynamo-tp-tests", Guid.NewGuid().ToString("N"))).FullName));
+
+    private static string ModelPath(string name) => name switch
+    {
+        "wide" => Wide.Value,
+        "stories260K" => SharedData.Path("models", "stories260K", "stories260K.bin"),
+        "tinystories-656k" => SharedData.Path("models", "tinystories-656k"),
+        _ => BatchTestModels.Path(name),
+    };
+
+    /// <summary>N ranks of one model as threads: rank 0's transformer, and the followers' loops.</summary>
+    private sealed class Ranks : IDisposable
+    {
+        private readonly Transformer[] _ranks;
+        private readonly ICollectiveGroup[] _groups;
+
+        public Ranks(string path, int size, int maxBatch = 32)
+        {
+            _groups = InProcessCollectives.Create(size, TimeSpan.FromSeconds(120));
+            _ranks = [.. Enumerable.Range(0, size).Select(r => new Transformer(ShardedWeights.Create(ModelLoader.Load(path), r, size), maxBatch, _groups[r]))];
+            Followers = [.. _ranks.Skip(1).Select(t => Task.Factory.StartNew(() => t.Follow(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))];
+        }
+
+        public Transformer Leader => _ranks[0];
+
+        public Task[] Followers { get; }
+
+        public ICollectiveGroup Group(int rank) => _groups[rank];
+
+        public void Dispose()
+        {
+            _ranks[0].Dispose();
+            Task.WaitAll(Followers.Select(f => f.ContinueWith(_ => { }, TaskScheduler.Default)).ToArray(), TimeSpan.FromSeconds(60));
+            foreach (Transformer t in _ranks.Skip(1))
+            {
+                t.Dispose();
+            }
+
+            foreach (ICollectiveGroup g in _groups)
+            {
+                g.Dispose();
+            }
+        }
+    }
+
+    private static float[] AllLogits(Transformer model, int[] prompt)
+    {
+        var cache = new SequenceKvCache(model.Config, prompt.Length);
+        var logits = new float[prompt.Length * model.Config.VocabSize];
+        model.Forward(prompt, 0, cache, logits, allLogits: true);
+        return logits;
+    }
+
+    private static int[] Greedy(Transformer model, int[] prompt, int steps)
+    {
+        var cache = new SequenceKvCache(model.Config, prompt.Length + steps);
+        var logits = new float[model.Config.VocabSize];
+        var output = new List<int>();
+        model.Forward(prompt, 0, cache, logits);
+        for (int i = 0; i < steps; i++)
+        {
+            int next = ArgMax(logits);
+            output.Add(next);
+            if (i + 1 < steps)
+            {
+                model.Forward([next], prompt.Length + i, cache, logits);
+            }
+        }
+
+        return [.. output];
+    }
+
+    private static int ArgMax(ReadOnlySpan<float> values)
+    {
+        int best = 0;
+        for (int i = 1; i < values.Length; i++)
+        {
+            if (values[i] > values[best])
+            {
+                best = i;
+            }
+        }
+
+        return best;
+    }
+
+    private static void AssertClose(float[] expected, float[] actual, int vocab, string label)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int row = 0; row < expected.Length / vocab; row++)
+        {
+            ReadOnlySpan<float> e = expected.AsSpan(row * vocab, vocab), a = actual.AsSpan(row * vocab, vocab);
+            float scale = 0;
+            foreach (float v in e)
+            {
+                scale = Math.Max(scale, Math.Abs(v));
+            }
+
+            for (int i = 0; i < vocab; i++)
+            {
+                Assert.True(Math.Abs(e[i] - a[i]) <= RelativeTolerance * scale, $"{label}: row {row}, logit {i}: {a[i]:R} vs {e[i]:R} (scale {scale:R})");
+            }
+        }
+    }
+
+    private static void CheckAgainstWhole(string name, int size)
+    {
+        string path = ModelPath(name);
+        using var whole = new Transformer(ModelLoader.Load(path), 32);
+        int vocab = whole.Config.VocabSize;
+        var random = new Random(size * 31 + name.Length);
+        int[] prompt = [.. Enumerable.Range(0, 45).Select(_ => random.Next(3, vocab))];
+        float[] expected = AllLogits(whole, prompt);
+        int[] expectedTokens = Greedy(whole, prompt[..7], 40);
+
+        using var ranks = new Ranks(path, size);
+        AssertClose(expected, AllLogits(ranks.Leader, prompt), vocab, $"{name} tp {size}");
+        Assert.Equal(expectedTokens, Greedy(ranks.Leader, prompt[..7], 40));
+        Assert.All(ranks.Followers, f => Assert.False(f.IsCompleted));
+    }
+
+    [Theory]
+    [InlineData("llama", 2)]
+    [InlineData("qwen2", 2)]
+    [InlineData("qwen3", 2)]
+    [InlineData("Q8_0", 2)]
+    [InlineData("Q4_0", 2)]
+    [InlineData("wide", 2)]
+    [InlineData("wide", 4)]
+    public void Forward_TensorParallel_MatchesWholeModel(string name, int size) => CheckAgainstWhole(name, size);
+
+    [SharedTheory]
+    [InlineData("stories260K", 2)]
+    [InlineData("stories260K", 4)]
+    [InlineData("tinystories-656k", 2)]
+    [InlineData("tinystories-656k", 4)]
+    public void Forward_TensorParallelSharedModels_MatchesWholeModel(string name, int size) => CheckAgainstWhole(name, size);
+
+    [Fact]
+    public void Follow_LeaderDisposed_FollowersReturn()
+    {
+        var ranks = new Ranks(ModelPath("wide"), 4);
+        AllLogits(ranks.Leader, [5, 6, 7]);
+        ranks.Dispose();
+        Assert.All(ranks.Followers, f => Assert.True(f.IsCompletedSuccessfully));
+    }
+
+    [Fact]
+    public void Forward_FollowerLost_LeaderThrowsNamingIt()
+    {
+        using var ranks = new Ranks(ModelPath("wide"), 2);
+        AllLogits(ranks.Leader, [5, 6, 7]);
+        ranks.Group(1).Dispose();
+        var e = Assert.Throws<CollectiveException>(() => AllLogits(ranks.Leader, [5, 6, 7, 8]));
+        Assert.Equal(1, e.Rank);
+        Assert.Contains("rank 1", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(3, "KV heads do not divide by 3")]
+    [InlineData(4, "KV heads do not divide by 4")]
+    public void Create_ModelDoesNotDivide_NamesWhat(int size, string expected)
+    {
+        var e = Assert.Throws<ArgumentException>(() => ShardedWeights.Check(new ModelConfig { Architecture = "llama", Dim = 64, HiddenDim = 96, Layers = 1, Heads = 4, KvHeads = 2, VocabSize = 96, ContextLength = 16, HeadDim = 16 }, size));
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+        Assert.StartsWith("--tensor-parallel-size", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Create_QuantizedColumnsInsideABlock_Refused()
+    {
+        // 8 heads of 8 over 4 ranks: each rank's output projection columns are 16 values, half a Q8_0 block of 32.
+        string path = SynthModelWriter.Write(SynthModelOptions.Tiny with { Heads = 8, KvHeads = 4 }, SynthOutputOptions.Default with
+        {
+            OutputPath = Path.Combine(Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "dynamo-tp-tests", Guid.NewGuid().ToString("N"))).FullName, "q8.gguf"),
+            Format = SynthFormat.Gguf,
+            Type = GgmlType.Q8_0,
+        }).Path;
+        var e = Assert.Throws<ArgumentException>(() => ShardedWeights.Create(ModelLoader.Load(path), 0, 4));
+        Assert.Contains("blk.0.attn_output.weight (Q8_0) would be split at column 0 of 64, inside a quantization block of 32", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Create_RankHoldsItsShare()
+    {
+        using var whole = ModelLoader.Load(ModelPath("wide"));
+        long total = whole.Tensors.Values.Where(t => t.Dims.Length == 2).Sum(t => t.ByteLength);
+        using var shard = ShardedWeights.Create(ModelLoader.Load(ModelPath("wide")), 1, 4);
+        Assert.Equal(total / 4, shard.ViewBytes + shard.CopiedBytes);
+        Assert.Equal(2, shard.Config.Heads);
+        Assert.Equal(1, shard.Config.KvHeads);
+        Assert.Equal(32, shard.Config.HiddenDim);
+        Assert.Equal(96, shard.Config.VocabSize);
+        Assert.Equal(24, shard.VocabStart);
+    }
+}
