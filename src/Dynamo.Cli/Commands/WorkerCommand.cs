@@ -10,7 +10,9 @@ namespace Dynamo.Cli.Commands;
 /// <summary>
 /// <c>dynamo worker</c>: loads a model, connects to etcd and NATS (NATS_SERVER, ETCD_ENDPOINTS; localhost
 /// by default), serves the engine on namespace.component.generate, publishes the model card, and runs
-/// until Ctrl-C / SIGTERM, then leaves discovery at once. Accepts the guides' vLLM and SGLang spellings.
+/// until Ctrl-C / SIGTERM, then drains and leaves discovery. Accepts the guides' vLLM and SGLang spellings. With
+/// --tensor-parallel-size N the model is split over N rank processes (TensorParallelRanks): rank 0 serves as this
+/// worker, the others need no NATS or etcd.
 /// </summary>
 internal static class WorkerCommand
 {
@@ -33,8 +35,14 @@ internal static class WorkerCommand
         var systemHost = new Option<string?>("--system-host") { Description = "Address the system port listens on (env DYN_SYSTEM_HOST; default 127.0.0.1, this host only; 0.0.0.0 for every interface)" };
         var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker: simulated time runs this many times faster", DefaultValueFactory = _ => MockerOptions.Default.SpeedupRatio };
         var gpuBlocks = new Option<int?>("--num-gpu-blocks") { Description = "Mocker: KV pool size in blocks" };
-        var tp = new Option<int>("--tensor-parallel-size", "--tp", "--tp-size") { Description = "Accepted for the guides; this engine runs one process per model", DefaultValueFactory = _ => 1 };
-        var ignoredValues = new[] { "--dp-size", "--nnodes", "--node-rank", "--dist-init-addr", "--pipeline-parallel-size" }
+        var tp = new Option<int>("--tensor-parallel-size", "--tp", "--tp-size") { Description = "Split the model over this many rank processes (heads, FFN units and vocabulary); rank 0 serves, the others follow", DefaultValueFactory = _ => 1 };
+        var nnodes = new Option<int>("--nnodes") { Description = "Nodes the tensor-parallel ranks are spread over (one command per node)", DefaultValueFactory = _ => 1 };
+        var nodeRank = new Option<int>("--node-rank") { Description = "This node, 0..nnodes-1 (node 0 runs rank 0, which registers the worker)", DefaultValueFactory = _ => 0 };
+        var initAddr = new Option<string?>("--dist-init-addr") { Description = "HOST:PORT where rank 0 meets the other ranks (required with --nnodes > 1; on one node a free local port)" };
+        var tpTransport = new Option<string>("--tp-transport") { Description = "Collectives between ranks: auto (shared memory on a node, TCP between nodes), tcp or shm", DefaultValueFactory = _ => "auto" };
+        var distTimeout = new Option<double>("--dist-timeout") { Description = "Seconds a rank waits for rank 0 at start, and a silent rank gets before it counts as lost", DefaultValueFactory = _ => 120 };
+        var tpRank = new Option<int?>("--tp-rank") { Description = "Internal: the rank of a process the worker command started for its node", Hidden = true };
+        var ignoredValues = new[] { "--dp-size", "--pipeline-parallel-size" }
             .Select(n => new Option<string?>(n) { Description = "Accepted for the guides; no effect here (said at startup)" }).ToArray();
         var ignoredSwitches = new[] { "--trust-remote-code", "--skip-tokenizer-init", "--enforce-eager", "--enable-dp-attention" }
             .Select(n => new Option<bool>(n) { Description = "Accepted for the guides; no effect here (said at startup)" }).ToArray();
@@ -44,7 +52,7 @@ internal static class WorkerCommand
         };
         EngineFlags engineFlags = EngineFlags.AddTo(command);
         DisaggregationFlags disaggFlags = DisaggregationFlags.AddTo(command);
-        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, maxWaiting, systemPort, systemHost, speedup, gpuBlocks, tp })
+        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, maxWaiting, systemPort, systemHost, speedup, gpuBlocks, tp, nnodes, nodeRank, initAddr, tpTransport, distTimeout, tpRank })
         {
             command.Options.Add(o);
         }
@@ -81,10 +89,16 @@ internal static class WorkerCommand
                 throw new CliUsageException($"--tensor-parallel-size: {tpSize} must be at least 1");
             }
 
-            if (tpSize > 1)
+            var parallel = new TensorParallelSettings
             {
-                ignored.Add($"--tensor-parallel-size {tpSize} (one process serves the whole model)");
-            }
+                Size = tpSize,
+                Nodes = parse.GetValue(nnodes),
+                NodeRank = parse.GetValue(nodeRank),
+                InitAddress = parse.GetValue(initAddr),
+                SpawnedRank = parse.GetValue(tpRank),
+                Transport = parse.GetValue(tpTransport)!,
+                Timeout = FrontendFlags.Seconds(parse.GetValue(distTimeout)),
+            };
 
             ignored.AddRange(ignoredValues.Where(o => parse.GetResult(o) is not null).Select(o => $"{o.Name} {parse.GetValue(o)}"));
             ignored.AddRange(ignoredSwitches.Where(o => parse.GetValue(o)).Select(o => o.Name));
@@ -108,10 +122,22 @@ internal static class WorkerCommand
                 SystemHost = parse.GetValue(systemHost) ?? SystemHostFromEnvironment(),
                 MaxWaitingRequests = parse.GetValue(maxWaiting),
                 IgnoredFlags = ignored,
+                TensorParallel = parallel,
             }).Validate();
+            if (settings.TensorParallel.Enabled)
+            {
+                // KV moved in from a prefill worker would fill rank 0's heads only: a tensor-parallel worker prefills itself.
+                settings = settings with { RemotePrefill = false, TensorParallelInitAddress = TensorParallelRanks.ResolveInitAddress(settings.TensorParallel) };
+            }
+
             if (settings.EngineKind == "dynamo" && settings.ModelPath is null)
             {
                 throw new CliUsageException("--model is required (or --engine echo / mocker)");
+            }
+
+            if (settings.TensorParallel.Enabled && settings.TensorParallel.Rank != 0)
+            {
+                return FollowAsync(settings, cancellationToken);
             }
 
             RuntimeOptions runtime = RuntimeConnection.FromEnvironment() with { LeaseTtl = TimeSpan.FromSeconds(ttl) };
@@ -136,14 +162,45 @@ internal static class WorkerCommand
             ? port : throw new CliUsageException($"DYN_SYSTEM_PORT: '{value}' is not a port number");
     }
 
+    /// <summary>A rank other than 0 of a tensor-parallel worker (and the ranks it starts on its node): no NATS or etcd.</summary>
+    private static async Task<int> FollowAsync(WorkerSettings settings, CancellationToken cancellationToken)
+    {
+        using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
+        List<System.Diagnostics.Process> ranks = TensorParallelRanks.StartLocalRanks(settings.TensorParallel, settings.TensorParallelInitAddress!, Console.Error);
+        int code = await TensorParallelRanks.FollowAsync(settings, settings.TensorParallelInitAddress!, Console.Error, shutdown.Token);
+        await TensorParallelRanks.WaitForAsync(ranks, Console.Error);
+        return code;
+    }
+
     private static async Task<int> RunAsync(WorkerSettings settings, RuntimeOptions runtimeOptions, CancellationToken cancellationToken)
     {
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
+        List<System.Diagnostics.Process> ranks = settings.TensorParallel.Enabled
+            ? TensorParallelRanks.StartLocalRanks(settings.TensorParallel, settings.TensorParallelInitAddress!, Console.Error)
+            : [];
+        try
+        {
+            return await ServeAsync(settings, runtimeOptions, shutdown);
+        }
+        finally
+        {
+            await TensorParallelRanks.WaitForAsync(ranks, Console.Error);
+        }
+    }
+
+    private static async Task<int> ServeAsync(WorkerSettings settings, RuntimeOptions runtimeOptions, CancellationTokenSource shutdown)
+    {
         await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token);
         await using WorkerComponent worker = await WorkerComponent.StartAsync(runtime, settings, Console.Error, shutdown.Token, CliLogging.Create(json: false));
         try
         {
-            await Task.Delay(Timeout.Infinite, shutdown.Token);
+            Task stopped = Task.Delay(Timeout.Infinite, shutdown.Token);
+            if (await Task.WhenAny(stopped, worker.RankLost) == worker.RankLost)
+            {
+                // The worker cannot compute without the lost rank: leave discovery now (disposal); in-flight requests ended with the error.
+                Console.Error.WriteLine($"worker: instance {EndpointAddress.FormatId(runtime.InstanceId)}: {worker.RankLost.Result.Message}; leaving discovery and exiting");
+                return 1;
+            }
         }
         catch (OperationCanceledException)
         {

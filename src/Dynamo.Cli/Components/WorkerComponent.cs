@@ -5,10 +5,12 @@ using Dynamo.Components.Workers;
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.Kernels;
 using Dynamo.Engine.Models;
+using Dynamo.Engine.Parallel;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend.Status;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.ModelCards;
+using Dynamo.Llm.Parallel;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
 using Microsoft.Extensions.Logging;
@@ -27,6 +29,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
     private readonly LoadedModel? _model;
     private readonly KvTransferServer? _transfer;
     private SystemStatusServer? _status;
+    private ICollectiveGroup? _group;
 
     private WorkerComponent(IEngine engine, EngineWorker worker, LoadedModel? model, ModelDeploymentCard card, KvTransferServer? transfer)
     {
@@ -46,6 +49,12 @@ internal sealed class WorkerComponent : IAsyncDisposable
 
     public long InstanceId => _worker.InstanceId;
 
+    /// <summary>
+    /// Completes when a rank of this tensor-parallel worker is lost (with the error naming it); never otherwise. The
+    /// worker cannot serve after that and should stop.
+    /// </summary>
+    public Task<CollectiveException> RankLost => _engine is InferenceEngine { } e ? e.GroupLost : new TaskCompletionSource<CollectiveException>().Task;
+
     /// <summary>Requests this worker is serving now.</summary>
     public int InFlight => _worker.InFlight;
 
@@ -63,6 +72,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
         }
 
         LoadedModel? model = null;
+        ICollectiveGroup? parallelGroup = null;
         IEngine engine;
         ModelCardSource source;
         try
@@ -74,7 +84,20 @@ internal sealed class WorkerComponent : IAsyncDisposable
                     string path = settings.ModelPath ?? throw new CliUsageException("--model is required for the built-in engine");
                     model = LoadedModel.Load(path, settings.TokenizerPath);
                     KernelThreads.Count = settings.Threads;
-                    var transformer = new Transformer(model.Weights, maxBatch: Math.Min(settings.Engine.MaxNumBatchedTokens, 512));
+                    Transformer transformer;
+                    if (settings.TensorParallel.Enabled)
+                    {
+                        // Rank 0 of a tensor-parallel worker: its shard, driving the other ranks' passes.
+                        (ShardedWeights shard, ICollectiveGroup group) = await TensorParallelRanks.LoadAndJoinAsync(
+                            settings.TensorParallel, settings.TensorParallelInitAddress!, path, model.Weights, log, cancellationToken).ConfigureAwait(false);
+                        parallelGroup = group;
+                        transformer = new Transformer(shard, TensorParallelRanks.MaxBatch(settings), group);
+                    }
+                    else
+                    {
+                        transformer = new Transformer(model.Weights, maxBatch: TensorParallelRanks.MaxBatch(settings));
+                    }
+
                     TimeSpan warm = transformer.WarmUp(TimeSpan.FromMilliseconds(500));
                     log.WriteLine($"worker: kernels warmed up in {warm.TotalMilliseconds:F0} ms (throw-away forward passes before the first request)");
                     var inference = new InferenceEngine(transformer, model.Tokenizer.EosTokenIds, settings.Engine with { WorkerId = runtime.InstanceId });
@@ -111,6 +134,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
         }
         catch
         {
+            parallelGroup?.Dispose();
             model?.Dispose();
             throw;
         }
@@ -146,7 +170,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
                 : transfer is null
                     ? "worker: remote prefill off: this worker prefills every prompt itself"
                     : $"worker: KV from prefill workers arrives at {transfer.Address}, listening on {Listeners.Describe(transfer.LocalEndPoint.Address.ToString(), transfer.LocalEndPoint.Port, "--kv-transfer-host")}");
-            var component = new WorkerComponent(engine, worker, model, card, transfer);
+            var component = new WorkerComponent(engine, worker, model, card, transfer) { _group = parallelGroup };
             if (settings.SystemPort is int port)
             {
                 try
@@ -173,6 +197,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
             }
 
             model?.Dispose();
+            parallelGroup?.Dispose();
             throw;
         }
     }
@@ -198,6 +223,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
         }
 
         _model?.Dispose();
+        _group?.Dispose();
     }
 
     /// <summary>What a decode worker and a prefill worker compare before moving KV: the weights, or the model-free engine's kind.</summary>

@@ -71,7 +71,13 @@ internal sealed record WorkerSettings
     /// </summary>
     public MockerOptions Mocker { get; init; } = MockerOptions.Default;
 
-    /// <summary>Compute threads of the built-in engine (--threads).</summary>
+    /// <summary>How the built-in engine's model is split over processes (--tensor-parallel-size and its companions).</summary>
+    public TensorParallelSettings TensorParallel { get; init; } = TensorParallelSettings.None;
+
+    /// <summary>The init address the ranks meet at (<see cref="TensorParallelSettings.InitAddress"/>, or the free port chosen for one node).</summary>
+    public string? TensorParallelInitAddress { get; init; }
+
+    /// <summary>Compute threads of the built-in engine, per rank (--threads).</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
 
     /// <summary>Port of the worker's /metrics, /health and /live (DYN_SYSTEM_PORT); null for none.</summary>
@@ -142,6 +148,17 @@ internal sealed record WorkerSettings
 
         Disaggregation?.Validate();
         Engine.Validate();
+        TensorParallel.Validate();
+        if (TensorParallel.Enabled && EngineKind != "dynamo")
+        {
+            throw new ArgumentException($"--tensor-parallel-size: {TensorParallel.Size} splits the built-in engine's model; --engine {EngineKind} has none");
+        }
+
+        if (TensorParallel.Enabled && IsPrefillWorker)
+        {
+            throw new ArgumentException($"--tensor-parallel-size {TensorParallel.Size} with a prefill worker: moving the KV of a tensor-parallel worker is not built yet; run prefill workers with --tensor-parallel-size 1");
+        }
+
         if (EngineKind == "mocker")
         {
             MockerFor(vocabSize: Mocker.VocabSize, workerId: 0).Validate();

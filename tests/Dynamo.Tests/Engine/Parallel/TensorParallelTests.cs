@@ -2,10 +2,13 @@ using Dynamo.Engine.Inference;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Models.Synth;
 using Dynamo.Engine.Parallel;
+using Dynamo.Engine.Serving;
+using Dynamo.Llm.Engines;
 using Dynamo.Llm.ModelFiles;
 using Dynamo.Llm.Parallel;
 using Dynamo.Tests.Engine.Inference;
 using Dynamo.Tests.Infrastructure;
+using Dynamo.Tests.Llm.Engines;
 
 namespace Dynamo.Tests.Engine.Parallel;
 
@@ -165,6 +168,56 @@ public sealed class TensorParallelTests
     [InlineData("tinystories-656k", 2)]
     [InlineData("tinystories-656k", 4)]
     public void Forward_TensorParallelSharedModels_MatchesWholeModel(string name, int size) => CheckAgainstWhole(name, size);
+
+    [Theory]
+    [InlineData("Q8_0", 2)]
+    [InlineData("wide", 4)]
+    public async Task Engine_TensorParallelConcurrentGreedy_SameTokensAsWholeModel(string name, int size)
+    {
+        string path = ModelPath(name);
+        var random = new Random(size);
+        int vocab;
+        using (IModelWeights w = ModelLoader.Load(path))
+        {
+            vocab = w.Config.VocabSize;
+        }
+
+        List<int[]> prompts = [.. Enumerable.Range(0, 10).Select(i => Enumerable.Range(0, random.Next(1, 60)).Select(_ => random.Next(3, vocab)).ToArray())];
+        static SamplingParams Greedy() => SamplingParams.Greedy with { MaxTokens = 20, IgnoreEos = true };
+
+        // Small passes (chunked prefill, mixed batches) and a pool that forces preemption, on both.
+        var options = EngineOptions.Default with { BlockSize = 8, MaxNumBatchedTokens = 32, MaxNumSeqs = 16, KvCacheMemory = 0 };
+        async Task<List<int>[]> RunAsync(InferenceEngine engine) =>
+            [.. (await Task.WhenAll(prompts.Select((p, i) => EngineContractTests.CollectAsync(engine, new EngineRequest($"r{i}", p, Greedy()))))).Select(r => r.Tokens)];
+
+        List<int>[] expected;
+        var whole = new Transformer(ModelLoader.Load(path), 32);
+        await using (var engine = new InferenceEngine(whole, [], options with { KvCacheMemory = Dynamo.Engine.KvCache.PagedKvCache.BytesPerBlock(whole.Config, 8) * 30 }))
+        {
+            expected = await RunAsync(engine);
+        }
+
+        var groups = InProcessCollectives.Create(size, TimeSpan.FromSeconds(120));
+        Transformer[] ranks = [.. Enumerable.Range(0, size).Select(r => new Transformer(ShardedWeights.Create(ModelLoader.Load(path), r, size), 32, groups[r]))];
+        Task[] followers = [.. ranks.Skip(1).Select(t => Task.Factory.StartNew(() => t.Follow(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))];
+        await using (var engine = new InferenceEngine(ranks[0], [], options with { KvCacheMemory = Dynamo.Engine.KvCache.PagedKvCache.BytesPerBlock(ranks[0].Config, 8) * 30 }))
+        {
+            List<int>[] actual = await RunAsync(engine);
+            for (int i = 0; i < prompts.Count; i++)
+            {
+                Assert.Equal(expected[i], actual[i]);
+            }
+
+            Assert.True(engine.Stats.Preemptions > 0, "expected preemptions with 10 requests on 30 blocks");
+            Assert.False(engine.GroupLost.IsCompleted);
+        }
+
+        await Task.WhenAll(followers);
+        foreach (ICollectiveGroup g in groups)
+        {
+            g.Dispose();
+        }
+    }
 
     [Fact]
     public void Follow_LeaderDisposed_FollowersReturn()

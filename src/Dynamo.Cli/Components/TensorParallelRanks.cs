@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Dynamo.Cli.Commands;
+using Dynamo.Components.Workers;
+using Dynamo.Engine.Inference;
+using Dynamo.Engine.Kernels;
+using Dynamo.Engine.Models;
+using Dynamo.Engine.Parallel;
+using Dynamo.Llm.Parallel;
+
+namespace Dynamo.Cli.Components;
+
+/// <summary>
+/// The processes of a tensor-parallel worker: the command a user starts on a node runs that node's first rank and
+/// starts the node's other ranks as processes of the same command (with the hidden --tp-rank); every rank loads its
+/// shard, meets the others at --dist-init-addr (agreeing on the model's fingerprint and the shard layout), and then
+/// rank 0 serves as the worker while the others follow its forward passes until it stops or one of them is lost.
+/// </summary>
+internal static class TensorParallelRanks
+{
+    /// <summary>The init address to use: the one given, or on a single node a free port of this host.</summary>
+    public static string ResolveInitAddress(TensorParallelSettings tp)
+    {
+        if (tp.InitAddress is { } given)
+        {
+            return given;
+        }
+
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return string.Create(CultureInfo.InvariantCulture, $"127.0.0.1:{((IPEndPoint)probe.LocalEndpoint).Port}");
+    }
+
+    /// <summary>
+    /// Starts this node's other ranks: this executable with this process's arguments plus --tp-rank R (and the init
+    /// address when it was not given). They write to this process's standard output and error.
+    /// </summary>
+    public static List<Process> StartLocalRanks(TensorParallelSettings tp, string initAddress, TextWriter log)
+    {
+        string[] self = BenchDisaggCommand.SelfCommand();
+        string[] args = Environment.GetCommandLineArgs()[1..];
+        var started = new List<Process>();
+        foreach (int rank in tp.OtherLocalRanks)
+        {
+            var info = new ProcessStartInfo(self[0]) { UseShellExecute = false };
+            foreach (string a in self.Skip(1).Concat(args))
+            {
+                info.ArgumentList.Add(a);
+            }
+
+            info.ArgumentList.Add("--tp-rank");
+            info.ArgumentList.Add(rank.ToString(CultureInfo.InvariantCulture));
+            if (tp.InitAddress is null)
+            {
+                info.ArgumentList.Add("--dist-init-addr");
+                info.ArgumentList.Add(initAddress);
+            }
+
+            Process process = Process.Start(info) ?? throw new InvalidOperationException($"could not start rank {rank}");
+            started.Add(process);
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"worker: rank {tp.Rank}: started rank {rank} of {tp.Size} (pid {process.Id})"));
+        }
+
+        return started;
+    }
+
+    /// <summary>
+    /// Loads this rank's shard of the model at <paramref name="modelPath"/> and joins the group; the caller owns both.
+    /// Throws <see cref="CliUsageException"/> (one line) when the model cannot be split or the ranks disagree.
+    /// </summary>
+    public static async Task<(ShardedWeights Shard, ICollectiveGroup Group)> LoadAndJoinAsync(
+        TensorParallelSettings tp, string initAddress, string modelPath, IModelWeights full, TextWriter log, CancellationToken cancellationToken)
+    {
+        ShardedWeights shard;
+        try
+        {
+            shard = ShardedWeights.Create(full, tp.Rank, tp.Size);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliUsageException(e.Message);
+        }
+
+        try
+        {
+            string fingerprint = ModelFingerprint.Of(modelPath);
+            ICollectiveGroup group = await CollectiveGroups.JoinAsync(tp, initAddress, fingerprint, shard.Layout, cancellationToken).ConfigureAwait(false);
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"worker: rank {tp.Rank} of {tp.Size} joined at {initAddress}: {shard.Layout}; weights {shard.ViewBytes / 1e6:F1} MB mapped (its rows) + {shard.CopiedBytes / 1e6:F1} MB copied (its columns)"));
+            return (shard, group);
+        }
+        catch
+        {
+            shard.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A rank other than 0: loads its shard, joins, and runs rank 0's forward passes until rank 0 stops (exit 0) or
+    /// the group breaks (one line naming the lost rank, exit 1). Needs no NATS or etcd.
+    /// </summary>
+    public static async Task<int> FollowAsync(WorkerSettings settings, string initAddress, TextWriter log, CancellationToken cancellationToken)
+    {
+        TensorParallelSettings tp = settings.TensorParallel;
+        string path = settings.ModelPath ?? throw new CliUsageException("--model is required for the built-in engine");
+        KernelThreads.Count = settings.Threads;
+        (ShardedWeights shard, ICollectiveGroup group) = await LoadAndJoinAsync(tp, initAddress, path, ModelLoader.Load(path), log, cancellationToken).ConfigureAwait(false);
+        using (group)
+        {
+            using var model = new Transformer(shard, MaxBatch(settings), group);
+            var done = new TaskCompletionSource<Exception?>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var thread = new Thread(() =>
+            {
+                try
+                {
+                    model.Follow();
+                    done.TrySetResult(null);
+                }
+                catch (Exception e)
+                {
+                    done.TrySetResult(e);
+                }
+            })
+            { IsBackground = true, Name = "dynamo-tp-follower" };
+            thread.Start();
+            Exception? failure;
+            try
+            {
+                failure = await done.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"worker: rank {tp.Rank}: stopped by a signal; rank 0 loses this rank and stops serving"));
+                return 0;
+            }
+
+            if (failure is null)
+            {
+                log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"worker: rank {tp.Rank}: rank 0 stopped; exiting"));
+                return 0;
+            }
+
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"worker: rank {tp.Rank}: {failure.Message}"));
+            return 1;
+        }
+    }
+
+    /// <summary>
+    /// Waits for the ranks this process started (they stop when rank 0 does, or when the group breaks); a rank still
+    /// running after the group's timeout is killed, so that nothing is left behind.
+    /// </summary>
+    public static async Task WaitForAsync(List<Process> ranks, TextWriter log)
+    {
+        foreach (Process p in ranks)
+        {
+            using (p)
+            {
+                using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+                try
+                {
+                    await p.WaitForExitAsync(bound.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    log.WriteLine($"worker: rank process {p.Id} did not stop within 30 s; killing it");
+                    p.Kill(entireProcessTree: true);
+                }
+            }
+        }
+    }
+
+    /// <summary>Tokens of one forward pass: the same on every rank (they run the same passes).</summary>
+    public static int MaxBatch(WorkerSettings settings) => Math.Min(settings.Engine.MaxNumBatchedTokens, 512);
+}

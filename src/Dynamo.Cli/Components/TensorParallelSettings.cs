@@ -1,0 +1,87 @@
+using System.Globalization;
+
+namespace Dynamo.Cli.Components;
+
+/// <summary>
+/// How a worker's model is split over processes (--tensor-parallel-size, --nnodes, --node-rank, --dist-init-addr, as
+/// SGLang spells them): <see cref="Size"/> ranks, <see cref="Size"/> / <see cref="Nodes"/> on each node; node
+/// <see cref="NodeRank"/> runs ranks <see cref="FirstLocalRank"/>.. as one process each (the command starts the others
+/// of its node). Rank 0 (on node 0) runs the scheduler and alone registers the worker; the others follow its steps.
+/// </summary>
+internal sealed record TensorParallelSettings
+{
+    public static TensorParallelSettings None { get; } = new();
+
+    /// <summary>Ranks in all (--tensor-parallel-size); 1: the whole model in this process.</summary>
+    public int Size { get; init; } = 1;
+
+    /// <summary>Nodes the ranks are spread over (--nnodes).</summary>
+    public int Nodes { get; init; } = 1;
+
+    /// <summary>This node (--node-rank), 0 .. <see cref="Nodes"/> - 1.</summary>
+    public int NodeRank { get; init; }
+
+    /// <summary>HOST:PORT where rank 0 meets the others (--dist-init-addr); on one node a free local port when not given.</summary>
+    public string? InitAddress { get; init; }
+
+    /// <summary>The rank of a process this command started for its node (the hidden --tp-rank); null in the one a user started.</summary>
+    public int? SpawnedRank { get; init; }
+
+    /// <summary>"auto" (shared memory among the ranks of a node, TCP between nodes), "tcp" or "shm" (--tp-transport).</summary>
+    public string Transport { get; init; } = "auto";
+
+    /// <summary>Seconds a rank waits for rank 0 to be up (--dist-timeout), and a silent rank is given before it counts as lost.</summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(120);
+
+    public bool Enabled => Size > 1;
+
+    public int RanksPerNode => Size / Nodes;
+
+    public int FirstLocalRank => NodeRank * RanksPerNode;
+
+    /// <summary>This process's rank.</summary>
+    public int Rank => SpawnedRank ?? FirstLocalRank;
+
+    /// <summary>The ranks of this node other than the first: the processes the command starts.</summary>
+    public IEnumerable<int> OtherLocalRanks => SpawnedRank is null ? Enumerable.Range(FirstLocalRank + 1, RanksPerNode - 1) : [];
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the flag of the first bad setting.</summary>
+    public TensorParallelSettings Validate()
+    {
+        static void Check(bool ok, string message)
+        {
+            if (!ok)
+            {
+                throw new ArgumentException(message);
+            }
+        }
+
+        Check(Size is >= 1 and <= 256, Invariant($"--tensor-parallel-size: {Size} is outside 1..256"));
+        Check(Nodes is >= 1 && Nodes <= Size, Invariant($"--nnodes: {Nodes} must be at least 1 and at most --tensor-parallel-size ({Size})"));
+        Check(Size % Nodes == 0, Invariant($"--nnodes: {Nodes} nodes cannot hold the same number of the {Size} ranks"));
+        Check(NodeRank >= 0 && NodeRank < Nodes, Invariant($"--node-rank: {NodeRank} is outside 0..{Nodes - 1}"));
+        Check(Nodes == 1 || InitAddress is not null, Invariant($"--dist-init-addr: {Nodes} nodes need the HOST:PORT where rank 0 (on node 0) meets the others"));
+        Check(InitAddress is null || TryParse(InitAddress, out _, out _), $"--dist-init-addr: '{InitAddress}' is not HOST:PORT");
+        Check(SpawnedRank is null || (SpawnedRank >= FirstLocalRank && SpawnedRank < FirstLocalRank + RanksPerNode), Invariant($"--tp-rank: {SpawnedRank} is not a rank of node {NodeRank}"));
+        Check(Transport is "auto" or "tcp" or "shm", $"--tp-transport: '{Transport}' is not auto, tcp or shm");
+        Check(Timeout > TimeSpan.Zero && Timeout <= TimeSpan.FromHours(1), Invariant($"--dist-timeout: {Timeout.TotalSeconds} s is outside (0, 3600]"));
+        return this;
+    }
+
+    /// <summary>Splits HOST:PORT ([v6]:PORT too).</summary>
+    public static bool TryParse(string address, out string host, out int port)
+    {
+        host = "";
+        port = 0;
+        int colon = address.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(address.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out port) || port is < 1 or > 65535)
+        {
+            return false;
+        }
+
+        host = address[..colon].Trim('[', ']');
+        return host.Length > 0;
+    }
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}
