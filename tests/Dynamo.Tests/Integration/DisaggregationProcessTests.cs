@@ -129,14 +129,9 @@ public sealed partial class DisaggregationProcessTests
     public async Task ThreeNodeGuide_DecodeOnNode1_PrefillOnNodes2And3_CurlAndHundredParallelStreamsAllPrefilledRemotely()
     {
         using NetworkNamespaces net = NetworkNamespaces.Create(3);
-        await using NatsServer nats = await NatsServer.StartAsync(netns: net.Host(1), bindAddress: net.Address(1));
-        await using EtcdServer etcd = await EtcdServer.StartAsync(netns: net.Host(1), bindAddress: net.Address(1));
-        var env = new Dictionary<string, string>
-        {
-            ["NATS_SERVER"] = $"nats://{net.Address(1)}:{nats.Port}",
-            ["ETCD_ENDPOINTS"] = $"{net.Address(1)}:{etcd.ClientPort}",
-            ["DYNAMO_HOME"] = FindRoot(),
-        };
+        await using HeadNode head = await HeadNode.StartAsync(net);
+        Dictionary<string, string> env = head.Environment;
+        env["DYNAMO_HOME"] = FindRoot();
         const int HttpPort = 8000;
         const int DecodeMetrics = 9101;
         const int PrefillMetrics = 9102;

@@ -13,13 +13,8 @@ public sealed class MultiHostTests
     public async Task HeadNodeWorkerNodeClientNode_ServeAcrossHosts_AndHealAfterLinkCut()
     {
         using NetworkNamespaces net = NetworkNamespaces.Create(3);
-        await using NatsServer nats = await NatsServer.StartAsync(netns: net.Host(1), bindAddress: net.Address(1));
-        await using EtcdServer etcd = await EtcdServer.StartAsync(netns: net.Host(1), bindAddress: net.Address(1));
-        var env = new Dictionary<string, string>
-        {
-            ["NATS_SERVER"] = $"nats://{net.Address(1)}:{nats.Port}",
-            ["ETCD_ENDPOINTS"] = $"{net.Address(1)}:{etcd.ClientPort}",
-        };
+        await using HeadNode head = await HeadNode.StartAsync(net);
+        Dictionary<string, string> env = head.Environment;
         await using (DynamoProcess worker = DynamoProcess.Start(
             ["worker", "--model", TestModels.Tiny.Value, "--kv-cache-memory", "16000000", "--threads", "1", "--lease-ttl", "3"], env, net.Host(2)))
         {
