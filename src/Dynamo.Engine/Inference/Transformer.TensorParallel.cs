@@ -31,6 +31,12 @@ public sealed partial class Transformer
 
         /// <summary>The leader is shutting down: followers return.</summary>
         Stop = 4,
+
+        /// <summary>Each rank's keys and values of some blocks, gathered on rank 0 (a prefill worker's KV going out).</summary>
+        ExportKv = 5,
+
+        /// <summary>Keys and values of every head, broadcast next; each rank stores its heads (KV coming in).</summary>
+        ImportKv = 6,
     }
 
     private const int MaxScratchCaches = 4;
@@ -91,6 +97,33 @@ public sealed partial class Transformer
                     continue;
                 case PlanKind.Pool or PlanKind.Scratch:
                     break;
+                case PlanKind.ExportKv or PlanKind.ImportKv:
+                {
+                    int p = 4;
+                    int blockCount = Next(plan, ref p), blockSize = Next(plan, ref p), tokenCount = Next(plan, ref p);
+                    int[] blocks = new int[Next(plan, ref p)];
+                    for (int b = 0; b < blocks.Length; b++)
+                    {
+                        blocks[b] = Next(plan, ref p);
+                    }
+
+                    if (pool is null || pool.BlockCount != blockCount || pool.BlockSize != blockSize)
+                    {
+                        pool = new PagedKvCache(Config, blockCount, blockSize);
+                    }
+
+                    if (kind == PlanKind.ExportKv)
+                    {
+                        ExportShard(pool, blocks, tokenCount, Span<byte>.Empty);
+                    }
+                    else
+                    {
+                        ImportShard(pool, blocks, tokenCount, g.Broadcast(ReadOnlyMemory<byte>.Empty).Span);
+                    }
+
+                    continue;
+                }
+
                 default:
                     throw new CollectiveException($"rank {g.Rank}: rank 0 sent a plan of unknown kind {(int)kind}", 0);
             }
@@ -163,6 +196,99 @@ public sealed partial class Transformer
 
             Run(tokens.AsSpan(0, count), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(slices), cache, Span<float>.Empty, everyToken);
         }
+    }
+
+    /// <summary>The whole model's KV heads: what a KV transfer carries, whatever the ranks.</summary>
+    public int FullKvHeads => _shard?.FullConfig.KvHeads ?? Config.KvHeads;
+
+    /// <summary>
+    /// Rank 0: writes the keys and values of positions 0..<paramref name="tokenCount"/>-1 of the sequence in
+    /// <paramref name="blocks"/>, every rank's heads, into <paramref name="destination"/> in the whole model's transfer
+    /// layout (<see cref="PagedKvCache.Export"/>'s order with all KV heads), so that a worker with any number of ranks can
+    /// import it.
+    /// </summary>
+    public void ExportKv(PagedKvCache cache, ReadOnlySpan<int> blocks, int tokenCount, Span<byte> destination)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        LeadKv(PlanKind.ExportKv, cache, blocks, tokenCount);
+        ExportShard(cache, blocks, tokenCount, destination);
+    }
+
+    /// <summary>Rank 0: stores keys and values of every head (the whole model's transfer layout) into each rank's cache.</summary>
+    public void ImportKv(PagedKvCache cache, ReadOnlySpan<int> blocks, int tokenCount, ReadOnlyMemory<byte> source)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        LeadKv(PlanKind.ImportKv, cache, blocks, tokenCount);
+        _group!.Broadcast(source);
+        ImportShard(cache, blocks, tokenCount, source.Span);
+    }
+
+    private void LeadKv(PlanKind kind, PagedKvCache cache, ReadOnlySpan<int> blocks, int tokenCount)
+    {
+        if (_group is not { Size: > 1, Rank: 0 })
+        {
+            throw new InvalidOperationException("only rank 0 of a tensor-parallel model moves KV for every rank");
+        }
+
+        ObjectDisposedException.ThrowIf(_stopped, this);
+        cache.CheckBlocks(blocks, tokenCount, nameof(blocks));
+        int needed = (tokenCount + cache.BlockSize - 1) / cache.BlockSize;
+        int at = 0;
+        Put(ref at, (int)kind);
+        Put(ref at, cache.BlockCount);
+        Put(ref at, cache.BlockSize);
+        Put(ref at, tokenCount);
+        Put(ref at, needed);
+        for (int b = 0; b < needed; b++)
+        {
+            Put(ref at, blocks[b]);
+        }
+
+        _group.Broadcast(_plan.AsMemory(0, at));
+    }
+
+    /// <summary>This rank's heads of the blocks, gathered on rank 0 into the whole layout (rank 0 passes the destination).</summary>
+    private void ExportShard(PagedKvCache cache, ReadOnlySpan<int> blocks, int tokenCount, Span<byte> destination)
+    {
+        int localDim = cache.KvDim, fullDim = localDim * _group!.Size, rows = 2 * cache.Layers * tokenCount;
+        var mine = new float[rows * localDim];
+        cache.Export(blocks, tokenCount, System.Runtime.InteropServices.MemoryMarshal.AsBytes(mine.AsSpan()));
+        bool root = _group.Rank == 0;
+        float[] gathered = root ? new float[mine.Length * _group.Size] : [];
+        _group.Gather(mine, gathered);
+        if (!root)
+        {
+            return;
+        }
+
+        // [rank][layer, k/v, token][local heads] -> [layer, k/v, token][rank's heads ...]
+        Span<float> full = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(destination[..(rows * fullDim * sizeof(float))]);
+        for (int r = 0; r < _group.Size; r++)
+        {
+            for (int row = 0; row < rows; row++)
+            {
+                gathered.AsSpan((r * rows + row) * localDim, localDim).CopyTo(full.Slice(row * fullDim + r * localDim, localDim));
+            }
+        }
+    }
+
+    /// <summary>Takes this rank's heads out of the whole layout and stores them.</summary>
+    private void ImportShard(PagedKvCache cache, ReadOnlySpan<int> blocks, int tokenCount, ReadOnlySpan<byte> source)
+    {
+        int localDim = cache.KvDim, fullDim = localDim * _group!.Size, rows = 2 * cache.Layers * tokenCount;
+        ReadOnlySpan<float> full = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(source);
+        if (full.Length != rows * fullDim)
+        {
+            throw new CollectiveException($"rank {_group.Rank}: a KV import of {tokenCount} tokens needs {rows * fullDim} floats, rank 0 sent {full.Length}", 0);
+        }
+
+        var mine = new float[rows * localDim];
+        for (int row = 0; row < rows; row++)
+        {
+            full.Slice(row * fullDim + _group.Rank * localDim, localDim).CopyTo(mine.AsSpan(row * localDim, localDim));
+        }
+
+        cache.Import(blocks, cache.Layout(tokenCount), System.Runtime.InteropServices.MemoryMarshal.AsBytes(mine.AsSpan()));
     }
 
     private static (ICollectiveGroup? Group, ShardedWeights? Shard, int VocabStart, int VocabCount) Partition(IModelWeights weights, ICollectiveGroup? group)

@@ -1,6 +1,7 @@
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
+using Dynamo.Engine.Parallel;
 using Dynamo.Engine.Sampling;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
@@ -63,7 +64,9 @@ public sealed class InferenceEngine : IEngine
             WorkerId = _options.WorkerId,
             EventHistory = _options.EventHistory,
         };
-        _core = new EngineCore<Sampler>(this, core, static r => new Sampler(r.Sampling, r.PromptTokens, r.ResumedOutputTokens), _cache);
+        // A tensor-parallel engine moves KV of every rank's heads (the whole model's layout); otherwise the pool itself.
+        IKvTransferStore store = model.Group is { Size: > 1 } ? new TensorParallelKvStore(model, _cache) : _cache;
+        _core = new EngineCore<Sampler>(this, core, static r => new Sampler(r.Sampling, r.PromptTokens, r.ResumedOutputTokens), store);
         _runStep = RunStep;
         _tokens = new int[_options.MaxNumBatchedTokens];
         _slices = new SequenceSlice[_options.MaxNumSeqs];

@@ -219,6 +219,62 @@ public sealed class TensorParallelTests
         }
     }
 
+    /// <summary>An engine on N ranks (threads); disposing it stops the followers and closes the group.</summary>
+    private sealed class TpEngine : IAsyncDisposable
+    {
+        private readonly ICollectiveGroup[] _groups;
+        private readonly Task[] _followers;
+
+        public TpEngine(string path, int size, EngineOptions options)
+        {
+            _groups = InProcessCollectives.Create(size, TimeSpan.FromSeconds(120));
+            Transformer[] ranks = size == 1
+                ? [new Transformer(ModelLoader.Load(path), 32)]
+                : [.. Enumerable.Range(0, size).Select(r => new Transformer(ShardedWeights.Create(ModelLoader.Load(path), r, size), 32, _groups[r]))];
+            _followers = [.. ranks.Skip(1).Select(t => Task.Factory.StartNew(() => t.Follow(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))];
+            Engine = new InferenceEngine(ranks[0], [], options);
+        }
+
+        public InferenceEngine Engine { get; }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Engine.DisposeAsync();
+            await Task.WhenAll(_followers);
+            foreach (ICollectiveGroup g in _groups)
+            {
+                g.Dispose();
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(2, 1)]
+    [InlineData(1, 2)]
+    [InlineData(2, 2)]
+    [InlineData(4, 2)]
+    public async Task KvTransfer_PrefillOnNRanksDecodeOnM_SameTokensAsOneEngine(int prefillRanks, int decodeRanks)
+    {
+        string path = ModelPath("wide");
+        var options = EngineOptions.Default with { BlockSize = 8, KvCacheMemory = 16L << 20 };
+        int[] prompt = [.. Enumerable.Range(0, 37).Select(i => 3 + (i * 13 % 90))];
+        static SamplingParams Greedy(int n) => SamplingParams.Greedy with { MaxTokens = n, IgnoreEos = true };
+
+        List<int> reference;
+        await using (var single = new TpEngine(path, 1, options))
+        {
+            reference = (await EngineContractTests.CollectAsync(single.Engine, new EngineRequest("ref", prompt, Greedy(17)))).Tokens;
+        }
+
+        await using var prefill = new TpEngine(path, prefillRanks, options);
+        await using var decode = new TpEngine(path, decodeRanks, options);
+        var first = await EngineContractTests.CollectAsync(prefill.Engine, new EngineRequest("p", prompt, Greedy(1)) { ExportKv = true });
+        Assert.Equal(4, first.Last.Kv!.Layout.KvHeads);
+        var rest = await EngineContractTests.CollectAsync(decode.Engine, new EngineRequest("d", [.. prompt, first.Tokens[0]], Greedy(16)) { Kv = first.Last.Kv });
+        Assert.Equal(reference, [first.Tokens[0], .. rest.Tokens]);
+        Assert.Equal(prompt.Length, rest.Last.ImportedTokens);
+    }
+
     [Fact]
     public void Follow_LeaderDisposed_FollowersReturn()
     {

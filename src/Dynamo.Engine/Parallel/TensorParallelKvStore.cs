@@ -1,0 +1,37 @@
+using Dynamo.Engine.Inference;
+using Dynamo.Engine.KvCache;
+using Dynamo.Llm.Engines;
+using Dynamo.Llm.Kv;
+
+namespace Dynamo.Engine.Parallel;
+
+/// <summary>
+/// The KV transfer of a tensor-parallel engine (rank 0): payloads carry every KV head in the whole model's layout, so
+/// a worker with any number of ranks exchanges KV with any other. Exporting gathers each rank's heads on rank 0;
+/// importing broadcasts the payload and each rank keeps its heads. Runs on the engine's thread, between passes, like
+/// every other collective of the group.
+/// </summary>
+internal sealed class TensorParallelKvStore(Transformer model, PagedKvCache cache) : IKvTransferStore
+{
+    private const string Dtype = "f32";
+
+    private KvTransferLayout Layout(int tokenCount) => cache.Layout(tokenCount) with { KvHeads = model.FullKvHeads };
+
+    public bool CanImport(KvTransferPayload payload)
+    {
+        KvTransferLayout theirs = payload.Layout;
+        return theirs.Layers == cache.Layers && theirs.KvHeads == model.FullKvHeads && theirs.HeadDim == model.Config.HeadDim && theirs.Dtype == Dtype
+            && theirs.TokenCount >= 0 && payload.Data.Length == theirs.ByteCount;
+    }
+
+    public void Import(BlockTable blocks, KvTransferPayload payload) =>
+        model.ImportKv(cache, blocks.AsSpan(), payload.Layout.TokenCount, payload.Data);
+
+    public KvTransferPayload Export(BlockTable blocks, int tokenCount)
+    {
+        KvTransferLayout layout = Layout(tokenCount);
+        var data = new byte[layout.ByteCount];
+        model.ExportKv(cache, blocks.AsSpan(), tokenCount, data);
+        return new KvTransferPayload(layout, data);
+    }
+}
