@@ -260,7 +260,7 @@ internal static class BenchDisaggCommand
         long kvBytesPerToken = 2L * c.Layers * c.KvHeads * c.HeadDim * sizeof(float);
         string served = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(path));
         await using LocalServers servers = await LocalServers.StartAsync(
-            Environment.GetEnvironmentVariable(Runtime.RuntimeOptions.NatsServerVariable), Environment.GetEnvironmentVariable(Runtime.RuntimeOptions.EtcdEndpointsVariable), log, cancellationToken);
+            Environment.GetEnvironmentVariable(Runtime.RuntimeOptions.NatsServerVariable), Environment.GetEnvironmentVariable(Runtime.RuntimeOptions.EtcdEndpointsVariable), log, cancellationToken: cancellationToken);
         var setup = new DisaggBenchmark.Setup(
             "dynamo",
             Invariant($"{path} ({c.Architecture}, dim {c.Dim}, {c.Layers} layers, {c.KvHeads} KV heads of {c.HeadDim}, vocab {c.VocabSize}, context {c.ContextLength}; KV {kvBytesPerToken:N0} bytes per token in f32)"),

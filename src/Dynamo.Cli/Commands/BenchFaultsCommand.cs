@@ -18,19 +18,20 @@ internal static class BenchFaultsCommand
         var workers = new Option<int?>("--workers") { Description = $"Worker processes (default {d.Workers}; --quick {FaultOptions.Quick.Workers})" };
         var clients = new Option<int?>("--clients", "-c") { Description = $"Clients streaming one request after another (default {d.Clients}; --quick {FaultOptions.Quick.Clients})" };
         var outputLen = new Option<int?>("--output-len") { Description = $"Output tokens of every request, EOS ignored (default {d.MaxTokens}; --quick {FaultOptions.Quick.MaxTokens})" };
-        var faults = new Option<string>("--faults") { Description = "Faults in order, comma-separated: kill (kill -9 a worker, start a replacement), stop (SIGSTOP a worker, then SIGCONT), nats and etcd (kill -9 the server, restart it), rolling (SIGTERM each worker in turn, a replacement each)", DefaultValueFactory = _ => string.Join(',', FaultOptions.AllFaults) };
+        var faults = new Option<string>("--faults") { Description = "Faults in order, comma-separated: kill (kill -9 a worker, start a replacement), stop (SIGSTOP a worker, then SIGCONT), nats and etcd (kill -9 the server, restart it), rolling (SIGTERM each worker in turn, a replacement each), partition (cut the link of a worker run in a network namespace, restore it; needs root and iproute2)", DefaultValueFactory = _ => string.Join(',', FaultOptions.AllFaults) };
         var stopSeconds = new Option<double?>("--stop-seconds") { Description = $"How long the stopped worker stays stopped (default {d.StopFor.TotalSeconds}; --quick {FaultOptions.Quick.StopFor.TotalSeconds})" };
+        var partitionSeconds = new Option<double?>("--partition-seconds") { Description = $"How long the partitioned worker's link stays cut (default {d.PartitionFor.TotalSeconds}; --quick {FaultOptions.Quick.PartitionFor.TotalSeconds})" };
         var outage = new Option<double>("--outage-seconds") { Description = "How long nats-server and etcd stay down", DefaultValueFactory = _ => d.Outage.TotalSeconds };
         var settle = new Option<double?>("--settle-seconds") { Description = $"Load between a fault's recovery and the next fault (default {d.Settle.TotalSeconds}; --quick {FaultOptions.Quick.Settle.TotalSeconds})" };
         var drain = new Option<double?>("--drain-timeout") { Description = $"The workers' --drain-timeout, seconds (default {d.DrainTimeout.TotalSeconds}; --quick {FaultOptions.Quick.DrainTimeout.TotalSeconds})" };
         var model = new Option<string?>("--model", "-m") { Description = "Serve this model with the built-in engine (default: mocker workers with the default model's tokenizer)" };
         var threads = new Option<int>("--threads", "-t") { Description = "--model: compute threads of each worker", DefaultValueFactory = _ => 1 };
         var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker workers: simulated time runs this many times faster", DefaultValueFactory = _ => 1 };
-        var quick = new Option<bool>("--quick") { Description = "The CI size: 2 workers, 4 clients, 60 tokens, an 8 s stop, 1 s drains" };
+        var quick = new Option<bool>("--quick") { Description = Invariant($"The CI size: {FaultOptions.Quick.Workers} workers, {FaultOptions.Quick.Clients} clients, {FaultOptions.Quick.MaxTokens} tokens, a {FaultOptions.Quick.StopFor.TotalSeconds} s stop, a {FaultOptions.Quick.PartitionFor.TotalSeconds} s partition, {FaultOptions.Quick.DrainTimeout.TotalSeconds} s drains") };
         var json = new Option<bool>("--json") { Description = "Print the rows as JSON on stdout instead of the table" };
-        var command = new Command("faults", "Fault injection: a deployment of processes under streaming load; kill, stop, restart NATS and etcd, rolling restart; requests completed, migrated, failed, and recovery time per fault")
+        var command = new Command("faults", "Fault injection: a deployment of processes under streaming load; kill, stop, restart NATS and etcd, rolling restart, network partition; requests completed, migrated, failed, and recovery time per fault")
         {
-            workers, clients, outputLen, faults, stopSeconds, outage, settle, drain, model, threads, speedup, quick, json,
+            workers, clients, outputLen, faults, stopSeconds, partitionSeconds, outage, settle, drain, model, threads, speedup, quick, json,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -46,6 +47,7 @@ internal static class BenchFaultsCommand
                 MaxTokens = parse.GetValue(outputLen) ?? b.MaxTokens,
                 Faults = [.. parse.GetValue(faults)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)],
                 StopFor = FrontendFlags.Seconds(parse.GetValue(stopSeconds) ?? b.StopFor.TotalSeconds),
+                PartitionFor = FrontendFlags.Seconds(parse.GetValue(partitionSeconds) ?? b.PartitionFor.TotalSeconds),
                 Outage = FrontendFlags.Seconds(parse.GetValue(outage)),
                 Settle = FrontendFlags.Seconds(parse.GetValue(settle) ?? b.Settle.TotalSeconds),
                 DrainTimeout = FrontendFlags.Seconds(parse.GetValue(drain) ?? b.DrainTimeout.TotalSeconds),

@@ -10,7 +10,10 @@ namespace Dynamo.Load.Benchmarks;
 /// <c>dynamo bench faults</c>: a deployment of processes (nats-server, etcd, a <c>dynamo frontend</c>, N <c>dynamo
 /// worker</c>s, all on loopback) under a steady load of streaming chat requests, and faults injected one after
 /// another: a worker killed (SIGKILL, then replaced), a worker stopped (SIGSTOP) and resumed, nats-server and etcd
-/// killed and restarted, every worker terminated in turn (SIGTERM: drain, then a replacement). Each row says, of
+/// killed and restarted, every worker terminated in turn (SIGTERM: drain, then a replacement), one worker's network
+/// link cut and restored (partition). For the partition, that worker runs in a <see cref="NetworkNamespace"/> (so
+/// do its replacements), and nats-server and etcd listen on the host side of its link instead of loopback; the
+/// fault waits for the worker to be back in discovery and to serve a request again. Each row says, of
 /// the requests in flight when the fault began or started before the next one, how many completed, how many the
 /// frontend moved to another worker, how many failed or were refused, and the time from the fault to the first
 /// token of a request sent after it (recovery).
@@ -19,9 +22,13 @@ internal sealed partial class FaultBenchmark : IAsyncDisposable
 {
     private static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(5);
 
+    /// <summary>How long a partitioned worker has, once its link is back, to be in discovery again and to take a request.</summary>
+    private static readonly TimeSpan RejoinTimeout = TimeSpan.FromSeconds(60);
+
     private readonly FaultOptions _options;
     private readonly IReadOnlyList<string> _dynamo;
     private readonly LocalServers _servers;
+    private readonly NetworkNamespace? _namespace;
     private readonly TextWriter _log;
     private readonly List<ChildProcess> _workers = [];
     private readonly List<ChildProcess> _retired = [];
@@ -31,14 +38,16 @@ internal sealed partial class FaultBenchmark : IAsyncDisposable
     private readonly long _origin;
     private double[] _current = [];
     private ChildProcess? _frontend;
+    private PartitionedWorker? _partitioned;
     private string _baseUrl = "";
     private int _nextWorker;
 
-    private FaultBenchmark(FaultOptions options, IReadOnlyList<string> dynamoCommand, LocalServers servers, TextWriter log)
+    private FaultBenchmark(FaultOptions options, IReadOnlyList<string> dynamoCommand, LocalServers servers, NetworkNamespace? network, TextWriter log)
     {
         _options = options;
         _dynamo = dynamoCommand;
         _servers = servers;
+        _namespace = network;
         _log = log;
         _origin = _time.GetTimestamp();
     }
@@ -48,8 +57,19 @@ internal sealed partial class FaultBenchmark : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        LocalServers servers = await LocalServers.StartAsync(null, null, log, cancellationToken, "bench faults").ConfigureAwait(false);
-        await using var bench = new FaultBenchmark(options, dynamoCommand, servers, log);
+        NetworkNamespace? network = options.Faults.Contains("partition") ? CreateNamespace(log) : null;
+        LocalServers servers;
+        try
+        {
+            servers = await LocalServers.StartAsync(null, null, log, "bench faults", network?.HostAddress ?? "127.0.0.1", cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            network?.Dispose();
+            throw;
+        }
+
+        await using var bench = new FaultBenchmark(options, dynamoCommand, servers, network, log);
         return await bench.RunAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -134,6 +154,24 @@ internal sealed partial class FaultBenchmark : IAsyncDisposable
         }
 
         await _servers.DisposeAsync().ConfigureAwait(false);
+        _namespace?.Dispose();
+    }
+
+    /// <summary>The partitioned worker's namespace, for this process; <see cref="NotSupportedException"/> naming the fault when none can be built.</summary>
+    private static NetworkNamespace CreateNamespace(TextWriter log)
+    {
+        NetworkNamespace network;
+        try
+        {
+            network = NetworkNamespace.Create(Environment.ProcessId);
+        }
+        catch (NotSupportedException e)
+        {
+            throw new NotSupportedException($"--faults partition: {e.Message}; leave partition out of --faults to run the others", e);
+        }
+
+        log.WriteLine($"bench faults: network namespace {network.Name} ({network.Address}, host side {network.HostLink} {network.HostAddress}) for the partitioned worker");
+        return network;
     }
 
     private async Task<IReadOnlyList<FaultRow>> RunAsync(CancellationToken cancellationToken)
@@ -143,7 +181,7 @@ internal sealed partial class FaultBenchmark : IAsyncDisposable
         await _frontend.WaitForLineAsync(FrontendListening(), StartTimeout, cancellationToken).ConfigureAwait(false);
         _baseUrl = Invariant($"http://127.0.0.1:{port}");
         _http.BaseAddress = new Uri(_baseUrl + "/");
-        await Task.WhenAll(Enumerable.Range(0, _options.Workers).Select(_ => StartWorkerAsync(cancellationToken))).ConfigureAwait(false);
+        await Task.WhenAll(Enumerable.Range(0, _options.Workers).Select(i => StartWorkerAsync(inNamespace: i == 0 && _namespace is not null, cancellationToken))).ConfigureAwait(false);
         await WaitForInstancesAsync(_options.Workers, cancellationToken).ConfigureAwait(false);
         _log.WriteLine(Invariant($"bench faults: frontend on {_baseUrl}, {_options.Workers} workers ({string.Join(' ', _options.WorkerArgs)}), {_options.Clients} clients streaming {_options.MaxTokens} tokens each"));
 
@@ -189,9 +227,7 @@ internal sealed partial class FaultBenchmark : IAsyncDisposable
             {
                 ChildProcess victim = _workers[0];
                 await victim.SignalAsync("KILL").ConfigureAwait(false);
-                Retire(victim);
-                await StartWorkerAsync(cancellationToken).ConfigureAwait(false);
-                await WaitForInstancesAsync(_options.Workers, cancellationToken).ConfigureAwait(false);
+                await ReplaceAsync(victim, cancellationToken).ConfigureAwait(false);
                 return $"kill -9 {victim.Name}, start a replacement";
             }
 
@@ -219,13 +255,14 @@ internal sealed partial class FaultBenchmark : IAsyncDisposable
                 {
                     await old.SignalAsync("TERM").ConfigureAwait(false);
                     exits.Add(await old.WaitForExitAsync(_options.DrainTimeout + StartTimeout, cancellationToken).ConfigureAwait(false));
-                    Retire(old);
-                    await StartWorkerAsync(cancellationToken).ConfigureAwait(false);
-                    await WaitForInstancesAsync(_options.Workers, cancellationToken).ConfigureAwait(false);
+                    await ReplaceAsync(old, cancellationToken).ConfigureAwait(false);
                 }
 
                 return Invariant($"SIGTERM each of {exits.Count} workers in turn (drain {_options.DrainTimeout.TotalSeconds:0.#} s), a replacement each; exit codes {string.Join(',', exits)}");
             }
+
+            case "partition":
+                return await PartitionAsync(cancellationToken).ConfigureAwait(false);
 
             default:
                 throw new ArgumentException($"unknown fault '{fault}'", nameof(fault));
@@ -276,52 +313,153 @@ internal sealed partial class FaultBenchmark : IAsyncDisposable
         }
     }
 
-    private async Task StartWorkerAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Cuts the namespaced worker's link for <see cref="FaultOptions.PartitionFor"/> while the clients stream (its
+    /// streams stall; the frontend moves them once the worker's lease expires and it leaves discovery), restores it,
+    /// and waits until the worker is back in discovery and has taken a request again.
+    /// </summary>
+    private async Task<string> PartitionAsync(CancellationToken cancellationToken)
+    {
+        NetworkNamespace network = _namespace!;
+        PartitionedWorker worker = _partitioned!;
+        string name = Invariant($"{worker.Process.Name} (instance {worker.Instance})");
+        double cut = Now();
+        network.Cut();
+        double? left;
+        try
+        {
+            left = await WaitForInstancesAsync(ids => !ids.Contains(worker.Instance), _options.PartitionFor, cancellationToken).ConfigureAwait(false) ? Now() - cut : null;
+            TimeSpan rest = _options.PartitionFor - TimeSpan.FromSeconds(Now() - cut);
+            if (rest > TimeSpan.Zero)
+            {
+                await Task.Delay(rest, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            network.Restore();
+        }
+
+        double restored = Now();
+        if (!await WaitForInstancesAsync(ids => ids.Contains(worker.Instance), RejoinTimeout, cancellationToken).ConfigureAwait(false))
+        {
+            throw new IOException(Invariant($"partition: {name} is not back in discovery {RejoinTimeout.TotalSeconds:0} s after its link came back; its last lines:\n{worker.Process.Tail()}"));
+        }
+
+        double rejoined = Now() - restored;
+        double requests = await WorkerRequestsAsync(worker, cancellationToken).ConfigureAwait(false);
+        using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            deadline.CancelAfter(RejoinTimeout);
+            try
+            {
+                while (await WorkerRequestsAsync(worker, deadline.Token).ConfigureAwait(false) <= requests)
+                {
+                    await Task.Delay(100, deadline.Token).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new IOException(Invariant($"partition: {name} is back in discovery but took no request within {RejoinTimeout.TotalSeconds:0} s; its last lines:\n{worker.Process.Tail()}"));
+            }
+        }
+
+        return Invariant($"cut the link of {worker.Process.Name} (netns {network.Name}) for {_options.PartitionFor.TotalSeconds:0.#} s, then restore it; ")
+            + (left is double l ? Invariant($"left discovery {l:0.0} s into the cut, ") : "still in discovery when restored, ")
+            + Invariant($"back {rejoined:0.0} s and serving {Now() - restored:0.0} s after the restore");
+    }
+
+    /// <summary>Requests the partitioned worker has received (its own /metrics, read through the link).</summary>
+    private async Task<double> WorkerRequestsAsync(PartitionedWorker worker, CancellationToken cancellationToken)
+    {
+        string metrics = await _http.GetStringAsync(worker.Metrics, cancellationToken).ConfigureAwait(false);
+        return PrometheusText.Parse(metrics).Where(m => m.Name == "dynamo_component_requests_total").Sum(m => m.Value);
+    }
+
+    /// <summary>
+    /// Starts a worker and waits until it serves. One <paramref name="inNamespace"/> runs in the partition's
+    /// namespace, NATS and etcd on the host side of its link (the environment of every worker then), its /metrics
+    /// on its own address (127.0.0.1 would be the namespace's loopback, out of the bench's reach).
+    /// </summary>
+    private async Task StartWorkerAsync(bool inNamespace, CancellationToken cancellationToken)
     {
         int n = Interlocked.Increment(ref _nextWorker);
-        ChildProcess worker = ChildProcess.Start(Invariant($"worker {n}"), _dynamo[0],
-            [.. _dynamo.Skip(1), "worker", .. _options.WorkerArgs, "--served-model-name", _options.Model, "--lease-ttl", "3",
-             "--drain-timeout", Invariant($"{_options.DrainTimeout.TotalSeconds}")], _servers.Environment);
+        List<string> command = [.. _dynamo, "worker", .. _options.WorkerArgs, "--served-model-name", _options.Model, "--lease-ttl", "3",
+            "--drain-timeout", Invariant($"{_options.DrainTimeout.TotalSeconds}")];
+        Uri? metrics = null;
+        if (inNamespace)
+        {
+            NetworkNamespace network = _namespace!;
+            int port = LocalServers.FreePort();
+            command = [.. network.Exec, .. command, "--system-host", network.Address, "--system-port", Invariant($"{port}")];
+            metrics = new Uri(Invariant($"http://{network.Address}:{port}/metrics"));
+        }
+
+        ChildProcess worker = ChildProcess.Start(Invariant($"worker {n}"), command[0], command.Skip(1), _servers.Environment);
         lock (_workers)
         {
             _workers.Add(worker);
         }
 
-        await worker.WaitForLineAsync(WorkerServing(), StartTimeout, cancellationToken).ConfigureAwait(false);
+        Match serving = await worker.WaitForLineAsync(WorkerServing(), StartTimeout, cancellationToken).ConfigureAwait(false);
+        if (metrics is not null)
+        {
+            _partitioned = new PartitionedWorker(worker, serving.Groups["id"].Value, metrics);
+        }
     }
 
-    private void Retire(ChildProcess worker)
+    /// <summary>Retires a stopped or killed worker and starts its replacement (in the namespace when it ran there); waits for the full set in discovery.</summary>
+    private async Task ReplaceAsync(ChildProcess old, CancellationToken cancellationToken)
     {
         lock (_workers)
         {
-            _workers.Remove(worker);
-            _retired.Add(worker);
+            _workers.Remove(old);
+            _retired.Add(old);
         }
+
+        await StartWorkerAsync(inNamespace: old == _partitioned?.Process, cancellationToken).ConfigureAwait(false);
+        await WaitForInstancesAsync(_options.Workers, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Waits until the frontend's /health lists <paramref name="count"/> worker instances.</summary>
     private async Task WaitForInstancesAsync(int count, CancellationToken cancellationToken)
     {
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        deadline.CancelAfter(StartTimeout);
-        while (true)
+        if (!await WaitForInstancesAsync(ids => ids.Count == count, StartTimeout, cancellationToken).ConfigureAwait(false))
         {
-            try
-            {
-                using HttpResponseMessage health = await _http.GetAsync("health", deadline.Token).ConfigureAwait(false);
-                using JsonDocument doc = JsonDocument.Parse(await health.Content.ReadAsStringAsync(deadline.Token).ConfigureAwait(false));
-                if (doc.RootElement.TryGetProperty("models", out JsonElement models)
-                    && models.EnumerateArray().Sum(m => m.GetProperty("instances").GetArrayLength()) == count)
-                {
-                    return;
-                }
-            }
-            catch (Exception e) when (e is HttpRequestException or JsonException or TaskCanceledException && !deadline.IsCancellationRequested)
-            {
-                // The frontend is busy or between answers: ask again.
-            }
+            throw new IOException(Invariant($"the frontend's /health did not list {count} worker instances within {StartTimeout.TotalSeconds:0} s"));
+        }
+    }
 
-            await Task.Delay(100, deadline.Token).ConfigureAwait(false);
+    /// <summary>Whether the frontend's /health lists worker instances that satisfy <paramref name="ready"/> within <paramref name="timeout"/>.</summary>
+    private async Task<bool> WaitForInstancesAsync(Func<IReadOnlyList<string>, bool> ready, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        try
+        {
+            while (true)
+            {
+                try
+                {
+                    using HttpResponseMessage health = await _http.GetAsync("health", deadline.Token).ConfigureAwait(false);
+                    using JsonDocument doc = JsonDocument.Parse(await health.Content.ReadAsStringAsync(deadline.Token).ConfigureAwait(false));
+                    if (doc.RootElement.TryGetProperty("models", out JsonElement models)
+                        && ready([.. models.EnumerateArray().SelectMany(m => m.GetProperty("instances").EnumerateArray()).Select(i => i.GetString() ?? "")]))
+                    {
+                        return true;
+                    }
+                }
+                catch (Exception e) when (e is HttpRequestException or JsonException or TaskCanceledException && !deadline.IsCancellationRequested)
+                {
+                    // The frontend is busy or between answers: ask again.
+                }
+
+                await Task.Delay(100, deadline.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return false;
         }
     }
 
@@ -348,7 +486,7 @@ internal sealed partial class FaultBenchmark : IAsyncDisposable
     private async Task<double> MigrationsAsync(CancellationToken cancellationToken)
     {
         string metrics = await _http.GetStringAsync("metrics", cancellationToken).ConfigureAwait(false);
-        return MigrationsLine().Matches(metrics).Sum(m => double.Parse(m.Groups["n"].Value, CultureInfo.InvariantCulture));
+        return PrometheusText.Parse(metrics).Where(m => m.Name == "dynamo_frontend_migrations_total").Sum(m => m.Value);
     }
 
     private double Now() => _time.GetElapsedTime(_origin).TotalSeconds;
@@ -358,9 +496,9 @@ internal sealed partial class FaultBenchmark : IAsyncDisposable
     [GeneratedRegex("frontend: listening")]
     private static partial Regex FrontendListening();
 
-    [GeneratedRegex(@"worker: instance \S+ serving")]
+    [GeneratedRegex(@"worker: instance (?<id>\S+) serving")]
     private static partial Regex WorkerServing();
 
-    [GeneratedRegex(@"^dynamo_frontend_migrations_total\{[^}]*\} (?<n>[0-9.eE+-]+)$", RegexOptions.Multiline)]
-    private static partial Regex MigrationsLine();
+    /// <summary>The worker in the partition's namespace: its process, its instance id, its /metrics.</summary>
+    private sealed record PartitionedWorker(ChildProcess Process, string Instance, Uri Metrics);
 }

@@ -7,7 +7,7 @@ namespace Dynamo.Load.Benchmarks;
 internal sealed record FaultOptions
 {
     /// <summary>Every fault, in the order they run.</summary>
-    public static readonly IReadOnlyList<string> AllFaults = ["kill", "stop", "nats", "etcd", "rolling"];
+    public static readonly IReadOnlyList<string> AllFaults = ["kill", "stop", "nats", "etcd", "rolling", "partition"];
 
     public static FaultOptions Default { get; } = new();
 
@@ -18,6 +18,7 @@ internal sealed record FaultOptions
         Clients = 4,
         MaxTokens = 60,
         StopFor = TimeSpan.FromSeconds(8),
+        PartitionFor = TimeSpan.FromSeconds(4),
         Settle = TimeSpan.FromSeconds(2),
         DrainTimeout = TimeSpan.FromSeconds(1),
     };
@@ -31,11 +32,14 @@ internal sealed record FaultOptions
     /// <summary>Output tokens of every request, EOS ignored (--output-len).</summary>
     public int MaxTokens { get; init; } = 100;
 
-    /// <summary>The faults to inject, in order (--faults): kill, stop, nats, etcd, rolling.</summary>
+    /// <summary>The faults to inject, in order (--faults): kill, stop, nats, etcd, rolling, partition.</summary>
     public IReadOnlyList<string> Faults { get; init; } = AllFaults;
 
     /// <summary>How long the stopped worker stays stopped (--stop-seconds).</summary>
     public TimeSpan StopFor { get; init; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>How long the partitioned worker's link stays cut (--partition-seconds).</summary>
+    public TimeSpan PartitionFor { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>How long nats-server and etcd stay down when restarted (--outage-seconds).</summary>
     public TimeSpan Outage { get; init; } = TimeSpan.FromSeconds(2.5);
@@ -71,6 +75,7 @@ internal sealed record FaultOptions
         Check(MaxTokens is >= 1 and <= 100_000, "--output-len", $"{MaxTokens} is outside 1..100000");
         Check(Faults.Count > 0 && Faults.All(AllFaults.Contains), "--faults", $"'{string.Join(',', Faults)}' must be a comma-separated list of {string.Join(", ", AllFaults)}");
         Check(StopFor > TimeSpan.Zero && StopFor <= TimeSpan.FromMinutes(10), "--stop-seconds", $"{StopFor.TotalSeconds} is outside (0, 600]");
+        Check(PartitionFor > TimeSpan.Zero && PartitionFor <= TimeSpan.FromMinutes(10), "--partition-seconds", $"{PartitionFor.TotalSeconds} is outside (0, 600]");
         Check(Outage >= TimeSpan.Zero && Outage <= TimeSpan.FromMinutes(10), "--outage-seconds", $"{Outage.TotalSeconds} is outside 0..600");
         Check(Settle >= TimeSpan.Zero && Settle <= TimeSpan.FromMinutes(10), "--settle-seconds", $"{Settle.TotalSeconds} is outside 0..600");
         return this;

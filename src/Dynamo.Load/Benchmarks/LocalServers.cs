@@ -36,9 +36,10 @@ internal sealed partial class LocalServers : IAsyncDisposable
 
     /// <summary>
     /// Uses <paramref name="natsServer"/> and <paramref name="etcdEndpoints"/> when given (the variables' values),
-    /// and starts whichever is missing. <see cref="FileNotFoundException"/> when a server to start is not installed.
+    /// and starts whichever is missing, listening on <paramref name="host"/> (loopback unless a bench needs an
+    /// address that a network namespace reaches). <see cref="FileNotFoundException"/> when a server to start is not installed.
     /// </summary>
-    public static async Task<LocalServers> StartAsync(string? natsServer, string? etcdEndpoints, TextWriter log, CancellationToken cancellationToken = default, string bench = "bench disagg")
+    public static async Task<LocalServers> StartAsync(string? natsServer, string? etcdEndpoints, TextWriter log, string bench = "bench disagg", string host = "127.0.0.1", CancellationToken cancellationToken = default)
     {
         var servers = new LocalServers();
         try
@@ -53,10 +54,10 @@ internal sealed partial class LocalServers : IAsyncDisposable
             {
                 int port = FreePort();
                 string binary = Find("nats-server") ?? throw new FileNotFoundException("NATS_SERVER is not set and nats-server is not installed (apt-get install -y nats-server): the worker processes need NATS", "nats-server");
-                servers._startNats = () => ChildProcess.Start("nats-server", binary, ["-a", "127.0.0.1", "-p", Invariant($"{port}")]);
+                servers._startNats = () => ChildProcess.Start("nats-server", binary, ["-a", host, "-p", Invariant($"{port}")]);
                 ChildProcess nats = servers._nats = servers.Add(servers._startNats());
                 await nats.WaitForLineAsync(NatsReady(), ReadyTimeout, cancellationToken).ConfigureAwait(false);
-                servers.NatsUrl = Invariant($"nats://127.0.0.1:{port}");
+                servers.NatsUrl = Invariant($"nats://{host}:{port}");
                 said.Add($"NATS: {binary} started here on {servers.NatsUrl} (pid {nats.Id})");
             }
 
@@ -68,7 +69,7 @@ internal sealed partial class LocalServers : IAsyncDisposable
             else
             {
                 string binary = Find("etcd") ?? throw new FileNotFoundException("ETCD_ENDPOINTS is not set and etcd is not installed (apt-get install -y etcd-server): the worker processes need etcd", "etcd");
-                string client = Invariant($"http://127.0.0.1:{FreePort()}"), peer = Invariant($"http://127.0.0.1:{FreePort()}");
+                string client = Invariant($"http://{host}:{FreePort()}"), peer = Invariant($"http://{host}:{FreePort()}");
                 string name = $"bench{Guid.NewGuid():N}"[..16];
                 servers._etcdDirectory = Path.Combine(Path.GetTempPath(), $"dynamo-{name}-etcd");
                 string directory = servers._etcdDirectory;
@@ -154,9 +155,10 @@ internal sealed partial class LocalServers : IAsyncDisposable
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    private static string? Find(string program) =>
+    /// <summary>Where <paramref name="program"/> is installed: the PATH, then the usual folders; null when nowhere.</summary>
+    internal static string? Find(string program) =>
         (System.Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
-            .Concat(["/usr/sbin", "/usr/local/bin", "/usr/bin"])
+            .Concat(["/usr/sbin", "/usr/local/bin", "/usr/bin", "/sbin"])
             .Select(d => Path.Combine(d, program))
             .FirstOrDefault(File.Exists);
 

@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using System.Globalization;
+using Dynamo.Load.Benchmarks;
 
 namespace Dynamo.Tests.Infrastructure;
 
@@ -8,7 +8,8 @@ namespace Dynamo.Tests.Infrastructure;
 /// host i at 10.{subnet}.0.{10+i}/24, nothing added to the root namespace. Needs root and iproute2.
 /// <see cref="Cut"/> and <see cref="Heal"/> take a host's switch port down and up (a partition).
 /// Disposing deletes every namespace (veths and the bridge go with them); the caller stops its
-/// processes first.
+/// processes first. The <c>ip</c> runs are <see cref="IpCommand"/>'s, as for the partition fault of
+/// <c>bench faults</c> (<see cref="NetworkNamespace"/>: one namespace linked to the root one).
 /// </summary>
 public sealed class NetworkNamespaces : IDisposable
 {
@@ -34,9 +35,9 @@ public sealed class NetworkNamespaces : IDisposable
 
     public static NetworkNamespaces Create(int hosts)
     {
-        if (!OperatingSystem.IsLinux() || Environment.UserName != "root")
+        if (IpCommand.Unavailable() is string why)
         {
-            Assert.Fail("network-namespace tests need Linux and root (CI runs as root)");
+            Assert.Fail($"network-namespace tests: {why} (CI runs as root)");
         }
 
         string prefix = "dyn" + Guid.NewGuid().ToString("N")[..6];
@@ -84,28 +85,7 @@ public sealed class NetworkNamespaces : IDisposable
         TryIp($"netns del {Switch}");
     }
 
-    private static void Ip(string args)
-    {
-        (int code, string output) = Run(args);
-        if (code != 0)
-        {
-            throw new InvalidOperationException($"ip {args} failed ({code}): {output}");
-        }
-    }
+    private static void Ip(string args) => IpCommand.Run(args);
 
-    private static void TryIp(string args) => Run(args);
-
-    private static (int Code, string Output) Run(string args)
-    {
-        var start = new ProcessStartInfo("ip") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (string a in args.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-        {
-            start.ArgumentList.Add(a);
-        }
-
-        using Process p = Process.Start(start) ?? throw new InvalidOperationException("ip did not start (apt-get install -y iproute2)");
-        string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, output);
-    }
+    private static void TryIp(string args) => IpCommand.TryRun(args);
 }
