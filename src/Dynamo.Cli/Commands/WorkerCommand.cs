@@ -126,8 +126,7 @@ internal static class WorkerCommand
             }).Validate();
             if (settings.TensorParallel.Enabled)
             {
-                // KV moved in from a prefill worker would fill rank 0's heads only: a tensor-parallel worker prefills itself.
-                settings = settings with { RemotePrefill = false, TensorParallelInitAddress = TensorParallelRanks.ResolveInitAddress(settings.TensorParallel) };
+                settings = settings with { TensorParallelInitAddress = TensorParallelRanks.ResolveInitAddress(settings.TensorParallel) };
             }
 
             if (settings.EngineKind == "dynamo" && settings.ModelPath is null)

@@ -154,11 +154,6 @@ internal sealed record WorkerSettings
             throw new ArgumentException($"--tensor-parallel-size: {TensorParallel.Size} splits the built-in engine's model; --engine {EngineKind} has none");
         }
 
-        if (TensorParallel.Enabled && IsPrefillWorker)
-        {
-            throw new ArgumentException($"--tensor-parallel-size {TensorParallel.Size} with a prefill worker: moving the KV of a tensor-parallel worker is not built yet; run prefill workers with --tensor-parallel-size 1");
-        }
-
         if (EngineKind == "mocker")
         {
             MockerFor(vocabSize: Mocker.VocabSize, workerId: 0).Validate();

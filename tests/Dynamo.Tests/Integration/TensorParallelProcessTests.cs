@@ -81,6 +81,68 @@ public sealed partial class TensorParallelProcessTests
         await s.WaitForModelsAsync(new Dictionary<string, int>());
     }
 
+    [Fact]
+    public async Task Disaggregated_Tp2PrefillWorker_Tp2AndTp1DecodeWorkers_SameTextAsLocalPrefill()
+    {
+        await using Servers s = await Servers.StartAsync(["--router-mode", "kv"]);
+        string[] common = ["worker", "--model", TestModels.Tiny.Value, "--served-model-name", "tiny", "--kv-cache-memory", "16000000", "--threads", "1"];
+        int decodePort = FreePort();
+        await using DynamoProcess decode = DynamoProcess.Start(
+            [.. common, "--tp", "2", "--system-port", decodePort.ToString(CultureInfo.InvariantCulture), "--max-local-prefill-length", "8", "--max-prefill-queue-size", "100"], s.Environment);
+        await decode.WaitForLineAsync("serving dynamo.backend.generate", 120);
+        await using DynamoProcess prefill = DynamoProcess.Start([.. common, "--tp", "2", "--is-prefill-worker", "--disaggregation-mode", "prefill"], s.Environment);
+        await prefill.WaitForLineAsync("serving dynamo.prefill.generate", 120);
+        string body = JsonSerializer.Serialize(new { model = "tiny", prompt = string.Join(' ', Enumerable.Range(0, 12).Select(i => $"word{i}")), max_tokens = 16, temperature = 0 });
+
+        // Until the frontend has seen the prefill worker's card the decode worker prefills itself: wait for a remote one.
+        string remote;
+        var until = DateTime.UtcNow.AddSeconds(60);
+        do
+        {
+            remote = await s.PostTextAsync(body);
+            Assert.True(DateTime.UtcNow < until, $"no remote prefill within 60 s:\n{decode.Output}");
+        }
+        while (await MetricAsync(decodePort, "dynamo_component_remote_prefills_total") < 1);
+
+        Assert.Contains("prefilled on worker", decode.Output, StringComparison.Ordinal);
+
+        // A TP=1 decode worker takes the TP=2 prefill's KV too; then, with no prefill worker, the TP=2 decode prefills itself.
+        decode.Terminate();
+        Assert.Equal(0, await decode.WaitForExitAsync(60));
+        int onePort = FreePort();
+        await using DynamoProcess one = DynamoProcess.Start(
+            [.. common, "--system-port", onePort.ToString(CultureInfo.InvariantCulture), "--max-local-prefill-length", "8", "--max-prefill-queue-size", "100"], s.Environment);
+        await one.WaitForLineAsync("serving dynamo.backend.generate", 120);
+        until = DateTime.UtcNow.AddSeconds(60);
+        string viaOne;
+        do
+        {
+            viaOne = await s.PostTextAsync(body);
+            Assert.True(DateTime.UtcNow < until, $"no remote prefill within 60 s:\n{one.Output}");
+        }
+        while (await MetricAsync(onePort, "dynamo_component_remote_prefills_total") < 1);
+
+        prefill.Terminate();
+        Assert.Equal(0, await prefill.WaitForExitAsync(60));
+        Assert.Equal(remote, viaOne);
+        Assert.Equal(remote, await s.PostTextAsync(body));
+    }
+
+    private static async Task<double> MetricAsync(int port, string name)
+    {
+        using var http = new HttpClient();
+        string text = await http.GetStringAsync($"http://127.0.0.1:{port}/metrics");
+        return text.Split('\n').Where(l => l.StartsWith(name, StringComparison.Ordinal) && (l.Length == name.Length || l[name.Length] is ' ' or '{'))
+            .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture));
+    }
+
+    private static int FreePort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+
     [SharedFact]
     public async Task Start_RankWithoutRankZero_OrWithAnotherModel_OneLineErrors()
     {
@@ -195,9 +257,12 @@ public sealed partial class TensorParallelProcessTests
         public DynamoProcess Worker(string name, int tp) =>
             DynamoProcess.Start(["worker", "--model", Model, "--served-model-name", name, "--tp", tp.ToString(CultureInfo.InvariantCulture), "--threads", "1", "--lease-ttl", "3"], Environment);
 
-        public async Task<string> CompleteAsync(string model, string prompt)
+        public Task<string> CompleteAsync(string model, string prompt) =>
+            PostTextAsync(JsonSerializer.Serialize(new { model, prompt, max_tokens = 30, temperature = 0 }));
+
+        /// <summary>Posts a completions body; returns the first choice's text.</summary>
+        public async Task<string> PostTextAsync(string body)
         {
-            string body = JsonSerializer.Serialize(new { model, prompt, max_tokens = 30, temperature = 0 });
             using HttpResponseMessage r = await Http.PostAsync("v1/completions", new StringContent(body, Encoding.UTF8, "application/json"));
             string text = await r.Content.ReadAsStringAsync();
             Assert.True(r.IsSuccessStatusCode, text);
