@@ -295,11 +295,15 @@ internal static class ServeCommand
     private static WorkerSettings WorkerFromConfig(ComponentConfig c, bool prefill)
     {
         var ignored = new List<string>();
-        int tp = c.Int("tensor_parallel_size") ?? c.Int("tp") ?? 1;
-        if (tp > 1)
+        var parallel = new TensorParallelSettings
         {
-            ignored.Add($"tensor-parallel-size {tp} (one process serves the whole model)");
-        }
+            Size = c.Int("tensor_parallel_size") ?? c.Int("tp") ?? c.Int("tp_size") ?? 1,
+            Nodes = c.Int("nnodes") ?? 1,
+            NodeRank = c.Int("node_rank") ?? 0,
+            InitAddress = c.String("dist_init_addr"),
+            Transport = c.String("tp_transport") ?? "auto",
+            Timeout = c.Double("dist_timeout") is double t ? FrontendFlags.Seconds(t) : TensorParallelSettings.None.Timeout,
+        };
 
         string engineKind = c.String("engine") ?? "dynamo";
         string? model = c.String("model") ?? c.String("model_path");
@@ -333,6 +337,7 @@ internal static class ServeCommand
             SystemHost = c.String("system_host") ?? new WorkerSettings().SystemHost,
             MaxWaitingRequests = c.Int("max_waiting_requests") ?? EngineWorkerOptions.Default.MaxWaitingRequests,
             IgnoredFlags = ignored,
+            TensorParallel = parallel,
             RemotePrefill = c.Bool("remote_prefill") ?? true,
             Disaggregation = DisaggregationFromConfig(c),
             TransferBackend = c.String("disaggregation_transfer_backend") ?? "tcp",

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Dynamo.Cli.Components;
 using Dynamo.Components.Workers;
+using Dynamo.Engine.Models;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
 
@@ -165,7 +166,12 @@ internal static class WorkerCommand
     private static async Task<int> FollowAsync(WorkerSettings settings, CancellationToken cancellationToken)
     {
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
-        List<System.Diagnostics.Process> ranks = TensorParallelRanks.StartLocalRanks(settings.TensorParallel, settings.TensorParallelInitAddress!, Console.Error);
+        List<System.Diagnostics.Process> ranks;
+        using (IModelWeights peek = ModelLoader.Load(settings.ModelPath ?? throw new CliUsageException("--model is required for the built-in engine")))
+        {
+            ranks = TensorParallelRanks.StartLocalRanks(settings, peek.Config, settings.TensorParallelInitAddress!, Console.Error);
+        }
+
         int code = await TensorParallelRanks.FollowAsync(settings, settings.TensorParallelInitAddress!, Console.Error, shutdown.Token);
         await TensorParallelRanks.WaitForAsync(ranks, Console.Error);
         return code;
@@ -174,21 +180,6 @@ internal static class WorkerCommand
     private static async Task<int> RunAsync(WorkerSettings settings, RuntimeOptions runtimeOptions, CancellationToken cancellationToken)
     {
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
-        List<System.Diagnostics.Process> ranks = settings.TensorParallel.Enabled
-            ? TensorParallelRanks.StartLocalRanks(settings.TensorParallel, settings.TensorParallelInitAddress!, Console.Error)
-            : [];
-        try
-        {
-            return await ServeAsync(settings, runtimeOptions, shutdown);
-        }
-        finally
-        {
-            await TensorParallelRanks.WaitForAsync(ranks, Console.Error);
-        }
-    }
-
-    private static async Task<int> ServeAsync(WorkerSettings settings, RuntimeOptions runtimeOptions, CancellationTokenSource shutdown)
-    {
         await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token);
         await using WorkerComponent worker = await WorkerComponent.StartAsync(runtime, settings, Console.Error, shutdown.Token, CliLogging.Create(json: false));
         try

@@ -34,36 +34,90 @@ internal static class TensorParallelRanks
     }
 
     /// <summary>
-    /// Starts this node's other ranks: this executable with this process's arguments plus --tp-rank R (and the init
-    /// address when it was not given). They write to this process's standard output and error.
+    /// Checks that <paramref name="model"/> splits that many ways, then starts this node's other ranks as `worker` processes of this executable (model, ranks, init address, threads and
+    /// pass size: what a follower needs; no NATS or etcd). They write to this process's standard output and error.
     /// </summary>
-    public static List<Process> StartLocalRanks(TensorParallelSettings tp, string initAddress, TextWriter log)
+    public static List<Process> StartLocalRanks(WorkerSettings settings, ModelConfig model, string initAddress, TextWriter log)
     {
-        string[] self = BenchDisaggCommand.SelfCommand();
-        string[] args = Environment.GetCommandLineArgs()[1..];
-        var started = new List<Process>();
-        foreach (int rank in tp.OtherLocalRanks)
+        TensorParallelSettings tp = settings.TensorParallel;
+        try
         {
-            var info = new ProcessStartInfo(self[0]) { UseShellExecute = false };
-            foreach (string a in self.Skip(1).Concat(args))
-            {
-                info.ArgumentList.Add(a);
-            }
+            // Said once, here, rather than by every rank started for nothing.
+            ShardedWeights.Check(model, tp.Size);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliUsageException(e.Message);
+        }
 
-            info.ArgumentList.Add("--tp-rank");
-            info.ArgumentList.Add(rank.ToString(CultureInfo.InvariantCulture));
-            if (tp.InitAddress is null)
+        string[] self = BenchDisaggCommand.SelfCommand();
+        var started = new List<Process>();
+        try
+        {
+            foreach (int rank in tp.OtherLocalRanks)
             {
-                info.ArgumentList.Add("--dist-init-addr");
-                info.ArgumentList.Add(initAddress);
-            }
+                var info = new ProcessStartInfo(self[0]) { UseShellExecute = false };
+                foreach (string a in self.Skip(1).Concat(FollowerArguments(settings, initAddress, rank)))
+                {
+                    info.ArgumentList.Add(a);
+                }
 
-            Process process = Process.Start(info) ?? throw new InvalidOperationException($"could not start rank {rank}");
-            started.Add(process);
-            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"worker: rank {tp.Rank}: started rank {rank} of {tp.Size} (pid {process.Id})"));
+                Process process = Process.Start(info) ?? throw new InvalidOperationException($"could not start rank {rank}");
+                started.Add(process);
+                log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"worker: rank {tp.Rank}: started rank {rank} of {tp.Size} (pid {process.Id})"));
+            }
+        }
+        catch
+        {
+            Kill(started);
+            throw;
         }
 
         return started;
+    }
+
+    /// <summary>The `worker` arguments of rank <paramref name="rank"/>, a follower of this node.</summary>
+    internal static IEnumerable<string> FollowerArguments(WorkerSettings settings, string initAddress, int rank)
+    {
+        TensorParallelSettings tp = settings.TensorParallel;
+        string I(int v) => v.ToString(CultureInfo.InvariantCulture);
+        yield return "worker";
+        yield return "--model";
+        yield return settings.ModelPath ?? throw new CliUsageException("--model is required for the built-in engine");
+        yield return "--tensor-parallel-size";
+        yield return I(tp.Size);
+        yield return "--nnodes";
+        yield return I(tp.Nodes);
+        yield return "--node-rank";
+        yield return I(tp.NodeRank);
+        yield return "--dist-init-addr";
+        yield return initAddress;
+        yield return "--tp-rank";
+        yield return I(rank);
+        yield return "--tp-transport";
+        yield return tp.Transport;
+        yield return "--dist-timeout";
+        yield return tp.Timeout.TotalSeconds.ToString(CultureInfo.InvariantCulture);
+        yield return "--threads";
+        yield return I(settings.Threads);
+        yield return "--max-num-batched-tokens";
+        yield return I(settings.Engine.MaxNumBatchedTokens);
+    }
+
+    /// <summary>Kills rank processes at once (the worker failed to start).</summary>
+    public static void Kill(List<Process> ranks)
+    {
+        foreach (Process p in ranks)
+        {
+            try
+            {
+                p.Kill(entireProcessTree: true);
+            }
+            catch (InvalidOperationException)
+            {
+                // Already gone.
+            }
+        }
     }
 
     /// <summary>

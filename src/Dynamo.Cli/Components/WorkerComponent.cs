@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Dynamo.Components.KvTransfer;
 using Dynamo.Components.ModelCards;
 using Dynamo.Components.Registry;
@@ -30,6 +31,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
     private readonly KvTransferServer? _transfer;
     private SystemStatusServer? _status;
     private ICollectiveGroup? _group;
+    private List<Process> _ranks = [];
 
     private WorkerComponent(IEngine engine, EngineWorker worker, LoadedModel? model, ModelDeploymentCard card, KvTransferServer? transfer)
     {
@@ -73,6 +75,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
 
         LoadedModel? model = null;
         ICollectiveGroup? parallelGroup = null;
+        List<Process> ranks = [];
         IEngine engine;
         ModelCardSource source;
         try
@@ -87,9 +90,11 @@ internal sealed class WorkerComponent : IAsyncDisposable
                     Transformer transformer;
                     if (settings.TensorParallel.Enabled)
                     {
-                        // Rank 0 of a tensor-parallel worker: its shard, driving the other ranks' passes.
+                        // Rank 0 of a tensor-parallel worker: starts its node's other ranks, loads its shard, drives their passes.
+                        string initAddress = settings.TensorParallelInitAddress ?? TensorParallelRanks.ResolveInitAddress(settings.TensorParallel);
+                        ranks = TensorParallelRanks.StartLocalRanks(settings, model.Config, initAddress, log);
                         (ShardedWeights shard, ICollectiveGroup group) = await TensorParallelRanks.LoadAndJoinAsync(
-                            settings.TensorParallel, settings.TensorParallelInitAddress!, path, model.Weights, log, cancellationToken).ConfigureAwait(false);
+                            settings.TensorParallel, initAddress, path, model.Weights, log, cancellationToken).ConfigureAwait(false);
                         parallelGroup = group;
                         transformer = new Transformer(shard, TensorParallelRanks.MaxBatch(settings), group);
                     }
@@ -136,6 +141,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
         {
             parallelGroup?.Dispose();
             model?.Dispose();
+            TensorParallelRanks.Kill(ranks);
             throw;
         }
 
@@ -170,7 +176,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
                 : transfer is null
                     ? "worker: remote prefill off: this worker prefills every prompt itself"
                     : $"worker: KV from prefill workers arrives at {transfer.Address}, listening on {Listeners.Describe(transfer.LocalEndPoint.Address.ToString(), transfer.LocalEndPoint.Port, "--kv-transfer-host")}");
-            var component = new WorkerComponent(engine, worker, model, card, transfer) { _group = parallelGroup };
+            var component = new WorkerComponent(engine, worker, model, card, transfer) { _group = parallelGroup, _ranks = ranks };
             if (settings.SystemPort is int port)
             {
                 try
@@ -198,6 +204,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
 
             model?.Dispose();
             parallelGroup?.Dispose();
+            TensorParallelRanks.Kill(ranks);
             throw;
         }
     }
@@ -224,6 +231,9 @@ internal sealed class WorkerComponent : IAsyncDisposable
 
         _model?.Dispose();
         _group?.Dispose();
+
+        // The other ranks of this node stopped when the engine did (or saw the group close).
+        await TensorParallelRanks.WaitForAsync(_ranks, Console.Error).ConfigureAwait(false);
     }
 
     /// <summary>What a decode worker and a prefill worker compare before moving KV: the weights, or the model-free engine's kind.</summary>

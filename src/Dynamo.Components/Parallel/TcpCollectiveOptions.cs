@@ -22,6 +22,9 @@ public sealed record TcpCollectiveOptions
     /// <summary>How long ranks wait for each other to meet, and how long a silent peer is given before it counts as lost.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(120);
 
+    /// <summary>How long a receive polls for data before it blocks (0: block at once).</summary>
+    public double SpinMicroseconds { get; init; } = 50;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming what is wrong.</summary>
     public TcpCollectiveOptions Validate()
     {

@@ -37,6 +37,9 @@ public sealed partial class Transformer
 
         /// <summary>Keys and values of every head, broadcast next; each rank stores its heads (KV coming in).</summary>
         ImportKv = 6,
+
+        /// <summary>A measurement: some all-reduces of a given size (bench parallel).</summary>
+        Probe = 7,
     }
 
     private const int MaxScratchCaches = 4;
@@ -97,6 +100,9 @@ public sealed partial class Transformer
                     continue;
                 case PlanKind.Pool or PlanKind.Scratch:
                     break;
+                case PlanKind.Probe:
+                    RunProbe(ReadInt(plan, 4), ReadInt(plan, 8), null);
+                    continue;
                 case PlanKind.ExportKv or PlanKind.ImportKv:
                 {
                     int p = 4;
@@ -195,6 +201,44 @@ public sealed partial class Transformer
             }
 
             Run(tokens.AsSpan(0, count), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(slices), cache, Span<float>.Empty, everyToken);
+        }
+    }
+
+    /// <summary>
+    /// Rank 0: runs <paramref name="iterations"/> all-reduces of <paramref name="floats"/> floats on every rank (after one
+    /// untimed) and returns how long each took here, from the call to the sum: what one collective of a forward pass costs.
+    /// </summary>
+    public TimeSpan[] ProbeAllReduce(int floats, int iterations)
+    {
+        if (_group is not { Size: > 1, Rank: 0 } g)
+        {
+            throw new InvalidOperationException("only rank 0 of a tensor-parallel model probes its group");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfNegative(floats);
+        ArgumentOutOfRangeException.ThrowIfLessThan(iterations, 1);
+        int at = 0;
+        Put(ref at, (int)PlanKind.Probe);
+        Put(ref at, floats);
+        Put(ref at, iterations);
+        g.Broadcast(_plan.AsMemory(0, at));
+        var times = new TimeSpan[iterations];
+        RunProbe(floats, iterations, times);
+        return times;
+    }
+
+    private void RunProbe(int floats, int iterations, TimeSpan[]? times)
+    {
+        var values = new float[floats];
+        _group!.AllReduceSum(values);
+        for (int i = 0; i < iterations; i++)
+        {
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            _group.AllReduceSum(values);
+            if (times is not null)
+            {
+                times[i] = System.Diagnostics.Stopwatch.GetElapsedTime(start);
+            }
         }
     }
 
