@@ -303,6 +303,7 @@ internal static class ServeCommand
             InitAddress = c.String("dist_init_addr"),
             Transport = c.String("tp_transport") ?? "auto",
             Timeout = c.Double("dist_timeout") is double t ? FrontendFlags.Seconds(t) : TensorParallelSettings.None.Timeout,
+            RankTimeout = c.Double("rank_timeout") is double rt ? FrontendFlags.Seconds(rt) : TensorParallelSettings.None.RankTimeout,
         };
 
         string engineKind = c.String("engine") ?? "dynamo";

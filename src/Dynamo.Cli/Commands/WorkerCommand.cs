@@ -42,6 +42,7 @@ internal static class WorkerCommand
         var initAddr = new Option<string?>("--dist-init-addr") { Description = "HOST:PORT where rank 0 meets the other ranks (required with --nnodes > 1; on one node a free local port)" };
         var tpTransport = new Option<string>("--tp-transport") { Description = "Collectives between ranks: auto (shared memory on a node, TCP between nodes), tcp or shm", DefaultValueFactory = _ => "auto" };
         var distTimeout = new Option<double>("--dist-timeout") { Description = "Seconds a rank waits for rank 0 at start, and a silent rank gets before it counts as lost", DefaultValueFactory = _ => 120 };
+        var rankTimeout = new Option<double>("--rank-timeout") { Description = "Seconds a tensor-parallel rank may stay silent while serving before it counts as lost (the worker then leaves discovery)", DefaultValueFactory = _ => 30 };
         var tpRank = new Option<int?>("--tp-rank") { Description = "Internal: the rank of a process the worker command started for its node", Hidden = true };
         var ignoredValues = new[] { "--dp-size", "--pipeline-parallel-size" }
             .Select(n => new Option<string?>(n) { Description = "Accepted for the guides; no effect here (said at startup)" }).ToArray();
@@ -53,7 +54,7 @@ internal static class WorkerCommand
         };
         EngineFlags engineFlags = EngineFlags.AddTo(command);
         DisaggregationFlags disaggFlags = DisaggregationFlags.AddTo(command);
-        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, maxWaiting, systemPort, systemHost, speedup, gpuBlocks, tp, nnodes, nodeRank, initAddr, tpTransport, distTimeout, tpRank })
+        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, maxWaiting, systemPort, systemHost, speedup, gpuBlocks, tp, nnodes, nodeRank, initAddr, tpTransport, distTimeout, rankTimeout, tpRank })
         {
             command.Options.Add(o);
         }
@@ -99,6 +100,7 @@ internal static class WorkerCommand
                 SpawnedRank = parse.GetValue(tpRank),
                 Transport = parse.GetValue(tpTransport)!,
                 Timeout = FrontendFlags.Seconds(parse.GetValue(distTimeout)),
+                RankTimeout = FrontendFlags.Seconds(parse.GetValue(rankTimeout)),
             };
 
             ignored.AddRange(ignoredValues.Where(o => parse.GetResult(o) is not null).Select(o => $"{o.Name} {parse.GetValue(o)}"));

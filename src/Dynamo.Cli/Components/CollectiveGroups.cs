@@ -18,6 +18,7 @@ internal static class CollectiveGroups
                 Fingerprint = fingerprint,
                 Layout = layout,
                 Timeout = tp.Timeout,
+                RankTimeout = tp.RankTimeout,
             }, cancellationToken).ConfigureAwait(false);
         }
         catch (CollectiveException e)

@@ -98,6 +98,8 @@ internal static class TensorParallelRanks
         yield return tp.Transport;
         yield return "--dist-timeout";
         yield return tp.Timeout.TotalSeconds.ToString(CultureInfo.InvariantCulture);
+        yield return "--rank-timeout";
+        yield return tp.RankTimeout.TotalSeconds.ToString(CultureInfo.InvariantCulture);
         yield return "--threads";
         yield return I(settings.Threads);
         yield return "--max-num-batched-tokens";

@@ -30,8 +30,11 @@ internal sealed record TensorParallelSettings
     /// <summary>"auto" (shared memory among the ranks of a node, TCP between nodes), "tcp" or "shm" (--tp-transport).</summary>
     public string Transport { get; init; } = "auto";
 
-    /// <summary>Seconds a rank waits for rank 0 to be up (--dist-timeout), and a silent rank is given before it counts as lost.</summary>
+    /// <summary>How long ranks wait for each other at start (--dist-timeout).</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>How long a rank may stay silent while serving before it counts as lost (--rank-timeout).</summary>
+    public TimeSpan RankTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     public bool Enabled => Size > 1;
 
@@ -65,6 +68,7 @@ internal sealed record TensorParallelSettings
         Check(SpawnedRank is null || (SpawnedRank >= FirstLocalRank && SpawnedRank < FirstLocalRank + RanksPerNode), Invariant($"--tp-rank: {SpawnedRank} is not a rank of node {NodeRank}"));
         Check(Transport is "auto" or "tcp" or "shm", $"--tp-transport: '{Transport}' is not auto, tcp or shm");
         Check(Timeout > TimeSpan.Zero && Timeout <= TimeSpan.FromHours(1), Invariant($"--dist-timeout: {Timeout.TotalSeconds} s is outside (0, 3600]"));
+        Check(RankTimeout >= TimeSpan.FromSeconds(2) && RankTimeout <= TimeSpan.FromHours(1), Invariant($"--rank-timeout: {RankTimeout.TotalSeconds} s is outside [2, 3600] (rank 0 speaks every second)"));
         return this;
     }
 

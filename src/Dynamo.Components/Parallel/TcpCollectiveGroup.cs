@@ -14,7 +14,7 @@ namespace Dynamo.Components.Parallel;
 /// that connection then carries every collective. An all-reduce sends each rank's values to rank 0, which sums them in
 /// rank order and sends the sum back (so every rank holds the same bits); a gather sends to rank 0; a broadcast goes
 /// out from rank 0. Blocking sockets with TCP_NODELAY: the calls come from a forward pass's one thread.
-/// A peer whose connection closes or resets is lost at once; one silent past <see cref="TcpCollectiveOptions.Timeout"/>
+/// A peer whose connection closes or resets is lost at once; one silent past <see cref="TcpCollectiveOptions.RankTimeout"/>
 /// is lost then. Rank 0 tells the others which rank was lost before it closes, so every rank names the same one.
 /// </summary>
 public sealed class TcpCollectiveGroup : ICollectiveGroup
@@ -350,8 +350,8 @@ public sealed class TcpCollectiveGroup : ICollectiveGroup
         s.NoDelay = true;
         s.ReceiveBufferSize = 4 << 20;
         s.SendBufferSize = 4 << 20;
-        s.ReceiveTimeout = (int)options.Timeout.TotalMilliseconds;
-        s.SendTimeout = (int)options.Timeout.TotalMilliseconds;
+        s.ReceiveTimeout = (int)options.RankTimeout.TotalMilliseconds;
+        s.SendTimeout = (int)options.RankTimeout.TotalMilliseconds;
     }
 
     /// <summary>sum[i] += addend[i], element by element (the same bits as a scalar loop).</summary>
@@ -490,7 +490,7 @@ public sealed class TcpCollectiveGroup : ICollectiveGroup
 
         int rank = RankOf(peer);
         string why = e is SocketException { SocketErrorCode: SocketError.TimedOut } or SocketException { SocketErrorCode: SocketError.WouldBlock }
-            ? Invariant($"silent for {_options.Timeout.TotalSeconds:0.#} s (--dist-timeout)")
+            ? Invariant($"silent for {_options.RankTimeout.TotalSeconds:0.#} s (--rank-timeout)")
             : e.Message;
         return Broke(new CollectiveException(Invariant($"rank {rank} of the tensor-parallel group was lost ({why}); rank {Rank} stops"), rank, e));
     }

@@ -19,8 +19,14 @@ public sealed record TcpCollectiveOptions
     /// <summary>The shard layout in words: every rank must split the model the same way.</summary>
     public string Layout { get; init; } = "";
 
-    /// <summary>How long ranks wait for each other to meet, and how long a silent peer is given before it counts as lost.</summary>
+    /// <summary>How long ranks wait for each other to meet (--dist-timeout).</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>
+    /// How long a peer may stay silent inside a collective before it counts as lost (--rank-timeout). Rank 0 sends a
+    /// plan at least every second while idle, and within a pass a rank waits only for the others' share of one layer.
+    /// </summary>
+    public TimeSpan RankTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>How long a receive polls for data before it blocks (0: block at once).</summary>
     public double SpinMicroseconds { get; init; } = 50;
@@ -42,6 +48,11 @@ public sealed record TcpCollectiveOptions
         if (Timeout <= TimeSpan.Zero || Timeout.TotalMilliseconds > int.MaxValue)
         {
             throw new ArgumentException(string.Create(CultureInfo.InvariantCulture, $"--dist-timeout: {Timeout.TotalSeconds} s is out of range"));
+        }
+
+        if (RankTimeout < TimeSpan.FromSeconds(2) || RankTimeout.TotalMilliseconds > int.MaxValue)
+        {
+            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture, $"--rank-timeout: {RankTimeout.TotalSeconds} s is out of range (at least 2 s: rank 0 speaks every second)"));
         }
 
         return this;

@@ -60,14 +60,18 @@ public sealed partial class Transformer
     public bool IsFollower => _group is { Size: > 1, Rank: > 0 };
 
     /// <summary>
-    /// Rank 0, idle: tells the followers it is alive (they wait for the next plan, and a group times out a rank that
-    /// stays silent). The engine calls it every second or so while it has nothing to run.
+    /// Rank 0, idle: tells the followers it is alive and hears back from each (they wait for the next plan, and a group
+    /// times out a rank that stays silent). The engine calls it every second or so while it has nothing to run.
     /// </summary>
     public void KeepAlive()
     {
         if (_group is { Size: > 1, Rank: 0 } g && !_stopped)
         {
             g.Broadcast(new[] { (byte)PlanKind.KeepAlive, (byte)0, (byte)0, (byte)0 });
+
+            // A round trip: a rank that stopped answering is found within the group's timeout even while idle.
+            Span<float> ping = [0];
+            g.AllReduceSum(ping);
         }
     }
 
@@ -97,7 +101,12 @@ public sealed partial class Transformer
                 case PlanKind.Stop:
                     return;
                 case PlanKind.KeepAlive:
+                {
+                    Span<float> ping = [0];
+                    g.AllReduceSum(ping);
                     continue;
+                }
+
                 case PlanKind.Pool or PlanKind.Scratch:
                     break;
                 case PlanKind.Probe:

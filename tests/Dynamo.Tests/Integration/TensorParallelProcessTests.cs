@@ -81,6 +81,30 @@ public sealed partial class TensorParallelProcessTests
         await s.WaitForModelsAsync(new Dictionary<string, int>());
     }
 
+    [SharedFact]
+    public async Task StopRankOne_SilentPastRankTimeout_WorkerLeavesDiscoveryNamingIt()
+    {
+        await using Servers s = await Servers.StartAsync();
+        await using DynamoProcess two = DynamoProcess.Start(
+            ["worker", "--model", Model, "--served-model-name", "two", "--tp", "2", "--threads", "1", "--rank-timeout", "3"], s.Environment);
+        await two.WaitForLineAsync("serving dynamo.backend.generate", 120);
+        await s.WaitForModelsAsync(new Dictionary<string, int> { ["two"] = 1 });
+        int rankOne = int.Parse(RankPid().Match(two.Output).Groups[1].Value, CultureInfo.InvariantCulture);
+
+        // Idle: rank 0 speaks every second; a frozen rank 1 stops answering, and 3 s later it counts as lost.
+        Signal("-STOP", rankOne);
+        try
+        {
+            Assert.Equal(1, await two.WaitForExitAsync(60));
+            Assert.Contains("rank 1 of the tensor-parallel group was lost (silent for 3 s (--rank-timeout))", two.Output, StringComparison.Ordinal);
+            await s.WaitForModelsAsync(new Dictionary<string, int>());
+        }
+        finally
+        {
+            Signal("-KILL", rankOne);
+        }
+    }
+
     [Fact]
     public async Task Disaggregated_Tp2PrefillWorker_Tp2AndTp1DecodeWorkers_SameTextAsLocalPrefill()
     {
