@@ -10,7 +10,8 @@ namespace Dynamo.Benchmarks;
 /// The per-token path through a Processor component, both sides of its wire: <c>ProcessorSide</c>, a
 /// worker's generate-response frame read and postprocessed by the processor's pipeline and written as its
 /// delta frame (<see cref="ProcessorServer"/>); <c>FrontendSide</c>, that delta frame read by the
-/// frontend's relay (<see cref="ProcessorRelay"/>) and written as SSE bytes (<see cref="StreamingResponse"/>,
+/// frontend's relay (<see cref="ProcessorRelay"/>, its token ids kept in the choice's <see cref="TokenLog"/>,
+/// a fresh one per 256-token response as in a request) and written as SSE bytes (<see cref="StreamingResponse"/>,
 /// <see cref="SseWriter"/>). Tokens in the middle of a long response; the request plane between them is not
 /// included. Per operation = per token.
 /// Run: dotnet run -c Release --project benchmarks/Dynamo.Benchmarks -- --filter '*ProcessorTokenPath*'
@@ -61,9 +62,10 @@ public class ProcessorTokenPathBenchmarks
     [Benchmark(OperationsPerInvoke = Tokens)]
     public long FrontendSide()
     {
+        TokenLog[] logs = [new()];
         foreach (byte[] frame in _processorFrames)
         {
-            _response.Write(ProcessorRelay.ReadEvent(frame));
+            _response.Write(ProcessorRelay.ReadEvent(frame, logs));
             Completed.Check(_sse.FlushAsync(CancellationToken.None), "the flush");
         }
 

@@ -16,6 +16,13 @@ namespace Dynamo.Components.Processing;
 /// <param name="Error">The error that ended the choice, or null.</param>
 internal readonly record struct ChoiceEvent(int Index, ChoiceDelta Delta, int NewTokens, int CompletionTokens, int CachedTokens, OpenAiException? Error)
 {
+    /// <summary>
+    /// The worker's token ids of this event (<see cref="NewTokens"/> of them), which a frontend relaying a
+    /// Processor component keeps to migrate the request if the processor fails: a slice of the choice's
+    /// <see cref="TokenLog"/>, never copied per token. Empty where nobody keeps them.
+    /// </summary>
+    public ReadOnlyMemory<int> TokenIds { get; init; }
+
     /// <summary>An event that ends choice <paramref name="index"/> with <paramref name="error"/>.</summary>
     public static ChoiceEvent Failed(int index, OpenAiException error) => new(index, default, 0, 0, 0, error);
 }

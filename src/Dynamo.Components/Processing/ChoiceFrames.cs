@@ -20,7 +20,7 @@ internal sealed class ChoiceFrames(int index, string requestId, ChoicePostproces
     public const int MaxReservedTokens = 4096;
 
     private readonly GenerateResponseReader _frame = new();
-    private readonly List<int> _output = new(Math.Clamp(expectedTokens, 0, MaxReservedTokens));
+    private readonly TokenLog _output = new(Math.Clamp(expectedTokens, 0, MaxReservedTokens));
 
     /// <summary>The error code of a stream its worker cancelled (shutting down).</summary>
     public const string WorkerCancelledCode = "worker_cancelled";
@@ -28,8 +28,11 @@ internal sealed class ChoiceFrames(int index, string requestId, ChoicePostproces
     /// <summary>The choice's postprocessor.</summary>
     public ChoicePostprocessor Postprocessor => post;
 
-    /// <summary>The token ids the workers generated so far, in order (what a migrated attempt resumes from).</summary>
-    public IReadOnlyList<int> OutputTokens => _output;
+    /// <summary>
+    /// The token ids the workers generated so far, in order, with those of an attempt before a processor's
+    /// migration (<see cref="Resume"/>): what a migrated attempt resumes from.
+    /// </summary>
+    public ReadOnlyMemory<int> OutputTokens => _output.All;
 
     /// <summary>Whether the last frame carried the worker's finish reason.</summary>
     public bool WorkerFinished { get; private set; }
@@ -54,10 +57,21 @@ internal sealed class ChoiceFrames(int index, string requestId, ChoicePostproces
         }
 
         ChoiceDelta delta = post.Push(_frame);
-        _output.AddRange(_frame.TokenIds);
+        ReadOnlyMemory<int> ids = _output.Append(_frame.TokenIds);
         WorkerFinished = _frame.FinishReason is not null;
         WorkerCachedTokens = _frame.CachedTokens;
         WorkerPrefill = _frame.Prefill;
-        return new ChoiceEvent(index, delta, _frame.TokenIds.Length, post.CompletionTokens, post.CachedTokens, null);
+        return new ChoiceEvent(index, delta, ids.Length, post.CompletionTokens, post.CachedTokens, null) { TokenIds = ids };
+    }
+
+    /// <summary>
+    /// Takes <paramref name="streamed"/>, the tokens another processor streamed to the client before it failed,
+    /// as this choice's output so far (<see cref="ChoicePostprocessor.Replay"/>): what comes next continues the
+    /// client's text exactly.
+    /// </summary>
+    public void Resume(ReadOnlySpan<int> streamed)
+    {
+        post.Replay(streamed);
+        _output.Append(streamed);
     }
 }

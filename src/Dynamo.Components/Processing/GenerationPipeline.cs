@@ -32,9 +32,10 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
     /// <summary>
     /// Preprocesses <paramref name="request"/> (of <paramref name="shape"/>) for <paramref name="model"/> (throws <see cref="OpenAiException"/>
     /// for a client's mistake or a model whose tokenizer cannot load) and starts every choice; worker
-    /// request ids are <c>{requestId}-{choice}</c>.
+    /// request ids are <c>{requestId}-{choice}</c>. With <paramref name="resume"/> (a request whose processor
+    /// failed mid-stream) only the choices it lists run, each continuing after the tokens the client has.
     /// </summary>
-    public async Task<Generation> StartAsync(OpenAiRequestBase request, ResponseShape shape, ServedModel model, string requestId, CancellationToken cancellationToken)
+    public async Task<Generation> StartAsync(OpenAiRequestBase request, ResponseShape shape, ServedModel model, string requestId, IReadOnlyList<ResumedChoice>? resume, CancellationToken cancellationToken)
     {
         Preprocessor preprocessor;
         try
@@ -48,15 +49,21 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
 
         PreprocessedRequest pre = shape.Preprocess(preprocessor, request);
         int choices = pre.ChoiceCount;
+        IReadOnlyList<int>?[] streamed = StreamedOf(resume, choices);
         var channel = Channel.CreateBounded<ChoiceEvent>(new BoundedChannelOptions(registry.Options.ChoiceBufferCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
         var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var pumps = new Task[choices];
+        var pumps = new List<Task>(choices);
         for (int i = 0; i < choices; i++)
         {
+            if (streamed[i] is not { } output)
+            {
+                continue;
+            }
+
             PromptInput prompt = pre.PromptOf(i);
             var post = new ChoicePostprocessor(preprocessor.Bundle.Tokenizer, prompt.TokenIds, pre.Sampling.Stop, pre.Logprobs != LogprobsFormat.None);
             GenerateRequest generate = Preprocessor.CreateGenerateRequest($"{requestId}-{i}", prompt.TokenIds, pre.SamplingFor(i));
-            pumps[i] = PumpAsync(pre.Model, i, generate, pre.NvExt, post, channel.Writer, stop.Token);
+            pumps.Add(PumpAsync(pre.Model, i, generate, output, pre.NvExt, post, channel.Writer, stop.Token));
         }
 
         Task all = Task.WhenAll(pumps);
@@ -64,7 +71,33 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
         return new Generation(GenerationInfo.Of(pre), channel.Reader, stop, all);
     }
 
-    private async Task PumpAsync(string model, int index, GenerateRequest generate, NvExt? nvext, ChoicePostprocessor post, ChannelWriter<ChoiceEvent> events, CancellationToken cancellationToken)
+    /// <summary>
+    /// Per choice, the output to continue from: empty for every choice of a new request; with
+    /// <paramref name="resume"/>, the tokens it lists, and null for a choice it does not (finished already).
+    /// </summary>
+    private static IReadOnlyList<int>?[] StreamedOf(IReadOnlyList<ResumedChoice>? resume, int choices)
+    {
+        var streamed = new IReadOnlyList<int>?[choices];
+        if (resume is null)
+        {
+            Array.Fill(streamed, []);
+            return streamed;
+        }
+
+        foreach (ResumedChoice choice in resume)
+        {
+            if ((uint)choice.Index >= (uint)choices || streamed[choice.Index] is not null)
+            {
+                throw OpenAiException.BadRequest($"resume: choice {choice.Index} is not one of the {choices} choices, or is listed twice.", "resume", "invalid_value");
+            }
+
+            streamed[choice.Index] = choice.TokenIds;
+        }
+
+        return streamed;
+    }
+
+    private async Task PumpAsync(string model, int index, GenerateRequest generate, IReadOnlyList<int> streamed, NvExt? nvext, ChoicePostprocessor post, ChannelWriter<ChoiceEvent> events, CancellationToken cancellationToken)
     {
         string requestId = generate.RequestId!;
         var frames = new ChoiceFrames(index, requestId, post, generate.Sampling?.MaxTokens ?? SamplingParams.Default.MaxTokens);
@@ -75,6 +108,19 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
         (string From, string Reason, string Detail)? moving = null;
         try
         {
+            if (streamed.Count > 0)
+            {
+                // Another processor streamed these before it failed: the client has their text.
+                frames.Resume([.. streamed]);
+                if (post.IsFinished || Resume(generate, frames.OutputTokens.Span) is not { } resumed)
+                {
+                    await events.WriteAsync(frames.Push(FinishedFrame), cancellationToken).ConfigureAwait(false);
+                    return;
+                }
+
+                attempt = resumed;
+            }
+
             while (true)
             {
                 RouteTarget target = await TargetAsync(model, tried, migrations, cancellationToken).ConfigureAwait(false);
@@ -88,7 +134,7 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
                 tried.Add(lease.WorkerId);
                 if (moving is { } move)
                 {
-                    Log.Migrated(registry.Logger, requestId, move.From, EndpointAddress.FormatId(lease.WorkerId), frames.OutputTokens.Count, move.Reason, move.Detail, migrations, registry.Options.MigrationLimit);
+                    Log.Migrated(registry.Logger, requestId, move.From, EndpointAddress.FormatId(lease.WorkerId), frames.OutputTokens.Length, move.Reason, move.Detail, migrations, registry.Options.MigrationLimit);
                     moving = null;
                 }
 
@@ -159,7 +205,7 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
                     migrations++;
                     registry.Migration.Migrated(model, reason);
                     moving = (EndpointAddress.FormatId(lease.WorkerId), reason, e.Message);
-                    if (Resume(generate, frames.OutputTokens) is not { } resumed)
+                    if (Resume(generate, frames.OutputTokens.Span) is not { } resumed)
                     {
                         // Every token max_tokens allowed had arrived; only the worker's last frame was lost.
                         ChoiceEvent last = frames.Push(FinishedFrame);
@@ -277,16 +323,16 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
     /// output so far as its tokens, the output marked as such, max_tokens less what was generated. Null when
     /// max_tokens is used up already.
     /// </summary>
-    internal static GenerateRequest? Resume(GenerateRequest original, IReadOnlyList<int> output)
+    internal static GenerateRequest? Resume(GenerateRequest original, ReadOnlySpan<int> output)
     {
-        if (output.Count == 0)
+        if (output.Length == 0)
         {
             return original;
         }
 
         GenerateSampling sampling = original.Sampling ?? new GenerateSampling();
         int maxTokens = sampling.MaxTokens ?? SamplingParams.Default.MaxTokens;
-        if (output.Count >= maxTokens)
+        if (output.Length >= maxTokens)
         {
             return null;
         }
@@ -294,8 +340,8 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
         return original with
         {
             TokenIds = [.. original.TokenIds!, .. output],
-            ResumedOutputTokens = output.Count,
-            Sampling = sampling with { MaxTokens = maxTokens - output.Count },
+            ResumedOutputTokens = output.Length,
+            Sampling = sampling with { MaxTokens = maxTokens - output.Length },
         };
     }
 

@@ -7,19 +7,28 @@ namespace Dynamo.Components.Processing;
 /// The delta frames of a Processor component's answer (one per token), read and written without the
 /// serializer's objects. <see cref="TryRead"/> is a one-pass <see cref="Utf8JsonReader"/> for the exact shape
 /// <see cref="Write"/> produces (each field at most once, <c>t</c> first and <c>delta</c>, no log
-/// probabilities): it allocates the text only. Anything else (log probabilities, other frames, unknown or
-/// repeated fields) is left to the serializer, which reads it to the same event or fails; ProcessorDeltaReaderTests
-/// compares the two both ways.
+/// probabilities): it allocates the text only, the token ids going to the choice's <see cref="TokenLog"/>.
+/// Anything else (log probabilities, other frames, unknown or repeated fields) is left to the serializer,
+/// which reads it to the same event or fails; ProcessorDeltaReaderTests compares the two both ways.
 /// </summary>
 internal static class ProcessorDeltaReader
 {
     [ThreadStatic]
     private static FrameBuffer? t_buffer;
 
-    /// <summary>The event of a delta frame of the usual shape; false for any other frame.</summary>
-    public static bool TryRead(ReadOnlySpan<byte> utf8, out ChoiceEvent e)
+    [ThreadStatic]
+    private static TokenIdBuffer? t_tokenIds;
+
+    /// <summary>
+    /// The event of a delta frame of the usual shape; false for any other frame. Its token ids are appended to
+    /// <paramref name="logs"/>[index] when given (the event's <see cref="ChoiceEvent.TokenIds"/> is that part of
+    /// the log), else copied.
+    /// </summary>
+    public static bool TryRead(ReadOnlySpan<byte> utf8, out ChoiceEvent e, TokenLog[]? logs = null)
     {
         e = default;
+        TokenIdBuffer ids = t_tokenIds ??= new TokenIdBuffer();
+        ids.Count = 0;
         try
         {
             var reader = new Utf8JsonReader(utf8);
@@ -42,6 +51,7 @@ internal static class ProcessorDeltaReader
                     : reader.ValueTextEquals("new_tokens"u8) ? 16
                     : reader.ValueTextEquals("completion_tokens"u8) ? 32
                     : reader.ValueTextEquals("cached_tokens"u8) ? 64
+                    : reader.ValueTextEquals("token_ids"u8) ? 128
                     : 0;
                 if (field == 0 || (seen & field) != 0 || !reader.Read())
                 {
@@ -57,7 +67,8 @@ internal static class ProcessorDeltaReader
                     8 => TryString(ref reader, out finishReason),
                     16 => TryInt(ref reader, out newTokens),
                     32 => TryInt(ref reader, out completionTokens),
-                    _ => TryInt(ref reader, out cachedTokens),
+                    64 => TryInt(ref reader, out cachedTokens),
+                    _ => ids.TryRead(ref reader),
                 };
                 if (!ok)
                 {
@@ -70,7 +81,10 @@ internal static class ProcessorDeltaReader
                 return false;
             }
 
-            e = new ChoiceEvent(index, new ChoiceDelta(text ?? "", null, textOffset, finishReason), newTokens, completionTokens, cachedTokens, null);
+            e = new ChoiceEvent(index, new ChoiceDelta(text ?? "", null, textOffset, finishReason), newTokens, completionTokens, cachedTokens, null)
+            {
+                TokenIds = Keep(ids.Span, index, logs),
+            };
             return true;
         }
         catch (JsonException)
@@ -78,6 +92,15 @@ internal static class ProcessorDeltaReader
             return false;
         }
     }
+
+    /// <summary>
+    /// <paramref name="ids"/>, a delta's token ids for choice <paramref name="index"/>, appended to its log when
+    /// there is one, else copied.
+    /// </summary>
+    public static ReadOnlyMemory<int> Keep(ReadOnlySpan<int> ids, int index, TokenLog[]? logs) =>
+        ids.IsEmpty ? ReadOnlyMemory<int>.Empty
+        : logs is not null && (uint)index < (uint)logs.Length ? logs[index].Append(ids)
+        : ids.ToArray();
 
     /// <summary>
     /// The delta frame of <paramref name="e"/>, as the serializer writes a <see cref="ProcessorFrame"/> (fields at
@@ -110,6 +133,17 @@ internal static class ProcessorDeltaReader
         WriteIfSet(json, "new_tokens"u8, e.NewTokens);
         WriteIfSet(json, "completion_tokens"u8, e.CompletionTokens);
         WriteIfSet(json, "cached_tokens"u8, e.CachedTokens);
+        if (!e.TokenIds.IsEmpty)
+        {
+            json.WriteStartArray("token_ids"u8);
+            foreach (int id in e.TokenIds.Span)
+            {
+                json.WriteNumberValue(id);
+            }
+
+            json.WriteEndArray();
+        }
+
         json.WriteEndObject();
         return buffer.Finish();
     }
@@ -138,6 +172,42 @@ internal static class ProcessorDeltaReader
 
         value = reader.ValueTextEquals("stop"u8) ? "stop" : reader.ValueTextEquals("length"u8) ? "length" : reader.GetString();
         return true;
+    }
+
+    /// <summary>A thread's reused buffer for the token ids of the frame being read.</summary>
+    private sealed class TokenIdBuffer
+    {
+        private int[] _items = new int[16];
+
+        public int Count { get; set; }
+
+        public ReadOnlySpan<int> Span => _items.AsSpan(0, Count);
+
+        /// <summary>Reads an array of token ids (the reader on its start).</summary>
+        public bool TryRead(ref Utf8JsonReader reader)
+        {
+            if (reader.TokenType != JsonTokenType.StartArray)
+            {
+                return false;
+            }
+
+            while (reader.Read() && reader.TokenType == JsonTokenType.Number)
+            {
+                if (!reader.TryGetInt32(out int id))
+                {
+                    return false;
+                }
+
+                if (Count == _items.Length)
+                {
+                    Array.Resize(ref _items, _items.Length * 2);
+                }
+
+                _items[Count++] = id;
+            }
+
+            return reader.TokenType == JsonTokenType.EndArray;
+        }
     }
 
     /// <summary>A thread's reused buffer and JSON writer for frames.</summary>

@@ -4,10 +4,10 @@ using Dynamo.Llm.Protocols.OpenAi;
 namespace Dynamo.Components.Processing;
 
 /// <summary>
-/// One frame of a Processor component's answer (version 1): first <c>start</c> (the
-/// <see cref="GenerationInfo"/>), then <c>delta</c> frames (a <see cref="ChoiceEvent"/> each) until every
-/// choice finished; or an <c>error</c> frame (the OpenAI error with its HTTP status) at any point, which
-/// ends the answer.
+/// One frame of a Processor component's answer (version 1 and 2 alike): first <c>start</c> (the
+/// <see cref="GenerationInfo"/>), then <c>delta</c> frames (a <see cref="ChoiceEvent"/> each, with its token ids)
+/// until every choice finished; or an <c>error</c> frame (the OpenAI error with its HTTP status) at any point,
+/// which ends the answer. Fields are only ever added, optional: an older reader ignores them.
 /// </summary>
 internal sealed record ProcessorFrame
 {
@@ -64,6 +64,13 @@ internal sealed record ProcessorFrame
 
     [JsonPropertyName("cached_tokens")]
     public int CachedTokens { get; init; }
+
+    /// <summary>
+    /// The worker's token ids of the delta (new_tokens of them), what the frontend resumes from on another
+    /// processor if this one fails. Absent from older processors' frames: their requests do not migrate.
+    /// </summary>
+    [JsonPropertyName("token_ids")]
+    public IReadOnlyList<int>? TokenIds { get; init; }
 
     // error
     [JsonPropertyName("status")]

@@ -139,6 +139,7 @@ public sealed partial class ProcessorServer : IAsyncDisposable
         NewTokens = e.NewTokens,
         CompletionTokens = e.CompletionTokens,
         CachedTokens = e.CachedTokens,
+        TokenIds = e.TokenIds.IsEmpty ? null : e.TokenIds.ToArray(),
     });
 
     /// <summary>The error frame of <paramref name="error"/>.</summary>
@@ -231,9 +232,14 @@ public sealed partial class ProcessorServer : IAsyncDisposable
             throw new EndpointException("invalid_request", $"malformed processor request: {e.Message}");
         }
 
-        if (request.Version != 1)
+        if (request.Version is not (ProcessorRequest.NewVersion or ProcessorRequest.ResumeVersion))
         {
-            throw new EndpointException("unsupported_version", $"processor request version {request.Version} is not supported (this processor speaks 1)");
+            throw new EndpointException("unsupported_version", $"processor request version {request.Version} is not supported (this processor speaks 1 and 2)");
+        }
+
+        if ((request.Version == ProcessorRequest.ResumeVersion) != (request.Resume is not null))
+        {
+            throw new EndpointException("invalid_request", $"a processor request of version {request.Version} {(request.Resume is null ? "needs" : "cannot have")} 'resume'");
         }
 
         if (ResponseShape.FromKind(request.Kind) is null)
@@ -254,7 +260,7 @@ public sealed partial class ProcessorServer : IAsyncDisposable
             OpenAiRequestBase parsed = shape.ReadRequest(JsonMarshal.GetRawUtf8Value(request.Body));
             string name = string.IsNullOrEmpty(parsed.Model) ? throw OpenAiException.BadRequest("'model' is required.", "model", "missing_model") : parsed.Model;
             ServedModel model = await FindAsync(registry, name, cancellationToken).ConfigureAwait(false);
-            return (await pipeline.StartAsync(parsed, shape, model, request.RequestId, cancellationToken).ConfigureAwait(false), null);
+            return (await pipeline.StartAsync(parsed, shape, model, request.RequestId, request.Resume, cancellationToken).ConfigureAwait(false), null);
         }
         catch (OpenAiException e)
         {

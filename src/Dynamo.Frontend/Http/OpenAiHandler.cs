@@ -22,6 +22,7 @@ namespace Dynamo.Frontend.Http;
 internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetrics metrics, FrontendOptions options, ILogger logger, Func<bool> shuttingDown, CancellationToken shutdown)
 {
     private readonly GenerationPipeline _pipeline = new(registry);
+    private readonly ProcessorRelay _relay = new(registry);
     private readonly AdmissionController _admission = new(options.Admission, metrics);
 
     private int _inflight;
@@ -92,8 +93,8 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
             }
 
             Generation generation = (processors is null ? null
-                    : await ProcessorRelay.TryStartAsync(processors, body, shape, trace.Id, options.Processing.ChoiceBufferCapacity, cancel.Token).ConfigureAwait(false))
-                ?? await _pipeline.StartAsync(request, shape, model, trace.Id, cancel.Token).ConfigureAwait(false);
+                    : await _relay.TryStartAsync(processors, body, request, shape, model, trace.Id, cancel.Token).ConfigureAwait(false))
+                ?? await _pipeline.StartAsync(request, shape, model, trace.Id, null, cancel.Token).ConfigureAwait(false);
             await using (generation.ConfigureAwait(false))
             {
                 // Whatever ends the response (done, error, client gone), disposing stops every worker stream.

@@ -81,12 +81,10 @@ public sealed class ChoicePostprocessor
         for (int i = 0; i < ids.Length; i++)
         {
             int id = ids[i];
-            CompletionTokens++;
-            _stops.Push(_detokenizer.PushSpan(id), _text);
+            bool stopped = Take(id);
             logprobs?.Add(Logprob(id, i < logprobValues.Length ? logprobValues[i] : 0f, top is not null && i < top.Count ? top[i] : null));
-            if (_stops.Stopped)
+            if (stopped)
             {
-                FinishReason = "stop";
                 break;
             }
         }
@@ -112,6 +110,28 @@ public sealed class ChoicePostprocessor
         return new ChoiceDelta(_text.Length == 0 ? "" : _text.ToString(), logprobs, offset, FinishReason);
     }
 
+    /// <summary>
+    /// Takes <paramref name="ids"/> as output the client already has (streamed by an attempt that failed
+    /// mid-stream, <c>resumed_output_tokens</c>): afterwards the detokenizer (a character whose bytes are not
+    /// all there yet), the text held back as a possible stop string, the token count and the text offset are
+    /// exactly as if they had been pushed, so the next <see cref="Push(GenerateResponse)"/> continues the text the
+    /// client has without a repeated or missing character. Returns nothing; call before the first push.
+    /// </summary>
+    public void Replay(ReadOnlySpan<int> ids)
+    {
+        _text.Clear();
+        foreach (int id in ids)
+        {
+            if (Take(id))
+            {
+                break;
+            }
+        }
+
+        _textLength += _text.Length;
+        _text.Clear();
+    }
+
     /// <summary>Completions-style log probabilities from chat-style entries.</summary>
     public static CompletionLogprobs ToCompletionLogprobs(IReadOnlyList<(ChatTokenLogprob Entry, int TextOffset)> entries, bool withTop)
     {
@@ -125,6 +145,20 @@ public sealed class ChoicePostprocessor
                 : null,
             TextOffset = [.. entries.Select(e => e.TextOffset)],
         };
+    }
+
+    /// <summary>One output token through the detokenizer and the stop strings into <c>_text</c>; true when it completed a stop string.</summary>
+    private bool Take(int id)
+    {
+        CompletionTokens++;
+        _stops.Push(_detokenizer.PushSpan(id), _text);
+        if (_stops.Stopped)
+        {
+            FinishReason = "stop";
+            return true;
+        }
+
+        return false;
     }
 
     private ChatTokenLogprob Logprob(int id, float logprob, IReadOnlyList<GenerateTopLogprob>? top)

@@ -10,10 +10,11 @@ using Xunit.Abstractions;
 namespace Dynamo.Tests.Integration;
 
 /// <summary>
-/// Nothing lost, end to end: a frontend and mocker workers as processes over real nats-server and etcd, a steady
-/// load of streaming chat requests, and a worker killed (SIGKILL) or every worker restarted in turn (SIGTERM:
-/// drain, then a replacement). Every request completes with the text of a quiet run (the mockers' tokens are a
-/// function of the request, so a migrated stream must continue exactly), none fails.
+/// Nothing lost, end to end: a frontend and mocker workers as processes over real nats-server and etcd (and
+/// Processor components between them), a steady load of streaming chat requests, and a worker or a processor
+/// killed (SIGKILL) or every worker restarted in turn (SIGTERM: drain, then a replacement). Every request
+/// completes with the text of a quiet run (the mockers' tokens are a function of the request, so a migrated
+/// stream must continue exactly), none fails.
 /// </summary>
 [Trait("Category", "Slow")]
 public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
@@ -35,6 +36,36 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
         Assert.Empty(report.Failures);
         Assert.True(report.Completed >= 18);
         Assert.True(await MigrationsAsync(d.Http) >= 1, "the killed worker had streams in flight: at least one migration");
+    }
+
+    [Fact]
+    public async Task KillNine_OneOfTwoProcessorsUnderStreamingLoad_NoRequestFailsAndEveryTextIsIntact()
+    {
+        await using Deployment d = await Deployment.StartAsync(workers: 1, drainSeconds: 30, processors: 2);
+        await using Load load = await Load.StartAsync(d.Http, clients: 6);
+        await load.WaitForCompletedAsync(6);
+
+        // Killed while streams go through it: its in-flight gauge says so.
+        (DynamoProcess victim, int statusPort) = d.Processors[0];
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            while (await PrometheusText.ScrapeAsync(statusPort, "dynamo_processor_inflight_requests") < 2)
+            {
+                await Task.Delay(20, timeout.Token);
+            }
+        }
+
+        victim.Kill();
+        long atKill = load.Completed;
+        await load.WaitForCompletedAsync(atKill + 12);
+        Report report = await load.StopAsync();
+
+        Assert.Empty(report.Failures);
+        Assert.True(report.Completed >= 18);
+        Assert.True(await MigrationsAsync(d.Http, "processor") >= 1, "the killed processor had streams in flight: at least one migration");
+        Assert.Contains("moved from processor", d.Frontend.Output, StringComparison.Ordinal);
+        output.WriteLine($"{report.Completed} streams completed; {await MigrationsAsync(d.Http, "processor")} moved off the killed processor:");
+        output.WriteLine(string.Join('\n', d.Frontend.Output.Split('\n').Where(l => l.Contains("moved from processor", StringComparison.Ordinal))));
     }
 
     [Fact]
@@ -64,11 +95,12 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
         output.WriteLine($"{report.Completed} streams completed; {await MigrationsAsync(d.Http)} moved off a draining worker after its 1 s drain");
     }
 
-    private static async Task<double> MigrationsAsync(HttpClient http)
+    /// <summary>The frontend's migrations (of <paramref name="reason"/>, or all).</summary>
+    private static async Task<double> MigrationsAsync(HttpClient http, string? reason = null)
     {
         string metrics = await http.GetStringAsync("metrics");
         return metrics.Split('\n')
-            .Where(l => l.StartsWith("dynamo_frontend_migrations_total{", StringComparison.Ordinal))
+            .Where(l => l.StartsWith("dynamo_frontend_migrations_total{", StringComparison.Ordinal) && (reason is null || l.Contains($"reason=\"{reason}\"", StringComparison.Ordinal)))
             .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
     }
 
@@ -217,7 +249,11 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>nats-server, etcd, a frontend and mocker workers (8 ms a step: a 150-token stream takes over a second).</summary>
+    /// <summary>
+    /// nats-server, etcd, a frontend, mocker workers (8 ms a step: a 150-token stream takes over a second) and
+    /// Processor components (each <c>serve --service-name Processor</c> with a status port), which the frontend
+    /// relays to.
+    /// </summary>
     private sealed class Deployment : IAsyncDisposable
     {
         private readonly Dictionary<string, string> _env;
@@ -243,7 +279,9 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
 
         public List<DynamoProcess> Workers { get; } = [];
 
-        public static async Task<Deployment> StartAsync(int workers, int drainSeconds)
+        public List<(DynamoProcess Process, int StatusPort)> Processors { get; } = [];
+
+        public static async Task<Deployment> StartAsync(int workers, int drainSeconds, int processors = 0)
         {
             NatsServer nats = await NatsServer.StartAsync();
             EtcdServer etcd = await EtcdServer.StartAsync();
@@ -258,7 +296,24 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
             }
 
             await d.WaitForInstancesAsync(workers);
+            for (int i = 0; i < processors; i++)
+            {
+                d.Processors.Add(await d.StartProcessorAsync());
+            }
+
             return d;
+        }
+
+        public async Task<(DynamoProcess Process, int StatusPort)> StartProcessorAsync()
+        {
+            int port = FreePort();
+            string config = Path.Combine(Path.GetTempPath(), $"processor-{Guid.NewGuid():N}.yaml");
+            await File.WriteAllTextAsync(config, $"Processor:\n  system-port: {port}\n  system-host: 127.0.0.1\n");
+            DynamoProcess p = DynamoProcess.Start(["serve", "graphs.agg_router:Frontend", "-f", config, "--service-name", "Processor"],
+                new Dictionary<string, string>(_env) { ["DYNAMO_HOME"] = RepoPaths.Root });
+            await p.WaitForLineAsync("serve: started Processor", 60);
+            File.Delete(config);
+            return (p, port);
         }
 
         public async Task<DynamoProcess> StartWorkerAsync()
@@ -292,7 +347,7 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
         public async ValueTask DisposeAsync()
         {
             Http.Dispose();
-            foreach (DynamoProcess w in Workers)
+            foreach (DynamoProcess w in Workers.Concat(Processors.Select(p => p.Process)))
             {
                 await w.DisposeAsync();
             }

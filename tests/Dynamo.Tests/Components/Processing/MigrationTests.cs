@@ -22,7 +22,7 @@ namespace Dynamo.Tests.Components.Processing;
 public sealed class MigrationTests
 {
     private const string Chat = "v1/chat/completions";
-    private static readonly EngineOptions Roomy = EngineOptions.Default with { KvCacheMemory = 64L << 20 };
+    internal static readonly EngineOptions Roomy = EngineOptions.Default with { KvCacheMemory = 64L << 20 };
 
     [Theory]
     [InlineData("\"temperature\":0")]
@@ -112,14 +112,9 @@ public sealed class MigrationTests
         using StreamReader heldReader = reader;
         await h.AddWorkerAsync(Mocker());
         await h.WaitForCandidatesAsync(2);
-        Task stopping = a.DisposeAsync().AsTask();
-        await ReadDataAsync(reader, data, until: () => data.Count > 0 && data[^1] == "[DONE]");
-        gate.Set();
-        await stopping;
+        await StopAndReadToEndAsync(reader, data, stop: () => a.DisposeAsync().AsTask(), release: gate.Set);
 
-        Assert.Contains(data, d => d.Contains("\"error\"", StringComparison.Ordinal) && d.Contains("worker_unreachable", StringComparison.Ordinal));
-        Assert.Equal(0, h.Server.Registry.Migration.Total);
-        Assert.Equal([(FrontendHarness.Model, 1L)], h.Server.Registry.Migration.ExhaustedStreams());
+        AssertFailedUnmigrated(h, data, "worker_unreachable");
     }
 
     [Fact]
@@ -211,7 +206,7 @@ public sealed class MigrationTests
         Assert.Equal(reason, GenerationPipeline.MigrationReason(new RequestPlaneException(kind, code, "x")));
 
     /// <summary>An engine hook that holds every step from <paramref name="step"/> on until the returned gate is set.</summary>
-    private static ManualResetEventSlim HoldFrom(long step, Action<Action<long>> setBeforeStep)
+    internal static ManualResetEventSlim HoldFrom(long step, Action<Action<long>> setBeforeStep)
     {
         var gate = new ManualResetEventSlim();
         setBeforeStep(n =>
@@ -224,8 +219,28 @@ public sealed class MigrationTests
         return gate;
     }
 
+    /// <summary>
+    /// Stops what serves a held stream (<paramref name="stop"/>: a worker or a processor), reads the stream to its
+    /// end, then lets the held engine go on (<paramref name="release"/>) and waits for the stop to finish.
+    /// </summary>
+    internal static async Task StopAndReadToEndAsync(StreamReader reader, List<string> data, Func<Task> stop, Action release)
+    {
+        Task stopping = stop();
+        await ReadDataAsync(reader, data, until: () => data.Count > 0 && data[^1] == "[DONE]");
+        release();
+        await stopping;
+    }
+
+    /// <summary>Asserts the stream ended with an error event of <paramref name="code"/>, counted as a stream that could not migrate.</summary>
+    internal static void AssertFailedUnmigrated(FrontendHarness h, List<string> data, string code)
+    {
+        Assert.Contains(data, d => d.Contains("\"error\"", StringComparison.Ordinal) && d.Contains(code, StringComparison.Ordinal));
+        Assert.Equal(0, h.Server.Registry.Migration.Total);
+        Assert.Equal([(FrontendHarness.Model, 1L)], h.Server.Registry.Migration.ExhaustedStreams());
+    }
+
     /// <summary>Starts a streaming request and reads it until <paramref name="chunks"/> content chunks came.</summary>
-    private static async Task<(HttpResponseMessage Response, StreamReader Reader, List<string> Data)> OpenStreamAsync(FrontendHarness h, string body, int chunks)
+    internal static async Task<(HttpResponseMessage Response, StreamReader Reader, List<string> Data)> OpenStreamAsync(FrontendHarness h, string body, int chunks)
     {
         HttpResponseMessage response = await SendStreamingAsync(h, body);
         var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
@@ -237,7 +252,7 @@ public sealed class MigrationTests
     private static MockerEngine Mocker() =>
         new(MockerOptions.Default with { VocabSize = 512, ContextLength = 256, SpeedupRatio = 1000 });
 
-    private static long StepsBefore(IEngine engine) => engine.Stats.Steps;
+    internal static long StepsBefore(IEngine engine) => engine.Stats.Steps;
 
     private static string ChatBody(string sampling, int maxTokens) =>
         $$"""{"model":"{{FrontendHarness.Model}}","messages":[{"role":"user","content":"tell me a long story about the sea"}],"max_tokens":{{maxTokens}},"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true},{{sampling}}}""";
@@ -252,7 +267,7 @@ public sealed class MigrationTests
     }
 
     /// <summary>Reads SSE data lines into <paramref name="data"/> until <paramref name="until"/> holds (or the stream ends).</summary>
-    private static async Task ReadDataAsync(StreamReader reader, List<string> data, Func<bool> until)
+    internal static async Task ReadDataAsync(StreamReader reader, List<string> data, Func<bool> until)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         while (!until() && await reader.ReadLineAsync(timeout.Token) is string line)
@@ -268,7 +283,7 @@ public sealed class MigrationTests
 
     private static int ContentChunks(List<string> data) => data.Count(d => d.Contains("\"content\":\"", StringComparison.Ordinal) && !d.Contains("\"content\":\"\"", StringComparison.Ordinal));
 
-    private static async Task WaitUntilAsync(Func<bool> condition)
+    internal static async Task WaitUntilAsync(Func<bool> condition)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         while (!condition())

@@ -39,6 +39,61 @@ public sealed class ChoicePostprocessorTests
         Assert.Equal(1, post.PromptTokens);
     }
 
+    [Theory]
+    [InlineData("abc XY h\u00e9llo \u4e16\u754c \U0001F30A XYZ tail", "XYZ")]
+    [InlineData("sea \U0001F30A\U0001F30A shore \u00e9\u00e9 end", "\U0001F30A s")]
+    [InlineData("no stop here: \u4e16\u754c and \u00e9", "")]
+    public void Replay_EveryCut_TheNextPushesContinueTheTextExactly(string text, string stop)
+    {
+        IReadOnlyList<int> ids = Tokenizer.Encode(text, addSpecialTokens: false);
+        string[] stops = stop.Length > 0 ? [stop] : [];
+        var whole = new ChoicePostprocessor(Tokenizer, [1], stops, logprobs: false);
+        string reference = PushEach(whole, ids, 0);
+        Assert.Contains(Enumerable.Range(1, ids.Count - 1), cut => Tokenizer.Decode([.. ids.Take(cut)], false).EndsWith('\uFFFD'));
+
+        int cuts = 0;
+        for (int cut = 0; cut <= ids.Count; cut++)
+        {
+            var before = new ChoicePostprocessor(Tokenizer, [1], stops, logprobs: false);
+            string shown = PushEach(before, ids.Take(cut).ToList(), 0, finish: false);
+            if (before.IsFinished)
+            {
+                break;
+            }
+
+            var after = new ChoicePostprocessor(Tokenizer, [1], stops, logprobs: false);
+            after.Replay([.. ids.Take(cut)]);
+            string rest = PushEach(after, ids.Skip(cut).ToList(), shown.Length);
+
+            Assert.Equal(reference, shown + rest);
+            Assert.Equal(whole.CompletionTokens, after.CompletionTokens);
+            Assert.Equal(whole.FinishReason, after.FinishReason);
+            cuts++;
+        }
+
+        Assert.True(cuts > ids.Count / 2, $"{cuts} cuts of {ids.Count} tokens");
+    }
+
+    /// <summary>Pushes <paramref name="ids"/> one response each (with <paramref name="finish"/>, the last with finish "length") and returns the text, checking each delta's offset.</summary>
+    private static string PushEach(ChoicePostprocessor post, IReadOnlyList<int> ids, int offset, bool finish = true)
+    {
+        var text = new System.Text.StringBuilder();
+        for (int i = 0; i < ids.Count && !post.IsFinished; i++)
+        {
+            ChoiceDelta d = post.Push(new GenerateResponse { TokenIds = [ids[i]], FinishReason = finish && i == ids.Count - 1 ? "length" : null });
+            Assert.Equal(offset + text.Length, d.TextOffset);
+            text.Append(d.Text);
+        }
+
+        if (finish && !post.IsFinished)
+        {
+            // Every token had come before the cut: only the last response, with the finish, is left.
+            text.Append(post.Push(new GenerateResponse { TokenIds = [], FinishReason = "length" }).Text);
+        }
+
+        return text.ToString();
+    }
+
     [Fact]
     public void Push_Logprobs_NonFiniteSanitizedAndTopListed()
     {
