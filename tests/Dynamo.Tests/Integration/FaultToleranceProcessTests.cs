@@ -64,11 +64,37 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
         output.WriteLine($"{report.Completed} streams completed; {await MigrationsAsync(d.Http)} moved off a draining worker after its 1 s drain");
     }
 
-    private static async Task<double> MigrationsAsync(HttpClient http)
+    [Fact]
+    public async Task FrontendTerminated_StreamLongerThanTheDefaultDrain_FinishesWithinItsShutdownDrainTimeoutAndExitsZero()
+    {
+        // 80 ms a step (speedup 0.1): the 150-token stream takes 12 s, far more than the 5 s default drain.
+        await using Deployment d = await Deployment.StartAsync(workers: 1, drainSeconds: 30, frontendArgs: ["--shutdown-drain-timeout", "120"], speedupRatio: 0.1);
+        Task<(string? Text, string? Failure)> stream = StreamAsync(d.Http, 0, CancellationToken.None);
+        double tokens;
+        while ((tokens = await MetricAsync(d.Http, "dynamo_frontend_output_tokens_total")) < 5)
+        {
+            Assert.False(stream.IsCompleted, "the stream ended before its fifth token");
+            await Task.Delay(20);
+        }
+
+        d.Frontend.Terminate();
+        (string? text, string? failure) = await stream;
+
+        Assert.True(failure is null, failure);
+        Assert.False(string.IsNullOrEmpty(text));
+        Assert.True((MaxTokens - tokens) * 0.080 > 5, $"{tokens} tokens out at SIGTERM: the rest took less than the default drain");
+        Assert.Equal(0, await d.Frontend.WaitForExitAsync(60));
+        Assert.Contains("frontend: shutting down: no new requests; those in flight get up to 120 s to finish", d.Frontend.Output, StringComparison.Ordinal);
+    }
+
+    private static Task<double> MigrationsAsync(HttpClient http) => MetricAsync(http, "dynamo_frontend_migrations_total");
+
+    /// <summary>The sum of a counter's series on the frontend's /metrics.</summary>
+    private static async Task<double> MetricAsync(HttpClient http, string name)
     {
         string metrics = await http.GetStringAsync("metrics");
         return metrics.Split('\n')
-            .Where(l => l.StartsWith("dynamo_frontend_migrations_total{", StringComparison.Ordinal))
+            .Where(l => l.StartsWith(name + "{", StringComparison.Ordinal))
             .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
     }
 
@@ -217,21 +243,28 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>nats-server, etcd, a frontend and mocker workers (8 ms a step: a 150-token stream takes over a second).</summary>
+    /// <summary>
+    /// nats-server, etcd, a frontend and mocker workers (8 ms a step at speedup 1: a 150-token stream takes over a
+    /// second).
+    /// </summary>
     private sealed class Deployment : IAsyncDisposable
     {
-        private readonly Dictionary<string, string> _env;
         private readonly int _drainSeconds;
+        private readonly double _speedupRatio;
 
-        private Deployment(NatsServer nats, EtcdServer etcd, DynamoProcess frontend, HttpClient http, int drainSeconds)
+        private Deployment(NatsServer nats, EtcdServer etcd, DynamoProcess frontend, HttpClient http, int drainSeconds, double speedupRatio)
         {
             Nats = nats;
             Etcd = etcd;
             Frontend = frontend;
             Http = http;
             _drainSeconds = drainSeconds;
-            _env = new Dictionary<string, string> { ["NATS_SERVER"] = nats.Url, ["ETCD_ENDPOINTS"] = etcd.Endpoint };
+            _speedupRatio = speedupRatio;
+            ProcessEnvironment = new Dictionary<string, string> { ["NATS_SERVER"] = nats.Url, ["ETCD_ENDPOINTS"] = etcd.Endpoint };
         }
+
+        /// <summary>NATS_SERVER and ETCD_ENDPOINTS, for more processes of this deployment.</summary>
+        public Dictionary<string, string> ProcessEnvironment { get; }
 
         public NatsServer Nats { get; }
 
@@ -243,14 +276,14 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
 
         public List<DynamoProcess> Workers { get; } = [];
 
-        public static async Task<Deployment> StartAsync(int workers, int drainSeconds)
+        public static async Task<Deployment> StartAsync(int workers, int drainSeconds, string[]? frontendArgs = null, double speedupRatio = 1)
         {
             NatsServer nats = await NatsServer.StartAsync();
             EtcdServer etcd = await EtcdServer.StartAsync();
             int port = FreePort();
-            DynamoProcess frontend = DynamoProcess.Start(["frontend", "--http-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--http-host", "127.0.0.1"],
+            DynamoProcess frontend = DynamoProcess.Start(["frontend", "--http-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--http-host", "127.0.0.1", .. frontendArgs ?? []],
                 new Dictionary<string, string> { ["NATS_SERVER"] = nats.Url, ["ETCD_ENDPOINTS"] = etcd.Endpoint });
-            var d = new Deployment(nats, etcd, frontend, new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromSeconds(120) }, drainSeconds);
+            var d = new Deployment(nats, etcd, frontend, new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromSeconds(120) }, drainSeconds, speedupRatio);
             await frontend.WaitForLineAsync("frontend: listening");
             for (int i = 0; i < workers; i++)
             {
@@ -264,8 +297,8 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
         public async Task<DynamoProcess> StartWorkerAsync()
         {
             DynamoProcess w = DynamoProcess.Start(
-                ["worker", "--engine", "mocker", "--model", TestModels.Tiny.Value, "--served-model-name", "tiny", "--speedup-ratio", "1", "--lease-ttl", "3",
-                 "--drain-timeout", _drainSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)], _env);
+                ["worker", "--engine", "mocker", "--model", TestModels.Tiny.Value, "--served-model-name", "tiny", "--speedup-ratio", _speedupRatio.ToString(System.Globalization.CultureInfo.InvariantCulture), "--lease-ttl", "3",
+                 "--drain-timeout", _drainSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)], ProcessEnvironment);
             await w.WaitForLineAsync("serving dynamo.backend.generate", 60);
             return w;
         }
