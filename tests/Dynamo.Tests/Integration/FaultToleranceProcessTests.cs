@@ -3,8 +3,12 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
+using Dynamo.Components.Routing;
+using Dynamo.Runtime;
 using Dynamo.Tests.Frontend;
 using Dynamo.Tests.Infrastructure;
+using Dynamo.Tests.Runtime;
 using Xunit.Abstractions;
 
 namespace Dynamo.Tests.Integration;
@@ -12,8 +16,9 @@ namespace Dynamo.Tests.Integration;
 /// <summary>
 /// Nothing lost, end to end: a frontend and mocker workers as processes over real nats-server and etcd, a steady
 /// load of streaming chat requests, and a worker killed (SIGKILL) or every worker restarted in turn (SIGTERM:
-/// drain, then a replacement). Every request completes with the text of a quiet run (the mockers' tokens are a
-/// function of the request, so a migrated stream must continue exactly), none fails.
+/// drain, then a replacement), the router component or the frontend itself terminated (SIGTERM: drain). Every
+/// request completes with the text of a quiet run (the mockers' tokens are a function of the request, so a
+/// migrated stream must continue exactly), none fails.
 /// </summary>
 [Trait("Category", "Slow")]
 public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
@@ -85,6 +90,37 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
         Assert.True((MaxTokens - tokens) * 0.080 > 5, $"{tokens} tokens out at SIGTERM: the rest took less than the default drain");
         Assert.Equal(0, await d.Frontend.WaitForExitAsync(60));
         Assert.Contains("frontend: shutting down: no new requests; those in flight get up to 120 s to finish", d.Frontend.Output, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(60)]
+    [InlineData(0)]
+    public async Task RouterTerminated_StreamsRoutedThroughIt_EveryStreamFinishesItLeavesDiscoveryAndExitsZero(int drainSeconds)
+    {
+        // With time to drain, the route streams end with their requests; with none, the router closes them and the
+        // requests, already at their workers, finish anyway. Either way the frontend routes by itself afterwards.
+        await using Deployment d = await Deployment.StartAsync(workers: 2, drainSeconds: 30, frontendArgs: ["--router-mode", "kv"]);
+        await using DistributedRuntime observer = await DistributedRuntime.ConnectAsync(new RuntimeOptions { NatsServer = d.Nats.Url, EtcdEndpoints = [d.Etcd.Endpoint] });
+        await using EndpointClient routers = await observer.CreateClientAsync(RouterServer.AddressFor(new EndpointAddress("dynamo", "backend", "generate")));
+        string drain = drainSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await using DynamoProcess router = DynamoProcess.Start(["router", "--drain-timeout", drain], d.ProcessEnvironment);
+        await router.WaitForLineAsync("router: routing");
+        await routers.WaitForInstancesAsync(1).WaitAsync(TimeSpan.FromSeconds(30));
+        await using Load load = await Load.StartAsync(d.Http, clients: 6);
+        await load.WaitForCompletedAsync(6);
+
+        router.Terminate();
+        Assert.Equal(0, await router.WaitForExitAsync(90));
+        await DistributedRuntimeInProcessTests.WaitUntilAsync(() => routers.Instances.Count == 0, 30);
+        long atExit = load.Completed;
+        await load.WaitForCompletedAsync(atExit + 6);
+        Report report = await load.StopAsync();
+
+        Assert.Empty(report.Failures);
+        Match draining = Regex.Match(router.Output, $@"router: draining: frontends route elsewhere; (\d+) route streams in flight get up to {drain} s");
+        Assert.True(draining.Success && int.Parse(draining.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) > 0, $"no route stream was in flight through the router at SIGTERM:\n{router.Output}");
+        Assert.Contains(drainSeconds > 0 ? "router: drained; shutting down" : "route streams still open are closed", router.Output, StringComparison.Ordinal);
+        output.WriteLine($"{draining.Groups[1].Value} route streams in flight at SIGTERM; {report.Completed} streams completed, the last 6 routed by the frontend itself");
     }
 
     private static Task<double> MigrationsAsync(HttpClient http) => MetricAsync(http, "dynamo_frontend_migrations_total");

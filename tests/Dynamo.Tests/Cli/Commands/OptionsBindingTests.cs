@@ -137,6 +137,7 @@ public class OptionsBindingTests
     [InlineData("error: --request-timeout: -1 s is outside 0..604800 s (0: none)", "frontend", "--request-timeout", "-1")]
     [InlineData("error: --max-inflight-per-client: -1 must be 0 (no limit) or more", "frontend", "--max-inflight-per-client", "-1")]
     [InlineData("error: --router-queue-timeout must be above 0 and at most 3600 seconds (got 0)", "router", "--router-queue-timeout", "0")]
+    [InlineData("error: --drain-timeout: -5 s is outside 0..3600 s", "router", "--drain-timeout", "-5")]
     [InlineData("error: --max-waiting-requests: 0 must be at least 1", "worker", "--engine", "echo", "--max-waiting-requests", "0")]
     public void BadFlag_BeforeAnythingStarts_OneLineNamingItAndExitCode1(string expected, params string[] args)
     {
