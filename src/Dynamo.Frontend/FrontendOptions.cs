@@ -63,7 +63,10 @@ public sealed record FrontendOptions
     /// <summary>How often a streaming response sends an SSE comment (": keep-alive") while no token arrives.</summary>
     public TimeSpan KeepAliveInterval { get; init; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>On shutdown, how long in-flight requests may still finish before they are ended.</summary>
+    /// <summary>
+    /// On shutdown (SIGTERM), how long in-flight requests may still finish before their streams are ended with a
+    /// <c>shutting_down</c> error event (--shutdown-drain-timeout; 0 ends them at once).
+    /// </summary>
     public TimeSpan ShutdownDrainTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>With no logger factory given: log JSON lines instead of plain text.</summary>
@@ -112,7 +115,7 @@ public sealed record FrontendOptions
         Check(!MetricsRequireApiKey || ApiKeys.Count > 0 || ApiKeyFile is not null, "--metrics-require-api-key", "needs --api-key or --api-key-file");
         ServerCertificate.Load(TlsCertificateFile, TlsKeyFile)?.Dispose();
         Check(KeepAliveInterval > TimeSpan.Zero, "--keep-alive-interval", "must be positive");
-        Check(ShutdownDrainTimeout >= TimeSpan.Zero, "--shutdown-drain-timeout", "must not be negative");
+        Check(ShutdownDrainTimeout >= TimeSpan.Zero && ShutdownDrainTimeout <= TimeSpan.FromHours(1), "--shutdown-drain-timeout", $"{ShutdownDrainTimeout.TotalSeconds} s is outside 0..3600 s");
         Processing.Validate();
         Admission.Validate();
         return this;

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
 using Dynamo.Components.Registry;
@@ -32,9 +33,10 @@ public sealed partial class FrontendServer : IAsyncDisposable
     private readonly ILoggerFactory? _ownedLoggerFactory;
     private readonly CancellationTokenSource _shutdown;
     private readonly ServerCertificate? _certificate;
+    private readonly IDisposable _rejections;
     private int _shuttingDown;
 
-    private FrontendServer(WebApplication app, ModelRegistry registry, OpenAiHandler handler, FrontendOptions options, ILogger logger, ILoggerFactory? ownedLoggerFactory, CancellationTokenSource shutdown, Uri baseAddress, ServerCertificate? certificate, int apiKeys)
+    private FrontendServer(WebApplication app, ModelRegistry registry, OpenAiHandler handler, FrontendOptions options, ILogger logger, ILoggerFactory? ownedLoggerFactory, CancellationTokenSource shutdown, Uri baseAddress, ServerCertificate? certificate, int apiKeys, IDisposable rejections)
     {
         _app = app;
         _registry = registry;
@@ -44,6 +46,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
         _ownedLoggerFactory = ownedLoggerFactory;
         _shutdown = shutdown;
         _certificate = certificate;
+        _rejections = rejections;
         BaseAddress = baseAddress;
         ApiKeyCount = apiKeys;
     }
@@ -98,6 +101,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
         ModelRegistry? registry = null;
         WebApplication? app = null;
         ServerCertificate? certificate = null;
+        IDisposable? rejections = null;
         var shutdown = new CancellationTokenSource();
         try
         {
@@ -115,6 +119,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
             builder.Logging.ClearProviders();
             builder.WebHost.ConfigureKestrel(k => ConfigureKestrel(k, options, certificate));
             app = builder.Build();
+            rejections = KestrelRejections.Subscribe(app.Services.GetRequiredService<DiagnosticListener>());
             app.Use((context, next) => ErrorResponses.InvokeAsync(context, next, logger));
             if (keys is not null)
             {
@@ -140,7 +145,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
             string bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
             var uri = new Uri(bound.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal));
-            server = new FrontendServer(app, registry, handler, options, logger, owned, shutdown, new Uri($"{(certificate is null ? "http" : "https")}://{uri.Host}:{uri.Port}"), certificate, keys?.Count ?? 0);
+            server = new FrontendServer(app, registry, handler, options, logger, owned, shutdown, new Uri($"{(certificate is null ? "http" : "https")}://{uri.Host}:{uri.Port}"), certificate, keys?.Count ?? 0, rejections);
             Log.Listening(logger, server.BaseAddress, options.Processing.Namespace, options.Processing.RouterMode, server.AccessNote);
             return server;
         }
@@ -156,6 +161,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
                 await registry.DisposeAsync().ConfigureAwait(false);
             }
 
+            rejections?.Dispose();
             shutdown.Dispose();
             certificate?.Dispose();
             owned?.Dispose();
@@ -196,13 +202,17 @@ public sealed partial class FrontendServer : IAsyncDisposable
         }
 
         await _app.DisposeAsync().ConfigureAwait(false);
+        _rejections.Dispose();
         await _registry.DisposeAsync().ConfigureAwait(false);
         _shutdown.Dispose();
         _certificate?.Dispose();
         _ownedLoggerFactory?.Dispose();
     }
 
-    /// <summary>Kestrel's limits, timeouts and listening address from the options; HTTPS with a certificate.</summary>
+    /// <summary>
+    /// Kestrel's limits, timeouts and listening address from the options; HTTPS with a certificate; Kestrel's own
+    /// refusals answered with an OpenAI error body (<see cref="KestrelRejections"/>, after TLS).
+    /// </summary>
     private static void ConfigureKestrel(KestrelServerOptions k, FrontendOptions options, ServerCertificate? certificate)
     {
         k.AddServerHeader = false;
@@ -221,6 +231,8 @@ public sealed partial class FrontendServer : IAsyncDisposable
             {
                 l.UseHttps(new HttpsConnectionAdapterOptions { ServerCertificate = certificate.Certificate, ServerCertificateChain = certificate.Chain });
             }
+
+            l.Use(KestrelRejections.Middleware);
         };
         if (options.Host is "0.0.0.0" or "*" or "+")
         {

@@ -36,6 +36,7 @@ internal static class FrontendCommand
         {
         }
 
+        Console.Error.WriteLine($"frontend: shutting down: no new requests; those in flight get up to {options.ShutdownDrainTimeout.TotalSeconds:0.#} s to finish");
         return 0;
     }
 }

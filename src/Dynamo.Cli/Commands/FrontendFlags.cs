@@ -16,6 +16,7 @@ internal sealed class FrontendFlags
     private readonly Option<string> _routerMode = new("--router-mode") { Description = "round-robin, random or kv", DefaultValueFactory = _ => ProcessorOptions.Default.RouterMode };
     private readonly Option<string>? _namespace;
     private readonly Option<bool> _jsonLogs = new("--json-logs") { Description = "One JSON object per log line" };
+    private readonly Option<double> _shutdownDrain = new("--shutdown-drain-timeout") { Description = "Seconds requests in flight may take to finish on SIGTERM before their streams are ended", DefaultValueFactory = _ => FrontendOptions.Default.ShutdownDrainTimeout.TotalSeconds };
     private readonly Option<int> _migrationLimit = new("--migration-limit") { Description = "Times a stream may move to another worker when its worker dies, stalls or stops mid-stream (0: never)", DefaultValueFactory = _ => ProcessorOptions.Default.MigrationLimit };
     private readonly Option<double> _migrationWait = new("--migration-wait") { Description = "Seconds a migrating stream waits for a worker to appear when none is left", DefaultValueFactory = _ => ProcessorOptions.Default.MigrationWaitTimeout.TotalSeconds };
     private readonly KvRouterFlags _kv;
@@ -35,6 +36,7 @@ internal sealed class FrontendFlags
         }
 
         command.Options.Add(_jsonLogs);
+        command.Options.Add(_shutdownDrain);
         command.Options.Add(_migrationLimit);
         command.Options.Add(_migrationWait);
         _admission = AdmissionFlags.AddTo(command);
@@ -45,7 +47,7 @@ internal sealed class FrontendFlags
     /// <summary>
     /// Adds the flags to <paramref name="command"/>: --http-port, --http-host (their descriptions ending in
     /// <paramref name="listenNote"/>), --router-mode, --namespace when <paramref name="withNamespace"/>,
-    /// --json-logs, --migration-limit, --migration-wait, the overload limits (<see cref="AdmissionFlags"/>), the KV router's and the HTTP server's (<see cref="HttpServerFlags"/>: limits, API keys, TLS).
+    /// --json-logs, --shutdown-drain-timeout, --migration-limit, --migration-wait, the overload limits (<see cref="AdmissionFlags"/>), the KV router's and the HTTP server's (<see cref="HttpServerFlags"/>: limits, API keys, TLS).
     /// </summary>
     public static FrontendFlags AddTo(Command command, string? listenNote = null, bool withNamespace = false) => new(command, listenNote, withNamespace);
 
@@ -55,6 +57,7 @@ internal sealed class FrontendFlags
         HttpPort = parse.GetValue(_port),
         Host = parse.GetValue(_host)!,
         JsonLogs = parse.GetValue(_jsonLogs),
+        ShutdownDrainTimeout = Seconds(parse.GetValue(_shutdownDrain)),
         Processing = ProcessorOptions.Default with
         {
             Namespace = _namespace is null ? ProcessorOptions.Default.Namespace : parse.GetValue(_namespace)!,

@@ -18,18 +18,25 @@ internal static class RouterCommand
         var component = new Option<string>("--component") { Description = "The workers' component", DefaultValueFactory = _ => "backend" };
         var endpoint = new Option<string>("--endpoint") { Description = "The workers' endpoint", DefaultValueFactory = _ => "generate" };
         var blockSize = new Option<int>("--block-size") { Description = "The workers' KV block size", DefaultValueFactory = _ => KvRouterOptions.Default.BlockSize };
-        var command = new Command("router", "The KV-aware router as a component that several frontends share (NATS_SERVER, ETCD_ENDPOINTS)") { ns, component, endpoint, blockSize };
+        var drainTimeout = new Option<double>("--drain-timeout") { Description = "Seconds route streams in flight may take to end on SIGTERM before the rest are closed (their frontends route by themselves)", DefaultValueFactory = _ => DefaultDrainTimeout.TotalSeconds };
+        var command = new Command("router", "The KV-aware router as a component that several frontends share (NATS_SERVER, ETCD_ENDPOINTS)") { ns, component, endpoint, blockSize, drainTimeout };
         KvRouterFlags kv = KvRouterFlags.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
             var workers = new EndpointAddress(parse.GetValue(ns)!, parse.GetValue(component)!, parse.GetValue(endpoint)!);
             KvRouterOptions options = (kv.Read(parse) with { BlockSize = parse.GetValue(blockSize) }).Validate();
-            return RunAsync(workers, options, RuntimeConnection.FromEnvironment(), cancellationToken);
+            TimeSpan drain = FrontendFlags.Seconds(parse.GetValue(drainTimeout));
+            if (drain < TimeSpan.Zero || drain > TimeSpan.FromHours(1))
+            {
+                throw new ArgumentException($"--drain-timeout: {drain.TotalSeconds} s is outside 0..3600 s");
+            }
+
+            return RunAsync(workers, options, drain, RuntimeConnection.FromEnvironment(), cancellationToken);
         });
         return command;
     }
 
-    private static async Task<int> RunAsync(EndpointAddress workers, KvRouterOptions options, RuntimeOptions runtimeOptions, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(EndpointAddress workers, KvRouterOptions options, TimeSpan drainTimeout, RuntimeOptions runtimeOptions, CancellationToken cancellationToken)
     {
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token);
@@ -43,10 +50,10 @@ internal static class RouterCommand
         {
         }
 
-        Console.Error.WriteLine($"router: draining: frontends route elsewhere; {server.InFlightRequests} route streams in flight get up to {DrainTimeout.TotalSeconds:0} s (a second signal stops at once)");
+        Console.Error.WriteLine($"router: draining: frontends route elsewhere; {server.InFlightRequests} route streams in flight get up to {drainTimeout.TotalSeconds:0.#} s (a second signal stops at once)");
         try
         {
-            long left = await server.DrainAsync(DrainTimeout, RuntimeConnection.ForcedShutdown);
+            long left = await server.DrainAsync(drainTimeout, RuntimeConnection.ForcedShutdown);
             Console.Error.WriteLine(left == 0 ? "router: drained; shutting down" : $"router: {left} route streams still open are closed (their frontends route by themselves)");
         }
         catch (OperationCanceledException)
@@ -57,6 +64,6 @@ internal static class RouterCommand
         return 0;
     }
 
-    /// <summary>How long route streams in flight may take to end on SIGTERM.</summary>
-    private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(30);
+    /// <summary>How long route streams in flight may take to end on SIGTERM, unless --drain-timeout says otherwise.</summary>
+    private static readonly TimeSpan DefaultDrainTimeout = TimeSpan.FromSeconds(30);
 }

@@ -120,6 +120,7 @@ internal static class ServeCommand
                         MetricsRequireApiKey = c.Bool("metrics_require_api_key") ?? false,
                         TlsCertificateFile = c.String("tls_cert_file"),
                         TlsKeyFile = c.String("tls_key_file"),
+                        ShutdownDrainTimeout = c.Double("shutdown_drain_timeout") is double frontendDrain ? FrontendFlags.Seconds(frontendDrain) : FrontendOptions.Default.ShutdownDrainTimeout,
                         Processing = ProcessorOptions.Default with
                         {
                             Namespace = c.String("namespace") ?? ProcessorOptions.Default.Namespace,

@@ -76,7 +76,7 @@ public class HttpServerTests
     }
 
     [Fact]
-    public async Task Limits_HeaderSizeCountAndRequestLine_RefusedByKestrelWithTheirStatus()
+    public async Task Limits_HeaderSizeCountRequestLineOrMalformedLength_KestrelsStatusWithAnOpenAiError()
     {
         await using FrontendHarness h = await FrontendHarness.StartAsync(FrontendOptions.Default with { MaxRequestHeaderBytes = 2048, MaxRequestHeaderCount = 10, MaxRequestLineBytes = 512 });
         await h.AddWorkerAsync(FrontendHarness.Echo());
@@ -87,8 +87,42 @@ public class HttpServerTests
         RawHttp.Response manyHeaders = await RawHttp.SendAsync(h.Server.BaseAddress, post + string.Concat(Enumerable.Range(0, 12).Select(i => $"X-H{i}: v\r\n")) + "\r\n" + Ok);
         RawHttp.Response longLine = await RawHttp.SendAsync(h.Server.BaseAddress, $"GET /v1/models?q={new string('a', 600)} HTTP/1.1\r\nHost: x\r\n\r\n");
         RawHttp.Response badLength = await RawHttp.SendAsync(h.Server.BaseAddress, $"POST {Completions} HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{Ok}");
+        RawHttp.Response badLine = await RawHttp.SendAsync(h.Server.BaseAddress, "GET /v1/models HTTP/1.1 extra\r\nHost: x\r\n\r\n");
 
-        Assert.Equal((200, 431, 431, 414, 400), (fits.Status, bigHeader.Status, manyHeaders.Status, longLine.Status, badLength.Status));
+        Assert.Equal((200, 431, 431, 414, 400, 400), (fits.Status, bigHeader.Status, manyHeaders.Status, longLine.Status, badLength.Status, badLine.Status));
+        foreach ((RawHttp.Response refused, string code, string message) in new[]
+        {
+            (bigHeader, "request_header_fields_too_large", "Request headers too long"),
+            (manyHeaders, "request_header_fields_too_large", "too many headers"),
+            (longLine, "uri_too_long", "Request line too long"),
+            (badLength, "bad_request", "Invalid content length"),
+            (badLine, "bad_request", "Invalid request line"),
+        })
+        {
+            JsonElement error = refused.Error();
+            Assert.Equal(code, error.GetProperty("code").GetString());
+            Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+            Assert.Contains(message, error.GetProperty("message").GetString(), StringComparison.OrdinalIgnoreCase);
+            Assert.Equal("close", refused.Headers["connection"]);
+        }
+    }
+
+    [Fact]
+    public async Task Limits_RefusalAfterAnAnswerOnTheSameConnection_FirstAnswerIntactThenOpenAiErrorThenClosed()
+    {
+        await using FrontendHarness h = await FrontendHarness.StartAsync(FrontendOptions.Default with { MaxRequestHeaderBytes = 2048 });
+        using RawHttp connection = await RawHttp.ConnectAsync(h.Server.BaseAddress);
+
+        await connection.WriteAsync("GET /live HTTP/1.1\r\nHost: x\r\n\r\n");
+        RawHttp.Response live = await connection.ReadResponseAsync();
+        await connection.WriteAsync($"GET /live HTTP/1.1\r\nHost: x\r\nX-Pad: {new string('a', 3000)}\r\n\r\n");
+        RawHttp.Response refused = await connection.ReadResponseAsync();
+        using var closed = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+
+        Assert.Equal((200, "{\"status\":\"live\"}"), (live.Status, live.Body));
+        Assert.Equal(431, refused.Status);
+        Assert.Equal("request_header_fields_too_large", refused.Error().GetProperty("code").GetString());
+        Assert.True(await connection.ClosedByServerAsync(closed.Token));
     }
 
     [Fact]
@@ -193,6 +227,23 @@ public class HttpServerTests
         {
             File.Delete(empty);
         }
+    }
+
+    [Fact]
+    public async Task Tls_Http11HeadersOverTheLimit_431OpenAiError()
+    {
+        using TempCertificate tls = TempCertificate.Create();
+        await using FrontendHarness h = await FrontendHarness.StartAsync(FrontendOptions.Default with { TlsCertificateFile = tls.CertificateFile, TlsKeyFile = tls.KeyFile, MaxRequestHeaderBytes = 2048 });
+        using HttpClient https = tls.TrustingClient(h.Server.BaseAddress);
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/models") { Version = HttpVersion.Version11, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+        request.Headers.Add("X-Pad", new string('a', 3000));
+
+        using HttpResponseMessage response = await https.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.RequestHeaderFieldsTooLarge, response.StatusCode);
+        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        JsonElement error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("request_header_fields_too_large", error.GetProperty("code").GetString());
     }
 
     [Fact]

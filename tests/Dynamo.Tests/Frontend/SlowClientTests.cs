@@ -22,14 +22,17 @@ public class SlowClientTests
     }
 
     [Fact]
-    public async Task Headers_NotFinishedWithinTheTimeout_ConnectionClosed()
+    public async Task Headers_NotFinishedWithinTheTimeout_408OpenAiErrorThenClosed()
     {
         await using FrontendHarness h = await FrontendHarness.StartAsync(FrontendOptions.Default with { RequestHeadersTimeout = TimeSpan.FromSeconds(1) });
         using RawHttp client = await RawHttp.ConnectAsync(h.Server.BaseAddress);
         using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(15)); // the default timeout is 30 s
 
         await client.WriteAsync("GET /live HTTP/1.1\r\nHost: x\r\n");
+        RawHttp.Response response = await client.ReadResponseAsync(patience.Token);
 
+        Assert.Equal(408, response.Status);
+        Assert.Equal("request_timeout", response.Error().GetProperty("code").GetString());
         Assert.True(await client.ClosedByServerAsync(patience.Token));
     }
 }

@@ -3,8 +3,12 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
+using Dynamo.Components.Routing;
+using Dynamo.Runtime;
 using Dynamo.Tests.Frontend;
 using Dynamo.Tests.Infrastructure;
+using Dynamo.Tests.Runtime;
 using Xunit.Abstractions;
 
 namespace Dynamo.Tests.Integration;
@@ -12,9 +16,9 @@ namespace Dynamo.Tests.Integration;
 /// <summary>
 /// Nothing lost, end to end: a frontend and mocker workers as processes over real nats-server and etcd (and
 /// Processor components between them), a steady load of streaming chat requests, and a worker or a processor
-/// killed (SIGKILL) or every worker restarted in turn (SIGTERM: drain, then a replacement). Every request
-/// completes with the text of a quiet run (the mockers' tokens are a function of the request, so a migrated
-/// stream must continue exactly), none fails.
+/// killed (SIGKILL) or every worker restarted in turn (SIGTERM: drain, then a replacement), the router component or
+/// the frontend itself terminated (SIGTERM: drain). Every request completes with the text of a quiet run (the
+/// mockers' tokens are a function of the request, so a migrated stream must continue exactly), none fails.
 /// </summary>
 [Trait("Category", "Slow")]
 public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
@@ -95,12 +99,70 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
         output.WriteLine($"{report.Completed} streams completed; {await MigrationsAsync(d.Http)} moved off a draining worker after its 1 s drain");
     }
 
+    [Fact]
+    public async Task FrontendTerminated_StreamLongerThanTheDefaultDrain_FinishesWithinItsShutdownDrainTimeoutAndExitsZero()
+    {
+        // 80 ms a step (speedup 0.1): the 150-token stream takes 12 s, far more than the 5 s default drain.
+        await using Deployment d = await Deployment.StartAsync(workers: 1, drainSeconds: 30, frontendArgs: ["--shutdown-drain-timeout", "120"], speedupRatio: 0.1);
+        Task<(string? Text, string? Failure)> stream = StreamAsync(d.Http, 0, CancellationToken.None);
+        double tokens;
+        while ((tokens = await MetricAsync(d.Http, "dynamo_frontend_output_tokens_total")) < 5)
+        {
+            Assert.False(stream.IsCompleted, "the stream ended before its fifth token");
+            await Task.Delay(20);
+        }
+
+        d.Frontend.Terminate();
+        (string? text, string? failure) = await stream;
+
+        Assert.True(failure is null, failure);
+        Assert.False(string.IsNullOrEmpty(text));
+        Assert.True((MaxTokens - tokens) * 0.080 > 5, $"{tokens} tokens out at SIGTERM: the rest took less than the default drain");
+        Assert.Equal(0, await d.Frontend.WaitForExitAsync(60));
+        Assert.Contains("frontend: shutting down: no new requests; those in flight get up to 120 s to finish", d.Frontend.Output, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(60)]
+    [InlineData(0)]
+    public async Task RouterTerminated_StreamsRoutedThroughIt_EveryStreamFinishesItLeavesDiscoveryAndExitsZero(int drainSeconds)
+    {
+        // With time to drain, the route streams end with their requests; with none, the router closes them and the
+        // requests, already at their workers, finish anyway. Either way the frontend routes by itself afterwards.
+        await using Deployment d = await Deployment.StartAsync(workers: 2, drainSeconds: 30, frontendArgs: ["--router-mode", "kv"]);
+        await using DistributedRuntime observer = await DistributedRuntime.ConnectAsync(new RuntimeOptions { NatsServer = d.Nats.Url, EtcdEndpoints = [d.Etcd.Endpoint] });
+        await using EndpointClient routers = await observer.CreateClientAsync(RouterServer.AddressFor(new EndpointAddress("dynamo", "backend", "generate")));
+        string drain = drainSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await using DynamoProcess router = DynamoProcess.Start(["router", "--drain-timeout", drain], d.ProcessEnvironment);
+        await router.WaitForLineAsync("router: routing");
+        await routers.WaitForInstancesAsync(1).WaitAsync(TimeSpan.FromSeconds(30));
+        await using Load load = await Load.StartAsync(d.Http, clients: 6);
+        await load.WaitForCompletedAsync(6);
+
+        router.Terminate();
+        Assert.Equal(0, await router.WaitForExitAsync(90));
+        await DistributedRuntimeInProcessTests.WaitUntilAsync(() => routers.Instances.Count == 0, 30);
+        long atExit = load.Completed;
+        await load.WaitForCompletedAsync(atExit + 6);
+        Report report = await load.StopAsync();
+
+        Assert.Empty(report.Failures);
+        Match draining = Regex.Match(router.Output, $@"router: draining: frontends route elsewhere; (\d+) route streams in flight get up to {drain} s");
+        Assert.True(draining.Success && int.Parse(draining.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) > 0, $"no route stream was in flight through the router at SIGTERM:\n{router.Output}");
+        Assert.Contains(drainSeconds > 0 ? "router: drained; shutting down" : "route streams still open are closed", router.Output, StringComparison.Ordinal);
+        output.WriteLine($"{draining.Groups[1].Value} route streams in flight at SIGTERM; {report.Completed} streams completed, the last 6 routed by the frontend itself");
+    }
+
     /// <summary>The frontend's migrations (of <paramref name="reason"/>, or all).</summary>
-    private static async Task<double> MigrationsAsync(HttpClient http, string? reason = null)
+    private static Task<double> MigrationsAsync(HttpClient http, string? reason = null) =>
+        MetricAsync(http, "dynamo_frontend_migrations_total", reason is null ? null : $"reason=\"{reason}\"");
+
+    /// <summary>The sum of a counter's series on the frontend's /metrics (those whose labels contain <paramref name="label"/>).</summary>
+    private static async Task<double> MetricAsync(HttpClient http, string name, string? label = null)
     {
         string metrics = await http.GetStringAsync("metrics");
         return metrics.Split('\n')
-            .Where(l => l.StartsWith("dynamo_frontend_migrations_total{", StringComparison.Ordinal) && (reason is null || l.Contains($"reason=\"{reason}\"", StringComparison.Ordinal)))
+            .Where(l => l.StartsWith(name + "{", StringComparison.Ordinal) && (label is null || l.Contains(label, StringComparison.Ordinal)))
             .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
     }
 
@@ -250,24 +312,28 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// nats-server, etcd, a frontend, mocker workers (8 ms a step: a 150-token stream takes over a second) and
-    /// Processor components (each <c>serve --service-name Processor</c> with a status port), which the frontend
-    /// relays to.
+    /// nats-server, etcd, a frontend, mocker workers (8 ms a step at speedup 1: a 150-token stream takes over a
+    /// second) and Processor components (each <c>serve --service-name Processor</c> with a status port), which the
+    /// frontend relays to.
     /// </summary>
     private sealed class Deployment : IAsyncDisposable
     {
-        private readonly Dictionary<string, string> _env;
         private readonly int _drainSeconds;
+        private readonly double _speedupRatio;
 
-        private Deployment(NatsServer nats, EtcdServer etcd, DynamoProcess frontend, HttpClient http, int drainSeconds)
+        private Deployment(NatsServer nats, EtcdServer etcd, DynamoProcess frontend, HttpClient http, int drainSeconds, double speedupRatio)
         {
             Nats = nats;
             Etcd = etcd;
             Frontend = frontend;
             Http = http;
             _drainSeconds = drainSeconds;
-            _env = new Dictionary<string, string> { ["NATS_SERVER"] = nats.Url, ["ETCD_ENDPOINTS"] = etcd.Endpoint };
+            _speedupRatio = speedupRatio;
+            ProcessEnvironment = new Dictionary<string, string> { ["NATS_SERVER"] = nats.Url, ["ETCD_ENDPOINTS"] = etcd.Endpoint };
         }
+
+        /// <summary>NATS_SERVER and ETCD_ENDPOINTS, for more processes of this deployment.</summary>
+        public Dictionary<string, string> ProcessEnvironment { get; }
 
         public NatsServer Nats { get; }
 
@@ -281,14 +347,14 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
 
         public List<(DynamoProcess Process, int StatusPort)> Processors { get; } = [];
 
-        public static async Task<Deployment> StartAsync(int workers, int drainSeconds, int processors = 0)
+        public static async Task<Deployment> StartAsync(int workers, int drainSeconds, int processors = 0, string[]? frontendArgs = null, double speedupRatio = 1)
         {
             NatsServer nats = await NatsServer.StartAsync();
             EtcdServer etcd = await EtcdServer.StartAsync();
             int port = FreePort();
-            DynamoProcess frontend = DynamoProcess.Start(["frontend", "--http-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--http-host", "127.0.0.1"],
+            DynamoProcess frontend = DynamoProcess.Start(["frontend", "--http-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--http-host", "127.0.0.1", .. frontendArgs ?? []],
                 new Dictionary<string, string> { ["NATS_SERVER"] = nats.Url, ["ETCD_ENDPOINTS"] = etcd.Endpoint });
-            var d = new Deployment(nats, etcd, frontend, new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromSeconds(120) }, drainSeconds);
+            var d = new Deployment(nats, etcd, frontend, new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromSeconds(120) }, drainSeconds, speedupRatio);
             await frontend.WaitForLineAsync("frontend: listening");
             for (int i = 0; i < workers; i++)
             {
@@ -310,7 +376,7 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
             string config = Path.Combine(Path.GetTempPath(), $"processor-{Guid.NewGuid():N}.yaml");
             await File.WriteAllTextAsync(config, $"Processor:\n  system-port: {port}\n  system-host: 127.0.0.1\n");
             DynamoProcess p = DynamoProcess.Start(["serve", "graphs.agg_router:Frontend", "-f", config, "--service-name", "Processor"],
-                new Dictionary<string, string>(_env) { ["DYNAMO_HOME"] = RepoPaths.Root });
+                new Dictionary<string, string>(ProcessEnvironment) { ["DYNAMO_HOME"] = RepoPaths.Root });
             await p.WaitForLineAsync("serve: started Processor", 60);
             File.Delete(config);
             return (p, port);
@@ -319,8 +385,8 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
         public async Task<DynamoProcess> StartWorkerAsync()
         {
             DynamoProcess w = DynamoProcess.Start(
-                ["worker", "--engine", "mocker", "--model", TestModels.Tiny.Value, "--served-model-name", "tiny", "--speedup-ratio", "1", "--lease-ttl", "3",
-                 "--drain-timeout", _drainSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)], _env);
+                ["worker", "--engine", "mocker", "--model", TestModels.Tiny.Value, "--served-model-name", "tiny", "--speedup-ratio", _speedupRatio.ToString(System.Globalization.CultureInfo.InvariantCulture), "--lease-ttl", "3",
+                 "--drain-timeout", _drainSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)], ProcessEnvironment);
             await w.WaitForLineAsync("serving dynamo.backend.generate", 60);
             return w;
         }

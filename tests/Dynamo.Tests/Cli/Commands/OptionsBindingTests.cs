@@ -31,13 +31,14 @@ public class OptionsBindingTests
         var (command, flags) = Frontend();
 
         FrontendOptions options = flags.Read(command.Parse(["--port", "9001", "--host", "127.0.0.1", "--router-mode", "kv", "--namespace", "ns1", "--json-logs",
-            "--kv-overlap-score-weight", "2", "--router-temperature", "0.5", "--router-max-queue", "7"]));
+            "--shutdown-drain-timeout", "12.5", "--kv-overlap-score-weight", "2", "--router-temperature", "0.5", "--router-max-queue", "7"]));
 
         Assert.Equal(FrontendOptions.Default with
         {
             HttpPort = 9001,
             Host = "127.0.0.1",
             JsonLogs = true,
+            ShutdownDrainTimeout = TimeSpan.FromSeconds(12.5),
             Processing = ProcessorOptions.Default with
             {
                 Namespace = "ns1",
@@ -127,6 +128,8 @@ public class OptionsBindingTests
     [InlineData("error: --threads: 0 must be at least 1", "worker", "--engine", "echo", "--threads", "0")]
     [InlineData("error: --max-request-header-bytes: 10 must be at least 1024", "frontend", "--max-request-header-bytes", "10")]
     [InlineData("error: --request-headers-timeout: 0.5 s must be at least 1 s", "run", "out=echo", "--request-headers-timeout", "0.5")]
+    [InlineData("error: --shutdown-drain-timeout: -1 s is outside 0..3600 s", "frontend", "--shutdown-drain-timeout", "-1")]
+    [InlineData("error: --shutdown-drain-timeout: 7200 s is outside 0..3600 s", "run", "out=echo", "--shutdown-drain-timeout", "7200")]
     [InlineData("error: --tls-key-file: required with --tls-cert-file (HTTPS needs both)", "run", "out=echo", "--tls-cert-file", "cert.pem")]
     [InlineData("error: --api-key-file: '/nonexistent/keys' does not exist", "frontend", "--api-key-file", "/nonexistent/keys")]
     [InlineData("error: --max-inflight-requests: 0 is outside 1..1000000", "frontend", "--max-inflight-requests", "0")]
@@ -134,6 +137,7 @@ public class OptionsBindingTests
     [InlineData("error: --request-timeout: -1 s is outside 0..604800 s (0: none)", "frontend", "--request-timeout", "-1")]
     [InlineData("error: --max-inflight-per-client: -1 must be 0 (no limit) or more", "frontend", "--max-inflight-per-client", "-1")]
     [InlineData("error: --router-queue-timeout must be above 0 and at most 3600 seconds (got 0)", "router", "--router-queue-timeout", "0")]
+    [InlineData("error: --drain-timeout: -5 s is outside 0..3600 s", "router", "--drain-timeout", "-5")]
     [InlineData("error: --max-waiting-requests: 0 must be at least 1", "worker", "--engine", "echo", "--max-waiting-requests", "0")]
     public void BadFlag_BeforeAnythingStarts_OneLineNamingItAndExitCode1(string expected, params string[] args)
     {

@@ -94,6 +94,7 @@ public class ServeCommandTests
                   request-headers-timeout: 4
                   min-request-body-rate: 50
                   min-request-body-rate-grace: 2.5
+                  shutdown-drain-timeout: 45
                   api-key-file: {keys}
                   metrics-require-api-key: true
                 """);
@@ -103,6 +104,7 @@ public class ServeCommandTests
             FrontendOptions f = plan.Frontend!;
             Assert.Equal((4096L, 2048, 30, 700), (f.MaxRequestBodyBytes, f.MaxRequestHeaderBytes, f.MaxRequestHeaderCount, f.MaxRequestLineBytes));
             Assert.Equal((TimeSpan.FromSeconds(4), 50.0, TimeSpan.FromSeconds(2.5)), (f.RequestHeadersTimeout, f.MinRequestBodyBytesPerSecond, f.MinRequestBodyRateGracePeriod));
+            Assert.Equal(TimeSpan.FromSeconds(45), f.ShutdownDrainTimeout);
             Assert.Equal((keys, true, (string?)null), (f.ApiKeyFile, f.MetricsRequireApiKey, f.TlsCertificateFile));
         }
         finally
@@ -150,6 +152,7 @@ public class ServeCommandTests
     [InlineData("Router:\n  router-temperature: -1\n", "Router", "Router: --router-temperature must be a finite number, 0 or more (got -1)")]
     [InlineData("VllmWorker:\n  engine: mocker\n  max-num-seqs: 0\n", "VllmWorker", "VllmWorker: --max-num-seqs must be at least 1 (got 0)")]
     [InlineData("Frontend:\n  max-queued-requests: -1\n", "Frontend", "Frontend: --max-queued-requests: -1 is outside 0..1000000 (0: no request waits)")]
+    [InlineData("Frontend:\n  shutdown-drain-timeout: -2\n", "Frontend", "Frontend: --shutdown-drain-timeout: -2 s is outside 0..3600 s")]
     [InlineData("VllmWorker:\n  engine: echo\n  max-waiting-requests: 0\n", "VllmWorker", "VllmWorker: --max-waiting-requests: 0 must be at least 1")]
     public void Bind_BadValue_UsageErrorNamingTheFileSectionAndFlag(string yaml, string component, string expected)
     {
