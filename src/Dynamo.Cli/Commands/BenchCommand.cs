@@ -56,6 +56,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(BenchTransferCommand.Create());
         bench.Subcommands.Add(BenchDisaggCommand.Create());
         bench.Subcommands.Add(BenchFaultsCommand.Create());
+        bench.Subcommands.Add(BenchCollectivesCommand.Create());
         return bench;
     }
 

@@ -22,6 +22,13 @@ public sealed record CollectiveGroupOptions
     /// </summary>
     public TimeSpan OperationTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How long a rank waiting on a local peer's shared-memory slot spins (yielding now and then) before it sleeps on
+    /// the peer's socket until the peer rings: spinning answers in about a microsecond, a ring costs a wake-up
+    /// (tens of microseconds on a busy host). Zero sleeps at once.
+    /// </summary>
+    public TimeSpan SpinTime { get; init; } = TimeSpan.FromMicroseconds(100);
+
     /// <summary>Kernel send and receive buffers of each TCP connection, in bytes (Linux caps them at net.core.wmem_max/rmem_max).</summary>
     public int SocketBufferBytes { get; init; } = 4 << 20;
 
@@ -60,6 +67,11 @@ public sealed record CollectiveGroupOptions
         if (StartTimeout <= TimeSpan.Zero || OperationTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentException("the collectives' start and operation timeouts must be positive");
+        }
+
+        if (SpinTime < TimeSpan.Zero)
+        {
+            throw new ArgumentException($"the collectives' spin time must be at least 0 (got {SpinTime})");
         }
 
         if (SocketBufferBytes < 0)

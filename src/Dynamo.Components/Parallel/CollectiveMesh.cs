@@ -25,8 +25,7 @@ internal sealed class CollectiveMesh : IDisposable
     private const int PollSliceMicroseconds = 20_000;
     private const int MaxAbortMessageBytes = 1024;
 
-    private static readonly long s_spinTicks = Stopwatch.Frequency / 20_000; // 50 us of spinning
-    private static readonly long s_yieldTicks = Stopwatch.Frequency / 200; // then yielding up to 5 ms, then sleeping 1 ms at a time
+    private static readonly byte[] s_doorbell = [1];
 
     private readonly int _rank;
     private readonly int _size;
@@ -35,6 +34,7 @@ internal sealed class CollectiveMesh : IDisposable
     private readonly int _localCount;
     private readonly SharedSlots? _shm;
     private readonly long _timeoutTicks;
+    private readonly long _spinTicks;
     private readonly TimeSpan _timeout;
     private readonly int[] _sendStart;
     private readonly int[] _sendFrom;
@@ -54,8 +54,10 @@ internal sealed class CollectiveMesh : IDisposable
     /// <param name="localIndex">Per rank, its index among the ranks that share <paramref name="shm"/>, or -1 (TCP).</param>
     /// <param name="shm">The shared slots of this host's ranks, when there are several.</param>
     /// <param name="timeout">The operation timeout.</param>
-    public CollectiveMesh(int rank, Socket?[] sockets, int[] localIndex, SharedSlots? shm, TimeSpan timeout)
+    /// <param name="spin">How long a wait on a local peer spins before it sleeps.</param>
+    public CollectiveMesh(int rank, Socket?[] sockets, int[] localIndex, SharedSlots? shm, TimeSpan timeout, TimeSpan spin)
     {
+        _spinTicks = (long)(spin.TotalSeconds * Stopwatch.Frequency);
         _rank = rank;
         _size = sockets.Length;
         _sockets = sockets;
@@ -91,6 +93,7 @@ internal sealed class CollectiveMesh : IDisposable
         if (_shm is not null)
         {
             _shm.SetEntered(_localIndex[_rank], _step);
+            RingSleepers();
         }
     }
 
@@ -121,6 +124,7 @@ internal sealed class CollectiveMesh : IDisposable
         {
             WaitSlotFree();
             _shm.Publish(_localIndex[_rank], _step, data);
+            RingSleepers();
         }
 
         int needed = 0, targets = 0;
@@ -453,46 +457,100 @@ internal sealed class CollectiveMesh : IDisposable
         }
     }
 
-    /// <summary>Waits until local <paramref name="peer"/> has published (or entered) <paramref name="step"/>: spinning, then yielding, then sleeping.</summary>
+    /// <summary>
+    /// Waits until local <paramref name="peer"/> has published (or entered) <paramref name="step"/>: spinning a little,
+    /// then asleep on the peer's socket, which it rings after publishing or entering a step when it sees this rank's
+    /// waiting flag set (Parallel/README.md, "Waiting"). Either the peer sees the flag or this rank sees the step: both
+    /// sides write, then read, and every access is fenced.
+    /// </summary>
     private void WaitShm(int peer, bool published, long step)
     {
         int local = _localIndex[peer];
-        if ((published ? _shm!.Published(local) : _shm!.Entered(local)) >= step)
+        if (Reached(local, published, step))
         {
             return;
         }
 
         long start = Stopwatch.GetTimestamp();
-        for (int i = 1; ; i++)
+        for (int i = 1; Stopwatch.GetTimestamp() - start < _spinTicks; i++)
         {
             PumpSends();
-            if ((published ? _shm.Published(local) : _shm.Entered(local)) >= step)
+            if (Reached(local, published, step))
             {
                 return;
             }
 
-            long elapsed = Stopwatch.GetTimestamp() - start;
-            if (elapsed < s_spinTicks)
-            {
-                Thread.SpinWait(20);
-            }
-            else if (elapsed < s_yieldTicks)
+            if ((i & 15) == 0)
             {
                 Thread.Yield();
             }
             else
             {
-                Thread.Sleep(1);
+                Thread.SpinWait(20);
             }
+        }
 
-            if ((i & 63) == 0 || elapsed >= s_yieldTicks)
+        int me = _localIndex[_rank];
+        try
+        {
+            while (true)
             {
+                PumpSends();
+                _shm!.SetWaiting(me, peer + 1);
+                if (Reached(local, published, step))
+                {
+                    return;
+                }
+
                 CheckLocalPeer(peer, local);
+                if (_pendingSends == 0)
+                {
+                    _sockets[peer]!.Poll(PollSliceMicroseconds, SelectMode.SelectRead);
+                }
+                else
+                {
+                    _selectRead.Clear();
+                    _selectRead.Add(_sockets[peer]!);
+                    _selectWrite.Clear();
+                    for (int t = 0; t < _size; t++)
+                    {
+                        if (_sendFrom[t] < _sendTo[t])
+                        {
+                            _selectWrite.Add(_sockets[t]!);
+                        }
+                    }
+
+                    Socket.Select(_selectRead, _selectWrite, null, PollSliceMicroseconds);
+                }
+            }
+        }
+        finally
+        {
+            if (!_disposed)
+            {
+                _shm!.SetWaiting(me, 0);
             }
         }
     }
 
-    /// <summary>A local peer that left, broke or closed its connection breaks this rank too; so does the deadline.</summary>
+    private bool Reached(int local, bool published, long step) => (published ? _shm!.Published(local) : _shm!.Entered(local)) >= step;
+
+    /// <summary>Rings every local peer asleep waiting on this rank (one byte on its socket; a full buffer has rings enough).</summary>
+    private void RingSleepers()
+    {
+        for (int p = 0; p < _size; p++)
+        {
+            if (p != _rank && IsLocal(p) && _shm!.Waiting(_localIndex[p]) == _rank + 1)
+            {
+                _sockets[p]!.Send(s_doorbell, SocketFlags.None, out _);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A local peer that left, broke or closed its connection breaks this rank too; so does the deadline. Rings waiting
+    /// on its socket are read and dropped.
+    /// </summary>
     private void CheckLocalPeer(int peer, int local)
     {
         long state = _shm!.State(local);
@@ -508,10 +566,15 @@ internal sealed class CollectiveMesh : IDisposable
         }
 
         Socket socket = _sockets[peer]!;
-        if (socket.Poll(0, SelectMode.SelectRead))
+        while (socket.Available > 0 || socket.Poll(0, SelectMode.SelectRead))
         {
             int n = socket.Receive(_header, SocketFlags.None, out SocketError error);
-            if (error != SocketError.WouldBlock && n == 0)
+            if (error == SocketError.WouldBlock)
+            {
+                break;
+            }
+
+            if (n == 0)
             {
                 throw Lost(peer, error == SocketError.Success ? "closed its connection" : Invariant($"connection {error}"));
             }

