@@ -35,6 +35,7 @@ internal sealed class CollectiveMesh : IDisposable
     private readonly SharedSlots? _shm;
     private readonly long _timeoutTicks;
     private readonly long _spinTicks;
+    private long _spinBudget;
     private readonly TimeSpan _timeout;
     private readonly int[] _sendStart;
     private readonly int[] _sendFrom;
@@ -58,6 +59,7 @@ internal sealed class CollectiveMesh : IDisposable
     public CollectiveMesh(int rank, Socket?[] sockets, int[] localIndex, SharedSlots? shm, TimeSpan timeout, TimeSpan spin)
     {
         _spinTicks = (long)(spin.TotalSeconds * Stopwatch.Frequency);
+        _spinBudget = _spinTicks;
         _rank = rank;
         _size = sockets.Length;
         _sockets = sockets;
@@ -93,7 +95,7 @@ internal sealed class CollectiveMesh : IDisposable
         if (_shm is not null)
         {
             _shm.SetEntered(_localIndex[_rank], _step);
-            RingSleepers();
+            RingSleepers(published: false);
         }
     }
 
@@ -124,7 +126,7 @@ internal sealed class CollectiveMesh : IDisposable
         {
             WaitSlotFree();
             _shm.Publish(_localIndex[_rank], _step, data);
-            RingSleepers();
+            RingSleepers(published: true);
         }
 
         int needed = 0, targets = 0;
@@ -458,8 +460,9 @@ internal sealed class CollectiveMesh : IDisposable
     }
 
     /// <summary>
-    /// Waits until local <paramref name="peer"/> has published (or entered) <paramref name="step"/>: spinning a little,
-    /// then asleep on the peer's socket, which it rings after publishing or entering a step when it sees this rank's
+    /// Waits until local <paramref name="peer"/> has published (or entered) <paramref name="step"/>: spinning a little
+    /// (adaptively: a wait that ends while spinning doubles the next spin, up to the spin time; one that has to sleep
+    /// halves it, down to 1/32 of it), then asleep on the peer's socket, which it rings after publishing or entering a step when it sees this rank's
     /// waiting flag set (Parallel/README.md, "Waiting"). Either the peer sees the flag or this rank sees the step: both
     /// sides write, then read, and every access is fenced.
     /// </summary>
@@ -471,12 +474,13 @@ internal sealed class CollectiveMesh : IDisposable
             return;
         }
 
-        long start = Stopwatch.GetTimestamp();
-        for (int i = 1; Stopwatch.GetTimestamp() - start < _spinTicks; i++)
+        long start = Stopwatch.GetTimestamp(), budget = _spinBudget;
+        for (int i = 1; Stopwatch.GetTimestamp() - start < budget; i++)
         {
             PumpSends();
             if (Reached(local, published, step))
             {
+                _spinBudget = Math.Min(_spinTicks, Math.Max(budget * 2, _spinTicks / 32));
                 return;
             }
 
@@ -490,13 +494,14 @@ internal sealed class CollectiveMesh : IDisposable
             }
         }
 
+        _spinBudget = Math.Max(budget / 2, _spinTicks / 32);
         int me = _localIndex[_rank];
         try
         {
             while (true)
             {
                 PumpSends();
-                _shm!.SetWaiting(me, peer + 1);
+                _shm!.SetWaiting(me, WaitingMark(peer, published));
                 if (Reached(local, published, step))
                 {
                     return;
@@ -535,14 +540,24 @@ internal sealed class CollectiveMesh : IDisposable
 
     private bool Reached(int local, bool published, long step) => (published ? _shm!.Published(local) : _shm!.Entered(local)) >= step;
 
-    /// <summary>Rings every local peer asleep waiting on this rank (one byte on its socket; a full buffer has rings enough).</summary>
-    private void RingSleepers()
+    /// <summary>What a sleeper writes in its waiting flag: the rank it waits on and for what (a step entered or published).</summary>
+    private static long WaitingMark(int peer, bool published) => ((peer + 1L) * 2) + (published ? 1 : 0);
+
+    /// <summary>
+    /// Rings every local peer asleep waiting on this rank (one byte on its socket; a full buffer has rings enough):
+    /// on entering a step those waiting for that, on publishing those waiting for either.
+    /// </summary>
+    private void RingSleepers(bool published)
     {
         for (int p = 0; p < _size; p++)
         {
-            if (p != _rank && IsLocal(p) && _shm!.Waiting(_localIndex[p]) == _rank + 1)
+            if (p != _rank && IsLocal(p))
             {
-                _sockets[p]!.Send(s_doorbell, SocketFlags.None, out _);
+                long mark = _shm!.Waiting(_localIndex[p]);
+                if (mark == WaitingMark(_rank, published: false) || (published && mark == WaitingMark(_rank, published: true)))
+                {
+                    _sockets[p]!.Send(s_doorbell, SocketFlags.None, out _);
+                }
             }
         }
     }
@@ -566,7 +581,7 @@ internal sealed class CollectiveMesh : IDisposable
         }
 
         Socket socket = _sockets[peer]!;
-        while (socket.Available > 0 || socket.Poll(0, SelectMode.SelectRead))
+        while (true)
         {
             int n = socket.Receive(_header, SocketFlags.None, out SocketError error);
             if (error == SocketError.WouldBlock)
@@ -574,9 +589,14 @@ internal sealed class CollectiveMesh : IDisposable
                 break;
             }
 
-            if (n == 0)
+            if (error != SocketError.Success || n == 0)
             {
                 throw Lost(peer, error == SocketError.Success ? "closed its connection" : Invariant($"connection {error}"));
+            }
+
+            if (n < _header.Length)
+            {
+                break;
             }
         }
 
