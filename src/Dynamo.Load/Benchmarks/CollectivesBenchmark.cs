@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using Dynamo.Components.Parallel;
@@ -90,7 +92,7 @@ internal static partial class CollectivesBenchmark
         var rows = new List<Row>();
         foreach (string transport in transports)
         {
-            string address = Invariant($"127.0.0.1:{LocalServers.FreePort()}");
+            string address = FreeInitAddress();
             log.WriteLine($"bench collectives: {ranks} ranks over {transport} at {address}...");
             var processes = new List<ChildProcess>();
             try
@@ -129,6 +131,37 @@ internal static partial class CollectivesBenchmark
         }
 
         return new Result(TransferBenchmark.CpuModel(), ranks, rows);
+    }
+
+    private static int s_nextPort = 20_000 + Random.Shared.Next(10_000);
+
+    /// <summary>
+    /// A loopback address free now for a rank 0 to listen on, below Linux's ephemeral range (32768 and up): a port the
+    /// kernel handed out for a moment would be handed out again, as the local port of the other ranks' connection
+    /// attempts for one, while rank 0's process starts.
+    /// </summary>
+    internal static string FreeInitAddress()
+    {
+        while (true)
+        {
+            int port = Interlocked.Increment(ref s_nextPort);
+            if (port >= 32_000)
+            {
+                Interlocked.CompareExchange(ref s_nextPort, 20_000, port);
+                continue;
+            }
+
+            try
+            {
+                using var listener = new TcpListener(IPAddress.Loopback, port);
+                listener.Start();
+                return Invariant($"127.0.0.1:{port}");
+            }
+            catch (SocketException)
+            {
+                // Taken: the next one.
+            }
+        }
     }
 
     /// <summary>

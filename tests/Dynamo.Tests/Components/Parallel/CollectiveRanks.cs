@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Dynamo.Components.Parallel;
 using Dynamo.Llm.Parallel;
 
@@ -29,12 +27,7 @@ internal static class CollectiveRanks
         };
     }
 
-    public static string FreeAddress()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return $"127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}";
-    }
+    public static string FreeAddress() => Dynamo.Load.Benchmarks.CollectivesBenchmark.FreeInitAddress();
 
     /// <summary>Every rank of a group of <paramref name="size"/> joined (index = rank).</summary>
     public static async Task<ICollectiveGroup[]> JoinAsync(int size, string transport, CollectiveGroupOptions? options = null)
