@@ -23,6 +23,7 @@ internal static class CliErrors
         ex is ModelFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException
             or UnauthorizedAccessException or InvalidDataException or NotSupportedException or EndOfStreamException
             or ArgumentException or IOException
+            or Llm.Parallel.CollectiveException
             or Runtime.Discovery.DiscoveryUnavailableException or Runtime.RequestPlane.NatsUnavailableException;
 
     /// <summary>The message on one line; ArgumentException's " (Parameter 'name')" suffix, which means nothing to a CLI user, left out.</summary>

@@ -57,6 +57,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(BenchDisaggCommand.Create());
         bench.Subcommands.Add(BenchFaultsCommand.Create());
         bench.Subcommands.Add(BenchParallelCommand.Create());
+        bench.Subcommands.Add(BenchCollectivesCommand.Create());
         return bench;
     }
 

@@ -26,15 +26,7 @@ internal static class BenchRouterCommand
 
             bool asJson = parse.GetValue(json);
             RouterBenchmark.Result result = RouterBenchmark.Run(w, b, d, parse.GetValue(seed), asJson ? Console.Error : Console.Out);
-            if (asJson)
-            {
-                using Stream stdout = Console.OpenStandardOutput();
-                result.WriteJson(stdout);
-            }
-            else
-            {
-                result.WriteTable(Console.Out);
-            }
+            BenchOutput.Write(asJson, result.WriteJson, result.WriteTable);
 
             return 0;
         });

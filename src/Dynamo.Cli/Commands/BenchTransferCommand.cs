@@ -30,15 +30,7 @@ internal static class BenchTransferCommand
 
             bool asJson = parse.GetValue(json);
             TransferBenchmark.Result result = await TransferBenchmark.RunAsync(parsed, reps, buffer, asJson ? Console.Error : Console.Out, cancellationToken);
-            if (asJson)
-            {
-                using Stream stdout = Console.OpenStandardOutput();
-                result.WriteJson(stdout);
-            }
-            else
-            {
-                result.WriteTable(Console.Out);
-            }
+            BenchOutput.Write(asJson, result.WriteJson, result.WriteTable);
 
             return 0;
         });

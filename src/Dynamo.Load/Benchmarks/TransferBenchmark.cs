@@ -96,10 +96,10 @@ internal static class TransferBenchmark
 
     /// <summary>
     /// Sizes as <c>--sizes</c> takes them: comma-separated, each a whole number of bytes with an optional KB, MB
-    /// or GB (binary: 1MB = 1,048,576 bytes), a multiple of 8 (a payload of f32 keys and values), from 8 bytes to 1GB.
-    /// <see cref="ArgumentException"/> naming the flag.
+    /// or GB (binary: 1MB = 1,048,576 bytes), a multiple of <paramref name="multiple"/> (8 for a payload of f32 keys
+    /// and values, 4 for floats), from <paramref name="multiple"/> bytes to 1GB. <see cref="ArgumentException"/> naming the flag.
     /// </summary>
-    public static IReadOnlyList<long> ParseSizes(string text)
+    public static IReadOnlyList<long> ParseSizes(string text, int multiple = 8)
     {
         var sizes = new List<long>();
         foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
@@ -114,9 +114,9 @@ internal static class TransferBenchmark
                 _ => (upper, 1L),
             };
             if (!long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out long count) || count < 1
-                || count > (1L << 30) / unit || count * unit % 8 != 0)
+                || count > (1L << 30) / unit || count * unit % multiple != 0)
             {
-                throw new ArgumentException($"--sizes: '{part}' is not a size from 8 bytes to 1GB that is a multiple of 8 bytes (e.g. 64KB, 16MB)");
+                throw new ArgumentException($"--sizes: '{part}' is not a size from {multiple} bytes to 1GB that is a multiple of {multiple} bytes (e.g. 64KB, 16MB)");
             }
 
             sizes.Add(count * unit);
