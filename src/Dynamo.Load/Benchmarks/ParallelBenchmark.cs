@@ -92,7 +92,7 @@ internal static class ParallelBenchmark
         }
 
         output.WriteLine();
-        output.WriteLine(I($"Cost model (docs/parallelism.md): a token's step at N ranks = (its 1-rank compute) / N + (2 x {model.Layers} layers + 1) all-reduces of {model.Dim} floats + a gather of the logits; an all-reduce = 2 x (latency + (N-1) x bytes / bandwidth)."));
+        output.WriteLine(I($"Cost model (docs/parallelism.md): a token's step at N ranks = (its 1-rank compute) / N + (2 x {model.Layers} layers + 1) all-reduces of {model.Dim} floats + a gather of the logits; an all-reduce of a few KB = latency + (N-1) x bytes / bandwidth (each rank sends its part to every other and sums)."));
         output.WriteLine("| ranks | link | projected tg tok/s | vs 1 rank |");
         output.WriteLine("| ---: | --- | ---: | ---: |");
         double compute = 1 / one.GenTokensPerSecond;
@@ -109,7 +109,8 @@ internal static class ParallelBenchmark
     /// <summary>The cost model: one decode step of one sequence at <paramref name="ranks"/> ranks on a link.</summary>
     public static double StepSeconds(double oneRankSeconds, int ranks, ModelConfig model, double bandwidth, double latency)
     {
-        double AllReduce(double bytes) => 2 * (latency + (ranks - 1) * bytes / bandwidth);
+        // Small messages: one exchange, every rank sending its part to every other (src/Dynamo.Components/Parallel/README.md).
+        double AllReduce(double bytes) => latency + (ranks - 1) * bytes / bandwidth;
         double collectives = (2 * model.Layers + 1) * AllReduce(4.0 * model.Dim);
         double gather = latency + (ranks - 1) * 4.0 * model.VocabSize / ranks / bandwidth;
         return oneRankSeconds / ranks + collectives + gather;
