@@ -50,7 +50,9 @@ public sealed class TensorParallelTests
         public Ranks(string path, int size, int maxBatch = 32)
         {
             _groups = InProcessCollectives.Create(size, TimeSpan.FromSeconds(120));
-            _ranks = [.. Enumerable.Range(0, size).Select(r => new Transformer(ShardedWeights.Create(ModelLoader.Load(path), r, size), maxBatch, _groups[r]))];
+            _ranks = size == 1
+                ? [new Transformer(ModelLoader.Load(path), maxBatch)]
+                : [.. Enumerable.Range(0, size).Select(r => new Transformer(ShardedWeights.Create(ModelLoader.Load(path), r, size), maxBatch, _groups[r]))];
             Followers = [.. _ranks.Skip(1).Select(t => Task.Factory.StartNew(() => t.Follow(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))];
         }
 
@@ -197,10 +199,8 @@ public sealed class TensorParallelTests
             expected = await RunAsync(engine);
         }
 
-        var groups = InProcessCollectives.Create(size, TimeSpan.FromSeconds(120));
-        Transformer[] ranks = [.. Enumerable.Range(0, size).Select(r => new Transformer(ShardedWeights.Create(ModelLoader.Load(path), r, size), 32, groups[r]))];
-        Task[] followers = [.. ranks.Skip(1).Select(t => Task.Factory.StartNew(() => t.Follow(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))];
-        await using (var engine = new InferenceEngine(ranks[0], [], options with { KvCacheMemory = Dynamo.Engine.KvCache.PagedKvCache.BytesPerBlock(ranks[0].Config, 8) * 30 }))
+        using var ranks = new Ranks(path, size);
+        await using (var engine = new InferenceEngine(ranks.Leader, [], options with { KvCacheMemory = Dynamo.Engine.KvCache.PagedKvCache.BytesPerBlock(ranks.Leader.Config, 8) * 30 }))
         {
             List<int>[] actual = await RunAsync(engine);
             for (int i = 0; i < prompts.Count; i++)
@@ -212,39 +212,27 @@ public sealed class TensorParallelTests
             Assert.False(engine.GroupLost.IsCompleted);
         }
 
-        await Task.WhenAll(followers);
-        foreach (ICollectiveGroup g in groups)
-        {
-            g.Dispose();
-        }
+        await Task.WhenAll(ranks.Followers);
     }
 
     /// <summary>An engine on N ranks (threads); disposing it stops the followers and closes the group.</summary>
     private sealed class TpEngine : IAsyncDisposable
     {
-        private readonly ICollectiveGroup[] _groups;
-        private readonly Task[] _followers;
+        private readonly Ranks _ranks;
 
         public TpEngine(string path, int size, EngineOptions options)
         {
-            _groups = InProcessCollectives.Create(size, TimeSpan.FromSeconds(120));
-            Transformer[] ranks = size == 1
-                ? [new Transformer(ModelLoader.Load(path), 32)]
-                : [.. Enumerable.Range(0, size).Select(r => new Transformer(ShardedWeights.Create(ModelLoader.Load(path), r, size), 32, _groups[r]))];
-            _followers = [.. ranks.Skip(1).Select(t => Task.Factory.StartNew(() => t.Follow(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))];
-            Engine = new InferenceEngine(ranks[0], [], options);
+            _ranks = new Ranks(path, size);
+            Engine = new InferenceEngine(_ranks.Leader, [], options);
         }
 
         public InferenceEngine Engine { get; }
 
         public async ValueTask DisposeAsync()
         {
+            // The engine disposes rank 0's transformer, which stops the followers.
             await Engine.DisposeAsync();
-            await Task.WhenAll(_followers);
-            foreach (ICollectiveGroup g in _groups)
-            {
-                g.Dispose();
-            }
+            _ranks.Dispose();
         }
     }
 
