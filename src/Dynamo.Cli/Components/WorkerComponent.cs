@@ -88,6 +88,11 @@ internal sealed class WorkerComponent : IAsyncDisposable
                     model = LoadedModel.Load(path, settings.TokenizerPath);
                     KernelThreads.Count = settings.Threads;
                     Transformer transformer;
+                    if (settings.TensorParallel.Enabled && settings.TensorParallel.Rank != 0)
+                    {
+                        throw new CliUsageException($"--node-rank {settings.TensorParallel.NodeRank}: a worker component runs rank 0 of its tensor-parallel group (node 0); start the ranks of node {settings.TensorParallel.NodeRank} with `./dynamo worker ... --node-rank {settings.TensorParallel.NodeRank}`");
+                    }
+
                     if (settings.TensorParallel.Enabled)
                     {
                         // Rank 0 of a tensor-parallel worker: starts its node's other ranks, loads its shard, drives their passes.
