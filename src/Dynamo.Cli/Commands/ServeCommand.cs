@@ -79,7 +79,14 @@ internal static class ServeCommand
         int? ProcessorSystemPort,
         string ProcessorSystemHost,
         FrontendOptions? Frontend,
-        RuntimeOptions Runtime);
+        RuntimeOptions Runtime)
+    {
+        /// <summary>How long the Processor component drains on SIGTERM (its section's drain-timeout, else 30 s).</summary>
+        public TimeSpan ProcessorDrain { get; init; } = ComponentDrainTimeout;
+
+        /// <summary>How long the Router component drains on SIGTERM (its section's drain-timeout, else 30 s).</summary>
+        public TimeSpan RouterDrain { get; init; } = ComponentDrainTimeout;
+    }
 
     /// <summary>Binds each component's section (Common under it) into its options records; says at once what is started where, and which keys have no effect.</summary>
     internal static Plan Bind(IReadOnlyList<string> components, ServeConfig config, TextWriter log)
@@ -98,6 +105,7 @@ internal static class ServeCommand
         int? processorMigrationLimit = null;
         double? processorMigrationWait = null;
         string processorSystemHost = new WorkerSettings().SystemHost;
+        TimeSpan processorDrain = ComponentDrainTimeout, routerDrain = ComponentDrainTimeout;
         foreach (string name in components)
         {
             ComponentConfig c = config.For(name);
@@ -139,6 +147,7 @@ internal static class ServeCommand
                     processorMigrationLimit = c.Int("migration_limit");
                     processorMigrationWait = c.Double("migration_wait");
                     processorSystemHost = c.String("system_host") ?? processorSystemHost;
+                    processorDrain = DrainFromConfig(c) ?? processorDrain;
                     _ = c.Validated(() => System.Net.IPAddress.TryParse(processorSystemHost, out _) ? processorSystemHost
                         : throw new ArgumentException($"system-host: '{processorSystemHost}' is not an IP address (127.0.0.1 for this host only, 0.0.0.0 for every interface)"));
                     processor = c;
@@ -155,6 +164,7 @@ internal static class ServeCommand
                         BlockSize = c.Int("block_size") ?? kvRouter.BlockSize,
                     };
                     c.Validated(kvRouter.Validate);
+                    routerDrain = DrainFromConfig(c) ?? routerDrain;
                     startRouter = true;
                     log.WriteLine($"serve: {name}: the KV router runs as its own component (dynamo.router.route), shared by every kv frontend");
                     break;
@@ -183,7 +193,11 @@ internal static class ServeCommand
             MigrationLimit = processorMigrationLimit ?? ProcessorOptions.Default.MigrationLimit,
             MigrationWaitTimeout = processorMigrationWait is double pw ? FrontendFlags.Seconds(pw) : ProcessorOptions.Default.MigrationWaitTimeout,
         }).Validate());
-        return new Plan(components, workers, startRouter ? kvRouter : null, processing, processorSystemPort, processorSystemHost, frontend is null ? null : frontendConfig!.Validated(frontend.Validate), runtime);
+        return new Plan(components, workers, startRouter ? kvRouter : null, processing, processorSystemPort, processorSystemHost, frontend is null ? null : frontendConfig!.Validated(frontend.Validate), runtime)
+        {
+            ProcessorDrain = processorDrain,
+            RouterDrain = routerDrain,
+        };
     }
 
     private static async Task<int> RunAsync(Plan plan, CancellationToken cancellationToken)
@@ -253,8 +267,8 @@ internal static class ServeCommand
                 // The Processor and Router components drain too: other frontends' requests finish or go elsewhere.
                 Task<long>? component = started[i] switch
                 {
-                    ProcessorServer p => p.DrainAsync(ComponentDrainTimeout, RuntimeConnection.ForcedShutdown),
-                    RouterServer r => r.DrainAsync(ComponentDrainTimeout, RuntimeConnection.ForcedShutdown),
+                    ProcessorServer p => p.DrainAsync(plan.ProcessorDrain, RuntimeConnection.ForcedShutdown),
+                    RouterServer r => r.DrainAsync(plan.RouterDrain, RuntimeConnection.ForcedShutdown),
                     _ => null,
                 };
                 if (component is not null)
@@ -353,6 +367,12 @@ internal static class ServeCommand
     private static DisaggregationSettings? DisaggregationFromConfig(ComponentConfig c) =>
         DisaggregationSettings.FromGiven(c.Bool("conditional_disagg"), c.Int("max_local_prefill_length"), c.Int("max_prefill_queue_size"));
 
-    /// <summary>How long a Processor or Router component's requests in flight may take to end on SIGTERM.</summary>
+    /// <summary>How long a Processor or Router component's requests in flight may take to end on SIGTERM, unless its section's drain-timeout says.</summary>
     private static readonly TimeSpan ComponentDrainTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>A Processor or Router section's drain-timeout (seconds, 0..3600), null when not given.</summary>
+    private static TimeSpan? DrainFromConfig(ComponentConfig c) =>
+        c.Double("drain_timeout") is double seconds
+            ? c.Validated(() => seconds is >= 0 and <= 3600 ? TimeSpan.FromSeconds(seconds) : throw new ArgumentException($"drain-timeout: {seconds} s is outside 0..3600 s"))
+            : null;
 }

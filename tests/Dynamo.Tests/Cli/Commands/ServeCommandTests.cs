@@ -114,6 +114,30 @@ public class ServeCommandTests
     }
 
     [Fact]
+    public void Bind_DrainAndTensorParallelKeys_BoundIntoProcessorRouterAndWorker()
+    {
+        ServeConfig config = Config("""
+            Processor:
+              drain-timeout: 7
+            Router:
+              drain-timeout: 0
+            VllmWorker:
+              tensor-parallel-size: 2
+              dist-init-addr: 127.0.0.1:29511
+              rank-timeout: 9
+            """);
+
+        var log = new StringWriter();
+        ServeCommand.Plan plan = ServeCommand.Bind(["Processor", "Router", "VllmWorker"], config, log);
+
+        Assert.Equal((TimeSpan.FromSeconds(7), TimeSpan.Zero), (plan.ProcessorDrain, plan.RouterDrain));
+        TensorParallelSettings tp = plan.Workers[0].Settings.TensorParallel;
+        Assert.Equal((2, "127.0.0.1:29511", TimeSpan.FromSeconds(9)), (tp.Size, tp.InitAddress, tp.RankTimeout));
+        Assert.DoesNotContain("drain-timeout is accepted but has no effect", log.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain("tensor", log.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Bind_OverloadKeys_BoundIntoFrontendRouterAndWorkerOptions()
     {
         ServeConfig config = Config("""
