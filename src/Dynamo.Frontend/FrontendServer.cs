@@ -181,7 +181,13 @@ public sealed partial class FrontendServer : IAsyncDisposable
     /// <see cref="FrontendOptions.ShutdownDrainTimeout"/>, then their streams end (an error event and
     /// [DONE]); then Kestrel stops.
     /// </summary>
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync() => ShutdownAsync(CancellationToken.None);
+
+    /// <summary>
+    /// <see cref="DisposeAsync"/>, whose drain <paramref name="force"/> ends at once (a second signal): the streams still
+    /// in flight then end as they do past the drain timeout. Later calls (and disposal) do nothing.
+    /// </summary>
+    public async ValueTask ShutdownAsync(CancellationToken force)
     {
         if (Interlocked.Exchange(ref _shuttingDown, 1) != 0)
         {
@@ -190,9 +196,9 @@ public sealed partial class FrontendServer : IAsyncDisposable
 
         Log.ShuttingDown(_logger, _handler.Inflight);
         var deadline = DateTime.UtcNow + _options.ShutdownDrainTimeout;
-        while (_handler.Inflight > 0 && DateTime.UtcNow < deadline)
+        while (_handler.Inflight > 0 && DateTime.UtcNow < deadline && !force.IsCancellationRequested)
         {
-            await Task.Delay(20).ConfigureAwait(false);
+            await Task.Delay(20, CancellationToken.None).ConfigureAwait(false);
         }
 
         await _shutdown.CancelAsync().ConfigureAwait(false);

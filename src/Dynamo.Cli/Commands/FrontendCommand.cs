@@ -36,7 +36,9 @@ internal static class FrontendCommand
         {
         }
 
-        Console.Error.WriteLine($"frontend: shutting down: no new requests; those in flight get up to {options.ShutdownDrainTimeout.TotalSeconds:0.#} s to finish");
+        Console.Error.WriteLine($"frontend: shutting down: no new requests; those in flight get up to {options.ShutdownDrainTimeout.TotalSeconds:0.#} s to finish (a second signal stops at once)");
+        using CancellationTokenRegistration forced = RuntimeConnection.ForcedShutdown.Register(() => Console.Error.WriteLine("frontend: stopping at once (second signal); the streams still in flight end with a shutting_down error"));
+        await server.ShutdownAsync(RuntimeConnection.ForcedShutdown);
         return 0;
     }
 }

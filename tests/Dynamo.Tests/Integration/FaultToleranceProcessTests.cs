@@ -119,7 +119,30 @@ public sealed class FaultToleranceProcessTests(ITestOutputHelper output)
         Assert.False(string.IsNullOrEmpty(text));
         Assert.True((MaxTokens - tokens) * 0.080 > 5, $"{tokens} tokens out at SIGTERM: the rest took less than the default drain");
         Assert.Equal(0, await d.Frontend.WaitForExitAsync(60));
-        Assert.Contains("frontend: shutting down: no new requests; those in flight get up to 120 s to finish", d.Frontend.Output, StringComparison.Ordinal);
+        Assert.Contains("frontend: shutting down: no new requests; those in flight get up to 120 s to finish (a second signal stops at once)", d.Frontend.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task FrontendTerminatedTwice_SecondSignalEndsTheDrainAtOnce_StreamGetsShuttingDownAndExitZero()
+    {
+        // The same 12 s stream and a 120 s drain: the second SIGTERM ends the drain, the stream gets the shutting_down error.
+        await using Deployment d = await Deployment.StartAsync(workers: 1, drainSeconds: 30, frontendArgs: ["--shutdown-drain-timeout", "120"], speedupRatio: 0.1);
+        Task<(string? Text, string? Failure)> stream = StreamAsync(d.Http, 0, CancellationToken.None);
+        while (await MetricAsync(d.Http, "dynamo_frontend_output_tokens_total") < 5)
+        {
+            Assert.False(stream.IsCompleted, "the stream ended before its fifth token");
+            await Task.Delay(20);
+        }
+
+        d.Frontend.Terminate();
+        await d.Frontend.WaitForLineAsync("a second signal stops at once");
+        d.Frontend.Terminate();
+        (string? text, string? failure) = await stream.WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Null(text);
+        Assert.Contains("shutting_down", failure, StringComparison.Ordinal);
+        Assert.Equal(0, await d.Frontend.WaitForExitAsync(60));
+        Assert.Contains("frontend: stopping at once (second signal)", d.Frontend.Output, StringComparison.Ordinal);
     }
 
     [Theory]
