@@ -145,6 +145,12 @@ internal static class TensorParallelRanks
             ICollectiveGroup group = await CollectiveGroups.JoinAsync(tp, initAddress, fingerprint, shard.Layout, cancellationToken).ConfigureAwait(false);
             log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"worker: rank {tp.Rank} of {tp.Size} joined at {initAddress}: {shard.Layout}; weights {shard.ViewBytes / 1e6:F1} MB mapped (its rows) + {shard.CopiedBytes / 1e6:F1} MB copied (its columns)"));
+            if (shard.Converted.Count > 0)
+            {
+                log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"worker: rank {tp.Rank}: {shard.Converted.Count} tensors are split inside their quantization blocks; this rank keeps their columns as F32: {string.Join(", ", shard.Converted.Take(3))}{(shard.Converted.Count > 3 ? ", ..." : "")}"));
+            }
+
             return (shard, group);
         }
         catch

@@ -13,13 +13,15 @@ namespace Dynamo.Engine.Parallel;
 /// rank's; Dim, HeadDim and VocabSize stay the model's, so a paged KV cache built from it holds this rank's heads only.
 /// Row shards are views into the full model's mapping (only their pages are ever touched); column shards are copied
 /// into memory of their own, and the mapped pages they were read from are released, so a rank keeps about 1/N of the
-/// sharded weights resident. Disposing frees the copies and the full model.
+/// sharded weights resident. A column split that cuts through quantization blocks (K-quants: 256 values) keeps this rank's
+/// columns as F32 instead (<see cref="Converted"/>). Disposing frees the copies and the full model.
 /// </summary>
 public sealed unsafe class ShardedWeights : IModelWeights
 {
     private readonly IModelWeights _full;
     private readonly Dictionary<string, Tensor> _tensors = [];
     private readonly List<nint> _owned = [];
+    private readonly List<string> _converted = [];
 
     private ShardedWeights(IModelWeights full, int rank, int size)
     {
@@ -55,6 +57,9 @@ public sealed unsafe class ShardedWeights : IModelWeights
 
     /// <summary>Bytes of weights this rank holds in memory of its own (the copied column shards).</summary>
     public long CopiedBytes { get; private set; }
+
+    /// <summary>Tensors whose columns this rank keeps as F32 because its split cuts through their quantization blocks.</summary>
+    public IReadOnlyList<string> Converted => _converted;
 
     /// <summary>Bytes of the mapped weights this rank's views cover (touched as they are used).</summary>
     public long ViewBytes { get; private set; }
@@ -183,8 +188,7 @@ public sealed unsafe class ShardedWeights : IModelWeights
         int block = GgmlTypeInfo.BlockSize(t.Type);
         if (first % block != 0 || count % block != 0)
         {
-            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
-                $"--tensor-parallel-size {Size}: {t.Name} ({t.Type}) would be split at column {first} of {t.Cols}, inside a quantization block of {block} values; this model cannot be split {Size} ways"));
+            return FloatColumns(t, first, count, block);
         }
 
         long rowBytes = GgmlTypeInfo.ByteSize(t.Type, t.Cols);
@@ -201,6 +205,29 @@ public sealed unsafe class ShardedWeights : IModelWeights
         CopiedBytes += rows * shardBytes;
         PageRelease.DontNeed(t.Data, t.ByteLength);
         return new Tensor(t.Name, t.Type, [count, rows], copy, rows * shardBytes);
+    }
+
+    /// <summary>
+    /// Columns that cut through quantization blocks: each row dequantized and this rank's part kept as F32 (the values
+    /// are the file's; the product then runs on floats instead of the quantized kernel). Said in <see cref="Converted"/>.
+    /// </summary>
+    private Tensor FloatColumns(Tensor t, int first, int count, int block)
+    {
+        int rows = t.Rows;
+        long shardBytes = (long)count * sizeof(float);
+        byte* copy = (byte*)NativeMemory.AlignedAlloc((nuint)(rows * shardBytes), 64);
+        _owned.Add((nint)copy);
+        float[] row = new float[t.Cols];
+        for (int r = 0; r < rows; r++)
+        {
+            Kernels.MatMul.DequantizeRow(t, r, row);
+            row.AsSpan(first, count).CopyTo(new Span<float>(copy + r * shardBytes, count));
+        }
+
+        CopiedBytes += rows * shardBytes;
+        _converted.Add(string.Create(CultureInfo.InvariantCulture, $"{t.Name} ({t.Type}, blocks of {block}: columns {first}..{first + count - 1} kept as F32)"));
+        PageRelease.DontNeed(t.Data, t.ByteLength);
+        return new Tensor(t.Name, GgmlType.F32, [count, rows], copy, rows * shardBytes);
     }
 
     private void FreeCopies()
