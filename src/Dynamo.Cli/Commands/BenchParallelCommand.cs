@@ -67,15 +67,21 @@ internal static class BenchParallelCommand
                     TensorParallel = new TensorParallelSettings { Size = n },
                 };
                 string init = TensorParallelRanks.ResolveInitAddress(settings.TensorParallel);
+                IModelWeights full = ModelLoader.Load(path);
                 List<Process> ranks;
-                using (IModelWeights peek = ModelLoader.Load(path))
+                try
                 {
-                    ranks = TensorParallelRanks.StartLocalRanks(settings, peek.Config, init, Console.Error);
+                    ranks = TensorParallelRanks.StartLocalRanks(settings, full.Config, init, Console.Error);
+                }
+                catch
+                {
+                    full.Dispose();
+                    throw;
                 }
 
                 try
                 {
-                    (ShardedWeights shard, ICollectiveGroup group) = await TensorParallelRanks.LoadAndJoinAsync(settings.TensorParallel, init, path, ModelLoader.Load(path), Console.Error, cancellationToken);
+                    (ShardedWeights shard, ICollectiveGroup group) = await TensorParallelRanks.LoadAndJoinAsync(settings.TensorParallel, init, path, full, Console.Error, cancellationToken);
                     using (group)
                     {
                         using var leader = new Transformer(shard, TensorParallelRanks.MaxBatch(settings), group);

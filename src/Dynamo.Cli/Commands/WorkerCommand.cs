@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Globalization;
 using Dynamo.Cli.Components;
 using Dynamo.Components.Workers;
-using Dynamo.Engine.Models;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
 
@@ -168,15 +167,7 @@ internal static class WorkerCommand
     private static async Task<int> FollowAsync(WorkerSettings settings, CancellationToken cancellationToken)
     {
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
-        List<System.Diagnostics.Process> ranks;
-        using (IModelWeights peek = ModelLoader.Load(settings.ModelPath ?? throw new CliUsageException("--model is required for the built-in engine")))
-        {
-            ranks = TensorParallelRanks.StartLocalRanks(settings, peek.Config, settings.TensorParallelInitAddress!, Console.Error);
-        }
-
-        int code = await TensorParallelRanks.FollowAsync(settings, settings.TensorParallelInitAddress!, Console.Error, shutdown.Token);
-        await TensorParallelRanks.WaitForAsync(ranks, Console.Error);
-        return code;
+        return await TensorParallelRanks.FollowAsync(settings, settings.TensorParallelInitAddress!, Console.Error, shutdown.Token);
     }
 
     private static async Task<int> RunAsync(WorkerSettings settings, RuntimeOptions runtimeOptions, CancellationToken cancellationToken)

@@ -161,7 +161,7 @@ internal static class TensorParallelRanks
     }
 
     /// <summary>
-    /// A rank other than 0: loads its shard, joins, and runs rank 0's forward passes until rank 0 stops (exit 0) or
+    /// A rank other than 0 (and the first of its node: the others of the node it starts): loads its shard, joins, and runs rank 0's forward passes until rank 0 stops (exit 0) or
     /// the group breaks (one line naming the lost rank, exit 1). Needs no NATS or etcd.
     /// </summary>
     public static async Task<int> FollowAsync(WorkerSettings settings, string initAddress, TextWriter log, CancellationToken cancellationToken)
@@ -169,10 +169,45 @@ internal static class TensorParallelRanks
         TensorParallelSettings tp = settings.TensorParallel;
         string path = settings.ModelPath ?? throw new CliUsageException("--model is required for the built-in engine");
         KernelThreads.Count = settings.Threads;
-        (ShardedWeights shard, ICollectiveGroup group) = await LoadAndJoinAsync(tp, initAddress, path, ModelLoader.Load(path), log, cancellationToken).ConfigureAwait(false);
+        IModelWeights full = ModelLoader.Load(path);
+        List<Process> ranks;
+        ShardedWeights shard;
+        ICollectiveGroup group;
+        try
+        {
+            ranks = StartLocalRanks(settings, full.Config, initAddress, log);
+        }
+        catch
+        {
+            full.Dispose();
+            throw;
+        }
+
+        try
+        {
+            (shard, group) = await LoadAndJoinAsync(tp, initAddress, path, full, log, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            Kill(ranks);
+            throw;
+        }
+
+        try
+        {
+            return await FollowAsync(tp, shard, group, MaxBatch(settings), log, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await WaitForAsync(ranks, log).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<int> FollowAsync(TensorParallelSettings tp, ShardedWeights shard, ICollectiveGroup group, int maxBatch, TextWriter log, CancellationToken cancellationToken)
+    {
         using (group)
         {
-            using var model = new Transformer(shard, MaxBatch(settings), group);
+            using var model = new Transformer(shard, maxBatch, group);
             var done = new TaskCompletionSource<Exception?>(TaskCreationOptions.RunContinuationsAsynchronously);
             var thread = new Thread(() =>
             {

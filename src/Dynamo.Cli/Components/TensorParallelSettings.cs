@@ -1,4 +1,5 @@
 using System.Globalization;
+using Dynamo.Components.Parallel;
 
 namespace Dynamo.Cli.Components;
 
@@ -64,27 +65,17 @@ internal sealed record TensorParallelSettings
         Check(Size % Nodes == 0, Invariant($"--nnodes: {Nodes} nodes cannot hold the same number of the {Size} ranks"));
         Check(NodeRank >= 0 && NodeRank < Nodes, Invariant($"--node-rank: {NodeRank} is outside 0..{Nodes - 1}"));
         Check(Nodes == 1 || InitAddress is not null, Invariant($"--dist-init-addr: {Nodes} nodes need the HOST:PORT where rank 0 (on node 0) meets the others"));
-        Check(InitAddress is null || TryParse(InitAddress, out _, out _), $"--dist-init-addr: '{InitAddress}' is not HOST:PORT");
+        if (InitAddress is not null)
+        {
+            // The collectives' own check of HOST:PORT (one line naming --dist-init-addr).
+            new CollectiveMember(Rank, Size, InitAddress, CollectiveAgreement.FromText("")) { NodeCount = Nodes, NodeRank = NodeRank }.Validate();
+        }
+
         Check(SpawnedRank is null || (SpawnedRank >= FirstLocalRank && SpawnedRank < FirstLocalRank + RanksPerNode), Invariant($"--tp-rank: {SpawnedRank} is not a rank of node {NodeRank}"));
         Check(Transport is "auto" or "tcp" or "shm", $"--tp-transport: '{Transport}' is not auto, tcp or shm");
         Check(Timeout > TimeSpan.Zero && Timeout <= TimeSpan.FromHours(1), Invariant($"--dist-timeout: {Timeout.TotalSeconds} s is outside (0, 3600]"));
         Check(RankTimeout >= TimeSpan.FromSeconds(2) && RankTimeout <= TimeSpan.FromHours(1), Invariant($"--rank-timeout: {RankTimeout.TotalSeconds} s is outside [2, 3600] (rank 0 speaks every second)"));
         return this;
-    }
-
-    /// <summary>Splits HOST:PORT ([v6]:PORT too).</summary>
-    public static bool TryParse(string address, out string host, out int port)
-    {
-        host = "";
-        port = 0;
-        int colon = address.LastIndexOf(':');
-        if (colon <= 0 || !int.TryParse(address.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out port) || port is < 1 or > 65535)
-        {
-            return false;
-        }
-
-        host = address[..colon].Trim('[', ']');
-        return host.Length > 0;
     }
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);

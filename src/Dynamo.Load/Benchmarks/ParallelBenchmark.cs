@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Numerics.Tensors;
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.Models;
+using Dynamo.Load.Reports;
 
 namespace Dynamo.Load.Benchmarks;
 
@@ -56,7 +57,7 @@ internal static class ParallelBenchmark
             long bytes = 4L * floats;
             int iterations = (int)Math.Clamp((64L << 20) / Math.Max(bytes, 1), 8, 400);
             double[] us = [.. transformer.ProbeAllReduce(floats, iterations).Select(t => t.TotalMicroseconds).Order()];
-            double median = us[us.Length / 2], p99 = us[Math.Min(us.Length - 1, (int)Math.Ceiling(us.Length * 0.99) - 1)];
+            double median = LatencySummary.Percentile(us, 50), p99 = LatencySummary.Percentile(us, 99);
             yield return new AllReduceRow(ranks, bytes, median, p99, bytes / (median / 1e6));
         }
     }
