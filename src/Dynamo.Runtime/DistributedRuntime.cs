@@ -9,7 +9,7 @@ namespace Dynamo.Runtime;
 /// <summary>
 /// One process's (or, in single-machine mode, one component's) view of the system: discovery, the
 /// request plane and the event plane, and the operations built on them: serve an endpoint
-/// (<see cref="ServeEndpointAsync"/>), call one (<see cref="CreateClientAsync"/>), publish and read
+/// (<see cref="ServeEndpointAsync(EndpointAddress, RequestHandler, CancellationToken)"/>), call one (<see cref="CreateClientAsync"/>), publish and read
 /// model cards and events. Backends: etcd + NATS (<see cref="ConnectAsync"/>) or
 /// <see cref="InProcessCluster"/>.
 /// </summary>
@@ -101,7 +101,15 @@ public sealed class DistributedRuntime : IAsyncDisposable
     /// subject and the any-instance subject (queue group), then registers the instance record under the
     /// lease. Disposing the result deregisters first, then stops serving (in-flight requests are cancelled).
     /// </summary>
-    public async Task<ServedEndpoint> ServeEndpointAsync(EndpointAddress address, RequestHandler handler, CancellationToken cancellationToken = default)
+    public Task<ServedEndpoint> ServeEndpointAsync(EndpointAddress address, RequestHandler handler, CancellationToken cancellationToken = default) =>
+        ServeEndpointAsync(address, handler, dataParallelRanks: null, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="ServeEndpointAsync(EndpointAddress, RequestHandler, CancellationToken)"/>, for an instance that
+    /// serves several data-parallel ranks behind its one subject: its record lists <paramref name="dataParallelRanks"/>
+    /// (<see cref="InstanceRecord.DataParallelRanks"/>) so that routers address each; null for one.
+    /// </summary>
+    public async Task<ServedEndpoint> ServeEndpointAsync(EndpointAddress address, RequestHandler handler, IReadOnlyList<int>? dataParallelRanks, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(address);
         ArgumentNullException.ThrowIfNull(handler);
@@ -118,6 +126,7 @@ public sealed class DistributedRuntime : IAsyncDisposable
             Subject = subject,
             Host = Environment.MachineName,
             Pid = Environment.ProcessId,
+            DataParallelRanks = dataParallelRanks is { Count: > 0 } ? [.. dataParallelRanks] : null,
             StartedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
         };
         byte[] json = JsonSerializer.SerializeToUtf8Bytes(record, RuntimeJsonContext.Default.InstanceRecord);

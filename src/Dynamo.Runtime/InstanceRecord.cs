@@ -47,6 +47,13 @@ public sealed record InstanceRecord
     [JsonPropertyName("draining")]
     public bool? Draining { get; init; }
 
+    /// <summary>
+    /// The data-parallel ranks the instance serves behind its one subject (a worker started with --dp-size N: N
+    /// engine replicas, each its own routing target; a request names one as its dp_rank). Absent: one, rank 0.
+    /// </summary>
+    [JsonPropertyName("dp_ranks")]
+    public IReadOnlyList<int>? DataParallelRanks { get; init; }
+
     /// <summary>When it registered (unix milliseconds).</summary>
     [JsonPropertyName("started_ms")]
     public long StartedMs { get; init; }

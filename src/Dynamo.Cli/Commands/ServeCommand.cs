@@ -321,6 +321,17 @@ internal static class ServeCommand
             RankTimeout = c.Double("rank_timeout") is double rt ? FrontendFlags.Seconds(rt) : TensorParallelSettings.None.RankTimeout,
         };
 
+        TensorParallelSettings tensor;
+        DataParallelSettings data;
+        try
+        {
+            (tensor, data) = DataParallelSettings.Resolve(parallel, c.Int("dp_size") ?? c.Int("data_parallel_size") ?? 1, c.Bool("enable_dp_attention") ?? false);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliUsageException(e.Message);
+        }
+
         string engineKind = c.String("engine") ?? "dynamo";
         string? model = c.String("model") ?? c.String("model_path");
         bool useDefault = model is null && engineKind == "dynamo";
@@ -353,7 +364,8 @@ internal static class ServeCommand
             SystemHost = c.String("system_host") ?? new WorkerSettings().SystemHost,
             MaxWaitingRequests = c.Int("max_waiting_requests") ?? EngineWorkerOptions.Default.MaxWaitingRequests,
             IgnoredFlags = ignored,
-            TensorParallel = parallel,
+            TensorParallel = tensor,
+            DataParallel = data,
             RemotePrefill = c.Bool("remote_prefill") ?? true,
             Disaggregation = DisaggregationFromConfig(c),
             TransferBackend = c.String("disaggregation_transfer_backend") ?? "tcp",

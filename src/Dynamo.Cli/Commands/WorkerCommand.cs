@@ -43,9 +43,11 @@ internal static class WorkerCommand
         var distTimeout = new Option<double>("--dist-timeout") { Description = "Seconds a rank waits for rank 0 at start, and a silent rank gets before it counts as lost", DefaultValueFactory = _ => 120 };
         var rankTimeout = new Option<double>("--rank-timeout") { Description = "Seconds a tensor-parallel rank may stay silent while serving before it counts as lost (the worker then leaves discovery)", DefaultValueFactory = _ => 30 };
         var tpRank = new Option<int?>("--tp-rank") { Description = "Internal: the rank of a process the worker command started for its node", Hidden = true };
-        var ignoredValues = new[] { "--dp-size", "--pipeline-parallel-size" }
+        var dp = new Option<int>("--dp-size", "--dp", "--data-parallel-size") { Description = "Engine replicas behind this worker, each its own KV cache and routing target (worker, dp_rank); with --nnodes each node serves its share", DefaultValueFactory = _ => 1 };
+        var dpAttention = new Option<bool>("--enable-dp-attention") { Description = "SGLang's data-parallel attention: the --tp ranks are shared out among the --dp-size replicas (tp / dp each)" };
+        var ignoredValues = new[] { "--pipeline-parallel-size" }
             .Select(n => new Option<string?>(n) { Description = "Accepted for the guides; no effect here (said at startup)" }).ToArray();
-        var ignoredSwitches = new[] { "--trust-remote-code", "--skip-tokenizer-init", "--enforce-eager", "--enable-dp-attention" }
+        var ignoredSwitches = new[] { "--trust-remote-code", "--skip-tokenizer-init", "--enforce-eager" }
             .Select(n => new Option<bool>(n) { Description = "Accepted for the guides; no effect here (said at startup)" }).ToArray();
         var command = new Command("worker", "Serve a model's engine to the rest of the system over etcd and NATS (NATS_SERVER, ETCD_ENDPOINTS)")
         {
@@ -53,7 +55,7 @@ internal static class WorkerCommand
         };
         EngineFlags engineFlags = EngineFlags.AddTo(command);
         DisaggregationFlags disaggFlags = DisaggregationFlags.AddTo(command);
-        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, maxWaiting, systemPort, systemHost, speedup, gpuBlocks, tp, nnodes, nodeRank, initAddr, tpTransport, distTimeout, rankTimeout, tpRank })
+        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, maxWaiting, systemPort, systemHost, speedup, gpuBlocks, tp, nnodes, nodeRank, initAddr, tpTransport, distTimeout, rankTimeout, tpRank, dp, dpAttention })
         {
             command.Options.Add(o);
         }
@@ -102,6 +104,22 @@ internal static class WorkerCommand
                 RankTimeout = FrontendFlags.Seconds(parse.GetValue(rankTimeout)),
             };
 
+            TensorParallelSettings tensor;
+            DataParallelSettings data;
+            try
+            {
+                (tensor, data) = DataParallelSettings.Resolve(parallel, parse.GetValue(dp), parse.GetValue(dpAttention));
+            }
+            catch (ArgumentException e)
+            {
+                throw new CliUsageException(e.Message);
+            }
+
+            if (!data.Enabled && data.Attention)
+            {
+                ignored.Add("--enable-dp-attention (without --dp-size above 1)");
+            }
+
             ignored.AddRange(ignoredValues.Where(o => parse.GetResult(o) is not null).Select(o => $"{o.Name} {parse.GetValue(o)}"));
             ignored.AddRange(ignoredSwitches.Where(o => parse.GetValue(o)).Select(o => o.Name));
             WorkerSettings settings = disaggFlags.Apply(parse, new WorkerSettings
@@ -124,7 +142,8 @@ internal static class WorkerCommand
                 SystemHost = parse.GetValue(systemHost) ?? SystemHostFromEnvironment(),
                 MaxWaitingRequests = parse.GetValue(maxWaiting),
                 IgnoredFlags = ignored,
-                TensorParallel = parallel,
+                TensorParallel = tensor,
+                DataParallel = data,
             }).Validate();
             if (settings.TensorParallel.Enabled)
             {

@@ -25,7 +25,7 @@ namespace Dynamo.Cli.Components;
 /// </summary>
 internal sealed class WorkerComponent : IAsyncDisposable
 {
-    private readonly IEngine _engine;
+    private readonly IEngine[] _engines;
     private readonly EngineWorker _worker;
     private readonly LoadedModel? _model;
     private readonly KvTransferServer? _transfer;
@@ -33,10 +33,10 @@ internal sealed class WorkerComponent : IAsyncDisposable
     private ICollectiveGroup? _group;
     private List<Process> _ranks = [];
 
-    private WorkerComponent(IEngine engine, EngineWorker worker, LoadedModel? model, ModelDeploymentCard card, KvTransferServer? transfer)
+    private WorkerComponent(IEngine[] engines, EngineWorker worker, LoadedModel? model, ModelDeploymentCard card, KvTransferServer? transfer)
     {
         _transfer = transfer;
-        _engine = engine;
+        _engines = engines;
         _worker = worker;
         _model = model;
         Card = card;
@@ -47,7 +47,11 @@ internal sealed class WorkerComponent : IAsyncDisposable
 
     public ModelDeploymentCard Card { get; }
 
-    public IEngine Engine => _engine;
+    /// <summary>The engine (the first data-parallel rank's, with --dp-size).</summary>
+    public IEngine Engine => _engines[0];
+
+    /// <summary>Every engine replica, by data-parallel rank from this node's first.</summary>
+    public IReadOnlyList<IEngine> Engines => _engines;
 
     public long InstanceId => _worker.InstanceId;
 
@@ -55,7 +59,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
     /// Completes when a rank of this tensor-parallel worker is lost (with the error naming it); never otherwise. The
     /// worker cannot serve after that and should stop.
     /// </summary>
-    public Task<CollectiveException> RankLost => _engine is InferenceEngine { } e ? e.GroupLost : new TaskCompletionSource<CollectiveException>().Task;
+    public Task<CollectiveException> RankLost => _engines[0] is InferenceEngine { } e ? e.GroupLost : new TaskCompletionSource<CollectiveException>().Task;
 
     /// <summary>Requests this worker is serving now.</summary>
     public int InFlight => _worker.InFlight;
@@ -76,8 +80,15 @@ internal sealed class WorkerComponent : IAsyncDisposable
         LoadedModel? model = null;
         ICollectiveGroup? parallelGroup = null;
         List<Process> ranks = [];
-        IEngine engine;
+        var engines = new List<IEngine>();
         ModelCardSource source;
+        DataParallelSettings dp = settings.DataParallel;
+        if (dp.Enabled)
+        {
+            log.WriteLine($"worker: data parallelism: {dp.LocalSize} engine replicas here (ranks {dp.FirstLocalRank}..{dp.FirstLocalRank + dp.LocalSize - 1} of {dp.Size}), " +
+                $"each its own KV cache and routing target, {settings.ThreadsPerReplica} kernel threads each" +
+                (settings.TensorParallel.InitAddress is null && dp.Nodes == 1 ? "" : "; replicas need no rendezvous, so --dist-init-addr is not used"));
+        }
         try
         {
             switch (settings.EngineKind)
@@ -87,6 +98,30 @@ internal sealed class WorkerComponent : IAsyncDisposable
                     string path = settings.ModelPath ?? throw new CliUsageException("--model is required for the built-in engine");
                     model = LoadedModel.Load(path, settings.TokenizerPath);
                     KernelThreads.Count = settings.Threads;
+                    if (dp.Enabled)
+                    {
+                        // Replicas share the mapped weights; each has its own scratch, KV pool share and kernel threads.
+                        EngineOptions replica = settings.Engine with
+                        {
+                            WorkerId = runtime.InstanceId,
+                            KernelThreads = settings.ThreadsPerReplica,
+                            KvCacheMemory = settings.Engine.KvCacheMemory / dp.LocalSize,
+                            KvCacheMemoryFraction = settings.Engine.KvCacheMemoryFraction / dp.LocalSize,
+                        };
+                        for (int r = 0; r < dp.LocalSize; r++)
+                        {
+                            var replicaModel = new Transformer(model.Weights, maxBatch: TensorParallelRanks.MaxBatch(settings));
+                            replicaModel.WarmUp(TimeSpan.FromMilliseconds(200));
+                            engines.Add(new InferenceEngine(replicaModel, model.Tokenizer.EosTokenIds, replica));
+                        }
+
+                        var first = (InferenceEngine)engines[0];
+                        log.WriteLine($"worker: KV cache of each replica {first.KvBudget}");
+                        (string dpFormat, string dpTokenizer) = TokenizerSource(model, path, settings.TokenizerPath);
+                        source = new ModelCardSource(settings.Name, dpFormat, dpTokenizer, first.ContextLength, first.BlockSize, model.Config.VocabSize);
+                        break;
+                    }
+
                     Transformer transformer;
                     if (settings.TensorParallel.Enabled && settings.TensorParallel.Rank != 0)
                     {
@@ -112,7 +147,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
                     log.WriteLine($"worker: kernels warmed up in {warm.TotalMilliseconds:F0} ms (throw-away forward passes before the first request)");
                     var inference = new InferenceEngine(transformer, model.Tokenizer.EosTokenIds, settings.Engine with { WorkerId = runtime.InstanceId });
                     log.WriteLine($"worker: KV cache {inference.KvBudget}");
-                    engine = inference;
+                    engines.Add(inference);
                     (string format, string tokenizerPath) = TokenizerSource(model, path, settings.TokenizerPath);
                     source = new ModelCardSource(settings.Name, format, tokenizerPath, inference.ContextLength, inference.BlockSize, model.Config.VocabSize);
                     break;
@@ -127,14 +162,14 @@ internal sealed class WorkerComponent : IAsyncDisposable
                         ContextLength = settings.Engine.ContextLength ?? EchoEngineOptions.Default.ContextLength,
                         NumGpuBlocks = settings.Mocker.NumGpuBlocks,
                     };
-                    (engine, source) = ModelFreeEngine(settings, _ => new EchoEngine(echo));
+                    source = ModelFreeEngine(settings, engines, _ => new EchoEngine(echo));
                     break;
                 }
 
                 case "mocker":
                 {
                     // Synthetic tokens come from the served tokenizer's vocabulary, so that they decode to text.
-                    (engine, source) = ModelFreeEngine(settings, vocab => new MockerEngine(settings.MockerFor(vocab, runtime.InstanceId).Validate()));
+                    source = ModelFreeEngine(settings, engines, vocab => new MockerEngine(settings.MockerFor(vocab, runtime.InstanceId).Validate()));
                     break;
                 }
 
@@ -144,11 +179,18 @@ internal sealed class WorkerComponent : IAsyncDisposable
         }
         catch
         {
+            foreach (IEngine e in engines)
+            {
+                await e.DisposeAsync().ConfigureAwait(false);
+            }
+
             parallelGroup?.Dispose();
             model?.Dispose();
             TensorParallelRanks.Kill(ranks);
             throw;
         }
+
+        IEngine engine = engines[0];
 
         KvTransferServer? transfer = null;
         try
@@ -164,7 +206,13 @@ internal sealed class WorkerComponent : IAsyncDisposable
                 // Safe: the decode side keeps each ticket until the engine has imported its payload.
                 PoolBuffers = true,
             }, logger);
-            EngineWorker worker = await EngineWorker.StartAsync(runtime, engine, settings.Address, EngineWorkerOptions.Default with { KvTransfer = transfer, ModelFingerprint = Fingerprint(settings), MaxWaitingRequests = settings.MaxWaitingRequests }, logger, cancellationToken).ConfigureAwait(false);
+            EngineWorker worker = await EngineWorker.StartAsync(runtime, engines, settings.Address, EngineWorkerOptions.Default with
+            {
+                KvTransfer = transfer,
+                ModelFingerprint = Fingerprint(settings),
+                MaxWaitingRequests = settings.MaxWaitingRequests,
+                FirstDpRank = dp.FirstLocalRank,
+            }, logger, cancellationToken).ConfigureAwait(false);
             if (!settings.IsPrefillWorker && settings.Disaggregation is { } thresholds)
             {
                 await DisaggregationSettingsStore.PutAsync(runtime.Discovery, settings.Address.Namespace, source.ServedName, thresholds, cancellationToken).ConfigureAwait(false);
@@ -175,13 +223,15 @@ internal sealed class WorkerComponent : IAsyncDisposable
             ModelDeploymentCard card = await ModelCardStore.PublishAsync(runtime, settings.Address, source, role, cancellationToken, settings.RemotePrefill).ConfigureAwait(false);
             log.WriteLine(
                 $"worker: instance {EndpointAddress.FormatId(runtime.InstanceId)} serving {settings.Address} for model '{card.Name}' with the {engine.Name} engine " +
-                $"(context {card.ContextLength}, KV {engine.Stats.KvBlocksTotal} blocks of {card.KvBlockSize}; {runtime.Mode}: {runtime.Discovery.Address})");
+                $"(context {card.ContextLength}, KV {worker.Stats.KvBlocksTotal} blocks of {card.KvBlockSize}" +
+                (dp.Enabled ? $" over {engines.Count} data-parallel ranks {dp.FirstLocalRank}..{dp.FirstLocalRank + engines.Count - 1}" : "") +
+                $"; {runtime.Mode}: {runtime.Discovery.Address})");
             log.WriteLine(settings.IsPrefillWorker
                 ? "worker: prefill worker: prefills prompts for decode workers and pushes their KV over TCP; it takes no request of its own"
                 : transfer is null
                     ? "worker: remote prefill off: this worker prefills every prompt itself"
                     : $"worker: KV from prefill workers arrives at {transfer.Address}, listening on {Listeners.Describe(transfer.LocalEndPoint.Address.ToString(), transfer.LocalEndPoint.Port, "--kv-transfer-host")}");
-            var component = new WorkerComponent(engine, worker, model, card, transfer) { _group = parallelGroup, _ranks = ranks };
+            var component = new WorkerComponent([.. engines], worker, model, card, transfer) { _group = parallelGroup, _ranks = ranks };
             if (settings.SystemPort is int port)
             {
                 try
@@ -201,7 +251,11 @@ internal sealed class WorkerComponent : IAsyncDisposable
         }
         catch
         {
-            await engine.DisposeAsync().ConfigureAwait(false);
+            foreach (IEngine e in engines)
+            {
+                await e.DisposeAsync().ConfigureAwait(false);
+            }
+
             if (transfer is not null)
             {
                 await transfer.DisposeAsync().ConfigureAwait(false);
@@ -228,7 +282,11 @@ internal sealed class WorkerComponent : IAsyncDisposable
         }
 
         await _worker.DisposeAsync().ConfigureAwait(false);
-        await _engine.DisposeAsync().ConfigureAwait(false);
+        foreach (IEngine engine in _engines)
+        {
+            await engine.DisposeAsync().ConfigureAwait(false);
+        }
+
         if (_transfer is not null)
         {
             await _transfer.DisposeAsync().ConfigureAwait(false);
@@ -249,13 +307,17 @@ internal sealed class WorkerComponent : IAsyncDisposable
     /// Echo and mocker engines have no model files: they serve the tokenizer of --model/--tokenizer when
     /// given, else the default model's (so chat requests work end to end).
     /// </summary>
-    private static (IEngine, ModelCardSource) ModelFreeEngine(WorkerSettings settings, Func<int, IEngine> create)
+    private static ModelCardSource ModelFreeEngine(WorkerSettings settings, List<IEngine> engines, Func<int, IEngine> create)
     {
         string path = settings.TokenizerPath ?? settings.ModelPath ?? DefaultModel.EnsurePath();
         using LoadedModel model = LoadedModel.Load(path);
         (string format, string tokenizerPath) = TokenizerSource(model, path, null);
-        IEngine engine = create(model.Config.VocabSize);
-        return (engine, new ModelCardSource(settings.Name, format, tokenizerPath, engine.ContextLength, engine.BlockSize, model.Config.VocabSize));
+        for (int r = 0; r < settings.DataParallel.LocalSize; r++)
+        {
+            engines.Add(create(model.Config.VocabSize));
+        }
+
+        return new ModelCardSource(settings.Name, format, tokenizerPath, engines[0].ContextLength, engines[0].BlockSize, model.Config.VocabSize);
     }
 
     private static (string Format, string Path) TokenizerSource(LoadedModel loaded, string modelPath, string? tokenizerPath)

@@ -74,6 +74,12 @@ internal sealed record WorkerSettings
     /// <summary>How the built-in engine's model is split over processes (--tensor-parallel-size and its companions).</summary>
     public TensorParallelSettings TensorParallel { get; init; } = TensorParallelSettings.None;
 
+    /// <summary>Engine replicas behind this worker (--dp-size), and this node's share of them.</summary>
+    public DataParallelSettings DataParallel { get; init; } = DataParallelSettings.None;
+
+    /// <summary>Kernel threads of each replica: --threads shared out among this node's replicas (one process-wide pool without --dp-size).</summary>
+    public int? ThreadsPerReplica => DataParallel.Enabled ? Math.Max(1, Threads / DataParallel.LocalSize) : null;
+
     /// <summary>The init address the ranks meet at (<see cref="TensorParallelSettings.InitAddress"/>, or the free port chosen for one node).</summary>
     public string? TensorParallelInitAddress { get; init; }
 

@@ -124,22 +124,32 @@ public sealed partial class KvRouterService : IAsyncDisposable
         bool added = false;
         lock (_membershipGate)
         {
-            var listed = new HashSet<long>(Client.Instances.Select(r => r.InstanceId));
-            foreach (long id in Router.Workers)
+            // Each instance is one routing target per data-parallel rank it lists (one, rank 0, when it lists none).
+            var listed = new HashSet<RoutingTarget>(Client.Instances.SelectMany(
+                r => (r.DataParallelRanks ?? [0]).Select(rank => new RoutingTarget(r.InstanceId, rank))));
+            var listedWorkers = new HashSet<long>(listed.Select(t => t.WorkerId));
+            foreach (RoutingTarget target in Router.Workers)
             {
-                if (!listed.Contains(id))
+                if (!listedWorkers.Contains(target.WorkerId))
                 {
-                    Router.RemoveWorker(id);
-                    Log.WorkerLeft(_logger, id);
+                    if (Router.RemoveWorker(target.WorkerId))
+                    {
+                        Log.WorkerLeft(_logger, target.WorkerId);
+                    }
+                }
+                else if (!listed.Contains(target))
+                {
+                    Router.RemoveTarget(target);
+                    Log.WorkerLeft(_logger, target);
                 }
             }
 
-            foreach (long id in listed)
+            foreach (RoutingTarget target in listed)
             {
-                if (Router.AddWorker(id))
+                if (Router.AddWorker(target))
                 {
-                    Router.Index.RequestResync(id);
-                    Log.WorkerJoined(_logger, id);
+                    Router.Index.RequestResync(target);
+                    Log.WorkerJoined(_logger, target);
                     added = true;
                 }
             }
@@ -216,7 +226,7 @@ public sealed partial class KvRouterService : IAsyncDisposable
         {
             while (!cancellationToken.IsCancellationRequested)
             {
-                foreach (long workerId in Router.Index.WorkersNeedingResync)
+                foreach (RoutingTarget workerId in Router.Index.WorkersNeedingResync)
                 {
                     await TryResyncAsync(workerId, cancellationToken).ConfigureAwait(false);
                 }
@@ -244,13 +254,20 @@ public sealed partial class KvRouterService : IAsyncDisposable
         }
     }
 
-    private async Task<bool> TryResyncAsync(long workerId, CancellationToken cancellationToken)
+    private async Task<bool> TryResyncAsync(RoutingTarget workerId, CancellationToken cancellationToken)
     {
         try
         {
-            await foreach (ReadOnlyMemory<byte> response in _dumpClient.StreamAsync(ReadOnlyMemory<byte>.Empty, workerId, cancellationToken: cancellationToken).ConfigureAwait(false))
+            await foreach (ReadOnlyMemory<byte> response in _dumpClient.StreamAsync(KvDumpRequest.Serialize(workerId.DpRank), workerId.WorkerId, cancellationToken: cancellationToken).ConfigureAwait(false))
             {
                 KvEventDump dump = KvEventJson.DeserializeDump(response.Span);
+                if (dump.DpRank != workerId.DpRank)
+                {
+                    // A worker that does not know data-parallel ranks answers for its only engine: not this rank's cache.
+                    Log.ResyncFailed(_logger, workerId, new InvalidDataException($"asked for the dump of rank {workerId.DpRank}, got rank {dump.DpRank}'s"));
+                    return false;
+                }
+
                 Router.LoadDump(workerId, dump);
                 Interlocked.Increment(ref _dumpsLoaded);
                 Log.Resynced(_logger, workerId, dump.LastEventId, Router.Index.BlockCountOf(workerId));
@@ -270,16 +287,16 @@ public sealed partial class KvRouterService : IAsyncDisposable
     private static partial class Log
     {
         [LoggerMessage(EventId = 6111, Level = LogLevel.Information, Message = "Router: worker {WorkerId} joined")]
-        public static partial void WorkerJoined(ILogger logger, long workerId);
+        public static partial void WorkerJoined(ILogger logger, RoutingTarget workerId);
 
         [LoggerMessage(EventId = 6112, Level = LogLevel.Information, Message = "Router: worker {WorkerId} left; purged")]
-        public static partial void WorkerLeft(ILogger logger, long workerId);
+        public static partial void WorkerLeft(ILogger logger, RoutingTarget workerId);
 
         [LoggerMessage(EventId = 6113, Level = LogLevel.Debug, Message = "Router: worker {WorkerId} resynced from its dump at event {LastEventId} ({Blocks} blocks)")]
-        public static partial void Resynced(ILogger logger, long workerId, ulong lastEventId, int blocks);
+        public static partial void Resynced(ILogger logger, RoutingTarget workerId, ulong lastEventId, int blocks);
 
         [LoggerMessage(EventId = 6114, Level = LogLevel.Warning, Message = "Router: resync of worker {WorkerId} failed; retrying")]
-        public static partial void ResyncFailed(ILogger logger, long workerId, Exception? exception);
+        public static partial void ResyncFailed(ILogger logger, RoutingTarget workerId, Exception? exception);
 
         [LoggerMessage(EventId = 6115, Level = LogLevel.Warning, Message = "Router: ignored a malformed message on {Subject}")]
         public static partial void BadMessage(ILogger logger, string subject, Exception exception);

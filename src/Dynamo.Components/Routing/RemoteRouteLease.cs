@@ -17,7 +17,7 @@ internal sealed class RemoteRouteLease : WorkerLease
     private int _disposed;
 
     private RemoteRouteLease(IAsyncEnumerator<ReadOnlyMemory<byte>> stream, RouteResponse route)
-        : base(route.WorkerId)
+        : base(route.WorkerId, route.DpRank)
     {
         _stream = stream;
         _predicted = route.PredictedCachedTokens;

@@ -167,6 +167,7 @@ public sealed class RouterServer : IAsyncDisposable
             yield return JsonSerializer.SerializeToUtf8Bytes(new RouteResponse
             {
                 WorkerId = decision.WorkerId,
+                DpRank = decision.DpRank,
                 OverlapBlocks = decision.OverlapBlocks,
                 PredictedCachedTokens = decision.PredictedCachedTokens,
             }, RoutingJsonContext.Default.RouteResponse);

@@ -19,7 +19,10 @@ namespace Dynamo.Components.Workers;
 /// Protocols/Worker/README.md), its KV events on <c>dyn.{ns}.{comp}.events.kv_events</c> and its load every
 /// second on <c>dyn.{ns}.{comp}.events.load_metrics</c>, and the <c>kv_dump</c> endpoint beside
 /// <c>generate</c> that answers with one message, the engine's <see cref="KvEventDump"/> JSON (what a
-/// router loads to resync, see Kv/README.md). Bad payloads are answered with an
+/// router loads to resync, see Kv/README.md). A worker may serve several engine replicas (data-parallel ranks,
+/// --dp-size): each rank's KV events and load carry its <c>dp_rank</c>, the dump endpoint answers for the rank a
+/// request names, and a generate request goes to the rank its <c>dp_rank</c> names (the KV router's choice), or to
+/// the least loaded rank when it names none. Bad payloads are answered with an
 /// <c>invalid_request</c> error; the worker keeps serving. A KV event that cannot be published (the event
 /// plane down) or that the buffer had to drop is counted and skipped: the next one goes out, and routers
 /// heal the gap from the dump.
@@ -42,7 +45,8 @@ public sealed partial class EngineWorker : IAsyncDisposable
     public const string OverloadedCode = "worker_overloaded";
 
     private readonly DistributedRuntime _runtime;
-    private readonly IEngine _engine;
+    private readonly IEngine[] _engines;
+    private readonly int[] _rankActive;
     private readonly ILogger _logger;
     private readonly EngineWorkerOptions _options;
     private readonly Channel<KvEvent> _kvEvents;
@@ -60,10 +64,11 @@ public sealed partial class EngineWorker : IAsyncDisposable
     private Task _publishers = Task.CompletedTask;
     private readonly ConcurrentDictionary<string, Lazy<Task<EndpointClient>>> _prefillClients = new(StringComparer.Ordinal);
 
-    private EngineWorker(DistributedRuntime runtime, IEngine engine, EndpointAddress address, EngineWorkerOptions options, ILogger logger)
+    private EngineWorker(DistributedRuntime runtime, IEngine[] engines, EndpointAddress address, EngineWorkerOptions options, ILogger logger)
     {
         _runtime = runtime;
-        _engine = engine;
+        _engines = engines;
+        _rankActive = new int[engines.Length];
         Address = address;
         _options = options;
         _logger = logger;
@@ -102,8 +107,17 @@ public sealed partial class EngineWorker : IAsyncDisposable
     /// <summary>Publishes (KV events and load reports) that failed.</summary>
     public long PublishFailures => Interlocked.Read(ref _publishFailures);
 
-    /// <summary>The engine's counters.</summary>
-    public EngineStats Stats => _engine.Stats;
+    /// <summary>The engine's counters (the sum over its data-parallel ranks when it has several).</summary>
+    public EngineStats Stats => _engines.Length == 1 ? _engines[0].Stats : EngineStats.Sum(_engines.Select(e => e.Stats));
+
+    /// <summary>Engine replicas (data-parallel ranks) this worker serves; 1 without --dp-size.</summary>
+    public int DataParallelSize => _engines.Length;
+
+    /// <summary>The data-parallel rank of the first engine (<see cref="EngineWorkerOptions.FirstDpRank"/>).</summary>
+    public int FirstDpRank => _options.FirstDpRank;
+
+    /// <summary>Each data-parallel rank's counters, from <see cref="FirstDpRank"/> on.</summary>
+    public IReadOnlyList<EngineStats> RankStats => [.. _engines.Select(e => e.Stats)];
 
     /// <summary>Remote prefills and fallbacks (as a decode worker), prefills served and KV pushed (as a prefill worker).</summary>
     public WorkerDisaggregationStats Disaggregation { get; } = new();
@@ -112,7 +126,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
 
     internal ILogger Logger => _logger;
 
-    internal int BlockSize => _engine.BlockSize;
+    internal int BlockSize => _engines[0].BlockSize;
 
     /// <summary>The client of a prefill endpoint (one per endpoint, created on first use, following discovery).</summary>
     internal Task<EndpointClient> PrefillClientAsync(string endpoint, CancellationToken cancellationToken)
@@ -135,23 +149,48 @@ public sealed partial class EngineWorker : IAsyncDisposable
         await StartAsync(runtime, engine, address, EngineWorkerOptions.Default, logger, cancellationToken).ConfigureAwait(false);
 
     /// <summary>Starts serving <paramref name="engine"/> at <paramref name="address"/> with <paramref name="options"/>.</summary>
-    public static async Task<EngineWorker> StartAsync(DistributedRuntime runtime, IEngine engine, EndpointAddress address, EngineWorkerOptions options, ILogger? logger = null, CancellationToken cancellationToken = default)
+    public static Task<EngineWorker> StartAsync(DistributedRuntime runtime, IEngine engine, EndpointAddress address, EngineWorkerOptions options, ILogger? logger = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(engine);
+        return StartAsync(runtime, [engine], address, options, logger, cancellationToken);
+    }
+
+    /// <summary>
+    /// Starts serving <paramref name="ranks"/>, engine replicas of one model (data-parallel ranks 0..N-1, each its own
+    /// routing target), at <paramref name="address"/> as one worker instance.
+    /// </summary>
+    public static async Task<EngineWorker> StartAsync(DistributedRuntime runtime, IReadOnlyList<IEngine> ranks, EndpointAddress address, EngineWorkerOptions options, ILogger? logger = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(runtime);
-        ArgumentNullException.ThrowIfNull(engine);
+        ArgumentNullException.ThrowIfNull(ranks);
         ArgumentNullException.ThrowIfNull(options);
-        var worker = new EngineWorker(runtime, engine, address, options.Validate(), logger ?? NullLogger.Instance);
-        if (engine.KvEvents is { } log)
+        if (ranks.Count == 0 || ranks.Any(e => e is null))
         {
-            log.Published += e => worker._kvEvents.Writer.TryWrite(e);
+            throw new ArgumentException("a worker serves at least one engine, and no null one", nameof(ranks));
+        }
+
+        if (ranks.Any(e => e.BlockSize != ranks[0].BlockSize || e.ContextLength != ranks[0].ContextLength))
+        {
+            throw new ArgumentException("the data-parallel ranks of a worker must have one block size and one context length", nameof(ranks));
+        }
+
+        var worker = new EngineWorker(runtime, [.. ranks], address, options.Validate(), logger ?? NullLogger.Instance);
+        for (int i = 0; i < ranks.Count; i++)
+        {
+            if (ranks[i].KvEvents is { } log)
+            {
+                int dpRank = options.FirstDpRank + i;
+                log.Published += e => worker._kvEvents.Writer.TryWrite(e.DpRank == dpRank ? e : e with { DpRank = dpRank });
+            }
         }
 
         worker._publishers = Task.WhenAll(
             Task.Run(() => worker.PublishKvEventsAsync(worker._stop.Token), CancellationToken.None),
             Task.Run(() => worker.PublishLoadAsync(worker._stop.Token), CancellationToken.None));
         // The dump endpoint first: a router that sees the worker in discovery can resync at once.
-        worker._dumpServed = await runtime.ServeEndpointAsync(DumpAddress(address), worker.HandleDumpAsync, cancellationToken).ConfigureAwait(false);
-        worker._served = await runtime.ServeEndpointAsync(address, worker.HandleAsync, cancellationToken).ConfigureAwait(false);
+        IReadOnlyList<int>? dpRanks = ranks.Count > 1 || options.FirstDpRank > 0 ? [.. Enumerable.Range(options.FirstDpRank, ranks.Count)] : null;
+        worker._dumpServed = await runtime.ServeEndpointAsync(DumpAddress(address), worker.HandleDumpAsync, dpRanks, cancellationToken).ConfigureAwait(false);
+        worker._served = await runtime.ServeEndpointAsync(address, worker.HandleAsync, dpRanks, cancellationToken).ConfigureAwait(false);
         return worker;
     }
 
@@ -349,10 +388,24 @@ public sealed partial class EngineWorker : IAsyncDisposable
 
     private async IAsyncEnumerable<ReadOnlyMemory<byte>> HandleDumpAsync(RequestContext context, ReadOnlyMemory<byte> payload, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        KvEventDump dump = await _engine.DumpKvAsync(cancellationToken).ConfigureAwait(false);
-        if (dump.WorkerId != InstanceId)
+        int rank;
+        try
         {
-            dump = dump with { WorkerId = InstanceId };
+            rank = KvDumpRequest.Parse(payload.Span).DpRank;
+            if (payload.IsEmpty)
+            {
+                rank = _options.FirstDpRank;
+            }
+        }
+        catch (FormatException e)
+        {
+            throw new EndpointException("invalid_request", e.Message);
+        }
+
+        KvEventDump dump = await _engines[IndexOf(rank)].DumpKvAsync(cancellationToken).ConfigureAwait(false);
+        if (dump.WorkerId != InstanceId || dump.DpRank != rank)
+        {
+            dump = dump with { WorkerId = InstanceId, DpRank = rank };
         }
         yield return KvEventJson.SerializeDumpToUtf8(dump);
     }
@@ -361,9 +414,26 @@ public sealed partial class EngineWorker : IAsyncDisposable
     {
         GenerateRequest wire = ParseWire(payload.Span);
         EngineRequest request = ToEngineRequest(context.RequestId, wire);
+        int index = wire.DpRank is int chosen ? IndexOf(chosen) : LeastLoaded();
+        Interlocked.Increment(ref _rankActive[index]);
+        try
+        {
+            await foreach (ReadOnlyMemory<byte> response in GenerateOnAsync(_engines[index], wire, request, cancellationToken).ConfigureAwait(false))
+            {
+                yield return response;
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _rankActive[index]);
+        }
+    }
+
+    private async IAsyncEnumerable<ReadOnlyMemory<byte>> GenerateOnAsync(IEngine engine, GenerateRequest wire, EngineRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
         if (wire.KvTransfer is { } target)
         {
-            await foreach (ReadOnlyMemory<byte> response in PrefillForAsync(request, target, cancellationToken).ConfigureAwait(false))
+            await foreach (ReadOnlyMemory<byte> response in PrefillForAsync(engine, request, target, cancellationToken).ConfigureAwait(false))
             {
                 yield return response;
             }
@@ -390,7 +460,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
             IAsyncEnumerator<EngineOutput> outputs;
             try
             {
-                outputs = _engine.SubmitAsync(request, cancellationToken).GetAsyncEnumerator(cancellationToken);
+                outputs = engine.SubmitAsync(request, cancellationToken).GetAsyncEnumerator(cancellationToken);
             }
             catch (ArgumentException e)
             {
@@ -443,7 +513,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
     /// tells the decode worker this one is alive, as long as the engine completes steps (an engine stuck in one step
     /// longer than the decode worker's stall timeout is a stall). A push that fails ends the request with <c>kv_transfer_failed</c>.
     /// </summary>
-    private async IAsyncEnumerable<ReadOnlyMemory<byte>> PrefillForAsync(EngineRequest request, KvTransferTarget target, [EnumeratorCancellation] CancellationToken cancellationToken)
+    private async IAsyncEnumerable<ReadOnlyMemory<byte>> PrefillForAsync(IEngine engine, EngineRequest request, KvTransferTarget target, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         if (target.ModelFingerprint is { } theirs && _options.ModelFingerprint is { } ours && theirs != ours)
         {
@@ -456,7 +526,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
         IAsyncEnumerator<EngineOutput> outputs;
         try
         {
-            outputs = _engine.SubmitAsync(request, cancellationToken).GetAsyncEnumerator(cancellationToken);
+            outputs = engine.SubmitAsync(request, cancellationToken).GetAsyncEnumerator(cancellationToken);
         }
         catch (ArgumentException e)
         {
@@ -464,7 +534,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
         }
 
         EngineOutput? last = null;
-        long steps = _engine.Stats.Steps;
+        long steps = engine.Stats.Steps;
         try
         {
             while (last is null)
@@ -477,7 +547,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
                         cancellationToken.ThrowIfCancellationRequested();
 
                         // Only an engine that moves says it is alive: one stuck in a step lets the decode worker give up.
-                        long now = _engine.Stats.Steps;
+                        long now = engine.Stats.Steps;
                         if (now != steps)
                         {
                             steps = now;
@@ -518,7 +588,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
             yield break;
         }
 
-        KvTransferPayload kv = last.Kv ?? throw new EndpointException("kv_transfer_failed", $"the {_engine.Name} engine exported no KV");
+        KvTransferPayload kv = last.Kv ?? throw new EndpointException("kv_transfer_failed", $"the {engine.Name} engine exported no KV");
         KvTransferSendResult sent;
         try
         {
@@ -540,6 +610,26 @@ public sealed partial class EngineWorker : IAsyncDisposable
             TransferBytes = sent.Bytes,
             TransferTokens = kv.Layout.TokenCount,
         });
+    }
+
+    /// <summary>The engine index of data-parallel rank <paramref name="rank"/>; invalid_request naming this worker's ranks when it has not that one.</summary>
+    private int IndexOf(int rank) => (uint)(rank - _options.FirstDpRank) < (uint)_engines.Length ? rank - _options.FirstDpRank
+        : throw new EndpointException("invalid_request",
+            $"dp_rank {rank}: worker {EndpointAddress.FormatId(InstanceId)} has data-parallel ranks {_options.FirstDpRank}..{_options.FirstDpRank + _engines.Length - 1}");
+
+    /// <summary>The engine index with the fewest requests in flight here (the lowest on a tie): for a request that names no rank.</summary>
+    private int LeastLoaded()
+    {
+        int best = 0;
+        for (int rank = 1; rank < _rankActive.Length; rank++)
+        {
+            if (Volatile.Read(ref _rankActive[rank]) < Volatile.Read(ref _rankActive[best]))
+            {
+                best = rank;
+            }
+        }
+
+        return best;
     }
 
     /// <summary>An empty response: a prefill worker's "still working".</summary>
@@ -580,25 +670,30 @@ public sealed partial class EngineWorker : IAsyncDisposable
         {
             while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
             {
-                EngineStats s = _engine.Stats;
-                var load = new WorkerLoad
+                // One report per data-parallel rank: each is its own routing target.
+                for (int i = 0; i < _engines.Length; i++)
                 {
-                    WorkerId = InstanceId,
-                    Running = s.RunningRequests,
-                    Waiting = s.WaitingRequests,
-                    KvBlocksUsed = s.KvBlocksUsed,
-                    KvBlocksTotal = s.KvBlocksTotal,
-                    PrefixHitRate = s.PrefixHitRate,
-                    TimestampMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
-                };
-                try
-                {
-                    await _runtime.Events.PublishAsync(subject, JsonSerializer.SerializeToUtf8Bytes(load, WorkerJsonContext.Default.WorkerLoad), cancellationToken).ConfigureAwait(false);
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    Interlocked.Increment(ref _publishFailures);
-                    Log.PublishFailed(_logger, subject, e);
+                    EngineStats s = _engines[i].Stats;
+                    var load = new WorkerLoad
+                    {
+                        WorkerId = InstanceId,
+                        DpRank = _options.FirstDpRank + i,
+                        Running = s.RunningRequests,
+                        Waiting = s.WaitingRequests,
+                        KvBlocksUsed = s.KvBlocksUsed,
+                        KvBlocksTotal = s.KvBlocksTotal,
+                        PrefixHitRate = s.PrefixHitRate,
+                        TimestampMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+                    };
+                    try
+                    {
+                        await _runtime.Events.PublishAsync(subject, JsonSerializer.SerializeToUtf8Bytes(load, WorkerJsonContext.Default.WorkerLoad), cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        Interlocked.Increment(ref _publishFailures);
+                        Log.PublishFailed(_logger, subject, e);
+                    }
                 }
             }
         }

@@ -56,12 +56,23 @@ public sealed record EngineWorkerOptions
     /// </summary>
     public int MaxWaitingRequests { get; init; } = 1024;
 
+    /// <summary>
+    /// The data-parallel rank of the worker's first engine: a node serving ranks 8..15 of a 16-rank deployment
+    /// (--dp-size 16 --nnodes 2 --node-rank 1) numbers its engines from 8, so every rank keeps one number everywhere.
+    /// </summary>
+    public int FirstDpRank { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
     public EngineWorkerOptions Validate()
     {
         if (KvEventBufferCapacity < 1)
         {
             throw new ArgumentException($"the KV event buffer must hold at least 1 event (got {KvEventBufferCapacity})");
+        }
+
+        if (FirstDpRank < 0)
+        {
+            throw new ArgumentException($"the first data-parallel rank must be 0 or more (got {FirstDpRank})");
         }
 
         if (MaxWaitingRequests < 1)

@@ -91,6 +91,7 @@ internal sealed partial class RemotePrefillLeg : IAsyncDisposable
             {
                 Version = GenerateRequest.CurrentVersion,
                 RequestId = $"{id}-prefill",
+                DpRank = _target.DpRank,
                 TokenIds = _request.PromptTokens.Take(_import.TokenCount).ToArray(),
                 Sampling = new GenerateSampling { MaxTokens = 1, Temperature = 0 },
                 KvTransfer = new KvTransferTarget

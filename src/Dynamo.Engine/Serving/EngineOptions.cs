@@ -35,6 +35,13 @@ public sealed record EngineOptions
     /// <summary>The worker id KV events carry.</summary>
     public long WorkerId { get; init; }
 
+    /// <summary>
+    /// Threads the kernels of this engine's passes use (its loop thread included), a pool of its own; null: the
+    /// process-wide <see cref="Kernels.KernelThreads.Count"/>. Data-parallel replicas in one process each get a share
+    /// of the cores this way, so that their passes run side by side instead of queueing for one pool.
+    /// </summary>
+    public int? KernelThreads { get; init; }
+
     /// <summary>KV events kept for consumers that missed some.</summary>
     public int EventHistory { get; init; } = 1024;
 
@@ -50,6 +57,7 @@ public sealed record EngineOptions
 
         Check(BlockSize is >= 1 and <= 1024, $"--block-size must be 1..1024 (got {BlockSize})");
         Check(KvCacheMemory is null or > 0, $"--kv-cache-memory must be a positive number of bytes (got {KvCacheMemory})");
+        Check(KernelThreads is null or >= 1, $"--threads must be at least 1 (got {KernelThreads})");
         Check(KvCacheMemoryFraction is > 0 and <= 0.95, $"--mem-fraction-static must be in (0, 0.95] (got {KvCacheMemoryFraction})");
         Check(MaxNumSeqs >= 1, $"--max-num-seqs must be at least 1 (got {MaxNumSeqs})");
         Check(MaxNumBatchedTokens >= 1, $"--max-num-batched-tokens must be at least 1 (got {MaxNumBatchedTokens})");

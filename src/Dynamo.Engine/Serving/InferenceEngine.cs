@@ -1,4 +1,5 @@
 using Dynamo.Engine.Inference;
+using Dynamo.Engine.Kernels;
 using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Parallel;
@@ -117,6 +118,7 @@ public sealed class InferenceEngine : IEngine
 
     private void Loop()
     {
+        using KernelThreads.ThreadOverride threads = _options.KernelThreads is int n ? KernelThreads.OverrideOnCurrentThread(n) : default;
         try
         {
             while (!_core.Stopping.IsCancellationRequested)

@@ -66,8 +66,34 @@ public sealed class SystemStatusServer : IAsyncDisposable
         Gauge served = G("dynamo_component_prefills_served_total", "Prefill side: prefills run for decode workers");
         Gauge sent = G("dynamo_component_kv_transfer_sent_bytes_total", "Prefill side: bytes of KV pushed to decode workers");
         Gauge sendFailures = G("dynamo_component_kv_transfer_send_failures_total", "Prefill side: KV pushes that failed");
+        string[] rankLabels = [.. labels, "dp_rank"];
+        Gauge R(string name, string help) => metrics.CreateGauge(name, help, rankLabels);
+        bool ranked = worker.DataParallelSize > 1 || worker.FirstDpRank > 0;
+        Gauge? rankRunning = ranked ? R("dynamo_component_dp_rank_running_requests", "Requests in the running batch of each data-parallel rank") : null;
+        Gauge? rankWaiting = ranked ? R("dynamo_component_dp_rank_waiting_requests", "Requests waiting for admission at each data-parallel rank") : null;
+        Gauge? rankUsed = ranked ? R("dynamo_component_dp_rank_kv_blocks_used", "KV blocks in use at each data-parallel rank") : null;
+        Gauge? rankTotal = ranked ? R("dynamo_component_dp_rank_kv_blocks_total", "KV blocks in the pool of each data-parallel rank") : null;
+        Gauge? rankPrompt = ranked ? R("dynamo_component_dp_rank_prompt_tokens_total", "Prompt tokens of the requests each data-parallel rank admitted") : null;
+        Gauge? rankHits = ranked ? R("dynamo_component_dp_rank_prefix_cache_hits_total", "Prompt tokens each data-parallel rank found in its prefix cache") : null;
+        Gauge? rankFinished = ranked ? R("dynamo_component_dp_rank_requests_finished_total", "Requests each data-parallel rank finished") : null;
         registry.AddBeforeCollectCallback(() =>
         {
+            if (ranked)
+            {
+                IReadOnlyList<EngineStats> perRank = worker.RankStats;
+                for (int i = 0; i < perRank.Count; i++)
+                {
+                    string[] at = [.. values, (worker.FirstDpRank + i).ToString(System.Globalization.CultureInfo.InvariantCulture)];
+                    rankRunning!.WithLabels(at).Set(perRank[i].RunningRequests);
+                    rankWaiting!.WithLabels(at).Set(perRank[i].WaitingRequests);
+                    rankUsed!.WithLabels(at).Set(perRank[i].KvBlocksUsed);
+                    rankTotal!.WithLabels(at).Set(perRank[i].KvBlocksTotal);
+                    rankPrompt!.WithLabels(at).Set(perRank[i].PromptTokens);
+                    rankHits!.WithLabels(at).Set(perRank[i].PrefixHitTokens);
+                    rankFinished!.WithLabels(at).Set(perRank[i].RequestsFinished);
+                }
+            }
+
             EngineStats s = worker.Stats;
             WorkerDisaggregationStats d = worker.Disaggregation;
             remote.WithLabels(values).Set(d.RemotePrefills);

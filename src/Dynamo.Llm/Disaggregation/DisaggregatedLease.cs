@@ -16,7 +16,7 @@ public sealed class DisaggregatedLease : WorkerLease
 
     /// <summary>A lease on <paramref name="decode"/>'s worker, prefilled by <paramref name="prefill"/>'s worker of <paramref name="prefillEndpoint"/>.</summary>
     public DisaggregatedLease(WorkerLease decode, WorkerLease prefill, string prefillEndpoint)
-        : base(decode.WorkerId)
+        : base(decode.WorkerId, decode.DpRank)
     {
         _decode = decode;
         _prefill = prefill;
@@ -31,7 +31,7 @@ public sealed class DisaggregatedLease : WorkerLease
 
     /// <inheritdoc/>
     public override GenerateRequest Prepare(GenerateRequest request) =>
-        _decode.Prepare(request) with { RemotePrefill = new RemotePrefill { Endpoint = _prefillEndpoint, InstanceId = _prefill.WorkerId } };
+        _decode.Prepare(request) with { RemotePrefill = new RemotePrefill { Endpoint = _prefillEndpoint, InstanceId = _prefill.WorkerId, DpRank = _prefill.DpRank } };
 
     /// <inheritdoc/>
     public override void MarkFirstToken()

@@ -36,4 +36,38 @@ public sealed record EngineStats
 
     /// <summary>Prefix-cache hit rate in tokens, 0..1.</summary>
     public double PrefixHitRate => PrefixQueryTokens == 0 ? 0 : (double)PrefixHitTokens / PrefixQueryTokens;
+
+    /// <summary>
+    /// The counters of several engines as one (a worker's data-parallel ranks): counts and blocks add up, the block
+    /// size is theirs; the rates follow from the sums.
+    /// </summary>
+    public static EngineStats Sum(IEnumerable<EngineStats> ranks)
+    {
+        ArgumentNullException.ThrowIfNull(ranks);
+        EngineStats sum = new();
+        foreach (EngineStats r in ranks)
+        {
+            sum = new EngineStats
+            {
+                RunningRequests = sum.RunningRequests + r.RunningRequests,
+                WaitingRequests = sum.WaitingRequests + r.WaitingRequests,
+                AwaitingKvRequests = sum.AwaitingKvRequests + r.AwaitingKvRequests,
+                KvBlocksUsed = sum.KvBlocksUsed + r.KvBlocksUsed,
+                KvBlocksTotal = sum.KvBlocksTotal + r.KvBlocksTotal,
+                KvCacheBytes = sum.KvCacheBytes + r.KvCacheBytes,
+                KvBlocksCached = sum.KvBlocksCached + r.KvBlocksCached,
+                BlockSize = r.BlockSize,
+                PrefixQueryTokens = sum.PrefixQueryTokens + r.PrefixQueryTokens,
+                PrefixHitTokens = sum.PrefixHitTokens + r.PrefixHitTokens,
+                PromptTokens = sum.PromptTokens + r.PromptTokens,
+                GeneratedTokens = sum.GeneratedTokens + r.GeneratedTokens,
+                Preemptions = sum.Preemptions + r.Preemptions,
+                RequestsFinished = sum.RequestsFinished + r.RequestsFinished,
+                Steps = sum.Steps + r.Steps,
+                KvImportsRefused = sum.KvImportsRefused + r.KvImportsRefused,
+            };
+        }
+
+        return sum;
+    }
 }

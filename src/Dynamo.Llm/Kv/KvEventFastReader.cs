@@ -24,6 +24,7 @@ internal static class KvEventFastReader
             }
 
             long? workerId = null;
+            int? dpRank = null;
             ulong? eventId = null;
             KvEventData? data = null;
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
@@ -36,6 +37,15 @@ internal static class KvEventFastReader
                     }
 
                     workerId = w;
+                }
+                else if (reader.ValueTextEquals("dp_rank"u8))
+                {
+                    if (dpRank is not null || !reader.Read() || reader.TokenType != JsonTokenType.Number || !reader.TryGetInt32(out int r))
+                    {
+                        return false;
+                    }
+
+                    dpRank = r;
                 }
                 else if (reader.ValueTextEquals("event_id"u8))
                 {
@@ -65,7 +75,7 @@ internal static class KvEventFastReader
                 return false;
             }
 
-            kvEvent = new KvEvent(workerId.Value, eventId.Value, data);
+            kvEvent = new KvEvent(workerId.Value, eventId.Value, data, dpRank ?? 0);
             return true;
         }
         catch (JsonException)

@@ -4,7 +4,8 @@ using Dynamo.Llm.Kv;
 namespace Dynamo.Llm.Routing;
 
 /// <summary>
-/// The router's global KV index: which workers hold which blocks, keyed by chained block (sequence)
+/// The router's global KV index: which workers (routing targets: a worker, or one data-parallel rank of a worker,
+/// see <see cref="RoutingTarget"/>) hold which blocks, keyed by chained block (sequence)
 /// hashes and fed by each worker's <see cref="KvEvent"/> stream. A sequence hash names a block together
 /// with its whole prefix, so the map hash -> workers is the radix tree of every cached prefix.
 /// <see cref="FindMatches(ReadOnlySpan{ulong}, OverlapScores)"/> gives, per worker, how many leading
@@ -21,9 +22,9 @@ public sealed class KvIndex
 {
     private readonly Lock _gate = new();
     private readonly PrefixTable _table;
-    private readonly Dictionary<long, WorkerEntry> _workers = [];
+    private readonly Dictionary<RoutingTarget, WorkerEntry> _workers = [];
     private readonly Stack<int> _freeSlots = new();
-    private long[] _slotWorkers = new long[16];
+    private RoutingTarget[] _slotWorkers = new RoutingTarget[16];
     private int _nextSlot;
 
     /// <summary>Creates an empty index.</summary>
@@ -52,7 +53,7 @@ public sealed class KvIndex
     }
 
     /// <summary>The workers the index knows (added, or seen in an event), by id.</summary>
-    public IReadOnlyList<long> Workers
+    public IReadOnlyList<RoutingTarget> Workers
     {
         get
         {
@@ -64,7 +65,7 @@ public sealed class KvIndex
     }
 
     /// <summary>The workers whose stream had a gap (or that were asked to resync) and wait for <see cref="LoadDump"/>.</summary>
-    public IReadOnlyList<long> WorkersNeedingResync
+    public IReadOnlyList<RoutingTarget> WorkersNeedingResync
     {
         get
         {
@@ -75,51 +76,51 @@ public sealed class KvIndex
         }
     }
 
-    /// <summary>Blocks <paramref name="workerId"/> holds (0 for an unknown worker).</summary>
-    public int BlockCountOf(long workerId)
+    /// <summary>Blocks <paramref name="target"/> holds (0 for an unknown worker).</summary>
+    public int BlockCountOf(RoutingTarget target)
     {
         lock (_gate)
         {
-            return _workers.TryGetValue(workerId, out WorkerEntry? w) ? w.BlockCount : 0;
+            return _workers.TryGetValue(target, out WorkerEntry? w) ? w.BlockCount : 0;
         }
     }
 
-    /// <summary>The id of the last event applied for <paramref name="workerId"/> (or of its loaded dump); 0 for none.</summary>
-    public ulong LastEventId(long workerId)
+    /// <summary>The id of the last event applied for <paramref name="target"/> (or of its loaded dump); 0 for none.</summary>
+    public ulong LastEventId(RoutingTarget target)
     {
         lock (_gate)
         {
-            return _workers.TryGetValue(workerId, out WorkerEntry? w) ? w.LastEventId : 0;
+            return _workers.TryGetValue(target, out WorkerEntry? w) ? w.LastEventId : 0;
         }
     }
 
-    /// <summary>Whether <paramref name="workerId"/> holds <paramref name="blockHash"/>.</summary>
-    public bool Contains(long workerId, ulong blockHash)
+    /// <summary>Whether <paramref name="target"/> holds <paramref name="blockHash"/>.</summary>
+    public bool Contains(RoutingTarget target, ulong blockHash)
     {
         lock (_gate)
         {
-            return _workers.TryGetValue(workerId, out WorkerEntry? w) && _table.Contains(blockHash, w.Slot);
+            return _workers.TryGetValue(target, out WorkerEntry? w) && _table.Contains(blockHash, w.Slot);
         }
     }
 
     /// <summary>Registers a worker with no blocks (a no-op when known); events of an unknown worker register it too.</summary>
-    public void AddWorker(long workerId)
+    public void AddWorker(RoutingTarget target)
     {
         lock (_gate)
         {
-            GetOrAdd(workerId);
+            GetOrAdd(target);
         }
     }
 
     /// <summary>
-    /// Forgets <paramref name="workerId"/> and every block it holds, at once (a scan of the whole table:
+    /// Forgets <paramref name="target"/> and every block it holds, at once (a scan of the whole table:
     /// milliseconds for a million blocks; workers leave rarely). False when unknown.
     /// </summary>
-    public bool RemoveWorker(long workerId)
+    public bool RemoveWorker(RoutingTarget target)
     {
         lock (_gate)
         {
-            if (!_workers.Remove(workerId, out WorkerEntry? w))
+            if (!_workers.Remove(target, out WorkerEntry? w))
             {
                 return false;
             }
@@ -146,7 +147,7 @@ public sealed class KvIndex
 
         lock (_gate)
         {
-            WorkerEntry w = GetOrAdd(kvEvent.WorkerId);
+            WorkerEntry w = GetOrAdd(new RoutingTarget(kvEvent.WorkerId, kvEvent.DpRank));
             if (kvEvent.EventId <= w.LastEventId)
             {
                 return KvApplyResult.Stale;
@@ -170,27 +171,27 @@ public sealed class KvIndex
         }
     }
 
-    /// <summary>Lists <paramref name="workerId"/> (registering it if new) as needing a dump, e.g. a worker found by a router that just started.</summary>
-    public void RequestResync(long workerId)
+    /// <summary>Lists <paramref name="target"/> (registering it if new) as needing a dump, e.g. a worker found by a router that just started.</summary>
+    public void RequestResync(RoutingTarget target)
     {
         lock (_gate)
         {
-            GetOrAdd(workerId).NeedsResync = true;
+            GetOrAdd(target).NeedsResync = true;
         }
     }
 
     /// <summary>
-    /// Replaces <paramref name="workerId"/>'s blocks with <paramref name="dump"/>'s, sets its last event id
+    /// Replaces <paramref name="target"/>'s blocks with <paramref name="dump"/>'s, sets its last event id
     /// to the dump's, then applies the events kept since the resync began that come after it, in id order.
     /// The worker leaves <see cref="WorkersNeedingResync"/> unless those events still have a hole (then the
     /// kept events are dropped and it waits for a later dump).
     /// </summary>
-    public void LoadDump(long workerId, KvEventDump dump)
+    public void LoadDump(RoutingTarget target, KvEventDump dump)
     {
         ArgumentNullException.ThrowIfNull(dump);
         lock (_gate)
         {
-            WorkerEntry w = GetOrAdd(workerId);
+            WorkerEntry w = GetOrAdd(target);
             ClearWorker(w);
             foreach (KvStoredData group in dump.Stored)
             {
@@ -254,9 +255,9 @@ public sealed class KvIndex
         return scores;
     }
 
-    private WorkerEntry GetOrAdd(long workerId)
+    private WorkerEntry GetOrAdd(RoutingTarget target)
     {
-        if (_workers.TryGetValue(workerId, out WorkerEntry? w))
+        if (_workers.TryGetValue(target, out WorkerEntry? w))
         {
             return w;
         }
@@ -267,9 +268,9 @@ public sealed class KvIndex
             Array.Resize(ref _slotWorkers, _slotWorkers.Length * 2);
         }
 
-        _slotWorkers[slot] = workerId;
+        _slotWorkers[slot] = target;
         w = new WorkerEntry(slot);
-        _workers[workerId] = w;
+        _workers[target] = w;
         return w;
     }
 

@@ -53,8 +53,8 @@ public sealed partial class KvRouter : IWorkerRouter
     /// <summary>The KV index the router reads (fed through <see cref="ApplyEvent"/> and <see cref="LoadDump"/>).</summary>
     public KvIndex Index { get; } = new();
 
-    /// <summary>The workers, by id.</summary>
-    public IReadOnlyList<long> Workers
+    /// <summary>The routing targets (workers, and the data-parallel ranks of workers that have several), in order.</summary>
+    public IReadOnlyList<RoutingTarget> Workers
     {
         get
         {
@@ -66,10 +66,11 @@ public sealed partial class KvRouter : IWorkerRouter
     }
 
     /// <summary>
-    /// Adds a worker (or updates its batch budget): <paramref name="batchBudgetTokens"/> is its
-    /// max-num-batched-tokens when known, else <see cref="KvRouterOptions.DefaultBatchBudget"/>. True when new.
+    /// Adds a worker, or one data-parallel rank of a worker (a long converts to its rank 0), or updates its batch
+    /// budget: <paramref name="batchBudgetTokens"/> is its max-num-batched-tokens when known, else
+    /// <see cref="KvRouterOptions.DefaultBatchBudget"/>. True when new.
     /// </summary>
-    public bool AddWorker(long workerId, int? batchBudgetTokens = null)
+    public bool AddWorker(RoutingTarget workerId, int? batchBudgetTokens = null)
     {
         if (batchBudgetTokens is < 1)
         {
@@ -84,7 +85,17 @@ public sealed partial class KvRouter : IWorkerRouter
                 return false;
             }
 
-            _workers.Add(workerId, batchBudgetTokens ?? Options.DefaultBatchBudget);
+            KvWorkerState added = _workers.Add(workerId, batchBudgetTokens ?? Options.DefaultBatchBudget);
+            bool ranked = workerId.DpRank != 0 || _workers.Sorted.Any(w => w.WorkerId == workerId.WorkerId && w.Ranked);
+            foreach (KvWorkerState w in _workers.Sorted)
+            {
+                if (w.WorkerId == workerId.WorkerId)
+                {
+                    w.Ranked |= ranked;
+                }
+            }
+
+            added.Ranked = ranked;
             Index.AddWorker(workerId);
             Pump();
             return true;
@@ -92,15 +103,49 @@ public sealed partial class KvRouter : IWorkerRouter
     }
 
     /// <summary>
-    /// Removes a worker at once: from routing, from the KV index, and its in-flight load (their decisions
-    /// then release nothing). Queued requests fail when no worker is left. False when unknown.
+    /// Removes a worker, with every data-parallel rank of it, at once: from routing, from the KV index, and its
+    /// in-flight load (their decisions then release nothing). Queued requests fail when no worker is left. False
+    /// when unknown.
     /// </summary>
     public bool RemoveWorker(long workerId)
     {
         lock (_gate)
         {
-            Index.RemoveWorker(workerId);
-            if (_workers.Remove(workerId) is not { } worker)
+            RoutingTarget[] targets = [.. _workers.Ids.Where(t => t.WorkerId == workerId)];
+            foreach (RoutingTarget target in Index.Workers.Where(t => t.WorkerId == workerId))
+            {
+                Index.RemoveWorker(target);
+            }
+
+            foreach (RoutingTarget target in targets)
+            {
+                KvWorkerState worker = _workers.Remove(target)!;
+                worker.Removed = true;
+                _ledger.Forget(worker, worker.Decisions);
+                worker.Decisions.Clear();
+                _counters.InFlight -= worker.InFlight;
+            }
+
+            if (targets.Length == 0)
+            {
+                return false;
+            }
+
+            Pump();
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Removes one data-parallel rank of a worker (a worker that now runs fewer), as <see cref="RemoveWorker"/> does a
+    /// whole worker. False when unknown.
+    /// </summary>
+    public bool RemoveTarget(RoutingTarget target)
+    {
+        lock (_gate)
+        {
+            Index.RemoveWorker(target);
+            if (_workers.Remove(target) is not { } worker)
             {
                 return false;
             }
@@ -124,12 +169,12 @@ public sealed partial class KvRouter : IWorkerRouter
         ArgumentNullException.ThrowIfNull(kvEvent);
         lock (_gate)
         {
-            return _workers.Contains(kvEvent.WorkerId) ? Index.Apply(kvEvent) : KvApplyResult.Stale;
+            return _workers.Contains(new RoutingTarget(kvEvent.WorkerId, kvEvent.DpRank)) ? Index.Apply(kvEvent) : KvApplyResult.Stale;
         }
     }
 
-    /// <summary>Rebuilds a worker's part of the index from its dump (ignored for a worker not added).</summary>
-    public void LoadDump(long workerId, KvEventDump dump)
+    /// <summary>Rebuilds a worker's (or one rank's) part of the index from its dump (ignored for a target not added).</summary>
+    public void LoadDump(RoutingTarget workerId, KvEventDump dump)
     {
         ArgumentNullException.ThrowIfNull(dump);
         lock (_gate)
@@ -151,7 +196,7 @@ public sealed partial class KvRouter : IWorkerRouter
         ArgumentNullException.ThrowIfNull(load);
         lock (_gate)
         {
-            if (_workers.TryGet(load.WorkerId, out KvWorkerState? worker))
+            if (_workers.TryGet(new RoutingTarget(load.WorkerId, load.DpRank), out KvWorkerState? worker))
             {
                 worker.ReportedBlocksUsed = load.KvBlocksUsed;
                 worker.ReportedBlocksTotal = load.KvBlocksTotal;
@@ -266,10 +311,10 @@ public sealed partial class KvRouter : IWorkerRouter
     }
 
     /// <summary>
-    /// What the KV index says of a prompt: per worker holding its first block, how many leading full blocks
-    /// it caches (the router's own view, as its KV events and dumps built it). For diagnostics and tests.
+    /// What the KV index says of a prompt: per worker (or rank) holding its first block, how many leading full
+    /// blocks it caches (the router's own view, as its KV events and dumps built it). For diagnostics and tests.
     /// </summary>
-    public IReadOnlyDictionary<long, int> IndexedOverlap(ReadOnlySpan<int> tokens)
+    public IReadOnlyDictionary<RoutingTarget, int> IndexedOverlap(ReadOnlySpan<int> tokens)
     {
         ulong[] hashes = BlockHasher.SequenceHashes(tokens, Options.BlockSize);
         var scores = new OverlapScores();
@@ -278,7 +323,7 @@ public sealed partial class KvRouter : IWorkerRouter
             Index.FindMatches(hashes, scores);
         }
 
-        var overlap = new Dictionary<long, int>();
+        var overlap = new Dictionary<RoutingTarget, int>();
         for (int i = 0; i < scores.WorkerIds.Length; i++)
         {
             overlap[scores.WorkerIds[i]] = scores.Blocks[i];
@@ -299,9 +344,9 @@ public sealed partial class KvRouter : IWorkerRouter
         lock (_gate)
         {
             long now = _time.GetTimestamp();
-            foreach (long id in workers)
+            foreach (KvWorkerState w in _workers.Sorted)
             {
-                if (_workers.TryGet(id, out KvWorkerState? w) && w.HasReport && _time.GetElapsedTime(w.ReportedAt, now) < Options.StaleMetricsDecay)
+                if (w.HasReport && _time.GetElapsedTime(w.ReportedAt, now) < Options.StaleMetricsDecay && workers.Contains(w.WorkerId))
                 {
                     waiting += w.ReportedWaiting;
                 }
@@ -330,7 +375,8 @@ public sealed partial class KvRouter : IWorkerRouter
                 Rejections = _counters.Rejections,
                 InFlight = _counters.InFlight,
                 Workers = [.. _workers.Sorted.Select(w => new WorkerLoadSnapshot(
-                    w.WorkerId, w.InFlight, w.ActivePrefillTokens, w.DistinctBlocks + w.PartialBlocks, Reported(w, now), w.BatchBudget, Saturated(w), Index.BlockCountOf(w.WorkerId)))],
+                    w.WorkerId, w.InFlight, w.ActivePrefillTokens, w.DistinctBlocks + w.PartialBlocks, Reported(w, now), w.BatchBudget, Saturated(w), Index.BlockCountOf(w.Target))
+                    { DpRank = w.Target.DpRank })],
             };
         }
     }
@@ -521,7 +567,7 @@ public sealed partial class KvRouter : IWorkerRouter
 
         _ledger.Match(hashes, _workers);
         Index.FindMatches(hashes, _scores);
-        ReadOnlySpan<long> ids = _scores.WorkerIds;
+        ReadOnlySpan<RoutingTarget> ids = _scores.WorkerIds;
         ReadOnlySpan<int> depths = _scores.Blocks;
         for (int i = 0; i < ids.Length; i++)
         {
@@ -549,7 +595,7 @@ public sealed partial class KvRouter : IWorkerRouter
 
             double cost = KvCost.Of(new KvCostInput(
                 request.PromptTokens, bs, Overlap(w), w.InflightOverlap, w.ActivePrefillTokens, w.DistinctBlocks + w.PartialBlocks,
-                Reported(w, now), Index.BlockCountOf(w.WorkerId), w.ReportedBlocksTotal, request.Weight));
+                Reported(w, now), Index.BlockCountOf(w.Target), w.ReportedBlocksTotal, request.Weight));
             _costs[i] = cost;
             min = Math.Min(min, cost);
             max = Math.Max(max, cost);
@@ -571,7 +617,7 @@ public sealed partial class KvRouter : IWorkerRouter
         var decision = new RoutingDecision(this, worker, request.PromptTokens, chosenOverlap, worker.IndexedOverlap, _costs[chosen], request.Hashes, request.Blocks, charged, bs);
         worker.Decisions.Add(decision);
         _counters.OnDecision(decision);
-        Log.Routed(_logger, request.RequestId, worker.WorkerId, chosenOverlap, worker.IndexedOverlap, decision.Cost, request.PromptTokens);
+        Log.Routed(_logger, request.RequestId, worker.Target, chosenOverlap, worker.IndexedOverlap, decision.Cost, request.PromptTokens);
         return decision;
     }
 
@@ -631,7 +677,7 @@ public sealed partial class KvRouter : IWorkerRouter
     private static partial class Log
     {
         [LoggerMessage(EventId = 6101, Level = LogLevel.Debug, Message = "Routed request {RequestId} to worker {WorkerId}: overlap {OverlapBlocks} blocks ({IndexedBlocks} indexed), cost {Cost}, {PromptTokens} prompt tokens")]
-        public static partial void Routed(ILogger logger, string? requestId, long workerId, int overlapBlocks, int indexedBlocks, double cost, int promptTokens);
+        public static partial void Routed(ILogger logger, string? requestId, RoutingTarget workerId, int overlapBlocks, int indexedBlocks, double cost, int promptTokens);
 
         [LoggerMessage(EventId = 6102, Level = LogLevel.Debug, Message = "Rejected request {RequestId}: {Reason}")]
         public static partial void Rejected(ILogger logger, string? requestId, string reason);

@@ -5,9 +5,14 @@ namespace Dynamo.Llm.Routing;
 /// router charged it, its own latest load report, and the scratch overlaps of the decision being made.
 /// Mutated only under the router's gate.
 /// </summary>
-internal sealed class KvWorkerState(long workerId, int slot, int batchBudget)
+internal sealed class KvWorkerState(RoutingTarget target, int slot, int batchBudget)
 {
-    public long WorkerId { get; } = workerId;
+    public RoutingTarget Target { get; } = target;
+
+    public long WorkerId => Target.WorkerId;
+
+    /// <summary>Whether its worker has data-parallel ranks (a rank other than 0 was added): decisions then name the rank.</summary>
+    public bool Ranked { get; set; }
 
     public int Slot { get; } = slot;
 

@@ -7,20 +7,20 @@ namespace Dynamo.Llm.Routing;
 /// </summary>
 public sealed class OverlapScores
 {
-    private long[] _workers = new long[16];
+    private RoutingTarget[] _workers = new RoutingTarget[16];
     private int[] _blocks = new int[16];
 
     /// <summary>Workers with an overlap of at least one block.</summary>
     public int Count { get; private set; }
 
-    /// <summary>The matched workers' ids (parallel to <see cref="Blocks"/>), in no particular order.</summary>
-    public ReadOnlySpan<long> WorkerIds => _workers.AsSpan(0, Count);
+    /// <summary>The matched workers (each a worker and data-parallel rank) (parallel to <see cref="Blocks"/>), in no particular order.</summary>
+    public ReadOnlySpan<RoutingTarget> WorkerIds => _workers.AsSpan(0, Count);
 
     /// <summary>Each matched worker's overlap, in leading blocks of the request.</summary>
     public ReadOnlySpan<int> Blocks => _blocks.AsSpan(0, Count);
 
     /// <summary>The overlap of <paramref name="workerId"/> in blocks; 0 when it holds not even the first block.</summary>
-    public int Get(long workerId)
+    public int Get(RoutingTarget workerId)
     {
         for (int i = 0; i < Count; i++)
         {
@@ -35,7 +35,7 @@ public sealed class OverlapScores
 
     internal void Clear() => Count = 0;
 
-    internal void Add(long workerId, int blocks)
+    internal void Add(RoutingTarget workerId, int blocks)
     {
         if (Count == _workers.Length)
         {

@@ -9,6 +9,11 @@ public sealed record RouteResponse
     [JsonPropertyName("worker_id")]
     public long WorkerId { get; init; }
 
+    /// <summary>The chosen data-parallel rank of that worker (absent: a worker with one engine).</summary>
+    [JsonPropertyName("dp_rank")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? DpRank { get; init; }
+
     /// <summary>Leading prompt blocks the router expects the worker to hold.</summary>
     [JsonPropertyName("overlap_blocks")]
     public int OverlapBlocks { get; init; }

@@ -12,7 +12,7 @@ public sealed class RoutingDecision : WorkerLease, IDisposable
     private readonly KvRouter _router;
 
     internal RoutingDecision(KvRouter router, KvWorkerState worker, int promptTokens, int overlapBlocks, int indexedOverlapBlocks, double cost, ulong[] hashes, int hashCount, long chargedPrefillTokens, int blockSize)
-        : base(worker.WorkerId)
+        : base(worker.WorkerId, worker.Ranked ? worker.Target.DpRank : null)
     {
         _router = router;
         Worker = worker;

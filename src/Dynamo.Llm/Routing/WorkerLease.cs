@@ -12,14 +12,21 @@ namespace Dynamo.Llm.Routing;
 /// </summary>
 public abstract class WorkerLease : IAsyncDisposable
 {
-    /// <summary>A lease on <paramref name="workerId"/>.</summary>
-    protected WorkerLease(long workerId)
+    /// <summary>A lease on <paramref name="workerId"/> (on its data-parallel rank <paramref name="dpRank"/>, when the router chose one).</summary>
+    protected WorkerLease(long workerId, int? dpRank = null)
     {
         WorkerId = workerId;
+        DpRank = dpRank;
     }
 
     /// <summary>The chosen worker's instance id: the request is sent there and its tokens stream from there.</summary>
     public long WorkerId { get; }
+
+    /// <summary>
+    /// The chosen data-parallel rank of that worker (<see cref="RoutingTarget"/>), written into the generate request by
+    /// <see cref="Prepare"/>; null when the router chose a worker only (the worker then picks its least loaded rank).
+    /// </summary>
+    public int? DpRank { get; }
 
     /// <summary>Prompt tokens the router expects the worker to serve from its cache (0 when it does not predict).</summary>
     public virtual int PredictedCachedTokens => 0;
@@ -41,10 +48,14 @@ public abstract class WorkerLease : IAsyncDisposable
     }
 
     /// <summary>
-    /// The generate request as the chosen worker must receive it: unchanged unless the route involves other
-    /// workers the chosen one must know of. Called once per attempt, before sending.
+    /// The generate request as the chosen worker must receive it: with the chosen <see cref="DpRank"/>, and whatever
+    /// else the route involves that the chosen worker must know of. Called once per attempt, before sending.
     /// </summary>
-    public virtual GenerateRequest Prepare(GenerateRequest request) => request;
+    public virtual GenerateRequest Prepare(GenerateRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return DpRank is int rank ? request with { DpRank = rank } : request;
+    }
 
     /// <summary>Releases what is still charged (as <see cref="Complete"/> without a count).</summary>
     public virtual ValueTask DisposeAsync()

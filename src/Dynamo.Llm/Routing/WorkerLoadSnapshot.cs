@@ -1,6 +1,6 @@
 namespace Dynamo.Llm.Routing;
 
-/// <summary>One worker's load as a <see cref="KvRouter"/> counts it.</summary>
+/// <summary>One routing target's load (a worker, or one data-parallel rank of it) as a <see cref="KvRouter"/> counts it.</summary>
 /// <param name="WorkerId">The worker.</param>
 /// <param name="InFlight">Requests routed to it and not completed.</param>
 /// <param name="ActivePrefillTokens">Uncached prompt tokens of its requests still before their first token.</param>
@@ -10,4 +10,8 @@ namespace Dynamo.Llm.Routing;
 /// <param name="Saturated">Whether its active prefill tokens exceed the saturation threshold.</param>
 /// <param name="IndexedBlocks">Blocks the KV index says it caches.</param>
 public sealed record WorkerLoadSnapshot(
-    long WorkerId, int InFlight, long ActivePrefillTokens, long ActiveBlocks, double ReportedBlocksUsed, int BatchBudget, bool Saturated, int IndexedBlocks);
+    long WorkerId, int InFlight, long ActivePrefillTokens, long ActiveBlocks, double ReportedBlocksUsed, int BatchBudget, bool Saturated, int IndexedBlocks)
+{
+    /// <summary>The worker's data-parallel rank this load is of (0 for a worker with one engine).</summary>
+    public int DpRank { get; init; }
+}

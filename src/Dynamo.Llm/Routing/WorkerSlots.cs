@@ -9,24 +9,24 @@ namespace Dynamo.Llm.Routing;
 /// </summary>
 internal sealed class WorkerSlots
 {
-    private readonly Dictionary<long, KvWorkerState> _byId = [];
+    private readonly Dictionary<RoutingTarget, KvWorkerState> _byId = [];
     private readonly List<KvWorkerState?> _bySlot = [];
     private readonly Stack<int> _free = new();
 
     /// <summary>The workers by ascending id (a new array after every change; read it once per decision).</summary>
     public KvWorkerState[] Sorted { get; private set; } = [];
 
-    public IEnumerable<long> Ids => _byId.Keys;
+    public IEnumerable<RoutingTarget> Ids => _byId.Keys;
 
-    public bool Contains(long workerId) => _byId.ContainsKey(workerId);
+    public bool Contains(RoutingTarget workerId) => _byId.ContainsKey(workerId);
 
-    public bool TryGet(long workerId, [MaybeNullWhen(false)] out KvWorkerState worker) => _byId.TryGetValue(workerId, out worker);
+    public bool TryGet(RoutingTarget workerId, [MaybeNullWhen(false)] out KvWorkerState worker) => _byId.TryGetValue(workerId, out worker);
 
     /// <summary>The worker in <paramref name="slot"/>, or null when the slot is free.</summary>
     public KvWorkerState? At(int slot) => (uint)slot < (uint)_bySlot.Count ? _bySlot[slot] : null;
 
     /// <summary>Adds a worker in a free slot (the lowest id is not promised).</summary>
-    public KvWorkerState Add(long workerId, int batchBudget)
+    public KvWorkerState Add(RoutingTarget workerId, int batchBudget)
     {
         int slot;
         if (_free.Count > 0)
@@ -42,12 +42,12 @@ internal sealed class WorkerSlots
         var worker = new KvWorkerState(workerId, slot, batchBudget);
         _bySlot[slot] = worker;
         _byId[workerId] = worker;
-        Sorted = [.. _byId.Values.OrderBy(w => w.WorkerId)];
+        Sorted = [.. _byId.Values.OrderBy(w => w.Target)];
         return worker;
     }
 
     /// <summary>Removes a worker and frees its slot; null when unknown.</summary>
-    public KvWorkerState? Remove(long workerId)
+    public KvWorkerState? Remove(RoutingTarget workerId)
     {
         if (!_byId.Remove(workerId, out KvWorkerState? worker))
         {
@@ -56,7 +56,7 @@ internal sealed class WorkerSlots
 
         _bySlot[worker.Slot] = null;
         _free.Push(worker.Slot);
-        Sorted = [.. _byId.Values.OrderBy(w => w.WorkerId)];
+        Sorted = [.. _byId.Values.OrderBy(w => w.Target)];
         return worker;
     }
 }

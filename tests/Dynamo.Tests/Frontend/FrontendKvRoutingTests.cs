@@ -53,7 +53,7 @@ public class FrontendKvRoutingTests
             {
                 if (blocks == prefix.Length / router.Options.BlockSize)
                 {
-                    return worker;
+                    return worker.WorkerId;
                 }
             }
 

@@ -35,6 +35,14 @@ public sealed record GenerateRequest
     [JsonPropertyName("resumed_output_tokens")]
     public int? ResumedOutputTokens { get; init; }
 
+    /// <summary>
+    /// The worker's data-parallel rank (engine replica, --dp-size) that serves the request, as the KV router chose it
+    /// (absent: the worker picks its least loaded rank). A rank the worker does not have is an invalid request.
+    /// </summary>
+    [JsonPropertyName("dp_rank")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? DpRank { get; init; }
+
     /// <summary>Disaggregated serving, to a decode worker: prefill remotely there (absent: prefill locally).</summary>
     [JsonPropertyName("remote_prefill")]
     public RemotePrefill? RemotePrefill { get; init; }

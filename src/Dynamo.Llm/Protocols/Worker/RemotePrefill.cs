@@ -16,4 +16,9 @@ public sealed record RemotePrefill
     /// <summary>The chosen prefill worker's instance id.</summary>
     [JsonPropertyName("instance_id")]
     public required long InstanceId { get; init; }
+
+    /// <summary>The prefill worker's data-parallel rank the router chose (absent: that worker picks its least loaded rank).</summary>
+    [JsonPropertyName("dp_rank")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? DpRank { get; init; }
 }

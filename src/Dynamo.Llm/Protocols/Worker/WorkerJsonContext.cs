@@ -7,4 +7,5 @@ namespace Dynamo.Llm.Protocols.Worker;
 [JsonSerializable(typeof(GenerateRequest))]
 [JsonSerializable(typeof(GenerateResponse))]
 [JsonSerializable(typeof(WorkerLoad))]
+[JsonSerializable(typeof(KvDumpRequest))]
 internal sealed partial class WorkerJsonContext : JsonSerializerContext;

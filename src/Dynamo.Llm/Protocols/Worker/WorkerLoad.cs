@@ -12,6 +12,11 @@ public sealed record WorkerLoad
     [JsonPropertyName("worker_id")]
     public long WorkerId { get; init; }
 
+    /// <summary>The worker's data-parallel rank this report is of (absent: 0; a worker with --dp-size N sends one report per rank).</summary>
+    [JsonPropertyName("dp_rank")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int DpRank { get; init; }
+
     /// <summary>Requests in the running batch.</summary>
     [JsonPropertyName("running")]
     public int Running { get; init; }

@@ -15,6 +15,11 @@ public sealed class KvEventJsonTests
 
     private const string ClearedJson = """{"worker_id":7,"event_id":14,"data":"cleared"}""";
 
+    // A data-parallel rank's event (--dp-size): rank 0 leaves the field out, so the lines above are a rank-0 worker's too.
+    private const string RankedJson = """{"worker_id":7,"event_id":15,"data":"cleared","dp_rank":2}""";
+
+    private const string RankedDumpJson = """{"worker_id":7,"last_event_id":3,"stored":[],"dp_rank":1}""";
+
     private const string DumpJson =
         """{"worker_id":7,"last_event_id":42,"stored":[{"parent_hash":null,"blocks":[{"block_hash":10,"tokens_hash":10},{"block_hash":11,"tokens_hash":3}]},{"parent_hash":10,"blocks":[{"block_hash":12,"tokens_hash":4}]}]}""";
 
@@ -26,6 +31,8 @@ public sealed class KvEventJsonTests
     private static readonly KvEvent Removed = new(7, 13, new KvRemovedData([1, 2]));
 
     private static readonly KvEvent Cleared = new(7, 14, KvClearedData.Instance);
+
+    private static readonly KvEvent Ranked = new(7, 15, KvClearedData.Instance, DpRank: 2);
 
     private static readonly KvEventDump Dump = new(7, 42,
     [
@@ -39,6 +46,7 @@ public sealed class KvEventJsonTests
         { FirstStoredJson, FirstStored },
         { RemovedJson, Removed },
         { ClearedJson, Cleared },
+        { RankedJson, Ranked },
     };
 
     [Theory]
@@ -55,6 +63,16 @@ public sealed class KvEventJsonTests
     {
         Assert.Equal(kvEvent, KvEventJson.Deserialize(json));
         Assert.Equal(kvEvent, KvEventJson.Deserialize(Encoding.UTF8.GetBytes(json)));
+    }
+
+    [Fact]
+    public void Dump_OfADataParallelRank_CarriesItsRankBothWays()
+    {
+        var dump = new KvEventDump(7, 3, []) { DpRank = 1 };
+
+        Assert.Equal(RankedDumpJson, KvEventJson.SerializeDump(dump));
+        Assert.Equal(dump, KvEventJson.DeserializeDump(RankedDumpJson));
+        Assert.NotEqual(dump, dump with { DpRank = 0 });
     }
 
     [Fact]
@@ -86,7 +104,7 @@ public sealed class KvEventJsonTests
                 1 => new KvRemovedData(Enumerable.Range(0, random.Next(0, 6)).Select(_ => NextHash()).ToArray()),
                 _ => KvClearedData.Instance,
             };
-            var kvEvent = new KvEvent(random.NextInt64(long.MinValue, long.MaxValue), NextHash(), data);
+            var kvEvent = new KvEvent(random.NextInt64(long.MinValue, long.MaxValue), NextHash(), data, random.Next(3) == 0 ? random.Next(0, 64) : 0);
 
             Assert.Equal(kvEvent, KvEventJson.Deserialize(KvEventJson.SerializeToUtf8(kvEvent)));
             Assert.Equal(kvEvent, KvEventJson.Deserialize(KvEventJson.Serialize(kvEvent)));
@@ -100,6 +118,8 @@ public sealed class KvEventJsonTests
     [InlineData("""{"data":{"stored":{"blocks":[{"tokens_hash":2,"block_hash":1}],"parent_hash":123}},"event_id":12,"worker_id":7}""", null)]
     [InlineData("""{"worker_id":1,"event_id":1,"data":{"stored":{"blocks":[]}}}""", null)]
     [InlineData(""" { "worker_id" : 1 , "event_id" : 2 , "data" : { "removed" : { "block_hashes" : [ ] } } } """, null)]
+    [InlineData("""{"worker_id":7,"event_id":12,"dp_rank":0,"data":"cleared"}""", null)]
+    [InlineData("""{"worker_id":7,"dp_rank":3,"event_id":12,"data":"cleared"}""", null)]
     public void FastReader_WireShape_EqualsSerializer(string json, KvEvent? expected)
     {
         byte[] utf8 = Encoding.UTF8.GetBytes(json);
@@ -113,7 +133,9 @@ public sealed class KvEventJsonTests
     }
 
     [Theory]
-    [InlineData("""{"worker_id":7,"event_id":12,"dp_rank":0,"data":"cleared"}""")]
+    [InlineData("""{"worker_id":7,"event_id":12,"lora_id":0,"data":"cleared"}""")]
+    [InlineData("""{"worker_id":7,"event_id":12,"dp_rank":1,"dp_rank":2,"data":"cleared"}""")]
+    [InlineData("""{"worker_id":7,"event_id":12,"dp_rank":1.5,"data":"cleared"}""")]
     [InlineData("""{"worker_id":7,"event_id":12,"event_id":13,"data":"cleared"}""")]
     [InlineData("""{"worker_id":7,"event_id":1,"data":{"stored":{"parent_hash":1,"lora_id":null,"blocks":[]}}}""")]
     [InlineData("""{"worker_id":7,"event_id":1,"data":{"stored":{"blocks":[{"block_hash":1,"tokens_hash":2,"x":{}}]}}}""")]

@@ -236,9 +236,9 @@ public sealed class KvIndexTests
                 // The router answers a gap some time later with a dump of the producer's state then.
                 if (random.Next(10) == 0)
                 {
-                    foreach (long needing in index.WorkersNeedingResync)
+                    foreach (RoutingTarget needing in index.WorkersNeedingResync)
                     {
-                        index.LoadDump(needing, producers[needing].ToDump(needing));
+                        index.LoadDump(needing, producers[needing.WorkerId].ToDump(needing.WorkerId));
                     }
                 }
             }
@@ -248,9 +248,9 @@ public sealed class KvIndexTests
                 index.Apply(e);
             }
 
-            foreach (long needing in index.WorkersNeedingResync)
+            foreach (RoutingTarget needing in index.WorkersNeedingResync)
             {
-                index.LoadDump(needing, producers[needing].ToDump(needing));
+                index.LoadDump(needing, producers[needing.WorkerId].ToDump(needing.WorkerId));
             }
 
             // A worker whose last events were lost has no gap yet: the next event would show it.
