@@ -212,6 +212,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
                 ModelFingerprint = Fingerprint(settings),
                 MaxWaitingRequests = settings.MaxWaitingRequests,
                 FirstDpRank = dp.FirstLocalRank,
+                DataParallel = dp.Enabled,
             }, logger, cancellationToken).ConfigureAwait(false);
             if (!settings.IsPrefillWorker && settings.Disaggregation is { } thresholds)
             {

@@ -113,6 +113,9 @@ public sealed partial class EngineWorker : IAsyncDisposable
     /// <summary>Engine replicas (data-parallel ranks) this worker serves; 1 without --dp-size.</summary>
     public int DataParallelSize => _engines.Length;
 
+    /// <summary>Whether its engines are data-parallel ranks (several, or <see cref="EngineWorkerOptions.DataParallel"/>): they are listed in discovery.</summary>
+    public bool IsDataParallel => _engines.Length > 1 || _options.DataParallel || _options.FirstDpRank > 0;
+
     /// <summary>The data-parallel rank of the first engine (<see cref="EngineWorkerOptions.FirstDpRank"/>).</summary>
     public int FirstDpRank => _options.FirstDpRank;
 
@@ -188,7 +191,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
             Task.Run(() => worker.PublishKvEventsAsync(worker._stop.Token), CancellationToken.None),
             Task.Run(() => worker.PublishLoadAsync(worker._stop.Token), CancellationToken.None));
         // The dump endpoint first: a router that sees the worker in discovery can resync at once.
-        IReadOnlyList<int>? dpRanks = ranks.Count > 1 || options.FirstDpRank > 0 ? [.. Enumerable.Range(options.FirstDpRank, ranks.Count)] : null;
+        IReadOnlyList<int>? dpRanks = worker.IsDataParallel ? [.. Enumerable.Range(options.FirstDpRank, ranks.Count)] : null;
         worker._dumpServed = await runtime.ServeEndpointAsync(DumpAddress(address), worker.HandleDumpAsync, dpRanks, cancellationToken).ConfigureAwait(false);
         worker._served = await runtime.ServeEndpointAsync(address, worker.HandleAsync, dpRanks, cancellationToken).ConfigureAwait(false);
         return worker;

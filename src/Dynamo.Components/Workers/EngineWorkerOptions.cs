@@ -62,6 +62,12 @@ public sealed record EngineWorkerOptions
     /// </summary>
     public int FirstDpRank { get; init; }
 
+    /// <summary>
+    /// Whether the worker's engines are data-parallel ranks (--dp-size above 1): its instance record lists them and
+    /// routers name a rank in each request, even on a node that serves one of them. Always so with several engines.
+    /// </summary>
+    public bool DataParallel { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
     public EngineWorkerOptions Validate()
     {

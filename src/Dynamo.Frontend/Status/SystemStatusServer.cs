@@ -68,7 +68,7 @@ public sealed class SystemStatusServer : IAsyncDisposable
         Gauge sendFailures = G("dynamo_component_kv_transfer_send_failures_total", "Prefill side: KV pushes that failed");
         string[] rankLabels = [.. labels, "dp_rank"];
         Gauge R(string name, string help) => metrics.CreateGauge(name, help, rankLabels);
-        bool ranked = worker.DataParallelSize > 1 || worker.FirstDpRank > 0;
+        bool ranked = worker.IsDataParallel;
         Gauge? rankRunning = ranked ? R("dynamo_component_dp_rank_running_requests", "Requests in the running batch of each data-parallel rank") : null;
         Gauge? rankWaiting = ranked ? R("dynamo_component_dp_rank_waiting_requests", "Requests waiting for admission at each data-parallel rank") : null;
         Gauge? rankUsed = ranked ? R("dynamo_component_dp_rank_kv_blocks_used", "KV blocks in use at each data-parallel rank") : null;

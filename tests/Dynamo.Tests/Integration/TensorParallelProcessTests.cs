@@ -23,10 +23,10 @@ public sealed partial class TensorParallelProcessTests
     [SharedFact]
     public async Task OneHost_Tp2AndTp4_GreedyTextEqualsTp1_OnlyRankZeroRegistered()
     {
-        await using Servers s = await Servers.StartAsync();
-        await using DynamoProcess one = s.Worker("one", 1);
-        await using DynamoProcess two = s.Worker("two", 2);
-        await using DynamoProcess four = s.Worker("four", 4);
+        await using LoopbackServers s = await LoopbackServers.StartAsync();
+        await using DynamoProcess one = Worker(s, "one", 1);
+        await using DynamoProcess two = Worker(s, "two", 2);
+        await using DynamoProcess four = Worker(s, "four", 4);
         foreach (DynamoProcess w in new[] { one, two, four })
         {
             await w.WaitForLineAsync("serving dynamo.backend.generate", 120);
@@ -57,8 +57,8 @@ public sealed partial class TensorParallelProcessTests
     [SharedFact]
     public async Task KillRankOne_WorkerLeavesDiscovery_StreamEndsWithAnError_OneLineNamingTheRank()
     {
-        await using Servers s = await Servers.StartAsync(["--migration-limit", "0"]);
-        await using DynamoProcess two = s.Worker("two", 2);
+        await using LoopbackServers s = await LoopbackServers.StartAsync(["--migration-limit", "0"]);
+        await using DynamoProcess two = Worker(s, "two", 2);
         await two.WaitForLineAsync("serving dynamo.backend.generate", 120);
         await s.WaitForModelsAsync(new Dictionary<string, int> { ["two"] = 1 });
         int rankOne = int.Parse(RankPid().Match(two.Output).Groups[1].Value, CultureInfo.InvariantCulture);
@@ -84,7 +84,7 @@ public sealed partial class TensorParallelProcessTests
     [SharedFact]
     public async Task StopRankOne_SilentPastRankTimeout_WorkerLeavesDiscoveryNamingIt()
     {
-        await using Servers s = await Servers.StartAsync();
+        await using LoopbackServers s = await LoopbackServers.StartAsync();
         await using DynamoProcess two = DynamoProcess.Start(
             ["worker", "--model", Model, "--served-model-name", "two", "--tp", "2", "--threads", "1", "--rank-timeout", "10"], s.Environment);
         await two.WaitForLineAsync("serving dynamo.backend.generate", 120);
@@ -109,7 +109,7 @@ public sealed partial class TensorParallelProcessTests
     [Fact]
     public async Task Disaggregated_Tp2PrefillWorker_Tp2AndTp1DecodeWorkers_SameTextAsLocalPrefill()
     {
-        await using Servers s = await Servers.StartAsync(["--router-mode", "kv"]);
+        await using LoopbackServers s = await LoopbackServers.StartAsync(["--router-mode", "kv"]);
         string[] common = ["worker", "--model", TestModels.Tiny.Value, "--served-model-name", "tiny", "--kv-cache-memory", "16000000", "--threads", "1"];
         int decodePort = FreePort();
         await using DynamoProcess decode = DynamoProcess.Start(
@@ -178,7 +178,7 @@ public sealed partial class TensorParallelProcessTests
             Assert.Contains($"rank 1: no rank 0 at {address} after 2 s", alone.Output, StringComparison.Ordinal);
         }
 
-        await using Servers s = await Servers.StartAsync();
+        await using LoopbackServers s = await LoopbackServers.StartAsync();
         address = FreeAddress();
         await using DynamoProcess leader = DynamoProcess.Start(
             ["worker", "--model", Model, "--tp", "2", "--nnodes", "2", "--node-rank", "0", "--dist-init-addr", address, "--threads", "1"], s.Environment);
@@ -226,6 +226,9 @@ public sealed partial class TensorParallelProcessTests
         return call.Stdout;
     }
 
+    private static DynamoProcess Worker(LoopbackServers s, string name, int tp) =>
+        DynamoProcess.Start(["worker", "--model", Model, "--served-model-name", name, "--tp", tp.ToString(CultureInfo.InvariantCulture), "--threads", "1", "--lease-ttl", "3"], s.Environment);
+
     private static void Signal(string signal, int pid)
     {
         using var kill = System.Diagnostics.Process.Start("kill", [signal, pid.ToString(CultureInfo.InvariantCulture)])!;
@@ -241,108 +244,4 @@ public sealed partial class TensorParallelProcessTests
 
     [GeneratedRegex(@"started rank 1 of \d+ \(pid (\d+)\)")]
     private static partial Regex RankPid();
-
-    /// <summary>nats-server, etcd and a frontend on loopback.</summary>
-    private sealed class Servers : IAsyncDisposable
-    {
-        private Servers(NatsServer nats, EtcdServer etcd, DynamoProcess frontend, HttpClient http)
-        {
-            Nats = nats;
-            Etcd = etcd;
-            Frontend = frontend;
-            Http = http;
-            Environment = new Dictionary<string, string> { ["NATS_SERVER"] = nats.Url, ["ETCD_ENDPOINTS"] = etcd.Endpoint };
-        }
-
-        public NatsServer Nats { get; }
-
-        public EtcdServer Etcd { get; }
-
-        public DynamoProcess Frontend { get; }
-
-        public HttpClient Http { get; }
-
-        public Dictionary<string, string> Environment { get; }
-
-        public static async Task<Servers> StartAsync(string[]? frontendArgs = null)
-        {
-            NatsServer nats = await NatsServer.StartAsync();
-            EtcdServer etcd = await EtcdServer.StartAsync();
-            using var l = new TcpListener(IPAddress.Loopback, 0);
-            l.Start();
-            int port = ((IPEndPoint)l.LocalEndpoint).Port;
-            l.Stop();
-            DynamoProcess frontend = DynamoProcess.Start(
-                ["frontend", "--http-port", port.ToString(CultureInfo.InvariantCulture), .. frontendArgs ?? []],
-                new Dictionary<string, string> { ["NATS_SERVER"] = nats.Url, ["ETCD_ENDPOINTS"] = etcd.Endpoint });
-            await frontend.WaitForLineAsync("frontend: listening");
-            return new Servers(nats, etcd, frontend, new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromSeconds(120) });
-        }
-
-        public DynamoProcess Worker(string name, int tp) =>
-            DynamoProcess.Start(["worker", "--model", Model, "--served-model-name", name, "--tp", tp.ToString(CultureInfo.InvariantCulture), "--threads", "1", "--lease-ttl", "3"], Environment);
-
-        public Task<string> CompleteAsync(string model, string prompt) =>
-            PostTextAsync(JsonSerializer.Serialize(new { model, prompt, max_tokens = 30, temperature = 0 }));
-
-        /// <summary>Posts a completions body; returns the first choice's text.</summary>
-        public async Task<string> PostTextAsync(string body)
-        {
-            using HttpResponseMessage r = await Http.PostAsync("v1/completions", new StringContent(body, Encoding.UTF8, "application/json"));
-            string text = await r.Content.ReadAsStringAsync();
-            Assert.True(r.IsSuccessStatusCode, text);
-            return JsonDocument.Parse(text).RootElement.GetProperty("choices")[0].GetProperty("text").GetString()!;
-        }
-
-        /// <summary>Waits until the frontend counts <paramref name="count"/> requests in flight.</summary>
-        public async Task WaitForInflightAsync(int count)
-        {
-            var until = DateTime.UtcNow.AddSeconds(60);
-            while (true)
-            {
-                string metrics = await Http.GetStringAsync("metrics");
-                double inflight = metrics.Split('\n')
-                    .Where(l => l.StartsWith("dynamo_frontend_inflight_requests{", StringComparison.Ordinal))
-                    .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture));
-                if (inflight >= count)
-                {
-                    return;
-                }
-
-                Assert.True(DateTime.UtcNow < until, "no request in flight within 60 s");
-                await Task.Delay(50);
-            }
-        }
-
-        /// <summary>Waits until the frontend's /health lists exactly these models with these instance counts.</summary>
-        public async Task WaitForModelsAsync(Dictionary<string, int> expected)
-        {
-            var until = DateTime.UtcNow.AddSeconds(60);
-            while (true)
-            {
-                // 503 while no model is served: the body still lists what there is.
-                using HttpResponseMessage health = await Http.GetAsync("health");
-                string json = await health.Content.ReadAsStringAsync();
-                JsonElement root = JsonDocument.Parse(json).RootElement;
-                var seen = root.TryGetProperty("models", out JsonElement models)
-                    ? models.EnumerateArray().ToDictionary(m => m.GetProperty("name").GetString()!, m => m.GetProperty("instances").GetArrayLength())
-                    : [];
-                if (seen.Count == expected.Count && expected.All(e => seen.TryGetValue(e.Key, out int n) && n == e.Value))
-                {
-                    return;
-                }
-
-                Assert.True(DateTime.UtcNow < until, $"the frontend's /health: {json}");
-                await Task.Delay(100);
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            Http.Dispose();
-            await Frontend.DisposeAsync();
-            await Etcd.DisposeAsync();
-            await Nats.DisposeAsync();
-        }
-    }
 }
