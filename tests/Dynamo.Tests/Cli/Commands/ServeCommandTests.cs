@@ -138,6 +138,27 @@ public class ServeCommandTests
     }
 
     [Fact]
+    public void Bind_DataParallelKeys_ReplicasOfOneRankEach()
+    {
+        ServeConfig config = Config("""
+            SglangWorker:
+              engine: echo
+              tp: 4
+              dp-size: 4
+              enable-dp-attention: true
+            """);
+
+        var log = new StringWriter();
+        ServeCommand.Plan plan = ServeCommand.Bind(["SglangWorker"], config, log);
+
+        WorkerSettings worker = plan.Workers[0].Settings;
+        Assert.Equal((4, true, 4, 0), (worker.DataParallel.Size, worker.DataParallel.Attention, worker.DataParallel.LocalSize, worker.DataParallel.FirstLocalRank));
+        Assert.False(worker.TensorParallel.Enabled);
+        Assert.DoesNotContain("dp-size", log.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain("enable-dp-attention", log.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Bind_OverloadKeys_BoundIntoFrontendRouterAndWorkerOptions()
     {
         ServeConfig config = Config("""
