@@ -1,6 +1,7 @@
 using Dynamo.Llm.Kv;
 using Dynamo.Llm.Protocols.Worker;
 using Dynamo.Llm.Routing;
+using Dynamo.Tests.Mocker;
 
 namespace Dynamo.Tests.Llm.Routing;
 
@@ -79,7 +80,8 @@ public sealed class KvRouterDataParallelTests
     [Fact]
     public void LoadAndRemoval_AreByRank_AndAWorkerLeavingTakesEveryRank()
     {
-        var router = new KvRouter();
+        // Time stands still: a load report does not fade between its arrival and the snapshot.
+        var router = new KvRouter(timeProvider: new ManualTimeProvider());
         router.AddWorker(new RoutingTarget(7, 0));
         router.AddWorker(new RoutingTarget(7, 1));
         router.AddWorker(9);
