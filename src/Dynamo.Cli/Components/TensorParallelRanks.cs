@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Dynamo.Cli.Commands;
+using Dynamo.Components.KvTransfer;
 using Dynamo.Components.Workers;
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.Kernels;
@@ -207,7 +208,8 @@ internal static class TensorParallelRanks
     {
         using (group)
         {
-            using var model = new Transformer(shard, maxBatch, group);
+            // Rank 0 of a prefill worker has this rank push its own KV heads to the decode worker (PushKv plans).
+            using var model = new Transformer(shard, maxBatch, group) { KvSender = new KvTransferClient() };
             var done = new TaskCompletionSource<Exception?>(TaskCreationOptions.RunContinuationsAsynchronously);
             var thread = new Thread(() =>
             {

@@ -138,7 +138,7 @@ public sealed partial class KvTransferServer : IAsyncDisposable
         }
 
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        var ticket = new KvTransferTicket(this, transferId);
+        var ticket = new KvTransferTicket(this, transferId, _options.PoolBuffers);
         if (!_tickets.TryAdd(transferId, ticket))
         {
             throw new InvalidOperationException($"KV transfer '{transferId}' is already expected");
@@ -338,7 +338,7 @@ public sealed partial class KvTransferServer : IAsyncDisposable
                 return;
             }
 
-            if (!ticket.TryClaim(peer, out string taken))
+            if (!ticket.TryClaim(peer, layout, out string taken))
             {
                 await RefuseAsync(socket, peer, taken, idle, connection.Token).ConfigureAwait(false);
                 return;
@@ -443,7 +443,8 @@ public sealed partial class KvTransferServer : IAsyncDisposable
                 return null;
             }
 
-            string? problem = header.DataLength != layout.ByteCount
+            string? problem = layout.PartProblem() is { } part ? $"transfer '{id}': {part}"
+                : header.DataLength != layout.ByteCount
                 ? $"transfer '{id}': the layout describes {layout.ByteCount} bytes but the header announces {header.DataLength}"
                 : header.DataLength > _options.MaxPayloadBytes
                     ? $"transfer '{id}': {header.DataLength} bytes is over this receiver's limit of {_options.MaxPayloadBytes}"
@@ -522,7 +523,11 @@ public sealed partial class KvTransferServer : IAsyncDisposable
             }
 
             TimeSpan elapsed = _time.GetElapsedTime(start);
-            if (!ticket.TryComplete(new KvTransferPayload(layout, data.AsMemory(0, (int)length)), rented))
+            byte[]? handed = rented;
+
+            // The ticket owns the buffer from here, delivered or not (it gives a pooled one back itself).
+            rented = null;
+            if (!ticket.TryComplete(new KvTransferPayload(layout, data.AsMemory(0, (int)length)), handed))
             {
                 Interlocked.Increment(ref _failed);
                 Log.Abandoned(_logger, ticket.TransferId, peer, received, length);
@@ -530,7 +535,6 @@ public sealed partial class KvTransferServer : IAsyncDisposable
                 return;
             }
 
-            rented = null;
             Interlocked.Increment(ref _received);
             Interlocked.Add(ref _bytes, length);
             Interlocked.Exchange(ref _lastTicks, elapsed.Ticks);

@@ -452,7 +452,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
                 $"prefill worker {EndpointAddress.FormatId(InstanceId)} serves other weights (fingerprint {ours}) than decode worker {EndpointAddress.FormatId(target.DecodeInstanceId)} ({theirs})");
         }
 
-        request = request with { ExportKv = true, Sampling = request.Sampling with { MaxTokens = 1 } };
+        request = request with { ExportKv = true, PushKvTo = new KvPushTarget(target.Address, target.TransferId), Sampling = request.Sampling with { MaxTokens = 1 } };
         IAsyncEnumerator<EngineOutput> outputs;
         try
         {
@@ -518,6 +518,29 @@ public sealed partial class EngineWorker : IAsyncDisposable
             yield break;
         }
 
+        if (last.KvPushed is { } pushed)
+        {
+            // A tensor-parallel engine: each rank pushed its own heads, one part each, and rank 0 heard from every one.
+            if (pushed.Failure is { } failure)
+            {
+                Disaggregation.CountSendFailure();
+                Log.PushFailed(_logger, request.Id, EndpointAddress.FormatId(target.DecodeInstanceId), target.Address, failure);
+                throw new EndpointException("kv_transfer_failed", $"pushing the KV to decode worker {EndpointAddress.FormatId(target.DecodeInstanceId)} at {target.Address} failed: {failure}");
+            }
+
+            Disaggregation.CountServed(pushed.Bytes, pushed.Elapsed, pushed.PartBytes.Count);
+            yield return SerializeResponse(last, new PrefillReport
+            {
+                Remote = true,
+                PrefillInstanceId = InstanceId,
+                TransferMs = pushed.Elapsed.TotalMilliseconds,
+                TransferBytes = pushed.Bytes,
+                TransferTokens = last.PromptTokens,
+                TransferPartBytes = pushed.PartBytes,
+            });
+            yield break;
+        }
+
         KvTransferPayload kv = last.Kv ?? throw new EndpointException("kv_transfer_failed", $"the {_engine.Name} engine exported no KV");
         KvTransferSendResult sent;
         try
@@ -531,7 +554,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
             throw new EndpointException("kv_transfer_failed", $"pushing the KV to decode worker {EndpointAddress.FormatId(target.DecodeInstanceId)} at {target.Address} failed: {e.Message}");
         }
 
-        Disaggregation.CountServed(sent.Bytes, sent.Elapsed);
+        Disaggregation.CountServed(sent.Bytes, sent.Elapsed, parts: 1);
         yield return SerializeResponse(last, new PrefillReport
         {
             Remote = true,
