@@ -102,7 +102,11 @@ internal sealed class WorkerComponent : IAsyncDisposable
                             settings.TensorParallel, initAddress, path, model.Weights, log, cancellationToken).ConfigureAwait(false);
                         parallelGroup = group;
                         // A prefill worker's ranks each push their own KV heads to the decode worker (one part each).
-                        transformer = new Transformer(shard, TensorParallelRanks.MaxBatch(settings), group) { KvSender = new KvTransferClient() };
+                        transformer = new Transformer(shard, TensorParallelRanks.MaxBatch(settings), group)
+                        {
+                            KvSender = new KvTransferClient(),
+                            KvPushTimeout = TensorParallelRanks.KvPushTimeout(settings.TensorParallel),
+                        };
                     }
                     else
                     {

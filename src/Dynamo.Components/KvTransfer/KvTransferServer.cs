@@ -12,8 +12,9 @@ namespace Dynamo.Components.KvTransfer;
 
 /// <summary>
 /// The receiving end of KV transfers (a decode worker): listens on TCP, and hands each payload a sender pushes to
-/// the <see cref="KvTransferTicket"/> that expects its transfer id (README.md in this folder: the wire format and
-/// the rules). Every connection is served on its own, so a slow or broken sender delays no other; a sender for an
+/// the <see cref="KvTransferTicket"/> that expects its transfer id, or one part of it (a tensor-parallel sender's
+/// rank, its own KV heads: the ticket assembles the parts) (README.md in this folder: the wire format and the rules).
+/// Every connection is served on its own, so a slow or broken sender delays no other; a sender for an
 /// unknown or expired id, a malformed header or a layout that disagrees with the data length is refused with a
 /// reason, a connection that breaks or stalls mid-way fails its ticket, and the server keeps serving.
 /// </summary>
@@ -60,7 +61,7 @@ public sealed partial class KvTransferServer : IAsyncDisposable
     /// <summary>The address and port the server listens on.</summary>
     public IPEndPoint LocalEndPoint { get; }
 
-    /// <summary>Transfers whose payload was delivered to their ticket.</summary>
+    /// <summary>Transfers whose payload was delivered to their ticket; a transfer in parts counts each part.</summary>
     public long TransfersReceived => Interlocked.Read(ref _received);
 
     /// <summary>Data bytes of the transfers received.</summary>

@@ -293,6 +293,13 @@ public sealed partial class Transformer
     public IKvTransferSender? KvSender { get; set; }
 
     /// <summary>
+    /// How long a rank's push of its part may take before it counts as failed (<see cref="PushKv"/>). Keep it below the
+    /// group's rank timeout: the other ranks wait for this one's result inside a collective, and a rank silent past that
+    /// timeout is lost (the whole worker with it), whereas a failed push only ends its request.
+    /// </summary>
+    public TimeSpan KvPushTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
     /// Rank 0: every rank pushes the keys and values of positions 0..<paramref name="tokenCount"/>-1 of the sequence in
     /// <paramref name="blocks"/>, its own heads (a part of the whole model's layout, <see cref="KvTransferLayout.Parts"/>),
     /// to <paramref name="target"/> over its own connection, all at once; then each rank's result comes back to rank 0.
@@ -364,11 +371,16 @@ public sealed partial class Transformer
         }
         else
         {
+            using var bound = new CancellationTokenSource(KvPushTimeout);
             try
             {
                 // The engine's thread is synchronous by design (its collectives are): it waits here for its own part's
                 // acknowledgement while the other ranks push theirs.
-                sender.PushAsync(target.Address, target.TransferId, new KvTransferPayload(layout, data)).GetAwaiter().GetResult();
+                sender.PushAsync(target.Address, target.TransferId, new KvTransferPayload(layout, data), bound.Token).GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException) when (bound.IsCancellationRequested)
+            {
+                failure = $"its part was not acknowledged within {KvPushTimeout.TotalSeconds:0.#} s";
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {

@@ -34,6 +34,9 @@ public sealed class TensorParallelTests
     private static readonly Lazy<string> Wide = new(() => new RandomGgufModel { Architecture = "llama", Heads = 8, KvHeads = 4, HiddenDim = 128, VocabSize = 96, Seed = 15 }
         .WriteTo(Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "dynamo-tp-tests", Guid.NewGuid().ToString("N"))).FullName));
 
+    /// <summary>The random model whose heads divide by 4 (other tests run it on ranks too).</summary>
+    internal static string WideModel => Wide.Value;
+
     private static string ModelPath(string name) => name switch
     {
         "wide" => Wide.Value,
@@ -43,7 +46,7 @@ public sealed class TensorParallelTests
     };
 
     /// <summary>N ranks of one model as threads: rank 0's transformer, and the followers' loops.</summary>
-    private sealed class Ranks : IDisposable
+    internal sealed class Ranks : IDisposable
     {
         private readonly Transformer[] _ranks;
         private readonly ICollectiveGroup[] _groups;
@@ -64,11 +67,12 @@ public sealed class TensorParallelTests
         public ICollectiveGroup Group(int rank) => _groups[rank];
 
         /// <summary>Gives every rank <paramref name="sender"/> to push its part of a KV transfer with.</summary>
-        public void SetKvSender(IKvTransferSender? sender)
+        public void SetKvSender(IKvTransferSender? sender, TimeSpan? timeout = null)
         {
             foreach (Transformer t in _ranks)
             {
                 t.KvSender = sender;
+                t.KvPushTimeout = timeout ?? t.KvPushTimeout;
             }
         }
 
@@ -226,7 +230,7 @@ public sealed class TensorParallelTests
     }
 
     /// <summary>An engine on N ranks (threads); disposing it stops the followers and closes the group.</summary>
-    private sealed class TpEngine : IAsyncDisposable
+    internal sealed class TpEngine : IAsyncDisposable
     {
         private readonly Ranks _ranks;
 
@@ -276,7 +280,7 @@ public sealed class TensorParallelTests
     }
 
     /// <summary>A sender that keeps what each rank pushes (any thread), or fails the parts of the ranks it is told to.</summary>
-    private sealed class RecordingSender(Func<KvTransferLayout, bool>? fails = null) : IKvTransferSender
+    private sealed class RecordingSender(Func<KvTransferLayout, bool>? fails = null, Func<KvTransferLayout, bool>? stalls = null) : IKvTransferSender
     {
         private readonly System.Collections.Concurrent.ConcurrentBag<(string Address, string Id, KvTransferPayload Part)> _pushed = [];
 
@@ -287,6 +291,12 @@ public sealed class TensorParallelTests
             if (fails?.Invoke(payload.Layout) == true)
             {
                 return Task.FromException<TimeSpan>(new InvalidOperationException($"refused heads from {payload.Layout.FirstKvHead}"));
+            }
+
+            if (stalls?.Invoke(payload.Layout) == true)
+            {
+                // Never acknowledged: only the push's own bound ends it.
+                return Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken).ContinueWith(_ => TimeSpan.Zero, cancellationToken, TaskContinuationOptions.None, TaskScheduler.Default);
             }
 
             // A copy: the rank's buffer is its own.
@@ -342,6 +352,22 @@ public sealed class TensorParallelTests
         Assert.Equal("rank 1: refused heads from 2", pushed.Last.KvPushed!.Failure);
         var next = await EngineContractTests.CollectAsync(prefill.Engine, new EngineRequest("next", prompt, one with { MaxTokens = 3 }));
         Assert.Equal(3, next.Tokens.Count);
+    }
+
+    [Fact]
+    public async Task PushKv_APartNeverAcknowledged_FailsAtThePushTimeoutNamingTheRank_GroupIntact()
+    {
+        var options = EngineOptions.Default with { BlockSize = 8, KvCacheMemory = 16L << 20 };
+        int[] prompt = [.. Enumerable.Range(0, 20).Select(i => 3 + i)];
+        SamplingParams one = SamplingParams.Greedy with { MaxTokens = 1, IgnoreEos = true };
+        await using var prefill = new TpEngine(ModelPath("wide"), 2, options);
+        prefill.Ranks.SetKvSender(new RecordingSender(stalls: l => l.FirstKvHead == 2), TimeSpan.FromMilliseconds(200));
+
+        var pushed = await EngineContractTests.CollectAsync(prefill.Engine, new EngineRequest("push", prompt, one) { ExportKv = true, PushKvTo = new KvPushTarget("tcp://decode:1", "t-3") });
+
+        Assert.Equal("rank 1: its part was not acknowledged within 0.2 s", pushed.Last.KvPushed!.Failure);
+        Assert.Equal(3, (await EngineContractTests.CollectAsync(prefill.Engine, new EngineRequest("next", prompt, one with { MaxTokens = 3 }))).Tokens.Count);
+        Assert.False(prefill.Engine.GroupLost.IsCompleted);
     }
 
     [Fact]
