@@ -9,7 +9,7 @@ namespace Dynamo.Components.KvTransfer;
 /// <see cref="Received"/> faults with a <see cref="KvTransferException"/> naming the sender and the reason), expired
 /// (<see cref="KvTransferError.TimedOut"/>), disposed (cancelled) or the server stopped
 /// (<see cref="ObjectDisposedException"/>). From then on the server no longer knows its id: a sender for it is
-/// refused. The first sender that names its id claims it; any other is refused.
+/// refused. The first sender that names its id claims it; any other is refused (but see parts, below).
 /// <para>
 /// A transfer may come in parts (a tensor-parallel prefill worker: each rank pushes its own KV heads on its own
 /// connection, <see cref="KvTransferLayout.Parts"/>): each part's sender claims its head range, in any order; a part
@@ -176,8 +176,10 @@ public sealed class KvTransferTicket : IDisposable
     }
 
     /// <summary>
-    /// Delivers the payload; false when the ticket ended first (disposed, expired). <paramref name="rented"/>, the
-    /// pooled array under the payload's data if it is one, is the ticket's from then on: <see cref="Dispose"/> returns it.
+    /// Delivers the payload, or one part of it (kept until the parts cover every head, then assembled into the whole);
+    /// false when the ticket ended first (disposed, expired). <paramref name="rented"/>, the pooled array under the
+    /// payload's data if it is one, is the ticket's from the call on, whatever it returns: it goes back to the pool when
+    /// the ticket ends without it, once the parts are assembled, or at <see cref="Dispose"/>.
     /// </summary>
     internal bool TryComplete(KvTransferPayload payload, byte[]? rented)
     {

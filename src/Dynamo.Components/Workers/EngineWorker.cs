@@ -441,7 +441,9 @@ public sealed partial class EngineWorker : IAsyncDisposable
     /// not used), the KV is pushed to the decode worker's transfer port, then the last response says what the
     /// push cost. While the engine works, an empty response every <see cref="EngineWorkerOptions.PrefillProgressInterval"/>
     /// tells the decode worker this one is alive, as long as the engine completes steps (an engine stuck in one step
-    /// longer than the decode worker's stall timeout is a stall). A push that fails ends the request with <c>kv_transfer_failed</c>.
+    /// longer than the decode worker's stall timeout is a stall). A tensor-parallel engine pushes the KV itself, each rank its
+    /// own heads as one part (<see cref="EngineRequest.PushKvTo"/>), and says how in <see cref="EngineOutput.KvPushed"/>.
+    /// A push that fails (any part of it) ends the request with <c>kv_transfer_failed</c>.
     /// </summary>
     private async IAsyncEnumerable<ReadOnlyMemory<byte>> PrefillForAsync(EngineRequest request, KvTransferTarget target, [EnumeratorCancellation] CancellationToken cancellationToken)
     {

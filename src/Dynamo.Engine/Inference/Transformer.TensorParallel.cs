@@ -53,7 +53,7 @@ public sealed partial class Transformer
     /// <summary>The floats of a rank's push result gathered on rank 0: ok, bytes (3 x 16 bits), microseconds (3 x 16 bits), message length, message bytes.</summary>
     private const int PushStatusFloats = 8 + MaxPushMessageBytes;
 
-    private const int MaxPushMessageBytes = 240;
+    private const int MaxPushMessageBytes = 1016;
 
     private const int MaxScratchCaches = 4;
 

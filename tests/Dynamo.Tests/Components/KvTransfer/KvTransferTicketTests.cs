@@ -126,6 +126,48 @@ public sealed class KvTransferTicketTests
     }
 
     [Fact]
+    public async Task PartWithTheWholesByteCount_RefusedBeforeItsData_TicketStillCompletes()
+    {
+        await using KvTransferServer server = KvTransferServer.Start(KvTransferServerTests.Loopback);
+        KvTransferPayload whole = Whole(seed: 10);
+        KvTransferPayload[] split = KvTransferPartsTests.Split(whole, 2);
+        using KvTransferTicket ticket = server.Expect("sizes");
+        using (System.Net.Sockets.Socket raw = await KvTransferServerTests.ConnectRawAsync(server))
+        {
+            // A part's layout (2 of 4 heads) announcing the whole's bytes: a sender that split the heads but not the data.
+            await raw.SendAsync(KvTransferWire.EncodeHeader("sizes", split[0].Layout.ToJson(), whole.Data.Length));
+
+            (byte status, string message) = (await KvTransferServerTests.ReadReplyAsync(raw))!.Value;
+
+            Assert.Equal((byte)KvTransferReplyStatus.Refused, status);
+            Assert.Contains($"the layout describes {split[0].Data.Length} bytes but the header announces {whole.Data.Length}", message);
+        }
+
+        Assert.False(ticket.Received.IsCompleted);
+        await Task.WhenAll(split.Select(p => _client.SendAsync(server.Address, "sizes", p)));
+        Assert.True(KvTransferServerTests.SameData(whole, await ticket.Received));
+    }
+
+    [Fact]
+    public async Task PartConnectionBreaksMidData_TicketFailsNamingThePeer()
+    {
+        await using KvTransferServer server = KvTransferServer.Start(KvTransferServerTests.Loopback);
+        KvTransferPayload[] split = KvTransferPartsTests.Split(Whole(seed: 11), 2);
+        using KvTransferTicket ticket = server.Expect("broken");
+        await _client.SendAsync(server.Address, "broken", split[0]);
+        using (System.Net.Sockets.Socket raw = await KvTransferServerTests.ConnectRawAsync(server))
+        {
+            await raw.SendAsync(KvTransferWire.EncodeHeader("broken", split[1].Layout.ToJson(), split[1].Data.Length));
+            await raw.SendAsync(split[1].Data[..100]);
+        }
+
+        var e = await Assert.ThrowsAsync<KvTransferException>(() => ticket.Received);
+        Assert.Equal(KvTransferError.Broken, e.Error);
+        Assert.Contains($"the sender closed the connection after 100 of {split[1].Data.Length} bytes", e.Message);
+        Assert.Equal(1, server.TransfersFailed);
+    }
+
+    [Fact]
     public async Task MissingPart_TicketTimesOutNamingTheMissingHeads_LatePartRefused()
     {
         var clock = new ManualTimeProvider();
