@@ -449,7 +449,9 @@ public sealed partial class KvTransferServer : IAsyncDisposable
                 ? $"transfer '{id}': the layout describes {layout.ByteCount} bytes but the header announces {header.DataLength}"
                 : header.DataLength > _options.MaxPayloadBytes
                     ? $"transfer '{id}': {header.DataLength} bytes is over this receiver's limit of {_options.MaxPayloadBytes}"
-                    : null;
+                    : layout.Whole().ByteCount > _options.MaxPayloadBytes
+                        ? $"transfer '{id}': the whole of this part is {layout.Whole().ByteCount} bytes, over this receiver's limit of {_options.MaxPayloadBytes}"
+                        : null;
             if (problem is not null)
             {
                 await RefuseAsync(socket, peer, problem, idle, cancellationToken).ConfigureAwait(false);

@@ -149,6 +149,20 @@ public sealed class KvTransferTicketTests
     }
 
     [Fact]
+    public async Task PartWhoseWholeIsOverTheLimit_Refused()
+    {
+        KvTransferPayload whole = Whole(seed: 12);
+        KvTransferPayload[] split = KvTransferPartsTests.Split(whole, 2);
+        await using KvTransferServer server = KvTransferServer.Start(KvTransferServerTests.Loopback with { MaxPayloadBytes = whole.Data.Length - 1 });
+        using KvTransferTicket ticket = server.Expect("big");
+
+        var e = await Assert.ThrowsAsync<KvTransferException>(() => _client.SendAsync(server.Address, "big", split[0]));
+
+        Assert.Equal(KvTransferError.Refused, e.Error);
+        Assert.Contains($"the whole of this part is {whole.Data.Length} bytes, over this receiver's limit of {whole.Data.Length - 1}", e.Message);
+    }
+
+    [Fact]
     public async Task PartConnectionBreaksMidData_TicketFailsNamingThePeer()
     {
         await using KvTransferServer server = KvTransferServer.Start(KvTransferServerTests.Loopback);
