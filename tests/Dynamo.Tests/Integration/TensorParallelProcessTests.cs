@@ -130,8 +130,8 @@ public sealed partial class TensorParallelProcessTests
         while (await MetricAsync(decodePort, "dynamo_component_remote_prefills_total") < 1);
 
         // Each prefill rank pushed its own heads: two parts per remote prefill, assembled by the decode worker.
+        await decode.WaitForLineAsync("bytes in 2 parts");
         Assert.Contains("prefilled on worker", decode.Output, StringComparison.Ordinal);
-        Assert.Contains("bytes in 2 parts", decode.Output, StringComparison.Ordinal);
         Assert.Equal(2 * await MetricAsync(decodePort, "dynamo_component_remote_prefills_total"), await MetricAsync(decodePort, "dynamo_component_kv_transfer_received_parts_total"));
 
         // A TP=1 decode worker takes the TP=2 prefill's KV too; then, with no prefill worker, the TP=2 decode prefills itself.
@@ -151,7 +151,7 @@ public sealed partial class TensorParallelProcessTests
         while (await MetricAsync(onePort, "dynamo_component_remote_prefills_total") < 1);
 
         Assert.Equal(2 * await MetricAsync(onePort, "dynamo_component_remote_prefills_total"), await MetricAsync(onePort, "dynamo_component_kv_transfer_received_parts_total"));
-        Assert.Contains("bytes in 2 parts", one.Output, StringComparison.Ordinal);
+        await one.WaitForLineAsync("bytes in 2 parts");
         prefill.Terminate();
         Assert.Equal(0, await prefill.WaitForExitAsync(60));
         Assert.Equal(remote, viaOne);
