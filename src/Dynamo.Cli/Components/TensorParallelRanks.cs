@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Dynamo.Cli.Commands;
+using Dynamo.Components.KvTransfer;
 using Dynamo.Components.Workers;
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.Kernels;
@@ -207,7 +208,8 @@ internal static class TensorParallelRanks
     {
         using (group)
         {
-            using var model = new Transformer(shard, maxBatch, group);
+            // Rank 0 of a prefill worker has this rank push its own KV heads to the decode worker (PushKv plans).
+            using var model = new Transformer(shard, maxBatch, group) { KvSender = new KvTransferClient(), KvPushTimeout = KvPushTimeout(tp) };
             var done = new TaskCompletionSource<Exception?>(TaskCreationOptions.RunContinuationsAsynchronously);
             var thread = new Thread(() =>
             {
@@ -268,6 +270,12 @@ internal static class TensorParallelRanks
             }
         }
     }
+
+    /// <summary>
+    /// How long a rank's push of its KV part may take: half the rank timeout, so that the ranks waiting for its result
+    /// inside a collective never take it for lost (a slow decode worker fails the transfer, not the group).
+    /// </summary>
+    public static TimeSpan KvPushTimeout(TensorParallelSettings tp) => tp.RankTimeout / 2;
 
     /// <summary>Tokens of one forward pass: the same on every rank (they run the same passes).</summary>
     public static int MaxBatch(WorkerSettings settings) => Math.Min(settings.Engine.MaxNumBatchedTokens, 512);

@@ -136,7 +136,12 @@ internal sealed class WorkerComponent : IAsyncDisposable
                         (ShardedWeights shard, ICollectiveGroup group) = await TensorParallelRanks.LoadAndJoinAsync(
                             settings.TensorParallel, initAddress, path, model.Weights, log, cancellationToken).ConfigureAwait(false);
                         parallelGroup = group;
-                        transformer = new Transformer(shard, TensorParallelRanks.MaxBatch(settings), group);
+                        // A prefill worker's ranks each push their own KV heads to the decode worker (one part each).
+                        transformer = new Transformer(shard, TensorParallelRanks.MaxBatch(settings), group)
+                        {
+                            KvSender = new KvTransferClient(),
+                            KvPushTimeout = TensorParallelRanks.KvPushTimeout(settings.TensorParallel),
+                        };
                     }
                     else
                     {

@@ -10,7 +10,7 @@ namespace Dynamo.Components.KvTransfer;
 /// address, on a connection of its own, and returns once the receiver acknowledged the whole payload. Stateless
 /// and safe to share: each send opens and closes its own connection.
 /// </summary>
-public sealed class KvTransferClient
+public sealed class KvTransferClient : IKvTransferSender
 {
     /// <summary>Bytes handed to the socket per call, each within the idle timeout.</summary>
     private const int ChunkBytes = 4 << 20;
@@ -34,6 +34,10 @@ public sealed class KvTransferClient
     /// closed, so the receiver's ticket fails); <see cref="ArgumentException"/> for a bad address or id, or a payload
     /// whose data length is not its layout's <see cref="KvTransferLayout.ByteCount"/>.
     /// </summary>
+    /// <inheritdoc/>
+    async Task<TimeSpan> IKvTransferSender.PushAsync(string address, string transferId, KvTransferPayload payload, CancellationToken cancellationToken) =>
+        (await SendAsync(address, transferId, payload, cancellationToken).ConfigureAwait(false)).Elapsed;
+
     public async Task<KvTransferSendResult> SendAsync(string address, string transferId, KvTransferPayload payload, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(payload);

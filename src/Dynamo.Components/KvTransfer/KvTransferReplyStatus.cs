@@ -3,7 +3,7 @@ namespace Dynamo.Components.KvTransfer;
 /// <summary>The status byte of the receiver's one reply on a connection (wire values: README.md in this folder).</summary>
 internal enum KvTransferReplyStatus : byte
 {
-    /// <summary>The whole payload is in and handed to the ticket: the transfer is done.</summary>
+    /// <summary>The whole payload (or this part of it) is in and handed to the ticket: this connection's transfer is done.</summary>
     Received = 1,
 
     /// <summary>

@@ -12,8 +12,9 @@ namespace Dynamo.Components.KvTransfer;
 
 /// <summary>
 /// The receiving end of KV transfers (a decode worker): listens on TCP, and hands each payload a sender pushes to
-/// the <see cref="KvTransferTicket"/> that expects its transfer id (README.md in this folder: the wire format and
-/// the rules). Every connection is served on its own, so a slow or broken sender delays no other; a sender for an
+/// the <see cref="KvTransferTicket"/> that expects its transfer id, or one part of it (a tensor-parallel sender's
+/// rank, its own KV heads: the ticket assembles the parts) (README.md in this folder: the wire format and the rules).
+/// Every connection is served on its own, so a slow or broken sender delays no other; a sender for an
 /// unknown or expired id, a malformed header or a layout that disagrees with the data length is refused with a
 /// reason, a connection that breaks or stalls mid-way fails its ticket, and the server keeps serving.
 /// </summary>
@@ -60,7 +61,7 @@ public sealed partial class KvTransferServer : IAsyncDisposable
     /// <summary>The address and port the server listens on.</summary>
     public IPEndPoint LocalEndPoint { get; }
 
-    /// <summary>Transfers whose payload was delivered to their ticket.</summary>
+    /// <summary>Transfers whose payload was delivered to their ticket; a transfer in parts counts each part.</summary>
     public long TransfersReceived => Interlocked.Read(ref _received);
 
     /// <summary>Data bytes of the transfers received.</summary>
@@ -138,7 +139,7 @@ public sealed partial class KvTransferServer : IAsyncDisposable
         }
 
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        var ticket = new KvTransferTicket(this, transferId);
+        var ticket = new KvTransferTicket(this, transferId, _options.PoolBuffers);
         if (!_tickets.TryAdd(transferId, ticket))
         {
             throw new InvalidOperationException($"KV transfer '{transferId}' is already expected");
@@ -338,7 +339,7 @@ public sealed partial class KvTransferServer : IAsyncDisposable
                 return;
             }
 
-            if (!ticket.TryClaim(peer, out string taken))
+            if (!ticket.TryClaim(peer, layout, out string taken))
             {
                 await RefuseAsync(socket, peer, taken, idle, connection.Token).ConfigureAwait(false);
                 return;
@@ -443,11 +444,14 @@ public sealed partial class KvTransferServer : IAsyncDisposable
                 return null;
             }
 
-            string? problem = header.DataLength != layout.ByteCount
+            string? problem = layout.PartProblem() is { } part ? $"transfer '{id}': {part}"
+                : header.DataLength != layout.ByteCount
                 ? $"transfer '{id}': the layout describes {layout.ByteCount} bytes but the header announces {header.DataLength}"
                 : header.DataLength > _options.MaxPayloadBytes
                     ? $"transfer '{id}': {header.DataLength} bytes is over this receiver's limit of {_options.MaxPayloadBytes}"
-                    : null;
+                    : layout.Whole().ByteCount > _options.MaxPayloadBytes
+                        ? $"transfer '{id}': the whole of this part is {layout.Whole().ByteCount} bytes, over this receiver's limit of {_options.MaxPayloadBytes}"
+                        : null;
             if (problem is not null)
             {
                 await RefuseAsync(socket, peer, problem, idle, cancellationToken).ConfigureAwait(false);
@@ -522,7 +526,11 @@ public sealed partial class KvTransferServer : IAsyncDisposable
             }
 
             TimeSpan elapsed = _time.GetElapsedTime(start);
-            if (!ticket.TryComplete(new KvTransferPayload(layout, data.AsMemory(0, (int)length)), rented))
+            byte[]? handed = rented;
+
+            // The ticket owns the buffer from here, delivered or not (it gives a pooled one back itself).
+            rented = null;
+            if (!ticket.TryComplete(new KvTransferPayload(layout, data.AsMemory(0, (int)length)), handed))
             {
                 Interlocked.Increment(ref _failed);
                 Log.Abandoned(_logger, ticket.TransferId, peer, received, length);
@@ -530,7 +538,6 @@ public sealed partial class KvTransferServer : IAsyncDisposable
                 return;
             }
 
-            rented = null;
             Interlocked.Increment(ref _received);
             Interlocked.Add(ref _bytes, length);
             Interlocked.Exchange(ref _lastTicks, elapsed.Ticks);

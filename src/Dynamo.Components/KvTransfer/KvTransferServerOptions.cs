@@ -62,7 +62,10 @@ public sealed record KvTransferServerOptions
     /// <summary>Connections served at once; one more is closed at once (and counted as refused).</summary>
     public int MaxConnections { get; init; } = 256;
 
-    /// <summary>The largest payload accepted, in bytes (at most <see cref="Array.MaxLength"/>: the data is one array).</summary>
+    /// <summary>
+    /// The largest payload accepted, in bytes (at most <see cref="Array.MaxLength"/>: the data is one array); for a
+    /// transfer in parts, the largest whole the parts may make up.
+    /// </summary>
     public long MaxPayloadBytes { get; init; } = Array.MaxLength;
 
     /// <summary>The clock of the timeouts and the transfer times; <see cref="System.TimeProvider.System"/> when null.</summary>

@@ -514,7 +514,9 @@ public sealed partial class EngineWorker : IAsyncDisposable
     /// not used), the KV is pushed to the decode worker's transfer port, then the last response says what the
     /// push cost. While the engine works, an empty response every <see cref="EngineWorkerOptions.PrefillProgressInterval"/>
     /// tells the decode worker this one is alive, as long as the engine completes steps (an engine stuck in one step
-    /// longer than the decode worker's stall timeout is a stall). A push that fails ends the request with <c>kv_transfer_failed</c>.
+    /// longer than the decode worker's stall timeout is a stall). A tensor-parallel engine pushes the KV itself, each rank its
+    /// own heads as one part (<see cref="EngineRequest.PushKvTo"/>), and says how in <see cref="EngineOutput.KvPushed"/>.
+    /// A push that fails (any part of it) ends the request with <c>kv_transfer_failed</c>.
     /// </summary>
     private async IAsyncEnumerable<ReadOnlyMemory<byte>> PrefillForAsync(IEngine engine, EngineRequest request, KvTransferTarget target, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
@@ -525,7 +527,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
                 $"prefill worker {EndpointAddress.FormatId(InstanceId)} serves other weights (fingerprint {ours}) than decode worker {EndpointAddress.FormatId(target.DecodeInstanceId)} ({theirs})");
         }
 
-        request = request with { ExportKv = true, Sampling = request.Sampling with { MaxTokens = 1 } };
+        request = request with { ExportKv = true, PushKvTo = new KvPushTarget(target.Address, target.TransferId), Sampling = request.Sampling with { MaxTokens = 1 } };
         IAsyncEnumerator<EngineOutput> outputs;
         try
         {
@@ -591,6 +593,29 @@ public sealed partial class EngineWorker : IAsyncDisposable
             yield break;
         }
 
+        if (last.KvPushed is { } pushed)
+        {
+            // A tensor-parallel engine: each rank pushed its own heads, one part each, and rank 0 heard from every one.
+            if (pushed.Failure is { } failure)
+            {
+                Disaggregation.CountSendFailure();
+                Log.PushFailed(_logger, request.Id, EndpointAddress.FormatId(target.DecodeInstanceId), target.Address, failure);
+                throw new EndpointException("kv_transfer_failed", $"pushing the KV to decode worker {EndpointAddress.FormatId(target.DecodeInstanceId)} at {target.Address} failed: {failure}");
+            }
+
+            Disaggregation.CountServed(pushed.Bytes, pushed.Elapsed, pushed.PartBytes.Count);
+            yield return SerializeResponse(last, new PrefillReport
+            {
+                Remote = true,
+                PrefillInstanceId = InstanceId,
+                TransferMs = pushed.Elapsed.TotalMilliseconds,
+                TransferBytes = pushed.Bytes,
+                TransferTokens = last.PromptTokens,
+                TransferPartBytes = pushed.PartBytes,
+            });
+            yield break;
+        }
+
         KvTransferPayload kv = last.Kv ?? throw new EndpointException("kv_transfer_failed", $"the {engine.Name} engine exported no KV");
         KvTransferSendResult sent;
         try
@@ -604,7 +629,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
             throw new EndpointException("kv_transfer_failed", $"pushing the KV to decode worker {EndpointAddress.FormatId(target.DecodeInstanceId)} at {target.Address} failed: {e.Message}");
         }
 
-        Disaggregation.CountServed(sent.Bytes, sent.Elapsed);
+        Disaggregation.CountServed(sent.Bytes, sent.Elapsed, parts: 1);
         yield return SerializeResponse(last, new PrefillReport
         {
             Remote = true,

@@ -159,8 +159,9 @@ internal sealed partial class RemotePrefillLeg : IAsyncDisposable
 
         int blocks = (kv.Layout.TokenCount + _worker.BlockSize - 1) / _worker.BlockSize;
         TimeSpan? transfer = sender?.TransferMs is double ms ? TimeSpan.FromMilliseconds(ms) + linkTime : linkTime > TimeSpan.Zero ? linkTime : null;
-        _worker.Disaggregation.CountRemote(bytes, kv.Layout.TokenCount, blocks, prefill, transfer);
-        Log.Remote(_worker.Logger, id, EndpointAddress.FormatId(_target.InstanceId), kv.Layout.TokenCount, bytes, prefill.TotalMilliseconds, transfer?.TotalMilliseconds ?? double.NaN);
+        int parts = Math.Max(ticket.PartsReceived, 1);
+        _worker.Disaggregation.CountRemote(bytes, kv.Layout.TokenCount, blocks, prefill, transfer, parts);
+        Log.Remote(_worker.Logger, id, EndpointAddress.FormatId(_target.InstanceId), kv.Layout.TokenCount, bytes, parts, prefill.TotalMilliseconds, transfer?.TotalMilliseconds ?? double.NaN);
         return new PrefillReport
         {
             Remote = true,
@@ -169,6 +170,7 @@ internal sealed partial class RemotePrefillLeg : IAsyncDisposable
             TransferMs = transfer?.TotalMilliseconds,
             TransferBytes = bytes,
             TransferTokens = kv.Layout.TokenCount,
+            TransferPartBytes = sender?.TransferPartBytes,
         };
     }
 
@@ -229,8 +231,8 @@ internal sealed partial class RemotePrefillLeg : IAsyncDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 4011, Level = LogLevel.Information, Message = "Request {RequestId}: prefilled on worker {PrefillWorker}: {Tokens} tokens of KV, {Bytes} bytes, prefill {PrefillMs:F1} ms, transfer {TransferMs:F1} ms")]
-        public static partial void Remote(ILogger logger, string requestId, string prefillWorker, int tokens, long bytes, double prefillMs, double transferMs);
+        [LoggerMessage(EventId = 4011, Level = LogLevel.Information, Message = "Request {RequestId}: prefilled on worker {PrefillWorker}: {Tokens} tokens of KV, {Bytes} bytes in {Parts} parts, prefill {PrefillMs:F1} ms, transfer {TransferMs:F1} ms")]
+        public static partial void Remote(ILogger logger, string requestId, string prefillWorker, int tokens, long bytes, int parts, double prefillMs, double transferMs);
 
         [LoggerMessage(EventId = 4012, Level = LogLevel.Information, Message = "Request {RequestId}: prefilled locally instead of on worker {PrefillWorker} ({Reason}: {Detail})")]
         public static partial void Local(ILogger logger, string requestId, string prefillWorker, string reason, string detail);

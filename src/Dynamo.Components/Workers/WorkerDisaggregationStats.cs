@@ -12,6 +12,8 @@ public sealed class WorkerDisaggregationStats
     private readonly ConcurrentDictionary<string, long> _fallbacks = new(StringComparer.Ordinal);
     private long _remote;
     private long _bytesReceived;
+    private long _partsReceived;
+    private long _partsSent;
     private long _tokensReceived;
     private long _blocksReceived;
     private long _transferTicks;
@@ -26,6 +28,12 @@ public sealed class WorkerDisaggregationStats
 
     /// <summary>Bytes of KV received from prefill workers.</summary>
     public long TransferBytesReceived => Interlocked.Read(ref _bytesReceived);
+
+    /// <summary>Parts the KV received came in (one per transfer from a whole sender, one per rank from a tensor-parallel one).</summary>
+    public long TransferPartsReceived => Interlocked.Read(ref _partsReceived);
+
+    /// <summary>Parts this worker pushed (one per transfer, or one per rank of a tensor-parallel worker).</summary>
+    public long TransferPartsSent => Interlocked.Read(ref _partsSent);
 
     /// <summary>Prompt tokens whose KV was received.</summary>
     public long TransferTokensReceived => Interlocked.Read(ref _tokensReceived);
@@ -54,9 +62,10 @@ public sealed class WorkerDisaggregationStats
     /// <summary>Seconds this worker's pushes took.</summary>
     public double TransferSendSeconds => TimeSpan.FromTicks(Interlocked.Read(ref _sendTicks)).TotalSeconds;
 
-    internal void CountRemote(long bytes, int tokens, int blocks, TimeSpan prefill, TimeSpan? transfer)
+    internal void CountRemote(long bytes, int tokens, int blocks, TimeSpan prefill, TimeSpan? transfer, int parts = 1)
     {
         Interlocked.Increment(ref _remote);
+        Interlocked.Add(ref _partsReceived, parts);
         Interlocked.Add(ref _bytesReceived, bytes);
         Interlocked.Add(ref _tokensReceived, tokens);
         Interlocked.Add(ref _blocksReceived, blocks);
@@ -66,8 +75,9 @@ public sealed class WorkerDisaggregationStats
 
     internal void CountFallback(string reason) => _fallbacks.AddOrUpdate(reason, 1, static (_, n) => n + 1);
 
-    internal void CountServed(long bytes, TimeSpan elapsed)
+    internal void CountServed(long bytes, TimeSpan elapsed, int parts)
     {
+        Interlocked.Add(ref _partsSent, parts);
         Interlocked.Increment(ref _served);
         Interlocked.Add(ref _bytesSent, bytes);
         Interlocked.Add(ref _sendTicks, elapsed.Ticks);

@@ -3,6 +3,8 @@ using Dynamo.Engine.Kernels;
 using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Parallel;
+using Dynamo.Llm.Engines;
+using Dynamo.Llm.Kv;
 using Dynamo.Llm.Parallel;
 
 namespace Dynamo.Engine.Inference;
@@ -40,7 +42,18 @@ public sealed partial class Transformer
 
         /// <summary>A measurement: some all-reduces of a given size (bench parallel).</summary>
         Probe = 7,
+
+        /// <summary>
+        /// Each rank pushes its keys and values of some blocks, its heads only, to a decode worker's transfer address
+        /// (one part of the whole each), then the ranks' results are gathered on rank 0.
+        /// </summary>
+        PushKv = 8,
     }
+
+    /// <summary>The floats of a rank's push result gathered on rank 0: ok, bytes (3 x 16 bits), microseconds (3 x 16 bits), message length, message bytes.</summary>
+    private const int PushStatusFloats = 8 + MaxPushMessageBytes;
+
+    private const int MaxPushMessageBytes = 1016;
 
     private const int MaxScratchCaches = 4;
 
@@ -112,7 +125,7 @@ public sealed partial class Transformer
                 case PlanKind.Probe:
                     RunProbe(ReadInt(plan, 4), ReadInt(plan, 8), null);
                     continue;
-                case PlanKind.ExportKv or PlanKind.ImportKv:
+                case PlanKind.ExportKv or PlanKind.ImportKv or PlanKind.PushKv:
                 {
                     int p = 4;
                     int blockCount = Next(plan, ref p), blockSize = Next(plan, ref p), tokenCount = Next(plan, ref p);
@@ -122,12 +135,18 @@ public sealed partial class Transformer
                         blocks[b] = Next(plan, ref p);
                     }
 
+                    KvPushTarget? target = kind == PlanKind.PushKv ? new KvPushTarget(NextText(plan, ref p), NextText(plan, ref p)) : null;
+
                     if (pool is null || pool.BlockCount != blockCount || pool.BlockSize != blockSize)
                     {
                         pool = new PagedKvCache(Config, blockCount, blockSize);
                     }
 
-                    if (kind == PlanKind.ExportKv)
+                    if (target is not null)
+                    {
+                        PushShard(pool, blocks, tokenCount, target);
+                    }
+                    else if (kind == PlanKind.ExportKv)
                     {
                         ExportShard(pool, blocks, tokenCount, Span<byte>.Empty);
                     }
@@ -267,6 +286,33 @@ public sealed partial class Transformer
         ExportShard(cache, blocks, tokenCount, destination);
     }
 
+    /// <summary>
+    /// Where each rank pushes its part of a KV transfer (<see cref="PushKv"/>), every rank's own; null on a rank that
+    /// cannot push (its part then fails, and with it the transfer).
+    /// </summary>
+    public IKvTransferSender? KvSender { get; set; }
+
+    /// <summary>
+    /// How long a rank's push of its part may take before it counts as failed (<see cref="PushKv"/>). Keep it below the
+    /// group's rank timeout: the other ranks wait for this one's result inside a collective, and a rank silent past that
+    /// timeout is lost (the whole worker with it), whereas a failed push only ends its request.
+    /// </summary>
+    public TimeSpan KvPushTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// Rank 0: every rank pushes the keys and values of positions 0..<paramref name="tokenCount"/>-1 of the sequence in
+    /// <paramref name="blocks"/>, its own heads (a part of the whole model's layout, <see cref="KvTransferLayout.Parts"/>),
+    /// to <paramref name="target"/> over its own connection, all at once; then each rank's result comes back to rank 0.
+    /// Blocks the calling thread (the engine's) until every part is acknowledged or failed.
+    /// </summary>
+    public KvPushResult PushKv(PagedKvCache cache, ReadOnlySpan<int> blocks, int tokenCount, KvPushTarget target)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        ArgumentNullException.ThrowIfNull(target);
+        LeadKv(PlanKind.PushKv, cache, blocks, tokenCount, target);
+        return PushShard(cache, blocks, tokenCount, target)!;
+    }
+
     /// <summary>Rank 0: stores keys and values of every head (the whole model's transfer layout) into each rank's cache.</summary>
     public void ImportKv(PagedKvCache cache, ReadOnlySpan<int> blocks, int tokenCount, ReadOnlyMemory<byte> source)
     {
@@ -276,7 +322,7 @@ public sealed partial class Transformer
         ImportShard(cache, blocks, tokenCount, source.Span);
     }
 
-    private void LeadKv(PlanKind kind, PagedKvCache cache, ReadOnlySpan<int> blocks, int tokenCount)
+    private void LeadKv(PlanKind kind, PagedKvCache cache, ReadOnlySpan<int> blocks, int tokenCount, KvPushTarget? target = null)
     {
         if (_group is not { Size: > 1, Rank: 0 })
         {
@@ -297,7 +343,122 @@ public sealed partial class Transformer
             Put(ref at, blocks[b]);
         }
 
+        if (target is not null)
+        {
+            PutText(ref at, target.Address);
+            PutText(ref at, target.TransferId);
+        }
+
         _group.Broadcast(_plan.AsMemory(0, at));
+    }
+
+    /// <summary>
+    /// This rank's heads of the blocks as one part of the whole, pushed to the target; then every rank's result is
+    /// gathered on rank 0, which returns them all (null on the other ranks). A failed push is a result, not an exception:
+    /// every rank reaches the gather whatever happened to its push.
+    /// </summary>
+    private KvPushResult? PushShard(PagedKvCache cache, ReadOnlySpan<int> blocks, int tokenCount, KvPushTarget target)
+    {
+        ICollectiveGroup g = _group!;
+        KvTransferLayout layout = cache.Layout(tokenCount) with { KvHeadStart = g.Rank * Config.KvHeads, ModelKvHeads = FullKvHeads, Parts = g.Size };
+        byte[] data = new byte[layout.ByteCount];
+        cache.Export(blocks, tokenCount, data);
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        string? failure = null;
+        if (KvSender is not { } sender)
+        {
+            failure = "this rank has no KV sender";
+        }
+        else
+        {
+            using var bound = new CancellationTokenSource(KvPushTimeout);
+            try
+            {
+                // The engine's thread is synchronous by design (its collectives are): it waits here for its own part's
+                // acknowledgement while the other ranks push theirs.
+                sender.PushAsync(target.Address, target.TransferId, new KvTransferPayload(layout, data), bound.Token).GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException) when (bound.IsCancellationRequested)
+            {
+                failure = $"its part was not acknowledged within {KvPushTimeout.TotalSeconds:0.#} s";
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                failure = e.Message;
+            }
+        }
+
+        TimeSpan elapsed = System.Diagnostics.Stopwatch.GetElapsedTime(start);
+        float[] status = EncodePushStatus(failure is null ? data.Length : -1, elapsed, failure);
+        bool root = g.Rank == 0;
+        float[] all = root ? new float[PushStatusFloats * g.Size] : [];
+        g.Gather(status, all);
+        if (!root)
+        {
+            return null;
+        }
+
+        var bytes = new long[g.Size];
+        TimeSpan slowest = TimeSpan.Zero;
+        var failures = new List<string>();
+        for (int r = 0; r < g.Size; r++)
+        {
+            (long b, TimeSpan t, string? why) = DecodePushStatus(all.AsSpan(r * PushStatusFloats, PushStatusFloats));
+            bytes[r] = Math.Max(b, 0);
+            slowest = t > slowest ? t : slowest;
+            if (why is not null)
+            {
+                failures.Add($"rank {r}: {why}");
+            }
+        }
+
+        return new KvPushResult(bytes, slowest, failures.Count == 0 ? null : string.Join("; ", failures));
+    }
+
+    /// <summary>A rank's push result as floats that survive any gather exactly: integers below 2^16 each.</summary>
+    private static float[] EncodePushStatus(long bytes, TimeSpan elapsed, string? failure)
+    {
+        var status = new float[PushStatusFloats];
+        long micros = (long)elapsed.TotalMicroseconds;
+        status[0] = bytes >= 0 ? 1 : 0;
+        for (int i = 0; i < 3; i++)
+        {
+            status[1 + i] = (Math.Max(bytes, 0) >> (16 * i)) & 0xFFFF;
+            status[4 + i] = (micros >> (16 * i)) & 0xFFFF;
+        }
+
+        byte[] message = System.Text.Encoding.UTF8.GetBytes(failure ?? "");
+        int length = Math.Min(message.Length, MaxPushMessageBytes);
+        status[7] = length;
+        for (int i = 0; i < length; i++)
+        {
+            status[8 + i] = message[i];
+        }
+
+        return status;
+    }
+
+    private static (long Bytes, TimeSpan Elapsed, string? Failure) DecodePushStatus(ReadOnlySpan<float> status)
+    {
+        long bytes = 0, micros = 0;
+        for (int i = 0; i < 3; i++)
+        {
+            bytes |= (long)status[1 + i] << (16 * i);
+            micros |= (long)status[4 + i] << (16 * i);
+        }
+
+        if (status[0] == 1)
+        {
+            return (bytes, TimeSpan.FromMicroseconds(micros), null);
+        }
+
+        byte[] message = new byte[(int)status[7]];
+        for (int i = 0; i < message.Length; i++)
+        {
+            message[i] = (byte)status[8 + i];
+        }
+
+        return (-1, TimeSpan.FromMicroseconds(micros), System.Text.Encoding.UTF8.GetString(message));
     }
 
     /// <summary>This rank's heads of the blocks, gathered on rank 0 into the whole layout (rank 0 passes the destination).</summary>
@@ -488,6 +649,34 @@ public sealed partial class Transformer
 
         BinaryPrimitives.WriteInt32LittleEndian(_plan.AsSpan(at), value);
         at += 4;
+    }
+
+    /// <summary>A string in the plan: its UTF-8 length, then its bytes padded to 4.</summary>
+    private void PutText(ref int at, string text)
+    {
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(text);
+        Put(ref at, bytes.Length);
+        int padded = (bytes.Length + 3) & ~3;
+        if (at + padded > _plan.Length)
+        {
+            Array.Resize(ref _plan, Math.Max(_plan.Length * 2, at + padded));
+        }
+
+        bytes.CopyTo(_plan.AsSpan(at));
+        at += padded;
+    }
+
+    private static string NextText(ReadOnlySpan<byte> plan, ref int at)
+    {
+        int length = Next(plan, ref at);
+        if (length < 0 || plan.Length < at + length)
+        {
+            throw new CollectiveException($"a plan of {plan.Length} bytes ends inside a text of {length} bytes at byte {at}", 0);
+        }
+
+        string text = System.Text.Encoding.UTF8.GetString(plan.Slice(at, length));
+        at += (length + 3) & ~3;
+        return text;
     }
 
     private static int ReadInt(ReadOnlySpan<byte> plan, int at) =>

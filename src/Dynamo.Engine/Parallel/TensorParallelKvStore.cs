@@ -7,8 +7,9 @@ namespace Dynamo.Engine.Parallel;
 
 /// <summary>
 /// The KV transfer of a tensor-parallel engine (rank 0): payloads carry every KV head in the whole model's layout, so
-/// a worker with any number of ranks exchanges KV with any other. Exporting gathers each rank's heads on rank 0;
-/// importing broadcasts the payload and each rank keeps its heads. Runs on the engine's thread, between passes, like
+/// a worker with any number of ranks exchanges KV with any other. Pushing (a prefill worker's, with a sender) has each
+/// rank send its own heads as one part of the whole, which the receiver assembles; exporting without a sender gathers
+/// each rank's heads on rank 0; importing broadcasts the payload and each rank keeps its heads. Runs on the engine's thread, between passes, like
 /// every other collective of the group.
 /// </summary>
 internal sealed class TensorParallelKvStore(Transformer model, PagedKvCache cache) : IKvTransferStore
@@ -26,6 +27,10 @@ internal sealed class TensorParallelKvStore(Transformer model, PagedKvCache cach
 
     public void Import(BlockTable blocks, KvTransferPayload payload) =>
         model.ImportKv(cache, blocks.AsSpan(), payload.Layout.TokenCount, payload.Data);
+
+    /// <summary>With a sender (<see cref="Transformer.KvSender"/>), every rank pushes its own heads; without one, null (the caller sends <see cref="Export"/>'s gathered payload).</summary>
+    public KvPushResult? Push(BlockTable blocks, int tokenCount, KvPushTarget target) =>
+        model.KvSender is null ? null : model.PushKv(cache, blocks.AsSpan(), tokenCount, target);
 
     public KvTransferPayload Export(BlockTable blocks, int tokenCount)
     {

@@ -60,11 +60,13 @@ public sealed class SystemStatusServer : IAsyncDisposable
         Gauge remote = G("dynamo_component_remote_prefills_total", "Decode side: requests whose KV came from a prefill worker");
         Gauge local = metrics.CreateGauge("dynamo_component_local_prefills_total", "Decode side: requests asked to prefill remotely that prefilled locally, by reason", [.. labels, "reason"]);
         Gauge received = G("dynamo_component_kv_transfer_received_bytes_total", "Decode side: bytes of KV received from prefill workers");
+        Gauge receivedParts = G("dynamo_component_kv_transfer_received_parts_total", "Decode side: parts the KV received came in (one per whole transfer, one per rank of a tensor-parallel prefill worker)");
         Gauge receivedBlocks = G("dynamo_component_kv_transfer_received_blocks_total", "Decode side: KV blocks filled from transfers");
         Gauge transferSeconds = G("dynamo_component_kv_transfer_seconds_total", "Decode side: seconds the KV transfers took (as the senders measured them)");
         Gauge remoteSeconds = G("dynamo_component_remote_prefill_seconds_total", "Decode side: seconds from asking a prefill worker to the KV's arrival");
         Gauge served = G("dynamo_component_prefills_served_total", "Prefill side: prefills run for decode workers");
         Gauge sent = G("dynamo_component_kv_transfer_sent_bytes_total", "Prefill side: bytes of KV pushed to decode workers");
+        Gauge sentParts = G("dynamo_component_kv_transfer_sent_parts_total", "Prefill side: parts of KV pushed (one per transfer, or one per rank of a tensor-parallel worker)");
         Gauge sendFailures = G("dynamo_component_kv_transfer_send_failures_total", "Prefill side: KV pushes that failed");
         string[] rankLabels = [.. labels, "dp_rank"];
         Gauge R(string name, string help) => metrics.CreateGauge(name, help, rankLabels);
@@ -104,10 +106,12 @@ public sealed class SystemStatusServer : IAsyncDisposable
 
             received.WithLabels(values).Set(d.TransferBytesReceived);
             receivedBlocks.WithLabels(values).Set(d.TransferBlocksReceived);
+            receivedParts.WithLabels(values).Set(d.TransferPartsReceived);
             transferSeconds.WithLabels(values).Set(d.TransferSeconds);
             remoteSeconds.WithLabels(values).Set(d.RemotePrefillSeconds);
             served.WithLabels(values).Set(d.PrefillsServed);
             sent.WithLabels(values).Set(d.TransferBytesSent);
+            sentParts.WithLabels(values).Set(d.TransferPartsSent);
             sendFailures.WithLabels(values).Set(d.TransferSendFailures);
             requests.WithLabels(values).Set(worker.RequestsTotal);
             errors.WithLabels(values).Set(worker.RequestErrors);

@@ -295,6 +295,7 @@ internal sealed class EngineCore<TState>
             finish = FinishReason.Length;
         }
 
+        KvPushResult? pushed = finish is not null && live.Request is { ExportKv: true, PushKvTo: { } target } ? _kvStore?.Push(s.Blocks, s.ComputedTokens, target) : null;
         var output = new EngineOutput
         {
             TokenIds = [token],
@@ -304,7 +305,8 @@ internal sealed class EngineCore<TState>
             PromptTokens = live.Request.OriginalPromptLength,
             CachedTokens = Math.Clamp(s.CachedPromptTokens, 0, live.Request.OriginalPromptLength),
             ImportedTokens = live.ImportedTokens,
-            Kv = finish is not null && live.Request.ExportKv ? _kvStore?.Export(s.Blocks, s.ComputedTokens) : null,
+            Kv = finish is not null && live.Request.ExportKv && pushed is null ? _kvStore?.Export(s.Blocks, s.ComputedTokens) : null,
+            KvPushed = pushed,
         };
         if (finish is null)
         {

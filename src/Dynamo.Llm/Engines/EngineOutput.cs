@@ -31,4 +31,10 @@ public sealed record EngineOutput
 
     /// <summary>On the last output of a request with <see cref="EngineRequest.ExportKv"/>: the KV of its computed tokens.</summary>
     public KvTransferPayload? Kv { get; init; }
+
+    /// <summary>
+    /// On the last output of a request with <see cref="EngineRequest.PushKvTo"/> whose engine pushed the KV itself (in
+    /// parts, one per tensor-parallel rank): how that went. <see cref="Kv"/> is then null.
+    /// </summary>
+    public KvPushResult? KvPushed { get; init; }
 }

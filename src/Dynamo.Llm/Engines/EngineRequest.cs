@@ -26,6 +26,13 @@ public sealed record EngineRequest(string Id, IReadOnlyList<int> PromptTokens, S
     public bool ExportKv { get; init; }
 
     /// <summary>
+    /// With <see cref="ExportKv"/>: where the KV goes. An engine whose KV store pushes it itself (tensor parallelism: each
+    /// rank sends its own heads) does so and says how in <see cref="EngineOutput.KvPushed"/>; any other exports it in
+    /// <see cref="EngineOutput.Kv"/> for the caller to send.
+    /// </summary>
+    public KvPushTarget? PushKvTo { get; init; }
+
+    /// <summary>
     /// A migrated request: the last this many of <see cref="PromptTokens"/> are output that an earlier attempt of the
     /// request produced on another worker. They count as output for penalties and for the position of seeded
     /// draws, so the continuation is the one the first attempt would have produced; <see cref="EngineOutput.PromptTokens"/>

@@ -18,4 +18,11 @@ internal interface IKvTransferStore
 
     /// <summary>The keys and values of positions 0..<paramref name="tokenCount"/>-1 of the sequence whose blocks are <paramref name="blocks"/>.</summary>
     KvTransferPayload Export(BlockTable blocks, int tokenCount);
+
+    /// <summary>
+    /// Pushes the keys and values of positions 0..<paramref name="tokenCount"/>-1 to <paramref name="target"/> itself
+    /// (a tensor-parallel engine: each rank its own heads, a part of the whole) and says how it went; null when this
+    /// store does not push (the caller sends <see cref="Export"/>'s payload).
+    /// </summary>
+    KvPushResult? Push(BlockTable blocks, int tokenCount, KvPushTarget target) => null;
 }

@@ -107,7 +107,7 @@ public sealed partial class TensorParallelProcessTests
     }
 
     [Fact]
-    public async Task Disaggregated_Tp2PrefillWorker_Tp2AndTp1DecodeWorkers_SameTextAsLocalPrefill()
+    public async Task Disaggregated_Tp2PrefillWorker_Tp2AndTp1DecodeWorkers_TwoPartsEach_SameTextAsLocalPrefill()
     {
         await using LoopbackServers s = await LoopbackServers.StartAsync(["--router-mode", "kv"]);
         string[] common = ["worker", "--model", TestModels.Tiny.Value, "--served-model-name", "tiny", "--kv-cache-memory", "16000000", "--threads", "1"];
@@ -129,7 +129,10 @@ public sealed partial class TensorParallelProcessTests
         }
         while (await MetricAsync(decodePort, "dynamo_component_remote_prefills_total") < 1);
 
+        // Each prefill rank pushed its own heads: two parts per remote prefill, assembled by the decode worker.
+        await decode.WaitForLineAsync("bytes in 2 parts");
         Assert.Contains("prefilled on worker", decode.Output, StringComparison.Ordinal);
+        Assert.Equal(2 * await MetricAsync(decodePort, "dynamo_component_remote_prefills_total"), await MetricAsync(decodePort, "dynamo_component_kv_transfer_received_parts_total"));
 
         // A TP=1 decode worker takes the TP=2 prefill's KV too; then, with no prefill worker, the TP=2 decode prefills itself.
         decode.Terminate();
@@ -147,9 +150,13 @@ public sealed partial class TensorParallelProcessTests
         }
         while (await MetricAsync(onePort, "dynamo_component_remote_prefills_total") < 1);
 
+        Assert.Equal(2 * await MetricAsync(onePort, "dynamo_component_remote_prefills_total"), await MetricAsync(onePort, "dynamo_component_kv_transfer_received_parts_total"));
+        await one.WaitForLineAsync("bytes in 2 parts");
         prefill.Terminate();
         Assert.Equal(0, await prefill.WaitForExitAsync(60));
         Assert.Equal(remote, viaOne);
+
+        // With no prefill worker left, the TP=1 worker prefills itself: aggregated TP=1 gives the same text.
         Assert.Equal(remote, await s.PostTextAsync(body));
     }
 

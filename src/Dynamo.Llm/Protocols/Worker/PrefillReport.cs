@@ -36,4 +36,11 @@ public sealed record PrefillReport
     /// <summary>Prompt tokens whose KV was transferred.</summary>
     [JsonPropertyName("transfer_tokens")]
     public int? TransferTokens { get; init; }
+
+    /// <summary>
+    /// Bytes of each part when the KV went in parts (a tensor-parallel prefill worker: one per rank, its own heads, in
+    /// rank order); null when it went whole.
+    /// </summary>
+    [JsonPropertyName("transfer_part_bytes")]
+    public IReadOnlyList<long>? TransferPartBytes { get; init; }
 }

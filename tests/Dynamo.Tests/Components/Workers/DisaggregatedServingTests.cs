@@ -353,6 +353,73 @@ public sealed class DisaggregatedServingTests
         await AssertNoBlocksHeldAsync(decode, [prefill]);
     }
 
+    /// <summary>
+    /// A TP=2 prefill worker (ranks as threads over the in-process collectives), each rank pushing its own KV heads over
+    /// loopback TCP with its own client, to a TP=1 decode worker: the decode worker assembles the two parts and the
+    /// greedy output is aggregated serving's. With rank 1's push refused, the request ends on the prefill worker with
+    /// kv_transfer_failed and the decode worker prefills locally: the same output again.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task BuiltInEngine_Tp2PrefillWorker_EachRankPushesItsHeads_SameOutputAsAggregated(bool rankOneFails)
+    {
+        string model = Dynamo.Tests.Engine.Parallel.TensorParallelTests.WideModel;
+        int[] prompt = [.. Enumerable.Range(0, 37).Select(i => 3 + (i * 13 % 90))];
+        string reference;
+        await using (FrontendHarness agg = await FrontendHarness.StartAsync())
+        {
+            await agg.AddWorkerAsync(InferenceEngineTests.Create(model, Roomy));
+            reference = Text(await agg.PostJsonAsync(Completions, Body(prompt, 8)));
+        }
+
+        await using var ranks = new Dynamo.Tests.Engine.Parallel.TensorParallelTests.TpEngine(model, 2, Roomy with { BlockSize = 8 });
+        var client = new KvTransferClient();
+        ranks.Ranks.SetKvSender(rankOneFails ? new RefusingSender(client, firstHead: 2) : client);
+        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
+        TestWorker decode = await AddDecodeAsync(h, InferenceEngineTests.Create(model, Roomy with { BlockSize = 5 }));
+        TestWorker prefill = await AddPrefillAsync(h, ranks.Engine);
+        await WaitForSettingsAsync(h, EveryLongPrompt);
+
+        // The same greedy text; not the same logprob bits: the ranks' KV differs from one process's in float rounding.
+        Assert.Equal(reference, Text(await h.PostJsonAsync(Completions, Body(prompt, 8))));
+
+        WorkerDisaggregationStats d = decode.Worker!.Disaggregation, p = prefill.Worker!.Disaggregation;
+        if (rankOneFails)
+        {
+            Assert.Equal([(PrefillReasons.PrefillFailed, 1L)], d.LocalFallbacks);
+            await WaitUntilAsync(() => prefill.Worker.InFlight == 0);
+            Assert.Equal(1, p.TransferSendFailures);
+            Assert.Equal(0, p.PrefillsServed);
+        }
+        else
+        {
+            Assert.Equal(1, d.RemotePrefills);
+            Assert.Equal(2, d.TransferPartsReceived);
+            await WaitUntilAsync(() => p.PrefillsServed == 1);
+            Assert.Equal(2, p.TransferPartsSent);
+            Assert.Equal(d.TransferBytesReceived, p.TransferBytesSent);
+        }
+
+        await AssertNoBlocksHeldAsync(decode, [prefill]);
+    }
+
+    private static string Text((int Status, JsonElement Body) answer)
+    {
+        Assert.Equal(200, answer.Status);
+        return answer.Body.GetProperty("choices")[0].GetProperty("text").GetString()!;
+    }
+
+    /// <summary>Sends through <paramref name="client"/>, but throws for the part that starts at <paramref name="firstHead"/>.</summary>
+    private sealed class RefusingSender(IKvTransferSender client, int firstHead) : IKvTransferSender
+    {
+        public Task<TimeSpan> PushAsync(string address, string transferId, KvTransferPayload payload, CancellationToken cancellationToken = default) =>
+            payload.Layout.FirstKvHead == firstHead
+                ? Task.FromException<TimeSpan>(new KvTransferException(KvTransferError.Refused, $"KV transfer '{transferId}' to {address}: refused by the test"))
+                : client.PushAsync(address, transferId, payload, cancellationToken);
+    }
+
     private static readonly EngineOptions Roomy = EngineOptions.Default with { KvCacheMemory = 64L << 20 };
 
     private static MockerEngine Mocker() => new(MockerOptions.Default with { SpeedupRatio = 1000, VocabSize = 512, ContextLength = 256 });

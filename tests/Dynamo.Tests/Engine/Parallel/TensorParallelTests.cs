@@ -4,6 +4,7 @@ using Dynamo.Engine.Models.Synth;
 using Dynamo.Engine.Parallel;
 using Dynamo.Engine.Serving;
 using Dynamo.Llm.Engines;
+using Dynamo.Llm.Kv;
 using Dynamo.Llm.ModelFiles;
 using Dynamo.Llm.Parallel;
 using Dynamo.Tests.Engine.Inference;
@@ -33,6 +34,9 @@ public sealed class TensorParallelTests
     private static readonly Lazy<string> Wide = new(() => new RandomGgufModel { Architecture = "llama", Heads = 8, KvHeads = 4, HiddenDim = 128, VocabSize = 96, Seed = 15 }
         .WriteTo(Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "dynamo-tp-tests", Guid.NewGuid().ToString("N"))).FullName));
 
+    /// <summary>The random model whose heads divide by 4 (other tests run it on ranks too).</summary>
+    internal static string WideModel => Wide.Value;
+
     private static string ModelPath(string name) => name switch
     {
         "wide" => Wide.Value,
@@ -42,7 +46,7 @@ public sealed class TensorParallelTests
     };
 
     /// <summary>N ranks of one model as threads: rank 0's transformer, and the followers' loops.</summary>
-    private sealed class Ranks : IDisposable
+    internal sealed class Ranks : IDisposable
     {
         private readonly Transformer[] _ranks;
         private readonly ICollectiveGroup[] _groups;
@@ -61,6 +65,16 @@ public sealed class TensorParallelTests
         public Task[] Followers { get; }
 
         public ICollectiveGroup Group(int rank) => _groups[rank];
+
+        /// <summary>Gives every rank <paramref name="sender"/> to push its part of a KV transfer with.</summary>
+        public void SetKvSender(IKvTransferSender? sender, TimeSpan? timeout = null)
+        {
+            foreach (Transformer t in _ranks)
+            {
+                t.KvSender = sender;
+                t.KvPushTimeout = timeout ?? t.KvPushTimeout;
+            }
+        }
 
         public void Dispose()
         {
@@ -216,7 +230,7 @@ public sealed class TensorParallelTests
     }
 
     /// <summary>An engine on N ranks (threads); disposing it stops the followers and closes the group.</summary>
-    private sealed class TpEngine : IAsyncDisposable
+    internal sealed class TpEngine : IAsyncDisposable
     {
         private readonly Ranks _ranks;
 
@@ -227,6 +241,8 @@ public sealed class TensorParallelTests
         }
 
         public InferenceEngine Engine { get; }
+
+        public Ranks Ranks => _ranks;
 
         public async ValueTask DisposeAsync()
         {
@@ -261,6 +277,97 @@ public sealed class TensorParallelTests
         var rest = await EngineContractTests.CollectAsync(decode.Engine, new EngineRequest("d", [.. prompt, first.Tokens[0]], Greedy(16)) { Kv = first.Last.Kv });
         Assert.Equal(reference, [first.Tokens[0], .. rest.Tokens]);
         Assert.Equal(prompt.Length, rest.Last.ImportedTokens);
+    }
+
+    /// <summary>A sender that keeps what each rank pushes (any thread), or fails the parts of the ranks it is told to.</summary>
+    private sealed class RecordingSender(Func<KvTransferLayout, bool>? fails = null, Func<KvTransferLayout, bool>? stalls = null) : IKvTransferSender
+    {
+        private readonly System.Collections.Concurrent.ConcurrentBag<(string Address, string Id, KvTransferPayload Part)> _pushed = [];
+
+        public IReadOnlyList<(string Address, string Id, KvTransferPayload Part)> Pushed => [.. _pushed];
+
+        public Task<TimeSpan> PushAsync(string address, string transferId, KvTransferPayload payload, CancellationToken cancellationToken = default)
+        {
+            if (fails?.Invoke(payload.Layout) == true)
+            {
+                return Task.FromException<TimeSpan>(new InvalidOperationException($"refused heads from {payload.Layout.FirstKvHead}"));
+            }
+
+            if (stalls?.Invoke(payload.Layout) == true)
+            {
+                // Never acknowledged: only the push's own bound ends it.
+                return Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken).ContinueWith(_ => TimeSpan.Zero, cancellationToken, TaskContinuationOptions.None, TaskScheduler.Default);
+            }
+
+            // A copy: the rank's buffer is its own.
+            _pushed.Add((address, transferId, payload with { Data = payload.Data.ToArray() }));
+            return Task.FromResult(TimeSpan.FromMilliseconds(1));
+        }
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public async Task PushKv_EachRankPushesItsHeads_AssembledPartsEqualTheGatheredExport(int size)
+    {
+        var options = EngineOptions.Default with { BlockSize = 8, KvCacheMemory = 16L << 20 };
+        int[] prompt = [.. Enumerable.Range(0, 29).Select(i => 5 + (i * 7 % 80))];
+        SamplingParams one = SamplingParams.Greedy with { MaxTokens = 1, IgnoreEos = true };
+        await using var prefill = new TpEngine(ModelPath("wide"), size, options);
+        var sender = new RecordingSender();
+        prefill.Ranks.SetKvSender(sender);
+
+        var pushed = await EngineContractTests.CollectAsync(prefill.Engine, new EngineRequest("push", prompt, one) { ExportKv = true, PushKvTo = new KvPushTarget("tcp://decode:1", "t-1") });
+        KvPushResult result = pushed.Last.KvPushed!;
+
+        // Without a target the same engine gathers every rank's heads on rank 0: the old whole export.
+        prefill.Ranks.SetKvSender(null);
+        var gathered = await EngineContractTests.CollectAsync(prefill.Engine, new EngineRequest("gather", prompt, one) { ExportKv = true });
+        KvTransferPayload whole = gathered.Last.Kv!;
+
+        Assert.Null(result.Failure);
+        Assert.Null(pushed.Last.Kv);
+        Assert.Equal(size, sender.Pushed.Count);
+        Assert.All(sender.Pushed, p => Assert.Equal(("tcp://decode:1", "t-1"), (p.Address, p.Id)));
+        Assert.Equal(Enumerable.Range(0, size).Select(r => r * 4 / size), sender.Pushed.Select(p => p.Part.Layout.FirstKvHead).Order());
+        Assert.All(sender.Pushed, p => Assert.Equal((4 / size, 4, size), (p.Part.Layout.KvHeads, p.Part.Layout.TotalKvHeads, p.Part.Layout.PartCount)));
+        Assert.Equal(Enumerable.Repeat(whole.Data.Length / (long)size, size), result.PartBytes);
+        Assert.Equal(whole.Layout, sender.Pushed[0].Part.Layout.Whole());
+        byte[] assembled = new byte[whole.Data.Length];
+        KvTransferParts.Assemble([.. sender.Pushed.Select(p => p.Part)], assembled);
+        Assert.True(whole.Data.Span.SequenceEqual(assembled));
+    }
+
+    [Fact]
+    public async Task PushKv_OneRanksPushFails_RankZeroReportsItNamingTheRank_EngineKeepsServing()
+    {
+        var options = EngineOptions.Default with { BlockSize = 8, KvCacheMemory = 16L << 20 };
+        int[] prompt = [.. Enumerable.Range(0, 20).Select(i => 3 + i)];
+        SamplingParams one = SamplingParams.Greedy with { MaxTokens = 1, IgnoreEos = true };
+        await using var prefill = new TpEngine(ModelPath("wide"), 2, options);
+        prefill.Ranks.SetKvSender(new RecordingSender(fails: l => l.FirstKvHead == 2));
+
+        var pushed = await EngineContractTests.CollectAsync(prefill.Engine, new EngineRequest("push", prompt, one) { ExportKv = true, PushKvTo = new KvPushTarget("tcp://decode:1", "t-2") });
+
+        Assert.Equal("rank 1: refused heads from 2", pushed.Last.KvPushed!.Failure);
+        var next = await EngineContractTests.CollectAsync(prefill.Engine, new EngineRequest("next", prompt, one with { MaxTokens = 3 }));
+        Assert.Equal(3, next.Tokens.Count);
+    }
+
+    [Fact]
+    public async Task PushKv_APartNeverAcknowledged_FailsAtThePushTimeoutNamingTheRank_GroupIntact()
+    {
+        var options = EngineOptions.Default with { BlockSize = 8, KvCacheMemory = 16L << 20 };
+        int[] prompt = [.. Enumerable.Range(0, 20).Select(i => 3 + i)];
+        SamplingParams one = SamplingParams.Greedy with { MaxTokens = 1, IgnoreEos = true };
+        await using var prefill = new TpEngine(ModelPath("wide"), 2, options);
+        prefill.Ranks.SetKvSender(new RecordingSender(stalls: l => l.FirstKvHead == 2), TimeSpan.FromMilliseconds(200));
+
+        var pushed = await EngineContractTests.CollectAsync(prefill.Engine, new EngineRequest("push", prompt, one) { ExportKv = true, PushKvTo = new KvPushTarget("tcp://decode:1", "t-3") });
+
+        Assert.Equal("rank 1: its part was not acknowledged within 0.2 s", pushed.Last.KvPushed!.Failure);
+        Assert.Equal(3, (await EngineContractTests.CollectAsync(prefill.Engine, new EngineRequest("next", prompt, one with { MaxTokens = 3 }))).Tokens.Count);
+        Assert.False(prefill.Engine.GroupLost.IsCompleted);
     }
 
     [Fact]
