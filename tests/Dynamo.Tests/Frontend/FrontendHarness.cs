@@ -85,11 +85,16 @@ internal sealed class FrontendHarness : IAsyncDisposable
     }
 
     /// <summary>Starts a worker serving <paramref name="engine"/> and publishing a card for <paramref name="model"/>; waits until the frontend serves it.</summary>
-    public async Task<TestWorker> AddWorkerAsync(IEngine engine, string model = Model, string component = "backend", int contextLength = 256, bool serve = true, string role = "aggregated", EngineWorkerOptions? options = null)
+    public Task<TestWorker> AddWorkerAsync(IEngine engine, string model = Model, string component = "backend", int contextLength = 256, bool serve = true, string role = "aggregated", EngineWorkerOptions? options = null) =>
+        AddWorkerAsync([engine], model, component, contextLength, serve, role, options);
+
+    /// <summary>As <see cref="AddWorkerAsync(IEngine, string, string, int, bool, string, EngineWorkerOptions?)"/>, one worker serving <paramref name="ranks"/> as its data-parallel ranks (the caller disposes all but the first).</summary>
+    public async Task<TestWorker> AddWorkerAsync(IReadOnlyList<IEngine> ranks, string model = Model, string component = "backend", int contextLength = 256, bool serve = true, string role = "aggregated", EngineWorkerOptions? options = null)
     {
+        IEngine engine = ranks[0];
         DistributedRuntime runtime = await Cluster.ConnectAsync();
         var address = new EndpointAddress("dynamo", component, "generate");
-        EngineWorker? worker = serve ? await EngineWorker.StartAsync(runtime, engine, address, options ?? EngineWorkerOptions.Default) : null;
+        EngineWorker? worker = serve ? await EngineWorker.StartAsync(runtime, ranks, address, options ?? EngineWorkerOptions.Default) : null;
         await ModelCardStore.PublishAsync(runtime, address, new ModelCardSource(model, "gguf", TinyChatModel.Value, contextLength, 16, 512), role);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         await Server.WaitForModelAsync(model, timeout.Token);

@@ -3,9 +3,11 @@ using Dynamo.Components.KvTransfer;
 using Dynamo.Components.Registry;
 using Dynamo.Components.Workers;
 using Dynamo.Engine.Serving;
+using Dynamo.Frontend;
 using Dynamo.Llm.Disaggregation;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
+using Dynamo.Llm.Routing;
 using Dynamo.Mocker;
 using Dynamo.Tests.Engine.Serving;
 using Dynamo.Tests.Frontend;
@@ -52,6 +54,32 @@ public sealed class DisaggregatedServingTests
         Assert.Contains($"dynamo_frontend_disagg_decisions_total{{model=\"tiny\",prefill=\"remote\",reason=\"long_prompt\"}} {prompts.Length}", metrics);
         Assert.All(prefill, p => Assert.Equal(0, p.Worker!.RequestErrors));
         await AssertNoBlocksHeldAsync(decode, prefill);
+    }
+
+    [Fact]
+    public async Task Mocker_DataParallelDecodeAndPrefillWorkers_EveryPrefillRemoteOnTheRankTheRouterChose()
+    {
+        // Two ranks on each side, numbered from 2 and from 4 (as on a second node): the KV router names a decode rank and a
+        // prefill rank, and the decode worker asks the prefill worker for that rank (a rank it has not would be refused).
+        await using MockerEngine decodeRank1 = Mocker();
+        await using MockerEngine prefillRank1 = Mocker();
+        await using FrontendHarness h = await FrontendHarness.StartAsync(FrontendOptions.Default with { Processing = FrontendOptions.Default.Processing with { RouterMode = RouterModes.Kv } });
+        await DisaggregationSettingsStore.PutAsync(h.Runtime.Discovery, "dynamo", FrontendHarness.Model, EveryLongPrompt);
+        KvTransferServer transfer = KvTransferServer.Start(KvTransferServerOptions.Default with { BindAddress = "127.0.0.1", PoolBuffers = true });
+        TestWorker decode = await h.AddWorkerAsync([Mocker(), decodeRank1], options: EngineWorkerOptions.Default with { KvTransfer = transfer, FirstDpRank = 2 });
+        TestWorker prefill = await h.AddWorkerAsync([Mocker(), prefillRank1], component: "prefill", role: "prefill", options: EngineWorkerOptions.Default with { FirstDpRank = 4 });
+        await WaitForSettingsAsync(h, EveryLongPrompt);
+
+        int[][] prompts = [.. Enumerable.Range(0, 8).Select(i => Enumerable.Range(10 + (i * 7), 40 + i).ToArray())];
+        (int Status, JsonElement Body)[] answers = await Task.WhenAll(prompts.Select(p => h.PostJsonAsync(Completions, Body(p, 6))));
+
+        Assert.All(answers, a => Assert.Equal(200, a.Status));
+        Assert.Equal(prompts.Length, decode.Worker!.Disaggregation.RemotePrefills);
+        Assert.Empty(decode.Worker.Disaggregation.LocalFallbacks);
+        Assert.Equal(prompts.Length, prefill.Worker!.Disaggregation.PrefillsServed);
+        Assert.Equal(0, prefill.Worker.RequestErrors);
+        Assert.Equal(prompts.Length, decode.Worker.RankStats.Sum(r => r.RequestsFinished));
+        Assert.Equal(prompts.Length, prefill.Worker.RankStats.Sum(r => r.RequestsFinished));
     }
 
     [Fact]
