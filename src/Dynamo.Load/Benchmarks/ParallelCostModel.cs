@@ -15,13 +15,17 @@ internal static class ParallelCostModel
     /// <summary>A link: its name in the tables, bytes per second, one-way latency in seconds.</summary>
     public sealed record Link(string Name, double Bandwidth, double Latency);
 
-    /// <summary>The links the bench projects onto: two datacenter-class ones and a slow one, where the pipeline wins.</summary>
+    /// <summary>The links the bench projects onto: two datacenter-class ones, and two slow ones (10 GbE-class, 1 GbE-class), where the pipeline can win.</summary>
     public static IReadOnlyList<Link> Links { get; } =
     [
         new("25 GB/s, 5 us", 25e9, 5e-6),
         new("100 GB/s, 2 us", 100e9, 2e-6),
         new("1 GB/s, 50 us", 1e9, 50e-6),
+        new("0.1 GB/s, 100 us", 0.1e9, 100e-6),
     ];
+
+    /// <summary>The micro-batches the projection adds beside the measured count: enough to hide most of the pipeline's fill.</summary>
+    public const int ProjectedMicroBatches = 8;
 
     /// <summary>An all-reduce as ours runs it: up to 64 KB one exchange (each rank sends its part to every other), larger a reduce-scatter then an all-gather.</summary>
     public static double AllReduce(double bytes, int ranks, Link link) => bytes <= 64 * 1024
