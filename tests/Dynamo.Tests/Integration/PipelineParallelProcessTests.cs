@@ -63,6 +63,42 @@ public sealed partial class PipelineParallelProcessTests
         await s.WaitForModelsAsync(new Dictionary<string, int>());
     }
 
+    [SharedFact]
+    public async Task TwoHosts_Pp2AcrossNetworkNamespaces_StagesOverTcp_SameTextAsPp1()
+    {
+        string model = SharedData.Path("models", "tinystories-656k");
+        using NetworkNamespaces net = NetworkNamespaces.Create(3);
+        await using HeadNode head = await HeadNode.StartAsync(net);
+        Dictionary<string, string> env = head.Environment;
+        string init = $"{net.Address(1)}:29500";
+        await using DynamoProcess whole = DynamoProcess.Start(["worker", "--model", model, "--component", "one", "--threads", "1"], env, net.Host(1));
+        await using DynamoProcess node0 = DynamoProcess.Start(
+            ["worker", "--model", model, "--component", "two", "--pp", "2", "--nnodes", "2", "--node-rank", "0", "--dist-init-addr", init, "--threads", "1"], env, net.Host(1));
+        await using DynamoProcess node1 = DynamoProcess.Start(
+            ["worker", "--model", model, "--pp", "2", "--nnodes", "2", "--node-rank", "1", "--dist-init-addr", init, "--threads", "1"], env, net.Host(2));
+        await whole.WaitForLineAsync("serving dynamo.one.generate", 120);
+        await node0.WaitForLineAsync("serving dynamo.two.generate", 120);
+        await node1.WaitForLineAsync("rank 1 of 2 joined", 10);
+        Assert.Contains("this stage runs layers 1-1 and the output", node1.Output, StringComparison.Ordinal);
+
+        foreach (string prompt in new[] { "Once upon a time", "The little dog", "Tom and Sue went to the park and" })
+        {
+            Assert.Equal(await CallAsync(net, env, "one", prompt), await CallAsync(net, env, "two", prompt));
+        }
+
+        node0.Terminate();
+        Assert.Equal(0, await node0.WaitForExitAsync(60));
+        Assert.Equal(0, await node1.WaitForExitAsync(60));
+    }
+
+    private static async Task<string> CallAsync(NetworkNamespaces net, Dictionary<string, string> env, string component, string prompt)
+    {
+        await using DynamoProcess call = DynamoProcess.Start(["call", $"dynamo.{component}.generate", "--prompt", prompt, "--max-tokens", "24"], env, net.Host(3));
+        int code = await call.WaitForExitAsync(60);
+        Assert.True(code == 0, call.Output);
+        return call.Stdout;
+    }
+
     [Fact]
     public async Task Start_TensorAndPipelineTogether_OneLineError()
     {
