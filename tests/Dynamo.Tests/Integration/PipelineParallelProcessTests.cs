@@ -55,12 +55,44 @@ public sealed partial class PipelineParallelProcessTests
         await s.WaitForModelsAsync(new Dictionary<string, int> { ["two"] = 1 });
         int rankOne = int.Parse(RankPid().Match(two.Output).Groups[1].Value, CultureInfo.InvariantCulture);
 
-        using var kill = System.Diagnostics.Process.Start("kill", ["-KILL", rankOne.ToString(CultureInfo.InvariantCulture)])!;
-        await kill.WaitForExitAsync();
+        Signal("-KILL", rankOne);
         Assert.Equal(1, await two.WaitForExitAsync(60));
         Assert.Matches("rank 0: rank 1 (is gone|left the group)", two.Output);
         Assert.Contains("leaving discovery and exiting", two.Output, StringComparison.Ordinal);
         await s.WaitForModelsAsync(new Dictionary<string, int>());
+    }
+
+    [SharedFact]
+    public async Task StopRankOne_DuringARequest_SilentPastRankTimeout_WorkerLeavesDiscoveryNamingIt()
+    {
+        await using Servers s = await Servers.StartAsync(["--migration-limit", "0"]);
+        await using DynamoProcess two = s.Worker("two", SharedData.Path("models", "tinystories-656k"), 2, "--rank-timeout", "10");
+        await two.WaitForLineAsync("serving dynamo.backend.generate", 120);
+        await s.WaitForModelsAsync(new Dictionary<string, int> { ["two"] = 1 });
+        int rankOne = int.Parse(RankPid().Match(two.Output).Groups[1].Value, CultureInfo.InvariantCulture);
+
+        // Rank 1 frozen, a request's first pass waits for its stage: 10 s later (not less: a live rank on a loaded machine
+        // must never look silent) rank 0 counts it lost, fails the request and leaves discovery.
+        Signal("-STOP", rankOne);
+        try
+        {
+            Task<string> answer = s.ChatAsync("two", "Once upon a time", expectSuccess: false);
+            Assert.Equal(1, await two.WaitForExitAsync(90));
+            Assert.Matches(@"rank 0: rank 1 [a-z ]+ for 10 s", two.Output);
+            Assert.Contains("leaving discovery and exiting", two.Output, StringComparison.Ordinal);
+            await s.WaitForModelsAsync(new Dictionary<string, int>());
+            await answer.WaitAsync(TimeSpan.FromSeconds(60));
+        }
+        finally
+        {
+            Signal("-KILL", rankOne);
+        }
+    }
+
+    private static void Signal(string signal, int pid)
+    {
+        using var kill = System.Diagnostics.Process.Start("kill", [signal, pid.ToString(CultureInfo.InvariantCulture)])!;
+        kill.WaitForExit();
     }
 
     [SharedFact]
@@ -164,11 +196,17 @@ public sealed partial class PipelineParallelProcessTests
             DynamoProcess.Start(["worker", "--model", model, "--served-model-name", name, "--pp", stages.ToString(CultureInfo.InvariantCulture), "--threads", "1", "--lease-ttl", "3", .. extra], _environment);
 
         /// <summary>A greedy chat completion through the frontend; returns the answer's text.</summary>
-        public async Task<string> ChatAsync(string model, string question)
+        public async Task<string> ChatAsync(string model, string question, bool expectSuccess = true)
         {
             string body = JsonSerializer.Serialize(new { model, messages = new[] { new { role = "user", content = question } }, max_tokens = 24, temperature = 0, ignore_eos = true });
             using HttpResponseMessage r = await _http.PostAsync("v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
             string text = await r.Content.ReadAsStringAsync();
+            if (!expectSuccess)
+            {
+                Assert.False(r.IsSuccessStatusCode, text);
+                return text;
+            }
+
             Assert.True(r.IsSuccessStatusCode, text);
             return JsonDocument.Parse(text).RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
         }
