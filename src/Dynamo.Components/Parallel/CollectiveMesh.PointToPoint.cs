@@ -157,7 +157,8 @@ internal sealed partial class CollectiveMesh
     }
 
     /// <summary>
-    /// Waits for a mailbox condition: spinning and yielding for up to the spin time, then sleeping a millisecond at a time
+    /// Waits for a mailbox condition: spinning for the spin time, yielding for up to 20 ms (a pipeline stage waits about
+    /// the other stages' compute, and a 1 ms sleep would add up to a millisecond per hand-over), then sleeping a millisecond at a time
     /// (a local peer's mailbox has no doorbell: its socket's rings belong to the collectives' waits), checking the
     /// peer's control line, its socket and the deadline between sleeps.
     /// </summary>
@@ -170,7 +171,7 @@ internal sealed partial class CollectiveMesh
         }
 
         string what = taken ? "took nothing" : "sent nothing";
-        long start = Stopwatch.GetTimestamp(), deadline = start + _timeoutTicks, yieldUntil = start + Math.Max(_spinTicks * 20, Stopwatch.Frequency / 500);
+        long start = Stopwatch.GetTimestamp(), deadline = start + _timeoutTicks, yieldUntil = start + (Stopwatch.Frequency / 50);
         while (!Reached())
         {
             long now = Stopwatch.GetTimestamp();
