@@ -38,12 +38,12 @@ internal static class WorkerCommand
         var tp = new Option<int>("--tensor-parallel-size", "--tp", "--tp-size") { Description = "Split the model over this many rank processes (heads, FFN units and vocabulary); rank 0 serves, the others follow", DefaultValueFactory = _ => 1 };
         var pp = new Option<int>("--pipeline-parallel-size", "--pp", "--pp-size") { Description = "Split the model's layers over this many rank processes (pipeline stages); rank 0 serves, the others follow; not with --tensor-parallel-size > 1", DefaultValueFactory = _ => 1 };
         var microBatches = new Option<int?>("--pp-micro-batches") { Description = "Pipeline: micro-batches a forward pass is cut into, so that stages overlap (default: one per stage)" };
-        var nnodes = new Option<int>("--nnodes") { Description = "Nodes the tensor-parallel ranks are spread over (one command per node)", DefaultValueFactory = _ => 1 };
+        var nnodes = new Option<int>("--nnodes") { Description = "Nodes the tensor- or pipeline-parallel ranks are spread over (one command per node)", DefaultValueFactory = _ => 1 };
         var nodeRank = new Option<int>("--node-rank") { Description = "This node, 0..nnodes-1 (node 0 runs rank 0, which registers the worker)", DefaultValueFactory = _ => 0 };
         var initAddr = new Option<string?>("--dist-init-addr") { Description = "HOST:PORT where rank 0 meets the other ranks (required with --nnodes > 1; on one node a free local port)" };
         var tpTransport = new Option<string>("--tp-transport") { Description = "Collectives between ranks: auto (shared memory on a node, TCP between nodes), tcp or shm", DefaultValueFactory = _ => "auto" };
         var distTimeout = new Option<double>("--dist-timeout") { Description = "Seconds a rank waits for rank 0 at start, and a silent rank gets before it counts as lost", DefaultValueFactory = _ => 120 };
-        var rankTimeout = new Option<double>("--rank-timeout") { Description = "Seconds a tensor-parallel rank may stay silent while serving before it counts as lost (the worker then leaves discovery)", DefaultValueFactory = _ => 30 };
+        var rankTimeout = new Option<double>("--rank-timeout") { Description = "Seconds a tensor- or pipeline-parallel rank may stay silent while serving before it counts as lost (the worker then leaves discovery)", DefaultValueFactory = _ => 30 };
         var tpRank = new Option<int?>("--tp-rank") { Description = "Internal: the rank of a process the worker command started for its node", Hidden = true };
         var ignoredValues = new[] { "--dp-size" }
             .Select(n => new Option<string?>(n) { Description = "Accepted for the guides; no effect here (said at startup)" }).ToArray();
