@@ -310,9 +310,21 @@ internal static class ServeCommand
     private static WorkerSettings WorkerFromConfig(ComponentConfig c, bool prefill)
     {
         var ignored = new List<string>();
-        var parallel = new TensorParallelSettings
+        TensorParallelSettings parallel;
+        try
         {
-            Size = c.Int("tensor_parallel_size") ?? c.Int("tp") ?? c.Int("tp_size") ?? 1,
+            parallel = TensorParallelSettings.None.WithSizes(
+                c.Int("tensor_parallel_size") ?? c.Int("tp") ?? c.Int("tp_size") ?? 1,
+                c.Int("pipeline_parallel_size") ?? c.Int("pp") ?? c.Int("pp_size") ?? 1);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliUsageException(e.Message);
+        }
+
+        parallel = parallel with
+        {
+            MicroBatches = c.Int("pp_micro_batches"),
             Nodes = c.Int("nnodes") ?? 1,
             NodeRank = c.Int("node_rank") ?? 0,
             InitAddress = c.String("dist_init_addr"),

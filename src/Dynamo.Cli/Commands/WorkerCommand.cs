@@ -11,8 +11,8 @@ namespace Dynamo.Cli.Commands;
 /// <c>dynamo worker</c>: loads a model, connects to etcd and NATS (NATS_SERVER, ETCD_ENDPOINTS; localhost
 /// by default), serves the engine on namespace.component.generate, publishes the model card, and runs
 /// until Ctrl-C / SIGTERM, then drains and leaves discovery. Accepts the guides' vLLM and SGLang spellings. With
-/// --tensor-parallel-size N the model is split over N rank processes (TensorParallelRanks): rank 0 serves as this
-/// worker, the others need no NATS or etcd.
+/// --tensor-parallel-size N (or --pipeline-parallel-size N) the model is split over N rank processes
+/// (TensorParallelRanks): rank 0 serves as this worker, the others need no NATS or etcd.
 /// </summary>
 internal static class WorkerCommand
 {
@@ -36,16 +36,18 @@ internal static class WorkerCommand
         var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker: simulated time runs this many times faster", DefaultValueFactory = _ => MockerOptions.Default.SpeedupRatio };
         var gpuBlocks = new Option<int?>("--num-gpu-blocks") { Description = "Mocker: KV pool size in blocks" };
         var tp = new Option<int>("--tensor-parallel-size", "--tp", "--tp-size") { Description = "Split the model over this many rank processes (heads, FFN units and vocabulary); rank 0 serves, the others follow", DefaultValueFactory = _ => 1 };
-        var nnodes = new Option<int>("--nnodes") { Description = "Nodes the tensor-parallel ranks are spread over (one command per node)", DefaultValueFactory = _ => 1 };
+        var pp = new Option<int>("--pipeline-parallel-size", "--pp", "--pp-size") { Description = "Split the model's layers over this many rank processes (pipeline stages); rank 0 serves, the others follow; not with --tensor-parallel-size > 1", DefaultValueFactory = _ => 1 };
+        var microBatches = new Option<int?>("--pp-micro-batches") { Description = "Pipeline: micro-batches a forward pass is cut into, so that stages overlap (default: one per stage)" };
+        var nnodes = new Option<int>("--nnodes") { Description = "Nodes the tensor- or pipeline-parallel ranks are spread over (one command per node)", DefaultValueFactory = _ => 1 };
         var nodeRank = new Option<int>("--node-rank") { Description = "This node, 0..nnodes-1 (node 0 runs rank 0, which registers the worker)", DefaultValueFactory = _ => 0 };
         var initAddr = new Option<string?>("--dist-init-addr") { Description = "HOST:PORT where rank 0 meets the other ranks (required with --nnodes > 1; on one node a free local port)" };
         var tpTransport = new Option<string>("--tp-transport") { Description = "Collectives between ranks: auto (shared memory on a node, TCP between nodes), tcp or shm", DefaultValueFactory = _ => "auto" };
         var distTimeout = new Option<double>("--dist-timeout") { Description = "Seconds a rank waits for rank 0 at start, and a silent rank gets before it counts as lost", DefaultValueFactory = _ => 120 };
-        var rankTimeout = new Option<double>("--rank-timeout") { Description = "Seconds a tensor-parallel rank may stay silent while serving before it counts as lost (the worker then leaves discovery)", DefaultValueFactory = _ => 30 };
+        var rankTimeout = new Option<double>("--rank-timeout") { Description = "Seconds a tensor- or pipeline-parallel rank may stay silent while serving before it counts as lost (the worker then leaves discovery)", DefaultValueFactory = _ => 30 };
         var tpRank = new Option<int?>("--tp-rank") { Description = "Internal: the rank of a process the worker command started for its node", Hidden = true };
         var dp = new Option<int>("--dp-size", "--dp", "--data-parallel-size") { Description = "Engine replicas behind this worker, each its own KV cache and routing target (worker, dp_rank); with --nnodes each node serves its share", DefaultValueFactory = _ => 1 };
         var dpAttention = new Option<bool>("--enable-dp-attention") { Description = "SGLang's data-parallel attention: the --tp ranks are shared out among the --dp-size replicas (tp / dp each)" };
-        var ignoredValues = new[] { "--pipeline-parallel-size" }
+        var ignoredValues = Array.Empty<string>()
             .Select(n => new Option<string?>(n) { Description = "Accepted for the guides; no effect here (said at startup)" }).ToArray();
         var ignoredSwitches = new[] { "--trust-remote-code", "--skip-tokenizer-init", "--enforce-eager" }
             .Select(n => new Option<bool>(n) { Description = "Accepted for the guides; no effect here (said at startup)" }).ToArray();
@@ -55,7 +57,7 @@ internal static class WorkerCommand
         };
         EngineFlags engineFlags = EngineFlags.AddTo(command);
         DisaggregationFlags disaggFlags = DisaggregationFlags.AddTo(command);
-        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, maxWaiting, systemPort, systemHost, speedup, gpuBlocks, tp, nnodes, nodeRank, initAddr, tpTransport, distTimeout, rankTimeout, tpRank, dp, dpAttention })
+        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, maxWaiting, systemPort, systemHost, speedup, gpuBlocks, tp, pp, microBatches, nnodes, nodeRank, initAddr, tpTransport, distTimeout, rankTimeout, tpRank, dp, dpAttention })
         {
             command.Options.Add(o);
         }
@@ -86,15 +88,19 @@ internal static class WorkerCommand
 
             bool isPrefill = parse.GetValue(prefill) || mode == "prefill";
             var ignored = new List<string>();
-            int tpSize = parse.GetValue(tp);
-            if (tpSize < 1)
+            TensorParallelSettings parallel;
+            try
             {
-                throw new CliUsageException($"--tensor-parallel-size: {tpSize} must be at least 1");
+                parallel = TensorParallelSettings.None.WithSizes(parse.GetValue(tp), parse.GetValue(pp));
+            }
+            catch (ArgumentException e)
+            {
+                throw new CliUsageException(e.Message);
             }
 
-            var parallel = new TensorParallelSettings
+            parallel = parallel with
             {
-                Size = tpSize,
+                MicroBatches = parse.GetValue(microBatches),
                 Nodes = parse.GetValue(nnodes),
                 NodeRank = parse.GetValue(nodeRank),
                 InitAddress = parse.GetValue(initAddr),

@@ -51,6 +51,11 @@ internal sealed record DataParallelSettings
             return (tensor, None with { Attention = attention });
         }
 
+        if (tensor.Pipeline)
+        {
+            throw new ArgumentException(Invariant($"--dp-size: {dpSize} replicas with --pipeline-parallel-size {tensor.Size} is not supported yet; use one of them"));
+        }
+
         if (attention && tensor.Size % dpSize != 0)
         {
             throw new ArgumentException(Invariant($"--dp-size: {dpSize} replicas cannot share --tensor-parallel-size {tensor.Size} ranks evenly (--enable-dp-attention gives each replica tp / dp ranks)"));
@@ -74,7 +79,7 @@ internal sealed record DataParallelSettings
         }
 
         var layout = new DataParallelSettings { Size = dpSize, Attention = attention, Nodes = tensor.Nodes, NodeRank = tensor.NodeRank };
-        return (TensorParallelSettings.None with { Transport = tensor.Transport, Timeout = tensor.Timeout, RankTimeout = tensor.RankTimeout }, layout);
+        return (TensorParallelSettings.None with { Transport = tensor.Transport, Timeout = tensor.Timeout, RankTimeout = tensor.RankTimeout, MicroBatches = tensor.MicroBatches }, layout);
     }
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);

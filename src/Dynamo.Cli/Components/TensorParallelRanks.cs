@@ -14,9 +14,9 @@ using Dynamo.Llm.Parallel;
 namespace Dynamo.Cli.Components;
 
 /// <summary>
-/// The processes of a tensor-parallel worker: the command a user starts on a node runs that node's first rank and
-/// starts the node's other ranks as processes of the same command (with the hidden --tp-rank); every rank loads its
-/// shard, meets the others at --dist-init-addr (agreeing on the model's fingerprint and the shard layout), and then
+/// The processes of a tensor- or pipeline-parallel worker: the command a user starts on a node runs that node's first
+/// rank and starts the node's other ranks as processes of the same command (with the hidden --tp-rank); every rank loads
+/// its shard (or its stage's layers), meets the others at --dist-init-addr (agreeing on the model's fingerprint and the shard layout), and then
 /// rank 0 serves as the worker while the others follow its forward passes until it stops or one of them is lost.
 /// </summary>
 internal static class TensorParallelRanks
@@ -44,7 +44,14 @@ internal static class TensorParallelRanks
         try
         {
             // Said once, here, rather than by every rank started for nothing.
-            ShardedWeights.Check(model, tp.Size);
+            if (tp.Pipeline)
+            {
+                PipelineStageWeights.Check(model, tp.Size);
+            }
+            else
+            {
+                ShardedWeights.Check(model, tp.Size);
+            }
         }
         catch (ArgumentException e)
         {
@@ -85,7 +92,7 @@ internal static class TensorParallelRanks
         yield return "worker";
         yield return "--model";
         yield return settings.ModelPath ?? throw new CliUsageException("--model is required for the built-in engine");
-        yield return "--tensor-parallel-size";
+        yield return tp.SizeFlag;
         yield return I(tp.Size);
         yield return "--nnodes";
         yield return I(tp.Nodes);
@@ -124,16 +131,17 @@ internal static class TensorParallelRanks
     }
 
     /// <summary>
-    /// Loads this rank's shard of the model at <paramref name="modelPath"/> and joins the group; the caller owns both.
-    /// Throws <see cref="CliUsageException"/> (one line) when the model cannot be split or the ranks disagree.
+    /// Loads this rank's part of the model at <paramref name="modelPath"/> (its <see cref="ShardedWeights"/>, or its
+    /// <see cref="PipelineStageWeights"/> with <see cref="TensorParallelSettings.Pipeline"/>) and joins the group; the
+    /// caller owns both. Throws <see cref="CliUsageException"/> (one line) when the model cannot be split or the ranks disagree.
     /// </summary>
-    public static async Task<(ShardedWeights Shard, ICollectiveGroup Group)> LoadAndJoinAsync(
+    public static async Task<(IModelWeights Part, ICollectiveGroup Group)> LoadAndJoinAsync(
         TensorParallelSettings tp, string initAddress, string modelPath, IModelWeights full, TextWriter log, CancellationToken cancellationToken)
     {
-        ShardedWeights shard;
+        IModelWeights part;
         try
         {
-            shard = ShardedWeights.Create(full, tp.Rank, tp.Size);
+            part = tp.Pipeline ? PipelineStageWeights.Create(full, tp.Rank, tp.Size) : ShardedWeights.Create(full, tp.Rank, tp.Size);
         }
         catch (ArgumentException e)
         {
@@ -143,7 +151,16 @@ internal static class TensorParallelRanks
         try
         {
             string fingerprint = ModelFingerprint.Of(modelPath);
-            ICollectiveGroup group = await CollectiveGroups.JoinAsync(tp, initAddress, fingerprint, shard.Layout, cancellationToken).ConfigureAwait(false);
+            string layout = part is PipelineStageWeights s ? s.Layout : ((ShardedWeights)part).Layout;
+            ICollectiveGroup group = await CollectiveGroups.JoinAsync(tp, initAddress, fingerprint, layout, cancellationToken).ConfigureAwait(false);
+            if (part is PipelineStageWeights stage)
+            {
+                log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"worker: rank {tp.Rank} of {tp.Size} joined at {initAddress}: {layout}; this stage runs layers {stage.FirstLayer}-{stage.FirstLayer + stage.LayerCount - 1}{(stage.IsFirst ? " and the embedding" : "")}{(stage.IsLast ? " and the output" : "")}, weights {stage.ViewBytes / 1e6:F1} MB mapped"));
+                return (part, group);
+            }
+
+            var shard = (ShardedWeights)part;
             log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"worker: rank {tp.Rank} of {tp.Size} joined at {initAddress}: {shard.Layout}; weights {shard.ViewBytes / 1e6:F1} MB mapped (its rows) + {shard.CopiedBytes / 1e6:F1} MB copied (its columns)"));
             if (shard.Converted.Count > 0)
@@ -152,11 +169,11 @@ internal static class TensorParallelRanks
                     $"worker: rank {tp.Rank}: {shard.Converted.Count} tensors are split inside their quantization blocks; this rank keeps their columns as F32: {string.Join(", ", shard.Converted.Take(3))}{(shard.Converted.Count > 3 ? ", ..." : "")}"));
             }
 
-            return (shard, group);
+            return (part, group);
         }
         catch
         {
-            shard.Dispose();
+            part.Dispose();
             throw;
         }
     }
@@ -172,7 +189,7 @@ internal static class TensorParallelRanks
         KernelThreads.Count = settings.Threads;
         IModelWeights full = ModelLoader.Load(path);
         List<Process> ranks;
-        ShardedWeights shard;
+        IModelWeights shard;
         ICollectiveGroup group;
         try
         {
@@ -204,7 +221,7 @@ internal static class TensorParallelRanks
         }
     }
 
-    private static async Task<int> FollowAsync(TensorParallelSettings tp, ShardedWeights shard, ICollectiveGroup group, int maxBatch, TextWriter log, CancellationToken cancellationToken)
+    private static async Task<int> FollowAsync(TensorParallelSettings tp, IModelWeights shard, ICollectiveGroup group, int maxBatch, TextWriter log, CancellationToken cancellationToken)
     {
         using (group)
         {

@@ -6,7 +6,6 @@ using Dynamo.Components.Workers;
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.Kernels;
 using Dynamo.Engine.Models;
-using Dynamo.Engine.Parallel;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend.Status;
 using Dynamo.Llm.Engines;
@@ -72,6 +71,13 @@ internal sealed class WorkerComponent : IAsyncDisposable
             log.WriteLine($"worker: WARNING: {flag} is accepted for compatibility with the guides but has no effect here");
         }
 
+        if (settings.TensorParallel is { Enabled: true, Pipeline: true } && settings.RemotePrefill)
+        {
+            // Importing KV into every stage's layers is not built yet: such a worker prefills every prompt itself.
+            settings = settings with { RemotePrefill = false };
+            log.WriteLine("worker: --pipeline-parallel-size: this worker takes no remote prefills (KV transfer with pipeline parallelism is not supported yet)");
+        }
+
         if (settings.TransferBackend == "nixl")
         {
             log.WriteLine("worker: --disaggregation-transfer-backend nixl: KV moves over the built-in TCP transfer here (there is no NIXL)");
@@ -130,18 +136,24 @@ internal sealed class WorkerComponent : IAsyncDisposable
 
                     if (settings.TensorParallel.Enabled)
                     {
-                        // Rank 0 of a tensor-parallel worker: starts its node's other ranks, loads its shard, drives their passes.
+                        // Rank 0 of a tensor- or pipeline-parallel worker: starts its node's other ranks, loads its part, drives their passes.
                         string initAddress = settings.TensorParallelInitAddress ?? TensorParallelRanks.ResolveInitAddress(settings.TensorParallel);
                         ranks = TensorParallelRanks.StartLocalRanks(settings, model.Config, initAddress, log);
-                        (ShardedWeights shard, ICollectiveGroup group) = await TensorParallelRanks.LoadAndJoinAsync(
+                        (IModelWeights part, ICollectiveGroup group) = await TensorParallelRanks.LoadAndJoinAsync(
                             settings.TensorParallel, initAddress, path, model.Weights, log, cancellationToken).ConfigureAwait(false);
                         parallelGroup = group;
-                        // A prefill worker's ranks each push their own KV heads to the decode worker (one part each).
-                        transformer = new Transformer(shard, TensorParallelRanks.MaxBatch(settings), group)
+                        transformer = new Transformer(part, TensorParallelRanks.MaxBatch(settings), group);
+                        if (settings.TensorParallel.Pipeline)
                         {
-                            KvSender = new KvTransferClient(),
-                            KvPushTimeout = TensorParallelRanks.KvPushTimeout(settings.TensorParallel),
-                        };
+                            transformer.MicroBatches = settings.TensorParallel.MicroBatches ?? settings.TensorParallel.Size;
+                            log.WriteLine($"worker: pipeline of {settings.TensorParallel.Size} stages; each forward pass is cut into up to {transformer.MicroBatches} micro-batches");
+                        }
+                        else
+                        {
+                            // A prefill worker's ranks each push their own KV heads to the decode worker (one part each).
+                            transformer.KvSender = new KvTransferClient();
+                            transformer.KvPushTimeout = TensorParallelRanks.KvPushTimeout(settings.TensorParallel);
+                        }
                     }
                     else
                     {

@@ -157,7 +157,12 @@ internal sealed record WorkerSettings
         TensorParallel.Validate();
         if (TensorParallel.Enabled && EngineKind != "dynamo")
         {
-            throw new ArgumentException($"--tensor-parallel-size: {TensorParallel.Size} splits the built-in engine's model; --engine {EngineKind} has none");
+            throw new ArgumentException($"{TensorParallel.SizeFlag}: {TensorParallel.Size} splits the built-in engine's model; --engine {EngineKind} has none");
+        }
+
+        if (TensorParallel is { Enabled: true, Pipeline: true } && IsPrefillWorker)
+        {
+            throw new ArgumentException($"--pipeline-parallel-size {TensorParallel.Size}: a prefill worker sends KV to decode workers, and KV transfer with pipeline parallelism is not supported yet (serve it aggregated)");
         }
 
         if (EngineKind == "mocker")

@@ -15,13 +15,13 @@ namespace Dynamo.Components.Parallel;
 /// operation timeout and watches the peer's liveness; the first failure breaks the mesh (Parallel/README.md,
 /// "Failure"). Not thread-safe: one thread runs the collectives, any thread may dispose.
 /// </summary>
-internal sealed class CollectiveMesh : IDisposable
+internal sealed partial class CollectiveMesh : IDisposable
 {
     /// <summary>Bytes of a TCP frame header: magic and kind (4), length (4), step (8).</summary>
     public const int HeaderBytes = 16;
 
     private const ushort FrameMagic = 0x4344; // "DC"
-    private const ushort DataFrame = 1, AbortFrame = 2;
+    private const ushort DataFrame = 1, AbortFrame = 2, PointFrame = 3;
     private const int PollSliceMicroseconds = 20_000;
     private const int MaxAbortMessageBytes = 1024;
 
@@ -71,6 +71,8 @@ internal sealed class CollectiveMesh : IDisposable
         _sendStart = new int[_size];
         _sendFrom = new int[_size];
         _sendTo = new int[_size];
+        _pointSent = new long[_size];
+        _pointReceived = new long[_size];
     }
 
     /// <summary>Whether <paramref name="peer"/> is reached through shared memory.</summary>

@@ -146,7 +146,41 @@ internal sealed class NetworkCollectiveGroup : ICollectiveGroup
         }
     }
 
+    public void Send(ReadOnlySpan<float> values, int destination)
+    {
+        CheckPeer(destination);
+        try
+        {
+            _mesh!.SendTo(destination, MemoryMarshal.AsBytes(values));
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
+        {
+            throw _mesh!.Fail(e);
+        }
+    }
+
+    public void Receive(Span<float> values, int source)
+    {
+        CheckPeer(source);
+        try
+        {
+            _mesh!.ReceiveFrom(source, MemoryMarshal.AsBytes(values));
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
+        {
+            throw _mesh!.Fail(e);
+        }
+    }
+
     public void Dispose() => _mesh?.Dispose();
+
+    private void CheckPeer(int peer)
+    {
+        if ((uint)peer >= (uint)Size || peer == Rank)
+        {
+            throw new ArgumentOutOfRangeException(nameof(peer), $"rank {peer} is not another rank of a group of {Size}");
+        }
+    }
 
     /// <summary>One exchange: every rank publishes its piece to all and sums all of them in rank order.</summary>
     private void AllReduceSmall(Span<float> part)

@@ -9,7 +9,10 @@ namespace Dynamo.Components.Parallel;
 /// local rank (the step it entered, the step it last published, the length of its publication in each parity, its state, the rank it sleeps waiting on) and two slots
 /// per local rank, used by the parity of the step. Only the owner of a line or a slot writes it. Every access goes
 /// through <see cref="SafeBuffer"/> (no unsafe code outside Dynamo.Engine), whose reference counting brackets each
-/// read and write with interlocked operations: a reader that sees a step published sees its data.
+/// read and write with interlocked operations: a reader that sees a step published sees its data. After the slots, one
+/// mailbox per ordered pair of local ranks carries point-to-point messages (pipeline parallelism) one piece at a time:
+/// the sender writes the piece, its length, then the piece's number (posted); the receiver copies it out, then writes
+/// the number back (taken), which frees the mailbox for the next piece.
 /// </summary>
 internal sealed class SharedSlots : IDisposable
 {
@@ -17,8 +20,9 @@ internal sealed class SharedSlots : IDisposable
     public const long Alive = 0, Gone = 1, Broken = 2;
 
     private const long Magic = 0x44594E414D4F434C; // "DYNAMOCL"
-    private const long Version = 1;
+    private const long Version = 2;
     private const int ControlStart = 256, ControlLine = 128;
+    private const int MailHeader = 64, MailPostedField = 0, MailTakenField = 8, MailLengthField = 16;
     private const int EnteredField = 0, PublishedField = 8, LengthField = 16, StateField = 32, LostRankField = 40, WaitingField = 48;
 
     private readonly MemoryMappedFile _file;
@@ -27,6 +31,7 @@ internal sealed class SharedSlots : IDisposable
     private readonly ulong _base;
     private readonly long _dataStart;
     private readonly int _slotBytes;
+    private readonly int _ranks;
 
     private SharedSlots(MemoryMappedFile file, long capacity, int slotBytes, int ranks)
     {
@@ -35,6 +40,7 @@ internal sealed class SharedSlots : IDisposable
         _buffer = _view.SafeMemoryMappedViewHandle;
         _base = (ulong)_view.PointerOffset;
         _slotBytes = slotBytes;
+        _ranks = ranks;
         _dataStart = DataStart(ranks);
     }
 
@@ -44,7 +50,7 @@ internal sealed class SharedSlots : IDisposable
     /// <summary>Creates the file at <paramref name="path"/> (which must not exist) for <paramref name="ranks"/> local ranks.</summary>
     public static SharedSlots Create(string path, int ranks, int slotBytes, ulong session)
     {
-        long capacity = DataStart(ranks) + 2L * ranks * slotBytes;
+        long capacity = Capacity(ranks, slotBytes);
         var file = MemoryMappedFile.CreateFromFile(path, FileMode.CreateNew, null, capacity, MemoryMappedFileAccess.ReadWrite);
         var slots = new SharedSlots(file, capacity, slotBytes, ranks);
         slots.Write(8, Version);
@@ -61,7 +67,7 @@ internal sealed class SharedSlots : IDisposable
     /// </summary>
     public static SharedSlots Open(string path, int ranks, int slotBytes, ulong session)
     {
-        long capacity = DataStart(ranks) + 2L * ranks * slotBytes;
+        long capacity = Capacity(ranks, slotBytes);
         if (!File.Exists(path))
         {
             throw new IOException($"{path} does not exist: the ranks that share a host id do not share {Path.GetDirectoryName(path)} (use the TCP transport, or distinct host ids)");
@@ -131,6 +137,36 @@ internal sealed class SharedSlots : IDisposable
         _buffer.ReadSpan(at + (ulong)(big + line), destination[(big + line)..]);
     }
 
+    /// <summary>The number of the last piece <paramref name="from"/> posted to <paramref name="to"/> (0: none yet).</summary>
+    public long MailPosted(int from, int to) => Read(Mailbox(from, to) + MailPostedField);
+
+    /// <summary>The number of the last piece from <paramref name="from"/> that <paramref name="to"/> took.</summary>
+    public long MailTaken(int from, int to) => Read(Mailbox(from, to) + MailTakenField);
+
+    /// <summary>The length of the piece now in the mailbox from <paramref name="from"/> to <paramref name="to"/>.</summary>
+    public long MailLength(int from, int to) => Read(Mailbox(from, to) + MailLengthField);
+
+    /// <summary>Writes piece <paramref name="number"/> into the mailbox (the receiver took the one before): data, length, then its number.</summary>
+    public void PostMail(int from, int to, long number, ReadOnlySpan<byte> data)
+    {
+        long box = Mailbox(from, to);
+        Copy(_base + (ulong)(box + MailHeader), data);
+        Write(box + MailLengthField, data.Length);
+        Write(box + MailPostedField, number);
+    }
+
+    /// <summary>Copies the piece now in the mailbox out, then marks piece <paramref name="number"/> taken.</summary>
+    public void TakeMail(int from, int to, long number, Span<byte> destination)
+    {
+        long box = Mailbox(from, to);
+        ulong at = _base + (ulong)(box + MailHeader);
+        int big = destination.Length / Page.Bytes * Page.Bytes, line = (destination.Length - big) / Line64.Bytes * Line64.Bytes;
+        _buffer.ReadSpan(at, MemoryMarshal.Cast<byte, Page>(destination[..big]));
+        _buffer.ReadSpan(at + (ulong)big, MemoryMarshal.Cast<byte, Line64>(destination.Slice(big, line)));
+        _buffer.ReadSpan(at + (ulong)(big + line), destination[(big + line)..]);
+        Write(box + MailTakenField, number);
+    }
+
     public void Dispose()
     {
         _view.Dispose();
@@ -149,6 +185,10 @@ internal sealed class SharedSlots : IDisposable
         _buffer.WriteSpan(at + (ulong)big, MemoryMarshal.Cast<byte, Line64>(data.Slice(big, line)));
         _buffer.WriteSpan(at + (ulong)(big + line), data[(big + line)..]);
     }
+
+    private static long Capacity(int ranks, int slotBytes) => DataStart(ranks) + (2L * ranks * slotBytes) + ((long)ranks * ranks * (MailHeader + slotBytes));
+
+    private long Mailbox(int from, int to) => _dataStart + (2L * _ranks * _slotBytes) + (((long)from * _ranks) + to) * (MailHeader + _slotBytes);
 
     private static long DataStart(int ranks) => (ControlStart + (long)ranks * ControlLine + 4095) / 4096 * 4096;
 

@@ -170,6 +170,12 @@ public sealed partial class Transformer
             }
 
             bool everyToken = Next(plan, ref at) != 0;
+            int microBatches = Next(plan, ref at);
+            if (microBatches < 1)
+            {
+                throw new CollectiveException($"rank {g.Rank}: rank 0 sent a plan of {microBatches} micro-batches", 0);
+            }
+
             PagedKvCache cache;
             if (kind == PlanKind.Pool)
             {
@@ -228,7 +234,7 @@ public sealed partial class Transformer
                 slices.Add(new SequenceSlice(start, n, startPos, table, wantLogits));
             }
 
-            Run(tokens.AsSpan(0, count), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(slices), cache, Span<float>.Empty, everyToken);
+            Run(tokens.AsSpan(0, count), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(slices), cache, Span<float>.Empty, everyToken, microBatches);
         }
     }
 
@@ -327,6 +333,11 @@ public sealed partial class Transformer
         if (_group is not { Size: > 1, Rank: 0 })
         {
             throw new InvalidOperationException("only rank 0 of a tensor-parallel model moves KV for every rank");
+        }
+
+        if (_pipeline is not null)
+        {
+            throw new NotSupportedException("KV transfer (disaggregated serving) with pipeline parallelism is not supported yet");
         }
 
         ObjectDisposedException.ThrowIf(_stopped, this);
@@ -517,9 +528,14 @@ public sealed partial class Transformer
             return shard.Size == 1 ? (null, null, 0, weights.Config.VocabSize) : (group, shard, shard.VocabStart, shard.VocabCount);
         }
 
+        if (weights is PipelineStageWeights stage)
+        {
+            return (stage.Stages == 1 ? null : group, null, 0, weights.Config.VocabSize);
+        }
+
         if (group is { Size: > 1 })
         {
-            throw new ArgumentException($"a group of {group.Size} ranks needs each rank's part of the model (ShardedWeights), not the whole model", nameof(group));
+            throw new ArgumentException($"a group of {group.Size} ranks needs each rank's part of the model (ShardedWeights or PipelineStageWeights), not the whole model", nameof(group));
         }
 
         return (null, null, 0, weights.Config.VocabSize);
@@ -543,6 +559,7 @@ public sealed partial class Transformer
         Put(ref at, (int)(scratchId == 0 ? PlanKind.Pool : PlanKind.Scratch));
         Put(ref at, _maxBatch);
         Put(ref at, everyToken ? 1 : 0);
+        Put(ref at, PassMicroBatches);
         if (scratchId == 0)
         {
             Put(ref at, cache.BlockCount);
@@ -621,7 +638,7 @@ public sealed partial class Transformer
     {
         int vc = _vocabCount, vocab = Config.VocabSize, size = _group!.Size;
         Span<float> local = _logitShard.AsSpan(0, rows * vc);
-        MatMul.Multiply(_output, normed, local, rows);
+        MatMul.Multiply(_output!, normed, local, rows);
         profile?.Mark(ForwardProfile.Logits);
         bool root = _group.Rank == 0;
         Span<float> gathered = root ? _gathered.AsSpan(0, size * rows * vc) : Span<float>.Empty;

@@ -16,14 +16,15 @@ namespace Dynamo.Engine.Inference;
 /// One instance runs one forward at a time; its scratch buffers are allocated once.
 /// With <see cref="ShardedWeights"/> and an <see cref="ICollectiveGroup"/> it is one rank of a tensor-parallel model
 /// (Transformer.TensorParallel.cs): rank 0 is driven by the engine and broadcasts each pass's plan; the other ranks
-/// run <see cref="Follow"/>.
+/// run <see cref="Follow"/>. With <see cref="PipelineStageWeights"/> it is one stage of a pipeline-parallel model
+/// (Transformer.PipelineParallel.cs): its layers only, activations passed from stage to stage.
 /// </summary>
 public sealed unsafe partial class Transformer : IDisposable
 {
     private readonly IModelWeights _weights;
     private readonly Layer[] _layers;
-    private readonly Tensor _embedding;
-    private readonly Tensor _output;
+    private readonly Tensor? _embedding;
+    private readonly Tensor? _output;
     private readonly float[] _outputNorm;
     private readonly RotaryEmbedding _rope;
     private readonly int _maxBatch;
@@ -59,13 +60,15 @@ public sealed unsafe partial class Transformer : IDisposable
         ModelConfig c = weights.Config;
         Config = c;
         (_group, _shard, _vocabStart, _vocabCount) = Partition(weights, group);
+        _pipeline = Stage(weights, group);
         _maxBatch = maxBatch;
         _qDim = c.Heads * c.HeadDim;
         _kvDim = c.KvHeads * c.HeadDim;
         IReadOnlyDictionary<string, Tensor> t = weights.Tensors;
-        _embedding = t["token_embd.weight"];
-        _output = c.TiedEmbeddings ? _embedding : t["output.weight"];
-        _outputNorm = ToFloats(t["output_norm.weight"]);
+        // A pipeline stage holds the embedding (first stage) or the output (last stage) only; a whole model both.
+        _embedding = _pipeline is { IsFirst: false } && !(_pipeline.IsLast && c.TiedEmbeddings) ? null : t["token_embd.weight"];
+        _output = _pipeline is { IsLast: false } ? null : c.TiedEmbeddings ? _embedding : t["output.weight"];
+        _outputNorm = _pipeline is { IsLast: false } ? [] : ToFloats(t["output_norm.weight"]);
         _layers = new Layer[c.Layers];
         for (int l = 0; l < c.Layers; l++)
         {
@@ -110,6 +113,12 @@ public sealed unsafe partial class Transformer : IDisposable
             _logitShard = new float[maxBatch * _vocabCount];
             _gathered = _group!.Rank == 0 ? new float[(long)maxBatch * c.VocabSize] : [];
         }
+
+        if (_pipeline is not null && _group is not null)
+        {
+            _sender = new PipelineSender(_group);
+            MicroBatches = _group.Size;
+        }
     }
 
     public ModelConfig Config { get; }
@@ -149,7 +158,7 @@ public sealed unsafe partial class Transformer : IDisposable
         CheckTokenIds(tokens);
         _single[0] = new SequenceSlice(0, n, startPos, cache.BlockTable, WantLogits: true);
         Lead(tokens, _single, cache.Paged, cache.Id, allLogits);
-        Run(tokens, _single, cache.Paged, logits, everyToken: allLogits);
+        Run(tokens, _single, cache.Paged, logits, everyToken: allLogits, PassMicroBatches);
     }
 
     /// <summary>
@@ -178,7 +187,7 @@ public sealed unsafe partial class Transformer : IDisposable
         }
 
         Lead(tokens, sequences, cache, scratchId: 0, everyToken: false);
-        Run(tokens, sequences, cache, logits, everyToken: false);
+        Run(tokens, sequences, cache, logits, everyToken: false, PassMicroBatches);
     }
 
     /// <summary>
@@ -301,13 +310,17 @@ public sealed unsafe partial class Transformer : IDisposable
     /// passes) and runs them in order. Logit rows: the last token of each slice that wants them, or every token with
     /// <paramref name="everyToken"/> (the single-sequence all-logits form).
     /// </summary>
-    private void Run(ReadOnlySpan<int> tokens, ReadOnlySpan<SequenceSlice> sequences, PagedKvCache cache, Span<float> logits, bool everyToken)
+    private void Run(ReadOnlySpan<int> tokens, ReadOnlySpan<SequenceSlice> sequences, PagedKvCache cache, Span<float> logits, bool everyToken, int microBatches = 1)
     {
         int vocab = Config.VocabSize, bs = cache.BlockSize;
         int slice = 0, within = 0, row = 0;
+
+        // Pipeline stages: passes of at most 1/microBatches of the tokens, so that the stages work on different ones at once.
+        int passTokens = Math.Min(_maxBatch, (tokens.Length + microBatches - 1) / microBatches);
+        _pendingLogits.Clear();
         for (int done = 0; done < tokens.Length;)
         {
-            int n = Math.Min(_maxBatch, tokens.Length - done);
+            int n = Math.Min(passTokens, tokens.Length - done);
             int tables = 0, logitRows = 0;
             long attended = 0;
             for (int t = 0; t < n;)
@@ -347,10 +360,20 @@ public sealed unsafe partial class Transformer : IDisposable
                 }
             }
 
-            // A follower's logits stay on rank 0 (it passes none).
-            ForwardChunk(tokens.Slice(done, n), cache, attended, logitRows, logits.IsEmpty ? logits : logits.Slice(row * vocab, logitRows * vocab));
+            // A follower's logits stay on rank 0 (it passes none); a pipeline's come from the last stage once rank 0's part is done.
+            if (_pipeline is { IsFirst: true } && logitRows > 0)
+            {
+                _pendingLogits.Add((row, logitRows));
+            }
+
+            ForwardChunk(tokens.Slice(done, n), cache, attended, logitRows, logits.IsEmpty || _pipeline is not null ? Span<float>.Empty : logits.Slice(row * vocab, logitRows * vocab));
             row += logitRows;
             done += n;
+        }
+
+        if (_pipeline is not null)
+        {
+            FinishPass(logits);
         }
     }
 
@@ -368,22 +391,33 @@ public sealed unsafe partial class Transformer : IDisposable
         profile?.Start();
         for (int t = 0; t < n; t++)
         {
-            // A rank holds the embedding rows of its part of the vocabulary; the others add zeros.
-            int row = tokens[t] - _vocabStart;
-            if ((uint)row < (uint)_vocabCount)
-            {
-                MatMul.DequantizeRow(_embedding, row, x.Slice(t * dim, dim));
-            }
-            else
-            {
-                x.Slice(t * dim, dim).Clear();
-            }
-
             _rope.Angles(_pos[t], _cos.AsSpan(t * half, half), _sin.AsSpan(t * half, half));
         }
 
-        profile?.Mark(ForwardProfile.Embedding);
-        AllReduce(x, profile);
+        if (_pipeline is { IsFirst: false })
+        {
+            // A later stage starts from the previous stage's hidden states.
+            ReceiveActivations(x, profile);
+        }
+        else
+        {
+            for (int t = 0; t < n; t++)
+            {
+                // A rank holds the embedding rows of its part of the vocabulary; the others add zeros.
+                int row = tokens[t] - _vocabStart;
+                if ((uint)row < (uint)_vocabCount)
+                {
+                    MatMul.DequantizeRow(_embedding!, row, x.Slice(t * dim, dim));
+                }
+                else
+                {
+                    x.Slice(t * dim, dim).Clear();
+                }
+            }
+
+            profile?.Mark(ForwardProfile.Embedding);
+            AllReduce(x, profile);
+        }
 
         Span<float> q = _q.AsSpan(0, n * _qDim), k = _k.AsSpan(0, n * _kvDim), v = _v.AsSpan(0, n * _kvDim);
         Span<float> att = _att.AsSpan(0, n * _qDim);
@@ -458,6 +492,14 @@ public sealed unsafe partial class Transformer : IDisposable
             profile?.Mark(ForwardProfile.Down);
         }
 
+        if (_pipeline is { IsLast: false })
+        {
+            // The next stage goes on from here; this one starts its next micro-batch while the states travel.
+            _sender!.Enqueue(x, _group!.Rank + 1);
+            profile?.Mark(ForwardProfile.Communication);
+            return;
+        }
+
         if (logitRows == 0)
         {
             return;
@@ -468,9 +510,13 @@ public sealed unsafe partial class Transformer : IDisposable
             Elementwise.RmsNorm(x.Slice(_logitTokens[i] * dim, dim), _outputNorm, c.RmsNormEps, xb.Slice(i * dim, dim));
         }
 
-        if (_shard is null)
+        if (_pipeline is not null)
         {
-            MatMul.Multiply(_output, xb[..(logitRows * dim)], logits, logitRows);
+            SendLogits(xb[..(logitRows * dim)], logitRows, profile);
+        }
+        else if (_shard is null)
+        {
+            MatMul.Multiply(_output!, xb[..(logitRows * dim)], logits, logitRows);
             profile?.Mark(ForwardProfile.Logits);
         }
         else
@@ -580,6 +626,7 @@ public sealed unsafe partial class Transformer : IDisposable
     public void Dispose()
     {
         StopFollowers();
+        _sender?.Dispose();
         _weights.Dispose();
     }
 

@@ -31,4 +31,16 @@ public interface ICollectiveGroup : IDisposable
     /// bytes; on the others what the root sent (any length, including empty; the argument is ignored there).
     /// </summary>
     ReadOnlyMemory<byte> Broadcast(ReadOnlyMemory<byte> message, int root = 0);
+
+    /// <summary>
+    /// Point to point (pipeline parallelism): sends <paramref name="values"/> to rank <paramref name="destination"/>,
+    /// which takes them with one <see cref="Receive"/> of the same length; messages between two ranks arrive in the order
+    /// sent. Returns once the values are handed to the transport (it may wait for the receiver to take an earlier one).
+    /// Unlike the collectives, Send and Receive involve only the two ranks, and one thread may send while another
+    /// receives; neither may overlap a collective of the same group (callers finish their sends first).
+    /// </summary>
+    void Send(ReadOnlySpan<float> values, int destination);
+
+    /// <summary>Receives the next message <paramref name="source"/> sent to this rank, which must be values.Length floats.</summary>
+    void Receive(Span<float> values, int source);
 }

@@ -33,6 +33,10 @@ public static class InProcessCollectives
         public byte[] Message = [];
         public int LostRank = -1;
 
+        // Point-to-point messages, [from * Size + to], each in the order sent.
+        public readonly System.Collections.Concurrent.BlockingCollection<float[]>[] Mailboxes =
+            [.. Enumerable.Range(0, size * size).Select(_ => new System.Collections.Concurrent.BlockingCollection<float[]>())];
+
         public void Fail(int rank)
         {
             Interlocked.CompareExchange(ref LostRank, rank, -1);
@@ -107,6 +111,40 @@ public static class InProcessCollectives
             return rank == root ? message : received;
         }
 
+        public void Send(ReadOnlySpan<float> values, int destination)
+        {
+            CheckPeer(destination);
+            ThrowIfBroken();
+            shared.Mailboxes[(rank * shared.Size) + destination].Add(values.ToArray());
+        }
+
+        public void Receive(Span<float> values, int source)
+        {
+            CheckPeer(source);
+            float[]? message;
+            try
+            {
+                if (!shared.Mailboxes[(source * shared.Size) + rank].TryTake(out message, (int)shared.Timeout.TotalMilliseconds, shared.Broken.Token))
+                {
+                    shared.Fail(source);
+                    throw new CollectiveException($"rank {rank}: rank {source} sent nothing for {shared.Timeout.TotalSeconds:0.#} s", source);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                ThrowIfBroken();
+                throw;
+            }
+
+            if (message.Length != values.Length)
+            {
+                shared.Fail(source);
+                throw new CollectiveException($"rank {rank}: rank {source} sent {message.Length} floats where {values.Length} were expected", source);
+            }
+
+            message.CopyTo(values);
+        }
+
         public void Dispose()
         {
             if (!_disposed)
@@ -128,6 +166,24 @@ public static class InProcessCollectives
             if ((uint)root >= (uint)shared.Size)
             {
                 throw new ArgumentOutOfRangeException(nameof(root), $"root {root} is not a rank of a group of {shared.Size}");
+            }
+        }
+
+        private void CheckPeer(int peer)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if ((uint)peer >= (uint)shared.Size || peer == rank)
+            {
+                throw new ArgumentOutOfRangeException(nameof(peer), $"rank {peer} is not another rank of a group of {shared.Size}");
+            }
+        }
+
+        private void ThrowIfBroken()
+        {
+            if (shared.Broken.IsCancellationRequested)
+            {
+                int lost = Volatile.Read(ref shared.LostRank);
+                throw new CollectiveException($"rank {lost} of the in-process group left; rank {rank} stops", lost);
             }
         }
 

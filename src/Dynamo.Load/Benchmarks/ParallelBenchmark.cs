@@ -2,27 +2,38 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Numerics.Tensors;
 using Dynamo.Engine.Inference;
+using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
 using Dynamo.Load.Reports;
 
 namespace Dynamo.Load.Benchmarks;
 
 /// <summary>
-/// <c>dynamo bench parallel</c>: the forward pass at each tensor-parallel size (rank 0 in this process, the other
-/// ranks as processes): prompt and generation tokens per second, the share of the pass spent in collectives, the
-/// resident memory of a rank; the all-reduce's latency and bandwidth by message size over the same group; and what the
-/// same passes would take on faster links by the cost model of docs/parallelism.md.
+/// <c>dynamo bench parallel</c>: the forward pass at each tensor- and pipeline-parallel size (rank 0 in this process,
+/// the other ranks as processes): prompt and generation tokens per second (one sequence, and a batch of several decoding
+/// together), the share of the pass spent communicating or waiting, the resident memory of a rank; the all-reduce's
+/// latency and bandwidth by message size over the same group; and what the same steps would take on other links by the
+/// cost model of docs/parallelism.md (<see cref="ParallelCostModel"/>), with where the pipeline beats tensor parallelism.
 /// </summary>
 internal static class ParallelBenchmark
 {
-    /// <summary>One tensor-parallel size's figures.</summary>
-    public sealed record Row(int Ranks, double PromptTokensPerSecond, double GenTokensPerSecond, double PromptCommunication, double GenCommunication, long? RankResidentBytes, long RankWeightBytes);
+    /// <summary>One split's figures: "tp" or "pp" over <paramref name="Ranks"/> ranks (1: the whole model).</summary>
+    public sealed record Row(
+        string Split, int Ranks, int MicroBatches, double PromptTokensPerSecond, double GenTokensPerSecond, double BatchGenTokensPerSecond,
+        double PromptCommunication, double GenCommunication, double BatchCommunication, long? RankResidentBytes, long RankWeightBytes)
+    {
+        public string Name => Ranks == 1 ? "1" : string.Create(CultureInfo.InvariantCulture, $"{Split} {Ranks}");
+    }
 
     /// <summary>One all-reduce size: median and 99th-percentile latency, and bytes per second at the median.</summary>
     public sealed record AllReduceRow(int Ranks, long Bytes, double MedianMicroseconds, double P99Microseconds, double BytesPerSecond);
 
-    /// <summary>Prompt of <paramref name="promptTokens"/> in one pass, then <paramref name="genTokens"/> single-token passes; best of <paramref name="repetitions"/>.</summary>
-    public static Row Measure(Transformer transformer, int ranks, int promptTokens, int genTokens, int repetitions, Func<long?> rankResident, long rankWeightBytes)
+    /// <summary>
+    /// Prompt of <paramref name="promptTokens"/> in one pass, then <paramref name="genTokens"/> single-token passes of one
+    /// sequence, then <paramref name="genTokens"/> passes of <paramref name="batch"/> sequences (a token each); best of
+    /// <paramref name="repetitions"/>.
+    /// </summary>
+    public static Row Measure(Transformer transformer, string split, int ranks, int promptTokens, int genTokens, int batch, int repetitions, Func<long?> rankResident, long rankWeightBytes)
     {
         ModelConfig c = transformer.Config;
         var random = new Random(1234);
@@ -46,7 +57,45 @@ internal static class ParallelBenchmark
 
         Generate();
         double genSeconds = Best(repetitions, Generate, transformer, profile, out double genComm);
-        return new Row(ranks, promptTokens / promptSeconds, genTokens / genSeconds, promptComm, genComm, rankResident(), rankWeightBytes);
+
+        // A batch: each sequence a 16-token prompt, then decode steps of all of them together.
+        const int blockSize = 16, promptEach = 16;
+        int blocksEach = (promptEach + genTokens + blockSize - 1) / blockSize;
+        var pool = new PagedKvCache(c, blocksEach * batch, blockSize);
+        int[][] tables = [.. Enumerable.Range(0, batch).Select(s => Enumerable.Range(s * blocksEach, blocksEach).ToArray())];
+        var batchLogits = new float[batch * c.VocabSize];
+        var slices = new SequenceSlice[batch];
+        int[] tokens = new int[batch * promptEach];
+        for (int s = 0; s < batch; s++)
+        {
+            for (int t = 0; t < promptEach; t++)
+            {
+                tokens[(s * promptEach) + t] = random.Next(c.VocabSize);
+            }
+
+            slices[s] = new SequenceSlice(s * promptEach, promptEach, 0, tables[s], WantLogits: true);
+        }
+
+        transformer.Forward(tokens, slices, pool, batchLogits);
+        void GenerateBatch()
+        {
+            int[] step = new int[batch];
+            for (int i = 0; i < genTokens; i++)
+            {
+                for (int s = 0; s < batch; s++)
+                {
+                    step[s] = i == 0 ? 1 : TensorPrimitives.IndexOfMax<float>(batchLogits.AsSpan(s * c.VocabSize, c.VocabSize));
+                    slices[s] = new SequenceSlice(s, 1, promptEach + i, tables[s], WantLogits: true);
+                }
+
+                transformer.Forward(step, slices, pool, batchLogits);
+            }
+        }
+
+        GenerateBatch();
+        double batchSeconds = Best(repetitions, GenerateBatch, transformer, profile, out double batchComm);
+        int microBatches = transformer.PipelineStage is null ? 1 : transformer.MicroBatches;
+        return new Row(split, ranks, microBatches, promptTokens / promptSeconds, genTokens / genSeconds, batch * genTokens / batchSeconds, promptComm, genComm, batchComm, rankResident(), rankWeightBytes);
     }
 
     /// <summary>All-reduces of each size over rank 0's group (every rank takes part).</summary>
@@ -62,18 +111,19 @@ internal static class ParallelBenchmark
         }
     }
 
-    /// <summary>The tables, and the cost model's projection for the given link bandwidths (bytes per second) and latency.</summary>
-    public static void Print(IReadOnlyList<Row> rows, IReadOnlyList<AllReduceRow> allReduce, ModelConfig model, int promptTokens, int genTokens, TextWriter output)
+    /// <summary>The tables, and the cost model's projection for <see cref="ParallelCostModel.Links"/>.</summary>
+    public static void Print(IReadOnlyList<Row> rows, IReadOnlyList<AllReduceRow> allReduce, ModelConfig model, int promptTokens, int genTokens, int batch, TextWriter output)
     {
-        string I(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+        static string I(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
         Row? one = rows.FirstOrDefault(r => r.Ranks == 1);
-        output.WriteLine(I($"| ranks | pp{promptTokens} tok/s | tg{genTokens} tok/s | tg vs 1 rank | communication (pp / tg) | resident per rank | weights per rank |"));
-        output.WriteLine("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        output.WriteLine(I($"| ranks | pp{promptTokens} tok/s | tg{genTokens} tok/s | tg vs 1 rank | tg{genTokens} x {batch} seqs tok/s | batch vs 1 rank | communication (pp / tg / batch) | resident per rank | weights per rank |"));
+        output.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (Row r in rows)
         {
             string ratio = one is null ? "-" : I($"{r.GenTokensPerSecond / one.GenTokensPerSecond:F2}x");
+            string batchRatio = one is null ? "-" : I($"{r.BatchGenTokensPerSecond / one.BatchGenTokensPerSecond:F2}x");
             string resident = r.RankResidentBytes is long b ? I($"{b / 1e6:F1} MB") : "(this process)";
-            output.WriteLine(I($"| {r.Ranks} | {r.PromptTokensPerSecond:F1} | {r.GenTokensPerSecond:F1} | {ratio} | {100 * r.PromptCommunication:F1} % / {100 * r.GenCommunication:F1} % | {resident} | {r.RankWeightBytes / 1e6:F1} MB |"));
+            output.WriteLine(I($"| {r.Name} | {r.PromptTokensPerSecond:F1} | {r.GenTokensPerSecond:F1} | {ratio} | {r.BatchGenTokensPerSecond:F1} | {batchRatio} | {100 * r.PromptCommunication:F1} % / {100 * r.GenCommunication:F1} % / {100 * r.BatchCommunication:F1} % | {resident} | {r.RankWeightBytes / 1e6:F1} MB |"));
         }
 
         if (allReduce.Count > 0)
@@ -93,28 +143,43 @@ internal static class ParallelBenchmark
         }
 
         output.WriteLine();
-        output.WriteLine(I($"Cost model (docs/parallelism.md): a token's step at N ranks = (its 1-rank compute) / N + (2 x {model.Layers} layers + 1) all-reduces of {model.Dim} floats + a gather of the logits; an all-reduce of a few KB = latency + (N-1) x bytes / bandwidth (each rank sends its part to every other and sums)."));
-        output.WriteLine("| ranks | link | projected tg tok/s | vs 1 rank |");
-        output.WriteLine("| ---: | --- | ---: | ---: |");
-        double compute = 1 / one.GenTokensPerSecond;
-        foreach (int n in rows.Select(r => r.Ranks).Where(n => n > 1))
+        output.WriteLine(I($"Cost model (docs/parallelism.md), from the 1-rank times measured above: tensor parallelism's step = compute(1) / N + (2 x {model.Layers} layers + 1) all-reduces of tokens x {model.Dim} floats + a gather of the logits; pipeline parallelism's = compute(1) x (N + M - 1) / (N M) with M micro-batches (M = 1 for one token) + (N - 1) transfers of a micro-batch's tokens x {model.Dim} floats + its logits ({model.VocabSize} floats a row) back to rank 0."));
+        output.WriteLine(I($"| ranks | link | projected tg{genTokens} tok/s | tg vs 1 rank | projected tg x {batch} seqs tok/s | batch vs 1 rank | projected pp{promptTokens} tok/s |"));
+        output.WriteLine("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+        double tg1 = 1 / one.GenTokensPerSecond, batch1 = batch / one.BatchGenTokensPerSecond, pp1 = promptTokens / one.PromptTokensPerSecond;
+        // Beside each measured pipeline, the same with more micro-batches (a projection only: not measured here).
+        var splits = rows.Where(r => r.Ranks > 1).Select(r => (r.Split, r.Ranks, r.MicroBatches))
+            .SelectMany(s => s.Split == "pp" && s.MicroBatches != ParallelCostModel.ProjectedMicroBatches ? [s, (s.Split, s.Ranks, ParallelCostModel.ProjectedMicroBatches)] : new[] { s })
+            .Distinct().ToList();
+        foreach ((string split, int n, int m) in splits)
         {
-            foreach ((string name, double bandwidth, double latency) in new[] { ("25 GB/s, 5 us", 25e9, 5e-6), ("100 GB/s, 2 us", 100e9, 2e-6) })
+            foreach (ParallelCostModel.Link link in ParallelCostModel.Links)
             {
-                double step = StepSeconds(compute, n, model, bandwidth, latency);
-                output.WriteLine(I($"| {n} | {name} | {1 / step:F1} | {compute / step:F2}x |"));
+                double Step(double compute, int tokens, int logitRows) => split == "pp"
+                    ? ParallelCostModel.PipelineStep(compute, n, m, model, tokens, logitRows, link)
+                    : ParallelCostModel.TensorStep(compute, n, model, tokens, logitRows, link);
+                double tg = Step(tg1, 1, 1), b = Step(batch1, batch, batch), pp = Step(pp1, promptTokens, 1);
+                output.WriteLine(I($"| {split} {n}{(split == "pp" ? $" (M = {m})" : "")} | {link.Name} | {1 / tg:F1} | {tg1 / tg:F2}x | {batch / b:F1} | {batch1 / b:F2}x | {promptTokens / pp:F1} |"));
             }
         }
-    }
 
-    /// <summary>The cost model: one decode step of one sequence at <paramref name="ranks"/> ranks on a link.</summary>
-    public static double StepSeconds(double oneRankSeconds, int ranks, ModelConfig model, double bandwidth, double latency)
-    {
-        // Small messages: one exchange, every rank sending its part to every other (src/Dynamo.Components/Parallel/README.md).
-        double AllReduce(double bytes) => latency + (ranks - 1) * bytes / bandwidth;
-        double collectives = (2 * model.Layers + 1) * AllReduce(4.0 * model.Dim);
-        double gather = latency + (ranks - 1) * 4.0 * model.VocabSize / ranks / bandwidth;
-        return oneRankSeconds / ranks + collectives + gather;
+        foreach ((string _, int n, int m) in splits.Where(s => s.Split == "pp"))
+        {
+            output.WriteLine();
+            foreach (ParallelCostModel.Link link in ParallelCostModel.Links)
+            {
+                string When(string what, double measured, int tokens, int logitRows)
+                {
+                    double below = ParallelCostModel.PipelineWinsBelow(n, m, model, tokens, logitRows, link);
+                    string here = measured < below ? "pipeline" : "tensor";
+                    return below <= 0
+                        ? I($"{what}: never (it moves no less)")
+                        : I($"{what}: when its 1-rank compute is under {below * 1e3:F3} ms (here {measured * 1e3:F3} ms: {here})");
+                }
+
+                output.WriteLine(I($"on link {link.Name}, pipeline beats tensor parallelism at {n} ranks (M = {m}) for a step of {When("one decode token", tg1, 1, 1)}; {When($"a batch of {batch} decode tokens", batch1, batch, batch)}; {When($"a {promptTokens}-token prefill", pp1, promptTokens, 1)}"));
+            }
+        }
     }
 
     private static double Best(int repetitions, Action action, Transformer transformer, ForwardProfile profile, out double communication)
