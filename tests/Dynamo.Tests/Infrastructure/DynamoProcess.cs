@@ -125,12 +125,18 @@ public sealed class DynamoProcess : IAsyncDisposable
     /// <summary>SIGCONT: undoes <see cref="Freeze"/>.</summary>
     public void Thaw() => Signal("-CONT");
 
+    /// <summary>Sends <paramref name="signal"/> (e.g. "-STOP") to any process, such as a rank a worker started.</summary>
+    public static void Signal(string signal, int pid)
+    {
+        using Process kill = Process.Start("kill", [signal, pid.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
+        kill.WaitForExit();
+    }
+
     private void Signal(string signal)
     {
         if (!_process.HasExited)
         {
-            using Process kill = Process.Start("kill", [signal, _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
-            kill.WaitForExit();
+            Signal(signal, _process.Id);
         }
     }
 

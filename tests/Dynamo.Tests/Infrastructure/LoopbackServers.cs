@@ -63,6 +63,22 @@ internal sealed class LoopbackServers : IAsyncDisposable
         return JsonDocument.Parse(text).RootElement.GetProperty("choices")[0].GetProperty("text").GetString()!;
     }
 
+    /// <summary>A greedy chat completion through the frontend; returns the answer's text (or, when it must fail, the error body).</summary>
+    public async Task<string> ChatAsync(string model, string question, bool expectSuccess = true)
+    {
+        string body = JsonSerializer.Serialize(new { model, messages = new[] { new { role = "user", content = question } }, max_tokens = 24, temperature = 0, ignore_eos = true });
+        using HttpResponseMessage r = await Http.PostAsync("v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
+        string text = await r.Content.ReadAsStringAsync();
+        if (!expectSuccess)
+        {
+            Assert.False(r.IsSuccessStatusCode, text);
+            return text;
+        }
+
+        Assert.True(r.IsSuccessStatusCode, text);
+        return JsonDocument.Parse(text).RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
+    }
+
     /// <summary>Waits until the frontend counts <paramref name="count"/> requests in flight.</summary>
     public async Task WaitForInflightAsync(int count)
     {

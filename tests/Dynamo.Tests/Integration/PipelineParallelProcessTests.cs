@@ -1,8 +1,4 @@
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
-using System.Text;
-using System.Text.Json;
 using System.Text.RegularExpressions;
 using Dynamo.Tests.Infrastructure;
 
@@ -21,9 +17,9 @@ public sealed partial class PipelineParallelProcessTests
     [Fact]
     public async Task OneHost_Pp2_ChatGreedyTextEqualsPp1_AloneAndBatched_OnlyRankZeroRegistered()
     {
-        await using Servers s = await Servers.StartAsync();
-        await using DynamoProcess one = s.Worker("one", TestModels.Tiny.Value, 1);
-        await using DynamoProcess two = s.Worker("two", TestModels.Tiny.Value, 2, "--pp-micro-batches", "2");
+        await using LoopbackServers s = await LoopbackServers.StartAsync();
+        await using DynamoProcess one = Worker(s, "one", TestModels.Tiny.Value, 1);
+        await using DynamoProcess two = Worker(s, "two", TestModels.Tiny.Value, 2, "--pp-micro-batches", "2");
         await one.WaitForLineAsync("serving dynamo.backend.generate", 120);
         await two.WaitForLineAsync("serving dynamo.backend.generate", 120);
         Assert.Equal(2, Regex.Matches(two.Output, "joined at").Count);
@@ -49,8 +45,8 @@ public sealed partial class PipelineParallelProcessTests
     [SharedFact]
     public async Task KillRankOne_Pp2_WorkerLeavesDiscovery_ExitsOneNamingTheRank()
     {
-        await using Servers s = await Servers.StartAsync(["--migration-limit", "0"]);
-        await using DynamoProcess two = s.Worker("two", SharedData.Path("models", "tinystories-656k"), 2);
+        await using LoopbackServers s = await LoopbackServers.StartAsync(["--migration-limit", "0"]);
+        await using DynamoProcess two = Worker(s, "two", SharedData.Path("models", "tinystories-656k"), 2);
         await two.WaitForLineAsync("serving dynamo.backend.generate", 120);
         await s.WaitForModelsAsync(new Dictionary<string, int> { ["two"] = 1 });
         int rankOne = int.Parse(RankPid().Match(two.Output).Groups[1].Value, CultureInfo.InvariantCulture);
@@ -65,8 +61,8 @@ public sealed partial class PipelineParallelProcessTests
     [SharedFact]
     public async Task StopRankOne_DuringARequest_SilentPastRankTimeout_WorkerLeavesDiscoveryNamingIt()
     {
-        await using Servers s = await Servers.StartAsync(["--migration-limit", "0"]);
-        await using DynamoProcess two = s.Worker("two", SharedData.Path("models", "tinystories-656k"), 2, "--rank-timeout", "10");
+        await using LoopbackServers s = await LoopbackServers.StartAsync(["--migration-limit", "0"]);
+        await using DynamoProcess two = Worker(s, "two", SharedData.Path("models", "tinystories-656k"), 2, "--rank-timeout", "10");
         await two.WaitForLineAsync("serving dynamo.backend.generate", 120);
         await s.WaitForModelsAsync(new Dictionary<string, int> { ["two"] = 1 });
         int rankOne = int.Parse(RankPid().Match(two.Output).Groups[1].Value, CultureInfo.InvariantCulture);
@@ -89,11 +85,10 @@ public sealed partial class PipelineParallelProcessTests
         }
     }
 
-    private static void Signal(string signal, int pid)
-    {
-        using var kill = System.Diagnostics.Process.Start("kill", [signal, pid.ToString(CultureInfo.InvariantCulture)])!;
-        kill.WaitForExit();
-    }
+    private static void Signal(string signal, int pid) => DynamoProcess.Signal(signal, pid);
+
+    private static DynamoProcess Worker(LoopbackServers s, string name, string model, int stages, params string[] extra) =>
+        DynamoProcess.Start(["worker", "--model", model, "--served-model-name", name, "--pp", stages.ToString(CultureInfo.InvariantCulture), "--threads", "1", "--lease-ttl", "3", .. extra], s.Environment);
 
     [SharedFact]
     public async Task TwoHosts_Pp2AcrossNetworkNamespaces_StagesOverTcp_SameTextAsPp1()
@@ -143,8 +138,8 @@ public sealed partial class PipelineParallelProcessTests
     [Fact]
     public async Task Start_MoreStagesThanLayers_OrAPrefillWorker_OneLineErrors()
     {
-        await using Servers s = await Servers.StartAsync();
-        await using (DynamoProcess deep = s.Worker("deep", TestModels.Tiny.Value, 3))
+        await using LoopbackServers s = await LoopbackServers.StartAsync();
+        await using (DynamoProcess deep = Worker(s, "deep", TestModels.Tiny.Value, 3))
         {
             Assert.NotEqual(0, await deep.WaitForExitAsync(60));
             Assert.Contains("--pipeline-parallel-size 3: the model has 2 layers; every stage needs at least one", deep.Output, StringComparison.Ordinal);
@@ -158,87 +153,4 @@ public sealed partial class PipelineParallelProcessTests
 
     [GeneratedRegex(@"started rank 1 of \d+ \(pid (\d+)\)")]
     private static partial Regex RankPid();
-
-    /// <summary>nats-server, etcd and a frontend on loopback.</summary>
-    private sealed class Servers : IAsyncDisposable
-    {
-        private readonly NatsServer _nats;
-        private readonly EtcdServer _etcd;
-        private readonly DynamoProcess _frontend;
-        private readonly HttpClient _http;
-        private readonly Dictionary<string, string> _environment;
-
-        private Servers(NatsServer nats, EtcdServer etcd, DynamoProcess frontend, HttpClient http)
-        {
-            _nats = nats;
-            _etcd = etcd;
-            _frontend = frontend;
-            _http = http;
-            _environment = new Dictionary<string, string> { ["NATS_SERVER"] = nats.Url, ["ETCD_ENDPOINTS"] = etcd.Endpoint };
-        }
-
-        public static async Task<Servers> StartAsync(string[]? frontendArgs = null)
-        {
-            NatsServer nats = await NatsServer.StartAsync();
-            EtcdServer etcd = await EtcdServer.StartAsync();
-            using var l = new TcpListener(IPAddress.Loopback, 0);
-            l.Start();
-            int port = ((IPEndPoint)l.LocalEndpoint).Port;
-            l.Stop();
-            DynamoProcess frontend = DynamoProcess.Start(
-                ["frontend", "--http-port", port.ToString(CultureInfo.InvariantCulture), .. frontendArgs ?? []],
-                new Dictionary<string, string> { ["NATS_SERVER"] = nats.Url, ["ETCD_ENDPOINTS"] = etcd.Endpoint });
-            await frontend.WaitForLineAsync("frontend: listening");
-            return new Servers(nats, etcd, frontend, new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromSeconds(120) });
-        }
-
-        public DynamoProcess Worker(string name, string model, int stages, params string[] extra) =>
-            DynamoProcess.Start(["worker", "--model", model, "--served-model-name", name, "--pp", stages.ToString(CultureInfo.InvariantCulture), "--threads", "1", "--lease-ttl", "3", .. extra], _environment);
-
-        /// <summary>A greedy chat completion through the frontend; returns the answer's text.</summary>
-        public async Task<string> ChatAsync(string model, string question, bool expectSuccess = true)
-        {
-            string body = JsonSerializer.Serialize(new { model, messages = new[] { new { role = "user", content = question } }, max_tokens = 24, temperature = 0, ignore_eos = true });
-            using HttpResponseMessage r = await _http.PostAsync("v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
-            string text = await r.Content.ReadAsStringAsync();
-            if (!expectSuccess)
-            {
-                Assert.False(r.IsSuccessStatusCode, text);
-                return text;
-            }
-
-            Assert.True(r.IsSuccessStatusCode, text);
-            return JsonDocument.Parse(text).RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
-        }
-
-        /// <summary>Waits until the frontend's /health lists exactly these models with these instance counts.</summary>
-        public async Task WaitForModelsAsync(Dictionary<string, int> expected)
-        {
-            var until = DateTime.UtcNow.AddSeconds(60);
-            while (true)
-            {
-                using HttpResponseMessage health = await _http.GetAsync("health");
-                string json = await health.Content.ReadAsStringAsync();
-                JsonElement root = JsonDocument.Parse(json).RootElement;
-                var seen = root.TryGetProperty("models", out JsonElement models)
-                    ? models.EnumerateArray().ToDictionary(m => m.GetProperty("name").GetString()!, m => m.GetProperty("instances").GetArrayLength())
-                    : [];
-                if (seen.Count == expected.Count && expected.All(e => seen.TryGetValue(e.Key, out int n) && n == e.Value))
-                {
-                    return;
-                }
-
-                Assert.True(DateTime.UtcNow < until, $"the frontend's /health: {json}");
-                await Task.Delay(100);
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            _http.Dispose();
-            await _frontend.DisposeAsync();
-            await _etcd.DisposeAsync();
-            await _nats.DisposeAsync();
-        }
-    }
 }

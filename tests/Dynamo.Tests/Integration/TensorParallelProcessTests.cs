@@ -236,11 +236,7 @@ public sealed partial class TensorParallelProcessTests
     private static DynamoProcess Worker(LoopbackServers s, string name, int tp) =>
         DynamoProcess.Start(["worker", "--model", Model, "--served-model-name", name, "--tp", tp.ToString(CultureInfo.InvariantCulture), "--threads", "1", "--lease-ttl", "3"], s.Environment);
 
-    private static void Signal(string signal, int pid)
-    {
-        using var kill = System.Diagnostics.Process.Start("kill", [signal, pid.ToString(CultureInfo.InvariantCulture)])!;
-        kill.WaitForExit();
-    }
+    private static void Signal(string signal, int pid) => DynamoProcess.Signal(signal, pid);
 
     private static string FreeAddress()
     {
