@@ -24,26 +24,59 @@ internal static class BenchCommand
         var threads = new Option<int>("--threads", "-t") { Description = "Compute threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var repetitions = new Option<int>("--repetitions", "-r") { Description = "Timed repetitions of each test", DefaultValueFactory = _ => 3 };
         var profileOption = new Option<bool>("--profile") { Description = "Also print where each test's time goes, by phase of the forward pass" };
-        var forward = new Command("forward", "Forward-pass throughput: ppN and tgN tokens/s, as llama-bench") { model, promptTokens, genTokens, threads, repetitions, profileOption };
+        var batchOption = new Option<int>("--batch", "-b") { Description = "Also decode with this many sequences a pass (tgN x B, llama-batched-bench style; 0 skips it)", DefaultValueFactory = _ => 0 };
+        var jsonOption = new Option<bool>("--json") { Description = "Print one JSON object on stdout (pp_tok_s, tg_tok_s, batch_tg_tok_s: medians; threads, batch, model_bytes, cpu, isa); the lines go to stderr" };
+        var forward = new Command("forward", "Forward-pass throughput: ppN and tgN tokens/s, as llama-bench") { model, promptTokens, genTokens, threads, repetitions, profileOption, batchOption, jsonOption };
         forward.SetAction(parse =>
         {
-            int t = parse.GetValue(threads), reps = parse.GetValue(repetitions), pp = parse.GetValue(promptTokens), tg = parse.GetValue(genTokens);
+            int t = parse.GetValue(threads), reps = parse.GetValue(repetitions), pp = parse.GetValue(promptTokens), tg = parse.GetValue(genTokens), batch = parse.GetValue(batchOption);
             if (t < 1 || reps < 1 || pp < 0 || tg < 0)
             {
                 throw new CliUsageException("--threads and --repetitions must be at least 1, token counts at least 0");
             }
 
+            if (batch is < 0 or > 32)
+            {
+                throw new CliUsageException($"--batch: {batch} is outside 0..32 (0 skips the batched test)");
+            }
+
             KernelThreads.Count = t;
             string path = parse.GetValue(model)!;
-            using var transformer = new Transformer(ModelLoader.Load(path), maxBatch: Math.Max(1, Math.Min(pp, 512)));
+            IModelWeights weights = ModelLoader.Load(path);
+            using var transformer = new Transformer(weights, maxBatch: Math.Max(1, Math.Max(Math.Min(pp, 512), batch * BatchedDecode.PromptEach)));
             ModelConfig c = transformer.Config;
-            if (pp + tg + 1 > c.ContextLength)
+            if (pp + tg + 1 > c.ContextLength || (batch > 0 && BatchedDecode.PromptEach + tg > c.ContextLength))
             {
                 throw new CliUsageException($"pp{pp} + tg{tg} needs {pp + tg + 1} positions; the model's context length is {c.ContextLength}");
             }
 
-            Console.WriteLine($"model: {path} ({c.Architecture}, dim {c.Dim}, {c.Layers} layers, vocab {c.VocabSize}), threads: {t}");
-            ForwardBenchmark.Run(transformer, pp, tg, reps, parse.GetValue(profileOption), Console.Out);
+            bool json = parse.GetValue(jsonOption);
+            TextWriter lines = json ? Console.Error : Console.Out;
+            string cpu = MachineInfo.CpuName(), isa = MachineInfo.Isa();
+            lines.WriteLine($"model: {path} ({c.Architecture}, dim {c.Dim}, {c.Layers} layers, vocab {c.VocabSize}), threads: {t}, CPU: {cpu} ({isa})");
+            ForwardBenchmark.Result result = ForwardBenchmark.Run(transformer, pp, tg, reps, parse.GetValue(profileOption), lines, tg > 0 ? batch : 0);
+            if (json)
+            {
+                using var stdout = Console.OpenStandardOutput();
+                using var w = new System.Text.Json.Utf8JsonWriter(stdout);
+                w.WriteStartObject();
+                w.WriteString("model", path);
+                w.WriteNumber("model_bytes", ModelBytes(path));
+                w.WriteNumber("threads", t);
+                w.WriteNumber("prompt_tokens", pp);
+                w.WriteNumber("gen_tokens", tg);
+                w.WriteNumber("batch", batch);
+                w.WriteNumber("repetitions", reps);
+                WriteRate(w, "pp_tok_s", result.PromptTokensPerSecond);
+                WriteRate(w, "tg_tok_s", result.GenTokensPerSecond);
+                WriteRate(w, "batch_tg_tok_s", result.BatchGenTokensPerSecond);
+                w.WriteString("cpu", cpu);
+                w.WriteString("isa", isa);
+                w.WriteEndObject();
+                w.Flush();
+                stdout.WriteByte((byte)'\n');
+            }
+
             return 0;
         });
         bench.Subcommands.Add(forward);
@@ -126,4 +159,20 @@ internal static class BenchCommand
         });
         return command;
     }
+
+    private static void WriteRate(System.Text.Json.Utf8JsonWriter w, string name, double? rate)
+    {
+        if (rate is double r)
+        {
+            w.WriteNumber(name, Math.Round(r, 2));
+        }
+        else
+        {
+            w.WriteNull(name);
+        }
+    }
+
+    /// <summary>Bytes of the model: its file, or every file of its folder.</summary>
+    private static long ModelBytes(string path) =>
+        Directory.Exists(path) ? new DirectoryInfo(path).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length) : new FileInfo(path).Length;
 }

@@ -53,7 +53,7 @@ internal static class BenchParallelCommand
             var rows = new List<ParallelBenchmark.Row>();
             var reduceRows = new List<ParallelBenchmark.AllReduceRow>();
             ModelConfig? config = null;
-            Console.Error.WriteLine($"bench parallel: {path}; {t} thread(s) per rank; CPU: {CpuName()}");
+            Console.Error.WriteLine($"bench parallel: {path}; {t} thread(s) per rank; CPU: {MachineInfo.CpuName()}");
             foreach ((int n, bool pipeline) in tps.Select(n => (n, false)).Concat(pps.Select(n => (n, true))))
             {
                 if (n == 1)
@@ -149,18 +149,6 @@ internal static class BenchParallelCommand
         catch (IOException)
         {
             return null;
-        }
-    }
-
-    private static string CpuName()
-    {
-        try
-        {
-            return File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown";
-        }
-        catch (IOException)
-        {
-            return "unknown";
         }
     }
 }

@@ -10,13 +10,21 @@ namespace Dynamo.Load.Benchmarks;
 /// <c>dynamo bench forward</c>: prompt processing (ppN: N tokens in one forward) and text generation
 /// (tgN: N single-token forwards) in tokens per second, mean and standard deviation over repetitions,
 /// after one untimed warm-up: the two figures llama-bench reports, so they compare directly with
-/// ../shared/anchors.md. With a profile, also where each test's time goes, by phase of the forward pass.
+/// ../shared/anchors.md. With a batch, also batched decode (tgN x B: B sequences a pass, llama-batched-bench
+/// style). With a profile, also where each test's time goes, by phase of the forward pass.
 /// </summary>
 internal static class ForwardBenchmark
 {
-    /// <summary>Runs ppN (when <paramref name="promptTokens"/> &gt; 0), then tgN (when <paramref name="genTokens"/> &gt; 0), one line each on <paramref name="output"/>.</summary>
-    public static void Run(Transformer transformer, int promptTokens, int genTokens, int repetitions, bool profile, TextWriter output)
+    /// <summary>Median tokens per second of each test run (null: not run).</summary>
+    public sealed record Result(double? PromptTokensPerSecond, double? GenTokensPerSecond, double? BatchGenTokensPerSecond);
+
+    /// <summary>
+    /// Runs ppN (when <paramref name="promptTokens"/> &gt; 0), then tgN (when <paramref name="genTokens"/> &gt; 0), then tgN
+    /// with <paramref name="batch"/> sequences a pass (when above 0 and tgN runs), one line each on <paramref name="output"/>.
+    /// </summary>
+    public static Result Run(Transformer transformer, int promptTokens, int genTokens, int repetitions, bool profile, TextWriter output, int batch = 0)
     {
+        double? pp = null, tg = null, batched = null;
         ModelConfig c = transformer.Config;
         var random = new Random(1234);
         int[] prompt = Enumerable.Range(0, Math.Max(promptTokens, 1)).Select(_ => random.Next(c.VocabSize)).ToArray();
@@ -27,7 +35,7 @@ internal static class ForwardBenchmark
         {
             transformer.Forward(prompt, 0, cache, logits);
             transformer.Profile = phases;
-            Report(output, $"pp{promptTokens}", promptTokens, Time(repetitions, () => transformer.Forward(prompt, 0, cache, logits)));
+            pp = Report(output, $"pp{promptTokens}", promptTokens, Time(repetitions, () => transformer.Forward(prompt, 0, cache, logits)));
             PrintProfile(output, phases, repetitions);
             transformer.Profile = null;
         }
@@ -47,10 +55,23 @@ internal static class ForwardBenchmark
             Generate();
             phases?.Reset();
             transformer.Profile = phases;
-            Report(output, $"tg{genTokens}", genTokens, Time(repetitions, Generate));
+            tg = Report(output, $"tg{genTokens}", genTokens, Time(repetitions, Generate));
             PrintProfile(output, phases, repetitions);
             transformer.Profile = null;
         }
+
+        if (genTokens > 0 && batch > 0)
+        {
+            var decode = new BatchedDecode(transformer, batch, genTokens, random);
+            decode.Generate();
+            phases?.Reset();
+            transformer.Profile = phases;
+            batched = Report(output, $"tg{genTokens} x {batch} seqs", decode.TokensPerRun, Time(repetitions, decode.Generate));
+            PrintProfile(output, phases, repetitions);
+            transformer.Profile = null;
+        }
+
+        return new Result(pp, tg, batched);
     }
 
     private static void PrintProfile(TextWriter output, ForwardProfile? profile, int repetitions)
@@ -82,12 +103,13 @@ internal static class ForwardBenchmark
         return seconds;
     }
 
-    private static void Report(TextWriter output, string test, int tokens, double[] seconds)
+    private static double Report(TextWriter output, string test, int tokens, double[] seconds)
     {
         double[] rates = seconds.Select(s => tokens / s).ToArray();
         double mean = rates.Average();
         double sd = rates.Length > 1 ? Math.Sqrt(rates.Sum(r => (r - mean) * (r - mean)) / (rates.Length - 1)) : 0;
         double median = rates.Order().ElementAt(rates.Length / 2);
         output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{test}: {mean:F1} ± {sd:F1} tok/s (median {median:F1}, {rates.Length} runs)"));
+        return median;
     }
 }

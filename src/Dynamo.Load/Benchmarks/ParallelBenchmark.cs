@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Numerics.Tensors;
 using Dynamo.Engine.Inference;
-using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
 using Dynamo.Load.Reports;
 
@@ -59,41 +58,9 @@ internal static class ParallelBenchmark
         double genSeconds = Best(repetitions, Generate, transformer, profile, out double genComm);
 
         // A batch: each sequence a 16-token prompt, then decode steps of all of them together.
-        const int blockSize = 16, promptEach = 16;
-        int blocksEach = (promptEach + genTokens + blockSize - 1) / blockSize;
-        var pool = new PagedKvCache(c, blocksEach * batch, blockSize);
-        int[][] tables = [.. Enumerable.Range(0, batch).Select(s => Enumerable.Range(s * blocksEach, blocksEach).ToArray())];
-        var batchLogits = new float[batch * c.VocabSize];
-        var slices = new SequenceSlice[batch];
-        int[] tokens = new int[batch * promptEach];
-        for (int s = 0; s < batch; s++)
-        {
-            for (int t = 0; t < promptEach; t++)
-            {
-                tokens[(s * promptEach) + t] = random.Next(c.VocabSize);
-            }
-
-            slices[s] = new SequenceSlice(s * promptEach, promptEach, 0, tables[s], WantLogits: true);
-        }
-
-        transformer.Forward(tokens, slices, pool, batchLogits);
-        void GenerateBatch()
-        {
-            int[] step = new int[batch];
-            for (int i = 0; i < genTokens; i++)
-            {
-                for (int s = 0; s < batch; s++)
-                {
-                    step[s] = i == 0 ? 1 : TensorPrimitives.IndexOfMax<float>(batchLogits.AsSpan(s * c.VocabSize, c.VocabSize));
-                    slices[s] = new SequenceSlice(s, 1, promptEach + i, tables[s], WantLogits: true);
-                }
-
-                transformer.Forward(step, slices, pool, batchLogits);
-            }
-        }
-
-        GenerateBatch();
-        double batchSeconds = Best(repetitions, GenerateBatch, transformer, profile, out double batchComm);
+        var batched = new BatchedDecode(transformer, batch, genTokens, random);
+        batched.Generate();
+        double batchSeconds = Best(repetitions, batched.Generate, transformer, profile, out double batchComm);
         int microBatches = transformer.PipelineStage is null ? 1 : transformer.MicroBatches;
         return new Row(split, ranks, microBatches, promptTokens / promptSeconds, genTokens / genSeconds, batch * genTokens / batchSeconds, promptComm, genComm, batchComm, rankResident(), rankWeightBytes);
     }

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using Dynamo.Engine.Models.Synth;
 using Dynamo.Tests.Infrastructure;
@@ -23,6 +24,31 @@ public class BenchCommandTests
         Assert.Equal(0, r.ExitCode);
         Assert.Matches(new Regex(@"^pp32: \d+\.\d ± \d+\.\d tok/s \(median \d+\.\d, 2 runs\)$", RegexOptions.Multiline), r.Stdout);
         Assert.Matches(new Regex(@"^tg16: \d+\.\d ± \d+\.\d tok/s \(median \d+\.\d, 2 runs\)$", RegexOptions.Multiline), r.Stdout);
+    }
+
+    [Fact]
+    public void BenchForward_BatchAndJson_OneObjectOnStdoutWithEveryFigure_LinesOnStderr()
+    {
+        CliProcess.Result r = CliProcess.Run(["bench", "forward", "--model", TinyModel(), "-p", "16", "-n", "8", "-r", "2", "-t", "1", "--batch", "3", "--json"]);
+
+        Assert.Equal(0, r.ExitCode);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        JsonElement o = doc.RootElement;
+        Assert.Equal((1, 3, 16, 8), (o.GetProperty("threads").GetInt32(), o.GetProperty("batch").GetInt32(), o.GetProperty("prompt_tokens").GetInt32(), o.GetProperty("gen_tokens").GetInt32()));
+        Assert.All(new[] { "pp_tok_s", "tg_tok_s", "batch_tg_tok_s" }, name => Assert.True(o.GetProperty(name).GetDouble() > 0, name));
+        Assert.True(o.GetProperty("model_bytes").GetInt64() > 0);
+        Assert.False(string.IsNullOrWhiteSpace(o.GetProperty("cpu").GetString()));
+        Assert.False(string.IsNullOrWhiteSpace(o.GetProperty("isa").GetString()));
+        Assert.Matches(new Regex(@"^tg8 x 3 seqs: \d+\.\d ± \d+\.\d tok/s \(median \d+\.\d, 2 runs\)$", RegexOptions.Multiline), r.Stderr);
+    }
+
+    [Fact]
+    public void BenchForward_BatchOutOfRange_OneLineError()
+    {
+        CliProcess.Result r = CliProcess.Run(["bench", "forward", "--model", TinyModel(), "--batch", "33"]);
+
+        Assert.Equal(1, r.ExitCode);
+        Assert.Equal("error: --batch: 33 is outside 0..32 (0 skips the batched test)", Assert.Single(r.StderrLines));
     }
 
     [Fact]
