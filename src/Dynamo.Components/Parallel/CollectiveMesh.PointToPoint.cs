@@ -134,21 +134,9 @@ internal sealed partial class CollectiveMesh
         Socket socket = _sockets[peer]!;
         for (int received = 0; received < destination.Length;)
         {
-            int n = socket.Receive(destination[received..], SocketFlags.None, out SocketError error);
-            if (error == SocketError.Success)
+            if (ReceiveSome(peer, destination, ref received))
             {
-                if (n == 0)
-                {
-                    throw Lost(peer, "closed its connection");
-                }
-
-                received += n;
                 continue;
-            }
-
-            if (error != SocketError.WouldBlock)
-            {
-                throw Lost(peer, Invariant($"connection {error}"));
             }
 
             CheckPointWait(peer, deadline, "sent nothing");

@@ -347,27 +347,36 @@ internal sealed partial class CollectiveMesh : IDisposable
         return length;
     }
 
+    /// <summary>
+    /// Reads what <paramref name="peer"/>'s socket holds into <paramref name="destination"/> from <paramref name="received"/>
+    /// on (advancing it); false when nothing is there yet. A closed or failed connection is the peer lost.
+    /// </summary>
+    private bool ReceiveSome(int peer, Span<byte> destination, ref int received)
+    {
+        int n = _sockets[peer]!.Receive(destination[received..], SocketFlags.None, out SocketError error);
+        if (error == SocketError.Success)
+        {
+            if (n == 0)
+            {
+                throw Lost(peer, "closed its connection");
+            }
+
+            received += n;
+            return true;
+        }
+
+        return error == SocketError.WouldBlock ? false : throw Lost(peer, Invariant($"connection {error}"));
+    }
+
     private void ReceiveExactly(int peer, Span<byte> destination)
     {
         Socket socket = _sockets[peer]!;
         int received = 0;
         while (received < destination.Length)
         {
-            int n = socket.Receive(destination[received..], SocketFlags.None, out SocketError error);
-            if (error == SocketError.Success)
+            if (ReceiveSome(peer, destination, ref received))
             {
-                if (n == 0)
-                {
-                    throw Lost(peer, "closed its connection");
-                }
-
-                received += n;
                 continue;
-            }
-
-            if (error != SocketError.WouldBlock)
-            {
-                throw Lost(peer, Invariant($"connection {error}"));
             }
 
             if (PumpSends())

@@ -39,6 +39,15 @@ public sealed class HeadNode : IAsyncDisposable
         }
     }
 
+    /// <summary>`./dynamo call dynamo.{component}.generate --prompt ...` from <paramref name="net"/>'s host <paramref name="host"/>: the text it printed (exit 0 asserted).</summary>
+    public async Task<string> CallAsync(NetworkNamespaces net, string component, string prompt, int host = 3)
+    {
+        await using DynamoProcess call = DynamoProcess.Start(["call", $"dynamo.{component}.generate", "--prompt", prompt, "--max-tokens", "24"], Environment, net.Host(host));
+        int code = await call.WaitForExitAsync(60);
+        Assert.True(code == 0, call.Output);
+        return call.Stdout;
+    }
+
     public async ValueTask DisposeAsync()
     {
         await Etcd.DisposeAsync();

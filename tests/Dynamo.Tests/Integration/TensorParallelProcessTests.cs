@@ -217,20 +217,12 @@ public sealed partial class TensorParallelProcessTests
 
         foreach (string prompt in Prompts)
         {
-            Assert.Equal(await CallAsync(net, env, "one", prompt), await CallAsync(net, env, "two", prompt));
+            Assert.Equal(await head.CallAsync(net, "one", prompt), await head.CallAsync(net, "two", prompt));
         }
 
         node0.Terminate();
         Assert.Equal(0, await node0.WaitForExitAsync(60));
         Assert.Equal(0, await node1.WaitForExitAsync(60));
-    }
-
-    private static async Task<string> CallAsync(NetworkNamespaces net, Dictionary<string, string> env, string component, string prompt)
-    {
-        await using DynamoProcess call = DynamoProcess.Start(["call", $"dynamo.{component}.generate", "--prompt", prompt, "--max-tokens", "24"], env, net.Host(3));
-        int code = await call.WaitForExitAsync(60);
-        Assert.True(code == 0, call.Output);
-        return call.Stdout;
     }
 
     private static DynamoProcess Worker(LoopbackServers s, string name, int tp) =>

@@ -9,6 +9,7 @@ using Dynamo.Mocker;
 using Dynamo.Runtime;
 using Dynamo.Runtime.EventPlane;
 using Dynamo.Runtime.RequestPlane;
+using Dynamo.Tests.Runtime;
 
 namespace Dynamo.Tests.Components.Routing;
 
@@ -85,22 +86,6 @@ public sealed class DataParallelRoutingTests
         return cached;
     }
 
-    private static async Task EventuallyAsync(Func<bool> condition, string what)
-    {
-        using var timeout = new CancellationTokenSource(Patience);
-        while (!condition())
-        {
-            try
-            {
-                await Task.Delay(10, timeout.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                Assert.Fail($"gave up waiting: {what}");
-            }
-        }
-    }
-
     [Fact]
     public async Task Register_TwoRanks_OneInstanceListingBoth_TwoRoutingTargets()
     {
@@ -142,7 +127,7 @@ public sealed class DataParallelRoutingTests
 
         // The holder's KV events carry its rank: the index lists the prefix under (worker, holder) only.
         var holding = new RoutingTarget(worker.Id, holder);
-        await EventuallyAsync(() => service.Router.Index.BlockCountOf(holding) >= 16, "the first request's KV events");
+        await Eventually.WaitUntilAsync(() => service.Router.Index.BlockCountOf(holding) >= 16, "the first request's KV events", Patience);
         Assert.Equal(16, service.Router.Index.FindMatches(BlockHasher.SequenceHashes(system, 16)).Get(holding));
         Assert.Equal(0, service.Router.Index.FindMatches(BlockHasher.SequenceHashes(system, 16)).Get(new RoutingTarget(worker.Id, 1 - holder)));
 

@@ -6,6 +6,7 @@ using Dynamo.Llm.Kv;
 using Dynamo.Llm.Routing;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
+using Dynamo.Tests.Runtime;
 
 namespace Dynamo.Tests.Components.Routing;
 
@@ -66,22 +67,6 @@ public sealed class KvRouterServiceTests
         return cached;
     }
 
-    private static async Task EventuallyAsync(Func<bool> condition, string what)
-    {
-        using var timeout = new CancellationTokenSource(Patience);
-        while (!condition())
-        {
-            try
-            {
-                await Task.Delay(10, timeout.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                Assert.Fail($"gave up waiting: {what}");
-            }
-        }
-    }
-
     private static async Task<int> DumpedBlocksAsync(MockerEngine engine) => (await engine.DumpKvAsync()).Stored.Sum(g => g.Blocks.Count);
 
     [Fact]
@@ -125,7 +110,7 @@ public sealed class KvRouterServiceTests
 
         RoutingDecision first = await service.Router.RouteAsync([.. system, 1, 2, 3]);
         await SendAsync(service.Client, first, [.. system, 1, 2, 3]);
-        await EventuallyAsync(() => service.Router.Index.BlockCountOf(first.WorkerId) >= 16, "the first request's KV events");
+        await Eventually.WaitUntilAsync(() => service.Router.Index.BlockCountOf(first.WorkerId) >= 16, "the first request's KV events", Patience);
 
         int[] second = [.. system, 9, 8, 7, 6];
         RoutingDecision next = await service.Router.RouteAsync(second);
@@ -151,20 +136,20 @@ public sealed class KvRouterServiceTests
         await service.WaitForResyncAsync().WaitAsync(Patience);
         long dumps = service.DumpsLoaded;
         await SendAsync(service.Client, await service.Router.RouteAsync(Prompt(4, 96)), Prompt(4, 96));
-        await EventuallyAsync(() => service.Router.Index.BlockCountOf(w1.Id) >= 6, "the request's KV events");
+        await Eventually.WaitUntilAsync(() => service.Router.Index.BlockCountOf(w1.Id) >= 6, "the request's KV events", Patience);
 
         // An event from the future: the router has missed some.
         ulong last = service.Router.Index.LastEventId(w1.Id);
         var future = new KvEvent(w1.Id, last + 10, new KvRemovedData([BlockHasher.SequenceHashes(Prompt(4, 96), 16)[0]]));
         await frontend.Events.PublishAsync(Address.EventSubject(EngineWorker.KvEventsTopic), KvEventJson.SerializeToUtf8(future));
 
-        await EventuallyAsync(() => service.DumpsLoaded > dumps && service.Router.Index.WorkersNeedingResync.Count == 0, "a resync from the dump");
+        await Eventually.WaitUntilAsync(() => service.DumpsLoaded > dumps && service.Router.Index.WorkersNeedingResync.Count == 0, "a resync from the dump", Patience);
         Assert.Equal(await DumpedBlocksAsync(w1.Engine), service.Router.Index.BlockCountOf(w1.Id));
         Assert.Equal(6, service.Router.Index.FindMatches(BlockHasher.SequenceHashes(Prompt(4, 96), 16)).Get(w1.Id));
 
         // The stream goes on from the dump.
         await SendAsync(service.Client, await service.Router.RouteAsync(Prompt(5, 96)), Prompt(5, 96));
-        await EventuallyAsync(() => service.Router.Index.FindMatches(BlockHasher.SequenceHashes(Prompt(5, 96), 16)).Get(w1.Id) == 6, "events after the dump");
+        await Eventually.WaitUntilAsync(() => service.Router.Index.FindMatches(BlockHasher.SequenceHashes(Prompt(5, 96), 16)).Get(w1.Id) == 6, "events after the dump", Patience);
     }
 
     [Fact]
@@ -181,7 +166,7 @@ public sealed class KvRouterServiceTests
 
         await w2.DisposeAsync();
 
-        await EventuallyAsync(() => !service.Router.Workers.Contains(gone), "the worker's removal");
+        await Eventually.WaitUntilAsync(() => !service.Router.Workers.Contains(gone), "the worker's removal", Patience);
         Assert.DoesNotContain(gone, service.Router.Index.Workers);
         Assert.Equal(0, service.Router.Index.BlockCountOf(gone));
         for (int i = 0; i < 10; i++)

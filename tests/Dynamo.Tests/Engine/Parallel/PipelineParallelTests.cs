@@ -2,11 +2,8 @@ using Dynamo.Engine.Inference;
 using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Parallel;
-using Dynamo.Engine.Serving;
-using Dynamo.Llm.Engines;
 using Dynamo.Llm.Parallel;
 using Dynamo.Tests.Engine.Inference;
-using Dynamo.Tests.Llm.Engines;
 
 namespace Dynamo.Tests.Engine.Parallel;
 
@@ -163,43 +160,8 @@ public sealed class PipelineParallelTests
     [InlineData("deep5", 4)]
     public async Task Engine_PipelineParallelConcurrentGreedy_SameTokensAsWholeModel(string name, int stages)
     {
-        string path = ModelPath(name);
-        var random = new Random(stages);
-        int vocab;
-        using (IModelWeights w = ModelLoader.Load(path))
-        {
-            vocab = w.Config.VocabSize;
-        }
-
-        List<int[]> prompts = [.. Enumerable.Range(0, 10).Select(i => Enumerable.Range(0, random.Next(1, 60)).Select(_ => random.Next(3, vocab)).ToArray())];
-        static SamplingParams Greedy() => SamplingParams.Greedy with { MaxTokens = 20, IgnoreEos = true };
-
-        // Small passes (chunked prefill, mixed batches) and a pool that forces preemption, on both.
-        var options = EngineOptions.Default with { BlockSize = 8, MaxNumBatchedTokens = 32, MaxNumSeqs = 16, KvCacheMemory = 0 };
-        async Task<List<int>[]> RunAsync(InferenceEngine engine) =>
-            [.. (await Task.WhenAll(prompts.Select((p, i) => EngineContractTests.CollectAsync(engine, new EngineRequest($"r{i}", p, Greedy()))))).Select(r => r.Tokens)];
-
-        List<int>[] expected;
-        var whole = new Transformer(ModelLoader.Load(path), 32);
-        await using (var engine = new InferenceEngine(whole, [], options with { KvCacheMemory = PagedKvCache.BytesPerBlock(whole.Config, 8) * 30 }))
-        {
-            expected = await RunAsync(engine);
-        }
-
-        using var pipeline = new Stages(path, stages, microBatches: stages);
-        await using (var engine = new InferenceEngine(pipeline.Leader, [], options with { KvCacheMemory = PagedKvCache.BytesPerBlock(pipeline.Leader.Config, 8) * 30 }))
-        {
-            Assert.Equal(30, engine.KvBudget.Blocks);
-            List<int>[] actual = await RunAsync(engine);
-            for (int i = 0; i < prompts.Count; i++)
-            {
-                Assert.Equal(expected[i], actual[i]);
-            }
-
-            Assert.True(engine.Stats.Preemptions > 0, "expected preemptions with 10 requests on 30 blocks");
-            Assert.False(engine.GroupLost.IsCompleted);
-        }
-
+        using var pipeline = new Stages(ModelPath(name), stages, microBatches: stages);
+        await ParallelGreedy.AssertSameTokensAsWholeAsync(ModelPath(name), stages, pipeline.Leader);
         await Task.WhenAll(pipeline.Followers);
     }
 

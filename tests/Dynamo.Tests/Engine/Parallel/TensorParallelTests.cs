@@ -190,42 +190,8 @@ public sealed class TensorParallelTests
     [InlineData("wide", 4)]
     public async Task Engine_TensorParallelConcurrentGreedy_SameTokensAsWholeModel(string name, int size)
     {
-        string path = ModelPath(name);
-        var random = new Random(size);
-        int vocab;
-        using (IModelWeights w = ModelLoader.Load(path))
-        {
-            vocab = w.Config.VocabSize;
-        }
-
-        List<int[]> prompts = [.. Enumerable.Range(0, 10).Select(i => Enumerable.Range(0, random.Next(1, 60)).Select(_ => random.Next(3, vocab)).ToArray())];
-        static SamplingParams Greedy() => SamplingParams.Greedy with { MaxTokens = 20, IgnoreEos = true };
-
-        // Small passes (chunked prefill, mixed batches) and a pool that forces preemption, on both.
-        var options = EngineOptions.Default with { BlockSize = 8, MaxNumBatchedTokens = 32, MaxNumSeqs = 16, KvCacheMemory = 0 };
-        async Task<List<int>[]> RunAsync(InferenceEngine engine) =>
-            [.. (await Task.WhenAll(prompts.Select((p, i) => EngineContractTests.CollectAsync(engine, new EngineRequest($"r{i}", p, Greedy()))))).Select(r => r.Tokens)];
-
-        List<int>[] expected;
-        var whole = new Transformer(ModelLoader.Load(path), 32);
-        await using (var engine = new InferenceEngine(whole, [], options with { KvCacheMemory = Dynamo.Engine.KvCache.PagedKvCache.BytesPerBlock(whole.Config, 8) * 30 }))
-        {
-            expected = await RunAsync(engine);
-        }
-
-        using var ranks = new Ranks(path, size);
-        await using (var engine = new InferenceEngine(ranks.Leader, [], options with { KvCacheMemory = Dynamo.Engine.KvCache.PagedKvCache.BytesPerBlock(ranks.Leader.Config, 8) * 30 }))
-        {
-            List<int>[] actual = await RunAsync(engine);
-            for (int i = 0; i < prompts.Count; i++)
-            {
-                Assert.Equal(expected[i], actual[i]);
-            }
-
-            Assert.True(engine.Stats.Preemptions > 0, "expected preemptions with 10 requests on 30 blocks");
-            Assert.False(engine.GroupLost.IsCompleted);
-        }
-
+        using var ranks = new Ranks(ModelPath(name), size);
+        await ParallelGreedy.AssertSameTokensAsWholeAsync(ModelPath(name), size, ranks.Leader);
         await Task.WhenAll(ranks.Followers);
     }
 
