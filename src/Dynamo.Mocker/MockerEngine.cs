@@ -36,6 +36,7 @@ public sealed class MockerEngine : IEngine
     private readonly Task _loop;
     private bool _paced;
     private long _deadline;
+    private long _pacedTicks;
 
     /// <param name="options">Pool, batch limits and cost model; null for the defaults.</param>
     /// <param name="timeProvider">The clock steps wait on; null for the system clock.</param>
@@ -97,6 +98,9 @@ public sealed class MockerEngine : IEngine
 
     /// <summary>The shared request bookkeeping (tests: <see cref="EngineCore{TState}.InspectAsync{T}"/>, <see cref="EngineCore{TState}.BeforeStep"/>).</summary>
     internal EngineCore<ulong> Core => _core;
+
+    /// <summary>The modelled time of every step run so far (speedup applied): what the clock was asked to wait in all.</summary>
+    internal TimeSpan PacedTime => TimeSpan.FromTicks(Interlocked.Read(ref _pacedTicks));
 
     /// <summary>Replaces the synthetic tokens: (request id, output index) to token (tests replay another engine's tokens).</summary>
     internal Func<string, int, int>? TokenOverride { get; set; }
@@ -161,6 +165,7 @@ public sealed class MockerEngine : IEngine
     /// </summary>
     private async ValueTask PaceAsync(TimeSpan cost, CancellationToken cancellationToken)
     {
+        Interlocked.Add(ref _pacedTicks, cost.Ticks);
         long now = _time.GetTimestamp();
         if (!_paced || _time.GetElapsedTime(_deadline, now) > MaxLag)
         {

@@ -5,7 +5,7 @@ using Dynamo.Tests.Llm.Engines;
 
 namespace Dynamo.Tests.Mocker;
 
-/// <summary>The mocker on the real clock: its steps take the modelled time divided by the speedup ratio (a wall-clock bound, so alone in <see cref="TimingCollection"/>).</summary>
+/// <summary>The mocker on the real clock: its steps take at least the modelled time divided by the speedup ratio (a wall-clock bound, so alone in <see cref="TimingCollection"/>).</summary>
 [Collection(TimingCollection.Name)]
 public sealed class MockerEngineRealClockTests
 {
@@ -25,6 +25,9 @@ public sealed class MockerEngineRealClockTests
         TimeSpan elapsed = clock.Elapsed;
         Assert.Equal(100, tokens.Count);
         Assert.True(elapsed.TotalMilliseconds >= modelled * 0.95, $"took {elapsed.TotalMilliseconds} ms, the model says {modelled} ms");
-        Assert.True(elapsed.TotalMilliseconds < modelled * 10 * 0.9, $"took {elapsed.TotalMilliseconds} ms: the speedup ratio was not applied");
+
+        // The speedup is applied to what the clock is asked to wait (a tenth of the unscaled 909.9 ms). Not bounded by the
+        // wall clock: a run on a machine that other work starves (a build beside the suite took this to 885 ms) is late, not wrong.
+        Assert.InRange(engine.PacedTime.TotalMilliseconds, modelled - 0.01, modelled + 0.01);
     }
 }
