@@ -4,9 +4,8 @@ namespace Dynamo.Engine.Kernels;
 /// One quantized weight format: its block geometry, a scalar reference (dequantize, and an exact
 /// integer dot with <see cref="Q8Activations"/>) and the SIMD dot products the driver calls.
 /// Static abstract so that the driver, generic over the kernel struct, is specialized per format.
-/// <see cref="Dot"/> and each row of <see cref="Dot4"/> must do the same float operations in the same
-/// order (the same accumulators, the same horizontal sum), so that a row's result does not depend on
-/// whether it fell in a group of four or in the tail of a batch.
+/// <see cref="Dot"/> computes one output value alone, so a row's result does not depend on the batch around it.
+/// (Q8_0 and Q4_0 are not here: they run register-tiled on a repacked copy, <see cref="PackedQuantKernel"/>.)
 /// </summary>
 internal unsafe interface IQuantKernel
 {
@@ -21,14 +20,4 @@ internal unsafe interface IQuantKernel
 
     /// <summary>The dot of one weight row with activation row <paramref name="b"/> (SIMD where available).</summary>
     static abstract float Dot(byte* row, in Q8Activations a, int b);
-
-    /// <summary>Whether <see cref="Dot4"/> exists (it needs the integer SIMD path); otherwise the driver calls <see cref="Dot"/> per row.</summary>
-    static abstract bool HasDot4 { get; }
-
-    /// <summary>
-    /// Dots of one weight row with activation rows b0..b0+3, written to y[0], y[stride], y[2 stride],
-    /// y[3 stride]: bit for bit what <see cref="Dot"/> gives for each row (<see cref="DotReference"/>
-    /// where the integer SIMD path is absent).
-    /// </summary>
-    static abstract void Dot4(byte* row, in Q8Activations a, int b0, float* y, int stride);
 }

@@ -55,10 +55,12 @@ public static unsafe class MatMul
                     Run(&FloatChunk<BF16Weights>, ref job);
                     break;
                 case GgmlType.Q8_0:
-                    RunQuantized(&QuantChunk<Q8_0Kernel>, ref job);
-                    break;
                 case GgmlType.Q4_0:
-                    RunQuantized(&QuantChunk<Q4_0Kernel>, ref job);
+                    PackedQuant packed = PackedQuant.Of(w);
+                    job.Packed = packed.Data;
+                    job.PackedBlockBytes = packed.BlockBytes;
+                    job.PackedQ8 = w.Type == GgmlType.Q8_0;
+                    RunQuantized(&PackedChunk, ref job);
                     break;
                 case GgmlType.Q4_K:
                     RunQuantized(&QuantChunk<Q4_KKernel>, ref job);
@@ -134,6 +136,11 @@ public static unsafe class MatMul
         public float* Y;
         public Q8Activations A;
         public int ChunkRows;
+
+        /// <summary>The <see cref="PackedQuant"/> copy of W (Q8_0, Q4_0), or null; chunks are then whole groups of rows.</summary>
+        public byte* Packed;
+        public int PackedBlockBytes;
+        public bool PackedQ8;
     }
 
     private static void RunQuantized(delegate*<void*, int, void> body, ref Job job)
@@ -165,6 +172,11 @@ public static unsafe class MatMul
             // Several activation tiles sweep the same rows: keep a chunk's weights cache-resident between tiles.
             job.ChunkRows = (int)Math.Clamp(ChunkBytes / Math.Max(job.RowBytes, 1), 1, job.ChunkRows);
         }
+        if (job.Packed != null)
+        {
+            job.ChunkRows = (job.ChunkRows + PackedQuant.GroupRows - 1) / PackedQuant.GroupRows * PackedQuant.GroupRows;
+        }
+
         int chunks = (job.Rows + job.ChunkRows - 1) / job.ChunkRows;
         fixed (Job* p = &job)
         {
@@ -193,16 +205,30 @@ public static unsafe class MatMul
             for (int r = r0; r < r1; r++)
             {
                 byte* row = job.W + r * job.RowBytes;
-                int b = t0;
-                for (; b + 4 <= t1 && TKernel.HasDot4 && IntDot.IsSupported; b += 4)
-                {
-                    TKernel.Dot4(row, job.A, b, job.Y + (long)b * rows + r, rows);
-                }
-
-                for (; b < t1; b++)
+                for (int b = t0; b < t1; b++)
                 {
                     job.Y[(long)b * rows + r] = TKernel.Dot(row, job.A, b);
                 }
+            }
+        }
+    }
+
+    /// <summary>Rows of packed groups: each group swept over a tile of activation rows, four rows a step.</summary>
+    private static void PackedChunk(void* context, int chunk)
+    {
+        ref Job job = ref *(Job*)context;
+        int g0 = chunk * job.ChunkRows / PackedQuant.GroupRows;
+        int g1 = (Math.Min(job.Rows, (chunk + 1) * job.ChunkRows) + PackedQuant.GroupRows - 1) / PackedQuant.GroupRows;
+        int blocks = job.Cols / 32;
+        long groupBytes = (long)blocks * job.PackedBlockBytes;
+        for (int t0 = 0; t0 < job.Batch; t0 += BatchTile)
+        {
+            int count = Math.Min(job.Batch, t0 + BatchTile) - t0;
+            for (int g = g0; g < g1; g++)
+            {
+                int valid = Math.Min(PackedQuant.GroupRows, job.Rows - g * PackedQuant.GroupRows);
+                PackedQuantKernel.Group(job.Packed + g * groupBytes, job.PackedQ8, blocks, valid, job.A, t0, count,
+                    job.Y + g * PackedQuant.GroupRows, job.Rows);
             }
         }
     }

@@ -111,8 +111,4 @@ internal readonly unsafe struct Q4_KKernel : IQuantKernel
 
         return Vector256.Sum(acc0 + acc1) - mins;
     }
-
-    public static bool HasDot4 => false;
-
-    public static void Dot4(byte* row, in Q8Activations a, int b0, float* y, int stride) => throw new NotSupportedException();
 }

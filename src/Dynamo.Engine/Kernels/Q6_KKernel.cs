@@ -113,8 +113,4 @@ internal readonly unsafe struct Q6_KKernel : IQuantKernel
         Vector256<float> s = Vector256.Create(Vector128.Create(sc[0] * scale), Vector128.Create(sc[1] * scale));
         return Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), s, acc);
     }
-
-    public static bool HasDot4 => false;
-
-    public static void Dot4(byte* row, in Q8Activations a, int b0, float* y, int stride) => throw new NotSupportedException();
 }

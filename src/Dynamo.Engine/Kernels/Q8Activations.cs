@@ -11,9 +11,8 @@ internal readonly unsafe struct Q8Activations
 {
     public const int Block = 32;
 
-    public Q8Activations(sbyte* q, float* d, int* sums, int cols, byte* u = null)
+    public Q8Activations(sbyte* q, float* d, int* sums, int cols)
     {
-        U = u;
         Q = q;
         D = d;
         Sums = sums;
@@ -24,30 +23,21 @@ internal readonly unsafe struct Q8Activations
     public float* D { get; }
     public int* Sums { get; }
 
-    /// <summary>
-    /// The quantized values offset to unsigned bytes (q + 128, i.e. q ^ 0x80), row-major like <see cref="Q"/>,
-    /// or null: lets a signed weight byte meet an activation in one unsigned-by-signed VNNI product
-    /// (w·(q + 128) − 128·w summed per 4 bytes is w·q exactly).
-    /// </summary>
-    public byte* U { get; }
     public int Cols { get; }
     public int Blocks => Cols / Block;
 
     /// <summary>Bytes of scratch needed for <paramref name="batch"/> rows of <paramref name="cols"/> values.</summary>
-    public static int ScratchBytes(int cols, int batch) => batch * (2 * cols + cols / Block * 8);
+    public static int ScratchBytes(int cols, int batch) => batch * (cols + cols / Block * 8);
 
     /// <summary>Lays the arrays out in <paramref name="scratch"/>.</summary>
     public static Q8Activations In(byte* scratch, int cols, int batch)
     {
         int blocks = cols / Block * batch;
-        return new Q8Activations((sbyte*)scratch, (float*)(scratch + (long)cols * batch), (int*)(scratch + (long)cols * batch + blocks * 4L), cols,
-            scratch + (long)cols * batch + blocks * 8L);
+        return new Q8Activations((sbyte*)scratch, (float*)(scratch + (long)cols * batch), (int*)(scratch + (long)cols * batch + blocks * 4L), cols);
     }
 
     public sbyte* RowQ(int b) => Q + (long)b * Cols;
 
-    /// <summary>Row <paramref name="b"/> of <see cref="U"/>.</summary>
-    public byte* RowU(int b) => U + (long)b * Cols;
     public float* RowD(int b) => D + (long)b * Blocks;
     public int* RowSums(int b) => Sums + (long)b * Blocks;
 
@@ -78,10 +68,6 @@ internal readonly unsafe struct Q8Activations
             Sums[k] = Vector256.Sum(i0 + i1 + i2 + i3);
             Vector256<sbyte> q = Vector256.Narrow(Vector256.Narrow(i0, i1), Vector256.Narrow(i2, i3));
             q.Store(Q + (long)k * Block);
-            if (U is not null)
-            {
-                (q.AsByte() ^ Vector256.Create((byte)0x80)).Store(U + (long)k * Block);
-            }
         }
     }
 
@@ -105,10 +91,6 @@ internal readonly unsafe struct Q8Activations
             {
                 int q = (int)MathF.Round(src[j] * id);
                 Q[(long)k * Block + j] = (sbyte)q;
-                if (U is not null)
-                {
-                    U[(long)k * Block + j] = (byte)(q + 128);
-                }
 
                 sum += q;
             }

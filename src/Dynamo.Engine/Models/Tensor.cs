@@ -24,6 +24,12 @@ public sealed unsafe class Tensor
     public byte* Data { get; }
     public long ByteLength { get; }
 
+    /// <summary>
+    /// The kernels' repacked copy of this matrix (Kernels/PackedQuant), made on first use and kept as long as the
+    /// tensor; null until then. A field so that it can be set with one compare-exchange.
+    /// </summary>
+    internal object? Packed;
+
     public long ElementCount
     {
         get

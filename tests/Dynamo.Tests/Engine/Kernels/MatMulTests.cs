@@ -327,6 +327,54 @@ public class MatMulTests
     }
 
     /// <summary>Weight types with column counts: odd lengths for the float types, odd block counts for the 32-blocks.</summary>
+    public static TheoryData<GgmlType> PackedTypes => new() { GgmlType.Q8_0, GgmlType.Q4_0 };
+
+    /// <summary>
+    /// Q8_0 and Q4_0 run register-tiled on a repacked copy; every output must be exactly the scalar reference
+    /// (one fused multiply-add per block, in block order), whatever the tile (four activation rows or one), the row
+    /// group (padded last groups included), the thread count or the instruction set: test.sh runs this class again
+    /// with AVX-512 and with AVX2 switched off. Random weights include the byte -128, whose magnitude needs all 8 bits.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(PackedTypes))]
+    public void Multiply_PackedTypes_EqualIntegerReferenceBitForBit(GgmlType type)
+    {
+        int seed = 50;
+        foreach (int rows in new[] { 1, 15, 16, 17, 33, 70 })
+        {
+            foreach (int cols in new[] { 32, 96, 800 })
+            {
+                foreach (int batch in new[] { 1, 2, 3, 4, 5, 7, 8, 9, 66 })
+                {
+                    foreach (int threads in new[] { 1, 3 })
+                    {
+                        Tensor w = TestTensors.Random(type, rows, cols, ++seed);
+                        float[] x = TestTensors.RandomFloats(batch * cols, seed);
+                        var y = new float[batch * rows];
+                        var expected = new float[batch * rows];
+                        using (KernelThreads.OverrideOnCurrentThread(threads))
+                        {
+                            MatMul.Multiply(w, x, y, batch);
+                        }
+
+                        MatMulReference.MultiplyQuantized(w, x, expected, batch);
+                        for (int i = 0; i < y.Length; i++)
+                        {
+                            if (BitConverter.SingleToInt32Bits(y[i]) != BitConverter.SingleToInt32Bits(expected[i]))
+                            {
+                                Assert.Fail($"{type} rows {rows} cols {cols} batch {batch} threads {threads} [{i / rows}, {i % rows}]: {y[i]:R} vs reference {expected[i]:R} ({KernelPath})");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>The instruction set the integer kernels run with in this process (test.sh switches the wider ones off).</summary>
+    private static string KernelPath =>
+        System.Runtime.Intrinsics.X86.Avx512BW.IsSupported ? "AVX-512BW" : IntDot.IsSupported ? "AVX2" : "scalar";
+
     public static TheoryData<GgmlType, int> DeterminismShapes => new()
     {
         { GgmlType.F32, 37 }, { GgmlType.F32, 100 }, { GgmlType.F32, 773 },

@@ -1,0 +1,441 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Dynamo.Llm.ModelFiles;
+
+namespace Dynamo.Engine.Kernels;
+
+/// <summary>
+/// Register-tiled integer products over <see cref="PackedQuant"/> weights: 16 weight rows (one per 32-bit lane) by
+/// four activation rows per tile, or by one (decode, tails). Every output value has one reduction order, the same in
+/// every path (AVX-512, AVX2, scalar) and every tile:
+/// <c>acc = 0; for each block k in order: acc = fma((float)dot_k, d_w,k * d_x,k, acc)</c>, where dot_k is the exact
+/// integer dot of the block (Q4_0: Σ(n − 8)·q, folded as Σn·q − 8·Σq) and the scale product one float multiply.
+/// Integer sums are exact whatever their order, so a row's result does not depend on the tile, the batch, the thread
+/// or the instruction set that computed it (<see cref="Reference"/> is the definition).
+/// Exactness bounds: a Q8_0 pair sum |w|·(±q) ≤ 2·128·127 &lt; 2^15; a Q4_0 int16 lane adds eight pair sums of
+/// nibbles (≤ 15) by |q| ≤ 127: 8·2·15·127 = 30,480 &lt; 2^15; |dot_k| ≤ 32·128·127 &lt; 2^24, exact as a float.
+/// </summary>
+internal static unsafe class PackedQuantKernel
+{
+    /// <summary>
+    /// y[b·stride + r] = row r of <paramref name="p"/> times activation row b, for the rows of group
+    /// <paramref name="g"/> and activation rows <paramref name="b0"/> .. b0 + count − 1; y points at output column 0.
+    /// </summary>
+    public static void Group(PackedQuant p, int g, in Q8Activations a, int b0, int count, float* y, int stride) =>
+        Group(p.Group(g), p.Type == GgmlType.Q8_0, p.Blocks, Math.Min(PackedQuant.GroupRows, p.Rows - g * PackedQuant.GroupRows),
+            a, b0, count, y + g * PackedQuant.GroupRows, stride);
+
+    /// <summary>
+    /// <see cref="Group(PackedQuant, int, in Q8Activations, int, int, float*, int)"/> on raw parts: the group's first block
+    /// <paramref name="wg"/>, its <paramref name="valid"/> real rows, and <paramref name="dst"/> at the group's first output column.
+    /// </summary>
+    public static void Group(byte* wg, bool q8, int blocks, int valid, in Q8Activations a, int b0, int count, float* dst, int stride)
+    {
+        int b = b0, end = b0 + count;
+        float* tile = stackalloc float[4 * PackedQuant.GroupRows];
+        if (Avx512BW.IsSupported)
+        {
+            for (; b + 4 <= end; b += 4)
+            {
+                if (q8)
+                {
+                    Q8_0x4Avx512(wg, blocks, a, b, tile);
+                }
+                else
+                {
+                    Q4_0x4Avx512(wg, blocks, a, b, tile);
+                }
+
+                Store(tile, 4, valid, dst + (long)b * stride, stride);
+            }
+
+            for (; b < end; b++)
+            {
+                if (q8)
+                {
+                    Q8_0x1Avx512(wg, blocks, a, b, tile);
+                }
+                else
+                {
+                    Q4_0x1Avx512(wg, blocks, a, b, tile);
+                }
+
+                Store(tile, 1, valid, dst + (long)b * stride, stride);
+            }
+
+            return;
+        }
+
+        if (IntDot.IsSupported)
+        {
+            for (; b + 4 <= end; b += 4)
+            {
+                for (int half = 0; half < 2; half++)
+                {
+                    if (q8)
+                    {
+                        Q8_0x4Avx2(wg, half, blocks, a, b, tile + half * 8);
+                    }
+                    else
+                    {
+                        Q4_0x4Avx2(wg, half, blocks, a, b, tile + half * 8);
+                    }
+                }
+
+                Store(tile, 4, valid, dst + (long)b * stride, stride);
+            }
+
+            for (; b < end; b++)
+            {
+                for (int half = 0; half < 2; half++)
+                {
+                    if (q8)
+                    {
+                        Q8_0x1Avx2(wg, half, blocks, a, b, tile + half * 8);
+                    }
+                    else
+                    {
+                        Q4_0x1Avx2(wg, half, blocks, a, b, tile + half * 8);
+                    }
+                }
+
+                Store(tile, 1, valid, dst + (long)b * stride, stride);
+            }
+
+            return;
+        }
+
+        for (; b < end; b++)
+        {
+            for (int r = 0; r < valid; r++)
+            {
+                dst[(long)b * stride + r] = ReferenceAt(wg, q8, blocks, r, a, b);
+            }
+        }
+    }
+
+    /// <summary>The definition of every path's result: one output value, scalar, in the order above.</summary>
+    public static float Reference(PackedQuant p, int row, in Q8Activations a, int b) =>
+        ReferenceAt(p.Group(row / PackedQuant.GroupRows), p.Type == GgmlType.Q8_0, p.Blocks, row % PackedQuant.GroupRows, a, b);
+
+    private static float ReferenceAt(byte* wg, bool q8, int blocks, int r, in Q8Activations a, int b)
+    {
+        int blockBytes = PackedQuant.BytesPerBlock(q8 ? GgmlType.Q8_0 : GgmlType.Q4_0);
+        sbyte* q = a.RowQ(b);
+        float* d = a.RowD(b);
+        float acc = 0;
+        for (int k = 0; k < blocks; k++)
+        {
+            byte* blk = wg + (long)k * blockBytes;
+            byte* quants = blk + PackedQuant.ScaleBytes + r * 4;
+            sbyte* x = q + k * 32;
+            int dot = 0;
+            if (q8)
+            {
+                for (int s = 0; s < 8; s++)
+                {
+                    for (int i = 0; i < 4; i++)
+                    {
+                        dot += ((sbyte*)quants)[s * 64 + i] * x[4 * s + i];
+                    }
+                }
+            }
+            else
+            {
+                for (int s = 0; s < 4; s++)
+                {
+                    for (int i = 0; i < 4; i++)
+                    {
+                        byte v = quants[s * 64 + i];
+                        dot += ((v & 0xF) - 8) * x[4 * s + i] + ((v >> 4) - 8) * x[16 + 4 * s + i];
+                    }
+                }
+            }
+
+            acc = MathF.FusedMultiplyAdd(dot, ((float*)blk)[r] * d[k], acc);
+        }
+
+        return acc;
+    }
+
+    private static void Store(float* tile, int tokens, int valid, float* y, int stride)
+    {
+        for (int t = 0; t < tokens; t++)
+        {
+            new ReadOnlySpan<float>(tile + t * PackedQuant.GroupRows, valid).CopyTo(new Span<float>(y + (long)t * stride, valid));
+        }
+    }
+
+    // ---- AVX-512 (Avx512BW): a vector is the 16 rows of a group ----
+
+    /// <summary>Adds |w|·(x with w's sign), four bytes per lane, to <paramref name="acc"/>: the Q8_0 step of one slice.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Q8Step(Vector512<int> acc, Vector512<byte> magnitude, Vector512<sbyte> negative, int x4)
+    {
+        Vector512<sbyte> x = Vector512.Create(x4).AsSByte();
+        Vector512<sbyte> signed = Vector512.ConditionalSelect(negative, Vector512<sbyte>.Zero - x, x);
+        return acc + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitude, signed), Vector512.Create((short)1));
+    }
+
+    private static void Q8_0x4Avx512(byte* w, int blocks, in Q8Activations a, int b, float* tile)
+    {
+        sbyte* q0 = a.RowQ(b), q1 = a.RowQ(b + 1), q2 = a.RowQ(b + 2), q3 = a.RowQ(b + 3);
+        float* d0 = a.RowD(b), d1 = a.RowD(b + 1), d2 = a.RowD(b + 2), d3 = a.RowD(b + 3);
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 512)
+        {
+            Vector512<int> i0 = default, i1 = default, i2 = default, i3 = default;
+            int o = k * 32;
+            for (int s = 0; s < 8; s++)
+            {
+                Vector512<sbyte> v = Vector512.Load((sbyte*)w + PackedQuant.ScaleBytes + s * 64);
+                Vector512<byte> m = Avx512BW.Abs(v);
+                Vector512<sbyte> n = Vector512.LessThan(v, Vector512<sbyte>.Zero);
+                int at = o + 4 * s;
+                i0 = Q8Step(i0, m, n, *(int*)(q0 + at));
+                i1 = Q8Step(i1, m, n, *(int*)(q1 + at));
+                i2 = Q8Step(i2, m, n, *(int*)(q2 + at));
+                i3 = Q8Step(i3, m, n, *(int*)(q3 + at));
+            }
+
+            Vector512<float> sw = Vector512.Load((float*)w);
+            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i0), sw * Vector512.Create(d0[k]), acc0);
+            acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i1), sw * Vector512.Create(d1[k]), acc1);
+            acc2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i2), sw * Vector512.Create(d2[k]), acc2);
+            acc3 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i3), sw * Vector512.Create(d3[k]), acc3);
+        }
+
+        acc0.Store(tile);
+        acc1.Store(tile + 16);
+        acc2.Store(tile + 32);
+        acc3.Store(tile + 48);
+    }
+
+    private static void Q8_0x1Avx512(byte* w, int blocks, in Q8Activations a, int b, float* tile)
+    {
+        sbyte* q0 = a.RowQ(b);
+        float* d0 = a.RowD(b);
+        Vector512<float> acc0 = default;
+        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 512)
+        {
+            // Two integer accumulators (even and odd slices) for more independent work; their sum is exact.
+            Vector512<int> even = default, odd = default;
+            int o = k * 32;
+            for (int s = 0; s < 8; s += 2)
+            {
+                Vector512<sbyte> v = Vector512.Load((sbyte*)w + PackedQuant.ScaleBytes + s * 64);
+                Vector512<sbyte> u = Vector512.Load((sbyte*)w + PackedQuant.ScaleBytes + s * 64 + 64);
+                even = Q8Step(even, Avx512BW.Abs(v), Vector512.LessThan(v, Vector512<sbyte>.Zero), *(int*)(q0 + o + 4 * s));
+                odd = Q8Step(odd, Avx512BW.Abs(u), Vector512.LessThan(u, Vector512<sbyte>.Zero), *(int*)(q0 + o + 4 * s + 4));
+            }
+
+            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(even + odd), Vector512.Load((float*)w) * Vector512.Create(d0[k]), acc0);
+        }
+
+        acc0.Store(tile);
+    }
+
+    /// <summary>Σ over a block of nibbles·q, in int16 lanes (exact, see the class), for one activation row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Q4Block(Vector512<byte> l0, Vector512<byte> l1, Vector512<byte> l2, Vector512<byte> l3,
+        Vector512<byte> h0, Vector512<byte> h1, Vector512<byte> h2, Vector512<byte> h3, sbyte* x)
+    {
+        Vector512<short> s = Avx512BW.MultiplyAddAdjacent(l0, Vector512.Create(*(int*)x).AsSByte());
+        s += Avx512BW.MultiplyAddAdjacent(l1, Vector512.Create(*(int*)(x + 4)).AsSByte());
+        s += Avx512BW.MultiplyAddAdjacent(l2, Vector512.Create(*(int*)(x + 8)).AsSByte());
+        s += Avx512BW.MultiplyAddAdjacent(l3, Vector512.Create(*(int*)(x + 12)).AsSByte());
+        s += Avx512BW.MultiplyAddAdjacent(h0, Vector512.Create(*(int*)(x + 16)).AsSByte());
+        s += Avx512BW.MultiplyAddAdjacent(h1, Vector512.Create(*(int*)(x + 20)).AsSByte());
+        s += Avx512BW.MultiplyAddAdjacent(h2, Vector512.Create(*(int*)(x + 24)).AsSByte());
+        s += Avx512BW.MultiplyAddAdjacent(h3, Vector512.Create(*(int*)(x + 28)).AsSByte());
+        return s;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Q4Accumulate(Vector512<short> s, int sum, Vector512<float> scale, Vector512<float> acc)
+    {
+        Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(s, Vector512.Create((short)1)) - Vector512.Create(sum * 8);
+        return Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(dot), scale, acc);
+    }
+
+    private static void Q4_0x4Avx512(byte* w, int blocks, in Q8Activations a, int b, float* tile)
+    {
+        sbyte* q0 = a.RowQ(b), q1 = a.RowQ(b + 1), q2 = a.RowQ(b + 2), q3 = a.RowQ(b + 3);
+        float* d0 = a.RowD(b), d1 = a.RowD(b + 1), d2 = a.RowD(b + 2), d3 = a.RowD(b + 3);
+        int* s0 = a.RowSums(b), s1 = a.RowSums(b + 1), s2 = a.RowSums(b + 2), s3 = a.RowSums(b + 3);
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        Vector512<byte> mask = Vector512.Create((byte)0x0F);
+        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 256)
+        {
+            byte* n = w + PackedQuant.ScaleBytes;
+            Vector512<byte> v0 = Vector512.Load(n), v1 = Vector512.Load(n + 64), v2 = Vector512.Load(n + 128), v3 = Vector512.Load(n + 192);
+            Vector512<byte> l0 = v0 & mask, l1 = v1 & mask, l2 = v2 & mask, l3 = v3 & mask;
+            Vector512<byte> h0 = (v0.AsUInt16() >>> 4).AsByte() & mask, h1 = (v1.AsUInt16() >>> 4).AsByte() & mask;
+            Vector512<byte> h2 = (v2.AsUInt16() >>> 4).AsByte() & mask, h3 = (v3.AsUInt16() >>> 4).AsByte() & mask;
+            Vector512<float> sw = Vector512.Load((float*)w);
+            int o = k * 32;
+            acc0 = Q4Accumulate(Q4Block(l0, l1, l2, l3, h0, h1, h2, h3, q0 + o), s0[k], sw * Vector512.Create(d0[k]), acc0);
+            acc1 = Q4Accumulate(Q4Block(l0, l1, l2, l3, h0, h1, h2, h3, q1 + o), s1[k], sw * Vector512.Create(d1[k]), acc1);
+            acc2 = Q4Accumulate(Q4Block(l0, l1, l2, l3, h0, h1, h2, h3, q2 + o), s2[k], sw * Vector512.Create(d2[k]), acc2);
+            acc3 = Q4Accumulate(Q4Block(l0, l1, l2, l3, h0, h1, h2, h3, q3 + o), s3[k], sw * Vector512.Create(d3[k]), acc3);
+        }
+
+        acc0.Store(tile);
+        acc1.Store(tile + 16);
+        acc2.Store(tile + 32);
+        acc3.Store(tile + 48);
+    }
+
+    private static void Q4_0x1Avx512(byte* w, int blocks, in Q8Activations a, int b, float* tile)
+    {
+        sbyte* q0 = a.RowQ(b);
+        float* d0 = a.RowD(b);
+        int* s0 = a.RowSums(b);
+        Vector512<float> acc0 = default;
+        Vector512<byte> mask = Vector512.Create((byte)0x0F);
+        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 256)
+        {
+            byte* n = w + PackedQuant.ScaleBytes;
+            Vector512<byte> v0 = Vector512.Load(n), v1 = Vector512.Load(n + 64), v2 = Vector512.Load(n + 128), v3 = Vector512.Load(n + 192);
+            Vector512<short> s = Q4Block(v0 & mask, v1 & mask, v2 & mask, v3 & mask,
+                (v0.AsUInt16() >>> 4).AsByte() & mask, (v1.AsUInt16() >>> 4).AsByte() & mask,
+                (v2.AsUInt16() >>> 4).AsByte() & mask, (v3.AsUInt16() >>> 4).AsByte() & mask, q0 + k * 32);
+            acc0 = Q4Accumulate(s, s0[k], Vector512.Load((float*)w) * Vector512.Create(d0[k]), acc0);
+        }
+
+        acc0.Store(tile);
+    }
+
+    // ---- AVX2: a vector is half a group (8 rows); the same layout, read 32 bytes of each 64 ----
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q8Step(Vector256<int> acc, Vector256<byte> magnitude, Vector256<sbyte> w, int x4) =>
+        IntDot.Unsigned(acc, magnitude, Avx2.Sign(Vector256.Create(x4).AsSByte(), w));
+
+    private static void Q8_0x4Avx2(byte* w, int half, int blocks, in Q8Activations a, int b, float* tile)
+    {
+        sbyte* q0 = a.RowQ(b), q1 = a.RowQ(b + 1), q2 = a.RowQ(b + 2), q3 = a.RowQ(b + 3);
+        float* d0 = a.RowD(b), d1 = a.RowD(b + 1), d2 = a.RowD(b + 2), d3 = a.RowD(b + 3);
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 512)
+        {
+            Vector256<int> i0 = default, i1 = default, i2 = default, i3 = default;
+            int o = k * 32;
+            for (int s = 0; s < 8; s++)
+            {
+                Vector256<sbyte> v = Vector256.Load((sbyte*)w + PackedQuant.ScaleBytes + s * 64 + half * 32);
+                Vector256<byte> m = Avx2.Abs(v);
+                int at = o + 4 * s;
+                i0 = Q8Step(i0, m, v, *(int*)(q0 + at));
+                i1 = Q8Step(i1, m, v, *(int*)(q1 + at));
+                i2 = Q8Step(i2, m, v, *(int*)(q2 + at));
+                i3 = Q8Step(i3, m, v, *(int*)(q3 + at));
+            }
+
+            Vector256<float> sw = Vector256.Load((float*)w + half * 8);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), sw * Vector256.Create(d0[k]), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), sw * Vector256.Create(d1[k]), acc1);
+            acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), sw * Vector256.Create(d2[k]), acc2);
+            acc3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), sw * Vector256.Create(d3[k]), acc3);
+        }
+
+        acc0.Store(tile);
+        acc1.Store(tile + 16);
+        acc2.Store(tile + 32);
+        acc3.Store(tile + 48);
+    }
+
+    private static void Q8_0x1Avx2(byte* w, int half, int blocks, in Q8Activations a, int b, float* tile)
+    {
+        sbyte* q0 = a.RowQ(b);
+        float* d0 = a.RowD(b);
+        Vector256<float> acc0 = default;
+        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 512)
+        {
+            Vector256<int> even = default, odd = default;
+            int o = k * 32;
+            for (int s = 0; s < 8; s += 2)
+            {
+                Vector256<sbyte> v = Vector256.Load((sbyte*)w + PackedQuant.ScaleBytes + s * 64 + half * 32);
+                Vector256<sbyte> u = Vector256.Load((sbyte*)w + PackedQuant.ScaleBytes + s * 64 + 64 + half * 32);
+                even = Q8Step(even, Avx2.Abs(v), v, *(int*)(q0 + o + 4 * s));
+                odd = Q8Step(odd, Avx2.Abs(u), u, *(int*)(q0 + o + 4 * s + 4));
+            }
+
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(even + odd), Vector256.Load((float*)w + half * 8) * Vector256.Create(d0[k]), acc0);
+        }
+
+        acc0.Store(tile);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> Q4Block(Vector256<byte> l0, Vector256<byte> l1, Vector256<byte> l2, Vector256<byte> l3,
+        Vector256<byte> h0, Vector256<byte> h1, Vector256<byte> h2, Vector256<byte> h3, sbyte* x)
+    {
+        Vector256<short> s = Avx2.MultiplyAddAdjacent(l0, Vector256.Create(*(int*)x).AsSByte());
+        s += Avx2.MultiplyAddAdjacent(l1, Vector256.Create(*(int*)(x + 4)).AsSByte());
+        s += Avx2.MultiplyAddAdjacent(l2, Vector256.Create(*(int*)(x + 8)).AsSByte());
+        s += Avx2.MultiplyAddAdjacent(l3, Vector256.Create(*(int*)(x + 12)).AsSByte());
+        s += Avx2.MultiplyAddAdjacent(h0, Vector256.Create(*(int*)(x + 16)).AsSByte());
+        s += Avx2.MultiplyAddAdjacent(h1, Vector256.Create(*(int*)(x + 20)).AsSByte());
+        s += Avx2.MultiplyAddAdjacent(h2, Vector256.Create(*(int*)(x + 24)).AsSByte());
+        s += Avx2.MultiplyAddAdjacent(h3, Vector256.Create(*(int*)(x + 28)).AsSByte());
+        return s;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q4Accumulate(Vector256<short> s, int sum, Vector256<float> scale, Vector256<float> acc)
+    {
+        Vector256<int> dot = Avx2.MultiplyAddAdjacent(s, Vector256.Create((short)1)) - Vector256.Create(sum * 8);
+        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), scale, acc);
+    }
+
+    private static void Q4_0x4Avx2(byte* w, int half, int blocks, in Q8Activations a, int b, float* tile)
+    {
+        sbyte* q0 = a.RowQ(b), q1 = a.RowQ(b + 1), q2 = a.RowQ(b + 2), q3 = a.RowQ(b + 3);
+        float* d0 = a.RowD(b), d1 = a.RowD(b + 1), d2 = a.RowD(b + 2), d3 = a.RowD(b + 3);
+        int* s0 = a.RowSums(b), s1 = a.RowSums(b + 1), s2 = a.RowSums(b + 2), s3 = a.RowSums(b + 3);
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        Vector256<byte> mask = Vector256.Create((byte)0x0F);
+        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 256)
+        {
+            byte* n = w + PackedQuant.ScaleBytes + half * 32;
+            Vector256<byte> v0 = Vector256.Load(n), v1 = Vector256.Load(n + 64), v2 = Vector256.Load(n + 128), v3 = Vector256.Load(n + 192);
+            Vector256<byte> l0 = v0 & mask, l1 = v1 & mask, l2 = v2 & mask, l3 = v3 & mask;
+            Vector256<byte> h0 = (v0.AsUInt16() >>> 4).AsByte() & mask, h1 = (v1.AsUInt16() >>> 4).AsByte() & mask;
+            Vector256<byte> h2 = (v2.AsUInt16() >>> 4).AsByte() & mask, h3 = (v3.AsUInt16() >>> 4).AsByte() & mask;
+            Vector256<float> sw = Vector256.Load((float*)w + half * 8);
+            int o = k * 32;
+            acc0 = Q4Accumulate(Q4Block(l0, l1, l2, l3, h0, h1, h2, h3, q0 + o), s0[k], sw * Vector256.Create(d0[k]), acc0);
+            acc1 = Q4Accumulate(Q4Block(l0, l1, l2, l3, h0, h1, h2, h3, q1 + o), s1[k], sw * Vector256.Create(d1[k]), acc1);
+            acc2 = Q4Accumulate(Q4Block(l0, l1, l2, l3, h0, h1, h2, h3, q2 + o), s2[k], sw * Vector256.Create(d2[k]), acc2);
+            acc3 = Q4Accumulate(Q4Block(l0, l1, l2, l3, h0, h1, h2, h3, q3 + o), s3[k], sw * Vector256.Create(d3[k]), acc3);
+        }
+
+        acc0.Store(tile);
+        acc1.Store(tile + 16);
+        acc2.Store(tile + 32);
+        acc3.Store(tile + 48);
+    }
+
+    private static void Q4_0x1Avx2(byte* w, int half, int blocks, in Q8Activations a, int b, float* tile)
+    {
+        sbyte* q0 = a.RowQ(b);
+        float* d0 = a.RowD(b);
+        int* s0 = a.RowSums(b);
+        Vector256<float> acc0 = default;
+        Vector256<byte> mask = Vector256.Create((byte)0x0F);
+        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 256)
+        {
+            byte* n = w + PackedQuant.ScaleBytes + half * 32;
+            Vector256<byte> v0 = Vector256.Load(n), v1 = Vector256.Load(n + 64), v2 = Vector256.Load(n + 128), v3 = Vector256.Load(n + 192);
+            Vector256<short> s = Q4Block(v0 & mask, v1 & mask, v2 & mask, v3 & mask,
+                (v0.AsUInt16() >>> 4).AsByte() & mask, (v1.AsUInt16() >>> 4).AsByte() & mask,
+                (v2.AsUInt16() >>> 4).AsByte() & mask, (v3.AsUInt16() >>> 4).AsByte() & mask, q0 + k * 32);
+            acc0 = Q4Accumulate(s, s0[k], Vector256.Load((float*)w + half * 8) * Vector256.Create(d0[k]), acc0);
+        }
+
+        acc0.Store(tile);
+    }
+}
