@@ -29,12 +29,13 @@ dotnet test tests/Dynamo.Tests/Dynamo.Tests.csproj -c Release --no-build -nologo
   --results-directory "$results" "${filter[@]}" "${extra[@]}"
 rc=$?
 # The kernels again with the wider instruction sets switched off, so that every SIMD path of this machine is
-# tested, not only the widest (each path must give the scalar reference's bits): AVX2 without AVX-512, then
-# SSE/scalar without AVX2 (.NET 10 switches all of AVX-512 with DOTNET_EnableAVX512; DOTNET_EnableAVX512F no
-# longer does). Skipped when the main run was filtered (./test.sh -- ARGS).
+# tested, not only the widest (each path must give the scalar reference's bits): AVX2 without AVX-512, the
+# portable Vector128 path (what ARM64 runs) without AVX2, and scalar without any SIMD. (.NET 10 switches all of
+# AVX-512 with DOTNET_EnableAVX512; DOTNET_EnableAVX512F no longer does.) Skipped when the main run was filtered
+# (./test.sh -- ARGS).
 isa_runs=()
 if [ ${#extra[@]} -eq 0 ] && [ -f "$results/results.trx" ]; then
-  for isa in DOTNET_EnableAVX512 DOTNET_EnableAVX2; do
+  for isa in DOTNET_EnableAVX512 DOTNET_EnableAVX2 DOTNET_EnableHWIntrinsic; do
     echo "test.sh: the kernel tests again with $isa=0"
     env "$isa=0" dotnet test tests/Dynamo.Tests/Dynamo.Tests.csproj -c Release --no-build -nologo \
       --logger "trx;LogFileName=results-$isa.trx" --results-directory "$results" \

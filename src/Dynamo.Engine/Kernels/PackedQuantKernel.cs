@@ -8,7 +8,7 @@ namespace Dynamo.Engine.Kernels;
 /// <summary>
 /// Register-tiled integer products over <see cref="PackedQuant"/> weights: 16 weight rows (one per 32-bit lane) by
 /// four activation rows per tile, or by one (decode, tails). Every output value has one reduction order, the same in
-/// every path (AVX-512, AVX2, scalar) and every tile:
+/// every path (AVX-512, AVX2, portable Vector128 for ARM64, scalar) and every tile:
 /// <c>acc = 0; for each block k in order: acc = fma((float)dot_k, d_w,k * d_x,k, acc)</c>, where dot_k is the exact
 /// integer dot of the block (Q4_0: Σ(n − 8)·q, folded as Σn·q − 8·Σq) and the scale product one float multiply.
 /// Integer sums are exact whatever their order, so a row's result does not depend on the tile, the batch, the thread
@@ -98,6 +98,21 @@ internal static unsafe class PackedQuantKernel
                     {
                         Q4_0x1Avx2(wg, half, blocks, a, b, tile + half * 8);
                     }
+                }
+
+                Store(tile, 1, valid, dst + (long)b * stride, stride);
+            }
+
+            return;
+        }
+
+        if (Vector128.IsHardwareAccelerated)
+        {
+            for (; b < end; b++)
+            {
+                for (int quad = 0; quad < 4; quad++)
+                {
+                    Vector128x1(wg, q8, quad, blocks, a, b, tile + quad * 4);
                 }
 
                 Store(tile, 1, valid, dst + (long)b * stride, stride);
@@ -437,5 +452,66 @@ internal static unsafe class PackedQuantKernel
         }
 
         acc0.Store(tile);
+    }
+
+    // ---- Vector128 (ARM64 AdvSimd, or x86 without AVX2): a vector is a quarter of a group (4 rows), portable operations ----
+
+    /// <summary>
+    /// One activation row by rows 4·quad..4·quad+3 of a group: bytes widened to 16 bits (products are exact in 16 bits),
+    /// then to 32, one int vector per row, summed per block.
+    /// </summary>
+    private static void Vector128x1(byte* w, bool q8, int quad, int blocks, in Q8Activations a, int b, float* tile)
+    {
+        sbyte* q = a.RowQ(b);
+        float* d = a.RowD(b);
+        int* sums = a.RowSums(b);
+        int blockBytes = PackedQuant.BytesPerBlock(q8 ? GgmlType.Q8_0 : GgmlType.Q4_0);
+        Vector128<float> acc = default;
+        for (int k = 0; k < blocks; k++, w += blockBytes)
+        {
+            Vector128<int> r0 = default, r1 = default, r2 = default, r3 = default;
+            sbyte* x = q + k * 32;
+            byte* quants = w + PackedQuant.ScaleBytes + quad * 16;
+            if (q8)
+            {
+                for (int s = 0; s < 8; s++)
+                {
+                    Products(Vector128.Load((sbyte*)quants + s * 64), *(int*)(x + 4 * s), ref r0, ref r1, ref r2, ref r3);
+                }
+            }
+            else
+            {
+                for (int s = 0; s < 4; s++)
+                {
+                    Vector128<byte> v = Vector128.Load(quants + s * 64);
+                    Products((v & Vector128.Create((byte)0x0F)).AsSByte(), *(int*)(x + 4 * s), ref r0, ref r1, ref r2, ref r3);
+                    Products(Vector128.ShiftRightLogical(v, 4).AsSByte(), *(int*)(x + 16 + 4 * s), ref r0, ref r1, ref r2, ref r3);
+                }
+            }
+
+            Vector128<int> dot = Vector128.Create(Vector128.Sum(r0), Vector128.Sum(r1), Vector128.Sum(r2), Vector128.Sum(r3));
+            if (!q8)
+            {
+                dot -= Vector128.Create(sums[k] * 8);
+            }
+
+            acc = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(dot), Vector128.Load((float*)w + quad * 4) * Vector128.Create(d[k]), acc);
+        }
+
+        acc.Store(tile);
+    }
+
+    /// <summary>Adds the 16 products of 4 rows x 4 values (<paramref name="w"/>) by the 4 activations <paramref name="x4"/>, one vector per row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Products(Vector128<sbyte> w, int x4, ref Vector128<int> r0, ref Vector128<int> r1, ref Vector128<int> r2, ref Vector128<int> r3)
+    {
+        (Vector128<short> x, _) = Vector128.Widen(Vector128.Create(x4).AsSByte());
+        (Vector128<short> lo, Vector128<short> hi) = Vector128.Widen(w);
+        (Vector128<int> p0, Vector128<int> p1) = Vector128.Widen(lo * x);
+        (Vector128<int> p2, Vector128<int> p3) = Vector128.Widen(hi * x);
+        r0 += p0;
+        r1 += p1;
+        r2 += p2;
+        r3 += p3;
     }
 }
