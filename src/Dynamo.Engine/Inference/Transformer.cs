@@ -431,9 +431,7 @@ public sealed unsafe partial class Transformer : IDisposable
             }
 
             profile?.Mark(ForwardProfile.AttentionNorm);
-            MatMul.Multiply(layer.Wq, xb, q, n);
-            MatMul.Multiply(layer.Wk, xb, k, n);
-            MatMul.Multiply(layer.Wv, xb, v, n);
+            MatMul.Multiply(xb, n, layer.Wq, q, layer.Wk, k, layer.Wv, v);
             profile?.Mark(ForwardProfile.Qkv);
             float[] keys = cache.Keys[l], values = cache.Values[l];
             for (int t = 0; t < n; t++)
@@ -482,8 +480,7 @@ public sealed unsafe partial class Transformer : IDisposable
             }
 
             profile?.Mark(ForwardProfile.FfnNorm);
-            MatMul.Multiply(layer.WGate, xb, gate, n);
-            MatMul.Multiply(layer.WUp, xb, up, n);
+            MatMul.Multiply(xb, n, layer.WGate, gate, layer.WUp, up);
             Elementwise.SwiGlu(gate, up);
             profile?.Mark(ForwardProfile.GateUp);
             MatMul.Multiply(layer.WDown, gate, xb, n);

@@ -371,6 +371,48 @@ public class MatMulTests
         }
     }
 
+    public static TheoryData<GgmlType> SharedInputTypes => new() { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.F16 };
+
+    /// <summary>
+    /// The products of one input (Q/K/V, gate/up) in one pass give exactly what each matrix gives alone, for two and
+    /// three matrices of different heights, at every batch size and thread count (packed types share the quantized
+    /// input and the pool's pass; the others fall back to one product each).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(SharedInputTypes))]
+    public void Multiply_SharedInput_EqualsEachMatrixAloneBitForBit(GgmlType type)
+    {
+        const int cols = 256;
+        int[] heights = [256, 64, 80];
+        Tensor[] ws = [.. heights.Select((h, i) => TestTensors.Random(type, h, cols, 300 + i + (int)type))];
+        foreach (int batch in new[] { 1, 3, 4, 16, 70 })
+        {
+            float[] x = TestTensors.RandomFloats(batch * cols, batch + (int)type);
+            foreach (int threads in new[] { 1, 3 })
+            {
+                using var scope = KernelThreads.OverrideOnCurrentThread(threads);
+                float[][] alone = [.. ws.Select(w => new float[batch * w.Rows])];
+                for (int i = 0; i < ws.Length; i++)
+                {
+                    MatMul.Multiply(ws[i], x, alone[i], batch);
+                }
+
+                float[][] two = [.. ws.Take(2).Select(w => new float[batch * w.Rows])];
+                MatMul.Multiply(x, batch, ws[0], two[0], ws[1], two[1]);
+                float[][] three = [.. ws.Select(w => new float[batch * w.Rows])];
+                MatMul.Multiply(x, batch, ws[0], three[0], ws[1], three[1], ws[2], three[2]);
+                for (int i = 0; i < ws.Length; i++)
+                {
+                    Assert.Equal(alone[i], three[i]);
+                    if (i < 2)
+                    {
+                        Assert.Equal(alone[i], two[i]);
+                    }
+                }
+            }
+        }
+    }
+
     /// <summary>The instruction set the integer kernels run with in this process (test.sh switches the wider ones off).</summary>
     private static string KernelPath =>
         System.Runtime.Intrinsics.X86.Avx512BW.IsSupported ? "AVX-512BW" : IntDot.IsSupported ? "AVX2"
