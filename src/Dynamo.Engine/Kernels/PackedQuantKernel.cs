@@ -184,18 +184,19 @@ internal static unsafe class PackedQuantKernel
 
     // ---- AVX-512 (Avx512BW): a vector is the 16 rows of a group ----
 
-    /// <summary>Adds |w|·(x with w's sign), four bytes per lane, to <paramref name="acc"/>: the Q8_0 step of one slice.</summary>
+    /// <summary>Adds |w|·(x with w's sign), four bytes per lane, to <paramref name="acc"/>: the Q8_0 step of one slice
+    /// (<paramref name="x4"/> and <paramref name="n4"/>: four activation bytes and their negations).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Q8Step(Vector512<int> acc, Vector512<byte> magnitude, Vector512<sbyte> negative, int x4)
+    private static Vector512<int> Q8Step(Vector512<int> acc, Vector512<byte> magnitude, Vector512<sbyte> negative, int x4, int n4)
     {
-        Vector512<sbyte> x = Vector512.Create(x4).AsSByte();
-        Vector512<sbyte> signed = Vector512.ConditionalSelect(negative, Vector512<sbyte>.Zero - x, x);
+        Vector512<sbyte> signed = Vector512.ConditionalSelect(negative, Vector512.Create(n4).AsSByte(), Vector512.Create(x4).AsSByte());
         return acc + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitude, signed), Vector512.Create((short)1));
     }
 
     private static void Q8_0x4Avx512(byte* w, int blocks, in Q8Activations a, int b, float* tile)
     {
         sbyte* q0 = a.RowQ(b), q1 = a.RowQ(b + 1), q2 = a.RowQ(b + 2), q3 = a.RowQ(b + 3);
+        sbyte* n0 = a.RowN(b), n1 = a.RowN(b + 1), n2 = a.RowN(b + 2), n3 = a.RowN(b + 3);
         float* d0 = a.RowD(b), d1 = a.RowD(b + 1), d2 = a.RowD(b + 2), d3 = a.RowD(b + 3);
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 512)
@@ -208,10 +209,10 @@ internal static unsafe class PackedQuantKernel
                 Vector512<byte> m = Avx512BW.Abs(v);
                 Vector512<sbyte> n = Vector512.LessThan(v, Vector512<sbyte>.Zero);
                 int at = o + 4 * s;
-                i0 = Q8Step(i0, m, n, *(int*)(q0 + at));
-                i1 = Q8Step(i1, m, n, *(int*)(q1 + at));
-                i2 = Q8Step(i2, m, n, *(int*)(q2 + at));
-                i3 = Q8Step(i3, m, n, *(int*)(q3 + at));
+                i0 = Q8Step(i0, m, n, *(int*)(q0 + at), *(int*)(n0 + at));
+                i1 = Q8Step(i1, m, n, *(int*)(q1 + at), *(int*)(n1 + at));
+                i2 = Q8Step(i2, m, n, *(int*)(q2 + at), *(int*)(n2 + at));
+                i3 = Q8Step(i3, m, n, *(int*)(q3 + at), *(int*)(n3 + at));
             }
 
             Vector512<float> sw = Vector512.Load((float*)w);
@@ -229,7 +230,7 @@ internal static unsafe class PackedQuantKernel
 
     private static void Q8_0x1Avx512(byte* w, int blocks, in Q8Activations a, int b, float* tile)
     {
-        sbyte* q0 = a.RowQ(b);
+        sbyte* q0 = a.RowQ(b), n0 = a.RowN(b);
         float* d0 = a.RowD(b);
         Vector512<float> acc0 = default;
         for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 512)
@@ -241,8 +242,8 @@ internal static unsafe class PackedQuantKernel
             {
                 Vector512<sbyte> v = Vector512.Load((sbyte*)w + PackedQuant.ScaleBytes + s * 64);
                 Vector512<sbyte> u = Vector512.Load((sbyte*)w + PackedQuant.ScaleBytes + s * 64 + 64);
-                even = Q8Step(even, Avx512BW.Abs(v), Vector512.LessThan(v, Vector512<sbyte>.Zero), *(int*)(q0 + o + 4 * s));
-                odd = Q8Step(odd, Avx512BW.Abs(u), Vector512.LessThan(u, Vector512<sbyte>.Zero), *(int*)(q0 + o + 4 * s + 4));
+                even = Q8Step(even, Avx512BW.Abs(v), Vector512.LessThan(v, Vector512<sbyte>.Zero), *(int*)(q0 + o + 4 * s), *(int*)(n0 + o + 4 * s));
+                odd = Q8Step(odd, Avx512BW.Abs(u), Vector512.LessThan(u, Vector512<sbyte>.Zero), *(int*)(q0 + o + 4 * s + 4), *(int*)(n0 + o + 4 * s + 4));
             }
 
             acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(even + odd), Vector512.Load((float*)w) * Vector512.Create(d0[k]), acc0);

@@ -11,8 +11,9 @@ internal readonly unsafe struct Q8Activations
 {
     public const int Block = 32;
 
-    public Q8Activations(sbyte* q, float* d, int* sums, int cols)
+    public Q8Activations(sbyte* q, float* d, int* sums, int cols, sbyte* negated = null)
     {
+        N = negated;
         Q = q;
         D = d;
         Sums = sums;
@@ -20,6 +21,10 @@ internal readonly unsafe struct Q8Activations
     }
 
     public sbyte* Q { get; }
+
+    /// <summary>−q, row-major like <see cref="Q"/> (or null): the AVX-512 kernels give an activation a weight's sign by
+    /// choosing between q and −q per byte (AVX-512 has no <c>psignb</c>), one blend instead of a negation and a blend.</summary>
+    public sbyte* N { get; }
     public float* D { get; }
     public int* Sums { get; }
 
@@ -27,16 +32,20 @@ internal readonly unsafe struct Q8Activations
     public int Blocks => Cols / Block;
 
     /// <summary>Bytes of scratch needed for <paramref name="batch"/> rows of <paramref name="cols"/> values.</summary>
-    public static int ScratchBytes(int cols, int batch) => batch * (cols + cols / Block * 8);
+    public static int ScratchBytes(int cols, int batch) => batch * (2 * cols + cols / Block * 8);
 
     /// <summary>Lays the arrays out in <paramref name="scratch"/>.</summary>
     public static Q8Activations In(byte* scratch, int cols, int batch)
     {
         int blocks = cols / Block * batch;
-        return new Q8Activations((sbyte*)scratch, (float*)(scratch + (long)cols * batch), (int*)(scratch + (long)cols * batch + blocks * 4L), cols);
+        return new Q8Activations((sbyte*)scratch, (float*)(scratch + (long)cols * batch), (int*)(scratch + (long)cols * batch + blocks * 4L), cols,
+            (sbyte*)(scratch + (long)cols * batch + blocks * 8L));
     }
 
     public sbyte* RowQ(int b) => Q + (long)b * Cols;
+
+    /// <summary>Row <paramref name="b"/> of <see cref="N"/>.</summary>
+    public sbyte* RowN(int b) => N + (long)b * Cols;
 
     public float* RowD(int b) => D + (long)b * Blocks;
     public int* RowSums(int b) => Sums + (long)b * Blocks;
@@ -68,6 +77,10 @@ internal readonly unsafe struct Q8Activations
             Sums[k] = Vector256.Sum(i0 + i1 + i2 + i3);
             Vector256<sbyte> q = Vector256.Narrow(Vector256.Narrow(i0, i1), Vector256.Narrow(i2, i3));
             q.Store(Q + (long)k * Block);
+            if (N is not null)
+            {
+                (Vector256<sbyte>.Zero - q).Store(N + (long)k * Block);
+            }
         }
     }
 
@@ -91,6 +104,10 @@ internal readonly unsafe struct Q8Activations
             {
                 int q = (int)MathF.Round(src[j] * id);
                 Q[(long)k * Block + j] = (sbyte)q;
+                if (N is not null)
+                {
+                    N[(long)k * Block + j] = (sbyte)-q;
+                }
 
                 sum += q;
             }
