@@ -1,4 +1,5 @@
 using Dynamo.Engine.Inference;
+using Dynamo.Engine.Kernels;
 using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
 
@@ -302,11 +303,22 @@ public sealed class TransformerBatchedTests
         Assert.True(kvSingle.AsSpan().SequenceEqual(kvPaged), "the stored keys and values differ");
     }
 
-    /// <summary>Once warm (scratch grown to the step's shape), a batched decode step allocates nothing on the calling thread.</summary>
-    [Fact]
-    public void Forward_WarmBatchedDecodeStep_AllocatesNothing()
+    /// <summary>
+    /// Once warm (scratch grown to the step's shape, quantized matrices repacked), a batched decode step allocates
+    /// nothing: F32 and the packed Q8_0/Q4_0 kernels. With one kernel thread every product runs on the calling thread,
+    /// so its counter sees all of the step's work (the pool's threads run the same chunk code); with the default
+    /// threads the calling thread's part is checked too.
+    /// </summary>
+    [Theory]
+    [InlineData("llama", 1)]
+    [InlineData("llama", 0)]
+    [InlineData("Q8_0", 1)]
+    [InlineData("Q8_0", 0)]
+    [InlineData("Q4_0", 1)]
+    public void Forward_WarmBatchedDecodeStep_AllocatesNothing(string name, int threads)
     {
-        using var model = new Transformer(ModelLoader.Load(BatchTestModels.Path("llama")));
+        using KernelThreads.ThreadOverride scope = threads == 0 ? default : KernelThreads.OverrideOnCurrentThread(threads);
+        using var model = new Transformer(ModelLoader.Load(BatchTestModels.Path(name)));
         var random = new Random(4);
         int[][] tables = BlockTables(random, [60, 60, 60, 60], blockSize: 4, out int blockCount);
         var cache = new PagedKvCache(model.Config, blockCount, 4);
