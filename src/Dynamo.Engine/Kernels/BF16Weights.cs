@@ -15,6 +15,10 @@ internal readonly unsafe struct BF16Weights : IFloatWeights
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16Wide(byte* w, int i) =>
+        (System.Runtime.Intrinsics.X86.Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)w + i)) << 16).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float At(byte* w, int i) => HalfConvert.BF16(((ushort*)w)[i]);
 
     public static void ToFloats(byte* w, float* destination, int n) => HalfConvert.BF16ToFloat(w, destination, n);

@@ -28,6 +28,13 @@ internal readonly unsafe struct F16Weights : IFloatWeights
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16Wide(byte* w, int i)
+    {
+        Load16(w, i, out Vector256<float> lo, out Vector256<float> hi);
+        return Vector512.Create(lo, hi);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float At(byte* w, int i) => HalfConvert.F16(((ushort*)w)[i]);
 
     public static void ToFloats(byte* w, float* destination, int n) => HalfConvert.F16ToFloat(w, destination, n);

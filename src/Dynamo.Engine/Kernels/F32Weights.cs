@@ -14,6 +14,9 @@ internal readonly unsafe struct F32Weights : IFloatWeights
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16Wide(byte* w, int i) => Vector512.Load((float*)w + i);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float At(byte* w, int i) => ((float*)w)[i];
 
     public static void ToFloats(byte* w, float* destination, int n) => Buffer.MemoryCopy(w, destination, n * 4L, n * 4L);

@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Dynamo.Engine.Kernels;
 
@@ -9,6 +10,8 @@ namespace Dynamo.Engine.Kernels;
 /// by <see cref="Vector256.Sum{T}"/>; then the tail columns added one by one (multiply, then add).
 /// <see cref="Dot4"/> does exactly this for each of its four rows, so a row gives the same bits
 /// whichever of the two computes it (the batch-composition invariant of the README).
+/// With AVX-512 the two accumulators are the halves of one 16-lane vector (one load and one FMA per group of 16
+/// instead of two): lane for lane the same operations, so the same bits.
 /// </summary>
 internal static unsafe class FloatDot
 {
@@ -18,7 +21,17 @@ internal static unsafe class FloatDot
     {
         int i = 0;
         float sum = 0;
-        if (Vector256.IsHardwareAccelerated)
+        if (Avx512F.IsSupported)
+        {
+            Vector512<float> acc = default;
+            for (; i <= n - 16; i += 16)
+            {
+                acc = Avx512F.FusedMultiplyAdd(TWeights.Load16Wide(w, i), Vector512.Load(x + i), acc);
+            }
+
+            sum = Vector256.Sum(acc.GetLower() + acc.GetUpper());
+        }
+        else if (Vector256.IsHardwareAccelerated)
         {
             Vector256<float> acc0 = default, acc1 = default;
             for (; i <= n - 16; i += 16)
@@ -56,6 +69,12 @@ internal static unsafe class FloatDot
             return;
         }
 
+        if (Avx512F.IsSupported)
+        {
+            Dot4Avx512<TWeights>(w, x0, x1, x2, x3, n, y, yStride);
+            return;
+        }
+
         int i = 0;
         Vector256<float> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
         for (; i <= n - 16; i += 16)
@@ -72,6 +91,37 @@ internal static unsafe class FloatDot
         }
 
         float s0 = Vector256.Sum(a0 + b0), s1 = Vector256.Sum(a1 + b1), s2 = Vector256.Sum(a2 + b2), s3 = Vector256.Sum(a3 + b3);
+        for (; i < n; i++)
+        {
+            float wi = TWeights.At(w, i);
+            s0 += wi * x0[i];
+            s1 += wi * x1[i];
+            s2 += wi * x2[i];
+            s3 += wi * x3[i];
+        }
+
+        y[0] = s0;
+        y[yStride] = s1;
+        y[2 * yStride] = s2;
+        y[3 * yStride] = s3;
+    }
+
+    private static void Dot4Avx512<TWeights>(byte* w, float* x0, float* x1, float* x2, float* x3, int n, float* y, long yStride)
+        where TWeights : struct, IFloatWeights
+    {
+        int i = 0;
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (; i <= n - 16; i += 16)
+        {
+            Vector512<float> v = TWeights.Load16Wide(w, i);
+            a0 = Avx512F.FusedMultiplyAdd(v, Vector512.Load(x0 + i), a0);
+            a1 = Avx512F.FusedMultiplyAdd(v, Vector512.Load(x1 + i), a1);
+            a2 = Avx512F.FusedMultiplyAdd(v, Vector512.Load(x2 + i), a2);
+            a3 = Avx512F.FusedMultiplyAdd(v, Vector512.Load(x3 + i), a3);
+        }
+
+        float s0 = Vector256.Sum(a0.GetLower() + a0.GetUpper()), s1 = Vector256.Sum(a1.GetLower() + a1.GetUpper());
+        float s2 = Vector256.Sum(a2.GetLower() + a2.GetUpper()), s3 = Vector256.Sum(a3.GetLower() + a3.GetUpper());
         for (; i < n; i++)
         {
             float wi = TWeights.At(w, i);

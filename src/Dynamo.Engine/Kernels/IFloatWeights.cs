@@ -12,6 +12,9 @@ internal unsafe interface IFloatWeights
     /// <summary>Weights <paramref name="i"/>..<paramref name="i"/>+15 of the row at <paramref name="w"/> as two vectors of eight.</summary>
     static abstract void Load16(byte* w, int i, out Vector256<float> lo, out Vector256<float> hi);
 
+    /// <summary>Weights <paramref name="i"/>..<paramref name="i"/>+15 as one vector of sixteen (AVX-512): the same floats.</summary>
+    static abstract Vector512<float> Load16Wide(byte* w, int i);
+
     /// <summary>Weight <paramref name="i"/> of the row at <paramref name="w"/>.</summary>
     static abstract float At(byte* w, int i);
 
