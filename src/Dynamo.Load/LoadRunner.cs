@@ -21,7 +21,7 @@ internal sealed class LoadRunner(LoadOptions options, TimeProvider? time = null)
     public async Task<(List<RequestResult> Results, double Seconds, bool Interrupted)> RunAsync(IReadOnlyList<LoadConversation> conversations, CancellationToken cancellationToken = default)
     {
         long origin = _time.GetTimestamp();
-        using var client = new ChatStreamClient(options.Url, options.Model, _time, origin);
+        using var client = new ChatStreamClient(options.Url, options.Model, _time, origin, options.Concurrency);
         var results = new List<RequestResult>();
         int next = -1;
 

@@ -186,7 +186,7 @@ internal sealed partial class FaultBenchmark : IAsyncDisposable
         _log.WriteLine(Invariant($"bench faults: frontend on {_baseUrl}, {_options.Workers} workers ({string.Join(' ', _options.WorkerArgs)}), {_options.Clients} clients streaming {_options.MaxTokens} tokens each"));
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using var client = new ChatStreamClient(_baseUrl, _options.Model, _time, _origin);
+        using var client = new ChatStreamClient(_baseUrl, _options.Model, _time, _origin, _options.Clients);
         _current = new double[_options.Clients];
         Task[] clients = [.. Enumerable.Range(0, _options.Clients).Select(c => Task.Run(() => ClientAsync(client, c, stop.Token), CancellationToken.None))];
         try

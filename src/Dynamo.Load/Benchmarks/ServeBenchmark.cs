@@ -35,7 +35,7 @@ internal static class ServeBenchmark
             // As vLLM's bench serve: one short request first, so that this process's JIT and the server's
             // first-request costs stay out of the figures, and a wrong URL or model shows at once. Its
             // prompt shares nothing with the workload's (no prefix-cache head start).
-            using var client = new ChatStreamClient(options.Url, options.Model, TimeProvider.System, TimeProvider.System.GetTimestamp());
+            using var client = new ChatStreamClient(options.Url, options.Model, TimeProvider.System, TimeProvider.System.GetTimestamp(), maxConnections: 1);
             RequestResult w = await client.SendAsync([new ChatMessage("user", "Warm-up request: say hello.")], 4, cancellationToken).ConfigureAwait(false);
             log.WriteLine(w.Outcome == RequestOutcome.Ok
                 ? $"bench serve: warm-up request ok ({w.EndToEnd * 1000:F0} ms, not counted)"

@@ -32,4 +32,13 @@ internal sealed record RequestResult
 
     /// <summary>HTTP status when the server answered with a non-success one.</summary>
     public int? StatusCode { get; init; }
+
+    /// <summary>
+    /// 1 when the request was sent a second time, on a new connection, because its first connection closed
+    /// before one byte of the response came back (the server cannot have started streaming it); else 0.
+    /// </summary>
+    public int Retries { get; init; }
+
+    /// <summary>Why the first send failed, when <see cref="Retries"/> is 1.</summary>
+    public string? RetryError { get; init; }
 }

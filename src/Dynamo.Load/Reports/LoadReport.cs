@@ -28,6 +28,12 @@ internal sealed record LoadReport
 
     public IReadOnlyList<string> ErrorMessages { get; init; } = [];
 
+    /// <summary>Requests sent a second time because their connection closed before any byte of the response.</summary>
+    public int Retries { get; init; }
+
+    /// <summary>The first distinct reasons of <see cref="Retries"/>.</summary>
+    public IReadOnlyList<string> RetryMessages { get; init; } = [];
+
     public bool Interrupted { get; init; }
 
     public double DurationSeconds { get; init; }
@@ -60,6 +66,8 @@ internal sealed record LoadReport
             Rejected = results.Count(r => r.Outcome == RequestOutcome.Rejected),
             Errors = results.Count(r => r.Outcome == RequestOutcome.Error),
             ErrorMessages = [.. results.Where(r => r.Outcome != RequestOutcome.Ok && r.Error is not null).Select(r => r.Error!).Distinct().Take(MaxErrorMessages)],
+            Retries = results.Sum(r => r.Retries),
+            RetryMessages = [.. results.Where(r => r.RetryError is not null).Select(r => r.RetryError!).Distinct().Take(MaxErrorMessages)],
             Interrupted = interrupted,
             DurationSeconds = durationSeconds,
             InputTokens = ok.Sum(r => (long)(r.PromptTokens ?? 0)),
@@ -76,6 +84,10 @@ internal sealed record LoadReport
         LoadOptions o = Options;
         output.WriteLine(Invariant($"bench serve: {o.Url} model {o.Model}, workload {Workload}, concurrency {o.Concurrency}, {Requests} requests{(Interrupted ? " (interrupted)" : "")}"));
         output.WriteLine(Invariant($"completed {Completed}, rejected {Rejected} (HTTP 429/503), errors {Errors}, duration {DurationSeconds:F2} s"));
+        if (Retries > 0)
+        {
+            output.WriteLine(Invariant($"resent {Retries} (their connection closed before any byte of the response; sent again on a new connection, timed from the first send)"));
+        }
         output.WriteLine(Invariant($"requests/s {RequestsPerSecond:F2}, output tok/s {OutputTokensPerSecond:F1}, total tok/s {TotalTokensPerSecond:F1} (input {InputTokens} + output {OutputTokens} tokens, from usage)"));
         output.WriteLine();
         output.WriteLine("| latency (ms) | mean | p50 | p90 | p99 | n |");
@@ -88,6 +100,16 @@ internal sealed record LoadReport
             output.WriteLine();
             output.WriteLine("first errors:");
             foreach (string m in ErrorMessages)
+            {
+                output.WriteLine("  " + m);
+            }
+        }
+
+        if (RetryMessages.Count > 0)
+        {
+            output.WriteLine();
+            output.WriteLine("first reasons to resend:");
+            foreach (string m in RetryMessages)
             {
                 output.WriteLine("  " + m);
             }
@@ -119,6 +141,7 @@ internal sealed record LoadReport
             w.WriteNumber("completed", Completed);
             w.WriteNumber("rejected", Rejected);
             w.WriteNumber("errors", Errors);
+            w.WriteNumber("retries", Retries);
             w.WriteBoolean("interrupted", Interrupted);
             w.WriteNumber("duration_s", Math.Round(DurationSeconds, 4));
             w.WriteNumber("requests_per_second", Math.Round(RequestsPerSecond, 3));
@@ -131,6 +154,14 @@ internal sealed record LoadReport
             WriteSummary(w, "e2e_ms", EndToEnd);
             w.WriteStartArray("error_messages");
             foreach (string m in ErrorMessages)
+            {
+                w.WriteStringValue(m);
+            }
+
+            w.WriteEndArray();
+
+            w.WriteStartArray("retry_messages");
+            foreach (string m in RetryMessages)
             {
                 w.WriteStringValue(m);
             }

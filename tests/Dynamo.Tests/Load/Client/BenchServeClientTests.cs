@@ -10,7 +10,7 @@ namespace Dynamo.Tests.Load.Client;
 
 public class BenchServeClientTests
 {
-    private static ChatStreamClient Client(string url) => new(url, "fake-model", TimeProvider.System, TimeProvider.System.GetTimestamp());
+    private static ChatStreamClient Client(string url) => new(url, "fake-model", TimeProvider.System, TimeProvider.System.GetTimestamp(), maxConnections: 1);
 
     private static readonly ChatMessage[] Hello = [new("user", "hello there")];
 

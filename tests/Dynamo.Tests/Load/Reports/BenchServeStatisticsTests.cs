@@ -87,8 +87,8 @@ public class BenchServeStatisticsTests
         using var doc = JsonDocument.Parse(buffer.ToArray());
         JsonElement root = doc.RootElement;
         Assert.Equal(
-            ["config", "requests", "completed", "rejected", "errors", "interrupted", "duration_s", "requests_per_second", "input_tokens", "output_tokens",
-             "output_tokens_per_second", "total_tokens_per_second", "ttft_ms", "itl_ms", "e2e_ms", "error_messages"],
+            ["config", "requests", "completed", "rejected", "errors", "retries", "interrupted", "duration_s", "requests_per_second", "input_tokens", "output_tokens",
+             "output_tokens_per_second", "total_tokens_per_second", "ttft_ms", "itl_ms", "e2e_ms", "error_messages", "retry_messages"],
             root.EnumerateObject().Select(p => p.Name));
         Assert.Equal(
             ["url", "model", "workload", "concurrency", "num_prompts", "input_len", "output_len", "trace_scale", "trace_block_tokens", "seed"],
