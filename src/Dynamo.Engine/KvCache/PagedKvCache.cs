@@ -37,8 +37,7 @@ public sealed unsafe class PagedKvCache : IKvTransferStore
         KvDim = config.KvHeads * config.HeadDim;
         BlockCount = blockCount;
         BlockSize = blockSize;
-        Dtype = dtype;
-        _ = dtype.ElementBytes();
+        Dtype = Enum.IsDefined(dtype) ? dtype : throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "not a KV cache element type");
         long elements = (long)blockCount * blockSize * KvDim;
         if (elements > Array.MaxLength)
         {
@@ -168,7 +167,7 @@ public sealed unsafe class PagedKvCache : IKvTransferStore
         Mismatch("layers", layout.Layers, Layers);
         Mismatch("kv_heads", layout.KvHeads, KvHeads);
         Mismatch("head_dim", layout.HeadDim, HeadDim);
-        if (!KvCacheDtypes.TryParse(layout.Dtype, out KvCacheDtype theirs) || layout.Dtype != theirs.Name())
+        if (!IsKnownDtype(layout.Dtype))
         {
             throw new ArgumentException($"KV transfer dtype \"{layout.Dtype}\" is not one this cache reads (\"f32\" or \"f16\"; it stores \"{Dtype.Name()}\")", nameof(layout));
         }
@@ -178,6 +177,7 @@ public sealed unsafe class PagedKvCache : IKvTransferStore
             throw new ArgumentException($"KV transfer token_count is {layout.TokenCount}", nameof(layout));
         }
 
+        KvCacheDtype theirs = KvCacheDtypes.Parse(layout.Dtype);
         int tokenCount = layout.TokenCount;
         int bytes = Bytes(layout, nameof(layout));
         if (source.Length != bytes)
