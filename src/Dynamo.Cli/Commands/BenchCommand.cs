@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.Kernels;
+using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Serving;
 using Dynamo.Load.Benchmarks;
@@ -26,7 +27,8 @@ internal static class BenchCommand
         var profileOption = new Option<bool>("--profile") { Description = "Also print where each test's time goes, by phase of the forward pass" };
         var batchOption = new Option<int>("--batch", "-b") { Description = "Also decode with this many sequences a pass (tgN x B, llama-batched-bench style; 0 skips it)", DefaultValueFactory = _ => 0 };
         var jsonOption = new Option<bool>("--json") { Description = "Print one JSON object on stdout (pp_tok_s, tg_tok_s, batch_tg_tok_s: medians; threads, batch, model_bytes, cpu, isa); the lines go to stderr" };
-        var forward = new Command("forward", "Forward-pass throughput: ppN and tgN tokens/s, as llama-bench") { model, promptTokens, genTokens, threads, repetitions, profileOption, batchOption, jsonOption };
+        Option<string?> kvDtypeOption = EngineFlags.KvCacheDtypeOption();
+        var forward = new Command("forward", "Forward-pass throughput: ppN and tgN tokens/s, as llama-bench") { model, promptTokens, genTokens, threads, repetitions, profileOption, batchOption, jsonOption, kvDtypeOption };
         forward.SetAction(parse =>
         {
             int t = parse.GetValue(threads), reps = parse.GetValue(repetitions), pp = parse.GetValue(promptTokens), tg = parse.GetValue(genTokens), batch = parse.GetValue(batchOption);
@@ -40,6 +42,7 @@ internal static class BenchCommand
                 throw new CliUsageException($"--batch: {batch} is outside 0..32 (0 skips the batched test)");
             }
 
+            KvCacheDtype kvDtype = EngineFlags.ReadKvCacheDtype(parse, kvDtypeOption, EngineOptions.Default.KvCacheDtype);
             KernelThreads.Count = t;
             string path = parse.GetValue(model)!;
             IModelWeights weights = ModelLoader.Load(path);
@@ -53,8 +56,8 @@ internal static class BenchCommand
             bool json = parse.GetValue(jsonOption);
             TextWriter lines = json ? Console.Error : Console.Out;
             string cpu = MachineInfo.CpuName(), isa = MachineInfo.Isa();
-            lines.WriteLine($"model: {path} ({c.Architecture}, dim {c.Dim}, {c.Layers} layers, vocab {c.VocabSize}), threads: {t}, CPU: {cpu} ({isa})");
-            ForwardBenchmark.Result result = ForwardBenchmark.Run(transformer, pp, tg, reps, parse.GetValue(profileOption), lines, tg > 0 ? batch : 0);
+            lines.WriteLine($"model: {path} ({c.Architecture}, dim {c.Dim}, {c.Layers} layers, vocab {c.VocabSize}), threads: {t}, KV cache: {kvDtype.Name()}, CPU: {cpu} ({isa})");
+            ForwardBenchmark.Result result = ForwardBenchmark.Run(transformer, pp, tg, reps, parse.GetValue(profileOption), lines, tg > 0 ? batch : 0, kvDtype);
             if (json)
             {
                 using var stdout = Console.OpenStandardOutput();
@@ -67,6 +70,7 @@ internal static class BenchCommand
                 w.WriteNumber("gen_tokens", tg);
                 w.WriteNumber("batch", batch);
                 w.WriteNumber("repetitions", reps);
+                w.WriteString("kv_cache_dtype", kvDtype.Name());
                 WriteRate(w, "pp_tok_s", result.PromptTokensPerSecond);
                 WriteRate(w, "tg_tok_s", result.GenTokensPerSecond);
                 WriteRate(w, "batch_tg_tok_s", result.BatchGenTokensPerSecond);

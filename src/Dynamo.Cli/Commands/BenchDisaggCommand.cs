@@ -3,6 +3,7 @@ using System.Globalization;
 using Dynamo.Cli.Components;
 using Dynamo.Components.Processing;
 using Dynamo.Components.Workers;
+using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
@@ -257,13 +258,14 @@ internal static class BenchDisaggCommand
             throw new CliUsageException($"--long-len {mix.Long} + --output-len {options.OutputTokens} needs a context of {needed} tokens; {path} has {c.ContextLength} (./dynamo model synth --context-length sets it)");
         }
 
-        long kvBytesPerToken = 2L * c.Layers * c.KvHeads * c.HeadDim * sizeof(float);
+        KvCacheDtype kvDtype = EngineOptions.Default.KvCacheDtype; // what the workers it starts store
+        long kvBytesPerToken = PagedKvCache.BytesPerBlock(c, 1, kvDtype);
         string served = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(path));
         await using LocalServers servers = await LocalServers.StartAsync(
             Environment.GetEnvironmentVariable(Runtime.RuntimeOptions.NatsServerVariable), Environment.GetEnvironmentVariable(Runtime.RuntimeOptions.EtcdEndpointsVariable), log, cancellationToken: cancellationToken);
         var setup = new DisaggBenchmark.Setup(
             "dynamo",
-            Invariant($"{path} ({c.Architecture}, dim {c.Dim}, {c.Layers} layers, {c.KvHeads} KV heads of {c.HeadDim}, vocab {c.VocabSize}, context {c.ContextLength}; KV {kvBytesPerToken:N0} bytes per token in f32)"),
+            Invariant($"{path} ({c.Architecture}, dim {c.Dim}, {c.Layers} layers, {c.KvHeads} KV heads of {c.HeadDim}, vocab {c.VocabSize}, context {c.ContextLength}; KV {kvBytesPerToken:N0} bytes per token in {kvDtype.Name()})"),
             Invariant($"dynamo worker processes, {threads} compute thread{(threads == 1 ? "" : "s")} and a {kvMemory:N0}-byte KV cache each; the frontend and the load client in this process"),
             servers.Description,
             settings,

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Serving;
 
 namespace Dynamo.Cli.Commands;
@@ -16,11 +17,12 @@ internal sealed class EngineFlags
     private readonly Option<double?> _memFraction = new("--mem-fraction-static", "--gpu-memory-utilization") { Description = $"Fraction of available memory for the KV cache (default {EngineOptions.Default.KvCacheMemoryFraction})" };
     private readonly Option<int?> _context = new("--context-length", "--max-model-len") { Description = "Context length (default: the model's)" };
     private readonly Option<bool> _noPrefixCaching = new("--no-enable-prefix-caching") { Description = "Turn the prefix cache off" };
+    private readonly Option<string?> _kvDtype = KvCacheDtypeOption();
 
     public static EngineFlags AddTo(Command command)
     {
         var flags = new EngineFlags();
-        foreach (Option o in new Option[] { flags._blockSize, flags._maxSeqs, flags._maxTokens, flags._kvMemory, flags._memFraction, flags._context, flags._noPrefixCaching })
+        foreach (Option o in new Option[] { flags._blockSize, flags._maxSeqs, flags._maxTokens, flags._kvMemory, flags._memFraction, flags._context, flags._noPrefixCaching, flags._kvDtype })
         {
             command.Options.Add(o);
         }
@@ -38,5 +40,30 @@ internal sealed class EngineFlags
         KvCacheMemoryFraction = parse.GetValue(_memFraction) ?? EngineOptions.Default.KvCacheMemoryFraction,
         ContextLength = parse.GetValue(_context),
         PrefixCaching = !parse.GetValue(_noPrefixCaching),
+        KvCacheDtype = ReadKvCacheDtype(parse, _kvDtype, EngineOptions.Default.KvCacheDtype),
     };
+
+    /// <summary>--kv-cache-dtype f16|f32: the serving engine's, and `generate`'s and `bench forward`'s.</summary>
+    public static Option<string?> KvCacheDtypeOption() =>
+        new("--kv-cache-dtype") { Description = $"KV cache element type: f16 (half the memory and the bytes each decode step reads) or f32 (default {EngineOptions.Default.KvCacheDtype.Name()})" };
+
+    /// <summary>The flag's element type, <paramref name="fallback"/> when absent.</summary>
+    /// <exception cref="CliUsageException">Not f16 or f32.</exception>
+    public static KvCacheDtype ReadKvCacheDtype(ParseResult parse, Option<string?> option, KvCacheDtype fallback)
+    {
+        string? given = parse.GetValue(option);
+        if (given is null)
+        {
+            return fallback;
+        }
+
+        try
+        {
+            return KvCacheDtypes.Parse(given);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliUsageException(e.Message);
+        }
+    }
 }

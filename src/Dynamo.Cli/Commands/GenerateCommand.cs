@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.Kernels;
+using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
 using Dynamo.Llm.ChatTemplates;
 using Dynamo.Llm.Engines;
@@ -32,10 +33,11 @@ internal static class GenerateCommand
         var stop = new Option<string[]>("--stop") { Description = "A stop string (repeatable); never printed", AllowMultipleArgumentsPerToken = false };
         var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Keep generating past the end-of-sequence token" };
         var threads = new Option<int>("--threads") { Description = "Compute threads (default: all cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
+        Option<string?> kvDtype = EngineFlags.KvCacheDtypeOption();
 
         var cmd = new Command("generate", "Generate a completion from a model file and stream it to stdout")
         {
-            model, tokenizer, prompt, chat, system, maxTokens, temperature, topP, topK, minP, repetition, frequency, presence, seed, stop, ignoreEos, threads,
+            model, tokenizer, prompt, chat, system, maxTokens, temperature, topP, topK, minP, repetition, frequency, presence, seed, stop, ignoreEos, threads, kvDtype,
         };
         cmd.SetAction(parse =>
         {
@@ -46,11 +48,12 @@ internal static class GenerateCommand
             }
 
             KernelThreads.Count = threadCount;
+            KvCacheDtype dtype = EngineFlags.ReadKvCacheDtype(parse, kvDtype, KvCacheDtype.F16);
             SamplingParams sampling = Sampling(parse, maxTokens, temperature, topP, topK, minP, repetition, frequency, presence, seed, stop, ignoreEos);
             using LoadedModel loaded = LoadedModel.Load(parse.GetValue(model)!, parse.GetValue(tokenizer));
             IReadOnlyList<int> ids = PromptIds(loaded, parse.GetValue(prompt) ?? "", parse.GetValue(chat), parse.GetValue(system));
             using var transformer = new Transformer(loaded.Weights);
-            var generator = new Generator(transformer, loaded.Tokenizer);
+            var generator = new Generator(transformer, loaded.Tokenizer) { KvCacheDtype = dtype };
             using Stream stdout = Console.OpenStandardOutput();
             using var writer = new StreamWriter(stdout, new System.Text.UTF8Encoding(false)) { AutoFlush = false };
             foreach (GenerationStep step in generator.Generate(ids, sampling))

@@ -3,6 +3,7 @@ using Dynamo.Cli.Components;
 using Dynamo.Components.Processing;
 using Dynamo.Components.Routing;
 using Dynamo.Components.Workers;
+using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
 using Dynamo.Frontend.Status;
@@ -364,6 +365,7 @@ internal static class ServeCommand
                 KvCacheMemoryFraction = c.Double("gpu_memory_utilization") ?? c.Double("mem_fraction_static") ?? EngineOptions.Default.KvCacheMemoryFraction,
                 ContextLength = c.Int("context_length") ?? c.Int("max_model_len"),
                 PrefixCaching = c.Bool("enable_prefix_caching") ?? EngineOptions.Default.PrefixCaching,
+                KvCacheDtype = c.String("kv_cache_dtype") is string kvDtype ? c.Validated(() => KvCacheDtypes.Parse(kvDtype)) : EngineOptions.Default.KvCacheDtype,
             },
             Mocker = MockerOptions.Default with
             {

@@ -117,7 +117,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
                         for (int r = 0; r < dp.LocalSize; r++)
                         {
                             var replicaModel = new Transformer(model.Weights, maxBatch: TensorParallelRanks.MaxBatch(settings));
-                            replicaModel.WarmUp(TimeSpan.FromMilliseconds(200));
+                            replicaModel.WarmUp(TimeSpan.FromMilliseconds(200), replica.KvCacheDtype);
                             engines.Add(new InferenceEngine(replicaModel, model.Tokenizer.EosTokenIds, replica));
                         }
 
@@ -160,7 +160,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
                         transformer = new Transformer(model.Weights, maxBatch: TensorParallelRanks.MaxBatch(settings));
                     }
 
-                    TimeSpan warm = transformer.WarmUp(TimeSpan.FromMilliseconds(500));
+                    TimeSpan warm = transformer.WarmUp(TimeSpan.FromMilliseconds(500), settings.Engine.KvCacheDtype);
                     log.WriteLine($"worker: kernels warmed up in {warm.TotalMilliseconds:F0} ms (throw-away forward passes before the first request)");
                     var inference = new InferenceEngine(transformer, model.Tokenizer.EosTokenIds, settings.Engine with { WorkerId = runtime.InstanceId });
                     log.WriteLine($"worker: KV cache {inference.KvBudget}");

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Sampling;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Preprocessing;
@@ -12,6 +13,9 @@ namespace Dynamo.Engine.Inference;
 /// </summary>
 public sealed class Generator(Transformer model, ITokenizer tokenizer)
 {
+    /// <summary>The element type of each generation's KV cache (<c>generate --kv-cache-dtype</c>); F16 as the serving engine.</summary>
+    public KvCacheDtype KvCacheDtype { get; init; } = KvCacheDtype.F16;
+
     /// <summary>Counts and times of the last finished generation.</summary>
     public GenerationStats? LastStats { get; private set; }
 
@@ -36,7 +40,7 @@ public sealed class Generator(Transformer model, ITokenizer tokenizer)
     {
         int context = model.Config.ContextLength;
         int capacity = (int)Math.Min(context, (long)prompt.Count + p.MaxTokens);
-        var cache = new SequenceKvCache(model.Config, capacity);
+        var cache = new SequenceKvCache(model.Config, capacity, KvCacheDtype);
         var logits = new float[model.Config.VocabSize];
         var sampler = new Sampler(p, prompt);
         var detokenizer = new IncrementalDetokenizer(tokenizer, skipSpecialTokens: true, prompt);

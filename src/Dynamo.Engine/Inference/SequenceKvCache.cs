@@ -14,14 +14,17 @@ public sealed class SequenceKvCache
 {
     private static long _lastId;
 
-    public SequenceKvCache(ModelConfig config, int capacity)
+    /// <summary>A cache of <paramref name="capacity"/> positions of <paramref name="config"/>'s shape; <paramref name="dtype"/>: the element type, F32 (exact) unless given (see <see cref="PagedKvCache"/>).</summary>
+    public SequenceKvCache(ModelConfig config, int capacity, KvCacheDtype dtype = KvCacheDtype.F32)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         Capacity = capacity;
-        Paged = new PagedKvCache(config, blockCount: 1, blockSize: capacity);
+        Paged = new PagedKvCache(config, blockCount: 1, blockSize: capacity, dtype);
     }
 
     public int Capacity { get; }
+
+    public KvCacheDtype Dtype => Paged.Dtype;
 
     public int KvDim => Paged.KvDim;
 

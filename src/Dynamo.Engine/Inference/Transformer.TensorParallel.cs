@@ -128,7 +128,9 @@ public sealed partial class Transformer
                 case PlanKind.ExportKv or PlanKind.ImportKv or PlanKind.PushKv:
                 {
                     int p = 4;
-                    int blockCount = Next(plan, ref p), blockSize = Next(plan, ref p), tokenCount = Next(plan, ref p);
+                    int blockCount = Next(plan, ref p), blockSize = Next(plan, ref p);
+                    KvCacheDtype kvDtype = NextDtype(plan, ref p);
+                    int tokenCount = Next(plan, ref p);
                     int[] blocks = new int[Next(plan, ref p)];
                     for (int b = 0; b < blocks.Length; b++)
                     {
@@ -137,9 +139,9 @@ public sealed partial class Transformer
 
                     KvPushTarget? target = kind == PlanKind.PushKv ? new KvPushTarget(NextText(plan, ref p), NextText(plan, ref p)) : null;
 
-                    if (pool is null || pool.BlockCount != blockCount || pool.BlockSize != blockSize)
+                    if (pool is null || pool.BlockCount != blockCount || pool.BlockSize != blockSize || pool.Dtype != kvDtype)
                     {
-                        pool = new PagedKvCache(Config, blockCount, blockSize);
+                        pool = new PagedKvCache(Config, blockCount, blockSize, kvDtype);
                     }
 
                     if (target is not null)
@@ -176,13 +178,14 @@ public sealed partial class Transformer
                 throw new CollectiveException($"rank {g.Rank}: rank 0 sent a plan of {microBatches} micro-batches", 0);
             }
 
+            KvCacheDtype dtype = NextDtype(plan, ref at);
             PagedKvCache cache;
             if (kind == PlanKind.Pool)
             {
                 int blockCount = Next(plan, ref at), blockSize = Next(plan, ref at);
-                if (pool is null || pool.BlockCount != blockCount || pool.BlockSize != blockSize)
+                if (pool is null || pool.BlockCount != blockCount || pool.BlockSize != blockSize || pool.Dtype != dtype)
                 {
-                    pool = new PagedKvCache(Config, blockCount, blockSize);
+                    pool = new PagedKvCache(Config, blockCount, blockSize, dtype);
                 }
 
                 cache = pool;
@@ -200,7 +203,7 @@ public sealed partial class Transformer
                         scratchIds.RemoveAt(0);
                     }
 
-                    scratch.Add(new SequenceKvCache(Config, capacity));
+                    scratch.Add(new SequenceKvCache(Config, capacity, dtype));
                     scratchIds.Add(id);
                     i = scratch.Count - 1;
                 }
@@ -347,6 +350,7 @@ public sealed partial class Transformer
         Put(ref at, (int)kind);
         Put(ref at, cache.BlockCount);
         Put(ref at, cache.BlockSize);
+        Put(ref at, (int)cache.Dtype);
         Put(ref at, tokenCount);
         Put(ref at, needed);
         for (int b = 0; b < needed; b++)
@@ -472,12 +476,18 @@ public sealed partial class Transformer
         return (-1, TimeSpan.FromMicroseconds(micros), System.Text.Encoding.UTF8.GetString(message));
     }
 
-    /// <summary>This rank's heads of the blocks, gathered on rank 0 into the whole layout (rank 0 passes the destination).</summary>
+    /// <summary>
+    /// This rank's heads of the blocks, gathered on rank 0 into the whole layout (rank 0 passes the destination), in the
+    /// cache's dtype: the elements travel as their bytes (a row of a rank's heads is a whole number of floats: head
+    /// sizes are even).
+    /// </summary>
     private void ExportShard(PagedKvCache cache, ReadOnlySpan<int> blocks, int tokenCount, Span<byte> destination)
     {
-        int localDim = cache.KvDim, fullDim = localDim * _group!.Size, rows = 2 * cache.Layers * tokenCount;
-        var mine = new float[rows * localDim];
-        cache.Export(blocks, tokenCount, System.Runtime.InteropServices.MemoryMarshal.AsBytes(mine.AsSpan()));
+        int element = cache.Dtype.ElementBytes();
+        int localBytes = cache.KvDim * element, fullBytes = localBytes * _group!.Size, rows = 2 * cache.Layers * tokenCount;
+        var mine = new float[(rows * localBytes + sizeof(float) - 1) / sizeof(float)];
+        Span<byte> mineBytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(mine.AsSpan());
+        cache.Export(blocks, tokenCount, mineBytes);
         bool root = _group.Rank == 0;
         float[] gathered = root ? new float[mine.Length * _group.Size] : [];
         _group.Gather(mine, gathered);
@@ -487,33 +497,43 @@ public sealed partial class Transformer
         }
 
         // [rank][layer, k/v, token][local heads] -> [layer, k/v, token][rank's heads ...]
-        Span<float> full = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(destination[..(rows * fullDim * sizeof(float))]);
+        ReadOnlySpan<byte> all = System.Runtime.InteropServices.MemoryMarshal.AsBytes(gathered.AsSpan());
+        Span<byte> full = destination[..(rows * fullBytes)];
         for (int r = 0; r < _group.Size; r++)
         {
+            ReadOnlySpan<byte> part = all.Slice(r * mineBytes.Length, rows * localBytes);
             for (int row = 0; row < rows; row++)
             {
-                gathered.AsSpan((r * rows + row) * localDim, localDim).CopyTo(full.Slice(row * fullDim + r * localDim, localDim));
+                part.Slice(row * localBytes, localBytes).CopyTo(full.Slice(row * fullBytes + r * localBytes, localBytes));
             }
         }
     }
 
-    /// <summary>Takes this rank's heads out of the whole layout and stores them.</summary>
+    /// <summary>Takes this rank's heads out of the whole layout (in the cache's dtype: rank 0 converted it) and stores them.</summary>
     private void ImportShard(PagedKvCache cache, ReadOnlySpan<int> blocks, int tokenCount, ReadOnlySpan<byte> source)
     {
-        int localDim = cache.KvDim, fullDim = localDim * _group!.Size, rows = 2 * cache.Layers * tokenCount;
-        ReadOnlySpan<float> full = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(source);
-        if (full.Length != rows * fullDim)
+        int element = cache.Dtype.ElementBytes();
+        int localBytes = cache.KvDim * element, fullBytes = localBytes * _group!.Size, rows = 2 * cache.Layers * tokenCount;
+        if (source.Length != rows * fullBytes)
         {
-            throw new CollectiveException($"rank {_group.Rank}: a KV import of {tokenCount} tokens needs {rows * fullDim} floats, rank 0 sent {full.Length}", 0);
+            throw new CollectiveException($"rank {_group.Rank}: a KV import of {tokenCount} tokens needs {rows * fullBytes} bytes, rank 0 sent {source.Length}", 0);
         }
 
-        var mine = new float[rows * localDim];
+        var mine = new byte[rows * localBytes];
         for (int row = 0; row < rows; row++)
         {
-            full.Slice(row * fullDim + _group.Rank * localDim, localDim).CopyTo(mine.AsSpan(row * localDim, localDim));
+            source.Slice(row * fullBytes + _group.Rank * localBytes, localBytes).CopyTo(mine.AsSpan(row * localBytes, localBytes));
         }
 
-        cache.Import(blocks, cache.Layout(tokenCount), System.Runtime.InteropServices.MemoryMarshal.AsBytes(mine.AsSpan()));
+        cache.Import(blocks, cache.Layout(tokenCount), mine);
+    }
+
+    /// <summary>A plan's KV cache element type (rank 0's cache's: a follower's cache stores what rank 0's does).</summary>
+    private KvCacheDtype NextDtype(ReadOnlySpan<byte> plan, ref int at)
+    {
+        int value = Next(plan, ref at);
+        return Enum.IsDefined((KvCacheDtype)value) ? (KvCacheDtype)value
+            : throw new CollectiveException($"rank {_group!.Rank}: rank 0 sent a plan with KV cache element type {value}", 0);
     }
 
     private static (ICollectiveGroup? Group, ShardedWeights? Shard, int VocabStart, int VocabCount) Partition(IModelWeights weights, ICollectiveGroup? group)
@@ -560,6 +580,7 @@ public sealed partial class Transformer
         Put(ref at, _maxBatch);
         Put(ref at, everyToken ? 1 : 0);
         Put(ref at, PassMicroBatches);
+        Put(ref at, (int)cache.Dtype);
         if (scratchId == 0)
         {
             Put(ref at, cache.BlockCount);

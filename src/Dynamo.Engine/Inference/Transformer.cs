@@ -194,14 +194,15 @@ public sealed unsafe partial class Transformer : IDisposable
     /// Runs a few throw-away forward passes (a prefill of up to 64 tokens, then single-token steps for
     /// about <paramref name="budget"/>, at least 8 and at most 64) on a cache of its own, so that the
     /// JIT has compiled and optimised the kernels' paths before the first request. Touches no serving
-    /// state (the engine's KV pool, prefix cache and events are elsewhere). Returns the time it took.
+    /// state (the engine's KV pool, prefix cache and events are elsewhere). <paramref name="kvDtype"/>: the KV cache
+    /// element type the passes to come use (its attention kernels are the ones warmed). Returns the time it took.
     /// </summary>
-    public TimeSpan WarmUp(TimeSpan budget)
+    public TimeSpan WarmUp(TimeSpan budget, KvCacheDtype kvDtype = KvCacheDtype.F16)
     {
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
         int prefill = Math.Min(Math.Min(64, _maxBatch), Config.ContextLength / 2);
         int steps = Math.Min(64, Config.ContextLength - prefill - 1);
-        var cache = new SequenceKvCache(Config, prefill + steps);
+        var cache = new SequenceKvCache(Config, prefill + steps, kvDtype);
         var logits = new float[Config.VocabSize];
         int[] tokens = [.. Enumerable.Range(0, prefill).Select(i => (i * 7919 + 1) % Config.VocabSize)];
         Forward(tokens, 0, cache, logits);
@@ -433,7 +434,7 @@ public sealed unsafe partial class Transformer : IDisposable
             profile?.Mark(ForwardProfile.AttentionNorm);
             MatMul.Multiply(xb, n, layer.Wq, q, layer.Wk, k, layer.Wv, v);
             profile?.Mark(ForwardProfile.Qkv);
-            float[] keys = cache.Keys[l], values = cache.Values[l];
+            void* keys = cache.KeyData(l), values = cache.ValueData(l);
             for (int t = 0; t < n; t++)
             {
                 Span<float> qt = q.Slice(t * _qDim, _qDim), kt = k.Slice(t * _kvDim, _kvDim), vt = v.Slice(t * _kvDim, _kvDim);
@@ -462,12 +463,21 @@ public sealed unsafe partial class Transformer : IDisposable
                 _rope.Apply(kt, c.KvHeads, cos, sin);
                 int pos = _pos[t];
                 int slot = (_tables[_tableAt[t] + pos / bs] * bs + pos % bs) * _kvDim;
-                kt.CopyTo(keys.AsSpan(slot, _kvDim));
-                vt.CopyTo(values.AsSpan(slot, _kvDim));
+                if (cache.Dtype == KvCacheDtype.F16)
+                {
+                    // Rounded to nearest (ties to even), the same way wherever the token runs: what attention reads below.
+                    TensorPrimitives.ConvertToHalf(kt, new Span<Half>((Half*)keys + slot, _kvDim));
+                    TensorPrimitives.ConvertToHalf(vt, new Span<Half>((Half*)values + slot, _kvDim));
+                }
+                else
+                {
+                    kt.CopyTo(new Span<float>((float*)keys + slot, _kvDim));
+                    vt.CopyTo(new Span<float>((float*)values + slot, _kvDim));
+                }
             }
 
             profile?.Mark(ForwardProfile.Rope);
-            Attention(n, bs, attended, keys, values);
+            Attention(n, bs, attended, keys, values, cache.Dtype);
             profile?.Mark(ForwardProfile.Attention);
             MatMul.Multiply(layer.Wo, att, xb, n);
             AllReduce(xb, profile);
@@ -526,16 +536,16 @@ public sealed unsafe partial class Transformer : IDisposable
     /// Causal attention of the chunk's queries over their sequences' cached keys and values, split over (token, head)
     /// pairs. <paramref name="attended"/> is the sum over tokens of the positions each attends to (the work estimate).
     /// </summary>
-    private void Attention(int n, int blockSize, long attended, float[] keys, float[] values)
+    private void Attention(int n, int blockSize, long attended, void* keys, void* values, KvCacheDtype dtype)
     {
-        fixed (float* pq = _q, pk = keys, pv = values, pa = _att)
+        fixed (float* pq = _q, pa = _att)
         fixed (int* pos = _pos, tableAt = _tableAt, tables = _tables)
         {
             var job = new AttentionJob
             {
                 Q = pq,
-                K = pk,
-                V = pv,
+                K = keys,
+                V = values,
                 Out = pa,
                 Pos = pos,
                 TableAt = tableAt,
@@ -549,17 +559,18 @@ public sealed unsafe partial class Transformer : IDisposable
                 Scale = 1f / MathF.Sqrt(Config.HeadDim),
             };
             int chunks = n * Config.Heads;
+            delegate*<void*, int, void> head = dtype == KvCacheDtype.F16 ? &AttentionHead<Half, F16KvElement> : &AttentionHead<float, F32KvElement>;
             WorkerPool? pool = attended * Config.Heads * Config.HeadDim >= 1 << 14 ? KernelThreads.Pool : null;
             if (pool is null)
             {
                 for (int i = 0; i < chunks; i++)
                 {
-                    AttentionHead(&job, i);
+                    head(&job, i);
                 }
             }
             else
             {
-                pool.Run(&AttentionHead, &job, chunks);
+                pool.Run(head, &job, chunks);
             }
         }
     }
@@ -569,9 +580,12 @@ public sealed unsafe partial class Transformer : IDisposable
 
     /// <summary>
     /// One (token, head): scores over positions 0..p in order, softmax, then the values summed in position order. The
-    /// block table only decides where each position is read from, so any block size gives the same bits.
+    /// block table only decides where each position is read from, so any block size gives the same bits. Keys and values
+    /// are elements of <typeparamref name="T"/> (the cache's dtype), read as exact floats.
     /// </summary>
-    private static void AttentionHead(void* context, int index)
+    private static void AttentionHead<T, TKv>(void* context, int index)
+        where T : unmanaged
+        where TKv : IKvElement<T>
     {
         AttentionJob* job = (AttentionJob*)context;
         int t = index / job->Heads, h = index % job->Heads;
@@ -586,7 +600,7 @@ public sealed unsafe partial class Transformer : IDisposable
             for (int p = 0, b = 0; p < len; b++)
             {
                 int run = Math.Min(bs, len - p);
-                AttentionKernel.Scores(qh, job->K + table[b] * blockStride + kvOffset, kvDim, run, hd, job->Scale, sc + p);
+                AttentionKernel.Scores<T, TKv>(qh, (T*)job->K + table[b] * blockStride + kvOffset, kvDim, run, hd, job->Scale, sc + p);
                 p += run;
             }
 
@@ -596,7 +610,7 @@ public sealed unsafe partial class Transformer : IDisposable
             for (int p = 0, b = 0; p < len; b++)
             {
                 int run = Math.Min(bs, len - p);
-                AttentionKernel.Accumulate(sc + p, job->V + table[b] * blockStride + kvOffset, kvDim, run, hd, o);
+                AttentionKernel.Accumulate<T, TKv>(sc + p, (T*)job->V + table[b] * blockStride + kvOffset, kvDim, run, hd, o);
                 p += run;
             }
         }
@@ -630,8 +644,8 @@ public sealed unsafe partial class Transformer : IDisposable
     private struct AttentionJob
     {
         public float* Q;
-        public float* K;
-        public float* V;
+        public void* K;
+        public void* V;
         public float* Out;
         public int Heads;
         public int Group;

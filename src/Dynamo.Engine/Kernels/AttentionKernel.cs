@@ -8,26 +8,40 @@ namespace Dynamo.Engine.Kernels;
 /// values. Each result depends only on its own inputs and the head size, in a fixed order (so a token's
 /// attention has the same bits in any batch, see README.md): a score is two 8-lane FMA accumulators over
 /// groups of 16, summed, then the tail; the output is accumulated position by position in order, in
-/// registers per 64-column slab.
+/// registers per 64-column slab. Keys and values are of a KV cache element type (<see cref="IKvElement{T}"/>:
+/// F32, or F16 converted exactly as it is read); the arithmetic is the same float arithmetic for every type, so
+/// an F16 cache gives the bits an F32 cache holding the same (rounded) values gives.
 /// </summary>
 internal static unsafe class AttentionKernel
 {
-    /// <summary>scores[p] = (q · K[p]) * scale for p in 0..count-1, where K[p] starts at keys[p * stride].</summary>
-    public static void Scores(float* q, float* keys, long stride, int count, int headDim, float scale, float* scores)
+    /// <summary>scores[p] = (q · K[p]) * scale for p in 0..count-1, where K[p] starts at keys[p * stride] (F32).</summary>
+    public static void Scores(float* q, float* keys, long stride, int count, int headDim, float scale, float* scores) =>
+        Scores<float, F32KvElement>(q, keys, stride, count, headDim, scale, scores);
+
+    /// <summary>out += Σ_p weights[p] * V[p] for p in 0..count-1 in order, where V[p] starts at values[p * stride] (F32).</summary>
+    public static void Accumulate(float* weights, float* values, long stride, int count, int headDim, float* output) =>
+        Accumulate<float, F32KvElement>(weights, values, stride, count, headDim, output);
+
+    /// <summary>scores[p] = (q · K[p]) * scale for p in 0..count-1, where K[p] starts at keys[p * stride] (elements of <typeparamref name="T"/>).</summary>
+    public static void Scores<T, TKv>(float* q, T* keys, long stride, int count, int headDim, float scale, float* scores)
+        where T : unmanaged
+        where TKv : IKvElement<T>
     {
         for (int p = 0; p < count; p++)
         {
-            scores[p] = Dot(q, keys + p * stride, headDim) * scale;
+            scores[p] = Dot<T, TKv>(q, keys + p * stride, headDim) * scale;
         }
     }
 
-    /// <summary>out += Σ_p weights[p] * V[p] for p in 0..count-1 in order, where V[p] starts at values[p * stride].</summary>
-    public static void Accumulate(float* weights, float* values, long stride, int count, int headDim, float* output)
+    /// <summary>out += Σ_p weights[p] * V[p] for p in 0..count-1 in order, where V[p] starts at values[p * stride] (elements of <typeparamref name="T"/>).</summary>
+    public static void Accumulate<T, TKv>(float* weights, T* values, long stride, int count, int headDim, float* output)
+        where T : unmanaged
+        where TKv : IKvElement<T>
     {
         int c = 0;
         for (; c + 64 <= headDim; c += 64)
         {
-            Slab64(weights, values + c, stride, count, output + c);
+            Slab64<T, TKv>(weights, values + c, stride, count, output + c);
         }
 
         for (; c + 8 <= headDim; c += 8)
@@ -35,7 +49,7 @@ internal static unsafe class AttentionKernel
             Vector256<float> o = Vector256.Load(output + c);
             for (int p = 0; p < count; p++)
             {
-                o = Vector256.FusedMultiplyAdd(Vector256.Create(weights[p]), Vector256.Load(values + p * stride + c), o);
+                o = Vector256.FusedMultiplyAdd(Vector256.Create(weights[p]), TKv.Load8(values + p * stride + c), o);
             }
 
             o.Store(output + c);
@@ -46,7 +60,7 @@ internal static unsafe class AttentionKernel
             float o = output[c];
             for (int p = 0; p < count; p++)
             {
-                o = MathF.FusedMultiplyAdd(weights[p], values[p * stride + c], o);
+                o = MathF.FusedMultiplyAdd(weights[p], TKv.Load1(values + p * stride + c), o);
             }
 
             output[c] = o;
@@ -54,41 +68,50 @@ internal static unsafe class AttentionKernel
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Dot(float* a, float* b, int n)
+    private static float Dot<T, TKv>(float* a, T* b, int n)
+        where T : unmanaged
+        where TKv : IKvElement<T>
     {
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
         int i = 0;
         for (; i + 16 <= n; i += 16)
         {
-            acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc0);
-            acc1 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i + 8), Vector256.Load(b + i + 8), acc1);
+            TKv.Load16(b + i, out Vector256<float> lo, out Vector256<float> hi);
+            acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), lo, acc0);
+            acc1 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i + 8), hi, acc1);
         }
 
         float sum = Vector256.Sum(acc0 + acc1);
         for (; i < n; i++)
         {
-            sum = MathF.FusedMultiplyAdd(a[i], b[i], sum);
+            sum = MathF.FusedMultiplyAdd(a[i], TKv.Load1(b + i), sum);
         }
 
         return sum;
     }
 
-    private static void Slab64(float* weights, float* values, long stride, int count, float* output)
+    private static void Slab64<T, TKv>(float* weights, T* values, long stride, int count, float* output)
+        where T : unmanaged
+        where TKv : IKvElement<T>
     {
         Vector256<float> o0 = Vector256.Load(output), o1 = Vector256.Load(output + 8), o2 = Vector256.Load(output + 16), o3 = Vector256.Load(output + 24);
         Vector256<float> o4 = Vector256.Load(output + 32), o5 = Vector256.Load(output + 40), o6 = Vector256.Load(output + 48), o7 = Vector256.Load(output + 56);
         for (int p = 0; p < count; p++)
         {
-            float* v = values + p * stride;
+            T* v = values + p * stride;
             Vector256<float> w = Vector256.Create(weights[p]);
-            o0 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v), o0);
-            o1 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 8), o1);
-            o2 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 16), o2);
-            o3 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 24), o3);
-            o4 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 32), o4);
-            o5 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 40), o5);
-            o6 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 48), o6);
-            o7 = Vector256.FusedMultiplyAdd(w, Vector256.Load(v + 56), o7);
+            TKv.Load16(v, out Vector256<float> v0, out Vector256<float> v1);
+            TKv.Load16(v + 16, out Vector256<float> v2, out Vector256<float> v3);
+            TKv.Load16(v + 32, out Vector256<float> v4, out Vector256<float> v5);
+            TKv.Load16(v + 48, out Vector256<float> v6, out Vector256<float> v7);
+            o0 = Vector256.FusedMultiplyAdd(w, v0, o0);
+            o1 = Vector256.FusedMultiplyAdd(w, v1, o1);
+            o2 = Vector256.FusedMultiplyAdd(w, v2, o2);
+            o3 = Vector256.FusedMultiplyAdd(w, v3, o3);
+            o4 = Vector256.FusedMultiplyAdd(w, v4, o4);
+            o5 = Vector256.FusedMultiplyAdd(w, v5, o5);
+            o6 = Vector256.FusedMultiplyAdd(w, v6, o6);
+            o7 = Vector256.FusedMultiplyAdd(w, v7, o7);
         }
 
         o0.Store(output);

@@ -77,6 +77,18 @@ internal static unsafe class HalfConvert
         return (Vector256.ConditionalSelect(isSubnormal.AsSingle(), subnormal, normal).AsUInt32() | (w & Vector256.Create(0x80000000u))).AsSingle();
     }
 
+    /// <summary>Sixteen halves (zero-extended to 32 bits) to floats: <see cref="Convert(Vector256{uint})"/> on 512-bit vectors.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Convert(Vector512<uint> h)
+    {
+        Vector512<uint> w = h << 16;
+        Vector512<uint> twoW = w + w;
+        Vector512<float> normal = ((twoW >> 4) + Vector512.Create(0xE0u << 23)).AsSingle() * Vector512.Create(BitConverter.Int32BitsToSingle(0x07800000));
+        Vector512<float> subnormal = ((twoW >> 17) | Vector512.Create(0x3F000000u)).AsSingle() - Vector512.Create(0.5f);
+        Vector512<int> isSubnormal = Vector512.LessThan((h & Vector512.Create(0x7FFFu)).AsInt32(), Vector512.Create(0x400));
+        return (Vector512.ConditionalSelect(isSubnormal.AsSingle(), subnormal, normal).AsUInt32() | (w & Vector512.Create(0x80000000u))).AsSingle();
+    }
+
     /// <summary>Converts <paramref name="n"/> bfloat16 values to floats (a 16-bit shift, exact).</summary>
     public static void BF16ToFloat(byte* src, float* dst, int n)
     {

@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Dynamo.Engine.Models;
 using Dynamo.Llm.Engines;
@@ -7,17 +9,24 @@ using Dynamo.Llm.Kv;
 namespace Dynamo.Engine.KvCache;
 
 /// <summary>
-/// The keys and values of a fixed pool of KV blocks, float32. Per layer one array of keys and one of values,
-/// each <c>BlockCount * BlockSize * KvDim</c> floats; token slot (block, offset) starts at
-/// <c>((block * BlockSize) + offset) * KvDim</c>, kv head h at <c>+ h * HeadDim</c>. A sequence's position p lives
-/// in block <c>blockTable[p / BlockSize]</c> at offset <c>p % BlockSize</c>. Which block belongs to which
-/// sequence is the caller's (the block manager's) business; this class only stores. See README.md.
+/// The keys and values of a fixed pool of KV blocks, of <see cref="Dtype"/> (F32, or F16: rounded when stored). Per
+/// layer one array of keys and one of values, each <c>BlockCount * BlockSize * KvDim</c> elements; token slot
+/// (block, offset) starts at <c>((block * BlockSize) + offset) * KvDim</c>, kv head h at <c>+ h * HeadDim</c>. A
+/// sequence's position p lives in block <c>blockTable[p / BlockSize]</c> at offset <c>p % BlockSize</c>. Which block
+/// belongs to which sequence is the caller's (the block manager's) business; this class only stores. See README.md.
 /// </summary>
-public sealed class PagedKvCache : IKvTransferStore
+public sealed unsafe class PagedKvCache : IKvTransferStore
 {
-    private const string Dtype = "f32";
+    // Per layer a float[] (F32) or a Half[] (F16), pinned.
+    private readonly Array[] _keys;
+    private readonly Array[] _values;
 
-    public PagedKvCache(ModelConfig config, int blockCount, int blockSize)
+    /// <summary>
+    /// A pool of <paramref name="blockCount"/> blocks of <paramref name="blockSize"/> tokens of <paramref name="config"/>'s
+    /// shape; <paramref name="dtype"/>: the element type, F32 (exact) unless given. The serving engine's default is F16
+    /// (<see cref="Serving.EngineOptions.KvCacheDtype"/>).
+    /// </summary>
+    public PagedKvCache(ModelConfig config, int blockCount, int blockSize, KvCacheDtype dtype = KvCacheDtype.F32)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentOutOfRangeException.ThrowIfLessThan(blockCount, 1);
@@ -28,20 +37,25 @@ public sealed class PagedKvCache : IKvTransferStore
         KvDim = config.KvHeads * config.HeadDim;
         BlockCount = blockCount;
         BlockSize = blockSize;
-        long floats = (long)blockCount * blockSize * KvDim;
-        if (floats > Array.MaxLength)
+        Dtype = Enum.IsDefined(dtype) ? dtype : throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "not a KV cache element type");
+        long elements = (long)blockCount * blockSize * KvDim;
+        if (elements > Array.MaxLength)
         {
-            throw new ArgumentOutOfRangeException(nameof(blockCount), $"{blockCount} blocks of {blockSize} tokens x {KvDim} floats need {floats} floats per layer; one array holds at most {Array.MaxLength} (use fewer or smaller blocks)");
+            throw new ArgumentOutOfRangeException(nameof(blockCount), $"{blockCount} blocks of {blockSize} tokens x {KvDim} floats need {elements} elements per layer; one array holds at most {Array.MaxLength} (use fewer or smaller blocks)");
         }
 
-        Keys = new float[Layers][];
-        Values = new float[Layers][];
+        _keys = new Array[Layers];
+        _values = new Array[Layers];
         for (int l = 0; l < Layers; l++)
         {
             // Uninitialized: a slot is always written before it is read. Pinned: the forward pass takes pointers every step.
-            Keys[l] = GC.AllocateUninitializedArray<float>((int)floats, pinned: true);
-            Values[l] = GC.AllocateUninitializedArray<float>((int)floats, pinned: true);
+            _keys[l] = Allocate((int)elements);
+            _values[l] = Allocate((int)elements);
         }
+
+        Array Allocate(int n) => dtype == KvCacheDtype.F16
+            ? GC.AllocateUninitializedArray<Half>(n, pinned: true)
+            : GC.AllocateUninitializedArray<float>(n, pinned: true);
     }
 
     public int BlockCount { get; }
@@ -51,28 +65,40 @@ public sealed class PagedKvCache : IKvTransferStore
 
     public int Layers { get; }
 
-    /// <summary>Floats per token per layer for keys (and as many for values): KvHeads x HeadDim.</summary>
+    /// <summary>Elements per token per layer for keys (and as many for values): KvHeads x HeadDim.</summary>
     public int KvDim { get; }
+
+    /// <summary>The element type keys and values are stored in (and exported as).</summary>
+    public KvCacheDtype Dtype { get; }
 
     internal int KvHeads { get; }
 
     internal int HeadDim { get; }
 
-    /// <summary>Per layer: the keys of every slot, [block][offset][kvHead][headDim].</summary>
-    internal float[][] Keys { get; }
+    /// <summary>Layer <paramref name="layer"/>'s keys of every slot, [block][offset][kvHead][headDim]; <typeparamref name="T"/> is float (F32) or Half (F16).</summary>
+    internal Span<T> Keys<T>(int layer) where T : unmanaged => ((T[])_keys[layer]).AsSpan();
 
-    /// <summary>Per layer: the values of every slot, laid out as <see cref="Keys"/>.</summary>
-    internal float[][] Values { get; }
+    /// <summary>Layer <paramref name="layer"/>'s values, laid out as <see cref="Keys{T}"/>.</summary>
+    internal Span<T> Values<T>(int layer) where T : unmanaged => ((T[])_values[layer]).AsSpan();
 
-    /// <summary>Bytes one block of <paramref name="blockSize"/> tokens takes (keys and values of every layer), to turn a memory budget into a block count.</summary>
-    public static long BytesPerBlock(ModelConfig config, int blockSize)
+    /// <summary>The first element of layer <paramref name="layer"/>'s keys (the arrays are pinned: valid as long as the cache lives).</summary>
+    internal void* KeyData(int layer) => Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_keys[layer]));
+
+    /// <summary>The first element of layer <paramref name="layer"/>'s values.</summary>
+    internal void* ValueData(int layer) => Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_values[layer]));
+
+    /// <summary>
+    /// Bytes one block of <paramref name="blockSize"/> tokens takes (keys and values of every layer, in
+    /// <paramref name="dtype"/>), to turn a memory budget into a block count.
+    /// </summary>
+    public static long BytesPerBlock(ModelConfig config, int blockSize, KvCacheDtype dtype)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentOutOfRangeException.ThrowIfLessThan(blockSize, 1);
-        return 2L * config.Layers * blockSize * config.KvHeads * config.HeadDim * sizeof(float);
+        return 2L * config.Layers * blockSize * config.KvHeads * config.HeadDim * dtype.ElementBytes();
     }
 
-    /// <summary>The layout <see cref="Export"/> writes for <paramref name="tokenCount"/> tokens.</summary>
+    /// <summary>The layout <see cref="Export"/> writes for <paramref name="tokenCount"/> tokens (of this cache's dtype).</summary>
     public KvTransferLayout Layout(int tokenCount)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(tokenCount);
@@ -81,29 +107,19 @@ public sealed class PagedKvCache : IKvTransferStore
             Layers = Layers,
             KvHeads = KvHeads,
             HeadDim = HeadDim,
-            Dtype = Dtype,
+            Dtype = Dtype.Name(),
             BlockSize = BlockSize,
             TokenCount = tokenCount,
         };
     }
 
     /// <summary>Bytes <see cref="Export"/> writes for <paramref name="tokenCount"/> tokens.</summary>
-    public int ExportedBytes(int tokenCount)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(tokenCount);
-        long bytes = Layout(tokenCount).ByteCount;
-        if (bytes > int.MaxValue)
-        {
-            throw new ArgumentOutOfRangeException(nameof(tokenCount), $"{tokenCount} tokens export as {bytes} bytes; one buffer holds at most {int.MaxValue}");
-        }
-
-        return (int)bytes;
-    }
+    public int ExportedBytes(int tokenCount) => Bytes(Layout(tokenCount), nameof(tokenCount));
 
     /// <summary>
     /// Writes the keys and values of positions 0..tokenCount-1 of the sequence whose block table is
     /// <paramref name="blockIds"/> into <paramref name="destination"/>, in the <see cref="KvTransferLayout"/> order:
-    /// [layer][keys, then values][token][kvHead][headDim], little-endian float32.
+    /// [layer][keys, then values][token][kvHead][headDim], little-endian, in this cache's dtype (the stored bits).
     /// </summary>
     public void Export(ReadOnlySpan<int> blockIds, int tokenCount, Span<byte> destination)
     {
@@ -114,25 +130,36 @@ public sealed class PagedKvCache : IKvTransferStore
             throw new ArgumentException($"{tokenCount} tokens export as {bytes} bytes; the destination has {destination.Length}", nameof(destination));
         }
 
-        Span<float> dst = MemoryMarshal.Cast<byte, float>(destination[..bytes]);
+        destination = destination[..bytes];
         int perArray = tokenCount * KvDim;
         for (int l = 0; l < Layers; l++)
         {
-            Gather(Keys[l], blockIds, tokenCount, dst.Slice(2 * l * perArray, perArray));
-            Gather(Values[l], blockIds, tokenCount, dst.Slice((2 * l + 1) * perArray, perArray));
+            if (Dtype == KvCacheDtype.F16)
+            {
+                Span<Half> dst = MemoryMarshal.Cast<byte, Half>(destination);
+                Gather(Keys<Half>(l), blockIds, tokenCount, dst.Slice(2 * l * perArray, perArray));
+                Gather(Values<Half>(l), blockIds, tokenCount, dst.Slice((2 * l + 1) * perArray, perArray));
+            }
+            else
+            {
+                Span<float> dst = MemoryMarshal.Cast<byte, float>(destination);
+                Gather(Keys<float>(l), blockIds, tokenCount, dst.Slice(2 * l * perArray, perArray));
+                Gather(Values<float>(l), blockIds, tokenCount, dst.Slice((2 * l + 1) * perArray, perArray));
+            }
         }
 
         if (!BitConverter.IsLittleEndian)
         {
-            Span<int> words = MemoryMarshal.Cast<float, int>(dst);
-            BinaryPrimitives.ReverseEndianness(words, words);
+            ReverseEndianness(destination, Dtype.ElementBytes());
         }
     }
 
     /// <summary>
     /// Stores the keys and values of <paramref name="layout"/>.TokenCount tokens (positions 0..n-1, as
-    /// <see cref="Export"/> wrote them, possibly by an engine with another block size) into the blocks
-    /// <paramref name="blockIds"/>. The model shape (layers, kv heads, head dim) and dtype must match this cache's.
+    /// <see cref="Export"/> wrote them, possibly by an engine with another block size or dtype) into the blocks
+    /// <paramref name="blockIds"/>. The model shape (layers, kv heads, head dim) must match this cache's; a buffer of the
+    /// other dtype is converted (f32 into an F16 cache: rounded to nearest, as a pass stores; f16 into an F32 cache:
+    /// exact), any other dtype is refused.
     /// </summary>
     public void Import(ReadOnlySpan<int> blockIds, KvTransferLayout layout, ReadOnlySpan<byte> source)
     {
@@ -140,9 +167,9 @@ public sealed class PagedKvCache : IKvTransferStore
         Mismatch("layers", layout.Layers, Layers);
         Mismatch("kv_heads", layout.KvHeads, KvHeads);
         Mismatch("head_dim", layout.HeadDim, HeadDim);
-        if (layout.Dtype != Dtype)
+        if (!IsKnownDtype(layout.Dtype))
         {
-            throw new ArgumentException($"KV transfer dtype mismatch: the buffer holds \"{layout.Dtype}\", this cache stores \"{Dtype}\"", nameof(layout));
+            throw new ArgumentException($"KV transfer dtype \"{layout.Dtype}\" is not one this cache reads (\"f32\" or \"f16\"; it stores \"{Dtype.Name()}\")", nameof(layout));
         }
 
         if (layout.TokenCount < 0)
@@ -150,28 +177,41 @@ public sealed class PagedKvCache : IKvTransferStore
             throw new ArgumentException($"KV transfer token_count is {layout.TokenCount}", nameof(layout));
         }
 
+        KvCacheDtype theirs = KvCacheDtypes.Parse(layout.Dtype);
         int tokenCount = layout.TokenCount;
-        int bytes = ExportedBytes(tokenCount);
+        int bytes = Bytes(layout, nameof(layout));
         if (source.Length != bytes)
         {
             throw new ArgumentException($"{tokenCount} tokens of this layout take {bytes} bytes; the source has {source.Length}", nameof(source));
         }
 
         CheckBlocks(blockIds, tokenCount, nameof(blockIds));
-        ReadOnlySpan<float> src = MemoryMarshal.Cast<byte, float>(source);
-        float[]? swapped = null;
+        byte[]? swapped = null;
         if (!BitConverter.IsLittleEndian)
         {
-            swapped = new float[src.Length];
-            BinaryPrimitives.ReverseEndianness(MemoryMarshal.Cast<float, int>(src), MemoryMarshal.Cast<float, int>(swapped.AsSpan()));
-            src = swapped;
+            swapped = source.ToArray();
+            ReverseEndianness(swapped, theirs.ElementBytes());
+            source = swapped;
         }
 
         int perArray = tokenCount * KvDim;
         for (int l = 0; l < Layers; l++)
         {
-            Scatter(src.Slice(2 * l * perArray, perArray), blockIds, tokenCount, Keys[l]);
-            Scatter(src.Slice((2 * l + 1) * perArray, perArray), blockIds, tokenCount, Values[l]);
+            switch (theirs, Dtype)
+            {
+                case (KvCacheDtype.F32, KvCacheDtype.F32):
+                    Scatter(MemoryMarshal.Cast<byte, float>(source), l, perArray, blockIds, tokenCount, Keys<float>(l), Values<float>(l), static (s, d) => s.CopyTo(d));
+                    break;
+                case (KvCacheDtype.F16, KvCacheDtype.F16):
+                    Scatter(MemoryMarshal.Cast<byte, Half>(source), l, perArray, blockIds, tokenCount, Keys<Half>(l), Values<Half>(l), static (s, d) => s.CopyTo(d));
+                    break;
+                case (KvCacheDtype.F32, KvCacheDtype.F16):
+                    Scatter(MemoryMarshal.Cast<byte, float>(source), l, perArray, blockIds, tokenCount, Keys<Half>(l), Values<Half>(l), static (s, d) => TensorPrimitives.ConvertToHalf(s, d));
+                    break;
+                default:
+                    Scatter(MemoryMarshal.Cast<byte, Half>(source), l, perArray, blockIds, tokenCount, Keys<float>(l), Values<float>(l), static (s, d) => TensorPrimitives.ConvertToSingle(s, d));
+                    break;
+            }
         }
 
         static void Mismatch(string field, int theirs, int ours)
@@ -183,11 +223,14 @@ public sealed class PagedKvCache : IKvTransferStore
         }
     }
 
-    /// <summary>The engine's KV transfer: a payload of this cache's model shape and dtype, of the length its layout says.</summary>
+    /// <summary>
+    /// The engine's KV transfer: a payload of this cache's model shape, of f32 or f16 (another than this cache's is
+    /// converted), of the length its layout says.
+    /// </summary>
     bool IKvTransferStore.CanImport(KvTransferPayload payload)
     {
         KvTransferLayout theirs = payload.Layout;
-        return theirs.Layers == Layers && theirs.KvHeads == KvHeads && theirs.HeadDim == HeadDim && theirs.Dtype == Dtype
+        return theirs.Layers == Layers && theirs.KvHeads == KvHeads && theirs.HeadDim == HeadDim && IsKnownDtype(theirs.Dtype)
             && theirs.TokenCount >= 0 && payload.Data.Length == theirs.ByteCount;
     }
 
@@ -198,6 +241,53 @@ public sealed class PagedKvCache : IKvTransferStore
         var data = new byte[ExportedBytes(tokenCount)];
         Export(blocks.AsSpan(), tokenCount, data);
         return new KvTransferPayload(Layout(tokenCount), data);
+    }
+
+    /// <summary>Whether <paramref name="dtype"/> is a KV transfer dtype a cache reads: "f32" or "f16".</summary>
+    internal static bool IsKnownDtype(string dtype) => KvCacheDtypes.TryParse(dtype, out KvCacheDtype d) && dtype == d.Name();
+
+    /// <summary>
+    /// A whole payload's elements converted to <paramref name="to"/> (the same payload when it already is): what a
+    /// tensor-parallel engine's rank 0 does before handing an import of the other dtype to its ranks.
+    /// </summary>
+    internal static KvTransferPayload Convert(KvTransferPayload payload, KvCacheDtype to)
+    {
+        KvTransferLayout layout = payload.Layout;
+        if (layout.Dtype == to.Name())
+        {
+            return payload;
+        }
+
+        if (!IsKnownDtype(layout.Dtype))
+        {
+            throw new ArgumentException($"KV transfer dtype \"{layout.Dtype}\" is not one this cache reads (\"f32\" or \"f16\"; it stores \"{to.Name()}\")", nameof(payload));
+        }
+
+        KvTransferLayout converted = layout with { Dtype = to.Name() };
+        var data = new byte[checked((int)converted.ByteCount)];
+        ReadOnlySpan<byte> source = payload.Data.Span;
+        if (!BitConverter.IsLittleEndian)
+        {
+            byte[] swapped = source.ToArray();
+            ReverseEndianness(swapped, layout.ElementBytes);
+            source = swapped;
+        }
+
+        if (to == KvCacheDtype.F16)
+        {
+            TensorPrimitives.ConvertToHalf(MemoryMarshal.Cast<byte, float>(source), MemoryMarshal.Cast<byte, Half>(data.AsSpan()));
+        }
+        else
+        {
+            TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(source), MemoryMarshal.Cast<byte, float>(data.AsSpan()));
+        }
+
+        if (!BitConverter.IsLittleEndian)
+        {
+            ReverseEndianness(data, converted.ElementBytes);
+        }
+
+        return new KvTransferPayload(converted, data);
     }
 
     /// <summary>Throws unless <paramref name="blockIds"/> has a valid block for every position 0..tokenCount-1.</summary>
@@ -218,24 +308,58 @@ public sealed class PagedKvCache : IKvTransferStore
         }
     }
 
+    private static int Bytes(KvTransferLayout layout, string paramName)
+    {
+        long bytes = layout.ByteCount;
+        if (bytes > int.MaxValue)
+        {
+            throw new ArgumentOutOfRangeException(paramName, $"{layout.TokenCount} tokens export as {bytes} bytes; one buffer holds at most {int.MaxValue}");
+        }
+
+        return (int)bytes;
+    }
+
+    private static void ReverseEndianness(Span<byte> data, int elementBytes)
+    {
+        if (elementBytes == 2)
+        {
+            Span<short> halves = MemoryMarshal.Cast<byte, short>(data);
+            BinaryPrimitives.ReverseEndianness(halves, halves);
+        }
+        else
+        {
+            Span<int> words = MemoryMarshal.Cast<byte, int>(data);
+            BinaryPrimitives.ReverseEndianness(words, words);
+        }
+    }
+
     /// <summary>Copies the slots of positions 0..tokenCount-1 (contiguous within each block) into token-major order.</summary>
-    private void Gather(float[] store, ReadOnlySpan<int> blockIds, int tokenCount, Span<float> destination)
+    private void Gather<T>(ReadOnlySpan<T> store, ReadOnlySpan<int> blockIds, int tokenCount, Span<T> destination)
     {
         for (int p = 0, i = 0; p < tokenCount; i++)
         {
             int run = Math.Min(BlockSize, tokenCount - p);
-            store.AsSpan(blockIds[i] * BlockSize * KvDim, run * KvDim).CopyTo(destination.Slice(p * KvDim, run * KvDim));
+            store.Slice(blockIds[i] * BlockSize * KvDim, run * KvDim).CopyTo(destination.Slice(p * KvDim, run * KvDim));
             p += run;
         }
     }
 
-    private void Scatter(ReadOnlySpan<float> source, ReadOnlySpan<int> blockIds, int tokenCount, float[] store)
+    /// <summary>Stores layer <paramref name="layer"/>'s keys and values of the token-major <paramref name="source"/> into their slots, each block's run through <paramref name="store"/> (a copy or a conversion).</summary>
+    private void Scatter<TFrom, TTo>(
+        ReadOnlySpan<TFrom> source, int layer, int perArray, ReadOnlySpan<int> blockIds, int tokenCount, Span<TTo> keys, Span<TTo> values, StoreRun<TFrom, TTo> store)
     {
-        for (int p = 0, i = 0; p < tokenCount; i++)
+        for (int kind = 0; kind < 2; kind++)
         {
-            int run = Math.Min(BlockSize, tokenCount - p);
-            source.Slice(p * KvDim, run * KvDim).CopyTo(store.AsSpan(blockIds[i] * BlockSize * KvDim, run * KvDim));
-            p += run;
+            ReadOnlySpan<TFrom> from = source.Slice((2 * layer + kind) * perArray, perArray);
+            Span<TTo> to = kind == 0 ? keys : values;
+            for (int p = 0, i = 0; p < tokenCount; i++)
+            {
+                int run = Math.Min(BlockSize, tokenCount - p);
+                store(from.Slice(p * KvDim, run * KvDim), to.Slice(blockIds[i] * BlockSize * KvDim, run * KvDim));
+                p += run;
+            }
         }
     }
+
+    private delegate void StoreRun<TFrom, TTo>(ReadOnlySpan<TFrom> source, Span<TTo> destination);
 }

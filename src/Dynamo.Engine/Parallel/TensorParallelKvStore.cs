@@ -9,24 +9,22 @@ namespace Dynamo.Engine.Parallel;
 /// The KV transfer of a tensor-parallel engine (rank 0): payloads carry every KV head in the whole model's layout, so
 /// a worker with any number of ranks exchanges KV with any other. Pushing (a prefill worker's, with a sender) has each
 /// rank send its own heads as one part of the whole, which the receiver assembles; exporting without a sender gathers
-/// each rank's heads on rank 0; importing broadcasts the payload and each rank keeps its heads. Runs on the engine's thread, between passes, like
-/// every other collective of the group.
+/// each rank's heads on rank 0; importing broadcasts the payload (converted first on rank 0 when it holds the other
+/// dtype) and each rank keeps its heads. Runs on the engine's thread, between passes, like every other collective of the group.
 /// </summary>
 internal sealed class TensorParallelKvStore(Transformer model, PagedKvCache cache) : IKvTransferStore
 {
-    private const string Dtype = "f32";
-
     private KvTransferLayout Layout(int tokenCount) => cache.Layout(tokenCount) with { KvHeads = model.FullKvHeads };
 
     public bool CanImport(KvTransferPayload payload)
     {
         KvTransferLayout theirs = payload.Layout;
-        return theirs.Layers == cache.Layers && theirs.KvHeads == model.FullKvHeads && theirs.HeadDim == model.Config.HeadDim && theirs.Dtype == Dtype
+        return theirs.Layers == cache.Layers && theirs.KvHeads == model.FullKvHeads && theirs.HeadDim == model.Config.HeadDim && PagedKvCache.IsKnownDtype(theirs.Dtype)
             && theirs.TokenCount >= 0 && payload.Data.Length == theirs.ByteCount;
     }
 
     public void Import(BlockTable blocks, KvTransferPayload payload) =>
-        model.ImportKv(cache, blocks.AsSpan(), payload.Layout.TokenCount, payload.Data);
+        model.ImportKv(cache, blocks.AsSpan(), payload.Layout.TokenCount, PagedKvCache.Convert(payload, cache.Dtype).Data);
 
     /// <summary>With a sender (<see cref="Transformer.KvSender"/>), every rank pushes its own heads; without one, null (the caller sends <see cref="Export"/>'s gathered payload).</summary>
     public KvPushResult? Push(BlockTable blocks, int tokenCount, KvPushTarget target) =>

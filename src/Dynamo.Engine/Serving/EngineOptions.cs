@@ -1,3 +1,5 @@
+using Dynamo.Engine.KvCache;
+
 namespace Dynamo.Engine.Serving;
 
 /// <summary>
@@ -16,6 +18,12 @@ public sealed record EngineOptions
     /// <see cref="KvCacheMemoryFraction"/> of the memory available at start (<see cref="KvCacheBudget.Decide"/>).
     /// </summary>
     public long? KvCacheMemory { get; init; }
+
+    /// <summary>
+    /// The element type of the KV cache (<c>--kv-cache-dtype f16|f32</c>): F16 (llama.cpp's default) stores each key and
+    /// value rounded to half, so the same memory holds twice the tokens and a decode step reads half the bytes.
+    /// </summary>
+    public KvCacheDtype KvCacheDtype { get; init; } = KvCacheDtype.F16;
 
     /// <summary>With no size set: the most of the memory available at start the KV cache may take (<c>--mem-fraction-static</c>).</summary>
     public double KvCacheMemoryFraction { get; init; } = 0.2;
@@ -57,6 +65,7 @@ public sealed record EngineOptions
 
         Check(BlockSize is >= 1 and <= 1024, $"--block-size must be 1..1024 (got {BlockSize})");
         Check(KvCacheMemory is null or > 0, $"--kv-cache-memory must be a positive number of bytes (got {KvCacheMemory})");
+        Check(Enum.IsDefined(KvCacheDtype), $"--kv-cache-dtype must be f16 or f32 (got {KvCacheDtype})");
         Check(KernelThreads is null or >= 1, $"--threads must be at least 1 (got {KernelThreads})");
         Check(KvCacheMemoryFraction is > 0 and <= 0.95, $"--mem-fraction-static must be in (0, 0.95] (got {KvCacheMemoryFraction})");
         Check(MaxNumSeqs >= 1, $"--max-num-seqs must be at least 1 (got {MaxNumSeqs})");

@@ -48,10 +48,10 @@ public sealed class InferenceEngine : IEngine
         int contextLength = Math.Min(_options.ContextLength ?? c.ContextLength, c.ContextLength);
         int blockSize = _options.BlockSize;
         KvBudget = KvCacheBudget.Decide(
-            PagedKvCache.BytesPerBlock(c, blockSize), blockSize, contextLength, _options.MaxNumSeqs, _options.KvCacheMemory, _options.KvCacheMemoryFraction,
-            _options.KvCacheMemory is null ? AvailableMemory() : 0, maxBlocks: int.MaxValue / Math.Max(1, blockSize * c.KvHeads * c.HeadDim));
+            PagedKvCache.BytesPerBlock(c, blockSize, _options.KvCacheDtype), blockSize, contextLength, _options.MaxNumSeqs, _options.KvCacheMemory, _options.KvCacheMemoryFraction,
+            _options.KvCacheMemory is null ? AvailableMemory() : 0, maxBlocks: int.MaxValue / Math.Max(1, blockSize * c.KvHeads * c.HeadDim), _options.KvCacheDtype.Name());
         int blocks = KvBudget.Blocks;
-        _cache = new PagedKvCache(c, blocks, blockSize);
+        _cache = new PagedKvCache(c, blocks, blockSize, _options.KvCacheDtype);
         var core = new EngineCoreOptions
         {
             BlockSize = blockSize,

@@ -14,17 +14,19 @@ namespace Dynamo.Engine.Serving;
 /// <param name="BytesPerBlock">Keys and values of every layer for <paramref name="BlockSize"/> tokens.</param>
 /// <param name="Source">What decided the size.</param>
 /// <param name="Derivation">How the size was derived, in words and figures, for the startup log.</param>
-public sealed record KvCacheBudget(long Bytes, int Blocks, int BlockSize, long BytesPerBlock, KvCacheSizeSource Source, string Derivation)
+/// <param name="ElementType">The keys' and values' element type ("f16", "f32"), when the caller said; the bytes are of it.</param>
+public sealed record KvCacheBudget(long Bytes, int Blocks, int BlockSize, long BytesPerBlock, KvCacheSizeSource Source, string Derivation, string? ElementType = null)
 {
     /// <summary>
     /// Sizes the pool. With <paramref name="explicitBytes"/> (--kv-cache-memory): as many blocks as fit in it. Else
     /// <paramref name="maxNumSeqs"/> sequences of <paramref name="contextLength"/> tokens, each rounded up to whole
     /// blocks, at most <paramref name="memoryFraction"/> of <paramref name="availableBytes"/>. Never more than
-    /// <paramref name="maxBlocks"/> (one layer's array holds at most <see cref="Array.MaxLength"/> floats).
+    /// <paramref name="maxBlocks"/> (one layer's array holds at most <see cref="Array.MaxLength"/> elements).
+    /// <paramref name="elementType"/> ("f16", "f32") is only said in <see cref="ToString"/>: <paramref name="bytesPerBlock"/> is already of it.
     /// </summary>
     /// <exception cref="ArgumentException">Not one block fits; the message names the flag to raise.</exception>
     public static KvCacheBudget Decide(
-        long bytesPerBlock, int blockSize, int contextLength, int maxNumSeqs, long? explicitBytes, double memoryFraction, long availableBytes, int maxBlocks = int.MaxValue)
+        long bytesPerBlock, int blockSize, int contextLength, int maxNumSeqs, long? explicitBytes, double memoryFraction, long availableBytes, int maxBlocks = int.MaxValue, string? elementType = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(bytesPerBlock, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(blockSize, 1);
@@ -78,12 +80,12 @@ public sealed record KvCacheBudget(long Bytes, int Blocks, int BlockSize, long B
             derivation += Invariant($"; limited to {maxBlocks:N0} blocks (the largest array of one layer)");
         }
 
-        return new KvCacheBudget(blocks * bytesPerBlock, (int)blocks, blockSize, bytesPerBlock, source, derivation);
+        return new KvCacheBudget(blocks * bytesPerBlock, (int)blocks, blockSize, bytesPerBlock, source, derivation, elementType);
     }
 
     /// <summary>One line: bytes, blocks and the derivation.</summary>
     public override string ToString() =>
-        Invariant($"{Bytes:N0} bytes = {Blocks:N0} blocks of {BlockSize} tokens ({BytesPerBlock:N0} bytes each): {Derivation}");
+        Invariant($"{Bytes:N0} bytes = {Blocks:N0} blocks of {BlockSize} tokens ({BytesPerBlock:N0} bytes each{(ElementType is null ? "" : $", keys and values in {ElementType}")}): {Derivation}");
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 }

@@ -6,7 +6,7 @@ namespace Dynamo.Llm.Kv;
 /// <summary>
 /// Wire contract: what a KV transfer buffer holds, the keys and values of <see cref="TokenCount"/> tokens
 /// (positions 0..TokenCount-1 of one sequence), contiguous, in the order
-/// [layer][keys, then values][token][kv_head][head_dim], little-endian. The buffer is token-major, so
+/// [layer][keys, then values][token][kv_head][head_dim], little-endian, of <see cref="Dtype"/>. The buffer is token-major, so
 /// <see cref="BlockSize"/> (the sender's) is informative: a receiver with another block size can import it.
 /// JSON: <c>{"layers":..,"kv_heads":..,"head_dim":..,"dtype":"f32","block_size":..,"token_count":..}</c>.
 /// <para>
@@ -27,7 +27,7 @@ public sealed partial record KvTransferLayout
     [JsonPropertyName("head_dim")]
     public required int HeadDim { get; init; }
 
-    /// <summary>Element type: "f32" (4 bytes) is the only one.</summary>
+    /// <summary>Element type: "f32" (4 bytes, little-endian IEEE binary32) or "f16" (2 bytes, IEEE binary16).</summary>
     [JsonPropertyName("dtype")]
     public required string Dtype { get; init; }
 
@@ -69,9 +69,13 @@ public sealed partial record KvTransferLayout
     [JsonIgnore]
     public bool IsWhole => PartCount == 1;
 
-    /// <summary>Bytes of the buffer this layout describes (f32).</summary>
+    /// <summary>Bytes of one key or value element: 2 for "f16", else 4 ("f32", and a dtype this version does not know).</summary>
     [JsonIgnore]
-    public long ByteCount => 2L * Layers * TokenCount * KvHeads * HeadDim * sizeof(float);
+    public int ElementBytes => Dtype == "f16" ? 2 : sizeof(float);
+
+    /// <summary>Bytes of the buffer this layout describes.</summary>
+    [JsonIgnore]
+    public long ByteCount => 2L * Layers * TokenCount * KvHeads * HeadDim * ElementBytes;
 
     /// <summary>
     /// Why the part fields do not describe a part of a whole (null when they do, or are absent): a head range outside

@@ -52,7 +52,7 @@ public static class KvTransferParts
         }
 
         long rows = 2L * whole.Layers * whole.TokenCount;
-        int headBytes = whole.HeadDim * sizeof(float), wholeRow = whole.KvHeads * headBytes;
+        int headBytes = whole.HeadDim * whole.ElementBytes, wholeRow = whole.KvHeads * headBytes;
         foreach (KvTransferPayload part in parts)
         {
             ReadOnlySpan<byte> source = part.Data.Span;

@@ -25,8 +25,8 @@ internal sealed class BatchedDecode
     private readonly SequenceSlice[] _slices;
     private readonly int[] _step;
 
-    /// <summary>Prefills every sequence's prompt in one pass (needs a transformer built for <paramref name="batch"/> x 16 tokens).</summary>
-    public BatchedDecode(Transformer transformer, int batch, int genTokens, Random random)
+    /// <summary>Prefills every sequence's prompt in one pass (needs a transformer built for <paramref name="batch"/> x 16 tokens); keys and values as <paramref name="kvDtype"/> (F32 unless given).</summary>
+    public BatchedDecode(Transformer transformer, int batch, int genTokens, Random random, KvCacheDtype kvDtype = KvCacheDtype.F32)
     {
         ArgumentNullException.ThrowIfNull(transformer);
         ArgumentNullException.ThrowIfNull(random);
@@ -35,7 +35,7 @@ internal sealed class BatchedDecode
         GenTokens = genTokens;
         ModelConfig c = transformer.Config;
         int blocksEach = (PromptEach + genTokens + BlockSize - 1) / BlockSize;
-        _pool = new PagedKvCache(c, blocksEach * batch, BlockSize);
+        _pool = new PagedKvCache(c, blocksEach * batch, BlockSize, kvDtype);
         _tables = [.. Enumerable.Range(0, batch).Select(s => Enumerable.Range(s * blocksEach, blocksEach).ToArray())];
         _logits = new float[batch * c.VocabSize];
         _slices = new SequenceSlice[batch];

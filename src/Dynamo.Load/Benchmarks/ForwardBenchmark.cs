@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Numerics.Tensors;
 using Dynamo.Engine.Inference;
+using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
 
 namespace Dynamo.Load.Benchmarks;
@@ -20,15 +21,16 @@ internal static class ForwardBenchmark
 
     /// <summary>
     /// Runs ppN (when <paramref name="promptTokens"/> &gt; 0), then tgN (when <paramref name="genTokens"/> &gt; 0), then tgN
-    /// with <paramref name="batch"/> sequences a pass (when above 0 and tgN runs), one line each on <paramref name="output"/>.
+    /// with <paramref name="batch"/> sequences a pass (when above 0 and tgN runs), one line each on <paramref name="output"/>;
+    /// keys and values stored as <paramref name="kvDtype"/>.
     /// </summary>
-    public static Result Run(Transformer transformer, int promptTokens, int genTokens, int repetitions, bool profile, TextWriter output, int batch = 0)
+    public static Result Run(Transformer transformer, int promptTokens, int genTokens, int repetitions, bool profile, TextWriter output, int batch = 0, KvCacheDtype kvDtype = KvCacheDtype.F16)
     {
         double? pp = null, tg = null, batched = null;
         ModelConfig c = transformer.Config;
         var random = new Random(1234);
         int[] prompt = Enumerable.Range(0, Math.Max(promptTokens, 1)).Select(_ => random.Next(c.VocabSize)).ToArray();
-        var cache = new SequenceKvCache(c, Math.Max(promptTokens, genTokens + 1));
+        var cache = new SequenceKvCache(c, Math.Max(promptTokens, genTokens + 1), kvDtype);
         var logits = new float[c.VocabSize];
         ForwardProfile? phases = profile ? new ForwardProfile() : null;
         if (promptTokens > 0)
@@ -62,7 +64,7 @@ internal static class ForwardBenchmark
 
         if (genTokens > 0 && batch > 0)
         {
-            var decode = new BatchedDecode(transformer, batch, genTokens, random);
+            var decode = new BatchedDecode(transformer, batch, genTokens, random, kvDtype);
             decode.Generate();
             phases?.Reset();
             transformer.Profile = phases;

@@ -1,22 +1,26 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Dynamo.Engine.KvCache;
+using Dynamo.Engine.Models;
 using Dynamo.Tests.Infrastructure;
 
 namespace Dynamo.Tests.Integration;
 
 /// <summary>
 /// A real worker's KV pool: sized from the model by default (context x --max-num-seqs x bytes per token under the
-/// memory cap), by --kv-cache-memory when given; the startup line says how many bytes and blocks and why, and the
-/// worker's /metrics reports the same capacity.
+/// memory cap), by --kv-cache-memory when given; the startup line says how many bytes and blocks, of which element
+/// type (F16 by default, --kv-cache-dtype f32: twice the bytes a token) and why, and the worker's /metrics reports the
+/// same capacity.
 /// </summary>
 [Trait("Category", "Slow")]
 public sealed partial class WorkerKvCacheTests
 {
     [Theory]
-    [InlineData(new string[0], "the model's need, context ")]
-    [InlineData(new[] { "--max-num-seqs", "2" }, " x 2 sequences (--max-num-seqs)")]
-    [InlineData(new[] { "--kv-cache-memory", "16000000" }, ": --kv-cache-memory 16,000,000 bytes")]
-    public async Task Worker_KvCacheSize_LoggedAtStartupAndOnMetrics(string[] flags, string derivation)
+    [InlineData(new string[0], "the model's need, context ", "f16")]
+    [InlineData(new[] { "--max-num-seqs", "2" }, " x 2 sequences (--max-num-seqs)", "f16")]
+    [InlineData(new[] { "--kv-cache-memory", "16000000" }, ": --kv-cache-memory 16,000,000 bytes", "f16")]
+    [InlineData(new[] { "--kv-cache-memory", "16000000", "--kv-cache-dtype", "f32" }, ": --kv-cache-memory 16,000,000 bytes", "f32")]
+    public async Task Worker_KvCacheSize_LoggedAtStartupAndOnMetrics(string[] flags, string derivation, string dtype)
     {
         await using NatsServer nats = await NatsServer.StartAsync();
         await using EtcdServer etcd = await EtcdServer.StartAsync();
@@ -33,6 +37,8 @@ public sealed partial class WorkerKvCacheTests
         long perBlock = long.Parse(line.Groups["perBlock"].Value, NumberStyles.AllowThousands, CultureInfo.InvariantCulture);
         Assert.Equal(blocks * perBlock, bytes);
         Assert.Contains(derivation, line.Value);
+        Assert.Equal(dtype, line.Groups["dtype"].Value);
+        Assert.Equal(PagedKvCache.BytesPerBlock(ModelLoader.Load(TestModels.Tiny.Value).Config, 16, KvCacheDtypes.Parse(dtype)), perBlock);
 
         int port = int.Parse(StatusPort().Match(worker.Output).Groups["port"].Value, CultureInfo.InvariantCulture);
         using var http = new HttpClient();
@@ -47,7 +53,7 @@ public sealed partial class WorkerKvCacheTests
         return double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
     }
 
-    [GeneratedRegex(@"worker: KV cache (?<bytes>[\d,]+) bytes = (?<blocks>[\d,]+) blocks of \d+ tokens \((?<perBlock>[\d,]+) bytes each\): [^\n]*")]
+    [GeneratedRegex(@"worker: KV cache (?<bytes>[\d,]+) bytes = (?<blocks>[\d,]+) blocks of \d+ tokens \((?<perBlock>[\d,]+) bytes each, keys and values in (?<dtype>f16|f32)\): [^\n]*")]
     private static partial Regex KvLine();
 
     [GeneratedRegex(@"/live on 127\.0\.0\.1:(?<port>\d+)")]

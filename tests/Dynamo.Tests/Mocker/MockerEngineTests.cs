@@ -155,7 +155,7 @@ public sealed class MockerEngineTests
         var engineOptions = EngineOptions.Default with
         {
             BlockSize = blockSize,
-            KvCacheMemory = PagedKvCache.BytesPerBlock(config, blockSize) * blocks,
+            KvCacheMemory = PagedKvCache.BytesPerBlock(config, blockSize, EngineOptions.Default.KvCacheDtype) * blocks,
             MaxNumBatchedTokens = maxBatched,
             MaxNumSeqs = maxSeqs,
             WorkerId = 3,
@@ -189,7 +189,7 @@ public sealed class MockerEngineTests
         Assert.Equal(expected.Cached, actual.Cached);
         Assert.Equal(expected.Stats with { KvBlocksTotal = 0, KvCacheBytes = 0 }, actual.Stats with { KvBlocksTotal = 0, KvCacheBytes = 0 });
         Assert.Equal(blocks, actual.Stats.KvBlocksTotal);
-        Assert.Equal(PagedKvCache.BytesPerBlock(config, blockSize) * expected.Stats.KvBlocksTotal, expected.Stats.KvCacheBytes);
+        Assert.Equal(PagedKvCache.BytesPerBlock(config, blockSize, EngineOptions.Default.KvCacheDtype) * expected.Stats.KvBlocksTotal, expected.Stats.KvCacheBytes);
         Assert.Equal(0, actual.Stats.KvCacheBytes); // the mocker stores no keys or values
         Assert.Contains(expected.Events, e => e.Contains("\"stored\"", StringComparison.Ordinal));
         Assert.Equal(preempts, expected.Stats.Preemptions > 0);

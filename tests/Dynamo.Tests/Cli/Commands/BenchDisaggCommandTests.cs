@@ -111,13 +111,13 @@ public sealed class BenchDisaggCommandTests
         using var doc = JsonDocument.Parse(r.Stdout);
         JsonElement root = doc.RootElement;
         Assert.Equal("dynamo", root.GetProperty("engine").GetString());
-        Assert.Equal(512, root.GetProperty("kv_bytes_per_token").GetInt32());
+        Assert.Equal(256, root.GetProperty("kv_bytes_per_token").GetInt32()); // f16, the workers' default
         Assert.Contains("nats-server", root.GetProperty("infrastructure").GetString());
         JsonElement[] deployments = [.. root.GetProperty("deployments").EnumerateArray()];
         Assert.All(deployments, d => Assert.Equal(4, d.GetProperty("completed").GetInt32()));
         JsonElement disagg = deployments[1];
         Assert.Equal(2, disagg.GetProperty("remote_prefills").GetInt32());
-        Assert.Equal(2L * 299 * 512, disagg.GetProperty("transfer_bytes").GetInt64());
+        Assert.Equal(2L * 299 * 256, disagg.GetProperty("transfer_bytes").GetInt64());
         Assert.Equal(0, deployments[0].GetProperty("remote_prefills").GetInt32());
         Assert.Matches(new Regex(@"prefill worker 1 serving \(pid \d+, /metrics on port \d+\)"), r.Stderr);
     }

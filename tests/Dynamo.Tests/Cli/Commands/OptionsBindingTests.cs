@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Dynamo.Cli.Commands;
 using Dynamo.Components.Processing;
+using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
 using Dynamo.Llm.Routing;
@@ -103,7 +104,7 @@ public class OptionsBindingTests
         EngineFlags flags = EngineFlags.AddTo(command);
 
         EngineOptions options = flags.Read(command.Parse(["--page-size", "32", "--max-running-requests", "9", "--chunked-prefill-size", "256", "--max-model-len", "1024",
-            "--gpu-memory-utilization", "0.5", "--kv-cache-memory", "1000000", "--no-enable-prefix-caching"]));
+            "--gpu-memory-utilization", "0.5", "--kv-cache-memory", "1000000", "--no-enable-prefix-caching", "--kv-cache-dtype", "f32"]));
 
         Assert.Equal(EngineOptions.Default with
         {
@@ -114,7 +115,20 @@ public class OptionsBindingTests
             KvCacheMemoryFraction = 0.5,
             KvCacheMemory = 1_000_000,
             PrefixCaching = false,
+            KvCacheDtype = KvCacheDtype.F32,
         }, options);
+    }
+
+    [Fact]
+    public void EngineFlags_NoKvCacheDtype_F16AsLlamaCpp()
+    {
+        var command = new Command("worker");
+        EngineFlags flags = EngineFlags.AddTo(command);
+
+        EngineOptions options = flags.Read(command.Parse([]));
+
+        Assert.Equal(KvCacheDtype.F16, options.KvCacheDtype);
+        Assert.Equal(EngineOptions.Default, options);
     }
 
     [Theory]
@@ -153,6 +167,7 @@ public class OptionsBindingTests
     [InlineData("error: --router-queue-timeout must be above 0 and at most 3600 seconds (got 0)", "router", "--router-queue-timeout", "0")]
     [InlineData("error: --drain-timeout: -5 s is outside 0..3600 s", "router", "--drain-timeout", "-5")]
     [InlineData("error: --max-waiting-requests: 0 must be at least 1", "worker", "--engine", "echo", "--max-waiting-requests", "0")]
+    [InlineData("error: --kv-cache-dtype: 'q4' is not f16 or f32", "worker", "--engine", "echo", "--kv-cache-dtype", "q4")]
     public void BadFlag_BeforeAnythingStarts_OneLineNamingItAndExitCode1(string expected, params string[] args)
     {
         // Nothing listens on these addresses: a bad flag must fail before any connection is tried.

@@ -3,6 +3,7 @@ using Dynamo.Cli;
 using Dynamo.Cli.Commands;
 using Dynamo.Cli.Components;
 using Dynamo.Components.Processing;
+using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
 using Dynamo.Llm.Routing;
@@ -199,6 +200,7 @@ public class ServeCommandTests
     [InlineData("Frontend:\n  max-queued-requests: -1\n", "Frontend", "Frontend: --max-queued-requests: -1 is outside 0..1000000 (0: no request waits)")]
     [InlineData("Frontend:\n  shutdown-drain-timeout: -2\n", "Frontend", "Frontend: --shutdown-drain-timeout: -2 s is outside 0..3600 s")]
     [InlineData("VllmWorker:\n  engine: echo\n  max-waiting-requests: 0\n", "VllmWorker", "VllmWorker: --max-waiting-requests: 0 must be at least 1")]
+    [InlineData("VllmWorker:\n  engine: mocker\n  kv-cache-dtype: q4_0\n", "VllmWorker", "VllmWorker: --kv-cache-dtype: 'q4_0' is not f16 or f32")]
     public void Bind_BadValue_UsageErrorNamingTheFileSectionAndFlag(string yaml, string component, string expected)
     {
         ServeConfig config = Config(yaml);
@@ -206,5 +208,18 @@ public class ServeCommandTests
         var e = Assert.Throws<CliUsageException>(() => ServeCommand.Bind([component], config, TextWriter.Null));
 
         Assert.Equal($"{config.Source}: {expected}", e.Message);
+    }
+
+    [Theory]
+    [InlineData("", KvCacheDtype.F16)]
+    [InlineData("  kv-cache-dtype: f32\n", KvCacheDtype.F32)]
+    [InlineData("  kv_cache_dtype: f16\n", KvCacheDtype.F16)]
+    public void Bind_KvCacheDtype_BoundIntoEngineOptionsF16ByDefault(string line, KvCacheDtype expected)
+    {
+        ServeConfig config = Config("VllmWorker:\n  engine: mocker\n" + line);
+
+        ServeCommand.Plan plan = ServeCommand.Bind(["VllmWorker"], config, TextWriter.Null);
+
+        Assert.Equal(EngineOptions.Default with { KvCacheDtype = expected }, Assert.Single(plan.Workers).Settings.Engine);
     }
 }

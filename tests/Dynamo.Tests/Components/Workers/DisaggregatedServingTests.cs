@@ -2,6 +2,7 @@ using System.Text.Json;
 using Dynamo.Components.KvTransfer;
 using Dynamo.Components.Registry;
 using Dynamo.Components.Workers;
+using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
 using Dynamo.Llm.Disaggregation;
@@ -197,7 +198,7 @@ public sealed class DisaggregatedServingTests
 
         WorkerDisaggregationStats d = decode.Worker!.Disaggregation;
         Assert.Equal(1, d.RemotePrefills);
-        Assert.Equal(39 * 2 * 2 * 2 * 16 * sizeof(float), d.TransferBytesReceived);
+        Assert.Equal(39 * 2 * 2 * 2 * 16 * EngineOptions.Default.KvCacheDtype.ElementBytes(), d.TransferBytesReceived);
         Assert.Equal(prefill.Worker!.Disaggregation.TransferBytesSent, d.TransferBytesReceived);
     }
 

@@ -9,14 +9,14 @@ namespace Dynamo.Tests.Engine.Inference;
 /// The batched forward pass (<see cref="SequenceSlice"/>s over a <see cref="PagedKvCache"/>): a sequence's logits
 /// are the same bits whether it runs alone through the single-sequence API in one call, or batched with up to seven
 /// others at other positions, its prompt cut into random pieces, the passes cut at <see cref="Transformer.MaxBatch"/>
-/// and its positions scattered over blocks of any size.
+/// and its positions scattered over blocks of any size; with an F32 or an F16 KV cache (<see cref="KvCacheDtype"/>).
 /// </summary>
 public sealed class TransformerBatchedTests
 {
     /// <summary>Rows of <paramref name="prompt"/>'s logits at every position, from one single-sequence call.</summary>
-    private static float[] AloneLogits(Transformer model, int[] prompt)
+    private static float[] AloneLogits(Transformer model, int[] prompt, KvCacheDtype dtype = KvCacheDtype.F32)
     {
-        var cache = new SequenceKvCache(model.Config, prompt.Length);
+        var cache = new SequenceKvCache(model.Config, prompt.Length, dtype);
         var logits = new float[prompt.Length * model.Config.VocabSize];
         model.Forward(prompt, 0, cache, logits, allLogits: true);
         return logits;
@@ -50,7 +50,8 @@ public sealed class TransformerBatchedTests
     /// subset of the unfinished sequences in random order, each with a random piece: often one token, as a decode),
     /// and checks every logit row against the same position run alone.
     /// </summary>
-    private static void CheckBatchedAgainstAlone(string modelName, int blockSize, int sequenceCount, int seed, int maxBatch = 24, int aloneMaxBatch = 128)
+    private static void CheckBatchedAgainstAlone(
+        string modelName, int blockSize, int sequenceCount, int seed, int maxBatch = 24, int aloneMaxBatch = 128, KvCacheDtype dtype = KvCacheDtype.F32)
     {
         string path = BatchTestModels.Path(modelName);
         using var alone = new Transformer(ModelLoader.Load(path), aloneMaxBatch);
@@ -58,9 +59,9 @@ public sealed class TransformerBatchedTests
         int vocab = alone.Config.VocabSize;
         var random = new Random(seed);
         int[][] prompts = [.. Enumerable.Range(0, sequenceCount).Select(_ => RandomTokens(random, random.Next(1, 71), vocab))];
-        float[][] expected = [.. prompts.Select(p => AloneLogits(alone, p))];
+        float[][] expected = [.. prompts.Select(p => AloneLogits(alone, p, dtype))];
         int[][] tables = BlockTables(random, [.. prompts.Select(p => p.Length)], blockSize, out int blockCount);
-        var cache = new PagedKvCache(batched.Config, blockCount, blockSize);
+        var cache = new PagedKvCache(batched.Config, blockCount, blockSize, dtype);
         var done = new int[sequenceCount];
         int steps = 0, rowsChecked = 0;
         while (done.Where((d, s) => d < prompts[s].Length).Any())
@@ -94,7 +95,7 @@ public sealed class TransformerBatchedTests
                 (int s, int p) = wanted[r];
                 BatchTestModels.AssertBitIdentical(
                     expected[s].AsSpan(p * vocab, vocab), logits.AsSpan(r * vocab, vocab),
-                    $"{modelName}, block size {blockSize}, step {steps}: sequence {s} position {p} (batched with {chosen.Length - 1} others)");
+                    $"{modelName}, {dtype} KV, block size {blockSize}, step {steps}: sequence {s} position {p} (batched with {chosen.Length - 1} others)");
                 rowsChecked++;
             }
 
@@ -105,32 +106,42 @@ public sealed class TransformerBatchedTests
     }
 
     [Theory]
-    [InlineData(1, 1)]
-    [InlineData(1, 2)]
-    [InlineData(1, 8)]
-    [InlineData(3, 1)]
-    [InlineData(3, 3)]
-    [InlineData(3, 8)]
-    [InlineData(16, 2)]
-    [InlineData(16, 5)]
-    [InlineData(16, 8)]
-    [InlineData(64, 1)]
-    [InlineData(64, 4)]
-    [InlineData(64, 8)]
-    public void Forward_BatchedWithOthers_LogitsBitIdenticalToAlone(int blockSize, int sequences)
+    [InlineData(1, 1, KvCacheDtype.F32)]
+    [InlineData(1, 2, KvCacheDtype.F32)]
+    [InlineData(1, 8, KvCacheDtype.F32)]
+    [InlineData(3, 1, KvCacheDtype.F32)]
+    [InlineData(3, 3, KvCacheDtype.F32)]
+    [InlineData(3, 8, KvCacheDtype.F32)]
+    [InlineData(16, 2, KvCacheDtype.F32)]
+    [InlineData(16, 5, KvCacheDtype.F32)]
+    [InlineData(16, 8, KvCacheDtype.F32)]
+    [InlineData(64, 1, KvCacheDtype.F32)]
+    [InlineData(64, 4, KvCacheDtype.F32)]
+    [InlineData(64, 8, KvCacheDtype.F32)]
+    [InlineData(1, 2, KvCacheDtype.F16)]
+    [InlineData(1, 8, KvCacheDtype.F16)]
+    [InlineData(3, 3, KvCacheDtype.F16)]
+    [InlineData(3, 8, KvCacheDtype.F16)]
+    [InlineData(16, 5, KvCacheDtype.F16)]
+    [InlineData(16, 8, KvCacheDtype.F16)]
+    [InlineData(64, 4, KvCacheDtype.F16)]
+    [InlineData(64, 8, KvCacheDtype.F16)]
+    public void Forward_BatchedWithOthers_LogitsBitIdenticalToAlone(int blockSize, int sequences, KvCacheDtype dtype)
     {
-        CheckBatchedAgainstAlone("llama", blockSize, sequences, seed: 100 * blockSize + sequences);
+        CheckBatchedAgainstAlone("llama", blockSize, sequences, seed: 100 * blockSize + sequences, dtype: dtype);
     }
 
     /// <summary>QKV bias (Qwen2) and QK-norm with wide heads (Qwen3): more per-token operations, same invariance.</summary>
     [Theory]
-    [InlineData("qwen2", 3)]
-    [InlineData("qwen2", 16)]
-    [InlineData("qwen3", 1)]
-    [InlineData("qwen3", 64)]
-    public void Forward_BatchedOtherArchitectures_LogitsBitIdenticalToAlone(string model, int blockSize)
+    [InlineData("qwen2", 3, KvCacheDtype.F32)]
+    [InlineData("qwen2", 16, KvCacheDtype.F32)]
+    [InlineData("qwen3", 1, KvCacheDtype.F32)]
+    [InlineData("qwen3", 64, KvCacheDtype.F32)]
+    [InlineData("qwen2", 3, KvCacheDtype.F16)]
+    [InlineData("qwen3", 1, KvCacheDtype.F16)]
+    public void Forward_BatchedOtherArchitectures_LogitsBitIdenticalToAlone(string model, int blockSize, KvCacheDtype dtype)
     {
-        CheckBatchedAgainstAlone(model, blockSize, sequenceCount: 6, seed: blockSize);
+        CheckBatchedAgainstAlone(model, blockSize, sequenceCount: 6, seed: blockSize, dtype: dtype);
     }
 
     /// <remarks>
@@ -139,13 +150,15 @@ public sealed class TransformerBatchedTests
     /// the batching itself is checked by the F32 tests above.
     /// </remarks>
     [Theory]
-    [InlineData("Q8_0", 3)]
-    [InlineData("Q8_0", 16)]
-    [InlineData("Q4_0", 3)]
-    [InlineData("Q4_0", 16)]
-    public void Forward_BatchedQuantized_LogitsBitIdenticalToAlone(string model, int blockSize)
+    [InlineData("Q8_0", 3, KvCacheDtype.F32)]
+    [InlineData("Q8_0", 16, KvCacheDtype.F32)]
+    [InlineData("Q4_0", 3, KvCacheDtype.F32)]
+    [InlineData("Q4_0", 16, KvCacheDtype.F32)]
+    [InlineData("Q8_0", 16, KvCacheDtype.F16)]
+    [InlineData("Q4_0", 3, KvCacheDtype.F16)]
+    public void Forward_BatchedQuantized_LogitsBitIdenticalToAlone(string model, int blockSize, KvCacheDtype dtype)
     {
-        CheckBatchedAgainstAlone(model, blockSize, sequenceCount: 8, seed: blockSize + 7);
+        CheckBatchedAgainstAlone(model, blockSize, sequenceCount: 8, seed: blockSize + 7, dtype: dtype);
     }
 
     /// <summary>
@@ -162,11 +175,13 @@ public sealed class TransformerBatchedTests
 
     /// <summary>A prompt prefilled in random pieces (one call each) stores the same keys and values and gives the same logits as one call.</summary>
     [Theory]
-    [InlineData(1)]
-    [InlineData(3)]
-    [InlineData(16)]
-    [InlineData(64)]
-    public void Forward_PrefillInRandomPieces_BitIdenticalToWhole(int blockSize)
+    [InlineData(1, KvCacheDtype.F32)]
+    [InlineData(3, KvCacheDtype.F32)]
+    [InlineData(16, KvCacheDtype.F32)]
+    [InlineData(64, KvCacheDtype.F32)]
+    [InlineData(3, KvCacheDtype.F16)]
+    [InlineData(64, KvCacheDtype.F16)]
+    public void Forward_PrefillInRandomPieces_BitIdenticalToWhole(int blockSize, KvCacheDtype dtype)
     {
         using var model = new Transformer(ModelLoader.Load(BatchTestModels.Path("llama")), maxBatch: 32);
         int vocab = model.Config.VocabSize;
@@ -174,7 +189,7 @@ public sealed class TransformerBatchedTests
         int[] prompt = RandomTokens(random, 90, vocab);
         const int Decode = 8;
         int[][] tables = BlockTables(random, [prompt.Length + Decode, prompt.Length + Decode], blockSize, out int blockCount);
-        var cache = new PagedKvCache(model.Config, blockCount, blockSize);
+        var cache = new PagedKvCache(model.Config, blockCount, blockSize, dtype);
         var whole = new float[vocab];
         var pieces = new float[vocab];
 
@@ -189,7 +204,7 @@ public sealed class TransformerBatchedTests
             done += piece;
         }
 
-        string label = $"block size {blockSize}, pieces {string.Join('+', cuts)}";
+        string label = $"{dtype} KV, block size {blockSize}, pieces {string.Join('+', cuts)}";
         BatchTestModels.AssertBitIdentical(whole, pieces, label);
         for (int s = 0; s < Decode; s++)
         {
@@ -269,18 +284,20 @@ public sealed class TransformerBatchedTests
     /// logits, last-token and all-token, and store the same keys and values.
     /// </summary>
     [Theory]
-    [InlineData(1)]
-    [InlineData(16)]
-    public void Forward_SequenceKvCacheApi_SameLogitsAndKvAsPagedPath(int blockSize)
+    [InlineData(1, KvCacheDtype.F32)]
+    [InlineData(16, KvCacheDtype.F32)]
+    [InlineData(1, KvCacheDtype.F16)]
+    [InlineData(16, KvCacheDtype.F16)]
+    public void Forward_SequenceKvCacheApi_SameLogitsAndKvAsPagedPath(int blockSize, KvCacheDtype dtype)
     {
         using var model = new Transformer(ModelLoader.Load(BatchTestModels.Path("llama")), maxBatch: 16);
         int vocab = model.Config.VocabSize;
         var random = new Random(3);
         int[] prompt = RandomTokens(random, 37, vocab);
         const int Decode = 6;
-        var single = new SequenceKvCache(model.Config, prompt.Length + Decode);
+        var single = new SequenceKvCache(model.Config, prompt.Length + Decode, dtype);
         int[][] tables = BlockTables(random, [prompt.Length + Decode], blockSize, out int blockCount);
-        var paged = new PagedKvCache(model.Config, blockCount, blockSize);
+        var paged = new PagedKvCache(model.Config, blockCount, blockSize, dtype);
         var all = new float[prompt.Length * vocab];
         var last = new float[vocab];
         var pagedLast = new float[vocab];
@@ -305,23 +322,24 @@ public sealed class TransformerBatchedTests
 
     /// <summary>
     /// Once warm (scratch grown to the step's shape, quantized matrices repacked), a batched decode step allocates
-    /// nothing: F32 and the packed Q8_0/Q4_0 kernels. With one kernel thread every product runs on the calling thread,
-    /// so its counter sees all of the step's work (the pool's threads run the same chunk code); with the default
-    /// threads the calling thread's part is checked too.
+    /// nothing: F32 and the packed Q8_0/Q4_0 kernels, with either KV element type. With one kernel thread every product
+    /// runs on the calling thread, so its counter sees all of the step's work (the pool's threads run the same chunk
+    /// code); with the default threads the calling thread's part is checked too.
     /// </summary>
     [Theory]
-    [InlineData("llama", 1)]
-    [InlineData("llama", 0)]
-    [InlineData("Q8_0", 1)]
-    [InlineData("Q8_0", 0)]
-    [InlineData("Q4_0", 1)]
-    public void Forward_WarmBatchedDecodeStep_AllocatesNothing(string name, int threads)
+    [InlineData("llama", 1, KvCacheDtype.F32)]
+    [InlineData("llama", 1, KvCacheDtype.F16)]
+    [InlineData("llama", 0, KvCacheDtype.F16)]
+    [InlineData("Q8_0", 1, KvCacheDtype.F16)]
+    [InlineData("Q8_0", 0, KvCacheDtype.F32)]
+    [InlineData("Q4_0", 1, KvCacheDtype.F16)]
+    public void Forward_WarmBatchedDecodeStep_AllocatesNothing(string name, int threads, KvCacheDtype dtype)
     {
         using KernelThreads.ThreadOverride scope = threads == 0 ? default : KernelThreads.OverrideOnCurrentThread(threads);
         using var model = new Transformer(ModelLoader.Load(BatchTestModels.Path(name)));
         var random = new Random(4);
         int[][] tables = BlockTables(random, [60, 60, 60, 60], blockSize: 4, out int blockCount);
-        var cache = new PagedKvCache(model.Config, blockCount, 4);
+        var cache = new PagedKvCache(model.Config, blockCount, 4, dtype);
         int[] tokens = [1, 2, 3, 4];
         var slices = new SequenceSlice[4];
         var logits = new float[4 * model.Config.VocabSize];

@@ -2,7 +2,11 @@ using Dynamo.Engine.Kernels;
 
 namespace Dynamo.Tests.Engine.Kernels;
 
-/// <summary><see cref="AttentionKernel"/> against float64 formulas, and its independence from how positions are split into runs.</summary>
+/// <summary>
+/// <see cref="AttentionKernel"/> against float64 formulas, and its independence from how positions are split into runs;
+/// over an F16 KV cache (<see cref="F16KvElement"/>), against float64 of the halves and bit for bit against the F32
+/// kernel on the same values converted.
+/// </summary>
 public sealed unsafe class AttentionKernelTests
 {
     private static float[] Random(int length, int seed)
@@ -73,5 +77,126 @@ public sealed unsafe class AttentionKernelTests
         }
 
         Assert.Equal(whole, split);
+    }
+
+    /// <summary>Halves spread over many binades, with zeros of both signs, subnormals and the largest finite half among them.</summary>
+    private static Half[] RandomHalves(int length, int seed)
+    {
+        var random = new Random(seed);
+        var halves = new Half[length];
+        for (int i = 0; i < length; i++)
+        {
+            halves[i] = random.Next(16) switch
+            {
+                0 => BitConverter.UInt16BitsToHalf((ushort)random.Next(1, 0x400)), // subnormal
+                1 => BitConverter.UInt16BitsToHalf((ushort)(0x8000 | random.Next(1, 0x400))),
+                2 => random.Next(2) == 0 ? (Half)0f : (Half)(-0f),
+                3 => random.Next(2) == 0 ? Half.MaxValue : Half.MinValue,
+                _ => (Half)((2 * random.NextDouble() - 1) * Math.Pow(2, random.Next(-14, 4))),
+            };
+        }
+
+        return halves;
+    }
+
+    [Theory]
+    [InlineData(64, 1)]
+    [InlineData(64, 37)]
+    [InlineData(128, 20)]
+    [InlineData(80, 9)]
+    [InlineData(13, 5)]
+    [InlineData(200, 3)]
+    public void ScoresAndAccumulate_F16_MatchFloat64OfTheHalves(int headDim, int count)
+    {
+        int stride = headDim + 6;
+        float[] q = Random(headDim, 1), weights = Random(count, 4);
+        Half[] keys = [.. Random(count * stride, 2).Select(v => (Half)v)], values = [.. Random(count * stride, 3).Select(v => (Half)v)];
+        float[] scores = new float[count], output = new float[headDim];
+        fixed (float* pq = q, pw = weights, ps = scores, po = output)
+        fixed (Half* pk = keys, pv = values)
+        {
+            AttentionKernel.Scores<Half, F16KvElement>(pq, pk, stride, count, headDim, 0.125f, ps);
+            AttentionKernel.Accumulate<Half, F16KvElement>(pw, pv, stride, count, headDim, po);
+        }
+
+        for (int p = 0; p < count; p++)
+        {
+            double expected = 0, magnitude = 0;
+            for (int i = 0; i < headDim; i++)
+            {
+                double term = q[i] * (double)keys[p * stride + i];
+                expected += term;
+                magnitude += Math.Abs(term);
+            }
+
+            Assert.True(Math.Abs(expected * 0.125 - scores[p]) <= 1e-6 * magnitude + 1e-7, $"score {p}: {scores[p]} vs {expected * 0.125}");
+        }
+
+        for (int c = 0; c < headDim; c++)
+        {
+            double expected = 0, magnitude = 0;
+            for (int p = 0; p < count; p++)
+            {
+                double term = weights[p] * (double)values[p * stride + c];
+                expected += term;
+                magnitude += Math.Abs(term);
+            }
+
+            Assert.True(Math.Abs(expected - output[c]) <= 1e-6 * magnitude + 1e-7, $"column {c}: {output[c]} vs {expected}");
+        }
+    }
+
+    /// <summary>
+    /// Every head size 0..256 (and odd strides): the F16 kernels give the bits the F32 kernels give on the halves'
+    /// float values (the conversion is exact, the arithmetic the same), subnormal, zero and extreme halves included.
+    /// </summary>
+    [Fact]
+    public void ScoresAndAccumulate_F16EveryHeadSize_BitIdenticalToF32OfTheSameValues()
+    {
+        const int count = 5;
+        for (int headDim = 0; headDim <= 256; headDim++)
+        {
+            int stride = headDim + (headDim % 3);
+            float[] q = Random(Math.Max(headDim, 1), headDim), weights = Random(count, headDim + 1);
+            Half[] keys = RandomHalves(count * stride + 1, headDim + 2), values = RandomHalves(count * stride + 1, headDim + 3);
+            float[] keys32 = [.. keys.Select(h => (float)h)], values32 = [.. values.Select(h => (float)h)];
+            float[] scores16 = new float[count], scores32 = new float[count];
+            float[] out16 = Random(Math.Max(headDim, 1), headDim + 4), out32 = [.. out16];
+            fixed (float* pq = q, pw = weights, s16 = scores16, s32 = scores32, o16 = out16, o32 = out32, pk32 = keys32, pv32 = values32)
+            fixed (Half* pk = keys, pv = values)
+            {
+                AttentionKernel.Scores<Half, F16KvElement>(pq, pk, stride, count, headDim, 0.125f, s16);
+                AttentionKernel.Scores(pq, pk32, stride, count, headDim, 0.125f, s32);
+                AttentionKernel.Accumulate<Half, F16KvElement>(pw, pv, stride, count, headDim, o16);
+                AttentionKernel.Accumulate(pw, pv32, stride, count, headDim, o32);
+            }
+
+            Assert.True(scores16.Select(BitConverter.SingleToInt32Bits).SequenceEqual(scores32.Select(BitConverter.SingleToInt32Bits)), $"head size {headDim}: scores differ");
+            Assert.True(out16.Select(BitConverter.SingleToInt32Bits).SequenceEqual(out32.Select(BitConverter.SingleToInt32Bits)), $"head size {headDim}: outputs differ");
+        }
+    }
+
+    /// <summary>The F16 element reads every one of the 65536 half patterns as the exact float (NaNs as NaNs), eight and sixteen at a time and one by one.</summary>
+    [Fact]
+    public void F16KvElement_EveryHalfPattern_ExactFloat()
+    {
+        ushort[] bits = [.. Enumerable.Range(0, 65536).Select(i => (ushort)i)];
+        fixed (ushort* p = bits)
+        {
+            for (int i = 0; i < 65536; i += 16)
+            {
+                F16KvElement.Load16((Half*)p + i, out var lo, out var hi);
+                var eight = F16KvElement.Load8((Half*)p + i + 8);
+                for (int j = 0; j < 16; j++)
+                {
+                    float expected = (float)BitConverter.UInt16BitsToHalf(bits[i + j]);
+                    float[] got = [j < 8 ? lo[j] : hi[j - 8], F16KvElement.Load1((Half*)p + i + j), j < 8 ? expected : eight[j - 8]];
+                    foreach (float g in got)
+                    {
+                        Assert.True(float.IsNaN(expected) ? float.IsNaN(g) : BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(g), $"half 0x{bits[i + j]:X4}: {g} vs {expected}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -20,51 +20,78 @@ public sealed class PagedKvCacheTests
     {
         for (int l = 0; l < cache.Layers; l++)
         {
-            for (int i = 0; i < cache.Keys[l].Length; i++)
+            Span<float> keys = cache.Keys<float>(l), values = cache.Values<float>(l);
+            for (int i = 0; i < keys.Length; i++)
             {
-                cache.Keys[l][i] = l * 1_000_000 + i;
-                cache.Values[l][i] = -(l * 1_000_000 + i) - 1;
+                keys[i] = l * 1_000_000 + i;
+                values[i] = -(l * 1_000_000 + i) - 1;
             }
         }
     }
 
+    /// <summary>Random values in (-1, 1) in every slot, rounded to half in an F16 cache.</summary>
     private static void FillRandom(PagedKvCache cache, int seed)
     {
         var random = new Random(seed);
         for (int l = 0; l < cache.Layers; l++)
         {
-            foreach (float[] a in new[] { cache.Keys[l], cache.Values[l] })
+            for (int kind = 0; kind < 2; kind++)
             {
-                for (int i = 0; i < a.Length; i++)
+                if (cache.Dtype == KvCacheDtype.F16)
                 {
-                    a[i] = (float)(random.NextDouble() * 2 - 1);
+                    Span<Half> a = kind == 0 ? cache.Keys<Half>(l) : cache.Values<Half>(l);
+                    for (int i = 0; i < a.Length; i++)
+                    {
+                        a[i] = (Half)(random.NextDouble() * 2 - 1);
+                    }
+                }
+                else
+                {
+                    Span<float> a = kind == 0 ? cache.Keys<float>(l) : cache.Values<float>(l);
+                    for (int i = 0; i < a.Length; i++)
+                    {
+                        a[i] = (float)(random.NextDouble() * 2 - 1);
+                    }
                 }
             }
         }
     }
 
-    [Fact]
-    public void Constructor_Config_SizesEveryLayerAsBlocksTimesSlots()
+    [Theory]
+    [InlineData(KvCacheDtype.F32)]
+    [InlineData(KvCacheDtype.F16)]
+    public void Constructor_Config_SizesEveryLayerAsBlocksTimesSlots(KvCacheDtype dtype)
     {
-        var cache = new PagedKvCache(Small, blockCount: 5, blockSize: 3);
+        var cache = new PagedKvCache(Small, blockCount: 5, blockSize: 3, dtype);
 
         Assert.Equal(5, cache.BlockCount);
         Assert.Equal(3, cache.BlockSize);
         Assert.Equal(3, cache.Layers);
         Assert.Equal(8, cache.KvDim);
-        Assert.Equal(3, cache.Keys.Length);
-        Assert.All(cache.Keys.Concat(cache.Values), a => Assert.Equal(5 * 3 * 8, a.Length));
+        Assert.Equal(dtype, cache.Dtype);
+        for (int l = 0; l < 3; l++)
+        {
+            Assert.Equal(5 * 3 * 8, dtype == KvCacheDtype.F16 ? cache.Keys<Half>(l).Length : cache.Keys<float>(l).Length);
+            Assert.Equal(5 * 3 * 8, dtype == KvCacheDtype.F16 ? cache.Values<Half>(l).Length : cache.Values<float>(l).Length);
+        }
     }
 
-    [Fact]
-    public void BytesPerBlock_Config_IsTheArraysBytesOverTheBlocks()
+    /// <summary>An F16 cache takes half the bytes of an F32 one: the same memory budget holds twice the blocks.</summary>
+    [Theory]
+    [InlineData(KvCacheDtype.F32, 4)]
+    [InlineData(KvCacheDtype.F16, 2)]
+    public void BytesPerBlock_Config_IsTheArraysBytesOverTheBlocks(KvCacheDtype dtype, int elementBytes)
     {
-        var cache = new PagedKvCache(Small, blockCount: 5, blockSize: 3);
+        var cache = new PagedKvCache(Small, blockCount: 5, blockSize: 3, dtype);
 
-        long arrays = cache.Keys.Concat(cache.Values).Sum(a => (long)a.Length * sizeof(float));
+        long arrays = Enumerable.Range(0, 3).Sum(l => dtype == KvCacheDtype.F16
+            ? (long)(cache.Keys<Half>(l).Length + cache.Values<Half>(l).Length) * 2
+            : (long)(cache.Keys<float>(l).Length + cache.Values<float>(l).Length) * sizeof(float));
 
-        Assert.Equal(arrays, PagedKvCache.BytesPerBlock(Small, 3) * 5);
-        Assert.Equal(2L * 3 * 3 * 8 * 4, PagedKvCache.BytesPerBlock(Small, 3));
+        Assert.Equal(arrays, PagedKvCache.BytesPerBlock(Small, 3, dtype) * 5);
+        Assert.Equal(2L * 3 * 3 * 8 * elementBytes, PagedKvCache.BytesPerBlock(Small, 3, dtype));
+        Assert.Equal(cache.Layout(7).ByteCount, cache.ExportedBytes(7));
+        Assert.Equal(2L * 3 * 7 * 8 * elementBytes, cache.ExportedBytes(7));
     }
 
     [Theory]
@@ -78,7 +105,7 @@ public sealed class PagedKvCacheTests
     [Fact]
     public void Constructor_PoolOverOneArray_ThrowsNamingTheSizes()
     {
-        ArgumentOutOfRangeException e = Assert.Throws<ArgumentOutOfRangeException>(() => new PagedKvCache(Small, 1 << 20, 512));
+        ArgumentOutOfRangeException e = Assert.Throws<ArgumentOutOfRangeException>(() => new PagedKvCache(Small, 1 << 20, 512, KvCacheDtype.F16));
 
         Assert.Contains("1048576 blocks of 512 tokens x 8 floats", e.Message, StringComparison.Ordinal);
     }
@@ -101,7 +128,7 @@ public sealed class PagedKvCacheTests
         {
             for (int kind = 0; kind < 2; kind++)
             {
-                float[] store = kind == 0 ? cache.Keys[l] : cache.Values[l];
+                Span<float> store = kind == 0 ? cache.Keys<float>(l) : cache.Values<float>(l);
                 for (int t = 0; t < Tokens; t++)
                 {
                     int slot = (table[t / 3] * 3) + (t % 3);
@@ -115,15 +142,18 @@ public sealed class PagedKvCacheTests
     }
 
     [Theory]
-    [InlineData(3, 4, 10)]
-    [InlineData(4, 3, 10)]
-    [InlineData(1, 16, 5)]
-    [InlineData(16, 1, 12)]
-    [InlineData(5, 5, 0)]
-    public void Import_ExportedBuffer_RoundTripsAcrossBlockSizes(int fromBlockSize, int toBlockSize, int tokens)
+    [InlineData(3, 4, 10, KvCacheDtype.F32)]
+    [InlineData(4, 3, 10, KvCacheDtype.F32)]
+    [InlineData(1, 16, 5, KvCacheDtype.F32)]
+    [InlineData(16, 1, 12, KvCacheDtype.F32)]
+    [InlineData(5, 5, 0, KvCacheDtype.F32)]
+    [InlineData(3, 4, 10, KvCacheDtype.F16)]
+    [InlineData(16, 1, 12, KvCacheDtype.F16)]
+    [InlineData(5, 5, 0, KvCacheDtype.F16)]
+    public void Import_ExportedBuffer_RoundTripsAcrossBlockSizes(int fromBlockSize, int toBlockSize, int tokens, KvCacheDtype dtype)
     {
-        var from = new PagedKvCache(Small, blockCount: 20, blockSize: fromBlockSize);
-        var to = new PagedKvCache(Small, blockCount: 20, blockSize: toBlockSize);
+        var from = new PagedKvCache(Small, blockCount: 20, blockSize: fromBlockSize, dtype);
+        var to = new PagedKvCache(Small, blockCount: 20, blockSize: toBlockSize, dtype);
         FillRandom(from, 1);
         FillRandom(to, 2);
         int[] fromTable = [.. Enumerable.Range(0, 20).Reverse()];
@@ -137,14 +167,62 @@ public sealed class PagedKvCacheTests
         var again = new byte[to.ExportedBytes(tokens)];
         to.Export(toTable, tokens, again);
         Assert.Equal(fromBlockSize, layout.BlockSize);
+        Assert.Equal(dtype.Name(), layout.Dtype);
         Assert.True(exported.AsSpan().SequenceEqual(again));
+    }
+
+    /// <summary>
+    /// Between element types the import converts: f32 into an F16 cache stores each value rounded to the nearest half
+    /// (as a forward pass stores it); f16 into an F32 cache stores each half's exact value, so F16 -> F32 -> F16 gives
+    /// back the same bits.
+    /// </summary>
+    [Theory]
+    [InlineData(3, 4, 10)]
+    [InlineData(16, 1, 12)]
+    [InlineData(5, 5, 0)]
+    public void Import_OtherDtype_ConvertedRoundedOrExact(int fromBlockSize, int toBlockSize, int tokens)
+    {
+        var f32 = new PagedKvCache(Small, blockCount: 20, blockSize: fromBlockSize, KvCacheDtype.F32);
+        var f16 = new PagedKvCache(Small, blockCount: 20, blockSize: toBlockSize, KvCacheDtype.F16);
+        var back = new PagedKvCache(Small, blockCount: 20, blockSize: fromBlockSize, KvCacheDtype.F32);
+        FillRandom(f32, 1);
+        FillRandom(f16, 2);
+        int[] f32Table = [.. Enumerable.Range(0, 20).Reverse()];
+        int[] f16Table = [.. Enumerable.Range(0, 20).Select(i => (i * 7) % 20)];
+        var exported = new byte[f32.ExportedBytes(tokens)];
+        f32.Export(f32Table, tokens, exported);
+
+        f16.Import(f16Table, KvTransferLayout.FromJson(f32.Layout(tokens).ToJson()), exported);
+
+        var halves = new byte[f16.ExportedBytes(tokens)];
+        f16.Export(f16Table, tokens, halves);
+        Assert.Equal(exported.Length / 2, halves.Length);
+        float[] sent = MemoryMarshal.Cast<byte, float>(exported).ToArray();
+        Half[] stored = MemoryMarshal.Cast<byte, Half>(halves).ToArray();
+        for (int i = 0; i < sent.Length; i++)
+        {
+            Assert.Equal(BitConverter.HalfToUInt16Bits((Half)sent[i]), BitConverter.HalfToUInt16Bits(stored[i]));
+        }
+
+        back.Import(f32Table, f16.Layout(tokens), halves);
+
+        var widened = new byte[back.ExportedBytes(tokens)];
+        back.Export(f32Table, tokens, widened);
+        float[] exact = MemoryMarshal.Cast<byte, float>(widened).ToArray();
+        Assert.Equal(stored.Select(h => BitConverter.SingleToInt32Bits((float)h)), exact.Select(BitConverter.SingleToInt32Bits));
+        var again = new PagedKvCache(Small, blockCount: 20, blockSize: 2, KvCacheDtype.F16);
+        int[] againTable = [.. Enumerable.Range(0, 20)];
+        again.Import(againTable, back.Layout(tokens), widened);
+        var halvesAgain = new byte[halves.Length];
+        again.Export(againTable, tokens, halvesAgain);
+        Assert.True(halves.AsSpan().SequenceEqual(halvesAgain));
     }
 
     [Theory]
     [InlineData("layers", "KV transfer layers mismatch: the buffer has 4, this cache has 3")]
     [InlineData("kv_heads", "KV transfer kv_heads mismatch: the buffer has 1, this cache has 2")]
     [InlineData("head_dim", "KV transfer head_dim mismatch: the buffer has 8, this cache has 4")]
-    [InlineData("dtype", "KV transfer dtype mismatch: the buffer holds \"f16\", this cache stores \"f32\"")]
+    [InlineData("dtype", "KV transfer dtype \"q8_0\" is not one this cache reads (\"f32\" or \"f16\"; it stores \"f32\")")]
     public void Import_OtherShape_ThrowsNamingTheField(string field, string message)
     {
         var cache = new PagedKvCache(Small, blockCount: 4, blockSize: 3);
@@ -154,7 +232,7 @@ public sealed class PagedKvCacheTests
             "layers" => layout with { Layers = 4 },
             "kv_heads" => layout with { KvHeads = 1 },
             "head_dim" => layout with { HeadDim = 8 },
-            _ => layout with { Dtype = "f16" },
+            _ => layout with { Dtype = "q8_0" },
         };
 
         ArgumentException e = Assert.Throws<ArgumentException>(() => cache.Import([0, 1], layout, new byte[cache.ExportedBytes(5)]));
@@ -213,9 +291,11 @@ public sealed class PagedKvCacheTests
     /// block ids) imports and both greedy-decode 16 tokens: the same tokens and the same logit bits at every step.
     /// </summary>
     [Theory]
-    [InlineData("llama", 4, 16)]
-    [InlineData("qwen3", 16, 1)]
-    public void Import_PrefillFromAnotherEngine_DecodesBitIdentically(string modelName, int blockSizeA, int blockSizeB)
+    [InlineData("llama", 4, 16, KvCacheDtype.F32)]
+    [InlineData("qwen3", 16, 1, KvCacheDtype.F32)]
+    [InlineData("llama", 4, 16, KvCacheDtype.F16)]
+    [InlineData("qwen3", 16, 1, KvCacheDtype.F16)]
+    public void Import_PrefillFromAnotherEngine_DecodesBitIdentically(string modelName, int blockSizeA, int blockSizeB, KvCacheDtype dtype)
     {
         string path = BatchTestModels.Path(modelName);
         using var modelA = new Transformer(ModelLoader.Load(path), maxBatch: 16);
@@ -225,8 +305,8 @@ public sealed class PagedKvCacheTests
         var random = new Random(blockSizeA);
         int[] prompt = [.. Enumerable.Range(0, Prompt).Select(_ => random.Next(vocab))];
         int blocksA = (Prompt + Decode + blockSizeA - 1) / blockSizeA, blocksB = (Prompt + Decode + blockSizeB - 1) / blockSizeB;
-        var cacheA = new PagedKvCache(modelA.Config, blocksA + 5, blockSizeA);
-        var cacheB = new PagedKvCache(modelB.Config, blocksB + 7, blockSizeB);
+        var cacheA = new PagedKvCache(modelA.Config, blocksA + 5, blockSizeA, dtype);
+        var cacheB = new PagedKvCache(modelB.Config, blocksB + 7, blockSizeB, dtype);
         int[] tableA = [.. Enumerable.Range(0, blocksA + 5).OrderBy(_ => random.Next()).Take(blocksA)];
         int[] tableB = [.. Enumerable.Range(0, blocksB + 7).Reverse().Take(blocksB)];
         var logitsA = new float[vocab];
@@ -245,7 +325,7 @@ public sealed class PagedKvCacheTests
         {
             modelA.Forward([next], [new SequenceSlice(0, 1, Prompt + s, tableA, true)], cacheA, logitsA);
             modelB.Forward([next], [new SequenceSlice(0, 1, Prompt + s, tableB, true)], cacheB, logitsB);
-            BatchTestModels.AssertBitIdentical(logitsA, logitsB, $"{modelName}, decode step {s}");
+            BatchTestModels.AssertBitIdentical(logitsA, logitsB, $"{modelName}, {dtype} KV, decode step {s}");
             tokensA.Add(System.Numerics.Tensors.TensorPrimitives.IndexOfMax<float>(logitsA));
             tokensB.Add(System.Numerics.Tensors.TensorPrimitives.IndexOfMax<float>(logitsB));
             next = tokensA[^1];

@@ -31,12 +31,12 @@ internal static class ParallelGreedy
 
         List<int>[] expected;
         var whole = new Transformer(ModelLoader.Load(path), 32);
-        await using (var engine = new InferenceEngine(whole, [], options with { KvCacheMemory = PagedKvCache.BytesPerBlock(whole.Config, 8) * 30 }))
+        await using (var engine = new InferenceEngine(whole, [], options with { KvCacheMemory = PagedKvCache.BytesPerBlock(whole.Config, 8, options.KvCacheDtype) * 30 }))
         {
             expected = await RunAsync(engine);
         }
 
-        await using (var engine = new InferenceEngine(leader, [], options with { KvCacheMemory = PagedKvCache.BytesPerBlock(leader.Config, 8) * 30 }))
+        await using (var engine = new InferenceEngine(leader, [], options with { KvCacheMemory = PagedKvCache.BytesPerBlock(leader.Config, 8, options.KvCacheDtype) * 30 }))
         {
             Assert.Equal(30, engine.KvBudget.Blocks);
             List<int>[] actual = await RunAsync(engine);

@@ -185,7 +185,7 @@ public sealed class PipelineParallelTests
         Assert.Equal(whole.Tensors["blk.3.attn_q.weight"].ByteLength, last.Tensors["blk.0.attn_q.weight"].ByteLength);
         Assert.Equal(whole.Tensors.Values.Sum(t => t.ByteLength), first.ViewBytes + last.ViewBytes);
         Assert.Equal("pp 2: layers 0-2, 3-4 of 5; dim 64, vocabulary 80", first.Layout);
-        Assert.Equal(2 * 2 * 8 * 2 * 16 * sizeof(float), PagedKvCache.BytesPerBlock(last.Config, 8));
+        Assert.Equal(2 * 2 * 8 * 2 * 16 * sizeof(float), PagedKvCache.BytesPerBlock(last.Config, 8, KvCacheDtype.F32));
     }
 
     [Theory]

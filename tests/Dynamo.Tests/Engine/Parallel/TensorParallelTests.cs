@@ -1,4 +1,5 @@
 using Dynamo.Engine.Inference;
+using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Models.Synth;
 using Dynamo.Engine.Parallel;
@@ -92,17 +93,17 @@ public sealed class TensorParallelTests
         }
     }
 
-    private static float[] AllLogits(Transformer model, int[] prompt)
+    private static float[] AllLogits(Transformer model, int[] prompt, KvCacheDtype dtype = KvCacheDtype.F32)
     {
-        var cache = new SequenceKvCache(model.Config, prompt.Length);
+        var cache = new SequenceKvCache(model.Config, prompt.Length, dtype);
         var logits = new float[prompt.Length * model.Config.VocabSize];
         model.Forward(prompt, 0, cache, logits, allLogits: true);
         return logits;
     }
 
-    private static int[] Greedy(Transformer model, int[] prompt, int steps)
+    private static int[] Greedy(Transformer model, int[] prompt, int steps, KvCacheDtype dtype = KvCacheDtype.F32)
     {
-        var cache = new SequenceKvCache(model.Config, prompt.Length + steps);
+        var cache = new SequenceKvCache(model.Config, prompt.Length + steps, dtype);
         var logits = new float[model.Config.VocabSize];
         var output = new List<int>();
         model.Forward(prompt, 0, cache, logits);
@@ -152,19 +153,19 @@ public sealed class TensorParallelTests
         }
     }
 
-    private static void CheckAgainstWhole(string name, int size)
+    private static void CheckAgainstWhole(string name, int size, KvCacheDtype dtype = KvCacheDtype.F32)
     {
         string path = ModelPath(name);
         using var whole = new Transformer(ModelLoader.Load(path), 32);
         int vocab = whole.Config.VocabSize;
         var random = new Random(size * 31 + name.Length);
         int[] prompt = [.. Enumerable.Range(0, 45).Select(_ => random.Next(3, vocab))];
-        float[] expected = AllLogits(whole, prompt);
-        int[] expectedTokens = Greedy(whole, prompt[..7], 40);
+        float[] expected = AllLogits(whole, prompt, dtype);
+        int[] expectedTokens = Greedy(whole, prompt[..7], 40, dtype);
 
         using var ranks = new Ranks(path, size);
-        AssertClose(expected, AllLogits(ranks.Leader, prompt), vocab, $"{name} tp {size}");
-        Assert.Equal(expectedTokens, Greedy(ranks.Leader, prompt[..7], 40));
+        AssertClose(expected, AllLogits(ranks.Leader, prompt, dtype), vocab, $"{name} tp {size}, {dtype} KV");
+        Assert.Equal(expectedTokens, Greedy(ranks.Leader, prompt[..7], 40, dtype));
         Assert.All(ranks.Followers, f => Assert.False(f.IsCompleted));
     }
 
@@ -177,6 +178,12 @@ public sealed class TensorParallelTests
     [InlineData("wide", 2)]
     [InlineData("wide", 4)]
     public void Forward_TensorParallel_MatchesWholeModel(string name, int size) => CheckAgainstWhole(name, size);
+
+    /// <summary>With an F16 KV cache: rank 0's plans carry the element type, each rank's cache stores its heads in it.</summary>
+    [Theory]
+    [InlineData("llama", 2)]
+    [InlineData("wide", 4)]
+    public void Forward_TensorParallelF16Kv_MatchesWholeModel(string name, int size) => CheckAgainstWhole(name, size, KvCacheDtype.F16);
 
     [SharedTheory]
     [InlineData("stories260K", 2)]
@@ -219,14 +226,16 @@ public sealed class TensorParallelTests
     }
 
     [Theory]
-    [InlineData(2, 1)]
-    [InlineData(1, 2)]
-    [InlineData(2, 2)]
-    [InlineData(4, 2)]
-    public async Task KvTransfer_PrefillOnNRanksDecodeOnM_SameTokensAsOneEngine(int prefillRanks, int decodeRanks)
+    [InlineData(2, 1, KvCacheDtype.F16)]
+    [InlineData(1, 2, KvCacheDtype.F16)]
+    [InlineData(2, 2, KvCacheDtype.F16)]
+    [InlineData(4, 2, KvCacheDtype.F16)]
+    [InlineData(2, 1, KvCacheDtype.F32)]
+    [InlineData(2, 4, KvCacheDtype.F32)]
+    public async Task KvTransfer_PrefillOnNRanksDecodeOnM_SameTokensAsOneEngine(int prefillRanks, int decodeRanks, KvCacheDtype dtype)
     {
         string path = ModelPath("wide");
-        var options = EngineOptions.Default with { BlockSize = 8, KvCacheMemory = 16L << 20 };
+        var options = EngineOptions.Default with { BlockSize = 8, KvCacheMemory = 16L << 20, KvCacheDtype = dtype };
         int[] prompt = [.. Enumerable.Range(0, 37).Select(i => 3 + (i * 13 % 90))];
         static SamplingParams Greedy(int n) => SamplingParams.Greedy with { MaxTokens = n, IgnoreEos = true };
 
@@ -240,9 +249,41 @@ public sealed class TensorParallelTests
         await using var decode = new TpEngine(path, decodeRanks, options);
         var first = await EngineContractTests.CollectAsync(prefill.Engine, new EngineRequest("p", prompt, Greedy(1)) { ExportKv = true });
         Assert.Equal(4, first.Last.Kv!.Layout.KvHeads);
+        Assert.Equal(dtype.Name(), first.Last.Kv.Layout.Dtype);
         var rest = await EngineContractTests.CollectAsync(decode.Engine, new EngineRequest("d", [.. prompt, first.Tokens[0]], Greedy(16)) { Kv = first.Last.Kv });
         Assert.Equal(reference, [first.Tokens[0], .. rest.Tokens]);
         Assert.Equal(prompt.Length, rest.Last.ImportedTokens);
+    }
+
+    /// <summary>
+    /// A payload of the other element type into a tensor-parallel engine: rank 0 converts it, then every rank keeps its
+    /// heads; the converted keys and values are those a one-rank engine of that type imports (the same decode).
+    /// </summary>
+    [Theory]
+    [InlineData(KvCacheDtype.F32, KvCacheDtype.F16)]
+    [InlineData(KvCacheDtype.F16, KvCacheDtype.F32)]
+    public async Task KvTransfer_PayloadOfTheOtherDtype_ConvertedSameTokensAsOneRankImporting(KvCacheDtype prefillDtype, KvCacheDtype decodeDtype)
+    {
+        string path = ModelPath("wide");
+        var options = EngineOptions.Default with { BlockSize = 8, KvCacheMemory = 16L << 20 };
+        int[] prompt = [.. Enumerable.Range(0, 37).Select(i => 3 + (i * 13 % 90))];
+        static SamplingParams Greedy(int n) => SamplingParams.Greedy with { MaxTokens = n, IgnoreEos = true };
+
+        await using var prefill = new TpEngine(path, 2, options with { KvCacheDtype = prefillDtype });
+        var first = await EngineContractTests.CollectAsync(prefill.Engine, new EngineRequest("p", prompt, Greedy(1)) { ExportKv = true });
+        Assert.Equal(prefillDtype.Name(), first.Last.Kv!.Layout.Dtype);
+        var request = new EngineRequest("d", [.. prompt, first.Tokens[0]], Greedy(16)) { Kv = first.Last.Kv };
+        List<int> oneRank;
+        await using (var single = new TpEngine(path, 1, options with { BlockSize = 4, KvCacheDtype = decodeDtype }))
+        {
+            oneRank = (await EngineContractTests.CollectAsync(single.Engine, request)).Tokens;
+        }
+
+        await using var decode = new TpEngine(path, 2, options with { KvCacheDtype = decodeDtype });
+        var rest = await EngineContractTests.CollectAsync(decode.Engine, request);
+
+        Assert.Equal(prompt.Length, rest.Last.ImportedTokens);
+        Assert.Equal(oneRank, rest.Tokens);
     }
 
     /// <summary>A sender that keeps what each rank pushes (any thread), or fails the parts of the ranks it is told to.</summary>

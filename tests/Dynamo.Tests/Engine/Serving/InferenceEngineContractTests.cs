@@ -15,12 +15,12 @@ public sealed class InferenceEngineContractTests : EngineContractTests
 
     private protected override string PoolFlag => "--kv-cache-memory";
 
-    private protected override string? KvTransferDtype => "f32";
+    private protected override string? KvTransferDtype => EngineOptions.Default.KvCacheDtype.Name();
 
     private protected override IEngine Create(EngineSetup setup) => InferenceEngineTests.Create(TestModels.Tiny.Value, EngineOptions.Default with
     {
         BlockSize = setup.BlockSize,
-        KvCacheMemory = PagedKvCache.BytesPerBlock(Config.Value, setup.BlockSize) * (setup.Blocks ?? 1024),
+        KvCacheMemory = PagedKvCache.BytesPerBlock(Config.Value, setup.BlockSize, EngineOptions.Default.KvCacheDtype) * (setup.Blocks ?? 1024),
         MaxNumSeqs = setup.MaxNumSeqs,
         MaxNumBatchedTokens = setup.MaxNumBatchedTokens,
         PrefixCaching = setup.PrefixCaching,

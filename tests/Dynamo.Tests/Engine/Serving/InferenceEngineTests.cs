@@ -1,4 +1,5 @@
 using Dynamo.Engine.Inference;
+using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Models.Synth;
 using Dynamo.Engine.Serving;
@@ -49,10 +50,10 @@ public sealed class InferenceEngineTests
 
     private static SamplingParams Greedy(int maxTokens) => SamplingParams.Greedy with { MaxTokens = maxTokens, Logprobs = true, IgnoreEos = true };
 
-    private static async Task<List<(List<int> Tokens, List<float> Logprobs)>> AloneAsync(string path, List<int[]> prompts, int maxTokens)
+    private static async Task<List<(List<int> Tokens, List<float> Logprobs)>> AloneAsync(string path, List<int[]> prompts, int maxTokens, KvCacheDtype dtype)
     {
         var results = new List<(List<int>, List<float>)>();
-        await using InferenceEngine engine = Create(path, Roomy with { PrefixCaching = false });
+        await using InferenceEngine engine = Create(path, Roomy with { PrefixCaching = false, KvCacheDtype = dtype });
         for (int i = 0; i < prompts.Count; i++)
         {
             var (tokens, logprobs, _) = await EngineContractTests.CollectAsync(engine, new EngineRequest($"alone{i}", prompts[i], Greedy(maxTokens)));
@@ -62,23 +63,25 @@ public sealed class InferenceEngineTests
         return results;
     }
 
-    public static TheoryData<int, string> Concurrency => new()
+    /// <summary>Requests, weight type, KV cache element type.</summary>
+    public static TheoryData<int, string, KvCacheDtype> Concurrency => new()
     {
-        { 1, "f32" }, { 2, "f32" }, { 5, "f32" }, { 16, "f32" }, { 64, "f32" },
-        { 1, "q8_0" }, { 7, "q8_0" }, { 64, "q8_0" },
+        { 1, "f32", KvCacheDtype.F16 }, { 2, "f32", KvCacheDtype.F16 }, { 5, "f32", KvCacheDtype.F16 }, { 16, "f32", KvCacheDtype.F16 }, { 64, "f32", KvCacheDtype.F16 },
+        { 1, "q8_0", KvCacheDtype.F16 }, { 7, "q8_0", KvCacheDtype.F16 }, { 64, "q8_0", KvCacheDtype.F16 },
+        { 5, "f32", KvCacheDtype.F32 }, { 64, "f32", KvCacheDtype.F32 }, { 7, "q8_0", KvCacheDtype.F32 },
     };
 
     [Theory]
     [MemberData(nameof(Concurrency))]
-    public async Task Submit_ConcurrentGreedyRequests_EachGivesExactlyWhatItGivesAlone(int n, string type)
+    public async Task Submit_ConcurrentGreedyRequests_EachGivesExactlyWhatItGivesAlone(int n, string type, KvCacheDtype dtype)
     {
         string path = type == "f32" ? F32Path.Value : Q8Path.Value;
         List<int[]> prompts = Prompts(n, seed: n);
-        var alone = await AloneAsync(path, prompts, maxTokens: 24);
+        var alone = await AloneAsync(path, prompts, maxTokens: 24, dtype);
 
         // Small steps (chunked prefill, mixed batches) and a KV pool small enough to force preemption when many run.
-        long perBlock = Dynamo.Engine.KvCache.PagedKvCache.BytesPerBlock(ModelLoader.Load(path).Config, 8);
-        var options = EngineOptions.Default with { BlockSize = 8, MaxNumBatchedTokens = 48, MaxNumSeqs = 32, KvCacheMemory = perBlock * 40 };
+        long perBlock = PagedKvCache.BytesPerBlock(ModelLoader.Load(path).Config, 8, dtype);
+        var options = EngineOptions.Default with { BlockSize = 8, MaxNumBatchedTokens = 48, MaxNumSeqs = 32, KvCacheMemory = perBlock * 40, KvCacheDtype = dtype };
         await using InferenceEngine engine = Create(path, options);
         var together = await Task.WhenAll(prompts.Select((p, i) => EngineContractTests.CollectAsync(engine, new EngineRequest($"r{i}", p, Greedy(24)))));
         for (int i = 0; i < n; i++)
@@ -107,17 +110,20 @@ public sealed class InferenceEngineTests
     /// The built-in engine's KV transfer is exact: prefill on one engine, decode on another (another block size) gives
     /// the tokens and log-probability bits of one engine alone. (The transfer's bookkeeping is a contract test.)
     /// </summary>
-    [Fact]
-    public async Task ExportKv_PrefillOnOneEngineDecodeOnAnother_SameTokensAsOneEngineAlone()
+    [Theory]
+    [InlineData(KvCacheDtype.F32)]
+    [InlineData(KvCacheDtype.F16)]
+    public async Task ExportKv_PrefillOnOneEngineDecodeOnAnother_SameTokensAsOneEngineAlone(KvCacheDtype dtype)
     {
         int[] prompt = [.. Enumerable.Range(7, 45)];
-        await using InferenceEngine single = Create(F32Path.Value, Roomy);
-        await using InferenceEngine prefill = Create(F32Path.Value, Roomy);
-        await using InferenceEngine decode = Create(F32Path.Value, Roomy with { BlockSize = 5 });
+        await using InferenceEngine single = Create(F32Path.Value, Roomy with { KvCacheDtype = dtype });
+        await using InferenceEngine prefill = Create(F32Path.Value, Roomy with { KvCacheDtype = dtype });
+        await using InferenceEngine decode = Create(F32Path.Value, Roomy with { BlockSize = 5, KvCacheDtype = dtype });
         var reference = await EngineContractTests.CollectAsync(single, new EngineRequest("ref", prompt, Greedy(17)));
         var first = await EngineContractTests.CollectAsync(prefill, new EngineRequest("p", prompt, Greedy(1)) { ExportKv = true });
         var rest = await EngineContractTests.CollectAsync(decode, new EngineRequest("d", [.. prompt, first.Tokens[0]], Greedy(16)) { Kv = first.Last.Kv });
         Assert.Equal(prompt.Length, rest.Last.ImportedTokens);
+        Assert.Equal(dtype.Name(), first.Last.Kv!.Layout.Dtype);
         Assert.Equal(reference.Tokens, [.. first.Tokens, .. rest.Tokens]);
         Assert.Equal(reference.Logprobs.Select(BitConverter.SingleToInt32Bits), first.Logprobs.Concat(rest.Logprobs).Select(BitConverter.SingleToInt32Bits));
     }
@@ -145,5 +151,28 @@ public sealed class InferenceEngineTests
         Assert.Equal(45, rest.Last.ImportedTokens);
         Assert.Equal(reference.Tokens, rest.Tokens);
         Assert.Equal(reference.Logprobs.Select(BitConverter.SingleToInt32Bits), rest.Logprobs.Select(BitConverter.SingleToInt32Bits));
+    }
+
+    /// <summary>
+    /// A prefill engine of the other element type: its payload (f32 into an F16 engine, f16 into an F32 one) is imported,
+    /// converted, not refused, and the decode goes on from it. The result is then close to, not the bits of, one engine
+    /// alone: an F16 engine's own prefill attends to rounded keys from its first layer on (KvCache/README.md).
+    /// </summary>
+    [Theory]
+    [InlineData(KvCacheDtype.F32, KvCacheDtype.F16)]
+    [InlineData(KvCacheDtype.F16, KvCacheDtype.F32)]
+    public async Task ExportKv_PrefillEngineOfTheOtherDtype_ImportedConverted(KvCacheDtype prefillDtype, KvCacheDtype decodeDtype)
+    {
+        int[] prompt = [.. Enumerable.Range(7, 45)];
+        await using InferenceEngine prefill = Create(F32Path.Value, Roomy with { KvCacheDtype = prefillDtype });
+        await using InferenceEngine decode = Create(F32Path.Value, Roomy with { BlockSize = 5, KvCacheDtype = decodeDtype });
+        var first = await EngineContractTests.CollectAsync(prefill, new EngineRequest("p", prompt, Greedy(1)) { ExportKv = true });
+        Assert.Equal(prefillDtype.Name(), first.Last.Kv!.Layout.Dtype);
+
+        var rest = await EngineContractTests.CollectAsync(decode, new EngineRequest("d", [.. prompt, first.Tokens[0]], Greedy(16)) { Kv = first.Last.Kv });
+
+        Assert.Equal(prompt.Length, rest.Last.ImportedTokens);
+        Assert.Equal(16, rest.Tokens.Count);
+        Assert.Equal(0, decode.Stats.KvImportsRefused);
     }
 }

@@ -1,3 +1,5 @@
+using Dynamo.Engine.KvCache;
+using Dynamo.Engine.Models;
 using Dynamo.Engine.Serving;
 
 namespace Dynamo.Tests.Engine.Serving;
@@ -9,6 +11,11 @@ public class KvCacheBudgetTests
 
     // The 110m benchmark model: 12 layers, 12 KV heads of 64, f32: 2 x 12 x 768 x 4 = 73,728 bytes per token.
     private const long Token110m = 73_728;
+
+    private static readonly ModelConfig Model110m = new()
+    {
+        Architecture = "llama", Dim = 768, HiddenDim = 2048, Layers = 12, Heads = 12, KvHeads = 12, HeadDim = 64, VocabSize = 32000, ContextLength = 1024,
+    };
 
     [Theory]
     // --kv-cache-memory decides, whatever the model needs or the memory holds.
@@ -50,6 +57,23 @@ public class KvCacheBudgetTests
             "the model's need is context 1,024 x 128 sequences (--max-num-seqs) x 73,728 bytes per token = 9,663,676,416 bytes",
             cap.ToString());
         Assert.Equal("15,990,784 bytes = 244 blocks of 16 tokens (65,536 bytes each): --kv-cache-memory 16,000,000 bytes", flag.ToString());
+    }
+
+    /// <summary>An F16 KV cache (2 bytes an element): the same memory holds twice the tokens, and the line says the element type.</summary>
+    [Fact]
+    public void Decide_F16Elements_TwiceTheBlocksInTheSameBytesAndSaidSo()
+    {
+        long f32Block = PagedKvCache.BytesPerBlock(Model110m, 16, KvCacheDtype.F32), f16Block = PagedKvCache.BytesPerBlock(Model110m, 16, KvCacheDtype.F16);
+        KvCacheBudget f32 = KvCacheBudget.Decide(f32Block, 16, 1024, 128, null, 0.2, Gb24, elementType: "f32");
+        KvCacheBudget f16 = KvCacheBudget.Decide(f16Block, 16, 1024, 128, null, 0.2, Gb24, elementType: "f16");
+
+        Assert.Equal(Token110m * 16, f32Block);
+        Assert.Equal(Token110m * 16 / 2, f16Block);
+        Assert.Equal(4_069, f32.Blocks);
+        Assert.Equal(8_138, f16.Blocks);
+        Assert.Equal(f16.Blocks * f16Block, f16.Bytes);
+        Assert.StartsWith("4,799,987,712 bytes = 8,138 blocks of 16 tokens (589,824 bytes each, keys and values in f16): the cap of 0.2", f16.ToString());
+        Assert.Contains("x 36,864 bytes per token", f16.ToString());
     }
 
     [Fact]

@@ -42,4 +42,17 @@ public sealed class KvTransferLayoutTests
     {
         Assert.Equal(2L * 22 * 45 * 4 * 64 * 4, Layout.ByteCount);
     }
+
+    [Theory]
+    [InlineData("f32", 4)]
+    [InlineData("f16", 2)]
+    [InlineData("mocker", 4)]
+    public void ByteCount_Dtype_ElementBytesOfIt(string dtype, int elementBytes)
+    {
+        KvTransferLayout layout = Layout with { Dtype = dtype };
+
+        Assert.Equal(elementBytes, layout.ElementBytes);
+        Assert.Equal(2L * 22 * 45 * 4 * 64 * elementBytes, layout.ByteCount);
+        Assert.Equal($$"""{"layers":22,"kv_heads":4,"head_dim":64,"dtype":"{{dtype}}","block_size":16,"token_count":45}""", layout.ToJson());
+    }
 }
