@@ -49,6 +49,15 @@ public sealed unsafe partial class Transformer : IDisposable
     private readonly int[] _tableAt;
     private readonly int[] _logitTokens;
     private int[] _tables;
+    private int _tableCount;
+
+    // An F16 cache's blocks that a pass reads many times (prefill, grouped-query heads), converted to floats once per layer
+    // (exact: the attention gives the same bits as on the halves); _shadowSlot maps a pool block to its slot (-1: none),
+    // _shadowTables is _tables in slots. Grown, never shrunk, to twice what a pass needed.
+    private float[] _shadowKeys = [];
+    private float[] _shadowValues = [];
+    private int[] _shadowSlot = [];
+    private int[] _shadowTables = [];
     private readonly SequenceSlice[] _single = new SequenceSlice[1];
 
     /// <param name="weights">The model, or one rank's part of it (<see cref="ShardedWeights"/>, with <paramref name="group"/>); owned from now on.</param>
@@ -367,6 +376,7 @@ public sealed unsafe partial class Transformer : IDisposable
                 _pendingLogits.Add((row, logitRows));
             }
 
+            _tableCount = tables;
             ForwardChunk(tokens.Slice(done, n), cache, attended, logitRows, logits.IsEmpty || _pipeline is not null ? Span<float>.Empty : logits.Slice(row * vocab, logitRows * vocab));
             row += logitRows;
             done += n;
@@ -538,8 +548,104 @@ public sealed unsafe partial class Transformer : IDisposable
     /// </summary>
     private void Attention(int n, int blockSize, long attended, void* keys, void* values, KvCacheDtype dtype)
     {
+        if (dtype == KvCacheDtype.F16 && ShadowSlots(blockSize, attended) is int slots and > 0)
+        {
+            fixed (float* sk = _shadowKeys, sv = _shadowValues)
+            {
+                ConvertShadow(slots, blockSize, (Half*)keys, (Half*)values, sk, sv);
+                RunAttention(n, blockSize, attended, sk, sv, KvCacheDtype.F32, _shadowTables);
+            }
+
+            return;
+        }
+
+        RunAttention(n, blockSize, attended, keys, values, dtype, _tables);
+    }
+
+    /// <summary>
+    /// When the pass's queries read each F16 block several times over (a prefill chunk reads its sequence's blocks once per
+    /// token and head; grouped heads share a block), gives each distinct block a slot in the float shadow and returns how
+    /// many; 0 when converting while reading costs no more.
+    /// </summary>
+    private int ShadowSlots(int blockSize, long attended)
+    {
+        ReadOnlySpan<int> tables = _tables.AsSpan(0, _tableCount);
+        int most = 0;
+        foreach (int b in tables)
+        {
+            most = Math.Max(most, b + 1);
+        }
+
+        if (_shadowSlot.Length < most)
+        {
+            int old = _shadowSlot.Length;
+            Array.Resize(ref _shadowSlot, Math.Max(most, 2 * old));
+            _shadowSlot.AsSpan(old).Fill(-1);
+        }
+
+        if (_shadowTables.Length < tables.Length)
+        {
+            _shadowTables = new int[Math.Max(tables.Length, 2 * _shadowTables.Length)];
+        }
+
+        int slots = 0;
+        for (int i = 0; i < tables.Length; i++)
+        {
+            ref int slot = ref _shadowSlot[tables[i]];
+            if (slot < 0)
+            {
+                slot = slots++;
+            }
+
+            _shadowTables[i] = slot;
+        }
+
+        // Halves converted while reading: every (token, head) reads its positions; once: each distinct block's whole.
+        long perRead = attended * Config.Heads, once = (long)slots * blockSize * Config.KvHeads;
+        bool worth = perRead >= 4 * once;
+        if (worth)
+        {
+            long floats = (long)slots * blockSize * _kvDim;
+            if (_shadowKeys.Length < floats)
+            {
+                _shadowKeys = GC.AllocateUninitializedArray<float>((int)(2 * floats));
+                _shadowValues = GC.AllocateUninitializedArray<float>((int)(2 * floats));
+            }
+        }
+
+        foreach (int b in tables)
+        {
+            _shadowSlot[b] = -1;
+        }
+
+        return worth ? slots : 0;
+    }
+
+    /// <summary>Writes the keys and values of the pass's distinct blocks, in slot order, into the float shadow.</summary>
+    private void ConvertShadow(int slots, int blockSize, Half* keys, Half* values, float* shadowKeys, float* shadowValues)
+    {
+        long blockElements = (long)blockSize * _kvDim;
+        int done = 0;
+        for (int i = 0; i < _tableCount && done < slots; i++)
+        {
+            int slot = _shadowTables[i];
+            if (slot != done)
+            {
+                // Slots are numbered in first-seen order, so the next new one is the next slot.
+                continue;
+            }
+
+            long from = _tables[i] * blockElements, to = slot * blockElements;
+            HalfConvert.F16ToFloat((byte*)(keys + from), shadowKeys + to, (int)blockElements);
+            HalfConvert.F16ToFloat((byte*)(values + from), shadowValues + to, (int)blockElements);
+            done++;
+        }
+    }
+
+    private void RunAttention(int n, int blockSize, long attended, void* keys, void* values, KvCacheDtype dtype, int[] blockTables)
+    {
         fixed (float* pq = _q, pa = _att)
-        fixed (int* pos = _pos, tableAt = _tableAt, tables = _tables)
+        fixed (int* pos = _pos, tableAt = _tableAt, tables = blockTables)
         {
             var job = new AttentionJob
             {
