@@ -158,7 +158,7 @@ public static unsafe class MatMul
         return new Job
         {
             W = w.Data, RowBytes = RowBytes(w), Rows = w.Rows, Cols = w.Cols, Batch = batch, X = x, Y = y, A = a,
-            Packed = packed.Data, PackedBlockBytes = packed.BlockBytes, PackedQ8 = w.Type == GgmlType.Q8_0,
+            Packed = packed.Data, PackedScales = packed.Scales, PackedBlockBytes = packed.BlockBytes, PackedQ8 = w.Type == GgmlType.Q8_0,
         };
     }
 
@@ -255,6 +255,7 @@ public static unsafe class MatMul
 
         /// <summary>The <see cref="PackedQuant"/> copy of W (Q8_0, Q4_0), or null; chunks are then whole groups of rows.</summary>
         public byte* Packed;
+        public ushort* PackedScales;
         public int PackedBlockBytes;
         public bool PackedQ8;
     }
@@ -349,7 +350,7 @@ public static unsafe class MatMul
             for (int g = g0; g < g1; g++)
             {
                 int valid = Math.Min(PackedQuant.GroupRows, job.Rows - g * PackedQuant.GroupRows);
-                PackedQuantKernel.Group(job.Packed + g * groupBytes, job.PackedQ8, blocks, valid, job.A, t0, count,
+                PackedQuantKernel.Group(job.Packed + g * groupBytes, job.PackedScales + (long)g * blocks * PackedQuant.GroupRows, job.PackedQ8, blocks, valid, job.A, t0, count,
                     job.Y + g * PackedQuant.GroupRows, job.Rows);
             }
         }

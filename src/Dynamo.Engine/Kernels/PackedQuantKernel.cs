@@ -23,14 +23,14 @@ internal static unsafe class PackedQuantKernel
     /// <paramref name="g"/> and activation rows <paramref name="b0"/> .. b0 + count − 1; y points at output column 0.
     /// </summary>
     public static void Group(PackedQuant p, int g, in Q8Activations a, int b0, int count, float* y, int stride) =>
-        Group(p.Group(g), p.Type == GgmlType.Q8_0, p.Blocks, Math.Min(PackedQuant.GroupRows, p.Rows - g * PackedQuant.GroupRows),
+        Group(p.Group(g), p.GroupScales(g), p.Type == GgmlType.Q8_0, p.Blocks, Math.Min(PackedQuant.GroupRows, p.Rows - g * PackedQuant.GroupRows),
             a, b0, count, y + g * PackedQuant.GroupRows, stride);
 
     /// <summary>
     /// <see cref="Group(PackedQuant, int, in Q8Activations, int, int, float*, int)"/> on raw parts: the group's first block
-    /// <paramref name="wg"/>, its <paramref name="valid"/> real rows, and <paramref name="dst"/> at the group's first output column.
+    /// <paramref name="wg"/> and its scales <paramref name="sg"/>, its <paramref name="valid"/> real rows, and <paramref name="dst"/> at the group's first output column.
     /// </summary>
-    public static void Group(byte* wg, bool q8, int blocks, int valid, in Q8Activations a, int b0, int count, float* dst, int stride)
+    public static void Group(byte* wg, ushort* sg, bool q8, int blocks, int valid, in Q8Activations a, int b0, int count, float* dst, int stride)
     {
         int b = b0, end = b0 + count;
         float* tile = stackalloc float[4 * PackedQuant.GroupRows];
@@ -40,11 +40,11 @@ internal static unsafe class PackedQuantKernel
             {
                 if (q8)
                 {
-                    Q8_0x4Avx512(wg, blocks, a, b, tile);
+                    Q8_0x4Avx512(wg, sg, blocks, a, b, tile);
                 }
                 else
                 {
-                    Q4_0x4Avx512(wg, blocks, a, b, tile);
+                    Q4_0x4Avx512(wg, sg, blocks, a, b, tile);
                 }
 
                 Store(tile, 4, valid, dst + (long)b * stride, stride);
@@ -54,11 +54,11 @@ internal static unsafe class PackedQuantKernel
             {
                 if (q8)
                 {
-                    Q8_0x1Avx512(wg, blocks, a, b, tile);
+                    Q8_0x1Avx512(wg, sg, blocks, a, b, tile);
                 }
                 else
                 {
-                    Q4_0x1Avx512(wg, blocks, a, b, tile);
+                    Q4_0x1Avx512(wg, sg, blocks, a, b, tile);
                 }
 
                 Store(tile, 1, valid, dst + (long)b * stride, stride);
@@ -75,11 +75,11 @@ internal static unsafe class PackedQuantKernel
                 {
                     if (q8)
                     {
-                        Q8_0x4Avx2(wg, half, blocks, a, b, tile + half * 8);
+                        Q8_0x4Avx2(wg, sg, half, blocks, a, b, tile + half * 8);
                     }
                     else
                     {
-                        Q4_0x4Avx2(wg, half, blocks, a, b, tile + half * 8);
+                        Q4_0x4Avx2(wg, sg, half, blocks, a, b, tile + half * 8);
                     }
                 }
 
@@ -92,11 +92,11 @@ internal static unsafe class PackedQuantKernel
                 {
                     if (q8)
                     {
-                        Q8_0x1Avx2(wg, half, blocks, a, b, tile + half * 8);
+                        Q8_0x1Avx2(wg, sg, half, blocks, a, b, tile + half * 8);
                     }
                     else
                     {
-                        Q4_0x1Avx2(wg, half, blocks, a, b, tile + half * 8);
+                        Q4_0x1Avx2(wg, sg, half, blocks, a, b, tile + half * 8);
                     }
                 }
 
@@ -112,7 +112,7 @@ internal static unsafe class PackedQuantKernel
             {
                 for (int quad = 0; quad < 4; quad++)
                 {
-                    Vector128x1(wg, q8, quad, blocks, a, b, tile + quad * 4);
+                    Vector128x1(wg, sg, q8, quad, blocks, a, b, tile + quad * 4);
                 }
 
                 Store(tile, 1, valid, dst + (long)b * stride, stride);
@@ -125,16 +125,16 @@ internal static unsafe class PackedQuantKernel
         {
             for (int r = 0; r < valid; r++)
             {
-                dst[(long)b * stride + r] = ReferenceAt(wg, q8, blocks, r, a, b);
+                dst[(long)b * stride + r] = ReferenceAt(wg, sg, q8, blocks, r, a, b);
             }
         }
     }
 
     /// <summary>The definition of every path's result: one output value, scalar, in the order above.</summary>
     public static float Reference(PackedQuant p, int row, in Q8Activations a, int b) =>
-        ReferenceAt(p.Group(row / PackedQuant.GroupRows), p.Type == GgmlType.Q8_0, p.Blocks, row % PackedQuant.GroupRows, a, b);
+        ReferenceAt(p.Group(row / PackedQuant.GroupRows), p.GroupScales(row / PackedQuant.GroupRows), p.Type == GgmlType.Q8_0, p.Blocks, row % PackedQuant.GroupRows, a, b);
 
-    private static float ReferenceAt(byte* wg, bool q8, int blocks, int r, in Q8Activations a, int b)
+    private static float ReferenceAt(byte* wg, ushort* sg, bool q8, int blocks, int r, in Q8Activations a, int b)
     {
         int blockBytes = PackedQuant.BytesPerBlock(q8 ? GgmlType.Q8_0 : GgmlType.Q4_0);
         sbyte* q = a.RowQ(b);
@@ -142,8 +142,7 @@ internal static unsafe class PackedQuantKernel
         float acc = 0;
         for (int k = 0; k < blocks; k++)
         {
-            byte* blk = wg + (long)k * blockBytes;
-            byte* quants = blk + PackedQuant.ScaleBytes + r * 4;
+            byte* quants = wg + (long)k * blockBytes + r * 4;
             sbyte* x = q + k * 32;
             int dot = 0;
             if (q8)
@@ -168,7 +167,7 @@ internal static unsafe class PackedQuantKernel
                 }
             }
 
-            acc = MathF.FusedMultiplyAdd(dot, ((float*)blk)[r] * d[k], acc);
+            acc = MathF.FusedMultiplyAdd(dot, HalfConvert.F16(sg[k * PackedQuant.GroupRows + r]) * d[k], acc);
         }
 
         return acc;
@@ -182,6 +181,42 @@ internal static unsafe class PackedQuantKernel
         }
     }
 
+    // ---- The scales: the file's fp16 values converted exactly (.NET exposes no vcvtph2ps) ----
+
+    /// <summary>
+    /// Sixteen fp16 scales as floats. All normal (the usual case): the exponent and mantissa moved into place and the
+    /// exponent re-biased by 127 − 15 = 112 with integer operations; otherwise the general exact conversion.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Scales16(ushort* s)
+    {
+        Vector512<uint> h = Avx512F.ConvertToVector512UInt32(Vector256.Load(s));
+        if (Vector512.LessThanAll((h & Vector512.Create(0x7C00u)) - Vector512.Create(0x0400u), Vector512.Create(0x7800u)))
+        {
+            return ((((h & Vector512.Create(0x7FFFu)) << 13) + Vector512.Create(112u << 23)) | ((h & Vector512.Create(0x8000u)) << 16)).AsSingle();
+        }
+
+        return HalfConvert.Convert(h);
+    }
+
+    /// <summary>Eight fp16 scales as floats (as <see cref="Scales16"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Scales8(ushort* s)
+    {
+        Vector256<uint> h = Avx2.ConvertToVector256Int32(Vector128.Load(s)).AsUInt32();
+        if (Vector256.LessThanAll((h & Vector256.Create(0x7C00u)) - Vector256.Create(0x0400u), Vector256.Create(0x7800u)))
+        {
+            return ((((h & Vector256.Create(0x7FFFu)) << 13) + Vector256.Create(112u << 23)) | ((h & Vector256.Create(0x8000u)) << 16)).AsSingle();
+        }
+
+        return HalfConvert.Convert(h);
+    }
+
+    /// <summary>Four fp16 scales as floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Scales4(ushort* s) =>
+        Vector128.Create(HalfConvert.F16(s[0]), HalfConvert.F16(s[1]), HalfConvert.F16(s[2]), HalfConvert.F16(s[3]));
+
     // ---- AVX-512 (Avx512BW): a vector is the 16 rows of a group ----
 
     /// <summary>Adds |w|·(x with w's sign), four bytes per lane, to <paramref name="acc"/>: the Q8_0 step of one slice
@@ -193,19 +228,19 @@ internal static unsafe class PackedQuantKernel
         return acc + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitude, signed), Vector512.Create((short)1));
     }
 
-    private static void Q8_0x4Avx512(byte* w, int blocks, in Q8Activations a, int b, float* tile)
+    private static void Q8_0x4Avx512(byte* w, ushort* sc, int blocks, in Q8Activations a, int b, float* tile)
     {
         sbyte* q0 = a.RowQ(b), q1 = a.RowQ(b + 1), q2 = a.RowQ(b + 2), q3 = a.RowQ(b + 3);
         sbyte* n0 = a.RowN(b), n1 = a.RowN(b + 1), n2 = a.RowN(b + 2), n3 = a.RowN(b + 3);
         float* d0 = a.RowD(b), d1 = a.RowD(b + 1), d2 = a.RowD(b + 2), d3 = a.RowD(b + 3);
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 512)
+        for (int k = 0; k < blocks; k++, w += 512, sc += PackedQuant.GroupRows)
         {
             Vector512<int> i0 = default, i1 = default, i2 = default, i3 = default;
             int o = k * 32;
             for (int s = 0; s < 8; s++)
             {
-                Vector512<sbyte> v = Vector512.Load((sbyte*)w + PackedQuant.ScaleBytes + s * 64);
+                Vector512<sbyte> v = Vector512.Load((sbyte*)w + s * 64);
                 Vector512<byte> m = Avx512BW.Abs(v);
                 Vector512<sbyte> n = Vector512.LessThan(v, Vector512<sbyte>.Zero);
                 int at = o + 4 * s;
@@ -215,7 +250,7 @@ internal static unsafe class PackedQuantKernel
                 i3 = Q8Step(i3, m, n, *(int*)(q3 + at), *(int*)(n3 + at));
             }
 
-            Vector512<float> sw = Vector512.Load((float*)w);
+            Vector512<float> sw = Scales16(sc);
             acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i0), sw * Vector512.Create(d0[k]), acc0);
             acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i1), sw * Vector512.Create(d1[k]), acc1);
             acc2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i2), sw * Vector512.Create(d2[k]), acc2);
@@ -228,25 +263,25 @@ internal static unsafe class PackedQuantKernel
         acc3.Store(tile + 48);
     }
 
-    private static void Q8_0x1Avx512(byte* w, int blocks, in Q8Activations a, int b, float* tile)
+    private static void Q8_0x1Avx512(byte* w, ushort* sc, int blocks, in Q8Activations a, int b, float* tile)
     {
         sbyte* q0 = a.RowQ(b), n0 = a.RowN(b);
         float* d0 = a.RowD(b);
         Vector512<float> acc0 = default;
-        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 512)
+        for (int k = 0; k < blocks; k++, w += 512, sc += PackedQuant.GroupRows)
         {
             // Two integer accumulators (even and odd slices) for more independent work; their sum is exact.
             Vector512<int> even = default, odd = default;
             int o = k * 32;
             for (int s = 0; s < 8; s += 2)
             {
-                Vector512<sbyte> v = Vector512.Load((sbyte*)w + PackedQuant.ScaleBytes + s * 64);
-                Vector512<sbyte> u = Vector512.Load((sbyte*)w + PackedQuant.ScaleBytes + s * 64 + 64);
+                Vector512<sbyte> v = Vector512.Load((sbyte*)w + s * 64);
+                Vector512<sbyte> u = Vector512.Load((sbyte*)w + s * 64 + 64);
                 even = Q8Step(even, Avx512BW.Abs(v), Vector512.LessThan(v, Vector512<sbyte>.Zero), *(int*)(q0 + o + 4 * s), *(int*)(n0 + o + 4 * s));
                 odd = Q8Step(odd, Avx512BW.Abs(u), Vector512.LessThan(u, Vector512<sbyte>.Zero), *(int*)(q0 + o + 4 * s + 4), *(int*)(n0 + o + 4 * s + 4));
             }
 
-            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(even + odd), Vector512.Load((float*)w) * Vector512.Create(d0[k]), acc0);
+            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(even + odd), Scales16(sc) * Vector512.Create(d0[k]), acc0);
         }
 
         acc0.Store(tile);
@@ -275,21 +310,21 @@ internal static unsafe class PackedQuantKernel
         return Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(dot), scale, acc);
     }
 
-    private static void Q4_0x4Avx512(byte* w, int blocks, in Q8Activations a, int b, float* tile)
+    private static void Q4_0x4Avx512(byte* w, ushort* sc, int blocks, in Q8Activations a, int b, float* tile)
     {
         sbyte* q0 = a.RowQ(b), q1 = a.RowQ(b + 1), q2 = a.RowQ(b + 2), q3 = a.RowQ(b + 3);
         float* d0 = a.RowD(b), d1 = a.RowD(b + 1), d2 = a.RowD(b + 2), d3 = a.RowD(b + 3);
         int* s0 = a.RowSums(b), s1 = a.RowSums(b + 1), s2 = a.RowSums(b + 2), s3 = a.RowSums(b + 3);
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         Vector512<byte> mask = Vector512.Create((byte)0x0F);
-        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 256)
+        for (int k = 0; k < blocks; k++, w += 256, sc += PackedQuant.GroupRows)
         {
-            byte* n = w + PackedQuant.ScaleBytes;
+            byte* n = w;
             Vector512<byte> v0 = Vector512.Load(n), v1 = Vector512.Load(n + 64), v2 = Vector512.Load(n + 128), v3 = Vector512.Load(n + 192);
             Vector512<byte> l0 = v0 & mask, l1 = v1 & mask, l2 = v2 & mask, l3 = v3 & mask;
             Vector512<byte> h0 = (v0.AsUInt16() >>> 4).AsByte() & mask, h1 = (v1.AsUInt16() >>> 4).AsByte() & mask;
             Vector512<byte> h2 = (v2.AsUInt16() >>> 4).AsByte() & mask, h3 = (v3.AsUInt16() >>> 4).AsByte() & mask;
-            Vector512<float> sw = Vector512.Load((float*)w);
+            Vector512<float> sw = Scales16(sc);
             int o = k * 32;
             acc0 = Q4Accumulate(Q4Block(l0, l1, l2, l3, h0, h1, h2, h3, q0 + o), s0[k], sw * Vector512.Create(d0[k]), acc0);
             acc1 = Q4Accumulate(Q4Block(l0, l1, l2, l3, h0, h1, h2, h3, q1 + o), s1[k], sw * Vector512.Create(d1[k]), acc1);
@@ -303,21 +338,21 @@ internal static unsafe class PackedQuantKernel
         acc3.Store(tile + 48);
     }
 
-    private static void Q4_0x1Avx512(byte* w, int blocks, in Q8Activations a, int b, float* tile)
+    private static void Q4_0x1Avx512(byte* w, ushort* sc, int blocks, in Q8Activations a, int b, float* tile)
     {
         sbyte* q0 = a.RowQ(b);
         float* d0 = a.RowD(b);
         int* s0 = a.RowSums(b);
         Vector512<float> acc0 = default;
         Vector512<byte> mask = Vector512.Create((byte)0x0F);
-        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 256)
+        for (int k = 0; k < blocks; k++, w += 256, sc += PackedQuant.GroupRows)
         {
-            byte* n = w + PackedQuant.ScaleBytes;
+            byte* n = w;
             Vector512<byte> v0 = Vector512.Load(n), v1 = Vector512.Load(n + 64), v2 = Vector512.Load(n + 128), v3 = Vector512.Load(n + 192);
             Vector512<short> s = Q4Block(v0 & mask, v1 & mask, v2 & mask, v3 & mask,
                 (v0.AsUInt16() >>> 4).AsByte() & mask, (v1.AsUInt16() >>> 4).AsByte() & mask,
                 (v2.AsUInt16() >>> 4).AsByte() & mask, (v3.AsUInt16() >>> 4).AsByte() & mask, q0 + k * 32);
-            acc0 = Q4Accumulate(s, s0[k], Vector512.Load((float*)w) * Vector512.Create(d0[k]), acc0);
+            acc0 = Q4Accumulate(s, s0[k], Scales16(sc) * Vector512.Create(d0[k]), acc0);
         }
 
         acc0.Store(tile);
@@ -329,18 +364,18 @@ internal static unsafe class PackedQuantKernel
     private static Vector256<int> Q8Step(Vector256<int> acc, Vector256<byte> magnitude, Vector256<sbyte> w, int x4) =>
         IntDot.Unsigned(acc, magnitude, Avx2.Sign(Vector256.Create(x4).AsSByte(), w));
 
-    private static void Q8_0x4Avx2(byte* w, int half, int blocks, in Q8Activations a, int b, float* tile)
+    private static void Q8_0x4Avx2(byte* w, ushort* sc, int half, int blocks, in Q8Activations a, int b, float* tile)
     {
         sbyte* q0 = a.RowQ(b), q1 = a.RowQ(b + 1), q2 = a.RowQ(b + 2), q3 = a.RowQ(b + 3);
         float* d0 = a.RowD(b), d1 = a.RowD(b + 1), d2 = a.RowD(b + 2), d3 = a.RowD(b + 3);
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 512)
+        for (int k = 0; k < blocks; k++, w += 512, sc += PackedQuant.GroupRows)
         {
             Vector256<int> i0 = default, i1 = default, i2 = default, i3 = default;
             int o = k * 32;
             for (int s = 0; s < 8; s++)
             {
-                Vector256<sbyte> v = Vector256.Load((sbyte*)w + PackedQuant.ScaleBytes + s * 64 + half * 32);
+                Vector256<sbyte> v = Vector256.Load((sbyte*)w + s * 64 + half * 32);
                 Vector256<byte> m = Avx2.Abs(v);
                 int at = o + 4 * s;
                 i0 = Q8Step(i0, m, v, *(int*)(q0 + at));
@@ -349,7 +384,7 @@ internal static unsafe class PackedQuantKernel
                 i3 = Q8Step(i3, m, v, *(int*)(q3 + at));
             }
 
-            Vector256<float> sw = Vector256.Load((float*)w + half * 8);
+            Vector256<float> sw = Scales8(sc + half * 8);
             acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), sw * Vector256.Create(d0[k]), acc0);
             acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), sw * Vector256.Create(d1[k]), acc1);
             acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), sw * Vector256.Create(d2[k]), acc2);
@@ -362,24 +397,24 @@ internal static unsafe class PackedQuantKernel
         acc3.Store(tile + 48);
     }
 
-    private static void Q8_0x1Avx2(byte* w, int half, int blocks, in Q8Activations a, int b, float* tile)
+    private static void Q8_0x1Avx2(byte* w, ushort* sc, int half, int blocks, in Q8Activations a, int b, float* tile)
     {
         sbyte* q0 = a.RowQ(b);
         float* d0 = a.RowD(b);
         Vector256<float> acc0 = default;
-        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 512)
+        for (int k = 0; k < blocks; k++, w += 512, sc += PackedQuant.GroupRows)
         {
             Vector256<int> even = default, odd = default;
             int o = k * 32;
             for (int s = 0; s < 8; s += 2)
             {
-                Vector256<sbyte> v = Vector256.Load((sbyte*)w + PackedQuant.ScaleBytes + s * 64 + half * 32);
-                Vector256<sbyte> u = Vector256.Load((sbyte*)w + PackedQuant.ScaleBytes + s * 64 + 64 + half * 32);
+                Vector256<sbyte> v = Vector256.Load((sbyte*)w + s * 64 + half * 32);
+                Vector256<sbyte> u = Vector256.Load((sbyte*)w + s * 64 + 64 + half * 32);
                 even = Q8Step(even, Avx2.Abs(v), v, *(int*)(q0 + o + 4 * s));
                 odd = Q8Step(odd, Avx2.Abs(u), u, *(int*)(q0 + o + 4 * s + 4));
             }
 
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(even + odd), Vector256.Load((float*)w + half * 8) * Vector256.Create(d0[k]), acc0);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(even + odd), Scales8(sc + half * 8) * Vector256.Create(d0[k]), acc0);
         }
 
         acc0.Store(tile);
@@ -407,21 +442,21 @@ internal static unsafe class PackedQuantKernel
         return Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), scale, acc);
     }
 
-    private static void Q4_0x4Avx2(byte* w, int half, int blocks, in Q8Activations a, int b, float* tile)
+    private static void Q4_0x4Avx2(byte* w, ushort* sc, int half, int blocks, in Q8Activations a, int b, float* tile)
     {
         sbyte* q0 = a.RowQ(b), q1 = a.RowQ(b + 1), q2 = a.RowQ(b + 2), q3 = a.RowQ(b + 3);
         float* d0 = a.RowD(b), d1 = a.RowD(b + 1), d2 = a.RowD(b + 2), d3 = a.RowD(b + 3);
         int* s0 = a.RowSums(b), s1 = a.RowSums(b + 1), s2 = a.RowSums(b + 2), s3 = a.RowSums(b + 3);
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         Vector256<byte> mask = Vector256.Create((byte)0x0F);
-        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 256)
+        for (int k = 0; k < blocks; k++, w += 256, sc += PackedQuant.GroupRows)
         {
-            byte* n = w + PackedQuant.ScaleBytes + half * 32;
+            byte* n = w + half * 32;
             Vector256<byte> v0 = Vector256.Load(n), v1 = Vector256.Load(n + 64), v2 = Vector256.Load(n + 128), v3 = Vector256.Load(n + 192);
             Vector256<byte> l0 = v0 & mask, l1 = v1 & mask, l2 = v2 & mask, l3 = v3 & mask;
             Vector256<byte> h0 = (v0.AsUInt16() >>> 4).AsByte() & mask, h1 = (v1.AsUInt16() >>> 4).AsByte() & mask;
             Vector256<byte> h2 = (v2.AsUInt16() >>> 4).AsByte() & mask, h3 = (v3.AsUInt16() >>> 4).AsByte() & mask;
-            Vector256<float> sw = Vector256.Load((float*)w + half * 8);
+            Vector256<float> sw = Scales8(sc + half * 8);
             int o = k * 32;
             acc0 = Q4Accumulate(Q4Block(l0, l1, l2, l3, h0, h1, h2, h3, q0 + o), s0[k], sw * Vector256.Create(d0[k]), acc0);
             acc1 = Q4Accumulate(Q4Block(l0, l1, l2, l3, h0, h1, h2, h3, q1 + o), s1[k], sw * Vector256.Create(d1[k]), acc1);
@@ -435,21 +470,21 @@ internal static unsafe class PackedQuantKernel
         acc3.Store(tile + 48);
     }
 
-    private static void Q4_0x1Avx2(byte* w, int half, int blocks, in Q8Activations a, int b, float* tile)
+    private static void Q4_0x1Avx2(byte* w, ushort* sc, int half, int blocks, in Q8Activations a, int b, float* tile)
     {
         sbyte* q0 = a.RowQ(b);
         float* d0 = a.RowD(b);
         int* s0 = a.RowSums(b);
         Vector256<float> acc0 = default;
         Vector256<byte> mask = Vector256.Create((byte)0x0F);
-        for (int k = 0; k < blocks; k++, w += PackedQuant.ScaleBytes + 256)
+        for (int k = 0; k < blocks; k++, w += 256, sc += PackedQuant.GroupRows)
         {
-            byte* n = w + PackedQuant.ScaleBytes + half * 32;
+            byte* n = w + half * 32;
             Vector256<byte> v0 = Vector256.Load(n), v1 = Vector256.Load(n + 64), v2 = Vector256.Load(n + 128), v3 = Vector256.Load(n + 192);
             Vector256<short> s = Q4Block(v0 & mask, v1 & mask, v2 & mask, v3 & mask,
                 (v0.AsUInt16() >>> 4).AsByte() & mask, (v1.AsUInt16() >>> 4).AsByte() & mask,
                 (v2.AsUInt16() >>> 4).AsByte() & mask, (v3.AsUInt16() >>> 4).AsByte() & mask, q0 + k * 32);
-            acc0 = Q4Accumulate(s, s0[k], Vector256.Load((float*)w + half * 8) * Vector256.Create(d0[k]), acc0);
+            acc0 = Q4Accumulate(s, s0[k], Scales8(sc + half * 8) * Vector256.Create(d0[k]), acc0);
         }
 
         acc0.Store(tile);
@@ -461,18 +496,18 @@ internal static unsafe class PackedQuantKernel
     /// One activation row by rows 4·quad..4·quad+3 of a group: bytes widened to 16 bits (products are exact in 16 bits),
     /// then to 32, one int vector per row, summed per block.
     /// </summary>
-    private static void Vector128x1(byte* w, bool q8, int quad, int blocks, in Q8Activations a, int b, float* tile)
+    private static void Vector128x1(byte* w, ushort* sc, bool q8, int quad, int blocks, in Q8Activations a, int b, float* tile)
     {
         sbyte* q = a.RowQ(b);
         float* d = a.RowD(b);
         int* sums = a.RowSums(b);
         int blockBytes = PackedQuant.BytesPerBlock(q8 ? GgmlType.Q8_0 : GgmlType.Q4_0);
         Vector128<float> acc = default;
-        for (int k = 0; k < blocks; k++, w += blockBytes)
+        for (int k = 0; k < blocks; k++, w += blockBytes, sc += PackedQuant.GroupRows)
         {
             Vector128<int> r0 = default, r1 = default, r2 = default, r3 = default;
             sbyte* x = q + k * 32;
-            byte* quants = w + PackedQuant.ScaleBytes + quad * 16;
+            byte* quants = w + quad * 16;
             if (q8)
             {
                 for (int s = 0; s < 8; s++)
@@ -496,7 +531,7 @@ internal static unsafe class PackedQuantKernel
                 dot -= Vector128.Create(sums[k] * 8);
             }
 
-            acc = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(dot), Vector128.Load((float*)w + quad * 4) * Vector128.Create(d[k]), acc);
+            acc = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(dot), Scales4(sc + quad * 4) * Vector128.Create(d[k]), acc);
         }
 
         acc.Store(tile);

@@ -371,6 +371,37 @@ public class MatMulTests
         }
     }
 
+    /// <summary>
+    /// Scales that are not normal halves (zero, negative zero, subnormal) take the packed kernels' exact slow conversion;
+    /// the result is still the reference's bits.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(PackedTypes))]
+    public void Multiply_PackedTypesWithZeroAndSubnormalScales_EqualIntegerReferenceBitForBit(GgmlType type)
+    {
+        const int rows = 40, cols = 96;
+        int blockBytes = type == GgmlType.Q8_0 ? 34 : 18;
+        Tensor w = TestTensors.Random(type, rows, cols, 77);
+        ushort[] odd = [0x0000, 0x8000, 0x0001, 0x03FF, 0x8200];
+        unsafe
+        {
+            for (int r = 0; r < rows; r += 3)
+            {
+                *(ushort*)(w.Data + (long)r * (cols / 32) * blockBytes + (r % 3) * blockBytes) = odd[r % odd.Length];
+            }
+        }
+
+        foreach (int batch in new[] { 1, 4, 5 })
+        {
+            float[] x = TestTensors.RandomFloats(batch * cols, batch);
+            var y = new float[batch * rows];
+            var expected = new float[batch * rows];
+            MatMul.Multiply(w, x, y, batch);
+            MatMulReference.MultiplyQuantized(w, x, expected, batch);
+            Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), y.Select(BitConverter.SingleToInt32Bits));
+        }
+    }
+
     public static TheoryData<GgmlType> SharedInputTypes => new() { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.F16 };
 
     /// <summary>
