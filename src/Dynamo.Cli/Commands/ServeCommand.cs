@@ -363,6 +363,7 @@ internal static class ServeCommand
                 KvCacheMemory = c.Long("kv_cache_memory"),
                 KvCacheMemoryFraction = c.Double("gpu_memory_utilization") ?? c.Double("mem_fraction_static") ?? EngineOptions.Default.KvCacheMemoryFraction,
                 ContextLength = c.Int("context_length") ?? c.Int("max_model_len"),
+                MaxStepMs = c.Double("max_step_ms"),
                 PrefixCaching = c.Bool("enable_prefix_caching") ?? EngineOptions.Default.PrefixCaching,
             },
             Mocker = MockerOptions.Default with
