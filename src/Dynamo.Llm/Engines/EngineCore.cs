@@ -264,7 +264,7 @@ internal sealed class EngineCore<TState>
     /// </summary>
     public void RunStep(SchedulerStep step, Action<SchedulerStep> run, double? costMs = null)
     {
-        // Read before the run: Complete and Emit may end sequences, the step's counts stay.
+        // The step's shape as planned, what its time is learned against.
         int prefill = step.PrefillTokens, decode = step.DecodeTokens;
         long start = Stopwatch.GetTimestamp();
         bool ran = false;

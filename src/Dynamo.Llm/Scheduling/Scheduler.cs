@@ -281,8 +281,7 @@ public sealed class Scheduler
     /// Whether the step-time budget lets one more sequence in: prefill tokens are left in this step, and either the
     /// running batch with it, every sequence decoding, plus a minimum prefill chunk is predicted within the budget (each
     /// admitted sequence adds a decode to every later step until it ends), or the batch is below its floor
-    /// (<see cref="StepCostModel.EfficientBatch"/>: a budget too small for the machine costs latency, not most of the
-    /// throughput).
+    /// (<see cref="StepCostModel.EfficientBatch"/>: a budget too small for the machine costs latency, not throughput).
     /// </summary>
     private bool Admits(bool timed, int prefillLeft) =>
         !timed || (prefillLeft > 0 && (_running.Count < Cost.EfficientBatch || Cost.Predict(_options.MinPrefillTokens, _running.Count + 1) <= _options.MaxStepMs));

@@ -39,7 +39,7 @@ public sealed class SchedulerStep
     }
 
     /// <summary>Whether a chunk counts as a decode (one token, the sequence's last) rather than prefill.</summary>
-    internal static bool IsDecode(ScheduledChunk chunk) => chunk.TokenCount == 1 && chunk.SamplesToken;
+    private static bool IsDecode(ScheduledChunk chunk) => chunk.TokenCount == 1 && chunk.SamplesToken;
 
     internal void Clear()
     {

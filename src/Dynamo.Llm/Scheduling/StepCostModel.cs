@@ -65,16 +65,17 @@ public sealed class StepCostModel
     public double Predict(int prefillTokens, int decodeTokens) => Current.Predict(prefillTokens, decodeTokens);
 
     /// <summary>
-    /// The smallest decode batch that reaches three quarters of the decode throughput a batch can reach,
-    /// <c>ceil(3 x StepMs / DecodeMsPerSequence)</c> and at least 1: <c>N / (StepMs + N x DecodeMsPerSequence)</c> is 3/4 of
-    /// its limit <c>1 / DecodeMsPerSequence</c> there. The step-time budget admits up to it whatever it predicts.
+    /// The smallest decode batch that reaches nine tenths of the decode throughput a batch can reach,
+    /// <c>ceil(9 x StepMs / DecodeMsPerSequence)</c> and at least 1: <c>N / (StepMs + N x DecodeMsPerSequence)</c> is 9/10 of
+    /// its limit <c>1 / DecodeMsPerSequence</c> there. The step-time budget admits up to it whatever it predicts, so that
+    /// a budget too small for the machine costs latency, not throughput.
     /// </summary>
     public int EfficientBatch
     {
         get
         {
             StepCost c = Current;
-            double n = c.DecodeMsPerSequence <= 0 ? double.PositiveInfinity : Math.Ceiling(3 * c.StepMs / c.DecodeMsPerSequence);
+            double n = c.DecodeMsPerSequence <= 0 ? double.PositiveInfinity : Math.Ceiling(9 * c.StepMs / c.DecodeMsPerSequence);
             return n >= int.MaxValue ? int.MaxValue : Math.Max(1, (int)n);
         }
     }

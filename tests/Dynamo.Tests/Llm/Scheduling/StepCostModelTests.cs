@@ -100,9 +100,9 @@ public class StepCostModelTests
     }
 
     [Fact]
-    public void EfficientBatch_ThreeQuartersOfTheDecodeThroughput()
+    public void EfficientBatch_NineTenthsOfTheDecodeThroughput()
     {
-        Assert.Equal(10, new StepCostModel(new StepCost(5, 1, 1.5)).EfficientBatch);
+        Assert.Equal(30, new StepCostModel(new StepCost(5, 1, 1.5)).EfficientBatch);
         Assert.Equal(1, new StepCostModel(new StepCost(0.1, 1, 10)).EfficientBatch);
         Assert.Equal(int.MaxValue, new StepCostModel(new StepCost(5, 1, 0)).EfficientBatch);
     }
