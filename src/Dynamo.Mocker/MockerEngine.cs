@@ -51,7 +51,8 @@ public sealed class MockerEngine : IEngine
             ContextLength = _options.ContextLength,
             VocabSize = _options.VocabSize,
             PoolFlag = "--num-gpu-blocks",
-            Scheduler = new SchedulerOptions { MaxNumSeqs = _options.MaxNumSeqs, MaxNumBatchedTokens = _options.MaxNumBatchedTokens },
+            Scheduler = new SchedulerOptions { MaxNumSeqs = _options.MaxNumSeqs, MaxNumBatchedTokens = _options.MaxNumBatchedTokens, MaxStepMs = _options.MaxStepMs },
+            StepCostSeed = new StepCost(_options.StepMs, _options.PrefillMsPerToken, _options.DecodeMsPerSequence),
             PrefixCaching = _options.PrefixCaching,
             WorkerId = _options.WorkerId,
             EventHistory = _options.EventHistory,
@@ -124,8 +125,9 @@ public sealed class MockerEngine : IEngine
                 }
                 else
                 {
-                    await PaceAsync(Cost(step), stop).ConfigureAwait(false);
-                    _core.RunStep(step, _completeStep);
+                    double ms = CostMs(step);
+                    await PaceAsync(_options.Paced(ms), stop).ConfigureAwait(false);
+                    _core.RunStep(step, _completeStep, ms);
                 }
             }
         }
@@ -137,8 +139,8 @@ public sealed class MockerEngine : IEngine
         _core.FailAll();
     }
 
-    /// <summary>The cost model applied to a planned step.</summary>
-    private TimeSpan Cost(SchedulerStep step)
+    /// <summary>The cost model applied to a planned step: its simulated milliseconds, before the speedup.</summary>
+    private double CostMs(SchedulerStep step)
     {
         long prefill = 0, pairs = 0;
         int decoding = 0;
@@ -156,7 +158,7 @@ public sealed class MockerEngine : IEngine
             }
         }
 
-        return _options.StepTime(prefill, pairs, decoding);
+        return _options.StepMilliseconds(prefill, pairs, decoding);
     }
 
     /// <summary>

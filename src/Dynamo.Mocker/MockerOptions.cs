@@ -55,6 +55,13 @@ public sealed record MockerOptions
     /// <summary>Cost of each sequence decoding one token in a step, in milliseconds (<c>--decode-ms-per-seq</c>).</summary>
     public double DecodeMsPerSequence { get; init; } = 0.1;
 
+    /// <summary>
+    /// Step-time budget in simulated milliseconds (<c>--max-step-ms</c>); 0 (the default) off. As the real engine's: a step
+    /// adds prefill, and admits requests, only while its time by the cost model stays within it (the scheduler's estimate
+    /// starts from this cost model and learns from the modelled time of each step).
+    /// </summary>
+    public double MaxStepMs { get; init; }
+
     /// <summary>Token ids are 0..VocabSize-1: prompt tokens outside are rejected, generated tokens stay inside (<c>--vocab-size</c>).</summary>
     public int VocabSize { get; init; } = 32000;
 
@@ -90,6 +97,7 @@ public sealed record MockerOptions
         Check(Cost(PrefillMsPerToken), $"--prefill-ms-per-token must be a finite number of milliseconds, 0 or more (got {PrefillMsPerToken})");
         Check(Cost(AttentionMsPerTokenPair), $"--attention-ms-per-token-pair must be a finite number of milliseconds, 0 or more (got {AttentionMsPerTokenPair})");
         Check(Cost(DecodeMsPerSequence), $"--decode-ms-per-seq must be a finite number of milliseconds, 0 or more (got {DecodeMsPerSequence})");
+        Check(double.IsFinite(MaxStepMs) && MaxStepMs >= 0, $"--max-step-ms must be a finite number of milliseconds, 0 (off) or more (got {MaxStepMs})");
         Check(VocabSize >= 1, $"--vocab-size must be at least 1 (got {VocabSize})");
         Check(EventHistory >= 1, $"the KV event history must hold at least one event (got {EventHistory})");
         return this;
@@ -101,10 +109,17 @@ public sealed record MockerOptions
     /// <param name="prefillTokens">Tokens of prefill chunks (prompt, or recomputation after preemption).</param>
     /// <param name="attentionPairs">Causal (query, key) pairs of those chunks.</param>
     /// <param name="decodingSequences">Sequences decoding one token.</param>
-    public TimeSpan StepTime(long prefillTokens, long attentionPairs, int decodingSequences)
+    public TimeSpan StepTime(long prefillTokens, long attentionPairs, int decodingSequences) =>
+        Paced(StepMilliseconds(prefillTokens, attentionPairs, decodingSequences));
+
+    /// <summary>What the clock waits for a step of <paramref name="ms"/> simulated milliseconds: divided by <see cref="SpeedupRatio"/>, to the tick.</summary>
+    internal TimeSpan Paced(double ms)
     {
-        double ms = StepMs + PrefillMsPerToken * prefillTokens + AttentionMsPerTokenPair * attentionPairs + DecodeMsPerSequence * decodingSequences;
         double scaled = ms / SpeedupRatio;
         return scaled <= 0 ? TimeSpan.Zero : TimeSpan.FromTicks((long)Math.Round(scaled * TimeSpan.TicksPerMillisecond));
     }
+
+    /// <summary>Simulated duration of a step in milliseconds, before <see cref="SpeedupRatio"/> (the parameters as <see cref="StepTime"/>'s).</summary>
+    public double StepMilliseconds(long prefillTokens, long attentionPairs, int decodingSequences) =>
+        StepMs + PrefillMsPerToken * prefillTokens + AttentionMsPerTokenPair * attentionPairs + DecodeMsPerSequence * decodingSequences;
 }

@@ -16,13 +16,17 @@ internal sealed class EngineFlags
     private readonly Option<long?> _kvMemory = new("--kv-cache-memory") { Description = "KV cache bytes (default: --mem-fraction-static of available memory)" };
     private readonly Option<double?> _memFraction = new("--mem-fraction-static", "--gpu-memory-utilization") { Description = $"Fraction of available memory for the KV cache (default {EngineOptions.Default.KvCacheMemoryFraction})" };
     private readonly Option<int?> _context = new("--context-length", "--max-model-len") { Description = "Context length (default: the model's)" };
+    private readonly Option<double?> _maxStepMs = new("--max-step-ms")
+    {
+        Description = $"Step-time budget in ms: a step adds prefill and admits requests only while its predicted time (learned from the engine's own steps) stays within it, so running requests get their next token within about that time; at least a small prefill chunk always runs (0: off, every step fills --max-num-batched-tokens; default {EngineOptions.DefaultMaxStepMs} for the built-in engine, off for the mocker)",
+    };
     private readonly Option<bool> _noPrefixCaching = new("--no-enable-prefix-caching") { Description = "Turn the prefix cache off" };
     private readonly Option<string?> _kvDtype = KvCacheDtypeOption();
 
     public static EngineFlags AddTo(Command command)
     {
         var flags = new EngineFlags();
-        foreach (Option o in new Option[] { flags._blockSize, flags._maxSeqs, flags._maxTokens, flags._kvMemory, flags._memFraction, flags._context, flags._noPrefixCaching, flags._kvDtype })
+        foreach (Option o in new Option[] { flags._blockSize, flags._maxSeqs, flags._maxTokens, flags._kvMemory, flags._memFraction, flags._context, flags._maxStepMs, flags._noPrefixCaching, flags._kvDtype })
         {
             command.Options.Add(o);
         }
@@ -39,6 +43,7 @@ internal sealed class EngineFlags
         KvCacheMemory = parse.GetValue(_kvMemory),
         KvCacheMemoryFraction = parse.GetValue(_memFraction) ?? EngineOptions.Default.KvCacheMemoryFraction,
         ContextLength = parse.GetValue(_context),
+        MaxStepMs = parse.GetValue(_maxStepMs),
         PrefixCaching = !parse.GetValue(_noPrefixCaching),
         KvCacheDtype = ReadKvCacheDtype(parse, _kvDtype, EngineOptions.Default.KvCacheDtype),
     };

@@ -364,6 +364,7 @@ internal static class ServeCommand
                 KvCacheMemory = c.Long("kv_cache_memory"),
                 KvCacheMemoryFraction = c.Double("gpu_memory_utilization") ?? c.Double("mem_fraction_static") ?? EngineOptions.Default.KvCacheMemoryFraction,
                 ContextLength = c.Int("context_length") ?? c.Int("max_model_len"),
+                MaxStepMs = c.Double("max_step_ms"),
                 PrefixCaching = c.Bool("enable_prefix_caching") ?? EngineOptions.Default.PrefixCaching,
                 KvCacheDtype = c.String("kv_cache_dtype") is string kvDtype ? c.Validated(() => KvCacheDtypes.Parse(kvDtype)) : EngineOptions.Default.KvCacheDtype,
             },

@@ -11,6 +11,7 @@ using Dynamo.Frontend.Status;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.ModelCards;
 using Dynamo.Llm.Parallel;
+using Dynamo.Llm.Scheduling;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
 using Microsoft.Extensions.Logging;
@@ -118,7 +119,7 @@ internal sealed class WorkerComponent : IAsyncDisposable
                         {
                             var replicaModel = new Transformer(model.Weights, maxBatch: TensorParallelRanks.MaxBatch(settings));
                             replicaModel.WarmUp(TimeSpan.FromMilliseconds(200), replica.KvCacheDtype);
-                            engines.Add(new InferenceEngine(replicaModel, model.Tokenizer.EosTokenIds, replica));
+                            engines.Add(new InferenceEngine(replicaModel, model.Tokenizer.EosTokenIds, replica with { StepCostSeed = replicaModel.MeasureStepCost() }));
                         }
 
                         var first = (InferenceEngine)engines[0];
@@ -161,8 +162,10 @@ internal sealed class WorkerComponent : IAsyncDisposable
                     }
 
                     TimeSpan warm = transformer.WarmUp(TimeSpan.FromMilliseconds(500), settings.Engine.KvCacheDtype);
-                    log.WriteLine($"worker: kernels warmed up in {warm.TotalMilliseconds:F0} ms (throw-away forward passes before the first request)");
-                    var inference = new InferenceEngine(transformer, model.Tokenizer.EosTokenIds, settings.Engine with { WorkerId = runtime.InstanceId });
+                    StepCost seed = transformer.MeasureStepCost();
+                    log.WriteLine($"worker: kernels warmed up in {warm.TotalMilliseconds:F0} ms (throw-away forward passes before the first request); " +
+                        $"a step costs about {seed.StepMs:F1} ms + {seed.PrefillMsPerToken:F2} ms a token (the first estimate of the step-time budget's cost model)");
+                    var inference = new InferenceEngine(transformer, model.Tokenizer.EosTokenIds, settings.Engine with { WorkerId = runtime.InstanceId, StepCostSeed = seed });
                     log.WriteLine($"worker: KV cache {inference.KvBudget}");
                     engines.Add(inference);
                     (string format, string tokenizerPath) = TokenizerSource(model, path, settings.TokenizerPath);

@@ -61,7 +61,7 @@ internal sealed record WorkerSettings
 
     /// <summary>
     /// The built-in engine's settings; its KV block size and batch limits (--block-size, --max-num-seqs,
-    /// --max-num-batched-tokens, --context-length, prefix caching) are every engine kind's.
+    /// --max-num-batched-tokens, --context-length, prefix caching, and --max-step-ms when given) are every engine kind's.
     /// </summary>
     public EngineOptions Engine { get; init; } = EngineOptions.Default;
 
@@ -173,12 +173,13 @@ internal sealed record WorkerSettings
         return this;
     }
 
-    /// <summary>The mocker's options: <see cref="Mocker"/> with <see cref="Engine"/>'s block size and batch limits.</summary>
+    /// <summary>The mocker's options: <see cref="Mocker"/> with <see cref="Engine"/>'s block size and batch limits (and its step-time budget when one was given).</summary>
     public MockerOptions MockerFor(int vocabSize, long workerId) => Mocker with
     {
         BlockSize = Engine.BlockSize,
         MaxNumSeqs = Engine.MaxNumSeqs,
         MaxNumBatchedTokens = Engine.MaxNumBatchedTokens,
+        MaxStepMs = Engine.MaxStepMs ?? Mocker.MaxStepMs,
         ContextLength = Engine.ContextLength ?? Mocker.ContextLength,
         PrefixCaching = Engine.PrefixCaching,
         VocabSize = vocabSize,

@@ -4,6 +4,7 @@ using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Models;
 using Dynamo.Engine.Parallel;
 using Dynamo.Llm.Parallel;
+using Dynamo.Llm.Scheduling;
 
 namespace Dynamo.Engine.Inference;
 
@@ -225,6 +226,34 @@ public sealed unsafe partial class Transformer : IDisposable
         }
 
         return System.Diagnostics.Stopwatch.GetElapsedTime(start);
+    }
+
+    /// <summary>
+    /// Times throw-away passes on a cache of its own (after <see cref="WarmUp"/>, which compiles them): a prefill of up to 32
+    /// tokens and a one-token pass after it, the fastest of three each, and makes them a first <see cref="StepCost"/> for the
+    /// serving engine's step-time budget (<see cref="Serving.EngineOptions.StepCostSeed"/>): the one-token pass is a step's
+    /// fixed cost, each further prefill token costs (prefill - one-token) / (tokens - 1), and a decoding sequence is taken to
+    /// cost what a prefill token does (both are one row through the weights) until the engine's own steps tell them apart.
+    /// </summary>
+    public StepCost MeasureStepCost()
+    {
+        int prefill = Math.Max(2, Math.Min(Math.Min(32, _maxBatch), Config.ContextLength - 1));
+        var cache = new SequenceKvCache(Config, prefill + 1);
+        var logits = new float[Config.VocabSize];
+        int[] tokens = [.. Enumerable.Range(0, prefill).Select(i => (i * 7919 + 1) % Config.VocabSize)];
+        double prefillMs = double.MaxValue, oneMs = double.MaxValue;
+        for (int r = 0; r < 3; r++)
+        {
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            Forward(tokens, 0, cache, logits);
+            prefillMs = Math.Min(prefillMs, System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+            start = System.Diagnostics.Stopwatch.GetTimestamp();
+            Forward(tokens.AsSpan(0, 1), prefill, cache, logits);
+            oneMs = Math.Min(oneMs, System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+        }
+
+        double perToken = Math.Max(0, (prefillMs - oneMs) / (prefill - 1));
+        return new StepCost(oneMs, perToken, perToken);
     }
 
     /// <summary>When set, every forward pass adds its time per phase to it (bench forward --profile); null (the default) costs nothing.</summary>

@@ -1,4 +1,5 @@
 using Dynamo.Engine.KvCache;
+using Dynamo.Llm.Scheduling;
 
 namespace Dynamo.Engine.Serving;
 
@@ -33,6 +34,20 @@ public sealed record EngineOptions
 
     /// <summary>Tokens one step computes at most (<c>--max-num-batched-tokens</c>).</summary>
     public int MaxNumBatchedTokens { get; init; } = 512;
+
+    /// <summary>The step-time budget when <see cref="MaxStepMs"/> is not given, in milliseconds.</summary>
+    public const double DefaultMaxStepMs = 50;
+
+    /// <summary>
+    /// Step-time budget in milliseconds (<c>--max-step-ms</c>): a step adds prefill tokens, and admits requests, only while
+    /// its predicted time stays within it, so that every running request's next token comes within about that time
+    /// (see Dynamo.Llm/Scheduling/README.md); 0 turns it off (every step fills <see cref="MaxNumBatchedTokens"/>);
+    /// null: <see cref="DefaultMaxStepMs"/> for this engine (the mocker, which takes the same flag, keeps its own).
+    /// </summary>
+    public double? MaxStepMs { get; init; }
+
+    /// <summary>What a step costs before any has run (the worker measures it in its warm-up); null: learned from the first steps.</summary>
+    public StepCost? StepCostSeed { get; init; }
 
     /// <summary>Context window (<c>--context-length</c>); null or larger than the model's takes the model's.</summary>
     public int? ContextLength { get; init; }
@@ -70,6 +85,7 @@ public sealed record EngineOptions
         Check(KvCacheMemoryFraction is > 0 and <= 0.95, $"--mem-fraction-static must be in (0, 0.95] (got {KvCacheMemoryFraction})");
         Check(MaxNumSeqs >= 1, $"--max-num-seqs must be at least 1 (got {MaxNumSeqs})");
         Check(MaxNumBatchedTokens >= 1, $"--max-num-batched-tokens must be at least 1 (got {MaxNumBatchedTokens})");
+        Check(MaxStepMs is null or (>= 0 and < double.PositiveInfinity), $"--max-step-ms must be a finite number of milliseconds, 0 (off) or more (got {MaxStepMs})");
         Check(ContextLength is null or >= 2, $"--context-length must be at least 2 (got {ContextLength})");
         Check(EventHistory >= 1, $"the KV event history must hold at least one event (got {EventHistory})");
         return this;

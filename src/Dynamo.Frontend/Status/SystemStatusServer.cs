@@ -54,6 +54,8 @@ public sealed class SystemStatusServer : IAsyncDisposable
         Gauge hits = G("dynamo_component_prefix_cache_hits_total", "Prompt tokens found in the prefix cache");
         Gauge preemptions = G("dynamo_component_preemptions_total", "Sequences preempted (recomputed later)");
         Gauge generated = G("dynamo_component_output_tokens_total", "Tokens generated");
+        Gauge stepSeconds = G("dynamo_component_step_seconds", "Time of an engine step, smoothed over about the last 10 steps (the largest of the data-parallel ranks')");
+        Gauge stepBudget = G("dynamo_component_step_budget_seconds", "The step-time budget steps are planned within (--max-step-ms); 0 when off");
         Gauge kvPublished = G("dynamo_component_kv_events_published_total", "KV events published on the event plane");
         Gauge kvDropped = G("dynamo_component_kv_events_dropped_total", "KV events dropped because the buffer to the event plane was full (routers resync from the dump)");
         Gauge publishFailures = G("dynamo_component_event_publish_failures_total", "KV event and load publishes that failed (the worker keeps publishing)");
@@ -131,6 +133,8 @@ public sealed class SystemStatusServer : IAsyncDisposable
             hits.WithLabels(values).Set(s.PrefixHitTokens);
             preemptions.WithLabels(values).Set(s.Preemptions);
             generated.WithLabels(values).Set(s.GeneratedTokens);
+            stepSeconds.WithLabels(values).Set(s.StepMs / 1000);
+            stepBudget.WithLabels(values).Set(s.MaxStepMs / 1000);
             kvPublished.WithLabels(values).Set(worker.KvEventsPublished);
             kvDropped.WithLabels(values).Set(worker.KvEventsDropped);
             publishFailures.WithLabels(values).Set(worker.PublishFailures);

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Dynamo.Llm.Kv;
 using Dynamo.Llm.Scheduling;
@@ -47,6 +48,7 @@ internal sealed class EngineCore<TState>
     private long _finished;
     private long _steps;
     private long _importsRefused;
+    private double _stepMs;
     private int _stopped;
 
     /// <summary>1 once <see cref="FailAll"/> began: a submit racing with it must not leave a stream that never ends.</summary>
@@ -64,7 +66,7 @@ internal sealed class EngineCore<TState>
         _kvStore = kvStore;
         _events = options.PrefixCaching ? new KvEventLog(options.WorkerId, options.EventHistory) : null;
         _pool = new KvBlockPool(options.BlockCount, options.BlockSize, _events, options.PrefixCaching);
-        _scheduler = new Scheduler(options.Scheduler, _pool);
+        _scheduler = new Scheduler(options.Scheduler, _pool, options.StepCostSeed is { } seed ? new StepCostModel(seed) : null);
         MaxSequenceLength = (int)Math.Min(options.ContextLength, (long)options.BlockCount * options.BlockSize);
         _stats = Snapshot();
     }
@@ -256,22 +258,39 @@ internal sealed class EngineCore<TState>
     /// <summary>
     /// Runs <paramref name="run"/> (the engine's computation of the step, which ends with <see cref="Scheduler.Complete"/>
     /// and an <see cref="Emit"/> per sampled token); a step that throws ends its requests with the error. Then
-    /// counts the step and publishes the stats (engine loop).
+    /// tells the scheduler's <see cref="Scheduler.Cost"/> what the step took (<paramref name="costMs"/>, an engine
+    /// that models its time, or else the time <paramref name="run"/> took), counts the step and publishes the stats
+    /// (engine loop).
     /// </summary>
-    public void RunStep(SchedulerStep step, Action<SchedulerStep> run)
+    public void RunStep(SchedulerStep step, Action<SchedulerStep> run, double? costMs = null)
     {
+        // The step's shape as planned, what its time is learned against.
+        int prefill = step.PrefillTokens, decode = step.DecodeTokens;
+        long start = Stopwatch.GetTimestamp();
+        bool ran = false;
         try
         {
             run(step);
+            ran = true;
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             FailStep(step, e);
         }
 
+        if (ran)
+        {
+            double ms = costMs ?? Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            _scheduler.Cost.Observe(prefill, decode, ms);
+            _stepMs = _steps == 0 ? ms : StepMsSmoothing * ms + (1 - StepMsSmoothing) * _stepMs;
+        }
+
         _steps++;
         _stats = Snapshot();
     }
+
+    /// <summary>Weight of the latest step in <see cref="EngineStats.StepMs"/> (an exponential moving average over about 10 steps).</summary>
+    private const double StepMsSmoothing = 0.1;
 
     /// <summary>
     /// Appends a token the engine produced for <paramref name="live"/> and sends it (engine loop). The request ends
@@ -508,6 +527,8 @@ internal sealed class EngineCore<TState>
         RequestsFinished = _finished,
         Steps = _steps,
         KvImportsRefused = _importsRefused,
+        StepMs = _stepMs,
+        MaxStepMs = _scheduler.Options.MaxStepMs,
     };
 
     /// <summary>See <see cref="IEngine.DumpKvAsync"/>: taken between steps, so its last event id matches the stream.</summary>

@@ -23,8 +23,11 @@ internal sealed record EngineCoreOptions
     /// <summary>The flag that makes the KV pool larger, named when a prompt does not fit it ("--kv-cache-memory").</summary>
     public required string PoolFlag { get; init; }
 
-    /// <summary>Batch limits of a step.</summary>
+    /// <summary>Batch limits and the step-time budget of a step.</summary>
     public required SchedulerOptions Scheduler { get; init; }
+
+    /// <summary>What a step costs before any has run (a warm-up's measurement, the mocker's cost model); null: learned from the first steps.</summary>
+    public StepCost? StepCostSeed { get; init; }
 
     /// <summary>Reuse cached blocks across requests, and publish KV events; false: no prefix cache, <see cref="EngineCore{TState}.KvEvents"/> null.</summary>
     public bool PrefixCaching { get; init; } = true;

@@ -30,6 +30,10 @@ public sealed record EngineStats
     public long Steps { get; init; }
     /// <summary>Transferred KV that could not be placed, with the request or delivered to a deferred import (the tokens were prefilled here instead).</summary>
     public long KvImportsRefused { get; init; }
+    /// <summary>Time of a step in milliseconds, smoothed over about the last 10 steps (measured, or the mocker's modelled time); 0 before the first.</summary>
+    public double StepMs { get; init; }
+    /// <summary>The step-time budget the scheduler plans within (<c>--max-step-ms</c>); 0 when off.</summary>
+    public double MaxStepMs { get; init; }
 
     /// <summary>Fraction of the KV pool in use, 0..1.</summary>
     public double KvUsage => KvBlocksTotal == 0 ? 0 : (double)KvBlocksUsed / KvBlocksTotal;
@@ -39,7 +43,7 @@ public sealed record EngineStats
 
     /// <summary>
     /// The counters of several engines as one (a worker's data-parallel ranks): counts and blocks add up, the block
-    /// size is theirs; the rates follow from the sums.
+    /// size is theirs; the rates follow from the sums; the step time and budget are the largest rank's.
     /// </summary>
     public static EngineStats Sum(IEnumerable<EngineStats> ranks)
     {
@@ -65,6 +69,8 @@ public sealed record EngineStats
                 RequestsFinished = sum.RequestsFinished + r.RequestsFinished,
                 Steps = sum.Steps + r.Steps,
                 KvImportsRefused = sum.KvImportsRefused + r.KvImportsRefused,
+                StepMs = Math.Max(sum.StepMs, r.StepMs),
+                MaxStepMs = Math.Max(sum.MaxStepMs, r.MaxStepMs),
             };
         }
 

@@ -23,11 +23,18 @@ public sealed class Scheduler
     private readonly SchedulerStep _step = new();
     private long _arrivals;
 
-    public Scheduler(SchedulerOptions options, KvBlockPool pool)
+    /// <param name="options">Batch limits and the step-time budget.</param>
+    /// <param name="pool">The KV blocks.</param>
+    /// <param name="cost">What a step costs (the engine feeds it each step's time); null: a new, unseeded one.</param>
+    public Scheduler(SchedulerOptions options, KvBlockPool pool, StepCostModel? cost = null)
     {
         _options = options.Validate();
         _pool = pool;
+        Cost = cost ?? new StepCostModel();
     }
+
+    /// <summary>The step cost the budget (<see cref="SchedulerOptions.MaxStepMs"/>) is checked against; the engine tells it what each step took.</summary>
+    public StepCostModel Cost { get; }
 
     public SchedulerOptions Options => _options;
 
@@ -163,10 +170,27 @@ public sealed class Scheduler
     {
         _step.Clear();
         int budget = _options.MaxNumBatchedTokens;
+        double maxMs = _options.MaxStepMs;
+        bool timed = maxMs > 0 && Cost.IsReady;
+
+        // With a step-time budget: the prefill tokens that fit beside this step's decodes, and never fewer than the minimum.
+        int prefillLeft = int.MaxValue;
+        if (timed)
+        {
+            int decoding = 0;
+            foreach (SequenceState r in _running)
+            {
+                decoding += r.Tokens.Count - r.ComputedTokens == 1 ? 1 : 0;
+            }
+
+            prefillLeft = Math.Max(Cost.PrefillTokensWithin(maxMs, decoding), _options.MinPrefillTokens);
+        }
+
         for (int i = 0; i < _running.Count && budget > 0; i++)
         {
             SequenceState s = _running[i];
-            int n = Math.Min(s.Tokens.Count - s.ComputedTokens, budget);
+            int left = s.Tokens.Count - s.ComputedTokens;
+            int n = Math.Min(left, left > 1 ? Math.Min(budget, prefillLeft) : budget);
             if (n <= 0)
             {
                 continue;
@@ -192,10 +216,11 @@ public sealed class Scheduler
 
             _step.Add(new ScheduledChunk(s, s.ComputedTokens, n, s.ComputedTokens + n == s.Tokens.Count));
             budget -= n;
+            prefillLeft -= left > 1 ? n : 0;
         }
 
         // Admit nothing in a step that had to preempt: the pool is short of blocks.
-        while (_step.Preempted == 0 && _waiting.First is { } node && _running.Count < _options.MaxNumSeqs && budget > 0)
+        while (_step.Preempted == 0 && _waiting.First is { } node && _running.Count < _options.MaxNumSeqs && budget > 0 && Admits(timed, prefillLeft))
         {
             SequenceState s = node.Value;
             int hit = 0;
@@ -212,7 +237,8 @@ public sealed class Scheduler
                 s.CommittedBlocks = hit / bs;
             }
 
-            int n = Math.Min(s.Tokens.Count - s.ComputedTokens, budget);
+            int left = s.Tokens.Count - s.ComputedTokens;
+            int n = Math.Min(left, left > 1 ? Math.Min(budget, prefillLeft) : budget);
             if (!_pool.TryReserve(s.Blocks, s.ComputedTokens + n))
             {
                 if (lookedUp)
@@ -240,10 +266,25 @@ public sealed class Scheduler
             _running.Add(s);
             _step.Add(new ScheduledChunk(s, s.ComputedTokens, n, s.ComputedTokens + n == s.Tokens.Count));
             budget -= n;
+            prefillLeft -= left > 1 ? n : 0;
+        }
+
+        if (timed)
+        {
+            _step.PredictedMs = Cost.Predict(_step.PrefillTokens, _step.DecodeTokens);
         }
 
         return _step;
     }
+
+    /// <summary>
+    /// Whether the step-time budget lets one more sequence in: prefill tokens are left in this step, and either the
+    /// running batch with it, every sequence decoding, plus a minimum prefill chunk is predicted within the budget (each
+    /// admitted sequence adds a decode to every later step until it ends), or the batch is below its floor
+    /// (<see cref="StepCostModel.EfficientBatch"/>: a budget too small for the machine costs latency, not throughput).
+    /// </summary>
+    private bool Admits(bool timed, int prefillLeft) =>
+        !timed || (prefillLeft > 0 && (_running.Count < Cost.EfficientBatch || Cost.Predict(_options.MinPrefillTokens, _running.Count + 1) <= _options.MaxStepMs));
 
     /// <summary>
     /// Records that <paramref name="step"/> ran: each chunk's keys and values are in the cache, and blocks it

@@ -10,6 +10,15 @@ public sealed class SchedulerStep
     /// <summary>Tokens of all chunks together.</summary>
     public int TokenCount { get; private set; }
 
+    /// <summary>Tokens of prefill chunks: every chunk but a sequence's one last token (<see cref="StepCost"/>'s P).</summary>
+    public int PrefillTokens { get; private set; }
+
+    /// <summary>Chunks of one token that sample: decoding sequences, and prompts whose last token was all that was left (<see cref="StepCost"/>'s D).</summary>
+    public int DecodeTokens { get; private set; }
+
+    /// <summary>The step's time as the scheduler predicted it when a step-time budget planned it, in milliseconds; 0 when none did.</summary>
+    public double PredictedMs { get; internal set; }
+
     /// <summary>Sequences preempted while this step was planned.</summary>
     public int Preempted { get; internal set; }
 
@@ -19,12 +28,26 @@ public sealed class SchedulerStep
     {
         _chunks.Add(chunk);
         TokenCount += chunk.TokenCount;
+        if (IsDecode(chunk))
+        {
+            DecodeTokens++;
+        }
+        else
+        {
+            PrefillTokens += chunk.TokenCount;
+        }
     }
+
+    /// <summary>Whether a chunk counts as a decode (one token, the sequence's last) rather than prefill.</summary>
+    private static bool IsDecode(ScheduledChunk chunk) => chunk.TokenCount == 1 && chunk.SamplesToken;
 
     internal void Clear()
     {
         _chunks.Clear();
         TokenCount = 0;
+        PrefillTokens = 0;
+        DecodeTokens = 0;
+        PredictedMs = 0;
         Preempted = 0;
     }
 }

@@ -125,6 +125,30 @@ public sealed class MockerEngineTests
         Assert.Equal(4, engine.Stats.Steps);
     }
 
+    [Fact]
+    public async Task Submit_MaxStepMsOnManualClock_PrefillCutSoEachStepFitsTheBudget()
+    {
+        var clock = new ManualTimeProvider();
+        var options = Fast with { SpeedupRatio = 1, StepMs = 10, PrefillMsPerToken = 0.5, DecodeMsPerSequence = 1, MaxNumBatchedTokens = 512, MaxStepMs = 40 };
+        await using var engine = new MockerEngine(options, clock);
+        Assert.Equal(40, engine.Core.Scheduler.Options.MaxStepMs);
+        Task<(List<int> Tokens, List<float> Logprobs, EngineOutput Last)> a = CollectAsync(engine, new EngineRequest("a", [.. Enumerable.Range(1, 100)], Tokens(2)));
+
+        // 100 prompt tokens would take 10 + 50 = 60 ms in one step; within 40 ms: 60 tokens, then the other 40 (30 ms), then a decode.
+        foreach (double expected in new[] { 40, 30, 11 })
+        {
+            TimeSpan due = await clock.NextDueAsync();
+            Assert.Equal(expected, due.TotalMilliseconds, 6);
+            clock.Advance(due);
+        }
+
+        Assert.Equal(2, (await a).Tokens.Count);
+        await engine.Core.InspectAsync(_ => 0);
+        Assert.Equal(3, engine.Stats.Steps);
+        Assert.Equal(40, engine.Stats.MaxStepMs);
+        Assert.Equal(0.9 * (0.9 * 40 + 0.1 * 30) + 0.1 * 11, engine.Stats.StepMs, 9);
+    }
+
     public static TheoryData<int, int, int, int, int, bool> Pools => new()
     {
         // block size, blocks, max batched tokens, max seqs, requests, preempts
@@ -158,6 +182,7 @@ public sealed class MockerEngineTests
             KvCacheMemory = PagedKvCache.BytesPerBlock(config, blockSize, EngineOptions.Default.KvCacheDtype) * blocks,
             MaxNumBatchedTokens = maxBatched,
             MaxNumSeqs = maxSeqs,
+            MaxStepMs = 0,
             WorkerId = 3,
             EventHistory = 100_000,
         };
@@ -187,7 +212,7 @@ public sealed class MockerEngineTests
         }
 
         Assert.Equal(expected.Cached, actual.Cached);
-        Assert.Equal(expected.Stats with { KvBlocksTotal = 0, KvCacheBytes = 0 }, actual.Stats with { KvBlocksTotal = 0, KvCacheBytes = 0 });
+        Assert.Equal(expected.Stats with { KvBlocksTotal = 0, KvCacheBytes = 0, StepMs = 0 }, actual.Stats with { KvBlocksTotal = 0, KvCacheBytes = 0, StepMs = 0 });
         Assert.Equal(blocks, actual.Stats.KvBlocksTotal);
         Assert.Equal(PagedKvCache.BytesPerBlock(config, blockSize, EngineOptions.Default.KvCacheDtype) * expected.Stats.KvBlocksTotal, expected.Stats.KvCacheBytes);
         Assert.Equal(0, actual.Stats.KvCacheBytes); // the mocker stores no keys or values

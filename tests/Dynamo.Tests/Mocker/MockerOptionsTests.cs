@@ -17,6 +17,8 @@ public sealed class MockerOptionsTests
         { MockerOptions.Default with { PrefillMsPerToken = double.PositiveInfinity }, "--prefill-ms-per-token" },
         { MockerOptions.Default with { AttentionMsPerTokenPair = -0.5 }, "--attention-ms-per-token-pair" },
         { MockerOptions.Default with { DecodeMsPerSequence = double.NaN }, "--decode-ms-per-seq" },
+        { MockerOptions.Default with { MaxStepMs = -1 }, "--max-step-ms" },
+        { MockerOptions.Default with { MaxStepMs = double.NaN }, "--max-step-ms" },
         { MockerOptions.Default with { VocabSize = 0 }, "--vocab-size" },
         { MockerOptions.Default with { EventHistory = 0 }, "event history" },
     };

@@ -1,10 +1,12 @@
 using System.CommandLine;
 using Dynamo.Cli.Commands;
+using Dynamo.Cli.Components;
 using Dynamo.Components.Processing;
 using Dynamo.Engine.KvCache;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
 using Dynamo.Llm.Routing;
+using Dynamo.Mocker;
 using Dynamo.Tests.Infrastructure;
 
 namespace Dynamo.Tests.Cli.Commands;
@@ -131,7 +133,29 @@ public class OptionsBindingTests
         Assert.Equal(EngineOptions.Default, options);
     }
 
+    [Fact]
+    public void EngineFlags_MaxStepMs_BoundOrLeftToTheEngine()
+    {
+        var command = new Command("worker");
+        EngineFlags flags = EngineFlags.AddTo(command);
+
+        Assert.Equal(EngineOptions.Default with { MaxStepMs = 80 }, flags.Read(command.Parse(["--max-step-ms", "80"])));
+        Assert.Equal(0, flags.Read(command.Parse(["--max-step-ms", "0"])).MaxStepMs);
+        Assert.Null(flags.Read(command.Parse([])).MaxStepMs);
+    }
+
+    [Fact]
+    public void WorkerSettings_MaxStepMs_TheMockersOnlyWhenGiven()
+    {
+        var worker = new WorkerSettings { EngineKind = "mocker" };
+
+        Assert.Equal(MockerOptions.Default.MaxStepMs, worker.MockerFor(vocabSize: 100, workerId: 1).MaxStepMs);
+        Assert.Equal(25, (worker with { Engine = EngineOptions.Default with { MaxStepMs = 25 } }).MockerFor(vocabSize: 100, workerId: 1).MaxStepMs);
+    }
+
     [Theory]
+    [InlineData("error: --max-step-ms must be a finite number of milliseconds, 0 (off) or more (got -1)", "run", "out=echo", "--max-step-ms", "-1")]
+    [InlineData("error: --max-step-ms must be a finite number of milliseconds, 0 (off) or more (got -5)", "worker", "--engine", "mocker", "--max-step-ms", "-5")]
     [InlineData("error: --http-port: 70000 is not a port (0..65535, 0 = any free port)", "frontend", "--http-port", "70000")]
     [InlineData("error: --router-mode: 'nope' is not one of round-robin, random, kv", "frontend", "--router-mode", "nope")]
     [InlineData("error: --namespace: 'a.b' must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'", "frontend", "--namespace", "a.b")]

@@ -62,6 +62,22 @@ public class ServeCommandTests
     }
 
     [Fact]
+    public void Bind_WorkerMaxStepMs_BoundIntoTheEngineAndTheMocker()
+    {
+        ServeConfig config = Config("""
+            VllmWorker:
+              engine: mocker
+              served_model_name: m
+              max-step-ms: 40
+            """);
+
+        var (worker, _, _) = Assert.Single(ServeCommand.Bind(["VllmWorker"], config, TextWriter.Null).Workers);
+
+        Assert.Equal(EngineOptions.Default with { MaxStepMs = 40 }, worker.Engine);
+        Assert.Equal(40, worker.MockerFor(vocabSize: 500, workerId: 7).MaxStepMs);
+    }
+
+    [Fact]
     public void Bind_FrontendAlone_RoutesByItsOwnSection()
     {
         ServeConfig config = Config("""

@@ -1,5 +1,6 @@
 using Dynamo.Engine.Inference;
 using Dynamo.Engine.Models;
+using Dynamo.Llm.Scheduling;
 using Dynamo.Tests.Infrastructure;
 
 namespace Dynamo.Tests.Engine.Inference;
@@ -26,5 +27,18 @@ public sealed class TransformerWarmUpTests
 
         Assert.True(took > TimeSpan.Zero);
         Assert.Equal(Logits(cold), Logits(warm));
+    }
+
+    [Fact]
+    public void MeasureStepCost_AfterWarmUp_FiniteCosts()
+    {
+        using var warm = new Transformer(ModelLoader.Load(TestModels.Tiny.Value), maxBatch: 32);
+        warm.WarmUp(TimeSpan.FromMilliseconds(10));
+
+        StepCost cost = warm.MeasureStepCost();
+
+        Assert.True(double.IsFinite(cost.StepMs) && cost.StepMs > 0);
+        Assert.True(double.IsFinite(cost.PrefillMsPerToken) && cost.PrefillMsPerToken >= 0);
+        Assert.Equal(cost.PrefillMsPerToken, cost.DecodeMsPerSequence);
     }
 }

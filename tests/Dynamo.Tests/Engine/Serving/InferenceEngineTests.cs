@@ -5,6 +5,7 @@ using Dynamo.Engine.Models.Synth;
 using Dynamo.Engine.Serving;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.ModelFiles;
+using Dynamo.Llm.Scheduling;
 using Dynamo.Tests.Llm.Engines;
 
 namespace Dynamo.Tests.Engine.Serving;
@@ -110,6 +111,34 @@ public sealed class InferenceEngineTests
     /// The built-in engine's KV transfer is exact: prefill on one engine, decode on another (another block size) gives
     /// the tokens and log-probability bits of one engine alone. (The transfer's bookkeeping is a contract test.)
     /// </summary>
+    [Fact]
+    public async Task Options_MaxStepMsAndSeed_ReachTheSchedulerAndTheStats()
+    {
+        await using (InferenceEngine engine = Create(F32Path.Value, EngineOptions.Default))
+        {
+            Assert.Equal(EngineOptions.DefaultMaxStepMs, engine.Core.Scheduler.Options.MaxStepMs);
+            Assert.False(engine.Core.Scheduler.Cost.IsReady);
+            await EngineContractTests.CollectAsync(engine, new EngineRequest("a", [1, 2, 3, 4, 5], SamplingParams.Greedy with { MaxTokens = 3, IgnoreEos = true }));
+            await engine.Core.InspectAsync(_ => 0);
+            Assert.Equal(EngineOptions.DefaultMaxStepMs, engine.Stats.MaxStepMs);
+            Assert.True(engine.Stats.StepMs > 0);
+            Assert.Equal(3, engine.Core.Scheduler.Cost.Observations);
+        }
+
+        var seed = new StepCost(4, 0.5, 0.25);
+        await using (InferenceEngine engine = Create(F32Path.Value, EngineOptions.Default with { MaxStepMs = 0, StepCostSeed = seed }))
+        {
+            Assert.Equal(0, engine.Core.Scheduler.Options.MaxStepMs);
+            Assert.Equal(seed, engine.Core.Scheduler.Cost.Current);
+            Assert.Equal(0, engine.Stats.MaxStepMs);
+        }
+
+        await using (InferenceEngine engine = Create(F32Path.Value, EngineOptions.Default with { MaxStepMs = 80 }))
+        {
+            Assert.Equal(80, engine.Core.Scheduler.Options.MaxStepMs);
+        }
+    }
+
     [Theory]
     [InlineData(KvCacheDtype.F32)]
     [InlineData(KvCacheDtype.F16)]

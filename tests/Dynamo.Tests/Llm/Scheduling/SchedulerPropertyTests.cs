@@ -44,6 +44,31 @@ public class SchedulerPropertyTests
         }
     }
 
+    /// <summary>
+    /// The same with a step-time budget over a random cost the scheduler learns step by step: the budget cuts prefill
+    /// and holds admissions back, and still no block is lost or shared wrongly, every request finishes and each one's
+    /// tokens are those it gets alone without a budget.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Seeds))]
+    public void RandomWorkload_StepBudget_InvariantsHoldAndOutputsMatchRunningAloneWithoutIt(int seed)
+    {
+        var random = new Random(seed);
+        int blockSize = random.Next(1, 6);
+        int blocks = random.Next(12, 40);
+        var options = new SchedulerOptions { MaxNumSeqs = random.Next(1, 9), MaxNumBatchedTokens = random.Next(4, 40) };
+        var truth = new StepCost(random.Next(1, 10), random.Next(1, 10) / 4.0, random.Next(1, 10) / 4.0);
+        var budgeted = options with { MaxStepMs = random.Next(5, 40), MinPrefillTokens = random.Next(1, 8) };
+        var requests = Enumerable.Range(0, 30).Select(_ => (Enumerable.Range(0, random.Next(1, 30)).Select(_ => random.Next(5)).ToArray(), random.Next(1, 12), -1)).ToList();
+
+        int maxLength = blocks * blockSize;
+        Dictionary<int, List<int>> together = Run(requests, blockSize, blocks, budgeted, maxLength, cancel: false, out _, truth);
+        for (int i = 0; i < requests.Count; i++)
+        {
+            Assert.Equal(Run([requests[i]], blockSize, blocks, options, maxLength, cancel: false, out _)[0], together[i]);
+        }
+    }
+
     [Fact]
     public void TinyPool_ManyRequests_PreemptsAndStillFinishesEverything()
     {
@@ -77,7 +102,7 @@ public class SchedulerPropertyTests
     }
 
     private static Dictionary<int, List<int>> Run(
-        List<(int[] Prompt, int MaxNew, int CancelAfterStep)> requests, int blockSize, int blocks, SchedulerOptions options, int maxLength, bool cancel, out long preemptions)
+        List<(int[] Prompt, int MaxNew, int CancelAfterStep)> requests, int blockSize, int blocks, SchedulerOptions options, int maxLength, bool cancel, out long preemptions, StepCost? truth = null)
     {
         var log = new KvEventLog(1, capacity: 100_000);
         var replay = new KvCachedSet();
@@ -130,6 +155,11 @@ public class SchedulerPropertyTests
             }
 
             scheduler.Complete(step);
+            if (truth is { } cost)
+            {
+                scheduler.Cost.Observe(step.PrefillTokens, step.DecodeTokens, cost.Predict(step.PrefillTokens, step.DecodeTokens));
+            }
+
             foreach (ScheduledChunk c in step.Chunks.Where(c => c.SamplesToken))
             {
                 SequenceState s = c.Sequence;

@@ -204,4 +204,143 @@ public class SchedulerTests
         Assert.Equal(0, pool.UsedCount);
         pool.CheckInvariants();
     }
+
+    /// <summary>Runs a planned step: completes it, gives each sampling sequence a token, ends those at their max tokens.</summary>
+    private static void Run(Scheduler scheduler, SchedulerStep step)
+    {
+        scheduler.Complete(step);
+        foreach (ScheduledChunk c in step.Chunks.Where(c => c.SamplesToken).ToList())
+        {
+            c.Sequence.AppendToken(c.Sequence.Tokens.Count % 7);
+            if (c.Sequence.OutputLength >= c.Sequence.MaxNewTokens)
+            {
+                scheduler.Finish(c.Sequence);
+            }
+        }
+    }
+
+    [Fact]
+    public void Schedule_StepBudget_ArrivalsWhileDecoding_EachStepWithinBudgetAndPrefillAdvances()
+    {
+        var cost = new StepCost(2, 1, 1.5);
+        var options = new SchedulerOptions { MaxNumSeqs = 128, MaxNumBatchedTokens = 512, MaxStepMs = 50, MinPrefillTokens = 16 };
+        var scheduler = new Scheduler(options, new KvBlockPool(4096, 16), new StepCostModel(cost));
+        var decoders = Enumerable.Range(0, 4).Select(i => new SequenceState($"d{i}", [.. Enumerable.Range(i, 20)], 4096, 1000)).ToList();
+        decoders.ForEach(scheduler.Enqueue);
+        while (decoders.Any(d => d.OutputLength == 0))
+        {
+            Run(scheduler, scheduler.Schedule());
+        }
+
+        // 40 prompts of 100 tokens arrive at once: today's scheduler would put 512 prompt tokens beside the 4 decodes.
+        var arrivals = Enumerable.Range(0, 40).Select(i => new SequenceState($"a{i}", [.. Enumerable.Range(1000 * i, 100)], 4096, 60)).ToList();
+        arrivals.ForEach(scheduler.Enqueue);
+        int steps = 0, maxRunning = 0;
+        while (arrivals.Any(a => a.Status != SequenceStatus.Finished))
+        {
+            Assert.True(steps++ < 1000, "the arrivals do not finish");
+            var running = decoders.Concat(arrivals).Where(s => s.Status == SequenceStatus.Running).ToList();
+            var decoding = running.Where(s => s.Tokens.Count - s.ComputedTokens == 1).ToList();
+            SequenceState? prefilling = running.FirstOrDefault(s => s.Tokens.Count - s.ComputedTokens > 1);
+            SchedulerStep step = scheduler.Schedule();
+
+            Assert.True(cost.Predict(step.PrefillTokens, step.DecodeTokens) <= 50, $"step {steps}: {step.PrefillTokens} prefill tokens and {step.DecodeTokens} decodes");
+            Assert.Equal(cost.Predict(step.PrefillTokens, step.DecodeTokens), step.PredictedMs, 9);
+            Assert.All(decoding, d => Assert.Contains(step.Chunks, c => c.Sequence == d && c.TokenCount == 1));
+            if (prefilling is not null)
+            {
+                // A running prompt gets at least the minimum chunk (or its rest) every step.
+                Assert.True(step.PrefillTokens >= Math.Min(16, prefilling.Tokens.Count - prefilling.ComputedTokens), $"step {steps}: prefill stalled");
+            }
+
+            maxRunning = Math.Max(maxRunning, scheduler.RunningCount);
+            Run(scheduler, step);
+        }
+
+        // Admission stops where the batch, all decoding, plus a 16-token chunk would pass 50 ms: 2 + 16 + 1.5 x 21 = 49.5
+        // (above the floor of an efficient batch, 9 x 2 / 1.5 = 12).
+        Assert.Equal(21, maxRunning);
+        Assert.All(decoders, d => Assert.Equal(SequenceStatus.Running, d.Status));
+    }
+
+    [Fact]
+    public void Schedule_StepBudget_DecodesAloneOverBudget_StillRunsThemAndTheMinimumChunkAndAdmitsNobody()
+    {
+        var options = new SchedulerOptions { MaxNumBatchedTokens = 512, MaxStepMs = 50, MinPrefillTokens = 16 };
+        var cost = new StepCostModel(new StepCost(5, 0.2, 0.2));
+        var scheduler = new Scheduler(options, new KvBlockPool(1024, 16), cost);
+        var decoders = Enumerable.Range(0, 6).Select(i => new SequenceState($"d{i}", [i + 1, 2, 3], 4096, 100)).ToList();
+        decoders.ForEach(scheduler.Enqueue);
+        var prompt = new SequenceState("p", [.. Enumerable.Range(0, 1000)], 4096, 4);
+        scheduler.Enqueue(prompt);
+        Run(scheduler, scheduler.Schedule());
+        Assert.Equal(SequenceStatus.Running, prompt.Status);
+        var later = new SequenceState("later", [.. Enumerable.Range(5000, 100)], 4096, 4);
+        scheduler.Enqueue(later);
+
+        // The machine turns out slower: a decode costs 10 ms, so 6 decodes alone take 65 ms.
+        var truth = new StepCost(5, 1, 10);
+        var random = new Random(1);
+        for (int i = 0; i < 300; i++)
+        {
+            (int p, int d) = (random.Next(0, 100), random.Next(0, 20));
+            cost.Observe(p, d, truth.Predict(p, d));
+        }
+
+        for (int i = 0; i < 3; i++)
+        {
+            int before = prompt.ComputedTokens;
+            SchedulerStep step = scheduler.Schedule();
+            Assert.Equal((6, 16), (step.DecodeTokens, step.PrefillTokens));
+            Assert.Equal(before, step.Chunks.Single(c => c.Sequence == prompt).StartPos);
+            Assert.Equal(SequenceStatus.Waiting, later.Status);
+            Run(scheduler, step);
+        }
+    }
+
+    [Fact]
+    public void Schedule_StepBudgetOff_SameStepsAsWithoutACostModel()
+    {
+        static List<string> Plan(SchedulerOptions options, StepCostModel? cost)
+        {
+            var scheduler = new Scheduler(options, new KvBlockPool(64, 4), cost);
+            var random = new Random(5);
+            var plan = new List<string>();
+            for (int i = 0; i < 60; i++)
+            {
+                if (i % 3 == 0)
+                {
+                    scheduler.Enqueue(new SequenceState($"r{i}", [.. Enumerable.Range(0, random.Next(1, 40)).Select(_ => random.Next(9))], 256, random.Next(1, 20)));
+                }
+
+                if (!scheduler.HasWork)
+                {
+                    continue;
+                }
+
+                SchedulerStep step = scheduler.Schedule();
+                plan.Add(string.Join(" ", step.Chunks.Select(c => $"{c.Sequence.RequestId}:{c.StartPos}+{c.TokenCount}")) + $" p{step.Preempted} {step.PredictedMs}");
+                Run(scheduler, step);
+            }
+
+            return plan;
+        }
+
+        var options = new SchedulerOptions { MaxNumSeqs = 8, MaxNumBatchedTokens = 24 };
+        var binding = new StepCostModel(new StepCost(5, 10, 10));
+        Assert.Equal(Plan(options, null), Plan(options with { MaxStepMs = 0 }, binding));
+        Assert.NotEqual(Plan(options, null), Plan(options with { MaxStepMs = 30 }, new StepCostModel(new StepCost(5, 10, 10))));
+    }
+
+    [Fact]
+    public void Schedule_StepBudgetWithAColdModel_FirstStepFillsTheTokenBudget()
+    {
+        var scheduler = new Scheduler(new SchedulerOptions { MaxNumBatchedTokens = 64, MaxStepMs = 1 }, new KvBlockPool(64, 4));
+        scheduler.Enqueue(new SequenceState("a", [.. Enumerable.Range(0, 100)], 256, 4));
+
+        SchedulerStep step = scheduler.Schedule();
+
+        Assert.Equal(64, step.PrefillTokens);
+        Assert.Equal(0, step.PredictedMs);
+    }
 }
