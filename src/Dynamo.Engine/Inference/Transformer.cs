@@ -59,6 +59,7 @@ public sealed unsafe partial class Transformer : IDisposable
     private float[] _shadowValues = [];
     private int[] _shadowSlot = [];
     private int[] _shadowTables = [];
+    private int _shadowCount;
     private readonly SequenceSlice[] _single = new SequenceSlice[1];
 
     /// <param name="weights">The model, or one rank's part of it (<see cref="ShardedWeights"/>, with <paramref name="group"/>); owned from now on.</param>
@@ -406,6 +407,7 @@ public sealed unsafe partial class Transformer : IDisposable
             }
 
             _tableCount = tables;
+            _shadowCount = cache.Dtype == KvCacheDtype.F16 ? ShadowSlots(bs, attended) : 0;
             ForwardChunk(tokens.Slice(done, n), cache, attended, logitRows, logits.IsEmpty || _pipeline is not null ? Span<float>.Empty : logits.Slice(row * vocab, logitRows * vocab));
             row += logitRows;
             done += n;
@@ -577,11 +579,11 @@ public sealed unsafe partial class Transformer : IDisposable
     /// </summary>
     private void Attention(int n, int blockSize, long attended, void* keys, void* values, KvCacheDtype dtype)
     {
-        if (dtype == KvCacheDtype.F16 && ShadowSlots(blockSize, attended) is int slots and > 0)
+        if (dtype == KvCacheDtype.F16 && _shadowCount > 0)
         {
             fixed (float* sk = _shadowKeys, sv = _shadowValues)
             {
-                ConvertShadow(slots, blockSize, (Half*)keys, (Half*)values, sk, sv);
+                ConvertShadow(_shadowCount, blockSize, (Half*)keys, (Half*)values, sk, sv);
                 RunAttention(n, blockSize, attended, sk, sv, KvCacheDtype.F32, _shadowTables);
             }
 
@@ -592,7 +594,7 @@ public sealed unsafe partial class Transformer : IDisposable
     }
 
     /// <summary>
-    /// When the pass's queries read each F16 block several times over (a prefill chunk reads its sequence's blocks once per
+    /// Once per pass (every layer reads the same blocks): when the pass's queries read each F16 block several times over (a prefill chunk reads its sequence's blocks once per
     /// token and head; grouped heads share a block), gives each distinct block a slot in the float shadow and returns how
     /// many; 0 when converting while reading costs no more.
     /// </summary>

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -90,20 +91,7 @@ internal static unsafe class FloatDot
             b3 = Vector256.FusedMultiplyAdd(hi, Vector256.Load(x3 + i + 8), b3);
         }
 
-        float s0 = Vector256.Sum(a0 + b0), s1 = Vector256.Sum(a1 + b1), s2 = Vector256.Sum(a2 + b2), s3 = Vector256.Sum(a3 + b3);
-        for (; i < n; i++)
-        {
-            float wi = TWeights.At(w, i);
-            s0 += wi * x0[i];
-            s1 += wi * x1[i];
-            s2 += wi * x2[i];
-            s3 += wi * x3[i];
-        }
-
-        y[0] = s0;
-        y[yStride] = s1;
-        y[2 * yStride] = s2;
-        y[3 * yStride] = s3;
+        Finish4<TWeights>(w, x0, x1, x2, x3, i, n, Vector256.Sum(a0 + b0), Vector256.Sum(a1 + b1), Vector256.Sum(a2 + b2), Vector256.Sum(a3 + b3), y, yStride);
     }
 
     private static void Dot4Avx512<TWeights>(byte* w, float* x0, float* x1, float* x2, float* x3, int n, float* y, long yStride)
@@ -120,8 +108,15 @@ internal static unsafe class FloatDot
             a3 = Avx512F.FusedMultiplyAdd(v, Vector512.Load(x3 + i), a3);
         }
 
-        float s0 = Vector256.Sum(a0.GetLower() + a0.GetUpper()), s1 = Vector256.Sum(a1.GetLower() + a1.GetUpper());
-        float s2 = Vector256.Sum(a2.GetLower() + a2.GetUpper()), s3 = Vector256.Sum(a3.GetLower() + a3.GetUpper());
+        Finish4<TWeights>(w, x0, x1, x2, x3, i, n, Vector256.Sum(a0.GetLower() + a0.GetUpper()), Vector256.Sum(a1.GetLower() + a1.GetUpper()),
+            Vector256.Sum(a2.GetLower() + a2.GetUpper()), Vector256.Sum(a3.GetLower() + a3.GetUpper()), y, yStride);
+    }
+
+    /// <summary>Adds the tail columns i..n−1 one by one to the four vector sums and writes the four dots.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Finish4<TWeights>(byte* w, float* x0, float* x1, float* x2, float* x3, int i, int n, float s0, float s1, float s2, float s3, float* y, long yStride)
+        where TWeights : struct, IFloatWeights
+    {
         for (; i < n; i++)
         {
             float wi = TWeights.At(w, i);

@@ -1,4 +1,3 @@
-using System.Buffers;
 using Dynamo.Engine.Models;
 using Dynamo.Llm.ModelFiles;
 
@@ -29,6 +28,9 @@ public static unsafe class MatMul
     /// <summary>One weight row converted to floats (F16, BF16 batches), per thread.</summary>
     [ThreadStatic]
     private static float[]? _rowScratch;
+
+    [ThreadStatic]
+    private static byte[]? _activationScratch;
 
     /// <summary>Multiplies <paramref name="batch"/> activation rows by the weight matrix.</summary>
     public static void Multiply(Tensor w, ReadOnlySpan<float> x, Span<float> y, int batch)
@@ -102,45 +104,37 @@ public static unsafe class MatMul
             CheckLengths(w2, x, y2, batch);
         }
 
-        byte[] scratch = ArrayPool<byte>.Shared.Rent(Q8Activations.ScratchBytes(cols, batch));
-        try
+        fixed (byte* s = ActivationScratch(Q8Activations.ScratchBytes(cols, batch)))
+        fixed (float* px = x, p0 = y0, p1 = y1, p2 = y2)
         {
-            fixed (byte* s = scratch)
-            fixed (float* px = x, p0 = y0, p1 = y1, p2 = y2)
+            var a = Q8Activations.In(s, cols, batch);
+            a.Quantize(px, batch);
+            SharedJob shared3 = default;
+            shared3.J0 = PackedJob(w0, px, p0, batch, a);
+            shared3.J1 = PackedJob(w1, px, p1, batch, a);
+            long work = ((long)w0.Rows + w1.Rows + (w2?.Rows ?? 0)) * cols * batch;
+            WorkerPool? pool = work >= ParallelThreshold ? KernelThreads.Pool : null;
+            int threads = pool is null ? 1 : pool.Workers + 1;
+            shared3.End0 = PlanChunks(ref shared3.J0, threads);
+            shared3.End1 = shared3.End0 + PlanChunks(ref shared3.J1, threads);
+            shared3.End2 = shared3.End1;
+            if (w2 is not null)
             {
-                var a = Q8Activations.In(s, cols, batch);
-                a.Quantize(px, batch);
-                SharedJob shared3 = default;
-                shared3.J0 = PackedJob(w0, px, p0, batch, a);
-                shared3.J1 = PackedJob(w1, px, p1, batch, a);
-                long work = ((long)w0.Rows + w1.Rows + (w2?.Rows ?? 0)) * cols * batch;
-                WorkerPool? pool = work >= ParallelThreshold ? KernelThreads.Pool : null;
-                int threads = pool is null ? 1 : pool.Workers + 1;
-                shared3.End0 = PlanChunks(ref shared3.J0, threads);
-                shared3.End1 = shared3.End0 + PlanChunks(ref shared3.J1, threads);
-                shared3.End2 = shared3.End1;
-                if (w2 is not null)
-                {
-                    shared3.J2 = PackedJob(w2, px, p2, batch, a);
-                    shared3.End2 += PlanChunks(ref shared3.J2, threads);
-                }
+                shared3.J2 = PackedJob(w2, px, p2, batch, a);
+                shared3.End2 += PlanChunks(ref shared3.J2, threads);
+            }
 
-                if (pool is null)
+            if (pool is null)
+            {
+                for (int c = 0; c < shared3.End2; c++)
                 {
-                    for (int c = 0; c < shared3.End2; c++)
-                    {
-                        SharedChunk(&shared3, c);
-                    }
-                }
-                else
-                {
-                    pool.Run(&SharedChunk, &shared3, shared3.End2);
+                    SharedChunk(&shared3, c);
                 }
             }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(scratch);
+            else
+            {
+                pool.Run(&SharedChunk, &shared3, shared3.End2);
+            }
         }
     }
 
@@ -262,21 +256,28 @@ public static unsafe class MatMul
 
     private static void RunQuantized(delegate*<void*, int, void> body, ref Job job)
     {
-        int bytes = Q8Activations.ScratchBytes(job.Cols, job.Batch);
-        byte[] scratch = ArrayPool<byte>.Shared.Rent(bytes);
-        try
+        fixed (byte* s = ActivationScratch(Q8Activations.ScratchBytes(job.Cols, job.Batch)))
         {
-            fixed (byte* s = scratch)
-            {
-                job.A = Q8Activations.In(s, job.Cols, job.Batch);
-                job.A.Quantize(job.X, job.Batch);
-                Run(body, ref job);
-            }
+            job.A = Q8Activations.In(s, job.Cols, job.Batch);
+            job.A.Quantize(job.X, job.Batch);
+            Run(body, ref job);
         }
-        finally
+    }
+
+    /// <summary>
+    /// The calling thread's buffer for quantized activations, grown to the largest call and kept: a warm product
+    /// allocates nothing, whatever the rest of the process does (a shared ArrayPool may drop its arrays on a full
+    /// collection and then allocate on the next rent). A product never runs inside another on the same thread.
+    /// </summary>
+    private static byte[] ActivationScratch(int bytes)
+    {
+        byte[]? scratch = _activationScratch;
+        if (scratch is null || scratch.Length < bytes)
         {
-            ArrayPool<byte>.Shared.Return(scratch);
+            _activationScratch = scratch = GC.AllocateUninitializedArray<byte>(bytes);
         }
+
+        return scratch;
     }
 
     private static void Run(delegate*<void*, int, void> body, ref Job job)

@@ -58,9 +58,6 @@ internal sealed unsafe class PackedQuant
     /// <summary>The fp16 scales, 16 per group and block.</summary>
     public ushort* Scales { get; }
 
-    /// <summary>Bytes the packed copy holds (reported with the model's memory).</summary>
-    public long ByteLength => _buffer.LongLength;
-
     /// <summary>Whether <paramref name="type"/> has a packed layout.</summary>
     public static bool Supports(GgmlType type) => type is GgmlType.Q8_0 or GgmlType.Q4_0;
 

@@ -19,16 +19,10 @@ namespace Dynamo.Engine.Kernels;
 internal static unsafe class PackedQuantKernel
 {
     /// <summary>
-    /// y[b·stride + r] = row r of <paramref name="p"/> times activation row b, for the rows of group
-    /// <paramref name="g"/> and activation rows <paramref name="b0"/> .. b0 + count − 1; y points at output column 0.
-    /// </summary>
-    public static void Group(PackedQuant p, int g, in Q8Activations a, int b0, int count, float* y, int stride) =>
-        Group(p.Group(g), p.GroupScales(g), p.Type == GgmlType.Q8_0, p.Blocks, Math.Min(PackedQuant.GroupRows, p.Rows - g * PackedQuant.GroupRows),
-            a, b0, count, y + g * PackedQuant.GroupRows, stride);
-
-    /// <summary>
-    /// <see cref="Group(PackedQuant, int, in Q8Activations, int, int, float*, int)"/> on raw parts: the group's first block
-    /// <paramref name="wg"/> and its scales <paramref name="sg"/>, its <paramref name="valid"/> real rows, and <paramref name="dst"/> at the group's first output column.
+    /// dst[b·stride + r] = row r of one group of a <see cref="PackedQuant"/> times activation row b, for the group's
+    /// <paramref name="valid"/> real rows and activation rows <paramref name="b0"/> .. b0 + count − 1: the group's first
+    /// block of quants <paramref name="wg"/> and its scales <paramref name="sg"/>; <paramref name="dst"/> is the group's
+    /// first output column.
     /// </summary>
     public static void Group(byte* wg, ushort* sg, bool q8, int blocks, int valid, in Q8Activations a, int b0, int count, float* dst, int stride)
     {
@@ -125,16 +119,13 @@ internal static unsafe class PackedQuantKernel
         {
             for (int r = 0; r < valid; r++)
             {
-                dst[(long)b * stride + r] = ReferenceAt(wg, sg, q8, blocks, r, a, b);
+                dst[(long)b * stride + r] = Reference(wg, sg, q8, blocks, r, a, b);
             }
         }
     }
 
-    /// <summary>The definition of every path's result: one output value, scalar, in the order above.</summary>
-    public static float Reference(PackedQuant p, int row, in Q8Activations a, int b) =>
-        ReferenceAt(p.Group(row / PackedQuant.GroupRows), p.GroupScales(row / PackedQuant.GroupRows), p.Type == GgmlType.Q8_0, p.Blocks, row % PackedQuant.GroupRows, a, b);
-
-    private static float ReferenceAt(byte* wg, ushort* sg, bool q8, int blocks, int r, in Q8Activations a, int b)
+    /// <summary>The definition of every path's result: row <paramref name="r"/> of the group, one output value, scalar, in the order above.</summary>
+    private static float Reference(byte* wg, ushort* sg, bool q8, int blocks, int r, in Q8Activations a, int b)
     {
         int blockBytes = PackedQuant.BytesPerBlock(q8 ? GgmlType.Q8_0 : GgmlType.Q4_0);
         sbyte* q = a.RowQ(b);
