@@ -117,6 +117,10 @@ public sealed partial class TensorParallelProcessTests
         await decode.WaitForLineAsync("serving dynamo.backend.generate", 120);
         await using DynamoProcess prefill = DynamoProcess.Start([.. common, "--tp", "2", "--is-prefill-worker", "--disaggregation-mode", "prefill"], s.Environment);
         await prefill.WaitForLineAsync("serving dynamo.prefill.generate", 120);
+
+        // A worker that says it serves is registered, but the frontend sees it only when its discovery watch brings it:
+        // wait for both instances there, or the first request can find none (or only the prefill worker).
+        await s.WaitForModelsAsync(new Dictionary<string, int> { ["tiny"] = 2 });
         string body = JsonSerializer.Serialize(new { model = "tiny", prompt = string.Join(' ', Enumerable.Range(0, 12).Select(i => $"word{i}")), max_tokens = 16, temperature = 0 });
 
         // Until the frontend has seen the prefill worker's card the decode worker prefills itself: wait for a remote one.
@@ -141,6 +145,10 @@ public sealed partial class TensorParallelProcessTests
         await using DynamoProcess one = DynamoProcess.Start(
             [.. common, "--system-port", onePort.ToString(CultureInfo.InvariantCulture), "--max-local-prefill-length", "8", "--max-prefill-queue-size", "100"], s.Environment);
         await one.WaitForLineAsync("serving dynamo.backend.generate", 120);
+
+        // The old decode worker gone and the new one seen: until then the frontend knows only the prefill worker
+        // ("Model 'tiny' has only prefill workers", which once failed this test on a loaded machine).
+        await s.WaitForModelsAsync(new Dictionary<string, int> { ["tiny"] = 2 });
         until = DateTime.UtcNow.AddSeconds(60);
         string viaOne;
         do
