@@ -71,6 +71,31 @@ if [ "$skipped" -gt 0 ]; then
   fi
   echo
 fi
+if [ "$failed" -gt 0 ]; then
+  # The failures again at the end, by name with the start of their messages, so that a log's tail says which
+  # test failed and why (CI shows only the tail).
+  echo
+  echo "!!! FAILED:"
+  if command -v python3 >/dev/null 2>&1; then
+    python3 - "$trx" "${isa_runs[@]}" <<'PY'
+import sys, xml.etree.ElementTree as ET
+for path in sys.argv[1:]:
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as e:
+        print(f"!!!   (cannot read {path}: {e})"); continue
+    for r in root.iter():
+        if r.tag.endswith("UnitTestResult") and r.get("outcome") == "Failed":
+            print(f"!!!   {r.get('testName')}  [{path.rsplit('/', 1)[-1]}]")
+            msg = next((m.text or "" for m in r.iter() if m.tag.endswith("Message")), "")
+            for line in msg.strip().splitlines()[:12]:
+                print(f"!!!       {line[:300]}")
+PY
+  else
+    cat "$trx" "${isa_runs[@]}" 2>/dev/null | grep -o '<UnitTestResult [^>]*outcome="Failed"[^>]*>' | grep -o 'testName="[^"]*"' | sed 's/testName="\(.*\)"/!!!   \1/'
+  fi
+  echo
+fi
 if [ "$failed" -eq 0 ] && [ "$rc" -ne 0 ]; then failed=1; fi
 if [ "$skipped" -gt 0 ]; then
   echo "$passed passed, $failed failed, $skipped skipped"
