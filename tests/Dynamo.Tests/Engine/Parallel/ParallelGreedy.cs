@@ -25,7 +25,9 @@ internal static class ParallelGreedy
 
         List<int[]> prompts = [.. Enumerable.Range(0, 10).Select(i => Enumerable.Range(0, random.Next(1, 60)).Select(_ => random.Next(3, vocab)).ToArray())];
         static SamplingParams Greedy() => SamplingParams.Greedy with { MaxTokens = 20, IgnoreEos = true };
-        var options = EngineOptions.Default with { BlockSize = 8, MaxNumBatchedTokens = 32, MaxNumSeqs = 16, KvCacheMemory = 0 };
+        // No step-time budget: it admits by measured step times, so on a loaded machine it could keep the batch too small to
+        // preempt; admission here must depend on the pool alone.
+        var options = EngineOptions.Default with { BlockSize = 8, MaxNumBatchedTokens = 32, MaxNumSeqs = 16, KvCacheMemory = 0, MaxStepMs = 0 };
         async Task<List<int>[]> RunAsync(InferenceEngine engine) =>
             [.. (await Task.WhenAll(prompts.Select((p, i) => EngineContractTests.CollectAsync(engine, new EngineRequest($"r{i}", p, Greedy()))))).Select(r => r.Tokens)];
 

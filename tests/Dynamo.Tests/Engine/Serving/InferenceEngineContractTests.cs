@@ -25,6 +25,10 @@ public sealed class InferenceEngineContractTests : EngineContractTests
         MaxNumBatchedTokens = setup.MaxNumBatchedTokens,
         PrefixCaching = setup.PrefixCaching,
         WorkerId = setup.WorkerId,
+
+        // The contract is the mocker's, whose step-time budget is off by default: admission by measured step times would
+        // make the pool-pressure cases (preemption) depend on how loaded the machine is. StepBudget tests cover the budget.
+        MaxStepMs = 0,
     });
 
     private protected override Task<T> InspectAsync<T>(IEngine engine, Func<KvBlockPool, T> action) => ((InferenceEngine)engine).Core.InspectAsync(action);

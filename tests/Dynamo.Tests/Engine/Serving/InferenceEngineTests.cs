@@ -82,7 +82,8 @@ public sealed class InferenceEngineTests
 
         // Small steps (chunked prefill, mixed batches) and a KV pool small enough to force preemption when many run.
         long perBlock = PagedKvCache.BytesPerBlock(ModelLoader.Load(path).Config, 8, dtype);
-        var options = EngineOptions.Default with { BlockSize = 8, MaxNumBatchedTokens = 48, MaxNumSeqs = 32, KvCacheMemory = perBlock * 40, KvCacheDtype = dtype };
+        // No step-time budget (it admits by measured step times): the preemption below must depend on the pool alone.
+        var options = EngineOptions.Default with { BlockSize = 8, MaxNumBatchedTokens = 48, MaxNumSeqs = 32, KvCacheMemory = perBlock * 40, KvCacheDtype = dtype, MaxStepMs = 0 };
         await using InferenceEngine engine = Create(path, options);
         var together = await Task.WhenAll(prompts.Select((p, i) => EngineContractTests.CollectAsync(engine, new EngineRequest($"r{i}", p, Greedy(24)))));
         for (int i = 0; i < n; i++)
