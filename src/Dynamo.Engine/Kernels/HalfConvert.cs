@@ -37,9 +37,9 @@ internal static unsafe class HalfConvert
         {
             for (; i <= n - 16; i += 16)
             {
-                (Vector256<uint> lo, Vector256<uint> hi) = Vector256.Widen(Vector256.Load(s + i));
-                Convert(lo).Store(dst + i);
-                Convert(hi).Store(dst + i + 8);
+                F16KvElement.Load16((Half*)(s + i), out Vector256<float> lo, out Vector256<float> hi);
+                lo.Store(dst + i);
+                hi.Store(dst + i + 8);
             }
         }
 

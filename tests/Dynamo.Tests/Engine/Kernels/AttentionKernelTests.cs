@@ -176,13 +176,28 @@ public sealed unsafe class AttentionKernelTests
         }
     }
 
-    /// <summary>The F16 element reads every one of the 65536 half patterns as the exact float (NaNs as NaNs), eight and sixteen at a time and one by one.</summary>
-    [Fact]
-    public void F16KvElement_EveryHalfPattern_ExactFloat()
+    /// <summary>
+    /// The F16 element reads every one of the 65536 half patterns as the exact float (NaNs as NaNs), eight and sixteen at a
+    /// time and one by one, and so does the block conversion: in order (each group of sixteen of one kind), and shuffled, so
+    /// that infinities, NaNs, zeros and subnormals share groups with normal halves.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void F16KvElement_EveryHalfPattern_ExactFloat(bool shuffled)
     {
         ushort[] bits = [.. Enumerable.Range(0, 65536).Select(i => (ushort)i)];
-        fixed (ushort* p = bits)
+        if (shuffled)
         {
+            new Random(16).Shuffle(bits);
+        }
+
+        float[] block = new float[65536 + 5];
+        fixed (ushort* p = bits)
+        fixed (float* pb = block)
+        {
+            HalfConvert.F16ToFloat((byte*)p, pb, 65536);
+            HalfConvert.F16ToFloat((byte*)p, pb + 65536, 5);
             for (int i = 0; i < 65536; i += 16)
             {
                 F16KvElement.Load16((Half*)p + i, out var lo, out var hi);
@@ -190,7 +205,7 @@ public sealed unsafe class AttentionKernelTests
                 for (int j = 0; j < 16; j++)
                 {
                     float expected = (float)BitConverter.UInt16BitsToHalf(bits[i + j]);
-                    float[] got = [j < 8 ? lo[j] : hi[j - 8], F16KvElement.Load1((Half*)p + i + j), j < 8 ? expected : eight[j - 8]];
+                    float[] got = [j < 8 ? lo[j] : hi[j - 8], F16KvElement.Load1((Half*)p + i + j), j < 8 ? expected : eight[j - 8], block[i + j], i + j < 5 ? block[65536 + i + j] : expected];
                     foreach (float g in got)
                     {
                         Assert.True(float.IsNaN(expected) ? float.IsNaN(g) : BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(g), $"half 0x{bits[i + j]:X4}: {g} vs {expected}");
