@@ -1,13 +1,14 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Dynamo.Engine.Kernels;
 
 /// <summary>
 /// The two inner loops of one attention head: scores q·k over the positions, and the weighted sum of the
 /// values. Each result depends only on its own inputs and the head size, in a fixed order (so a token's
-/// attention has the same bits in any batch, see README.md): a score is two 8-lane FMA accumulators over
-/// groups of 16, summed, then the tail; the output is accumulated position by position in order, in
+/// attention has the same bits in any batch, see README.md): a score is one 8-lane FMA accumulator over
+/// groups of 16, its lanes summed in a fixed tree (four positions' trees at once with AVX), then the tail; the output is accumulated position by position in order, in
 /// registers per 64-column slab. Keys and values are of a KV cache element type (<see cref="IKvElement{T}"/>:
 /// F32, or F16 converted exactly as it is read); the arithmetic is the same float arithmetic for every type, so
 /// an F16 cache gives the bits an F32 cache holding the same (rounded) values gives.
@@ -27,7 +28,35 @@ internal static unsafe class AttentionKernel
         where T : unmanaged
         where TKv : IKvElement<T>
     {
-        for (int p = 0; p < count; p++)
+        int p = 0;
+        if (Avx.IsSupported)
+        {
+            // Four positions at a time: their four accumulators reduced together by two horizontal adds, each lane in the
+            // order Reduce defines.
+            int body = headDim & ~15;
+            for (; p + 4 <= count; p += 4)
+            {
+                T* k = keys + p * stride;
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (int i = 0; i < body; i += 16)
+                {
+                    Vector256<float> qlo = Vector256.Load(q + i), qhi = Vector256.Load(q + i + 8);
+                    a0 = Step<T, TKv>(qlo, qhi, k + i, a0);
+                    a1 = Step<T, TKv>(qlo, qhi, k + stride + i, a1);
+                    a2 = Step<T, TKv>(qlo, qhi, k + 2 * stride + i, a2);
+                    a3 = Step<T, TKv>(qlo, qhi, k + 3 * stride + i, a3);
+                }
+
+                Vector256<float> h = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+                Vector128<float> sums = h.GetLower() + h.GetUpper();
+                for (int j = 0; j < 4; j++)
+                {
+                    scores[p + j] = Tail<T, TKv>(q, k + j * stride, body, headDim, sums.GetElement(j)) * scale;
+                }
+            }
+        }
+
+        for (; p < count; p++)
         {
             scores[p] = Dot<T, TKv>(q, keys + p * stride, headDim) * scale;
         }
@@ -67,27 +96,62 @@ internal static unsafe class AttentionKernel
         }
     }
 
+    /// <summary>
+    /// q · b over n elements: one 8-lane accumulator over groups of 16 (the first eight of a group, then the second),
+    /// reduced as <see cref="Reduce"/> says, then the remaining elements one by one.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Dot<T, TKv>(float* a, T* b, int n)
         where T : unmanaged
         where TKv : IKvElement<T>
     {
-        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
-        int i = 0;
-        for (; i + 16 <= n; i += 16)
+        Vector256<float> acc = Vector256<float>.Zero;
+        int body = n & ~15;
+        for (int i = 0; i < body; i += 16)
         {
-            TKv.Load16(b + i, out Vector256<float> lo, out Vector256<float> hi);
-            acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), lo, acc0);
-            acc1 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i + 8), hi, acc1);
+            acc = Step<T, TKv>(Vector256.Load(a + i), Vector256.Load(a + i + 8), b + i, acc);
         }
 
-        float sum = Vector256.Sum(acc0 + acc1);
-        for (; i < n; i++)
+        return Tail<T, TKv>(a, b, body, n, Reduce(acc));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Step<T, TKv>(Vector256<float> qlo, Vector256<float> qhi, T* k, Vector256<float> acc)
+        where T : unmanaged
+        where TKv : IKvElement<T>
+    {
+        TKv.Load16(k, out Vector256<float> lo, out Vector256<float> hi);
+        return Vector256.FusedMultiplyAdd(qhi, hi, Vector256.FusedMultiplyAdd(qlo, lo, acc));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Tail<T, TKv>(float* a, T* b, int from, int n, float sum)
+        where T : unmanaged
+        where TKv : IKvElement<T>
+    {
+        for (int i = from; i < n; i++)
         {
             sum = MathF.FusedMultiplyAdd(a[i], TKv.Load1(b + i), sum);
         }
 
         return sum;
+    }
+
+    /// <summary>
+    /// The sum of a score accumulator's lanes, in the order two horizontal adds and a fold of the halves give (the order
+    /// of the four-position path): ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Reduce(Vector256<float> x)
+    {
+        if (Avx.IsSupported)
+        {
+            Vector256<float> h = Avx.HorizontalAdd(x, x);
+            h = Avx.HorizontalAdd(h, h);
+            return (h.GetLower() + h.GetUpper()).ToScalar();
+        }
+
+        return ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
     }
 
     private static void Slab64<T, TKv>(float* weights, T* values, long stride, int count, float* output)

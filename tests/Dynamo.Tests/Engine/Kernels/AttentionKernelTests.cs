@@ -79,6 +79,36 @@ public sealed unsafe class AttentionKernelTests
         Assert.Equal(whole, split);
     }
 
+    /// <summary>A position's score has the same bits whichever run (and so whichever group of four) it is computed in.</summary>
+    [Theory]
+    [InlineData(64)]
+    [InlineData(72)]
+    [InlineData(13)]
+    [InlineData(128)]
+    public void Scores_SplitIntoAnyRuns_SameBits(int headDim)
+    {
+        const int count = 50;
+        int stride = headDim + 3;
+        float[] q = Random(headDim, 7), keys = Random(count * stride, 8);
+        float[] whole = new float[count], split = new float[count], single = new float[count];
+        fixed (float* pq = q, pk = keys, a = whole, b = split, c = single)
+        {
+            AttentionKernel.Scores(pq, pk, stride, count, headDim, 0.125f, a);
+            foreach ((int start, int length) in new[] { (0, 16), (16, 1), (17, 15), (32, 18) })
+            {
+                AttentionKernel.Scores(pq, pk + start * stride, stride, length, headDim, 0.125f, b + start);
+            }
+
+            for (int p = 0; p < count; p++)
+            {
+                AttentionKernel.Scores(pq, pk + p * stride, stride, 1, headDim, 0.125f, c + p);
+            }
+        }
+
+        Assert.Equal(whole.Select(BitConverter.SingleToInt32Bits), split.Select(BitConverter.SingleToInt32Bits));
+        Assert.Equal(whole.Select(BitConverter.SingleToInt32Bits), single.Select(BitConverter.SingleToInt32Bits));
+    }
+
     /// <summary>Halves spread over many binades, with zeros of both signs, subnormals and the largest finite half among them.</summary>
     private static Half[] RandomHalves(int length, int seed)
     {
