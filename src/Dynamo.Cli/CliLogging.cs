@@ -5,9 +5,10 @@ namespace Dynamo.Cli;
 /// <summary>The serving commands' logs: one line per message on stderr, plain or JSON (--json-logs).</summary>
 internal static class CliLogging
 {
-    public static ILoggerFactory Create(bool json) => LoggerFactory.Create(builder =>
+    /// <summary>Logs of <paramref name="minimum"/> and above (Information by default; `run in=text` keeps only warnings, so the chat stays clean).</summary>
+    public static ILoggerFactory Create(bool json, LogLevel minimum = LogLevel.Information) => LoggerFactory.Create(builder =>
     {
-        builder.SetMinimumLevel(LogLevel.Information);
+        builder.SetMinimumLevel(minimum);
         builder.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.AddFilter("Microsoft.Hosting", LogLevel.Warning);
         if (json)

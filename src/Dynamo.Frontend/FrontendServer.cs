@@ -131,6 +131,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
                 new("/v1/chat/completions", HttpMethods.Post, handler.ChatCompletionsAsync),
                 new("/v1/completions", HttpMethods.Post, handler.CompletionsAsync),
                 new("/v1/models", HttpMethods.Get, context => ModelsAsync(context, registry)),
+                new("/v1/models/{**id}", HttpMethods.Get, context => ModelAsync(context, registry)),
                 new("/live", HttpMethods.Get, context => LiveAsync(context, server)),
                 new("/health", HttpMethods.Get, context => HealthAsync(context, registry, runtime.Requests)),
                 new("/metrics", HttpMethods.Get, context => MetricsAsync(context, metrics)),
@@ -146,7 +147,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
             string bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
             var uri = new Uri(bound.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal));
             server = new FrontendServer(app, registry, handler, options, logger, owned, shutdown, new Uri($"{(certificate is null ? "http" : "https")}://{uri.Host}:{uri.Port}"), certificate, keys?.Count ?? 0, rejections);
-            Log.Listening(logger, server.BaseAddress, options.Processing.Namespace, options.Processing.RouterMode, server.AccessNote);
+            Log.Listening(logger, DescribeBinding(bound, options.Host, server.BaseAddress), options.Processing.Namespace, options.Processing.RouterMode, server.AccessNote);
             return server;
         }
         catch
@@ -253,6 +254,22 @@ public sealed partial class FrontendServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Where Kestrel really listens, as the startup log says it: <c>http://0.0.0.0:8000 (every interface; from this
+    /// host http://127.0.0.1:8000/)</c> for any-address binds (Kestrel's <c>[::]</c> dual-stack bind of a 0.0.0.0 host
+    /// named as the user wrote it), <c>http://127.0.0.1:8000 (this host only)</c> on loopback, else the address alone.
+    /// </summary>
+    internal static string DescribeBinding(string bound, string host, Uri reachable)
+    {
+        var uri = new Uri(bound);
+        string address = uri.Host.Trim('[', ']');
+        bool any = address is "0.0.0.0" or "::";
+        string shown = any && host is "0.0.0.0" or "*" or "+" ? $"{uri.Scheme}://0.0.0.0:{uri.Port}" : $"{uri.Scheme}://{uri.Authority}";
+        return any ? $"{shown} (every interface; from this host {reachable})"
+            : IPAddress.TryParse(address, out IPAddress? ip) && IPAddress.IsLoopback(ip) ? $"{shown} (this host only)"
+            : shown;
+    }
+
     /// <summary>A request no route takes: 405 (with Allow) on a known path, else 404.</summary>
     private static OpenAiException NoRoute(HttpContext context, Route[] routes)
     {
@@ -292,6 +309,20 @@ public sealed partial class FrontendServer : IAsyncDisposable
         return JsonSerializer.SerializeAsync(context.Response.Body, list, OpenAiJsonContext.Default.ModelList, context.RequestAborted);
     }
 
+    /// <summary>GET /v1/models/{id} (the OpenAI SDKs' models.retrieve): one model object, or a 404 model_not_found error. An id may hold slashes.</summary>
+    private static Task ModelAsync(HttpContext context, ModelRegistry registry)
+    {
+        // Routing decodes every escape but %2F, which the .NET SDK sends for the slash of "org/name" (Python's sends "/").
+        string id = (context.Request.RouteValues["id"] as string ?? "").Replace("%2F", "/", StringComparison.OrdinalIgnoreCase);
+        if (registry.Find(id) is not { } model)
+        {
+            return OpenAiHandler.WriteErrorAsync(context.Response, OpenAiException.ModelNotFound(id), context.RequestAborted);
+        }
+
+        context.Response.ContentType = "application/json";
+        return JsonSerializer.SerializeAsync(context.Response.Body, new ModelObject { Id = model.Name, Created = model.State.CreatedUnixSeconds }, OpenAiJsonContext.Default.ModelObject, context.RequestAborted);
+    }
+
     private static Task HealthAsync(HttpContext context, ModelRegistry registry, IRequestPlane requests)
     {
         var models = registry.Models.Values.OrderBy(m => m.Name, StringComparer.Ordinal).ToArray();
@@ -323,8 +354,8 @@ public sealed partial class FrontendServer : IAsyncDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 5201, Level = LogLevel.Information, Message = "Frontend listening on {BaseAddress} (namespace {Namespace}, router {RouterMode}; {Access})")]
-        public static partial void Listening(ILogger logger, Uri baseAddress, string @namespace, string routerMode, string access);
+        [LoggerMessage(EventId = 5201, Level = LogLevel.Information, Message = "Frontend listening on {Binding}; namespace {Namespace}, router {RouterMode}; {Access}")]
+        public static partial void Listening(ILogger logger, string binding, string @namespace, string routerMode, string access);
 
         [LoggerMessage(EventId = 5203, Level = LogLevel.Information, Message = "Frontend shutting down ({Inflight} requests in flight)")]
         public static partial void ShuttingDown(ILogger logger, int inflight);

@@ -14,18 +14,19 @@ internal static class FrontendCommand
     {
         var command = new Command("frontend", "OpenAI-compatible HTTP frontend for the workers found through etcd and NATS");
         FrontendFlags flags = FrontendFlags.AddTo(command, withNamespace: true);
+        Option<double?> waitForInfra = RuntimeConnection.AddWaitForInfra(command);
         command.SetAction((parse, cancellationToken) =>
         {
             FrontendOptions options = flags.Read(parse).Validate();
-            return RunAsync(options, RuntimeConnection.FromEnvironment(), cancellationToken);
+            return RunAsync(options, RuntimeConnection.FromEnvironment(), RuntimeConnection.ReadWaitForInfra(parse, waitForInfra), cancellationToken);
         });
         return command;
     }
 
-    private static async Task<int> RunAsync(FrontendOptions options, RuntimeOptions runtimeOptions, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(FrontendOptions options, RuntimeOptions runtimeOptions, TimeSpan? waitForInfra, CancellationToken cancellationToken)
     {
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
-        await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token);
+        await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, waitForInfra, "frontend", shutdown.Token);
         await using FrontendServer server = await FrontendServer.StartAsync(runtime, options, CliLogging.Create(options.JsonLogs), shutdown.Token);
         Console.Error.WriteLine($"frontend: listening on {Listeners.Describe(options.Host, server.BaseAddress.Port, "--http-host")} ({runtime.Mode}: {runtime.Discovery.Address}; {server.AccessNote}); models appear as workers register");
         try

@@ -5,9 +5,11 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Dynamo.Cli.Components;
+using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
+using Microsoft.Extensions.Logging;
 
 namespace Dynamo.Cli.Commands;
 
@@ -74,13 +76,14 @@ internal static class RunCommand
                 throw new CliUsageException("out= needs a value: a model path, dyn, echo or mocker");
             }
 
+            EngineOptions engine = engineFlags.Read(parse);
             WorkerSettings? worker = output == "dyn" ? null : new WorkerSettings
             {
                 EngineKind = output is "echo" or "mocker" ? output : "dynamo",
-                ModelPath = output is null or "echo" or "mocker" ? (output is null ? DefaultModel.EnsurePath() : null) : output,
+                ModelPath = output is null or "echo" or "mocker" ? (output is null ? DefaultModel.EnsurePath(engine.ContextLength) : null) : output,
                 ServedModelName = parse.GetValue(servedName) ?? (output is null ? DefaultModel.ServedName : null),
                 TokenizerPath = parse.GetValue(tokenizer),
-                Engine = engineFlags.Read(parse),
+                Engine = engine,
                 Mocker = MockerOptions.Default with { SpeedupRatio = parse.GetValue(speedup) },
                 Threads = parse.GetValue(threads),
             }.Validate();
@@ -111,6 +114,14 @@ internal static class RunCommand
     private static async Task<int> RunAsync(string input, WorkerSettings? workerSettings, FrontendOptions frontendOptions, RuntimeOptions runtimeOptions, int maxTokens, CancellationToken cancellationToken)
     {
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
+        // in=text and in=batch write the conversation (or JSONL) on stdout: only warnings and errors are logged (on stderr), so
+        // no request's log line lands inside a chat.
+        LogLevel logLevel = input == "http" ? LogLevel.Information : LogLevel.Warning;
+        if (input == "text")
+        {
+            Console.Error.WriteLine("run: in=text logs only warnings and errors (on stderr); in=http shows every request's log line");
+        }
+
         await using InProcessCluster cluster = new();
         await using DistributedRuntime workerRuntime = runtimeOptions.IsDistributed
             ? await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token)
@@ -118,15 +129,21 @@ internal static class RunCommand
         await using DistributedRuntime frontendRuntime = runtimeOptions.IsDistributed
             ? await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token)
             : await cluster.ConnectAsync(shutdown.Token);
-        await using WorkerComponent? worker = workerSettings is null ? null : await WorkerComponent.StartAsync(workerRuntime, workerSettings, Console.Error, shutdown.Token, CliLogging.Create(frontendOptions.JsonLogs));
-        using var loggers = CliLogging.Create(frontendOptions.JsonLogs);
-        await using FrontendServer server = await FrontendServer.StartAsync(frontendRuntime, frontendOptions, input == "http" ? loggers : null, shutdown.Token);
+        using var workerLoggers = CliLogging.Create(frontendOptions.JsonLogs, logLevel);
+        await using WorkerComponent? worker = workerSettings is null ? null : await WorkerComponent.StartAsync(workerRuntime, workerSettings, Console.Error, shutdown.Token, workerLoggers);
+        using var loggers = CliLogging.Create(frontendOptions.JsonLogs, logLevel);
+        await using FrontendServer server = await FrontendServer.StartAsync(frontendRuntime, frontendOptions, loggers, shutdown.Token);
         string model = worker?.Card.Name ?? "";
         if (input == "http")
         {
             Console.Error.WriteLine($"run: OpenAI-compatible API on {server.BaseAddress}, listening on {Listeners.Describe(frontendOptions.Host, server.BaseAddress.Port, "--http-host")} ({runtimeOptions switch { { IsDistributed: true } => "etcd+nats", _ => "in-process" }})" +
-                (worker is null ? "; serving the models of the workers that register" : $"; model '{model}'") + $"; {server.AccessNote}" +
-                $". Try: curl {server.BaseAddress}v1/chat/completions -H 'Content-Type: application/json' -d '{{\"model\":\"{(model.Length > 0 ? model : "MODEL")}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'");
+                (worker is null ? "; serving the models of the workers that register" : $"; model '{model}'") + $"; {server.AccessNote}");
+            if (worker is not null)
+            {
+                await server.WaitForModelAsync(model, shutdown.Token);
+            }
+
+            Console.Error.WriteLine($"run: ready: {server.BaseAddress} accepts requests. Try: {TryCommand(server.BaseAddress, model.Length > 0 ? model : "MODEL", worker?.Card.HasChatTemplate ?? true, server.ApiKeyCount > 0)}");
             try
             {
                 await Task.Delay(Timeout.Infinite, shutdown.Token);
@@ -158,6 +175,18 @@ internal static class RunCommand
         return input == "text"
             ? await ChatAsync(http, model, maxTokens, shutdown.Token)
             : await BatchAsync(http, model, input["batch:".Length..], maxTokens, shutdown.Token);
+    }
+
+    /// <summary>
+    /// The curl line the ready line suggests: a chat request for a model with a chat template, else a completion
+    /// (such a model answers chat requests with 400 no_chat_template).
+    /// </summary>
+    internal static string TryCommand(Uri baseAddress, string model, bool chat, bool apiKey)
+    {
+        string auth = apiKey ? " -H 'Authorization: Bearer YOUR_KEY'" : "";
+        return chat
+            ? $"curl {baseAddress}v1/chat/completions -H 'Content-Type: application/json'{auth} -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}],\"max_tokens\":32}}'"
+            : $"curl {baseAddress}v1/completions -H 'Content-Type: application/json'{auth} -d '{{\"model\":\"{model}\",\"prompt\":\"Once upon a time\",\"max_tokens\":32}}' (the model has no chat template: completions only)";
     }
 
     private static async Task<int> ChatAsync(HttpClient http, string model, int maxTokens, CancellationToken cancellationToken)

@@ -1,4 +1,8 @@
+using System.CommandLine;
+using System.Diagnostics;
 using Dynamo.Runtime;
+using Dynamo.Runtime.Discovery;
+using Dynamo.Runtime.RequestPlane;
 
 namespace Dynamo.Cli.Commands;
 
@@ -9,17 +13,81 @@ internal static class RuntimeConnection
     public static RuntimeOptions FromEnvironment() => RuntimeOptions.FromEnvironment(defaultToLocalhost: true);
 
     /// <summary>Connects to etcd and NATS; one-line errors name the address.</summary>
-    public static async Task<DistributedRuntime> ConnectAsync(RuntimeOptions options, CancellationToken cancellationToken = default)
+    public static Task<DistributedRuntime> ConnectAsync(RuntimeOptions options, CancellationToken cancellationToken = default) =>
+        ConnectAsync(options, waitForInfra: null, who: "dynamo", cancellationToken);
+
+    /// <summary>
+    /// Connects to etcd and NATS; with <paramref name="waitForInfra"/> (--wait-for-infra), one that does not answer yet
+    /// (not started, as when a whole deployment starts at once) is tried again until the bound: one progress line when
+    /// the wait starts and one every 5 s, then one line when connected, or the error naming the address and the bound.
+    /// A refusal (credentials, TLS) is never waited for.
+    /// </summary>
+    public static async Task<DistributedRuntime> ConnectAsync(RuntimeOptions options, TimeSpan? waitForInfra, string who, CancellationToken cancellationToken = default)
     {
-        try
+        long start = Stopwatch.GetTimestamp();
+        TimeSpan nextProgress = TimeSpan.Zero;
+        bool waited = false;
+        while (true)
         {
-            return await DistributedRuntime.ConnectAsync(options, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is Runtime.Discovery.DiscoveryUnavailableException or Runtime.RequestPlane.NatsUnavailableException)
-        {
-            throw new CliUsageException(e.Message);
+            try
+            {
+                DistributedRuntime runtime = await DistributedRuntime.ConnectAsync(options, cancellationToken).ConfigureAwait(false);
+                if (waited)
+                {
+                    Console.Error.WriteLine($"{who}: NATS and etcd answered after {Stopwatch.GetElapsedTime(start).TotalSeconds:0.0} s");
+                }
+
+                return runtime;
+            }
+            catch (Exception e) when (e is DiscoveryUnavailableException { IsUnreachable: true } or NatsUnavailableException { IsUnreachable: true } && waitForInfra is TimeSpan bound)
+            {
+                TimeSpan elapsed = Stopwatch.GetElapsedTime(start);
+                if (elapsed >= bound)
+                {
+                    throw new CliUsageException($"{e.Message}; gave up after waiting {bound.TotalSeconds:0.#} s (--wait-for-infra {bound.TotalSeconds:0.#})");
+                }
+
+                if (elapsed >= nextProgress)
+                {
+                    Console.Error.WriteLine($"{who}: waiting for NATS and etcd ({elapsed.TotalSeconds:0} of {bound.TotalSeconds:0.#} s, --wait-for-infra): {e.Message}");
+                    nextProgress = elapsed + ProgressInterval;
+                }
+
+                waited = true;
+                await Task.Delay(RetryInterval, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is DiscoveryUnavailableException or NatsUnavailableException)
+            {
+                throw new CliUsageException(e.Message);
+            }
         }
     }
+
+    /// <summary>How long `--wait-for-infra` without a value waits.</summary>
+    public static readonly TimeSpan DefaultInfraWait = TimeSpan.FromSeconds(60);
+
+    private static readonly TimeSpan RetryInterval = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(5);
+
+    /// <summary>Adds <c>--wait-for-infra [SECONDS]</c> to <paramref name="command"/>.</summary>
+    public static Option<double?> AddWaitForInfra(Command command)
+    {
+        var option = new Option<double?>("--wait-for-infra")
+        {
+            Description = $"Wait up to SECONDS (without a value: {DefaultInfraWait.TotalSeconds:0}) for NATS and etcd to answer, instead of exiting at once",
+            Arity = ArgumentArity.ZeroOrOne,
+            HelpName = "SECONDS",
+        };
+        command.Options.Add(option);
+        return option;
+    }
+
+    /// <summary>The bound of <c>--wait-for-infra</c>: null when not given, the default when given without a value.</summary>
+    public static TimeSpan? ReadWaitForInfra(ParseResult parse, Option<double?> option) =>
+        parse.GetResult(option) is null ? null
+        : parse.GetValue(option) is not double seconds ? DefaultInfraWait
+        : seconds is > 0 and <= 86400 ? TimeSpan.FromSeconds(seconds)
+        : throw new CliUsageException($"--wait-for-infra: {seconds} s is outside 0..86400 s");
 
     // Kept alive for the life of the process: a collected registration stops handling the signal.
     private static readonly CancellationTokenSource s_forced = new();

@@ -28,6 +28,7 @@ internal static class ServeCommand
         var config = new Option<string>("-f", "--config") { Description = "The config YAML: one section per component, plus Common", Required = true };
         var serviceName = new Option<string?>("--service-name") { Description = "Start only this component, ignoring its links" };
         var command = new Command("serve", "Start a deployment graph's components (graphs/*.yaml) with a config (configs/*.yaml)") { target, config, serviceName };
+        Option<double?> waitForInfra = RuntimeConnection.AddWaitForInfra(command);
         command.SetAction((parse, cancellationToken) =>
         {
             string spec = parse.GetValue(target)!;
@@ -47,7 +48,7 @@ internal static class ServeCommand
             string? only = parse.GetValue(serviceName);
             IReadOnlyList<string> components = only is not null ? [graph.Closure(only)[0]] : graph.Closure(spec[(colon + 1)..]);
             ServeConfig settings = ServeConfig.Load(parse.GetValue(config)!);
-            return RunAsync(Bind(components, settings, Console.Error), cancellationToken);
+            return RunAsync(Bind(components, settings, Console.Error) with { WaitForInfra = RuntimeConnection.ReadWaitForInfra(parse, waitForInfra) }, cancellationToken);
         });
         return command;
     }
@@ -87,6 +88,9 @@ internal static class ServeCommand
 
         /// <summary>How long the Router component drains on SIGTERM (its section's drain-timeout, else 30 s).</summary>
         public TimeSpan RouterDrain { get; init; } = ComponentDrainTimeout;
+
+        /// <summary>How long the components wait for NATS and etcd to answer (--wait-for-infra); null: not at all.</summary>
+        public TimeSpan? WaitForInfra { get; init; }
     }
 
     /// <summary>Binds each component's section (Common under it) into its options records; says at once what is started where, and which keys have no effect.</summary>
@@ -105,7 +109,7 @@ internal static class ServeCommand
         int? processorSystemPort = null;
         int? processorMigrationLimit = null;
         double? processorMigrationWait = null;
-        string processorSystemHost = new WorkerSettings().SystemHost;
+        string processorSystemHost = WorkerCommand.SystemHostFromEnvironment();
         TimeSpan processorDrain = ComponentDrainTimeout, routerDrain = ComponentDrainTimeout;
         foreach (string name in components)
         {
@@ -186,6 +190,7 @@ internal static class ServeCommand
             frontend = frontend with { Processing = frontend.Processing with { RouterMode = routerMode, KvRouter = kvRouter } };
         }
 
+        (workers, processorSystemPort) = WithEnvironmentSystemPort(components, kinds, workers, processor is null ? null : processorSystemPort, log);
         ProcessorOptions? processing = processor?.Validated(() => (ProcessorOptions.Default with
         {
             Namespace = processorNamespace,
@@ -201,6 +206,45 @@ internal static class ServeCommand
         };
     }
 
+    /// <summary>
+    /// DYN_SYSTEM_PORT, as `dynamo worker` reads it: the system port (/metrics, /health, /live) of this process's first
+    /// worker (its first replica) whose section sets no system-port, else of its Processor when it has no worker. A
+    /// section's own system-port wins; one port serves one component, and the startup line says which.
+    /// </summary>
+    private static (List<(WorkerSettings, RuntimeOptions, int)> Workers, int? ProcessorSystemPort) WithEnvironmentSystemPort(
+        IReadOnlyList<string> components, Dictionary<string, Kind> kinds, List<(WorkerSettings Settings, RuntimeOptions Runtime, int Replicas)> workers, int? processorSystemPort, TextWriter log)
+    {
+        if (WorkerCommand.SystemPortFromEnvironment() is not int port)
+        {
+            return (workers, processorSystemPort);
+        }
+
+        string[] workerNames = [.. components.Where(c => kinds[c] is Kind.Worker or Kind.PrefillWorker)];
+        int target = workers.FindIndex(w => w.Settings.SystemPort is null);
+        if (target >= 0)
+        {
+            var (settings, runtime, replicas) = workers[target];
+            var result = new List<(WorkerSettings, RuntimeOptions, int)>(workers);
+            result[target] = (settings with { SystemPort = port }, runtime, 1);
+            if (replicas > 1)
+            {
+                result.Insert(target + 1, (settings, runtime, replicas - 1));
+            }
+
+            log.WriteLine($"serve: DYN_SYSTEM_PORT {port}: the system port of {workerNames[target]}{(replicas > 1 ? " (its first replica)" : "")}{(workers.Count + replicas > 2 ? "; the other workers of this process have none unless their sections set system-port" : "")}");
+            return (result, processorSystemPort);
+        }
+
+        if (workers.Count == 0 && processorSystemPort is null && components.Any(c => kinds[c] == Kind.Processor))
+        {
+            log.WriteLine($"serve: DYN_SYSTEM_PORT {port}: the system port of the Processor");
+            return (workers, port);
+        }
+
+        log.WriteLine($"serve: DYN_SYSTEM_PORT {port} is not used: {(workers.Count > 0 ? "every worker's section sets its own system-port" : "no worker or Processor runs in this process")}");
+        return (workers, processorSystemPort);
+    }
+
     private static async Task<int> RunAsync(Plan plan, CancellationToken cancellationToken)
     {
         TextWriter log = Console.Error;
@@ -212,7 +256,7 @@ internal static class ServeCommand
             {
                 for (int i = 0; i < replicas; i++)
                 {
-                    DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(workerRuntime, shutdown.Token);
+                    DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(workerRuntime, plan.WaitForInfra, "serve", shutdown.Token);
                     started.Add(runtime);
                     started.Add(await WorkerComponent.StartAsync(runtime, settings, log, shutdown.Token, CliLogging.Create(json: plan.Frontend?.JsonLogs ?? false)));
                 }
@@ -220,14 +264,14 @@ internal static class ServeCommand
 
             if (plan.Router is KvRouterOptions kvRouter)
             {
-                DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(plan.Runtime, shutdown.Token);
+                DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(plan.Runtime, plan.WaitForInfra, "serve", shutdown.Token);
                 started.Add(runtime);
                 started.Add(await RouterServer.StartAsync(runtime, new EndpointAddress("dynamo", "backend", "generate"), kvRouter, shutdown.Token));
             }
 
             if (plan.Processor is ProcessorOptions processing)
             {
-                DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(plan.Runtime, shutdown.Token);
+                DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(plan.Runtime, plan.WaitForInfra, "serve", shutdown.Token);
                 started.Add(runtime);
                 ProcessorServer processor = await ProcessorServer.StartAsync(runtime, processing, CliLogging.Create(json: plan.Frontend?.JsonLogs ?? false), shutdown.Token);
                 started.Add(processor);
@@ -242,7 +286,7 @@ internal static class ServeCommand
 
             if (plan.Frontend is FrontendOptions frontend)
             {
-                DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(plan.Runtime, shutdown.Token);
+                DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(plan.Runtime, plan.WaitForInfra, "serve", shutdown.Token);
                 started.Add(runtime);
                 FrontendServer server = await FrontendServer.StartAsync(runtime, frontend, CliLogging.Create(frontend.JsonLogs), shutdown.Token);
                 started.Add(server);
@@ -350,7 +394,7 @@ internal static class ServeCommand
         bool useDefault = model is null && engineKind == "dynamo";
         var settings = new WorkerSettings
         {
-            ModelPath = useDefault ? DefaultModel.EnsurePath() : model,
+            ModelPath = useDefault ? DefaultModel.EnsurePath(c.Int("context_length") ?? c.Int("max_model_len")) : model,
             TokenizerPath = c.String("tokenizer"),
             ServedModelName = c.String("served_model_name") ?? (useDefault ? DefaultModel.ServedName : null),
             EngineKind = engineKind,
@@ -376,7 +420,7 @@ internal static class ServeCommand
             Threads = c.Int("threads") ?? Environment.ProcessorCount,
             SystemPort = c.Int("system_port"),
             DrainTimeout = c.Double("drain_timeout") is double drain ? FrontendFlags.Seconds(drain) : TimeSpan.FromSeconds(30),
-            SystemHost = c.String("system_host") ?? new WorkerSettings().SystemHost,
+            SystemHost = c.String("system_host") ?? WorkerCommand.SystemHostFromEnvironment(),
             MaxWaitingRequests = c.Int("max_waiting_requests") ?? EngineWorkerOptions.Default.MaxWaitingRequests,
             IgnoredFlags = ignored,
             TensorParallel = tensor,

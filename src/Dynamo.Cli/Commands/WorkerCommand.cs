@@ -72,6 +72,7 @@ internal static class WorkerCommand
             command.Options.Add(o);
         }
 
+        Option<double?> waitForInfra = RuntimeConnection.AddWaitForInfra(command);
         command.SetAction((parse, cancellationToken) =>
         {
             int ttl = parse.GetValue(leaseTtl);
@@ -167,7 +168,7 @@ internal static class WorkerCommand
             }
 
             RuntimeOptions runtime = RuntimeConnection.FromEnvironment() with { LeaseTtl = TimeSpan.FromSeconds(ttl) };
-            return RunAsync(settings, runtime, cancellationToken);
+            return RunAsync(settings, runtime, RuntimeConnection.ReadWaitForInfra(parse, waitForInfra), cancellationToken);
         });
         return command;
     }
@@ -195,10 +196,10 @@ internal static class WorkerCommand
         return await TensorParallelRanks.FollowAsync(settings, settings.TensorParallelInitAddress!, Console.Error, shutdown.Token);
     }
 
-    private static async Task<int> RunAsync(WorkerSettings settings, RuntimeOptions runtimeOptions, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(WorkerSettings settings, RuntimeOptions runtimeOptions, TimeSpan? waitForInfra, CancellationToken cancellationToken)
     {
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
-        await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token);
+        await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, waitForInfra, "worker", shutdown.Token);
         await using WorkerComponent worker = await WorkerComponent.StartAsync(runtime, settings, Console.Error, shutdown.Token, CliLogging.Create(json: false));
         try
         {

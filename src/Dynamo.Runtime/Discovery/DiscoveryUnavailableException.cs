@@ -8,4 +8,8 @@ public sealed class DiscoveryUnavailableException : Exception
         : base(message, innerException)
     {
     }
+
+    /// <summary>True when etcd did not answer at all (not started yet, a wrong address, a cut link), as opposed to refusing this
+    /// client (credentials, TLS): waiting may help the first, never the second.</summary>
+    public bool IsUnreachable { get; init; }
 }

@@ -542,7 +542,7 @@ internal sealed partial class EtcdDiscovery : IDiscovery
 
     private DiscoveryUnavailableException Unreachable(Exception? cause) => Refused(cause) ?? (cause is RpcException { StatusCode: not (StatusCode.Unavailable or StatusCode.DeadlineExceeded) }
         ? new($"etcd at {Address} failed: {Describe(cause)}", cause)
-        : new($"etcd at {Address} is unreachable (ETCD_ENDPOINTS): {(cause is null ? "no answer" : Describe(cause))}", cause));
+        : new($"etcd at {Address} is unreachable (ETCD_ENDPOINTS): {(cause is null ? "no answer" : Describe(cause))}", cause) { IsUnreachable = true });
 
     private DateTime Deadline() => DateTime.UtcNow + _options.CallTimeout;
 

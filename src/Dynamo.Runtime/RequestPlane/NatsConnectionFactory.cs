@@ -55,7 +55,7 @@ internal static class NatsConnectionFactory
         }
 
         string why = e is TimeoutException ? $"no answer within {connectTimeout.TotalSeconds:0.###} s" : Describe(e);
-        return new NatsUnavailableException($"NATS at {url} is unreachable (NATS_SERVER): {why}", e);
+        return new NatsUnavailableException($"NATS at {url} is unreachable (NATS_SERVER): {why}", e) { IsUnreachable = true };
     }
 
     private static T? Find<T>(Exception e)

@@ -291,6 +291,42 @@ public class FrontendServerTests
     }
 
     [Fact]
+    public async Task RetrieveModel_ServedAndUnknownIds_ModelObjectOr404ModelNotFound()
+    {
+        await using FrontendHarness h = await StartAsync();
+        await h.AddWorkerAsync(FrontendHarness.Echo(), model: "org/name-v1", component: "org");
+        await Eventually(() => h.Server.Models.Contains("org/name-v1"));
+
+        // The OpenAI SDK's models.retrieve("org/name-v1") asks GET /v1/models/org/name-v1, the slash as it is.
+        using HttpResponseMessage found = await h.Http.GetAsync("/v1/models/org/name-v1");
+        Assert.Equal(HttpStatusCode.OK, found.StatusCode);
+        Assert.Equal("application/json", found.Content.Headers.ContentType?.MediaType);
+        using JsonDocument model = JsonDocument.Parse(await found.Content.ReadAsStringAsync());
+        Assert.Equal(["id", "object", "created", "owned_by"], model.RootElement.EnumerateObject().Select(p => p.Name));
+        Assert.Equal("org/name-v1", model.RootElement.GetProperty("id").GetString());
+        Assert.Equal("model", model.RootElement.GetProperty("object").GetString());
+        Assert.Equal("dynamo", model.RootElement.GetProperty("owned_by").GetString());
+        JsonElement listed = (await h.Http.GetFromJsonElementAsync("/v1/models")).GetProperty("data")[0];
+        Assert.Equal(listed.GetProperty("created").GetInt64(), model.RootElement.GetProperty("created").GetInt64());
+
+        using HttpResponseMessage missing = await h.Http.GetAsync("/v1/models/no-such-model");
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        using JsonDocument error = JsonDocument.Parse(await missing.Content.ReadAsStringAsync());
+        JsonElement e = error.RootElement.GetProperty("error");
+        Assert.Equal("invalid_request_error", e.GetProperty("type").GetString());
+        Assert.Equal("model", e.GetProperty("param").GetString());
+        Assert.Equal("model_not_found", e.GetProperty("code").GetString());
+        Assert.Contains("'no-such-model'", e.GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        var sdk = new OpenAI.Models.OpenAIModelClient(new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = new Uri(h.Server.BaseAddress, "/v1") });
+        OpenAI.Models.OpenAIModel retrieved = (await sdk.GetModelAsync("org/name-v1")).Value;
+        Assert.Equal("org/name-v1", retrieved.Id);
+        Assert.Equal("dynamo", retrieved.OwnedBy);
+        ClientResultException notFound = await Assert.ThrowsAsync<ClientResultException>(() => sdk.GetModelAsync("no-such-model"));
+        Assert.Equal(404, notFound.Status);
+    }
+
+    [Fact]
     public async Task Requests_TwoModelsAndTwoInstances_EachModelsPoolServesItRoundRobin()
     {
         await using FrontendHarness h = await StartAsync();
@@ -758,6 +794,43 @@ public class FrontendServerTests
         Assert.Equal(last.FinishReason!.Value.ToWire(), finish);
         Assert.Equal(tokens.Count, usage.GetProperty("completion_tokens").GetInt32());
         Assert.Equal(prompt.Count, usage.GetProperty("prompt_tokens").GetInt32());
+    }
+
+    [Theory]
+    [InlineData(false, "round-robin")]
+    [InlineData(true, "round-robin")]
+    [InlineData(false, "kv")]
+    [InlineData(true, "kv")]
+    public async Task ChatCompletions_RepeatedPrompt_UsageHasTheEnginesCachedTokens(bool stream, string routerMode)
+    {
+        const string Text = "Tell me a long story about a lighthouse keeper and the storm that changed his island forever";
+        IReadOnlyList<int> prompt = ChatPrompt(("user", Text));
+        await using InferenceEngine direct = InferenceEngineTests.Create(FrontendHarness.TinyChatModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
+        _ = await EngineContractTests.CollectAsync(direct, new EngineRequest("first", prompt, SamplingParams.Greedy with { MaxTokens = 4 }));
+        var (_, _, again) = await EngineContractTests.CollectAsync(direct, new EngineRequest("again", prompt, SamplingParams.Greedy with { MaxTokens = 4 }));
+        Assert.True(again.CachedTokens > 0, "the engine's prefix cache should hold the repeated prompt");
+        await using FrontendHarness h = await StartAsync(FrontendOptions.Default with { Processing = FrontendOptions.Default.Processing with { RouterMode = routerMode } });
+        await h.AddWorkerAsync(InferenceEngineTests.Create(FrontendHarness.TinyChatModel.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 }));
+        string json = $$$"""{"model":"tiny","messages":[{"role":"user","content":"{{{Text}}}"}],"temperature":0,"max_tokens":4,"stream":{{{(stream ? "true" : "false")}}},"stream_options":{"include_usage":true}}""";
+
+        async Task<JsonElement> UsageAsync()
+        {
+            if (stream)
+            {
+                return (await h.PostSseAsync(Chat, json)).Events()[^1].GetProperty("usage");
+            }
+
+            var (status, body) = await h.PostJsonAsync(Chat, json);
+            Assert.Equal(200, status);
+            return body.GetProperty("usage");
+        }
+
+        JsonElement first = await UsageAsync();
+        JsonElement second = await UsageAsync();
+
+        Assert.Equal(0, first.TryGetProperty("prompt_tokens_details", out JsonElement none) ? none.GetProperty("cached_tokens").GetInt32() : 0);
+        Assert.Equal(prompt.Count, second.GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(again.CachedTokens, second.GetProperty("prompt_tokens_details").GetProperty("cached_tokens").GetInt32());
     }
 
     [Fact]

@@ -50,13 +50,17 @@ public sealed class DynamoProcess : IAsyncDisposable
 
     public int ExitCode => _process.ExitCode;
 
-    /// <summary>Starts <c>dotnet dynamo.dll args</c> with <paramref name="environment"/> added.</summary>
-    public static DynamoProcess Start(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, string? netns = null)
+    /// <summary>Its stdin (<see cref="Start"/> with <c>input: true</c>), e.g. what a user types into `run in=text`.</summary>
+    public StreamWriter Input => _process.StartInfo.RedirectStandardInput ? _process.StandardInput : throw new InvalidOperationException("started without input: true");
+
+    /// <summary>Starts <c>dotnet dynamo.dll args</c> with <paramref name="environment"/> added (and its stdin open to <see cref="Input"/> with <paramref name="input"/>).</summary>
+    public static DynamoProcess Start(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, string? netns = null, bool input = false)
     {
         var start = new ProcessStartInfo(netns is null ? "dotnet" : "ip")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
+            RedirectStandardInput = input,
             UseShellExecute = false,
         };
         if (netns is not null)
@@ -88,6 +92,18 @@ public sealed class DynamoProcess : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return p;
+    }
+
+    /// <summary>Waits until <see cref="Stdout"/> contains <paramref name="text"/> (read line by line: a prompt without its new line shows with the line it ends in).</summary>
+    public async Task WaitForStdoutAsync(string text, double seconds = 60)
+    {
+        var until = DateTime.UtcNow.AddSeconds(seconds);
+        while (!Stdout.Contains(text, StringComparison.Ordinal))
+        {
+            Assert.False(_process.HasExited, $"process exited before writing '{text}' on stdout:\n{Output}");
+            Assert.True(DateTime.UtcNow < until, $"'{text}' not written on stdout within {seconds} s:\n{Output}");
+            await Task.Delay(20);
+        }
     }
 
     /// <summary>Waits until a line containing <paramref name="text"/> appears; fails with the output if the process exits or time runs out.</summary>

@@ -188,6 +188,49 @@ public sealed class GuideFlowsTests
         File.Delete(config);
     }
 
+    [SharedFact]
+    public async Task Serve_Llama49bConfig_AnswersTheGuidesRequestAsWritten()
+    {
+        // The guide's 49B request, as its curl sends it: a ~200-word prompt, max_tokens 1500, not streamed.
+        string guide = await File.ReadAllTextAsync(SharedData.Path("seeds", "002_0f30510682ae0aea.txt"));
+        int model = guide.IndexOf("\"model\": \"nvidia/Llama-3_3-Nemotron-Super-49B-v1\"", StringComparison.Ordinal);
+        int start = guide.LastIndexOf("-d '", model, StringComparison.Ordinal) + "-d '".Length;
+        string body = guide[start..(guide.IndexOf("}'", model, StringComparison.Ordinal) + 1)];
+        using (JsonDocument request = JsonDocument.Parse(body))
+        {
+            Assert.Equal(1500, request.RootElement.GetProperty("max_tokens").GetInt32());
+        }
+
+        await using NatsServer nats = await NatsServer.StartAsync();
+        await using EtcdServer etcd = await EtcdServer.StartAsync();
+        var env = new Dictionary<string, string> { ["NATS_SERVER"] = nats.Url, ["ETCD_ENDPOINTS"] = etcd.Endpoint, ["DYNAMO_HOME"] = FindRoot() };
+        int port = FreePort();
+        string config = Path.Combine(Path.GetTempPath(), $"llama49b-{Guid.NewGuid():N}.yaml");
+        string text = await File.ReadAllTextAsync(Path.Combine(FindRoot(), "configs", "multinode_llama49b.yaml"));
+        await File.WriteAllTextAsync(config, text.Replace("port: 8000", $"port: {port}", StringComparison.Ordinal)
+            .Replace("host: 0.0.0.0", "host: 127.0.0.1", StringComparison.Ordinal)
+            .Replace("kv-cache-memory: 134217728", "kv-cache-memory: 16000000\n  threads: 1", StringComparison.Ordinal));
+        await using DynamoProcess node1 = DynamoProcess.Start(["serve", "graphs.agg_router:Frontend", "-f", config], env);
+        await node1.WaitForLineAsync("serve: started Frontend, Processor, Router, VllmWorker", 180);
+
+        var curl = new ProcessStartInfo("curl") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string a in new[] { "-sS", "-w", "\n%{http_code}", $"127.0.0.1:{port}/v1/chat/completions", "-H", "Content-Type: application/json", "-d", body })
+        {
+            curl.ArgumentList.Add(a);
+        }
+
+        using Process p = Process.Start(curl)!;
+        string output = await p.StandardOutput.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        int cut = output.LastIndexOf('\n');
+        Assert.True(output[(cut + 1)..] == "200", output);
+        using JsonDocument answer = JsonDocument.Parse(output[..cut]);
+        JsonElement usage = answer.RootElement.GetProperty("usage");
+        Assert.InRange(usage.GetProperty("completion_tokens").GetInt32(), 1, 1500);
+        Assert.True(usage.GetProperty("prompt_tokens").GetInt32() + 1500 <= 4096, output);
+        File.Delete(config);
+    }
+
     [Fact]
     public async Task Serve_EachComponentItsOwnProcess_FrontendRelaysToTheProcessor()
     {

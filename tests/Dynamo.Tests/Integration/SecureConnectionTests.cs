@@ -11,7 +11,7 @@ namespace Dynamo.Tests.Integration;
 /// <summary>
 /// Credentials and TLS through the environment, against a real nats-server and etcd that require them: the
 /// options are read as the CLI reads them (<see cref="RuntimeOptions.FromEnvironment"/>) and connected as the CLI
-/// connects (<see cref="RuntimeConnection.ConnectAsync"/>, whose failures are the CLI's one-line errors); a request
+/// connects (<see cref="RuntimeConnection.ConnectAsync(RuntimeOptions, CancellationToken)"/>, whose failures are the CLI's one-line errors); a request
 /// then goes through NATS to an endpoint registered in etcd. Wrong settings fail naming the variable to fix, and
 /// never show a secret.
 /// </summary>

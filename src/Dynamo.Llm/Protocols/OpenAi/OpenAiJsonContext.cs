@@ -10,5 +10,6 @@ namespace Dynamo.Llm.Protocols.OpenAi;
 [JsonSerializable(typeof(ChatCompletionChunk))]
 [JsonSerializable(typeof(CompletionResponse))]
 [JsonSerializable(typeof(ModelList))]
+[JsonSerializable(typeof(ModelObject))]
 [JsonSerializable(typeof(ErrorResponse))]
 public sealed partial class OpenAiJsonContext : JsonSerializerContext;
