@@ -39,14 +39,14 @@ public sealed class NatsServer : IAsyncDisposable
 
     public string LogPath => Path.Combine(_directory, "nats.log");
 
-    /// <summary>Starts a server and waits (bounded) until it is ready.</summary>
-    public static async Task<NatsServer> StartAsync(string? netns = null, string bindAddress = "127.0.0.1", string extraConfig = "")
+    /// <summary>Starts a server and waits (bounded) until it is ready; on <paramref name="port"/>, else a free one.</summary>
+    public static async Task<NatsServer> StartAsync(string? netns = null, string bindAddress = "127.0.0.1", string extraConfig = "", int port = 0)
     {
         string binary = FindBinary() ?? throw new InvalidOperationException("nats-server is not installed: apt-get install -y nats-server");
         string directory = Path.Combine(Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath(), $"dynamo-nats-{Guid.NewGuid():N}");
         Directory.CreateDirectory(directory);
         File.WriteAllText(Path.Combine(directory, "nats.conf"), $"ping_interval: \"1s\"\nping_max: 2\n{extraConfig}\n");
-        var server = new NatsServer(binary, netns, bindAddress, FreePort(), FreePort(), directory);
+        var server = new NatsServer(binary, netns, bindAddress, port == 0 ? FreePort() : port, FreePort(), directory);
         try
         {
             await server.LaunchAsync();
