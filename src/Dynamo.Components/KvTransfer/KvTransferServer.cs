@@ -212,11 +212,40 @@ public sealed partial class KvTransferServer : IAsyncDisposable
 
         if (ProbeTarget(toward) is var (host, port) && LocalAddressToward(host, port) is { } local)
         {
-            return local.ToString();
+            if (!IPAddress.IsLoopback(local))
+            {
+                return local.ToString();
+            }
+
+            // etcd runs on this very host (the guides' head node): loopback reaches it, but not the other nodes.
+            if (NetworkAddress() is { } network)
+            {
+                Log.LoopbackToward(logger, toward, network.ToString());
+                return network.ToString();
+            }
         }
 
         Log.NoRouteToward(logger, toward);
         return IPAddress.Loopback.ToString();
+    }
+
+    /// <summary>
+    /// This host's address on its network: the one its default route leaves from (no packet is sent), else the first
+    /// IPv4 address of an interface that is up and not loopback; null when there is none.
+    /// </summary>
+    private static IPAddress? NetworkAddress()
+    {
+        if (LocalAddressToward("192.0.2.1", 9) is { } routed && !IPAddress.IsLoopback(routed))
+        {
+            return routed;
+        }
+
+        return System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+            .Where(n => n.OperationalStatus == System.Net.NetworkInformation.OperationalStatus.Up
+                && n.NetworkInterfaceType != System.Net.NetworkInformation.NetworkInterfaceType.Loopback)
+            .SelectMany(n => n.GetIPProperties().UnicastAddresses)
+            .Select(a => a.Address)
+            .FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork && !IPAddress.IsLoopback(a));
     }
 
     /// <summary>The host and port of <c>scheme://host:port</c> or <c>host:port</c> (the first of a comma-separated list); null when unreadable.</summary>
@@ -646,6 +675,9 @@ public sealed partial class KvTransferServer : IAsyncDisposable
 
         [LoggerMessage(EventId = 7008, Level = LogLevel.Warning, Message = "KV transfer server: no local address routes toward '{Toward}'; advertising 127.0.0.1 (set the advertised host)")]
         public static partial void NoRouteToward(ILogger logger, string toward);
+
+        [LoggerMessage(EventId = 7010, Level = LogLevel.Information, Message = "KV transfer server: '{Toward}' is on this host; advertising this host's network address {Address} (set the advertised host to choose another)")]
+        public static partial void LoopbackToward(ILogger logger, string toward, string address);
 
         [LoggerMessage(EventId = 7009, Level = LogLevel.Debug, Message = "KV transfer connection from {Peer} closed without sending anything")]
         public static partial void ClosedEmpty(ILogger logger, string peer);

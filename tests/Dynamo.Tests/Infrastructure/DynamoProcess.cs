@@ -54,24 +54,37 @@ public sealed class DynamoProcess : IAsyncDisposable
     public StreamWriter Input => _process.StartInfo.RedirectStandardInput ? _process.StandardInput : throw new InvalidOperationException("started without input: true");
 
     /// <summary>Starts <c>dotnet dynamo.dll args</c> with <paramref name="environment"/> added (and its stdin open to <see cref="Input"/> with <paramref name="input"/>).</summary>
-    public static DynamoProcess Start(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, string? netns = null, bool input = false)
+    public static DynamoProcess Start(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, string? netns = null, bool input = false) =>
+        Launch("dotnet", [CliProcess.DllPath, .. args], environment, netns, workingDirectory: null, input);
+
+    /// <summary>
+    /// Runs <paramref name="script"/> with bash in <paramref name="workingDirectory"/>, as a user types a guide's commands
+    /// in a terminal: <c>./dynamo</c> there is the repository's launcher, which runs this build of the CLI (DYNAMO_CLI).
+    /// </summary>
+    public static DynamoProcess StartShell(string script, string workingDirectory, IReadOnlyDictionary<string, string>? environment = null, string? netns = null)
     {
-        var start = new ProcessStartInfo(netns is null ? "dotnet" : "ip")
+        var env = new Dictionary<string, string>(environment ?? new Dictionary<string, string>()) { ["DYNAMO_CLI"] = CliProcess.DllPath };
+        return Launch("bash", ["-c", script], env, netns, workingDirectory, input: false);
+    }
+
+    private static DynamoProcess Launch(string program, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment, string? netns, string? workingDirectory, bool input)
+    {
+        var start = new ProcessStartInfo(netns is null ? program : "ip")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = input,
             UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? string.Empty,
         };
         if (netns is not null)
         {
-            foreach (string a in new[] { "netns", "exec", netns, "dotnet" })
+            foreach (string a in new[] { "netns", "exec", netns, program })
             {
                 start.ArgumentList.Add(a);
             }
         }
 
-        start.ArgumentList.Add(CliProcess.DllPath);
         foreach (string a in args)
         {
             start.ArgumentList.Add(a);
@@ -140,6 +153,28 @@ public sealed class DynamoProcess : IAsyncDisposable
 
     /// <summary>SIGCONT: undoes <see cref="Freeze"/>.</summary>
     public void Thaw() => Signal("-CONT");
+
+    /// <summary>
+    /// SIGINT (Ctrl-C) to the processes a <see cref="StartShell"/> script runs (the shell's children), not to the shell,
+    /// which ends when they do.
+    /// </summary>
+    public void InterruptChildren()
+    {
+        // bash may have exec'd a script's last command itself: then that command is this process.
+        if (File.ReadAllText($"/proc/{_process.Id}/comm").Trim() != "bash")
+        {
+            Signal("-INT");
+            return;
+        }
+
+        using Process children = Process.Start(new ProcessStartInfo("pgrep", ["-P", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]) { RedirectStandardOutput = true })!;
+        string pids = children.StandardOutput.ReadToEnd();
+        children.WaitForExit();
+        foreach (string pid in pids.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            Signal("-INT", int.Parse(pid, System.Globalization.CultureInfo.InvariantCulture));
+        }
+    }
 
     /// <summary>Sends <paramref name="signal"/> (e.g. "-STOP") to any process, such as a rank a worker started.</summary>
     public static void Signal(string signal, int pid)

@@ -21,14 +21,16 @@ public sealed class EtcdServer : IAsyncDisposable
     private readonly string? _netns;
     private readonly string _bindAddress;
     private readonly Tls? _tls;
+    private readonly bool _loopbackToo;
     private string? _rootPassword;
     private readonly string _name;
     private readonly StringBuilder _log = new();
     private Process? _process;
 
-    private EtcdServer(string? netns, string bindAddress, int clientPort, int peerPort, Tls? tls)
+    private EtcdServer(string? netns, string bindAddress, int clientPort, int peerPort, Tls? tls, bool loopbackToo)
     {
         _tls = tls;
+        _loopbackToo = loopbackToo;
         _netns = netns;
         _bindAddress = bindAddress;
         ClientPort = clientPort;
@@ -64,8 +66,10 @@ public sealed class EtcdServer : IAsyncDisposable
     /// Starts etcd and waits until it answers (at most 10 s). Inside <paramref name="netns"/> (run via
     /// <c>ip netns exec</c>) the ports are given by the caller's <paramref name="clientPort"/> and
     /// <paramref name="peerPort"/> or default to 2379/2380; on the host they are free loopback ports.
+    /// <paramref name="loopbackToo"/> listens for clients on 127.0.0.1 as well (the guides' `etcd --listen-client-urls
+    /// http://HEAD:2379,http://127.0.0.1:2379`, as a container's published port is reached on the head node itself).
     /// </summary>
-    public static async Task<EtcdServer> StartAsync(string? netns = null, string bindAddress = "127.0.0.1", int clientPort = 0, int peerPort = 0, Tls? tls = null)
+    public static async Task<EtcdServer> StartAsync(string? netns = null, string bindAddress = "127.0.0.1", int clientPort = 0, int peerPort = 0, Tls? tls = null, bool loopbackToo = false)
     {
         if (!OnPath("etcd") || !OnPath("etcdctl"))
         {
@@ -83,7 +87,7 @@ public sealed class EtcdServer : IAsyncDisposable
             peerPort = peerPort == 0 ? 2380 : peerPort;
         }
 
-        var server = new EtcdServer(netns, bindAddress, clientPort, peerPort, tls);
+        var server = new EtcdServer(netns, bindAddress, clientPort, peerPort, tls, loopbackToo);
         try
         {
             Directory.CreateDirectory(server.DataDir);
@@ -234,7 +238,7 @@ public sealed class EtcdServer : IAsyncDisposable
         string[] etcdArgs =
         [
             "--name", _name, "--data-dir", DataDir,
-            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-client-urls", _loopbackToo ? string.Create(CultureInfo.InvariantCulture, $"{client},http://127.0.0.1:{ClientPort}") : client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", $"{_name}={peer}",
             "--log-level", "warn",

@@ -24,12 +24,20 @@ public sealed class HeadNode : IAsyncDisposable
     /// <summary>NATS_SERVER and ETCD_ENDPOINTS as the other nodes export them (a fresh copy: callers may add to it).</summary>
     public Dictionary<string, string> Environment { get; }
 
-    public static async Task<HeadNode> StartAsync(NetworkNamespaces net, int host = 1)
+    /// <summary>
+    /// Starts nats-server and etcd in <paramref name="net"/>'s host <paramref name="host"/>, bound to its address.
+    /// <paramref name="asCompose"/>: as deploy/docker-compose.yml publishes them, NATS (JetStream) on 4222 and etcd on
+    /// 2379, reachable from the head node itself on 127.0.0.1 too, so its own processes need no NATS_SERVER or
+    /// ETCD_ENDPOINTS (the guides' node 1).
+    /// </summary>
+    public static async Task<HeadNode> StartAsync(NetworkNamespaces net, int host = 1, bool asCompose = false)
     {
-        NatsServer nats = await NatsServer.StartAsync(netns: net.Host(host), bindAddress: net.Address(host));
+        NatsServer nats = asCompose
+            ? await NatsServer.StartAsync(netns: net.Host(host), bindAddress: "0.0.0.0", port: 4222)
+            : await NatsServer.StartAsync(netns: net.Host(host), bindAddress: net.Address(host));
         try
         {
-            EtcdServer etcd = await EtcdServer.StartAsync(netns: net.Host(host), bindAddress: net.Address(host));
+            EtcdServer etcd = await EtcdServer.StartAsync(netns: net.Host(host), bindAddress: net.Address(host), loopbackToo: asCompose);
             return new HeadNode(nats, etcd, net.Address(host));
         }
         catch

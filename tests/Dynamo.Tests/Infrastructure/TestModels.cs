@@ -8,11 +8,16 @@ namespace Dynamo.Tests.Infrastructure;
 internal static class TestModels
 {
     /// <summary>The tiny synthesized Llama (F32, ChatML template) as a GGUF file.</summary>
-    public static readonly Lazy<string> Tiny = new(() =>
+    public static readonly Lazy<string> Tiny = new(() => Write("tiny.gguf", SynthModelOptions.Tiny));
+
+    /// <summary>The same with an 8192-token context: room for the guides' long prompts, which its byte-level tokenizer makes about one token a character.</summary>
+    public static readonly Lazy<string> TinyLongContext = new(() => Write("tiny-8k.gguf", SynthModelOptions.Tiny with { ContextLength = 8192 }));
+
+    private static string Write(string name, SynthModelOptions options)
     {
-        string path = Path.Combine(Path.GetTempPath(), "dynamo-worker-tests", Guid.NewGuid().ToString("N"), "tiny.gguf");
+        string path = Path.Combine(Path.GetTempPath(), "dynamo-worker-tests", Guid.NewGuid().ToString("N"), name);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        SynthModelWriter.Write(SynthModelOptions.Tiny, SynthOutputOptions.Default with { OutputPath = path, Type = GgmlType.F32, ChatTemplate = BuiltinChatTemplates.ChatMl });
+        SynthModelWriter.Write(options, SynthOutputOptions.Default with { OutputPath = path, Type = GgmlType.F32, ChatTemplate = BuiltinChatTemplates.ChatMl });
         return path;
-    });
+    }
 }

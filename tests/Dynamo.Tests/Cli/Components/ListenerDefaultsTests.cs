@@ -82,7 +82,7 @@ public class ListenerDefaultsTests
     [Fact]
     public void ShippedMultinodeConfigs_StateTheirBinds()
     {
-        foreach (string file in new[] { "multinode-405b.yaml", "multinode_llama49b.yaml" })
+        foreach (string file in new[] { "multinode-405b.yaml", "multinode_llama49b.yaml", "multinode_disagg_r1.yaml", "mutinode_disagg_r1.yaml" })
         {
             ServeCommand.Plan plan = ServeCommand.Bind(["Frontend", "VllmWorker", "PrefillWorker"], ServeConfig.Load(Path.Combine(RepoPaths.Root, "configs", file)), TextWriter.Null);
 

@@ -82,6 +82,9 @@ public class ServeGraphTests
     [InlineData("disagg_router.yaml")]
     [InlineData("multinode-405b.yaml")]
     [InlineData("multinode_llama49b.yaml")]
+    [InlineData("multinode_agg_r1.yaml")]
+    [InlineData("multinode_disagg_r1.yaml")]
+    [InlineData("mutinode_disagg_r1.yaml")]
     [InlineData("tinystories.yaml")]
     [InlineData("mocker.yaml")]
     public void Configs_ShippedFilesParse(string file)

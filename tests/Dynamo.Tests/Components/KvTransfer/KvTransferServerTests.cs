@@ -439,7 +439,7 @@ public sealed class KvTransferServerTests
     }
 
     [Fact]
-    public async Task Address_AdvertisedHostAndDefaults()
+    public async Task Address_AdvertisedHostAndDefaults_LoopbackTowardAdvertisesTheNetworkAddress()
     {
         await using KvTransferServer given = KvTransferServer.Start(Loopback with { AdvertisedHost = "decode-7.example" });
         await using KvTransferServer local = KvTransferServer.Start(KvTransferServerOptions.Default with { AdvertiseToward = "nats://10.9.9.9:4222" });
@@ -451,7 +451,12 @@ public sealed class KvTransferServerTests
         Assert.Equal($"tcp://127.0.0.1:{local.LocalEndPoint.Port}", local.Address);
         Assert.Equal(IPAddress.Any, any.LocalEndPoint.Address);
         Assert.Equal($"tcp://127.0.0.1:{any.LocalEndPoint.Port}", any.Address);
-        Assert.Equal($"tcp://127.0.0.1:{toward.LocalEndPoint.Port}", toward.Address);
+        // Toward a server on this very host (the guides' head node), every interface listens: the host's network
+        // address is advertised, which other hosts can reach, not loopback.
+        string advertised = toward.Address["tcp://".Length..toward.Address.LastIndexOf(':')];
+        Assert.False(IPAddress.IsLoopback(IPAddress.Parse(advertised)), toward.Address);
+        Assert.Contains(IPAddress.Parse(advertised), System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+            .SelectMany(n => n.GetIPProperties().UnicastAddresses).Select(a => a.Address));
         Assert.Equal(IPAddress.Loopback, KvTransferServer.LocalAddressToward("127.0.0.1", 9));
     }
 
