@@ -1,11 +1,16 @@
 using System.Text.RegularExpressions;
 using Dynamo.Components.Workers;
+using Dynamo.Frontend.Observability;
 using Dynamo.Runtime;
 
 namespace Dynamo.Tests.Frontend.Observability;
 
-public sealed class WorkerLoadMetricsTests
+/// <summary>The per-worker series of the process that routes: the frontend's /metrics, or a Processor component's (<see cref="WorkerLoadMetricsThroughProcessorTests"/>).</summary>
+public class WorkerLoadMetricsTests
 {
+    /// <summary>Whether the frontend relays to a Processor component, which then routes and exports them.</summary>
+    private protected virtual bool ThroughProcessor => false;
+
     private static readonly EngineWorkerOptions FastReports = EngineWorkerOptions.Default with { LoadMetricsInterval = TimeSpan.FromMilliseconds(50) };
 
     private static async Task<string> WaitForMetricsAsync(FrontendHarness h, Func<string, bool> accept, string what)
@@ -13,7 +18,7 @@ public sealed class WorkerLoadMetricsTests
         var until = DateTime.UtcNow.AddSeconds(30);
         while (true)
         {
-            string metrics = await h.Http.GetStringAsync("metrics");
+            string metrics = await RoutingProcessMetricsAsync(h);
             if (accept(metrics))
             {
                 return metrics;
@@ -24,13 +29,25 @@ public sealed class WorkerLoadMetricsTests
         }
     }
 
+    private static async Task<string> RoutingProcessMetricsAsync(FrontendHarness h)
+    {
+        if (h.Processor is null)
+        {
+            return await h.Http.GetStringAsync("metrics");
+        }
+
+        using var buffer = new MemoryStream();
+        await new ProcessorMetrics(h.Processor).ExportAsync(buffer);
+        return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
     private static bool HasLoad(string metrics, string workerId) =>
         Regex.IsMatch(metrics, $@"^dynamo_frontend_worker_running_requests\{{model=""tiny"",endpoint=""dynamo\.backend\.generate"",worker_id=""{workerId}"",dp_rank=""0""\}} 0$", RegexOptions.Multiline);
 
     [Fact]
     public async Task Metrics_TwoWorkers_EachOnesLoadReportAndRoutedRequestsUnderItsIdUntilItLeaves()
     {
-        await using FrontendHarness h = await FrontendHarness.StartAsync();
+        await using FrontendHarness h = await FrontendHarness.StartAsync(processor: ThroughProcessor);
         TestWorker a = await h.AddWorkerAsync(FrontendHarness.Echo(), options: FastReports);
         TestWorker b = await h.AddWorkerAsync(FrontendHarness.Echo(), options: FastReports);
         await h.WaitForCandidatesAsync(2);
