@@ -1,6 +1,5 @@
 using System.Text.RegularExpressions;
 using Dynamo.Components.Workers;
-using Dynamo.Frontend.Observability;
 using Dynamo.Runtime;
 
 namespace Dynamo.Tests.Frontend.Observability;
@@ -18,7 +17,7 @@ public class WorkerLoadMetricsTests
         var until = DateTime.UtcNow.AddSeconds(30);
         while (true)
         {
-            string metrics = await RoutingProcessMetricsAsync(h);
+            string metrics = await h.RoutingMetricsAsync();
             if (accept(metrics))
             {
                 return metrics;
@@ -27,18 +26,6 @@ public class WorkerLoadMetricsTests
             Assert.True(DateTime.UtcNow < until, $"{what} not on /metrics within 30 s:\n{metrics}");
             await Task.Delay(20);
         }
-    }
-
-    private static async Task<string> RoutingProcessMetricsAsync(FrontendHarness h)
-    {
-        if (h.Processor is null)
-        {
-            return await h.Http.GetStringAsync("metrics");
-        }
-
-        using var buffer = new MemoryStream();
-        await new ProcessorMetrics(h.Processor).ExportAsync(buffer);
-        return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
     }
 
     private static bool HasLoad(string metrics, string workerId) =>
