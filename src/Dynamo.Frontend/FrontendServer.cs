@@ -34,10 +34,12 @@ public sealed partial class FrontendServer : IAsyncDisposable
     private readonly CancellationTokenSource _shutdown;
     private readonly ServerCertificate? _certificate;
     private readonly IDisposable _rejections;
+    private readonly FrontendMetrics _metrics;
     private int _shuttingDown;
 
-    private FrontendServer(WebApplication app, ModelRegistry registry, OpenAiHandler handler, FrontendOptions options, ILogger logger, ILoggerFactory? ownedLoggerFactory, CancellationTokenSource shutdown, Uri baseAddress, ServerCertificate? certificate, int apiKeys, IDisposable rejections)
+    private FrontendServer(WebApplication app, ModelRegistry registry, OpenAiHandler handler, FrontendMetrics metrics, FrontendOptions options, ILogger logger, ILoggerFactory? ownedLoggerFactory, CancellationTokenSource shutdown, Uri baseAddress, ServerCertificate? certificate, int apiKeys, IDisposable rejections)
     {
+        _metrics = metrics;
         _app = app;
         _registry = registry;
         _handler = handler;
@@ -108,8 +110,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
             registry = await ModelRegistry.StartAsync(runtime, options.Processing, logger, cancellationToken).ConfigureAwait(false);
             _ = await registry.ProcessorsAsync().ConfigureAwait(false); // follow Processor components from the start
             var metrics = new FrontendMetrics();
-            ModelRegistry models = registry;
-            metrics.ObserveRouters(models.KvRouterStats, models.Disaggregation, models.Migration);
+            metrics.ObserveRouters(registry);
             FrontendServer? server = null;
             var handler = new OpenAiHandler(registry, metrics, options, logger, () => server is null || server._shuttingDown != 0, shutdown.Token);
 
@@ -146,7 +147,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
             string bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
             var uri = new Uri(bound.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal));
-            server = new FrontendServer(app, registry, handler, options, logger, owned, shutdown, new Uri($"{(certificate is null ? "http" : "https")}://{uri.Host}:{uri.Port}"), certificate, keys?.Count ?? 0, rejections);
+            server = new FrontendServer(app, registry, handler, metrics, options, logger, owned, shutdown, new Uri($"{(certificate is null ? "http" : "https")}://{uri.Host}:{uri.Port}"), certificate, keys?.Count ?? 0, rejections);
             Log.Listening(logger, DescribeBinding(bound, options.Host, server.BaseAddress), options.Processing.Namespace, options.Processing.RouterMode, server.AccessNote);
             return server;
         }
@@ -168,6 +169,17 @@ public sealed partial class FrontendServer : IAsyncDisposable
             owned?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Serves <paramref name="worker"/>'s metrics (<c>dynamo_component_*</c>, as on a worker's system port) on this
+    /// frontend's <c>/metrics</c> too: <c>dynamo run</c>'s worker runs in this process and has no port of its own.
+    /// </summary>
+    public void AddWorkerMetrics(Components.Workers.EngineWorker worker, string modelName)
+    {
+        ArgumentNullException.ThrowIfNull(worker);
+        ArgumentNullException.ThrowIfNull(modelName);
+        _metrics.ObserveWorker(worker, modelName);
     }
 
     /// <summary>Waits until <paramref name="name"/> is served and its tokenizer is loaded.</summary>

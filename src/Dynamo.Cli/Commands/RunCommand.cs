@@ -134,6 +134,13 @@ internal static class RunCommand
         using var loggers = CliLogging.Create(frontendOptions.JsonLogs, logLevel);
         await using FrontendServer server = await FrontendServer.StartAsync(frontendRuntime, frontendOptions, loggers, shutdown.Token);
         string model = worker?.Card.Name ?? "";
+
+        // One process, one /metrics: the worker's beside the frontend's (it has no system port unless given one).
+        if (worker is not null && worker.StatusAddress is null)
+        {
+            server.AddWorkerMetrics(worker.Worker, model);
+        }
+
         if (input == "http")
         {
             Console.Error.WriteLine($"run: OpenAI-compatible API on {server.BaseAddress}, listening on {Listeners.Describe(frontendOptions.Host, server.BaseAddress.Port, "--http-host")} ({runtimeOptions switch { { IsDistributed: true } => "etcd+nats", _ => "in-process" }})" +

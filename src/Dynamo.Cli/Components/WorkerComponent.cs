@@ -55,6 +55,9 @@ internal sealed class WorkerComponent : IAsyncDisposable
 
     public long InstanceId => _worker.InstanceId;
 
+    /// <summary>The engine served as an endpoint (its counters are the worker's metrics).</summary>
+    public EngineWorker Worker => _worker;
+
     /// <summary>
     /// Completes when a rank of this tensor-parallel worker is lost (with the error naming it); never otherwise. The
     /// worker cannot serve after that and should stop.

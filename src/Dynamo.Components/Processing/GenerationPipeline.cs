@@ -132,6 +132,7 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
                 }
 
                 tried.Add(lease.WorkerId);
+                registry.Routing.Routed(model, lease.WorkerId);
                 if (moving is { } move)
                 {
                     Log.Migrated(registry.Logger, requestId, move.From, EndpointAddress.FormatId(lease.WorkerId), frames.OutputTokens.Length, move.Reason, move.Detail, migrations, registry.Options.MigrationLimit);

@@ -46,6 +46,12 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
     /// <summary>Request migration counts (the pipelines that use this registry).</summary>
     public MigrationCounters Migration { get; } = new();
 
+    /// <summary>Routing decisions of the pipelines that use this registry, per worker.</summary>
+    public RoutingCounters Routing { get; } = new();
+
+    /// <summary>The last load report of every worker of the namespace (exported per worker on /metrics).</summary>
+    public WorkerLoads Loads { get; private set; } = null!;
+
     /// <summary>Where the pipelines log.</summary>
     public ILogger Logger => _logger;
 
@@ -65,6 +71,7 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
     public static async Task<ModelRegistry> StartAsync(DistributedRuntime runtime, ProcessorOptions options, ILogger logger, CancellationToken cancellationToken)
     {
         var registry = new ModelRegistry(runtime, options, logger);
+        registry.Loads = await WorkerLoads.StartAsync(runtime, options.Namespace, cancellationToken: cancellationToken).ConfigureAwait(false);
         registry._settings = await DisaggregationSettingsStore.StartAsync(runtime.Discovery, options.Namespace, logger, cancellationToken).ConfigureAwait(false);
         registry._watch = Task.Run(() => registry.WatchAsync(registry._stop.Token), CancellationToken.None);
         await registry._synced.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -180,6 +187,7 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
         }
 
         await _stop.CancelAsync().ConfigureAwait(false);
+        await Loads.DisposeAsync().ConfigureAwait(false);
         if (_settings is not null)
         {
             await _settings.DisposeAsync().ConfigureAwait(false);

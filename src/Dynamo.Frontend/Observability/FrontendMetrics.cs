@@ -57,16 +57,20 @@ internal sealed class FrontendMetrics
     /// <summary>The <c>stage</c> of <see cref="Queued"/> for requests sent to a worker, first token not back yet.</summary>
     public const string WorkerStage = "worker";
 
-    /// <summary>Writes every metric in the Prometheus text format.</summary>
     /// <summary>
-    /// Exports the KV routers' counters at every scrape (--router-mode kv): queue depth, decisions,
-    /// rejections, and routing accuracy (predicted vs actual cached prompt tokens of completed requests).
+    /// Exports the routing counters of <paramref name="models"/> at every scrape (<see cref="RouterMetrics"/>): the KV
+    /// routers' (--router-mode kv: queue depth, decisions, rejections, routing accuracy), disaggregation and migration,
+    /// and per worker its last load report and the requests routed to it, any mode.
     /// </summary>
-    public void ObserveRouters(
-        Func<IEnumerable<(string Endpoint, Llm.Routing.RouterStats Stats)>> routers,
-        Func<IEnumerable<(string Model, Llm.Disaggregation.DisaggregationCounters Counters)>> disaggregation,
-        Components.Processing.MigrationCounters migration) => RouterMetrics.Register(_registry, routers, disaggregation, migration);
+    public void ObserveRouters(Components.Registry.ModelRegistry models) => RouterMetrics.Register(_registry, models);
 
+    /// <summary>
+    /// Adds a worker of this process (<c>dynamo run</c>) to the same registry: its <c>dynamo_component_*</c> metrics
+    /// beside the frontend's, on the one <c>/metrics</c>.
+    /// </summary>
+    public void ObserveWorker(Components.Workers.EngineWorker worker, string modelName) => WorkerMetrics.Register(_registry, worker, modelName);
+
+    /// <summary>Writes every metric in the Prometheus text format.</summary>
     public Task ExportAsync(Stream destination, CancellationToken cancellationToken) =>
         _registry.CollectAndExportAsTextAsync(destination, cancellationToken);
 }

@@ -14,7 +14,7 @@ internal sealed class ProcessorMetrics
     public ProcessorMetrics(ProcessorServer processor)
     {
         ArgumentNullException.ThrowIfNull(processor);
-        RouterMetrics.Register(_registry, processor.KvRouterStats, processor.Disaggregation, processor.Migration);
+        RouterMetrics.Register(_registry, processor.Registry);
         MetricFactory f = Prometheus.Metrics.WithCustomRegistry(_registry);
         Gauge total = f.CreateGauge("dynamo_processor_requests_total", "Requests frontends relayed to this processor");
         Gauge inflight = f.CreateGauge("dynamo_processor_inflight_requests", "Requests this processor is answering");

@@ -1,3 +1,4 @@
+using Dynamo.Components.Registry;
 using Prometheus;
 
 namespace Dynamo.Frontend.Observability;
@@ -5,16 +6,18 @@ namespace Dynamo.Frontend.Observability;
 /// <summary>
 /// The KV routers' counters as Prometheus gauges (<c>dynamo_frontend_router_*</c>, label endpoint), read
 /// at scrape time, with the disaggregation and request-migration counters (label model): exported by whichever
-/// process routes, the frontend or a Processor component.
+/// process routes, the frontend or a Processor component; and, per worker, its load reports and the requests
+/// routed to it (<see cref="WorkerLoadMetrics"/>).
 /// </summary>
 internal static class RouterMetrics
 {
-    public static void Register(
-        CollectorRegistry registry,
-        Func<IEnumerable<(string Endpoint, Llm.Routing.RouterStats Stats)>> routers,
-        Func<IEnumerable<(string Model, Llm.Disaggregation.DisaggregationCounters Counters)>> disaggregation,
-        Components.Processing.MigrationCounters migration)
+    public static void Register(CollectorRegistry registry, ModelRegistry models)
     {
+        ArgumentNullException.ThrowIfNull(models);
+        Func<IEnumerable<(string Endpoint, Llm.Routing.RouterStats Stats)>> routers = models.KvRouterStats;
+        Func<IEnumerable<(string Model, Llm.Disaggregation.DisaggregationCounters Counters)>> disaggregation = models.Disaggregation;
+        Components.Processing.MigrationCounters migration = models.Migration;
+        WorkerLoadMetrics.Register(registry, models);
         MetricFactory f = Prometheus.Metrics.WithCustomRegistry(registry);
         string[] label = ["endpoint"];
         Gauge G(string name, string help) => f.CreateGauge(name, help, new GaugeConfiguration { LabelNames = label });

@@ -25,6 +25,8 @@ public partial class MetricsDeployTests
         "dynamo_component_kv_transfer_seconds_total", "dynamo_frontend_disagg_decisions_total", "dynamo_frontend_disagg_remote_prefills_total",
         "dynamo_frontend_disagg_route_wait_seconds_sum", "dynamo_frontend_disagg_route_wait_seconds_count",
         "dynamo_frontend_disagg_prefill_seconds_sum", "dynamo_frontend_disagg_transfer_seconds_sum",
+        "dynamo_frontend_worker_routed_requests_total", "dynamo_frontend_worker_running_requests", "dynamo_frontend_worker_waiting_requests",
+        "dynamo_frontend_worker_kv_cache_usage_percent",
     ];
 
     /// <summary>What the guides' panels show: each must be used by some panel.</summary>
@@ -35,6 +37,7 @@ public partial class MetricsDeployTests
         "dynamo_frontend_time_to_first_token_seconds_bucket", "dynamo_frontend_inter_token_latency_seconds_bucket",
         "dynamo_component_kv_cache_usage_percent", "dynamo_component_kv_blocks_used", "dynamo_component_kv_blocks_total",
         "dynamo_component_prefix_cache_hits_total", "dynamo_component_prefix_cache_queries_total",
+        "dynamo_frontend_worker_routed_requests_total",
     ];
 
     private static string[] Histogram(string name) => [name + "_bucket", name + "_sum", name + "_count"];
@@ -110,7 +113,7 @@ public partial class MetricsDeployTests
     }
 
     [Fact]
-    public void PrometheusConfig_ScrapesFrontendAndWorkers_AndPromtoolAcceptsItWhereInstalled()
+    public void PrometheusConfig_ScrapesFrontendAndWorkers_AndPromtoolAcceptsIt()
     {
         string path = Metrics("prometheus.yml");
         YamlMappingNode config = LoadYaml(path);
@@ -122,14 +125,12 @@ public partial class MetricsDeployTests
         Assert.All(jobs.Values.SelectMany(t => t), t => Assert.Matches(@"^[a-z0-9.\-]+:\d+$", t));
         Assert.Matches(@"^\d+s$", Get((YamlMappingNode)Get(config, "global"), "scrape_interval").ToString());
 
-        string? promtool = Environment.GetEnvironmentVariable("PATH")?.Split(':').Select(d => Path.Combine(d, "promtool")).FirstOrDefault(File.Exists);
-        if (promtool is not null)
-        {
-            var start = new ProcessStartInfo(promtool, ["check", "config", path]) { RedirectStandardOutput = true, RedirectStandardError = true };
-            using Process process = Process.Start(start)!;
-            string output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
-            process.WaitForExit();
-            Assert.True(process.ExitCode == 0, $"promtool check config {path}: {output}");
-        }
+        string promtool = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Append("/usr/bin").Select(d => Path.Combine(d, "promtool")).FirstOrDefault(File.Exists)
+            ?? throw new InvalidOperationException($"promtool not found: {PrometheusServer.InstallHint}");
+        var start = new ProcessStartInfo(promtool, ["check", "config", path]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using Process process = Process.Start(start)!;
+        string output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        Assert.True(process.ExitCode == 0, $"promtool check config {path}: {output}");
     }
 }

@@ -121,6 +121,19 @@ internal sealed class FrontendHarness : IAsyncDisposable
         }
     }
 
+    /// <summary>The metrics of the process that routes: the Processor component's when there is one, else the frontend's /metrics.</summary>
+    public async Task<string> RoutingMetricsAsync()
+    {
+        if (Processor is null)
+        {
+            return await Http.GetStringAsync("metrics");
+        }
+
+        using var buffer = new MemoryStream();
+        await new Dynamo.Frontend.Observability.ProcessorMetrics(Processor).ExportAsync(buffer);
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
     public Task<HttpResponseMessage> PostAsync(string path, string json, CancellationToken cancellationToken = default) =>
         Http.PostAsync(path, new StringContent(json, Encoding.UTF8, "application/json"), cancellationToken);
 

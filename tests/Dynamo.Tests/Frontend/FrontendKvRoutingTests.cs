@@ -2,7 +2,6 @@ using Dynamo.Components.Processing;
 using Dynamo.Components.Registry;
 using Dynamo.Components.Routing;
 using Dynamo.Frontend;
-using Dynamo.Frontend.Observability;
 using Dynamo.Llm.Routing;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
@@ -20,17 +19,7 @@ public class FrontendKvRoutingTests
     private protected Task<FrontendHarness> StartAsync(FrontendOptions? options = null) => FrontendHarness.StartAsync(options, processor: ThroughProcessor);
 
     /// <summary>The metrics of the process that routes: the Processor component's when there is one, else the frontend's /metrics.</summary>
-    private static async Task<string> RouterMetricsAsync(FrontendHarness h)
-    {
-        if (h.Processor is null)
-        {
-            return await h.Http.GetStringAsync("metrics");
-        }
-
-        using var buffer = new MemoryStream();
-        await new ProcessorMetrics(h.Processor).ExportAsync(buffer);
-        return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
-    }
+    private static Task<string> RouterMetricsAsync(FrontendHarness h) => h.RoutingMetricsAsync();
 
     /// <summary>The KV router that routes this harness's requests: the Processor component's when there is one, else the frontend's.</summary>
     private static async Task<KvRouter> LocalRouterAsync(FrontendHarness h)
