@@ -118,13 +118,14 @@ public sealed partial class GuideWalkTests
         Assert.DoesNotContain("PrefillWorker", nodeX.Output.Split('\n').Single(l => l.Contains("serve: started", StringComparison.Ordinal)), StringComparison.Ordinal);
 
         // The frontend sees both decode workers; streams at once go to both (the KV router weighs their load): send
-        // four with different questions until node X's worker has served one (each answer checked).
+        // four with different questions until node X's worker has served one (each answer checked). Each question starts
+        // with its own number: with the guide's prompt first, node 1's cached prefix would draw every request there.
         await walk.WaitForModelAsync(Model405B, instances: 2);
         var until = DateTime.UtcNow.AddSeconds(90);
         for (int round = 0; !nodeX.Output.Contains("prefilled on worker", StringComparison.Ordinal); round++)
         {
             Assert.True(DateTime.UtcNow < until, $"node X's decode worker served nothing within 90 s:\n{nodeX.Output}");
-            string[] answers = await Task.WhenAll(Enumerable.Range(0, 4).Select(i => walk.CurlAsync(1, Body(Model405B, $"{Eldoria} ({round}.{i})", stream: true, maxTokens: 100))));
+            string[] answers = await Task.WhenAll(Enumerable.Range(0, 4).Select(i => walk.CurlAsync(1, Body(Model405B, $"({round}.{i}) {Eldoria}", stream: true, maxTokens: 100))));
             Assert.All(answers, a => GuideFlowsTests.AssertValidSse(a));
         }
     }
