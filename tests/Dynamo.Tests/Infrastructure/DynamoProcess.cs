@@ -56,22 +56,24 @@ public sealed class DynamoProcess : IAsyncDisposable
     /// <summary>Starts <c>dotnet dynamo.dll args</c> with <paramref name="environment"/> added (and its stdin open to <see cref="Input"/> with <paramref name="input"/>).</summary>
     public static DynamoProcess Start(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, string? netns = null, bool input = false)
     {
-        var start = new ProcessStartInfo(netns is null ? "dotnet" : "ip")
+        string[] prefix = netns is null ? ["dotnet"] : ["ip", "netns", "exec", netns, "dotnet"];
+        return StartExecutable(prefix[0], [.. prefix[1..], CliProcess.DllPath, .. args], environment, input: input);
+    }
+
+    /// <summary>
+    /// Starts <paramref name="fileName"/> (e.g. an installed `dynamo`) in <paramref name="workingDirectory"/> with
+    /// <paramref name="environment"/> added; NATS_SERVER and ETCD_ENDPOINTS are removed unless given there.
+    /// </summary>
+    public static DynamoProcess StartExecutable(string fileName, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, string? workingDirectory = null, bool input = false)
+    {
+        var start = new ProcessStartInfo(fileName)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = input,
             UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? "",
         };
-        if (netns is not null)
-        {
-            foreach (string a in new[] { "netns", "exec", netns, "dotnet" })
-            {
-                start.ArgumentList.Add(a);
-            }
-        }
-
-        start.ArgumentList.Add(CliProcess.DllPath);
         foreach (string a in args)
         {
             start.ArgumentList.Add(a);
