@@ -67,6 +67,13 @@ public sealed class DynamoProcess : IAsyncDisposable
         return Launch("bash", ["-c", script], env, netns, workingDirectory, input: false);
     }
 
+    /// <summary>
+    /// Starts <paramref name="fileName"/> (e.g. an installed `dynamo`) in <paramref name="workingDirectory"/> with
+    /// <paramref name="environment"/> added; NATS_SERVER and ETCD_ENDPOINTS are removed unless given there.
+    /// </summary>
+    public static DynamoProcess StartExecutable(string fileName, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, string? workingDirectory = null, bool input = false) =>
+        Launch(fileName, args, environment, netns: null, workingDirectory, input);
+
     private static DynamoProcess Launch(string program, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment, string? netns, string? workingDirectory, bool input)
     {
         var start = new ProcessStartInfo(netns is null ? program : "ip")
