@@ -50,18 +50,6 @@ internal static unsafe class HalfConvert
     }
 
     /// <summary>
-    /// Eight finite halves to floats: the magnitude bits moved into a float, times 2^112 (exact for
-    /// normals, zero and subnormals; subnormals are rare in weights and only cost a slower multiply).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> ConvertFinite(Vector256<uint> h)
-    {
-        Vector256<uint> w = h << 16;
-        Vector256<float> magnitude = ((w & Vector256.Create(0x7FFF0000u)) >> 3).AsSingle() * Vector256.Create(BitConverter.Int32BitsToSingle(0x77800000));
-        return (magnitude.AsUInt32() | (w & Vector256.Create(0x80000000u))).AsSingle();
-    }
-
-    /// <summary>
     /// Eight halves (zero-extended to 32 bits) to floats, exactly and without denormal arithmetic:
     /// normals, infinities and NaNs by moving the bits into place and re-biasing the exponent
     /// (+224, then times 2^-112); subnormals as 0.5 + m 2^-24 minus 0.5.
