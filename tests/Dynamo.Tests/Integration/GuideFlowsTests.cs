@@ -180,7 +180,10 @@ public sealed class GuideFlowsTests
         await node1.WaitForLineAsync("serve: started Frontend, Processor, Router, VllmWorker", 120);
         await using DynamoProcess node2 = DynamoProcess.Start(["serve", "components.prefill_worker:PrefillWorker", "-f", config], env);
         await node2.WaitForLineAsync("serving dynamo.prefill.generate", 120);
-        Assert.Contains("prefill worker: prefills prompts for decode workers", node2.Output);
+
+        // Waited for, not asserted at once: stdout and stderr lines are read by two readers, so one stream's line can
+        // arrive after a line the process wrote later on the other.
+        await node2.WaitForLineAsync("prefill worker: prefills prompts for decode workers", 30);
         Assert.DoesNotContain("remote_prefill is accepted but has no effect", node1.Output);
         Assert.DoesNotContain("max_local_prefill_length is accepted but has no effect", node1.Output);
 
