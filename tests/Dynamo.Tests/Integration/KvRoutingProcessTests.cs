@@ -27,7 +27,9 @@ public sealed partial class KvRoutingProcessTests
     private static async Task<Dictionary<string, double>> ScrapeAsync(HttpClient http)
     {
         string text = await http.GetStringAsync("metrics");
-        return MetricLine().Matches(text).ToDictionary(m => m.Groups[1].Value, m => double.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
+        // Per metric, the sum over its series (a metric with a label such as reason has several).
+        return MetricLine().Matches(text).GroupBy(m => m.Groups[1].Value)
+            .ToDictionary(g => g.Key, g => g.Sum(m => double.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture)));
     }
 
     [GeneratedRegex(@"^dynamo_frontend_router_indexed_blocks\{endpoint=""dynamo\.backend\.generate""\} ([0-9.eE+-]+)$", RegexOptions.Multiline)]
