@@ -30,6 +30,7 @@ internal static class Program
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(RouterCommand.Create());
         root.Subcommands.Add(DisaggCommand.Create());
+        root.Subcommands.Add(TopCommand.Create());
         return root;
     }
 }

@@ -51,7 +51,7 @@ internal static class BenchServeCommand
 
             if (plotPath is not null)
             {
-                PngEncoder.Write(plotPath, LatencyPlot.Render(outcome.Results));
+                LatencyPlot.Write(plotPath, outcome.Results);
                 Console.Error.WriteLine($"bench serve: plot written to {plotPath}");
             }
 

@@ -1,96 +1,58 @@
-using System.Globalization;
 using Dynamo.Load.Client;
+using ScottPlot;
 
 namespace Dynamo.Load.Plot;
 
 /// <summary>
-/// Latency against request start time: one point per request at (start s, latency s): end-to-end in
-/// orange, TTFT in blue (drawn over it), failed requests (rejections and errors) in red at their time to
-/// failure. Axes from zero with 1/2/5 ticks, light grid, labels in <see cref="BitmapFont"/>.
+/// Latency against request start time, drawn by ScottPlot: one point per request at (start s, latency s):
+/// end-to-end in orange, TTFT in blue (drawn over it), failed requests (rejections and errors) in red at their
+/// time to failure; axes from zero, a legend, a PNG of the size asked for.
 /// </summary>
 internal static class LatencyPlot
 {
-    public static Rgba TtftColor => new(30, 90, 220);
+    public static Color TtftColor { get; } = new(30, 90, 220);
 
-    public static Rgba EndToEndColor => new(240, 130, 0);
+    public static Color EndToEndColor { get; } = new(240, 130, 0);
 
-    public static Rgba FailedColor => new(220, 20, 20);
+    public static Color FailedColor { get; } = new(220, 20, 20);
 
-    private const int MarginLeft = 70, MarginRight = 20, MarginTop = 40, MarginBottom = 50;
+    /// <summary>The plot of <paramref name="results"/> as PNG bytes.</summary>
+    public static byte[] RenderPng(IReadOnlyList<RequestResult> results, int width = 900, int height = 500) =>
+        Create(results).GetImageBytes(width, height, ImageFormat.Png);
 
-    /// <summary>The frame a plot of <paramref name="results"/> uses at this size.</summary>
-    public static PlotFrame Frame(IReadOnlyList<RequestResult> results, int width, int height)
+    /// <summary>Writes the plot of <paramref name="results"/> to <paramref name="path"/> as a PNG.</summary>
+    public static void Write(string path, IReadOnlyList<RequestResult> results, int width = 900, int height = 500) =>
+        File.WriteAllBytes(path, RenderPng(results, width, height));
+
+    private static ScottPlot.Plot Create(IReadOnlyList<RequestResult> results)
     {
-        double xData = results.Count == 0 ? 0 : results.Max(r => r.Start);
-        double yData = results.Count == 0 ? 0 : results.Max(r => Math.Max(r.EndToEnd, r.Ttft ?? 0));
-        double xStep = PlotFrame.NiceStep(xData), yStep = PlotFrame.NiceStep(yData);
-        return new PlotFrame(MarginLeft, MarginTop, width - MarginRight, height - MarginBottom,
-            PlotFrame.AxisMax(xData, xStep), xStep, PlotFrame.AxisMax(yData, yStep), yStep);
+        var plot = new ScottPlot.Plot();
+        RequestResult[] failed = [.. results.Where(r => r.Outcome != RequestOutcome.Ok)];
+        RequestResult[] ok = [.. results.Where(r => r.Outcome == RequestOutcome.Ok)];
+        RequestResult[] withTtft = [.. ok.Where(r => r.Ttft is not null)];
+        Points(plot, failed.Select(r => r.Start), failed.Select(r => r.EndToEnd), FailedColor, "failed");
+        Points(plot, ok.Select(r => r.Start), ok.Select(r => r.EndToEnd), EndToEndColor, "E2E");
+        Points(plot, withTtft.Select(r => r.Start), withTtft.Select(r => r.Ttft!.Value), TtftColor, "TTFT");
+        plot.XLabel("request start (s)");
+        plot.YLabel("latency (s)");
+        plot.ShowLegend(Alignment.UpperLeft);
+        double xMax = results.Count == 0 ? 1 : results.Max(r => r.Start);
+        double yMax = results.Count == 0 ? 1 : results.Max(r => Math.Max(r.EndToEnd, r.Ttft ?? 0));
+        plot.Axes.SetLimits(0, Math.Max(xMax, 1e-3) * 1.05, 0, Math.Max(yMax, 1e-3) * 1.05);
+        return plot;
     }
 
-    public static RgbaImage Render(IReadOnlyList<RequestResult> results, int width = 900, int height = 500)
+    private static void Points(ScottPlot.Plot plot, IEnumerable<double> xs, IEnumerable<double> ys, Color color, string name)
     {
-        var image = new RgbaImage(width, height, Rgba.White);
-        PlotFrame f = Frame(results, width, height);
-        var grid = new Rgba(225, 225, 225);
-        int xDecimals = Decimals(f.XStep), yDecimals = Decimals(f.YStep);
-        for (int i = 0; i * f.XStep <= f.XMax + (f.XStep / 2); i++)
+        double[] x = [.. xs], y = [.. ys];
+        if (x.Length == 0)
         {
-            double v = i * f.XStep;
-            (int x, _) = f.ToPixel(v, 0);
-            image.DrawLine(x, f.Top, x, f.Bottom, grid);
-            image.DrawLine(x, f.Bottom, x, f.Bottom + 4, Rgba.Black);
-            string label = v.ToString("F" + xDecimals.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
-            image.DrawText(x - (RgbaImage.TextWidth(label) / 2), f.Bottom + 8, label, Rgba.Black);
+            return;
         }
 
-        for (int i = 0; i * f.YStep <= f.YMax + (f.YStep / 2); i++)
-        {
-            double v = i * f.YStep;
-            (_, int y) = f.ToPixel(0, v);
-            image.DrawLine(f.Left, y, f.Right, y, grid);
-            image.DrawLine(f.Left - 4, y, f.Left, y, Rgba.Black);
-            string label = v.ToString("F" + yDecimals.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
-            image.DrawText(f.Left - 8 - RgbaImage.TextWidth(label), y - (BitmapFont.Height / 2), label, Rgba.Black);
-        }
-
-        image.DrawLine(f.Left, f.Top, f.Left, f.Bottom, Rgba.Black);
-        image.DrawLine(f.Left, f.Bottom, f.Right, f.Bottom, Rgba.Black);
-        const string xTitle = "REQUEST START (S)";
-        image.DrawText(((f.Left + f.Right) / 2) - (RgbaImage.TextWidth(xTitle, 2) / 2), height - 20, xTitle, Rgba.Black, scale: 2);
-        image.DrawText(8, 12, "LATENCY (S)", Rgba.Black, scale: 2);
-        int legend = f.Right - 260;
-        foreach ((string name, Rgba color) in new[] { ("TTFT", TtftColor), ("E2E", EndToEndColor), ("FAILED", FailedColor) })
-        {
-            image.FillRect(legend, 14, 10, 10, color);
-            image.DrawText(legend + 14, 12, name, Rgba.Black, scale: 2);
-            legend += 34 + RgbaImage.TextWidth(name, 2);
-        }
-
-        foreach (RequestResult r in results.Where(r => r.Outcome != RequestOutcome.Ok))
-        {
-            Point(image, f, r.Start, r.EndToEnd, FailedColor);
-        }
-
-        foreach (RequestResult r in results.Where(r => r.Outcome == RequestOutcome.Ok))
-        {
-            Point(image, f, r.Start, r.EndToEnd, EndToEndColor);
-        }
-
-        foreach (RequestResult r in results.Where(r => r.Outcome == RequestOutcome.Ok && r.Ttft is not null))
-        {
-            Point(image, f, r.Start, r.Ttft!.Value, TtftColor);
-        }
-
-        return image;
+        ScottPlot.Plottables.Scatter scatter = plot.Add.ScatterPoints(x, y, color);
+        scatter.MarkerSize = 6;
+        scatter.MarkerShape = MarkerShape.FilledSquare;
+        scatter.LegendText = name;
     }
-
-    /// <summary>A 5×5 square centred on the point.</summary>
-    private static void Point(RgbaImage image, PlotFrame f, double x, double y, Rgba color)
-    {
-        (int px, int py) = f.ToPixel(x, y);
-        image.FillRect(px - 2, py - 2, 5, 5, color);
-    }
-
-    private static int Decimals(double step) => Math.Clamp(-(int)Math.Floor(Math.Log10(step) + 1e-9), 0, 6);
 }

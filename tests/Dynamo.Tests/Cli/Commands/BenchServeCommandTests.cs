@@ -1,7 +1,6 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Dynamo.Tests.Load.Client;
-using Dynamo.Tests.Load.Plot;
 using Dynamo.Tests.Infrastructure;
 
 namespace Dynamo.Tests.Cli.Commands;
@@ -60,7 +59,7 @@ public class BenchServeCommandTests
         Assert.Contains("workload shared-prefix, concurrency 3, 6 requests", r.Stdout);
         Assert.Contains("completed 6, rejected 0 (HTTP 429/503), errors 0", r.Stdout);
         Assert.Matches(new Regex(@"^\| TTFT \| \d+\.\d \| \d+\.\d \| \d+\.\d \| \d+\.\d \| 6 \|$", RegexOptions.Multiline), r.Stdout);
-        PngReader.Image png = PngReader.Read(File.ReadAllBytes(plot));
+        using SkiaSharp.SKBitmap png = SkiaSharp.SKBitmap.Decode(File.ReadAllBytes(plot));
         Assert.Equal((900, 500), (png.Width, png.Height));
         Assert.Contains("warm-up request ok", r.Stderr);
         Assert.Equal(7, server.Requests.Count);

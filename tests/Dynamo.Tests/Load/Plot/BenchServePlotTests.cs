@@ -1,76 +1,39 @@
 using Dynamo.Load.Client;
 using Dynamo.Load.Plot;
+using SkiaSharp;
 
 namespace Dynamo.Tests.Load.Plot;
 
+/// <summary><c>bench serve --plot</c>'s picture (ScottPlot): a PNG of the size asked for, with each series drawn in its colour.</summary>
 public class BenchServePlotTests
 {
-    private static byte[] Encode(RgbaImage image)
+    private static readonly byte[] PngSignature = [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
+
+    private static SKBitmap Decode(byte[] png)
     {
-        using var buffer = new MemoryStream();
-        PngEncoder.Write(buffer, image);
-        return buffer.ToArray();
+        Assert.Equal(PngSignature, png[..8]);
+        return SKBitmap.Decode(png) ?? throw new InvalidDataException("not a decodable PNG");
     }
 
-    private static (byte, byte, byte, byte) Tuple(Rgba c) => (c.R, c.G, c.B, c.A);
-
-    [Fact]
-    public void Write_SmallImage_ValidPngWithTheSamePixels()
+    private static bool Shows(SKBitmap bitmap, ScottPlot.Color color)
     {
-        var image = new RgbaImage(7, 3, Rgba.White);
-        image.SetPixel(0, 0, new Rgba(1, 2, 3, 4));
-        image.SetPixel(6, 2, Rgba.Black);
-        image.SetPixel(7, 0, Rgba.Black);
-
-        PngReader.Image png = PngReader.Read(Encode(image));
-
-        Assert.Equal((7, 3), (png.Width, png.Height));
-        Assert.Equal(["IHDR", "IDAT", "IEND"], png.Chunks);
-        Assert.Equal(image.Pixels, png.Rgba);
-        Assert.Equal(((byte)1, (byte)2, (byte)3, (byte)4), png[0, 0]);
-    }
-
-    [Fact]
-    public void DrawLine_Diagonal_SetsEveryPixelOnIt()
-    {
-        var image = new RgbaImage(10, 10, Rgba.White);
-
-        image.DrawLine(0, 0, 9, 9, Rgba.Black);
-
-        Assert.All(Enumerable.Range(0, 10), i => Assert.Equal(Rgba.Black, image[i, i]));
-        Assert.Equal(Rgba.White, image[1, 0]);
-    }
-
-    [Fact]
-    public void DrawText_Digit1_MatchesTheGlyph()
-    {
-        var image = new RgbaImage(10, 10, Rgba.White);
-
-        image.DrawText(1, 1, "1", Rgba.Black);
-
-        string[] rows = ["..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###."];
-        for (int y = 0; y < 7; y++)
+        for (int y = 0; y < bitmap.Height; y++)
         {
-            Assert.Equal(rows[y], new string([.. Enumerable.Range(0, 5).Select(x => image[1 + x, 1 + y] == Rgba.Black ? '#' : '.')]));
+            for (int x = 0; x < bitmap.Width; x++)
+            {
+                SKColor p = bitmap.GetPixel(x, y);
+                if (Math.Abs(p.Red - color.R) <= 4 && Math.Abs(p.Green - color.G) <= 4 && Math.Abs(p.Blue - color.B) <= 4)
+                {
+                    return true;
+                }
+            }
         }
-    }
 
-    [Theory]
-    [InlineData(9.3, 2.0, 10.0)]
-    [InlineData(0.42, 0.1, 0.5)]
-    [InlineData(1.0, 0.2, 1.0)]
-    [InlineData(0, 1, 1)]
-    [InlineData(3600, 1000, 4000)]
-    public void NiceStep_AboutFiveStepsOfOneTwoOrFive(double max, double step, double axisMax)
-    {
-        double s = PlotFrame.NiceStep(max);
-
-        Assert.Equal(step, s, 9);
-        Assert.Equal(axisMax, PlotFrame.AxisMax(max, s), 9);
+        return false;
     }
 
     [Fact]
-    public void Render_Requests_PointsLandAtTheirStartAndLatency()
+    public void RenderPng_Requests_PngOfTheRequestedSizeWithEverySeriesDrawn()
     {
         RequestResult[] results =
         [
@@ -79,34 +42,37 @@ public class BenchServePlotTests
             new() { Outcome = RequestOutcome.Rejected, Start = 8.0, EndToEnd = 5.0 },
         ];
 
-        PngReader.Image png = PngReader.Read(Encode(LatencyPlot.Render(results, 600, 400)));
-        PlotFrame f = LatencyPlot.Frame(results, 600, 400);
+        using SKBitmap png = Decode(LatencyPlot.RenderPng(results, 600, 400));
 
         Assert.Equal((600, 400), (png.Width, png.Height));
-        Assert.Equal((8.0, 8.0), (f.XMax, f.YMax));
-        Assert.Equal((f.Left, f.Bottom), f.ToPixel(0, 0));
-        Assert.Equal((f.Right, f.Top), f.ToPixel(8, 8));
-        foreach (RequestResult r in results.Where(r => r.Outcome == RequestOutcome.Ok))
-        {
-            (int x, int y) = f.ToPixel(r.Start, r.Ttft!.Value);
-            Assert.Equal(Tuple(LatencyPlot.TtftColor), png[x, y]);
-            (x, y) = f.ToPixel(r.Start, r.EndToEnd);
-            Assert.Equal(Tuple(LatencyPlot.EndToEndColor), png[x, y]);
-            Assert.Equal(Tuple(LatencyPlot.EndToEndColor), png[x + 2, y - 2]);
-            Assert.NotEqual(Tuple(LatencyPlot.EndToEndColor), png[x + 4, y]);
-        }
-
-        (int fx, int fy) = f.ToPixel(8.0, 5.0);
-        Assert.Equal(Tuple(LatencyPlot.FailedColor), png[fx, fy]);
-        Assert.Equal(Tuple(Rgba.Black), png[f.Left, (f.Top + f.Bottom) / 2]);
-        Assert.Equal(Tuple(Rgba.Black), png[(f.Left + f.Right) / 2, f.Bottom]);
+        Assert.True(Shows(png, LatencyPlot.TtftColor), "no TTFT point");
+        Assert.True(Shows(png, LatencyPlot.EndToEndColor), "no end-to-end point");
+        Assert.True(Shows(png, LatencyPlot.FailedColor), "no failed point");
+        SKColor background = png.GetPixel(0, 0);
+        Assert.True(Enumerable.Range(0, png.Width).Count(x => png.GetPixel(x, png.Height / 2) != background) > 2, "the middle row is all background");
     }
 
     [Fact]
-    public void Render_NoRequests_StillAValidImage()
+    public void RenderPng_NoRequests_StillAValidImageWithAxes()
     {
-        PngReader.Image png = PngReader.Read(Encode(LatencyPlot.Render([], 300, 200)));
+        using SKBitmap png = Decode(LatencyPlot.RenderPng([], 300, 200));
 
         Assert.Equal((300, 200), (png.Width, png.Height));
+        Assert.False(Shows(png, LatencyPlot.TtftColor));
+        SKColor background = png.GetPixel(0, 0);
+        Assert.Contains(Enumerable.Range(0, png.Height), y => png.GetPixel(png.Width / 2, y) != background);
+    }
+
+    [Fact]
+    public void Write_Path_WritesTheSamePng()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"dynamo-plot-{Guid.NewGuid():N}.png");
+        RequestResult[] results = [new() { Outcome = RequestOutcome.Ok, Start = 1, Ttft = 0.5, EndToEnd = 2, OutputTokens = 3 }];
+
+        LatencyPlot.Write(path, results, 320, 240);
+
+        using SKBitmap png = Decode(File.ReadAllBytes(path));
+        Assert.Equal((320, 240), (png.Width, png.Height));
+        File.Delete(path);
     }
 }
