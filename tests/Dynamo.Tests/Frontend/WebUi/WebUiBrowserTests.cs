@@ -37,10 +37,30 @@ public class WebUiBrowserTests
         Assert.Equal("100%", (await browser.EvaluateAsync("document.querySelector('#workers tr.worker').cells[9].textContent"))?.GetValue<string>());
         await browser.WaitUntilAsync("document.querySelector('#chart-tps path') && document.querySelector('#chart-ttft path')", "both charts draw a line");
 
-        PngImage shot = PngImage.Decode(await browser.ScreenshotAsync());
+        byte[] png = await browser.ScreenshotAsync();
+        await File.WriteAllBytesAsync(Path.Combine(Path.GetTempPath(), "dynamo-webui-test.png"), png); // to look at after a run
+        PngImage shot = PngImage.Decode(png);
         Assert.Equal(Width, shot.Width);
         Assert.Equal(Height, shot.Height);
         Assert.Equal(((byte)0x1c, (byte)0x23, (byte)0x30), shot[4, 4]); // the header bar
         Assert.True(shot.DistinctColors() > 50, $"the screenshot looks blank: {shot.DistinctColors()} colors");
+    }
+
+    [Fact]
+    public async Task Page_ModelWithoutChatTemplate_AnswersThroughCompletions()
+    {
+        HeadlessChromium.Executable();
+        await using WebUiServer server = await WebUiServer.StartAsync(WebUiServer.NoTemplateModel.Value, "tiny-plain");
+        await using HeadlessChromium browser = await HeadlessChromium.StartAsync(Width, Height);
+
+        await browser.SendAsync("Page.navigate", new JsonObject { ["url"] = server.Address.ToString() });
+        await browser.WaitUntilAsync("document.querySelector('#model option[value=\"tiny-plain\"]') && document.getElementById('mode').textContent.startsWith('completion')", "the page picks completion mode for a model without a chat template");
+
+        await browser.EvaluateAsync("document.getElementById('max-tokens').value = '8'; document.getElementById('prompt').value = 'Once upon'; document.getElementById('send').click(); true");
+        await browser.WaitUntilAsync("document.querySelector('#messages .assistant[data-done=\"1\"]')", "the answer finished");
+        Assert.False((await browser.EvaluateAsync("document.querySelector('#messages .assistant').classList.contains('error')"))!.GetValue<bool>(),
+            (await browser.EvaluateAsync("document.querySelector('#messages .assistant .text').textContent"))?.ToString());
+        Assert.False(string.IsNullOrWhiteSpace((await browser.EvaluateAsync("document.querySelector('#messages .assistant .text').textContent"))!.GetValue<string>()));
+        Assert.Matches(@"TTFT \d+\.\d{3} s", (await browser.EvaluateAsync("document.querySelector('#messages .assistant .stats').textContent"))!.GetValue<string>());
     }
 }

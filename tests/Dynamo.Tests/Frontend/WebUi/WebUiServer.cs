@@ -1,4 +1,6 @@
 using System.Text.RegularExpressions;
+using Dynamo.Engine.Models.Synth;
+using Dynamo.Llm.ModelFiles;
 using Dynamo.Tests.Infrastructure;
 
 namespace Dynamo.Tests.Frontend.WebUi;
@@ -19,10 +21,21 @@ internal sealed class WebUiServer : IAsyncDisposable
 
     public HttpClient Http { get; }
 
-    public static async Task<WebUiServer> StartAsync(params string[] extra)
+    /// <summary>The tiny synthesized model without a chat template (the page then uses /v1/completions).</summary>
+    public static readonly Lazy<string> NoTemplateModel = new(() =>
     {
-        DynamoProcess run = DynamoProcess.Start(["run", $"out={FrontendHarness.TinyChatModel.Value}", "--served-model-name", "tiny-chat", "--http-port", "0", "--http-host", "127.0.0.1",
-            "--threads", "1", "--kv-cache-memory", "16000000", .. extra]);
+        string path = Path.Combine(Path.GetTempPath(), "dynamo-frontend-tests", Guid.NewGuid().ToString("N"), "no-template.gguf");
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        SynthModelWriter.Write(SynthModelOptions.Tiny, SynthOutputOptions.Default with { OutputPath = path, Type = GgmlType.F32, ChatTemplate = null });
+        return path;
+    });
+
+    public static Task<WebUiServer> StartAsync() => StartAsync(FrontendHarness.TinyChatModel.Value, "tiny-chat");
+
+    public static async Task<WebUiServer> StartAsync(string model, string name)
+    {
+        DynamoProcess run = DynamoProcess.Start(["run", $"out={model}", "--served-model-name", name, "--http-port", "0", "--http-host", "127.0.0.1",
+            "--threads", "1", "--kv-cache-memory", "16000000"]);
         try
         {
             await run.WaitForLineAsync("run: ready: ", 180);
