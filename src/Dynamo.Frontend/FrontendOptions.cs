@@ -69,6 +69,12 @@ public sealed record FrontendOptions
     /// </summary>
     public TimeSpan ShutdownDrainTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Serve the web page at / (a chat playground and live worker status) and the JSON it polls,
+    /// GET /v1/dynamo/status (on by default; --no-web-ui turns both off: 404 as any unknown path).
+    /// </summary>
+    public bool WebUi { get; init; } = true;
+
     /// <summary>With no logger factory given: log JSON lines instead of plain text.</summary>
     public bool JsonLogs { get; init; }
 

@@ -4,6 +4,7 @@ using System.Text.Json;
 using Dynamo.Components.Registry;
 using Dynamo.Frontend.Http;
 using Dynamo.Frontend.Observability;
+using Dynamo.Frontend.WebUi;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
@@ -35,10 +36,12 @@ public sealed partial class FrontendServer : IAsyncDisposable
     private readonly ServerCertificate? _certificate;
     private readonly IDisposable _rejections;
     private readonly FrontendMetrics _metrics;
+    private readonly StatusSampler? _status;
     private int _shuttingDown;
 
-    private FrontendServer(WebApplication app, ModelRegistry registry, OpenAiHandler handler, FrontendMetrics metrics, FrontendOptions options, ILogger logger, ILoggerFactory? ownedLoggerFactory, CancellationTokenSource shutdown, Uri baseAddress, ServerCertificate? certificate, int apiKeys, IDisposable rejections)
+    private FrontendServer(WebApplication app, ModelRegistry registry, OpenAiHandler handler, FrontendMetrics metrics, FrontendOptions options, ILogger logger, ILoggerFactory? ownedLoggerFactory, CancellationTokenSource shutdown, Uri baseAddress, ServerCertificate? certificate, int apiKeys, IDisposable rejections, StatusSampler? status)
     {
+        _status = status;
         _metrics = metrics;
         _app = app;
         _registry = registry;
@@ -104,6 +107,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
         WebApplication? app = null;
         ServerCertificate? certificate = null;
         IDisposable? rejections = null;
+        StatusSampler? status = null;
         var shutdown = new CancellationTokenSource();
         try
         {
@@ -137,6 +141,18 @@ public sealed partial class FrontendServer : IAsyncDisposable
                 new("/health", HttpMethods.Get, context => HealthAsync(context, registry, runtime.Requests)),
                 new("/metrics", HttpMethods.Get, context => MetricsAsync(context, metrics)),
             ];
+            if (options.WebUi)
+            {
+                status = new StatusSampler(metrics.Totals, registry.Routing);
+                StatusSampler sampler = status;
+                routes =
+                [
+                    .. routes,
+                    new("/", HttpMethods.Get, WebUiEndpoints.PageAsync),
+                    new(WebUiEndpoints.StatusPath, HttpMethods.Get, context => WebUiEndpoints.StatusAsync(context, registry, sampler)),
+                ];
+            }
+
             foreach (Route route in routes)
             {
                 app.MapMethods(route.Path, [route.Method], route.Handler);
@@ -147,7 +163,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
             string bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
             var uri = new Uri(bound.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal));
-            server = new FrontendServer(app, registry, handler, metrics, options, logger, owned, shutdown, new Uri($"{(certificate is null ? "http" : "https")}://{uri.Host}:{uri.Port}"), certificate, keys?.Count ?? 0, rejections);
+            server = new FrontendServer(app, registry, handler, metrics, options, logger, owned, shutdown, new Uri($"{(certificate is null ? "http" : "https")}://{uri.Host}:{uri.Port}"), certificate, keys?.Count ?? 0, rejections, status);
             Log.Listening(logger, DescribeBinding(bound, options.Host, server.BaseAddress), options.Processing.Namespace, options.Processing.RouterMode, server.AccessNote);
             return server;
         }
@@ -164,6 +180,11 @@ public sealed partial class FrontendServer : IAsyncDisposable
             }
 
             rejections?.Dispose();
+            if (status is not null)
+            {
+                await status.DisposeAsync().ConfigureAwait(false);
+            }
+
             shutdown.Dispose();
             certificate?.Dispose();
             owned?.Dispose();
@@ -222,6 +243,11 @@ public sealed partial class FrontendServer : IAsyncDisposable
 
         await _app.DisposeAsync().ConfigureAwait(false);
         _rejections.Dispose();
+        if (_status is not null)
+        {
+            await _status.DisposeAsync().ConfigureAwait(false);
+        }
+
         await _registry.DisposeAsync().ConfigureAwait(false);
         _shutdown.Dispose();
         _certificate?.Dispose();

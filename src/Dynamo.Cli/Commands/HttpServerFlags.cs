@@ -26,11 +26,12 @@ internal sealed class HttpServerFlags
     private readonly Option<bool> _metricsKey = new("--metrics-require-api-key") { Description = "With API keys: /metrics needs one too (/health and /live stay open)" };
     private readonly Option<string?> _tlsCert = new("--tls-cert-file") { Description = "Serve HTTPS with this PEM certificate (chain); with --tls-key-file" };
     private readonly Option<string?> _tlsKey = new("--tls-key-file") { Description = "The PEM private key of --tls-cert-file" };
+    private readonly Option<bool> _noWebUi = new("--no-web-ui") { Description = "Serve no web page at / (chat playground, worker status) and no /v1/dynamo/status" };
 
     public static HttpServerFlags AddTo(Command command)
     {
         var flags = new HttpServerFlags();
-        foreach (Option o in new Option[] { flags._maxBody, flags._maxHeaderBytes, flags._maxHeaders, flags._maxLine, flags._headersTimeout, flags._minBodyRate, flags._minBodyRateGrace, flags._apiKey, flags._apiKeyFile, flags._metricsKey, flags._tlsCert, flags._tlsKey })
+        foreach (Option o in new Option[] { flags._maxBody, flags._maxHeaderBytes, flags._maxHeaders, flags._maxLine, flags._headersTimeout, flags._minBodyRate, flags._minBodyRateGrace, flags._apiKey, flags._apiKeyFile, flags._metricsKey, flags._tlsCert, flags._tlsKey, flags._noWebUi })
         {
             command.Options.Add(o);
         }
@@ -53,6 +54,7 @@ internal sealed class HttpServerFlags
         MetricsRequireApiKey = parse.GetValue(_metricsKey),
         TlsCertificateFile = parse.GetValue(_tlsCert),
         TlsKeyFile = parse.GetValue(_tlsKey),
+        WebUi = !parse.GetValue(_noWebUi),
     };
 
     /// <summary><paramref name="given"/> plus the key in <see cref="ApiKeyVariable"/>, if set; the default (empty) list when neither has one.</summary>

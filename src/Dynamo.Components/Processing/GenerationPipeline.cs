@@ -152,6 +152,11 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
 
                         produced = true;
                         ChoiceEvent e = frames.Push(frame.Span);
+                        if (e.NewTokens > 0)
+                        {
+                            registry.Routing.Generated(lease.WorkerId, e.NewTokens);
+                        }
+
                         if (frames.WorkerFinished)
                         {
                             lease.Complete(frames.WorkerCachedTokens);

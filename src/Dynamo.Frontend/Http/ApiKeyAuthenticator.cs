@@ -8,7 +8,8 @@ namespace Dynamo.Frontend.Http;
 /// <summary>
 /// The frontend's optional API keys (<see cref="FrontendOptions.ApiKeys"/>, <see cref="FrontendOptions.ApiKeyFile"/>):
 /// a middleware that answers 401 with an OpenAI error unless the request carries one of them as
-/// <c>Authorization: Bearer KEY</c>. /health and /live are always open, /metrics unless
+/// <c>Authorization: Bearer KEY</c>. /health, /live and the web page's HTML at / (no data: its requests carry the key
+/// the user types in) are always open, /metrics unless
 /// <see cref="FrontendOptions.MetricsRequireApiKey"/>. Only SHA-256 digests of the keys are kept, and a
 /// candidate's digest is compared with every one in constant time, so neither a key's content nor its
 /// length shows in the response time.
@@ -115,7 +116,7 @@ internal sealed class ApiKeyAuthenticator
     public Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
         PathString path = context.Request.Path;
-        if (path.Equals("/health", StringComparison.OrdinalIgnoreCase) || path.Equals("/live", StringComparison.OrdinalIgnoreCase)
+        if (path.Equals("/health", StringComparison.OrdinalIgnoreCase) || path.Equals("/live", StringComparison.OrdinalIgnoreCase) || path.Equals("/", StringComparison.Ordinal)
             || (_metricsOpen && path.Equals("/metrics", StringComparison.OrdinalIgnoreCase)))
         {
             return next(context);

@@ -25,10 +25,12 @@ internal sealed class TokenMetrics(FrontendMetrics metrics, RequestTrace trace, 
         long now = Stopwatch.GetTimestamp();
         trace.CompletionTokens += e.NewTokens;
         _outputTokens.Inc(e.NewTokens);
+        metrics.Totals.Tokens(e.NewTokens);
         if (trace.TimeToFirstToken is null)
         {
             trace.TimeToFirstToken = Stopwatch.GetElapsedTime(trace.Start, now);
             metrics.TimeToFirstToken.WithLabels(trace.Model).Observe(trace.TimeToFirstToken.Value.TotalSeconds);
+            metrics.Totals.FirstToken(trace.TimeToFirstToken.Value);
             metrics.Queued.WithLabels(trace.Model, FrontendMetrics.WorkerStage).Dec();
             trace.Queued = false;
         }

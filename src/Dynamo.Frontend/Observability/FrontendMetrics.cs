@@ -36,6 +36,9 @@ internal sealed class FrontendMetrics
         RejectedRequests = f.CreateCounter("dynamo_frontend_rejected_requests_total", "Requests refused with 429 or 503, by reason (the error's code)", new CounterConfiguration { LabelNames = ["reason"] });
     }
 
+    /// <summary>Tokens and TTFTs as running totals, for the status endpoint's rates (<see cref="WebUi.StatusSampler"/>).</summary>
+    public WebUi.ServingTotals Totals { get; } = new();
+
     public Counter RequestsTotal { get; }
     public Gauge Inflight { get; }
     public Gauge Queued { get; }
