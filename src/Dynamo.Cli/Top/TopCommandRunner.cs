@@ -14,7 +14,8 @@ internal static class TopCommandRunner
     public static async Task<int> RunAsync(TopOptions options, IAnsiConsole console, CancellationToken cancellationToken = default)
     {
         options.Validate();
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(Math.Max(5, options.IntervalSeconds)) };
+        // Generous: a loaded frontend (or a loaded machine) can take seconds to render its /metrics.
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(Math.Max(15, options.IntervalSeconds)) };
         var metrics = new Uri(options.Url, "metrics");
         var clock = Stopwatch.StartNew();
         TimeSpan interval = TimeSpan.FromSeconds(options.IntervalSeconds);

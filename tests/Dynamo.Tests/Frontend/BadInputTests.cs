@@ -85,6 +85,12 @@ public class BadInputTests
                 ? null : $"incomplete or failed stream: {Snippet(body)}");
         }
 
+        // GET / is the web page (README "The web page"): HTML, not an API answer.
+        if (request.Method == "GET" && request.Path == "/")
+        {
+            return (status, type == "text/html" && body.StartsWith("<!DOCTYPE html>", StringComparison.Ordinal) ? null : $"GET / is not the web page ({type}): {Snippet(body)}");
+        }
+
         return (status, type == "application/json" && IsJson(body) ? null : $"2xx without a JSON body ({type}): {Snippet(body)}");
     }
 

@@ -92,7 +92,9 @@ public class TopCommandTests
         public static async Task<Tmux> StartAsync(string command)
         {
             var tmux = new Tmux();
-            (int code, string output) = await tmux.RunAsync("new-session", "-d", "-x", "160", "-y", "40", command);
+            // The pane outlives the command, so that if it ends its last screen and exit code stay there to be read.
+            string kept = $"{command}; echo \"[exited with $?]\"; exec sleep 3600";
+            (int code, string output) = await tmux.RunAsync("new-session", "-d", "-x", "160", "-y", "40", kept);
             Assert.True(code == 0, $"tmux new-session failed ({code}): {output}");
             return tmux;
         }
@@ -109,6 +111,8 @@ public class TopCommandTests
                 {
                     return pane;
                 }
+
+                Assert.False(pane.Contains("[exited with ", StringComparison.Ordinal), $"the command in the pane ended:\n{pane}");
 
                 await Task.Delay(100);
             }
