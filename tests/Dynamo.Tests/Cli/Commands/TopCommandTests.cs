@@ -9,8 +9,11 @@ namespace Dynamo.Tests.Cli.Commands;
 
 /// <summary>
 /// `dynamo top` against a real `dynamo run` (the mocker engine, in process): its one-table output (--once), the
-/// live view in a real terminal (tmux, read back with capture-pane), and the one-line error for a dead address.
+/// live view in a real terminal (tmux, read back with capture-pane), and the one-line error for a dead address. In the
+/// timing collection: top gives up on a /metrics that takes longer than its HTTP bound, and in a full parallel run its
+/// terminal test once lost the pane's command within 90 s.
 /// </summary>
+[Collection(TimingCollection.Name)]
 public class TopCommandTests
 {
     private static readonly Regex ReadyLine = new(@"run: ready: (http://127\.0\.0\.1:\d+/)");
