@@ -138,7 +138,8 @@ internal sealed record MetricsScrape(TimeSpan At, IReadOnlyList<WorkerSample> Wo
             TtftCount = Sum("dynamo_frontend_time_to_first_token_seconds_count"),
             ItlSum = Sum("dynamo_frontend_inter_token_latency_seconds_sum"),
             ItlCount = Sum("dynamo_frontend_inter_token_latency_seconds_count"),
-            IsFrontend = samples.Any(s => s.Name.StartsWith("dynamo_frontend_", StringComparison.Ordinal)),
+            // A frontend that has served nothing yet declares its families (# TYPE) without samples.
+            IsFrontend = samples.Any(s => s.Name.StartsWith("dynamo_frontend_", StringComparison.Ordinal)) || text.Contains("# TYPE dynamo_frontend_", StringComparison.Ordinal),
         };
     }
 
