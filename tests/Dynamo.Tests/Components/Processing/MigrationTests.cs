@@ -57,11 +57,12 @@ public sealed class MigrationTests
         Assert.Equal(reference.PromptTokens, migrated.PromptTokens);
         Assert.Equal(40, migrated.CompletionTokens);
         Assert.Equal("length", migrated.FinishReason);
-        // Stopping a worker here both ends its served endpoint (server_stopped) and takes it out of discovery
-        // (instance_left): whichever the frontend sees first names the migration.
+        // Stopping a worker here ends its served endpoint (server_stopped), takes it out of discovery (instance_left)
+        // and cancels its running requests (an error frame saying so): whichever the frontend sees first names the
+        // migration (a fresh-clone run once saw the cancellation first).
         (string Model, string Reason, long Count) only = Assert.Single(h.Server.Registry.Migration.Migrations());
         Assert.Equal(FrontendHarness.Model, only.Model);
-        Assert.Contains(only.Reason, new[] { "worker_stopped", "worker_unreachable" });
+        Assert.Contains(only.Reason, new[] { "worker_stopped", "worker_unreachable", "worker_cancelled" });
         Assert.Equal(1, only.Count);
         Assert.Equal(1, b.Worker!.RequestsTotal);
         string metrics = await h.Http.GetStringAsync("/metrics");
