@@ -31,6 +31,7 @@ internal static class Program
         root.Subcommands.Add(RouterCommand.Create());
         root.Subcommands.Add(DisaggCommand.Create());
         root.Subcommands.Add(TopCommand.Create());
+        root.Subcommands.Add(SimulateCommand.Create());
         return root;
     }
 }

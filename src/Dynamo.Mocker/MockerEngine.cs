@@ -1,5 +1,6 @@
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
+using System.Threading.Channels;
 using Dynamo.Llm.Scheduling;
 
 namespace Dynamo.Mocker;
@@ -34,6 +35,11 @@ public sealed class MockerEngine : IEngine
     private readonly EngineCore<ulong> _core;
     private readonly Action<SchedulerStep> _completeStep;
     private readonly Task _loop;
+    /// <summary>How long a loop waits before planning again when a step fits nothing.</summary>
+    internal static readonly TimeSpan EmptyStepRetry = TimeSpan.FromMilliseconds(10);
+
+    private SchedulerStep? _planned;
+    private double _plannedMs;
     private bool _paced;
     private long _deadline;
     private long _pacedTicks;
@@ -41,6 +47,11 @@ public sealed class MockerEngine : IEngine
     /// <param name="options">Pool, batch limits and cost model; null for the defaults.</param>
     /// <param name="timeProvider">The clock steps wait on; null for the system clock.</param>
     public MockerEngine(MockerOptions? options = null, TimeProvider? timeProvider = null)
+        : this(options, timeProvider, ownLoop: true)
+    {
+    }
+
+    private MockerEngine(MockerOptions? options, TimeProvider? timeProvider, bool ownLoop)
     {
         _options = (options ?? MockerOptions.Default).Validate();
         _time = timeProvider ?? TimeProvider.System;
@@ -60,7 +71,7 @@ public sealed class MockerEngine : IEngine
         ulong seed = _options.Seed;
         _core = new EngineCore<ulong>(this, core, r => SyntheticTokens.Key(seed, r.ResumedOutputTokens == 0 ? r.PromptTokens : r.PromptTokens.Take(r.OriginalPromptLength).ToArray(), r.Sampling.Seed), new MockerKvTransfer(_options.BlockSize));
         _completeStep = CompleteStep;
-        _loop = Task.Run(LoopAsync);
+        _loop = ownLoop ? Task.Run(LoopAsync) : Task.CompletedTask;
     }
 
     /// <inheritdoc/>
@@ -106,6 +117,49 @@ public sealed class MockerEngine : IEngine
     /// <summary>Replaces the synthetic tokens: (request id, output index) to token (tests replay another engine's tokens).</summary>
     internal Func<string, int, int>? TokenOverride { get; set; }
 
+    /// <summary>
+    /// A mocker without its loop, for a caller that runs it step by step on one thread on a virtual clock (the
+    /// simulator): <see cref="SubmitPolled"/>, then <see cref="PlanStep"/> and, once the step's time has passed,
+    /// <see cref="RunPlannedStep"/>; the same steps and cost model as the loop's.
+    /// </summary>
+    internal static MockerEngine Driven(MockerOptions options) => new(options, TimeProvider.System, ownLoop: false);
+
+    /// <summary>Queues a request whose outputs the caller reads after each step (a <see cref="Driven"/> engine).</summary>
+    internal ChannelReader<EngineOutput> SubmitPolled(EngineRequest request) => _core.SubmitPolled(request);
+
+    /// <summary>
+    /// Runs the queued commands and plans the next step: null when there is nothing to do; else how long the step
+    /// takes by the cost model (speedup applied), after which <see cref="RunPlannedStep"/> completes it. A step that
+    /// fits nothing (cannot happen with checked requests) plans nothing and asks for a retry after <see cref="EmptyStepRetry"/>.
+    /// </summary>
+    internal TimeSpan? PlanStep()
+    {
+        SchedulerStep? step = _core.NextStep();
+        _planned = step is { IsEmpty: false } ? step : null;
+        if (step is null)
+        {
+            return null;
+        }
+
+        if (_planned is null)
+        {
+            return EmptyStepRetry;
+        }
+
+        _plannedMs = CostMs(step);
+        return _options.Paced(_plannedMs);
+    }
+
+    /// <summary>Completes the step <see cref="PlanStep"/> planned (nothing when it planned none): its tokens are emitted.</summary>
+    internal void RunPlannedStep()
+    {
+        if (_planned is { } step)
+        {
+            _planned = null;
+            _core.RunStep(step, _completeStep, _plannedMs);
+        }
+    }
+
     private async Task LoopAsync()
     {
         CancellationToken stop = _core.Stopping;
@@ -113,21 +167,20 @@ public sealed class MockerEngine : IEngine
         {
             while (!stop.IsCancellationRequested)
             {
-                SchedulerStep? step = _core.NextStep();
-                if (step is null)
+                TimeSpan? time = PlanStep();
+                if (time is null)
                 {
                     _paced = false;
                     await _core.WaitForCommandsAsync().ConfigureAwait(false);
                 }
-                else if (step.IsEmpty)
+                else if (_planned is null)
                 {
-                    await Task.Delay(TimeSpan.FromMilliseconds(10), _time, stop).ConfigureAwait(false);
+                    await Task.Delay(time.Value, _time, stop).ConfigureAwait(false);
                 }
                 else
                 {
-                    double ms = CostMs(step);
-                    await PaceAsync(_options.Paced(ms), stop).ConfigureAwait(false);
-                    _core.RunStep(step, _completeStep, ms);
+                    await PaceAsync(time.Value, stop).ConfigureAwait(false);
+                    RunPlannedStep();
                 }
             }
         }

@@ -5,6 +5,7 @@ using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
 using Dynamo.Load;
 using Dynamo.Load.Benchmarks;
+using Dynamo.Load.Simulation;
 using Dynamo.Load.Workloads;
 using Dynamo.Mocker;
 
@@ -23,9 +24,10 @@ internal static class BenchRoutingCommand
         var blocks = new Option<int>("--num-gpu-blocks") { Description = "Each mocker's KV pool, in blocks of 16 tokens", DefaultValueFactory = _ => 2048 };
         var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker time runs this many times faster", DefaultValueFactory = _ => 1 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of the table" };
+        var virtualTime = new Option<bool>("--virtual-time") { Description = "Simulate instead (dynamo simulate): the same workers, router and workload in virtual time, no HTTP" };
         var command = new Command("routing", "Routing quality on mocker workers: TTFT, throughput, rejections and prefix hits for each router mode")
         {
-            workers, modes, blocks, speedup, json,
+            workers, modes, blocks, speedup, json, virtualTime,
         };
         // The defaults reproduce the headline table of docs/benchmarks.md ("Routing quality").
         LoadFlags loadFlags = LoadFlags.AddTo(command, SharedPrefixWorkload.WorkloadName, concurrency: 256, numPrompts: 400, traceBlockTokens: 16, inputLen: 600, outputLen: 8, requestRate: 40);
@@ -39,6 +41,20 @@ internal static class BenchRoutingCommand
             }
 
             string[] list = parse.GetValue(modes)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            if (parse.GetValue(virtualTime))
+            {
+                // The mocker's defaults (what these workers run) with this bench's pool: the gpu-8b profile.
+                var simulation = new SimulationOptions
+                {
+                    Workers = w,
+                    Modes = list,
+                    Mocker = WorkerProfiles.Get(WorkerProfiles.Gpu8B) with { NumGpuBlocks = parse.GetValue(blocks) },
+                    KvRouter = kv.Read(parse),
+                    Seed = parse.GetValue(loadFlags.SeedOption),
+                };
+                return await SimulateCommand.RunAsync(parse, simulation, loadFlags, parse.GetValue(json));
+            }
+
             LoadOptions options = loadFlags.Read(parse, "http://127.0.0.1:1", "mocker");
             IWorkload workload = loadFlags.Workload(parse);
             FrontendOptions frontend = FrontendOptions.Default with { Processing = ProcessorOptions.Default with { KvRouter = kv.Read(parse) } };

@@ -12,7 +12,7 @@ internal sealed class LoadFlags
     private readonly Option<int> _numPrompts;
     private readonly Option<int?> _inputLen;
     private readonly Option<int?> _outputLen;
-    private readonly Option<double> _traceScale = new("--trace-scale") { Description = "Trace time compression: arrivals at timestamp / X (10 = ten times faster)", DefaultValueFactory = _ => LoadOptions.Default.TraceScale };
+    private readonly Option<double> _traceScale = new("--trace-scale", "--time-scale") { Description = "Trace time compression: arrivals at timestamp / X (10 = ten times faster)", DefaultValueFactory = _ => LoadOptions.Default.TraceScale };
     private readonly Option<int> _traceBlock;
     private readonly int? _defaultInputLen;
     private readonly int? _defaultOutputLen;
@@ -23,9 +23,9 @@ internal sealed class LoadFlags
 
     private LoadFlags(string workload, int concurrency, int numPrompts, int traceBlockTokens, int? inputLen, int? outputLen, double requestRate)
     {
-        _inputLen = new Option<int?>("--input-len") { Description = $"Prompt length in words, about one token each for Llama-family tokenizers (default {inputLen ?? LoadOptions.DefaultInputLen}); with trace:FILE a cap (none by default)" };
-        _outputLen = new Option<int?>("--output-len") { Description = $"max_tokens, EOS ignored (default {outputLen ?? LoadOptions.DefaultOutputLen}); with trace:FILE a cap (none by default)" };
-        _requestRate = new Option<double>("--request-rate") { Description = "Conversations started per second, Poisson arrivals (0 = as fast as --concurrency allows); not with trace:FILE", DefaultValueFactory = _ => requestRate };
+        _inputLen = new Option<int?>("--input-len") { Description = $"Prompt length in words, about one token each for Llama-family tokenizers (default {inputLen ?? LoadOptions.DefaultInputLen}); with a trace a cap (none by default)" };
+        _outputLen = new Option<int?>("--output-len") { Description = $"max_tokens, EOS ignored (default {outputLen ?? LoadOptions.DefaultOutputLen}); with a trace a cap (none by default)" };
+        _requestRate = new Option<double>("--request-rate") { Description = "Conversations started per second, Poisson arrivals (0 = as fast as --concurrency allows); not with a trace", DefaultValueFactory = _ => requestRate };
         _defaultInputLen = inputLen;
         _defaultOutputLen = outputLen;
         _workload = new Option<string>("--workload", "-w") { Description = WorkloadParser.Names, DefaultValueFactory = _ => workload };
@@ -46,10 +46,20 @@ internal sealed class LoadFlags
         return flags;
     }
 
+    /// <summary>--seed (the simulator seeds its routers with it too).</summary>
+    public Option<int> SeedOption => _seed;
+
+    /// <summary>Whether --num-prompts was given (a simulation replays a whole trace otherwise).</summary>
+    public bool NumPromptsGiven(ParseResult parse) => parse.GetResult(_numPrompts) is { Implicit: false };
+
+    /// <summary>Whether --concurrency was given (a simulation sends every trace request at its arrival otherwise).</summary>
+    public bool ConcurrencyGiven(ParseResult parse) => parse.GetResult(_concurrency) is { Implicit: false };
+
     /// <summary>The validated load options for <paramref name="url"/> and <paramref name="model"/>.</summary>
     public LoadOptions Read(ParseResult parse, string url, string model)
     {
-        bool trace = parse.GetValue(_workload)!.StartsWith(TraceWorkload.WorkloadPrefix, StringComparison.Ordinal);
+        string name = parse.GetValue(_workload)!;
+        bool trace = name.StartsWith(TraceWorkload.WorkloadPrefix, StringComparison.Ordinal) || name.StartsWith(TraceWorkload.TokenWorkloadPrefix, StringComparison.Ordinal);
         var options = new LoadOptions
         {
             Url = url,

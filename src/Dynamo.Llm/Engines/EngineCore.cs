@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Threading.Channels;
 using Dynamo.Llm.Kv;
 using Dynamo.Llm.Scheduling;
 
@@ -119,6 +120,22 @@ internal sealed class EngineCore<TState>
             deferred.End(KvImportStatus.Cancelled, $"the request was not accepted: {e.Message}");
             throw;
         }
+    }
+
+    /// <summary>
+    /// Checks and queues a request as <see cref="Submit"/> does, for a caller that runs the engine's loop itself on
+    /// one thread (a virtual-time simulation): it reads the outputs with <see cref="ChannelReader{T}.TryRead"/> after
+    /// each step, so nothing ever waits on the channel. No cancellation by token or by an abandoned enumeration.
+    /// </summary>
+    public ChannelReader<EngineOutput> SubmitPolled(EngineRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.DeferredKv is not null)
+        {
+            throw new ArgumentException("a polled request cannot carry a deferred KV import");
+        }
+
+        return Accept(request).Outputs.Reader;
     }
 
     /// <summary>Checks a request, makes it live and queues it (see <see cref="Submit"/>).</summary>

@@ -52,17 +52,50 @@ internal static class SyntheticText
     /// The words of one trace block: the same for the same (<paramref name="seed"/>, <paramref name="hashId"/>)
     /// in every run and every request, so equal hash ids give identical text.
     /// </summary>
-    public static string[] Block(int seed, long hashId, int count)
+    public static string[] Block(int seed, long hashId, int count) => [.. BlockTokens(seed, hashId, count).Select(WordOf)];
+
+    /// <summary>
+    /// <see cref="Block"/> as token ids, one per word (<see cref="TokenOf"/>): the same draws, so the ids spell the
+    /// block's words exactly. Token-id prompts of traces (<c>trace-tokens:FILE</c>) and the simulator use these.
+    /// </summary>
+    public static int[] BlockTokens(int seed, long hashId, int count)
     {
         ulong mix = unchecked(((ulong)hashId * 0x9E3779B97F4A7C15UL) ^ ((ulong)(uint)seed * 0xC2B2AE3D27D4EB4FUL));
         mix ^= mix >> 31;
         var random = new Random(unchecked((int)(mix ^ (mix >> 32))));
-        var words = new string[count];
+        var tokens = new int[count];
         for (int i = 0; i < count; i++)
         {
-            words[i] = s_words[random.Next(s_words.Length)];
+            tokens[i] = FirstToken + random.Next(s_words.Length);
         }
 
-        return words;
+        return tokens;
     }
+
+    /// <summary>The token id of a prompt word here: <see cref="FirstToken"/> + its place in the word list (ids present in every vocabulary this project serves).</summary>
+    public static int TokenOf(string word)
+    {
+        int i = Array.IndexOf(s_words, word);
+        if (i >= 0)
+        {
+            return FirstToken + i;
+        }
+
+        // Another word: one of 64 ids after the list, by a hash that is the same in every process (FNV-1a).
+        uint hash = 2166136261;
+        foreach (char c in word)
+        {
+            hash = unchecked((hash ^ c) * 16777619);
+        }
+
+        return FirstToken + s_words.Length + (int)(hash % 64);
+    }
+
+    /// <summary>A text made of these words as token ids, one per space-separated word (the simulator's tokenizer: about one token per word, as Llama-family BPE tokenizers give).</summary>
+    public static int[] Tokens(string text) => [.. text.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(TokenOf)];
+
+    /// <summary>The first token id of the word list.</summary>
+    public const int FirstToken = 100;
+
+    private static string WordOf(int token) => s_words[token - FirstToken];
 }

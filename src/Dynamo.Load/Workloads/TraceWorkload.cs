@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 
 namespace Dynamo.Load.Workloads;
@@ -10,18 +9,25 @@ namespace Dynamo.Load.Workloads;
 /// wherever the id appears (<see cref="SyntheticText.Block"/>), so shared leading ids give identical text
 /// prefixes. Lengths scale by trace-block-tokens / 512 (1 with the default 512), then --input-len and
 /// --output-len cap them when given; the prompt is the concatenated blocks cut to that many words.
-/// Arrivals are the timestamps relative to the first line, divided by --trace-scale.
+/// Arrivals are the timestamps relative to the first line, divided by --trace-scale. <c>trace-tokens:FILE</c> sends
+/// the same prompts as token ids, one per word (<see cref="SyntheticText.BlockTokens"/>), to /v1/completions: exact
+/// lengths whatever the tokenizer, and the prompts the simulator replays.
 /// </summary>
-internal sealed class TraceWorkload(string path) : IWorkload
+internal sealed class TraceWorkload(string path, bool tokenIds = false) : IWorkload
 {
     public const string WorkloadPrefix = "trace:";
+
+    public const string TokenWorkloadPrefix = "trace-tokens:";
 
     /// <summary>Tokens per hash id in the Mooncake traces.</summary>
     public const int TraceBlockSize = 512;
 
     public string Path { get; } = path;
 
-    public string Name => WorkloadPrefix + Path;
+    /// <summary>Whether prompts are token ids rather than text.</summary>
+    public bool TokenIds => tokenIds;
+
+    public string Name => (tokenIds ? TokenWorkloadPrefix : WorkloadPrefix) + Path;
 
     public IReadOnlyList<LoadConversation> Build(LoadOptions options)
     {
@@ -37,7 +43,7 @@ internal sealed class TraceWorkload(string path) : IWorkload
             throw new InvalidDataException($"--workload trace: '{Path}' has no requests");
         }
 
-        return ToConversations(records, options);
+        return ToConversations(records, options, tokenIds);
     }
 
     /// <summary>Reads up to <paramref name="limit"/> records; blank lines are skipped; a bad line is an error naming its number.</summary>
@@ -77,12 +83,13 @@ internal sealed class TraceWorkload(string path) : IWorkload
         return records;
     }
 
-    /// <summary>One single-turn conversation per record, in arrival order.</summary>
-    public static LoadConversation[] ToConversations(IReadOnlyList<TraceRecord> records, LoadOptions options)
+    /// <summary>One single-turn conversation per record, in arrival order; with <paramref name="tokenIds"/> the prompts are token ids.</summary>
+    public static LoadConversation[] ToConversations(IReadOnlyList<TraceRecord> records, LoadOptions options, bool tokenIds = false)
     {
         long first = records.Min(r => r.TimestampMs);
         int block = options.TraceBlockTokens;
         var cache = new Dictionary<long, string[]>();
+        var tokenCache = new Dictionary<long, int[]>();
         var conversations = new LoadConversation[records.Count];
         for (int i = 0; i < records.Count; i++)
         {
@@ -90,7 +97,10 @@ internal sealed class TraceWorkload(string path) : IWorkload
             int words = Math.Max(1, Scale(r.InputLength, block, options.InputLen));
             int output = Math.Max(1, Scale(r.OutputLength, block, options.OutputLen));
             var arrival = TimeSpan.FromMilliseconds((r.TimestampMs - first) / options.TraceScale);
-            conversations[i] = new LoadConversation(null, [new LoadTurn(Prompt(r, i, words, options.Seed, block, cache), output)], arrival);
+            LoadTurn turn = tokenIds
+                ? new LoadTurn("", output) { PromptTokenIds = PromptTokens(r, i, words, options.Seed, block, tokenCache) }
+                : new LoadTurn(Prompt(r, i, words, options.Seed, block, cache), output);
+            conversations[i] = new LoadConversation(null, [turn], arrival);
         }
 
         return [.. conversations.Select((c, i) => (c, i)).OrderBy(x => x.c.Arrival).ThenBy(x => x.i).Select(x => x.c)];
@@ -107,48 +117,41 @@ internal sealed class TraceWorkload(string path) : IWorkload
     /// The prompt: the blocks of the record's hash ids in order, cut to <paramref name="words"/> words;
     /// past the last hash id (a trace whose ids do not cover its length) words are drawn per request.
     /// </summary>
-    public static string Prompt(TraceRecord record, int index, int words, int seed, int block, Dictionary<long, string[]>? cache = null)
+    public static string Prompt(TraceRecord record, int index, int words, int seed, int block, Dictionary<long, string[]>? cache = null) =>
+        string.Join(' ', Fill(record, index, words, seed, block, cache, SyntheticText.Block));
+
+    /// <summary><see cref="Prompt"/> as token ids, one per word (<see cref="SyntheticText.BlockTokens"/>).</summary>
+    public static int[] PromptTokens(TraceRecord record, int index, int tokens, int seed, int block, Dictionary<long, int[]>? cache = null) =>
+        Fill(record, index, tokens, seed, block, cache, SyntheticText.BlockTokens);
+
+    /// <summary>The record's blocks (<paramref name="blockOf"/> of each hash id, cached), then per-request filler, cut to <paramref name="count"/>.</summary>
+    private static T[] Fill<T>(TraceRecord record, int index, int count, int seed, int block, Dictionary<long, T[]>? cache, Func<int, long, int, T[]> blockOf)
     {
-        var text = new StringBuilder(words * 5);
+        var items = new T[count];
         int written = 0;
         foreach (long id in record.HashIds)
         {
-            if (written == words)
+            if (written == count)
             {
                 break;
             }
 
-            string[] blockWords;
-            if (cache is null || !cache.TryGetValue(id, out blockWords!))
+            if (cache is null || !cache.TryGetValue(id, out T[]? blockItems))
             {
-                blockWords = SyntheticText.Block(seed, id, block);
-                cache?.Add(id, blockWords);
+                blockItems = blockOf(seed, id, block);
+                cache?.Add(id, blockItems);
             }
 
-            for (int w = 0; w < blockWords.Length && written < words; w++, written++)
-            {
-                if (text.Length > 0)
-                {
-                    text.Append(' ');
-                }
-
-                text.Append(blockWords[w]);
-            }
+            int n = Math.Min(blockItems.Length, count - written);
+            Array.Copy(blockItems, 0, items, written, n);
+            written += n;
         }
 
-        if (written < words)
+        if (written < count)
         {
-            foreach (string word in SyntheticText.Block(seed, -1L - index, words - written))
-            {
-                if (text.Length > 0)
-                {
-                    text.Append(' ');
-                }
-
-                text.Append(word);
-            }
+            Array.Copy(blockOf(seed, -1L - index, count - written), 0, items, written, count - written);
         }
 
-        return text.ToString();
+        return items;
     }
 }

@@ -1,0 +1,121 @@
+using System.CommandLine;
+using Dynamo.Load;
+using Dynamo.Load.Benchmarks;
+using Dynamo.Load.Simulation;
+using Dynamo.Load.Workloads;
+using Dynamo.Mocker;
+
+namespace Dynamo.Cli.Commands;
+
+/// <summary>
+/// <c>dynamo simulate</c>: the real router in front of N simulated workers (the mocker's scheduler and block pool with a
+/// named cost model), all in virtual time, one router mode after the other on the same workload
+/// (<see cref="SimulationBenchmark"/>; docs/simulation.md).
+/// </summary>
+internal static class SimulateCommand
+{
+    public static Command Create()
+    {
+        var workers = new Option<int>("--workers") { Description = "Simulated workers", DefaultValueFactory = _ => SimulationOptions.Default.Workers };
+        var modes = new Option<string>("--router-modes", "--modes") { Description = "Comma-separated router modes, run one after the other", DefaultValueFactory = _ => "kv,round-robin,random" };
+        var profile = new Option<string>("--profile") { Description = $"Worker cost model: {WorkerProfiles.Names} (docs/simulation.md)", DefaultValueFactory = _ => WorkerProfiles.Default };
+        var delay = new Option<double>("--kv-event-delay-ms") { Description = "Virtual time a KV event takes from a worker to the router (0: at once)" };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of the tables" };
+        var command = new Command("simulate", "The real router and schedulers of N simulated workers in virtual time: TTFT, ITL, hit rate, load spread and the router's decision time for each router mode")
+        {
+            workers, modes, profile, delay, json,
+        };
+        MockerCostFlags cost = MockerCostFlags.AddTo(command);
+        LoadFlags loadFlags = LoadFlags.AddTo(command, SharedPrefixWorkload.WorkloadName, concurrency: 256, numPrompts: 400, traceBlockTokens: TraceWorkload.TraceBlockSize, inputLen: 600, outputLen: 8, requestRate: 40);
+        KvRouterFlags kv = KvRouterFlags.AddTo(command);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            string name = parse.GetValue(profile)!;
+            var options = new SimulationOptions
+            {
+                Workers = parse.GetValue(workers),
+                Modes = parse.GetValue(modes)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                Profile = name,
+                Mocker = cost.Read(parse, WorkerProfiles.Get(name)),
+                KvRouter = kv.Read(parse),
+                KvEventDelay = TimeSpan.FromMilliseconds(parse.GetValue(delay)),
+                Seed = parse.GetValue(loadFlags.SeedOption),
+            };
+            return await RunAsync(parse, options, loadFlags, parse.GetValue(json));
+        });
+        return command;
+    }
+
+    /// <summary>
+    /// Runs the simulation with the workload of <paramref name="loadFlags"/> (a trace whole unless --num-prompts is given, and
+    /// unbounded concurrency unless --concurrency is: every request at its arrival) and prints the tables or the JSON.
+    /// </summary>
+    public static async Task<int> RunAsync(ParseResult parse, SimulationOptions options, LoadFlags loadFlags, bool json)
+    {
+        options.Validate();
+        IWorkload workload = loadFlags.Workload(parse);
+        bool trace = workload is TraceWorkload;
+        LoadOptions load = loadFlags.Read(parse, "http://127.0.0.1:1", "simulated");
+        if (trace && !loadFlags.NumPromptsGiven(parse))
+        {
+            load = load with { NumPrompts = int.MaxValue };
+        }
+
+        int concurrency = trace && !loadFlags.ConcurrencyGiven(parse) ? int.MaxValue : load.Concurrency;
+        SimulationBenchmark.Outcome outcome = await SimulationBenchmark.RunAsync(options, workload, load, concurrency, Console.Error);
+        if (json)
+        {
+            using Stream stdout = Console.OpenStandardOutput();
+            outcome.WriteJson(stdout);
+        }
+        else
+        {
+            outcome.WriteTable(Console.Out);
+        }
+
+        return outcome.Modes.All(r => r.Completed > 0) ? 0 : 1;
+    }
+
+    /// <summary>The mocker's cost-model and pool flags: each overrides the profile's value when given.</summary>
+    internal sealed class MockerCostFlags
+    {
+        private readonly Option<double?> _stepMs = new("--step-ms") { Description = "Fixed cost of every step, ms (default: the profile's)" };
+        private readonly Option<double?> _prefill = new("--prefill-ms-per-token") { Description = "Cost of each prefill token, ms (default: the profile's)" };
+        private readonly Option<double?> _attention = new("--attention-ms-per-token-pair") { Description = "Cost of each causal (query, key) pair of prefill chunks, ms (default: the profile's)" };
+        private readonly Option<double?> _decode = new("--decode-ms-per-seq") { Description = "Cost of each decoding sequence, ms (default: the profile's)" };
+        private readonly Option<int?> _blocks = new("--num-gpu-blocks") { Description = "Each worker's KV pool, in blocks (default: the profile's)" };
+        private readonly Option<int?> _blockSize = new("--block-size") { Description = "Tokens per KV block (default: the profile's)" };
+        private readonly Option<int?> _maxSeqs = new("--max-num-seqs") { Description = "Running batch size at most (default: the profile's)" };
+        private readonly Option<int?> _maxTokens = new("--max-num-batched-tokens") { Description = "Tokens per step at most (default: the profile's)" };
+        private readonly Option<int?> _context = new("--context-length") { Description = "Prompt + output tokens at most (default: the profile's)" };
+
+        public static MockerCostFlags AddTo(Command command)
+        {
+            var flags = new MockerCostFlags();
+            command.Options.Add(flags._stepMs);
+            command.Options.Add(flags._prefill);
+            command.Options.Add(flags._attention);
+            command.Options.Add(flags._decode);
+            command.Options.Add(flags._blocks);
+            command.Options.Add(flags._blockSize);
+            command.Options.Add(flags._maxSeqs);
+            command.Options.Add(flags._maxTokens);
+            command.Options.Add(flags._context);
+            return flags;
+        }
+
+        /// <summary>The profile's options with the given flags applied (validated later, naming the flag).</summary>
+        public MockerOptions Read(ParseResult parse, MockerOptions profile) => profile with
+        {
+            StepMs = parse.GetValue(_stepMs) ?? profile.StepMs,
+            PrefillMsPerToken = parse.GetValue(_prefill) ?? profile.PrefillMsPerToken,
+            AttentionMsPerTokenPair = parse.GetValue(_attention) ?? profile.AttentionMsPerTokenPair,
+            DecodeMsPerSequence = parse.GetValue(_decode) ?? profile.DecodeMsPerSequence,
+            NumGpuBlocks = parse.GetValue(_blocks) ?? profile.NumGpuBlocks,
+            BlockSize = parse.GetValue(_blockSize) ?? profile.BlockSize,
+            MaxNumSeqs = parse.GetValue(_maxSeqs) ?? profile.MaxNumSeqs,
+            MaxNumBatchedTokens = parse.GetValue(_maxTokens) ?? profile.MaxNumBatchedTokens,
+            ContextLength = parse.GetValue(_context) ?? profile.ContextLength,
+        };
+    }
+}

@@ -1,0 +1,62 @@
+using Dynamo.Load.Reports;
+
+namespace Dynamo.Load.Simulation;
+
+/// <summary>One router mode's figures from a simulation: latencies and throughput in virtual time, the router's decision time in real time.</summary>
+internal sealed record SimulationModeResult
+{
+    public required string Mode { get; init; }
+
+    /// <summary>Requests sent (turns).</summary>
+    public int Requests { get; init; }
+
+    public int Completed { get; init; }
+
+    /// <summary>Requests the router refused (queue full or timed out) or no worker could ever serve (prompt beyond the context or pool).</summary>
+    public int Rejected { get; init; }
+
+    /// <summary>Seconds, virtual.</summary>
+    public LatencySummary Ttft { get; init; }
+
+    /// <summary>Seconds between consecutive tokens of a request, virtual (every gap pooled, as bench serve).</summary>
+    public LatencySummary Itl { get; init; }
+
+    public LatencySummary EndToEnd { get; init; }
+
+    /// <summary>Output tokens per virtual second, from the start to the last completion.</summary>
+    public double OutputTokensPerSecond { get; init; }
+
+    public double RequestsPerSecond { get; init; }
+
+    /// <summary>Prompt tokens the workers found in their prefix caches, of those they looked up.</summary>
+    public double HitRate { get; init; }
+
+    public long Preemptions { get; init; }
+
+    public Spread RequestsPerWorker { get; init; }
+
+    public Spread PromptTokensPerWorker { get; init; }
+
+    /// <summary>Workers that got no request.</summary>
+    public int StarvedWorkers { get; init; }
+
+    /// <summary>The router's own time per decision, microseconds of real time (wall clock around each routing call).</summary>
+    public LatencySummary DecisionMicros { get; init; }
+
+    /// <summary>KV events the workers published (all reach the KV router; the other modes ignore them).</summary>
+    public long KvEvents { get; init; }
+
+    public TimeSpan VirtualTime { get; init; }
+
+    /// <summary>Real time the simulation of this mode took.</summary>
+    public TimeSpan WallTime { get; init; }
+
+    /// <summary>Events the virtual clock ran.</summary>
+    public long Events { get; init; }
+
+    /// <summary>KV events per second of virtual time.</summary>
+    public double KvEventsPerVirtualSecond => VirtualTime > TimeSpan.Zero ? KvEvents / VirtualTime.TotalSeconds : 0;
+
+    /// <summary>KV events the router took per second of real time.</summary>
+    public double KvEventsPerWallSecond => WallTime > TimeSpan.Zero ? KvEvents / WallTime.TotalSeconds : 0;
+}

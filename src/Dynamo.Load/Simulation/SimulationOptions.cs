@@ -1,0 +1,76 @@
+using Dynamo.Llm.Routing;
+using Dynamo.Mocker;
+
+namespace Dynamo.Load.Simulation;
+
+/// <summary>One simulation: the workers (count and cost model), the router modes to compare and the event plane's delay.</summary>
+internal sealed record SimulationOptions
+{
+    /// <summary>The defaults.</summary>
+    public static SimulationOptions Default { get; } = new();
+
+    /// <summary>Simulated workers (<c>--workers</c>).</summary>
+    public int Workers { get; init; } = 8;
+
+    /// <summary>Router modes, run one after the other on the same workload (<c>--router-modes</c>).</summary>
+    public IReadOnlyList<string> Modes { get; init; } = [RouterModes.Kv, RouterModes.RoundRobin, RouterModes.Random];
+
+    /// <summary>The profile's name, for the report (<c>--profile</c>).</summary>
+    public string Profile { get; init; } = WorkerProfiles.Default;
+
+    /// <summary>Each worker's mocker: pool, batch limits and cost model (the profile's, with any override).</summary>
+    public MockerOptions Mocker { get; init; } = WorkerProfiles.Get(WorkerProfiles.Default);
+
+    /// <summary>The KV router's settings (its seed is set from <see cref="Seed"/> when it has none).</summary>
+    public KvRouterOptions KvRouter { get; init; } = KvRouterOptions.Default;
+
+    /// <summary>Virtual time a KV event takes from a worker to the router (<c>--kv-event-delay-ms</c>); 0 applies it at once.</summary>
+    public TimeSpan KvEventDelay { get; init; }
+
+    /// <summary>How often a worker reports its load to the router, in virtual time (a real worker: every second).</summary>
+    public TimeSpan LoadReportInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Seed of the random router and the KV router's tie-breaks (<c>--seed</c>).</summary>
+    public int Seed { get; init; } = 1;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the flag of the first bad setting; returns this.</summary>
+    public SimulationOptions Validate()
+    {
+        if (Workers is < 1 or > 100_000)
+        {
+            throw new ArgumentException($"--workers must be 1..100000 (got {Workers})");
+        }
+
+        if (Modes.Count == 0)
+        {
+            throw new ArgumentException("--router-modes: name at least one of kv, round-robin, random");
+        }
+
+        foreach (string mode in Modes)
+        {
+            if (mode is not (RouterModes.Kv or RouterModes.RoundRobin or RouterModes.Random))
+            {
+                throw new ArgumentException($"--router-modes: '{mode}' is not kv, round-robin or random");
+            }
+        }
+
+        if (KvEventDelay < TimeSpan.Zero)
+        {
+            throw new ArgumentException($"--kv-event-delay-ms must be 0 or more (got {KvEventDelay.TotalMilliseconds})");
+        }
+
+        if (LoadReportInterval <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("the load report interval must be positive");
+        }
+
+        if (!double.IsPositiveInfinity(Mocker.SpeedupRatio) && Mocker.SpeedupRatio != 1)
+        {
+            throw new ArgumentException("--speedup-ratio has no meaning in virtual time (leave it at 1)");
+        }
+
+        Mocker.Validate();
+        KvRouter.Validate();
+        return this;
+    }
+}

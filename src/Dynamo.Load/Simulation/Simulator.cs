@@ -1,0 +1,416 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using Dynamo.Llm.Engines;
+using Dynamo.Llm.Kv;
+using Dynamo.Llm.Protocols.Worker;
+using Dynamo.Llm.Routing;
+using Dynamo.Load.Workloads;
+using Dynamo.Mocker;
+
+namespace Dynamo.Load.Simulation;
+
+/// <summary>
+/// One router mode over one workload, in virtual time: the real router (<see cref="KvRouter"/>, or the round-robin and
+/// random routers) in front of N mocker engines run step by step (<see cref="MockerEngine.PlanStep"/>: the real scheduler
+/// and block pool, the mocker's cost model for each step's duration), every event on one <see cref="VirtualClock"/>.
+/// The workers' KV events reach the router through the event type it consumes from the event plane
+/// (<see cref="KvRouter.ApplyEvent"/>), at once or after <see cref="SimulationOptions.KvEventDelay"/>; their load reports
+/// (<see cref="KvRouter.UpdateLoad"/>) every <see cref="SimulationOptions.LoadReportInterval"/>. Clients behave as bench
+/// serve's runner: at most <c>concurrency</c> conversations at once, taken in order, each starting at its arrival
+/// (or when a client is free) and sending its next turn as soon as the last one's answer ended, with that answer and
+/// the earlier turns in its prompt. Single-threaded and deterministic: nothing waits, no thread pool is involved, and
+/// the same inputs give the same figures. The only real time measured is the router's own decision time.
+/// </summary>
+internal sealed class Simulator
+{
+    private readonly SimulationOptions _options;
+    private readonly string _mode;
+    private readonly IReadOnlyList<LoadConversation> _conversations;
+    private readonly int _concurrency;
+    private readonly VirtualClock _clock = new();
+    private readonly Worker[] _workers;
+    private readonly Dictionary<long, Worker> _byId = [];
+    private readonly long[] _candidates;
+    private readonly IWorkerRouter _router;
+    private readonly KvRouter? _kv;
+    private readonly Queue<Pending> _pending = new();
+    private readonly SimulationRecorder _recorder;
+    private int _nextConversation;
+    private long _requestIds;
+
+    private Simulator(SimulationOptions options, string mode, IReadOnlyList<LoadConversation> conversations, int concurrency)
+    {
+        _options = options;
+        _mode = mode;
+        _conversations = conversations;
+        _concurrency = concurrency;
+        _workers = new Worker[options.Workers];
+        _candidates = new long[options.Workers];
+        _recorder = new SimulationRecorder(options.Workers);
+        _router = mode switch
+        {
+            RouterModes.Kv => _kv = new KvRouter(options.KvRouter with { Seed = options.KvRouter.Seed ?? options.Seed, BlockSize = options.Mocker.BlockSize }, _clock),
+            RouterModes.RoundRobin => new RoundRobinWorkerRouter(),
+            RouterModes.Random => new RandomWorkerRouter(new Random(options.Seed)),
+            _ => throw new ArgumentException($"--router-modes: '{mode}' is not kv, round-robin or random"),
+        };
+        for (int i = 0; i < _workers.Length; i++)
+        {
+            long id = i + 1;
+            var worker = new Worker(i, id, MockerEngine.Driven(options.Mocker with { WorkerId = id, Seed = (ulong)options.Seed }));
+            _workers[i] = worker;
+            _byId[id] = worker;
+            _candidates[i] = id;
+            _kv?.AddWorker(id, options.Mocker.MaxNumBatchedTokens);
+            worker.Engine.KvEvents!.Published += e => OnKvEvent(e);
+        }
+    }
+
+    /// <summary>Runs <paramref name="conversations"/> through <paramref name="mode"/>'s router to the end and returns the figures.</summary>
+    public static async Task<SimulationModeResult> RunAsync(SimulationOptions options, string mode, IReadOnlyList<LoadConversation> conversations, int concurrency)
+    {
+        var simulator = new Simulator(options.Validate(), mode, conversations, Math.Max(1, concurrency));
+        try
+        {
+            return simulator.Run();
+        }
+        finally
+        {
+            foreach (Worker w in simulator._workers)
+            {
+                await w.Engine.DisposeAsync().ConfigureAwait(false);
+            }
+
+            await simulator._router.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private SimulationModeResult Run()
+    {
+        long wallStart = Stopwatch.GetTimestamp();
+        for (int i = 0; i < _concurrency && _nextConversation < _conversations.Count; i++)
+        {
+            StartNextConversation();
+        }
+
+        while (_clock.RunNext())
+        {
+            // Load released or a queue timeout fired: the router answered queued requests, first come first served.
+            while (_pending.TryPeek(out Pending p) && p.Decision.IsCompleted)
+            {
+                _pending.Dequeue();
+                Routed(p.Request, Take(new ValueTask<RoutingDecision>(p.Decision)));
+            }
+        }
+
+        if (_pending.Count > 0)
+        {
+            throw new InvalidOperationException($"the simulation ended with {_pending.Count} requests still queued in the router");
+        }
+
+        return _recorder.Result(_mode, _workers.Select(w => w.Engine.Stats).ToArray(), _clock.Now, Stopwatch.GetElapsedTime(wallStart), _clock.EventsRun);
+    }
+
+    private void StartNextConversation()
+    {
+        if (_nextConversation >= _conversations.Count)
+        {
+            return;
+        }
+
+        LoadConversation conversation = _conversations[_nextConversation++];
+        var state = new Conversation(conversation);
+        _clock.At(conversation.Arrival, () => SendTurn(state));
+    }
+
+    /// <summary>The next turn of a conversation: its prompt (system, earlier turns and answers, the new message), routed and sent.</summary>
+    private void SendTurn(Conversation conversation)
+    {
+        LoadTurn turn = conversation.Source.Turns[conversation.Turn];
+        int[] prompt = conversation.Prompt(turn);
+        var request = new Request(conversation, prompt, turn.MaxTokens, "sim-" + _requestIds++, _clock.Now);
+        _recorder.Sent();
+        long start = Stopwatch.GetTimestamp();
+        WorkerLease? lease;
+        if (_kv is not null)
+        {
+            // The span overload: the IWorkerRouter wrapper copies the candidates into a set (every worker, every request:
+            // O(workers)) and awaits, so a decision that waited in the queue would complete on the thread pool; this
+            // task completes on this thread, inside the event that releases load or times the request out.
+            ValueTask<RoutingDecision> decision = _kv.RouteAsync(request.Prompt, new RouteOverrides { RequestId = request.Id });
+            _recorder.Decided(Stopwatch.GetTimestamp() - start);
+            if (!decision.IsCompleted)
+            {
+                _pending.Enqueue(new Pending(request, decision.AsTask()));
+                return;
+            }
+
+            lease = Take(decision);
+        }
+        else
+        {
+            lease = Take(_router.RouteAsync(new WorkerRouteRequest { RequestId = request.Id, TokenIds = request.Prompt, Candidates = _candidates }));
+            _recorder.Decided(Stopwatch.GetTimestamp() - start);
+        }
+
+        Routed(request, lease);
+    }
+
+    /// <summary>The lease of a completed decision; null when the router rejected the request.</summary>
+    private static WorkerLease? Take<T>(ValueTask<T> decision)
+        where T : WorkerLease
+    {
+        try
+        {
+            return decision.GetAwaiter().GetResult();
+        }
+        catch (RouterRejectedException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Disposes a lease: the routers here release synchronously (a lease that would wait is a bug in virtual time).</summary>
+    private static void Release(WorkerLease lease)
+    {
+        ValueTask disposed = lease.DisposeAsync();
+        if (!disposed.IsCompleted)
+        {
+            throw new InvalidOperationException($"the lease on worker {lease.WorkerId} did not release synchronously");
+        }
+
+        disposed.GetAwaiter().GetResult();
+    }
+
+    /// <summary>Sends a routed request to its worker (a rejected one, <paramref name="lease"/> null, ends its turn).</summary>
+    private void Routed(Request request, WorkerLease? lease)
+    {
+        if (lease is null)
+        {
+            _recorder.Rejected();
+            TurnEnded(request.Conversation, answer: null);
+            return;
+        }
+
+        Worker worker = _byId[lease.WorkerId];
+        ChannelReader<EngineOutput> outputs;
+        try
+        {
+            outputs = worker.Engine.SubmitPolled(new EngineRequest(request.Id, request.Prompt, SamplingParams.Default with { MaxTokens = request.MaxTokens, IgnoreEos = true }));
+        }
+        catch (ArgumentException)
+        {
+            // A prompt the worker can never serve (longer than its context or pool): a 400 in the real system.
+            Release(lease);
+            _recorder.Rejected();
+            TurnEnded(request.Conversation, answer: null);
+            return;
+        }
+
+        _recorder.Dispatched(worker.Index, request.Prompt.Length);
+        worker.Active.Add(new InFlight(request, lease, outputs, request.Conversation.Source.Turns.Count > 1));
+        if (!worker.Busy)
+        {
+            Plan(worker);
+        }
+    }
+
+    /// <summary>Plans the worker's next step and schedules its end; an idle worker reports its load and waits for a request.</summary>
+    private void Plan(Worker worker)
+    {
+        TimeSpan? time = worker.Engine.PlanStep();
+        worker.Busy = time is not null;
+        if (time is { } t)
+        {
+            _clock.After(t, () => StepEnded(worker));
+        }
+        else
+        {
+            ReportLoad(worker, force: true);
+        }
+    }
+
+    private void StepEnded(Worker worker)
+    {
+        worker.Engine.RunPlannedStep();
+        List<InFlight> active = worker.Active;
+        for (int i = 0; i < active.Count; i++)
+        {
+            InFlight f = active[i];
+            while (f.Outputs.TryRead(out EngineOutput? output))
+            {
+                if (Token(f, output))
+                {
+                    active[i] = active[^1];
+                    active.RemoveAt(active.Count - 1);
+                    i--;
+                    break;
+                }
+
+            }
+        }
+
+        ReportLoad(worker, force: false);
+        Plan(worker);
+    }
+
+    /// <summary>Takes one output of a request; true when it was the last (the lease is then completed and released).</summary>
+    private bool Token(InFlight f, EngineOutput output)
+    {
+        TimeSpan now = _clock.Now;
+        foreach (int token in output.TokenIds)
+        {
+            f.Answer?.Add(token);
+            if (f.Tokens++ == 0)
+            {
+                _recorder.FirstToken(now - f.Request.Sent);
+                f.Lease.MarkFirstToken();
+            }
+            else
+            {
+                _recorder.Gap(now - f.LastToken);
+            }
+
+            f.LastToken = now;
+        }
+
+        if (output.FinishReason is null)
+        {
+            return false;
+        }
+
+        f.Lease.Complete(output.CachedTokens);
+        Release(f.Lease);
+        _recorder.Completed(f.Tokens, now - f.Request.Sent, now);
+        TurnEnded(f.Request.Conversation, f.Answer ?? []);
+        return true;
+    }
+
+    /// <summary>A turn ended (answered, or failed: then its message is not carried on): the next turn goes at once, else the client takes the next conversation.</summary>
+    private void TurnEnded(Conversation conversation, List<int>? answer)
+    {
+        if (answer is not null)
+        {
+            conversation.Answered(answer);
+        }
+
+        conversation.Turn++;
+        if (conversation.Turn < conversation.Source.Turns.Count)
+        {
+            _clock.After(TimeSpan.Zero, () => SendTurn(conversation));
+        }
+        else
+        {
+            StartNextConversation();
+        }
+    }
+
+    private void OnKvEvent(KvEvent kvEvent)
+    {
+        _recorder.KvEvent();
+        if (_kv is null)
+        {
+            return;
+        }
+
+        if (_options.KvEventDelay == TimeSpan.Zero)
+        {
+            _kv.ApplyEvent(kvEvent);
+        }
+        else
+        {
+            _clock.After(_options.KvEventDelay, () => _kv.ApplyEvent(kvEvent));
+        }
+    }
+
+    private void ReportLoad(Worker worker, bool force)
+    {
+        if (_kv is null || (!force && worker.LastReport is { } last && _clock.Now - last < _options.LoadReportInterval))
+        {
+            return;
+        }
+
+        worker.LastReport = _clock.Now;
+        EngineStats stats = worker.Engine.Stats;
+        _kv.UpdateLoad(new WorkerLoad
+        {
+            WorkerId = worker.Id,
+            Running = stats.RunningRequests,
+            Waiting = stats.WaitingRequests,
+            KvBlocksUsed = stats.KvBlocksUsed,
+            KvBlocksTotal = stats.KvBlocksTotal,
+        });
+    }
+
+    private sealed class Worker(int index, long id, MockerEngine engine)
+    {
+        public int Index { get; } = index;
+
+        public long Id { get; } = id;
+
+        public MockerEngine Engine { get; } = engine;
+
+        public List<InFlight> Active { get; } = [];
+
+        public bool Busy { get; set; }
+
+        public TimeSpan? LastReport { get; set; }
+    }
+
+    /// <summary>A conversation in progress: the prompt so far (system, earlier successful turns and their answers) and the next turn.</summary>
+    private sealed class Conversation(LoadConversation source)
+    {
+        private List<int>? _history;
+        private int[] _message = [];
+
+        public LoadConversation Source { get; } = source;
+
+        public int Turn { get; set; }
+
+        /// <summary>The prompt of <paramref name="turn"/>: the history, then the turn's message (token ids, or its words as tokens).</summary>
+        public int[] Prompt(LoadTurn turn)
+        {
+            _message = turn.PromptTokenIds as int[] ?? [.. turn.PromptTokenIds ?? SyntheticText.Tokens(turn.User)];
+            _history ??= Source.System is { } system ? [.. SyntheticText.Tokens(system)] : [];
+            if (_history.Count == 0)
+            {
+                return _message;
+            }
+
+            int[] prompt = new int[_history.Count + _message.Length];
+            _history.CopyTo(prompt);
+            _message.CopyTo(prompt, _history.Count);
+            return prompt;
+        }
+
+        /// <summary>The last turn was answered: its message and answer join the history of the next turns.</summary>
+        public void Answered(List<int> answer)
+        {
+            if (Turn + 1 < Source.Turns.Count)
+            {
+                _history!.AddRange(_message);
+                _history.AddRange(answer);
+            }
+        }
+    }
+
+    private sealed record Request(Conversation Conversation, int[] Prompt, int MaxTokens, string Id, TimeSpan Sent);
+
+    private sealed class InFlight(Request request, WorkerLease lease, ChannelReader<EngineOutput> outputs, bool keepAnswer)
+    {
+        public Request Request { get; } = request;
+
+        public WorkerLease Lease { get; } = lease;
+
+        public ChannelReader<EngineOutput> Outputs { get; } = outputs;
+
+        /// <summary>The generated tokens, kept only when a later turn carries them.</summary>
+        public List<int>? Answer { get; } = keepAnswer ? [] : null;
+
+        public int Tokens { get; set; }
+
+        public TimeSpan LastToken { get; set; }
+    }
+
+    private readonly record struct Pending(Request Request, Task<RoutingDecision> Decision);
+}
