@@ -15,7 +15,8 @@ internal static class WorkerProfiles
     /// An 8B-parameter model in 16-bit weights on one H100-class GPU: the mocker's defaults. Step 8 ms (16 GB of weights
     /// read once at 3.35 TB/s, the H100 SXM datasheet's bandwidth, is 4.8 ms; 60% of peak), prefill 0.05 ms a token (16
     /// GFLOP a token at about 330 TFLOP/s, a third of the datasheet's 989 dense BF16 TFLOP/s), 0.1 ms per decoding sequence;
-    /// a KV pool of 16,384 blocks of 16 (262k tokens at Llama-3-8B's 128 KiB a token: 32 GiB), 256 sequences, 8,192-token steps.
+    /// a KV pool of 16,384 blocks of 16 (262k tokens at Llama-3-8B's 128 KiB a token: 32 GiB), 256 sequences, 8,192-token steps;
+    /// Llama-3.1's context of 131,072 tokens (the mocker's default of 32,768 would refuse the Mooncake traces' longest prompts).
     /// </summary>
     public const string Gpu8B = "gpu-8b";
 
@@ -34,14 +35,17 @@ internal static class WorkerProfiles
     /// </summary>
     public const string Cpu110M = "cpu-110m";
 
+    /// <summary>Llama-3.1's context length.</summary>
+    private const int LlamaContext = 131072;
+
     /// <summary>The names, for messages.</summary>
     public const string Names = "gpu-8b, gpu-70b-tp8 or cpu-110m";
 
     /// <summary>The profile's mocker options; a one-line error naming <c>--profile</c> for an unknown name.</summary>
     public static MockerOptions Get(string name) => name switch
     {
-        Gpu8B => MockerOptions.Default,
-        Gpu70BTp8 => MockerOptions.Default with { StepMs = 12, PrefillMsPerToken = 0.055, DecodeMsPerSequence = 0.25, NumGpuBlocks = 65536 },
+        Gpu8B => MockerOptions.Default with { ContextLength = LlamaContext },
+        Gpu70BTp8 => MockerOptions.Default with { StepMs = 12, PrefillMsPerToken = 0.055, DecodeMsPerSequence = 0.25, NumGpuBlocks = 65536, ContextLength = LlamaContext },
         Cpu110M => MockerOptions.Default with
         {
             StepMs = 4.3,

@@ -1,0 +1,98 @@
+using Dynamo.Cli.Commands;
+using Dynamo.Cli.Components;
+using Dynamo.Components.Processing;
+using Dynamo.Engine.Serving;
+using Dynamo.Frontend;
+using Dynamo.Llm.Routing;
+using Dynamo.Load;
+using Dynamo.Load.Benchmarks;
+using Dynamo.Load.Simulation;
+using Dynamo.Load.Workloads;
+using Dynamo.Mocker;
+using Dynamo.Tests.Infrastructure;
+
+namespace Dynamo.Tests.Load.Simulation;
+
+/// <summary>
+/// The simulator against wall time: an hour of traffic in seconds, and its figures against the real-time <c>bench routing</c>
+/// on the same workload (which measures real latencies: alone, in the timing collection).
+/// </summary>
+[Collection(TimingCollection.Name)]
+[Trait("Category", "Slow")]
+public class SimulationTimingTests
+{
+    /// <summary>The fidelity tolerance (docs/simulation.md): TTFT mean within 30% + 10 ms of the real one, hit rate within 0.08.</summary>
+    private const double TtftRelative = 0.30, TtftAbsoluteMs = 10, HitRateAbsolute = 0.08;
+
+    [Fact]
+    public async Task Run_OneHourOfTraffic_FinishesInSecondsOfWallTime()
+    {
+        // 720 requests, one every 5 s of virtual time: an hour, with every worker idle between them.
+        string trace = TraceFile(720, intervalMs: 5000, groups: 12);
+        LoadOptions load = Load(trace);
+        var started = DateTime.UtcNow;
+        SimulationBenchmark.Outcome o = await SimulationBenchmark.RunAsync(SimulationOptions.Default with { Workers = 8, Modes = [RouterModes.Kv] }, new TraceWorkload(trace), load, int.MaxValue, TextWriter.Null);
+        TimeSpan wall = DateTime.UtcNow - started;
+
+        SimulationModeResult r = o.Modes[0];
+        Assert.Equal(720, r.Completed);
+        Assert.True(r.VirtualTime > TimeSpan.FromMinutes(59), $"simulated {r.VirtualTime}");
+        Assert.True(wall < TimeSpan.FromSeconds(30), $"an hour of traffic took {wall.TotalSeconds:F1} s of wall time");
+    }
+
+    [Fact]
+    public async Task Simulate_EightWorkers_AgreesWithRealTimeBenchRouting()
+    {
+        // 96 requests in 8 prefix groups (3 shared blocks of 64 tokens, one own), 10 a second, prompts as token ids (exact lengths).
+        string trace = TraceFile(96, intervalMs: 100, groups: 8);
+        LoadOptions load = Load(trace);
+        var workload = new TraceWorkload(trace, tokenIds: true);
+        string[] modes = [RouterModes.Kv, RouterModes.RoundRobin];
+        SimulationBenchmark.Outcome simulated = await SimulationBenchmark.RunAsync(
+            SimulationOptions.Default with { Workers = 8, Modes = modes, Mocker = MockerOptions.Default with { NumGpuBlocks = 2048 } }, workload, load, load.Concurrency, TextWriter.Null);
+
+        var mocker = new WorkerSettings
+        {
+            EngineKind = "mocker",
+            ServedModelName = "mocker",
+            Mocker = MockerOptions.Default with { NumGpuBlocks = 2048 },
+            Engine = EngineOptions.Default with { MaxNumBatchedTokens = MockerOptions.Default.MaxNumBatchedTokens, MaxNumSeqs = MockerOptions.Default.MaxNumSeqs },
+        }.Validate();
+        RoutingBenchmark.Outcome real = await RoutingBenchmark.RunAsync(BenchWorkers.Starting(mocker), new RoutingBenchmark.Setup(8, 2048, 1), modes, workload,
+            load, FrontendOptions.Default with { Processing = ProcessorOptions.Default }, TextWriter.Null);
+
+        for (int i = 0; i < modes.Length; i++)
+        {
+            SimulationModeResult s = simulated.Modes[i];
+            RoutingBenchmark.ModeResult r = real.Modes[i];
+            string figures = $"{modes[i]}: simulated TTFT {s.Ttft.Mean * 1000:F1} ms, hit rate {s.HitRate:P1}; real TTFT {r.Report.Ttft.Mean * 1000:F1} ms, hit rate {r.HitRate:P1}";
+            Assert.Equal(96, s.Completed);
+            Assert.Equal(96, r.Report.Completed);
+            Assert.True(Math.Abs(s.Ttft.Mean - r.Report.Ttft.Mean) * 1000 <= TtftRelative * r.Report.Ttft.Mean * 1000 + TtftAbsoluteMs, figures);
+            Assert.True(Math.Abs(s.HitRate - r.HitRate) <= HitRateAbsolute, figures);
+        }
+    }
+
+    private static LoadOptions Load(string trace) => LoadOptions.Default with
+    {
+        Url = "http://127.0.0.1:1",
+        Model = "mocker",
+        NumPrompts = int.MaxValue,
+        Concurrency = 256,
+        TraceBlockTokens = 64,
+        InputLen = null,
+        OutputLen = null,
+    };
+
+    /// <summary>A Mooncake-format trace: request i of group i % groups shares its group's three hash ids, then has its own; 4 x 512 tokens in, 64 x 8 out.</summary>
+    private static string TraceFile(int requests, int intervalMs, int groups)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"dynamo-sim-{Guid.NewGuid():N}.jsonl");
+        File.WriteAllLines(path, Enumerable.Range(0, requests).Select(i =>
+        {
+            int g = i % groups;
+            return $"{{\"timestamp\": {i * intervalMs}, \"input_length\": 2048, \"output_length\": 64, \"hash_ids\": [{g * 10}, {g * 10 + 1}, {g * 10 + 2}, {1000 + i}]}}";
+        }));
+        return path;
+    }
+}

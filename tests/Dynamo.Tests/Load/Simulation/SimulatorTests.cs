@@ -1,0 +1,127 @@
+using Dynamo.Llm.Routing;
+using Dynamo.Load;
+using Dynamo.Load.Benchmarks;
+using Dynamo.Load.Simulation;
+using Dynamo.Load.Workloads;
+
+namespace Dynamo.Tests.Load.Simulation;
+
+public class SimulatorTests
+{
+    private static readonly LoadOptions SharedPrefix = LoadOptions.Default with { Url = "http://127.0.0.1:1", Model = "sim", NumPrompts = 300, InputLen = 600, OutputLen = 8, PrefixGroups = 32, Concurrency = 256 };
+
+    private static Task<SimulationBenchmark.Outcome> RunAsync(SimulationOptions options, IWorkload workload, LoadOptions load, int concurrency = 256) =>
+        SimulationBenchmark.RunAsync(options, workload, load, concurrency, TextWriter.Null);
+
+    private static SimulationOptions Options(int workers, params string[] modes) => SimulationOptions.Default with { Workers = workers, Modes = modes };
+
+    [Fact]
+    public async Task Run_SameSeedTwice_IdenticalFiguresButWallTimes()
+    {
+        var workload = new PoissonArrivals(new SharedPrefixWorkload(), 40);
+        SimulationBenchmark.Outcome a = await RunAsync(Options(8, RouterModes.Kv, RouterModes.Random) with { KvEventDelay = TimeSpan.FromMilliseconds(2) }, workload, SharedPrefix);
+        SimulationBenchmark.Outcome b = await RunAsync(Options(8, RouterModes.Kv, RouterModes.Random) with { KvEventDelay = TimeSpan.FromMilliseconds(2) }, workload, SharedPrefix);
+
+        Assert.Equal(2, a.Modes.Count);
+        for (int i = 0; i < a.Modes.Count; i++)
+        {
+            Assert.Equal(Virtual(a.Modes[i]), Virtual(b.Modes[i]));
+        }
+    }
+
+    [Fact]
+    public async Task Run_DifferentSeed_RandomRouterSpreadsDifferently()
+    {
+        var workload = new PoissonArrivals(new SharedPrefixWorkload(), 40);
+        SimulationBenchmark.Outcome a = await RunAsync(Options(8, RouterModes.Random), workload, SharedPrefix);
+        SimulationBenchmark.Outcome b = await RunAsync(Options(8, RouterModes.Random) with { Seed = 2 }, workload, SharedPrefix);
+
+        Assert.NotEqual(a.Modes[0].RequestsPerWorker, b.Modes[0].RequestsPerWorker);
+    }
+
+    [Fact]
+    public async Task Run_PrefixHeavyWorkload_KvBeatsRoundRobinOnHitRateAndTtft()
+    {
+        var workload = new PoissonArrivals(new SharedPrefixWorkload(), 40);
+        SimulationBenchmark.Outcome o = await RunAsync(Options(8, RouterModes.Kv, RouterModes.RoundRobin), workload, SharedPrefix);
+
+        SimulationModeResult kv = o.Modes[0], roundRobin = o.Modes[1];
+        Assert.True(kv.HitRate > roundRobin.HitRate + 0.15, $"kv {kv.HitRate:P1}, round-robin {roundRobin.HitRate:P1}");
+        Assert.True(kv.Ttft.Mean < roundRobin.Ttft.Mean, $"kv {kv.Ttft.Mean * 1000:F1} ms, round-robin {roundRobin.Ttft.Mean * 1000:F1} ms");
+        Assert.True(kv.DecisionMicros.Count == 300 && roundRobin.DecisionMicros.Count == 300);
+        Assert.True(kv.KvEvents > 0);
+    }
+
+    [Theory]
+    [InlineData(RouterModes.Kv)]
+    [InlineData(RouterModes.RoundRobin)]
+    [InlineData(RouterModes.Random)]
+    public async Task Run_MultiTurnWorkload_EveryRequestCompletes(string mode)
+    {
+        LoadOptions load = SharedPrefix with { NumPrompts = 120, InputLen = 64, OutputLen = 16, Concurrency = 8 };
+        SimulationBenchmark.Outcome o = await RunAsync(Options(4, mode), new MultiTurnWorkload(), load, concurrency: 8);
+
+        SimulationModeResult r = o.Modes[0];
+        Assert.Equal(120, o.Requests);
+        Assert.Equal((120, 120, 0), (r.Requests, r.Completed, r.Rejected));
+        Assert.Equal(120.0 * 4 / 4, r.RequestsPerWorker.Mean * 4, 3);
+        Assert.Equal(120 * 15, r.Itl.Count);
+        Assert.True(r.HitRate > 0.3, $"later turns carry the earlier ones: hit rate {r.HitRate:P1}");
+    }
+
+    [Fact]
+    public async Task Run_SaturatedKvRouter_QueuesAndStillCompletesEveryRequest()
+    {
+        // One worker with a 64-token batch budget: the router saturates and queues; every request still ends.
+        LoadOptions load = SharedPrefix with { NumPrompts = 60, InputLen = 200, OutputLen = 4 };
+        SimulationOptions options = Options(2, RouterModes.Kv) with { Mocker = WorkerProfiles.Get(WorkerProfiles.Cpu110M) with { MaxNumBatchedTokens = 64 } };
+        SimulationBenchmark.Outcome o = await RunAsync(options, new SharedPrefixWorkload(), load);
+
+        SimulationModeResult r = o.Modes[0];
+        Assert.Equal(60, r.Completed + r.Rejected);
+        Assert.Equal(60, r.Completed);
+    }
+
+    [Fact]
+    public async Task Run_PromptBeyondTheContext_CountedAsRejected()
+    {
+        LoadOptions load = SharedPrefix with { NumPrompts = 10, InputLen = 5000, OutputLen = 4 };
+        SimulationOptions options = Options(2, RouterModes.RoundRobin) with { Mocker = WorkerProfiles.Get(WorkerProfiles.Cpu110M) };
+        SimulationBenchmark.Outcome o = await RunAsync(options, new RandomWorkload(), load);
+
+        Assert.Equal((10, 0), (o.Modes[0].Rejected, o.Modes[0].Completed));
+    }
+
+    [Fact]
+    public async Task Run_FewRequestsManyWorkers_ReportsStarvedWorkers()
+    {
+        LoadOptions load = SharedPrefix with { NumPrompts = 5, InputLen = 32, OutputLen = 2 };
+        SimulationBenchmark.Outcome o = await RunAsync(Options(16, RouterModes.RoundRobin), new RandomWorkload(), load);
+
+        Assert.Equal(11, o.Modes[0].StarvedWorkers);
+        Assert.Equal((0, 1), (o.Modes[0].RequestsPerWorker.Min, o.Modes[0].RequestsPerWorker.Max));
+    }
+
+    [Theory]
+    [InlineData(0, "kv", "--workers")]
+    [InlineData(4, "kv,fastest", "--router-modes")]
+    [InlineData(4, "", "--router-modes")]
+    public void Validate_BadSetting_NamesTheFlag(int workers, string modes, string flag)
+    {
+        SimulationOptions options = SimulationOptions.Default with { Workers = workers, Modes = modes.Split(',', StringSplitOptions.RemoveEmptyEntries) };
+
+        ArgumentException e = Assert.Throws<ArgumentException>(() => options.Validate());
+        Assert.StartsWith(flag, e.Message);
+    }
+
+    [Fact]
+    public void Profiles_UnknownName_NamesTheFlag()
+    {
+        ArgumentException e = Assert.Throws<ArgumentException>(() => WorkerProfiles.Get("tpu"));
+        Assert.StartsWith("--profile", e.Message);
+        Assert.All([WorkerProfiles.Gpu8B, WorkerProfiles.Gpu70BTp8, WorkerProfiles.Cpu110M], name => WorkerProfiles.Get(name).Validate());
+    }
+
+    /// <summary>Everything but the real (wall-clock) times.</summary>
+    private static object Virtual(SimulationModeResult r) => r with { WallTime = default, DecisionMicros = default };
+}
