@@ -66,7 +66,7 @@ public class SimulatorTests
         Assert.Equal((120, 120, 0), (r.Requests, r.Completed, r.Rejected));
         Assert.Equal(120.0 * 4 / 4, r.RequestsPerWorker.Mean * 4, 3);
         Assert.Equal(120 * 15, r.Itl.Count);
-        Assert.True(r.HitRate > 0.3, $"later turns carry the earlier ones: hit rate {r.HitRate:P1}");
+        Assert.True(r.HitRate > 0.2, $"later turns carry the earlier ones: hit rate {r.HitRate:P1}");
     }
 
     [Fact]
