@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Dynamo.Frontend;
 using Dynamo.Runtime;
+using OpenTelemetry.Trace;
 
 namespace Dynamo.Cli.Commands;
 
@@ -15,16 +16,18 @@ internal static class FrontendCommand
         var command = new Command("frontend", "OpenAI-compatible HTTP frontend for the workers found through etcd and NATS");
         FrontendFlags flags = FrontendFlags.AddTo(command, withNamespace: true);
         Option<double?> waitForInfra = RuntimeConnection.AddWaitForInfra(command);
+        TracingFlags tracing = TracingFlags.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
             FrontendOptions options = flags.Read(parse).Validate();
-            return RunAsync(options, RuntimeConnection.FromEnvironment(), RuntimeConnection.ReadWaitForInfra(parse, waitForInfra), cancellationToken);
+            return RunAsync(options, RuntimeConnection.FromEnvironment(), RuntimeConnection.ReadWaitForInfra(parse, waitForInfra), tracing.Read(parse, "dynamo-frontend"), cancellationToken);
         });
         return command;
     }
 
-    private static async Task<int> RunAsync(FrontendOptions options, RuntimeOptions runtimeOptions, TimeSpan? waitForInfra, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(FrontendOptions options, RuntimeOptions runtimeOptions, TimeSpan? waitForInfra, TracingOptions tracing, CancellationToken cancellationToken)
     {
+        using TracerProvider? tracer = CliTracing.Start(tracing, Console.Error, "frontend");
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, waitForInfra, "frontend", shutdown.Token);
         await using FrontendServer server = await FrontendServer.StartAsync(runtime, options, CliLogging.Create(options.JsonLogs), shutdown.Token);

@@ -2,6 +2,7 @@ using System.CommandLine;
 using Dynamo.Components.Routing;
 using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
+using OpenTelemetry.Trace;
 
 namespace Dynamo.Cli.Commands;
 
@@ -21,6 +22,7 @@ internal static class RouterCommand
         var drainTimeout = new Option<double>("--drain-timeout") { Description = "Seconds route streams in flight may take to end on SIGTERM before the rest are closed (their frontends route by themselves)", DefaultValueFactory = _ => DefaultDrainTimeout.TotalSeconds };
         var command = new Command("router", "The KV-aware router as a component that several frontends share (NATS_SERVER, ETCD_ENDPOINTS)") { ns, component, endpoint, blockSize, drainTimeout };
         KvRouterFlags kv = KvRouterFlags.AddTo(command);
+        TracingFlags tracing = TracingFlags.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
             var workers = new EndpointAddress(parse.GetValue(ns)!, parse.GetValue(component)!, parse.GetValue(endpoint)!);
@@ -31,13 +33,14 @@ internal static class RouterCommand
                 throw new ArgumentException($"--drain-timeout: {drain.TotalSeconds} s is outside 0..3600 s");
             }
 
-            return RunAsync(workers, options, drain, RuntimeConnection.FromEnvironment(), cancellationToken);
+            return RunAsync(workers, options, drain, RuntimeConnection.FromEnvironment(), tracing.Read(parse, "dynamo-router"), cancellationToken);
         });
         return command;
     }
 
-    private static async Task<int> RunAsync(EndpointAddress workers, KvRouterOptions options, TimeSpan drainTimeout, RuntimeOptions runtimeOptions, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(EndpointAddress workers, KvRouterOptions options, TimeSpan drainTimeout, RuntimeOptions runtimeOptions, TracingOptions tracing, CancellationToken cancellationToken)
     {
+        using TracerProvider? tracer = CliTracing.Start(tracing, Console.Error, "router");
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token);
         await using RouterServer server = await RouterServer.StartAsync(runtime, workers, options, shutdown.Token);

@@ -10,6 +10,7 @@ using Dynamo.Frontend;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry.Trace;
 
 namespace Dynamo.Cli.Commands;
 
@@ -37,6 +38,7 @@ internal static class RunCommand
         }
 
         EngineFlags engineFlags = EngineFlags.AddTo(command);
+        TracingFlags tracing = TracingFlags.AddTo(command);
         foreach (Option o in new Option[] { threads, speedup, maxTokensOut })
         {
             command.Options.Add(o);
@@ -106,13 +108,14 @@ internal static class RunCommand
                 TlsKeyFile = null,
             }).Validate();
             RuntimeOptions runtime = RuntimeOptions.FromEnvironment(defaultToLocalhost: worker is null);
-            return RunAsync(input, worker, frontend, runtime, parse.GetValue(maxTokensOut), cancellationToken);
+            return RunAsync(input, worker, frontend, runtime, parse.GetValue(maxTokensOut), tracing.Read(parse, "dynamo-run"), cancellationToken);
         });
         return command;
     }
 
-    private static async Task<int> RunAsync(string input, WorkerSettings? workerSettings, FrontendOptions frontendOptions, RuntimeOptions runtimeOptions, int maxTokens, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string input, WorkerSettings? workerSettings, FrontendOptions frontendOptions, RuntimeOptions runtimeOptions, int maxTokens, TracingOptions tracing, CancellationToken cancellationToken)
     {
+        using TracerProvider? tracer = CliTracing.Start(tracing, Console.Error, "run");
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         // in=text and in=batch write the conversation (or JSONL) on stdout: only warnings and errors are logged (on stderr), so
         // no request's log line lands inside a chat.

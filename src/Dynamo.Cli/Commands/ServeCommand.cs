@@ -11,6 +11,7 @@ using Dynamo.Llm.Disaggregation;
 using Dynamo.Llm.Routing;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
+using OpenTelemetry.Trace;
 
 namespace Dynamo.Cli.Commands;
 
@@ -29,6 +30,7 @@ internal static class ServeCommand
         var serviceName = new Option<string?>("--service-name") { Description = "Start only this component, ignoring its links" };
         var command = new Command("serve", "Start a deployment graph's components (graphs/*.yaml) with a config (configs/*.yaml)") { target, config, serviceName };
         Option<double?> waitForInfra = RuntimeConnection.AddWaitForInfra(command);
+        TracingFlags tracing = TracingFlags.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
             string spec = parse.GetValue(target)!;
@@ -48,7 +50,13 @@ internal static class ServeCommand
             string? only = parse.GetValue(serviceName);
             IReadOnlyList<string> components = only is not null ? [graph.Closure(only)[0]] : graph.Closure(spec[(colon + 1)..]);
             ServeConfig settings = ServeConfig.Load(parse.GetValue(config)!);
-            return RunAsync(Bind(components, settings, Console.Error) with { WaitForInfra = RuntimeConnection.ReadWaitForInfra(parse, waitForInfra) }, cancellationToken);
+            // One process, one service name: the component's when it runs alone (--service-name, or a graph of one).
+            string service = components.Count == 1 ? $"dynamo-{components[0].ToLowerInvariant()}" : "dynamo-serve";
+            return RunAsync(Bind(components, settings, Console.Error) with
+            {
+                WaitForInfra = RuntimeConnection.ReadWaitForInfra(parse, waitForInfra),
+                Tracing = tracing.Read(parse, service),
+            }, cancellationToken);
         });
         return command;
     }
@@ -91,6 +99,9 @@ internal static class ServeCommand
 
         /// <summary>How long the components wait for NATS and etcd to answer (--wait-for-infra); null: not at all.</summary>
         public TimeSpan? WaitForInfra { get; init; }
+
+        /// <summary>--otlp-endpoint and the OTEL_* environment: one tracer for every component of the process.</summary>
+        public TracingOptions Tracing { get; init; } = TracingOptions.Default;
     }
 
     /// <summary>Binds each component's section (Common under it) into its options records; says at once what is started where, and which keys have no effect.</summary>
@@ -248,6 +259,7 @@ internal static class ServeCommand
     private static async Task<int> RunAsync(Plan plan, CancellationToken cancellationToken)
     {
         TextWriter log = Console.Error;
+        using TracerProvider? tracer = CliTracing.Start(plan.Tracing, log, "serve");
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         var started = new List<IAsyncDisposable>();
         try

@@ -4,6 +4,7 @@ using Dynamo.Cli.Components;
 using Dynamo.Components.Workers;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
+using OpenTelemetry.Trace;
 
 namespace Dynamo.Cli.Commands;
 
@@ -73,6 +74,7 @@ internal static class WorkerCommand
         }
 
         Option<double?> waitForInfra = RuntimeConnection.AddWaitForInfra(command);
+        TracingFlags tracing = TracingFlags.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
             int ttl = parse.GetValue(leaseTtl);
@@ -168,7 +170,7 @@ internal static class WorkerCommand
             }
 
             RuntimeOptions runtime = RuntimeConnection.FromEnvironment() with { LeaseTtl = TimeSpan.FromSeconds(ttl) };
-            return RunAsync(settings, runtime, RuntimeConnection.ReadWaitForInfra(parse, waitForInfra), cancellationToken);
+            return RunAsync(settings, runtime, RuntimeConnection.ReadWaitForInfra(parse, waitForInfra), tracing.Read(parse, settings.IsPrefillWorker ? "dynamo-prefill-worker" : "dynamo-worker"), cancellationToken);
         });
         return command;
     }
@@ -196,8 +198,9 @@ internal static class WorkerCommand
         return await TensorParallelRanks.FollowAsync(settings, settings.TensorParallelInitAddress!, Console.Error, shutdown.Token);
     }
 
-    private static async Task<int> RunAsync(WorkerSettings settings, RuntimeOptions runtimeOptions, TimeSpan? waitForInfra, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(WorkerSettings settings, RuntimeOptions runtimeOptions, TimeSpan? waitForInfra, TracingOptions tracing, CancellationToken cancellationToken)
     {
+        using TracerProvider? tracer = CliTracing.Start(tracing, Console.Error, "worker");
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, waitForInfra, "worker", shutdown.Token);
         await using WorkerComponent worker = await WorkerComponent.StartAsync(runtime, settings, Console.Error, shutdown.Token, CliLogging.Create(json: false));

@@ -1,12 +1,14 @@
 using System.Diagnostics;
 using System.Threading.Channels;
 using Dynamo.Components.Registry;
+using Dynamo.Components.Tracing;
 using Dynamo.Llm.Disaggregation;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Preprocessing;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Llm.Protocols.Worker;
 using Dynamo.Llm.Routing;
+using Dynamo.Llm.Tracing;
 using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
 using Microsoft.Extensions.Logging;
@@ -38,16 +40,33 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
     public async Task<Generation> StartAsync(OpenAiRequestBase request, ResponseShape shape, ServedModel model, string requestId, IReadOnlyList<ResumedChoice>? resume, CancellationToken cancellationToken)
     {
         Preprocessor preprocessor;
-        try
+        PreprocessedRequest pre;
+        using (Activity? span = DynamoTracing.Processor.StartActivity(DynamoTracing.Spans.Preprocess))
         {
-            preprocessor = await model.State.GetPreprocessorAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            throw OpenAiException.Unavailable($"The tokenizer of model '{model.Name}' could not be loaded: {e.GetBaseException().Message}", "tokenizer_unavailable", 5);
+            span?.SetTag(DynamoTracing.Attributes.Model, model.Name);
+            try
+            {
+                preprocessor = await model.State.GetPreprocessorAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                span?.SetStatus(ActivityStatusCode.Error, e.GetBaseException().Message);
+                throw OpenAiException.Unavailable($"The tokenizer of model '{model.Name}' could not be loaded: {e.GetBaseException().Message}", "tokenizer_unavailable", 5);
+            }
+
+            try
+            {
+                pre = shape.Preprocess(preprocessor, request);
+            }
+            catch (Exception e) when (TracedHandler.Failed(span, e, cancellationToken))
+            {
+                throw;
+            }
+
+            span?.SetTag(DynamoTracing.Attributes.Choices, pre.ChoiceCount);
+            span?.SetTag(DynamoTracing.Attributes.PromptTokens, pre.Prompts.Sum(p => p.TokenIds.Count));
         }
 
-        PreprocessedRequest pre = shape.Preprocess(preprocessor, request);
         int choices = pre.ChoiceCount;
         IReadOnlyList<int>?[] streamed = StreamedOf(resume, choices);
         var channel = Channel.CreateBounded<ChoiceEvent>(new BoundedChannelOptions(registry.Options.ChoiceBufferCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
@@ -125,7 +144,7 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
             {
                 RouteTarget target = await TargetAsync(model, tried, migrations, cancellationToken).ConfigureAwait(false);
                 long routing = Stopwatch.GetTimestamp();
-                await using WorkerLease lease = await RouteAsync(target, model, attempt, nvext, cancellationToken).ConfigureAwait(false);
+                await using WorkerLease lease = await TracedRouteAsync(target, model, attempt, nvext, tried.Count, cancellationToken).ConfigureAwait(false);
                 if (target.Router is DisaggregatedRouter)
                 {
                     registry.DisaggregationOf(model).ObserveRouteWait(Stopwatch.GetElapsedTime(routing));
@@ -141,6 +160,11 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
 
                 byte[] payload = Preprocessor.SerializeGenerateRequest(lease.Prepare(attempt));
                 bool produced = false;
+
+                // The worker's spans are children of this one (the request plane carries it); ended with the attempt.
+                using Activity? call = DynamoTracing.Processor.StartActivity(DynamoTracing.Spans.WorkerCall, ActivityKind.Client);
+                call?.SetTag(DynamoTracing.Attributes.RequestId, requestOptions.RequestId);
+                call?.SetTag(DynamoTracing.Attributes.WorkerId, EndpointAddress.FormatId(lease.WorkerId));
                 try
                 {
                     await foreach (ReadOnlyMemory<byte> frame in target.Workers.Client.StreamAsync(payload, lease.WorkerId, requestOptions, cancellationToken).ConfigureAwait(false))
@@ -169,11 +193,16 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
                         await events.WriteAsync(e, cancellationToken).ConfigureAwait(false);
                         if (post.IsFinished)
                         {
+                            call?.SetTag(DynamoTracing.Attributes.CompletionTokens, frames.OutputTokens.Length);
                             return;
                         }
                     }
 
                     throw new OpenAiException(502, "internal_error", $"The worker's stream for request {requestId} ended without a finish reason.", null, "worker_stream_incomplete");
+                }
+                catch (Exception e) when (TracedHandler.Failed(call, e, cancellationToken))
+                {
+                    throw;
                 }
                 catch (RequestPlaneException e) when (e.InstanceFailed && !produced)
                 {
@@ -349,6 +378,39 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
             ResumedOutputTokens = output.Length,
             Sampling = sampling with { MaxTokens = maxTokens - output.Length },
         };
+    }
+
+    /// <summary>
+    /// <see cref="RouteAsync"/> in a <c>route</c> span: the router's mode, the chosen worker, the prompt tokens it expects
+    /// the worker to have cached, and the attempt (0 for the first).
+    /// </summary>
+    private static async Task<WorkerLease> TracedRouteAsync(RouteTarget target, string model, GenerateRequest generate, NvExt? nvext, int attempt, CancellationToken cancellationToken)
+    {
+        using Activity? span = DynamoTracing.Processor.StartActivity(DynamoTracing.Spans.Route);
+        if (span is null)
+        {
+            return await RouteAsync(target, model, generate, nvext, cancellationToken).ConfigureAwait(false);
+        }
+
+        span.SetTag(DynamoTracing.Attributes.RouterMode, target.Router.Name);
+        span.SetTag(DynamoTracing.Attributes.Attempt, attempt);
+        span.SetTag(DynamoTracing.Attributes.PromptTokens, generate.TokenIds!.Count);
+        try
+        {
+            WorkerLease lease = await RouteAsync(target, model, generate, nvext, cancellationToken).ConfigureAwait(false);
+            span.SetTag(DynamoTracing.Attributes.WorkerId, EndpointAddress.FormatId(lease.WorkerId));
+            span.SetTag(DynamoTracing.Attributes.PredictedCachedTokens, lease.PredictedCachedTokens);
+            if (lease.DpRank is int rank)
+            {
+                span.SetTag(DynamoTracing.Attributes.DpRank, rank);
+            }
+
+            return lease;
+        }
+        catch (Exception e) when (TracedHandler.Failed(span, e, cancellationToken))
+        {
+            throw;
+        }
     }
 
     /// <summary>

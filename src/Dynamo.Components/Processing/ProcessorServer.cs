@@ -3,9 +3,11 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using Dynamo.Components.Registry;
+using Dynamo.Components.Tracing;
 using Dynamo.Llm.Disaggregation;
 using Dynamo.Llm.Protocols.OpenAi;
 using Dynamo.Llm.Routing;
+using Dynamo.Llm.Tracing;
 using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
 using Microsoft.Extensions.Logging;
@@ -79,7 +81,8 @@ public sealed partial class ProcessorServer : IAsyncDisposable
             var pipeline = new GenerationPipeline(registry);
             var requests = new RequestCounts();
             ServedEndpoint served = await runtime.ServeEndpointAsync(AddressFor(options.Namespace),
-                (context, payload, ct) => HandleAsync(registry, pipeline, logger, requests, context, payload, ct), cancellationToken).ConfigureAwait(false);
+                TracedHandler.Wrap(DynamoTracing.Processor, DynamoTracing.Spans.ProcessorServe, (context, payload, ct) => HandleAsync(registry, pipeline, logger, requests, context, payload, ct)),
+                cancellationToken).ConfigureAwait(false);
             return new ProcessorServer(registry, served, requests, AddressFor(options.Namespace));
         }
         catch

@@ -1,6 +1,8 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using Dynamo.Components.Tracing;
 using Dynamo.Llm.Routing;
+using Dynamo.Llm.Tracing;
 using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
 
@@ -68,7 +70,7 @@ public sealed class RouterServer : IAsyncDisposable
         try
         {
             var inFlight = new InFlight();
-            ServedEndpoint served = await runtime.ServeEndpointAsync(AddressFor(workers), (context, payload, ct) => CountedAsync(inFlight, HandleAsync(service.Router, context, payload, ct), ct), cancellationToken).ConfigureAwait(false);
+            ServedEndpoint served = await runtime.ServeEndpointAsync(AddressFor(workers), TracedHandler.Wrap(DynamoTracing.Router, DynamoTracing.Spans.RouterServe, (context, payload, ct) => CountedAsync(inFlight, HandleAsync(service.Router, context, payload, ct), ct)), cancellationToken).ConfigureAwait(false);
             return new RouterServer(service, served, inFlight);
         }
         catch

@@ -1,12 +1,15 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Threading.Channels;
 using Dynamo.Components.KvTransfer;
+using Dynamo.Components.Tracing;
 using Dynamo.Llm.Disaggregation;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
 using Dynamo.Llm.Protocols.Worker;
+using Dynamo.Llm.Tracing;
 using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
 using Microsoft.Extensions.Logging;
@@ -193,7 +196,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
         // The dump endpoint first: a router that sees the worker in discovery can resync at once.
         IReadOnlyList<int>? dpRanks = worker.IsDataParallel ? [.. Enumerable.Range(options.FirstDpRank, ranks.Count)] : null;
         worker._dumpServed = await runtime.ServeEndpointAsync(DumpAddress(address), worker.HandleDumpAsync, dpRanks, cancellationToken).ConfigureAwait(false);
-        worker._served = await runtime.ServeEndpointAsync(address, worker.HandleAsync, dpRanks, cancellationToken).ConfigureAwait(false);
+        worker._served = await runtime.ServeEndpointAsync(address, TracedHandler.Wrap(DynamoTracing.Worker, DynamoTracing.Spans.Worker, worker.HandleAsync), dpRanks, cancellationToken).ConfigureAwait(false);
         return worker;
     }
 
@@ -418,6 +421,15 @@ public sealed partial class EngineWorker : IAsyncDisposable
         GenerateRequest wire = ParseWire(payload.Span);
         EngineRequest request = ToEngineRequest(context.RequestId, wire);
         int index = wire.DpRank is int chosen ? IndexOf(chosen) : LeastLoaded();
+        if (TracedHandler.CurrentOf(DynamoTracing.Worker) is { } span)
+        {
+            // The engine records its phases under this span, and a prefill worker its KV push (after responses, when the span is no longer current).
+            request = request with { TraceParent = span.Context };
+            span.SetTag(DynamoTracing.Attributes.WorkerId, EndpointAddress.FormatId(InstanceId));
+            span.SetTag(DynamoTracing.Attributes.DpRank, _options.FirstDpRank + index);
+            span.SetTag(DynamoTracing.Attributes.PromptTokens, request.OriginalPromptLength);
+        }
+
         Interlocked.Increment(ref _rankActive[index]);
         try
         {
@@ -604,6 +616,11 @@ public sealed partial class EngineWorker : IAsyncDisposable
             }
 
             Disaggregation.CountServed(pushed.Bytes, pushed.Elapsed, pushed.PartBytes.Count);
+            DateTime now = DateTime.UtcNow;
+            Activity? push = request.TraceParent == default ? null
+                : DynamoTracing.StartPast(DynamoTracing.Worker, DynamoTracing.Spans.KvTransfer, request.TraceParent, now - pushed.Elapsed, now);
+            TagTransfer(push, target, pushed.Bytes, last.PromptTokens);
+            DynamoTracing.EndPast(push);
             yield return SerializeResponse(last, new PrefillReport
             {
                 Remote = true,
@@ -618,12 +635,16 @@ public sealed partial class EngineWorker : IAsyncDisposable
 
         KvTransferPayload kv = last.Kv ?? throw new EndpointException("kv_transfer_failed", $"the {engine.Name} engine exported no KV");
         KvTransferSendResult sent;
+        using Activity? transfer = request.TraceParent == default ? null
+            : DynamoTracing.Worker.StartActivity(DynamoTracing.Spans.KvTransfer, ActivityKind.Client, request.TraceParent);
         try
         {
             sent = await _options.KvTransferClient.SendAsync(target.Address, target.TransferId, kv, cancellationToken).ConfigureAwait(false);
+            TagTransfer(transfer, target, sent.Bytes, kv.Layout.TokenCount);
         }
         catch (KvTransferException e)
         {
+            transfer?.SetStatus(ActivityStatusCode.Error, e.Message);
             Disaggregation.CountSendFailure();
             Log.PushFailed(_logger, request.Id, EndpointAddress.FormatId(target.DecodeInstanceId), target.Address, e.Message);
             throw new EndpointException("kv_transfer_failed", $"pushing the KV to decode worker {EndpointAddress.FormatId(target.DecodeInstanceId)} at {target.Address} failed: {e.Message}");
@@ -638,6 +659,13 @@ public sealed partial class EngineWorker : IAsyncDisposable
             TransferBytes = sent.Bytes,
             TransferTokens = kv.Layout.TokenCount,
         });
+    }
+
+    private static void TagTransfer(Activity? span, KvTransferTarget target, long bytes, int tokens)
+    {
+        span?.SetTag(DynamoTracing.Attributes.DecodeWorkerId, EndpointAddress.FormatId(target.DecodeInstanceId));
+        span?.SetTag(DynamoTracing.Attributes.TransferBytes, bytes);
+        span?.SetTag(DynamoTracing.Attributes.TransferTokens, tokens);
     }
 
     /// <summary>The engine index of data-parallel rank <paramref name="rank"/>; invalid_request naming this worker's ranks when it has not that one.</summary>

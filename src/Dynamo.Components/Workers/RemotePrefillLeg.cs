@@ -5,6 +5,7 @@ using Dynamo.Llm.Disaggregation;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
 using Dynamo.Llm.Protocols.Worker;
+using Dynamo.Llm.Tracing;
 using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
 using Microsoft.Extensions.Logging;
@@ -37,7 +38,7 @@ internal sealed partial class RemotePrefillLeg : IAsyncDisposable
         _request = request;
         _import = import;
         _cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        _run = Task.Run(() => RunAsync(_cancel.Token), CancellationToken.None);
+        _run = Task.Run(() => TracedRunAsync(_cancel.Token), CancellationToken.None);
     }
 
     /// <summary>
@@ -60,6 +61,29 @@ internal sealed partial class RemotePrefillLeg : IAsyncDisposable
         _import.Fail("the request ended");
         await _run.ConfigureAwait(false);
         _cancel.Dispose();
+    }
+
+    /// <summary>
+    /// <see cref="RunAsync"/> in a <c>remote_prefill</c> span, under the worker's span (current when the leg started): the
+    /// prefill worker's spans are its children.
+    /// </summary>
+    private async Task<PrefillReport> TracedRunAsync(CancellationToken cancellationToken)
+    {
+        using Activity? span = DynamoTracing.Worker.StartActivity(DynamoTracing.Spans.RemotePrefill, ActivityKind.Client);
+        span?.SetTag(DynamoTracing.Attributes.RequestId, _request.Id);
+        span?.SetTag(DynamoTracing.Attributes.PrefillWorkerId, EndpointAddress.FormatId(_target.InstanceId));
+        PrefillReport report = await RunAsync(cancellationToken).ConfigureAwait(false);
+        if (span is not null)
+        {
+            span.SetTag(DynamoTracing.Attributes.TransferTokens, report.TransferTokens);
+            span.SetTag(DynamoTracing.Attributes.TransferBytes, report.TransferBytes);
+            if (!report.Remote && report.FallbackReason != "cancelled")
+            {
+                span.SetStatus(ActivityStatusCode.Error, $"prefilled locally: {report.FallbackReason}");
+            }
+        }
+
+        return report;
     }
 
     private async Task<PrefillReport> RunAsync(CancellationToken cancellationToken)

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using Dynamo.Components.Registry;
@@ -6,6 +7,7 @@ using Dynamo.Frontend.Admission;
 using Dynamo.Frontend.Observability;
 using Dynamo.Components.Processing;
 using Dynamo.Llm.Protocols.OpenAi;
+using Dynamo.Llm.Tracing;
 using Dynamo.Runtime;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
@@ -55,7 +57,8 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
     private async Task HandleAsync(HttpContext context, ResponseShape shape)
     {
         Interlocked.Increment(ref _inflight);
-        var trace = new RequestTrace(shape.IdPrefix + Guid.NewGuid().ToString("N"), shape.Endpoint);
+        using Activity? span = DynamoTracing.Frontend.StartActivity(DynamoTracing.Spans.Frontend);
+        var trace = new RequestTrace(shape.IdPrefix + Guid.NewGuid().ToString("N"), shape.Endpoint) { Span = span };
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, shutdown);
         var sse = new SseWriter(context.Response);
         bool counted = false;
@@ -82,7 +85,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
                 cancel.CancelAfter(limit > trace.Elapsed ? limit - trace.Elapsed : TimeSpan.Zero);
             }
 
-            using AdmissionSlot slot = await _admission.EnterAsync(controls.Client, model.Name, controls.Priority, cancel.Token).ConfigureAwait(false);
+            using AdmissionSlot slot = await AdmitAsync(controls, model.Name, cancel.Token).ConfigureAwait(false);
             metrics.Queued.WithLabels(trace.Model, FrontendMetrics.WorkerStage).Inc();
             trace.Queued = true;
             EndpointClient? processors = await registry.ProcessorsAsync().ConfigureAwait(false);
@@ -151,6 +154,21 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
         }
     }
 
+    /// <summary>A place under the admission limits, waiting in an <c>admission</c> span when tracing.</summary>
+    private async ValueTask<AdmissionSlot> AdmitAsync(RequestControls controls, string model, CancellationToken cancellationToken)
+    {
+        using Activity? span = DynamoTracing.Frontend.StartActivity(DynamoTracing.Spans.Admission);
+        try
+        {
+            return await _admission.EnterAsync(controls.Client, model, controls.Priority, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException && span is not null)
+        {
+            span.SetStatus(ActivityStatusCode.Error, e.Message);
+            throw;
+        }
+    }
+
     private async Task FailAsync(HttpContext context, SseWriter sse, RequestTrace trace, OpenAiException error)
     {
         trace.Status = error.StatusCode;
@@ -186,6 +204,21 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
     private void Finish(RequestTrace trace, bool counted)
     {
         TimeSpan elapsed = trace.Elapsed;
+        if (trace.Span is { } span)
+        {
+            span.SetTag(DynamoTracing.Attributes.RequestId, trace.Id);
+            span.SetTag(DynamoTracing.Attributes.Endpoint, trace.Endpoint);
+            span.SetTag(DynamoTracing.Attributes.Model, trace.Model);
+            span.SetTag(DynamoTracing.Attributes.Stream, trace.Stream);
+            span.SetTag(DynamoTracing.Attributes.Status, trace.Status);
+            span.SetTag(DynamoTracing.Attributes.PromptTokens, trace.PromptTokens);
+            span.SetTag(DynamoTracing.Attributes.CompletionTokens, trace.CompletionTokens);
+            if (trace.Status >= 500)
+            {
+                span.SetStatus(ActivityStatusCode.Error, $"status {trace.Status}");
+            }
+        }
+
         if (trace.Queued)
         {
             metrics.Queued.WithLabels(trace.Model, FrontendMetrics.WorkerStage).Dec();
@@ -204,7 +237,7 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
 
         metrics.RequestsTotal.WithLabels(trace.Model, trace.Endpoint, trace.Stream ? "stream" : "unary", trace.Status == 200 ? "success" : "error").Inc();
         Log.RequestDone(logger, trace.Id, trace.Model.Length > 0 ? trace.Model : "-", trace.Endpoint, trace.Stream, trace.Status,
-            trace.PromptTokens, trace.CompletionTokens, trace.TimeToFirstToken is { } t ? Math.Round(t.TotalMilliseconds, 1) : -1, Math.Round(elapsed.TotalMilliseconds, 1));
+            trace.PromptTokens, trace.CompletionTokens, trace.TimeToFirstToken is { } t ? Math.Round(t.TotalMilliseconds, 1) : -1, Math.Round(elapsed.TotalMilliseconds, 1), trace.TraceId);
     }
 
     /// <summary>
@@ -369,8 +402,8 @@ internal sealed partial class OpenAiHandler(ModelRegistry registry, FrontendMetr
     private static partial class Log
     {
         [LoggerMessage(EventId = 5001, Level = LogLevel.Information,
-            Message = "request {RequestId} model={Model} endpoint={Endpoint} stream={Stream} status={Status} tokens_in={PromptTokens} tokens_out={CompletionTokens} ttft_ms={TtftMs} duration_ms={DurationMs}")]
-        public static partial void RequestDone(ILogger logger, string requestId, string model, string endpoint, bool stream, int status, int promptTokens, int completionTokens, double ttftMs, double durationMs);
+            Message = "request {RequestId} model={Model} endpoint={Endpoint} stream={Stream} status={Status} tokens_in={PromptTokens} tokens_out={CompletionTokens} ttft_ms={TtftMs} duration_ms={DurationMs} trace_id={TraceId}")]
+        public static partial void RequestDone(ILogger logger, string requestId, string model, string endpoint, bool stream, int status, int promptTokens, int completionTokens, double ttftMs, double durationMs, string traceId);
 
         [LoggerMessage(EventId = 5002, Level = LogLevel.Error, Message = "request {RequestId} failed with an unexpected error")]
         public static partial void RequestCrashed(ILogger logger, string requestId, Exception exception);

@@ -27,5 +27,11 @@ internal sealed class RequestTrace(string id, string endpoint)
 
     public bool Queued { get; set; }
 
+    /// <summary>The request's span in the frontend (null when nobody records it).</summary>
+    public Activity? Span { get; init; }
+
+    /// <summary>The W3C trace id of the request (its span's, else the HTTP request's own activity's, which continues a client's traceparent); "-" when it has none.</summary>
+    public string TraceId => (Span ?? Activity.Current)?.TraceId.ToHexString() is { } id && id != "00000000000000000000000000000000" ? id : "-";
+
     public TimeSpan Elapsed => Stopwatch.GetElapsedTime(Start);
 }

@@ -262,8 +262,22 @@ internal sealed class EngineCore<TState>
             return step;
         }
 
+        StampScheduled(step);
         BeforeStep?.Invoke(_steps);
         return step;
+    }
+
+    /// <summary>Stamps the traced requests a step runs for the first time (a loop over the batch, nothing allocated).</summary>
+    private static void StampScheduled(SchedulerStep step)
+    {
+        IReadOnlyList<ScheduledChunk> chunks = step.Chunks;
+        for (int i = 0; i < chunks.Count; i++)
+        {
+            if (LiveRequest<TState>.Of(chunks[i].Sequence).Trace is { Scheduled.Ticks: 0 } trace)
+            {
+                trace.Scheduled = DateTime.UtcNow;
+            }
+        }
     }
 
     /// <summary>Blocks the engine's thread until a command arrives, <paramref name="millisecondsTimeout"/> passes or the engine stops.</summary>
@@ -321,6 +335,11 @@ internal sealed class EngineCore<TState>
         SamplingParams p = live.Request.Sampling;
         s.AppendToken(token);
         _generatedTokens++;
+        if (live.Trace is { FirstToken.Ticks: 0 } trace)
+        {
+            trace.FirstToken = DateTime.UtcNow;
+        }
+
         FinishReason? finish = null;
         if (stop || p.StopTokenIds.Contains(token))
         {
@@ -424,6 +443,7 @@ internal sealed class EngineCore<TState>
         _kvStore!.Import(live.Sequence.Blocks, kv);
         _scheduler.EnqueueComputed(live.Sequence, tokens);
         live.ImportedTokens = tokens;
+        live.Trace?.Queued = DateTime.UtcNow;
     }
 
     /// <summary>
@@ -472,6 +492,7 @@ internal sealed class EngineCore<TState>
 
         _scheduler.ReleaseReservation(live.Sequence);
         _scheduler.Enqueue(live.Sequence);
+        live.Trace?.Queued = DateTime.UtcNow;
         if (arrival is KvTransferPayload refused)
         {
             _importsRefused++;
@@ -494,6 +515,7 @@ internal sealed class EngineCore<TState>
         live.Outputs.Writer.TryWrite(last);
         live.Outputs.Writer.TryComplete();
         _finished++;
+        live.Trace?.Record(live.Request, live.Sequence, live.ImportedTokens, last.FinishReason);
     }
 
     private void FailStep(SchedulerStep step, Exception error)
@@ -506,6 +528,7 @@ internal sealed class EngineCore<TState>
             _live.TryRemove(new KeyValuePair<string, LiveRequest<TState>>(live.Request.Id, live));
             live.Outputs.Writer.TryComplete(new InvalidOperationException($"the {_owner.Name} engine failed while running request {live.Request.Id}: {error.Message}", error));
             _finished++;
+            live.Trace?.Record(live.Request, live.Sequence, live.ImportedTokens, null, error);
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Dynamo.Llm.Kv;
 
 namespace Dynamo.Llm.Engines;
@@ -39,6 +40,12 @@ public sealed record EngineRequest(string Id, IReadOnlyList<int> PromptTokens, S
     /// leaves them out. <see cref="SamplingParams.MaxTokens"/> counts only what is still to generate.
     /// </summary>
     public int ResumedOutputTokens { get; init; }
+
+    /// <summary>
+    /// The span the engine's phases of this request (queue, prefill, decode) are recorded under; default: the
+    /// caller's current span at submission, if any (Tracing/DynamoTracing).
+    /// </summary>
+    public ActivityContext TraceParent { get; init; }
 
     /// <summary>The prompt proper: <see cref="PromptTokens"/> less the <see cref="ResumedOutputTokens"/>.</summary>
     public int OriginalPromptLength => PromptTokens.Count - ResumedOutputTokens;

@@ -20,6 +20,9 @@ internal sealed class LiveRequest<TState>(EngineRequest request, SequenceState s
     /// <summary>Prompt tokens whose KV came from another engine, with the request or deferred (0 when none, or when it was refused).</summary>
     public int ImportedTokens { get; set; }
 
+    /// <summary>When it passed each phase, for its spans; null when it is not traced.</summary>
+    public EngineTrace? Trace { get; } = EngineTrace.For(request);
+
     /// <summary>Unbounded: a request's output is bounded by its max_tokens. One writer (the engine loop), one reader.</summary>
     public Channel<EngineOutput> Outputs { get; } = Channel.CreateUnbounded<EngineOutput>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
 

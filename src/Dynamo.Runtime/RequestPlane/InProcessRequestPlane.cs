@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 
@@ -81,7 +82,8 @@ public sealed class InProcessRequestPlane : IRequestPlane
 
         Server server = (_subjects.TryGetValue(subject, out Subject? s) ? s.Next() : null)
             ?? throw RequestErrors.NoResponders(subject, requestId);
-        var call = new Call(subject, new RequestContext(requestId, options.Deadline is { } d ? DateTimeOffset.UtcNow + d : null), options.Deadline, _options.ResponseWindow);
+        var context = new RequestContext(requestId, options.Deadline is { } d ? DateTimeOffset.UtcNow + d : null) { TraceParent = Activity.Current?.Context ?? default };
+        var call = new Call(subject, context, options.Deadline, _options.ResponseWindow);
         server.Start(call, payload);
 
         // One token for every wait of this request (not a linked source per wait): the caller's, and the deadline's.

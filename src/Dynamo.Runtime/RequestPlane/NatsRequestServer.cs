@@ -215,7 +215,10 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
         }
 
         long stream = Interlocked.Increment(ref _nextStream);
-        var request = new NatsServedRequest(stream, msg.ReplyTo, $"{_controlPrefix}.{stream}", requestId, deadline, msg.Data ?? [], keepalive);
+        var request = new NatsServedRequest(stream, msg.ReplyTo, $"{_controlPrefix}.{stream}", requestId, deadline, msg.Data ?? [], keepalive)
+        {
+            TraceParent = TraceContext.Incoming(Header(headers, TraceContext.TraceParent), Header(headers, TraceContext.TraceState)),
+        };
         _active[stream] = request;
         _ = Task.Run(() => ServeAsync(request), CancellationToken.None);
     }
@@ -253,7 +256,7 @@ internal sealed partial class NatsRequestServer : IAsyncDisposable
                 request.CancelAt(left);
             }
 
-            var context = new RequestContext(request.RequestId, request.Deadline);
+            var context = new RequestContext(request.RequestId, request.Deadline) { TraceParent = request.TraceParent };
             IAsyncEnumerator<ReadOnlyMemory<byte>> responses = _handler(context, request.Payload, token).GetAsyncEnumerator(token);
             try
             {

@@ -74,6 +74,16 @@ internal sealed class NatsResponseStream : IAsyncDisposable
             [NatsWire.RequestId] = _requestId,
             [NatsWire.Keepalive] = ((long)Math.Ceiling(_keepaliveInterval.TotalMilliseconds)).ToString(CultureInfo.InvariantCulture),
         };
+        (string? traceParent, string? traceState) = TraceContext.Outgoing();
+        if (traceParent is not null)
+        {
+            headers[TraceContext.TraceParent] = traceParent;
+            if (!string.IsNullOrEmpty(traceState))
+            {
+                headers[TraceContext.TraceState] = traceState;
+            }
+        }
+
         if (_options.Deadline is { } deadline)
         {
             _deadline = DateTimeOffset.UtcNow + deadline;

@@ -56,6 +56,9 @@ internal sealed class NatsServedRequest : IDisposable
 
     public byte[] Payload { get; }
 
+    /// <summary>The client's span (<c>traceparent</c>, <c>tracestate</c>); default when it sent none.</summary>
+    public ActivityContext TraceParent { get; init; }
+
     /// <summary>The interval of the client's keepalives (<c>Dyn-Keepalive</c>); null for a client that sends none (frames are then neither kept nor held).</summary>
     public TimeSpan? KeepaliveInterval { get; }
 

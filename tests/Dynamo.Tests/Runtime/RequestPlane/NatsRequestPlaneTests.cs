@@ -229,6 +229,31 @@ public sealed partial class NatsRequestPlaneTests(ITestOutputHelper output) : IA
     }
 
     [Fact]
+    public async Task ServeAsync_MalformedTraceparent_IgnoredAndServed()
+    {
+        NatsRequestPlane server = await PlaneAsync();
+        var seen = new TaskCompletionSource<RequestContext>(TaskCreationOptions.RunContinuationsAsynchronously);
+        async IAsyncEnumerable<ReadOnlyMemory<byte>> Record(RequestContext context)
+        {
+            seen.TrySetResult(context);
+            yield return "ok"u8.ToArray();
+            await Task.CompletedTask;
+        }
+
+        await using IAsyncDisposable serving = await server.ServeAsync("svc", (context, _, _) => Record(context));
+        NatsRequestPlane client = await PlaneAsync();
+        NatsConnection raw = client.Connection;
+        string inbox = raw.NewInbox();
+        await using INatsSub<byte[]> replies = await raw.SubscribeCoreAsync<byte[]>(inbox);
+        await raw.PublishAsync("svc", Array.Empty<byte>(), new NatsHeaders { ["Dyn-Version"] = "1", ["Dyn-Request-Id"] = "bad-trace", ["traceparent"] = "00-not-a-trace-01", ["tracestate"] = "x=1" }, replyTo: inbox);
+        NatsMsg<byte[]> accept = await replies.Msgs.ReadAsync().AsTask().WaitAsync(Patience);
+        Assert.Equal("accept", accept.Headers?["Dyn-Frame"].ToString());
+        RequestContext context = await seen.Task.WaitAsync(Patience);
+        Assert.Equal("bad-trace", context.RequestId);
+        Assert.Equal(default, context.TraceParent);
+    }
+
+    [Fact]
     public async Task ServeAsync_ClientProcessDiesWithoutCancel_HandlerCancelled()
     {
         NatsRequestPlane server = await PlaneAsync();

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text;
@@ -26,6 +27,40 @@ public abstract class RequestPlaneContractTests(RequestPlaneTwin twin) : TwinTes
         }
 
         Assert.Equal(Enumerable.Range(0, 1000), received);
+    }
+
+    [Fact]
+    public async Task RequestStream_CallerInASpan_HandlerSeesItsW3CTraceContext()
+    {
+        (IRequestPlane server, IRequestPlane client) = await Twin.PlanesAsync(RequestPlaneSettings.Default);
+        async IAsyncEnumerable<ReadOnlyMemory<byte>> Echo(RequestContext context)
+        {
+            ActivityContext parent = context.TraceParent;
+            yield return Encoding.UTF8.GetBytes($"{parent.TraceId.ToHexString()} {parent.SpanId.ToHexString()} {parent.TraceFlags & ActivityTraceFlags.Recorded} {parent.TraceState}");
+            await Task.CompletedTask;
+        }
+
+        await using IAsyncDisposable serving = await server.ServeAsync("traced", (context, _, _) => Echo(context));
+
+        var span = new Activity("caller");
+        span.SetIdFormat(ActivityIdFormat.W3C);
+        span.ActivityTraceFlags = ActivityTraceFlags.Recorded;
+        span.TraceStateString = "vendor=1";
+        span.Start();
+        string inSpan;
+        try
+        {
+            inSpan = Assert.Single(await StringsAsync(client.RequestStreamAsync("traced", ReadOnlyMemory<byte>.Empty, RequestOptions.Default)));
+        }
+        finally
+        {
+            span.Stop();
+        }
+
+        Assert.Equal($"{span.TraceId.ToHexString()} {span.SpanId.ToHexString()} Recorded vendor=1", inSpan);
+        Assert.Null(Activity.Current);
+        string outside = Assert.Single(await StringsAsync(client.RequestStreamAsync("traced", ReadOnlyMemory<byte>.Empty, RequestOptions.Default)));
+        Assert.Equal($"{default(ActivityTraceId).ToHexString()} {default(ActivitySpanId).ToHexString()} None ", outside);
     }
 
     [Fact]
