@@ -97,6 +97,7 @@ public sealed partial class KvRouter : IWorkerRouter
 
             added.Ranked = ranked;
             Index.AddWorker(workerId);
+            added.IndexedBlocks = Index.BlockCountOf(workerId);
             Pump();
             return true;
         }
@@ -169,7 +170,15 @@ public sealed partial class KvRouter : IWorkerRouter
         ArgumentNullException.ThrowIfNull(kvEvent);
         lock (_gate)
         {
-            return _workers.Contains(new RoutingTarget(kvEvent.WorkerId, kvEvent.DpRank)) ? Index.Apply(kvEvent) : KvApplyResult.Stale;
+            var target = new RoutingTarget(kvEvent.WorkerId, kvEvent.DpRank);
+            if (!_workers.TryGet(target, out KvWorkerState? worker))
+            {
+                return KvApplyResult.Stale;
+            }
+
+            KvApplyResult result = Index.Apply(kvEvent);
+            worker.IndexedBlocks = Index.BlockCountOf(target);
+            return result;
         }
     }
 
@@ -179,9 +188,10 @@ public sealed partial class KvRouter : IWorkerRouter
         ArgumentNullException.ThrowIfNull(dump);
         lock (_gate)
         {
-            if (_workers.Contains(workerId))
+            if (_workers.TryGet(workerId, out KvWorkerState? worker))
             {
                 Index.LoadDump(workerId, dump);
+                worker.IndexedBlocks = Index.BlockCountOf(workerId);
             }
         }
     }
@@ -595,7 +605,7 @@ public sealed partial class KvRouter : IWorkerRouter
 
             double cost = KvCost.Of(new KvCostInput(
                 request.PromptTokens, bs, Overlap(w), w.InflightOverlap, w.ActivePrefillTokens, w.DistinctBlocks + w.PartialBlocks,
-                Reported(w, now), Index.BlockCountOf(w.Target), w.ReportedBlocksTotal, request.Weight));
+                Reported(w, now), w.IndexedBlocks, w.ReportedBlocksTotal, request.Weight));
             _costs[i] = cost;
             min = Math.Min(min, cost);
             max = Math.Max(max, cost);

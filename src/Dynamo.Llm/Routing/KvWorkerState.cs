@@ -43,6 +43,9 @@ internal sealed class KvWorkerState(RoutingTarget target, int slot, int batchBud
 
     public bool HasReport { get; set; }
 
+    /// <summary>Blocks the index lists for this worker (<see cref="KvIndex.BlockCountOf"/>), refreshed after each event or dump the router applies, so that a decision reads it without a lookup.</summary>
+    public int IndexedBlocks { get; set; }
+
     public bool Removed { get; set; }
 
     /// <summary>Decision scratch: leading blocks of the request in the KV index for this worker.</summary>

@@ -37,6 +37,7 @@ internal sealed class PrefixTable
     private int _spillCount;
     private int _words = 1;
     private ulong[] _alive = new ulong[1];
+    private int[] _liveWords = new int[1];
     private int[] _depths = new int[64];
     private int[] _matched = new int[64];
     private int _matchedCount;
@@ -241,7 +242,19 @@ internal sealed class PrefixTable
         }
         else
         {
-            for (; depth < hashes.Length; depth++)
+            // Only the words with a slot still matching are visited: after the first blocks of a long prompt
+            // usually one or two of a thousand workers' sixteen words are left.
+            int[] live = _liveWords;
+            int liveCount = 0;
+            for (int w = 0; w < words; w++)
+            {
+                if (alive[w] != 0)
+                {
+                    live[liveCount++] = w;
+                }
+            }
+
+            for (; depth < hashes.Length && liveCount > 0; depth++)
             {
                 int at = Find(hashes[depth]);
                 if (at < 0)
@@ -249,24 +262,25 @@ internal sealed class PrefixTable
                     break;
                 }
 
-                ulong any = 0;
-                for (int w = 0; w < words; w++)
+                int kept = 0;
+                for (int k = 0; k < liveCount; k++)
                 {
+                    int w = live[k];
                     ulong next = alive[w] & Word(in _entries[at], w);
                     Record(alive[w] & ~next, w, depth);
                     alive[w] = next;
-                    any |= next;
+                    if (next != 0)
+                    {
+                        live[kept++] = w;
+                    }
                 }
 
-                if (any == 0)
-                {
-                    break;
-                }
+                liveCount = kept;
             }
 
-            for (int w = 0; w < words; w++)
+            for (int k = 0; k < liveCount; k++)
             {
-                Record(alive[w], w, depth);
+                Record(alive[live[k]], live[k], depth);
             }
         }
 
@@ -491,6 +505,7 @@ internal sealed class PrefixTable
         {
             _words = words;
             _alive = new ulong[words];
+            _liveWords = new int[words];
         }
     }
 

@@ -11,6 +11,7 @@ internal sealed class SimulationRecorder(int workers)
     private readonly List<double> _gaps = [];
     private readonly List<double> _endToEnd = [];
     private readonly List<double> _decisionMicros = [];
+    private readonly List<double> _decisionMicrosNoGc = [];
     private readonly int[] _requests = new int[workers];
     private readonly long[] _promptTokens = new long[workers];
     private int _sent;
@@ -21,7 +22,16 @@ internal sealed class SimulationRecorder(int workers)
 
     public void Sent() => _sent++;
 
-    public void Decided(long stopwatchTicks) => _decisionMicros.Add(stopwatchTicks * 1e6 / Stopwatch.Frequency);
+    /// <summary>A routing decision took <paramref name="stopwatchTicks"/> of real time; <paramref name="collected"/>: a garbage collection ran meanwhile (the simulation's own heap, not the router's work).</summary>
+    public void Decided(long stopwatchTicks, bool collected)
+    {
+        double micros = stopwatchTicks * 1e6 / Stopwatch.Frequency;
+        _decisionMicros.Add(micros);
+        if (!collected)
+        {
+            _decisionMicrosNoGc.Add(micros);
+        }
+    }
 
     public void Rejected() => _rejected++;
 
@@ -66,6 +76,8 @@ internal sealed class SimulationRecorder(int workers)
             PromptTokensPerWorker = Spread.Of(_promptTokens.Select(t => (double)t)),
             StarvedWorkers = _requests.Count(r => r == 0),
             DecisionMicros = LatencySummary.Of(_decisionMicros),
+            DecisionMicrosWithoutGc = LatencySummary.Of(_decisionMicrosNoGc),
+            DecisionsWithGc = _decisionMicros.Count - _decisionMicrosNoGc.Count,
             KvEvents = _kvEvents,
             VirtualTime = virtualTime,
             WallTime = wallTime,

@@ -130,6 +130,7 @@ internal sealed class Simulator
         int[] prompt = conversation.Prompt(turn);
         var request = new Request(conversation, prompt, turn.MaxTokens, "sim-" + _requestIds++, _clock.Now);
         _recorder.Sent();
+        int collections = GC.CollectionCount(0);
         long start = Stopwatch.GetTimestamp();
         WorkerLease? lease;
         if (_kv is not null)
@@ -138,7 +139,7 @@ internal sealed class Simulator
             // O(workers)) and awaits, so a decision that waited in the queue would complete on the thread pool; this
             // task completes on this thread, inside the event that releases load or times the request out.
             ValueTask<RoutingDecision> decision = _kv.RouteAsync(request.Prompt, new RouteOverrides { RequestId = request.Id });
-            _recorder.Decided(Stopwatch.GetTimestamp() - start);
+            _recorder.Decided(Stopwatch.GetTimestamp() - start, GC.CollectionCount(0) != collections);
             if (!decision.IsCompleted)
             {
                 _pending.Enqueue(new Pending(request, decision.AsTask()));
@@ -150,7 +151,7 @@ internal sealed class Simulator
         else
         {
             lease = Take(_router.RouteAsync(new WorkerRouteRequest { RequestId = request.Id, TokenIds = request.Prompt, Candidates = _candidates }));
-            _recorder.Decided(Stopwatch.GetTimestamp() - start);
+            _recorder.Decided(Stopwatch.GetTimestamp() - start, GC.CollectionCount(0) != collections);
         }
 
         Routed(request, lease);
