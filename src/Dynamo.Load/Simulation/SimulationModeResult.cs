@@ -43,11 +43,15 @@ internal sealed record SimulationModeResult
     /// <summary>The router's own time per decision, microseconds of real time (wall clock around each routing call).</summary>
     public LatencySummary DecisionMicros { get; init; }
 
-    /// <summary>As <see cref="DecisionMicros"/>, over the decisions during which no garbage collection ran (the simulation's heap of a thousand workers' pools and traces is the process's, a router's own is small).</summary>
-    public LatencySummary DecisionMicrosWithoutGc { get; init; }
+    /// <summary>
+    /// As <see cref="DecisionMicros"/>, over the decisions not interrupted: no garbage collection ran (the simulation's
+    /// heap of a thousand workers' pools and traces is the process's; a router's own is small) and the thread did not
+    /// wait for a CPU (Linux's schedstat; other load on the machine).
+    /// </summary>
+    public LatencySummary DecisionMicrosUninterrupted { get; init; }
 
-    /// <summary>Decisions during which a garbage collection ran.</summary>
-    public int DecisionsWithGc { get; init; }
+    /// <summary>Decisions interrupted by a garbage collection or a wait for a CPU.</summary>
+    public int DecisionsInterrupted { get; init; }
 
     /// <summary>KV events the workers published (all reach the KV router; the other modes ignore them).</summary>
     public long KvEvents { get; init; }

@@ -22,12 +22,15 @@ internal sealed class SimulationRecorder(int workers)
 
     public void Sent() => _sent++;
 
-    /// <summary>A routing decision took <paramref name="stopwatchTicks"/> of real time; <paramref name="collected"/>: a garbage collection ran meanwhile (the simulation's own heap, not the router's work).</summary>
-    public void Decided(long stopwatchTicks, bool collected)
+    /// <summary>
+    /// A routing decision took <paramref name="stopwatchTicks"/> of real time; <paramref name="interrupted"/>: a garbage
+    /// collection ran meanwhile (the simulation's own heap, not the router's work), or the thread waited for a CPU.
+    /// </summary>
+    public void Decided(long stopwatchTicks, bool interrupted)
     {
         double micros = stopwatchTicks * 1e6 / Stopwatch.Frequency;
         _decisionMicros.Add(micros);
-        if (!collected)
+        if (!interrupted)
         {
             _decisionMicrosNoGc.Add(micros);
         }
@@ -76,8 +79,8 @@ internal sealed class SimulationRecorder(int workers)
             PromptTokensPerWorker = Spread.Of(_promptTokens.Select(t => (double)t)),
             StarvedWorkers = _requests.Count(r => r == 0),
             DecisionMicros = LatencySummary.Of(_decisionMicros),
-            DecisionMicrosWithoutGc = LatencySummary.Of(_decisionMicrosNoGc),
-            DecisionsWithGc = _decisionMicros.Count - _decisionMicrosNoGc.Count,
+            DecisionMicrosUninterrupted = LatencySummary.Of(_decisionMicrosNoGc),
+            DecisionsInterrupted = _decisionMicros.Count - _decisionMicrosNoGc.Count,
             KvEvents = _kvEvents,
             VirtualTime = virtualTime,
             WallTime = wallTime,

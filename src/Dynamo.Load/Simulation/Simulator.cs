@@ -131,6 +131,7 @@ internal sealed class Simulator
         var request = new Request(conversation, prompt, turn.MaxTokens, "sim-" + _requestIds++, _clock.Now);
         _recorder.Sent();
         int collections = GC.CollectionCount(0);
+        long waited = RunQueueWait.Nanoseconds();
         long start = Stopwatch.GetTimestamp();
         WorkerLease? lease;
         if (_kv is not null)
@@ -139,7 +140,7 @@ internal sealed class Simulator
             // O(workers)) and awaits, so a decision that waited in the queue would complete on the thread pool; this
             // task completes on this thread, inside the event that releases load or times the request out.
             ValueTask<RoutingDecision> decision = _kv.RouteAsync(request.Prompt, new RouteOverrides { RequestId = request.Id });
-            _recorder.Decided(Stopwatch.GetTimestamp() - start, GC.CollectionCount(0) != collections);
+            _recorder.Decided(Stopwatch.GetTimestamp() - start, GC.CollectionCount(0) != collections || RunQueueWait.Nanoseconds() != waited);
             if (!decision.IsCompleted)
             {
                 _pending.Enqueue(new Pending(request, decision.AsTask()));
@@ -151,7 +152,7 @@ internal sealed class Simulator
         else
         {
             lease = Take(_router.RouteAsync(new WorkerRouteRequest { RequestId = request.Id, TokenIds = request.Prompt, Candidates = _candidates }));
-            _recorder.Decided(Stopwatch.GetTimestamp() - start, GC.CollectionCount(0) != collections);
+            _recorder.Decided(Stopwatch.GetTimestamp() - start, GC.CollectionCount(0) != collections || RunQueueWait.Nanoseconds() != waited);
         }
 
         Routed(request, lease);

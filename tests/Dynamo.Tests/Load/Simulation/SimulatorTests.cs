@@ -123,5 +123,5 @@ public class SimulatorTests
     }
 
     /// <summary>Everything but the real (wall-clock) times.</summary>
-    private static object Virtual(SimulationModeResult r) => r with { WallTime = default, DecisionMicros = default, DecisionMicrosWithoutGc = default, DecisionsWithGc = 0 };
+    private static object Virtual(SimulationModeResult r) => r with { WallTime = default, DecisionMicros = default, DecisionMicrosUninterrupted = default, DecisionsInterrupted = 0 };
 }
