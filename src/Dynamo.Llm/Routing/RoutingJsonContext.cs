@@ -7,4 +7,5 @@ namespace Dynamo.Llm.Routing;
 [JsonSerializable(typeof(RouteRequest))]
 [JsonSerializable(typeof(RouteResponse))]
 [JsonSerializable(typeof(RouterChargeEvent))]
+[JsonSerializable(typeof(RouterView))]
 internal sealed partial class RoutingJsonContext : JsonSerializerContext;
