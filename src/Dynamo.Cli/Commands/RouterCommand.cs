@@ -2,6 +2,7 @@ using System.CommandLine;
 using Dynamo.Components.Routing;
 using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
+using Microsoft.Extensions.Logging;
 using OpenTelemetry.Trace;
 
 namespace Dynamo.Cli.Commands;
@@ -20,7 +21,8 @@ internal static class RouterCommand
         var endpoint = new Option<string>("--endpoint") { Description = "The workers' endpoint", DefaultValueFactory = _ => "generate" };
         var blockSize = new Option<int>("--block-size") { Description = "The workers' KV block size", DefaultValueFactory = _ => KvRouterOptions.Default.BlockSize };
         var drainTimeout = new Option<double>("--drain-timeout") { Description = "Seconds route streams in flight may take to end on SIGTERM before the rest are closed (their frontends route by themselves)", DefaultValueFactory = _ => DefaultDrainTimeout.TotalSeconds };
-        var command = new Command("router", "The KV-aware router as a component that several frontends share (NATS_SERVER, ETCD_ENDPOINTS)") { ns, component, endpoint, blockSize, drainTimeout };
+        var leaseTtl = new Option<int>("--lease-ttl") { Description = "Seconds a dead router replica stays in discovery at most (the frontends and the other replicas see it leave then)", DefaultValueFactory = _ => 10 };
+        var command = new Command("router", "The KV-aware router as a component that several frontends share; run several for one endpoint and they share their view (NATS_SERVER, ETCD_ENDPOINTS)") { ns, component, endpoint, blockSize, drainTimeout, leaseTtl };
         KvRouterFlags kv = KvRouterFlags.AddTo(command);
         TracingFlags tracing = TracingFlags.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
@@ -33,7 +35,13 @@ internal static class RouterCommand
                 throw new ArgumentException($"--drain-timeout: {drain.TotalSeconds} s is outside 0..3600 s");
             }
 
-            return RunAsync(workers, options, drain, RuntimeConnection.FromEnvironment(), tracing.Read(parse, "dynamo-router"), cancellationToken);
+            int ttl = parse.GetValue(leaseTtl);
+            if (ttl < 1)
+            {
+                throw new CliUsageException($"--lease-ttl: {ttl} must be at least 1 second");
+            }
+
+            return RunAsync(workers, options, drain, RuntimeConnection.FromEnvironment() with { LeaseTtl = TimeSpan.FromSeconds(ttl) }, tracing.Read(parse, "dynamo-router"), cancellationToken);
         });
         return command;
     }
@@ -43,7 +51,8 @@ internal static class RouterCommand
         using TracerProvider? tracer = CliTracing.Start(tracing, Console.Error, "router");
         using CancellationTokenSource shutdown = RuntimeConnection.ShutdownSignal(cancellationToken);
         await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, shutdown.Token);
-        await using RouterServer server = await RouterServer.StartAsync(runtime, workers, options, shutdown.Token);
+        using ILoggerFactory loggers = CliLogging.Create(json: false);
+        await using RouterServer server = await RouterServer.StartAsync(runtime, workers, options, loggers.CreateLogger("Dynamo.Router"), shutdown.Token);
         Console.Error.WriteLine($"router: routing {workers} on {RouterServer.AddressFor(workers)} as instance {EndpointAddress.FormatId(runtime.InstanceId)} ({runtime.Mode}: {runtime.Discovery.Address})");
         try
         {

@@ -278,7 +278,7 @@ internal static class ServeCommand
             {
                 DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(plan.Runtime, plan.WaitForInfra, "serve", shutdown.Token);
                 started.Add(runtime);
-                started.Add(await RouterServer.StartAsync(runtime, new EndpointAddress("dynamo", "backend", "generate"), kvRouter, shutdown.Token));
+                started.Add(await RouterServer.StartAsync(runtime, new EndpointAddress("dynamo", "backend", "generate"), kvRouter, cancellationToken: shutdown.Token));
             }
 
             if (plan.Processor is ProcessorOptions processing)

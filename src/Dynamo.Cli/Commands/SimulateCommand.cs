@@ -20,10 +20,12 @@ internal static class SimulateCommand
         var modes = new Option<string>("--router-modes", "--modes") { Description = "Comma-separated router modes, run one after the other", DefaultValueFactory = _ => "kv,round-robin,random" };
         var profile = new Option<string>("--profile") { Description = $"Worker cost model: {WorkerProfiles.Names} (docs/simulation.md)", DefaultValueFactory = _ => WorkerProfiles.Default };
         var delay = new Option<double>("--kv-event-delay-ms") { Description = "Virtual time a KV event takes from a worker to the router (0: at once)" };
+        var replicas = new Option<int>("--router-replicas") { Description = "KV router replicas sharing their charges; requests go to them round-robin", DefaultValueFactory = _ => 1 };
+        var replicaDelay = new Option<double>("--replica-sync-delay-ms") { Description = "Virtual time a replica's charge takes to reach the other replicas (0: at once)" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of the tables" };
         var command = new Command("simulate", "The real router and schedulers of N simulated workers in virtual time: TTFT, ITL, hit rate, load spread and the router's decision time for each router mode")
         {
-            workers, modes, profile, delay, json,
+            workers, modes, profile, delay, replicas, replicaDelay, json,
         };
         MockerCostFlags cost = MockerCostFlags.AddTo(command);
         LoadFlags loadFlags = LoadFlags.AddTo(command, SharedPrefixWorkload.WorkloadName, concurrency: 256, numPrompts: 400, traceBlockTokens: TraceWorkload.TraceBlockSize, inputLen: 600, outputLen: 8, requestRate: 40);
@@ -39,6 +41,8 @@ internal static class SimulateCommand
                 Mocker = cost.Read(parse, WorkerProfiles.Get(name)),
                 KvRouter = kv.Read(parse),
                 KvEventDelay = TimeSpan.FromMilliseconds(parse.GetValue(delay)),
+                RouterReplicas = parse.GetValue(replicas),
+                ReplicaSyncDelay = TimeSpan.FromMilliseconds(parse.GetValue(replicaDelay)),
                 Seed = parse.GetValue(loadFlags.SeedOption),
             };
             return await RunAsync(parse, options, loadFlags, parse.GetValue(json));

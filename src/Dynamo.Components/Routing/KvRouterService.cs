@@ -161,62 +161,36 @@ public sealed partial class KvRouterService : IAsyncDisposable
         }
     }
 
-    private async Task ReadKvEventsAsync(CancellationToken cancellationToken)
-    {
-        try
+    private Task ReadKvEventsAsync(CancellationToken cancellationToken) => EventReader.ReadAsync(
+        _kvEvents,
+        KvEventJson.Deserialize,
+        e =>
         {
-            await foreach (EventMessage message in _kvEvents.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            if (Router.ApplyEvent(e) == KvApplyResult.Gap)
             {
-                KvEvent e;
-                try
-                {
-                    e = KvEventJson.Deserialize(message.Payload.Span);
-                }
-                catch (FormatException ex)
-                {
-                    Interlocked.Increment(ref _badEvents);
-                    Log.BadMessage(_logger, message.Subject, ex);
-                    continue;
-                }
-
-                if (Router.ApplyEvent(e) == KvApplyResult.Gap)
-                {
-                    _resyncSignal.Writer.TryWrite(true);
-                }
+                _resyncSignal.Writer.TryWrite(true);
             }
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-        }
-    }
+        },
+        Malformed,
+        cancellationToken);
 
-    private async Task ReadLoadAsync(CancellationToken cancellationToken)
-    {
-        try
+    private Task ReadLoadAsync(CancellationToken cancellationToken) => EventReader.ReadAsync(
+        _loadMetrics,
+        payload => JsonSerializer.Deserialize(payload, WorkerJsonContext.Default.WorkerLoad),
+        load =>
         {
-            await foreach (EventMessage message in _loadMetrics.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            if (load is not null)
             {
-                WorkerLoad? load;
-                try
-                {
-                    load = JsonSerializer.Deserialize(message.Payload.Span, WorkerJsonContext.Default.WorkerLoad);
-                }
-                catch (JsonException ex)
-                {
-                    Interlocked.Increment(ref _badEvents);
-                    Log.BadMessage(_logger, message.Subject, ex);
-                    continue;
-                }
-
-                if (load is not null)
-                {
-                    Router.UpdateLoad(load);
-                }
+                Router.UpdateLoad(load);
             }
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-        }
+        },
+        Malformed,
+        cancellationToken);
+
+    private void Malformed(string subject, Exception e)
+    {
+        Interlocked.Increment(ref _badEvents);
+        Log.BadMessage(_logger, subject, e);
     }
 
     // Fetches a dump for every worker that needs one; retries failures every second.

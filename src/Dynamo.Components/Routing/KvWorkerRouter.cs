@@ -8,7 +8,8 @@ namespace Dynamo.Components.Routing;
 /// <summary>
 /// <c>--router-mode kv</c> for one worker endpoint. While the namespace's shared Router component
 /// (<see cref="RouterServer"/>, <c>{ns}.router.route</c>) is registered, every request is routed there (one
-/// view of the workers' load for all frontends and processors); otherwise by a local <see cref="KvRouter"/>
+/// view of the workers' load for all frontends and processors; with several replicas, each request goes to the next
+/// one in turn, and one that fails or leaves before it answers is skipped for the next); otherwise by a local <see cref="KvRouter"/>
 /// that a <see cref="KvRouterService"/> feeds, started on the first such request. A candidate neither
 /// router knows yet (it just joined) and a Router component that cannot be reached fall back to the
 /// local router, then to round-robin: the request is served either way. The caller never sees which path
@@ -23,6 +24,7 @@ internal sealed partial class KvWorkerRouter : IWorkerRouter
     private readonly Lazy<Task<EndpointClient>> _component;
     private readonly Lazy<Task<KvRouterService>> _local;
     private readonly RoundRobinWorkerRouter _fallback = new();
+    private int _nextReplica = -1;
 
     public KvWorkerRouter(DistributedRuntime runtime, EndpointAddress endpoint, KvRouterOptions options, ILogger logger)
     {
@@ -56,11 +58,15 @@ internal sealed partial class KvWorkerRouter : IWorkerRouter
     {
         ArgumentNullException.ThrowIfNull(request);
         EndpointClient component = await _component.Value.ConfigureAwait(false);
-        if (component.AvailableInstances.Count > 0)
+        IReadOnlyList<InstanceRecord> replicas = component.AvailableInstances;
+        int first = replicas.Count == 0 ? 0 : (int)((uint)Interlocked.Increment(ref _nextReplica) % (uint)replicas.Count);
+        for (int i = 0; i < replicas.Count; i++)
         {
+            // Replicas in turn from a rotating start; one that fails or leaves before it answers is skipped for this request.
+            long replica = replicas[(first + i) % replicas.Count].InstanceId;
             try
             {
-                return await RemoteRouteLease.StartAsync(component, request, cancellationToken).ConfigureAwait(false);
+                return await RemoteRouteLease.StartAsync(component, request, replica, cancellationToken).ConfigureAwait(false);
             }
             catch (RouterRejectedException e) when (e.Reason == RouterRejection.NoWorker)
             {
@@ -69,8 +75,8 @@ internal sealed partial class KvWorkerRouter : IWorkerRouter
             }
             catch (RequestPlaneException e) when (e.Kind != RequestErrorKind.Remote && !cancellationToken.IsCancellationRequested)
             {
-                // The component left or is unreachable: this request is routed here, by the local index.
-                Log.ComponentUnreachable(_logger, request.RequestId, e.Message);
+                component.ReportFailure(replica);
+                Log.ComponentUnreachable(_logger, request.RequestId, EndpointAddress.FormatId(replica), e.Message);
             }
         }
 
@@ -116,7 +122,7 @@ internal sealed partial class KvWorkerRouter : IWorkerRouter
         [LoggerMessage(EventId = 6121, Level = LogLevel.Debug, Message = "Request {RequestId}: {Router} knows none of its workers yet ({Reason}); round-robin among them")]
         public static partial void NoKnownCandidate(ILogger logger, string requestId, string router, string reason);
 
-        [LoggerMessage(EventId = 6122, Level = LogLevel.Warning, Message = "Request {RequestId}: the Router component is unreachable ({Reason}); routed by the local KV index")]
-        public static partial void ComponentUnreachable(ILogger logger, string requestId, string reason);
+        [LoggerMessage(EventId = 6122, Level = LogLevel.Warning, Message = "Request {RequestId}: Router component replica {ReplicaId} is unreachable ({Reason}); trying the next replica, then the local KV index")]
+        public static partial void ComponentUnreachable(ILogger logger, string requestId, string replicaId, string reason);
     }
 }

@@ -25,8 +25,11 @@ internal sealed class RemoteRouteLease : WorkerLease
 
     public override int PredictedCachedTokens => _predicted;
 
-    /// <summary>Opens a route stream on <paramref name="component"/> and waits for its decision; a rejection is a <see cref="RouterRejectedException"/>.</summary>
-    public static async Task<WorkerLease> StartAsync(EndpointClient component, WorkerRouteRequest request, CancellationToken cancellationToken)
+    /// <summary>
+    /// Opens a route stream on <paramref name="component"/> (on its replica <paramref name="instanceId"/>, or any) and waits for
+    /// its decision; a rejection is a <see cref="RouterRejectedException"/>.
+    /// </summary>
+    public static async Task<WorkerLease> StartAsync(EndpointClient component, WorkerRouteRequest request, long? instanceId, CancellationToken cancellationToken)
     {
         byte[] payload = RouterServer.Serialize(new RouteRequest
         {
@@ -36,7 +39,7 @@ internal sealed class RemoteRouteLease : WorkerLease
             OverlapScoreWeight = request.OverlapScoreWeight,
             Temperature = request.Temperature,
         });
-        IAsyncEnumerator<ReadOnlyMemory<byte>> stream = component.StreamAsync(payload, cancellationToken: cancellationToken).GetAsyncEnumerator(cancellationToken);
+        IAsyncEnumerator<ReadOnlyMemory<byte>> stream = component.StreamAsync(payload, instanceId, cancellationToken: cancellationToken).GetAsyncEnumerator(cancellationToken);
         try
         {
             if (!await stream.MoveNextAsync().ConfigureAwait(false))

@@ -5,6 +5,8 @@ using Dynamo.Llm.Routing;
 using Dynamo.Llm.Tracing;
 using Dynamo.Runtime;
 using Dynamo.Runtime.RequestPlane;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Dynamo.Components.Routing;
 
@@ -34,16 +36,26 @@ public sealed class RouterServer : IAsyncDisposable
     /// <summary>The error code of a <see cref="RouterRejection.InvalidRequest"/> rejection (and of a malformed route request).</summary>
     public const string InvalidRequestCode = "invalid_request";
 
+    /// <summary>The router component's endpoint that answers its <see cref="RouterView"/>.</summary>
+    public const string ViewEndpoint = "view";
+
     private readonly KvRouterService _service;
+    private readonly RouterReplicaSync _replicas;
+    private readonly ServedEndpoint _view;
     private readonly ServedEndpoint _served;
     private readonly InFlight _inFlight;
 
-    private RouterServer(KvRouterService service, ServedEndpoint served, InFlight inFlight)
+    private RouterServer(KvRouterService service, RouterReplicaSync replicas, ServedEndpoint view, ServedEndpoint served, InFlight inFlight)
     {
         _service = service;
+        _replicas = replicas;
+        _view = view;
         _served = served;
         _inFlight = inFlight;
     }
+
+    /// <summary>Charge events this replica published to the others, and applied from them.</summary>
+    public (long Published, long Applied, long Lost) ReplicaCharges => (_replicas.Published, _replicas.Applied, _replicas.Lost);
 
     /// <summary>Route streams open now (each lasts while its request runs).</summary>
     public long InFlightRequests => Volatile.Read(ref _inFlight.Count);
@@ -62,22 +74,57 @@ public sealed class RouterServer : IAsyncDisposable
     /// <summary>Where a router component for <paramref name="workers"/>' namespace serves: <c>{ns}.router.route</c>.</summary>
     public static EndpointAddress AddressFor(EndpointAddress workers) => new(workers.Namespace, "router", RouteEndpoint);
 
-    /// <summary>Follows the workers of <paramref name="workers"/> and serves routing on <see cref="AddressFor"/>.</summary>
-    public static async Task<RouterServer> StartAsync(DistributedRuntime runtime, EndpointAddress workers, KvRouterOptions? options = null, CancellationToken cancellationToken = default)
+    /// <summary>Where a router component for <paramref name="workers"/>' namespace answers its view: <c>{ns}.router.view</c>.</summary>
+    public static EndpointAddress ViewAddressFor(EndpointAddress workers) => new(workers.Namespace, "router", ViewEndpoint);
+
+    /// <summary>
+    /// Follows the workers of <paramref name="workers"/>, shares its charges with the other router replicas of that endpoint
+    /// (<see cref="RouterReplicaSync"/>), and serves routing on <see cref="AddressFor"/> and its view on <see cref="ViewAddressFor"/>.
+    /// </summary>
+    public static async Task<RouterServer> StartAsync(DistributedRuntime runtime, EndpointAddress workers, KvRouterOptions? options = null, ILogger? logger = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(runtime);
-        KvRouterService service = await KvRouterService.StartAsync(runtime, workers, options, cancellationToken: cancellationToken).ConfigureAwait(false);
+        logger ??= NullLogger.Instance;
+        KvRouterService service = await KvRouterService.StartAsync(runtime, workers, options, logger: logger, cancellationToken: cancellationToken).ConfigureAwait(false);
+        RouterReplicaSync? replicas = null;
+        ServedEndpoint? view = null;
         try
         {
+            replicas = await RouterReplicaSync.StartAsync(runtime, workers, service.Router, logger, cancellationToken).ConfigureAwait(false);
+            KvRouter router = service.Router;
+            long id = runtime.InstanceId;
+            view = await runtime.ServeEndpointAsync(ViewAddressFor(workers), (_, _, _) => ViewAsync(id, router), cancellationToken).ConfigureAwait(false);
             var inFlight = new InFlight();
-            ServedEndpoint served = await runtime.ServeEndpointAsync(AddressFor(workers), TracedHandler.Wrap(DynamoTracing.Router, DynamoTracing.Spans.RouterServe, (context, payload, ct) => CountedAsync(inFlight, HandleAsync(service.Router, context, payload, ct), ct)), cancellationToken).ConfigureAwait(false);
-            return new RouterServer(service, served, inFlight);
+            ServedEndpoint served = await runtime.ServeEndpointAsync(AddressFor(workers), TracedHandler.Wrap(DynamoTracing.Router, DynamoTracing.Spans.RouterServe, (context, payload, ct) => CountedAsync(inFlight, HandleAsync(router, context, payload, ct), ct)), cancellationToken).ConfigureAwait(false);
+            return new RouterServer(service, replicas, view, served, inFlight);
         }
         catch
         {
+            if (view is not null)
+            {
+                await view.DisposeAsync().ConfigureAwait(false);
+            }
+
+            if (replicas is not null)
+            {
+                await replicas.DisposeAsync().ConfigureAwait(false);
+            }
+
             await service.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>Asks one router replica (or any, with no <paramref name="instanceId"/>) for its view.</summary>
+    public static async Task<RouterView> ViewOfAsync(EndpointClient views, long? instanceId = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(views);
+        await foreach (ReadOnlyMemory<byte> frame in views.StreamAsync("{}"u8.ToArray(), instanceId, cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            return RouterView.Parse(frame.Span);
+        }
+
+        throw new InvalidDataException("the router component answered no view");
     }
 
     /// <summary>The wire code of a rejection.</summary>
@@ -111,7 +158,15 @@ public sealed class RouterServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _served.DisposeAsync().ConfigureAwait(false);
+        await _view.DisposeAsync().ConfigureAwait(false);
+        await _replicas.DisposeAsync().ConfigureAwait(false);
         await _service.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> ViewAsync(long routerId, KvRouter router)
+    {
+        await Task.CompletedTask.ConfigureAwait(false);
+        yield return RouterView.Of(routerId, router.GetStats()).ToUtf8Json();
     }
 
     private static async IAsyncEnumerable<ReadOnlyMemory<byte>> CountedAsync(InFlight inFlight, IAsyncEnumerable<ReadOnlyMemory<byte>> responses, [EnumeratorCancellation] CancellationToken cancellationToken)

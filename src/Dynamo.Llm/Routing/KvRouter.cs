@@ -384,6 +384,7 @@ public sealed partial class KvRouter : IWorkerRouter
                 Queued = _counters.Queued,
                 Rejections = _counters.Rejections,
                 InFlight = _counters.InFlight,
+                PeerCharges = _peerCharges.Count,
                 Workers = [.. _workers.Sorted.Select(w => new WorkerLoadSnapshot(
                     w.WorkerId, w.InFlight, w.ActivePrefillTokens, w.DistinctBlocks + w.PartialBlocks, Reported(w, now), w.BatchBudget, Saturated(w), Index.BlockCountOf(w.Target))
                     { DpRank = w.Target.DpRank })],
@@ -404,6 +405,7 @@ public sealed partial class KvRouter : IWorkerRouter
             }
 
             decision.State = RoutingDecision.DecisionState.Decoding;
+            Published(decision, RouterChargeKind.FirstToken);
             if (!decision.Worker.Removed)
             {
                 decision.Worker.ActivePrefillTokens -= decision.ChargedPrefillTokens;
@@ -459,6 +461,7 @@ public sealed partial class KvRouter : IWorkerRouter
             }
         }
 
+        Published(decision, RouterChargeKind.Released, completed);
         decision.State = RoutingDecision.DecisionState.Completed;
         ArrayPool<ulong>.Shared.Return(decision.Hashes);
     }
@@ -615,17 +618,15 @@ public sealed partial class KvRouter : IWorkerRouter
         KvWorkerState worker = list[chosen];
         int chosenOverlap = Overlap(worker);
         long charged = request.PromptTokens - ((long)chosenOverlap * bs);
-        worker.ActivePrefillTokens += charged;
-        worker.InFlight++;
-        _counters.InFlight++;
-        _ledger.Charge(worker, hashes);
-        if (request.PromptTokens % bs != 0)
-        {
-            worker.PartialBlocks++;
-        }
-
+        Charge(worker, hashes, request.PromptTokens, charged);
         var decision = new RoutingDecision(this, worker, request.PromptTokens, chosenOverlap, worker.IndexedOverlap, _costs[chosen], request.Hashes, request.Blocks, charged, bs);
         worker.Decisions.Add(decision);
+        if (_chargeObserver is not null)
+        {
+            decision.ChargeId = ++_nextChargeId;
+            Published(decision, RouterChargeKind.Charged);
+        }
+
         _counters.OnDecision(decision);
         Log.Routed(_logger, request.RequestId, worker.Target, chosenOverlap, worker.IndexedOverlap, decision.Cost, request.PromptTokens);
         return decision;

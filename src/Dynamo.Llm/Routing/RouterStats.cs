@@ -36,6 +36,9 @@ public sealed record RouterStats
     /// <summary>Requests in flight (routed, not completed).</summary>
     public int InFlight { get; init; }
 
+    /// <summary>Decisions of other router replicas charged here and not released yet (included in <see cref="InFlight"/> and the workers' load).</summary>
+    public int PeerCharges { get; init; }
+
     /// <summary>KV events and load reports the event plane dropped before the router read them (it resyncs from the dumps); filled by the service that feeds the router, 0 otherwise.</summary>
     public long EventsDropped { get; init; }
 

@@ -54,6 +54,9 @@ public sealed class RoutingDecision : WorkerLease, IDisposable
 
     internal DecisionState State { get; set; }
 
+    /// <summary>Its id in this router's charge events (0: not published, e.g. a peer replica's decision charged here).</summary>
+    internal long ChargeId { get; set; }
+
     private int Predicted { get; }
 
     /// <summary>The first token arrived: the request's prefill tokens stop counting as active prefill.</summary>

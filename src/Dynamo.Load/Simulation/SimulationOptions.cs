@@ -27,6 +27,12 @@ internal sealed record SimulationOptions
     /// <summary>Virtual time a KV event takes from a worker to the router (<c>--kv-event-delay-ms</c>); 0 applies it at once.</summary>
     public TimeSpan KvEventDelay { get; init; }
 
+    /// <summary>KV router replicas (<c>--router-replicas</c>): requests go to them round-robin; each gets every KV event and load report.</summary>
+    public int RouterReplicas { get; init; } = 1;
+
+    /// <summary>Virtual time one replica's charge takes to reach the others (<c>--replica-sync-delay-ms</c>); 0 applies it at once.</summary>
+    public TimeSpan ReplicaSyncDelay { get; init; }
+
     /// <summary>How often a worker reports its load to the router, in virtual time (a real worker: every second).</summary>
     public TimeSpan LoadReportInterval { get; init; } = TimeSpan.FromSeconds(1);
 
@@ -57,6 +63,16 @@ internal sealed record SimulationOptions
         if (KvEventDelay < TimeSpan.Zero)
         {
             throw new ArgumentException($"--kv-event-delay-ms must be 0 or more (got {KvEventDelay.TotalMilliseconds})");
+        }
+
+        if (RouterReplicas is < 1 or > 64)
+        {
+            throw new ArgumentException($"--router-replicas must be 1..64 (got {RouterReplicas})");
+        }
+
+        if (ReplicaSyncDelay < TimeSpan.Zero)
+        {
+            throw new ArgumentException($"--replica-sync-delay-ms must be 0 or more (got {ReplicaSyncDelay.TotalMilliseconds})");
         }
 
         if (LoadReportInterval <= TimeSpan.Zero)

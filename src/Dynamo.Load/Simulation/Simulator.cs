@@ -33,6 +33,8 @@ internal sealed class Simulator
     private readonly long[] _candidates;
     private readonly IWorkerRouter _router;
     private readonly KvRouter? _kv;
+    private readonly KvRouter[] _replicas = [];
+    private int _nextReplica;
     private readonly Queue<Pending> _pending = new();
     private readonly SimulationRecorder _recorder;
     private int _nextConversation;
@@ -54,6 +56,12 @@ internal sealed class Simulator
             RouterModes.Random => new RandomWorkerRouter(new Random(options.Seed)),
             _ => throw new ArgumentException($"--router-modes: '{mode}' is not kv, round-robin or random"),
         };
+        if (_kv is not null)
+        {
+            _replicas = [_kv, .. Enumerable.Range(1, options.RouterReplicas - 1).Select(r => new KvRouter(_kv.Options with { Seed = _kv.Options.Seed + r }, _clock))];
+            ShareCharges();
+        }
+
         for (int i = 0; i < _workers.Length; i++)
         {
             long id = i + 1;
@@ -61,7 +69,11 @@ internal sealed class Simulator
             _workers[i] = worker;
             _byId[id] = worker;
             _candidates[i] = id;
-            _kv?.AddWorker(id, options.Mocker.MaxNumBatchedTokens);
+            foreach (KvRouter replica in _replicas)
+            {
+                replica.AddWorker(id, options.Mocker.MaxNumBatchedTokens);
+            }
+
             worker.Engine.KvEvents!.Published += e => OnKvEvent(e);
         }
     }
@@ -139,7 +151,8 @@ internal sealed class Simulator
             // The span overload: the IWorkerRouter wrapper copies the candidates into a set (every worker, every request:
             // O(workers)) and awaits, so a decision that waited in the queue would complete on the thread pool; this
             // task completes on this thread, inside the event that releases load or times the request out.
-            ValueTask<RoutingDecision> decision = _kv.RouteAsync(request.Prompt, new RouteOverrides { RequestId = request.Id });
+            KvRouter replica = _replicas[_nextReplica++ % _replicas.Length];
+            ValueTask<RoutingDecision> decision = replica.RouteAsync(request.Prompt, new RouteOverrides { RequestId = request.Id });
             _recorder.Decided(Stopwatch.GetTimestamp() - start, GC.CollectionCount(0) != collections || RunQueueWait.Nanoseconds() != waited);
             if (!decision.IsCompleted)
             {
@@ -315,13 +328,16 @@ internal sealed class Simulator
             return;
         }
 
-        if (_options.KvEventDelay == TimeSpan.Zero)
+        foreach (KvRouter replica in _replicas)
         {
-            _kv.ApplyEvent(kvEvent);
-        }
-        else
-        {
-            _clock.After(_options.KvEventDelay, () => _kv.ApplyEvent(kvEvent));
+            if (_options.KvEventDelay == TimeSpan.Zero)
+            {
+                replica.ApplyEvent(kvEvent);
+            }
+            else
+            {
+                _clock.After(_options.KvEventDelay, () => replica.ApplyEvent(kvEvent));
+            }
         }
     }
 
@@ -334,14 +350,39 @@ internal sealed class Simulator
 
         worker.LastReport = _clock.Now;
         EngineStats stats = worker.Engine.Stats;
-        _kv.UpdateLoad(new WorkerLoad
+        var load = new WorkerLoad
         {
             WorkerId = worker.Id,
             Running = stats.RunningRequests,
             Waiting = stats.WaitingRequests,
             KvBlocksUsed = stats.KvBlocksUsed,
             KvBlocksTotal = stats.KvBlocksTotal,
-        });
+        };
+        foreach (KvRouter replica in _replicas)
+        {
+            replica.UpdateLoad(load);
+        }
+    }
+
+    /// <summary>With several replicas: each one's charges reach every other after <see cref="SimulationOptions.ReplicaSyncDelay"/> (Routing/README.md, "Router replicas").</summary>
+    private void ShareCharges()
+    {
+        if (_replicas.Length < 2)
+        {
+            return;
+        }
+
+        for (int r = 0; r < _replicas.Length; r++)
+        {
+            KvRouter[] others = [.. _replicas.Where((_, i) => i != r)];
+            _replicas[r].ObserveCharges(r + 1, charge => _clock.After(_options.ReplicaSyncDelay, () =>
+            {
+                foreach (KvRouter other in others)
+                {
+                    other.ApplyPeerCharge(charge);
+                }
+            }));
+        }
     }
 
     private sealed class Worker(int index, long id, MockerEngine engine)

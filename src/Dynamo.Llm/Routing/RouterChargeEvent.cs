@@ -1,0 +1,62 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Dynamo.Llm.Routing;
+
+/// <summary>
+/// One router replica's decision, as the other replicas of the same endpoint apply it (event plane, subject
+/// <c>dyn.{ns}.{component}.events.router_charges</c>; JSON). A replica publishes <see cref="RouterChargeKind.Charged"/>
+/// when it charges a worker, then <see cref="RouterChargeKind.FirstToken"/> and <see cref="RouterChargeKind.Released"/>;
+/// the others charge and release the same load on their own view, and ignore their own events
+/// (Routing/README.md, "Router replicas").
+/// </summary>
+public sealed record RouterChargeEvent
+{
+    /// <summary>The publishing replica (its runtime instance id).</summary>
+    [JsonPropertyName("router_id")]
+    public long RouterId { get; init; }
+
+    /// <summary>The decision, unique within its replica (1, 2, ...).</summary>
+    [JsonPropertyName("decision_id")]
+    public long DecisionId { get; init; }
+
+    /// <summary>What happened to it.</summary>
+    [JsonPropertyName("kind")]
+    public RouterChargeKind Kind { get; init; }
+
+    /// <summary>The charged worker.</summary>
+    [JsonPropertyName("worker_id")]
+    public long WorkerId { get; init; }
+
+    /// <summary>Its data-parallel rank (absent: rank 0).</summary>
+    [JsonPropertyName("dp_rank")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int DpRank { get; init; }
+
+    /// <summary>The request's prompt tokens (<see cref="RouterChargeKind.Charged"/> only).</summary>
+    [JsonPropertyName("prompt_tokens")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int PromptTokens { get; init; }
+
+    /// <summary>The prefill tokens charged (the prompt less its expected cached prefix; <see cref="RouterChargeKind.Charged"/> only).</summary>
+    [JsonPropertyName("prefill_tokens")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public long PrefillTokens { get; init; }
+
+    /// <summary>The sequence hashes of the prompt's full blocks (<see cref="RouterChargeKind.Charged"/> only).</summary>
+    [JsonPropertyName("block_hashes")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<ulong>? BlockHashes { get; init; }
+
+    /// <summary>Whether the request completed on the worker, so its prefix is cached there now (<see cref="RouterChargeKind.Released"/> only).</summary>
+    [JsonPropertyName("completed")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Completed { get; init; }
+
+    /// <summary>The event's JSON (UTF-8).</summary>
+    public byte[] ToUtf8Json() => JsonSerializer.SerializeToUtf8Bytes(this, RoutingJsonContext.Default.RouterChargeEvent);
+
+    /// <summary>Parses an event; <see cref="JsonException"/> when malformed.</summary>
+    public static RouterChargeEvent Parse(ReadOnlySpan<byte> json) =>
+        JsonSerializer.Deserialize(json, RoutingJsonContext.Default.RouterChargeEvent) ?? throw new JsonException("null router charge event");
+}

@@ -1,0 +1,190 @@
+using System.Text;
+using System.Text.Json;
+using Dynamo.Llm.Routing;
+
+namespace Dynamo.Tests.Llm.Routing;
+
+/// <summary>Router replicas sharing their charges (Routing/README.md, "Router replicas"), wired to each other directly.</summary>
+public sealed class KvRouterReplicaTests
+{
+    private const int BlockSize = 16;
+
+    private const string ChargedJson =
+        """{"router_id":7,"decision_id":3,"kind":"charged","worker_id":12,"dp_rank":1,"prompt_tokens":40,"prefill_tokens":24,"block_hashes":[1,18446744073709551615]}""";
+
+    private const string FirstTokenJson = """{"router_id":7,"decision_id":3,"kind":"first_token","worker_id":12}""";
+
+    private const string ReleasedJson = """{"router_id":7,"decision_id":3,"kind":"released","worker_id":12,"completed":true}""";
+
+    public static TheoryData<string, RouterChargeEvent> Goldens => new()
+    {
+        { ChargedJson, new RouterChargeEvent { RouterId = 7, DecisionId = 3, Kind = RouterChargeKind.Charged, WorkerId = 12, DpRank = 1, PromptTokens = 40, PrefillTokens = 24, BlockHashes = [1, ulong.MaxValue] } },
+        { FirstTokenJson, new RouterChargeEvent { RouterId = 7, DecisionId = 3, Kind = RouterChargeKind.FirstToken, WorkerId = 12 } },
+        { ReleasedJson, new RouterChargeEvent { RouterId = 7, DecisionId = 3, Kind = RouterChargeKind.Released, WorkerId = 12, Completed = true } },
+    };
+
+    private static int[] Prompt(int seed, int tokens) => [.. Enumerable.Range(0, tokens).Select(i => (seed * 7919) + i)];
+
+    private static KvRouter Create(int workers, int seed, TimeProvider? time = null)
+    {
+        var router = new KvRouter(KvRouterOptions.Default with { BlockSize = BlockSize, Seed = seed }, time);
+        for (int w = 1; w <= workers; w++)
+        {
+            router.AddWorker(w);
+        }
+
+        return router;
+    }
+
+    /// <summary>Two replicas, each applying the other's charges at once (through their JSON, as on the wire).</summary>
+    private static (KvRouter A, KvRouter B) Pair(int workers, TimeProvider? time = null)
+    {
+        KvRouter a = Create(workers, 1, time), b = Create(workers, 2, time);
+        a.ObserveCharges(101, e => b.ApplyPeerCharge(RouterChargeEvent.Parse(e.ToUtf8Json())));
+        b.ObserveCharges(102, e => a.ApplyPeerCharge(RouterChargeEvent.Parse(e.ToUtf8Json())));
+        return (a, b);
+    }
+
+    private static RoutingDecision Route(KvRouter router, int[] tokens)
+    {
+        ValueTask<RoutingDecision> task = router.RouteAsync(tokens);
+        Assert.True(task.IsCompletedSuccessfully);
+        return task.AsTask().Result;
+    }
+
+    private static IEnumerable<(long Worker, int InFlight, long Prefill, long Blocks)> View(KvRouter router) =>
+        router.GetStats().Workers.Select(w => (w.WorkerId, w.InFlight, w.ActivePrefillTokens, w.ActiveBlocks));
+
+    [Theory]
+    [MemberData(nameof(Goldens))]
+    public void ToUtf8Json_EachKind_MatchesGoldenAndParsesBack(string json, RouterChargeEvent charge)
+    {
+        Assert.Equal(json, Encoding.UTF8.GetString(charge.ToUtf8Json()));
+        RouterChargeEvent parsed = RouterChargeEvent.Parse(Encoding.UTF8.GetBytes(json));
+        Assert.Equal(charge with { BlockHashes = null }, parsed with { BlockHashes = null });
+        Assert.Equal(charge.BlockHashes, parsed.BlockHashes);
+    }
+
+    [Fact]
+    public void Parse_MalformedOrUnknownKind_ThrowsJsonException()
+    {
+        Assert.ThrowsAny<JsonException>(() => RouterChargeEvent.Parse("""{"router_id":7,"kind":"borrowed"}"""u8));
+        Assert.ThrowsAny<JsonException>(() => RouterChargeEvent.Parse("null"u8));
+    }
+
+    [Fact]
+    public void RouteAsync_SharedPrefixThroughBothReplicas_LandsOnTheSameWorker()
+    {
+        (KvRouter a, KvRouter b) = Pair(8);
+        int[] prompt = Prompt(3, 1000);
+        var held = new List<RoutingDecision>();
+        for (int i = 0; i < 10; i++)
+        {
+            RoutingDecision d = Route(i % 2 == 0 ? a : b, prompt);
+            d.MarkFirstToken();
+            held.Add(d);
+        }
+
+        Assert.Single(held.Select(d => d.WorkerId).Distinct());
+        Assert.All(held.Skip(1), d => Assert.Equal(1000 / BlockSize, d.OverlapBlocks));
+        held.ForEach(d => d.Dispose());
+    }
+
+    [Fact]
+    public void RouteAsync_ConcurrentDistinctPromptsThroughBothReplicas_OnePerWorkerAndBothViewsAgree()
+    {
+        (KvRouter a, KvRouter b) = Pair(6);
+        RoutingDecision[] held = [.. Enumerable.Range(0, 6).Select(i => Route(i % 2 == 0 ? a : b, Prompt(10 + i, 512)))];
+
+        Assert.Equal(6, held.Select(d => d.WorkerId).Distinct().Count());
+        Assert.Equal(View(a), View(b));
+        Assert.Equal(6, a.GetStats().InFlight);
+        Assert.Equal(3, a.GetStats().PeerCharges);
+
+        held[0].MarkFirstToken();
+        held[1].Complete(0);
+        Assert.Equal(View(a), View(b));
+        foreach (RoutingDecision d in held)
+        {
+            d.Dispose();
+        }
+
+        Assert.Equal(View(a), View(b));
+        Assert.All(a.GetStats().Workers, w => Assert.Equal((0, 0L, 0L), (w.InFlight, w.ActivePrefillTokens, w.ActiveBlocks)));
+        Assert.Equal(0, b.GetStats().PeerCharges);
+    }
+
+    [Fact]
+    public void ApplyPeerCharge_CompletedRelease_PrefixCountsAtThePeerWithinTheRecentWindow()
+    {
+        (KvRouter a, KvRouter b) = Pair(4);
+        int[] prompt = Prompt(5, 800);
+        RoutingDecision first = Route(a, prompt);
+        first.Complete(0);
+
+        using RoutingDecision second = Route(b, prompt);
+
+        Assert.Equal(first.WorkerId, second.WorkerId);
+        Assert.Equal(800 / BlockSize, second.OverlapBlocks);
+        Assert.Equal(0, second.IndexedOverlapBlocks);
+    }
+
+    [Fact]
+    public void ApplyPeerCharge_OwnRepeatedUnknownWorkerOrUnseenDecision_Ignored()
+    {
+        KvRouter router = Create(2, 1);
+        router.ObserveCharges(5, _ => { });
+        var charged = new RouterChargeEvent { RouterId = 9, DecisionId = 1, Kind = RouterChargeKind.Charged, WorkerId = 1, PromptTokens = 40, PrefillTokens = 40, BlockHashes = [11, 12] };
+
+        Assert.False(router.ApplyPeerCharge(charged with { RouterId = 5 }));
+        Assert.False(router.ApplyPeerCharge(charged with { WorkerId = 99 }));
+        Assert.False(router.ApplyPeerCharge(charged with { DecisionId = 2, Kind = RouterChargeKind.Released }));
+        Assert.True(router.ApplyPeerCharge(charged));
+        Assert.False(router.ApplyPeerCharge(charged));
+        Assert.Equal((1, 40L, 3L), router.GetStats().Workers.Where(w => w.WorkerId == 1).Select(w => (w.InFlight, w.ActivePrefillTokens, w.ActiveBlocks)).Single());
+        Assert.True(router.ApplyPeerCharge(charged with { Kind = RouterChargeKind.FirstToken, BlockHashes = null }));
+        Assert.False(router.ApplyPeerCharge(charged with { Kind = RouterChargeKind.FirstToken, BlockHashes = null }));
+        Assert.Equal(0, router.GetStats().Workers.Single(w => w.WorkerId == 1).ActivePrefillTokens);
+        Assert.True(router.ApplyPeerCharge(charged with { Kind = RouterChargeKind.Released, BlockHashes = null }));
+        Assert.Equal(0, router.GetStats().InFlight);
+    }
+
+    [Fact]
+    public void ForgetPeer_ReplicaLeft_ReleasesEveryChargeOfItOnly()
+    {
+        KvRouter router = Create(2, 1);
+        for (int i = 1; i <= 3; i++)
+        {
+            Assert.True(router.ApplyPeerCharge(new RouterChargeEvent { RouterId = i == 3 ? 8 : 9, DecisionId = i, Kind = RouterChargeKind.Charged, WorkerId = 1 + (i % 2), PromptTokens = 32, PrefillTokens = 32, BlockHashes = [(ulong)i, 100] }));
+        }
+
+        Assert.Equal([8L, 9L], router.Peers);
+        Assert.Equal(2, router.ForgetPeer(9));
+        Assert.Equal(0, router.ForgetPeer(9));
+        Assert.Equal([8L], router.Peers);
+        Assert.Equal(1, router.GetStats().InFlight);
+        Assert.Equal(1, router.GetStats().PeerCharges);
+    }
+
+    [Fact]
+    public void ObserveCharges_OwnDecisions_ChargedFirstTokenReleasedInOrderWithIncreasingIds()
+    {
+        KvRouter router = Create(2, 1);
+        var seen = new List<RouterChargeEvent>();
+        router.ObserveCharges(5, seen.Add);
+        RoutingDecision d1 = Route(router, Prompt(1, 40));
+        RoutingDecision d2 = Route(router, Prompt(2, 32));
+        d1.MarkFirstToken();
+        d1.Complete(16);
+        d2.Dispose();
+        d2.Dispose();
+
+        Assert.Equal(
+            [(1L, RouterChargeKind.Charged), (2, RouterChargeKind.Charged), (1, RouterChargeKind.FirstToken), (1, RouterChargeKind.Released), (2, RouterChargeKind.Released)],
+            seen.Select(e => (e.DecisionId, e.Kind)));
+        Assert.All(seen, e => Assert.Equal(5, e.RouterId));
+        Assert.Equal((40, 40L, 2), (seen[0].PromptTokens, seen[0].PrefillTokens, seen[0].BlockHashes!.Count));
+        Assert.True(seen[3].Completed);
+        Assert.False(seen[4].Completed);
+    }
+}
