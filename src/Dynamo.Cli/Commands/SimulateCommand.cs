@@ -80,7 +80,17 @@ internal static class SimulateCommand
         }
 
         int concurrency = trace && !loadFlags.ConcurrencyGiven(parse) ? int.MaxValue : load.Concurrency;
-        SimulationBenchmark.Outcome outcome = await SimulationBenchmark.RunAsync(options, workload, load, concurrency, Console.Error);
+        SimulationBenchmark.Outcome outcome;
+        try
+        {
+            outcome = await SimulationBenchmark.RunAsync(options, workload, load, concurrency, Console.Error);
+        }
+        catch (SimulationStalledException e)
+        {
+            await Console.Error.WriteLineAsync($"error: the simulation stalled: {e.Message}");
+            return 1;
+        }
+
         if (json)
         {
             using Stream stdout = Console.OpenStandardOutput();

@@ -174,6 +174,13 @@ internal static class SimulationBenchmark
         }
     }
 
+    /// <summary>The conversations a simulation replays: a trace's prompts in their token-id form (<c>trace-tokens:</c>: the same words, one token each).</summary>
+    public static IReadOnlyList<LoadConversation> Build(IWorkload workload, LoadOptions load)
+    {
+        IWorkload replayed = workload is TraceWorkload { TokenIds: false } text ? new TraceWorkload(text.Path, tokenIds: true) : workload;
+        return replayed.Build(load);
+    }
+
     /// <summary>
     /// Builds <paramref name="workload"/> once and runs it through every mode of <paramref name="options"/>, at most
     /// <paramref name="concurrency"/> conversations at once (int.MaxValue: unbounded, every request at its arrival). A
@@ -183,8 +190,7 @@ internal static class SimulationBenchmark
     {
         options.Validate();
         long start = Stopwatch.GetTimestamp();
-        IWorkload replayed = workload is TraceWorkload { TokenIds: false } text ? new TraceWorkload(text.Path, tokenIds: true) : workload;
-        IReadOnlyList<LoadConversation> conversations = replayed.Build(load);
+        IReadOnlyList<LoadConversation> conversations = Build(workload, load);
         int requests = conversations.Sum(c => c.Turns.Count);
         TimeSpan built = Stopwatch.GetElapsedTime(start);
         var results = new List<SimulationModeResult>();

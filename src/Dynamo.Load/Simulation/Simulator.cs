@@ -272,6 +272,13 @@ internal sealed partial class Simulator
             _disaggregation!.StartReserved(worker);
         }
 
+        if (time == MockerEngine.EmptyStepRetry && worker.Engine.Stats is { RunningRequests: 0, AwaitingKvRequests: 0 } stuck)
+        {
+            // A step that fits nothing with nothing running and no KV to come: no later step can differ.
+            throw new SimulationStalledException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"worker {worker.Id} stalled at {_clock.Now.TotalSeconds:F1} s of virtual time: {stuck.WaitingRequests} requests wait, none runs, and the first cannot get KV blocks ({stuck.KvBlocksUsed} of {stuck.KvBlocksTotal} held by requests queued behind it with imported KV)"));
+        }
+
         if (time is { } t)
         {
             _clock.After(t, () => StepEnded(worker));
