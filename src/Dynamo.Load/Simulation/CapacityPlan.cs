@@ -10,8 +10,11 @@ namespace Dynamo.Load.Simulation;
 /// </summary>
 internal sealed record CapacityPlan(PlanOptions Options, string Workload, int Requests, int Concurrency, PlanCandidate? Answer, PlanCandidate? Best, IReadOnlyList<PlanCandidate> Tried, TimeSpan WallTime)
 {
-    /// <summary>GPUs a deployment of <paramref name="workers"/> takes with the profile.</summary>
+    /// <summary>GPUs a deployment of <paramref name="workers"/> takes with the profile (0 for a CPU profile).</summary>
     public int Gpus(int workers) => workers * WorkerProfiles.GpusPerWorker(Options.Simulation.Profile);
+
+    /// <summary>The GPUs of <paramref name="workers"/> for the table: a count, or "-" for a CPU profile.</summary>
+    private string GpuCell(int workers) => WorkerProfiles.GpusPerWorker(Options.Simulation.Profile) == 0 ? "-" : Gpus(workers).ToString(CultureInfo.InvariantCulture);
 
     /// <summary>What each simulation replayed, in words.</summary>
     public string Simulated => string.Create(CultureInfo.InvariantCulture,
@@ -127,23 +130,23 @@ internal sealed record CapacityPlan(PlanOptions Options, string Workload, int Re
     {
         if (c.Result is not { } r)
         {
-            return string.Create(CultureInfo.InvariantCulture, $"| {c.Shape} | {c.Mode} | {c.PrefillWorkers} | {c.DecodeWorkers} | {Gpus(c.Workers)} | - | - | - | - | - | - | - | stalled |");
+            return string.Create(CultureInfo.InvariantCulture, $"| {c.Shape} | {c.Mode} | {c.PrefillWorkers} | {c.DecodeWorkers} | {GpuCell(c.Workers)} | - | - | - | - | - | - | - | stalled |");
         }
 
         string remote = r.Disaggregation is { } d ? string.Create(CultureInfo.InvariantCulture, $"{d.RemotePrefills} of {r.Requests}") : "-";
         return string.Create(CultureInfo.InvariantCulture,
-            $"| {c.Shape} | {c.Mode} | {c.PrefillWorkers} | {c.DecodeWorkers} | {Gpus(c.Workers)} | {r.Ttft.P50 * 1000:F0} | {r.Ttft.P99 * 1000:F0} | {r.Itl.P50 * 1000:F1} | {r.Itl.P99 * 1000:F1} | {r.OutputTokensPerSecond:F0} | {r.HitRate:P1} | {remote} | {(c.Meets ? "meets" : c.Miss)} |");
+            $"| {c.Shape} | {c.Mode} | {c.PrefillWorkers} | {c.DecodeWorkers} | {GpuCell(c.Workers)} | {r.Ttft.P50 * 1000:F0} | {r.Ttft.P99 * 1000:F0} | {r.Itl.P50 * 1000:F1} | {r.Itl.P99 * 1000:F1} | {r.OutputTokensPerSecond:F0} | {r.HitRate:P1} | {remote} | {(c.Meets ? "meets" : c.Miss)} |");
     }
 
     private string Describe(PlanCandidate c)
     {
-        string shape = c.PrefillWorkers == 0 ? $"{c.DecodeWorkers} aggregated workers" : $"{c.PrefillWorkers} prefill + {c.DecodeWorkers} decode workers";
+        string shape = c.PrefillWorkers == 0 ? $"{c.DecodeWorkers} aggregated worker{(c.DecodeWorkers == 1 ? "" : "s")}" : $"{c.PrefillWorkers} prefill + {c.DecodeWorkers} decode workers";
         if (c.Result is not { } r)
         {
             return $"{shape}, {c.Mode} routing: stalled";
         }
 
         return string.Create(CultureInfo.InvariantCulture,
-            $"{shape} ({Gpus(c.Workers)} GPUs of {Options.Simulation.Profile}), {c.Mode} routing: TTFT p50 {r.Ttft.P50 * 1000:F0} ms, p99 {r.Ttft.P99 * 1000:F0} ms; ITL p50 {r.Itl.P50 * 1000:F1} ms, p99 {r.Itl.P99 * 1000:F1} ms; {r.OutputTokensPerSecond:F0} output tok/s, {r.RequestsPerSecond:F2} req/s; prefix hit rate {r.HitRate:P1}");
+            $"{shape} ({(Gpus(c.Workers) > 0 ? $"{Gpus(c.Workers)} GPUs of " : "")}{Options.Simulation.Profile}), {c.Mode} routing: TTFT p50 {r.Ttft.P50 * 1000:F0} ms, p99 {r.Ttft.P99 * 1000:F0} ms; ITL p50 {r.Itl.P50 * 1000:F1} ms, p99 {r.Itl.P99 * 1000:F1} ms; {r.OutputTokensPerSecond:F0} output tok/s, {r.RequestsPerSecond:F2} req/s; prefix hit rate {r.HitRate:P1}");
     }
 }
