@@ -32,6 +32,7 @@ internal static class Program
         root.Subcommands.Add(DisaggCommand.Create());
         root.Subcommands.Add(TopCommand.Create());
         root.Subcommands.Add(SimulateCommand.Create());
+        root.Subcommands.Add(PlanCommand.Create());
         return root;
     }
 }

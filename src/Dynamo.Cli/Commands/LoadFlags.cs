@@ -55,10 +55,13 @@ internal sealed class LoadFlags
     /// <summary>Whether --concurrency was given (a simulation sends every trace request at its arrival otherwise).</summary>
     public bool ConcurrencyGiven(ParseResult parse) => parse.GetResult(_concurrency) is { Implicit: false };
 
-    /// <summary>The validated load options for <paramref name="url"/> and <paramref name="model"/>.</summary>
-    public LoadOptions Read(ParseResult parse, string url, string model)
+    /// <summary>--workload.</summary>
+    public Option<string> WorkloadOption => _workload;
+
+    /// <summary>The validated load options for <paramref name="url"/> and <paramref name="model"/> (of <paramref name="workload"/> instead of --workload when given).</summary>
+    public LoadOptions Read(ParseResult parse, string url, string model, string? workload = null)
     {
-        string name = parse.GetValue(_workload)!;
+        string name = workload ?? parse.GetValue(_workload)!;
         bool trace = name.StartsWith(TraceWorkload.WorkloadPrefix, StringComparison.Ordinal) || name.StartsWith(TraceWorkload.TokenWorkloadPrefix, StringComparison.Ordinal);
         var options = new LoadOptions
         {
@@ -79,10 +82,10 @@ internal sealed class LoadFlags
         return options;
     }
 
-    /// <summary>The workload named by --workload, with Poisson arrivals when --request-rate is given.</summary>
-    public IWorkload Workload(ParseResult parse)
+    /// <summary>The workload named by --workload (or <paramref name="name"/>), with Poisson arrivals when --request-rate is given.</summary>
+    public IWorkload Workload(ParseResult parse, string? name = null)
     {
-        IWorkload workload = WorkloadParser.Parse(parse.GetValue(_workload)!);
+        IWorkload workload = WorkloadParser.Parse(name ?? parse.GetValue(_workload)!);
         double rate = parse.GetValue(_requestRate);
         if (rate <= 0)
         {

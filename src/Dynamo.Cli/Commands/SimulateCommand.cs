@@ -1,4 +1,6 @@
 using System.CommandLine;
+using Dynamo.Components.Workers;
+using Dynamo.Llm.Disaggregation;
 using Dynamo.Load;
 using Dynamo.Load.Benchmarks;
 using Dynamo.Load.Simulation;
@@ -16,7 +18,9 @@ internal static class SimulateCommand
 {
     public static Command Create()
     {
-        var workers = new Option<int>("--workers") { Description = "Simulated workers", DefaultValueFactory = _ => SimulationOptions.Default.Workers };
+        var workers = new Option<int>("--workers") { Description = "Simulated workers (with --prefill-workers: the decode workers)", DefaultValueFactory = _ => SimulationOptions.Default.Workers };
+        var prefillWorkers = new Option<int>("--prefill-workers") { Description = "Prefill workers beside the decode workers: a disaggregated deployment, the real disaggregation rule deciding each request (0: aggregated)" };
+        var decodeWorkers = new Option<int?>("--decode-workers") { Description = "Decode workers, with --prefill-workers (the same as --workers)" };
         var modes = new Option<string>("--router-modes", "--modes") { Description = "Comma-separated router modes, run one after the other", DefaultValueFactory = _ => "kv,round-robin,random" };
         var profile = new Option<string>("--profile") { Description = $"Worker cost model: {WorkerProfiles.Names} (docs/simulation.md)", DefaultValueFactory = _ => WorkerProfiles.Default };
         var delay = new Option<double>("--kv-event-delay-ms") { Description = "Virtual time a KV event takes from a worker to the router (0: at once)" };
@@ -25,17 +29,31 @@ internal static class SimulateCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout instead of the tables" };
         var command = new Command("simulate", "The real router and schedulers of N simulated workers in virtual time: TTFT, ITL, hit rate, load spread and the router's decision time for each router mode")
         {
-            workers, modes, profile, delay, replicas, replicaDelay, json,
+            workers, prefillWorkers, decodeWorkers, modes, profile, delay, replicas, replicaDelay, json,
         };
         MockerCostFlags cost = MockerCostFlags.AddTo(command);
+        DisaggregationSimulationFlags disagg = DisaggregationSimulationFlags.AddTo(command);
         LoadFlags loadFlags = LoadFlags.AddTo(command, SharedPrefixWorkload.WorkloadName, concurrency: 256, numPrompts: 400, traceBlockTokens: TraceWorkload.TraceBlockSize, inputLen: 600, outputLen: 8, requestRate: 40);
         KvRouterFlags kv = KvRouterFlags.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
             string name = parse.GetValue(profile)!;
-            var options = new SimulationOptions
+            int prefill = parse.GetValue(prefillWorkers);
+            int? decode = parse.GetValue(decodeWorkers);
+            if (decode is not null && prefill == 0)
             {
-                Workers = parse.GetValue(workers),
+                throw new CliUsageException("--decode-workers: only with --prefill-workers (without prefill workers every worker is aggregated: use --workers)");
+            }
+
+            if (decode is not null && parse.GetResult(workers) is { Implicit: false })
+            {
+                throw new CliUsageException("--decode-workers: give --workers or --decode-workers, not both");
+            }
+
+            var options = disagg.Read(parse, name, new SimulationOptions
+            {
+                Workers = decode ?? parse.GetValue(workers),
+                PrefillWorkers = prefill,
                 Modes = parse.GetValue(modes)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
                 Profile = name,
                 Mocker = cost.Read(parse, WorkerProfiles.Get(name)),
@@ -44,7 +62,7 @@ internal static class SimulateCommand
                 RouterReplicas = parse.GetValue(replicas),
                 ReplicaSyncDelay = TimeSpan.FromMilliseconds(parse.GetValue(replicaDelay)),
                 Seed = parse.GetValue(loadFlags.SeedOption),
-            };
+            });
             return await RunAsync(parse, options, loadFlags, parse.GetValue(json));
         });
         return command;
@@ -66,7 +84,17 @@ internal static class SimulateCommand
         }
 
         int concurrency = trace && !loadFlags.ConcurrencyGiven(parse) ? int.MaxValue : load.Concurrency;
-        SimulationBenchmark.Outcome outcome = await SimulationBenchmark.RunAsync(options, workload, load, concurrency, Console.Error);
+        SimulationBenchmark.Outcome outcome;
+        try
+        {
+            outcome = await SimulationBenchmark.RunAsync(options, workload, load, concurrency, Console.Error);
+        }
+        catch (SimulationStalledException e)
+        {
+            await Console.Error.WriteLineAsync($"error: the simulation stalled: {e.Message}");
+            return 1;
+        }
+
         if (json)
         {
             using Stream stdout = Console.OpenStandardOutput();
@@ -78,6 +106,38 @@ internal static class SimulateCommand
         }
 
         return outcome.Modes.All(r => r.Completed > 0) ? 0 : 1;
+    }
+
+    /// <summary>The disaggregation rule's settings and the KV link of a disaggregated simulation (each defaults to the real default or the profile's).</summary>
+    internal sealed class DisaggregationSimulationFlags
+    {
+        private readonly Option<bool?> _conditional = new("--conditional-disagg") { Description = "Prefill remotely only by the rule of --max-local-prefill-length and --max-prefill-queue-size (true/false; default true)" };
+        private readonly Option<int?> _maxLocal = new("--max-local-prefill-length") { Description = $"Prompts whose uncached part is at most this many tokens prefill on their decode worker (default {DisaggregationSettings.Default.MaxLocalPrefillLength})" };
+        private readonly Option<int?> _maxQueue = new("--max-prefill-queue-size") { Description = $"Prefill remotely only while fewer requests wait at the prefill workers (default {DisaggregationSettings.Default.MaxPrefillQueueSize})" };
+        private readonly Option<double?> _gbps = new("--kv-transfer-gbps") { Description = "Bandwidth a remote prefill's KV crosses to its decode worker, Gbit/s (default: the profile's; gpu-8b 400, one InfiniBand NDR port per GPU; docs/simulation.md)" };
+
+        public static DisaggregationSimulationFlags AddTo(Command command)
+        {
+            var flags = new DisaggregationSimulationFlags();
+            foreach (Option o in new Option[] { flags._conditional, flags._maxLocal, flags._maxQueue, flags._gbps })
+            {
+                command.Options.Add(o);
+            }
+
+            return flags;
+        }
+
+        /// <summary><paramref name="options"/> with the settings given and the link of <paramref name="profile"/> (its bandwidth overridden when given).</summary>
+        public SimulationOptions Read(ParseResult parse, string profile, SimulationOptions options)
+        {
+            SimulatedKvLink link = WorkerProfiles.Link(profile);
+            return options with
+            {
+                Disaggregation = DisaggregationSettings.FromGiven(parse.GetValue(_conditional), parse.GetValue(_maxLocal), parse.GetValue(_maxQueue))
+                    ?? DisaggregationSettings.Default,
+                KvLink = link with { Gbps = parse.GetValue(_gbps) ?? link.Gbps },
+            };
+        }
     }
 
     /// <summary>The mocker's cost-model and pool flags: each overrides the profile's value when given.</summary>

@@ -104,6 +104,24 @@ internal sealed class EngineCore<TState>
     public IAsyncEnumerable<EngineOutput> Submit(EngineRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+        return ReadAsync(Claim(request), cancellationToken);
+    }
+
+    /// <summary>
+    /// Checks and queues a request as <see cref="Submit"/> does, for a caller that runs the engine's loop itself on
+    /// one thread (a virtual-time simulation): it reads the outputs with <see cref="ChannelReader{T}.TryRead"/> after
+    /// each step, so nothing ever waits on the channel. No cancellation by token or by an abandoned enumeration. A deferred
+    /// KV import is taken as <see cref="Submit"/> takes it (the caller polls its tasks rather than awaiting them).
+    /// </summary>
+    public ChannelReader<EngineOutput> SubmitPolled(EngineRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return Claim(request).Outputs.Reader;
+    }
+
+    /// <summary>Claims the request's deferred KV import (one request each), then <see cref="Accept"/>; a rejection ends the import.</summary>
+    private LiveRequest<TState> Claim(EngineRequest request)
+    {
         DeferredKvImport? deferred = request.DeferredKv;
         if (deferred is not null && !deferred.TryClaim())
         {
@@ -112,7 +130,7 @@ internal sealed class EngineCore<TState>
 
         try
         {
-            return ReadAsync(Accept(request), cancellationToken);
+            return Accept(request);
         }
         catch (Exception e) when (deferred is not null)
         {
@@ -120,22 +138,6 @@ internal sealed class EngineCore<TState>
             deferred.End(KvImportStatus.Cancelled, $"the request was not accepted: {e.Message}");
             throw;
         }
-    }
-
-    /// <summary>
-    /// Checks and queues a request as <see cref="Submit"/> does, for a caller that runs the engine's loop itself on
-    /// one thread (a virtual-time simulation): it reads the outputs with <see cref="ChannelReader{T}.TryRead"/> after
-    /// each step, so nothing ever waits on the channel. No cancellation by token or by an abandoned enumeration.
-    /// </summary>
-    public ChannelReader<EngineOutput> SubmitPolled(EngineRequest request)
-    {
-        ArgumentNullException.ThrowIfNull(request);
-        if (request.DeferredKv is not null)
-        {
-            throw new ArgumentException("a polled request cannot carry a deferred KV import");
-        }
-
-        return Accept(request).Outputs.Reader;
     }
 
     /// <summary>Checks a request, makes it live and queues it (see <see cref="Submit"/>).</summary>

@@ -22,6 +22,16 @@ internal static class SimulationBenchmark
             JsonReport.Write(output, indented: true, w =>
             {
                 w.WriteNumber("workers", Options.Workers);
+                w.WriteNumber("prefill_workers", Options.PrefillWorkers);
+                if (Options.PrefillWorkers > 0)
+                {
+                    w.WriteNumber("max_local_prefill_length", Options.Disaggregation.MaxLocalPrefillLength);
+                    w.WriteNumber("max_prefill_queue_size", Options.Disaggregation.MaxPrefillQueueSize);
+                    w.WriteBoolean("conditional_disagg", Options.Disaggregation.ConditionalDisagg);
+                    w.WriteNumber("kv_bytes_per_token", Options.KvLink.BytesPerToken);
+                    w.WriteNumber("kv_transfer_gbps", Options.KvLink.Gbps);
+                }
+
                 w.WriteString("profile", Options.Profile);
                 w.WriteString("workload", Workload);
                 w.WriteNumber("requests", Requests);
@@ -60,11 +70,44 @@ internal static class SimulationBenchmark
                     w.WriteNumber("virtual_seconds", Math.Round(r.VirtualTime.TotalSeconds, 3));
                     w.WriteNumber("wall_seconds", Math.Round(r.WallTime.TotalSeconds, 2));
                     w.WriteNumber("events", r.Events);
+                    if (r.Disaggregation is { } d)
+                    {
+                        WriteDisaggregation(w, d);
+                    }
+
                     w.WriteEndObject();
                 }
 
                 w.WriteEndArray();
             });
+        }
+
+        /// <summary>The split of a disaggregated run: decisions by reason, prefills that did run remotely, fallbacks, the transfers.</summary>
+        internal static void WriteDisaggregation(System.Text.Json.Utf8JsonWriter w, SimulationDisaggregation d)
+        {
+            w.WriteStartObject("disaggregation");
+            w.WriteNumber("remote_decisions", d.RemoteDecisions);
+            w.WriteNumber("local_decisions", d.LocalDecisions);
+            w.WriteNumber("remote_prefills", d.RemotePrefills);
+            w.WriteStartObject("decisions");
+            foreach ((bool remote, string reason, long count) in d.Decisions)
+            {
+                w.WriteNumber($"{(remote ? "remote" : "local")}:{reason}", count);
+            }
+
+            w.WriteEndObject();
+            w.WriteStartObject("fallbacks");
+            foreach ((string reason, long count) in d.Fallbacks)
+            {
+                w.WriteNumber(reason, count);
+            }
+
+            w.WriteEndObject();
+            w.WriteNumber("transfer_p50_ms", Math.Round(d.TransferMs.P50, 3));
+            w.WriteNumber("transfer_p99_ms", Math.Round(d.TransferMs.P99, 3));
+            w.WriteNumber("transfer_bytes", d.TransferBytes);
+            SpreadOf(w, "prefills_per_prefill_worker", d.PrefillRequestsPerWorker);
+            w.WriteEndObject();
         }
 
         private static void Latency(System.Text.Json.Utf8JsonWriter w, string name, LatencySummary s, double scale)
@@ -89,7 +132,7 @@ internal static class SimulationBenchmark
         {
             output.WriteLine();
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{Options.Workers} simulated workers (profile {Options.Profile}: step {Options.Mocker.StepMs} ms + {Options.Mocker.PrefillMsPerToken} ms/prefill token + {Options.Mocker.DecodeMsPerSequence} ms/decoding sequence, {Options.Mocker.NumGpuBlocks} KV blocks of {Options.Mocker.BlockSize}), workload {Workload}, {Requests} requests, concurrency {(Concurrency == int.MaxValue ? "unbounded" : Concurrency.ToString(CultureInfo.InvariantCulture))}, KV event delay {Options.KvEventDelay.TotalMilliseconds} ms, seed {Options.Seed}"));
+                $"{(Options.PrefillWorkers > 0 ? $"{Options.Workers} decode + {Options.PrefillWorkers} prefill" : Options.Workers)} simulated workers (profile {Options.Profile}: step {Options.Mocker.StepMs} ms + {Options.Mocker.PrefillMsPerToken} ms/prefill token + {Options.Mocker.DecodeMsPerSequence} ms/decoding sequence, {Options.Mocker.NumGpuBlocks} KV blocks of {Options.Mocker.BlockSize}), workload {Workload}, {Requests} requests, concurrency {(Concurrency == int.MaxValue ? "unbounded" : Concurrency.ToString(CultureInfo.InvariantCulture))}, KV event delay {Options.KvEventDelay.TotalMilliseconds} ms, seed {Options.Seed}"));
             output.WriteLine("| mode | completed | rejected | TTFT mean ms | TTFT p50 ms | TTFT p99 ms | ITL mean ms | ITL p50 ms | ITL p99 ms | output tok/s | req/s | prefix hit rate | preemptions |");
             output.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
             foreach (SimulationModeResult r in Modes)
@@ -107,9 +150,37 @@ internal static class SimulationBenchmark
                     $"| {r.Mode} | {r.RequestsPerWorker.Min:F0}-{r.RequestsPerWorker.Max:F0} ({r.RequestsPerWorker.StdDev:F1}) | {r.PromptTokensPerWorker.Min:F0}-{r.PromptTokensPerWorker.Max:F0} ({r.PromptTokensPerWorker.StdDev:F0}) | {r.StarvedWorkers} | {r.DecisionMicros.P50:F1} | {r.DecisionMicros.P99:F1} | {r.DecisionMicrosUninterrupted.P99:F1} ({r.DecisionsInterrupted}) | {r.KvEvents} | {r.KvEventsPerVirtualSecond:F0} | {r.KvEventsPerWallSecond:F0} | {r.VirtualTime.TotalSeconds:F1} | {r.WallTime.TotalSeconds:F1} |"));
             }
 
+            if (Options.PrefillWorkers > 0)
+            {
+                output.WriteLine();
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"Disaggregation: conditional {Options.Disaggregation.ConditionalDisagg}, max local prefill {Options.Disaggregation.MaxLocalPrefillLength} tokens, max prefill queue {Options.Disaggregation.MaxPrefillQueueSize}; KV {Options.KvLink.BytesPerToken:N0} bytes a token over {Options.KvLink.Gbps} Gbit/s + {Options.KvLink.Latency.TotalMicroseconds} us"));
+                output.WriteLine("| mode | remote decisions | local decisions | decisions by reason | remote prefills (imported) | fallbacks | transfer p50 ms | transfer p99 ms | KV GB moved | prefills/prefill worker min-max |");
+                output.WriteLine("| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |");
+                foreach (SimulationModeResult r in Modes)
+                {
+                    if (r.Disaggregation is not { } d)
+                    {
+                        continue;
+                    }
+
+                    string reasons = string.Join(", ", d.Decisions.Select(x => $"{(x.Remote ? "remote" : "local")} {x.Reason} {x.Count}"));
+                    string fallbacks = d.Fallbacks.Count == 0 ? "none" : string.Join(", ", d.Fallbacks.Select(x => $"{x.Reason} {x.Count}"));
+                    output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"| {r.Mode} | {d.RemoteDecisions} | {d.LocalDecisions} | {reasons} | {d.RemotePrefills} | {fallbacks} | {d.TransferMs.P50:F2} | {d.TransferMs.P99:F2} | {d.TransferBytes / 1e9:F2} | {d.PrefillRequestsPerWorker.Min:F0}-{d.PrefillRequestsPerWorker.Max:F0} |"));
+                }
+            }
+
             output.WriteLine();
             output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"simulate: wall time {WallTime.TotalSeconds:F1} s (workload {BuildTime.TotalSeconds:F1} s, modes {string.Join(", ", Modes.Select(m => $"{m.Mode} {m.WallTime.TotalSeconds:F1} s"))})"));
         }
+    }
+
+    /// <summary>The conversations a simulation replays: a trace's prompts in their token-id form (<c>trace-tokens:</c>: the same words, one token each).</summary>
+    public static IReadOnlyList<LoadConversation> Build(IWorkload workload, LoadOptions load)
+    {
+        IWorkload replayed = workload is TraceWorkload { TokenIds: false } text ? new TraceWorkload(text.Path, tokenIds: true) : workload;
+        return replayed.Build(load);
     }
 
     /// <summary>
@@ -121,14 +192,13 @@ internal static class SimulationBenchmark
     {
         options.Validate();
         long start = Stopwatch.GetTimestamp();
-        IWorkload replayed = workload is TraceWorkload { TokenIds: false } text ? new TraceWorkload(text.Path, tokenIds: true) : workload;
-        IReadOnlyList<LoadConversation> conversations = replayed.Build(load);
+        IReadOnlyList<LoadConversation> conversations = Build(workload, load);
         int requests = conversations.Sum(c => c.Turns.Count);
         TimeSpan built = Stopwatch.GetElapsedTime(start);
         var results = new List<SimulationModeResult>();
         foreach (string mode in options.Modes)
         {
-            log.WriteLine($"simulate: {mode}: {requests} requests of {workload.Name} on {options.Workers} simulated workers...");
+            log.WriteLine($"simulate: {mode}: {requests} requests of {workload.Name} on {(options.PrefillWorkers > 0 ? $"{options.Workers} decode + {options.PrefillWorkers} prefill" : options.Workers)} simulated workers...");
             SimulationModeResult r = await Simulator.RunAsync(options, mode, conversations, concurrency).ConfigureAwait(false);
             log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"simulate: {mode}: TTFT mean {r.Ttft.Mean * 1000:F1} ms, hit rate {r.HitRate:P1}, {r.VirtualTime.TotalSeconds:F0} s simulated in {r.WallTime.TotalSeconds:F1} s"));

@@ -7,6 +7,12 @@ internal sealed record SimulationModeResult
 {
     public required string Mode { get; init; }
 
+    /// <summary>Prefill workers beside the (decode) workers; 0: aggregated.</summary>
+    public int PrefillWorkers { get; init; }
+
+    /// <summary>Where the prefills ran (with prefill workers; null when aggregated).</summary>
+    public SimulationDisaggregation? Disaggregation { get; init; }
+
     /// <summary>Requests sent (turns).</summary>
     public int Requests { get; init; }
 

@@ -1,16 +1,30 @@
+using Dynamo.Components.Workers;
+using Dynamo.Llm.Disaggregation;
 using Dynamo.Llm.Routing;
 using Dynamo.Mocker;
 
 namespace Dynamo.Load.Simulation;
 
-/// <summary>One simulation: the workers (count and cost model), the router modes to compare and the event plane's delay.</summary>
+/// <summary>
+/// One simulation: the workers (count and cost model; aggregated, or decode workers beside prefill workers), the router
+/// modes to compare, the event plane's delay, and for a disaggregated deployment the disaggregation settings and the KV link.
+/// </summary>
 internal sealed record SimulationOptions
 {
     /// <summary>The defaults.</summary>
     public static SimulationOptions Default { get; } = new();
 
-    /// <summary>Simulated workers (<c>--workers</c>).</summary>
+    /// <summary>Simulated workers (<c>--workers</c>); with <see cref="PrefillWorkers"/>, the decode workers (<c>--decode-workers</c>).</summary>
     public int Workers { get; init; } = 8;
+
+    /// <summary>Prefill workers (<c>--prefill-workers</c>); 0: an aggregated deployment, every worker prefills its own requests.</summary>
+    public int PrefillWorkers { get; init; }
+
+    /// <summary>When a request prefills on a prefill worker (the real rule, <see cref="DisaggregationPolicy"/>); only with prefill workers.</summary>
+    public DisaggregationSettings Disaggregation { get; init; } = DisaggregationSettings.Default;
+
+    /// <summary>The link a remote prefill's KV crosses (bytes a token from the profile, <c>--kv-transfer-gbps</c>); only with prefill workers.</summary>
+    public SimulatedKvLink KvLink { get; init; } = WorkerProfiles.Link(WorkerProfiles.Default);
 
     /// <summary>Router modes, run one after the other on the same workload (<c>--router-modes</c>).</summary>
     public IReadOnlyList<string> Modes { get; init; } = [RouterModes.Kv, RouterModes.RoundRobin, RouterModes.Random];
@@ -45,6 +59,16 @@ internal sealed record SimulationOptions
         if (Workers is < 1 or > 100_000)
         {
             throw new ArgumentException($"--workers must be 1..100000 (got {Workers})");
+        }
+
+        if (PrefillWorkers is < 0 or > 100_000)
+        {
+            throw new ArgumentException($"--prefill-workers must be 0..100000 (got {PrefillWorkers})");
+        }
+
+        if (!(KvLink.Gbps > 0) || !double.IsFinite(KvLink.Gbps))
+        {
+            throw new ArgumentException($"--kv-transfer-gbps must be a positive number (got {KvLink.Gbps})");
         }
 
         if (Modes.Count == 0)
@@ -87,6 +111,8 @@ internal sealed record SimulationOptions
 
         Mocker.Validate();
         KvRouter.Validate();
+        Disaggregation.Validate();
+        KvLink.Validate();
         return this;
     }
 }

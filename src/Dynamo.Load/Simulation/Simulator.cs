@@ -19,9 +19,11 @@ namespace Dynamo.Load.Simulation;
 /// serve's runner: at most <c>concurrency</c> conversations at once, taken in order, each starting at its arrival
 /// (or when a client is free) and sending its next turn as soon as the last one's answer ended, with that answer and
 /// the earlier turns in its prompt. Single-threaded and deterministic: nothing waits, no thread pool is involved, and
-/// the same inputs give the same figures. The only real time measured is the router's own decision time.
+/// the same inputs give the same figures. The only real time measured is the router's own decision time. With prefill
+/// workers (<see cref="SimulationOptions.PrefillWorkers"/>), the real disaggregation decision sits behind the decode
+/// router (Simulator.Disaggregation.cs).
 /// </summary>
-internal sealed class Simulator
+internal sealed partial class Simulator
 {
     private readonly SimulationOptions _options;
     private readonly string _mode;
@@ -37,6 +39,7 @@ internal sealed class Simulator
     private int _nextReplica;
     private readonly Queue<Pending> _pending = new();
     private readonly SimulationRecorder _recorder;
+    private readonly Disaggregation? _disaggregation;
     private int _nextConversation;
     private long _requestIds;
 
@@ -49,13 +52,7 @@ internal sealed class Simulator
         _workers = new Worker[options.Workers];
         _candidates = new long[options.Workers];
         _recorder = new SimulationRecorder(options.Workers);
-        _router = mode switch
-        {
-            RouterModes.Kv => _kv = new KvRouter(options.KvRouter with { Seed = options.KvRouter.Seed ?? options.Seed, BlockSize = options.Mocker.BlockSize }, _clock),
-            RouterModes.RoundRobin => new RoundRobinWorkerRouter(),
-            RouterModes.Random => new RandomWorkerRouter(new Random(options.Seed)),
-            _ => throw new ArgumentException($"--router-modes: '{mode}' is not kv, round-robin or random"),
-        };
+        (_router, _kv) = CreateRouter(options.KvRouter, options.Seed);
         if (_kv is not null)
         {
             _replicas = [_kv, .. Enumerable.Range(1, options.RouterReplicas - 1).Select(r => new KvRouter(_kv.Options with { Seed = _kv.Options.Seed + r }, _clock))];
@@ -64,18 +61,48 @@ internal sealed class Simulator
 
         for (int i = 0; i < _workers.Length; i++)
         {
-            long id = i + 1;
-            var worker = new Worker(i, id, MockerEngine.Driven(options.Mocker with { WorkerId = id, Seed = (ulong)options.Seed }));
-            _workers[i] = worker;
-            _byId[id] = worker;
-            _candidates[i] = id;
-            foreach (KvRouter replica in _replicas)
-            {
-                replica.AddWorker(id, options.Mocker.MaxNumBatchedTokens);
-            }
-
-            worker.Engine.KvEvents!.Published += e => OnKvEvent(e);
+            _workers[i] = AddWorker(i, i + 1, _kv);
+            _candidates[i] = i + 1;
         }
+
+        if (options.PrefillWorkers > 0)
+        {
+            _disaggregation = new Disaggregation(this);
+        }
+    }
+
+    /// <summary>
+    /// The router of <see cref="_mode"/> over one pool of workers (the KV router, when it is one, too; a random router's
+    /// seed is <paramref name="seed"/>).
+    /// </summary>
+    private (IWorkerRouter Router, KvRouter? Kv) CreateRouter(KvRouterOptions kvOptions, int seed)
+    {
+        if (_mode == RouterModes.Kv)
+        {
+            var kv = new KvRouter(kvOptions with { Seed = kvOptions.Seed ?? seed, BlockSize = _options.Mocker.BlockSize }, _clock);
+            return (kv, kv);
+        }
+
+        return _mode switch
+        {
+            RouterModes.RoundRobin => (new RoundRobinWorkerRouter(), null),
+            RouterModes.Random => (new RandomWorkerRouter(new Random(seed)), null),
+            _ => throw new ArgumentException($"--router-modes: '{_mode}' is not kv, round-robin or random"),
+        };
+    }
+
+    /// <summary>A mocker worker of id <paramref name="id"/>, known to <paramref name="kv"/> (its pool's KV router, if any), its KV events to it.</summary>
+    private Worker AddWorker(int index, long id, KvRouter? kv, bool prefill = false)
+    {
+        var worker = new Worker(index, id, MockerEngine.Driven(_options.Mocker with { WorkerId = id, Seed = (ulong)_options.Seed }), kv) { Prefill = prefill };
+        _byId[id] = worker;
+        foreach (KvRouter router in RoutersOf(kv))
+        {
+            router.AddWorker(id, _options.Mocker.MaxNumBatchedTokens);
+        }
+
+        worker.Engine.KvEvents!.Published += e => OnKvEvent(worker.Kv, e);
+        return worker;
     }
 
     /// <summary>Runs <paramref name="conversations"/> through <paramref name="mode"/>'s router to the end and returns the figures.</summary>
@@ -88,12 +115,16 @@ internal sealed class Simulator
         }
         finally
         {
-            foreach (Worker w in simulator._workers)
+            foreach (Worker w in simulator._byId.Values)
             {
                 await w.Engine.DisposeAsync().ConfigureAwait(false);
             }
 
             await simulator._router.DisposeAsync().ConfigureAwait(false);
+            if (simulator._disaggregation is { } d)
+            {
+                await d.DisposeAsync().ConfigureAwait(false);
+            }
         }
     }
 
@@ -120,7 +151,11 @@ internal sealed class Simulator
             throw new InvalidOperationException($"the simulation ended with {_pending.Count} requests still queued in the router");
         }
 
-        return _recorder.Result(_mode, _workers.Select(w => w.Engine.Stats).ToArray(), _clock.Now, Stopwatch.GetElapsedTime(wallStart), _clock.EventsRun);
+        return _recorder.Result(_mode, _byId.Values.Select(w => w.Engine.Stats).ToArray(), _clock.Now, Stopwatch.GetElapsedTime(wallStart), _clock.EventsRun) with
+        {
+            PrefillWorkers = _options.PrefillWorkers,
+            Disaggregation = _disaggregation?.Result(),
+        };
     }
 
     private void StartNextConversation()
@@ -208,10 +243,17 @@ internal sealed class Simulator
         }
 
         Worker worker = _byId[lease.WorkerId];
+        var engineRequest = new EngineRequest(request.Id, request.Prompt, SamplingParams.Default with { MaxTokens = request.MaxTokens, IgnoreEos = true });
+        PrefillLeg? leg = null;
+        if (_disaggregation is { } disaggregation)
+        {
+            (lease, engineRequest, leg) = disaggregation.Decide(request, lease, engineRequest);
+        }
+
         ChannelReader<EngineOutput> outputs;
         try
         {
-            outputs = worker.Engine.SubmitPolled(new EngineRequest(request.Id, request.Prompt, SamplingParams.Default with { MaxTokens = request.MaxTokens, IgnoreEos = true }));
+            outputs = worker.Engine.SubmitPolled(engineRequest);
         }
         catch (ArgumentException)
         {
@@ -223,7 +265,12 @@ internal sealed class Simulator
         }
 
         _recorder.Dispatched(worker.Index, request.Prompt.Length);
-        worker.Active.Add(new InFlight(request, lease, outputs, request.Conversation.Source.Turns.Count > 1));
+        worker.Active.Add(new InFlight(request, lease, outputs, request.Conversation.Source.Turns.Count > 1) { Leg = leg });
+        if (leg is not null)
+        {
+            worker.Legs.Add(leg);
+        }
+
         if (!worker.Busy)
         {
             Plan(worker);
@@ -235,6 +282,18 @@ internal sealed class Simulator
     {
         TimeSpan? time = worker.Engine.PlanStep();
         worker.Busy = time is not null;
+        if (worker.Legs.Count > 0)
+        {
+            _disaggregation!.StartReserved(worker);
+        }
+
+        if (time == MockerEngine.EmptyStepRetry && worker.Engine.Stats is { RunningRequests: 0, AwaitingKvRequests: 0 } stuck)
+        {
+            // A step that fits nothing with nothing running and no KV to come: no later step can differ.
+            throw new SimulationStalledException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"worker {worker.Id} stalled at {_clock.Now.TotalSeconds:F1} s of virtual time: {stuck.WaitingRequests} requests wait, none runs, and the first cannot get KV blocks ({stuck.KvBlocksUsed} of {stuck.KvBlocksTotal} held by requests queued behind it with imported KV)"));
+        }
+
         if (time is { } t)
         {
             _clock.After(t, () => StepEnded(worker));
@@ -272,6 +331,11 @@ internal sealed class Simulator
     /// <summary>Takes one output of a request; true when it was the last (the lease is then completed and released).</summary>
     private bool Token(InFlight f, EngineOutput output)
     {
+        if (f.PrefillFor is { } prefilled)
+        {
+            return _disaggregation!.PrefillOutput(prefilled, output);
+        }
+
         TimeSpan now = _clock.Now;
         foreach (int token in output.TokenIds)
         {
@@ -279,7 +343,7 @@ internal sealed class Simulator
             if (f.Tokens++ == 0)
             {
                 _recorder.FirstToken(now - f.Request.Sent);
-                f.Lease.MarkFirstToken();
+                f.Lease!.MarkFirstToken();
             }
             else
             {
@@ -294,8 +358,13 @@ internal sealed class Simulator
             return false;
         }
 
-        f.Lease.Complete(output.CachedTokens);
+        f.Lease!.Complete(output.CachedTokens);
         Release(f.Lease);
+        if (f.Leg is { } leg)
+        {
+            _disaggregation!.Ended(leg);
+        }
+
         _recorder.Completed(f.Tokens, now - f.Request.Sent, now);
         TurnEnded(f.Request.Conversation, f.Answer ?? []);
         return true;
@@ -320,36 +389,42 @@ internal sealed class Simulator
         }
     }
 
-    private void OnKvEvent(KvEvent kvEvent)
+    /// <summary>A worker's KV event, to its pool's KV router (<paramref name="kv"/>; none: counted only).</summary>
+    private void OnKvEvent(KvRouter? kv, KvEvent kvEvent)
     {
         _recorder.KvEvent();
-        if (_kv is null)
+        if (kv is null)
         {
             return;
         }
 
-        foreach (KvRouter replica in _replicas)
+        foreach (KvRouter router in RoutersOf(kv))
         {
             if (_options.KvEventDelay == TimeSpan.Zero)
             {
-                replica.ApplyEvent(kvEvent);
+                router.ApplyEvent(kvEvent);
             }
             else
             {
-                _clock.After(_options.KvEventDelay, () => replica.ApplyEvent(kvEvent));
+                _clock.After(_options.KvEventDelay, () => router.ApplyEvent(kvEvent));
             }
         }
     }
 
+    /// <summary>A pool's KV routers: the decode pool's replicas, or the one router of another pool (the prefill pool).</summary>
+    private KvRouter[] RoutersOf(KvRouter? kv) => kv is null ? [] : kv == _kv ? _replicas : [kv];
+
+    /// <summary>A worker's load report, every <see cref="SimulationOptions.LoadReportInterval"/> (or <paramref name="force"/>d), to its pool's KV router.</summary>
     private void ReportLoad(Worker worker, bool force)
     {
-        if (_kv is null || (!force && worker.LastReport is { } last && _clock.Now - last < _options.LoadReportInterval))
+        if ((worker.Kv is null && !worker.Prefill) || (!force && worker.LastReport is { } last && _clock.Now - last < _options.LoadReportInterval))
         {
             return;
         }
 
         worker.LastReport = _clock.Now;
         EngineStats stats = worker.Engine.Stats;
+        worker.ReportedWaiting = stats.WaitingRequests;
         var load = new WorkerLoad
         {
             WorkerId = worker.Id,
@@ -358,9 +433,9 @@ internal sealed class Simulator
             KvBlocksUsed = stats.KvBlocksUsed,
             KvBlocksTotal = stats.KvBlocksTotal,
         };
-        foreach (KvRouter replica in _replicas)
+        foreach (KvRouter router in RoutersOf(worker.Kv))
         {
-            replica.UpdateLoad(load);
+            router.UpdateLoad(load);
         }
     }
 
@@ -385,7 +460,8 @@ internal sealed class Simulator
         }
     }
 
-    private sealed class Worker(int index, long id, MockerEngine engine)
+    /// <summary>A worker: its index in its pool, its engine, its pool's KV router (if the mode is kv), its requests in flight.</summary>
+    private sealed class Worker(int index, long id, MockerEngine engine, KvRouter? kv)
     {
         public int Index { get; } = index;
 
@@ -393,7 +469,18 @@ internal sealed class Simulator
 
         public MockerEngine Engine { get; } = engine;
 
+        public KvRouter? Kv { get; } = kv;
+
+        /// <summary>A prefill worker (its load reports are the prefill queue the disaggregation rule reads).</summary>
+        public bool Prefill { get; init; }
+
         public List<InFlight> Active { get; } = [];
+
+        /// <summary>Remote prefills of this decode worker's requests whose blocks are not yet reserved (their prefill not yet asked for).</summary>
+        public List<PrefillLeg> Legs { get; } = [];
+
+        /// <summary>Requests waiting at this worker by its last load report.</summary>
+        public int ReportedWaiting { get; set; }
 
         public bool Busy { get; set; }
 
@@ -439,11 +526,18 @@ internal sealed class Simulator
 
     private sealed record Request(Conversation Conversation, int[] Prompt, int MaxTokens, string Id, TimeSpan Sent);
 
-    private sealed class InFlight(Request request, WorkerLease lease, ChannelReader<EngineOutput> outputs, bool keepAnswer)
+    /// <summary>A request on a worker: a client's (with its lease), or a remote prefill's on a prefill worker (<see cref="PrefillFor"/>).</summary>
+    private sealed class InFlight(Request request, WorkerLease? lease, ChannelReader<EngineOutput> outputs, bool keepAnswer)
     {
         public Request Request { get; } = request;
 
-        public WorkerLease Lease { get; } = lease;
+        public WorkerLease? Lease { get; } = lease;
+
+        /// <summary>The client request's remote prefill, on its decode worker.</summary>
+        public PrefillLeg? Leg { get; init; }
+
+        /// <summary>On a prefill worker: the remote prefill this request computes.</summary>
+        public PrefillLeg? PrefillFor { get; init; }
 
         public ChannelReader<EngineOutput> Outputs { get; } = outputs;
 

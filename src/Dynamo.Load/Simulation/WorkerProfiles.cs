@@ -1,3 +1,4 @@
+using Dynamo.Components.Workers;
 using Dynamo.Mocker;
 
 namespace Dynamo.Load.Simulation;
@@ -56,6 +57,31 @@ internal static class WorkerProfiles
             MaxNumBatchedTokens = 512,
             ContextLength = 4096,
         },
+        _ => throw new ArgumentException($"--profile: '{name}' is not {Names}"),
+    };
+
+    /// <summary>
+    /// The link a remote prefill's KV crosses from a prefill worker to a decode worker of the profile (<c>--kv-transfer-gbps</c>
+    /// overrides the bandwidth). gpu-8b: Llama-3-8B's KV, 2 x 32 layers x 8 KV heads x 128 dims x 2 bytes = 128 KiB a token,
+    /// over one 400 Gbit/s InfiniBand NDR port (the DGX H100 datasheet: one ConnectX-7 port of 400 Gb/s per GPU).
+    /// gpu-70b-tp8: Llama-3-70B's, 2 x 80 x 8 x 128 x 2 = 320 KiB a token, each of the 8 ranks sending its own heads over its
+    /// own port: 8 x 400 Gbit/s. cpu-110m: bench disagg's link (<see cref="SimulatedKvLink.Default"/>: the 110m model's KV in
+    /// f32 over 10 Gbit/s). Latency 50 us a transfer for all.
+    /// </summary>
+    public static SimulatedKvLink Link(string name) => name switch
+    {
+        Gpu8B => SimulatedKvLink.Default with { BytesPerToken = 2L * 32 * 8 * 128 * 2, Gbps = 400 },
+        Gpu70BTp8 => SimulatedKvLink.Default with { BytesPerToken = 2L * 80 * 8 * 128 * 2, Gbps = 8 * 400 },
+        Cpu110M => SimulatedKvLink.Default,
+        _ => throw new ArgumentException($"--profile: '{name}' is not {Names}"),
+    };
+
+    /// <summary>GPUs one worker of the profile takes (0: a CPU worker).</summary>
+    public static int GpusPerWorker(string name) => name switch
+    {
+        Gpu8B => 1,
+        Gpu70BTp8 => 8,
+        Cpu110M => 0,
         _ => throw new ArgumentException($"--profile: '{name}' is not {Names}"),
     };
 }
