@@ -222,6 +222,15 @@ public sealed class Scheduler
         // Admit nothing in a step that had to preempt: the pool is short of blocks.
         while (_step.Preempted == 0 && _waiting.First is { } node && _running.Count < _options.MaxNumSeqs && budget > 0 && Admits(timed, prefillLeft))
         {
+            if (_step.IsEmpty && _running.Count == 0 && !Fits(node.Value, budget, prefillLeft) && FirstFitting(budget, prefillLeft) is { } fitting)
+            {
+                // Nothing runs and the head cannot get its blocks: those it waits for are held by sequences queued behind
+                // it with imported KV, which only running frees. One of them goes first, else nothing would run again.
+                _waiting.Remove(fitting);
+                _waiting.AddFirst(fitting);
+                node = fitting;
+            }
+
             SequenceState s = node.Value;
             int hit = 0;
             bool lookedUp = s.Blocks.Count == 0;
@@ -275,6 +284,28 @@ public sealed class Scheduler
         }
 
         return _step;
+    }
+
+    /// <summary>Whether a waiting sequence's first chunk gets its blocks from the free ones now (a new one's cached prefix not counted: it may need fewer).</summary>
+    private bool Fits(SequenceState s, int budget, int prefillLeft)
+    {
+        int left = s.Tokens.Count - s.ComputedTokens;
+        int n = Math.Min(left, left > 1 ? Math.Min(budget, prefillLeft) : budget);
+        return _pool.BlocksFor(s.ComputedTokens + n) - s.Blocks.Count <= _pool.FreeCount;
+    }
+
+    /// <summary>The first waiting sequence that already holds blocks (imported KV) and whose first chunk fits; null when none.</summary>
+    private LinkedListNode<SequenceState>? FirstFitting(int budget, int prefillLeft)
+    {
+        for (LinkedListNode<SequenceState>? n = _waiting.First; n is not null; n = n.Next)
+        {
+            if (n.Value.Blocks.Count > 0 && Fits(n.Value, budget, prefillLeft))
+            {
+                return n;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>

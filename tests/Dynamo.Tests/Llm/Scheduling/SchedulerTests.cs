@@ -299,6 +299,35 @@ public class SchedulerTests
     }
 
     [Fact]
+    public void Schedule_HeadCannotFitBehindImportedKv_ImportedSequencesRunFirstAndAllFinish()
+    {
+        // A pool of 16 blocks of 4 tokens. Three sequences reserve 4 blocks each for imported KV (12 held), then a new
+        // prompt of 40 tokens (10 blocks) is queued first; the imports arrive and queue behind it. Nothing runs: in order,
+        // the head waits for blocks only the imported sequences free, and they wait behind the head.
+        var scheduler = new Scheduler(new SchedulerOptions { MaxNumBatchedTokens = 64 }, new KvBlockPool(16, 4));
+        var imported = Enumerable.Range(0, 3).Select(i => new SequenceState($"i{i}", [.. Enumerable.Range(100 * i, 16)], 64, 2)).ToList();
+        Assert.All(imported, s => Assert.True(scheduler.TryReserveComputed(s, 15)));
+        var head = new SequenceState("head", [.. Enumerable.Range(1000, 40)], 64, 2);
+        scheduler.Enqueue(head);
+        imported.ForEach(s => scheduler.EnqueueComputed(s, 15));
+
+        SchedulerStep first = scheduler.Schedule();
+        Assert.False(first.IsEmpty);
+        Assert.Equal("i0", first.Chunks[0].Sequence.RequestId);
+        Assert.Equal((15, 1), (first.Chunks[0].StartPos, first.Chunks[0].TokenCount));
+
+        int steps = 0;
+        Run(scheduler, first);
+        while (scheduler.HasWork)
+        {
+            Assert.True(steps++ < 100, "the sequences do not finish");
+            Run(scheduler, scheduler.Schedule());
+        }
+
+        Assert.All(imported.Append(head), s => Assert.Equal(SequenceStatus.Finished, s.Status));
+    }
+
+    [Fact]
     public void Schedule_StepBudgetOff_SameStepsAsWithoutACostModel()
     {
         static List<string> Plan(SchedulerOptions options, StepCostModel? cost)

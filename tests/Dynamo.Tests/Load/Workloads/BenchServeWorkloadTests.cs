@@ -225,6 +225,6 @@ public class BenchServeWorkloadTests
     {
         var e = Assert.Throws<ArgumentException>(() => WorkloadParser.Parse(name));
 
-        Assert.Contains("random, random-tokens, shared-prefix, multi-turn or trace:FILE", e.Message);
+        Assert.Contains("random, random-tokens, shared-prefix, multi-turn, trace:FILE or trace-tokens:FILE", e.Message);
     }
 }
