@@ -203,11 +203,11 @@ public sealed partial class FrontendServer : IAsyncDisposable
         _metrics.ObserveWorker(worker, modelName);
     }
 
-    /// <summary>Waits until <paramref name="name"/> is served and its tokenizer is loaded.</summary>
-    public Task WaitForModelAsync(string name, CancellationToken cancellationToken = default)
+    /// <summary>Waits until <paramref name="name"/> is served (by at least <paramref name="instances"/> instances, all of them routable) and its tokenizer is loaded.</summary>
+    public Task WaitForModelAsync(string name, CancellationToken cancellationToken = default, int instances = 1)
     {
         ArgumentNullException.ThrowIfNull(name);
-        return _registry.WaitForModelAsync(name, cancellationToken);
+        return _registry.WaitForModelAsync(name, cancellationToken, instances);
     }
 
     /// <summary>

@@ -81,15 +81,27 @@ internal sealed partial class ModelRegistry : IAsyncDisposable
     /// <summary>The model named <paramref name="name"/>, or null.</summary>
     public ServedModel? Find(string name) => Models.GetValueOrDefault(name);
 
-    /// <summary>Waits until <paramref name="name"/> is served and its tokenizer is loaded.</summary>
-    public async Task WaitForModelAsync(string name, CancellationToken cancellationToken)
+    /// <summary>
+    /// Waits until <paramref name="name"/> is served by at least <paramref name="instances"/> instances and its tokenizer
+    /// is loaded; asked for more than one, until each is also listed by its endpoint's client (so that routing sees
+    /// them all: a benchmark's deployment before its first request).
+    /// </summary>
+    public async Task WaitForModelAsync(string name, CancellationToken cancellationToken, int instances = 1)
     {
         while (true)
         {
             Task changed = Volatile.Read(ref _changed).Task;
-            if (Find(name) is { } model)
+            if (Find(name) is { } model && model.Instances.Length >= instances)
             {
                 await model.State.GetPreprocessorAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+                foreach (EndpointAddress endpoint in instances > 1 ? model.Endpoints : [])
+                {
+                    if (_endpoints.TryGetValue(endpoint.ToString(), out EndpointWorkers? workers))
+                    {
+                        await workers.Client.WaitForInstancesAsync(model.Instances.Count(i => i.Endpoint == endpoint), cancellationToken).ConfigureAwait(false);
+                    }
+                }
+
                 return;
             }
 

@@ -108,7 +108,9 @@ internal static class RoutingBenchmark
                 started.Add(frontendRuntime);
                 FrontendServer server = await FrontendServer.StartAsync(frontendRuntime, ForMode(frontend, mode), NullLoggerFactory.Instance, cancellationToken).ConfigureAwait(false);
                 started.Add(server);
-                await server.WaitForModelAsync(model, cancellationToken).ConfigureAwait(false);
+                // Every worker routable before the first request: a router that saw fewer would spread the first
+                // requests (round-robin) or their prefixes (kv) differently (a loaded machine's discovery lags).
+                await server.WaitForModelAsync(model, cancellationToken, setup.Workers).ConfigureAwait(false);
 
                 // Warm-up, not measured: short prompts of their own (no workload prefix), two per worker, so that
                 // the first measured requests do not pay for JIT, connections and the router's start.
