@@ -67,6 +67,8 @@ public sealed class MockerEngine : IEngine
             PrefixCaching = _options.PrefixCaching,
             WorkerId = _options.WorkerId,
             EventHistory = _options.EventHistory,
+            KvEventLoss = _options.KvEventLoss,
+            KvEventLossSeed = _options.Seed,
         };
         ulong seed = _options.Seed;
         _core = new EngineCore<ulong>(this, core, r => SyntheticTokens.Key(seed, r.ResumedOutputTokens == 0 ? r.PromptTokens : r.PromptTokens.Take(r.OriginalPromptLength).ToArray(), r.Sampling.Seed), new MockerKvTransfer(_options.BlockSize));
@@ -149,6 +151,9 @@ public sealed class MockerEngine : IEngine
         _plannedMs = CostMs(step);
         return _options.Paced(_plannedMs);
     }
+
+    /// <summary>Its KV dump now, for a <see cref="Driven"/> engine's driver between steps (no command queue to wait for).</summary>
+    internal KvEventDump DumpBetweenSteps() => _core.DumpOnLoop();
 
     /// <summary>Completes the step <see cref="PlanStep"/> planned (nothing when it planned none): its tokens are emitted.</summary>
     internal void RunPlannedStep()

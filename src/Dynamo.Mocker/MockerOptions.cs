@@ -74,6 +74,13 @@ public sealed record MockerOptions
     /// <summary>KV events kept for consumers that missed some.</summary>
     public int EventHistory { get; init; } = 1024;
 
+    /// <summary>
+    /// Fault injection (<c>--kv-event-loss</c>): the share of its KV events the mocker loses without a gap in their
+    /// ids, as a worker whose event bridge drops events before numbering them would; its dumps stay true. Only the
+    /// router's accuracy check can notice (predicted against actual cached tokens). 0 (default) loses none.
+    /// </summary>
+    public double KvEventLoss { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the flag of the first bad setting; returns this.</summary>
     public MockerOptions Validate()
     {
@@ -100,6 +107,7 @@ public sealed record MockerOptions
         Check(double.IsFinite(MaxStepMs) && MaxStepMs >= 0, $"--max-step-ms must be a finite number of milliseconds, 0 (off) or more (got {MaxStepMs})");
         Check(VocabSize >= 1, $"--vocab-size must be at least 1 (got {VocabSize})");
         Check(EventHistory >= 1, $"the KV event history must hold at least one event (got {EventHistory})");
+        Check(double.IsFinite(KvEventLoss) && KvEventLoss is >= 0 and <= 1, $"--kv-event-loss must be 0..1 (got {KvEventLoss})");
         return this;
     }
 

@@ -11,6 +11,9 @@ internal sealed class KvRouterFlags
     private readonly Option<int> _maxQueue = new("--router-max-queue") { Description = "KV routing: requests waiting for a free worker before 503", DefaultValueFactory = _ => KvRouterOptions.Default.MaxQueue };
     private readonly Option<double> _queueTimeout = new("--router-queue-timeout") { Description = "KV routing: seconds a request waits for a free worker before 503 router_queue_timeout", DefaultValueFactory = _ => KvRouterOptions.Default.QueueTimeout.TotalSeconds };
 
+    private readonly Option<double> _resyncAccuracy = new("--router-resync-accuracy") { Description = "KV routing: resync a worker's index from its dump when the router's accuracy on it (predicted vs actual cached blocks over its last --router-accuracy-window requests) falls below this, 0..1 (0 = off)", DefaultValueFactory = _ => KvRouterOptions.Default.ResyncAccuracy };
+    private readonly Option<int> _accuracyWindow = new("--router-accuracy-window") { Description = "KV routing: completed requests per worker over which routing accuracy is judged", DefaultValueFactory = _ => KvRouterOptions.Default.AccuracyWindow };
+
     public static KvRouterFlags AddTo(Command command)
     {
         var flags = new KvRouterFlags();
@@ -18,6 +21,8 @@ internal sealed class KvRouterFlags
         command.Options.Add(flags._temperature);
         command.Options.Add(flags._maxQueue);
         command.Options.Add(flags._queueTimeout);
+        command.Options.Add(flags._resyncAccuracy);
+        command.Options.Add(flags._accuracyWindow);
         return flags;
     }
 
@@ -27,5 +32,7 @@ internal sealed class KvRouterFlags
         Temperature = parse.GetValue(_temperature),
         MaxQueue = parse.GetValue(_maxQueue),
         QueueTimeout = FrontendFlags.Seconds(parse.GetValue(_queueTimeout)),
+        ResyncAccuracy = parse.GetValue(_resyncAccuracy),
+        AccuracyWindow = parse.GetValue(_accuracyWindow),
     };
 }

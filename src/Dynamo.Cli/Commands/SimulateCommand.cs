@@ -152,6 +152,7 @@ internal static class SimulateCommand
         private readonly Option<int?> _maxSeqs = new("--max-num-seqs") { Description = "Running batch size at most (default: the profile's)" };
         private readonly Option<int?> _maxTokens = new("--max-num-batched-tokens") { Description = "Tokens per step at most (default: the profile's)" };
         private readonly Option<int?> _context = new("--context-length") { Description = "Prompt + output tokens at most (default: the profile's)" };
+        private readonly Option<double> _eventLoss = new("--kv-event-loss") { Description = "Fault injection: the share (0..1) of each worker's KV events lost without a gap in their ids, which only the router's accuracy check (--router-resync-accuracy) can notice" };
 
         public static MockerCostFlags AddTo(Command command)
         {
@@ -165,6 +166,7 @@ internal static class SimulateCommand
             command.Options.Add(flags._maxSeqs);
             command.Options.Add(flags._maxTokens);
             command.Options.Add(flags._context);
+            command.Options.Add(flags._eventLoss);
             return flags;
         }
 
@@ -180,6 +182,7 @@ internal static class SimulateCommand
             MaxNumSeqs = parse.GetValue(_maxSeqs) ?? profile.MaxNumSeqs,
             MaxNumBatchedTokens = parse.GetValue(_maxTokens) ?? profile.MaxNumBatchedTokens,
             ContextLength = parse.GetValue(_context) ?? profile.ContextLength,
+            KvEventLoss = parse.GetValue(_eventLoss),
         };
     }
 }

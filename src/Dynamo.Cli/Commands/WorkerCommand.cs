@@ -36,6 +36,7 @@ internal static class WorkerCommand
         var systemHost = new Option<string?>("--system-host") { Description = "Address the system port listens on (env DYN_SYSTEM_HOST; default 127.0.0.1, this host only; 0.0.0.0 for every interface)" };
         var speedup = new Option<double>("--speedup-ratio") { Description = "Mocker: simulated time runs this many times faster", DefaultValueFactory = _ => MockerOptions.Default.SpeedupRatio };
         var gpuBlocks = new Option<int?>("--num-gpu-blocks") { Description = "Mocker: KV pool size in blocks" };
+        var eventLoss = new Option<double>("--kv-event-loss") { Description = "Mocker, fault injection: the share (0..1) of its KV events lost without a gap in their ids, so that only the router's accuracy check can notice (see --router-resync-accuracy)" };
         var tp = new Option<int>("--tensor-parallel-size", "--tp", "--tp-size") { Description = "Split the model over this many rank processes (heads, FFN units and vocabulary); rank 0 serves, the others follow", DefaultValueFactory = _ => 1 };
         var pp = new Option<int>("--pipeline-parallel-size", "--pp", "--pp-size") { Description = "Split the model's layers over this many rank processes (pipeline stages); rank 0 serves, the others follow; not with --tensor-parallel-size > 1", DefaultValueFactory = _ => 1 };
         var microBatches = new Option<int?>("--pp-micro-batches") { Description = "Pipeline: micro-batches a forward pass is cut into, so that stages overlap (default: one per stage)" };
@@ -58,7 +59,7 @@ internal static class WorkerCommand
         };
         EngineFlags engineFlags = EngineFlags.AddTo(command);
         DisaggregationFlags disaggFlags = DisaggregationFlags.AddTo(command);
-        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, maxWaiting, systemPort, systemHost, speedup, gpuBlocks, tp, pp, microBatches, nnodes, nodeRank, initAddr, tpTransport, distTimeout, rankTimeout, tpRank, dp, dpAttention })
+        foreach (Option o in new Option[] { threads, leaseTtl, drainTimeout, maxWaiting, systemPort, systemHost, speedup, gpuBlocks, eventLoss, tp, pp, microBatches, nnodes, nodeRank, initAddr, tpTransport, distTimeout, rankTimeout, tpRank, dp, dpAttention })
         {
             command.Options.Add(o);
         }
@@ -144,6 +145,7 @@ internal static class WorkerCommand
                 {
                     SpeedupRatio = parse.GetValue(speedup),
                     NumGpuBlocks = parse.GetValue(gpuBlocks) ?? MockerOptions.Default.NumGpuBlocks,
+                    KvEventLoss = parse.GetValue(eventLoss),
                 },
                 Threads = parse.GetValue(threads),
                 SystemPort = parse.GetValue(systemPort) ?? SystemPortFromEnvironment(),

@@ -169,6 +169,10 @@ internal sealed record WorkerSettings
         {
             MockerFor(vocabSize: Mocker.VocabSize, workerId: 0).Validate();
         }
+        else if (Mocker.KvEventLoss != 0)
+        {
+            throw new ArgumentException($"--kv-event-loss is a fault injection of the mocker engine (--engine mocker); --engine {EngineKind} loses no KV events");
+        }
 
         return this;
     }

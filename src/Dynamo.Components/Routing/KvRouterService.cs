@@ -81,6 +81,7 @@ public sealed partial class KvRouterService : IAsyncDisposable
         EndpointClient dumps = await runtime.CreateClientAsync(EngineWorker.DumpAddress(address), cancellationToken: cancellationToken).ConfigureAwait(false);
         var service = new KvRouterService(router, client, dumps, kv, load, logger ?? NullLogger.Instance);
         client.InstancesChanged += service.SyncMembership;
+        router.ResyncNeeded += service.OnResyncNeeded;
         service.SyncMembership();
         CancellationToken stop = service._stop.Token;
         service._loops = Task.WhenAll(
@@ -103,6 +104,7 @@ public sealed partial class KvRouterService : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         Client.InstancesChanged -= SyncMembership;
+        Router.ResyncNeeded -= OnResyncNeeded;
         await _stop.CancelAsync().ConfigureAwait(false);
         await _kvEvents.DisposeAsync().ConfigureAwait(false);
         await _loadMetrics.DisposeAsync().ConfigureAwait(false);
@@ -160,6 +162,8 @@ public sealed partial class KvRouterService : IAsyncDisposable
             _resyncSignal.Writer.TryWrite(true);
         }
     }
+
+    private void OnResyncNeeded(RoutingTarget target) => _resyncSignal.Writer.TryWrite(true);
 
     private Task ReadKvEventsAsync(CancellationToken cancellationToken) => EventReader.ReadAsync(
         _kvEvents,

@@ -1,4 +1,7 @@
+using System.Globalization;
 using Dynamo.Components.Registry;
+using Dynamo.Llm.Routing;
+using Dynamo.Runtime;
 using Prometheus;
 
 namespace Dynamo.Frontend.Observability;
@@ -29,6 +32,9 @@ internal static class RouterMetrics
         Gauge dropped = G("dynamo_frontend_router_events_dropped_total", "KV events and load reports dropped before the router read them (it resyncs from the workers' dumps)");
         Gauge malformed = G("dynamo_frontend_router_malformed_events_total", "Event-plane messages that were not valid KV events or load reports");
         Gauge dumps = G("dynamo_frontend_router_dumps_loaded_total", "Worker KV dumps loaded (joins, gaps)");
+        Gauge resyncs = G("dynamo_frontend_router_accuracy_resyncs_total", "Worker indexes resynced from a dump because the router's accuracy on the worker fell below --router-resync-accuracy");
+        Gauge accuracy = f.CreateGauge("dynamo_frontend_router_worker_accuracy", "The router's accuracy on a worker over its latest completed requests: 1 - wrongly predicted cached blocks / blocks at stake (1 before any report)",
+            new GaugeConfiguration { LabelNames = ["endpoint", "worker_id", "dp_rank"] });
         Gauge indexed = G("dynamo_frontend_router_indexed_blocks", "KV blocks the router's index holds, over every worker (its view of the workers' prefix caches)");
         Gauge disagg = f.CreateGauge("dynamo_frontend_disagg_decisions_total", "Where requests were sent to prefill (remote: a prefill worker; local: the decode worker), and why",
             new GaugeConfiguration { LabelNames = ["model", "prefill", "reason"] });
@@ -77,6 +83,7 @@ internal static class RouterMetrics
                 transferBytes.WithLabels(model).Set(counters.TransferBytes);
             }
 
+            var accuracySeries = new HashSet<(string, string, string)>();
             foreach (var (endpoint, s) in routers())
             {
                 queue.WithLabels(endpoint).Set(s.QueueDepth);
@@ -88,6 +95,22 @@ internal static class RouterMetrics
                 malformed.WithLabels(endpoint).Set(s.MalformedEvents);
                 dumps.WithLabels(endpoint).Set(s.DumpsLoaded);
                 indexed.WithLabels(endpoint).Set(s.Workers.Sum(w => (double)w.IndexedBlocks));
+                resyncs.WithLabels(endpoint).Set(s.AccuracyResyncs);
+                foreach (WorkerLoadSnapshot w in s.Workers)
+                {
+                    var series = (endpoint, EndpointAddress.FormatId(w.WorkerId), w.DpRank.ToString(CultureInfo.InvariantCulture));
+                    accuracySeries.Add(series);
+                    accuracy.WithLabels(series.Item1, series.Item2, series.Item3).Set(w.Accuracy);
+                }
+            }
+
+            // A worker that left loses its series instead of keeping its last value.
+            foreach (string[] values in accuracy.GetAllLabelValues().ToArray())
+            {
+                if (!accuracySeries.Contains((values[0], values[1], values[2])))
+                {
+                    accuracy.RemoveLabelled(values);
+                }
             }
         });
     }

@@ -65,7 +65,7 @@ internal sealed class EngineCore<TState>
         _options = options;
         _newState = newState;
         _kvStore = kvStore;
-        _events = options.PrefixCaching ? new KvEventLog(options.WorkerId, options.EventHistory) : null;
+        _events = options.PrefixCaching ? new KvEventLog(options.WorkerId, options.EventHistory, options.KvEventLoss, options.KvEventLossSeed) : null;
         _pool = new KvBlockPool(options.BlockCount, options.BlockSize, _events, options.PrefixCaching);
         _scheduler = new Scheduler(options.Scheduler, _pool, options.StepCostSeed is { } seed ? new StepCostModel(seed) : null);
         MaxSequenceLength = (int)Math.Min(options.ContextLength, (long)options.BlockCount * options.BlockSize);
@@ -578,6 +578,9 @@ internal sealed class EngineCore<TState>
         _events is null
             ? Task.FromResult(new KvEventDump(_options.WorkerId, 0, []))
             : InspectAsync(pool => pool.Dump(_events.WorkerId)).WaitAsync(cancellationToken);
+
+    /// <summary>The dump, taken at once: only on the engine's loop thread between steps (a driven engine's driver: the simulator).</summary>
+    public KvEventDump DumpOnLoop() => _events is null ? new KvEventDump(_options.WorkerId, 0, []) : _pool.Dump(_events.WorkerId);
 
     /// <summary>Runs <paramref name="action"/> on the pool between steps (any thread; tests: invariants, dumps).</summary>
     public Task<T> InspectAsync<T>(Func<KvBlockPool, T> action)

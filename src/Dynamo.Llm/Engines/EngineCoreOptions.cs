@@ -37,4 +37,10 @@ internal sealed record EngineCoreOptions
 
     /// <summary>KV events kept for consumers that fell behind.</summary>
     public int EventHistory { get; init; } = 1024;
+
+    /// <summary>Fault injection: the share of KV events lost without a gap in their ids (<see cref="Kv.KvEventLog(long, int, double, ulong)"/>); 0 for every real engine.</summary>
+    public double KvEventLoss { get; init; }
+
+    /// <summary>Seed of <see cref="KvEventLoss"/>'s draws.</summary>
+    public ulong KvEventLossSeed { get; init; }
 }

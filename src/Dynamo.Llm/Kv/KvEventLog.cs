@@ -11,6 +11,8 @@ public sealed class KvEventLog
     private readonly Lock _appendGate = new();
     private readonly Lock _stateGate = new();
     private readonly KvEvent[] _ring;
+    private readonly double _lossRate;
+    private readonly Random? _loss;
     private ulong _lastEventId;
 
     public KvEventLog(long workerId, int capacity = 1024)
@@ -19,6 +21,27 @@ public sealed class KvEventLog
         WorkerId = workerId;
         _ring = new KvEvent[capacity];
     }
+
+    /// <summary>
+    /// Fault injection (the mocker's <c>--kv-event-loss</c>): makes <see cref="Append"/> lose that share of the
+    /// events, drawn from <paramref name="seed"/>, without a trace: a lost event takes no id, so no consumer sees a
+    /// gap, while the pool's state (and so its dump) is the true one. This is the failure that only the router's
+    /// accuracy check can find (a worker whose event bridge drops events before numbering them).
+    /// </summary>
+    public KvEventLog(long workerId, int capacity, double lossRate, ulong seed)
+        : this(workerId, capacity)
+    {
+        if (!double.IsFinite(lossRate) || lossRate is < 0 or > 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(lossRate), lossRate, "a loss rate is 0..1");
+        }
+
+        _lossRate = lossRate;
+        _loss = lossRate > 0 ? new Random((int)(seed ^ (seed >> 32)) ^ (int)workerId) : null;
+    }
+
+    /// <summary>Events <see cref="Append"/> lost on purpose (<see cref="KvEventLog(long, int, double, ulong)"/>).</summary>
+    public long Lost { get; private set; }
 
     /// <summary>
     /// Raised for every appended event, synchronously on the appending thread, after the event is stored,
@@ -44,12 +67,18 @@ public sealed class KvEventLog
         }
     }
 
-    /// <summary>Logs <paramref name="data"/> as the next event, publishes it, and returns it.</summary>
-    public KvEvent Append(KvEventData data)
+    /// <summary>Logs <paramref name="data"/> as the next event, publishes it, and returns it (null: lost on purpose, see <see cref="Lost"/>).</summary>
+    public KvEvent? Append(KvEventData data)
     {
         ArgumentNullException.ThrowIfNull(data);
         lock (_appendGate)
         {
+            if (_loss is not null && _loss.NextDouble() < _lossRate)
+            {
+                Lost++;
+                return null;
+            }
+
             KvEvent kvEvent;
             lock (_stateGate)
             {

@@ -10,7 +10,7 @@ public static class KvCost
     /// <summary>
     /// weight x prefill blocks + decode blocks + evicted blocks, where prefill blocks = (P - overlap x B +
     /// active prefill tokens) / B, decode blocks = max(active blocks, reported blocks) + (R - in-flight overlap),
-    /// evicted blocks = max(0, cached + (R - overlap) - pool) (0 while the pool size is unknown); P prompt
+    /// evicted blocks = max(0, min(cached, pool) + (R - overlap) - pool) (0 while the pool size is unknown); P prompt
     /// tokens, B block size, R = ceil(P / B).
     /// </summary>
     public static double Of(in KvCostInput input) =>
@@ -24,9 +24,13 @@ public static class KvCost
     public static double DecodeBlocks(in KvCostInput input) =>
         Math.Max(input.ActiveBlocks, input.ReportedBlocksUsed) + (RequestBlocks(input) - input.InflightOverlapBlocks);
 
-    /// <summary>Cached blocks that storing this request's new blocks would push out of the worker's pool (0 while its pool size is unknown).</summary>
+    /// <summary>
+    /// Cached blocks that storing this request's new blocks would push out of the worker's pool (0 while its pool size
+    /// is unknown). The cached count is taken at most the pool: an index claiming more (events of evictions lost) is
+    /// wrong by construction, and must not make its worker look busier than one whose index is right.
+    /// </summary>
     public static int EvictedBlocks(in KvCostInput input) =>
-        input.PoolBlocks <= 0 ? 0 : Math.Max(0, input.CachedBlocks + (RequestBlocks(input) - input.OverlapBlocks) - input.PoolBlocks);
+        input.PoolBlocks <= 0 ? 0 : Math.Max(0, Math.Min(input.CachedBlocks, input.PoolBlocks) + (RequestBlocks(input) - input.OverlapBlocks) - input.PoolBlocks);
 
     /// <summary>The request's blocks, the partial tail included: ceil(P / B).</summary>
     public static int RequestBlocks(in KvCostInput input) => (input.PromptTokens + input.BlockSize - 1) / input.BlockSize;

@@ -47,6 +47,13 @@ public sealed partial class KvRouter : IWorkerRouter
     /// <inheritdoc/>
     public string Name => RouterModes.Kv;
 
+    /// <summary>
+    /// Raised (outside the router's lock) when a worker's routing accuracy fell below
+    /// <see cref="KvRouterOptions.ResyncAccuracy"/>: the worker is now in <see cref="KvIndex.WorkersNeedingResync"/>;
+    /// answer with <see cref="LoadDump"/> (KvRouterService fetches its dump; the simulator takes its mocker's).
+    /// </summary>
+    public event Action<RoutingTarget>? ResyncNeeded;
+
     /// <summary>The settings.</summary>
     public KvRouterOptions Options { get; }
 
@@ -192,6 +199,8 @@ public sealed partial class KvRouter : IWorkerRouter
             {
                 Index.LoadDump(workerId, dump);
                 worker.IndexedBlocks = Index.BlockCountOf(workerId);
+                worker.IndexGeneration++;
+                worker.Accuracy?.Clear();
             }
         }
     }
@@ -384,10 +393,11 @@ public sealed partial class KvRouter : IWorkerRouter
                 Queued = _counters.Queued,
                 Rejections = _counters.Rejections,
                 InFlight = _counters.InFlight,
+                AccuracyResyncs = _counters.AccuracyResyncs,
                 PeerCharges = _peerCharges.Count,
                 Workers = [.. _workers.Sorted.Select(w => new WorkerLoadSnapshot(
                     w.WorkerId, w.InFlight, w.ActivePrefillTokens, w.DistinctBlocks + w.PartialBlocks, Reported(w, now), w.BatchBudget, Saturated(w), Index.BlockCountOf(w.Target))
-                    { DpRank = w.Target.DpRank })],
+                    { DpRank = w.Target.DpRank, Accuracy = w.Accuracy?.Value ?? 1, AccuracyResyncs = w.AccuracyResyncs })],
             };
         }
     }
@@ -416,6 +426,7 @@ public sealed partial class KvRouter : IWorkerRouter
 
     internal void OnComplete(RoutingDecision decision, int? actualCachedTokens)
     {
+        RoutingTarget? resync = null;
         lock (_gate)
         {
             if (decision.State == RoutingDecision.DecisionState.Completed)
@@ -427,10 +438,44 @@ public sealed partial class KvRouter : IWorkerRouter
             if (actualCachedTokens is int actual)
             {
                 _counters.OnReported(decision.PredictedCachedTokens, actual);
+                resync = JudgeAccuracy(decision, actual);
             }
 
             Pump();
         }
+
+        if (resync is RoutingTarget target)
+        {
+            ResyncNeeded?.Invoke(target);
+        }
+    }
+
+    // Under _gate: counts a completed decision against its worker's accuracy; the worker when its index must be resynced.
+    private RoutingTarget? JudgeAccuracy(RoutingDecision decision, int actualCachedTokens)
+    {
+        KvWorkerState worker = decision.Worker;
+        if (Options.ResyncAccuracy <= 0 || worker.Removed || decision.IndexGeneration != worker.IndexGeneration)
+        {
+            // Judged against an index since rebuilt (or gone): says nothing of the current one.
+            return null;
+        }
+
+        RoutingAccuracy accuracy = worker.Accuracy ??= new RoutingAccuracy(Options.AccuracyWindow);
+        // An engine always computes the prompt's last token: a block holding it never counts as found, nor as claimed.
+        int cap = Math.Max(0, decision.PromptTokens - 1) / Options.BlockSize;
+        accuracy.Add(Math.Min(decision.IndexedOverlapBlocks, cap), Math.Min(decision.OverlapBlocks, cap), Math.Min(actualCachedTokens / Options.BlockSize, cap));
+        if (!accuracy.Judgeable || accuracy.Value >= Options.ResyncAccuracy)
+        {
+            return null;
+        }
+
+        Log.Inaccurate(_logger, worker.Target, accuracy.Value, accuracy.Count, accuracy.Wrong, accuracy.AtStake);
+        worker.AccuracyResyncs++;
+        _counters.AccuracyResyncs++;
+        accuracy.Clear();
+        worker.IndexGeneration++;
+        Index.RequestResync(worker.Target);
+        return worker.Target;
     }
 
     // Under _gate: removes the decision's charge from its worker (a removed worker was already cleared).
@@ -619,7 +664,10 @@ public sealed partial class KvRouter : IWorkerRouter
         int chosenOverlap = Overlap(worker);
         long charged = request.PromptTokens - ((long)chosenOverlap * bs);
         Charge(worker, hashes, request.PromptTokens, charged);
-        var decision = new RoutingDecision(this, worker, request.PromptTokens, chosenOverlap, worker.IndexedOverlap, _costs[chosen], request.Hashes, request.Blocks, charged, bs);
+        var decision = new RoutingDecision(this, worker, request.PromptTokens, chosenOverlap, worker.IndexedOverlap, _costs[chosen], request.Hashes, request.Blocks, charged, bs)
+        {
+            IndexGeneration = worker.IndexGeneration,
+        };
         worker.Decisions.Add(decision);
         if (_chargeObserver is not null)
         {
@@ -692,5 +740,8 @@ public sealed partial class KvRouter : IWorkerRouter
 
         [LoggerMessage(EventId = 6102, Level = LogLevel.Debug, Message = "Rejected request {RequestId}: {Reason}")]
         public static partial void Rejected(ILogger logger, string? requestId, string reason);
+
+        [LoggerMessage(EventId = 6103, Level = LogLevel.Warning, Message = "Routing accuracy on worker {WorkerId} fell to {Accuracy:P0} over its last {Requests} requests ({Wrong} of {AtStake} prompt blocks predicted wrong: its KV events are lost, late or out of step with its cache); resyncing its index from its dump")]
+        public static partial void Inaccurate(ILogger logger, RoutingTarget workerId, double accuracy, int requests, long wrong, long atStake);
     }
 }

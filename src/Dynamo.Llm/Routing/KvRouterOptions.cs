@@ -55,6 +55,18 @@ public sealed record KvRouterOptions
     /// </summary>
     public TimeSpan RecentPrefixWindow { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Routing that checks itself (<c>--router-resync-accuracy</c>): when the router's accuracy on a worker (its
+    /// predicted against the engine's actual cached blocks, over the worker's last <see cref="AccuracyWindow"/>
+    /// completed requests: <see cref="RoutingAccuracy"/>) falls below this, the router resyncs that worker's index
+    /// from its dump, and says so in a log line and a metric. It catches what event ids cannot: events lost before
+    /// they were numbered, a worker whose cache changed under it, eviction faster than events travel. 0 turns it off.
+    /// </summary>
+    public double ResyncAccuracy { get; init; } = 0.8;
+
+    /// <summary>Completed requests per worker over which accuracy is judged (<c>--router-accuracy-window</c>).</summary>
+    public int AccuracyWindow { get; init; } = 16;
+
     /// <summary>Seed of tie-breaking and temperature sampling; null for a random seed (<c>--router-seed</c>).</summary>
     public int? Seed { get; init; }
 
@@ -78,6 +90,8 @@ public sealed record KvRouterOptions
         Check(DefaultBatchBudget >= 1, $"--router-batch-budget must be at least 1 token (got {DefaultBatchBudget})");
         Check(RecentPrefixWindow >= TimeSpan.Zero, $"the recent-prefix window must not be negative (got {RecentPrefixWindow})");
         Check(StaleMetricsDecay > TimeSpan.Zero, $"--router-metrics-decay must be positive (got {StaleMetricsDecay})");
+        Check(double.IsFinite(ResyncAccuracy) && ResyncAccuracy is >= 0 and <= 1, $"--router-resync-accuracy must be 0 (off) .. 1 (got {ResyncAccuracy})");
+        Check(AccuracyWindow is >= 1 and <= 4096, $"--router-accuracy-window must be 1..4096 requests (got {AccuracyWindow})");
         Check(RetryAfter >= TimeSpan.Zero, $"--router-retry-after must be 0 or more (got {RetryAfter})");
         return this;
     }

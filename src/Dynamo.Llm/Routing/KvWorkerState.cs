@@ -48,6 +48,15 @@ internal sealed class KvWorkerState(RoutingTarget target, int slot, int batchBud
 
     public bool Removed { get; set; }
 
+    /// <summary>Its routing accuracy over its latest completed requests (null until one reports its cached tokens).</summary>
+    public RoutingAccuracy? Accuracy { get; set; }
+
+    /// <summary>Resyncs its accuracy asked for.</summary>
+    public long AccuracyResyncs { get; set; }
+
+    /// <summary>Bumped whenever its index part is rebuilt (a dump loaded, a resync asked): decisions made before judge nothing after.</summary>
+    public int IndexGeneration { get; set; }
+
     /// <summary>Decision scratch: leading blocks of the request in the KV index for this worker.</summary>
     public int IndexedOverlap { get; set; }
 

@@ -19,6 +19,9 @@ internal sealed class RouterCounters
 
     public long Rejections { get; set; }
 
+    /// <summary>Workers' index resyncs asked because routing accuracy fell (<see cref="KvRouterOptions.ResyncAccuracy"/>).</summary>
+    public long AccuracyResyncs { get; set; }
+
     /// <summary>Decisions charged and not completed, over every worker.</summary>
     public int InFlight { get; set; }
 

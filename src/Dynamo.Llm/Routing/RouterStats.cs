@@ -36,6 +36,9 @@ public sealed record RouterStats
     /// <summary>Requests in flight (routed, not completed).</summary>
     public int InFlight { get; init; }
 
+    /// <summary>Index resyncs asked because a worker's routing accuracy fell below <see cref="KvRouterOptions.ResyncAccuracy"/>.</summary>
+    public long AccuracyResyncs { get; init; }
+
     /// <summary>Decisions of other router replicas charged here and not released yet (included in <see cref="InFlight"/> and the workers' load).</summary>
     public int PeerCharges { get; init; }
 

@@ -54,6 +54,9 @@ public sealed class RoutingDecision : WorkerLease, IDisposable
 
     internal DecisionState State { get; set; }
 
+    /// <summary>Its worker's <see cref="KvWorkerState.IndexGeneration"/> when decided: its outcome judges the index only while that holds.</summary>
+    internal int IndexGeneration { get; init; }
+
     /// <summary>Its id in this router's charge events (0: not published, e.g. a peer replica's decision charged here).</summary>
     internal long ChargeId { get; set; }
 

@@ -14,4 +14,10 @@ public sealed record WorkerLoadSnapshot(
 {
     /// <summary>The worker's data-parallel rank this load is of (0 for a worker with one engine).</summary>
     public int DpRank { get; init; }
+
+    /// <summary>Routing accuracy on it over its latest completed requests, 0..1 (1 when none reported yet; see <see cref="KvRouterOptions.ResyncAccuracy"/>).</summary>
+    public double Accuracy { get; init; } = 1;
+
+    /// <summary>Resyncs of its index that falling accuracy asked for.</summary>
+    public long AccuracyResyncs { get; init; }
 }

@@ -38,6 +38,8 @@ internal static class SimulationBenchmark
                 w.WriteNumber("concurrency", Concurrency);
                 w.WriteNumber("num_gpu_blocks", Options.Mocker.NumGpuBlocks);
                 w.WriteNumber("kv_event_delay_ms", Options.KvEventDelay.TotalMilliseconds);
+                w.WriteNumber("kv_event_loss", Options.Mocker.KvEventLoss);
+                w.WriteNumber("router_resync_accuracy", Options.KvRouter.ResyncAccuracy);
                 w.WriteNumber("seed", Options.Seed);
                 w.WriteNumber("workload_build_seconds", Math.Round(BuildTime.TotalSeconds, 2));
                 w.WriteNumber("wall_seconds", Math.Round(WallTime.TotalSeconds, 2));
@@ -65,6 +67,9 @@ internal static class SimulationBenchmark
                     w.WriteNumber("decision_p99_uninterrupted_us", Math.Round(r.DecisionMicrosUninterrupted.P99, 1));
                     w.WriteNumber("decisions_interrupted", r.DecisionsInterrupted);
                     w.WriteNumber("kv_events", r.KvEvents);
+                    w.WriteNumber("kv_events_lost", r.KvEventsLost);
+                    w.WriteNumber("cached_token_prediction_error", Math.Round(r.CachedTokenPredictionError, 4));
+                    w.WriteNumber("accuracy_resyncs", r.AccuracyResyncs);
                     w.WriteNumber("kv_events_per_virtual_second", Math.Round(r.KvEventsPerVirtualSecond, 1));
                     w.WriteNumber("kv_events_per_wall_second", Math.Round(r.KvEventsPerWallSecond, 1));
                     w.WriteNumber("virtual_seconds", Math.Round(r.VirtualTime.TotalSeconds, 3));
@@ -148,6 +153,16 @@ internal static class SimulationBenchmark
             {
                 output.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"| {r.Mode} | {r.RequestsPerWorker.Min:F0}-{r.RequestsPerWorker.Max:F0} ({r.RequestsPerWorker.StdDev:F1}) | {r.PromptTokensPerWorker.Min:F0}-{r.PromptTokensPerWorker.Max:F0} ({r.PromptTokensPerWorker.StdDev:F0}) | {r.StarvedWorkers} | {r.DecisionMicros.P50:F1} | {r.DecisionMicros.P99:F1} | {r.DecisionMicrosUninterrupted.P99:F1} ({r.DecisionsInterrupted}) | {r.KvEvents} | {r.KvEventsPerVirtualSecond:F0} | {r.KvEventsPerWallSecond:F0} | {r.VirtualTime.TotalSeconds:F1} | {r.WallTime.TotalSeconds:F1} |"));
+            }
+
+            output.WriteLine();
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"Routing accuracy: KV events lost {Options.Mocker.KvEventLoss:P0} (--kv-event-loss), resync below {Options.KvRouter.ResyncAccuracy:P0} over {Options.KvRouter.AccuracyWindow} requests (--router-resync-accuracy, 0: off)"));
+            output.WriteLine("| mode | cached-token prediction error | accuracy resyncs | KV events lost |");
+            output.WriteLine("| --- | ---: | ---: | ---: |");
+            foreach (SimulationModeResult r in Modes)
+            {
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Mode} | {r.CachedTokenPredictionError:P1} | {r.AccuracyResyncs} | {r.KvEventsLost} |"));
             }
 
             if (Options.PrefillWorkers > 0)

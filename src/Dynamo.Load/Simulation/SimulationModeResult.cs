@@ -59,6 +59,18 @@ internal sealed record SimulationModeResult
     /// <summary>Decisions interrupted by a garbage collection or a wait for a CPU.</summary>
     public int DecisionsInterrupted { get; init; }
 
+    /// <summary>
+    /// How far the router's predicted cached tokens were from the engines' actual ones: the sum of |predicted - actual|
+    /// over the sum of the larger of the two, over completed requests (0: every prediction right).
+    /// </summary>
+    public double CachedTokenPredictionError { get; init; }
+
+    /// <summary>Worker indexes the KV routers resynced because their accuracy on the worker fell (<see cref="Llm.Routing.KvRouterOptions.ResyncAccuracy"/>).</summary>
+    public long AccuracyResyncs { get; init; }
+
+    /// <summary>KV events the workers lost on purpose (<c>--kv-event-loss</c>).</summary>
+    public long KvEventsLost { get; init; }
+
     /// <summary>KV events the workers published (all reach the KV router; the other modes ignore them).</summary>
     public long KvEvents { get; init; }
 

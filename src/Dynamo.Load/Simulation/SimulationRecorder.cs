@@ -18,6 +18,8 @@ internal sealed class SimulationRecorder(int workers)
     private int _rejected;
     private long _outputTokens;
     private long _kvEvents;
+    private long _predictionError;
+    private long _predictionAtStake;
     private TimeSpan _lastCompletion;
 
     public void Sent() => _sent++;
@@ -37,6 +39,13 @@ internal sealed class SimulationRecorder(int workers)
     }
 
     public void Rejected() => _rejected++;
+
+    /// <summary>A completed request: the router's predicted cached tokens against the engine's.</summary>
+    public void Predicted(int predicted, int actual)
+    {
+        _predictionError += Math.Abs(predicted - actual);
+        _predictionAtStake += Math.Max(predicted, actual);
+    }
 
     public void Dispatched(int worker, int promptTokens)
     {
@@ -82,6 +91,7 @@ internal sealed class SimulationRecorder(int workers)
             DecisionMicrosUninterrupted = LatencySummary.Of(_decisionMicrosNoGc),
             DecisionsInterrupted = _decisionMicros.Count - _decisionMicrosNoGc.Count,
             KvEvents = _kvEvents,
+            CachedTokenPredictionError = _predictionAtStake == 0 ? 0 : (double)_predictionError / _predictionAtStake,
             VirtualTime = virtualTime,
             WallTime = wallTime,
             Events = events,

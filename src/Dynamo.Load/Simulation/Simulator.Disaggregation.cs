@@ -29,6 +29,9 @@ internal sealed partial class Simulator
         private readonly Simulator _simulator;
         private readonly Worker[] _prefill;
         private readonly IWorkerRouter _prefillRouter;
+
+        /// <summary>The prefill pool's KV router (null unless the mode is kv).</summary>
+        public KvRouter? PrefillKv { get; }
         private readonly DecidedRouter _decided;
         private readonly DisaggregatedRouter _router;
         private readonly DisaggregationCounters _counters = new();
@@ -41,6 +44,7 @@ internal sealed partial class Simulator
             SimulationOptions options = simulator._options;
             _link = options.KvLink;
             (_prefillRouter, KvRouter? kv) = simulator.CreateRouter(options.KvRouter with { MaxQueue = 0 }, options.Seed + 1);
+            PrefillKv = kv;
             _prefill = new Worker[options.PrefillWorkers];
             long[] candidates = new long[_prefill.Length];
             for (int i = 0; i < _prefill.Length; i++)

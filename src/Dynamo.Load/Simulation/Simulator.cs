@@ -56,6 +56,10 @@ internal sealed partial class Simulator
         if (_kv is not null)
         {
             _replicas = [_kv, .. Enumerable.Range(1, options.RouterReplicas - 1).Select(r => new KvRouter(_kv.Options with { Seed = _kv.Options.Seed + r }, _clock))];
+            foreach (KvRouter replica in _replicas.Skip(1))
+            {
+                replica.ResyncNeeded += target => OnResyncNeeded(replica, target);
+            }
             ShareCharges();
         }
 
@@ -80,6 +84,7 @@ internal sealed partial class Simulator
         if (_mode == RouterModes.Kv)
         {
             var kv = new KvRouter(kvOptions with { Seed = kvOptions.Seed ?? seed, BlockSize = _options.Mocker.BlockSize }, _clock);
+            kv.ResyncNeeded += target => OnResyncNeeded(kv, target);
             return (kv, kv);
         }
 
@@ -153,6 +158,8 @@ internal sealed partial class Simulator
 
         return _recorder.Result(_mode, _byId.Values.Select(w => w.Engine.Stats).ToArray(), _clock.Now, Stopwatch.GetElapsedTime(wallStart), _clock.EventsRun) with
         {
+            AccuracyResyncs = _replicas.Concat(_disaggregation?.PrefillKv is { } pk ? [pk] : []).Sum(r => r.GetStats().AccuracyResyncs),
+            KvEventsLost = _byId.Values.Sum(w => w.Engine.KvEvents?.Lost ?? 0),
             PrefillWorkers = _options.PrefillWorkers,
             Disaggregation = _disaggregation?.Result(),
         };
@@ -358,7 +365,8 @@ internal sealed partial class Simulator
             return false;
         }
 
-        f.Lease!.Complete(output.CachedTokens);
+        _recorder.Predicted(f.Lease!.PredictedCachedTokens, output.CachedTokens);
+        f.Lease.Complete(output.CachedTokens);
         Release(f.Lease);
         if (f.Leg is { } leg)
         {
@@ -410,6 +418,13 @@ internal sealed partial class Simulator
             }
         }
     }
+
+    /// <summary>
+    /// A KV router's accuracy check asked for <paramref name="target"/>'s dump: as KvRouterService fetches it, it arrives
+    /// after the KV event delay (a request-plane round trip), taken from the worker's pool when it is served.
+    /// </summary>
+    private void OnResyncNeeded(KvRouter router, RoutingTarget target) =>
+        _clock.After(_options.KvEventDelay, () => router.LoadDump(target, _byId[target.WorkerId].Engine.DumpBetweenSteps()));
 
     /// <summary>A pool's KV routers: the decode pool's replicas, or the one router of another pool (the prefill pool).</summary>
     private KvRouter[] RoutersOf(KvRouter? kv) => kv is null ? [] : kv == _kv ? _replicas : [kv];

@@ -28,9 +28,9 @@ public sealed class KvEventLogTests
     {
         var log = new KvEventLog(9);
 
-        KvEvent first = log.Append(Removed(10));
-        KvEvent second = log.Append(KvClearedData.Instance);
-        KvEvent third = log.Append(Removed(30));
+        KvEvent first = log.Append(Removed(10))!;
+        KvEvent second = log.Append(KvClearedData.Instance)!;
+        KvEvent third = log.Append(Removed(30))!;
 
         Assert.Equal(new KvEvent(9, 1, Removed(10)), first);
         Assert.Equal(new KvEvent(9, 2, KvClearedData.Instance), second);
@@ -49,8 +49,8 @@ public sealed class KvEventLogTests
             seen.Add((e, log.LastEventId, retrievable.Count));
         };
 
-        KvEvent a = log.Append(Removed(1));
-        KvEvent b = log.Append(Removed(2));
+        KvEvent a = log.Append(Removed(1))!;
+        KvEvent b = log.Append(Removed(2))!;
 
         Assert.Equal([(a, 1UL, 1), (b, 2UL, 1)], seen);
     }

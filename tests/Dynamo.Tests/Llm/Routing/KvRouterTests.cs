@@ -22,7 +22,8 @@ public sealed class KvRouterTests
         return router;
     }
 
-    private static void Cache(KvRouter router, long worker, int[] tokens)
+    /// <summary>Applies the next KV event of <paramref name="worker"/>: every full block of <paramref name="tokens"/> stored.</summary>
+    internal static void Cache(KvRouter router, long worker, int[] tokens)
     {
         ulong[] hashes = BlockHasher.SequenceHashes(tokens, BlockSize);
         ulong next = router.Index.LastEventId(worker) + 1;

@@ -102,6 +102,25 @@ public class SimulatorTests
         Assert.Equal((0, 1), (o.Modes[0].RequestsPerWorker.Min, o.Modes[0].RequestsPerWorker.Max));
     }
 
+    [Fact]
+    public async Task Run_WorkersLosingKvEvents_AccuracyCheckResyncsAndPredictsBetter_NoResyncWithoutLoss()
+    {
+        // Requests of each prefix group 3 s apart on average: past the recent-prefix window, only the index knows the holder.
+        var workload = new PoissonArrivals(new SharedPrefixWorkload(), 10);
+        SimulationOptions lossy = Options(4, RouterModes.Kv) with { Mocker = SimulationOptions.Default.Mocker with { KvEventLoss = 0.5 } };
+        SimulationModeResult off = (await RunAsync(lossy with { KvRouter = KvRouterOptions.Default with { ResyncAccuracy = 0 } }, workload, SharedPrefix)).Modes[0];
+        SimulationModeResult on = (await RunAsync(lossy, workload, SharedPrefix)).Modes[0];
+        SimulationModeResult clean = (await RunAsync(Options(4, RouterModes.Kv), workload, SharedPrefix)).Modes[0];
+
+        Assert.True(off.KvEventsLost > 0 && on.KvEventsLost > 0);
+        Assert.Equal(0, off.AccuracyResyncs);
+        Assert.True(on.AccuracyResyncs > 0, "no resync");
+        Assert.True(on.CachedTokenPredictionError < off.CachedTokenPredictionError, $"prediction error with the check {on.CachedTokenPredictionError:P1}, without {off.CachedTokenPredictionError:P1}");
+        Assert.Equal(0, clean.KvEventsLost);
+        Assert.Equal(0, clean.AccuracyResyncs);
+        Assert.True(clean.CachedTokenPredictionError < 0.05, $"prediction error without loss {clean.CachedTokenPredictionError:P1}");
+    }
+
     [Theory]
     [InlineData(0, "kv", "--workers")]
     [InlineData(4, "kv,fastest", "--router-modes")]
