@@ -63,9 +63,9 @@ public sealed partial class TracingProcessTests
         return deployment;
     }
 
-    private static async Task<string> ChatAsync(HttpClient http, int maxTokens, string content = "Hello there")
+    private static async Task<string> ChatAsync(HttpClient http, int maxTokens, string content = "Hello there", string model = "tiny")
     {
-        string body = $"{{\"model\":\"tiny\",\"messages\":[{{\"role\":\"user\",\"content\":\"{content}\"}}],\"max_tokens\":{maxTokens},\"ignore_eos\":true}}";
+        string body = $"{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"{content}\"}}],\"max_tokens\":{maxTokens},\"ignore_eos\":true}}";
         using HttpResponseMessage response = await http.PostAsync("v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
         string text = await response.Content.ReadAsStringAsync();
         Assert.True(response.StatusCode == HttpStatusCode.OK, text);
@@ -281,19 +281,7 @@ public sealed partial class TracingProcessTests
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromSeconds(120) };
         await WaitForInstancesAsync(http, 1, frontend, worker);
 
-        // Until the router component knows the worker, the frontend routes locally: the first request the router served.
-        string trace;
-        var ready = DateTime.UtcNow.AddSeconds(60);
-        while (true)
-        {
-            trace = await TraceIdOfAsync(frontend, await ChatAsync(http, 2));
-            if (await AnySpanAsync(receiver.Spans, s => s.TraceId == trace && s.Service == "dynamo-router", TimeSpan.FromSeconds(3)))
-            {
-                break;
-            }
-
-            Assert.True(DateTime.UtcNow < ready, $"the router process served no request within 60 s:\n{router.Output}\n{frontend.Output}");
-        }
+        string trace = await RoutedByRouterAsync(http, receiver.Spans, "tiny", frontend, router, worker);
 
         (string Service, string Name)[] expected =
         [
@@ -314,6 +302,77 @@ public sealed partial class TracingProcessTests
         Assert.Equal(route.Attributes[DynamoTracing.Attributes.WorkerId], One("dynamo-worker", DynamoTracing.Spans.Worker).Attributes[DynamoTracing.Attributes.WorkerId]);
     }
 
+    [Fact]
+    public async Task ChatCompletion_ServeGraphComponentsAsProcesses_ProcessorAndRouterSpansInTheFrontendsTrace()
+    {
+        await using NatsServer nats = await NatsServer.StartAsync();
+        await using EtcdServer etcd = await EtcdServer.StartAsync();
+        await using OtlpReceiver receiver = OtlpReceiver.Start();
+        Dictionary<string, string> env = Env(nats, etcd, ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.Endpoint), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"), ("DYNAMO_HOME", RepoPaths.Root));
+        int port = FreePort();
+        string config = Path.Combine(Path.GetTempPath(), $"agg_router-traced-{Guid.NewGuid():N}.yaml");
+        string text = await File.ReadAllTextAsync(Path.Combine(RepoPaths.Root, "configs", "agg_router.yaml"));
+        await File.WriteAllTextAsync(config, text
+            .Replace("port: 8000", $"port: {port}\n  host: 127.0.0.1", StringComparison.Ordinal)
+            .Replace("kv-cache-memory: 67108864", "kv-cache-memory: 16000000\n  threads: 1", StringComparison.Ordinal)
+            .Replace("workers: 2", "workers: 1", StringComparison.Ordinal));
+        try
+        {
+            // The graph's four components, each its own process (serve --service-name), each its own service name.
+            var processes = new List<DynamoProcess>();
+            await using var stop = new ProcessesDisposer(processes);
+            foreach (string component in new[] { "VllmWorker", "Router", "Processor", "Frontend" })
+            {
+                DynamoProcess p = DynamoProcess.Start(["serve", "graphs.agg_router:Frontend", "-f", config, "--service-name", component], env);
+                processes.Add(p);
+                await p.WaitForLineAsync($"serve: started {component}", 180);
+                Assert.Contains($"tracing requests: spans of service dynamo-{component.ToLowerInvariant()}", p.Output);
+            }
+
+            DynamoProcess frontend = processes[^1];
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromSeconds(120) };
+            await WaitForInstancesAsync(http, 1, [.. processes]);
+
+            string trace = await RoutedByRouterAsync(http, receiver.Spans, "dynamo-tiny", [.. Enumerable.Reverse(processes)]);
+
+            (string Service, string Name)[] expected =
+            [
+                ("dynamo-frontend", DynamoTracing.Spans.Frontend), ("dynamo-processor", DynamoTracing.Spans.ProcessorServe), ("dynamo-processor", DynamoTracing.Spans.Preprocess),
+                ("dynamo-processor", DynamoTracing.Spans.Route), ("dynamo-router", DynamoTracing.Spans.RouterServe), ("dynamo-processor", DynamoTracing.Spans.WorkerCall),
+                ("dynamo-vllmworker", DynamoTracing.Spans.Worker), ("dynamo-vllmworker", DynamoTracing.Spans.Decode),
+            ];
+            OtlpSpan[] spans = await WholeTraceAsync(receiver.Spans, trace, expected, [.. processes]);
+
+            OtlpSpan One(string service, string name) => Assert.Single(spans, s => s.Service == service && s.Name == name);
+            OtlpSpan relayed = One("dynamo-processor", DynamoTracing.Spans.ProcessorServe);
+            Assert.Equal(2, relayed.Kind);
+            Assert.Equal("dynamo-frontend", Assert.Single(spans, s => s.SpanId == relayed.ParentSpanId).Service);
+            foreach (string child in new[] { DynamoTracing.Spans.Preprocess, DynamoTracing.Spans.Route, DynamoTracing.Spans.WorkerCall })
+            {
+                Assert.Equal(relayed.SpanId, One("dynamo-processor", child).ParentSpanId);
+            }
+
+            Assert.Equal(One("dynamo-processor", DynamoTracing.Spans.Route).SpanId, One("dynamo-router", DynamoTracing.Spans.RouterServe).ParentSpanId);
+            Assert.Equal(One("dynamo-processor", DynamoTracing.Spans.WorkerCall).SpanId, One("dynamo-vllmworker", DynamoTracing.Spans.Worker).ParentSpanId);
+        }
+        finally
+        {
+            File.Delete(config);
+        }
+    }
+
+    /// <summary>Stops every process of a list (the last started first).</summary>
+    private sealed class ProcessesDisposer(List<DynamoProcess> processes) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            for (int i = processes.Count - 1; i >= 0; i--)
+            {
+                await processes[i].DisposeAsync();
+            }
+        }
+    }
+
     /// <summary>Waits until the frontend lists <paramref name="instances"/> workers of the model (/health answers 503 until it has seen one's card).</summary>
     private static async Task WaitForInstancesAsync(HttpClient http, int instances, params DynamoProcess[] processes)
     {
@@ -328,6 +387,25 @@ public sealed partial class TracingProcessTests
 
             Assert.True(DateTime.UtcNow < until, $"the frontend never listed {instances} workers:\n{string.Join('\n', processes.Select(p => p.Output))}");
             await Task.Delay(100);
+        }
+    }
+
+    /// <summary>
+    /// The trace id of the first chat completion through <paramref name="processes"/>[0] (the frontend) that the Router
+    /// component routed: until it knows the worker, requests are routed locally. Fails after 60 s.
+    /// </summary>
+    private static async Task<string> RoutedByRouterAsync(HttpClient http, IEnumerable<OtlpSpan> received, string model, params DynamoProcess[] processes)
+    {
+        var ready = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            string trace = await TraceIdOfAsync(processes[0], await ChatAsync(http, 2, model: model));
+            if (await AnySpanAsync(received, s => s.TraceId == trace && s.Service == "dynamo-router", TimeSpan.FromSeconds(3)))
+            {
+                return trace;
+            }
+
+            Assert.True(DateTime.UtcNow < ready, $"the Router component routed no request within 60 s:\n{string.Join('\n', processes.Select(p => p.Output))}");
         }
     }
 
