@@ -421,7 +421,9 @@ public sealed partial class EngineWorker : IAsyncDisposable
         GenerateRequest wire = ParseWire(payload.Span);
         EngineRequest request = ToEngineRequest(context.RequestId, wire);
         int index = wire.DpRank is int chosen ? IndexOf(chosen) : LeastLoaded();
-        if (TracedHandler.CurrentOf(DynamoTracing.Worker) is { } span)
+        Activity? span = TracedHandler.CurrentOf(DynamoTracing.Worker);
+        var served = new ServedRequest(request.Id, _options.FirstDpRank + index, DynamoTracing.LogTraceId(span?.Context ?? context.TraceParent), Stopwatch.GetTimestamp());
+        if (span is not null)
         {
             // The engine records its phases under this span, and a prefill worker its KV push (after responses, when the span is no longer current).
             request = request with { TraceParent = span.Context };
@@ -433,7 +435,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
         Interlocked.Increment(ref _rankActive[index]);
         try
         {
-            await foreach (ReadOnlyMemory<byte> response in GenerateOnAsync(_engines[index], wire, request, cancellationToken).ConfigureAwait(false))
+            await foreach (ReadOnlyMemory<byte> response in GenerateOnAsync(_engines[index], wire, request, served, cancellationToken).ConfigureAwait(false))
             {
                 yield return response;
             }
@@ -444,11 +446,11 @@ public sealed partial class EngineWorker : IAsyncDisposable
         }
     }
 
-    private async IAsyncEnumerable<ReadOnlyMemory<byte>> GenerateOnAsync(IEngine engine, GenerateRequest wire, EngineRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
+    private async IAsyncEnumerable<ReadOnlyMemory<byte>> GenerateOnAsync(IEngine engine, GenerateRequest wire, EngineRequest request, ServedRequest served, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         if (wire.KvTransfer is { } target)
         {
-            await foreach (ReadOnlyMemory<byte> response in PrefillForAsync(engine, request, target, cancellationToken).ConfigureAwait(false))
+            await foreach (ReadOnlyMemory<byte> response in PrefillForAsync(engine, request, target, served, cancellationToken).ConfigureAwait(false))
             {
                 yield return response;
             }
@@ -470,6 +472,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
             }
         }
 
+        int completion = 0;
         try
         {
             IAsyncEnumerator<EngineOutput> outputs;
@@ -503,7 +506,13 @@ public sealed partial class EngineWorker : IAsyncDisposable
                     }
 
                     EngineOutput output = outputs.Current;
+                    completion += output.TokenIds.Count;
                     PrefillReport? report = output.FinishReason is null ? null : leg is null ? local : await leg.Report.ConfigureAwait(false);
+                    if (output.FinishReason is { } finish)
+                    {
+                        LogServed(served, output, finish, completion, report);
+                    }
+
                     yield return SerializeResponse(output, report);
                 }
             }
@@ -530,7 +539,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
     /// own heads as one part (<see cref="EngineRequest.PushKvTo"/>), and says how in <see cref="EngineOutput.KvPushed"/>.
     /// A push that fails (any part of it) ends the request with <c>kv_transfer_failed</c>.
     /// </summary>
-    private async IAsyncEnumerable<ReadOnlyMemory<byte>> PrefillForAsync(IEngine engine, EngineRequest request, KvTransferTarget target, [EnumeratorCancellation] CancellationToken cancellationToken)
+    private async IAsyncEnumerable<ReadOnlyMemory<byte>> PrefillForAsync(IEngine engine, EngineRequest request, KvTransferTarget target, ServedRequest served, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         if (target.ModelFingerprint is { } theirs && _options.ModelFingerprint is { } ours && theirs != ours)
         {
@@ -616,6 +625,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
             }
 
             Disaggregation.CountServed(pushed.Bytes, pushed.Elapsed, pushed.PartBytes.Count);
+            LogPrefilled(served, target, last.PromptTokens, pushed.Bytes, pushed.Elapsed);
             DateTime now = DateTime.UtcNow;
             Activity? push = request.TraceParent == default ? null
                 : DynamoTracing.StartPast(DynamoTracing.Worker, DynamoTracing.Spans.KvTransfer, request.TraceParent, now - pushed.Elapsed, now);
@@ -651,6 +661,7 @@ public sealed partial class EngineWorker : IAsyncDisposable
         }
 
         Disaggregation.CountServed(sent.Bytes, sent.Elapsed, parts: 1);
+        LogPrefilled(served, target, kv.Layout.TokenCount, sent.Bytes, sent.Elapsed);
         yield return SerializeResponse(last, new PrefillReport
         {
             Remote = true,
@@ -660,6 +671,29 @@ public sealed partial class EngineWorker : IAsyncDisposable
             TransferTokens = kv.Layout.TokenCount,
         });
     }
+
+    /// <summary>The request's line when it ends: what it cost, where its prefill ran, and its trace id (the frontend's line names the same).</summary>
+    private void LogServed(ServedRequest served, EngineOutput last, FinishReason finish, int completion, PrefillReport? prefill)
+    {
+        if (!_logger.IsEnabled(LogLevel.Information))
+        {
+            return;
+        }
+
+        string where = prefill switch
+        {
+            null => "local",
+            { Remote: true } => $"remote:{EndpointAddress.FormatId(prefill.PrefillInstanceId)}",
+            _ => $"local:{prefill.FallbackReason}",
+        };
+        Log.RequestServed(_logger, served.Id, EndpointAddress.FormatId(InstanceId), served.DpRank, last.PromptTokens, last.CachedTokens, completion, finish.ToWire(), where,
+            Math.Round(Stopwatch.GetElapsedTime(served.Start).TotalMilliseconds, 1), served.TraceId);
+    }
+
+    /// <summary>A prefill worker's line for a request it prefilled for a decode worker, with the trace id.</summary>
+    private void LogPrefilled(ServedRequest served, KvTransferTarget target, int tokens, long bytes, TimeSpan transfer) =>
+        Log.RequestPrefilled(_logger, served.Id, EndpointAddress.FormatId(InstanceId), EndpointAddress.FormatId(target.DecodeInstanceId), tokens, bytes,
+            Math.Round(transfer.TotalMilliseconds, 1), Math.Round(Stopwatch.GetElapsedTime(served.Start).TotalMilliseconds, 1), served.TraceId);
 
     private static void TagTransfer(Activity? span, KvTransferTarget target, long bytes, int tokens)
     {
@@ -777,5 +811,16 @@ public sealed partial class EngineWorker : IAsyncDisposable
 
         [LoggerMessage(EventId = 4006, Level = LogLevel.Warning, Message = "Worker {WorkerId}: withdrawing the model card failed ({Reason}); draining anyway")]
         public static partial void WithdrawFailed(ILogger logger, string workerId, string reason);
+
+        [LoggerMessage(EventId = 4007, Level = LogLevel.Information,
+            Message = "request {RequestId} worker={WorkerId} dp_rank={DpRank} tokens_in={PromptTokens} cached={CachedTokens} tokens_out={CompletionTokens} finish={FinishReason} prefill={Prefill} duration_ms={DurationMs} trace_id={TraceId}")]
+        public static partial void RequestServed(ILogger logger, string requestId, string workerId, int dpRank, int promptTokens, int cachedTokens, int completionTokens, string finishReason, string prefill, double durationMs, string traceId);
+
+        [LoggerMessage(EventId = 4008, Level = LogLevel.Information,
+            Message = "request {RequestId} worker={WorkerId} prefilled_for={DecodeWorker} kv_tokens={Tokens} kv_bytes={Bytes} transfer_ms={TransferMs} duration_ms={DurationMs} trace_id={TraceId}")]
+        public static partial void RequestPrefilled(ILogger logger, string requestId, string workerId, string decodeWorker, int tokens, long bytes, double transferMs, double durationMs, string traceId);
     }
+
+    /// <summary>What a request's log line needs from its start: its id, the rank serving it, its trace id ("-" without one), and when it began.</summary>
+    private readonly record struct ServedRequest(string Id, int DpRank, string TraceId, long Start);
 }

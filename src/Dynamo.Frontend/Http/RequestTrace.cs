@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Dynamo.Llm.Tracing;
 
 namespace Dynamo.Frontend.Http;
 
@@ -31,7 +32,7 @@ internal sealed class RequestTrace(string id, string endpoint)
     public Activity? Span { get; init; }
 
     /// <summary>The W3C trace id of the request (its span's, else the HTTP request's own activity's, which continues a client's traceparent); "-" when it has none.</summary>
-    public string TraceId => (Span ?? Activity.Current)?.TraceId.ToHexString() is { } id && id != "00000000000000000000000000000000" ? id : "-";
+    public string TraceId => DynamoTracing.LogTraceId((Span ?? Activity.Current)?.Context ?? default);
 
     public TimeSpan Elapsed => Stopwatch.GetElapsedTime(Start);
 }

@@ -104,6 +104,12 @@ public static class DynamoTracing
     }
 
     /// <summary>
+    /// The trace id a log line names (<c>trace_id=</c>, so that one request's lines in every process are found by it):
+    /// <paramref name="context"/>'s in lower-case hex, "-" when it has none.
+    /// </summary>
+    public static string LogTraceId(ActivityContext context) => context.TraceId == default ? "-" : context.TraceId.ToHexString();
+
+    /// <summary>
     /// Records a span that already happened (a phase inside an engine loop, not a code region), under
     /// <paramref name="parent"/>, from <paramref name="start"/> to <paramref name="end"/>; null when nobody
     /// records it. The caller adds attributes and disposes it. Leaves <see cref="Activity.Current"/> as it was.

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using Dynamo.Components.ModelCards;
@@ -17,11 +18,12 @@ using Dynamo.Tests.Frontend;
 using Dynamo.Tests.Infrastructure;
 using Dynamo.Tests.Llm.Engines;
 using Dynamo.Tests.Runtime;
+using Xunit.Abstractions;
 
 namespace Dynamo.Tests.Components.Workers;
 
 /// <summary>A real engine served on the in-process runtime, called from another component as a frontend would.</summary>
-public sealed class EngineWorkerTests
+public sealed class EngineWorkerTests(ITestOutputHelper output)
 {
     private static readonly EndpointAddress Address = new("dynamo", "backend", "generate");
 
@@ -59,6 +61,31 @@ public sealed class EngineWorkerTests
         JsonElement last = responses[^1];
         Assert.Equal("length", last.GetProperty("finish_reason").GetString());
         Assert.Equal(prompt.Length, last.GetProperty("prompt_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task Generate_CallerInATrace_TheRequestsLogLineNamesItsTraceId()
+    {
+        await using var cluster = new InProcessCluster();
+        await using DistributedRuntime workerRuntime = await cluster.ConnectAsync();
+        await using DistributedRuntime frontend = await cluster.ConnectAsync();
+        await using InferenceEngine engine = InferenceEngineTests.Create(TestModels.Tiny.Value, EngineOptions.Default with { KvCacheMemory = 16L << 20 });
+        var logger = new TestOutputLogger(output, "worker");
+        await using EngineWorker worker = await EngineWorker.StartAsync(workerRuntime, engine, Address, EngineWorkerOptions.Default, logger);
+        await using EndpointClient client = await frontend.CreateClientAsync(Address);
+
+        // The caller's context travels with the request (here the in-process plane's; over NATS, its headers), whether or not this process records spans.
+        using Activity caller = new Activity("caller").SetIdFormat(ActivityIdFormat.W3C).Start();
+        await CallAsync(client, Request([5, 17, 99, 3], 3));
+        caller.Stop();
+
+        string line = Assert.Single(logger.Entries, e => e.Id.Id == 4007).Message;
+        Assert.StartsWith("request ", line);
+        Assert.EndsWith($" trace_id={caller.TraceId.ToHexString()}", line);
+        foreach (string field in new[] { $" worker={EndpointAddress.FormatId(worker.InstanceId)} ", " tokens_in=4 ", " tokens_out=3 ", " finish=length ", " prefill=local " })
+        {
+            Assert.Contains(field, line);
+        }
     }
 
     [Theory]

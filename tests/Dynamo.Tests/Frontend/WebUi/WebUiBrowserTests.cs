@@ -37,6 +37,15 @@ public class WebUiBrowserTests
         Assert.Equal("100%", (await browser.EvaluateAsync("document.querySelector('#workers tr.worker').cells[9].textContent"))?.GetValue<string>());
         await browser.WaitUntilAsync("document.querySelector('#chart-tps path') && document.querySelector('#chart-ttft path')", "both charts draw a line");
 
+        // At 1280 px the worker table fits its panel (no sideways scrolling): with the real row, and with the same status
+        // drawn again with a long model name and large counters.
+        const string Widths = "(() => { const t = document.querySelector('#status .table-wrap'); return [t.scrollWidth, t.clientWidth]; })()";
+        AssertFits(await browser.EvaluateAsync(Widths), "the worker's row");
+        AssertFits(await browser.EvaluateAsync(
+            "fetch('/v1/dynamo/status', { headers: headers(false), cache: 'no-store' }).then(r => r.json()).then(s => { for (const w of s.workers) { " +
+            "w.model = 'nvidia/Llama-3.1-405B-Instruct-FP8'; w.routed_requests = 123456; w.kv_blocks_used = 17920; w.kv_blocks_total = 20480; w.tokens_per_second = 12345.6; } " +
+            "renderStatus(s); return " + Widths + "; })"), "a long model name and large counters");
+
         byte[] png = await browser.ScreenshotAsync();
         await File.WriteAllBytesAsync(Path.Combine(Path.GetTempPath(), "dynamo-webui-test.png"), png); // to look at after a run
         PngImage shot = PngImage.Decode(png);
@@ -44,6 +53,14 @@ public class WebUiBrowserTests
         Assert.Equal(Height, shot.Height);
         Assert.Equal(((byte)0x1c, (byte)0x23, (byte)0x30), shot[4, 4]); // the header bar
         Assert.True(shot.DistinctColors() > 50, $"the screenshot looks blank: {shot.DistinctColors()} colors");
+    }
+
+    private static void AssertFits(JsonNode? widths, string what)
+    {
+        JsonArray pair = widths!.AsArray();
+        int scroll = pair[0]!.GetValue<int>();
+        int client = pair[1]!.GetValue<int>();
+        Assert.True(scroll <= client, $"the worker table scrolls sideways at {Width} px with {what}: scrollWidth {scroll} > clientWidth {client}");
     }
 
     [Fact]
