@@ -189,8 +189,7 @@ public sealed class Scheduler
         for (int i = 0; i < _running.Count && budget > 0; i++)
         {
             SequenceState s = _running[i];
-            int left = s.Tokens.Count - s.ComputedTokens;
-            int n = Math.Min(left, left > 1 ? Math.Min(budget, prefillLeft) : budget);
+            int n = ChunkOf(s, budget, prefillLeft, out bool prefill);
             if (n <= 0)
             {
                 continue;
@@ -216,7 +215,7 @@ public sealed class Scheduler
 
             _step.Add(new ScheduledChunk(s, s.ComputedTokens, n, s.ComputedTokens + n == s.Tokens.Count));
             budget -= n;
-            prefillLeft -= left > 1 ? n : 0;
+            prefillLeft -= prefill ? n : 0;
         }
 
         // Admit nothing in a step that had to preempt: the pool is short of blocks.
@@ -246,8 +245,7 @@ public sealed class Scheduler
                 s.CommittedBlocks = hit / bs;
             }
 
-            int left = s.Tokens.Count - s.ComputedTokens;
-            int n = Math.Min(left, left > 1 ? Math.Min(budget, prefillLeft) : budget);
+            int n = ChunkOf(s, budget, prefillLeft, out bool prefill);
             if (!_pool.TryReserve(s.Blocks, s.ComputedTokens + n))
             {
                 if (lookedUp)
@@ -275,7 +273,7 @@ public sealed class Scheduler
             _running.Add(s);
             _step.Add(new ScheduledChunk(s, s.ComputedTokens, n, s.ComputedTokens + n == s.Tokens.Count));
             budget -= n;
-            prefillLeft -= left > 1 ? n : 0;
+            prefillLeft -= prefill ? n : 0;
         }
 
         if (timed)
@@ -286,11 +284,21 @@ public sealed class Scheduler
         return _step;
     }
 
+    /// <summary>
+    /// Tokens a sequence computes this step: all it has left, at most the step's token budget, and, while more than one
+    /// token is left (<paramref name="prefill"/>: a prompt, not a decode token), at most the prefill the step-time budget leaves.
+    /// </summary>
+    private static int ChunkOf(SequenceState s, int budget, int prefillLeft, out bool prefill)
+    {
+        int left = s.Tokens.Count - s.ComputedTokens;
+        prefill = left > 1;
+        return Math.Min(left, prefill ? Math.Min(budget, prefillLeft) : budget);
+    }
+
     /// <summary>Whether a waiting sequence's first chunk gets its blocks from the free ones now (a new one's cached prefix not counted: it may need fewer).</summary>
     private bool Fits(SequenceState s, int budget, int prefillLeft)
     {
-        int left = s.Tokens.Count - s.ComputedTokens;
-        int n = Math.Min(left, left > 1 ? Math.Min(budget, prefillLeft) : budget);
+        int n = ChunkOf(s, budget, prefillLeft, out _);
         return _pool.BlocksFor(s.ComputedTokens + n) - s.Blocks.Count <= _pool.FreeCount;
     }
 

@@ -116,7 +116,8 @@ internal static class RoutingBenchmark
                 // the first measured requests do not pay for JIT, connections and the router's start.
                 LoadOptions warm = options with { Url = server.BaseAddress.ToString(), NumPrompts = 2 * setup.Workers, InputLen = 16, OutputLen = 2, Concurrency = setup.Workers, RequestRate = 0, Seed = options.Seed + 1 };
                 await new LoadRunner(warm).RunAsync(new RandomWorkload().Build(warm), cancellationToken).ConfigureAwait(false);
-                await Task.Delay(1200, cancellationToken).ConfigureAwait(false);
+                // The warm-up's prompts must not count as recent prefixes: wait out the router's recent-prefix window.
+                await Task.Delay(frontend.Processing.KvRouter.RecentPrefixWindow + TimeSpan.FromMilliseconds(200), cancellationToken).ConfigureAwait(false);
                 log.WriteLine($"bench routing: {mode}: {requestCount} requests of {workload.Name} on {setup.Workers} mocker workers...");
                 var runner = new LoadRunner(options with { Url = server.BaseAddress.ToString() });
                 var (requests, seconds, interrupted) = await runner.RunAsync(conversations, cancellationToken).ConfigureAwait(false);
