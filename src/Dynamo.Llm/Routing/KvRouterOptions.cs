@@ -55,6 +55,20 @@ public sealed record KvRouterOptions
     /// </summary>
     public TimeSpan RecentPrefixWindow { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Route from the workers' KV events (true, the default). False (<c>--no-kv-events</c>): the router ignores KV events
+    /// and dumps and predicts each worker's cache from its own decisions: a completed request's prefix counts as cached
+    /// on its worker for as long as that worker's pool is expected to keep it (<see cref="PrefixTtl"/>, else the pool's
+    /// own eviction estimate). See Routing/README.md, "Without KV events".
+    /// </summary>
+    public bool UseKvEvents { get; init; } = true;
+
+    /// <summary>
+    /// Without KV events: a fixed lifetime of a completed request's prefix on its worker instead of the pool's eviction
+    /// estimate (<c>--router-prefix-ttl</c>; null, the default: the estimate). Ignored with KV events.
+    /// </summary>
+    public TimeSpan? PrefixTtl { get; init; }
+
     /// <summary>Seed of tie-breaking and temperature sampling; null for a random seed (<c>--router-seed</c>).</summary>
     public int? Seed { get; init; }
 
@@ -77,6 +91,8 @@ public sealed record KvRouterOptions
         Check(double.IsFinite(Saturation) && Saturation > 0, $"--router-saturation must be a positive number (got {Saturation})");
         Check(DefaultBatchBudget >= 1, $"--router-batch-budget must be at least 1 token (got {DefaultBatchBudget})");
         Check(RecentPrefixWindow >= TimeSpan.Zero, $"the recent-prefix window must not be negative (got {RecentPrefixWindow})");
+        Check(PrefixTtl is null || (PrefixTtl > TimeSpan.Zero && PrefixTtl <= TimeSpan.FromHours(24)), $"--router-prefix-ttl must be above 0 and at most 86400 seconds (got {PrefixTtl?.TotalSeconds})");
+        Check(UseKvEvents || CountInflightPrefixes, "--no-kv-events needs --router-inflight-prefixes true: without KV events the router's own decisions are all it knows of the workers' caches");
         Check(StaleMetricsDecay > TimeSpan.Zero, $"--router-metrics-decay must be positive (got {StaleMetricsDecay})");
         Check(RetryAfter >= TimeSpan.Zero, $"--router-retry-after must be 0 or more (got {RetryAfter})");
         return this;
