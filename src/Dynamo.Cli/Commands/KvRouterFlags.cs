@@ -11,6 +11,9 @@ internal sealed class KvRouterFlags
     private readonly Option<int> _maxQueue = new("--router-max-queue") { Description = "KV routing: requests waiting for a free worker before 503", DefaultValueFactory = _ => KvRouterOptions.Default.MaxQueue };
     private readonly Option<double> _queueTimeout = new("--router-queue-timeout") { Description = "KV routing: seconds a request waits for a free worker before 503 router_queue_timeout", DefaultValueFactory = _ => KvRouterOptions.Default.QueueTimeout.TotalSeconds };
 
+    private readonly Option<bool> _noKvEvents = new("--no-kv-events") { Description = "KV routing: ignore the workers' KV events and predict each worker's cache from the router's own decisions (a completed prefix counts as cached while the worker's pool is expected to keep it)" };
+    private readonly Option<double?> _prefixTtl = new("--router-prefix-ttl") { Description = "KV routing with --no-kv-events: seconds a completed prefix counts as cached on its worker, instead of the pool's own eviction estimate" };
+
     public static KvRouterFlags AddTo(Command command)
     {
         var flags = new KvRouterFlags();
@@ -18,6 +21,8 @@ internal sealed class KvRouterFlags
         command.Options.Add(flags._temperature);
         command.Options.Add(flags._maxQueue);
         command.Options.Add(flags._queueTimeout);
+        command.Options.Add(flags._noKvEvents);
+        command.Options.Add(flags._prefixTtl);
         return flags;
     }
 
@@ -27,5 +32,13 @@ internal sealed class KvRouterFlags
         Temperature = parse.GetValue(_temperature),
         MaxQueue = parse.GetValue(_maxQueue),
         QueueTimeout = FrontendFlags.Seconds(parse.GetValue(_queueTimeout)),
+        UseKvEvents = !parse.GetValue(_noKvEvents),
+        PrefixTtl = parse.GetValue(_prefixTtl) is double ttl ? FrontendFlags.Seconds(ttl) : null,
     };
+
+    /// <summary>The startup line that says where the router's view of the workers' caches comes from.</summary>
+    public static string CacheSource(KvRouterOptions options) => options.UseKvEvents
+        ? "the workers' KV events"
+        : "its own decisions (--no-kv-events): a completed prefix counts as cached on its worker for " +
+          (options.PrefixTtl is { } ttl ? $"{ttl.TotalSeconds:0.###} s (--router-prefix-ttl)" : "as long as that worker's pool is expected to keep it (its eviction estimate; 120 s before the first estimate)");
 }
