@@ -59,6 +59,9 @@ internal sealed record SimulationModeResult
     /// <summary>Decisions interrupted by a garbage collection or a wait for a CPU.</summary>
     public int DecisionsInterrupted { get; init; }
 
+    /// <summary>Follow-up turns (a prompt extending an earlier one beyond what every prompt shares) and where they went.</summary>
+    public FollowUpSummary FollowUps { get; init; }
+
     /// <summary>KV events the workers published (all reach the KV router; the other modes ignore them).</summary>
     public long KvEvents { get; init; }
 
