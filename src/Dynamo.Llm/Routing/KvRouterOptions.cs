@@ -92,7 +92,7 @@ public sealed record KvRouterOptions
         Check(DefaultBatchBudget >= 1, $"--router-batch-budget must be at least 1 token (got {DefaultBatchBudget})");
         Check(RecentPrefixWindow >= TimeSpan.Zero, $"the recent-prefix window must not be negative (got {RecentPrefixWindow})");
         Check(PrefixTtl is null || (PrefixTtl > TimeSpan.Zero && PrefixTtl <= TimeSpan.FromHours(24)), $"--router-prefix-ttl must be above 0 and at most 86400 seconds (got {PrefixTtl?.TotalSeconds})");
-        Check(UseKvEvents || CountInflightPrefixes, "--no-kv-events needs --router-inflight-prefixes true: without KV events the router's own decisions are all it knows of the workers' caches");
+        Check(UseKvEvents || CountInflightPrefixes, "--no-kv-events needs the in-flight and completed prefixes counted (CountInflightPrefixes): without KV events the router's own decisions are all it knows of the workers' caches");
         Check(StaleMetricsDecay > TimeSpan.Zero, $"--router-metrics-decay must be positive (got {StaleMetricsDecay})");
         Check(RetryAfter >= TimeSpan.Zero, $"--router-retry-after must be 0 or more (got {RetryAfter})");
         return this;

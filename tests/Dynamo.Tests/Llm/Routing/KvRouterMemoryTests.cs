@@ -197,4 +197,40 @@ public sealed class KvRouterMemoryTests
 
         AssertRouted(router, prompt, 20, worker: 2);
     }
+
+    // Remembering reuses the arrays of the prefixes it drops: once warmed up a decision still allocates only itself.
+    [Fact]
+    public void RouteAsync_NoKvEventsWarmedUp_AllocatesOnlyTheDecision()
+    {
+        var time = new ManualTimeProvider();
+        KvRouter router = Create(NoEvents with { PrefixTtl = TimeSpan.FromSeconds(10) }, time);
+        Report(router, 100_000);
+        int[][] prompts = [.. Enumerable.Range(0, 8).Select(p => Prompt(20 + p, 1000 + p))];
+        var inFlight = new RoutingDecision?[4];
+        long Step(int i)
+        {
+            time.Advance(TimeSpan.FromMilliseconds(100)); // the fake clock's own allocations are not the router's
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            ValueTask<RoutingDecision> task = router.RouteAsync(prompts[i % prompts.Length]);
+            RoutingDecision decision = task.Result;
+            decision.MarkFirstToken();
+            inFlight[i % inFlight.Length]?.Complete(0);
+            inFlight[i % inFlight.Length] = decision;
+            return GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+
+        for (int i = 0; i < 2000; i++)
+        {
+            Step(i);
+        }
+
+        long allocated = 0;
+        for (int i = 0; i < 1000; i++)
+        {
+            allocated += Step(i);
+        }
+
+        long perDecision = allocated / 1000;
+        Assert.InRange(perDecision, 1, 128);
+    }
 }
