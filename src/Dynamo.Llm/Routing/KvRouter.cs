@@ -435,6 +435,7 @@ public sealed partial class KvRouter : IWorkerRouter
             if (actualCachedTokens is int actual)
             {
                 _counters.OnReported(decision.PredictedCachedTokens, actual);
+                decision.Worker.Retention.Corrected(decision.OverlapBlocks - (actual / Options.BlockSize));
             }
 
             Pump();

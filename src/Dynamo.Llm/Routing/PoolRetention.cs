@@ -5,7 +5,7 @@ namespace Dynamo.Llm.Routing;
 /// block joins the pool's free list behind the blocks freed before it, and every new block the worker stores takes the
 /// oldest free one, so it survives about <c>free blocks / new-block rate</c>: the free blocks from the worker's load
 /// reports (<c>kv_blocks_total - kv_blocks_used</c>), the rate from the new blocks the router itself sends the worker
-/// (the uncached prompt blocks it charges). Both are smoothed with an exponentially weighted moving average over
+/// (the uncached prompt blocks it charges, corrected by the cached tokens the engine reports at completion). Both are smoothed with an exponentially weighted moving average over
 /// <see cref="SmoothingTime"/>, folded at each load report at least <see cref="MinSampleInterval"/> after the last, and
 /// the estimate is clamped to [<see cref="MinRetention"/>, <see cref="MaxRetention"/>]; before a report and a sampled
 /// rate exist it is <see cref="DefaultRetention"/>. Not thread-safe: the router's gate guards it (Routing/README.md,
@@ -47,6 +47,12 @@ internal sealed class PoolRetention
     /// <summary>The router sent the worker <paramref name="blocks"/> blocks it does not hold yet.</summary>
     public void Added(long blocks) => _newBlocks += Math.Max(blocks, 0);
 
+    /// <summary>
+    /// A completed request's engine found <paramref name="blocks"/> fewer of its prompt blocks cached than the router
+    /// predicted (negative: more): the worker stored that many more (fewer) new blocks than charged.
+    /// </summary>
+    public void Corrected(long blocks) => _newBlocks += blocks;
+
     /// <summary>A load report at timestamp <paramref name="now"/> (of <paramref name="time"/>): folds the blocks sent since the last sample into the rate.</summary>
     public void Reported(int totalBlocks, int usedBlocks, long now, TimeProvider time)
     {
@@ -68,7 +74,7 @@ internal sealed class PoolRetention
         }
 
         double seconds = elapsed.TotalSeconds;
-        double rate = _newBlocks / seconds;
+        double rate = Math.Max(_newBlocks, 0) / seconds;
         double alpha = 1 - Math.Exp(-seconds / SmoothingTime.TotalSeconds);
         _rate = _sampled ? _rate + (alpha * (rate - _rate)) : rate;
         _free += alpha * (free - _free);

@@ -106,4 +106,22 @@ public sealed class PoolRetentionTests
         retention.Reported(1000, 0, time.GetTimestamp(), time);
         Assert.Equal(10, retention.BlocksPerSecond, 9); // 10 blocks over the whole second
     }
+
+    [Fact]
+    public void Corrected_MoreCachedThanCharged_NotNewBlocks()
+    {
+        var time = new ManualTimeProvider();
+        var retention = new PoolRetention();
+        retention.Reported(1000, 0, time.GetTimestamp(), time);
+        retention.Added(100);
+        retention.Corrected(-50); // the engine found 50 of them cached
+        time.Advance(TimeSpan.FromSeconds(10));
+        retention.Reported(1000, 0, time.GetTimestamp(), time);
+        Assert.Equal(5, retention.BlocksPerSecond, 9);
+
+        retention.Corrected(-500); // more than were sent: none new, not fewer than none
+        time.Advance(TimeSpan.FromSeconds(10));
+        retention.Reported(1000, 0, time.GetTimestamp(), time);
+        Assert.True(retention.BlocksPerSecond is > 0 and < 5);
+    }
 }
