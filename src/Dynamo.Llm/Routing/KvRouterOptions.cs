@@ -65,7 +65,7 @@ public sealed record KvRouterOptions
 
     /// <summary>
     /// Without KV events: a fixed lifetime of a completed request's prefix on its worker instead of the pool's eviction
-    /// estimate (<c>--router-prefix-ttl</c>; null, the default: the estimate). Ignored with KV events.
+    /// estimate (<c>--router-prefix-ttl</c>; null, the default: the estimate). Refused with KV events.
     /// </summary>
     public TimeSpan? PrefixTtl { get; init; }
 
@@ -92,6 +92,7 @@ public sealed record KvRouterOptions
         Check(DefaultBatchBudget >= 1, $"--router-batch-budget must be at least 1 token (got {DefaultBatchBudget})");
         Check(RecentPrefixWindow >= TimeSpan.Zero, $"the recent-prefix window must not be negative (got {RecentPrefixWindow})");
         Check(PrefixTtl is null || (PrefixTtl > TimeSpan.Zero && PrefixTtl <= TimeSpan.FromHours(24)), $"--router-prefix-ttl must be above 0 and at most 86400 seconds (got {PrefixTtl?.TotalSeconds})");
+        Check(!UseKvEvents || PrefixTtl is null, "--router-prefix-ttl: only with --no-kv-events (with KV events the index is the cache's truth and a completed prefix counts only while its events travel)");
         Check(UseKvEvents || CountInflightPrefixes, "--no-kv-events needs the in-flight and completed prefixes counted (CountInflightPrefixes): without KV events the router's own decisions are all it knows of the workers' caches");
         Check(StaleMetricsDecay > TimeSpan.Zero, $"--router-metrics-decay must be positive (got {StaleMetricsDecay})");
         Check(RetryAfter >= TimeSpan.Zero, $"--router-retry-after must be 0 or more (got {RetryAfter})");

@@ -207,6 +207,7 @@ public class OptionsBindingTests
     [InlineData("error: --drain-timeout: -5 s is outside 0..3600 s", "router", "--drain-timeout", "-5")]
     [InlineData("error: --router-prefix-ttl must be above 0 and at most 86400 seconds (got 0)", "router", "--no-kv-events", "--router-prefix-ttl", "0")]
     [InlineData("error: --router-prefix-ttl must be above 0 and at most 86400 seconds (got -5)", "frontend", "--router-mode", "kv", "--no-kv-events", "--router-prefix-ttl", "-5")]
+    [InlineData("error: --router-prefix-ttl: only with --no-kv-events (with KV events the index is the cache's truth and a completed prefix counts only while its events travel)", "router", "--router-prefix-ttl", "60")]
     [InlineData("error: --max-waiting-requests: 0 must be at least 1", "worker", "--engine", "echo", "--max-waiting-requests", "0")]
     [InlineData("error: --kv-cache-dtype: 'q4' is not f16 or f32", "worker", "--engine", "echo", "--kv-cache-dtype", "q4")]
     public void BadFlag_BeforeAnythingStarts_OneLineNamingItAndExitCode1(string expected, params string[] args)
