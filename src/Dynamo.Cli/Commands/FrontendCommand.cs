@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Dynamo.Frontend;
+using Dynamo.Llm.Routing;
 using Dynamo.Runtime;
 using OpenTelemetry.Trace;
 
@@ -32,6 +33,11 @@ internal static class FrontendCommand
         await using DistributedRuntime runtime = await RuntimeConnection.ConnectAsync(runtimeOptions, waitForInfra, "frontend", shutdown.Token);
         await using FrontendServer server = await FrontendServer.StartAsync(runtime, options, CliLogging.Create(options.JsonLogs), shutdown.Token);
         Console.Error.WriteLine($"frontend: listening on {Listeners.Describe(options.Host, server.BaseAddress.Port, "--http-host")} ({runtime.Mode}: {runtime.Discovery.Address}; {server.AccessNote}); models appear as workers register");
+        if (options.Processing.RouterMode == RouterModes.Kv)
+        {
+            Console.Error.WriteLine($"frontend: the KV router predicts the workers' caches from {KvRouterFlags.CacheSource(options.Processing.KvRouter)}");
+        }
+
         try
         {
             await Task.Delay(Timeout.Infinite, shutdown.Token);

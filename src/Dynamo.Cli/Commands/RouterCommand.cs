@@ -54,6 +54,7 @@ internal static class RouterCommand
         using ILoggerFactory loggers = CliLogging.Create(json: false);
         await using RouterServer server = await RouterServer.StartAsync(runtime, workers, options, loggers.CreateLogger("Dynamo.Router"), shutdown.Token);
         Console.Error.WriteLine($"router: routing {workers} on {RouterServer.AddressFor(workers)} as instance {EndpointAddress.FormatId(runtime.InstanceId)} ({runtime.Mode}: {runtime.Discovery.Address})");
+        Console.Error.WriteLine($"router: predicts the workers' caches from {KvRouterFlags.CacheSource(options)}");
         try
         {
             await Task.Delay(Timeout.Infinite, shutdown.Token);

@@ -7,6 +7,7 @@ using System.Text.Json.Nodes;
 using Dynamo.Cli.Components;
 using Dynamo.Engine.Serving;
 using Dynamo.Frontend;
+using Dynamo.Llm.Routing;
 using Dynamo.Mocker;
 using Dynamo.Runtime;
 using Microsoft.Extensions.Logging;
@@ -148,6 +149,11 @@ internal static class RunCommand
         {
             Console.Error.WriteLine($"run: OpenAI-compatible API on {server.BaseAddress}, listening on {Listeners.Describe(frontendOptions.Host, server.BaseAddress.Port, "--http-host")} ({runtimeOptions switch { { IsDistributed: true } => "etcd+nats", _ => "in-process" }})" +
                 (worker is null ? "; serving the models of the workers that register" : $"; model '{model}'") + $"; {server.AccessNote}");
+            if (frontendOptions.Processing.RouterMode == RouterModes.Kv)
+            {
+                Console.Error.WriteLine($"run: the KV router predicts the workers' caches from {KvRouterFlags.CacheSource(frontendOptions.Processing.KvRouter)}");
+            }
+
             if (worker is not null)
             {
                 await server.WaitForModelAsync(model, shutdown.Token);

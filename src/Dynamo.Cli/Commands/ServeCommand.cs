@@ -178,11 +178,13 @@ internal static class ServeCommand
                         MaxQueue = c.Int("router_max_queue") ?? kvRouter.MaxQueue,
                         QueueTimeout = c.Double("router_queue_timeout") is double rq ? FrontendFlags.Seconds(rq) : kvRouter.QueueTimeout,
                         BlockSize = c.Int("block_size") ?? kvRouter.BlockSize,
+                        UseKvEvents = c.Bool("no_kv_events") is bool noEvents ? !noEvents : kvRouter.UseKvEvents,
+                        PrefixTtl = c.Double("router_prefix_ttl") is double ttl ? FrontendFlags.Seconds(ttl) : kvRouter.PrefixTtl,
                     };
                     c.Validated(kvRouter.Validate);
                     routerDrain = DrainFromConfig(c) ?? routerDrain;
                     startRouter = true;
-                    log.WriteLine($"serve: {name}: the KV router runs as its own component (dynamo.router.route), shared by every kv frontend");
+                    log.WriteLine($"serve: {name}: the KV router runs as its own component (dynamo.router.route), shared by every kv frontend; it predicts the workers' caches from {KvRouterFlags.CacheSource(kvRouter)}");
                     break;
                 default:
                     workers.Add((WorkerFromConfig(c, kinds[name] == Kind.PrefillWorker), runtime with { LeaseTtl = TimeSpan.FromSeconds(c.Int("lease_ttl") ?? 10) }, c.Replicas()));

@@ -23,7 +23,7 @@ public sealed partial class KvRouterService : IAsyncDisposable
 {
     private static readonly TimeSpan ResyncRetry = TimeSpan.FromSeconds(1);
 
-    private readonly IEventSubscription _kvEvents;
+    private readonly IEventSubscription? _kvEvents;
     private readonly IEventSubscription _loadMetrics;
     private readonly EndpointClient _dumpClient;
     private readonly ILogger _logger;
@@ -34,7 +34,7 @@ public sealed partial class KvRouterService : IAsyncDisposable
     private long _dumpsLoaded;
     private long _badEvents;
 
-    private KvRouterService(KvRouter router, EndpointClient client, EndpointClient dumpClient, IEventSubscription kvEvents, IEventSubscription loadMetrics, ILogger logger)
+    private KvRouterService(KvRouter router, EndpointClient client, EndpointClient dumpClient, IEventSubscription? kvEvents, IEventSubscription loadMetrics, ILogger logger)
     {
         Router = router;
         Client = client;
@@ -57,7 +57,7 @@ public sealed partial class KvRouterService : IAsyncDisposable
     public long BadEvents => Interlocked.Read(ref _badEvents);
 
     /// <summary>KV events and load reports the event plane dropped because this service read too slowly (each KV gap is healed from a dump).</summary>
-    public long EventsDropped => _kvEvents.Dropped + _loadMetrics.Dropped;
+    public long EventsDropped => (_kvEvents?.Dropped ?? 0) + _loadMetrics.Dropped;
 
     /// <summary>The router's counters with the service's own: events dropped, malformed events, dumps loaded.</summary>
     public RouterStats GetStats() => Router.GetStats() with { EventsDropped = EventsDropped, MalformedEvents = BadEvents, DumpsLoaded = DumpsLoaded };
@@ -66,6 +66,8 @@ public sealed partial class KvRouterService : IAsyncDisposable
     /// Subscribes to the KV events and load metrics of <paramref name="address"/>'s component, follows its
     /// instances, and starts resyncing every current worker from its dump. Returns once subscribed and the
     /// current instances are added (their dumps load in the background: see <see cref="KvIndex.WorkersNeedingResync"/>).
+    /// Without KV events (<see cref="KvRouterOptions.UseKvEvents"/> false) it subscribes to the load metrics only and
+    /// asks for no dump: the router predicts the caches from its own decisions.
     /// </summary>
     public static async Task<KvRouterService> StartAsync(
         DistributedRuntime runtime, EndpointAddress address, KvRouterOptions? options = null, TimeProvider? timeProvider = null, ILogger? logger = null, CancellationToken cancellationToken = default)
@@ -75,7 +77,9 @@ public sealed partial class KvRouterService : IAsyncDisposable
         var router = new KvRouter(options, timeProvider, logger);
 
         // Subscribe before reading instances and dumps: every event after a dump is then seen.
-        IEventSubscription kv = await runtime.Events.SubscribeAsync(address.EventSubject(EngineWorker.KvEventsTopic), cancellationToken).ConfigureAwait(false);
+        IEventSubscription? kv = router.Options.UseKvEvents
+            ? await runtime.Events.SubscribeAsync(address.EventSubject(EngineWorker.KvEventsTopic), cancellationToken).ConfigureAwait(false)
+            : null;
         IEventSubscription load = await runtime.Events.SubscribeAsync(address.EventSubject(EngineWorker.LoadMetricsTopic), cancellationToken).ConfigureAwait(false);
         EndpointClient client = await runtime.CreateClientAsync(address, cancellationToken: cancellationToken).ConfigureAwait(false);
         EndpointClient dumps = await runtime.CreateClientAsync(EngineWorker.DumpAddress(address), cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -85,7 +89,7 @@ public sealed partial class KvRouterService : IAsyncDisposable
         service.SyncMembership();
         CancellationToken stop = service._stop.Token;
         service._loops = Task.WhenAll(
-            Task.Run(() => service.ReadKvEventsAsync(stop), CancellationToken.None),
+            kv is null ? Task.CompletedTask : Task.Run(() => service.ReadKvEventsAsync(stop), CancellationToken.None),
             Task.Run(() => service.ReadLoadAsync(stop), CancellationToken.None),
             Task.Run(() => service.ResyncAsync(stop), CancellationToken.None));
         return service;
@@ -106,7 +110,11 @@ public sealed partial class KvRouterService : IAsyncDisposable
         Client.InstancesChanged -= SyncMembership;
         Router.ResyncNeeded -= OnResyncNeeded;
         await _stop.CancelAsync().ConfigureAwait(false);
-        await _kvEvents.DisposeAsync().ConfigureAwait(false);
+        if (_kvEvents is not null)
+        {
+            await _kvEvents.DisposeAsync().ConfigureAwait(false);
+        }
+
         await _loadMetrics.DisposeAsync().ConfigureAwait(false);
         try
         {
@@ -150,9 +158,12 @@ public sealed partial class KvRouterService : IAsyncDisposable
             {
                 if (Router.AddWorker(target))
                 {
-                    Router.Index.RequestResync(target);
                     Log.WorkerJoined(_logger, target);
-                    added = true;
+                    if (Router.Options.UseKvEvents)
+                    {
+                        Router.Index.RequestResync(target);
+                        added = true;
+                    }
                 }
             }
         }
@@ -166,7 +177,7 @@ public sealed partial class KvRouterService : IAsyncDisposable
     private void OnResyncNeeded(RoutingTarget target) => _resyncSignal.Writer.TryWrite(true);
 
     private Task ReadKvEventsAsync(CancellationToken cancellationToken) => EventReader.ReadAsync(
-        _kvEvents,
+        _kvEvents!,
         KvEventJson.Deserialize,
         e =>
         {

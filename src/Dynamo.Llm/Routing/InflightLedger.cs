@@ -1,21 +1,24 @@
+using Dynamo.Llm.Kv;
+
 namespace Dynamo.Llm.Routing;
 
 /// <summary>
 /// The prefixes a <see cref="KvRouter"/> expects on its workers before their KV events say so: the prompt
 /// blocks of requests in flight (a <see cref="PrefixTable"/> used as a multiset: one count per request
-/// holding a block on a worker) and of requests completed within the recent-prefix window (their events
-/// are still on the event plane). Matching a request against both gives each worker's in-flight and
+/// holding a block on a worker) and of requests completed on it and remembered (<see cref="RememberedPrefix"/>): with
+/// KV events for the recent-prefix window, while their events are on the event plane; without (<c>--no-kv-events</c>)
+/// for as long as the worker's pool is expected to keep them (<see cref="PoolRetention"/>). Matching a request against both gives each worker's in-flight and
 /// recent overlap. Not thread-safe: the router's gate guards it (Routing/README.md, "Cost").
 /// </summary>
 internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
 {
-    /// <summary>At most this many completed requests are remembered; older ones are forgotten first.</summary>
-    public const int MaxRecent = 4096;
+    /// <summary>At most this many blocks are remembered on a worker before its first load report names its pool's size.</summary>
+    public const int DefaultPoolBlocks = 16384;
 
     private readonly PrefixTable _inflight = new();
     private readonly PrefixTable _recent = new();
-    private readonly Queue<RecentPrefix> _recentQueue = new();
     private readonly Stack<ulong[]> _recentArrays = new();
+    private int _remembered;
 
     /// <summary>Adds a routed request's blocks to its worker (each block the worker did not hold yet counts as a distinct active block).</summary>
     public void Charge(KvWorkerState worker, ReadOnlySpan<ulong> hashes)
@@ -42,13 +45,15 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
     }
 
     /// <summary>
-    /// A request completed on <paramref name="worker"/>: its prefix counts as cached there for the recent-prefix
-    /// window (<see cref="KvRouterOptions.RecentPrefixWindow"/>), while its KV events travel. Reuses the arrays
-    /// of expired entries: no allocation once warmed up.
+    /// A request completed on <paramref name="worker"/>: its prefix counts as cached there for the worker's
+    /// <see cref="Lifetime"/> (with KV events, while they travel; without, while the pool is expected to keep it). The
+    /// worker's remembered blocks stay within its pool (<see cref="PoolRetention.TotalBlocks"/>, or
+    /// <see cref="DefaultPoolBlocks"/> before a report): beyond it its oldest prefixes are dropped first. Reuses the
+    /// arrays of dropped entries: no allocation once warmed up.
     /// </summary>
     public void Remember(KvWorkerState worker, ReadOnlySpan<ulong> hashes)
     {
-        if (!options.CountInflightPrefixes || options.RecentPrefixWindow <= TimeSpan.Zero || hashes.IsEmpty)
+        if (!options.CountInflightPrefixes || hashes.IsEmpty || Lifetime(worker) <= TimeSpan.Zero)
         {
             return;
         }
@@ -58,18 +63,59 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
         hashes.CopyTo(kept);
         for (int i = 0; i < count; i++)
         {
-            _recent.Increment(kept[i], worker.Slot);
+            if (_recent.Increment(kept[i], worker.Slot))
+            {
+                worker.RememberedBlocks++;
+            }
         }
 
-        long expires = time.GetTimestamp() + (long)(options.RecentPrefixWindow.TotalSeconds * time.TimestampFrequency);
-        _recentQueue.Enqueue(new RecentPrefix(kept, count, worker, expires));
-        if (_recentQueue.Count > MaxRecent)
+        worker.Remembered.Enqueue(new RememberedPrefix(kept, count, time.GetTimestamp()));
+        _remembered++;
+        long capacity = worker.Retention.TotalBlocks > 0 ? worker.Retention.TotalBlocks : DefaultPoolBlocks;
+        while (worker.RememberedBlocks > capacity && worker.Remembered.Count > 0)
         {
-            Expire(long.MaxValue, _recentQueue.Count - MaxRecent);
+            DropOldest(worker);
         }
     }
 
-    /// <summary>Drops a removed worker's in-flight blocks (of <paramref name="decisions"/>) and its recent prefixes.</summary>
+    /// <summary>
+    /// How long a completed request's prefix counts as cached on <paramref name="worker"/>: with KV events the
+    /// recent-prefix window (<see cref="KvRouterOptions.RecentPrefixWindow"/>); without, the fixed
+    /// <see cref="KvRouterOptions.PrefixTtl"/> when set, else the pool's own eviction estimate.
+    /// </summary>
+    public TimeSpan Lifetime(KvWorkerState worker) =>
+        options.UseKvEvents ? options.RecentPrefixWindow : options.PrefixTtl ?? worker.Retention.Retention();
+
+    /// <summary>
+    /// A KV event of <paramref name="worker"/> applied to the index: a removed block no longer counts as remembered there
+    /// (all of its remembered occurrences), a cleared pool drops every remembered prefix, so a long lifetime cannot
+    /// outlive what the worker reports evicted.
+    /// </summary>
+    public void Evicted(KvWorkerState worker, KvEventData data)
+    {
+        if (worker.Remembered.Count == 0)
+        {
+            return;
+        }
+
+        if (data is KvRemovedData removed)
+        {
+            IReadOnlyList<ulong> hashes = removed.BlockHashes;
+            for (int i = 0; i < hashes.Count; i++)
+            {
+                if (_recent.RemoveAll(hashes[i], worker.Slot))
+                {
+                    worker.RememberedBlocks--;
+                }
+            }
+        }
+        else if (data is KvClearedData)
+        {
+            DropAll(worker);
+        }
+    }
+
+    /// <summary>Drops a removed worker's in-flight blocks (of <paramref name="decisions"/>) and its remembered prefixes.</summary>
     public void Forget(KvWorkerState worker, IEnumerable<RoutingDecision> decisions)
     {
         foreach (RoutingDecision d in decisions)
@@ -80,24 +126,23 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
             }
         }
 
-        foreach (RecentPrefix entry in _recentQueue)
-        {
-            if (entry.Worker == worker)
-            {
-                for (int i = 0; i < entry.Count; i++)
-                {
-                    _recent.Decrement(entry.Hashes[i], worker.Slot);
-                }
-            }
-        }
+        DropAll(worker);
     }
 
     /// <summary>Sets every worker's <see cref="KvWorkerState.InflightOverlap"/> and <see cref="KvWorkerState.RecentOverlap"/> for a request's hashes (both must be 0 before).</summary>
     public void Match(ReadOnlySpan<ulong> hashes, WorkerSlots workers)
     {
-        if (_recentQueue.Count > 0)
+        if (_remembered > 0)
         {
-            Expire(time.GetTimestamp());
+            long now = time.GetTimestamp();
+            foreach (KvWorkerState w in workers.Sorted)
+            {
+                if (w.Remembered.Count > 0)
+                {
+                    Expire(w, now);
+                }
+            }
+
             if (_recent.Count > 0)
             {
                 _recent.Match(hashes);
@@ -121,23 +166,36 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
         }
     }
 
-    /// <summary>Ends the recent-prefix windows that are over at <paramref name="now"/>, at most <paramref name="limit"/> of them.</summary>
-    private void Expire(long now, int limit = int.MaxValue)
+    /// <summary>Drops <paramref name="worker"/>'s remembered prefixes older than its <see cref="Lifetime"/> at <paramref name="now"/>.</summary>
+    private void Expire(KvWorkerState worker, long now)
     {
-        while (limit-- > 0 && _recentQueue.TryPeek(out RecentPrefix entry) && entry.Expires <= now)
+        long lifetime = (long)(Lifetime(worker).TotalSeconds * time.TimestampFrequency);
+        while (worker.Remembered.TryPeek(out RememberedPrefix entry) && now - entry.At >= lifetime)
         {
-            _recentQueue.Dequeue();
-            if (!entry.Worker.Removed)
-            {
-                for (int i = 0; i < entry.Count; i++)
-                {
-                    _recent.Decrement(entry.Hashes[i], entry.Worker.Slot);
-                }
-            }
-
-            _recentArrays.Push(entry.Hashes);
+            DropOldest(worker);
         }
     }
 
-    private readonly record struct RecentPrefix(ulong[] Hashes, int Count, KvWorkerState Worker, long Expires);
+    private void DropAll(KvWorkerState worker)
+    {
+        while (worker.Remembered.Count > 0)
+        {
+            DropOldest(worker);
+        }
+    }
+
+    private void DropOldest(KvWorkerState worker)
+    {
+        RememberedPrefix entry = worker.Remembered.Dequeue();
+        for (int i = 0; i < entry.Count; i++)
+        {
+            if (_recent.Decrement(entry.Hashes[i], worker.Slot))
+            {
+                worker.RememberedBlocks--;
+            }
+        }
+
+        _remembered--;
+        _recentArrays.Push(entry.Hashes);
+    }
 }

@@ -135,6 +135,7 @@ public sealed partial class KvRouter
     private void Charge(KvWorkerState worker, ReadOnlySpan<ulong> hashes, int promptTokens, long prefillTokens)
     {
         worker.ActivePrefillTokens += prefillTokens;
+        worker.Retention.Added((prefillTokens + Options.BlockSize - 1) / Options.BlockSize);
         worker.InFlight++;
         _counters.InFlight++;
         _ledger.Charge(worker, hashes);

@@ -168,8 +168,9 @@ public sealed partial class KvRouter : IWorkerRouter
     }
 
     /// <summary>
-    /// Applies a KV event to the index (see <see cref="KvIndex.Apply"/>). Events of a worker not added are
-    /// ignored and reported <see cref="KvApplyResult.Stale"/>. On <see cref="KvApplyResult.Gap"/> the
+    /// Applies a KV event to the index (see <see cref="KvIndex.Apply"/>); a removed block no longer counts as a
+    /// remembered prefix of its worker. Events of a worker not added, and every event without KV events
+    /// (<see cref="KvRouterOptions.UseKvEvents"/> false), are ignored and reported <see cref="KvApplyResult.Stale"/>. On <see cref="KvApplyResult.Gap"/> the
     /// worker is in <see cref="KvIndex.WorkersNeedingResync"/>: answer with <see cref="LoadDump"/>.
     /// </summary>
     public KvApplyResult ApplyEvent(KvEvent kvEvent)
@@ -178,24 +179,29 @@ public sealed partial class KvRouter : IWorkerRouter
         lock (_gate)
         {
             var target = new RoutingTarget(kvEvent.WorkerId, kvEvent.DpRank);
-            if (!_workers.TryGet(target, out KvWorkerState? worker))
+            if (!Options.UseKvEvents || !_workers.TryGet(target, out KvWorkerState? worker))
             {
                 return KvApplyResult.Stale;
             }
 
             KvApplyResult result = Index.Apply(kvEvent);
             worker.IndexedBlocks = Index.BlockCountOf(target);
+            if (result != KvApplyResult.Stale)
+            {
+                _ledger.Evicted(worker, kvEvent.Data);
+            }
+
             return result;
         }
     }
 
-    /// <summary>Rebuilds a worker's (or one rank's) part of the index from its dump (ignored for a target not added).</summary>
+    /// <summary>Rebuilds a worker's (or one rank's) part of the index from its dump (ignored for a target not added, and without KV events).</summary>
     public void LoadDump(RoutingTarget workerId, KvEventDump dump)
     {
         ArgumentNullException.ThrowIfNull(dump);
         lock (_gate)
         {
-            if (_workers.TryGet(workerId, out KvWorkerState? worker))
+            if (Options.UseKvEvents && _workers.TryGet(workerId, out KvWorkerState? worker))
             {
                 Index.LoadDump(workerId, dump);
                 worker.IndexedBlocks = Index.BlockCountOf(workerId);
@@ -208,7 +214,8 @@ public sealed partial class KvRouter : IWorkerRouter
     /// <summary>
     /// Takes a worker's own load report (ignored for a worker not added): its KV blocks in use count as its
     /// active blocks when above the router's own count, fading to nothing over
-    /// <see cref="KvRouterOptions.StaleMetricsDecay"/> unless a newer report comes.
+    /// <see cref="KvRouterOptions.StaleMetricsDecay"/> unless a newer report comes. Its pool's free blocks feed the
+    /// worker's eviction estimate (<see cref="PoolRetention"/>).
     /// </summary>
     public void UpdateLoad(WorkerLoad load)
     {
@@ -222,6 +229,7 @@ public sealed partial class KvRouter : IWorkerRouter
                 worker.ReportedWaiting = load.Waiting;
                 worker.ReportedAt = _time.GetTimestamp();
                 worker.HasReport = true;
+                worker.Retention.Reported(load.KvBlocksTotal, load.KvBlocksUsed, worker.ReportedAt, _time);
             }
         }
     }
@@ -439,6 +447,7 @@ public sealed partial class KvRouter : IWorkerRouter
             {
                 _counters.OnReported(decision.PredictedCachedTokens, actual);
                 resync = JudgeAccuracy(decision, actual);
+                decision.Worker.Retention.Corrected(decision.OverlapBlocks - (actual / Options.BlockSize));
             }
 
             Pump();
@@ -454,9 +463,10 @@ public sealed partial class KvRouter : IWorkerRouter
     private RoutingTarget? JudgeAccuracy(RoutingDecision decision, int actualCachedTokens)
     {
         KvWorkerState worker = decision.Worker;
-        if (Options.ResyncAccuracy <= 0 || worker.Removed || decision.IndexGeneration != worker.IndexGeneration)
+        if (Options.ResyncAccuracy <= 0 || !Options.UseKvEvents || worker.Removed || decision.IndexGeneration != worker.IndexGeneration)
         {
-            // Judged against an index since rebuilt (or gone): says nothing of the current one.
+            // Judged against an index since rebuilt (or gone): says nothing of the current one. Without KV events there
+            // is no index to resync: the router's own decisions are its view.
             return null;
         }
 
@@ -653,7 +663,7 @@ public sealed partial class KvRouter : IWorkerRouter
 
             double cost = KvCost.Of(new KvCostInput(
                 request.PromptTokens, bs, Overlap(w), w.InflightOverlap, w.ActivePrefillTokens, w.DistinctBlocks + w.PartialBlocks,
-                Reported(w, now), w.IndexedBlocks, w.ReportedBlocksTotal, request.Weight));
+                Reported(w, now), Options.UseKvEvents ? w.IndexedBlocks : (int)w.RememberedBlocks, w.ReportedBlocksTotal, request.Weight));
             _costs[i] = cost;
             min = Math.Min(min, cost);
             max = Math.Max(max, cost);

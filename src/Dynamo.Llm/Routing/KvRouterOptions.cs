@@ -67,6 +67,20 @@ public sealed record KvRouterOptions
     /// <summary>Completed requests per worker over which accuracy is judged (<c>--router-accuracy-window</c>).</summary>
     public int AccuracyWindow { get; init; } = 16;
 
+    /// <summary>
+    /// Route from the workers' KV events (true, the default). False (<c>--no-kv-events</c>): the router ignores KV events
+    /// and dumps and predicts each worker's cache from its own decisions: a completed request's prefix counts as cached
+    /// on its worker for as long as that worker's pool is expected to keep it (<see cref="PrefixTtl"/>, else the pool's
+    /// own eviction estimate). See Routing/README.md, "Without KV events".
+    /// </summary>
+    public bool UseKvEvents { get; init; } = true;
+
+    /// <summary>
+    /// Without KV events: a fixed lifetime of a completed request's prefix on its worker instead of the pool's eviction
+    /// estimate (<c>--router-prefix-ttl</c>; null, the default: the estimate). Refused with KV events.
+    /// </summary>
+    public TimeSpan? PrefixTtl { get; init; }
+
     /// <summary>Seed of tie-breaking and temperature sampling; null for a random seed (<c>--router-seed</c>).</summary>
     public int? Seed { get; init; }
 
@@ -89,6 +103,9 @@ public sealed record KvRouterOptions
         Check(double.IsFinite(Saturation) && Saturation > 0, $"--router-saturation must be a positive number (got {Saturation})");
         Check(DefaultBatchBudget >= 1, $"--router-batch-budget must be at least 1 token (got {DefaultBatchBudget})");
         Check(RecentPrefixWindow >= TimeSpan.Zero, $"the recent-prefix window must not be negative (got {RecentPrefixWindow})");
+        Check(PrefixTtl is null || (PrefixTtl > TimeSpan.Zero && PrefixTtl <= TimeSpan.FromHours(24)), $"--router-prefix-ttl must be above 0 and at most 86400 seconds (got {PrefixTtl?.TotalSeconds})");
+        Check(!UseKvEvents || PrefixTtl is null, "--router-prefix-ttl: only with --no-kv-events (with KV events the index is the cache's truth and a completed prefix counts only while its events travel)");
+        Check(UseKvEvents || CountInflightPrefixes, "--no-kv-events needs the in-flight and completed prefixes counted (CountInflightPrefixes): without KV events the router's own decisions are all it knows of the workers' caches");
         Check(StaleMetricsDecay > TimeSpan.Zero, $"--router-metrics-decay must be positive (got {StaleMetricsDecay})");
         Check(double.IsFinite(ResyncAccuracy) && ResyncAccuracy is >= 0 and <= 1, $"--router-resync-accuracy must be 0 (off) .. 1 (got {ResyncAccuracy})");
         Check(AccuracyWindow is >= 1 and <= 4096, $"--router-accuracy-window must be 1..4096 requests (got {AccuracyWindow})");

@@ -56,6 +56,14 @@ internal sealed class KvWorkerState(RoutingTarget target, int slot, int batchBud
 
     /// <summary>Bumped whenever its index part is rebuilt (a dump loaded, a resync asked): decisions made before judge nothing after.</summary>
     public int IndexGeneration { get; set; }
+    /// <summary>Prefixes of its completed requests the ledger counts as cached here, oldest first (Routing/README.md, "Remembered prefixes").</summary>
+    public Queue<RememberedPrefix> Remembered { get; } = new();
+
+    /// <summary>Distinct blocks of <see cref="Remembered"/> (the recent table's count for its slot).</summary>
+    public long RememberedBlocks { get; set; }
+
+    /// <summary>Its pool's eviction estimate, from its load reports and the new blocks the router sends it.</summary>
+    public PoolRetention Retention { get; } = new();
 
     /// <summary>Decision scratch: leading blocks of the request in the KV index for this worker.</summary>
     public int IndexedOverlap { get; set; }

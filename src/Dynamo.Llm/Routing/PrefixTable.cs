@@ -143,6 +143,33 @@ internal sealed class PrefixTable
         return true;
     }
 
+    /// <summary>Multiset use: removes every occurrence of <paramref name="slot"/> under <paramref name="hash"/>; true when it was there.</summary>
+    public bool RemoveAll(ulong hash, int slot)
+    {
+        int i = Find(hash);
+        if (i < 0)
+        {
+            return false;
+        }
+
+        if (_counts.Remove((hash, slot)) && slot < 64)
+        {
+            _entries[i].Multi &= ~(1UL << slot);
+        }
+
+        if (!ClearBit(ref _entries[i], slot))
+        {
+            return false;
+        }
+
+        if (_entries[i].IsEmpty)
+        {
+            DeleteAt(i);
+        }
+
+        return true;
+    }
+
     /// <summary>Whether <paramref name="slot"/> is in <paramref name="hash"/>'s set.</summary>
     public bool Contains(ulong hash, int slot)
     {

@@ -61,6 +61,14 @@ internal static class SimulationBenchmark
                     SpreadOf(w, "requests_per_worker", r.RequestsPerWorker);
                     SpreadOf(w, "prompt_tokens_per_worker", r.PromptTokensPerWorker);
                     w.WriteNumber("starved_workers", r.StarvedWorkers);
+                    w.WriteStartObject("follow_ups");
+                    w.WriteNumber("count", r.FollowUps.Count);
+                    w.WriteNumber("on_prefix_holder", r.FollowUps.OnPrefixHolder);
+                    w.WriteNumber("on_prefix_holder_share", Math.Round(r.FollowUps.OnPrefixHolderShare, 4));
+                    w.WriteNumber("holder_kept_share", Math.Round(r.FollowUps.HolderKeptShare, 4));
+                    w.WriteNumber("shared_prefix_blocks", r.FollowUps.SharedBlocks);
+                    w.WriteNumber("gap_p50_seconds", Math.Round(r.FollowUps.Gap.P50, 3));
+                    w.WriteEndObject();
                     w.WriteNumber("decision_p50_us", Math.Round(r.DecisionMicros.P50, 1));
                     w.WriteNumber("decision_p99_us", Math.Round(r.DecisionMicros.P99, 1));
                     w.WriteNumber("decision_mean_us", Math.Round(r.DecisionMicros.Mean, 1));
@@ -163,6 +171,16 @@ internal static class SimulationBenchmark
             foreach (SimulationModeResult r in Modes)
             {
                 output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Mode} | {r.CachedTokenPredictionError:P1} | {r.AccuracyResyncs} | {r.KvEventsLost} |"));
+            }
+
+            output.WriteLine();
+            output.WriteLine("| mode | follow-up turns | routed to their prefix holder | previous turn's worker still held it | gap between turns p50 s | prefix shared by all, blocks |");
+            output.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: |");
+            foreach (SimulationModeResult r in Modes)
+            {
+                FollowUpSummary f = r.FollowUps;
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {r.Mode} | {f.Count} | {f.OnPrefixHolderShare:P1} | {f.HolderKeptShare:P1} | {f.Gap.P50:F1} | {f.SharedBlocks} |"));
             }
 
             if (Options.PrefillWorkers > 0)

@@ -71,6 +71,9 @@ internal sealed record SimulationModeResult
     /// <summary>KV events the workers lost on purpose (<c>--kv-event-loss</c>).</summary>
     public long KvEventsLost { get; init; }
 
+    /// <summary>Follow-up turns (a prompt extending an earlier one beyond what every prompt shares) and where they went.</summary>
+    public FollowUpSummary FollowUps { get; init; }
+
     /// <summary>KV events the workers published (all reach the KV router; the other modes ignore them).</summary>
     public long KvEvents { get; init; }
 

@@ -39,6 +39,7 @@ internal sealed partial class Simulator
     private int _nextReplica;
     private readonly Queue<Pending> _pending = new();
     private readonly SimulationRecorder _recorder;
+    private readonly FollowUpTracker _followUps;
     private readonly Disaggregation? _disaggregation;
     private int _nextConversation;
     private long _requestIds;
@@ -52,6 +53,7 @@ internal sealed partial class Simulator
         _workers = new Worker[options.Workers];
         _candidates = new long[options.Workers];
         _recorder = new SimulationRecorder(options.Workers);
+        _followUps = new FollowUpTracker(options.Mocker.BlockSize);
         (_router, _kv) = CreateRouter(options.KvRouter, options.Seed);
         if (_kv is not null)
         {
@@ -156,14 +158,20 @@ internal sealed partial class Simulator
             throw new InvalidOperationException($"the simulation ended with {_pending.Count} requests still queued in the router");
         }
 
-        return _recorder.Result(_mode, _byId.Values.Select(w => w.Engine.Stats).ToArray(), _clock.Now, Stopwatch.GetElapsedTime(wallStart), _clock.EventsRun) with
+        return _recorder.Result(ModeName(), _byId.Values.Select(w => w.Engine.Stats).ToArray(), _clock.Now, Stopwatch.GetElapsedTime(wallStart), _clock.EventsRun) with
         {
             AccuracyResyncs = _replicas.Concat(_disaggregation?.PrefillKv is { } pk ? [pk] : []).Sum(r => r.GetStats().AccuracyResyncs),
             KvEventsLost = _byId.Values.Sum(w => w.Engine.KvEvents?.Lost ?? 0),
             PrefillWorkers = _options.PrefillWorkers,
             Disaggregation = _disaggregation?.Result(),
+            FollowUps = _followUps.Summary(),
         };
     }
+
+    /// <summary>The mode as the tables name it: the KV router without KV events says so, with its fixed TTL if it has one.</summary>
+    private string ModeName() => _kv?.Options is { UseKvEvents: false } o
+        ? $"{_mode} --no-kv-events{(o.PrefixTtl is { } ttl ? $" --router-prefix-ttl {ttl.TotalSeconds:0.###}" : "")}"
+        : _mode;
 
     private void StartNextConversation()
     {
@@ -272,7 +280,8 @@ internal sealed partial class Simulator
         }
 
         _recorder.Dispatched(worker.Index, request.Prompt.Length);
-        worker.Active.Add(new InFlight(request, lease, outputs, request.Conversation.Source.Turns.Count > 1) { Leg = leg });
+        FollowUpTracker.Turn turn = _followUps.Dispatched(request.Prompt, worker.Id, _clock.Now);
+        worker.Active.Add(new InFlight(request, lease, outputs, request.Conversation.Source.Turns.Count > 1) { Leg = leg, Turn = turn });
         if (leg is not null)
         {
             worker.Legs.Add(leg);
@@ -374,6 +383,11 @@ internal sealed partial class Simulator
         }
 
         _recorder.Completed(f.Tokens, now - f.Request.Sent, now);
+        if (f.Turn is { } turn)
+        {
+            turn.Ended = now;
+        }
+
         TurnEnded(f.Request.Conversation, f.Answer ?? []);
         return true;
     }
@@ -401,7 +415,8 @@ internal sealed partial class Simulator
     private void OnKvEvent(KvRouter? kv, KvEvent kvEvent)
     {
         _recorder.KvEvent();
-        if (kv is null)
+        _followUps.Observe(kvEvent.WorkerId, kvEvent);
+        if (kv is null || !kv.Options.UseKvEvents)
         {
             return;
         }
@@ -550,6 +565,9 @@ internal sealed partial class Simulator
 
         /// <summary>The client request's remote prefill, on its decode worker.</summary>
         public PrefillLeg? Leg { get; init; }
+
+        /// <summary>The client request as the follow-up figures track it.</summary>
+        public FollowUpTracker.Turn? Turn { get; init; }
 
         /// <summary>On a prefill worker: the remote prefill this request computes.</summary>
         public PrefillLeg? PrefillFor { get; init; }

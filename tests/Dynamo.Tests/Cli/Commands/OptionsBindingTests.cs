@@ -52,6 +52,21 @@ public class OptionsBindingTests
     }
 
     [Fact]
+    public void FrontendFlags_NoKvEvents_BoundIntoTheKvRouterOptions()
+    {
+        var (command, flags) = Frontend();
+
+        KvRouterOptions estimate = flags.Read(command.Parse(["--router-mode", "kv", "--no-kv-events"])).Processing.KvRouter;
+        KvRouterOptions ttl = flags.Read(command.Parse(["--router-mode", "kv", "--no-kv-events", "--router-prefix-ttl", "90"])).Processing.KvRouter;
+
+        Assert.Equal(KvRouterOptions.Default with { UseKvEvents = false }, estimate);
+        Assert.Equal(KvRouterOptions.Default with { UseKvEvents = false, PrefixTtl = TimeSpan.FromSeconds(90) }, ttl);
+        Assert.Contains("its own decisions (--no-kv-events)", KvRouterFlags.CacheSource(estimate));
+        Assert.Contains("90 s (--router-prefix-ttl)", KvRouterFlags.CacheSource(ttl));
+        Assert.Equal("the workers' KV events", KvRouterFlags.CacheSource(KvRouterOptions.Default));
+    }
+
+    [Fact]
     public void FrontendFlags_HttpServer_LimitsKeysAndTlsBound()
     {
         var (command, flags) = Frontend();
@@ -190,6 +205,9 @@ public class OptionsBindingTests
     [InlineData("error: --max-inflight-per-client: -1 must be 0 (no limit) or more", "frontend", "--max-inflight-per-client", "-1")]
     [InlineData("error: --router-queue-timeout must be above 0 and at most 3600 seconds (got 0)", "router", "--router-queue-timeout", "0")]
     [InlineData("error: --drain-timeout: -5 s is outside 0..3600 s", "router", "--drain-timeout", "-5")]
+    [InlineData("error: --router-prefix-ttl must be above 0 and at most 86400 seconds (got 0)", "router", "--no-kv-events", "--router-prefix-ttl", "0")]
+    [InlineData("error: --router-prefix-ttl must be above 0 and at most 86400 seconds (got -5)", "frontend", "--router-mode", "kv", "--no-kv-events", "--router-prefix-ttl", "-5")]
+    [InlineData("error: --router-prefix-ttl: only with --no-kv-events (with KV events the index is the cache's truth and a completed prefix counts only while its events travel)", "router", "--router-prefix-ttl", "60")]
     [InlineData("error: --max-waiting-requests: 0 must be at least 1", "worker", "--engine", "echo", "--max-waiting-requests", "0")]
     [InlineData("error: --kv-cache-dtype: 'q4' is not f16 or f32", "worker", "--engine", "echo", "--kv-cache-dtype", "q4")]
     public void BadFlag_BeforeAnythingStarts_OneLineNamingItAndExitCode1(string expected, params string[] args)

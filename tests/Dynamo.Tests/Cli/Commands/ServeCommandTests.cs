@@ -212,6 +212,7 @@ public class ServeCommandTests
     [InlineData("Frontend:\n  tls-key-file: key.pem\n", "Frontend", "Frontend: --tls-cert-file: required with --tls-key-file (HTTPS needs both)")]
     [InlineData("Processor:\n  router: bogus\n", "Processor", "Processor: --router-mode: 'bogus' is not one of round-robin, random, kv")]
     [InlineData("Router:\n  router-temperature: -1\n", "Router", "Router: --router-temperature must be a finite number, 0 or more (got -1)")]
+    [InlineData("Router:\n  no-kv-events: true\n  router-prefix-ttl: 0\n", "Router", "Router: --router-prefix-ttl must be above 0 and at most 86400 seconds (got 0)")]
     [InlineData("VllmWorker:\n  engine: mocker\n  max-num-seqs: 0\n", "VllmWorker", "VllmWorker: --max-num-seqs must be at least 1 (got 0)")]
     [InlineData("Frontend:\n  max-queued-requests: -1\n", "Frontend", "Frontend: --max-queued-requests: -1 is outside 0..1000000 (0: no request waits)")]
     [InlineData("Frontend:\n  shutdown-drain-timeout: -2\n", "Frontend", "Frontend: --shutdown-drain-timeout: -2 s is outside 0..3600 s")]
@@ -224,6 +225,17 @@ public class ServeCommandTests
         var e = Assert.Throws<CliUsageException>(() => ServeCommand.Bind([component], config, TextWriter.Null));
 
         Assert.Equal($"{config.Source}: {expected}", e.Message);
+    }
+
+    [Fact]
+    public void Bind_RouterWithoutKvEvents_BoundIntoTheRouterOptions()
+    {
+        ServeConfig config = Config("Router:\n  no-kv-events: true\n  router-prefix-ttl: 45\n");
+
+        ServeCommand.Plan plan = ServeCommand.Bind(["Router"], config, TextWriter.Null);
+
+        Assert.False(plan.Router!.UseKvEvents);
+        Assert.Equal(TimeSpan.FromSeconds(45), plan.Router.PrefixTtl);
     }
 
     [Theory]

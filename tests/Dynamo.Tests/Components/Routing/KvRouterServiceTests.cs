@@ -127,6 +127,31 @@ public sealed class KvRouterServiceTests
     }
 
     [Fact]
+    public async Task Route_NoKvEvents_NextTurnGoesToItsHolderFromTheRoutersOwnDecisions()
+    {
+        await using var cluster = new InProcessCluster();
+        await using Worker w1 = await Worker.StartAsync(cluster);
+        await using Worker w2 = await Worker.StartAsync(cluster);
+        await using DistributedRuntime frontend = await cluster.ConnectAsync();
+        await using KvRouterService service = await KvRouterService.StartAsync(frontend, Address, KvRouterOptions.Default with { Seed = 2, UseKvEvents = false });
+        Assert.Equal(2, service.Router.Workers.Count);
+        Assert.Empty(service.Router.Index.WorkersNeedingResync);
+        int[] turn1 = [.. Prompt(4, 256), 1, 2, 3];
+
+        RoutingDecision first = await service.Router.RouteAsync(turn1);
+        await SendAsync(service.Client, first, turn1);
+        int[] turn2 = [.. turn1, 9, 8, 7, 6];
+        RoutingDecision next = await service.Router.RouteAsync(turn2);
+        Assert.Equal(first.WorkerId, next.WorkerId);
+        Assert.Equal((16, 0), (next.OverlapBlocks, next.IndexedOverlapBlocks));
+        int cached = await SendAsync(service.Client, next, turn2);
+
+        Assert.Equal(256, cached);
+        Assert.Equal(0, service.Router.Index.BlockCountOf(first.WorkerId));
+        Assert.Equal(0, service.DumpsLoaded);
+    }
+
+    [Fact]
     public async Task EventGap_ResyncsFromWorkerDump()
     {
         await using var cluster = new InProcessCluster();

@@ -121,6 +121,47 @@ public class SimulatorTests
         Assert.True(clean.CachedTokenPredictionError < 0.05, $"prediction error without loss {clean.CachedTokenPredictionError:P1}");
     }
 
+    /// <summary>
+    /// Paced conversations as the Mooncake conversation trace has them: every request its own, arriving
+    /// <paramref name="gap"/> after the last turn of its conversation, its prompt that turn's prompt extended; every
+    /// prompt starts with the same 32 tokens (a block everything shares).
+    /// </summary>
+    private static List<LoadConversation> PacedConversations(int conversations, int turns, TimeSpan gap)
+    {
+        var requests = new List<LoadConversation>();
+        for (int c = 0; c < conversations; c++)
+        {
+            var prompt = new List<int>(Enumerable.Range(1, 32));
+            for (int t = 0; t < turns; t++)
+            {
+                prompt.AddRange(Enumerable.Range(1000 + (c * 500) + (t * 100), 96)); // within the mocker's vocabulary
+                requests.Add(new LoadConversation(null, [new LoadTurn("", 8) { PromptTokenIds = [.. prompt] }], TimeSpan.FromSeconds(c * 0.25) + (t * gap)));
+            }
+        }
+
+        return [.. requests.OrderBy(r => r.Arrival)];
+    }
+
+    [Fact]
+    public async Task Run_PacedFollowUpsWithoutKvEvents_GoToTheirPrefixHolderFarMoreThanRoundRobin()
+    {
+        // 15 conversations on 4 workers: round-robin does not bring a conversation back to the same worker by chance.
+        List<LoadConversation> paced = PacedConversations(15, 4, TimeSpan.FromSeconds(5));
+        SimulationOptions options = Options(4, RouterModes.Kv) with { KvRouter = KvRouterOptions.Default with { UseKvEvents = false } };
+        SimulationModeResult noEvents = await Simulator.RunAsync(options, RouterModes.Kv, paced, int.MaxValue);
+        SimulationModeResult roundRobin = await Simulator.RunAsync(options, RouterModes.RoundRobin, paced, int.MaxValue);
+
+        Assert.Equal("kv --no-kv-events", noEvents.Mode);
+        Assert.True(noEvents.KvEvents > 0, "the workers publish KV events; the router ignores them");
+        Assert.Equal((15 * 3, 2), (noEvents.FollowUps.Count, noEvents.FollowUps.SharedBlocks));
+        Assert.Equal(15 * 3, roundRobin.FollowUps.Count);
+        Assert.InRange(noEvents.FollowUps.Gap.P50, 4, 5);
+        Assert.True(noEvents.FollowUps.OnPrefixHolderShare > 0.9, $"without KV events {noEvents.FollowUps.OnPrefixHolderShare:P1}");
+        Assert.True(noEvents.FollowUps.OnPrefixHolderShare > roundRobin.FollowUps.OnPrefixHolderShare + 0.4,
+            $"without KV events {noEvents.FollowUps.OnPrefixHolderShare:P1}, round-robin {roundRobin.FollowUps.OnPrefixHolderShare:P1}");
+        Assert.True(noEvents.HitRate > roundRobin.HitRate, $"without KV events {noEvents.HitRate:P1}, round-robin {roundRobin.HitRate:P1}");
+    }
+
     [Theory]
     [InlineData(0, "kv", "--workers")]
     [InlineData(4, "kv,fastest", "--router-modes")]
