@@ -120,8 +120,11 @@ internal static class RoutingBenchmark
                 await Task.Delay(frontend.Processing.KvRouter.RecentPrefixWindow + TimeSpan.FromMilliseconds(200), cancellationToken).ConfigureAwait(false);
                 log.WriteLine($"bench routing: {mode}: {requestCount} requests of {workload.Name} on {setup.Workers} mocker workers...");
                 var runner = new LoadRunner(options with { Url = server.BaseAddress.ToString() });
+                long warmQuery = engines.Sum(e => e.Stats.PrefixQueryTokens), warmHit = engines.Sum(e => e.Stats.PrefixHitTokens);
                 var (requests, seconds, interrupted) = await runner.RunAsync(conversations, cancellationToken).ConfigureAwait(false);
-                long query = engines.Sum(e => e.Stats.PrefixQueryTokens), hit = engines.Sum(e => e.Stats.PrefixHitTokens);
+
+                // The measured requests' own lookups: the warm-up's are not the workload's.
+                long query = engines.Sum(e => e.Stats.PrefixQueryTokens) - warmQuery, hit = engines.Sum(e => e.Stats.PrefixHitTokens) - warmHit;
                 results.Add(new ModeResult(mode, LoadReport.From(options, workload.Name, requests, seconds, interrupted), query == 0 ? 0 : (double)hit / query, engines.Sum(e => e.Stats.Preemptions)));
                 ModeResult r = results[^1];
                 log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bench routing: {mode}: TTFT mean {r.Report.Ttft.Mean * 1000:F0} ms, hit rate {r.HitRate:P1}, prompt tokens per worker {string.Join(' ', engines.Select(e => e.Stats.PromptTokens))}, prefilled per worker {string.Join(' ', engines.Select(e => e.Stats.PrefixQueryTokens - e.Stats.PrefixHitTokens))}"));
