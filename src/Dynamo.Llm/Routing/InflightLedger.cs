@@ -20,24 +20,42 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
     private readonly Stack<ulong[]> _recentArrays = new();
     private int _remembered;
 
-    /// <summary>Adds a routed request's blocks to its worker (each block the worker did not hold yet counts as a distinct active block).</summary>
+    /// <summary>
+    /// Leading blocks of a prompt the ledger tracks (<see cref="Tracked"/>). Past them a prefix in flight or remembered
+    /// already outweighs any load difference (1,024 blocks x the overlap weight), and charging every block of the
+    /// longest prompts (tens of thousands of tokens) was most of the router's slowest decisions at 1,000 workers: one
+    /// table insert each, out of cache. The blocks past them still count as in-flight load, each as distinct.
+    /// </summary>
+    public const int MaxTrackedBlocks = 1024;
+
+    /// <summary>The leading hashes the ledger tracks of a prompt's (at most <see cref="MaxTrackedBlocks"/>).</summary>
+    public static ReadOnlySpan<ulong> Tracked(ReadOnlySpan<ulong> hashes) => hashes.Length <= MaxTrackedBlocks ? hashes : hashes[..MaxTrackedBlocks];
+
+    /// <summary>
+    /// Adds a routed request's blocks to its worker (each block the worker did not hold yet counts as a distinct active
+    /// block; blocks past <see cref="MaxTrackedBlocks"/> count as distinct without being tracked).
+    /// </summary>
     public void Charge(KvWorkerState worker, ReadOnlySpan<ulong> hashes)
     {
-        for (int i = 0; i < hashes.Length; i++)
+        ReadOnlySpan<ulong> tracked = Tracked(hashes);
+        worker.DistinctBlocks += hashes.Length - tracked.Length;
+        for (int i = 0; i < tracked.Length; i++)
         {
-            if (_inflight.Increment(hashes[i], worker.Slot))
+            if (_inflight.Increment(tracked[i], worker.Slot))
             {
                 worker.DistinctBlocks++;
             }
         }
     }
 
-    /// <summary>Removes a finished request's blocks from its worker.</summary>
+    /// <summary>Removes a finished request's blocks from its worker (the same <paramref name="hashes"/> it was charged).</summary>
     public void Release(KvWorkerState worker, ReadOnlySpan<ulong> hashes)
     {
-        for (int i = 0; i < hashes.Length; i++)
+        ReadOnlySpan<ulong> tracked = Tracked(hashes);
+        worker.DistinctBlocks -= hashes.Length - tracked.Length;
+        for (int i = 0; i < tracked.Length; i++)
         {
-            if (_inflight.Decrement(hashes[i], worker.Slot))
+            if (_inflight.Decrement(tracked[i], worker.Slot))
             {
                 worker.DistinctBlocks--;
             }
@@ -57,6 +75,8 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
         {
             return;
         }
+
+        hashes = Tracked(hashes);
 
         int count = hashes.Length;
         ulong[] kept = _recentArrays.TryPop(out ulong[]? reused) && reused.Length >= count ? reused : new ulong[Math.Max(count, 64)];
@@ -120,9 +140,9 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
     {
         foreach (RoutingDecision d in decisions)
         {
-            for (int i = 0; i < d.HashCount; i++)
+            foreach (ulong hash in Tracked(d.Hashes.AsSpan(0, d.HashCount)))
             {
-                _inflight.Decrement(d.Hashes[i], worker.Slot);
+                _inflight.Decrement(hash, worker.Slot);
             }
         }
 
@@ -132,6 +152,7 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
     /// <summary>Sets every worker's <see cref="KvWorkerState.InflightOverlap"/> and <see cref="KvWorkerState.RecentOverlap"/> for a request's hashes (both must be 0 before).</summary>
     public void Match(ReadOnlySpan<ulong> hashes, WorkerSlots workers)
     {
+        hashes = Tracked(hashes);
         if (_remembered > 0)
         {
             long now = time.GetTimestamp();

@@ -76,7 +76,11 @@ internal static class SimulationBenchmark
                     w.WriteNumber("decisions_interrupted", r.DecisionsInterrupted);
                     w.WriteNumber("kv_events", r.KvEvents);
                     w.WriteNumber("kv_events_lost", r.KvEventsLost);
-                    w.WriteNumber("cached_token_prediction_error", Math.Round(r.CachedTokenPredictionError, 4));
+                    if (r.CachedTokenPredictionError is double error)
+                    {
+                        w.WriteNumber("cached_token_prediction_error", Math.Round(error, 4));
+                    }
+
                     w.WriteNumber("accuracy_resyncs", r.AccuracyResyncs);
                     w.WriteNumber("kv_events_per_virtual_second", Math.Round(r.KvEventsPerVirtualSecond, 1));
                     w.WriteNumber("kv_events_per_wall_second", Math.Round(r.KvEventsPerWallSecond, 1));
@@ -170,7 +174,7 @@ internal static class SimulationBenchmark
             output.WriteLine("| --- | ---: | ---: | ---: |");
             foreach (SimulationModeResult r in Modes)
             {
-                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Mode} | {r.CachedTokenPredictionError:P1} | {r.AccuracyResyncs} | {r.KvEventsLost} |"));
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Mode} | {(r.CachedTokenPredictionError is double error ? error.ToString("P1", CultureInfo.InvariantCulture) : "-")} | {r.AccuracyResyncs} | {r.KvEventsLost} |"));
             }
 
             output.WriteLine();

@@ -61,9 +61,10 @@ internal sealed record SimulationModeResult
 
     /// <summary>
     /// How far the router's predicted cached tokens were from the engines' actual ones: the sum of |predicted - actual|
-    /// over the sum of the larger of the two, over completed requests (0: every prediction right).
+    /// over the sum of the larger of the two, over completed requests (0: every prediction right; null: nothing predicted,
+    /// a mode without a KV router, or nothing cached or predicted).
     /// </summary>
-    public double CachedTokenPredictionError { get; init; }
+    public double? CachedTokenPredictionError { get; init; }
 
     /// <summary>Worker indexes the KV routers resynced because their accuracy on the worker fell (<see cref="Llm.Routing.KvRouterOptions.ResyncAccuracy"/>).</summary>
     public long AccuracyResyncs { get; init; }

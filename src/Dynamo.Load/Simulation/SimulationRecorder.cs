@@ -91,7 +91,7 @@ internal sealed class SimulationRecorder(int workers)
             DecisionMicrosUninterrupted = LatencySummary.Of(_decisionMicrosNoGc),
             DecisionsInterrupted = _decisionMicros.Count - _decisionMicrosNoGc.Count,
             KvEvents = _kvEvents,
-            CachedTokenPredictionError = _predictionAtStake == 0 ? 0 : (double)_predictionError / _predictionAtStake,
+            CachedTokenPredictionError = _predictionAtStake == 0 ? null : (double)_predictionError / _predictionAtStake,
             VirtualTime = virtualTime,
             WallTime = wallTime,
             Events = events,

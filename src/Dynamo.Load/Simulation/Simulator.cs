@@ -374,8 +374,12 @@ internal sealed partial class Simulator
             return false;
         }
 
-        _recorder.Predicted(f.Lease!.PredictedCachedTokens, output.CachedTokens);
-        f.Lease.Complete(output.CachedTokens);
+        if (_kv is not null)
+        {
+            _recorder.Predicted(f.Lease!.PredictedCachedTokens, output.CachedTokens);
+        }
+
+        f.Lease!.Complete(output.CachedTokens);
         Release(f.Lease);
         if (f.Leg is { } leg)
         {

@@ -55,6 +55,28 @@ public sealed class KvRouterTests
     }
 
     [Fact]
+    public void RouteAsync_PromptLongerThanTheLedgerTracks_LeadingBlocksMatchEveryBlockCountsAsLoad()
+    {
+        KvRouter router = Create(2);
+        int blocks = InflightLedger.MaxTrackedBlocks + 1976;
+        int[] prompt = Prompt(5, blocks * BlockSize);
+
+        RoutingDecision first = Route(router, prompt);
+        Assert.Equal(blocks, router.GetStats().Workers.Single(w => w.WorkerId == first.WorkerId).ActiveBlocks);
+        first.MarkFirstToken(); // its prompt no longer saturates its worker's prefill budget
+
+        // The same prompt in flight: matched over the tracked blocks, so it joins its holder; the blocks past them are new load.
+        RoutingDecision second = Route(router, prompt);
+        Assert.Equal(first.WorkerId, second.WorkerId);
+        Assert.Equal(InflightLedger.MaxTrackedBlocks, second.OverlapBlocks);
+        Assert.Equal(blocks + (blocks - InflightLedger.MaxTrackedBlocks), router.GetStats().Workers.Single(w => w.WorkerId == first.WorkerId).ActiveBlocks);
+
+        first.Complete();
+        second.Complete();
+        Assert.All(router.GetStats().Workers, w => Assert.Equal(0, w.ActiveBlocks));
+    }
+
+    [Fact]
     public async Task RouteAsync_AllowedWorkers_OnlyThoseCandidatesAndRefusedWhenNoneKnown()
     {
         KvRouter router = Create(4);
