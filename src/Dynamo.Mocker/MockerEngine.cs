@@ -138,6 +138,7 @@ public sealed class MockerEngine : IEngine
     {
         SchedulerStep? step = _core.NextStep();
         _planned = step is { IsEmpty: false } ? step : null;
+        PlannedNothing = step is { IsEmpty: true };
         if (step is null)
         {
             return null;
@@ -154,6 +155,12 @@ public sealed class MockerEngine : IEngine
 
     /// <summary>Its KV dump now, for a <see cref="Driven"/> engine's driver between steps (no command queue to wait for).</summary>
     internal KvEventDump DumpBetweenSteps() => _core.DumpOnLoop();
+
+    /// <summary>
+    /// Whether the last <see cref="PlanStep"/> found work but fitted none of it (its retry time says nothing: a real step
+    /// can take exactly <see cref="EmptyStepRetry"/>, as 8 ms + 40 prefill tokens x 0.05 ms does).
+    /// </summary>
+    internal bool PlannedNothing { get; private set; }
 
     /// <summary>Completes the step <see cref="PlanStep"/> planned (nothing when it planned none): its tokens are emitted.</summary>
     internal void RunPlannedStep()

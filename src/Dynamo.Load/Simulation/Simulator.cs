@@ -303,7 +303,7 @@ internal sealed partial class Simulator
             _disaggregation!.StartReserved(worker);
         }
 
-        if (time == MockerEngine.EmptyStepRetry && worker.Engine.Stats is { RunningRequests: 0, AwaitingKvRequests: 0 } stuck)
+        if (worker.Engine.PlannedNothing && worker.Engine.Stats is { RunningRequests: 0, AwaitingKvRequests: 0 } stuck)
         {
             // A step that fits nothing with nothing running and no KV to come: no later step can differ.
             throw new SimulationStalledException(string.Create(System.Globalization.CultureInfo.InvariantCulture,

@@ -3,6 +3,7 @@ using Dynamo.Load;
 using Dynamo.Load.Benchmarks;
 using Dynamo.Load.Simulation;
 using Dynamo.Load.Workloads;
+using Dynamo.Mocker;
 
 namespace Dynamo.Tests.Load.Simulation;
 
@@ -160,6 +161,20 @@ public class SimulatorTests
         Assert.True(noEvents.FollowUps.OnPrefixHolderShare > roundRobin.FollowUps.OnPrefixHolderShare + 0.4,
             $"without KV events {noEvents.FollowUps.OnPrefixHolderShare:P1}, round-robin {roundRobin.FollowUps.OnPrefixHolderShare:P1}");
         Assert.True(noEvents.HitRate > roundRobin.HitRate, $"without KV events {noEvents.HitRate:P1}, round-robin {roundRobin.HitRate:P1}");
+    }
+
+    [Fact]
+    public async Task Run_StepOfExactlyTheEmptyStepRetry_IsAStepNotAStall()
+    {
+        // 8 ms + 40 prefill tokens x 0.05 ms = 10 ms, the mocker's retry time for a step that fits nothing: the stall check
+        // took it for one and stopped the synthetic Mooncake trace at 6.4 s of virtual time.
+        MockerOptions mocker = SimulationOptions.Default.Mocker with { StepMs = 8, PrefillMsPerToken = 0.05, AttentionMsPerTokenPair = 0 };
+        Assert.Equal(MockerEngine.EmptyStepRetry, mocker.StepTime(40, 0, 0));
+        LoadConversation[] one = [new LoadConversation(null, [new LoadTurn("", 4) { PromptTokenIds = [.. Enumerable.Range(1, 40)] }], TimeSpan.Zero)];
+
+        SimulationModeResult r = await Simulator.RunAsync(Options(1, RouterModes.Kv) with { Mocker = mocker }, RouterModes.Kv, one, int.MaxValue);
+
+        Assert.Equal(1, r.Completed);
     }
 
     [Theory]
