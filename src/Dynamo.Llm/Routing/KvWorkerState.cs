@@ -30,7 +30,7 @@ internal sealed class KvWorkerState(RoutingTarget target, int slot, int batchBud
     public int InFlight { get; set; }
 
     /// <summary>Its decisions not completed yet (released at once when it is removed).</summary>
-    public HashSet<RoutingDecision> Decisions { get; } = [];
+    public DecisionList Decisions { get; } = new();
 
     public int ReportedBlocksUsed { get; set; }
 

@@ -54,6 +54,15 @@ public sealed class RoutingDecision : WorkerLease, IDisposable
 
     internal DecisionState State { get; set; }
 
+    /// <summary>Whether it is on its worker's <see cref="DecisionList"/>.</summary>
+    internal bool Listed { get; set; }
+
+    /// <summary>Its neighbours on its worker's <see cref="DecisionList"/>.</summary>
+    internal RoutingDecision? PrevOnWorker { get; set; }
+
+    /// <inheritdoc cref="PrevOnWorker"/>
+    internal RoutingDecision? NextOnWorker { get; set; }
+
     /// <summary>Its worker's <see cref="KvWorkerState.IndexGeneration"/> when decided: its outcome judges the index only while that holds.</summary>
     internal int IndexGeneration { get; init; }
 

@@ -78,8 +78,7 @@ public sealed class EtcdServer : IAsyncDisposable
 
         if (netns is null)
         {
-            clientPort = clientPort == 0 ? FreePort(bindAddress) : clientPort;
-            peerPort = peerPort == 0 ? FreePort(bindAddress) : peerPort;
+            (clientPort, peerPort) = FreePorts(bindAddress, clientPort, peerPort);
         }
         else
         {
@@ -333,11 +332,23 @@ public sealed class EtcdServer : IAsyncDisposable
         }
     }
 
-    private static int FreePort(string bindAddress)
+    /// <summary>
+    /// The client and peer ports: each as given, or a free one, never the same. The listeners are held open while the
+    /// ports are read (picked one after the other, the system can hand out one port twice: nats-server's monitor and
+    /// client port collided so in a CI run).
+    /// </summary>
+    private static (int Client, int Peer) FreePorts(string bindAddress, int clientPort, int peerPort)
     {
-        using var listener = new TcpListener(IPAddress.Parse(bindAddress), 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        using var first = new TcpListener(IPAddress.Parse(bindAddress), 0);
+        using var second = new TcpListener(IPAddress.Parse(bindAddress), 0);
+        using var third = new TcpListener(IPAddress.Parse(bindAddress), 0);
+        first.Start();
+        second.Start();
+        third.Start();
+        int[] free = [((IPEndPoint)first.LocalEndpoint).Port, ((IPEndPoint)second.LocalEndpoint).Port, ((IPEndPoint)third.LocalEndpoint).Port];
+        int client = clientPort != 0 ? clientPort : free.First(p => p != peerPort);
+        int peer = peerPort != 0 ? peerPort : free.First(p => p != client);
+        return (client, peer);
     }
 
     private static bool OnPath(string program) =>

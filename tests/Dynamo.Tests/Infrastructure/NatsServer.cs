@@ -46,7 +46,8 @@ public sealed class NatsServer : IAsyncDisposable
         string directory = Path.Combine(Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath(), $"dynamo-nats-{Guid.NewGuid():N}");
         Directory.CreateDirectory(directory);
         File.WriteAllText(Path.Combine(directory, "nats.conf"), $"ping_interval: \"1s\"\nping_max: 2\n{extraConfig}\n");
-        var server = new NatsServer(binary, netns, bindAddress, port == 0 ? FreePort() : port, FreePort(), directory);
+        (int client, int monitor) = FreePorts(port);
+        var server = new NatsServer(binary, netns, bindAddress, client, monitor, directory);
         try
         {
             await server.LaunchAsync();
@@ -169,11 +170,19 @@ public sealed class NatsServer : IAsyncDisposable
         }
     }
 
-    private static int FreePort()
+    /// <summary>
+    /// The client port (<paramref name="port"/> when given, else a free one) and a different free monitor port. Both
+    /// listeners are held open while the ports are read: picked one after the other, the system handed out the same
+    /// port twice once (a CI run: the monitor took it, then the client port could not bind).
+    /// </summary>
+    private static (int Client, int Monitor) FreePorts(int port)
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        using var first = new TcpListener(IPAddress.Loopback, 0);
+        using var second = new TcpListener(IPAddress.Loopback, 0);
+        first.Start();
+        second.Start();
+        int a = ((IPEndPoint)first.LocalEndpoint).Port, b = ((IPEndPoint)second.LocalEndpoint).Port;
+        return port == 0 ? (a, b) : (port, a != port ? a : b);
     }
 
     private static string? FindBinary()
