@@ -11,6 +11,9 @@ public class SimulateCommandTests
     [InlineData("--profile", "tpu", "--profile")]
     [InlineData("--step-ms", "-1", "--step-ms")]
     [InlineData("--kv-event-delay-ms", "-5", "--kv-event-delay-ms")]
+    [InlineData("--kv-event-loss", "1.5", "--kv-event-loss")]
+    [InlineData("--router-resync-accuracy", "2", "--router-resync-accuracy")]
+    [InlineData("--router-accuracy-window", "0", "--router-accuracy-window")]
     public void Simulate_BadFlag_OneLineErrorNamingIt(string flag, string value, string named)
     {
         CliProcess.Result r = CliProcess.Run(["simulate", flag, value, "-n", "10"]);

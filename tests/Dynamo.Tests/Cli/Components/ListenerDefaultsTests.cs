@@ -3,6 +3,7 @@ using Dynamo.Cli.Commands;
 using Dynamo.Cli.Components;
 using Dynamo.Components.KvTransfer;
 using Dynamo.Frontend;
+using Dynamo.Mocker;
 using Dynamo.Tests.Infrastructure;
 
 namespace Dynamo.Tests.Cli.Components;
@@ -28,6 +29,17 @@ public class ListenerDefaultsTests
     public void KvTransferBinding_Host_BindAndAdvertised(string? host, string bind, string? advertised)
     {
         Assert.Equal((bind, advertised), (new WorkerSettings { KvTransferHost = host }).KvTransferBinding);
+    }
+
+    [Theory]
+    [InlineData("mocker", -0.5, "--kv-event-loss must be 0..1")]
+    [InlineData("mocker", 1.5, "--kv-event-loss must be 0..1")]
+    [InlineData("echo", 0.5, "--kv-event-loss is a fault injection of the mocker engine (--engine mocker); --engine echo loses no KV events")]
+    public void Validate_KvEventLoss_OnlyTheMockerAndWithinRange(string engine, double loss, string expected)
+    {
+        var error = Assert.Throws<ArgumentException>(() => new WorkerSettings { EngineKind = engine, Mocker = MockerOptions.Default with { KvEventLoss = loss } }.Validate());
+
+        Assert.Contains(expected, error.Message);
     }
 
     [Theory]
