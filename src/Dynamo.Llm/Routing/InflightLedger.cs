@@ -8,7 +8,9 @@ namespace Dynamo.Llm.Routing;
 /// holding a block on a worker) and of requests completed on it and remembered (<see cref="RememberedPrefix"/>): with
 /// KV events for the recent-prefix window, while their events are on the event plane; without (<c>--no-kv-events</c>)
 /// for as long as the worker's pool is expected to keep them (<see cref="PoolRetention"/>). Matching a request against both gives each worker's in-flight and
-/// recent overlap. Not thread-safe: the router's gate guards it (Routing/README.md, "Cost").
+/// recent overlap. Only a prompt's tracked blocks enter the tables (<see cref="TrackedBlocks"/>: all of the first 64, then
+/// ever sparser), so that a prompt of thousands of blocks costs a few hundred table operations, not thousands, at
+/// each of charge, match, release, remember and expiry. Not thread-safe: the router's gate guards it (Routing/README.md, "Cost").
 /// </summary>
 internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
 {
@@ -18,32 +20,22 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
     private readonly PrefixTable _inflight = new();
     private readonly PrefixTable _recent = new();
     private readonly Stack<ulong[]> _recentArrays = new();
+    private ulong[] _selected = new ulong[256];
+    private int[] _positions = new int[256];
     private int _remembered;
 
     /// <summary>
-    /// Leading blocks of a prompt the ledger tracks (<see cref="Tracked"/>). Past them a prefix in flight or remembered
-    /// already outweighs any load difference (1,024 blocks x the overlap weight), and charging every block of the
-    /// longest prompts (tens of thousands of tokens) was most of the router's slowest decisions at 1,000 workers: one
-    /// table insert each, out of cache. The blocks past them still count as in-flight load, each as distinct.
-    /// </summary>
-    public const int MaxTrackedBlocks = 1024;
-
-    /// <summary>The leading hashes the ledger tracks of a prompt's (at most <see cref="MaxTrackedBlocks"/>).</summary>
-    public static ReadOnlySpan<ulong> Tracked(ReadOnlySpan<ulong> hashes) => hashes.Length <= MaxTrackedBlocks ? hashes : hashes[..MaxTrackedBlocks];
-
-    /// <summary>
-    /// Adds a routed request's blocks to its worker (each block the worker did not hold yet counts as a distinct active
-    /// block; blocks past <see cref="MaxTrackedBlocks"/> count as distinct without being tracked).
+    /// Adds a routed request's blocks to its worker: its tracked blocks (<see cref="TrackedBlocks"/>), each one the worker
+    /// did not hold yet counting its weight in distinct active blocks.
     /// </summary>
     public void Charge(KvWorkerState worker, ReadOnlySpan<ulong> hashes)
     {
-        ReadOnlySpan<ulong> tracked = Tracked(hashes);
-        worker.DistinctBlocks += hashes.Length - tracked.Length;
-        for (int i = 0; i < tracked.Length; i++)
+        for (int p = 0; p < hashes.Length; p = TrackedBlocks.Next(p, hashes.Length))
         {
-            if (_inflight.Increment(tracked[i], worker.Slot))
+            int weight = TrackedBlocks.Weight(p);
+            if (_inflight.Increment(hashes[p], worker.Slot, weight))
             {
-                worker.DistinctBlocks++;
+                worker.DistinctBlocks += weight;
             }
         }
     }
@@ -51,13 +43,11 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
     /// <summary>Removes a finished request's blocks from its worker (the same <paramref name="hashes"/> it was charged).</summary>
     public void Release(KvWorkerState worker, ReadOnlySpan<ulong> hashes)
     {
-        ReadOnlySpan<ulong> tracked = Tracked(hashes);
-        worker.DistinctBlocks -= hashes.Length - tracked.Length;
-        for (int i = 0; i < tracked.Length; i++)
+        for (int p = 0; p < hashes.Length; p = TrackedBlocks.Next(p, hashes.Length))
         {
-            if (_inflight.Decrement(tracked[i], worker.Slot))
+            if (_inflight.Decrement(hashes[p], worker.Slot))
             {
-                worker.DistinctBlocks--;
+                worker.DistinctBlocks -= TrackedBlocks.Weight(p);
             }
         }
     }
@@ -76,20 +66,20 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
             return;
         }
 
-        hashes = Tracked(hashes);
-
-        int count = hashes.Length;
+        int count = TrackedBlocks.Count(hashes.Length);
         ulong[] kept = _recentArrays.TryPop(out ulong[]? reused) && reused.Length >= count ? reused : new ulong[Math.Max(count, 64)];
-        hashes.CopyTo(kept);
-        for (int i = 0; i < count; i++)
+        int k = 0;
+        for (int p = 0; p < hashes.Length; p = TrackedBlocks.Next(p, hashes.Length))
         {
-            if (_recent.Increment(kept[i], worker.Slot))
+            int weight = TrackedBlocks.Weight(p);
+            kept[k++] = hashes[p];
+            if (_recent.Increment(hashes[p], worker.Slot, weight))
             {
-                worker.RememberedBlocks++;
+                worker.RememberedBlocks += weight;
             }
         }
 
-        worker.Remembered.Enqueue(new RememberedPrefix(kept, count, time.GetTimestamp()));
+        worker.Remembered.Enqueue(new RememberedPrefix(kept, count, hashes.Length, time.GetTimestamp()));
         _remembered++;
         long capacity = worker.Retention.TotalBlocks > 0 ? worker.Retention.TotalBlocks : DefaultPoolBlocks;
         while (worker.RememberedBlocks > capacity && worker.Remembered.Count > 0)
@@ -123,9 +113,10 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
             IReadOnlyList<ulong> hashes = removed.BlockHashes;
             for (int i = 0; i < hashes.Count; i++)
             {
+                int weight = _recent.PayloadOf(hashes[i]);
                 if (_recent.RemoveAll(hashes[i], worker.Slot))
                 {
-                    worker.RememberedBlocks--;
+                    worker.RememberedBlocks -= weight;
                 }
             }
         }
@@ -140,9 +131,9 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
     {
         foreach (RoutingDecision d in decisions)
         {
-            foreach (ulong hash in Tracked(d.Hashes.AsSpan(0, d.HashCount)))
+            for (int p = 0; p < d.HashCount; p = TrackedBlocks.Next(p, d.HashCount))
             {
-                _inflight.Decrement(hash, worker.Slot);
+                _inflight.Decrement(d.Hashes[p], worker.Slot);
             }
         }
 
@@ -152,7 +143,15 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
     /// <summary>Sets every worker's <see cref="KvWorkerState.InflightOverlap"/> and <see cref="KvWorkerState.RecentOverlap"/> for a request's hashes (both must be 0 before).</summary>
     public void Match(ReadOnlySpan<ulong> hashes, WorkerSlots workers)
     {
-        hashes = Tracked(hashes);
+        int count = TrackedBlocks.Count(hashes.Length);
+        if (_selected.Length < count)
+        {
+            _selected = new ulong[count * 2];
+            _positions = new int[count * 2];
+        }
+
+        count = TrackedBlocks.Select(hashes, _selected, _positions);
+        ReadOnlySpan<ulong> tracked = _selected.AsSpan(0, count);
         if (_remembered > 0)
         {
             long now = time.GetTimestamp();
@@ -166,23 +165,23 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
 
             if (_recent.Count > 0)
             {
-                _recent.Match(hashes);
+                _recent.Match(tracked);
                 foreach (int slot in _recent.MatchedSlots)
                 {
                     if (workers.At(slot) is { } w)
                     {
-                        w.RecentOverlap = _recent.DepthOf(slot);
+                        w.RecentOverlap = _positions[_recent.DepthOf(slot) - 1] + 1;
                     }
                 }
             }
         }
 
-        _inflight.Match(hashes);
+        _inflight.Match(tracked);
         foreach (int slot in _inflight.MatchedSlots)
         {
             if (workers.At(slot) is { } w)
             {
-                w.InflightOverlap = _inflight.DepthOf(slot);
+                w.InflightOverlap = _positions[_inflight.DepthOf(slot) - 1] + 1;
             }
         }
     }
@@ -208,11 +207,12 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
     private void DropOldest(KvWorkerState worker)
     {
         RememberedPrefix entry = worker.Remembered.Dequeue();
-        for (int i = 0; i < entry.Count; i++)
+        int k = 0;
+        for (int p = 0; p < entry.Blocks; p = TrackedBlocks.Next(p, entry.Blocks))
         {
-            if (_recent.Decrement(entry.Hashes[i], worker.Slot))
+            if (_recent.Decrement(entry.Hashes[k++], worker.Slot))
             {
-                worker.RememberedBlocks--;
+                worker.RememberedBlocks -= TrackedBlocks.Weight(p);
             }
         }
 

@@ -509,9 +509,12 @@ public sealed partial class KvRouter : IWorkerRouter
             worker.InFlight--;
             _counters.InFlight--;
             worker.Decisions.Remove(decision);
-            if (completed)
+            if (completed && !(Options.UseKvEvents && !hashes.IsEmpty && Index.Holds(worker.Target, hashes[^1])))
             {
-                // The prefix is on the worker now; its KV events may not have reached the index yet.
+                // The prefix is on the worker now; its KV events may not have reached the index yet. When they have (the index
+                // holds its last block, so, prefix-closed, all of it), there is nothing to remember: on most completions, since
+                // the events of a prompt's blocks leave at its prefill. That keeps long prompts' remembering and expiring off
+                // the decisions that follow.
                 _ledger.Remember(worker, hashes);
             }
         }

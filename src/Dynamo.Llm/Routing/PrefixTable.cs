@@ -68,10 +68,18 @@ internal sealed class PrefixTable
         return SetBit(ref _entries[i], slot);
     }
 
-    /// <summary>Multiset use: adds one occurrence of <paramref name="slot"/> under <paramref name="hash"/>; true when the slot had none.</summary>
-    public bool Increment(ulong hash, int slot)
+    /// <summary>
+    /// Multiset use: adds one occurrence of <paramref name="slot"/> under <paramref name="hash"/>; true when the slot had none.
+    /// A new hash keeps <paramref name="payload"/> while it is held (<see cref="PayloadOf"/>: the ledger's block weight).
+    /// </summary>
+    public bool Increment(ulong hash, int slot, int payload = 0)
     {
         int i = FindOrClaim(hash, slot);
+        if (_entries[i].IsEmpty)
+        {
+            _entries[i].Payload = payload;
+        }
+
         if (SetBit(ref _entries[i], slot))
         {
             return true;
@@ -168,6 +176,13 @@ internal sealed class PrefixTable
         }
 
         return true;
+    }
+
+    /// <summary>The payload <paramref name="hash"/> was added with (<see cref="Increment"/>); 0 when no slot holds it.</summary>
+    public int PayloadOf(ulong hash)
+    {
+        int i = Find(hash);
+        return i < 0 ? 0 : _entries[i].Payload;
     }
 
     /// <summary>Whether <paramref name="slot"/> is in <paramref name="hash"/>'s set.</summary>
@@ -536,13 +551,14 @@ internal sealed class PrefixTable
         }
     }
 
-    /// <summary>One hash and its slot set (no references, so the GC never scans the table; 32 bytes, so one never straddles two cache lines).</summary>
+    /// <summary>One hash, its slot set and its payload (no references, so the GC never scans the table; 32 bytes, so one never straddles two cache lines).</summary>
     private struct Entry
     {
         public ulong Key;
         public ulong Bits;
         public ulong Multi;
         public int Spill;
+        public int Payload;
 
         public readonly bool IsEmpty => Bits == 0 && Spill == 0;
     }

@@ -311,6 +311,83 @@ public sealed class KvIndexTests
         Assert.Equal(2, scores.Count);
     }
 
+    // Past block 63 the index walks only the tracked blocks and binary-searches each worker's end between two of them: exact
+    // for caches that are prefix-closed, as LRU eviction keeps them (the tail of a prefix goes first).
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void FindMatches_LongPrefixClosedCaches_EqualsBruteForce(int seed)
+    {
+        var random = new Random(seed);
+        ulong[] trunk = [.. Enumerable.Range(0, 5000).Select(_ => (ulong)random.NextInt64())];
+        ulong[][] branches = [.. Enumerable.Range(0, 6).Select(_ =>
+        {
+            int at = random.Next(trunk.Length);
+            return trunk.Take(at).Concat(Enumerable.Range(0, random.Next(1, 3000)).Select(_ => (ulong)random.NextInt64())).ToArray();
+        }), trunk];
+        var index = new KvIndex();
+        var reference = new Dictionary<long, HashSet<ulong>>();
+        for (long w = 0; w < 100; w++)
+        {
+            // Each worker caches a prefix of one or two branches, then loses a tail of one to eviction.
+            var held = reference[w] = [];
+            ulong id = 0;
+            for (int k = 0, n = 1 + random.Next(2); k < n; k++)
+            {
+                ulong[] branch = branches[random.Next(branches.Length)];
+                int length = random.Next(1, branch.Length + 1);
+                index.Apply(new KvEvent(w, ++id, Chain(branch, 0, length)));
+                held.UnionWith(branch.Take(length));
+            }
+
+            ulong[] evicted = branches[random.Next(branches.Length)];
+            int keep = random.Next(evicted.Length);
+            ulong[] tail = [.. evicted.Skip(keep).Where(h => held.Contains(h) && !branches.Any(b => b != evicted && IsHeldPrefixOf(b, h, held)))];
+            index.Apply(new KvEvent(w, ++id, new KvRemovedData(tail)));
+            held.ExceptWith(tail);
+        }
+
+        var scores = new OverlapScores();
+        for (int q = 0; q < 200; q++)
+        {
+            ulong[] branch = branches[random.Next(branches.Length)];
+            ulong[] query = [.. branch.Take(random.Next(1, branch.Length + 1))];
+            index.FindMatches(query, scores);
+            foreach ((long worker, HashSet<ulong> held) in reference)
+            {
+                Assert.Equal(BruteForce(held, query), scores.Get(worker));
+            }
+        }
+    }
+
+    // Whether h lies on branch b before a block of b the worker still holds (evicting it would leave a hole in b).
+    private static bool IsHeldPrefixOf(ulong[] b, ulong h, HashSet<ulong> held)
+    {
+        int at = Array.IndexOf(b, h);
+        return at >= 0 && at + 1 < b.Length && held.Contains(b[at + 1]);
+    }
+
+    [Fact]
+    public void FindMatches_HoleInALongPrefix_FoundAtATrackedBlockUnseenBetween()
+    {
+        var random = new Random(7);
+        ulong[] path = [.. Enumerable.Range(0, 3000).Select(_ => (ulong)random.NextInt64())];
+        var index = new KvIndex();
+        index.Apply(new KvEvent(1, 1, Chain(path, 0, path.Length)));
+        index.Apply(new KvEvent(2, 1, Chain(path, 0, path.Length)));
+        index.Apply(new KvEvent(1, 2, new KvRemovedData([path[1983]]))); // a tracked block (1,023 + 15 x 64)
+        index.Apply(new KvEvent(2, 2, new KvRemovedData([path[2000]]))); // between tracked blocks 1,983 and 2,047
+        index.Apply(new KvEvent(3, 1, Chain(path, 0, 40)));
+        index.Apply(new KvEvent(3, 2, Chain(path, 41, 100))); // a hole at 40, where every block is tracked
+
+        OverlapScores scores = index.FindMatches(path);
+
+        Assert.Equal(1983, scores.Get(1));
+        Assert.Equal(3000, scores.Get(2)); // LRU eviction never leaves such a hole; lost events can (the accuracy check resyncs)
+        Assert.Equal(40, scores.Get(3));
+    }
+
     [Fact]
     public void FindMatches_ReusedScores_AllocatesNothing()
     {

@@ -55,24 +55,35 @@ public sealed class KvRouterTests
     }
 
     [Fact]
-    public void RouteAsync_PromptLongerThanTheLedgerTracks_LeadingBlocksMatchEveryBlockCountsAsLoad()
+    public void RouteAsync_LongPromptsInFlight_MatchedOnTrackedBlocksAndCountedAsDistinctLoad()
     {
         KvRouter router = Create(2);
-        int blocks = InflightLedger.MaxTrackedBlocks + 1976;
-        int[] prompt = Prompt(5, blocks * BlockSize);
+        const int Blocks = 3000;
+        int[] prompt = Prompt(5, Blocks * BlockSize);
 
         RoutingDecision first = Route(router, prompt);
-        Assert.Equal(blocks, router.GetStats().Workers.Single(w => w.WorkerId == first.WorkerId).ActiveBlocks);
+        long Active() => router.GetStats().Workers.Single(w => w.WorkerId == first.WorkerId).ActiveBlocks;
+        Assert.Equal(Blocks, Active());
         first.MarkFirstToken(); // its prompt no longer saturates its worker's prefill budget
 
-        // The same prompt in flight: matched over the tracked blocks, so it joins its holder; the blocks past them are new load.
-        RoutingDecision second = Route(router, prompt);
-        Assert.Equal(first.WorkerId, second.WorkerId);
-        Assert.Equal(InflightLedger.MaxTrackedBlocks, second.OverlapBlocks);
-        Assert.Equal(blocks + (blocks - InflightLedger.MaxTrackedBlocks), router.GetStats().Workers.Single(w => w.WorkerId == first.WorkerId).ActiveBlocks);
+        // The same prompt in flight: held through its last block, so matched whole and no new load.
+        RoutingDecision same = Route(router, prompt);
+        Assert.Equal(first.WorkerId, same.WorkerId);
+        Assert.Equal(Blocks, same.OverlapBlocks);
+        Assert.Equal(Blocks, Active());
+        same.MarkFirstToken();
+
+        // A prompt sharing the first 2,500 blocks: matched up to the last tracked block it shares (block 2,495; past block
+        // 1,023 one in 64 is tracked), never beyond the shared prefix; its 500 new blocks count as load, give or take a step.
+        int[] branch = [.. prompt.Take(2500 * BlockSize), .. Prompt(6, 500 * BlockSize)];
+        RoutingDecision third = Route(router, branch);
+        Assert.Equal(first.WorkerId, third.WorkerId);
+        Assert.Equal(2496, third.OverlapBlocks);
+        Assert.InRange(Active(), Blocks + 500, Blocks + 500 + 64);
 
         first.Complete();
-        second.Complete();
+        same.Complete();
+        third.Complete();
         Assert.All(router.GetStats().Workers, w => Assert.Equal(0, w.ActiveBlocks));
     }
 
