@@ -22,13 +22,20 @@ internal static class RouterCommand
         var blockSize = new Option<int>("--block-size") { Description = "The workers' KV block size", DefaultValueFactory = _ => KvRouterOptions.Default.BlockSize };
         var drainTimeout = new Option<double>("--drain-timeout") { Description = "Seconds route streams in flight may take to end on SIGTERM before the rest are closed (their frontends route by themselves)", DefaultValueFactory = _ => DefaultDrainTimeout.TotalSeconds };
         var leaseTtl = new Option<int>("--lease-ttl") { Description = "Seconds a dead router replica stays in discovery at most (the frontends and the other replicas see it leave then)", DefaultValueFactory = _ => 10 };
-        var command = new Command("router", "The KV-aware router as a component that several frontends share; run several for one endpoint and they share their view (NATS_SERVER, ETCD_ENDPOINTS)") { ns, component, endpoint, blockSize, drainTimeout, leaseTtl };
+        var heartbeat = new Option<double>("--router-replica-heartbeat") { Description = "Seconds between a replica's heartbeats to the other replicas (its live decisions' count and digest: a replica that lost some of another's charge events resyncs them)", DefaultValueFactory = _ => KvRouterOptions.Default.ReplicaHeartbeat.TotalSeconds };
+        var peerChargeTtl = new Option<double>("--router-peer-charge-ttl") { Description = "Seconds another replica's charge is held without its release or a heartbeat of that replica confirming it; then released", DefaultValueFactory = _ => KvRouterOptions.Default.PeerChargeTtl.TotalSeconds };
+        var command = new Command("router", "The KV-aware router as a component that several frontends share; run several for one endpoint and they share their view (NATS_SERVER, ETCD_ENDPOINTS)") { ns, component, endpoint, blockSize, drainTimeout, leaseTtl, heartbeat, peerChargeTtl };
         KvRouterFlags kv = KvRouterFlags.AddTo(command);
         TracingFlags tracing = TracingFlags.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
             var workers = new EndpointAddress(parse.GetValue(ns)!, parse.GetValue(component)!, parse.GetValue(endpoint)!);
-            KvRouterOptions options = (kv.Read(parse) with { BlockSize = parse.GetValue(blockSize) }).Validate();
+            KvRouterOptions options = (kv.Read(parse) with
+            {
+                BlockSize = parse.GetValue(blockSize),
+                ReplicaHeartbeat = FrontendFlags.Seconds(parse.GetValue(heartbeat)),
+                PeerChargeTtl = FrontendFlags.Seconds(parse.GetValue(peerChargeTtl)),
+            }).Validate();
             TimeSpan drain = FrontendFlags.Seconds(parse.GetValue(drainTimeout));
             if (drain < TimeSpan.Zero || drain > TimeSpan.FromHours(1))
             {

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Dynamo.Components.Tracing;
@@ -17,7 +18,9 @@ namespace Dynamo.Components.Routing;
 /// worker: the decision (the load it charges) lives exactly as long as the request, whichever frontend
 /// sent it, so no frontend can starve a worker another one fills. A rejection is an error frame whose code
 /// names its <see cref="RouterRejection"/> (<see cref="CodeOf"/>): <c>router_overloaded</c> (queue full), <c>router_queue_timeout</c>,
-/// <c>router_no_worker</c>, <c>invalid_request</c>.
+/// <c>router_no_worker</c>, <c>invalid_request</c>. The decision names a lease id; a frontend that knows the request's
+/// cached tokens sends them on <c>{ns}.router.complete</c> (<see cref="RouteCompletion"/>) before it closes the stream,
+/// and the decision completes with them (the router's accuracy check and eviction estimate hear of them).
 /// </summary>
 public sealed class RouterServer : IAsyncDisposable
 {
@@ -39,23 +42,31 @@ public sealed class RouterServer : IAsyncDisposable
     /// <summary>The router component's endpoint that answers its <see cref="RouterView"/>.</summary>
     public const string ViewEndpoint = "view";
 
+    /// <summary>The router component's endpoint that takes a request's <see cref="RouteCompletion"/>.</summary>
+    public const string CompleteEndpoint = "complete";
+
+    /// <summary>The router component's endpoint that answers the other replicas' <see cref="RouterChargeQuery"/>s.</summary>
+    public const string ChargesEndpoint = "charges";
+
     private readonly KvRouterService _service;
     private readonly RouterReplicaSync _replicas;
     private readonly ServedEndpoint _view;
+    private readonly ServedEndpoint _complete;
     private readonly ServedEndpoint _served;
     private readonly InFlight _inFlight;
 
-    private RouterServer(KvRouterService service, RouterReplicaSync replicas, ServedEndpoint view, ServedEndpoint served, InFlight inFlight)
+    private RouterServer(KvRouterService service, RouterReplicaSync replicas, ServedEndpoint view, ServedEndpoint complete, ServedEndpoint served, InFlight inFlight)
     {
         _service = service;
         _replicas = replicas;
         _view = view;
+        _complete = complete;
         _served = served;
         _inFlight = inFlight;
     }
 
-    /// <summary>Charge events this replica published to the others, and applied from them.</summary>
-    public (long Published, long Applied, long Lost) ReplicaCharges => (_replicas.Published, _replicas.Applied, _replicas.Lost);
+    /// <summary>Charge events this replica published to the others, applied from them and lost, and its resyncs with them.</summary>
+    public (long Published, long Applied, long Lost, long Resyncs) ReplicaCharges => (_replicas.Published, _replicas.Applied, _replicas.Lost, _replicas.Resyncs);
 
     /// <summary>Route streams open now (each lasts while its request runs).</summary>
     public long InFlightRequests => Volatile.Read(ref _inFlight.Count);
@@ -77,6 +88,12 @@ public sealed class RouterServer : IAsyncDisposable
     /// <summary>Where a router component for <paramref name="workers"/>' namespace answers its view: <c>{ns}.router.view</c>.</summary>
     public static EndpointAddress ViewAddressFor(EndpointAddress workers) => new(workers.Namespace, "router", ViewEndpoint);
 
+    /// <summary>Where a router component for <paramref name="workers"/>' namespace takes route completions: <c>{ns}.router.complete</c>.</summary>
+    public static EndpointAddress CompleteAddressFor(EndpointAddress workers) => new(workers.Namespace, "router", CompleteEndpoint);
+
+    /// <summary>Where a router component for <paramref name="workers"/>' namespace answers its peers' charge queries: <c>{ns}.router.charges</c>.</summary>
+    public static EndpointAddress ChargesAddressFor(EndpointAddress workers) => new(workers.Namespace, "router", ChargesEndpoint);
+
     /// <summary>
     /// Follows the workers of <paramref name="workers"/>, shares its charges with the other router replicas of that endpoint
     /// (<see cref="RouterReplicaSync"/>), and serves routing on <see cref="AddressFor"/> and its view on <see cref="ViewAddressFor"/>.
@@ -88,18 +105,25 @@ public sealed class RouterServer : IAsyncDisposable
         KvRouterService service = await KvRouterService.StartAsync(runtime, workers, options, logger: logger, cancellationToken: cancellationToken).ConfigureAwait(false);
         RouterReplicaSync? replicas = null;
         ServedEndpoint? view = null;
+        ServedEndpoint? complete = null;
         try
         {
-            replicas = await RouterReplicaSync.StartAsync(runtime, workers, service.Router, logger, cancellationToken).ConfigureAwait(false);
+            replicas = await RouterReplicaSync.StartAsync(runtime, workers, service.Router, logger, cancellationToken: cancellationToken).ConfigureAwait(false);
             KvRouter router = service.Router;
             long id = runtime.InstanceId;
             view = await runtime.ServeEndpointAsync(ViewAddressFor(workers), (_, _, _) => ViewAsync(id, router), cancellationToken).ConfigureAwait(false);
             var inFlight = new InFlight();
-            ServedEndpoint served = await runtime.ServeEndpointAsync(AddressFor(workers), TracedHandler.Wrap(DynamoTracing.Router, DynamoTracing.Spans.RouterServe, (context, payload, ct) => CountedAsync(inFlight, HandleAsync(router, context, payload, ct), ct)), cancellationToken).ConfigureAwait(false);
-            return new RouterServer(service, replicas, view, served, inFlight);
+            complete = await runtime.ServeEndpointAsync(CompleteAddressFor(workers), (_, payload, _) => CompleteAsync(inFlight, payload), cancellationToken).ConfigureAwait(false);
+            ServedEndpoint served = await runtime.ServeEndpointAsync(AddressFor(workers), TracedHandler.Wrap(DynamoTracing.Router, DynamoTracing.Spans.RouterServe, (context, payload, ct) => CountedAsync(inFlight, HandleAsync(router, inFlight, context, payload, ct), ct)), cancellationToken).ConfigureAwait(false);
+            return new RouterServer(service, replicas, view, complete, served, inFlight);
         }
         catch
         {
+            if (complete is not null)
+            {
+                await complete.DisposeAsync().ConfigureAwait(false);
+            }
+
             if (view is not null)
             {
                 await view.DisposeAsync().ConfigureAwait(false);
@@ -158,6 +182,7 @@ public sealed class RouterServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _served.DisposeAsync().ConfigureAwait(false);
+        await _complete.DisposeAsync().ConfigureAwait(false);
         await _view.DisposeAsync().ConfigureAwait(false);
         await _replicas.DisposeAsync().ConfigureAwait(false);
         await _service.DisposeAsync().ConfigureAwait(false);
@@ -167,6 +192,39 @@ public sealed class RouterServer : IAsyncDisposable
     {
         await Task.CompletedTask.ConfigureAwait(false);
         yield return RouterView.Of(routerId, router.GetStats()).ToUtf8Json();
+    }
+
+    // A request's cached tokens from its frontend: its decision completes with them (the route stream closes after).
+    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> CompleteAsync(InFlight inFlight, ReadOnlyMemory<byte> payload)
+    {
+        RouteCompletion completion;
+        try
+        {
+            completion = RouteCompletion.Parse(payload.Span);
+        }
+        catch (JsonException e)
+        {
+            throw new EndpointException(InvalidRequestCode, $"malformed route completion: {e.Message}");
+        }
+
+        if (completion.Version != 1)
+        {
+            throw new EndpointException("unsupported_version", $"route completion version {completion.Version} is not supported (this router speaks 1)");
+        }
+
+        if (completion.CachedTokens < 0)
+        {
+            throw new EndpointException(InvalidRequestCode, $"cached_tokens must be 0 or more (got {completion.CachedTokens})");
+        }
+
+        // A lease already ended (its stream closed first, or a repeat) has nothing to complete.
+        if (inFlight.Leases.TryGetValue(completion.LeaseId, out RoutingDecision? decision))
+        {
+            decision.Complete(completion.CachedTokens);
+        }
+
+        await Task.CompletedTask.ConfigureAwait(false);
+        yield break;
     }
 
     private static async IAsyncEnumerable<ReadOnlyMemory<byte>> CountedAsync(InFlight inFlight, IAsyncEnumerable<ReadOnlyMemory<byte>> responses, [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -185,7 +243,7 @@ public sealed class RouterServer : IAsyncDisposable
         }
     }
 
-    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> HandleAsync(KvRouter router, RequestContext context, ReadOnlyMemory<byte> payload, [EnumeratorCancellation] CancellationToken cancellationToken)
+    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> HandleAsync(KvRouter router, InFlight inFlight, RequestContext context, ReadOnlyMemory<byte> payload, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         RouteRequest request;
         try
@@ -219,7 +277,9 @@ public sealed class RouterServer : IAsyncDisposable
             throw new EndpointException(CodeOf(e.Reason), e.Message);
         }
 
-        using (decision)
+        long lease = Interlocked.Increment(ref inFlight.NextLease);
+        inFlight.Leases[lease] = decision;
+        try
         {
             yield return JsonSerializer.SerializeToUtf8Bytes(new RouteResponse
             {
@@ -227,9 +287,11 @@ public sealed class RouterServer : IAsyncDisposable
                 DpRank = decision.DpRank,
                 OverlapBlocks = decision.OverlapBlocks,
                 PredictedCachedTokens = decision.PredictedCachedTokens,
+                LeaseId = lease,
             }, RoutingJsonContext.Default.RouteResponse);
 
-            // Held until the frontend closes the stream (its request ended): then the load is released.
+            // Held until the frontend closes the stream (its request ended): then the load is released, unless a
+            // RouteCompletion released it first with the request's cached tokens.
             try
             {
                 await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
@@ -238,11 +300,20 @@ public sealed class RouterServer : IAsyncDisposable
             {
             }
         }
+        finally
+        {
+            inFlight.Leases.TryRemove(lease, out _);
+            decision.Dispose();
+        }
     }
 
-    /// <summary>The route streams open now.</summary>
+    /// <summary>The route streams open now, and their decisions by lease id.</summary>
     private sealed class InFlight
     {
         public long Count;
+
+        public long NextLease;
+
+        public ConcurrentDictionary<long, RoutingDecision> Leases { get; } = new();
     }
 }

@@ -402,7 +402,8 @@ public sealed partial class KvRouter : IWorkerRouter
                 Rejections = _counters.Rejections,
                 InFlight = _counters.InFlight,
                 AccuracyResyncs = _counters.AccuracyResyncs,
-                PeerCharges = _peerCharges.Count,
+                PeerCharges = _peerChargeCount,
+                PeerChargesDropped = _counters.PeerChargesDropped,
                 Workers = [.. _workers.Sorted.Select(w => new WorkerLoadSnapshot(
                     w.WorkerId, w.InFlight, w.ActivePrefillTokens, w.DistinctBlocks + w.PartialBlocks, Reported(w, now), w.BatchBudget, Saturated(w), Index.BlockCountOf(w.Target))
                     { DpRank = w.Target.DpRank, Accuracy = w.Accuracy?.Value ?? 1, AccuracyResyncs = w.AccuracyResyncs })],

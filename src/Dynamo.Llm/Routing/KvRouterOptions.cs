@@ -81,6 +81,20 @@ public sealed record KvRouterOptions
     /// </summary>
     public TimeSpan? PrefixTtl { get; init; }
 
+    /// <summary>
+    /// Router replicas: how often a replica announces its live decisions to the others (<c>dynamo router
+    /// --router-replica-heartbeat</c>; a count and a digest of their ids, so a replica that lost some of another's events
+    /// resyncs its charges of it) and releases the peer charges past <see cref="PeerChargeTtl"/>.
+    /// </summary>
+    public TimeSpan ReplicaHeartbeat { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Router replicas: a peer's charge that neither its <c>released</c> event nor a heartbeat of its replica agreeing with
+    /// this router's count confirmed for this long is released (<c>dynamo router --router-peer-charge-ttl</c>): the bound
+    /// on a charge whose release was lost while its replica's heartbeats do not arrive either.
+    /// </summary>
+    public TimeSpan PeerChargeTtl { get; init; } = TimeSpan.FromMinutes(5);
+
     /// <summary>Seed of tie-breaking and temperature sampling; null for a random seed (<c>--router-seed</c>).</summary>
     public int? Seed { get; init; }
 
@@ -109,6 +123,8 @@ public sealed record KvRouterOptions
         Check(StaleMetricsDecay > TimeSpan.Zero, $"--router-metrics-decay must be positive (got {StaleMetricsDecay})");
         Check(double.IsFinite(ResyncAccuracy) && ResyncAccuracy is >= 0 and <= 1, $"--router-resync-accuracy must be 0 (off) .. 1 (got {ResyncAccuracy})");
         Check(AccuracyWindow is >= 1 and <= 4096, $"--router-accuracy-window must be 1..4096 requests (got {AccuracyWindow})");
+        Check(ReplicaHeartbeat > TimeSpan.Zero && ReplicaHeartbeat <= TimeSpan.FromMinutes(1), $"--router-replica-heartbeat must be above 0 and at most 60 seconds (got {ReplicaHeartbeat.TotalSeconds})");
+        Check(PeerChargeTtl >= 2 * ReplicaHeartbeat && PeerChargeTtl <= TimeSpan.FromHours(24), $"--router-peer-charge-ttl must be at least twice --router-replica-heartbeat ({2 * ReplicaHeartbeat.TotalSeconds} s) and at most 86400 seconds (got {PeerChargeTtl.TotalSeconds})");
         Check(RetryAfter >= TimeSpan.Zero, $"--router-retry-after must be 0 or more (got {RetryAfter})");
         return this;
     }

@@ -21,4 +21,12 @@ public sealed record RouteResponse
     /// <summary>Prompt tokens the router expects to be served from the worker's cache.</summary>
     [JsonPropertyName("predicted_cached_tokens")]
     public int PredictedCachedTokens { get; init; }
+
+    /// <summary>
+    /// The decision's id at this replica, for the <see cref="RouteCompletion"/> that reports its cached tokens (absent from
+    /// a router that takes none: the caller then only closes the stream).
+    /// </summary>
+    [JsonPropertyName("lease_id")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? LeaseId { get; init; }
 }

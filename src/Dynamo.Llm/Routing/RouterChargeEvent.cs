@@ -8,7 +8,8 @@ namespace Dynamo.Llm.Routing;
 /// <c>dyn.{ns}.{component}.events.router_charges</c>; JSON). A replica publishes <see cref="RouterChargeKind.Charged"/>
 /// when it charges a worker, then <see cref="RouterChargeKind.FirstToken"/> and <see cref="RouterChargeKind.Released"/>;
 /// the others charge and release the same load on their own view, and ignore their own events
-/// (Routing/README.md, "Router replicas").
+/// (Routing/README.md, "Router replicas"). Between them, every few seconds, a <see cref="RouterChargeKind.Live"/>
+/// heartbeat (its <see cref="DecisionId"/> is then the last decision id it issued).
 /// </summary>
 public sealed record RouterChargeEvent
 {
@@ -52,6 +53,21 @@ public sealed record RouterChargeEvent
     [JsonPropertyName("completed")]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public bool Completed { get; init; }
+
+    /// <summary>The replica's live decisions (<see cref="RouterChargeKind.Live"/> only).</summary>
+    [JsonPropertyName("live_count")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int LiveCount { get; init; }
+
+    /// <summary>The XOR of <see cref="KvRouter.DigestOf"/> over the live decisions' ids (<see cref="RouterChargeKind.Live"/> only).</summary>
+    [JsonPropertyName("live_digest")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public ulong LiveDigest { get; init; }
+
+    /// <summary>The heartbeat's number, 1, 2, ... within its replica (<see cref="RouterChargeKind.Live"/> only).</summary>
+    [JsonPropertyName("heartbeat")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public long Heartbeat { get; init; }
 
     /// <summary>The event's JSON (UTF-8).</summary>
     public byte[] ToUtf8Json() => JsonSerializer.SerializeToUtf8Bytes(this, RoutingJsonContext.Default.RouterChargeEvent);

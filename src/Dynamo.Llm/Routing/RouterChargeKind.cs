@@ -17,4 +17,12 @@ public enum RouterChargeKind
     /// <summary>It ended (finished, failed or cancelled): everything still charged is released.</summary>
     [JsonStringEnumMemberName("released")]
     Released = 2,
+
+    /// <summary>
+    /// Not one decision: the replica's heartbeat, how many of its decisions are live and a digest of their ids
+    /// (<see cref="RouterChargeEvent.LiveCount"/>, <see cref="RouterChargeEvent.LiveDigest"/>), so that a peer whose count
+    /// disagrees resyncs its charges of that replica.
+    /// </summary>
+    [JsonStringEnumMemberName("live")]
+    Live = 3,
 }

@@ -22,6 +22,9 @@ internal sealed class RouterCounters
     /// <summary>Workers' index resyncs asked because routing accuracy fell (<see cref="KvRouterOptions.ResyncAccuracy"/>).</summary>
     public long AccuracyResyncs { get; set; }
 
+    /// <summary>Peer replicas' charges released without their <c>released</c> event: past their time to live, or not live at their replica's resync.</summary>
+    public long PeerChargesDropped { get; set; }
+
     /// <summary>Decisions charged and not completed, over every worker.</summary>
     public int InFlight { get; set; }
 

@@ -42,6 +42,9 @@ public sealed record RouterStats
     /// <summary>Decisions of other router replicas charged here and not released yet (included in <see cref="InFlight"/> and the workers' load).</summary>
     public int PeerCharges { get; init; }
 
+    /// <summary>Peer charges released without their <c>released</c> event: past <see cref="KvRouterOptions.PeerChargeTtl"/>, or no longer live when this router resynced its charges of their replica.</summary>
+    public long PeerChargesDropped { get; init; }
+
     /// <summary>KV events and load reports the event plane dropped before the router read them (it resyncs from the dumps); filled by the service that feeds the router, 0 otherwise.</summary>
     public long EventsDropped { get; init; }
 

@@ -26,6 +26,22 @@ public sealed record RouterView
     [JsonPropertyName("peer_charges")]
     public int PeerCharges { get; init; }
 
+    /// <summary>Peer charges it released without their <c>released</c> event (expired, or not live at a resync).</summary>
+    [JsonPropertyName("peer_charges_dropped")]
+    public long PeerChargesDropped { get; init; }
+
+    /// <summary>Of its decisions, those completed with the engine's cached tokens (sent back by the frontend).</summary>
+    [JsonPropertyName("reported_decisions")]
+    public long ReportedDecisions { get; init; }
+
+    /// <summary>The cached tokens the engines reported for them.</summary>
+    [JsonPropertyName("reported_actual_hit_tokens")]
+    public long ReportedActualHitTokens { get; init; }
+
+    /// <summary>Workers' index resyncs it asked because its routing accuracy on them fell.</summary>
+    [JsonPropertyName("accuracy_resyncs")]
+    public long AccuracyResyncs { get; init; }
+
     /// <summary>Each worker's load in this view, by id.</summary>
     [JsonPropertyName("workers")]
     public IReadOnlyList<Worker> Workers { get; init; } = [];
@@ -40,6 +56,10 @@ public sealed record RouterView
             Decisions = stats.Decisions,
             InFlight = stats.InFlight,
             PeerCharges = stats.PeerCharges,
+            PeerChargesDropped = stats.PeerChargesDropped,
+            ReportedDecisions = stats.ReportedDecisions,
+            ReportedActualHitTokens = stats.ReportedActualHitTokens,
+            AccuracyResyncs = stats.AccuracyResyncs,
             Workers = [.. stats.Workers.Select(w => new Worker(w.WorkerId, w.DpRank, w.InFlight, w.ActivePrefillTokens, w.ActiveBlocks, w.IndexedBlocks))],
         };
     }

@@ -8,4 +8,7 @@ namespace Dynamo.Llm.Routing;
 [JsonSerializable(typeof(RouteResponse))]
 [JsonSerializable(typeof(RouterChargeEvent))]
 [JsonSerializable(typeof(RouterView))]
+[JsonSerializable(typeof(RouterChargeQuery))]
+[JsonSerializable(typeof(RouterChargeSnapshot))]
+[JsonSerializable(typeof(RouteCompletion))]
 internal sealed partial class RoutingJsonContext : JsonSerializerContext;

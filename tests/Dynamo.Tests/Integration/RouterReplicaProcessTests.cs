@@ -128,6 +128,37 @@ public sealed class RouterReplicaProcessTests(ITestOutputHelper output)
         Assert.Equal(400 / 16 * 16, route.PredictedCachedTokens);
     }
 
+    [Fact]
+    public async Task ReplicaStartedWhileAnotherHoldsCharges_CountsThemInItsView_AndTheirReleaseClearsThem()
+    {
+        await using Deployment d = await Deployment.StartAsync(workers: 2, speedupRatio: 1, routers: 1, frontends: 0);
+        long first = (await d.ViewsAsync()).Single().RouterId;
+
+        // Three route streams held open on the only replica (the test plays a frontend): charges made before the second exists.
+        var held = new List<IAsyncEnumerator<ReadOnlyMemory<byte>>>();
+        for (int i = 0; i < 3; i++)
+        {
+            held.Add(await d.HoldRouteAsync(first, Tokens(300 + i, 100)));
+        }
+
+        d.Routers.Add(await d.StartRouterAsync());
+        await d.WaitForRoutersAsync(2);
+        await d.WaitForViewsAsync(
+            v => v.Length == 2 && v.All(r => r.InFlight == 3 && r.Workers.Count == 2) && Load(v[0]) == Load(v[1]),
+            "the new replica counts the three charges made before it started, as the first one does");
+        RouterView joined = (await d.ViewsAsync()).Single(v => v.RouterId != first);
+        Assert.Equal((0L, 3), (joined.Decisions, joined.PeerCharges));
+
+        // Their release (the streams closed) reaches the new replica as any other: both views are empty again.
+        foreach (IAsyncEnumerator<ReadOnlyMemory<byte>> stream in held)
+        {
+            await stream.DisposeAsync();
+        }
+
+        await d.WaitForViewsAsync(v => v.All(r => r.InFlight == 0 && r.PeerCharges == 0), "both replicas released the three charges");
+        Assert.All(await d.ViewsAsync(), v => Assert.Equal(0, v.PeerChargesDropped));
+    }
+
     private static int[] Tokens(int seed, int count) => [.. Enumerable.Range(0, count).Select(i => 10 + (((seed * 7919) + (i * 31)) % 500))];
 
     private static string Load(RouterView v) => string.Join(' ', v.Workers.Select(w => $"{w.WorkerId:x}:{w.InFlight}/{w.ActivePrefillTokens}/{w.ActiveBlocks}"));
@@ -177,7 +208,7 @@ public sealed class RouterReplicaProcessTests(ITestOutputHelper output)
         /// <summary>The replica that was not killed (Routers[1]).</summary>
         public long SurvivorId { get; private set; }
 
-        public static async Task<Deployment> StartAsync(int workers, double speedupRatio)
+        public static async Task<Deployment> StartAsync(int workers, double speedupRatio, int routers = 2, int frontends = 2)
         {
             var d = new Deployment(await NatsServer.StartAsync(), await EtcdServer.StartAsync());
             d._observer = await DistributedRuntime.ConnectAsync(new RuntimeOptions { NatsServer = d._nats.Url, EtcdEndpoints = [d._etcd.Endpoint] });
@@ -191,10 +222,13 @@ public sealed class RouterReplicaProcessTests(ITestOutputHelper output)
                 await w.WaitForLineAsync("serving dynamo.backend.generate", 60);
             }
 
-            d.Routers.Add(await d.StartRouterAsync());
-            d.Routers.Add(await d.StartRouterAsync());
-            await d.WaitForRoutersAsync(2);
-            for (int i = 0; i < 2; i++)
+            for (int i = 0; i < routers; i++)
+            {
+                d.Routers.Add(await d.StartRouterAsync());
+            }
+
+            await d.WaitForRoutersAsync(routers);
+            for (int i = 0; i < frontends; i++)
             {
                 int port = FreePort();
                 DynamoProcess frontend = DynamoProcess.Start(["frontend", "--http-port", port.ToString(CultureInfo.InvariantCulture), "--http-host", "127.0.0.1", "--router-mode", "kv"], d._env);
@@ -213,7 +247,7 @@ public sealed class RouterReplicaProcessTests(ITestOutputHelper output)
                 }
             }
 
-            await d.WaitForViewsAsync(v => v.All(r => r.Workers.Count == workers), $"both replicas follow {workers} workers");
+            await d.WaitForViewsAsync(v => v.Length == routers && v.All(r => r.Workers.Count == workers), $"every replica follows {workers} workers");
             d.SurvivorId = (await d.ViewsAsync()).Select(v => v.RouterId).Max();
             return d;
         }
@@ -265,6 +299,14 @@ public sealed class RouterReplicaProcessTests(ITestOutputHelper output)
             }
 
             throw new InvalidDataException("no route");
+        }
+
+        /// <summary>A route stream opened on one replica and held open (its charge lasts until it is disposed).</summary>
+        public async Task<IAsyncEnumerator<ReadOnlyMemory<byte>>> HoldRouteAsync(long replica, int[] tokens)
+        {
+            IAsyncEnumerator<ReadOnlyMemory<byte>> stream = _routes!.StreamAsync(RouterServer.Serialize(new RouteRequest { TokenIds = tokens }), replica).GetAsyncEnumerator();
+            Assert.True(await stream.MoveNextAsync(), "the replica answered no route");
+            return stream;
         }
 
         /// <summary>Requests routed to each worker (hex id), summed over both frontends.</summary>

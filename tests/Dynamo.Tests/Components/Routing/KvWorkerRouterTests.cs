@@ -134,6 +134,26 @@ public sealed class KvWorkerRouterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RouteAsync_ComponentLeaseCompletedWithCachedTokens_TheComponentsDecisionCompletesWithThem()
+    {
+        var (component, router) = await StartWithComponentAsync(KvRouterOptions.Default with { Seed = 2 });
+
+        WorkerLease lease = await router.RouteAsync(Request("a", _workers));
+        lease.Complete(48);
+        lease.Complete(16); // the first count holds
+        await lease.DisposeAsync();
+        await WaitUntilAsync(() => component.Router.GetStats().InFlight == 0);
+        RouterStats stats = component.Router.GetStats();
+        Assert.Equal((1, 48L), (stats.ReportedDecisions, stats.ReportedActualHitTokens));
+
+        // Without a count (cancelled, failed), the stream's close releases the charge and reports nothing.
+        WorkerLease cancelled = await router.RouteAsync(Request("b", _workers));
+        await cancelled.DisposeAsync();
+        await WaitUntilAsync(() => component.Router.GetStats().InFlight == 0);
+        Assert.Equal((2L, 1L), (component.Router.GetStats().Decisions, component.Router.GetStats().ReportedDecisions));
+    }
+
+    [Fact]
     public async Task RouteAsync_ComponentQueueFull_RejectedQueueFull()
     {
         var (component, router) = await StartWithComponentAsync(KvRouterOptions.Default with { Seed = 2, DefaultBatchBudget = 1, MaxQueue = 0 });

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using Dynamo.Llm.Routing;
+using Dynamo.Tests.Mocker;
 
 namespace Dynamo.Tests.Llm.Routing;
 
@@ -16,11 +17,14 @@ public sealed class KvRouterReplicaTests
 
     private const string ReleasedJson = """{"router_id":7,"decision_id":3,"kind":"released","worker_id":12,"completed":true}""";
 
+    private const string LiveJson = """{"router_id":7,"decision_id":9,"kind":"live","worker_id":0,"live_count":2,"live_digest":18446744073709551615,"heartbeat":4}""";
+
     public static TheoryData<string, RouterChargeEvent> Goldens => new()
     {
         { ChargedJson, new RouterChargeEvent { RouterId = 7, DecisionId = 3, Kind = RouterChargeKind.Charged, WorkerId = 12, DpRank = 1, PromptTokens = 40, PrefillTokens = 24, BlockHashes = [1, ulong.MaxValue] } },
         { FirstTokenJson, new RouterChargeEvent { RouterId = 7, DecisionId = 3, Kind = RouterChargeKind.FirstToken, WorkerId = 12 } },
         { ReleasedJson, new RouterChargeEvent { RouterId = 7, DecisionId = 3, Kind = RouterChargeKind.Released, WorkerId = 12, Completed = true } },
+        { LiveJson, new RouterChargeEvent { RouterId = 7, DecisionId = 9, Kind = RouterChargeKind.Live, LiveCount = 2, LiveDigest = ulong.MaxValue, Heartbeat = 4 } },
     };
 
     private static int[] Prompt(int seed, int tokens) => [.. Enumerable.Range(0, tokens).Select(i => (seed * 7919) + i)];
@@ -137,7 +141,7 @@ public sealed class KvRouterReplicaTests
         var charged = new RouterChargeEvent { RouterId = 9, DecisionId = 1, Kind = RouterChargeKind.Charged, WorkerId = 1, PromptTokens = 40, PrefillTokens = 40, BlockHashes = [11, 12] };
 
         Assert.False(router.ApplyPeerCharge(charged with { RouterId = 5 }));
-        Assert.False(router.ApplyPeerCharge(charged with { WorkerId = 99 }));
+        Assert.False(router.ApplyPeerCharge(charged with { DecisionId = 3, WorkerId = 99 }));
         Assert.False(router.ApplyPeerCharge(charged with { DecisionId = 2, Kind = RouterChargeKind.Released }));
         Assert.True(router.ApplyPeerCharge(charged));
         Assert.False(router.ApplyPeerCharge(charged));
@@ -147,6 +151,7 @@ public sealed class KvRouterReplicaTests
         Assert.Equal(0, router.GetStats().Workers.Single(w => w.WorkerId == 1).ActivePrefillTokens);
         Assert.True(router.ApplyPeerCharge(charged with { Kind = RouterChargeKind.Released, BlockHashes = null }));
         Assert.Equal(0, router.GetStats().InFlight);
+        Assert.Equal(0, router.GetStats().PeerCharges);
     }
 
     [Fact]
@@ -186,5 +191,117 @@ public sealed class KvRouterReplicaTests
         Assert.Equal((40, 40L, 2), (seen[0].PromptTokens, seen[0].PrefillTokens, seen[0].BlockHashes!.Count));
         Assert.True(seen[3].Completed);
         Assert.False(seen[4].Completed);
+    }
+
+    [Fact]
+    public void Heartbeat_ReleaseLostOnTheWay_PeerOutOfStepAndItsResyncReleasesTheCharge()
+    {
+        KvRouter a = Create(4, 1), b = Create(4, 2);
+        bool lose = false;
+        a.ObserveCharges(101, e =>
+        {
+            if (!(lose && e.Kind == RouterChargeKind.Released))
+            {
+                b.ApplyPeerCharge(RouterChargeEvent.Parse(e.ToUtf8Json()));
+            }
+        });
+        var outOfStep = new List<long>();
+        b.PeerOutOfStep += outOfStep.Add;
+        RoutingDecision kept = Route(a, Prompt(1, 100));
+        RoutingDecision lost = Route(a, Prompt(2, 100));
+        a.Heartbeat();
+        Assert.Empty(outOfStep);
+
+        lose = true;
+        lost.Dispose();
+        Assert.Equal(2, b.GetStats().PeerCharges);
+        a.Heartbeat();
+        Assert.Equal([101L], outOfStep);
+
+        Resync(b, a, 101);
+        Assert.Equal(View(a), View(b));
+        Assert.Equal((1, 1L), (b.GetStats().PeerCharges, b.GetStats().PeerChargesDropped));
+        a.Heartbeat();
+        Assert.Single(outOfStep);
+        lose = false;
+        kept.Dispose();
+        Assert.Equal(0, b.GetStats().InFlight);
+    }
+
+    [Fact]
+    public void EndPeerSync_ChargesMadeBeforeTheReplicaListened_ChargedAndThoseEndedMeanwhileNotBroughtBack()
+    {
+        KvRouter a = Create(4, 1), b = Create(4, 2);
+        var pending = new List<RouterChargeEvent>();
+        a.ObserveCharges(101, pending.Add);
+        RoutingDecision[] before = [.. Enumerable.Range(0, 4).Select(i => Route(a, Prompt(20 + i, 200)))];
+        pending.Clear(); // b was not listening yet
+
+        Assert.True(b.BeginPeerSync(101));
+        Assert.False(b.BeginPeerSync(101));
+        (long heartbeat, long last, long[] ids) = a.LiveDecisions();
+        IReadOnlyList<long> missing = b.ReconcilePeer(101, heartbeat, last, ids);
+        Assert.Equal([1L, 2, 3, 4], missing);
+        IReadOnlyList<RouterChargeEvent> answer = a.LiveCharges(missing);
+
+        // While the answer travels: one ends, one gets its first token, a new one is charged; b hears those events first.
+        before[0].Dispose();
+        before[1].MarkFirstToken();
+        RoutingDecision after = Route(a, Prompt(30, 200));
+        foreach (RouterChargeEvent e in pending)
+        {
+            b.ApplyPeerCharge(RouterChargeEvent.Parse(e.ToUtf8Json()));
+        }
+
+        Assert.Equal(3, b.EndPeerSync(101, answer));
+        Assert.Equal(View(a), View(b));
+        Assert.Equal(4, b.GetStats().PeerCharges);
+
+        pending.Clear();
+        foreach (RoutingDecision d in before.Skip(1).Append(after))
+        {
+            d.Dispose();
+        }
+
+        foreach (RouterChargeEvent e in pending)
+        {
+            b.ApplyPeerCharge(e);
+        }
+
+        Assert.Equal((0, 0), (b.GetStats().InFlight, b.GetStats().PeerCharges));
+    }
+
+    [Fact]
+    public void Heartbeat_PeerChargeUnconfirmedForTheTtl_ReleasedAndOneItsReplicaStillAnnouncesKept()
+    {
+        var time = new ManualTimeProvider();
+        var router = new KvRouter(KvRouterOptions.Default with { BlockSize = BlockSize, Seed = 1, ReplicaHeartbeat = TimeSpan.FromSeconds(1), PeerChargeTtl = TimeSpan.FromSeconds(10) }, time);
+        router.AddWorker(1);
+        router.AddWorker(2);
+        RouterChargeEvent Charged(long replica, int worker) => new() { RouterId = replica, DecisionId = 1, Kind = RouterChargeKind.Charged, WorkerId = worker, PromptTokens = 32, PrefillTokens = 32, BlockHashes = [(ulong)worker, 7] };
+        Assert.True(router.ApplyPeerCharge(Charged(9, 1))); // its replica never sends a heartbeat (an older one), or they are lost
+        Assert.True(router.ApplyPeerCharge(Charged(8, 2)));
+
+        time.Advance(TimeSpan.FromSeconds(8));
+        Assert.True(router.ApplyPeerCharge(new RouterChargeEvent { RouterId = 8, DecisionId = 1, Kind = RouterChargeKind.Live, LiveCount = 1, LiveDigest = KvRouter.DigestOf(1), Heartbeat = 1 }));
+        Assert.Equal(0, router.Heartbeat());
+        time.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(1, router.Heartbeat());
+        Assert.Equal([(1L, 0), (2L, 1)], router.GetStats().Workers.Select(w => (w.WorkerId, w.InFlight)));
+
+        time.Advance(TimeSpan.FromSeconds(7.9));
+        Assert.Equal(0, router.Heartbeat());
+        time.Advance(TimeSpan.FromSeconds(0.1));
+        Assert.Equal(1, router.Heartbeat());
+        Assert.Equal((0, 0, 2L), (router.GetStats().InFlight, router.GetStats().PeerCharges, router.GetStats().PeerChargesDropped));
+    }
+
+    /// <summary>What RouterReplicaSync does over the wire, in process: <paramref name="joiner"/> resyncs its charges of <paramref name="peer"/>.</summary>
+    private static void Resync(KvRouter joiner, KvRouter peer, long peerId)
+    {
+        Assert.True(joiner.BeginPeerSync(peerId));
+        (long heartbeat, long last, long[] ids) = peer.LiveDecisions();
+        IReadOnlyList<long> missing = joiner.ReconcilePeer(peerId, heartbeat, last, ids);
+        joiner.EndPeerSync(peerId, peer.LiveCharges(missing));
     }
 }

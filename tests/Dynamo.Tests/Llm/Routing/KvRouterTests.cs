@@ -571,6 +571,8 @@ public sealed class KvRouterTests
     [InlineData("--router-batch-budget")]
     [InlineData("--router-metrics-decay")]
     [InlineData("--block-size")]
+    [InlineData("--router-replica-heartbeat")]
+    [InlineData("--router-peer-charge-ttl")]
     public void Validate_OutOfRange_NamesFlag(string flag)
     {
         KvRouterOptions bad = flag switch
@@ -581,6 +583,8 @@ public sealed class KvRouterTests
             "--router-saturation" => KvRouterOptions.Default with { Saturation = 0 },
             "--router-batch-budget" => KvRouterOptions.Default with { DefaultBatchBudget = 0 },
             "--router-metrics-decay" => KvRouterOptions.Default with { StaleMetricsDecay = TimeSpan.Zero },
+            "--router-replica-heartbeat" => KvRouterOptions.Default with { ReplicaHeartbeat = TimeSpan.Zero },
+            "--router-peer-charge-ttl" => KvRouterOptions.Default with { ReplicaHeartbeat = TimeSpan.FromSeconds(10), PeerChargeTtl = TimeSpan.FromSeconds(15) },
             _ => KvRouterOptions.Default with { BlockSize = 0 },
         };
 
