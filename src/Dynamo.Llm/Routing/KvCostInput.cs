@@ -13,4 +13,11 @@ namespace Dynamo.Llm.Routing;
 /// <param name="OverlapScoreWeight">Weight of a prefill block against a decode block.</param>
 public readonly record struct KvCostInput(
     int PromptTokens, int BlockSize, int OverlapBlocks, int InflightOverlapBlocks, long ActivePrefillTokens, long ActiveBlocks,
-    double ReportedBlocksUsed, int CachedBlocks, int PoolBlocks, double OverlapScoreWeight);
+    double ReportedBlocksUsed, int CachedBlocks, int PoolBlocks, double OverlapScoreWeight)
+{
+    /// <summary>
+    /// Leading prompt blocks that most candidate workers hold (<see cref="KvCost.CommonOverlap"/>): the prefill term counts
+    /// them as held by every worker, so that a prefix nearly all workers share is no reason to avoid the few that lack it.
+    /// </summary>
+    public int CommonOverlapBlocks { get; init; }
+}

@@ -33,6 +33,7 @@ public sealed partial class KvRouter : IWorkerRouter
     private readonly OverlapScores _scores = new();
     private double[] _costs = new double[16];
     private double[] _weights = new double[16];
+    private int[] _overlapCounts = new int[64];
 
     /// <summary>Creates a router with no workers.</summary>
     public KvRouter(KvRouterOptions? options = null, TimeProvider? timeProvider = null, ILogger? logger = null)
@@ -654,6 +655,25 @@ public sealed partial class KvRouter : IWorkerRouter
             _costs = new double[list.Length * 2];
         }
 
+        // The prefix most candidates hold counts as held by all (KvCost.CommonOverlap): from the histogram of their overlaps.
+        if (_overlapCounts.Length <= request.Blocks)
+        {
+            _overlapCounts = new int[(request.Blocks + 1) * 2];
+        }
+
+        Span<int> histogram = _overlapCounts.AsSpan(0, request.Blocks + 1);
+        histogram.Clear();
+        int candidates = 0;
+        foreach (KvWorkerState w in list)
+        {
+            if (!Saturated(w) && request.Allows(w))
+            {
+                candidates++;
+                histogram[Math.Min(Overlap(w), request.Blocks)]++;
+            }
+        }
+
+        int common = KvCost.CommonOverlap(histogram, candidates);
         long now = _time.GetTimestamp();
         double min = double.PositiveInfinity, max = double.NegativeInfinity;
         for (int i = 0; i < list.Length; i++)
@@ -667,7 +687,10 @@ public sealed partial class KvRouter : IWorkerRouter
 
             double cost = KvCost.Of(new KvCostInput(
                 request.PromptTokens, bs, Overlap(w), w.InflightOverlap, w.ActivePrefillTokens, w.DistinctBlocks + w.PartialBlocks,
-                Reported(w, now), Options.UseKvEvents ? w.IndexedBlocks : (int)w.RememberedBlocks, w.ReportedBlocksTotal, request.Weight));
+                Reported(w, now), Options.UseKvEvents ? w.IndexedBlocks : (int)w.RememberedBlocks, w.ReportedBlocksTotal, request.Weight)
+            {
+                CommonOverlapBlocks = common,
+            });
             _costs[i] = cost;
             min = Math.Min(min, cost);
             max = Math.Max(max, cost);

@@ -21,7 +21,28 @@ public sealed class KvCostTests
         { "weight 1: prefill and decode blocks alike", new(32, 16, 0, 0, 0, 0, 0, 0, 0, 1), 2 + 2 },
         { "weight 0: decode blocks only", new(32, 16, 0, 0, 64, 0, 0, 0, 0, 0), 2 },
         { "block size 1", new(5, 1, 3, 3, 0, 3, 0, 0, 0, 4), (4 * 2) + 3 + 2 },
+        { "a prefix most workers hold counts as held", new(32, 16, 0, 0, 0, 0, 0, 0, 0, 4) { CommonOverlapBlocks = 1 }, (4 * 1) + 2 },
+        { "a common prefix shorter than the worker's own changes nothing", new(32, 16, 2, 0, 0, 0, 0, 0, 0, 4) { CommonOverlapBlocks = 1 }, 2 },
+        { "a common prefix does not hide the eviction of the blocks the worker lacks", new(32, 16, 0, 0, 0, 0, 0, 10, 10, 4) { CommonOverlapBlocks = 2 }, 2 + 2 },
     };
+
+    [Theory]
+    [InlineData(new[] { 0, 2, 2, 3 }, 2)] // three of four hold two blocks
+    [InlineData(new[] { 3, 3, 3, 3 }, 3)]
+    [InlineData(new[] { 0, 5 }, 0)] // one of two: a prefix to route to, not a common one
+    [InlineData(new[] { 4, 4, 4, 4, 4, 0, 0, 0 }, 0)] // five of eight
+    [InlineData(new[] { 4, 4, 4, 4, 4, 4, 0, 0 }, 4)] // six of eight
+    [InlineData(new int[0], 0)]
+    public void CommonOverlap_DepthThreeQuartersOfTheCandidatesHold(int[] overlaps, int expected)
+    {
+        int[] histogram = new int[(overlaps.Length == 0 ? 0 : overlaps.Max()) + 1];
+        foreach (int o in overlaps)
+        {
+            histogram[o]++;
+        }
+
+        Assert.Equal(expected, KvCost.CommonOverlap(histogram, overlaps.Length));
+    }
 
     [Theory]
     [MemberData(nameof(Rows))]

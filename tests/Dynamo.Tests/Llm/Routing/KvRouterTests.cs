@@ -55,6 +55,43 @@ public sealed class KvRouterTests
     }
 
     [Fact]
+    public void RouteAsync_WorkerLackingOnlyThePrefixMostHold_GetsItsShare()
+    {
+        // Workers 1-3 hold the system prompt every request starts with; worker 4 joined later and holds nothing. Counting
+        // the system prompt for worker 1-3 only, worker 4 would lose every request to an idle holder and never be used.
+        KvRouter router = Create(4);
+        int[] system = Prompt(1, 4 * BlockSize);
+        for (int w = 1; w <= 3; w++)
+        {
+            Cache(router, w, system);
+        }
+
+        var chosen = new List<long>();
+        for (int i = 0; i < 40; i++)
+        {
+            using RoutingDecision d = Route(router, [.. system, .. Prompt(100 + i, 3 * BlockSize)]);
+            chosen.Add(d.WorkerId);
+            Assert.Equal(d.WorkerId == 4 ? 0 : 4, d.OverlapBlocks); // what it charges and predicts stays what the worker holds
+        }
+
+        Assert.Contains(4L, chosen);
+    }
+
+    [Fact]
+    public void RouteAsync_PrefixOnOneOfTwoWorkers_NotCommonStillDrawsItsRequests()
+    {
+        KvRouter router = Create(2);
+        int[] conversation = Prompt(1, 8 * BlockSize);
+        Cache(router, 2, conversation);
+
+        for (int i = 0; i < 20; i++)
+        {
+            using RoutingDecision d = Route(router, [.. conversation, .. Prompt(100 + i, 2 * BlockSize)]);
+            Assert.Equal(2, d.WorkerId);
+        }
+    }
+
+    [Fact]
     public void RouteAsync_LongPromptsInFlight_MatchedOnTrackedBlocksAndCountedAsDistinctLoad()
     {
         KvRouter router = Create(2);
