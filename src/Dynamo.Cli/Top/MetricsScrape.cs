@@ -72,6 +72,7 @@ internal sealed record MetricsScrape(TimeSpan At, IReadOnlyList<WorkerSample> Wo
                     "dynamo_frontend_worker_kv_cache_usage_percent" => w with { KvUsagePercent = Math.Max(w.KvUsagePercent ?? 0, s.Value) },
                     "dynamo_frontend_worker_prefix_cache_hit_rate" => w with { PrefixHitRate = Math.Max(w.PrefixHitRate ?? 0, s.Value) },
                     "dynamo_frontend_worker_routed_requests_total" => w with { Routed = w.Routed + s.Value },
+                    "dynamo_frontend_worker_output_tokens_total" => w with { OutputTokens = (w.OutputTokens ?? 0) + s.Value },
                     _ => w,
                 };
             }

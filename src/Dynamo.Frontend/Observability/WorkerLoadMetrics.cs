@@ -9,7 +9,8 @@ namespace Dynamo.Frontend.Observability;
 /// Per worker, what the routing process (the frontend or a Processor component) knows of it, read at scrape time
 /// (<c>dynamo_frontend_worker_*</c>, labels model, endpoint, worker_id (the instance id in hex, as the workers'
 /// own <c>instance</c> label writes it) and dp_rank): the last load report it published on the event plane
-/// (running, waiting, KV blocks, prefix hit rate, the report's age) and the requests routed to it. A worker's
+/// (running, waiting, KV blocks, prefix hit rate, the report's age), the requests routed to it and the tokens it
+/// generated for them. A worker's
 /// series leave with its model card. The workers' own <c>dynamo_component_*</c> metrics are richer; these are one
 /// scrape target's view of all of them, with names of their own so that a Prometheus scraping the workers too
 /// never sums a worker twice.
@@ -30,6 +31,8 @@ internal static class WorkerLoadMetrics
         Gauge age = G("dynamo_frontend_worker_load_report_age_seconds", "Seconds since the worker's last load report arrived (reports come every second)");
         Gauge routed = f.CreateGauge("dynamo_frontend_worker_routed_requests_total", "Requests sent to the worker by this process's router, any router mode (a migrated stream counts again on its next worker)",
             ["model", "worker_id"]);
+        Gauge generated = f.CreateGauge("dynamo_frontend_worker_output_tokens_total", "Tokens the worker generated for requests streamed through this process (a counter: use rate() for tokens/s)",
+            ["worker_id"]);
         Gauge[] perWorker = [running, waiting, used, total, usage, hitRate, age];
         registry.AddBeforeCollectCallback(() =>
         {
@@ -69,6 +72,11 @@ internal static class WorkerLoadMetrics
             foreach ((string model, long workerId, long count) in models.Routing.Snapshot())
             {
                 routed.WithLabels(model, EndpointAddress.FormatId(workerId)).Set(count);
+            }
+
+            foreach ((long workerId, long tokens) in models.Routing.GeneratedSnapshot())
+            {
+                generated.WithLabels(EndpointAddress.FormatId(workerId)).Set(tokens);
             }
         });
     }

@@ -23,6 +23,7 @@ public class MetricsScrapeTests
         dynamo_frontend_worker_prefix_cache_hit_rate{model="m",endpoint="dynamo.backend.generate",worker_id="a1",dp_rank="0"} 0.5
         dynamo_frontend_worker_routed_requests_total{model="m",worker_id="a1"} 9
         dynamo_frontend_worker_routed_requests_total{model="m",worker_id="b2"} 3
+        dynamo_frontend_worker_output_tokens_total{worker_id="a1"} 360
         dynamo_component_output_tokens_total{model="m",endpoint="dynamo.prefill.generate",instance="b2"} 100
         dynamo_component_running_requests{model="m",endpoint="dynamo.prefill.generate",instance="b2"} 1
         dynamo_component_prefix_cache_queries_total{model="m",endpoint="dynamo.prefill.generate",instance="b2"} 200
@@ -38,7 +39,7 @@ public class MetricsScrapeTests
         Assert.Equal([12, 3, 1, 2, 400, 4, 12], [scrape.Requests, scrape.Inflight, scrape.QueuedAdmission, scrape.QueuedWorker, scrape.OutputTokens, scrape.RouterQueue, scrape.RouterDecisions]);
         Assert.Equal(["a1", "b2"], scrape.Workers.Select(w => w.Id));
         WorkerSample a = scrape.Workers[0];
-        Assert.Equal(("backend", 2.0, 1.0, 25.0, 0.5, 9.0, (double?)null), (a.Role, a.Running, a.Waiting, a.KvUsagePercent, a.PrefixHitRate, a.Routed, a.OutputTokens));
+        Assert.Equal(("backend", 2.0, 1.0, 25.0, 0.5, 9.0, (double?)360), (a.Role, a.Running, a.Waiting, a.KvUsagePercent, a.PrefixHitRate, a.Routed, a.OutputTokens));
         WorkerSample b = scrape.Workers[1];
         Assert.Equal(("prefill", 1.0, (double?)null, 0.25, 3.0, 100.0), (b.Role, b.Running, b.Waiting, b.PrefixHitRate, b.Routed, b.OutputTokens));
     }

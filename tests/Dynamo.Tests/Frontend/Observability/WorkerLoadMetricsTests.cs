@@ -53,6 +53,13 @@ public class WorkerLoadMetricsTests
         Assert.Contains($"dynamo_frontend_worker_routed_requests_total{{model=\"tiny\",worker_id=\"{idB}\"}} 2\n", metrics);
         Assert.Matches($@"dynamo_frontend_worker_load_report_age_seconds\{{[^}}]*worker_id=""{idA}""[^}}]*\}} \d", metrics);
 
+        // The tokens each generated for them (what `dynamo top` turns into tokens/s per worker): together the frontend's count.
+        static double Value(string text, string pattern) => double.Parse(Regex.Match(text, pattern, RegexOptions.Multiline).Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        double tokensA = Value(metrics, $@"^dynamo_frontend_worker_output_tokens_total\{{worker_id=""{idA}""\}} (\d+)$");
+        double tokensB = Value(metrics, $@"^dynamo_frontend_worker_output_tokens_total\{{worker_id=""{idB}""\}} (\d+)$");
+        Assert.True(tokensA > 0 && tokensB > 0, metrics);
+        Assert.Equal(Value(await h.Http.GetStringAsync("metrics"), @"^dynamo_frontend_output_tokens_total\{model=""tiny""\} (\d+)$"), tokensA + tokensB);
+
         // B leaves discovery: its load series go (its routed count stays, a counter of what was done).
         await b.DisposeAsync();
         metrics = await WaitForMetricsAsync(h, m => !m.Contains($"worker_id=\"{idB}\",dp_rank", StringComparison.Ordinal), "B's load series removed");
