@@ -26,7 +26,7 @@ public partial class MetricsDeployTests
         "dynamo_frontend_disagg_route_wait_seconds_sum", "dynamo_frontend_disagg_route_wait_seconds_count",
         "dynamo_frontend_disagg_prefill_seconds_sum", "dynamo_frontend_disagg_transfer_seconds_sum",
         "dynamo_frontend_worker_routed_requests_total", "dynamo_frontend_worker_running_requests", "dynamo_frontend_worker_waiting_requests",
-        "dynamo_frontend_worker_kv_cache_usage_percent",
+        "dynamo_frontend_worker_kv_cache_usage_percent", "dynamo_frontend_worker_output_tokens_total",
     ];
 
     /// <summary>What the guides' panels show: each must be used by some panel.</summary>
