@@ -7,8 +7,8 @@ namespace Dynamo.Load.Simulation;
 /// <summary>
 /// <c>dynamo plan</c>: the smallest deployment (fewest workers, so fewest GPUs of one profile) whose simulated TTFT p99
 /// and ITL p99 meet the targets, with every request completed. For each shape (aggregated, then each prefill:decode
-/// ratio) and each router mode, a binary search on the worker count, on the premise that latency falls as workers are
-/// added; the smallest answer so far bounds the later searches (a shape that misses at one worker fewer than the best
+/// ratio) and each router mode, a binary search on the worker count, then a look below its answer while fewer still meet
+/// (<see cref="SmallestMeetingAsync"/>); the smallest answer so far bounds the later searches (a shape that misses at one worker fewer than the best
 /// is not searched further). Every simulation is the real <see cref="Simulator"/> on the same workload; results are
 /// kept, so no deployment is simulated twice.
 /// </summary>
@@ -39,25 +39,12 @@ internal static class CapacityPlanner
                     continue;
                 }
 
-                if (!(await EvaluateAsync(hi)).Meets)
+                if (await SmallestMeetingAsync(lo, hi, async n => (await EvaluateAsync(n)).Meets) is not int smallest)
                 {
                     continue; // fewer workers would do no better
                 }
 
-                while (lo < hi)
-                {
-                    int mid = (lo + hi) / 2;
-                    if ((await EvaluateAsync(mid)).Meets)
-                    {
-                        hi = mid;
-                    }
-                    else
-                    {
-                        lo = mid + 1;
-                    }
-                }
-
-                PlanCandidate found = await EvaluateAsync(hi);
+                PlanCandidate found = await EvaluateAsync(smallest);
                 if (answer is null || found.Workers < answer.Workers || (found.Workers == answer.Workers && found.Result!.Ttft.P99 < answer.Result!.Ttft.P99))
                 {
                     answer = found;
@@ -95,6 +82,49 @@ internal static class CapacityPlanner
 
         PlanCandidate? best = answer ?? tried.Values.OrderBy(c => Score(options, c.Result)).ThenBy(c => c.Workers).FirstOrDefault();
         return new CapacityPlan(options, workload, conversations.Sum(c => c.Turns.Count), concurrency, answer, best, [.. tried.Values], Stopwatch.GetElapsedTime(start));
+    }
+
+    /// <summary>
+    /// The smallest worker count in [<paramref name="lo"/>, <paramref name="hi"/>] that <paramref name="meets"/> the targets,
+    /// or null when <paramref name="hi"/> does not (fewer would do no better). A binary search, then a look below its answer:
+    /// latency need not fall with every worker added (ITL p99 is bimodal: it jumps where a long prefill shares a step with
+    /// decodes), so while one fewer still meets the search goes on down, and it stops at two misses in a row.
+    /// </summary>
+    internal static async Task<int?> SmallestMeetingAsync(int lo, int hi, Func<int, Task<bool>> meets)
+    {
+        int floor = lo;
+        if (!await meets(hi).ConfigureAwait(false))
+        {
+            return null;
+        }
+
+        while (lo < hi)
+        {
+            int mid = (lo + hi) / 2;
+            if (await meets(mid).ConfigureAwait(false))
+            {
+                hi = mid;
+            }
+            else
+            {
+                lo = mid + 1;
+            }
+        }
+
+        for (int n = hi - 1, misses = 0; n >= floor && misses < 2; n--)
+        {
+            if (await meets(n).ConfigureAwait(false))
+            {
+                hi = n;
+                misses = 0;
+            }
+            else
+            {
+                misses++;
+            }
+        }
+
+        return hi;
     }
 
     /// <summary>The prefill and decode workers of <paramref name="workers"/> at <paramref name="ratio"/> (null: aggregated, no prefill workers); at least one of each.</summary>

@@ -23,6 +23,24 @@ public class CapacityPlannerTests
 
     private static Task<CapacityPlan> PlanAsync(PlanOptions options) => CapacityPlanner.RunAsync(options, "random-tokens", Conversations, 256, TextWriter.Null);
 
+    [Theory]
+    [InlineData(new[] { 5, 6, 7, 8 }, 5)] // monotonic: the binary search's answer
+    [InlineData(new[] { 3, 5, 6, 7, 8 }, 3)] // 4 misses between 3 and 5 (bimodal latency): found below the search's 5
+    [InlineData(new[] { 1, 5, 6, 7, 8 }, 5)] // two misses in a row (4, 3) end the look below
+    [InlineData(new int[0], null)]
+    public async Task SmallestMeetingAsync_LatencyNotMonotonic_LooksBelowTheBinarySearch(int[] meeting, int? expected)
+    {
+        var asked = new List<int>();
+        int? smallest = await CapacityPlanner.SmallestMeetingAsync(1, 8, n =>
+        {
+            asked.Add(n);
+            return Task.FromResult(meeting.Contains(n));
+        });
+
+        Assert.Equal(expected, smallest);
+        Assert.True(asked.Count <= 8, $"asked {string.Join(", ", asked)}");
+    }
+
     [Fact]
     public async Task Run_LooserTarget_SmallerDeploymentThatMeetsItWhenSimulatedAgain()
     {
