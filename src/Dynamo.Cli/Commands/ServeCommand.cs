@@ -180,6 +180,8 @@ internal static class ServeCommand
                         BlockSize = c.Int("block_size") ?? kvRouter.BlockSize,
                         UseKvEvents = c.Bool("no_kv_events") is bool noEvents ? !noEvents : kvRouter.UseKvEvents,
                         PrefixTtl = c.Double("router_prefix_ttl") is double ttl ? FrontendFlags.Seconds(ttl) : kvRouter.PrefixTtl,
+                        ReplicaHeartbeat = c.Double("router_replica_heartbeat") is double beat ? FrontendFlags.Seconds(beat) : kvRouter.ReplicaHeartbeat,
+                        PeerChargeTtl = c.Double("router_peer_charge_ttl") is double peerTtl ? FrontendFlags.Seconds(peerTtl) : kvRouter.PeerChargeTtl,
                     };
                     c.Validated(kvRouter.Validate);
                     routerDrain = DrainFromConfig(c) ?? routerDrain;

@@ -160,6 +160,7 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
 
                 byte[] payload = Preprocessor.SerializeGenerateRequest(lease.Prepare(attempt));
                 bool produced = false;
+                int outputBefore = frames.OutputTokens.Length; // a resumed attempt's worker generates only what follows
 
                 // The worker's spans are children of this one (the request plane carries it); ended with the attempt.
                 using Activity? call = DynamoTracing.Processor.StartActivity(DynamoTracing.Spans.WorkerCall, ActivityKind.Client);
@@ -183,7 +184,7 @@ internal sealed partial class GenerationPipeline(ModelRegistry registry)
 
                         if (frames.WorkerFinished)
                         {
-                            lease.Complete(frames.WorkerCachedTokens);
+                            lease.Complete(frames.WorkerCachedTokens, frames.OutputTokens.Length - outputBefore);
                             if (frames.WorkerPrefill is { } prefill)
                             {
                                 registry.DisaggregationOf(model).Observe(prefill);

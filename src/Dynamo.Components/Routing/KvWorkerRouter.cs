@@ -66,7 +66,7 @@ internal sealed partial class KvWorkerRouter : IWorkerRouter
             long replica = replicas[(first + i) % replicas.Count].InstanceId;
             try
             {
-                return await RemoteRouteLease.StartAsync(component, RouterServer.CompleteAddressFor(_endpoint), _runtime.Requests, request, replica, cancellationToken).ConfigureAwait(false);
+                return await RemoteRouteLease.StartAsync(component, _endpoint, _runtime.Requests, request, replica, cancellationToken).ConfigureAwait(false);
             }
             catch (RouterRejectedException e) when (e.Reason == RouterRejection.NoWorker)
             {

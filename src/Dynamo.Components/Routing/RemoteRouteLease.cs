@@ -10,8 +10,9 @@ namespace Dynamo.Components.Routing;
 /// closes the stream, which releases it. When the request completed with the engine's cached tokens and the
 /// replica named a lease id, disposing first sends them to that replica (<see cref="RouteCompletion"/> on
 /// <c>{ns}.router.complete</c>) and closes the stream after its answer, in the background: the decision there
-/// completes with them, and the response's end does not wait for the round trip. The component does not hear of
-/// the first token (the load is held until the end).
+/// completes with them (and with the tokens generated, when known), and the response's end does not wait for the round
+/// trip. The first token is sent to that replica's <c>{ns}.router.first_token</c> (<see cref="RouteFirstToken"/>) in
+/// the background, so its decision stops counting the prompt as the worker's queued prefill while the request decodes.
 /// </summary>
 internal sealed class RemoteRouteLease : WorkerLease
 {
@@ -23,10 +24,13 @@ internal sealed class RemoteRouteLease : WorkerLease
     private readonly long? _leaseId;
     private readonly IRequestPlane _requests;
     private readonly string _completeSubject;
+    private readonly string _firstTokenSubject;
     private int _cachedTokens = -1;
+    private int _outputTokens = -1;
+    private int _firstToken;
     private int _disposed;
 
-    private RemoteRouteLease(IAsyncEnumerator<ReadOnlyMemory<byte>> stream, RouteResponse route, IRequestPlane requests, string completeSubject)
+    private RemoteRouteLease(IAsyncEnumerator<ReadOnlyMemory<byte>> stream, RouteResponse route, IRequestPlane requests, string completeSubject, string firstTokenSubject)
         : base(route.WorkerId, route.DpRank)
     {
         _stream = stream;
@@ -34,6 +38,7 @@ internal sealed class RemoteRouteLease : WorkerLease
         _leaseId = route.LeaseId;
         _requests = requests;
         _completeSubject = completeSubject;
+        _firstTokenSubject = firstTokenSubject;
     }
 
     public override int PredictedCachedTokens => _predicted;
@@ -41,9 +46,10 @@ internal sealed class RemoteRouteLease : WorkerLease
     /// <summary>
     /// Opens a route stream on <paramref name="component"/> (on its replica <paramref name="instanceId"/>) and waits for
     /// its decision; a rejection is a <see cref="RouterRejectedException"/>. <paramref name="requests"/> carries the
-    /// request's <see cref="RouteCompletion"/> to that replica's <paramref name="complete"/> endpoint.
+    /// request's <see cref="RouteFirstToken"/> and <see cref="RouteCompletion"/> to that replica's endpoints of the router
+    /// component for <paramref name="workers"/>.
     /// </summary>
-    public static async Task<WorkerLease> StartAsync(EndpointClient component, EndpointAddress complete, IRequestPlane requests, WorkerRouteRequest request, long instanceId, CancellationToken cancellationToken)
+    public static async Task<WorkerLease> StartAsync(EndpointClient component, EndpointAddress workers, IRequestPlane requests, WorkerRouteRequest request, long instanceId, CancellationToken cancellationToken)
     {
         byte[] payload = RouterServer.Serialize(new RouteRequest
         {
@@ -61,7 +67,8 @@ internal sealed class RemoteRouteLease : WorkerLease
                 throw new RequestPlaneException(RequestErrorKind.Transport, "router_unavailable", "the Router component ended the route stream without an answer");
             }
 
-            return new RemoteRouteLease(stream, RouterServer.ParseResponse(stream.Current.Span), requests, complete.InstanceSubject(instanceId));
+            return new RemoteRouteLease(stream, RouterServer.ParseResponse(stream.Current.Span), requests,
+                RouterServer.CompleteAddressFor(workers).InstanceSubject(instanceId), RouterServer.FirstTokenAddressFor(workers).InstanceSubject(instanceId));
         }
         catch (RequestPlaneException e) when (e.Kind == RequestErrorKind.Remote && RouterServer.RejectionOf(e.Code) is RouterRejection reason)
         {
@@ -75,12 +82,24 @@ internal sealed class RemoteRouteLease : WorkerLease
         }
     }
 
-    /// <summary>Keeps the engine's cached tokens (the first count given) for the completion sent at disposal.</summary>
-    public override void Complete(int? actualCachedTokens = null)
+    /// <summary>Tells the replica, once and in the background (the token stream does not wait), that the first token arrived.</summary>
+    public override void MarkFirstToken()
     {
-        if (actualCachedTokens is int cached && cached >= 0)
+        if (_leaseId is not long lease || Volatile.Read(ref _disposed) != 0 || Interlocked.Exchange(ref _firstToken, 1) != 0)
         {
-            Interlocked.CompareExchange(ref _cachedTokens, cached, -1);
+            return;
+        }
+
+        byte[] payload = new RouteFirstToken { LeaseId = lease }.ToUtf8Json();
+        _ = Task.Run(() => TellAsync(_firstTokenSubject, payload));
+    }
+
+    /// <summary>Keeps the engine's cached tokens and the tokens generated (the first counts given) for the completion sent at disposal.</summary>
+    public override void Complete(int? actualCachedTokens = null, int? outputTokens = null)
+    {
+        if (actualCachedTokens is int cached && cached >= 0 && Interlocked.CompareExchange(ref _cachedTokens, cached, -1) == -1 && outputTokens is int output && output >= 0)
+        {
+            Volatile.Write(ref _outputTokens, output);
         }
     }
 
@@ -94,7 +113,8 @@ internal sealed class RemoteRouteLease : WorkerLease
         int cached = Volatile.Read(ref _cachedTokens);
         if (_leaseId is long lease && cached >= 0)
         {
-            _ = CompleteThenCloseAsync(new RouteCompletion { LeaseId = lease, CachedTokens = cached });
+            int output = Volatile.Read(ref _outputTokens);
+            _ = CompleteThenCloseAsync(new RouteCompletion { LeaseId = lease, CachedTokens = cached, OutputTokens = output >= 0 ? output : null });
             return;
         }
 
@@ -104,17 +124,7 @@ internal sealed class RemoteRouteLease : WorkerLease
     // In the background: the completion first, so the replica's decision completes with the cached tokens, then the close.
     private async Task CompleteThenCloseAsync(RouteCompletion completion)
     {
-        try
-        {
-            await foreach (ReadOnlyMemory<byte> _ in _requests.RequestStreamAsync(_completeSubject, completion.ToUtf8Json(), CompletionOptions.WithNewId()).ConfigureAwait(false))
-            {
-            }
-        }
-        catch (Exception e) when (e is RequestPlaneException or OperationCanceledException or ObjectDisposedException)
-        {
-            // The replica left, or does not answer, or is an older one without the endpoint: closing the stream still releases the charge.
-        }
-
+        await TellAsync(_completeSubject, completion.ToUtf8Json()).ConfigureAwait(false);
         try
         {
             await _stream.DisposeAsync().ConfigureAwait(false);
@@ -122,6 +132,22 @@ internal sealed class RemoteRouteLease : WorkerLease
         catch (Exception e) when (e is RequestPlaneException or OperationCanceledException or ObjectDisposedException)
         {
             // Nothing waits on this close; the replica releases the charge when the stream goes, whatever ended it.
+        }
+    }
+
+    // One message to the replica, its answer awaited (at most CompletionOptions' deadline); a failure is nobody's to handle.
+    private async Task TellAsync(string subject, byte[] payload)
+    {
+        try
+        {
+            await foreach (ReadOnlyMemory<byte> _ in _requests.RequestStreamAsync(subject, payload, CompletionOptions.WithNewId()).ConfigureAwait(false))
+            {
+            }
+        }
+        catch (Exception e) when (e is RequestPlaneException or OperationCanceledException or ObjectDisposedException)
+        {
+            // The replica left, or does not answer, or is an older one without the endpoint: the route stream's close
+            // still releases the charge (a lost first token leaves the prompt charged as prefill until then).
         }
     }
 }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
 using Dynamo.Components.Tracing;
 using Dynamo.Llm.Routing;
 using Dynamo.Llm.Tracing;
@@ -18,9 +19,11 @@ namespace Dynamo.Components.Routing;
 /// worker: the decision (the load it charges) lives exactly as long as the request, whichever frontend
 /// sent it, so no frontend can starve a worker another one fills. A rejection is an error frame whose code
 /// names its <see cref="RouterRejection"/> (<see cref="CodeOf"/>): <c>router_overloaded</c> (queue full), <c>router_queue_timeout</c>,
-/// <c>router_no_worker</c>, <c>invalid_request</c>. The decision names a lease id; a frontend that knows the request's
-/// cached tokens sends them on <c>{ns}.router.complete</c> (<see cref="RouteCompletion"/>) before it closes the stream,
-/// and the decision completes with them (the router's accuracy check and eviction estimate hear of them).
+/// <c>router_no_worker</c>, <c>invalid_request</c>. The decision names a lease id; the frontend tells the request's first
+/// token on <c>{ns}.router.first_token</c> (<see cref="RouteFirstToken"/>: the decision's prompt stops counting as queued
+/// prefill), and when it knows the request's cached tokens sends them on <c>{ns}.router.complete</c>
+/// (<see cref="RouteCompletion"/>) before it closes the stream, and the decision completes with them (the router's accuracy
+/// check and eviction estimate hear of them).
 /// </summary>
 public sealed class RouterServer : IAsyncDisposable
 {
@@ -45,6 +48,9 @@ public sealed class RouterServer : IAsyncDisposable
     /// <summary>The router component's endpoint that takes a request's <see cref="RouteCompletion"/>.</summary>
     public const string CompleteEndpoint = "complete";
 
+    /// <summary>The router component's endpoint that takes a request's <see cref="RouteFirstToken"/>.</summary>
+    public const string FirstTokenEndpoint = "first_token";
+
     /// <summary>The router component's endpoint that answers the other replicas' <see cref="RouterChargeQuery"/>s.</summary>
     public const string ChargesEndpoint = "charges";
 
@@ -52,15 +58,17 @@ public sealed class RouterServer : IAsyncDisposable
     private readonly RouterReplicaSync _replicas;
     private readonly ServedEndpoint _view;
     private readonly ServedEndpoint _complete;
+    private readonly ServedEndpoint _firstToken;
     private readonly ServedEndpoint _served;
     private readonly InFlight _inFlight;
 
-    private RouterServer(KvRouterService service, RouterReplicaSync replicas, ServedEndpoint view, ServedEndpoint complete, ServedEndpoint served, InFlight inFlight)
+    private RouterServer(KvRouterService service, RouterReplicaSync replicas, ServedEndpoint view, ServedEndpoint complete, ServedEndpoint firstToken, ServedEndpoint served, InFlight inFlight)
     {
         _service = service;
         _replicas = replicas;
         _view = view;
         _complete = complete;
+        _firstToken = firstToken;
         _served = served;
         _inFlight = inFlight;
     }
@@ -91,6 +99,9 @@ public sealed class RouterServer : IAsyncDisposable
     /// <summary>Where a router component for <paramref name="workers"/>' namespace takes route completions: <c>{ns}.router.complete</c>.</summary>
     public static EndpointAddress CompleteAddressFor(EndpointAddress workers) => new(workers.Namespace, "router", CompleteEndpoint);
 
+    /// <summary>Where a router component for <paramref name="workers"/>' namespace takes first tokens: <c>{ns}.router.first_token</c>.</summary>
+    public static EndpointAddress FirstTokenAddressFor(EndpointAddress workers) => new(workers.Namespace, "router", FirstTokenEndpoint);
+
     /// <summary>Where a router component for <paramref name="workers"/>' namespace answers its peers' charge queries: <c>{ns}.router.charges</c>.</summary>
     public static EndpointAddress ChargesAddressFor(EndpointAddress workers) => new(workers.Namespace, "router", ChargesEndpoint);
 
@@ -106,6 +117,7 @@ public sealed class RouterServer : IAsyncDisposable
         RouterReplicaSync? replicas = null;
         ServedEndpoint? view = null;
         ServedEndpoint? complete = null;
+        ServedEndpoint? firstToken = null;
         try
         {
             replicas = await RouterReplicaSync.StartAsync(runtime, workers, service.Router, logger, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -114,11 +126,17 @@ public sealed class RouterServer : IAsyncDisposable
             view = await runtime.ServeEndpointAsync(ViewAddressFor(workers), (_, _, _) => ViewAsync(id, router), cancellationToken).ConfigureAwait(false);
             var inFlight = new InFlight();
             complete = await runtime.ServeEndpointAsync(CompleteAddressFor(workers), (_, payload, _) => CompleteAsync(inFlight, payload), cancellationToken).ConfigureAwait(false);
+            firstToken = await runtime.ServeEndpointAsync(FirstTokenAddressFor(workers), (_, payload, _) => FirstTokenAsync(inFlight, payload), cancellationToken).ConfigureAwait(false);
             ServedEndpoint served = await runtime.ServeEndpointAsync(AddressFor(workers), TracedHandler.Wrap(DynamoTracing.Router, DynamoTracing.Spans.RouterServe, (context, payload, ct) => CountedAsync(inFlight, HandleAsync(router, inFlight, context, payload, ct), ct)), cancellationToken).ConfigureAwait(false);
-            return new RouterServer(service, replicas, view, complete, served, inFlight);
+            return new RouterServer(service, replicas, view, complete, firstToken, served, inFlight);
         }
         catch
         {
+            if (firstToken is not null)
+            {
+                await firstToken.DisposeAsync().ConfigureAwait(false);
+            }
+
             if (complete is not null)
             {
                 await complete.DisposeAsync().ConfigureAwait(false);
@@ -182,6 +200,7 @@ public sealed class RouterServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _served.DisposeAsync().ConfigureAwait(false);
+        await _firstToken.DisposeAsync().ConfigureAwait(false);
         await _complete.DisposeAsync().ConfigureAwait(false);
         await _view.DisposeAsync().ConfigureAwait(false);
         await _replicas.DisposeAsync().ConfigureAwait(false);
@@ -197,34 +216,57 @@ public sealed class RouterServer : IAsyncDisposable
     // A request's cached tokens from its frontend: its decision completes with them (the route stream closes after).
     private static async IAsyncEnumerable<ReadOnlyMemory<byte>> CompleteAsync(InFlight inFlight, ReadOnlyMemory<byte> payload)
     {
-        RouteCompletion completion;
-        try
-        {
-            completion = RouteCompletion.Parse(payload.Span);
-        }
-        catch (JsonException e)
-        {
-            throw new EndpointException(InvalidRequestCode, $"malformed route completion: {e.Message}");
-        }
-
-        if (completion.Version != 1)
-        {
-            throw new EndpointException("unsupported_version", $"route completion version {completion.Version} is not supported (this router speaks 1)");
-        }
-
+        RouteCompletion completion = Parse(payload.Span, RoutingJsonContext.Default.RouteCompletion, c => c.Version, "route completion");
         if (completion.CachedTokens < 0)
         {
             throw new EndpointException(InvalidRequestCode, $"cached_tokens must be 0 or more (got {completion.CachedTokens})");
         }
 
+        if (completion.OutputTokens is < 0)
+        {
+            throw new EndpointException(InvalidRequestCode, $"output_tokens must be 0 or more (got {completion.OutputTokens})");
+        }
+
         // A lease already ended (its stream closed first, or a repeat) has nothing to complete.
         if (inFlight.Leases.TryGetValue(completion.LeaseId, out RoutingDecision? decision))
         {
-            decision.Complete(completion.CachedTokens);
+            decision.Complete(completion.CachedTokens, completion.OutputTokens);
         }
 
         await Task.CompletedTask.ConfigureAwait(false);
         yield break;
+    }
+
+    // A request's first token from its frontend: its decision's prompt stops counting as the worker's queued prefill.
+    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> FirstTokenAsync(InFlight inFlight, ReadOnlyMemory<byte> payload)
+    {
+        RouteFirstToken firstToken = Parse(payload.Span, RoutingJsonContext.Default.RouteFirstToken, f => f.Version, "route first token");
+
+        // A lease already ended (or completed, or told before) has no prefill left to release.
+        if (inFlight.Leases.TryGetValue(firstToken.LeaseId, out RoutingDecision? decision))
+        {
+            decision.MarkFirstToken();
+        }
+
+        await Task.CompletedTask.ConfigureAwait(false);
+        yield break;
+    }
+
+    // One message of the protocol (version 1), or the error frame that says what is wrong with it.
+    private static T Parse<T>(ReadOnlySpan<byte> payload, JsonTypeInfo<T> type, Func<T, int> version, string what)
+    {
+        T message;
+        try
+        {
+            message = JsonSerializer.Deserialize(payload, type) ?? throw new JsonException("null");
+        }
+        catch (JsonException e)
+        {
+            throw new EndpointException(InvalidRequestCode, $"malformed {what}: {e.Message}");
+        }
+
+        return version(message) == 1 ? message
+            : throw new EndpointException("unsupported_version", $"{what} version {version(message)} is not supported (this router speaks 1)");
     }
 
     private static async IAsyncEnumerable<ReadOnlyMemory<byte>> CountedAsync(InFlight inFlight, IAsyncEnumerable<ReadOnlyMemory<byte>> responses, [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -245,21 +287,7 @@ public sealed class RouterServer : IAsyncDisposable
 
     private static async IAsyncEnumerable<ReadOnlyMemory<byte>> HandleAsync(KvRouter router, InFlight inFlight, RequestContext context, ReadOnlyMemory<byte> payload, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        RouteRequest request;
-        try
-        {
-            request = JsonSerializer.Deserialize(payload.Span, RoutingJsonContext.Default.RouteRequest) ?? throw new JsonException("null");
-        }
-        catch (JsonException e)
-        {
-            throw new EndpointException(InvalidRequestCode, $"malformed route request: {e.Message}");
-        }
-
-        if (request.Version != 1)
-        {
-            throw new EndpointException("unsupported_version", $"route request version {request.Version} is not supported (this router speaks 1)");
-        }
-
+        RouteRequest request = Parse(payload.Span, RoutingJsonContext.Default.RouteRequest, r => r.Version, "route request");
         int[] tokens = request.TokenIds as int[] ?? [.. request.TokenIds];
         RoutingDecision decision;
         try

@@ -33,8 +33,11 @@ internal static class RouterMetrics
         Gauge malformed = G("dynamo_frontend_router_malformed_events_total", "Event-plane messages that were not valid KV events or load reports");
         Gauge dumps = G("dynamo_frontend_router_dumps_loaded_total", "Worker KV dumps loaded (joins, gaps)");
         Gauge resyncs = G("dynamo_frontend_router_accuracy_resyncs_total", "Worker indexes resynced from a dump because the router's accuracy on the worker fell below --router-resync-accuracy");
+        string[] workerLabels = ["endpoint", "worker_id", "dp_rank"];
         Gauge accuracy = f.CreateGauge("dynamo_frontend_router_worker_accuracy", "The router's accuracy on a worker over its latest completed requests: 1 - wrongly predicted cached blocks / blocks at stake (1 before any report)",
-            new GaugeConfiguration { LabelNames = ["endpoint", "worker_id", "dp_rank"] });
+            new GaugeConfiguration { LabelNames = workerLabels });
+        Gauge retention = f.CreateGauge("dynamo_frontend_router_worker_prefix_retention_seconds", "The router's eviction estimate for a worker: seconds a block freed now stays in its KV pool (free blocks / new blocks sent it per second, smoothed; 120 before an estimate, at most 600)",
+            new GaugeConfiguration { LabelNames = workerLabels });
         Gauge indexed = G("dynamo_frontend_router_indexed_blocks", "KV blocks the router's index holds, over every worker (its view of the workers' prefix caches)");
         Gauge disagg = f.CreateGauge("dynamo_frontend_disagg_decisions_total", "Where requests were sent to prefill (remote: a prefill worker; local: the decode worker), and why",
             new GaugeConfiguration { LabelNames = ["model", "prefill", "reason"] });
@@ -83,7 +86,7 @@ internal static class RouterMetrics
                 transferBytes.WithLabels(model).Set(counters.TransferBytes);
             }
 
-            var accuracySeries = new HashSet<(string, string, string)>();
+            var workerSeries = new HashSet<(string, string, string)>();
             foreach (var (endpoint, s) in routers())
             {
                 queue.WithLabels(endpoint).Set(s.QueueDepth);
@@ -99,19 +102,26 @@ internal static class RouterMetrics
                 foreach (WorkerLoadSnapshot w in s.Workers)
                 {
                     var series = (endpoint, EndpointAddress.FormatId(w.WorkerId), w.DpRank.ToString(CultureInfo.InvariantCulture));
-                    accuracySeries.Add(series);
+                    workerSeries.Add(series);
                     accuracy.WithLabels(series.Item1, series.Item2, series.Item3).Set(w.Accuracy);
+                    retention.WithLabels(series.Item1, series.Item2, series.Item3).Set(w.PrefixRetention.TotalSeconds);
                 }
             }
 
-            // A worker that left loses its series instead of keeping its last value.
-            foreach (string[] values in accuracy.GetAllLabelValues().ToArray())
-            {
-                if (!accuracySeries.Contains((values[0], values[1], values[2])))
-                {
-                    accuracy.RemoveLabelled(values);
-                }
-            }
+            RemoveLeft(accuracy, workerSeries);
+            RemoveLeft(retention, workerSeries);
         });
+    }
+
+    // A worker that left loses its series instead of keeping its last value.
+    private static void RemoveLeft(Gauge perWorker, HashSet<(string, string, string)> live)
+    {
+        foreach (string[] values in perWorker.GetAllLabelValues().ToArray())
+        {
+            if (!live.Contains((values[0], values[1], values[2])))
+            {
+                perWorker.RemoveLabelled(values);
+            }
+        }
     }
 }

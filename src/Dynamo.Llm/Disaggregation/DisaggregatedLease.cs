@@ -41,9 +41,9 @@ public sealed class DisaggregatedLease : WorkerLease
     }
 
     /// <inheritdoc/>
-    public override void Complete(int? actualCachedTokens = null)
+    public override void Complete(int? actualCachedTokens = null, int? outputTokens = null)
     {
-        _decode.Complete(actualCachedTokens);
+        _decode.Complete(actualCachedTokens, outputTokens);
         _prefill.Complete();
     }
 

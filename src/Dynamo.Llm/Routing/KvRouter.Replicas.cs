@@ -78,7 +78,7 @@ public sealed partial class KvRouter
             {
                 RouterChargeKind.Charged => ChargePeer(peer, charge, _time.GetTimestamp(), rate: true),
                 RouterChargeKind.FirstToken => PeerFirstToken(peer, charge.DecisionId),
-                RouterChargeKind.Released => ReleasePeer(peer, charge.DecisionId, charge.Completed),
+                RouterChargeKind.Released => ReleasePeer(peer, charge),
                 RouterChargeKind.Live => PeerHeartbeat(peer, charge, out outOfStep),
                 _ => false,
             };
@@ -408,9 +408,13 @@ public sealed partial class KvRouter
 
         long prefill = Math.Clamp(charge.PrefillTokens, 0, charge.PromptTokens);
         Charge(worker, hashes.AsSpan(0, source.Count), charge.PromptTokens, prefill, rate);
-        var decision = new RoutingDecision(this, worker, charge.PromptTokens, 0, 0, 0, hashes, source.Count, prefill, Options.BlockSize);
+
+        // The peer charged the prompt less its predicted overlap (prompt - overlap x block size), so its predicted overlap
+        // is known here, for the correction of the eviction estimate at its release (its indexed overlap is not).
+        int overlap = (int)((charge.PromptTokens - prefill) / Options.BlockSize);
+        var decision = new RoutingDecision(this, worker, charge.PromptTokens, overlap, 0, 0, hashes, source.Count, prefill, Options.BlockSize);
         worker.Decisions.Add(decision);
-        peer.Add(charge.DecisionId, new PeerCharge(decision, now));
+        peer.Add(charge.DecisionId, new PeerCharge(decision, now, rate));
         _peerChargeCount++;
         return true;
     }
@@ -442,13 +446,13 @@ public sealed partial class KvRouter
         return true;
     }
 
-    private bool ReleasePeer(PeerReplica peer, long decisionId, bool completed)
+    private bool ReleasePeer(PeerReplica peer, RouterChargeEvent released)
     {
-        if (!peer.Remove(decisionId, out PeerCharge held))
+        if (!peer.Remove(released.DecisionId, out PeerCharge held))
         {
             if (peer.Pending is { } pending)
             {
-                pending[decisionId] = RouterChargeKind.Released;
+                pending[released.DecisionId] = RouterChargeKind.Released;
             }
 
             return false;
@@ -460,7 +464,14 @@ public sealed partial class KvRouter
         }
 
         _peerChargeCount--;
-        Release(ended, completed);
+        Release(ended, released.Completed);
+        if (held.Rated && !ended.Worker.Removed)
+        {
+            // Its blocks counted as sent here when it was charged: its outcome corrects them as an own decision's does.
+            // The accuracy check stays with the replica that decided (the index it judged by is not this one).
+            Retained(ended, released.CachedTokens is int cached && cached >= 0 ? cached : null, released.OutputTokens is int output && output >= 0 ? output : null);
+        }
+
         Pump();
         return true;
     }
@@ -499,7 +510,7 @@ public sealed partial class KvRouter
     }
 
     // Under _gate: an own decision's charge, for the observer (a decision id of 0 is a peer's, or none observed).
-    private void Published(RoutingDecision decision, RouterChargeKind kind, bool completed = false)
+    private void Published(RoutingDecision decision, RouterChargeKind kind, bool completed = false, int? cachedTokens = null, int? outputTokens = null)
     {
         if (decision.ChargeId == 0)
         {
@@ -518,11 +529,11 @@ public sealed partial class KvRouter
 
         if (_chargeObserver is { } observer)
         {
-            observer(EventOf(decision, kind, completed));
+            observer(EventOf(decision, kind, completed, cachedTokens, outputTokens));
         }
     }
 
-    private RouterChargeEvent EventOf(RoutingDecision decision, RouterChargeKind kind, bool completed = false) => new()
+    private RouterChargeEvent EventOf(RoutingDecision decision, RouterChargeKind kind, bool completed = false, int? cachedTokens = null, int? outputTokens = null) => new()
     {
         RouterId = _replicaId,
         DecisionId = decision.ChargeId,
@@ -533,6 +544,8 @@ public sealed partial class KvRouter
         PrefillTokens = kind == RouterChargeKind.Charged ? decision.ChargedPrefillTokens : 0,
         BlockHashes = kind == RouterChargeKind.Charged ? decision.Hashes.AsSpan(0, decision.HashCount).ToArray() : null,
         Completed = completed,
+        CachedTokens = kind == RouterChargeKind.Released ? cachedTokens : null,
+        OutputTokens = kind == RouterChargeKind.Released ? outputTokens : null,
     };
 
     private static partial class Log

@@ -407,7 +407,7 @@ public sealed partial class KvRouter : IWorkerRouter
                 PeerChargesDropped = _counters.PeerChargesDropped,
                 Workers = [.. _workers.Sorted.Select(w => new WorkerLoadSnapshot(
                     w.WorkerId, w.InFlight, w.ActivePrefillTokens, w.DistinctBlocks + w.PartialBlocks, Reported(w, now), w.BatchBudget, Saturated(w), Index.BlockCountOf(w.Target))
-                    { DpRank = w.Target.DpRank, Accuracy = w.Accuracy?.Value ?? 1, AccuracyResyncs = w.AccuracyResyncs })],
+                    { DpRank = w.Target.DpRank, Accuracy = w.Accuracy?.Value ?? 1, AccuracyResyncs = w.AccuracyResyncs, PrefixRetention = w.Retention.Retention() })],
             };
         }
     }
@@ -434,7 +434,7 @@ public sealed partial class KvRouter : IWorkerRouter
         }
     }
 
-    internal void OnComplete(RoutingDecision decision, int? actualCachedTokens)
+    internal void OnComplete(RoutingDecision decision, int? actualCachedTokens, int? outputTokens = null)
     {
         RoutingTarget? resync = null;
         lock (_gate)
@@ -444,13 +444,14 @@ public sealed partial class KvRouter : IWorkerRouter
                 return;
             }
 
-            Release(decision, completed: actualCachedTokens is not null);
+            Release(decision, completed: actualCachedTokens is not null, actualCachedTokens, outputTokens);
             if (actualCachedTokens is int actual)
             {
                 _counters.OnReported(decision.PredictedCachedTokens, actual);
                 resync = JudgeAccuracy(decision, actual);
-                decision.Worker.Retention.Corrected(decision.OverlapBlocks - (actual / Options.BlockSize));
             }
+
+            Retained(decision, actualCachedTokens, outputTokens);
 
             Pump();
         }
@@ -490,8 +491,25 @@ public sealed partial class KvRouter : IWorkerRouter
         return worker.Target;
     }
 
-    // Under _gate: removes the decision's charge from its worker (a removed worker was already cleared).
-    private void Release(RoutingDecision decision, bool completed = false)
+    // Under _gate: corrects the decision's worker's new-block rate by its outcome: the prompt blocks it found cached
+    // against those charged (predicted overlap blocks - cached tokens / block size), and the blocks its output filled.
+    private void Retained(RoutingDecision decision, int? cachedTokens, int? outputTokens)
+    {
+        PoolRetention retention = decision.Worker.Retention;
+        if (cachedTokens is int cached)
+        {
+            retention.Corrected(decision.OverlapBlocks - (cached / Options.BlockSize));
+        }
+
+        if (outputTokens is int output)
+        {
+            retention.Generated(decision.PromptTokens, output, Options.BlockSize);
+        }
+    }
+
+    // Under _gate: removes the decision's charge from its worker (a removed worker was already cleared); an own
+    // decision's outcome (cached and output tokens, when known) goes with its released event.
+    private void Release(RoutingDecision decision, bool completed = false, int? cachedTokens = null, int? outputTokens = null)
     {
         KvWorkerState worker = decision.Worker;
         if (!worker.Removed)
@@ -521,7 +539,7 @@ public sealed partial class KvRouter : IWorkerRouter
             }
         }
 
-        Published(decision, RouterChargeKind.Released, completed);
+        Published(decision, RouterChargeKind.Released, completed, cachedTokens, outputTokens);
         decision.State = RoutingDecision.DecisionState.Completed;
         ArrayPool<ulong>.Shared.Return(decision.Hashes);
     }

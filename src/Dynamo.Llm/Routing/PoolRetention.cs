@@ -5,7 +5,8 @@ namespace Dynamo.Llm.Routing;
 /// block joins the pool's free list behind the blocks freed before it, and every new block the worker stores takes the
 /// oldest free one, so it survives about <c>free blocks / new-block rate</c>: the free blocks from the worker's load
 /// reports (<c>kv_blocks_total - kv_blocks_used</c>), the rate from the new blocks the router itself sends the worker
-/// (the uncached prompt blocks it charges, corrected by the cached tokens the engine reports at completion). Both are smoothed with an exponentially weighted moving average over
+/// (the uncached prompt blocks it charges, corrected by the cached tokens the engine reports at completion, and the blocks its
+/// output filled, when the completion says how long it was). Both are smoothed with an exponentially weighted moving average over
 /// <see cref="SmoothingTime"/>, folded at each load report at least <see cref="MinSampleInterval"/> after the last, and
 /// the estimate is clamped to [<see cref="MinRetention"/>, <see cref="MaxRetention"/>]; before a report and a sampled
 /// rate exist it is <see cref="DefaultRetention"/>. Not thread-safe: the router's gate guards it (Routing/README.md,
@@ -52,6 +53,22 @@ internal sealed class PoolRetention
     /// predicted (negative: more): the worker stored that many more (fewer) new blocks than charged.
     /// </summary>
     public void Corrected(long blocks) => _newBlocks += blocks;
+
+    /// <summary>
+    /// A completed request of <paramref name="promptTokens"/> prompt tokens generated <paramref name="outputTokens"/> tokens:
+    /// the blocks its output filled beyond the prompt's, <c>ceil((prompt + output) / block) - ceil(prompt / block)</c>, are new
+    /// blocks too (the prompt's partial last block, which the output fills first, was counted with the prompt's charge).
+    /// </summary>
+    public void Generated(int promptTokens, int outputTokens, int blockSize)
+    {
+        if (outputTokens <= 0 || promptTokens < 0 || blockSize <= 0)
+        {
+            return;
+        }
+
+        long prompt = promptTokens;
+        _newBlocks += ((prompt + outputTokens + blockSize - 1) / blockSize) - ((prompt + blockSize - 1) / blockSize);
+    }
 
     /// <summary>A load report at timestamp <paramref name="now"/> (of <paramref name="time"/>): folds the blocks sent since the last sample into the rate.</summary>
     public void Reported(int totalBlocks, int usedBlocks, long now, TimeProvider time)

@@ -54,6 +54,19 @@ public sealed record RouterChargeEvent
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public bool Completed { get; init; }
 
+    /// <summary>
+    /// The engine's cached prompt tokens, when the request completed with them (<see cref="RouterChargeKind.Released"/> only;
+    /// absent from older replicas): the peers correct the worker's eviction estimate by them (<see cref="PoolRetention"/>).
+    /// </summary>
+    [JsonPropertyName("cached_tokens")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? CachedTokens { get; init; }
+
+    /// <summary>The tokens the worker generated, when known (<see cref="RouterChargeKind.Released"/> only; absent from older replicas): blocks they filled count as new blocks on it.</summary>
+    [JsonPropertyName("output_tokens")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? OutputTokens { get; init; }
+
     /// <summary>The replica's live decisions (<see cref="RouterChargeKind.Live"/> only).</summary>
     [JsonPropertyName("live_count")]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]

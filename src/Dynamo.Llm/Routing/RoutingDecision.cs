@@ -77,9 +77,10 @@ public sealed class RoutingDecision : WorkerLease, IDisposable
     /// <summary>
     /// The stream ended (finished, failed or cancelled): releases the load. <paramref name="actualCachedTokens"/>
     /// is the engine's cached-token count when known (the final response's <c>cached_tokens</c>), counted
-    /// against the prediction in <see cref="RouterStats"/>.
+    /// against the prediction in <see cref="RouterStats"/>; <paramref name="outputTokens"/> the tokens generated, when
+    /// known, whose blocks count as new blocks on the worker (<see cref="PoolRetention"/>).
     /// </summary>
-    public override void Complete(int? actualCachedTokens = null) => _router.OnComplete(this, actualCachedTokens);
+    public override void Complete(int? actualCachedTokens = null, int? outputTokens = null) => _router.OnComplete(this, actualCachedTokens, outputTokens);
 
     /// <summary>Releases the load, as <see cref="Complete"/> without a count.</summary>
     public void Dispose() => Complete();

@@ -11,4 +11,5 @@ namespace Dynamo.Llm.Routing;
 [JsonSerializable(typeof(RouterChargeQuery))]
 [JsonSerializable(typeof(RouterChargeSnapshot))]
 [JsonSerializable(typeof(RouteCompletion))]
+[JsonSerializable(typeof(RouteFirstToken))]
 internal sealed partial class RoutingJsonContext : JsonSerializerContext;

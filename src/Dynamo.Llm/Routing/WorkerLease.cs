@@ -41,9 +41,11 @@ public abstract class WorkerLease : IAsyncDisposable
 
     /// <summary>
     /// The stream ended (finished, failed or cancelled): releases the load. <paramref name="actualCachedTokens"/>
-    /// is the engine's cached-token count when known (the final response's <c>cached_tokens</c>).
+    /// is the engine's cached-token count when known (the final response's <c>cached_tokens</c>), and
+    /// <paramref name="outputTokens"/> the tokens the worker generated for it when known (a router counts the blocks
+    /// they filled in the worker's eviction estimate).
     /// </summary>
-    public virtual void Complete(int? actualCachedTokens = null)
+    public virtual void Complete(int? actualCachedTokens = null, int? outputTokens = null)
     {
     }
 

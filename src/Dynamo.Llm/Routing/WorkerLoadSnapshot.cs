@@ -20,4 +20,10 @@ public sealed record WorkerLoadSnapshot(
 
     /// <summary>Resyncs of its index that falling accuracy asked for.</summary>
     public long AccuracyResyncs { get; init; }
+
+    /// <summary>
+    /// Its eviction estimate now: how long a block freed on it stays in its KV pool (<see cref="PoolRetention"/>; what a
+    /// completed prefix counts as cached for without KV events, unless <see cref="KvRouterOptions.PrefixTtl"/> is set).
+    /// </summary>
+    public TimeSpan PrefixRetention { get; init; } = PoolRetention.DefaultRetention;
 }

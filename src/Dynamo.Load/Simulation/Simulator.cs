@@ -379,7 +379,7 @@ internal sealed partial class Simulator
             _recorder.Predicted(f.Lease!.PredictedCachedTokens, output.CachedTokens);
         }
 
-        f.Lease!.Complete(output.CachedTokens);
+        f.Lease!.Complete(output.CachedTokens, f.Tokens);
         Release(f.Lease);
         if (f.Leg is { } leg)
         {

@@ -96,6 +96,14 @@ public class FrontendKvRoutingTests
         Assert.True(double.Parse(dumps[(dumps.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture) >= 3, dumps);
         foreach (TestWorker w in workers)
         {
+            // Each worker's eviction estimate, next to its accuracy: 120 s before one, within [1 s, 600 s] after.
+            string retention = metrics.Split('\n').Single(l => l.StartsWith(
+                $"dynamo_frontend_router_worker_prefix_retention_seconds{{endpoint=\"dynamo.backend.generate\",worker_id=\"{EndpointAddress.FormatId(w.Runtime.InstanceId)}\",dp_rank=\"0\"}} ", StringComparison.Ordinal));
+            Assert.InRange(double.Parse(retention[(retention.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture), 1, 600);
+        }
+
+        foreach (TestWorker w in workers)
+        {
             await w.DisposeAsync();
         }
     }

@@ -213,6 +213,7 @@ public class ServeCommandTests
     [InlineData("Processor:\n  router: bogus\n", "Processor", "Processor: --router-mode: 'bogus' is not one of round-robin, random, kv")]
     [InlineData("Router:\n  router-temperature: -1\n", "Router", "Router: --router-temperature must be a finite number, 0 or more (got -1)")]
     [InlineData("Router:\n  no-kv-events: true\n  router-prefix-ttl: 0\n", "Router", "Router: --router-prefix-ttl must be above 0 and at most 86400 seconds (got 0)")]
+    [InlineData("Router:\n  router-replica-heartbeat: 10\n  router-peer-charge-ttl: 15\n", "Router", "Router: --router-peer-charge-ttl must be at least twice --router-replica-heartbeat (20 s) and at most 86400 seconds (got 15)")]
     [InlineData("VllmWorker:\n  engine: mocker\n  max-num-seqs: 0\n", "VllmWorker", "VllmWorker: --max-num-seqs must be at least 1 (got 0)")]
     [InlineData("Frontend:\n  max-queued-requests: -1\n", "Frontend", "Frontend: --max-queued-requests: -1 is outside 0..1000000 (0: no request waits)")]
     [InlineData("Frontend:\n  shutdown-drain-timeout: -2\n", "Frontend", "Frontend: --shutdown-drain-timeout: -2 s is outside 0..3600 s")]
@@ -236,6 +237,29 @@ public class ServeCommandTests
 
         Assert.False(plan.Router!.UseKvEvents);
         Assert.Equal(TimeSpan.FromSeconds(45), plan.Router.PrefixTtl);
+    }
+
+    [Fact]
+    public void Bind_RouterReplicaKeys_BoundIntoTheRouterOptionsAsTheRouterFlagsAre()
+    {
+        ServeConfig config = Config("Router:\n  router-replica-heartbeat: 3\n  router-peer-charge-ttl: 90\n");
+
+        using var log = new StringWriter();
+
+        ServeCommand.Plan plan = ServeCommand.Bind(["Router"], config, log);
+
+        Assert.Equal(TimeSpan.FromSeconds(3), plan.Router!.ReplicaHeartbeat);
+        Assert.Equal(TimeSpan.FromSeconds(90), plan.Router.PeerChargeTtl);
+        Assert.DoesNotContain("has no effect", log.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Bind_RouterWithoutReplicaKeys_KeepsTheDefaults()
+    {
+        ServeCommand.Plan plan = ServeCommand.Bind(["Router"], Config("Router:\n  block-size: 16\n"), TextWriter.Null);
+
+        Assert.Equal(KvRouterOptions.Default.ReplicaHeartbeat, plan.Router!.ReplicaHeartbeat);
+        Assert.Equal(KvRouterOptions.Default.PeerChargeTtl, plan.Router.PeerChargeTtl);
     }
 
     [Theory]

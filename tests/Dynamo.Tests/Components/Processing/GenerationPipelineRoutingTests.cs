@@ -61,7 +61,7 @@ public class GenerationPipelineRoutingTests
         }
 
         Assert.Equal(0, other.Stats.RequestsFinished);
-        Assert.Equal(["first-token", "complete:0", "dispose"], lease.Calls);
+        Assert.Equal(["first-token", "complete:0:3", "dispose"], lease.Calls);
     }
 
     [Fact]
@@ -138,7 +138,7 @@ public class GenerationPipelineRoutingTests
         Assert.Equal(silent.Runtime.InstanceId, leases[0].WorkerId);
         Assert.Equal(["dispose"], leases[0].Calls);
         Assert.Equal(live.Runtime.InstanceId, leases[1].WorkerId);
-        Assert.Equal(["first-token", "complete:0", "dispose"], leases[1].Calls);
+        Assert.Equal(["first-token", "complete:0:2", "dispose"], leases[1].Calls);
     }
 
     [Fact]
@@ -273,7 +273,7 @@ public class GenerationPipelineRoutingTests
 
         public override void MarkFirstToken() => _calls.Enqueue("first-token");
 
-        public override void Complete(int? actualCachedTokens = null) => _calls.Enqueue($"complete:{actualCachedTokens}");
+        public override void Complete(int? actualCachedTokens = null, int? outputTokens = null) => _calls.Enqueue($"complete:{actualCachedTokens}:{outputTokens}");
 
         public override GenerateRequest Prepare(GenerateRequest request) => prepare?.Invoke(request) ?? request;
 

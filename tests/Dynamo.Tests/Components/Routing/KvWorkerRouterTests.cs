@@ -154,6 +154,22 @@ public sealed class KvWorkerRouterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RouteAsync_ComponentLeaseFirstToken_TheComponentReleasesItsPrefillWhileTheRequestRuns()
+    {
+        var (component, router) = await StartWithComponentAsync(KvRouterOptions.Default with { Seed = 2 });
+
+        WorkerLease lease = await router.RouteAsync(Request("a", _workers));
+        WorkerLoadSnapshot Chosen() => component.Router.GetStats().Workers.Single(w => w.WorkerId == lease.WorkerId);
+        Assert.Equal(64, Chosen().ActivePrefillTokens);
+        lease.MarkFirstToken();
+        await WaitUntilAsync(() => Chosen().ActivePrefillTokens == 0);
+        Assert.Equal(1, Chosen().InFlight);
+
+        await lease.DisposeAsync();
+        await WaitUntilAsync(() => component.Router.GetStats().InFlight == 0);
+    }
+
+    [Fact]
     public async Task RouteAsync_ComponentQueueFull_RejectedQueueFull()
     {
         var (component, router) = await StartWithComponentAsync(KvRouterOptions.Default with { Seed = 2, DefaultBatchBudget = 1, MaxQueue = 0 });

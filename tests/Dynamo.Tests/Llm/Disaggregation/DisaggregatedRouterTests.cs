@@ -155,7 +155,7 @@ public sealed class DisaggregatedRouterTests
 
         public override void MarkFirstToken() => FirstTokens++;
 
-        public override void Complete(int? actualCachedTokens = null)
+        public override void Complete(int? actualCachedTokens = null, int? outputTokens = null)
         {
             Completions++;
             LastCached = actualCachedTokens ?? LastCached;

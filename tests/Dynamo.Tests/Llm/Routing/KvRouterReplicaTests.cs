@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Dynamo.Llm.Protocols.Worker;
 using Dynamo.Llm.Routing;
 using Dynamo.Tests.Mocker;
 
@@ -17,6 +18,9 @@ public sealed class KvRouterReplicaTests
 
     private const string ReleasedJson = """{"router_id":7,"decision_id":3,"kind":"released","worker_id":12,"completed":true}""";
 
+    private const string ReleasedWithOutcomeJson =
+        """{"router_id":7,"decision_id":3,"kind":"released","worker_id":12,"completed":true,"cached_tokens":32,"output_tokens":160}""";
+
     private const string LiveJson = """{"router_id":7,"decision_id":9,"kind":"live","worker_id":0,"live_count":2,"live_digest":18446744073709551615,"heartbeat":4}""";
 
     public static TheoryData<string, RouterChargeEvent> Goldens => new()
@@ -24,6 +28,7 @@ public sealed class KvRouterReplicaTests
         { ChargedJson, new RouterChargeEvent { RouterId = 7, DecisionId = 3, Kind = RouterChargeKind.Charged, WorkerId = 12, DpRank = 1, PromptTokens = 40, PrefillTokens = 24, BlockHashes = [1, ulong.MaxValue] } },
         { FirstTokenJson, new RouterChargeEvent { RouterId = 7, DecisionId = 3, Kind = RouterChargeKind.FirstToken, WorkerId = 12 } },
         { ReleasedJson, new RouterChargeEvent { RouterId = 7, DecisionId = 3, Kind = RouterChargeKind.Released, WorkerId = 12, Completed = true } },
+        { ReleasedWithOutcomeJson, new RouterChargeEvent { RouterId = 7, DecisionId = 3, Kind = RouterChargeKind.Released, WorkerId = 12, Completed = true, CachedTokens = 32, OutputTokens = 160 } },
         { LiveJson, new RouterChargeEvent { RouterId = 7, DecisionId = 9, Kind = RouterChargeKind.Live, LiveCount = 2, LiveDigest = ulong.MaxValue, Heartbeat = 4 } },
     };
 
@@ -131,6 +136,61 @@ public sealed class KvRouterReplicaTests
         Assert.Equal(first.WorkerId, second.WorkerId);
         Assert.Equal(800 / BlockSize, second.OverlapBlocks);
         Assert.Equal(0, second.IndexedOverlapBlocks);
+    }
+
+    private static void ReportPool(KvRouter router, int freeBlocks) =>
+        router.UpdateLoad(new WorkerLoad { WorkerId = 1, KvBlocksTotal = freeBlocks, KvBlocksUsed = 0 });
+
+    private static double RetentionSeconds(KvRouter router) => Assert.Single(router.GetStats().Workers).PrefixRetention.TotalSeconds;
+
+    [Fact]
+    public void ApplyPeerCharge_ReleaseWithCachedAndOutputTokens_CorrectsThePeersEvictionEstimateAsTheDecidersOwn()
+    {
+        var time = new ManualTimeProvider();
+        (KvRouter a, KvRouter b) = Pair(1, time);
+        ReportPool(a, 100);
+        ReportPool(b, 100);
+        int[] prompt = Prompt(4, 64);
+        RoutingDecision first = Route(a, prompt); // 4 new blocks charged
+        RoutingDecision second = Route(a, prompt); // its 4 blocks predicted in flight: none charged
+        Assert.Equal(4, second.OverlapBlocks);
+
+        first.Complete(0, 160); // as charged, and 10 output blocks
+        second.Complete(16, null); // 1 of the 4 predicted blocks found: 3 more new blocks than charged
+        time.Advance(TimeSpan.FromSeconds(10));
+        ReportPool(a, 100);
+        ReportPool(b, 100);
+
+        Assert.Equal(100 / 1.7, RetentionSeconds(a), 1e-6); // 17 new blocks in 10 s
+        Assert.Equal(RetentionSeconds(a), RetentionSeconds(b), 1e-9);
+        Assert.Equal(0, b.GetStats().ReportedDecisions); // the accuracy check and its counts stay with the deciding replica
+    }
+
+    [Fact]
+    public void ApplyPeerCharge_ReleaseWithoutOutcomeOrOfAResyncedCharge_LeavesThePeersEstimateUncorrected()
+    {
+        var time = new ManualTimeProvider();
+        KvRouter b = Create(1, 2, time);
+        ReportPool(b, 100);
+        var charged = new RouterChargeEvent { RouterId = 9, DecisionId = 1, Kind = RouterChargeKind.Charged, WorkerId = 1, PromptTokens = 64, PrefillTokens = 64, BlockHashes = [1, 2, 3, 4] };
+        Assert.True(b.ApplyPeerCharge(charged));
+        Assert.True(b.ApplyPeerCharge(charged with { Kind = RouterChargeKind.Released, Completed = true, BlockHashes = null })); // an older replica's
+        time.Advance(TimeSpan.FromSeconds(10));
+        ReportPool(b, 100);
+        Assert.Equal(250, RetentionSeconds(b), 1e-6); // the 4 charged blocks in 10 s, as charged
+
+        KvRouter a = Create(1, 1, time), c = Create(1, 3, time);
+        ReportPool(c, 100);
+        a.ObserveCharges(101, _ => { });
+        RoutingDecision held = Route(a, Prompt(5, 64));
+        Resync(c, a, 101); // learnt by the resync: its blocks were sent before, not counted now, nor corrected
+        Assert.Equal(1, c.GetStats().PeerCharges);
+        a.ObserveCharges(101, e => c.ApplyPeerCharge(RouterChargeEvent.Parse(e.ToUtf8Json())));
+        held.Complete(0, 1600);
+        Assert.Equal(0, c.GetStats().PeerCharges);
+        time.Advance(TimeSpan.FromSeconds(10));
+        ReportPool(c, 100);
+        Assert.Equal(PoolRetention.MaxRetention.TotalSeconds, RetentionSeconds(c)); // no new block sent it in 10 s
     }
 
     [Fact]

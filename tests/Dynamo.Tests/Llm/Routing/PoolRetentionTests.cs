@@ -1,3 +1,4 @@
+using Dynamo.Llm.Protocols.Worker;
 using Dynamo.Llm.Routing;
 using Dynamo.Tests.Mocker;
 
@@ -123,5 +124,44 @@ public sealed class PoolRetentionTests
         time.Advance(TimeSpan.FromSeconds(10));
         retention.Reported(1000, 0, time.GetTimestamp(), time);
         Assert.True(retention.BlocksPerSecond is > 0 and < 5);
+    }
+    [Theory]
+    [InlineData(40, 30, 2)] // 70 tokens fill 5 blocks, the prompt's 40 three (its partial last one counted with it)
+    [InlineData(32, 16, 1)] // a full prompt: the output's one block is new
+    [InlineData(32, 17, 2)]
+    [InlineData(40, 8, 0)] // the output only fills the prompt's partial last block
+    [InlineData(40, 0, 0)]
+    public void Generated_OutputTokens_TheBlocksTheyFillBeyondThePromptsAreNew(int prompt, int output, int newBlocks)
+    {
+        var time = new ManualTimeProvider();
+        var retention = new PoolRetention();
+        retention.Reported(1000, 0, time.GetTimestamp(), time);
+        retention.Generated(prompt, output, 16);
+        time.Advance(TimeSpan.FromSeconds(1));
+        retention.Reported(1000, 0, time.GetTimestamp(), time);
+
+        Assert.Equal(newBlocks, retention.BlocksPerSecond, 9);
+    }
+
+    [Fact]
+    public void OnComplete_OutputTokensKnown_CountInTheWorkersRateAndItsRetentionInTheStats()
+    {
+        static TimeSpan RetentionAfter(int? outputTokens)
+        {
+            var time = new ManualTimeProvider();
+            var router = new KvRouter(KvRouterOptions.Default with { BlockSize = 16, Seed = 1 }, time);
+            router.AddWorker(1);
+            router.UpdateLoad(new WorkerLoad { WorkerId = 1, KvBlocksTotal = 100, KvBlocksUsed = 0 });
+            Assert.Equal(PoolRetention.DefaultRetention, Assert.Single(router.GetStats().Workers).PrefixRetention);
+            ValueTask<RoutingDecision> routed = router.RouteAsync([.. Enumerable.Range(0, 64)]); // 4 new prompt blocks
+            Assert.True(routed.IsCompletedSuccessfully);
+            routed.Result.Complete(0, outputTokens);
+            time.Advance(TimeSpan.FromSeconds(10));
+            router.UpdateLoad(new WorkerLoad { WorkerId = 1, KvBlocksTotal = 100, KvBlocksUsed = 0 });
+            return Assert.Single(router.GetStats().Workers).PrefixRetention;
+        }
+
+        Assert.Equal(250, RetentionAfter(null).TotalSeconds, 1e-6); // 100 free blocks / (4 blocks / 10 s)
+        Assert.Equal(100 / 1.4, RetentionAfter(160).TotalSeconds, 1e-6); // and 10 output blocks
     }
 }
