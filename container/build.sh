@@ -66,9 +66,11 @@ fi
 context="$root/.dynamo/container/context"
 rm -rf "$context"
 mkdir -p "$context/examples/llm"
-step "publishing dynamo (Release, linux-x64, self-contained)"
+step "publishing dynamo (Release, linux-x64, self-contained, ReadyToRun)"
 log="$root/.dynamo/container/publish.log"
-if ! dotnet publish "$root/src/Dynamo.Cli/Dynamo.Cli.csproj" -c Release -r linux-x64 --self-contained \
+# ReadyToRun: our assemblies and their packages precompiled, so that a process serves its first requests with optimised
+# code instead of the JIT's first tier (the KV router's decisions in its first seconds: docs/simulation.md).
+if ! dotnet publish "$root/src/Dynamo.Cli/Dynamo.Cli.csproj" -c Release -r linux-x64 --self-contained -p:PublishReadyToRun=true \
     -o "$context/dynamo" -nologo -v minimal -clp:NoSummary >"$log" 2>&1; then
   grep -E 'error|warning' "$log" >&2 || cat "$log" >&2
   echo "container/build.sh: dotnet publish failed (log: $log)" >&2
