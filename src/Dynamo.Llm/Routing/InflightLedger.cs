@@ -79,7 +79,7 @@ internal sealed class InflightLedger(KvRouterOptions options, TimeProvider time)
             }
         }
 
-        worker.Remembered.Enqueue(new RememberedPrefix(kept, count, hashes.Length, time.GetTimestamp()));
+        worker.Remembered.Enqueue(new RememberedPrefix(kept, hashes.Length, time.GetTimestamp()));
         _remembered++;
         long capacity = worker.Retention.TotalBlocks > 0 ? worker.Retention.TotalBlocks : DefaultPoolBlocks;
         while (worker.RememberedBlocks > capacity && worker.Remembered.Count > 0)
