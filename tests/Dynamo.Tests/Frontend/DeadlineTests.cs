@@ -23,6 +23,9 @@ public sealed class DeadlineTests
 
     private static async Task AssertFreedAsync(TestWorker worker, HeldEchoEngine engine)
     {
+        // The client's answer comes before the cancellation has crossed the request plane (two hops through a Processor):
+        // released earlier, the held engine ran the request on (a CI run: all 40 tokens).
+        await Eventually.WaitUntilAsync(() => engine.CancelledRequests > 0, "the cancellation to reach the engine");
         engine.Release();
         await Eventually.WaitUntilAsync(() => worker.Worker!.InFlight == 0, "the worker to have no request in flight");
         await Eventually.WaitUntilAsync(() => engine.Stats is { KvBlocksUsed: 0, RunningRequests: 0, WaitingRequests: 0 }, "the engine's KV blocks to be free");

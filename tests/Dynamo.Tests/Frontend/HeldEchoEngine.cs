@@ -15,6 +15,7 @@ internal sealed class HeldEchoEngine : IEngine
     private readonly EchoEngine _inner = FrontendHarness.Echo();
     private readonly ManualResetEventSlim _open = new(initialState: true);
     private long _holdFrom = long.MaxValue;
+    private int _cancelled;
 
     public HeldEchoEngine()
     {
@@ -40,6 +41,9 @@ internal sealed class HeldEchoEngine : IEngine
 
     public KvEventLog? KvEvents => _inner.KvEvents;
 
+    /// <summary>Cancellations that reached the engine (a request's token cancelled, or <see cref="Cancel"/>), even while held.</summary>
+    public int CancelledRequests => Volatile.Read(ref _cancelled);
+
     /// <summary>Holds the loop before its next step once <paramref name="steps"/> more steps ran.</summary>
     public void Hold(int steps = 0)
     {
@@ -57,10 +61,15 @@ internal sealed class HeldEchoEngine : IEngine
     public IAsyncEnumerable<EngineOutput> SubmitAsync(EngineRequest request, CancellationToken cancellationToken = default)
     {
         Submitted.Enqueue(request.PromptTokens[0]);
+        cancellationToken.Register(() => Interlocked.Increment(ref _cancelled));
         return _inner.SubmitAsync(request, cancellationToken);
     }
 
-    public bool Cancel(string requestId) => _inner.Cancel(requestId);
+    public bool Cancel(string requestId)
+    {
+        Interlocked.Increment(ref _cancelled);
+        return _inner.Cancel(requestId);
+    }
 
     public Task<KvEventDump> DumpKvAsync(CancellationToken cancellationToken = default) => _inner.DumpKvAsync(cancellationToken);
 
