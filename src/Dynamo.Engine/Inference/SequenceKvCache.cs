@@ -7,7 +7,7 @@ namespace Dynamo.Engine.Inference;
 /// The keys and values of one sequence of up to <see cref="Capacity"/> positions, contiguous: what the
 /// <see cref="Generator"/> (single-request generation) and <c>bench forward</c> use, where the serving engine
 /// uses a <see cref="PagedKvCache"/> shared by many sequences. It is a <see cref="PagedKvCache"/> of one block of
-/// <see cref="Capacity"/> tokens, so positions are contiguous per layer ([position * kvDim + kvHead * headDim])
+/// <see cref="Capacity"/> tokens, so each kv head's positions are contiguous per layer ([kvHead * capacity * headDim + position * headDim])
 /// and the forward pass is the paged one with block table [0].
 /// </summary>
 public sealed class SequenceKvCache

@@ -502,18 +502,22 @@ public sealed unsafe partial class Transformer : IDisposable
                 ReadOnlySpan<float> cos = _cos.AsSpan(t * half, half), sin = _sin.AsSpan(t * half, half);
                 _rope.Apply(qt, c.Heads, cos, sin);
                 _rope.Apply(kt, c.KvHeads, cos, sin);
-                int pos = _pos[t];
-                int slot = (_tables[_tableAt[t] + pos / bs] * bs + pos % bs) * _kvDim;
-                if (cache.Dtype == KvCacheDtype.F16)
+                int pos = _pos[t], block = _tables[_tableAt[t] + pos / bs];
+                for (int h = 0; h < c.KvHeads; h++)
                 {
-                    // Rounded to nearest (ties to even), the same way wherever the token runs: what attention reads below.
-                    TensorPrimitives.ConvertToHalf(kt, new Span<Half>((Half*)keys + slot, _kvDim));
-                    TensorPrimitives.ConvertToHalf(vt, new Span<Half>((Half*)values + slot, _kvDim));
-                }
-                else
-                {
-                    kt.CopyTo(new Span<float>((float*)keys + slot, _kvDim));
-                    vt.CopyTo(new Span<float>((float*)values + slot, _kvDim));
+                    long slot = cache.Offset(block, pos % bs, h);
+                    ReadOnlySpan<float> kh = kt.Slice(h * hd, hd), vh = vt.Slice(h * hd, hd);
+                    if (cache.Dtype == KvCacheDtype.F16)
+                    {
+                        // Rounded to nearest (ties to even), the same way wherever the token runs: what attention reads below.
+                        TensorPrimitives.ConvertToHalf(kh, new Span<Half>((Half*)keys + slot, hd));
+                        TensorPrimitives.ConvertToHalf(vh, new Span<Half>((Half*)values + slot, hd));
+                    }
+                    else
+                    {
+                        kh.CopyTo(new Span<float>((float*)keys + slot, hd));
+                        vh.CopyTo(new Span<float>((float*)values + slot, hd));
+                    }
                 }
             }
 
@@ -728,16 +732,16 @@ public sealed unsafe partial class Transformer : IDisposable
         int t = index / job->Heads, h = index % job->Heads;
         int hd = job->HeadDim, kvDim = job->KvDim, bs = job->BlockSize, len = job->Pos[t] + 1;
         int* table = job->Tables + job->TableAt[t];
-        long blockStride = (long)bs * kvDim;
+        long blockStride = (long)bs * kvDim, headStride = (long)bs * hd;
         float[] scores = _scores is { } s && s.Length >= len ? s : _scores = new float[Math.Max(len, 1024)];
         float* qh = job->Q + (long)t * job->QDim + h * hd;
-        int kvOffset = h / job->Group * hd;
+        long kvOffset = h / job->Group * headStride;
         fixed (float* sc = scores)
         {
             for (int p = 0, b = 0; p < len; b++)
             {
                 int run = Math.Min(bs, len - p);
-                AttentionKernel.Scores<T, TKv>(qh, (T*)job->K + table[b] * blockStride + kvOffset, kvDim, run, hd, job->Scale, sc + p);
+                AttentionKernel.Scores<T, TKv>(qh, (T*)job->K + table[b] * blockStride + kvOffset, hd, run, hd, job->Scale, sc + p);
                 p += run;
             }
 
@@ -747,7 +751,7 @@ public sealed unsafe partial class Transformer : IDisposable
             for (int p = 0, b = 0; p < len; b++)
             {
                 int run = Math.Min(bs, len - p);
-                AttentionKernel.Accumulate<T, TKv>(sc + p, (T*)job->V + table[b] * blockStride + kvOffset, kvDim, run, hd, o);
+                AttentionKernel.Accumulate<T, TKv>(sc + p, (T*)job->V + table[b] * blockStride + kvOffset, hd, run, hd, o);
                 p += run;
             }
         }

@@ -8,7 +8,7 @@ namespace Dynamo.Engine.Kernels;
 /// The two inner loops of one attention head: scores q·k over the positions, and the weighted sum of the
 /// values. Each result depends only on its own inputs and the head size, in a fixed order (so a token's
 /// attention has the same bits in any batch, see README.md): a score is one 8-lane FMA accumulator over
-/// groups of 16, its lanes summed in a fixed tree (four positions' trees at once with AVX), then the tail; the output is accumulated position by position in order, in
+/// groups of 16, its lanes summed in a fixed tree (eight or four positions' trees at once with AVX), then the tail; the output is accumulated position by position in order, in
 /// registers per 64-column slab. Keys and values are of a KV cache element type (<see cref="IKvElement{T}"/>:
 /// F32, or F16 converted exactly as it is read); the arithmetic is the same float arithmetic for every type, so
 /// an F16 cache gives the bits an F32 cache holding the same (rounded) values gives.
@@ -31,9 +31,39 @@ internal static unsafe class AttentionKernel
         int p = 0;
         if (Avx.IsSupported)
         {
+            int body = headDim & ~15;
+            if (body == headDim)
+            {
+                // Eight positions at a time (eight independent FMA chains keep both FMA pipes busy): two groups of four
+                // reduced by horizontal adds as below, their halves added across in one vector, scaled and stored at once.
+                Vector256<float> scaleV = Vector256.Create(scale);
+                for (; p + 8 <= count; p += 8)
+                {
+                    T* k = keys + p * stride;
+                    Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+                    for (int i = 0; i < body; i += 16)
+                    {
+                        Vector256<float> qlo = Vector256.Load(q + i), qhi = Vector256.Load(q + i + 8);
+                        T* ki = k + i;
+                        a0 = Step<T, TKv>(qlo, qhi, ki, a0);
+                        a1 = Step<T, TKv>(qlo, qhi, ki + stride, a1);
+                        a2 = Step<T, TKv>(qlo, qhi, ki + 2 * stride, a2);
+                        a3 = Step<T, TKv>(qlo, qhi, ki + 3 * stride, a3);
+                        a4 = Step<T, TKv>(qlo, qhi, ki + 4 * stride, a4);
+                        a5 = Step<T, TKv>(qlo, qhi, ki + 5 * stride, a5);
+                        a6 = Step<T, TKv>(qlo, qhi, ki + 6 * stride, a6);
+                        a7 = Step<T, TKv>(qlo, qhi, ki + 7 * stride, a7);
+                    }
+
+                    Vector256<float> first = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+                    Vector256<float> second = Avx.HorizontalAdd(Avx.HorizontalAdd(a4, a5), Avx.HorizontalAdd(a6, a7));
+                    Vector256<float> sums = Avx.Permute2x128(first, second, 0x20) + Avx.Permute2x128(first, second, 0x31);
+                    (sums * scaleV).Store(scores + p);
+                }
+            }
+
             // Four positions at a time: their four accumulators reduced together by two horizontal adds, each lane in the
             // order Reduce defines.
-            int body = headDim & ~15;
             for (; p + 4 <= count; p += 4)
             {
                 T* k = keys + p * stride;

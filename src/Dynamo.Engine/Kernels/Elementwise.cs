@@ -64,15 +64,12 @@ public static class Elementwise
             return;
         }
 
+        // Vectorized exponentials (every element through the same lane code for a given length, so a row's bits depend
+        // on its length only, as for the sums); the sum in TensorPrimitives' order, fixed by the length.
         float max = TensorPrimitives.Max(x);
-        float sum = 0;
-        for (int i = 0; i < x.Length; i++)
-        {
-            float e = MathF.Exp(x[i] - max);
-            x[i] = e;
-            sum += e;
-        }
-
+        TensorPrimitives.Subtract(x, max, x);
+        TensorPrimitives.Exp(x, x);
+        float sum = TensorPrimitives.Sum(x);
         TensorPrimitives.Multiply(x, 1f / sum, x);
     }
 }

@@ -10,8 +10,9 @@ namespace Dynamo.Engine.KvCache;
 
 /// <summary>
 /// The keys and values of a fixed pool of KV blocks, of <see cref="Dtype"/> (F32, or F16: rounded when stored). Per
-/// layer one array of keys and one of values, each <c>BlockCount * BlockSize * KvDim</c> elements; token slot
-/// (block, offset) starts at <c>((block * BlockSize) + offset) * KvDim</c>, kv head h at <c>+ h * HeadDim</c>. A
+/// layer one array of keys and one of values, each <c>BlockCount * BlockSize * KvDim</c> elements. A block is head-major:
+/// kv head h of the token at offset t of block b starts at <c>((b * KvHeads + h) * BlockSize + t) * HeadDim</c>
+/// (<see cref="Offset"/>), so one head's keys of a block are one contiguous run that attention streams through. A
 /// sequence's position p lives in block <c>blockTable[p / BlockSize]</c> at offset <c>p % BlockSize</c>. Which block
 /// belongs to which sequence is the caller's (the block manager's) business; this class only stores. See README.md.
 /// </summary>
@@ -80,6 +81,9 @@ public sealed unsafe class PagedKvCache : IKvTransferStore
 
     /// <summary>Layer <paramref name="layer"/>'s values, laid out as <see cref="Keys{T}"/>.</summary>
     internal Span<T> Values<T>(int layer) where T : unmanaged => ((T[])_values[layer]).AsSpan();
+
+    /// <summary>Where kv head <paramref name="kvHead"/> of the token at <paramref name="offset"/> of block <paramref name="block"/> starts, in elements of a layer's array.</summary>
+    internal long Offset(int block, int offset, int kvHead) => (((long)block * KvHeads + kvHead) * BlockSize + offset) * HeadDim;
 
     /// <summary>The first element of layer <paramref name="layer"/>'s keys (the arrays are pinned: valid as long as the cache lives).</summary>
     internal void* KeyData(int layer) => Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_keys[layer]));
@@ -333,18 +337,25 @@ public sealed unsafe class PagedKvCache : IKvTransferStore
         }
     }
 
-    /// <summary>Copies the slots of positions 0..tokenCount-1 (contiguous within each block) into token-major order.</summary>
+    /// <summary>Copies the slots of positions 0..tokenCount-1 (head-major within each block) into token-major order.</summary>
     private void Gather<T>(ReadOnlySpan<T> store, ReadOnlySpan<int> blockIds, int tokenCount, Span<T> destination)
     {
         for (int p = 0, i = 0; p < tokenCount; i++)
         {
             int run = Math.Min(BlockSize, tokenCount - p);
-            store.Slice(blockIds[i] * BlockSize * KvDim, run * KvDim).CopyTo(destination.Slice(p * KvDim, run * KvDim));
+            for (int h = 0; h < KvHeads; h++)
+            {
+                for (int t = 0; t < run; t++)
+                {
+                    store.Slice((int)Offset(blockIds[i], t, h), HeadDim).CopyTo(destination.Slice((p + t) * KvDim + h * HeadDim, HeadDim));
+                }
+            }
+
             p += run;
         }
     }
 
-    /// <summary>Stores layer <paramref name="layer"/>'s keys and values of the token-major <paramref name="source"/> into their slots, each block's run through <paramref name="store"/> (a copy or a conversion).</summary>
+    /// <summary>Stores layer <paramref name="layer"/>'s keys and values of the token-major <paramref name="source"/> into their slots, each token's head through <paramref name="store"/> (a copy or a conversion).</summary>
     private void Scatter<TFrom, TTo>(
         ReadOnlySpan<TFrom> source, int layer, int perArray, ReadOnlySpan<int> blockIds, int tokenCount, Span<TTo> keys, Span<TTo> values, StoreRun<TFrom, TTo> store)
     {
@@ -355,7 +366,14 @@ public sealed unsafe class PagedKvCache : IKvTransferStore
             for (int p = 0, i = 0; p < tokenCount; i++)
             {
                 int run = Math.Min(BlockSize, tokenCount - p);
-                store(from.Slice(p * KvDim, run * KvDim), to.Slice(blockIds[i] * BlockSize * KvDim, run * KvDim));
+                for (int h = 0; h < KvHeads; h++)
+                {
+                    for (int t = 0; t < run; t++)
+                    {
+                        store(from.Slice((p + t) * KvDim + h * HeadDim, HeadDim), to.Slice((int)Offset(blockIds[i], t, h), HeadDim));
+                    }
+                }
+
                 p += run;
             }
         }

@@ -110,7 +110,7 @@ public sealed class PagedKvCacheTests
         Assert.Contains("1048576 blocks of 512 tokens x 8 floats", e.Message, StringComparison.Ordinal);
     }
 
-    /// <summary>Buffer order: [layer][keys, then values][token][kv head][head dim], tokens read through the block table.</summary>
+    /// <summary>Buffer order: [layer][keys, then values][token][kv head][head dim], tokens read through the block table from head-major blocks.</summary>
     [Fact]
     public void Export_NamedSlots_WritesLayerKeysThenValuesTokenMajor()
     {
@@ -131,10 +131,12 @@ public sealed class PagedKvCacheTests
                 Span<float> store = kind == 0 ? cache.Keys<float>(l) : cache.Values<float>(l);
                 for (int t = 0; t < Tokens; t++)
                 {
-                    int slot = (table[t / 3] * 3) + (t % 3);
+                    // In the store a block is head-major: kv head h of offset t at ((block * 2 + h) * 3 + t) * 4.
+                    int block = table[t / 3], offset = t % 3;
                     for (int j = 0; j < 8; j++)
                     {
-                        Assert.Equal(store[slot * 8 + j], buffer[((l * 2 + kind) * Tokens + t) * 8 + j]);
+                        int h = j / 4, d = j % 4;
+                        Assert.Equal(store[((block * 2 + h) * 3 + offset) * 4 + d], buffer[((l * 2 + kind) * Tokens + t) * 8 + j]);
                     }
                 }
             }
