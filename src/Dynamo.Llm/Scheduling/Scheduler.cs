@@ -174,6 +174,8 @@ public sealed class Scheduler
         bool timed = maxMs > 0 && Cost.IsReady;
 
         // With a step-time budget: the prefill tokens that fit beside this step's decodes, and never fewer than the minimum.
+        // A step without decodes has no inter-token latency to protect: its prefill is bounded by the token budget only
+        // (cutting a lone prompt into budget-sized chunks re-reads every weight per chunk and delays its first token).
         int prefillLeft = int.MaxValue;
         if (timed)
         {
@@ -183,7 +185,7 @@ public sealed class Scheduler
                 decoding += r.Tokens.Count - r.ComputedTokens == 1 ? 1 : 0;
             }
 
-            prefillLeft = Math.Max(Cost.PrefillTokensWithin(maxMs, decoding), _options.MinPrefillTokens);
+            prefillLeft = decoding == 0 ? int.MaxValue : Math.Max(Cost.PrefillTokensWithin(maxMs, decoding), _options.MinPrefillTokens);
         }
 
         for (int i = 0; i < _running.Count && budget > 0; i++)

@@ -13,8 +13,9 @@ public sealed record SchedulerOptions
 
     /// <summary>
     /// Step-time budget in milliseconds (<c>--max-step-ms</c>); 0 (the default here) turns it off. When on, and the
-    /// engine's <see cref="StepCostModel"/> can predict, a step adds prefill tokens only while its predicted time stays
-    /// within it (at least <see cref="MinPrefillTokens"/> of them), and a new sequence is admitted only while the running
+    /// engine's <see cref="StepCostModel"/> can predict, a step with decodes adds prefill tokens only while its predicted
+    /// time stays within it (at least <see cref="MinPrefillTokens"/> of them; a step without decodes has no inter-token
+    /// latency to protect and is bounded by <see cref="MaxNumBatchedTokens"/> only), and a new sequence is admitted only while the running
     /// batch, all decoding, plus a minimum chunk stays within it, or the batch is smaller than
     /// <see cref="StepCostModel.EfficientBatch"/>. Decoding sequences are always scheduled.
     /// </summary>

@@ -264,6 +264,28 @@ public class SchedulerTests
     }
 
     [Fact]
+    public void Schedule_StepBudget_NoDecodes_PrefillBoundedByTheTokenBudgetOnly_BesideADecodeCut()
+    {
+        var cost = new StepCost(2, 1, 1.5);
+        var options = new SchedulerOptions { MaxNumBatchedTokens = 512, MaxStepMs = 50, MinPrefillTokens = 16 };
+        var scheduler = new Scheduler(options, new KvBlockPool(1024, 16), new StepCostModel(cost));
+        var first = new SequenceState("first", [.. Enumerable.Range(0, 300)], 4096, 10);
+        scheduler.Enqueue(first);
+
+        // Nothing decodes: the whole prompt in one step (302 ms predicted, over the 50 ms budget, which protects decodes).
+        SchedulerStep step = scheduler.Schedule();
+        Assert.Equal((300, 0), (step.PrefillTokens, step.DecodeTokens));
+        Run(scheduler, step);
+
+        // Now it decodes: a second prompt gets what fits beside that decode, 2 + 46 + 1.5 = 49.5 ms.
+        var second = new SequenceState("second", [.. Enumerable.Range(1000, 300)], 4096, 10);
+        scheduler.Enqueue(second);
+        step = scheduler.Schedule();
+        Assert.Equal((46, 1), (step.PrefillTokens, step.DecodeTokens));
+        Assert.True(cost.Predict(step.PrefillTokens, step.DecodeTokens) <= 50);
+    }
+
+    [Fact]
     public void Schedule_StepBudget_DecodesAloneOverBudget_StillRunsThemAndTheMinimumChunkAndAdmitsNobody()
     {
         var options = new SchedulerOptions { MaxNumBatchedTokens = 512, MaxStepMs = 50, MinPrefillTokens = 16 };
