@@ -102,16 +102,13 @@ internal static unsafe class PackedQuantKernel
 
             for (; b < end; b++)
             {
-                for (int half = 0; half < 2; half++)
+                if (q8)
                 {
-                    if (q8)
-                    {
-                        Q8_0x1Avx2(wg, sg, half, blocks, a, b, tile + half * 8);
-                    }
-                    else
-                    {
-                        Q4_0x1Avx2(wg, sg, half, blocks, a, b, tile + half * 8);
-                    }
+                    Q8_0x1Avx2(wg, sg, blocks, a, b, tile);
+                }
+                else
+                {
+                    Q4_0x1Avx2(wg, sg, blocks, a, b, tile);
                 }
 
                 Store(tile, 1, valid, dst + (long)b * stride, stride);
@@ -410,27 +407,37 @@ internal static unsafe class PackedQuantKernel
         acc3.Store(tile + 48);
     }
 
-    private static void Q8_0x1Avx2(byte* w, ushort* sc, int half, int blocks, in Q8Activations a, int b, float* tile)
+    /// <summary>
+    /// One activation row by the whole group, both halves in one pass over the group's bytes (decode reads the weights
+    /// once, in order: each 64-byte slice is one cache line holding both halves).
+    /// </summary>
+    private static void Q8_0x1Avx2(byte* w, ushort* sc, int blocks, in Q8Activations a, int b, float* tile)
     {
         sbyte* q0 = a.RowQ(b);
         float* d0 = a.RowD(b);
-        Vector256<float> acc0 = default;
+        Vector256<float> lo = default, hi = default;
         for (int k = 0; k < blocks; k++, w += 512, sc += PackedQuant.GroupRows)
         {
-            Vector256<int> even = default, odd = default;
+            Vector256<int> loEven = default, loOdd = default, hiEven = default, hiOdd = default;
             int o = k * 32;
             for (int s = 0; s < 8; s += 2)
             {
-                Vector256<sbyte> v = Vector256.Load((sbyte*)w + s * 64 + half * 32);
-                Vector256<sbyte> u = Vector256.Load((sbyte*)w + s * 64 + 64 + half * 32);
-                even = Q8Step(even, Avx2.Abs(v), v, *(int*)(q0 + o + 4 * s));
-                odd = Q8Step(odd, Avx2.Abs(u), u, *(int*)(q0 + o + 4 * s + 4));
+                Vector256<sbyte> v0 = Vector256.Load((sbyte*)w + s * 64), v1 = Vector256.Load((sbyte*)w + s * 64 + 32);
+                Vector256<sbyte> u0 = Vector256.Load((sbyte*)w + s * 64 + 64), u1 = Vector256.Load((sbyte*)w + s * 64 + 96);
+                int x = *(int*)(q0 + o + 4 * s), y = *(int*)(q0 + o + 4 * s + 4);
+                loEven = Q8Step(loEven, Avx2.Abs(v0), v0, x);
+                hiEven = Q8Step(hiEven, Avx2.Abs(v1), v1, x);
+                loOdd = Q8Step(loOdd, Avx2.Abs(u0), u0, y);
+                hiOdd = Q8Step(hiOdd, Avx2.Abs(u1), u1, y);
             }
 
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(even + odd), Scales8(sc + half * 8) * Vector256.Create(d0[k]), acc0);
+            Vector256<float> d = Vector256.Create(d0[k]);
+            lo = Fma.MultiplyAdd(Avx.ConvertToVector256Single(loEven + loOdd), Scales8(sc) * d, lo);
+            hi = Fma.MultiplyAdd(Avx.ConvertToVector256Single(hiEven + hiOdd), Scales8(sc + 8) * d, hi);
         }
 
-        acc0.Store(tile);
+        lo.Store(tile);
+        hi.Store(tile + 8);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -485,24 +492,32 @@ internal static unsafe class PackedQuantKernel
         acc3.Store(tile + 48);
     }
 
-    private static void Q4_0x1Avx2(byte* w, ushort* sc, int half, int blocks, in Q8Activations a, int b, float* tile)
+    /// <summary>One activation row by the whole group, both halves in one pass (as <see cref="Q8_0x1Avx2"/>).</summary>
+    private static void Q4_0x1Avx2(byte* w, ushort* sc, int blocks, in Q8Activations a, int b, float* tile)
     {
         sbyte* q0 = a.RowQ(b);
         float* d0 = a.RowD(b);
         int* s0 = a.RowSums(b);
-        Vector256<float> acc0 = default;
+        Vector256<float> lo = default, hi = default;
         Vector256<byte> mask = Vector256.Create((byte)0x0F);
         for (int k = 0; k < blocks; k++, w += 256, sc += PackedQuant.GroupRows)
         {
-            byte* n = w + half * 32;
-            Vector256<byte> v0 = Vector256.Load(n), v1 = Vector256.Load(n + 64), v2 = Vector256.Load(n + 128), v3 = Vector256.Load(n + 192);
-            Vector256<short> s = Q4Block(v0 & mask, v1 & mask, v2 & mask, v3 & mask,
+            Vector256<byte> v0 = Vector256.Load(w), v1 = Vector256.Load(w + 64), v2 = Vector256.Load(w + 128), v3 = Vector256.Load(w + 192);
+            Vector256<byte> u0 = Vector256.Load(w + 32), u1 = Vector256.Load(w + 96), u2 = Vector256.Load(w + 160), u3 = Vector256.Load(w + 224);
+            sbyte* x = q0 + k * 32;
+            Vector256<short> sl = Q4Block(v0 & mask, v1 & mask, v2 & mask, v3 & mask,
                 (v0.AsUInt16() >>> 4).AsByte() & mask, (v1.AsUInt16() >>> 4).AsByte() & mask,
-                (v2.AsUInt16() >>> 4).AsByte() & mask, (v3.AsUInt16() >>> 4).AsByte() & mask, q0 + k * 32);
-            acc0 = Q4Accumulate(s, s0[k], Scales8(sc + half * 8) * Vector256.Create(d0[k]), acc0);
+                (v2.AsUInt16() >>> 4).AsByte() & mask, (v3.AsUInt16() >>> 4).AsByte() & mask, x);
+            Vector256<short> sh = Q4Block(u0 & mask, u1 & mask, u2 & mask, u3 & mask,
+                (u0.AsUInt16() >>> 4).AsByte() & mask, (u1.AsUInt16() >>> 4).AsByte() & mask,
+                (u2.AsUInt16() >>> 4).AsByte() & mask, (u3.AsUInt16() >>> 4).AsByte() & mask, x);
+            Vector256<float> d = Vector256.Create(d0[k]);
+            lo = Q4Accumulate(sl, s0[k], Scales8(sc) * d, lo);
+            hi = Q4Accumulate(sh, s0[k], Scales8(sc + 8) * d, hi);
         }
 
-        acc0.Store(tile);
+        lo.Store(tile);
+        hi.Store(tile + 8);
     }
 
     // ---- Vector128 (ARM64 AdvSimd, or x86 without AVX2): a vector is a quarter of a group (4 rows), portable operations ----
