@@ -26,12 +26,14 @@ internal static class BenchCommand
         var repetitions = new Option<int>("--repetitions", "-r") { Description = "Timed repetitions of each test", DefaultValueFactory = _ => 3 };
         var profileOption = new Option<bool>("--profile") { Description = "Also print where each test's time goes, by phase of the forward pass" };
         var batchOption = new Option<int>("--batch", "-b") { Description = "Also decode with this many sequences a pass (tgN x B, llama-batched-bench style; 0 skips it)", DefaultValueFactory = _ => 0 };
+        var batchPromptOption = new Option<int>("--batch-prompt") { Description = "Prompt tokens of each sequence of the batched test: the context its decode starts at (llama-batched-bench's -npp)", DefaultValueFactory = _ => BatchedDecode.DefaultPromptEach };
         var jsonOption = new Option<bool>("--json") { Description = "Print one JSON object on stdout (pp_tok_s, tg_tok_s, batch_tg_tok_s: medians; threads, batch, model_bytes, cpu, isa); the lines go to stderr" };
         Option<string?> kvDtypeOption = EngineFlags.KvCacheDtypeOption();
-        var forward = new Command("forward", "Forward-pass throughput: ppN and tgN tokens/s, as llama-bench") { model, promptTokens, genTokens, threads, repetitions, profileOption, batchOption, jsonOption, kvDtypeOption };
+        var forward = new Command("forward", "Forward-pass throughput: ppN and tgN tokens/s, as llama-bench") { model, promptTokens, genTokens, threads, repetitions, profileOption, batchOption, batchPromptOption, jsonOption, kvDtypeOption };
         forward.SetAction(parse =>
         {
             int t = parse.GetValue(threads), reps = parse.GetValue(repetitions), pp = parse.GetValue(promptTokens), tg = parse.GetValue(genTokens), batch = parse.GetValue(batchOption);
+            int batchPrompt = parse.GetValue(batchPromptOption);
             if (t < 1 || reps < 1 || pp < 0 || tg < 0)
             {
                 throw new CliUsageException("--threads and --repetitions must be at least 1, token counts at least 0");
@@ -42,22 +44,32 @@ internal static class BenchCommand
                 throw new CliUsageException($"--batch: {batch} is outside 0..32 (0 skips the batched test)");
             }
 
+            if (batchPrompt < 1)
+            {
+                throw new CliUsageException($"--batch-prompt must be at least 1 (got {batchPrompt})");
+            }
+
             KvCacheDtype kvDtype = EngineFlags.ReadKvCacheDtype(parse, kvDtypeOption, EngineOptions.Default.KvCacheDtype);
             KernelThreads.Count = t;
             string path = parse.GetValue(model)!;
             IModelWeights weights = ModelLoader.Load(path);
-            using var transformer = new Transformer(weights, maxBatch: Math.Max(1, Math.Max(Math.Min(pp, 512), batch * BatchedDecode.PromptEach)));
-            ModelConfig c = transformer.Config;
-            if (pp + tg + 1 > c.ContextLength || (batch > 0 && BatchedDecode.PromptEach + tg > c.ContextLength))
+            ModelConfig c = weights.Config;
+            string? tooLong = pp + tg + 1 > c.ContextLength ? $"pp{pp} + tg{tg} needs {pp + tg + 1} positions"
+                : batch > 0 && batchPrompt + tg > c.ContextLength ? $"--batch-prompt {batchPrompt} + tg{tg} needs {batchPrompt + tg} positions"
+                : null;
+            if (tooLong is not null)
             {
-                throw new CliUsageException($"pp{pp} + tg{tg} needs {pp + tg + 1} positions; the model's context length is {c.ContextLength}");
+                weights.Dispose();
+                throw new CliUsageException($"{tooLong}; the model's context length is {c.ContextLength}");
             }
+
+            using var transformer = new Transformer(weights, maxBatch: Math.Max(1, Math.Max(Math.Min(pp, 512), batch > 0 ? Math.Max(batch, batchPrompt) : 0)));
 
             bool json = parse.GetValue(jsonOption);
             TextWriter lines = json ? Console.Error : Console.Out;
             string cpu = MachineInfo.CpuName(), isa = MachineInfo.Isa();
             lines.WriteLine($"model: {path} ({c.Architecture}, dim {c.Dim}, {c.Layers} layers, vocab {c.VocabSize}), threads: {t}, KV cache: {kvDtype.Name()}, CPU: {cpu} ({isa})");
-            ForwardBenchmark.Result result = ForwardBenchmark.Run(transformer, pp, tg, reps, parse.GetValue(profileOption), lines, tg > 0 ? batch : 0, kvDtype);
+            ForwardBenchmark.Result result = ForwardBenchmark.Run(transformer, pp, tg, reps, parse.GetValue(profileOption), lines, tg > 0 ? batch : 0, kvDtype, batchPrompt);
             if (json)
             {
                 using var stdout = Console.OpenStandardOutput();
@@ -69,6 +81,7 @@ internal static class BenchCommand
                 w.WriteNumber("prompt_tokens", pp);
                 w.WriteNumber("gen_tokens", tg);
                 w.WriteNumber("batch", batch);
+                w.WriteNumber("batch_prompt_tokens", batchPrompt);
                 w.WriteNumber("repetitions", reps);
                 w.WriteString("kv_cache_dtype", kvDtype.Name());
                 WriteRate(w, "pp_tok_s", result.PromptTokensPerSecond);

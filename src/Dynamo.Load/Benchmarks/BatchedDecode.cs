@@ -7,14 +7,14 @@ namespace Dynamo.Load.Benchmarks;
 
 /// <summary>
 /// The batched-decode test of the benchmarks (llama-batched-bench style): <see cref="Batch"/> sequences, each with a
-/// 16-token random prompt in its own blocks of a paged pool, then decode passes of all of them together, one token
-/// each, greedy. <see cref="Generate"/> runs <see cref="GenTokens"/> such passes from the same positions every time,
+/// random prompt of <see cref="PromptEach"/> tokens (16 unless given: the context the decode starts at) in its own
+/// blocks of a paged pool, then decode passes of all of them together, one token each, greedy. <see cref="Generate"/> runs <see cref="GenTokens"/> such passes from the same positions every time,
 /// so repetitions time the same work.
 /// </summary>
 internal sealed class BatchedDecode
 {
-    /// <summary>Prompt tokens of each sequence (one block).</summary>
-    public const int PromptEach = 16;
+    /// <summary>Prompt tokens of each sequence unless given (one block).</summary>
+    public const int DefaultPromptEach = 16;
 
     private const int BlockSize = 16;
 
@@ -25,14 +25,20 @@ internal sealed class BatchedDecode
     private readonly SequenceSlice[] _slices;
     private readonly int[] _step;
 
-    /// <summary>Prefills every sequence's prompt in one pass (needs a transformer built for <paramref name="batch"/> x 16 tokens); keys and values as <paramref name="kvDtype"/> (F32 unless given).</summary>
-    public BatchedDecode(Transformer transformer, int batch, int genTokens, Random random, KvCacheDtype kvDtype = KvCacheDtype.F32)
+    /// <summary>
+    /// Prefills each sequence's prompt of <paramref name="promptEach"/> tokens, one sequence a pass (needs a transformer
+    /// built for max(<paramref name="batch"/>, <paramref name="promptEach"/>) tokens); keys and values as
+    /// <paramref name="kvDtype"/> (F32 unless given).
+    /// </summary>
+    public BatchedDecode(Transformer transformer, int batch, int genTokens, Random random, KvCacheDtype kvDtype = KvCacheDtype.F32, int promptEach = DefaultPromptEach)
     {
         ArgumentNullException.ThrowIfNull(transformer);
         ArgumentNullException.ThrowIfNull(random);
+        ArgumentOutOfRangeException.ThrowIfLessThan(promptEach, 1);
         _transformer = transformer;
         Batch = batch;
         GenTokens = genTokens;
+        PromptEach = promptEach;
         ModelConfig c = transformer.Config;
         int blocksEach = (PromptEach + genTokens + BlockSize - 1) / BlockSize;
         _pool = new PagedKvCache(c, blocksEach * batch, BlockSize, kvDtype);
@@ -40,19 +46,20 @@ internal sealed class BatchedDecode
         _logits = new float[batch * c.VocabSize];
         _slices = new SequenceSlice[batch];
         _step = new int[batch];
-        int[] tokens = new int[batch * PromptEach];
+        int[] tokens = new int[PromptEach];
         for (int s = 0; s < batch; s++)
         {
             for (int t = 0; t < PromptEach; t++)
             {
-                tokens[(s * PromptEach) + t] = random.Next(c.VocabSize);
+                tokens[t] = random.Next(c.VocabSize);
             }
 
-            _slices[s] = new SequenceSlice(s * PromptEach, PromptEach, 0, _tables[s], WantLogits: true);
+            transformer.Forward(tokens, [new SequenceSlice(0, PromptEach, 0, _tables[s], WantLogits: true)], _pool, _logits.AsSpan(s * c.VocabSize, c.VocabSize));
         }
-
-        transformer.Forward(tokens, _slices, _pool, _logits);
     }
+
+    /// <summary>Prompt tokens of each sequence: its decode passes start at this position.</summary>
+    public int PromptEach { get; }
 
     /// <summary>Sequences decoding together.</summary>
     public int Batch { get; }

@@ -24,7 +24,7 @@ internal static class ForwardBenchmark
     /// with <paramref name="batch"/> sequences a pass (when above 0 and tgN runs), one line each on <paramref name="output"/>;
     /// keys and values stored as <paramref name="kvDtype"/>.
     /// </summary>
-    public static Result Run(Transformer transformer, int promptTokens, int genTokens, int repetitions, bool profile, TextWriter output, int batch = 0, KvCacheDtype kvDtype = KvCacheDtype.F16)
+    public static Result Run(Transformer transformer, int promptTokens, int genTokens, int repetitions, bool profile, TextWriter output, int batch = 0, KvCacheDtype kvDtype = KvCacheDtype.F16, int batchPrompt = BatchedDecode.DefaultPromptEach)
     {
         double? pp = null, tg = null, batched = null;
         ModelConfig c = transformer.Config;
@@ -64,7 +64,7 @@ internal static class ForwardBenchmark
 
         if (genTokens > 0 && batch > 0)
         {
-            var decode = new BatchedDecode(transformer, batch, genTokens, random, kvDtype);
+            var decode = new BatchedDecode(transformer, batch, genTokens, random, kvDtype, batchPrompt);
             decode.Generate();
             phases?.Reset();
             transformer.Profile = phases;

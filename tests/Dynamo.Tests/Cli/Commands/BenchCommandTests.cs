@@ -43,6 +43,28 @@ public class BenchCommandTests
     }
 
     [Fact]
+    public void BenchForward_BatchPrompt_DecodesFromThatContext_ReportedInJson()
+    {
+        CliProcess.Result r = CliProcess.Run(["bench", "forward", "--model", TinyModel(), "-p", "0", "-n", "4", "-r", "1", "-t", "1", "--batch", "2", "--batch-prompt", "40", "--json"]);
+
+        Assert.Equal(0, r.ExitCode);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        JsonElement o = doc.RootElement;
+        Assert.Equal((2, 40), (o.GetProperty("batch").GetInt32(), o.GetProperty("batch_prompt_tokens").GetInt32()));
+        Assert.True(o.GetProperty("batch_tg_tok_s").GetDouble() > 0);
+        Assert.Matches(new Regex(@"^tg4 x 2 seqs: \d+\.\d ± \d+\.\d tok/s", RegexOptions.Multiline), r.Stderr);
+    }
+
+    [Fact]
+    public void BenchForward_BatchPromptPastContext_OneLineError()
+    {
+        CliProcess.Result r = CliProcess.Run(["bench", "forward", "--model", TinyModel(), "-p", "0", "-n", "8", "--batch", "2", "--batch-prompt", "100000"]);
+
+        Assert.Equal(1, r.ExitCode);
+        Assert.StartsWith("error: --batch-prompt 100000 + tg8 needs 100008 positions; the model's context length is ", Assert.Single(r.StderrLines), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void BenchForward_BatchOutOfRange_OneLineError()
     {
         CliProcess.Result r = CliProcess.Run(["bench", "forward", "--model", TinyModel(), "--batch", "33"]);
