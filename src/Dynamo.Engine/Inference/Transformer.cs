@@ -1,4 +1,7 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Dynamo.Engine.Kernels;
 using Dynamo.Engine.KvCache;
@@ -504,6 +507,8 @@ public sealed unsafe partial class Transformer : IDisposable
                 _rope.Apply(qt, c.Heads, cos, sin);
                 _rope.Apply(kt, c.KvHeads, cos, sin);
                 int pos = _pos[t], block = _tables[_tableAt[t] + pos / bs];
+                cache.NoteStored(kt);
+                cache.NoteStored(vt);
                 for (int h = 0; h < c.KvHeads; h++)
                 {
                     long slot = cache.Offset(block, pos % bs, h);
@@ -523,7 +528,7 @@ public sealed unsafe partial class Transformer : IDisposable
             }
 
             profile?.Mark(ForwardProfile.Rope);
-            Attention(n, bs, attended, keys, values, cache.Dtype);
+            Attention(n, bs, attended, keys, values, cache.Dtype, finite: !cache.HoldsNonFinite);
             profile?.Mark(ForwardProfile.Attention);
             MatMul.Multiply(layer.Wo, att, xb, n);
             AllReduce(xb, profile);
@@ -582,20 +587,20 @@ public sealed unsafe partial class Transformer : IDisposable
     /// Causal attention of the chunk's queries over their sequences' cached keys and values, split over (token, head)
     /// pairs. <paramref name="attended"/> is the sum over tokens of the positions each attends to (the work estimate).
     /// </summary>
-    private void Attention(int n, int blockSize, long attended, void* keys, void* values, KvCacheDtype dtype)
+    private void Attention(int n, int blockSize, long attended, void* keys, void* values, KvCacheDtype dtype, bool finite)
     {
         if (dtype == KvCacheDtype.F16 && _shadowCount > 0)
         {
             fixed (float* sk = _shadowKeys, sv = _shadowValues)
             {
                 ConvertShadow(_shadowCount, blockSize, (Half*)keys, (Half*)values, sk, sv);
-                RunAttention(n, blockSize, attended, sk, sv, KvCacheDtype.F32, _shadowTables);
+                RunAttention(n, blockSize, attended, sk, sv, KvCacheDtype.F32, _shadowTables, finite: false);
             }
 
             return;
         }
 
-        RunAttention(n, blockSize, attended, keys, values, dtype, _tables);
+        RunAttention(n, blockSize, attended, keys, values, dtype, _tables, finite);
     }
 
     /// <summary>
@@ -678,7 +683,11 @@ public sealed unsafe partial class Transformer : IDisposable
         }
     }
 
-    private void RunAttention(int n, int blockSize, long attended, void* keys, void* values, KvCacheDtype dtype, int[] blockTables)
+    /// <summary>
+    /// <paramref name="finite"/>: an F16 cache holds no infinity or NaN, so its halves may be read scaled
+    /// (<see cref="F16ScaledKvElement"/>: the same bits, fewer instructions) where the head size is a multiple of 16.
+    /// </summary>
+    private void RunAttention(int n, int blockSize, long attended, void* keys, void* values, KvCacheDtype dtype, int[] blockTables, bool finite)
     {
         fixed (float* pq = _q, pa = _att)
         fixed (int* pos = _pos, tableAt = _tableAt, tables = blockTables)
@@ -701,7 +710,9 @@ public sealed unsafe partial class Transformer : IDisposable
                 Scale = 1f / MathF.Sqrt(Config.HeadDim),
             };
             int chunks = n * Config.Heads;
-            delegate*<void*, int, void> head = dtype == KvCacheDtype.F16 ? &AttentionHead<Half, F16KvElement> : &AttentionHead<float, F32KvElement>;
+            delegate*<void*, int, void> head = dtype != KvCacheDtype.F16 ? &AttentionHead<float, F32KvElement>
+                : finite && Config.HeadDim % 16 == 0 && Vector256.IsHardwareAccelerated ? &AttentionHead<Half, F16ScaledKvElement>
+                : &AttentionHead<Half, F16KvElement>;
             WorkerPool? pool = attended * Config.Heads * Config.HeadDim >= 1 << 14 ? KernelThreads.Pool : null;
             if (pool is null)
             {
@@ -720,6 +731,10 @@ public sealed unsafe partial class Transformer : IDisposable
     [ThreadStatic]
     private static float[]? _scores;
 
+    /// <summary>A query head times 2^112 (<see cref="F16ScaledKvElement"/>), per thread; pinned.</summary>
+    [ThreadStatic]
+    private static float[]? _scaledQuery;
+
     /// <summary>
     /// One (token, head): scores over positions 0..p in order, softmax, then the values summed in position order. The
     /// block table only decides where each position is read from, so any block size gives the same bits. Keys and values
@@ -736,6 +751,23 @@ public sealed unsafe partial class Transformer : IDisposable
         long blockStride = (long)bs * kvDim, headStride = (long)bs * hd;
         float[] scores = _scores is { } s && s.Length >= len ? s : _scores = new float[Math.Max(len, 1024)];
         float* qh = job->Q + (long)t * job->QDim + h * hd;
+        bool scaled = typeof(TKv) == typeof(F16ScaledKvElement);
+        if (scaled)
+        {
+            // Keys and values are read as 2^-112 times their values: the query and the weights are scaled by 2^112 to
+            // match, exactly; a query too large for that (or a NaN) takes the unscaled path, with the same result.
+            var query = new ReadOnlySpan<float>(qh, hd);
+            if (!(MathF.Abs(TensorPrimitives.MaxMagnitude(query)) < F16ScaledKvElement.QueryLimit))
+            {
+                AttentionHead<Half, F16KvElement>(context, index);
+                return;
+            }
+
+            float[] buffer = _scaledQuery is { } b && b.Length >= hd ? b : _scaledQuery = GC.AllocateArray<float>(Math.Max(hd, 256), pinned: true);
+            TensorPrimitives.Multiply(query, F16ScaledKvElement.Scale, buffer);
+            qh = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(buffer));
+        }
+
         long kvOffset = h / job->Group * headStride;
         fixed (float* sc = scores)
         {
@@ -752,6 +784,11 @@ public sealed unsafe partial class Transformer : IDisposable
             }
 
             Elementwise.Softmax(new Span<float>(sc, len));
+            if (scaled)
+            {
+                TensorPrimitives.Multiply(new ReadOnlySpan<float>(sc, len), F16ScaledKvElement.Scale, new Span<float>(sc, len));
+            }
+
             float* o = job->Out + (long)t * job->QDim + h * hd;
             new Span<float>(o, hd).Clear();
             for (int p = 0, b = 0; p < len; b++)

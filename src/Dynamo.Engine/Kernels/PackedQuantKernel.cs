@@ -372,28 +372,29 @@ internal static unsafe class PackedQuantKernel
     private static Vector256<int> Q8Step(Vector256<int> acc, Vector256<byte> magnitude, Vector256<sbyte> w, int x4) =>
         IntDot.Unsigned(acc, magnitude, Avx2.Sign(Vector256.Create(x4).AsSByte(), w));
 
-    /// <summary>Activation rows b, b + 1, b + 2, b + 3, each capped at <paramref name="last"/> (a tail of two or three repeats its last row).</summary>
+    /// <summary>
+    /// Activation rows b, b + 1, b + 2, b + 3, each capped at <paramref name="last"/> (a tail of two or three repeats its last row).
+    /// The eight slices of a block are written out (constant offsets from pointers that move a block at a time): the
+    /// loop's index arithmetic competed with the vector work for issue slots (about 12 % on Zen 3).
+    /// </summary>
     private static void Q8_0x4Avx2(byte* w, ushort* sc, int half, int blocks, in Q8Activations a, int b, int last, float* tile)
     {
         int b1 = Math.Min(b + 1, last), b2 = Math.Min(b + 2, last), b3 = Math.Min(b + 3, last);
         sbyte* q0 = a.RowQ(b), q1 = a.RowQ(b1), q2 = a.RowQ(b2), q3 = a.RowQ(b3);
         float* d0 = a.RowD(b), d1 = a.RowD(b1), d2 = a.RowD(b2), d3 = a.RowD(b3);
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        for (int k = 0; k < blocks; k++, w += 512, sc += PackedQuant.GroupRows)
+        sbyte* v = (sbyte*)w + half * 32;
+        for (int k = 0; k < blocks; k++, v += 512, sc += PackedQuant.GroupRows, q0 += 32, q1 += 32, q2 += 32, q3 += 32)
         {
             Vector256<int> i0 = default, i1 = default, i2 = default, i3 = default;
-            int o = k * 32;
-            for (int s = 0; s < 8; s++)
-            {
-                Vector256<sbyte> v = Vector256.Load((sbyte*)w + s * 64 + half * 32);
-                Vector256<byte> m = Avx2.Abs(v);
-                int at = o + 4 * s;
-                i0 = Q8Step(i0, m, v, *(int*)(q0 + at));
-                i1 = Q8Step(i1, m, v, *(int*)(q1 + at));
-                i2 = Q8Step(i2, m, v, *(int*)(q2 + at));
-                i3 = Q8Step(i3, m, v, *(int*)(q3 + at));
-            }
-
+            Q8Slice(v, q0, q1, q2, q3, ref i0, ref i1, ref i2, ref i3);
+            Q8Slice(v + 64, q0 + 4, q1 + 4, q2 + 4, q3 + 4, ref i0, ref i1, ref i2, ref i3);
+            Q8Slice(v + 128, q0 + 8, q1 + 8, q2 + 8, q3 + 8, ref i0, ref i1, ref i2, ref i3);
+            Q8Slice(v + 192, q0 + 12, q1 + 12, q2 + 12, q3 + 12, ref i0, ref i1, ref i2, ref i3);
+            Q8Slice(v + 256, q0 + 16, q1 + 16, q2 + 16, q3 + 16, ref i0, ref i1, ref i2, ref i3);
+            Q8Slice(v + 320, q0 + 20, q1 + 20, q2 + 20, q3 + 20, ref i0, ref i1, ref i2, ref i3);
+            Q8Slice(v + 384, q0 + 24, q1 + 24, q2 + 24, q3 + 24, ref i0, ref i1, ref i2, ref i3);
+            Q8Slice(v + 448, q0 + 28, q1 + 28, q2 + 28, q3 + 28, ref i0, ref i1, ref i2, ref i3);
             Vector256<float> sw = Scales8(sc + half * 8);
             acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), sw * Vector256.Create(d0[k]), acc0);
             acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), sw * Vector256.Create(d1[k]), acc1);
@@ -405,6 +406,19 @@ internal static unsafe class PackedQuantKernel
         acc1.Store(tile + 16);
         acc2.Store(tile + 32);
         acc3.Store(tile + 48);
+    }
+
+    /// <summary>One 32-byte slice (eight rows by four values) by four activation rows' four bytes at <paramref name="q0"/> .. <paramref name="q3"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q8Slice(sbyte* w, sbyte* q0, sbyte* q1, sbyte* q2, sbyte* q3,
+        ref Vector256<int> i0, ref Vector256<int> i1, ref Vector256<int> i2, ref Vector256<int> i3)
+    {
+        Vector256<sbyte> v = Vector256.Load(w);
+        Vector256<byte> m = Avx2.Abs(v);
+        i0 = Q8Step(i0, m, v, *(int*)q0);
+        i1 = Q8Step(i1, m, v, *(int*)q1);
+        i2 = Q8Step(i2, m, v, *(int*)q2);
+        i3 = Q8Step(i3, m, v, *(int*)q3);
     }
 
     /// <summary>

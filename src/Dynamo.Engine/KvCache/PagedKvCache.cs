@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using Dynamo.Engine.Models;
 using Dynamo.Llm.Engines;
 using Dynamo.Llm.Kv;
@@ -84,6 +85,52 @@ public sealed unsafe class PagedKvCache : IKvTransferStore
 
     /// <summary>Where kv head <paramref name="kvHead"/> of the token at <paramref name="offset"/> of block <paramref name="block"/> starts, in elements of a layer's array.</summary>
     internal long Offset(int block, int offset, int kvHead) => (((long)block * KvHeads + kvHead) * BlockSize + offset) * HeadDim;
+
+    /// <summary>
+    /// Whether an F16 cache may hold an infinity or a NaN: set (for good) when a pass stores a key or value that rounds
+    /// to none of the finite halves, or an import brings one. While it is false attention reads the halves without
+    /// testing each group for them (<see cref="Kernels.F16ScaledKvElement"/>).
+    /// </summary>
+    internal bool HoldsNonFinite => _nonFinite;
+
+    private volatile bool _nonFinite;
+
+    /// <summary>Records that <paramref name="stored"/>, about to be stored as halves, has a value no finite half holds (an F16 cache only).</summary>
+    internal void NoteStored(ReadOnlySpan<float> stored)
+    {
+        if (Dtype == KvCacheDtype.F16 && !_nonFinite && !FitsHalf(stored))
+        {
+            _nonFinite = true;
+        }
+    }
+
+    /// <summary>Whether every value rounds to a finite half: |x| below 65520 (from there round to nearest gives infinity), no NaN.</summary>
+    internal static bool FitsHalf(ReadOnlySpan<float> values) => values.IsEmpty || MathF.Abs(TensorPrimitives.MaxMagnitude(values)) < 65520f;
+
+    /// <summary>Whether every half is finite (its exponent field is not all ones).</summary>
+    internal static bool AllFinite(ReadOnlySpan<Half> values)
+    {
+        ReadOnlySpan<ushort> bits = MemoryMarshal.Cast<Half, ushort>(values);
+        var mask = Vector256.Create((ushort)0x7C00);
+        int i = 0;
+        for (; i + 16 <= bits.Length; i += 16)
+        {
+            if (Vector256.EqualsAny(Vector256.Create(bits.Slice(i, 16)) & mask, mask))
+            {
+                return false;
+            }
+        }
+
+        for (; i < bits.Length; i++)
+        {
+            if ((bits[i] & 0x7C00) == 0x7C00)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
 
     /// <summary>The first element of layer <paramref name="layer"/>'s keys (the arrays are pinned: valid as long as the cache lives).</summary>
     internal void* KeyData(int layer) => Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_keys[layer]));
@@ -196,6 +243,12 @@ public sealed unsafe class PagedKvCache : IKvTransferStore
             swapped = source.ToArray();
             ReverseEndianness(swapped, theirs.ElementBytes());
             source = swapped;
+        }
+
+        if (Dtype == KvCacheDtype.F16 && !_nonFinite
+            && !(theirs == KvCacheDtype.F16 ? AllFinite(MemoryMarshal.Cast<byte, Half>(source)) : FitsHalf(MemoryMarshal.Cast<byte, float>(source))))
+        {
+            _nonFinite = true;
         }
 
         int perArray = tokenCount * KvDim;

@@ -131,6 +131,39 @@ public sealed class TransformerBatchedTests
         CheckBatchedAgainstAlone("llama", blockSize, sequences, seed: 100 * blockSize + sequences, dtype: dtype);
     }
 
+    /// <summary>
+    /// An F16 cache that holds only finite halves is read scaled (<see cref="Dynamo.Engine.Kernels.F16ScaledKvElement"/>);
+    /// one that may hold an infinity or a NaN is read with the test per group. Both give the same bits: a prompt and then
+    /// a decode token by token, on two caches alike but for that mark.
+    /// </summary>
+    [Theory]
+    [InlineData("llama", 3)]
+    [InlineData("qwen3", 4)]
+    [InlineData("Q8_0", 5)]
+    public void Forward_F16CacheMarkedNonFinite_SameBitsAsTheScaledRead(string modelName, int seed)
+    {
+        using var model = new Transformer(ModelLoader.Load(BatchTestModels.Path(modelName)), 64);
+        int vocab = model.Config.VocabSize;
+        var random = new Random(seed);
+        int[] tokens = RandomTokens(random, 40, vocab);
+        var finite = new SequenceKvCache(model.Config, tokens.Length, KvCacheDtype.F16);
+        var marked = new SequenceKvCache(model.Config, tokens.Length, KvCacheDtype.F16);
+        marked.Paged.NoteStored([float.PositiveInfinity]);
+        Assert.True(marked.Paged.HoldsNonFinite);
+        float[] a = new float[20 * vocab], b = new float[20 * vocab];
+        model.Forward(tokens.AsSpan(0, 20), 0, finite, a, allLogits: true);
+        model.Forward(tokens.AsSpan(0, 20), 0, marked, b, allLogits: true);
+        BatchTestModels.AssertBitIdentical(a, b, $"{modelName}: prompt");
+        for (int p = 20; p < tokens.Length; p++)
+        {
+            model.Forward(tokens.AsSpan(p, 1), p, finite, a.AsSpan(0, vocab));
+            model.Forward(tokens.AsSpan(p, 1), p, marked, b.AsSpan(0, vocab));
+            BatchTestModels.AssertBitIdentical(a.AsSpan(0, vocab), b.AsSpan(0, vocab), $"{modelName}: decode at position {p}");
+        }
+
+        Assert.False(finite.Paged.HoldsNonFinite);
+    }
+
     /// <summary>QKV bias (Qwen2) and QK-norm with wide heads (Qwen3): more per-token operations, same invariance.</summary>
     [Theory]
     [InlineData("qwen2", 3, KvCacheDtype.F32)]

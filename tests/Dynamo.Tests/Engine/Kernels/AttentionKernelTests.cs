@@ -207,6 +207,71 @@ public sealed unsafe class AttentionKernelTests
     }
 
     /// <summary>
+    /// Every head size 0..256: the scaled F16 element (halves read as 2^-112 times their values) with the query and the
+    /// weights scaled by 2^112 gives the bits of the F16 element unscaled, subnormal and extreme halves included, and
+    /// queries up to just below <see cref="F16ScaledKvElement.QueryLimit"/> (their scaled values stay finite).
+    /// </summary>
+    [Fact]
+    public void ScoresAndAccumulate_F16Scaled_BitIdenticalToUnscaled()
+    {
+        const int count = 21;
+        float two112 = F16ScaledKvElement.Scale;
+        Assert.Equal(Math.Pow(2, 112), two112);
+        for (int headDim = 0; headDim <= 256; headDim++)
+        {
+            int stride = headDim + (headDim % 3);
+            float[] q = Random(Math.Max(headDim, 1), headDim + 7), weights = Random(count, headDim + 8);
+            if (headDim > 0)
+            {
+                q[headDim / 2] = headDim % 2 == 0 ? 65535f : -65535f;
+            }
+
+            float[] qScaled = [.. q.Select(v => v * two112)], weightsScaled = [.. weights.Select(v => v * two112)];
+            Half[] keys = RandomHalves(count * stride + 1, headDim + 9), values = RandomHalves(count * stride + 1, headDim + 10);
+            float[] scores = new float[count], scoresScaled = new float[count];
+            float[] output = Random(Math.Max(headDim, 1), headDim + 11), outputScaled = [.. output];
+            fixed (float* pq = q, pqs = qScaled, pw = weights, pws = weightsScaled, s = scores, ss = scoresScaled, o = output, os = outputScaled)
+            fixed (Half* pk = keys, pv = values)
+            {
+                AttentionKernel.Scores<Half, F16KvElement>(pq, pk, stride, count, headDim, 0.125f, s);
+                AttentionKernel.Scores<Half, F16ScaledKvElement>(pqs, pk, stride, count, headDim, 0.125f, ss);
+                AttentionKernel.Accumulate<Half, F16KvElement>(pw, pv, stride, count, headDim, o);
+                AttentionKernel.Accumulate<Half, F16ScaledKvElement>(pws, pv, stride, count, headDim, os);
+            }
+
+            Assert.True(scores.Select(BitConverter.SingleToInt32Bits).SequenceEqual(scoresScaled.Select(BitConverter.SingleToInt32Bits)), $"head size {headDim}: scores differ");
+            Assert.True(output.Select(BitConverter.SingleToInt32Bits).SequenceEqual(outputScaled.Select(BitConverter.SingleToInt32Bits)), $"head size {headDim}: outputs differ");
+        }
+    }
+
+    /// <summary>The scaled F16 element reads every finite half pattern as exactly 2^-112 times its value, sixteen, eight and one at a time.</summary>
+    [Fact]
+    public void F16ScaledKvElement_EveryFiniteHalf_ExactlyTwoToTheMinus112TimesIt()
+    {
+        ushort[] bits = [.. Enumerable.Range(0, 65536).Select(i => (ushort)i).Where(b => (b & 0x7C00) != 0x7C00)];
+        new Random(112).Shuffle(bits);
+        Array.Resize(ref bits, (bits.Length + 15) / 16 * 16);
+        fixed (ushort* p = bits)
+        {
+            for (int i = 0; i < bits.Length; i += 16)
+            {
+                F16ScaledKvElement.Load16((Half*)p + i, out var lo, out var hi);
+                var eight = F16ScaledKvElement.Load8((Half*)p + i + 8);
+                for (int j = 0; j < 16; j++)
+                {
+                    // Exact in double, and as a float: at least 2^-136 and eleven significant bits.
+                    float expected = (float)((double)BitConverter.UInt16BitsToHalf(bits[i + j]) * Math.Pow(2, -112));
+                    float[] got = [j < 8 ? lo[j] : hi[j - 8], F16ScaledKvElement.Load1((Half*)p + i + j), j < 8 ? expected : eight[j - 8]];
+                    foreach (float g in got)
+                    {
+                        Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(g), $"half 0x{bits[i + j]:X4}: {g} vs {expected}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
     /// The F16 element reads every one of the 65536 half patterns as the exact float (NaNs as NaNs), eight and sixteen at a
     /// time and one by one, and so does the block conversion: in order (each group of sixteen of one kind), and shuffled, so
     /// that infinities, NaNs, zeros and subnormals share groups with normal halves.

@@ -174,6 +174,54 @@ public sealed class PagedKvCacheTests
     }
 
     /// <summary>
+    /// An F16 cache knows when it may hold an infinity or a NaN (attention then tests every group of halves it reads):
+    /// finite stores and imports leave it clear; a value that rounds past the largest half (65520 and up), a NaN, or an
+    /// imported half with an all-ones exponent sets it for good. An F32 cache never sets it.
+    /// </summary>
+    [Theory]
+    [InlineData(65519.99f, false)]
+    [InlineData(-65504f, false)]
+    [InlineData(65520f, true)]
+    [InlineData(-65520f, true)]
+    [InlineData(float.PositiveInfinity, true)]
+    [InlineData(float.NaN, true)]
+    public void HoldsNonFinite_SetByAStoreOrImportNoFiniteHalfHolds(float value, bool nonFinite)
+    {
+        var f16 = new PagedKvCache(Small, blockCount: 4, blockSize: 4, KvCacheDtype.F16);
+        var f32 = new PagedKvCache(Small, blockCount: 4, blockSize: 4, KvCacheDtype.F32);
+        f16.NoteStored([1f, -2f, 0.5f, 65504f, 1e-8f, 3f, 4f, 5f, 6f]);
+        Assert.False(f16.HoldsNonFinite);
+
+        float[] stored = [1f, 2f, 3f, 4f, 5f, 6f, 7f, 8f, 9f, 10f, 11f, 12f, 13f, 14f, 15f, 16f, 17f];
+        stored[^3] = value;
+        f16.NoteStored(stored);
+        f32.NoteStored(stored);
+        f16.NoteStored([1f]);
+        Assert.Equal(nonFinite, f16.HoldsNonFinite);
+        Assert.False(f32.HoldsNonFinite);
+
+        // Imports: of f32 into F16 (rounded as a pass stores), and of f16 halves (their bits as they come).
+        foreach (KvCacheDtype from in new[] { KvCacheDtype.F32, KvCacheDtype.F16 })
+        {
+            var target = new PagedKvCache(Small, blockCount: 4, blockSize: 4, KvCacheDtype.F16);
+            KvTransferLayout layout = target.Layout(3) with { Dtype = from.Name() };
+            var floats = new float[2 * Small.Layers * 3 * 8];
+            for (int i = 0; i < floats.Length; i++)
+            {
+                floats[i] = (i % 7) - 3.5f;
+            }
+
+            target.Import([0], layout, from == KvCacheDtype.F32 ? MemoryMarshal.AsBytes(floats.AsSpan()) : MemoryMarshal.AsBytes(Halves(floats).AsSpan()));
+            Assert.False(target.HoldsNonFinite);
+            floats[^5] = value;
+            target.Import([1], layout, from == KvCacheDtype.F32 ? MemoryMarshal.AsBytes(floats.AsSpan()) : MemoryMarshal.AsBytes(Halves(floats).AsSpan()));
+            Assert.Equal(nonFinite, target.HoldsNonFinite);
+        }
+
+        static Half[] Halves(float[] x) => [.. x.Select(v => (Half)v)];
+    }
+
+    /// <summary>
     /// Between element types the import converts: f32 into an F16 cache stores each value rounded to the nearest half
     /// (as a forward pass stores it); f16 into an F32 cache stores each half's exact value, so F16 -> F32 -> F16 gives
     /// back the same bits.
