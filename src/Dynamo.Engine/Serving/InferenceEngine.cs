@@ -33,6 +33,7 @@ public sealed class InferenceEngine : IEngine
     private readonly int[] _tokens;
     private readonly SequenceSlice[] _slices;
     private readonly float[] _logits;
+    private readonly SampledRow[] _sampled;
     private readonly TaskCompletionSource<CollectiveException> _groupLost = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _lastLead;
 
@@ -73,6 +74,7 @@ public sealed class InferenceEngine : IEngine
         _tokens = new int[_options.MaxNumBatchedTokens];
         _slices = new SequenceSlice[_options.MaxNumSeqs];
         _logits = new float[(long)_options.MaxNumSeqs * c.VocabSize];
+        _sampled = new SampledRow[_options.MaxNumSeqs];
         _thread = new Thread(Loop) { IsBackground = true, Name = "dynamo-engine" };
         _thread.Start();
     }
@@ -192,14 +194,86 @@ public sealed class InferenceEngine : IEngine
         int row = 0;
         foreach (ScheduledChunk c in chunks)
         {
-            if (!c.SamplesToken)
+            if (c.SamplesToken)
             {
-                continue;
+                _sampled[row++] = new SampledRow { Live = LiveRequest<Sampler>.Of(c.Sequence) };
+            }
+        }
+
+        SampleRows(row);
+        for (int r = 0; r < row; r++)
+        {
+            ref SampledRow s = ref _sampled[r];
+            if (s.Error is { } error)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
             }
 
-            Span<float> logits = _logits.AsSpan(row++ * vocab, vocab);
-            Sample(LiveRequest<Sampler>.Of(c.Sequence), logits);
+            SamplingParams p = s.Live!.Request.Sampling;
+            _core.Emit(s.Live, s.Token, !p.IgnoreEos && _eos.Contains(s.Token), p.Logprobs ? [s.Logprob] : null, s.Top is null ? null : [s.Top]);
+            s = default;
         }
+    }
+
+    /// <summary>
+    /// Samples rows 0..count-1 of the step's logits (each sequence's own sampler, independent of the others), split over
+    /// the kernel threads: drawing from a 32,000-token vocabulary takes a sequence about 0.1 ms (a top-p sort several
+    /// times that), serial work that left the kernel workers idle once per row. The tokens are emitted afterwards in
+    /// row order on the engine thread, so what a stream receives does not depend on the split.
+    /// </summary>
+    private unsafe void SampleRows(int count)
+    {
+        WorkerPool? pool = count > 1 ? KernelThreads.Pool : null;
+        if (pool is null)
+        {
+            for (int r = 0; r < count; r++)
+            {
+                SampleRow(r);
+            }
+
+            return;
+        }
+
+        var handle = System.Runtime.InteropServices.GCHandle.Alloc(this);
+        try
+        {
+            nint self = System.Runtime.InteropServices.GCHandle.ToIntPtr(handle);
+            pool.Run(&SampleChunk, &self, count);
+        }
+        finally
+        {
+            handle.Free();
+        }
+    }
+
+    private static unsafe void SampleChunk(void* context, int row) =>
+        ((InferenceEngine)System.Runtime.InteropServices.GCHandle.FromIntPtr(*(nint*)context).Target!).SampleRow(row);
+
+    /// <summary>Draws row <paramref name="row"/>'s token; an exception is kept for the engine thread to throw (a kernel worker must not).</summary>
+    private void SampleRow(int row)
+    {
+        ref SampledRow s = ref _sampled[row];
+        try
+        {
+            SamplingParams p = s.Live!.Request.Sampling;
+            int vocab = _model.Config.VocabSize;
+            s.Top = p.Logprobs && p.TopLogprobs > 0 ? new List<TokenLogprob>(p.TopLogprobs + 1) : null;
+            s.Token = s.Live.State.Sample(_logits.AsSpan(row * vocab, vocab), s.Top, out s.Logprob);
+        }
+        catch (Exception e)
+        {
+            s.Error = e;
+        }
+    }
+
+    /// <summary>One sampled row of a step: whose it is, and what its sampler drew.</summary>
+    private struct SampledRow
+    {
+        public LiveRequest<Sampler>? Live;
+        public int Token;
+        public float Logprob;
+        public List<TokenLogprob>? Top;
+        public Exception? Error;
     }
 
     private void KeepFollowersAlive()
@@ -218,14 +292,6 @@ public sealed class InferenceEngine : IEngine
         {
             _groupLost.TrySetResult(e);
         }
-    }
-
-    private void Sample(LiveRequest<Sampler> live, Span<float> logits)
-    {
-        SamplingParams p = live.Request.Sampling;
-        List<TokenLogprob>? top = p.Logprobs && p.TopLogprobs > 0 ? new List<TokenLogprob>(p.TopLogprobs + 1) : null;
-        int token = live.State.Sample(logits, top, out float logprob);
-        _core.Emit(live, token, !p.IgnoreEos && _eos.Contains(token), p.Logprobs ? [logprob] : null, top is null ? null : [top]);
     }
 
     private static long AvailableMemory()

@@ -99,6 +99,85 @@ public sealed class SamplerTests
         Assert.Equal([0, 1], draws.Distinct().Order().ToArray());
     }
 
+    /// <summary>
+    /// A vocabulary of the size models have (the draw walks it 64 tokens at a time, then token by token): the
+    /// frequencies of a few likely tokens at the ends of blocks and in the last partial block, and of the thousands of
+    /// unlikely ones together, follow the softmax.
+    /// </summary>
+    [Fact]
+    public void Sample_LargeVocabulary_FrequenciesFollowSoftmax()
+    {
+        var random = new Random(64);
+        float[] logits = [.. Enumerable.Range(0, 32_003).Select(_ => (float)(random.NextDouble() - 8))];
+        int[] likely = [0, 63, 64, 5_000, 31_999, 32_002];
+        for (int i = 0; i < likely.Length; i++)
+        {
+            logits[likely[i]] = 2f - 0.3f * i;
+        }
+
+        const int n = 20_000;
+        int[] draws = Draws(new SamplingParams { Seed = 11 }, logits, n);
+
+        double[] softmax = Softmax(logits);
+        double chiSquare = 0;
+        foreach (double[] cell in likely.Select(t => new[] { softmax[t], draws.Count(d => d == t) }).Append([1 - likely.Sum(t => softmax[t]), draws.Count(d => !likely.Contains(d))]))
+        {
+            double e = cell[0] * n;
+            chiSquare += (cell[1] - e) * (cell[1] - e) / e;
+        }
+
+        // 6 degrees of freedom: P(chi2 > 22.5) = 0.001.
+        Assert.True(chiSquare < 22.5, $"chi-square {chiSquare:F2}");
+    }
+
+    /// <summary>
+    /// Top-p and top-k over a large vocabulary (only the likeliest tokens are sorted): every draw is in the nucleus or the
+    /// top k a full sort gives, and the draws cover it.
+    /// </summary>
+    [Theory]
+    [InlineData(0, 0.9f)]
+    [InlineData(0, 0.5f)]
+    [InlineData(0, 0.999f)]
+    [InlineData(20, 1f)]
+    [InlineData(5, 0.9f)]
+    public void Sample_LargeVocabularyTruncation_DrawsExactlyTheFullSortsSet(int topK, float topP)
+    {
+        var random = new Random(topK + (int)(topP * 1000));
+        float[] logits = [.. Enumerable.Range(0, 32_000).Select(_ => (float)(random.NextDouble() * 4 - 10))];
+        for (int i = 0; i < 30; i++)
+        {
+            logits[random.Next(logits.Length)] = (float)(random.NextDouble() * 2);
+        }
+
+        double[] softmax = Softmax(logits);
+        int[] sorted = [.. Enumerable.Range(0, logits.Length).OrderByDescending(t => softmax[t])];
+        int keep = topK > 0 ? topK : sorted.Length;
+        if (topP < 1f)
+        {
+            double total = sorted.Take(keep).Sum(t => softmax[t]), cumulative = 0;
+            int nucleus = 0;
+            while (nucleus < keep && cumulative < topP)
+            {
+                cumulative += softmax[sorted[nucleus++]] / total;
+            }
+
+            keep = nucleus;
+        }
+
+        int[] draws = Draws(new SamplingParams { TopK = topK, TopP = topP, Seed = 17 }, logits, 4_000);
+
+        var allowed = sorted.Take(keep).ToHashSet();
+        Assert.All(draws, t => Assert.Contains(t, allowed));
+        if (keep <= 40)
+        {
+            Assert.Equal(allowed.Order(), draws.Distinct().Order());
+        }
+        else
+        {
+            Assert.True(draws.Distinct().Count() > 40, $"the nucleus of {keep} tokens: {draws.Distinct().Count()} drawn");
+        }
+    }
+
     [Theory]
     [InlineData(1f)]
     [InlineData(0.7f)]
