@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Dynamo.Llm.ModelFiles;
@@ -63,17 +64,19 @@ internal static unsafe class PackedQuantKernel
 
         if (IntDot.IsSupported)
         {
+            // The four-row tile runs over the group twice per four rows (one half each): its scales converted once here.
+            float* fs = end - b >= 2 ? FloatScales(sg, blocks) : null;
             for (; b + 4 <= end; b += 4)
             {
                 for (int half = 0; half < 2; half++)
                 {
                     if (q8)
                     {
-                        Q8_0x4Avx2(wg, sg, half, blocks, a, b, b + 3, tile + half * 8);
+                        Q8_0x4Avx2(wg, fs, half, blocks, a, b, b + 3, tile + half * 8);
                     }
                     else
                     {
-                        Q4_0x4Avx2(wg, sg, half, blocks, a, b, b + 3, tile + half * 8);
+                        Q4_0x4Avx2(wg, fs, half, blocks, a, b, b + 3, tile + half * 8);
                     }
                 }
 
@@ -88,11 +91,11 @@ internal static unsafe class PackedQuantKernel
                 {
                     if (q8)
                     {
-                        Q8_0x4Avx2(wg, sg, half, blocks, a, b, end - 1, tile + half * 8);
+                        Q8_0x4Avx2(wg, fs, half, blocks, a, b, end - 1, tile + half * 8);
                     }
                     else
                     {
-                        Q4_0x4Avx2(wg, sg, half, blocks, a, b, end - 1, tile + half * 8);
+                        Q4_0x4Avx2(wg, fs, half, blocks, a, b, end - 1, tile + half * 8);
                     }
                 }
 
@@ -206,6 +209,23 @@ internal static unsafe class PackedQuantKernel
 
         return HalfConvert.Convert(h);
     }
+
+    /// <summary>A group's fp16 scales (<paramref name="blocks"/> x 16) as floats, in this thread's buffer (valid until its next call).</summary>
+    private static float* FloatScales(ushort* sg, int blocks)
+    {
+        int n = blocks * PackedQuant.GroupRows;
+        float[] buffer = _floatScales is { } f && f.Length >= n ? f : _floatScales = GC.AllocateUninitializedArray<float>(Math.Max(n, 4096), pinned: true);
+        float* fs = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(buffer));
+        for (int i = 0; i < n; i += 8)
+        {
+            Scales8(sg + i).Store(fs + i);
+        }
+
+        return fs;
+    }
+
+    [ThreadStatic]
+    private static float[]? _floatScales;
 
     /// <summary>Eight fp16 scales as floats (as <see cref="Scales16"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -377,7 +397,7 @@ internal static unsafe class PackedQuantKernel
     /// The eight slices of a block are written out (constant offsets from pointers that move a block at a time): the
     /// loop's index arithmetic competed with the vector work for issue slots (about 12 % on Zen 3).
     /// </summary>
-    private static void Q8_0x4Avx2(byte* w, ushort* sc, int half, int blocks, in Q8Activations a, int b, int last, float* tile)
+    private static void Q8_0x4Avx2(byte* w, float* sc, int half, int blocks, in Q8Activations a, int b, int last, float* tile)
     {
         int b1 = Math.Min(b + 1, last), b2 = Math.Min(b + 2, last), b3 = Math.Min(b + 3, last);
         sbyte* q0 = a.RowQ(b), q1 = a.RowQ(b1), q2 = a.RowQ(b2), q3 = a.RowQ(b3);
@@ -395,7 +415,7 @@ internal static unsafe class PackedQuantKernel
             Q8Slice(v + 320, q0 + 20, q1 + 20, q2 + 20, q3 + 20, ref i0, ref i1, ref i2, ref i3);
             Q8Slice(v + 384, q0 + 24, q1 + 24, q2 + 24, q3 + 24, ref i0, ref i1, ref i2, ref i3);
             Q8Slice(v + 448, q0 + 28, q1 + 28, q2 + 28, q3 + 28, ref i0, ref i1, ref i2, ref i3);
-            Vector256<float> sw = Scales8(sc + half * 8);
+            Vector256<float> sw = Vector256.Load(sc + half * 8);
             acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), sw * Vector256.Create(d0[k]), acc0);
             acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), sw * Vector256.Create(d1[k]), acc1);
             acc2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), sw * Vector256.Create(d2[k]), acc2);
@@ -477,7 +497,7 @@ internal static unsafe class PackedQuantKernel
     }
 
     /// <summary>Activation rows b .. b + 3 capped at <paramref name="last"/>, as <see cref="Q8_0x4Avx2"/>.</summary>
-    private static void Q4_0x4Avx2(byte* w, ushort* sc, int half, int blocks, in Q8Activations a, int b, int last, float* tile)
+    private static void Q4_0x4Avx2(byte* w, float* sc, int half, int blocks, in Q8Activations a, int b, int last, float* tile)
     {
         int b1 = Math.Min(b + 1, last), b2 = Math.Min(b + 2, last), b3 = Math.Min(b + 3, last);
         sbyte* q0 = a.RowQ(b), q1 = a.RowQ(b1), q2 = a.RowQ(b2), q3 = a.RowQ(b3);
@@ -492,7 +512,7 @@ internal static unsafe class PackedQuantKernel
             Vector256<byte> l0 = v0 & mask, l1 = v1 & mask, l2 = v2 & mask, l3 = v3 & mask;
             Vector256<byte> h0 = (v0.AsUInt16() >>> 4).AsByte() & mask, h1 = (v1.AsUInt16() >>> 4).AsByte() & mask;
             Vector256<byte> h2 = (v2.AsUInt16() >>> 4).AsByte() & mask, h3 = (v3.AsUInt16() >>> 4).AsByte() & mask;
-            Vector256<float> sw = Scales8(sc + half * 8);
+            Vector256<float> sw = Vector256.Load(sc + half * 8);
             int o = k * 32;
             acc0 = Q4Accumulate(Q4Block(l0, l1, l2, l3, h0, h1, h2, h3, q0 + o), s0[k], sw * Vector256.Create(d0[k]), acc0);
             acc1 = Q4Accumulate(Q4Block(l0, l1, l2, l3, h0, h1, h2, h3, q1 + o), s1[k], sw * Vector256.Create(d1[k]), acc1);
