@@ -38,8 +38,9 @@ internal readonly unsafe struct Q8Activations
     public static Q8Activations In(byte* scratch, int cols, int batch)
     {
         int blocks = cols / Block * batch;
+        // −q only where the AVX-512 kernels read it: elsewhere quantizing skips the store.
         return new Q8Activations((sbyte*)scratch, (float*)(scratch + (long)cols * batch), (int*)(scratch + (long)cols * batch + blocks * 4L), cols,
-            (sbyte*)(scratch + (long)cols * batch + blocks * 8L));
+            System.Runtime.Intrinsics.X86.Avx512BW.IsSupported ? (sbyte*)(scratch + (long)cols * batch + blocks * 8L) : null);
     }
 
     public sbyte* RowQ(int b) => Q + (long)b * Cols;
