@@ -143,10 +143,18 @@ public sealed class Sampler
         {
             int sorted = SortCandidates(probs, k);
             count = Math.Min(k, sorted);
-            total = k < n ? 0 : SumAsDouble(probs);
-            for (int i = 0; k < n && i < count; i++)
+            if (k < n)
             {
-                total += probs[order[i]];
+                // Top-k: the mass of the k kept, in their order.
+                total = 0;
+                for (int i = 0; i < count; i++)
+                {
+                    total += probs[order[i]];
+                }
+            }
+            else
+            {
+                total = SumAsDouble(probs);
             }
 
             if (_p.TopP < 1f)

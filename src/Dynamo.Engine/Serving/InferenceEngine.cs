@@ -206,6 +206,8 @@ public sealed class InferenceEngine : IEngine
             ref SampledRow s = ref _sampled[r];
             if (s.Error is { } error)
             {
+                // The step fails (its sequences with it): drop the rest of its rows' references before rethrowing.
+                Array.Clear(_sampled, r, row - r);
                 System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
             }
 
