@@ -189,7 +189,9 @@ internal static class BenchCommand
         }
     }
 
-    /// <summary>Bytes of the model: its file, or every file of its folder.</summary>
+    /// <summary>Bytes of the model: its file, or every file of its folder; a symbolic link counts as the file it names.</summary>
     private static long ModelBytes(string path) =>
-        Directory.Exists(path) ? new DirectoryInfo(path).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length) : new FileInfo(path).Length;
+        Directory.Exists(path) ? new DirectoryInfo(path).EnumerateFiles("*", SearchOption.AllDirectories).Sum(Bytes) : Bytes(new FileInfo(path));
+
+    private static long Bytes(FileInfo f) => f.LinkTarget is null ? f.Length : f.ResolveLinkTarget(returnFinalTarget: true) is FileInfo { Exists: true } t ? t.Length : 0;
 }

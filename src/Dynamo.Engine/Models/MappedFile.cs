@@ -27,30 +27,41 @@ internal sealed unsafe class MappedFile : IDisposable
 
     public static MappedFile Open(string path)
     {
+        // The length and the mapping come from one open handle: a symbolic link (a Hugging Face cache entry, a
+        // renamed copy) is followed to the file it names, and a file replaced in between cannot pair one file's
+        // length with another's bytes.
+        FileStream stream;
         long length;
         try
         {
-            length = new FileInfo(path).Length;
+            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            length = stream.Length;
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new ModelFormatException(path, $"cannot read: {e.Message}", e);
         }
 
         if (length == 0)
         {
+            stream.Dispose();
             throw new ModelFormatException(path, "file is empty");
         }
 
         MemoryMappedFile? file = null;
         try
         {
-            file = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+            file = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
             MemoryMappedViewAccessor view = file.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
             return new MappedFile(path, file, view, length);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            if (file is null)
+            {
+                stream.Dispose();
+            }
+
             file?.Dispose();
             throw new ModelFormatException(path, $"cannot map: {e.Message}", e);
         }

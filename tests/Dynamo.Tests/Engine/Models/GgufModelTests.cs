@@ -73,6 +73,23 @@ public class GgufModelTests
     }
 
     [Fact]
+    public void Open_ThroughASymbolicLink_ReadsTheFileItNames()
+    {
+        // A Hugging Face cache entry is a link to a blob: the mapping's length is the target's, not the link's.
+        using var dir = new TempDir();
+        string target = GgufTestWriter.TinyModel("llama").WriteTo(dir.Path);
+        string link = System.IO.Path.Combine(dir.Path, "linked.gguf");
+        File.CreateSymbolicLink(link, target);
+
+        using GgufModel direct = GgufModel.Open(target);
+        using GgufModel linked = GgufModel.Open(link);
+
+        Assert.Equal(new FileInfo(target).Length, linked.File.FileLength);
+        Assert.Equal(direct.Config.Dim, linked.Config.Dim);
+        Assert.Equal(direct.Tensors.Keys.Order(), linked.Tensors.Keys.Order());
+    }
+
+    [Fact]
     public void Open_RopeFreqsTensor_RecordsLlama3Scaling()
     {
         using var dir = new TempDir();
