@@ -20,6 +20,14 @@ namespace Dynamo.Engine.Kernels;
 internal static unsafe class PackedQuantKernel
 {
     /// <summary>
+    /// How far ahead of the block in work the x86 kernels ask for weight lines (software prefetch). A decode step streams
+    /// every weight once; the hardware prefetchers stop at each 4 KiB page, and under two threads' load the one-row tile
+    /// waited on memory: 1b1 Q4_0 decode went from 65 to 77 tok/s (2 threads, Zen 5), 47 to 55 on one thread, and
+    /// 16-sequence decode of 110m Q8_0 from about 1,140 to 1,300-1,440. About bandwidth x latency of one core (25 GB/s x 150 ns).
+    /// </summary>
+    private const int PrefetchAhead = 4096;
+
+    /// <summary>
     /// dst[b·stride + r] = row r of one group of a <see cref="PackedQuant"/> times activation row b, for the group's
     /// <paramref name="valid"/> real rows and activation rows <paramref name="b0"/> .. b0 + count − 1: the group's first
     /// block of quants <paramref name="wg"/> and its scales <paramref name="sg"/>; <paramref name="dst"/> is the group's
@@ -184,6 +192,16 @@ internal static unsafe class PackedQuantKernel
         return acc;
     }
 
+    /// <summary>Asks for the four lines of a Q4_0 block <see cref="PrefetchAhead"/> bytes on.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Prefetch256(byte* block)
+    {
+        Sse.Prefetch0(block + PrefetchAhead);
+        Sse.Prefetch0(block + PrefetchAhead + 64);
+        Sse.Prefetch0(block + PrefetchAhead + 128);
+        Sse.Prefetch0(block + PrefetchAhead + 192);
+    }
+
     private static void Store(float* tile, int tokens, int valid, float* y, int stride)
     {
         for (int t = 0; t < tokens; t++)
@@ -268,6 +286,8 @@ internal static unsafe class PackedQuantKernel
             int o = k * 32;
             for (int s = 0; s < 8; s++)
             {
+                Sse.Prefetch0(w + s * 64 + PrefetchAhead);
+
                 Vector512<sbyte> v = Vector512.Load((sbyte*)w + s * 64);
                 Vector512<byte> m = Avx512BW.Abs(v);
                 Vector512<sbyte> n = Vector512.LessThan(v, Vector512<sbyte>.Zero);
@@ -303,6 +323,9 @@ internal static unsafe class PackedQuantKernel
             int o = k * 32;
             for (int s = 0; s < 8; s += 2)
             {
+                Sse.Prefetch0(w + s * 64 + PrefetchAhead);
+                Sse.Prefetch0(w + s * 64 + 64 + PrefetchAhead);
+
                 Vector512<sbyte> v = Vector512.Load((sbyte*)w + s * 64);
                 Vector512<sbyte> u = Vector512.Load((sbyte*)w + s * 64 + 64);
                 even = Q8Step(even, Avx512BW.Abs(v), Vector512.LessThan(v, Vector512<sbyte>.Zero), *(int*)(q0 + o + 4 * s), *(int*)(n0 + o + 4 * s));
@@ -348,6 +371,8 @@ internal static unsafe class PackedQuantKernel
         for (int k = 0; k < blocks; k++, w += 256, sc += PackedQuant.GroupRows)
         {
             byte* n = w;
+            Prefetch256(n);
+
             Vector512<byte> v0 = Vector512.Load(n), v1 = Vector512.Load(n + 64), v2 = Vector512.Load(n + 128), v3 = Vector512.Load(n + 192);
             Vector512<byte> l0 = v0 & mask, l1 = v1 & mask, l2 = v2 & mask, l3 = v3 & mask;
             Vector512<byte> h0 = (v0.AsUInt16() >>> 4).AsByte() & mask, h1 = (v1.AsUInt16() >>> 4).AsByte() & mask;
@@ -376,6 +401,8 @@ internal static unsafe class PackedQuantKernel
         for (int k = 0; k < blocks; k++, w += 256, sc += PackedQuant.GroupRows)
         {
             byte* n = w;
+            Prefetch256(n);
+
             Vector512<byte> v0 = Vector512.Load(n), v1 = Vector512.Load(n + 64), v2 = Vector512.Load(n + 128), v3 = Vector512.Load(n + 192);
             Vector512<short> s = Q4Block(v0 & mask, v1 & mask, v2 & mask, v3 & mask,
                 (v0.AsUInt16() >>> 4).AsByte() & mask, (v1.AsUInt16() >>> 4).AsByte() & mask,
@@ -433,6 +460,7 @@ internal static unsafe class PackedQuantKernel
     private static void Q8Slice(sbyte* w, sbyte* q0, sbyte* q1, sbyte* q2, sbyte* q3,
         ref Vector256<int> i0, ref Vector256<int> i1, ref Vector256<int> i2, ref Vector256<int> i3)
     {
+        Sse.Prefetch0(w + PrefetchAhead);
         Vector256<sbyte> v = Vector256.Load(w);
         Vector256<byte> m = Avx2.Abs(v);
         i0 = Q8Step(i0, m, v, *(int*)q0);
@@ -456,6 +484,8 @@ internal static unsafe class PackedQuantKernel
             int o = k * 32;
             for (int s = 0; s < 8; s += 2)
             {
+                Sse.Prefetch0(w + s * 64 + PrefetchAhead);
+                Sse.Prefetch0(w + s * 64 + 64 + PrefetchAhead);
                 Vector256<sbyte> v0 = Vector256.Load((sbyte*)w + s * 64), v1 = Vector256.Load((sbyte*)w + s * 64 + 32);
                 Vector256<sbyte> u0 = Vector256.Load((sbyte*)w + s * 64 + 64), u1 = Vector256.Load((sbyte*)w + s * 64 + 96);
                 int x = *(int*)(q0 + o + 4 * s), y = *(int*)(q0 + o + 4 * s + 4);
@@ -508,6 +538,11 @@ internal static unsafe class PackedQuantKernel
         for (int k = 0; k < blocks; k++, w += 256, sc += PackedQuant.GroupRows)
         {
             byte* n = w + half * 32;
+            if (half == 0)
+            {
+                Prefetch256(n);
+            }
+
             Vector256<byte> v0 = Vector256.Load(n), v1 = Vector256.Load(n + 64), v2 = Vector256.Load(n + 128), v3 = Vector256.Load(n + 192);
             Vector256<byte> l0 = v0 & mask, l1 = v1 & mask, l2 = v2 & mask, l3 = v3 & mask;
             Vector256<byte> h0 = (v0.AsUInt16() >>> 4).AsByte() & mask, h1 = (v1.AsUInt16() >>> 4).AsByte() & mask;
@@ -536,6 +571,7 @@ internal static unsafe class PackedQuantKernel
         Vector256<byte> mask = Vector256.Create((byte)0x0F);
         for (int k = 0; k < blocks; k++, w += 256, sc += PackedQuant.GroupRows)
         {
+            Prefetch256(w);
             Vector256<byte> v0 = Vector256.Load(w), v1 = Vector256.Load(w + 64), v2 = Vector256.Load(w + 128), v3 = Vector256.Load(w + 192);
             Vector256<byte> u0 = Vector256.Load(w + 32), u1 = Vector256.Load(w + 96), u2 = Vector256.Load(w + 160), u3 = Vector256.Load(w + 224);
             sbyte* x = q0 + k * 32;
