@@ -29,21 +29,25 @@ dotnet test tests/Dynamo.Tests/Dynamo.Tests.csproj -c Release --no-build -nologo
   --results-directory "$results" "${filter[@]}" "${extra[@]}"
 rc=$?
 # The kernels again with the wider instruction sets switched off, so that every SIMD path of this machine is
-# tested, not only the widest (each path must give the scalar reference's bits): AVX2 without AVX-512, the
+# tested, not only the widest (each path must give the scalar reference's bits): AVX-512 tiles without AVX-VNNI
+# (Zen 4; the same as the main run where the CPU has no AVX-VNNI), AVX2 without AVX-512 and AVX-VNNI (Zen 3), the
 # portable Vector128 path (what ARM64 runs) without AVX2, and scalar without any SIMD. (.NET 10 switches all of
-# AVX-512 with DOTNET_EnableAVX512; DOTNET_EnableAVX512F no longer does.) Skipped when the main run was filtered
-# (./test.sh -- ARGS).
+# AVX-512 with DOTNET_EnableAVX512; DOTNET_EnableAVX512F no longer does. AVX-VNNI is not part of it.) Skipped when
+# the main run was filtered (./test.sh -- ARGS).
 isa_runs=()
 if [ ${#extra[@]} -eq 0 ] && [ -f "$results/results.trx" ]; then
-  for isa in DOTNET_EnableAVX512 DOTNET_EnableAVX2 DOTNET_EnableHWIntrinsic; do
-    echo "test.sh: the kernel tests again with $isa=0"
-    env "$isa=0" dotnet test tests/Dynamo.Tests/Dynamo.Tests.csproj -c Release --no-build -nologo \
-      --logger "trx;LogFileName=results-$isa.trx" --results-directory "$results" \
-      --filter "FullyQualifiedName~Dynamo.Tests.Engine.Kernels" >"$results/$isa.log" 2>&1
+  for isa in DOTNET_EnableAVXVNNI "DOTNET_EnableAVX512 DOTNET_EnableAVXVNNI" DOTNET_EnableAVX2 DOTNET_EnableHWIntrinsic; do
+    name=${isa// /-}
+    settings=()
+    for var in $isa; do settings+=("$var=0"); done
+    echo "test.sh: the kernel tests again with ${settings[*]}"
+    env "${settings[@]}" dotnet test tests/Dynamo.Tests/Dynamo.Tests.csproj -c Release --no-build -nologo \
+      --logger "trx;LogFileName=results-$name.trx" --results-directory "$results" \
+      --filter "FullyQualifiedName~Dynamo.Tests.Engine.Kernels" >"$results/$name.log" 2>&1
     isa_rc=$?
-    tail -n 3 "$results/$isa.log"
+    tail -n 3 "$results/$name.log"
     if [ "$isa_rc" -ne 0 ]; then rc=$isa_rc; fi
-    isa_runs+=("$results/results-$isa.trx")
+    isa_runs+=("$results/results-$name.trx")
   done
 fi
 trx="$results/results.trx"

@@ -37,6 +37,20 @@ internal static unsafe class PackedQuantKernel
     {
         int b = b0, end = b0 + count;
         float* tile = stackalloc float[4 * PackedQuant.GroupRows];
+        if (q8 && AvxVnni.IsSupported && Fma.IsSupported && end - b >= 2)
+        {
+            // Q8_0 tiles of two to four rows with AVX-VNNI where the CPU has it (Zen 5; not Zen 4), ahead of AVX-512:
+            // 1b1 Q8_0 pp512 210 -> 272 tok/s and 16-sequence decode of 110m Q8_0 1,320 -> 1,600 (Zen 5, 2 threads).
+            // A single row (decode) stays on the one-row tile below: it waits on memory, not on the products.
+            float* fs = FloatScales(sg, blocks);
+            for (; b + 2 <= end; b += 4)
+            {
+                int last = Math.Min(b + 3, end - 1);
+                Q8_0x4Vnni(wg, fs, blocks, a, b, last, tile);
+                Store(tile, last - b + 1, valid, dst + (long)b * stride, stride);
+            }
+        }
+
         if (Avx512BW.IsSupported)
         {
             for (; b + 4 <= end; b += 4)
@@ -411,6 +425,81 @@ internal static unsafe class PackedQuantKernel
         }
 
         acc0.Store(tile);
+    }
+
+    // ---- AVX-VNNI (256-bit vpdpbusd): a Q8_0 weight plus 128 is an unsigned byte, so one instruction per eight rows ----
+
+    /// <summary>
+    /// The four-row Q8_0 tile with AVX-VNNI: each weight byte x-ored with 0x80 is w + 128 (0..255), vpdpbusd adds four
+    /// (w + 128)·q products per lane, and 128·Σq of the block (<see cref="Q8Activations.Sums"/>) is taken off: the block's
+    /// exact integer dot, so every result keeps its bits. Per slice and activation row two vpdpbusd replace a blend,
+    /// vpmaddubsw, vpmaddwd and an add on 512-bit vectors. Rows b .. b + 3 capped at <paramref name="last"/>, as the AVX2 tile.
+    /// </summary>
+    private static void Q8_0x4Vnni(byte* w, float* sc, int blocks, in Q8Activations a, int b, int last, float* tile)
+    {
+        int b1 = Math.Min(b + 1, last), b2 = Math.Min(b + 2, last), b3 = Math.Min(b + 3, last);
+        sbyte* q0 = a.RowQ(b), q1 = a.RowQ(b1), q2 = a.RowQ(b2), q3 = a.RowQ(b3);
+        float* d0 = a.RowD(b), d1 = a.RowD(b1), d2 = a.RowD(b2), d3 = a.RowD(b3);
+        int* s0 = a.RowSums(b), s1 = a.RowSums(b1), s2 = a.RowSums(b2), s3 = a.RowSums(b3);
+        Vector256<float> f0 = default, g0 = default, f1 = default, g1 = default, f2 = default, g2 = default, f3 = default, g3 = default;
+        for (int k = 0; k < blocks; k++, w += 512, sc += PackedQuant.GroupRows, q0 += 32, q1 += 32, q2 += 32, q3 += 32)
+        {
+            var t = new VnniTile();
+            VnniSlice(w, q0, q1, q2, q3, ref t);
+            VnniSlice(w + 64, q0 + 4, q1 + 4, q2 + 4, q3 + 4, ref t);
+            VnniSlice(w + 128, q0 + 8, q1 + 8, q2 + 8, q3 + 8, ref t);
+            VnniSlice(w + 192, q0 + 12, q1 + 12, q2 + 12, q3 + 12, ref t);
+            VnniSlice(w + 256, q0 + 16, q1 + 16, q2 + 16, q3 + 16, ref t);
+            VnniSlice(w + 320, q0 + 20, q1 + 20, q2 + 20, q3 + 20, ref t);
+            VnniSlice(w + 384, q0 + 24, q1 + 24, q2 + 24, q3 + 24, ref t);
+            VnniSlice(w + 448, q0 + 28, q1 + 28, q2 + 28, q3 + 28, ref t);
+            Vector256<float> lo = Vector256.Load(sc), hi = Vector256.Load(sc + 8);
+            Vector256<int> c0 = Vector256.Create(s0[k] << 7), c1 = Vector256.Create(s1[k] << 7);
+            Vector256<int> c2 = Vector256.Create(s2[k] << 7), c3 = Vector256.Create(s3[k] << 7);
+            Vector256<float> e0 = Vector256.Create(d0[k]), e1 = Vector256.Create(d1[k]), e2 = Vector256.Create(d2[k]), e3 = Vector256.Create(d3[k]);
+            f0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(t.L0 - c0), lo * e0, f0);
+            g0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(t.H0 - c0), hi * e0, g0);
+            f1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(t.L1 - c1), lo * e1, f1);
+            g1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(t.H1 - c1), hi * e1, g1);
+            f2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(t.L2 - c2), lo * e2, f2);
+            g2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(t.H2 - c2), hi * e2, g2);
+            f3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(t.L3 - c3), lo * e3, f3);
+            g3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(t.H3 - c3), hi * e3, g3);
+        }
+
+        f0.Store(tile);
+        g0.Store(tile + 8);
+        f1.Store(tile + 16);
+        g1.Store(tile + 24);
+        f2.Store(tile + 32);
+        g2.Store(tile + 40);
+        f3.Store(tile + 48);
+        g3.Store(tile + 56);
+    }
+
+    /// <summary>A block's integer sums of the VNNI tile: rows 0-7 (L) and 8-15 (H) of the group by four activation rows.</summary>
+    private struct VnniTile
+    {
+        public Vector256<int> L0, H0, L1, H1, L2, H2, L3, H3;
+    }
+
+    /// <summary>One 64-byte slice (sixteen rows by four values) by four activation rows' four bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void VnniSlice(byte* w, sbyte* q0, sbyte* q1, sbyte* q2, sbyte* q3, ref VnniTile t)
+    {
+        Sse.Prefetch0(w + PrefetchAhead);
+        Vector256<byte> flip = Vector256.Create((byte)0x80);
+        Vector256<byte> lo = Vector256.Load(w) ^ flip, hi = Vector256.Load(w + 32) ^ flip;
+        Vector256<sbyte> x0 = Vector256.Create(*(int*)q0).AsSByte(), x1 = Vector256.Create(*(int*)q1).AsSByte();
+        Vector256<sbyte> x2 = Vector256.Create(*(int*)q2).AsSByte(), x3 = Vector256.Create(*(int*)q3).AsSByte();
+        t.L0 = AvxVnni.MultiplyWideningAndAdd(t.L0, lo, x0);
+        t.H0 = AvxVnni.MultiplyWideningAndAdd(t.H0, hi, x0);
+        t.L1 = AvxVnni.MultiplyWideningAndAdd(t.L1, lo, x1);
+        t.H1 = AvxVnni.MultiplyWideningAndAdd(t.H1, hi, x1);
+        t.L2 = AvxVnni.MultiplyWideningAndAdd(t.L2, lo, x2);
+        t.H2 = AvxVnni.MultiplyWideningAndAdd(t.H2, hi, x2);
+        t.L3 = AvxVnni.MultiplyWideningAndAdd(t.L3, lo, x3);
+        t.H3 = AvxVnni.MultiplyWideningAndAdd(t.H3, hi, x3);
     }
 
     // ---- AVX2: a vector is half a group (8 rows); the same layout, read 32 bytes of each 64 ----

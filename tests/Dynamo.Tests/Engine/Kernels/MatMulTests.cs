@@ -333,7 +333,7 @@ public class MatMulTests
     /// Q8_0 and Q4_0 run register-tiled on a repacked copy; every output must be exactly the scalar reference
     /// (one fused multiply-add per block, in block order), whatever the tile (four activation rows or one), the row
     /// group (padded last groups included), the thread count or the instruction set: test.sh runs this class again
-    /// with AVX-512, AVX2 and all SIMD switched off. Random weights include the byte -128, whose magnitude needs all 8 bits.
+    /// with AVX-VNNI, AVX-512, AVX2 and all SIMD switched off. Random weights include the byte -128, whose magnitude needs all 8 bits.
     /// </summary>
     [Theory]
     [MemberData(nameof(PackedTypes))]
@@ -446,7 +446,8 @@ public class MatMulTests
 
     /// <summary>The instruction set the integer kernels run with in this process (test.sh switches the wider ones off).</summary>
     private static string KernelPath =>
-        System.Runtime.Intrinsics.X86.Avx512BW.IsSupported ? "AVX-512BW" : IntDot.IsSupported ? "AVX2"
+        System.Runtime.Intrinsics.X86.AvxVnni.IsSupported ? (System.Runtime.Intrinsics.X86.Avx512BW.IsSupported ? "AVX-VNNI tiles, AVX-512BW rows" : "AVX-VNNI tiles, AVX2 rows")
+        : System.Runtime.Intrinsics.X86.Avx512BW.IsSupported ? "AVX-512BW" : IntDot.IsSupported ? "AVX2"
         : System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated ? "Vector128" : "scalar";
 
     public static TheoryData<GgmlType, int> DeterminismShapes => new()
