@@ -20,4 +20,11 @@ internal unsafe interface IQuantKernel
 
     /// <summary>The dot of one weight row with activation row <paramref name="b"/> (SIMD where available).</summary>
     static abstract float Dot(byte* row, in Q8Activations a, int b);
+
+    /// <summary>
+    /// The weight row with activation rows b .. b + 3 at once, each the bits <see cref="Dot"/> gives it alone (every row
+    /// runs the same operations in the same order): the row's blocks are loaded and unpacked once for the four.
+    /// Only where <see cref="IntDot.IsSupported"/> (elsewhere <see cref="Dot"/> is the reference, one row at a time).
+    /// </summary>
+    static abstract void Dot4(byte* row, in Q8Activations a, int b, float* y, long stride);
 }

@@ -329,7 +329,14 @@ public static unsafe class MatMul
             for (int r = r0; r < r1; r++)
             {
                 byte* row = job.W + r * job.RowBytes;
-                for (int b = t0; b < t1; b++)
+                int b = t0;
+                for (; IntDot.IsSupported && b + 4 <= t1; b += 4)
+                {
+                    // Four activation rows per pass over the weight row (each value the bits Dot gives it alone).
+                    TKernel.Dot4(row, job.A, b, job.Y + (long)b * rows + r, rows);
+                }
+
+                for (; b < t1; b++)
                 {
                     job.Y[(long)b * rows + r] = TKernel.Dot(row, job.A, b);
                 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -78,9 +79,6 @@ internal readonly unsafe struct Q6_KKernel : IQuantKernel
 
         sbyte* qa = a.RowQ(b);
         float* da = a.RowD(b);
-        var m4 = Vector256.Create((byte)0x0F);
-        var m2 = Vector256.Create((byte)3);
-        var off = Vector256.Create((byte)32);
         Vector256<float> acc0 = default, acc1 = default;
         for (int sb = 0; sb < a.Cols / 256; sb++)
         {
@@ -88,23 +86,67 @@ internal readonly unsafe struct Q6_KKernel : IQuantKernel
             float d = HalfConvert.F16(blk + 208);
             for (int n = 0; n < 2; n++)
             {
-                byte* ql = blk + 64 * n, qh = blk + 128 + 32 * n;
+                Unpack(blk, n, out Vector256<byte> g0, out Vector256<byte> g1, out Vector256<byte> g2, out Vector256<byte> g3);
                 sbyte* sc = (sbyte*)(blk + 192) + 8 * n;
-                Vector256<byte> l0 = Vector256.Load(ql), l1 = Vector256.Load(ql + 32), h = Vector256.Load(qh);
-                Vector256<ushort> h16 = h.AsUInt16(), l016 = l0.AsUInt16(), l116 = l1.AsUInt16();
-                Vector256<byte> g0 = (l0 & m4) | ((h & m2).AsUInt16() << 4).AsByte();
-                Vector256<byte> g1 = (l1 & m4) | (((h16 >> 2).AsByte() & m2).AsUInt16() << 4).AsByte();
-                Vector256<byte> g2 = ((l016 >> 4).AsByte() & m4) | (((h16 >> 4).AsByte() & m2).AsUInt16() << 4).AsByte();
-                Vector256<byte> g3 = ((l116 >> 4).AsByte() & m4) | (((h16 >> 6).AsByte() & m2).AsUInt16() << 4).AsByte();
-                int k = sb * 8 + 4 * n;
-                acc0 = Group(g0 - off, qa + k * 32, sc, d * da[k], acc0);
-                acc1 = Group(g1 - off, qa + k * 32 + 32, sc + 2, d * da[k + 1], acc1);
-                acc0 = Group(g2 - off, qa + k * 32 + 64, sc + 4, d * da[k + 2], acc0);
-                acc1 = Group(g3 - off, qa + k * 32 + 96, sc + 6, d * da[k + 3], acc1);
+                Quad(g0, g1, g2, g3, qa, da, sb * 8 + 4 * n, sc, d, ref acc0, ref acc1);
             }
         }
 
         return Vector256.Sum(acc0 + acc1);
+    }
+
+    public static void Dot4(byte* row, in Q8Activations a, int b, float* y, long stride)
+    {
+        sbyte* q0 = a.RowQ(b), q1 = a.RowQ(b + 1), q2 = a.RowQ(b + 2), q3 = a.RowQ(b + 3);
+        float* d0 = a.RowD(b), d1 = a.RowD(b + 1), d2 = a.RowD(b + 2), d3 = a.RowD(b + 3);
+        Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
+        for (int sb = 0; sb < a.Cols / 256; sb++)
+        {
+            byte* blk = row + sb * 210;
+            float d = HalfConvert.F16(blk + 208);
+            for (int n = 0; n < 2; n++)
+            {
+                Unpack(blk, n, out Vector256<byte> g0, out Vector256<byte> g1, out Vector256<byte> g2, out Vector256<byte> g3);
+                sbyte* sc = (sbyte*)(blk + 192) + 8 * n;
+                int k = sb * 8 + 4 * n;
+                Quad(g0, g1, g2, g3, q0, d0, k, sc, d, ref a00, ref a01);
+                Quad(g0, g1, g2, g3, q1, d1, k, sc, d, ref a10, ref a11);
+                Quad(g0, g1, g2, g3, q2, d2, k, sc, d, ref a20, ref a21);
+                Quad(g0, g1, g2, g3, q3, d3, k, sc, d, ref a30, ref a31);
+            }
+        }
+
+        y[0] = Vector256.Sum(a00 + a01);
+        y[stride] = Vector256.Sum(a10 + a11);
+        y[2 * stride] = Vector256.Sum(a20 + a21);
+        y[3 * stride] = Vector256.Sum(a30 + a31);
+    }
+
+    /// <summary>Half <paramref name="n"/> of a super-block as four groups of 32 signed values plus 32 (6-bit quants).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Unpack(byte* blk, int n, out Vector256<byte> g0, out Vector256<byte> g1, out Vector256<byte> g2, out Vector256<byte> g3)
+    {
+        var m4 = Vector256.Create((byte)0x0F);
+        var m2 = Vector256.Create((byte)3);
+        byte* ql = blk + 64 * n, qh = blk + 128 + 32 * n;
+        Vector256<byte> l0 = Vector256.Load(ql), l1 = Vector256.Load(ql + 32), h = Vector256.Load(qh);
+        Vector256<ushort> h16 = h.AsUInt16(), l016 = l0.AsUInt16(), l116 = l1.AsUInt16();
+        g0 = (l0 & m4) | ((h & m2).AsUInt16() << 4).AsByte();
+        g1 = (l1 & m4) | (((h16 >> 2).AsByte() & m2).AsUInt16() << 4).AsByte();
+        g2 = ((l016 >> 4).AsByte() & m4) | (((h16 >> 4).AsByte() & m2).AsUInt16() << 4).AsByte();
+        g3 = ((l116 >> 4).AsByte() & m4) | (((h16 >> 6).AsByte() & m2).AsUInt16() << 4).AsByte();
+    }
+
+    /// <summary>The four groups of a half super-block (sub-blocks k .. k + 3) against one activation row: <see cref="Dot"/>'s step.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Quad(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3, sbyte* qa, float* da, int k, sbyte* sc, float d,
+        ref Vector256<float> acc0, ref Vector256<float> acc1)
+    {
+        var off = Vector256.Create((byte)32);
+        acc0 = Group(g0 - off, qa + k * 32, sc, d * da[k], acc0);
+        acc1 = Group(g1 - off, qa + k * 32 + 32, sc + 2, d * da[k + 1], acc1);
+        acc0 = Group(g2 - off, qa + k * 32 + 64, sc + 4, d * da[k + 2], acc0);
+        acc1 = Group(g3 - off, qa + k * 32 + 96, sc + 6, d * da[k + 3], acc1);
     }
 
     private static Vector256<float> Group(Vector256<byte> w, sbyte* qa, sbyte* sc, float scale, Vector256<float> acc)
