@@ -392,13 +392,20 @@ public sealed class TransformerBatchedTests
             Step(pos);
         }
 
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int pos = 40; pos < 50; pos++)
+        // Per step, so that a failure says which step allocated and how much (and whether a collection ran then).
+        var bytes = new long[10];
+        var collections = new int[10];
+        for (int i = 0; i < bytes.Length; i++)
         {
-            Step(pos);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            int gcBefore = GC.CollectionCount(0);
+            Step(40 + i);
+            bytes[i] = GC.GetAllocatedBytesForCurrentThread() - before;
+            collections[i] = GC.CollectionCount(0) - gcBefore;
         }
 
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.True(bytes.All(b => b == 0),
+            $"bytes allocated per warm step: [{string.Join(", ", bytes)}]; gen-0 collections during each: [{string.Join(", ", collections)}]");
     }
 
     [Fact]
