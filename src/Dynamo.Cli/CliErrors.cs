@@ -17,7 +17,18 @@ internal static class CliErrors
             await Console.Error.WriteLineAsync($"error: {Describe(ex)}");
             return 1;
         }
+        catch (OperationCanceledException)
+        {
+            // Ctrl-C or SIGTERM while a command was still starting (a server loading its model, say): the command's
+            // token was cancelled before its own stop handling took over. One line and the shell's interrupt code,
+            // not an unhandled exception and an abort.
+            await Console.Error.WriteLineAsync("stopped: cancelled before it finished starting");
+            return StoppedExitCode;
+        }
     }
+
+    /// <summary>Exit code of a command stopped by Ctrl-C or SIGTERM before it finished starting (128 + SIGINT, as a shell reports it).</summary>
+    public const int StoppedExitCode = 130;
 
     public static bool IsUserError(Exception ex) =>
         ex is ModelFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException
